@@ -1,0 +1,107 @@
+# vmd: a plain, non-recursive GNU Makefile.
+#
+#   make            build/vmd
+#   make check      every test, built with AddressSanitizer and UBSan, plus the format check
+#   make fuzz       run the loader's libFuzzer target for FUZZ_SECONDS (default 60)
+#   make format     reformat the sources with clang-format 14
+#
+# WERROR=0 turns -Werror off (an escape hatch for newer compilers; check keeps it on).
+
+CC ?= gcc
+CLANG ?= clang
+CLANG_FORMAT ?= clang-format-14
+PYTHON ?= /usr/bin/python3
+WERROR ?= 1
+FUZZ_SECONDS ?= 60
+
+B := build
+PKGS := yaml-0.1 jansson
+
+# Evaluated when a recipe runs, after build/.deps has installed pkg-config and the -dev packages.
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS = $(shell pkg-config --libs $(PKGS))
+
+WARN := -Wall -Wextra -Wshadow -Wpointer-arith -Wstrict-prototypes -Wmissing-prototypes \
+	-Wno-missing-field-initializers -Wformat=2 -Wno-format-nonliteral
+BASE_CFLAGS = -std=gnu11 -D_GNU_SOURCE -Ireconciler -Ibackends $(WARN) $(PKG_CFLAGS) -MMD -MP
+ifeq ($(WERROR),1)
+BASE_CFLAGS += -Werror
+endif
+CFLAGS ?= -O2 -g
+SAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+
+LIB_SRCS := \
+	reconciler/util.c \
+	reconciler/diag.c \
+	reconciler/yaml-tree.c \
+	reconciler/yaml-decode.c \
+	reconciler/spec.c \
+	reconciler/spec-yaml.c \
+	reconciler/sandbox-dir.c \
+	reconciler/cli-validate.c
+MAIN_SRC := reconciler/main.c
+
+TESTS := util yaml-tree yaml-decode spec spec-yaml sandbox-dir cli-validate schema
+
+OBJS := $(LIB_SRCS:%.c=$(B)/obj/%.o)
+SAN_OBJS := $(LIB_SRCS:%.c=$(B)/san/%.o)
+TEST_BINS := $(TESTS:%=$(B)/san/tests/test-%)
+
+.PHONY: all check test format format-check fuzz fuzz-build clean
+.DELETE_ON_ERROR:
+
+all: $(B)/vmd
+
+$(B)/.deps: scripts/install-deps
+	@mkdir -p $(B)
+	scripts/install-deps
+	@touch $@
+
+$(B)/obj/%.o: %.c | $(B)/.deps
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) -c $< -o $@
+
+$(B)/san/%.o: %.c | $(B)/.deps
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) $(SAN_FLAGS) -c $< -o $@
+
+$(B)/vmd: $(OBJS) $(B)/obj/$(MAIN_SRC:.c=.o)
+	$(CC) $(CFLAGS) $^ $(PKG_LIBS) -o $@
+
+$(B)/san/vmd: $(SAN_OBJS) $(B)/san/$(MAIN_SRC:.c=.o)
+	$(CC) $(SAN_FLAGS) $^ $(PKG_LIBS) -o $@
+
+$(B)/san/tests/test-%: $(B)/san/tests/test-%.o $(SAN_OBJS)
+	$(CC) $(SAN_FLAGS) $^ $(PKG_LIBS) -lcmocka -o $@
+
+test: $(TEST_BINS) $(B)/san/vmd $(B)/fuzz/fuzz-spec-yaml
+	VMD_SRCDIR=$(CURDIR) VMD_BIN=$(CURDIR)/$(B)/san/vmd PYTHON=$(PYTHON) \
+		tests/run $(TEST_BINS) --fuzz $(B)/fuzz/fuzz-spec-yaml
+
+check: format-check test
+
+C_SOURCES = $(shell git ls-files '*.c' '*.h' 2>/dev/null || find reconciler backends tests -name '*.[ch]')
+
+format:
+	$(CLANG_FORMAT) -i $(C_SOURCES)
+
+format-check: | $(B)/.deps
+	$(CLANG_FORMAT) --dry-run --Werror $(C_SOURCES)
+
+# libFuzzer needs clang; the target links the sources directly, not the gcc objects.
+FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+
+$(B)/fuzz/fuzz-spec-yaml: tests/fuzz-spec-yaml.c $(LIB_SRCS) $(wildcard reconciler/*.h) | $(B)/.deps
+	@mkdir -p $(dir $@)
+	$(CLANG) -std=gnu11 -D_GNU_SOURCE -Ireconciler $(PKG_CFLAGS) $(FUZZ_FLAGS) \
+		tests/fuzz-spec-yaml.c $(LIB_SRCS) $(PKG_LIBS) -o $@
+
+fuzz: $(B)/fuzz/fuzz-spec-yaml
+	@mkdir -p $(B)/fuzz/corpus
+	$(B)/fuzz/fuzz-spec-yaml -max_total_time=$(FUZZ_SECONDS) -timeout=5 -rss_limit_mb=1024 \
+		-max_len=65536 $(B)/fuzz/corpus tests/spec/good tests/spec/bad
+
+clean:
+	rm -rf $(B)
+
+-include $(shell find $(B) -name '*.d' 2>/dev/null)

@@ -1,0 +1,33 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+#include "macro.h"
+
+/*
+ * Which entries of the sandbox directory are sandbox files. The daemon's watcher and
+ * `vmd validate` use the same rules, so that what validates is what runs.
+ */
+
+#define SANDBOX_DIR_MAX_DEPTH 8
+
+/*
+ * Whether a directory entry's name can be a sandbox file: NAME.yaml or NAME.yml, not
+ * hidden (which also skips Kubernetes' ..data and ..TIMESTAMP entries) and not an
+ * editor's or package manager's dropping (#x#, x~, .swp, 4913, .dpkg-new, ...).
+ */
+bool sandbox_dir_name_is_candidate(const char *name);
+
+/* Whether a subdirectory with this name is searched: not hidden. */
+bool sandbox_dir_subdir_is_searched(const char *name);
+
+/* error is 0 for a candidate file, or -errno for a subdirectory that could not be read. */
+typedef int (*SandboxDirFn)(const char *path, int error, void *userdata);
+
+/*
+ * Call fn for every candidate under dir, in name order, depth first. Symlinks are followed
+ * to files (a ConfigMap's web.yaml -> ..data/web.yaml), never to directories; subfolders
+ * are searched SANDBOX_DIR_MAX_DEPTH levels deep. A candidate that is not a regular file
+ * is passed on too: loading it says what is wrong. A negative return of fn stops the walk
+ * and is returned. Returns -errno if dir itself cannot be read.
+ */
+int sandbox_dir_walk(const char *dir, SandboxDirFn fn, void *userdata);

@@ -1,0 +1,473 @@
+/* SPDX-License-Identifier: MIT */
+#include <assert.h>
+#include <fcntl.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <sys/stat.h>
+
+#include "spec-yaml.h"
+#include "yaml-decode.h"
+
+/* What the sandbox file's decoders share, beside the generic Decoder. */
+typedef struct SpecContext {
+	BackendKind backend;
+	bool backend_explicit;
+	const YNode *name_node; /* metadata.name, to compare with the file name */
+} SpecContext;
+
+#define SPEC_CTX(d) ((SpecContext *)(d)->userdata)
+
+static const char *backend_desc(Decoder *d, char buf[static 80])
+{
+	snprintf(buf, 80, "backend '%s'%s", backend_kind_to_string(SPEC_CTX(d)->backend),
+		 SPEC_CTX(d)->backend_explicit ? "" : " (the default backend)");
+	return buf;
+}
+
+static void decode_name(Decoder *d, const YNode *n, const Field *f, void *obj)
+{
+	char buf[80];
+	const char *s;
+
+	if (!decode_get_string(d, n, &s))
+		return;
+	if (!spec_name_is_valid(s)) {
+		decode_error(
+			d, n,
+			"%s is not a valid sandbox name: expected 1 to 63 lowercase letters, digits and '-', starting and ending with a letter or digit",
+			decode_show(n, buf));
+		return;
+	}
+	strcpy(FIELD_AT(obj, f, char), s);
+	SPEC_CTX(d)->name_node = n;
+}
+
+static void decode_id(Decoder *d, const YNode *n, const Field *f, void *obj)
+{
+	char buf[80];
+	const char *s;
+
+	if (!decode_get_string(d, n, &s))
+		return;
+	if (!spec_id_is_valid(s)) {
+		decode_error(
+			d, n,
+			"%s is not a valid id: expected 1 to 31 lowercase letters, digits and '-', starting with a letter or digit",
+			decode_show(n, buf));
+		return;
+	}
+	strcpy(FIELD_AT(obj, f, char), s);
+}
+
+static void decode_ifname(Decoder *d, const YNode *n, const Field *f, void *obj)
+{
+	char buf[80];
+	const char *s;
+
+	if (!decode_get_string(d, n, &s))
+		return;
+	if (!spec_ifname_is_valid(s)) {
+		decode_error(
+			d, n,
+			"%s is not a valid interface name: expected 1 to 15 printable ASCII characters without '/', ':' or spaces",
+			decode_show(n, buf));
+		return;
+	}
+	strcpy(FIELD_AT(obj, f, char), s);
+}
+
+static void decode_mac(Decoder *d, const YNode *n, const Field *f, void *obj)
+{
+	NetSpec *net = obj;
+	char buf[80];
+	const char *s;
+
+	assert(f->offset == offsetof(NetSpec, mac));
+	if (!decode_get_string(d, n, &s))
+		return;
+	if (spec_mac_parse(s, net->mac) < 0) {
+		decode_error(
+			d, n,
+			"%s is not a MAC address: expected six hex pairs separated by ':', such as \"52:54:00:12:34:56\"",
+			decode_show(n, buf));
+		return;
+	}
+	if (!spec_mac_is_unicast(net->mac)) {
+		decode_error(
+			d, n,
+			"%s is a multicast address; a NIC needs a unicast MAC (the lowest bit of the first byte clear)",
+			decode_show(n, buf));
+		return;
+	}
+	net->mac_derived = false;
+}
+
+static void decode_labels(Decoder *d, const YNode *n, const Field *f _unused_, void *obj)
+{
+	SandboxSpec *s = obj;
+	char buf[80];
+
+	if (n->type == YNODE_INVALID)
+		return;
+	if (n->type != YNODE_MAP) {
+		decode_error(d, n, "expected a mapping of strings to strings, got %s",
+			     decode_show(n, buf));
+		return;
+	}
+	if (n->n_pairs > SPEC_LABELS_MAX) {
+		decode_error(d, n, "has %zu labels; at most %u are allowed", n->n_pairs,
+			     SPEC_LABELS_MAX);
+		return;
+	}
+	s->labels = calloc(n->n_pairs, sizeof(Label));
+	if (!s->labels && n->n_pairs > 0) {
+		d->diags->error = -ENOMEM;
+		return;
+	}
+
+	for (size_t i = 0; i < n->n_pairs; i++) {
+		const YNode *k = n->pairs[i].key, *v = n->pairs[i].value;
+		const char *key, *value;
+		bool key_ok = decode_get_string(d, k, &key),
+		     value_ok = decode_get_string(d, v, &value);
+
+		if (key_ok && strlen(key) > SPEC_LABEL_KEY_MAX) {
+			decode_error(d, k, "label key %s is longer than %u bytes",
+				     decode_show(k, buf), SPEC_LABEL_KEY_MAX);
+			key_ok = false;
+		}
+		if (value_ok && strlen(value) > SPEC_LABEL_VALUE_MAX) {
+			decode_error(d, v, "label value %s is longer than %u bytes",
+				     decode_show(v, buf), SPEC_LABEL_VALUE_MAX);
+			value_ok = false;
+		}
+		if (!key_ok || !value_ok)
+			continue;
+		Label *l = &s->labels[s->n_labels];
+		if (!decode_dup(d, key, &l->key) || !decode_dup(d, value, &l->value)) {
+			free(l->key);
+			*l = (Label){};
+			return;
+		}
+		s->n_labels++;
+	}
+}
+
+static const Field metadata_fields[] = {
+	{"name", decode_name, offsetof(SandboxSpec, name)},
+	{"labels", decode_labels, 0},
+};
+
+static void decode_metadata(Decoder *d, const YNode *n, const Field *f _unused_, void *obj)
+{
+	decode_fields(d, n, n, metadata_fields, ELEMENTSOF(metadata_fields), obj);
+}
+
+static void decode_disk_format(Decoder *d, const YNode *n, const Field *f, void *obj)
+{
+	char buf[80];
+	int v;
+
+	if (!decode_enum_value(d, n, f, &v))
+		return;
+	if (v == DISK_FORMAT_QCOW2 && SPEC_CTX(d)->backend != BACKEND_QEMU &&
+	    SPEC_CTX(d)->backend != BACKEND_NOOP) {
+		decode_error(d, n, "qcow2 needs the qemu backend; this sandbox uses %s",
+			     backend_desc(d, buf));
+		return;
+	}
+	*FIELD_AT(obj, f, int) = v;
+}
+
+static const Field disk_fields[] = {
+	{"id", decode_id, offsetof(DiskSpec, id), .required = true},
+	{"path", decode_path, offsetof(DiskSpec, path), .required = true, .max = SPEC_PATH_MAX},
+	{"readOnly", decode_bool, offsetof(DiskSpec, read_only)},
+	{"format", decode_disk_format, offsetof(DiskSpec, format), .table = disk_format_table,
+	 .table_len = _DISK_FORMAT_MAX},
+};
+
+static void decode_net_type(Decoder *d, const YNode *n, const Field *f, void *obj)
+{
+	char buf[80];
+	int v;
+
+	if (!decode_enum_value(d, n, f, &v))
+		return;
+	if (v == NET_USER && SPEC_CTX(d)->backend != BACKEND_QEMU &&
+	    SPEC_CTX(d)->backend != BACKEND_NOOP) {
+		decode_error(d, n,
+			     "user-mode networking needs the qemu backend; this sandbox uses %s",
+			     backend_desc(d, buf));
+		return;
+	}
+	*FIELD_AT(obj, f, int) = v;
+}
+
+static const Field network_fields[] = {
+	{"id", decode_id, offsetof(NetSpec, id), .required = true},
+	{"type", decode_net_type, offsetof(NetSpec, type), .table = net_type_table,
+	 .table_len = _NET_TYPE_MAX},
+	{"tap", decode_ifname, offsetof(NetSpec, tap)},
+	{"mac", decode_mac, offsetof(NetSpec, mac)},
+};
+
+static void check_network(Decoder *d, const YNode *item, void *obj)
+{
+	NetSpec *net = obj;
+	const YNode *tap = ynode_map_get(item, "tap"), *type = ynode_map_get(item, "type");
+	size_t old;
+
+	if (net->type == NET_TAP && !tap && !(type && type->type == YNODE_INVALID)) {
+		decode_error(
+			d, item,
+			"missing field 'tap': a network of type tap needs the name of its tap device");
+		return;
+	}
+	if (net->type == NET_USER && tap) {
+		old = decode_where_push(d, ".tap");
+		decode_error(
+			d, tap,
+			"only a network of type tap has a tap device; remove it or set type: tap");
+		decode_where_pop(d, old);
+	}
+}
+
+static const ListDesc disk_list = {
+	.what = "disk",
+	.fields = disk_fields,
+	.n_fields = ELEMENTSOF(disk_fields),
+	.item_size = sizeof(DiskSpec),
+	.max = SPEC_DISKS_MAX,
+	.unique = {"id", "path"},
+};
+
+static const ListDesc network_list = {
+	.what = "network",
+	.fields = network_fields,
+	.n_fields = ELEMENTSOF(network_fields),
+	.item_size = sizeof(NetSpec),
+	.max = SPEC_NETWORKS_MAX,
+	.unique = {"id", "tap"},
+	.check = check_network,
+};
+
+static void decode_disks(Decoder *d, const YNode *n, const Field *f _unused_, void *obj)
+{
+	SandboxSpec *s = obj;
+
+	s->n_disks = decode_list(d, n, &disk_list, s->disks);
+}
+
+static void decode_networks(Decoder *d, const YNode *n, const Field *f _unused_, void *obj)
+{
+	SandboxSpec *s = obj;
+
+	/* Until the file says otherwise: type tap, MAC derived. */
+	for (size_t i = 0; i < SPEC_NETWORKS_MAX; i++)
+		s->networks[i] = (NetSpec){.type = NET_TAP, .mac_derived = true};
+	s->n_networks = decode_list(d, n, &network_list, s->networks);
+}
+
+static void decode_vcpus(Decoder *d, const YNode *n, const Field *f, void *obj)
+{
+	char buf[80];
+	uint64_t v;
+
+	if (!decode_uint_value(d, n, f, &v))
+		return;
+	if (SPEC_CTX(d)->backend == BACKEND_FIRECRACKER &&
+	    (v > SPEC_FIRECRACKER_VCPUS_MAX || (v > 1 && v % 2 != 0))) {
+		decode_error(d, n, "%s vCPUs do not fit %s: it takes 1 or an even number up to %u",
+			     decode_show(n, buf), backend_desc(d, buf), SPEC_FIRECRACKER_VCPUS_MAX);
+		return;
+	}
+	*FIELD_AT(obj, f, unsigned) = (unsigned)v;
+}
+
+static const Field spec_fields[] = {
+	{"backend", decode_skip, 0}, /* decoded first: other fields depend on it */
+	{"state", decode_enum, offsetof(SandboxSpec, state), .table = sandbox_state_table,
+	 .table_len = _SANDBOX_STATE_MAX},
+	{"restartPolicy", decode_enum, offsetof(SandboxSpec, restart_policy),
+	 .table = restart_policy_table, .table_len = _RESTART_POLICY_MAX},
+	{"updatePolicy", decode_enum, offsetof(SandboxSpec, update_policy),
+	 .table = update_policy_table, .table_len = _UPDATE_POLICY_MAX},
+	{"vcpus", decode_vcpus, offsetof(SandboxSpec, vcpus), .min = 1, .max = SPEC_VCPUS_MAX},
+	{"memory", decode_size, offsetof(SandboxSpec, memory), .required = true,
+	 .min = SPEC_MEMORY_MIN},
+	{"kernel", decode_path, offsetof(SandboxSpec, kernel), .max = SPEC_PATH_MAX},
+	{"initrd", decode_path, offsetof(SandboxSpec, initrd), .max = SPEC_PATH_MAX},
+	{"cmdline", decode_string, offsetof(SandboxSpec, cmdline), .max = SPEC_CMDLINE_MAX},
+	{"stopTimeout", decode_duration, offsetof(SandboxSpec, stop_timeout_ms),
+	 .max = SPEC_STOP_TIMEOUT_MAX_MS},
+	{"disks", decode_disks, 0},
+	{"networks", decode_networks, 0},
+};
+
+static const Field backend_field = {
+	"backend",
+	decode_enum,
+	offsetof(SandboxSpec, backend),
+	.table = backend_kind_table,
+	.table_len = _BACKEND_KIND_MAX,
+};
+
+static void decode_spec(Decoder *d, const YNode *n, const Field *f _unused_, void *obj)
+{
+	SandboxSpec *s = obj;
+	const YNode *backend = ynode_map_get(n, "backend");
+	char buf[80];
+
+	if (backend) {
+		size_t old = decode_where_push(d, ".backend");
+
+		s->backend = _BACKEND_KIND_INVALID;
+		decode_enum(d, backend, &backend_field, s);
+		decode_where_pop(d, old);
+		s->backend_explicit = true;
+		if (s->backend < 0)
+			s->backend =
+				SPEC_CTX(d)->backend; /* reported; check the rest against the default */
+		SPEC_CTX(d)->backend = s->backend;
+		SPEC_CTX(d)->backend_explicit = true;
+	}
+
+	decode_fields(d, n, n, spec_fields, ELEMENTSOF(spec_fields), s);
+	if (n->type == YNODE_MAP && !s->kernel && !ynode_map_get(n, "kernel") &&
+	    SPEC_CTX(d)->backend != BACKEND_NOOP)
+		decode_error(d, n,
+			     "missing field 'kernel': %s boots a kernel; give its absolute path",
+			     backend_desc(d, buf));
+}
+
+static const Field root_fields[] = {
+	{"apiVersion", decode_exact, 0, .required = true,
+	 .table = (const char *const[]){SPEC_API_VERSION}},
+	{"kind", decode_exact, 0, .required = true, .table = (const char *const[]){SPEC_KIND}},
+	{"metadata", decode_metadata, 0},
+	{"spec", decode_spec, 0, .required = true},
+};
+
+static void spec_defaults(SandboxSpec *s, const SpecLoadOptions *opts)
+{
+	s->backend = opts->default_backend;
+	s->state = SANDBOX_RUNNING;
+	s->restart_policy = RESTART_ALWAYS;
+	s->update_policy = UPDATE_ON_NEXT_BOOT;
+	s->vcpus = 1;
+	s->stop_timeout_ms = 30 * 1000;
+}
+
+/* The file's name is the sandbox's name; metadata.name, when given, must agree. */
+static void check_name(Decoder *d, const char *path, SandboxSpec *s)
+{
+	_cleanup_free_ char *stem = NULL;
+	const YNode *at = SPEC_CTX(d)->name_node;
+	int r;
+
+	r = spec_name_from_path(path, &stem);
+	if (r == -ENOMEM) {
+		d->diags->error = r;
+		return;
+	}
+	if (r < 0) {
+		diag_add(d->diags, 1, 1, "file name must end in .yaml or .yml");
+		return;
+	}
+	if (!spec_name_is_valid(stem)) {
+		diag_add(d->diags, at ? at->line : 1, at ? at->column : 1,
+			 "the file name gives the sandbox name '%s', which is not valid: expected 1 to 63 lowercase letters, digits and '-', starting and ending with a letter or digit; rename the file",
+			 stem);
+		return;
+	}
+	if (at && !streq(s->name, stem)) {
+		diag_add(d->diags, at->line, at->column,
+			 "metadata.name: '%s' does not match the file name; a sandbox's name is its file's name, so rename the file to '%s.yaml' or set name: %s",
+			 s->name, s->name, stem);
+		return;
+	}
+	strcpy(s->name, stem);
+}
+
+int spec_load_buffer(const char *path, const char *buf, size_t len, const SpecLoadOptions *opts,
+		     SandboxSpec **ret, DiagList *diags)
+{
+	_cleanup_(ynode_freep) YNode *root = NULL;
+	_cleanup_(sandbox_spec_freep) SandboxSpec *s = NULL;
+	size_t before = diags->n + diags->n_dropped;
+	SpecContext ctx = {.backend = opts->default_backend};
+	Decoder d = {.diags = diags, .userdata = &ctx};
+	char sbuf[80];
+	int r;
+
+	r = ytree_parse(buf, len, &root, diags);
+	if (r < 0)
+		goto finish;
+
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	spec_defaults(s, opts);
+
+	if (!root)
+		diag_add(diags, 1, 1,
+			 "file is empty: expected a Sandbox with apiVersion, kind and spec");
+	else if (root->type != YNODE_MAP && root->type != YNODE_INVALID)
+		decode_error(&d, root,
+			     "expected a Sandbox mapping with apiVersion, kind and spec, got %s",
+			     decode_show(root, sbuf));
+	else
+		decode_fields(&d, root, root, root_fields, ELEMENTSOF(root_fields), s);
+	check_name(&d, path, s);
+
+	for (size_t i = 0; i < s->n_networks; i++)
+		if (s->networks[i].mac_derived)
+			spec_mac_derive(s->name, s->networks[i].id, s->networks[i].mac);
+
+finish:
+	if (diags->error < 0)
+		return diags->error;
+	if (diags->n + diags->n_dropped > before) {
+		diag_list_sort(diags);
+		return -EINVAL;
+	}
+	*ret = TAKE_PTR(s);
+	return 0;
+}
+
+int spec_load_file(const char *path, const SpecLoadOptions *opts, SandboxSpec **ret, DiagList *diags)
+{
+	_cleanup_free_ char *buf = NULL;
+	_cleanup_close_ int fd = -EBADF;
+	size_t len = 0;
+	struct stat st;
+
+	/* O_NONBLOCK: a FIFO dropped into the directory must not hang us. */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (S_ISDIR(st.st_mode))
+		return -EISDIR;
+	if (!S_ISREG(st.st_mode))
+		return -EBADFD;
+
+	/* Read one byte past the limit, so that the parser can tell a file that is too large. */
+	buf = malloc(YTREE_MAX_BYTES + 1);
+	if (!buf)
+		return -ENOMEM;
+	while (len < YTREE_MAX_BYTES + 1) {
+		ssize_t k = read(fd, buf + len, YTREE_MAX_BYTES + 1 - len);
+
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			return -errno;
+		if (k == 0)
+			break;
+		len += (size_t)k;
+	}
+	return spec_load_buffer(path, buf, len, opts, ret, diags);
+}

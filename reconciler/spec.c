@@ -1,0 +1,168 @@
+/* SPDX-License-Identifier: MIT */
+#include <stdio.h>
+
+#include "spec.h"
+
+const char *const backend_kind_table[_BACKEND_KIND_MAX] = {
+	[BACKEND_QEMU] = "qemu",
+	[BACKEND_CLOUD_HYPERVISOR] = "cloud-hypervisor",
+	[BACKEND_FIRECRACKER] = "firecracker",
+	[BACKEND_NOOP] = "noop",
+};
+DEFINE_STRING_TABLE(backend_kind, BackendKind, _BACKEND_KIND_MAX)
+
+const char *const sandbox_state_table[_SANDBOX_STATE_MAX] = {
+	[SANDBOX_RUNNING] = "running",
+	[SANDBOX_PAUSED] = "paused",
+	[SANDBOX_STOPPED] = "stopped",
+};
+DEFINE_STRING_TABLE(sandbox_state, SandboxState, _SANDBOX_STATE_MAX)
+
+const char *const restart_policy_table[_RESTART_POLICY_MAX] = {
+	[RESTART_ALWAYS] = "always",
+	[RESTART_ON_FAILURE] = "on-failure",
+	[RESTART_NEVER] = "never",
+};
+DEFINE_STRING_TABLE(restart_policy, RestartPolicy, _RESTART_POLICY_MAX)
+
+const char *const update_policy_table[_UPDATE_POLICY_MAX] = {
+	[UPDATE_RESTART] = "restart",
+	[UPDATE_ON_NEXT_BOOT] = "on-next-boot",
+};
+DEFINE_STRING_TABLE(update_policy, UpdatePolicy, _UPDATE_POLICY_MAX)
+
+const char *const disk_format_table[_DISK_FORMAT_MAX] = {
+	[DISK_FORMAT_RAW] = "raw",
+	[DISK_FORMAT_QCOW2] = "qcow2",
+};
+DEFINE_STRING_TABLE(disk_format, DiskFormat, _DISK_FORMAT_MAX)
+
+const char *const net_type_table[_NET_TYPE_MAX] = {
+	[NET_TAP] = "tap",
+	[NET_USER] = "user",
+};
+DEFINE_STRING_TABLE(net_type, NetType, _NET_TYPE_MAX)
+
+SandboxSpec *sandbox_spec_free(SandboxSpec *s)
+{
+	if (!s)
+		return NULL;
+	for (size_t i = 0; i < s->n_labels; i++) {
+		free(s->labels[i].key);
+		free(s->labels[i].value);
+	}
+	free(s->labels);
+	free(s->kernel);
+	free(s->initrd);
+	free(s->cmdline);
+	for (size_t i = 0; i < s->n_disks; i++)
+		free(s->disks[i].path);
+	free(s);
+	return NULL;
+}
+
+static bool is_lower_alnum(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+}
+
+bool spec_name_is_valid(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > SPEC_NAME_MAX || !is_lower_alnum(s[0]) || !is_lower_alnum(s[n - 1]))
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!is_lower_alnum(s[i]) && s[i] != '-')
+			return false;
+	return true;
+}
+
+bool spec_id_is_valid(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > SPEC_ID_MAX || !is_lower_alnum(s[0]))
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!is_lower_alnum(s[i]) && s[i] != '-')
+			return false;
+	return true;
+}
+
+bool spec_ifname_is_valid(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > SPEC_IFNAME_MAX || streq(s, ".") || streq(s, ".."))
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (s[i] <= ' ' || s[i] >= 0x7F || s[i] == '/' || s[i] == ':')
+			return false;
+	return true;
+}
+
+static int hex_value(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -EINVAL;
+}
+
+int spec_mac_parse(const char *s, uint8_t ret[6])
+{
+	uint8_t mac[6];
+
+	if (strlen(s) != 17)
+		return -EINVAL;
+	for (size_t i = 0; i < 6; i++) {
+		int hi = hex_value(s[3 * i]), lo = hex_value(s[3 * i + 1]);
+
+		if (hi < 0 || lo < 0 || (i < 5 && s[3 * i + 2] != ':'))
+			return -EINVAL;
+		mac[i] = (uint8_t)(hi << 4 | lo);
+	}
+	memcpy(ret, mac, sizeof(mac));
+	return 0;
+}
+
+void spec_mac_derive(const char *name, const char *id, uint8_t ret[6])
+{
+	uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a 64 offset basis */
+	const char *parts[] = {name, "/", id};
+
+	for (size_t i = 0; i < ELEMENTSOF(parts); i++)
+		for (const unsigned char *p = (const unsigned char *)parts[i]; *p; p++) {
+			h ^= *p;
+			h *= 0x100000001b3ull; /* FNV-1a 64 prime */
+		}
+	for (size_t i = 0; i < 6; i++)
+		ret[i] = (uint8_t)(h >> (8 * (5 - i)));
+	ret[0] = (uint8_t)((ret[0] & 0xFC) | 0x02); /* unicast, locally administered */
+}
+
+int spec_name_from_path(const char *path, char **ret)
+{
+	const char *base = strrchr(path, '/');
+	size_t n;
+	char *s;
+
+	base = base ? base + 1 : path;
+	n = strlen(base);
+	if (n > 5 && streq(base + n - 5, ".yaml"))
+		n -= 5;
+	else if (n > 4 && streq(base + n - 4, ".yml"))
+		n -= 4;
+	else
+		return -EINVAL;
+
+	s = strndup(base, n);
+	if (!s)
+		return -ENOMEM;
+	*ret = s;
+	return 0;
+}

@@ -1,0 +1,147 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+#include <stdint.h>
+
+#include "util.h"
+
+/* The desired state of one sandbox, as a sandbox file states it (docs/sandbox-file.md). */
+
+#define SPEC_API_VERSION "vmd/v1"
+#define SPEC_KIND "Sandbox"
+#define SPEC_NAME_MAX 63
+#define SPEC_ID_MAX 31
+#define SPEC_IFNAME_MAX 15
+#define SPEC_VCPUS_MAX 256
+#define SPEC_MEMORY_MIN (16ull << 20)
+#define SPEC_CMDLINE_MAX 4096
+#define SPEC_STOP_TIMEOUT_MAX_MS (24ull * 3600 * 1000)
+#define SPEC_DISKS_MAX 32
+#define SPEC_NETWORKS_MAX 16
+#define SPEC_LABELS_MAX 64
+#define SPEC_LABEL_KEY_MAX 128
+#define SPEC_LABEL_VALUE_MAX 256
+#define SPEC_PATH_MAX 4095
+#define SPEC_FIRECRACKER_VCPUS_MAX 32
+
+typedef enum BackendKind {
+	BACKEND_QEMU,
+	BACKEND_CLOUD_HYPERVISOR,
+	BACKEND_FIRECRACKER,
+	BACKEND_NOOP,
+	_BACKEND_KIND_MAX,
+	_BACKEND_KIND_INVALID = -EINVAL,
+} BackendKind;
+
+typedef enum SandboxState {
+	SANDBOX_RUNNING,
+	SANDBOX_PAUSED,
+	SANDBOX_STOPPED,
+	_SANDBOX_STATE_MAX,
+	_SANDBOX_STATE_INVALID = -EINVAL,
+} SandboxState;
+
+typedef enum RestartPolicy {
+	RESTART_ALWAYS,
+	RESTART_ON_FAILURE,
+	RESTART_NEVER,
+	_RESTART_POLICY_MAX,
+	_RESTART_POLICY_INVALID = -EINVAL,
+} RestartPolicy;
+
+typedef enum UpdatePolicy {
+	UPDATE_RESTART,
+	UPDATE_ON_NEXT_BOOT,
+	_UPDATE_POLICY_MAX,
+	_UPDATE_POLICY_INVALID = -EINVAL,
+} UpdatePolicy;
+
+typedef enum DiskFormat {
+	DISK_FORMAT_RAW,
+	DISK_FORMAT_QCOW2,
+	_DISK_FORMAT_MAX,
+	_DISK_FORMAT_INVALID = -EINVAL,
+} DiskFormat;
+
+typedef enum NetType {
+	NET_TAP,
+	NET_USER,
+	_NET_TYPE_MAX,
+	_NET_TYPE_INVALID = -EINVAL,
+} NetType;
+
+DECLARE_STRING_TABLE(backend_kind, BackendKind);
+DECLARE_STRING_TABLE(sandbox_state, SandboxState);
+DECLARE_STRING_TABLE(restart_policy, RestartPolicy);
+DECLARE_STRING_TABLE(update_policy, UpdatePolicy);
+DECLARE_STRING_TABLE(disk_format, DiskFormat);
+DECLARE_STRING_TABLE(net_type, NetType);
+
+typedef struct Label {
+	char *key;
+	char *value;
+} Label;
+
+typedef struct DiskSpec {
+	char id[SPEC_ID_MAX + 1];
+	char *path;
+	bool read_only;
+	DiskFormat format;
+} DiskSpec;
+
+typedef struct NetSpec {
+	char id[SPEC_ID_MAX + 1];
+	NetType type;
+	char tap[SPEC_IFNAME_MAX + 1]; /* empty for NET_USER */
+	uint8_t mac[6];
+	bool mac_derived; /* not in the file: derived from name and id */
+} NetSpec;
+
+typedef struct SandboxSpec {
+	char name[SPEC_NAME_MAX + 1];
+	Label *labels;
+	size_t n_labels;
+
+	BackendKind backend;
+	bool backend_explicit; /* false: the daemon's default */
+	SandboxState state;
+	RestartPolicy restart_policy;
+	UpdatePolicy update_policy;
+	unsigned vcpus;
+	uint64_t memory; /* bytes */
+	char *kernel;	 /* NULL when absent (noop only) */
+	char *initrd;
+	char *cmdline;
+	uint64_t stop_timeout_ms;
+
+	DiskSpec disks[SPEC_DISKS_MAX];
+	size_t n_disks;
+	NetSpec networks[SPEC_NETWORKS_MAX];
+	size_t n_networks;
+} SandboxSpec;
+
+SandboxSpec *sandbox_spec_free(SandboxSpec *s);
+DEFINE_POINTER_CLEANUP(SandboxSpec, sandbox_spec_free)
+
+/* ^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$ (an RFC 1123 label) */
+bool spec_name_is_valid(const char *s);
+/* ^[a-z0-9][a-z0-9-]{0,30}$ */
+bool spec_id_is_valid(const char *s);
+/* A Linux interface name: 1..15 printable ASCII bytes, no '/', ':' or space, not . or .. */
+bool spec_ifname_is_valid(const char *s);
+
+/* Parse "xx:xx:xx:xx:xx:xx" (hex, either case). */
+int spec_mac_parse(const char *s, uint8_t ret[6]);
+static inline bool spec_mac_is_unicast(const uint8_t mac[6])
+{
+	return (mac[0] & 1) == 0;
+}
+
+/*
+ * The MAC of a network with none in its file: locally administered unicast, from the
+ * FNV-1a 64-bit hash of "NAME/ID". Stable across releases; documented in docs/sandbox-file.md.
+ */
+void spec_mac_derive(const char *name, const char *id, uint8_t ret[6]);
+
+/* The sandbox name a file name gives: its base name without .yaml or .yml; -EINVAL if none. */
+int spec_name_from_path(const char *path, char **ret);
