@@ -49,6 +49,7 @@ TEST_BINS := $(TESTS:%=$(B)/san/tests/test-%)
 
 .PHONY: all check test format format-check fuzz fuzz-build clean
 .DELETE_ON_ERROR:
+.SECONDARY:
 
 all: $(B)/vmd
 
@@ -71,7 +72,7 @@ $(B)/vmd: $(OBJS) $(B)/obj/$(MAIN_SRC:.c=.o)
 $(B)/san/vmd: $(SAN_OBJS) $(B)/san/$(MAIN_SRC:.c=.o)
 	$(CC) $(SAN_FLAGS) $^ $(PKG_LIBS) -o $@
 
-$(B)/san/tests/test-%: $(B)/san/tests/test-%.o $(SAN_OBJS)
+$(B)/san/tests/test-%: $(B)/san/tests/test-%.o $(B)/san/tests/helpers.o $(SAN_OBJS)
 	$(CC) $(SAN_FLAGS) $^ $(PKG_LIBS) -lcmocka -o $@
 
 test: $(TEST_BINS) $(B)/san/vmd $(B)/fuzz/fuzz-spec-yaml

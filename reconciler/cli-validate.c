@@ -45,7 +45,7 @@ static const char *seen_name(Validate *v, const char *name, const char *path)
 	if (!s)
 		return NULL;
 	v->seen = s;
-	s[v->n_seen] = (Seen){strdup(name), strdup(path)};
+	s[v->n_seen] = (Seen){ strdup(name), strdup(path) };
 	if (s[v->n_seen].name && s[v->n_seen].path)
 		v->n_seen++;
 	else
@@ -157,12 +157,12 @@ static void validate_help(FILE *f)
 int verb_validate(int argc, char **argv)
 {
 	static const struct option options[] = {
-		{"json", no_argument, NULL, 'j'},
-		{"default-backend", required_argument, NULL, 'b'},
-		{"help", no_argument, NULL, 'h'},
+		{ "json", no_argument, NULL, 'j' },
+		{ "default-backend", required_argument, NULL, 'b' },
+		{ "help", no_argument, NULL, 'h' },
 		{},
 	};
-	_cleanup_(validate_done) Validate v = {.opts.default_backend = BACKEND_QEMU};
+	_cleanup_(validate_done) Validate v = { .opts.default_backend = BACKEND_QEMU };
 	int c;
 
 	optind = 0;

@@ -40,7 +40,7 @@ void diag_add(DiagList *l, unsigned line, unsigned column, const char *fmt, ...)
 		l->n_dropped++;
 		return;
 	}
-	l->items[l->n++] = (Diag){.line = line, .column = column, .message = m};
+	l->items[l->n++] = (Diag){ .line = line, .column = column, .message = m };
 }
 
 void diag_list_sort(DiagList *l)

@@ -10,6 +10,17 @@
 
 #define ELEMENTSOF(x) (sizeof(x) / sizeof((x)[0]))
 
+/* Whether x equals one of the (integer) arguments. */
+#define IN_SET(x, ...)                                                                             \
+	({                                                                                         \
+		const int _set_[] = { __VA_ARGS__ };                                               \
+		bool _found_ = false;                                                              \
+		for (size_t _i_ = 0; _i_ < ELEMENTSOF(_set_); _i_++)                               \
+			if (_set_[_i_] == (int)(x))                                                \
+				_found_ = true;                                                    \
+		_found_;                                                                           \
+	})
+
 #define _unused_ __attribute__((__unused__))
 #define _printf_(a, b) __attribute__((__format__(printf, a, b)))
 #define _cleanup_(f) __attribute__((__cleanup__(f)))
@@ -29,6 +40,12 @@
 		(fd) = -EBADF;                                                                     \
 		_fd_;                                                                              \
 	})
+
+static inline void *mfree(void *p)
+{
+	free(p);
+	return NULL;
+}
 
 static inline void freep(void *p)
 {

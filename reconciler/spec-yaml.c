@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include <assert.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <sys/stat.h>
@@ -12,10 +13,22 @@
 typedef struct SpecContext {
 	BackendKind backend;
 	bool backend_explicit;
+	bool backend_invalid;	/* reported; skip the checks that depend on it */
 	const YNode *name_node; /* metadata.name, to compare with the file name */
 } SpecContext;
 
 #define SPEC_CTX(d) ((SpecContext *)(d)->userdata)
+
+/* The sandbox's backend, or _BACKEND_KIND_INVALID when its name was refused already. */
+static BackendKind known_backend(Decoder *d)
+{
+	return SPEC_CTX(d)->backend_invalid ? _BACKEND_KIND_INVALID : SPEC_CTX(d)->backend;
+}
+
+static bool backend_is_qemu_or_noop(Decoder *d)
+{
+	return IN_SET(known_backend(d), BACKEND_QEMU, BACKEND_NOOP, _BACKEND_KIND_INVALID);
+}
 
 static const char *backend_desc(Decoder *d, char buf[static 80])
 {
@@ -128,8 +141,11 @@ static void decode_labels(Decoder *d, const YNode *n, const Field *f _unused_, v
 	for (size_t i = 0; i < n->n_pairs; i++) {
 		const YNode *k = n->pairs[i].key, *v = n->pairs[i].value;
 		const char *key, *value;
-		bool key_ok = decode_get_string(d, k, &key),
-		     value_ok = decode_get_string(d, v, &value);
+		bool key_ok = decode_get_string(d, k, &key), value_ok;
+		size_t old = decode_where_push(d, ".%s", k->value);
+
+		value_ok = decode_get_string(d, v, &value);
+		decode_where_pop(d, old);
 
 		if (key_ok && strlen(key) > SPEC_LABEL_KEY_MAX) {
 			decode_error(d, k, "label key %s is longer than %u bytes",
@@ -154,8 +170,8 @@ static void decode_labels(Decoder *d, const YNode *n, const Field *f _unused_, v
 }
 
 static const Field metadata_fields[] = {
-	{"name", decode_name, offsetof(SandboxSpec, name)},
-	{"labels", decode_labels, 0},
+	{ "name", decode_name, offsetof(SandboxSpec, name) },
+	{ "labels", decode_labels, 0 },
 };
 
 static void decode_metadata(Decoder *d, const YNode *n, const Field *f _unused_, void *obj)
@@ -170,8 +186,7 @@ static void decode_disk_format(Decoder *d, const YNode *n, const Field *f, void 
 
 	if (!decode_enum_value(d, n, f, &v))
 		return;
-	if (v == DISK_FORMAT_QCOW2 && SPEC_CTX(d)->backend != BACKEND_QEMU &&
-	    SPEC_CTX(d)->backend != BACKEND_NOOP) {
+	if (v == DISK_FORMAT_QCOW2 && !backend_is_qemu_or_noop(d)) {
 		decode_error(d, n, "qcow2 needs the qemu backend; this sandbox uses %s",
 			     backend_desc(d, buf));
 		return;
@@ -180,11 +195,11 @@ static void decode_disk_format(Decoder *d, const YNode *n, const Field *f, void 
 }
 
 static const Field disk_fields[] = {
-	{"id", decode_id, offsetof(DiskSpec, id), .required = true},
-	{"path", decode_path, offsetof(DiskSpec, path), .required = true, .max = SPEC_PATH_MAX},
-	{"readOnly", decode_bool, offsetof(DiskSpec, read_only)},
-	{"format", decode_disk_format, offsetof(DiskSpec, format), .table = disk_format_table,
-	 .table_len = _DISK_FORMAT_MAX},
+	{ "id", decode_id, offsetof(DiskSpec, id), .required = true },
+	{ "path", decode_path, offsetof(DiskSpec, path), .required = true, .max = SPEC_PATH_MAX },
+	{ "readOnly", decode_bool, offsetof(DiskSpec, read_only) },
+	{ "format", decode_disk_format, offsetof(DiskSpec, format), .table = disk_format_table,
+	  .table_len = _DISK_FORMAT_MAX },
 };
 
 static void decode_net_type(Decoder *d, const YNode *n, const Field *f, void *obj)
@@ -194,8 +209,7 @@ static void decode_net_type(Decoder *d, const YNode *n, const Field *f, void *ob
 
 	if (!decode_enum_value(d, n, f, &v))
 		return;
-	if (v == NET_USER && SPEC_CTX(d)->backend != BACKEND_QEMU &&
-	    SPEC_CTX(d)->backend != BACKEND_NOOP) {
+	if (v == NET_USER && !backend_is_qemu_or_noop(d)) {
 		decode_error(d, n,
 			     "user-mode networking needs the qemu backend; this sandbox uses %s",
 			     backend_desc(d, buf));
@@ -205,20 +219,22 @@ static void decode_net_type(Decoder *d, const YNode *n, const Field *f, void *ob
 }
 
 static const Field network_fields[] = {
-	{"id", decode_id, offsetof(NetSpec, id), .required = true},
-	{"type", decode_net_type, offsetof(NetSpec, type), .table = net_type_table,
-	 .table_len = _NET_TYPE_MAX},
-	{"tap", decode_ifname, offsetof(NetSpec, tap)},
-	{"mac", decode_mac, offsetof(NetSpec, mac)},
+	{ "id", decode_id, offsetof(NetSpec, id), .required = true },
+	{ "type", decode_net_type, offsetof(NetSpec, type), .table = net_type_table,
+	  .table_len = _NET_TYPE_MAX },
+	{ "tap", decode_ifname, offsetof(NetSpec, tap) },
+	{ "mac", decode_mac, offsetof(NetSpec, mac) },
 };
 
 static void check_network(Decoder *d, const YNode *item, void *obj)
 {
 	NetSpec *net = obj;
 	const YNode *tap = ynode_map_get(item, "tap"), *type = ynode_map_get(item, "type");
+	/* As written, not as decoded: a refused type must not add a second error. */
+	bool is_tap = !type || (type->type == YNODE_SCALAR && streq(type->value, "tap"));
 	size_t old;
 
-	if (net->type == NET_TAP && !tap && !(type && type->type == YNODE_INVALID)) {
+	if (is_tap && !tap) {
 		decode_error(
 			d, item,
 			"missing field 'tap': a network of type tap needs the name of its tap device");
@@ -239,7 +255,7 @@ static const ListDesc disk_list = {
 	.n_fields = ELEMENTSOF(disk_fields),
 	.item_size = sizeof(DiskSpec),
 	.max = SPEC_DISKS_MAX,
-	.unique = {"id", "path"},
+	.unique = { "id", "path" },
 };
 
 static const ListDesc network_list = {
@@ -248,7 +264,7 @@ static const ListDesc network_list = {
 	.n_fields = ELEMENTSOF(network_fields),
 	.item_size = sizeof(NetSpec),
 	.max = SPEC_NETWORKS_MAX,
-	.unique = {"id", "tap"},
+	.unique = { "id", "tap" },
 	.check = check_network,
 };
 
@@ -265,7 +281,7 @@ static void decode_networks(Decoder *d, const YNode *n, const Field *f _unused_,
 
 	/* Until the file says otherwise: type tap, MAC derived. */
 	for (size_t i = 0; i < SPEC_NETWORKS_MAX; i++)
-		s->networks[i] = (NetSpec){.type = NET_TAP, .mac_derived = true};
+		s->networks[i] = (NetSpec){ .type = NET_TAP, .mac_derived = true };
 	s->n_networks = decode_list(d, n, &network_list, s->networks);
 }
 
@@ -276,33 +292,34 @@ static void decode_vcpus(Decoder *d, const YNode *n, const Field *f, void *obj)
 
 	if (!decode_uint_value(d, n, f, &v))
 		return;
-	if (SPEC_CTX(d)->backend == BACKEND_FIRECRACKER &&
+	if (known_backend(d) == BACKEND_FIRECRACKER &&
 	    (v > SPEC_FIRECRACKER_VCPUS_MAX || (v > 1 && v % 2 != 0))) {
-		decode_error(d, n, "%s vCPUs do not fit %s: it takes 1 or an even number up to %u",
-			     decode_show(n, buf), backend_desc(d, buf), SPEC_FIRECRACKER_VCPUS_MAX);
+		decode_error(d, n,
+			     "%" PRIu64 " vCPUs do not fit %s: it takes 1 or an even number up to %u",
+			     v, backend_desc(d, buf), SPEC_FIRECRACKER_VCPUS_MAX);
 		return;
 	}
 	*FIELD_AT(obj, f, unsigned) = (unsigned)v;
 }
 
 static const Field spec_fields[] = {
-	{"backend", decode_skip, 0}, /* decoded first: other fields depend on it */
-	{"state", decode_enum, offsetof(SandboxSpec, state), .table = sandbox_state_table,
-	 .table_len = _SANDBOX_STATE_MAX},
-	{"restartPolicy", decode_enum, offsetof(SandboxSpec, restart_policy),
-	 .table = restart_policy_table, .table_len = _RESTART_POLICY_MAX},
-	{"updatePolicy", decode_enum, offsetof(SandboxSpec, update_policy),
-	 .table = update_policy_table, .table_len = _UPDATE_POLICY_MAX},
-	{"vcpus", decode_vcpus, offsetof(SandboxSpec, vcpus), .min = 1, .max = SPEC_VCPUS_MAX},
-	{"memory", decode_size, offsetof(SandboxSpec, memory), .required = true,
-	 .min = SPEC_MEMORY_MIN},
-	{"kernel", decode_path, offsetof(SandboxSpec, kernel), .max = SPEC_PATH_MAX},
-	{"initrd", decode_path, offsetof(SandboxSpec, initrd), .max = SPEC_PATH_MAX},
-	{"cmdline", decode_string, offsetof(SandboxSpec, cmdline), .max = SPEC_CMDLINE_MAX},
-	{"stopTimeout", decode_duration, offsetof(SandboxSpec, stop_timeout_ms),
-	 .max = SPEC_STOP_TIMEOUT_MAX_MS},
-	{"disks", decode_disks, 0},
-	{"networks", decode_networks, 0},
+	{ "backend", decode_skip, 0 }, /* decoded first: other fields depend on it */
+	{ "state", decode_enum, offsetof(SandboxSpec, state), .table = sandbox_state_table,
+	  .table_len = _SANDBOX_STATE_MAX },
+	{ "restartPolicy", decode_enum, offsetof(SandboxSpec, restart_policy),
+	  .table = restart_policy_table, .table_len = _RESTART_POLICY_MAX },
+	{ "updatePolicy", decode_enum, offsetof(SandboxSpec, update_policy),
+	  .table = update_policy_table, .table_len = _UPDATE_POLICY_MAX },
+	{ "vcpus", decode_vcpus, offsetof(SandboxSpec, vcpus), .min = 1, .max = SPEC_VCPUS_MAX },
+	{ "memory", decode_size, offsetof(SandboxSpec, memory), .required = true,
+	  .min = SPEC_MEMORY_MIN },
+	{ "kernel", decode_path, offsetof(SandboxSpec, kernel), .max = SPEC_PATH_MAX },
+	{ "initrd", decode_path, offsetof(SandboxSpec, initrd), .max = SPEC_PATH_MAX },
+	{ "cmdline", decode_string, offsetof(SandboxSpec, cmdline), .max = SPEC_CMDLINE_MAX },
+	{ "stopTimeout", decode_duration, offsetof(SandboxSpec, stop_timeout_ms),
+	  .max = SPEC_STOP_TIMEOUT_MAX_MS },
+	{ "disks", decode_disks, 0 },
+	{ "networks", decode_networks, 0 },
 };
 
 static const Field backend_field = {
@@ -326,27 +343,29 @@ static void decode_spec(Decoder *d, const YNode *n, const Field *f _unused_, voi
 		decode_enum(d, backend, &backend_field, s);
 		decode_where_pop(d, old);
 		s->backend_explicit = true;
-		if (s->backend < 0)
-			s->backend =
-				SPEC_CTX(d)->backend; /* reported; check the rest against the default */
+		if (s->backend < 0) {
+			/* Reported; the checks that depend on the backend are skipped. */
+			s->backend = SPEC_CTX(d)->backend;
+			SPEC_CTX(d)->backend_invalid = true;
+		}
 		SPEC_CTX(d)->backend = s->backend;
 		SPEC_CTX(d)->backend_explicit = true;
 	}
 
 	decode_fields(d, n, n, spec_fields, ELEMENTSOF(spec_fields), s);
-	if (n->type == YNODE_MAP && !s->kernel && !ynode_map_get(n, "kernel") &&
-	    SPEC_CTX(d)->backend != BACKEND_NOOP)
+	if (n->type == YNODE_MAP && !ynode_map_get(n, "kernel") &&
+	    !IN_SET(known_backend(d), BACKEND_NOOP, _BACKEND_KIND_INVALID))
 		decode_error(d, n,
 			     "missing field 'kernel': %s boots a kernel; give its absolute path",
 			     backend_desc(d, buf));
 }
 
 static const Field root_fields[] = {
-	{"apiVersion", decode_exact, 0, .required = true,
-	 .table = (const char *const[]){SPEC_API_VERSION}},
-	{"kind", decode_exact, 0, .required = true, .table = (const char *const[]){SPEC_KIND}},
-	{"metadata", decode_metadata, 0},
-	{"spec", decode_spec, 0, .required = true},
+	{ "apiVersion", decode_exact, 0, .required = true,
+	  .table = (const char *const[]){ SPEC_API_VERSION } },
+	{ "kind", decode_exact, 0, .required = true, .table = (const char *const[]){ SPEC_KIND } },
+	{ "metadata", decode_metadata, 0 },
+	{ "spec", decode_spec, 0, .required = true },
 };
 
 static void spec_defaults(SandboxSpec *s, const SpecLoadOptions *opts)
@@ -396,8 +415,8 @@ int spec_load_buffer(const char *path, const char *buf, size_t len, const SpecLo
 	_cleanup_(ynode_freep) YNode *root = NULL;
 	_cleanup_(sandbox_spec_freep) SandboxSpec *s = NULL;
 	size_t before = diags->n + diags->n_dropped;
-	SpecContext ctx = {.backend = opts->default_backend};
-	Decoder d = {.diags = diags, .userdata = &ctx};
+	SpecContext ctx = { .backend = opts->default_backend };
+	Decoder d = { .diags = diags, .userdata = &ctx };
 	char sbuf[80];
 	int r;
 

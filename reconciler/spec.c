@@ -133,7 +133,7 @@ int spec_mac_parse(const char *s, uint8_t ret[6])
 void spec_mac_derive(const char *name, const char *id, uint8_t ret[6])
 {
 	uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a 64 offset basis */
-	const char *parts[] = {name, "/", id};
+	const char *parts[] = { name, "/", id };
 
 	for (size_t i = 0; i < ELEMENTSOF(parts); i++)
 		for (const unsigned char *p = (const unsigned char *)parts[i]; *p; p++) {

@@ -192,8 +192,8 @@ void decode_string(Decoder *d, const YNode *n, const Field *f, void *obj)
 	if (!decode_get_string(d, n, &s))
 		return;
 	if (f->max && strlen(s) > f->max) {
-		decode_error(d, n, "is %zu bytes long; at most %" PRIu64 " are allowed", strlen(s),
-			     f->max);
+		decode_error(d, n, "too long: %zu bytes, at most %" PRIu64 " are allowed",
+			     strlen(s), f->max);
 		return;
 	}
 	(void)decode_dup(d, s, FIELD_AT(obj, f, char *));
@@ -360,10 +360,10 @@ static int parse_with_unit(const char *s, const Unit *units, size_t n_units, uin
 void decode_size(Decoder *d, const YNode *n, const Field *f, void *obj)
 {
 	static const Unit units[] = {
-		{"Ki", 1ull << 10},
-		{"Mi", 1ull << 20},
-		{"Gi", 1ull << 30},
-		{"Ti", 1ull << 40},
+		{ "Ki", 1ull << 10 },
+		{ "Mi", 1ull << 20 },
+		{ "Gi", 1ull << 30 },
+		{ "Ti", 1ull << 40 },
 	};
 	char buf[80];
 	const char *s;
@@ -407,10 +407,10 @@ void decode_size(Decoder *d, const YNode *n, const Field *f, void *obj)
 void decode_duration(Decoder *d, const YNode *n, const Field *f, void *obj)
 {
 	static const Unit units[] = {
-		{"ms", 1},
-		{"s", 1000},
-		{"m", 60 * 1000},
-		{"h", 3600 * 1000},
+		{ "ms", 1 },
+		{ "s", 1000 },
+		{ "m", 60 * 1000 },
+		{ "h", 3600 * 1000 },
 	};
 	char buf[80];
 	const char *s;

@@ -21,6 +21,8 @@ typedef struct Builder {
 	YNode *root;
 	size_t n_nodes;
 	unsigned n_documents;
+	char **aliases; /* alias names reported so far */
+	size_t n_aliases;
 	bool fatal; /* stop reading events */
 	int error;  /* -ENOMEM */
 } Builder;
@@ -127,7 +129,7 @@ static void builder_attach(Builder *b, YNode *n)
 		return;
 	}
 	f->node->pairs = pairs;
-	pairs[f->node->n_pairs++] = (YPair){.key = TAKE_PTR(f->pending_key), .value = n};
+	pairs[f->node->n_pairs++] = (YPair){ .key = TAKE_PTR(f->pending_key), .value = n };
 }
 
 static bool frame_wants_key(const Builder *b)
@@ -185,11 +187,40 @@ static void attach_invalid(Builder *b, yaml_mark_t m)
 		builder_attach(b, n);
 }
 
+/* Whether this alias name was reported before; remembers it if not. */
+static bool alias_seen(Builder *b, const char *name)
+{
+	char **names;
+
+	for (size_t k = 0; k < b->n_aliases; k++)
+		if (streq(b->aliases[k], name))
+			return true;
+	if (b->n_aliases >= DIAG_MAX)
+		return true; /* enough said */
+	names = reallocarray(b->aliases, b->n_aliases + 1, sizeof(char *));
+	if (!names) {
+		b->error = -ENOMEM;
+		return true;
+	}
+	b->aliases = names;
+	names[b->n_aliases] = strdup(name);
+	if (!names[b->n_aliases]) {
+		b->error = -ENOMEM;
+		return true;
+	}
+	b->n_aliases++;
+	return false;
+}
+
 static void on_alias(Builder *b, const yaml_event_t *e)
 {
-	builder_error(b, e->start_mark,
-		      "aliases ('*%s') are not allowed in sandbox files; write the value out",
-		      (const char *)e->data.alias.anchor);
+	const char *name = (const char *)e->data.alias.anchor;
+
+	/* Once per name: a billion-laughs file repeats one alias thousands of times. */
+	if (!alias_seen(b, name))
+		builder_error(b, e->start_mark,
+			      "aliases ('*%s') are not allowed in sandbox files; write the value out",
+			      name);
 	attach_invalid(b, e->start_mark);
 }
 
@@ -220,7 +251,7 @@ static void on_collection_start(Builder *b, const yaml_event_t *e, YNodeType typ
 	n = node_new(b, type, e->start_mark);
 	if (!n)
 		return;
-	b->stack[b->depth++] = (Frame){.node = n};
+	b->stack[b->depth++] = (Frame){ .node = n };
 }
 
 static int pair_compare(const void *a, const void *b)
@@ -312,7 +343,7 @@ static void on_collection_end(Builder *b)
 
 	if (frame_wants_key(b)) {
 		/* A collection used as a key was reported at its start. */
-		yaml_mark_t m = {.line = f.node->line - 1, .column = f.node->column - 1};
+		yaml_mark_t m = { .line = f.node->line - 1, .column = f.node->column - 1 };
 
 		ynode_free(f.node);
 		attach_invalid(b, m);
@@ -375,7 +406,7 @@ static void builder_parser_error(Builder *b, const yaml_parser_t *p)
 	}
 
 	off = offset_of(b->buf, b->len, p->problem_mark.line, p->problem_mark.column);
-	const char *hint = off < b->len && b->buf[off] == '\t'
+	const char *hint = off < b->len && b->buf[off] == '\t' && !strstr(p->problem, "tab")
 				   ? "; tabs cannot be used for indentation in YAML"
 				   : "";
 
@@ -431,6 +462,14 @@ static void builder_done(Builder *b)
 	b->root = ynode_free(b->root);
 }
 
+static void builder_free_aliases(Builder *b)
+{
+	for (size_t i = 0; i < b->n_aliases; i++)
+		free(b->aliases[i]);
+	b->aliases = mfree(b->aliases);
+	b->n_aliases = 0;
+}
+
 static void builder_event(Builder *b, const yaml_event_t *e)
 {
 	switch (e->type) {
@@ -460,10 +499,17 @@ static void builder_event(Builder *b, const yaml_event_t *e)
 
 int ytree_parse(const char *buf, size_t len, YNode **ret_root, DiagList *diags)
 {
-	Builder b = {.buf = buf, .len = len, .diags = diags};
+	Builder b = { .buf = buf, .len = len, .diags = diags };
 	yaml_parser_t parser;
 	bool done = false;
 
+	/* A UTF-8 byte order mark, as some Windows editors write: invisible, so not counted. */
+	if (len >= 3 && memcmp(buf, "\xEF\xBB\xBF", 3) == 0) {
+		buf += 3;
+		len -= 3;
+		b.buf = buf;
+		b.len = len;
+	}
 	if (!check_bytes(buf, len, diags))
 		return -EINVAL;
 
@@ -484,6 +530,7 @@ int ytree_parse(const char *buf, size_t len, YNode **ret_root, DiagList *diags)
 		yaml_event_delete(&e);
 	}
 	yaml_parser_delete(&parser);
+	builder_free_aliases(&b);
 
 	if (b.error == 0)
 		b.error = diags->error;
@@ -597,9 +644,9 @@ static bool is_timestamp(const char *s)
 
 YImplicit yaml_implicit_type(const char *s)
 {
-	static const char *const bool_1_1[] = {"y",  "Y",  "yes", "Yes",  "YES",  "n",	   "N",
-					       "no", "No", "NO",  "True", "TRUE", "False", "FALSE",
-					       "on", "On", "ON",  "off",  "Off",  "OFF"};
+	static const char *const bool_1_1[] = { "y",  "Y",  "yes", "Yes",  "YES",  "n",	    "N",
+						"no", "No", "NO",  "True", "TRUE", "False", "FALSE",
+						"on", "On", "ON",  "off",  "Off",  "OFF" };
 	const char *p = s;
 	bool underscore = false;
 

@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* What the cmocka test binaries share. Include after cmocka.h's prerequisites. */
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "macro.h"
+
+/* $VMD_SRCDIR/rel (the checkout; tests/run sets it). Returns a static buffer. */
+const char *test_src(const char *rel);
+
+/* The vmd binary under test ($VMD_BIN). */
+const char *test_vmd(void);
+
+/* A new empty directory under $TMPDIR; test_tmpdir_remove() deletes it and all below. */
+char *test_tmpdir(void);
+void test_tmpdir_remove(char *dir);
+
+/* Write data to dir/name, creating parent directories. */
+void test_write(const char *dir, const char *name, const char *data, size_t len);
+void test_write_str(const char *dir, const char *name, const char *data);
+
+/* Run argv (never through a shell) with stdin from /dev/null; capture stdout and stderr. */
+typedef struct TestRun {
+	int status; /* exit status, or 128 + signal */
+	char *out;
+	char *err;
+} TestRun;
+
+void test_run(TestRun *ret, char *const argv[]);
+void test_run_done(TestRun *r);
+
+/* Read a whole file into a NUL-terminated buffer; *ret_len may be NULL. */
+char *test_read_file(const char *path, size_t *ret_len);
