@@ -41,7 +41,7 @@ void decode_where_pop(Decoder *d, size_t old)
 	d->where[old] = '\0';
 }
 
-/* A user's value, quoted for a message: at most 48 characters, control characters escaped. */
+/* A user's value, quoted for a message: its first 58 bytes or so, control characters escaped. */
 const char *decode_show(const YNode *n, char buf[static 80])
 {
 	size_t o = 0;

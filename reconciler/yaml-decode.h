@@ -53,7 +53,7 @@ void decode_error(Decoder *d, const YNode *n, const char *fmt, ...) _printf_(3, 
 size_t decode_where_push(Decoder *d, const char *fmt, ...) _printf_(2, 3);
 void decode_where_pop(Decoder *d, size_t old);
 
-/* A user's value quoted for a message (at most 48 characters, control characters escaped). */
+/* A user's value quoted for a message: its first 58 bytes or so, control characters escaped. */
 const char *decode_show(const YNode *n, char buf[static 80]);
 /* "; did you mean 'x'?" for a near miss of one of names, or "". */
 const char *decode_suggest(const char *s, const char *const *names, size_t n, char buf[static 80]);

@@ -137,7 +137,8 @@ void test_run(TestRun *ret, char *const argv[])
 	close(out[1]);
 	close(err[1]);
 
-	struct pollfd fds[2] = { { .fd = out[0], .events = POLLIN }, { .fd = err[0], .events = POLLIN } };
+	struct pollfd fds[2] = { { .fd = out[0], .events = POLLIN },
+				 { .fd = err[0], .events = POLLIN } };
 	while (fds[0].fd >= 0 || fds[1].fd >= 0) {
 		assert_true(poll(fds, 2, -1) >= 0);
 		if (fds[0].revents && !drain(out[0], &ret->out, &out_len))

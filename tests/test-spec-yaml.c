@@ -65,7 +65,8 @@ static void test_bad_file(void **state)
 			continue;
 		assert_true(k < diags.n);
 		if (!streq(diags.items[k].message, expects[i].message))
-			print_error("got:      %s\nexpected: %s\n", diags.items[k].message, expects[i].message);
+			print_error("got:      %s\nexpected: %s\n", diags.items[k].message,
+				    expects[i].message);
 		assert_string_equal(diags.items[k].message, expects[i].message);
 		assert_int_equal(diags.items[k].line, expects[i].line);
 		assert_int_equal(diags.items[k].column, expects[i].column);
@@ -73,7 +74,8 @@ static void test_bad_file(void **state)
 	}
 	/* Every error is listed: no more, no fewer. */
 	for (size_t i = k; i < diags.n; i++)
-		print_error("unexpected: %u:%u: %s\n", diags.items[i].line, diags.items[i].column, diags.items[i].message);
+		print_error("unexpected: %u:%u: %s\n", diags.items[i].line, diags.items[i].column,
+			    diags.items[i].message);
 	assert_int_equal(diags.n, k);
 	assert_int_equal(diags.n_dropped, 0);
 	assert_true(k > 0);
@@ -88,7 +90,8 @@ static void test_good_file(void **state)
 
 	r = spec_load_file(path, &qemu_default, &spec, &diags);
 	for (size_t i = 0; i < diags.n; i++)
-		print_error("%s:%u:%u: %s\n", path, diags.items[i].line, diags.items[i].column, diags.items[i].message);
+		print_error("%s:%u:%u: %s\n", path, diags.items[i].line, diags.items[i].column,
+			    diags.items[i].message);
 	assert_int_equal(r, 0);
 	assert_non_null(spec);
 	assert_true(diag_list_is_empty(&diags));
@@ -206,8 +209,7 @@ static void test_comma_path(void **state _unused_)
 	assert_string_equal(s->disks[0].path, "/var/lib/vmd/disks/root,format=qcow2.raw");
 }
 
-static int load_str(const char *path, const char *text, const SpecLoadOptions *opts,
-		    DiagList *diags)
+static int load_str(const char *path, const char *text, const SpecLoadOptions *opts, DiagList *diags)
 {
 	_cleanup_(sandbox_spec_freep) SandboxSpec *spec = NULL;
 
@@ -226,12 +228,17 @@ static void test_default_backend_rules(void **state _unused_)
 	assert_int_equal(load_str("x.yaml", text, &fc, &diags), -EINVAL);
 	assert_int_equal(diags.n, 1);
 	assert_int_equal(diags.items[0].line, 6);
-	assert_string_equal(diags.items[0].message, "spec.disks[0].format: qcow2 needs the qemu backend; this sandbox uses backend 'firecracker' (the default backend)");
+	assert_string_equal(
+		diags.items[0].message,
+		"spec.disks[0].format: qcow2 needs the qemu backend; this sandbox uses backend 'firecracker' (the default backend)");
 	diag_list_done(&diags);
 
 	assert_int_equal(load_str("x.yaml", text, &qemu_default, &diags), 0);
 	/* noop accepts every field, so that tests can exercise any spec; kernel is optional. */
-	assert_int_equal(load_str("x.yaml", "apiVersion: vmd/v1\nkind: Sandbox\nspec: {memory: 64Mi}\n", &noop, &diags), 0);
+	assert_int_equal(load_str("x.yaml",
+				  "apiVersion: vmd/v1\nkind: Sandbox\nspec: {memory: 64Mi}\n",
+				  &noop, &diags),
+			 0);
 	assert_true(diag_list_is_empty(&diags));
 }
 
@@ -255,7 +262,8 @@ static void test_too_large(void **state _unused_)
 	/* Exactly 1 MiB is still read. */
 	big[YTREE_MAX_BYTES] = '\0';
 	assert_int_equal(load_str("big.yaml", big, &qemu_default, &diags), -EINVAL);
-	assert_string_equal(diags.items[0].message, "file is empty: expected a Sandbox with apiVersion, kind and spec");
+	assert_string_equal(diags.items[0].message,
+			    "file is empty: expected a Sandbox with apiVersion, kind and spec");
 }
 
 static void test_deep_brackets(void **state _unused_)
@@ -289,7 +297,8 @@ static void test_not_regular(void **state _unused_)
 
 	assert_int_equal(spec_load_file(fifo, &qemu_default, &spec, &diags), -EBADFD);
 	assert_int_equal(spec_load_file(sub, &qemu_default, &spec, &diags), -EISDIR);
-	assert_int_equal(spec_load_file("/nonexistent/x.yaml", &qemu_default, &spec, &diags), -ENOENT);
+	assert_int_equal(spec_load_file("/nonexistent/x.yaml", &qemu_default, &spec, &diags),
+			 -ENOENT);
 	assert_null(spec);
 	assert_true(diag_list_is_empty(&diags));
 	test_tmpdir_remove(dir);
@@ -313,8 +322,8 @@ static void test_many_errors_capped(void **state _unused_)
 	assert_int_equal(diags.n + diags.n_dropped, 151); /* 150 unknown fields, no kernel */
 }
 
-static int add_dir_tests(struct CMUnitTest **tests, size_t *n, const char *rel,
-			 void (*fn)(void **), bool full_path)
+static int add_dir_tests(struct CMUnitTest **tests, size_t *n, const char *rel, void (*fn)(void **),
+			 bool full_path)
 {
 	struct dirent **entries;
 	int k = scandir(test_src(rel), &entries, NULL, alphasort);
@@ -335,7 +344,8 @@ static int add_dir_tests(struct CMUnitTest **tests, size_t *n, const char *rel,
 			arg = strdup(name);
 		assert_true(asprintf(&label, "%s/%s", rel, name) > 0);
 		*tests = reallocarray(*tests, *n + 1, sizeof(struct CMUnitTest));
-		(*tests)[(*n)++] = (struct CMUnitTest){ .name = label, .test_func = fn, .initial_state = arg };
+		(*tests)[(*n)++] =
+			(struct CMUnitTest){ .name = label, .test_func = fn, .initial_state = arg };
 		free(entries[i]);
 	}
 	free(entries);

@@ -1,0 +1,163 @@
+/* SPDX-License-Identifier: MIT */
+/* `vmd validate` run as a user runs it: the real binary, exit codes, stdout and stderr. */
+#include <jansson.h>
+#include <regex.h>
+#include <stdio.h>
+
+#include "helpers.h"
+
+static void vmd(TestRun *r, const char *a1, const char *a2, const char *a3, const char *a4)
+{
+	char *argv[] = { (char *)test_vmd(), (char *)a1, (char *)a2, (char *)a3, (char *)a4, NULL };
+
+	test_run(r, argv);
+}
+
+/* The README's first command. */
+static void test_examples_valid(void **state _unused_)
+{
+	_cleanup_(test_run_done) TestRun r;
+	char path[4096];
+
+	snprintf(path, sizeof(path), "%s", test_src("examples"));
+	vmd(&r, "validate", path, NULL, NULL);
+	assert_int_equal(r.status, 0);
+	assert_string_equal(r.err, "");
+	/* One valid file per backend. */
+	assert_non_null(strstr(r.out, "backend qemu)"));
+	assert_non_null(strstr(r.out, "backend cloud-hypervisor)"));
+	assert_non_null(strstr(r.out, "backend firecracker)"));
+	assert_non_null(strstr(r.out, "backend noop)"));
+}
+
+/* Every line of stderr for a bad directory is PATH:LINE:COLUMN: error: MESSAGE. */
+static void test_bad_corpus_format(void **state _unused_)
+{
+	_cleanup_(test_run_done) TestRun r;
+	char dir[4096];
+	regex_t re;
+	char *save = NULL;
+	unsigned lines = 0;
+
+	snprintf(dir, sizeof(dir), "%s", test_src("tests/spec/bad"));
+	vmd(&r, "validate", dir, NULL, NULL);
+	assert_int_equal(r.status, 1);
+	assert_string_equal(r.out, "");
+	assert_int_equal(regcomp(&re, "^.*/tests/spec/bad/[A-Za-z0-9_-]+\\.yaml:[1-9][0-9]*:[1-9][0-9]*: error: .+$", REG_EXTENDED | REG_NOSUB), 0);
+	for (char *l = strtok_r(r.err, "\n", &save); l; l = strtok_r(NULL, "\n", &save), lines++)
+		if (regexec(&re, l, 0, NULL, 0) != 0)
+			fail_msg("not PATH:LINE:COL: error: '%s'", l);
+	regfree(&re);
+	assert_true(lines >= 77);
+}
+
+static void test_usage(void **state _unused_)
+{
+	_cleanup_(test_run_done) TestRun r;
+
+	vmd(&r, "validate", NULL, NULL, NULL);
+	assert_int_equal(r.status, 2);
+	assert_non_null(strstr(r.err, "no PATH given"));
+	test_run_done(&r);
+
+	vmd(&r, "validate", "--bogus", "x.yaml", NULL);
+	assert_int_equal(r.status, 2);
+	test_run_done(&r);
+
+	vmd(&r, "validate", "--default-backend", "kvm", "x.yaml");
+	assert_int_equal(r.status, 2);
+	assert_non_null(strstr(r.err, "unknown backend 'kvm'"));
+	test_run_done(&r);
+
+	vmd(&r, "frobnicate", NULL, NULL, NULL);
+	assert_int_equal(r.status, 2);
+	test_run_done(&r);
+
+	vmd(&r, "validate", "--help", NULL, NULL);
+	assert_int_equal(r.status, 0);
+	assert_non_null(strstr(r.out, "Usage: vmd validate"));
+	test_run_done(&r);
+
+	vmd(&r, "--version", NULL, NULL, NULL);
+	assert_int_equal(r.status, 0);
+	assert_true(strncmp(r.out, "vmd ", 4) == 0);
+}
+
+static void test_json(void **state _unused_)
+{
+	_cleanup_(test_run_done) TestRun r;
+	char *dir = test_tmpdir();
+	json_error_t err;
+	json_t *j, *files, *e;
+	_cleanup_free_ char *good = NULL, *bad = NULL;
+
+	test_write_str(dir, "good.yaml", "apiVersion: vmd/v1\nkind: Sandbox\nspec: {backend: noop, memory: 16Mi}\n");
+	test_write_str(dir, "bad.yaml", "apiVersion: vmd/v1\nkind: Sandbox\nspec:\n  backend: noop\n  memory: 16Mi\n  vpcus: 2\n");
+	assert_true(asprintf(&good, "%s/good.yaml", dir) > 0);
+	assert_true(asprintf(&bad, "%s/bad.yaml", dir) > 0);
+
+	vmd(&r, "validate", "--json", good, bad);
+	assert_int_equal(r.status, 1);
+	assert_string_equal(r.err, "");
+	j = json_loads(r.out, 0, &err);
+	assert_non_null(j);
+	assert_true(json_is_false(json_object_get(j, "valid")));
+	files = json_object_get(j, "files");
+	assert_int_equal(json_array_size(files), 2);
+	assert_true(json_is_true(json_object_get(json_array_get(files, 0), "valid")));
+	assert_string_equal(json_string_value(json_object_get(json_array_get(files, 0), "name")), "good");
+	assert_int_equal(json_array_size(json_object_get(json_array_get(files, 0), "errors")), 0);
+	assert_true(json_is_false(json_object_get(json_array_get(files, 1), "valid")));
+	e = json_array_get(json_object_get(json_array_get(files, 1), "errors"), 0);
+	assert_int_equal(json_integer_value(json_object_get(e, "line")), 6);
+	assert_int_equal(json_integer_value(json_object_get(e, "column")), 3);
+	assert_string_equal(json_string_value(json_object_get(e, "message")), "spec: unknown field 'vpcus'; did you mean 'vcpus'?");
+	json_decref(j);
+	test_tmpdir_remove(dir);
+}
+
+/* Two files for one sandbox name (web.yaml and team/web.yml) is an error, not a pick. */
+static void test_duplicate_names(void **state _unused_)
+{
+	_cleanup_(test_run_done) TestRun r;
+	char *dir = test_tmpdir();
+	const char *text = "apiVersion: vmd/v1\nkind: Sandbox\nspec: {backend: noop, memory: 16Mi}\n";
+
+	test_write_str(dir, "web.yaml", text);
+	test_write_str(dir, "team/web.yml", text);
+	vmd(&r, "validate", dir, NULL, NULL);
+	assert_int_equal(r.status, 1);
+	assert_non_null(strstr(r.err, "/web.yaml:1:1: error: sandbox 'web' is also defined by '"));
+	assert_non_null(strstr(r.err, "/team/web.yml'; a sandbox has one file"));
+	test_tmpdir_remove(dir);
+}
+
+static void test_unreadable(void **state _unused_)
+{
+	_cleanup_(test_run_done) TestRun r;
+	char *dir = test_tmpdir();
+	_cleanup_free_ char *missing = NULL;
+
+	assert_true(asprintf(&missing, "%s/missing.yaml", dir) > 0);
+	vmd(&r, "validate", missing, NULL, NULL);
+	assert_int_equal(r.status, 1);
+	assert_non_null(strstr(r.err, "missing.yaml: error: cannot read: No such file or directory"));
+	test_run_done(&r);
+
+	/* An empty directory is not an error, but it is said. */
+	vmd(&r, "validate", dir, NULL, NULL);
+	assert_int_equal(r.status, 0);
+	assert_non_null(strstr(r.err, "no sandbox files"));
+	test_tmpdir_remove(dir);
+}
+
+int main(void)
+{
+	static const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_examples_valid), cmocka_unit_test(test_bad_corpus_format),
+		cmocka_unit_test(test_usage),          cmocka_unit_test(test_json),
+		cmocka_unit_test(test_duplicate_names), cmocka_unit_test(test_unreadable),
+	};
+
+	return cmocka_run_group_tests_name("cli-validate", tests, NULL, NULL);
+}

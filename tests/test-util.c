@@ -1,0 +1,128 @@
+/* SPDX-License-Identifier: MIT */
+#include "helpers.h"
+#include "util.h"
+
+static void test_edit_distance(void **state _unused_)
+{
+	assert_int_equal(edit_distance("vcpus", "vcpus", 2), 0);
+	assert_int_equal(edit_distance("vpcus", "vcpus", 2), 2);
+	assert_int_equal(edit_distance("readonly", "readOnly", 2), 1);
+	assert_int_equal(edit_distance("memry", "memory", 2), 1);
+	assert_int_equal(edit_distance("", "abc", 5), 3);
+	/* Beyond the limit: limit + 1, whatever the true distance. */
+	assert_int_equal(edit_distance("kernel", "networks", 2), 3);
+	assert_int_equal(edit_distance("a", "abcdefgh", 2), 3);
+}
+
+static void test_utf8(void **state _unused_)
+{
+	static const struct {
+		const char *s;
+		size_t bad;
+	} rows[] = {
+		{ "plain ascii", 11 },
+		{ "Zo\xc3\xab", 4 },                 /* ë */
+		{ "\xe2\x82\xac", 3 },               /* € */
+		{ "\xf0\x9f\x98\x80", 4 },           /* U+1F600 */
+		{ "ab\xff", 2 },                     /* never valid */
+		{ "\xc0\xaf", 0 },                   /* overlong '/' */
+		{ "\xe0\x80\xaf", 0 },               /* overlong, 3 bytes */
+		{ "\xed\xa0\x80", 0 },               /* surrogate U+D800 */
+		{ "\xf4\x90\x80\x80", 0 },           /* above U+10FFFF */
+		{ "x\xe2\x82", 1 },                  /* truncated */
+		{ "x\xc3y", 1 },                     /* bad continuation */
+	};
+
+	for (size_t i = 0; i < ELEMENTSOF(rows); i++)
+		assert_int_equal(utf8_first_invalid(rows[i].s, strlen(rows[i].s)), rows[i].bad);
+}
+
+static void test_text_position(void **state _unused_)
+{
+	const char *t = "ab\nZo\xc3\xab x\n";
+	unsigned line, col;
+
+	text_position(t, 0, &line, &col);
+	assert_int_equal(line, 1);
+	assert_int_equal(col, 1);
+	text_position(t, 3, &line, &col);
+	assert_int_equal(line, 2);
+	assert_int_equal(col, 1);
+	/* Columns count characters: ë is two bytes, one column. */
+	text_position(t, 8, &line, &col);
+	assert_int_equal(line, 2);
+	assert_int_equal(col, 5);
+}
+
+static void test_parse_decimal(void **state _unused_)
+{
+	uint64_t v;
+
+	assert_int_equal(parse_decimal_u64("18446744073709551615", 20, &v), 0);
+	assert_true(v == UINT64_MAX);
+	assert_int_equal(parse_decimal_u64("18446744073709551616", 20, &v), -ERANGE);
+	assert_int_equal(parse_decimal_u64("99999999999999999999999", 23, &v), -ERANGE);
+	assert_int_equal(parse_decimal_u64("12a", 3, &v), -EINVAL);
+	assert_int_equal(parse_decimal_u64("", 0, &v), -EINVAL);
+	assert_int_equal(parse_decimal_u64("007", 3, &v), 0);
+	assert_true(v == 7);
+
+	assert_int_equal(mul_u64(1ull << 32, 1ull << 31, &v), 0);
+	assert_int_equal(mul_u64(1ull << 32, 1ull << 32, &v), -ERANGE);
+	assert_int_equal(mul_u64(0, UINT64_MAX, &v), 0);
+	assert_true(v == 0);
+}
+
+static void test_path_check(void **state _unused_)
+{
+	static const struct {
+		const char *path;
+		PathProblem p;
+	} rows[] = {
+		{ "/", PATH_OK },
+		{ "/var/lib/vmd/disk.raw", PATH_OK },
+		{ "/a,b/c=d,format=raw", PATH_OK },
+		{ "/a/.hidden/..x/x..", PATH_OK },
+		{ "relative", PATH_NOT_ABSOLUTE },
+		{ "./x", PATH_NOT_ABSOLUTE },
+		{ "", PATH_NOT_ABSOLUTE },
+		{ "/a/./b", PATH_DOT_COMPONENT },
+		{ "/a/.", PATH_DOT_COMPONENT },
+		{ "/a/../b", PATH_DOTDOT_COMPONENT },
+		{ "/..", PATH_DOTDOT_COMPONENT },
+		{ "//a", PATH_EMPTY_COMPONENT },
+		{ "/a//b", PATH_EMPTY_COMPONENT },
+		{ "/a/", PATH_TRAILING_SLASH },
+		{ "/a\tb", PATH_CONTROL_CHAR },
+		{ "/a\x7f", PATH_CONTROL_CHAR },
+		{ "/aaaaaaaaa", PATH_TOO_LONG }, /* with max 8 below */
+	};
+
+	for (size_t i = 0; i < ELEMENTSOF(rows); i++)
+		assert_int_equal(path_check(rows[i].path, i == ELEMENTSOF(rows) - 1 ? 8 : 4095), rows[i].p);
+}
+
+static void test_string_table(void **state _unused_)
+{
+	static const char *const t[] = { "zero", NULL, "two" };
+
+	assert_int_equal(string_table_lookup(t, 3, "zero"), 0);
+	assert_int_equal(string_table_lookup(t, 3, "two"), 2);
+	assert_int_equal(string_table_lookup(t, 3, "one"), -EINVAL);
+	assert_int_equal(string_table_lookup(t, 3, NULL), -EINVAL);
+	assert_int_equal(first_control_char("abc", 3), -1);
+	assert_int_equal(first_control_char("a\x1b", 2), 0x1b);
+	assert_true(IN_SET(3, 1, 2, 3));
+	assert_false(IN_SET(4, 1, 2, 3));
+}
+
+int main(void)
+{
+	static const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_edit_distance), cmocka_unit_test(test_utf8),
+		cmocka_unit_test(test_text_position), cmocka_unit_test(test_parse_decimal),
+		cmocka_unit_test(test_path_check),    cmocka_unit_test(test_string_table),
+	};
+
+	return cmocka_run_group_tests_name("util", tests, NULL, NULL);
+}
