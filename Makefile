@@ -15,6 +15,13 @@ WERROR ?= 1
 FUZZ_SECONDS ?= 60
 
 B := build
+
+# make V=1 shows whole command lines.
+ifeq ($(V),1)
+say :=
+else
+say = @printf '  %-6s %s\n' '$(1)' '$(2)';
+endif
 PKGS := yaml-0.1 jansson
 
 # Evaluated when a recipe runs, after build/.deps has installed pkg-config and the -dev packages.
@@ -60,20 +67,20 @@ $(B)/.deps: scripts/install-deps
 
 $(B)/obj/%.o: %.c | $(B)/.deps
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE_CFLAGS) $(CFLAGS) -c $< -o $@
+	$(call say,CC,$@) $(CC) $(BASE_CFLAGS) $(CFLAGS) -c $< -o $@
 
 $(B)/san/%.o: %.c | $(B)/.deps
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE_CFLAGS) $(SAN_FLAGS) -c $< -o $@
+	$(call say,CC,$@) $(CC) $(BASE_CFLAGS) $(SAN_FLAGS) -c $< -o $@
 
 $(B)/vmd: $(OBJS) $(B)/obj/$(MAIN_SRC:.c=.o)
-	$(CC) $(CFLAGS) $^ $(PKG_LIBS) -o $@
+	$(call say,LD,$@) $(CC) $(CFLAGS) $^ $(PKG_LIBS) -o $@
 
 $(B)/san/vmd: $(SAN_OBJS) $(B)/san/$(MAIN_SRC:.c=.o)
-	$(CC) $(SAN_FLAGS) $^ $(PKG_LIBS) -o $@
+	$(call say,LD,$@) $(CC) $(SAN_FLAGS) $^ $(PKG_LIBS) -o $@
 
 $(B)/san/tests/test-%: $(B)/san/tests/test-%.o $(B)/san/tests/helpers.o $(SAN_OBJS)
-	$(CC) $(SAN_FLAGS) $^ $(PKG_LIBS) -lcmocka -o $@
+	$(call say,LD,$@) $(CC) $(SAN_FLAGS) $^ $(PKG_LIBS) -lcmocka -o $@
 
 test: $(TEST_BINS) $(B)/san/vmd $(B)/fuzz/fuzz-spec-yaml
 	VMD_SRCDIR=$(CURDIR) VMD_BIN=$(CURDIR)/$(B)/san/vmd PYTHON=$(PYTHON) \
@@ -94,7 +101,7 @@ FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=a
 
 $(B)/fuzz/fuzz-spec-yaml: tests/fuzz-spec-yaml.c $(LIB_SRCS) $(wildcard reconciler/*.h) | $(B)/.deps
 	@mkdir -p $(dir $@)
-	$(CLANG) -std=gnu11 -D_GNU_SOURCE -Ireconciler $(PKG_CFLAGS) $(FUZZ_FLAGS) \
+	$(call say,FUZZ,$@) $(CLANG) -std=gnu11 -D_GNU_SOURCE -Ireconciler $(PKG_CFLAGS) $(FUZZ_FLAGS) \
 		tests/fuzz-spec-yaml.c $(LIB_SRCS) $(PKG_LIBS) -o $@
 
 fuzz: $(B)/fuzz/fuzz-spec-yaml
