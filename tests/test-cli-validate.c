@@ -43,7 +43,11 @@ static void test_bad_corpus_format(void **state _unused_)
 	vmd(&r, "validate", dir, NULL, NULL);
 	assert_int_equal(r.status, 1);
 	assert_string_equal(r.out, "");
-	assert_int_equal(regcomp(&re, "^.*/tests/spec/bad/[A-Za-z0-9_-]+\\.yaml:[1-9][0-9]*:[1-9][0-9]*: error: .+$", REG_EXTENDED | REG_NOSUB), 0);
+	assert_int_equal(
+		regcomp(&re,
+			"^.*/tests/spec/bad/[A-Za-z0-9_-]+\\.yaml:[1-9][0-9]*:[1-9][0-9]*: error: .+$",
+			REG_EXTENDED | REG_NOSUB),
+		0);
 	for (char *l = strtok_r(r.err, "\n", &save); l; l = strtok_r(NULL, "\n", &save), lines++)
 		if (regexec(&re, l, 0, NULL, 0) != 0)
 			fail_msg("not PATH:LINE:COL: error: '%s'", l);
@@ -91,8 +95,11 @@ static void test_json(void **state _unused_)
 	json_t *j, *files, *e;
 	_cleanup_free_ char *good = NULL, *bad = NULL;
 
-	test_write_str(dir, "good.yaml", "apiVersion: vmd/v1\nkind: Sandbox\nspec: {backend: noop, memory: 16Mi}\n");
-	test_write_str(dir, "bad.yaml", "apiVersion: vmd/v1\nkind: Sandbox\nspec:\n  backend: noop\n  memory: 16Mi\n  vpcus: 2\n");
+	test_write_str(dir, "good.yaml",
+		       "apiVersion: vmd/v1\nkind: Sandbox\nspec: {backend: noop, memory: 16Mi}\n");
+	test_write_str(
+		dir, "bad.yaml",
+		"apiVersion: vmd/v1\nkind: Sandbox\nspec:\n  backend: noop\n  memory: 16Mi\n  vpcus: 2\n");
 	assert_true(asprintf(&good, "%s/good.yaml", dir) > 0);
 	assert_true(asprintf(&bad, "%s/bad.yaml", dir) > 0);
 
@@ -105,13 +112,15 @@ static void test_json(void **state _unused_)
 	files = json_object_get(j, "files");
 	assert_int_equal(json_array_size(files), 2);
 	assert_true(json_is_true(json_object_get(json_array_get(files, 0), "valid")));
-	assert_string_equal(json_string_value(json_object_get(json_array_get(files, 0), "name")), "good");
+	assert_string_equal(json_string_value(json_object_get(json_array_get(files, 0), "name")),
+			    "good");
 	assert_int_equal(json_array_size(json_object_get(json_array_get(files, 0), "errors")), 0);
 	assert_true(json_is_false(json_object_get(json_array_get(files, 1), "valid")));
 	e = json_array_get(json_object_get(json_array_get(files, 1), "errors"), 0);
 	assert_int_equal(json_integer_value(json_object_get(e, "line")), 6);
 	assert_int_equal(json_integer_value(json_object_get(e, "column")), 3);
-	assert_string_equal(json_string_value(json_object_get(e, "message")), "spec: unknown field 'vpcus'; did you mean 'vcpus'?");
+	assert_string_equal(json_string_value(json_object_get(e, "message")),
+			    "spec: unknown field 'vpcus'; did you mean 'vcpus'?");
 	json_decref(j);
 	test_tmpdir_remove(dir);
 }
@@ -154,8 +163,8 @@ static void test_unreadable(void **state _unused_)
 int main(void)
 {
 	static const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_examples_valid), cmocka_unit_test(test_bad_corpus_format),
-		cmocka_unit_test(test_usage),          cmocka_unit_test(test_json),
+		cmocka_unit_test(test_examples_valid),	cmocka_unit_test(test_bad_corpus_format),
+		cmocka_unit_test(test_usage),		cmocka_unit_test(test_json),
 		cmocka_unit_test(test_duplicate_names), cmocka_unit_test(test_unreadable),
 	};
 

@@ -13,18 +13,18 @@ static void test_candidates(void **state _unused_)
 	} rows[] = {
 		{ "web-1.yaml", true },
 		{ "web-1.yml", true },
-		{ "Web_1.yaml", true },          /* a candidate; loading it says the name is bad */
+		{ "Web_1.yaml", true }, /* a candidate; loading it says the name is bad */
 		{ ".yaml", false },
-		{ "web-1.yaml~", false },        /* backup */
-		{ ".web-1.yaml.swp", false },    /* vim swap */
+		{ "web-1.yaml~", false },     /* backup */
+		{ ".web-1.yaml.swp", false }, /* vim swap */
 		{ ".web-1.yaml.swx", false },
-		{ "4913", false },               /* vim's write probe */
-		{ "#web-1.yaml#", false },       /* Emacs auto-save */
-		{ ".#web-1.yaml", false },       /* Emacs lock */
+		{ "4913", false },	   /* vim's write probe */
+		{ "#web-1.yaml#", false }, /* Emacs auto-save */
+		{ ".#web-1.yaml", false }, /* Emacs lock */
 		{ "web-1.yaml.dpkg-new", false },
 		{ "web-1.yaml.dpkg-old", false },
 		{ "web-1.yaml.rpmnew", false },
-		{ "..data", false },             /* Kubernetes ConfigMap */
+		{ "..data", false }, /* Kubernetes ConfigMap */
 		{ "..2024_01_01_00_00_00.123", false },
 		{ ".hidden.yaml", false },
 		{ "web-1.json", false },
@@ -99,7 +99,8 @@ static void test_walk(void **state _unused_)
 
 	out = walk(dir, &r);
 	assert_int_equal(r, 0);
-	assert_string_equal(out, "a.yml 0\nb.yaml 0\ncm.yaml 0\nteam/c.yaml 0\nteam/deeper/d.yaml 0\n");
+	assert_string_equal(out,
+			    "a.yml 0\nb.yaml 0\ncm.yaml 0\nteam/c.yaml 0\nteam/deeper/d.yaml 0\n");
 
 	/* An unreadable subfolder is reported, and the walk goes on. */
 	if (geteuid() != 0) {

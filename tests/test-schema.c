@@ -68,7 +68,9 @@ static void test_schema_agrees_with_corpus(void **state _unused_)
 
 	last = strstr(r.out, "schema: ");
 	assert_non_null(last);
-	assert_int_equal(sscanf(last, "schema: %u good accepted, %u bad rejected, 0 failures", &n_good, &n_bad), 2);
+	assert_int_equal(sscanf(last, "schema: %u good accepted, %u bad rejected, 0 failures",
+				&n_good, &n_bad),
+			 2);
 	assert_int_equal(n_good, count_yaml("tests/spec/good") + count_yaml("examples"));
 	assert_int_equal(n_bad, count_reject());
 	assert_true(n_bad >= 40);

@@ -11,18 +11,20 @@ static void test_names(void **state _unused_)
 		{ "web-1", true, true, true },
 		{ "a", true, true, true },
 		{ "0", true, true, true },
-		{ "web-", false, true, true },  /* a name ends with a letter or digit, an id need not */
+		{ "web-", false, true, true }, /* a name ends with a letter or digit, an id need not */
 		{ "-web", false, false, true },
 		{ "Web", false, false, true },
 		{ "web_1", false, false, true },
 		{ "web.1", false, false, true },
 		{ "", false, false, false },
-		{ "a23456789012345", true, true, true },     /* 15 */
-		{ "a234567890123456", true, true, false },   /* 16: too long for an interface */
-		{ "a234567890123456789012345678901", true, true, false },  /* 31 */
+		{ "a23456789012345", true, true, true },   /* 15 */
+		{ "a234567890123456", true, true, false }, /* 16: too long for an interface */
+		{ "a234567890123456789012345678901", true, true, false },   /* 31 */
 		{ "a2345678901234567890123456789012", true, false, false }, /* 32 */
-		{ "a23456789012345678901234567890123456789012345678901234567890123", true, false, false }, /* 63 */
-		{ "a234567890123456789012345678901234567890123456789012345678901234", false, false, false }, /* 64 */
+		{ "a23456789012345678901234567890123456789012345678901234567890123", true, false,
+		  false }, /* 63 */
+		{ "a234567890123456789012345678901234567890123456789012345678901234", false, false,
+		  false }, /* 64 */
 		{ "tap:0", false, false, false },
 		{ "tap/0", false, false, false },
 		{ "tap 0", false, false, false },
@@ -133,8 +135,8 @@ static void test_string_tables(void **state _unused_)
 int main(void)
 {
 	static const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_names),          cmocka_unit_test(test_mac_parse),
-		cmocka_unit_test(test_mac_derive),     cmocka_unit_test(test_name_from_path),
+		cmocka_unit_test(test_names),	      cmocka_unit_test(test_mac_parse),
+		cmocka_unit_test(test_mac_derive),    cmocka_unit_test(test_name_from_path),
 		cmocka_unit_test(test_string_tables),
 	};
 

@@ -20,17 +20,16 @@ static void test_utf8(void **state _unused_)
 		const char *s;
 		size_t bad;
 	} rows[] = {
-		{ "plain ascii", 11 },
-		{ "Zo\xc3\xab", 4 },                 /* ë */
-		{ "\xe2\x82\xac", 3 },               /* € */
-		{ "\xf0\x9f\x98\x80", 4 },           /* U+1F600 */
-		{ "ab\xff", 2 },                     /* never valid */
-		{ "\xc0\xaf", 0 },                   /* overlong '/' */
-		{ "\xe0\x80\xaf", 0 },               /* overlong, 3 bytes */
-		{ "\xed\xa0\x80", 0 },               /* surrogate U+D800 */
-		{ "\xf4\x90\x80\x80", 0 },           /* above U+10FFFF */
-		{ "x\xe2\x82", 1 },                  /* truncated */
-		{ "x\xc3y", 1 },                     /* bad continuation */
+		{ "plain ascii", 11 },	   { "Zo\xc3\xab", 4 }, /* ë */
+		{ "\xe2\x82\xac", 3 },				/* € */
+		{ "\xf0\x9f\x98\x80", 4 },			/* U+1F600 */
+		{ "ab\xff", 2 },				/* never valid */
+		{ "\xc0\xaf", 0 },				/* overlong '/' */
+		{ "\xe0\x80\xaf", 0 },				/* overlong, 3 bytes */
+		{ "\xed\xa0\x80", 0 },				/* surrogate U+D800 */
+		{ "\xf4\x90\x80\x80", 0 },			/* above U+10FFFF */
+		{ "x\xe2\x82", 1 },				/* truncated */
+		{ "x\xc3y", 1 },				/* bad continuation */
 	};
 
 	for (size_t i = 0; i < ELEMENTSOF(rows); i++)
@@ -99,7 +98,8 @@ static void test_path_check(void **state _unused_)
 	};
 
 	for (size_t i = 0; i < ELEMENTSOF(rows); i++)
-		assert_int_equal(path_check(rows[i].path, i == ELEMENTSOF(rows) - 1 ? 8 : 4095), rows[i].p);
+		assert_int_equal(path_check(rows[i].path, i == ELEMENTSOF(rows) - 1 ? 8 : 4095),
+				 rows[i].p);
 }
 
 static void test_string_table(void **state _unused_)

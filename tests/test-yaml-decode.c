@@ -83,7 +83,8 @@ static char *decode(const char *text, Obj *o)
 	diag_list_sort(&diags);
 	m = open_memstream(&out, &len);
 	for (size_t i = 0; i < diags.n; i++)
-		fprintf(m, "%u:%u: %s\n", diags.items[i].line, diags.items[i].column, diags.items[i].message);
+		fprintf(m, "%u:%u: %s\n", diags.items[i].line, diags.items[i].column,
+			diags.items[i].message);
 	fclose(m);
 	return out;
 }
@@ -91,9 +92,10 @@ static char *decode(const char *text, Obj *o)
 static void test_all_fields(void **state _unused_)
 {
 	Obj o;
-	_cleanup_free_ char *errs = decode("label: abc\ncolor: blue\non: true\ncount: 9\nsize: 2Gi\n"
-					   "wait: 1m\nfile: /a,b\nitems: [{name: p}, {name: q, flag: true}]\n",
-					   &o);
+	_cleanup_free_ char *errs =
+		decode("label: abc\ncolor: blue\non: true\ncount: 9\nsize: 2Gi\n"
+		       "wait: 1m\nfile: /a,b\nitems: [{name: p}, {name: q, flag: true}]\n",
+		       &o);
 
 	assert_string_equal(errs, "");
 	assert_string_equal(o.label, "abc");
@@ -117,22 +119,34 @@ static void test_errors(void **state _unused_)
 		{ "count: 5\ncolour: red\n", "2:1: unknown field 'colour'; did you mean 'color'?\n" },
 		{ "count: 5\nxyz: 1\n", "2:1: unknown field 'xyz'\n" },
 		{ "on: true\n", "1:1: missing required field 'count'\n" },
-		{ "count: 10\n", "1:8: count: '10' is out of range: expected an integer from 2 to 9\n" },
-		{ "count: 5\nlabel: abcdef\n", "2:8: label: too long: 6 bytes, at most 5 are allowed\n" },
-		{ "count: 5\ncolor: gren\n", "2:8: color: expected one of red, green, blue; got 'gren'; did you mean 'green'?\n" },
-		{ "count: 5\ncolor: [red]\n", "2:8: color: expected one of red, green, blue; got a list\n" },
+		{ "count: 10\n",
+		  "1:8: count: '10' is out of range: expected an integer from 2 to 9\n" },
+		{ "count: 5\nlabel: abcdef\n",
+		  "2:8: label: too long: 6 bytes, at most 5 are allowed\n" },
+		{ "count: 5\ncolor: gren\n",
+		  "2:8: color: expected one of red, green, blue; got 'gren'; did you mean 'green'?\n" },
+		{ "count: 5\ncolor: [red]\n",
+		  "2:8: color: expected one of red, green, blue; got a list\n" },
 		{ "count: 5\nsize: 1Ki\n", "2:7: size: '1Ki' is below the minimum of 1Mi\n" },
-		{ "count: 5\nsize: 0512Mi\n", "2:7: size: expected a size with a unit, such as 512Mi (units Ki, Mi, Gi, Ti), got '0512Mi'\n" },
+		{ "count: 5\nsize: 0512Mi\n",
+		  "2:7: size: expected a size with a unit, such as 512Mi (units Ki, Mi, Gi, Ti), got '0512Mi'\n" },
 		{ "count: 5\nwait: 2m\n", "2:7: wait: '2m' is too long: at most 0h\n" },
-		{ "count: 5\nwait: 18446744073709551615h\n", "2:7: wait: '18446744073709551615h' is too long: at most 0h\n" },
-		{ "count: 5\nfile: /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n", "2:7: file: '/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa...' is too long\n" },
-		{ "count: 5\nlabel: ~\n", "2:8: label: '~' is null; quote it (\"~\") if you mean the string\n" },
-		{ "count: 5\nlabel: 2024-01-01\n", "2:8: label: '2024-01-01' is a date in YAML 1.1; quote it (\"2024-01-01\") if you mean the string\n" },
-		{ "count: 5\nlabel: \"a\\eb\"\n", "2:8: label: contains a control character (U+001B)\n" },
+		{ "count: 5\nwait: 18446744073709551615h\n",
+		  "2:7: wait: '18446744073709551615h' is too long: at most 0h\n" },
+		{ "count: 5\nfile: /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n",
+		  "2:7: file: '/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa...' is too long\n" },
+		{ "count: 5\nlabel: ~\n",
+		  "2:8: label: '~' is null; quote it (\"~\") if you mean the string\n" },
+		{ "count: 5\nlabel: 2024-01-01\n",
+		  "2:8: label: '2024-01-01' is a date in YAML 1.1; quote it (\"2024-01-01\") if you mean the string\n" },
+		{ "count: 5\nlabel: \"a\\eb\"\n",
+		  "2:8: label: contains a control character (U+001B)\n" },
 		{ "count: 5\nitems: [{name: a}, {name: a}, {flag: true}]\n",
 		  "2:27: items[1].name: duplicate item name 'a' (first used at line 2)\n2:31: items[2]: missing required field 'name'\n" },
-		{ "count: 5\nitems: [{name: a}, {name: b}, {name: c}, {name: d}]\n", "2:42: items: more than 3 items; at most 3 are allowed\n" },
-		{ "count: 5\nitems: {name: a}\n", "2:8: items: expected a list of items, got a mapping\n" },
+		{ "count: 5\nitems: [{name: a}, {name: b}, {name: c}, {name: d}]\n",
+		  "2:42: items: more than 3 items; at most 3 are allowed\n" },
+		{ "count: 5\nitems: {name: a}\n",
+		  "2:8: items: expected a list of items, got a mapping\n" },
 		{ "[1]\n", "1:1: expected a mapping, got a list\n" },
 	};
 

@@ -10,37 +10,61 @@ static void test_implicit_types(void **state _unused_)
 		const char *s;
 		YImplicit t;
 	} rows[] = {
-		{ "", YIMPLICIT_NULL },          { "~", YIMPLICIT_NULL },
-		{ "null", YIMPLICIT_NULL },      { "NULL", YIMPLICIT_NULL },
-		{ "true", YIMPLICIT_BOOL },      { "false", YIMPLICIT_BOOL },
-		{ "yes", YIMPLICIT_BOOL_1_1 },   { "No", YIMPLICIT_BOOL_1_1 },
-		{ "ON", YIMPLICIT_BOOL_1_1 },    { "off", YIMPLICIT_BOOL_1_1 },
-		{ "y", YIMPLICIT_BOOL_1_1 },     { "True", YIMPLICIT_BOOL_1_1 },
-		{ "0", YIMPLICIT_INT },          { "42", YIMPLICIT_INT },
-		{ "-7", YIMPLICIT_INT },         { "+7", YIMPLICIT_INT_OTHER },
-		{ "010", YIMPLICIT_INT_ZERO },   { "09", YIMPLICIT_INT_ZERO },
-		{ "0x1F", YIMPLICIT_INT_OTHER }, { "0o17", YIMPLICIT_INT_OTHER },
-		{ "0b101", YIMPLICIT_INT_OTHER }, { "1_000", YIMPLICIT_INT_OTHER },
-		{ "1:20", YIMPLICIT_SEXAGESIMAL }, { "190:20:30", YIMPLICIT_SEXAGESIMAL },
+		{ "", YIMPLICIT_NULL },
+		{ "~", YIMPLICIT_NULL },
+		{ "null", YIMPLICIT_NULL },
+		{ "NULL", YIMPLICIT_NULL },
+		{ "true", YIMPLICIT_BOOL },
+		{ "false", YIMPLICIT_BOOL },
+		{ "yes", YIMPLICIT_BOOL_1_1 },
+		{ "No", YIMPLICIT_BOOL_1_1 },
+		{ "ON", YIMPLICIT_BOOL_1_1 },
+		{ "off", YIMPLICIT_BOOL_1_1 },
+		{ "y", YIMPLICIT_BOOL_1_1 },
+		{ "True", YIMPLICIT_BOOL_1_1 },
+		{ "0", YIMPLICIT_INT },
+		{ "42", YIMPLICIT_INT },
+		{ "-7", YIMPLICIT_INT },
+		{ "+7", YIMPLICIT_INT_OTHER },
+		{ "010", YIMPLICIT_INT_ZERO },
+		{ "09", YIMPLICIT_INT_ZERO },
+		{ "0x1F", YIMPLICIT_INT_OTHER },
+		{ "0o17", YIMPLICIT_INT_OTHER },
+		{ "0b101", YIMPLICIT_INT_OTHER },
+		{ "1_000", YIMPLICIT_INT_OTHER },
+		{ "1:20", YIMPLICIT_SEXAGESIMAL },
+		{ "190:20:30", YIMPLICIT_SEXAGESIMAL },
 		{ "52:54:00:12:34:56", YIMPLICIT_SEXAGESIMAL },
 		{ "52:54:00:ab:cd:ef", YIMPLICIT_STRING },
 		{ "00:11:22:33:44:55", YIMPLICIT_STRING },
-		{ "1:60", YIMPLICIT_STRING },    { "1.5", YIMPLICIT_FLOAT },
-		{ "1.", YIMPLICIT_FLOAT },       { ".5", YIMPLICIT_FLOAT },
-		{ "1e3", YIMPLICIT_FLOAT },      { "-1.5E-3", YIMPLICIT_FLOAT },
-		{ ".inf", YIMPLICIT_FLOAT },     { "-.Inf", YIMPLICIT_FLOAT },
-		{ ".NaN", YIMPLICIT_FLOAT },     { "2024-01-31", YIMPLICIT_TIMESTAMP },
-		{ "2024-1-3", YIMPLICIT_TIMESTAMP }, { "2024-01-31T10:00:00Z", YIMPLICIT_TIMESTAMP },
-		{ "512Mi", YIMPLICIT_STRING },   { "30s", YIMPLICIT_STRING },
-		{ "1.2.3", YIMPLICIT_STRING },   { "e3", YIMPLICIT_STRING },
-		{ "web-1", YIMPLICIT_STRING },   { "nulls", YIMPLICIT_STRING },
-		{ "yesterday", YIMPLICIT_STRING }, { "/var/lib", YIMPLICIT_STRING },
-		{ "-", YIMPLICIT_STRING },       { ".", YIMPLICIT_STRING },
+		{ "1:60", YIMPLICIT_STRING },
+		{ "1.5", YIMPLICIT_FLOAT },
+		{ "1.", YIMPLICIT_FLOAT },
+		{ ".5", YIMPLICIT_FLOAT },
+		{ "1e3", YIMPLICIT_FLOAT },
+		{ "-1.5E-3", YIMPLICIT_FLOAT },
+		{ ".inf", YIMPLICIT_FLOAT },
+		{ "-.Inf", YIMPLICIT_FLOAT },
+		{ ".NaN", YIMPLICIT_FLOAT },
+		{ "2024-01-31", YIMPLICIT_TIMESTAMP },
+		{ "2024-1-3", YIMPLICIT_TIMESTAMP },
+		{ "2024-01-31T10:00:00Z", YIMPLICIT_TIMESTAMP },
+		{ "512Mi", YIMPLICIT_STRING },
+		{ "30s", YIMPLICIT_STRING },
+		{ "1.2.3", YIMPLICIT_STRING },
+		{ "e3", YIMPLICIT_STRING },
+		{ "web-1", YIMPLICIT_STRING },
+		{ "nulls", YIMPLICIT_STRING },
+		{ "yesterday", YIMPLICIT_STRING },
+		{ "/var/lib", YIMPLICIT_STRING },
+		{ "-", YIMPLICIT_STRING },
+		{ ".", YIMPLICIT_STRING },
 	};
 
 	for (size_t i = 0; i < ELEMENTSOF(rows); i++)
 		if (yaml_implicit_type(rows[i].s) != rows[i].t)
-			fail_msg("'%s': got %d, expected %d", rows[i].s, yaml_implicit_type(rows[i].s), rows[i].t);
+			fail_msg("'%s': got %d, expected %d", rows[i].s,
+				 yaml_implicit_type(rows[i].s), rows[i].t);
 }
 
 static YNode *parse_ok(const char *text)
@@ -86,7 +110,9 @@ static void test_empty_stream(void **state _unused_)
 
 	assert_int_equal(ytree_parse("", 0, &root, &diags), 0);
 	assert_null(root);
-	assert_int_equal(ytree_parse("# only\n\n# comments\n", strlen("# only\n\n# comments\n"), &root, &diags), 0);
+	assert_int_equal(ytree_parse("# only\n\n# comments\n", strlen("# only\n\n# comments\n"),
+				     &root, &diags),
+			 0);
 	assert_null(root);
 	assert_true(diag_list_is_empty(&diags));
 }
@@ -117,16 +143,20 @@ static void test_fatal_errors(void **state _unused_)
 		unsigned line, column;
 		const char *message;
 	} rows[] = {
-		{ "a: [1, 2\n", 2, 1, "YAML syntax error: did not find expected ',' or ']' (while parsing a flow sequence at line 1, column 4)" },
-		{ "a: 1\n---\nb: 2\n", 2, 1, "more than one YAML document; a sandbox file holds exactly one sandbox" },
-		{ "a: \"\\x01\"\nb: \x01\n", 2, 4, "invalid character U+0001: control characters are not allowed" },
+		{ "a: [1, 2\n", 2, 1,
+		  "YAML syntax error: did not find expected ',' or ']' (while parsing a flow sequence at line 1, column 4)" },
+		{ "a: 1\n---\nb: 2\n", 2, 1,
+		  "more than one YAML document; a sandbox file holds exactly one sandbox" },
+		{ "a: \"\\x01\"\nb: \x01\n", 2, 4,
+		  "invalid character U+0001: control characters are not allowed" },
 	};
 
 	for (size_t i = 0; i < ELEMENTSOF(rows); i++) {
 		_cleanup_(diag_list_done) DiagList diags = {};
 		YNode *root = NULL;
 
-		assert_int_equal(ytree_parse(rows[i].text, strlen(rows[i].text), &root, &diags), -EINVAL);
+		assert_int_equal(ytree_parse(rows[i].text, strlen(rows[i].text), &root, &diags),
+				 -EINVAL);
 		assert_null(root);
 		assert_int_equal(diags.n, 1);
 		assert_string_equal(diags.items[0].message, rows[i].message);
@@ -152,7 +182,8 @@ static void test_node_limit(void **state _unused_)
 	assert_true(len <= YTREE_MAX_BYTES);
 	assert_int_equal(ytree_parse(text, len, &root, &diags), -EINVAL);
 	assert_int_equal(diags.n, 1);
-	assert_string_equal(diags.items[0].message, "too many YAML nodes: a sandbox file holds at most 100000");
+	assert_string_equal(diags.items[0].message,
+			    "too many YAML nodes: a sandbox file holds at most 100000");
 }
 
 /* A map with tens of thousands of keys and one duplicate at the end: found, and quickly. */
@@ -170,7 +201,8 @@ static void test_many_keys_one_duplicate(void **state _unused_)
 	fclose(m);
 	assert_int_equal(ytree_parse(text, len, &root, &diags), 0);
 	assert_int_equal(diags.n, 1);
-	assert_string_equal(diags.items[0].message, "duplicate key 'k7' (first defined at line 8, column 1)");
+	assert_string_equal(diags.items[0].message,
+			    "duplicate key 'k7' (first defined at line 8, column 1)");
 	assert_int_equal(diags.items[0].line, 40001);
 	assert_int_equal(root->n_pairs, 40000);
 	assert_string_equal(ynode_map_get(root, "k7")->value, "1");
