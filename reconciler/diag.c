@@ -11,11 +11,11 @@ void diag_list_done(DiagList *l)
 	*l = (DiagList){};
 }
 
-void diag_add(DiagList *l, unsigned line, unsigned column, const char *fmt, ...)
+void diag_addv(DiagList *l, unsigned line, unsigned column, const char *prefix, const char *fmt,
+	       va_list ap)
 {
+	_cleanup_free_ char *body = NULL;
 	char *m = NULL;
-	va_list ap;
-	int r;
 
 	if (l->n >= DIAG_MAX) {
 		l->n_dropped++;
@@ -24,23 +24,31 @@ void diag_add(DiagList *l, unsigned line, unsigned column, const char *fmt, ...)
 	if (l->n % 16 == 0) {
 		Diag *items = reallocarray(l->items, l->n + 16, sizeof(Diag));
 
-		if (!items) {
-			l->error = -ENOMEM;
-			l->n_dropped++;
-			return;
-		}
+		if (!items)
+			goto oom;
 		l->items = items;
 	}
+	if (vasprintf(&body, fmt, ap) < 0)
+		goto oom;
+	if (prefix && prefix[0]) {
+		if (asprintf(&m, "%s: %s", prefix, body) < 0)
+			goto oom;
+	} else
+		m = TAKE_PTR(body);
+	l->items[l->n++] = (Diag){ .line = line, .column = column, .message = m };
+	return;
+oom:
+	l->error = -ENOMEM;
+	l->n_dropped++;
+}
+
+void diag_add(DiagList *l, unsigned line, unsigned column, const char *fmt, ...)
+{
+	va_list ap;
 
 	va_start(ap, fmt);
-	r = vasprintf(&m, fmt, ap);
+	diag_addv(l, line, column, NULL, fmt, ap);
 	va_end(ap);
-	if (r < 0) {
-		l->error = -ENOMEM;
-		l->n_dropped++;
-		return;
-	}
-	l->items[l->n++] = (Diag){ .line = line, .column = column, .message = m };
 }
 
 void diag_list_sort(DiagList *l)

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
+#include <stdarg.h>
 #include <stdio.h>
 
 #include "macro.h"
@@ -29,6 +30,9 @@ void diag_list_done(DiagList *l);
 
 /* Record an error. Never fails from the caller's view: a failed allocation sets l->error. */
 void diag_add(DiagList *l, unsigned line, unsigned column, const char *fmt, ...) _printf_(4, 5);
+/* The same with a va_list, and "PREFIX: " before the message when prefix is not empty. */
+void diag_addv(DiagList *l, unsigned line, unsigned column, const char *prefix, const char *fmt,
+	       va_list ap) _printf_(5, 0);
 
 static inline bool diag_list_is_empty(const DiagList *l)
 {

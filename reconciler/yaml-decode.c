@@ -8,21 +8,11 @@
 
 void decode_error(Decoder *d, const YNode *n, const char *fmt, ...)
 {
-	_cleanup_free_ char *msg = NULL;
 	va_list ap;
-	int r;
 
 	va_start(ap, fmt);
-	r = vasprintf(&msg, fmt, ap);
+	diag_addv(d->diags, n->line, n->column, d->where, fmt, ap);
 	va_end(ap);
-	if (r < 0) {
-		d->diags->error = -ENOMEM;
-		return;
-	}
-	if (d->where[0])
-		diag_add(d->diags, n->line, n->column, "%s: %s", d->where, msg);
-	else
-		diag_add(d->diags, n->line, n->column, "%s", msg);
 }
 
 size_t decode_where_push(Decoder *d, const char *fmt, ...)
@@ -357,6 +347,30 @@ static int parse_with_unit(const char *s, const Unit *units, size_t n_units, uin
 	return -EINVAL;
 }
 
+/*
+ * A number with one of units, as "expected" describes it. Returns 0, -ERANGE on overflow
+ * (for the caller to word), or -EINVAL once the error was reported.
+ */
+static int decode_unit_value(Decoder *d, const YNode *n, const Unit *units, size_t n_units,
+			     const char *expected, uint64_t *ret)
+{
+	char buf[80];
+	const char *s;
+	int r;
+
+	/* A bare number is the likeliest mistake: say what it lacks, not that it is a number. */
+	if (n->type == YNODE_SCALAR && n->plain && yaml_implicit_type(n->value) == YIMPLICIT_INT) {
+		decode_error(d, n, "expected %s, got %s", expected, decode_show(n, buf));
+		return -EINVAL;
+	}
+	if (!decode_get_string(d, n, &s))
+		return -EINVAL;
+	r = parse_with_unit(s, units, n_units, ret);
+	if (r == -EINVAL)
+		decode_error(d, n, "expected %s, got %s", expected, decode_show(n, buf));
+	return r;
+}
+
 void decode_size(Decoder *d, const YNode *n, const Field *f, void *obj)
 {
 	static const Unit units[] = {
@@ -366,31 +380,15 @@ void decode_size(Decoder *d, const YNode *n, const Field *f, void *obj)
 		{ "Ti", 1ull << 40 },
 	};
 	char buf[80];
-	const char *s;
 	uint64_t v;
 	int r;
 
-	if (n->type == YNODE_SCALAR && n->plain && yaml_implicit_type(n->value) == YIMPLICIT_INT) {
-		decode_error(
-			d, n,
-			"expected a size with a unit, such as 512Mi (units Ki, Mi, Gi, Ti), got %s",
-			decode_show(n, buf));
-		return;
-	}
-	if (!decode_get_string(d, n, &s))
-		return;
-	r = parse_with_unit(s, units, ELEMENTSOF(units), &v);
-	if (r == -ERANGE) {
+	r = decode_unit_value(d, n, units, ELEMENTSOF(units),
+			      "a size with a unit, such as 512Mi (units Ki, Mi, Gi, Ti)", &v);
+	if (r == -ERANGE)
 		decode_error(d, n, "%s is too large", decode_show(n, buf));
+	if (r < 0)
 		return;
-	}
-	if (r < 0) {
-		decode_error(
-			d, n,
-			"expected a size with a unit, such as 512Mi (units Ki, Mi, Gi, Ti), got %s",
-			decode_show(n, buf));
-		return;
-	}
 	if (v < f->min) {
 		decode_error(d, n, "%s is below the minimum of %" PRIu64 "Mi", decode_show(n, buf),
 			     f->min >> 20);
@@ -413,32 +411,21 @@ void decode_duration(Decoder *d, const YNode *n, const Field *f, void *obj)
 		{ "h", 3600 * 1000 },
 	};
 	char buf[80];
-	const char *s;
 	uint64_t v;
 	int r;
 
-	if (n->type == YNODE_SCALAR && n->plain && yaml_implicit_type(n->value) == YIMPLICIT_INT) {
-		decode_error(d, n,
-			     "expected a duration with a unit, such as 30s (units ms, s, m, h), got %s",
-			     decode_show(n, buf));
-		return;
-	}
-	if (!decode_get_string(d, n, &s))
-		return;
-	r = parse_with_unit(s, units, ELEMENTSOF(units), &v);
+	r = decode_unit_value(d, n, units, ELEMENTSOF(units),
+			      "a duration with a unit, such as 30s (units ms, s, m, h)", &v);
 	if (r == 0 && v > f->max)
 		r = -ERANGE;
-	if (r == -ERANGE) {
+	if (r == -ERANGE && f->max % 3600000 == 0)
 		decode_error(d, n, "%s is too long: at most %" PRIu64 "h", decode_show(n, buf),
 			     f->max / 3600000);
+	else if (r == -ERANGE)
+		decode_error(d, n, "%s is too long: at most %" PRIu64 "ms", decode_show(n, buf),
+			     f->max);
+	if (r < 0)
 		return;
-	}
-	if (r < 0) {
-		decode_error(d, n,
-			     "expected a duration with a unit, such as 30s (units ms, s, m, h), got %s",
-			     decode_show(n, buf));
-		return;
-	}
 	*FIELD_AT(obj, f, uint64_t) = v;
 }
 

@@ -57,18 +57,11 @@ const YNode *ynode_map_get(const YNode *map, const char *key)
 static void builder_error(Builder *b, yaml_mark_t m, const char *fmt, ...) _printf_(3, 4);
 static void builder_error(Builder *b, yaml_mark_t m, const char *fmt, ...)
 {
-	_cleanup_free_ char *msg = NULL;
 	va_list ap;
-	int r;
 
 	va_start(ap, fmt);
-	r = vasprintf(&msg, fmt, ap);
+	diag_addv(b->diags, (unsigned)m.line + 1, (unsigned)m.column + 1, NULL, fmt, ap);
 	va_end(ap);
-	if (r < 0) {
-		b->error = -ENOMEM;
-		return;
-	}
-	diag_add(b->diags, (unsigned)m.line + 1, (unsigned)m.column + 1, "%s", msg);
 }
 
 static YNode *node_new(Builder *b, YNodeType type, yaml_mark_t m)
