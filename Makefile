@@ -22,7 +22,7 @@ say :=
 else
 say = @printf '  %-6s %s\n' '$(1)' '$(2)';
 endif
-PKGS := yaml-0.1 jansson
+PKGS := yaml-0.1 jansson libsystemd
 
 # Evaluated when a recipe runs, after build/.deps has installed pkg-config and the -dev packages.
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
@@ -45,10 +45,16 @@ LIB_SRCS := \
 	reconciler/spec.c \
 	reconciler/spec-yaml.c \
 	reconciler/sandbox-dir.c \
-	reconciler/cli-validate.c
+	reconciler/spec-json.c \
+	reconciler/hashmap.c \
+	reconciler/plan.c \
+	reconciler/cli-validate.c \
+	backends/backend.c \
+	backends/noop.c
 MAIN_SRC := reconciler/main.c
 
-TESTS := util yaml-tree yaml-decode spec spec-yaml sandbox-dir cli-validate schema
+TESTS := util hashmap yaml-tree yaml-decode spec spec-yaml spec-json sandbox-dir plan backend-noop \
+	cli-validate schema
 
 OBJS := $(LIB_SRCS:%.c=$(B)/obj/%.o)
 SAN_OBJS := $(LIB_SRCS:%.c=$(B)/san/%.o)
@@ -99,9 +105,9 @@ format-check: | $(B)/.deps
 # libFuzzer needs clang; the target links the sources directly, not the gcc objects.
 FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
 
-$(B)/fuzz/fuzz-spec-yaml: tests/fuzz-spec-yaml.c $(LIB_SRCS) $(wildcard reconciler/*.h) | $(B)/.deps
+$(B)/fuzz/fuzz-spec-yaml: tests/fuzz-spec-yaml.c $(LIB_SRCS) $(wildcard reconciler/*.h backends/*.h) | $(B)/.deps
 	@mkdir -p $(dir $@)
-	$(call say,FUZZ,$@) $(CLANG) -std=gnu11 -D_GNU_SOURCE -Ireconciler $(PKG_CFLAGS) $(FUZZ_FLAGS) \
+	$(call say,FUZZ,$@) $(CLANG) -std=gnu11 -D_GNU_SOURCE -Ireconciler -Ibackends $(PKG_CFLAGS) $(FUZZ_FLAGS) \
 		tests/fuzz-spec-yaml.c $(LIB_SRCS) $(PKG_LIBS) -o $@
 
 fuzz: $(B)/fuzz/fuzz-spec-yaml

@@ -461,6 +461,7 @@ int spec_load_file(const char *path, const SpecLoadOptions *opts, SandboxSpec **
 	_cleanup_close_ int fd = -EBADF;
 	size_t len = 0;
 	struct stat st;
+	int r;
 
 	/* O_NONBLOCK: a FIFO dropped into the directory must not hang us. */
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
@@ -474,19 +475,8 @@ int spec_load_file(const char *path, const SpecLoadOptions *opts, SandboxSpec **
 		return -EBADFD;
 
 	/* Read one byte past the limit, so that the parser can tell a file that is too large. */
-	buf = malloc(YTREE_MAX_BYTES + 1);
-	if (!buf)
-		return -ENOMEM;
-	while (len < YTREE_MAX_BYTES + 1) {
-		ssize_t k = read(fd, buf + len, YTREE_MAX_BYTES + 1 - len);
-
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0)
-			return -errno;
-		if (k == 0)
-			break;
-		len += (size_t)k;
-	}
+	r = read_fd(fd, YTREE_MAX_BYTES + 1, &buf, &len);
+	if (r < 0)
+		return r;
 	return spec_load_buffer(path, buf, len, opts, ret, diags);
 }

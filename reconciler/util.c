@@ -1,4 +1,9 @@
 /* SPDX-License-Identifier: MIT */
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <time.h>
+
 #include "util.h"
 
 ssize_t string_table_lookup(const char *const *table, size_t n, const char *s)
@@ -177,4 +182,121 @@ PathProblem path_check(const char *s, size_t max)
 			p++;
 	}
 	return PATH_OK;
+}
+
+int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode)
+{
+	_cleanup_free_ char *tmp = NULL;
+	_cleanup_close_ int fd = -EBADF;
+	const char *p = data;
+	int r;
+
+	if (asprintf(&tmp, "%s.tmp-XXXXXX", path) < 0)
+		return -ENOMEM;
+	fd = mkostemp(tmp, O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	for (size_t done = 0; done < len;) {
+		ssize_t k = write(fd, p + done, len - done);
+
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0) {
+			r = -errno;
+			goto fail;
+		}
+		done += (size_t)k;
+	}
+	if (fchmod(fd, mode) < 0 || fsync(fd) < 0 || rename(tmp, path) < 0) {
+		r = -errno;
+		goto fail;
+	}
+	return 0;
+fail:
+	(void)unlink(tmp);
+	return r;
+}
+
+int read_fd(int fd, size_t max, char **ret, size_t *ret_len)
+{
+	_cleanup_free_ char *buf = NULL;
+	size_t len = 0, size = 0;
+
+	for (;;) {
+		ssize_t k;
+
+		if (len == size) {
+			size_t want = size ? size * 2 : 4096;
+			char *b;
+
+			if (size >= max)
+				break;
+			if (want > max)
+				want = max;
+			b = realloc(buf, want + 1);
+			if (!b)
+				return -ENOMEM;
+			buf = b;
+			size = want;
+		}
+		k = read(fd, buf + len, size - len);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			return -errno;
+		if (k == 0)
+			break;
+		len += (size_t)k;
+	}
+	if (!buf && !(buf = malloc(1)))
+		return -ENOMEM;
+	buf[len] = '\0';
+	*ret_len = len;
+	*ret = TAKE_PTR(buf);
+	return 0;
+}
+
+int read_file(const char *path, size_t max, char **ret, size_t *ret_len)
+{
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	_cleanup_free_ char *buf = NULL;
+	size_t len;
+	int r;
+
+	if (fd < 0)
+		return -errno;
+	r = read_fd(fd, max + 1, &buf, &len);
+	if (r < 0)
+		return r;
+	if (len > max)
+		return -EFBIG;
+	if (ret_len)
+		*ret_len = len;
+	*ret = TAKE_PTR(buf);
+	return 0;
+}
+
+int mkdir_p(const char *path, mode_t mode)
+{
+	_cleanup_free_ char *p = strdup(path);
+
+	if (!p)
+		return -ENOMEM;
+	for (char *s = strchr(p + 1, '/');; s = strchr(s + 1, '/')) {
+		if (s)
+			*s = '\0';
+		if (mkdir(p, mode) < 0 && errno != EEXIST)
+			return -errno;
+		if (!s)
+			return 0;
+		*s = '/';
+	}
+}
+
+uint64_t now_usec(clockid_t clock)
+{
+	struct timespec ts;
+
+	(void)clock_gettime(clock, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }

@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include "macro.h"
 
@@ -64,3 +65,21 @@ typedef enum PathProblem {
 
 /* Why s is not a normalized absolute path of at most max bytes, or PATH_OK. */
 PathProblem path_check(const char *s, size_t max);
+
+/*
+ * Replace path with data, atomically: write a temporary file beside it, fsync, rename.
+ * Readers see the old file or the new one, never a torn one.
+ */
+int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode);
+
+/* Read fd to its end or max bytes, whichever comes first, into a NUL-terminated buffer. */
+int read_fd(int fd, size_t max, char **ret, size_t *ret_len);
+
+/* Read a whole file (at most max bytes; -EFBIG beyond) into a NUL-terminated buffer. */
+int read_file(const char *path, size_t max, char **ret, size_t *ret_len);
+
+/* mkdir -p with mode for what it creates. */
+int mkdir_p(const char *path, mode_t mode);
+
+/* CLOCK_MONOTONIC and CLOCK_REALTIME in microseconds. */
+uint64_t now_usec(clockid_t clock);

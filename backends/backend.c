@@ -1,0 +1,70 @@
+/* SPDX-License-Identifier: MIT */
+#include "backend.h"
+
+const char *const vm_state_table[_VM_STATE_MAX] = {
+	[VM_ABSENT] = "absent",
+	[VM_RUNNING] = "running",
+	[VM_PAUSED] = "paused",
+	[VM_STOPPING] = "stopping",
+	[VM_EXITED] = "exited",
+};
+DEFINE_STRING_TABLE(vm_state, VmState, _VM_STATE_MAX)
+
+/* The qemu, cloud-hypervisor and firecracker drivers plug in here. */
+const BackendOps *const backend_ops[_BACKEND_KIND_MAX] = {
+	[BACKEND_NOOP] = &backend_noop_ops,
+};
+
+void vm_observed_done(VmObserved *o)
+{
+	o->config = sandbox_spec_free(o->config);
+	*o = (VmObserved){};
+}
+
+int backend_new(BackendKind kind, sd_event *event, const char *run_dir,
+		const BackendCallbacks *callbacks, Backend **ret)
+{
+	_cleanup_(backend_freep) Backend *b = NULL;
+	const BackendOps *ops;
+	int r;
+
+	if (kind < 0 || kind >= _BACKEND_KIND_MAX)
+		return -EINVAL;
+	ops = backend_ops[kind];
+	if (!ops)
+		return -EOPNOTSUPP;
+
+	b = calloc(1, sizeof(*b));
+	if (!b)
+		return -ENOMEM;
+	b->ops = ops;
+	b->event = event ? sd_event_ref(event) : NULL;
+	b->run_dir = strdup(run_dir);
+	if (callbacks)
+		b->callbacks = *callbacks;
+	b->data = ops->data_size ? calloc(1, ops->data_size) : NULL;
+	if (!b->run_dir || (ops->data_size && !b->data))
+		return -ENOMEM;
+	if (ops->init) {
+		r = ops->init(b);
+		if (r < 0) {
+			b->ops = NULL; /* half-built: do not run done() */
+			return r;
+		}
+	}
+	*ret = TAKE_PTR(b);
+	return 0;
+}
+
+Backend *backend_free(Backend *b)
+{
+	if (!b)
+		return NULL;
+	if (b->ops && b->ops->done)
+		b->ops->done(b);
+	free(b->data);
+	free(b->run_dir);
+	sd_event_unref(b->event);
+	free(b);
+	return NULL;
+}

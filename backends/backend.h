@@ -1,0 +1,102 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+#include <systemd/sd-event.h>
+#include <sys/types.h>
+
+#include "spec.h"
+
+/*
+ * The one interface between the reconciler and a VMM. Each backend is one const
+ * BackendOps table; a NULL operation means "not supported". The daemon never looks past
+ * this header: a backend plugs in by filling backend_ops[] in backend.c.
+ */
+
+/* What a backend can change on a running VM; what it cannot needs a restart. */
+typedef enum BackendCaps {
+	BACKEND_CAP_PAUSE = 1u << 0,
+	BACKEND_CAP_DISK_HOTPLUG = 1u << 1, /* add and remove */
+	BACKEND_CAP_NET_HOTPLUG = 1u << 2,
+	BACKEND_CAP_RESIZE = 1u << 3, /* vcpus and memory */
+} BackendCaps;
+
+typedef enum VmState {
+	VM_ABSENT,   /* no VM, no runtime state */
+	VM_RUNNING,
+	VM_PAUSED,
+	VM_STOPPING, /* a stop was asked for; its exit is still to come */
+	VM_EXITED,   /* its runtime state is there, its VMM is gone */
+	_VM_STATE_MAX,
+	_VM_STATE_INVALID = -EINVAL,
+} VmState;
+
+DECLARE_STRING_TABLE(vm_state, VmState);
+
+/* What a backend says about one VM. */
+typedef struct VmObserved {
+	VmState state;
+	pid_t pid;                /* of its VMM, 0 if none */
+	uint64_t started_at_usec; /* CLOCK_REALTIME */
+	uint64_t generation;      /* of the spec it was started with or last changed to */
+	int exit_status;          /* VM_EXITED: 0 for a clean exit */
+	SandboxSpec *config;      /* what it runs: boot config and attached devices; NULL if absent */
+} VmObserved;
+
+void vm_observed_done(VmObserved *o);
+
+typedef struct Backend Backend;
+
+/* How a backend tells the daemon about things that happen on their own. */
+typedef struct BackendCallbacks {
+	void (*vm_exited)(void *userdata, const char *name, int status);
+	void *userdata;
+} BackendCallbacks;
+
+typedef struct BackendOps {
+	const char *name;
+	BackendCaps caps;
+	size_t data_size; /* of Backend.data, zeroed */
+
+	int (*init)(Backend *b);
+	void (*done)(Backend *b);
+
+	/* What runs under this name, read-only: safe while another vmd drives it. */
+	int (*observe)(Backend *b, const char *name, VmObserved *ret);
+	/* Names of every VM this backend has runtime state for. */
+	int (*list)(Backend *b, char ***ret_names, size_t *ret_n);
+	/*
+	 * Take charge of a VM that observe() found running, after a restart of vmd: check it
+	 * is ours (-ESTALE if not) and watch it again. Never restarts it.
+	 */
+	int (*adopt)(Backend *b, const char *name);
+
+	int (*start)(Backend *b, const SandboxSpec *spec, uint64_t generation);
+	/* Ask for a graceful stop (or force it); the exit comes through vm_exited. */
+	int (*stop)(Backend *b, const char *name, uint64_t timeout_ms, bool force);
+	int (*pause)(Backend *b, const char *name);
+	int (*resume)(Backend *b, const char *name);
+	int (*disk_add)(Backend *b, const char *name, const DiskSpec *disk, uint64_t generation);
+	int (*disk_remove)(Backend *b, const char *name, const char *id, uint64_t generation);
+	int (*net_add)(Backend *b, const char *name, const NetSpec *net, uint64_t generation);
+	int (*net_remove)(Backend *b, const char *name, const char *id, uint64_t generation);
+	int (*resize)(Backend *b, const char *name, unsigned vcpus, uint64_t memory, uint64_t generation);
+	/* Remove the runtime state of a VM that is not running. Never touches disk images. */
+	int (*cleanup)(Backend *b, const char *name);
+} BackendOps;
+
+struct Backend {
+	const BackendOps *ops;
+	sd_event *event; /* NULL for read-only use (vmd plan, vmd status) */
+	char *run_dir;
+	BackendCallbacks callbacks;
+	void *data;
+};
+
+/* The ops of each backend; NULL where this build has none. */
+extern const BackendOps *const backend_ops[_BACKEND_KIND_MAX];
+extern const BackendOps backend_noop_ops;
+
+int backend_new(BackendKind kind, sd_event *event, const char *run_dir,
+		const BackendCallbacks *callbacks, Backend **ret);
+Backend *backend_free(Backend *b);
+DEFINE_POINTER_CLEANUP(Backend, backend_free)

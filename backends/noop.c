@@ -1,0 +1,540 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The noop backend: VMs that are only a file, <run-dir>/<name>/noop.json, so that the
+ * daemon can be run and tested end to end without a VMM. A restarted vmd finds them there
+ * and adopts them; a host reboot (a new boot id) ends them, as it would real VMs.
+ *
+ * Faults are injected through the sandbox's labels, read at each start:
+ *   noop.vmd/fail-start: "N"     the first N starts of this spec generation fail
+ *   noop.vmd/fail-ops: "N"       the first N other operations (pause, hot-plug...) fail
+ *   noop.vmd/exit-after: "500ms" the VM exits on its own that long after it starts
+ *   noop.vmd/exit-status: "N"    with this status (default 1)
+ *   noop.vmd/stop-delay: "1s"    a graceful stop takes this long
+ */
+#include <dirent.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <sys/stat.h>
+
+#include "backend.h"
+#include "hashmap.h"
+#include "spec-json.h"
+#include "util.h"
+
+typedef struct NoopVm {
+	char *name;
+	sd_event_source *timer; /* its exit, on its own or at the end of a stop */
+	uint64_t fault_generation;
+	unsigned fail_start, fail_ops; /* left to fail */
+} NoopVm;
+
+typedef struct Noop {
+	Hashmap *vms; /* name -> NoopVm, for VMs with timers or faults */
+	char boot_id[64];
+} Noop;
+
+#define NOOP(b) ((Noop *)(b)->data)
+
+static NoopVm *noop_vm_free(NoopVm *v)
+{
+	if (!v)
+		return NULL;
+	sd_event_source_disable_unref(v->timer);
+	free(v->name);
+	return mfree(v);
+}
+
+static int noop_init(Backend *b)
+{
+	_cleanup_free_ char *id = NULL;
+
+	NOOP(b)->vms = hashmap_new();
+	if (!NOOP(b)->vms)
+		return -ENOMEM;
+	if (read_file("/proc/sys/kernel/random/boot_id", 64, &id, NULL) >= 0)
+		snprintf(NOOP(b)->boot_id, sizeof(NOOP(b)->boot_id), "%.*s", (int)strcspn(id, "\n"), id);
+	return 0;
+}
+
+static void noop_done(Backend *b)
+{
+	void *v;
+
+	for (size_t i = 0; hashmap_next(NOOP(b)->vms, &i, &v);)
+		noop_vm_free(v);
+	hashmap_free(NOOP(b)->vms);
+}
+
+static NoopVm *vm_get(Backend *b, const char *name, bool create)
+{
+	NoopVm *v = hashmap_get(NOOP(b)->vms, name);
+
+	if (v || !create)
+		return v;
+	v = calloc(1, sizeof(*v));
+	if (!v || !(v->name = strdup(name)) || hashmap_put(NOOP(b)->vms, v->name, v) < 0)
+		return noop_vm_free(v);
+	return v;
+}
+
+static char *state_path(Backend *b, const char *name)
+{
+	char *p = NULL;
+
+	return asprintf(&p, "%s/%s/noop.json", b->run_dir, name) < 0 ? NULL : p;
+}
+
+static int state_load(Backend *b, const char *name, json_t **ret)
+{
+	_cleanup_free_ char *path = state_path(b, name);
+	json_t *j;
+
+	if (!path)
+		return -ENOMEM;
+	j = json_load_file(path, 0, NULL);
+	if (!j)
+		return access(path, F_OK) < 0 ? -ENOENT : -EBADMSG;
+	*ret = j;
+	return 0;
+}
+
+static int state_save(Backend *b, const char *name, json_t *j)
+{
+	_cleanup_free_ char *path = state_path(b, name), *dir = NULL, *text = NULL;
+	int r;
+
+	if (!path || asprintf(&dir, "%s/%s", b->run_dir, name) < 0)
+		return -ENOMEM;
+	r = mkdir_p(dir, 0755);
+	if (r < 0)
+		return r;
+	text = json_dumps(j, JSON_SORT_KEYS | JSON_COMPACT);
+	if (!text)
+		return -ENOMEM;
+	return write_file_atomic(path, text, strlen(text), 0644);
+}
+
+static const char *label(const SandboxSpec *s, const char *key)
+{
+	for (size_t i = 0; i < s->n_labels; i++)
+		if (streq(s->labels[i].key, key))
+			return s->labels[i].value;
+	return NULL;
+}
+
+/* "500ms", "2s": a label's duration in microseconds, 0 if absent or not one. */
+static uint64_t label_usec(const SandboxSpec *s, const char *key)
+{
+	const char *v = label(s, key);
+	char *end = NULL;
+	unsigned long long n;
+
+	if (!v)
+		return 0;
+	n = strtoull(v, &end, 10);
+	if (streq(end, "ms"))
+		return n * 1000;
+	if (streq(end, "s"))
+		return n * 1000000;
+	return 0;
+}
+
+static int vm_exit_timer(sd_event_source *s, uint64_t usec, void *userdata);
+
+/* Arm the VM's timer to fire at realtime usec (its exit, or the end of a stop). */
+static int arm_timer(Backend *b, const char *name, uint64_t at)
+{
+	NoopVm *v = vm_get(b, name, true);
+
+	if (!v)
+		return -ENOMEM;
+	if (!b->event)
+		return 0;
+	v->timer = sd_event_source_disable_unref(v->timer);
+	return sd_event_add_time(b->event, &v->timer, CLOCK_REALTIME, at, 1000, vm_exit_timer, b);
+}
+
+/* The VM exits with status: on its own, or at the end of a stop. */
+static int vm_exit(Backend *b, const char *name, int status)
+{
+	_cleanup_(json_decrefp) json_t *j = NULL;
+	int r;
+
+	r = state_load(b, name, &j);
+	if (r < 0)
+		return r;
+	json_object_set_new(j, "state", json_string("exited"));
+	json_object_set_new(j, "exitStatus", json_integer(status));
+	json_object_del(j, "exitAtUsec");
+	r = state_save(b, name, j);
+	if (r < 0)
+		return r;
+	if (b->callbacks.vm_exited)
+		b->callbacks.vm_exited(b->callbacks.userdata, name, status);
+	return 0;
+}
+
+static int vm_exit_timer(sd_event_source *s, uint64_t usec _unused_, void *userdata)
+{
+	Backend *b = userdata;
+	NoopVm *v = NULL;
+	void *p;
+	int status = 1;
+
+	for (size_t i = 0; hashmap_next(NOOP(b)->vms, &i, &p);)
+		if (((NoopVm *)p)->timer == s)
+			v = p;
+	if (!v)
+		return 0;
+	v->timer = sd_event_source_disable_unref(v->timer);
+
+	_cleanup_(json_decrefp) json_t *j = NULL;
+	if (state_load(b, v->name, &j) == 0) {
+		/* A stop that ran its course exits cleanly; a VM that died on its own does not. */
+		if (streq_ptr(json_string_value(json_object_get(j, "state")), "stopping"))
+			status = 0;
+		else
+			status = (int)json_integer_value(json_object_get(j, "exitStatusOnExit"));
+	}
+	(void)vm_exit(b, v->name, status);
+	return 0;
+}
+
+static int noop_observe(Backend *b, const char *name, VmObserved *ret)
+{
+	_cleanup_(json_decrefp) json_t *j = NULL;
+	VmObserved o = { .state = VM_ABSENT };
+	const char *state, *boot;
+	int r;
+
+	r = state_load(b, name, &j);
+	if (r == -ENOENT) {
+		*ret = o;
+		return 0;
+	}
+	if (r < 0)
+		return r;
+
+	state = json_string_value(json_object_get(j, "state"));
+	o.state = vm_state_from_string(state);
+	if (o.state < 0 || o.state == VM_ABSENT)
+		return -EBADMSG;
+	boot = json_string_value(json_object_get(j, "bootId"));
+	if (o.state != VM_EXITED && !streq_ptr(boot, NOOP(b)->boot_id)) {
+		/* The host rebooted since: whatever ran is gone. */
+		o.state = VM_EXITED;
+		o.exit_status = -1;
+	} else
+		o.exit_status = (int)json_integer_value(json_object_get(j, "exitStatus"));
+	o.generation = (uint64_t)json_integer_value(json_object_get(j, "generation"));
+	o.started_at_usec = (uint64_t)json_integer_value(json_object_get(j, "startedAtUsec"));
+	r = spec_from_json(json_object_get(j, "config"), &o.config);
+	if (r < 0)
+		return r;
+	*ret = o;
+	return 0;
+}
+
+static int noop_list(Backend *b, char ***ret_names, size_t *ret_n)
+{
+	DIR *d = opendir(b->run_dir);
+	char **names = NULL;
+	size_t n = 0;
+	struct dirent *e;
+
+	if (!d) {
+		*ret_names = NULL;
+		*ret_n = 0;
+		return errno == ENOENT ? 0 : -errno;
+	}
+	while ((e = readdir(d))) {
+		_cleanup_free_ char *path = NULL;
+		char **nn;
+
+		if (e->d_name[0] == '.' || asprintf(&path, "%s/%s/noop.json", b->run_dir, e->d_name) < 0 || access(path, F_OK) < 0)
+			continue;
+		nn = reallocarray(names, n + 1, sizeof(char *));
+		if (!nn || !(nn[n] = strdup(e->d_name))) {
+			names = nn ?: names;
+			break;
+		}
+		names = nn;
+		n++;
+	}
+	closedir(d);
+	*ret_names = names;
+	*ret_n = n;
+	return 0;
+}
+
+static int noop_adopt(Backend *b, const char *name)
+{
+	_cleanup_(json_decrefp) json_t *j = NULL;
+	json_t *exit_at;
+	int r;
+
+	r = state_load(b, name, &j);
+	if (r < 0)
+		return r;
+	/* Ours: written by the noop backend, on this boot. */
+	if (!streq_ptr(json_string_value(json_object_get(j, "vmm")), "noop") ||
+	    !streq_ptr(json_string_value(json_object_get(j, "bootId")), NOOP(b)->boot_id))
+		return -ESTALE;
+	exit_at = json_object_get(j, "exitAtUsec");
+	if (exit_at)
+		return arm_timer(b, name, (uint64_t)json_integer_value(exit_at));
+	return 0;
+}
+
+/* Whether an injected fault fails this operation. */
+static bool fault(Backend *b, const char *name, bool is_start)
+{
+	NoopVm *v = vm_get(b, name, false);
+	unsigned *left;
+
+	if (!v)
+		return false;
+	left = is_start ? &v->fail_start : &v->fail_ops;
+	if (*left == 0)
+		return false;
+	(*left)--;
+	return true;
+}
+
+static int noop_start(Backend *b, const SandboxSpec *spec, uint64_t generation)
+{
+	_cleanup_(json_decrefp) json_t *j = NULL;
+	json_t *config;
+	uint64_t now = now_usec(CLOCK_REALTIME), exit_after = label_usec(spec, "noop.vmd/exit-after");
+	const char *status = label(spec, "noop.vmd/exit-status");
+	NoopVm *v;
+
+	if (label(spec, "noop.vmd/fail-start") || label(spec, "noop.vmd/fail-ops") || exit_after) {
+		v = vm_get(b, spec->name, true);
+		if (!v)
+			return -ENOMEM;
+		if (v->fault_generation != generation) {
+			/* Faults count from each new spec generation. */
+			v->fault_generation = generation;
+			v->fail_start = (unsigned)atoi(label(spec, "noop.vmd/fail-start") ?: "0");
+			v->fail_ops = (unsigned)atoi(label(spec, "noop.vmd/fail-ops") ?: "0");
+		}
+	}
+	if (fault(b, spec->name, true))
+		return -EIO;
+
+	config = spec_to_json(spec);
+	j = json_pack("{s:s, s:s, s:s, s:I, s:I, s:i, s:o}", "vmm", "noop", "bootId", NOOP(b)->boot_id, "state", "running", "generation", (json_int_t)generation, "startedAtUsec", (json_int_t)now, "exitStatusOnExit", status ? atoi(status) : 1, "config", config);
+	if (!j)
+		return -ENOMEM;
+	if (exit_after) {
+		json_object_set_new(j, "exitAtUsec", json_integer((json_int_t)(now + exit_after)));
+		int r = arm_timer(b, spec->name, now + exit_after);
+		if (r < 0)
+			return r;
+	}
+	return state_save(b, spec->name, j);
+}
+
+/* Load a running VM's state for an operation, failing it when a fault says so. */
+static int load_for_op(Backend *b, const char *name, json_t **ret)
+{
+	int r;
+
+	if (fault(b, name, false))
+		return -EIO;
+	r = state_load(b, name, ret);
+	if (r == -ENOENT)
+		return -ESRCH;
+	return r;
+}
+
+static int noop_stop(Backend *b, const char *name, uint64_t timeout_ms _unused_, bool force)
+{
+	_cleanup_(json_decrefp) json_t *j = NULL;
+	SandboxSpec *config = NULL;
+	uint64_t delay = 0;
+	int r;
+
+	r = load_for_op(b, name, &j);
+	if (r < 0)
+		return r;
+	if (!force && spec_from_json(json_object_get(j, "config"), &config) == 0) {
+		delay = label_usec(config, "noop.vmd/stop-delay");
+		sandbox_spec_free(config);
+	}
+	if (delay == 0 || !b->event)
+		return vm_exit(b, name, force ? 137 : 0);
+
+	json_object_set_new(j, "state", json_string("stopping"));
+	json_object_set_new(j, "exitAtUsec", json_integer((json_int_t)(now_usec(CLOCK_REALTIME) + delay)));
+	r = state_save(b, name, j);
+	if (r < 0)
+		return r;
+	return arm_timer(b, name, now_usec(CLOCK_REALTIME) + delay);
+}
+
+static int set_state(Backend *b, const char *name, const char *state)
+{
+	_cleanup_(json_decrefp) json_t *j = NULL;
+	int r = load_for_op(b, name, &j);
+
+	if (r < 0)
+		return r;
+	json_object_set_new(j, "state", json_string(state));
+	return state_save(b, name, j);
+}
+
+static int noop_pause(Backend *b, const char *name)
+{
+	return set_state(b, name, "paused");
+}
+
+static int noop_resume(Backend *b, const char *name)
+{
+	return set_state(b, name, "running");
+}
+
+/* Change a running VM's config with edit, and record the generation it now matches. */
+static int edit_config(Backend *b, const char *name, uint64_t generation,
+		       int (*edit)(SandboxSpec *s, const void *arg), const void *arg)
+{
+	_cleanup_(json_decrefp) json_t *j = NULL;
+	_cleanup_(sandbox_spec_freep) SandboxSpec *s = NULL;
+	json_t *config;
+	int r;
+
+	r = load_for_op(b, name, &j);
+	if (r < 0)
+		return r;
+	r = spec_from_json(json_object_get(j, "config"), &s);
+	if (r < 0)
+		return r;
+	r = edit(s, arg);
+	if (r < 0)
+		return r;
+	config = spec_to_json(s);
+	if (!config)
+		return -ENOMEM;
+	json_object_set_new(j, "config", config);
+	json_object_set_new(j, "generation", json_integer((json_int_t)generation));
+	return state_save(b, name, j);
+}
+
+static int add_disk(SandboxSpec *s, const void *arg)
+{
+	const DiskSpec *d = arg;
+
+	if (s->n_disks >= SPEC_DISKS_MAX)
+		return -ENOSPC;
+	s->disks[s->n_disks] = *d;
+	s->disks[s->n_disks].path = strdup(d->path);
+	if (!s->disks[s->n_disks].path)
+		return -ENOMEM;
+	s->n_disks++;
+	return 0;
+}
+
+static int remove_disk(SandboxSpec *s, const void *arg)
+{
+	for (size_t i = 0; i < s->n_disks; i++)
+		if (streq(s->disks[i].id, arg)) {
+			free(s->disks[i].path);
+			memmove(&s->disks[i], &s->disks[i + 1], (s->n_disks - i - 1) * sizeof(DiskSpec));
+			s->n_disks--;
+			return 0;
+		}
+	return -ENOENT;
+}
+
+static int add_net(SandboxSpec *s, const void *arg)
+{
+	if (s->n_networks >= SPEC_NETWORKS_MAX)
+		return -ENOSPC;
+	s->networks[s->n_networks++] = *(const NetSpec *)arg;
+	return 0;
+}
+
+static int remove_net(SandboxSpec *s, const void *arg)
+{
+	for (size_t i = 0; i < s->n_networks; i++)
+		if (streq(s->networks[i].id, arg)) {
+			memmove(&s->networks[i], &s->networks[i + 1], (s->n_networks - i - 1) * sizeof(NetSpec));
+			s->n_networks--;
+			return 0;
+		}
+	return -ENOENT;
+}
+
+typedef struct Size {
+	unsigned vcpus;
+	uint64_t memory;
+} Size;
+
+static int set_size(SandboxSpec *s, const void *arg)
+{
+	const Size *z = arg;
+
+	s->vcpus = z->vcpus;
+	s->memory = z->memory;
+	return 0;
+}
+
+static int noop_disk_add(Backend *b, const char *name, const DiskSpec *disk, uint64_t generation)
+{
+	return edit_config(b, name, generation, add_disk, disk);
+}
+
+static int noop_disk_remove(Backend *b, const char *name, const char *id, uint64_t generation)
+{
+	return edit_config(b, name, generation, remove_disk, id);
+}
+
+static int noop_net_add(Backend *b, const char *name, const NetSpec *net, uint64_t generation)
+{
+	return edit_config(b, name, generation, add_net, net);
+}
+
+static int noop_net_remove(Backend *b, const char *name, const char *id, uint64_t generation)
+{
+	return edit_config(b, name, generation, remove_net, id);
+}
+
+static int noop_resize(Backend *b, const char *name, unsigned vcpus, uint64_t memory, uint64_t generation)
+{
+	return edit_config(b, name, generation, set_size, &(Size){ vcpus, memory });
+}
+
+static int noop_cleanup(Backend *b, const char *name)
+{
+	_cleanup_free_ char *path = state_path(b, name);
+
+	noop_vm_free(hashmap_remove(NOOP(b)->vms, name));
+	if (!path)
+		return -ENOMEM;
+	if (unlink(path) < 0 && errno != ENOENT)
+		return -errno;
+	return 0;
+}
+
+const BackendOps backend_noop_ops = {
+	.name = "noop",
+	.caps = BACKEND_CAP_PAUSE | BACKEND_CAP_DISK_HOTPLUG | BACKEND_CAP_NET_HOTPLUG | BACKEND_CAP_RESIZE,
+	.data_size = sizeof(Noop),
+	.init = noop_init,
+	.done = noop_done,
+	.observe = noop_observe,
+	.list = noop_list,
+	.adopt = noop_adopt,
+	.start = noop_start,
+	.stop = noop_stop,
+	.pause = noop_pause,
+	.resume = noop_resume,
+	.disk_add = noop_disk_add,
+	.disk_remove = noop_disk_remove,
+	.net_add = noop_net_add,
+	.net_remove = noop_net_remove,
+	.resize = noop_resize,
+	.cleanup = noop_cleanup,
+};

@@ -1,0 +1,220 @@
+/* SPDX-License-Identifier: MIT */
+#include "plan.h"
+
+const char *const action_type_table[_ACTION_TYPE_MAX] = {
+	[ACTION_START] = "start",
+	[ACTION_STOP] = "stop",
+	[ACTION_RESTART] = "restart",
+	[ACTION_PAUSE] = "pause",
+	[ACTION_RESUME] = "resume",
+	[ACTION_DISK_ADD] = "disk-add",
+	[ACTION_DISK_REMOVE] = "disk-remove",
+	[ACTION_NET_ADD] = "net-add",
+	[ACTION_NET_REMOVE] = "net-remove",
+	[ACTION_RESIZE] = "resize",
+	[ACTION_CLEANUP] = "cleanup",
+};
+DEFINE_STRING_TABLE(action_type, ActionType, _ACTION_TYPE_MAX)
+
+bool action_is_destructive(ActionType t)
+{
+	return IN_SET(t, ACTION_STOP, ACTION_RESTART, ACTION_DISK_REMOVE, ACTION_NET_REMOVE,
+		      ACTION_CLEANUP);
+}
+
+typedef struct Planner {
+	const PlanInput *in;
+	uint64_t now;
+	uint64_t grace;
+	Plan *plan;
+} Planner;
+
+/* Add an action, or hold it back when it is destructive and the grace window is open. */
+static bool emit(Planner *p, ActionType t, const char *device, const char *reason)
+{
+	Plan *plan = p->plan;
+	uint64_t due = p->in->desired_since + p->grace;
+
+	if (action_is_destructive(t) && p->now < due) {
+		plan->held = true;
+		if (plan->wake_at == 0 || due < plan->wake_at)
+			plan->wake_at = due;
+		return false;
+	}
+	if (plan->n_actions < PLAN_ACTIONS_MAX)
+		plan->actions[plan->n_actions++] = (Action){ t, device, reason };
+	return true;
+}
+
+static bool disk_equal(const DiskSpec *a, const DiskSpec *b)
+{
+	return streq(a->path, b->path) && a->read_only == b->read_only && a->format == b->format;
+}
+
+static bool net_equal(const NetSpec *a, const NetSpec *b)
+{
+	return a->type == b->type && streq(a->tap, b->tap) && memcmp(a->mac, b->mac, 6) == 0;
+}
+
+static const DiskSpec *find_disk(const SandboxSpec *s, const char *id)
+{
+	for (size_t i = 0; i < s->n_disks; i++)
+		if (streq(s->disks[i].id, id))
+			return &s->disks[i];
+	return NULL;
+}
+
+static const NetSpec *find_net(const SandboxSpec *s, const char *id)
+{
+	for (size_t i = 0; i < s->n_networks; i++)
+		if (streq(s->networks[i].id, id))
+			return &s->networks[i];
+	return NULL;
+}
+
+/* What only a new boot can change, resize aside. */
+static bool boot_config_equal(const SandboxSpec *a, const SandboxSpec *b)
+{
+	return a->backend == b->backend && streq_ptr(a->kernel, b->kernel) &&
+	       streq_ptr(a->initrd, b->initrd) && streq_ptr(a->cmdline, b->cmdline);
+}
+
+static bool size_equal(const SandboxSpec *a, const SandboxSpec *b)
+{
+	return a->vcpus == b->vcpus && a->memory == b->memory;
+}
+
+/* Whether every difference between desired and running can be applied live. */
+static bool live_applicable(const Planner *p, const SandboxSpec *want, const SandboxSpec *have)
+{
+	BackendCaps caps = p->in->caps;
+	bool disks_differ = want->n_disks != have->n_disks, nets_differ = want->n_networks != have->n_networks;
+
+	if (!boot_config_equal(want, have))
+		return false;
+	if (!size_equal(want, have) && !(caps & BACKEND_CAP_RESIZE))
+		return false;
+	for (size_t i = 0; i < want->n_disks && !disks_differ; i++) {
+		const DiskSpec *d = find_disk(have, want->disks[i].id);
+
+		disks_differ = !d || !disk_equal(d, &want->disks[i]);
+	}
+	for (size_t i = 0; i < want->n_networks && !nets_differ; i++) {
+		const NetSpec *n = find_net(have, want->networks[i].id);
+
+		nets_differ = !n || !net_equal(n, &want->networks[i]);
+	}
+	return (!disks_differ || (caps & BACKEND_CAP_DISK_HOTPLUG)) &&
+	       (!nets_differ || (caps & BACKEND_CAP_NET_HOTPLUG));
+}
+
+/*
+ * Hot-plug the differences: removals first (a changed device is removed and added back
+ * under its id), and an add of a changed device only once its removal is done.
+ */
+static void plan_devices(Planner *p, const SandboxSpec *want, const SandboxSpec *have)
+{
+	for (size_t i = 0; i < have->n_disks; i++) {
+		const DiskSpec *w = find_disk(want, have->disks[i].id);
+
+		if (!w)
+			emit(p, ACTION_DISK_REMOVE, have->disks[i].id, "disk removed from the file");
+		else if (!disk_equal(w, &have->disks[i]) && emit(p, ACTION_DISK_REMOVE, w->id, "disk changed in the file"))
+			emit(p, ACTION_DISK_ADD, w->id, "disk changed in the file");
+	}
+	for (size_t i = 0; i < want->n_disks; i++)
+		if (!find_disk(have, want->disks[i].id))
+			emit(p, ACTION_DISK_ADD, want->disks[i].id, "disk added to the file");
+
+	for (size_t i = 0; i < have->n_networks; i++) {
+		const NetSpec *w = find_net(want, have->networks[i].id);
+
+		if (!w)
+			emit(p, ACTION_NET_REMOVE, have->networks[i].id, "network removed from the file");
+		else if (!net_equal(w, &have->networks[i]) && emit(p, ACTION_NET_REMOVE, w->id, "network changed in the file"))
+			emit(p, ACTION_NET_ADD, w->id, "network changed in the file");
+	}
+	for (size_t i = 0; i < want->n_networks; i++)
+		if (!find_net(have, want->networks[i].id))
+			emit(p, ACTION_NET_ADD, want->networks[i].id, "network added to the file");
+
+	if (!size_equal(want, have))
+		emit(p, ACTION_RESIZE, NULL, "vcpus or memory changed in the file");
+}
+
+/* A VM runs (or is paused) and the file wants it up: bring it in line with the file. */
+static void plan_running(Planner *p)
+{
+	const SandboxSpec *want = p->in->desired, *have = p->in->observed->config;
+	bool paused = p->in->observed->state == VM_PAUSED;
+
+	if (have && !live_applicable(p, want, have)) {
+		if (want->update_policy == UPDATE_RESTART) {
+			emit(p, ACTION_RESTART, NULL, "a change needs a new boot (updatePolicy restart)");
+			return;
+		}
+		/* on-next-boot: leave it running as it is; the status says a restart is due. */
+		p->plan->restart_required = true;
+	} else if (have)
+		plan_devices(p, want, have);
+
+	if (want->state == SANDBOX_RUNNING && paused)
+		emit(p, ACTION_RESUME, NULL, "spec.state is running");
+	else if (want->state == SANDBOX_PAUSED && !paused && (p->in->caps & BACKEND_CAP_PAUSE))
+		emit(p, ACTION_PAUSE, NULL, "spec.state is paused");
+	else if (want->state == SANDBOX_STOPPED)
+		emit(p, ACTION_STOP, NULL, "spec.state is stopped");
+}
+
+/* Nothing runs: start it if the file and the restart policy say so. */
+static void plan_not_running(Planner *p)
+{
+	const SandboxSpec *want = p->in->desired;
+	const VmObserved *o = p->in->observed;
+	const char *reason = "spec.state is running";
+
+	if (want->state == SANDBOX_STOPPED)
+		return;
+	if (o->state == VM_EXITED && o->generation == p->in->generation) {
+		/* It ran this very spec and exited: the restart policy decides. */
+		if (want->restart_policy == RESTART_NEVER)
+			return;
+		if (want->restart_policy == RESTART_ON_FAILURE && o->exit_status == 0)
+			return;
+		reason = want->restart_policy == RESTART_ALWAYS ? "exited; restartPolicy always"
+								: "failed; restartPolicy on-failure";
+	} else if (o->state == VM_EXITED)
+		reason = "the file changed since it exited";
+
+	if (emit(p, ACTION_START, NULL, reason) && want->state == SANDBOX_PAUSED &&
+	    (p->in->caps & BACKEND_CAP_PAUSE))
+		emit(p, ACTION_PAUSE, NULL, "spec.state is paused");
+}
+
+void plan_sandbox(const PlanInput *in, uint64_t now, uint64_t grace, Plan *ret)
+{
+	Planner p = { .in = in, .now = now, .grace = grace, .plan = ret };
+	VmState state = in->observed->state;
+
+	*ret = (Plan){};
+	if (in->retry_at > now) {
+		/* Backing off after a failure: nothing until then. */
+		ret->held = true;
+		ret->wake_at = in->retry_at;
+		return;
+	}
+	if (state == VM_STOPPING)
+		return; /* its exit will bring us back */
+
+	if (!in->desired) {
+		if (IN_SET(state, VM_RUNNING, VM_PAUSED))
+			emit(&p, ACTION_STOP, NULL, "its file was removed");
+		else if (state == VM_EXITED)
+			emit(&p, ACTION_CLEANUP, NULL, "its file was removed");
+		return;
+	}
+	if (IN_SET(state, VM_RUNNING, VM_PAUSED))
+		plan_running(&p);
+	else
+		plan_not_running(&p);
+}

@@ -1,0 +1,59 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+#include "backend.h"
+#include "spec.h"
+
+/*
+ * The planner: what to do about one sandbox, as a pure function of what its file asks
+ * for, what its backend reports and what the backend can do live. No I/O, no clock, no
+ * logging: time comes in as an argument. The daemon and `vmd plan` both call it.
+ */
+
+typedef enum ActionType {
+	ACTION_START,
+	ACTION_STOP,
+	ACTION_RESTART,
+	ACTION_PAUSE,
+	ACTION_RESUME,
+	ACTION_DISK_ADD,
+	ACTION_DISK_REMOVE,
+	ACTION_NET_ADD,
+	ACTION_NET_REMOVE,
+	ACTION_RESIZE,
+	ACTION_CLEANUP,
+	_ACTION_TYPE_MAX,
+	_ACTION_TYPE_INVALID = -EINVAL,
+} ActionType;
+
+DECLARE_STRING_TABLE(action_type, ActionType);
+
+/* Whether an action may take away something that runs: it waits out the grace window. */
+bool action_is_destructive(ActionType t);
+
+typedef struct Action {
+	ActionType type;
+	const char *device; /* disk or network id, NULL otherwise; points into the inputs */
+	const char *reason; /* why, for humans: a static string */
+} Action;
+
+#define PLAN_ACTIONS_MAX (4 + 2 * SPEC_DISKS_MAX + 2 * SPEC_NETWORKS_MAX)
+
+typedef struct PlanInput {
+	const SandboxSpec *desired; /* NULL: its file is gone */
+	uint64_t generation;        /* of desired */
+	const VmObserved *observed; /* state VM_ABSENT when nothing runs */
+	BackendCaps caps;           /* of the backend it runs on */
+	uint64_t desired_since;     /* when desired last changed, in the caller's clock */
+	uint64_t retry_at;          /* no actions before this (backoff); 0 for none */
+} PlanInput;
+
+typedef struct Plan {
+	Action actions[PLAN_ACTIONS_MAX];
+	size_t n_actions;
+	bool restart_required; /* a change waits for the next boot (updatePolicy on-next-boot) */
+	bool held;             /* destructive actions wait for the grace window or backoff */
+	uint64_t wake_at;      /* when to plan again for what is held; 0 if nothing is */
+} Plan;
+
+void plan_sandbox(const PlanInput *in, uint64_t now, uint64_t grace, Plan *ret);

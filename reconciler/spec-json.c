@@ -1,0 +1,213 @@
+/* SPDX-License-Identifier: MIT */
+#include <stdio.h>
+
+#include "spec-json.h"
+
+static void mac_format(const uint8_t mac[6], char buf[static 18])
+{
+	snprintf(buf, 18, "%02x:%02x:%02x:%02x:%02x:%02x", mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]);
+}
+
+static int set_opt_string(json_t *o, const char *key, const char *value)
+{
+	return value ? json_object_set_new(o, key, json_string(value)) : 0;
+}
+
+json_t *spec_to_json(const SandboxSpec *s)
+{
+	json_t *j = json_object(), *labels = json_object(), *disks = json_array(), *nets = json_array();
+	int r = 0;
+
+	if (!j || !labels || !disks || !nets)
+		goto fail;
+	for (size_t i = 0; i < s->n_labels; i++)
+		r |= json_object_set_new(labels, s->labels[i].key, json_string(s->labels[i].value));
+	for (size_t i = 0; i < s->n_disks; i++)
+		r |= json_array_append_new(disks, json_pack("{s:s, s:s, s:b, s:s}", "id", s->disks[i].id, "path", s->disks[i].path, "readOnly", s->disks[i].read_only, "format", disk_format_to_string(s->disks[i].format)));
+	for (size_t i = 0; i < s->n_networks; i++) {
+		const NetSpec *n = &s->networks[i];
+		char mac[18];
+
+		mac_format(n->mac, mac);
+		r |= json_array_append_new(nets, json_pack("{s:s, s:s, s:s, s:s}", "id", n->id, "type", net_type_to_string(n->type), "tap", n->tap, "mac", mac));
+	}
+	r |= json_object_set_new(j, "name", json_string(s->name));
+	r |= json_object_set_new(j, "labels", labels);
+	labels = NULL;
+	r |= json_object_set_new(j, "backend", json_string(backend_kind_to_string(s->backend)));
+	r |= json_object_set_new(j, "state", json_string(sandbox_state_to_string(s->state)));
+	r |= json_object_set_new(j, "restartPolicy", json_string(restart_policy_to_string(s->restart_policy)));
+	r |= json_object_set_new(j, "updatePolicy", json_string(update_policy_to_string(s->update_policy)));
+	r |= json_object_set_new(j, "vcpus", json_integer(s->vcpus));
+	r |= json_object_set_new(j, "memoryBytes", json_integer((json_int_t)s->memory));
+	r |= set_opt_string(j, "kernel", s->kernel);
+	r |= set_opt_string(j, "initrd", s->initrd);
+	r |= set_opt_string(j, "cmdline", s->cmdline);
+	r |= json_object_set_new(j, "stopTimeoutMs", json_integer((json_int_t)s->stop_timeout_ms));
+	r |= json_object_set_new(j, "disks", disks);
+	disks = NULL;
+	r |= json_object_set_new(j, "networks", nets);
+	nets = NULL;
+	if (r == 0)
+		return j;
+fail:
+	json_decref(j);
+	json_decref(labels);
+	json_decref(disks);
+	json_decref(nets);
+	return NULL;
+}
+
+static int get_enum(const json_t *j, const char *key, const char *const *table, size_t n, int *ret)
+{
+	ssize_t i = string_table_lookup(table, n, json_string_value(json_object_get(j, key)));
+
+	if (i < 0)
+		return -EINVAL;
+	*ret = (int)i;
+	return 0;
+}
+
+static int dup_opt(const json_t *j, const char *key, char **ret)
+{
+	const json_t *v = json_object_get(j, key);
+
+	if (!v)
+		return 0;
+	if (!json_is_string(v))
+		return -EINVAL;
+	*ret = strdup(json_string_value(v));
+	return *ret ? 0 : -ENOMEM;
+}
+
+static int copy_fixed(char *dst, size_t size, const char *src)
+{
+	if (!src || strlen(src) >= size)
+		return -EINVAL;
+	strcpy(dst, src);
+	return 0;
+}
+
+static int disks_from_json(const json_t *a, SandboxSpec *s)
+{
+	size_t i;
+	json_t *d;
+
+	if (!json_is_array(a) || json_array_size(a) > SPEC_DISKS_MAX)
+		return -EINVAL;
+	json_array_foreach(a, i, d) {
+		DiskSpec *disk = &s->disks[s->n_disks++];
+		int f, r;
+
+		r = copy_fixed(disk->id, sizeof(disk->id), json_string_value(json_object_get(d, "id")));
+		if (r == 0)
+			r = dup_opt(d, "path", &disk->path);
+		if (r == 0)
+			r = get_enum(d, "format", disk_format_table, _DISK_FORMAT_MAX, &f);
+		if (r < 0 || !disk->path)
+			return r < 0 ? r : -EINVAL;
+		disk->format = f;
+		disk->read_only = json_is_true(json_object_get(d, "readOnly"));
+	}
+	return 0;
+}
+
+static int nets_from_json(const json_t *a, SandboxSpec *s)
+{
+	size_t i;
+	json_t *n;
+
+	if (!json_is_array(a) || json_array_size(a) > SPEC_NETWORKS_MAX)
+		return -EINVAL;
+	json_array_foreach(a, i, n) {
+		NetSpec *net = &s->networks[s->n_networks++];
+		int t, r;
+
+		r = copy_fixed(net->id, sizeof(net->id), json_string_value(json_object_get(n, "id")));
+		if (r == 0)
+			r = copy_fixed(net->tap, sizeof(net->tap), json_string_value(json_object_get(n, "tap")));
+		if (r == 0)
+			r = get_enum(n, "type", net_type_table, _NET_TYPE_MAX, &t);
+		if (r == 0)
+			r = spec_mac_parse(json_string_value(json_object_get(n, "mac")) ?: "", net->mac);
+		if (r < 0)
+			return r;
+		net->type = t;
+	}
+	return 0;
+}
+
+static int labels_from_json(const json_t *o, SandboxSpec *s)
+{
+	const char *k;
+	json_t *v;
+
+	if (!json_is_object(o))
+		return -EINVAL;
+	s->labels = calloc(json_object_size(o) ?: 1, sizeof(Label));
+	if (!s->labels)
+		return -ENOMEM;
+	json_object_foreach((json_t *)o, k, v) {
+		Label *l = &s->labels[s->n_labels];
+
+		if (!json_is_string(v))
+			return -EINVAL;
+		l->key = strdup(k);
+		l->value = strdup(json_string_value(v));
+		s->n_labels++;
+		if (!l->key || !l->value)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+int spec_from_json(const json_t *j, SandboxSpec **ret)
+{
+	_cleanup_(sandbox_spec_freep) SandboxSpec *s = calloc(1, sizeof(SandboxSpec));
+	int backend, state, restart, update, r;
+
+	if (!s)
+		return -ENOMEM;
+	if (!json_is_object(j) || copy_fixed(s->name, sizeof(s->name), json_string_value(json_object_get(j, "name"))) < 0)
+		return -EINVAL;
+	r = get_enum(j, "backend", backend_kind_table, _BACKEND_KIND_MAX, &backend);
+	if (r == 0)
+		r = get_enum(j, "state", sandbox_state_table, _SANDBOX_STATE_MAX, &state);
+	if (r == 0)
+		r = get_enum(j, "restartPolicy", restart_policy_table, _RESTART_POLICY_MAX, &restart);
+	if (r == 0)
+		r = get_enum(j, "updatePolicy", update_policy_table, _UPDATE_POLICY_MAX, &update);
+	if (r == 0)
+		r = dup_opt(j, "kernel", &s->kernel);
+	if (r == 0)
+		r = dup_opt(j, "initrd", &s->initrd);
+	if (r == 0)
+		r = dup_opt(j, "cmdline", &s->cmdline);
+	if (r == 0)
+		r = labels_from_json(json_object_get(j, "labels"), s);
+	if (r == 0)
+		r = disks_from_json(json_object_get(j, "disks"), s);
+	if (r == 0)
+		r = nets_from_json(json_object_get(j, "networks"), s);
+	if (r < 0)
+		return r;
+	s->backend = backend;
+	s->state = state;
+	s->restart_policy = restart;
+	s->update_policy = update;
+	s->vcpus = (unsigned)json_integer_value(json_object_get(j, "vcpus"));
+	s->memory = (uint64_t)json_integer_value(json_object_get(j, "memoryBytes"));
+	s->stop_timeout_ms = (uint64_t)json_integer_value(json_object_get(j, "stopTimeoutMs"));
+	*ret = TAKE_PTR(s);
+	return 0;
+}
+
+bool spec_equal(const SandboxSpec *a, const SandboxSpec *b)
+{
+	json_t *ja = spec_to_json(a), *jb = spec_to_json(b);
+	bool eq = ja && jb && json_equal(ja, jb);
+
+	json_decref(ja);
+	json_decref(jb);
+	return eq;
+}
