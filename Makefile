@@ -26,7 +26,7 @@ PKGS := yaml-0.1 jansson libsystemd
 
 # Evaluated when a recipe runs, after build/.deps has installed pkg-config and the -dev packages.
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
-PKG_LIBS = $(shell pkg-config --libs $(PKGS))
+PKG_LIBS = $(shell pkg-config --libs $(PKGS)) -linotifytools -lpthread
 
 WARN := -Wall -Wextra -Wshadow -Wpointer-arith -Wstrict-prototypes -Wmissing-prototypes \
 	-Wno-missing-field-initializers -Wformat=2 -Wno-format-nonliteral
@@ -48,13 +48,22 @@ LIB_SRCS := \
 	reconciler/spec-json.c \
 	reconciler/hashmap.c \
 	reconciler/plan.c \
+	reconciler/log.c \
+	reconciler/status.c \
+	reconciler/desired.c \
+	reconciler/executor.c \
+	reconciler/watcher.c \
+	reconciler/manager.c \
 	reconciler/cli-validate.c \
+	reconciler/cli-daemon.c \
+	reconciler/cli-status.c \
+	reconciler/cli-plan.c \
 	backends/backend.c \
 	backends/noop.c
 MAIN_SRC := reconciler/main.c
 
-TESTS := util hashmap yaml-tree yaml-decode spec spec-yaml spec-json sandbox-dir plan backend-noop \
-	cli-validate schema
+TESTS := util hashmap yaml-tree yaml-decode spec spec-yaml spec-json sandbox-dir plan backend-noop watcher \
+	cli-validate schema daemon
 
 OBJS := $(LIB_SRCS:%.c=$(B)/obj/%.o)
 SAN_OBJS := $(LIB_SRCS:%.c=$(B)/san/%.o)

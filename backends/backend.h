@@ -21,7 +21,7 @@ typedef enum BackendCaps {
 } BackendCaps;
 
 typedef enum VmState {
-	VM_ABSENT,   /* no VM, no runtime state */
+	VM_ABSENT, /* no VM, no runtime state */
 	VM_RUNNING,
 	VM_PAUSED,
 	VM_STOPPING, /* a stop was asked for; its exit is still to come */
@@ -35,11 +35,11 @@ DECLARE_STRING_TABLE(vm_state, VmState);
 /* What a backend says about one VM. */
 typedef struct VmObserved {
 	VmState state;
-	pid_t pid;                /* of its VMM, 0 if none */
+	pid_t pid;		  /* of its VMM, 0 if none */
 	uint64_t started_at_usec; /* CLOCK_REALTIME */
-	uint64_t generation;      /* of the spec it was started with or last changed to */
-	int exit_status;          /* VM_EXITED: 0 for a clean exit */
-	SandboxSpec *config;      /* what it runs: boot config and attached devices; NULL if absent */
+	uint64_t generation;	  /* of the spec it was started with or last changed to */
+	int exit_status;	  /* VM_EXITED: 0 for a clean exit */
+	SandboxSpec *config; /* what it runs: boot config and attached devices; NULL if absent */
 } VmObserved;
 
 void vm_observed_done(VmObserved *o);
@@ -79,7 +79,8 @@ typedef struct BackendOps {
 	int (*disk_remove)(Backend *b, const char *name, const char *id, uint64_t generation);
 	int (*net_add)(Backend *b, const char *name, const NetSpec *net, uint64_t generation);
 	int (*net_remove)(Backend *b, const char *name, const char *id, uint64_t generation);
-	int (*resize)(Backend *b, const char *name, unsigned vcpus, uint64_t memory, uint64_t generation);
+	int (*resize)(Backend *b, const char *name, unsigned vcpus, uint64_t memory,
+		      uint64_t generation);
 	/* Remove the runtime state of a VM that is not running. Never touches disk images. */
 	int (*cleanup)(Backend *b, const char *name);
 } BackendOps;

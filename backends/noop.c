@@ -29,8 +29,12 @@ typedef struct NoopVm {
 	unsigned fail_start, fail_ops; /* left to fail */
 } NoopVm;
 
+typedef struct ExitNote ExitNote;
+
 typedef struct Noop {
-	Hashmap *vms; /* name -> NoopVm, for VMs with timers or faults */
+	Hashmap *vms;	  /* name -> NoopVm, for VMs with timers or faults */
+	ExitNote **notes; /* exits not told yet */
+	size_t n_notes;
 	char boot_id[64];
 } Noop;
 
@@ -45,6 +49,63 @@ static NoopVm *noop_vm_free(NoopVm *v)
 	return mfree(v);
 }
 
+struct ExitNote {
+	Backend *b;
+	sd_event_source *source;
+	int status;
+	char name[];
+};
+
+static void exit_note_free(Backend *b, ExitNote *e)
+{
+	Noop *n = NOOP(b);
+
+	for (size_t i = 0; i < n->n_notes; i++)
+		if (n->notes[i] == e) {
+			n->notes[i] = n->notes[--n->n_notes];
+			break;
+		}
+	sd_event_source_disable_unref(e->source);
+	free(e);
+}
+
+static int exit_note_fired(sd_event_source *s, void *userdata)
+{
+	ExitNote *e = userdata;
+
+	(void)s;
+	if (e->b->callbacks.vm_exited)
+		e->b->callbacks.vm_exited(e->b->callbacks.userdata, e->name, e->status);
+	exit_note_free(e->b, e);
+	return 0;
+}
+
+/* Tell the daemon from the event loop, as a real VMM's exit would arrive: after the call. */
+static int notify_exit(Backend *b, const char *name, int status)
+{
+	ExitNote *e, **notes;
+	int r;
+
+	if (!b->callbacks.vm_exited || !b->event)
+		return 0;
+	notes = reallocarray(NOOP(b)->notes, NOOP(b)->n_notes + 1, sizeof(ExitNote *));
+	if (!notes)
+		return -ENOMEM;
+	NOOP(b)->notes = notes;
+	e = malloc(sizeof(ExitNote) + strlen(name) + 1);
+	if (!e)
+		return -ENOMEM;
+	*e = (ExitNote){ .b = b, .status = status };
+	strcpy(e->name, name);
+	r = sd_event_add_defer(b->event, &e->source, exit_note_fired, e);
+	if (r < 0) {
+		free(e);
+		return r;
+	}
+	notes[NOOP(b)->n_notes++] = e;
+	return 0;
+}
+
 static int noop_init(Backend *b)
 {
 	_cleanup_free_ char *id = NULL;
@@ -53,7 +114,8 @@ static int noop_init(Backend *b)
 	if (!NOOP(b)->vms)
 		return -ENOMEM;
 	if (read_file("/proc/sys/kernel/random/boot_id", 64, &id, NULL) >= 0)
-		snprintf(NOOP(b)->boot_id, sizeof(NOOP(b)->boot_id), "%.*s", (int)strcspn(id, "\n"), id);
+		snprintf(NOOP(b)->boot_id, sizeof(NOOP(b)->boot_id), "%.*s", (int)strcspn(id, "\n"),
+			 id);
 	return 0;
 }
 
@@ -64,6 +126,9 @@ static void noop_done(Backend *b)
 	for (size_t i = 0; hashmap_next(NOOP(b)->vms, &i, &v);)
 		noop_vm_free(v);
 	hashmap_free(NOOP(b)->vms);
+	while (NOOP(b)->n_notes > 0)
+		exit_note_free(b, NOOP(b)->notes[0]);
+	free(NOOP(b)->notes);
 }
 
 static NoopVm *vm_get(Backend *b, const char *name, bool create)
@@ -112,7 +177,7 @@ static int state_save(Backend *b, const char *name, json_t *j)
 	text = json_dumps(j, JSON_SORT_KEYS | JSON_COMPACT);
 	if (!text)
 		return -ENOMEM;
-	return write_file_atomic(path, text, strlen(text), 0644);
+	return write_file_atomic(path, text, strlen(text), 0644, false);
 }
 
 static const char *label(const SandboxSpec *s, const char *key)
@@ -170,9 +235,7 @@ static int vm_exit(Backend *b, const char *name, int status)
 	r = state_save(b, name, j);
 	if (r < 0)
 		return r;
-	if (b->callbacks.vm_exited)
-		b->callbacks.vm_exited(b->callbacks.userdata, name, status);
-	return 0;
+	return notify_exit(b, name, status);
 }
 
 static int vm_exit_timer(sd_event_source *s, uint64_t usec _unused_, void *userdata)
@@ -252,7 +315,9 @@ static int noop_list(Backend *b, char ***ret_names, size_t *ret_n)
 		_cleanup_free_ char *path = NULL;
 		char **nn;
 
-		if (e->d_name[0] == '.' || asprintf(&path, "%s/%s/noop.json", b->run_dir, e->d_name) < 0 || access(path, F_OK) < 0)
+		if (e->d_name[0] == '.' ||
+		    asprintf(&path, "%s/%s/noop.json", b->run_dir, e->d_name) < 0 ||
+		    access(path, F_OK) < 0)
 			continue;
 		nn = reallocarray(names, n + 1, sizeof(char *));
 		if (!nn || !(nn[n] = strdup(e->d_name))) {
@@ -325,7 +390,10 @@ static int noop_start(Backend *b, const SandboxSpec *spec, uint64_t generation)
 		return -EIO;
 
 	config = spec_to_json(spec);
-	j = json_pack("{s:s, s:s, s:s, s:I, s:I, s:i, s:o}", "vmm", "noop", "bootId", NOOP(b)->boot_id, "state", "running", "generation", (json_int_t)generation, "startedAtUsec", (json_int_t)now, "exitStatusOnExit", status ? atoi(status) : 1, "config", config);
+	j = json_pack("{s:s, s:s, s:s, s:I, s:I, s:i, s:o}", "vmm", "noop", "bootId",
+		      NOOP(b)->boot_id, "state", "running", "generation", (json_int_t)generation,
+		      "startedAtUsec", (json_int_t)now, "exitStatusOnExit",
+		      status ? atoi(status) : 1, "config", config);
 	if (!j)
 		return -ENOMEM;
 	if (exit_after) {
@@ -368,7 +436,8 @@ static int noop_stop(Backend *b, const char *name, uint64_t timeout_ms _unused_,
 		return vm_exit(b, name, force ? 137 : 0);
 
 	json_object_set_new(j, "state", json_string("stopping"));
-	json_object_set_new(j, "exitAtUsec", json_integer((json_int_t)(now_usec(CLOCK_REALTIME) + delay)));
+	json_object_set_new(j, "exitAtUsec",
+			    json_integer((json_int_t)(now_usec(CLOCK_REALTIME) + delay)));
 	r = state_save(b, name, j);
 	if (r < 0)
 		return r;
@@ -441,7 +510,8 @@ static int remove_disk(SandboxSpec *s, const void *arg)
 	for (size_t i = 0; i < s->n_disks; i++)
 		if (streq(s->disks[i].id, arg)) {
 			free(s->disks[i].path);
-			memmove(&s->disks[i], &s->disks[i + 1], (s->n_disks - i - 1) * sizeof(DiskSpec));
+			memmove(&s->disks[i], &s->disks[i + 1],
+				(s->n_disks - i - 1) * sizeof(DiskSpec));
 			s->n_disks--;
 			return 0;
 		}
@@ -460,7 +530,8 @@ static int remove_net(SandboxSpec *s, const void *arg)
 {
 	for (size_t i = 0; i < s->n_networks; i++)
 		if (streq(s->networks[i].id, arg)) {
-			memmove(&s->networks[i], &s->networks[i + 1], (s->n_networks - i - 1) * sizeof(NetSpec));
+			memmove(&s->networks[i], &s->networks[i + 1],
+				(s->n_networks - i - 1) * sizeof(NetSpec));
 			s->n_networks--;
 			return 0;
 		}
@@ -501,7 +572,8 @@ static int noop_net_remove(Backend *b, const char *name, const char *id, uint64_
 	return edit_config(b, name, generation, remove_net, id);
 }
 
-static int noop_resize(Backend *b, const char *name, unsigned vcpus, uint64_t memory, uint64_t generation)
+static int noop_resize(Backend *b, const char *name, unsigned vcpus, uint64_t memory,
+		       uint64_t generation)
 {
 	return edit_config(b, name, generation, set_size, &(Size){ vcpus, memory });
 }
@@ -520,7 +592,8 @@ static int noop_cleanup(Backend *b, const char *name)
 
 const BackendOps backend_noop_ops = {
 	.name = "noop",
-	.caps = BACKEND_CAP_PAUSE | BACKEND_CAP_DISK_HOTPLUG | BACKEND_CAP_NET_HOTPLUG | BACKEND_CAP_RESIZE,
+	.caps = BACKEND_CAP_PAUSE | BACKEND_CAP_DISK_HOTPLUG | BACKEND_CAP_NET_HOTPLUG |
+		BACKEND_CAP_RESIZE,
 	.data_size = sizeof(Noop),
 	.init = noop_init,
 	.done = noop_done,

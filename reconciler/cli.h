@@ -8,5 +8,25 @@ enum {
 	EXIT_USAGE = 2,
 };
 
+#include "spec.h"
+
 /* vmd validate [--json] [--default-backend NAME] PATH... */
 int verb_validate(int argc, char **argv);
+int verb_daemon(int argc, char **argv);
+int verb_status(int argc, char **argv);
+int verb_plan(int argc, char **argv);
+
+typedef struct ManagerConfig ManagerConfig;
+
+/* The daemon's defaults: /etc/vmd/sandboxes, /run/vmd, /var/lib/vmd, qemu, 60 s, 2 s. */
+void manager_config_defaults(ManagerConfig *c);
+
+/*
+ * The options vmd daemon and vmd plan share, by their getopt letters: s (--sandboxes),
+ * r (--run-dir), S (--state-dir), b (--default-backend), o (--backend-override).
+ * 1 if c was one of them, 0 if not, -EINVAL (reported) for a bad value.
+ */
+int cli_manager_option(const char *verb, int c, const char *arg, ManagerConfig *config);
+
+/* A backend name from an option; prints the error for "vmd VERB". */
+int parse_backend_arg(const char *verb, const char *arg, BackendKind *ret);

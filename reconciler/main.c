@@ -13,6 +13,9 @@ static void help(FILE *f)
 		   "Declarative VM sandboxes for one Linux host.\n"
 		   "\n"
 		   "Commands:\n"
+		   "  daemon             watch the sandbox directory and keep the VMs as it says\n"
+		   "  status [NAME]      what the daemon reports about each sandbox\n"
+		   "  plan               what the daemon would do now, changing nothing\n"
 		   "  validate PATH...   check sandbox files without touching any VM\n"
 		   "\n"
 		   "  vmd COMMAND --help shows a command's options; see vmd(8).\n");
@@ -34,6 +37,12 @@ int main(int argc, char **argv)
 	}
 	if (streq(argv[1], "validate"))
 		return verb_validate(argc - 1, argv + 1);
+	if (streq(argv[1], "daemon"))
+		return verb_daemon(argc - 1, argv + 1);
+	if (streq(argv[1], "status"))
+		return verb_status(argc - 1, argv + 1);
+	if (streq(argv[1], "plan"))
+		return verb_plan(argc - 1, argv + 1);
 
 	fprintf(stderr, "vmd: unknown command '%s'\n", argv[1]);
 	help(stderr);

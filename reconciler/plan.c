@@ -88,7 +88,8 @@ static bool size_equal(const SandboxSpec *a, const SandboxSpec *b)
 static bool live_applicable(const Planner *p, const SandboxSpec *want, const SandboxSpec *have)
 {
 	BackendCaps caps = p->in->caps;
-	bool disks_differ = want->n_disks != have->n_disks, nets_differ = want->n_networks != have->n_networks;
+	bool disks_differ = want->n_disks != have->n_disks,
+	     nets_differ = want->n_networks != have->n_networks;
 
 	if (!boot_config_equal(want, have))
 		return false;
@@ -119,7 +120,8 @@ static void plan_devices(Planner *p, const SandboxSpec *want, const SandboxSpec 
 
 		if (!w)
 			emit(p, ACTION_DISK_REMOVE, have->disks[i].id, "disk removed from the file");
-		else if (!disk_equal(w, &have->disks[i]) && emit(p, ACTION_DISK_REMOVE, w->id, "disk changed in the file"))
+		else if (!disk_equal(w, &have->disks[i]) &&
+			 emit(p, ACTION_DISK_REMOVE, w->id, "disk changed in the file"))
 			emit(p, ACTION_DISK_ADD, w->id, "disk changed in the file");
 	}
 	for (size_t i = 0; i < want->n_disks; i++)
@@ -130,8 +132,10 @@ static void plan_devices(Planner *p, const SandboxSpec *want, const SandboxSpec 
 		const NetSpec *w = find_net(want, have->networks[i].id);
 
 		if (!w)
-			emit(p, ACTION_NET_REMOVE, have->networks[i].id, "network removed from the file");
-		else if (!net_equal(w, &have->networks[i]) && emit(p, ACTION_NET_REMOVE, w->id, "network changed in the file"))
+			emit(p, ACTION_NET_REMOVE, have->networks[i].id,
+			     "network removed from the file");
+		else if (!net_equal(w, &have->networks[i]) &&
+			 emit(p, ACTION_NET_REMOVE, w->id, "network changed in the file"))
 			emit(p, ACTION_NET_ADD, w->id, "network changed in the file");
 	}
 	for (size_t i = 0; i < want->n_networks; i++)
@@ -150,7 +154,8 @@ static void plan_running(Planner *p)
 
 	if (have && !live_applicable(p, want, have)) {
 		if (want->update_policy == UPDATE_RESTART) {
-			emit(p, ACTION_RESTART, NULL, "a change needs a new boot (updatePolicy restart)");
+			emit(p, ACTION_RESTART, NULL,
+			     "a change needs a new boot (updatePolicy restart)");
 			return;
 		}
 		/* on-next-boot: leave it running as it is; the status says a restart is due. */

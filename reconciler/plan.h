@@ -41,18 +41,18 @@ typedef struct Action {
 
 typedef struct PlanInput {
 	const SandboxSpec *desired; /* NULL: its file is gone */
-	uint64_t generation;        /* of desired */
+	uint64_t generation;	    /* of desired */
 	const VmObserved *observed; /* state VM_ABSENT when nothing runs */
-	BackendCaps caps;           /* of the backend it runs on */
-	uint64_t desired_since;     /* when desired last changed, in the caller's clock */
-	uint64_t retry_at;          /* no actions before this (backoff); 0 for none */
+	BackendCaps caps;	    /* of the backend it runs on */
+	uint64_t desired_since;	    /* when desired last changed, in the caller's clock */
+	uint64_t retry_at;	    /* no actions before this (backoff); 0 for none */
 } PlanInput;
 
 typedef struct Plan {
 	Action actions[PLAN_ACTIONS_MAX];
 	size_t n_actions;
 	bool restart_required; /* a change waits for the next boot (updatePolicy on-next-boot) */
-	bool held;             /* destructive actions wait for the grace window or backoff */
+	bool held;	       /* destructive actions wait for the grace window or backoff */
 	uint64_t wake_at;      /* when to plan again for what is held; 0 if nothing is */
 } Plan;
 

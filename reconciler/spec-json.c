@@ -5,7 +5,8 @@
 
 static void mac_format(const uint8_t mac[6], char buf[static 18])
 {
-	snprintf(buf, 18, "%02x:%02x:%02x:%02x:%02x:%02x", mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]);
+	snprintf(buf, 18, "%02x:%02x:%02x:%02x:%02x:%02x", mac[0], mac[1], mac[2], mac[3], mac[4],
+		 mac[5]);
 }
 
 static int set_opt_string(json_t *o, const char *key, const char *value)
@@ -15,7 +16,8 @@ static int set_opt_string(json_t *o, const char *key, const char *value)
 
 json_t *spec_to_json(const SandboxSpec *s)
 {
-	json_t *j = json_object(), *labels = json_object(), *disks = json_array(), *nets = json_array();
+	json_t *j = json_object(), *labels = json_object(), *disks = json_array(),
+	       *nets = json_array();
 	int r = 0;
 
 	if (!j || !labels || !disks || !nets)
@@ -23,21 +25,28 @@ json_t *spec_to_json(const SandboxSpec *s)
 	for (size_t i = 0; i < s->n_labels; i++)
 		r |= json_object_set_new(labels, s->labels[i].key, json_string(s->labels[i].value));
 	for (size_t i = 0; i < s->n_disks; i++)
-		r |= json_array_append_new(disks, json_pack("{s:s, s:s, s:b, s:s}", "id", s->disks[i].id, "path", s->disks[i].path, "readOnly", s->disks[i].read_only, "format", disk_format_to_string(s->disks[i].format)));
+		r |= json_array_append_new(
+			disks, json_pack("{s:s, s:s, s:b, s:s}", "id", s->disks[i].id, "path",
+					 s->disks[i].path, "readOnly", s->disks[i].read_only,
+					 "format", disk_format_to_string(s->disks[i].format)));
 	for (size_t i = 0; i < s->n_networks; i++) {
 		const NetSpec *n = &s->networks[i];
 		char mac[18];
 
 		mac_format(n->mac, mac);
-		r |= json_array_append_new(nets, json_pack("{s:s, s:s, s:s, s:s}", "id", n->id, "type", net_type_to_string(n->type), "tap", n->tap, "mac", mac));
+		r |= json_array_append_new(nets, json_pack("{s:s, s:s, s:s, s:s}", "id", n->id,
+							   "type", net_type_to_string(n->type),
+							   "tap", n->tap, "mac", mac));
 	}
 	r |= json_object_set_new(j, "name", json_string(s->name));
 	r |= json_object_set_new(j, "labels", labels);
 	labels = NULL;
 	r |= json_object_set_new(j, "backend", json_string(backend_kind_to_string(s->backend)));
 	r |= json_object_set_new(j, "state", json_string(sandbox_state_to_string(s->state)));
-	r |= json_object_set_new(j, "restartPolicy", json_string(restart_policy_to_string(s->restart_policy)));
-	r |= json_object_set_new(j, "updatePolicy", json_string(update_policy_to_string(s->update_policy)));
+	r |= json_object_set_new(j, "restartPolicy",
+				 json_string(restart_policy_to_string(s->restart_policy)));
+	r |= json_object_set_new(j, "updatePolicy",
+				 json_string(update_policy_to_string(s->update_policy)));
 	r |= json_object_set_new(j, "vcpus", json_integer(s->vcpus));
 	r |= json_object_set_new(j, "memoryBytes", json_integer((json_int_t)s->memory));
 	r |= set_opt_string(j, "kernel", s->kernel);
@@ -95,11 +104,13 @@ static int disks_from_json(const json_t *a, SandboxSpec *s)
 
 	if (!json_is_array(a) || json_array_size(a) > SPEC_DISKS_MAX)
 		return -EINVAL;
-	json_array_foreach(a, i, d) {
+	json_array_foreach(a, i, d)
+	{
 		DiskSpec *disk = &s->disks[s->n_disks++];
 		int f, r;
 
-		r = copy_fixed(disk->id, sizeof(disk->id), json_string_value(json_object_get(d, "id")));
+		r = copy_fixed(disk->id, sizeof(disk->id),
+			       json_string_value(json_object_get(d, "id")));
 		if (r == 0)
 			r = dup_opt(d, "path", &disk->path);
 		if (r == 0)
@@ -119,17 +130,20 @@ static int nets_from_json(const json_t *a, SandboxSpec *s)
 
 	if (!json_is_array(a) || json_array_size(a) > SPEC_NETWORKS_MAX)
 		return -EINVAL;
-	json_array_foreach(a, i, n) {
+	json_array_foreach(a, i, n)
+	{
 		NetSpec *net = &s->networks[s->n_networks++];
 		int t, r;
 
 		r = copy_fixed(net->id, sizeof(net->id), json_string_value(json_object_get(n, "id")));
 		if (r == 0)
-			r = copy_fixed(net->tap, sizeof(net->tap), json_string_value(json_object_get(n, "tap")));
+			r = copy_fixed(net->tap, sizeof(net->tap),
+				       json_string_value(json_object_get(n, "tap")));
 		if (r == 0)
 			r = get_enum(n, "type", net_type_table, _NET_TYPE_MAX, &t);
 		if (r == 0)
-			r = spec_mac_parse(json_string_value(json_object_get(n, "mac")) ?: "", net->mac);
+			r = spec_mac_parse(json_string_value(json_object_get(n, "mac")) ?: "",
+					   net->mac);
 		if (r < 0)
 			return r;
 		net->type = t;
@@ -147,7 +161,8 @@ static int labels_from_json(const json_t *o, SandboxSpec *s)
 	s->labels = calloc(json_object_size(o) ?: 1, sizeof(Label));
 	if (!s->labels)
 		return -ENOMEM;
-	json_object_foreach((json_t *)o, k, v) {
+	json_object_foreach((json_t *)o, k, v)
+	{
 		Label *l = &s->labels[s->n_labels];
 
 		if (!json_is_string(v))
@@ -168,7 +183,8 @@ int spec_from_json(const json_t *j, SandboxSpec **ret)
 
 	if (!s)
 		return -ENOMEM;
-	if (!json_is_object(j) || copy_fixed(s->name, sizeof(s->name), json_string_value(json_object_get(j, "name"))) < 0)
+	if (!json_is_object(j) ||
+	    copy_fixed(s->name, sizeof(s->name), json_string_value(json_object_get(j, "name"))) < 0)
 		return -EINVAL;
 	r = get_enum(j, "backend", backend_kind_table, _BACKEND_KIND_MAX, &backend);
 	if (r == 0)

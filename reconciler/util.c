@@ -184,7 +184,7 @@ PathProblem path_check(const char *s, size_t max)
 	return PATH_OK;
 }
 
-int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode)
+int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode, bool sync)
 {
 	_cleanup_free_ char *tmp = NULL;
 	_cleanup_close_ int fd = -EBADF;
@@ -207,7 +207,7 @@ int write_file_atomic(const char *path, const void *data, size_t len, mode_t mod
 		}
 		done += (size_t)k;
 	}
-	if (fchmod(fd, mode) < 0 || fsync(fd) < 0 || rename(tmp, path) < 0) {
+	if (fchmod(fd, mode) < 0 || (sync && fsync(fd) < 0) || rename(tmp, path) < 0) {
 		r = -errno;
 		goto fail;
 	}

@@ -67,10 +67,11 @@ typedef enum PathProblem {
 PathProblem path_check(const char *s, size_t max);
 
 /*
- * Replace path with data, atomically: write a temporary file beside it, fsync, rename.
- * Readers see the old file or the new one, never a torn one.
+ * Replace path with data, atomically: write a temporary file beside it, rename it over.
+ * Readers see the old file or the new one, never a torn one. With sync, the data is on
+ * disk before the rename, so a crash leaves one or the other too.
  */
-int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode);
+int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode, bool sync);
 
 /* Read fd to its end or max bytes, whichever comes first, into a NUL-terminated buffer. */
 int read_fd(int fd, size_t max, char **ret, size_t *ret_len);

@@ -28,7 +28,8 @@ static SandboxSpec *spec(const char *name, const char *extra)
 	const SpecLoadOptions opts = { .default_backend = BACKEND_NOOP };
 	SandboxSpec *s = NULL;
 
-	assert_true(asprintf(&text, "apiVersion: vmd/v1\nkind: Sandbox\nspec:\n  memory: 64Mi\n%s", extra) > 0);
+	assert_true(asprintf(&text, "apiVersion: vmd/v1\nkind: Sandbox\nspec:\n  memory: 64Mi\n%s",
+			     extra) > 0);
 	assert_true(asprintf(&path, "%s.yaml", name) > 0);
 	assert_int_equal(spec_load_buffer(path, text, strlen(text), &opts, &s, &diags), 0);
 	return s;
@@ -37,7 +38,8 @@ static SandboxSpec *spec(const char *name, const char *extra)
 static void test_lifecycle_and_adoption(void **state _unused_)
 {
 	char *dir = test_tmpdir();
-	_cleanup_(sandbox_spec_freep) SandboxSpec *s = spec("vm1", "  disks: [{id: root, path: /r.raw}]\n");
+	_cleanup_(sandbox_spec_freep) SandboxSpec *s =
+		spec("vm1", "  disks: [{id: root, path: /r.raw}]\n");
 	Backend *b = NULL, *b2 = NULL;
 	VmObserved o = {};
 	DiskSpec data = { .id = "data", .path = (char *)"/d.raw" };
@@ -97,7 +99,9 @@ static void test_adopt_refuses_strangers(void **state _unused_)
 	Backend *b = NULL;
 	VmObserved o = {};
 
-	test_write_str(dir, "vm2/noop.json", "{\"vmm\":\"noop\",\"bootId\":\"another-boot\",\"state\":\"running\",\"generation\":1,\"config\":{\"name\":\"vm2\",\"labels\":{},\"backend\":\"noop\",\"state\":\"running\",\"restartPolicy\":\"always\",\"updatePolicy\":\"restart\",\"vcpus\":1,\"memoryBytes\":67108864,\"stopTimeoutMs\":1,\"disks\":[],\"networks\":[]}}");
+	test_write_str(
+		dir, "vm2/noop.json",
+		"{\"vmm\":\"noop\",\"bootId\":\"another-boot\",\"state\":\"running\",\"generation\":1,\"config\":{\"name\":\"vm2\",\"labels\":{},\"backend\":\"noop\",\"state\":\"running\",\"restartPolicy\":\"always\",\"updatePolicy\":\"restart\",\"vcpus\":1,\"memoryBytes\":67108864,\"stopTimeoutMs\":1,\"disks\":[],\"networks\":[]}}");
 	assert_int_equal(backend_new(BACKEND_NOOP, NULL, dir, NULL, &b), 0);
 	assert_int_equal(b->ops->adopt(b, "vm2"), -ESTALE);
 	assert_int_equal(b->ops->observe(b, "vm2", &o), 0);
@@ -113,7 +117,9 @@ static void test_adopt_refuses_strangers(void **state _unused_)
 static void test_faults(void **state _unused_)
 {
 	char *dir = test_tmpdir();
-	_cleanup_(sandbox_spec_freep) SandboxSpec *s = spec("vm4", "metadata: {labels: {noop.vmd/fail-start: \"2\", noop.vmd/exit-after: 20ms, noop.vmd/exit-status: \"3\"}}\n");
+	_cleanup_(sandbox_spec_freep) SandboxSpec *s = spec(
+		"vm4",
+		"metadata: {labels: {noop.vmd/fail-start: \"2\", noop.vmd/exit-after: 20ms, noop.vmd/exit-status: \"3\"}}\n");
 	BackendCallbacks cb = { .vm_exited = on_exit_cb };
 	Exits exits = {};
 	sd_event *e = NULL;

@@ -12,7 +12,8 @@
 #include "plan.h"
 #include "spec-yaml.h"
 
-#define ALL (BACKEND_CAP_PAUSE | BACKEND_CAP_DISK_HOTPLUG | BACKEND_CAP_NET_HOTPLUG | BACKEND_CAP_RESIZE)
+#define ALL                                                                                        \
+	(BACKEND_CAP_PAUSE | BACKEND_CAP_DISK_HOTPLUG | BACKEND_CAP_NET_HOTPLUG | BACKEND_CAP_RESIZE)
 #define GRACE 2000
 #define BASE "memory: 64Mi\n"
 #define D1 "disks: [{id: root, path: /d/root.raw}]\n"
@@ -22,7 +23,7 @@
 
 typedef struct Row {
 	const char *what;
-	const char *want;  /* spec: lines; NULL for a removed file */
+	const char *want; /* spec: lines; NULL for a removed file */
 	VmState state;
 	const char *have;  /* the config the VM runs; NULL: same as want */
 	uint64_t have_gen; /* generation it runs; want is generation 2 */
@@ -39,73 +40,104 @@ static const Row rows[] = {
 	/* Nothing runs */
 	{ "absent, running wanted", BASE, VM_ABSENT, .expect = "start" },
 	{ "absent, paused wanted", BASE "state: paused\n", VM_ABSENT, .expect = "start pause" },
-	{ "absent, paused wanted, no pause", BASE "state: paused\n", VM_ABSENT, .caps = BACKEND_CAP_DISK_HOTPLUG, .expect = "start" },
+	{ "absent, paused wanted, no pause", BASE "state: paused\n", VM_ABSENT,
+	  .caps = BACKEND_CAP_DISK_HOTPLUG, .expect = "start" },
 	{ "absent, stopped wanted", BASE "state: stopped\n", VM_ABSENT, .expect = "" },
 	{ "start is constructive: no grace", BASE, VM_ABSENT, .since = 9999, .expect = "start" },
 	{ "exited, always", BASE, VM_EXITED, .exit_status = 0, .expect = "start" },
 	{ "crashed, always", BASE, VM_EXITED, .exit_status = 137, .expect = "start" },
 	{ "clean exit, on-failure", BASE "restartPolicy: on-failure\n", VM_EXITED, .expect = "" },
-	{ "crashed, on-failure", BASE "restartPolicy: on-failure\n", VM_EXITED, .exit_status = 1, .expect = "start" },
+	{ "crashed, on-failure", BASE "restartPolicy: on-failure\n", VM_EXITED, .exit_status = 1,
+	  .expect = "start" },
 	{ "crashed, never", BASE "restartPolicy: never\n", VM_EXITED, .exit_status = 1, .expect = "" },
-	{ "exited, never, file changed since", BASE "restartPolicy: never\n", VM_EXITED, .have_gen = 1, .exit_status = 1, .expect = "start" },
+	{ "exited, never, file changed since", BASE "restartPolicy: never\n", VM_EXITED,
+	  .have_gen = 1, .exit_status = 1, .expect = "start" },
 	{ "exited, stopped wanted", BASE "state: stopped\n", VM_EXITED, .expect = "" },
-	{ "exited, paused wanted", BASE "state: paused\n", VM_EXITED, .exit_status = 1, .expect = "start pause" },
+	{ "exited, paused wanted", BASE "state: paused\n", VM_EXITED, .exit_status = 1,
+	  .expect = "start pause" },
 
 	/* It runs as the file says */
 	{ "running, in line", BASE D1 N1, VM_RUNNING, .expect = "" },
 	{ "paused, in line", BASE "state: paused\n", VM_PAUSED, .expect = "" },
 	{ "running, pause wanted", BASE "state: paused\n", VM_RUNNING, .expect = "pause" },
-	{ "running, pause wanted, no pause", BASE "state: paused\n", VM_RUNNING, .caps = BACKEND_CAP_DISK_HOTPLUG, .expect = "" },
+	{ "running, pause wanted, no pause", BASE "state: paused\n", VM_RUNNING,
+	  .caps = BACKEND_CAP_DISK_HOTPLUG, .expect = "" },
 	{ "paused, running wanted", BASE, VM_PAUSED, .expect = "resume" },
 	{ "running, stop wanted, grace over", BASE "state: stopped\n", VM_RUNNING, .expect = "stop" },
-	{ "running, stop wanted, in grace", BASE "state: stopped\n", VM_RUNNING, .since = 9000, .expect = "", .wake_at = 11000 },
+	{ "running, stop wanted, in grace", BASE "state: stopped\n", VM_RUNNING, .since = 9000,
+	  .expect = "", .wake_at = 11000 },
 	{ "paused, stop wanted", BASE "state: stopped\n", VM_PAUSED, .expect = "stop" },
 	{ "stopping: wait for the exit", BASE, VM_STOPPING, .expect = "" },
 	{ "stopping, file gone: wait", NULL, VM_STOPPING, .have = BASE, .expect = "" },
 
 	/* The file is gone */
 	{ "removed, running, grace over", NULL, VM_RUNNING, .have = BASE, .expect = "stop" },
-	{ "removed, running, in grace", NULL, VM_RUNNING, .have = BASE, .since = 9500, .expect = "", .wake_at = 11500 },
+	{ "removed, running, in grace", NULL, VM_RUNNING, .have = BASE, .since = 9500, .expect = "",
+	  .wake_at = 11500 },
 	{ "removed, paused", NULL, VM_PAUSED, .have = BASE, .expect = "stop" },
 	{ "removed, exited", NULL, VM_EXITED, .have = BASE, .expect = "cleanup" },
-	{ "removed, exited, in grace", NULL, VM_EXITED, .have = BASE, .since = 9000, .expect = "", .wake_at = 11000 },
+	{ "removed, exited, in grace", NULL, VM_EXITED, .have = BASE, .since = 9000, .expect = "",
+	  .wake_at = 11000 },
 	{ "removed, absent", NULL, VM_ABSENT, .expect = "" },
 
 	/* Hot-plug */
 	{ "disk added", BASE D2, VM_RUNNING, .have = BASE D1, .expect = "disk-add:data" },
-	{ "disk added while in grace: constructive", BASE D2, VM_RUNNING, .have = BASE D1, .since = 9999, .expect = "disk-add:data" },
+	{ "disk added while in grace: constructive", BASE D2, VM_RUNNING, .have = BASE D1,
+	  .since = 9999, .expect = "disk-add:data" },
 	{ "disk removed", BASE D1, VM_RUNNING, .have = BASE D2, .expect = "disk-remove:data" },
-	{ "disk removed, in grace", BASE D1, VM_RUNNING, .have = BASE D2, .since = 9000, .expect = "", .wake_at = 11000 },
-	{ "disk changed", BASE "disks: [{id: root, path: /d/other.raw}]\n", VM_RUNNING, .have = BASE D1, .expect = "disk-remove:root disk-add:root" },
-	{ "disk made read-only", BASE "disks: [{id: root, path: /d/root.raw, readOnly: true}]\n", VM_RUNNING, .have = BASE D1, .expect = "disk-remove:root disk-add:root" },
-	{ "disk changed, in grace: neither", BASE "disks: [{id: root, path: /d/other.raw}]\n", VM_RUNNING, .have = BASE D1, .since = 9000, .expect = "", .wake_at = 11000 },
-	{ "disk swapped for another", BASE "disks: [{id: data, path: /d/data.raw}]\n", VM_RUNNING, .have = BASE D1, .expect = "disk-remove:root disk-add:data" },
-	{ "disk in grace, add goes on", BASE "disks: [{id: data, path: /d/data.raw}]\n", VM_RUNNING, .have = BASE D1, .since = 9000, .expect = "disk-add:data", .wake_at = 11000 },
+	{ "disk removed, in grace", BASE D1, VM_RUNNING, .have = BASE D2, .since = 9000,
+	  .expect = "", .wake_at = 11000 },
+	{ "disk changed", BASE "disks: [{id: root, path: /d/other.raw}]\n", VM_RUNNING,
+	  .have = BASE D1, .expect = "disk-remove:root disk-add:root" },
+	{ "disk made read-only", BASE "disks: [{id: root, path: /d/root.raw, readOnly: true}]\n",
+	  VM_RUNNING, .have = BASE D1, .expect = "disk-remove:root disk-add:root" },
+	{ "disk changed, in grace: neither", BASE "disks: [{id: root, path: /d/other.raw}]\n",
+	  VM_RUNNING, .have = BASE D1, .since = 9000, .expect = "", .wake_at = 11000 },
+	{ "disk swapped for another", BASE "disks: [{id: data, path: /d/data.raw}]\n", VM_RUNNING,
+	  .have = BASE D1, .expect = "disk-remove:root disk-add:data" },
+	{ "disk in grace, add goes on", BASE "disks: [{id: data, path: /d/data.raw}]\n", VM_RUNNING,
+	  .have = BASE D1, .since = 9000, .expect = "disk-add:data", .wake_at = 11000 },
 	{ "net added", BASE N2, VM_RUNNING, .have = BASE N1, .expect = "net-add:net1" },
 	{ "net removed", BASE, VM_RUNNING, .have = BASE N1, .expect = "net-remove:net0" },
-	{ "net mac changed", BASE "networks: [{id: net0, tap: tap0, mac: \"02:00:00:00:00:09\"}]\n", VM_RUNNING, .have = BASE N1, .expect = "net-remove:net0 net-add:net0" },
-	{ "disk and net added while paused", BASE "state: paused\n" D1 N1, VM_PAUSED, .have = BASE, .expect = "disk-add:root net-add:net0" },
-	{ "disk added and resume", BASE D1, VM_PAUSED, .have = BASE, .expect = "disk-add:root resume" },
+	{ "net mac changed", BASE "networks: [{id: net0, tap: tap0, mac: \"02:00:00:00:00:09\"}]\n",
+	  VM_RUNNING, .have = BASE N1, .expect = "net-remove:net0 net-add:net0" },
+	{ "disk and net added while paused", BASE "state: paused\n" D1 N1, VM_PAUSED, .have = BASE,
+	  .expect = "disk-add:root net-add:net0" },
+	{ "disk added and resume", BASE D1, VM_PAUSED, .have = BASE,
+	  .expect = "disk-add:root resume" },
 	{ "resized", BASE "vcpus: 2\n", VM_RUNNING, .have = BASE, .expect = "resize" },
 
 	/* What cannot be applied live */
-	{ "disk added, no hotplug, on-next-boot", BASE D1, VM_RUNNING, .have = BASE, .caps = BACKEND_CAP_PAUSE, .expect = "", .restart_required = true },
-	{ "disk added, no hotplug, restart", BASE "updatePolicy: restart\n" D1, VM_RUNNING, .have = BASE, .caps = BACKEND_CAP_PAUSE, .expect = "restart" },
-	{ "disk added, no hotplug, restart, in grace", BASE "updatePolicy: restart\n" D1, VM_RUNNING, .have = BASE, .caps = BACKEND_CAP_PAUSE, .since = 9000, .expect = "", .wake_at = 11000 },
-	{ "net added, no net hotplug", BASE N1, VM_RUNNING, .have = BASE, .caps = BACKEND_CAP_DISK_HOTPLUG, .expect = "", .restart_required = true },
-	{ "disk hotplug only, net unchanged", BASE D1 N1, VM_RUNNING, .have = BASE N1, .caps = BACKEND_CAP_DISK_HOTPLUG, .expect = "disk-add:root" },
-	{ "resize, no resize cap", BASE "vcpus: 2\n", VM_RUNNING, .have = BASE, .caps = BACKEND_CAP_PAUSE, .expect = "", .restart_required = true },
-	{ "kernel changed", BASE "kernel: /k2\n", VM_RUNNING, .have = BASE "kernel: /k1\n", .expect = "", .restart_required = true },
-	{ "cmdline changed, restart", BASE "updatePolicy: restart\ncmdline: quiet\n", VM_RUNNING, .have = BASE, .expect = "restart" },
-	{ "initrd changed, paused, restart", BASE "state: paused\nupdatePolicy: restart\ninitrd: /i\n", VM_PAUSED, .have = BASE, .expect = "restart" },
-	{ "kernel changed and pause: pause anyway", BASE "state: paused\nkernel: /k2\n", VM_RUNNING, .have = BASE "kernel: /k1\n", .expect = "pause", .restart_required = true },
-	{ "kernel changed and stop: stop", BASE "state: stopped\nkernel: /k2\n", VM_RUNNING, .have = BASE "kernel: /k1\n", .expect = "stop", .restart_required = true },
-	{ "labels and policies are not the VM's", BASE "restartPolicy: never\nstopTimeout: 5s\n", VM_RUNNING, .have = BASE, .expect = "" },
+	{ "disk added, no hotplug, on-next-boot", BASE D1, VM_RUNNING, .have = BASE,
+	  .caps = BACKEND_CAP_PAUSE, .expect = "", .restart_required = true },
+	{ "disk added, no hotplug, restart", BASE "updatePolicy: restart\n" D1, VM_RUNNING,
+	  .have = BASE, .caps = BACKEND_CAP_PAUSE, .expect = "restart" },
+	{ "disk added, no hotplug, restart, in grace", BASE "updatePolicy: restart\n" D1, VM_RUNNING,
+	  .have = BASE, .caps = BACKEND_CAP_PAUSE, .since = 9000, .expect = "", .wake_at = 11000 },
+	{ "net added, no net hotplug", BASE N1, VM_RUNNING, .have = BASE,
+	  .caps = BACKEND_CAP_DISK_HOTPLUG, .expect = "", .restart_required = true },
+	{ "disk hotplug only, net unchanged", BASE D1 N1, VM_RUNNING, .have = BASE N1,
+	  .caps = BACKEND_CAP_DISK_HOTPLUG, .expect = "disk-add:root" },
+	{ "resize, no resize cap", BASE "vcpus: 2\n", VM_RUNNING, .have = BASE,
+	  .caps = BACKEND_CAP_PAUSE, .expect = "", .restart_required = true },
+	{ "kernel changed", BASE "kernel: /k2\n", VM_RUNNING, .have = BASE "kernel: /k1\n",
+	  .expect = "", .restart_required = true },
+	{ "cmdline changed, restart", BASE "updatePolicy: restart\ncmdline: quiet\n", VM_RUNNING,
+	  .have = BASE, .expect = "restart" },
+	{ "initrd changed, paused, restart", BASE "state: paused\nupdatePolicy: restart\ninitrd: /i\n",
+	  VM_PAUSED, .have = BASE, .expect = "restart" },
+	{ "kernel changed and pause: pause anyway", BASE "state: paused\nkernel: /k2\n", VM_RUNNING,
+	  .have = BASE "kernel: /k1\n", .expect = "pause", .restart_required = true },
+	{ "kernel changed and stop: stop", BASE "state: stopped\nkernel: /k2\n", VM_RUNNING,
+	  .have = BASE "kernel: /k1\n", .expect = "stop", .restart_required = true },
+	{ "labels and policies are not the VM's", BASE "restartPolicy: never\nstopTimeout: 5s\n",
+	  VM_RUNNING, .have = BASE, .expect = "" },
 
 	/* Backoff */
 	{ "backing off", BASE, VM_ABSENT, .retry_at = 12000, .expect = "", .wake_at = 12000 },
 	{ "backoff over", BASE, VM_ABSENT, .retry_at = 10000, .expect = "start" },
-	{ "backing off, file gone", NULL, VM_RUNNING, .have = BASE, .retry_at = 15000, .expect = "", .wake_at = 15000 },
+	{ "backing off, file gone", NULL, VM_RUNNING, .have = BASE, .retry_at = 15000, .expect = "",
+	  .wake_at = 15000 },
 };
 
 static SandboxSpec *spec_of(const char *lines)
@@ -137,7 +169,9 @@ static void format_plan(const Plan *p, char *buf, size_t size)
 
 	buf[0] = '\0';
 	for (size_t i = 0; i < p->n_actions; i++)
-		o += (size_t)snprintf(buf + o, size - o, "%s%s%s%s", i ? " " : "", action_type_to_string(p->actions[i].type), p->actions[i].device ? ":" : "", p->actions[i].device ?: "");
+		o += (size_t)snprintf(buf + o, size - o, "%s%s%s%s", i ? " " : "",
+				      action_type_to_string(p->actions[i].type),
+				      p->actions[i].device ? ":" : "", p->actions[i].device ?: "");
 }
 
 static void test_rows(void **state _unused_)
@@ -149,8 +183,15 @@ static void test_rows(void **state _unused_)
 		const Row *r = &rows[i];
 		_cleanup_(sandbox_spec_freep) SandboxSpec *want = r->want ? spec_of(r->want) : NULL;
 		const char *have_text = r->have ? r->have : r->want;
-		VmObserved o = { .state = r->state, .generation = r->have_gen ? r->have_gen : 2, .exit_status = r->exit_status };
-		PlanInput in = { .desired = want, .generation = 2, .observed = &o, .caps = r->caps ? r->caps : ALL, .desired_since = r->since ? r->since : 5000, .retry_at = r->retry_at };
+		VmObserved o = { .state = r->state,
+				 .generation = r->have_gen ? r->have_gen : 2,
+				 .exit_status = r->exit_status };
+		PlanInput in = { .desired = want,
+				 .generation = 2,
+				 .observed = &o,
+				 .caps = r->caps ? r->caps : ALL,
+				 .desired_since = r->since ? r->since : 5000,
+				 .retry_at = r->retry_at };
 		Plan plan;
 		char got[512];
 
@@ -158,8 +199,12 @@ static void test_rows(void **state _unused_)
 			o.config = spec_of(have_text);
 		plan_sandbox(&in, r->now ? r->now : 10000, GRACE, &plan);
 		format_plan(&plan, got, sizeof(got));
-		if (!streq(got, r->expect) || plan.restart_required != r->restart_required || plan.wake_at != r->wake_at) {
-			print_error("row %zu '%s': got '%s' restart_required=%d wake_at=%" PRIu64 ", expected '%s' %d %" PRIu64 "\n", i, r->what, got, plan.restart_required, plan.wake_at, r->expect, r->restart_required, r->wake_at);
+		if (!streq(got, r->expect) || plan.restart_required != r->restart_required ||
+		    plan.wake_at != r->wake_at) {
+			print_error("row %zu '%s': got '%s' restart_required=%d wake_at=%" PRIu64
+				    ", expected '%s' %d %" PRIu64 "\n",
+				    i, r->what, got, plan.restart_required, plan.wake_at, r->expect,
+				    r->restart_required, r->wake_at);
 			failures++;
 		}
 		/* Every action says why. */
@@ -174,7 +219,8 @@ static void test_rows(void **state _unused_)
 static void test_destructive(void **state _unused_)
 {
 	for (int t = 0; t < _ACTION_TYPE_MAX; t++) {
-		bool d = IN_SET(t, ACTION_STOP, ACTION_RESTART, ACTION_DISK_REMOVE, ACTION_NET_REMOVE, ACTION_CLEANUP);
+		bool d = IN_SET(t, ACTION_STOP, ACTION_RESTART, ACTION_DISK_REMOVE,
+				ACTION_NET_REMOVE, ACTION_CLEANUP);
 
 		assert_int_equal(action_is_destructive(t), d);
 		assert_int_equal(action_type_from_string(action_type_to_string(t)), t);

@@ -1,0 +1,161 @@
+/* SPDX-License-Identifier: MIT */
+#include <getopt.h>
+#include <stdio.h>
+
+#include "cli.h"
+#include "log.h"
+#include "manager.h"
+
+static void daemon_help(FILE *f)
+{
+	fprintf(f, "Usage: vmd daemon [OPTIONS]\n"
+		   "\n"
+		   "Watch the sandbox directory and keep the VMs in the state its files describe.\n"
+		   "\n"
+		   "  --sandboxes DIR          sandbox files (default /etc/vmd/sandboxes)\n"
+		   "  --run-dir DIR            runtime state and status files (default /run/vmd)\n"
+		   "  --state-dir DIR          the last valid spec of each sandbox (default /var/lib/vmd)\n"
+		   "  --default-backend NAME   for files without spec.backend (default qemu)\n"
+		   "  --backend-override NAME  run every sandbox on this backend (noop: to try vmd out)\n"
+		   "  --resync SECONDS         read everything again this often (default 60)\n"
+		   "  --grace SECONDS          how long a file must stay gone or changed before vmd\n"
+		   "                           stops, restarts or hot-removes anything (default 2)\n"
+		   "  --trusted-uid UID        also read files owned by this user\n"
+		   "  --log-target TARGET      auto, journal or console (default auto)\n"
+		   "  -h, --help               show this help\n");
+}
+
+int parse_backend_arg(const char *verb, const char *arg, BackendKind *ret)
+{
+	BackendKind k = backend_kind_from_string(arg);
+
+	if (k < 0) {
+		fprintf(stderr, "vmd %s: unknown backend '%s'; expected qemu, cloud-hypervisor, firecracker or noop\n", verb, arg);
+		return -EINVAL;
+	}
+	*ret = k;
+	return 0;
+}
+
+void manager_config_defaults(ManagerConfig *c)
+{
+	*c = (ManagerConfig){
+		.sandbox_dir = "/etc/vmd/sandboxes",
+		.run_dir = "/run/vmd",
+		.state_dir = "/var/lib/vmd",
+		.default_backend = BACKEND_QEMU,
+		.backend_override = _BACKEND_KIND_INVALID,
+		.resync_usec = 60ull * 1000000,
+		.grace_usec = 2ull * 1000000,
+		.trusted_uid = (uid_t)-1,
+	};
+}
+
+int cli_manager_option(const char *verb, int c, const char *arg, ManagerConfig *config)
+{
+	switch (c) {
+	case 's':
+		config->sandbox_dir = arg;
+		return 1;
+	case 'r':
+		config->run_dir = arg;
+		return 1;
+	case 'S':
+		config->state_dir = arg;
+		return 1;
+	case 'b':
+		return parse_backend_arg(verb, arg, &config->default_backend) < 0 ? -EINVAL : 1;
+	case 'o':
+		return parse_backend_arg(verb, arg, &config->backend_override) < 0 ? -EINVAL : 1;
+	default:
+		return 0;
+	}
+}
+
+static int parse_seconds(const char *opt, const char *arg, uint64_t *ret)
+{
+	char *end = NULL;
+	double v = strtod(arg, &end);
+
+	if (!end || *end || end == arg || v < 0 || v > 86400) {
+		fprintf(stderr, "vmd daemon: %s takes seconds from 0 to 86400, not '%s'\n", opt, arg);
+		return -EINVAL;
+	}
+	*ret = (uint64_t)(v * 1000000);
+	return 0;
+}
+
+int verb_daemon(int argc, char **argv)
+{
+	static const struct option options[] = {
+		{ "sandboxes", required_argument, NULL, 's' },
+		{ "run-dir", required_argument, NULL, 'r' },
+		{ "state-dir", required_argument, NULL, 'S' },
+		{ "default-backend", required_argument, NULL, 'b' },
+		{ "backend-override", required_argument, NULL, 'o' },
+		{ "resync", required_argument, NULL, 'y' },
+		{ "grace", required_argument, NULL, 'g' },
+		{ "trusted-uid", required_argument, NULL, 'u' },
+		{ "log-target", required_argument, NULL, 'l' },
+		{ "help", no_argument, NULL, 'h' },
+		{},
+	};
+	ManagerConfig config;
+	LogTarget target = LOG_TARGET_AUTO;
+	_cleanup_(manager_freep) Manager *m = NULL;
+	char *end;
+	int c, r;
+
+	manager_config_defaults(&config);
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
+		r = cli_manager_option("daemon", c, optarg, &config);
+		if (r < 0)
+			return EXIT_USAGE;
+		if (r > 0)
+			continue;
+		switch (c) {
+		case 'y':
+			if (parse_seconds("--resync", optarg, &config.resync_usec) < 0)
+				return EXIT_USAGE;
+			if (config.resync_usec < 1000000)
+				config.resync_usec = 1000000;
+			break;
+		case 'g':
+			if (parse_seconds("--grace", optarg, &config.grace_usec) < 0)
+				return EXIT_USAGE;
+			break;
+		case 'u':
+			config.trusted_uid = (uid_t)strtoul(optarg, &end, 10);
+			if (!*optarg || *end) {
+				fprintf(stderr, "vmd daemon: --trusted-uid takes a numeric uid, not '%s'\n", optarg);
+				return EXIT_USAGE;
+			}
+			break;
+		case 'l':
+			target = log_target_from_string(optarg);
+			if (target < 0) {
+				fprintf(stderr, "vmd daemon: unknown log target '%s'; expected auto, journal or console\n", optarg);
+				return EXIT_USAGE;
+			}
+			break;
+		case 'h':
+			daemon_help(stdout);
+			return EXIT_OK;
+		default:
+			daemon_help(stderr);
+			return EXIT_USAGE;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "vmd daemon: unexpected argument '%s'\n", argv[optind]);
+		return EXIT_USAGE;
+	}
+
+	log_setup(target);
+	r = manager_new(&config, &m);
+	if (r < 0)
+		return EXIT_INVALID;
+	r = manager_run(m);
+	return r < 0 ? EXIT_INVALID : EXIT_OK;
+}

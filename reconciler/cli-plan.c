@@ -1,0 +1,145 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vmd plan: what the daemon would do now, read-only. It reads the sandbox directory and
+ * asks the backends what runs exactly as the daemon does, and calls the same planner; it
+ * takes no lock and writes nothing, so it works while the daemon runs.
+ */
+#include <getopt.h>
+#include <jansson.h>
+#include <stdio.h>
+
+#include "cli.h"
+#include "log.h"
+#include "manager.h"
+
+static int name_compare(const void *a, const void *b)
+{
+	return strcmp((*(Sandbox *const *)a)->name, (*(Sandbox *const *)b)->name);
+}
+
+static json_t *plan_one(Manager *m, Sandbox *sb)
+{
+	Backend *b = manager_backend_of(m, sb);
+	json_t *actions = json_array(), *j;
+	const char *note = NULL;
+	Plan plan = {};
+
+	sandbox_observe(m, sb);
+	if (!b)
+		note = "its backend is not available in this build";
+	else if (sb->observe_failed)
+		note = "its backend cannot say what runs";
+	else {
+		PlanInput in = {
+			.desired = sb->path ? sb->desired : NULL,
+			.generation = sb->generation,
+			.observed = &sb->observed,
+			.caps = b->ops->caps,
+		};
+		/* The daemon's grace window is a matter of seconds: show what follows it. */
+		plan_sandbox(&in, 1, 0, &plan);
+	}
+	for (size_t i = 0; i < plan.n_actions; i++)
+		json_array_append_new(actions, json_pack("{s:s, s:s?, s:s, s:b}", "action", action_type_to_string(plan.actions[i].type), "device", plan.actions[i].device, "reason", plan.actions[i].reason, "destructive", action_is_destructive(plan.actions[i].type)));
+	j = json_pack("{s:s, s:s, s:s, s:o, s:b, s:s?, s:s?}", "name", sb->name, "backend", backend_kind_to_string(manager_backend_kind(m, sb)), "vmState", sb->observe_failed ? "unknown" : vm_state_to_string(sb->observed.state), "actions", actions, "restartRequired", plan.restart_required, "configError", sb->config_error, "note", note);
+	return j;
+}
+
+static void print_plan(json_t *p)
+{
+	const char *name = json_string_value(json_object_get(p, "name"));
+	json_t *actions = json_object_get(p, "actions"), *a;
+	size_t i;
+
+	if (json_string_value(json_object_get(p, "configError")))
+		printf("%s: file refused, keeping the last valid spec: %s\n", name, json_string_value(json_object_get(p, "configError")));
+	if (json_string_value(json_object_get(p, "note")))
+		printf("%s: nothing: %s\n", name, json_string_value(json_object_get(p, "note")));
+	else if (json_array_size(actions) == 0 && json_is_true(json_object_get(p, "restartRequired")))
+		printf("%s: nothing now; a change waits for the next boot (updatePolicy on-next-boot)\n", name);
+	else if (json_array_size(actions) == 0)
+		printf("%s: up to date (%s)\n", name, json_string_value(json_object_get(p, "vmState")));
+	json_array_foreach(actions, i, a) {
+		const char *dev = json_string_value(json_object_get(a, "device"));
+
+		printf("%s: %s%s%s (%s)%s\n", name, json_string_value(json_object_get(a, "action")), dev ? " " : "", dev ?: "", json_string_value(json_object_get(a, "reason")), json_is_true(json_object_get(a, "destructive")) ? " [after the grace period]" : "");
+	}
+}
+
+int verb_plan(int argc, char **argv)
+{
+	static const struct option options[] = {
+		{ "sandboxes", required_argument, NULL, 's' },
+		{ "run-dir", required_argument, NULL, 'r' },
+		{ "state-dir", required_argument, NULL, 'S' },
+		{ "default-backend", required_argument, NULL, 'b' },
+		{ "backend-override", required_argument, NULL, 'o' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{},
+	};
+	ManagerConfig config;
+	_cleanup_(manager_freep) Manager *m = NULL;
+	_cleanup_free_ Sandbox **list = NULL;
+	json_t *all;
+	bool json = false;
+	size_t n = 0;
+	void *v;
+	int c;
+
+	manager_config_defaults(&config);
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
+		int r = cli_manager_option("plan", c, optarg, &config);
+
+		if (r < 0)
+			return EXIT_USAGE;
+		if (r > 0)
+			continue;
+		switch (c) {
+		case 'j':
+			json = true;
+			break;
+		case 'h':
+			printf("Usage: vmd plan [--sandboxes DIR] [--run-dir DIR] [--state-dir DIR]\n"
+			       "                [--default-backend NAME] [--backend-override NAME] [--json]\n"
+			       "\nShow what the daemon would do now, changing nothing. Use the daemon's options.\n");
+			return EXIT_OK;
+		default:
+			return EXIT_USAGE;
+		}
+	}
+	log_setup(LOG_TARGET_CONSOLE);
+	if (manager_new_read_only(&config, &m) < 0) {
+		fprintf(stderr, "vmd plan: cannot set up\n");
+		return EXIT_INVALID;
+	}
+	manager_adopt_all(m);
+	manager_load_persisted(m);
+	(void)manager_scan(m);
+	if (m->degraded)
+		fprintf(stderr, "vmd plan: %s; the daemon stops nothing while it cannot read it\n", m->degraded);
+
+	list = calloc(hashmap_size(m->sandboxes) + 1, sizeof(Sandbox *));
+	if (!list)
+		return EXIT_INVALID;
+	for (size_t i = 0; hashmap_next(m->sandboxes, &i, &v);)
+		list[n++] = v;
+	qsort(list, n, sizeof(Sandbox *), name_compare);
+
+	all = json_array();
+	for (size_t i = 0; i < n; i++) {
+		json_t *p = plan_one(m, list[i]);
+
+		if (!json)
+			print_plan(p);
+		json_array_append_new(all, p);
+	}
+	if (json) {
+		json_dumpf(all, stdout, JSON_INDENT(2));
+		fputc('\n', stdout);
+	} else if (n == 0)
+		printf("no sandboxes\n");
+	json_decref(all);
+	return EXIT_OK;
+}

@@ -1,0 +1,331 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * What the sandbox directory asks for. Files are hints-driven (manager_file_event) and
+ * rescanned in full (manager_scan); either way a file is read only when its identity
+ * (device, inode, size, times) changed. The last valid spec of every sandbox is kept in
+ * <state-dir>/sandboxes/NAME.json, so that an invalid edit, or a restart of vmd while a
+ * file is invalid, changes nothing.
+ */
+#include <dirent.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <sys/stat.h>
+
+#include "log.h"
+#include "manager.h"
+#include "sandbox-dir.h"
+#include "spec-json.h"
+#include "spec-yaml.h"
+#include "yaml-tree.h"
+
+static char *persisted_path(Manager *m, const char *name)
+{
+	char *p = NULL;
+
+	return asprintf(&p, "%s/sandboxes/%s.json", m->config.state_dir, name) < 0 ? NULL : p;
+}
+
+static void persist(Manager *m, Sandbox *sb, const char *raw, size_t len)
+{
+	_cleanup_free_ char *path = NULL, *dir = NULL, *text = NULL;
+	json_t *j;
+	int r;
+
+	if (m->read_only)
+		return;
+	path = persisted_path(m, sb->name);
+	if (!path || asprintf(&dir, "%s/sandboxes", m->config.state_dir) < 0)
+		return;
+	j = json_pack("{s:I, s:s, s:s%}", "generation", (json_int_t)sb->generation, "file", sb->path, "yaml", raw, len);
+	text = j ? json_dumps(j, JSON_SORT_KEYS) : NULL;
+	json_decref(j);
+	if (!text)
+		return;
+	r = mkdir_p(dir, 0700);
+	if (r >= 0)
+		r = write_file_atomic(path, text, strlen(text), 0600, true);
+	if (r < 0)
+		log_fields(LOG_ERR, &(LogFields){ .sandbox = sb->name, .error = -r }, "cannot keep the last valid spec in %s", path);
+}
+
+void manager_forget_persisted(Manager *m, const char *name)
+{
+	_cleanup_free_ char *path = m->read_only ? NULL : persisted_path(m, name);
+
+	if (path)
+		(void)unlink(path);
+}
+
+void manager_load_persisted(Manager *m)
+{
+	_cleanup_free_ char *dir = NULL;
+	const SpecLoadOptions opts = { .default_backend = m->config.default_backend };
+	DIR *d;
+	struct dirent *e;
+
+	if (asprintf(&dir, "%s/sandboxes", m->config.state_dir) < 0)
+		return;
+	d = opendir(dir);
+	if (!d)
+		return;
+	while ((e = readdir(d))) {
+		_cleanup_(diag_list_done) DiagList diags = {};
+		_cleanup_free_ char *name = NULL, *path = NULL, *yaml_path = NULL;
+		SandboxSpec *spec = NULL;
+		json_t *j;
+		size_t l = strlen(e->d_name);
+		Sandbox *sb;
+		const char *yaml;
+
+		if (e->d_name[0] == '.' || l < 6 || !streq(e->d_name + l - 5, ".json"))
+			continue;
+		name = strndup(e->d_name, l - 5);
+		if (!name || asprintf(&path, "%s/%s", dir, e->d_name) < 0 || asprintf(&yaml_path, "%s.yaml", name) < 0)
+			continue;
+		j = json_load_file(path, 0, NULL);
+		yaml = json_string_value(json_object_get(j, "yaml"));
+		if (yaml && spec_load_buffer(yaml_path, yaml, json_string_length(json_object_get(j, "yaml")), &opts, &spec, &diags) == 0 &&
+		    (sb = manager_sandbox(m, name, true))) {
+			sb->desired = spec;
+			sb->generation = (uint64_t)json_integer_value(json_object_get(j, "generation"));
+			sb->desired_since = now_usec(CLOCK_MONOTONIC);
+		} else
+			sandbox_spec_free(spec);
+		json_decref(j);
+	}
+	closedir(d);
+}
+
+static bool same_file(const struct stat *a, const struct stat *b)
+{
+	return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+	       a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
+	       a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+}
+
+/* Why vmd does not trust a file it would run VMs from, or NULL. Checked on the open fd. */
+static char *untrusted(Manager *m, const struct stat *st)
+{
+	char *why = NULL;
+
+	if (st->st_uid != 0 && st->st_uid != geteuid() && st->st_uid != m->config.trusted_uid)
+		(void)asprintf(&why, "the file is owned by uid %u; vmd reads only files owned by root, its own user or --trusted-uid", (unsigned)st->st_uid);
+	else if (st->st_mode & (S_IWGRP | S_IWOTH))
+		(void)asprintf(&why, "the file is writable by group or others (mode %04o); vmd reads only files that their owner alone can change", (unsigned)(st->st_mode & 07777));
+	return why;
+}
+
+static void set_config_error(Manager *m, Sandbox *sb, const char *reason, char *error)
+{
+	if (!streq_ptr(sb->config_error, error))
+		log_fields(LOG_ERR, &(LogFields){ .sandbox = sb->name, .result = "refused", .message_id = LOG_MESSAGE_CONFIG_INVALID }, "%s; keeping the last valid spec, touching nothing", error);
+	free(sb->config_error);
+	sb->config_error = error;
+	sb->config_reason = reason;
+	(void)m;
+}
+
+static void clear_config_error(Sandbox *sb)
+{
+	if (!sb->config_error)
+		return;
+	log_fields(LOG_INFO, &(LogFields){ .sandbox = sb->name, .result = "valid", .message_id = LOG_MESSAGE_CONFIG_VALID }, "%s is valid again", sb->path);
+	sb->config_error = mfree(sb->config_error);
+	sb->config_reason = NULL;
+}
+
+/* "PATH:LINE:COL: MESSAGE (and N more)" for the first of diags. */
+static char *first_error(const char *path, const DiagList *diags)
+{
+	size_t more = diags->n + diags->n_dropped - 1;
+	char *s = NULL;
+
+	if (diags->n == 0)
+		return strdup("invalid");
+	if (asprintf(&s, "%s:%u:%u: %s%s", path, diags->items[0].line, diags->items[0].column, diags->items[0].message, more ? " (and more: see vmd validate)" : "") < 0)
+		return NULL;
+	return s;
+}
+
+/* The file at path is there now: (re)read it into its sandbox. */
+static void load_file(Manager *m, const char *path, const char *name, const struct stat *st_hint)
+{
+	_cleanup_(diag_list_done) DiagList diags = {};
+	_cleanup_(sandbox_spec_freep) SandboxSpec *spec = NULL;
+	_cleanup_free_ char *raw = NULL, *why = NULL;
+	_cleanup_close_ int fd = -EBADF;
+	const SpecLoadOptions opts = { .default_backend = m->config.default_backend };
+	Sandbox *sb = manager_sandbox(m, name, false);
+	struct stat st;
+	size_t len;
+	int r;
+
+	if (sb && sb->path && !streq(sb->path, path) && access(sb->path, F_OK) == 0) {
+		/* Another file gives this name and is still there: it keeps it. */
+		log_fields(LOG_ERR, &(LogFields){ .sandbox = name, .result = "refused", .message_id = LOG_MESSAGE_CONFIG_INVALID }, "%s is ignored: sandbox '%s' is defined by %s already", path, name, sb->path);
+		return;
+	}
+	if (sb && sb->path && streq(sb->path, path) && st_hint && same_file(&sb->file_st, st_hint))
+		return;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		if (errno == ENOENT)
+			return; /* gone again: its removal event follows */
+		r = -errno;
+		(void)asprintf(&why, "%s: cannot read: %s", path, strerror(-r));
+	} else if (!S_ISREG(st.st_mode))
+		(void)asprintf(&why, "%s: not a regular file", path);
+	else
+		why = untrusted(m, &st);
+
+	if (!sb && !(sb = manager_sandbox(m, name, true)))
+		return;
+	if (!sb->path || !streq(sb->path, path)) {
+		free(sb->path);
+		sb->path = strdup(path);
+		sb->desired_since = now_usec(CLOCK_MONOTONIC); /* back, or newly here */
+	}
+	if (fd >= 0)
+		sb->file_st = st;
+	manager_mark_dirty(m, sb);
+
+	if (why) {
+		set_config_error(m, sb, "Untrusted", TAKE_PTR(why));
+		return;
+	}
+	r = read_fd(fd, YTREE_MAX_BYTES + 1, &raw, &len);
+	if (r >= 0)
+		r = spec_load_buffer(path, raw, len, &opts, &spec, &diags);
+	if (r < 0) {
+		set_config_error(m, sb, "InvalidConfig", r == -EINVAL ? first_error(path, &diags) : strdup(strerror(-r)));
+		return;
+	}
+
+	clear_config_error(sb);
+	if (sb->desired && spec_equal(sb->desired, spec))
+		return;
+	sandbox_spec_free(sb->desired);
+	sb->desired = TAKE_PTR(spec);
+	sb->generation++;
+	sb->desired_since = now_usec(CLOCK_MONOTONIC);
+	/* A new spec deserves a new try at once. */
+	sb->failures = 0;
+	sb->retry_at = 0;
+	persist(m, sb, raw, len);
+}
+
+static void file_gone(Manager *m, Sandbox *sb)
+{
+	if (!sb->path)
+		return;
+	sb->path = mfree(sb->path);
+	sb->desired_since = now_usec(CLOCK_MONOTONIC);
+	if (sb->config_error)
+		sb->config_error = mfree(sb->config_error);
+	manager_mark_dirty(m, sb);
+}
+
+void manager_file_event(Manager *m, const char *path)
+{
+	_cleanup_free_ char *name = NULL;
+	const char *base = strrchr(path, '/');
+	Sandbox *sb;
+	struct stat st;
+
+	base = base ? base + 1 : path;
+	if (!sandbox_dir_name_is_candidate(base) || spec_name_from_path(path, &name) < 0)
+		return;
+	if (stat(path, &st) == 0) {
+		load_file(m, path, name, &st);
+		return;
+	}
+	sb = manager_sandbox(m, name, false);
+	if (sb && streq_ptr(sb->path, path))
+		file_gone(m, sb);
+}
+
+typedef struct Scan {
+	Manager *m;
+	Hashmap *seen; /* name -> Seen */
+} Scan;
+
+typedef struct Seen {
+	char name[SPEC_NAME_MAX + 1];
+	char path[]; /* the file that gives the name */
+} Seen;
+
+static int scan_one(const char *path, int error, void *userdata)
+{
+	Scan *s = userdata;
+	_cleanup_free_ char *name = NULL;
+	Seen *first, *seen;
+	Sandbox *sb;
+	struct stat st;
+
+	if (error < 0) {
+		log_fields(LOG_WARNING, &(LogFields){ .error = -error }, "cannot read %s", path);
+		return 0;
+	}
+	if (spec_name_from_path(path, &name) < 0 || strlen(name) > SPEC_NAME_MAX)
+		return 0;
+	first = hashmap_get(s->seen, name);
+	if (first) {
+		/* Two files, one name: the one that had it keeps it. */
+		sb = manager_sandbox(s->m, name, false);
+		if (!sb || !streq_ptr(sb->path, path)) {
+			log_fields(LOG_ERR, &(LogFields){ .sandbox = name, .result = "refused", .message_id = LOG_MESSAGE_CONFIG_INVALID }, "%s is ignored: sandbox '%s' is defined by %s already", path, name, first->path);
+			return 0;
+		}
+		free(hashmap_remove(s->seen, name));
+	}
+	seen = malloc(sizeof(Seen) + strlen(path) + 1);
+	if (!seen)
+		return -ENOMEM;
+	strcpy(seen->name, name);
+	strcpy(seen->path, path);
+	if (hashmap_put(s->seen, seen->name, seen) < 0) {
+		free(seen);
+		return -ENOMEM;
+	}
+	if (stat(path, &st) == 0)
+		load_file(s->m, path, name, &st);
+	return 0;
+}
+
+int manager_scan(Manager *m)
+{
+	Scan s = { .m = m, .seen = hashmap_new() };
+	void *v;
+	int r;
+
+	if (!s.seen)
+		return -ENOMEM;
+	r = sandbox_dir_walk(m->config.sandbox_dir, scan_one, &s);
+	if (r < 0) {
+		_cleanup_free_ char *why = NULL;
+
+		/* Stop nothing: a missing directory is not an empty one. */
+		if (asprintf(&why, "cannot read %s: %s", m->config.sandbox_dir, strerror(-r)) >= 0 && !streq_ptr(why, m->degraded)) {
+			log_fields(LOG_ERR, &(LogFields){ .error = -r, .message_id = LOG_MESSAGE_DAEMON }, "cannot read %s; stopping nothing until it is back", m->config.sandbox_dir);
+			free(m->degraded);
+			m->degraded = TAKE_PTR(why);
+		}
+	} else {
+		if (m->degraded)
+			log_fields(LOG_INFO, &(LogFields){ .message_id = LOG_MESSAGE_DAEMON }, "%s can be read again", m->config.sandbox_dir);
+		m->degraded = mfree(m->degraded);
+		/* Whatever had a file and was not seen now has none. */
+		for (size_t i = 0; hashmap_next(m->sandboxes, &i, &v);) {
+			Sandbox *sb = v;
+
+			if (sb->path && !hashmap_get(s.seen, sb->name))
+				file_gone(m, sb);
+		}
+	}
+	for (size_t i = 0; hashmap_next(s.seen, &i, &v);)
+		free(v);
+	hashmap_free(s.seen);
+	return r;
+}

@@ -1,0 +1,51 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+#include <syslog.h>
+
+#include "macro.h"
+
+/*
+ * vmd's log: to journald as structured entries (VMD_SANDBOX, VMD_BACKEND, VMD_ACTION,
+ * VMD_RESULT, ERRNO, MESSAGE_ID), or to standard error for foreground use. The message ids
+ * are a stable contract, listed in docs/journal.md: `journalctl MESSAGE_ID=...` finds
+ * every event of one kind.
+ */
+
+#define LOG_MESSAGE_ACTION_DONE "57778e3611874f63ae7e3793a57af4db"
+#define LOG_MESSAGE_ACTION_FAILED "38f80e01d6c445f78e922716180a2829"
+#define LOG_MESSAGE_CONFIG_INVALID "a899425d8991455cb2e0a31d8d4d9d43"
+#define LOG_MESSAGE_VM_EXITED "9d49ae449f984ebc9a097b3aead0c465"
+#define LOG_MESSAGE_ADOPTED "325e38f0c7c64644884bab1b49da1ff3"
+#define LOG_MESSAGE_DAEMON "83a9824971ec45bd8c78cacdd5d04e93"   /* started, reloaded, stopping, degraded */
+#define LOG_MESSAGE_CONFIG_VALID "b1c2f6b406524639b3fb79e073d5223b" /* a file became valid again */
+
+typedef enum LogTarget {
+	LOG_TARGET_AUTO, /* journal when stderr is connected to it (JOURNAL_STREAM), else console */
+	LOG_TARGET_JOURNAL,
+	LOG_TARGET_CONSOLE,
+	_LOG_TARGET_MAX,
+	_LOG_TARGET_INVALID = -EINVAL,
+} LogTarget;
+
+extern const char *const log_target_table[];
+LogTarget log_target_from_string(const char *s);
+
+void log_setup(LogTarget target);
+
+/* What one entry is about; any field may be NULL or 0. */
+typedef struct LogFields {
+	const char *sandbox;
+	const char *backend;
+	const char *action;
+	const char *result; /* "done", "failed", "refused", ... */
+	int error;          /* errno (positive), 0 for none */
+	const char *message_id;
+} LogFields;
+
+/* Log at priority (LOG_INFO, ...) with fields; returns -error, so it can end a function. */
+int log_fields(int priority, const LogFields *f, const char *fmt, ...) _printf_(3, 4);
+
+#define log_info(...) log_fields(LOG_INFO, &(LogFields){}, __VA_ARGS__)
+#define log_warning(...) log_fields(LOG_WARNING, &(LogFields){}, __VA_ARGS__)
+#define log_error_errno(e, ...) log_fields(LOG_ERR, &(LogFields){ .error = (e) < 0 ? -(e) : (e) }, __VA_ARGS__)

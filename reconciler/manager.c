@@ -1,0 +1,368 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The daemon's loop. Everything happens on one sd-event loop: signals, the watcher's
+ * hints, timers, the backends' events. Sandboxes that something happened to are marked
+ * dirty and reconciled in one deferred pass, so that a burst of events costs one pass.
+ */
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/file.h>
+#include <sys/prctl.h>
+#include <systemd/sd-daemon.h>
+
+#include "log.h"
+#include "manager.h"
+#include "watcher.h"
+
+Sandbox *manager_sandbox(Manager *m, const char *name, bool create)
+{
+	Sandbox *sb = hashmap_get(m->sandboxes, name);
+
+	if (sb || !create)
+		return sb;
+	sb = calloc(1, sizeof(*sb));
+	if (!sb)
+		return NULL;
+	sb->manager = m;
+	sb->vm_backend = _BACKEND_KIND_INVALID;
+	sb->name = strdup(name);
+	if (!sb->name || hashmap_put(m->sandboxes, sb->name, sb) < 0) {
+		free(sb->name);
+		return mfree(sb);
+	}
+	return sb;
+}
+
+static Sandbox *sandbox_free(Sandbox *sb)
+{
+	if (!sb)
+		return NULL;
+	sd_event_source_disable_unref(sb->wake);
+	sd_event_source_disable_unref(sb->stop_timer);
+	vm_observed_done(&sb->observed);
+	sandbox_spec_free(sb->desired);
+	sandbox_status_done(&sb->status);
+	free(sb->path);
+	free(sb->config_error);
+	free(sb->last_error);
+	free(sb->status_written);
+	free(sb->name);
+	return mfree(sb);
+}
+
+void manager_drop_sandbox(Manager *m, Sandbox *sb)
+{
+	hashmap_remove(m->dirty, sb->name);
+	hashmap_remove(m->sandboxes, sb->name);
+	sandbox_free(sb);
+}
+
+BackendKind manager_backend_kind(const Manager *m, const Sandbox *sb)
+{
+	if (m->config.backend_override >= 0)
+		return m->config.backend_override;
+	if (sb->vm_backend >= 0 && IN_SET(sb->observed.state, VM_RUNNING, VM_PAUSED, VM_STOPPING, VM_EXITED))
+		return sb->vm_backend;
+	if (sb->desired)
+		return sb->desired->backend;
+	return sb->vm_backend >= 0 ? sb->vm_backend : m->config.default_backend;
+}
+
+Backend *manager_backend_of(Manager *m, const Sandbox *sb)
+{
+	return m->backends[manager_backend_kind(m, sb)];
+}
+
+static int reconcile_dirty(sd_event_source *s _unused_, void *userdata)
+{
+	Manager *m = userdata;
+	void *v;
+
+	/* Reconciling may drop a sandbox; take them out of the set one at a time. */
+	for (size_t i = 0; hashmap_next(m->dirty, &i, &v); i = 0) {
+		Sandbox *sb = v;
+
+		hashmap_remove(m->dirty, sb->name);
+		sandbox_reconcile(m, sb);
+	}
+	(void)sd_event_source_set_enabled(m->reconcile_event, SD_EVENT_OFF);
+	if (m->ready)
+		manager_notify_status(m);
+	return 0;
+}
+
+void manager_mark_dirty(Manager *m, Sandbox *sb)
+{
+	(void)hashmap_put(m->dirty, sb->name, sb); /* -EEXIST: already marked */
+	if (m->reconcile_event)
+		(void)sd_event_source_set_enabled(m->reconcile_event, SD_EVENT_ONESHOT);
+}
+
+static void mark_all_dirty(Manager *m)
+{
+	void *v;
+
+	for (size_t i = 0; hashmap_next(m->sandboxes, &i, &v);)
+		manager_mark_dirty(m, v);
+}
+
+static void on_vm_exited(void *userdata, const char *name, int status)
+{
+	Manager *m = userdata;
+	Sandbox *sb = manager_sandbox(m, name, false);
+
+	log_fields(status == 0 ? LOG_INFO : LOG_WARNING, &(LogFields){ .sandbox = name, .result = status == 0 ? "exited" : "failed", .message_id = LOG_MESSAGE_VM_EXITED }, "VM exited with status %d", status);
+	if (sb) {
+		sb->stop_timer = sd_event_source_disable_unref(sb->stop_timer);
+		manager_mark_dirty(m, sb);
+	}
+}
+
+static void on_watch(void *userdata, const char *path)
+{
+	Manager *m = userdata;
+
+	if (path) {
+		manager_file_event(m, path);
+		return;
+	}
+	/* The watcher lost track (overflow, directory replaced): read everything again. */
+	(void)manager_scan(m);
+	mark_all_dirty(m);
+}
+
+static int on_resync(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	Manager *m = userdata;
+
+	(void)manager_scan(m);
+	mark_all_dirty(m);
+	return sd_event_source_set_time(s, usec + m->config.resync_usec);
+}
+
+static int on_sighup(sd_event_source *s _unused_, const struct signalfd_siginfo *si _unused_, void *userdata)
+{
+	Manager *m = userdata;
+
+	(void)sd_notifyf(false, "RELOADING=1\nMONOTONIC_USEC=%" PRIu64, now_usec(CLOCK_MONOTONIC));
+	log_fields(LOG_INFO, &(LogFields){ .message_id = LOG_MESSAGE_DAEMON }, "reloading: reading %s again", m->config.sandbox_dir);
+	(void)manager_scan(m);
+	mark_all_dirty(m);
+	reconcile_dirty(NULL, m);
+	manager_notify_ready(m);
+	return 0;
+}
+
+static int on_sigterm(sd_event_source *s, const struct signalfd_siginfo *si _unused_, void *userdata _unused_)
+{
+	(void)sd_notify(false, "STOPPING=1");
+	log_fields(LOG_INFO, &(LogFields){ .message_id = LOG_MESSAGE_DAEMON }, "stopping; VMs keep running");
+	return sd_event_exit(sd_event_source_get_event(s), 0);
+}
+
+/* One vmd per run dir: a lock on <run-dir>/vmd.lock, holding the owner's pid. */
+static int take_lock(Manager *m)
+{
+	_cleanup_free_ char *path = NULL, *pid = NULL;
+	_cleanup_close_ int fd = -EBADF;
+	char buf[32];
+	int n;
+
+	if (asprintf(&path, "%s/vmd.lock", m->config.run_dir) < 0)
+		return -ENOMEM;
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOCTTY, 0644);
+	if (fd < 0)
+		return log_error_errno(errno, "cannot open %s", path);
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		if (errno != EWOULDBLOCK)
+			return log_error_errno(errno, "cannot lock %s", path);
+		(void)read_file(path, 31, &pid, NULL);
+		log_fields(LOG_ERR, &(LogFields){}, "another vmd (pid %s) is running with run dir %s; one vmd per run dir", pid ? strtok(pid, "\n") : "unknown", m->config.run_dir);
+		return -EBUSY;
+	}
+	n = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
+	if (ftruncate(fd, 0) < 0 || pwrite(fd, buf, (size_t)n, 0) != n)
+		return log_error_errno(errno, "cannot write %s", path);
+	m->lock_fd = TAKE_FD(fd);
+	return 0;
+}
+
+int manager_new(const ManagerConfig *config, Manager **ret)
+{
+	_cleanup_(manager_freep) Manager *m = calloc(1, sizeof(Manager));
+	const BackendCallbacks cb = { .vm_exited = on_vm_exited };
+	sigset_t mask;
+	int r;
+
+	if (!m)
+		return -ENOMEM;
+	m->config = *config;
+	m->lock_fd = -EBADF;
+	m->sandboxes = hashmap_new();
+	m->dirty = hashmap_new();
+	if (!m->sandboxes || !m->dirty)
+		return -ENOMEM;
+
+	r = mkdir_p(config->run_dir, 0755);
+	if (r < 0)
+		return log_error_errno(r, "cannot create %s", config->run_dir);
+	r = mkdir_p(config->state_dir, 0700);
+	if (r < 0)
+		return log_error_errno(r, "cannot create %s", config->state_dir);
+	r = take_lock(m);
+	if (r < 0)
+		return r;
+
+	/* VMMs that outlive their parent are ours to reap, not init's (which may be slow). */
+	(void)prctl(PR_SET_CHILD_SUBREAPER, 1);
+
+	r = sd_event_new(&m->event);
+	if (r < 0)
+		return log_error_errno(r, "cannot create the event loop");
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	sigaddset(&mask, SIGCHLD);
+	(void)sigprocmask(SIG_BLOCK, &mask, NULL);
+	if ((r = sd_event_add_signal(m->event, NULL, SIGTERM, on_sigterm, m)) < 0 ||
+	    (r = sd_event_add_signal(m->event, NULL, SIGINT, on_sigterm, m)) < 0 ||
+	    (r = sd_event_add_signal(m->event, NULL, SIGHUP, on_sighup, m)) < 0)
+		return log_error_errno(r, "cannot watch signals");
+	(void)sd_event_set_watchdog(m->event, true); /* pings WATCHDOG=1 when systemd asks for it */
+
+	r = sd_event_add_defer(m->event, &m->reconcile_event, reconcile_dirty, m);
+	if (r < 0)
+		return log_error_errno(r, "cannot set up the event loop");
+	(void)sd_event_source_set_enabled(m->reconcile_event, SD_EVENT_OFF);
+	r = sd_event_add_time_relative(m->event, &m->resync_timer, CLOCK_MONOTONIC, config->resync_usec, 1000 * 1000, on_resync, m);
+	if (r < 0)
+		return log_error_errno(r, "cannot set up the resync timer");
+	(void)sd_event_source_set_enabled(m->resync_timer, SD_EVENT_ON);
+
+	for (int k = 0; k < _BACKEND_KIND_MAX; k++) {
+		BackendCallbacks c = cb;
+
+		c.userdata = m;
+		if (!backend_ops[k])
+			continue;
+		r = backend_new(k, m->event, config->run_dir, &c, &m->backends[k]);
+		if (r < 0)
+			return log_error_errno(r, "cannot set up backend %s", backend_kind_to_string(k));
+	}
+	*ret = TAKE_PTR(m);
+	return 0;
+}
+
+int manager_new_read_only(const ManagerConfig *config, Manager **ret)
+{
+	_cleanup_(manager_freep) Manager *m = calloc(1, sizeof(Manager));
+	int r;
+
+	if (!m)
+		return -ENOMEM;
+	m->config = *config;
+	m->lock_fd = -EBADF;
+	m->read_only = true;
+	m->sandboxes = hashmap_new();
+	m->dirty = hashmap_new();
+	if (!m->sandboxes || !m->dirty)
+		return -ENOMEM;
+	for (int k = 0; k < _BACKEND_KIND_MAX; k++) {
+		if (!backend_ops[k])
+			continue;
+		r = backend_new(k, NULL, config->run_dir, NULL, &m->backends[k]);
+		if (r < 0)
+			return r;
+	}
+	*ret = TAKE_PTR(m);
+	return 0;
+}
+
+Manager *manager_free(Manager *m)
+{
+	void *v;
+
+	if (!m)
+		return NULL;
+	watcher_free(m->watcher);
+	for (size_t i = 0; hashmap_next(m->sandboxes, &i, &v);)
+		sandbox_free(v);
+	hashmap_free(m->sandboxes);
+	hashmap_free(m->dirty);
+	for (int k = 0; k < _BACKEND_KIND_MAX; k++)
+		backend_free(m->backends[k]);
+	sd_event_source_disable_unref(m->reconcile_event);
+	sd_event_source_disable_unref(m->resync_timer);
+	sd_event_unref(m->event);
+	if (m->lock_fd >= 0)
+		close(m->lock_fd);
+	free(m->degraded);
+	free(m->notified_status);
+	return mfree(m);
+}
+
+/*
+ * What runs already: every VM a backend has runtime state for becomes a sandbox, and
+ * running ones are adopted, after the backend proved they are its own. Never restarts.
+ */
+void manager_adopt_all(Manager *m)
+{
+	for (int k = 0; k < _BACKEND_KIND_MAX; k++) {
+		Backend *b = m->backends[k];
+		char **names = NULL;
+		size_t n = 0;
+
+		if (!b || !b->ops->list || b->ops->list(b, &names, &n) < 0)
+			continue;
+		for (size_t i = 0; i < n; i++) {
+			Sandbox *sb = manager_sandbox(m, names[i], true);
+			int r;
+
+			free(names[i]);
+			if (!sb)
+				continue;
+			sb->vm_backend = k;
+			sandbox_observe(m, sb);
+			if (!IN_SET(sb->observed.state, VM_RUNNING, VM_PAUSED, VM_STOPPING) || m->read_only)
+				continue;
+			r = b->ops->adopt ? b->ops->adopt(b, sb->name) : 0;
+			if (r < 0) {
+				sb->stranger = true;
+				log_fields(LOG_ERR, &(LogFields){ .sandbox = sb->name, .backend = b->ops->name, .result = "refused", .error = -r, .message_id = LOG_MESSAGE_ADOPTED }, "found a VM vmd cannot prove is its own; leaving it alone");
+				continue;
+			}
+			log_fields(LOG_INFO, &(LogFields){ .sandbox = sb->name, .backend = b->ops->name, .result = "adopted", .message_id = LOG_MESSAGE_ADOPTED }, "re-adopted its %s VM", vm_state_to_string(sb->observed.state));
+		}
+		free(names);
+	}
+}
+
+int manager_run(Manager *m)
+{
+	int r;
+
+	manager_adopt_all(m);
+	manager_load_persisted(m);
+	(void)manager_scan(m);
+	mark_all_dirty(m);
+	reconcile_dirty(NULL, m);
+
+	r = watcher_new(m->config.sandbox_dir, on_watch, m, m->event, &m->watcher);
+	if (r < 0)
+		log_fields(LOG_WARNING, &(LogFields){ .error = -r }, "cannot watch %s; relying on the resync timer", m->config.sandbox_dir);
+	/* A change between the first scan and the watch being set up is not missed. */
+	(void)manager_scan(m);
+	reconcile_dirty(NULL, m);
+
+	m->ready = true;
+	manager_notify_ready(m);
+	log_fields(LOG_INFO, &(LogFields){ .message_id = LOG_MESSAGE_DAEMON }, "ready: %zu sandboxes from %s", hashmap_size(m->sandboxes), m->config.sandbox_dir);
+
+	r = sd_event_loop(m->event);
+	if (r < 0)
+		return log_error_errno(r, "event loop failed");
+	return 0;
+}

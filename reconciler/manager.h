@@ -1,0 +1,113 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+#include <sys/stat.h>
+#include <systemd/sd-event.h>
+
+#include "backend.h"
+#include "hashmap.h"
+#include "plan.h"
+#include "spec.h"
+#include "status.h"
+
+/*
+ * The daemon's one context. manager.c runs the loop and its events; desired.c reads the
+ * sandbox directory; executor.c carries out plans through the backends; status.c reports.
+ * These files share the structs below and nothing else does.
+ */
+
+typedef struct ManagerConfig {
+	const char *sandbox_dir;
+	const char *run_dir;
+	const char *state_dir;
+	BackendKind default_backend;
+	BackendKind backend_override; /* _BACKEND_KIND_INVALID for none */
+	uint64_t resync_usec;
+	uint64_t grace_usec;
+	uid_t trusted_uid; /* (uid_t)-1 for none */
+} ManagerConfig;
+
+typedef struct Watcher Watcher;
+
+typedef struct Manager Manager;
+
+typedef struct Sandbox {
+	Manager *manager;
+	char *name;
+	BackendKind vm_backend; /* where its VM runs, once known; _BACKEND_KIND_INVALID before */
+
+	/* What its file asks for. */
+	char *path;            /* the file it comes from; NULL once the file is gone */
+	struct stat file_st;   /* identity of the file as last read, to skip unchanged files */
+	SandboxSpec *desired;  /* the last valid spec; NULL if it never had one */
+	uint64_t generation;   /* bumped on every change of desired */
+	uint64_t desired_since; /* CLOCK_MONOTONIC: when desired (or the file's presence) changed */
+	char *config_error;    /* why the file is refused now, or NULL */
+	const char *config_reason; /* InvalidConfig, Untrusted, NameConflict */
+
+	/* What runs. */
+	VmObserved observed;
+	bool observe_failed;  /* its backend could not say: act on nothing */
+	bool stranger;        /* runtime state vmd cannot prove is its own: act on nothing */
+	sd_event_source *stop_timer; /* forces a graceful stop that takes too long */
+
+	/* What vmd did about it. */
+	unsigned restarts;
+	unsigned failures; /* in a row, for backoff */
+	uint64_t retry_at; /* CLOCK_MONOTONIC, 0 for none */
+	char *last_error;
+	bool restart_required;
+	sd_event_source *wake; /* plans again when held actions come due */
+
+	SandboxStatus status;
+	char *status_written; /* the status.json last written, to skip identical writes */
+} Sandbox;
+
+struct Manager {
+	ManagerConfig config;
+	sd_event *event;
+	Hashmap *sandboxes; /* name -> Sandbox */
+	Backend *backends[_BACKEND_KIND_MAX];
+	Watcher *watcher;
+	int lock_fd;
+
+	sd_event_source *resync_timer;
+	sd_event_source *reconcile_event; /* a deferred pass over the dirty sandboxes */
+	Hashmap *dirty;                    /* name -> Sandbox, to reconcile in that pass */
+	bool ready;
+	bool read_only; /* vmd plan: look, change nothing, write nothing */
+	char *degraded; /* why the sandbox directory cannot be read, or NULL */
+	char *notified_status;
+};
+
+/* manager.c */
+int manager_new(const ManagerConfig *config, Manager **ret);
+Manager *manager_free(Manager *m);
+DEFINE_POINTER_CLEANUP(Manager, manager_free)
+int manager_run(Manager *m);
+/* For vmd plan: no lock, no loop, no writes; backends only list and observe. */
+int manager_new_read_only(const ManagerConfig *config, Manager **ret);
+/* Find what runs; adopt it unless read-only. */
+void manager_adopt_all(Manager *m);
+Sandbox *manager_sandbox(Manager *m, const char *name, bool create);
+void manager_drop_sandbox(Manager *m, Sandbox *sb);
+void manager_mark_dirty(Manager *m, Sandbox *sb);
+/* The backend a sandbox runs on (or would), NULL if this build has none for it. */
+Backend *manager_backend_of(Manager *m, const Sandbox *sb);
+BackendKind manager_backend_kind(const Manager *m, const Sandbox *sb);
+
+/* desired.c */
+void manager_load_persisted(Manager *m);
+int manager_scan(Manager *m);
+void manager_file_event(Manager *m, const char *path);
+void manager_forget_persisted(Manager *m, const char *name);
+
+/* executor.c */
+void sandbox_reconcile(Manager *m, Sandbox *sb);
+void sandbox_observe(Manager *m, Sandbox *sb);
+
+/* status.c */
+void sandbox_update_status(Manager *m, Sandbox *sb, const Plan *plan);
+void sandbox_remove_status(Manager *m, Sandbox *sb);
+void manager_notify_status(Manager *m);
+void manager_notify_ready(Manager *m);

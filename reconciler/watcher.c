@@ -1,0 +1,346 @@
+/* SPDX-License-Identifier: MIT */
+#include <inotifytools/inotify.h>
+#include <inotifytools/inotifytools.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <time.h>
+#include <stdio.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+
+#include "sandbox-dir.h"
+#include "util.h"
+#include "watcher.h"
+
+#define QUEUE_MAX 4096 /* more pending hints than this: read everything instead */
+
+#define DIR_EVENTS                                                                                 \
+	(IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_CREATE | IN_ATTRIB |        \
+	 IN_DELETE_SELF | IN_MOVE_SELF)
+#define PARENT_EVENTS (IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO)
+
+struct Watcher {
+	char *given;  /* the directory as configured: maybe a symlink that gets swapped */
+	char *dir;    /* where it leads now, without a trailing slash (the thread's) */
+	char *parent; /* its parent directory */
+	char *base;   /* its name in the parent */
+	WatcherFn fn;
+	void *userdata;
+	int efd;
+	sd_event_source *io;
+	pthread_t thread;
+	bool thread_started;
+	atomic_bool stop;
+	pthread_cond_t watching_cond; /* signalled once the first watches are set up */
+	bool watching_set_up;        /* under lock */
+
+	pthread_mutex_t lock; /* guards what follows: the thread adds, the loop takes */
+	char **queue;
+	size_t n_queue;
+	bool rescan;
+};
+
+static void wake(Watcher *w)
+{
+	uint64_t one = 1;
+
+	(void)!write(w->efd, &one, sizeof(one));
+}
+
+static void push(Watcher *w, char *path)
+{
+	pthread_mutex_lock(&w->lock);
+	if (!path || w->rescan || w->n_queue >= QUEUE_MAX) {
+		/* Everything is read again: single hints add nothing. */
+		for (size_t i = 0; i < w->n_queue; i++)
+			free(w->queue[i]);
+		w->n_queue = 0;
+		w->rescan = true;
+		free(path);
+	} else {
+		char **q = reallocarray(w->queue, w->n_queue + 1, sizeof(char *));
+
+		if (q) {
+			w->queue = q;
+			q[w->n_queue++] = path;
+		} else {
+			free(path);
+			w->rescan = true;
+		}
+	}
+	pthread_mutex_unlock(&w->lock);
+	wake(w);
+}
+
+/* (Re)establish every watch; false if the directory is not there to watch. */
+static bool setup_watches(Watcher *w)
+{
+	char *real = realpath(w->given, NULL);
+
+	if (real) {
+		free(w->dir);
+		w->dir = real;
+	}
+	inotifytools_cleanup();
+	if (!inotifytools_initialize())
+		return false;
+	(void)inotifytools_watch_file(w->parent, PARENT_EVENTS);
+	return inotifytools_watch_recursively(w->dir, DIR_EVENTS) != 0;
+}
+
+/* Whether path (below the watched directory) goes through a hidden folder such as ..2024_x. */
+static bool in_hidden_dir(const Watcher *w, const char *dir)
+{
+	size_t n = strlen(w->dir);
+	const char *rel = strncmp(dir, w->dir, n) == 0 ? dir + n : dir;
+
+	for (const char *p = rel; (p = strchr(p, '/'));)
+		if (*++p == '.')
+			return true;
+	return false;
+}
+
+static void handle(Watcher *w, struct inotify_event *ev, bool *ret_rewatch)
+{
+	const char *wd_path = inotifytools_filename_from_wd(ev->wd);
+	_cleanup_free_ char *dir = NULL;
+	char *path = NULL;
+	struct stat st;
+	size_t l;
+
+	if (ev->mask & IN_Q_OVERFLOW) {
+		push(w, NULL);
+		return;
+	}
+	if (!wd_path)
+		return;
+	dir = strdup(wd_path);
+	if (!dir)
+		return push(w, NULL);
+	l = strlen(dir);
+	while (l > 1 && dir[l - 1] == '/')
+		dir[--l] = '\0';
+
+	if (streq(dir, w->parent) && !streq(dir, w->dir)) {
+		/* Something happened to the directory itself in its parent. */
+		/* The rescan is announced once the new watches are set up, not before. */
+		if (ev->len > 0 && streq(ev->name, w->base))
+			*ret_rewatch = true;
+		return;
+	}
+	if (ev->mask & (IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED)) {
+		if (streq(dir, w->dir))
+			*ret_rewatch = true;
+		else
+			push(w, NULL);
+		return;
+	}
+	if (ev->len == 0 || in_hidden_dir(w, dir))
+		return;
+	if (ev->name[0] == '.' && ev->name[1] == '.') {
+		/* A ConfigMap's ..data swap: the files behind every symlink changed at once. */
+		push(w, NULL);
+		return;
+	}
+	/* Report it under the directory as configured, where the daemon knows its files. */
+	if (asprintf(&path, "%s%s/%s", w->given, dir + (strncmp(dir, w->dir, strlen(w->dir)) == 0 ? strlen(w->dir) : strlen(dir)), ev->name) < 0)
+		return push(w, NULL);
+	if (ev->mask & IN_ISDIR) {
+		if (ev->mask & (IN_CREATE | IN_MOVED_TO) && sandbox_dir_subdir_is_searched(ev->name))
+			(void)inotifytools_watch_recursively(path, DIR_EVENTS);
+		free(path);
+		push(w, NULL); /* files may have come or gone with it */
+		return;
+	}
+	if (!sandbox_dir_name_is_candidate(ev->name)) {
+		free(path);
+		return;
+	}
+	/* A new regular file is read once it is written and closed, not while it is empty. */
+	if ((ev->mask & IN_CREATE) && !(ev->mask & ~(IN_CREATE | IN_ISDIR)) && lstat(path, &st) == 0 && !S_ISLNK(st.st_mode)) {
+		free(path);
+		return;
+	}
+	push(w, path);
+}
+
+/* SIGRTMIN interrupts the thread's blocking read when it is to stop; it does nothing else. */
+#define STOP_SIGNAL SIGRTMIN
+
+static void on_stop_signal(int sig _unused_)
+{
+}
+
+static void *watch_thread(void *userdata)
+{
+	Watcher *w = userdata;
+	bool watching;
+	sigset_t mask;
+
+	/* Signals are the event loop's, through its signalfd; this thread takes only its own. */
+	sigfillset(&mask);
+	sigdelset(&mask, STOP_SIGNAL);
+	pthread_sigmask(SIG_SETMASK, &mask, NULL);
+
+	watching = setup_watches(w);
+	pthread_mutex_lock(&w->lock);
+	w->watching_set_up = true;
+	pthread_cond_signal(&w->watching_cond);
+	pthread_mutex_unlock(&w->lock);
+
+	while (!atomic_load(&w->stop)) {
+		bool rewatch = false;
+		/* Without the directory, look again every few seconds (and watch the parent). */
+		struct inotify_event *ev = inotifytools_next_event(watching ? -1 : 2);
+
+		if (atomic_load(&w->stop))
+			break;
+		if (ev)
+			handle(w, ev, &rewatch);
+		else if (watching)
+			rewatch = true; /* an error of the library: start over */
+		else if (access(w->dir, F_OK) == 0)
+			rewatch = true;
+		if (rewatch) {
+			watching = setup_watches(w);
+			/* Only now: a file written before the watches were back is seen by this rescan. */
+			push(w, NULL);
+		}
+	}
+	return NULL;
+}
+
+static int on_wake(sd_event_source *s _unused_, int fd, uint32_t revents _unused_, void *userdata)
+{
+	Watcher *w = userdata;
+	char **queue;
+	size_t n;
+	bool rescan;
+	uint64_t v;
+
+	(void)!read(fd, &v, sizeof(v));
+	pthread_mutex_lock(&w->lock);
+	queue = w->queue;
+	n = w->n_queue;
+	rescan = w->rescan;
+	w->queue = NULL;
+	w->n_queue = 0;
+	w->rescan = false;
+	pthread_mutex_unlock(&w->lock);
+
+	if (rescan)
+		w->fn(w->userdata, NULL);
+	for (size_t i = 0; i < n && !rescan; i++)
+		if (i == 0 || !streq(queue[i], queue[i - 1]))
+			w->fn(w->userdata, queue[i]);
+	for (size_t i = 0; i < n; i++)
+		free(queue[i]);
+	free(queue);
+	return 0;
+}
+
+int watcher_new(const char *dir, WatcherFn fn, void *userdata, sd_event *event, Watcher **ret)
+{
+	Watcher *w = calloc(1, sizeof(*w));
+	char *slash;
+	int r;
+
+	if (!w)
+		return -ENOMEM;
+	pthread_mutex_init(&w->lock, NULL);
+	pthread_cond_init(&w->watching_cond, NULL);
+	w->efd = -EBADF;
+	w->fn = fn;
+	w->userdata = userdata;
+	w->given = strdup(dir);
+	while (w->given && strlen(w->given) > 1 && w->given[strlen(w->given) - 1] == '/')
+		w->given[strlen(w->given) - 1] = '\0';
+	w->dir = realpath(dir, NULL) ?: strdup(dir);
+	if (!w->given || !w->dir)
+		goto oom;
+	/* Keep the path as given for the parent: a symlink swap happens there. */
+	w->parent = strdup(dir);
+	if (!w->parent)
+		goto oom;
+	while (strlen(w->parent) > 1 && w->parent[strlen(w->parent) - 1] == '/')
+		w->parent[strlen(w->parent) - 1] = '\0';
+	slash = strrchr(w->parent, '/');
+	w->base = strdup(slash ? slash + 1 : w->parent);
+	if (!w->base)
+		goto oom;
+	if (slash == w->parent)
+		w->parent[1] = '\0';
+	else if (slash)
+		*slash = '\0';
+	else
+		strcpy(w->parent, ".");
+
+	w->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (w->efd < 0) {
+		r = -errno;
+		goto fail;
+	}
+	r = sd_event_add_io(event, &w->io, w->efd, EPOLLIN, on_wake, w);
+	if (r < 0)
+		goto fail;
+	r = sigaction(STOP_SIGNAL, &(struct sigaction){ .sa_handler = on_stop_signal }, NULL) < 0 ? -errno : 0;
+	if (r < 0)
+		goto fail;
+	r = -pthread_create(&w->thread, NULL, watch_thread, w);
+	if (r < 0)
+		goto fail;
+	w->thread_started = true;
+	/*
+	 * Return once the watches are set up: the caller scans after this, and a change it
+	 * does not see must then reach the watch.
+	 */
+	pthread_mutex_lock(&w->lock);
+	while (!w->watching_set_up)
+		pthread_cond_wait(&w->watching_cond, &w->lock);
+	pthread_mutex_unlock(&w->lock);
+	*ret = w;
+	return 0;
+oom:
+	r = -ENOMEM;
+fail:
+	watcher_free(w);
+	return r;
+}
+
+Watcher *watcher_free(Watcher *w)
+{
+	if (!w)
+		return NULL;
+	if (w->thread_started) {
+		atomic_store(&w->stop, true);
+		/* Again until it is gone: a signal that lands just before its read() is missed. */
+		for (;;) {
+			struct timespec ts;
+
+			(void)pthread_kill(w->thread, STOP_SIGNAL);
+			(void)clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += 20 * 1000 * 1000;
+			if (ts.tv_nsec >= 1000000000) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000;
+			}
+			if (pthread_timedjoin_np(w->thread, NULL, &ts) == 0)
+				break;
+		}
+		inotifytools_cleanup();
+	}
+	sd_event_source_disable_unref(w->io);
+	if (w->efd >= 0)
+		close(w->efd);
+	for (size_t i = 0; i < w->n_queue; i++)
+		free(w->queue[i]);
+	free(w->queue);
+	pthread_mutex_destroy(&w->lock);
+	pthread_cond_destroy(&w->watching_cond);
+	free(w->given);
+	free(w->dir);
+	free(w->parent);
+	free(w->base);
+	return mfree(w);
+}

@@ -1,0 +1,499 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The real `vmd daemon`, run as a user runs it, on the noop backend, in temporary
+ * directories. The test binds its own NOTIFY_SOCKET and reads what the daemon tells
+ * systemd; it edits files and reads status.json, `vmd status` and `vmd plan`. Every
+ * daemon it starts is killed in teardown, whether the test passed or not. Waits are
+ * bounded (a failure, not a speed claim).
+ */
+#include <fcntl.h>
+#include <jansson.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+
+#include "helpers.h"
+#include "util.h"
+
+#define WAIT_MS 20000
+
+typedef struct Fixture {
+	char *dir, *sb, *run, *state, *notify_path, *log;
+	int notify_fd;
+	pid_t pid;
+	char *messages; /* every notify message so far, one per line */
+	size_t cursor;  /* expect() looks from here on */
+} Fixture;
+
+static char *path_in(const char *dir, const char *name)
+{
+	char *p = NULL;
+
+	assert_true(asprintf(&p, "%s/%s", dir, name) > 0);
+	return p;
+}
+
+static int setup(void **state)
+{
+	Fixture *f = calloc(1, sizeof(*f));
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+
+	f->dir = test_tmpdir();
+	f->sb = path_in(f->dir, "sandboxes");
+	f->run = path_in(f->dir, "run");
+	f->state = path_in(f->dir, "state");
+	f->notify_path = path_in(f->dir, "notify");
+	f->log = path_in(f->dir, "vmd.log");
+	f->messages = strdup("");
+	assert_int_equal(mkdir(f->sb, 0755), 0);
+	f->notify_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	assert_true(f->notify_fd >= 0);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", f->notify_path);
+	assert_int_equal(bind(f->notify_fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	*state = f;
+	return 0;
+}
+
+static void stop_daemon(Fixture *f, int sig)
+{
+	if (f->pid <= 0)
+		return;
+	(void)kill(f->pid, sig);
+	(void)waitpid(f->pid, NULL, 0);
+	f->pid = 0;
+}
+
+static int teardown(void **state)
+{
+	Fixture *f = *state;
+
+	stop_daemon(f, SIGKILL);
+	close(f->notify_fd);
+	test_tmpdir_remove(f->dir);
+	free(f->sb);
+	free(f->run);
+	free(f->state);
+	free(f->notify_path);
+	free(f->log);
+	free(f->messages);
+	free(f);
+	return 0;
+}
+
+static void start_daemon(Fixture *f, const char *watchdog_usec)
+{
+	pid_t pid = fork();
+
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		int log = open(f->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+		int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+		char wpid[32];
+
+		dup2(null, 0);
+		dup2(null, 1);
+		dup2(log, 2);
+		setenv("NOTIFY_SOCKET", f->notify_path, 1);
+		if (watchdog_usec) {
+			snprintf(wpid, sizeof(wpid), "%d", (int)getpid());
+			setenv("WATCHDOG_USEC", watchdog_usec, 1);
+			setenv("WATCHDOG_PID", wpid, 1);
+		}
+		execl(test_vmd(), test_vmd(), "daemon", "--sandboxes", f->sb, "--run-dir", f->run, "--state-dir", f->state, "--log-target", "console", "--grace", "0.3", "--resync", "3600", (char *)NULL);
+		_exit(127);
+	}
+	f->pid = pid;
+}
+
+static uint64_t ms_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void drain_notify(Fixture *f, int timeout_ms)
+{
+	struct pollfd p = { .fd = f->notify_fd, .events = POLLIN };
+	char buf[4096 + 1];
+	ssize_t n;
+
+	if (poll(&p, 1, timeout_ms) <= 0)
+		return;
+	while ((n = recv(f->notify_fd, buf, sizeof(buf) - 1, 0)) > 0) {
+		size_t l = strlen(f->messages);
+
+		buf[n] = '\0';
+		/* sd_notify's STATUS must fit a datagram, as UTF-8, under 4 KiB. */
+		assert_true(n < 4096);
+		assert_int_equal(utf8_first_invalid(buf, (size_t)n), (size_t)n);
+		f->messages = realloc(f->messages, l + (size_t)n + 2);
+		memcpy(f->messages + l, buf, (size_t)n);
+		strcpy(f->messages + l + n, "\n");
+	}
+}
+
+/* Wait for a notify message containing what, after the last one expected. */
+static void expect_notify(Fixture *f, const char *what)
+{
+	uint64_t end = ms_now() + WAIT_MS;
+
+	for (;;) {
+		char *hit = strstr(f->messages + f->cursor, what);
+
+		if (hit) {
+			f->cursor = (size_t)(hit - f->messages) + strlen(what);
+			return;
+		}
+		if (ms_now() > end)
+			fail_msg("no '%s' from the daemon; it sent:\n%s", what, f->messages);
+		drain_notify(f, 50);
+	}
+}
+
+static json_t *status_of(Fixture *f, const char *name)
+{
+	_cleanup_free_ char *p = NULL;
+
+	assert_true(asprintf(&p, "%s/%s/status.json", f->run, name) > 0);
+	return json_load_file(p, 0, NULL);
+}
+
+static const char *cond(json_t *s, const char *type, const char *field)
+{
+	size_t i;
+	json_t *c;
+
+	json_array_foreach(json_object_get(s, "conditions"), i, c)
+		if (streq_ptr(json_string_value(json_object_get(c, "type")), type))
+			return json_string_value(json_object_get(c, field)) ?: "";
+	return "";
+}
+
+typedef bool (*StatusPred)(json_t *s, const void *arg);
+
+/* Wait until name's status.json satisfies pred; returns it (the caller frees). */
+static json_t *wait_status(Fixture *f, const char *name, StatusPred pred, const void *arg)
+{
+	uint64_t end = ms_now() + WAIT_MS;
+	char *last = NULL;
+
+	for (;;) {
+		json_t *s = status_of(f, name);
+
+		if (pred(s, arg)) {
+			free(last);
+			return s;
+		}
+		free(last);
+		last = s ? json_dumps(s, JSON_COMPACT) : strdup("(no status)");
+		json_decref(s);
+		if (ms_now() > end) {
+			fprintf(stderr, "last status of %s: %s\n", name, last);
+			free(last);
+			fail_msg("status of '%s' never got there", name);
+		}
+		drain_notify(f, 20);
+	}
+}
+
+static bool phase_is(json_t *s, const void *arg)
+{
+	return s && streq_ptr(json_string_value(json_object_get(s, "phase")), arg);
+}
+
+static bool absent(json_t *s, const void *arg _unused_)
+{
+	return s == NULL;
+}
+
+static bool config_invalid(json_t *s, const void *arg _unused_)
+{
+	return s && streq(cond(s, "ConfigValid", "status"), "False");
+}
+
+static bool config_valid(json_t *s, const void *arg _unused_)
+{
+	return s && streq(cond(s, "ConfigValid", "status"), "True");
+}
+
+static bool disks_are(json_t *s, const void *arg)
+{
+	return s && json_array_size(json_object_get(s, "disks")) == (size_t)(uintptr_t)arg &&
+	       json_integer_value(json_object_get(s, "observedGeneration")) == json_integer_value(json_object_get(s, "generation"));
+}
+
+static bool restarts_at_least(json_t *s, const void *arg)
+{
+	return s && json_integer_value(json_object_get(s, "restarts")) >= (json_int_t)(uintptr_t)arg;
+}
+
+static const char *SPEC = "apiVersion: vmd/v1\nkind: Sandbox\nspec:\n  backend: noop\n  memory: 64Mi\n";
+
+/* Write a sandbox file the way GitOps tools do: a hidden temporary file, renamed over. */
+static void put(Fixture *f, const char *name, const char *text)
+{
+	_cleanup_free_ char *tmp_name = NULL, *tmp = NULL, *dst = path_in(f->sb, name);
+
+	assert_true(asprintf(&tmp_name, ".%s.tmp", name) > 0);
+	test_write_str(f->sb, tmp_name, text);
+	tmp = path_in(f->sb, tmp_name);
+	assert_int_equal(rename(tmp, dst), 0);
+}
+
+static char *noop_state(Fixture *f, const char *name)
+{
+	_cleanup_free_ char *p = NULL;
+	json_t *j;
+	char *state;
+
+	assert_true(asprintf(&p, "%s/%s/noop.json", f->run, name) > 0);
+	j = json_load_file(p, 0, NULL);
+	state = j ? strdup(json_string_value(json_object_get(j, "state"))) : NULL;
+	json_decref(j);
+	return state;
+}
+
+static void run_cli(TestRun *r, const char *a1, const char *a2, const char *a3, const char *a4, const char *a5, const char *a6, const char *a7)
+{
+	char *argv[] = { (char *)test_vmd(), (char *)a1, (char *)a2, (char *)a3, (char *)a4, (char *)a5, (char *)a6, (char *)a7, NULL };
+
+	test_run(r, argv);
+}
+
+static void test_lifecycle(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_(test_run_done) TestRun r = {};
+	_cleanup_free_ char *started = NULL, *vm = NULL, *db = path_in(f->sb, "db.yaml");
+	json_t *s;
+	char spec[512];
+
+	test_write_str(f->sb, "web.yaml", SPEC);
+	test_write_str(f->sb, "db.yaml", SPEC);
+	start_daemon(f, NULL);
+	expect_notify(f, "READY=1");
+	expect_notify(f, "STATUS=2 sandboxes, 2 Running");
+
+	s = wait_status(f, "web", phase_is, "Running");
+	assert_string_equal(cond(s, "Ready", "status"), "True");
+	assert_int_equal(json_integer_value(json_object_get(s, "generation")), 1);
+	started = strdup(json_string_value(json_object_get(s, "startedAt")));
+	json_decref(s);
+
+	/* vmd status and vmd plan, while the daemon runs. */
+	run_cli(&r, "status", "--run-dir", f->run, NULL, NULL, NULL, NULL);
+	assert_int_equal(r.status, 0);
+	assert_non_null(strstr(r.out, "web "));
+	assert_non_null(strstr(r.out, "Running"));
+	test_run_done(&r);
+	run_cli(&r, "plan", "--sandboxes", f->sb, "--run-dir", f->run, "--state-dir", f->state);
+	assert_int_equal(r.status, 0);
+	assert_string_equal(r.out, "db: up to date (running)\nweb: up to date (running)\n");
+	test_run_done(&r);
+
+	/* A disk added to the file is hot-added. */
+	snprintf(spec, sizeof(spec), "%s  disks: [{id: data, path: /d/data.raw}]\n", SPEC);
+	put(f, "web.yaml", spec);
+	json_decref(wait_status(f, "web", disks_are, (void *)1));
+
+	/* An invalid edit keeps the VM as it is, and says why. */
+	put(f, "web.yaml", "apiVersion: vmd/v1\nkind: Sandbox\nspec:\n  backend: noop\n  memory: 64Mi\n  vpcus: 2\n");
+	s = wait_status(f, "web", config_invalid, NULL);
+	assert_non_null(strstr(cond(s, "ConfigValid", "message"), "web.yaml:6:3: spec: unknown field 'vpcus'; did you mean 'vcpus'?"));
+	assert_string_equal(json_string_value(json_object_get(s, "phase")), "Running");
+	assert_string_equal(json_string_value(json_object_get(s, "startedAt")), started);
+	assert_int_equal(json_integer_value(json_object_get(s, "generation")), 2);
+	assert_int_equal(json_array_size(json_object_get(s, "disks")), 1);
+	json_decref(s);
+	expect_notify(f, "first failing: web: ");
+
+	/* Fixed: valid again, nothing restarted. */
+	put(f, "web.yaml", spec);
+	s = wait_status(f, "web", config_valid, NULL);
+	assert_string_equal(json_string_value(json_object_get(s, "startedAt")), started);
+	json_decref(s);
+
+	/* Paused on request. */
+	snprintf(spec, sizeof(spec), "%s  state: paused\n  disks: [{id: data, path: /d/data.raw}]\n", SPEC);
+	put(f, "web.yaml", spec);
+	json_decref(wait_status(f, "web", phase_is, "Paused"));
+
+	/* A removed file: stopped after the grace period, its runtime state gone. */
+	assert_int_equal(unlink(db), 0);
+	json_decref(wait_status(f, "db", absent, NULL));
+	vm = noop_state(f, "db");
+	assert_null(vm);
+
+	/* SIGHUP: RELOADING=1, then READY=1 again. */
+	assert_int_equal(kill(f->pid, SIGHUP), 0);
+	expect_notify(f, "RELOADING=1");
+	expect_notify(f, "READY=1");
+
+	/* SIGTERM: STOPPING=1, a clean exit (no leaks under LeakSanitizer), the VM untouched. */
+	assert_int_equal(kill(f->pid, SIGTERM), 0);
+	expect_notify(f, "STOPPING=1");
+	{
+		int status;
+
+		assert_int_equal(waitpid(f->pid, &status, 0), f->pid);
+		f->pid = 0;
+		assert_true(WIFEXITED(status));
+		assert_int_equal(WEXITSTATUS(status), 0);
+	}
+	vm = noop_state(f, "web");
+	assert_string_equal(vm, "paused");
+}
+
+/* kill -9 and a restart: every VM is adopted again, none is restarted. */
+static void test_readopt(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *log = NULL, *started = NULL;
+	json_t *s;
+
+	test_write_str(f->sb, "web.yaml", SPEC);
+	test_write_str(f->sb, "api.yaml", SPEC);
+	start_daemon(f, NULL);
+	s = wait_status(f, "web", phase_is, "Running");
+	started = strdup(json_string_value(json_object_get(s, "startedAt")));
+	json_decref(s);
+	json_decref(wait_status(f, "api", phase_is, "Running"));
+	expect_notify(f, "READY=1"); /* the first daemon's, so that the next one is the second's */
+
+	stop_daemon(f, SIGKILL);
+	start_daemon(f, NULL);
+	expect_notify(f, "READY=1");
+	expect_notify(f, "STATUS=2 sandboxes, 2 Running");
+	s = status_of(f, "web");
+	assert_non_null(s);
+	assert_string_equal(json_string_value(json_object_get(s, "startedAt")), started);
+	assert_int_equal(json_integer_value(json_object_get(s, "restarts")), 0);
+	json_decref(s);
+	log = test_read_file(f->log, NULL);
+	assert_non_null(strstr(log, "web: re-adopted its running VM"));
+	assert_non_null(strstr(log, "api: re-adopted its running VM"));
+	/* One start each, from the first daemon; none from the second. */
+	assert_non_null(strstr(log, "web: start:"));
+	assert_null(strstr(strstr(log, "web: re-adopted"), "web: start:"));
+}
+
+static void test_second_instance(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_(test_run_done) TestRun r = {};
+
+	start_daemon(f, NULL);
+	expect_notify(f, "READY=1");
+	run_cli(&r, "daemon", "--sandboxes", f->sb, "--run-dir", f->run, "--state-dir", f->state);
+	assert_int_equal(r.status, 1);
+	assert_non_null(strstr(r.err, "another vmd (pid "));
+	assert_non_null(strstr(r.err, "is running with run dir"));
+}
+
+static void test_watchdog(void **state)
+{
+	Fixture *f = *state;
+
+	start_daemon(f, "200000");
+	expect_notify(f, "READY=1");
+	expect_notify(f, "WATCHDOG=1");
+	expect_notify(f, "WATCHDOG=1");
+}
+
+/* VMs that exit: restartPolicy decides; failures back off and recover. */
+static void test_restarts_and_backoff(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *log = NULL;
+	const char *p;
+	json_t *s;
+	unsigned n = 0;
+
+	test_write_str(f->sb, "crashy.yaml", "apiVersion: vmd/v1\nkind: Sandbox\nmetadata:\n  labels: {noop.vmd/exit-after: 100ms}\nspec:\n  backend: noop\n  memory: 64Mi\n");
+	test_write_str(f->sb, "once.yaml", "apiVersion: vmd/v1\nkind: Sandbox\nmetadata:\n  labels: {noop.vmd/exit-after: 100ms}\nspec:\n  backend: noop\n  memory: 64Mi\n  restartPolicy: never\n");
+	test_write_str(f->sb, "flaky.yaml", "apiVersion: vmd/v1\nkind: Sandbox\nmetadata:\n  labels: {noop.vmd/fail-start: \"2\"}\nspec:\n  backend: noop\n  memory: 64Mi\n");
+	start_daemon(f, NULL);
+
+	json_decref(wait_status(f, "crashy", restarts_at_least, (void *)2));
+	s = wait_status(f, "once", phase_is, "Failed");
+	assert_int_equal(json_integer_value(json_object_get(s, "restarts")), 0);
+	json_decref(s);
+
+	/* Two failed starts (1 s, then 2 s of backoff), then it runs. */
+	s = wait_status(f, "flaky", phase_is, "Running");
+	assert_true(json_is_null(json_object_get(s, "lastError")));
+	assert_string_equal(cond(s, "Degraded", "status"), "False");
+	json_decref(s);
+	log = test_read_file(f->log, NULL);
+	for (p = log; (p = strstr(p, "flaky: start failed")); p++)
+		n++;
+	assert_int_equal(n, 1); /* a transition is logged, not every retry */
+	assert_non_null(strstr(log, "flaky: recovered after 2 failed attempts"));
+}
+
+/* The directory gone: nothing is stopped, the daemon says it is degraded. */
+static void test_missing_dir(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *web = path_in(f->sb, "web.yaml"), *vm = NULL;
+
+	test_write_str(f->sb, "web.yaml", SPEC);
+	start_daemon(f, NULL);
+	json_decref(wait_status(f, "web", phase_is, "Running"));
+	expect_notify(f, "READY=1");
+
+	assert_int_equal(unlink(web), 0);
+	assert_int_equal(rmdir(f->sb), 0);
+	expect_notify(f, "STATUS=Degraded: cannot read");
+	/* Ten grace periods later, still running. */
+	for (int i = 0; i < 30; i++)
+		drain_notify(f, 100);
+	vm = noop_state(f, "web");
+	assert_string_equal(vm, "running");
+
+	assert_int_equal(mkdir(f->sb, 0755), 0);
+	test_write_str(f->sb, "web.yaml", SPEC);
+	expect_notify(f, "STATUS=1 sandbox, 1 Running");
+}
+
+static void test_untrusted(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *web = path_in(f->sb, "web.yaml");
+	json_t *s;
+
+	test_write_str(f->sb, "web.yaml", SPEC);
+	assert_int_equal(chmod(web, 0666), 0);
+	start_daemon(f, NULL);
+	expect_notify(f, "READY=1");
+	s = wait_status(f, "web", config_invalid, NULL);
+	assert_string_equal(cond(s, "ConfigValid", "reason"), "Untrusted");
+	assert_non_null(strstr(cond(s, "ConfigValid", "message"), "writable by group or others (mode 0666)"));
+	assert_string_equal(json_string_value(json_object_get(s, "vmState")), "absent");
+	json_decref(s);
+
+	assert_int_equal(chmod(web, 0644), 0);
+	json_decref(wait_status(f, "web", phase_is, "Running"));
+}
+
+int main(void)
+{
+	static const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_lifecycle, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_readopt, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_second_instance, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_watchdog, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_restarts_and_backoff, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_missing_dir, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_untrusted, setup, teardown),
+	};
+
+	return cmocka_run_group_tests_name("daemon", tests, NULL, NULL);
+}

@@ -1,0 +1,289 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The watcher on real inotify, in temporary directories: each way tools write files must
+ * end in a hint for the file, or a rescan, and hidden or temporary names must not.
+ */
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "helpers.h"
+#include "watcher.h"
+
+typedef struct Seen {
+	char *paths[64];
+	size_t n;
+	unsigned rescans;
+} Seen;
+
+static void on_hint(void *userdata, const char *path)
+{
+	Seen *s = userdata;
+
+	if (!path)
+		s->rescans++;
+	else if (s->n < ELEMENTSOF(s->paths))
+		s->paths[s->n++] = strdup(path);
+}
+
+static void seen_clear(Seen *s)
+{
+	for (size_t i = 0; i < s->n; i++)
+		free(s->paths[i]);
+	*s = (Seen){};
+}
+
+static bool saw(const Seen *s, const char *path)
+{
+	for (size_t i = 0; i < s->n; i++)
+		if (streq(s->paths[i], path))
+			return true;
+	return false;
+}
+
+typedef struct Fixture {
+	char *dir;  /* the temporary directory */
+	char *sb;   /* the watched sandbox directory in it */
+	sd_event *event;
+	Watcher *w;
+	Seen seen;
+} Fixture;
+
+static int setup(void **state)
+{
+	Fixture *f = calloc(1, sizeof(*f));
+
+	f->dir = test_tmpdir();
+	assert_true(asprintf(&f->sb, "%s/sandboxes", f->dir) > 0);
+	assert_int_equal(mkdir(f->sb, 0755), 0);
+	assert_int_equal(sd_event_new(&f->event), 0);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	Fixture *f = *state;
+
+	watcher_free(f->w);
+	sd_event_unref(f->event);
+	seen_clear(&f->seen);
+	test_tmpdir_remove(f->dir);
+	free(f->sb);
+	free(f);
+	return 0;
+}
+
+static void start(Fixture *f, const char *dir)
+{
+	assert_int_equal(watcher_new(dir, on_hint, &f->seen, f->event, &f->w), 0);
+	/* The thread sets its watches up on its own: give it a moment, then drop what came. */
+	for (int i = 0; i < 5; i++)
+		(void)sd_event_run(f->event, 20 * 1000);
+	seen_clear(&f->seen);
+}
+
+/* Run the loop until pred holds; a bound against hanging, not a speed test. */
+static bool run_until(Fixture *f, bool (*pred)(const Fixture *f, const void *arg), const void *arg)
+{
+	for (int i = 0; i < 500; i++) {
+		if (pred(f, arg))
+			return true;
+		(void)sd_event_run(f->event, 20 * 1000);
+	}
+	return pred(f, arg);
+}
+
+static bool saw_path(const Fixture *f, const void *arg)
+{
+	return saw(&f->seen, arg);
+}
+
+static bool saw_rescan(const Fixture *f, const void *arg _unused_)
+{
+	return f->seen.rescans > 0;
+}
+
+static bool saw_path_or_rescan(const Fixture *f, const void *arg)
+{
+	return saw(&f->seen, arg) || f->seen.rescans > 0;
+}
+
+static char *at(const Fixture *f, const char *name)
+{
+	char *p = NULL;
+
+	assert_true(asprintf(&p, "%s/%s", f->sb, name) > 0);
+	return p;
+}
+
+static const char *TEXT = "apiVersion: vmd/v1\nkind: Sandbox\nspec: {backend: noop, memory: 16Mi}\n";
+
+static void test_atomic_rename(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *tmp = at(f, ".web.yaml.tmp"), *dst = at(f, "web.yaml");
+
+	start(f, f->sb);
+	test_write_str(f->sb, ".web.yaml.tmp", TEXT);
+	assert_int_equal(rename(tmp, dst), 0);
+	assert_true(run_until(f, saw_path, dst));
+	assert_false(saw(&f->seen, tmp)); /* hidden: never a hint */
+}
+
+/* vim without backupcopy: rename away to web.yaml~, write anew, delete the backup. */
+static void test_vim_save(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *path = at(f, "web.yaml"), *backup = at(f, "web.yaml~"), *probe = at(f, "4913");
+
+	test_write_str(f->sb, "web.yaml", TEXT);
+	start(f, f->sb);
+	test_write_str(f->sb, "4913", "");
+	assert_int_equal(unlink(probe), 0);
+	assert_int_equal(rename(path, backup), 0);
+	test_write_str(f->sb, "web.yaml", TEXT);
+	assert_int_equal(unlink(backup), 0);
+	assert_true(run_until(f, saw_path, path));
+	assert_false(saw(&f->seen, backup));
+	assert_false(saw(&f->seen, probe));
+}
+
+/* Truncate, then write in a second open: the last hint comes after the last close. */
+static void test_truncate_then_write(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *path = at(f, "web.yaml");
+	int fd;
+
+	test_write_str(f->sb, "web.yaml", TEXT);
+	start(f, f->sb);
+	fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
+	assert_true(fd >= 0);
+	close(fd);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	assert_int_equal(write(fd, TEXT, strlen(TEXT)), (ssize_t)strlen(TEXT));
+	close(fd);
+	assert_true(run_until(f, saw_path, path));
+}
+
+/* git-sync: the sandbox directory is a symlink, flipped atomically to a new checkout. */
+static void test_symlink_flip(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *link = NULL, *rev1 = NULL, *rev2 = NULL, *tmp = NULL, *hint = NULL;
+
+	assert_true(asprintf(&link, "%s/current", f->dir) > 0);
+	assert_true(asprintf(&rev1, "%s/rev1", f->dir) > 0);
+	assert_true(asprintf(&rev2, "%s/rev2", f->dir) > 0);
+	assert_true(asprintf(&tmp, "%s/current.tmp", f->dir) > 0);
+	test_write_str(rev1, "web.yaml", TEXT);
+	test_write_str(rev2, "web.yaml", TEXT);
+	assert_int_equal(symlink("rev1", link), 0);
+	start(f, link);
+
+	assert_int_equal(symlink("rev2", tmp), 0);
+	assert_int_equal(rename(tmp, link), 0);
+	assert_true(run_until(f, saw_rescan, NULL));
+
+	/* And it watches the new target: a change there is reported under the link's path. */
+	seen_clear(&f->seen);
+	test_write_str(rev2, "db.yaml", TEXT);
+	assert_true(asprintf(&hint, "%s/db.yaml", link) > 0);
+	assert_true(run_until(f, saw_path, hint));
+}
+
+/* A ConfigMap volume: files are symlinks through ..data, which kubelet swaps. */
+static void test_configmap_swap(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *data = at(f, "..data"), *tmp = at(f, "..data_tmp"), *web = at(f, "web.yaml");
+
+	test_write_str(f->sb, "..2024_01_01/web.yaml", TEXT);
+	assert_int_equal(symlink("..2024_01_01", data), 0);
+	assert_int_equal(symlink("..data/web.yaml", web), 0);
+	start(f, f->sb);
+
+	test_write_str(f->sb, "..2024_01_02/web.yaml", TEXT);
+	assert_int_equal(symlink("..2024_01_02", tmp), 0);
+	assert_int_equal(rename(tmp, data), 0);
+	assert_true(run_until(f, saw_rescan, NULL));
+	/* Files inside the hidden timestamped folders are never hints of their own. */
+	for (size_t i = 0; i < f->seen.n; i++)
+		assert_null(strstr(f->seen.paths[i], "/..2024"));
+}
+
+/* The directory deleted and re-created: a rescan, and watching goes on in the new one. */
+static void test_dir_recreated(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *path = at(f, "web.yaml"), *cmd = NULL;
+
+	test_write_str(f->sb, "web.yaml", TEXT);
+	start(f, f->sb);
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(rmdir(f->sb), 0);
+	assert_true(run_until(f, saw_rescan, NULL));
+	seen_clear(&f->seen);
+
+	assert_int_equal(mkdir(f->sb, 0755), 0);
+	assert_true(run_until(f, saw_rescan, NULL));
+	/*
+	 * The library may still hand out events read before it was set up again, so that
+	 * rescan may have come early. What the daemon needs: a file written now is seen, as
+	 * a hint or by a rescan handled after the write (a rescan reads the directory then).
+	 */
+	seen_clear(&f->seen);
+	test_write_str(f->sb, "web.yaml", TEXT);
+	assert_true(run_until(f, saw_path_or_rescan, path));
+}
+
+/* Subfolders are watched, including ones created later. */
+static void test_subfolders(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *deep = at(f, "team/a/web.yaml"), *newsub = at(f, "later/db.yaml");
+
+	test_write_str(f->sb, "team/a/x.yaml", TEXT);
+	start(f, f->sb);
+	test_write_str(f->sb, "team/a/web.yaml", TEXT);
+	assert_true(run_until(f, saw_path, deep));
+
+	test_write_str(f->sb, "later/keep", "");
+	assert_true(run_until(f, saw_rescan, NULL));
+	test_write_str(f->sb, "later/db.yaml", TEXT);
+	assert_true(run_until(f, saw_path, newsub));
+}
+
+/* More hints than the queue holds, while the loop is busy: they fold into one rescan. */
+static void test_flood(void **state)
+{
+	Fixture *f = *state;
+
+	start(f, f->sb);
+	for (int i = 0; i < 6000; i++) {
+		char name[32];
+
+		snprintf(name, sizeof(name), "f%d.yaml", i);
+		test_write_str(f->sb, name, "x");
+	}
+	assert_true(run_until(f, saw_rescan, NULL));
+	assert_true(f->seen.n < 6000);
+}
+
+int main(void)
+{
+	static const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_atomic_rename, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_vim_save, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_truncate_then_write, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_symlink_flip, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_configmap_swap, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_dir_recreated, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_subfolders, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_flood, setup, teardown),
+	};
+
+	return cmocka_run_group_tests_name("watcher", tests, NULL, NULL);
+}
