@@ -8,21 +8,22 @@
 
 static void daemon_help(FILE *f)
 {
-	fprintf(f, "Usage: vmd daemon [OPTIONS]\n"
-		   "\n"
-		   "Watch the sandbox directory and keep the VMs in the state its files describe.\n"
-		   "\n"
-		   "  --sandboxes DIR          sandbox files (default /etc/vmd/sandboxes)\n"
-		   "  --run-dir DIR            runtime state and status files (default /run/vmd)\n"
-		   "  --state-dir DIR          the last valid spec of each sandbox (default /var/lib/vmd)\n"
-		   "  --default-backend NAME   for files without spec.backend (default qemu)\n"
-		   "  --backend-override NAME  run every sandbox on this backend (noop: to try vmd out)\n"
-		   "  --resync SECONDS         read everything again this often (default 60)\n"
-		   "  --grace SECONDS          how long a file must stay gone or changed before vmd\n"
-		   "                           stops, restarts or hot-removes anything (default 2)\n"
-		   "  --trusted-uid UID        also read files owned by this user\n"
-		   "  --log-target TARGET      auto, journal or console (default auto)\n"
-		   "  -h, --help               show this help\n");
+	fprintf(f,
+		"Usage: vmd daemon [OPTIONS]\n"
+		"\n"
+		"Watch the sandbox directory and keep the VMs in the state its files describe.\n"
+		"\n"
+		"  --sandboxes DIR          sandbox files (default /etc/vmd/sandboxes)\n"
+		"  --run-dir DIR            runtime state and status files (default /run/vmd)\n"
+		"  --state-dir DIR          the last valid spec of each sandbox (default /var/lib/vmd)\n"
+		"  --default-backend NAME   for files without spec.backend (default qemu)\n"
+		"  --backend-override NAME  run every sandbox on this backend (noop: to try vmd out)\n"
+		"  --resync SECONDS         read everything again this often (default 60)\n"
+		"  --grace SECONDS          how long a file must stay gone or changed before vmd\n"
+		"                           stops, restarts or hot-removes anything (default 2)\n"
+		"  --trusted-uid UID        also read files owned by this user\n"
+		"  --log-target TARGET      auto, journal or console (default auto)\n"
+		"  -h, --help               show this help\n");
 }
 
 int parse_backend_arg(const char *verb, const char *arg, BackendKind *ret)
@@ -30,7 +31,9 @@ int parse_backend_arg(const char *verb, const char *arg, BackendKind *ret)
 	BackendKind k = backend_kind_from_string(arg);
 
 	if (k < 0) {
-		fprintf(stderr, "vmd %s: unknown backend '%s'; expected qemu, cloud-hypervisor, firecracker or noop\n", verb, arg);
+		fprintf(stderr,
+			"vmd %s: unknown backend '%s'; expected qemu, cloud-hypervisor, firecracker or noop\n",
+			verb, arg);
 		return -EINVAL;
 	}
 	*ret = k;
@@ -128,14 +131,18 @@ int verb_daemon(int argc, char **argv)
 		case 'u':
 			config.trusted_uid = (uid_t)strtoul(optarg, &end, 10);
 			if (!*optarg || *end) {
-				fprintf(stderr, "vmd daemon: --trusted-uid takes a numeric uid, not '%s'\n", optarg);
+				fprintf(stderr,
+					"vmd daemon: --trusted-uid takes a numeric uid, not '%s'\n",
+					optarg);
 				return EXIT_USAGE;
 			}
 			break;
 		case 'l':
 			target = log_target_from_string(optarg);
 			if (target < 0) {
-				fprintf(stderr, "vmd daemon: unknown log target '%s'; expected auto, journal or console\n", optarg);
+				fprintf(stderr,
+					"vmd daemon: unknown log target '%s'; expected auto, journal or console\n",
+					optarg);
 				return EXIT_USAGE;
 			}
 			break;

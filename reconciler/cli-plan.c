@@ -40,8 +40,17 @@ static json_t *plan_one(Manager *m, Sandbox *sb)
 		plan_sandbox(&in, 1, 0, &plan);
 	}
 	for (size_t i = 0; i < plan.n_actions; i++)
-		json_array_append_new(actions, json_pack("{s:s, s:s?, s:s, s:b}", "action", action_type_to_string(plan.actions[i].type), "device", plan.actions[i].device, "reason", plan.actions[i].reason, "destructive", action_is_destructive(plan.actions[i].type)));
-	j = json_pack("{s:s, s:s, s:s, s:o, s:b, s:s?, s:s?}", "name", sb->name, "backend", backend_kind_to_string(manager_backend_kind(m, sb)), "vmState", sb->observe_failed ? "unknown" : vm_state_to_string(sb->observed.state), "actions", actions, "restartRequired", plan.restart_required, "configError", sb->config_error, "note", note);
+		json_array_append_new(actions,
+				      json_pack("{s:s, s:s?, s:s, s:b}", "action",
+						action_type_to_string(plan.actions[i].type),
+						"device", plan.actions[i].device, "reason",
+						plan.actions[i].reason, "destructive",
+						action_is_destructive(plan.actions[i].type)));
+	j = json_pack("{s:s, s:s, s:s, s:o, s:b, s:s?, s:s?}", "name", sb->name, "backend",
+		      backend_kind_to_string(manager_backend_kind(m, sb)), "vmState",
+		      sb->observe_failed ? "unknown" : vm_state_to_string(sb->observed.state),
+		      "actions", actions, "restartRequired", plan.restart_required, "configError",
+		      sb->config_error, "note", note);
 	return j;
 }
 
@@ -52,17 +61,24 @@ static void print_plan(json_t *p)
 	size_t i;
 
 	if (json_string_value(json_object_get(p, "configError")))
-		printf("%s: file refused, keeping the last valid spec: %s\n", name, json_string_value(json_object_get(p, "configError")));
+		printf("%s: file refused, keeping the last valid spec: %s\n", name,
+		       json_string_value(json_object_get(p, "configError")));
 	if (json_string_value(json_object_get(p, "note")))
 		printf("%s: nothing: %s\n", name, json_string_value(json_object_get(p, "note")));
 	else if (json_array_size(actions) == 0 && json_is_true(json_object_get(p, "restartRequired")))
-		printf("%s: nothing now; a change waits for the next boot (updatePolicy on-next-boot)\n", name);
+		printf("%s: nothing now; a change waits for the next boot (updatePolicy on-next-boot)\n",
+		       name);
 	else if (json_array_size(actions) == 0)
-		printf("%s: up to date (%s)\n", name, json_string_value(json_object_get(p, "vmState")));
-	json_array_foreach(actions, i, a) {
+		printf("%s: up to date (%s)\n", name,
+		       json_string_value(json_object_get(p, "vmState")));
+	json_array_foreach(actions, i, a)
+	{
 		const char *dev = json_string_value(json_object_get(a, "device"));
 
-		printf("%s: %s%s%s (%s)%s\n", name, json_string_value(json_object_get(a, "action")), dev ? " " : "", dev ?: "", json_string_value(json_object_get(a, "reason")), json_is_true(json_object_get(a, "destructive")) ? " [after the grace period]" : "");
+		printf("%s: %s%s%s (%s)%s\n", name, json_string_value(json_object_get(a, "action")),
+		       dev ? " " : "", dev ?: "", json_string_value(json_object_get(a, "reason")),
+		       json_is_true(json_object_get(a, "destructive")) ? " [after the grace period]"
+								       : "");
 	}
 }
 
@@ -118,7 +134,8 @@ int verb_plan(int argc, char **argv)
 	manager_load_persisted(m);
 	(void)manager_scan(m);
 	if (m->degraded)
-		fprintf(stderr, "vmd plan: %s; the daemon stops nothing while it cannot read it\n", m->degraded);
+		fprintf(stderr, "vmd plan: %s; the daemon stops nothing while it cannot read it\n",
+			m->degraded);
 
 	list = calloc(hashmap_size(m->sandboxes) + 1, sizeof(Sandbox *));
 	if (!list)

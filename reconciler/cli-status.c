@@ -10,9 +10,10 @@ static const char *cond(json_t *s, const char *type, const char *field)
 	size_t i;
 	json_t *c;
 
-	json_array_foreach(json_object_get(s, "conditions"), i, c)
-		if (streq_ptr(json_string_value(json_object_get(c, "type")), type))
-			return json_string_value(json_object_get(c, field)) ?: "";
+	json_array_foreach(json_object_get(s, "conditions"), i,
+			   c) if (streq_ptr(json_string_value(json_object_get(c, "type")),
+					    type)) return json_string_value(json_object_get(c, field))
+		?: "";
 	return "";
 }
 
@@ -22,7 +23,9 @@ static const char *headline(json_t *s)
 	static const char *const order[] = { "ConfigValid", "Degraded", "RestartRequired", "Ready" };
 
 	for (size_t i = 0; i < ELEMENTSOF(order); i++) {
-		bool bad = streq(order[i], "ConfigValid") || streq(order[i], "Ready") ? streq(cond(s, order[i], "status"), "False") : streq(cond(s, order[i], "status"), "True");
+		bool bad = streq(order[i], "ConfigValid") || streq(order[i], "Ready")
+				   ? streq(cond(s, order[i], "status"), "False")
+				   : streq(cond(s, order[i], "status"), "True");
 
 		if (bad && *cond(s, order[i], "message"))
 			return cond(s, order[i], "message");
@@ -35,9 +38,15 @@ static void print_table(json_t *all)
 	size_t i;
 	json_t *s;
 
-	printf("%-24s %-17s %-9s %-6s %-8s %s\n", "NAME", "BACKEND", "PHASE", "READY", "RESTARTS", "MESSAGE");
+	printf("%-24s %-17s %-9s %-6s %-8s %s\n", "NAME", "BACKEND", "PHASE", "READY", "RESTARTS",
+	       "MESSAGE");
 	json_array_foreach(all, i, s)
-		printf("%-24s %-17s %-9s %-6s %-8lld %s\n", json_string_value(json_object_get(s, "name")) ?: "?", json_string_value(json_object_get(s, "backend")) ?: "?", json_string_value(json_object_get(s, "phase")) ?: "?", streq(cond(s, "Ready", "status"), "True") ? "yes" : "no", (long long)json_integer_value(json_object_get(s, "restarts")), headline(s));
+		printf("%-24s %-17s %-9s %-6s %-8lld %s\n",
+		       json_string_value(json_object_get(s, "name")) ?: "?",
+		       json_string_value(json_object_get(s, "backend")) ?: "?",
+		       json_string_value(json_object_get(s, "phase")) ?: "?",
+		       streq(cond(s, "Ready", "status"), "True") ? "yes" : "no",
+		       (long long)json_integer_value(json_object_get(s, "restarts")), headline(s));
 }
 
 static void print_one(json_t *s)
@@ -48,8 +57,12 @@ static void print_one(json_t *s)
 	printf("Name:        %s\n", json_string_value(json_object_get(s, "name")) ?: "?");
 	printf("File:        %s\n", json_string_value(json_object_get(s, "file")) ?: "(none)");
 	printf("Backend:     %s\n", json_string_value(json_object_get(s, "backend")) ?: "?");
-	printf("Phase:       %s (wanted: %s)\n", json_string_value(json_object_get(s, "phase")) ?: "?", json_string_value(json_object_get(s, "desiredState")) ?: "?");
-	printf("Generation:  %lld (observed %lld)\n", (long long)json_integer_value(json_object_get(s, "generation")), (long long)json_integer_value(json_object_get(s, "observedGeneration")));
+	printf("Phase:       %s (wanted: %s)\n",
+	       json_string_value(json_object_get(s, "phase")) ?: "?",
+	       json_string_value(json_object_get(s, "desiredState")) ?: "?");
+	printf("Generation:  %lld (observed %lld)\n",
+	       (long long)json_integer_value(json_object_get(s, "generation")),
+	       (long long)json_integer_value(json_object_get(s, "observedGeneration")));
 	if (json_string_value(json_object_get(s, "startedAt")))
 		printf("Started:     %s\n", json_string_value(json_object_get(s, "startedAt")));
 	printf("Restarts:    %lld\n", (long long)json_integer_value(json_object_get(s, "restarts")));
@@ -58,15 +71,22 @@ static void print_one(json_t *s)
 	if (json_string_value(json_object_get(s, "nextRetryAt")))
 		printf("Next retry:  %s\n", json_string_value(json_object_get(s, "nextRetryAt")));
 	printf("Conditions:\n");
-	json_array_foreach(json_object_get(s, "conditions"), i, c) {
+	json_array_foreach(json_object_get(s, "conditions"), i, c)
+	{
 		const char *msg = json_string_value(json_object_get(c, "message"));
 
-		printf("  %-16s %-5s %-22s %s\n", json_string_value(json_object_get(c, "type")), json_string_value(json_object_get(c, "status")), json_string_value(json_object_get(c, "reason")), msg ?: "");
+		printf("  %-16s %-5s %-22s %s\n", json_string_value(json_object_get(c, "type")),
+		       json_string_value(json_object_get(c, "status")),
+		       json_string_value(json_object_get(c, "reason")), msg ?: "");
 	}
 	json_array_foreach(json_object_get(s, "disks"), i, d)
-		printf("Disk:        %s %s%s\n", json_string_value(json_object_get(d, "id")), json_string_value(json_object_get(d, "path")), json_is_true(json_object_get(d, "readOnly")) ? " (read-only)" : "");
+		printf("Disk:        %s %s%s\n", json_string_value(json_object_get(d, "id")),
+		       json_string_value(json_object_get(d, "path")),
+		       json_is_true(json_object_get(d, "readOnly")) ? " (read-only)" : "");
 	json_array_foreach(json_object_get(s, "networks"), i, d)
-		printf("Network:     %s %s %s\n", json_string_value(json_object_get(d, "id")), json_string_value(json_object_get(d, "tap")), json_string_value(json_object_get(d, "mac")));
+		printf("Network:     %s %s %s\n", json_string_value(json_object_get(d, "id")),
+		       json_string_value(json_object_get(d, "tap")),
+		       json_string_value(json_object_get(d, "mac")));
 }
 
 int verb_status(int argc, char **argv)
@@ -105,13 +125,16 @@ int verb_status(int argc, char **argv)
 	if (optind < argc) {
 		r = status_read_one(run_dir, argv[optind], &out);
 		if (r < 0) {
-			fprintf(stderr, "vmd status: no status for sandbox '%s' in %s%s\n", argv[optind], run_dir, r == -ENOENT ? "" : ": unreadable");
+			fprintf(stderr, "vmd status: no status for sandbox '%s' in %s%s\n",
+				argv[optind], run_dir, r == -ENOENT ? "" : ": unreadable");
 			return EXIT_INVALID;
 		}
 	} else {
 		r = status_read_all(run_dir, &out);
 		if (r < 0) {
-			fprintf(stderr, "vmd status: cannot read %s: %s (is the daemon running with this --run-dir?)\n", run_dir, strerror(-r));
+			fprintf(stderr,
+				"vmd status: cannot read %s: %s (is the daemon running with this --run-dir?)\n",
+				run_dir, strerror(-r));
 			return EXIT_INVALID;
 		}
 	}

@@ -37,7 +37,8 @@ static void persist(Manager *m, Sandbox *sb, const char *raw, size_t len)
 	path = persisted_path(m, sb->name);
 	if (!path || asprintf(&dir, "%s/sandboxes", m->config.state_dir) < 0)
 		return;
-	j = json_pack("{s:I, s:s, s:s%}", "generation", (json_int_t)sb->generation, "file", sb->path, "yaml", raw, len);
+	j = json_pack("{s:I, s:s, s:s%}", "generation", (json_int_t)sb->generation, "file",
+		      sb->path, "yaml", raw, len);
 	text = j ? json_dumps(j, JSON_SORT_KEYS) : NULL;
 	json_decref(j);
 	if (!text)
@@ -46,7 +47,8 @@ static void persist(Manager *m, Sandbox *sb, const char *raw, size_t len)
 	if (r >= 0)
 		r = write_file_atomic(path, text, strlen(text), 0600, true);
 	if (r < 0)
-		log_fields(LOG_ERR, &(LogFields){ .sandbox = sb->name, .error = -r }, "cannot keep the last valid spec in %s", path);
+		log_fields(LOG_ERR, &(LogFields){ .sandbox = sb->name, .error = -r },
+			   "cannot keep the last valid spec in %s", path);
 }
 
 void manager_forget_persisted(Manager *m, const char *name)
@@ -81,14 +83,18 @@ void manager_load_persisted(Manager *m)
 		if (e->d_name[0] == '.' || l < 6 || !streq(e->d_name + l - 5, ".json"))
 			continue;
 		name = strndup(e->d_name, l - 5);
-		if (!name || asprintf(&path, "%s/%s", dir, e->d_name) < 0 || asprintf(&yaml_path, "%s.yaml", name) < 0)
+		if (!name || asprintf(&path, "%s/%s", dir, e->d_name) < 0 ||
+		    asprintf(&yaml_path, "%s.yaml", name) < 0)
 			continue;
 		j = json_load_file(path, 0, NULL);
 		yaml = json_string_value(json_object_get(j, "yaml"));
-		if (yaml && spec_load_buffer(yaml_path, yaml, json_string_length(json_object_get(j, "yaml")), &opts, &spec, &diags) == 0 &&
+		if (yaml &&
+		    spec_load_buffer(yaml_path, yaml, json_string_length(json_object_get(j, "yaml")),
+				     &opts, &spec, &diags) == 0 &&
 		    (sb = manager_sandbox(m, name, true))) {
 			sb->desired = spec;
-			sb->generation = (uint64_t)json_integer_value(json_object_get(j, "generation"));
+			sb->generation =
+				(uint64_t)json_integer_value(json_object_get(j, "generation"));
 			sb->desired_since = now_usec(CLOCK_MONOTONIC);
 		} else
 			sandbox_spec_free(spec);
@@ -110,16 +116,26 @@ static char *untrusted(Manager *m, const struct stat *st)
 	char *why = NULL;
 
 	if (st->st_uid != 0 && st->st_uid != geteuid() && st->st_uid != m->config.trusted_uid)
-		(void)asprintf(&why, "the file is owned by uid %u; vmd reads only files owned by root, its own user or --trusted-uid", (unsigned)st->st_uid);
+		(void)asprintf(
+			&why,
+			"the file is owned by uid %u; vmd reads only files owned by root, its own user or --trusted-uid",
+			(unsigned)st->st_uid);
 	else if (st->st_mode & (S_IWGRP | S_IWOTH))
-		(void)asprintf(&why, "the file is writable by group or others (mode %04o); vmd reads only files that their owner alone can change", (unsigned)(st->st_mode & 07777));
+		(void)asprintf(
+			&why,
+			"the file is writable by group or others (mode %04o); vmd reads only files that their owner alone can change",
+			(unsigned)(st->st_mode & 07777));
 	return why;
 }
 
 static void set_config_error(Manager *m, Sandbox *sb, const char *reason, char *error)
 {
 	if (!streq_ptr(sb->config_error, error))
-		log_fields(LOG_ERR, &(LogFields){ .sandbox = sb->name, .result = "refused", .message_id = LOG_MESSAGE_CONFIG_INVALID }, "%s; keeping the last valid spec, touching nothing", error);
+		log_fields(LOG_ERR,
+			   &(LogFields){ .sandbox = sb->name,
+					 .result = "refused",
+					 .message_id = LOG_MESSAGE_CONFIG_INVALID },
+			   "%s; keeping the last valid spec, touching nothing", error);
 	free(sb->config_error);
 	sb->config_error = error;
 	sb->config_reason = reason;
@@ -130,7 +146,11 @@ static void clear_config_error(Sandbox *sb)
 {
 	if (!sb->config_error)
 		return;
-	log_fields(LOG_INFO, &(LogFields){ .sandbox = sb->name, .result = "valid", .message_id = LOG_MESSAGE_CONFIG_VALID }, "%s is valid again", sb->path);
+	log_fields(LOG_INFO,
+		   &(LogFields){ .sandbox = sb->name,
+				 .result = "valid",
+				 .message_id = LOG_MESSAGE_CONFIG_VALID },
+		   "%s is valid again", sb->path);
 	sb->config_error = mfree(sb->config_error);
 	sb->config_reason = NULL;
 }
@@ -143,7 +163,8 @@ static char *first_error(const char *path, const DiagList *diags)
 
 	if (diags->n == 0)
 		return strdup("invalid");
-	if (asprintf(&s, "%s:%u:%u: %s%s", path, diags->items[0].line, diags->items[0].column, diags->items[0].message, more ? " (and more: see vmd validate)" : "") < 0)
+	if (asprintf(&s, "%s:%u:%u: %s%s", path, diags->items[0].line, diags->items[0].column,
+		     diags->items[0].message, more ? " (and more: see vmd validate)" : "") < 0)
 		return NULL;
 	return s;
 }
@@ -163,7 +184,12 @@ static void load_file(Manager *m, const char *path, const char *name, const stru
 
 	if (sb && sb->path && !streq(sb->path, path) && access(sb->path, F_OK) == 0) {
 		/* Another file gives this name and is still there: it keeps it. */
-		log_fields(LOG_ERR, &(LogFields){ .sandbox = name, .result = "refused", .message_id = LOG_MESSAGE_CONFIG_INVALID }, "%s is ignored: sandbox '%s' is defined by %s already", path, name, sb->path);
+		log_fields(LOG_ERR,
+			   &(LogFields){ .sandbox = name,
+					 .result = "refused",
+					 .message_id = LOG_MESSAGE_CONFIG_INVALID },
+			   "%s is ignored: sandbox '%s' is defined by %s already", path, name,
+			   sb->path);
 		return;
 	}
 	if (sb && sb->path && streq(sb->path, path) && st_hint && same_file(&sb->file_st, st_hint))
@@ -199,7 +225,8 @@ static void load_file(Manager *m, const char *path, const char *name, const stru
 	if (r >= 0)
 		r = spec_load_buffer(path, raw, len, &opts, &spec, &diags);
 	if (r < 0) {
-		set_config_error(m, sb, "InvalidConfig", r == -EINVAL ? first_error(path, &diags) : strdup(strerror(-r)));
+		set_config_error(m, sb, "InvalidConfig",
+				 r == -EINVAL ? first_error(path, &diags) : strdup(strerror(-r)));
 		return;
 	}
 
@@ -275,7 +302,12 @@ static int scan_one(const char *path, int error, void *userdata)
 		/* Two files, one name: the one that had it keeps it. */
 		sb = manager_sandbox(s->m, name, false);
 		if (!sb || !streq_ptr(sb->path, path)) {
-			log_fields(LOG_ERR, &(LogFields){ .sandbox = name, .result = "refused", .message_id = LOG_MESSAGE_CONFIG_INVALID }, "%s is ignored: sandbox '%s' is defined by %s already", path, name, first->path);
+			log_fields(LOG_ERR,
+				   &(LogFields){ .sandbox = name,
+						 .result = "refused",
+						 .message_id = LOG_MESSAGE_CONFIG_INVALID },
+				   "%s is ignored: sandbox '%s' is defined by %s already", path,
+				   name, first->path);
 			return 0;
 		}
 		free(hashmap_remove(s->seen, name));
@@ -307,14 +339,19 @@ int manager_scan(Manager *m)
 		_cleanup_free_ char *why = NULL;
 
 		/* Stop nothing: a missing directory is not an empty one. */
-		if (asprintf(&why, "cannot read %s: %s", m->config.sandbox_dir, strerror(-r)) >= 0 && !streq_ptr(why, m->degraded)) {
-			log_fields(LOG_ERR, &(LogFields){ .error = -r, .message_id = LOG_MESSAGE_DAEMON }, "cannot read %s; stopping nothing until it is back", m->config.sandbox_dir);
+		if (asprintf(&why, "cannot read %s: %s", m->config.sandbox_dir, strerror(-r)) >= 0 &&
+		    !streq_ptr(why, m->degraded)) {
+			log_fields(LOG_ERR,
+				   &(LogFields){ .error = -r, .message_id = LOG_MESSAGE_DAEMON },
+				   "cannot read %s; stopping nothing until it is back",
+				   m->config.sandbox_dir);
 			free(m->degraded);
 			m->degraded = TAKE_PTR(why);
 		}
 	} else {
 		if (m->degraded)
-			log_fields(LOG_INFO, &(LogFields){ .message_id = LOG_MESSAGE_DAEMON }, "%s can be read again", m->config.sandbox_dir);
+			log_fields(LOG_INFO, &(LogFields){ .message_id = LOG_MESSAGE_DAEMON },
+				   "%s can be read again", m->config.sandbox_dir);
 		m->degraded = mfree(m->degraded);
 		/* Whatever had a file and was not seen now has none. */
 		for (size_t i = 0; hashmap_next(m->sandboxes, &i, &v);) {

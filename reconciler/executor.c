@@ -28,7 +28,11 @@ void sandbox_observe(Manager *m, Sandbox *sb)
 	r = b->ops->observe(b, sb->name, &sb->observed);
 	if (r < 0) {
 		if (!sb->observe_failed)
-			log_fields(LOG_ERR, &(LogFields){ .sandbox = sb->name, .backend = b->ops->name, .error = -r }, "cannot tell what runs");
+			log_fields(LOG_ERR,
+				   &(LogFields){ .sandbox = sb->name,
+						 .backend = b->ops->name,
+						 .error = -r },
+				   "cannot tell what runs");
 		vm_observed_done(&sb->observed);
 		sb->observe_failed = true;
 	}
@@ -57,7 +61,8 @@ static void arm_stop_timer(Manager *m, Sandbox *sb, uint64_t timeout_ms)
 {
 	sb->stop_timer = sd_event_source_disable_unref(sb->stop_timer);
 	if (m->event)
-		(void)sd_event_add_time_relative(m->event, &sb->stop_timer, CLOCK_MONOTONIC, timeout_ms * 1000, 1000, stop_timer_fired, sb);
+		(void)sd_event_add_time_relative(m->event, &sb->stop_timer, CLOCK_MONOTONIC,
+						 timeout_ms * 1000, 1000, stop_timer_fired, sb);
 }
 
 static int execute(Manager *m, Sandbox *sb, Backend *b, const Action *a)
@@ -87,16 +92,22 @@ static int execute(Manager *m, Sandbox *sb, Backend *b, const Action *a)
 		return ops->resume ? ops->resume(b, sb->name) : -EOPNOTSUPP;
 	case ACTION_DISK_ADD:
 		dev = desired_disk(sb, a->device);
-		return ops->disk_add && dev ? ops->disk_add(b, sb->name, dev, sb->generation) : -EOPNOTSUPP;
+		return ops->disk_add && dev ? ops->disk_add(b, sb->name, dev, sb->generation)
+					    : -EOPNOTSUPP;
 	case ACTION_DISK_REMOVE:
-		return ops->disk_remove ? ops->disk_remove(b, sb->name, a->device, sb->generation) : -EOPNOTSUPP;
+		return ops->disk_remove ? ops->disk_remove(b, sb->name, a->device, sb->generation)
+					: -EOPNOTSUPP;
 	case ACTION_NET_ADD:
 		dev = desired_net(sb, a->device);
-		return ops->net_add && dev ? ops->net_add(b, sb->name, dev, sb->generation) : -EOPNOTSUPP;
+		return ops->net_add && dev ? ops->net_add(b, sb->name, dev, sb->generation)
+					   : -EOPNOTSUPP;
 	case ACTION_NET_REMOVE:
-		return ops->net_remove ? ops->net_remove(b, sb->name, a->device, sb->generation) : -EOPNOTSUPP;
+		return ops->net_remove ? ops->net_remove(b, sb->name, a->device, sb->generation)
+				       : -EOPNOTSUPP;
 	case ACTION_RESIZE:
-		return ops->resize ? ops->resize(b, sb->name, want->vcpus, want->memory, sb->generation) : -EOPNOTSUPP;
+		return ops->resize
+			       ? ops->resize(b, sb->name, want->vcpus, want->memory, sb->generation)
+			       : -EOPNOTSUPP;
 	case ACTION_CLEANUP:
 		return ops->cleanup ? ops->cleanup(b, sb->name) : 0;
 	default:
@@ -115,11 +126,19 @@ static void action_failed(Manager *m, Sandbox *sb, Backend *b, const Action *a, 
 		delay = BACKOFF_MAX_USEC;
 	sb->failures++;
 	sb->retry_at = now_usec(CLOCK_MONOTONIC) + delay;
-	(void)asprintf(&err, "%s%s%s failed: %s", action_type_to_string(a->type), a->device ? " " : "", a->device ?: "", strerror(-r));
+	(void)asprintf(&err, "%s%s%s failed: %s", action_type_to_string(a->type),
+		       a->device ? " " : "", a->device ?: "", strerror(-r));
 
 	/* Transitions are logged, not every retry: the first failure, or a different one. */
 	if (sb->failures == 1 || !streq_ptr(err, sb->last_error))
-		log_fields(LOG_ERR, &(LogFields){ .sandbox = sb->name, .backend = b->ops->name, .action = action_type_to_string(a->type), .result = "failed", .error = -r, .message_id = LOG_MESSAGE_ACTION_FAILED }, "%s; retrying in %" PRIu64 " s", err ?: "failed", delay / 1000000);
+		log_fields(LOG_ERR,
+			   &(LogFields){ .sandbox = sb->name,
+					 .backend = b->ops->name,
+					 .action = action_type_to_string(a->type),
+					 .result = "failed",
+					 .error = -r,
+					 .message_id = LOG_MESSAGE_ACTION_FAILED },
+			   "%s; retrying in %" PRIu64 " s", err ?: "failed", delay / 1000000);
 	free(sb->last_error);
 	sb->last_error = err;
 	(void)m;
@@ -127,9 +146,20 @@ static void action_failed(Manager *m, Sandbox *sb, Backend *b, const Action *a, 
 
 static void action_done(Sandbox *sb, Backend *b, const Action *a)
 {
-	log_fields(LOG_INFO, &(LogFields){ .sandbox = sb->name, .backend = b->ops->name, .action = action_type_to_string(a->type), .result = "done", .message_id = LOG_MESSAGE_ACTION_DONE }, "%s%s%s: %s", action_type_to_string(a->type), a->device ? " " : "", a->device ?: "", a->reason);
+	log_fields(LOG_INFO,
+		   &(LogFields){ .sandbox = sb->name,
+				 .backend = b->ops->name,
+				 .action = action_type_to_string(a->type),
+				 .result = "done",
+				 .message_id = LOG_MESSAGE_ACTION_DONE },
+		   "%s%s%s: %s", action_type_to_string(a->type), a->device ? " " : "",
+		   a->device ?: "", a->reason);
 	if (sb->failures > 0)
-		log_fields(LOG_INFO, &(LogFields){ .sandbox = sb->name, .backend = b->ops->name, .result = "recovered" }, "recovered after %u failed attempts", sb->failures);
+		log_fields(LOG_INFO,
+			   &(LogFields){ .sandbox = sb->name,
+					 .backend = b->ops->name,
+					 .result = "recovered" },
+			   "recovered after %u failed attempts", sb->failures);
 	sb->failures = 0;
 	sb->retry_at = 0;
 	sb->last_error = mfree(sb->last_error);
@@ -153,7 +183,12 @@ static int stop_timer_fired(sd_event_source *s _unused_, uint64_t usec _unused_,
 	sb->stop_timer = sd_event_source_disable_unref(sb->stop_timer);
 	sandbox_observe(m, sb);
 	if (b && b->ops->stop && IN_SET(sb->observed.state, VM_RUNNING, VM_PAUSED, VM_STOPPING)) {
-		log_fields(LOG_WARNING, &(LogFields){ .sandbox = sb->name, .backend = b->ops->name, .action = "stop", .result = "forced" }, "did not stop within its stopTimeout; forcing it off");
+		log_fields(LOG_WARNING,
+			   &(LogFields){ .sandbox = sb->name,
+					 .backend = b->ops->name,
+					 .action = "stop",
+					 .result = "forced" },
+			   "did not stop within its stopTimeout; forcing it off");
 		(void)b->ops->stop(b, sb->name, 0, true);
 	}
 	manager_mark_dirty(m, sb);
@@ -210,7 +245,8 @@ void sandbox_reconcile(Manager *m, Sandbox *sb)
 
 	/* Its file is gone and nothing of it is left: forget it. */
 	if (!sb->path && !m->degraded && sb->observed.state == VM_ABSENT && !sb->observe_failed) {
-		log_fields(LOG_INFO, &(LogFields){ .sandbox = sb->name, .result = "removed" }, "removed: its file is gone and its VM is cleaned up");
+		log_fields(LOG_INFO, &(LogFields){ .sandbox = sb->name, .result = "removed" },
+			   "removed: its file is gone and its VM is cleaned up");
 		sandbox_remove_status(m, sb);
 		manager_forget_persisted(m, sb->name);
 		manager_drop_sandbox(m, sb);
@@ -219,6 +255,7 @@ void sandbox_reconcile(Manager *m, Sandbox *sb)
 
 	sb->wake = sd_event_source_disable_unref(sb->wake);
 	if (plan.wake_at && m->event)
-		(void)sd_event_add_time(m->event, &sb->wake, CLOCK_MONOTONIC, plan.wake_at, 1000, wake_fired, sb);
+		(void)sd_event_add_time(m->event, &sb->wake, CLOCK_MONOTONIC, plan.wake_at, 1000,
+					wake_fired, sb);
 	sandbox_update_status(m, sb, &plan);
 }

@@ -94,9 +94,11 @@ int log_fields(int priority, const LogFields *f, const char *fmt, ...)
 			free(parts[i]);
 	} else {
 		if (f->sandbox)
-			fprintf(stderr, "vmd: %s: %s%s%s\n", f->sandbox, msg, f->error ? ": " : "", f->error ? strerror(f->error) : "");
+			fprintf(stderr, "vmd: %s: %s%s%s\n", f->sandbox, msg, f->error ? ": " : "",
+				f->error ? strerror(f->error) : "");
 		else
-			fprintf(stderr, "vmd: %s%s%s\n", msg, f->error ? ": " : "", f->error ? strerror(f->error) : "");
+			fprintf(stderr, "vmd: %s%s%s\n", msg, f->error ? ": " : "",
+				f->error ? strerror(f->error) : "");
 	}
 	return f->error ? -f->error : 0;
 }

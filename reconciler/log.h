@@ -17,7 +17,8 @@
 #define LOG_MESSAGE_CONFIG_INVALID "a899425d8991455cb2e0a31d8d4d9d43"
 #define LOG_MESSAGE_VM_EXITED "9d49ae449f984ebc9a097b3aead0c465"
 #define LOG_MESSAGE_ADOPTED "325e38f0c7c64644884bab1b49da1ff3"
-#define LOG_MESSAGE_DAEMON "83a9824971ec45bd8c78cacdd5d04e93"   /* started, reloaded, stopping, degraded */
+#define LOG_MESSAGE_DAEMON                                                                         \
+	"83a9824971ec45bd8c78cacdd5d04e93" /* started, reloaded, stopping, degraded */
 #define LOG_MESSAGE_CONFIG_VALID "b1c2f6b406524639b3fb79e073d5223b" /* a file became valid again */
 
 typedef enum LogTarget {
@@ -39,7 +40,7 @@ typedef struct LogFields {
 	const char *backend;
 	const char *action;
 	const char *result; /* "done", "failed", "refused", ... */
-	int error;          /* errno (positive), 0 for none */
+	int error;	    /* errno (positive), 0 for none */
 	const char *message_id;
 } LogFields;
 
@@ -48,4 +49,5 @@ int log_fields(int priority, const LogFields *f, const char *fmt, ...) _printf_(
 
 #define log_info(...) log_fields(LOG_INFO, &(LogFields){}, __VA_ARGS__)
 #define log_warning(...) log_fields(LOG_WARNING, &(LogFields){}, __VA_ARGS__)
-#define log_error_errno(e, ...) log_fields(LOG_ERR, &(LogFields){ .error = (e) < 0 ? -(e) : (e) }, __VA_ARGS__)
+#define log_error_errno(e, ...)                                                                    \
+	log_fields(LOG_ERR, &(LogFields){ .error = (e) < 0 ? -(e) : (e) }, __VA_ARGS__)

@@ -63,7 +63,8 @@ BackendKind manager_backend_kind(const Manager *m, const Sandbox *sb)
 {
 	if (m->config.backend_override >= 0)
 		return m->config.backend_override;
-	if (sb->vm_backend >= 0 && IN_SET(sb->observed.state, VM_RUNNING, VM_PAUSED, VM_STOPPING, VM_EXITED))
+	if (sb->vm_backend >= 0 &&
+	    IN_SET(sb->observed.state, VM_RUNNING, VM_PAUSED, VM_STOPPING, VM_EXITED))
 		return sb->vm_backend;
 	if (sb->desired)
 		return sb->desired->backend;
@@ -113,7 +114,11 @@ static void on_vm_exited(void *userdata, const char *name, int status)
 	Manager *m = userdata;
 	Sandbox *sb = manager_sandbox(m, name, false);
 
-	log_fields(status == 0 ? LOG_INFO : LOG_WARNING, &(LogFields){ .sandbox = name, .result = status == 0 ? "exited" : "failed", .message_id = LOG_MESSAGE_VM_EXITED }, "VM exited with status %d", status);
+	log_fields(status == 0 ? LOG_INFO : LOG_WARNING,
+		   &(LogFields){ .sandbox = name,
+				 .result = status == 0 ? "exited" : "failed",
+				 .message_id = LOG_MESSAGE_VM_EXITED },
+		   "VM exited with status %d", status);
 	if (sb) {
 		sb->stop_timer = sd_event_source_disable_unref(sb->stop_timer);
 		manager_mark_dirty(m, sb);
@@ -142,12 +147,14 @@ static int on_resync(sd_event_source *s, uint64_t usec, void *userdata)
 	return sd_event_source_set_time(s, usec + m->config.resync_usec);
 }
 
-static int on_sighup(sd_event_source *s _unused_, const struct signalfd_siginfo *si _unused_, void *userdata)
+static int on_sighup(sd_event_source *s _unused_, const struct signalfd_siginfo *si _unused_,
+		     void *userdata)
 {
 	Manager *m = userdata;
 
 	(void)sd_notifyf(false, "RELOADING=1\nMONOTONIC_USEC=%" PRIu64, now_usec(CLOCK_MONOTONIC));
-	log_fields(LOG_INFO, &(LogFields){ .message_id = LOG_MESSAGE_DAEMON }, "reloading: reading %s again", m->config.sandbox_dir);
+	log_fields(LOG_INFO, &(LogFields){ .message_id = LOG_MESSAGE_DAEMON },
+		   "reloading: reading %s again", m->config.sandbox_dir);
 	(void)manager_scan(m);
 	mark_all_dirty(m);
 	reconcile_dirty(NULL, m);
@@ -155,10 +162,12 @@ static int on_sighup(sd_event_source *s _unused_, const struct signalfd_siginfo 
 	return 0;
 }
 
-static int on_sigterm(sd_event_source *s, const struct signalfd_siginfo *si _unused_, void *userdata _unused_)
+static int on_sigterm(sd_event_source *s, const struct signalfd_siginfo *si _unused_,
+		      void *userdata _unused_)
 {
 	(void)sd_notify(false, "STOPPING=1");
-	log_fields(LOG_INFO, &(LogFields){ .message_id = LOG_MESSAGE_DAEMON }, "stopping; VMs keep running");
+	log_fields(LOG_INFO, &(LogFields){ .message_id = LOG_MESSAGE_DAEMON },
+		   "stopping; VMs keep running");
 	return sd_event_exit(sd_event_source_get_event(s), 0);
 }
 
@@ -179,7 +188,9 @@ static int take_lock(Manager *m)
 		if (errno != EWOULDBLOCK)
 			return log_error_errno(errno, "cannot lock %s", path);
 		(void)read_file(path, 31, &pid, NULL);
-		log_fields(LOG_ERR, &(LogFields){}, "another vmd (pid %s) is running with run dir %s; one vmd per run dir", pid ? strtok(pid, "\n") : "unknown", m->config.run_dir);
+		log_fields(LOG_ERR, &(LogFields){},
+			   "another vmd (pid %s) is running with run dir %s; one vmd per run dir",
+			   pid ? strtok(pid, "\n") : "unknown", m->config.run_dir);
 		return -EBUSY;
 	}
 	n = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
@@ -237,7 +248,8 @@ int manager_new(const ManagerConfig *config, Manager **ret)
 	if (r < 0)
 		return log_error_errno(r, "cannot set up the event loop");
 	(void)sd_event_source_set_enabled(m->reconcile_event, SD_EVENT_OFF);
-	r = sd_event_add_time_relative(m->event, &m->resync_timer, CLOCK_MONOTONIC, config->resync_usec, 1000 * 1000, on_resync, m);
+	r = sd_event_add_time_relative(m->event, &m->resync_timer, CLOCK_MONOTONIC,
+				       config->resync_usec, 1000 * 1000, on_resync, m);
 	if (r < 0)
 		return log_error_errno(r, "cannot set up the resync timer");
 	(void)sd_event_source_set_enabled(m->resync_timer, SD_EVENT_ON);
@@ -250,7 +262,8 @@ int manager_new(const ManagerConfig *config, Manager **ret)
 			continue;
 		r = backend_new(k, m->event, config->run_dir, &c, &m->backends[k]);
 		if (r < 0)
-			return log_error_errno(r, "cannot set up backend %s", backend_kind_to_string(k));
+			return log_error_errno(r, "cannot set up backend %s",
+					       backend_kind_to_string(k));
 	}
 	*ret = TAKE_PTR(m);
 	return 0;
@@ -326,15 +339,27 @@ void manager_adopt_all(Manager *m)
 				continue;
 			sb->vm_backend = k;
 			sandbox_observe(m, sb);
-			if (!IN_SET(sb->observed.state, VM_RUNNING, VM_PAUSED, VM_STOPPING) || m->read_only)
+			if (!IN_SET(sb->observed.state, VM_RUNNING, VM_PAUSED, VM_STOPPING) ||
+			    m->read_only)
 				continue;
 			r = b->ops->adopt ? b->ops->adopt(b, sb->name) : 0;
 			if (r < 0) {
 				sb->stranger = true;
-				log_fields(LOG_ERR, &(LogFields){ .sandbox = sb->name, .backend = b->ops->name, .result = "refused", .error = -r, .message_id = LOG_MESSAGE_ADOPTED }, "found a VM vmd cannot prove is its own; leaving it alone");
+				log_fields(LOG_ERR,
+					   &(LogFields){ .sandbox = sb->name,
+							 .backend = b->ops->name,
+							 .result = "refused",
+							 .error = -r,
+							 .message_id = LOG_MESSAGE_ADOPTED },
+					   "found a VM vmd cannot prove is its own; leaving it alone");
 				continue;
 			}
-			log_fields(LOG_INFO, &(LogFields){ .sandbox = sb->name, .backend = b->ops->name, .result = "adopted", .message_id = LOG_MESSAGE_ADOPTED }, "re-adopted its %s VM", vm_state_to_string(sb->observed.state));
+			log_fields(LOG_INFO,
+				   &(LogFields){ .sandbox = sb->name,
+						 .backend = b->ops->name,
+						 .result = "adopted",
+						 .message_id = LOG_MESSAGE_ADOPTED },
+				   "re-adopted its %s VM", vm_state_to_string(sb->observed.state));
 		}
 		free(names);
 	}
@@ -352,14 +377,16 @@ int manager_run(Manager *m)
 
 	r = watcher_new(m->config.sandbox_dir, on_watch, m, m->event, &m->watcher);
 	if (r < 0)
-		log_fields(LOG_WARNING, &(LogFields){ .error = -r }, "cannot watch %s; relying on the resync timer", m->config.sandbox_dir);
+		log_fields(LOG_WARNING, &(LogFields){ .error = -r },
+			   "cannot watch %s; relying on the resync timer", m->config.sandbox_dir);
 	/* A change between the first scan and the watch being set up is not missed. */
 	(void)manager_scan(m);
 	reconcile_dirty(NULL, m);
 
 	m->ready = true;
 	manager_notify_ready(m);
-	log_fields(LOG_INFO, &(LogFields){ .message_id = LOG_MESSAGE_DAEMON }, "ready: %zu sandboxes from %s", hashmap_size(m->sandboxes), m->config.sandbox_dir);
+	log_fields(LOG_INFO, &(LogFields){ .message_id = LOG_MESSAGE_DAEMON },
+		   "ready: %zu sandboxes from %s", hashmap_size(m->sandboxes), m->config.sandbox_dir);
 
 	r = sd_event_loop(m->event);
 	if (r < 0)

@@ -37,18 +37,18 @@ typedef struct Sandbox {
 	BackendKind vm_backend; /* where its VM runs, once known; _BACKEND_KIND_INVALID before */
 
 	/* What its file asks for. */
-	char *path;            /* the file it comes from; NULL once the file is gone */
-	struct stat file_st;   /* identity of the file as last read, to skip unchanged files */
-	SandboxSpec *desired;  /* the last valid spec; NULL if it never had one */
-	uint64_t generation;   /* bumped on every change of desired */
+	char *path;		/* the file it comes from; NULL once the file is gone */
+	struct stat file_st;	/* identity of the file as last read, to skip unchanged files */
+	SandboxSpec *desired;	/* the last valid spec; NULL if it never had one */
+	uint64_t generation;	/* bumped on every change of desired */
 	uint64_t desired_since; /* CLOCK_MONOTONIC: when desired (or the file's presence) changed */
-	char *config_error;    /* why the file is refused now, or NULL */
+	char *config_error;	/* why the file is refused now, or NULL */
 	const char *config_reason; /* InvalidConfig, Untrusted, NameConflict */
 
 	/* What runs. */
 	VmObserved observed;
-	bool observe_failed;  /* its backend could not say: act on nothing */
-	bool stranger;        /* runtime state vmd cannot prove is its own: act on nothing */
+	bool observe_failed;	     /* its backend could not say: act on nothing */
+	bool stranger;		     /* runtime state vmd cannot prove is its own: act on nothing */
 	sd_event_source *stop_timer; /* forces a graceful stop that takes too long */
 
 	/* What vmd did about it. */
@@ -73,7 +73,7 @@ struct Manager {
 
 	sd_event_source *resync_timer;
 	sd_event_source *reconcile_event; /* a deferred pass over the dirty sandboxes */
-	Hashmap *dirty;                    /* name -> Sandbox, to reconcile in that pass */
+	Hashmap *dirty;			  /* name -> Sandbox, to reconcile in that pass */
 	bool ready;
 	bool read_only; /* vmd plan: look, change nothing, write nothing */
 	char *degraded; /* why the sandbox directory cannot be read, or NULL */

@@ -109,9 +109,11 @@ static void compute_conditions(Manager *m, Sandbox *sb, const Plan *plan, uint64
 	char msg[256];
 
 	if (sb->config_error)
-		condition_set(s, CONDITION_CONFIG_VALID, false, sb->config_reason, sb->config_error, now);
+		condition_set(s, CONDITION_CONFIG_VALID, false, sb->config_reason, sb->config_error,
+			      now);
 	else if (!sb->path)
-		condition_set(s, CONDITION_CONFIG_VALID, false, "FileRemoved", "its file was removed; it is stopped after the grace period", now);
+		condition_set(s, CONDITION_CONFIG_VALID, false, "FileRemoved",
+			      "its file was removed; it is stopped after the grace period", now);
 	else
 		condition_set(s, CONDITION_CONFIG_VALID, true, "Valid", "", now);
 
@@ -120,22 +122,28 @@ static void compute_conditions(Manager *m, Sandbox *sb, const Plan *plan, uint64
 	else if (!want)
 		condition_set(s, CONDITION_READY, false, "NoValidSpec", "no valid spec to run", now);
 	else if (!manager_backend_of(m, sb)) {
-		snprintf(msg, sizeof(msg), "backend '%s' is not available in this build of vmd", backend_kind_to_string(manager_backend_kind(m, sb)));
+		snprintf(msg, sizeof(msg), "backend '%s' is not available in this build of vmd",
+			 backend_kind_to_string(manager_backend_kind(m, sb)));
 		condition_set(s, CONDITION_READY, false, "BackendUnavailable", msg, now);
 	} else if (plan->held && sb->retry_at)
 		condition_set(s, CONDITION_READY, false, "BackingOff", sb->last_error, now);
 	else if (plan->held)
-		condition_set(s, CONDITION_READY, false, "GracePeriod", "waiting out the grace period before a stop, restart or removal", now);
+		condition_set(s, CONDITION_READY, false, "GracePeriod",
+			      "waiting out the grace period before a stop, restart or removal", now);
 	else
 		condition_set(s, CONDITION_READY, false, "Progressing", "", now);
 
 	if (sb->restart_required)
-		condition_set(s, CONDITION_RESTART_REQUIRED, true, "UpdatePolicyOnNextBoot", "the file changed what only a new boot can apply; it applies at the next start (updatePolicy on-next-boot)", now);
+		condition_set(
+			s, CONDITION_RESTART_REQUIRED, true, "UpdatePolicyOnNextBoot",
+			"the file changed what only a new boot can apply; it applies at the next start (updatePolicy on-next-boot)",
+			now);
 	else
 		condition_set(s, CONDITION_RESTART_REQUIRED, false, "UpToDate", "", now);
 
 	if (sb->stranger)
-		condition_set(s, CONDITION_DEGRADED, true, "NotOurs", "runtime state vmd cannot prove is its own; it does not touch it", now);
+		condition_set(s, CONDITION_DEGRADED, true, "NotOurs",
+			      "runtime state vmd cannot prove is its own; it does not touch it", now);
 	else if (sb->observe_failed)
 		condition_set(s, CONDITION_DEGRADED, true, "ObserveFailed", sb->last_error, now);
 	else if (sb->failures > 0)
@@ -164,7 +172,11 @@ static json_t *status_to_json(Manager *m, Sandbox *sb, uint64_t now_mono, uint64
 	for (size_t i = 0; i < _CONDITION_TYPE_MAX; i++) {
 		const Condition *c = &s->conditions[i];
 
-		json_array_append_new(conds, json_pack("{s:s, s:s, s:s, s:s, s:o}", "type", condition_type_table[i], "status", c->status ? "True" : "False", "reason", c->reason ?: "", "message", c->message ?: "", "lastTransitionTime", time_or_null(c->last_transition)));
+		json_array_append_new(
+			conds, json_pack("{s:s, s:s, s:s, s:s, s:o}", "type", condition_type_table[i],
+					 "status", c->status ? "True" : "False", "reason",
+					 c->reason ?: "", "message", c->message ?: "",
+					 "lastTransitionTime", time_or_null(c->last_transition)));
 	}
 	if (o->config && IN_SET(o->state, VM_RUNNING, VM_PAUSED, VM_STOPPING)) {
 		json_t *c = spec_to_json(o->config);
@@ -175,23 +187,19 @@ static json_t *status_to_json(Manager *m, Sandbox *sb, uint64_t now_mono, uint64
 			json_decref(c);
 		}
 	}
-	j = json_pack("{s:s, s:s, s:s?, s:I, s:I, s:s, s:s, s:o, s:I, s:o, s:i, s:s?, s:o, s:o, s:o, s:s}",
-		      "name", sb->name,
-		      "backend", backend_kind_to_string(manager_backend_kind(m, sb)),
-		      "file", sb->path,
-		      "generation", (json_int_t)sb->generation,
-		      "observedGeneration", (json_int_t)(o->state == VM_ABSENT ? 0 : o->generation),
-		      "desiredState", sb->path && sb->desired ? sandbox_state_to_string(sb->desired->state) : "stopped",
-		      "phase", phase_to_string(s->phase),
-		      "conditions", conds,
-		      "pid", (json_int_t)o->pid,
-		      "startedAt", time_or_null(IN_SET(o->state, VM_RUNNING, VM_PAUSED, VM_STOPPING) ? o->started_at_usec : 0),
-		      "restarts", (int)sb->restarts,
-		      "lastError", sb->last_error,
-		      "nextRetryAt", time_or_null(retry),
-		      "disks", disks,
-		      "networks", nets,
-		      "vmState", vm_state_to_string(o->state));
+	j = json_pack(
+		"{s:s, s:s, s:s?, s:I, s:I, s:s, s:s, s:o, s:I, s:o, s:i, s:s?, s:o, s:o, s:o, s:s}",
+		"name", sb->name, "backend", backend_kind_to_string(manager_backend_kind(m, sb)),
+		"file", sb->path, "generation", (json_int_t)sb->generation, "observedGeneration",
+		(json_int_t)(o->state == VM_ABSENT ? 0 : o->generation), "desiredState",
+		sb->path && sb->desired ? sandbox_state_to_string(sb->desired->state) : "stopped",
+		"phase", phase_to_string(s->phase), "conditions", conds, "pid", (json_int_t)o->pid,
+		"startedAt",
+		time_or_null(IN_SET(o->state, VM_RUNNING, VM_PAUSED, VM_STOPPING) ? o->started_at_usec
+										  : 0),
+		"restarts", (int)sb->restarts, "lastError", sb->last_error, "nextRetryAt",
+		time_or_null(retry), "disks", disks, "networks", nets, "vmState",
+		vm_state_to_string(o->state));
 	return j;
 }
 
@@ -213,13 +221,15 @@ void sandbox_update_status(Manager *m, Sandbox *sb, const Plan *plan)
 	if (!text || streq_ptr(text, sb->status_written))
 		return;
 
-	if (asprintf(&dir, "%s/%s", m->config.run_dir, sb->name) < 0 || asprintf(&path, "%s/status.json", dir) < 0)
+	if (asprintf(&dir, "%s/%s", m->config.run_dir, sb->name) < 0 ||
+	    asprintf(&path, "%s/status.json", dir) < 0)
 		return;
 	r = mkdir_p(dir, 0755);
 	if (r >= 0)
 		r = write_file_atomic(path, text, strlen(text), 0644, false);
 	if (r < 0) {
-		log_fields(LOG_ERR, &(LogFields){ .sandbox = sb->name, .error = -r }, "cannot write %s", path);
+		log_fields(LOG_ERR, &(LogFields){ .sandbox = sb->name, .error = -r },
+			   "cannot write %s", path);
 		return;
 	}
 	free(sb->status_written);
@@ -230,7 +240,8 @@ void sandbox_remove_status(Manager *m, Sandbox *sb)
 {
 	_cleanup_free_ char *dir = NULL, *path = NULL;
 
-	if (asprintf(&dir, "%s/%s", m->config.run_dir, sb->name) < 0 || asprintf(&path, "%s/status.json", dir) < 0)
+	if (asprintf(&dir, "%s/%s", m->config.run_dir, sb->name) < 0 ||
+	    asprintf(&path, "%s/status.json", dir) < 0)
 		return;
 	(void)unlink(path);
 	(void)rmdir(dir); /* only if the backend left nothing else there */
@@ -263,7 +274,8 @@ static void status_line(Manager *m, char *line, size_t size)
 
 		counts[sb->status.phase]++;
 		total++;
-		if ((sb->status.phase == PHASE_FAILED || sb->config_error) && (!failing || strcmp(sb->name, failing->name) < 0))
+		if ((sb->status.phase == PHASE_FAILED || sb->config_error) &&
+		    (!failing || strcmp(sb->name, failing->name) < 0))
 			failing = sb;
 	}
 	if (m->degraded) {
@@ -271,10 +283,12 @@ static void status_line(Manager *m, char *line, size_t size)
 		append_clean(line, size, m->degraded, 200);
 		append_clean(line, size, "; ", 2);
 	}
-	snprintf(line + strlen(line), size - strlen(line), "%u sandbox%s", total, total == 1 ? "" : "es");
+	snprintf(line + strlen(line), size - strlen(line), "%u sandbox%s", total,
+		 total == 1 ? "" : "es");
 	for (int p = 0; p < _PHASE_MAX; p++)
 		if (counts[p])
-			snprintf(line + strlen(line), size - strlen(line), ", %u %s", counts[p], phase_to_string(p));
+			snprintf(line + strlen(line), size - strlen(line), ", %u %s", counts[p],
+				 phase_to_string(p));
 	if (failing) {
 		append_clean(line, size, "; first failing: ", 20);
 		append_clean(line, size, failing->name, 64);

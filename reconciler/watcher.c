@@ -33,7 +33,7 @@ struct Watcher {
 	bool thread_started;
 	atomic_bool stop;
 	pthread_cond_t watching_cond; /* signalled once the first watches are set up */
-	bool watching_set_up;        /* under lock */
+	bool watching_set_up;	      /* under lock */
 
 	pthread_mutex_t lock; /* guards what follows: the thread adds, the loop takes */
 	char **queue;
@@ -144,7 +144,9 @@ static void handle(Watcher *w, struct inotify_event *ev, bool *ret_rewatch)
 		return;
 	}
 	/* Report it under the directory as configured, where the daemon knows its files. */
-	if (asprintf(&path, "%s%s/%s", w->given, dir + (strncmp(dir, w->dir, strlen(w->dir)) == 0 ? strlen(w->dir) : strlen(dir)), ev->name) < 0)
+	if (asprintf(&path, "%s%s/%s", w->given,
+		     dir + (strncmp(dir, w->dir, strlen(w->dir)) == 0 ? strlen(w->dir) : strlen(dir)),
+		     ev->name) < 0)
 		return push(w, NULL);
 	if (ev->mask & IN_ISDIR) {
 		if (ev->mask & (IN_CREATE | IN_MOVED_TO) && sandbox_dir_subdir_is_searched(ev->name))
@@ -158,7 +160,8 @@ static void handle(Watcher *w, struct inotify_event *ev, bool *ret_rewatch)
 		return;
 	}
 	/* A new regular file is read once it is written and closed, not while it is empty. */
-	if ((ev->mask & IN_CREATE) && !(ev->mask & ~(IN_CREATE | IN_ISDIR)) && lstat(path, &st) == 0 && !S_ISLNK(st.st_mode)) {
+	if ((ev->mask & IN_CREATE) && !(ev->mask & ~(IN_CREATE | IN_ISDIR)) &&
+	    lstat(path, &st) == 0 && !S_ISLNK(st.st_mode)) {
 		free(path);
 		return;
 	}
@@ -284,7 +287,9 @@ int watcher_new(const char *dir, WatcherFn fn, void *userdata, sd_event *event, 
 	r = sd_event_add_io(event, &w->io, w->efd, EPOLLIN, on_wake, w);
 	if (r < 0)
 		goto fail;
-	r = sigaction(STOP_SIGNAL, &(struct sigaction){ .sa_handler = on_stop_signal }, NULL) < 0 ? -errno : 0;
+	r = sigaction(STOP_SIGNAL, &(struct sigaction){ .sa_handler = on_stop_signal }, NULL) < 0
+		    ? -errno
+		    : 0;
 	if (r < 0)
 		goto fail;
 	r = -pthread_create(&w->thread, NULL, watch_thread, w);

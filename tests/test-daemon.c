@@ -27,7 +27,7 @@ typedef struct Fixture {
 	int notify_fd;
 	pid_t pid;
 	char *messages; /* every notify message so far, one per line */
-	size_t cursor;  /* expect() looks from here on */
+	size_t cursor;	/* expect() looks from here on */
 } Fixture;
 
 static char *path_in(const char *dir, const char *name)
@@ -104,7 +104,9 @@ static void start_daemon(Fixture *f, const char *watchdog_usec)
 			setenv("WATCHDOG_USEC", watchdog_usec, 1);
 			setenv("WATCHDOG_PID", wpid, 1);
 		}
-		execl(test_vmd(), test_vmd(), "daemon", "--sandboxes", f->sb, "--run-dir", f->run, "--state-dir", f->state, "--log-target", "console", "--grace", "0.3", "--resync", "3600", (char *)NULL);
+		execl(test_vmd(), test_vmd(), "daemon", "--sandboxes", f->sb, "--run-dir", f->run,
+		      "--state-dir", f->state, "--log-target", "console", "--grace", "0.3",
+		      "--resync", "3600", (char *)NULL);
 		_exit(127);
 	}
 	f->pid = pid;
@@ -170,9 +172,10 @@ static const char *cond(json_t *s, const char *type, const char *field)
 	size_t i;
 	json_t *c;
 
-	json_array_foreach(json_object_get(s, "conditions"), i, c)
-		if (streq_ptr(json_string_value(json_object_get(c, "type")), type))
-			return json_string_value(json_object_get(c, field)) ?: "";
+	json_array_foreach(json_object_get(s, "conditions"), i,
+			   c) if (streq_ptr(json_string_value(json_object_get(c, "type")),
+					    type)) return json_string_value(json_object_get(c, field))
+		?: "";
 	return "";
 }
 
@@ -226,7 +229,8 @@ static bool config_valid(json_t *s, const void *arg _unused_)
 static bool disks_are(json_t *s, const void *arg)
 {
 	return s && json_array_size(json_object_get(s, "disks")) == (size_t)(uintptr_t)arg &&
-	       json_integer_value(json_object_get(s, "observedGeneration")) == json_integer_value(json_object_get(s, "generation"));
+	       json_integer_value(json_object_get(s, "observedGeneration")) ==
+		       json_integer_value(json_object_get(s, "generation"));
 }
 
 static bool restarts_at_least(json_t *s, const void *arg)
@@ -234,7 +238,8 @@ static bool restarts_at_least(json_t *s, const void *arg)
 	return s && json_integer_value(json_object_get(s, "restarts")) >= (json_int_t)(uintptr_t)arg;
 }
 
-static const char *SPEC = "apiVersion: vmd/v1\nkind: Sandbox\nspec:\n  backend: noop\n  memory: 64Mi\n";
+static const char *SPEC =
+	"apiVersion: vmd/v1\nkind: Sandbox\nspec:\n  backend: noop\n  memory: 64Mi\n";
 
 /* Write a sandbox file the way GitOps tools do: a hidden temporary file, renamed over. */
 static void put(Fixture *f, const char *name, const char *text)
@@ -260,9 +265,11 @@ static char *noop_state(Fixture *f, const char *name)
 	return state;
 }
 
-static void run_cli(TestRun *r, const char *a1, const char *a2, const char *a3, const char *a4, const char *a5, const char *a6, const char *a7)
+static void run_cli(TestRun *r, const char *a1, const char *a2, const char *a3, const char *a4,
+		    const char *a5, const char *a6, const char *a7)
 {
-	char *argv[] = { (char *)test_vmd(), (char *)a1, (char *)a2, (char *)a3, (char *)a4, (char *)a5, (char *)a6, (char *)a7, NULL };
+	char *argv[] = { (char *)test_vmd(), (char *)a1, (char *)a2, (char *)a3, (char *)a4,
+			 (char *)a5,	     (char *)a6, (char *)a7, NULL };
 
 	test_run(r, argv);
 }
@@ -304,9 +311,11 @@ static void test_lifecycle(void **state)
 	json_decref(wait_status(f, "web", disks_are, (void *)1));
 
 	/* An invalid edit keeps the VM as it is, and says why. */
-	put(f, "web.yaml", "apiVersion: vmd/v1\nkind: Sandbox\nspec:\n  backend: noop\n  memory: 64Mi\n  vpcus: 2\n");
+	put(f, "web.yaml",
+	    "apiVersion: vmd/v1\nkind: Sandbox\nspec:\n  backend: noop\n  memory: 64Mi\n  vpcus: 2\n");
 	s = wait_status(f, "web", config_invalid, NULL);
-	assert_non_null(strstr(cond(s, "ConfigValid", "message"), "web.yaml:6:3: spec: unknown field 'vpcus'; did you mean 'vcpus'?"));
+	assert_non_null(strstr(cond(s, "ConfigValid", "message"),
+			       "web.yaml:6:3: spec: unknown field 'vpcus'; did you mean 'vcpus'?"));
 	assert_string_equal(json_string_value(json_object_get(s, "phase")), "Running");
 	assert_string_equal(json_string_value(json_object_get(s, "startedAt")), started);
 	assert_int_equal(json_integer_value(json_object_get(s, "generation")), 2);
@@ -321,7 +330,8 @@ static void test_lifecycle(void **state)
 	json_decref(s);
 
 	/* Paused on request. */
-	snprintf(spec, sizeof(spec), "%s  state: paused\n  disks: [{id: data, path: /d/data.raw}]\n", SPEC);
+	snprintf(spec, sizeof(spec),
+		 "%s  state: paused\n  disks: [{id: data, path: /d/data.raw}]\n", SPEC);
 	put(f, "web.yaml", spec);
 	json_decref(wait_status(f, "web", phase_is, "Paused"));
 
@@ -416,9 +426,15 @@ static void test_restarts_and_backoff(void **state)
 	json_t *s;
 	unsigned n = 0;
 
-	test_write_str(f->sb, "crashy.yaml", "apiVersion: vmd/v1\nkind: Sandbox\nmetadata:\n  labels: {noop.vmd/exit-after: 100ms}\nspec:\n  backend: noop\n  memory: 64Mi\n");
-	test_write_str(f->sb, "once.yaml", "apiVersion: vmd/v1\nkind: Sandbox\nmetadata:\n  labels: {noop.vmd/exit-after: 100ms}\nspec:\n  backend: noop\n  memory: 64Mi\n  restartPolicy: never\n");
-	test_write_str(f->sb, "flaky.yaml", "apiVersion: vmd/v1\nkind: Sandbox\nmetadata:\n  labels: {noop.vmd/fail-start: \"2\"}\nspec:\n  backend: noop\n  memory: 64Mi\n");
+	test_write_str(
+		f->sb, "crashy.yaml",
+		"apiVersion: vmd/v1\nkind: Sandbox\nmetadata:\n  labels: {noop.vmd/exit-after: 100ms}\nspec:\n  backend: noop\n  memory: 64Mi\n");
+	test_write_str(
+		f->sb, "once.yaml",
+		"apiVersion: vmd/v1\nkind: Sandbox\nmetadata:\n  labels: {noop.vmd/exit-after: 100ms}\nspec:\n  backend: noop\n  memory: 64Mi\n  restartPolicy: never\n");
+	test_write_str(
+		f->sb, "flaky.yaml",
+		"apiVersion: vmd/v1\nkind: Sandbox\nmetadata:\n  labels: {noop.vmd/fail-start: \"2\"}\nspec:\n  backend: noop\n  memory: 64Mi\n");
 	start_daemon(f, NULL);
 
 	json_decref(wait_status(f, "crashy", restarts_at_least, (void *)2));
@@ -475,7 +491,8 @@ static void test_untrusted(void **state)
 	expect_notify(f, "READY=1");
 	s = wait_status(f, "web", config_invalid, NULL);
 	assert_string_equal(cond(s, "ConfigValid", "reason"), "Untrusted");
-	assert_non_null(strstr(cond(s, "ConfigValid", "message"), "writable by group or others (mode 0666)"));
+	assert_non_null(strstr(cond(s, "ConfigValid", "message"),
+			       "writable by group or others (mode 0666)"));
 	assert_string_equal(json_string_value(json_object_get(s, "vmState")), "absent");
 	json_decref(s);
 

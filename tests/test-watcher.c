@@ -43,8 +43,8 @@ static bool saw(const Seen *s, const char *path)
 }
 
 typedef struct Fixture {
-	char *dir;  /* the temporary directory */
-	char *sb;   /* the watched sandbox directory in it */
+	char *dir; /* the temporary directory */
+	char *sb;  /* the watched sandbox directory in it */
 	sd_event *event;
 	Watcher *w;
 	Seen seen;
@@ -136,7 +136,8 @@ static void test_atomic_rename(void **state)
 static void test_vim_save(void **state)
 {
 	Fixture *f = *state;
-	_cleanup_free_ char *path = at(f, "web.yaml"), *backup = at(f, "web.yaml~"), *probe = at(f, "4913");
+	_cleanup_free_ char *path = at(f, "web.yaml"), *backup = at(f, "web.yaml~"),
+			    *probe = at(f, "4913");
 
 	test_write_str(f->sb, "web.yaml", TEXT);
 	start(f, f->sb);
@@ -198,7 +199,8 @@ static void test_symlink_flip(void **state)
 static void test_configmap_swap(void **state)
 {
 	Fixture *f = *state;
-	_cleanup_free_ char *data = at(f, "..data"), *tmp = at(f, "..data_tmp"), *web = at(f, "web.yaml");
+	_cleanup_free_ char *data = at(f, "..data"), *tmp = at(f, "..data_tmp"),
+			    *web = at(f, "web.yaml");
 
 	test_write_str(f->sb, "..2024_01_01/web.yaml", TEXT);
 	assert_int_equal(symlink("..2024_01_01", data), 0);
