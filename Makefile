@@ -1,6 +1,7 @@
 # vmd: a plain, non-recursive GNU Makefile.
 #
 #   make            build/vmd
+#   make demo       run the daemon on examples/ (noop backend) and show vmd status
 #   make check      every test, built with AddressSanitizer and UBSan, plus the format check
 #   make fuzz       run the loader's libFuzzer target for FUZZ_SECONDS (default 60)
 #   make format     reformat the sources with clang-format 14
@@ -63,13 +64,13 @@ LIB_SRCS := \
 MAIN_SRC := reconciler/main.c
 
 TESTS := util hashmap yaml-tree yaml-decode spec spec-yaml spec-json sandbox-dir plan backend-noop watcher \
-	cli-validate schema daemon journal units
+	cli-validate schema daemon journal units readme
 
 OBJS := $(LIB_SRCS:%.c=$(B)/obj/%.o)
 SAN_OBJS := $(LIB_SRCS:%.c=$(B)/san/%.o)
 TEST_BINS := $(TESTS:%=$(B)/san/tests/test-%)
 
-.PHONY: all check test format format-check fuzz fuzz-build clean
+.PHONY: all check test format format-check fuzz fuzz-build clean demo
 .DELETE_ON_ERROR:
 .SECONDARY:
 
@@ -102,6 +103,9 @@ test: $(TEST_BINS) $(B)/san/vmd $(B)/fuzz/fuzz-spec-yaml
 		tests/run $(TEST_BINS) --fuzz $(B)/fuzz/fuzz-spec-yaml
 
 check: format-check test
+
+demo: $(B)/vmd
+	scripts/demo
 
 C_SOURCES = $(shell git ls-files '*.c' '*.h' 2>/dev/null || find reconciler backends tests -name '*.[ch]')
 

@@ -51,7 +51,8 @@ static bool file_has(const char *path, const char *what)
 /* Runs in the forked child, in its own mount namespace: no cmocka here, only exit codes. */
 static int in_namespace(const char *dir)
 {
-	char sb[512], run[512], state[512], log[512], jlog[512], json[512], st_web[1024], st_flaky[1024];
+	char sb[512], run[512], state[512], log[512], jlog[512], json[512], st_web[1024],
+		st_flaky[1024];
 	pid_t journald, vmd;
 	int r = 0;
 
@@ -70,7 +71,8 @@ static int in_namespace(const char *dir)
 		return 11;
 	if (mount("tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755") < 0)
 		return 12;
-	if (access("/var/log/journal", F_OK) == 0 && mount("tmpfs", "/var/log/journal", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755") < 0)
+	if (access("/var/log/journal", F_OK) == 0 &&
+	    mount("tmpfs", "/var/log/journal", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755") < 0)
 		return 13;
 	(void)mkdir("/run/systemd", 0755);
 	(void)mkdir("/run/systemd/journal", 0755);
@@ -83,8 +85,13 @@ static int in_namespace(const char *dir)
 		goto out;
 	}
 
-	vmd = spawn((char *[]){ (char *)test_vmd(), (char *)"daemon", (char *)"--sandboxes", sb, (char *)"--run-dir", run, (char *)"--state-dir", state, (char *)"--log-target", (char *)"journal", (char *)"--grace", (char *)"0.2", NULL }, log);
-	for (int i = 0; i < 400 && !(file_has(st_web, "\"Running\"") && file_has(st_flaky, "\"Running\"")); i++)
+	vmd = spawn((char *[]){ (char *)test_vmd(), (char *)"daemon", (char *)"--sandboxes", sb,
+				(char *)"--run-dir", run, (char *)"--state-dir", state,
+				(char *)"--log-target", (char *)"journal", (char *)"--grace",
+				(char *)"0.2", NULL },
+		    log);
+	for (int i = 0;
+	     i < 400 && !(file_has(st_web, "\"Running\"") && file_has(st_flaky, "\"Running\"")); i++)
 		sleep_ms(50);
 	(void)kill(vmd, SIGTERM);
 	(void)waitpid(vmd, NULL, 0);
@@ -94,7 +101,9 @@ static int in_namespace(const char *dir)
 		pid_t jc;
 
 		(void)unlink(json);
-		jc = spawn((char *[]){ (char *)"/usr/bin/journalctl", (char *)"-o", (char *)"json", (char *)"--no-pager", (char *)"SYSLOG_IDENTIFIER=vmd", NULL }, json);
+		jc = spawn((char *[]){ (char *)"/usr/bin/journalctl", (char *)"-o", (char *)"json",
+				       (char *)"--no-pager", (char *)"SYSLOG_IDENTIFIER=vmd", NULL },
+			   json);
 		(void)waitpid(jc, NULL, 0);
 		if (file_has(json, "stopping; VMs keep running"))
 			break;
@@ -106,14 +115,16 @@ out:
 	return r;
 }
 
-static json_t *find_entry(json_t *entries, const char *k1, const char *v1, const char *k2, const char *v2)
+static json_t *find_entry(json_t *entries, const char *k1, const char *v1, const char *k2,
+			  const char *v2)
 {
 	size_t i;
 	json_t *e;
 
-	json_array_foreach(entries, i, e)
-		if (streq_ptr(json_string_value(json_object_get(e, k1)), v1) && (!k2 || streq_ptr(json_string_value(json_object_get(e, k2)), v2)))
-			return e;
+	json_array_foreach(
+		entries, i,
+		e) if (streq_ptr(json_string_value(json_object_get(e, k1)), v1) &&
+		       (!k2 || streq_ptr(json_string_value(json_object_get(e, k2)), v2))) return e;
 	return NULL;
 }
 
@@ -131,9 +142,14 @@ static void test_structured_entries(void **state _unused_)
 	pid_t pid;
 	int status;
 
-	test_write_str(dir, "sandboxes/web.yaml", "apiVersion: vmd/v1\nkind: Sandbox\nspec: {backend: noop, memory: 64Mi}\n");
-	test_write_str(dir, "sandboxes/flaky.yaml", "apiVersion: vmd/v1\nkind: Sandbox\nmetadata: {labels: {noop.vmd/fail-start: \"1\"}}\nspec: {backend: noop, memory: 64Mi}\n");
-	test_write_str(dir, "sandboxes/bad.yaml", "apiVersion: vmd/v1\nkind: Sandbox\nspec: {backend: noop, memory: 64Mi, vpcus: 2}\n");
+	test_write_str(dir, "sandboxes/web.yaml",
+		       "apiVersion: vmd/v1\nkind: Sandbox\nspec: {backend: noop, memory: 64Mi}\n");
+	test_write_str(
+		dir, "sandboxes/flaky.yaml",
+		"apiVersion: vmd/v1\nkind: Sandbox\nmetadata: {labels: {noop.vmd/fail-start: \"1\"}}\nspec: {backend: noop, memory: 64Mi}\n");
+	test_write_str(
+		dir, "sandboxes/bad.yaml",
+		"apiVersion: vmd/v1\nkind: Sandbox\nspec: {backend: noop, memory: 64Mi, vpcus: 2}\n");
 
 	pid = fork();
 	assert_true(pid >= 0);
@@ -144,7 +160,9 @@ static void test_structured_entries(void **state _unused_)
 		_cleanup_free_ char *jl = NULL;
 
 		assert_true(asprintf(&jl, "%s/journald.log", dir) > 0);
-		fail_msg("the journal namespace failed (status %d); journald said: %s", WIFEXITED(status) ? WEXITSTATUS(status) : -1, test_read_file(jl, NULL) ?: "");
+		fail_msg("the journal namespace failed (status %d); journald said: %s",
+			 WIFEXITED(status) ? WEXITSTATUS(status) : -1,
+			 test_read_file(jl, NULL) ?: "");
 	}
 
 	assert_true(asprintf(&json_path, "%s/journal.json", dir) > 0);
@@ -177,13 +195,16 @@ static void test_structured_entries(void **state _unused_)
 	assert_non_null(find_entry(entries, "VMD_SANDBOX", "flaky", "VMD_RESULT", "recovered"));
 
 	/* A file refused. */
-	e = find_entry(entries, "VMD_SANDBOX", "bad", "MESSAGE_ID", "a899425d8991455cb2e0a31d8d4d9d43");
+	e = find_entry(entries, "VMD_SANDBOX", "bad", "MESSAGE_ID",
+		       "a899425d8991455cb2e0a31d8d4d9d43");
 	assert_non_null(e);
 	assert_string_equal(field(e, "VMD_RESULT"), "refused");
-	assert_non_null(strstr(field(e, "MESSAGE"), "bad.yaml:3:37: spec: unknown field 'vpcus'; did you mean 'vcpus'?"));
+	assert_non_null(strstr(field(e, "MESSAGE"),
+			       "bad.yaml:3:37: spec: unknown field 'vpcus'; did you mean 'vcpus'?"));
 
 	/* The daemon's own events. */
-	assert_non_null(find_entry(entries, "MESSAGE_ID", "83a9824971ec45bd8c78cacdd5d04e93", "MESSAGE", "stopping; VMs keep running"));
+	assert_non_null(find_entry(entries, "MESSAGE_ID", "83a9824971ec45bd8c78cacdd5d04e93",
+				   "MESSAGE", "stopping; VMs keep running"));
 
 	json_decref(entries);
 	test_tmpdir_remove(dir);

@@ -7,7 +7,8 @@
 static void test_verify(void **state _unused_)
 {
 	_cleanup_(test_run_done) TestRun r = {};
-	_cleanup_free_ char *unit = test_read_file(test_src("units/vmd.service"), NULL), *copy = NULL, *path = NULL;
+	_cleanup_free_ char *unit = test_read_file(test_src("units/vmd.service"), NULL),
+			    *copy = NULL, *path = NULL;
 	char *dir = test_tmpdir(), *at;
 	FILE *f;
 
@@ -15,13 +16,15 @@ static void test_verify(void **state _unused_)
 	/* verify checks that ExecStart exists: point it at the vmd under test. */
 	at = strstr(unit, "ExecStart=/usr/bin/vmd ");
 	assert_non_null(at);
-	assert_true(asprintf(&copy, "%.*sExecStart=%s %s", (int)(at - unit), unit, test_vmd(), at + strlen("ExecStart=/usr/bin/vmd ")) > 0);
+	assert_true(asprintf(&copy, "%.*sExecStart=%s %s", (int)(at - unit), unit, test_vmd(),
+			     at + strlen("ExecStart=/usr/bin/vmd ")) > 0);
 	assert_true(asprintf(&path, "%s/vmd.service", dir) > 0);
 	f = fopen(path, "we");
 	fputs(copy, f);
 	fclose(f);
 
-	char *argv[] = { (char *)"/usr/bin/systemd-analyze", (char *)"verify", (char *)"--man=no", path, NULL };
+	char *argv[] = { (char *)"/usr/bin/systemd-analyze", (char *)"verify", (char *)"--man=no",
+			 path, NULL };
 	test_run(&r, argv);
 	if (r.status != 0 || r.err[0])
 		print_error("%s", r.err);
@@ -35,10 +38,10 @@ static void test_settings(void **state _unused_)
 {
 	_cleanup_free_ char *unit = test_read_file(test_src("units/vmd.service"), NULL);
 	static const char *const needed[] = {
-		"\nType=notify\n",			 /* READY=1 after the first pass */
+		"\nType=notify\n",			  /* READY=1 after the first pass */
 		"\nExecReload=/bin/kill -HUP $MAINPID\n", /* SIGHUP rescans */
-		"\nWatchdogSec=",			 /* the loop pings */
-		"\nKillMode=process\n",		 /* VMs survive a restart of vmd */
+		"\nWatchdogSec=",			  /* the loop pings */
+		"\nKillMode=process\n",			  /* VMs survive a restart of vmd */
 		"\nRuntimeDirectory=vmd\n",
 		"\nRuntimeDirectoryPreserve=yes\n", /* ... and so does what it knows about them */
 		"\nStateDirectory=vmd\n",
