@@ -4,6 +4,7 @@
 #   make demo       run the daemon on examples/ (noop backend) and show vmd status
 #   make check      every test, built with AddressSanitizer and UBSan, plus the format check
 #   make fuzz       run the loader's libFuzzer target for FUZZ_SECONDS (default 60)
+#   make bench      reaction latency, cold start, RSS and idle wakeups of the daemon
 #   make format     reformat the sources with clang-format 14
 #
 # WERROR=0 turns -Werror off (an escape hatch for newer compilers; check keeps it on).
@@ -70,7 +71,7 @@ OBJS := $(LIB_SRCS:%.c=$(B)/obj/%.o)
 SAN_OBJS := $(LIB_SRCS:%.c=$(B)/san/%.o)
 TEST_BINS := $(TESTS:%=$(B)/san/tests/test-%)
 
-.PHONY: all check test format format-check fuzz fuzz-build clean demo
+.PHONY: all check test format format-check fuzz fuzz-build clean demo bench
 .DELETE_ON_ERROR:
 .SECONDARY:
 
@@ -106,6 +107,14 @@ check: format-check test
 
 demo: $(B)/vmd
 	scripts/demo
+
+# Figures, not tests: the optimised build, against baselines measured in the same run.
+$(B)/bench/bench-daemon: tests/bench-daemon.c | $(B)/.deps
+	@mkdir -p $(dir $@)
+	$(call say,CC,$@) $(CC) -std=gnu11 -O2 -g $(WARN) $< $(PKG_LIBS) -o $@
+
+bench: $(B)/vmd $(B)/bench/bench-daemon
+	$(B)/bench/bench-daemon $(CURDIR)/$(B)/vmd
 
 C_SOURCES = $(shell git ls-files '*.c' '*.h' 2>/dev/null || find reconciler backends tests -name '*.[ch]')
 

@@ -497,6 +497,8 @@ static int add_disk(SandboxSpec *s, const void *arg)
 
 	if (s->n_disks >= SPEC_DISKS_MAX)
 		return -ENOSPC;
+	if (sandbox_spec_reserve(s, 1, 0) < 0)
+		return -ENOMEM;
 	s->disks[s->n_disks] = *d;
 	s->disks[s->n_disks].path = strdup(d->path);
 	if (!s->disks[s->n_disks].path)
@@ -522,6 +524,8 @@ static int add_net(SandboxSpec *s, const void *arg)
 {
 	if (s->n_networks >= SPEC_NETWORKS_MAX)
 		return -ENOSPC;
+	if (sandbox_spec_reserve(s, 0, 1) < 0)
+		return -ENOMEM;
 	s->networks[s->n_networks++] = *(const NetSpec *)arg;
 	return 0;
 }

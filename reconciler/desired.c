@@ -26,16 +26,16 @@ static char *persisted_path(Manager *m, const char *name)
 	return asprintf(&p, "%s/sandboxes/%s.json", m->config.state_dir, name) < 0 ? NULL : p;
 }
 
+/*
+ * Keep the last valid spec of a sandbox, later: the copy matters only at a restart of vmd,
+ * so it is written at idle priority (manager_write_persisted) and never delays an action.
+ */
 static void persist(Manager *m, Sandbox *sb, const char *raw, size_t len)
 {
-	_cleanup_free_ char *path = NULL, *dir = NULL, *text = NULL;
 	json_t *j;
-	int r;
+	char *text;
 
 	if (m->read_only)
-		return;
-	path = persisted_path(m, sb->name);
-	if (!path || asprintf(&dir, "%s/sandboxes", m->config.state_dir) < 0)
 		return;
 	j = json_pack("{s:I, s:s, s:s%}", "generation", (json_int_t)sb->generation, "file",
 		      sb->path, "yaml", raw, len);
@@ -43,12 +43,44 @@ static void persist(Manager *m, Sandbox *sb, const char *raw, size_t len)
 	json_decref(j);
 	if (!text)
 		return;
-	r = mkdir_p(dir, 0700);
-	if (r >= 0)
-		r = write_file_atomic(path, text, strlen(text), 0600, true);
-	if (r < 0)
-		log_fields(LOG_ERR, &(LogFields){ .sandbox = sb->name, .error = -r },
-			   "cannot keep the last valid spec in %s", path);
+	free(sb->persist_text);
+	sb->persist_text = text;
+	(void)hashmap_put(m->persist_pending, sb->name, sb); /* -EEXIST: pending already */
+	if (m->persist_event)
+		(void)sd_event_source_set_enabled(m->persist_event, SD_EVENT_ONESHOT);
+}
+
+size_t manager_write_persisted(Manager *m, uint64_t budget_usec)
+{
+	_cleanup_free_ char *dir = NULL;
+	uint64_t start = now_usec(CLOCK_MONOTONIC);
+	void *v;
+
+	if (asprintf(&dir, "%s/sandboxes", m->config.state_dir) < 0 || mkdir_p(dir, 0700) < 0)
+		return hashmap_size(m->persist_pending);
+	for (size_t i = 0; now_usec(CLOCK_MONOTONIC) - start < budget_usec &&
+			   hashmap_next(m->persist_pending, &i, &v);
+	     i = 0) {
+		Sandbox *sb = v;
+		_cleanup_free_ char *path = persisted_path(m, sb->name);
+		int r = -ENOMEM;
+
+		hashmap_remove(m->persist_pending, sb->name);
+		/*
+		 * Atomic, not synced: an fsync (or a syncfs) can stall the loop for seconds on a
+		 * busy disk. A rename survives restarts of vmd; after a power loss a torn copy is
+		 * refused by the loader and ignored, which loses only the fallback for a file
+		 * that is invalid at that boot.
+		 */
+		if (path)
+			r = write_file_atomic(path, sb->persist_text, strlen(sb->persist_text),
+					      0600, false);
+		if (r < 0)
+			log_fields(LOG_ERR, &(LogFields){ .sandbox = sb->name, .error = -r },
+				   "cannot keep the last valid spec in %s", path ?: dir);
+		sb->persist_text = mfree(sb->persist_text);
+	}
+	return hashmap_size(m->persist_pending);
 }
 
 void manager_forget_persisted(Manager *m, const char *name)

@@ -212,6 +212,12 @@ void sandbox_reconcile(Manager *m, Sandbox *sb)
 		/* A file that vanished while the directory cannot be read is not gone. */
 		if (!sb->path && m->degraded)
 			break;
+		/*
+		 * A file that is there but was never valid (its last valid spec lost with the
+		 * state dir) says nothing vmd can act on: whatever runs is left alone.
+		 */
+		if (sb->path && !sb->desired)
+			break;
 		in = (PlanInput){
 			.desired = sb->path ? sb->desired : NULL,
 			.generation = sb->generation,

@@ -2,7 +2,7 @@
 #include <stdint.h>
 
 #include "hashmap.h"
-#include "macro.h"
+#include "util.h"
 
 typedef struct Entry {
 	const char *key; /* NULL: empty */
@@ -17,13 +17,7 @@ struct Hashmap {
 
 static uint64_t hash(const char *s)
 {
-	uint64_t h = 0xcbf29ce484222325ull;
-
-	for (; *s; s++) {
-		h ^= (unsigned char)*s;
-		h *= 0x100000001b3ull;
-	}
-	return h;
+	return fnv1a64(FNV1A64_INIT, s, strlen(s));
 }
 
 Hashmap *hashmap_new(void)

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <sys/file.h>
 #include <sys/prctl.h>
@@ -44,10 +45,10 @@ static Sandbox *sandbox_free(Sandbox *sb)
 	vm_observed_done(&sb->observed);
 	sandbox_spec_free(sb->desired);
 	sandbox_status_done(&sb->status);
+	free(sb->persist_text);
 	free(sb->path);
 	free(sb->config_error);
 	free(sb->last_error);
-	free(sb->status_written);
 	free(sb->name);
 	return mfree(sb);
 }
@@ -55,6 +56,7 @@ static Sandbox *sandbox_free(Sandbox *sb)
 void manager_drop_sandbox(Manager *m, Sandbox *sb)
 {
 	hashmap_remove(m->dirty, sb->name);
+	hashmap_remove(m->persist_pending, sb->name);
 	hashmap_remove(m->sandboxes, sb->name);
 	sandbox_free(sb);
 }
@@ -79,16 +81,27 @@ Backend *manager_backend_of(Manager *m, const Sandbox *sb)
 static int reconcile_dirty(sd_event_source *s _unused_, void *userdata)
 {
 	Manager *m = userdata;
+	_cleanup_free_ Sandbox **batch = NULL;
+	size_t n = 0;
 	void *v;
 
-	/* Reconciling may drop a sandbox; take them out of the set one at a time. */
-	for (size_t i = 0; hashmap_next(m->dirty, &i, &v); i = 0) {
-		Sandbox *sb = v;
-
-		hashmap_remove(m->dirty, sb->name);
-		sandbox_reconcile(m, sb);
-	}
+	/*
+	 * Take the whole set first: reconciling may drop the sandbox at hand (never another),
+	 * and may mark sandboxes dirty again, for the next pass.
+	 */
+	batch = reallocarray(NULL, hashmap_size(m->dirty) + 1, sizeof(Sandbox *));
+	if (!batch)
+		return log_error_errno(ENOMEM, "cannot reconcile");
+	for (size_t i = 0; hashmap_next(m->dirty, &i, &v);)
+		batch[n++] = v;
+	for (size_t i = 0; i < n; i++)
+		hashmap_remove(m->dirty, batch[i]->name);
 	(void)sd_event_source_set_enabled(m->reconcile_event, SD_EVENT_OFF);
+
+	for (size_t i = 0; i < n; i++)
+		sandbox_reconcile(m, batch[i]);
+	if (hashmap_size(m->dirty) > 0)
+		(void)sd_event_source_set_enabled(m->reconcile_event, SD_EVENT_ONESHOT);
 	if (m->ready)
 		manager_notify_status(m);
 	return 0;
@@ -99,6 +112,18 @@ void manager_mark_dirty(Manager *m, Sandbox *sb)
 	(void)hashmap_put(m->dirty, sb->name, sb); /* -EEXIST: already marked */
 	if (m->reconcile_event)
 		(void)sd_event_source_set_enabled(m->reconcile_event, SD_EVENT_ONESHOT);
+}
+
+static int write_persisted(sd_event_source *s, void *userdata)
+{
+	Manager *m = userdata;
+
+	/* 2 ms at a time, however slow the disk: the loop stays free for what happens meanwhile. */
+	if (manager_write_persisted(m, 2000) == 0)
+		(void)sd_event_source_set_enabled(s, SD_EVENT_OFF);
+	else
+		(void)sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+	return 0;
 }
 
 static void mark_all_dirty(Manager *m)
@@ -213,7 +238,8 @@ int manager_new(const ManagerConfig *config, Manager **ret)
 	m->lock_fd = -EBADF;
 	m->sandboxes = hashmap_new();
 	m->dirty = hashmap_new();
-	if (!m->sandboxes || !m->dirty)
+	m->persist_pending = hashmap_new();
+	if (!m->sandboxes || !m->dirty || !m->persist_pending)
 		return -ENOMEM;
 
 	r = mkdir_p(config->run_dir, 0755);
@@ -248,6 +274,11 @@ int manager_new(const ManagerConfig *config, Manager **ret)
 	if (r < 0)
 		return log_error_errno(r, "cannot set up the event loop");
 	(void)sd_event_source_set_enabled(m->reconcile_event, SD_EVENT_OFF);
+	r = sd_event_add_defer(m->event, &m->persist_event, write_persisted, m);
+	if (r < 0)
+		return log_error_errno(r, "cannot set up the event loop");
+	(void)sd_event_source_set_priority(m->persist_event, SD_EVENT_PRIORITY_IDLE);
+	(void)sd_event_source_set_enabled(m->persist_event, SD_EVENT_OFF);
 	r = sd_event_add_time_relative(m->event, &m->resync_timer, CLOCK_MONOTONIC,
 				       config->resync_usec, 1000 * 1000, on_resync, m);
 	if (r < 0)
@@ -281,7 +312,8 @@ int manager_new_read_only(const ManagerConfig *config, Manager **ret)
 	m->read_only = true;
 	m->sandboxes = hashmap_new();
 	m->dirty = hashmap_new();
-	if (!m->sandboxes || !m->dirty)
+	m->persist_pending = hashmap_new();
+	if (!m->sandboxes || !m->dirty || !m->persist_pending)
 		return -ENOMEM;
 	for (int k = 0; k < _BACKEND_KIND_MAX; k++) {
 		if (!backend_ops[k])
@@ -301,13 +333,17 @@ Manager *manager_free(Manager *m)
 	if (!m)
 		return NULL;
 	watcher_free(m->watcher);
+	/* A clean stop leaves every last valid spec written. */
+	(void)manager_write_persisted(m, UINT64_MAX);
 	for (size_t i = 0; hashmap_next(m->sandboxes, &i, &v);)
 		sandbox_free(v);
 	hashmap_free(m->sandboxes);
 	hashmap_free(m->dirty);
+	hashmap_free(m->persist_pending);
 	for (int k = 0; k < _BACKEND_KIND_MAX; k++)
 		backend_free(m->backends[k]);
 	sd_event_source_disable_unref(m->reconcile_event);
+	sd_event_source_disable_unref(m->persist_event);
 	sd_event_source_disable_unref(m->resync_timer);
 	sd_event_unref(m->event);
 	if (m->lock_fd >= 0)

@@ -60,7 +60,8 @@ typedef struct Sandbox {
 	sd_event_source *wake; /* plans again when held actions come due */
 
 	SandboxStatus status;
-	char *status_written; /* the status.json last written, to skip identical writes */
+	uint64_t status_hash; /* of the status.json last written, to skip identical writes */
+	char *persist_text;   /* its last valid spec, waiting to be written to the state dir */
 } Sandbox;
 
 struct Manager {
@@ -74,6 +75,8 @@ struct Manager {
 	sd_event_source *resync_timer;
 	sd_event_source *reconcile_event; /* a deferred pass over the dirty sandboxes */
 	Hashmap *dirty;			  /* name -> Sandbox, to reconcile in that pass */
+	Hashmap *persist_pending;	/* name -> Sandbox with a spec to write to the state dir */
+	sd_event_source *persist_event; /* writes them, at idle priority */
 	bool ready;
 	bool read_only; /* vmd plan: look, change nothing, write nothing */
 	char *degraded; /* why the sandbox directory cannot be read, or NULL */
@@ -101,6 +104,8 @@ void manager_load_persisted(Manager *m);
 int manager_scan(Manager *m);
 void manager_file_event(Manager *m, const char *path);
 void manager_forget_persisted(Manager *m, const char *name);
+/* Write pending copies to the state dir for about budget_usec; returns how many are left. */
+size_t manager_write_persisted(Manager *m, uint64_t budget_usec);
 
 /* executor.c */
 void sandbox_reconcile(Manager *m, Sandbox *sb);

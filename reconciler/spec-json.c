@@ -104,6 +104,8 @@ static int disks_from_json(const json_t *a, SandboxSpec *s)
 
 	if (!json_is_array(a) || json_array_size(a) > SPEC_DISKS_MAX)
 		return -EINVAL;
+	if (sandbox_spec_reserve(s, json_array_size(a), 0) < 0)
+		return -ENOMEM;
 	json_array_foreach(a, i, d)
 	{
 		DiskSpec *disk = &s->disks[s->n_disks++];
@@ -130,6 +132,8 @@ static int nets_from_json(const json_t *a, SandboxSpec *s)
 
 	if (!json_is_array(a) || json_array_size(a) > SPEC_NETWORKS_MAX)
 		return -EINVAL;
+	if (sandbox_spec_reserve(s, 0, json_array_size(a)) < 0)
+		return -ENOMEM;
 	json_array_foreach(a, i, n)
 	{
 		NetSpec *net = &s->networks[s->n_networks++];

@@ -268,19 +268,36 @@ static const ListDesc network_list = {
 	.check = check_network,
 };
 
+/* How many items of a list will be decoded: room is made for that many, no more. */
+static size_t list_length(const YNode *n, size_t max)
+{
+	if (n->type != YNODE_SEQ)
+		return 0;
+	return n->n_items < max ? n->n_items : max;
+}
+
 static void decode_disks(Decoder *d, const YNode *n, const Field *f _unused_, void *obj)
 {
 	SandboxSpec *s = obj;
 
+	if (sandbox_spec_reserve(s, list_length(n, SPEC_DISKS_MAX), 0) < 0) {
+		d->diags->error = -ENOMEM;
+		return;
+	}
 	s->n_disks = decode_list(d, n, &disk_list, s->disks);
 }
 
 static void decode_networks(Decoder *d, const YNode *n, const Field *f _unused_, void *obj)
 {
 	SandboxSpec *s = obj;
+	size_t len = list_length(n, SPEC_NETWORKS_MAX);
 
+	if (sandbox_spec_reserve(s, 0, len) < 0) {
+		d->diags->error = -ENOMEM;
+		return;
+	}
 	/* Until the file says otherwise: type tap, MAC derived. */
-	for (size_t i = 0; i < SPEC_NETWORKS_MAX; i++)
+	for (size_t i = 0; i < len; i++)
 		s->networks[i] = (NetSpec){ .type = NET_TAP, .mac_derived = true };
 	s->n_networks = decode_list(d, n, &network_list, s->networks);
 }

@@ -57,8 +57,32 @@ SandboxSpec *sandbox_spec_free(SandboxSpec *s)
 	free(s->cmdline);
 	for (size_t i = 0; i < s->n_disks; i++)
 		free(s->disks[i].path);
+	free(s->disks);
+	free(s->networks);
 	free(s);
 	return NULL;
+}
+
+int sandbox_spec_reserve(SandboxSpec *s, size_t more_disks, size_t more_networks)
+{
+	if (more_disks > 0) {
+		DiskSpec *d = reallocarray(s->disks, s->n_disks + more_disks, sizeof(DiskSpec));
+
+		if (!d)
+			return -ENOMEM;
+		memset(d + s->n_disks, 0, more_disks * sizeof(DiskSpec));
+		s->disks = d;
+	}
+	if (more_networks > 0) {
+		NetSpec *n =
+			reallocarray(s->networks, s->n_networks + more_networks, sizeof(NetSpec));
+
+		if (!n)
+			return -ENOMEM;
+		memset(n + s->n_networks, 0, more_networks * sizeof(NetSpec));
+		s->networks = n;
+	}
+	return 0;
 }
 
 static bool is_lower_alnum(char c)
@@ -132,14 +156,10 @@ int spec_mac_parse(const char *s, uint8_t ret[6])
 
 void spec_mac_derive(const char *name, const char *id, uint8_t ret[6])
 {
-	uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a 64 offset basis */
-	const char *parts[] = { name, "/", id };
+	uint64_t h = fnv1a64(FNV1A64_INIT, name, strlen(name));
 
-	for (size_t i = 0; i < ELEMENTSOF(parts); i++)
-		for (const unsigned char *p = (const unsigned char *)parts[i]; *p; p++) {
-			h ^= *p;
-			h *= 0x100000001b3ull; /* FNV-1a 64 prime */
-		}
+	h = fnv1a64(h, "/", 1);
+	h = fnv1a64(h, id, strlen(id));
 	for (size_t i = 0; i < 6; i++)
 		ret[i] = (uint8_t)(h >> (8 * (5 - i)));
 	ret[0] = (uint8_t)((ret[0] & 0xFC) | 0x02); /* unicast, locally administered */

@@ -114,13 +114,17 @@ typedef struct SandboxSpec {
 	char *cmdline;
 	uint64_t stop_timeout_ms;
 
-	DiskSpec disks[SPEC_DISKS_MAX];
+	/* As many as the file has: 10,000 sandboxes with a disk each should not cost 48 slots. */
+	DiskSpec *disks;
 	size_t n_disks;
-	NetSpec networks[SPEC_NETWORKS_MAX];
+	NetSpec *networks;
 	size_t n_networks;
 } SandboxSpec;
 
 SandboxSpec *sandbox_spec_free(SandboxSpec *s);
+
+/* Room for n more disks or networks (zeroed), beyond the n_disks or n_networks in use. */
+int sandbox_spec_reserve(SandboxSpec *s, size_t more_disks, size_t more_networks);
 DEFINE_POINTER_CLEANUP(SandboxSpec, sandbox_spec_free)
 
 /* ^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$ (an RFC 1123 label) */

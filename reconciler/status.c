@@ -207,6 +207,7 @@ void sandbox_update_status(Manager *m, Sandbox *sb, const Plan *plan)
 {
 	uint64_t now_real = now_usec(CLOCK_REALTIME), now_mono = now_usec(CLOCK_MONOTONIC);
 	_cleanup_free_ char *dir = NULL, *path = NULL, *text = NULL;
+	uint64_t hash;
 	json_t *j;
 	int r;
 
@@ -218,7 +219,11 @@ void sandbox_update_status(Manager *m, Sandbox *sb, const Plan *plan)
 		return;
 	text = json_dumps(j, JSON_INDENT(2));
 	json_decref(j);
-	if (!text || streq_ptr(text, sb->status_written))
+	if (!text)
+		return;
+	/* A hash, not the text: 10,000 sandboxes should not keep 10,000 copies around. */
+	hash = fnv1a64(FNV1A64_INIT, text, strlen(text));
+	if (hash == sb->status_hash)
 		return;
 
 	if (asprintf(&dir, "%s/%s", m->config.run_dir, sb->name) < 0 ||
@@ -232,8 +237,7 @@ void sandbox_update_status(Manager *m, Sandbox *sb, const Plan *plan)
 			   "cannot write %s", path);
 		return;
 	}
-	free(sb->status_written);
-	sb->status_written = TAKE_PTR(text);
+	sb->status_hash = hash;
 }
 
 void sandbox_remove_status(Manager *m, Sandbox *sb)

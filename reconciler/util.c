@@ -293,6 +293,17 @@ int mkdir_p(const char *path, mode_t mode)
 	}
 }
 
+uint64_t fnv1a64(uint64_t h, const void *s, size_t len)
+{
+	const unsigned char *p = s;
+
+	for (size_t i = 0; i < len; i++) {
+		h ^= p[i];
+		h *= 0x100000001b3ull;
+	}
+	return h;
+}
+
 uint64_t now_usec(clockid_t clock)
 {
 	struct timespec ts;

@@ -82,5 +82,9 @@ int read_file(const char *path, size_t max, char **ret, size_t *ret_len);
 /* mkdir -p with mode for what it creates. */
 int mkdir_p(const char *path, mode_t mode);
 
+/* FNV-1a, 64 bits, of s[0..len), continuing from h (start with FNV1A64_INIT). */
+#define FNV1A64_INIT 0xcbf29ce484222325ull
+uint64_t fnv1a64(uint64_t h, const void *s, size_t len);
+
 /* CLOCK_MONOTONIC and CLOCK_REALTIME in microseconds. */
 uint64_t now_usec(clockid_t clock);

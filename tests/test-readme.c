@@ -24,7 +24,8 @@ static void test_demo(void **state _unused_)
 	for (size_t i = 0; i < ELEMENTSOF(names); i++) {
 		char line[128];
 
-		snprintf(line, sizeof(line), "%-24s %-17s %-9s %-6s", names[i], "noop", "Running", "yes");
+		snprintf(line, sizeof(line), "%-24s %-17s %-9s %-6s", names[i], "noop", "Running",
+			 "yes");
 		if (!strstr(r.out, line))
 			fail_msg("no line '%s' in:\n%s", line, r.out);
 	}
