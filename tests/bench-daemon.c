@@ -63,7 +63,8 @@ static int remove_one(const char *p, const struct stat *s, int f, struct FTW *w)
 
 static void die(const char *what)
 {
-	fprintf(stderr, "bench: %s: %s (the daemon's log is in %s/vmd.log)\n", what, strerror(errno), dir);
+	fprintf(stderr, "bench: %s: %s (the daemon's log is in %s/vmd.log)\n", what,
+		strerror(errno), dir);
 	if (daemon_pid > 0)
 		kill(daemon_pid, SIGKILL);
 	if (shm[0])
@@ -79,7 +80,8 @@ static void write_file(const char *path, const char *text)
 		die(path);
 }
 
-static const char *SPEC = "apiVersion: vmd/v1\nkind: Sandbox\nspec:\n  backend: noop\n  memory: 64Mi\n  disks: [{id: root, path: /d/root.raw}]\n";
+static const char *SPEC =
+	"apiVersion: vmd/v1\nkind: Sandbox\nspec:\n  backend: noop\n  memory: 64Mi\n  disks: [{id: root, path: /d/root.raw}]\n";
 
 /* Wait for a notify message containing what; its time of arrival (CLOCK_MONOTONIC). */
 static uint64_t wait_notify(const char *what, char *last, size_t size)
@@ -118,7 +120,8 @@ static void start_daemon(void)
 		dup2(null, 1);
 		dup2(out, 2);
 		setenv("NOTIFY_SOCKET", sock_path, 1);
-		execl(vmd, vmd, "daemon", "--sandboxes", sb, "--run-dir", run, "--state-dir", state, "--log-target", "console", (char *)NULL);
+		execl(vmd, vmd, "daemon", "--sandboxes", sb, "--run-dir", run, "--state-dir", state,
+		      "--log-target", "console", (char *)NULL);
 		_exit(127);
 	}
 }
@@ -263,7 +266,6 @@ static long switches(pid_t pid)
 	return total;
 }
 
-
 static const char *verdict(bool ok)
 {
 	return ok ? "meets the target" : "MISSES the target";
@@ -301,7 +303,8 @@ int main(int argc, char **argv)
 	if (notify_fd < 0 || bind(notify_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
 		die("notify socket");
 
-	printf("vmd bench: %d files per latency run, %d sandboxes present for the large runs\n\n", N_LATENCY, N_PRESENT);
+	printf("vmd bench: %d files per latency run, %d sandboxes present for the large runs\n\n",
+	       N_LATENCY, N_PRESENT);
 	baseline_latency(&b50, &b99);
 	printf("baseline: bare inotify sees a rename   p50 %7.3f ms  p99 %7.3f ms\n", b50, b99);
 
@@ -310,7 +313,8 @@ int main(int argc, char **argv)
 	wait_notify("READY=1", NULL, 0);
 	latency("empty", &l50, &l99);
 	stop_daemon();
-	printf("reaction, 0 present:   rename->start   p50 %7.3f ms  p99 %7.3f ms  (%.1fx / %.1fx the baseline; p99 target <= 5 ms: %s)\n", l50, l99, l50 / b50, l99 / b99, verdict(l99 <= 5.0));
+	printf("reaction, 0 present:   rename->start   p50 %7.3f ms  p99 %7.3f ms  (%.1fx / %.1fx the baseline; p99 target <= 5 ms: %s)\n",
+	       l50, l99, l50 / b50, l99 / b99, verdict(l99 <= 5.0));
 
 	/* Cold start with N_PRESENT files: a fresh run dir and state dir. */
 	nftw(run, remove_one, 16, FTW_DEPTH | FTW_PHYS);
@@ -343,23 +347,29 @@ int main(int argc, char **argv)
 	t0 = now(CLOCK_MONOTONIC);
 	start_daemon();
 	t_ready = wait_notify("READY=1", status, sizeof(status));
-	printf("cold start, %d files -> READY=1   %7.3f s  (%.1fx the baseline; target <= 2 s: %s)\n", N_PRESENT, (double)(t_ready - t0) / 1e6, (double)(t_ready - t0) / (double)(v1 - v0), verdict(t_ready - t0 <= 2000000));
+	printf("cold start, %d files -> READY=1   %7.3f s  (%.1fx the baseline; target <= 2 s: %s)\n",
+	       N_PRESENT, (double)(t_ready - t0) / 1e6, (double)(t_ready - t0) / (double)(v1 - v0),
+	       verdict(t_ready - t0 <= 2000000));
 	{
 		char want[64];
 
 		snprintf(want, sizeof(want), "%d Running", N_PRESENT);
-		printf("  at READY=1: %s (%s)\n", strchr(status, '\n') ? strchr(status, '\n') + 1 : status, strstr(status, want) ? "all Running" : "NOT all Running");
+		printf("  at READY=1: %s (%s)\n",
+		       strchr(status, '\n') ? strchr(status, '\n') + 1 : status,
+		       strstr(status, want) ? "all Running" : "NOT all Running");
 	}
 
 	latency("more", &m50, &m99);
-	printf("reaction, %d present: rename->start  p50 %7.3f ms  p99 %7.3f ms  (%.1fx / %.1fx the baseline; p99 target <= 5 ms: %s)\n", N_PRESENT, m50, m99, m50 / b50, m99 / b99, verdict(m99 <= 5.0));
+	printf("reaction, %d present: rename->start  p50 %7.3f ms  p99 %7.3f ms  (%.1fx / %.1fx the baseline; p99 target <= 5 ms: %s)\n",
+	       N_PRESENT, m50, m99, m50 / b50, m99 / b99, verdict(m99 <= 5.0));
 
 	{
 		char path[128];
 
 		snprintf(path, sizeof(path), "/proc/%d/status", (int)daemon_pid);
 		hwm = field_of(path, "VmHWM:");
-		printf("peak RSS (VmHWM), %d sandboxes     %7.1f MiB  (target <= 64 MiB: %s)\n", N_PRESENT + N_LATENCY, (double)hwm / 1024.0, verdict(hwm <= 64 * 1024));
+		printf("peak RSS (VmHWM), %d sandboxes     %7.1f MiB  (target <= 64 MiB: %s)\n",
+		       N_PRESENT + N_LATENCY, (double)hwm / 1024.0, verdict(hwm <= 64 * 1024));
 	}
 
 	/* The last valid specs are written to the state dir at idle priority: let that finish. */
@@ -381,13 +391,15 @@ int main(int argc, char **argv)
 			drain_notify();
 			usleep(100000);
 		}
-		printf("state dir: %d last valid specs written, %.1f s after the latency runs\n", files, (double)(now(CLOCK_MONOTONIC) - t) / 1e6);
+		printf("state dir: %d last valid specs written, %.1f s after the latency runs\n",
+		       files, (double)(now(CLOCK_MONOTONIC) - t) / 1e6);
 	}
 	drain_notify();
 	s0 = switches(daemon_pid);
 	sleep(5);
 	s1 = switches(daemon_pid);
-	printf("idle wakeups                           %7.1f per second (all threads, over 5 s)\n", (double)(s1 - s0) / 5.0);
+	printf("idle wakeups                           %7.1f per second (all threads, over 5 s)\n",
+	       (double)(s1 - s0) / 5.0);
 
 	stop_daemon();
 	nftw(dir, remove_one, 16, FTW_DEPTH | FTW_PHYS);

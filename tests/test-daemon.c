@@ -500,9 +500,64 @@ static void test_untrusted(void **state)
 	json_decref(wait_status(f, "web", phase_is, "Running"));
 }
 
+/*
+ * The state dir lost, and the file broken while vmd was down: there is no valid spec to go
+ * by, so the VM it finds running is left as it is; it is not taken for a removed file.
+ */
+static void test_invalid_without_last_valid(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *vm = NULL, *cmd = NULL;
+	json_t *s;
+
+	test_write_str(f->sb, "web.yaml", SPEC);
+	start_daemon(f, NULL);
+	json_decref(wait_status(f, "web", phase_is, "Running"));
+	expect_notify(f, "READY=1");
+	assert_int_equal(kill(f->pid, SIGTERM), 0);
+	expect_notify(f, "STOPPING=1");
+	(void)waitpid(f->pid, NULL, 0);
+	f->pid = 0;
+
+	test_tmpdir_remove(strdup(f->state));
+	test_write_str(f->sb, "web.yaml",
+		       "apiVersion: vmd/v1\nkind: Sandbox\nspec:\n  backend: noop\n");
+	start_daemon(f, NULL);
+	expect_notify(f, "READY=1");
+	s = wait_status(f, "web", config_invalid, NULL);
+	assert_string_equal(json_string_value(json_object_get(s, "vmState")), "running");
+	json_decref(s);
+	/* Ten grace periods later, still running. */
+	for (int i = 0; i < 30; i++)
+		drain_notify(f, 100);
+	vm = noop_state(f, "web");
+	assert_string_equal(vm, "running");
+}
+
+/* A clean stop leaves the last valid spec of every sandbox in the state dir. */
+static void test_state_written_on_stop(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *copy = NULL, *text = NULL;
+
+	test_write_str(f->sb, "web.yaml", SPEC);
+	start_daemon(f, NULL);
+	expect_notify(f, "READY=1");
+	assert_int_equal(kill(f->pid, SIGTERM), 0);
+	(void)waitpid(f->pid, NULL, 0);
+	f->pid = 0;
+	copy = path_in(f->state, "sandboxes/web.json");
+	text = test_read_file(copy, NULL);
+	assert_non_null(text);
+	assert_non_null(strstr(text, "\"generation\": 1"));
+	assert_non_null(strstr(text, "memory: 64Mi"));
+}
+
 int main(void)
 {
 	static const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_invalid_without_last_valid, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_state_written_on_stop, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lifecycle, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_readopt, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_second_instance, setup, teardown),
