@@ -1,4 +1,6 @@
 /* SPDX-License-Identifier: MIT */
+#include <dirent.h>
+#include <fcntl.h>
 #include <inotifytools/inotify.h>
 #include <inotifytools/inotifytools.h>
 #include <pthread.h>
@@ -73,6 +75,32 @@ static void push(Watcher *w, char *path)
 	wake(w);
 }
 
+/*
+ * libinotifytools opens its inotify fd without O_CLOEXEC and has no accessor for it: find
+ * it, so that no VMM vmd starts inherits it.
+ */
+static void inotify_fd_cloexec(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+
+	while (d && (e = readdir(d))) {
+		char link[64], target[64];
+		ssize_t n;
+		int fd = atoi(e->d_name);
+
+		snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+		n = readlink(link, target, sizeof(target) - 1);
+		if (n <= 0 || fd <= 2)
+			continue;
+		target[n] = '\0';
+		if (streq(target, "anon_inode:inotify"))
+			(void)fcntl(fd, F_SETFD, fcntl(fd, F_GETFD) | FD_CLOEXEC);
+	}
+	if (d)
+		closedir(d);
+}
+
 /* (Re)establish every watch; false if the directory is not there to watch. */
 static bool setup_watches(Watcher *w)
 {
@@ -85,6 +113,7 @@ static bool setup_watches(Watcher *w)
 	inotifytools_cleanup();
 	if (!inotifytools_initialize())
 		return false;
+	inotify_fd_cloexec();
 	(void)inotifytools_watch_file(w->parent, PARENT_EVENTS);
 	return inotifytools_watch_recursively(w->dir, DIR_EVENTS) != 0;
 }

@@ -498,6 +498,80 @@ static void test_untrusted(void **state)
 
 	assert_int_equal(chmod(web, 0644), 0);
 	json_decref(wait_status(f, "web", phase_is, "Running"));
+
+	/* Owned by someone else: refused too, and the running VM is left as it is. */
+	assert_int_equal(chown(web, 65534, 65534), 0);
+	s = wait_status(f, "web", config_invalid, NULL);
+	assert_non_null(strstr(cond(s, "ConfigValid", "message"), "owned by uid 65534"));
+	assert_string_equal(json_string_value(json_object_get(s, "phase")), "Running");
+	json_decref(s);
+}
+
+/* vim's save (rename away, write anew, delete the backup) never stops or restarts a VM. */
+static void test_editor_save(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *web = path_in(f->sb, "web.yaml"),
+			    *backup = path_in(f->sb, "web.yaml~"), *log = NULL, *started = NULL;
+	json_t *s;
+
+	test_write_str(f->sb, "web.yaml", SPEC);
+	start_daemon(f, NULL);
+	s = wait_status(f, "web", phase_is, "Running");
+	started = strdup(json_string_value(json_object_get(s, "startedAt")));
+	json_decref(s);
+	expect_notify(f, "READY=1");
+
+	for (int i = 0; i < 5; i++) {
+		assert_int_equal(rename(web, backup), 0);
+		test_write_str(f->sb, "web.yaml", SPEC);
+		assert_int_equal(unlink(backup), 0);
+	}
+	/* Ten grace periods later: the same VM, never stopped. */
+	for (int i = 0; i < 30; i++)
+		drain_notify(f, 100);
+	s = wait_status(f, "web", phase_is, "Running");
+	assert_string_equal(json_string_value(json_object_get(s, "startedAt")), started);
+	assert_int_equal(json_integer_value(json_object_get(s, "restarts")), 0);
+	assert_int_equal(json_integer_value(json_object_get(s, "generation")), 1);
+	json_decref(s);
+	log = test_read_file(f->log, NULL);
+	assert_null(strstr(log, "web: stop"));
+}
+
+static bool restart_required(json_t *s, const void *arg _unused_)
+{
+	return s && streq(cond(s, "RestartRequired", "status"), "True");
+}
+
+/* A change only a new boot applies: on-next-boot waits for it, restart does it. */
+static void test_restart_required(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *started = NULL;
+	char spec[512];
+	json_t *s;
+
+	test_write_str(f->sb, "web.yaml", SPEC);
+	start_daemon(f, NULL);
+	s = wait_status(f, "web", phase_is, "Running");
+	started = strdup(json_string_value(json_object_get(s, "startedAt")));
+	json_decref(s);
+
+	snprintf(spec, sizeof(spec), "%s  cmdline: quiet\n", SPEC);
+	put(f, "web.yaml", spec);
+	s = wait_status(f, "web", restart_required, NULL);
+	assert_string_equal(json_string_value(json_object_get(s, "startedAt")), started);
+	assert_int_equal(json_integer_value(json_object_get(s, "generation")), 2);
+	assert_int_equal(json_integer_value(json_object_get(s, "observedGeneration")), 1);
+	json_decref(s);
+
+	snprintf(spec, sizeof(spec), "%s  cmdline: quiet\n  updatePolicy: restart\n", SPEC);
+	put(f, "web.yaml", spec);
+	s = wait_status(f, "web", disks_are, (void *)0); /* observedGeneration caught up */
+	assert_string_equal(cond(s, "RestartRequired", "status"), "False");
+	assert_string_not_equal(json_string_value(json_object_get(s, "startedAt")), started);
+	json_decref(s);
 }
 
 /*
@@ -565,6 +639,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_restarts_and_backoff, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_missing_dir, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_untrusted, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_editor_save, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_restart_required, setup, teardown),
 	};
 
 	return cmocka_run_group_tests_name("daemon", tests, NULL, NULL);

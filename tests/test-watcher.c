@@ -3,6 +3,7 @@
  * The watcher on real inotify, in temporary directories: each way tools write files must
  * end in a hint for the file, or a rescan, and hidden or temporary names must not.
  */
+#include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <sys/stat.h>
@@ -274,6 +275,48 @@ static void test_flood(void **state)
 	assert_true(f->seen.n < 6000);
 }
 
+/* The fds that are open, as a bit set (fds below 1024). */
+static void open_fds(bool ret[1024])
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+
+	memset(ret, 0, 1024 * sizeof(bool));
+	assert_non_null(d);
+	while ((e = readdir(d))) {
+		int fd = atoi(e->d_name);
+
+		if (e->d_name[0] != '.' && fd != dirfd(d) && fd < 1024)
+			ret[fd] = true;
+	}
+	closedir(d);
+}
+
+/* Every fd the watcher opens is close-on-exec: a VMM started later inherits none. */
+static void test_no_fd_leaks(void **state)
+{
+	Fixture *f = *state;
+	bool before[1024], after[1024];
+	unsigned opened = 0;
+
+	open_fds(before);
+	start(f, f->sb);
+	open_fds(after);
+	for (int fd = 3; fd < 1024; fd++) {
+		if (!after[fd] || before[fd])
+			continue;
+		opened++;
+		if (!(fcntl(fd, F_GETFD) & FD_CLOEXEC)) {
+			char link[64], target[256] = "";
+
+			snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+			(void)!readlink(link, target, sizeof(target) - 1);
+			fail_msg("fd %d (%s) would leak into a child", fd, target);
+		}
+	}
+	assert_true(opened >= 2); /* at least the inotify fd and the eventfd */
+}
+
 int main(void)
 {
 	static const struct CMUnitTest tests[] = {
@@ -285,6 +328,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_dir_recreated, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_subfolders, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_flood, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_no_fd_leaks, setup, teardown),
 	};
 
 	return cmocka_run_group_tests_name("watcher", tests, NULL, NULL);
