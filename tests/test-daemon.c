@@ -252,6 +252,28 @@ static void put(Fixture *f, const char *name, const char *text)
 	assert_int_equal(rename(tmp, dst), 0);
 }
 
+/* Start the daemon with web.yaml and wait until it runs; returns its startedAt. */
+static char *start_with_web(Fixture *f)
+{
+	json_t *s;
+	char *started;
+
+	test_write_str(f->sb, "web.yaml", SPEC);
+	start_daemon(f, NULL);
+	s = wait_status(f, "web", phase_is, "Running");
+	started = strdup(json_string_value(json_object_get(s, "startedAt")));
+	json_decref(s);
+	expect_notify(f, "READY=1");
+	return started;
+}
+
+/* Let ten grace periods (0.3 s each) pass, reading the notify socket meanwhile. */
+static void wait_grace_periods(Fixture *f)
+{
+	for (int i = 0; i < 30; i++)
+		drain_notify(f, 100);
+}
+
 static char *noop_state(Fixture *f, const char *name)
 {
 	_cleanup_free_ char *p = NULL;
@@ -469,8 +491,7 @@ static void test_missing_dir(void **state)
 	assert_int_equal(rmdir(f->sb), 0);
 	expect_notify(f, "STATUS=Degraded: cannot read");
 	/* Ten grace periods later, still running. */
-	for (int i = 0; i < 30; i++)
-		drain_notify(f, 100);
+	wait_grace_periods(f);
 	vm = noop_state(f, "web");
 	assert_string_equal(vm, "running");
 
@@ -515,21 +536,14 @@ static void test_editor_save(void **state)
 			    *backup = path_in(f->sb, "web.yaml~"), *log = NULL, *started = NULL;
 	json_t *s;
 
-	test_write_str(f->sb, "web.yaml", SPEC);
-	start_daemon(f, NULL);
-	s = wait_status(f, "web", phase_is, "Running");
-	started = strdup(json_string_value(json_object_get(s, "startedAt")));
-	json_decref(s);
-	expect_notify(f, "READY=1");
-
+	started = start_with_web(f);
 	for (int i = 0; i < 5; i++) {
 		assert_int_equal(rename(web, backup), 0);
 		test_write_str(f->sb, "web.yaml", SPEC);
 		assert_int_equal(unlink(backup), 0);
 	}
 	/* Ten grace periods later: the same VM, never stopped. */
-	for (int i = 0; i < 30; i++)
-		drain_notify(f, 100);
+	wait_grace_periods(f);
 	s = wait_status(f, "web", phase_is, "Running");
 	assert_string_equal(json_string_value(json_object_get(s, "startedAt")), started);
 	assert_int_equal(json_integer_value(json_object_get(s, "restarts")), 0);
@@ -552,12 +566,7 @@ static void test_restart_required(void **state)
 	char spec[512];
 	json_t *s;
 
-	test_write_str(f->sb, "web.yaml", SPEC);
-	start_daemon(f, NULL);
-	s = wait_status(f, "web", phase_is, "Running");
-	started = strdup(json_string_value(json_object_get(s, "startedAt")));
-	json_decref(s);
-
+	started = start_with_web(f);
 	snprintf(spec, sizeof(spec), "%s  cmdline: quiet\n", SPEC);
 	put(f, "web.yaml", spec);
 	s = wait_status(f, "web", restart_required, NULL);
@@ -602,8 +611,7 @@ static void test_invalid_without_last_valid(void **state)
 	assert_string_equal(json_string_value(json_object_get(s, "vmState")), "running");
 	json_decref(s);
 	/* Ten grace periods later, still running. */
-	for (int i = 0; i < 30; i++)
-		drain_notify(f, 100);
+	wait_grace_periods(f);
 	vm = noop_state(f, "web");
 	assert_string_equal(vm, "running");
 }
