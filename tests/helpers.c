@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -128,6 +129,7 @@ void test_run(TestRun *ret, char *const argv[])
 	if (pid == 0) {
 		int null = open("/dev/null", O_RDONLY);
 
+		(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
 		dup2(null, 0);
 		dup2(out[1], 1);
 		dup2(err[1], 2);

@@ -11,6 +11,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -95,6 +96,8 @@ static void start_daemon(Fixture *f, const char *watchdog_usec)
 		int null = open("/dev/null", O_RDWR | O_CLOEXEC);
 		char wpid[32];
 
+		/* If the test binary dies, its daemons die with it. */
+		(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
 		dup2(null, 0);
 		dup2(null, 1);
 		dup2(log, 2);

@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -25,6 +26,9 @@ static pid_t spawn(char *const argv[], const char *out_path)
 
 	if (pid == 0) {
 		int out = open(out_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+
+		/* Whatever happens to the process that started it, it does not outlive it. */
+		(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
 		int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
 
 		dup2(null, 0);
@@ -34,6 +38,19 @@ static pid_t spawn(char *const argv[], const char *out_path)
 		_exit(127);
 	}
 	return pid;
+}
+
+/* SIGTERM, and SIGKILL if it is not gone within 10 s. */
+static void stop(pid_t pid)
+{
+	(void)kill(pid, SIGTERM);
+	for (int i = 0; i < 1000; i++) {
+		if (waitpid(pid, NULL, WNOHANG) == pid)
+			return;
+		nanosleep(&(struct timespec){ .tv_nsec = 10 * 1000 * 1000 }, NULL);
+	}
+	(void)kill(pid, SIGKILL);
+	(void)waitpid(pid, NULL, 0);
 }
 
 static void sleep_ms(long ms)
@@ -93,8 +110,7 @@ static int in_namespace(const char *dir)
 	for (int i = 0;
 	     i < 400 && !(file_has(st_web, "\"Running\"") && file_has(st_flaky, "\"Running\"")); i++)
 		sleep_ms(50);
-	(void)kill(vmd, SIGTERM);
-	(void)waitpid(vmd, NULL, 0);
+	stop(vmd);
 
 	/* journald writes as it receives; read until the daemon's last words are there. */
 	for (int i = 0; i < 100; i++) {
@@ -110,8 +126,7 @@ static int in_namespace(const char *dir)
 		sleep_ms(100);
 	}
 out:
-	(void)kill(journald, SIGTERM);
-	(void)waitpid(journald, NULL, 0);
+	stop(journald);
 	return r;
 }
 
