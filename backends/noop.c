@@ -320,11 +320,16 @@ static int noop_list(Backend *b, char ***ret_names, size_t *ret_n)
 		    access(path, F_OK) < 0)
 			continue;
 		nn = reallocarray(names, n + 1, sizeof(char *));
-		if (!nn || !(nn[n] = strdup(e->d_name))) {
-			names = nn ?: names;
-			break;
+		if (nn)
+			names = nn;
+		if (!nn || !(names[n] = strdup(e->d_name))) {
+			/* A partial list would hide a VM from adoption: all or nothing. */
+			while (n > 0)
+				free(names[--n]);
+			free(names);
+			closedir(d);
+			return -ENOMEM;
 		}
-		names = nn;
 		n++;
 	}
 	closedir(d);
