@@ -91,11 +91,7 @@ static int parse_seconds(const char *opt, const char *arg, uint64_t *ret)
 int verb_daemon(int argc, char **argv)
 {
 	static const struct option options[] = {
-		{ "sandboxes", required_argument, NULL, 's' },
-		{ "run-dir", required_argument, NULL, 'r' },
-		{ "state-dir", required_argument, NULL, 'S' },
-		{ "default-backend", required_argument, NULL, 'b' },
-		{ "backend-override", required_argument, NULL, 'o' },
+		CLI_MANAGER_OPTIONS,
 		{ "resync", required_argument, NULL, 'y' },
 		{ "grace", required_argument, NULL, 'g' },
 		{ "trusted-uid", required_argument, NULL, 'u' },

@@ -85,11 +85,7 @@ static void print_plan(json_t *p)
 int verb_plan(int argc, char **argv)
 {
 	static const struct option options[] = {
-		{ "sandboxes", required_argument, NULL, 's' },
-		{ "run-dir", required_argument, NULL, 'r' },
-		{ "state-dir", required_argument, NULL, 'S' },
-		{ "default-backend", required_argument, NULL, 'b' },
-		{ "backend-override", required_argument, NULL, 'o' },
+		CLI_MANAGER_OPTIONS,
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		{},

@@ -8,6 +8,8 @@ enum {
 	EXIT_USAGE = 2,
 };
 
+#include <getopt.h>
+
 #include "spec.h"
 
 /* vmd validate [--json] [--default-backend NAME] PATH... */
@@ -27,6 +29,17 @@ void manager_config_defaults(ManagerConfig *c);
  * 1 if c was one of them, 0 if not, -EINVAL (reported) for a bad value.
  */
 int cli_manager_option(const char *verb, int c, const char *arg, ManagerConfig *config);
+
+/* Their getopt_long() entries, for the option tables of vmd daemon and vmd plan. */
+/* One option a line, which clang-format would not leave alone. */
+// clang-format off
+#define CLI_MANAGER_OPTIONS                                      \
+	{ "sandboxes", required_argument, NULL, 's' },           \
+	{ "run-dir", required_argument, NULL, 'r' },             \
+	{ "state-dir", required_argument, NULL, 'S' },           \
+	{ "default-backend", required_argument, NULL, 'b' },     \
+	{ "backend-override", required_argument, NULL, 'o' }
+// clang-format on
 
 /* A backend name from an option; prints the error for "vmd VERB". */
 int parse_backend_arg(const char *verb, const char *arg, BackendKind *ret);
