@@ -61,7 +61,11 @@ LIB_SRCS := \
 	reconciler/cli-status.c \
 	reconciler/cli-plan.c \
 	backends/backend.c \
-	backends/noop.c
+	backends/noop.c \
+	backends/vmm.c \
+	backends/qmp.c \
+	backends/qemu-argv.c \
+	backends/qemu.c
 MAIN_SRC := reconciler/main.c
 
 TESTS := util hashmap yaml-tree yaml-decode spec spec-yaml spec-json sandbox-dir plan backend-noop watcher \

@@ -1,4 +1,7 @@
 /* SPDX-License-Identifier: MIT */
+#include <stdarg.h>
+#include <stdio.h>
+
 #include "backend.h"
 
 const char *const vm_state_table[_VM_STATE_MAX] = {
@@ -7,19 +10,39 @@ const char *const vm_state_table[_VM_STATE_MAX] = {
 };
 DEFINE_STRING_TABLE(vm_state, VmState, _VM_STATE_MAX)
 
-/* The qemu, cloud-hypervisor and firecracker drivers plug in here. */
+/* The cloud-hypervisor and firecracker drivers plug in here. */
 const BackendOps *const backend_ops[_BACKEND_KIND_MAX] = {
+	[BACKEND_QEMU] = &backend_qemu_ops,
 	[BACKEND_NOOP] = &backend_noop_ops,
 };
 
 void vm_observed_done(VmObserved *o)
 {
-	o->config = sandbox_spec_free(o->config);
+	sandbox_spec_free(o->config);
+	free(o->progress);
 	*o = (VmObserved){};
 }
 
+void backend_set_error(Backend *b, const char *fmt, ...)
+{
+	char *m = NULL;
+	va_list ap;
+
+	va_start(ap, fmt);
+	if (vasprintf(&m, fmt, ap) < 0)
+		m = NULL;
+	va_end(ap);
+	free(b->error);
+	b->error = m;
+}
+
+char *backend_take_error(Backend *b)
+{
+	return TAKE_PTR(b->error);
+}
+
 int backend_new(BackendKind kind, sd_event *event, const char *run_dir,
-		const BackendCallbacks *callbacks, Backend **ret)
+		const BackendCallbacks *callbacks, const BackendOptions *options, Backend **ret)
 {
 	_cleanup_(backend_freep) Backend *b = NULL;
 	const BackendOps *ops;
@@ -39,6 +62,8 @@ int backend_new(BackendKind kind, sd_event *event, const char *run_dir,
 	b->run_dir = strdup(run_dir);
 	if (callbacks)
 		b->callbacks = *callbacks;
+	if (options)
+		b->options = *options;
 	b->data = ops->data_size ? calloc(1, ops->data_size) : NULL;
 	if (!b->run_dir || (ops->data_size && !b->data))
 		return -ENOMEM;
@@ -60,6 +85,7 @@ Backend *backend_free(Backend *b)
 	if (b->ops && b->ops->done)
 		b->ops->done(b);
 	free(b->data);
+	free(b->error);
 	free(b->run_dir);
 	sd_event_unref(b->event);
 	free(b);

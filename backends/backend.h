@@ -40,6 +40,12 @@ typedef struct VmObserved {
 	uint64_t generation;	  /* of the spec it was started with or last changed to */
 	int exit_status;	  /* VM_EXITED: 0 for a clean exit */
 	SandboxSpec *config; /* what it runs: boot config and attached devices; NULL if absent */
+	/*
+	 * An operation the VMM completes later (a hot-unplug the guest has to agree to) is in
+	 * flight: plan no device changes until it settles; the backend calls vm_changed then.
+	 */
+	bool busy;
+	char *progress; /* what is in flight, or why the last attempt did not complete; or NULL */
 } VmObserved;
 
 void vm_observed_done(VmObserved *o);
@@ -49,8 +55,16 @@ typedef struct Backend Backend;
 /* How a backend tells the daemon about things that happen on their own. */
 typedef struct BackendCallbacks {
 	void (*vm_exited)(void *userdata, const char *name, int status);
+	/* Something else changed on its own (paused, resumed, a device came or went). */
+	void (*vm_changed)(void *userdata, const char *name);
 	void *userdata;
 } BackendCallbacks;
+
+/* What the daemon's options say about the VMMs; NULL or 0 for the defaults. */
+typedef struct BackendOptions {
+	const char *qemu_binary; /* default qemu-system-x86_64, from $PATH */
+	const char *qemu_accel;	 /* kvm, tcg or auto (default) */
+} BackendOptions;
 
 typedef struct BackendOps {
 	const char *name;
@@ -70,6 +84,11 @@ typedef struct BackendOps {
 	 */
 	int (*adopt)(Backend *b, const char *name);
 
+	/*
+	 * The operations return 0 when done, > 0 when the VMM accepted the request and
+	 * completes it later (the VM is busy until then), -errno on failure, with a message
+	 * for humans left by backend_set_error() when there is more to say than the errno.
+	 */
 	int (*start)(Backend *b, const SandboxSpec *spec, uint64_t generation);
 	/* Ask for a graceful stop (or force it); the exit comes through vm_exited. */
 	int (*stop)(Backend *b, const char *name, uint64_t timeout_ms, bool force);
@@ -90,14 +109,22 @@ struct Backend {
 	sd_event *event; /* NULL for read-only use (vmd plan, vmd status) */
 	char *run_dir;
 	BackendCallbacks callbacks;
+	BackendOptions options;
+	char *error; /* what the last failed operation said, for the status; or NULL */
 	void *data;
 };
+
+/* Say why the operation at hand fails, in words for the status and the journal. */
+void backend_set_error(Backend *b, const char *fmt, ...) _printf_(2, 3);
+/* Take the message of the last failure (the caller frees it), NULL if none. */
+char *backend_take_error(Backend *b);
 
 /* The ops of each backend; NULL where this build has none. */
 extern const BackendOps *const backend_ops[_BACKEND_KIND_MAX];
 extern const BackendOps backend_noop_ops;
+extern const BackendOps backend_qemu_ops;
 
 int backend_new(BackendKind kind, sd_event *event, const char *run_dir,
-		const BackendCallbacks *callbacks, Backend **ret);
+		const BackendCallbacks *callbacks, const BackendOptions *options, Backend **ret);
 Backend *backend_free(Backend *b);
 DEFINE_POINTER_CLEANUP(Backend, backend_free)

@@ -498,53 +498,22 @@ static int edit_config(Backend *b, const char *name, uint64_t generation,
 
 static int add_disk(SandboxSpec *s, const void *arg)
 {
-	const DiskSpec *d = arg;
-
-	if (s->n_disks >= SPEC_DISKS_MAX)
-		return -ENOSPC;
-	if (sandbox_spec_reserve(s, 1, 0) < 0)
-		return -ENOMEM;
-	s->disks[s->n_disks] = *d;
-	s->disks[s->n_disks].path = strdup(d->path);
-	if (!s->disks[s->n_disks].path)
-		return -ENOMEM;
-	s->n_disks++;
-	return 0;
+	return spec_add_disk(s, arg);
 }
 
 static int remove_disk(SandboxSpec *s, const void *arg)
 {
-	for (size_t i = 0; i < s->n_disks; i++)
-		if (streq(s->disks[i].id, arg)) {
-			free(s->disks[i].path);
-			memmove(&s->disks[i], &s->disks[i + 1],
-				(s->n_disks - i - 1) * sizeof(DiskSpec));
-			s->n_disks--;
-			return 0;
-		}
-	return -ENOENT;
+	return spec_remove_disk(s, arg);
 }
 
 static int add_net(SandboxSpec *s, const void *arg)
 {
-	if (s->n_networks >= SPEC_NETWORKS_MAX)
-		return -ENOSPC;
-	if (sandbox_spec_reserve(s, 0, 1) < 0)
-		return -ENOMEM;
-	s->networks[s->n_networks++] = *(const NetSpec *)arg;
-	return 0;
+	return spec_add_net(s, arg);
 }
 
 static int remove_net(SandboxSpec *s, const void *arg)
 {
-	for (size_t i = 0; i < s->n_networks; i++)
-		if (streq(s->networks[i].id, arg)) {
-			memmove(&s->networks[i], &s->networks[i + 1],
-				(s->n_networks - i - 1) * sizeof(NetSpec));
-			s->n_networks--;
-			return 0;
-		}
-	return -ENOENT;
+	return spec_remove_net(s, arg);
 }
 
 typedef struct Size {

@@ -5,6 +5,7 @@
 #include "cli.h"
 #include "log.h"
 #include "manager.h"
+#include "qemu.h"
 
 static void daemon_help(FILE *f)
 {
@@ -22,6 +23,8 @@ static void daemon_help(FILE *f)
 		"  --grace SECONDS          how long a file must stay gone or changed before vmd\n"
 		"                           stops, restarts or hot-removes anything (default 2)\n"
 		"  --trusted-uid UID        also read files owned by this user\n"
+		"  --qemu-binary PATH       the QEMU to run (default qemu-system-x86_64 in $PATH)\n"
+		"  --qemu-accel ACCEL       kvm, tcg or auto: kvm where it works (default auto)\n"
 		"  --log-target TARGET      auto, journal or console (default auto)\n"
 		"  -h, --help               show this help\n");
 }
@@ -70,6 +73,17 @@ int cli_manager_option(const char *verb, int c, const char *arg, ManagerConfig *
 		return parse_backend_arg(verb, arg, &config->default_backend) < 0 ? -EINVAL : 1;
 	case 'o':
 		return parse_backend_arg(verb, arg, &config->backend_override) < 0 ? -EINVAL : 1;
+	case 'Q':
+		config->backend_options.qemu_binary = arg;
+		return 1;
+	case 'A':
+		if (qemu_accel_from_string(arg) < 0) {
+			fprintf(stderr, "vmd %s: unknown --qemu-accel '%s'; expected kvm, tcg or auto\n",
+				verb, arg);
+			return -EINVAL;
+		}
+		config->backend_options.qemu_accel = arg;
+		return 1;
 	default:
 		return 0;
 	}

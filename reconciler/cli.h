@@ -25,7 +25,8 @@ void manager_config_defaults(ManagerConfig *c);
 
 /*
  * The options vmd daemon and vmd plan share, by their getopt letters: s (--sandboxes),
- * r (--run-dir), S (--state-dir), b (--default-backend), o (--backend-override).
+ * r (--run-dir), S (--state-dir), b (--default-backend), o (--backend-override),
+ * Q (--qemu-binary), A (--qemu-accel).
  * 1 if c was one of them, 0 if not, -EINVAL (reported) for a bad value.
  */
 int cli_manager_option(const char *verb, int c, const char *arg, ManagerConfig *config);
@@ -38,7 +39,9 @@ int cli_manager_option(const char *verb, int c, const char *arg, ManagerConfig *
 	{ "run-dir", required_argument, NULL, 'r' },             \
 	{ "state-dir", required_argument, NULL, 'S' },           \
 	{ "default-backend", required_argument, NULL, 'b' },     \
-	{ "backend-override", required_argument, NULL, 'o' }
+	{ "backend-override", required_argument, NULL, 'o' },    \
+	{ "qemu-binary", required_argument, NULL, 'Q' },         \
+	{ "qemu-accel", required_argument, NULL, 'A' }
 // clang-format on
 
 /* A backend name from an option; prints the error for "vmd VERB". */

@@ -38,22 +38,6 @@ void sandbox_observe(Manager *m, Sandbox *sb)
 	}
 }
 
-static const DiskSpec *desired_disk(const Sandbox *sb, const char *id)
-{
-	for (size_t i = 0; i < sb->desired->n_disks; i++)
-		if (streq(sb->desired->disks[i].id, id))
-			return &sb->desired->disks[i];
-	return NULL;
-}
-
-static const NetSpec *desired_net(const Sandbox *sb, const char *id)
-{
-	for (size_t i = 0; i < sb->desired->n_networks; i++)
-		if (streq(sb->desired->networks[i].id, id))
-			return &sb->desired->networks[i];
-	return NULL;
-}
-
 static int stop_timer_fired(sd_event_source *s _unused_, uint64_t usec _unused_, void *userdata);
 
 /* Force the stop if the VM is still up after its stopTimeout. */
@@ -91,14 +75,14 @@ static int execute(Manager *m, Sandbox *sb, Backend *b, const Action *a)
 	case ACTION_RESUME:
 		return ops->resume ? ops->resume(b, sb->name) : -EOPNOTSUPP;
 	case ACTION_DISK_ADD:
-		dev = desired_disk(sb, a->device);
+		dev = spec_find_disk(want, a->device);
 		return ops->disk_add && dev ? ops->disk_add(b, sb->name, dev, sb->generation)
 					    : -EOPNOTSUPP;
 	case ACTION_DISK_REMOVE:
 		return ops->disk_remove ? ops->disk_remove(b, sb->name, a->device, sb->generation)
 					: -EOPNOTSUPP;
 	case ACTION_NET_ADD:
-		dev = desired_net(sb, a->device);
+		dev = spec_find_net(want, a->device);
 		return ops->net_add && dev ? ops->net_add(b, sb->name, dev, sb->generation)
 					   : -EOPNOTSUPP;
 	case ACTION_NET_REMOVE:
@@ -117,6 +101,7 @@ static int execute(Manager *m, Sandbox *sb, Backend *b, const Action *a)
 
 static void action_failed(Manager *m, Sandbox *sb, Backend *b, const Action *a, int r)
 {
+	_cleanup_free_ char *why = backend_take_error(b);
 	uint64_t delay = BACKOFF_FIRST_USEC;
 	char *err = NULL;
 
@@ -127,7 +112,7 @@ static void action_failed(Manager *m, Sandbox *sb, Backend *b, const Action *a, 
 	sb->failures++;
 	sb->retry_at = now_usec(CLOCK_MONOTONIC) + delay;
 	(void)asprintf(&err, "%s%s%s failed: %s", action_type_to_string(a->type),
-		       a->device ? " " : "", a->device ?: "", strerror(-r));
+		       a->device ? " " : "", a->device ?: "", why ?: strerror(-r));
 
 	/* Transitions are logged, not every retry: the first failure, or a different one. */
 	if (sb->failures == 1 || !streq_ptr(err, sb->last_error))
@@ -163,6 +148,19 @@ static void action_done(Sandbox *sb, Backend *b, const Action *a)
 	sb->failures = 0;
 	sb->retry_at = 0;
 	sb->last_error = mfree(sb->last_error);
+}
+
+/* The VMM took the request and completes it later: the VM is busy until it does. */
+static void action_started(Sandbox *sb, Backend *b, const Action *a)
+{
+	log_fields(LOG_INFO,
+		   &(LogFields){ .sandbox = sb->name,
+				 .backend = b->ops->name,
+				 .action = action_type_to_string(a->type),
+				 .result = "started",
+				 .message_id = LOG_MESSAGE_ACTION_DONE },
+		   "%s%s%s: %s; waiting for it to complete", action_type_to_string(a->type),
+		   a->device ? " " : "", a->device ?: "", a->reason);
 }
 
 static int wake_fired(sd_event_source *s _unused_, uint64_t usec _unused_, void *userdata)
@@ -231,10 +229,17 @@ void sandbox_reconcile(Manager *m, Sandbox *sb)
 		if (plan.n_actions == 0)
 			break;
 		for (k = 0; k < plan.n_actions; k++) {
-			int r = execute(m, sb, b, &plan.actions[k]);
+			int r;
 
+			free(backend_take_error(b)); /* only this action's own words */
+			r = execute(m, sb, b, &plan.actions[k]);
 			if (r < 0) {
 				action_failed(m, sb, b, &plan.actions[k], r);
+				break;
+			}
+			if (r > 0) {
+				/* The rest waits for it: the backend's vm_changed brings us back. */
+				action_started(sb, b, &plan.actions[k]);
 				break;
 			}
 			action_done(sb, b, &plan.actions[k]);

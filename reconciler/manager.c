@@ -150,6 +150,14 @@ static void on_vm_exited(void *userdata, const char *name, int status)
 	}
 }
 
+static void on_vm_changed(void *userdata, const char *name)
+{
+	Sandbox *sb = manager_sandbox(userdata, name, false);
+
+	if (sb)
+		manager_mark_dirty(userdata, sb);
+}
+
 static void on_watch(void *userdata, const char *path)
 {
 	Manager *m = userdata;
@@ -228,7 +236,7 @@ static int take_lock(Manager *m)
 int manager_new(const ManagerConfig *config, Manager **ret)
 {
 	_cleanup_(manager_freep) Manager *m = calloc(1, sizeof(Manager));
-	const BackendCallbacks cb = { .vm_exited = on_vm_exited };
+	const BackendCallbacks cb = { .vm_exited = on_vm_exited, .vm_changed = on_vm_changed };
 	sigset_t mask;
 	int r;
 
@@ -291,7 +299,8 @@ int manager_new(const ManagerConfig *config, Manager **ret)
 		c.userdata = m;
 		if (!backend_ops[k])
 			continue;
-		r = backend_new(k, m->event, config->run_dir, &c, &m->backends[k]);
+		r = backend_new(k, m->event, config->run_dir, &c, &config->backend_options,
+				&m->backends[k]);
 		if (r < 0)
 			return log_error_errno(r, "cannot set up backend %s",
 					       backend_kind_to_string(k));
@@ -318,7 +327,8 @@ int manager_new_read_only(const ManagerConfig *config, Manager **ret)
 	for (int k = 0; k < _BACKEND_KIND_MAX; k++) {
 		if (!backend_ops[k])
 			continue;
-		r = backend_new(k, NULL, config->run_dir, NULL, &m->backends[k]);
+		r = backend_new(k, NULL, config->run_dir, NULL, &config->backend_options,
+				&m->backends[k]);
 		if (r < 0)
 			return r;
 	}

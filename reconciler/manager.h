@@ -25,6 +25,7 @@ typedef struct ManagerConfig {
 	uint64_t resync_usec;
 	uint64_t grace_usec;
 	uid_t trusted_uid; /* (uid_t)-1 for none */
+	BackendOptions backend_options;
 } ManagerConfig;
 
 typedef struct Watcher Watcher;

@@ -56,22 +56,6 @@ static bool net_equal(const NetSpec *a, const NetSpec *b)
 	return a->type == b->type && streq(a->tap, b->tap) && memcmp(a->mac, b->mac, 6) == 0;
 }
 
-static const DiskSpec *find_disk(const SandboxSpec *s, const char *id)
-{
-	for (size_t i = 0; i < s->n_disks; i++)
-		if (streq(s->disks[i].id, id))
-			return &s->disks[i];
-	return NULL;
-}
-
-static const NetSpec *find_net(const SandboxSpec *s, const char *id)
-{
-	for (size_t i = 0; i < s->n_networks; i++)
-		if (streq(s->networks[i].id, id))
-			return &s->networks[i];
-	return NULL;
-}
-
 /* What only a new boot can change, resize aside. */
 static bool boot_config_equal(const SandboxSpec *a, const SandboxSpec *b)
 {
@@ -96,12 +80,12 @@ static bool live_applicable(const Planner *p, const SandboxSpec *want, const San
 	if (!size_equal(want, have) && !(caps & BACKEND_CAP_RESIZE))
 		return false;
 	for (size_t i = 0; i < want->n_disks && !disks_differ; i++) {
-		const DiskSpec *d = find_disk(have, want->disks[i].id);
+		const DiskSpec *d = spec_find_disk(have, want->disks[i].id);
 
 		disks_differ = !d || !disk_equal(d, &want->disks[i]);
 	}
 	for (size_t i = 0; i < want->n_networks && !nets_differ; i++) {
-		const NetSpec *n = find_net(have, want->networks[i].id);
+		const NetSpec *n = spec_find_net(have, want->networks[i].id);
 
 		nets_differ = !n || !net_equal(n, &want->networks[i]);
 	}
@@ -116,7 +100,7 @@ static bool live_applicable(const Planner *p, const SandboxSpec *want, const San
 static void plan_devices(Planner *p, const SandboxSpec *want, const SandboxSpec *have)
 {
 	for (size_t i = 0; i < have->n_disks; i++) {
-		const DiskSpec *w = find_disk(want, have->disks[i].id);
+		const DiskSpec *w = spec_find_disk(want, have->disks[i].id);
 
 		if (!w)
 			emit(p, ACTION_DISK_REMOVE, have->disks[i].id, "disk removed from the file");
@@ -125,11 +109,11 @@ static void plan_devices(Planner *p, const SandboxSpec *want, const SandboxSpec 
 			emit(p, ACTION_DISK_ADD, w->id, "disk changed in the file");
 	}
 	for (size_t i = 0; i < want->n_disks; i++)
-		if (!find_disk(have, want->disks[i].id))
+		if (!spec_find_disk(have, want->disks[i].id))
 			emit(p, ACTION_DISK_ADD, want->disks[i].id, "disk added to the file");
 
 	for (size_t i = 0; i < have->n_networks; i++) {
-		const NetSpec *w = find_net(want, have->networks[i].id);
+		const NetSpec *w = spec_find_net(want, have->networks[i].id);
 
 		if (!w)
 			emit(p, ACTION_NET_REMOVE, have->networks[i].id,
@@ -139,7 +123,7 @@ static void plan_devices(Planner *p, const SandboxSpec *want, const SandboxSpec 
 			emit(p, ACTION_NET_ADD, w->id, "network changed in the file");
 	}
 	for (size_t i = 0; i < want->n_networks; i++)
-		if (!find_net(have, want->networks[i].id))
+		if (!spec_find_net(have, want->networks[i].id))
 			emit(p, ACTION_NET_ADD, want->networks[i].id, "network added to the file");
 
 	if (!size_equal(want, have))
@@ -160,7 +144,8 @@ static void plan_running(Planner *p)
 		}
 		/* on-next-boot: leave it running as it is; the status says a restart is due. */
 		p->plan->restart_required = true;
-	} else if (have)
+	} else if (have && !p->in->observed->busy)
+		/* A hot-unplug in flight settles first: its device is still there until then. */
 		plan_devices(p, want, have);
 
 	if (want->state == SANDBOX_RUNNING && paused)

@@ -85,6 +85,77 @@ int sandbox_spec_reserve(SandboxSpec *s, size_t more_disks, size_t more_networks
 	return 0;
 }
 
+const DiskSpec *spec_find_disk(const SandboxSpec *s, const char *id)
+{
+	for (size_t i = 0; i < s->n_disks; i++)
+		if (streq(s->disks[i].id, id))
+			return &s->disks[i];
+	return NULL;
+}
+
+const NetSpec *spec_find_net(const SandboxSpec *s, const char *id)
+{
+	for (size_t i = 0; i < s->n_networks; i++)
+		if (streq(s->networks[i].id, id))
+			return &s->networks[i];
+	return NULL;
+}
+
+int spec_add_disk(SandboxSpec *s, const DiskSpec *d)
+{
+	if (spec_find_disk(s, d->id))
+		return -EEXIST;
+	if (s->n_disks >= SPEC_DISKS_MAX)
+		return -ENOSPC;
+	if (sandbox_spec_reserve(s, 1, 0) < 0)
+		return -ENOMEM;
+	s->disks[s->n_disks] = *d;
+	s->disks[s->n_disks].path = strdup(d->path);
+	if (!s->disks[s->n_disks].path)
+		return -ENOMEM;
+	s->n_disks++;
+	return 0;
+}
+
+int spec_remove_disk(SandboxSpec *s, const char *id)
+{
+	const DiskSpec *d = spec_find_disk(s, id);
+	size_t i;
+
+	if (!d)
+		return -ENOENT;
+	i = (size_t)(d - s->disks);
+	free(s->disks[i].path);
+	memmove(&s->disks[i], &s->disks[i + 1], (s->n_disks - i - 1) * sizeof(DiskSpec));
+	s->n_disks--;
+	return 0;
+}
+
+int spec_add_net(SandboxSpec *s, const NetSpec *n)
+{
+	if (spec_find_net(s, n->id))
+		return -EEXIST;
+	if (s->n_networks >= SPEC_NETWORKS_MAX)
+		return -ENOSPC;
+	if (sandbox_spec_reserve(s, 0, 1) < 0)
+		return -ENOMEM;
+	s->networks[s->n_networks++] = *n;
+	return 0;
+}
+
+int spec_remove_net(SandboxSpec *s, const char *id)
+{
+	const NetSpec *n = spec_find_net(s, id);
+	size_t i;
+
+	if (!n)
+		return -ENOENT;
+	i = (size_t)(n - s->networks);
+	memmove(&s->networks[i], &s->networks[i + 1], (s->n_networks - i - 1) * sizeof(NetSpec));
+	s->n_networks--;
+	return 0;
+}
+
 static bool is_lower_alnum(char c)
 {
 	return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');

@@ -127,6 +127,15 @@ SandboxSpec *sandbox_spec_free(SandboxSpec *s);
 int sandbox_spec_reserve(SandboxSpec *s, size_t more_disks, size_t more_networks);
 DEFINE_POINTER_CLEANUP(SandboxSpec, sandbox_spec_free)
 
+/* A disk or network by id, NULL if s has none. */
+const DiskSpec *spec_find_disk(const SandboxSpec *s, const char *id);
+const NetSpec *spec_find_net(const SandboxSpec *s, const char *id);
+/* Add a copy of a device (-EEXIST if its id is taken), or remove one by id (-ENOENT). */
+int spec_add_disk(SandboxSpec *s, const DiskSpec *d);
+int spec_remove_disk(SandboxSpec *s, const char *id);
+int spec_add_net(SandboxSpec *s, const NetSpec *n);
+int spec_remove_net(SandboxSpec *s, const char *id);
+
 /* ^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$ (an RFC 1123 label) */
 bool spec_name_is_valid(const char *s);
 /* ^[a-z0-9][a-z0-9-]{0,30}$ */

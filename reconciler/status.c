@@ -105,7 +105,8 @@ static void compute_conditions(Manager *m, Sandbox *sb, const Plan *plan, uint64
 {
 	SandboxStatus *s = &sb->status;
 	const SandboxSpec *want = sb->path ? sb->desired : NULL;
-	bool ready = want && phase_is_desired(s->phase, want) && plan->n_actions == 0 && !plan->held;
+	bool ready = want && phase_is_desired(s->phase, want) && plan->n_actions == 0 &&
+		     !plan->held && !sb->observed.busy;
 	char msg[256];
 
 	if (sb->config_error)
@@ -131,7 +132,8 @@ static void compute_conditions(Manager *m, Sandbox *sb, const Plan *plan, uint64
 		condition_set(s, CONDITION_READY, false, "GracePeriod",
 			      "waiting out the grace period before a stop, restart or removal", now);
 	else
-		condition_set(s, CONDITION_READY, false, "Progressing", "", now);
+		condition_set(s, CONDITION_READY, false, "Progressing", sb->observed.progress ?: "",
+			      now);
 
 	if (sb->restart_required)
 		condition_set(

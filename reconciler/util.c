@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -310,4 +311,44 @@ uint64_t now_usec(clockid_t clock)
 
 	(void)clock_gettime(clock, &ts);
 	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+char **strv_free(char **l)
+{
+	if (l)
+		for (char **p = l; *p; p++)
+			free(*p);
+	return mfree(l);
+}
+
+size_t strv_length(char *const *l)
+{
+	size_t n = 0;
+
+	while (l && l[n])
+		n++;
+	return n;
+}
+
+int strv_extendf(char ***l, const char *fmt, ...)
+{
+	size_t n = strv_length(*l);
+	char **nl, *s = NULL;
+	va_list ap;
+	int r;
+
+	va_start(ap, fmt);
+	r = vasprintf(&s, fmt, ap);
+	va_end(ap);
+	if (r < 0)
+		return -ENOMEM;
+	nl = reallocarray(*l, n + 2, sizeof(char *));
+	if (!nl) {
+		free(s);
+		return -ENOMEM;
+	}
+	nl[n] = s;
+	nl[n + 1] = NULL;
+	*l = nl;
+	return 0;
 }

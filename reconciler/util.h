@@ -88,3 +88,10 @@ uint64_t fnv1a64(uint64_t h, const void *s, size_t len);
 
 /* CLOCK_MONOTONIC and CLOCK_REALTIME in microseconds. */
 uint64_t now_usec(clockid_t clock);
+
+/* NULL-terminated string arrays (argv). */
+char **strv_free(char **l);
+DEFINE_POINTER_CLEANUP(char *, strv_free)
+size_t strv_length(char *const *l);
+/* Append a formatted string to *l (which may be NULL). */
+_printf_(2, 3) int strv_extendf(char ***l, const char *fmt, ...);

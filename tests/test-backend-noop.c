@@ -46,7 +46,7 @@ static void test_lifecycle_and_adoption(void **state _unused_)
 	char **names = NULL;
 	size_t n = 0;
 
-	assert_int_equal(backend_new(BACKEND_NOOP, NULL, dir, NULL, &b), 0);
+	assert_int_equal(backend_new(BACKEND_NOOP, NULL, dir, NULL, NULL, &b), 0);
 	assert_int_equal(b->ops->observe(b, "vm1", &o), 0);
 	assert_int_equal(o.state, VM_ABSENT);
 
@@ -62,7 +62,7 @@ static void test_lifecycle_and_adoption(void **state _unused_)
 	vm_observed_done(&o);
 
 	/* A second instance (a restarted vmd) finds it, adopts it, and it keeps running. */
-	assert_int_equal(backend_new(BACKEND_NOOP, NULL, dir, NULL, &b2), 0);
+	assert_int_equal(backend_new(BACKEND_NOOP, NULL, dir, NULL, NULL, &b2), 0);
 	assert_int_equal(b2->ops->list(b2, &names, &n), 0);
 	assert_int_equal(n, 1);
 	assert_string_equal(names[0], "vm1");
@@ -102,7 +102,7 @@ static void test_adopt_refuses_strangers(void **state _unused_)
 	test_write_str(
 		dir, "vm2/noop.json",
 		"{\"vmm\":\"noop\",\"bootId\":\"another-boot\",\"state\":\"running\",\"generation\":1,\"config\":{\"name\":\"vm2\",\"labels\":{},\"backend\":\"noop\",\"state\":\"running\",\"restartPolicy\":\"always\",\"updatePolicy\":\"restart\",\"vcpus\":1,\"memoryBytes\":67108864,\"stopTimeoutMs\":1,\"disks\":[],\"networks\":[]}}");
-	assert_int_equal(backend_new(BACKEND_NOOP, NULL, dir, NULL, &b), 0);
+	assert_int_equal(backend_new(BACKEND_NOOP, NULL, dir, NULL, NULL, &b), 0);
 	assert_int_equal(b->ops->adopt(b, "vm2"), -ESTALE);
 	assert_int_equal(b->ops->observe(b, "vm2", &o), 0);
 	assert_int_equal(o.state, VM_EXITED); /* the host rebooted since */
@@ -129,7 +129,7 @@ static void test_faults(void **state _unused_)
 	/* metadata after spec is fine for YAML; the loader does not care about order. */
 	cb.userdata = &exits;
 	assert_int_equal(sd_event_new(&e), 0);
-	assert_int_equal(backend_new(BACKEND_NOOP, e, dir, &cb, &b), 0);
+	assert_int_equal(backend_new(BACKEND_NOOP, e, dir, &cb, NULL, &b), 0);
 	assert_int_equal(b->ops->start(b, s, 1), -EIO);
 	assert_int_equal(b->ops->start(b, s, 1), -EIO);
 	assert_int_equal(b->ops->start(b, s, 1), 0);

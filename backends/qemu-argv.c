@@ -1,0 +1,152 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The QEMU command line, built as an argv array from a spec: never through a shell. Values
+ * that go into key=value options (paths, interface names) are escaped as QEMU's option
+ * parser wants, so that no value can end its option or add another; values that are whole
+ * arguments (-kernel, -append) are passed as they are.
+ */
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "qemu.h"
+
+const char *const qemu_accel_table[_QEMU_ACCEL_MAX] = {
+	[QEMU_ACCEL_AUTO] = "auto",
+	[QEMU_ACCEL_KVM] = "kvm",
+	[QEMU_ACCEL_TCG] = "tcg",
+};
+DEFINE_STRING_TABLE(qemu_accel, QemuAccel, _QEMU_ACCEL_MAX)
+
+char *qemu_opt_escape(const char *s)
+{
+	size_t n = 0;
+	char *r, *p;
+
+	for (const char *c = s; *c; c++)
+		n += *c == ',' ? 2 : 1;
+	r = p = malloc(n + 1);
+	if (!r)
+		return NULL;
+	for (const char *c = s; *c; c++) {
+		*p++ = *c;
+		if (*c == ',')
+			*p++ = ',';
+	}
+	*p = '\0';
+	return r;
+}
+
+/* Append "-opt" and a formatted value. */
+_printf_(3, 4) static int arg(char ***argv, const char *opt, const char *fmt, ...)
+{
+	_cleanup_free_ char *v = NULL;
+	va_list ap;
+	int r;
+
+	va_start(ap, fmt);
+	r = vasprintf(&v, fmt, ap);
+	va_end(ap);
+	if (r < 0)
+		return -ENOMEM;
+	r = strv_extendf(argv, "%s", opt);
+	return r < 0 ? r : strv_extendf(argv, "%s", v);
+}
+
+static int add_disk(char ***argv, const DiskSpec *d, unsigned port)
+{
+	_cleanup_free_ char *path = qemu_opt_escape(d->path);
+	const char *ro = d->read_only ? "on" : "off";
+	int r;
+
+	if (!path)
+		return -ENOMEM;
+	/* driver=file and an explicit format: QEMU probes nothing a guest could forge. */
+	if ((r = arg(argv, "-blockdev", "driver=file,node-name=" QEMU_DISK_FILE "%s,filename=%s,read-only=%s",
+		     d->id, path, ro)) < 0 ||
+	    (r = arg(argv, "-blockdev", "driver=%s,node-name=" QEMU_DISK_NODE "%s,file=" QEMU_DISK_FILE "%s,read-only=%s",
+		     disk_format_to_string(d->format), d->id, d->id, ro)) < 0 ||
+	    (r = arg(argv, "-device", "virtio-blk-pci,id=" QEMU_DISK_DEVICE "%s,drive=" QEMU_DISK_NODE "%s,bus=" QEMU_PORT "%u,addr=0",
+		     d->id, d->id, port)) < 0)
+		return r;
+	return 0;
+}
+
+static int add_net(char ***argv, const NetSpec *n, unsigned port)
+{
+	_cleanup_free_ char *tap = qemu_opt_escape(n->tap);
+	const uint8_t *m = n->mac;
+	int r;
+
+	if (!tap)
+		return -ENOMEM;
+	if (n->type == NET_TAP)
+		r = arg(argv, "-netdev", "tap,id=" QEMU_NETDEV "%s,ifname=%s,script=no,downscript=no", n->id, tap);
+	else
+		r = arg(argv, "-netdev", "user,id=" QEMU_NETDEV "%s", n->id);
+	if (r >= 0)
+		r = arg(argv, "-device",
+			"virtio-net-pci,id=" QEMU_NET_DEVICE "%s,netdev=" QEMU_NETDEV "%s,mac=%02x:%02x:%02x:%02x:%02x:%02x,bus=" QEMU_PORT "%u,addr=0",
+			n->id, n->id, m[0], m[1], m[2], m[3], m[4], m[5], port);
+	return r;
+}
+
+int qemu_build_argv(const QemuLaunch *l, char ***ret)
+{
+	_cleanup_(strv_freep) char **argv = NULL;
+	_cleanup_free_ char *dir = qemu_opt_escape(l->dir);
+	const SandboxSpec *s = l->spec;
+	int r;
+
+	if (!dir)
+		return -ENOMEM;
+	if (l->n_ports > QEMU_PORTS_MAX)
+		return -E2BIG;
+	if ((r = strv_extendf(&argv, "%s", l->binary)) < 0 ||
+	    (r = arg(&argv, "-name", "guest=%s", s->name)) < 0 || (r = arg(&argv, "-machine", "%s", "q35")) < 0)
+		return r;
+	if (l->accel != QEMU_ACCEL_TCG && (r = arg(&argv, "-accel", "%s", "kvm")) < 0)
+		return r;
+	if (l->accel != QEMU_ACCEL_KVM && (r = arg(&argv, "-accel", "%s", "tcg")) < 0)
+		return r;
+	if ((r = strv_extendf(&argv, "-nodefaults")) < 0 ||
+	    (r = strv_extendf(&argv, "-no-user-config")) < 0 || (r = arg(&argv, "-display", "%s", "none")) < 0 ||
+	    (r = arg(&argv, "-smp", "%u", s->vcpus)) < 0)
+		return r;
+	if (s->memory % (1u << 20) == 0)
+		r = arg(&argv, "-m", "%" PRIu64 "M", s->memory >> 20);
+	else
+		r = arg(&argv, "-m", "%" PRIu64 "B", s->memory);
+	if (r < 0)
+		return r;
+	if (s->kernel && (r = arg(&argv, "-kernel", "%s", s->kernel)) < 0)
+		return r;
+	if (s->initrd && (r = arg(&argv, "-initrd", "%s", s->initrd)) < 0)
+		return r;
+	if (s->cmdline && (r = arg(&argv, "-append", "%s", s->cmdline)) < 0)
+		return r;
+	if ((r = arg(&argv, "-chardev", "file,id=vmd-serial,path=%s/console.log", dir)) < 0 ||
+	    (r = arg(&argv, "-serial", "%s", "chardev:vmd-serial")) < 0 ||
+	    (r = arg(&argv, "-chardev", "socket,id=vmd-qmp,path=%s/qmp.sock,server=on,wait=off", dir)) < 0 ||
+	    (r = arg(&argv, "-mon", "%s", "chardev=vmd-qmp,mode=control")) < 0 ||
+	    (r = arg(&argv, "-pidfile", "%s/qemu.pid", l->dir)) < 0 ||
+	    (r = arg(&argv, "-sandbox", "%s",
+		     "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny")) < 0)
+		return r;
+
+	/* Every device sits alone on a root port of its own: that is what makes it hot-pluggable. */
+	for (unsigned i = 0; i < l->n_ports; i++) {
+		r = arg(&argv, "-device", "pcie-root-port,id=" QEMU_PORT "%u,bus=pcie.0,chassis=%u,addr=0x%x.%u%s", i,
+			i + 1, 0x10 + i / 8, i % 8, i % 8 == 0 ? ",multifunction=on" : "");
+		if (r < 0)
+			return r;
+	}
+	for (size_t i = 0; i < s->n_disks; i++)
+		if ((r = add_disk(&argv, &s->disks[i], l->disk_ports[i])) < 0)
+			return r;
+	for (size_t i = 0; i < s->n_networks; i++)
+		if ((r = add_net(&argv, &s->networks[i], l->net_ports[i])) < 0)
+			return r;
+	*ret = TAKE_PTR(argv);
+	return 0;
+}

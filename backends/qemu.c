@@ -1,0 +1,1218 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The QEMU backend. Each VM is one qemu-system-x86_64 process that vmd starts (vmm.c) and
+ * drives over one persistent QMP connection (qmp.c). Its runtime dir, <run-dir>/<name>/,
+ * holds:
+ *   vm.json       vmd's record: the process's identity (pid, start time, binary, boot id),
+ *                 the spec generation and config it runs, which root port each device is on
+ *   qmp.sock      QEMU's QMP socket, held by vmd
+ *   console.log   the serial console (console.log.1: the boot before)
+ *   qemu.log      QEMU's own messages (why it refused to start)
+ *   qemu.pid      QEMU's pid file, for operators
+ *
+ * A restarted vmd adopts a VM only when pid, start time, binary, boot id and QMP's
+ * query-name all agree with the record. QEMU runs in the foreground as vmd's child (vmd is
+ * its subreaper either way): QEMU 7.2 cannot -daemonize under -sandbox spawn=deny, and
+ * the sandbox is worth more than the fork.
+ */
+#include <dirent.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/stat.h>
+
+#include "backend.h"
+#include "hashmap.h"
+#include "log.h"
+#include "qemu.h"
+#include "qmp.h"
+#include "spec-json.h"
+#include "util.h"
+#include "vmm.h"
+
+#define QMP_TIMEOUT_USEC (5ull * 1000000)	    /* one command */
+#define QEMU_START_TIMEOUT_USEC (30ull * 1000000)   /* spawn to QMP ready */
+#define QEMU_ADOPT_TIMEOUT_USEC (2ull * 1000000)    /* connect and greeting */
+#define QEMU_QUIT_GRACE_USEC (3ull * 1000000)	    /* quit to SIGKILL */
+#define QEMU_UNPLUG_TIMEOUT_USEC (30ull * 1000000) /* device_del to DEVICE_DELETED */
+#define DEVICE_NAME_MAX (sizeof(QEMU_DISK_DEVICE) + SPEC_ID_MAX + 1)
+
+typedef enum UnplugState {
+	UNPLUG_NONE,
+	UNPLUG_IN_FLIGHT, /* device_del sent, DEVICE_DELETED not yet seen */
+	UNPLUG_TIMED_OUT, /* the guest did not let go in time: report, then send again */
+} UnplugState;
+
+typedef struct Port {
+	char device[DEVICE_NAME_MAX]; /* "disk-ID" or "net-ID" on it, "" if free */
+	UnplugState unplug;
+	uint64_t unplug_deadline; /* CLOCK_MONOTONIC */
+	unsigned unplug_attempts;
+} Port;
+
+typedef struct QemuVm {
+	Backend *b;
+	char *name;
+	char *dir;
+	VmmIdentity id;
+	char boot_id[64];
+	bool child; /* started by this vmd: its exit status is ours to read */
+	int pidfd;
+	sd_event_source *pid_source, *kill_timer, *unplug_timer;
+	Qmp *qmp;
+
+	VmState state;
+	int exit_status;
+	bool stop_requested, guest_shutdown;
+	uint64_t generation, started_at_usec;
+	SandboxSpec *config;
+	Port ports[QEMU_PORTS_MAX];
+	unsigned n_ports;
+} QemuVm;
+
+typedef struct Qemu {
+	Hashmap *vms; /* name -> QemuVm: the VMs this vmd drives */
+	char *binary; /* absolute, NULL if not found */
+	int binary_error;
+	QemuAccel accel;
+	char boot_id[64];
+} Qemu;
+
+#define QEMU(b) ((Qemu *)(b)->data)
+
+static QemuVm *vm_free(QemuVm *v)
+{
+	if (!v)
+		return NULL;
+	sd_event_source_disable_unref(v->pid_source);
+	sd_event_source_disable_unref(v->kill_timer);
+	sd_event_source_disable_unref(v->unplug_timer);
+	qmp_free(v->qmp);
+	if (v->pidfd >= 0)
+		close(v->pidfd);
+	sandbox_spec_free(v->config);
+	free(v->dir);
+	free(v->name);
+	return mfree(v);
+}
+DEFINE_POINTER_CLEANUP(QemuVm, vm_free)
+
+static QemuVm *vm_new(Backend *b, const char *name)
+{
+	_cleanup_(vm_freep) QemuVm *v = calloc(1, sizeof(QemuVm));
+
+	if (!v)
+		return NULL;
+	v->b = b;
+	v->pidfd = -EBADF;
+	v->name = strdup(name);
+	if (!v->name || asprintf(&v->dir, "%s/%s", b->run_dir, name) < 0)
+		return NULL;
+	return TAKE_PTR(v);
+}
+
+static char *vm_path(const Backend *b, const char *name, const char *file)
+{
+	char *p = NULL;
+
+	return asprintf(&p, "%s/%s/%s", b->run_dir, name, file) < 0 ? NULL : p;
+}
+
+static void changed(QemuVm *v)
+{
+	if (v->b->callbacks.vm_changed)
+		v->b->callbacks.vm_changed(v->b->callbacks.userdata, v->name);
+}
+
+/* The record */
+
+static int record_save(QemuVm *v)
+{
+	_cleanup_(json_decrefp) json_t *j = NULL, *ports = json_object();
+	_cleanup_free_ char *path = vm_path(v->b, v->name, "vm.json"), *text = NULL;
+	json_t *config = v->config ? spec_to_json(v->config) : json_null();
+
+	if (!path || !ports || !config) {
+		json_decref(config);
+		return -ENOMEM;
+	}
+	for (unsigned i = 0; i < v->n_ports; i++)
+		if (v->ports[i].device[0])
+			json_object_set_new(ports, v->ports[i].device, json_integer(i));
+	j = json_pack("{s:s, s:s, s:i, s:I, s:s, s:s, s:I, s:I, s:i, s:O, s:i, s:o}", "vmm", "qemu",
+		      "bootId", v->boot_id, "pid", (int)v->id.pid, "startTime",
+		      (json_int_t)v->id.start_time, "exe", v->id.exe, "state",
+		      vm_state_to_string(v->state), "generation", (json_int_t)v->generation,
+		      "startedAtUsec", (json_int_t)v->started_at_usec, "exitStatus", v->exit_status,
+		      "ports", ports, "nPorts", (int)v->n_ports, "config", config);
+	if (!j)
+		return -ENOMEM;
+	text = json_dumps(j, JSON_SORT_KEYS | JSON_INDENT(1));
+	if (!text)
+		return -ENOMEM;
+	return write_file_atomic(path, text, strlen(text), 0600, false);
+}
+
+static int record_load(const Backend *b, const char *name, json_t **ret)
+{
+	_cleanup_free_ char *path = vm_path(b, name, "vm.json");
+	json_t *j;
+
+	if (!path)
+		return -ENOMEM;
+	j = json_load_file(path, JSON_REJECT_DUPLICATES, NULL);
+	if (!j)
+		return access(path, F_OK) < 0 ? -ENOENT : -EBADMSG;
+	if (!streq_ptr(json_string_value(json_object_get(j, "vmm")), "qemu")) {
+		json_decref(j);
+		return -EBADMSG;
+	}
+	*ret = j;
+	return 0;
+}
+
+/* A QemuVm from its record: identity, generation, config, ports. */
+static int vm_from_record(Backend *b, const char *name, const json_t *j, QemuVm **ret)
+{
+	_cleanup_(vm_freep) QemuVm *v = vm_new(b, name);
+	const char *key, *exe = json_string_value(json_object_get(j, "exe"));
+	json_t *port;
+	int r;
+
+	if (!v)
+		return -ENOMEM;
+	v->id.pid = (pid_t)json_integer_value(json_object_get(j, "pid"));
+	v->id.start_time = (uint64_t)json_integer_value(json_object_get(j, "startTime"));
+	snprintf(v->id.exe, sizeof(v->id.exe), "%s", exe ?: "");
+	snprintf(v->boot_id, sizeof(v->boot_id), "%s",
+		 json_string_value(json_object_get(j, "bootId")) ?: "");
+	v->state = vm_state_from_string(json_string_value(json_object_get(j, "state")));
+	if (v->state < 0)
+		return -EBADMSG;
+	v->exit_status = (int)json_integer_value(json_object_get(j, "exitStatus"));
+	v->generation = (uint64_t)json_integer_value(json_object_get(j, "generation"));
+	v->started_at_usec = (uint64_t)json_integer_value(json_object_get(j, "startedAtUsec"));
+	v->n_ports = (unsigned)json_integer_value(json_object_get(j, "nPorts"));
+	if (v->n_ports > QEMU_PORTS_MAX)
+		return -EBADMSG;
+	json_object_foreach((json_t *)json_object_get(j, "ports"), key, port) {
+		json_int_t i = json_integer_value(port);
+
+		if (i < 0 || i >= v->n_ports || strlen(key) >= DEVICE_NAME_MAX)
+			return -EBADMSG;
+		strcpy(v->ports[i].device, key);
+	}
+	r = spec_from_json(json_object_get(j, "config"), &v->config);
+	if (r < 0)
+		return r;
+	*ret = TAKE_PTR(v);
+	return 0;
+}
+
+/* Backend setup */
+
+static int qemu_init(Backend *b)
+{
+	Qemu *q = QEMU(b);
+	_cleanup_free_ char *id = NULL;
+
+	q->vms = hashmap_new();
+	if (!q->vms)
+		return -ENOMEM;
+	q->accel = b->options.qemu_accel ? qemu_accel_from_string(b->options.qemu_accel)
+					 : QEMU_ACCEL_AUTO;
+	if (q->accel < 0)
+		return -EINVAL;
+	/* A missing QEMU fails the starts, with a clear reason, not the daemon. */
+	q->binary_error = vmm_find_binary(b->options.qemu_binary ?: "qemu-system-x86_64",
+					  &q->binary);
+	if (read_file("/proc/sys/kernel/random/boot_id", 64, &id, NULL) >= 0)
+		snprintf(q->boot_id, sizeof(q->boot_id), "%.*s", (int)strcspn(id, "\n"), id);
+	return 0;
+}
+
+static void qemu_done(Backend *b)
+{
+	void *v;
+
+	/* The VMs keep running: the next vmd adopts them. */
+	for (size_t i = 0; hashmap_next(QEMU(b)->vms, &i, &v);)
+		vm_free(v);
+	hashmap_free(QEMU(b)->vms);
+	free(QEMU(b)->binary);
+}
+
+static QemuVm *vm_get(Backend *b, const char *name)
+{
+	return hashmap_get(QEMU(b)->vms, name);
+}
+
+static void vm_forget(Backend *b, const char *name)
+{
+	vm_free(hashmap_remove(QEMU(b)->vms, name));
+}
+
+/* Ports and devices */
+
+static Port *port_of(QemuVm *v, const char *device)
+{
+	for (unsigned i = 0; i < v->n_ports; i++)
+		if (streq(v->ports[i].device, device))
+			return &v->ports[i];
+	return NULL;
+}
+
+static int port_free(QemuVm *v)
+{
+	for (unsigned i = 0; i < v->n_ports; i++)
+		if (!v->ports[i].device[0])
+			return (int)i;
+	return -ENOSPC;
+}
+
+static bool vm_is_busy(const QemuVm *v)
+{
+	for (unsigned i = 0; i < v->n_ports; i++)
+		if (v->ports[i].unplug == UNPLUG_IN_FLIGHT)
+			return true;
+	return false;
+}
+
+/*
+ * The devices QEMU has, by id: /machine/peripheral holds every device added with an id,
+ * from boot on. (query-pci lists a device behind a root port only once the guest has
+ * numbered the port's bus: not during early boot.)
+ */
+static int query_devices(QemuVm *v, json_t **ret_ids)
+{
+	_cleanup_(json_decrefp) json_t *list = NULL, *ids = json_object();
+	json_t *e;
+	size_t i;
+	int r;
+
+	if (!ids)
+		return -ENOMEM;
+	r = qmp_call(v->qmp, "qom-list", json_pack("{s:s}", "path", "/machine/peripheral"),
+		     QMP_TIMEOUT_USEC, &list, NULL);
+	if (r < 0)
+		return r;
+	json_array_foreach(list, i, e) {
+		const char *name = json_string_value(json_object_get(e, "name"));
+		const char *type = json_string_value(json_object_get(e, "type"));
+
+		if (name && type && strncmp(type, "child<", 6) == 0)
+			json_object_set_new(ids, name, json_true());
+	}
+	*ret_ids = TAKE_PTR(ids);
+	return 0;
+}
+
+static void device_name(char buf[static DEVICE_NAME_MAX], const char *prefix, const char *id)
+{
+	snprintf(buf, DEVICE_NAME_MAX, "%s%s", prefix, id);
+}
+
+/* What the VM has: its config, less the devices QEMU does not show on a root port. */
+static int observed_config(QemuVm *v, SandboxSpec **ret)
+{
+	_cleanup_(json_decrefp) json_t *present = NULL, *j = spec_to_json(v->config);
+	_cleanup_(sandbox_spec_freep) SandboxSpec *s = NULL;
+	char dev[DEVICE_NAME_MAX];
+	int r;
+
+	if (!j)
+		return -ENOMEM;
+	r = spec_from_json(j, &s);
+	if (r < 0)
+		return r;
+	if (qmp_is_connected(v->qmp) && v->state != VM_STOPPING &&
+	    query_devices(v, &present) == 0) {
+		for (size_t i = s->n_disks; i-- > 0;) {
+			device_name(dev, QEMU_DISK_DEVICE, s->disks[i].id);
+			if (!json_object_get(present, dev))
+				(void)spec_remove_disk(s, s->disks[i].id);
+		}
+		for (size_t i = s->n_networks; i-- > 0;) {
+			device_name(dev, QEMU_NET_DEVICE, s->networks[i].id);
+			if (!json_object_get(present, dev))
+				(void)spec_remove_net(s, s->networks[i].id);
+		}
+	}
+	*ret = TAKE_PTR(s);
+	return 0;
+}
+
+static char *progress_of(const QemuVm *v)
+{
+	uint64_t now = now_usec(CLOCK_MONOTONIC);
+	char *p = NULL;
+
+	for (unsigned i = 0; i < v->n_ports; i++) {
+		const Port *port = &v->ports[i];
+		uint64_t started = port->unplug_deadline - QEMU_UNPLUG_TIMEOUT_USEC;
+
+		if (port->unplug == UNPLUG_IN_FLIGHT)
+			(void)asprintf(&p,
+				       "waiting for the guest to release %s (asked %" PRIu64
+				       " s ago, attempt %u)",
+				       port->device, (now - started) / 1000000, port->unplug_attempts);
+		else if (port->unplug == UNPLUG_TIMED_OUT)
+			(void)asprintf(&p,
+				       "the guest did not release %s within %llu s (paused, or not "
+				       "booted far enough?); asking again",
+				       port->device, QEMU_UNPLUG_TIMEOUT_USEC / 1000000);
+		if (p)
+			return p;
+	}
+	return NULL;
+}
+
+/* Observe */
+
+static int observe_record(Backend *b, const char *name, VmObserved *ret)
+{
+	_cleanup_(json_decrefp) json_t *j = NULL;
+	_cleanup_(vm_freep) QemuVm *v = NULL;
+	VmObserved o = { .state = VM_ABSENT };
+	int r;
+
+	r = record_load(b, name, &j);
+	if (r == -ENOENT) {
+		*ret = o;
+		return 0;
+	}
+	if (r < 0)
+		return r;
+	r = vm_from_record(b, name, j, &v);
+	if (r < 0)
+		return r;
+	o.state = v->state;
+	o.exit_status = v->exit_status;
+	if (o.state != VM_EXITED &&
+	    (!streq(v->boot_id, QEMU(b)->boot_id) || !vmm_identity_matches(&v->id))) {
+		/* It ended while no vmd watched it. */
+		o.state = VM_EXITED;
+		o.exit_status = -1;
+	}
+	if (o.state != VM_EXITED)
+		o.pid = v->id.pid;
+	o.generation = v->generation;
+	o.started_at_usec = v->started_at_usec;
+	o.config = TAKE_PTR(v->config);
+	*ret = o;
+	return 0;
+}
+
+static int qemu_observe(Backend *b, const char *name, VmObserved *ret)
+{
+	QemuVm *v = vm_get(b, name);
+	VmObserved o = {};
+	int r;
+
+	if (!v)
+		return observe_record(b, name, ret);
+	o.state = v->state;
+	o.pid = v->state == VM_EXITED ? 0 : v->id.pid;
+	o.generation = v->generation;
+	o.started_at_usec = v->started_at_usec;
+	o.exit_status = v->exit_status;
+	o.busy = vm_is_busy(v);
+	o.progress = progress_of(v);
+	r = observed_config(v, &o.config);
+	if (r < 0) {
+		vm_observed_done(&o);
+		return r;
+	}
+	*ret = o;
+	return 0;
+}
+
+static int qemu_list(Backend *b, char ***ret_names, size_t *ret_n)
+{
+	DIR *d = opendir(b->run_dir);
+	char **names = NULL;
+	size_t n = 0;
+	struct dirent *e;
+
+	if (!d) {
+		*ret_names = NULL;
+		*ret_n = 0;
+		return errno == ENOENT ? 0 : -errno;
+	}
+	while ((e = readdir(d))) {
+		_cleanup_free_ char *path = NULL;
+		char **nn;
+
+		if (e->d_name[0] == '.' || !(path = vm_path(b, e->d_name, "vm.json")) ||
+		    access(path, F_OK) < 0)
+			continue;
+		nn = reallocarray(names, n + 1, sizeof(char *));
+		if (nn)
+			names = nn;
+		if (!nn || !(names[n] = strdup(e->d_name))) {
+			/* A partial list would hide a VM from adoption: all or nothing. */
+			while (n > 0)
+				free(names[--n]);
+			free(names);
+			closedir(d);
+			return -ENOMEM;
+		}
+		n++;
+	}
+	closedir(d);
+	*ret_names = names;
+	*ret_n = n;
+	return 0;
+}
+
+/* Exit */
+
+static void vm_exited(QemuVm *v, int status)
+{
+	Backend *b = v->b;
+	_cleanup_free_ char *sock = vm_path(b, v->name, "qmp.sock");
+
+	v->pid_source = sd_event_source_disable_unref(v->pid_source);
+	v->kill_timer = sd_event_source_disable_unref(v->kill_timer);
+	v->unplug_timer = sd_event_source_disable_unref(v->unplug_timer);
+	v->qmp = qmp_free(v->qmp);
+	if (v->pidfd >= 0)
+		v->pidfd = (close(v->pidfd), -EBADF);
+	for (unsigned i = 0; i < v->n_ports; i++)
+		v->ports[i].unplug = UNPLUG_NONE;
+	v->state = VM_EXITED;
+	v->exit_status = status;
+	(void)record_save(v);
+	if (sock)
+		(void)vmm_remove_stale_socket(b->run_dir, sock);
+	if (b->callbacks.vm_exited)
+		b->callbacks.vm_exited(b->callbacks.userdata, v->name, status);
+}
+
+static int on_pidfd(sd_event_source *s _unused_, int fd _unused_, uint32_t revents _unused_,
+		    void *userdata)
+{
+	QemuVm *v = userdata;
+	int status = -1, r;
+
+	r = v->child ? vmm_reap(v->pidfd, &status) : -ECHILD;
+	if (r == 0)
+		return 0; /* not yet */
+	if (r < 0)
+		/* Not ours to reap (adopted): a stop vmd asked for or the guest's own power-off is clean. */
+		status = v->stop_requested || v->guest_shutdown ? 0 : -1;
+	vm_exited(v, status);
+	return 0;
+}
+
+static int watch_exit(QemuVm *v)
+{
+	return sd_event_add_io(v->b->event, &v->pid_source, v->pidfd, EPOLLIN, on_pidfd, v);
+}
+
+/* QMP events */
+
+static void unplug_done(QemuVm *v, const char *device)
+{
+	Port *p = port_of(v, device);
+	const char *id;
+
+	if (!p)
+		return;
+	if (strncmp(device, QEMU_DISK_DEVICE, strlen(QEMU_DISK_DEVICE)) == 0) {
+		char node[DEVICE_NAME_MAX + 16];
+
+		id = device + strlen(QEMU_DISK_DEVICE);
+		/* The format node, then the file node: each fails while something uses it. */
+		snprintf(node, sizeof(node), QEMU_DISK_NODE "%s", id);
+		(void)qmp_call(v->qmp, "blockdev-del", json_pack("{s:s}", "node-name", node),
+			       QMP_TIMEOUT_USEC, NULL, NULL);
+		snprintf(node, sizeof(node), QEMU_DISK_FILE "%s", id);
+		(void)qmp_call(v->qmp, "blockdev-del", json_pack("{s:s}", "node-name", node),
+			       QMP_TIMEOUT_USEC, NULL, NULL);
+		(void)spec_remove_disk(v->config, id);
+	} else {
+		char netdev[DEVICE_NAME_MAX + 16];
+
+		id = device + strlen(QEMU_NET_DEVICE);
+		snprintf(netdev, sizeof(netdev), QEMU_NETDEV "%s", id);
+		(void)qmp_call(v->qmp, "netdev_del", json_pack("{s:s}", "id", netdev),
+			       QMP_TIMEOUT_USEC, NULL, NULL);
+		(void)spec_remove_net(v->config, id);
+	}
+	*p = (Port){};
+	(void)record_save(v);
+	changed(v);
+}
+
+static void on_event(Qmp *q _unused_, const char *event, json_t *data, uint64_t ts _unused_,
+		     void *userdata)
+{
+	QemuVm *v = userdata;
+
+	if (streq(event, "STOP") && v->state == VM_RUNNING) {
+		v->state = VM_PAUSED;
+		(void)record_save(v);
+		changed(v);
+	} else if (streq(event, "RESUME") && v->state == VM_PAUSED) {
+		v->state = VM_RUNNING;
+		(void)record_save(v);
+		changed(v);
+	} else if (streq(event, "SHUTDOWN")) {
+		v->guest_shutdown = json_is_true(json_object_get(data, "guest"));
+	} else if (streq(event, "DEVICE_DELETED")) {
+		const char *dev = json_string_value(json_object_get(data, "device"));
+
+		/* The virtio backend of a device goes first, without a "device": skip it. */
+		if (dev)
+			unplug_done(v, dev);
+	}
+}
+
+static void on_qmp_close(Qmp *q _unused_, int error, void *userdata)
+{
+	QemuVm *v = userdata;
+
+	/*
+	 * QEMU is exiting (its pidfd tells when) or broke the protocol: the next command
+	 * connects again.
+	 */
+	if (!v->stop_requested && !v->guest_shutdown && !vmm_has_exited(v->pidfd))
+		log_fields(LOG_WARNING,
+			   &(LogFields){ .sandbox = v->name, .backend = "qemu", .error = -error },
+			   "lost the QMP connection to a running QEMU");
+	changed(v);
+}
+
+/* Connect to the VM's QMP socket and check it is the VM we think: query-name. */
+static int vm_connect(QemuVm *v, uint64_t timeout_usec)
+{
+	_cleanup_free_ char *sock = vm_path(v->b, v->name, "qmp.sock");
+	_cleanup_(json_decrefp) json_t *name = NULL, *status = NULL;
+	_cleanup_(qmp_freep) Qmp *q = NULL;
+	const char *s;
+	int r;
+
+	if (!sock)
+		return -ENOMEM;
+	r = qmp_connect(sock, timeout_usec, &q);
+	if (r < 0)
+		return r;
+	r = qmp_call(q, "query-name", NULL, QMP_TIMEOUT_USEC, &name, NULL);
+	if (r < 0)
+		return r;
+	if (!streq_ptr(json_string_value(json_object_get(name, "name")), v->name))
+		return -ESTALE;
+	r = qmp_call(q, "query-status", NULL, QMP_TIMEOUT_USEC, &status, NULL);
+	if (r < 0)
+		return r;
+	s = json_string_value(json_object_get(status, "status"));
+	if (streq_ptr(s, "running"))
+		v->state = v->state == VM_STOPPING ? VM_STOPPING : VM_RUNNING;
+	else if (streq_ptr(s, "shutdown"))
+		v->state = VM_STOPPING;
+	else if (v->state != VM_STOPPING)
+		v->state = VM_PAUSED; /* paused, prelaunch, io-error, suspended, ... */
+	if (v->b->event) {
+		r = qmp_attach(q, v->b->event, on_event, on_qmp_close, v);
+		if (r < 0)
+			return r;
+	}
+	v->qmp = TAKE_PTR(q);
+	return 0;
+}
+
+/* Adopt */
+
+static int qemu_adopt(Backend *b, const char *name)
+{
+	_cleanup_(json_decrefp) json_t *j = NULL;
+	_cleanup_(vm_freep) QemuVm *v = NULL;
+	int r;
+
+	if (!b->event)
+		return -EROFS;
+	vm_forget(b, name);
+	r = record_load(b, name, &j);
+	if (r < 0)
+		return r == -ENOENT ? -ESTALE : r;
+	r = vm_from_record(b, name, j, &v);
+	if (r < 0)
+		return r;
+	/* Ours: this boot, and the very process vmd started (pid reuse is caught here). */
+	if (!streq(v->boot_id, QEMU(b)->boot_id) || !vmm_identity_matches(&v->id))
+		return -ESTALE;
+	v->pidfd = vmm_pidfd_open(v->id.pid);
+	if (v->pidfd < 0)
+		return v->pidfd;
+	if (!vmm_identity_matches(&v->id)) /* the pid was reused before the pidfd was taken */
+		return -ESTALE;
+	r = vm_connect(v, QEMU_ADOPT_TIMEOUT_USEC);
+	if (r < 0) {
+		/* A live QEMU vmd cannot talk to: never start a second one beside it. */
+		backend_set_error(b, "cannot reach the QMP socket of QEMU pid %d: %s", (int)v->id.pid,
+				  strerror(-r));
+		return r == -ESTALE ? r : -EHOSTUNREACH;
+	}
+	r = watch_exit(v);
+	if (r < 0)
+		return r;
+	r = hashmap_put(QEMU(b)->vms, v->name, v);
+	if (r < 0)
+		return r;
+	TAKE_PTR(v);
+	return 0;
+}
+
+/* Start */
+
+/* QEMU's own words on why it did not start: the last line of qemu.log. */
+static void set_start_error(Backend *b, const char *name, const char *what)
+{
+	_cleanup_free_ char *path = vm_path(b, name, "qemu.log"), *log = NULL;
+	char *line, *end;
+
+	if (path && read_file(path, 64 * 1024, &log, NULL) >= 0) {
+		end = log + strlen(log);
+		while (end > log && (end[-1] == '\n' || end[-1] == ' '))
+			*--end = '\0';
+		line = strrchr(log, '\n');
+		line = line ? line + 1 : log;
+		if (*line) {
+			backend_set_error(b, "%s: %s", what, line);
+			return;
+		}
+	}
+	backend_set_error(b, "%s", what);
+}
+
+/* Wait for QMP to answer, or for QEMU to give up. */
+static int wait_ready(QemuVm *v)
+{
+	uint64_t deadline = now_usec(CLOCK_MONOTONIC) + QEMU_START_TIMEOUT_USEC;
+
+	for (;;) {
+		uint64_t now = now_usec(CLOCK_MONOTONIC);
+		struct pollfd p = { .fd = v->pidfd, .events = POLLIN };
+		int r;
+
+		if (now >= deadline)
+			return -ETIMEDOUT;
+		r = vm_connect(v, deadline - now);
+		if (r == 0)
+			return 0;
+		if (!IN_SET(-r, ENOENT, ECONNREFUSED, ECONNRESET))
+			return r;
+		/* Not listening yet: wait a little, or until it exits. */
+		if (poll(&p, 1, 5) > 0)
+			return -ECHILD;
+	}
+}
+
+static void prepare_dir(Backend *b, const char *name)
+{
+	_cleanup_free_ char *console = vm_path(b, name, "console.log"),
+			    *old = vm_path(b, name, "console.log.1"),
+			    *log = vm_path(b, name, "qemu.log"), *sock = vm_path(b, name, "qmp.sock");
+
+	if (console && old)
+		(void)rename(console, old); /* the boot before, for whoever looks into a crash */
+	if (log)
+		(void)unlink(log);
+	if (sock)
+		(void)vmm_remove_stale_socket(b->run_dir, sock);
+}
+
+static void assign_ports(QemuVm *v)
+{
+	const SandboxSpec *s = v->config;
+
+	v->n_ports = (unsigned)(s->n_disks + s->n_networks + QEMU_SPARE_PORTS);
+	if (v->n_ports > QEMU_PORTS_MAX)
+		v->n_ports = QEMU_PORTS_MAX;
+	memset(v->ports, 0, sizeof(v->ports));
+	for (size_t i = 0; i < s->n_disks; i++)
+		device_name(v->ports[i].device, QEMU_DISK_DEVICE, s->disks[i].id);
+	for (size_t i = 0; i < s->n_networks; i++)
+		device_name(v->ports[s->n_disks + i].device, QEMU_NET_DEVICE, s->networks[i].id);
+}
+
+static int spawn(Backend *b, QemuVm *v)
+{
+	_cleanup_(strv_freep) char **argv = NULL;
+	_cleanup_free_ char *log = vm_path(b, v->name, "qemu.log");
+	unsigned disk_ports[SPEC_DISKS_MAX], net_ports[SPEC_NETWORKS_MAX];
+	const SandboxSpec *s = v->config;
+	QemuLaunch l = {
+		.binary = QEMU(b)->binary,
+		.accel = QEMU(b)->accel,
+		.dir = v->dir,
+		.spec = s,
+		.disk_ports = disk_ports,
+		.net_ports = net_ports,
+		.n_ports = v->n_ports,
+	};
+	int r;
+
+	if (!log)
+		return -ENOMEM;
+	for (size_t i = 0; i < s->n_disks; i++)
+		disk_ports[i] = (unsigned)i;
+	for (size_t i = 0; i < s->n_networks; i++)
+		net_ports[i] = (unsigned)(s->n_disks + i);
+	r = qemu_build_argv(&l, &argv);
+	if (r < 0)
+		return r;
+	r = vmm_spawn(argv, log, &v->id.pid, &v->pidfd);
+	if (r < 0) {
+		backend_set_error(b, "cannot run %s: %s", argv[0], strerror(-r));
+		return r;
+	}
+	v->child = true;
+	return vmm_identity(v->id.pid, &v->id);
+}
+
+/* Undo a start that did not get through: no process, no record. */
+static void start_failed(QemuVm *v)
+{
+	_cleanup_free_ char *rec = vm_path(v->b, v->name, "vm.json");
+	int status;
+
+	if (v->pidfd >= 0 && !vmm_has_exited(v->pidfd))
+		(void)vmm_kill(v->pidfd, SIGKILL);
+	if (v->pidfd >= 0) {
+		struct pollfd p = { .fd = v->pidfd, .events = POLLIN };
+
+		(void)poll(&p, 1, 5000);
+		(void)vmm_reap(v->pidfd, &status);
+	}
+	if (rec)
+		(void)unlink(rec);
+}
+
+static int qemu_start(Backend *b, const SandboxSpec *spec, uint64_t generation)
+{
+	_cleanup_(vm_freep) QemuVm *v = NULL;
+	_cleanup_(json_decrefp) json_t *j = NULL;
+	int r;
+
+	if (!b->event)
+		return -EROFS;
+	if (!QEMU(b)->binary) {
+		backend_set_error(b, "cannot find %s: %s",
+				  b->options.qemu_binary ?: "qemu-system-x86_64 in $PATH",
+				  strerror(-QEMU(b)->binary_error));
+		return QEMU(b)->binary_error;
+	}
+	if (!spec->kernel) {
+		backend_set_error(b, "spec.kernel is required for qemu");
+		return -EINVAL;
+	}
+	vm_forget(b, spec->name);
+	v = vm_new(b, spec->name);
+	if (!v || !(j = spec_to_json(spec)))
+		return -ENOMEM;
+	r = spec_from_json(j, &v->config);
+	if (r < 0)
+		return r;
+	r = mkdir_p(v->dir, 0750);
+	if (r < 0)
+		return r;
+	prepare_dir(b, v->name);
+	assign_ports(v);
+	memcpy(v->boot_id, QEMU(b)->boot_id, sizeof(v->boot_id));
+	v->generation = generation;
+	v->started_at_usec = now_usec(CLOCK_REALTIME);
+	v->state = VM_RUNNING;
+
+	r = spawn(b, v);
+	if (r >= 0)
+		/* Recorded before QMP is up: a vmd that dies now finds it, and adopts it. */
+		r = record_save(v);
+	if (r >= 0) {
+		r = wait_ready(v);
+		if (r == -ECHILD)
+			set_start_error(b, v->name, "QEMU exited while starting");
+		else if (r == -ETIMEDOUT)
+			set_start_error(b, v->name, "QEMU did not answer on QMP in time");
+		else if (r < 0)
+			backend_set_error(b, "cannot talk to QEMU over QMP: %s", strerror(-r));
+	}
+	if (r >= 0)
+		r = watch_exit(v);
+	if (r >= 0)
+		r = record_save(v);
+	if (r >= 0)
+		r = hashmap_put(QEMU(b)->vms, v->name, v);
+	if (r < 0) {
+		start_failed(v);
+		return r == -ECHILD ? -ENOEXEC : r;
+	}
+	TAKE_PTR(v);
+	return 0;
+}
+
+/* Commands on a running VM */
+
+/* The VM, when vmd drives it and can talk to it. */
+static int vm_for_command(Backend *b, const char *name, QemuVm **ret)
+{
+	QemuVm *v = vm_get(b, name);
+	int r;
+
+	if (!v || v->state == VM_EXITED)
+		return -ESRCH;
+	if (!qmp_is_connected(v->qmp)) {
+		v->qmp = qmp_free(v->qmp);
+		r = vm_connect(v, QEMU_ADOPT_TIMEOUT_USEC);
+		if (r < 0) {
+			backend_set_error(b, "cannot reach the QMP socket of QEMU pid %d: %s",
+					  (int)v->id.pid, strerror(-r));
+			return -ENOTCONN;
+		}
+	}
+	*ret = v;
+	return 0;
+}
+
+/* Run a command; a QMP error becomes the message of the failure. */
+static int command(QemuVm *v, const char *cmd, json_t *args)
+{
+	_cleanup_free_ char *err = NULL;
+	int r;
+
+	r = qmp_call(v->qmp, cmd, args, QMP_TIMEOUT_USEC, NULL, &err);
+	if (r == -EREMOTEIO)
+		backend_set_error(v->b, "%s: %s", cmd, err ?: "failed");
+	else if (r < 0)
+		backend_set_error(v->b, "%s: %s", cmd, strerror(-r));
+	return r;
+}
+
+static int kill_timer_fired(sd_event_source *s _unused_, uint64_t usec _unused_, void *userdata)
+{
+	QemuVm *v = userdata;
+
+	v->kill_timer = sd_event_source_disable_unref(v->kill_timer);
+	if (v->pidfd >= 0 && !vmm_has_exited(v->pidfd)) {
+		log_fields(LOG_WARNING,
+			   &(LogFields){ .sandbox = v->name, .backend = "qemu", .result = "killed" },
+			   "QEMU did not quit; sending SIGKILL");
+		(void)vmm_kill(v->pidfd, SIGKILL);
+	}
+	return 0;
+}
+
+static int qemu_stop(Backend *b, const char *name, uint64_t timeout_ms _unused_, bool force)
+{
+	QemuVm *v = vm_get(b, name);
+	int r;
+
+	if (!v || v->state == VM_EXITED)
+		return -ESRCH;
+	v->stop_requested = true;
+	if (!force && qmp_is_connected(v->qmp)) {
+		/* A paused guest cannot hear the power button: let it run to shut down. */
+		if (v->state == VM_PAUSED && (r = command(v, "cont", NULL)) < 0)
+			return r;
+		r = command(v, "system_powerdown", NULL);
+		if (r < 0)
+			return r;
+		v->state = VM_STOPPING;
+		return record_save(v);
+	}
+	/* Forced: quit, and SIGKILL if QEMU does not go in time. */
+	v->state = VM_STOPPING;
+	(void)record_save(v);
+	if (qmp_is_connected(v->qmp) && qmp_call(v->qmp, "quit", NULL, QMP_TIMEOUT_USEC, NULL,
+						 NULL) == 0) {
+		if (!v->kill_timer)
+			(void)sd_event_add_time_relative(b->event, &v->kill_timer, CLOCK_MONOTONIC,
+							 QEMU_QUIT_GRACE_USEC, 100000,
+							 kill_timer_fired, v);
+		return 0;
+	}
+	return vmm_kill(v->pidfd, SIGKILL);
+}
+
+static int set_paused(Backend *b, const char *name, bool paused)
+{
+	QemuVm *v;
+	int r;
+
+	r = vm_for_command(b, name, &v);
+	if (r < 0)
+		return r;
+	r = command(v, paused ? "stop" : "cont", NULL);
+	if (r < 0)
+		return r;
+	/* The STOP or RESUME event says the same; it may come later than the reply. */
+	v->state = paused ? VM_PAUSED : VM_RUNNING;
+	return record_save(v);
+}
+
+static int qemu_pause(Backend *b, const char *name)
+{
+	return set_paused(b, name, true);
+}
+
+static int qemu_resume(Backend *b, const char *name)
+{
+	return set_paused(b, name, false);
+}
+
+/* A free root port for a new device, or a clear reason. */
+static int take_port(QemuVm *v, const char *device)
+{
+	int p;
+
+	if (port_of(v, device)) {
+		backend_set_error(v->b, "%s is still attached (its removal has not completed)",
+				  device);
+		return -EBUSY;
+	}
+	p = port_free(v);
+	if (p < 0)
+		backend_set_error(v->b,
+				  "all %u hot-plug ports are taken; a restart of the VM makes room",
+				  v->n_ports);
+	return p;
+}
+
+static int plugged(QemuVm *v, int port, const char *device, uint64_t generation)
+{
+	snprintf(v->ports[port].device, DEVICE_NAME_MAX, "%s", device);
+	v->generation = generation;
+	return record_save(v);
+}
+
+static int qemu_disk_add(Backend *b, const char *name, const DiskSpec *d, uint64_t generation)
+{
+	char dev[DEVICE_NAME_MAX], node[DEVICE_NAME_MAX + 16], file[DEVICE_NAME_MAX + 16],
+		bus[32];
+	QemuVm *v;
+	int r, port;
+
+	r = vm_for_command(b, name, &v);
+	if (r < 0)
+		return r;
+	device_name(dev, QEMU_DISK_DEVICE, d->id);
+	port = take_port(v, dev);
+	if (port < 0)
+		return port;
+	snprintf(node, sizeof(node), QEMU_DISK_NODE "%s", d->id);
+	snprintf(file, sizeof(file), QEMU_DISK_FILE "%s", d->id);
+	snprintf(bus, sizeof(bus), QEMU_PORT "%d", port);
+
+	r = command(v, "blockdev-add",
+		    json_pack("{s:s, s:s, s:s, s:b}", "driver", "file", "node-name", file,
+			      "filename", d->path, "read-only", d->read_only));
+	if (r < 0)
+		return r;
+	r = command(v, "blockdev-add",
+		    json_pack("{s:s, s:s, s:s, s:b}", "driver", disk_format_to_string(d->format),
+			      "node-name", node, "file", file, "read-only", d->read_only));
+	if (r >= 0)
+		/* addr=0: elsewhere on the port, the guest would never see the device. */
+		r = command(v, "device_add",
+			    json_pack("{s:s, s:s, s:s, s:s, s:s}", "driver", "virtio-blk-pci", "id",
+				      dev, "drive", node, "bus", bus, "addr", "0"));
+	if (r < 0) {
+		(void)qmp_call(v->qmp, "blockdev-del", json_pack("{s:s}", "node-name", node),
+			       QMP_TIMEOUT_USEC, NULL, NULL);
+		(void)qmp_call(v->qmp, "blockdev-del", json_pack("{s:s}", "node-name", file),
+			       QMP_TIMEOUT_USEC, NULL, NULL);
+		return r;
+	}
+	r = spec_add_disk(v->config, d);
+	if (r < 0)
+		return r;
+	return plugged(v, port, dev, generation);
+}
+
+static int qemu_net_add(Backend *b, const char *name, const NetSpec *n, uint64_t generation)
+{
+	char dev[DEVICE_NAME_MAX], netdev[DEVICE_NAME_MAX + 16], bus[32], mac[18];
+	const uint8_t *m = n->mac;
+	QemuVm *v;
+	json_t *args;
+	int r, port;
+
+	r = vm_for_command(b, name, &v);
+	if (r < 0)
+		return r;
+	device_name(dev, QEMU_NET_DEVICE, n->id);
+	port = take_port(v, dev);
+	if (port < 0)
+		return port;
+	snprintf(netdev, sizeof(netdev), QEMU_NETDEV "%s", n->id);
+	snprintf(bus, sizeof(bus), QEMU_PORT "%d", port);
+	snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4],
+		 m[5]);
+
+	if (n->type == NET_TAP)
+		args = json_pack("{s:s, s:s, s:s, s:s, s:s}", "type", "tap", "id", netdev, "ifname",
+				 n->tap, "script", "no", "downscript", "no");
+	else
+		args = json_pack("{s:s, s:s}", "type", "user", "id", netdev);
+	r = command(v, "netdev_add", args);
+	if (r < 0)
+		return r;
+	r = command(v, "device_add",
+		    json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "driver", "virtio-net-pci", "id",
+			      dev, "netdev", netdev, "mac", mac, "bus", bus, "addr", "0"));
+	if (r < 0) {
+		(void)qmp_call(v->qmp, "netdev_del", json_pack("{s:s}", "id", netdev),
+			       QMP_TIMEOUT_USEC, NULL, NULL);
+		return r;
+	}
+	r = spec_add_net(v->config, n);
+	if (r < 0)
+		return r;
+	return plugged(v, port, dev, generation);
+}
+
+static int unplug_timer_fired(sd_event_source *s _unused_, uint64_t usec _unused_,
+			      void *userdata);
+
+static void arm_unplug_timer(QemuVm *v)
+{
+	uint64_t next = 0;
+
+	v->unplug_timer = sd_event_source_disable_unref(v->unplug_timer);
+	for (unsigned i = 0; i < v->n_ports; i++)
+		if (v->ports[i].unplug == UNPLUG_IN_FLIGHT &&
+		    (next == 0 || v->ports[i].unplug_deadline < next))
+			next = v->ports[i].unplug_deadline;
+	if (next)
+		(void)sd_event_add_time(v->b->event, &v->unplug_timer, CLOCK_MONOTONIC, next, 100000,
+					unplug_timer_fired, v);
+}
+
+static int unplug_timer_fired(sd_event_source *s _unused_, uint64_t usec _unused_,
+			      void *userdata)
+{
+	QemuVm *v = userdata;
+	uint64_t now = now_usec(CLOCK_MONOTONIC);
+
+	for (unsigned i = 0; i < v->n_ports; i++)
+		if (v->ports[i].unplug == UNPLUG_IN_FLIGHT && v->ports[i].unplug_deadline <= now)
+			v->ports[i].unplug = UNPLUG_TIMED_OUT;
+	arm_unplug_timer(v);
+	changed(v);
+	return 0;
+}
+
+/*
+ * device_del only asks: the guest releases the device when it is ready to, and
+ * DEVICE_DELETED says it did (unplug_done). Until then the VM is busy; a guest that does
+ * not let go in time (paused, still booting) is reported and asked again.
+ */
+static int unplug(Backend *b, const char *name, const char *prefix, const char *id)
+{
+	char dev[DEVICE_NAME_MAX];
+	QemuVm *v;
+	Port *p;
+	int r;
+
+	r = vm_for_command(b, name, &v);
+	if (r < 0)
+		return r;
+	device_name(dev, prefix, id);
+	p = port_of(v, dev);
+	if (!p)
+		return 0; /* not there: nothing to remove */
+	if (p->unplug == UNPLUG_IN_FLIGHT)
+		return 1;
+	if (p->unplug == UNPLUG_TIMED_OUT) {
+		p->unplug = UNPLUG_NONE;
+		backend_set_error(b,
+				  "the guest did not release %s within %llu s (is it paused, or not "
+				  "booted far enough to handle hot-unplug?)",
+				  dev, QEMU_UNPLUG_TIMEOUT_USEC / 1000000);
+		return -ETIMEDOUT;
+	}
+	r = command(v, "device_del", json_pack("{s:s}", "id", dev));
+	/* Asked before and still pending in QEMU: that is the same request, still in flight. */
+	if (r < 0 && p->unplug_attempts == 0)
+		return r;
+	p->unplug = UNPLUG_IN_FLIGHT;
+	p->unplug_deadline = now_usec(CLOCK_MONOTONIC) + QEMU_UNPLUG_TIMEOUT_USEC;
+	p->unplug_attempts++;
+	free(backend_take_error(b));
+	arm_unplug_timer(v);
+	return 1;
+}
+
+static int qemu_disk_remove(Backend *b, const char *name, const char *id, uint64_t generation)
+{
+	int r = unplug(b, name, QEMU_DISK_DEVICE, id);
+
+	if (r == 0) {
+		QemuVm *v = vm_get(b, name);
+
+		(void)spec_remove_disk(v->config, id);
+		v->generation = generation;
+		return record_save(v);
+	}
+	return r;
+}
+
+static int qemu_net_remove(Backend *b, const char *name, const char *id, uint64_t generation)
+{
+	int r = unplug(b, name, QEMU_NET_DEVICE, id);
+
+	if (r == 0) {
+		QemuVm *v = vm_get(b, name);
+
+		(void)spec_remove_net(v->config, id);
+		v->generation = generation;
+		return record_save(v);
+	}
+	return r;
+}
+
+static int qemu_cleanup(Backend *b, const char *name)
+{
+	static const char *const files[] = {
+		"vm.json", "qmp.sock", "qemu.pid", "qemu.log", "console.log", "console.log.1",
+	};
+	QemuVm *v = vm_get(b, name);
+
+	if (v && v->state != VM_EXITED)
+		return -EBUSY;
+	vm_forget(b, name);
+	/* vmd's own files only: never a disk image, never anything outside the dir. */
+	for (size_t i = 0; i < ELEMENTSOF(files); i++) {
+		_cleanup_free_ char *p = vm_path(b, name, files[i]);
+
+		if (!p)
+			return -ENOMEM;
+		if (unlink(p) < 0 && errno != ENOENT)
+			return -errno;
+	}
+	return 0;
+}
+
+const BackendOps backend_qemu_ops = {
+	.name = "qemu",
+	.caps = BACKEND_CAP_PAUSE | BACKEND_CAP_DISK_HOTPLUG | BACKEND_CAP_NET_HOTPLUG,
+	.data_size = sizeof(Qemu),
+	.init = qemu_init,
+	.done = qemu_done,
+	.observe = qemu_observe,
+	.list = qemu_list,
+	.adopt = qemu_adopt,
+	.start = qemu_start,
+	.stop = qemu_stop,
+	.pause = qemu_pause,
+	.resume = qemu_resume,
+	.disk_add = qemu_disk_add,
+	.disk_remove = qemu_disk_remove,
+	.net_add = qemu_net_add,
+	.net_remove = qemu_net_remove,
+	.cleanup = qemu_cleanup,
+};

@@ -1,0 +1,47 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+#include "spec.h"
+
+/*
+ * The QEMU backend's pieces: qemu-argv.c builds the command line (pure, tested on its
+ * own), qemu.c drives the process through QMP (qmp.c) and vmm.c.
+ */
+
+#define QEMU_SPARE_PORTS 8 /* free pcie-root-ports for hot-plug, beyond the boot devices */
+#define QEMU_PORTS_MAX 64  /* 8 slots of 8 functions */
+
+typedef enum QemuAccel {
+	QEMU_ACCEL_AUTO, /* kvm when /dev/kvm works, else tcg */
+	QEMU_ACCEL_KVM,
+	QEMU_ACCEL_TCG,
+	_QEMU_ACCEL_MAX,
+	_QEMU_ACCEL_INVALID = -EINVAL,
+} QemuAccel;
+
+DECLARE_STRING_TABLE(qemu_accel, QemuAccel);
+
+/* Everything a QEMU command line is made of. */
+typedef struct QemuLaunch {
+	const char *binary; /* absolute */
+	QemuAccel accel;
+	const char *dir; /* <run-dir>/<name>: QMP socket, console.log, pid file */
+	const SandboxSpec *spec;
+	const unsigned *disk_ports; /* root port of each disk, of each network */
+	const unsigned *net_ports;
+	unsigned n_ports; /* root ports to create */
+} QemuLaunch;
+
+/* The argv (NULL-terminated, to free with strv_free) to run QEMU with. */
+int qemu_build_argv(const QemuLaunch *l, char ***ret);
+
+/* A value for a QEMU key=value option: commas doubled, so that it cannot end the value. */
+char *qemu_opt_escape(const char *s);
+
+/* Device and node names of a disk or network, as in QMP: "disk-ID", "net-ID"... */
+#define QEMU_DISK_DEVICE "disk-"
+#define QEMU_DISK_NODE "disk-node-"
+#define QEMU_DISK_FILE "disk-file-"
+#define QEMU_NET_DEVICE "net-"
+#define QEMU_NETDEV "netdev-"
+#define QEMU_PORT "vmd-port"

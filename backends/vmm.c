@@ -1,0 +1,226 @@
+/* SPDX-License-Identifier: MIT */
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+
+#include "util.h"
+#include "vmm.h"
+
+int vmm_pidfd_open(pid_t pid)
+{
+	int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+
+	return fd < 0 ? -errno : fd;
+}
+
+int vmm_kill(int pidfd, int sig)
+{
+	return syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0) < 0 ? -errno : 0;
+}
+
+/* In the child, between fork and exec: only async-signal-safe calls. */
+_Noreturn static void exec_child(char *const argv[], int log_fd, int null_fd, int err_fd)
+{
+	struct sigaction dfl = { .sa_handler = SIG_DFL };
+	sigset_t none;
+	int e;
+
+	(void)setsid();
+	for (int s = 1; s < NSIG; s++)
+		(void)sigaction(s, &dfl, NULL);
+	sigemptyset(&none);
+	(void)sigprocmask(SIG_SETMASK, &none, NULL);
+	if (dup2(null_fd, 0) < 0 || dup2(null_fd, 1) < 0 || dup2(log_fd, 2) < 0)
+		goto fail;
+	/* err_fd is close-on-exec: it closes itself when the exec succeeds. */
+	if (err_fd != 3 && (dup3(err_fd, 3, O_CLOEXEC) < 0))
+		goto fail;
+	if (syscall(SYS_close_range, 4, ~0u, 0) < 0)
+		goto fail;
+	execv(argv[0], argv);
+fail:
+	e = errno;
+	(void)!write(3, &e, sizeof(e));
+	_exit(127);
+}
+
+int vmm_spawn(char *const argv[], const char *log_path, pid_t *ret_pid, int *ret_pidfd)
+{
+	_cleanup_close_ int log_fd = -EBADF, null_fd = -EBADF, pidfd = -EBADF;
+	int pipefd[2], e = 0;
+	ssize_t n;
+	pid_t pid;
+
+	log_fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY, 0600);
+	if (log_fd < 0)
+		return -errno;
+	null_fd = open("/dev/null", O_RDWR | O_CLOEXEC | O_NOCTTY);
+	if (null_fd < 0)
+		return -errno;
+	if (pipe2(pipefd, O_CLOEXEC) < 0)
+		return -errno;
+	pid = fork();
+	if (pid < 0) {
+		e = errno;
+		close(pipefd[0]);
+		close(pipefd[1]);
+		return -e;
+	}
+	if (pid == 0) {
+		close(pipefd[0]);
+		exec_child(argv, log_fd, null_fd, pipefd[1]);
+	}
+	close(pipefd[1]);
+	do
+		n = read(pipefd[0], &e, sizeof(e));
+	while (n < 0 && errno == EINTR);
+	close(pipefd[0]);
+	if (n == sizeof(e)) {
+		(void)waitpid(pid, NULL, 0);
+		return -e;
+	}
+	pidfd = vmm_pidfd_open(pid);
+	if (pidfd < 0) {
+		int r = pidfd;
+
+		(void)kill(pid, SIGKILL);
+		(void)waitpid(pid, NULL, 0);
+		return r;
+	}
+	*ret_pid = pid;
+	*ret_pidfd = TAKE_FD(pidfd);
+	return 0;
+}
+
+int vmm_identity(pid_t pid, VmmIdentity *ret)
+{
+	_cleanup_free_ char *stat = NULL;
+	char path[64], exe[sizeof(ret->exe)];
+	const char *p;
+	unsigned long long start;
+	char state;
+	ssize_t n;
+	int r;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	r = read_file(path, 4096, &stat, NULL);
+	if (r < 0)
+		return r == -ENOENT ? -ESRCH : r;
+	/* The command name may hold spaces and parentheses: the fields start after the last ')'. */
+	p = strrchr(stat, ')');
+	if (!p || sscanf(p + 1, " %c", &state) != 1)
+		return -EBADMSG;
+	if (state == 'Z' || state == 'X')
+		return -ESRCH;
+	for (int field = 3; field < 22; field++) {
+		p = strchr(p + 1, ' ');
+		if (!p)
+			return -EBADMSG;
+	}
+	if (sscanf(p + 1, "%llu", &start) != 1)
+		return -EBADMSG;
+
+	snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
+	n = readlink(path, exe, sizeof(exe) - 1);
+	if (n < 0)
+		return errno == ENOENT ? -ESRCH : -errno;
+	exe[n] = '\0';
+	/* A VMM whose binary was upgraded under it is still the same process. */
+	if (n > 10 && streq(exe + n - 10, " (deleted)"))
+		exe[n - 10] = '\0';
+
+	*ret = (VmmIdentity){ .pid = pid, .start_time = start };
+	memcpy(ret->exe, exe, sizeof(exe));
+	return 0;
+}
+
+bool vmm_identity_matches(const VmmIdentity *id)
+{
+	VmmIdentity now;
+
+	if (id->pid <= 0 || vmm_identity(id->pid, &now) < 0)
+		return false;
+	return now.start_time == id->start_time && streq(now.exe, id->exe);
+}
+
+int vmm_reap(int pidfd, int *ret_status)
+{
+	siginfo_t si = {};
+
+	if (waitid((idtype_t)P_PIDFD, (id_t)pidfd, &si, WEXITED | WNOHANG) < 0)
+		return -errno;
+	if (si.si_pid == 0)
+		return 0;
+	*ret_status = si.si_code == CLD_EXITED ? si.si_status : 128 + si.si_status;
+	return 1;
+}
+
+bool vmm_has_exited(int pidfd)
+{
+	struct pollfd p = { .fd = pidfd, .events = POLLIN };
+
+	return poll(&p, 1, 0) > 0;
+}
+
+int vmm_remove_stale_socket(const char *dir, const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	_cleanup_close_ int fd = -EBADF;
+	size_t dl = strlen(dir);
+	struct stat st;
+
+	if (strncmp(path, dir, dl) != 0 || path[dl] != '/' || strstr(path, "/../"))
+		return -EPERM;
+	if (lstat(path, &st) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (!S_ISSOCK(st.st_mode))
+		return -ENOTSOCK;
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(sa.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
+		return -EADDRINUSE;
+	if (errno != ECONNREFUSED)
+		return -errno;
+	return unlink(path) < 0 && errno != ENOENT ? -errno : 1;
+}
+
+int vmm_find_binary(const char *name, char **ret)
+{
+	_cleanup_free_ char *path_env = NULL;
+	char *state = NULL;
+
+	if (strchr(name, '/')) {
+		char *abs = realpath(name, NULL);
+
+		if (!abs)
+			return -errno;
+		if (access(abs, X_OK) < 0) {
+			free(abs);
+			return -errno;
+		}
+		*ret = abs;
+		return 0;
+	}
+	path_env = strdup(getenv("PATH") ?: "/usr/local/bin:/usr/bin:/bin");
+	if (!path_env)
+		return -ENOMEM;
+	for (char *d = strtok_r(path_env, ":", &state); d; d = strtok_r(NULL, ":", &state)) {
+		_cleanup_free_ char *p = NULL;
+
+		if (asprintf(&p, "%s/%s", d, name) < 0)
+			return -ENOMEM;
+		if (access(p, X_OK) == 0)
+			return vmm_find_binary(p, ret);
+	}
+	return -ENOENT;
+}

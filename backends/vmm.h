@@ -1,0 +1,55 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "macro.h"
+
+/*
+ * VMM processes, whatever the VMM: spawning one, telling whether a pid is still the process
+ * vmd started, and learning how it ended. Shared by the QEMU, Cloud Hypervisor and
+ * Firecracker backends.
+ */
+
+/* What identifies a process beyond its pid, which the kernel reuses. */
+typedef struct VmmIdentity {
+	pid_t pid;
+	uint64_t start_time; /* field 22 of /proc/PID/stat: clock ticks after boot */
+	char exe[256];	     /* /proc/PID/exe, without a " (deleted)" suffix */
+} VmmIdentity;
+
+/*
+ * Start argv[0] (an absolute path) with argv, in a session of its own, with stdin and
+ * stdout on /dev/null, stderr appended to log_path, every other fd closed and signals
+ * reset. Returns once the exec happened (or failed: its errno). *ret_pidfd refers to it.
+ */
+int vmm_spawn(char *const argv[], const char *log_path, pid_t *ret_pid, int *ret_pidfd);
+
+/* Read a live process's identity; -ESRCH if it is gone (or a zombie). */
+int vmm_identity(pid_t pid, VmmIdentity *ret);
+
+/* Whether pid is still the process that id describes. */
+bool vmm_identity_matches(const VmmIdentity *id);
+
+/*
+ * How the process behind pidfd ended, if it did and it is our child: 1 and *ret_status
+ * (the exit code, or 128 + signal); 0 if it still runs; -ECHILD if it is not our child
+ * (adopted after a restart of vmd), so its status is not ours to learn.
+ */
+int vmm_reap(int pidfd, int *ret_status);
+
+/* Whether the process behind pidfd has ended (its pidfd is readable). */
+bool vmm_has_exited(int pidfd);
+
+int vmm_pidfd_open(pid_t pid);
+int vmm_kill(int pidfd, int sig);
+
+/*
+ * Remove a Unix socket nobody listens on (connect refused), but only below dir: a path
+ * outside it is never touched. 1: removed; 0: nothing there; -EADDRINUSE: someone listens.
+ */
+int vmm_remove_stale_socket(const char *dir, const char *path);
+
+/* The absolute path of an executable: name as is if it has a '/', else looked up in $PATH. */
+int vmm_find_binary(const char *name, char **ret);
