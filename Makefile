@@ -68,7 +68,7 @@ LIB_SRCS := \
 	backends/qemu.c
 MAIN_SRC := reconciler/main.c
 
-TESTS := util hashmap yaml-tree yaml-decode spec spec-yaml spec-json sandbox-dir plan backend-noop watcher \
+TESTS := util hashmap yaml-tree yaml-decode spec spec-yaml spec-json sandbox-dir plan backend-noop qmp qemu-argv qemu watcher \
 	cli-validate schema daemon journal units readme
 
 OBJS := $(LIB_SRCS:%.c=$(B)/obj/%.o)
@@ -103,8 +103,13 @@ $(B)/san/vmd: $(SAN_OBJS) $(B)/san/$(MAIN_SRC:.c=.o)
 $(B)/san/tests/test-%: $(B)/san/tests/test-%.o $(B)/san/tests/helpers.o $(SAN_OBJS)
 	$(call say,LD,$@) $(CC) $(SAN_FLAGS) $^ $(PKG_LIBS) -lcmocka -o $@
 
-test: $(TEST_BINS) $(B)/san/vmd $(B)/fuzz/fuzz-spec-yaml
+# The test guest: Debian's kernel and busybox (tests/guest/build).
+$(B)/guest/vmlinux: tests/guest/build tests/guest/init | $(B)/.deps
+	$(call say,GUEST,$(B)/guest) tests/guest/build $(B)/guest >/dev/null
+
+test: $(TEST_BINS) $(B)/san/vmd $(B)/fuzz/fuzz-spec-yaml $(B)/guest/vmlinux
 	VMD_SRCDIR=$(CURDIR) VMD_BIN=$(CURDIR)/$(B)/san/vmd PYTHON=$(PYTHON) \
+		VMD_GUEST=$(CURDIR)/$(B)/guest \
 		tests/run $(TEST_BINS) --fuzz $(B)/fuzz/fuzz-spec-yaml
 
 check: format-check test

@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+#include <dirent.h>
 #include <stdarg.h>
 #include <stdio.h>
 
@@ -90,4 +91,43 @@ Backend *backend_free(Backend *b)
 	sd_event_unref(b->event);
 	free(b);
 	return NULL;
+}
+
+int backend_list_runtime_dirs(Backend *b, const char *file, char ***ret_names, size_t *ret_n)
+{
+	DIR *d = opendir(b->run_dir);
+	char **names = NULL;
+	size_t n = 0;
+	struct dirent *e;
+
+	if (!d) {
+		*ret_names = NULL;
+		*ret_n = 0;
+		return errno == ENOENT ? 0 : -errno;
+	}
+	while ((e = readdir(d))) {
+		_cleanup_free_ char *path = NULL;
+		char **nn;
+
+		if (e->d_name[0] == '.' ||
+		    asprintf(&path, "%s/%s/%s", b->run_dir, e->d_name, file) < 0 ||
+		    access(path, F_OK) < 0)
+			continue;
+		nn = reallocarray(names, n + 1, sizeof(char *));
+		if (nn)
+			names = nn;
+		if (!nn || !(names[n] = strdup(e->d_name))) {
+			/* A partial list would hide a VM from adoption: all or nothing. */
+			while (n > 0)
+				free(names[--n]);
+			free(names);
+			closedir(d);
+			return -ENOMEM;
+		}
+		n++;
+	}
+	closedir(d);
+	*ret_names = names;
+	*ret_n = n;
+	return 0;
 }

@@ -114,6 +114,9 @@ struct Backend {
 	void *data;
 };
 
+/* The names of the runtime dirs (<run-dir>/<name>/) that hold file: a backend's list(). */
+int backend_list_runtime_dirs(Backend *b, const char *file, char ***ret_names, size_t *ret_n);
+
 /* Say why the operation at hand fails, in words for the status and the journal. */
 void backend_set_error(Backend *b, const char *fmt, ...) _printf_(2, 3);
 /* Take the message of the last failure (the caller frees it), NULL if none. */

@@ -11,7 +11,6 @@
  *   noop.vmd/exit-status: "N"    with this status (default 1)
  *   noop.vmd/stop-delay: "1s"    a graceful stop takes this long
  */
-#include <dirent.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -301,41 +300,7 @@ static int noop_observe(Backend *b, const char *name, VmObserved *ret)
 
 static int noop_list(Backend *b, char ***ret_names, size_t *ret_n)
 {
-	DIR *d = opendir(b->run_dir);
-	char **names = NULL;
-	size_t n = 0;
-	struct dirent *e;
-
-	if (!d) {
-		*ret_names = NULL;
-		*ret_n = 0;
-		return errno == ENOENT ? 0 : -errno;
-	}
-	while ((e = readdir(d))) {
-		_cleanup_free_ char *path = NULL;
-		char **nn;
-
-		if (e->d_name[0] == '.' ||
-		    asprintf(&path, "%s/%s/noop.json", b->run_dir, e->d_name) < 0 ||
-		    access(path, F_OK) < 0)
-			continue;
-		nn = reallocarray(names, n + 1, sizeof(char *));
-		if (nn)
-			names = nn;
-		if (!nn || !(names[n] = strdup(e->d_name))) {
-			/* A partial list would hide a VM from adoption: all or nothing. */
-			while (n > 0)
-				free(names[--n]);
-			free(names);
-			closedir(d);
-			return -ENOMEM;
-		}
-		n++;
-	}
-	closedir(d);
-	*ret_names = names;
-	*ret_n = n;
-	return 0;
+	return backend_list_runtime_dirs(b, "noop.json", ret_names, ret_n);
 }
 
 static int noop_adopt(Backend *b, const char *name)

@@ -62,11 +62,15 @@ static int add_disk(char ***argv, const DiskSpec *d, unsigned port)
 	if (!path)
 		return -ENOMEM;
 	/* driver=file and an explicit format: QEMU probes nothing a guest could forge. */
-	if ((r = arg(argv, "-blockdev", "driver=file,node-name=" QEMU_DISK_FILE "%s,filename=%s,read-only=%s",
-		     d->id, path, ro)) < 0 ||
-	    (r = arg(argv, "-blockdev", "driver=%s,node-name=" QEMU_DISK_NODE "%s,file=" QEMU_DISK_FILE "%s,read-only=%s",
+	if ((r = arg(argv, "-blockdev",
+		     "driver=file,node-name=" QEMU_DISK_FILE "%s,filename=%s,read-only=%s", d->id,
+		     path, ro)) < 0 ||
+	    (r = arg(argv, "-blockdev",
+		     "driver=%s,node-name=" QEMU_DISK_NODE "%s,file=" QEMU_DISK_FILE "%s,read-only=%s",
 		     disk_format_to_string(d->format), d->id, d->id, ro)) < 0 ||
-	    (r = arg(argv, "-device", "virtio-blk-pci,id=" QEMU_DISK_DEVICE "%s,drive=" QEMU_DISK_NODE "%s,bus=" QEMU_PORT "%u,addr=0",
+	    (r = arg(argv, "-device",
+		     "virtio-blk-pci,id=" QEMU_DISK_DEVICE "%s,drive=" QEMU_DISK_NODE
+		     "%s,bus=" QEMU_PORT "%u,addr=0",
 		     d->id, d->id, port)) < 0)
 		return r;
 	return 0;
@@ -81,12 +85,14 @@ static int add_net(char ***argv, const NetSpec *n, unsigned port)
 	if (!tap)
 		return -ENOMEM;
 	if (n->type == NET_TAP)
-		r = arg(argv, "-netdev", "tap,id=" QEMU_NETDEV "%s,ifname=%s,script=no,downscript=no", n->id, tap);
+		r = arg(argv, "-netdev",
+			"tap,id=" QEMU_NETDEV "%s,ifname=%s,script=no,downscript=no", n->id, tap);
 	else
 		r = arg(argv, "-netdev", "user,id=" QEMU_NETDEV "%s", n->id);
 	if (r >= 0)
 		r = arg(argv, "-device",
-			"virtio-net-pci,id=" QEMU_NET_DEVICE "%s,netdev=" QEMU_NETDEV "%s,mac=%02x:%02x:%02x:%02x:%02x:%02x,bus=" QEMU_PORT "%u,addr=0",
+			"virtio-net-pci,id=" QEMU_NET_DEVICE "%s,netdev=" QEMU_NETDEV
+			"%s,mac=%02x:%02x:%02x:%02x:%02x:%02x,bus=" QEMU_PORT "%u,addr=0",
 			n->id, n->id, m[0], m[1], m[2], m[3], m[4], m[5], port);
 	return r;
 }
@@ -103,21 +109,20 @@ int qemu_build_argv(const QemuLaunch *l, char ***ret)
 	if (l->n_ports > QEMU_PORTS_MAX)
 		return -E2BIG;
 	if ((r = strv_extendf(&argv, "%s", l->binary)) < 0 ||
-	    (r = arg(&argv, "-name", "guest=%s", s->name)) < 0 || (r = arg(&argv, "-machine", "%s", "q35")) < 0)
+	    (r = arg(&argv, "-name", "guest=%s", s->name)) < 0 ||
+	    (r = arg(&argv, "-machine", "%s", "q35")) < 0)
 		return r;
 	if (l->accel != QEMU_ACCEL_TCG && (r = arg(&argv, "-accel", "%s", "kvm")) < 0)
 		return r;
 	if (l->accel != QEMU_ACCEL_KVM && (r = arg(&argv, "-accel", "%s", "tcg")) < 0)
 		return r;
 	if ((r = strv_extendf(&argv, "-nodefaults")) < 0 ||
-	    (r = strv_extendf(&argv, "-no-user-config")) < 0 || (r = arg(&argv, "-display", "%s", "none")) < 0 ||
+	    (r = strv_extendf(&argv, "-no-user-config")) < 0 ||
+	    (r = arg(&argv, "-display", "%s", "none")) < 0 ||
 	    (r = arg(&argv, "-smp", "%u", s->vcpus)) < 0)
 		return r;
-	if (s->memory % (1u << 20) == 0)
-		r = arg(&argv, "-m", "%" PRIu64 "M", s->memory >> 20);
-	else
-		r = arg(&argv, "-m", "%" PRIu64 "B", s->memory);
-	if (r < 0)
+	/* The loader takes whole mebibytes only. */
+	if ((r = arg(&argv, "-m", "%" PRIu64 "M", s->memory >> 20)) < 0)
 		return r;
 	if (s->kernel && (r = arg(&argv, "-kernel", "%s", s->kernel)) < 0)
 		return r;
@@ -127,7 +132,8 @@ int qemu_build_argv(const QemuLaunch *l, char ***ret)
 		return r;
 	if ((r = arg(&argv, "-chardev", "file,id=vmd-serial,path=%s/console.log", dir)) < 0 ||
 	    (r = arg(&argv, "-serial", "%s", "chardev:vmd-serial")) < 0 ||
-	    (r = arg(&argv, "-chardev", "socket,id=vmd-qmp,path=%s/qmp.sock,server=on,wait=off", dir)) < 0 ||
+	    (r = arg(&argv, "-chardev", "socket,id=vmd-qmp,path=%s/qmp.sock,server=on,wait=off",
+		     dir)) < 0 ||
 	    (r = arg(&argv, "-mon", "%s", "chardev=vmd-qmp,mode=control")) < 0 ||
 	    (r = arg(&argv, "-pidfile", "%s/qemu.pid", l->dir)) < 0 ||
 	    (r = arg(&argv, "-sandbox", "%s",
@@ -136,7 +142,8 @@ int qemu_build_argv(const QemuLaunch *l, char ***ret)
 
 	/* Every device sits alone on a root port of its own: that is what makes it hot-pluggable. */
 	for (unsigned i = 0; i < l->n_ports; i++) {
-		r = arg(&argv, "-device", "pcie-root-port,id=" QEMU_PORT "%u,bus=pcie.0,chassis=%u,addr=0x%x.%u%s", i,
+		r = arg(&argv, "-device",
+			"pcie-root-port,id=" QEMU_PORT "%u,bus=pcie.0,chassis=%u,addr=0x%x.%u%s", i,
 			i + 1, 0x10 + i / 8, i % 8, i % 8 == 0 ? ",multifunction=on" : "");
 		if (r < 0)
 			return r;

@@ -15,7 +15,6 @@
  * its subreaper either way): QEMU 7.2 cannot -daemonize under -sandbox spawn=deny, and
  * the sandbox is worth more than the fork.
  */
-#include <dirent.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <jansson.h>
@@ -33,10 +32,10 @@
 #include "util.h"
 #include "vmm.h"
 
-#define QMP_TIMEOUT_USEC (5ull * 1000000)	    /* one command */
-#define QEMU_START_TIMEOUT_USEC (30ull * 1000000)   /* spawn to QMP ready */
-#define QEMU_ADOPT_TIMEOUT_USEC (2ull * 1000000)    /* connect and greeting */
-#define QEMU_QUIT_GRACE_USEC (3ull * 1000000)	    /* quit to SIGKILL */
+#define QMP_TIMEOUT_USEC (5ull * 1000000)	   /* one command */
+#define QEMU_START_TIMEOUT_USEC (30ull * 1000000)  /* spawn to QMP ready */
+#define QEMU_ADOPT_TIMEOUT_USEC (2ull * 1000000)   /* connect and greeting */
+#define QEMU_QUIT_GRACE_USEC (3ull * 1000000)	   /* quit to SIGKILL */
 #define QEMU_UNPLUG_TIMEOUT_USEC (30ull * 1000000) /* device_del to DEVICE_DELETED */
 #define DEVICE_NAME_MAX (sizeof(QEMU_DISK_DEVICE) + SPEC_ID_MAX + 1)
 
@@ -198,7 +197,8 @@ static int vm_from_record(Backend *b, const char *name, const json_t *j, QemuVm 
 	v->n_ports = (unsigned)json_integer_value(json_object_get(j, "nPorts"));
 	if (v->n_ports > QEMU_PORTS_MAX)
 		return -EBADMSG;
-	json_object_foreach((json_t *)json_object_get(j, "ports"), key, port) {
+	json_object_foreach((json_t *)json_object_get(j, "ports"), key, port)
+	{
 		json_int_t i = json_integer_value(port);
 
 		if (i < 0 || i >= v->n_ports || strlen(key) >= DEVICE_NAME_MAX)
@@ -227,8 +227,7 @@ static int qemu_init(Backend *b)
 	if (q->accel < 0)
 		return -EINVAL;
 	/* A missing QEMU fails the starts, with a clear reason, not the daemon. */
-	q->binary_error = vmm_find_binary(b->options.qemu_binary ?: "qemu-system-x86_64",
-					  &q->binary);
+	q->binary_error = vmm_find_binary(b->options.qemu_binary ?: "qemu-system-x86_64", &q->binary);
 	if (read_file("/proc/sys/kernel/random/boot_id", 64, &id, NULL) >= 0)
 		snprintf(q->boot_id, sizeof(q->boot_id), "%.*s", (int)strcspn(id, "\n"), id);
 	return 0;
@@ -299,7 +298,8 @@ static int query_devices(QemuVm *v, json_t **ret_ids)
 		     QMP_TIMEOUT_USEC, &list, NULL);
 	if (r < 0)
 		return r;
-	json_array_foreach(list, i, e) {
+	json_array_foreach(list, i, e)
+	{
 		const char *name = json_string_value(json_object_get(e, "name"));
 		const char *type = json_string_value(json_object_get(e, "type"));
 
@@ -328,8 +328,7 @@ static int observed_config(QemuVm *v, SandboxSpec **ret)
 	r = spec_from_json(j, &s);
 	if (r < 0)
 		return r;
-	if (qmp_is_connected(v->qmp) && v->state != VM_STOPPING &&
-	    query_devices(v, &present) == 0) {
+	if (qmp_is_connected(v->qmp) && v->state != VM_STOPPING && query_devices(v, &present) == 0) {
 		for (size_t i = s->n_disks; i-- > 0;) {
 			device_name(dev, QEMU_DISK_DEVICE, s->disks[i].id);
 			if (!json_object_get(present, dev))
@@ -358,7 +357,8 @@ static char *progress_of(const QemuVm *v)
 			(void)asprintf(&p,
 				       "waiting for the guest to release %s (asked %" PRIu64
 				       " s ago, attempt %u)",
-				       port->device, (now - started) / 1000000, port->unplug_attempts);
+				       port->device, (now - started) / 1000000,
+				       port->unplug_attempts);
 		else if (port->unplug == UNPLUG_TIMED_OUT)
 			(void)asprintf(&p,
 				       "the guest did not release %s within %llu s (paused, or not "
@@ -432,40 +432,7 @@ static int qemu_observe(Backend *b, const char *name, VmObserved *ret)
 
 static int qemu_list(Backend *b, char ***ret_names, size_t *ret_n)
 {
-	DIR *d = opendir(b->run_dir);
-	char **names = NULL;
-	size_t n = 0;
-	struct dirent *e;
-
-	if (!d) {
-		*ret_names = NULL;
-		*ret_n = 0;
-		return errno == ENOENT ? 0 : -errno;
-	}
-	while ((e = readdir(d))) {
-		_cleanup_free_ char *path = NULL;
-		char **nn;
-
-		if (e->d_name[0] == '.' || !(path = vm_path(b, e->d_name, "vm.json")) ||
-		    access(path, F_OK) < 0)
-			continue;
-		nn = reallocarray(names, n + 1, sizeof(char *));
-		if (nn)
-			names = nn;
-		if (!nn || !(names[n] = strdup(e->d_name))) {
-			/* A partial list would hide a VM from adoption: all or nothing. */
-			while (n > 0)
-				free(names[--n]);
-			free(names);
-			closedir(d);
-			return -ENOMEM;
-		}
-		n++;
-	}
-	closedir(d);
-	*ret_names = names;
-	*ret_n = n;
-	return 0;
+	return backend_list_runtime_dirs(b, "vm.json", ret_names, ret_n);
 }
 
 /* Exit */
@@ -653,8 +620,8 @@ static int qemu_adopt(Backend *b, const char *name)
 	r = vm_connect(v, QEMU_ADOPT_TIMEOUT_USEC);
 	if (r < 0) {
 		/* A live QEMU vmd cannot talk to: never start a second one beside it. */
-		backend_set_error(b, "cannot reach the QMP socket of QEMU pid %d: %s", (int)v->id.pid,
-				  strerror(-r));
+		backend_set_error(b, "cannot reach the QMP socket of QEMU pid %d: %s",
+				  (int)v->id.pid, strerror(-r));
 		return r == -ESTALE ? r : -EHOSTUNREACH;
 	}
 	r = watch_exit(v);
@@ -716,7 +683,8 @@ static void prepare_dir(Backend *b, const char *name)
 {
 	_cleanup_free_ char *console = vm_path(b, name, "console.log"),
 			    *old = vm_path(b, name, "console.log.1"),
-			    *log = vm_path(b, name, "qemu.log"), *sock = vm_path(b, name, "qmp.sock");
+			    *log = vm_path(b, name, "qemu.log"),
+			    *sock = vm_path(b, name, "qmp.sock");
 
 	if (console && old)
 		(void)rename(console, old); /* the boot before, for whoever looks into a crash */
@@ -927,8 +895,8 @@ static int qemu_stop(Backend *b, const char *name, uint64_t timeout_ms _unused_,
 	/* Forced: quit, and SIGKILL if QEMU does not go in time. */
 	v->state = VM_STOPPING;
 	(void)record_save(v);
-	if (qmp_is_connected(v->qmp) && qmp_call(v->qmp, "quit", NULL, QMP_TIMEOUT_USEC, NULL,
-						 NULL) == 0) {
+	if (qmp_is_connected(v->qmp) &&
+	    qmp_call(v->qmp, "quit", NULL, QMP_TIMEOUT_USEC, NULL, NULL) == 0) {
 		if (!v->kill_timer)
 			(void)sd_event_add_time_relative(b->event, &v->kill_timer, CLOCK_MONOTONIC,
 							 QEMU_QUIT_GRACE_USEC, 100000,
@@ -991,8 +959,7 @@ static int plugged(QemuVm *v, int port, const char *device, uint64_t generation)
 
 static int qemu_disk_add(Backend *b, const char *name, const DiskSpec *d, uint64_t generation)
 {
-	char dev[DEVICE_NAME_MAX], node[DEVICE_NAME_MAX + 16], file[DEVICE_NAME_MAX + 16],
-		bus[32];
+	char dev[DEVICE_NAME_MAX], node[DEVICE_NAME_MAX + 16], file[DEVICE_NAME_MAX + 16], bus[32];
 	QemuVm *v;
 	int r, port;
 
@@ -1075,8 +1042,7 @@ static int qemu_net_add(Backend *b, const char *name, const NetSpec *n, uint64_t
 	return plugged(v, port, dev, generation);
 }
 
-static int unplug_timer_fired(sd_event_source *s _unused_, uint64_t usec _unused_,
-			      void *userdata);
+static int unplug_timer_fired(sd_event_source *s _unused_, uint64_t usec _unused_, void *userdata);
 
 static void arm_unplug_timer(QemuVm *v)
 {
@@ -1088,12 +1054,11 @@ static void arm_unplug_timer(QemuVm *v)
 		    (next == 0 || v->ports[i].unplug_deadline < next))
 			next = v->ports[i].unplug_deadline;
 	if (next)
-		(void)sd_event_add_time(v->b->event, &v->unplug_timer, CLOCK_MONOTONIC, next, 100000,
-					unplug_timer_fired, v);
+		(void)sd_event_add_time(v->b->event, &v->unplug_timer, CLOCK_MONOTONIC, next,
+					100000, unplug_timer_fired, v);
 }
 
-static int unplug_timer_fired(sd_event_source *s _unused_, uint64_t usec _unused_,
-			      void *userdata)
+static int unplug_timer_fired(sd_event_source *s _unused_, uint64_t usec _unused_, void *userdata)
 {
 	QemuVm *v = userdata;
 	uint64_t now = now_usec(CLOCK_MONOTONIC);

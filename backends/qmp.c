@@ -188,8 +188,9 @@ static int read_until(Qmp *q, uint64_t deadline, bool (*match)(json_t *m, const 
 		r = wait_readable(q, deadline);
 		if (r < 0)
 			return r;
+		/* A close after the reply still leaves the reply to parse: loop, do not return. */
 		r = fill(q);
-		if (r < 0)
+		if (r == -ENOMEM)
 			return r;
 	}
 }
@@ -270,7 +271,7 @@ int qmp_call(Qmp *q, const char *command, json_t *args, uint64_t timeout_usec, j
 
 	r = read_until(q, deadline, is_reply_to, &id, &reply);
 	if (r < 0)
-		return r == -ETIMEDOUT ? r : (q->error ? -ENOTCONN : r);
+		return r;
 	if (json_object_get(reply, "error")) {
 		if (ret_error)
 			*ret_error = error_desc(reply);
@@ -297,8 +298,7 @@ int qmp_connect(const char *path, uint64_t timeout_usec, Qmp **ret)
 	r = read_until(q, deadline, is_greeting, NULL, &greeting);
 	if (r < 0)
 		return r;
-	r = qmp_call(q, "qmp_capabilities", NULL, deadline - now_usec(CLOCK_MONOTONIC), NULL,
-		     NULL);
+	r = qmp_call(q, "qmp_capabilities", NULL, deadline - now_usec(CLOCK_MONOTONIC), NULL, NULL);
 	if (r < 0)
 		return r == -EREMOTEIO ? -EPROTO : r;
 	*ret = TAKE_PTR(q);
@@ -310,9 +310,9 @@ void qmp_dispatch_events(Qmp *q)
 	while (q->events && json_array_size(q->events) > 0) {
 		_cleanup_(json_decrefp) json_t *m = json_incref(json_array_get(q->events, 0));
 		json_t *ts = json_object_get(m, "timestamp");
-		uint64_t usec = (uint64_t)json_integer_value(json_object_get(ts, "seconds")) *
-					1000000 +
-				(uint64_t)json_integer_value(json_object_get(ts, "microseconds"));
+		uint64_t usec =
+			(uint64_t)json_integer_value(json_object_get(ts, "seconds")) * 1000000 +
+			(uint64_t)json_integer_value(json_object_get(ts, "microseconds"));
 		const char *name = json_string_value(json_object_get(m, "event"));
 
 		json_array_remove(q->events, 0);
@@ -349,14 +349,15 @@ static int on_io(sd_event_source *s _unused_, int fd _unused_, uint32_t revents 
 	return 0;
 }
 
-int qmp_attach(Qmp *q, sd_event *e, QmpEventHandler on_event, QmpCloseHandler on_close,
-	       void *userdata)
+int qmp_attach(Qmp *q, sd_event *e, QmpEventHandler on_event, QmpCloseHandler on_close, void *userdata)
 {
 	int r;
 
 	q->on_event = on_event;
 	q->on_close = on_close;
 	q->userdata = userdata;
+	if (!e)
+		return 0; /* the caller dispatches with qmp_dispatch_events() */
 	r = sd_event_add_io(e, &q->io, q->fd, EPOLLIN, on_io, q);
 	if (r < 0)
 		return r;
@@ -364,7 +365,6 @@ int qmp_attach(Qmp *q, sd_event *e, QmpEventHandler on_event, QmpCloseHandler on
 	if (r < 0)
 		return r;
 	/* Events that came with the greeting or a reply wait for the next iteration. */
-	return sd_event_source_set_enabled(q->defer, q->events && json_array_size(q->events)
-							     ? SD_EVENT_ONESHOT
-							     : SD_EVENT_OFF);
+	return sd_event_source_set_enabled(
+		q->defer, q->events && json_array_size(q->events) ? SD_EVENT_ONESHOT : SD_EVENT_OFF);
 }

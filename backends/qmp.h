@@ -36,7 +36,10 @@ int qmp_connect(const char *path, uint64_t timeout_usec, Qmp **ret);
 Qmp *qmp_free(Qmp *q);
 DEFINE_POINTER_CLEANUP(Qmp, qmp_free)
 
-/* Watch the connection from an event loop: events and the close come from there. */
+/*
+ * Watch the connection from an event loop: events and the close come from there. With
+ * e NULL, only set the handlers, for qmp_dispatch_events().
+ */
 int qmp_attach(Qmp *q, sd_event *e, QmpEventHandler on_event, QmpCloseHandler on_close,
 	       void *userdata);
 

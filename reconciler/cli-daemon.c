@@ -78,7 +78,8 @@ int cli_manager_option(const char *verb, int c, const char *arg, ManagerConfig *
 		return 1;
 	case 'A':
 		if (qemu_accel_from_string(arg) < 0) {
-			fprintf(stderr, "vmd %s: unknown --qemu-accel '%s'; expected kvm, tcg or auto\n",
+			fprintf(stderr,
+				"vmd %s: unknown --qemu-accel '%s'; expected kvm, tcg or auto\n",
 				verb, arg);
 			return -EINVAL;
 		}

@@ -161,3 +161,12 @@ void test_run_done(TestRun *r)
 	free(r->err);
 	*r = (TestRun){};
 }
+
+void test_kill_wait(pid_t *pid, int sig)
+{
+	if (*pid <= 0)
+		return;
+	(void)kill(*pid, sig);
+	(void)waitpid(*pid, NULL, 0);
+	*pid = 0;
+}

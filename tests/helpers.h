@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <cmocka.h>
 
 #include "macro.h"
@@ -34,6 +35,9 @@ typedef struct TestRun {
 
 void test_run(TestRun *ret, char *const argv[]);
 void test_run_done(TestRun *r);
+
+/* Send sig to a child the test started, if *pid is one, reap it, and set *pid to 0. */
+void test_kill_wait(pid_t *pid, int sig);
 
 /* Read a whole file into a NUL-terminated buffer; *ret_len may be NULL. */
 char *test_read_file(const char *path, size_t *ret_len);

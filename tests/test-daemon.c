@@ -62,11 +62,7 @@ static int setup(void **state)
 
 static void stop_daemon(Fixture *f, int sig)
 {
-	if (f->pid <= 0)
-		return;
-	(void)kill(f->pid, sig);
-	(void)waitpid(f->pid, NULL, 0);
-	f->pid = 0;
+	test_kill_wait(&f->pid, sig);
 }
 
 static int teardown(void **state)

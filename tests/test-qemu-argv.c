@@ -1,0 +1,220 @@
+/* SPDX-License-Identifier: MIT */
+/* The QEMU command line: what the spec becomes, and that no value can add an option. */
+#include <stdio.h>
+
+#include "diag.h"
+#include "helpers.h"
+#include "qemu.h"
+#include "spec-yaml.h"
+
+static SandboxSpec *load(const char *text)
+{
+	SpecLoadOptions opts = { .default_backend = BACKEND_QEMU };
+	DiagList diags = {};
+	SandboxSpec *s = NULL;
+
+	assert_int_equal(spec_load_buffer("/etc/vmd/sandboxes/vm-1.yaml", text, strlen(text),
+					  &opts, &s, &diags),
+			 0);
+	diag_list_done(&diags);
+	return s;
+}
+
+/* The argument after the n-th (from 0) occurrence of opt, or NULL. */
+static const char *after(char **argv, const char *opt, unsigned n)
+{
+	for (size_t i = 0; argv[i]; i++)
+		if (streq(argv[i], opt) && n-- == 0)
+			return argv[i + 1];
+	return NULL;
+}
+
+static bool has(char **argv, const char *arg)
+{
+	for (size_t i = 0; argv[i]; i++)
+		if (streq(argv[i], arg))
+			return true;
+	return false;
+}
+
+static char **build(const SandboxSpec *s, QemuAccel accel, const char *dir)
+{
+	unsigned disk_ports[SPEC_DISKS_MAX], net_ports[SPEC_NETWORKS_MAX];
+	QemuLaunch l = {
+		.binary = "/usr/bin/qemu-system-x86_64",
+		.accel = accel,
+		.dir = dir,
+		.spec = s,
+		.disk_ports = disk_ports,
+		.net_ports = net_ports,
+		.n_ports = (unsigned)(s->n_disks + s->n_networks + QEMU_SPARE_PORTS),
+	};
+	char **argv = NULL;
+
+	for (size_t i = 0; i < s->n_disks; i++)
+		disk_ports[i] = (unsigned)i;
+	for (size_t i = 0; i < s->n_networks; i++)
+		net_ports[i] = (unsigned)(s->n_disks + i);
+	assert_int_equal(qemu_build_argv(&l, &argv), 0);
+	return argv;
+}
+
+static void test_escape(void **state _unused_)
+{
+	char *e = qemu_opt_escape("/a,b,,c,");
+
+	assert_string_equal(e, "/a,,b,,,,c,,");
+	free(e);
+	e = qemu_opt_escape("");
+	assert_string_equal(e, "");
+	free(e);
+}
+
+static void test_full_spec(void **state _unused_)
+{
+	SandboxSpec *s = load("apiVersion: vmd/v1\n"
+			      "kind: Sandbox\n"
+			      "spec:\n"
+			      "  vcpus: 2\n"
+			      "  memory: 512Mi\n"
+			      "  kernel: /k/vmlinux\n"
+			      "  initrd: /k/initrd\n"
+			      "  cmdline: \"console=ttyS0 a=b,c -append x\"\n"
+			      "  disks:\n"
+			      "    - {id: root, path: /d/root.qcow2, format: qcow2}\n"
+			      "    - {id: data, path: /d/data.img, readOnly: true}\n"
+			      "  networks:\n"
+			      "    - {id: net0, type: tap, tap: vmd-web1, mac: \"52:54:00:12:34:56\"}\n"
+			      "    - {id: net1, type: user}\n");
+	char **argv = build(s, QEMU_ACCEL_TCG, "/run/vmd/vm-1");
+
+	assert_string_equal(argv[0], "/usr/bin/qemu-system-x86_64");
+	assert_string_equal(after(argv, "-name", 0), "guest=vm-1");
+	assert_string_equal(after(argv, "-machine", 0), "q35");
+	assert_string_equal(after(argv, "-accel", 0), "tcg");
+	assert_null(after(argv, "-accel", 1));
+	assert_true(has(argv, "-nodefaults"));
+	assert_true(has(argv, "-no-user-config"));
+	assert_false(has(argv, "-daemonize"));
+	assert_string_equal(after(argv, "-display", 0), "none");
+	assert_string_equal(after(argv, "-smp", 0), "2");
+	assert_string_equal(after(argv, "-m", 0), "512M");
+	assert_string_equal(after(argv, "-kernel", 0), "/k/vmlinux");
+	assert_string_equal(after(argv, "-initrd", 0), "/k/initrd");
+	/* One argument, as written: QEMU does not parse it, nor does a shell. */
+	assert_string_equal(after(argv, "-append", 0), "console=ttyS0 a=b,c -append x");
+	assert_string_equal(after(argv, "-chardev", 0),
+			    "file,id=vmd-serial,path=/run/vmd/vm-1/console.log");
+	assert_string_equal(after(argv, "-chardev", 1),
+			    "socket,id=vmd-qmp,path=/run/vmd/vm-1/qmp.sock,server=on,wait=off");
+	assert_string_equal(after(argv, "-mon", 0), "chardev=vmd-qmp,mode=control");
+	assert_string_equal(after(argv, "-pidfile", 0), "/run/vmd/vm-1/qemu.pid");
+	assert_string_equal(after(argv, "-sandbox", 0),
+			    "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny");
+
+	/* 4 devices + 8 spare ports, 8 functions a slot. */
+	assert_string_equal(after(argv, "-device", 0),
+			    "pcie-root-port,id=vmd-port0,bus=pcie.0,chassis=1,addr=0x10.0,multifunction=on");
+	assert_string_equal(after(argv, "-device", 7),
+			    "pcie-root-port,id=vmd-port7,bus=pcie.0,chassis=8,addr=0x10.7");
+	assert_string_equal(after(argv, "-device", 8),
+			    "pcie-root-port,id=vmd-port8,bus=pcie.0,chassis=9,addr=0x11.0,multifunction=on");
+	assert_string_equal(after(argv, "-device", 11),
+			    "pcie-root-port,id=vmd-port11,bus=pcie.0,chassis=12,addr=0x11.3");
+
+	assert_string_equal(after(argv, "-blockdev", 0),
+			    "driver=file,node-name=disk-file-root,filename=/d/root.qcow2,read-only=off");
+	assert_string_equal(after(argv, "-blockdev", 1),
+			    "driver=qcow2,node-name=disk-node-root,file=disk-file-root,read-only=off");
+	assert_string_equal(after(argv, "-device", 12),
+			    "virtio-blk-pci,id=disk-root,drive=disk-node-root,bus=vmd-port0,addr=0");
+	assert_string_equal(after(argv, "-blockdev", 2),
+			    "driver=file,node-name=disk-file-data,filename=/d/data.img,read-only=on");
+	assert_string_equal(after(argv, "-blockdev", 3),
+			    "driver=raw,node-name=disk-node-data,file=disk-file-data,read-only=on");
+	assert_string_equal(after(argv, "-device", 13),
+			    "virtio-blk-pci,id=disk-data,drive=disk-node-data,bus=vmd-port1,addr=0");
+	assert_string_equal(after(argv, "-netdev", 0),
+			    "tap,id=netdev-net0,ifname=vmd-web1,script=no,downscript=no");
+	assert_string_equal(
+		after(argv, "-device", 14),
+		"virtio-net-pci,id=net-net0,netdev=netdev-net0,mac=52:54:00:12:34:56,bus=vmd-port2,addr=0");
+	assert_string_equal(after(argv, "-netdev", 1), "user,id=netdev-net1");
+	assert_non_null(strstr(after(argv, "-device", 15), "id=net-net1,netdev=netdev-net1,mac="));
+	assert_non_null(strstr(after(argv, "-device", 15), ",bus=vmd-port3,addr=0"));
+	assert_null(after(argv, "-device", 16));
+	strv_free(argv);
+	sandbox_spec_free(s);
+}
+
+static void test_accel(void **state _unused_)
+{
+	SandboxSpec *s = load("apiVersion: vmd/v1\nkind: Sandbox\nspec:\n  memory: 1Gi\n"
+			      "  kernel: /k\n");
+	char **argv = build(s, QEMU_ACCEL_AUTO, "/r");
+
+	/* auto: KVM, and TCG where KVM is not there; QEMU takes the first that works. */
+	assert_string_equal(after(argv, "-accel", 0), "kvm");
+	assert_string_equal(after(argv, "-accel", 1), "tcg");
+	assert_string_equal(after(argv, "-m", 0), "1024M");
+	assert_null(after(argv, "-initrd", 0));
+	assert_null(after(argv, "-append", 0));
+	strv_free(argv);
+	argv = build(s, QEMU_ACCEL_KVM, "/r");
+	assert_string_equal(after(argv, "-accel", 0), "kvm");
+	assert_null(after(argv, "-accel", 1));
+	strv_free(argv);
+	sandbox_spec_free(s);
+}
+
+/* tests/spec/good/comma-path.yaml: commas doubled, so a path cannot add an option. */
+static void test_commas(void **state _unused_)
+{
+	SpecLoadOptions opts = { .default_backend = BACKEND_QEMU };
+	DiagList diags = {};
+	SandboxSpec *s = NULL;
+	char **argv;
+
+	assert_int_equal(spec_load_file(test_src("tests/spec/good/comma-path.yaml"), &opts, &s,
+					&diags),
+			 0);
+	argv = build(s, QEMU_ACCEL_TCG, "/run/a,b");
+	assert_string_equal(after(argv, "-kernel", 0), "/var/lib/vmd/images/vmlinux,v2");
+	assert_string_equal(
+		after(argv, "-blockdev", 0),
+		"driver=file,node-name=disk-file-root,filename=/var/lib/vmd/disks/root,,format=qcow2.raw,read-only=off");
+	assert_string_equal(after(argv, "-blockdev", 1),
+			    "driver=raw,node-name=disk-node-root,file=disk-file-root,read-only=off");
+	assert_string_equal(after(argv, "-chardev", 0),
+			    "file,id=vmd-serial,path=/run/a,,b/console.log");
+	assert_string_equal(after(argv, "-chardev", 1),
+			    "socket,id=vmd-qmp,path=/run/a,,b/qmp.sock,server=on,wait=off");
+	strv_free(argv);
+	sandbox_spec_free(s);
+	diag_list_done(&diags);
+}
+
+static void test_too_many_ports(void **state _unused_)
+{
+	SandboxSpec *s = load("apiVersion: vmd/v1\nkind: Sandbox\nspec:\n  memory: 64Mi\n"
+			      "  kernel: /k\n");
+	QemuLaunch l = { .binary = "/q", .dir = "/r", .spec = s, .n_ports = QEMU_PORTS_MAX + 1 };
+	char **argv = NULL;
+
+	assert_int_equal(qemu_build_argv(&l, &argv), -E2BIG);
+	assert_null(argv);
+	sandbox_spec_free(s);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_escape),
+		cmocka_unit_test(test_full_spec),
+		cmocka_unit_test(test_accel),
+		cmocka_unit_test(test_commas),
+		cmocka_unit_test(test_too_many_ports),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
