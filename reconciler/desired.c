@@ -271,6 +271,7 @@ static void load_file(Manager *m, const char *path, const char *name, const stru
 	sb->desired_since = now_usec(CLOCK_MONOTONIC);
 	/* A new spec deserves a new try at once. */
 	sb->failures = 0;
+	sb->quick_exits = 0;
 	sb->retry_at = 0;
 	persist(m, sb, raw, len);
 }

@@ -14,6 +14,7 @@
 
 #define BACKOFF_FIRST_USEC (1000u * 1000u)
 #define BACKOFF_MAX_USEC (300ull * 1000u * 1000u)
+#define CRASH_LOOP_USEC (10ull * 1000u * 1000u) /* an exit sooner than this after a start */
 #define PASSES_MAX 4
 
 void sandbox_observe(Manager *m, Sandbox *sb)
@@ -99,16 +100,45 @@ static int execute(Manager *m, Sandbox *sb, Backend *b, const Action *a)
 	}
 }
 
+/* 1 s after the first of n failures in a row, doubling, at most 5 min. */
+static uint64_t backoff_usec(unsigned n)
+{
+	uint64_t delay = BACKOFF_FIRST_USEC;
+
+	for (unsigned i = 1; i < n && delay < BACKOFF_MAX_USEC; i++)
+		delay *= 2;
+	return delay > BACKOFF_MAX_USEC ? BACKOFF_MAX_USEC : delay;
+}
+
+void sandbox_vm_exited(Manager *m _unused_, Sandbox *sb, int status)
+{
+	uint64_t started = sb->observed.started_at_usec, now = now_usec(CLOCK_REALTIME);
+	uint64_t delay;
+
+	if (started == 0 || now - started >= CRASH_LOOP_USEC) {
+		sb->quick_exits = 0; /* it ran for a while: restart at once */
+		return;
+	}
+	/* The first quick exit restarts at once; after more, the restarts back off. */
+	if (++sb->quick_exits < 2)
+		return;
+	delay = backoff_usec(sb->quick_exits - 1);
+	sb->retry_at = now_usec(CLOCK_MONOTONIC) + delay;
+	free(sb->last_error);
+	sb->last_error = NULL;
+	(void)asprintf(&sb->last_error,
+		       "exited with status %d within %llu s of starting, %u times in a row; "
+		       "restarting in %llu s",
+		       status, CRASH_LOOP_USEC / 1000000, sb->quick_exits,
+		       (unsigned long long)(delay / 1000000));
+}
+
 static void action_failed(Manager *m, Sandbox *sb, Backend *b, const Action *a, int r)
 {
 	_cleanup_free_ char *why = backend_take_error(b);
-	uint64_t delay = BACKOFF_FIRST_USEC;
+	uint64_t delay = backoff_usec(sb->failures + 1);
 	char *err = NULL;
 
-	for (unsigned i = 1; i < sb->failures + 1 && delay < BACKOFF_MAX_USEC; i++)
-		delay *= 2;
-	if (delay > BACKOFF_MAX_USEC)
-		delay = BACKOFF_MAX_USEC;
 	sb->failures++;
 	sb->retry_at = now_usec(CLOCK_MONOTONIC) + delay;
 	(void)asprintf(&err, "%s%s%s failed: %s", action_type_to_string(a->type),

@@ -146,6 +146,7 @@ static void on_vm_exited(void *userdata, const char *name, int status)
 		   "VM exited with status %d", status);
 	if (sb) {
 		sb->stop_timer = sd_event_source_disable_unref(sb->stop_timer);
+		sandbox_vm_exited(m, sb, status);
 		manager_mark_dirty(m, sb);
 	}
 }

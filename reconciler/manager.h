@@ -54,8 +54,9 @@ typedef struct Sandbox {
 
 	/* What vmd did about it. */
 	unsigned restarts;
-	unsigned failures; /* in a row, for backoff */
-	uint64_t retry_at; /* CLOCK_MONOTONIC, 0 for none */
+	unsigned failures;    /* in a row, for backoff */
+	unsigned quick_exits; /* exits in a row within CRASH_LOOP_USEC of the start: a crash loop */
+	uint64_t retry_at;    /* CLOCK_MONOTONIC, 0 for none */
 	char *last_error;
 	bool restart_required;
 	sd_event_source *wake; /* plans again when held actions come due */
@@ -110,6 +111,8 @@ size_t manager_write_persisted(Manager *m, uint64_t budget_usec);
 
 /* executor.c */
 void sandbox_reconcile(Manager *m, Sandbox *sb);
+/* Its VM exited on its own or as asked: count quick exits, back off a crash loop. */
+void sandbox_vm_exited(Manager *m, Sandbox *sb, int status);
 void sandbox_observe(Manager *m, Sandbox *sb);
 
 /* status.c */

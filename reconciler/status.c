@@ -86,6 +86,8 @@ static Phase compute_phase(const Manager *m, const Sandbox *sb, const Plan *plan
 			return PHASE_STARTING;
 	if (o->state == VM_EXITED && !plan->held)
 		return o->exit_status == 0 ? PHASE_STOPPED : PHASE_FAILED;
+	if (o->state == VM_EXITED && sb->quick_exits > 1)
+		return PHASE_FAILED; /* a crash loop, waiting to restart */
 	return PHASE_PENDING;
 }
 
@@ -150,7 +152,12 @@ static void compute_conditions(Manager *m, Sandbox *sb, const Plan *plan, uint64
 		condition_set(s, CONDITION_DEGRADED, true, "ObserveFailed", sb->last_error, now);
 	else if (sb->failures > 0)
 		condition_set(s, CONDITION_DEGRADED, true, "ActionFailed", sb->last_error, now);
-	else
+	else if (sb->quick_exits > 1) {
+		snprintf(msg, sizeof(msg),
+			 "exited %u times in a row soon after starting; restarts back off",
+			 sb->quick_exits);
+		condition_set(s, CONDITION_DEGRADED, true, "CrashLoop", msg, now);
+	} else
 		condition_set(s, CONDITION_DEGRADED, false, "AsExpected", "", now);
 }
 

@@ -232,6 +232,14 @@ static bool disks_are(json_t *s, const void *arg)
 		       json_integer_value(json_object_get(s, "generation"));
 }
 
+static bool crash_looping(json_t *s, const void *arg _unused_)
+{
+	const char *e = s ? json_string_value(json_object_get(s, "lastError")) : NULL;
+
+	return phase_is(s, "Failed") && streq(cond(s, "Degraded", "reason"), "CrashLoop") &&
+	       streq(cond(s, "Ready", "reason"), "BackingOff") && e && strstr(e, "restarting in");
+}
+
 static bool restarts_at_least(json_t *s, const void *arg)
 {
 	return s && json_integer_value(json_object_get(s, "restarts")) >= (json_int_t)(uintptr_t)arg;
@@ -459,6 +467,11 @@ static void test_restarts_and_backoff(void **state)
 	start_daemon(f, NULL);
 
 	json_decref(wait_status(f, "crashy", restarts_at_least, (void *)2));
+	/* Exiting again and again soon after each start: a crash loop, and its restarts wait. */
+	s = wait_status(f, "crashy", crash_looping, NULL);
+	assert_non_null(strstr(cond(s, "Degraded", "message"), "times in a row soon after starting"));
+	assert_false(json_is_null(json_object_get(s, "nextRetryAt")));
+	json_decref(s);
 	s = wait_status(f, "once", phase_is, "Failed");
 	assert_int_equal(json_integer_value(json_object_get(s, "restarts")), 0);
 	json_decref(s);

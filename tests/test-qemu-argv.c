@@ -13,8 +13,8 @@ static SandboxSpec *load(const char *text)
 	DiagList diags = {};
 	SandboxSpec *s = NULL;
 
-	assert_int_equal(spec_load_buffer("/etc/vmd/sandboxes/vm-1.yaml", text, strlen(text),
-					  &opts, &s, &diags),
+	assert_int_equal(spec_load_buffer("/etc/vmd/sandboxes/vm-1.yaml", text, strlen(text), &opts,
+					  &s, &diags),
 			 0);
 	diag_list_done(&diags);
 	return s;
@@ -72,20 +72,21 @@ static void test_escape(void **state _unused_)
 
 static void test_full_spec(void **state _unused_)
 {
-	SandboxSpec *s = load("apiVersion: vmd/v1\n"
-			      "kind: Sandbox\n"
-			      "spec:\n"
-			      "  vcpus: 2\n"
-			      "  memory: 512Mi\n"
-			      "  kernel: /k/vmlinux\n"
-			      "  initrd: /k/initrd\n"
-			      "  cmdline: \"console=ttyS0 a=b,c -append x\"\n"
-			      "  disks:\n"
-			      "    - {id: root, path: /d/root.qcow2, format: qcow2}\n"
-			      "    - {id: data, path: /d/data.img, readOnly: true}\n"
-			      "  networks:\n"
-			      "    - {id: net0, type: tap, tap: vmd-web1, mac: \"52:54:00:12:34:56\"}\n"
-			      "    - {id: net1, type: user}\n");
+	SandboxSpec *s =
+		load("apiVersion: vmd/v1\n"
+		     "kind: Sandbox\n"
+		     "spec:\n"
+		     "  vcpus: 2\n"
+		     "  memory: 512Mi\n"
+		     "  kernel: /k/vmlinux\n"
+		     "  initrd: /k/initrd\n"
+		     "  cmdline: \"console=ttyS0 a=b,c -append x\"\n"
+		     "  disks:\n"
+		     "    - {id: root, path: /d/root.qcow2, format: qcow2}\n"
+		     "    - {id: data, path: /d/data.img, readOnly: true}\n"
+		     "  networks:\n"
+		     "    - {id: net0, type: tap, tap: vmd-web1, mac: \"52:54:00:12:34:56\"}\n"
+		     "    - {id: net1, type: user}\n");
 	char **argv = build(s, QEMU_ACCEL_TCG, "/run/vmd/vm-1");
 
 	assert_string_equal(argv[0], "/usr/bin/qemu-system-x86_64");
@@ -113,17 +114,20 @@ static void test_full_spec(void **state _unused_)
 			    "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny");
 
 	/* 4 devices + 8 spare ports, 8 functions a slot. */
-	assert_string_equal(after(argv, "-device", 0),
-			    "pcie-root-port,id=vmd-port0,bus=pcie.0,chassis=1,addr=0x10.0,multifunction=on");
+	assert_string_equal(
+		after(argv, "-device", 0),
+		"pcie-root-port,id=vmd-port0,bus=pcie.0,chassis=1,addr=0x10.0,multifunction=on");
 	assert_string_equal(after(argv, "-device", 7),
 			    "pcie-root-port,id=vmd-port7,bus=pcie.0,chassis=8,addr=0x10.7");
-	assert_string_equal(after(argv, "-device", 8),
-			    "pcie-root-port,id=vmd-port8,bus=pcie.0,chassis=9,addr=0x11.0,multifunction=on");
+	assert_string_equal(
+		after(argv, "-device", 8),
+		"pcie-root-port,id=vmd-port8,bus=pcie.0,chassis=9,addr=0x11.0,multifunction=on");
 	assert_string_equal(after(argv, "-device", 11),
 			    "pcie-root-port,id=vmd-port11,bus=pcie.0,chassis=12,addr=0x11.3");
 
-	assert_string_equal(after(argv, "-blockdev", 0),
-			    "driver=file,node-name=disk-file-root,filename=/d/root.qcow2,read-only=off");
+	assert_string_equal(
+		after(argv, "-blockdev", 0),
+		"driver=file,node-name=disk-file-root,filename=/d/root.qcow2,read-only=off");
 	assert_string_equal(after(argv, "-blockdev", 1),
 			    "driver=qcow2,node-name=disk-node-root,file=disk-file-root,read-only=off");
 	assert_string_equal(after(argv, "-device", 12),
@@ -175,9 +179,8 @@ static void test_commas(void **state _unused_)
 	SandboxSpec *s = NULL;
 	char **argv;
 
-	assert_int_equal(spec_load_file(test_src("tests/spec/good/comma-path.yaml"), &opts, &s,
-					&diags),
-			 0);
+	assert_int_equal(
+		spec_load_file(test_src("tests/spec/good/comma-path.yaml"), &opts, &s, &diags), 0);
 	argv = build(s, QEMU_ACCEL_TCG, "/run/a,b");
 	assert_string_equal(after(argv, "-kernel", 0), "/var/lib/vmd/images/vmlinux,v2");
 	assert_string_equal(
@@ -209,10 +212,8 @@ static void test_too_many_ports(void **state _unused_)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_escape),
-		cmocka_unit_test(test_full_spec),
-		cmocka_unit_test(test_accel),
-		cmocka_unit_test(test_commas),
+		cmocka_unit_test(test_escape),	       cmocka_unit_test(test_full_spec),
+		cmocka_unit_test(test_accel),	       cmocka_unit_test(test_commas),
 		cmocka_unit_test(test_too_many_ports),
 	};
 

@@ -303,15 +303,15 @@ static bool phase_is(json_t *s, const void *arg)
 	return s && streq_ptr(json_string_value(json_object_get(s, "phase")), arg);
 }
 
-
 static const char *cond(json_t *s, const char *type, const char *field)
 {
 	size_t i;
 	json_t *c;
 
-	json_array_foreach(json_object_get(s, "conditions"), i, c)
-		if (streq_ptr(json_string_value(json_object_get(c, "type")), type))
-			return json_string_value(json_object_get(c, field)) ?: "";
+	json_array_foreach(json_object_get(s, "conditions"), i,
+			   c) if (streq_ptr(json_string_value(json_object_get(c, "type")),
+					    type)) return json_string_value(json_object_get(c, field))
+		?: "";
 	return "";
 }
 
@@ -390,7 +390,8 @@ static void put_lifecycle(Fixture *f, const char *disk_a, const char *disk_b, co
 
 static const char *disk_id(json_t *s, size_t i)
 {
-	return json_string_value(json_object_get(json_array_get(json_object_get(s, "disks"), i), "id"));
+	return json_string_value(
+		json_object_get(json_array_get(json_object_get(s, "disks"), i), "id"));
 }
 
 static void test_lifecycle(void **state)
@@ -484,8 +485,9 @@ static void test_forced_stop(void **state)
 	Fixture *f = *state;
 	_cleanup_free_ char *file = path_in(f->sb, "deaf.yaml");
 
-	put(f, "deaf", "  cmdline: console=ttyS0 quiet vmd.ignore-power-button=1\n"
-		       "  stopTimeout: 2s\n");
+	put(f, "deaf",
+	    "  cmdline: console=ttyS0 quiet vmd.ignore-power-button=1\n"
+	    "  stopTimeout: 2s\n");
 	start_daemon(f);
 	wait_console(f, "deaf", "VMD-GUEST-READY", 0);
 	json_decref(wait_status(f, "deaf", ready, "Running"));
@@ -495,7 +497,8 @@ static void test_forced_stop(void **state)
 	{
 		_cleanup_free_ char *log = test_read_file(f->log, NULL);
 
-		assert_non_null(strstr(log, "deaf: did not stop within its stopTimeout; forcing it off"));
+		assert_non_null(
+			strstr(log, "deaf: did not stop within its stopTimeout; forcing it off"));
 	}
 }
 
@@ -636,7 +639,8 @@ int main(void)
 	(void)prctl(PR_SET_CHILD_SUBREAPER, 1);
 
 	if (access(kernel, R_OK) < 0 || access("/usr/bin/qemu-system-x86_64", X_OK) < 0) {
-		fprintf(stderr, "test-qemu: needs %s (tests/guest/build) and QEMU (scripts/install-deps)\n",
+		fprintf(stderr,
+			"test-qemu: needs %s (tests/guest/build) and QEMU (scripts/install-deps)\n",
 			kernel);
 		return 1;
 	}

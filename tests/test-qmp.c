@@ -18,11 +18,13 @@
 	"\"capabilities\": [\"oob\"]}}\r\n"
 #define CAPS_OK "{\"return\": {}, \"id\": %ID%}\r\n"
 /* The greeting and capabilities negotiation every script starts with. */
+// clang-format off
 #define HANDSHAKE { SEND, GREETING }, { EXPECT, "qmp_capabilities" }, { SEND, CAPS_OK }
+// clang-format on
 
 typedef enum StepOp {
-	SEND,	/* text, with %ID% for the id of the command last read */
-	EXPECT, /* read one command; text is its "execute" */
+	SEND,	  /* text, with %ID% for the id of the command last read */
+	EXPECT,	  /* read one command; text is its "execute" */
 	SEND_BIG, /* a line of QMP_MESSAGE_MAX + 10 bytes */
 	WAIT_MS,  /* atoi(text) */
 	END,	  /* close the connection */
@@ -176,7 +178,8 @@ static void test_connect_and_call(void **state _unused_)
 	static const Step script[] = {
 		HANDSHAKE,
 		{ EXPECT, "query-status" },
-		{ SEND, "{\"return\": {\"status\": \"running\", \"running\": true}, \"id\": %ID%}\r\n" },
+		{ SEND,
+		  "{\"return\": {\"status\": \"running\", \"running\": true}, \"id\": %ID%}\r\n" },
 		{ EXPECT, "blockdev-del" },
 		{ SEND, "{\"return\": {}, \"id\": %ID%}\r\n" },
 		{ END },
@@ -235,9 +238,9 @@ static void test_events_before_reply(void **state _unused_)
 
 	assert_int_equal(qmp_connect(s->path, 5 * SEC, &q), 0);
 	events_seen[0] = '\0';
-	assert_int_equal(qmp_call(q, "device_del", json_pack("{s:s}", "id", "disk-a"), 5 * SEC,
-				  &ret, NULL),
-			 0);
+	assert_int_equal(
+		qmp_call(q, "device_del", json_pack("{s:s}", "id", "disk-a"), 5 * SEC, &ret, NULL),
+		0);
 	assert_true(json_is_object(ret) && json_object_size(ret) == 0);
 	json_decref(ret);
 	/* Not inside the call: only when dispatched, in the order they came. */
@@ -276,7 +279,8 @@ static void test_events_dispatched(void **state _unused_)
 	/* The STOP that came with the greeting, then the two sent on their own. */
 	for (int i = 0; i < 200 && !strstr(events_seen, "net-n1"); i++)
 		assert_true(sd_event_run(e, 100000) >= 0);
-	assert_string_equal(events_seen, "STOP@1000002;RESUME@3000000;DEVICE_DELETED:net-n1@4000000;");
+	assert_string_equal(events_seen,
+			    "STOP@1000002;RESUME@3000000;DEVICE_DELETED:net-n1@4000000;");
 	qmp_free(q);
 	sd_event_unref(e);
 	server_stop(s, NULL);
@@ -295,8 +299,9 @@ static void test_close_seen(void **state _unused_)
 {
 	static const Step script[] = {
 		HANDSHAKE,
-		{ SEND, "{\"event\": \"SHUTDOWN\", \"data\": {\"guest\": true, \"reason\": "
-			"\"guest-shutdown\"}, \"timestamp\": {\"seconds\": 9, \"microseconds\": 0}}\r\n" },
+		{ SEND,
+		  "{\"event\": \"SHUTDOWN\", \"data\": {\"guest\": true, \"reason\": "
+		  "\"guest-shutdown\"}, \"timestamp\": {\"seconds\": 9, \"microseconds\": 0}}\r\n" },
 		{ END },
 	};
 	Server *s = server_start(script);
@@ -406,8 +411,8 @@ static void test_broken_replies(void **state _unused_)
 
 	for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
 		const Step script[] = {
-			HANDSHAKE,	 { EXPECT, "query-status" }, cases[i].reply,
-			{ WAIT_MS, "100" }, { END },
+			HANDSHAKE, { EXPECT, "query-status" }, cases[i].reply, { WAIT_MS, "100" },
+			{ END },
 		};
 
 		expect_broken(script, cases[i].error);
