@@ -4,7 +4,8 @@
 #   make demo       run the daemon on examples/ (noop backend) and show vmd status
 #   make check      every test, built with AddressSanitizer and UBSan, plus the format check
 #   make fuzz       run the loader's libFuzzer target for FUZZ_SECONDS (default 60)
-#   make bench      reaction latency, cold start, RSS and idle wakeups of the daemon
+#   make bench      reaction latency, cold start, RSS and idle wakeups of the daemon; QEMU
+#                   start against a plain launcher of the same command
 #   make format     reformat the sources with clang-format 14
 #
 # WERROR=0 turns -Werror off (an escape hatch for newer compilers; check keeps it on).
@@ -122,8 +123,9 @@ $(B)/bench/bench-daemon: tests/bench-daemon.c | $(B)/.deps
 	@mkdir -p $(dir $@)
 	$(call say,CC,$@) $(CC) -std=gnu11 -O2 -g $(WARN) $< $(PKG_LIBS) -o $@
 
-bench: $(B)/vmd $(B)/bench/bench-daemon
+bench: $(B)/vmd $(B)/bench/bench-daemon $(B)/guest/vmlinux
 	$(B)/bench/bench-daemon $(CURDIR)/$(B)/vmd
+	$(PYTHON) tests/bench-qemu.py $(CURDIR)/$(B)/vmd $(CURDIR)/$(B)/guest
 
 C_SOURCES = $(shell git ls-files '*.c' '*.h' 2>/dev/null || find reconciler backends tests -name '*.[ch]')
 

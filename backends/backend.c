@@ -6,8 +6,8 @@
 #include "backend.h"
 
 const char *const vm_state_table[_VM_STATE_MAX] = {
-	[VM_ABSENT] = "absent",	    [VM_RUNNING] = "running", [VM_PAUSED] = "paused",
-	[VM_STOPPING] = "stopping", [VM_EXITED] = "exited",
+	[VM_ABSENT] = "absent", [VM_STARTING] = "starting", [VM_RUNNING] = "running",
+	[VM_PAUSED] = "paused", [VM_STOPPING] = "stopping", [VM_EXITED] = "exited",
 };
 DEFINE_STRING_TABLE(vm_state, VmState, _VM_STATE_MAX)
 

@@ -21,7 +21,8 @@ typedef enum BackendCaps {
 } BackendCaps;
 
 typedef enum VmState {
-	VM_ABSENT, /* no VM, no runtime state */
+	VM_ABSENT,   /* no VM, no runtime state */
+	VM_STARTING, /* its VMM is coming up: vm_changed when it is, vm_exited if it gives up */
 	VM_RUNNING,
 	VM_PAUSED,
 	VM_STOPPING, /* a stop was asked for; its exit is still to come */
@@ -54,7 +55,8 @@ typedef struct Backend Backend;
 
 /* How a backend tells the daemon about things that happen on their own. */
 typedef struct BackendCallbacks {
-	void (*vm_exited)(void *userdata, const char *name, int status);
+	/* reason: what the backend knows of why (a VMM that gave up starting), or NULL */
+	void (*vm_exited)(void *userdata, const char *name, int status, const char *reason);
 	/* Something else changed on its own (paused, resumed, a device came or went). */
 	void (*vm_changed)(void *userdata, const char *name);
 	void *userdata;

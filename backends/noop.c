@@ -74,7 +74,7 @@ static int exit_note_fired(sd_event_source *s, void *userdata)
 
 	(void)s;
 	if (e->b->callbacks.vm_exited)
-		e->b->callbacks.vm_exited(e->b->callbacks.userdata, e->name, e->status);
+		e->b->callbacks.vm_exited(e->b->callbacks.userdata, e->name, e->status, NULL);
 	exit_note_free(e->b, e);
 	return 0;
 }

@@ -60,7 +60,8 @@ typedef struct QemuVm {
 	char boot_id[64];
 	bool child; /* started by this vmd: its exit status is ours to read */
 	int pidfd;
-	sd_event_source *pid_source, *kill_timer, *unplug_timer;
+	sd_event_source *pid_source, *kill_timer, *unplug_timer, *ready_timer;
+	uint64_t ready_deadline; /* CLOCK_MONOTONIC: QMP must answer by then */
 	Qmp *qmp;
 
 	VmState state;
@@ -89,6 +90,7 @@ static QemuVm *vm_free(QemuVm *v)
 	sd_event_source_disable_unref(v->pid_source);
 	sd_event_source_disable_unref(v->kill_timer);
 	sd_event_source_disable_unref(v->unplug_timer);
+	sd_event_source_disable_unref(v->ready_timer);
 	qmp_free(v->qmp);
 	if (v->pidfd >= 0)
 		close(v->pidfd);
@@ -437,14 +439,19 @@ static int qemu_list(Backend *b, char ***ret_names, size_t *ret_n)
 
 /* Exit */
 
+static char *start_error(Backend *b, const char *name, const char *what);
+
 static void vm_exited(QemuVm *v, int status)
 {
 	Backend *b = v->b;
-	_cleanup_free_ char *sock = vm_path(b, v->name, "qmp.sock");
+	_cleanup_free_ char *sock = vm_path(b, v->name, "qmp.sock"), *reason = NULL;
 
+	if (v->state == VM_STARTING)
+		reason = start_error(b, v->name, "QEMU exited while starting");
 	v->pid_source = sd_event_source_disable_unref(v->pid_source);
 	v->kill_timer = sd_event_source_disable_unref(v->kill_timer);
 	v->unplug_timer = sd_event_source_disable_unref(v->unplug_timer);
+	v->ready_timer = sd_event_source_disable_unref(v->ready_timer);
 	v->qmp = qmp_free(v->qmp);
 	if (v->pidfd >= 0)
 		v->pidfd = (close(v->pidfd), -EBADF);
@@ -456,7 +463,7 @@ static void vm_exited(QemuVm *v, int status)
 	if (sock)
 		(void)vmm_remove_stale_socket(b->run_dir, sock);
 	if (b->callbacks.vm_exited)
-		b->callbacks.vm_exited(b->callbacks.userdata, v->name, status);
+		b->callbacks.vm_exited(b->callbacks.userdata, v->name, status, reason);
 }
 
 static int on_pidfd(sd_event_source *s _unused_, int fd _unused_, uint32_t revents _unused_,
@@ -555,19 +562,14 @@ static void on_qmp_close(Qmp *q _unused_, int error, void *userdata)
 }
 
 /* Connect to the VM's QMP socket and check it is the VM we think: query-name. */
-static int vm_connect(QemuVm *v, uint64_t timeout_usec)
+/* Take a QMP connection for v once it proved to be v's QEMU, and learn its run state. */
+static int vm_take_qmp(QemuVm *v, Qmp *q_in)
 {
-	_cleanup_free_ char *sock = vm_path(v->b, v->name, "qmp.sock");
 	_cleanup_(json_decrefp) json_t *name = NULL, *status = NULL;
-	_cleanup_(qmp_freep) Qmp *q = NULL;
+	_cleanup_(qmp_freep) Qmp *q = q_in;
 	const char *s;
 	int r;
 
-	if (!sock)
-		return -ENOMEM;
-	r = qmp_connect(sock, timeout_usec, &q);
-	if (r < 0)
-		return r;
 	r = qmp_call(q, "query-name", NULL, QMP_TIMEOUT_USEC, &name, NULL);
 	if (r < 0)
 		return r;
@@ -577,7 +579,7 @@ static int vm_connect(QemuVm *v, uint64_t timeout_usec)
 	if (r < 0)
 		return r;
 	s = json_string_value(json_object_get(status, "status"));
-	if (streq_ptr(s, "running"))
+	if (streq_ptr(s, "running") || streq_ptr(s, "prelaunch"))
 		v->state = v->state == VM_STOPPING ? VM_STOPPING : VM_RUNNING;
 	else if (streq_ptr(s, "shutdown"))
 		v->state = VM_STOPPING;
@@ -592,7 +594,23 @@ static int vm_connect(QemuVm *v, uint64_t timeout_usec)
 	return 0;
 }
 
+static int vm_connect(QemuVm *v, uint64_t timeout_usec)
+{
+	_cleanup_free_ char *sock = vm_path(v->b, v->name, "qmp.sock");
+	Qmp *q = NULL;
+	int r;
+
+	if (!sock)
+		return -ENOMEM;
+	r = qmp_connect(sock, timeout_usec, &q);
+	if (r < 0)
+		return r;
+	return vm_take_qmp(v, q);
+}
+
 /* Adopt */
+
+static int watch_start(QemuVm *v);
 
 static int qemu_adopt(Backend *b, const char *name)
 {
@@ -617,7 +635,11 @@ static int qemu_adopt(Backend *b, const char *name)
 		return v->pidfd;
 	if (!vmm_identity_matches(&v->id)) /* the pid was reused before the pidfd was taken */
 		return -ESTALE;
-	r = vm_connect(v, QEMU_ADOPT_TIMEOUT_USEC);
+	if (v->state == VM_STARTING)
+		/* The vmd before died while it started: see it through, from the loop. */
+		r = watch_start(v);
+	else
+		r = vm_connect(v, QEMU_ADOPT_TIMEOUT_USEC);
 	if (r < 0) {
 		/* A live QEMU vmd cannot talk to: never start a second one beside it. */
 		backend_set_error(b, "cannot reach the QMP socket of QEMU pid %d: %s",
@@ -636,11 +658,11 @@ static int qemu_adopt(Backend *b, const char *name)
 
 /* Start */
 
-/* QEMU's own words on why it did not start: the last line of qemu.log. */
-static void set_start_error(Backend *b, const char *name, const char *what)
+/* What went wrong, in QEMU's own words if it left any: the last line of qemu.log. */
+static char *start_error(Backend *b, const char *name, const char *what)
 {
 	_cleanup_free_ char *path = vm_path(b, name, "qemu.log"), *log = NULL;
-	char *line, *end;
+	char *line, *end, *m = NULL;
 
 	if (path && read_file(path, 64 * 1024, &log, NULL) >= 0) {
 		end = log + strlen(log);
@@ -648,35 +670,91 @@ static void set_start_error(Backend *b, const char *name, const char *what)
 			*--end = '\0';
 		line = strrchr(log, '\n');
 		line = line ? line + 1 : log;
-		if (*line) {
-			backend_set_error(b, "%s: %s", what, line);
-			return;
-		}
+		if (*line && asprintf(&m, "%s: %s", what, line) >= 0)
+			return m;
 	}
-	backend_set_error(b, "%s", what);
+	return strdup(what);
 }
 
-/* Wait for QMP to answer, or for QEMU to give up. */
-static int wait_ready(QemuVm *v)
+static int ready_timer_fired(sd_event_source *s, uint64_t usec, void *userdata);
+
+/* Look for QMP again in 2 ms, or wake at the deadline while a handshake is under way. */
+static int arm_ready_timer(QemuVm *v, bool at_deadline)
 {
-	uint64_t deadline = now_usec(CLOCK_MONOTONIC) + QEMU_START_TIMEOUT_USEC;
+	v->ready_timer = sd_event_source_disable_unref(v->ready_timer);
+	if (at_deadline)
+		return sd_event_add_time(v->b->event, &v->ready_timer, CLOCK_MONOTONIC,
+					 v->ready_deadline, 1000, ready_timer_fired, v);
+	return sd_event_add_time_relative(v->b->event, &v->ready_timer, CLOCK_MONOTONIC, 2000, 500,
+					  ready_timer_fired, v);
+}
 
-	for (;;) {
-		uint64_t now = now_usec(CLOCK_MONOTONIC);
-		struct pollfd p = { .fd = v->pidfd, .events = POLLIN };
-		int r;
+static void start_timed_out(QemuVm *v, int error)
+{
+	log_fields(LOG_ERR,
+		   &(LogFields){
+			   .sandbox = v->name, .backend = "qemu", .error = -error, .result = "killed" },
+		   "QEMU did not answer on QMP within %llu s; killing it",
+		   QEMU_START_TIMEOUT_USEC / 1000000);
+	(void)vmm_kill(v->pidfd, SIGKILL);
+}
 
-		if (now >= deadline)
-			return -ETIMEDOUT;
-		r = vm_connect(v, deadline - now);
-		if (r == 0)
-			return 0;
-		if (!IN_SET(-r, ENOENT, ECONNREFUSED, ECONNRESET))
-			return r;
-		/* Not listening yet: wait a little, or until it exits. */
-		if (poll(&p, 1, 5) > 0)
-			return -ECHILD;
+/* QMP of a starting QEMU answered (or not): it runs, or vmd looks again. */
+static void on_qmp_ready(Qmp *q, int error, void *userdata)
+{
+	QemuVm *v = userdata;
+	int r = error;
+
+	v->qmp = NULL;
+	if (r == 0)
+		r = vm_take_qmp(v, q);
+	else
+		qmp_free(q);
+	if (r == 0) {
+		v->ready_timer = sd_event_source_disable_unref(v->ready_timer);
+		(void)record_save(v);
+		changed(v);
+	} else if (now_usec(CLOCK_MONOTONIC) >= v->ready_deadline || r == -ESTALE)
+		start_timed_out(v, r);
+	else
+		(void)arm_ready_timer(v, false);
+}
+
+/*
+ * A starting QEMU, from the event loop, never blocking it: look for its QMP socket every
+ * 2 ms; once it accepts, greeting and capabilities come through the loop (on_qmp_ready).
+ * If QEMU exits first, its pidfd says so, with QEMU's reason; if it does neither in time,
+ * it is killed.
+ */
+static int ready_timer_fired(sd_event_source *s _unused_, uint64_t usec _unused_, void *userdata)
+{
+	QemuVm *v = userdata;
+	_cleanup_free_ char *sock = vm_path(v->b, v->name, "qmp.sock");
+	int r;
+
+	v->ready_timer = sd_event_source_disable_unref(v->ready_timer);
+	if (v->state != VM_STARTING || vmm_has_exited(v->pidfd) || !sock)
+		return 0;
+	if (now_usec(CLOCK_MONOTONIC) >= v->ready_deadline) {
+		start_timed_out(v, -ETIMEDOUT);
+		return 0;
 	}
+	if (v->qmp)
+		return arm_ready_timer(v, true); /* a handshake is under way */
+	r = qmp_connect_async(sock, v->b->event, on_qmp_ready, v, &v->qmp);
+	if (r == 0)
+		return arm_ready_timer(v, true);
+	if (IN_SET(-r, ENOENT, ECONNREFUSED))
+		return arm_ready_timer(v, false);
+	start_timed_out(v, r);
+	return 0;
+}
+
+/* Watch a starting QEMU until QMP answers (or it gives up). */
+static int watch_start(QemuVm *v)
+{
+	v->ready_deadline = now_usec(CLOCK_MONOTONIC) + QEMU_START_TIMEOUT_USEC;
+	return arm_ready_timer(v, false);
 }
 
 static void prepare_dir(Backend *b, const char *name)
@@ -761,6 +839,11 @@ static void start_failed(QemuVm *v)
 		(void)unlink(rec);
 }
 
+/*
+ * Start QEMU and return: the event loop sees it through (watch_start). 1 for "started,
+ * not up yet": the VM is VM_STARTING until QMP answers, then vm_changed; if QEMU gives up,
+ * vm_exited says why.
+ */
 static int qemu_start(Backend *b, const SandboxSpec *spec, uint64_t generation)
 {
 	_cleanup_(vm_freep) QemuVm *v = NULL;
@@ -794,33 +877,24 @@ static int qemu_start(Backend *b, const SandboxSpec *spec, uint64_t generation)
 	memcpy(v->boot_id, QEMU(b)->boot_id, sizeof(v->boot_id));
 	v->generation = generation;
 	v->started_at_usec = now_usec(CLOCK_REALTIME);
-	v->state = VM_RUNNING;
+	v->state = VM_STARTING;
 
 	r = spawn(b, v);
 	if (r >= 0)
 		/* Recorded before QMP is up: a vmd that dies now finds it, and adopts it. */
 		r = record_save(v);
-	if (r >= 0) {
-		r = wait_ready(v);
-		if (r == -ECHILD)
-			set_start_error(b, v->name, "QEMU exited while starting");
-		else if (r == -ETIMEDOUT)
-			set_start_error(b, v->name, "QEMU did not answer on QMP in time");
-		else if (r < 0)
-			backend_set_error(b, "cannot talk to QEMU over QMP: %s", strerror(-r));
-	}
 	if (r >= 0)
 		r = watch_exit(v);
 	if (r >= 0)
-		r = record_save(v);
+		r = watch_start(v);
 	if (r >= 0)
 		r = hashmap_put(QEMU(b)->vms, v->name, v);
 	if (r < 0) {
 		start_failed(v);
-		return r == -ECHILD ? -ENOEXEC : r;
+		return r;
 	}
 	TAKE_PTR(v);
-	return 0;
+	return 1;
 }
 
 /* Commands on a running VM */

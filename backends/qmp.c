@@ -8,9 +8,17 @@
 #include "qmp.h"
 #include "util.h"
 
+typedef enum QmpPhase {
+	QMP_READY,	/* commands can be sent */
+	QMP_GREETING,	/* qmp_connect_async(): waiting for the greeting */
+	QMP_NEGOTIATING /* ... for the reply to qmp_capabilities */
+} QmpPhase;
+
 struct Qmp {
 	int fd;
 	int error; /* why the connection broke, 0 while it works */
+	QmpPhase phase;
+	QmpReadyHandler on_ready;
 	uint64_t next_id;
 	char *buf; /* bytes read, not yet parsed */
 	size_t len, size;
@@ -327,6 +335,52 @@ static int on_defer(sd_event_source *s _unused_, void *userdata)
 	return 0;
 }
 
+/* Send a command without waiting for its reply (it is small: the socket takes it whole). */
+static int send_command(Qmp *q, const char *command, uint64_t *ret_id)
+{
+	char buf[128];
+	ssize_t n;
+	int len;
+
+	*ret_id = ++q->next_id;
+	len = snprintf(buf, sizeof(buf), "{\"execute\": \"%s\", \"id\": %llu}\n", command,
+		       (unsigned long long)*ret_id);
+	if (len < 0 || (size_t)len >= sizeof(buf))
+		return -EINVAL;
+	n = send(q->fd, buf, (size_t)len, MSG_NOSIGNAL | MSG_DONTWAIT);
+	if (n < 0)
+		return -errno;
+	return n == len ? 0 : -EAGAIN;
+}
+
+/* Greeting, then capabilities, as they come in. 1: still on the way; 0: ready; -errno. */
+static int handshake_step(Qmp *q)
+{
+	json_t *m;
+	int r;
+
+	while ((r = next_message(q, &m)) > 0) {
+		bool greeting = is_greeting(m, NULL), reply = is_reply_to(m, &q->next_id),
+		     failed = reply && json_object_get(m, "error");
+
+		json_decref(m);
+		if (q->phase == QMP_GREETING && greeting) {
+			uint64_t id;
+
+			r = send_command(q, "qmp_capabilities", &id);
+			if (r < 0)
+				return r;
+			q->phase = QMP_NEGOTIATING;
+		} else if (q->phase == QMP_NEGOTIATING && reply) {
+			if (failed)
+				return -EPROTO;
+			q->phase = QMP_READY;
+			return 0;
+		}
+	}
+	return r < 0 ? r : 1;
+}
+
 static int on_io(sd_event_source *s _unused_, int fd _unused_, uint32_t revents _unused_,
 		 void *userdata)
 {
@@ -335,6 +389,18 @@ static int on_io(sd_event_source *s _unused_, int fd _unused_, uint32_t revents 
 	int r;
 
 	(void)fill(q);
+	if (q->phase != QMP_READY) {
+		r = handshake_step(q);
+		if (r > 0)
+			return 0;
+		if (r < 0) {
+			qmp_break(q, r);
+			q->io = sd_event_source_disable_unref(q->io);
+		}
+		/* Last: the handler may free q. */
+		q->on_ready(q, r, q->userdata);
+		return 0;
+	}
 	while ((r = next_message(q, &m)) > 0) {
 		if (json_object_get(m, "event"))
 			queue_event(q, m);
@@ -358,13 +424,36 @@ int qmp_attach(Qmp *q, sd_event *e, QmpEventHandler on_event, QmpCloseHandler on
 	q->userdata = userdata;
 	if (!e)
 		return 0; /* the caller dispatches with qmp_dispatch_events() */
-	r = sd_event_add_io(e, &q->io, q->fd, EPOLLIN, on_io, q);
-	if (r < 0)
-		return r;
+	if (!q->io) {
+		r = sd_event_add_io(e, &q->io, q->fd, EPOLLIN, on_io, q);
+		if (r < 0)
+			return r;
+	}
 	r = sd_event_add_defer(e, &q->defer, on_defer, q);
 	if (r < 0)
 		return r;
 	/* Events that came with the greeting or a reply wait for the next iteration. */
 	return sd_event_source_set_enabled(
 		q->defer, q->events && json_array_size(q->events) ? SD_EVENT_ONESHOT : SD_EVENT_OFF);
+}
+
+int qmp_connect_async(const char *path, sd_event *e, QmpReadyHandler on_ready, void *userdata,
+		      Qmp **ret)
+{
+	_cleanup_(qmp_freep) Qmp *q = calloc(1, sizeof(Qmp));
+	int r;
+
+	if (!q)
+		return -ENOMEM;
+	q->fd = unix_connect(path);
+	if (q->fd < 0)
+		return q->fd;
+	q->phase = QMP_GREETING;
+	q->on_ready = on_ready;
+	q->userdata = userdata;
+	r = sd_event_add_io(e, &q->io, q->fd, EPOLLIN, on_io, q);
+	if (r < 0)
+		return r;
+	*ret = TAKE_PTR(q);
+	return 0;
 }

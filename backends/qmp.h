@@ -37,6 +37,16 @@ Qmp *qmp_free(Qmp *q);
 DEFINE_POINTER_CLEANUP(Qmp, qmp_free)
 
 /*
+ * The same without blocking, for a QEMU that is still starting: connect at once (-ENOENT or
+ * -ECONNREFUSED: nobody listens yet), then greeting and capabilities from the event loop.
+ * on_ready gets 0 once commands can be sent, or -errno; it is the last thing the
+ * connection does in that callback, so the handler may free q.
+ */
+typedef void (*QmpReadyHandler)(Qmp *q, int error, void *userdata);
+int qmp_connect_async(const char *path, sd_event *e, QmpReadyHandler on_ready, void *userdata,
+		      Qmp **ret);
+
+/*
  * Watch the connection from an event loop: events and the close come from there. With
  * e NULL, only set the handlers, for qmp_dispatch_events().
  */

@@ -110,7 +110,7 @@ static uint64_t backoff_usec(unsigned n)
 	return delay > BACKOFF_MAX_USEC ? BACKOFF_MAX_USEC : delay;
 }
 
-void sandbox_vm_exited(Manager *m _unused_, Sandbox *sb, int status)
+void sandbox_vm_exited(Manager *m _unused_, Sandbox *sb, int status, const char *reason)
 {
 	uint64_t started = sb->observed.started_at_usec, now = now_usec(CLOCK_REALTIME);
 	uint64_t delay;
@@ -127,10 +127,10 @@ void sandbox_vm_exited(Manager *m _unused_, Sandbox *sb, int status)
 	free(sb->last_error);
 	sb->last_error = NULL;
 	(void)asprintf(&sb->last_error,
-		       "exited with status %d within %llu s of starting, %u times in a row; "
+		       "%s%sexited with status %d within %llu s of starting, %u times in a row; "
 		       "restarting in %llu s",
-		       status, CRASH_LOOP_USEC / 1000000, sb->quick_exits,
-		       (unsigned long long)(delay / 1000000));
+		       reason ?: "", reason ? "; " : "", status, CRASH_LOOP_USEC / 1000000,
+		       sb->quick_exits, (unsigned long long)(delay / 1000000));
 }
 
 static void action_failed(Manager *m, Sandbox *sb, Backend *b, const Action *a, int r)
@@ -210,7 +210,8 @@ static int stop_timer_fired(sd_event_source *s _unused_, uint64_t usec _unused_,
 
 	sb->stop_timer = sd_event_source_disable_unref(sb->stop_timer);
 	sandbox_observe(m, sb);
-	if (b && b->ops->stop && IN_SET(sb->observed.state, VM_RUNNING, VM_PAUSED, VM_STOPPING)) {
+	if (b && b->ops->stop &&
+	    IN_SET(sb->observed.state, VM_STARTING, VM_RUNNING, VM_PAUSED, VM_STOPPING)) {
 		log_fields(LOG_WARNING,
 			   &(LogFields){ .sandbox = sb->name,
 					 .backend = b->ops->name,

@@ -66,7 +66,7 @@ BackendKind manager_backend_kind(const Manager *m, const Sandbox *sb)
 	if (m->config.backend_override >= 0)
 		return m->config.backend_override;
 	if (sb->vm_backend >= 0 &&
-	    IN_SET(sb->observed.state, VM_RUNNING, VM_PAUSED, VM_STOPPING, VM_EXITED))
+	    IN_SET(sb->observed.state, VM_STARTING, VM_RUNNING, VM_PAUSED, VM_STOPPING, VM_EXITED))
 		return sb->vm_backend;
 	if (sb->desired)
 		return sb->desired->backend;
@@ -134,7 +134,7 @@ static void mark_all_dirty(Manager *m)
 		manager_mark_dirty(m, v);
 }
 
-static void on_vm_exited(void *userdata, const char *name, int status)
+static void on_vm_exited(void *userdata, const char *name, int status, const char *reason)
 {
 	Manager *m = userdata;
 	Sandbox *sb = manager_sandbox(m, name, false);
@@ -143,10 +143,10 @@ static void on_vm_exited(void *userdata, const char *name, int status)
 		   &(LogFields){ .sandbox = name,
 				 .result = status == 0 ? "exited" : "failed",
 				 .message_id = LOG_MESSAGE_VM_EXITED },
-		   "VM exited with status %d", status);
+		   "VM exited with status %d%s%s", status, reason ? ": " : "", reason ?: "");
 	if (sb) {
 		sb->stop_timer = sd_event_source_disable_unref(sb->stop_timer);
-		sandbox_vm_exited(m, sb, status);
+		sandbox_vm_exited(m, sb, status, reason);
 		manager_mark_dirty(m, sb);
 	}
 }
@@ -386,7 +386,8 @@ void manager_adopt_all(Manager *m)
 				continue;
 			sb->vm_backend = k;
 			sandbox_observe(m, sb);
-			if (!IN_SET(sb->observed.state, VM_RUNNING, VM_PAUSED, VM_STOPPING) ||
+			if (!IN_SET(sb->observed.state, VM_STARTING, VM_RUNNING, VM_PAUSED,
+				    VM_STOPPING) ||
 			    m->read_only)
 				continue;
 			r = b->ops->adopt ? b->ops->adopt(b, sb->name) : 0;

@@ -112,7 +112,7 @@ size_t manager_write_persisted(Manager *m, uint64_t budget_usec);
 /* executor.c */
 void sandbox_reconcile(Manager *m, Sandbox *sb);
 /* Its VM exited on its own or as asked: count quick exits, back off a crash loop. */
-void sandbox_vm_exited(Manager *m, Sandbox *sb, int status);
+void sandbox_vm_exited(Manager *m, Sandbox *sb, int status, const char *reason);
 void sandbox_observe(Manager *m, Sandbox *sb);
 
 /* status.c */

@@ -193,8 +193,8 @@ void plan_sandbox(const PlanInput *in, uint64_t now, uint64_t grace, Plan *ret)
 		ret->wake_at = in->retry_at;
 		return;
 	}
-	if (state == VM_STOPPING)
-		return; /* its exit will bring us back */
+	if (IN_SET(state, VM_STARTING, VM_STOPPING))
+		return; /* its readiness or its exit will bring us back */
 
 	if (!in->desired) {
 		if (IN_SET(state, VM_RUNNING, VM_PAUSED))

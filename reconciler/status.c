@@ -66,6 +66,8 @@ static Phase compute_phase(const Manager *m, const Sandbox *sb, const Plan *plan
 	if (sb->observe_failed || sb->stranger)
 		return PHASE_UNKNOWN;
 	switch (o->state) {
+	case VM_STARTING:
+		return PHASE_STARTING;
 	case VM_RUNNING:
 		return PHASE_RUNNING;
 	case VM_PAUSED:
@@ -187,7 +189,7 @@ static json_t *status_to_json(Manager *m, Sandbox *sb, uint64_t now_mono, uint64
 					 c->reason ?: "", "message", c->message ?: "",
 					 "lastTransitionTime", time_or_null(c->last_transition)));
 	}
-	if (o->config && IN_SET(o->state, VM_RUNNING, VM_PAUSED, VM_STOPPING)) {
+	if (o->config && IN_SET(o->state, VM_STARTING, VM_RUNNING, VM_PAUSED, VM_STOPPING)) {
 		json_t *c = spec_to_json(o->config);
 
 		if (c) {
@@ -204,8 +206,9 @@ static json_t *status_to_json(Manager *m, Sandbox *sb, uint64_t now_mono, uint64
 		sb->path && sb->desired ? sandbox_state_to_string(sb->desired->state) : "stopped",
 		"phase", phase_to_string(s->phase), "conditions", conds, "pid", (json_int_t)o->pid,
 		"startedAt",
-		time_or_null(IN_SET(o->state, VM_RUNNING, VM_PAUSED, VM_STOPPING) ? o->started_at_usec
-										  : 0),
+		time_or_null(IN_SET(o->state, VM_STARTING, VM_RUNNING, VM_PAUSED, VM_STOPPING)
+				     ? o->started_at_usec
+				     : 0),
 		"restarts", (int)sb->restarts, "lastError", sb->last_error, "nextRetryAt",
 		time_or_null(retry), "disks", disks, "networks", nets, "vmState",
 		vm_state_to_string(o->state));

@@ -12,7 +12,7 @@ typedef struct Exits {
 	unsigned n;
 } Exits;
 
-static void on_exit_cb(void *userdata, const char *name, int status)
+static void on_exit_cb(void *userdata, const char *name, int status, const char *reason _unused_)
 {
 	Exits *e = userdata;
 

@@ -33,6 +33,7 @@ typedef struct Row {
 	const char *expect; /* "type[:device] ..." */
 	bool restart_required;
 	uint64_t wake_at;
+	bool busy; /* a hot-unplug is in flight */
 } Row;
 
 /* now 10000, the file changed at 5000 (grace over) unless a row says otherwise. */
@@ -68,6 +69,8 @@ static const Row rows[] = {
 	  .expect = "", .wake_at = 11000 },
 	{ "paused, stop wanted", BASE "state: stopped\n", VM_PAUSED, .expect = "stop" },
 	{ "stopping: wait for the exit", BASE, VM_STOPPING, .expect = "" },
+	{ "starting: wait until it is up", BASE, VM_STARTING, .expect = "" },
+	{ "starting, file gone: wait, then stop", NULL, VM_STARTING, .have = BASE, .expect = "" },
 	{ "stopping, file gone: wait", NULL, VM_STOPPING, .have = BASE, .expect = "" },
 
 	/* The file is gone */
@@ -85,6 +88,10 @@ static const Row rows[] = {
 	{ "disk added while in grace: constructive", BASE D2, VM_RUNNING, .have = BASE D1,
 	  .since = 9999, .expect = "disk-add:data" },
 	{ "disk removed", BASE D1, VM_RUNNING, .have = BASE D2, .expect = "disk-remove:data" },
+	{ "disk removed, an unplug in flight: wait for it", BASE D1, VM_RUNNING, .have = BASE D2,
+	  .busy = true, .expect = "" },
+	{ "busy, paused wanted: pause all the same", BASE "state: paused\n" D1, VM_RUNNING,
+	  .have = BASE D2, .busy = true, .expect = "pause" },
 	{ "disk removed, in grace", BASE D1, VM_RUNNING, .have = BASE D2, .since = 9000,
 	  .expect = "", .wake_at = 11000 },
 	{ "disk changed", BASE "disks: [{id: root, path: /d/other.raw}]\n", VM_RUNNING,
@@ -185,7 +192,8 @@ static void test_rows(void **state _unused_)
 		const char *have_text = r->have ? r->have : r->want;
 		VmObserved o = { .state = r->state,
 				 .generation = r->have_gen ? r->have_gen : 2,
-				 .exit_status = r->exit_status };
+				 .exit_status = r->exit_status,
+				 .busy = r->busy };
 		PlanInput in = { .desired = want,
 				 .generation = 2,
 				 .observed = &o,

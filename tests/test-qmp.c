@@ -464,6 +464,71 @@ static void test_capabilities_refused(void **state _unused_)
 	server_stop(s, NULL);
 }
 
+static int ready_result;
+static bool ready_called;
+
+static void on_ready(Qmp *q _unused_, int error, void *userdata _unused_)
+{
+	ready_called = true;
+	ready_result = error;
+}
+
+/* Without blocking: the greeting comes late, and the loop runs meanwhile. */
+static void test_connect_async(void **state _unused_)
+{
+	static const Step script[] = {
+		{ WAIT_MS, "200" },
+		HANDSHAKE,
+		{ EXPECT, "query-status" },
+		{ SEND, "{\"return\": {\"status\": \"running\"}, \"id\": %ID%}\r\n" },
+		{ END },
+	};
+	static const Step refused[] = {
+		{ SEND, GREETING },
+		{ EXPECT, "qmp_capabilities" },
+		{ SEND, "{\"error\": {\"class\": \"GenericError\", \"desc\": \"no\"}, \"id\": "
+			"%ID%}\r\n" },
+		{ END },
+	};
+	Server *s = server_start(script);
+	sd_event *e = NULL;
+	Qmp *q = NULL;
+	json_t *ret = NULL;
+	unsigned turns = 0;
+
+	assert_int_equal(sd_event_new(&e), 0);
+	ready_called = false;
+	assert_int_equal(qmp_connect_async(s->path, e, on_ready, NULL, &q), 0);
+	while (!ready_called && turns < 1000) {
+		assert_true(sd_event_run(e, 10000) >= 0);
+		turns++;
+	}
+	assert_true(ready_called);
+	assert_int_equal(ready_result, 0);
+	/* The loop turned while the greeting was late: the connect did not block. */
+	assert_true(turns > 1);
+	assert_int_equal(qmp_call(q, "query-status", NULL, 5 * SEC, &ret, NULL), 0);
+	assert_string_equal(json_string_value(json_object_get(ret, "status")), "running");
+	json_decref(ret);
+	qmp_free(q);
+	server_stop(s, NULL);
+
+	s = server_start(refused);
+	ready_called = false;
+	assert_int_equal(qmp_connect_async(s->path, e, on_ready, NULL, &q), 0);
+	for (int i = 0; i < 1000 && !ready_called; i++)
+		assert_true(sd_event_run(e, 10000) >= 0);
+	assert_int_equal(ready_result, -EPROTO);
+	assert_false(qmp_is_connected(q));
+	qmp_free(q);
+	server_stop(s, NULL);
+
+	q = NULL;
+	assert_int_equal(qmp_connect_async("/nonexistent/qmp.sock", e, on_ready, NULL, &q), -ENOENT);
+	assert_null(q);
+	sd_event_unref(e);
+}
+
 static void test_nobody_listens(void **state _unused_)
 {
 	char *dir = test_tmpdir();
@@ -496,6 +561,7 @@ int main(void)
 		cmocka_unit_test(test_never_greets),
 		cmocka_unit_test(test_greeting_is_not_qmp),
 		cmocka_unit_test(test_capabilities_refused),
+		cmocka_unit_test(test_connect_async),
 		cmocka_unit_test(test_nobody_listens),
 	};
 
