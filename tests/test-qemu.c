@@ -12,6 +12,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
+#include <sched.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -479,6 +480,61 @@ static void test_lifecycle(void **state)
 	}
 }
 
+static void ip(const char *a1, const char *a2, const char *a3, const char *a4, const char *a5,
+	       const char *a6)
+{
+	_cleanup_(test_run_done) TestRun r = {};
+	char *argv[] = { (char *)"/usr/sbin/ip",
+			 (char *)a1,
+			 (char *)a2,
+			 (char *)a3,
+			 (char *)a4,
+			 (char *)a5,
+			 (char *)a6,
+			 NULL };
+
+	test_run(&r, argv);
+	if (r.status != 0)
+		fail_msg("ip %s %s %s %s: %s", a1, a2, a3, a4, r.err);
+}
+
+/*
+ * tap NICs, at boot and hot-added, on tap devices of this test's own network namespace
+ * (main): the host's interfaces are not touched.
+ */
+static void test_tap(void **state)
+{
+	Fixture *f = *state;
+	json_t *s;
+
+	ip("tuntap", "add", "dev", "vmdtap0", "mode", "tap");
+	ip("tuntap", "add", "dev", "vmdtap1", "mode", "tap");
+	put(f, "tapped",
+	    "  cmdline: console=ttyS0 quiet\n  networks:\n"
+	    "    - {id: n0, tap: vmdtap0, mac: \"52:54:00:00:01:00\"}\n");
+	start_daemon(f);
+	wait_devices(f, "tapped", "", "eth0@52:54:00:00:01:00");
+	put(f, "tapped",
+	    "  cmdline: console=ttyS0 quiet\n  networks:\n"
+	    "    - {id: n0, tap: vmdtap0, mac: \"52:54:00:00:01:00\"}\n"
+	    "    - {id: n1, type: tap, tap: vmdtap1, mac: \"52:54:00:00:01:01\"}\n");
+	wait_devices(f, "tapped", "", "eth0@52:54:00:00:01:00,eth1@52:54:00:00:01:01");
+	s = wait_status(f, "tapped", ready, "Running");
+	assert_int_equal(n_devices(s, "networks"), 2);
+	json_decref(s);
+	put(f, "tapped",
+	    "  cmdline: console=ttyS0 quiet\n  networks:\n"
+	    "    - {id: n1, type: tap, tap: vmdtap1, mac: \"52:54:00:00:01:01\"}\n");
+	wait_devices(f, "tapped", "", "eth1@52:54:00:00:01:01");
+	s = wait_status(f, "tapped", ready, "Running");
+	assert_int_equal(n_devices(s, "networks"), 1);
+	json_decref(s);
+	test_kill_wait(&f->pid, SIGKILL);
+	kill_qemus(f->run);
+	ip("link", "del", "vmdtap0", NULL, NULL, NULL);
+	ip("link", "del", "vmdtap1", NULL, NULL, NULL);
+}
+
 /* A guest that ignores the power button is forced off after stopTimeout. */
 static void test_forced_stop(void **state)
 {
@@ -631,12 +687,18 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_forced_stop, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_readopt, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crash_and_bad_kernel, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tap, setup, teardown),
 	};
 
 	_cleanup_free_ char *kernel = guest("vmlinux");
 
 	/* QEMUs outlive a daemon killed with -9: they come to this binary, which reaps them. */
 	(void)prctl(PR_SET_CHILD_SUBREAPER, 1);
+	/* A network namespace of its own, for test_tap's tap devices. */
+	if (unshare(CLONE_NEWNET) < 0) {
+		fprintf(stderr, "test-qemu: cannot make a network namespace: %m\n");
+		return 1;
+	}
 
 	if (access(kernel, R_OK) < 0 || access("/usr/bin/qemu-system-x86_64", X_OK) < 0) {
 		fprintf(stderr,
