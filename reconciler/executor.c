@@ -50,6 +50,15 @@ static void arm_stop_timer(Manager *m, Sandbox *sb, uint64_t timeout_ms)
 						 timeout_ms * 1000, 1000, stop_timer_fired, sb);
 }
 
+/* A VM adopted in the middle of a stop: its stopTimeout runs again from now. */
+void sandbox_adopted(Manager *m, Sandbox *sb)
+{
+	const SandboxSpec *s = sb->desired ?: sb->observed.config;
+
+	if (sb->observed.state == VM_STOPPING)
+		arm_stop_timer(m, sb, s ? s->stop_timeout_ms : 30000);
+}
+
 static int execute(Manager *m, Sandbox *sb, Backend *b, const Action *a)
 {
 	const BackendOps *ops = b->ops;

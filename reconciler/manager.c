@@ -408,6 +408,7 @@ void manager_adopt_all(Manager *m)
 						 .result = "adopted",
 						 .message_id = LOG_MESSAGE_ADOPTED },
 				   "re-adopted its %s VM", vm_state_to_string(sb->observed.state));
+			sandbox_adopted(m, sb);
 		}
 		free(names);
 	}

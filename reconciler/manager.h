@@ -111,6 +111,8 @@ size_t manager_write_persisted(Manager *m, uint64_t budget_usec);
 
 /* executor.c */
 void sandbox_reconcile(Manager *m, Sandbox *sb);
+/* After adoption: a VM found stopping is forced off if it does not stop in time. */
+void sandbox_adopted(Manager *m, Sandbox *sb);
 /* Its VM exited on its own or as asked: count quick exits, back off a crash loop. */
 void sandbox_vm_exited(Manager *m, Sandbox *sb, int status, const char *reason);
 void sandbox_observe(Manager *m, Sandbox *sb);

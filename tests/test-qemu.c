@@ -535,18 +535,27 @@ static void test_tap(void **state)
 	ip("link", "del", "vmdtap1", NULL, NULL, NULL);
 }
 
-/* A guest that ignores the power button is forced off after stopTimeout. */
+/*
+ * A guest that ignores the power button is forced off after stopTimeout, also when vmd
+ * was killed and restarted in the middle of the stop.
+ */
 static void test_forced_stop(void **state)
 {
 	Fixture *f = *state;
-	_cleanup_free_ char *file = path_in(f->sb, "deaf.yaml");
+	_cleanup_free_ char *file = path_in(f->sb, "deaf.yaml"),
+			    *file2 = path_in(f->sb, "deaf2.yaml");
 
 	put(f, "deaf",
 	    "  cmdline: console=ttyS0 quiet vmd.ignore-power-button=1\n"
 	    "  stopTimeout: 2s\n");
+	put(f, "deaf2",
+	    "  cmdline: console=ttyS0 quiet vmd.ignore-power-button=1\n"
+	    "  stopTimeout: 3s\n");
 	start_daemon(f);
 	wait_console(f, "deaf", "VMD-GUEST-READY", 0);
+	wait_console(f, "deaf2", "VMD-GUEST-READY", 0);
 	json_decref(wait_status(f, "deaf", ready, "Running"));
+	json_decref(wait_status(f, "deaf2", ready, "Running"));
 	assert_int_equal(unlink(file), 0);
 	wait_console(f, "deaf", "VMD-GUEST-POWER-BUTTON", 0);
 	json_decref(wait_status(f, "deaf", absent, NULL));
@@ -555,6 +564,21 @@ static void test_forced_stop(void **state)
 
 		assert_non_null(
 			strstr(log, "deaf: did not stop within its stopTimeout; forcing it off"));
+	}
+
+	/* deaf2: the power button pressed, then vmd killed before the stopTimeout ran out. */
+	assert_int_equal(unlink(file2), 0);
+	wait_console(f, "deaf2", "VMD-GUEST-POWER-BUTTON", 0);
+	json_decref(wait_status(f, "deaf2", phase_is, "Stopping"));
+	stop_daemon(f, SIGKILL);
+	start_daemon(f);
+	json_decref(wait_status(f, "deaf2", absent, NULL));
+	{
+		_cleanup_free_ char *log = test_read_file(f->log, NULL);
+
+		assert_non_null(strstr(log, "deaf2: re-adopted its stopping VM"));
+		assert_non_null(
+			strstr(log, "deaf2: did not stop within its stopTimeout; forcing it off"));
 	}
 }
 
