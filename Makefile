@@ -69,7 +69,7 @@ LIB_SRCS := \
 	backends/qemu.c
 MAIN_SRC := reconciler/main.c
 
-TESTS := util hashmap yaml-tree yaml-decode spec spec-yaml spec-json sandbox-dir plan backend-noop qmp qemu-argv qemu watcher \
+TESTS := util hashmap yaml-tree yaml-decode spec spec-yaml spec-json sandbox-dir plan backend-noop vmm qmp qemu-argv qemu watcher \
 	cli-validate schema daemon journal units readme
 
 OBJS := $(LIB_SRCS:%.c=$(B)/obj/%.o)

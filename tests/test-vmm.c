@@ -1,0 +1,150 @@
+/* SPDX-License-Identifier: MIT */
+/* VMM process handling: spawn, identity, pidfd, reaping, stale sockets, binary lookup. */
+#include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include "helpers.h"
+#include "util.h"
+#include "vmm.h"
+
+static void wait_exit(int pidfd)
+{
+	struct pollfd p = { .fd = pidfd, .events = POLLIN };
+
+	assert_int_equal(poll(&p, 1, 10000), 1);
+}
+
+static void test_spawn_and_reap(void **state _unused_)
+{
+	char *dir = test_tmpdir();
+	char log[4096], fddir[64];
+	char *const argv[] = { (char *)"/bin/sleep", (char *)"30", NULL };
+	int leak = open("/dev/null", O_RDONLY); /* without CLOEXEC: must not reach the VMM */
+	VmmIdentity id, again;
+	pid_t pid;
+	int pidfd, status = -1, n = 0;
+	DIR *d;
+	struct dirent *e;
+
+	snprintf(log, sizeof(log), "%s/vmm.log", dir);
+	assert_true(leak > 2);
+	assert_int_equal(vmm_spawn(argv, log, &pid, &pidfd), 0);
+	assert_int_equal(vmm_identity(pid, &id), 0);
+	assert_string_equal(id.exe, "/usr/bin/sleep");
+	assert_true(vmm_identity_matches(&id));
+	assert_false(vmm_has_exited(pidfd));
+	assert_int_equal(vmm_reap(pidfd, &status), 0);
+	/* Only stdin, stdout and stderr: every other fd was closed. */
+	snprintf(fddir, sizeof(fddir), "/proc/%d/fd", (int)pid);
+	d = opendir(fddir);
+	assert_non_null(d);
+	while ((e = readdir(d)))
+		if (e->d_name[0] != '.') {
+			assert_true(atoi(e->d_name) <= 2);
+			n++;
+		}
+	closedir(d);
+	assert_int_equal(n, 3);
+	/* A pid whose start time differs is not the same process. */
+	again = id;
+	again.start_time++;
+	assert_false(vmm_identity_matches(&again));
+
+	assert_int_equal(vmm_kill(pidfd, SIGKILL), 0);
+	wait_exit(pidfd);
+	assert_int_equal(vmm_reap(pidfd, &status), 1);
+	assert_int_equal(status, 128 + SIGKILL);
+	assert_false(vmm_identity_matches(&id));
+	assert_int_equal(vmm_identity(pid, &again), -ESRCH);
+	close(pidfd);
+	close(leak);
+	test_tmpdir_remove(dir);
+}
+
+static void test_exit_status_and_exec_error(void **state _unused_)
+{
+	char *dir = test_tmpdir();
+	char log[4096];
+	char *const fail[] = { (char *)"/bin/false", NULL };
+	char *const missing[] = { (char *)"/nonexistent/qemu", NULL };
+	pid_t pid;
+	int pidfd, status = -1;
+
+	snprintf(log, sizeof(log), "%s/vmm.log", dir);
+	assert_int_equal(vmm_spawn(fail, log, &pid, &pidfd), 0);
+	wait_exit(pidfd);
+	assert_int_equal(vmm_reap(pidfd, &status), 1);
+	assert_int_equal(status, 1);
+	close(pidfd);
+	/* The exec's own error, not a child that exits 127. */
+	assert_int_equal(vmm_spawn(missing, log, &pid, &pidfd), -ENOENT);
+	test_tmpdir_remove(dir);
+}
+
+static void test_stale_socket(void **state _unused_)
+{
+	char *dir = test_tmpdir();
+	char path[4096], outside[4096];
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd, live;
+
+	snprintf(path, sizeof(path), "%s/vm/qmp.sock", dir);
+	test_write_str(dir, "vm/placeholder", "");
+	assert_int_equal(vmm_remove_stale_socket(dir, path), 0); /* nothing there */
+
+	strcpy(sa.sun_path, path);
+	live = socket(AF_UNIX, SOCK_STREAM, 0);
+	assert_int_equal(bind(live, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(live, 1), 0);
+	/* Someone listens: never removed. */
+	assert_int_equal(vmm_remove_stale_socket(dir, path), -EADDRINUSE);
+	close(live);
+	/* Nobody listens any more: removed. */
+	assert_int_equal(vmm_remove_stale_socket(dir, path), 1);
+	assert_int_equal(access(path, F_OK), -1);
+
+	/* Outside the run dir, or reaching out of it: never touched. */
+	snprintf(outside, sizeof(outside), "%s/../elsewhere.sock", dir);
+	assert_int_equal(vmm_remove_stale_socket(dir, outside), -EPERM);
+	assert_int_equal(vmm_remove_stale_socket(dir, "/tmp/x.sock"), -EPERM);
+	/* Not a socket: left alone. */
+	snprintf(path, sizeof(path), "%s/vm/placeholder", dir);
+	assert_int_equal(vmm_remove_stale_socket(dir, path), -ENOTSOCK);
+	fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	close(fd);
+	test_tmpdir_remove(dir);
+}
+
+static void test_find_binary(void **state _unused_)
+{
+	char *p = NULL;
+
+	assert_int_equal(vmm_find_binary("sleep", &p), 0);
+	assert_true(p[0] == '/');
+	assert_int_equal(access(p, X_OK), 0);
+	free(p);
+	assert_int_equal(vmm_find_binary("/bin/../bin/sleep", &p), 0);
+	assert_null(strstr(p, ".."));
+	free(p);
+	assert_int_equal(vmm_find_binary("no-such-vmm-binary", &p), -ENOENT);
+	assert_int_equal(vmm_find_binary("/nonexistent/qemu", &p), -ENOENT);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_spawn_and_reap),
+		cmocka_unit_test(test_exit_status_and_exec_error),
+		cmocka_unit_test(test_stale_socket),
+		cmocka_unit_test(test_find_binary),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
