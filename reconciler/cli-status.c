@@ -5,18 +5,6 @@
 #include "cli.h"
 #include "status.h"
 
-static const char *cond(json_t *s, const char *type, const char *field)
-{
-	size_t i;
-	json_t *c;
-
-	json_array_foreach(json_object_get(s, "conditions"), i,
-			   c) if (streq_ptr(json_string_value(json_object_get(c, "type")),
-					    type)) return json_string_value(json_object_get(c, field))
-		?: "";
-	return "";
-}
-
 /* The one line that says most about what is wrong, or "". */
 static const char *headline(json_t *s)
 {
@@ -24,11 +12,11 @@ static const char *headline(json_t *s)
 
 	for (size_t i = 0; i < ELEMENTSOF(order); i++) {
 		bool bad = streq(order[i], "ConfigValid") || streq(order[i], "Ready")
-				   ? streq(cond(s, order[i], "status"), "False")
-				   : streq(cond(s, order[i], "status"), "True");
+				   ? streq(status_condition(s, order[i], "status"), "False")
+				   : streq(status_condition(s, order[i], "status"), "True");
 
-		if (bad && *cond(s, order[i], "message"))
-			return cond(s, order[i], "message");
+		if (bad && *status_condition(s, order[i], "message"))
+			return status_condition(s, order[i], "message");
 	}
 	return "";
 }
@@ -45,7 +33,7 @@ static void print_table(json_t *all)
 		       json_string_value(json_object_get(s, "name")) ?: "?",
 		       json_string_value(json_object_get(s, "backend")) ?: "?",
 		       json_string_value(json_object_get(s, "phase")) ?: "?",
-		       streq(cond(s, "Ready", "status"), "True") ? "yes" : "no",
+		       streq(status_condition(s, "Ready", "status"), "True") ? "yes" : "no",
 		       (long long)json_integer_value(json_object_get(s, "restarts")), headline(s));
 }
 

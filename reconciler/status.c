@@ -336,6 +336,19 @@ void manager_notify_ready(Manager *m)
 	(void)sd_notifyf(false, "READY=1\nSTATUS=%s", line);
 }
 
+const char *status_condition(json_t *status, const char *type, const char *field)
+{
+	size_t i;
+	json_t *c;
+
+	json_array_foreach(json_object_get(status, "conditions"), i, c)
+	{
+		if (streq_ptr(json_string_value(json_object_get(c, "type")), type))
+			return json_string_value(json_object_get(c, field)) ?: "";
+	}
+	return "";
+}
+
 static int read_status(const char *run_dir, const char *name, json_t **ret)
 {
 	_cleanup_free_ char *path = NULL;

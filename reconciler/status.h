@@ -54,6 +54,9 @@ void condition_set(SandboxStatus *s, ConditionType t, bool status, const char *r
 /* RFC 3339 UTC time ("2026-11-21T23:10:00.123Z") of a CLOCK_REALTIME usec. */
 void format_timestamp(uint64_t usec, char buf[static 32]);
 
+/* A field ("status", "reason", "message") of a condition in a status.json; "" if none. */
+const char *status_condition(json_t *status, const char *type, const char *field);
+
 /* Read every status.json under run_dir (names sorted), or one. */
 int status_read_all(const char *run_dir, json_t **ret_array);
 int status_read_one(const char *run_dir, const char *name, json_t **ret);

@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "helpers.h"
+#include "status.h"
 #include "util.h"
 
 #define WAIT_MS 20000
@@ -166,18 +167,6 @@ static json_t *status_of(Fixture *f, const char *name)
 	return json_load_file(p, 0, NULL);
 }
 
-static const char *cond(json_t *s, const char *type, const char *field)
-{
-	size_t i;
-	json_t *c;
-
-	json_array_foreach(json_object_get(s, "conditions"), i,
-			   c) if (streq_ptr(json_string_value(json_object_get(c, "type")),
-					    type)) return json_string_value(json_object_get(c, field))
-		?: "";
-	return "";
-}
-
 typedef bool (*StatusPred)(json_t *s, const void *arg);
 
 /* Wait until name's status.json satisfies pred; returns it (the caller frees). */
@@ -217,12 +206,12 @@ static bool absent(json_t *s, const void *arg _unused_)
 
 static bool config_invalid(json_t *s, const void *arg _unused_)
 {
-	return s && streq(cond(s, "ConfigValid", "status"), "False");
+	return s && streq(status_condition(s, "ConfigValid", "status"), "False");
 }
 
 static bool config_valid(json_t *s, const void *arg _unused_)
 {
-	return s && streq(cond(s, "ConfigValid", "status"), "True");
+	return s && streq(status_condition(s, "ConfigValid", "status"), "True");
 }
 
 static bool disks_are(json_t *s, const void *arg)
@@ -236,8 +225,10 @@ static bool crash_looping(json_t *s, const void *arg _unused_)
 {
 	const char *e = s ? json_string_value(json_object_get(s, "lastError")) : NULL;
 
-	return phase_is(s, "Failed") && streq(cond(s, "Degraded", "reason"), "CrashLoop") &&
-	       streq(cond(s, "Ready", "reason"), "BackingOff") && e && strstr(e, "restarting in");
+	return phase_is(s, "Failed") &&
+	       streq(status_condition(s, "Degraded", "reason"), "CrashLoop") &&
+	       streq(status_condition(s, "Ready", "reason"), "BackingOff") && e &&
+	       strstr(e, "restarting in");
 }
 
 static bool restarts_at_least(json_t *s, const void *arg)
@@ -318,7 +309,7 @@ static void test_lifecycle(void **state)
 	expect_notify(f, "STATUS=2 sandboxes, 2 Running");
 
 	s = wait_status(f, "web", phase_is, "Running");
-	assert_string_equal(cond(s, "Ready", "status"), "True");
+	assert_string_equal(status_condition(s, "Ready", "status"), "True");
 	assert_int_equal(json_integer_value(json_object_get(s, "generation")), 1);
 	started = strdup(json_string_value(json_object_get(s, "startedAt")));
 	json_decref(s);
@@ -343,7 +334,7 @@ static void test_lifecycle(void **state)
 	put(f, "web.yaml",
 	    "apiVersion: vmd/v1\nkind: Sandbox\nspec:\n  backend: noop\n  memory: 64Mi\n  vpcus: 2\n");
 	s = wait_status(f, "web", config_invalid, NULL);
-	assert_non_null(strstr(cond(s, "ConfigValid", "message"),
+	assert_non_null(strstr(status_condition(s, "ConfigValid", "message"),
 			       "web.yaml:6:3: spec: unknown field 'vpcus'; did you mean 'vcpus'?"));
 	assert_string_equal(json_string_value(json_object_get(s, "phase")), "Running");
 	assert_string_equal(json_string_value(json_object_get(s, "startedAt")), started);
@@ -469,7 +460,8 @@ static void test_restarts_and_backoff(void **state)
 	json_decref(wait_status(f, "crashy", restarts_at_least, (void *)2));
 	/* Exiting again and again soon after each start: a crash loop, and its restarts wait. */
 	s = wait_status(f, "crashy", crash_looping, NULL);
-	assert_non_null(strstr(cond(s, "Degraded", "message"), "times in a row soon after starting"));
+	assert_non_null(strstr(status_condition(s, "Degraded", "message"),
+			       "times in a row soon after starting"));
 	assert_false(json_is_null(json_object_get(s, "nextRetryAt")));
 	json_decref(s);
 	s = wait_status(f, "once", phase_is, "Failed");
@@ -479,7 +471,7 @@ static void test_restarts_and_backoff(void **state)
 	/* Two failed starts (1 s, then 2 s of backoff), then it runs. */
 	s = wait_status(f, "flaky", phase_is, "Running");
 	assert_true(json_is_null(json_object_get(s, "lastError")));
-	assert_string_equal(cond(s, "Degraded", "status"), "False");
+	assert_string_equal(status_condition(s, "Degraded", "status"), "False");
 	json_decref(s);
 	log = test_read_file(f->log, NULL);
 	for (p = log; (p = strstr(p, "flaky: start failed")); p++)
@@ -523,8 +515,8 @@ static void test_untrusted(void **state)
 	start_daemon(f, NULL);
 	expect_notify(f, "READY=1");
 	s = wait_status(f, "web", config_invalid, NULL);
-	assert_string_equal(cond(s, "ConfigValid", "reason"), "Untrusted");
-	assert_non_null(strstr(cond(s, "ConfigValid", "message"),
+	assert_string_equal(status_condition(s, "ConfigValid", "reason"), "Untrusted");
+	assert_non_null(strstr(status_condition(s, "ConfigValid", "message"),
 			       "writable by group or others (mode 0666)"));
 	assert_string_equal(json_string_value(json_object_get(s, "vmState")), "absent");
 	json_decref(s);
@@ -535,7 +527,7 @@ static void test_untrusted(void **state)
 	/* Owned by someone else: refused too, and the running VM is left as it is. */
 	assert_int_equal(chown(web, 65534, 65534), 0);
 	s = wait_status(f, "web", config_invalid, NULL);
-	assert_non_null(strstr(cond(s, "ConfigValid", "message"), "owned by uid 65534"));
+	assert_non_null(strstr(status_condition(s, "ConfigValid", "message"), "owned by uid 65534"));
 	assert_string_equal(json_string_value(json_object_get(s, "phase")), "Running");
 	json_decref(s);
 }
@@ -567,7 +559,7 @@ static void test_editor_save(void **state)
 
 static bool restart_required(json_t *s, const void *arg _unused_)
 {
-	return s && streq(cond(s, "RestartRequired", "status"), "True");
+	return s && streq(status_condition(s, "RestartRequired", "status"), "True");
 }
 
 /* A change only a new boot applies: on-next-boot waits for it, restart does it. */
@@ -590,7 +582,7 @@ static void test_restart_required(void **state)
 	snprintf(spec, sizeof(spec), "%s  cmdline: quiet\n  updatePolicy: restart\n", SPEC);
 	put(f, "web.yaml", spec);
 	s = wait_status(f, "web", disks_are, (void *)0); /* observedGeneration caught up */
-	assert_string_equal(cond(s, "RestartRequired", "status"), "False");
+	assert_string_equal(status_condition(s, "RestartRequired", "status"), "False");
 	assert_string_not_equal(json_string_value(json_object_get(s, "startedAt")), started);
 	json_decref(s);
 }
