@@ -66,7 +66,8 @@ LIB_SRCS := \
 	backends/vmm.c \
 	backends/qmp.c \
 	backends/qemu-argv.c \
-	backends/qemu.c
+	backends/qemu.c \
+	backends/qemu-hotplug.c
 MAIN_SRC := reconciler/main.c
 
 TESTS := util hashmap yaml-tree yaml-decode spec spec-yaml spec-json sandbox-dir plan backend-noop vmm qmp qemu-argv qemu watcher \

@@ -13,7 +13,7 @@
  * A restarted vmd adopts a VM only when pid, start time, binary, boot id and QMP's
  * query-name all agree with the record. QEMU runs in the foreground as vmd's child (vmd is
  * its subreaper either way): QEMU 7.2 cannot -daemonize under -sandbox spawn=deny, and
- * the sandbox is worth more than the fork.
+ * the sandbox is worth more than the fork. Hot-plug is in qemu-hotplug.c.
  */
 #include <fcntl.h>
 #include <inttypes.h>
@@ -23,55 +23,15 @@
 #include <stdio.h>
 #include <sys/stat.h>
 
-#include "backend.h"
 #include "hashmap.h"
 #include "log.h"
-#include "qemu.h"
-#include "qmp.h"
+#include "qemu-vm.h"
 #include "spec-json.h"
 #include "util.h"
-#include "vmm.h"
 
-#define QMP_TIMEOUT_USEC (5ull * 1000000)	   /* one command */
-#define QEMU_START_TIMEOUT_USEC (30ull * 1000000)  /* spawn to QMP ready */
-#define QEMU_ADOPT_TIMEOUT_USEC (2ull * 1000000)   /* connect and greeting */
-#define QEMU_QUIT_GRACE_USEC (3ull * 1000000)	   /* quit to SIGKILL */
-#define QEMU_UNPLUG_TIMEOUT_USEC (30ull * 1000000) /* device_del to DEVICE_DELETED */
-#define DEVICE_NAME_MAX (sizeof(QEMU_DISK_DEVICE) + SPEC_ID_MAX + 1)
-
-typedef enum UnplugState {
-	UNPLUG_NONE,
-	UNPLUG_IN_FLIGHT, /* device_del sent, DEVICE_DELETED not yet seen */
-	UNPLUG_TIMED_OUT, /* the guest did not let go in time: report, then send again */
-} UnplugState;
-
-typedef struct Port {
-	char device[DEVICE_NAME_MAX]; /* "disk-ID" or "net-ID" on it, "" if free */
-	UnplugState unplug;
-	uint64_t unplug_deadline; /* CLOCK_MONOTONIC */
-	unsigned unplug_attempts;
-} Port;
-
-typedef struct QemuVm {
-	Backend *b;
-	char *name;
-	char *dir;
-	VmmIdentity id;
-	char boot_id[64];
-	bool child; /* started by this vmd: its exit status is ours to read */
-	int pidfd;
-	sd_event_source *pid_source, *kill_timer, *unplug_timer, *ready_timer;
-	uint64_t ready_deadline; /* CLOCK_MONOTONIC: QMP must answer by then */
-	Qmp *qmp;
-
-	VmState state;
-	int exit_status;
-	bool stop_requested, guest_shutdown;
-	uint64_t generation, started_at_usec;
-	SandboxSpec *config;
-	Port ports[QEMU_PORTS_MAX];
-	unsigned n_ports;
-} QemuVm;
+#define QEMU_START_TIMEOUT_USEC (30ull * 1000000) /* spawn to QMP ready */
+#define QEMU_ADOPT_TIMEOUT_USEC (2ull * 1000000)  /* connect and greeting */
+#define QEMU_QUIT_GRACE_USEC (3ull * 1000000)	  /* quit to SIGKILL */
 
 typedef struct Qemu {
 	Hashmap *vms; /* name -> QemuVm: the VMs this vmd drives */
@@ -115,14 +75,14 @@ static QemuVm *vm_new(Backend *b, const char *name)
 	return TAKE_PTR(v);
 }
 
-static char *vm_path(const Backend *b, const char *name, const char *file)
+char *qemu_vm_path(const Backend *b, const char *name, const char *file)
 {
 	char *p = NULL;
 
 	return asprintf(&p, "%s/%s/%s", b->run_dir, name, file) < 0 ? NULL : p;
 }
 
-static void changed(QemuVm *v)
+void qemu_vm_changed(QemuVm *v)
 {
 	if (v->b->callbacks.vm_changed)
 		v->b->callbacks.vm_changed(v->b->callbacks.userdata, v->name);
@@ -130,10 +90,10 @@ static void changed(QemuVm *v)
 
 /* The record */
 
-static int record_save(QemuVm *v)
+int qemu_vm_save(QemuVm *v)
 {
 	_cleanup_(json_decrefp) json_t *j = NULL, *ports = json_object();
-	_cleanup_free_ char *path = vm_path(v->b, v->name, "vm.json"), *text = NULL;
+	_cleanup_free_ char *path = qemu_vm_path(v->b, v->name, "vm.json"), *text = NULL;
 	json_t *config = v->config ? spec_to_json(v->config) : json_null();
 
 	if (!path || !ports || !config) {
@@ -159,7 +119,7 @@ static int record_save(QemuVm *v)
 
 static int record_load(const Backend *b, const char *name, json_t **ret)
 {
-	_cleanup_free_ char *path = vm_path(b, name, "vm.json");
+	_cleanup_free_ char *path = qemu_vm_path(b, name, "vm.json");
 	json_t *j;
 
 	if (!path)
@@ -246,7 +206,7 @@ static void qemu_done(Backend *b)
 	free(QEMU(b)->binary);
 }
 
-static QemuVm *vm_get(Backend *b, const char *name)
+QemuVm *qemu_vm_get(Backend *b, const char *name)
 {
 	return hashmap_get(QEMU(b)->vms, name);
 }
@@ -254,122 +214,6 @@ static QemuVm *vm_get(Backend *b, const char *name)
 static void vm_forget(Backend *b, const char *name)
 {
 	vm_free(hashmap_remove(QEMU(b)->vms, name));
-}
-
-/* Ports and devices */
-
-static Port *port_of(QemuVm *v, const char *device)
-{
-	for (unsigned i = 0; i < v->n_ports; i++)
-		if (streq(v->ports[i].device, device))
-			return &v->ports[i];
-	return NULL;
-}
-
-static int port_free(QemuVm *v)
-{
-	for (unsigned i = 0; i < v->n_ports; i++)
-		if (!v->ports[i].device[0])
-			return (int)i;
-	return -ENOSPC;
-}
-
-static bool vm_is_busy(const QemuVm *v)
-{
-	for (unsigned i = 0; i < v->n_ports; i++)
-		if (v->ports[i].unplug == UNPLUG_IN_FLIGHT)
-			return true;
-	return false;
-}
-
-/*
- * The devices QEMU has, by id: /machine/peripheral holds every device added with an id,
- * from boot on. (query-pci lists a device behind a root port only once the guest has
- * numbered the port's bus: not during early boot.)
- */
-static int query_devices(QemuVm *v, json_t **ret_ids)
-{
-	_cleanup_(json_decrefp) json_t *list = NULL, *ids = json_object();
-	json_t *e;
-	size_t i;
-	int r;
-
-	if (!ids)
-		return -ENOMEM;
-	r = qmp_call(v->qmp, "qom-list", json_pack("{s:s}", "path", "/machine/peripheral"),
-		     QMP_TIMEOUT_USEC, &list, NULL);
-	if (r < 0)
-		return r;
-	json_array_foreach(list, i, e)
-	{
-		const char *name = json_string_value(json_object_get(e, "name"));
-		const char *type = json_string_value(json_object_get(e, "type"));
-
-		if (name && type && strncmp(type, "child<", 6) == 0)
-			json_object_set_new(ids, name, json_true());
-	}
-	*ret_ids = TAKE_PTR(ids);
-	return 0;
-}
-
-static void device_name(char buf[static DEVICE_NAME_MAX], const char *prefix, const char *id)
-{
-	snprintf(buf, DEVICE_NAME_MAX, "%s%s", prefix, id);
-}
-
-/* What the VM has: its config, less the devices QEMU does not show on a root port. */
-static int observed_config(QemuVm *v, SandboxSpec **ret)
-{
-	_cleanup_(json_decrefp) json_t *present = NULL, *j = spec_to_json(v->config);
-	_cleanup_(sandbox_spec_freep) SandboxSpec *s = NULL;
-	char dev[DEVICE_NAME_MAX];
-	int r;
-
-	if (!j)
-		return -ENOMEM;
-	r = spec_from_json(j, &s);
-	if (r < 0)
-		return r;
-	if (qmp_is_connected(v->qmp) && v->state != VM_STOPPING && query_devices(v, &present) == 0) {
-		for (size_t i = s->n_disks; i-- > 0;) {
-			device_name(dev, QEMU_DISK_DEVICE, s->disks[i].id);
-			if (!json_object_get(present, dev))
-				(void)spec_remove_disk(s, s->disks[i].id);
-		}
-		for (size_t i = s->n_networks; i-- > 0;) {
-			device_name(dev, QEMU_NET_DEVICE, s->networks[i].id);
-			if (!json_object_get(present, dev))
-				(void)spec_remove_net(s, s->networks[i].id);
-		}
-	}
-	*ret = TAKE_PTR(s);
-	return 0;
-}
-
-static char *progress_of(const QemuVm *v)
-{
-	uint64_t now = now_usec(CLOCK_MONOTONIC);
-	char *p = NULL;
-
-	for (unsigned i = 0; i < v->n_ports; i++) {
-		const Port *port = &v->ports[i];
-		uint64_t started = port->unplug_deadline - QEMU_UNPLUG_TIMEOUT_USEC;
-
-		if (port->unplug == UNPLUG_IN_FLIGHT)
-			(void)asprintf(&p,
-				       "waiting for the guest to release %s (asked %" PRIu64
-				       " s ago, attempt %u)",
-				       port->device, (now - started) / 1000000,
-				       port->unplug_attempts);
-		else if (port->unplug == UNPLUG_TIMED_OUT)
-			(void)asprintf(&p,
-				       "the guest did not release %s within %llu s (paused, or not "
-				       "booted far enough?); asking again",
-				       port->device, QEMU_UNPLUG_TIMEOUT_USEC / 1000000);
-		if (p)
-			return p;
-	}
-	return NULL;
 }
 
 /* Observe */
@@ -410,7 +254,7 @@ static int observe_record(Backend *b, const char *name, VmObserved *ret)
 
 static int qemu_observe(Backend *b, const char *name, VmObserved *ret)
 {
-	QemuVm *v = vm_get(b, name);
+	QemuVm *v = qemu_vm_get(b, name);
 	VmObserved o = {};
 	int r;
 
@@ -421,9 +265,9 @@ static int qemu_observe(Backend *b, const char *name, VmObserved *ret)
 	o.generation = v->generation;
 	o.started_at_usec = v->started_at_usec;
 	o.exit_status = v->exit_status;
-	o.busy = vm_is_busy(v);
-	o.progress = progress_of(v);
-	r = observed_config(v, &o.config);
+	o.busy = qemu_vm_is_busy(v);
+	o.progress = qemu_progress(v);
+	r = qemu_observed_config(v, &o.config);
 	if (r < 0) {
 		vm_observed_done(&o);
 		return r;
@@ -444,7 +288,7 @@ static char *start_error(Backend *b, const char *name, const char *what);
 static void vm_exited(QemuVm *v, int status)
 {
 	Backend *b = v->b;
-	_cleanup_free_ char *sock = vm_path(b, v->name, "qmp.sock"), *reason = NULL;
+	_cleanup_free_ char *sock = qemu_vm_path(b, v->name, "qmp.sock"), *reason = NULL;
 
 	if (v->state == VM_STARTING)
 		reason = start_error(b, v->name, "QEMU exited while starting");
@@ -459,7 +303,7 @@ static void vm_exited(QemuVm *v, int status)
 		v->ports[i].unplug = UNPLUG_NONE;
 	v->state = VM_EXITED;
 	v->exit_status = status;
-	(void)record_save(v);
+	(void)qemu_vm_save(v);
 	if (sock)
 		(void)vmm_remove_stale_socket(b->run_dir, sock);
 	if (b->callbacks.vm_exited)
@@ -489,39 +333,6 @@ static int watch_exit(QemuVm *v)
 
 /* QMP events */
 
-static void unplug_done(QemuVm *v, const char *device)
-{
-	Port *p = port_of(v, device);
-	const char *id;
-
-	if (!p)
-		return;
-	if (strncmp(device, QEMU_DISK_DEVICE, strlen(QEMU_DISK_DEVICE)) == 0) {
-		char node[DEVICE_NAME_MAX + 16];
-
-		id = device + strlen(QEMU_DISK_DEVICE);
-		/* The format node, then the file node: each fails while something uses it. */
-		snprintf(node, sizeof(node), QEMU_DISK_NODE "%s", id);
-		(void)qmp_call(v->qmp, "blockdev-del", json_pack("{s:s}", "node-name", node),
-			       QMP_TIMEOUT_USEC, NULL, NULL);
-		snprintf(node, sizeof(node), QEMU_DISK_FILE "%s", id);
-		(void)qmp_call(v->qmp, "blockdev-del", json_pack("{s:s}", "node-name", node),
-			       QMP_TIMEOUT_USEC, NULL, NULL);
-		(void)spec_remove_disk(v->config, id);
-	} else {
-		char netdev[DEVICE_NAME_MAX + 16];
-
-		id = device + strlen(QEMU_NET_DEVICE);
-		snprintf(netdev, sizeof(netdev), QEMU_NETDEV "%s", id);
-		(void)qmp_call(v->qmp, "netdev_del", json_pack("{s:s}", "id", netdev),
-			       QMP_TIMEOUT_USEC, NULL, NULL);
-		(void)spec_remove_net(v->config, id);
-	}
-	*p = (Port){};
-	(void)record_save(v);
-	changed(v);
-}
-
 static void on_event(Qmp *q _unused_, const char *event, json_t *data, uint64_t ts _unused_,
 		     void *userdata)
 {
@@ -529,12 +340,12 @@ static void on_event(Qmp *q _unused_, const char *event, json_t *data, uint64_t 
 
 	if (streq(event, "STOP") && v->state == VM_RUNNING) {
 		v->state = VM_PAUSED;
-		(void)record_save(v);
-		changed(v);
+		(void)qemu_vm_save(v);
+		qemu_vm_changed(v);
 	} else if (streq(event, "RESUME") && v->state == VM_PAUSED) {
 		v->state = VM_RUNNING;
-		(void)record_save(v);
-		changed(v);
+		(void)qemu_vm_save(v);
+		qemu_vm_changed(v);
 	} else if (streq(event, "SHUTDOWN")) {
 		v->guest_shutdown = json_is_true(json_object_get(data, "guest"));
 	} else if (streq(event, "DEVICE_DELETED")) {
@@ -542,7 +353,7 @@ static void on_event(Qmp *q _unused_, const char *event, json_t *data, uint64_t 
 
 		/* The virtio backend of a device goes first, without a "device": skip it. */
 		if (dev)
-			unplug_done(v, dev);
+			qemu_unplug_done(v, dev);
 	}
 }
 
@@ -558,10 +369,9 @@ static void on_qmp_close(Qmp *q _unused_, int error, void *userdata)
 		log_fields(LOG_WARNING,
 			   &(LogFields){ .sandbox = v->name, .backend = "qemu", .error = -error },
 			   "lost the QMP connection to a running QEMU");
-	changed(v);
+	qemu_vm_changed(v);
 }
 
-/* Connect to the VM's QMP socket and check it is the VM we think: query-name. */
 /* Take a QMP connection for v once it proved to be v's QEMU, and learn its run state. */
 static int vm_take_qmp(QemuVm *v, Qmp *q_in)
 {
@@ -596,7 +406,7 @@ static int vm_take_qmp(QemuVm *v, Qmp *q_in)
 
 static int vm_connect(QemuVm *v, uint64_t timeout_usec)
 {
-	_cleanup_free_ char *sock = vm_path(v->b, v->name, "qmp.sock");
+	_cleanup_free_ char *sock = qemu_vm_path(v->b, v->name, "qmp.sock");
 	Qmp *q = NULL;
 	int r;
 
@@ -661,7 +471,7 @@ static int qemu_adopt(Backend *b, const char *name)
 /* What went wrong, in QEMU's own words if it left any: the last line of qemu.log. */
 static char *start_error(Backend *b, const char *name, const char *what)
 {
-	_cleanup_free_ char *path = vm_path(b, name, "qemu.log"), *log = NULL;
+	_cleanup_free_ char *path = qemu_vm_path(b, name, "qemu.log"), *log = NULL;
 	char *line, *end, *m = NULL;
 
 	if (path && read_file(path, 64 * 1024, &log, NULL) >= 0) {
@@ -712,8 +522,8 @@ static void on_qmp_ready(Qmp *q, int error, void *userdata)
 		qmp_free(q);
 	if (r == 0) {
 		v->ready_timer = sd_event_source_disable_unref(v->ready_timer);
-		(void)record_save(v);
-		changed(v);
+		(void)qemu_vm_save(v);
+		qemu_vm_changed(v);
 	} else if (now_usec(CLOCK_MONOTONIC) >= v->ready_deadline || r == -ESTALE)
 		start_timed_out(v, r);
 	else
@@ -729,7 +539,7 @@ static void on_qmp_ready(Qmp *q, int error, void *userdata)
 static int ready_timer_fired(sd_event_source *s _unused_, uint64_t usec _unused_, void *userdata)
 {
 	QemuVm *v = userdata;
-	_cleanup_free_ char *sock = vm_path(v->b, v->name, "qmp.sock");
+	_cleanup_free_ char *sock = qemu_vm_path(v->b, v->name, "qmp.sock");
 	int r;
 
 	v->ready_timer = sd_event_source_disable_unref(v->ready_timer);
@@ -759,10 +569,10 @@ static int watch_start(QemuVm *v)
 
 static void prepare_dir(Backend *b, const char *name)
 {
-	_cleanup_free_ char *console = vm_path(b, name, "console.log"),
-			    *old = vm_path(b, name, "console.log.1"),
-			    *log = vm_path(b, name, "qemu.log"),
-			    *sock = vm_path(b, name, "qmp.sock");
+	_cleanup_free_ char *console = qemu_vm_path(b, name, "console.log"),
+			    *old = qemu_vm_path(b, name, "console.log.1"),
+			    *log = qemu_vm_path(b, name, "qemu.log"),
+			    *sock = qemu_vm_path(b, name, "qmp.sock");
 
 	if (console && old)
 		(void)rename(console, old); /* the boot before, for whoever looks into a crash */
@@ -781,15 +591,15 @@ static void assign_ports(QemuVm *v)
 		v->n_ports = QEMU_PORTS_MAX;
 	memset(v->ports, 0, sizeof(v->ports));
 	for (size_t i = 0; i < s->n_disks; i++)
-		device_name(v->ports[i].device, QEMU_DISK_DEVICE, s->disks[i].id);
+		qemu_device_name(v->ports[i].device, QEMU_DISK_DEVICE, s->disks[i].id);
 	for (size_t i = 0; i < s->n_networks; i++)
-		device_name(v->ports[s->n_disks + i].device, QEMU_NET_DEVICE, s->networks[i].id);
+		qemu_device_name(v->ports[s->n_disks + i].device, QEMU_NET_DEVICE, s->networks[i].id);
 }
 
 static int spawn(Backend *b, QemuVm *v)
 {
 	_cleanup_(strv_freep) char **argv = NULL;
-	_cleanup_free_ char *log = vm_path(b, v->name, "qemu.log");
+	_cleanup_free_ char *log = qemu_vm_path(b, v->name, "qemu.log");
 	unsigned disk_ports[SPEC_DISKS_MAX], net_ports[SPEC_NETWORKS_MAX];
 	const SandboxSpec *s = v->config;
 	QemuLaunch l = {
@@ -824,7 +634,7 @@ static int spawn(Backend *b, QemuVm *v)
 /* Undo a start that did not get through: no process, no record. */
 static void start_failed(QemuVm *v)
 {
-	_cleanup_free_ char *rec = vm_path(v->b, v->name, "vm.json");
+	_cleanup_free_ char *rec = qemu_vm_path(v->b, v->name, "vm.json");
 	int status;
 
 	if (v->pidfd >= 0 && !vmm_has_exited(v->pidfd))
@@ -882,7 +692,7 @@ static int qemu_start(Backend *b, const SandboxSpec *spec, uint64_t generation)
 	r = spawn(b, v);
 	if (r >= 0)
 		/* Recorded before QMP is up: a vmd that dies now finds it, and adopts it. */
-		r = record_save(v);
+		r = qemu_vm_save(v);
 	if (r >= 0)
 		r = watch_exit(v);
 	if (r >= 0)
@@ -900,9 +710,9 @@ static int qemu_start(Backend *b, const SandboxSpec *spec, uint64_t generation)
 /* Commands on a running VM */
 
 /* The VM, when vmd drives it and can talk to it. */
-static int vm_for_command(Backend *b, const char *name, QemuVm **ret)
+int qemu_vm_for_command(Backend *b, const char *name, QemuVm **ret)
 {
-	QemuVm *v = vm_get(b, name);
+	QemuVm *v = qemu_vm_get(b, name);
 	int r;
 
 	if (!v || v->state == VM_EXITED)
@@ -921,7 +731,7 @@ static int vm_for_command(Backend *b, const char *name, QemuVm **ret)
 }
 
 /* Run a command; a QMP error becomes the message of the failure. */
-static int command(QemuVm *v, const char *cmd, json_t *args)
+int qemu_command(QemuVm *v, const char *cmd, json_t *args)
 {
 	_cleanup_free_ char *err = NULL;
 	int r;
@@ -950,7 +760,7 @@ static int kill_timer_fired(sd_event_source *s _unused_, uint64_t usec _unused_,
 
 static int qemu_stop(Backend *b, const char *name, uint64_t timeout_ms _unused_, bool force)
 {
-	QemuVm *v = vm_get(b, name);
+	QemuVm *v = qemu_vm_get(b, name);
 	int r;
 
 	if (!v || v->state == VM_EXITED)
@@ -958,17 +768,17 @@ static int qemu_stop(Backend *b, const char *name, uint64_t timeout_ms _unused_,
 	v->stop_requested = true;
 	if (!force && qmp_is_connected(v->qmp)) {
 		/* A paused guest cannot hear the power button: let it run to shut down. */
-		if (v->state == VM_PAUSED && (r = command(v, "cont", NULL)) < 0)
+		if (v->state == VM_PAUSED && (r = qemu_command(v, "cont", NULL)) < 0)
 			return r;
-		r = command(v, "system_powerdown", NULL);
+		r = qemu_command(v, "system_powerdown", NULL);
 		if (r < 0)
 			return r;
 		v->state = VM_STOPPING;
-		return record_save(v);
+		return qemu_vm_save(v);
 	}
 	/* Forced: quit, and SIGKILL if QEMU does not go in time. */
 	v->state = VM_STOPPING;
-	(void)record_save(v);
+	(void)qemu_vm_save(v);
 	if (qmp_is_connected(v->qmp) &&
 	    qmp_call(v->qmp, "quit", NULL, QMP_TIMEOUT_USEC, NULL, NULL) == 0) {
 		if (!v->kill_timer)
@@ -985,15 +795,15 @@ static int set_paused(Backend *b, const char *name, bool paused)
 	QemuVm *v;
 	int r;
 
-	r = vm_for_command(b, name, &v);
+	r = qemu_vm_for_command(b, name, &v);
 	if (r < 0)
 		return r;
-	r = command(v, paused ? "stop" : "cont", NULL);
+	r = qemu_command(v, paused ? "stop" : "cont", NULL);
 	if (r < 0)
 		return r;
 	/* The STOP or RESUME event says the same; it may come later than the reply. */
 	v->state = paused ? VM_PAUSED : VM_RUNNING;
-	return record_save(v);
+	return qemu_vm_save(v);
 }
 
 static int qemu_pause(Backend *b, const char *name)
@@ -1006,227 +816,19 @@ static int qemu_resume(Backend *b, const char *name)
 	return set_paused(b, name, false);
 }
 
-/* A free root port for a new device, or a clear reason. */
-static int take_port(QemuVm *v, const char *device)
-{
-	int p;
-
-	if (port_of(v, device)) {
-		backend_set_error(v->b, "%s is still attached (its removal has not completed)",
-				  device);
-		return -EBUSY;
-	}
-	p = port_free(v);
-	if (p < 0)
-		backend_set_error(v->b,
-				  "all %u hot-plug ports are taken; a restart of the VM makes room",
-				  v->n_ports);
-	return p;
-}
-
-static int plugged(QemuVm *v, int port, const char *device, uint64_t generation)
-{
-	snprintf(v->ports[port].device, DEVICE_NAME_MAX, "%s", device);
-	v->generation = generation;
-	return record_save(v);
-}
-
-static int qemu_disk_add(Backend *b, const char *name, const DiskSpec *d, uint64_t generation)
-{
-	char dev[DEVICE_NAME_MAX], node[DEVICE_NAME_MAX + 16], file[DEVICE_NAME_MAX + 16], bus[32];
-	QemuVm *v;
-	int r, port;
-
-	r = vm_for_command(b, name, &v);
-	if (r < 0)
-		return r;
-	device_name(dev, QEMU_DISK_DEVICE, d->id);
-	port = take_port(v, dev);
-	if (port < 0)
-		return port;
-	snprintf(node, sizeof(node), QEMU_DISK_NODE "%s", d->id);
-	snprintf(file, sizeof(file), QEMU_DISK_FILE "%s", d->id);
-	snprintf(bus, sizeof(bus), QEMU_PORT "%d", port);
-
-	r = command(v, "blockdev-add",
-		    json_pack("{s:s, s:s, s:s, s:b}", "driver", "file", "node-name", file,
-			      "filename", d->path, "read-only", d->read_only));
-	if (r < 0)
-		return r;
-	r = command(v, "blockdev-add",
-		    json_pack("{s:s, s:s, s:s, s:b}", "driver", disk_format_to_string(d->format),
-			      "node-name", node, "file", file, "read-only", d->read_only));
-	if (r >= 0)
-		/* addr=0: elsewhere on the port, the guest would never see the device. */
-		r = command(v, "device_add",
-			    json_pack("{s:s, s:s, s:s, s:s, s:s}", "driver", "virtio-blk-pci", "id",
-				      dev, "drive", node, "bus", bus, "addr", "0"));
-	if (r < 0) {
-		(void)qmp_call(v->qmp, "blockdev-del", json_pack("{s:s}", "node-name", node),
-			       QMP_TIMEOUT_USEC, NULL, NULL);
-		(void)qmp_call(v->qmp, "blockdev-del", json_pack("{s:s}", "node-name", file),
-			       QMP_TIMEOUT_USEC, NULL, NULL);
-		return r;
-	}
-	r = spec_add_disk(v->config, d);
-	if (r < 0)
-		return r;
-	return plugged(v, port, dev, generation);
-}
-
-static int qemu_net_add(Backend *b, const char *name, const NetSpec *n, uint64_t generation)
-{
-	char dev[DEVICE_NAME_MAX], netdev[DEVICE_NAME_MAX + 16], bus[32], mac[18];
-	const uint8_t *m = n->mac;
-	QemuVm *v;
-	json_t *args;
-	int r, port;
-
-	r = vm_for_command(b, name, &v);
-	if (r < 0)
-		return r;
-	device_name(dev, QEMU_NET_DEVICE, n->id);
-	port = take_port(v, dev);
-	if (port < 0)
-		return port;
-	snprintf(netdev, sizeof(netdev), QEMU_NETDEV "%s", n->id);
-	snprintf(bus, sizeof(bus), QEMU_PORT "%d", port);
-	snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4],
-		 m[5]);
-
-	if (n->type == NET_TAP)
-		args = json_pack("{s:s, s:s, s:s, s:s, s:s}", "type", "tap", "id", netdev, "ifname",
-				 n->tap, "script", "no", "downscript", "no");
-	else
-		args = json_pack("{s:s, s:s}", "type", "user", "id", netdev);
-	r = command(v, "netdev_add", args);
-	if (r < 0)
-		return r;
-	r = command(v, "device_add",
-		    json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "driver", "virtio-net-pci", "id",
-			      dev, "netdev", netdev, "mac", mac, "bus", bus, "addr", "0"));
-	if (r < 0) {
-		(void)qmp_call(v->qmp, "netdev_del", json_pack("{s:s}", "id", netdev),
-			       QMP_TIMEOUT_USEC, NULL, NULL);
-		return r;
-	}
-	r = spec_add_net(v->config, n);
-	if (r < 0)
-		return r;
-	return plugged(v, port, dev, generation);
-}
-
-static int unplug_timer_fired(sd_event_source *s _unused_, uint64_t usec _unused_, void *userdata);
-
-static void arm_unplug_timer(QemuVm *v)
-{
-	uint64_t next = 0;
-
-	v->unplug_timer = sd_event_source_disable_unref(v->unplug_timer);
-	for (unsigned i = 0; i < v->n_ports; i++)
-		if (v->ports[i].unplug == UNPLUG_IN_FLIGHT &&
-		    (next == 0 || v->ports[i].unplug_deadline < next))
-			next = v->ports[i].unplug_deadline;
-	if (next)
-		(void)sd_event_add_time(v->b->event, &v->unplug_timer, CLOCK_MONOTONIC, next,
-					100000, unplug_timer_fired, v);
-}
-
-static int unplug_timer_fired(sd_event_source *s _unused_, uint64_t usec _unused_, void *userdata)
-{
-	QemuVm *v = userdata;
-	uint64_t now = now_usec(CLOCK_MONOTONIC);
-
-	for (unsigned i = 0; i < v->n_ports; i++)
-		if (v->ports[i].unplug == UNPLUG_IN_FLIGHT && v->ports[i].unplug_deadline <= now)
-			v->ports[i].unplug = UNPLUG_TIMED_OUT;
-	arm_unplug_timer(v);
-	changed(v);
-	return 0;
-}
-
-/*
- * device_del only asks: the guest releases the device when it is ready to, and
- * DEVICE_DELETED says it did (unplug_done). Until then the VM is busy; a guest that does
- * not let go in time (paused, still booting) is reported and asked again.
- */
-static int unplug(Backend *b, const char *name, const char *prefix, const char *id)
-{
-	char dev[DEVICE_NAME_MAX];
-	QemuVm *v;
-	Port *p;
-	int r;
-
-	r = vm_for_command(b, name, &v);
-	if (r < 0)
-		return r;
-	device_name(dev, prefix, id);
-	p = port_of(v, dev);
-	if (!p)
-		return 0; /* not there: nothing to remove */
-	if (p->unplug == UNPLUG_IN_FLIGHT)
-		return 1;
-	if (p->unplug == UNPLUG_TIMED_OUT) {
-		p->unplug = UNPLUG_NONE;
-		backend_set_error(b,
-				  "the guest did not release %s within %llu s (is it paused, or not "
-				  "booted far enough to handle hot-unplug?)",
-				  dev, QEMU_UNPLUG_TIMEOUT_USEC / 1000000);
-		return -ETIMEDOUT;
-	}
-	r = command(v, "device_del", json_pack("{s:s}", "id", dev));
-	/* Asked before and still pending in QEMU: that is the same request, still in flight. */
-	if (r < 0 && p->unplug_attempts == 0)
-		return r;
-	p->unplug = UNPLUG_IN_FLIGHT;
-	p->unplug_deadline = now_usec(CLOCK_MONOTONIC) + QEMU_UNPLUG_TIMEOUT_USEC;
-	p->unplug_attempts++;
-	free(backend_take_error(b));
-	arm_unplug_timer(v);
-	return 1;
-}
-
-static int qemu_disk_remove(Backend *b, const char *name, const char *id, uint64_t generation)
-{
-	int r = unplug(b, name, QEMU_DISK_DEVICE, id);
-
-	if (r == 0) {
-		QemuVm *v = vm_get(b, name);
-
-		(void)spec_remove_disk(v->config, id);
-		v->generation = generation;
-		return record_save(v);
-	}
-	return r;
-}
-
-static int qemu_net_remove(Backend *b, const char *name, const char *id, uint64_t generation)
-{
-	int r = unplug(b, name, QEMU_NET_DEVICE, id);
-
-	if (r == 0) {
-		QemuVm *v = vm_get(b, name);
-
-		(void)spec_remove_net(v->config, id);
-		v->generation = generation;
-		return record_save(v);
-	}
-	return r;
-}
-
 static int qemu_cleanup(Backend *b, const char *name)
 {
 	static const char *const files[] = {
 		"vm.json", "qmp.sock", "qemu.pid", "qemu.log", "console.log", "console.log.1",
 	};
-	QemuVm *v = vm_get(b, name);
+	QemuVm *v = qemu_vm_get(b, name);
 
 	if (v && v->state != VM_EXITED)
 		return -EBUSY;
 	vm_forget(b, name);
 	/* vmd's own files only: never a disk image, never anything outside the dir. */
 	for (size_t i = 0; i < ELEMENTSOF(files); i++) {
-		_cleanup_free_ char *p = vm_path(b, name, files[i]);
+		_cleanup_free_ char *p = qemu_vm_path(b, name, files[i]);
 
 		if (!p)
 			return -ENOMEM;

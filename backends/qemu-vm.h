@@ -1,0 +1,77 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/*
+ * Inside the QEMU backend: the VM vmd drives, shared by qemu.c (lifecycle, record,
+ * adoption) and qemu-hotplug.c (root ports, disks and NICs). Nothing else includes it.
+ */
+
+#include "backend.h"
+#include "qemu.h"
+#include "qmp.h"
+#include "vmm.h"
+
+#define QMP_TIMEOUT_USEC (5ull * 1000000)	   /* one command */
+#define QEMU_UNPLUG_TIMEOUT_USEC (30ull * 1000000) /* device_del to DEVICE_DELETED */
+#define DEVICE_NAME_MAX (sizeof(QEMU_DISK_DEVICE) + SPEC_ID_MAX + 1)
+
+typedef enum UnplugState {
+	UNPLUG_NONE,
+	UNPLUG_IN_FLIGHT, /* device_del sent, DEVICE_DELETED not yet seen */
+	UNPLUG_TIMED_OUT, /* the guest did not let go in time: report, then send again */
+} UnplugState;
+
+typedef struct Port {
+	char device[DEVICE_NAME_MAX]; /* "disk-ID" or "net-ID" on it, "" if free */
+	UnplugState unplug;
+	uint64_t unplug_deadline; /* CLOCK_MONOTONIC */
+	unsigned unplug_attempts;
+} Port;
+
+typedef struct QemuVm {
+	Backend *b;
+	char *name;
+	char *dir;
+	VmmIdentity id;
+	char boot_id[64];
+	bool child; /* started by this vmd: its exit status is ours to read */
+	int pidfd;
+	sd_event_source *pid_source, *kill_timer, *unplug_timer, *ready_timer;
+	uint64_t ready_deadline; /* CLOCK_MONOTONIC: QMP must answer by then */
+	Qmp *qmp;
+
+	VmState state;
+	int exit_status;
+	bool stop_requested, guest_shutdown;
+	uint64_t generation, started_at_usec;
+	SandboxSpec *config;
+	Port ports[QEMU_PORTS_MAX];
+	unsigned n_ports;
+} QemuVm;
+
+/* The VM's QEMU: identity, connection, what it runs, which device is on which port. */
+QemuVm *qemu_vm_get(Backend *b, const char *name);
+/* <run-dir>/<name>/<file> */
+char *qemu_vm_path(const Backend *b, const char *name, const char *file);
+/* Write vm.json. */
+int qemu_vm_save(QemuVm *v);
+/* Tell the daemon that something changed on its own. */
+void qemu_vm_changed(QemuVm *v);
+/* The VM, when vmd drives it and can talk to it (connecting again if need be). */
+int qemu_vm_for_command(Backend *b, const char *name, QemuVm **ret);
+/* Run a command; a QMP error becomes the message of the failure (backend_set_error). */
+int qemu_command(QemuVm *v, const char *cmd, json_t *args);
+
+/* qemu-hotplug.c */
+void qemu_device_name(char buf[static DEVICE_NAME_MAX], const char *prefix, const char *id);
+/* Whether a hot-unplug is in flight, and words for it (or its timeout), NULL if none. */
+bool qemu_vm_is_busy(const QemuVm *v);
+char *qemu_progress(const QemuVm *v);
+/* Its config, less the devices QEMU does not have (qom-list /machine/peripheral). */
+int qemu_observed_config(QemuVm *v, SandboxSpec **ret);
+/* DEVICE_DELETED for device: free its backend node or netdev, its port, its config entry. */
+void qemu_unplug_done(QemuVm *v, const char *device);
+int qemu_disk_add(Backend *b, const char *name, const DiskSpec *d, uint64_t generation);
+int qemu_disk_remove(Backend *b, const char *name, const char *id, uint64_t generation);
+int qemu_net_add(Backend *b, const char *name, const NetSpec *n, uint64_t generation);
+int qemu_net_remove(Backend *b, const char *name, const char *id, uint64_t generation);
