@@ -25,7 +25,7 @@ say :=
 else
 say = @printf '  %-6s %s\n' '$(1)' '$(2)';
 endif
-PKGS := yaml-0.1 jansson libsystemd
+PKGS := yaml-0.1 jansson libsystemd libcurl
 
 # Evaluated when a recipe runs, after build/.deps has installed pkg-config and the -dev packages.
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
@@ -64,13 +64,14 @@ LIB_SRCS := \
 	backends/backend.c \
 	backends/noop.c \
 	backends/vmm.c \
+	backends/http-unix.c \
 	backends/qmp.c \
 	backends/qemu-argv.c \
 	backends/qemu.c \
 	backends/qemu-hotplug.c
 MAIN_SRC := reconciler/main.c
 
-TESTS := util hashmap yaml-tree yaml-decode spec spec-yaml spec-json sandbox-dir plan backend-noop vmm qmp qemu-argv qemu watcher \
+TESTS := util hashmap yaml-tree yaml-decode spec spec-yaml spec-json sandbox-dir plan backend-noop vmm http-unix qmp qemu-argv qemu watcher \
 	cli-validate schema daemon journal units readme
 
 OBJS := $(LIB_SRCS:%.c=$(B)/obj/%.o)

@@ -10,6 +10,19 @@
 
 #define ELEMENTSOF(x) (sizeof(x) / sizeof((x)[0]))
 
+#define MAX(a, b)                                                                                  \
+	({                                                                                         \
+		__typeof__(a) _a_ = (a);                                                           \
+		__typeof__(b) _b_ = (b);                                                           \
+		_a_ > _b_ ? _a_ : _b_;                                                             \
+	})
+#define MIN(a, b)                                                                                  \
+	({                                                                                         \
+		__typeof__(a) _a_ = (a);                                                           \
+		__typeof__(b) _b_ = (b);                                                           \
+		_a_ < _b_ ? _a_ : _b_;                                                             \
+	})
+
 /* Whether x equals one of the (integer) arguments. */
 #define IN_SET(x, ...)                                                                             \
 	({                                                                                         \

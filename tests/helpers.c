@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -169,4 +170,16 @@ void test_kill_wait(pid_t *pid, int sig)
 	(void)kill(*pid, sig);
 	(void)waitpid(*pid, NULL, 0);
 	*pid = 0;
+}
+
+void test_send_all(int fd, const char *s, size_t n)
+{
+	while (n > 0) {
+		ssize_t k = send(fd, s, n, MSG_NOSIGNAL);
+
+		if (k <= 0)
+			return;
+		s += k;
+		n -= (size_t)k;
+	}
 }

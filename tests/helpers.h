@@ -39,5 +39,8 @@ void test_run_done(TestRun *r);
 /* Send sig to a child the test started, if *pid is one, reap it, and set *pid to 0. */
 void test_kill_wait(pid_t *pid, int sig);
 
+/* Send all of s on a socket (a scripted server's reply); stops quietly if the peer left. */
+void test_send_all(int fd, const char *s, size_t n);
+
 /* Read a whole file into a NUL-terminated buffer; *ret_len may be NULL. */
 char *test_read_file(const char *path, size_t *ret_len);

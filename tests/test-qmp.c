@@ -45,18 +45,6 @@ typedef struct Server {
 	char last_args[512];
 } Server;
 
-static void send_all(int fd, const char *s, size_t n)
-{
-	while (n > 0) {
-		ssize_t k = send(fd, s, n, MSG_NOSIGNAL);
-
-		if (k <= 0)
-			return;
-		s += k;
-		n -= (size_t)k;
-	}
-}
-
 /* One line from fd, without its newline; NULL on EOF. */
 static char *read_line(int fd)
 {
@@ -101,14 +89,14 @@ static void *serve(void *arg)
 				p = m + 4;
 			}
 			strcpy(out + o, p);
-			send_all(fd, out, strlen(out));
+			test_send_all(fd, out, strlen(out));
 		} else if (st->op == SEND_BIG) {
 			size_t n = QMP_MESSAGE_MAX + 10;
 			char *big = malloc(n);
 
 			memset(big, ' ', n);
 			big[0] = '{';
-			send_all(fd, big, n);
+			test_send_all(fd, big, n);
 			free(big);
 		} else if (st->op == WAIT_MS) {
 			usleep((useconds_t)atoi(st->text) * 1000);
