@@ -64,6 +64,7 @@ LIB_SRCS := \
 	backends/backend.c \
 	backends/noop.c \
 	backends/vmm.c \
+	backends/vmm-vm.c \
 	backends/http-unix.c \
 	backends/qmp.c \
 	backends/qemu-argv.c \

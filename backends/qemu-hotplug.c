@@ -78,7 +78,7 @@ void qemu_device_name(char buf[static DEVICE_NAME_MAX], const char *prefix, cons
 /* What the VM has: its config, less the devices QEMU does not show on a root port. */
 int qemu_observed_config(QemuVm *v, SandboxSpec **ret)
 {
-	_cleanup_(json_decrefp) json_t *present = NULL, *j = spec_to_json(v->config);
+	_cleanup_(json_decrefp) json_t *present = NULL, *j = spec_to_json(v->vm.config);
 	_cleanup_(sandbox_spec_freep) SandboxSpec *s = NULL;
 	char dev[DEVICE_NAME_MAX];
 	int r;
@@ -88,7 +88,8 @@ int qemu_observed_config(QemuVm *v, SandboxSpec **ret)
 	r = spec_from_json(j, &s);
 	if (r < 0)
 		return r;
-	if (qmp_is_connected(v->qmp) && v->state != VM_STOPPING && query_devices(v, &present) == 0) {
+	if (qmp_is_connected(v->qmp) && v->vm.state != VM_STOPPING &&
+	    query_devices(v, &present) == 0) {
 		for (size_t i = s->n_disks; i-- > 0;) {
 			qemu_device_name(dev, QEMU_DISK_DEVICE, s->disks[i].id);
 			if (!json_object_get(present, dev))
@@ -150,7 +151,7 @@ void qemu_unplug_done(QemuVm *v, const char *device)
 		snprintf(node, sizeof(node), QEMU_DISK_FILE "%s", id);
 		(void)qmp_call(v->qmp, "blockdev-del", json_pack("{s:s}", "node-name", node),
 			       QMP_TIMEOUT_USEC, NULL, NULL);
-		(void)spec_remove_disk(v->config, id);
+		(void)spec_remove_disk(v->vm.config, id);
 	} else {
 		char netdev[DEVICE_NAME_MAX + 16];
 
@@ -158,11 +159,11 @@ void qemu_unplug_done(QemuVm *v, const char *device)
 		snprintf(netdev, sizeof(netdev), QEMU_NETDEV "%s", id);
 		(void)qmp_call(v->qmp, "netdev_del", json_pack("{s:s}", "id", netdev),
 			       QMP_TIMEOUT_USEC, NULL, NULL);
-		(void)spec_remove_net(v->config, id);
+		(void)spec_remove_net(v->vm.config, id);
 	}
 	*p = (Port){};
-	(void)qemu_vm_save(v);
-	qemu_vm_changed(v);
+	(void)vmm_vm_save(&v->vm);
+	vmm_vm_changed(&v->vm);
 }
 
 /* A free root port for a new device, or a clear reason. */
@@ -171,13 +172,13 @@ static int take_port(QemuVm *v, const char *device)
 	int p;
 
 	if (port_of(v, device)) {
-		backend_set_error(v->b, "%s is still attached (its removal has not completed)",
+		backend_set_error(v->vm.b, "%s is still attached (its removal has not completed)",
 				  device);
 		return -EBUSY;
 	}
 	p = port_free(v);
 	if (p < 0)
-		backend_set_error(v->b,
+		backend_set_error(v->vm.b,
 				  "all %u hot-plug ports are taken; a restart of the VM makes room",
 				  v->n_ports);
 	return p;
@@ -186,8 +187,8 @@ static int take_port(QemuVm *v, const char *device)
 static int plugged(QemuVm *v, int port, const char *device, uint64_t generation)
 {
 	snprintf(v->ports[port].device, DEVICE_NAME_MAX, "%s", device);
-	v->generation = generation;
-	return qemu_vm_save(v);
+	v->vm.generation = generation;
+	return vmm_vm_save(&v->vm);
 }
 
 int qemu_disk_add(Backend *b, const char *name, const DiskSpec *d, uint64_t generation)
@@ -227,7 +228,7 @@ int qemu_disk_add(Backend *b, const char *name, const DiskSpec *d, uint64_t gene
 			       QMP_TIMEOUT_USEC, NULL, NULL);
 		return r;
 	}
-	r = spec_add_disk(v->config, d);
+	r = spec_add_disk(v->vm.config, d);
 	if (r < 0)
 		return r;
 	return plugged(v, port, dev, generation);
@@ -269,7 +270,7 @@ int qemu_net_add(Backend *b, const char *name, const NetSpec *n, uint64_t genera
 			       QMP_TIMEOUT_USEC, NULL, NULL);
 		return r;
 	}
-	r = spec_add_net(v->config, n);
+	r = spec_add_net(v->vm.config, n);
 	if (r < 0)
 		return r;
 	return plugged(v, port, dev, generation);
@@ -287,7 +288,7 @@ static void arm_unplug_timer(QemuVm *v)
 		    (next == 0 || v->ports[i].unplug_deadline < next))
 			next = v->ports[i].unplug_deadline;
 	if (next)
-		(void)sd_event_add_time(v->b->event, &v->unplug_timer, CLOCK_MONOTONIC, next,
+		(void)sd_event_add_time(v->vm.b->event, &v->unplug_timer, CLOCK_MONOTONIC, next,
 					100000, unplug_timer_fired, v);
 }
 
@@ -300,7 +301,7 @@ static int unplug_timer_fired(sd_event_source *s _unused_, uint64_t usec _unused
 		if (v->ports[i].unplug == UNPLUG_IN_FLIGHT && v->ports[i].unplug_deadline <= now)
 			v->ports[i].unplug = UNPLUG_TIMED_OUT;
 	arm_unplug_timer(v);
-	qemu_vm_changed(v);
+	vmm_vm_changed(&v->vm);
 	return 0;
 }
 
@@ -352,9 +353,9 @@ int qemu_disk_remove(Backend *b, const char *name, const char *id, uint64_t gene
 	if (r == 0) {
 		QemuVm *v = qemu_vm_get(b, name);
 
-		(void)spec_remove_disk(v->config, id);
-		v->generation = generation;
-		return qemu_vm_save(v);
+		(void)spec_remove_disk(v->vm.config, id);
+		v->vm.generation = generation;
+		return vmm_vm_save(&v->vm);
 	}
 	return r;
 }
@@ -366,9 +367,9 @@ int qemu_net_remove(Backend *b, const char *name, const char *id, uint64_t gener
 	if (r == 0) {
 		QemuVm *v = qemu_vm_get(b, name);
 
-		(void)spec_remove_net(v->config, id);
-		v->generation = generation;
-		return qemu_vm_save(v);
+		(void)spec_remove_net(v->vm.config, id);
+		v->vm.generation = generation;
+		return vmm_vm_save(&v->vm);
 	}
 	return r;
 }

@@ -9,7 +9,7 @@
 #include "backend.h"
 #include "qemu.h"
 #include "qmp.h"
-#include "vmm.h"
+#include "vmm-vm.h"
 
 #define QMP_TIMEOUT_USEC (5ull * 1000000)	   /* one command */
 #define QEMU_UNPLUG_TIMEOUT_USEC (30ull * 1000000) /* device_del to DEVICE_DELETED */
@@ -29,34 +29,15 @@ typedef struct Port {
 } Port;
 
 typedef struct QemuVm {
-	Backend *b;
-	char *name;
-	char *dir;
-	VmmIdentity id;
-	char boot_id[64];
-	bool child; /* started by this vmd: its exit status is ours to read */
-	int pidfd;
-	sd_event_source *pid_source, *kill_timer, *unplug_timer, *ready_timer;
-	uint64_t ready_deadline; /* CLOCK_MONOTONIC: QMP must answer by then */
+	VmmVm vm; /* first: process, record, state, config (vmm-vm.c) */
 	Qmp *qmp;
-
-	VmState state;
-	int exit_status;
-	bool stop_requested, guest_shutdown;
-	uint64_t generation, started_at_usec;
-	SandboxSpec *config;
+	sd_event_source *unplug_timer;
 	Port ports[QEMU_PORTS_MAX];
 	unsigned n_ports;
 } QemuVm;
 
 /* The VM's QEMU: identity, connection, what it runs, which device is on which port. */
 QemuVm *qemu_vm_get(Backend *b, const char *name);
-/* <run-dir>/<name>/<file> */
-char *qemu_vm_path(const Backend *b, const char *name, const char *file);
-/* Write vm.json. */
-int qemu_vm_save(QemuVm *v);
-/* Tell the daemon that something changed on its own. */
-void qemu_vm_changed(QemuVm *v);
 /* The VM, when vmd drives it and can talk to it (connecting again if need be). */
 int qemu_vm_for_command(Backend *b, const char *name, QemuVm **ret);
 /* Run a command; a QMP error becomes the message of the failure (backend_set_error). */
