@@ -47,6 +47,12 @@ typedef struct VmObserved {
 	 */
 	bool busy;
 	char *progress; /* what is in flight, or why the last attempt did not complete; or NULL */
+	/*
+	 * How far this VM can be resized live (BACKEND_CAP_RESIZE), as it was started: vCPUs
+	 * up to max_vcpus, memory from min_memory to max_memory. 0: no limit known.
+	 */
+	unsigned max_vcpus;
+	uint64_t min_memory, max_memory;
 } VmObserved;
 
 void vm_observed_done(VmObserved *o);

@@ -68,6 +68,18 @@ static bool size_equal(const SandboxSpec *a, const SandboxSpec *b)
 	return a->vcpus == b->vcpus && a->memory == b->memory;
 }
 
+/* Whether the VM can take want's size without a new boot. */
+static bool resize_fits(const Planner *p, const SandboxSpec *want)
+{
+	const VmObserved *o = p->in->observed;
+
+	if (!(p->in->caps & BACKEND_CAP_RESIZE))
+		return false;
+	return (o->max_vcpus == 0 || want->vcpus <= o->max_vcpus) &&
+	       (o->min_memory == 0 || want->memory >= o->min_memory) &&
+	       (o->max_memory == 0 || want->memory <= o->max_memory);
+}
+
 /* Whether every difference between desired and running can be applied live. */
 static bool live_applicable(const Planner *p, const SandboxSpec *want, const SandboxSpec *have)
 {
@@ -77,7 +89,7 @@ static bool live_applicable(const Planner *p, const SandboxSpec *want, const San
 
 	if (!boot_config_equal(want, have))
 		return false;
-	if (!size_equal(want, have) && !(caps & BACKEND_CAP_RESIZE))
+	if (!size_equal(want, have) && !resize_fits(p, want))
 		return false;
 	for (size_t i = 0; i < want->n_disks && !disks_differ; i++) {
 		const DiskSpec *d = spec_find_disk(have, want->disks[i].id);

@@ -33,7 +33,9 @@ typedef struct Row {
 	const char *expect; /* "type[:device] ..." */
 	bool restart_required;
 	uint64_t wake_at;
-	bool busy; /* a hot-unplug is in flight */
+	bool busy;	    /* a hot-unplug is in flight */
+	unsigned max_vcpus; /* live resize room; 0 for none known */
+	uint64_t min_memory, max_memory;
 } Row;
 
 /* now 10000, the file changed at 5000 (grace over) unless a row says otherwise. */
@@ -113,6 +115,10 @@ static const Row rows[] = {
 	{ "disk added and resume", BASE D1, VM_PAUSED, .have = BASE,
 	  .expect = "disk-add:root resume" },
 	{ "resized", BASE "vcpus: 2\n", VM_RUNNING, .have = BASE, .expect = "resize" },
+	{ "resized within the room", "memory: 256Mi\nvcpus: 4\n", VM_RUNNING, .have = BASE,
+	  .max_vcpus = 4, .min_memory = 64 << 20, .max_memory = 256 << 20, .expect = "resize" },
+	{ "resized down within the room", BASE, VM_RUNNING, .have = BASE "vcpus: 3\n",
+	  .max_vcpus = 4, .min_memory = 64 << 20, .max_memory = 256 << 20, .expect = "resize" },
 
 	/* What cannot be applied live */
 	{ "disk added, no hotplug, on-next-boot", BASE D1, VM_RUNNING, .have = BASE,
@@ -127,6 +133,12 @@ static const Row rows[] = {
 	  .caps = BACKEND_CAP_DISK_HOTPLUG, .expect = "disk-add:root" },
 	{ "resize, no resize cap", BASE "vcpus: 2\n", VM_RUNNING, .have = BASE,
 	  .caps = BACKEND_CAP_PAUSE, .expect = "", .restart_required = true },
+	{ "more vcpus than the VM has room for", BASE "vcpus: 5\n", VM_RUNNING, .have = BASE,
+	  .max_vcpus = 4, .expect = "", .restart_required = true },
+	{ "more memory than the VM has room for, restart", "memory: 512Mi\nupdatePolicy: restart\n",
+	  VM_RUNNING, .have = BASE, .max_memory = 256 << 20, .expect = "restart" },
+	{ "less memory than it booted with", "memory: 32Mi\n", VM_RUNNING, .have = BASE,
+	  .min_memory = 64 << 20, .max_memory = 256 << 20, .expect = "", .restart_required = true },
 	{ "kernel changed", BASE "kernel: /k2\n", VM_RUNNING, .have = BASE "kernel: /k1\n",
 	  .expect = "", .restart_required = true },
 	{ "cmdline changed, restart", BASE "updatePolicy: restart\ncmdline: quiet\n", VM_RUNNING,
@@ -193,7 +205,10 @@ static void test_rows(void **state _unused_)
 		VmObserved o = { .state = r->state,
 				 .generation = r->have_gen ? r->have_gen : 2,
 				 .exit_status = r->exit_status,
-				 .busy = r->busy };
+				 .busy = r->busy,
+				 .max_vcpus = r->max_vcpus,
+				 .min_memory = r->min_memory,
+				 .max_memory = r->max_memory };
 		PlanInput in = { .desired = want,
 				 .generation = 2,
 				 .observed = &o,
