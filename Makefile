@@ -69,10 +69,12 @@ LIB_SRCS := \
 	backends/qmp.c \
 	backends/qemu-argv.c \
 	backends/qemu.c \
-	backends/qemu-hotplug.c
+	backends/qemu-hotplug.c \
+	backends/cloud-hypervisor.c \
+	backends/firecracker.c
 MAIN_SRC := reconciler/main.c
 
-TESTS := util hashmap yaml-tree yaml-decode spec spec-yaml spec-json sandbox-dir plan backend-noop vmm http-unix qmp qemu-argv qemu watcher \
+TESTS := util hashmap yaml-tree yaml-decode spec spec-yaml spec-json sandbox-dir plan backend-noop vmm http-unix cloud-hypervisor firecracker qmp qemu-argv qemu watcher \
 	cli-validate schema daemon journal units readme
 
 OBJS := $(LIB_SRCS:%.c=$(B)/obj/%.o)
@@ -104,7 +106,9 @@ $(B)/vmd: $(OBJS) $(B)/obj/$(MAIN_SRC:.c=.o)
 $(B)/san/vmd: $(SAN_OBJS) $(B)/san/$(MAIN_SRC:.c=.o)
 	$(call say,LD,$@) $(CC) $(SAN_FLAGS) $^ $(PKG_LIBS) -o $@
 
-$(B)/san/tests/test-%: $(B)/san/tests/test-%.o $(B)/san/tests/helpers.o $(SAN_OBJS)
+TEST_HELPERS := $(B)/san/tests/helpers.o $(B)/san/tests/daemon-fixture.o
+
+$(B)/san/tests/test-%: $(B)/san/tests/test-%.o $(TEST_HELPERS) $(SAN_OBJS)
 	$(call say,LD,$@) $(CC) $(SAN_FLAGS) $^ $(PKG_LIBS) -lcmocka -o $@
 
 # The test guest: Debian's kernel and busybox (tests/guest/build).

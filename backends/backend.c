@@ -11,9 +11,11 @@ const char *const vm_state_table[_VM_STATE_MAX] = {
 };
 DEFINE_STRING_TABLE(vm_state, VmState, _VM_STATE_MAX)
 
-/* The cloud-hypervisor and firecracker drivers plug in here. */
+/* Every backend plugs in here. */
 const BackendOps *const backend_ops[_BACKEND_KIND_MAX] = {
 	[BACKEND_QEMU] = &backend_qemu_ops,
+	[BACKEND_CLOUD_HYPERVISOR] = &backend_cloud_hypervisor_ops,
+	[BACKEND_FIRECRACKER] = &backend_firecracker_ops,
 	[BACKEND_NOOP] = &backend_noop_ops,
 };
 

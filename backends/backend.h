@@ -70,8 +70,10 @@ typedef struct BackendCallbacks {
 
 /* What the daemon's options say about the VMMs; NULL or 0 for the defaults. */
 typedef struct BackendOptions {
-	const char *qemu_binary; /* default qemu-system-x86_64, from $PATH */
-	const char *qemu_accel;	 /* kvm, tcg or auto (default) */
+	const char *qemu_binary;	     /* default qemu-system-x86_64, from $PATH */
+	const char *qemu_accel;		     /* kvm, tcg or auto (default) */
+	const char *cloud_hypervisor_binary; /* default cloud-hypervisor, from $PATH */
+	const char *firecracker_binary;	     /* default firecracker, from $PATH */
 } BackendOptions;
 
 typedef struct BackendOps {
@@ -134,6 +136,8 @@ char *backend_take_error(Backend *b);
 extern const BackendOps *const backend_ops[_BACKEND_KIND_MAX];
 extern const BackendOps backend_noop_ops;
 extern const BackendOps backend_qemu_ops;
+extern const BackendOps backend_cloud_hypervisor_ops;
+extern const BackendOps backend_firecracker_ops;
 
 int backend_new(BackendKind kind, sd_event *event, const char *run_dir,
 		const BackendCallbacks *callbacks, const BackendOptions *options, Backend **ret);

@@ -78,14 +78,12 @@ void qemu_device_name(char buf[static DEVICE_NAME_MAX], const char *prefix, cons
 /* What the VM has: its config, less the devices QEMU does not show on a root port. */
 int qemu_observed_config(QemuVm *v, SandboxSpec **ret)
 {
-	_cleanup_(json_decrefp) json_t *present = NULL, *j = spec_to_json(v->vm.config);
+	_cleanup_(json_decrefp) json_t *present = NULL;
 	_cleanup_(sandbox_spec_freep) SandboxSpec *s = NULL;
 	char dev[DEVICE_NAME_MAX];
 	int r;
 
-	if (!j)
-		return -ENOMEM;
-	r = spec_from_json(j, &s);
+	r = spec_copy(v->vm.config, &s);
 	if (r < 0)
 		return r;
 	if (qmp_is_connected(v->qmp) && v->vm.state != VM_STOPPING &&
@@ -237,7 +235,6 @@ int qemu_disk_add(Backend *b, const char *name, const DiskSpec *d, uint64_t gene
 int qemu_net_add(Backend *b, const char *name, const NetSpec *n, uint64_t generation)
 {
 	char dev[DEVICE_NAME_MAX], netdev[DEVICE_NAME_MAX + 16], bus[32], mac[18];
-	const uint8_t *m = n->mac;
 	QemuVm *v;
 	json_t *args;
 	int r, port;
@@ -251,8 +248,7 @@ int qemu_net_add(Backend *b, const char *name, const NetSpec *n, uint64_t genera
 		return port;
 	snprintf(netdev, sizeof(netdev), QEMU_NETDEV "%s", n->id);
 	snprintf(bus, sizeof(bus), QEMU_PORT "%d", port);
-	snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4],
-		 m[5]);
+	spec_mac_format(n->mac, mac);
 
 	if (n->type == NET_TAP)
 		args = json_pack("{s:s, s:s, s:s, s:s, s:s}", "type", "tap", "id", netdev, "ifname",

@@ -101,7 +101,7 @@ static int qemu_init(Backend *b)
 					 : QEMU_ACCEL_AUTO;
 	if (q->accel < 0)
 		return -EINVAL;
-	return vmm_backend_init(b, b->options.qemu_binary, "qemu-system-x86_64");
+	return vmm_backend_init(b, &qemu_type, b->options.qemu_binary, "qemu-system-x86_64");
 }
 
 /* Observe */
@@ -112,7 +112,7 @@ static int qemu_observe(Backend *b, const char *name, VmObserved *ret)
 	VmObserved o = {};
 	int r;
 
-	r = vmm_vm_observe(b, &qemu_type, name, &o);
+	r = vmm_vm_observe(b, name, &o);
 	if (r < 0 || !v) {
 		*ret = o;
 		return r;
@@ -126,11 +126,6 @@ static int qemu_observe(Backend *b, const char *name, VmObserved *ret)
 	}
 	*ret = o;
 	return 0;
-}
-
-static int qemu_list(Backend *b, char ***ret_names, size_t *ret_n)
-{
-	return vmm_vm_list(b, &qemu_type, ret_names, ret_n);
 }
 
 /* Exit: QMP goes with QEMU, and so does any unplug in flight. */
@@ -237,11 +232,6 @@ static int qemu_reconnect(VmmVm *vm)
 	return vm_connect((QemuVm *)vm, QEMU_ADOPT_TIMEOUT_USEC);
 }
 
-static int qemu_adopt(Backend *b, const char *name)
-{
-	return vmm_vm_adopt(b, &qemu_type, name);
-}
-
 /* Start */
 
 /* QMP of a starting QEMU answered (or not): it runs, or vmd looks again. */
@@ -318,11 +308,6 @@ static int qemu_argv(VmmVm *vm, char ***ret)
 }
 
 /* 1 for "started, not up yet": VM_STARTING until QMP answers (vmm-vm.c sees it through). */
-static int qemu_start(Backend *b, const SandboxSpec *spec, uint64_t generation)
-{
-	return vmm_vm_start(b, &qemu_type, spec, generation);
-}
-
 /* Commands on a running VM */
 
 /* The VM, when vmd drives it and can talk to it. */
@@ -360,64 +345,34 @@ int qemu_command(QemuVm *v, const char *cmd, json_t *args)
 	return r;
 }
 
-static int qemu_stop(Backend *b, const char *name, uint64_t timeout_ms _unused_, bool force)
-{
-	QemuVm *v = qemu_vm_get(b, name);
-	int r;
-
-	if (!v || v->vm.state == VM_EXITED)
-		return -ESRCH;
-	v->vm.stop_requested = true;
-	if (!force && qmp_is_connected(v->qmp)) {
-		/* A paused guest cannot hear the power button: let it run to shut down. */
-		if (v->vm.state == VM_PAUSED && (r = qemu_command(v, "cont", NULL)) < 0)
-			return r;
-		r = qemu_command(v, "system_powerdown", NULL);
-		if (r < 0)
-			return r;
-		v->vm.state = VM_STOPPING;
-		return vmm_vm_save(&v->vm);
-	}
-	/* Forced: quit, and SIGKILL if QEMU does not go in time. */
-	v->vm.state = VM_STOPPING;
-	(void)vmm_vm_save(&v->vm);
-	if (qmp_is_connected(v->qmp) &&
-	    qmp_call(v->qmp, "quit", NULL, QMP_TIMEOUT_USEC, NULL, NULL) == 0) {
-		(void)vmm_vm_kill_later(&v->vm);
-		return 0;
-	}
-	return vmm_kill(v->vm.pidfd, SIGKILL);
-}
-
-static int set_paused(Backend *b, const char *name, bool paused)
+static int qemu_set_paused(VmmVm *vm, bool paused)
 {
 	QemuVm *v;
 	int r;
 
-	r = qemu_vm_for_command(b, name, &v);
-	if (r < 0)
-		return r;
-	r = qemu_command(v, paused ? "stop" : "cont", NULL);
+	r = qemu_vm_for_command(vm->b, vm->name, &v);
 	if (r < 0)
 		return r;
 	/* The STOP or RESUME event says the same; it may come later than the reply. */
-	v->vm.state = paused ? VM_PAUSED : VM_RUNNING;
-	return vmm_vm_save(&v->vm);
+	return qemu_command(v, paused ? "stop" : "cont", NULL);
 }
 
-static int qemu_pause(Backend *b, const char *name)
+static int qemu_power_button(VmmVm *vm)
 {
-	return set_paused(b, name, true);
+	QemuVm *v = (QemuVm *)vm;
+
+	if (!qmp_is_connected(v->qmp))
+		return -ENOTCONN;
+	return qemu_command(v, "system_powerdown", NULL);
 }
 
-static int qemu_resume(Backend *b, const char *name)
+static int qemu_quit(VmmVm *vm)
 {
-	return set_paused(b, name, false);
-}
+	QemuVm *v = (QemuVm *)vm;
 
-static int qemu_cleanup(Backend *b, const char *name)
-{
-	return vmm_vm_cleanup(b, &qemu_type, name);
+	if (!qmp_is_connected(v->qmp))
+		return -ENOTCONN;
+	return qmp_call(v->qmp, "quit", NULL, QMP_TIMEOUT_USEC, NULL, NULL);
 }
 
 static const VmmVmType qemu_type = {
@@ -434,6 +389,9 @@ static const VmmVmType qemu_type = {
 	.poll_start = qemu_poll_start,
 	.reconnect = qemu_reconnect,
 	.exited = qemu_vm_exited,
+	.set_paused = qemu_set_paused,
+	.power_button = qemu_power_button,
+	.quit = qemu_quit,
 };
 
 const BackendOps backend_qemu_ops = {
@@ -443,15 +401,15 @@ const BackendOps backend_qemu_ops = {
 	.init = qemu_init,
 	.done = vmm_backend_done,
 	.observe = qemu_observe,
-	.list = qemu_list,
-	.adopt = qemu_adopt,
-	.start = qemu_start,
-	.stop = qemu_stop,
-	.pause = qemu_pause,
-	.resume = qemu_resume,
+	.list = vmm_vm_list,
+	.adopt = vmm_vm_adopt,
+	.start = vmm_vm_start,
+	.stop = vmm_vm_stop,
+	.pause = vmm_vm_pause,
+	.resume = vmm_vm_resume,
 	.disk_add = qemu_disk_add,
 	.disk_remove = qemu_disk_remove,
 	.net_add = qemu_net_add,
 	.net_remove = qemu_net_remove,
-	.cleanup = qemu_cleanup,
+	.cleanup = vmm_vm_cleanup,
 };

@@ -12,9 +12,11 @@
 
 /* Setup */
 
-int vmm_backend_init(Backend *b, const char *binary, const char *default_binary)
+int vmm_backend_init(Backend *b, const VmmVmType *t, const char *binary, const char *default_binary)
 {
 	VmmBackend *vb = VMM_BACKEND(b);
+
+	vb->type = t;
 	_cleanup_free_ char *id = NULL;
 
 	vb->vms = hashmap_new();
@@ -185,8 +187,9 @@ static bool vm_is_alive(const VmmVm *v)
 	return streq(v->boot_id, VMM_BACKEND(v->b)->boot_id) && vmm_identity_matches(&v->id);
 }
 
-int vmm_vm_list(Backend *b, const VmmVmType *t, char ***ret_names, size_t *ret_n)
+int vmm_vm_list(Backend *b, char ***ret_names, size_t *ret_n)
 {
+	const VmmVmType *t = VMM_BACKEND(b)->type;
 	char **names = NULL;
 	size_t n = 0, k = 0;
 	int r;
@@ -245,8 +248,9 @@ static int observe_record(Backend *b, const VmmVmType *t, const char *name, VmOb
 	return 0;
 }
 
-int vmm_vm_observe(Backend *b, const VmmVmType *t, const char *name, VmObserved *ret)
+int vmm_vm_observe(Backend *b, const char *name, VmObserved *ret)
 {
+	const VmmVmType *t = VMM_BACKEND(b)->type;
 	VmmVm *v = vmm_vm_get(b, name);
 	VmObserved o = {};
 
@@ -465,11 +469,11 @@ static void start_failed(VmmVm *v)
 		(void)unlink(rec);
 }
 
-int vmm_vm_start(Backend *b, const VmmVmType *t, const SandboxSpec *spec, uint64_t generation)
+int vmm_vm_start(Backend *b, const SandboxSpec *spec, uint64_t generation)
 {
+	const VmmVmType *t = VMM_BACKEND(b)->type;
 	VmmBackend *vb = VMM_BACKEND(b);
 	_cleanup_(vmm_vm_freep) VmmVm *v = NULL;
-	_cleanup_(json_decrefp) json_t *j = NULL;
 	int r;
 
 	if (!b->event)
@@ -485,9 +489,9 @@ int vmm_vm_start(Backend *b, const VmmVmType *t, const SandboxSpec *spec, uint64
 	}
 	vm_forget(b, spec->name);
 	v = vm_new(b, t, spec->name);
-	if (!v || !(j = spec_to_json(spec)))
+	if (!v)
 		return -ENOMEM;
-	r = spec_from_json(j, &v->config);
+	r = spec_copy(spec, &v->config);
 	if (r < 0)
 		return r;
 	r = mkdir_p(v->dir, 0750);
@@ -519,8 +523,9 @@ int vmm_vm_start(Backend *b, const VmmVmType *t, const SandboxSpec *spec, uint64
 
 /* Adopt */
 
-int vmm_vm_adopt(Backend *b, const VmmVmType *t, const char *name)
+int vmm_vm_adopt(Backend *b, const char *name)
 {
+	const VmmVmType *t = VMM_BACKEND(b)->type;
 	_cleanup_(json_decrefp) json_t *j = NULL;
 	_cleanup_(vmm_vm_freep) VmmVm *v = NULL;
 	int r;
@@ -581,7 +586,7 @@ static int kill_timer_fired(sd_event_source *s _unused_, uint64_t usec _unused_,
 	return 0;
 }
 
-int vmm_vm_kill_later(VmmVm *v)
+static int kill_later(VmmVm *v)
 {
 	if (v->kill_timer)
 		return 0;
@@ -589,8 +594,61 @@ int vmm_vm_kill_later(VmmVm *v)
 					  VMM_KILL_GRACE_USEC, 100000, kill_timer_fired, v);
 }
 
-int vmm_vm_cleanup(Backend *b, const VmmVmType *t, const char *name)
+int vmm_vm_stop(Backend *b, const char *name, uint64_t timeout_ms _unused_, bool force)
 {
+	VmmVm *v = vmm_vm_get(b, name);
+	int r = -ENOTCONN;
+
+	if (!v || v->state == VM_EXITED)
+		return -ESRCH;
+	v->stop_requested = true;
+	if (!force && v->state != VM_STARTING) {
+		if (v->state == VM_PAUSED && (r = v->type->set_paused(v, false)) < 0 && r != -ENOTCONN)
+			return r;
+		if (r >= 0 || v->state != VM_PAUSED)
+			r = v->type->power_button(v);
+		if (r >= 0) {
+			v->state = VM_STOPPING;
+			return vmm_vm_save(v);
+		}
+		if (r != -ENOTCONN)
+			return r;
+	}
+	v->state = VM_STOPPING;
+	(void)vmm_vm_save(v);
+	if (v->type->quit && v->type->quit(v) >= 0)
+		return kill_later(v);
+	free(backend_take_error(b)); /* SIGKILL is the answer to that */
+	return vmm_kill(v->pidfd, SIGKILL);
+}
+
+static int set_paused(Backend *b, const char *name, bool paused)
+{
+	VmmVm *v = vmm_vm_get(b, name);
+	int r;
+
+	if (!v || IN_SET(v->state, VM_EXITED, VM_STARTING))
+		return -ESRCH;
+	r = v->type->set_paused(v, paused);
+	if (r < 0)
+		return r;
+	v->state = paused ? VM_PAUSED : VM_RUNNING;
+	return vmm_vm_save(v);
+}
+
+int vmm_vm_pause(Backend *b, const char *name)
+{
+	return set_paused(b, name, true);
+}
+
+int vmm_vm_resume(Backend *b, const char *name)
+{
+	return set_paused(b, name, false);
+}
+
+int vmm_vm_cleanup(Backend *b, const char *name)
+{
+	const VmmVmType *t = VMM_BACKEND(b)->type;
 	const char *const files[] = { "vm.json", t->socket, t->log, "console.log", "console.log.1" };
 	VmmVm *v = vmm_vm_get(b, name);
 
@@ -608,5 +666,69 @@ int vmm_vm_cleanup(Backend *b, const VmmVmType *t, const char *name)
 		if (unlink(p) < 0 && errno != ENOENT)
 			return -errno;
 	}
+	return 0;
+}
+
+/* REST */
+
+int vmm_vm_rest(VmmVm *v, Http **http, const char *method, const char *path, json_t *body,
+		uint64_t timeout_usec, json_t **ret_json)
+{
+	static const char api[] = "/api/v1/";
+	HttpReply reply;
+	int r;
+
+	if (!*http) {
+		_cleanup_free_ char *sock = vmm_vm_path(v->b, v->name, v->type->socket);
+
+		if (!sock)
+			return -ENOMEM;
+		r = http_new(sock, http);
+		if (r < 0)
+			return r;
+	}
+	r = http_call(*http, method, path, body, timeout_usec, &reply);
+	if (r < 0) {
+		if (strncmp(path, api, strlen(api)) == 0)
+			backend_set_error(v->b, "%s: %s", path + strlen(api),
+					  reply.error ?: strerror(-r));
+		else
+			backend_set_error(v->b, "%s %s: %s", method, path,
+					  reply.error ?: strerror(-r));
+	} else if (ret_json)
+		*ret_json = TAKE_PTR(reply.json);
+	http_reply_done(&reply);
+	return r;
+}
+
+static bool lists_id(const json_t *items, const char *key, const char *id)
+{
+	size_t i;
+	json_t *d;
+
+	json_array_foreach(items, i, d)
+	{
+		if (streq_ptr(json_string_value(json_object_get(d, key)), id))
+			return true;
+	}
+	return false;
+}
+
+int vmm_vm_config_seen(const SandboxSpec *config, const json_t *disks, const char *disk_key,
+		       const json_t *nets, const char *net_key, SandboxSpec **ret)
+{
+	SandboxSpec *s = NULL;
+	int r;
+
+	r = spec_copy(config, &s);
+	if (r < 0)
+		return r;
+	for (size_t k = s->n_disks; k > 0; k--)
+		if (!lists_id(disks, disk_key, s->disks[k - 1].id))
+			(void)spec_remove_disk(s, s->disks[k - 1].id);
+	for (size_t k = s->n_networks; k > 0; k--)
+		if (!lists_id(nets, net_key, s->networks[k - 1].id))
+			(void)spec_remove_net(s, s->networks[k - 1].id);
+	*ret = s;
 	return 0;
 }

@@ -19,6 +19,7 @@
 
 #include "backend.h"
 #include "hashmap.h"
+#include "http-unix.h"
 #include "vmm.h"
 
 #define VMM_START_TIMEOUT_USEC (30ull * 1000000) /* spawn to answering */
@@ -50,6 +51,12 @@ typedef struct VmmVmType {
 	int (*reconnect)(VmmVm *v);
 	/* The VMM is gone: drop connections and anything in flight. */
 	void (*exited)(VmmVm *v);
+	/* Pause or resume the guest's vCPUs. */
+	int (*set_paused)(VmmVm *v, bool paused);
+	/* Press the guest's power button (or what stands for it); -ENOTCONN: cannot ask. */
+	int (*power_button)(VmmVm *v);
+	/* Ask the VMM to quit now (NULL: it cannot be asked; SIGKILL is all there is). */
+	int (*quit)(VmmVm *v);
 } VmmVmType;
 
 struct VmmVm {
@@ -74,6 +81,7 @@ struct VmmVm {
 
 /* The start of Backend.data for a backend built on VmmVm. */
 typedef struct VmmBackend {
+	const VmmVmType *type;
 	Hashmap *vms;		 /* name -> VmmVm: the VMs this vmd drives */
 	char *binary;		 /* absolute, NULL if not found */
 	int binary_error;	 /* why not */
@@ -83,8 +91,11 @@ typedef struct VmmBackend {
 
 #define VMM_BACKEND(b) ((VmmBackend *)(b)->data)
 
-/* Set up the VMM set; binary is the configured binary, or default_binary from $PATH. */
-int vmm_backend_init(Backend *b, const char *binary, const char *default_binary);
+/*
+ * Set up a backend of VMs of type t; binary is the configured binary, or default_binary
+ * from $PATH. The vmm_vm_* functions below that take a Backend fit its BackendOps as is.
+ */
+int vmm_backend_init(Backend *b, const VmmVmType *t, const char *binary, const char *default_binary);
 /* The VMs keep running: the next vmd adopts them. */
 void vmm_backend_done(Backend *b);
 
@@ -98,16 +109,39 @@ int vmm_vm_save(VmmVm *v);
 void vmm_vm_changed(VmmVm *v);
 
 /* The names of the VMs of this type with a record. */
-int vmm_vm_list(Backend *b, const VmmVmType *t, char ***ret_names, size_t *ret_n);
+int vmm_vm_list(Backend *b, char ***ret_names, size_t *ret_n);
 /* State, pid, generation... of what runs under name; the config from the record if not driven. */
-int vmm_vm_observe(Backend *b, const VmmVmType *t, const char *name, VmObserved *ret);
+int vmm_vm_observe(Backend *b, const char *name, VmObserved *ret);
 /* Take charge of a VM found running: the very process the record names, on this boot. */
-int vmm_vm_adopt(Backend *b, const VmmVmType *t, const char *name);
+int vmm_vm_adopt(Backend *b, const char *name);
 /* Start a VM for spec: 1, it is VM_STARTING until poll_start says it is up. */
-int vmm_vm_start(Backend *b, const VmmVmType *t, const SandboxSpec *spec, uint64_t generation);
+int vmm_vm_start(Backend *b, const SandboxSpec *spec, uint64_t generation);
 /* An answer poll_start was waiting for came: 0 it is up, -errno it failed. */
 void vmm_vm_start_done(VmmVm *v, int error);
-/* SIGKILL the VMM in VMM_KILL_GRACE_USEC if it has not exited by then. */
-int vmm_vm_kill_later(VmmVm *v);
+/*
+ * Stop: the power button, after resuming a paused guest, which cannot hear it otherwise;
+ * forced (or when the VMM cannot be asked): quit, and SIGKILL if it does not go within
+ * VMM_KILL_GRACE_USEC. The exit comes through vm_exited.
+ */
+int vmm_vm_stop(Backend *b, const char *name, uint64_t timeout_ms, bool force);
+/* Pause or resume a VM that runs. */
+int vmm_vm_pause(Backend *b, const char *name);
+int vmm_vm_resume(Backend *b, const char *name);
 /* Remove the runtime files of a VM that is not running. Never touches disk images. */
-int vmm_vm_cleanup(Backend *b, const VmmVmType *t, const char *name);
+int vmm_vm_cleanup(Backend *b, const char *name);
+
+/*
+ * A copy of config without the disks and networks the VMM does not list: disks and nets
+ * are JSON arrays of objects (NULL for none) whose member disk_key / net_key is the id.
+ */
+int vmm_vm_config_seen(const SandboxSpec *config, const json_t *disks, const char *disk_key,
+		       const json_t *nets, const char *net_key, SandboxSpec **ret);
+
+/*
+ * A REST call to v's VMM (Cloud Hypervisor, Firecracker) through *http, connected to its
+ * API socket on first use. On failure the VMM's own words become the operation's message
+ * (backend_set_error): "vm.pause: <reason>" for /api/v1/vm.pause, else "PATCH /vm: <reason>".
+ * ret_json (NULL to ignore) gets a 2xx reply's body.
+ */
+int vmm_vm_rest(VmmVm *v, Http **http, const char *method, const char *path, json_t *body,
+		uint64_t timeout_usec, json_t **ret_json);

@@ -25,6 +25,10 @@ static void daemon_help(FILE *f)
 		"  --trusted-uid UID        also read files owned by this user\n"
 		"  --qemu-binary PATH       the QEMU to run (default qemu-system-x86_64 in $PATH)\n"
 		"  --qemu-accel ACCEL       kvm, tcg or auto: kvm where it works (default auto)\n"
+		"  --cloud-hypervisor-binary PATH\n"
+		"                           the Cloud Hypervisor to run (default cloud-hypervisor)\n"
+		"  --firecracker-binary PATH\n"
+		"                           the Firecracker to run (default firecracker)\n"
 		"  --log-target TARGET      auto, journal or console (default auto)\n"
 		"  -h, --help               show this help\n");
 }
@@ -84,6 +88,12 @@ int cli_manager_option(const char *verb, int c, const char *arg, ManagerConfig *
 			return -EINVAL;
 		}
 		config->backend_options.qemu_accel = arg;
+		return 1;
+	case 'C':
+		config->backend_options.cloud_hypervisor_binary = arg;
+		return 1;
+	case 'F':
+		config->backend_options.firecracker_binary = arg;
 		return 1;
 	default:
 		return 0;

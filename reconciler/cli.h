@@ -26,7 +26,8 @@ void manager_config_defaults(ManagerConfig *c);
 /*
  * The options vmd daemon and vmd plan share, by their getopt letters: s (--sandboxes),
  * r (--run-dir), S (--state-dir), b (--default-backend), o (--backend-override),
- * Q (--qemu-binary), A (--qemu-accel).
+ * Q (--qemu-binary), A (--qemu-accel), C (--cloud-hypervisor-binary),
+ * F (--firecracker-binary).
  * 1 if c was one of them, 0 if not, -EINVAL (reported) for a bad value.
  */
 int cli_manager_option(const char *verb, int c, const char *arg, ManagerConfig *config);
@@ -41,7 +42,9 @@ int cli_manager_option(const char *verb, int c, const char *arg, ManagerConfig *
 	{ "default-backend", required_argument, NULL, 'b' },     \
 	{ "backend-override", required_argument, NULL, 'o' },    \
 	{ "qemu-binary", required_argument, NULL, 'Q' },         \
-	{ "qemu-accel", required_argument, NULL, 'A' }
+	{ "qemu-accel", required_argument, NULL, 'A' },          \
+	{ "cloud-hypervisor-binary", required_argument, NULL, 'C' }, \
+	{ "firecracker-binary", required_argument, NULL, 'F' }
 // clang-format on
 
 /* A backend name from an option; prints the error for "vmd VERB". */

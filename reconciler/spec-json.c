@@ -3,12 +3,6 @@
 
 #include "spec-json.h"
 
-static void mac_format(const uint8_t mac[6], char buf[static 18])
-{
-	snprintf(buf, 18, "%02x:%02x:%02x:%02x:%02x:%02x", mac[0], mac[1], mac[2], mac[3], mac[4],
-		 mac[5]);
-}
-
 static int set_opt_string(json_t *o, const char *key, const char *value)
 {
 	return value ? json_object_set_new(o, key, json_string(value)) : 0;
@@ -33,7 +27,7 @@ json_t *spec_to_json(const SandboxSpec *s)
 		const NetSpec *n = &s->networks[i];
 		char mac[18];
 
-		mac_format(n->mac, mac);
+		spec_mac_format(n->mac, mac);
 		r |= json_array_append_new(nets, json_pack("{s:s, s:s, s:s, s:s}", "id", n->id,
 							   "type", net_type_to_string(n->type),
 							   "tap", n->tap, "mac", mac));
@@ -230,4 +224,11 @@ bool spec_equal(const SandboxSpec *a, const SandboxSpec *b)
 	json_decref(ja);
 	json_decref(jb);
 	return eq;
+}
+
+int spec_copy(const SandboxSpec *s, SandboxSpec **ret)
+{
+	_cleanup_(json_decrefp) json_t *j = spec_to_json(s);
+
+	return j ? spec_from_json(j, ret) : -ENOMEM;
 }

@@ -17,5 +17,7 @@ json_t *spec_to_json(const SandboxSpec *s);
 /* Back from spec_to_json()'s output; -EINVAL if it is not one. */
 int spec_from_json(const json_t *j, SandboxSpec **ret);
 
+/* A deep copy of s. */
+int spec_copy(const SandboxSpec *s, SandboxSpec **ret);
 /* Whether a and b describe the same sandbox (compared through their JSON). */
 bool spec_equal(const SandboxSpec *a, const SandboxSpec *b);

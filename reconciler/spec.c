@@ -257,3 +257,9 @@ int spec_name_from_path(const char *path, char **ret)
 	*ret = s;
 	return 0;
 }
+
+void spec_mac_format(const uint8_t mac[6], char buf[static 18])
+{
+	snprintf(buf, 18, "%02x:%02x:%02x:%02x:%02x:%02x", mac[0], mac[1], mac[2], mac[3], mac[4],
+		 mac[5]);
+}

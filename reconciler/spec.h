@@ -145,6 +145,8 @@ bool spec_ifname_is_valid(const char *s);
 
 /* Parse "xx:xx:xx:xx:xx:xx" (hex, either case). */
 int spec_mac_parse(const char *s, uint8_t ret[6]);
+/* Write it as "xx:xx:xx:xx:xx:xx", lowercase. */
+void spec_mac_format(const uint8_t mac[6], char buf[static 18]);
 static inline bool spec_mac_is_unicast(const uint8_t mac[6])
 {
 	return (mac[0] & 1) == 0;

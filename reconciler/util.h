@@ -93,5 +93,6 @@ uint64_t now_usec(clockid_t clock);
 char **strv_free(char **l);
 DEFINE_POINTER_CLEANUP(char *, strv_free)
 size_t strv_length(char *const *l);
+bool strv_contains(char *const *l, const char *s);
 /* Append a formatted string to *l (which may be NULL). */
 _printf_(2, 3) int strv_extendf(char ***l, const char *fmt, ...);

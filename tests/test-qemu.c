@@ -18,20 +18,12 @@
 #include <sys/wait.h>
 #include <time.h>
 
+#include "daemon-fixture.h"
 #include "helpers.h"
 #include "status.h"
 #include "qmp.h"
 #include "util.h"
 #include "vmm.h"
-
-#define WAIT_MS 120000 /* a TCG guest on a loaded two-core machine */
-
-typedef struct Fixture {
-	char *dir, *sb, *run, *state, *log;
-	pid_t pid;   /* the daemon */
-	pid_t guard; /* kills what the daemon started if this binary dies */
-	int guard_fd;
-} Fixture;
 
 /* A file of the test guest; the caller frees it. */
 static char *guest(const char *file)
@@ -43,161 +35,20 @@ static char *guest(const char *file)
 	return p;
 }
 
-static char *path_in(const char *dir, const char *fmt, ...) _printf_(2, 3);
-static char *path_in(const char *dir, const char *fmt, ...)
-{
-	char *name = NULL, *p = NULL;
-	va_list ap;
-
-	va_start(ap, fmt);
-	assert_true(vasprintf(&name, fmt, ap) > 0);
-	va_end(ap);
-	assert_true(asprintf(&p, "%s/%s", dir, name) > 0);
-	free(name);
-	return p;
-}
-
-static uint64_t ms_now(void)
-{
-	return now_usec(CLOCK_MONOTONIC) / 1000;
-}
-
-/* Kill every QEMU of this run dir, by the pid vmd recorded, if it is still that QEMU. */
-static void kill_qemus(const char *run)
-{
-	char cmd_needle[4200];
-	DIR *d = opendir(run);
-	struct dirent *e;
-
-	if (!d)
-		return;
-	snprintf(cmd_needle, sizeof(cmd_needle), "path=%s/", run);
-	while ((e = readdir(d))) {
-		char rec[4400], cmdline_path[64];
-		json_t *j;
-		char *cmdline = NULL;
-		size_t len = 0;
-		pid_t pid;
-		int pidfd;
-
-		if (e->d_name[0] == '.')
-			continue;
-		snprintf(rec, sizeof(rec), "%s/%s/vm.json", run, e->d_name);
-		j = json_load_file(rec, 0, NULL);
-		pid = (pid_t)json_integer_value(json_object_get(j, "pid"));
-		json_decref(j);
-		if (pid <= 0 || (pidfd = vmm_pidfd_open(pid)) < 0)
-			continue;
-		/* Still a QEMU of this run dir (its argv names the dir), not a reused pid. */
-		snprintf(cmdline_path, sizeof(cmdline_path), "/proc/%d/cmdline", (int)pid);
-		if (read_file(cmdline_path, 1 << 20, &cmdline, &len) >= 0) {
-			for (size_t i = 0; i + 1 < len; i++)
-				if (cmdline[i] == '\0')
-					cmdline[i] = ' ';
-			if (strstr(cmdline, cmd_needle) && vmm_kill(pidfd, SIGKILL) == 0) {
-				struct pollfd p = { .fd = pidfd, .events = POLLIN };
-				int status;
-
-				/* Gone, and reaped here: this binary is their subreaper (main). */
-				(void)poll(&p, 1, 10000);
-				(void)vmm_reap(pidfd, &status);
-			}
-		}
-		free(cmdline);
-		close(pidfd);
-	}
-	closedir(d);
-}
-
 static int setup(void **state)
 {
-	Fixture *f = calloc(1, sizeof(*f));
-	int p[2];
+	static const char *const args[] = { "--qemu-accel", "tcg", NULL };
+	int r = fixture_setup(state);
 
-	f->dir = test_tmpdir();
-	f->sb = path_in(f->dir, "sandboxes");
-	f->run = path_in(f->dir, "run");
-	f->state = path_in(f->dir, "state");
-	f->log = path_in(f->dir, "vmd.log");
-	assert_int_equal(mkdir(f->sb, 0755), 0);
-	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
-	f->guard = fork();
-	assert_true(f->guard >= 0);
-	if (f->guard == 0) {
-		char c;
-
-		close(p[1]);
-		/* EOF: the test binary is done with this run dir, or dead. */
-		while (read(p[0], &c, 1) > 0)
-			;
-		kill_qemus(f->run);
-		_exit(0);
-	}
-	close(p[0]);
-	f->guard_fd = p[1];
-	*state = f;
-	return 0;
-}
-
-static void stop_daemon(Fixture *f, int sig)
-{
-	test_kill_wait(&f->pid, sig);
-}
-
-static int teardown(void **state)
-{
-	Fixture *f = *state;
-	_cleanup_free_ char *log = test_read_file(f->log, NULL);
-
-	stop_daemon(f, SIGKILL);
-	kill_qemus(f->run);
-	close(f->guard_fd);
-	(void)waitpid(f->guard, NULL, 0);
-	/*
-	 * QEMUs that came to this binary (their vmd killed with -9) and were then stopped by
-	 * the next vmd, which cannot reap what is not its child: reap them here.
-	 */
-	while (waitpid(-1, NULL, WNOHANG) > 0)
-		;
-	if (getenv("VMD_TEST_VERBOSE") && log)
-		fprintf(stderr, "--- vmd log\n%s---\n", log);
-	test_tmpdir_remove(f->dir);
-	free(f->sb);
-	free(f->run);
-	free(f->state);
-	free(f->log);
-	free(f);
-	return 0;
-}
-
-static void start_daemon(Fixture *f)
-{
-	pid_t pid = fork();
-
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		int log = open(f->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-		int null = open("/dev/null", O_RDWR | O_CLOEXEC);
-
-		(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
-		dup2(null, 0);
-		dup2(null, 1);
-		dup2(log, 2);
-		unsetenv("NOTIFY_SOCKET");
-		execl(test_vmd(), test_vmd(), "daemon", "--sandboxes", f->sb, "--run-dir", f->run,
-		      "--state-dir", f->state, "--log-target", "console", "--grace", "0.3",
-		      "--resync", "3600", "--qemu-accel", "tcg", (char *)NULL);
-		_exit(127);
-	}
-	f->pid = pid;
+	((Fixture *)*state)->daemon_args = args;
+	return r;
 }
 
 /* A sandbox file for the test guest, written the way GitOps tools do (rename over). */
 static void put(Fixture *f, const char *name, const char *extra_spec)
 {
-	_cleanup_free_ char *tmp = path_in(f->sb, ".%s.tmp", name),
-			    *dst = path_in(f->sb, "%s.yaml", name), *text = NULL,
-			    *kernel = guest("vmlinux"), *initrd = guest("initramfs.cpio");
+	_cleanup_free_ char *text = NULL, *kernel = guest("vmlinux"),
+			    *initrd = guest("initramfs.cpio");
 
 	assert_true(asprintf(&text,
 			     "apiVersion: vmd/v1\n"
@@ -209,45 +60,13 @@ static void put(Fixture *f, const char *name, const char *extra_spec)
 			     "  initrd: %s\n"
 			     "%s",
 			     kernel, initrd, extra_spec) > 0);
-	test_write_str(f->dir, "tmp.yaml", text);
-	_cleanup_free_ char *src = path_in(f->dir, "tmp.yaml");
-	assert_int_equal(rename(src, tmp), 0);
-	assert_int_equal(rename(tmp, dst), 0);
-}
-
-static char *console(Fixture *f, const char *name)
-{
-	_cleanup_free_ char *p = path_in(f->run, "%s/console.log", name);
-	char *c = test_read_file(p, NULL);
-
-	return c ?: strdup("");
-}
-
-/* Wait until name's console shows needle after offset; returns where it ends. */
-static size_t wait_console(Fixture *f, const char *name, const char *needle, size_t offset)
-{
-	uint64_t end = ms_now() + WAIT_MS;
-
-	for (;;) {
-		_cleanup_free_ char *c = console(f, name);
-		char *hit = strlen(c) > offset ? strstr(c + offset, needle) : NULL;
-
-		if (hit)
-			return (size_t)(hit - c) + strlen(needle);
-		if (ms_now() > end || strstr(c, "Kernel panic")) {
-			_cleanup_free_ char *log = test_read_file(f->log, NULL);
-
-			fail_msg("%s: no '%s' on the console; it says:\n%s\nvmd said:\n%s", name,
-				 needle, c + (offset < strlen(c) ? offset : strlen(c)), log ?: "");
-		}
-		usleep(50000);
-	}
+	fixture_put(f, name, text);
 }
 
 /* The guest's last VMD-GUEST-DEVICES line, from "blk=" on. */
 static char *last_devices(Fixture *f, const char *name)
 {
-	_cleanup_free_ char *c = console(f, name);
+	_cleanup_free_ char *c = fixture_console(f, name);
 	char *last = NULL, *p = c, *nl;
 
 	while ((p = strstr(p, "VMD-GUEST-DEVICES ")))
@@ -260,7 +79,7 @@ static char *last_devices(Fixture *f, const char *name)
 
 static void wait_devices(Fixture *f, const char *name, const char *blk, const char *net_prefix)
 {
-	uint64_t end = ms_now() + WAIT_MS;
+	uint64_t end = ms_now() + FIXTURE_WAIT_MS;
 
 	for (;;) {
 		_cleanup_free_ char *d = last_devices(f, name);
@@ -276,46 +95,6 @@ static void wait_devices(Fixture *f, const char *name, const char *blk, const ch
 	}
 }
 
-static json_t *status_of(Fixture *f, const char *name)
-{
-	_cleanup_free_ char *p = path_in(f->run, "%s/status.json", name);
-
-	return json_load_file(p, 0, NULL);
-}
-
-typedef bool (*StatusPred)(json_t *s, const void *arg);
-
-static json_t *wait_status(Fixture *f, const char *name, StatusPred pred, const void *arg)
-{
-	uint64_t end = ms_now() + WAIT_MS;
-
-	for (;;) {
-		json_t *s = status_of(f, name);
-
-		if (pred(s, arg))
-			return s;
-		if (ms_now() > end) {
-			_cleanup_free_ char *text = s ? json_dumps(s, JSON_INDENT(1)) : NULL;
-			_cleanup_free_ char *log = test_read_file(f->log, NULL);
-
-			fail_msg("status of %s never got there; it is:\n%s\nvmd said:\n%s", name,
-				 text ?: "(none)", log ?: "");
-		}
-		json_decref(s);
-		usleep(50000);
-	}
-}
-
-static bool phase_is(json_t *s, const void *arg)
-{
-	return s && streq_ptr(json_string_value(json_object_get(s, "phase")), arg);
-}
-
-static bool ready(json_t *s, const void *arg)
-{
-	return phase_is(s, arg) && streq(status_condition(s, "Ready", "status"), "True");
-}
-
 static bool unplug_in_flight(json_t *s, const void *arg)
 {
 	return phase_is(s, "Paused") && streq(status_condition(s, "Ready", "status"), "False") &&
@@ -323,33 +102,9 @@ static bool unplug_in_flight(json_t *s, const void *arg)
 	       strstr(status_condition(s, "Ready", "message"), arg);
 }
 
-static bool absent(json_t *s, const void *arg _unused_)
-{
-	return s == NULL;
-}
-
-static bool restarted(json_t *s, const void *arg)
-{
-	return phase_is(s, "Running") &&
-	       json_integer_value(json_object_get(s, "restarts")) >= (json_int_t)(uintptr_t)arg;
-}
-
-static bool failing(json_t *s, const void *arg)
-{
-	const char *e = json_string_value(json_object_get(s, "lastError"));
-
-	return phase_is(s, "Failed") && e && strstr(e, arg) &&
-	       !json_is_null(json_object_get(s, "nextRetryAt"));
-}
-
 static size_t n_devices(json_t *s, const char *kind)
 {
 	return json_array_size(json_object_get(s, kind));
-}
-
-static pid_t pid_of(json_t *s)
-{
-	return (pid_t)json_integer_value(json_object_get(s, "pid"));
 }
 
 /* The lifecycle test's spec: which of disks a, b and NICs n0, n1 it has, and its state. */
@@ -406,9 +161,9 @@ static void test_lifecycle(void **state)
 
 	/* Dropped in: boots with one disk (its path has a comma) and one NIC. */
 	put_lifecycle(f, disk_a, disk_b, "a0", "running");
-	start_daemon(f);
-	wait_console(f, "vm", "VMD-GUEST-READY", 0);
-	s = wait_status(f, "vm", ready, "Running");
+	fixture_start_daemon(f);
+	fixture_wait_console(f, "vm", "VMD-GUEST-READY", 0);
+	s = fixture_wait_status(f, "vm", ready, "Running");
 	assert_int_equal(n_devices(s, "disks"), 1);
 	assert_int_equal(n_devices(s, "networks"), 1);
 	json_decref(s);
@@ -417,7 +172,7 @@ static void test_lifecycle(void **state)
 	/* A disk and a NIC added to the file: the guest sees them. */
 	put_lifecycle(f, disk_a, disk_b, "ab01", "running");
 	wait_devices(f, "vm", "vda,vdb", "eth0@52:54:00:00:00:01,eth1@52:54:00:00:00:02");
-	s = wait_status(f, "vm", ready, "Running");
+	s = fixture_wait_status(f, "vm", ready, "Running");
 	assert_int_equal(n_devices(s, "disks"), 2);
 	assert_int_equal(n_devices(s, "networks"), 2);
 	json_decref(s);
@@ -425,7 +180,7 @@ static void test_lifecycle(void **state)
 	/* The first two removed again: the guest lets go of them, and the status agrees. */
 	put_lifecycle(f, disk_a, disk_b, "b1", "running");
 	wait_devices(f, "vm", "vdb", "eth1@52:54:00:00:00:02");
-	s = wait_status(f, "vm", ready, "Running");
+	s = fixture_wait_status(f, "vm", ready, "Running");
 	assert_int_equal(n_devices(s, "disks"), 1);
 	assert_string_equal(disk_id(s, 0), "b");
 	assert_int_equal(n_devices(s, "networks"), 1);
@@ -433,13 +188,13 @@ static void test_lifecycle(void **state)
 
 	/* Paused: the guest's ticks stop; running again: they go on. */
 	put_lifecycle(f, disk_a, disk_b, "b1", "paused");
-	json_decref(wait_status(f, "vm", ready, "Paused"));
+	json_decref(fixture_wait_status(f, "vm", ready, "Paused"));
 	{
-		_cleanup_free_ char *before = console(f, "vm"), *after = NULL;
+		_cleanup_free_ char *before = fixture_console(f, "vm"), *after = NULL;
 
 		/* Ticks come every second: three seconds of silence is a pause. */
 		usleep(3000000);
-		after = console(f, "vm");
+		after = fixture_console(f, "vm");
 		assert_string_equal(before, after);
 		off = strlen(after);
 	}
@@ -448,21 +203,21 @@ static void test_lifecycle(void **state)
 	 * flight, said in the status, and the disk still listed, not assumed gone.
 	 */
 	put_lifecycle(f, disk_a, disk_b, "1", "paused");
-	s = wait_status(f, "vm", unplug_in_flight, "waiting for the guest to release disk-b");
+	s = fixture_wait_status(f, "vm", unplug_in_flight, "waiting for the guest to release disk-b");
 	assert_int_equal(n_devices(s, "disks"), 1);
 	json_decref(s);
 	/* Running again: the ticks go on, and the guest completes the unplug. */
 	put_lifecycle(f, disk_a, disk_b, "1", "running");
-	wait_console(f, "vm", "VMD-GUEST-TICK", off);
+	fixture_wait_console(f, "vm", "VMD-GUEST-TICK", off);
 	wait_devices(f, "vm", "", "eth1@52:54:00:00:00:02");
-	s = wait_status(f, "vm", ready, "Running");
+	s = fixture_wait_status(f, "vm", ready, "Running");
 	assert_int_equal(n_devices(s, "disks"), 0);
 	json_decref(s);
 
 	/* The file removed: the guest powers off on the power button; its dir is cleaned. */
 	assert_int_equal(unlink(file), 0);
-	wait_console(f, "vm", "VMD-GUEST-POWEROFF", 0);
-	json_decref(wait_status(f, "vm", absent, NULL));
+	fixture_wait_console(f, "vm", "VMD-GUEST-POWEROFF", 0);
+	json_decref(fixture_wait_status(f, "vm", absent, NULL));
 	assert_true(stat(dir, &st) < 0 && errno == ENOENT);
 	/* The disk images are the user's: untouched. */
 	assert_int_equal(stat(disk_a, &st), 0);
@@ -507,25 +262,25 @@ static void test_tap(void **state)
 	put(f, "tapped",
 	    "  cmdline: console=ttyS0 quiet\n  networks:\n"
 	    "    - {id: n0, tap: vmdtap0, mac: \"52:54:00:00:01:00\"}\n");
-	start_daemon(f);
+	fixture_start_daemon(f);
 	wait_devices(f, "tapped", "", "eth0@52:54:00:00:01:00");
 	put(f, "tapped",
 	    "  cmdline: console=ttyS0 quiet\n  networks:\n"
 	    "    - {id: n0, tap: vmdtap0, mac: \"52:54:00:00:01:00\"}\n"
 	    "    - {id: n1, type: tap, tap: vmdtap1, mac: \"52:54:00:00:01:01\"}\n");
 	wait_devices(f, "tapped", "", "eth0@52:54:00:00:01:00,eth1@52:54:00:00:01:01");
-	s = wait_status(f, "tapped", ready, "Running");
+	s = fixture_wait_status(f, "tapped", ready, "Running");
 	assert_int_equal(n_devices(s, "networks"), 2);
 	json_decref(s);
 	put(f, "tapped",
 	    "  cmdline: console=ttyS0 quiet\n  networks:\n"
 	    "    - {id: n1, type: tap, tap: vmdtap1, mac: \"52:54:00:00:01:01\"}\n");
 	wait_devices(f, "tapped", "", "eth1@52:54:00:00:01:01");
-	s = wait_status(f, "tapped", ready, "Running");
+	s = fixture_wait_status(f, "tapped", ready, "Running");
 	assert_int_equal(n_devices(s, "networks"), 1);
 	json_decref(s);
 	test_kill_wait(&f->pid, SIGKILL);
-	kill_qemus(f->run);
+	fixture_kill_vmms(f->run);
 	ip("link", "del", "vmdtap0", NULL, NULL, NULL);
 	ip("link", "del", "vmdtap1", NULL, NULL, NULL);
 }
@@ -546,14 +301,14 @@ static void test_forced_stop(void **state)
 	put(f, "deaf2",
 	    "  cmdline: console=ttyS0 quiet vmd.ignore-power-button=1\n"
 	    "  stopTimeout: 3s\n");
-	start_daemon(f);
-	wait_console(f, "deaf", "VMD-GUEST-READY", 0);
-	wait_console(f, "deaf2", "VMD-GUEST-READY", 0);
-	json_decref(wait_status(f, "deaf", ready, "Running"));
-	json_decref(wait_status(f, "deaf2", ready, "Running"));
+	fixture_start_daemon(f);
+	fixture_wait_console(f, "deaf", "VMD-GUEST-READY", 0);
+	fixture_wait_console(f, "deaf2", "VMD-GUEST-READY", 0);
+	json_decref(fixture_wait_status(f, "deaf", ready, "Running"));
+	json_decref(fixture_wait_status(f, "deaf2", ready, "Running"));
 	assert_int_equal(unlink(file), 0);
-	wait_console(f, "deaf", "VMD-GUEST-POWER-BUTTON", 0);
-	json_decref(wait_status(f, "deaf", absent, NULL));
+	fixture_wait_console(f, "deaf", "VMD-GUEST-POWER-BUTTON", 0);
+	json_decref(fixture_wait_status(f, "deaf", absent, NULL));
 	{
 		_cleanup_free_ char *log = test_read_file(f->log, NULL);
 
@@ -563,11 +318,11 @@ static void test_forced_stop(void **state)
 
 	/* deaf2: the power button pressed, then vmd killed before the stopTimeout ran out. */
 	assert_int_equal(unlink(file2), 0);
-	wait_console(f, "deaf2", "VMD-GUEST-POWER-BUTTON", 0);
-	json_decref(wait_status(f, "deaf2", phase_is, "Stopping"));
-	stop_daemon(f, SIGKILL);
-	start_daemon(f);
-	json_decref(wait_status(f, "deaf2", absent, NULL));
+	fixture_wait_console(f, "deaf2", "VMD-GUEST-POWER-BUTTON", 0);
+	json_decref(fixture_wait_status(f, "deaf2", phase_is, "Stopping"));
+	fixture_stop_daemon(f, SIGKILL);
+	fixture_start_daemon(f);
+	json_decref(fixture_wait_status(f, "deaf2", absent, NULL));
 	{
 		_cleanup_free_ char *log = test_read_file(f->log, NULL);
 
@@ -592,32 +347,32 @@ static void test_readopt(void **state)
 
 	for (size_t i = 0; i < 3; i++)
 		put(f, names[i], "  cmdline: console=ttyS0 quiet\n");
-	start_daemon(f);
+	fixture_start_daemon(f);
 	for (size_t i = 0; i < 3; i++) {
-		wait_console(f, names[i], "VMD-GUEST-READY", 0);
-		s = wait_status(f, names[i], ready, "Running");
+		fixture_wait_console(f, names[i], "VMD-GUEST-READY", 0);
+		s = fixture_wait_status(f, names[i], ready, "Running");
 		pids[i] = pid_of(s);
 		json_decref(s);
 	}
-	stop_daemon(f, SIGKILL);
+	fixture_stop_daemon(f, SIGKILL);
 
 	/* Out of band, while vmd is away: pause r2 through its QMP socket. */
 	assert_int_equal(qmp_connect(sock, 10000000, &q), 0);
 	assert_int_equal(qmp_call(q, "stop", NULL, 10000000, NULL, NULL), 0);
 	qmp_free(q);
 
-	start_daemon(f);
+	fixture_start_daemon(f);
 	for (size_t i = 0; i < 3; i++) {
-		s = wait_status(f, names[i], ready, "Running");
+		s = fixture_wait_status(f, names[i], ready, "Running");
 		assert_int_equal(pid_of(s), pids[i]);
 		assert_int_equal(json_integer_value(json_object_get(s, "restarts")), 0);
 		json_decref(s);
 	}
 	/* r2 runs again: its ticks go on. */
 	{
-		_cleanup_free_ char *c = console(f, "r2");
+		_cleanup_free_ char *c = fixture_console(f, "r2");
 
-		wait_console(f, "r2", "VMD-GUEST-TICK", strlen(c));
+		fixture_wait_console(f, "r2", "VMD-GUEST-TICK", strlen(c));
 	}
 	{
 		_cleanup_free_ char *log = test_read_file(f->log, NULL);
@@ -634,14 +389,14 @@ static void test_readopt(void **state)
 	}
 
 	/* A live QEMU whose QMP vmd cannot reach (another client holds it): quarantined. */
-	stop_daemon(f, SIGKILL);
+	fixture_stop_daemon(f, SIGKILL);
 	assert_int_equal(qmp_connect(sock, 10000000, &q), 0);
-	start_daemon(f);
-	s = wait_status(f, "r2", phase_is, "Unknown");
+	fixture_start_daemon(f);
+	s = fixture_wait_status(f, "r2", phase_is, "Unknown");
 	assert_int_equal(pid_of(s), pids[1]);
 	json_decref(s);
 	/* Never a second one: r2's QEMU is still the only QEMU of r2. */
-	s = wait_status(f, "r1", ready, "Running");
+	s = fixture_wait_status(f, "r1", ready, "Running");
 	json_decref(s);
 	{
 		_cleanup_free_ char *rec = path_in(f->run, "r2/vm.json");
@@ -668,13 +423,13 @@ static void test_crash_and_bad_kernel(void **state)
 			     "  memory: 64Mi\n  kernel: %s/no-such-kernel\n",
 			     f->dir) > 0);
 	test_write_str(f->sb, "bad.yaml", bad);
-	start_daemon(f);
-	wait_console(f, "crash", "VMD-GUEST-READY", 0);
-	s = wait_status(f, "crash", ready, "Running");
+	fixture_start_daemon(f);
+	fixture_wait_console(f, "crash", "VMD-GUEST-READY", 0);
+	s = fixture_wait_status(f, "crash", ready, "Running");
 	pid = pid_of(s);
 	json_decref(s);
 
-	s = wait_status(f, "bad", failing, "no-such-kernel");
+	s = fixture_wait_status(f, "bad", failing, "no-such-kernel");
 	fprintf(stderr, "bad kernel: %s\n", json_string_value(json_object_get(s, "lastError")));
 	json_decref(s);
 
@@ -682,10 +437,10 @@ static void test_crash_and_bad_kernel(void **state)
 	assert_true(pidfd >= 0);
 	assert_int_equal(vmm_kill(pidfd, SIGKILL), 0);
 	close(pidfd);
-	s = wait_status(f, "crash", restarted, (void *)1);
+	s = fixture_wait_status(f, "crash", restarted, (void *)1);
 	assert_true(pid_of(s) != pid);
 	json_decref(s);
-	wait_console(f, "crash", "VMD-GUEST-READY", 0);
+	fixture_wait_console(f, "crash", "VMD-GUEST-READY", 0);
 	/* The boot before is kept for whoever looks into the crash. */
 	{
 		_cleanup_free_ char *prev = path_in(f->run, "crash/console.log.1");
@@ -695,18 +450,18 @@ static void test_crash_and_bad_kernel(void **state)
 		assert_non_null(strstr(c, "VMD-GUEST-READY"));
 	}
 	/* Still failing, still backing off, and nothing else disturbed. */
-	s = wait_status(f, "bad", failing, "no-such-kernel");
+	s = fixture_wait_status(f, "bad", failing, "no-such-kernel");
 	json_decref(s);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_lifecycle, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_forced_stop, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_readopt, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_crash_and_bad_kernel, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_tap, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_lifecycle, setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_forced_stop, setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_readopt, setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_crash_and_bad_kernel, setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_tap, setup, fixture_teardown),
 	};
 
 	_cleanup_free_ char *kernel = guest("vmlinux");

@@ -1,0 +1,315 @@
+/* SPDX-License-Identifier: MIT */
+#include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include "daemon-fixture.h"
+#include "helpers.h"
+#include "status.h"
+#include "util.h"
+#include "vmm.h"
+
+char *path_in(const char *dir, const char *fmt, ...)
+{
+	char *name = NULL, *p = NULL;
+	va_list ap;
+
+	va_start(ap, fmt);
+	assert_true(vasprintf(&name, fmt, ap) > 0);
+	va_end(ap);
+	assert_true(asprintf(&p, "%s/%s", dir, name) > 0);
+	free(name);
+	return p;
+}
+
+uint64_t ms_now(void)
+{
+	return now_usec(CLOCK_MONOTONIC) / 1000;
+}
+
+/* Whether pid's command line names run dir: a VMM of this test, not a reused pid. */
+static bool runs_in(pid_t pid, const char *run)
+{
+	_cleanup_free_ char *cmdline = NULL;
+	char path[64], needle[4200];
+	size_t len = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
+	snprintf(needle, sizeof(needle), "%s/", run);
+	if (read_file(path, 1 << 20, &cmdline, &len) < 0)
+		return false;
+	for (size_t i = 0; i + 1 < len; i++)
+		if (cmdline[i] == '\0')
+			cmdline[i] = ' ';
+	return strstr(cmdline, needle) != NULL;
+}
+
+/* Kill every VMM of this run dir, by the pid vmd recorded, if it is still that VMM. */
+void fixture_kill_vmms(const char *run)
+{
+	DIR *d = opendir(run);
+	struct dirent *e;
+
+	if (!d)
+		return;
+	while ((e = readdir(d))) {
+		char rec[4400];
+		json_t *j;
+		pid_t pid;
+		int pidfd;
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(rec, sizeof(rec), "%s/%s/vm.json", run, e->d_name);
+		j = json_load_file(rec, 0, NULL);
+		pid = (pid_t)json_integer_value(json_object_get(j, "pid"));
+		json_decref(j);
+		if (pid <= 0 || (pidfd = vmm_pidfd_open(pid)) < 0)
+			continue;
+		if (runs_in(pid, run) && vmm_kill(pidfd, SIGKILL) == 0) {
+			struct pollfd p = { .fd = pidfd, .events = POLLIN };
+			int status;
+
+			/* Gone, and reaped here if this binary is their subreaper. */
+			(void)poll(&p, 1, 10000);
+			(void)vmm_reap(pidfd, &status);
+		}
+		close(pidfd);
+	}
+	closedir(d);
+}
+
+int fixture_setup(void **state)
+{
+	Fixture *f = calloc(1, sizeof(*f));
+	int p[2];
+
+	f->dir = test_tmpdir();
+	f->sb = path_in(f->dir, "sandboxes");
+	f->run = path_in(f->dir, "run");
+	f->state = path_in(f->dir, "state");
+	f->log = path_in(f->dir, "vmd.log");
+	assert_int_equal(mkdir(f->sb, 0755), 0);
+	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+	f->guard = fork();
+	assert_true(f->guard >= 0);
+	if (f->guard == 0) {
+		char c;
+
+		close(p[1]);
+		/* EOF: the test binary is done with this run dir, or dead. */
+		while (read(p[0], &c, 1) > 0)
+			;
+		fixture_kill_vmms(f->run);
+		_exit(0);
+	}
+	close(p[0]);
+	f->guard_fd = p[1];
+	f->violations = path_in(f->dir, "violations");
+	setenv("VMD_SIM_VIOLATIONS", f->violations, 1);
+	*state = f;
+	return 0;
+}
+
+void fixture_stop_daemon(Fixture *f, int sig)
+{
+	test_kill_wait(&f->pid, sig);
+}
+
+int fixture_teardown(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *log = test_read_file(f->log, NULL),
+			    *violations = test_read_file(f->violations, NULL);
+
+	fixture_stop_daemon(f, SIGKILL);
+	fixture_kill_vmms(f->run);
+	close(f->guard_fd);
+	(void)waitpid(f->guard, NULL, 0);
+	/*
+	 * VMMs that came to this binary (their vmd killed with -9) and were then stopped by
+	 * the next vmd, which cannot reap what is not its child: reap them here.
+	 */
+	while (waitpid(-1, NULL, WNOHANG) > 0)
+		;
+	if (getenv("VMD_TEST_VERBOSE") && log)
+		fprintf(stderr, "--- vmd log\n%s---\n", log);
+	test_tmpdir_remove(f->dir);
+	free(f->sb);
+	free(f->run);
+	free(f->state);
+	free(f->log);
+	free(f->violations);
+	free(f);
+	if (violations && *violations)
+		fail_msg("vmd sent requests the real VMM would refuse:\n%s", violations);
+	return 0;
+}
+
+void fixture_start_daemon(Fixture *f)
+{
+	pid_t pid = fork();
+
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		const char *argv[64] = { test_vmd(),	 "daemon",  "--sandboxes", f->sb,
+					 "--run-dir",	 f->run,    "--state-dir", f->state,
+					 "--log-target", "console", "--grace",	   "0.3",
+					 "--resync",	 "3600" };
+		size_t n = 0;
+		int log = open(f->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+		int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+
+		while (argv[n])
+			n++;
+		for (size_t i = 0; f->daemon_args && f->daemon_args[i] && n < 63; i++)
+			argv[n++] = f->daemon_args[i];
+		argv[n] = NULL;
+		(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
+		dup2(null, 0);
+		dup2(null, 1);
+		dup2(log, 2);
+		unsetenv("NOTIFY_SOCKET");
+		execv(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	f->pid = pid;
+}
+
+void fixture_put(Fixture *f, const char *name, const char *text)
+{
+	_cleanup_free_ char *tmp = path_in(f->sb, ".%s.tmp", name),
+			    *dst = path_in(f->sb, "%s.yaml", name),
+			    *src = path_in(f->dir, "tmp.yaml");
+
+	test_write_str(f->dir, "tmp.yaml", text);
+	assert_int_equal(rename(src, tmp), 0);
+	assert_int_equal(rename(tmp, dst), 0);
+}
+
+char *fixture_console(Fixture *f, const char *name)
+{
+	_cleanup_free_ char *p = path_in(f->run, "%s/console.log", name);
+	char *c = test_read_file(p, NULL);
+
+	return c ?: strdup("");
+}
+
+size_t fixture_wait_console(Fixture *f, const char *name, const char *needle, size_t offset)
+{
+	uint64_t end = ms_now() + FIXTURE_WAIT_MS;
+
+	for (;;) {
+		_cleanup_free_ char *c = fixture_console(f, name);
+		char *hit = strlen(c) > offset ? strstr(c + offset, needle) : NULL;
+
+		if (hit)
+			return (size_t)(hit - c) + strlen(needle);
+		if (ms_now() > end || strstr(c, "Kernel panic")) {
+			_cleanup_free_ char *log = test_read_file(f->log, NULL);
+
+			fail_msg("%s: no '%s' on the console; it says:\n%s\nvmd said:\n%s", name,
+				 needle, c + (offset < strlen(c) ? offset : strlen(c)), log ?: "");
+		}
+		usleep(50000);
+	}
+}
+
+char *fixture_last_line(Fixture *f, const char *name, const char *prefix)
+{
+	_cleanup_free_ char *c = fixture_console(f, name);
+	char *last = NULL, *p = c, *nl;
+
+	while ((p = strstr(p, prefix)))
+		last = p += strlen(prefix);
+	if (!last)
+		return strdup("");
+	nl = strpbrk(last, "\r\n");
+	return strndup(last, nl ? (size_t)(nl - last) : strlen(last));
+}
+
+void fixture_wait_line(Fixture *f, const char *name, const char *prefix, const char *want)
+{
+	uint64_t end = ms_now() + FIXTURE_WAIT_MS;
+
+	for (;;) {
+		_cleanup_free_ char *d = fixture_last_line(f, name, prefix);
+
+		if (streq(d, want))
+			return;
+		if (ms_now() > end) {
+			_cleanup_free_ char *log = test_read_file(f->log, NULL);
+
+			fail_msg("%s: the guest says '%s%s', not '%s%s'\nvmd said:\n%s", name,
+				 prefix, d, prefix, want, log ?: "");
+		}
+		usleep(20000);
+	}
+}
+
+json_t *fixture_status(Fixture *f, const char *name)
+{
+	_cleanup_free_ char *p = path_in(f->run, "%s/status.json", name);
+
+	return json_load_file(p, 0, NULL);
+}
+
+json_t *fixture_wait_status(Fixture *f, const char *name, StatusPred pred, const void *arg)
+{
+	uint64_t end = ms_now() + FIXTURE_WAIT_MS;
+
+	for (;;) {
+		json_t *s = fixture_status(f, name);
+
+		if (pred(s, arg))
+			return s;
+		if (ms_now() > end) {
+			_cleanup_free_ char *text = s ? json_dumps(s, JSON_INDENT(1)) : NULL;
+			_cleanup_free_ char *log = test_read_file(f->log, NULL);
+
+			fail_msg("status of %s never got there; it is:\n%s\nvmd said:\n%s", name,
+				 text ?: "(none)", log ?: "");
+		}
+		json_decref(s);
+		usleep(50000);
+	}
+}
+
+bool phase_is(json_t *s, const void *arg)
+{
+	return s && streq_ptr(json_string_value(json_object_get(s, "phase")), arg);
+}
+
+bool ready(json_t *s, const void *arg)
+{
+	return phase_is(s, arg) && streq(status_condition(s, "Ready", "status"), "True");
+}
+
+bool absent(json_t *s, const void *arg _unused_)
+{
+	return s == NULL;
+}
+
+bool restarted(json_t *s, const void *arg)
+{
+	return phase_is(s, "Running") &&
+	       json_integer_value(json_object_get(s, "restarts")) >= (json_int_t)(uintptr_t)arg;
+}
+
+bool failing(json_t *s, const void *arg)
+{
+	const char *e = json_string_value(json_object_get(s, "lastError"));
+
+	return phase_is(s, "Failed") && e && strstr(e, arg) &&
+	       !json_is_null(json_object_get(s, "nextRetryAt"));
+}
+
+pid_t pid_of(json_t *s)
+{
+	return (pid_t)json_integer_value(json_object_get(s, "pid"));
+}

@@ -1,0 +1,74 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/*
+ * What the tests that run the real `vmd daemon` on a real VMM (or a VMM simulator) share:
+ * a directory per test, the daemon started and killed, sandbox files written as GitOps
+ * tools write them, waits on the console and on status.json. Every VMM the daemon
+ * started is killed by the pid vmd recorded in teardown, and by a guard process should
+ * the test binary itself die. Waits are bounded: a failure, never a speed claim.
+ *
+ * The VMM simulators (tests/sim/) append every request the real VMM would refuse to
+ * $VMD_SIM_VIOLATIONS, which the daemon passes on to them: fixture_setup points it into
+ * the test's directory and fixture_teardown fails the test if anything landed there.
+ */
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "macro.h"
+
+#define FIXTURE_WAIT_MS 120000 /* a TCG guest on a loaded two-core machine */
+
+typedef struct Fixture {
+	char *dir, *sb, *run, *state, *log;
+	pid_t pid;   /* the daemon */
+	pid_t guard; /* kills what the daemon started if this binary dies */
+	int guard_fd;
+	const char *const *daemon_args; /* more options for vmd daemon, NULL-terminated */
+	char *violations;		/* $VMD_SIM_VIOLATIONS */
+} Fixture;
+
+/* cmocka setup and teardown: one Fixture in *state. */
+int fixture_setup(void **state);
+int fixture_teardown(void **state);
+
+/* Start vmd daemon on f's directories (--grace 0.3, logs to f->log), and stop it. */
+void fixture_start_daemon(Fixture *f);
+void fixture_stop_daemon(Fixture *f, int sig);
+
+/* SIGKILL every VMM vmd recorded under run that still runs in it (checked by cmdline). */
+void fixture_kill_vmms(const char *run);
+
+/* dir/<printf> ; the caller frees it. */
+char *path_in(const char *dir, const char *fmt, ...) _printf_(2, 3);
+uint64_t ms_now(void);
+
+/* Write sandbox name's file with text, the way GitOps tools do (rename over it). */
+void fixture_put(Fixture *f, const char *name, const char *text);
+
+/* name's console.log, "" if none; the caller frees it. */
+char *fixture_console(Fixture *f, const char *name);
+/* Wait until name's console shows needle after offset; returns where it ends. */
+size_t fixture_wait_console(Fixture *f, const char *name, const char *needle, size_t offset);
+
+json_t *fixture_status(Fixture *f, const char *name);
+typedef bool (*StatusPred)(json_t *s, const void *arg);
+/* The rest of the last console line of name that starts with prefix, "" if none. */
+char *fixture_last_line(Fixture *f, const char *name, const char *prefix);
+/* Wait until that line is want. */
+void fixture_wait_line(Fixture *f, const char *name, const char *prefix, const char *want);
+
+/* Wait until name's status.json satisfies pred; the caller json_decref()s it. */
+json_t *fixture_wait_status(Fixture *f, const char *name, StatusPred pred, const void *arg);
+
+/* Predicates: phase is arg; phase arg and Ready; no status; Running after arg restarts;
+ * Failed with arg in lastError and a retry planned. */
+bool phase_is(json_t *s, const void *arg);
+bool ready(json_t *s, const void *arg);
+bool absent(json_t *s, const void *arg);
+bool restarted(json_t *s, const void *arg);
+bool failing(json_t *s, const void *arg);
+pid_t pid_of(json_t *s);

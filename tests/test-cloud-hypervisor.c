@@ -1,0 +1,338 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The real `vmd daemon` on the Cloud Hypervisor simulator (tests/sim/cloud-hypervisor),
+ * run through --cloud-hypervisor-binary as a user would run the real one. The simulated
+ * guest reports on its serial file (SIM-GUEST-BOOT, SIM-GUEST-DEVICES disks=.. nets=..
+ * vcpus=.., SIM-GUEST-PAUSED, ...). Every request vmd sends is checked against the
+ * upstream OpenAPI document; a request Cloud Hypervisor would refuse lands in the
+ * violations file, and each test fails if that file is not empty.
+ */
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include "daemon-fixture.h"
+#include "helpers.h"
+#include "http-unix.h"
+#include "status.h"
+#include "util.h"
+#include "vmm.h"
+
+static char binary[4096];
+
+static int setup(void **state)
+{
+	static const char *args[] = { "--cloud-hypervisor-binary", binary, NULL };
+	int r = fixture_setup(state);
+
+	((Fixture *)*state)->daemon_args = args;
+	return r;
+}
+
+static void kernel_file(Fixture *f)
+{
+	test_write_str(f->dir, "vmlinux", "not really a kernel\n");
+}
+
+/* A cloud-hypervisor sandbox file: memory, kernel, then the given spec lines. */
+static void put(Fixture *f, const char *name, const char *extra)
+{
+	_cleanup_free_ char *text = NULL, *kernel = path_in(f->dir, "vmlinux");
+
+	assert_true(asprintf(&text,
+			     "apiVersion: vmd/v1\nkind: Sandbox\nspec:\n"
+			     "  backend: cloud-hypervisor\n  kernel: %s\n%s",
+			     kernel, extra) > 0);
+	fixture_put(f, name, text);
+}
+
+static void wait_devices(Fixture *f, const char *name, const char *want)
+{
+	fixture_wait_line(f, name, "SIM-GUEST-DEVICES ", want);
+}
+
+static bool removing(json_t *s, const void *arg)
+{
+	const char *m = status_condition(s, "Ready", "message");
+
+	return phase_is(s, "Paused") &&
+	       streq(status_condition(s, "Ready", "reason"), "Progressing") && m && strstr(m, arg);
+}
+
+static bool restart_required(json_t *s, const void *arg _unused_)
+{
+	return phase_is(s, "Running") &&
+	       streq(status_condition(s, "RestartRequired", "status"), "True");
+}
+
+static bool error_is(json_t *s, const void *arg)
+{
+	const char *e = json_string_value(json_object_get(s, "lastError"));
+
+	return e && strstr(e, arg);
+}
+
+#define DISK_A "    - {id: a, path: \"%s\"}\n"
+#define DISK_B "    - {id: b, path: \"%s\", readOnly: true}\n"
+#define NET_0 "    - {id: n0, tap: vmdt0, mac: \"52:54:00:00:00:01\"}\n"
+#define NET_1 "    - {id: n1, tap: vmdt1, mac: \"52:54:00:00:00:02\"}\n"
+
+static void put_vm(Fixture *f, const char *head, bool b, bool n1)
+{
+	_cleanup_free_ char *text = NULL, *a = path_in(f->dir, "a.img"),
+			    *bp = path_in(f->dir, "b.img");
+
+	assert_true(asprintf(&text, "%s  disks:\n" DISK_A "%s  networks:\n" NET_0 "%s", head, a,
+			     b ? "" : "", n1 ? NET_1 : "") > 0);
+	if (b) {
+		_cleanup_free_ char *with_b = NULL;
+		char *at = strstr(text, "  networks:");
+
+		assert_true(asprintf(&with_b, "%.*s" DISK_B "%s", (int)(at - text), text, bp, at) > 0);
+		free(text);
+		text = TAKE_PTR(with_b);
+	}
+	put(f, "vm", text);
+}
+
+static void test_lifecycle(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *record = path_in(f->run, "vm/vm.json"),
+			    *file = path_in(f->sb, "vm.yaml"), *log = NULL;
+	pid_t pid;
+	json_t *s;
+
+	kernel_file(f);
+	test_write_str(f->dir, "a.img", "");
+	test_write_str(f->dir, "b.img", "");
+
+	/* Created with its config, booted: one disk, one NIC, 1 vCPU. */
+	put_vm(f, "  memory: 128Mi\n  cmdline: console=ttyS0\n", false, false);
+	fixture_start_daemon(f);
+	s = fixture_wait_status(f, "vm", ready, "Running");
+	pid = pid_of(s);
+	json_decref(s);
+	fixture_wait_console(f, "vm", "SIM-GUEST-BOOT cmdline=console=ttyS0", 0);
+	wait_devices(f, "vm", "disks=a nets=n0@52:54:00:00:00:01 vcpus=1");
+
+	/* A disk and a NIC added: hot-plugged. */
+	put_vm(f, "  memory: 128Mi\n  cmdline: console=ttyS0\n", true, true);
+	wait_devices(f, "vm", "disks=a,b nets=n0@52:54:00:00:00:01,n1@52:54:00:00:00:02 vcpus=1");
+	s = fixture_wait_status(f, "vm", ready, "Running");
+	assert_int_equal(json_array_size(json_object_get(s, "disks")), 2);
+	json_decref(s);
+
+	/* Paused; a removal waits for the guest, which cannot eject while paused. */
+	put_vm(f, "  state: paused\n  memory: 128Mi\n  cmdline: console=ttyS0\n", true, true);
+	fixture_wait_console(f, "vm", "SIM-GUEST-PAUSED", 0);
+	json_decref(fixture_wait_status(f, "vm", ready, "Paused"));
+	put_vm(f, "  state: paused\n  memory: 128Mi\n  cmdline: console=ttyS0\n", false, true);
+	json_decref(fixture_wait_status(f, "vm", removing, "removing 'b'"));
+
+	/* Resumed: the guest lets go of b, and vmd sees it gone. */
+	put_vm(f, "  memory: 128Mi\n  cmdline: console=ttyS0\n", false, true);
+	fixture_wait_console(f, "vm", "SIM-GUEST-REMOVED b", 0);
+	s = fixture_wait_status(f, "vm", ready, "Running");
+	assert_int_equal(json_array_size(json_object_get(s, "disks")), 1);
+	json_decref(s);
+
+	/* Resized live: 2 vCPUs (max_vcpus is the host's count, at least 2 here), 256 MiB. */
+	put_vm(f, "  vcpus: 2\n  memory: 256Mi\n  cmdline: console=ttyS0\n", false, true);
+	wait_devices(f, "vm", "disks=a nets=n0@52:54:00:00:00:01,n1@52:54:00:00:00:02 vcpus=2");
+	s = fixture_wait_status(f, "vm", ready, "Running");
+	assert_int_equal(pid_of(s), pid); /* the same VMM: nothing restarted */
+	json_decref(s);
+
+	/* More memory than it has room for (4 x 128 MiB): that takes a new boot. */
+	put_vm(f, "  vcpus: 2\n  memory: 1Gi\n  cmdline: console=ttyS0\n", false, true);
+	s = fixture_wait_status(f, "vm", restart_required, NULL);
+	assert_int_equal(pid_of(s), pid);
+	json_decref(s);
+
+	/*
+	 * The file removed: power button, the guest shuts down, the VMM exits on its own
+	 * (status 0, not forced), cleaned up. Its console goes with its runtime dir.
+	 */
+	assert_int_equal(unlink(file), 0);
+	json_decref(fixture_wait_status(f, "vm", absent, NULL));
+	assert_true(access(record, F_OK) < 0);
+	log = test_read_file(f->log, NULL);
+	assert_non_null(strstr(log, "vm: VM exited with status 0"));
+	assert_null(strstr(log, "forcing it off"));
+}
+
+/* A guest that ignores the power button: vm.shutdown and vmm.shutdown after stopTimeout. */
+static void test_forced_stop(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *file = path_in(f->sb, "deaf.yaml"), *log = NULL;
+
+	kernel_file(f);
+	put(f, "deaf", "  memory: 64Mi\n  stopTimeout: 1s\n  cmdline: sim.ignore-power-button=1\n");
+	fixture_start_daemon(f);
+	json_decref(fixture_wait_status(f, "deaf", ready, "Running"));
+	assert_int_equal(unlink(file), 0);
+	fixture_wait_console(f, "deaf", "SIM-GUEST-POWER-BUTTON", 0);
+	json_decref(fixture_wait_status(f, "deaf", absent, NULL));
+	log = test_read_file(f->log, NULL);
+	assert_non_null(strstr(log, "forcing it off"));
+}
+
+/* Kill -9 of vmd: the next one adopts both VMs (vmm.ping answers with the pid) and puts
+ * back a pause done behind its back. */
+static void test_readopt(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *sock = path_in(f->run, "two/api.sock");
+	_cleanup_(http_freep) Http *h = NULL;
+	HttpReply r;
+	pid_t p1, p2;
+	json_t *s;
+
+	kernel_file(f);
+	put(f, "one", "  memory: 64Mi\n");
+	put(f, "two", "  memory: 64Mi\n");
+	fixture_start_daemon(f);
+	s = fixture_wait_status(f, "one", ready, "Running");
+	p1 = pid_of(s);
+	json_decref(s);
+	s = fixture_wait_status(f, "two", ready, "Running");
+	p2 = pid_of(s);
+	json_decref(s);
+
+	fixture_stop_daemon(f, SIGKILL);
+	assert_int_equal(http_new(sock, &h), 0);
+	assert_int_equal(http_call(h, "PUT", "/api/v1/vm.pause", NULL, 1000000, &r), 0);
+	http_reply_done(&r);
+
+	fixture_start_daemon(f);
+	fixture_wait_console(f, "two", "SIM-GUEST-RESUMED", 0);
+	s = fixture_wait_status(f, "one", ready, "Running");
+	assert_int_equal(pid_of(s), p1);
+	assert_int_equal(json_integer_value(json_object_get(s, "restarts")), 0);
+	json_decref(s);
+	s = fixture_wait_status(f, "two", ready, "Running");
+	assert_int_equal(pid_of(s), p2);
+	assert_int_equal(json_integer_value(json_object_get(s, "restarts")), 0);
+	json_decref(s);
+}
+
+/* The simulator killed: restartPolicy always starts it again; never leaves it. */
+static void test_crash(void **state)
+{
+	Fixture *f = *state;
+	pid_t p1, p2;
+	json_t *s;
+
+	kernel_file(f);
+	put(f, "always", "  memory: 64Mi\n");
+	put(f, "never", "  memory: 64Mi\n  restartPolicy: never\n");
+	fixture_start_daemon(f);
+	s = fixture_wait_status(f, "always", ready, "Running");
+	p1 = pid_of(s);
+	json_decref(s);
+	s = fixture_wait_status(f, "never", ready, "Running");
+	p2 = pid_of(s);
+	json_decref(s);
+	assert_int_equal(kill(p1, SIGKILL), 0);
+	assert_int_equal(kill(p2, SIGKILL), 0);
+	s = fixture_wait_status(f, "always", restarted, (void *)1);
+	assert_int_not_equal(pid_of(s), p1);
+	json_decref(s);
+	s = fixture_wait_status(f, "never", phase_is, "Failed");
+	assert_int_equal(pid_of(s), 0);
+	json_decref(s);
+}
+
+/* Cloud Hypervisor's own words, from its error body, reach the status. */
+static void test_error_bodies(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *text = NULL, *missing = path_in(f->dir, "missing.img");
+
+	kernel_file(f);
+	assert_true(asprintf(&text, "  memory: 64Mi\n  disks:\n    - {id: gone, path: \"%s\"}\n",
+			     missing) > 0);
+	put(f, "broken", text);
+	put(f, "live", "  memory: 64Mi\n");
+	fixture_start_daemon(f);
+	json_decref(fixture_wait_status(f, "broken", failing,
+					"vm.boot: Error booting VM: Cannot open disk"));
+
+	/* A hot-add the VMM refuses: its reason, and the VM runs on. */
+	put(f, "live", text);
+	json_decref(fixture_wait_status(
+		f, "live", error_is,
+		"vm.add-disk: The disk could not be added: Cannot open disk path"));
+	json_decref(fixture_wait_status(f, "live", phase_is, "Running"));
+}
+
+/* The simulator itself refuses what Cloud Hypervisor refuses, and says so. */
+static void test_simulator_refuses(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *sock = path_in(f->dir, "api.sock");
+	_cleanup_(http_freep) Http *h = NULL;
+	char *argv[] = { binary, (char *)"--api-socket", NULL, NULL };
+	_cleanup_free_ char *opt = NULL, *v = NULL;
+	json_auto_t *bad = json_pack("{s:{s:s}, s:i}", "payload", "kernel", "/k", "vpcus", 2);
+	HttpReply r;
+	pid_t pid;
+	int pidfd, status;
+
+	assert_true(asprintf(&opt, "path=%s", sock) > 0);
+	argv[2] = opt;
+	assert_int_equal(vmm_spawn(argv, "/dev/null", &pid, &pidfd), 0);
+	assert_int_equal(http_new(sock, &h), 0);
+	for (int i = 0; i < 200 && http_call(h, "GET", "/api/v1/vmm.ping", NULL, 1000000, &r) < 0;
+	     i++) {
+		http_reply_done(&r);
+		usleep(20000);
+	}
+	http_reply_done(&r);
+
+	assert_int_equal(http_call(h, "PUT", "/api/v1/vm.boot", NULL, 1000000, &r), -ENOENT);
+	assert_non_null(strstr(r.error, "VM is not created"));
+	http_reply_done(&r);
+	assert_int_equal(http_call(h, "PUT", "/api/v1/vm.create", bad, 1000000, &r), -EINVAL);
+	http_reply_done(&r);
+	assert_int_equal(http_call(h, "PUT", "/api/v1/vm.frobnicate", NULL, 1000000, &r), -ENOENT);
+	http_reply_done(&r);
+	assert_int_equal(http_call(h, "PUT", "/api/v1/vmm.shutdown", NULL, 1000000, &r), 0);
+	http_reply_done(&r);
+	{
+		struct pollfd p = { .fd = pidfd, .events = POLLIN };
+
+		assert_int_equal(poll(&p, 1, 10000), 1); /* it exits on vmm.shutdown */
+		assert_int_equal(vmm_reap(pidfd, &status), 1);
+		assert_int_equal(status, 0);
+		close(pidfd);
+	}
+
+	v = test_read_file(f->violations, NULL);
+	assert_non_null(v);
+	assert_non_null(strstr(v, "'vpcus' was unexpected"));
+	assert_non_null(strstr(v, "no such endpoint: PUT /api/v1/vm.frobnicate"));
+	assert_int_equal(unlink(f->violations), 0); /* expected here: not a failure of teardown */
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_simulator_refuses, setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_lifecycle, setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_forced_stop, setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_readopt, setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_crash, setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_error_bodies, setup, fixture_teardown),
+	};
+
+	snprintf(binary, sizeof(binary), "%s", test_src("tests/sim/cloud-hypervisor"));
+	/* VMMs outlive a daemon killed with -9: they come to this binary, which reaps them. */
+	(void)prctl(PR_SET_CHILD_SUBREAPER, 1);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,249 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The real `vmd daemon` on the Firecracker simulator (tests/sim/firecracker), run through
+ * --firecracker-binary as a user would run the real one. The simulated guest reports on
+ * its serial file (SIM-GUEST-BOOT, SIM-GUEST-DEVICES drives=.. nets=.. vcpus=.. mem=..,
+ * SIM-GUEST-PAUSED, ...). Every request vmd sends is checked against the upstream
+ * Swagger document; one Firecracker would refuse fails the test (fixture_teardown).
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include "daemon-fixture.h"
+#include "helpers.h"
+#include "http-unix.h"
+#include "status.h"
+#include "util.h"
+
+static char binary[4096];
+
+static int setup(void **state)
+{
+	static const char *args[] = { "--firecracker-binary", binary, NULL };
+	int r = fixture_setup(state);
+
+	((Fixture *)*state)->daemon_args = args;
+	test_write_str(((Fixture *)*state)->dir, "vmlinux", "not really a kernel\n");
+	return r;
+}
+
+/* A firecracker sandbox file: kernel, then the given spec lines. */
+static void put(Fixture *f, const char *name, const char *extra)
+{
+	_cleanup_free_ char *text = NULL, *kernel = path_in(f->dir, "vmlinux");
+
+	assert_true(asprintf(&text,
+			     "apiVersion: vmd/v1\nkind: Sandbox\nspec:\n"
+			     "  backend: firecracker\n  kernel: %s\n%s",
+			     kernel, extra) > 0);
+	fixture_put(f, name, text);
+}
+
+static void wait_devices(Fixture *f, const char *name, const char *want)
+{
+	fixture_wait_line(f, name, "SIM-GUEST-DEVICES ", want);
+}
+
+static bool restart_required(json_t *s, const void *arg _unused_)
+{
+	return phase_is(s, "Running") &&
+	       streq(status_condition(s, "RestartRequired", "status"), "True");
+}
+
+static bool running_as_other_pid(json_t *s, const void *arg)
+{
+	return ready(s, "Running") && pid_of(s) != 0 && pid_of(s) != (pid_t)(intptr_t)arg;
+}
+
+/* The lifecycle spec: vCPUs, whether disk b is there, the update policy, the state. */
+static void put_vm(Fixture *f, unsigned vcpus, bool b, const char *policy, const char *state)
+{
+	_cleanup_free_ char *text = NULL, *a = path_in(f->dir, "a.img"),
+			    *bp = path_in(f->dir, "b.img"), *disk_b = NULL;
+
+	if (b)
+		assert_true(asprintf(&disk_b, "    - {id: b, path: \"%s\", readOnly: true}\n", bp) >
+			    0);
+	assert_true(asprintf(&text,
+			     "  vcpus: %u\n  memory: 128Mi\n  cmdline: console=ttyS0\n"
+			     "  updatePolicy: %s\n  state: %s\n"
+			     "  disks:\n    - {id: a, path: \"%s\"}\n%s"
+			     "  networks:\n    - {id: n0, tap: vmdt0, mac: \"52:54:00:00:00:01\"}\n",
+			     vcpus, policy, state, a, disk_b ?: "") > 0);
+	put(f, "vm", text);
+}
+
+static void test_lifecycle(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *file = path_in(f->sb, "vm.yaml"),
+			    *record = path_in(f->run, "vm/vm.json"), *log = NULL;
+	pid_t pid;
+	json_t *s;
+
+	test_write_str(f->dir, "a.img", "");
+	test_write_str(f->dir, "b.img", "");
+
+	/* Configured over the API, then InstanceStart. */
+	put_vm(f, 2, false, "on-next-boot", "running");
+	fixture_start_daemon(f);
+	s = fixture_wait_status(f, "vm", ready, "Running");
+	pid = pid_of(s);
+	json_decref(s);
+	fixture_wait_console(f, "vm", "SIM-GUEST-BOOT cmdline=console=ttyS0", 0);
+	wait_devices(f, "vm", "drives=a nets=n0@52:54:00:00:00:01 vcpus=2 mem=128");
+
+	/* Paused and resumed: PATCH /vm. */
+	put_vm(f, 2, false, "on-next-boot", "paused");
+	fixture_wait_console(f, "vm", "SIM-GUEST-PAUSED", 0);
+	json_decref(fixture_wait_status(f, "vm", ready, "Paused"));
+	put_vm(f, 2, false, "on-next-boot", "running");
+	fixture_wait_console(f, "vm", "SIM-GUEST-RESUMED", 0);
+	json_decref(fixture_wait_status(f, "vm", ready, "Running"));
+
+	/* No hot-plug in Firecracker: a new disk waits for the next boot... */
+	put_vm(f, 2, true, "on-next-boot", "running");
+	s = fixture_wait_status(f, "vm", restart_required, NULL);
+	assert_int_equal(pid_of(s), pid);
+	json_decref(s);
+
+	/* ...or, with updatePolicy restart, gets one, with 4 vCPUs too. */
+	put_vm(f, 4, true, "restart", "running");
+	s = fixture_wait_status(f, "vm", running_as_other_pid, (void *)(intptr_t)pid);
+	assert_string_equal(status_condition(s, "RestartRequired", "status") ?: "False", "False");
+	json_decref(s);
+	wait_devices(f, "vm", "drives=a,b nets=n0@52:54:00:00:00:01 vcpus=4 mem=128");
+
+	/* The file removed: Ctrl-Alt-Del, the guest reboots, Firecracker exits on its own. */
+	assert_int_equal(unlink(file), 0);
+	json_decref(fixture_wait_status(f, "vm", absent, NULL));
+	assert_true(access(record, F_OK) < 0);
+	log = test_read_file(f->log, NULL);
+	assert_non_null(strstr(log, "vm: VM exited with status 0"));
+	assert_null(strstr(log, "forcing it off"));
+}
+
+/* A guest deaf to Ctrl-Alt-Del: killed after stopTimeout (Firecracker has no quit). */
+static void test_forced_stop(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *file = path_in(f->sb, "deaf.yaml"), *log = NULL;
+
+	put(f, "deaf", "  memory: 64Mi\n  stopTimeout: 1s\n  cmdline: sim.ignore-ctrl-alt-del=1\n");
+	fixture_start_daemon(f);
+	json_decref(fixture_wait_status(f, "deaf", ready, "Running"));
+	assert_int_equal(unlink(file), 0);
+	fixture_wait_console(f, "deaf", "SIM-GUEST-CTRL-ALT-DEL", 0);
+	json_decref(fixture_wait_status(f, "deaf", absent, NULL));
+	log = test_read_file(f->log, NULL);
+	assert_non_null(strstr(log, "forcing it off"));
+}
+
+/*
+ * Kill -9 of vmd: the next one adopts the VM (GET / answers with its name as the id) and
+ * resumes a pause done behind its back. A runtime dir whose Firecracker answers for
+ * another name is not adopted.
+ */
+static void test_readopt(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *sock = path_in(f->run, "one/api.sock"), *from = path_in(f->run, "two"),
+			    *to = path_in(f->run, "three"), *log = NULL;
+	_cleanup_(http_freep) Http *h = NULL;
+	json_auto_t *pause = json_pack("{s:s}", "state", "Paused");
+	HttpReply r;
+	pid_t p1;
+	json_t *s;
+
+	put(f, "one", "  memory: 64Mi\n");
+	put(f, "two", "  memory: 64Mi\n");
+	fixture_start_daemon(f);
+	s = fixture_wait_status(f, "one", ready, "Running");
+	p1 = pid_of(s);
+	json_decref(s);
+	json_decref(fixture_wait_status(f, "two", ready, "Running"));
+
+	fixture_stop_daemon(f, SIGKILL);
+	assert_int_equal(http_new(sock, &h), 0);
+	assert_int_equal(http_call(h, "PATCH", "/vm", pause, 1000000, &r), 0);
+	http_reply_done(&r);
+	/* two's runtime dir now claims to be three's: same process, wrong instance id. */
+	assert_int_equal(rename(from, to), 0);
+
+	fixture_start_daemon(f);
+	fixture_wait_console(f, "one", "SIM-GUEST-RESUMED", 0);
+	s = fixture_wait_status(f, "one", ready, "Running");
+	assert_int_equal(pid_of(s), p1);
+	assert_int_equal(json_integer_value(json_object_get(s, "restarts")), 0);
+	json_decref(s);
+	json_decref(fixture_wait_status(f, "two", ready, "Running")); /* a new one */
+	log = test_read_file(f->log, NULL);
+	assert_non_null(strstr(log, "three: found a VM vmd cannot prove is its own"));
+}
+
+/* The simulator killed: restartPolicy always starts it again. */
+static void test_crash(void **state)
+{
+	Fixture *f = *state;
+	pid_t pid;
+	json_t *s;
+
+	put(f, "vm", "  memory: 64Mi\n");
+	fixture_start_daemon(f);
+	s = fixture_wait_status(f, "vm", ready, "Running");
+	pid = pid_of(s);
+	json_decref(s);
+	assert_int_equal(kill(pid, SIGKILL), 0);
+	s = fixture_wait_status(f, "vm", restarted, (void *)1);
+	assert_int_not_equal(pid_of(s), pid);
+	json_decref(s);
+}
+
+/* Firecracker's fault_message reaches the status; a stale socket does not stop a start. */
+static void test_errors_and_stale_socket(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *text = NULL, *missing = path_in(f->dir, "missing.img"),
+			    *dir = path_in(f->run, "vm");
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	json_t *s;
+
+	/* What a Firecracker killed with -9 leaves: a socket file nobody listens on. */
+	assert_int_equal(mkdir(f->run, 0755), 0);
+	assert_int_equal(mkdir(dir, 0755), 0);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/api.sock", dir);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	close(fd);
+	put(f, "vm", "  memory: 64Mi\n");
+
+	assert_true(asprintf(&text, "  memory: 64Mi\n  disks:\n    - {id: gone, path: \"%s\"}\n",
+			     missing) > 0);
+	put(f, "broken", text);
+	fixture_start_daemon(f);
+	s = fixture_wait_status(f, "vm", ready, "Running");
+	assert_int_equal(json_integer_value(json_object_get(s, "restarts")), 0); /* first time */
+	json_decref(s);
+	json_decref(fixture_wait_status(f, "broken", failing,
+					"PUT /drives/gone: Unable to create the block device"));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_lifecycle, setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_forced_stop, setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_readopt, setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_crash, setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_errors_and_stale_socket, setup, fixture_teardown),
+	};
+
+	snprintf(binary, sizeof(binary), "%s", test_src("tests/sim/firecracker"));
+	/* VMMs outlive a daemon killed with -9: they come to this binary, which reaps them. */
+	(void)prctl(PR_SET_CHILD_SUBREAPER, 1);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
