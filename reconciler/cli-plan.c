@@ -114,7 +114,10 @@ int verb_plan(int argc, char **argv)
 			break;
 		case 'h':
 			printf("Usage: vmd plan [--sandboxes DIR] [--run-dir DIR] [--state-dir DIR]\n"
-			       "                [--default-backend NAME] [--backend-override NAME] [--json]\n"
+			       "                [--default-backend NAME] [--backend-override NAME]\n"
+			       "                [--qemu-binary PATH] [--qemu-accel ACCEL]\n"
+			       "                [--cloud-hypervisor-binary PATH] [--firecracker-binary PATH]\n"
+			       "                [--json]\n"
 			       "\nShow what the daemon would do now, changing nothing. Use the daemon's options.\n");
 			return EXIT_OK;
 		default:
