@@ -74,6 +74,11 @@ typedef struct BackendOptions {
 	const char *qemu_accel;		     /* kvm, tcg or auto (default) */
 	const char *cloud_hypervisor_binary; /* default cloud-hypervisor, from $PATH */
 	const char *firecracker_binary;	     /* default firecracker, from $PATH */
+	/* Start Firecracker through this jailer, as jailer_uid/gid, chrooted; NULL: no jailer. */
+	const char *jailer_binary;
+	uid_t jailer_uid; /* (uid_t)-1 unless set */
+	gid_t jailer_gid;
+	const char *jailer_chroot_base; /* default /srv/jailer */
 } BackendOptions;
 
 typedef struct BackendOps {

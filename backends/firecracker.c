@@ -13,7 +13,16 @@
  * SendCtrlAltDel (the guest reboots, and Firecracker exits); there is no API to quit, so
  * a forced stop is SIGKILL. A restarted vmd adopts a VM when the record's identity holds
  * and GET / answers with the sandbox's name as the instance id.
+ *
+ * With --jailer, Firecracker starts through the jailer as --jailer-uid/--jailer-gid,
+ * chrooted in <chroot-base>/<firecracker's name>/<name>/root. vmd hard-links the kernel,
+ * the initrd and the disks into that root (a link: the image itself is neither copied nor
+ * changed, and stays the operator's to give the uid access to; it must be on the same
+ * filesystem), gives the uid the root dir, and points api.sock and console.log in the
+ * runtime dir at the jail's. The jailer execs Firecracker in the same process, so the pid
+ * vmd watches stays the same; the record takes the jailed binary once the API answers.
  */
+#include <dirent.h>
 #include <inttypes.h>
 #include <stdio.h>
 
@@ -25,10 +34,64 @@
 #define FC_CALL_TIMEOUT_USEC (5ull * 1000000)
 #define FC_PING_TIMEOUT_USEC (1ull * 1000000)
 
+#define JAIL_KERNEL "vmlinux"
+#define JAIL_INITRD "initrd"
+#define JAIL_DISK "disk-"
+#define JAIL_SOCKET "api.sock"
+#define JAIL_CONSOLE "console.log"
+
 typedef struct FcVm {
 	VmmVm vm; /* first */
 	Http *http;
 } FcVm;
+
+typedef struct Fc {
+	VmmBackend vmm; /* first */
+	char *jailer;	/* absolute; NULL if not found (or not asked for) */
+	int jailer_error;
+} Fc;
+
+#define FC(b) ((Fc *)(b)->data)
+
+static bool jailed(const Backend *b)
+{
+	return b->options.jailer_binary != NULL;
+}
+
+static const char *jail_base(const Backend *b)
+{
+	return b->options.jailer_chroot_base ?: "/srv/jailer";
+}
+
+/* <chroot-base>/<firecracker's name>/<name>: what the jailer makes, one per VM. */
+static char *jail_dir(const Backend *b, const char *name)
+{
+	const char *fc = VMM_BACKEND(b)->binary ?: "firecracker", *base = strrchr(fc, '/');
+	char *p = NULL;
+
+	return asprintf(&p, "%s/%s/%s", jail_base(b), base ? base + 1 : fc, name) < 0 ? NULL : p;
+}
+
+/* A file in the jail's root as the host sees it (file NULL: the root). */
+static char *jail_path(const Backend *b, const char *name, const char *file)
+{
+	_cleanup_free_ char *dir = jail_dir(b, name);
+	char *p = NULL;
+
+	if (!dir || asprintf(&p, "%s/root%s%s", dir, file ? "/" : "", file ?: "") < 0)
+		return NULL;
+	return p;
+}
+
+/* The path Firecracker is given for a host file: where it is in the jail, if jailed. */
+static char *vm_path(const Backend *b, const char *host, const char *jail_name)
+{
+	char *p = NULL;
+
+	if (!jailed(b))
+		return strdup(host);
+	return asprintf(&p, "/%s", jail_name) < 0 ? NULL : p;
+}
 
 static const VmmVmType fc_type;
 
@@ -64,18 +127,161 @@ static int fc_put(FcVm *v, const char *path, json_t *body)
 
 static int fc_argv(VmmVm *vm, char ***ret)
 {
-	_cleanup_free_ char *sock = vmm_vm_path(vm->b, vm->name, "api.sock");
-	char **argv = NULL;
+	const Backend *b = vm->b;
+	_cleanup_free_ char *sock = vmm_vm_path(b, vm->name, "api.sock");
+	const char *binary = VMM_BACKEND(b)->binary;
+	char uid[16], gid[16], **argv = NULL;
 
 	if (!sock)
 		return -ENOMEM;
-	if (strv_extendf(&argv, "%s", VMM_BACKEND(vm->b)->binary) < 0 ||
-	    strv_extendf(&argv, "--api-sock") < 0 || strv_extendf(&argv, "%s", sock) < 0 ||
-	    strv_extendf(&argv, "--id") < 0 || strv_extendf(&argv, "%s", vm->name) < 0) {
-		strv_free(argv);
-		return -ENOMEM;
-	}
+	snprintf(uid, sizeof(uid), "%u", (unsigned)b->options.jailer_uid);
+	snprintf(gid, sizeof(gid), "%u", (unsigned)b->options.jailer_gid);
+	const char *const plain[] = { binary, "--api-sock", sock, "--id", vm->name, NULL };
+	/* The jailer runs Firecracker in its chroot, with the arguments after "--". */
+	const char *const jail[] = {
+		FC(b)->jailer, "--id",
+		vm->name,      "--exec-file",
+		binary,	       "--uid",
+		uid,	       "--gid",
+		gid,	       "--chroot-base-dir",
+		jail_base(b),  "--",
+		"--api-sock",  "/" JAIL_SOCKET,
+		NULL,
+	};
+	for (const char *const *a = jailed(b) ? jail : plain; *a; a++)
+		if (strv_extendf(&argv, "%s", *a) < 0) {
+			strv_free(argv);
+			return -ENOMEM;
+		}
 	*ret = argv;
+	return 0;
+}
+
+/* Jail */
+
+/* Remove what vmd put in name's jail root: links, symlinks' targets, a stale socket. */
+static void jail_clear(const Backend *b, const char *name)
+{
+	_cleanup_free_ char *root = jail_path(b, name, NULL), *dir = jail_dir(b, name),
+			    *sock = jail_path(b, name, JAIL_SOCKET);
+	DIR *d;
+	struct dirent *e;
+
+	if (!root || !dir || !sock)
+		return;
+	(void)vmm_remove_stale_socket(dir, sock);
+	d = opendir(root);
+	if (!d)
+		return;
+	while ((e = readdir(d)))
+		if (streq(e->d_name, JAIL_KERNEL) || streq(e->d_name, JAIL_INITRD) ||
+		    strncmp(e->d_name, JAIL_DISK, strlen(JAIL_DISK)) == 0)
+			(void)unlinkat(dirfd(d), e->d_name, 0);
+	closedir(d);
+}
+
+/* A hard link of host in the jail root, named name: same inode, nothing copied. */
+static int jail_link(VmmVm *vm, const char *host, const char *file)
+{
+	_cleanup_free_ char *p = jail_path(vm->b, vm->name, file);
+
+	if (!p)
+		return -ENOMEM;
+	if (link(host, p) < 0) {
+		int r = -errno;
+
+		backend_set_error(
+			vm->b,
+			r == -EXDEV ? "cannot link '%s' into the jail %s: %s; keep images on the filesystem of --jailer-chroot-base"
+				    : "cannot link '%s' into the jail %s: %s",
+			host, p, strerror(-r));
+		return r;
+	}
+	return 0;
+}
+
+/* runtime dir's file -> the jail's, so that vmd and operators find them where they always are. */
+static int point_at_jail(VmmVm *vm, const char *file)
+{
+	_cleanup_free_ char *link_path = vmm_vm_path(vm->b, vm->name, file),
+			    *target = jail_path(vm->b, vm->name, file);
+
+	if (!link_path || !target)
+		return -ENOMEM;
+	(void)unlink(link_path);
+	return symlink(target, link_path) < 0 ? -errno : 0;
+}
+
+/* The jail root, its files linked in, the uid its owner; the runtime dir pointing at it. */
+static int fc_prepare(VmmVm *vm)
+{
+	const Backend *b = vm->b;
+	const SandboxSpec *s = vm->config;
+	_cleanup_free_ char *root = jail_path(b, vm->name, NULL),
+			    *console = jail_path(b, vm->name, JAIL_CONSOLE),
+			    *old = jail_path(b, vm->name, JAIL_CONSOLE ".1");
+	int r;
+
+	if (!jailed(b))
+		return 0;
+	if (!FC(b)->jailer) {
+		backend_set_error(vm->b, "cannot find the jailer %s: %s", b->options.jailer_binary,
+				  strerror(-FC(b)->jailer_error));
+		return FC(b)->jailer_error;
+	}
+	if (!root || !console || !old)
+		return -ENOMEM;
+	r = mkdir_p(root, 0750);
+	if (r < 0)
+		return r;
+	if (chown(root, b->options.jailer_uid, b->options.jailer_gid) < 0)
+		return -errno;
+	jail_clear(b, vm->name);
+	(void)rename(console, old); /* the boot before */
+	r = jail_link(vm, s->kernel, JAIL_KERNEL);
+	if (r >= 0 && s->initrd)
+		r = jail_link(vm, s->initrd, JAIL_INITRD);
+	for (size_t i = 0; r >= 0 && i < s->n_disks; i++) {
+		char name[sizeof(JAIL_DISK) + SPEC_ID_MAX];
+
+		snprintf(name, sizeof(name), JAIL_DISK "%s", s->disks[i].id);
+		r = jail_link(vm, s->disks[i].path, name);
+	}
+	if (r >= 0)
+		r = point_at_jail(vm, JAIL_SOCKET);
+	if (r >= 0)
+		r = point_at_jail(vm, JAIL_CONSOLE);
+	if (r >= 0)
+		r = point_at_jail(vm, JAIL_CONSOLE ".1");
+	return r;
+}
+
+/* What vmd and the jailer made for name, and only that; the jail root goes if empty. */
+static int fc_cleanup_jail(Backend *b, const char *name)
+{
+	static const char *const files[] = {
+		JAIL_SOCKET, JAIL_CONSOLE,	JAIL_CONSOLE ".1", "dev/net/tun",
+		"dev/kvm",   "dev/userfaultfd", "dev/net",	   "dev",
+	};
+	_cleanup_free_ char *root = jail_path(b, name, NULL), *dir = jail_dir(b, name), *exe = NULL;
+	const char *fc = VMM_BACKEND(b)->binary ?: "firecracker", *base = strrchr(fc, '/');
+
+	if (!jailed(b))
+		return 0;
+	if (!root || !dir)
+		return -ENOMEM;
+	jail_clear(b, name);
+	for (size_t i = 0; i < ELEMENTSOF(files); i++) {
+		_cleanup_free_ char *p = jail_path(b, name, files[i]);
+
+		if (p && unlink(p) < 0 && errno == EISDIR)
+			(void)rmdir(p);
+	}
+	exe = jail_path(b, name, base ? base + 1 : fc); /* the jailer's copy of Firecracker */
+	if (exe)
+		(void)unlink(exe);
+	(void)rmdir(root);
+	(void)rmdir(dir);
 	return 0;
 }
 
@@ -105,19 +311,23 @@ static int describe(FcVm *v, uint64_t timeout_usec, VmState *ret)
 /* Everything before InstanceStart, in the order Firecracker takes it. */
 static int configure(FcVm *v)
 {
+	const Backend *b = v->vm.b;
 	const SandboxSpec *s = v->vm.config;
-	_cleanup_free_ char *console = vmm_vm_path(v->vm.b, v->vm.name, "console.log");
+	_cleanup_free_ char *host_console = vmm_vm_path(b, v->vm.name, "console.log"),
+			    *console = NULL, *kernel = vm_path(b, s->kernel, JAIL_KERNEL),
+			    *initrd = s->initrd ? vm_path(b, s->initrd, JAIL_INITRD) : NULL;
 	json_t *boot;
 	int r;
 
-	if (!console)
+	console = host_console ? vm_path(b, host_console, JAIL_CONSOLE) : NULL;
+	if (!console || !kernel || (s->initrd && !initrd))
 		return -ENOMEM;
 	r = fc_put(v, "/serial", json_pack("{s:s}", "serial_out_path", console));
 	if (r < 0)
 		return r;
-	boot = json_pack("{s:s}", "kernel_image_path", s->kernel);
-	if (boot && s->initrd)
-		json_object_set_new(boot, "initrd_path", json_string(s->initrd));
+	boot = json_pack("{s:s}", "kernel_image_path", kernel);
+	if (boot && initrd)
+		json_object_set_new(boot, "initrd_path", json_string(initrd));
 	if (boot && s->cmdline)
 		json_object_set_new(boot, "boot_args", json_string(s->cmdline));
 	r = fc_put(v, "/boot-source", boot);
@@ -127,14 +337,17 @@ static int configure(FcVm *v)
 		   json_pack("{s:i, s:I, s:b}", "vcpu_count", (int)s->vcpus, "mem_size_mib",
 			     (json_int_t)(s->memory >> 20), "smt", false));
 	for (size_t i = 0; r >= 0 && i < s->n_disks; i++) {
-		_cleanup_free_ char *path = NULL;
+		_cleanup_free_ char *path = NULL, *disk = NULL;
+		char name[sizeof(JAIL_DISK) + SPEC_ID_MAX];
 
-		if (asprintf(&path, "/drives/%s", s->disks[i].id) < 0)
+		snprintf(name, sizeof(name), JAIL_DISK "%s", s->disks[i].id);
+		disk = vm_path(b, s->disks[i].path, name);
+		if (!disk || asprintf(&path, "/drives/%s", s->disks[i].id) < 0)
 			return -ENOMEM;
 		r = fc_put(v, path,
 			   json_pack("{s:s, s:s, s:b, s:b}", "drive_id", s->disks[i].id,
-				     "path_on_host", s->disks[i].path, "is_root_device", false,
-				     "is_read_only", s->disks[i].read_only));
+				     "path_on_host", disk, "is_root_device", false, "is_read_only",
+				     s->disks[i].read_only));
 	}
 	for (size_t i = 0; r >= 0 && i < s->n_networks; i++) {
 		_cleanup_free_ char *path = NULL;
@@ -262,7 +475,16 @@ static int fc_observe(Backend *b, const char *name, VmObserved *ret)
 
 static int fc_init(Backend *b)
 {
+	/* A missing jailer fails the starts, with a clear reason, not the daemon. */
+	if (jailed(b))
+		FC(b)->jailer_error = vmm_find_binary(b->options.jailer_binary, &FC(b)->jailer);
 	return vmm_backend_init(b, &fc_type, b->options.firecracker_binary, "firecracker");
+}
+
+static void fc_done(Backend *b)
+{
+	vmm_backend_done(b);
+	free(FC(b)->jailer);
 }
 
 static const VmmVmType fc_type = {
@@ -272,20 +494,22 @@ static const VmmVmType fc_type = {
 	.log = "fc.log",
 	.size = sizeof(FcVm),
 	.free = fc_vm_free,
+	.prepare = fc_prepare,
 	.argv = fc_argv,
 	.poll_start = fc_poll_start,
 	.reconnect = fc_reconnect,
 	.exited = fc_vm_exited,
 	.set_paused = fc_set_paused,
 	.power_button = fc_power_button,
+	.cleanup = fc_cleanup_jail,
 };
 
 const BackendOps backend_firecracker_ops = {
 	.name = "firecracker",
 	.caps = BACKEND_CAP_PAUSE,
-	.data_size = sizeof(VmmBackend),
+	.data_size = sizeof(Fc),
 	.init = fc_init,
-	.done = vmm_backend_done,
+	.done = fc_done,
 	.observe = fc_observe,
 	.list = vmm_vm_list,
 	.adopt = vmm_vm_adopt,

@@ -372,7 +372,15 @@ static void start_given_up(VmmVm *v, int error)
 
 void vmm_vm_start_done(VmmVm *v, int error)
 {
+	VmmIdentity id;
+
 	if (error == 0) {
+		/*
+		 * What answers may be another binary than the one started (a jailer execs
+		 * Firecracker): the same process, so record what it runs now.
+		 */
+		if (vmm_identity(v->id.pid, &id) == 0 && id.start_time == v->id.start_time)
+			v->id = id;
 		v->ready_timer = sd_event_source_disable_unref(v->ready_timer);
 		(void)vmm_vm_save(v);
 		vmm_vm_changed(v);
@@ -439,6 +447,11 @@ static int spawn(VmmVm *v)
 
 	if (!log)
 		return -ENOMEM;
+	if (v->type->prepare) {
+		r = v->type->prepare(v);
+		if (r < 0)
+			return r;
+	}
 	r = v->type->argv(v, &argv);
 	if (r < 0)
 		return r;
@@ -666,7 +679,7 @@ int vmm_vm_cleanup(Backend *b, const char *name)
 		if (unlink(p) < 0 && errno != ENOENT)
 			return -errno;
 	}
-	return 0;
+	return t->cleanup ? t->cleanup(b, name) : 0;
 }
 
 /* REST */

@@ -39,6 +39,8 @@ typedef struct VmmVmType {
 	/* Its own fields into, and out of, vm.json. */
 	int (*save)(VmmVm *v, json_t *record);
 	int (*load)(VmmVm *v, const json_t *record);
+	/* Before the VMM starts, beside the runtime dir's own preparation (NULL: nothing). */
+	int (*prepare)(VmmVm *v);
 	/* The argv to start v->config with (a NULL-terminated strv). */
 	int (*argv)(VmmVm *v, char ***ret);
 	/*
@@ -57,6 +59,8 @@ typedef struct VmmVmType {
 	int (*power_button)(VmmVm *v);
 	/* Ask the VMM to quit now (NULL: it cannot be asked; SIGKILL is all there is). */
 	int (*quit)(VmmVm *v);
+	/* Remove what prepare made outside the runtime dir (NULL: nothing). */
+	int (*cleanup)(Backend *b, const char *name);
 } VmmVmType;
 
 struct VmmVm {

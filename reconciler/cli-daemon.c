@@ -29,6 +29,10 @@ static void daemon_help(FILE *f)
 		"                           the Cloud Hypervisor to run (default cloud-hypervisor)\n"
 		"  --firecracker-binary PATH\n"
 		"                           the Firecracker to run (default firecracker)\n"
+		"  --jailer PATH            start Firecracker through this jailer, with:\n"
+		"  --jailer-uid UID, --jailer-gid GID\n"
+		"                           the ids Firecracker runs as (required with --jailer)\n"
+		"  --jailer-chroot-base DIR where the jails are (default /srv/jailer)\n"
 		"  --log-target TARGET      auto, journal or console (default auto)\n"
 		"  -h, --help               show this help\n");
 }
@@ -58,7 +62,35 @@ void manager_config_defaults(ManagerConfig *c)
 		.resync_usec = 60ull * 1000000,
 		.grace_usec = 2ull * 1000000,
 		.trusted_uid = (uid_t)-1,
+		.backend_options.jailer_uid = (uid_t)-1,
+		.backend_options.jailer_gid = (gid_t)-1,
 	};
+}
+
+/* A numeric uid or gid, not root's 0 (the jailer is there to drop root). */
+static int parse_id(const char *verb, const char *opt, const char *arg, uint32_t *ret)
+{
+	char *end = NULL;
+	unsigned long v = strtoul(arg, &end, 10);
+
+	if (!*arg || *end || v == 0 || v >= UINT32_MAX) {
+		fprintf(stderr, "vmd %s: %s takes a numeric id other than 0, not '%s'\n", verb, opt,
+			arg);
+		return -EINVAL;
+	}
+	*ret = (uint32_t)v;
+	return 1;
+}
+
+int cli_manager_options_check(const char *verb, const ManagerConfig *config)
+{
+	const BackendOptions *o = &config->backend_options;
+
+	if (o->jailer_binary && (o->jailer_uid == (uid_t)-1 || o->jailer_gid == (gid_t)-1)) {
+		fprintf(stderr, "vmd %s: --jailer needs --jailer-uid and --jailer-gid\n", verb);
+		return -EINVAL;
+	}
+	return 0;
 }
 
 int cli_manager_option(const char *verb, int c, const char *arg, ManagerConfig *config)
@@ -94,6 +126,23 @@ int cli_manager_option(const char *verb, int c, const char *arg, ManagerConfig *
 		return 1;
 	case 'F':
 		config->backend_options.firecracker_binary = arg;
+		return 1;
+	case 'J':
+		config->backend_options.jailer_binary = arg;
+		return 1;
+	case 'U':
+	case 'G':
+		return parse_id(verb, c == 'U' ? "--jailer-uid" : "--jailer-gid", arg,
+				c == 'U' ? &config->backend_options.jailer_uid
+					 : &config->backend_options.jailer_gid);
+	case 'B':
+		if (arg[0] != '/') {
+			fprintf(stderr,
+				"vmd %s: --jailer-chroot-base takes an absolute path, not '%s'\n",
+				verb, arg);
+			return -EINVAL;
+		}
+		config->backend_options.jailer_chroot_base = arg;
 		return 1;
 	default:
 		return 0;
@@ -179,6 +228,8 @@ int verb_daemon(int argc, char **argv)
 		fprintf(stderr, "vmd daemon: unexpected argument '%s'\n", argv[optind]);
 		return EXIT_USAGE;
 	}
+	if (cli_manager_options_check("daemon", &config) < 0)
+		return EXIT_USAGE;
 
 	log_setup(target);
 	r = manager_new(&config, &m);

@@ -117,6 +117,8 @@ int verb_plan(int argc, char **argv)
 			       "                [--default-backend NAME] [--backend-override NAME]\n"
 			       "                [--qemu-binary PATH] [--qemu-accel ACCEL]\n"
 			       "                [--cloud-hypervisor-binary PATH] [--firecracker-binary PATH]\n"
+			       "                [--jailer PATH --jailer-uid UID --jailer-gid GID]\n"
+			       "                [--jailer-chroot-base DIR]\n"
 			       "                [--json]\n"
 			       "\nShow what the daemon would do now, changing nothing. Use the daemon's options.\n");
 			return EXIT_OK;
@@ -124,6 +126,8 @@ int verb_plan(int argc, char **argv)
 			return EXIT_USAGE;
 		}
 	}
+	if (cli_manager_options_check("plan", &config) < 0)
+		return EXIT_USAGE;
 	log_setup(LOG_TARGET_CONSOLE);
 	if (manager_new_read_only(&config, &m) < 0) {
 		fprintf(stderr, "vmd plan: cannot set up\n");

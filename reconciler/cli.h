@@ -27,10 +27,13 @@ void manager_config_defaults(ManagerConfig *c);
  * The options vmd daemon and vmd plan share, by their getopt letters: s (--sandboxes),
  * r (--run-dir), S (--state-dir), b (--default-backend), o (--backend-override),
  * Q (--qemu-binary), A (--qemu-accel), C (--cloud-hypervisor-binary),
- * F (--firecracker-binary).
+ * F (--firecracker-binary), J (--jailer), U (--jailer-uid), G (--jailer-gid),
+ * B (--jailer-chroot-base).
  * 1 if c was one of them, 0 if not, -EINVAL (reported) for a bad value.
  */
 int cli_manager_option(const char *verb, int c, const char *arg, ManagerConfig *config);
+/* After the options: what they say together (--jailer needs --jailer-uid and -gid). */
+int cli_manager_options_check(const char *verb, const ManagerConfig *config);
 
 /* Their getopt_long() entries, for the option tables of vmd daemon and vmd plan. */
 /* One option a line, which clang-format would not leave alone. */
@@ -44,7 +47,11 @@ int cli_manager_option(const char *verb, int c, const char *arg, ManagerConfig *
 	{ "qemu-binary", required_argument, NULL, 'Q' },         \
 	{ "qemu-accel", required_argument, NULL, 'A' },          \
 	{ "cloud-hypervisor-binary", required_argument, NULL, 'C' }, \
-	{ "firecracker-binary", required_argument, NULL, 'F' }
+	{ "firecracker-binary", required_argument, NULL, 'F' },  \
+	{ "jailer", required_argument, NULL, 'J' },              \
+	{ "jailer-uid", required_argument, NULL, 'U' },          \
+	{ "jailer-gid", required_argument, NULL, 'G' },          \
+	{ "jailer-chroot-base", required_argument, NULL, 'B' }
 // clang-format on
 
 /* A backend name from an option; prints the error for "vmd VERB". */

@@ -19,7 +19,7 @@
 #include "status.h"
 #include "util.h"
 
-static char binary[4096];
+static char binary[4096], jailer[4096];
 
 static int setup(void **state)
 {
@@ -232,6 +232,100 @@ static void test_errors_and_stale_socket(void **state)
 					"PUT /drives/gone: Unable to create the block device"));
 }
 
+static bool stopped_with_error(json_t *s, const void *arg)
+{
+	const char *e = json_string_value(json_object_get(s, "lastError"));
+
+	return e && strstr(e, arg);
+}
+
+#define JAIL_UID "4242"
+
+/*
+ * Through the jailer: the images are hard links in the jail's root (the same inodes,
+ * nothing copied), Firecracker is given paths inside the jail, the uid owns the root, and
+ * an image the uid may not write fails with Firecracker's reason. Removing the file
+ * cleans the jail up.
+ */
+static void test_jailer(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *base = path_in(f->dir, "jail"), *a = path_in(f->dir, "a.img"),
+			    *locked = path_in(f->dir, "locked.img"), *text = NULL,
+			    *root = path_in(f->dir, "jail/firecracker/vm/root"),
+			    *link_a = path_in(f->dir, "jail/firecracker/vm/root/disk-a"),
+			    *file = path_in(f->sb, "vm.yaml");
+	const char *args[] = { "--firecracker-binary",
+			       binary,
+			       "--jailer",
+			       jailer,
+			       "--jailer-uid",
+			       JAIL_UID,
+			       "--jailer-gid",
+			       JAIL_UID,
+			       "--jailer-chroot-base",
+			       base,
+			       NULL };
+	struct stat st_a, st_link, st_root;
+
+	f->daemon_args = args;
+	test_write_str(f->dir, "a.img", "");
+	assert_int_equal(chmod(a, 0666), 0); /* the uid writes it */
+	test_write_str(f->dir, "locked.img", "");
+	assert_int_equal(chmod(locked, 0600), 0);
+	assert_true(asprintf(&text,
+			     "  memory: 64Mi\n  cmdline: console=ttyS0\n"
+			     "  disks:\n    - {id: a, path: \"%s\"}\n",
+			     a) > 0);
+	put(f, "vm", text);
+	free(text);
+	assert_true(asprintf(&text, "  memory: 64Mi\n  disks:\n    - {id: l, path: \"%s\"}\n",
+			     locked) > 0);
+	put(f, "locked", text);
+	fixture_start_daemon(f);
+
+	json_decref(fixture_wait_status(f, "vm", ready, "Running"));
+	fixture_wait_console(f, "vm", "SIM-GUEST-KERNEL /vmlinux", 0);
+	wait_devices(f, "vm", "drives=a nets= vcpus=1 mem=64");
+	assert_int_equal(stat(a, &st_a), 0);
+	assert_int_equal(stat(link_a, &st_link), 0);
+	assert_int_equal(st_link.st_ino, st_a.st_ino);
+	assert_int_equal(stat(root, &st_root), 0);
+	assert_int_equal(st_root.st_uid, 4242);
+	json_decref(fixture_wait_status(
+		f, "locked", stopped_with_error,
+		"PUT /drives/l: Unable to create the block device: BackingFile(Os { code: 13"));
+
+	assert_int_equal(unlink(file), 0);
+	json_decref(fixture_wait_status(f, "vm", absent, NULL));
+	assert_true(stat(root, &st_root) < 0);
+	assert_int_equal(stat(a, &st_a), 0); /* the image stays, with one link again */
+	assert_int_equal(st_a.st_nlink, 1);
+}
+
+/* --jailer without the ids to drop to is refused before anything starts; so is uid 0. */
+static void test_jailer_options(void **state _unused_)
+{
+	_cleanup_(test_run_done) TestRun r = {}, r0 = {};
+	char *argv[] = { (char *)test_vmd(),
+			 (char *)"daemon",
+			 (char *)"--jailer",
+			 jailer,
+			 (char *)"--jailer-uid",
+			 (char *)"4242",
+			 NULL };
+	char *argv0[] = { (char *)test_vmd(), (char *)"plan", (char *)"--jailer-gid", (char *)"0",
+			  NULL };
+
+	test_run(&r, argv);
+	assert_int_equal(r.status, 2);
+	assert_string_equal(r.err, "vmd daemon: --jailer needs --jailer-uid and --jailer-gid\n");
+	test_run(&r0, argv0);
+	assert_int_equal(r0.status, 2);
+	assert_string_equal(r0.err,
+			    "vmd plan: --jailer-gid takes a numeric id other than 0, not '0'\n");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -240,9 +334,12 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_readopt, setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_crash, setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_errors_and_stale_socket, setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_jailer, setup, fixture_teardown),
+		cmocka_unit_test(test_jailer_options),
 	};
 
 	snprintf(binary, sizeof(binary), "%s", test_src("tests/sim/firecracker"));
+	snprintf(jailer, sizeof(jailer), "%s", test_src("tests/sim/jailer"));
 	/* VMMs outlive a daemon killed with -9: they come to this binary, which reaps them. */
 	(void)prctl(PR_SET_CHILD_SUBREAPER, 1);
 	return cmocka_run_group_tests(tests, NULL, NULL);
