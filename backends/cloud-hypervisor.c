@@ -338,8 +338,15 @@ static int ch_observe(Backend *b, const char *name, VmObserved *ret)
 	if (IN_SET(v->vm.state, VM_RUNNING, VM_PAUSED) && info(v, &i) >= 0) {
 		VmState s = state_of(i, v->vm.state);
 
-		if (s != v->vm.state) {
-			/* Paused or resumed behind vmd's back, or shut down from inside. */
+		if (s == VM_STOPPING) {
+			/*
+			 * The VM shut down (vm.shutdown from elsewhere) and its VMM lingers:
+			 * end it, and the exit takes the usual way (restartPolicy).
+			 */
+			(void)vmm_vm_stop(b, name, 0, true);
+			o.state = v->vm.state;
+		} else if (s != v->vm.state) {
+			/* Paused or resumed behind vmd's back. */
 			v->vm.state = o.state = s;
 			(void)vmm_vm_save(&v->vm);
 		}

@@ -221,13 +221,24 @@ static void test_readopt(void **state)
 	json_decref(s);
 }
 
-/* The simulator killed: restartPolicy always starts it again; never leaves it. */
+/*
+ * The simulator killed: restartPolicy always starts it again; never leaves it. A VM shut
+ * down behind vmd's back (its VMM lingers, as Cloud Hypervisor's does) is seen at the next
+ * resync (Cloud Hypervisor sends vmd no events), ended and, with restartPolicy always,
+ * started again.
+ */
 static void test_crash(void **state)
 {
 	Fixture *f = *state;
+	_cleanup_free_ char *sock = NULL;
+	_cleanup_(http_freep) Http *h = NULL;
+	HttpReply r;
 	pid_t p1, p2;
 	json_t *s;
 
+	static const char *args[] = { "--cloud-hypervisor-binary", binary, "--resync", "1", NULL };
+
+	f->daemon_args = args;
 	kernel_file(f);
 	put(f, "always", "  memory: 64Mi\n");
 	put(f, "never", "  memory: 64Mi\n  restartPolicy: never\n");
@@ -245,6 +256,17 @@ static void test_crash(void **state)
 	json_decref(s);
 	s = fixture_wait_status(f, "never", phase_is, "Failed");
 	assert_int_equal(pid_of(s), 0);
+	json_decref(s);
+
+	s = fixture_wait_status(f, "always", ready, "Running");
+	p1 = pid_of(s);
+	json_decref(s);
+	sock = path_in(f->run, "always/api.sock");
+	assert_int_equal(http_new(sock, &h), 0);
+	assert_int_equal(http_call(h, "PUT", "/api/v1/vm.shutdown", NULL, 1000000, &r), 0);
+	http_reply_done(&r);
+	s = fixture_wait_status(f, "always", restarted, (void *)2);
+	assert_int_not_equal(pid_of(s), p1);
 	json_decref(s);
 }
 
