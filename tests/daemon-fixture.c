@@ -112,6 +112,8 @@ int fixture_setup(void **state)
 	f->guard_fd = p[1];
 	f->violations = path_in(f->dir, "violations");
 	setenv("VMD_SIM_VIOLATIONS", f->violations, 1);
+	f->requests = path_in(f->dir, "requests");
+	setenv("VMD_SIM_REQUESTS", f->requests, 1);
 	*state = f;
 	return 0;
 }
@@ -145,6 +147,7 @@ int fixture_teardown(void **state)
 	free(f->state);
 	free(f->log);
 	free(f->violations);
+	free(f->requests);
 	free(f);
 	if (violations && *violations)
 		fail_msg("vmd sent requests the real VMM would refuse:\n%s", violations);
@@ -218,6 +221,20 @@ size_t fixture_wait_console(Fixture *f, const char *name, const char *needle, si
 		}
 		usleep(50000);
 	}
+}
+
+unsigned fixture_count_requests(Fixture *f, const char *prefix)
+{
+	_cleanup_free_ char *all = test_read_file(f->requests, NULL);
+	unsigned n = 0;
+
+	for (char *line = all; line && *line;) {
+		char *nl = strchr(line, '\n');
+
+		n += strncmp(line, prefix, strlen(prefix)) == 0;
+		line = nl ? nl + 1 : line + strlen(line);
+	}
+	return n;
 }
 
 char *fixture_last_line(Fixture *f, const char *name, const char *prefix)

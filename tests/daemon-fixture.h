@@ -29,6 +29,7 @@ typedef struct Fixture {
 	int guard_fd;
 	const char *const *daemon_args; /* more options for vmd daemon, NULL-terminated */
 	char *violations;		/* $VMD_SIM_VIOLATIONS */
+	char *requests;			/* $VMD_SIM_REQUESTS: every request a simulator took */
 } Fixture;
 
 /* cmocka setup and teardown: one Fixture in *state. */
@@ -56,6 +57,9 @@ size_t fixture_wait_console(Fixture *f, const char *name, const char *needle, si
 
 json_t *fixture_status(Fixture *f, const char *name);
 typedef bool (*StatusPred)(json_t *s, const void *arg);
+/* How many requests the simulators took that start with prefix ("PUT /api/v1/vm.boot"). */
+unsigned fixture_count_requests(Fixture *f, const char *prefix);
+
 /* The rest of the last console line of name that starts with prefix, "" if none. */
 char *fixture_last_line(Fixture *f, const char *name, const char *prefix);
 /* Wait until that line is want. */

@@ -139,6 +139,8 @@ static void test_lifecycle(void **state)
 	s = fixture_wait_status(f, "vm", ready, "Running");
 	assert_int_equal(json_array_size(json_object_get(s, "disks")), 1);
 	json_decref(s);
+	/* Asked once: while the guest had not let go, vmd waited instead of asking again. */
+	assert_int_equal(fixture_count_requests(f, "PUT /api/v1/vm.remove-device {\"id\":\"b\"}"), 1);
 
 	/* Resized live: 2 vCPUs (max_vcpus is the host's count, at least 2 here), 256 MiB. */
 	put_vm(f, "  vcpus: 2\n  memory: 256Mi\n  cmdline: console=ttyS0\n", false, true);

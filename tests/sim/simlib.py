@@ -153,6 +153,18 @@ class Violations:
                 f.write(line)
 
 
+class Requests:
+    """Every request, one line each ("PUT /path body"), appended to $VMD_SIM_REQUESTS."""
+
+    def __init__(self):
+        self.path = os.environ.get("VMD_SIM_REQUESTS")
+
+    def add(self, line):
+        if self.path:
+            with open(self.path, "a") as f:
+                f.write(line.replace("\n", " ") + "\n")
+
+
 class Console:
     """The guest's serial console: what a booting guest would print, for tests to read."""
 
@@ -199,6 +211,7 @@ def make_handler(vmm):
 
         def _handle(self):
             body, err = self._body()
+            vmm.requests.add(f"{self.command} {self.path} {(body or b'').decode(errors='replace')}")
             if err is None:
                 err = vmm.api.check(self.command, self.path, body)
                 if err:
@@ -254,6 +267,7 @@ class Vmm:
         self.running = True
         self.exit_code = 0
         self.violations = Violations(who)
+        self.requests = Requests()
         self.console = Console(None)
 
     def tick(self, now):
