@@ -195,6 +195,34 @@ void fixture_put(Fixture *f, const char *name, const char *text)
 	assert_int_equal(rename(tmp, dst), 0);
 }
 
+void fixture_put_sim(Fixture *f, const char *name, const char *backend, const char *extra)
+{
+	_cleanup_free_ char *text = NULL, *kernel = path_in(f->dir, "vmlinux");
+
+	if (access(kernel, F_OK) < 0)
+		test_write_str(f->dir, "vmlinux", "not really a kernel\n");
+	assert_true(asprintf(&text,
+			     "apiVersion: vmd/v1\nkind: Sandbox\nspec:\n"
+			     "  backend: %s\n  kernel: %s\n%s",
+			     backend, kernel, extra) > 0);
+	fixture_put(f, name, text);
+}
+
+void fixture_forced_stop(Fixture *f, const char *backend, const char *marker)
+{
+	_cleanup_free_ char *file = path_in(f->sb, "deaf.yaml"), *log = NULL;
+
+	fixture_put_sim(f, "deaf", backend,
+			"  memory: 64Mi\n  stopTimeout: 1s\n  cmdline: sim.deaf=1\n");
+	fixture_start_daemon(f);
+	json_decref(fixture_wait_status(f, "deaf", ready, "Running"));
+	assert_int_equal(unlink(file), 0);
+	fixture_wait_console(f, "deaf", marker, 0);
+	json_decref(fixture_wait_status(f, "deaf", absent, NULL));
+	log = test_read_file(f->log, NULL);
+	assert_non_null(strstr(log, "deaf: did not stop within its stopTimeout; forcing it off"));
+}
+
 char *fixture_console(Fixture *f, const char *name)
 {
 	_cleanup_free_ char *p = path_in(f->run, "%s/console.log", name);

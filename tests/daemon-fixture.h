@@ -50,6 +50,18 @@ uint64_t ms_now(void);
 /* Write sandbox name's file with text, the way GitOps tools do (rename over it). */
 void fixture_put(Fixture *f, const char *name, const char *text);
 
+/*
+ * A sandbox file for a VMM simulator: backend, a stand-in kernel (<dir>/vmlinux, made if
+ * missing: the simulators only check it exists), then the spec lines in extra.
+ */
+void fixture_put_sim(Fixture *f, const char *name, const char *backend, const char *extra);
+/*
+ * The forced stop every simulator test makes: a guest deaf to the graceful stop
+ * (sim.deaf=1), whose file is removed, shows marker on its console and is forced off
+ * after its 1 s stopTimeout.
+ */
+void fixture_forced_stop(Fixture *f, const char *backend, const char *marker);
+
 /* name's console.log, "" if none; the caller frees it. */
 char *fixture_console(Fixture *f, const char *name);
 /* Wait until name's console shows needle after offset; returns where it ends. */

@@ -32,21 +32,9 @@ static int setup(void **state)
 	return r;
 }
 
-static void kernel_file(Fixture *f)
-{
-	test_write_str(f->dir, "vmlinux", "not really a kernel\n");
-}
-
-/* A cloud-hypervisor sandbox file: memory, kernel, then the given spec lines. */
 static void put(Fixture *f, const char *name, const char *extra)
 {
-	_cleanup_free_ char *text = NULL, *kernel = path_in(f->dir, "vmlinux");
-
-	assert_true(asprintf(&text,
-			     "apiVersion: vmd/v1\nkind: Sandbox\nspec:\n"
-			     "  backend: cloud-hypervisor\n  kernel: %s\n%s",
-			     kernel, extra) > 0);
-	fixture_put(f, name, text);
+	fixture_put_sim(f, name, "cloud-hypervisor", extra);
 }
 
 static void wait_devices(Fixture *f, const char *name, const char *want)
@@ -106,7 +94,6 @@ static void test_lifecycle(void **state)
 	pid_t pid;
 	json_t *s;
 
-	kernel_file(f);
 	test_write_str(f->dir, "a.img", "");
 	test_write_str(f->dir, "b.img", "");
 
@@ -170,18 +157,7 @@ static void test_lifecycle(void **state)
 /* A guest that ignores the power button: vm.shutdown and vmm.shutdown after stopTimeout. */
 static void test_forced_stop(void **state)
 {
-	Fixture *f = *state;
-	_cleanup_free_ char *file = path_in(f->sb, "deaf.yaml"), *log = NULL;
-
-	kernel_file(f);
-	put(f, "deaf", "  memory: 64Mi\n  stopTimeout: 1s\n  cmdline: sim.ignore-power-button=1\n");
-	fixture_start_daemon(f);
-	json_decref(fixture_wait_status(f, "deaf", ready, "Running"));
-	assert_int_equal(unlink(file), 0);
-	fixture_wait_console(f, "deaf", "SIM-GUEST-POWER-BUTTON", 0);
-	json_decref(fixture_wait_status(f, "deaf", absent, NULL));
-	log = test_read_file(f->log, NULL);
-	assert_non_null(strstr(log, "forcing it off"));
+	fixture_forced_stop(*state, "cloud-hypervisor", "SIM-GUEST-POWER-BUTTON");
 }
 
 /* Kill -9 of vmd: the next one adopts both VMs (vmm.ping answers with the pid) and puts
@@ -195,7 +171,6 @@ static void test_readopt(void **state)
 	pid_t p1, p2;
 	json_t *s;
 
-	kernel_file(f);
 	put(f, "one", "  memory: 64Mi\n");
 	put(f, "two", "  memory: 64Mi\n");
 	fixture_start_daemon(f);
@@ -241,7 +216,6 @@ static void test_crash(void **state)
 	static const char *args[] = { "--cloud-hypervisor-binary", binary, "--resync", "1", NULL };
 
 	f->daemon_args = args;
-	kernel_file(f);
 	put(f, "always", "  memory: 64Mi\n");
 	put(f, "never", "  memory: 64Mi\n  restartPolicy: never\n");
 	fixture_start_daemon(f);
@@ -278,7 +252,6 @@ static void test_error_bodies(void **state)
 	Fixture *f = *state;
 	_cleanup_free_ char *text = NULL, *missing = path_in(f->dir, "missing.img");
 
-	kernel_file(f);
 	assert_true(asprintf(&text, "  memory: 64Mi\n  disks:\n    - {id: gone, path: \"%s\"}\n",
 			     missing) > 0);
 	put(f, "broken", text);

@@ -27,20 +27,12 @@ static int setup(void **state)
 	int r = fixture_setup(state);
 
 	((Fixture *)*state)->daemon_args = args;
-	test_write_str(((Fixture *)*state)->dir, "vmlinux", "not really a kernel\n");
 	return r;
 }
 
-/* A firecracker sandbox file: kernel, then the given spec lines. */
 static void put(Fixture *f, const char *name, const char *extra)
 {
-	_cleanup_free_ char *text = NULL, *kernel = path_in(f->dir, "vmlinux");
-
-	assert_true(asprintf(&text,
-			     "apiVersion: vmd/v1\nkind: Sandbox\nspec:\n"
-			     "  backend: firecracker\n  kernel: %s\n%s",
-			     kernel, extra) > 0);
-	fixture_put(f, name, text);
+	fixture_put_sim(f, name, "firecracker", extra);
 }
 
 static void wait_devices(Fixture *f, const char *name, const char *want)
@@ -130,17 +122,7 @@ static void test_lifecycle(void **state)
 /* A guest deaf to Ctrl-Alt-Del: killed after stopTimeout (Firecracker has no quit). */
 static void test_forced_stop(void **state)
 {
-	Fixture *f = *state;
-	_cleanup_free_ char *file = path_in(f->sb, "deaf.yaml"), *log = NULL;
-
-	put(f, "deaf", "  memory: 64Mi\n  stopTimeout: 1s\n  cmdline: sim.ignore-ctrl-alt-del=1\n");
-	fixture_start_daemon(f);
-	json_decref(fixture_wait_status(f, "deaf", ready, "Running"));
-	assert_int_equal(unlink(file), 0);
-	fixture_wait_console(f, "deaf", "SIM-GUEST-CTRL-ALT-DEL", 0);
-	json_decref(fixture_wait_status(f, "deaf", absent, NULL));
-	log = test_read_file(f->log, NULL);
-	assert_non_null(strstr(log, "forcing it off"));
+	fixture_forced_stop(*state, "firecracker", "SIM-GUEST-CTRL-ALT-DEL");
 }
 
 /*
