@@ -3,13 +3,19 @@
 
 #include <jansson.h>
 #include <stdint.h>
+#include <systemd/sd-event.h>
 
 #include "macro.h"
 
 /*
  * HTTP over a Unix socket, for the VMMs with a REST API (Cloud Hypervisor, Firecracker):
- * libcurl with CURLOPT_UNIX_SOCKET_PATH, JSON bodies through jansson. Calls are synchronous
- * and bounded: a connect timeout and a total timeout on every request.
+ * libcurl with CURLOPT_UNIX_SOCKET_PATH, JSON bodies through jansson. Requests are
+ * asynchronous: one libcurl multi handle per HttpLoop, driven by an sd-event loop, and the
+ * reply comes to a handler from that loop. Every request is bounded: a connect timeout and a
+ * total timeout. Connections to a socket are kept and reused between requests.
+ *
+ * For callers without a loop, Http is a blocking client on top of the same code: it owns a
+ * private sd-event loop and HttpLoop and runs them until its one request completes.
  *
  * Every failure comes back as -errno and a message for humans. The two foreign error spaces
  * are turned into errnos in one place each (http-unix.c): CURLcode and HTTP status. An
@@ -20,13 +26,6 @@
 #define HTTP_CONNECT_TIMEOUT_USEC (1ull * 1000000)
 #define HTTP_REPLY_MAX (4u << 20) /* larger replies are refused, not read */
 
-typedef struct Http Http;
-
-/* A client of the API socket at socket_path; keeps its connection between calls. */
-int http_new(const char *socket_path, Http **ret);
-Http *http_free(Http *h);
-DEFINE_POINTER_CLEANUP(Http, http_free)
-
 typedef struct HttpReply {
 	long status;  /* the HTTP status, 0 if none came */
 	json_t *json; /* a 2xx reply's JSON body, NULL for none (204) */
@@ -36,12 +35,57 @@ typedef struct HttpReply {
 void http_reply_done(HttpReply *r);
 
 /*
+ * One libcurl multi handle driven by the sd-event loop e: its sockets are io sources, its
+ * timeout one time source. Connections are kept between requests, per socket path.
+ */
+typedef struct HttpLoop HttpLoop;
+
+int http_loop_new(sd_event *e, HttpLoop **ret);
+/* Cancels every request still in flight, without calling their handlers. */
+HttpLoop *http_loop_free(HttpLoop *l);
+DEFINE_POINTER_CLEANUP(HttpLoop, http_loop_free)
+
+typedef struct HttpRequest HttpRequest;
+
+/*
+ * A request is done: error is 0 on a 2xx status, else -errno as http_call() documents.
+ * reply (status, the JSON of a 2xx body, the error text) is valid only during the call.
+ * The handler may start requests, cancel others, or free the loop; req is freed when it
+ * returns.
+ */
+typedef void (*HttpHandler)(HttpRequest *req, int error, const HttpReply *reply, void *userdata);
+
+/*
+ * Start method on path at the API socket socket_path, with body (NULL for none; not
+ * consumed), bounded by timeout_usec and HTTP_CONNECT_TIMEOUT_USEC. On success the handler
+ * is called exactly once, from the event loop, never from inside this call; on failure
+ * (-ENOMEM, or an option libcurl refuses) it is never called. *ret (ret may be NULL) is for
+ * http_request_cancel(), until the handler is called.
+ */
+int http_request(HttpLoop *l, const char *socket_path, const char *method, const char *path,
+		 json_t *body, uint64_t timeout_usec, HttpHandler handler, void *userdata,
+		 HttpRequest **ret);
+
+/*
+ * Cancel a request in flight: its handler is not called and req is freed. From inside req's
+ * own handler it does nothing (req is freed when the handler returns).
+ */
+void http_request_cancel(HttpRequest *req);
+
+typedef struct Http Http;
+
+/* A blocking client of the API socket at socket_path; keeps its connection between calls. */
+int http_new(const char *socket_path, Http **ret);
+Http *http_free(Http *h);
+DEFINE_POINTER_CLEANUP(Http, http_free)
+
+/*
  * method "GET", "PUT" or "PATCH" on path ("/api/v1/vm.boot"), with body (NULL for none;
- * always sent with its length, never chunked). 0 on a 2xx status. On failure -errno and
- * ret->error: -ENOENT (no socket) or -ECONNREFUSED (nobody listens), -ETIMEDOUT,
- * -ECONNRESET (the server hung up, even mid-body), -EMSGSIZE (reply over HTTP_REPLY_MAX),
- * -EBADMSG (a 2xx body that is not JSON), or the errno of an error status
- * (http_status_to_errno). ret is filled either way; http_reply_done() it.
+ * always sent with its length, never chunked); returns when the request is done. 0 on a
+ * 2xx status. On failure -errno and ret->error: -ENOENT (no socket) or -ECONNREFUSED
+ * (nobody listens), -ETIMEDOUT, -ECONNRESET (the server hung up, even mid-body), -EMSGSIZE
+ * (reply over HTTP_REPLY_MAX), -EBADMSG (a 2xx body that is not JSON), or the errno of an
+ * error status (http_status_to_errno). ret is filled either way; http_reply_done() it.
  */
 int http_call(Http *h, const char *method, const char *path, json_t *body, uint64_t timeout_usec,
 	      HttpReply *ret);
