@@ -46,6 +46,7 @@ LIB_SRCS := \
 	reconciler/yaml-tree.c \
 	reconciler/yaml-decode.c \
 	reconciler/spec.c \
+	reconciler/spec-check.c \
 	reconciler/spec-yaml.c \
 	reconciler/sandbox-dir.c \
 	reconciler/spec-json.c \
@@ -74,7 +75,7 @@ LIB_SRCS := \
 	backends/firecracker.c
 MAIN_SRC := reconciler/main.c
 
-TESTS := util hashmap yaml-tree yaml-decode spec spec-yaml spec-json sandbox-dir plan backend-noop vmm http-unix cloud-hypervisor firecracker qmp qemu-argv qemu watcher \
+TESTS := util hashmap yaml-tree yaml-decode spec spec-check spec-yaml spec-json sandbox-dir plan backend-noop vmm http-unix cloud-hypervisor firecracker qmp qemu-argv qemu watcher \
 	cli-validate schema daemon journal units readme
 
 OBJS := $(LIB_SRCS:%.c=$(B)/obj/%.o)

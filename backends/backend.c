@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+#include <assert.h>
 #include <dirent.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -18,6 +19,56 @@ const BackendOps *const backend_ops[_BACKEND_KIND_MAX] = {
 	[BACKEND_FIRECRACKER] = &backend_firecracker_ops,
 	[BACKEND_NOOP] = &backend_noop_ops,
 };
+
+int backend_validate_spec(const SandboxSpec *spec, SpecCheck *check)
+{
+	const BackendOps *ops;
+
+	assert(spec->backend >= 0 && spec->backend < _BACKEND_KIND_MAX);
+	ops = backend_ops[spec->backend];
+	return ops && ops->validate ? ops->validate(spec, check) : 0;
+}
+
+SpecLoadOptions backend_spec_load_options(BackendKind default_backend)
+{
+	return (SpecLoadOptions){ .default_backend = default_backend, .check = backend_validate_spec };
+}
+
+void backend_require_kernel(const SandboxSpec *spec, SpecCheck *check)
+{
+	char buf[SPEC_CHECK_BACKEND_MAX];
+
+	if (!spec->kernel)
+		spec_check_missing(check, "spec.kernel", "%s boots a kernel; give its absolute path",
+				   spec_check_backend(spec, buf));
+}
+
+void backend_refuse_qcow2(const SandboxSpec *spec, SpecCheck *check)
+{
+	char buf[SPEC_CHECK_BACKEND_MAX], field[64];
+
+	for (size_t i = 0; i < spec->n_disks; i++) {
+		if (spec->disks[i].format != DISK_FORMAT_QCOW2)
+			continue;
+		snprintf(field, sizeof(field), "spec.disks[%zu].format", i);
+		spec_check_error(check, field, "qcow2 needs the qemu backend; this sandbox uses %s",
+				 spec_check_backend(spec, buf));
+	}
+}
+
+void backend_refuse_user_net(const SandboxSpec *spec, SpecCheck *check)
+{
+	char buf[SPEC_CHECK_BACKEND_MAX], field[64];
+
+	for (size_t i = 0; i < spec->n_networks; i++) {
+		if (spec->networks[i].type != NET_USER)
+			continue;
+		snprintf(field, sizeof(field), "spec.networks[%zu].type", i);
+		spec_check_error(check, field,
+				 "user-mode networking needs the qemu backend; this sandbox uses %s",
+				 spec_check_backend(spec, buf));
+	}
+}
 
 void vm_observed_done(VmObserved *o)
 {

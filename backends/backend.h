@@ -4,6 +4,7 @@
 #include <systemd/sd-event.h>
 #include <sys/types.h>
 
+#include "spec-yaml.h"
 #include "spec.h"
 
 /*
@@ -86,6 +87,15 @@ typedef struct BackendOps {
 	BackendCaps caps;
 	size_t data_size; /* of Backend.data, zeroed */
 
+	/*
+	 * What this backend's VMM cannot take in a spec the loader accepts otherwise: each
+	 * refusal through spec_check_error() or spec_check_missing(), returning -EINVAL then
+	 * (spec_check_result()), 0 when the spec fits. Runs without a Backend, on every load of
+	 * a sandbox file (vmd validate, the daemon), also on a spec whose other fields had
+	 * errors: those keep their defaults. NULL: no rules of its own.
+	 */
+	int (*validate)(const SandboxSpec *spec, SpecCheck *check);
+
 	int (*init)(Backend *b);
 	void (*done)(Backend *b);
 
@@ -143,6 +153,16 @@ extern const BackendOps backend_noop_ops;
 extern const BackendOps backend_qemu_ops;
 extern const BackendOps backend_cloud_hypervisor_ops;
 extern const BackendOps backend_firecracker_ops;
+
+/* The rules of spec's backend (its validate op): 0, or -EINVAL with the reasons in check. */
+int backend_validate_spec(const SandboxSpec *spec, SpecCheck *check);
+/* How a sandbox file is loaded for real: with the rules of its backend. */
+SpecLoadOptions backend_spec_load_options(BackendKind default_backend);
+
+/* Rules that more than one backend's validate op has. */
+void backend_require_kernel(const SandboxSpec *spec, SpecCheck *check);
+void backend_refuse_qcow2(const SandboxSpec *spec, SpecCheck *check);
+void backend_refuse_user_net(const SandboxSpec *spec, SpecCheck *check);
 
 int backend_new(BackendKind kind, sd_event *event, const char *run_dir,
 		const BackendCallbacks *callbacks, const BackendOptions *options, Backend **ret);

@@ -558,11 +558,21 @@ static const VmmVmType ch_type = {
 	.quit = ch_quit,
 };
 
+/* Cloud Hypervisor boots a kernel (payload), opens raw images and attaches tap devices. */
+static int ch_validate(const SandboxSpec *spec, SpecCheck *check)
+{
+	backend_require_kernel(spec, check);
+	backend_refuse_qcow2(spec, check);
+	backend_refuse_user_net(spec, check);
+	return spec_check_result(check);
+}
+
 const BackendOps backend_cloud_hypervisor_ops = {
 	.name = "cloud-hypervisor",
 	.caps = BACKEND_CAP_PAUSE | BACKEND_CAP_DISK_HOTPLUG | BACKEND_CAP_NET_HOTPLUG |
 		BACKEND_CAP_RESIZE,
 	.data_size = sizeof(VmmBackend),
+	.validate = ch_validate,
 	.init = ch_init,
 	.done = vmm_backend_done,
 	.observe = ch_observe,

@@ -394,10 +394,18 @@ static const VmmVmType qemu_type = {
 	.quit = qemu_quit,
 };
 
+/* QEMU takes every disk format and network type of the file; it boots the file's kernel. */
+static int qemu_validate(const SandboxSpec *spec, SpecCheck *check)
+{
+	backend_require_kernel(spec, check);
+	return spec_check_result(check);
+}
+
 const BackendOps backend_qemu_ops = {
 	.name = "qemu",
 	.caps = BACKEND_CAP_PAUSE | BACKEND_CAP_DISK_HOTPLUG | BACKEND_CAP_NET_HOTPLUG,
 	.data_size = sizeof(Qemu),
+	.validate = qemu_validate,
 	.init = qemu_init,
 	.done = vmm_backend_done,
 	.observe = qemu_observe,

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <sys/stat.h>
 
+#include "backend.h"
 #include "cli.h"
 #include "sandbox-dir.h"
 #include "spec-yaml.h"
@@ -162,7 +163,7 @@ int verb_validate(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{},
 	};
-	_cleanup_(validate_done) Validate v = { .opts.default_backend = BACKEND_QEMU };
+	_cleanup_(validate_done) Validate v = { .opts = backend_spec_load_options(BACKEND_QEMU) };
 	int c;
 
 	optind = 0;

@@ -94,7 +94,7 @@ void manager_forget_persisted(Manager *m, const char *name)
 void manager_load_persisted(Manager *m)
 {
 	_cleanup_free_ char *dir = NULL;
-	const SpecLoadOptions opts = { .default_backend = m->config.default_backend };
+	const SpecLoadOptions opts = backend_spec_load_options(m->config.default_backend);
 	DIR *d;
 	struct dirent *e;
 
@@ -208,7 +208,7 @@ static void load_file(Manager *m, const char *path, const char *name, const stru
 	_cleanup_(sandbox_spec_freep) SandboxSpec *spec = NULL;
 	_cleanup_free_ char *raw = NULL, *why = NULL;
 	_cleanup_close_ int fd = -EBADF;
-	const SpecLoadOptions opts = { .default_backend = m->config.default_backend };
+	const SpecLoadOptions opts = backend_spec_load_options(m->config.default_backend);
 	Sandbox *sb = manager_sandbox(m, name, false);
 	struct stat st;
 	size_t len;

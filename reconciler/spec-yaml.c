@@ -1,9 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include <assert.h>
 #include <fcntl.h>
-#include <inttypes.h>
 #include <stddef.h>
-#include <stdio.h>
 #include <sys/stat.h>
 
 #include "spec-yaml.h"
@@ -11,31 +9,11 @@
 
 /* What the sandbox file's decoders share, beside the generic Decoder. */
 typedef struct SpecContext {
-	BackendKind backend;
-	bool backend_explicit;
-	bool backend_invalid;	/* reported; skip the checks that depend on it */
+	bool backend_invalid;	/* reported; the backend's rules are not run */
 	const YNode *name_node; /* metadata.name, to compare with the file name */
 } SpecContext;
 
 #define SPEC_CTX(d) ((SpecContext *)(d)->userdata)
-
-/* The sandbox's backend, or _BACKEND_KIND_INVALID when its name was refused already. */
-static BackendKind known_backend(Decoder *d)
-{
-	return SPEC_CTX(d)->backend_invalid ? _BACKEND_KIND_INVALID : SPEC_CTX(d)->backend;
-}
-
-static bool backend_is_qemu_or_noop(Decoder *d)
-{
-	return IN_SET(known_backend(d), BACKEND_QEMU, BACKEND_NOOP, _BACKEND_KIND_INVALID);
-}
-
-static const char *backend_desc(Decoder *d, char buf[static 80])
-{
-	snprintf(buf, 80, "backend '%s'%s", backend_kind_to_string(SPEC_CTX(d)->backend),
-		 SPEC_CTX(d)->backend_explicit ? "" : " (the default backend)");
-	return buf;
-}
 
 static void decode_name(Decoder *d, const YNode *n, const Field *f, void *obj)
 {
@@ -179,48 +157,17 @@ static void decode_metadata(Decoder *d, const YNode *n, const Field *f _unused_,
 	decode_fields(d, n, n, metadata_fields, ELEMENTSOF(metadata_fields), obj);
 }
 
-static void decode_disk_format(Decoder *d, const YNode *n, const Field *f, void *obj)
-{
-	char buf[80];
-	int v;
-
-	if (!decode_enum_value(d, n, f, &v))
-		return;
-	if (v == DISK_FORMAT_QCOW2 && !backend_is_qemu_or_noop(d)) {
-		decode_error(d, n, "qcow2 needs the qemu backend; this sandbox uses %s",
-			     backend_desc(d, buf));
-		return;
-	}
-	*FIELD_AT(obj, f, int) = v;
-}
-
 static const Field disk_fields[] = {
 	{ "id", decode_id, offsetof(DiskSpec, id), .required = true },
 	{ "path", decode_path, offsetof(DiskSpec, path), .required = true, .max = SPEC_PATH_MAX },
 	{ "readOnly", decode_bool, offsetof(DiskSpec, read_only) },
-	{ "format", decode_disk_format, offsetof(DiskSpec, format), .table = disk_format_table,
+	{ "format", decode_enum, offsetof(DiskSpec, format), .table = disk_format_table,
 	  .table_len = _DISK_FORMAT_MAX },
 };
 
-static void decode_net_type(Decoder *d, const YNode *n, const Field *f, void *obj)
-{
-	char buf[80];
-	int v;
-
-	if (!decode_enum_value(d, n, f, &v))
-		return;
-	if (v == NET_USER && !backend_is_qemu_or_noop(d)) {
-		decode_error(d, n,
-			     "user-mode networking needs the qemu backend; this sandbox uses %s",
-			     backend_desc(d, buf));
-		return;
-	}
-	*FIELD_AT(obj, f, int) = v;
-}
-
 static const Field network_fields[] = {
 	{ "id", decode_id, offsetof(NetSpec, id), .required = true },
-	{ "type", decode_net_type, offsetof(NetSpec, type), .table = net_type_table,
+	{ "type", decode_enum, offsetof(NetSpec, type), .table = net_type_table,
 	  .table_len = _NET_TYPE_MAX },
 	{ "tap", decode_ifname, offsetof(NetSpec, tap) },
 	{ "mac", decode_mac, offsetof(NetSpec, mac) },
@@ -304,23 +251,28 @@ static void decode_networks(Decoder *d, const YNode *n, const Field *f _unused_,
 
 static void decode_vcpus(Decoder *d, const YNode *n, const Field *f, void *obj)
 {
-	char buf[80];
 	uint64_t v;
 
-	if (!decode_uint_value(d, n, f, &v))
-		return;
-	if (known_backend(d) == BACKEND_FIRECRACKER &&
-	    (v > SPEC_FIRECRACKER_VCPUS_MAX || (v > 1 && v % 2 != 0))) {
-		decode_error(d, n,
-			     "%" PRIu64 " vCPUs do not fit %s: it takes 1 or an even number up to %u",
-			     v, backend_desc(d, buf), SPEC_FIRECRACKER_VCPUS_MAX);
+	if (decode_uint_value(d, n, f, &v))
+		*FIELD_AT(obj, f, unsigned) = (unsigned)v;
+}
+
+static void decode_backend(Decoder *d, const YNode *n, const Field *f, void *obj)
+{
+	SandboxSpec *s = obj;
+	int v;
+
+	if (!decode_enum_value(d, n, f, &v)) {
+		SPEC_CTX(d)->backend_invalid = true;
 		return;
 	}
-	*FIELD_AT(obj, f, unsigned) = (unsigned)v;
+	s->backend = v;
+	s->backend_explicit = true;
 }
 
 static const Field spec_fields[] = {
-	{ "backend", decode_skip, 0 }, /* decoded first: other fields depend on it */
+	{ "backend", decode_backend, offsetof(SandboxSpec, backend), .table = backend_kind_table,
+	  .table_len = _BACKEND_KIND_MAX },
 	{ "state", decode_enum, offsetof(SandboxSpec, state), .table = sandbox_state_table,
 	  .table_len = _SANDBOX_STATE_MAX },
 	{ "restartPolicy", decode_enum, offsetof(SandboxSpec, restart_policy),
@@ -339,42 +291,9 @@ static const Field spec_fields[] = {
 	{ "networks", decode_networks, 0 },
 };
 
-static const Field backend_field = {
-	"backend",
-	decode_enum,
-	offsetof(SandboxSpec, backend),
-	.table = backend_kind_table,
-	.table_len = _BACKEND_KIND_MAX,
-};
-
 static void decode_spec(Decoder *d, const YNode *n, const Field *f _unused_, void *obj)
 {
-	SandboxSpec *s = obj;
-	const YNode *backend = ynode_map_get(n, "backend");
-	char buf[80];
-
-	if (backend) {
-		size_t old = decode_where_push(d, ".backend");
-
-		s->backend = _BACKEND_KIND_INVALID;
-		decode_enum(d, backend, &backend_field, s);
-		decode_where_pop(d, old);
-		s->backend_explicit = true;
-		if (s->backend < 0) {
-			/* Reported; the checks that depend on the backend are skipped. */
-			s->backend = SPEC_CTX(d)->backend;
-			SPEC_CTX(d)->backend_invalid = true;
-		}
-		SPEC_CTX(d)->backend = s->backend;
-		SPEC_CTX(d)->backend_explicit = true;
-	}
-
-	decode_fields(d, n, n, spec_fields, ELEMENTSOF(spec_fields), s);
-	if (n->type == YNODE_MAP && !ynode_map_get(n, "kernel") &&
-	    !IN_SET(known_backend(d), BACKEND_NOOP, _BACKEND_KIND_INVALID))
-		decode_error(d, n,
-			     "missing field 'kernel': %s boots a kernel; give its absolute path",
-			     backend_desc(d, buf));
+	decode_fields(d, n, n, spec_fields, ELEMENTSOF(spec_fields), obj);
 }
 
 static const Field root_fields[] = {
@@ -432,7 +351,7 @@ int spec_load_buffer(const char *path, const char *buf, size_t len, const SpecLo
 	_cleanup_(ynode_freep) YNode *root = NULL;
 	_cleanup_(sandbox_spec_freep) SandboxSpec *s = NULL;
 	size_t before = diags->n + diags->n_dropped;
-	SpecContext ctx = { .backend = opts->default_backend };
+	SpecContext ctx = {};
 	Decoder d = { .diags = diags, .userdata = &ctx };
 	char sbuf[80];
 	int r;
@@ -460,6 +379,16 @@ int spec_load_buffer(const char *path, const char *buf, size_t len, const SpecLo
 	for (size_t i = 0; i < s->n_networks; i++)
 		if (s->networks[i].mac_derived)
 			spec_mac_derive(s->name, s->networks[i].id, s->networks[i].mac);
+
+	/*
+	 * What the backend cannot take, on the spec as far as it was decoded: a field that was
+	 * refused kept its default, which no backend refuses. A refused backend has no rules.
+	 */
+	if (opts->check && !ctx.backend_invalid) {
+		SpecCheck check = { .root = root, .diags = diags };
+
+		(void)opts->check(s, &check); /* the reasons are in diags */
+	}
 
 finish:
 	if (diags->error < 0)

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "diag.h"
+#include "spec-check.h"
 #include "spec.h"
 
 /*
@@ -11,6 +12,13 @@
 
 typedef struct SpecLoadOptions {
 	BackendKind default_backend; /* for files without spec.backend */
+	/*
+	 * The rules of the sandbox's backend, run on the decoded spec whenever its backend was
+	 * accepted, also when other fields were refused, so that a file's errors come out at
+	 * once. Every real load sets backend_validate_spec (backend_spec_load_options() does);
+	 * the loader itself knows no backend. NULL: none.
+	 */
+	int (*check)(const SandboxSpec *spec, SpecCheck *check);
 } SpecLoadOptions;
 
 /*

@@ -22,7 +22,6 @@
 #define SPEC_LABEL_KEY_MAX 128
 #define SPEC_LABEL_VALUE_MAX 256
 #define SPEC_PATH_MAX 4095
-#define SPEC_FIRECRACKER_VCPUS_MAX 32
 
 typedef enum BackendKind {
 	BACKEND_QEMU,

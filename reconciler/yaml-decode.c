@@ -170,11 +170,6 @@ const char *decode_suggest(const char *s, const char *const *names, size_t n, ch
 	return buf;
 }
 
-void decode_skip(Decoder *d _unused_, const YNode *n _unused_, const Field *f _unused_,
-		 void *obj _unused_)
-{
-}
-
 void decode_string(Decoder *d, const YNode *n, const Field *f, void *obj)
 {
 	const char *s;

@@ -69,7 +69,6 @@ bool decode_enum_value(Decoder *d, const YNode *n, const Field *f, int *ret);
 bool decode_uint_value(Decoder *d, const YNode *n, const Field *f, uint64_t *ret);
 
 /* FieldDecode functions for the common types. */
-void decode_skip(Decoder *d, const YNode *n, const Field *f, void *obj);
 void decode_string(Decoder *d, const YNode *n, const Field *f, void *obj);   /* char * */
 void decode_exact(Decoder *d, const YNode *n, const Field *f, void *obj);    /* no storage */
 void decode_enum(Decoder *d, const YNode *n, const Field *f, void *obj);     /* int */

@@ -2,17 +2,19 @@
 /* libFuzzer target: the loader must refuse or accept any bytes without a crash or a leak. */
 #include <stdint.h>
 
-#include "spec-yaml.h"
+#include "backend.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static const BackendKind backends[] = { BACKEND_QEMU, BACKEND_FIRECRACKER, BACKEND_NOOP };
+	static const BackendKind backends[] = { BACKEND_QEMU, BACKEND_CLOUD_HYPERVISOR,
+						BACKEND_FIRECRACKER, BACKEND_NOOP };
 	SandboxSpec *spec = NULL;
 	DiagList diags = {};
 	/* The first byte picks the default backend, so that its rules are reached too. */
-	SpecLoadOptions opts = { .default_backend = backends[size ? data[0] % 3 : 0] };
+	SpecLoadOptions opts =
+		backend_spec_load_options(backends[size ? data[0] % ELEMENTSOF(backends) : 0]);
 	int r;
 
 	r = spec_load_buffer("fuzz.yaml", (const char *)data, size, &opts, &spec, &diags);

@@ -160,12 +160,45 @@ static void test_unreadable(void **state _unused_)
 	test_tmpdir_remove(dir);
 }
 
+/* The backend's rules, of the default backend when the file names none, and all at once. */
+static void test_backend_rules(void **state _unused_)
+{
+	_cleanup_(test_run_done) TestRun r;
+	_cleanup_free_ char *path = NULL, *want = NULL;
+	char *dir = test_tmpdir();
+
+	test_write_str(dir, "fc.yaml",
+		       "apiVersion: vmd/v1\nkind: Sandbox\nspec:\n  memory: 64Mi\n  kernel: /k\n  vcpus: 3\n"
+		       "  disks: [{id: a, path: /a, format: qcow2}]\n  cmdline: 1\n");
+	assert_true(asprintf(&path, "%s/fc.yaml", dir) > 0);
+	assert_true(
+		asprintf(&want,
+			 "%1$s:6:10: error: spec.vcpus: 3 vCPUs do not fit backend 'firecracker' (the default backend): it takes 1 or an even number up to 32\n"
+			 "%1$s:7:37: error: spec.disks[0].format: qcow2 needs the qemu backend; this sandbox uses backend 'firecracker' (the default backend)\n"
+			 "%1$s:8:12: error: spec.cmdline: '1' is a number; quote it (\"1\") if you mean the string\n",
+			 path) > 0);
+	vmd(&r, "validate", "--default-backend", "firecracker", path);
+	assert_int_equal(r.status, 1);
+	assert_string_equal(r.out, "");
+	assert_string_equal(r.err, want);
+	test_run_done(&r);
+
+	/* QEMU takes both; only the YAML error is left. */
+	vmd(&r, "validate", path, NULL, NULL);
+	assert_int_equal(r.status, 1);
+	assert_non_null(strstr(r.err, ":8:12: error: spec.cmdline: "));
+	assert_null(strstr(r.err, ":6:10:"));
+	assert_null(strstr(r.err, ":7:37:"));
+	test_tmpdir_remove(dir);
+}
+
 int main(void)
 {
 	static const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_examples_valid),	cmocka_unit_test(test_bad_corpus_format),
 		cmocka_unit_test(test_usage),		cmocka_unit_test(test_json),
 		cmocka_unit_test(test_duplicate_names), cmocka_unit_test(test_unreadable),
+		cmocka_unit_test(test_backend_rules),
 	};
 
 	return cmocka_run_group_tests_name("cli-validate", tests, NULL, NULL);

@@ -639,6 +639,73 @@ static void test_state_written_on_stop(void **state)
 	assert_non_null(strstr(text, "memory: 64Mi"));
 }
 
+/* Valid YAML that the firecracker backend refuses: 3 vCPUs, at line 7, column 10. */
+static const char *FC_3_VCPUS =
+	"apiVersion: vmd/v1\nkind: Sandbox\nspec:\n  backend: firecracker\n  memory: 64Mi\n  kernel: /k\n  vcpus: 3\n";
+static const char *FC_3_VCPUS_ERROR =
+	"/web.yaml:7:10: spec.vcpus: 3 vCPUs do not fit backend 'firecracker': it takes 1 or an even number up to 32";
+
+/* A backend's rule refuses an edit as a YAML error does: with file:line:col, the VM kept. */
+static void test_backend_rule(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *started = NULL, *vm = NULL, *log = NULL;
+	const char *message;
+	json_t *s;
+
+	started = start_with_web(f);
+	put(f, "web.yaml", FC_3_VCPUS);
+	s = wait_status(f, "web", config_invalid, NULL);
+	message = status_condition(s, "ConfigValid", "message");
+	assert_string_equal(status_condition(s, "ConfigValid", "reason"), "InvalidConfig");
+	assert_non_null(strstr(message, FC_3_VCPUS_ERROR));
+	assert_null(strstr(message, "and more"));
+	assert_string_equal(json_string_value(json_object_get(s, "phase")), "Running");
+	assert_string_equal(json_string_value(json_object_get(s, "backend")), "noop");
+	assert_string_equal(json_string_value(json_object_get(s, "startedAt")), started);
+	assert_int_equal(json_integer_value(json_object_get(s, "generation")), 1);
+	json_decref(s);
+
+	/* Ten grace periods later, the same VM, never stopped. */
+	wait_grace_periods(f);
+	vm = noop_state(f, "web");
+	assert_string_equal(vm, "running");
+	log = test_read_file(f->log, NULL);
+	assert_non_null(strstr(log, FC_3_VCPUS_ERROR));
+	assert_null(strstr(log, "web: stop"));
+}
+
+/*
+ * The last valid spec kept by a vmd whose rules were looser is held to the backend's rules
+ * at a restart, as the file is: with no valid spec to go by, nothing is started.
+ */
+static void test_persisted_backend_rule(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *dir = path_in(f->state, "sandboxes"), *copy = path_in(dir, "web.json"),
+			    *web = path_in(f->sb, "web.yaml"), *log = NULL;
+	json_t *j, *s;
+
+	assert_int_equal(mkdir(f->state, 0700), 0);
+	assert_int_equal(mkdir(dir, 0700), 0);
+	j = json_pack("{s:i, s:s, s:s}", "generation", 4, "file", web, "yaml", FC_3_VCPUS);
+	assert_int_equal(json_dump_file(j, copy, 0), 0);
+	json_decref(j);
+	test_write_str(f->sb, "web.yaml", FC_3_VCPUS);
+
+	start_daemon(f, NULL);
+	expect_notify(f, "READY=1");
+	s = wait_status(f, "web", config_invalid, NULL);
+	assert_non_null(strstr(status_condition(s, "ConfigValid", "message"), FC_3_VCPUS_ERROR));
+	assert_string_equal(json_string_value(json_object_get(s, "desiredState")), "stopped");
+	assert_int_equal(json_integer_value(json_object_get(s, "generation")), 0);
+	assert_string_equal(json_string_value(json_object_get(s, "vmState")), "absent");
+	json_decref(s);
+	wait_grace_periods(f);
+	log = test_read_file(f->log, NULL);
+	assert_null(strstr(log, "web: start"));
+}
+
 int main(void)
 {
 	static const struct CMUnitTest tests[] = {
@@ -653,6 +720,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_untrusted, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_editor_save, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_restart_required, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_backend_rule, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_persisted_backend_rule, setup, teardown),
 	};
 
 	return cmocka_run_group_tests_name("daemon", tests, NULL, NULL);

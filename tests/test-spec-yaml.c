@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <sys/stat.h>
 
+#include "backend.h"
 #include "helpers.h"
 #include "spec-yaml.h"
 #include "yaml-tree.h"
@@ -22,7 +23,9 @@ typedef struct Expect {
 
 static Expect *expects;
 static size_t n_expects;
-static const SpecLoadOptions qemu_default = { .default_backend = BACKEND_QEMU };
+/* As the daemon and vmd validate load files: with the backends' rules. */
+static const SpecLoadOptions qemu_default = { .default_backend = BACKEND_QEMU,
+					      .check = backend_validate_spec };
 
 static void load_expected(void)
 {
@@ -219,8 +222,8 @@ static int load_str(const char *path, const char *text, const SpecLoadOptions *o
 /* Backend rules use the daemon's default when the file names no backend, and say so. */
 static void test_default_backend_rules(void **state _unused_)
 {
-	const SpecLoadOptions fc = { .default_backend = BACKEND_FIRECRACKER };
-	const SpecLoadOptions noop = { .default_backend = BACKEND_NOOP };
+	const SpecLoadOptions fc = backend_spec_load_options(BACKEND_FIRECRACKER);
+	const SpecLoadOptions noop = backend_spec_load_options(BACKEND_NOOP);
 	_cleanup_(diag_list_done) DiagList diags = {};
 	const char *text = "apiVersion: vmd/v1\nkind: Sandbox\nspec:\n  memory: 64Mi\n"
 			   "  kernel: /k\n  disks: [{id: a, path: /a.qcow2, format: qcow2}]\n";
@@ -240,6 +243,71 @@ static void test_default_backend_rules(void **state _unused_)
 				  &noop, &diags),
 			 0);
 	assert_true(diag_list_is_empty(&diags));
+}
+
+static void assert_diags(const DiagList *l, const char *const *expect)
+{
+	size_t n = 0;
+
+	for (; expect[n]; n++) {
+		char got[512];
+
+		assert_true(n < l->n);
+		snprintf(got, sizeof(got), "%u:%u: %s", l->items[n].line, l->items[n].column,
+			 l->items[n].message);
+		assert_string_equal(got, expect[n]);
+	}
+	assert_int_equal(l->n, n);
+}
+
+/*
+ * The backend's rules run beside the decoder's errors, so that all come out at once, in
+ * order; a field that was refused keeps its default and is not refused again; a refused
+ * backend has no rules.
+ */
+static void test_rules_with_other_errors(void **state _unused_)
+{
+	_cleanup_(diag_list_done) DiagList diags = {};
+	const char *fields =
+		"  memory: 64\n  vcpus: 3\n  disks: [{id: a, path: /a, format: qcow2}]\n";
+	char text[512];
+
+	snprintf(text, sizeof(text), "apiVersion: vmd/v1\nkind: Sandbox\nspec:\n  backend: %s\n%s",
+		 "firecracker", fields);
+	assert_int_equal(load_str("x.yaml", text, &qemu_default, &diags), -EINVAL);
+	assert_diags(
+		&diags,
+		(const char *const[]){
+			"4:3: spec: missing field 'kernel': backend 'firecracker' boots a kernel; give its absolute path",
+			"5:11: spec.memory: expected a size with a unit, such as 512Mi (units Ki, Mi, Gi, Ti), got '64'",
+			"6:10: spec.vcpus: 3 vCPUs do not fit backend 'firecracker': it takes 1 or an even number up to 32",
+			"7:37: spec.disks[0].format: qcow2 needs the qemu backend; this sandbox uses backend 'firecracker'",
+			NULL });
+	diag_list_done(&diags);
+
+	snprintf(text, sizeof(text), "apiVersion: vmd/v1\nkind: Sandbox\nspec:\n  backend: %s\n%s",
+		 "kvm", fields);
+	assert_int_equal(load_str("x.yaml", text, &qemu_default, &diags), -EINVAL);
+	assert_diags(
+		&diags,
+		(const char *const[]){
+			"4:12: spec.backend: expected one of qemu, cloud-hypervisor, firecracker, noop; got 'kvm'",
+			"5:11: spec.memory: expected a size with a unit, such as 512Mi (units Ki, Mi, Gi, Ti), got '64'",
+			NULL });
+	diag_list_done(&diags);
+
+	assert_int_equal(
+		load_str("x.yaml",
+			 "apiVersion: vmd/v1\nkind: Sandbox\nspec:\n  backend: firecracker\n  memory: 64Mi\n"
+			 "  kernel: /k\n  vcpus: 300\n  disks: [{id: a, path: /a, format: qcow3}]\n",
+			 &qemu_default, &diags),
+		-EINVAL);
+	assert_diags(
+		&diags,
+		(const char *const[]){
+			"7:10: spec.vcpus: '300' is out of range: expected an integer from 1 to 256",
+			"8:37: spec.disks[0].format: expected one of raw, qcow2; got 'qcow3'; did you mean 'qcow2'?",
+			NULL });
 }
 
 /* Hostile inputs are refused at once, with a position, and without building much. */
@@ -374,6 +442,7 @@ int main(void)
 		cmocka_unit_test(test_styles),
 		cmocka_unit_test(test_comma_path),
 		cmocka_unit_test(test_default_backend_rules),
+		cmocka_unit_test(test_rules_with_other_errors),
 		cmocka_unit_test(test_too_large),
 		cmocka_unit_test(test_deep_brackets),
 		cmocka_unit_test(test_not_regular),
