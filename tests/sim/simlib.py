@@ -3,7 +3,9 @@
 checked against the upstream OpenAPI document, a console log, and a record of every
 request the real VMM would have refused.
 
-The simulators stand in for cloud-hypervisor and firecracker, which Debian does not ship.
+The simulators stand in for cloud-hypervisor and firecracker, which Debian does not ship,
+and for qemu-system-x86_64 where a test needs many QEMUs, or QEMUs that misbehave (that
+one speaks QMP, not HTTP, and uses only spec_bytes(), Violations and Requests from here).
 A request that does not match the upstream API (unknown path or method, a body that does
 not validate, unknown fields, a chunked or missing body) is answered as the real VMM
 would (400 or 404) and written to $VMD_SIM_VIOLATIONS: tests fail when that file is not
@@ -22,15 +24,11 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler
 
-import jsonschema
-import yaml
-
-
 SPECS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "specs")
 
 
-def load_spec(filename):
-    """The upstream document, if it is the very file SOURCES.md names."""
+def spec_bytes(filename):
+    """The bytes of a document in specs/, if it is the very file SOURCES.md names."""
     with open(os.path.join(SPECS, filename), "rb") as f:
         data = f.read()
     with open(os.path.join(SPECS, "SOURCES.md")) as f:
@@ -38,7 +36,14 @@ def load_spec(filename):
     digest = hashlib.sha256(data).hexdigest()
     if f"`{filename}`" not in sources or digest not in sources:
         raise SystemExit(f"{filename}: sha256 {digest} is not the one SOURCES.md records")
-    return yaml.safe_load(data)
+    return data
+
+
+def load_spec(filename):
+    """The upstream document, parsed."""
+    import yaml  # here, not at the top: the QEMU simulator starts without it
+
+    return yaml.safe_load(spec_bytes(filename))
 
 
 class OpenApi:
@@ -130,6 +135,8 @@ class OpenApi:
             value = json.loads(body)
         except ValueError as e:
             return 400, f"{method} {spec_path}: body is not JSON: {e}"
+        import jsonschema  # here, not at the top: see load_spec()
+
         try:
             jsonschema.Draft4Validator(schema).validate(value)
         except jsonschema.ValidationError as e:
