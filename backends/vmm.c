@@ -118,7 +118,7 @@ int vmm_identity(pid_t pid, VmmIdentity *ret)
 		return -EBADMSG;
 	if (state == 'Z' || state == 'X')
 		return -ESRCH;
-	for (int field = 3; field < 22; field++) {
+	for (int field = 3; field <= 22; field++) { /* p: the space before field 22, starttime */
 		p = strchr(p + 1, ' ');
 		if (!p)
 			return -EBADMSG;
@@ -146,7 +146,12 @@ bool vmm_identity_matches(const VmmIdentity *id)
 
 	if (id->pid <= 0 || vmm_identity(id->pid, &now) < 0)
 		return false;
-	return now.start_time == id->start_time && streq(now.exe, id->exe);
+	/*
+	 * A start time of 0 is a record of vmd 0.x before it read the right field of
+	 * /proc/PID/stat: pid, binary and boot id must do for that one; its adoption records the
+	 * real start time.
+	 */
+	return (now.start_time == id->start_time || id->start_time == 0) && streq(now.exe, id->exe);
 }
 
 int vmm_reap(int pidfd, int *ret_status)

@@ -37,6 +37,21 @@ static void test_spawn_and_reap(void **state _unused_)
 	assert_int_equal(vmm_spawn(argv, log, &pid, &pidfd), 0);
 	assert_int_equal(vmm_identity(pid, &id), 0);
 	assert_string_equal(id.exe, "/usr/bin/sleep");
+	/* Its start time: field 22 of /proc/PID/stat, as proc(5) numbers them. */
+	{
+		char path[64], *st, *f;
+		unsigned long long start = 0;
+
+		snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+		st = test_read_file(path, NULL);
+		f = strrchr(st, ')') + 2; /* field 3 */
+		for (int field = 3; field < 22; field++)
+			f = strchr(f, ' ') + 1;
+		start = strtoull(f, NULL, 10);
+		free(st);
+		assert_true(start > 0);
+		assert_int_equal(id.start_time, start);
+	}
 	assert_true(vmm_identity_matches(&id));
 	assert_false(vmm_has_exited(pidfd));
 	assert_int_equal(vmm_reap(pidfd, &status), 0);
