@@ -71,7 +71,8 @@ struct HttpLoop {
 	struct curl_slist *headers; /* the same for every request */
 	HttpSocket *sockets;
 	HttpRequest *running, *finished;
-	bool *freed; /* while handlers are called: set when one of them frees the loop */
+	unsigned dispatching; /* handlers are being called: a free waits for them to return */
+	bool dead;	      /* freed from a handler: gone once they have */
 };
 
 struct Http {
@@ -366,7 +367,6 @@ static void request_complete(HttpRequest *req)
  */
 static void loop_dispatch(HttpLoop *l)
 {
-	bool freed = false;
 	HttpRequest *req;
 	CURLMsg *m;
 	int left;
@@ -385,15 +385,15 @@ static void loop_dispatch(HttpLoop *l)
 		LIST_PREPEND(l->finished, req);
 	}
 
-	l->freed = &freed;
-	while (!freed && l->finished) {
+	l->dispatching++;
+	while (!l->dead && l->finished) {
 		req = l->finished;
 		LIST_REMOVE(l->finished, req);
 		req->list = NULL;
 		request_complete(req);
 	}
-	if (!freed)
-		l->freed = NULL;
+	if (--l->dispatching == 0 && l->dead)
+		free(l);
 }
 
 static int on_timer(sd_event_source *s _unused_, uint64_t usec _unused_, void *userdata)
@@ -550,12 +550,15 @@ HttpLoop *http_loop_free(HttpLoop *l)
 		socket_free(l->sockets);
 	if (l->multi)
 		curl_multi_cleanup(l->multi);
-	sd_event_source_disable_unref(l->timer);
-	sd_event_unref(l->event);
-	curl_slist_free_all(l->headers);
-	if (l->freed)
-		*l->freed = true;
-	return mfree(l);
+	l->multi = NULL;
+	l->timer = sd_event_source_disable_unref(l->timer);
+	l->event = sd_event_unref(l->event);
+	curl_slist_free_all(TAKE_PTR(l->headers));
+	if (l->dispatching > 0)
+		l->dead = true; /* loop_dispatch() frees it once the handler at hand returns */
+	else
+		free(l);
+	return NULL;
 }
 
 /* The blocking client: a private loop, run until the one request is done. */
