@@ -66,6 +66,7 @@ LIB_SRCS := \
 	backends/noop.c \
 	backends/vmm.c \
 	backends/vmm-vm.c \
+	backends/vmm-job.c \
 	backends/http-unix.c \
 	backends/qmp.c \
 	backends/qemu-argv.c \
@@ -75,7 +76,7 @@ LIB_SRCS := \
 	backends/firecracker.c
 MAIN_SRC := reconciler/main.c
 
-TESTS := util hashmap yaml-tree yaml-decode spec spec-check spec-yaml spec-json sandbox-dir plan backend-noop vmm http-unix cloud-hypervisor firecracker qmp qemu-argv qemu watcher \
+TESTS := util hashmap yaml-tree yaml-decode spec spec-check spec-yaml spec-json sandbox-dir plan backend-noop vmm http-unix cloud-hypervisor firecracker qmp qemu-argv qemu hung-vmm watcher \
 	cli-validate schema daemon journal units readme
 
 OBJS := $(LIB_SRCS:%.c=$(B)/obj/%.o)

@@ -12,6 +12,22 @@ const char *const vm_state_table[_VM_STATE_MAX] = {
 };
 DEFINE_STRING_TABLE(vm_state, VmState, _VM_STATE_MAX)
 
+const char *const backend_op_table[_BACKEND_OP_MAX] = {
+	[BACKEND_OP_NONE] = "none",
+	[BACKEND_OP_START] = "start",
+	[BACKEND_OP_STOP] = "stop",
+	[BACKEND_OP_PAUSE] = "pause",
+	[BACKEND_OP_RESUME] = "resume",
+	[BACKEND_OP_DISK_ADD] = "disk-add",
+	[BACKEND_OP_DISK_REMOVE] = "disk-remove",
+	[BACKEND_OP_NET_ADD] = "net-add",
+	[BACKEND_OP_NET_REMOVE] = "net-remove",
+	[BACKEND_OP_RESIZE] = "resize",
+	[BACKEND_OP_ADOPT] = "adopt",
+	[BACKEND_OP_OBSERVE] = "observe",
+};
+DEFINE_STRING_TABLE(backend_op, BackendOp, _BACKEND_OP_MAX)
+
 /* Every backend plugs in here. */
 const BackendOps *const backend_ops[_BACKEND_KIND_MAX] = {
 	[BACKEND_QEMU] = &backend_qemu_ops,
@@ -74,6 +90,7 @@ void vm_observed_done(VmObserved *o)
 {
 	sandbox_spec_free(o->config);
 	free(o->progress);
+	free(o->unresponsive);
 	*o = (VmObserved){};
 }
 

@@ -34,6 +34,26 @@ typedef enum VmState {
 
 DECLARE_STRING_TABLE(vm_state, VmState);
 
+/* An operation on a VM that a backend may complete later (its op_done callback). */
+typedef enum BackendOp {
+	BACKEND_OP_NONE,
+	BACKEND_OP_START,
+	BACKEND_OP_STOP,
+	BACKEND_OP_PAUSE,
+	BACKEND_OP_RESUME,
+	BACKEND_OP_DISK_ADD,
+	BACKEND_OP_DISK_REMOVE,
+	BACKEND_OP_NET_ADD,
+	BACKEND_OP_NET_REMOVE,
+	BACKEND_OP_RESIZE,
+	BACKEND_OP_ADOPT,
+	BACKEND_OP_OBSERVE, /* refresh: what the VMM itself reports */
+	_BACKEND_OP_MAX,
+	_BACKEND_OP_INVALID = -EINVAL,
+} BackendOp;
+
+DECLARE_STRING_TABLE(backend_op, BackendOp);
+
 /* What a backend says about one VM. */
 typedef struct VmObserved {
 	VmState state;
@@ -43,11 +63,19 @@ typedef struct VmObserved {
 	int exit_status;	  /* VM_EXITED: 0 for a clean exit */
 	SandboxSpec *config; /* what it runs: boot config and attached devices; NULL if absent */
 	/*
-	 * An operation the VMM completes later (a hot-unplug the guest has to agree to) is in
-	 * flight: plan no device changes until it settles; the backend calls vm_changed then.
+	 * A hot-unplug the guest has to agree to is in flight: plan no device changes until it
+	 * settles (its op_done).
 	 */
 	bool busy;
-	char *progress; /* what is in flight, or why the last attempt did not complete; or NULL */
+	/* An operation is under way on the VM (its op_done is to come): only a stop may cut in. */
+	BackendOp job;
+	uint64_t job_since_usec; /* CLOCK_REALTIME: when its current phase began */
+	const char *job_phase;	 /* static: "api-up", "shutdown"... */
+	char *progress;		 /* what is in flight, in words; or NULL */
+	/* It runs, but this vmd does not watch it yet: adopt it before anything else. */
+	bool unwatched;
+	/* Its VMM did not answer in time (why, in words), or NULL. */
+	char *unresponsive;
 	/*
 	 * How far this VM can be resized live (BACKEND_CAP_RESIZE), as it was started: vCPUs
 	 * up to max_vcpus, memory from min_memory to max_memory. 0: no limit known.
@@ -66,6 +94,13 @@ typedef struct BackendCallbacks {
 	void (*vm_exited)(void *userdata, const char *name, int status, const char *reason);
 	/* Something else changed on its own (paused, resumed, a device came or went). */
 	void (*vm_changed)(void *userdata, const char *name);
+	/*
+	 * An operation that returned > 0 is over: error 0, or -errno and message (may be
+	 * NULL); -ECANCELED when a newer one (a stop) took its place. device: the disk or
+	 * network id, or NULL. Exactly once per operation.
+	 */
+	void (*op_done)(void *userdata, const char *name, BackendOp op, const char *device,
+			int error, const char *message);
 	void *userdata;
 } BackendCallbacks;
 
@@ -104,18 +139,30 @@ typedef struct BackendOps {
 	/* Names of every VM this backend has runtime state for. */
 	int (*list)(Backend *b, char ***ret_names, size_t *ret_n);
 	/*
-	 * Take charge of a VM that observe() found running, after a restart of vmd: check it
-	 * is ours (-ESTALE if not) and watch it again. Never restarts it.
+	 * Take charge of a VM that observe() reports unwatched (found running after a restart
+	 * of vmd): check it is ours (-ESTALE if not) and watch it again. Never restarts it.
+	 * 0: adopted; > 0: op_done tells (-ESTALE: not ours; anything else: its VMM did not
+	 * answer, and vmd leaves it alone and may try again).
 	 */
 	int (*adopt)(Backend *b, const char *name);
+	/*
+	 * Ask every VMM this backend drives what it runs now, without waiting for any of them:
+	 * what changed comes through vm_changed; a VMM that does not answer in time is
+	 * reported unresponsive. NULL: what observe() says is always current.
+	 */
+	void (*refresh)(Backend *b);
 
 	/*
-	 * The operations return 0 when done, > 0 when the VMM accepted the request and
-	 * completes it later (the VM is busy until then), -errno on failure, with a message
-	 * for humans left by backend_set_error() when there is more to say than the errno.
+	 * The operations return 0 when done, > 0 when under way (op_done tells how it ended;
+	 * observe() shows it as the VM's job meanwhile), -errno on failure, with a message for
+	 * humans left by backend_set_error() when there is more to say than the errno.
 	 */
 	int (*start)(Backend *b, const SandboxSpec *spec, uint64_t generation);
-	/* Ask for a graceful stop (or force it); the exit comes through vm_exited. */
+	/*
+	 * Stop: ask the guest to shut down and force it off if it is still up after timeout_ms
+	 * (force: at once); a newer stop supersedes any other operation. Its exit comes
+	 * through vm_exited.
+	 */
 	int (*stop)(Backend *b, const char *name, uint64_t timeout_ms, bool force);
 	int (*pause)(Backend *b, const char *name);
 	int (*resume)(Backend *b, const char *name);

@@ -2,8 +2,9 @@
 /*
  * The Cloud Hypervisor backend. Each VM is one `cloud-hypervisor --api-socket path=...`
  * process that vmd starts and watches like every VMM (vmm-vm.c) and drives over its REST
- * API (http-unix.c): vm.create with the whole config, then vm.boot. Its runtime dir holds
- * vm.json, api.sock, console.log (the serial port, a file) and ch.log (its stderr).
+ * API through the job machinery (vmm-job.c): vmm.ping answers with the pid vmd started
+ * (api-up), vm.create with the whole config (configure), vm.boot (boot). Its runtime dir
+ * holds vm.json, api.sock, console.log (the serial port, a file) and ch.log (its stderr).
  *
  * Live changes: pause and resume; disks and NICs (vm.add-disk, vm.add-net,
  * vm.remove-device: removed once the guest ejects it, which vm.info shows); vCPUs and
@@ -15,65 +16,22 @@
 #include <inttypes.h>
 #include <stdio.h>
 
-#include "log.h"
 #include "spec-json.h"
 #include "util.h"
 #include "vmm-vm.h"
 
 #define CH_API "/api/v1/"
-#define CH_CALL_TIMEOUT_USEC (5ull * 1000000)
-#define CH_PING_TIMEOUT_USEC (1ull * 1000000)
-#define CH_INFO_TIMEOUT_USEC (1ull * 1000000)
 #define CH_REMOVE_POLL_USEC (50ull * 1000)
-#define CH_REMOVE_TIMEOUT_USEC (30ull * 1000000) /* vm.remove-device to gone from vm.info */
-#define CH_HOTPLUG_BLOCK (128ull << 20)		 /* memory hotplug_size granularity */
+#define CH_HOTPLUG_BLOCK (128ull << 20) /* memory hotplug_size granularity */
 #define CH_MEMORY_GROWTH 4
 
 typedef struct ChVm {
-	VmmVm vm; /* first */
-	Http *http;
+	VmmVm vm;	    /* first */
 	unsigned max_vcpus; /* as created */
 	uint64_t max_memory;
-	char **removing;	  /* ids asked to go, still in vm.info */
-	uint64_t remove_deadline; /* CLOCK_MONOTONIC */
-	bool remove_timed_out;
-	sd_event_source *remove_timer;
 } ChVm;
 
 static const VmmVmType ch_type;
-
-static ChVm *ch_vm_get(Backend *b, const char *name)
-{
-	return (ChVm *)vmm_vm_get(b, name);
-}
-
-static void ch_vm_free(VmmVm *vm)
-{
-	ChVm *v = (ChVm *)vm;
-
-	sd_event_source_disable_unref(v->remove_timer);
-	http_free(v->http);
-	strv_free(v->removing);
-}
-
-static void ch_vm_exited(VmmVm *vm)
-{
-	ChVm *v = (ChVm *)vm;
-
-	v->remove_timer = sd_event_source_disable_unref(v->remove_timer);
-	v->http = http_free(v->http);
-	v->removing = strv_free(v->removing);
-	v->remove_timed_out = false;
-}
-
-static int ch_call(ChVm *v, const char *method, const char *op, json_t *body, json_t **ret)
-{
-	_cleanup_free_ char *path = NULL;
-
-	if (asprintf(&path, CH_API "%s", op) < 0)
-		return -ENOMEM;
-	return vmm_vm_rest(&v->vm, &v->http, method, path, body, CH_CALL_TIMEOUT_USEC, ret);
-}
 
 /* The record: the resize room. */
 
@@ -181,103 +139,51 @@ static int ch_argv(VmmVm *vm, char ***ret)
 	return 0;
 }
 
-/* Whether the API answers, and from the process vmd started (or adopted). */
-static int ping(ChVm *v, uint64_t timeout_usec)
-{
-	_cleanup_(json_decrefp) json_t *pong = NULL;
-	json_int_t pid;
-	int r;
+/* What the replies mean */
 
-	r = vmm_vm_rest(&v->vm, &v->http, "GET", CH_API "vmm.ping", NULL, timeout_usec, &pong);
-	if (r < 0)
-		return r;
-	pid = json_integer_value(json_object_get(pong, "pid"));
-	if (pid != v->vm.id.pid) {
-		backend_set_error(v->vm.b, "vmm.ping answers for pid %" PRId64 ", not %d",
-				  (int64_t)pid, (int)v->vm.id.pid);
+/* The API answers, and from the process vmd started (or adopted): -ESTALE if not. */
+static int check_ping(VmmVm *v, VmmJob *j, const VmmReply *r)
+{
+	json_int_t pid = json_integer_value(json_object_get(r->json, "pid"));
+
+	if (r->error < 0)
+		return r->error;
+	if (pid != v->id.pid) {
+		vmm_job_fail_message(j, "vmm.ping answers for pid %" PRId64 ", not %d",
+				     (int64_t)pid, (int)v->id.pid);
 		return -ESTALE;
 	}
-	return 0;
+	return VMM_NEXT;
 }
 
-/* What vm.info says: its state, as a VmState; -ENOENT if no VM is created. */
-static int info(ChVm *v, json_t **ret)
+static const char *vm_state(const VmmReply *r)
 {
-	return vmm_vm_rest(&v->vm, &v->http, "GET", CH_API "vm.info", NULL, CH_INFO_TIMEOUT_USEC,
-			   ret);
-}
-
-static VmState state_of(const json_t *info, VmState was)
-{
-	const char *s = json_string_value(json_object_get(info, "state"));
-
-	if (streq_ptr(s, "Paused"))
-		return was == VM_STOPPING ? VM_STOPPING : VM_PAUSED;
-	if (streq_ptr(s, "Running"))
-		return was == VM_STOPPING ? VM_STOPPING : VM_RUNNING;
-	return VM_STOPPING; /* Shutdown, Created: on its way out (or never booted) */
+	return json_string_value(json_object_get(r->json, "state"));
 }
 
 /*
- * Poll a starting VM: once the API answers, create and boot it. A vmd that died half-way
- * left it created or booted: vm.info says which, and the start goes on from there.
+ * Before vm.create: a vmd that died half-way may have left the VM created or booted. An
+ * error is a VM not created yet (404; releases up to v52 answer 500): vm.create says if
+ * anything else is wrong.
  */
-static int ch_poll_start(VmmVm *vm)
+static int check_created(VmmVm *v, VmmJob *j _unused_, const VmmReply *r)
 {
-	ChVm *v = (ChVm *)vm;
-	_cleanup_(json_decrefp) json_t *i = NULL, *config = NULL;
-	const char *state = NULL;
-	int r;
+	const char *s = vm_state(r);
 
-	r = ping(v, CH_PING_TIMEOUT_USEC);
-	if (IN_SET(-r, ENOENT, ECONNREFUSED)) {
-		free(backend_take_error(vm->b));
-		return 0; /* not listening yet */
-	}
-	if (r >= 0) {
-		r = info(v, &i);
-		if (r == -ENOENT) {
-			config = vm_config(v);
-			r = config ? ch_call(v, "PUT", "vm.create", config, NULL) : -ENOMEM;
-			state = "Created";
-		} else
-			state = json_string_value(json_object_get(i, "state"));
-	}
-	if (r >= 0 && streq_ptr(state, "Created"))
-		r = ch_call(v, "PUT", "vm.boot", NULL, NULL);
-	if (r < 0) {
-		free(vm->start_failure);
-		vm->start_failure = backend_take_error(vm->b);
-		return r;
-	}
-	vm->state = VM_RUNNING;
-	return 1;
+	if (r->error < 0)
+		return VMM_NEXT;
+	if (streq_ptr(s, "Created"))
+		return VMM_SKIP;
+	if (streq_ptr(s, "Paused"))
+		v->state = VM_PAUSED;
+	return VMM_FINISH; /* booted already */
 }
 
-/* Adopt */
-
-static int ch_reconnect(VmmVm *vm)
-{
-	ChVm *v = (ChVm *)vm;
-	_cleanup_(json_decrefp) json_t *i = NULL;
-	int r;
-
-	r = ping(v, CH_PING_TIMEOUT_USEC);
-	if (r < 0)
-		return r;
-	r = info(v, &i);
-	if (r < 0)
-		return r;
-	vm->state = state_of(i, vm->state);
-	return 0;
-}
-
-/* Observe: devices and size from vm.info, the rest from what vmd started. */
-
-/* The VM's config as vm.info shows it: devices gone from it are gone. */
+/* The VM's config as vm.info shows it: devices gone from it are gone; its size. */
 static int observed_config(ChVm *v, const json_t *i, SandboxSpec **ret)
 {
 	const json_t *c = json_object_get(i, "config"), *mem = json_object_get(c, "memory");
+	const json_t *boot_vcpus = json_object_get(json_object_get(c, "cpus"), "boot_vcpus");
 	SandboxSpec *s = NULL;
 	int r;
 
@@ -285,9 +191,8 @@ static int observed_config(ChVm *v, const json_t *i, SandboxSpec **ret)
 			       json_object_get(c, "net"), "id", &s);
 	if (r < 0)
 		return r;
-	if (json_is_integer(json_object_get(json_object_get(c, "cpus"), "boot_vcpus")))
-		s->vcpus = (unsigned)json_integer_value(
-			json_object_get(json_object_get(c, "cpus"), "boot_vcpus"));
+	if (json_is_integer(boot_vcpus))
+		s->vcpus = (unsigned)json_integer_value(boot_vcpus);
 	if (json_is_integer(json_object_get(mem, "size")))
 		s->memory = (uint64_t)(json_integer_value(json_object_get(mem, "size")) +
 				       json_integer_value(json_object_get(mem, "hotplugged_size")));
@@ -295,244 +200,127 @@ static int observed_config(ChVm *v, const json_t *i, SandboxSpec **ret)
 	return 0;
 }
 
-static char *progress(const ChVm *v)
+/* What runs, from vm.info: paused or resumed behind vmd's back, devices, size; shut down. */
+static int observe_info(VmmVm *vm, VmmJob *j _unused_, const VmmReply *r)
 {
-	_cleanup_free_ char *ids = NULL;
-	char *m = NULL;
-
-	if (!v->removing)
-		return NULL;
-	for (char **id = v->removing; *id; id++) {
-		char *n = NULL;
-
-		if (asprintf(&n, "%s%s'%s'", ids ?: "", ids ? ", " : "", *id) < 0)
-			return NULL;
-		free(ids);
-		ids = n;
-	}
-	if (v->remove_timed_out)
-		return asprintf(&m, "the guest did not release %s within %llu s", ids,
-				CH_REMOVE_TIMEOUT_USEC / 1000000) < 0
-			       ? NULL
-			       : m;
-	return asprintf(&m, "removing %s: waiting for the guest to release it", ids) < 0 ? NULL : m;
-}
-
-static int ch_observe(Backend *b, const char *name, VmObserved *ret)
-{
-	ChVm *v = ch_vm_get(b, name);
-	_cleanup_(json_decrefp) json_t *i = NULL;
-	VmObserved o = {};
-	int r;
-
-	r = vmm_vm_observe(b, name, &o);
-	if (r < 0 || !v) {
-		*ret = o;
-		return r;
-	}
-	o.max_vcpus = v->max_vcpus;
-	o.min_memory = v->vm.config ? v->vm.config->memory : 0;
-	o.max_memory = v->max_memory;
-	o.busy = v->removing && !v->remove_timed_out;
-	o.progress = progress(v);
-	if (IN_SET(v->vm.state, VM_RUNNING, VM_PAUSED) && info(v, &i) >= 0) {
-		VmState s = state_of(i, v->vm.state);
-
-		if (s == VM_STOPPING) {
-			/*
-			 * The VM shut down (vm.shutdown from elsewhere) and its VMM lingers:
-			 * end it, and the exit takes the usual way (restartPolicy).
-			 */
-			(void)vmm_vm_stop(b, name, 0, true);
-			o.state = v->vm.state;
-		} else if (s != v->vm.state) {
-			/* Paused or resumed behind vmd's back. */
-			v->vm.state = o.state = s;
-			(void)vmm_vm_save(&v->vm);
-		}
-		r = observed_config(v, i, &o.config);
-	} else {
-		free(backend_take_error(b)); /* the record says what vmd last knew */
-		r = v->vm.config ? spec_copy(v->vm.config, &o.config) : 0;
-	}
-	if (r < 0) {
-		vm_observed_done(&o);
-		return r;
-	}
-	*ret = o;
-	return 0;
-}
-
-/* Commands on a running VM */
-
-static int for_command(Backend *b, const char *name, ChVm **ret)
-{
-	ChVm *v = ch_vm_get(b, name);
-
-	if (!v || IN_SET(v->vm.state, VM_EXITED, VM_STARTING))
-		return -ESRCH;
-	*ret = v;
-	return 0;
-}
-
-static int ch_set_paused(VmmVm *vm, bool paused)
-{
-	return ch_call((ChVm *)vm, "PUT", paused ? "vm.pause" : "vm.resume", NULL, NULL);
-}
-
-static int ch_power_button(VmmVm *vm)
-{
-	return ch_call((ChVm *)vm, "PUT", "vm.power-button", NULL, NULL);
-}
-
-/* Shut the VM down and the VMM with it. */
-static int ch_quit(VmmVm *vm)
-{
-	(void)ch_call((ChVm *)vm, "PUT", "vm.shutdown", NULL, NULL);
-	return ch_call((ChVm *)vm, "PUT", "vmm.shutdown", NULL, NULL);
-}
-
-/* Hot-add a disk or a NIC; the config vmd records follows. */
-static int add_device(Backend *b, const char *name, const char *op, json_t *body, const DiskSpec *d,
-		      const NetSpec *n, uint64_t generation)
-{
-	ChVm *v = ch_vm_get(b, name);
-	int r;
-
-	if (!v || IN_SET(v->vm.state, VM_EXITED, VM_STARTING))
-		return -ESRCH;
-	if (!body)
-		return -ENOMEM;
-	r = ch_call(v, "PUT", op, body, NULL);
-	if (r < 0)
-		return r;
-	r = d ? spec_add_disk(v->vm.config, d) : spec_add_net(v->vm.config, n);
-	if (r < 0 && r != -EEXIST)
-		return r;
-	v->vm.generation = generation;
-	return vmm_vm_save(&v->vm);
-}
-
-static int ch_disk_add(Backend *b, const char *name, const DiskSpec *d, uint64_t generation)
-{
-	_cleanup_(json_decrefp) json_t *body = disk_config(d);
-
-	return add_device(b, name, "vm.add-disk", body, d, NULL, generation);
-}
-
-static int ch_net_add(Backend *b, const char *name, const NetSpec *n, uint64_t generation)
-{
-	_cleanup_(json_decrefp) json_t *body = net_config(n);
-
-	return add_device(b, name, "vm.add-net", body, NULL, n, generation);
-}
-
-/* Removals: done when vm.info no longer lists the device. */
-
-static int remove_timer_fired(sd_event_source *s, uint64_t usec, void *userdata);
-
-static int arm_remove_timer(ChVm *v)
-{
-	v->remove_timer = sd_event_source_disable_unref(v->remove_timer);
-	return sd_event_add_time_relative(v->vm.b->event, &v->remove_timer, CLOCK_MONOTONIC,
-					  CH_REMOVE_POLL_USEC, 10000, remove_timer_fired, v);
-}
-
-static int remove_timer_fired(sd_event_source *s _unused_, uint64_t usec _unused_, void *userdata)
-{
-	ChVm *v = userdata;
-	_cleanup_(json_decrefp) json_t *i = NULL;
 	_cleanup_(sandbox_spec_freep) SandboxSpec *seen = NULL;
-	bool changed = false;
-	size_t k = 0;
+	const char *s = vm_state(r);
+	VmState state = vm->state;
+	int k;
 
-	v->remove_timer = sd_event_source_disable_unref(v->remove_timer);
-	if (!v->removing || info(v, &i) < 0 || observed_config(v, i, &seen) < 0) {
-		free(backend_take_error(v->vm.b));
-		return v->removing ? arm_remove_timer(v) : 0;
+	if (r->error < 0)
+		return r->error;
+	if (streq_ptr(s, "Paused"))
+		state = VM_PAUSED;
+	else if (streq_ptr(s, "Running"))
+		state = VM_RUNNING;
+	else
+		vm->guest_shutdown =
+			true; /* Shutdown (vm.shutdown from elsewhere), or never booted */
+	k = observed_config((ChVm *)vm, r->json, &seen);
+	if (k < 0)
+		return k;
+	if (state != vm->state || !spec_equal(seen, vm->config)) {
+		vm->state = state;
+		sandbox_spec_free(vm->config);
+		vm->config = TAKE_PTR(seen);
+		(void)vmm_vm_save(vm);
+		vmm_vm_changed(vm);
 	}
-	for (size_t n = 0; v->removing[n]; n++) {
-		char *id = v->removing[n];
+	return VMM_NEXT;
+}
 
-		if (spec_find_disk(seen, id) || spec_find_net(seen, id)) {
-			v->removing[k++] = id;
-			continue;
-		}
-		(void)spec_remove_disk(v->vm.config, id);
-		(void)spec_remove_net(v->vm.config, id);
-		free(id);
-		changed = true;
+/* A removal is done when vm.info no longer lists the device. */
+static int check_released(VmmVm *vm, VmmJob *j, const VmmReply *r)
+{
+	_cleanup_(sandbox_spec_freep) SandboxSpec *seen = NULL;
+
+	if (r->error < 0 || observed_config((ChVm *)vm, r->json, &seen) < 0)
+		return VMM_NEXT; /* asked again at the next poll */
+	return spec_find_disk(seen, j->device) || spec_find_net(seen, j->device) ? VMM_NEXT
+										 : VMM_SKIP;
+}
+
+static int put(VmmRequests *rq, const char *op, json_t *body)
+{
+	return vmm_request_add(rq, "PUT", body, NULL, CH_API "%s", op);
+}
+
+static int get(VmmRequests *rq, const char *op, int (*reply)(VmmVm *, VmmJob *, const VmmReply *))
+{
+	return vmm_request_add(rq, "GET", NULL, reply, CH_API "%s", op);
+}
+
+static int build_request(VmmJob *j, VmmRequests *rq)
+{
+	switch (j->type) {
+	case BACKEND_OP_PAUSE:
+		return put(rq, "vm.pause", NULL);
+	case BACKEND_OP_RESUME:
+		return put(rq, "vm.resume", NULL);
+	case BACKEND_OP_DISK_ADD:
+		return put(rq, "vm.add-disk", disk_config(&j->disk));
+	case BACKEND_OP_NET_ADD:
+		return put(rq, "vm.add-net", net_config(&j->net));
+	case BACKEND_OP_DISK_REMOVE:
+	case BACKEND_OP_NET_REMOVE:
+		return put(rq, "vm.remove-device", json_pack("{s:s}", "id", j->device));
+	case BACKEND_OP_RESIZE:
+		return put(rq, "vm.resize",
+			   json_pack("{s:i, s:I}", "desired_vcpus", (int)j->vcpus, "desired_ram",
+				     (json_int_t)j->memory));
+	default:
+		return -EOPNOTSUPP;
 	}
-	v->removing[k] = NULL;
-	if (k == 0)
-		v->removing = strv_free(v->removing);
-	if (changed)
-		(void)vmm_vm_save(&v->vm);
-	if (v->removing && !v->remove_timed_out && now_usec(CLOCK_MONOTONIC) >= v->remove_deadline) {
-		v->remove_timed_out = true; /* reported; the planner asks again */
-		changed = true;
+}
+
+static int ch_build(VmmVm *vm, VmmJob *j, VmmRequests *rq)
+{
+	ChVm *v = (ChVm *)vm;
+	json_t *config;
+	int r = 0;
+
+	switch (j->phase) {
+	case VMM_PHASE_API_UP:
+	case VMM_PHASE_HANDSHAKE:
+		return get(rq, "vmm.ping", check_ping);
+	case VMM_PHASE_CONFIGURE:
+		config = vm_config(v);
+		if (!config)
+			return -ENOMEM;
+		r = get(rq, "vm.info", check_created);
+		return r < 0 ? (json_decref(config), r) : put(rq, "vm.create", config);
+	case VMM_PHASE_BOOT:
+		return put(rq, "vm.boot", NULL);
+	case VMM_PHASE_OBSERVE:
+		return get(rq, "vm.info", observe_info);
+	case VMM_PHASE_GRACEFUL:
+		/* A paused guest cannot hear the button: it runs again first. */
+		if (j->was_paused)
+			r = put(rq, "vm.resume", NULL);
+		return r < 0 ? r : put(rq, "vm.power-button", NULL);
+	case VMM_PHASE_QUIT:
+		/* The VM down, and the VMM with it. */
+		r = put(rq, "vm.shutdown", NULL);
+		return r < 0 ? r : put(rq, "vmm.shutdown", NULL);
+	case VMM_PHASE_REQUEST:
+		return build_request(j, rq);
+	case VMM_PHASE_RELEASE:
+		rq->poll_usec = CH_REMOVE_POLL_USEC;
+		return get(rq, "vm.info", check_released);
+	default:
+		return 0;
 	}
-	if (changed)
-		vmm_vm_changed(&v->vm);
-	return v->removing ? arm_remove_timer(v) : 0;
 }
 
-static int remove_device(Backend *b, const char *name, const char *id, uint64_t generation)
+/* Observe: the resize room, as created. */
+static void ch_observed(const VmmVm *vm, VmObserved *o)
 {
-	_cleanup_(json_decrefp) json_t *body = json_pack("{s:s}", "id", id);
-	ChVm *v;
-	int r;
+	const ChVm *v = (const ChVm *)vm;
 
-	r = for_command(b, name, &v);
-	if (r < 0)
-		return r;
-	if (!body)
-		return -ENOMEM;
-	r = ch_call(v, "PUT", "vm.remove-device", body, NULL);
-	if (r < 0)
-		return r;
-	v->vm.generation = generation;
-	if (!strv_contains(v->removing, id) && strv_extendf(&v->removing, "%s", id) < 0)
-		return -ENOMEM;
-	v->remove_timed_out = false;
-	v->remove_deadline = now_usec(CLOCK_MONOTONIC) + CH_REMOVE_TIMEOUT_USEC;
-	r = arm_remove_timer(v);
-	if (r < 0)
-		return r;
-	(void)vmm_vm_save(&v->vm);
-	return 1; /* the guest has to let go first */
-}
-
-static int ch_disk_remove(Backend *b, const char *name, const char *id, uint64_t generation)
-{
-	return remove_device(b, name, id, generation);
-}
-
-static int ch_net_remove(Backend *b, const char *name, const char *id, uint64_t generation)
-{
-	return remove_device(b, name, id, generation);
-}
-
-static int ch_resize(Backend *b, const char *name, unsigned vcpus, uint64_t memory,
-		     uint64_t generation)
-{
-	_cleanup_(json_decrefp) json_t *body = json_pack("{s:i, s:I}", "desired_vcpus", (int)vcpus,
-							 "desired_ram", (json_int_t)memory);
-	ChVm *v;
-	int r;
-
-	r = for_command(b, name, &v);
-	if (r < 0)
-		return r;
-	if (!body)
-		return -ENOMEM;
-	r = ch_call(v, "PUT", "vm.resize", body, NULL);
-	if (r < 0)
-		return r;
-	v->vm.config->vcpus = vcpus;
-	v->vm.config->memory = memory;
-	v->vm.generation = generation;
-	return vmm_vm_save(&v->vm);
+	o->max_vcpus = v->max_vcpus;
+	o->min_memory = vm->config ? vm->config->memory : 0;
+	o->max_memory = v->max_memory;
 }
 
 static int ch_init(Backend *b)
@@ -543,19 +331,15 @@ static int ch_init(Backend *b)
 static const VmmVmType ch_type = {
 	.vmm = "cloud-hypervisor",
 	.display = "Cloud Hypervisor",
+	.api = VMM_API_REST,
 	.socket = "api.sock",
 	.log = "ch.log",
 	.size = sizeof(ChVm),
-	.free = ch_vm_free,
 	.save = ch_save,
 	.load = ch_load,
 	.argv = ch_argv,
-	.poll_start = ch_poll_start,
-	.reconnect = ch_reconnect,
-	.exited = ch_vm_exited,
-	.set_paused = ch_set_paused,
-	.power_button = ch_power_button,
-	.quit = ch_quit,
+	.build = ch_build,
+	.observed = ch_observed,
 };
 
 /* Cloud Hypervisor boots a kernel (payload), opens raw images and attaches tap devices. */
@@ -575,17 +359,18 @@ const BackendOps backend_cloud_hypervisor_ops = {
 	.validate = ch_validate,
 	.init = ch_init,
 	.done = vmm_backend_done,
-	.observe = ch_observe,
+	.observe = vmm_vm_observe,
 	.list = vmm_vm_list,
 	.adopt = vmm_vm_adopt,
+	.refresh = vmm_vm_refresh,
 	.start = vmm_vm_start,
 	.stop = vmm_vm_stop,
 	.pause = vmm_vm_pause,
 	.resume = vmm_vm_resume,
-	.disk_add = ch_disk_add,
-	.disk_remove = ch_disk_remove,
-	.net_add = ch_net_add,
-	.net_remove = ch_net_remove,
-	.resize = ch_resize,
+	.disk_add = vmm_vm_disk_add,
+	.disk_remove = vmm_vm_disk_remove,
+	.net_add = vmm_vm_net_add,
+	.net_remove = vmm_vm_net_remove,
+	.resize = vmm_vm_resize,
 	.cleanup = vmm_vm_cleanup,
 };

@@ -2,10 +2,11 @@
 /*
  * The Firecracker backend. Each VM is one `firecracker --api-sock ... --id NAME` process
  * that vmd starts and watches like every VMM (vmm-vm.c) and configures over its REST API
- * (http-unix.c) before InstanceStart: serial to console.log, boot source, machine config,
- * drives, network interfaces. Its runtime dir holds vm.json, api.sock, console.log and
- * fc.log (its stderr). Firecracker refuses an existing socket path: a stale one (nobody
- * listening) is removed first, inside the run dir only.
+ * through the job machinery (vmm-job.c): GET / answers with the sandbox's name as the
+ * instance id (api-up); serial to console.log, boot source, machine config, drives,
+ * network interfaces (configure); InstanceStart (boot). Its runtime dir holds vm.json, api.sock,
+ * console.log and fc.log (its stderr). Firecracker refuses an existing socket path: a stale one
+ * (nobody listening) is removed first, inside the run dir only.
  *
  * Live changes: pause and resume only. Firecracker cannot hot-plug devices or change
  * vCPUs or memory of a running microVM, so its capabilities say so and the planner
@@ -31,9 +32,6 @@
 #include "util.h"
 #include "vmm-vm.h"
 
-#define FC_CALL_TIMEOUT_USEC (5ull * 1000000)
-#define FC_PING_TIMEOUT_USEC (1ull * 1000000)
-
 #define JAIL_KERNEL "vmlinux"
 #define JAIL_INITRD "initrd"
 #define JAIL_DISK "disk-"
@@ -42,7 +40,6 @@
 
 typedef struct FcVm {
 	VmmVm vm; /* first */
-	Http *http;
 } FcVm;
 
 typedef struct Fc {
@@ -94,36 +91,6 @@ static char *vm_path(const Backend *b, const char *host, const char *jail_name)
 }
 
 static const VmmVmType fc_type;
-
-static void fc_vm_free(VmmVm *vm)
-{
-	http_free(((FcVm *)vm)->http);
-}
-
-static void fc_vm_exited(VmmVm *vm)
-{
-	FcVm *v = (FcVm *)vm;
-
-	v->http = http_free(v->http);
-}
-
-static int fc_call(FcVm *v, const char *method, const char *path, json_t *body, json_t **ret)
-{
-	return vmm_vm_rest(&v->vm, &v->http, method, path, body, FC_CALL_TIMEOUT_USEC, ret);
-}
-
-/* method (PUT, PATCH) on path with body, which this function consumes. */
-static int fc_send(FcVm *v, const char *method, const char *path, json_t *body)
-{
-	_cleanup_(json_decrefp) json_t *b = body;
-
-	return b ? fc_call(v, method, path, b, NULL) : -ENOMEM;
-}
-
-static int fc_put(FcVm *v, const char *path, json_t *body)
-{
-	return fc_send(v, "PUT", path, body);
-}
 
 static int fc_argv(VmmVm *vm, char ***ret)
 {
@@ -285,36 +252,109 @@ static int fc_cleanup_jail(Backend *b, const char *name)
 	return 0;
 }
 
-/* GET /: the instance's state, if it is the one vmd started under this name. */
-static int describe(FcVm *v, uint64_t timeout_usec, VmState *ret)
-{
-	_cleanup_(json_decrefp) json_t *info = NULL;
-	const char *id, *state;
-	int r;
+/* What the replies mean */
 
-	r = vmm_vm_rest(&v->vm, &v->http, "GET", "/", NULL, timeout_usec, &info);
-	if (r < 0)
-		return r;
-	id = json_string_value(json_object_get(info, "id"));
-	if (!streq_ptr(id, v->vm.name)) {
-		backend_set_error(v->vm.b, "GET / answers for instance '%s', not '%s'", id ?: "",
-				  v->vm.name);
+/* GET /: the instance vmd started under this name, and its state. */
+static int instance(VmmVm *v, VmmJob *j, const VmmReply *r, const char **ret_state)
+{
+	const char *id = json_string_value(json_object_get(r->json, "id"));
+
+	if (r->error < 0)
+		return r->error;
+	if (!streq_ptr(id, v->name)) {
+		vmm_job_fail_message(j, "GET / answers for instance '%s', not '%s'", id ?: "",
+				     v->name);
 		return -ESTALE;
 	}
-	state = json_string_value(json_object_get(info, "state"));
-	*ret = streq_ptr(state, "Paused")    ? VM_PAUSED
-	       : streq_ptr(state, "Running") ? VM_RUNNING
-					     : VM_STARTING; /* Not started */
+	*ret_state = json_string_value(json_object_get(r->json, "state"));
 	return 0;
 }
 
-/* Everything before InstanceStart, in the order Firecracker takes it. */
-static int configure(FcVm *v)
+static VmState state_of(const char *s)
 {
-	const Backend *b = v->vm.b;
-	const SandboxSpec *s = v->vm.config;
-	_cleanup_free_ char *host_console = vmm_vm_path(b, v->vm.name, "console.log"),
-			    *console = NULL, *kernel = vm_path(b, s->kernel, JAIL_KERNEL),
+	return streq_ptr(s, "Paused")	 ? VM_PAUSED
+	       : streq_ptr(s, "Running") ? VM_RUNNING
+					 : VM_STARTING;
+}
+
+/* A starting VMM: a vmd that died half-way may have started the instance already. */
+static int check_not_started(VmmVm *v, VmmJob *j, const VmmReply *r)
+{
+	const char *s = NULL;
+	int k = instance(v, j, r, &s);
+
+	if (k < 0)
+		return k;
+	if (state_of(s) == VM_STARTING)
+		return VMM_NEXT; /* Not started: configure it (PUTs before InstanceStart replace) */
+	v->state = state_of(s);
+	return VMM_FINISH;
+}
+
+/* Paused or resumed behind vmd's back. */
+static int observe_instance(VmmVm *v, VmmJob *j, const VmmReply *r)
+{
+	const char *s = NULL;
+	int k = instance(v, j, r, &s);
+
+	if (k < 0)
+		return k;
+	if (state_of(s) != VM_STARTING && state_of(s) != v->state) {
+		v->state = state_of(s);
+		(void)vmm_vm_save(v);
+		vmm_vm_changed(v);
+	}
+	return VMM_NEXT;
+}
+
+/* Devices and size from GET /vm/config. */
+static int observe_config(VmmVm *v, VmmJob *j _unused_, const VmmReply *r)
+{
+	_cleanup_(sandbox_spec_freep) SandboxSpec *s = NULL;
+	const json_t *mc = json_object_get(r->json, "machine-config");
+	int k;
+
+	if (r->error < 0)
+		return r->error;
+	k = vmm_vm_config_seen(v->config, json_object_get(r->json, "drives"), "drive_id",
+			       json_object_get(r->json, "network-interfaces"), "iface_id", &s);
+	if (k < 0)
+		return k;
+	if (json_is_integer(json_object_get(mc, "vcpu_count")))
+		s->vcpus = (unsigned)json_integer_value(json_object_get(mc, "vcpu_count"));
+	if (json_is_integer(json_object_get(mc, "mem_size_mib")))
+		s->memory = (uint64_t)json_integer_value(json_object_get(mc, "mem_size_mib")) << 20;
+	if (!spec_equal(s, v->config)) {
+		sandbox_spec_free(v->config);
+		v->config = TAKE_PTR(s);
+		(void)vmm_vm_save(v);
+		vmm_vm_changed(v);
+	}
+	return VMM_NEXT;
+}
+
+static int fc_put(VmmRequests *rq, json_t *body, const char *path)
+{
+	return body ? vmm_request_add(rq, "PUT", body, NULL, "%s", path) : -ENOMEM;
+}
+
+static int actions(VmmRequests *rq, const char *action)
+{
+	return fc_put(rq, json_pack("{s:s}", "action_type", action), "/actions");
+}
+
+static int patch_vm(VmmRequests *rq, const char *state)
+{
+	return vmm_request_add(rq, "PATCH", json_pack("{s:s}", "state", state), NULL, "/vm");
+}
+
+/* Everything before InstanceStart, in the order Firecracker takes it. */
+static int configure(VmmVm *v, VmmRequests *rq)
+{
+	const Backend *b = v->b;
+	const SandboxSpec *s = v->config;
+	_cleanup_free_ char *host_console = vmm_vm_path(b, v->name, "console.log"), *console = NULL,
+			    *kernel = vm_path(b, s->kernel, JAIL_KERNEL),
 			    *initrd = s->initrd ? vm_path(b, s->initrd, JAIL_INITRD) : NULL;
 	json_t *boot;
 	int r;
@@ -322,7 +362,7 @@ static int configure(FcVm *v)
 	console = host_console ? vm_path(b, host_console, JAIL_CONSOLE) : NULL;
 	if (!console || !kernel || (s->initrd && !initrd))
 		return -ENOMEM;
-	r = fc_put(v, "/serial", json_pack("{s:s}", "serial_out_path", console));
+	r = fc_put(rq, json_pack("{s:s}", "serial_out_path", console), "/serial");
 	if (r < 0)
 		return r;
 	boot = json_pack("{s:s}", "kernel_image_path", kernel);
@@ -330,147 +370,71 @@ static int configure(FcVm *v)
 		json_object_set_new(boot, "initrd_path", json_string(initrd));
 	if (boot && s->cmdline)
 		json_object_set_new(boot, "boot_args", json_string(s->cmdline));
-	r = fc_put(v, "/boot-source", boot);
-	if (r < 0)
-		return r;
-	r = fc_put(v, "/machine-config",
-		   json_pack("{s:i, s:I, s:b}", "vcpu_count", (int)s->vcpus, "mem_size_mib",
-			     (json_int_t)(s->memory >> 20), "smt", false));
+	r = fc_put(rq, boot, "/boot-source");
+	if (r >= 0)
+		r = fc_put(rq,
+			   json_pack("{s:i, s:I, s:b}", "vcpu_count", (int)s->vcpus, "mem_size_mib",
+				     (json_int_t)(s->memory >> 20), "smt", false),
+			   "/machine-config");
 	for (size_t i = 0; r >= 0 && i < s->n_disks; i++) {
-		_cleanup_free_ char *path = NULL, *disk = NULL;
+		_cleanup_free_ char *disk = NULL;
 		char name[sizeof(JAIL_DISK) + SPEC_ID_MAX];
 
 		snprintf(name, sizeof(name), JAIL_DISK "%s", s->disks[i].id);
 		disk = vm_path(b, s->disks[i].path, name);
-		if (!disk || asprintf(&path, "/drives/%s", s->disks[i].id) < 0)
+		if (!disk)
 			return -ENOMEM;
-		r = fc_put(v, path,
-			   json_pack("{s:s, s:s, s:b, s:b}", "drive_id", s->disks[i].id,
-				     "path_on_host", disk, "is_root_device", false, "is_read_only",
-				     s->disks[i].read_only));
+		r = vmm_request_add(rq, "PUT",
+				    json_pack("{s:s, s:s, s:b, s:b}", "drive_id", s->disks[i].id,
+					      "path_on_host", disk, "is_root_device", false,
+					      "is_read_only", s->disks[i].read_only),
+				    NULL, "/drives/%s", s->disks[i].id);
 	}
 	for (size_t i = 0; r >= 0 && i < s->n_networks; i++) {
-		_cleanup_free_ char *path = NULL;
 		char mac[18];
 
 		spec_mac_format(s->networks[i].mac, mac);
-		if (asprintf(&path, "/network-interfaces/%s", s->networks[i].id) < 0)
-			return -ENOMEM;
-		r = fc_put(v, path,
-			   json_pack("{s:s, s:s, s:s}", "iface_id", s->networks[i].id,
-				     "host_dev_name", s->networks[i].tap, "guest_mac", mac));
+		r = vmm_request_add(rq, "PUT",
+				    json_pack("{s:s, s:s, s:s}", "iface_id", s->networks[i].id,
+					      "host_dev_name", s->networks[i].tap, "guest_mac", mac),
+				    NULL, "/network-interfaces/%s", s->networks[i].id);
 	}
-	if (r < 0)
-		return r;
-	return fc_put(v, "/actions", json_pack("{s:s}", "action_type", "InstanceStart"));
+	return r;
 }
 
-/*
- * Poll a starting VM: once the API answers, configure and start it. A vmd that died
- * half-way left it configured in part (PUTs before InstanceStart replace what was there)
- * or started: GET / says which.
- */
-static int fc_poll_start(VmmVm *vm)
+static int fc_build(VmmVm *v, VmmJob *j, VmmRequests *rq)
 {
-	FcVm *v = (FcVm *)vm;
-	VmState state;
-	int r;
+	int r = 0;
 
-	r = describe(v, FC_PING_TIMEOUT_USEC, &state);
-	if (IN_SET(-r, ENOENT, ECONNREFUSED)) {
-		free(backend_take_error(vm->b));
-		return 0; /* not listening yet */
+	switch (j->phase) {
+	case VMM_PHASE_API_UP:
+		return vmm_request_add(rq, "GET", NULL, check_not_started, "/");
+	case VMM_PHASE_CONFIGURE:
+		return configure(v, rq);
+	case VMM_PHASE_BOOT:
+		return actions(rq, "InstanceStart");
+	case VMM_PHASE_HANDSHAKE:
+		return vmm_request_add(rq, "GET", NULL, observe_instance, "/");
+	case VMM_PHASE_OBSERVE:
+		r = vmm_request_add(rq, "GET", NULL, observe_instance, "/");
+		return r < 0 ? r : vmm_request_add(rq, "GET", NULL, observe_config, "/vm/config");
+	case VMM_PHASE_GRACEFUL:
+		/* A paused guest cannot hear the keys: it runs again first. */
+		if (j->was_paused)
+			r = patch_vm(rq, "Resumed");
+		/* The guest reboots, and Firecracker exits. */
+		return r < 0 ? r : actions(rq, "SendCtrlAltDel");
+	case VMM_PHASE_QUIT:
+		return 0; /* no API to quit: SIGKILL */
+	case VMM_PHASE_REQUEST:
+		if (j->type == BACKEND_OP_PAUSE)
+			return patch_vm(rq, "Paused");
+		if (j->type == BACKEND_OP_RESUME)
+			return patch_vm(rq, "Resumed");
+		return -EOPNOTSUPP;
+	default:
+		return 0;
 	}
-	if (r >= 0 && state == VM_STARTING) {
-		r = configure(v);
-		state = VM_RUNNING;
-	}
-	if (r < 0) {
-		free(vm->start_failure);
-		vm->start_failure = backend_take_error(vm->b);
-		return r;
-	}
-	vm->state = state;
-	return 1;
-}
-
-static int fc_reconnect(VmmVm *vm)
-{
-	VmState state;
-	int r;
-
-	r = describe((FcVm *)vm, FC_PING_TIMEOUT_USEC, &state);
-	if (r < 0)
-		return r;
-	if (vm->state != VM_STOPPING)
-		vm->state = state;
-	return 0;
-}
-
-static int fc_set_paused(VmmVm *vm, bool paused)
-{
-	return fc_send((FcVm *)vm, "PATCH", "/vm",
-		       json_pack("{s:s}", "state", paused ? "Paused" : "Resumed"));
-}
-
-static int fc_power_button(VmmVm *vm)
-{
-	return fc_put((FcVm *)vm, "/actions", json_pack("{s:s}", "action_type", "SendCtrlAltDel"));
-}
-
-/* Observe: state from GET /, devices and size from GET /vm/config. */
-
-static int observed_config(FcVm *v, SandboxSpec **ret)
-{
-	_cleanup_(json_decrefp) json_t *c = NULL;
-	_cleanup_(sandbox_spec_freep) SandboxSpec *s = NULL;
-	const json_t *mc;
-	int r;
-
-	r = fc_call(v, "GET", "/vm/config", NULL, &c);
-	if (r < 0)
-		return r;
-	r = vmm_vm_config_seen(v->vm.config, json_object_get(c, "drives"), "drive_id",
-			       json_object_get(c, "network-interfaces"), "iface_id", &s);
-	if (r < 0)
-		return r;
-	mc = json_object_get(c, "machine-config");
-	if (json_is_integer(json_object_get(mc, "vcpu_count")))
-		s->vcpus = (unsigned)json_integer_value(json_object_get(mc, "vcpu_count"));
-	if (json_is_integer(json_object_get(mc, "mem_size_mib")))
-		s->memory = (uint64_t)json_integer_value(json_object_get(mc, "mem_size_mib")) << 20;
-	*ret = TAKE_PTR(s);
-	return 0;
-}
-
-static int fc_observe(Backend *b, const char *name, VmObserved *ret)
-{
-	FcVm *v = (FcVm *)vmm_vm_get(b, name);
-	VmObserved o = {};
-	VmState s;
-	int r;
-
-	r = vmm_vm_observe(b, name, &o);
-	if (r < 0 || !v) {
-		*ret = o;
-		return r;
-	}
-	if (IN_SET(v->vm.state, VM_RUNNING, VM_PAUSED) && describe(v, FC_PING_TIMEOUT_USEC, &s) >= 0 &&
-	    IN_SET(s, VM_RUNNING, VM_PAUSED) && observed_config(v, &o.config) >= 0) {
-		if (s != v->vm.state) {
-			/* Paused or resumed behind vmd's back. */
-			v->vm.state = o.state = s;
-			(void)vmm_vm_save(&v->vm);
-		}
-	} else
-		free(backend_take_error(b)); /* the record says what vmd last knew */
-	r = o.config ? 0 : v->vm.config ? spec_copy(v->vm.config, &o.config) : 0;
-	if (r < 0) {
-		vm_observed_done(&o);
-		return r;
-	}
-	*ret = o;
-	return 0;
 }
 
 static int fc_init(Backend *b)
@@ -490,17 +454,13 @@ static void fc_done(Backend *b)
 static const VmmVmType fc_type = {
 	.vmm = "firecracker",
 	.display = "Firecracker",
+	.api = VMM_API_REST,
 	.socket = "api.sock",
 	.log = "fc.log",
 	.size = sizeof(FcVm),
-	.free = fc_vm_free,
 	.prepare = fc_prepare,
 	.argv = fc_argv,
-	.poll_start = fc_poll_start,
-	.reconnect = fc_reconnect,
-	.exited = fc_vm_exited,
-	.set_paused = fc_set_paused,
-	.power_button = fc_power_button,
+	.build = fc_build,
 	.cleanup = fc_cleanup_jail,
 };
 
@@ -532,9 +492,10 @@ const BackendOps backend_firecracker_ops = {
 	.validate = fc_validate,
 	.init = fc_init,
 	.done = fc_done,
-	.observe = fc_observe,
+	.observe = vmm_vm_observe,
 	.list = vmm_vm_list,
 	.adopt = vmm_vm_adopt,
+	.refresh = vmm_vm_refresh,
 	.start = vmm_vm_start,
 	.stop = vmm_vm_stop,
 	.pause = vmm_vm_pause,

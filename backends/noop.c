@@ -9,7 +9,8 @@
  *   noop.vmd/fail-ops: "N"       the first N other operations (pause, hot-plug...) fail
  *   noop.vmd/exit-after: "500ms" the VM exits on its own that long after it starts
  *   noop.vmd/exit-status: "N"    with this status (default 1)
- *   noop.vmd/stop-delay: "1s"    a graceful stop takes this long
+ *   noop.vmd/stop-delay: "1s"    a graceful stop takes this long (forced off with status
+ *                                137 after the stop's timeout, if that is shorter)
  */
 #include <inttypes.h>
 #include <jansson.h>
@@ -18,11 +19,13 @@
 
 #include "backend.h"
 #include "hashmap.h"
+#include "log.h"
 #include "spec-json.h"
 #include "util.h"
 
 typedef struct NoopVm {
 	char *name;
+	bool watched;		/* started or adopted by this vmd */
 	sd_event_source *timer; /* its exit, on its own or at the end of a stop */
 	uint64_t fault_generation;
 	unsigned fail_start, fail_ops; /* left to fail */
@@ -31,7 +34,7 @@ typedef struct NoopVm {
 typedef struct ExitNote ExitNote;
 
 typedef struct Noop {
-	Hashmap *vms;	  /* name -> NoopVm, for VMs with timers or faults */
+	Hashmap *vms;	  /* name -> NoopVm: what this vmd watches, and faults to inject */
 	ExitNote **notes; /* exits not told yet */
 	size_t n_notes;
 	char boot_id[64];
@@ -253,10 +256,17 @@ static int vm_exit_timer(sd_event_source *s, uint64_t usec _unused_, void *userd
 
 	_cleanup_(json_decrefp) json_t *j = NULL;
 	if (state_load(b, v->name, &j) == 0) {
-		/* A stop that ran its course exits cleanly; a VM that died on its own does not. */
-		if (streq_ptr(json_string_value(json_object_get(j, "state")), "stopping"))
-			status = 0;
-		else
+		/* A stop that ran its course exits cleanly (or forced, after its timeout). */
+		if (streq_ptr(json_string_value(json_object_get(j, "state")), "stopping")) {
+			status = (int)json_integer_value(json_object_get(j, "exitStatusOnStop"));
+			if (status != 0)
+				log_fields(LOG_WARNING,
+					   &(LogFields){ .sandbox = v->name,
+							 .backend = "noop",
+							 .action = "stop",
+							 .result = "forced" },
+					   "did not stop within its stopTimeout; forcing it off");
+		} else
 			status = (int)json_integer_value(json_object_get(j, "exitStatusOnExit"));
 	}
 	(void)vm_exit(b, v->name, status);
@@ -291,6 +301,11 @@ static int noop_observe(Backend *b, const char *name, VmObserved *ret)
 		o.exit_status = (int)json_integer_value(json_object_get(j, "exitStatus"));
 	o.generation = (uint64_t)json_integer_value(json_object_get(j, "generation"));
 	o.started_at_usec = (uint64_t)json_integer_value(json_object_get(j, "startedAtUsec"));
+	if (b->event && o.state != VM_EXITED) {
+		NoopVm *v = vm_get(b, name, false);
+
+		o.unwatched = !v || !v->watched;
+	}
 	r = spec_from_json(json_object_get(j, "config"), &o.config);
 	if (r < 0)
 		return r;
@@ -301,6 +316,19 @@ static int noop_observe(Backend *b, const char *name, VmObserved *ret)
 static int noop_list(Backend *b, char ***ret_names, size_t *ret_n)
 {
 	return backend_list_runtime_dirs(b, "noop.json", ret_names, ret_n);
+}
+
+static int watch(Backend *b, const char *name)
+{
+	NoopVm *v;
+
+	if (!b->event)
+		return 0;
+	v = vm_get(b, name, true);
+	if (!v)
+		return -ENOMEM;
+	v->watched = true;
+	return 0;
 }
 
 static int noop_adopt(Backend *b, const char *name)
@@ -316,6 +344,9 @@ static int noop_adopt(Backend *b, const char *name)
 	if (!streq_ptr(json_string_value(json_object_get(j, "vmm")), "noop") ||
 	    !streq_ptr(json_string_value(json_object_get(j, "bootId")), NOOP(b)->boot_id))
 		return -ESTALE;
+	r = watch(b, name);
+	if (r < 0)
+		return r;
 	exit_at = json_object_get(j, "exitAtUsec");
 	if (exit_at)
 		return arm_timer(b, name, (uint64_t)json_integer_value(exit_at));
@@ -344,6 +375,7 @@ static int noop_start(Backend *b, const SandboxSpec *spec, uint64_t generation)
 	uint64_t now = now_usec(CLOCK_REALTIME), exit_after = label_usec(spec, "noop.vmd/exit-after");
 	const char *status = label(spec, "noop.vmd/exit-status");
 	NoopVm *v;
+	int r;
 
 	if (label(spec, "noop.vmd/fail-start") || label(spec, "noop.vmd/fail-ops") || exit_after) {
 		v = vm_get(b, spec->name, true);
@@ -358,6 +390,9 @@ static int noop_start(Backend *b, const SandboxSpec *spec, uint64_t generation)
 	}
 	if (fault(b, spec->name, true))
 		return -EIO;
+	r = watch(b, spec->name);
+	if (r < 0)
+		return r;
 
 	config = spec_to_json(spec);
 	j = json_pack("{s:s, s:s, s:s, s:I, s:I, s:i, s:o}", "vmm", "noop", "bootId",
@@ -368,7 +403,7 @@ static int noop_start(Backend *b, const SandboxSpec *spec, uint64_t generation)
 		return -ENOMEM;
 	if (exit_after) {
 		json_object_set_new(j, "exitAtUsec", json_integer((json_int_t)(now + exit_after)));
-		int r = arm_timer(b, spec->name, now + exit_after);
+		r = arm_timer(b, spec->name, now + exit_after);
 		if (r < 0)
 			return r;
 	}
@@ -388,11 +423,12 @@ static int load_for_op(Backend *b, const char *name, json_t **ret)
 	return r;
 }
 
-static int noop_stop(Backend *b, const char *name, uint64_t timeout_ms _unused_, bool force)
+static int noop_stop(Backend *b, const char *name, uint64_t timeout_ms, bool force)
 {
 	_cleanup_(json_decrefp) json_t *j = NULL;
 	SandboxSpec *config = NULL;
-	uint64_t delay = 0;
+	uint64_t delay = 0, now = now_usec(CLOCK_REALTIME);
+	bool forced;
 	int r;
 
 	r = load_for_op(b, name, &j);
@@ -405,13 +441,17 @@ static int noop_stop(Backend *b, const char *name, uint64_t timeout_ms _unused_,
 	if (delay == 0 || !b->event)
 		return vm_exit(b, name, force ? 137 : 0);
 
+	/* A guest slower than the stop's timeout is forced off when it runs out. */
+	forced = delay > timeout_ms * 1000;
+	if (forced)
+		delay = timeout_ms * 1000;
 	json_object_set_new(j, "state", json_string("stopping"));
-	json_object_set_new(j, "exitAtUsec",
-			    json_integer((json_int_t)(now_usec(CLOCK_REALTIME) + delay)));
+	json_object_set_new(j, "exitAtUsec", json_integer((json_int_t)(now + delay)));
+	json_object_set_new(j, "exitStatusOnStop", json_integer(forced ? 137 : 0));
 	r = state_save(b, name, j);
 	if (r < 0)
 		return r;
-	return arm_timer(b, name, now_usec(CLOCK_REALTIME) + delay);
+	return arm_timer(b, name, now + delay);
 }
 
 static int set_state(Backend *b, const char *name, const char *state)

@@ -116,7 +116,8 @@ int qemu_build_argv(const QemuLaunch *l, char ***ret)
 		return r;
 	if (l->accel != QEMU_ACCEL_KVM && (r = arg(&argv, "-accel", "%s", "tcg")) < 0)
 		return r;
-	if ((r = strv_extendf(&argv, "-nodefaults")) < 0 ||
+	/* vCPUs stopped until vmd has checked QMP and says cont: QMP answers at once. */
+	if ((r = strv_extendf(&argv, "-S")) < 0 || (r = strv_extendf(&argv, "-nodefaults")) < 0 ||
 	    (r = strv_extendf(&argv, "-no-user-config")) < 0 ||
 	    (r = arg(&argv, "-display", "%s", "none")) < 0 ||
 	    (r = arg(&argv, "-smp", "%u", s->vcpus)) < 0)

@@ -1,12 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * QEMU hot-plug: every disk and NIC sits alone on a pcie-root-port of its own, at addr=0.
- * Adding is blockdev-add + device_add (netdev_add + device_add); removing is device_del,
- * which only asks: the guest lets go when it is ready and DEVICE_DELETED says so, and only
- * then are the backend nodes freed. Until then the VM is busy; a guest that does not let
- * go in time is reported and asked again.
+ * Adding is blockdev-add + device_add (netdev_add + device_add), undone if a step fails;
+ * removing is device_del, which only asks: the guest lets go when it is ready and
+ * DEVICE_DELETED says so, and only then are the backend nodes freed (the job's release and
+ * cleanup phases). A guest that does not let go in time fails the removal, which the daemon
+ * asks for again later.
  */
-#include <inttypes.h>
 #include <jansson.h>
 #include <stdio.h>
 
@@ -16,6 +16,11 @@
 
 /* Ports and devices */
 
+void qemu_device_name(char buf[static DEVICE_NAME_MAX], const char *prefix, const char *id)
+{
+	snprintf(buf, DEVICE_NAME_MAX, "%s%s", prefix, id);
+}
+
 static Port *port_of(QemuVm *v, const char *device)
 {
 	for (unsigned i = 0; i < v->n_ports; i++)
@@ -24,348 +29,213 @@ static Port *port_of(QemuVm *v, const char *device)
 	return NULL;
 }
 
-static int port_free(QemuVm *v)
+static bool is_disk(const VmmJob *j)
 {
+	return IN_SET(j->type, BACKEND_OP_DISK_ADD, BACKEND_OP_DISK_REMOVE);
+}
+
+/* The job's device as QEMU names it: "disk-ID", "net-ID". */
+static void job_device(const VmmJob *j, char buf[static DEVICE_NAME_MAX])
+{
+	qemu_device_name(buf, is_disk(j) ? QEMU_DISK_DEVICE : QEMU_NET_DEVICE, j->device);
+}
+
+/* A free root port for the job's new device (taken now), or a clear reason. */
+static int take_port(QemuVm *v, VmmJob *j, const char *device)
+{
+	if (port_of(v, device)) {
+		vmm_job_fail_message(j, "%s is still attached (its removal has not completed)",
+				     device);
+		return -EBUSY;
+	}
 	for (unsigned i = 0; i < v->n_ports; i++)
-		if (!v->ports[i].device[0])
+		if (!v->ports[i].device[0]) {
+			snprintf(v->ports[i].device, DEVICE_NAME_MAX, "%s", device);
 			return (int)i;
+		}
+	vmm_job_fail_message(j, "all %u hot-plug ports are taken; a restart of the VM makes room",
+			     v->n_ports);
 	return -ENOSPC;
 }
 
-bool qemu_vm_is_busy(const QemuVm *v)
+static void free_port(QemuVm *v, const char *device)
 {
-	for (unsigned i = 0; i < v->n_ports; i++)
-		if (v->ports[i].unplug == UNPLUG_IN_FLIGHT)
-			return true;
-	return false;
+	Port *p = port_of(v, device);
+
+	if (p)
+		*p = (Port){};
 }
 
-/*
- * The devices QEMU has, by id: /machine/peripheral holds every device added with an id,
- * from boot on. (query-pci lists a device behind a root port only once the guest has
- * numbered the port's bus: not during early boot.)
- */
-static int query_devices(QemuVm *v, json_t **ret_ids)
+static int add_disk(VmmJob *j, VmmRequests *rq, const char *dev, int port)
 {
-	_cleanup_(json_decrefp) json_t *list = NULL, *ids = json_object();
-	json_t *e;
-	size_t i;
+	const DiskSpec *d = &j->disk;
 	int r;
 
-	if (!ids)
-		return -ENOMEM;
-	r = qmp_call(v->qmp, "qom-list", json_pack("{s:s}", "path", "/machine/peripheral"),
-		     QMP_TIMEOUT_USEC, &list, NULL);
+	r = vmm_request_add(rq, NULL,
+			    json_pack("{s:s, s:s+, s:s, s:b}", "driver", "file", "node-name",
+				      QEMU_DISK_FILE, d->id, "filename", d->path, "read-only",
+				      d->read_only),
+			    NULL, "blockdev-add");
+	if (r >= 0)
+		r = vmm_request_add(rq, NULL,
+				    json_pack("{s:s, s:s+, s:s+, s:b}", "driver",
+					      disk_format_to_string(d->format), "node-name",
+					      QEMU_DISK_NODE, d->id, "file", QEMU_DISK_FILE, d->id,
+					      "read-only", d->read_only),
+				    NULL, "blockdev-add");
+	if (r >= 0) {
+		char bus[32];
+
+		/* addr=0: elsewhere on the port, the guest would never see the device. */
+		snprintf(bus, sizeof(bus), QEMU_PORT "%d", port);
+		r = vmm_request_add(rq, NULL,
+				    json_pack("{s:s, s:s, s:s+, s:s, s:s}", "driver",
+					      "virtio-blk-pci", "id", dev, "drive", QEMU_DISK_NODE,
+					      d->id, "bus", bus, "addr", "0"),
+				    NULL, "device_add");
+	}
+	return r;
+}
+
+static int add_net(VmmJob *j, VmmRequests *rq, const char *dev, int port)
+{
+	const NetSpec *n = &j->net;
+	char bus[32], mac[18];
+	json_t *args;
+	int r;
+
+	spec_mac_format(n->mac, mac);
+	if (n->type == NET_TAP)
+		args = json_pack("{s:s, s:s+, s:s, s:s, s:s}", "type", "tap", "id", QEMU_NETDEV,
+				 n->id, "ifname", n->tap, "script", "no", "downscript", "no");
+	else
+		args = json_pack("{s:s, s:s+}", "type", "user", "id", QEMU_NETDEV, n->id);
+	r = vmm_request_add(rq, NULL, args, NULL, "netdev_add");
 	if (r < 0)
 		return r;
-	json_array_foreach(list, i, e)
+	snprintf(bus, sizeof(bus), QEMU_PORT "%d", port);
+	return vmm_request_add(rq, NULL,
+			       json_pack("{s:s, s:s, s:s+, s:s, s:s, s:s}", "driver",
+					 "virtio-net-pci", "id", dev, "netdev", QEMU_NETDEV, n->id,
+					 "mac", mac, "bus", bus, "addr", "0"),
+			       NULL, "device_add");
+}
+
+/* What backed the device: the format node, then the file node (each refused while used). */
+static int free_backend(const VmmJob *j, VmmRequests *rq)
+{
+	int r;
+
+	if (!is_disk(j))
+		return vmm_request_add(rq, NULL, json_pack("{s:s+}", "id", QEMU_NETDEV, j->device),
+				       NULL, "netdev_del");
+	r = vmm_request_add(rq, NULL, json_pack("{s:s+}", "node-name", QEMU_DISK_NODE, j->device),
+			    NULL, "blockdev-del");
+	return r < 0 ? r
+		     : vmm_request_add(rq, NULL,
+				       json_pack("{s:s+}", "node-name", QEMU_DISK_FILE, j->device),
+				       NULL, "blockdev-del");
+}
+
+/* device_del of a device QEMU is unplugging already: that is the same request, in flight. */
+static int check_unplug(VmmVm *v _unused_, VmmJob *j _unused_, const VmmReply *r)
+{
+	if (r->error == -EREMOTEIO && r->message &&
+	    strstr(r->message, "already in the process of unplug"))
+		return VMM_NEXT;
+	return r->error < 0 ? r->error : VMM_NEXT;
+}
+
+int qemu_build_hotplug(QemuVm *v, VmmJob *j, VmmRequests *rq)
+{
+	char dev[DEVICE_NAME_MAX];
+	int port;
+
+	job_device(j, dev);
+	switch (j->phase) {
+	case VMM_PHASE_REQUEST:
+		if (IN_SET(j->type, BACKEND_OP_DISK_REMOVE, BACKEND_OP_NET_REMOVE))
+			return vmm_request_add(rq, NULL, json_pack("{s:s}", "id", dev),
+					       check_unplug, "device_del");
+		if (!IN_SET(j->type, BACKEND_OP_DISK_ADD, BACKEND_OP_NET_ADD))
+			return -EOPNOTSUPP;
+		port = take_port(v, j, dev);
+		if (port < 0)
+			return port;
+		return is_disk(j) ? add_disk(j, rq, dev, port) : add_net(j, rq, dev, port);
+	case VMM_PHASE_RELEASE:
+		return 0; /* DEVICE_DELETED ends it */
+	case VMM_PHASE_CLEANUP:
+	case VMM_PHASE_ROLLBACK:
+		/* Gone from the guest, or never quite added: its port is free again. */
+		free_port(v, dev);
+		return free_backend(j, rq);
+	default:
+		return 0;
+	}
+}
+
+void qemu_device_deleted(QemuVm *v, const char *device)
+{
+	VmmJob *u = &v->vm.unplug;
+	char dev[DEVICE_NAME_MAX] = "";
+	bool disk = strncmp(device, QEMU_DISK_DEVICE, strlen(QEMU_DISK_DEVICE)) == 0;
+	const char *id = device + strlen(disk ? QEMU_DISK_DEVICE : QEMU_NET_DEVICE);
+
+	if (u->type != BACKEND_OP_NONE)
+		job_device(u, dev);
+	if (streq(dev, device)) {
+		vmm_job_phase_done(&v->vm, u);
+		return;
+	}
+	if (!port_of(v, device) || u->type != BACKEND_OP_NONE || strlen(id) > SPEC_ID_MAX)
+		return;
+	/* Let go after its removal had given up on it: free what backed it now. */
+	snprintf(u->device, sizeof(u->device), "%s", id);
+	u->generation = v->vm.generation;
+	(void)vmm_job_begin(&v->vm, u, disk ? BACKEND_OP_DISK_REMOVE : BACKEND_OP_NET_REMOVE,
+			    VMM_PHASE_CLEANUP);
+}
+
+int qemu_observe_devices(VmmVm *vm, VmmJob *j _unused_, const VmmReply *r)
+{
+	QemuVm *v = (QemuVm *)vm;
+	_cleanup_(json_decrefp) json_t *present = json_object();
+	SandboxSpec *s = vm->config;
+	char dev[DEVICE_NAME_MAX];
+	bool changed = false;
+	json_t *e;
+	size_t i;
+
+	if (r->error < 0)
+		return r->error;
+	if (!present)
+		return -ENOMEM;
+	json_array_foreach(r->json, i, e)
 	{
 		const char *name = json_string_value(json_object_get(e, "name"));
 		const char *type = json_string_value(json_object_get(e, "type"));
 
 		if (name && type && strncmp(type, "child<", 6) == 0)
-			json_object_set_new(ids, name, json_true());
+			json_object_set_new(present, name, json_true());
 	}
-	*ret_ids = TAKE_PTR(ids);
-	return 0;
-}
-
-void qemu_device_name(char buf[static DEVICE_NAME_MAX], const char *prefix, const char *id)
-{
-	snprintf(buf, DEVICE_NAME_MAX, "%s%s", prefix, id);
-}
-
-/* What the VM has: its config, less the devices QEMU does not show on a root port. */
-int qemu_observed_config(QemuVm *v, SandboxSpec **ret)
-{
-	_cleanup_(json_decrefp) json_t *present = NULL;
-	_cleanup_(sandbox_spec_freep) SandboxSpec *s = NULL;
-	char dev[DEVICE_NAME_MAX];
-	int r;
-
-	r = spec_copy(v->vm.config, &s);
-	if (r < 0)
-		return r;
-	if (qmp_is_connected(v->qmp) && v->vm.state != VM_STOPPING &&
-	    query_devices(v, &present) == 0) {
-		for (size_t i = s->n_disks; i-- > 0;) {
-			qemu_device_name(dev, QEMU_DISK_DEVICE, s->disks[i].id);
-			if (!json_object_get(present, dev))
-				(void)spec_remove_disk(s, s->disks[i].id);
-		}
-		for (size_t i = s->n_networks; i-- > 0;) {
-			qemu_device_name(dev, QEMU_NET_DEVICE, s->networks[i].id);
-			if (!json_object_get(present, dev))
-				(void)spec_remove_net(s, s->networks[i].id);
+	for (size_t k = s->n_disks; k-- > 0;) {
+		qemu_device_name(dev, QEMU_DISK_DEVICE, s->disks[k].id);
+		if (!json_object_get(present, dev)) {
+			free_port(v, dev);
+			changed |= spec_remove_disk(s, s->disks[k].id) >= 0;
 		}
 	}
-	*ret = TAKE_PTR(s);
-	return 0;
-}
-
-char *qemu_progress(const QemuVm *v)
-{
-	uint64_t now = now_usec(CLOCK_MONOTONIC);
-	char *p = NULL;
-
-	for (unsigned i = 0; i < v->n_ports; i++) {
-		const Port *port = &v->ports[i];
-		uint64_t started = port->unplug_deadline - QEMU_UNPLUG_TIMEOUT_USEC;
-
-		if (port->unplug == UNPLUG_IN_FLIGHT)
-			(void)asprintf(&p,
-				       "waiting for the guest to release %s (asked %" PRIu64
-				       " s ago, attempt %u)",
-				       port->device, (now - started) / 1000000,
-				       port->unplug_attempts);
-		else if (port->unplug == UNPLUG_TIMED_OUT)
-			(void)asprintf(&p,
-				       "the guest did not release %s within %llu s (paused, or not "
-				       "booted far enough?); asking again",
-				       port->device, QEMU_UNPLUG_TIMEOUT_USEC / 1000000);
-		if (p)
-			return p;
+	for (size_t k = s->n_networks; k-- > 0;) {
+		qemu_device_name(dev, QEMU_NET_DEVICE, s->networks[k].id);
+		if (!json_object_get(present, dev)) {
+			free_port(v, dev);
+			changed |= spec_remove_net(s, s->networks[k].id) >= 0;
+		}
 	}
-	return NULL;
-}
-
-/* Removal */
-
-void qemu_unplug_done(QemuVm *v, const char *device)
-{
-	Port *p = port_of(v, device);
-	const char *id;
-
-	if (!p)
-		return;
-	if (strncmp(device, QEMU_DISK_DEVICE, strlen(QEMU_DISK_DEVICE)) == 0) {
-		char node[DEVICE_NAME_MAX + 16];
-
-		id = device + strlen(QEMU_DISK_DEVICE);
-		/* The format node, then the file node: each fails while something uses it. */
-		snprintf(node, sizeof(node), QEMU_DISK_NODE "%s", id);
-		(void)qmp_call(v->qmp, "blockdev-del", json_pack("{s:s}", "node-name", node),
-			       QMP_TIMEOUT_USEC, NULL, NULL);
-		snprintf(node, sizeof(node), QEMU_DISK_FILE "%s", id);
-		(void)qmp_call(v->qmp, "blockdev-del", json_pack("{s:s}", "node-name", node),
-			       QMP_TIMEOUT_USEC, NULL, NULL);
-		(void)spec_remove_disk(v->vm.config, id);
-	} else {
-		char netdev[DEVICE_NAME_MAX + 16];
-
-		id = device + strlen(QEMU_NET_DEVICE);
-		snprintf(netdev, sizeof(netdev), QEMU_NETDEV "%s", id);
-		(void)qmp_call(v->qmp, "netdev_del", json_pack("{s:s}", "id", netdev),
-			       QMP_TIMEOUT_USEC, NULL, NULL);
-		(void)spec_remove_net(v->vm.config, id);
+	if (changed) {
+		(void)vmm_vm_save(vm);
+		vmm_vm_changed(vm);
 	}
-	*p = (Port){};
-	(void)vmm_vm_save(&v->vm);
-	vmm_vm_changed(&v->vm);
-}
-
-/* A free root port for a new device, or a clear reason. */
-static int take_port(QemuVm *v, const char *device)
-{
-	int p;
-
-	if (port_of(v, device)) {
-		backend_set_error(v->vm.b, "%s is still attached (its removal has not completed)",
-				  device);
-		return -EBUSY;
-	}
-	p = port_free(v);
-	if (p < 0)
-		backend_set_error(v->vm.b,
-				  "all %u hot-plug ports are taken; a restart of the VM makes room",
-				  v->n_ports);
-	return p;
-}
-
-static int plugged(QemuVm *v, int port, const char *device, uint64_t generation)
-{
-	snprintf(v->ports[port].device, DEVICE_NAME_MAX, "%s", device);
-	v->vm.generation = generation;
-	return vmm_vm_save(&v->vm);
-}
-
-int qemu_disk_add(Backend *b, const char *name, const DiskSpec *d, uint64_t generation)
-{
-	char dev[DEVICE_NAME_MAX], node[DEVICE_NAME_MAX + 16], file[DEVICE_NAME_MAX + 16], bus[32];
-	QemuVm *v;
-	int r, port;
-
-	r = qemu_vm_for_command(b, name, &v);
-	if (r < 0)
-		return r;
-	qemu_device_name(dev, QEMU_DISK_DEVICE, d->id);
-	port = take_port(v, dev);
-	if (port < 0)
-		return port;
-	snprintf(node, sizeof(node), QEMU_DISK_NODE "%s", d->id);
-	snprintf(file, sizeof(file), QEMU_DISK_FILE "%s", d->id);
-	snprintf(bus, sizeof(bus), QEMU_PORT "%d", port);
-
-	r = qemu_command(v, "blockdev-add",
-			 json_pack("{s:s, s:s, s:s, s:b}", "driver", "file", "node-name", file,
-				   "filename", d->path, "read-only", d->read_only));
-	if (r < 0)
-		return r;
-	r = qemu_command(v, "blockdev-add",
-			 json_pack("{s:s, s:s, s:s, s:b}", "driver", disk_format_to_string(d->format),
-				   "node-name", node, "file", file, "read-only", d->read_only));
-	if (r >= 0)
-		/* addr=0: elsewhere on the port, the guest would never see the device. */
-		r = qemu_command(v, "device_add",
-				 json_pack("{s:s, s:s, s:s, s:s, s:s}", "driver", "virtio-blk-pci",
-					   "id", dev, "drive", node, "bus", bus, "addr", "0"));
-	if (r < 0) {
-		(void)qmp_call(v->qmp, "blockdev-del", json_pack("{s:s}", "node-name", node),
-			       QMP_TIMEOUT_USEC, NULL, NULL);
-		(void)qmp_call(v->qmp, "blockdev-del", json_pack("{s:s}", "node-name", file),
-			       QMP_TIMEOUT_USEC, NULL, NULL);
-		return r;
-	}
-	r = spec_add_disk(v->vm.config, d);
-	if (r < 0)
-		return r;
-	return plugged(v, port, dev, generation);
-}
-
-int qemu_net_add(Backend *b, const char *name, const NetSpec *n, uint64_t generation)
-{
-	char dev[DEVICE_NAME_MAX], netdev[DEVICE_NAME_MAX + 16], bus[32], mac[18];
-	QemuVm *v;
-	json_t *args;
-	int r, port;
-
-	r = qemu_vm_for_command(b, name, &v);
-	if (r < 0)
-		return r;
-	qemu_device_name(dev, QEMU_NET_DEVICE, n->id);
-	port = take_port(v, dev);
-	if (port < 0)
-		return port;
-	snprintf(netdev, sizeof(netdev), QEMU_NETDEV "%s", n->id);
-	snprintf(bus, sizeof(bus), QEMU_PORT "%d", port);
-	spec_mac_format(n->mac, mac);
-
-	if (n->type == NET_TAP)
-		args = json_pack("{s:s, s:s, s:s, s:s, s:s}", "type", "tap", "id", netdev, "ifname",
-				 n->tap, "script", "no", "downscript", "no");
-	else
-		args = json_pack("{s:s, s:s}", "type", "user", "id", netdev);
-	r = qemu_command(v, "netdev_add", args);
-	if (r < 0)
-		return r;
-	r = qemu_command(v, "device_add",
-			 json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "driver", "virtio-net-pci",
-				   "id", dev, "netdev", netdev, "mac", mac, "bus", bus, "addr", "0"));
-	if (r < 0) {
-		(void)qmp_call(v->qmp, "netdev_del", json_pack("{s:s}", "id", netdev),
-			       QMP_TIMEOUT_USEC, NULL, NULL);
-		return r;
-	}
-	r = spec_add_net(v->vm.config, n);
-	if (r < 0)
-		return r;
-	return plugged(v, port, dev, generation);
-}
-
-static int unplug_timer_fired(sd_event_source *s _unused_, uint64_t usec _unused_, void *userdata);
-
-static void arm_unplug_timer(QemuVm *v)
-{
-	uint64_t next = 0;
-
-	v->unplug_timer = sd_event_source_disable_unref(v->unplug_timer);
-	for (unsigned i = 0; i < v->n_ports; i++)
-		if (v->ports[i].unplug == UNPLUG_IN_FLIGHT &&
-		    (next == 0 || v->ports[i].unplug_deadline < next))
-			next = v->ports[i].unplug_deadline;
-	if (next)
-		(void)sd_event_add_time(v->vm.b->event, &v->unplug_timer, CLOCK_MONOTONIC, next,
-					100000, unplug_timer_fired, v);
-}
-
-static int unplug_timer_fired(sd_event_source *s _unused_, uint64_t usec _unused_, void *userdata)
-{
-	QemuVm *v = userdata;
-	uint64_t now = now_usec(CLOCK_MONOTONIC);
-
-	for (unsigned i = 0; i < v->n_ports; i++)
-		if (v->ports[i].unplug == UNPLUG_IN_FLIGHT && v->ports[i].unplug_deadline <= now)
-			v->ports[i].unplug = UNPLUG_TIMED_OUT;
-	arm_unplug_timer(v);
-	vmm_vm_changed(&v->vm);
-	return 0;
-}
-
-/*
- * device_del only asks: the guest releases the device when it is ready to, and
- * DEVICE_DELETED says it did (unplug_done). Until then the VM is busy; a guest that does
- * not let go in time (paused, still booting) is reported and asked again.
- */
-static int unplug(Backend *b, const char *name, const char *prefix, const char *id)
-{
-	char dev[DEVICE_NAME_MAX];
-	QemuVm *v;
-	Port *p;
-	int r;
-
-	r = qemu_vm_for_command(b, name, &v);
-	if (r < 0)
-		return r;
-	qemu_device_name(dev, prefix, id);
-	p = port_of(v, dev);
-	if (!p)
-		return 0; /* not there: nothing to remove */
-	if (p->unplug == UNPLUG_IN_FLIGHT)
-		return 1;
-	if (p->unplug == UNPLUG_TIMED_OUT) {
-		p->unplug = UNPLUG_NONE;
-		backend_set_error(b,
-				  "the guest did not release %s within %llu s (is it paused, or not "
-				  "booted far enough to handle hot-unplug?)",
-				  dev, QEMU_UNPLUG_TIMEOUT_USEC / 1000000);
-		return -ETIMEDOUT;
-	}
-	r = qemu_command(v, "device_del", json_pack("{s:s}", "id", dev));
-	/* Asked before and still pending in QEMU: that is the same request, still in flight. */
-	if (r < 0 && p->unplug_attempts == 0)
-		return r;
-	p->unplug = UNPLUG_IN_FLIGHT;
-	p->unplug_deadline = now_usec(CLOCK_MONOTONIC) + QEMU_UNPLUG_TIMEOUT_USEC;
-	p->unplug_attempts++;
-	free(backend_take_error(b));
-	arm_unplug_timer(v);
-	return 1;
-}
-
-int qemu_disk_remove(Backend *b, const char *name, const char *id, uint64_t generation)
-{
-	int r = unplug(b, name, QEMU_DISK_DEVICE, id);
-
-	if (r == 0) {
-		QemuVm *v = qemu_vm_get(b, name);
-
-		(void)spec_remove_disk(v->vm.config, id);
-		v->vm.generation = generation;
-		return vmm_vm_save(&v->vm);
-	}
-	return r;
-}
-
-int qemu_net_remove(Backend *b, const char *name, const char *id, uint64_t generation)
-{
-	int r = unplug(b, name, QEMU_NET_DEVICE, id);
-
-	if (r == 0) {
-		QemuVm *v = qemu_vm_get(b, name);
-
-		(void)spec_remove_net(v->vm.config, id);
-		v->vm.generation = generation;
-		return vmm_vm_save(&v->vm);
-	}
-	return r;
+	return VMM_NEXT;
 }

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The QEMU backend. Each VM is one qemu-system-x86_64 process that vmd starts and
- * watches like every VMM (vmm-vm.c: record, adoption, start, exit) and drives over one
- * persistent QMP connection (qmp.c). Its runtime dir, <run-dir>/<name>/, holds:
+ * The QEMU backend. Each VM is one qemu-system-x86_64 process that vmd starts with its
+ * vCPUs stopped (-S) and watches like every VMM (vmm-vm.c), and drives over one QMP
+ * connection (qmp.c) through the job machinery (vmm-job.c). Its runtime dir,
+ * <run-dir>/<name>/, holds:
  *   vm.json       vmd's record: the process's identity (pid, start time, binary, boot id),
  *                 the spec generation and config it runs, which root port each device is on
  *   qmp.sock      QEMU's QMP socket, held by vmd
@@ -10,26 +11,19 @@
  *   qemu.log      QEMU's own messages (why it refused to start)
  *   qemu.pid      QEMU's pid file, for operators
  *
- * A restarted vmd adopts a VM only when pid, start time, binary, boot id and QMP's
- * query-name all agree with the record. QEMU runs in the foreground as vmd's child (vmd is
- * its subreaper either way): QEMU 7.2 cannot -daemonize under -sandbox spawn=deny, and
- * the sandbox is worth more than the fork. Hot-plug is in qemu-hotplug.c.
+ * A start is: QMP answers query-name with the sandbox's name (api-up), then `cont` (boot);
+ * with -S, QMP answers at once, before the guest's kernel keeps the vCPU thread busy. A
+ * restarted vmd adopts a VM only when pid, start time, binary and boot id agree with the
+ * record and QMP's query-name names the sandbox. QEMU runs in the foreground as vmd's child
+ * (vmd is its subreaper either way): QEMU 7.2 cannot -daemonize under -sandbox spawn=deny,
+ * and the sandbox is worth more than the fork. Hot-plug is in qemu-hotplug.c.
  */
-#include <fcntl.h>
-#include <inttypes.h>
 #include <jansson.h>
-#include <poll.h>
-#include <signal.h>
 #include <stdio.h>
-#include <sys/stat.h>
 
-#include "hashmap.h"
-#include "log.h"
 #include "qemu-vm.h"
 #include "spec-json.h"
 #include "util.h"
-
-#define QEMU_ADOPT_TIMEOUT_USEC (2ull * 1000000) /* connect and greeting */
 
 typedef struct Qemu {
 	VmmBackend vmm; /* first: the VMs, the binary, the boot id */
@@ -39,19 +33,6 @@ typedef struct Qemu {
 #define QEMU(b) ((Qemu *)(b)->data)
 
 static const VmmVmType qemu_type;
-
-QemuVm *qemu_vm_get(Backend *b, const char *name)
-{
-	return (QemuVm *)vmm_vm_get(b, name);
-}
-
-static void qemu_vm_free(VmmVm *vm)
-{
-	QemuVm *v = (QemuVm *)vm;
-
-	sd_event_source_disable_unref(v->unplug_timer);
-	qmp_free(v->qmp);
-}
 
 /* The record: which root port each device is on, beside what every VMM records. */
 
@@ -84,7 +65,8 @@ static int qemu_vm_load_ports(VmmVm *vm, const json_t *j)
 	{
 		json_int_t i = json_integer_value(port);
 
-		if (i < 0 || i >= v->n_ports || strlen(key) >= DEVICE_NAME_MAX)
+		if (!json_is_integer(port) || i < 0 || i >= v->n_ports ||
+		    strlen(key) >= DEVICE_NAME_MAX)
 			return -EBADMSG;
 		strcpy(v->ports[i].device, key);
 	}
@@ -104,171 +86,125 @@ static int qemu_init(Backend *b)
 	return vmm_backend_init(b, &qemu_type, b->options.qemu_binary, "qemu-system-x86_64");
 }
 
-/* Observe */
-
-static int qemu_observe(Backend *b, const char *name, VmObserved *ret)
-{
-	QemuVm *v = qemu_vm_get(b, name);
-	VmObserved o = {};
-	int r;
-
-	r = vmm_vm_observe(b, name, &o);
-	if (r < 0 || !v) {
-		*ret = o;
-		return r;
-	}
-	o.busy = qemu_vm_is_busy(v);
-	o.progress = qemu_progress(v);
-	r = qemu_observed_config(v, &o.config);
-	if (r < 0) {
-		vm_observed_done(&o);
-		return r;
-	}
-	*ret = o;
-	return 0;
-}
-
-/* Exit: QMP goes with QEMU, and so does any unplug in flight. */
-static void qemu_vm_exited(VmmVm *vm)
-{
-	QemuVm *v = (QemuVm *)vm;
-
-	v->unplug_timer = sd_event_source_disable_unref(v->unplug_timer);
-	v->qmp = qmp_free(v->qmp);
-	for (unsigned i = 0; i < v->n_ports; i++)
-		v->ports[i].unplug = UNPLUG_NONE;
-}
-
 /* QMP events */
 
-static void on_event(Qmp *q _unused_, const char *event, json_t *data, uint64_t ts _unused_,
-		     void *userdata)
+static void set_state(VmmVm *v, VmState s)
 {
-	QemuVm *v = userdata;
+	if (v->state == s || !IN_SET(v->state, VM_RUNNING, VM_PAUSED))
+		return;
+	v->state = s;
+	(void)vmm_vm_save(v);
+	vmm_vm_changed(v);
+}
 
-	if (streq(event, "STOP") && v->vm.state == VM_RUNNING) {
-		v->vm.state = VM_PAUSED;
-		(void)vmm_vm_save(&v->vm);
-		vmm_vm_changed(&v->vm);
-	} else if (streq(event, "RESUME") && v->vm.state == VM_PAUSED) {
-		v->vm.state = VM_RUNNING;
-		(void)vmm_vm_save(&v->vm);
-		vmm_vm_changed(&v->vm);
-	} else if (streq(event, "SHUTDOWN")) {
-		v->vm.guest_shutdown = json_is_true(json_object_get(data, "guest"));
-	} else if (streq(event, "DEVICE_DELETED")) {
+static void qemu_event(VmmVm *vm, const char *event, json_t *data)
+{
+	if (streq(event, "STOP"))
+		set_state(vm, VM_PAUSED);
+	else if (streq(event, "RESUME"))
+		set_state(vm, VM_RUNNING);
+	else if (streq(event, "DEVICE_DELETED")) {
 		const char *dev = json_string_value(json_object_get(data, "device"));
 
 		/* The virtio backend of a device goes first, without a "device": skip it. */
 		if (dev)
-			qemu_unplug_done(v, dev);
+			qemu_device_deleted((QemuVm *)vm, dev);
 	}
 }
 
-static void on_qmp_close(Qmp *q _unused_, int error, void *userdata)
-{
-	QemuVm *v = userdata;
+/* What the replies mean */
 
-	/*
-	 * QEMU is exiting (its pidfd tells when) or broke the protocol: the next command
-	 * connects again.
-	 */
-	if (!v->vm.stop_requested && !v->vm.guest_shutdown && !vmm_has_exited(v->vm.pidfd))
-		log_fields(LOG_WARNING,
-			   &(LogFields){ .sandbox = v->vm.name, .backend = "qemu", .error = -error },
-			   "lost the QMP connection to a running QEMU");
-	vmm_vm_changed(&v->vm);
+/* The QEMU that answers must be this sandbox's: -ESTALE if not. */
+static int check_name(VmmVm *v, VmmJob *j, const VmmReply *r)
+{
+	const char *name = json_string_value(json_object_get(r->json, "name"));
+
+	if (r->error < 0)
+		return r->error;
+	if (!streq_ptr(name, v->name)) {
+		vmm_job_fail_message(j, "query-name answers '%s', not '%s'", name ?: "", v->name);
+		return -ESTALE;
+	}
+	return VMM_NEXT;
 }
 
-/* Take a QMP connection for v once it proved to be v's QEMU, and learn its run state. */
-static int vm_take_qmp(QemuVm *v, Qmp *q_in)
+static const char *run_state(const VmmReply *r)
 {
-	_cleanup_(json_decrefp) json_t *name = NULL, *status = NULL;
-	_cleanup_(qmp_freep) Qmp *q = q_in;
-	const char *s;
-	int r;
+	return json_string_value(json_object_get(r->json, "status"));
+}
 
-	r = qmp_call(q, "query-name", NULL, QMP_TIMEOUT_USEC, &name, NULL);
-	if (r < 0)
-		return r;
-	if (!streq_ptr(json_string_value(json_object_get(name, "name")), v->vm.name))
-		return -ESTALE;
-	r = qmp_call(q, "query-status", NULL, QMP_TIMEOUT_USEC, &status, NULL);
-	if (r < 0)
-		return r;
-	s = json_string_value(json_object_get(status, "status"));
-	if (streq_ptr(s, "running") || streq_ptr(s, "prelaunch"))
-		v->vm.state = v->vm.state == VM_STOPPING ? VM_STOPPING : VM_RUNNING;
-	else if (streq_ptr(s, "shutdown"))
-		v->vm.state = VM_STOPPING;
-	else if (v->vm.state != VM_STOPPING)
-		v->vm.state = VM_PAUSED; /* paused, prelaunch, io-error, suspended, ... */
-	if (v->vm.b->event) {
-		r = qmp_attach(q, v->vm.b->event, on_event, on_qmp_close, v);
+/* Boot: `cont` a QEMU still in prelaunch (-S); one that runs (or was paused) already is up. */
+static int check_prelaunch(VmmVm *v, VmmJob *j _unused_, const VmmReply *r)
+{
+	const char *s = run_state(r);
+
+	if (r->error < 0)
+		return r->error;
+	if (streq_ptr(s, "prelaunch"))
+		return VMM_NEXT;
+	if (!streq_ptr(s, "running"))
+		v->state = VM_PAUSED;
+	return VMM_SKIP;
+}
+
+/* What runs: "running"; anything else (paused, prelaunch, io-error, suspended...) is paused. */
+static int observe_status(VmmVm *v, VmmJob *j _unused_, const VmmReply *r)
+{
+	const char *s = run_state(r);
+
+	if (r->error < 0)
+		return r->error;
+	if (streq_ptr(s, "shutdown"))
+		v->guest_shutdown = true;
+	else
+		set_state(v, streq_ptr(s, "running") ? VM_RUNNING : VM_PAUSED);
+	return VMM_NEXT;
+}
+
+static int qemu_build(VmmVm *vm, VmmJob *j, VmmRequests *rq)
+{
+	QemuVm *v = (QemuVm *)vm;
+	int r = 0;
+
+	switch (j->phase) {
+	case VMM_PHASE_API_UP:
+	case VMM_PHASE_HANDSHAKE:
+		return vmm_request_add(rq, NULL, NULL, check_name, "query-name");
+	case VMM_PHASE_CONFIGURE:
+		return 0; /* all of it is on the command line */
+	case VMM_PHASE_BOOT:
+		r = vmm_request_add(rq, NULL, NULL, check_prelaunch, "query-status");
+		return r < 0 ? r : vmm_request_add(rq, NULL, NULL, NULL, "cont");
+	case VMM_PHASE_OBSERVE:
+		r = vmm_request_add(rq, NULL, NULL, observe_status, "query-status");
 		if (r < 0)
 			return r;
+		/* Every device added with an id, from boot on: query-pci would miss them early. */
+		return vmm_request_add(rq, NULL, json_pack("{s:s}", "path", "/machine/peripheral"),
+				       qemu_observe_devices, "qom-list");
+	case VMM_PHASE_GRACEFUL:
+		/* A paused guest cannot hear the button: it runs again first. */
+		if (j->was_paused)
+			r = vmm_request_add(rq, NULL, NULL, NULL, "cont");
+		return r < 0 ? r : vmm_request_add(rq, NULL, NULL, NULL, "system_powerdown");
+	case VMM_PHASE_QUIT:
+		return vmm_request_add(rq, NULL, NULL, NULL, "quit");
+	case VMM_PHASE_REQUEST:
+		if (j->type == BACKEND_OP_PAUSE)
+			return vmm_request_add(rq, NULL, NULL, NULL, "stop");
+		if (j->type == BACKEND_OP_RESUME)
+			return vmm_request_add(rq, NULL, NULL, NULL, "cont");
+		return qemu_build_hotplug(v, j, rq);
+	case VMM_PHASE_RELEASE:
+	case VMM_PHASE_CLEANUP:
+	case VMM_PHASE_ROLLBACK:
+		return qemu_build_hotplug(v, j, rq);
+	default:
+		return 0;
 	}
-	v->qmp = TAKE_PTR(q);
-	return 0;
-}
-
-static int vm_connect(QemuVm *v, uint64_t timeout_usec)
-{
-	_cleanup_free_ char *sock = vmm_vm_path(v->vm.b, v->vm.name, "qmp.sock");
-	Qmp *q = NULL;
-	int r;
-
-	if (!sock)
-		return -ENOMEM;
-	r = qmp_connect(sock, timeout_usec, &q);
-	if (r < 0)
-		return r;
-	return vm_take_qmp(v, q);
-}
-
-/* Adopt: QMP must answer, and answer with the sandbox's name. */
-static int qemu_reconnect(VmmVm *vm)
-{
-	return vm_connect((QemuVm *)vm, QEMU_ADOPT_TIMEOUT_USEC);
 }
 
 /* Start */
-
-/* QMP of a starting QEMU answered (or not): it runs, or vmd looks again. */
-static void on_qmp_ready(Qmp *q, int error, void *userdata)
-{
-	QemuVm *v = userdata;
-	int r = error;
-
-	v->qmp = NULL;
-	if (r == 0)
-		r = vm_take_qmp(v, q);
-	else
-		qmp_free(q);
-	vmm_vm_start_done(&v->vm, r);
-}
-
-/*
- * Whether QEMU is up: once its QMP socket accepts, greeting and capabilities come
- * through the loop (on_qmp_ready), never blocking it.
- */
-static int qemu_poll_start(VmmVm *vm)
-{
-	QemuVm *v = (QemuVm *)vm;
-	_cleanup_free_ char *sock = vmm_vm_path(vm->b, vm->name, "qmp.sock");
-	int r;
-
-	if (!sock)
-		return -ENOMEM;
-	if (v->qmp)
-		return 2; /* a handshake is under way */
-	r = qmp_connect_async(sock, vm->b->event, on_qmp_ready, v, &v->qmp);
-	if (r == 0)
-		return 2;
-	if (IN_SET(-r, ENOENT, ECONNREFUSED))
-		return 0;
-	return r;
-}
 
 static void assign_ports(QemuVm *v)
 {
@@ -307,91 +243,19 @@ static int qemu_argv(VmmVm *vm, char ***ret)
 	return qemu_build_argv(&l, ret);
 }
 
-/* 1 for "started, not up yet": VM_STARTING until QMP answers (vmm-vm.c sees it through). */
-/* Commands on a running VM */
-
-/* The VM, when vmd drives it and can talk to it. */
-int qemu_vm_for_command(Backend *b, const char *name, QemuVm **ret)
-{
-	QemuVm *v = qemu_vm_get(b, name);
-	int r;
-
-	if (!v || v->vm.state == VM_EXITED)
-		return -ESRCH;
-	if (!qmp_is_connected(v->qmp)) {
-		v->qmp = qmp_free(v->qmp);
-		r = vm_connect(v, QEMU_ADOPT_TIMEOUT_USEC);
-		if (r < 0) {
-			backend_set_error(b, "cannot reach the QMP socket of QEMU pid %d: %s",
-					  (int)v->vm.id.pid, strerror(-r));
-			return -ENOTCONN;
-		}
-	}
-	*ret = v;
-	return 0;
-}
-
-/* Run a command; a QMP error becomes the message of the failure. */
-int qemu_command(QemuVm *v, const char *cmd, json_t *args)
-{
-	_cleanup_free_ char *err = NULL;
-	int r;
-
-	r = qmp_call(v->qmp, cmd, args, QMP_TIMEOUT_USEC, NULL, &err);
-	if (r == -EREMOTEIO)
-		backend_set_error(v->vm.b, "%s: %s", cmd, err ?: "failed");
-	else if (r < 0)
-		backend_set_error(v->vm.b, "%s: %s", cmd, strerror(-r));
-	return r;
-}
-
-static int qemu_set_paused(VmmVm *vm, bool paused)
-{
-	QemuVm *v;
-	int r;
-
-	r = qemu_vm_for_command(vm->b, vm->name, &v);
-	if (r < 0)
-		return r;
-	/* The STOP or RESUME event says the same; it may come later than the reply. */
-	return qemu_command(v, paused ? "stop" : "cont", NULL);
-}
-
-static int qemu_power_button(VmmVm *vm)
-{
-	QemuVm *v = (QemuVm *)vm;
-
-	if (!qmp_is_connected(v->qmp))
-		return -ENOTCONN;
-	return qemu_command(v, "system_powerdown", NULL);
-}
-
-static int qemu_quit(VmmVm *vm)
-{
-	QemuVm *v = (QemuVm *)vm;
-
-	if (!qmp_is_connected(v->qmp))
-		return -ENOTCONN;
-	return qmp_call(v->qmp, "quit", NULL, QMP_TIMEOUT_USEC, NULL, NULL);
-}
-
 static const VmmVmType qemu_type = {
 	.vmm = "qemu",
 	.display = "QEMU",
+	.api = VMM_API_QMP,
 	.socket = "qmp.sock",
 	.log = "qemu.log",
 	.extra_files = (const char *const[]){ "qemu.pid", NULL },
 	.size = sizeof(QemuVm),
-	.free = qemu_vm_free,
 	.save = qemu_vm_save_ports,
 	.load = qemu_vm_load_ports,
 	.argv = qemu_argv,
-	.poll_start = qemu_poll_start,
-	.reconnect = qemu_reconnect,
-	.exited = qemu_vm_exited,
-	.set_paused = qemu_set_paused,
-	.power_button = qemu_power_button,
-	.quit = qemu_quit,
+	.build = qemu_build,
+	.event = qemu_event,
 };
 
 /* QEMU takes every disk format and network type of the file; it boots the file's kernel. */
@@ -408,16 +272,17 @@ const BackendOps backend_qemu_ops = {
 	.validate = qemu_validate,
 	.init = qemu_init,
 	.done = vmm_backend_done,
-	.observe = qemu_observe,
+	.observe = vmm_vm_observe,
 	.list = vmm_vm_list,
 	.adopt = vmm_vm_adopt,
+	.refresh = vmm_vm_refresh,
 	.start = vmm_vm_start,
 	.stop = vmm_vm_stop,
 	.pause = vmm_vm_pause,
 	.resume = vmm_vm_resume,
-	.disk_add = qemu_disk_add,
-	.disk_remove = qemu_disk_remove,
-	.net_add = qemu_net_add,
-	.net_remove = qemu_net_remove,
+	.disk_add = vmm_vm_disk_add,
+	.disk_remove = vmm_vm_disk_remove,
+	.net_add = vmm_vm_net_add,
+	.net_remove = vmm_vm_net_remove,
 	.cleanup = vmm_vm_cleanup,
 };

@@ -1,6 +1,5 @@
 /* SPDX-License-Identifier: MIT */
 #include <inttypes.h>
-#include <poll.h>
 #include <stdio.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -8,27 +7,491 @@
 #include "qmp.h"
 #include "util.h"
 
+#define QMP_ACCURACY_USEC 1000
+
 typedef enum QmpPhase {
-	QMP_READY,	/* commands can be sent */
-	QMP_GREETING,	/* qmp_connect_async(): waiting for the greeting */
-	QMP_NEGOTIATING /* ... for the reply to qmp_capabilities */
+	QMP_GREETING,	 /* waiting for the greeting */
+	QMP_NEGOTIATING, /* ... for the reply to qmp_capabilities */
+	QMP_READY,	 /* commands run */
 } QmpPhase;
 
-struct Qmp {
-	int fd;
-	int error; /* why the connection broke, 0 while it works */
-	QmpPhase phase;
-	QmpReadyHandler on_ready;
-	uint64_t next_id;
-	char *buf; /* bytes read, not yet parsed */
-	size_t len, size;
-	json_t *events; /* queued, not yet handed out */
+typedef struct QmpCall QmpCall;
 
-	sd_event_source *io, *defer;
-	QmpEventHandler on_event;
-	QmpCloseHandler on_close;
+struct QmpCall {
+	Qmp *q;
+	uint64_t id;
+	char *text; /* the command's line; NULL once it is out */
+	QmpReplyHandler handler;
 	void *userdata;
+	sd_event_source *timer;
+	QmpCall *prev, *next;
 };
+
+struct Qmp {
+	unsigned n_ref;
+	bool freed; /* by its owner: no handler runs again */
+	int fd;
+	int error;	 /* why the connection broke, 0 while it works */
+	bool error_told; /* the ready or close handler has heard of it */
+	bool heard;	 /* something came since qmp_take_heard() */
+	QmpPhase phase;
+	QmpHandlers handlers;
+	sd_event *event;
+	bool own_event; /* qmp_open(): a private loop */
+	uint64_t next_id, caps_id;
+
+	char *in; /* bytes read, not yet parsed */
+	size_t in_len, in_size;
+	char *out; /* bytes to send, not yet taken by the socket */
+	size_t out_len, out_size;
+
+	QmpCall *calls; /* in flight, oldest first */
+	QmpCall *calls_tail;
+	sd_event_source *io, *fail_source;
+};
+
+static Qmp *qmp_ref(Qmp *q)
+{
+	q->n_ref++;
+	return q;
+}
+
+static void call_free(QmpCall *c)
+{
+	Qmp *q = c->q;
+
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		q->calls = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	else
+		q->calls_tail = c->prev;
+	sd_event_source_disable_unref(c->timer);
+	free(c->text);
+	free(c);
+}
+
+static QmpCall *call_find(Qmp *q, uint64_t id)
+{
+	for (QmpCall *c = q->calls; c; c = c->next)
+		if (c->id == id)
+			return c;
+	return NULL;
+}
+
+static void qmp_unref(Qmp *q)
+{
+	if (!q || --q->n_ref > 0)
+		return;
+	while (q->calls)
+		call_free(q->calls);
+	sd_event_source_disable_unref(q->io);
+	sd_event_source_disable_unref(q->fail_source);
+	if (q->fd >= 0)
+		close(q->fd);
+	if (q->event)
+		sd_event_unref(q->event);
+	free(q->in);
+	free(q->out);
+	free(q);
+}
+
+Qmp *qmp_free(Qmp *q)
+{
+	if (!q)
+		return NULL;
+	q->freed = true;
+	/* Nothing runs for it any more; sources go now, the memory once no handler holds it. */
+	q->io = sd_event_source_disable_unref(q->io);
+	q->fail_source = sd_event_source_disable_unref(q->fail_source);
+	while (q->calls)
+		call_free(q->calls);
+	qmp_unref(q);
+	return NULL;
+}
+
+bool qmp_is_connected(const Qmp *q)
+{
+	return q && q->error == 0 && q->phase == QMP_READY;
+}
+
+bool qmp_take_heard(Qmp *q)
+{
+	bool h = q && q->heard;
+
+	if (q)
+		q->heard = false;
+	return h;
+}
+
+/* The connection is done: tell whoever waits, from the loop. */
+static void qmp_break(Qmp *q, int error)
+{
+	if (q->error == 0)
+		q->error = error;
+	q->in_len = 0; /* what is left cannot be trusted, or belongs to a closed peer */
+	q->io = sd_event_source_disable_unref(q->io);
+	if (q->fail_source)
+		(void)sd_event_source_set_enabled(q->fail_source, SD_EVENT_ONESHOT);
+}
+
+int qmp_parse(const char *buf, size_t len, size_t *ret_used, json_t **ret)
+{
+	const char *nl = len ? memchr(buf, '\n', MIN(len, (size_t)QMP_MESSAGE_MAX + 1)) : NULL;
+	json_t *j;
+	size_t n;
+
+	if (!nl)
+		return len > QMP_MESSAGE_MAX ? -EMSGSIZE : 0;
+	n = (size_t)(nl - buf) + 1;
+	*ret_used = n;
+	j = json_loadb(buf, n, JSON_REJECT_DUPLICATES, NULL);
+	if (!json_is_object(j)) {
+		json_decref(j);
+		return -EBADMSG;
+	}
+	*ret = j;
+	return 1;
+}
+
+/* Read what the socket has. 0: some bytes or none yet; -errno: the connection is done. */
+static int fill(Qmp *q)
+{
+	for (;;) {
+		ssize_t n;
+
+		if (q->in_size - q->in_len < 4096) {
+			size_t size = MIN(q->in_size ? q->in_size * 2 : 8192,
+					  (size_t)QMP_MESSAGE_MAX + 8192);
+			char *b;
+
+			if (size <= q->in_len)
+				return 0; /* full: parsing tells what that means */
+			b = realloc(q->in, size);
+			if (!b)
+				return -ENOMEM;
+			q->in = b;
+			q->in_size = size;
+		}
+		n = recv(q->fd, q->in + q->in_len, q->in_size - q->in_len, MSG_DONTWAIT);
+		if (n < 0)
+			return IN_SET(errno, EAGAIN, EINTR) ? 0 : -errno;
+		if (n == 0)
+			return -ECONNRESET;
+		q->in_len += (size_t)n;
+		q->heard = true;
+	}
+}
+
+static int update_io(Qmp *q)
+{
+	if (!q->io)
+		return 0;
+	return sd_event_source_set_io_events(q->io, EPOLLIN | (q->out_len ? EPOLLOUT : 0));
+}
+
+/* Send what is queued, as much as the socket takes now; the rest when it is writable. */
+static int flush(Qmp *q)
+{
+	while (q->out_len > 0) {
+		ssize_t n = send(q->fd, q->out, q->out_len, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			break;
+		if (n < 0)
+			return -errno;
+		memmove(q->out, q->out + n, q->out_len - (size_t)n);
+		q->out_len -= (size_t)n;
+	}
+	return update_io(q);
+}
+
+static int queue_out(Qmp *q, const char *text)
+{
+	size_t len = strlen(text);
+
+	if (q->out_len + len > q->out_size) {
+		size_t size = MAX(q->out_size * 2, q->out_len + len);
+		char *b = realloc(q->out, size);
+
+		if (!b)
+			return -ENOMEM;
+		q->out = b;
+		q->out_size = size;
+	}
+	memcpy(q->out + q->out_len, text, len);
+	q->out_len += len;
+	return 0;
+}
+
+/* Put the calls that waited for negotiation on the wire, oldest first. */
+static int send_waiting(Qmp *q)
+{
+	int r;
+
+	for (QmpCall *c = q->calls; c; c = c->next) {
+		if (!c->text)
+			continue;
+		r = queue_out(q, c->text);
+		if (r < 0)
+			return r;
+		c->text = mfree(c->text);
+	}
+	return flush(q);
+}
+
+static char *command_line(const char *command, json_t *args, uint64_t id)
+{
+	_cleanup_(json_decrefp) json_t *msg = NULL;
+	char *text, *line = NULL;
+
+	msg = json_pack("{s:s, s:I}", "execute", command, "id", (json_int_t)id);
+	if (!msg || (args && json_object_set(msg, "arguments", args) < 0))
+		return NULL;
+	text = json_dumps(msg, JSON_COMPACT);
+	if (text && asprintf(&line, "%s\n", text) < 0)
+		line = NULL;
+	free(text);
+	return line;
+}
+
+static int call_timer_fired(sd_event_source *s _unused_, uint64_t usec _unused_, void *userdata)
+{
+	QmpCall *c = userdata;
+	Qmp *q = qmp_ref(c->q);
+	QmpReplyHandler h = c->handler;
+	void *u = c->userdata;
+	/* A call that never went out because the connection was gone says so. */
+	int error = q->error && c->text ? -ENOTCONN : -ETIMEDOUT;
+
+	call_free(c);
+	if (h)
+		h(q, error, NULL, NULL, u);
+	qmp_unref(q);
+	return 0;
+}
+
+int qmp_send(Qmp *q, const char *command, json_t *args, uint64_t timeout_usec,
+	     QmpReplyHandler handler, void *userdata, uint64_t *ret_id)
+{
+	_cleanup_(json_decrefp) json_t *a = args;
+	QmpCall *c;
+	int r;
+
+	if (a && !json_is_object(a))
+		return -EINVAL;
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->q = q;
+	c->id = ++q->next_id;
+	c->handler = handler;
+	c->userdata = userdata;
+	c->text = command_line(command, a, c->id);
+	c->prev = q->calls_tail;
+	if (q->calls_tail)
+		q->calls_tail->next = c;
+	else
+		q->calls = c;
+	q->calls_tail = c;
+	if (!c->text) {
+		call_free(c);
+		return -ENOMEM;
+	}
+	/* On a broken connection the timer fires at once: the handler hears it from the loop. */
+	r = sd_event_add_time_relative(q->event, &c->timer, CLOCK_MONOTONIC,
+				       q->error ? 0 : timeout_usec, QMP_ACCURACY_USEC,
+				       call_timer_fired, c);
+	if (r < 0) {
+		call_free(c);
+		return r;
+	}
+	if (ret_id)
+		*ret_id = c->id;
+	if (q->error || q->phase != QMP_READY)
+		return 0; /* sent once negotiated */
+	r = queue_out(q, c->text);
+	if (r < 0)
+		return r;
+	c->text = mfree(c->text);
+	r = flush(q);
+	if (r < 0 && r != -ENOMEM)
+		qmp_break(q, r);
+	return r == -ENOMEM ? r : 0;
+}
+
+void qmp_cancel(Qmp *q, uint64_t id)
+{
+	QmpCall *c = q ? call_find(q, id) : NULL;
+
+	if (c)
+		call_free(c);
+}
+
+static bool is_greeting(json_t *m)
+{
+	return json_is_object(json_object_get(m, "QMP"));
+}
+
+static bool is_reply(json_t *m)
+{
+	return json_is_integer(json_object_get(m, "id")) &&
+	       (json_object_get(m, "return") || json_object_get(m, "error"));
+}
+
+static void dispatch_event(Qmp *q, json_t *m)
+{
+	json_t *ts = json_object_get(m, "timestamp");
+	const char *name = json_string_value(json_object_get(m, "event"));
+	uint64_t usec = (uint64_t)json_integer_value(json_object_get(ts, "seconds")) * 1000000 +
+			(uint64_t)json_integer_value(json_object_get(ts, "microseconds"));
+
+	if (name && q->handlers.event)
+		q->handlers.event(q, name, json_object_get(m, "data"), usec, q->handlers.userdata);
+}
+
+static void dispatch_reply(Qmp *q, json_t *m)
+{
+	QmpCall *c = call_find(q, (uint64_t)json_integer_value(json_object_get(m, "id")));
+	json_t *e = json_object_get(m, "error");
+	const char *desc = json_string_value(json_object_get(e, "desc"));
+	QmpReplyHandler h;
+	void *u;
+
+	if (!c || c->text)
+		return; /* not ours, or no longer waited for: dropped */
+	h = c->handler;
+	u = c->userdata;
+	call_free(c);
+	if (!h)
+		return;
+	if (e)
+		h(q, -EREMOTEIO, NULL,
+		  desc ?: json_string_value(json_object_get(e, "class")) ?: "QMP error", u);
+	else
+		h(q, 0, json_object_get(m, "return"), NULL, u);
+}
+
+/* The greeting came: leave capabilities negotiation mode. */
+static void negotiate(Qmp *q)
+{
+	uint64_t id = ++q->next_id;
+	_cleanup_free_ char *line = command_line("qmp_capabilities", NULL, id);
+
+	if (!line || queue_out(q, line) < 0) {
+		qmp_break(q, -ENOMEM);
+		return;
+	}
+	q->caps_id = id;
+	q->phase = QMP_NEGOTIATING;
+	if (flush(q) < 0)
+		qmp_break(q, -ECONNRESET);
+}
+
+/* One message, as the phase takes it. */
+static void handle(Qmp *q, json_t *m)
+{
+	switch (q->phase) {
+	case QMP_GREETING:
+		/* QEMU greets first; anything else is not QMP, and the greeting is still awaited. */
+		if (is_greeting(m))
+			negotiate(q);
+		return;
+	case QMP_NEGOTIATING:
+		if (!is_reply(m) ||
+		    (uint64_t)json_integer_value(json_object_get(m, "id")) != q->caps_id)
+			return;
+		if (json_object_get(m, "error")) {
+			qmp_break(q, -EPROTO);
+			return;
+		}
+		q->phase = QMP_READY;
+		if (send_waiting(q) < 0) {
+			qmp_break(q, -ECONNRESET);
+			return;
+		}
+		if (q->handlers.ready)
+			q->handlers.ready(q, 0, q->handlers.userdata);
+		return;
+	case QMP_READY:
+		if (is_reply(m))
+			dispatch_reply(q, m);
+		else if (json_is_string(json_object_get(m, "event")))
+			dispatch_event(q, m);
+		return;
+	}
+}
+
+/* The messages that came in whole, in order, until one breaks the connection or frees it. */
+static void process(Qmp *q)
+{
+	size_t off = 0;
+
+	while (!q->freed && q->error == 0) {
+		_cleanup_(json_decrefp) json_t *m = NULL;
+		size_t used = 0;
+		int r = qmp_parse(q->in + off, q->in_len - off, &used, &m);
+
+		if (r == 0)
+			break;
+		if (r < 0) {
+			qmp_break(q, r);
+			return;
+		}
+		off += used;
+		handle(q, m);
+	}
+	if (!q->freed && q->error == 0 && off > 0) {
+		memmove(q->in, q->in + off, q->in_len - off);
+		q->in_len -= off;
+	}
+}
+
+static int on_io(sd_event_source *s _unused_, int fd _unused_, uint32_t revents, void *userdata)
+{
+	Qmp *q = qmp_ref(userdata);
+	int r = 0;
+
+	if (revents & EPOLLOUT)
+		r = flush(q);
+	if (r >= 0)
+		/* A close after a reply still leaves the reply to parse: parse, then break. */
+		r = fill(q);
+	process(q);
+	if (r < 0 && !q->freed)
+		qmp_break(q, r);
+	qmp_unref(q);
+	return 0;
+}
+
+/* The connection broke: every call in flight fails, then ready or close hears why. */
+static int on_fail(sd_event_source *s _unused_, void *userdata)
+{
+	Qmp *q = qmp_ref(userdata);
+
+	while (!q->freed && q->calls) {
+		QmpCall *c = q->calls;
+		QmpReplyHandler h = c->handler;
+		void *u = c->userdata;
+
+		call_free(c);
+		if (h)
+			h(q, q->error, NULL, NULL, u);
+	}
+	if (!q->freed && !q->error_told) {
+		q->error_told = true;
+		if (q->phase != QMP_READY && q->handlers.ready)
+			q->handlers.ready(q, q->error, q->handlers.userdata);
+		else if (q->phase == QMP_READY && q->handlers.close)
+			q->handlers.close(q, q->error, q->handlers.userdata);
+	}
+	qmp_unref(q);
+	return 0;
+}
 
 static int unix_connect(const char *path)
 {
@@ -41,419 +504,133 @@ static int unix_connect(const char *path)
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return -errno;
-	/* Connecting to a listening Unix socket completes at once or fails: no EINPROGRESS. */
+	/*
+	 * A listening Unix socket takes the connection at once (into its backlog, even when
+	 * QEMU's monitor is busy with another client) or refuses it: no EINPROGRESS to wait on.
+	 */
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
 		return -errno;
 	return TAKE_FD(fd);
 }
 
-static void qmp_break(Qmp *q, int error)
+int qmp_connect(const char *path, sd_event *e, const QmpHandlers *handlers, Qmp **ret)
 {
-	if (q->error == 0)
-		q->error = error;
-	/* After garbage nothing in the buffer can be trusted; after a close it still can. */
-	if (IN_SET(error, -EBADMSG, -EMSGSIZE))
-		q->len = 0;
-}
-
-Qmp *qmp_free(Qmp *q)
-{
-	if (!q)
-		return NULL;
-	sd_event_source_disable_unref(q->io);
-	sd_event_source_disable_unref(q->defer);
-	if (q->fd >= 0)
-		close(q->fd);
-	json_decref(q->events);
-	free(q->buf);
-	return mfree(q);
-}
-
-bool qmp_is_connected(const Qmp *q)
-{
-	return q && q->error == 0;
-}
-
-/* Read what the socket has. 0: some bytes or none yet; -errno: the connection is done. */
-static int fill(Qmp *q)
-{
-	for (;;) {
-		ssize_t n;
-
-		if (q->size - q->len < 4096) {
-			size_t size = q->size ? q->size * 2 : 8192;
-			char *b;
-
-			if (size > QMP_MESSAGE_MAX + 8192)
-				size = QMP_MESSAGE_MAX + 8192;
-			if (size <= q->len) {
-				qmp_break(q, -EMSGSIZE);
-				return -EMSGSIZE;
-			}
-			b = realloc(q->buf, size);
-			if (!b)
-				return -ENOMEM;
-			q->buf = b;
-			q->size = size;
-		}
-		n = recv(q->fd, q->buf + q->len, q->size - q->len, MSG_DONTWAIT);
-		if (n < 0) {
-			if (errno == EAGAIN || errno == EINTR)
-				return 0;
-			qmp_break(q, -errno);
-			return -errno;
-		}
-		if (n == 0) {
-			qmp_break(q, -ECONNRESET);
-			return -ECONNRESET;
-		}
-		q->len += (size_t)n;
-	}
-}
-
-/*
- * Take the next whole message out of the buffer. 1: *ret holds it; 0: none complete yet;
- * -errno: the peer sent something that is not QMP, and the connection is broken.
- */
-static int next_message(Qmp *q, json_t **ret)
-{
-	char *nl;
-	size_t n;
-	json_error_t e;
-	json_t *j;
-
-	nl = q->len ? memchr(q->buf, '\n', q->len) : NULL;
-	if (!nl) {
-		if (q->len > QMP_MESSAGE_MAX) {
-			qmp_break(q, -EMSGSIZE);
-			return -EMSGSIZE;
-		}
-		return q->error;
-	}
-	n = (size_t)(nl - q->buf) + 1;
-	if (n > QMP_MESSAGE_MAX) {
-		qmp_break(q, -EMSGSIZE);
-		return -EMSGSIZE;
-	}
-	j = json_loadb(q->buf, n, JSON_REJECT_DUPLICATES, &e);
-	memmove(q->buf, q->buf + n, q->len - n);
-	q->len -= n;
-	if (!j || !json_is_object(j)) {
-		json_decref(j);
-		qmp_break(q, -EBADMSG);
-		return -EBADMSG;
-	}
-	*ret = j;
-	return 1;
-}
-
-/* Wait for the socket to be readable until deadline (CLOCK_MONOTONIC usec). */
-static int wait_readable(Qmp *q, uint64_t deadline)
-{
-	uint64_t now = now_usec(CLOCK_MONOTONIC);
-	struct pollfd p = { .fd = q->fd, .events = POLLIN };
+	Qmp *q = calloc(1, sizeof(Qmp));
 	int r;
 
-	if (now >= deadline)
-		return -ETIMEDOUT;
-	r = poll(&p, 1, (int)((deadline - now + 999) / 1000));
-	if (r < 0)
-		return errno == EINTR ? 0 : -errno;
-	return r == 0 ? -ETIMEDOUT : 0;
+	if (!q)
+		return -ENOMEM;
+	q->n_ref = 1;
+	q->event = sd_event_ref(e);
+	q->handlers = *handlers;
+	q->fd = unix_connect(path);
+	r = q->fd;
+	if (r >= 0)
+		r = sd_event_add_io(e, &q->io, q->fd, EPOLLIN, on_io, q);
+	if (r >= 0)
+		r = sd_event_add_defer(e, &q->fail_source, on_fail, q);
+	if (r >= 0)
+		r = sd_event_source_set_enabled(q->fail_source, SD_EVENT_OFF);
+	if (r < 0) {
+		qmp_free(q);
+		return r;
+	}
+	*ret = q;
+	return 0;
 }
 
-static void queue_event(Qmp *q, json_t *msg)
+/* Blocking helpers, on a loop of their own */
+
+typedef struct Waiter {
+	bool done;
+	int error;
+	json_t *ret;
+	char *desc;
+} Waiter;
+
+static void waiter_ready(Qmp *q _unused_, int error, void *userdata)
 {
-	if (!q->events)
-		q->events = json_array();
-	if (q->events)
-		json_array_append(q->events, msg);
-	if (q->defer)
-		(void)sd_event_source_set_enabled(q->defer, SD_EVENT_ONESHOT);
+	Waiter *w = userdata;
+
+	w->done = true;
+	w->error = error;
 }
 
-/* Read until a message arrives that match() takes; events on the way are queued. */
-static int read_until(Qmp *q, uint64_t deadline, bool (*match)(json_t *m, const void *arg),
-		      const void *arg, json_t **ret)
+static void waiter_reply(Qmp *q _unused_, int error, json_t *ret, const char *desc, void *userdata)
 {
-	for (;;) {
-		json_t *m = NULL;
-		int r = next_message(q, &m);
+	Waiter *w = userdata;
 
+	w->done = true;
+	w->error = error;
+	w->ret = json_incref(ret);
+	w->desc = desc ? strdup(desc) : NULL;
+}
+
+/* Run q's private loop until w is done or the deadline passes. */
+static int run_until(Qmp *q, Waiter *w, uint64_t deadline)
+{
+	while (!w->done) {
+		uint64_t now = now_usec(CLOCK_MONOTONIC);
+		int r;
+
+		if (now >= deadline)
+			return -ETIMEDOUT;
+		r = sd_event_run(q->event, deadline - now);
 		if (r < 0)
-			return r;
-		if (r > 0) {
-			if (match(m, arg)) {
-				*ret = m;
-				return 0;
-			}
-			if (json_object_get(m, "event"))
-				queue_event(q, m);
-			/* Anything else (a reply to a call that timed out) is dropped. */
-			json_decref(m);
-			continue;
-		}
-		r = wait_readable(q, deadline);
-		if (r < 0)
-			return r;
-		/* A close after the reply still leaves the reply to parse: loop, do not return. */
-		r = fill(q);
-		if (r == -ENOMEM)
 			return r;
 	}
+	return 0;
 }
 
-static bool is_greeting(json_t *m, const void *arg _unused_)
+int qmp_open(const char *path, uint64_t timeout_usec, Qmp **ret)
 {
-	return json_is_object(json_object_get(m, "QMP"));
-}
+	_cleanup_(qmp_freep) Qmp *q = NULL;
+	sd_event *e = NULL;
+	Waiter w = {};
+	int r;
 
-static bool is_reply_to(json_t *m, const void *arg)
-{
-	json_t *id = json_object_get(m, "id");
-
-	return json_is_integer(id) && (uint64_t)json_integer_value(id) == *(const uint64_t *)arg &&
-	       (json_object_get(m, "return") || json_object_get(m, "error"));
-}
-
-static char *error_desc(json_t *m)
-{
-	json_t *e = json_object_get(m, "error");
-	const char *desc = json_string_value(json_object_get(e, "desc"));
-	const char *class = json_string_value(json_object_get(e, "class"));
-
-	return strdup(desc ?: class ?: "QMP error without a description");
+	r = sd_event_new(&e);
+	if (r < 0)
+		return r;
+	r = qmp_connect(path, e, &(QmpHandlers){ .ready = waiter_ready, .userdata = &w }, &q);
+	sd_event_unref(e);
+	if (r < 0)
+		return r;
+	q->own_event = true;
+	r = run_until(q, &w, now_usec(CLOCK_MONOTONIC) + timeout_usec);
+	if (r < 0)
+		return r;
+	if (w.error < 0)
+		return w.error;
+	q->handlers = (QmpHandlers){};
+	*ret = TAKE_PTR(q);
+	return 0;
 }
 
 int qmp_call(Qmp *q, const char *command, json_t *args, uint64_t timeout_usec, json_t **ret,
 	     char **ret_error)
 {
-	_cleanup_(json_decrefp) json_t *msg = NULL, *reply = NULL;
-	_cleanup_free_ char *text = NULL;
-	uint64_t id, deadline = now_usec(CLOCK_MONOTONIC) + timeout_usec;
-	size_t off = 0, len;
+	Waiter w = {};
+	uint64_t id = 0;
 	int r;
 
-	if (args && !json_is_object(args)) {
+	if (!q->own_event) {
 		json_decref(args);
-		return -EINVAL;
+		return -EINVAL; /* never on the daemon's loop */
 	}
-	if (q->error) {
-		json_decref(args);
-		return -ENOTCONN;
-	}
-	id = ++q->next_id;
-	msg = json_pack("{s:s, s:I}", "execute", command, "id", (json_int_t)id);
-	if (!msg) {
-		json_decref(args);
-		return -ENOMEM;
-	}
-	if (args && json_object_set_new(msg, "arguments", args) < 0)
-		return -ENOMEM;
-	text = json_dumps(msg, JSON_COMPACT);
-	if (!text)
-		return -ENOMEM;
-	len = strlen(text);
-	text[len++] = '\n'; /* over the NUL: the length is known */
-
-	while (off < len) {
-		ssize_t n = send(q->fd, text + off, len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
-
-		if (n < 0 && errno == EAGAIN) {
-			struct pollfd p = { .fd = q->fd, .events = POLLOUT };
-			uint64_t now = now_usec(CLOCK_MONOTONIC);
-
-			if (now >= deadline)
-				return -ETIMEDOUT;
-			(void)poll(&p, 1, (int)((deadline - now + 999) / 1000));
-			continue;
-		}
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			qmp_break(q, -errno);
-			return -ENOTCONN;
-		}
-		off += (size_t)n;
-	}
-
-	r = read_until(q, deadline, is_reply_to, &id, &reply);
+	r = qmp_send(q, command, args, timeout_usec, waiter_reply, &w, &id);
 	if (r < 0)
 		return r;
-	if (json_object_get(reply, "error")) {
-		if (ret_error)
-			*ret_error = error_desc(reply);
-		return -EREMOTEIO;
-	}
-	if (ret)
-		*ret = json_incref(json_object_get(reply, "return"));
-	return 0;
-}
-
-int qmp_connect(const char *path, uint64_t timeout_usec, Qmp **ret)
-{
-	_cleanup_(qmp_freep) Qmp *q = NULL;
-	_cleanup_(json_decrefp) json_t *greeting = NULL;
-	uint64_t deadline = now_usec(CLOCK_MONOTONIC) + timeout_usec;
-	int r;
-
-	q = calloc(1, sizeof(*q));
-	if (!q)
-		return -ENOMEM;
-	q->fd = unix_connect(path);
-	if (q->fd < 0)
-		return q->fd;
-	r = read_until(q, deadline, is_greeting, NULL, &greeting);
-	if (r < 0)
+	r = run_until(q, &w, now_usec(CLOCK_MONOTONIC) + timeout_usec + QMP_ACCURACY_USEC);
+	if (r < 0) {
+		qmp_cancel(q, id);
 		return r;
-	r = qmp_call(q, "qmp_capabilities", NULL, deadline - now_usec(CLOCK_MONOTONIC), NULL, NULL);
-	if (r < 0)
-		return r == -EREMOTEIO ? -EPROTO : r;
-	*ret = TAKE_PTR(q);
-	return 0;
-}
-
-void qmp_dispatch_events(Qmp *q)
-{
-	while (q->events && json_array_size(q->events) > 0) {
-		_cleanup_(json_decrefp) json_t *m = json_incref(json_array_get(q->events, 0));
-		json_t *ts = json_object_get(m, "timestamp");
-		uint64_t usec =
-			(uint64_t)json_integer_value(json_object_get(ts, "seconds")) * 1000000 +
-			(uint64_t)json_integer_value(json_object_get(ts, "microseconds"));
-		const char *name = json_string_value(json_object_get(m, "event"));
-
-		json_array_remove(q->events, 0);
-		if (q->on_event && name)
-			q->on_event(q, name, json_object_get(m, "data"), usec, q->userdata);
 	}
-}
-
-static int on_defer(sd_event_source *s _unused_, void *userdata)
-{
-	qmp_dispatch_events(userdata);
-	return 0;
-}
-
-/* Send a command without waiting for its reply (it is small: the socket takes it whole). */
-static int send_command(Qmp *q, const char *command, uint64_t *ret_id)
-{
-	char buf[128];
-	ssize_t n;
-	int len;
-
-	*ret_id = ++q->next_id;
-	len = snprintf(buf, sizeof(buf), "{\"execute\": \"%s\", \"id\": %llu}\n", command,
-		       (unsigned long long)*ret_id);
-	if (len < 0 || (size_t)len >= sizeof(buf))
-		return -EINVAL;
-	n = send(q->fd, buf, (size_t)len, MSG_NOSIGNAL | MSG_DONTWAIT);
-	if (n < 0)
-		return -errno;
-	return n == len ? 0 : -EAGAIN;
-}
-
-/* Greeting, then capabilities, as they come in. 1: still on the way; 0: ready; -errno. */
-static int handshake_step(Qmp *q)
-{
-	json_t *m;
-	int r;
-
-	while ((r = next_message(q, &m)) > 0) {
-		bool greeting = is_greeting(m, NULL), reply = is_reply_to(m, &q->next_id),
-		     failed = reply && json_object_get(m, "error");
-
-		json_decref(m);
-		if (q->phase == QMP_GREETING && greeting) {
-			uint64_t id;
-
-			r = send_command(q, "qmp_capabilities", &id);
-			if (r < 0)
-				return r;
-			q->phase = QMP_NEGOTIATING;
-		} else if (q->phase == QMP_NEGOTIATING && reply) {
-			if (failed)
-				return -EPROTO;
-			q->phase = QMP_READY;
-			return 0;
-		}
-	}
-	return r < 0 ? r : 1;
-}
-
-static int on_io(sd_event_source *s _unused_, int fd _unused_, uint32_t revents _unused_,
-		 void *userdata)
-{
-	Qmp *q = userdata;
-	json_t *m;
-	int r;
-
-	(void)fill(q);
-	if (q->phase != QMP_READY) {
-		r = handshake_step(q);
-		if (r > 0)
-			return 0;
-		if (r < 0) {
-			qmp_break(q, r);
-			q->io = sd_event_source_disable_unref(q->io);
-		}
-		/* Last: the handler may free q. */
-		q->on_ready(q, r, q->userdata);
-		return 0;
-	}
-	while ((r = next_message(q, &m)) > 0) {
-		if (json_object_get(m, "event"))
-			queue_event(q, m);
-		json_decref(m);
-	}
-	qmp_dispatch_events(q);
-	if (q->error) {
-		q->io = sd_event_source_disable_unref(q->io);
-		if (q->on_close)
-			q->on_close(q, q->error, q->userdata);
-	}
-	return 0;
-}
-
-int qmp_attach(Qmp *q, sd_event *e, QmpEventHandler on_event, QmpCloseHandler on_close, void *userdata)
-{
-	int r;
-
-	q->on_event = on_event;
-	q->on_close = on_close;
-	q->userdata = userdata;
-	if (!e)
-		return 0; /* the caller dispatches with qmp_dispatch_events() */
-	if (!q->io) {
-		r = sd_event_add_io(e, &q->io, q->fd, EPOLLIN, on_io, q);
-		if (r < 0)
-			return r;
-	}
-	r = sd_event_add_defer(e, &q->defer, on_defer, q);
-	if (r < 0)
-		return r;
-	/* Events that came with the greeting or a reply wait for the next iteration. */
-	return sd_event_source_set_enabled(
-		q->defer, q->events && json_array_size(q->events) ? SD_EVENT_ONESHOT : SD_EVENT_OFF);
-}
-
-int qmp_connect_async(const char *path, sd_event *e, QmpReadyHandler on_ready, void *userdata,
-		      Qmp **ret)
-{
-	_cleanup_(qmp_freep) Qmp *q = calloc(1, sizeof(Qmp));
-	int r;
-
-	if (!q)
-		return -ENOMEM;
-	q->fd = unix_connect(path);
-	if (q->fd < 0)
-		return q->fd;
-	q->phase = QMP_GREETING;
-	q->on_ready = on_ready;
-	q->userdata = userdata;
-	r = sd_event_add_io(e, &q->io, q->fd, EPOLLIN, on_io, q);
-	if (r < 0)
-		return r;
-	*ret = TAKE_PTR(q);
-	return 0;
+	if (w.error == 0 && ret)
+		*ret = TAKE_PTR(w.ret);
+	if (w.error == -EREMOTEIO && ret_error)
+		*ret_error = TAKE_PTR(w.desc);
+	json_decref(w.ret);
+	free(w.desc);
+	return w.error;
 }

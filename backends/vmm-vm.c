@@ -1,6 +1,5 @@
 /* SPDX-License-Identifier: MIT */
 #include <assert.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <sys/stat.h>
@@ -27,6 +26,8 @@ int vmm_backend_init(Backend *b, const VmmVmType *t, const char *binary, const c
 	vb->binary_error = vmm_find_binary(vb->binary_name, &vb->binary);
 	if (read_file("/proc/sys/kernel/random/boot_id", 64, &id, NULL) >= 0)
 		snprintf(vb->boot_id, sizeof(vb->boot_id), "%.*s", (int)strcspn(id, "\n"), id);
+	if (t->api == VMM_API_REST && b->event)
+		return http_loop_new(b->event, &vb->http);
 	return 0;
 }
 
@@ -36,13 +37,16 @@ VmmVm *vmm_vm_free(VmmVm *v)
 		return NULL;
 	if (v->type->free)
 		v->type->free(v);
+	vmm_job_free(&v->job);
+	vmm_job_free(&v->unplug);
+	vmm_job_free(&v->observe);
+	qmp_free(v->qmp);
 	sd_event_source_disable_unref(v->pid_source);
-	sd_event_source_disable_unref(v->kill_timer);
-	sd_event_source_disable_unref(v->ready_timer);
+	sd_event_source_disable_unref(v->observe_retry);
 	if (v->pidfd >= 0)
 		close(v->pidfd);
 	sandbox_spec_free(v->config);
-	free(v->start_failure);
+	free(v->unresponsive);
 	free(v->dir);
 	free(v->name);
 	return mfree(v);
@@ -53,9 +57,11 @@ void vmm_backend_done(Backend *b)
 	VmmBackend *vb = VMM_BACKEND(b);
 	void *v;
 
+	/* Quietly: what is in flight is dropped, and the VMs run on for the next vmd. */
 	for (size_t i = 0; hashmap_next(vb->vms, &i, &v);)
 		vmm_vm_free(v);
 	hashmap_free(vb->vms);
+	http_loop_free(vb->http);
 	free(vb->binary);
 }
 
@@ -70,6 +76,7 @@ static VmmVm *vm_new(Backend *b, const VmmVmType *t, const char *name)
 	v->b = b;
 	v->type = t;
 	v->pidfd = -EBADF;
+	v->job.vm = v->unplug.vm = v->observe.vm = v;
 	v->name = strdup(name);
 	if (!v->name || asprintf(&v->dir, "%s/%s", b->run_dir, name) < 0)
 		return NULL;
@@ -91,6 +98,11 @@ VmmVm *vmm_vm_get(Backend *b, const char *name)
 static void vm_forget(Backend *b, const char *name)
 {
 	vmm_vm_free(hashmap_remove(VMM_BACKEND(b)->vms, name));
+}
+
+void vmm_vm_forget(VmmVm *v)
+{
+	vm_forget(v->b, v->name);
 }
 
 void vmm_vm_changed(VmmVm *v)
@@ -119,6 +131,11 @@ int vmm_vm_save(VmmVm *v)
 		      "startedAtUsec", (json_int_t)v->started_at_usec, "exitStatus", v->exit_status,
 		      "config", config);
 	if (!j)
+		return -ENOMEM;
+	/* A stop in progress goes on where it was, should another vmd take over. */
+	if (v->job.type == BACKEND_OP_STOP &&
+	    json_object_set_new(j, "stopDeadlineUsec",
+				json_integer((json_int_t)v->job.stop_deadline)) < 0)
 		return -ENOMEM;
 	if (v->type->save) {
 		r = v->type->save(v, j);
@@ -169,6 +186,7 @@ static int vm_from_record(Backend *b, const VmmVmType *t, const char *name, cons
 	v->exit_status = (int)json_integer_value(json_object_get(j, "exitStatus"));
 	v->generation = (uint64_t)json_integer_value(json_object_get(j, "generation"));
 	v->started_at_usec = (uint64_t)json_integer_value(json_object_get(j, "startedAtUsec"));
+	v->job.stop_deadline = (uint64_t)json_integer_value(json_object_get(j, "stopDeadlineUsec"));
 	r = spec_from_json(json_object_get(j, "config"), &v->config);
 	if (r < 0)
 		return r;
@@ -253,64 +271,88 @@ int vmm_vm_observe(Backend *b, const char *name, VmObserved *ret)
 	const VmmVmType *t = VMM_BACKEND(b)->type;
 	VmmVm *v = vmm_vm_get(b, name);
 	VmObserved o = {};
+	int r;
 
-	if (!v)
-		return observe_record(b, t, name, ret);
+	if (!v) {
+		r = observe_record(b, t, name, &o);
+		/* Running, and nobody watches it: adopt it first (the daemon, not vmd plan). */
+		if (r >= 0 && b->event &&
+		    IN_SET(o.state, VM_STARTING, VM_RUNNING, VM_PAUSED, VM_STOPPING))
+			o.unwatched = true;
+		*ret = o;
+		return r;
+	}
 	o.state = v->state;
 	o.pid = v->state == VM_EXITED ? 0 : v->id.pid;
 	o.generation = v->generation;
 	o.started_at_usec = v->started_at_usec;
 	o.exit_status = v->exit_status;
+	vmm_job_report(v, &o);
+	if (t->observed)
+		t->observed(v, &o);
+	r = v->config ? spec_copy(v->config, &o.config) : 0;
+	if (r < 0) {
+		vm_observed_done(&o);
+		return r;
+	}
 	*ret = o;
 	return 0;
+}
+
+void vmm_vm_refresh(Backend *b)
+{
+	void *v;
+
+	for (size_t i = 0; hashmap_next(VMM_BACKEND(b)->vms, &i, &v);)
+		vmm_job_refresh(v);
 }
 
 /* Exit */
 
 /* What went wrong, in the VMM's own words if it left any: the last line of its log. */
-static char *start_error(VmmVm *v, const char *what)
+static char *start_error(VmmVm *v)
 {
 	_cleanup_free_ char *path = vmm_vm_path(v->b, v->name, v->type->log), *log = NULL;
 	char *line, *end, *m = NULL;
 
-	if (v->start_failure)
-		return asprintf(&m, "%s: %s", what, v->start_failure) < 0 ? NULL : m;
 	if (path && read_file(path, 64 * 1024, &log, NULL) >= 0) {
 		end = log + strlen(log);
 		while (end > log && (end[-1] == '\n' || end[-1] == ' '))
 			*--end = '\0';
 		line = strrchr(log, '\n');
 		line = line ? line + 1 : log;
-		if (*line && asprintf(&m, "%s: %s", what, line) >= 0)
+		if (*line && asprintf(&m, "%s exited while starting: %s", v->type->display, line) >= 0)
 			return m;
 	}
-	return strdup(what);
+	return asprintf(&m, "%s exited while starting", v->type->display) < 0 ? NULL : m;
 }
 
 static void vm_exited(VmmVm *v, int status)
 {
 	Backend *b = v->b;
-	_cleanup_free_ char *sock = vmm_vm_path(b, v->name, v->type->socket), *reason = NULL,
-			    *what = NULL;
+	_cleanup_free_ char *sock = vmm_vm_path(b, v->name, v->type->socket),
+			    *name = strdup(v->name), *reason = NULL;
+	bool was_starting = v->state == VM_STARTING;
 
-	if (v->state == VM_STARTING &&
-	    asprintf(&what, "%s exited while starting", v->type->display) >= 0)
-		reason = start_error(v, what);
+	if (was_starting)
+		reason = start_error(v);
 	if (v->type->exited)
 		v->type->exited(v);
+	vmm_job_disconnect(v);
 	v->pid_source = sd_event_source_disable_unref(v->pid_source);
-	v->kill_timer = sd_event_source_disable_unref(v->kill_timer);
-	v->ready_timer = sd_event_source_disable_unref(v->ready_timer);
 	if (v->pidfd >= 0)
 		v->pidfd = (close(v->pidfd), -EBADF);
-	v->start_failure = mfree(v->start_failure);
 	v->state = VM_EXITED;
 	v->exit_status = status;
+	v->unresponsive = mfree(v->unresponsive);
 	(void)vmm_vm_save(v);
 	if (sock)
 		(void)vmm_remove_stale_socket(b->run_dir, sock);
-	if (b->callbacks.vm_exited)
-		b->callbacks.vm_exited(b->callbacks.userdata, v->name, status, reason);
+	/* A start that did not get through fails as such; any other exit is the VM's. */
+	if (vmm_job_vm_exited(v, reason))
+		return;
+	if (b->callbacks.vm_exited && name)
+		b->callbacks.vm_exited(b->callbacks.userdata, name, status, reason);
 }
 
 static int on_pidfd(sd_event_source *s _unused_, int fd _unused_, uint32_t revents _unused_,
@@ -335,94 +377,6 @@ static int watch_exit(VmmVm *v)
 }
 
 /* Start */
-
-static int ready_timer_fired(sd_event_source *s, uint64_t usec, void *userdata);
-
-/* Look again in 2 ms, or wake at the deadline while an answer is under way. */
-static int arm_ready_timer(VmmVm *v, bool at_deadline)
-{
-	v->ready_timer = sd_event_source_disable_unref(v->ready_timer);
-	if (at_deadline)
-		return sd_event_add_time(v->b->event, &v->ready_timer, CLOCK_MONOTONIC,
-					 v->ready_deadline, 1000, ready_timer_fired, v);
-	return sd_event_add_time_relative(v->b->event, &v->ready_timer, CLOCK_MONOTONIC, 2000, 500,
-					  ready_timer_fired, v);
-}
-
-static void start_given_up(VmmVm *v, int error)
-{
-	if (error == -ETIMEDOUT)
-		log_fields(LOG_ERR,
-			   &(LogFields){ .sandbox = v->name,
-					 .backend = v->type->vmm,
-					 .error = -error,
-					 .result = "killed" },
-			   "%s did not answer within %llu s; killing it", v->type->display,
-			   VMM_START_TIMEOUT_USEC / 1000000);
-	else
-		log_fields(LOG_ERR,
-			   &(LogFields){ .sandbox = v->name,
-					 .backend = v->type->vmm,
-					 .error = -error,
-					 .result = "killed" },
-			   "%s did not start the VM: %s; killing it", v->type->display,
-			   v->start_failure ?: strerror(-error));
-	(void)vmm_kill(v->pidfd, SIGKILL);
-}
-
-void vmm_vm_start_done(VmmVm *v, int error)
-{
-	VmmIdentity id;
-
-	if (error == 0) {
-		/*
-		 * What answers may be another binary than the one started (a jailer execs
-		 * Firecracker): the same process, so record what it runs now.
-		 */
-		if (vmm_identity(v->id.pid, &id) == 0 && id.start_time == v->id.start_time)
-			v->id = id;
-		v->ready_timer = sd_event_source_disable_unref(v->ready_timer);
-		(void)vmm_vm_save(v);
-		vmm_vm_changed(v);
-	} else if (now_usec(CLOCK_MONOTONIC) >= v->ready_deadline || error == -ESTALE)
-		start_given_up(v, error == -ESTALE ? error : -ETIMEDOUT);
-	else
-		(void)arm_ready_timer(v, false);
-}
-
-/*
- * A starting VMM, from the event loop: ask the backend every 2 ms whether it is up. If
- * the VMM exits first, its pidfd says so, with its reason; if it is not up in time, or the
- * backend gives up on it, it is killed.
- */
-static int ready_timer_fired(sd_event_source *s _unused_, uint64_t usec _unused_, void *userdata)
-{
-	VmmVm *v = userdata;
-	int r;
-
-	v->ready_timer = sd_event_source_disable_unref(v->ready_timer);
-	if (v->state != VM_STARTING || vmm_has_exited(v->pidfd))
-		return 0;
-	if (now_usec(CLOCK_MONOTONIC) >= v->ready_deadline) {
-		start_given_up(v, -ETIMEDOUT);
-		return 0;
-	}
-	r = v->type->poll_start(v);
-	if (r == 1) {
-		vmm_vm_start_done(v, 0);
-		return 0;
-	}
-	if (r >= 0)
-		return arm_ready_timer(v, r == 2);
-	start_given_up(v, r);
-	return 0;
-}
-
-static int watch_start(VmmVm *v)
-{
-	v->ready_deadline = now_usec(CLOCK_MONOTONIC) + VMM_START_TIMEOUT_USEC;
-	return arm_ready_timer(v, false);
-}
 
 static void prepare_dir(VmmVm *v)
 {
@@ -464,29 +418,12 @@ static int spawn(VmmVm *v)
 	return vmm_identity(v->id.pid, &v->id);
 }
 
-/* Undo a start that did not get through: no process, no record. */
-static void start_failed(VmmVm *v)
-{
-	_cleanup_free_ char *rec = vmm_vm_path(v->b, v->name, "vm.json");
-	int status;
-
-	if (v->pidfd >= 0 && !vmm_has_exited(v->pidfd))
-		(void)vmm_kill(v->pidfd, SIGKILL);
-	if (v->pidfd >= 0) {
-		struct pollfd p = { .fd = v->pidfd, .events = POLLIN };
-
-		(void)poll(&p, 1, 5000);
-		(void)vmm_reap(v->pidfd, &status);
-	}
-	if (rec)
-		(void)unlink(rec);
-}
-
 int vmm_vm_start(Backend *b, const SandboxSpec *spec, uint64_t generation)
 {
 	const VmmVmType *t = VMM_BACKEND(b)->type;
 	VmmBackend *vb = VMM_BACKEND(b);
 	_cleanup_(vmm_vm_freep) VmmVm *v = NULL;
+	_cleanup_free_ char *rec = NULL;
 	int r;
 
 	if (!b->event)
@@ -502,7 +439,8 @@ int vmm_vm_start(Backend *b, const SandboxSpec *spec, uint64_t generation)
 	}
 	vm_forget(b, spec->name);
 	v = vm_new(b, t, spec->name);
-	if (!v)
+	rec = vmm_vm_path(b, spec->name, "vm.json");
+	if (!v || !rec)
 		return -ENOMEM;
 	r = spec_copy(spec, &v->config);
 	if (r < 0)
@@ -523,15 +461,17 @@ int vmm_vm_start(Backend *b, const SandboxSpec *spec, uint64_t generation)
 	if (r >= 0)
 		r = watch_exit(v);
 	if (r >= 0)
-		r = watch_start(v);
-	if (r >= 0)
 		r = hashmap_put(vb->vms, v->name, v);
 	if (r < 0) {
-		start_failed(v);
+		/* Nothing runs for it (it is killed, and reaped once it is gone), and no record. */
+		if (v->pidfd >= 0)
+			(void)vmm_kill(v->pidfd, SIGKILL);
+		(void)unlink(rec);
 		return r;
 	}
+	r = vmm_job_begin(v, &v->job, BACKEND_OP_START, VMM_PHASE_SPAWN);
 	TAKE_PTR(v);
-	return 1;
+	return r < 0 ? r : 1;
 }
 
 /* Adopt */
@@ -541,18 +481,21 @@ int vmm_vm_adopt(Backend *b, const char *name)
 	const VmmVmType *t = VMM_BACKEND(b)->type;
 	_cleanup_(json_decrefp) json_t *j = NULL;
 	_cleanup_(vmm_vm_freep) VmmVm *v = NULL;
+	uint64_t now = now_usec(CLOCK_MONOTONIC);
+	VmmVm *p;
 	int r;
 
 	if (!b->event)
 		return -EROFS;
-	vm_forget(b, name);
+	if (vmm_vm_get(b, name))
+		return 0; /* watched already */
 	r = record_load(b, t, name, &j);
 	if (r < 0)
 		return IN_SET(-r, ENOENT, EMEDIUMTYPE) ? -ESTALE : r;
 	r = vm_from_record(b, t, name, j, &v);
 	if (r < 0)
 		return r;
-	/* Ours: this boot, and the very process vmd started (pid reuse is caught here). */
+	/* Identity: this boot, and the very process vmd started (pid reuse is caught here). */
 	if (!vm_is_alive(v))
 		return -ESTALE;
 	v->pidfd = vmm_pidfd_open(v->id.pid);
@@ -560,103 +503,197 @@ int vmm_vm_adopt(Backend *b, const char *name)
 		return v->pidfd;
 	if (!vmm_identity_matches(&v->id)) /* the pid was reused before the pidfd was taken */
 		return -ESTALE;
-	if (v->state == VM_STARTING)
-		/* The vmd before died while it started: see it through, from the loop. */
-		r = watch_start(v);
-	else
-		r = t->reconnect(v);
-	if (r < 0) {
-		/* A live VMM vmd cannot talk to: never start a second one beside it. */
-		if (!b->error)
-			backend_set_error(b, "cannot reach the API socket of %s pid %d: %s",
-					  t->display, (int)v->id.pid, strerror(-r));
-		return r == -ESTALE ? r : -EHOSTUNREACH;
-	}
+	if (v->id.start_time == 0 && vmm_identity(v->id.pid, &v->id) == 0)
+		(void)vmm_vm_save(v); /* a record from before start times were read right */
 	r = watch_exit(v);
+	if (r >= 0)
+		r = hashmap_put(VMM_BACKEND(b)->vms, v->name, v);
 	if (r < 0)
 		return r;
-	r = hashmap_put(VMM_BACKEND(b)->vms, v->name, v);
-	if (r < 0)
+	p = TAKE_PTR(v);
+
+	if (p->state == VM_STARTING)
+		/* The vmd before died while it started: see the start through, from where it is. */
+		r = vmm_job_begin(p, &p->job, BACKEND_OP_START, VMM_PHASE_API_UP);
+	else if (p->state == VM_STOPPING) {
+		/* ... while it stopped: the rest of its stopTimeout, then forced. */
+		p->stop_requested = true;
+		if (p->job.stop_deadline == 0 ||
+		    p->job.stop_deadline > now + SPEC_STOP_TIMEOUT_MAX_MS * 1000)
+			p->job.stop_deadline = now;
+		r = vmm_job_begin(p, &p->job, BACKEND_OP_STOP, VMM_PHASE_SHUTDOWN);
+	} else {
+		/* Its API must answer, as that VM: until then nothing is done to it. */
+		r = vmm_job_begin(p, &p->job, BACKEND_OP_ADOPT, VMM_PHASE_IDENTITY);
+		if (r >= 0)
+			return 1;
+	}
+	if (r < 0) {
+		vm_forget(b, name);
 		return r;
-	TAKE_PTR(v);
-	return 0;
-}
-
-/* Stop */
-
-static int kill_timer_fired(sd_event_source *s _unused_, uint64_t usec _unused_, void *userdata)
-{
-	VmmVm *v = userdata;
-
-	v->kill_timer = sd_event_source_disable_unref(v->kill_timer);
-	if (v->pidfd >= 0 && !vmm_has_exited(v->pidfd)) {
-		log_fields(LOG_WARNING,
-			   &(LogFields){
-				   .sandbox = v->name, .backend = v->type->vmm, .result = "killed" },
-			   "%s did not quit; sending SIGKILL", v->type->display);
-		(void)vmm_kill(v->pidfd, SIGKILL);
 	}
 	return 0;
 }
 
-static int kill_later(VmmVm *v)
-{
-	if (v->kill_timer)
-		return 0;
-	return sd_event_add_time_relative(v->b->event, &v->kill_timer, CLOCK_MONOTONIC,
-					  VMM_KILL_GRACE_USEC, 100000, kill_timer_fired, v);
-}
+/* Operations on a VM that runs */
 
-int vmm_vm_stop(Backend *b, const char *name, uint64_t timeout_ms _unused_, bool force)
+/* The VM an operation is for, when it runs and nothing else is at work on it. */
+static int for_job(Backend *b, const char *name, VmmJob **ret)
 {
 	VmmVm *v = vmm_vm_get(b, name);
-	int r = -ENOTCONN;
+
+	if (!v || !IN_SET(v->state, VM_RUNNING, VM_PAUSED))
+		return -ESRCH;
+	if (v->job.type != BACKEND_OP_NONE)
+		return -EBUSY;
+	*ret = &v->job;
+	return 0;
+}
+
+static int begin(Backend *b, const char *name, uint64_t generation, VmmJob **ret)
+{
+	VmmJob *j;
+	int r;
+
+	r = for_job(b, name, &j);
+	if (r < 0)
+		return r;
+	j->generation = generation;
+	if (ret)
+		*ret = j;
+	return 0;
+}
+
+int vmm_vm_stop(Backend *b, const char *name, uint64_t timeout_ms, bool force)
+{
+	VmmVm *v = vmm_vm_get(b, name);
+	uint64_t now = now_usec(CLOCK_MONOTONIC);
+	VmmJob *j;
 
 	if (!v || v->state == VM_EXITED)
 		return -ESRCH;
-	v->stop_requested = true;
-	if (!force && v->state != VM_STARTING) {
-		if (v->state == VM_PAUSED && (r = v->type->set_paused(v, false)) < 0 && r != -ENOTCONN)
-			return r;
-		if (r >= 0 || v->state != VM_PAUSED)
-			r = v->type->power_button(v);
-		if (r >= 0) {
-			v->state = VM_STOPPING;
-			return vmm_vm_save(v);
-		}
-		if (r != -ENOTCONN)
-			return r;
+	j = &v->job;
+	if (j->type == BACKEND_OP_STOP) {
+		/* Stopping already: harder if asked, else it goes on as it is. */
+		if (force && IN_SET(j->phase, VMM_PHASE_GRACEFUL, VMM_PHASE_SHUTDOWN))
+			j->stop_deadline = now;
+		return 1;
 	}
+	/* A stop supersedes whatever else is at work on the VM. */
+	vmm_job_complete(v, j, -ECANCELED, NULL);
+	vmm_job_complete(v, &v->unplug, -ECANCELED, NULL);
+	if (j->type == BACKEND_OP_STOP)
+		return 1; /* the guest turned out to be off: it is being ended already */
+	j->was_paused = v->state == VM_PAUSED;
+	/* A guest that has not booted cannot hear the button: it is forced. */
+	force = force || v->state == VM_STARTING;
+	j->stop_deadline = now + timeout_ms * 1000;
+	v->stop_requested = true;
 	v->state = VM_STOPPING;
+	(void)vmm_job_begin(v, j, BACKEND_OP_STOP, force ? VMM_PHASE_QUIT : VMM_PHASE_GRACEFUL);
 	(void)vmm_vm_save(v);
-	if (v->type->quit && v->type->quit(v) >= 0)
-		return kill_later(v);
-	free(backend_take_error(b)); /* SIGKILL is the answer to that */
-	return vmm_kill(v->pidfd, SIGKILL);
+	return 1;
 }
 
-static int set_paused(Backend *b, const char *name, bool paused)
+static int simple_job(Backend *b, const char *name, BackendOp op, uint64_t generation)
 {
-	VmmVm *v = vmm_vm_get(b, name);
+	VmmJob *j;
 	int r;
 
-	if (!v || IN_SET(v->state, VM_EXITED, VM_STARTING))
-		return -ESRCH;
-	r = v->type->set_paused(v, paused);
+	r = begin(b, name, generation, &j);
 	if (r < 0)
 		return r;
-	v->state = paused ? VM_PAUSED : VM_RUNNING;
-	return vmm_vm_save(v);
+	r = vmm_job_begin(j->vm, j, op, VMM_PHASE_REQUEST);
+	return r < 0 ? r : 1;
 }
 
 int vmm_vm_pause(Backend *b, const char *name)
 {
-	return set_paused(b, name, true);
+	return simple_job(b, name, BACKEND_OP_PAUSE, 0);
 }
 
 int vmm_vm_resume(Backend *b, const char *name)
 {
-	return set_paused(b, name, false);
+	return simple_job(b, name, BACKEND_OP_RESUME, 0);
+}
+
+int vmm_vm_disk_add(Backend *b, const char *name, const DiskSpec *disk, uint64_t generation)
+{
+	VmmJob *j;
+	int r;
+
+	r = begin(b, name, generation, &j);
+	if (r < 0)
+		return r;
+	j->disk = *disk;
+	j->disk.path = strdup(disk->path);
+	if (!j->disk.path)
+		return -ENOMEM;
+	snprintf(j->device, sizeof(j->device), "%s", disk->id);
+	r = vmm_job_begin(j->vm, j, BACKEND_OP_DISK_ADD, VMM_PHASE_REQUEST);
+	return r < 0 ? r : 1;
+}
+
+int vmm_vm_net_add(Backend *b, const char *name, const NetSpec *net, uint64_t generation)
+{
+	VmmJob *j;
+	int r;
+
+	r = begin(b, name, generation, &j);
+	if (r < 0)
+		return r;
+	j->net = *net;
+	snprintf(j->device, sizeof(j->device), "%s", net->id);
+	r = vmm_job_begin(j->vm, j, BACKEND_OP_NET_ADD, VMM_PHASE_REQUEST);
+	return r < 0 ? r : 1;
+}
+
+/* A removal waits on the guest, beside whatever else the VM is asked meanwhile. */
+static int remove_device(Backend *b, const char *name, BackendOp op, const char *id,
+			 uint64_t generation)
+{
+	VmmVm *v = vmm_vm_get(b, name);
+	bool has;
+	int r;
+
+	if (!v || !IN_SET(v->state, VM_RUNNING, VM_PAUSED))
+		return -ESRCH;
+	has = op == BACKEND_OP_DISK_REMOVE ? spec_find_disk(v->config, id) != NULL
+					   : spec_find_net(v->config, id) != NULL;
+	if (!has) {
+		v->generation = generation;
+		return vmm_vm_save(v); /* not there: nothing to remove */
+	}
+	if (v->unplug.type != BACKEND_OP_NONE)
+		return -EBUSY;
+	snprintf(v->unplug.device, sizeof(v->unplug.device), "%s", id);
+	v->unplug.generation = generation;
+	r = vmm_job_begin(v, &v->unplug, op, VMM_PHASE_REQUEST);
+	return r < 0 ? r : 1;
+}
+
+int vmm_vm_disk_remove(Backend *b, const char *name, const char *id, uint64_t generation)
+{
+	return remove_device(b, name, BACKEND_OP_DISK_REMOVE, id, generation);
+}
+
+int vmm_vm_net_remove(Backend *b, const char *name, const char *id, uint64_t generation)
+{
+	return remove_device(b, name, BACKEND_OP_NET_REMOVE, id, generation);
+}
+
+int vmm_vm_resize(Backend *b, const char *name, unsigned vcpus, uint64_t memory, uint64_t generation)
+{
+	VmmJob *j;
+	int r;
+
+	r = begin(b, name, generation, &j);
+	if (r < 0)
+		return r;
+	j->vcpus = vcpus;
+	j->memory = memory;
+	r = vmm_job_begin(j->vm, j, BACKEND_OP_RESIZE, VMM_PHASE_REQUEST);
+	return r < 0 ? r : 1;
 }
 
 int vmm_vm_cleanup(Backend *b, const char *name)
@@ -680,38 +717,6 @@ int vmm_vm_cleanup(Backend *b, const char *name)
 			return -errno;
 	}
 	return t->cleanup ? t->cleanup(b, name) : 0;
-}
-
-/* REST */
-
-int vmm_vm_rest(VmmVm *v, Http **http, const char *method, const char *path, json_t *body,
-		uint64_t timeout_usec, json_t **ret_json)
-{
-	static const char api[] = "/api/v1/";
-	HttpReply reply;
-	int r;
-
-	if (!*http) {
-		_cleanup_free_ char *sock = vmm_vm_path(v->b, v->name, v->type->socket);
-
-		if (!sock)
-			return -ENOMEM;
-		r = http_new(sock, http);
-		if (r < 0)
-			return r;
-	}
-	r = http_call(*http, method, path, body, timeout_usec, &reply);
-	if (r < 0) {
-		if (strncmp(path, api, strlen(api)) == 0)
-			backend_set_error(v->b, "%s: %s", path + strlen(api),
-					  reply.error ?: strerror(-r));
-		else
-			backend_set_error(v->b, "%s %s: %s", method, path,
-					  reply.error ?: strerror(-r));
-	} else if (ret_json)
-		*ret_json = TAKE_PTR(reply.json);
-	http_reply_done(&reply);
-	return r;
 }
 
 static bool lists_id(const json_t *items, const char *key, const char *id)

@@ -8,11 +8,16 @@
  * boot id), the spec generation and config it runs, and what the backend adds; the VMM's
  * API socket; console.log (console.log.1: the boot before); the VMM's own log.
  *
- * This file does the record, observing from it, adoption by identity, the async start
- * (polling the backend until its VMM answers, killing it if it never does), the exit
- * (reaped through a pidfd, vmd being subreaper) and the kill timer of a forced stop. A
- * backend embeds a VmmVm at the start of its own VM struct and describes itself in a
- * const VmmVmType; its Backend.data starts with a VmmBackend.
+ * vmm-vm.c does the record, observing from it, adoption by identity and the exit (reaped
+ * through a pidfd, vmd being subreaper). vmm-job.c runs every operation on a VM as a job:
+ * a type (start, stop, adopt, pause, a hot-plug...), a phase (VmmPhase), one timer for the
+ * phase's deadline, the phase's requests sent one after the other over the VMM's API
+ * (QMP, or REST through one libcurl multi handle), and exactly one completion. Nothing
+ * waits: every reply and every deadline comes from the event loop.
+ *
+ * A backend embeds a VmmVm at the start of its own VM struct and describes its VMM in a
+ * const VmmVmType: how to start it (argv), and for each job and phase the requests to send
+ * (build) and what their replies mean. It supplies no control flow.
  */
 
 #include <jansson.h>
@@ -20,16 +25,123 @@
 #include "backend.h"
 #include "hashmap.h"
 #include "http-unix.h"
+#include "qmp.h"
 #include "vmm.h"
 
-#define VMM_START_TIMEOUT_USEC (30ull * 1000000) /* spawn to answering */
-#define VMM_KILL_GRACE_USEC (3ull * 1000000)	 /* asked to quit, to SIGKILL */
+#define VMM_START_TIMEOUT_USEC (30ull * 1000000)   /* spawn to answering */
+#define VMM_REQUEST_TIMEOUT_USEC (5ull * 1000000)  /* a phase of requests */
+#define VMM_KILL_GRACE_USEC (3ull * 1000000)	   /* asked to quit, to SIGKILL */
+#define VMM_RELEASE_TIMEOUT_USEC (30ull * 1000000) /* asked to unplug, to released */
+#define VMM_REQUESTS_MAX (8 + SPEC_DISKS_MAX + SPEC_NETWORKS_MAX)
 
 typedef struct VmmVm VmmVm;
+typedef struct VmmJob VmmJob;
+
+typedef enum VmmApi {
+	VMM_API_QMP,
+	VMM_API_REST,
+} VmmApi;
+
+typedef enum VmmPhase {
+	VMM_PHASE_NONE,
+	VMM_PHASE_SPAWN,     /* start: the process is started */
+	VMM_PHASE_API_UP,    /* start: until its API answers, as the VMM vmd started */
+	VMM_PHASE_CONFIGURE, /* start: the VM's config is sent */
+	VMM_PHASE_BOOT,	     /* start: its vCPUs run */
+	VMM_PHASE_IDENTITY,  /* adopt: the record's very process, on this boot */
+	VMM_PHASE_HANDSHAKE, /* adopt: its API answers, as the VM the record names */
+	VMM_PHASE_OBSERVE,   /* adopt, observe: what it runs */
+	VMM_PHASE_GRACEFUL,  /* stop: the guest is asked to shut down (resumed first) */
+	VMM_PHASE_SHUTDOWN,  /* stop: until it is gone, for stopTimeout */
+	VMM_PHASE_QUIT,	     /* stop: the VMM is asked to quit, for VMM_KILL_GRACE_USEC */
+	VMM_PHASE_KILL,	     /* stop, a start given up: SIGKILL sent, until it is gone */
+	VMM_PHASE_REQUEST,   /* pause, resume, add, resize: the change; remove: the ask */
+	VMM_PHASE_RELEASE,   /* remove: until the guest lets the device go */
+	VMM_PHASE_CLEANUP,   /* remove: what backed the device is freed */
+	VMM_PHASE_ROLLBACK,  /* add: what a failed add did is undone */
+	_VMM_PHASE_MAX,
+} VmmPhase;
+
+extern const char *const vmm_phase_table[_VMM_PHASE_MAX];
+
+/* What a reply handler tells the job. */
+enum {
+	VMM_NEXT,   /* go on: the phase's next request */
+	VMM_SKIP,   /* this phase is done: skip its other requests */
+	VMM_AGAIN,  /* not yet: ask again (a phase that polls) */
+	VMM_FINISH, /* the job's work was done already: it completes now */
+};
+
+/* What came back for a request. */
+typedef struct VmmReply {
+	int error;	     /* 0, or -errno */
+	bool answered;	     /* the VMM answered (a QMP error, an HTTP status), even if no */
+	const json_t *json;  /* a QMP "return" or a REST 2xx body, or NULL */
+	const char *message; /* the VMM's words (or the transport's) for an error, or NULL */
+} VmmReply;
+
+/* One request to a VMM: a QMP command, or a REST call. */
+typedef struct VmmRequest {
+	const char *method; /* REST: "GET", "PUT", "PATCH"; NULL for QMP */
+	char *path;	    /* the REST path ("/api/v1/vm.boot", "/actions"), or the QMP command */
+	json_t *body;	    /* its body or arguments, or NULL */
+	/*
+	 * What the reply means: a VMM_* above, or -errno to fail the phase (with r->message,
+	 * or a message the handler left with vmm_job_fail_message()). NULL: an error fails
+	 * the phase, anything else goes on.
+	 */
+	int (*reply)(VmmVm *v, VmmJob *j, const VmmReply *r);
+	bool best_effort; /* a failure is no failure (undoing, cleaning up) */
+} VmmRequest;
+
+/* The requests of one phase, filled by VmmVmType.build. */
+typedef struct VmmRequests {
+	VmmRequest items[VMM_REQUESTS_MAX];
+	size_t n;
+	uint64_t poll_usec; /* a phase that waits: send them again this often (0: only once) */
+} VmmRequests;
+
+/* Add a request; path is formatted; body is consumed (NULL: none). -ENOMEM, -E2BIG. */
+int vmm_request_add(VmmRequests *rq, const char *method, json_t *body,
+		    int (*reply)(VmmVm *v, VmmJob *j, const VmmReply *r), const char *path_fmt, ...)
+	_printf_(5, 6);
+
+struct VmmJob {
+	VmmVm *vm;
+	BackendOp type; /* BACKEND_OP_NONE: no job */
+	VmmPhase phase;
+	uint64_t phase_since; /* CLOCK_MONOTONIC */
+	uint64_t deadline;    /* of the phase */
+	sd_event_source *timer;
+	VmmRequests requests;
+	size_t next;	   /* the request in flight, or the next to send */
+	bool in_flight;	   /* requests.items[next] is out */
+	uint64_t serial;   /* of the request in flight: a reply to another is dropped */
+	uint64_t qmp_id;   /* its QMP id */
+	HttpRequest *http; /* or its REST request */
+	unsigned attempts; /* of the phase's requests (polls, retries) */
+	bool kick;	   /* begun: its first phase runs from the loop, not from the caller */
+	bool early_done;   /* what the phase that comes next waits for happened already */
+
+	/* How it fails: kept while a failed start is killed or a failed add undone. */
+	int error;
+	char *message;
+
+	/* What it is about. */
+	uint64_t generation;
+	DiskSpec disk; /* disk-add: a copy, path owned */
+	NetSpec net;   /* net-add */
+	char device[SPEC_ID_MAX + 1];
+	unsigned vcpus; /* resize */
+	uint64_t memory;
+	uint64_t stop_deadline; /* stop: CLOCK_MONOTONIC, the end of its stopTimeout */
+	bool was_paused;	/* stop: the guest must be resumed to hear the button */
+};
 
 typedef struct VmmVmType {
 	const char *vmm;		/* "qemu": in the record and the journal's VMD_BACKEND */
 	const char *display;		/* "QEMU": in messages */
+	VmmApi api;			/* how its requests go */
 	const char *socket;		/* its API socket in the runtime dir */
 	const char *log;		/* its stderr in the runtime dir */
 	const char *const *extra_files; /* more of its files for cleanup, NULL-terminated */
@@ -44,21 +156,17 @@ typedef struct VmmVmType {
 	/* The argv to start v->config with (a NULL-terminated strv). */
 	int (*argv)(VmmVm *v, char ***ret);
 	/*
-	 * A starting VM, every 2 ms until it answers: 1 when it is up (v->state set), 0 to
-	 * look again, 2 when an answer is under way (the backend calls vmm_vm_start_done),
-	 * -errno to give up (the VMM is killed; v->start_failure says why, if set).
+	 * The requests of j's phase. For every phase that has none, the job goes on (or, in a
+	 * phase that waits, waits: for the exit, a backend's vmm_job_phase_done(), or the
+	 * deadline). v->state is what vmd last knew; j says what the job is about.
 	 */
-	int (*poll_start)(VmmVm *v);
-	/* Talk again to a VMM found running after a restart of vmd; -ESTALE if not ours. */
-	int (*reconnect)(VmmVm *v);
-	/* The VMM is gone: drop connections and anything in flight. */
+	int (*build)(VmmVm *v, VmmJob *j, VmmRequests *rq);
+	/* A QMP event (QMP VMMs). */
+	void (*event)(VmmVm *v, const char *event, json_t *data);
+	/* What observe() reports beyond what every VMM has (NULL: nothing). */
+	void (*observed)(const VmmVm *v, VmObserved *o);
+	/* The VMM is gone: drop anything of it the backend keeps. */
 	void (*exited)(VmmVm *v);
-	/* Pause or resume the guest's vCPUs. */
-	int (*set_paused)(VmmVm *v, bool paused);
-	/* Press the guest's power button (or what stands for it); -ENOTCONN: cannot ask. */
-	int (*power_button)(VmmVm *v);
-	/* Ask the VMM to quit now (NULL: it cannot be asked; SIGKILL is all there is). */
-	int (*quit)(VmmVm *v);
 	/* Remove what prepare made outside the runtime dir (NULL: nothing). */
 	int (*cleanup)(Backend *b, const char *name);
 } VmmVmType;
@@ -72,15 +180,23 @@ struct VmmVm {
 	char boot_id[64];
 	bool child; /* started by this vmd: its exit status is ours to read */
 	int pidfd;
-	sd_event_source *pid_source, *kill_timer, *ready_timer;
-	uint64_t ready_deadline; /* CLOCK_MONOTONIC: it must answer by then */
-	char *start_failure;	 /* why a start was given up, for vm_exited */
+	sd_event_source *pid_source;
 
 	VmState state;
 	int exit_status;
 	bool stop_requested, guest_shutdown;
 	uint64_t generation, started_at_usec;
-	SandboxSpec *config;
+	SandboxSpec *config; /* what it runs: its boot config and the devices it has */
+
+	VmmJob job;	/* start, stop, adopt, pause, resume, add, resize */
+	VmmJob unplug;	/* a device removal, which waits on the guest beside the rest */
+	VmmJob observe; /* what the VMM reports, read when asked (refresh) */
+	uint64_t job_serial;
+	char *unresponsive;		/* why its VMM is taken for hung, or NULL */
+	sd_event_source *observe_retry; /* asks a VMM that did not answer again */
+
+	Qmp *qmp;			    /* QMP VMMs: the connection */
+	uint64_t qmp_retry_at, qmp_backoff; /* CLOCK_MONOTONIC; after a broken connection */
 };
 
 /* The start of Backend.data for a backend built on VmmVm. */
@@ -91,6 +207,7 @@ typedef struct VmmBackend {
 	int binary_error;	 /* why not */
 	const char *binary_name; /* as configured, for messages */
 	char boot_id[64];
+	HttpLoop *http; /* REST VMMs, with an event loop */
 } VmmBackend;
 
 #define VMM_BACKEND(b) ((VmmBackend *)(b)->data)
@@ -114,23 +231,21 @@ void vmm_vm_changed(VmmVm *v);
 
 /* The names of the VMs of this type with a record. */
 int vmm_vm_list(Backend *b, char ***ret_names, size_t *ret_n);
-/* State, pid, generation... of what runs under name; the config from the record if not driven. */
+/* What runs under name, from memory (never from the VMM); from the record if not driven. */
 int vmm_vm_observe(Backend *b, const char *name, VmObserved *ret);
 /* Take charge of a VM found running: the very process the record names, on this boot. */
 int vmm_vm_adopt(Backend *b, const char *name);
-/* Start a VM for spec: 1, it is VM_STARTING until poll_start says it is up. */
+void vmm_vm_refresh(Backend *b);
+/* Start a VM for spec: 1, it is VM_STARTING until its start job is done. */
 int vmm_vm_start(Backend *b, const SandboxSpec *spec, uint64_t generation);
-/* An answer poll_start was waiting for came: 0 it is up, -errno it failed. */
-void vmm_vm_start_done(VmmVm *v, int error);
-/*
- * Stop: the power button, after resuming a paused guest, which cannot hear it otherwise;
- * forced (or when the VMM cannot be asked): quit, and SIGKILL if it does not go within
- * VMM_KILL_GRACE_USEC. The exit comes through vm_exited.
- */
 int vmm_vm_stop(Backend *b, const char *name, uint64_t timeout_ms, bool force);
-/* Pause or resume a VM that runs. */
 int vmm_vm_pause(Backend *b, const char *name);
 int vmm_vm_resume(Backend *b, const char *name);
+int vmm_vm_disk_add(Backend *b, const char *name, const DiskSpec *disk, uint64_t generation);
+int vmm_vm_disk_remove(Backend *b, const char *name, const char *id, uint64_t generation);
+int vmm_vm_net_add(Backend *b, const char *name, const NetSpec *net, uint64_t generation);
+int vmm_vm_net_remove(Backend *b, const char *name, const char *id, uint64_t generation);
+int vmm_vm_resize(Backend *b, const char *name, unsigned vcpus, uint64_t memory, uint64_t generation);
 /* Remove the runtime files of a VM that is not running. Never touches disk images. */
 int vmm_vm_cleanup(Backend *b, const char *name);
 
@@ -141,11 +256,25 @@ int vmm_vm_cleanup(Backend *b, const char *name);
 int vmm_vm_config_seen(const SandboxSpec *config, const json_t *disks, const char *disk_key,
 		       const json_t *nets, const char *net_key, SandboxSpec **ret);
 
-/*
- * A REST call to v's VMM (Cloud Hypervisor, Firecracker) through *http, connected to its
- * API socket on first use. On failure the VMM's own words become the operation's message
- * (backend_set_error): "vm.pause: <reason>" for /api/v1/vm.pause, else "PATCH /vm: <reason>".
- * ret_json (NULL to ignore) gets a 2xx reply's body.
- */
-int vmm_vm_rest(VmmVm *v, Http **http, const char *method, const char *path, json_t *body,
-		uint64_t timeout_usec, json_t **ret_json);
+/* vmm-job.c: the job machinery, for vmm-vm.c and the backends. */
+
+/* Begin a job of type at phase (its other fields set by the caller beforehand). */
+int vmm_job_begin(VmmVm *v, VmmJob *j, BackendOp type, VmmPhase phase);
+/* A phase that waits is over (a QMP event said so); the job goes on. */
+void vmm_job_phase_done(VmmVm *v, VmmJob *j);
+/* End j now with error and message (NULL: none), and tell the daemon. */
+void vmm_job_complete(VmmVm *v, VmmJob *j, int error, const char *message);
+/* Why a reply handler fails its phase, in words; the handler then returns -errno. */
+void vmm_job_fail_message(VmmJob *j, const char *fmt, ...) _printf_(2, 3);
+/* What the VM's jobs are doing, for observe(). */
+void vmm_job_report(const VmmVm *v, VmObserved *o);
+/* The VMM exited: every job hears it; true if the start job took the news (no vm_exited). */
+bool vmm_job_vm_exited(VmmVm *v, const char *start_error);
+void vmm_job_free(VmmJob *j);
+/* Close the VM's connection to its VMM (QMP), e.g. when it exited. */
+void vmm_job_disconnect(VmmVm *v);
+/* Ask the VMM what it runs (an observe job), unless a job is at work on it. */
+void vmm_job_refresh(VmmVm *v);
+
+/* vmm-vm.c, for vmm-job.c: stop driving v (its record stays); v is freed. */
+void vmm_vm_forget(VmmVm *v);

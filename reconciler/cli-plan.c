@@ -133,7 +133,7 @@ int verb_plan(int argc, char **argv)
 		fprintf(stderr, "vmd plan: cannot set up\n");
 		return EXIT_INVALID;
 	}
-	manager_adopt_all(m);
+	manager_find_vms(m);
 	manager_load_persisted(m);
 	(void)manager_scan(m);
 	if (m->degraded)

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Carrying out plans: observe a sandbox, plan, run the actions through its backend's ops
- * table, and back off after a failure (1 s, doubling, at most 5 min; a new spec starts
- * afresh). Synchronous backends converge in one pass; for the others the next event
- * (an exit, a timer) brings the sandbox back here.
+ * Carrying out plans: observe a sandbox, adopt what it finds running that nobody watches,
+ * plan, run the actions through its backend's ops table, and back off after a failure
+ * (1 s, doubling, at most 5 min; a new spec starts afresh). Synchronous backends converge
+ * in one pass; the VMM backends take an action and complete it later (op_done), and that,
+ * an exit or a timer brings the sandbox back here. Nothing here waits on a VMM.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -39,27 +40,7 @@ void sandbox_observe(Manager *m, Sandbox *sb)
 	}
 }
 
-static int stop_timer_fired(sd_event_source *s _unused_, uint64_t usec _unused_, void *userdata);
-
-/* Force the stop if the VM is still up after its stopTimeout. */
-static void arm_stop_timer(Manager *m, Sandbox *sb, uint64_t timeout_ms)
-{
-	sb->stop_timer = sd_event_source_disable_unref(sb->stop_timer);
-	if (m->event)
-		(void)sd_event_add_time_relative(m->event, &sb->stop_timer, CLOCK_MONOTONIC,
-						 timeout_ms * 1000, 1000, stop_timer_fired, sb);
-}
-
-/* A VM adopted in the middle of a stop: its stopTimeout runs again from now. */
-void sandbox_adopted(Manager *m, Sandbox *sb)
-{
-	const SandboxSpec *s = sb->desired ?: sb->observed.config;
-
-	if (sb->observed.state == VM_STOPPING)
-		arm_stop_timer(m, sb, s ? s->stop_timeout_ms : 30000);
-}
-
-static int execute(Manager *m, Sandbox *sb, Backend *b, const Action *a)
+static int execute(Sandbox *sb, Backend *b, const Action *a)
 {
 	const BackendOps *ops = b->ops;
 	const SandboxSpec *want = sb->desired;
@@ -76,10 +57,7 @@ static int execute(Manager *m, Sandbox *sb, Backend *b, const Action *a)
 		return ops->start(b, want, sb->generation);
 	case ACTION_STOP:
 	case ACTION_RESTART:
-		if (!ops->stop)
-			return -EOPNOTSUPP;
-		arm_stop_timer(m, sb, timeout_ms);
-		return ops->stop(b, sb->name, timeout_ms, false);
+		return ops->stop ? ops->stop(b, sb->name, timeout_ms, false) : -EOPNOTSUPP;
 	case ACTION_PAUSE:
 		return ops->pause ? ops->pause(b, sb->name) : -EOPNOTSUPP;
 	case ACTION_RESUME:
@@ -142,42 +120,49 @@ void sandbox_vm_exited(Manager *m _unused_, Sandbox *sb, int status, const char 
 		       sb->quick_exits, (unsigned long long)(delay / 1000000));
 }
 
-static void action_failed(Manager *m, Sandbox *sb, Backend *b, const Action *a, int r)
+/* An action failed (what, on device, with why or the errno's words): back off, say it once. */
+static void failed(Sandbox *sb, Backend *b, const char *what, const char *device, int r,
+		   const char *why)
 {
-	_cleanup_free_ char *why = backend_take_error(b);
 	uint64_t delay = backoff_usec(sb->failures + 1);
 	char *err = NULL;
 
 	sb->failures++;
 	sb->retry_at = now_usec(CLOCK_MONOTONIC) + delay;
-	(void)asprintf(&err, "%s%s%s failed: %s", action_type_to_string(a->type),
-		       a->device ? " " : "", a->device ?: "", why ?: strerror(-r));
+	(void)asprintf(&err, "%s%s%s failed: %s", what, device ? " " : "", device ?: "",
+		       why ?: strerror(-r));
 
 	/* Transitions are logged, not every retry: the first failure, or a different one. */
 	if (sb->failures == 1 || !streq_ptr(err, sb->last_error))
 		log_fields(LOG_ERR,
 			   &(LogFields){ .sandbox = sb->name,
 					 .backend = b->ops->name,
-					 .action = action_type_to_string(a->type),
+					 .action = what,
 					 .result = "failed",
 					 .error = -r,
 					 .message_id = LOG_MESSAGE_ACTION_FAILED },
 			   "%s; retrying in %" PRIu64 " s", err ?: "failed", delay / 1000000);
 	free(sb->last_error);
 	sb->last_error = err;
-	(void)m;
 }
 
-static void action_done(Sandbox *sb, Backend *b, const Action *a)
+static void action_failed(Sandbox *sb, Backend *b, const Action *a, int r)
+{
+	_cleanup_free_ char *why = backend_take_error(b);
+
+	failed(sb, b, action_type_to_string(a->type), a->device, r, why);
+}
+
+/* An action did what it was to do (reason: why it was planned, or NULL when it completed later). */
+static void done(Sandbox *sb, Backend *b, const char *what, const char *device, const char *reason)
 {
 	log_fields(LOG_INFO,
 		   &(LogFields){ .sandbox = sb->name,
 				 .backend = b->ops->name,
-				 .action = action_type_to_string(a->type),
+				 .action = what,
 				 .result = "done",
 				 .message_id = LOG_MESSAGE_ACTION_DONE },
-		   "%s%s%s: %s", action_type_to_string(a->type), a->device ? " " : "",
-		   a->device ?: "", a->reason);
+		   "%s%s%s: %s", what, device ? " " : "", device ?: "", reason ?: "done");
 	if (sb->failures > 0)
 		log_fields(LOG_INFO,
 			   &(LogFields){ .sandbox = sb->name,
@@ -189,7 +174,7 @@ static void action_done(Sandbox *sb, Backend *b, const Action *a)
 	sb->last_error = mfree(sb->last_error);
 }
 
-/* The VMM took the request and completes it later: the VM is busy until it does. */
+/* The VMM took the request and completes it later: the VM's job until it does. */
 static void action_started(Sandbox *sb, Backend *b, const Action *a)
 {
 	log_fields(LOG_INFO,
@@ -202,34 +187,127 @@ static void action_started(Sandbox *sb, Backend *b, const Action *a)
 		   a->device ? " " : "", a->device ?: "", a->reason);
 }
 
+/* Adoption */
+
+static void adopted(Sandbox *sb, Backend *b)
+{
+	if (sb->adopt_failures > 0 || sb->quarantined)
+		log_fields(LOG_INFO,
+			   &(LogFields){ .sandbox = sb->name,
+					 .backend = b->ops->name,
+					 .result = "adopted",
+					 .message_id = LOG_MESSAGE_ADOPTED },
+			   "its VMM answers now, after %u tries", sb->adopt_failures + 1);
+	log_fields(LOG_INFO,
+		   &(LogFields){ .sandbox = sb->name,
+				 .backend = b->ops->name,
+				 .result = "adopted",
+				 .message_id = LOG_MESSAGE_ADOPTED },
+		   "re-adopted its %s VM", vm_state_to_string(sb->observed.state));
+	sb->quarantined = false;
+	sb->adopt_failures = 0;
+	sb->adopt_retry_at = 0;
+	sb->adopt_error = mfree(sb->adopt_error);
+}
+
+/*
+ * A VM vmd cannot take in charge: not its own (-ESTALE: left alone for good), or its VMM
+ * does not answer (left running, never started twice, tried again with the backoff).
+ */
+static void adopt_failed(Sandbox *sb, Backend *b, int r, const char *why)
+{
+	uint64_t delay;
+
+	if (r == -ESTALE) {
+		sb->stranger = true;
+		log_fields(LOG_ERR,
+			   &(LogFields){ .sandbox = sb->name,
+					 .backend = b->ops->name,
+					 .result = "refused",
+					 .error = -r,
+					 .message_id = LOG_MESSAGE_ADOPTED },
+			   "found a VM vmd cannot prove is its own (%s); leaving it alone",
+			   why ?: strerror(-r));
+		return;
+	}
+	delay = backoff_usec(++sb->adopt_failures);
+	sb->quarantined = true;
+	sb->adopt_retry_at = now_usec(CLOCK_MONOTONIC) + delay;
+	free(sb->adopt_error);
+	sb->adopt_error = NULL;
+	(void)asprintf(&sb->adopt_error,
+		       "%s; vmd leaves it running and tries again in %" PRIu64
+		       " s (or at once on SIGHUP)",
+		       why ?: strerror(-r), delay / 1000000);
+	if (sb->adopt_failures == 1)
+		log_fields(LOG_ERR,
+			   &(LogFields){ .sandbox = sb->name,
+					 .backend = b->ops->name,
+					 .result = "unresponsive",
+					 .error = -r,
+					 .message_id = LOG_MESSAGE_ADOPTED },
+			   "cannot take in charge the VM it found running: %s", sb->adopt_error);
+}
+
+/*
+ * What runs and nobody watches (found after a restart of vmd) is adopted before anything
+ * else is done to it. true: go on and plan.
+ */
+static bool adopt(Manager *m, Sandbox *sb, Backend *b, uint64_t now)
+{
+	_cleanup_free_ char *why = NULL;
+	int r;
+
+	if (!sb->observed.unwatched || m->read_only) {
+		/* Gone, or watched now: nothing is left alone any more. */
+		if (sb->observed.job != BACKEND_OP_ADOPT)
+			sb->quarantined = false;
+		return true;
+	}
+	if (sb->stranger || sb->adopt_retry_at > now)
+		return false;
+	free(backend_take_error(b));
+	r = b->ops->adopt ? b->ops->adopt(b, sb->name) : 0;
+	if (r > 0)
+		return false; /* its VMM is asked; op_done tells */
+	why = backend_take_error(b);
+	if (r < 0) {
+		adopt_failed(sb, b, r, why);
+		return false;
+	}
+	sandbox_observe(m, sb);
+	adopted(sb, b);
+	return true;
+}
+
+void sandbox_op_done(Manager *m, Sandbox *sb, BackendOp op, const char *device, int error,
+		     const char *message)
+{
+	Backend *b = manager_backend_of(m, sb);
+
+	if (!b)
+		return;
+	if (op == BACKEND_OP_ADOPT) {
+		sandbox_observe(m, sb);
+		if (error < 0)
+			adopt_failed(sb, b, error, message);
+		else
+			adopted(sb, b);
+	} else if (error == -ECANCELED)
+		; /* a stop took its place */
+	else if (error < 0)
+		failed(sb, b, backend_op_to_string(op), device, error, message);
+	else
+		done(sb, b, backend_op_to_string(op), device, NULL);
+	manager_mark_dirty(m, sb);
+}
+
 static int wake_fired(sd_event_source *s _unused_, uint64_t usec _unused_, void *userdata)
 {
 	Sandbox *sb = userdata;
 
 	sb->wake = sd_event_source_disable_unref(sb->wake);
 	manager_mark_dirty(sb->manager, sb);
-	return 0;
-}
-
-static int stop_timer_fired(sd_event_source *s _unused_, uint64_t usec _unused_, void *userdata)
-{
-	Sandbox *sb = userdata;
-	Manager *m = sb->manager;
-	Backend *b = manager_backend_of(m, sb);
-
-	sb->stop_timer = sd_event_source_disable_unref(sb->stop_timer);
-	sandbox_observe(m, sb);
-	if (b && b->ops->stop &&
-	    IN_SET(sb->observed.state, VM_STARTING, VM_RUNNING, VM_PAUSED, VM_STOPPING)) {
-		log_fields(LOG_WARNING,
-			   &(LogFields){ .sandbox = sb->name,
-					 .backend = b->ops->name,
-					 .action = "stop",
-					 .result = "forced" },
-			   "did not stop within its stopTimeout; forcing it off");
-		(void)b->ops->stop(b, sb->name, 0, true);
-	}
-	manager_mark_dirty(m, sb);
 	return 0;
 }
 
@@ -245,7 +323,7 @@ void sandbox_reconcile(Manager *m, Sandbox *sb)
 
 		sandbox_observe(m, sb);
 		/* Act on nothing vmd cannot see, or cannot prove is its own. */
-		if (!b || sb->observe_failed || sb->stranger)
+		if (!b || sb->observe_failed || sb->stranger || !adopt(m, sb, b, now))
 			break;
 		/* A file that vanished while the directory cannot be read is not gone. */
 		if (!sb->path && m->degraded)
@@ -272,9 +350,9 @@ void sandbox_reconcile(Manager *m, Sandbox *sb)
 			int r;
 
 			free(backend_take_error(b)); /* only this action's own words */
-			r = execute(m, sb, b, &plan.actions[k]);
+			r = execute(sb, b, &plan.actions[k]);
 			if (r < 0) {
-				action_failed(m, sb, b, &plan.actions[k], r);
+				action_failed(sb, b, &plan.actions[k], r);
 				break;
 			}
 			if (r > 0) {
@@ -282,7 +360,8 @@ void sandbox_reconcile(Manager *m, Sandbox *sb)
 				action_started(sb, b, &plan.actions[k]);
 				break;
 			}
-			action_done(sb, b, &plan.actions[k]);
+			done(sb, b, action_type_to_string(plan.actions[k].type),
+			     plan.actions[k].device, plan.actions[k].reason);
 		}
 		if (k < plan.n_actions) {
 			/* Plan again for the status: it now says when the retry is. */
@@ -305,6 +384,10 @@ void sandbox_reconcile(Manager *m, Sandbox *sb)
 	}
 
 	sb->wake = sd_event_source_disable_unref(sb->wake);
+	/* Held actions come due then, or a VM left alone is tried again. */
+	if (sb->quarantined && sb->observed.unwatched &&
+	    (plan.wake_at == 0 || sb->adopt_retry_at < plan.wake_at))
+		plan.wake_at = sb->adopt_retry_at;
 	if (plan.wake_at && m->event)
 		(void)sd_event_add_time(m->event, &sb->wake, CLOCK_MONOTONIC, plan.wake_at, 1000,
 					wake_fired, sb);

@@ -41,7 +41,6 @@ static Sandbox *sandbox_free(Sandbox *sb)
 	if (!sb)
 		return NULL;
 	sd_event_source_disable_unref(sb->wake);
-	sd_event_source_disable_unref(sb->stop_timer);
 	vm_observed_done(&sb->observed);
 	sandbox_spec_free(sb->desired);
 	sandbox_status_done(&sb->status);
@@ -49,6 +48,7 @@ static Sandbox *sandbox_free(Sandbox *sb)
 	free(sb->path);
 	free(sb->config_error);
 	free(sb->last_error);
+	free(sb->adopt_error);
 	free(sb->name);
 	return mfree(sb);
 }
@@ -145,10 +145,26 @@ static void on_vm_exited(void *userdata, const char *name, int status, const cha
 				 .message_id = LOG_MESSAGE_VM_EXITED },
 		   "VM exited with status %d%s%s", status, reason ? ": " : "", reason ?: "");
 	if (sb) {
-		sb->stop_timer = sd_event_source_disable_unref(sb->stop_timer);
 		sandbox_vm_exited(m, sb, status, reason);
 		manager_mark_dirty(m, sb);
 	}
+}
+
+static void on_op_done(void *userdata, const char *name, BackendOp op, const char *device,
+		       int error, const char *message)
+{
+	Sandbox *sb = manager_sandbox(userdata, name, false);
+
+	if (sb)
+		sandbox_op_done(userdata, sb, op, device, error, message);
+}
+
+/* Ask every VMM what it runs; the answers (or their absence) come back as changes. */
+static void refresh_vms(Manager *m)
+{
+	for (int k = 0; k < _BACKEND_KIND_MAX; k++)
+		if (m->backends[k] && m->backends[k]->ops->refresh)
+			m->backends[k]->ops->refresh(m->backends[k]);
 }
 
 static void on_vm_changed(void *userdata, const char *name)
@@ -176,6 +192,7 @@ static int on_resync(sd_event_source *s, uint64_t usec, void *userdata)
 {
 	Manager *m = userdata;
 
+	refresh_vms(m);
 	(void)manager_scan(m);
 	mark_all_dirty(m);
 	return sd_event_source_set_time(s, usec + m->config.resync_usec);
@@ -185,10 +202,19 @@ static int on_sighup(sd_event_source *s _unused_, const struct signalfd_siginfo 
 		     void *userdata)
 {
 	Manager *m = userdata;
+	void *v;
 
 	(void)sd_notifyf(false, "RELOADING=1\nMONOTONIC_USEC=%" PRIu64, now_usec(CLOCK_MONOTONIC));
 	log_fields(LOG_INFO, &(LogFields){ .message_id = LOG_MESSAGE_DAEMON },
 		   "reloading: reading %s again", m->config.sandbox_dir);
+	/* What was left alone is tried again now; nothing here waits for any VMM. */
+	for (size_t i = 0; hashmap_next(m->sandboxes, &i, &v);) {
+		Sandbox *sb = v;
+
+		sb->adopt_retry_at = 0;
+		sb->stranger = false;
+	}
+	refresh_vms(m);
 	(void)manager_scan(m);
 	mark_all_dirty(m);
 	reconcile_dirty(NULL, m);
@@ -237,7 +263,11 @@ static int take_lock(Manager *m)
 int manager_new(const ManagerConfig *config, Manager **ret)
 {
 	_cleanup_(manager_freep) Manager *m = calloc(1, sizeof(Manager));
-	const BackendCallbacks cb = { .vm_exited = on_vm_exited, .vm_changed = on_vm_changed };
+	const BackendCallbacks cb = {
+		.vm_exited = on_vm_exited,
+		.vm_changed = on_vm_changed,
+		.op_done = on_op_done,
+	};
 	sigset_t mask;
 	int r;
 
@@ -365,10 +395,11 @@ Manager *manager_free(Manager *m)
 }
 
 /*
- * What runs already: every VM a backend has runtime state for becomes a sandbox, and
- * running ones are adopted, after the backend proved they are its own. Never restarts.
+ * What runs already: every VM a backend has runtime state for becomes a sandbox. Those
+ * that run are adopted when they are reconciled, before anything else is done to them,
+ * once the backend proved they are its own. Never restarted.
  */
-void manager_adopt_all(Manager *m)
+void manager_find_vms(Manager *m)
 {
 	for (int k = 0; k < _BACKEND_KIND_MAX; k++) {
 		Backend *b = m->backends[k];
@@ -379,36 +410,12 @@ void manager_adopt_all(Manager *m)
 			continue;
 		for (size_t i = 0; i < n; i++) {
 			Sandbox *sb = manager_sandbox(m, names[i], true);
-			int r;
 
 			free(names[i]);
 			if (!sb)
 				continue;
 			sb->vm_backend = k;
 			sandbox_observe(m, sb);
-			if (!IN_SET(sb->observed.state, VM_STARTING, VM_RUNNING, VM_PAUSED,
-				    VM_STOPPING) ||
-			    m->read_only)
-				continue;
-			r = b->ops->adopt ? b->ops->adopt(b, sb->name) : 0;
-			if (r < 0) {
-				sb->stranger = true;
-				log_fields(LOG_ERR,
-					   &(LogFields){ .sandbox = sb->name,
-							 .backend = b->ops->name,
-							 .result = "refused",
-							 .error = -r,
-							 .message_id = LOG_MESSAGE_ADOPTED },
-					   "found a VM vmd cannot prove is its own; leaving it alone");
-				continue;
-			}
-			log_fields(LOG_INFO,
-				   &(LogFields){ .sandbox = sb->name,
-						 .backend = b->ops->name,
-						 .result = "adopted",
-						 .message_id = LOG_MESSAGE_ADOPTED },
-				   "re-adopted its %s VM", vm_state_to_string(sb->observed.state));
-			sandbox_adopted(m, sb);
 		}
 		free(names);
 	}
@@ -418,7 +425,7 @@ int manager_run(Manager *m)
 {
 	int r;
 
-	manager_adopt_all(m);
+	manager_find_vms(m);
 	manager_load_persisted(m);
 	(void)manager_scan(m);
 	mark_all_dirty(m);

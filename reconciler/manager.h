@@ -48,9 +48,13 @@ typedef struct Sandbox {
 
 	/* What runs. */
 	VmObserved observed;
-	bool observe_failed;	     /* its backend could not say: act on nothing */
-	bool stranger;		     /* runtime state vmd cannot prove is its own: act on nothing */
-	sd_event_source *stop_timer; /* forces a graceful stop that takes too long */
+	bool observe_failed; /* its backend could not say: act on nothing */
+	bool stranger;	     /* runtime state vmd cannot prove is its own: act on nothing */
+	/* Found running, its VMM did not answer: left alone, adopted later (backoff, SIGHUP). */
+	bool quarantined;
+	unsigned adopt_failures;
+	uint64_t adopt_retry_at; /* CLOCK_MONOTONIC */
+	char *adopt_error;
 
 	/* What vmd did about it. */
 	unsigned restarts;
@@ -92,8 +96,8 @@ DEFINE_POINTER_CLEANUP(Manager, manager_free)
 int manager_run(Manager *m);
 /* For vmd plan: no lock, no loop, no writes; backends only list and observe. */
 int manager_new_read_only(const ManagerConfig *config, Manager **ret);
-/* Find what runs; adopt it unless read-only. */
-void manager_adopt_all(Manager *m);
+/* A sandbox for every VM a backend has runtime state for (adopted when reconciled). */
+void manager_find_vms(Manager *m);
 Sandbox *manager_sandbox(Manager *m, const char *name, bool create);
 void manager_drop_sandbox(Manager *m, Sandbox *sb);
 void manager_mark_dirty(Manager *m, Sandbox *sb);
@@ -111,8 +115,9 @@ size_t manager_write_persisted(Manager *m, uint64_t budget_usec);
 
 /* executor.c */
 void sandbox_reconcile(Manager *m, Sandbox *sb);
-/* After adoption: a VM found stopping is forced off if it does not stop in time. */
-void sandbox_adopted(Manager *m, Sandbox *sb);
+/* An operation the backend completed later: log it, back off a failure, plan again. */
+void sandbox_op_done(Manager *m, Sandbox *sb, BackendOp op, const char *device, int error,
+		     const char *message);
 /* Its VM exited on its own or as asked: count quick exits, back off a crash loop. */
 void sandbox_vm_exited(Manager *m, Sandbox *sb, int status, const char *reason);
 void sandbox_observe(Manager *m, Sandbox *sb);

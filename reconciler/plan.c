@@ -193,6 +193,20 @@ static void plan_not_running(Planner *p)
 		emit(p, ACTION_PAUSE, NULL, "spec.state is paused");
 }
 
+/* Busy or unresponsive: a stop, if the file asks for one, and nothing else. */
+static void plan_stop_only(Planner *p)
+{
+	const SandboxSpec *want = p->in->desired;
+	const VmObserved *o = p->in->observed;
+
+	if (o->job == BACKEND_OP_STOP || !IN_SET(o->state, VM_STARTING, VM_RUNNING, VM_PAUSED))
+		return;
+	if (!want)
+		emit(p, ACTION_STOP, NULL, "its file was removed");
+	else if (want->state == SANDBOX_STOPPED)
+		emit(p, ACTION_STOP, NULL, "spec.state is stopped");
+}
+
 void plan_sandbox(const PlanInput *in, uint64_t now, uint64_t grace, Plan *ret)
 {
 	Planner p = { .in = in, .now = now, .grace = grace, .plan = ret };
@@ -205,8 +219,17 @@ void plan_sandbox(const PlanInput *in, uint64_t now, uint64_t grace, Plan *ret)
 		ret->wake_at = in->retry_at;
 		return;
 	}
-	if (IN_SET(state, VM_STARTING, VM_STOPPING))
-		return; /* its readiness or its exit will bring us back */
+	if (in->observed->job == BACKEND_OP_ADOPT)
+		return; /* not proven its own yet: nothing is done to it */
+	if (in->observed->job != BACKEND_OP_NONE || in->observed->unresponsive ||
+	    IN_SET(state, VM_STARTING, VM_STOPPING)) {
+		/*
+		 * An operation is under way (its end brings us back), or the VMM does not answer:
+		 * only a stop may cut in, so that a removed file still ends a VM whatever it does.
+		 */
+		plan_stop_only(&p);
+		return;
+	}
 
 	if (!in->desired) {
 		if (IN_SET(state, VM_RUNNING, VM_PAUSED))

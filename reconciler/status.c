@@ -31,7 +31,13 @@ void sandbox_status_done(SandboxStatus *s)
 	*s = (SandboxStatus){};
 }
 
-void condition_set(SandboxStatus *s, ConditionType t, bool status, const char *reason,
+static const char *const condition_status_table[_CONDITION_STATUS_MAX] = {
+	[CONDITION_FALSE] = "False",
+	[CONDITION_TRUE] = "True",
+	[CONDITION_UNKNOWN] = "Unknown",
+};
+
+void condition_set(SandboxStatus *s, ConditionType t, ConditionStatus status, const char *reason,
 		   const char *message, uint64_t now_realtime)
 {
 	Condition *c = &s->conditions[t];
@@ -58,12 +64,18 @@ void format_timestamp(uint64_t usec, char buf[static 32])
 	snprintf(buf + n, 32 - n, ".%03uZ", (unsigned)(usec / 1000 % 1000));
 }
 
+/* Found running with a VMM that did not answer: left alone until it does (retries too). */
+static bool left_alone(const Sandbox *sb)
+{
+	return sb->quarantined && (sb->observed.unwatched || sb->observed.job == BACKEND_OP_ADOPT);
+}
+
 static Phase compute_phase(const Manager *m, const Sandbox *sb, const Plan *plan)
 {
 	const SandboxSpec *want = sb->path ? sb->desired : NULL;
 	const VmObserved *o = &sb->observed;
 
-	if (sb->observe_failed || sb->stranger)
+	if (sb->observe_failed || sb->stranger || left_alone(sb))
 		return PHASE_UNKNOWN;
 	switch (o->state) {
 	case VM_STARTING:
@@ -122,7 +134,17 @@ static void compute_conditions(Manager *m, Sandbox *sb, const Plan *plan, uint64
 	else
 		condition_set(s, CONDITION_CONFIG_VALID, true, "Valid", "", now);
 
-	if (ready)
+	if (left_alone(sb))
+		condition_set(s, CONDITION_READY, CONDITION_UNKNOWN, "VmmNotResponding",
+			      sb->adopt_error, now);
+	else if (sb->observed.unresponsive)
+		condition_set(s, CONDITION_READY, CONDITION_UNKNOWN, "VmmNotResponding",
+			      sb->observed.unresponsive, now);
+	else if (sb->observed.job == BACKEND_OP_ADOPT || (sb->observed.unwatched && !m->read_only))
+		condition_set(s, CONDITION_READY, CONDITION_UNKNOWN, "Adopting",
+			      sb->observed.progress ?: "checking that what runs is what vmd started",
+			      now);
+	else if (ready)
 		condition_set(s, CONDITION_READY, true, "AsDesired", "", now);
 	else if (!want)
 		condition_set(s, CONDITION_READY, false, "NoValidSpec", "no valid spec to run", now);
@@ -150,6 +172,11 @@ static void compute_conditions(Manager *m, Sandbox *sb, const Plan *plan, uint64
 	if (sb->stranger)
 		condition_set(s, CONDITION_DEGRADED, true, "NotOurs",
 			      "runtime state vmd cannot prove is its own; it does not touch it", now);
+	else if (left_alone(sb))
+		condition_set(s, CONDITION_DEGRADED, true, "VmmNotResponding", sb->adopt_error, now);
+	else if (sb->observed.unresponsive)
+		condition_set(s, CONDITION_DEGRADED, true, "VmmNotResponding",
+			      sb->observed.unresponsive, now);
 	else if (sb->observe_failed)
 		condition_set(s, CONDITION_DEGRADED, true, "ObserveFailed", sb->last_error, now);
 	else if (sb->failures > 0)
@@ -177,7 +204,7 @@ static json_t *status_to_json(Manager *m, Sandbox *sb, uint64_t now_mono, uint64
 {
 	const SandboxStatus *s = &sb->status;
 	const VmObserved *o = &sb->observed;
-	json_t *j, *conds = json_array(), *disks = json_array(), *nets = json_array();
+	json_t *j, *conds = json_array(), *disks = json_array(), *nets = json_array(), *job = NULL;
 	uint64_t retry = sb->retry_at > now_mono ? now_real + (sb->retry_at - now_mono) : 0;
 
 	for (size_t i = 0; i < _CONDITION_TYPE_MAX; i++) {
@@ -185,7 +212,7 @@ static json_t *status_to_json(Manager *m, Sandbox *sb, uint64_t now_mono, uint64
 
 		json_array_append_new(
 			conds, json_pack("{s:s, s:s, s:s, s:s, s:o}", "type", condition_type_table[i],
-					 "status", c->status ? "True" : "False", "reason",
+					 "status", condition_status_table[c->status], "reason",
 					 c->reason ?: "", "message", c->message ?: "",
 					 "lastTransitionTime", time_or_null(c->last_transition)));
 	}
@@ -198,8 +225,11 @@ static json_t *status_to_json(Manager *m, Sandbox *sb, uint64_t now_mono, uint64
 			json_decref(c);
 		}
 	}
+	if (o->job != BACKEND_OP_NONE)
+		job = json_pack("{s:s, s:s?, s:o}", "type", backend_op_to_string(o->job), "phase",
+				o->job_phase, "since", time_or_null(o->job_since_usec));
 	j = json_pack(
-		"{s:s, s:s, s:s?, s:I, s:I, s:s, s:s, s:o, s:I, s:o, s:i, s:s?, s:o, s:o, s:o, s:s}",
+		"{s:s, s:s, s:s?, s:I, s:I, s:s, s:s, s:o, s:I, s:o, s:i, s:s?, s:o, s:o, s:o, s:s, s:o}",
 		"name", sb->name, "backend", backend_kind_to_string(manager_backend_kind(m, sb)),
 		"file", sb->path, "generation", (json_int_t)sb->generation, "observedGeneration",
 		(json_int_t)(o->state == VM_ABSENT ? 0 : o->generation), "desiredState",
@@ -211,7 +241,7 @@ static json_t *status_to_json(Manager *m, Sandbox *sb, uint64_t now_mono, uint64
 				     : 0),
 		"restarts", (int)sb->restarts, "lastError", sb->last_error, "nextRetryAt",
 		time_or_null(retry), "disks", disks, "networks", nets, "vmState",
-		vm_state_to_string(o->state));
+		vm_state_to_string(o->state), "job", job ?: json_null());
 	return j;
 }
 

@@ -33,8 +33,15 @@ typedef enum ConditionType {
 
 extern const char *const condition_type_table[_CONDITION_TYPE_MAX];
 
+typedef enum ConditionStatus {
+	CONDITION_FALSE,
+	CONDITION_TRUE,
+	CONDITION_UNKNOWN, /* vmd cannot tell (its VMM does not answer) */
+	_CONDITION_STATUS_MAX,
+} ConditionStatus;
+
 typedef struct Condition {
-	bool status;
+	ConditionStatus status;
 	const char *reason; /* static: CamelCase, as Kubernetes conditions */
 	char *message;
 	uint64_t last_transition; /* CLOCK_REALTIME usec */
@@ -48,7 +55,7 @@ typedef struct SandboxStatus {
 void sandbox_status_done(SandboxStatus *s);
 
 /* Set a condition; its transition time moves only when its status does. */
-void condition_set(SandboxStatus *s, ConditionType t, bool status, const char *reason,
+void condition_set(SandboxStatus *s, ConditionType t, ConditionStatus status, const char *reason,
 		   const char *message, uint64_t now_realtime);
 
 /* RFC 3339 UTC time ("2026-11-21T23:10:00.123Z") of a CLOCK_REALTIME usec. */

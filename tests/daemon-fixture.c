@@ -178,6 +178,18 @@ void fixture_start_daemon(Fixture *f)
 		dup2(null, 1);
 		dup2(log, 2);
 		unsetenv("NOTIFY_SOCKET");
+		if (f->notify_socket) {
+			char v[32];
+
+			setenv("NOTIFY_SOCKET", f->notify_socket, 1);
+			if (f->watchdog_usec) {
+				snprintf(v, sizeof(v), "%llu", (unsigned long long)f->watchdog_usec);
+				setenv("WATCHDOG_USEC", v, 1);
+				snprintf(v, sizeof(v), "%d",
+					 (int)getpid()); /* the daemon's, after exec */
+				setenv("WATCHDOG_PID", v, 1);
+			}
+		}
 		execv(argv[0], (char *const *)argv);
 		_exit(127);
 	}

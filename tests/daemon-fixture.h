@@ -28,6 +28,8 @@ typedef struct Fixture {
 	pid_t guard; /* kills what the daemon started if this binary dies */
 	int guard_fd;
 	const char *const *daemon_args; /* more options for vmd daemon, NULL-terminated */
+	const char *notify_socket;	/* NOTIFY_SOCKET for the daemon, or NULL */
+	uint64_t watchdog_usec;		/* WATCHDOG_USEC for the daemon (with notify_socket) */
 	char *violations;		/* $VMD_SIM_VIOLATIONS */
 	char *requests;			/* $VMD_SIM_REQUESTS: every request a simulator took */
 } Fixture;

@@ -118,7 +118,8 @@ static void test_lifecycle(void **state)
 	fixture_wait_console(f, "vm", "SIM-GUEST-PAUSED", 0);
 	json_decref(fixture_wait_status(f, "vm", ready, "Paused"));
 	put_vm(f, "  state: paused\n  memory: 128Mi\n  cmdline: console=ttyS0\n", false, true);
-	json_decref(fixture_wait_status(f, "vm", removing, "removing 'b'"));
+	json_decref(fixture_wait_status(f, "vm", removing,
+					"waiting for the guest to release disk 'b'"));
 
 	/* Resumed: the guest lets go of b, and vmd sees it gone. */
 	put_vm(f, "  memory: 128Mi\n  cmdline: console=ttyS0\n", false, true);

@@ -34,6 +34,8 @@ typedef struct Row {
 	bool restart_required;
 	uint64_t wake_at;
 	bool busy;	    /* a hot-unplug is in flight */
+	BackendOp job;	    /* an operation under way on the VM */
+	bool unresponsive;  /* its VMM does not answer */
 	unsigned max_vcpus; /* live resize room; 0 for none known */
 	uint64_t min_memory, max_memory;
 } Row;
@@ -72,7 +74,12 @@ static const Row rows[] = {
 	{ "paused, stop wanted", BASE "state: stopped\n", VM_PAUSED, .expect = "stop" },
 	{ "stopping: wait for the exit", BASE, VM_STOPPING, .expect = "" },
 	{ "starting: wait until it is up", BASE, VM_STARTING, .expect = "" },
-	{ "starting, file gone: wait, then stop", NULL, VM_STARTING, .have = BASE, .expect = "" },
+	{ "starting, file gone: the stop cuts the start short", NULL, VM_STARTING, .have = BASE,
+	  .job = BACKEND_OP_START, .expect = "stop" },
+	{ "starting, file gone, in grace", NULL, VM_STARTING, .have = BASE, .since = 9000,
+	  .job = BACKEND_OP_START, .expect = "", .wake_at = 11000 },
+	{ "starting, stop wanted", BASE "state: stopped\n", VM_STARTING, .job = BACKEND_OP_START,
+	  .expect = "stop" },
 	{ "stopping, file gone: wait", NULL, VM_STOPPING, .have = BASE, .expect = "" },
 
 	/* The file is gone */
@@ -152,6 +159,28 @@ static const Row rows[] = {
 	{ "labels and policies are not the VM's", BASE "restartPolicy: never\nstopTimeout: 5s\n",
 	  VM_RUNNING, .have = BASE, .expect = "" },
 
+	/* An operation under way, a VMM that does not answer */
+	{ "pausing: wait for it", BASE "state: paused\n", VM_RUNNING, .job = BACKEND_OP_PAUSE,
+	  .expect = "" },
+	{ "adding a disk, another added: one at a time", BASE D2, VM_RUNNING, .have = BASE,
+	  .job = BACKEND_OP_DISK_ADD, .expect = "" },
+	{ "resizing, file gone: the stop cuts in", NULL, VM_RUNNING, .have = BASE,
+	  .job = BACKEND_OP_RESIZE, .expect = "stop" },
+	{ "stopping, file gone: no second stop", NULL, VM_STOPPING, .have = BASE,
+	  .job = BACKEND_OP_STOP, .expect = "" },
+	{ "adopting, file gone: nothing until it is proven ours", NULL, VM_RUNNING, .have = BASE,
+	  .job = BACKEND_OP_ADOPT, .expect = "" },
+	{ "adopting, paused wanted: nothing yet", BASE "state: paused\n", VM_RUNNING,
+	  .job = BACKEND_OP_ADOPT, .expect = "" },
+	{ "unresponsive, disk added: nothing", BASE D1, VM_RUNNING, .have = BASE,
+	  .unresponsive = true, .expect = "" },
+	{ "unresponsive, paused wanted: nothing", BASE "state: paused\n", VM_RUNNING,
+	  .unresponsive = true, .expect = "" },
+	{ "unresponsive, file gone: stop", NULL, VM_RUNNING, .have = BASE, .unresponsive = true,
+	  .expect = "stop" },
+	{ "unresponsive, paused, stop wanted: stop", BASE "state: stopped\n", VM_PAUSED,
+	  .unresponsive = true, .expect = "stop" },
+
 	/* Backoff */
 	{ "backing off", BASE, VM_ABSENT, .retry_at = 12000, .expect = "", .wake_at = 12000 },
 	{ "backoff over", BASE, VM_ABSENT, .retry_at = 10000, .expect = "start" },
@@ -206,6 +235,8 @@ static void test_rows(void **state _unused_)
 				 .generation = r->have_gen ? r->have_gen : 2,
 				 .exit_status = r->exit_status,
 				 .busy = r->busy,
+				 .job = r->job,
+				 .unresponsive = r->unresponsive ? (char *)"silent" : NULL,
 				 .max_vcpus = r->max_vcpus,
 				 .min_memory = r->min_memory,
 				 .max_memory = r->max_memory };
@@ -233,6 +264,7 @@ static void test_rows(void **state _unused_)
 		/* Every action says why. */
 		for (size_t k = 0; k < plan.n_actions; k++)
 			assert_non_null(plan.actions[k].reason);
+		o.unresponsive = NULL; /* not allocated */
 		vm_observed_done(&o);
 	}
 	assert_int_equal(failures, 0);

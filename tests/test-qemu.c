@@ -203,7 +203,8 @@ static void test_lifecycle(void **state)
 	 * flight, said in the status, and the disk still listed, not assumed gone.
 	 */
 	put_lifecycle(f, disk_a, disk_b, "1", "paused");
-	s = fixture_wait_status(f, "vm", unplug_in_flight, "waiting for the guest to release disk-b");
+	s = fixture_wait_status(f, "vm", unplug_in_flight,
+				"waiting for the guest to release disk 'b'");
 	assert_int_equal(n_devices(s, "disks"), 1);
 	json_decref(s);
 	/* Running again: the ticks go on, and the guest completes the unplug. */
@@ -357,7 +358,7 @@ static void test_readopt(void **state)
 	fixture_stop_daemon(f, SIGKILL);
 
 	/* Out of band, while vmd is away: pause r2 through its QMP socket. */
-	assert_int_equal(qmp_connect(sock, 10000000, &q), 0);
+	assert_int_equal(qmp_open(sock, 10000000, &q), 0);
 	assert_int_equal(qmp_call(q, "stop", NULL, 10000000, NULL, NULL), 0);
 	qmp_free(q);
 
@@ -390,7 +391,7 @@ static void test_readopt(void **state)
 
 	/* A live QEMU whose QMP vmd cannot reach (another client holds it): quarantined. */
 	fixture_stop_daemon(f, SIGKILL);
-	assert_int_equal(qmp_connect(sock, 10000000, &q), 0);
+	assert_int_equal(qmp_open(sock, 10000000, &q), 0);
 	fixture_start_daemon(f);
 	s = fixture_wait_status(f, "r2", phase_is, "Unknown");
 	assert_int_equal(pid_of(s), pids[1]);

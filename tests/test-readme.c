@@ -59,7 +59,8 @@ static void test_demo(void **state _unused_)
 	expect(r.err, "vmd: guest-1: VM exited with status 0");
 	expect(r.err, "vmd: guest-1: removed: its file is gone and its VM is cleaned up");
 	/* One boot: the restart of vmd did not restart it. */
-	assert_int_equal(count(r.err, "vmd: guest-1: start:"), 1);
+	assert_int_equal(count(r.err, "vmd: guest-1: start: spec.state is running"), 1);
+	assert_int_equal(count(r.err, "vmd: guest-1: start: done"), 1);
 	test_tmpdir_remove(dir);
 }
 

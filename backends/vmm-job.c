@@ -1,0 +1,897 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Every operation on a VM is a job (vmm-vm.h): one phase at a time, one timer for the
+ * phase's deadline (or its next poll), the phase's requests one after the other over the
+ * VMM's API, and one completion. The backend says what to send in each phase (build) and
+ * what a reply means; this file owns the control flow, the deadlines, the transports and
+ * what a job that ends does to the VM's record. Nothing here waits: a request is sent and
+ * its reply comes back through the event loop (QMP's io source, libcurl's multi handle).
+ *
+ * The phases of each job:
+ *   start    spawn -> api-up -> configure -> boot; a failure or a deadline: kill, and the
+ *            start fails once the VMM is gone
+ *   adopt    identity -> handshake -> observe
+ *   stop     graceful -> shutdown (until stopTimeout) -> quit (VMM_KILL_GRACE_USEC) -> kill;
+ *            done when the VMM is gone
+ *   remove   request -> release (until the guest lets go) -> cleanup
+ *   add      request; a failure: rollback
+ *   pause, resume, resize: request.   observe (refresh): observe.
+ */
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+
+#include "log.h"
+#include "spec-json.h"
+#include "util.h"
+#include "vmm-vm.h"
+
+#define VMM_KILL_WAIT_USEC (10ull * 1000000)  /* SIGKILL to gone, before saying so again */
+#define VMM_API_POLL_FAST_USEC 2000	      /* a starting VMM: look again this soon */
+#define VMM_API_POLL_SLOW_USEC (20ull * 1000) /* ... once it has taken a while */
+#define VMM_API_POLL_FAST_FOR_USEC (1ull * 1000000)
+#define VMM_RETRY_UNRESPONSIVE_USEC (5ull * 1000000) /* ask a silent VMM again */
+#define VMM_QMP_BACKOFF_FIRST_USEC (100ull * 1000)
+#define VMM_QMP_BACKOFF_MAX_USEC (5ull * 1000000)
+#define VMM_TIMER_ACCURACY_USEC 1000
+
+const char *const vmm_phase_table[_VMM_PHASE_MAX] = {
+	[VMM_PHASE_NONE] = "none",	     [VMM_PHASE_SPAWN] = "spawn",
+	[VMM_PHASE_API_UP] = "api-up",	     [VMM_PHASE_CONFIGURE] = "configure",
+	[VMM_PHASE_BOOT] = "boot",	     [VMM_PHASE_IDENTITY] = "identity",
+	[VMM_PHASE_HANDSHAKE] = "handshake", [VMM_PHASE_OBSERVE] = "observe",
+	[VMM_PHASE_GRACEFUL] = "graceful",   [VMM_PHASE_SHUTDOWN] = "shutdown",
+	[VMM_PHASE_QUIT] = "quit",	     [VMM_PHASE_KILL] = "kill",
+	[VMM_PHASE_REQUEST] = "request",     [VMM_PHASE_RELEASE] = "release",
+	[VMM_PHASE_CLEANUP] = "cleanup",     [VMM_PHASE_ROLLBACK] = "rollback",
+};
+
+static void run_phase(VmmVm *v, VmmJob *j);
+static void enter(VmmVm *v, VmmJob *j, VmmPhase phase);
+static void send_next(VmmVm *v, VmmJob *j);
+
+/* Phases that, their requests sent, wait: for the exit, the guest, or their deadline. */
+static bool phase_waits(VmmPhase p)
+{
+	return IN_SET(p, VMM_PHASE_SHUTDOWN, VMM_PHASE_QUIT, VMM_PHASE_KILL, VMM_PHASE_RELEASE);
+}
+
+/* What follows phase p of a job of type t when p has done its work; NONE: the job is done. */
+static VmmPhase next_phase(BackendOp t, VmmPhase p)
+{
+	switch (p) {
+	case VMM_PHASE_SPAWN:
+		return VMM_PHASE_API_UP;
+	case VMM_PHASE_API_UP:
+		return VMM_PHASE_CONFIGURE;
+	case VMM_PHASE_CONFIGURE:
+		return VMM_PHASE_BOOT;
+	case VMM_PHASE_IDENTITY:
+		return VMM_PHASE_HANDSHAKE;
+	case VMM_PHASE_HANDSHAKE:
+		return VMM_PHASE_OBSERVE;
+	case VMM_PHASE_GRACEFUL:
+		return VMM_PHASE_SHUTDOWN;
+	case VMM_PHASE_REQUEST:
+		return IN_SET(t, BACKEND_OP_DISK_REMOVE, BACKEND_OP_NET_REMOVE) ? VMM_PHASE_RELEASE
+										: VMM_PHASE_NONE;
+	case VMM_PHASE_RELEASE:
+		return VMM_PHASE_CLEANUP;
+	default:
+		return VMM_PHASE_NONE; /* boot, observe, cleanup, rollback; the stop's last phases */
+	}
+}
+
+static uint64_t phase_timeout(const VmmJob *j, VmmPhase p, uint64_t now)
+{
+	switch (p) {
+	case VMM_PHASE_API_UP:
+		return VMM_START_TIMEOUT_USEC;
+	case VMM_PHASE_GRACEFUL:
+	case VMM_PHASE_SHUTDOWN:
+		return j->stop_deadline > now ? j->stop_deadline - now : 0;
+	case VMM_PHASE_QUIT:
+		return VMM_KILL_GRACE_USEC;
+	case VMM_PHASE_KILL:
+		return VMM_KILL_WAIT_USEC;
+	case VMM_PHASE_RELEASE:
+		return VMM_RELEASE_TIMEOUT_USEC;
+	default:
+		return VMM_REQUEST_TIMEOUT_USEC;
+	}
+}
+
+/* Requests */
+
+int vmm_request_add(VmmRequests *rq, const char *method, json_t *body,
+		    int (*reply)(VmmVm *v, VmmJob *j, const VmmReply *r), const char *path_fmt, ...)
+{
+	_cleanup_(json_decrefp) json_t *b = body;
+	VmmRequest *req;
+	va_list ap;
+	int r;
+
+	if (rq->n >= VMM_REQUESTS_MAX)
+		return -E2BIG;
+	req = &rq->items[rq->n];
+	*req = (VmmRequest){ .method = method, .reply = reply };
+	va_start(ap, path_fmt);
+	r = vasprintf(&req->path, path_fmt, ap);
+	va_end(ap);
+	if (r < 0) {
+		req->path = NULL;
+		return -ENOMEM;
+	}
+	req->body = TAKE_PTR(b);
+	rq->n++;
+	return 0;
+}
+
+static void requests_clear(VmmRequests *rq)
+{
+	for (size_t i = 0; i < rq->n; i++) {
+		free(rq->items[i].path);
+		json_decref(rq->items[i].body);
+	}
+	*rq = (VmmRequests){};
+}
+
+/* What a request is called in messages: "vm.boot" for /api/v1/vm.boot, "PUT /drives/a", "cont". */
+static char *request_name(const VmmRequest *req)
+{
+	static const char api[] = "/api/v1/";
+	char *s = NULL;
+
+	if (!req->method)
+		return strdup(req->path);
+	if (strncmp(req->path, api, strlen(api)) == 0)
+		return strdup(req->path + strlen(api));
+	return asprintf(&s, "%s %s", req->method, req->path) < 0 ? NULL : s;
+}
+
+void vmm_job_fail_message(VmmJob *j, const char *fmt, ...)
+{
+	va_list ap;
+	char *m = NULL;
+
+	va_start(ap, fmt);
+	if (vasprintf(&m, fmt, ap) < 0)
+		m = NULL;
+	va_end(ap);
+	free(j->message);
+	j->message = m;
+}
+
+/* Transports */
+
+static void heard(VmmVm *v)
+{
+	if (!v->unresponsive)
+		return;
+	v->unresponsive = mfree(v->unresponsive);
+	log_fields(LOG_INFO, &(LogFields){ .sandbox = v->name, .backend = v->type->vmm },
+		   "%s answers again", v->type->display);
+	vmm_vm_changed(v);
+}
+
+static void cancel_request(VmmVm *v, VmmJob *j)
+{
+	if (!j->in_flight)
+		return;
+	if (j->http)
+		http_request_cancel(TAKE_PTR(j->http));
+	else if (v->qmp)
+		qmp_cancel(v->qmp, j->qmp_id);
+	j->in_flight = false;
+	j->serial = 0;
+}
+
+static void on_reply(VmmVm *v, VmmJob *j, const VmmReply *r);
+
+static void on_qmp_reply(Qmp *q _unused_, int error, json_t *ret, const char *desc, void *userdata)
+{
+	VmmJob *j = userdata;
+
+	on_reply(j->vm, j,
+		 &(VmmReply){ .error = error,
+			      .answered = error == 0 || error == -EREMOTEIO,
+			      .json = ret,
+			      .message = desc });
+}
+
+static void on_http_reply(HttpRequest *req _unused_, int error, const HttpReply *reply, void *userdata)
+{
+	VmmJob *j = userdata;
+
+	j->http = NULL; /* freed after this handler */
+	on_reply(j->vm, j,
+		 &(VmmReply){ .error = error,
+			      .answered = reply->status > 0,
+			      .json = reply->json,
+			      .message = reply->error });
+}
+
+static void on_qmp_ready(Qmp *q, int error, void *userdata)
+{
+	VmmVm *v = userdata;
+
+	if (error == 0) {
+		v->qmp_backoff = 0;
+		return;
+	}
+	/* The calls waiting on it heard why already; connect again later, not at once. */
+	if (v->qmp == q)
+		vmm_job_disconnect(v);
+}
+
+static void on_qmp_event(Qmp *q _unused_, const char *event, json_t *data, uint64_t ts _unused_,
+			 void *userdata)
+{
+	VmmVm *v = userdata;
+
+	heard(v);
+	if (streq(event, "SHUTDOWN"))
+		v->guest_shutdown = json_is_true(json_object_get(data, "guest"));
+	if (v->type->event)
+		v->type->event(v, event, data);
+}
+
+static void on_qmp_close(Qmp *q, int error, void *userdata)
+{
+	VmmVm *v = userdata;
+
+	/* QEMU is exiting (its pidfd tells when) or broke the protocol: connect again later. */
+	if (!v->stop_requested && !v->guest_shutdown && !vmm_has_exited(v->pidfd))
+		log_fields(LOG_WARNING,
+			   &(LogFields){ .sandbox = v->name, .backend = v->type->vmm, .error = -error },
+			   "lost the QMP connection to a running %s", v->type->display);
+	if (v->qmp == q)
+		vmm_job_disconnect(v);
+}
+
+void vmm_job_disconnect(VmmVm *v)
+{
+	if (!v->qmp)
+		return;
+	v->qmp = qmp_free(v->qmp);
+	/* A peer that breaks every connection is not asked hundreds of times a second. */
+	v->qmp_backoff = v->qmp_backoff ? MIN(v->qmp_backoff * 2, VMM_QMP_BACKOFF_MAX_USEC)
+					: VMM_QMP_BACKOFF_FIRST_USEC;
+	v->qmp_retry_at = now_usec(CLOCK_MONOTONIC) + v->qmp_backoff;
+}
+
+/* The QMP connection, made if need be: -ENOENT or -ECONNREFUSED while nobody listens. */
+static int qmp_ensure(VmmVm *v)
+{
+	_cleanup_free_ char *sock = NULL;
+	const QmpHandlers h = {
+		.ready = on_qmp_ready,
+		.event = on_qmp_event,
+		.close = on_qmp_close,
+		.userdata = v,
+	};
+
+	if (v->qmp)
+		return 0; /* ready, or negotiating: the command waits for it */
+	if (now_usec(CLOCK_MONOTONIC) < v->qmp_retry_at)
+		return -ENOTCONN;
+	sock = vmm_vm_path(v->b, v->name, v->type->socket);
+	if (!sock)
+		return -ENOMEM;
+	return qmp_connect(sock, v->b->event, &h, &v->qmp);
+}
+
+/* Send req; its reply comes to on_reply. < 0: it could not even be sent. */
+static int transport_send(VmmVm *v, VmmJob *j, const VmmRequest *req)
+{
+	uint64_t now = now_usec(CLOCK_MONOTONIC);
+	/* The phase's deadline decides; the transport's own timeout only backs it up. */
+	uint64_t timeout = (j->deadline > now ? j->deadline - now : 0) + 1000000;
+	int r;
+
+	j->serial = ++v->job_serial;
+	if (v->type->api == VMM_API_REST) {
+		_cleanup_free_ char *sock = vmm_vm_path(v->b, v->name, v->type->socket);
+
+		if (!sock)
+			return -ENOMEM;
+		return http_request(VMM_BACKEND(v->b)->http, sock, req->method, req->path,
+				    req->body, timeout, on_http_reply, j, &j->http);
+	}
+	r = qmp_ensure(v);
+	if (r < 0)
+		return r;
+	return qmp_send(v->qmp, req->path, json_incref(req->body), timeout, on_qmp_reply, j,
+			&j->qmp_id);
+}
+
+/* The flow of a job */
+
+/* What the reply to the request at hand means for the phase. */
+static int interpret(VmmVm *v, VmmJob *j, const VmmReply *r)
+{
+	const VmmRequest *req = &j->requests.items[j->next];
+	int verdict;
+
+	/*
+	 * A starting VMM that does not listen yet, or not quite, is only not up yet: asked
+	 * again until it answers, exits (its own words say why) or runs out of time.
+	 */
+	if (j->phase == VMM_PHASE_API_UP && r->error < 0 && !r->answered)
+		return VMM_AGAIN;
+	verdict = req->reply ? req->reply(v, j, r) : r->error < 0 ? r->error : VMM_NEXT;
+	/* Undoing and cleaning up do what they can. */
+	if (verdict < 0 &&
+	    (req->best_effort || IN_SET(j->phase, VMM_PHASE_ROLLBACK, VMM_PHASE_CLEANUP)))
+		return VMM_NEXT;
+	if (verdict < 0 && !j->message) {
+		_cleanup_free_ char *what = request_name(req);
+
+		vmm_job_fail_message(j, "%s: %s", what ?: "request",
+				     r->message ?: strerror(-verdict));
+	}
+	return verdict;
+}
+
+static void phase_failed(VmmVm *v, VmmJob *j, int error);
+static void phase_over(VmmVm *v, VmmJob *j);
+
+static int timer_fired(sd_event_source *s, uint64_t usec, void *userdata);
+static void retry_observe_later(VmmVm *v);
+
+static void arm_timer(VmmVm *v, VmmJob *j, uint64_t at)
+{
+	j->timer = sd_event_source_disable_unref(j->timer);
+	if (sd_event_add_time(v->b->event, &j->timer, CLOCK_MONOTONIC, MIN(at, j->deadline),
+			      VMM_TIMER_ACCURACY_USEC, timer_fired, j) < 0)
+		j->timer = NULL; /* the job then waits on its exit or its replies alone */
+}
+
+/* Ask again later: the poll of a phase that waits, a VMM not listening yet. */
+static void poll_later(VmmVm *v, VmmJob *j)
+{
+	uint64_t now = now_usec(CLOCK_MONOTONIC), every = j->requests.poll_usec;
+
+	if (j->phase == VMM_PHASE_API_UP)
+		every = now - j->phase_since < VMM_API_POLL_FAST_FOR_USEC ? VMM_API_POLL_FAST_USEC
+									  : VMM_API_POLL_SLOW_USEC;
+	j->attempts++;
+	j->next = j->requests.n; /* nothing in flight until the poll */
+	arm_timer(v, j, now + every);
+}
+
+static void conclude(VmmVm *v, VmmJob *j, int verdict)
+{
+	switch (verdict) {
+	case VMM_SKIP:
+		phase_over(v, j);
+		return;
+	case VMM_AGAIN:
+		poll_later(v, j);
+		return;
+	case VMM_FINISH:
+		vmm_job_complete(v, j, 0, NULL);
+		return;
+	default:
+		phase_failed(v, j, verdict);
+	}
+}
+
+static void on_reply(VmmVm *v, VmmJob *j, const VmmReply *r)
+{
+	int verdict;
+
+	if (!j->in_flight)
+		return;
+	j->in_flight = false;
+	j->http = NULL;
+	if (r->answered)
+		heard(v); /* an answer, even a refusal, is a VMM that answers */
+	verdict = interpret(v, j, r);
+	if (verdict == VMM_NEXT) {
+		j->next++;
+		send_next(v, j);
+	} else
+		conclude(v, j, verdict);
+}
+
+/* Every request of the phase has had its answer. */
+static void requests_done(VmmVm *v, VmmJob *j)
+{
+	if (!phase_waits(j->phase) || j->early_done) {
+		j->early_done = false;
+		phase_over(v, j);
+		return;
+	}
+	/* A VMM that cannot be asked to quit (no request for it) is killed at once. */
+	if (j->phase == VMM_PHASE_QUIT && j->requests.n == 0) {
+		enter(v, j, VMM_PHASE_KILL);
+		return;
+	}
+	if (j->requests.poll_usec)
+		poll_later(v, j);
+}
+
+static void send_next(VmmVm *v, VmmJob *j)
+{
+	while (j->next < j->requests.n) {
+		int r = transport_send(v, j, &j->requests.items[j->next]), verdict;
+
+		if (r >= 0) {
+			j->in_flight = true;
+			return;
+		}
+		/* Not even sent: that is its answer. */
+		verdict = interpret(v, j, &(VmmReply){ .error = r });
+		if (verdict != VMM_NEXT) {
+			conclude(v, j, verdict);
+			return;
+		}
+		j->next++;
+	}
+	requests_done(v, j);
+}
+
+/* The phase's requests, built anew (a poll asks again with what the VM is now). */
+static void run_phase(VmmVm *v, VmmJob *j)
+{
+	int r;
+
+	requests_clear(&j->requests);
+	j->next = 0;
+	r = v->type->build(v, j, &j->requests);
+	if (r < 0) {
+		phase_failed(v, j, r);
+		return;
+	}
+	send_next(v, j);
+}
+
+static void log_job(VmmVm *v, int priority, const char *result, int error, const char *fmt, ...)
+	_printf_(5, 6);
+static void log_job(VmmVm *v, int priority, const char *result, int error, const char *fmt, ...)
+{
+	_cleanup_free_ char *m = NULL;
+	va_list ap;
+
+	va_start(ap, fmt);
+	if (vasprintf(&m, fmt, ap) < 0)
+		m = NULL;
+	va_end(ap);
+	log_fields(priority,
+		   &(LogFields){ .sandbox = v->name,
+				 .backend = v->type->vmm,
+				 .result = result,
+				 .error = error < 0 ? -error : error },
+		   "%s", m ?: "out of memory");
+}
+
+static void enter(VmmVm *v, VmmJob *j, VmmPhase phase)
+{
+	uint64_t now = now_usec(CLOCK_MONOTONIC);
+
+	cancel_request(v, j);
+	j->phase = phase;
+	j->phase_since = now;
+	j->attempts = 0;
+	j->deadline = now + phase_timeout(j, phase, now);
+	arm_timer(v, j, j->deadline);
+	if (j != &v->observe)
+		vmm_vm_changed(v); /* the status says which phase it is in */
+	if (phase == VMM_PHASE_KILL) {
+		(void)vmm_kill(v->pidfd, SIGKILL);
+		requests_clear(&j->requests);
+		return; /* the pidfd tells when it is gone */
+	}
+	requests_clear(&j->requests);
+	if (IN_SET(phase, VMM_PHASE_SPAWN, VMM_PHASE_IDENTITY)) {
+		phase_over(v, j); /* done by whoever began the job */
+		return;
+	}
+	if (phase == VMM_PHASE_SHUTDOWN)
+		return; /* the exit, or the deadline */
+	run_phase(v, j);
+}
+
+int vmm_job_begin(VmmVm *v, VmmJob *j, BackendOp type, VmmPhase phase)
+{
+	if (j->type != BACKEND_OP_NONE)
+		return -EBUSY;
+	j->vm = v;
+	j->type = type;
+	j->phase = phase;
+	j->phase_since = now_usec(CLOCK_MONOTONIC);
+	j->deadline = j->phase_since + phase_timeout(j, phase, j->phase_since);
+	j->error = 0;
+	j->message = mfree(j->message);
+	/* A job that changes the VM makes what an observe in flight reads stale. */
+	if (j != &v->observe && v->observe.type != BACKEND_OP_NONE)
+		vmm_job_complete(v, &v->observe, -ECANCELED, NULL);
+	/*
+	 * Its first phase runs from the loop: whatever happens, the daemon hears of it after
+	 * the call that began it has returned, never from inside.
+	 */
+	j->kick = true;
+	arm_timer(v, j, j->phase_since);
+	return 0;
+}
+
+static void phase_over(VmmVm *v, VmmJob *j)
+{
+	VmmPhase next = next_phase(j->type, j->phase);
+
+	if (j->type == BACKEND_OP_STOP && j->phase == VMM_PHASE_QUIT)
+		return; /* asked to quit: the exit, or the deadline, ends it */
+	if (next == VMM_PHASE_NONE) {
+		vmm_job_complete(v, j, j->error, j->error < 0 ? j->message : NULL);
+		return;
+	}
+	enter(v, j, next);
+}
+
+void vmm_job_phase_done(VmmVm *v, VmmJob *j)
+{
+	if (j->type == BACKEND_OP_NONE)
+		return;
+	if (!phase_waits(j->phase) || j->in_flight || j->kick) {
+		j->early_done = true; /* before its time: the waiting phase ends as it begins */
+		return;
+	}
+	phase_over(v, j);
+}
+
+/* A start that cannot go on: kill what was started; the start fails once it is gone. */
+static void give_up_start(VmmVm *v, VmmJob *j, int error)
+{
+	j->error = error;
+	log_job(v, LOG_ERR, "killed", error, "%s did not start the VM: %s; killing it",
+		v->type->display, j->message ?: strerror(-error));
+	enter(v, j, VMM_PHASE_KILL);
+}
+
+static void phase_failed(VmmVm *v, VmmJob *j, int error)
+{
+	if (j->type == BACKEND_OP_START && j->phase != VMM_PHASE_KILL) {
+		give_up_start(v, j, error);
+		return;
+	}
+	if (j->type == BACKEND_OP_STOP) {
+		/* The VMM could not be asked: on to the next, harder way. */
+		if (j->phase == VMM_PHASE_GRACEFUL) {
+			log_job(v, LOG_WARNING, "forced", error,
+				"cannot ask the guest to shut down (%s); forcing it off",
+				j->message ?: strerror(-error));
+			enter(v, j, VMM_PHASE_QUIT);
+		} else
+			enter(v, j, VMM_PHASE_KILL);
+		return;
+	}
+	if (IN_SET(j->type, BACKEND_OP_DISK_ADD, BACKEND_OP_NET_ADD) &&
+	    j->phase == VMM_PHASE_REQUEST) {
+		j->error = error;
+		enter(v, j, VMM_PHASE_ROLLBACK);
+		return;
+	}
+	vmm_job_complete(v, j, error, j->message);
+}
+
+static void became_unresponsive(VmmVm *v, const VmmJob *j)
+{
+	const VmmRequest *req = j->next < j->requests.n ? &j->requests.items[j->next] : NULL;
+	_cleanup_free_ char *what = req ? request_name(req) : NULL;
+	char *m = NULL;
+
+	if (v->unresponsive)
+		return;
+	if (asprintf(&m, "%s pid %d did not answer %s within %" PRIu64 " s", v->type->display,
+		     (int)v->id.pid, what ?: "its API", (j->deadline - j->phase_since) / 1000000) < 0)
+		return;
+	v->unresponsive = m;
+	log_job(v, LOG_WARNING, "unresponsive", ETIMEDOUT, "%s; serving the other sandboxes", m);
+	vmm_vm_changed(v);
+}
+
+/* The phase's deadline passed. */
+static void timed_out(VmmVm *v, VmmJob *j)
+{
+	if (j->in_flight)
+		became_unresponsive(v, j);
+	cancel_request(v, j);
+	switch (j->type) {
+	case BACKEND_OP_START:
+		if (j->phase == VMM_PHASE_KILL)
+			break;
+		vmm_job_fail_message(j, "%s did not answer within %" PRIu64 " s", v->type->display,
+				     (j->deadline - j->phase_since) / 1000000);
+		give_up_start(v, j, -ETIMEDOUT);
+		return;
+	case BACKEND_OP_STOP:
+		if (IN_SET(j->phase, VMM_PHASE_GRACEFUL, VMM_PHASE_SHUTDOWN)) {
+			log_fields(LOG_WARNING,
+				   &(LogFields){ .sandbox = v->name,
+						 .backend = v->type->vmm,
+						 .action = "stop",
+						 .result = "forced" },
+				   "did not stop within its stopTimeout; forcing it off");
+			enter(v, j, VMM_PHASE_QUIT);
+			return;
+		}
+		if (j->phase == VMM_PHASE_QUIT) {
+			log_job(v, LOG_WARNING, "killed", 0, "%s did not quit; sending SIGKILL",
+				v->type->display);
+			enter(v, j, VMM_PHASE_KILL);
+			return;
+		}
+		break;
+	case BACKEND_OP_DISK_REMOVE:
+	case BACKEND_OP_NET_REMOVE:
+		if (j->phase == VMM_PHASE_RELEASE) {
+			vmm_job_complete(
+				v, j, -ETIMEDOUT,
+				"the guest did not release the device in time (is it paused, or not booted far enough to handle hot-unplug?)");
+			return;
+		}
+		break;
+	default:
+		break;
+	}
+	if (j->phase == VMM_PHASE_KILL) {
+		/* Still there after SIGKILL (in the kernel's hands): say so, and keep waiting. */
+		log_job(v, LOG_ERR, "killed", 0, "%s pid %d has not exited %llu s after SIGKILL",
+			v->type->display, (int)v->id.pid, VMM_KILL_WAIT_USEC / 1000000);
+		(void)vmm_kill(v->pidfd, SIGKILL);
+		j->deadline = now_usec(CLOCK_MONOTONIC) + VMM_KILL_WAIT_USEC;
+		arm_timer(v, j, j->deadline);
+		return;
+	}
+	if (!j->message)
+		vmm_job_fail_message(j, "%s did not answer within %" PRIu64 " s", v->type->display,
+				     (j->deadline - j->phase_since) / 1000000);
+	phase_failed(v, j, -ETIMEDOUT);
+}
+
+static int timer_fired(sd_event_source *s _unused_, uint64_t usec _unused_, void *userdata)
+{
+	VmmJob *j = userdata;
+	VmmVm *v = j->vm;
+
+	j->timer = sd_event_source_disable_unref(j->timer);
+	if (j->kick) {
+		j->kick = false;
+		enter(v, j, j->phase);
+		return 0;
+	}
+	if (now_usec(CLOCK_MONOTONIC) + VMM_TIMER_ACCURACY_USEC < j->deadline) {
+		/* A poll, not the deadline: the timer of the deadline comes back after it. */
+		arm_timer(v, j, j->deadline);
+		run_phase(v, j);
+		return 0;
+	}
+	timed_out(v, j);
+	return 0;
+}
+
+/* The end of a job */
+
+/* What a job that did its work changes in what the VM runs. */
+static void apply(VmmVm *v, VmmJob *j)
+{
+	SandboxSpec *c = v->config;
+	VmmIdentity id;
+
+	switch (j->type) {
+	case BACKEND_OP_START:
+		/*
+		 * What answers may be another binary than the one started (a jailer execs
+		 * Firecracker): the same process, so record what it runs now.
+		 */
+		if (vmm_identity(v->id.pid, &id) == 0 && id.start_time == v->id.start_time)
+			v->id = id;
+		if (v->state == VM_STARTING)
+			v->state = VM_RUNNING;
+		break;
+	case BACKEND_OP_PAUSE:
+		v->state = VM_PAUSED;
+		break;
+	case BACKEND_OP_RESUME:
+		v->state = VM_RUNNING;
+		break;
+	case BACKEND_OP_DISK_ADD:
+		(void)spec_add_disk(c, &j->disk);
+		break;
+	case BACKEND_OP_NET_ADD:
+		(void)spec_add_net(c, &j->net);
+		break;
+	case BACKEND_OP_DISK_REMOVE:
+		(void)spec_remove_disk(c, j->device);
+		break;
+	case BACKEND_OP_NET_REMOVE:
+		(void)spec_remove_net(c, j->device);
+		break;
+	case BACKEND_OP_RESIZE:
+		c->vcpus = j->vcpus;
+		c->memory = j->memory;
+		break;
+	default:
+		return;
+	}
+	if (j->generation)
+		v->generation = j->generation;
+	(void)vmm_vm_save(v);
+}
+
+void vmm_job_free(VmmJob *j)
+{
+	j->timer = sd_event_source_disable_unref(j->timer);
+	if (j->http)
+		http_request_cancel(TAKE_PTR(j->http));
+	requests_clear(&j->requests);
+	free(j->disk.path);
+	free(j->message);
+	*j = (VmmJob){ .vm = j->vm };
+}
+
+void vmm_job_complete(VmmVm *v, VmmJob *j, int error, const char *message)
+{
+	_cleanup_free_ char *name = strdup(v->name), *msg = message ? strdup(message) : NULL;
+	char device[SPEC_ID_MAX + 1];
+	BackendOp type = j->type;
+	Backend *b = v->b;
+
+	if (type == BACKEND_OP_NONE)
+		return;
+	snprintf(device, sizeof(device), "%s", j->device);
+	cancel_request(v, j);
+	if (error == 0)
+		apply(v, j);
+	vmm_job_free(j);
+
+	if (type == BACKEND_OP_ADOPT && error < 0) {
+		/* Not taken in charge: the record stays, the daemon may ask again. */
+		vmm_vm_forget(v);
+		v = NULL;
+	} else if (v->guest_shutdown && v->job.type == BACKEND_OP_NONE &&
+		   IN_SET(v->state, VM_RUNNING, VM_PAUSED)) {
+		/* After what the job did, or found, the guest is off and its VMM still there. */
+		log_job(v, LOG_INFO, "exited", 0, "the guest shut down; ending its %s",
+			v->type->display);
+		v->state = VM_STOPPING;
+		(void)vmm_job_begin(v, &v->job, BACKEND_OP_STOP, VMM_PHASE_QUIT);
+		(void)vmm_vm_save(v);
+	}
+	if (type == BACKEND_OP_OBSERVE) {
+		/* An unanswered observe is asked again soon; anything else waits for the next. */
+		if (v && error == -ETIMEDOUT)
+			retry_observe_later(v);
+		return;
+	}
+	if (b->callbacks.op_done && name)
+		b->callbacks.op_done(b->callbacks.userdata, name, type, device[0] ? device : NULL,
+				     error, msg);
+}
+
+/* Observe */
+
+void vmm_job_refresh(VmmVm *v)
+{
+	if (!IN_SET(v->state, VM_RUNNING, VM_PAUSED) || v->job.type != BACKEND_OP_NONE ||
+	    v->observe.type != BACKEND_OP_NONE)
+		return;
+	(void)vmm_job_begin(v, &v->observe, BACKEND_OP_OBSERVE, VMM_PHASE_OBSERVE);
+}
+
+static int observe_retry_fired(sd_event_source *s _unused_, uint64_t usec _unused_, void *userdata)
+{
+	VmmVm *v = userdata;
+
+	v->observe_retry = sd_event_source_disable_unref(v->observe_retry);
+	vmm_job_refresh(v);
+	return 0;
+}
+
+static void retry_observe_later(VmmVm *v)
+{
+	v->observe_retry = sd_event_source_disable_unref(v->observe_retry);
+	(void)sd_event_add_time_relative(v->b->event, &v->observe_retry, CLOCK_MONOTONIC,
+					 VMM_RETRY_UNRESPONSIVE_USEC, 100000, observe_retry_fired, v);
+}
+
+/* What the VM's jobs are doing, in words, for the status. */
+static char *describe(const VmmVm *v, const VmmJob *j)
+{
+	uint64_t now = now_usec(CLOCK_MONOTONIC), in = (now - j->phase_since) / 1000000,
+		 left = j->deadline > now ? (j->deadline - now + 999999) / 1000000 : 0;
+	const char *kind =
+		IN_SET(j->type, BACKEND_OP_DISK_REMOVE, BACKEND_OP_DISK_ADD) ? "disk" : "network";
+	const char *vmm = v->type->display;
+	char *m = NULL;
+	int r = -1;
+
+	switch (j->phase) {
+	case VMM_PHASE_SPAWN:
+		r = asprintf(&m, "starting %s", vmm);
+		break;
+	case VMM_PHASE_API_UP:
+		r = asprintf(&m, "waiting for %s to answer on its API socket (%" PRIu64 " s)", vmm,
+			     in);
+		break;
+	case VMM_PHASE_CONFIGURE:
+		r = asprintf(&m, "configuring the VM");
+		break;
+	case VMM_PHASE_BOOT:
+		r = asprintf(&m, "starting its vCPUs");
+		break;
+	case VMM_PHASE_IDENTITY:
+	case VMM_PHASE_HANDSHAKE:
+	case VMM_PHASE_OBSERVE:
+		r = asprintf(&m, "checking that %s pid %d is the one vmd started", vmm,
+			     (int)v->id.pid);
+		break;
+	case VMM_PHASE_GRACEFUL:
+		r = asprintf(&m, "asking the guest to shut down");
+		break;
+	case VMM_PHASE_SHUTDOWN:
+		r = asprintf(&m, "waiting for the guest to shut down (forced off in %" PRIu64 " s)",
+			     left);
+		break;
+	case VMM_PHASE_QUIT:
+		r = asprintf(&m, "asked %s to quit (SIGKILL in %" PRIu64 " s)", vmm, left);
+		break;
+	case VMM_PHASE_KILL:
+		r = asprintf(&m, "SIGKILL sent; waiting for %s to exit", vmm);
+		break;
+	case VMM_PHASE_REQUEST:
+		if (IN_SET(j->type, BACKEND_OP_DISK_REMOVE, BACKEND_OP_NET_REMOVE))
+			r = asprintf(&m, "asking the guest to release %s '%s'", kind, j->device);
+		else if (IN_SET(j->type, BACKEND_OP_DISK_ADD, BACKEND_OP_NET_ADD))
+			r = asprintf(&m, "adding %s '%s'", kind, j->device);
+		else
+			r = asprintf(&m, "%s: asked %s", backend_op_to_string(j->type), vmm);
+		break;
+	case VMM_PHASE_RELEASE:
+		r = asprintf(&m, "waiting for the guest to release %s '%s' (asked %" PRIu64 " s ago)",
+			     kind, j->device, in);
+		break;
+	case VMM_PHASE_CLEANUP:
+		r = asprintf(&m, "freeing what backed %s '%s'", kind, j->device);
+		break;
+	case VMM_PHASE_ROLLBACK:
+		r = asprintf(&m, "undoing the failed add of %s '%s'", kind, j->device);
+		break;
+	default:
+		break;
+	}
+	return r < 0 ? NULL : m;
+}
+
+void vmm_job_report(const VmmVm *v, VmObserved *o)
+{
+	const VmmJob *j = v->job.type != BACKEND_OP_NONE ? &v->job : NULL;
+	uint64_t now_mono = now_usec(CLOCK_MONOTONIC), now_real = now_usec(CLOCK_REALTIME);
+
+	o->busy = v->unplug.type != BACKEND_OP_NONE;
+	if (j) {
+		o->job = j->type;
+		o->job_phase = vmm_phase_table[j->phase];
+		o->job_since_usec = now_real - MIN(now_real, now_mono - j->phase_since);
+	}
+	o->progress = j ? describe(v, j) : o->busy ? describe(v, &v->unplug) : NULL;
+	o->unresponsive = v->unresponsive ? strdup(v->unresponsive) : NULL;
+}
+
+bool vmm_job_vm_exited(VmmVm *v, const char *start_error)
+{
+	bool started = v->job.type == BACKEND_OP_START, stopped = v->job.type == BACKEND_OP_STOP;
+
+	v->observe_retry = sd_event_source_disable_unref(v->observe_retry);
+	vmm_job_complete(v, &v->observe, -ECANCELED, NULL);
+	vmm_job_complete(v, &v->unplug, -ESRCH, "the VM exited");
+	if (started)
+		vmm_job_complete(v, &v->job, v->job.error ?: -ESRCH,
+				 v->job.error ? v->job.message : start_error);
+	else if (stopped)
+		vmm_job_complete(v, &v->job, 0, NULL);
+	else
+		vmm_job_complete(v, &v->job, -ESRCH, "the VM exited");
+	return started;
+}
