@@ -4,8 +4,9 @@
 #   make demo       run the daemon on examples/ (noop backend) and show vmd status
 #   make check      every test, built with AddressSanitizer and UBSan, plus the format check
 #   make fuzz       run the loader's libFuzzer target for FUZZ_SECONDS (default 60)
-#   make bench      reaction latency, cold start, RSS and idle wakeups of the daemon; QEMU
-#                   start against a plain launcher of the same command
+#   make bench      reaction latency, cold start, RSS and idle wakeups of the daemon; the
+#                   same reaction with hung VMMs, and the watchdog; QEMU start against a
+#                   plain launcher of the same command
 #   make format     reformat the sources with clang-format 14
 #
 # WERROR=0 turns -Werror off (an escape hatch for newer compilers; check keeps it on).
@@ -67,6 +68,7 @@ LIB_SRCS := \
 	backends/vmm.c \
 	backends/vmm-vm.c \
 	backends/vmm-job.c \
+	backends/vmm-api.c \
 	backends/http-unix.c \
 	backends/qmp.c \
 	backends/qemu-argv.c \
@@ -134,6 +136,7 @@ $(B)/bench/bench-daemon: tests/bench-daemon.c | $(B)/.deps
 
 bench: $(B)/vmd $(B)/bench/bench-daemon $(B)/guest/vmlinux
 	$(B)/bench/bench-daemon $(CURDIR)/$(B)/vmd
+	$(PYTHON) tests/bench-hung.py $(CURDIR)/$(B)/vmd $(CURDIR)
 	$(PYTHON) tests/bench-qemu.py $(CURDIR)/$(B)/vmd $(CURDIR)/$(B)/guest
 
 C_SOURCES = $(shell git ls-files '*.c' '*.h' 2>/dev/null || find reconciler backends tests -name '*.[ch]')

@@ -4,8 +4,8 @@
  * phase's deadline (or its next poll), the phase's requests one after the other over the
  * VMM's API, and one completion. The backend says what to send in each phase (build) and
  * what a reply means; this file owns the control flow, the deadlines, the transports and
- * what a job that ends does to the VM's record. Nothing here waits: a request is sent and
- * its reply comes back through the event loop (QMP's io source, libcurl's multi handle).
+ * what a job that ends does to the VM's record. Nothing here waits: a request is sent
+ * (vmm-api.c) and its reply comes back through the event loop.
  *
  * The phases of each job:
  *   start    spawn -> api-up -> configure -> boot; a failure or a deadline: kill, and the
@@ -31,8 +31,6 @@
 #define VMM_API_POLL_SLOW_USEC (20ull * 1000) /* ... once it has taken a while */
 #define VMM_API_POLL_FAST_FOR_USEC (1ull * 1000000)
 #define VMM_RETRY_UNRESPONSIVE_USEC (5ull * 1000000) /* ask a silent VMM again */
-#define VMM_QMP_BACKOFF_FIRST_USEC (100ull * 1000)
-#define VMM_QMP_BACKOFF_MAX_USEC (5ull * 1000000)
 #define VMM_TIMER_ACCURACY_USEC 1000
 
 const char *const vmm_phase_table[_VMM_PHASE_MAX] = {
@@ -162,149 +160,6 @@ void vmm_job_fail_message(VmmJob *j, const char *fmt, ...)
 	j->message = m;
 }
 
-/* Transports */
-
-static void heard(VmmVm *v)
-{
-	if (!v->unresponsive)
-		return;
-	v->unresponsive = mfree(v->unresponsive);
-	log_fields(LOG_INFO, &(LogFields){ .sandbox = v->name, .backend = v->type->vmm },
-		   "%s answers again", v->type->display);
-	vmm_vm_changed(v);
-}
-
-static void cancel_request(VmmVm *v, VmmJob *j)
-{
-	if (!j->in_flight)
-		return;
-	if (j->http)
-		http_request_cancel(TAKE_PTR(j->http));
-	else if (v->qmp)
-		qmp_cancel(v->qmp, j->qmp_id);
-	j->in_flight = false;
-	j->serial = 0;
-}
-
-static void on_reply(VmmVm *v, VmmJob *j, const VmmReply *r);
-
-static void on_qmp_reply(Qmp *q _unused_, int error, json_t *ret, const char *desc, void *userdata)
-{
-	VmmJob *j = userdata;
-
-	on_reply(j->vm, j,
-		 &(VmmReply){ .error = error,
-			      .answered = error == 0 || error == -EREMOTEIO,
-			      .json = ret,
-			      .message = desc });
-}
-
-static void on_http_reply(HttpRequest *req _unused_, int error, const HttpReply *reply, void *userdata)
-{
-	VmmJob *j = userdata;
-
-	j->http = NULL; /* freed after this handler */
-	on_reply(j->vm, j,
-		 &(VmmReply){ .error = error,
-			      .answered = reply->status > 0,
-			      .json = reply->json,
-			      .message = reply->error });
-}
-
-static void on_qmp_ready(Qmp *q, int error, void *userdata)
-{
-	VmmVm *v = userdata;
-
-	if (error == 0) {
-		v->qmp_backoff = 0;
-		return;
-	}
-	/* The calls waiting on it heard why already; connect again later, not at once. */
-	if (v->qmp == q)
-		vmm_job_disconnect(v);
-}
-
-static void on_qmp_event(Qmp *q _unused_, const char *event, json_t *data, uint64_t ts _unused_,
-			 void *userdata)
-{
-	VmmVm *v = userdata;
-
-	heard(v);
-	if (streq(event, "SHUTDOWN"))
-		v->guest_shutdown = json_is_true(json_object_get(data, "guest"));
-	if (v->type->event)
-		v->type->event(v, event, data);
-}
-
-static void on_qmp_close(Qmp *q, int error, void *userdata)
-{
-	VmmVm *v = userdata;
-
-	/* QEMU is exiting (its pidfd tells when) or broke the protocol: connect again later. */
-	if (!v->stop_requested && !v->guest_shutdown && !vmm_has_exited(v->pidfd))
-		log_fields(LOG_WARNING,
-			   &(LogFields){ .sandbox = v->name, .backend = v->type->vmm, .error = -error },
-			   "lost the QMP connection to a running %s", v->type->display);
-	if (v->qmp == q)
-		vmm_job_disconnect(v);
-}
-
-void vmm_job_disconnect(VmmVm *v)
-{
-	if (!v->qmp)
-		return;
-	v->qmp = qmp_free(v->qmp);
-	/* A peer that breaks every connection is not asked hundreds of times a second. */
-	v->qmp_backoff = v->qmp_backoff ? MIN(v->qmp_backoff * 2, VMM_QMP_BACKOFF_MAX_USEC)
-					: VMM_QMP_BACKOFF_FIRST_USEC;
-	v->qmp_retry_at = now_usec(CLOCK_MONOTONIC) + v->qmp_backoff;
-}
-
-/* The QMP connection, made if need be: -ENOENT or -ECONNREFUSED while nobody listens. */
-static int qmp_ensure(VmmVm *v)
-{
-	_cleanup_free_ char *sock = NULL;
-	const QmpHandlers h = {
-		.ready = on_qmp_ready,
-		.event = on_qmp_event,
-		.close = on_qmp_close,
-		.userdata = v,
-	};
-
-	if (v->qmp)
-		return 0; /* ready, or negotiating: the command waits for it */
-	if (now_usec(CLOCK_MONOTONIC) < v->qmp_retry_at)
-		return -ENOTCONN;
-	sock = vmm_vm_path(v->b, v->name, v->type->socket);
-	if (!sock)
-		return -ENOMEM;
-	return qmp_connect(sock, v->b->event, &h, &v->qmp);
-}
-
-/* Send req; its reply comes to on_reply. < 0: it could not even be sent. */
-static int transport_send(VmmVm *v, VmmJob *j, const VmmRequest *req)
-{
-	uint64_t now = now_usec(CLOCK_MONOTONIC);
-	/* The phase's deadline decides; the transport's own timeout only backs it up. */
-	uint64_t timeout = (j->deadline > now ? j->deadline - now : 0) + 1000000;
-	int r;
-
-	j->serial = ++v->job_serial;
-	if (v->type->api == VMM_API_REST) {
-		_cleanup_free_ char *sock = vmm_vm_path(v->b, v->name, v->type->socket);
-
-		if (!sock)
-			return -ENOMEM;
-		return http_request(VMM_BACKEND(v->b)->http, sock, req->method, req->path,
-				    req->body, timeout, on_http_reply, j, &j->http);
-	}
-	r = qmp_ensure(v);
-	if (r < 0)
-		return r;
-	return qmp_send(v->qmp, req->path, json_incref(req->body), timeout, on_qmp_reply, j,
-			&j->qmp_id);
-}
-
 /* The flow of a job */
 
 /* What the reply to the request at hand means for the phase. */
@@ -377,8 +232,10 @@ static void conclude(VmmVm *v, VmmJob *j, int verdict)
 	}
 }
 
-static void on_reply(VmmVm *v, VmmJob *j, const VmmReply *r)
+void vmm_job_reply(VmmJob *j, const VmmReply *r)
 {
+	VmmVm *v = j->vm;
+
 	int verdict;
 
 	if (!j->in_flight)
@@ -386,7 +243,7 @@ static void on_reply(VmmVm *v, VmmJob *j, const VmmReply *r)
 	j->in_flight = false;
 	j->http = NULL;
 	if (r->answered)
-		heard(v); /* an answer, even a refusal, is a VMM that answers */
+		vmm_api_heard(v); /* an answer, even a refusal, is a VMM that answers */
 	verdict = interpret(v, j, r);
 	if (verdict == VMM_NEXT) {
 		j->next++;
@@ -415,7 +272,7 @@ static void requests_done(VmmVm *v, VmmJob *j)
 static void send_next(VmmVm *v, VmmJob *j)
 {
 	while (j->next < j->requests.n) {
-		int r = transport_send(v, j, &j->requests.items[j->next]), verdict;
+		int r = vmm_api_send(v, j, &j->requests.items[j->next]), verdict;
 
 		if (r >= 0) {
 			j->in_flight = true;
@@ -470,7 +327,7 @@ static void enter(VmmVm *v, VmmJob *j, VmmPhase phase)
 {
 	uint64_t now = now_usec(CLOCK_MONOTONIC);
 
-	cancel_request(v, j);
+	vmm_api_cancel(v, j);
 	j->phase = phase;
 	j->phase_since = now;
 	j->attempts = 0;
@@ -596,7 +453,7 @@ static void timed_out(VmmVm *v, VmmJob *j)
 {
 	if (j->in_flight)
 		became_unresponsive(v, j);
-	cancel_request(v, j);
+	vmm_api_cancel(v, j);
 	switch (j->type) {
 	case BACKEND_OP_START:
 		if (j->phase == VMM_PHASE_KILL)
@@ -741,7 +598,7 @@ void vmm_job_complete(VmmVm *v, VmmJob *j, int error, const char *message)
 	if (type == BACKEND_OP_NONE)
 		return;
 	snprintf(device, sizeof(device), "%s", j->device);
-	cancel_request(v, j);
+	vmm_api_cancel(v, j);
 	if (error == 0)
 		apply(v, j);
 	vmm_job_free(j);

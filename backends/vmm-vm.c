@@ -26,8 +26,6 @@ int vmm_backend_init(Backend *b, const VmmVmType *t, const char *binary, const c
 	vb->binary_error = vmm_find_binary(vb->binary_name, &vb->binary);
 	if (read_file("/proc/sys/kernel/random/boot_id", 64, &id, NULL) >= 0)
 		snprintf(vb->boot_id, sizeof(vb->boot_id), "%.*s", (int)strcspn(id, "\n"), id);
-	if (t->api == VMM_API_REST && b->event)
-		return http_loop_new(b->event, &vb->http);
 	return 0;
 }
 
@@ -338,7 +336,7 @@ static void vm_exited(VmmVm *v, int status)
 		reason = start_error(v);
 	if (v->type->exited)
 		v->type->exited(v);
-	vmm_job_disconnect(v);
+	vmm_api_disconnect(v);
 	v->pid_source = sd_event_source_disable_unref(v->pid_source);
 	if (v->pidfd >= 0)
 		v->pidfd = (close(v->pidfd), -EBADF);

@@ -12,8 +12,8 @@
  * through a pidfd, vmd being subreaper). vmm-job.c runs every operation on a VM as a job:
  * a type (start, stop, adopt, pause, a hot-plug...), a phase (VmmPhase), one timer for the
  * phase's deadline, the phase's requests sent one after the other over the VMM's API
- * (QMP, or REST through one libcurl multi handle), and exactly one completion. Nothing
- * waits: every reply and every deadline comes from the event loop.
+ * (vmm-api.c: QMP, or REST through one libcurl multi handle), and exactly one completion.
+ * Nothing waits: every reply and every deadline comes from the event loop.
  *
  * A backend embeds a VmmVm at the start of its own VM struct and describes its VMM in a
  * const VmmVmType: how to start it (argv), and for each job and phase the requests to send
@@ -207,7 +207,7 @@ typedef struct VmmBackend {
 	int binary_error;	 /* why not */
 	const char *binary_name; /* as configured, for messages */
 	char boot_id[64];
-	HttpLoop *http; /* REST VMMs, with an event loop */
+	HttpLoop *http; /* REST VMMs: made for the first request */
 } VmmBackend;
 
 #define VMM_BACKEND(b) ((VmmBackend *)(b)->data)
@@ -271,10 +271,21 @@ void vmm_job_report(const VmmVm *v, VmObserved *o);
 /* The VMM exited: every job hears it; true if the start job took the news (no vm_exited). */
 bool vmm_job_vm_exited(VmmVm *v, const char *start_error);
 void vmm_job_free(VmmJob *j);
-/* Close the VM's connection to its VMM (QMP), e.g. when it exited. */
-void vmm_job_disconnect(VmmVm *v);
+/* What came back for j's request in flight (vmm-api.c calls it). */
+void vmm_job_reply(VmmJob *j, const VmmReply *r);
 /* Ask the VMM what it runs (an observe job), unless a job is at work on it. */
 void vmm_job_refresh(VmmVm *v);
 
 /* vmm-vm.c, for vmm-job.c: stop driving v (its record stays); v is freed. */
 void vmm_vm_forget(VmmVm *v);
+
+/* vmm-api.c: the transports, for vmm-job.c and vmm-vm.c. */
+
+/* Send req for j; vmm_job_reply() gets its answer. < 0: it could not even be sent. */
+int vmm_api_send(VmmVm *v, VmmJob *j, const VmmRequest *req);
+/* Forget j's request in flight: its answer, if one comes, is dropped. */
+void vmm_api_cancel(VmmVm *v, VmmJob *j);
+/* The VMM answered something: it is not hung (any more). */
+void vmm_api_heard(VmmVm *v);
+/* Close the VM's QMP connection (it broke, or its QEMU exited); the next request connects. */
+void vmm_api_disconnect(VmmVm *v);

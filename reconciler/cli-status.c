@@ -11,14 +11,21 @@ static const char *headline(json_t *s)
 	static const char *const order[] = { "ConfigValid", "Degraded", "RestartRequired", "Ready" };
 
 	for (size_t i = 0; i < ELEMENTSOF(order); i++) {
+		const char *st = status_condition(s, order[i], "status");
 		bool bad = streq(order[i], "ConfigValid") || streq(order[i], "Ready")
-				   ? streq(status_condition(s, order[i], "status"), "False")
-				   : streq(status_condition(s, order[i], "status"), "True");
+				   ? !streq(st, "True")
+				   : streq(st, "True");
 
 		if (bad && *status_condition(s, order[i], "message"))
 			return status_condition(s, order[i], "message");
 	}
 	return "";
+}
+
+/* Ready's status as the table says it: yes, no, or ? while vmd cannot tell. */
+static const char *ready_word(const char *status)
+{
+	return streq(status, "True") ? "yes" : streq(status, "Unknown") ? "?" : "no";
 }
 
 static void print_table(json_t *all)
@@ -33,7 +40,7 @@ static void print_table(json_t *all)
 		       json_string_value(json_object_get(s, "name")) ?: "?",
 		       json_string_value(json_object_get(s, "backend")) ?: "?",
 		       json_string_value(json_object_get(s, "phase")) ?: "?",
-		       streq(status_condition(s, "Ready", "status"), "True") ? "yes" : "no",
+		       ready_word(status_condition(s, "Ready", "status")),
 		       (long long)json_integer_value(json_object_get(s, "restarts")), headline(s));
 }
 
@@ -54,6 +61,11 @@ static void print_one(json_t *s)
 	if (json_string_value(json_object_get(s, "startedAt")))
 		printf("Started:     %s\n", json_string_value(json_object_get(s, "startedAt")));
 	printf("Restarts:    %lld\n", (long long)json_integer_value(json_object_get(s, "restarts")));
+	if (json_is_object(json_object_get(s, "job")))
+		printf("Job:         %s, phase %s since %s\n",
+		       json_string_value(json_object_get(json_object_get(s, "job"), "type")) ?: "?",
+		       json_string_value(json_object_get(json_object_get(s, "job"), "phase")) ?: "?",
+		       json_string_value(json_object_get(json_object_get(s, "job"), "since")) ?: "?");
 	if (json_string_value(json_object_get(s, "lastError")))
 		printf("Last error:  %s\n", json_string_value(json_object_get(s, "lastError")));
 	if (json_string_value(json_object_get(s, "nextRetryAt")))
@@ -63,7 +75,7 @@ static void print_one(json_t *s)
 	{
 		const char *msg = json_string_value(json_object_get(c, "message"));
 
-		printf("  %-16s %-5s %-22s %s\n", json_string_value(json_object_get(c, "type")),
+		printf("  %-16s %-7s %-22s %s\n", json_string_value(json_object_get(c, "type")),
 		       json_string_value(json_object_get(c, "status")),
 		       json_string_value(json_object_get(c, "reason")), msg ?: "");
 	}

@@ -189,6 +189,16 @@ static bool not_responding(json_t *s, const void *arg _unused_)
 	       streq(status_condition(s, "Degraded", "reason"), "VmmNotResponding");
 }
 
+/* Starting, its start job in phase arg. */
+static bool job_phase_is(json_t *s, const void *arg)
+{
+	json_t *job = json_object_get(s, "job");
+
+	return phase_is(s, "Starting") &&
+	       streq_ptr(json_string_value(json_object_get(job, "type")), "start") &&
+	       streq_ptr(json_string_value(json_object_get(job, "phase")), arg);
+}
+
 static bool quarantined(json_t *s, const void *arg _unused_)
 {
 	return phase_is(s, "Unknown") && not_responding(s, NULL);
@@ -308,9 +318,9 @@ static void test_hung_vmms(void **state)
 }
 
 /*
- * Monitors broken from the start: never a greeting, replies with wrong ids, garbage. Their
- * starts run out of time (and are killed) while a sandbox beside them starts at once;
- * the garbage one is not connected to again and again.
+ * Monitors broken from the start: never a greeting, replies with wrong ids, garbage. A
+ * sandbox beside them starts at once; a removed file cuts a start short; the others run
+ * out of time (and are killed); the garbage one is not connected to again and again.
  */
 static void test_broken_monitors(void **state)
 {
@@ -327,13 +337,14 @@ static void test_broken_monitors(void **state)
 	fixture_start_daemon(f);
 	put_noop(f, "beside", "running");
 	json_decref(fixture_wait_status(f, "beside", ready, "Running"));
-	for (size_t i = 0; i < ELEMENTSOF(broken); i++) {
-		json_t *s = fixture_status(f, broken[i]);
-
-		assert_true(phase_is(s, "Starting"));
-		json_decref(s);
-	}
 	for (size_t i = 0; i < ELEMENTSOF(broken); i++)
+		json_decref(fixture_wait_status(f, broken[i], job_phase_is, "api-up"));
+	/* A stop cuts a start short: QEMU is asked to quit (it cannot hear), then killed. */
+	remove_file(f, "silent");
+	json_decref(fixture_wait_status(f, "silent", absent, NULL));
+	assert_true(log_has(f, "silent: QEMU did not quit; sending SIGKILL"));
+	assert_false(log_has(f, "silent: QEMU did not start the VM"));
+	for (size_t i = 1; i < ELEMENTSOF(broken); i++)
 		json_decref(fixture_wait_status(f, broken[i], failing, "did not answer within 30 s"));
 	assert_true(log_has(f, "garbage: QEMU did not start the VM"));
 	/* Reconnects back off: a few dozen at most, where a busy loop makes hundreds a second. */
