@@ -78,7 +78,7 @@ LIB_SRCS := \
 	backends/firecracker.c
 MAIN_SRC := reconciler/main.c
 
-TESTS := util hashmap yaml-tree yaml-decode spec spec-check spec-yaml spec-json sandbox-dir plan backend-noop vmm http-unix cloud-hypervisor firecracker qmp qemu-argv qemu hung-vmm watcher \
+TESTS := util hashmap yaml-tree yaml-decode spec spec-check spec-yaml spec-json sandbox-dir plan backend-noop vmm http-unix cloud-hypervisor firecracker qmp qemu-argv qemu qemu-sim hung-vmm watcher \
 	cli-validate schema daemon journal units readme
 
 OBJS := $(LIB_SRCS:%.c=$(B)/obj/%.o)

@@ -51,6 +51,7 @@ static int take_port(QemuVm *v, VmmJob *j, const char *device)
 	for (unsigned i = 0; i < v->n_ports; i++)
 		if (!v->ports[i].device[0]) {
 			snprintf(v->ports[i].device, DEVICE_NAME_MAX, "%s", device);
+			v->add_port = i + 1;
 			return (int)i;
 		}
 	vmm_job_fail_message(j, "all %u hot-plug ports are taken; a restart of the VM makes room",
@@ -121,20 +122,28 @@ static int add_net(VmmJob *j, VmmRequests *rq, const char *dev, int port)
 			       NULL, "device_add");
 }
 
-/* What backed the device: the format node, then the file node (each refused while used). */
-static int free_backend(const VmmJob *j, VmmRequests *rq)
+/*
+ * What backed the device, of the first made ones (a disk: 1 file node, 2 and its format
+ * node; a NIC: 1 netdev): the format node goes first, as QEMU refuses to free what is used.
+ */
+static int free_backend(const VmmJob *j, VmmRequests *rq, size_t made)
 {
-	int r;
+	int r = 0;
 
 	if (!is_disk(j))
-		return vmm_request_add(rq, NULL, json_pack("{s:s+}", "id", QEMU_NETDEV, j->device),
-				       NULL, "netdev_del");
-	r = vmm_request_add(rq, NULL, json_pack("{s:s+}", "node-name", QEMU_DISK_NODE, j->device),
-			    NULL, "blockdev-del");
-	return r < 0 ? r
-		     : vmm_request_add(rq, NULL,
-				       json_pack("{s:s+}", "node-name", QEMU_DISK_FILE, j->device),
-				       NULL, "blockdev-del");
+		return made < 1 ? 0
+				: vmm_request_add(rq, NULL,
+						  json_pack("{s:s+}", "id", QEMU_NETDEV, j->device),
+						  NULL, "netdev_del");
+	if (made >= 2)
+		r = vmm_request_add(rq, NULL,
+				    json_pack("{s:s+}", "node-name", QEMU_DISK_NODE, j->device),
+				    NULL, "blockdev-del");
+	if (r >= 0 && made >= 1)
+		r = vmm_request_add(rq, NULL,
+				    json_pack("{s:s+}", "node-name", QEMU_DISK_FILE, j->device),
+				    NULL, "blockdev-del");
+	return r;
 }
 
 /* device_del of a device QEMU is unplugging already: that is the same request, in flight. */
@@ -159,6 +168,7 @@ int qemu_build_hotplug(QemuVm *v, VmmJob *j, VmmRequests *rq)
 					       check_unplug, "device_del");
 		if (!IN_SET(j->type, BACKEND_OP_DISK_ADD, BACKEND_OP_NET_ADD))
 			return -EOPNOTSUPP;
+		v->add_port = 0;
 		port = take_port(v, j, dev);
 		if (port < 0)
 			return port;
@@ -166,10 +176,19 @@ int qemu_build_hotplug(QemuVm *v, VmmJob *j, VmmRequests *rq)
 	case VMM_PHASE_RELEASE:
 		return 0; /* DEVICE_DELETED ends it */
 	case VMM_PHASE_CLEANUP:
-	case VMM_PHASE_ROLLBACK:
-		/* Gone from the guest, or never quite added: its port is free again. */
+		/* Gone from the guest: its port is free again, and all that backed it goes. */
 		free_port(v, dev);
-		return free_backend(j, rq);
+		return free_backend(j, rq, 2);
+	case VMM_PHASE_ROLLBACK:
+		/*
+		 * Never quite added: the port this add took is free again, and what its requests
+		 * made goes. An add that took none (the device is still attached) made nothing.
+		 */
+		if (!v->add_port)
+			return 0;
+		v->ports[v->add_port - 1] = (Port){};
+		v->add_port = 0;
+		return free_backend(j, rq, j->undo);
 	default:
 		return 0;
 	}

@@ -21,6 +21,7 @@ typedef struct QemuVm {
 	VmmVm vm; /* first: process, record, state, config, jobs (vmm-vm.c) */
 	Port ports[QEMU_PORTS_MAX];
 	unsigned n_ports;
+	unsigned add_port; /* 1 + the port the add at work took, 0 if none: what a rollback frees */
 } QemuVm;
 
 /* qemu-hotplug.c */

@@ -426,6 +426,7 @@ static void phase_failed(VmmVm *v, VmmJob *j, int error)
 	if (IN_SET(j->type, BACKEND_OP_DISK_ADD, BACKEND_OP_NET_ADD) &&
 	    j->phase == VMM_PHASE_REQUEST) {
 		j->error = error;
+		j->undo = j->next; /* those before the one that failed went through */
 		enter(v, j, VMM_PHASE_ROLLBACK);
 		return;
 	}

@@ -126,6 +126,7 @@ struct VmmJob {
 	/* How it fails: kept while a failed start is killed or a failed add undone. */
 	int error;
 	char *message;
+	size_t undo; /* rollback: how many requests of the failed phase had gone through */
 
 	/* What it is about. */
 	uint64_t generation;
