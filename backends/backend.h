@@ -96,8 +96,9 @@ typedef struct BackendCallbacks {
 	void (*vm_changed)(void *userdata, const char *name);
 	/*
 	 * An operation that returned > 0 is over: error 0, or -errno and message (may be
-	 * NULL); -ECANCELED when a newer one (a stop) took its place. device: the disk or
-	 * network id, or NULL. Exactly once per operation.
+	 * NULL); -ECANCELED when a newer one (a stop) took its place or the VM exited under
+	 * it (vm_exited tells that). device: the disk or network id, or NULL. Exactly once
+	 * per operation.
 	 */
 	void (*op_done)(void *userdata, const char *name, BackendOp op, const char *device,
 			int error, const char *message);

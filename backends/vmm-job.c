@@ -742,14 +742,15 @@ bool vmm_job_vm_exited(VmmVm *v, const char *start_error)
 	bool started = v->job.type == BACKEND_OP_START, stopped = v->job.type == BACKEND_OP_STOP;
 
 	v->observe_retry = sd_event_source_disable_unref(v->observe_retry);
+	/* What the VM was doing ends with it: its exit, not these, is what the daemon acts on. */
 	vmm_job_complete(v, &v->observe, -ECANCELED, NULL);
-	vmm_job_complete(v, &v->unplug, -ESRCH, "the VM exited");
+	vmm_job_complete(v, &v->unplug, -ECANCELED, "the VM exited");
 	if (started)
 		vmm_job_complete(v, &v->job, v->job.error ?: -ESRCH,
 				 v->job.error ? v->job.message : start_error);
 	else if (stopped)
 		vmm_job_complete(v, &v->job, 0, NULL);
 	else
-		vmm_job_complete(v, &v->job, -ESRCH, "the VM exited");
+		vmm_job_complete(v, &v->job, -ECANCELED, "the VM exited");
 	return started;
 }
