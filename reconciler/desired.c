@@ -171,10 +171,10 @@ static void set_config_error(Manager *m, Sandbox *sb, const char *reason, char *
 	free(sb->config_error);
 	sb->config_error = error;
 	sb->config_reason = reason;
-	(void)m;
+	manager_tally_update(m, sb);
 }
 
-static void clear_config_error(Sandbox *sb)
+static void clear_config_error(Manager *m, Sandbox *sb)
 {
 	if (!sb->config_error)
 		return;
@@ -185,6 +185,7 @@ static void clear_config_error(Sandbox *sb)
 		   "%s is valid again", sb->path);
 	sb->config_error = mfree(sb->config_error);
 	sb->config_reason = NULL;
+	manager_tally_update(m, sb);
 }
 
 /* "PATH:LINE:COL: MESSAGE (and N more)" for the first of diags. */
@@ -262,7 +263,7 @@ static void load_file(Manager *m, const char *path, const char *name, const stru
 		return;
 	}
 
-	clear_config_error(sb);
+	clear_config_error(m, sb);
 	if (sb->desired && spec_equal(sb->desired, spec))
 		return;
 	sandbox_spec_free(sb->desired);
@@ -282,8 +283,10 @@ static void file_gone(Manager *m, Sandbox *sb)
 		return;
 	sb->path = mfree(sb->path);
 	sb->desired_since = now_usec(CLOCK_MONOTONIC);
-	if (sb->config_error)
+	if (sb->config_error) {
 		sb->config_error = mfree(sb->config_error);
+		manager_tally_update(m, sb);
+	}
 	manager_mark_dirty(m, sb);
 }
 

@@ -33,6 +33,7 @@ Sandbox *manager_sandbox(Manager *m, const char *name, bool create)
 		free(sb->name);
 		return mfree(sb);
 	}
+	manager_tally_add(m, sb);
 	return sb;
 }
 
@@ -57,6 +58,7 @@ void manager_drop_sandbox(Manager *m, Sandbox *sb)
 {
 	hashmap_remove(m->dirty, sb->name);
 	hashmap_remove(m->persist_pending, sb->name);
+	manager_tally_remove(m, sb);
 	hashmap_remove(m->sandboxes, sb->name);
 	sandbox_free(sb);
 }
@@ -351,6 +353,7 @@ Manager *manager_free(Manager *m)
 	hashmap_free(m->sandboxes);
 	hashmap_free(m->dirty);
 	hashmap_free(m->persist_pending);
+	prioq_free(m->failing);
 	for (int k = 0; k < _BACKEND_KIND_MAX; k++)
 		backend_free(m->backends[k]);
 	sd_event_source_disable_unref(m->reconcile_event);

@@ -7,6 +7,7 @@
 #include "backend.h"
 #include "hashmap.h"
 #include "plan.h"
+#include "prioq.h"
 #include "spec.h"
 #include "status.h"
 
@@ -61,8 +62,10 @@ typedef struct Sandbox {
 	bool restart_required;
 	sd_event_source *wake; /* plans again when held actions come due */
 
+	/* status.phase changes in sandbox_update_status() alone: the STATUS= tallies follow it. */
 	SandboxStatus status;
 	uint64_t status_hash; /* of the status.json last written, to skip identical writes */
+	unsigned failing_idx; /* its place in Manager.failing; 0 if it is not failing */
 	char *persist_text;   /* its last valid spec, waiting to be written to the state dir */
 } Sandbox;
 
@@ -79,6 +82,11 @@ struct Manager {
 	Hashmap *dirty;			  /* name -> Sandbox, to reconcile in that pass */
 	Hashmap *persist_pending;	/* name -> Sandbox with a spec to write to the state dir */
 	sd_event_source *persist_event; /* writes them, at idle priority */
+
+	/* status.c: what STATUS= says, kept as sandboxes change instead of counted over all */
+	unsigned phase_tally[_PHASE_MAX];
+	Prioq *failing; /* Sandboxes that are Failed or whose file is refused, by name */
+
 	bool ready;
 	bool read_only; /* vmd plan: look, change nothing, write nothing */
 	char *degraded; /* why the sandbox directory cannot be read, or NULL */
@@ -120,5 +128,9 @@ void sandbox_observe(Manager *m, Sandbox *sb);
 /* status.c */
 void sandbox_update_status(Manager *m, Sandbox *sb, const Plan *plan);
 void sandbox_remove_status(Manager *m, Sandbox *sb);
+/* The STATUS= tallies: a sandbox comes, goes, or its config_error came or went. */
+void manager_tally_add(Manager *m, Sandbox *sb);
+void manager_tally_remove(Manager *m, Sandbox *sb);
+void manager_tally_update(Manager *m, Sandbox *sb);
 void manager_notify_status(Manager *m);
 void manager_notify_ready(Manager *m);

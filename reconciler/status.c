@@ -215,6 +215,13 @@ static json_t *status_to_json(Manager *m, Sandbox *sb, uint64_t now_mono, uint64
 	return j;
 }
 
+static void set_phase(Manager *m, Sandbox *sb, Phase p)
+{
+	m->phase_tally[sb->status.phase]--;
+	m->phase_tally[p]++;
+	sb->status.phase = p;
+}
+
 void sandbox_update_status(Manager *m, Sandbox *sb, const Plan *plan)
 {
 	uint64_t now_real = now_usec(CLOCK_REALTIME), now_mono = now_usec(CLOCK_MONOTONIC);
@@ -223,7 +230,8 @@ void sandbox_update_status(Manager *m, Sandbox *sb, const Plan *plan)
 	json_t *j;
 	int r;
 
-	sb->status.phase = compute_phase(m, sb, plan);
+	set_phase(m, sb, compute_phase(m, sb, plan));
+	manager_tally_update(m, sb);
 	compute_conditions(m, sb, plan, now_real);
 
 	j = status_to_json(m, sb, now_mono, now_real);
@@ -277,34 +285,49 @@ static void append_clean(char *buf, size_t size, const char *s, size_t max)
 	buf[o] = '\0';
 }
 
+static int name_order(const void *a, const void *b)
+{
+	return strcmp(((const Sandbox *)a)->name, ((const Sandbox *)b)->name);
+}
+
+void manager_tally_add(Manager *m, Sandbox *sb)
+{
+	m->phase_tally[sb->status.phase]++;
+	manager_tally_update(m, sb);
+}
+
+void manager_tally_remove(Manager *m, Sandbox *sb)
+{
+	m->phase_tally[sb->status.phase]--;
+	prioq_remove(m->failing, &sb->failing_idx);
+}
+
+void manager_tally_update(Manager *m, Sandbox *sb)
+{
+	if (sb->status.phase != PHASE_FAILED && !sb->config_error)
+		prioq_remove(m->failing, &sb->failing_idx);
+	else if (m->failing || (m->failing = prioq_new(name_order)))
+		(void)prioq_put(m->failing, sb, &sb->failing_idx); /* -ENOMEM: left out of STATUS= */
+}
+
 /* The STATUS= line: counts per phase, the first failing sandbox and why. */
 static void status_line(Manager *m, char *line, size_t size)
 {
-	unsigned counts[_PHASE_MAX] = {}, total = 0;
-	const Sandbox *failing = NULL;
-	void *v;
+	const Sandbox *failing = prioq_peek(m->failing);
+	size_t total = hashmap_size(m->sandboxes);
 
 	line[0] = '\0';
-	for (size_t i = 0; hashmap_next(m->sandboxes, &i, &v);) {
-		const Sandbox *sb = v;
-
-		counts[sb->status.phase]++;
-		total++;
-		if ((sb->status.phase == PHASE_FAILED || sb->config_error) &&
-		    (!failing || strcmp(sb->name, failing->name) < 0))
-			failing = sb;
-	}
 	if (m->degraded) {
 		append_clean(line, size, "Degraded: ", 16);
 		append_clean(line, size, m->degraded, 200);
 		append_clean(line, size, "; ", 2);
 	}
-	snprintf(line + strlen(line), size - strlen(line), "%u sandbox%s", total,
+	snprintf(line + strlen(line), size - strlen(line), "%zu sandbox%s", total,
 		 total == 1 ? "" : "es");
 	for (int p = 0; p < _PHASE_MAX; p++)
-		if (counts[p])
-			snprintf(line + strlen(line), size - strlen(line), ", %u %s", counts[p],
-				 phase_to_string(p));
+		if (m->phase_tally[p])
+			snprintf(line + strlen(line), size - strlen(line), ", %u %s",
+				 m->phase_tally[p], phase_to_string(p));
 	if (failing) {
 		append_clean(line, size, "; first failing: ", 20);
 		append_clean(line, size, failing->name, 64);
