@@ -75,7 +75,7 @@ LIB_SRCS := \
 	backends/firecracker.c
 MAIN_SRC := reconciler/main.c
 
-TESTS := util hashmap prioq status yaml-tree yaml-decode spec spec-yaml spec-json sandbox-dir plan backend-noop vmm http-unix cloud-hypervisor firecracker qmp qemu-argv qemu watcher \
+TESTS := util hashmap list prioq status desired yaml-tree yaml-decode spec spec-yaml spec-json sandbox-dir plan backend-noop vmm http-unix cloud-hypervisor firecracker qmp qemu-argv qemu watcher \
 	cli-validate schema daemon journal units readme
 
 OBJS := $(LIB_SRCS:%.c=$(B)/obj/%.o)

@@ -45,7 +45,9 @@ static void persist(Manager *m, Sandbox *sb, const char *raw, size_t len)
 		return;
 	free(sb->persist_text);
 	sb->persist_text = text;
-	(void)hashmap_put(m->persist_pending, sb->name, sb); /* -EEXIST: pending already */
+	/* Waiting already: it keeps its place, and the newer text is written. */
+	if (!list_contains(&m->persist_queue, &sb->persist_node))
+		list_append(&m->persist_queue, &sb->persist_node);
 	if (m->persist_event)
 		(void)sd_event_source_set_enabled(m->persist_event, SD_EVENT_ONESHOT);
 }
@@ -54,18 +56,15 @@ size_t manager_write_persisted(Manager *m, uint64_t budget_usec)
 {
 	_cleanup_free_ char *dir = NULL;
 	uint64_t start = now_usec(CLOCK_MONOTONIC);
-	void *v;
 
 	if (asprintf(&dir, "%s/sandboxes", m->config.state_dir) < 0 || mkdir_p(dir, 0700) < 0)
-		return hashmap_size(m->persist_pending);
-	for (size_t i = 0; now_usec(CLOCK_MONOTONIC) - start < budget_usec &&
-			   hashmap_next(m->persist_pending, &i, &v);
-	     i = 0) {
-		Sandbox *sb = v;
+		return m->persist_queue.size;
+	/* Oldest first, each taken off the front: a slice costs what it writes, however many wait. */
+	while (m->persist_queue.first && now_usec(CLOCK_MONOTONIC) - start < budget_usec) {
+		Sandbox *sb = list_entry(list_pop_first(&m->persist_queue), Sandbox, persist_node);
 		_cleanup_free_ char *path = persisted_path(m, sb->name);
 		int r = -ENOMEM;
 
-		hashmap_remove(m->persist_pending, sb->name);
 		/*
 		 * Atomic, not synced: an fsync (or a syncfs) can stall the loop for seconds on a
 		 * busy disk. A rename survives restarts of vmd; after a power loss a torn copy is
@@ -80,7 +79,7 @@ size_t manager_write_persisted(Manager *m, uint64_t budget_usec)
 				   "cannot keep the last valid spec in %s", path ?: dir);
 		sb->persist_text = mfree(sb->persist_text);
 	}
-	return hashmap_size(m->persist_pending);
+	return m->persist_queue.size;
 }
 
 void manager_forget_persisted(Manager *m, const char *name)

@@ -56,8 +56,8 @@ static Sandbox *sandbox_free(Sandbox *sb)
 
 void manager_drop_sandbox(Manager *m, Sandbox *sb)
 {
-	hashmap_remove(m->dirty, sb->name);
-	hashmap_remove(m->persist_pending, sb->name);
+	list_remove(&m->dirty, &sb->dirty_node);
+	list_remove(&m->persist_queue, &sb->persist_node);
 	manager_tally_remove(m, sb);
 	hashmap_remove(m->sandboxes, sb->name);
 	sandbox_free(sb);
@@ -85,24 +85,21 @@ static int reconcile_dirty(sd_event_source *s _unused_, void *userdata)
 	Manager *m = userdata;
 	_cleanup_free_ Sandbox **batch = NULL;
 	size_t n = 0;
-	void *v;
 
 	/*
 	 * Take the whole set first: reconciling may drop the sandbox at hand (never another),
 	 * and may mark sandboxes dirty again, for the next pass.
 	 */
-	batch = reallocarray(NULL, hashmap_size(m->dirty) + 1, sizeof(Sandbox *));
+	batch = reallocarray(NULL, m->dirty.size + 1, sizeof(Sandbox *));
 	if (!batch)
 		return log_error_errno(ENOMEM, "cannot reconcile");
-	for (size_t i = 0; hashmap_next(m->dirty, &i, &v);)
-		batch[n++] = v;
-	for (size_t i = 0; i < n; i++)
-		hashmap_remove(m->dirty, batch[i]->name);
+	while (m->dirty.first)
+		batch[n++] = list_entry(list_pop_first(&m->dirty), Sandbox, dirty_node);
 	(void)sd_event_source_set_enabled(m->reconcile_event, SD_EVENT_OFF);
 
 	for (size_t i = 0; i < n; i++)
 		sandbox_reconcile(m, batch[i]);
-	if (hashmap_size(m->dirty) > 0)
+	if (m->dirty.size > 0)
 		(void)sd_event_source_set_enabled(m->reconcile_event, SD_EVENT_ONESHOT);
 	if (m->ready)
 		manager_notify_status(m);
@@ -111,7 +108,8 @@ static int reconcile_dirty(sd_event_source *s _unused_, void *userdata)
 
 void manager_mark_dirty(Manager *m, Sandbox *sb)
 {
-	(void)hashmap_put(m->dirty, sb->name, sb); /* -EEXIST: already marked */
+	if (!list_contains(&m->dirty, &sb->dirty_node))
+		list_append(&m->dirty, &sb->dirty_node);
 	if (m->reconcile_event)
 		(void)sd_event_source_set_enabled(m->reconcile_event, SD_EVENT_ONESHOT);
 }
@@ -248,9 +246,7 @@ int manager_new(const ManagerConfig *config, Manager **ret)
 	m->config = *config;
 	m->lock_fd = -EBADF;
 	m->sandboxes = hashmap_new();
-	m->dirty = hashmap_new();
-	m->persist_pending = hashmap_new();
-	if (!m->sandboxes || !m->dirty || !m->persist_pending)
+	if (!m->sandboxes)
 		return -ENOMEM;
 
 	r = mkdir_p(config->run_dir, 0755);
@@ -323,9 +319,7 @@ int manager_new_read_only(const ManagerConfig *config, Manager **ret)
 	m->lock_fd = -EBADF;
 	m->read_only = true;
 	m->sandboxes = hashmap_new();
-	m->dirty = hashmap_new();
-	m->persist_pending = hashmap_new();
-	if (!m->sandboxes || !m->dirty || !m->persist_pending)
+	if (!m->sandboxes)
 		return -ENOMEM;
 	for (int k = 0; k < _BACKEND_KIND_MAX; k++) {
 		if (!backend_ops[k])
@@ -351,8 +345,6 @@ Manager *manager_free(Manager *m)
 	for (size_t i = 0; hashmap_next(m->sandboxes, &i, &v);)
 		sandbox_free(v);
 	hashmap_free(m->sandboxes);
-	hashmap_free(m->dirty);
-	hashmap_free(m->persist_pending);
 	prioq_free(m->failing);
 	for (int k = 0; k < _BACKEND_KIND_MAX; k++)
 		backend_free(m->backends[k]);

@@ -6,6 +6,7 @@
 
 #include "backend.h"
 #include "hashmap.h"
+#include "list.h"
 #include "plan.h"
 #include "prioq.h"
 #include "spec.h"
@@ -67,6 +68,10 @@ typedef struct Sandbox {
 	uint64_t status_hash; /* of the status.json last written, to skip identical writes */
 	unsigned failing_idx; /* its place in Manager.failing; 0 if it is not failing */
 	char *persist_text;   /* its last valid spec, waiting to be written to the state dir */
+
+	/* Where it waits: each list of the Manager's it can be in. */
+	ListNode dirty_node;   /* Manager.dirty */
+	ListNode persist_node; /* Manager.persist_queue */
 } Sandbox;
 
 struct Manager {
@@ -79,8 +84,8 @@ struct Manager {
 
 	sd_event_source *resync_timer;
 	sd_event_source *reconcile_event; /* a deferred pass over the dirty sandboxes */
-	Hashmap *dirty;			  /* name -> Sandbox, to reconcile in that pass */
-	Hashmap *persist_pending;	/* name -> Sandbox with a spec to write to the state dir */
+	List dirty;	    /* Sandboxes to reconcile in that pass, in the order marked */
+	List persist_queue; /* Sandboxes with a spec to write to the state dir, oldest first */
 	sd_event_source *persist_event; /* writes them, at idle priority */
 
 	/* status.c: what STATUS= says, kept as sandboxes change instead of counted over all */
