@@ -65,7 +65,7 @@ typedef struct Sandbox {
 
 	/* status.phase changes in sandbox_update_status() alone: the STATUS= tallies follow it. */
 	SandboxStatus status;
-	uint64_t status_hash; /* of the status.json last written, to skip identical writes */
+	uint64_t status_hash; /* fingerprint of the status.json last written, to skip rewrites */
 	unsigned failing_idx; /* its place in Manager.failing; 0 if it is not failing */
 	char *persist_text;   /* its last valid spec, waiting to be written to the state dir */
 
