@@ -52,6 +52,7 @@ LIB_SRCS := \
 	reconciler/sandbox-dir.c \
 	reconciler/spec-json.c \
 	reconciler/hashmap.c \
+	reconciler/prioq.c \
 	reconciler/plan.c \
 	reconciler/log.c \
 	reconciler/status.c \
@@ -78,7 +79,7 @@ LIB_SRCS := \
 	backends/firecracker.c
 MAIN_SRC := reconciler/main.c
 
-TESTS := util hashmap yaml-tree yaml-decode spec spec-check spec-yaml spec-json sandbox-dir plan backend-noop vmm http-unix cloud-hypervisor firecracker qmp qemu-argv qemu qemu-sim hung-vmm watcher \
+TESTS := util hashmap list prioq status desired yaml-tree yaml-decode spec spec-check spec-yaml spec-json sandbox-dir plan backend-noop vmm http-unix cloud-hypervisor firecracker qmp qemu-argv qemu qemu-sim hung-vmm watcher \
 	cli-validate schema daemon journal units readme
 
 OBJS := $(LIB_SRCS:%.c=$(B)/obj/%.o)
@@ -110,7 +111,8 @@ $(B)/vmd: $(OBJS) $(B)/obj/$(MAIN_SRC:.c=.o)
 $(B)/san/vmd: $(SAN_OBJS) $(B)/san/$(MAIN_SRC:.c=.o)
 	$(call say,LD,$@) $(CC) $(SAN_FLAGS) $^ $(PKG_LIBS) -o $@
 
-TEST_HELPERS := $(B)/san/tests/helpers.o $(B)/san/tests/daemon-fixture.o
+TEST_HELPERS := $(B)/san/tests/helpers.o $(B)/san/tests/daemon-fixture.o \
+	$(B)/san/tests/manager-fixture.o
 
 $(B)/san/tests/test-%: $(B)/san/tests/test-%.o $(TEST_HELPERS) $(SAN_OBJS)
 	$(call say,LD,$@) $(CC) $(SAN_FLAGS) $^ $(PKG_LIBS) -lcmocka -o $@

@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * What the sandbox directory asks for. Files are hints-driven (manager_file_event) and
- * rescanned in full (manager_scan); either way a file is read only when its identity
- * (device, inode, size, times) changed. The last valid spec of every sandbox is kept in
- * <state-dir>/sandboxes/NAME.json, so that an invalid edit, or a restart of vmd while a
- * file is invalid, changes nothing.
+ * rescanned in full (manager_scan at once, or manager_scan_step in slices); either way a
+ * file is read only when its identity (device, inode, size, times) changed. The last
+ * valid spec of every sandbox is kept in <state-dir>/sandboxes/NAME.json, so that an
+ * invalid edit, or a restart of vmd while a file is invalid, changes nothing.
  */
 #include <dirent.h>
 #include <fcntl.h>
@@ -45,7 +45,9 @@ static void persist(Manager *m, Sandbox *sb, const char *raw, size_t len)
 		return;
 	free(sb->persist_text);
 	sb->persist_text = text;
-	(void)hashmap_put(m->persist_pending, sb->name, sb); /* -EEXIST: pending already */
+	/* Waiting already: it keeps its place, and the newer text is written. */
+	if (!list_contains(&m->persist_queue, &sb->persist_node))
+		list_append(&m->persist_queue, &sb->persist_node);
 	if (m->persist_event)
 		(void)sd_event_source_set_enabled(m->persist_event, SD_EVENT_ONESHOT);
 }
@@ -54,18 +56,15 @@ size_t manager_write_persisted(Manager *m, uint64_t budget_usec)
 {
 	_cleanup_free_ char *dir = NULL;
 	uint64_t start = now_usec(CLOCK_MONOTONIC);
-	void *v;
 
 	if (asprintf(&dir, "%s/sandboxes", m->config.state_dir) < 0 || mkdir_p(dir, 0700) < 0)
-		return hashmap_size(m->persist_pending);
-	for (size_t i = 0; now_usec(CLOCK_MONOTONIC) - start < budget_usec &&
-			   hashmap_next(m->persist_pending, &i, &v);
-	     i = 0) {
-		Sandbox *sb = v;
+		return m->persist_queue.size;
+	/* Oldest first, each taken off the front: a slice costs what it writes, however many wait. */
+	while (m->persist_queue.first && now_usec(CLOCK_MONOTONIC) - start < budget_usec) {
+		Sandbox *sb = list_entry(list_pop_first(&m->persist_queue), Sandbox, persist_node);
 		_cleanup_free_ char *path = persisted_path(m, sb->name);
 		int r = -ENOMEM;
 
-		hashmap_remove(m->persist_pending, sb->name);
 		/*
 		 * Atomic, not synced: an fsync (or a syncfs) can stall the loop for seconds on a
 		 * busy disk. A rename survives restarts of vmd; after a power loss a torn copy is
@@ -80,7 +79,7 @@ size_t manager_write_persisted(Manager *m, uint64_t budget_usec)
 				   "cannot keep the last valid spec in %s", path ?: dir);
 		sb->persist_text = mfree(sb->persist_text);
 	}
-	return hashmap_size(m->persist_pending);
+	return m->persist_queue.size;
 }
 
 void manager_forget_persisted(Manager *m, const char *name)
@@ -171,10 +170,10 @@ static void set_config_error(Manager *m, Sandbox *sb, const char *reason, char *
 	free(sb->config_error);
 	sb->config_error = error;
 	sb->config_reason = reason;
-	(void)m;
+	manager_tally_update(m, sb);
 }
 
-static void clear_config_error(Sandbox *sb)
+static void clear_config_error(Manager *m, Sandbox *sb)
 {
 	if (!sb->config_error)
 		return;
@@ -185,6 +184,7 @@ static void clear_config_error(Sandbox *sb)
 		   "%s is valid again", sb->path);
 	sb->config_error = mfree(sb->config_error);
 	sb->config_reason = NULL;
+	manager_tally_update(m, sb);
 }
 
 /* "PATH:LINE:COL: MESSAGE (and N more)" for the first of diags. */
@@ -199,6 +199,16 @@ static char *first_error(const char *path, const DiagList *diags)
 		     diags->items[0].message, more ? " (and more: see vmd validate)" : "") < 0)
 		return NULL;
 	return s;
+}
+
+/* path gives the name of sb, whose own file is another. */
+static void refuse_second(const Sandbox *sb, const char *path)
+{
+	log_fields(LOG_ERR,
+		   &(LogFields){ .sandbox = sb->name,
+				 .result = "refused",
+				 .message_id = LOG_MESSAGE_CONFIG_INVALID },
+		   "%s is ignored: sandbox '%s' is defined by %s already", path, sb->name, sb->path);
 }
 
 /* The file at path is there now: (re)read it into its sandbox. */
@@ -216,12 +226,7 @@ static void load_file(Manager *m, const char *path, const char *name, const stru
 
 	if (sb && sb->path && !streq(sb->path, path) && access(sb->path, F_OK) == 0) {
 		/* Another file gives this name and is still there: it keeps it. */
-		log_fields(LOG_ERR,
-			   &(LogFields){ .sandbox = name,
-					 .result = "refused",
-					 .message_id = LOG_MESSAGE_CONFIG_INVALID },
-			   "%s is ignored: sandbox '%s' is defined by %s already", path, name,
-			   sb->path);
+		refuse_second(sb, path);
 		return;
 	}
 	if (sb && sb->path && streq(sb->path, path) && st_hint && same_file(&sb->file_st, st_hint))
@@ -262,7 +267,7 @@ static void load_file(Manager *m, const char *path, const char *name, const stru
 		return;
 	}
 
-	clear_config_error(sb);
+	clear_config_error(m, sb);
 	if (sb->desired && spec_equal(sb->desired, spec))
 		return;
 	sandbox_spec_free(sb->desired);
@@ -282,9 +287,20 @@ static void file_gone(Manager *m, Sandbox *sb)
 		return;
 	sb->path = mfree(sb->path);
 	sb->desired_since = now_usec(CLOCK_MONOTONIC);
-	if (sb->config_error)
+	if (sb->config_error) {
 		sb->config_error = mfree(sb->config_error);
+		manager_tally_update(m, sb);
+	}
 	manager_mark_dirty(m, sb);
+}
+
+/* A file that gives this name is there: a scan under way must not take it for gone. */
+static void see(Manager *m, const char *name)
+{
+	Sandbox *sb = manager_sandbox(m, name, false);
+
+	if (sb)
+		sb->seen_scan = m->scan_id;
 }
 
 void manager_file_event(Manager *m, const char *path)
@@ -299,6 +315,7 @@ void manager_file_event(Manager *m, const char *path)
 		return;
 	if (stat(path, &st) == 0) {
 		load_file(m, path, name, &st);
+		see(m, name);
 		return;
 	}
 	sb = manager_sandbox(m, name, false);
@@ -306,21 +323,20 @@ void manager_file_event(Manager *m, const char *path)
 		file_gone(m, sb);
 }
 
-typedef struct Scan {
-	Manager *m;
-	Hashmap *seen; /* name -> Seen */
-} Scan;
+struct Scan {
+	SandboxDirIter *iter;
+};
 
-typedef struct Seen {
-	char name[SPEC_NAME_MAX + 1];
-	char path[]; /* the file that gives the name */
-} Seen;
-
-static int scan_one(const char *path, int error, void *userdata)
+static Scan *scan_free(Scan *s)
 {
-	Scan *s = userdata;
+	if (s)
+		sandbox_dir_iter_free(s->iter);
+	return mfree(s);
+}
+
+static int scan_one(Manager *m, const char *path, int error)
+{
 	_cleanup_free_ char *name = NULL;
-	Seen *first, *seen;
 	Sandbox *sb;
 	struct stat st;
 
@@ -330,44 +346,23 @@ static int scan_one(const char *path, int error, void *userdata)
 	}
 	if (spec_name_from_path(path, &name) < 0 || strlen(name) > SPEC_NAME_MAX)
 		return 0;
-	first = hashmap_get(s->seen, name);
-	if (first) {
-		/* Two files, one name: the one that had it keeps it. */
-		sb = manager_sandbox(s->m, name, false);
-		if (!sb || !streq_ptr(sb->path, path)) {
-			log_fields(LOG_ERR,
-				   &(LogFields){ .sandbox = name,
-						 .result = "refused",
-						 .message_id = LOG_MESSAGE_CONFIG_INVALID },
-				   "%s is ignored: sandbox '%s' is defined by %s already", path,
-				   name, first->path);
-			return 0;
-		}
-		free(hashmap_remove(s->seen, name));
-	}
-	seen = malloc(sizeof(Seen) + strlen(path) + 1);
-	if (!seen)
-		return -ENOMEM;
-	strcpy(seen->name, name);
-	strcpy(seen->path, path);
-	if (hashmap_put(s->seen, seen->name, seen) < 0) {
-		free(seen);
-		return -ENOMEM;
+	sb = manager_sandbox(m, name, false);
+	if (sb && sb->seen_scan == m->scan_id && sb->path && !streq(sb->path, path)) {
+		/* Two files, one name: the one that had it keeps it (the first seen if none). */
+		refuse_second(sb, path);
+		return 0;
 	}
 	if (stat(path, &st) == 0)
-		load_file(s->m, path, name, &st);
+		load_file(m, path, name, &st);
+	see(m, name);
 	return 0;
 }
 
-int manager_scan(Manager *m)
+/* The scan is over: r < 0 if the directory could not be read (whole). */
+static void scan_finish(Manager *m, int r)
 {
-	Scan s = { .m = m, .seen = hashmap_new() };
-	void *v;
-	int r;
-
-	if (!s.seen)
-		return -ENOMEM;
-	r = sandbox_dir_walk(m->config.sandbox_dir, scan_one, &s);
+	m->scan = scan_free(m->scan);
+	m->scan_complete = r >= 0;
 	if (r < 0) {
 		_cleanup_free_ char *why = NULL;
 
@@ -381,21 +376,76 @@ int manager_scan(Manager *m)
 			free(m->degraded);
 			m->degraded = TAKE_PTR(why);
 		}
-	} else {
-		if (m->degraded)
-			log_fields(LOG_INFO, &(LogFields){ .message_id = LOG_MESSAGE_DAEMON },
-				   "%s can be read again", m->config.sandbox_dir);
-		m->degraded = mfree(m->degraded);
-		/* Whatever had a file and was not seen now has none. */
-		for (size_t i = 0; hashmap_next(m->sandboxes, &i, &v);) {
-			Sandbox *sb = v;
-
-			if (sb->path && !hashmap_get(s.seen, sb->name))
-				file_gone(m, sb);
-		}
+		return;
 	}
-	for (size_t i = 0; hashmap_next(s.seen, &i, &v);)
-		free(v);
-	hashmap_free(s.seen);
+	if (m->degraded)
+		log_fields(LOG_INFO, &(LogFields){ .message_id = LOG_MESSAGE_DAEMON },
+			   "%s can be read again", m->config.sandbox_dir);
+	m->degraded = mfree(m->degraded);
+}
+
+int manager_scan_start(Manager *m)
+{
+	Scan *s;
+
+	/* One under way starts again: what it saw may be stale by now. */
+	m->scan = scan_free(m->scan);
+	m->scan_id++;
+	m->scan_complete = false;
+	s = calloc(1, sizeof(Scan));
+	if (!s || sandbox_dir_iter_new(m->config.sandbox_dir, &s->iter) < 0) {
+		scan_free(s);
+		return -ENOMEM;
+	}
+	m->scan = s;
+	return 0;
+}
+
+int manager_scan_step(Manager *m, uint64_t budget_usec)
+{
+	uint64_t start = now_usec(CLOCK_MONOTONIC);
+	const char *path;
+	int error, r;
+
+	if (!m->scan)
+		return 0;
+	do {
+		r = sandbox_dir_iter_next(m->scan->iter, &path, &error);
+		if (r == 0) {
+			scan_finish(m, 0);
+			return 0;
+		}
+		if (r > 0)
+			r = scan_one(m, path, error);
+		if (r < 0 && r != -EAGAIN) {
+			scan_finish(m, r);
+			return r;
+		}
+	} while (now_usec(CLOCK_MONOTONIC) - start < budget_usec);
+	return 1;
+}
+
+void manager_scan_check_gone(Manager *m, Sandbox *sb)
+{
+	/* Whatever had a file and was not seen by a whole scan has none. */
+	if (m->scan_complete && sb->path && sb->seen_scan != m->scan_id)
+		file_gone(m, sb);
+}
+
+void manager_scan_done(Manager *m)
+{
+	m->scan = scan_free(m->scan);
+}
+
+int manager_scan(Manager *m)
+{
+	void *v;
+	int r;
+
+	r = manager_scan_start(m);
+	while (r >= 0 && (r = manager_scan_step(m, UINT64_MAX)) > 0)
+		;
+	for (size_t i = 0; hashmap_next(m->sandboxes, &i, &v);)
+		manager_scan_check_gone(m, v);
 	return r;
 }

@@ -3,6 +3,8 @@
  * The daemon's loop. Everything happens on one sd-event loop: signals, the watcher's
  * hints, timers, the backends' events. Sandboxes that something happened to are marked
  * dirty and reconciled in one deferred pass, so that a burst of events costs one pass.
+ * A pass over every sandbox (resync, SIGHUP, a watcher overflow) goes in slices below
+ * that priority: what an event asks for never waits behind 100,000 others.
  */
 #include <fcntl.h>
 #include <inttypes.h>
@@ -16,6 +18,11 @@
 #include "log.h"
 #include "manager.h"
 #include "watcher.h"
+
+/* A pass over every sandbox yields the loop this often, as the state dir's writes do. */
+#define SLICE_USEC 2000
+/* Below what events ask for (SD_EVENT_PRIORITY_NORMAL), above the state dir (IDLE). */
+#define RESYNC_PRIORITY (SD_EVENT_PRIORITY_NORMAL + 10)
 
 Sandbox *manager_sandbox(Manager *m, const char *name, bool create)
 {
@@ -33,6 +40,8 @@ Sandbox *manager_sandbox(Manager *m, const char *name, bool create)
 		free(sb->name);
 		return mfree(sb);
 	}
+	list_append(&m->all, &sb->all_node);
+	manager_tally_add(m, sb);
 	return sb;
 }
 
@@ -55,8 +64,13 @@ static Sandbox *sandbox_free(Sandbox *sb)
 
 void manager_drop_sandbox(Manager *m, Sandbox *sb)
 {
-	hashmap_remove(m->dirty, sb->name);
-	hashmap_remove(m->persist_pending, sb->name);
+	/* A pass in slices about to get to it goes on with the next one. */
+	if (m->resync_next == sb)
+		m->resync_next = list_entry(sb->all_node.next, Sandbox, all_node);
+	list_remove(&m->all, &sb->all_node);
+	list_remove(&m->dirty, &sb->dirty_node);
+	list_remove(&m->persist_queue, &sb->persist_node);
+	manager_tally_remove(m, sb);
 	hashmap_remove(m->sandboxes, sb->name);
 	sandbox_free(sb);
 }
@@ -83,24 +97,21 @@ static int reconcile_dirty(sd_event_source *s _unused_, void *userdata)
 	Manager *m = userdata;
 	_cleanup_free_ Sandbox **batch = NULL;
 	size_t n = 0;
-	void *v;
 
 	/*
 	 * Take the whole set first: reconciling may drop the sandbox at hand (never another),
 	 * and may mark sandboxes dirty again, for the next pass.
 	 */
-	batch = reallocarray(NULL, hashmap_size(m->dirty) + 1, sizeof(Sandbox *));
+	batch = reallocarray(NULL, m->dirty.size + 1, sizeof(Sandbox *));
 	if (!batch)
 		return log_error_errno(ENOMEM, "cannot reconcile");
-	for (size_t i = 0; hashmap_next(m->dirty, &i, &v);)
-		batch[n++] = v;
-	for (size_t i = 0; i < n; i++)
-		hashmap_remove(m->dirty, batch[i]->name);
+	while (m->dirty.first)
+		batch[n++] = list_entry(list_pop_first(&m->dirty), Sandbox, dirty_node);
 	(void)sd_event_source_set_enabled(m->reconcile_event, SD_EVENT_OFF);
 
 	for (size_t i = 0; i < n; i++)
 		sandbox_reconcile(m, batch[i]);
-	if (hashmap_size(m->dirty) > 0)
+	if (m->dirty.size > 0)
 		(void)sd_event_source_set_enabled(m->reconcile_event, SD_EVENT_ONESHOT);
 	if (m->ready)
 		manager_notify_status(m);
@@ -109,7 +120,8 @@ static int reconcile_dirty(sd_event_source *s _unused_, void *userdata)
 
 void manager_mark_dirty(Manager *m, Sandbox *sb)
 {
-	(void)hashmap_put(m->dirty, sb->name, sb); /* -EEXIST: already marked */
+	if (!list_contains(&m->dirty, &sb->dirty_node))
+		list_append(&m->dirty, &sb->dirty_node);
 	if (m->reconcile_event)
 		(void)sd_event_source_set_enabled(m->reconcile_event, SD_EVENT_ONESHOT);
 }
@@ -119,19 +131,91 @@ static int write_persisted(sd_event_source *s, void *userdata)
 	Manager *m = userdata;
 
 	/* 2 ms at a time, however slow the disk: the loop stays free for what happens meanwhile. */
-	if (manager_write_persisted(m, 2000) == 0)
+	if (manager_write_persisted(m, SLICE_USEC) == 0)
 		(void)sd_event_source_set_enabled(s, SD_EVENT_OFF);
 	else
 		(void)sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
 	return 0;
 }
 
+/* For the first pass, before READY=1: every sandbox in it, at once. */
 static void mark_all_dirty(Manager *m)
 {
-	void *v;
+	for (ListNode *n = m->all.first; n; n = n->next)
+		manager_mark_dirty(m, list_entry(n, Sandbox, all_node));
+}
 
-	for (size_t i = 0; hashmap_next(m->sandboxes, &i, &v);)
-		manager_mark_dirty(m, v);
+/* Start a pass over every sandbox: read the directory again, then reconcile each one. */
+static void resync_begin(Manager *m)
+{
+	m->resync_reload = m->reload_asked;
+	m->reload_asked = false;
+	m->resync_again = false;
+	if (manager_scan_start(m) < 0)
+		log_error_errno(ENOMEM, "cannot read %s again", m->config.sandbox_dir);
+	m->resync_scanning = true; /* without a scan, reconcile all the same */
+	m->resync_next = NULL;
+	(void)sd_event_source_set_enabled(m->resync_event, SD_EVENT_ONESHOT);
+}
+
+/*
+ * Ask for a pass. One under way goes on to its end and another follows: restarting it
+ * instead would starve the files late in the directory under a storm of overflows.
+ */
+static void resync_start(Manager *m)
+{
+	if (m->resync_scanning || m->resync_next)
+		m->resync_again = true;
+	else
+		resync_begin(m);
+}
+
+static void resync_done(Manager *m)
+{
+	if (m->resync_reload) {
+		m->resync_reload = false;
+		manager_notify_ready(m);
+		log_fields(LOG_INFO, &(LogFields){ .message_id = LOG_MESSAGE_DAEMON },
+			   "reloaded: %zu sandboxes from %s", hashmap_size(m->sandboxes),
+			   m->config.sandbox_dir);
+	}
+	if (m->resync_again)
+		resync_begin(m);
+	else
+		(void)sd_event_source_set_enabled(m->resync_event, SD_EVENT_OFF);
+}
+
+/*
+ * One slice of a pass, about SLICE_USEC. Whatever an event marks dirty meanwhile goes
+ * first: the dirty pass runs at a higher priority, between two slices.
+ */
+static int resync_slice(sd_event_source *s, void *userdata)
+{
+	Manager *m = userdata;
+	uint64_t start = now_usec(CLOCK_MONOTONIC);
+
+	if (m->resync_scanning) {
+		if (manager_scan_step(m, SLICE_USEC) > 0) {
+			(void)sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+			return 0;
+		}
+		m->resync_scanning = false;
+		m->resync_next = list_entry(m->all.first, Sandbox, all_node);
+	}
+	while (m->resync_next && now_usec(CLOCK_MONOTONIC) - start < SLICE_USEC) {
+		Sandbox *sb = m->resync_next;
+
+		/* Step past it first: reconciling may drop it (and never another). */
+		m->resync_next = list_entry(sb->all_node.next, Sandbox, all_node);
+		manager_scan_check_gone(m, sb);
+		sandbox_reconcile(m, sb);
+	}
+	if (m->resync_next)
+		(void)sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+	else
+		resync_done(m);
+	manager_notify_status(m);
+	return 0;
 }
 
 static void on_vm_exited(void *userdata, const char *name, int status, const char *reason)
@@ -184,8 +268,7 @@ static void on_watch(void *userdata, const char *path)
 		return;
 	}
 	/* The watcher lost track (overflow, directory replaced): read everything again. */
-	(void)manager_scan(m);
-	mark_all_dirty(m);
+	resync_start(m);
 }
 
 static int on_resync(sd_event_source *s, uint64_t usec, void *userdata)
@@ -193,8 +276,7 @@ static int on_resync(sd_event_source *s, uint64_t usec, void *userdata)
 	Manager *m = userdata;
 
 	refresh_vms(m);
-	(void)manager_scan(m);
-	mark_all_dirty(m);
+	resync_start(m);
 	return sd_event_source_set_time(s, usec + m->config.resync_usec);
 }
 
@@ -215,10 +297,13 @@ static int on_sighup(sd_event_source *s _unused_, const struct signalfd_siginfo 
 		sb->stranger = false;
 	}
 	refresh_vms(m);
-	(void)manager_scan(m);
-	mark_all_dirty(m);
-	reconcile_dirty(NULL, m);
-	manager_notify_ready(m);
+	/*
+	 * READY=1 once a pass that starts after this signal is done, not as it starts: as at
+	 * startup, it says that every file was read and every sandbox looked at again. The
+	 * pass goes in slices meanwhile, and what events ask for is served in between.
+	 */
+	m->reload_asked = true;
+	resync_start(m);
 	return 0;
 }
 
@@ -276,9 +361,7 @@ int manager_new(const ManagerConfig *config, Manager **ret)
 	m->config = *config;
 	m->lock_fd = -EBADF;
 	m->sandboxes = hashmap_new();
-	m->dirty = hashmap_new();
-	m->persist_pending = hashmap_new();
-	if (!m->sandboxes || !m->dirty || !m->persist_pending)
+	if (!m->sandboxes)
 		return -ENOMEM;
 
 	r = mkdir_p(config->run_dir, 0755);
@@ -318,6 +401,11 @@ int manager_new(const ManagerConfig *config, Manager **ret)
 		return log_error_errno(r, "cannot set up the event loop");
 	(void)sd_event_source_set_priority(m->persist_event, SD_EVENT_PRIORITY_IDLE);
 	(void)sd_event_source_set_enabled(m->persist_event, SD_EVENT_OFF);
+	r = sd_event_add_defer(m->event, &m->resync_event, resync_slice, m);
+	if (r < 0)
+		return log_error_errno(r, "cannot set up the event loop");
+	(void)sd_event_source_set_priority(m->resync_event, RESYNC_PRIORITY);
+	(void)sd_event_source_set_enabled(m->resync_event, SD_EVENT_OFF);
 	r = sd_event_add_time_relative(m->event, &m->resync_timer, CLOCK_MONOTONIC,
 				       config->resync_usec, 1000 * 1000, on_resync, m);
 	if (r < 0)
@@ -351,9 +439,7 @@ int manager_new_read_only(const ManagerConfig *config, Manager **ret)
 	m->lock_fd = -EBADF;
 	m->read_only = true;
 	m->sandboxes = hashmap_new();
-	m->dirty = hashmap_new();
-	m->persist_pending = hashmap_new();
-	if (!m->sandboxes || !m->dirty || !m->persist_pending)
+	if (!m->sandboxes)
 		return -ENOMEM;
 	for (int k = 0; k < _BACKEND_KIND_MAX; k++) {
 		if (!backend_ops[k])
@@ -376,15 +462,16 @@ Manager *manager_free(Manager *m)
 	watcher_free(m->watcher);
 	/* A clean stop leaves every last valid spec written. */
 	(void)manager_write_persisted(m, UINT64_MAX);
+	manager_scan_done(m);
 	for (size_t i = 0; hashmap_next(m->sandboxes, &i, &v);)
 		sandbox_free(v);
 	hashmap_free(m->sandboxes);
-	hashmap_free(m->dirty);
-	hashmap_free(m->persist_pending);
+	prioq_free(m->failing);
 	for (int k = 0; k < _BACKEND_KIND_MAX; k++)
 		backend_free(m->backends[k]);
 	sd_event_source_disable_unref(m->reconcile_event);
 	sd_event_source_disable_unref(m->persist_event);
+	sd_event_source_disable_unref(m->resync_event);
 	sd_event_source_disable_unref(m->resync_timer);
 	sd_event_unref(m->event);
 	if (m->lock_fd >= 0)

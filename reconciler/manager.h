@@ -6,7 +6,9 @@
 
 #include "backend.h"
 #include "hashmap.h"
+#include "list.h"
 #include "plan.h"
+#include "prioq.h"
 #include "spec.h"
 #include "status.h"
 
@@ -29,6 +31,7 @@ typedef struct ManagerConfig {
 } ManagerConfig;
 
 typedef struct Watcher Watcher;
+typedef struct Scan Scan;
 
 typedef struct Manager Manager;
 
@@ -65,9 +68,17 @@ typedef struct Sandbox {
 	bool restart_required;
 	sd_event_source *wake; /* plans again when held actions come due */
 
+	/* status.phase changes in sandbox_update_status() alone: the STATUS= tallies follow it. */
 	SandboxStatus status;
-	uint64_t status_hash; /* of the status.json last written, to skip identical writes */
+	uint64_t status_hash; /* fingerprint of the status.json last written, to skip rewrites */
+	unsigned failing_idx; /* its place in Manager.failing; 0 if it is not failing */
 	char *persist_text;   /* its last valid spec, waiting to be written to the state dir */
+
+	/* Where it waits: each list of the Manager's it can be in. */
+	ListNode all_node;     /* Manager.all */
+	ListNode dirty_node;   /* Manager.dirty */
+	ListNode persist_node; /* Manager.persist_queue */
+	uint64_t seen_scan;    /* the last Manager.scan_id that found its file */
 } Sandbox;
 
 struct Manager {
@@ -78,11 +89,32 @@ struct Manager {
 	Watcher *watcher;
 	int lock_fd;
 
+	List all; /* every Sandbox, oldest first: what a pass in slices walks (a hashmap cannot) */
+
 	sd_event_source *resync_timer;
 	sd_event_source *reconcile_event; /* a deferred pass over the dirty sandboxes */
-	Hashmap *dirty;			  /* name -> Sandbox, to reconcile in that pass */
-	Hashmap *persist_pending;	/* name -> Sandbox with a spec to write to the state dir */
+	List dirty;	    /* Sandboxes to reconcile in that pass, in the order marked */
+	List persist_queue; /* Sandboxes with a spec to write to the state dir, oldest first */
 	sd_event_source *persist_event; /* writes them, at idle priority */
+
+	/*
+	 * A pass over every sandbox (the resync timer, SIGHUP, a watcher overflow): read the
+	 * directory again, then reconcile each one, in slices at a priority below the events'.
+	 */
+	sd_event_source *resync_event;
+	bool resync_scanning; /* reading the directory, which comes first */
+	Sandbox *resync_next; /* then the next one of all to reconcile; NULL when done */
+	bool resync_again;    /* asked for while one is under way: another follows it */
+	bool resync_reload;   /* this pass is a SIGHUP's: READY=1 when it is done */
+	bool reload_asked;    /* a SIGHUP came: the next pass to start is its */
+	Scan *scan;	      /* desired.c: a scan under way */
+	uint64_t scan_id;     /* bumped at the start of each scan */
+	bool scan_complete;   /* the last scan read the whole directory */
+
+	/* status.c: what STATUS= says, kept as sandboxes change instead of counted over all */
+	unsigned phase_tally[_PHASE_MAX];
+	Prioq *failing; /* Sandboxes that are Failed or whose file is refused, by name */
+
 	bool ready;
 	bool read_only; /* vmd plan: look, change nothing, write nothing */
 	char *degraded; /* why the sandbox directory cannot be read, or NULL */
@@ -107,7 +139,17 @@ BackendKind manager_backend_kind(const Manager *m, const Sandbox *sb);
 
 /* desired.c */
 void manager_load_persisted(Manager *m);
+/* Read the whole directory again now; -errno if it cannot be read. */
 int manager_scan(Manager *m);
+/*
+ * The same in steps: start (again, if one is under way), then steps of about budget_usec
+ * until one returns 0 (done) or -errno (the directory cannot be read). Then check each
+ * sandbox: one whose file the scan did not see has none.
+ */
+int manager_scan_start(Manager *m);
+int manager_scan_step(Manager *m, uint64_t budget_usec);
+void manager_scan_check_gone(Manager *m, Sandbox *sb);
+void manager_scan_done(Manager *m);
 void manager_file_event(Manager *m, const char *path);
 void manager_forget_persisted(Manager *m, const char *name);
 /* Write pending copies to the state dir for about budget_usec; returns how many are left. */
@@ -125,5 +167,9 @@ void sandbox_observe(Manager *m, Sandbox *sb);
 /* status.c */
 void sandbox_update_status(Manager *m, Sandbox *sb, const Plan *plan);
 void sandbox_remove_status(Manager *m, Sandbox *sb);
+/* The STATUS= tallies: a sandbox comes, goes, or its config_error came or went. */
+void manager_tally_add(Manager *m, Sandbox *sb);
+void manager_tally_remove(Manager *m, Sandbox *sb);
+void manager_tally_update(Manager *m, Sandbox *sb);
 void manager_notify_status(Manager *m);
 void manager_notify_ready(Manager *m);

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <sys/stat.h>
 
+#include "prioq.h"
 #include "sandbox-dir.h"
 
 static bool has_suffix(const char *s, const char *suffix)
@@ -38,51 +39,262 @@ bool sandbox_dir_subdir_is_searched(const char *name)
 	return name[0] != '.';
 }
 
-static int name_compare(const struct dirent **a, const struct dirent **b)
+/*
+ * A directory is read RUN_MAX names at a time, each run sorted as it is read, and the runs
+ * merged as the walk goes: no step of the walk reads or sorts a large directory whole.
+ */
+#define RUN_MAX 1024
+
+typedef struct Run {
+	char *text;   /* the names, each after the other: one allocation, not RUN_MAX */
+	char **names; /* into text, sorted */
+	size_t n, next;
+	unsigned idx; /* in Frame.merge */
+} Run;
+
+typedef struct Frame {
+	char *dir;
+	DIR *d; /* while it is being read */
+	Run *runs;
+	size_t n_runs;
+	Prioq *merge; /* the runs, by their next name, once it is read */
+	unsigned depth;
+} Frame;
+
+struct SandboxDirIter {
+	Frame frames[SANDBOX_DIR_MAX_DEPTH];
+	unsigned n_frames; /* 0 before the first call and after the last */
+	bool started;
+	char *root;
+	char *path; /* the last candidate */
+};
+
+static int string_compare(const void *a, const void *b)
 {
-	return strcmp((*a)->d_name, (*b)->d_name);
+	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static int walk(const char *dir, unsigned depth, SandboxDirFn fn, void *userdata)
+static int run_compare(const void *a, const void *b)
 {
-	struct dirent **entries = NULL;
-	int n, r = 0;
+	const Run *x = a, *y = b;
 
-	n = scandir(dir, &entries, NULL, name_compare);
-	if (n < 0 && depth > 1)
-		return fn(dir, -errno, userdata);
-	if (n < 0)
-		return -errno;
+	return strcmp(x->names[x->next], y->names[y->next]);
+}
 
-	for (int i = 0; i < n; i++) {
-		_cleanup_free_ char *path = NULL;
-		const char *name = entries[i]->d_name;
+int sandbox_dir_iter_new(const char *dir, SandboxDirIter **ret)
+{
+	SandboxDirIter *it = calloc(1, sizeof(*it));
+
+	if (!it || !(it->root = strdup(dir))) {
+		free(it);
+		return -ENOMEM;
+	}
+	*ret = it;
+	return 0;
+}
+
+static void frame_done(Frame *f)
+{
+	for (size_t i = 0; i < f->n_runs; i++) {
+		free(f->runs[i].text);
+		free(f->runs[i].names);
+	}
+	free(f->runs);
+	prioq_free(f->merge);
+	if (f->d)
+		closedir(f->d);
+	free(f->dir);
+	*f = (Frame){};
+}
+
+SandboxDirIter *sandbox_dir_iter_free(SandboxDirIter *it)
+{
+	if (!it)
+		return NULL;
+	while (it->n_frames > 0)
+		frame_done(&it->frames[--it->n_frames]);
+	free(it->root);
+	free(it->path);
+	return mfree(it);
+}
+
+/* Open dir as the next level of the walk. */
+static int push(SandboxDirIter *it, const char *dir, unsigned depth)
+{
+	Frame *f = &it->frames[it->n_frames];
+
+	*f = (Frame){ .depth = depth, .merge = prioq_new(run_compare), .dir = strdup(dir) };
+	if (!f->merge || !f->dir) {
+		frame_done(f);
+		return -ENOMEM;
+	}
+	f->d = opendir(dir);
+	if (!f->d) {
+		int r = -errno;
+
+		frame_done(f);
+		return r;
+	}
+	it->n_frames++;
+	return 0;
+}
+
+/* Append name to run's text; its offset in *ret. */
+static int run_add(Run *run, size_t *used, size_t *size, const char *name, size_t *ret)
+{
+	size_t l = strlen(name) + 1;
+
+	if (*used + l > *size) {
+		size_t grown = MAX(*size * 2, (size_t)65536);
+		char *text = realloc(run->text, grown);
+
+		if (!text)
+			return -ENOMEM;
+		run->text = text;
+		*size = grown;
+	}
+	memcpy(run->text + *used, name, l);
+	*ret = *used;
+	*used += l;
+	return 0;
+}
+
+/* Read the next run of f's names, sorted; once all are read, merge the runs. */
+static int frame_read(Frame *f)
+{
+	_cleanup_free_ size_t *offsets = malloc(RUN_MAX * sizeof(size_t));
+	size_t used = 0, size = 0;
+	Run *runs, *run;
+	struct dirent *e;
+
+	runs = reallocarray(f->runs, f->n_runs + 1, sizeof(Run));
+	if (!offsets || !runs)
+		return -ENOMEM;
+	f->runs = runs;
+	run = &f->runs[f->n_runs++];
+	*run = (Run){};
+	while (run->n < RUN_MAX) {
+		errno = 0;
+		e = readdir(f->d);
+		if (!e && errno != 0)
+			return -errno;
+		if (!e) {
+			closedir(TAKE_PTR(f->d));
+			break;
+		}
+		if (streq(e->d_name, ".") || streq(e->d_name, ".."))
+			continue;
+		if (run_add(run, &used, &size, e->d_name, &offsets[run->n]) < 0)
+			return -ENOMEM;
+		run->n++;
+	}
+	run->names = malloc(MAX(run->n, (size_t)1) * sizeof(char *));
+	if (!run->names)
+		return -ENOMEM;
+	for (size_t i = 0; i < run->n; i++)
+		run->names[i] = run->text + offsets[i];
+	qsort(run->names, run->n, sizeof(char *), string_compare);
+	if (f->d)
+		return 0;
+	for (size_t i = 0; i < f->n_runs; i++)
+		if (f->runs[i].n > 0 && prioq_put(f->merge, &f->runs[i], &f->runs[i].idx) < 0)
+			return -ENOMEM;
+	return 0;
+}
+
+/* The next name of f in order (valid while f is), or NULL once there is none. */
+static const char *frame_take(Frame *f)
+{
+	Run *run = prioq_peek(f->merge);
+	const char *name;
+
+	if (!run)
+		return NULL;
+	prioq_remove(f->merge, &run->idx);
+	name = run->names[run->next++];
+	if (run->next < run->n)
+		(void)prioq_put(f->merge, run, &run->idx); /* room is there: it just left */
+	return name;
+}
+
+int sandbox_dir_iter_next(SandboxDirIter *it, const char **ret_path, int *ret_error)
+{
+	int r;
+
+	if (!it->started) {
+		it->started = true;
+		r = push(it, it->root, 1);
+		if (r < 0)
+			return r;
+	}
+	while (it->n_frames > 0) {
+		Frame *f = &it->frames[it->n_frames - 1];
+		const char *name;
 		struct stat st;
 
-		if (r < 0 || streq(name, ".") || streq(name, ".."))
-			continue;
-		if (asprintf(&path, "%s%s%s", dir, has_suffix(dir, "/") ? "" : "/", name) < 0) {
-			r = -ENOMEM;
+		if (f->d) {
+			r = frame_read(f);
+			if (r == -ENOMEM || (r < 0 && it->n_frames == 1))
+				return r;
+			if (r < 0) {
+				/* A subdirectory that cannot be read, as if it could not be opened. */
+				it->path = mfree(it->path);
+				it->path = TAKE_PTR(f->dir);
+				frame_done(f);
+				it->n_frames--;
+				*ret_path = it->path;
+				*ret_error = r;
+				return 1;
+			}
+			return -EAGAIN;
+		}
+		name = frame_take(f);
+		if (!name) {
+			frame_done(f);
+			it->n_frames--;
 			continue;
 		}
-		if (lstat(path, &st) < 0)
-			continue; /* gone since scandir: it was a hint, not a file */
+		it->path = mfree(it->path);
+		if (asprintf(&it->path, "%s%s%s", f->dir, has_suffix(f->dir, "/") ? "" : "/", name) <
+		    0) {
+			it->path = NULL;
+			return -ENOMEM;
+		}
+		if (lstat(it->path, &st) < 0)
+			continue; /* gone since it was read: it was a hint, not a file */
 		if (S_ISDIR(st.st_mode)) {
-			if (sandbox_dir_subdir_is_searched(name) && depth < SANDBOX_DIR_MAX_DEPTH)
-				r = walk(path, depth + 1, fn, userdata);
+			if (!sandbox_dir_subdir_is_searched(name) || f->depth >= SANDBOX_DIR_MAX_DEPTH)
+				continue;
+			r = push(it, it->path, f->depth + 1);
+			if (r == -ENOMEM)
+				return r;
+			if (r < 0) {
+				*ret_path = it->path;
+				*ret_error = r;
+				return 1;
+			}
 			continue;
 		}
-		if (sandbox_dir_name_is_candidate(name))
-			r = fn(path, 0, userdata);
+		if (sandbox_dir_name_is_candidate(name)) {
+			*ret_path = it->path;
+			*ret_error = 0;
+			return 1;
+		}
 	}
-
-	for (int i = 0; i < n; i++)
-		free(entries[i]);
-	free(entries);
-	return r;
+	return 0;
 }
 
 int sandbox_dir_walk(const char *dir, SandboxDirFn fn, void *userdata)
 {
-	return walk(dir, 1, fn, userdata);
+	_cleanup_(sandbox_dir_iter_freep) SandboxDirIter *it = NULL;
+	const char *path;
+	int error, r;
+
+	r = sandbox_dir_iter_new(dir, &it);
+	while (r >= 0 && (r = sandbox_dir_iter_next(it, &path, &error)) != 0)
+		if (r > 0)
+			r = fn(path, error, userdata);
+		else if (r == -EAGAIN)
+			r = 0; /* a part of a directory read: go on */
+	return r;
 }

@@ -31,3 +31,20 @@ typedef int (*SandboxDirFn)(const char *path, int error, void *userdata);
  * and is returned. Returns -errno if dir itself cannot be read.
  */
 int sandbox_dir_walk(const char *dir, SandboxDirFn fn, void *userdata);
+
+/*
+ * The same walk one candidate at a time, for a caller that stops between two (the
+ * daemon's resync, in slices). No call reads or sorts a large directory whole.
+ */
+typedef struct SandboxDirIter SandboxDirIter;
+
+int sandbox_dir_iter_new(const char *dir, SandboxDirIter **ret);
+SandboxDirIter *sandbox_dir_iter_free(SandboxDirIter *it);
+DEFINE_POINTER_CLEANUP(SandboxDirIter, sandbox_dir_iter_free)
+/*
+ * The next candidate: 1, with its path in *ret_path (valid until the next call) and in
+ * *ret_error 0, or -errno for a subdirectory that could not be read; -EAGAIN when it read
+ * a part of a directory and has no candidate yet (call again); 0 at the end; -errno if
+ * dir itself cannot be read, or -ENOMEM.
+ */
+int sandbox_dir_iter_next(SandboxDirIter *it, const char **ret_path, int *ret_error);

@@ -7,7 +7,6 @@
 
 #include "log.h"
 #include "manager.h"
-#include "spec-json.h"
 #include "status.h"
 
 const char *const phase_table[_PHASE_MAX] = {
@@ -190,6 +189,185 @@ static void compute_conditions(Manager *m, Sandbox *sb, const Plan *plan, uint64
 		condition_set(s, CONDITION_DEGRADED, false, "AsExpected", "", now);
 }
 
+/*
+ * What a status.json says, as plain values: status_render() reads this and nothing else
+ * (constant tables aside), so that its fingerprint is one of the file, and a status.json
+ * is rendered and written only when that changes; most passes change nothing.
+ *
+ * The fingerprint cannot forget a field: it names none. Each record hashes its numbers as
+ * num.v[] and its strings (NULL apart from "") as str.v[], arrays that static assertions
+ * keep exactly as long as the named fields over them; so a number or a string added to a
+ * record is in the fingerprint as it is added. Only a new kind of part (a list, like the
+ * devices) needs a line in status_fingerprint(), and it cannot be rendered without one
+ * here either. Every number is a uint64_t: no padding between them to hash.
+ */
+typedef struct StatusDisk {
+	union {
+		struct {
+			uint64_t read_only;
+		};
+		uint64_t v[1];
+	} num;
+	union {
+		struct {
+			const char *id, *path, *format;
+		};
+		const char *v[3];
+	} str;
+} StatusDisk;
+
+typedef struct StatusNet {
+	union {
+		struct {
+			const char *id, *type, *tap, *mac;
+		};
+		const char *v[4];
+	} str;
+	char mac[18]; /* what str.mac points to */
+} StatusNet;
+
+typedef struct StatusView {
+	union {
+		struct {
+			uint64_t generation, observed_generation, pid, restarts;
+			/* CLOCK_REALTIME usec in whole milliseconds, as they are shown; 0: null */
+			uint64_t started_at, next_retry_at, job_since;
+			uint64_t condition_status[_CONDITION_TYPE_MAX]; /* a ConditionStatus */
+			uint64_t condition_since[_CONDITION_TYPE_MAX]; /* lastTransitionTime, likewise */
+		};
+		uint64_t v[7 + 2 * _CONDITION_TYPE_MAX];
+	} num;
+	union {
+		struct {
+			const char *name, *backend, *file, *desired_state, *phase, *last_error,
+				*vm_state;
+			const char *job_type, *job_phase; /* NULL: no job */
+			const char *condition_reason[_CONDITION_TYPE_MAX];
+			const char *condition_message[_CONDITION_TYPE_MAX];
+		};
+		const char *v[9 + 2 * _CONDITION_TYPE_MAX];
+	} str;
+	StatusDisk *disks; /* of the observed config, while the VM is up */
+	size_t n_disks;
+	StatusNet *networks;
+	size_t n_networks;
+} StatusView;
+
+#define COVERS_ALL(record, part)                                                                   \
+	_Static_assert(sizeof(((record *)NULL)->part) == sizeof(((record *)NULL)->part.v),         \
+		       #record "." #part ".v[] must be exactly as long as its named fields")
+COVERS_ALL(StatusView, num);
+COVERS_ALL(StatusView, str);
+COVERS_ALL(StatusDisk, num);
+COVERS_ALL(StatusDisk, str);
+COVERS_ALL(StatusNet, str);
+
+static void status_view_done(StatusView *v)
+{
+	free(v->disks);
+	free(v->networks);
+}
+
+static uint64_t whole_ms(uint64_t usec)
+{
+	return usec - usec % 1000;
+}
+
+static int status_view_build(Manager *m, const Sandbox *sb, uint64_t now_mono, uint64_t now_real,
+			     StatusView *v)
+{
+	const SandboxStatus *s = &sb->status;
+	const VmObserved *o = &sb->observed;
+	bool up = IN_SET(o->state, VM_STARTING, VM_RUNNING, VM_PAUSED, VM_STOPPING);
+
+	*v = (StatusView){};
+	v->num.generation = sb->generation;
+	v->num.observed_generation = o->state == VM_ABSENT ? 0 : o->generation;
+	v->num.pid = (uint64_t)(int64_t)o->pid;
+	v->num.restarts = sb->restarts;
+	v->num.started_at = up ? whole_ms(o->started_at_usec) : 0;
+	v->num.next_retry_at =
+		sb->retry_at > now_mono ? whole_ms(now_real + (sb->retry_at - now_mono)) : 0;
+	v->str.name = sb->name;
+	v->str.backend = backend_kind_to_string(manager_backend_kind(m, sb));
+	v->str.file = sb->path;
+	v->str.desired_state =
+		sb->path && sb->desired ? sandbox_state_to_string(sb->desired->state) : "stopped";
+	v->str.phase = phase_to_string(s->phase);
+	v->str.last_error = sb->last_error;
+	v->str.vm_state = vm_state_to_string(o->state);
+	if (o->job != BACKEND_OP_NONE) {
+		v->str.job_type = backend_op_to_string(o->job);
+		v->str.job_phase = o->job_phase ?: "";
+		v->num.job_since = whole_ms(o->job_since_usec);
+	}
+	for (size_t i = 0; i < _CONDITION_TYPE_MAX; i++) {
+		const Condition *c = &s->conditions[i];
+
+		v->num.condition_status[i] = c->status;
+		v->num.condition_since[i] = whole_ms(c->last_transition);
+		v->str.condition_reason[i] = c->reason ?: "";
+		v->str.condition_message[i] = c->message ?: "";
+	}
+	if (!o->config || !up)
+		return 0;
+
+	v->disks = calloc(o->config->n_disks ?: 1, sizeof(StatusDisk));
+	v->networks = calloc(o->config->n_networks ?: 1, sizeof(StatusNet));
+	if (!v->disks || !v->networks)
+		return -ENOMEM;
+	for (size_t i = 0; i < o->config->n_disks; i++) {
+		const DiskSpec *d = &o->config->disks[i];
+		StatusDisk *sd = &v->disks[v->n_disks++];
+
+		sd->num.read_only = d->read_only;
+		sd->str.id = d->id;
+		sd->str.path = d->path;
+		sd->str.format = disk_format_to_string(d->format);
+	}
+	for (size_t i = 0; i < o->config->n_networks; i++) {
+		const NetSpec *n = &o->config->networks[i];
+		StatusNet *sn = &v->networks[v->n_networks++];
+
+		spec_mac_format(n->mac, sn->mac);
+		sn->str.id = n->id;
+		sn->str.type = net_type_to_string(n->type);
+		sn->str.tap = n->tap;
+		sn->str.mac = sn->mac;
+	}
+	return 0;
+}
+
+static uint64_t hash_record(uint64_t h, const uint64_t *num, size_t n_num, const char *const *str,
+			    size_t n_str)
+{
+	h = fnv1a64(h, num, n_num * sizeof(uint64_t));
+	for (size_t i = 0; i < n_str; i++) {
+		/* Its length first, and 0 for NULL: "a","b" is not "ab", nor null "". */
+		uint64_t len = str[i] ? strlen(str[i]) + 1 : 0;
+
+		h = fnv1a64(h, &len, sizeof(len));
+		if (str[i])
+			h = fnv1a64(h, str[i], len - 1);
+	}
+	return h;
+}
+
+static uint64_t status_fingerprint(const StatusView *v)
+{
+	uint64_t h = hash_record(FNV1A64_INIT, v->num.v, ELEMENTSOF(v->num.v), v->str.v,
+				 ELEMENTSOF(v->str.v));
+
+	h = fnv1a64(h, &v->n_disks, sizeof(v->n_disks));
+	for (size_t i = 0; i < v->n_disks; i++)
+		h = hash_record(h, v->disks[i].num.v, ELEMENTSOF(v->disks[i].num.v),
+				v->disks[i].str.v, ELEMENTSOF(v->disks[i].str.v));
+	h = fnv1a64(h, &v->n_networks, sizeof(v->n_networks));
+	for (size_t i = 0; i < v->n_networks; i++)
+		h = hash_record(h, NULL, 0, v->networks[i].str.v, ELEMENTSOF(v->networks[i].str.v));
+	return h;
+}
+
 static json_t *time_or_null(uint64_t usec)
 {
 	char buf[32];
@@ -200,86 +378,96 @@ static json_t *time_or_null(uint64_t usec)
 	return json_string(buf);
 }
 
-static json_t *status_to_json(Manager *m, Sandbox *sb, uint64_t now_mono, uint64_t now_real)
+/* The JSON of a status.json (docs/status.md), from the view alone. */
+static json_t *status_render(const StatusView *v)
 {
-	const SandboxStatus *s = &sb->status;
-	const VmObserved *o = &sb->observed;
-	json_t *j, *conds = json_array(), *disks = json_array(), *nets = json_array(), *job = NULL;
-	uint64_t retry = sb->retry_at > now_mono ? now_real + (sb->retry_at - now_mono) : 0;
+	json_t *conds = json_array(), *disks = json_array(), *nets = json_array(), *job = NULL;
 
-	for (size_t i = 0; i < _CONDITION_TYPE_MAX; i++) {
-		const Condition *c = &s->conditions[i];
+	for (size_t i = 0; i < _CONDITION_TYPE_MAX; i++)
+		json_array_append_new(conds,
+				      json_pack("{s:s, s:s, s:s, s:s, s:o}", "type",
+						condition_type_table[i], "status",
+						condition_status_table[v->num.condition_status[i]],
+						"reason", v->str.condition_reason[i], "message",
+						v->str.condition_message[i], "lastTransitionTime",
+						time_or_null(v->num.condition_since[i])));
+	for (size_t i = 0; i < v->n_disks; i++) {
+		const StatusDisk *d = &v->disks[i];
 
-		json_array_append_new(
-			conds, json_pack("{s:s, s:s, s:s, s:s, s:o}", "type", condition_type_table[i],
-					 "status", condition_status_table[c->status], "reason",
-					 c->reason ?: "", "message", c->message ?: "",
-					 "lastTransitionTime", time_or_null(c->last_transition)));
+		json_array_append_new(disks,
+				      json_pack("{s:s, s:s, s:b, s:s}", "id", d->str.id, "path",
+						d->str.path, "readOnly", (int)d->num.read_only,
+						"format", d->str.format));
 	}
-	if (o->config && IN_SET(o->state, VM_STARTING, VM_RUNNING, VM_PAUSED, VM_STOPPING)) {
-		json_t *c = spec_to_json(o->config);
+	for (size_t i = 0; i < v->n_networks; i++) {
+		const StatusNet *n = &v->networks[i];
 
-		if (c) {
-			json_array_extend(disks, json_object_get(c, "disks"));
-			json_array_extend(nets, json_object_get(c, "networks"));
-			json_decref(c);
-		}
+		json_array_append_new(nets,
+				      json_pack("{s:s, s:s, s:s, s:s}", "id", n->str.id, "type",
+						n->str.type, "tap", n->str.tap, "mac", n->str.mac));
 	}
-	if (o->job != BACKEND_OP_NONE)
-		job = json_pack("{s:s, s:s?, s:o}", "type", backend_op_to_string(o->job), "phase",
-				o->job_phase, "since", time_or_null(o->job_since_usec));
-	j = json_pack(
+	if (v->str.job_type)
+		job = json_pack("{s:s, s:s, s:o}", "type", v->str.job_type, "phase",
+				v->str.job_phase, "since", time_or_null(v->num.job_since));
+	return json_pack(
 		"{s:s, s:s, s:s?, s:I, s:I, s:s, s:s, s:o, s:I, s:o, s:i, s:s?, s:o, s:o, s:o, s:s, s:o}",
-		"name", sb->name, "backend", backend_kind_to_string(manager_backend_kind(m, sb)),
-		"file", sb->path, "generation", (json_int_t)sb->generation, "observedGeneration",
-		(json_int_t)(o->state == VM_ABSENT ? 0 : o->generation), "desiredState",
-		sb->path && sb->desired ? sandbox_state_to_string(sb->desired->state) : "stopped",
-		"phase", phase_to_string(s->phase), "conditions", conds, "pid", (json_int_t)o->pid,
-		"startedAt",
-		time_or_null(IN_SET(o->state, VM_STARTING, VM_RUNNING, VM_PAUSED, VM_STOPPING)
-				     ? o->started_at_usec
-				     : 0),
-		"restarts", (int)sb->restarts, "lastError", sb->last_error, "nextRetryAt",
-		time_or_null(retry), "disks", disks, "networks", nets, "vmState",
-		vm_state_to_string(o->state), "job", job ?: json_null());
-	return j;
+		"name", v->str.name, "backend", v->str.backend, "file", v->str.file, "generation",
+		(json_int_t)v->num.generation, "observedGeneration",
+		(json_int_t)v->num.observed_generation, "desiredState", v->str.desired_state,
+		"phase", v->str.phase, "conditions", conds, "pid", (json_int_t)(int64_t)v->num.pid,
+		"startedAt", time_or_null(v->num.started_at), "restarts", (int)v->num.restarts,
+		"lastError", v->str.last_error, "nextRetryAt", time_or_null(v->num.next_retry_at),
+		"disks", disks, "networks", nets, "vmState", v->str.vm_state, "job",
+		job ?: json_null());
+}
+
+static int status_write(Manager *m, const Sandbox *sb, const StatusView *v)
+{
+	_cleanup_free_ char *dir = NULL, *path = NULL, *text = NULL;
+	json_t *j = status_render(v);
+	int r;
+
+	text = j ? json_dumps(j, JSON_INDENT(2)) : NULL;
+	json_decref(j);
+	if (!text)
+		return -ENOMEM;
+	if (asprintf(&dir, "%s/%s", m->config.run_dir, sb->name) < 0 ||
+	    asprintf(&path, "%s/status.json", dir) < 0)
+		return -ENOMEM;
+	r = mkdir_p(dir, 0755);
+	if (r >= 0)
+		r = write_file_atomic(path, text, strlen(text), 0644, false);
+	if (r < 0)
+		return log_fields(LOG_ERR, &(LogFields){ .sandbox = sb->name, .error = -r },
+				  "cannot write %s", path);
+	return 0;
+}
+
+static void set_phase(Manager *m, Sandbox *sb, Phase p)
+{
+	m->phase_tally[sb->status.phase]--;
+	m->phase_tally[p]++;
+	sb->status.phase = p;
 }
 
 void sandbox_update_status(Manager *m, Sandbox *sb, const Plan *plan)
 {
 	uint64_t now_real = now_usec(CLOCK_REALTIME), now_mono = now_usec(CLOCK_MONOTONIC);
-	_cleanup_free_ char *dir = NULL, *path = NULL, *text = NULL;
-	uint64_t hash;
-	json_t *j;
-	int r;
+	_cleanup_(status_view_done) StatusView v = {};
+	uint64_t fingerprint;
 
-	sb->status.phase = compute_phase(m, sb, plan);
+	set_phase(m, sb, compute_phase(m, sb, plan));
+	manager_tally_update(m, sb);
 	compute_conditions(m, sb, plan, now_real);
 
-	j = status_to_json(m, sb, now_mono, now_real);
-	if (!j)
+	if (status_view_build(m, sb, now_mono, now_real, &v) < 0)
 		return;
-	text = json_dumps(j, JSON_INDENT(2));
-	json_decref(j);
-	if (!text)
+	/* A fingerprint, not the text: 100,000 sandboxes should not keep 100,000 copies. */
+	fingerprint = status_fingerprint(&v);
+	if (fingerprint == sb->status_hash)
 		return;
-	/* A hash, not the text: 10,000 sandboxes should not keep 10,000 copies around. */
-	hash = fnv1a64(FNV1A64_INIT, text, strlen(text));
-	if (hash == sb->status_hash)
-		return;
-
-	if (asprintf(&dir, "%s/%s", m->config.run_dir, sb->name) < 0 ||
-	    asprintf(&path, "%s/status.json", dir) < 0)
-		return;
-	r = mkdir_p(dir, 0755);
-	if (r >= 0)
-		r = write_file_atomic(path, text, strlen(text), 0644, false);
-	if (r < 0) {
-		log_fields(LOG_ERR, &(LogFields){ .sandbox = sb->name, .error = -r },
-			   "cannot write %s", path);
-		return;
-	}
-	sb->status_hash = hash;
+	if (status_write(m, sb, &v) >= 0)
+		sb->status_hash = fingerprint;
 }
 
 void sandbox_remove_status(Manager *m, Sandbox *sb)
@@ -307,34 +495,49 @@ static void append_clean(char *buf, size_t size, const char *s, size_t max)
 	buf[o] = '\0';
 }
 
+static int name_order(const void *a, const void *b)
+{
+	return strcmp(((const Sandbox *)a)->name, ((const Sandbox *)b)->name);
+}
+
+void manager_tally_add(Manager *m, Sandbox *sb)
+{
+	m->phase_tally[sb->status.phase]++;
+	manager_tally_update(m, sb);
+}
+
+void manager_tally_remove(Manager *m, Sandbox *sb)
+{
+	m->phase_tally[sb->status.phase]--;
+	prioq_remove(m->failing, &sb->failing_idx);
+}
+
+void manager_tally_update(Manager *m, Sandbox *sb)
+{
+	if (sb->status.phase != PHASE_FAILED && !sb->config_error)
+		prioq_remove(m->failing, &sb->failing_idx);
+	else if (m->failing || (m->failing = prioq_new(name_order)))
+		(void)prioq_put(m->failing, sb, &sb->failing_idx); /* -ENOMEM: left out of STATUS= */
+}
+
 /* The STATUS= line: counts per phase, the first failing sandbox and why. */
 static void status_line(Manager *m, char *line, size_t size)
 {
-	unsigned counts[_PHASE_MAX] = {}, total = 0;
-	const Sandbox *failing = NULL;
-	void *v;
+	const Sandbox *failing = prioq_peek(m->failing);
+	size_t total = hashmap_size(m->sandboxes);
 
 	line[0] = '\0';
-	for (size_t i = 0; hashmap_next(m->sandboxes, &i, &v);) {
-		const Sandbox *sb = v;
-
-		counts[sb->status.phase]++;
-		total++;
-		if ((sb->status.phase == PHASE_FAILED || sb->config_error) &&
-		    (!failing || strcmp(sb->name, failing->name) < 0))
-			failing = sb;
-	}
 	if (m->degraded) {
 		append_clean(line, size, "Degraded: ", 16);
 		append_clean(line, size, m->degraded, 200);
 		append_clean(line, size, "; ", 2);
 	}
-	snprintf(line + strlen(line), size - strlen(line), "%u sandbox%s", total,
+	snprintf(line + strlen(line), size - strlen(line), "%zu sandbox%s", total,
 		 total == 1 ? "" : "es");
 	for (int p = 0; p < _PHASE_MAX; p++)
-		if (counts[p])
-			snprintf(line + strlen(line), size - strlen(line), ", %u %s", counts[p],
-				 phase_to_string(p));
+		if (m->phase_tally[p])
+			snprintf(line + strlen(line), size - strlen(line), ", %u %s",
+				 m->phase_tally[p], phase_to_string(p));
 	if (failing) {
 		append_clean(line, size, "; first failing: ", 20);
 		append_clean(line, size, failing->name, 64);

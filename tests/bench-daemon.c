@@ -4,13 +4,24 @@
  * printed with a baseline measured in the same run on the same machine:
  *
  *   reaction latency   rename of a new file -> the noop backend's start call (its
- *                      recorded start time), p50/p99 over 1000 files, with 0 and with
- *                      10,000 sandboxes present; baseline: the same rename seen by a bare
- *                      inotify watch in this process.
- *   cold start         10,000 sandbox files to READY=1 with all of them Running;
+ *                      recorded start time), p50/p99 over 1000 files back to back, with 0
+ *                      and with 100,000 sandboxes present; baseline: the same rename seen
+ *                      by a bare inotify watch in this process.
+ *   cold start         100,000 sandbox files to READY=1 with all of them Running;
  *                      baseline: `vmd validate` reading the same files.
- *   peak RSS           VmHWM of the daemon after all of the above.
- *   idle wakeups       context switches of all its threads over 5 s of nothing to do.
+ *   state dir          the CPU time (utime + stime) the daemon spends after READY=1 until
+ *                      the last valid spec of every sandbox is in the state dir.
+ *   peak RSS           VmHWM of the daemon after the latency runs.
+ *   during a pass      the same reaction latency while a pass over every sandbox is under
+ *                      way: SIGHUP starts one (RELOADING=1) and READY=1 ends it; a rename
+ *                      counts when READY=1 had not come yet. The pass is the resync
+ *                      timer's: read the directory again, reconcile every sandbox.
+ *   restart            the daemon again on the same directories, every VM adopted, to
+ *                      READY=1 (with --resync 5, for what follows).
+ *   idle               wakeups (voluntary context switches) of all its threads, the
+ *                      preemptions beside them, and its CPU time, over 15 s of nothing to
+ *                      do but the resync timer's passes (every 5 s here, every 60 s by
+ *                      default): the cost of keeping 100,000 sandboxes resynced.
  *
  * As on a real host, the run dir is on a tmpfs (/dev/shm here, /run there) and the state
  * dir on disk ($TMPDIR).
@@ -39,12 +50,15 @@
 #include <unistd.h>
 
 #define N_LATENCY 1000
-#define N_PRESENT 10000
+#define N_PRESENT 100000
+#define IDLE_SECONDS 15
+#define IDLE_RESYNC "5"
 
 static const char *vmd;
 static char dir[256], shm[256], sb[512], run[512], state[512], sock_path[512];
 static int notify_fd = -1;
 static pid_t daemon_pid;
+static bool ready_seen; /* a READY=1 came while draining the notify socket */
 
 static uint64_t now(clockid_t c)
 {
@@ -97,6 +111,8 @@ static uint64_t wait_notify(const char *what, char *last, size_t size)
 		if (n <= 0)
 			continue;
 		buf[n] = '\0';
+		if (strstr(buf, "READY=1"))
+			ready_seen = true;
 		if (strstr(buf, what)) {
 			if (last)
 				snprintf(last, size, "%s", buf);
@@ -105,7 +121,8 @@ static uint64_t wait_notify(const char *what, char *last, size_t size)
 	}
 }
 
-static void start_daemon(void)
+/* Start vmd daemon on the bench's directories; resync: its --resync, or NULL. */
+static void start_daemon(const char *resync)
 {
 	daemon_pid = fork();
 	if (daemon_pid < 0)
@@ -121,25 +138,34 @@ static void start_daemon(void)
 		dup2(out, 2);
 		setenv("NOTIFY_SOCKET", sock_path, 1);
 		execl(vmd, vmd, "daemon", "--sandboxes", sb, "--run-dir", run, "--state-dir", state,
-		      "--log-target", "console", (char *)NULL);
+		      "--log-target", "console", resync ? "--resync" : (char *)NULL, resync,
+		      (char *)NULL);
 		_exit(127);
 	}
-}
-
-static void stop_daemon(void)
-{
-	kill(daemon_pid, SIGTERM);
-	waitpid(daemon_pid, NULL, 0);
-	daemon_pid = 0;
 }
 
 /* Read what the daemon tells "systemd", as systemd does: a full socket would block it. */
 static void drain_notify(void)
 {
 	char buf[4096];
+	ssize_t n;
 
-	while (recv(notify_fd, buf, sizeof(buf), MSG_DONTWAIT) > 0)
-		;
+	while ((n = recv(notify_fd, buf, sizeof(buf) - 1, MSG_DONTWAIT)) > 0) {
+		buf[n] = '\0';
+		if (strstr(buf, "READY=1"))
+			ready_seen = true;
+	}
+}
+
+/* SIGTERM, and read its messages until it is gone: it may be waiting to send one. */
+static void stop_daemon(void)
+{
+	kill(daemon_pid, SIGTERM);
+	while (waitpid(daemon_pid, NULL, WNOHANG) == 0) {
+		drain_notify();
+		usleep(1000);
+	}
+	daemon_pid = 0;
 }
 
 static uint64_t started_at(const char *name)
@@ -177,25 +203,68 @@ static void percentiles(uint64_t *v, size_t n, double *p50, double *p99)
 	*p99 = (double)v[n * 99 / 100] / 1000.0;
 }
 
-/* rename -> start, for N_LATENCY new files named prefix-N. */
+/* rename -> start of one new file, prefix-i, in microseconds. */
+static uint64_t react(const char *prefix, int i)
+{
+	char tmp[1024], dst[1024], name[64];
+	uint64_t t0;
+
+	snprintf(name, sizeof(name), "%s-%d", prefix, i);
+	snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", sb, name);
+	snprintf(dst, sizeof(dst), "%s/%s.yaml", sb, name);
+	write_file(tmp, SPEC);
+	drain_notify(); /* not while it is measured, and never full */
+	t0 = now(CLOCK_REALTIME);
+	if (rename(tmp, dst) < 0)
+		die("rename");
+	return started_at(name) - t0;
+}
+
+/* rename -> start, for N_LATENCY new files named prefix-N, back to back. */
 static void latency(const char *prefix, double *p50, double *p99)
 {
 	static uint64_t v[N_LATENCY];
 
-	for (int i = 0; i < N_LATENCY; i++) {
-		char tmp[1024], dst[1024], name[64];
-		uint64_t t0;
-
-		snprintf(name, sizeof(name), "%s-%d", prefix, i);
-		snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", sb, name);
-		snprintf(dst, sizeof(dst), "%s/%s.yaml", sb, name);
-		write_file(tmp, SPEC);
-		t0 = now(CLOCK_REALTIME);
-		if (rename(tmp, dst) < 0)
-			die("rename");
-		v[i] = started_at(name) - t0;
-	}
+	for (int i = 0; i < N_LATENCY; i++)
+		v[i] = react(prefix, i);
 	percentiles(v, N_LATENCY, p50, p99);
+}
+
+/*
+ * The same while a pass over every sandbox is under way: SIGHUP starts one, READY=1 says
+ * it is over. A rename counts if READY=1 had not come when it was made; when a pass ends
+ * before N_LATENCY renames, SIGHUP starts another. At most max_seconds. Returns how many
+ * renames counted, over how many passes.
+ */
+static size_t latency_during_pass(const char *prefix, unsigned max_seconds, uint64_t *v,
+				  unsigned *ret_passes, double *ret_max)
+{
+	uint64_t end = now(CLOCK_MONOTONIC) + max_seconds * 1000000ull, worst = 0;
+	size_t n = 0;
+
+	*ret_passes = 0;
+	for (int i = 0; n < N_LATENCY && now(CLOCK_MONOTONIC) < end; i++) {
+		uint64_t t;
+		bool during;
+
+		if (i == 0 || ready_seen) {
+			ready_seen = false;
+			kill(daemon_pid, SIGHUP);
+			wait_notify("RELOADING=1", NULL, 0);
+			(*ret_passes)++;
+		}
+		drain_notify();
+		during = !ready_seen;
+		t = react(prefix, i);
+		if (during) {
+			v[n++] = t;
+			worst = t > worst ? t : worst;
+		}
+	}
+	if (!ready_seen)
+		wait_notify("READY=1", NULL, 0);
+	*ret_max = (double)worst / 1000.0;
+	return n;
 }
 
 /* The same renames, seen by a bare inotify watch: what no daemon can beat. */
@@ -240,12 +309,51 @@ static long field_of(const char *path, const char *key)
 	return v;
 }
 
-/* Context switches of every thread of pid. */
-static long switches(pid_t pid)
+/* utime + stime of pid, in seconds. */
+static double cpu_seconds(pid_t pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long long utime, stime;
+	FILE *f;
+	size_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		die(path);
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	/* After "(comm) ": state is field 3, utime and stime are fields 14 and 15. */
+	p = strrchr(buf, ')');
+	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime,
+			 &stime) != 2)
+		die("cannot parse /proc/PID/stat");
+	return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
+}
+
+static int count_files(const char *path)
+{
+	DIR *d = opendir(path);
+	struct dirent *e;
+	int n = 0;
+
+	while (d && (e = readdir(d)))
+		n += e->d_name[0] != '.';
+	if (d)
+		closedir(d);
+	return n;
+}
+
+/*
+ * Context switches of every thread of pid: voluntary ones (it slept and was woken: the
+ * wakeups) and the others (it was busy and preempted).
+ */
+static void switches(pid_t pid, long *ret_voluntary, long *ret_preempted)
 {
 	char path[256];
-	long total = 0;
 
+	*ret_voluntary = *ret_preempted = 0;
 	for (int tid = 0; tid < 1 << 22; tid++) {
 		long a, b;
 
@@ -258,12 +366,13 @@ static long switches(pid_t pid)
 		}
 		a = field_of(path, "voluntary_ctxt_switches:");
 		b = field_of(path, "nonvoluntary_ctxt_switches:");
-		if (tid > 0)
-			total += (a > 0 ? a : 0) + (b > 0 ? b : 0);
+		if (tid > 0) {
+			*ret_voluntary += a > 0 ? a : 0;
+			*ret_preempted += b > 0 ? b : 0;
+		}
 		if (tid > (int)pid + 64)
 			break;
 	}
-	return total;
 }
 
 static const char *verdict(bool ok)
@@ -273,11 +382,14 @@ static const char *verdict(bool ok)
 
 int main(int argc, char **argv)
 {
+	static uint64_t during[N_LATENCY];
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	double b50, b99, l50, l99, m50, m99;
+	double b50, b99, l50, l99, m50, m99, d50, d99, dmax, cpu0, cpu1;
 	uint64_t t0, t_ready, v0, v1;
-	char status[4096], cmd_dir[1024];
-	long hwm, s0, s1;
+	char status[4096], cmd_dir[1024], sdir[600], proc[128];
+	long hwm, w0, w1, p0, p1;
+	unsigned passes;
+	size_t n;
 	pid_t p;
 
 	if (argc != 2) {
@@ -294,6 +406,7 @@ int main(int argc, char **argv)
 		die("mkdtemp in /dev/shm");
 	snprintf(run, sizeof(run), "%s/run", shm);
 	snprintf(state, sizeof(state), "%s/state", dir);
+	snprintf(sdir, sizeof(sdir), "%s/sandboxes", state);
 	snprintf(sock_path, sizeof(sock_path), "%s/notify", dir);
 	mkdir(sb, 0755);
 	notify_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -302,6 +415,8 @@ int main(int argc, char **argv)
 	memcpy(sa.sun_path, sock_path, strlen(sock_path) + 1);
 	if (notify_fd < 0 || bind(notify_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
 		die("notify socket");
+	/* 100,000 sandboxes say a lot to "systemd": room for a burst of it. */
+	(void)setsockopt(notify_fd, SOL_SOCKET, SO_RCVBUF, &(int){ 4 << 20 }, sizeof(int));
 
 	printf("vmd bench: %d files per latency run, %d sandboxes present for the large runs\n\n",
 	       N_LATENCY, N_PRESENT);
@@ -309,7 +424,7 @@ int main(int argc, char **argv)
 	printf("baseline: bare inotify sees a rename   p50 %7.3f ms  p99 %7.3f ms\n", b50, b99);
 
 	/* Latency with nothing present. */
-	start_daemon();
+	start_daemon(NULL);
 	wait_notify("READY=1", NULL, 0);
 	latency("empty", &l50, &l99);
 	stop_daemon();
@@ -324,7 +439,7 @@ int main(int argc, char **argv)
 	for (int i = 0; i < N_PRESENT; i++) {
 		char path[1024];
 
-		snprintf(path, sizeof(path), "%s/sb-%05d.yaml", sb, i);
+		snprintf(path, sizeof(path), "%s/sb-%06d.yaml", sb, i);
 		write_file(path, SPEC);
 	}
 	sync();
@@ -342,14 +457,15 @@ int main(int argc, char **argv)
 	}
 	waitpid(p, NULL, 0);
 	v1 = now(CLOCK_MONOTONIC);
-	printf("baseline: vmd validate, %d files     %7.3f s\n", N_PRESENT, (double)(v1 - v0) / 1e6);
+	printf("baseline: vmd validate, %d files    %7.3f s\n", N_PRESENT, (double)(v1 - v0) / 1e6);
 
 	t0 = now(CLOCK_MONOTONIC);
-	start_daemon();
+	start_daemon(NULL);
 	t_ready = wait_notify("READY=1", status, sizeof(status));
-	printf("cold start, %d files -> READY=1   %7.3f s  (%.1fx the baseline; target <= 2 s: %s)\n",
+	cpu0 = cpu_seconds(daemon_pid);
+	printf("cold start, %d files -> READY=1  %7.3f s  (%.1fx the baseline; target <= 10 s: %s)\n",
 	       N_PRESENT, (double)(t_ready - t0) / 1e6, (double)(t_ready - t0) / (double)(v1 - v0),
-	       verdict(t_ready - t0 <= 2000000));
+	       verdict(t_ready - t0 <= 10000000));
 	{
 		char want[64];
 
@@ -359,47 +475,55 @@ int main(int argc, char **argv)
 		       strstr(status, want) ? "all Running" : "NOT all Running");
 	}
 
-	latency("more", &m50, &m99);
-	printf("reaction, %d present: rename->start  p50 %7.3f ms  p99 %7.3f ms  (%.1fx / %.1fx the baseline; p99 target <= 5 ms: %s)\n",
-	       N_PRESENT, m50, m99, m50 / b50, m99 / b99, verdict(m99 <= 5.0));
-
+	/* The last valid specs are written to the state dir at idle priority: what it costs. */
 	{
-		char path[128];
-
-		snprintf(path, sizeof(path), "/proc/%d/status", (int)daemon_pid);
-		hwm = field_of(path, "VmHWM:");
-		printf("peak RSS (VmHWM), %d sandboxes     %7.1f MiB  (target <= 64 MiB: %s)\n",
-		       N_PRESENT + N_LATENCY, (double)hwm / 1024.0, verdict(hwm <= 64 * 1024));
-	}
-
-	/* The last valid specs are written to the state dir at idle priority: let that finish. */
-	{
-		char sdir[600];
 		uint64_t t = now(CLOCK_MONOTONIC);
 		int files = 0;
 
-		snprintf(sdir, sizeof(sdir), "%s/sandboxes", state);
-		for (int i = 0; i < 600 && files < N_PRESENT + N_LATENCY; i++) {
-			DIR *d = opendir(sdir);
-			struct dirent *e;
-
-			files = 0;
-			while (d && (e = readdir(d)))
-				files += e->d_name[0] != '.';
-			if (d)
-				closedir(d);
+		for (int i = 0; i < 1800 && files < N_PRESENT; i++) {
 			drain_notify();
 			usleep(100000);
+			files = count_files(sdir);
 		}
-		printf("state dir: %d last valid specs written, %.1f s after the latency runs\n",
-		       files, (double)(now(CLOCK_MONOTONIC) - t) / 1e6);
+		cpu1 = cpu_seconds(daemon_pid);
+		printf("state dir: %d last valid specs written %.1f s after READY=1, %.2f s of the daemon's CPU\n",
+		       files, (double)(now(CLOCK_MONOTONIC) - t) / 1e6, cpu1 - cpu0);
 	}
+
+	latency("more", &m50, &m99);
+	printf("reaction, %d present: rename->start p50 %7.3f ms  p99 %7.3f ms  (%.1fx / %.1fx the baseline; p99 target <= 5 ms: %s)\n",
+	       N_PRESENT, m50, m99, m50 / b50, m99 / b99, verdict(m99 <= 5.0));
+
+	snprintf(proc, sizeof(proc), "/proc/%d/status", (int)daemon_pid);
+	hwm = field_of(proc, "VmHWM:");
+	printf("peak RSS (VmHWM), %d sandboxes   %7.1f MiB  (%.2f KiB a sandbox)\n",
+	       N_PRESENT + N_LATENCY, (double)hwm / 1024.0,
+	       (double)hwm / (double)(N_PRESENT + N_LATENCY));
+
+	n = latency_during_pass("pass", 60, during, &passes, &dmax);
+	percentiles(during, n, &d50, &d99);
+	printf("reaction during a pass over all:       p50 %7.3f ms  p99 %7.3f ms  max %.3f ms  (%zu renames in %u pass%s; p99 target <= 5 ms: %s)\n",
+	       d50, d99, dmax, n, passes, passes == 1 ? "" : "es", verdict(d99 <= 5.0));
+	stop_daemon();
+
+	/* Again on the same directories: every VM is adopted. Then nothing but resyncs. */
+	t0 = now(CLOCK_MONOTONIC);
+	start_daemon(IDLE_RESYNC);
+	t_ready = wait_notify("READY=1", NULL, 0);
+	printf("restart, %d VMs adopted -> READY=1  %7.3f s\n", count_files(sb),
+	       (double)(t_ready - t0) / 1e6);
 	drain_notify();
-	s0 = switches(daemon_pid);
-	sleep(5);
-	s1 = switches(daemon_pid);
-	printf("idle wakeups                           %7.1f per second (all threads, over 5 s)\n",
-	       (double)(s1 - s0) / 5.0);
+	switches(daemon_pid, &w0, &p0);
+	cpu0 = cpu_seconds(daemon_pid);
+	for (int i = 0; i < IDLE_SECONDS * 10; i++) {
+		usleep(100000);
+		drain_notify();
+	}
+	switches(daemon_pid, &w1, &p1);
+	cpu1 = cpu_seconds(daemon_pid);
+	printf("idle, --resync %s                      %7.1f wakeups per second (%.1f preemptions), %.0f%% of a CPU (all threads, over %d s)\n",
+	       IDLE_RESYNC, (double)(w1 - w0) / IDLE_SECONDS, (double)(p1 - p0) / IDLE_SECONDS,
+	       100.0 * (cpu1 - cpu0) / IDLE_SECONDS, IDLE_SECONDS);
 
 	stop_daemon();
 	nftw(dir, remove_one, 16, FTW_DEPTH | FTW_PHYS);

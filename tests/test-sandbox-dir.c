@@ -126,12 +126,69 @@ static void test_walk_missing(void **state _unused_)
 	free(dir);
 }
 
+static int name_compare(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/*
+ * More names than one read takes (the directory is read a part at a time, each part
+ * sorted, the parts merged): still every candidate once, in name order, with a
+ * subfolder's in its place; the iterator says when it read a part and has none yet.
+ */
+static void test_iter_large(void **state _unused_)
+{
+	_cleanup_(sandbox_dir_iter_freep) SandboxDirIter *it = NULL;
+	enum {
+		N = 10000
+	};
+	char *dir = test_tmpdir(), **names = calloc(N + 1, sizeof(char *));
+	unsigned parts = 0;
+	size_t i = 0;
+	const char *path;
+	int error, r;
+
+	for (size_t k = 0; k < N; k++) {
+		/* Unique, in no order: a counter scrambled by a bijection on 32 bits. */
+		assert_true(asprintf(&names[k], "%08x.yaml", (unsigned)(k * 2654435761u)) > 0);
+		test_write_str(dir, names[k], "x");
+	}
+	names[N] = strdup("80000000");
+	test_write_str(dir, "80000000/inside.yaml", "x");
+	test_write_str(dir, "80000000/README", "x");
+	qsort(names, N + 1, sizeof(char *), name_compare);
+
+	assert_int_equal(sandbox_dir_iter_new(dir, &it), 0);
+	while ((r = sandbox_dir_iter_next(it, &path, &error)) != 0) {
+		_cleanup_free_ char *want = NULL;
+
+		if (r == -EAGAIN) {
+			parts++;
+			continue;
+		}
+		assert_int_equal(r, 1);
+		assert_int_equal(error, 0);
+		assert_true(i <= N);
+		assert_true(asprintf(&want, "%s/%s%s", dir, names[i],
+				     streq(names[i], "80000000") ? "/inside.yaml" : "") > 0);
+		assert_string_equal(path, want);
+		i++;
+	}
+	assert_int_equal(i, N + 1);
+	assert_true(parts >= N / 1024 + 1);
+	for (size_t k = 0; k <= N; k++)
+		free(names[k]);
+	free(names);
+	test_tmpdir_remove(dir);
+}
+
 int main(void)
 {
 	static const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_candidates),
 		cmocka_unit_test(test_walk),
 		cmocka_unit_test(test_walk_missing),
+		cmocka_unit_test(test_iter_large),
 	};
 
 	return cmocka_run_group_tests_name("sandbox-dir", tests, NULL, NULL);
