@@ -4,32 +4,8 @@
 #include <sys/epoll.h>
 
 #include "http-unix.h"
+#include "list.h"
 #include "util.h"
-
-/*
- * Intrusive doubly-linked lists: an item has prev and next, head points at the first one.
- * item is evaluated once, so LIST_REMOVE(head, head) is fine.
- */
-#define LIST_PREPEND(head, item)                                                                   \
-	do {                                                                                       \
-		__typeof__(item) _i_ = (item);                                                     \
-		_i_->prev = NULL;                                                                  \
-		_i_->next = (head);                                                                \
-		if (_i_->next)                                                                     \
-			_i_->next->prev = _i_;                                                     \
-		(head) = _i_;                                                                      \
-	} while (0)
-#define LIST_REMOVE(head, item)                                                                    \
-	do {                                                                                       \
-		__typeof__(item) _i_ = (item);                                                     \
-		if (_i_->next)                                                                     \
-			_i_->next->prev = _i_->prev;                                               \
-		if (_i_->prev)                                                                     \
-			_i_->prev->next = _i_->next;                                               \
-		else                                                                               \
-			(head) = _i_->next;                                                        \
-		_i_->prev = _i_->next = NULL;                                                      \
-	} while (0)
 
 /* sd-event's default accuracy is 250 ms: far too coarse for curl's timeouts. */
 #define TIMER_ACCURACY_USEC 1000ull
@@ -45,15 +21,15 @@ typedef struct HttpSocket HttpSocket;
 struct HttpSocket {
 	HttpLoop *loop;
 	sd_event_source *io;
-	HttpSocket *prev, *next;
+	ListNode node; /* in loop->sockets */
 };
 
 struct HttpRequest {
 	HttpLoop *loop;
 	/* &loop->running (its easy handle is in the multi handle), &loop->finished (done, its
 	 * handler not called yet), or NULL while its handler runs. */
-	HttpRequest **list;
-	HttpRequest *prev, *next;
+	List *list;
+	ListNode node;
 	CURL *curl;
 	char *method, *path;
 	char *text; /* the body: CURLOPT_POSTFIELDS does not copy it */
@@ -69,10 +45,10 @@ struct HttpLoop {
 	CURLM *multi;
 	sd_event_source *timer;
 	struct curl_slist *headers; /* the same for every request */
-	HttpSocket *sockets;
-	HttpRequest *running, *finished;
-	unsigned dispatching; /* handlers are being called: a free waits for them to return */
-	bool dead;	      /* freed from a handler: gone once they have */
+	List sockets;		    /* HttpSocket */
+	List running, finished;	    /* HttpRequest */
+	unsigned dispatching;	    /* handlers are being called: a free waits for them to return */
+	bool dead;		    /* freed from a handler: gone once they have */
 };
 
 struct Http {
@@ -300,7 +276,7 @@ int http_request(HttpLoop *l, const char *socket_path, const char *method, const
 	if (curl_multi_add_handle(l->multi, req->curl) != CURLM_OK)
 		return -ENOMEM;
 	req->list = &l->running;
-	LIST_PREPEND(l->running, req);
+	list_append(&l->running, &req->node);
 	if (ret)
 		*ret = req;
 	TAKE_PTR(req);
@@ -313,7 +289,7 @@ void http_request_cancel(HttpRequest *req)
 		return; /* its handler runs: it is freed when that returns */
 	if (req->list == &req->loop->running)
 		(void)curl_multi_remove_handle(req->loop->multi, req->curl);
-	LIST_REMOVE(*req->list, req);
+	list_remove(req->list, &req->node);
 	request_free(req);
 }
 
@@ -380,15 +356,14 @@ static void loop_dispatch(HttpLoop *l)
 		req = (HttpRequest *)p;
 		req->result = m->data.result; /* m is gone once the handle is removed */
 		(void)curl_multi_remove_handle(l->multi, req->curl);
-		LIST_REMOVE(l->running, req);
+		list_remove(&l->running, &req->node);
 		req->list = &l->finished;
-		LIST_PREPEND(l->finished, req);
+		list_append(&l->finished, &req->node);
 	}
 
 	l->dispatching++;
-	while (!l->dead && l->finished) {
-		req = l->finished;
-		LIST_REMOVE(l->finished, req);
+	while (!l->dead && l->finished.first) {
+		req = list_entry(list_pop_first(&l->finished), HttpRequest, node);
 		req->list = NULL;
 		request_complete(req);
 	}
@@ -426,7 +401,7 @@ static void socket_free(HttpSocket *sock)
 {
 	if (!sock)
 		return;
-	LIST_REMOVE(sock->loop->sockets, sock);
+	list_remove(&sock->loop->sockets, &sock->node);
 	sd_event_source_disable_unref(sock->io);
 	free(sock);
 }
@@ -439,7 +414,7 @@ static int socket_new(HttpLoop *l, curl_socket_t fd, uint32_t events)
 	if (!sock)
 		return -ENOMEM;
 	sock->loop = l;
-	LIST_PREPEND(l->sockets, sock);
+	list_append(&l->sockets, &sock->node);
 	r = sd_event_add_io(l->event, &sock->io, fd, events, on_io, sock);
 	if (r >= 0 && curl_multi_assign(l->multi, fd, sock) != CURLM_OK)
 		r = -EINVAL;
@@ -542,12 +517,12 @@ HttpLoop *http_loop_free(HttpLoop *l)
 		return NULL;
 	/* Removing a transfer tells us about its sockets (CURL_POLL_REMOVE); curl_multi_cleanup()
 	 * would close them without a word. */
-	while (l->running)
-		http_request_cancel(l->running);
-	while (l->finished)
-		http_request_cancel(l->finished);
-	while (l->sockets) /* none should be left; if one is, before curl closes its fd */
-		socket_free(l->sockets);
+	while (l->running.first)
+		http_request_cancel(list_entry(l->running.first, HttpRequest, node));
+	while (l->finished.first)
+		http_request_cancel(list_entry(l->finished.first, HttpRequest, node));
+	while (l->sockets.first) /* none should be left; if one is, before curl closes its fd */
+		socket_free(list_entry(l->sockets.first, HttpSocket, node));
 	if (l->multi)
 		curl_multi_cleanup(l->multi);
 	l->multi = NULL;

@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
+#include "list.h"
 #include "qmp.h"
 #include "util.h"
 
@@ -24,7 +25,7 @@ struct QmpCall {
 	QmpReplyHandler handler;
 	void *userdata;
 	sd_event_source *timer;
-	QmpCall *prev, *next;
+	ListNode node; /* in Qmp.calls */
 };
 
 struct Qmp {
@@ -45,8 +46,7 @@ struct Qmp {
 	char *out; /* bytes to send, not yet taken by the socket */
 	size_t out_len, out_size;
 
-	QmpCall *calls; /* in flight, oldest first */
-	QmpCall *calls_tail;
+	List calls; /* QmpCall in flight, oldest first */
 	sd_event_source *io, *fail_source;
 };
 
@@ -60,14 +60,7 @@ static void call_free(QmpCall *c)
 {
 	Qmp *q = c->q;
 
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		q->calls = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
-	else
-		q->calls_tail = c->prev;
+	list_remove(&q->calls, &c->node);
 	sd_event_source_disable_unref(c->timer);
 	free(c->text);
 	free(c);
@@ -75,9 +68,9 @@ static void call_free(QmpCall *c)
 
 static QmpCall *call_find(Qmp *q, uint64_t id)
 {
-	for (QmpCall *c = q->calls; c; c = c->next)
-		if (c->id == id)
-			return c;
+	for (ListNode *n = q->calls.first; n; n = n->next)
+		if (list_entry(n, QmpCall, node)->id == id)
+			return list_entry(n, QmpCall, node);
 	return NULL;
 }
 
@@ -85,8 +78,8 @@ static void qmp_unref(Qmp *q)
 {
 	if (!q || --q->n_ref > 0)
 		return;
-	while (q->calls)
-		call_free(q->calls);
+	while (q->calls.first)
+		call_free(list_entry(q->calls.first, QmpCall, node));
 	sd_event_source_disable_unref(q->io);
 	sd_event_source_disable_unref(q->fail_source);
 	if (q->fd >= 0)
@@ -106,8 +99,8 @@ Qmp *qmp_free(Qmp *q)
 	/* Nothing runs for it any more; sources go now, the memory once no handler holds it. */
 	q->io = sd_event_source_disable_unref(q->io);
 	q->fail_source = sd_event_source_disable_unref(q->fail_source);
-	while (q->calls)
-		call_free(q->calls);
+	while (q->calls.first)
+		call_free(list_entry(q->calls.first, QmpCall, node));
 	qmp_unref(q);
 	return NULL;
 }
@@ -233,7 +226,9 @@ static int send_waiting(Qmp *q)
 {
 	int r;
 
-	for (QmpCall *c = q->calls; c; c = c->next) {
+	for (ListNode *n = q->calls.first; n; n = n->next) {
+		QmpCall *c = list_entry(n, QmpCall, node);
+
 		if (!c->text)
 			continue;
 		r = queue_out(q, c->text);
@@ -292,12 +287,7 @@ int qmp_send(Qmp *q, const char *command, json_t *args, uint64_t timeout_usec,
 	c->handler = handler;
 	c->userdata = userdata;
 	c->text = command_line(command, a, c->id);
-	c->prev = q->calls_tail;
-	if (q->calls_tail)
-		q->calls_tail->next = c;
-	else
-		q->calls = c;
-	q->calls_tail = c;
+	list_append(&q->calls, &c->node);
 	if (!c->text) {
 		call_free(c);
 		return -ENOMEM;
@@ -473,8 +463,8 @@ static int on_fail(sd_event_source *s _unused_, void *userdata)
 {
 	Qmp *q = qmp_ref(userdata);
 
-	while (!q->freed && q->calls) {
-		QmpCall *c = q->calls;
+	while (!q->freed && q->calls.first) {
+		QmpCall *c = list_entry(q->calls.first, QmpCall, node);
 		QmpReplyHandler h = c->handler;
 		void *u = c->userdata;
 

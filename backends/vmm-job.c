@@ -323,6 +323,11 @@ static void log_job(VmmVm *v, int priority, const char *result, int error, const
 		   "%s", m ?: "out of memory");
 }
 
+void vmm_job_enter(VmmVm *v, VmmJob *j, VmmPhase phase)
+{
+	enter(v, j, phase);
+}
+
 static void enter(VmmVm *v, VmmJob *j, VmmPhase phase)
 {
 	uint64_t now = now_usec(CLOCK_MONOTONIC);

@@ -535,8 +535,8 @@ int vmm_vm_adopt(Backend *b, const char *name)
 
 /* Operations on a VM that runs */
 
-/* The VM an operation is for, when it runs and nothing else is at work on it. */
-static int for_job(Backend *b, const char *name, VmmJob **ret)
+/* The main job of name's VM, for op of generation: when it runs and no other job does. */
+static int prepare(Backend *b, const char *name, uint64_t generation, VmmJob **ret)
 {
 	VmmVm *v = vmm_vm_get(b, name);
 
@@ -544,22 +544,20 @@ static int for_job(Backend *b, const char *name, VmmJob **ret)
 		return -ESRCH;
 	if (v->job.type != BACKEND_OP_NONE)
 		return -EBUSY;
+	v->job.generation = generation;
 	*ret = &v->job;
 	return 0;
 }
 
-static int begin(Backend *b, const char *name, uint64_t generation, VmmJob **ret)
+/* Begin j, prepared, as op on device (or NULL): 1, it completes later (op_done). */
+static int launch(VmmJob *j, BackendOp op, const char *device)
 {
-	VmmJob *j;
 	int r;
 
-	r = for_job(b, name, &j);
-	if (r < 0)
-		return r;
-	j->generation = generation;
-	if (ret)
-		*ret = j;
-	return 0;
+	if (device)
+		snprintf(j->device, sizeof(j->device), "%s", device);
+	r = vmm_job_begin(j->vm, j, op, VMM_PHASE_REQUEST);
+	return r < 0 ? r : 1;
 }
 
 int vmm_vm_stop(Backend *b, const char *name, uint64_t timeout_ms, bool force)
@@ -572,9 +570,9 @@ int vmm_vm_stop(Backend *b, const char *name, uint64_t timeout_ms, bool force)
 		return -ESRCH;
 	j = &v->job;
 	if (j->type == BACKEND_OP_STOP) {
-		/* Stopping already: harder if asked, else it goes on as it is. */
+		/* Stopping already: at once harder if asked, else it goes on as it is. */
 		if (force && IN_SET(j->phase, VMM_PHASE_GRACEFUL, VMM_PHASE_SHUTDOWN))
-			j->stop_deadline = now;
+			vmm_job_enter(v, j, VMM_PHASE_QUIT);
 		return 1;
 	}
 	/* A stop supersedes whatever else is at work on the VM. */
@@ -593,57 +591,43 @@ int vmm_vm_stop(Backend *b, const char *name, uint64_t timeout_ms, bool force)
 	return 1;
 }
 
-static int simple_job(Backend *b, const char *name, BackendOp op, uint64_t generation)
-{
-	VmmJob *j;
-	int r;
-
-	r = begin(b, name, generation, &j);
-	if (r < 0)
-		return r;
-	r = vmm_job_begin(j->vm, j, op, VMM_PHASE_REQUEST);
-	return r < 0 ? r : 1;
-}
-
 int vmm_vm_pause(Backend *b, const char *name)
 {
-	return simple_job(b, name, BACKEND_OP_PAUSE, 0);
+	VmmJob *j;
+	int r = prepare(b, name, 0, &j);
+
+	return r < 0 ? r : launch(j, BACKEND_OP_PAUSE, NULL);
 }
 
 int vmm_vm_resume(Backend *b, const char *name)
 {
-	return simple_job(b, name, BACKEND_OP_RESUME, 0);
+	VmmJob *j;
+	int r = prepare(b, name, 0, &j);
+
+	return r < 0 ? r : launch(j, BACKEND_OP_RESUME, NULL);
 }
 
 int vmm_vm_disk_add(Backend *b, const char *name, const DiskSpec *disk, uint64_t generation)
 {
 	VmmJob *j;
-	int r;
+	int r = prepare(b, name, generation, &j);
 
-	r = begin(b, name, generation, &j);
 	if (r < 0)
 		return r;
 	j->disk = *disk;
 	j->disk.path = strdup(disk->path);
-	if (!j->disk.path)
-		return -ENOMEM;
-	snprintf(j->device, sizeof(j->device), "%s", disk->id);
-	r = vmm_job_begin(j->vm, j, BACKEND_OP_DISK_ADD, VMM_PHASE_REQUEST);
-	return r < 0 ? r : 1;
+	return j->disk.path ? launch(j, BACKEND_OP_DISK_ADD, disk->id) : -ENOMEM;
 }
 
 int vmm_vm_net_add(Backend *b, const char *name, const NetSpec *net, uint64_t generation)
 {
 	VmmJob *j;
-	int r;
+	int r = prepare(b, name, generation, &j);
 
-	r = begin(b, name, generation, &j);
 	if (r < 0)
 		return r;
 	j->net = *net;
-	snprintf(j->device, sizeof(j->device), "%s", net->id);
-	r = vmm_job_begin(j->vm, j, BACKEND_OP_NET_ADD, VMM_PHASE_REQUEST);
-	return r < 0 ? r : 1;
+	return launch(j, BACKEND_OP_NET_ADD, net->id);
 }
 
 /* A removal waits on the guest, beside whatever else the VM is asked meanwhile. */
@@ -652,7 +636,6 @@ static int remove_device(Backend *b, const char *name, BackendOp op, const char 
 {
 	VmmVm *v = vmm_vm_get(b, name);
 	bool has;
-	int r;
 
 	if (!v || !IN_SET(v->state, VM_RUNNING, VM_PAUSED))
 		return -ESRCH;
@@ -664,10 +647,8 @@ static int remove_device(Backend *b, const char *name, BackendOp op, const char 
 	}
 	if (v->unplug.type != BACKEND_OP_NONE)
 		return -EBUSY;
-	snprintf(v->unplug.device, sizeof(v->unplug.device), "%s", id);
 	v->unplug.generation = generation;
-	r = vmm_job_begin(v, &v->unplug, op, VMM_PHASE_REQUEST);
-	return r < 0 ? r : 1;
+	return launch(&v->unplug, op, id);
 }
 
 int vmm_vm_disk_remove(Backend *b, const char *name, const char *id, uint64_t generation)
@@ -683,15 +664,13 @@ int vmm_vm_net_remove(Backend *b, const char *name, const char *id, uint64_t gen
 int vmm_vm_resize(Backend *b, const char *name, unsigned vcpus, uint64_t memory, uint64_t generation)
 {
 	VmmJob *j;
-	int r;
+	int r = prepare(b, name, generation, &j);
 
-	r = begin(b, name, generation, &j);
 	if (r < 0)
 		return r;
 	j->vcpus = vcpus;
 	j->memory = memory;
-	r = vmm_job_begin(j->vm, j, BACKEND_OP_RESIZE, VMM_PHASE_REQUEST);
-	return r < 0 ? r : 1;
+	return launch(j, BACKEND_OP_RESIZE, NULL);
 }
 
 int vmm_vm_cleanup(Backend *b, const char *name)

@@ -261,6 +261,8 @@ int vmm_vm_config_seen(const SandboxSpec *config, const json_t *disks, const cha
 
 /* Begin a job of type at phase (its other fields set by the caller beforehand). */
 int vmm_job_begin(VmmVm *v, VmmJob *j, BackendOp type, VmmPhase phase);
+/* Go to phase now, whatever j was doing in its current one. */
+void vmm_job_enter(VmmVm *v, VmmJob *j, VmmPhase phase);
 /* A phase that waits is over (a QMP event said so); the job goes on. */
 void vmm_job_phase_done(VmmVm *v, VmmJob *j);
 /* End j now with error and message (NULL: none), and tell the daemon. */
