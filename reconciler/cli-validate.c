@@ -6,12 +6,13 @@
 
 #include "backend.h"
 #include "cli.h"
+#include "hashmap.h"
 #include "sandbox-dir.h"
 #include "spec-yaml.h"
 
 typedef struct Seen {
-	char *name;
 	char *path;
+	char name[]; /* the hashmap's key */
 } Seen;
 
 typedef struct Validate {
@@ -20,37 +21,37 @@ typedef struct Validate {
 	json_t *files; /* with --json */
 	unsigned n_files;
 	unsigned n_invalid;
-	Seen *seen; /* sandbox names given so far, to refuse two files for one name */
-	size_t n_seen;
+	Hashmap *seen; /* name -> Seen: the names given so far, to refuse two files for one */
 } Validate;
 
 static void validate_done(Validate *v)
 {
-	for (size_t i = 0; i < v->n_seen; i++) {
-		free(v->seen[i].name);
-		free(v->seen[i].path);
+	void *s;
+
+	for (size_t i = 0; hashmap_next(v->seen, &i, &s);) {
+		free(((Seen *)s)->path);
+		free(s);
 	}
-	free(v->seen);
+	hashmap_free(v->seen);
 	json_decref(v->files);
 }
 
 /* The file that already gave this name, or NULL after recording it for path. */
 static const char *seen_name(Validate *v, const char *name, const char *path)
 {
-	Seen *s;
+	Seen *s = hashmap_get(v->seen, name);
 
-	for (size_t i = 0; i < v->n_seen; i++)
-		if (streq(v->seen[i].name, name))
-			return v->seen[i].path;
-	s = reallocarray(v->seen, v->n_seen + 1, sizeof(Seen));
+	if (s)
+		return s->path;
+	s = malloc(sizeof(Seen) + strlen(name) + 1);
 	if (!s)
 		return NULL;
-	v->seen = s;
-	s[v->n_seen] = (Seen){ strdup(name), strdup(path) };
-	if (s[v->n_seen].name && s[v->n_seen].path)
-		v->n_seen++;
-	else
-		free(s[v->n_seen].name), free(s[v->n_seen].path);
+	strcpy(s->name, name);
+	s->path = strdup(path);
+	if (!s->path || hashmap_put(v->seen, s->name, s) < 0) {
+		free(s->path);
+		free(s);
+	}
 	return NULL;
 }
 
@@ -195,7 +196,8 @@ int verb_validate(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 
-	if (v.json && !(v.files = json_array()))
+	v.seen = hashmap_new();
+	if (!v.seen || (v.json && !(v.files = json_array())))
 		return EXIT_INVALID;
 	for (int i = optind; i < argc; i++)
 		validate_path(&v, argv[i]);
