@@ -101,12 +101,12 @@ SandboxSpec *fuzz_spec(BackendKind kind)
 	return spec;
 }
 
-void fuzz_record_identity(json_t *record)
+void fuzz_record_identity(json_t *record, pid_t pid)
 {
 	_cleanup_free_ char *boot = NULL;
 	VmmIdentity id;
 
-	fuzz_check(vmm_identity(getpid(), &id) == 0);
+	fuzz_check(vmm_identity(pid, &id) == 0);
 	fuzz_check(read_file("/proc/sys/kernel/random/boot_id", 64, &boot, NULL) >= 0);
 	boot[strcspn(boot, "\n")] = '\0';
 	json_object_set_new(record, "pid", json_integer(id.pid));
@@ -115,7 +115,7 @@ void fuzz_record_identity(json_t *record)
 	json_object_set_new(record, "bootId", json_string(boot));
 }
 
-json_t *fuzz_record(const char *vmm, const char *state, const SandboxSpec *spec)
+json_t *fuzz_record(const char *vmm, const char *state, const SandboxSpec *spec, pid_t pid)
 {
 	json_t *j = json_pack("{s:s, s:s, s:I, s:I, s:i, s:o}", "vmm", vmm, "state", state,
 			      "generation", (json_int_t)3, "startedAtUsec",
@@ -123,7 +123,7 @@ json_t *fuzz_record(const char *vmm, const char *state, const SandboxSpec *spec)
 			      spec_to_json(spec));
 
 	fuzz_check(j);
-	fuzz_record_identity(j);
+	fuzz_record_identity(j, pid);
 	return j;
 }
 

@@ -38,10 +38,10 @@ void fuzz_write(const char *rel, const void *data, size_t len);
 /* A spec of backend kind with two disks and two networks, as the loader makes it. */
 SandboxSpec *fuzz_spec(BackendKind kind);
 
-/* Make record's identity (pid, startTime, exe, bootId) the fuzzer's own. */
-void fuzz_record_identity(json_t *record);
-/* A vm.json for vmm in state, naming this process and running spec (spec_to_json). */
-json_t *fuzz_record(const char *vmm, const char *state, const SandboxSpec *spec);
+/* Make record's identity (pid, startTime, exe, bootId) that of pid, on this boot. */
+void fuzz_record_identity(json_t *record, pid_t pid);
+/* A vm.json for vmm in state, naming process pid and running spec (spec_to_json). */
+json_t *fuzz_record(const char *vmm, const char *state, const SandboxSpec *spec, pid_t pid);
 
 /* Turn e until done(userdata) says so; more than limit_usec is a hang, and fails. */
 void fuzz_run_until(sd_event *e, bool (*done)(void *userdata), void *userdata, uint64_t limit_usec);

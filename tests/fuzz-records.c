@@ -133,7 +133,7 @@ static void write_input(const char *rel, const uint8_t *data, size_t size, bool 
 		fuzz_write(rel, data, size);
 		return;
 	}
-	fuzz_record_identity(j);
+	fuzz_record_identity(j, getpid());
 	text = json_dumps(j, JSON_SORT_KEYS | JSON_INDENT(1));
 	json_decref(j);
 	fuzz_check(text);

@@ -7,12 +7,19 @@
  * served from the same private loop: the input, split on 0xff, is its answers, one
  * segment per request, and once they run out it hangs up, so that every run ends fast.
  *
+ * A record that says "starting" (a vmd died while it started the VM) is adopted by seeing
+ * the start through: api-up, configure, boot. A start that fails kills its VMM, so the VM
+ * is then a child that stands in for the VMM, not the fuzzer; it is killed (it "exits")
+ * when the answers run out, or 500 ms on, since a VMM that does not answer yet is asked
+ * again until the start's 30 s deadline.
+ *
  * The first byte picks:
  *   bits 0-1  the backend: QEMU, Cloud Hypervisor, Firecracker (3: QEMU)
  *   bit 2     the record says "paused", not "running"
  *   bit 3     the handshake is answered from the input too, not by the harness: QEMU's
  *             query-name, Cloud Hypervisor's vmm.ping (whose pid, the fuzzer's, no input
  *             can know)
+ *   bit 4     the record says "starting", and names the stand-in child
  *
  * QMP: the harness greets, answers qmp_capabilities (and query-name) itself, and each
  * later command with segments: one that is not JSON goes as is (and breaks the
@@ -20,9 +27,12 @@
  * an object with "return" or "error" gets the command's id, anything else is wrapped as
  * {"return": ...}. REST: a segment's first byte picks the status, the rest is the body.
  */
+#include <signal.h>
 #include <stdio.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 
 #include "fuzz-common.h"
 #include "qemu.h"
@@ -32,6 +42,7 @@
 
 #define SEPARATOR 0xff
 #define RUN_LIMIT_USEC (20ull * 1000000) /* the harness always answers: more is a hang */
+#define STAND_IN_LIFE_USEC (500ull * 1000)
 
 typedef struct Fuzz Fuzz;
 
@@ -60,10 +71,50 @@ struct Fuzz {
 	sd_event_source *listen_io;
 	Conn *conns;
 
+	bool starting;	       /* the record says so; the VM is the stand-in */
+	pid_t vm_pid;	       /* the fuzzer, or the stand-in */
+	sd_event_source *doom; /* the stand-in's end */
+
 	Backend *b;
 	unsigned adopts, other_ops;
 	int adopt_error;
 };
+
+static pid_t stand_in_pid;
+
+/*
+ * The stand-in VMM of a start: a child that waits to be killed, made anew once it was (by
+ * vm_dies(), or by a start that gave up; that start ended on its exit: it is a zombie).
+ */
+static pid_t stand_in(void)
+{
+	if (stand_in_pid > 0 && waitpid(stand_in_pid, NULL, WNOHANG) == 0)
+		return stand_in_pid;
+	stand_in_pid = fork();
+	fuzz_check(stand_in_pid >= 0);
+	if (stand_in_pid == 0) {
+		(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
+		for (;;)
+			pause();
+	}
+	return stand_in_pid;
+}
+
+/* The VMM exits (its pidfd tells vmd): only ever the stand-in, reaped at once. */
+static void vm_dies(Fuzz *f)
+{
+	if (!f->starting || stand_in_pid <= 0)
+		return;
+	(void)kill(stand_in_pid, SIGKILL);
+	(void)waitpid(stand_in_pid, NULL, 0);
+	stand_in_pid = 0;
+}
+
+static int on_doom(sd_event_source *s _unused_, uint64_t usec _unused_, void *userdata)
+{
+	vm_dies(userdata);
+	return 0;
+}
 
 static const long statuses[] = { 200, 200, 200, 204, 400, 404, 405, 409, 429, 500, 501, 302 };
 
@@ -178,6 +229,7 @@ static void qmp_answer(Conn *c, json_int_t id)
 		return;
 	}
 	c->hang_up = true;
+	vm_dies(c->f);
 }
 
 static void qmp_serve(Conn *c)
@@ -238,11 +290,12 @@ static void http_serve(Conn *c)
 		c->in_len -= used;
 		if (ping) {
 			snprintf(pong, sizeof(pong), "{\"build_version\": \"v38.0\", \"pid\": %d}",
-				 (int)getpid());
+				 (int)c->f->vm_pid);
 			p = (const uint8_t *)pong;
 			len = strlen(pong);
 		} else if (!next_segment(c->f, &p, &len)) {
 			c->hang_up = true;
+			vm_dies(c->f);
 			return;
 		}
 		status = ping ? 200 : len ? statuses[p[0] % ELEMENTSOF(statuses)] : 200;
@@ -337,7 +390,9 @@ static void on_op_done(void *userdata, const char *name, BackendOp op, const cha
 	Fuzz *f = userdata;
 
 	fuzz_check(streq(name, FUZZ_NAME) && error <= 0);
-	if (op != BACKEND_OP_ADOPT) {
+	if (op == (f->starting ? BACKEND_OP_ADOPT : BACKEND_OP_START))
+		fuzz_check(!"an adoption ended as a start, or a start as an adoption");
+	if (!IN_SET(op, BACKEND_OP_ADOPT, BACKEND_OP_START)) {
 		/* What a DEVICE_DELETED the VM had not asked for starts: freeing the device. */
 		fuzz_check(IN_SET(op, BACKEND_OP_DISK_REMOVE, BACKEND_OP_NET_REMOVE));
 		f->other_ops++;
@@ -353,10 +408,11 @@ static void on_vm_changed(void *userdata _unused_, const char *name)
 	fuzz_check(streq(name, FUZZ_NAME));
 }
 
-static void on_vm_exited(void *userdata _unused_, const char *name _unused_, int status _unused_,
+static void on_vm_exited(void *userdata, const char *name, int status _unused_,
 			 const char *reason _unused_)
 {
-	fuzz_check(!"the fuzzer's own pidfd fired");
+	/* The stand-in, killed after its start: the fuzzer's own pidfd never fires. */
+	fuzz_check(((Fuzz *)userdata)->starting && streq(name, FUZZ_NAME));
 }
 
 static bool adopted(void *userdata)
@@ -386,13 +442,13 @@ static const char *socket_of(BackendKind kind)
 static void write_record(const Fuzz *f)
 {
 	static SandboxSpec *specs[_BACKEND_KIND_MAX];
-	const char *state = f->flags & 0x4 ? "paused" : "running";
+	const char *state = f->starting ? "starting" : f->flags & 0x4 ? "paused" : "running";
 	_cleanup_free_ char *text = NULL;
 	json_t *j;
 
 	if (!specs[f->kind])
 		specs[f->kind] = fuzz_spec(f->kind);
-	j = fuzz_record(backend_ops[f->kind]->name, state, specs[f->kind]);
+	j = fuzz_record(backend_ops[f->kind]->name, state, specs[f->kind], f->vm_pid);
 	if (f->kind == BACKEND_QEMU) {
 		json_object_set_new(j, "ports",
 				    json_pack("{s:i, s:i, s:i, s:i}", "disk-root", 0, "disk-data",
@@ -443,6 +499,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	f.flags = data[0];
 	f.data = data + 1;
 	f.size = size - 1;
+	f.starting = data[0] & 0x10;
+	f.vm_pid = f.starting ? stand_in() : getpid();
 
 	fuzz_dir_reset();
 	run_dir = strdup(fuzz_dir());
@@ -452,9 +510,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	server_start(&f, socket_of(f.kind));
 	fuzz_check(backend_new(f.kind, f.event, run_dir, &callbacks, &options, &f.b) == 0);
 
-	fuzz_check(f.b->ops->adopt(f.b, FUZZ_NAME) == 1);
+	if (f.starting)
+		fuzz_check(sd_event_add_time_relative(f.event, &f.doom, CLOCK_MONOTONIC,
+						      STAND_IN_LIFE_USEC, 1000, on_doom, &f) >= 0);
+	/* 1: an adoption, its op_done to come; 0: taken, the start it was in goes on. */
+	fuzz_check(f.b->ops->adopt(f.b, FUZZ_NAME) == (f.starting ? 0 : 1));
 	fuzz_run_until(f.event, adopted, &f, RUN_LIMIT_USEC);
-	fuzz_check((f.adopt_error == 0) == (vmm_vm_get(f.b, FUZZ_NAME) != NULL));
+	if (!f.starting)
+		fuzz_check((f.adopt_error == 0) == (vmm_vm_get(f.b, FUZZ_NAME) != NULL));
 	if (f.adopt_error == 0) {
 		observe(&f);
 		f.b->ops->refresh(f.b);
@@ -463,6 +526,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 
 	backend_free(f.b);
+	sd_event_source_disable_unref(f.doom);
 	server_stop(&f);
 	sd_event_unref(f.event);
 	return 0;
