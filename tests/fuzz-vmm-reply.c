@@ -321,7 +321,13 @@ static int on_conn(sd_event_source *s _unused_, int fd, uint32_t revents, void *
 		ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
 
 		if (n == 0 || (n < 0 && errno != EAGAIN)) {
-			conn_free(c); /* the client hung up */
+			/*
+			 * The client hung up. A start would connect again after a backoff (100 ms,
+			 * then doubling): its VMM exits instead, to keep the runs short.
+			 */
+			if (c->f->kind == BACKEND_QEMU)
+				vm_dies(c->f);
+			conn_free(c);
 			return 0;
 		}
 		if (n > 0) {
