@@ -70,6 +70,19 @@ void fuzz_write(const char *rel, const void *data, size_t len)
 	fuzz_check(write_file_atomic(path, data, len, 0600, false) >= 0);
 }
 
+void fuzz_append(char **buf, size_t *len, const void *p, size_t n)
+{
+	char *b;
+
+	if (n == 0)
+		return;
+	b = realloc(*buf, *len + n);
+	fuzz_check(b);
+	memcpy(b + *len, p, n);
+	*buf = b;
+	*len += n;
+}
+
 SandboxSpec *fuzz_spec(BackendKind kind)
 {
 	static const char yaml[] = "apiVersion: vmd/v1\n"

@@ -35,6 +35,9 @@ void fuzz_dir_reset(void);
 char *fuzz_path(const char *rel);
 void fuzz_write(const char *rel, const void *data, size_t len);
 
+/* Append p[0..n) to the buffer *buf of *len bytes. */
+void fuzz_append(char **buf, size_t *len, const void *p, size_t n);
+
 /* A spec of backend kind with two disks and two networks, as the loader makes it. */
 SandboxSpec *fuzz_spec(BackendKind kind);
 

@@ -157,14 +157,8 @@ static int on_peer(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 		char buf[4096];
 		ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
 
-		if (n > 0) {
-			char *in = realloc(f->in, f->in_len + (size_t)n);
-
-			fuzz_check(in);
-			memcpy(in + f->in_len, buf, (size_t)n);
-			f->in = in;
-			f->in_len += (size_t)n;
-		}
+		if (n > 0)
+			fuzz_append(&f->in, &f->in_len, buf, (size_t)n);
 	}
 	if (revents & EPOLLOUT) {
 		size_t chunk = f->out_done < f->n_input ? chunk_sizes[f->flags & 0xf] : 0;

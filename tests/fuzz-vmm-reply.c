@@ -177,15 +177,7 @@ static bool conn_flush(Conn *c)
 
 static void queue(Conn *c, const void *p, size_t len)
 {
-	char *out;
-
-	if (len == 0)
-		return;
-	out = realloc(c->out, c->out_len + len);
-	fuzz_check(out);
-	memcpy(out + c->out_len, p, len);
-	c->out = out;
-	c->out_len += len;
+	fuzz_append(&c->out, &c->out_len, p, len);
 }
 
 static void queue_json(Conn *c, json_t *j)
@@ -330,14 +322,8 @@ static int on_conn(sd_event_source *s _unused_, int fd, uint32_t revents, void *
 			conn_free(c);
 			return 0;
 		}
-		if (n > 0) {
-			char *in = realloc(c->in, c->in_len + (size_t)n);
-
-			fuzz_check(in);
-			memcpy(in + c->in_len, buf, (size_t)n);
-			c->in = in;
-			c->in_len += (size_t)n;
-		}
+		if (n > 0)
+			fuzz_append(&c->in, &c->in_len, buf, (size_t)n);
 		if (c->f->kind == BACKEND_QEMU)
 			qmp_serve(c);
 		else
