@@ -80,7 +80,7 @@ MAIN_SRC := reconciler/main.c
 TESTS := util hashmap yaml-tree yaml-decode spec spec-check spec-yaml spec-json sandbox-dir plan backend-noop vmm http-unix cloud-hypervisor firecracker qmp qemu-argv qemu hung-vmm watcher \
 	cli-validate schema daemon journal units readme
 
-# libFuzzer targets, tests/fuzz-NAME.c; each replays tests/fuzz/fuzz-NAME/ in make check.
+# libFuzzer targets, tests/fuzz-NAME.c; make check replays the seeds of each (tests/run).
 FUZZ_TARGETS := spec-yaml qmp vmm-reply records
 FUZZ_BINS := $(FUZZ_TARGETS:%=$(B)/fuzz/fuzz-%)
 
