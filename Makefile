@@ -3,7 +3,8 @@
 #   make            build/vmd
 #   make demo       run the daemon on examples/ (noop backend) and show vmd status
 #   make check      every test, built with AddressSanitizer and UBSan, plus the format check
-#   make fuzz       run the loader's libFuzzer target for FUZZ_SECONDS (default 60)
+#   make fuzz       run every libFuzzer target for FUZZ_SECONDS each (default 60): the loader,
+#                   the QMP stream, the VMMs' replies through the backends, vmd's own records
 #   make bench      reaction latency, cold start, RSS and idle wakeups of the daemon; the
 #                   same reaction with hung VMMs, and the watchdog; QEMU start against a
 #                   plain launcher of the same command
@@ -82,6 +83,10 @@ MAIN_SRC := reconciler/main.c
 TESTS := util hashmap list prioq status desired yaml-tree yaml-decode spec spec-check spec-yaml spec-json sandbox-dir plan backend-noop vmm http-unix cloud-hypervisor firecracker qmp qemu-argv qemu qemu-sim hung-vmm watcher \
 	cli-validate schema daemon journal units readme
 
+# libFuzzer targets, tests/fuzz-NAME.c; make check replays the seeds of each (tests/run).
+FUZZ_TARGETS := spec-yaml qmp vmm-reply records
+FUZZ_BINS := $(FUZZ_TARGETS:%=$(B)/fuzz/fuzz-%)
+
 OBJS := $(LIB_SRCS:%.c=$(B)/obj/%.o)
 SAN_OBJS := $(LIB_SRCS:%.c=$(B)/san/%.o)
 TEST_BINS := $(TESTS:%=$(B)/san/tests/test-%)
@@ -121,10 +126,10 @@ $(B)/san/tests/test-%: $(B)/san/tests/test-%.o $(TEST_HELPERS) $(SAN_OBJS)
 $(B)/guest/vmlinux: tests/guest/build tests/guest/init | $(B)/.deps
 	$(call say,GUEST,$(B)/guest) tests/guest/build $(B)/guest >/dev/null
 
-test: $(TEST_BINS) $(B)/san/vmd $(B)/fuzz/fuzz-spec-yaml $(B)/guest/vmlinux
+test: $(TEST_BINS) $(B)/san/vmd $(FUZZ_BINS) $(B)/guest/vmlinux
 	VMD_SRCDIR=$(CURDIR) VMD_BIN=$(CURDIR)/$(B)/san/vmd PYTHON=$(PYTHON) \
 		VMD_GUEST=$(CURDIR)/$(B)/guest \
-		tests/run $(TEST_BINS) --fuzz $(B)/fuzz/fuzz-spec-yaml
+		tests/run $(TEST_BINS) $(FUZZ_BINS:%=--fuzz %)
 
 check: format-check test
 
@@ -149,18 +154,31 @@ format:
 format-check: | $(B)/.deps
 	$(CLANG_FORMAT) --dry-run --Werror $(C_SOURCES)
 
-# libFuzzer needs clang; the target links the sources directly, not the gcc objects.
+# libFuzzer needs clang; each target links the sources directly, not the gcc objects.
 FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+FUZZ_COMMON := tests/fuzz-common.c
 
-$(B)/fuzz/fuzz-spec-yaml: tests/fuzz-spec-yaml.c $(LIB_SRCS) $(wildcard reconciler/*.h backends/*.h) | $(B)/.deps
+$(B)/fuzz/fuzz-%: tests/fuzz-%.c $(FUZZ_COMMON) tests/fuzz-common.h $(LIB_SRCS) \
+		$(wildcard reconciler/*.h backends/*.h) | $(B)/.deps
 	@mkdir -p $(dir $@)
-	$(call say,FUZZ,$@) $(CLANG) -std=gnu11 -D_GNU_SOURCE -Ireconciler -Ibackends $(PKG_CFLAGS) $(FUZZ_FLAGS) \
-		tests/fuzz-spec-yaml.c $(LIB_SRCS) $(PKG_LIBS) -o $@
+	$(call say,FUZZ,$@) $(CLANG) -std=gnu11 -D_GNU_SOURCE -Ireconciler -Ibackends -Itests \
+		$(PKG_CFLAGS) $(FUZZ_FLAGS) $< $(FUZZ_COMMON) $(LIB_SRCS) $(PKG_LIBS) -o $@
 
-fuzz: $(B)/fuzz/fuzz-spec-yaml
-	@mkdir -p $(B)/fuzz/corpus
-	$(B)/fuzz/fuzz-spec-yaml -max_total_time=$(FUZZ_SECONDS) -timeout=5 -rss_limit_mb=1024 \
-		-max_len=65536 $(B)/fuzz/corpus tests/spec/good tests/spec/bad
+fuzz-build: $(FUZZ_BINS)
+
+# New inputs go to build/fuzz/corpus-NAME; the checked-in seeds (tests/fuzz/fuzz-NAME, and
+# tests/spec for the loader) are only read. vmd's log is silenced (stderr closed).
+FUZZ_RUN = -max_total_time=$(FUZZ_SECONDS) -timeout=20 -rss_limit_mb=2048 -close_fd_mask=2
+
+fuzz: $(FUZZ_BINS)
+	@mkdir -p $(FUZZ_TARGETS:%=$(B)/fuzz/corpus-%)
+	$(B)/fuzz/fuzz-spec-yaml $(FUZZ_RUN) -max_len=65536 $(B)/fuzz/corpus-spec-yaml \
+		tests/spec/good tests/spec/bad
+	$(B)/fuzz/fuzz-qmp $(FUZZ_RUN) -max_len=16384 $(B)/fuzz/corpus-qmp tests/fuzz/fuzz-qmp
+	$(B)/fuzz/fuzz-vmm-reply $(FUZZ_RUN) -max_len=16384 $(B)/fuzz/corpus-vmm-reply \
+		tests/fuzz/fuzz-vmm-reply
+	$(B)/fuzz/fuzz-records $(FUZZ_RUN) -max_len=16384 $(B)/fuzz/corpus-records \
+		tests/fuzz/fuzz-records
 
 clean:
 	rm -rf $(B)

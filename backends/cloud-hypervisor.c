@@ -179,6 +179,20 @@ static int check_created(VmmVm *v, VmmJob *j _unused_, const VmmReply *r)
 	return VMM_FINISH; /* booted already */
 }
 
+/* vm.info's memory: size plus what was hot-plugged; false if that is no size in bytes. */
+static bool memory_size(const json_t *mem, uint64_t *ret)
+{
+	const json_t *size = json_object_get(mem, "size");
+	json_int_t hot = json_integer_value(json_object_get(mem, "hotplugged_size")), sum;
+
+	/* A VMM's words, not vmd's: negative, or a sum past 64 bits, is left alone. */
+	if (!json_is_integer(size) || json_integer_value(size) <= 0 || hot < 0 ||
+	    __builtin_add_overflow(json_integer_value(size), hot, &sum))
+		return false;
+	*ret = (uint64_t)sum;
+	return true;
+}
+
 /* The VM's config as vm.info shows it: devices gone from it are gone; its size. */
 static int observed_config(ChVm *v, const json_t *i, SandboxSpec **ret)
 {
@@ -193,9 +207,7 @@ static int observed_config(ChVm *v, const json_t *i, SandboxSpec **ret)
 		return r;
 	if (json_is_integer(boot_vcpus))
 		s->vcpus = (unsigned)json_integer_value(boot_vcpus);
-	if (json_is_integer(json_object_get(mem, "size")))
-		s->memory = (uint64_t)(json_integer_value(json_object_get(mem, "size")) +
-				       json_integer_value(json_object_get(mem, "hotplugged_size")));
+	(void)memory_size(mem, &s->memory);
 	*ret = s;
 	return 0;
 }

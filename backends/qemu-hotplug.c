@@ -21,6 +21,15 @@ void qemu_device_name(char buf[static DEVICE_NAME_MAX], const char *prefix, cons
 	snprintf(buf, DEVICE_NAME_MAX, "%s%s", prefix, id);
 }
 
+bool qemu_is_device_name(const char *s)
+{
+	if (strncmp(s, QEMU_DISK_DEVICE, strlen(QEMU_DISK_DEVICE)) == 0)
+		return spec_id_is_valid(s + strlen(QEMU_DISK_DEVICE));
+	if (strncmp(s, QEMU_NET_DEVICE, strlen(QEMU_NET_DEVICE)) == 0)
+		return spec_id_is_valid(s + strlen(QEMU_NET_DEVICE));
+	return false;
+}
+
 static Port *port_of(QemuVm *v, const char *device)
 {
 	for (unsigned i = 0; i < v->n_ports; i++)
@@ -199,7 +208,7 @@ void qemu_device_deleted(QemuVm *v, const char *device)
 	VmmJob *u = &v->vm.unplug;
 	char dev[DEVICE_NAME_MAX] = "";
 	bool disk = strncmp(device, QEMU_DISK_DEVICE, strlen(QEMU_DISK_DEVICE)) == 0;
-	const char *id = device + strlen(disk ? QEMU_DISK_DEVICE : QEMU_NET_DEVICE);
+	const char *id;
 
 	if (u->type != BACKEND_OP_NONE)
 		job_device(u, dev);
@@ -207,8 +216,10 @@ void qemu_device_deleted(QemuVm *v, const char *device)
 		vmm_job_phase_done(&v->vm, u);
 		return;
 	}
-	if (!port_of(v, device) || u->type != BACKEND_OP_NONE || strlen(id) > SPEC_ID_MAX)
+	/* Only a device of vmd's own naming, on a port of the record's: not any string QEMU says. */
+	if (!qemu_is_device_name(device) || !port_of(v, device) || u->type != BACKEND_OP_NONE)
 		return;
+	id = device + strlen(disk ? QEMU_DISK_DEVICE : QEMU_NET_DEVICE);
 	/* Let go after its removal had given up on it: free what backed it now. */
 	snprintf(u->device, sizeof(u->device), "%s", id);
 	u->generation = v->vm.generation;

@@ -26,6 +26,8 @@ typedef struct QemuVm {
 
 /* qemu-hotplug.c */
 void qemu_device_name(char buf[static DEVICE_NAME_MAX], const char *prefix, const char *id);
+/* "disk-ID" or "net-ID" with a valid id: a name vmd gives a device, and nothing else. */
+bool qemu_is_device_name(const char *s);
 /* The requests of a hot-plug job's phase: add, remove (ask, cleanup), undo a failed add. */
 int qemu_build_hotplug(QemuVm *v, VmmJob *j, VmmRequests *rq);
 /* What QEMU has (qom-list /machine/peripheral): the config loses what it lacks. */

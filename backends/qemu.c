@@ -66,7 +66,7 @@ static int qemu_vm_load_ports(VmmVm *vm, const json_t *j)
 		json_int_t i = json_integer_value(port);
 
 		if (!json_is_integer(port) || i < 0 || i >= v->n_ports ||
-		    strlen(key) >= DEVICE_NAME_MAX)
+		    strlen(key) >= DEVICE_NAME_MAX || !qemu_is_device_name(key))
 			return -EBADMSG;
 		strcpy(v->ports[i].device, key);
 	}

@@ -503,20 +503,20 @@ static int unix_connect(const char *path)
 	return TAKE_FD(fd);
 }
 
-int qmp_connect(const char *path, sd_event *e, const QmpHandlers *handlers, Qmp **ret)
+int qmp_connect_fd(int fd, sd_event *e, const QmpHandlers *handlers, Qmp **ret)
 {
 	Qmp *q = calloc(1, sizeof(Qmp));
 	int r;
 
-	if (!q)
+	if (!q) {
+		close(fd);
 		return -ENOMEM;
+	}
 	q->n_ref = 1;
 	q->event = sd_event_ref(e);
 	q->handlers = *handlers;
-	q->fd = unix_connect(path);
-	r = q->fd;
-	if (r >= 0)
-		r = sd_event_add_io(e, &q->io, q->fd, EPOLLIN, on_io, q);
+	q->fd = fd;
+	r = sd_event_add_io(e, &q->io, q->fd, EPOLLIN, on_io, q);
 	if (r >= 0)
 		r = sd_event_add_defer(e, &q->fail_source, on_fail, q);
 	if (r >= 0)
@@ -527,6 +527,13 @@ int qmp_connect(const char *path, sd_event *e, const QmpHandlers *handlers, Qmp 
 	}
 	*ret = q;
 	return 0;
+}
+
+int qmp_connect(const char *path, sd_event *e, const QmpHandlers *handlers, Qmp **ret)
+{
+	int fd = unix_connect(path);
+
+	return fd < 0 ? fd : qmp_connect_fd(fd, e, handlers, ret);
 }
 
 /* Blocking helpers, on a loop of their own */

@@ -48,6 +48,11 @@ typedef void (*QmpReplyHandler)(Qmp *q, int error, json_t *ret, const char *desc
  * negotiate from e's loop: handlers->ready says when commands run.
  */
 int qmp_connect(const char *path, sd_event *e, const QmpHandlers *handlers, Qmp **ret);
+/*
+ * The same on fd, a connected stream socket, non-blocking (taken over: closed by qmp_free(),
+ * or at once if this fails). For a peer that is not at a path: a socketpair (the fuzz target).
+ */
+int qmp_connect_fd(int fd, sd_event *e, const QmpHandlers *handlers, Qmp **ret);
 /* Close the connection; no handler is called after this. */
 Qmp *qmp_free(Qmp *q);
 DEFINE_POINTER_CLEANUP(Qmp, qmp_free)

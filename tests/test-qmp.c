@@ -633,6 +633,42 @@ static void test_capabilities_refused(void **state _unused_)
 	server_stop(s, NULL);
 }
 
+/* A socket that is not at a path (one end of a socketpair) serves as well, and is closed. */
+static void test_connect_fd(void **state _unused_)
+{
+	static const char peer_says[] =
+		GREETING "{\"return\": {}, \"id\": 2}\r\n"
+			 "{\"return\": {\"status\": \"running\"}, \"id\": 1}\r\n";
+	sd_event *e = NULL;
+	Seen s = {}, call = {};
+	Qmp *q = NULL;
+	char buf[256];
+	int fds[2];
+
+	assert_int_equal(sd_event_new(&e), 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds), 0);
+	assert_int_equal(qmp_connect_fd(fds[0], e,
+					&(QmpHandlers){ .ready = on_ready,
+							.event = on_event,
+							.close = on_close,
+							.userdata = &s },
+					&q),
+			 0);
+	/* Sent before the greeting: id 1, and qmp_capabilities id 2. */
+	assert_int_equal(qmp_send(q, "query-status", NULL, 5 * SEC, on_reply, &call, NULL), 0);
+	test_send_all(fds[1], peer_says, strlen(peer_says));
+	run_until_n(e, &call.replies, 1);
+	assert_string_equal(s.log, "ready(0);");
+	assert_string_equal(call.log, "reply(running);");
+	qmp_free(q);
+	/* fds[0] went with it: the peer reads what was sent, then the end. */
+	while (read(fds[1], buf, sizeof(buf)) > 0)
+		;
+	assert_int_equal(read(fds[1], buf, sizeof(buf)), 0);
+	close(fds[1]);
+	sd_event_unref(e);
+}
+
 /* The greeting comes late: the loop turns meanwhile; a refusal reaches ready. */
 static void test_connect_async(void **state _unused_)
 {
@@ -742,6 +778,7 @@ int main(void)
 		cmocka_unit_test(test_greeting_is_not_qmp),
 		cmocka_unit_test(test_capabilities_refused),
 		cmocka_unit_test(test_connect_async),
+		cmocka_unit_test(test_connect_fd),
 		cmocka_unit_test(test_nobody_listens),
 		cmocka_unit_test(test_parse),
 	};
