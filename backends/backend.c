@@ -96,15 +96,11 @@ void vm_observed_done(VmObserved *o)
 
 void backend_set_error(Backend *b, const char *fmt, ...)
 {
-	char *m = NULL;
 	va_list ap;
 
 	va_start(ap, fmt);
-	if (vasprintf(&m, fmt, ap) < 0)
-		m = NULL;
+	set_vformat(&b->error, fmt, ap);
 	va_end(ap);
-	free(b->error);
-	b->error = m;
 }
 
 char *backend_take_error(Backend *b)

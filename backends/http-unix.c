@@ -188,10 +188,8 @@ static int reply_error(HttpReply *ret, int r, const char *fmt, ...)
 {
 	va_list ap;
 
-	free(ret->error);
 	va_start(ap, fmt);
-	if (vasprintf(&ret->error, fmt, ap) < 0)
-		ret->error = NULL;
+	set_vformat(&ret->error, fmt, ap);
 	va_end(ap);
 	return r;
 }

@@ -150,14 +150,10 @@ static char *request_name(const VmmRequest *req)
 void vmm_job_fail_message(VmmJob *j, const char *fmt, ...)
 {
 	va_list ap;
-	char *m = NULL;
 
 	va_start(ap, fmt);
-	if (vasprintf(&m, fmt, ap) < 0)
-		m = NULL;
+	set_vformat(&j->message, fmt, ap);
 	va_end(ap);
-	free(j->message);
-	j->message = m;
 }
 
 /* The flow of a job */

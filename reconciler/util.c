@@ -338,6 +338,16 @@ bool strv_contains(char *const *l, const char *s)
 	return false;
 }
 
+void set_vformat(char **p, const char *fmt, va_list ap)
+{
+	char *m = NULL;
+
+	if (vasprintf(&m, fmt, ap) < 0)
+		m = NULL;
+	free(*p);
+	*p = m;
+}
+
 int strv_extendf(char ***l, const char *fmt, ...)
 {
 	size_t n = strv_length(*l);

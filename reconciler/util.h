@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -94,5 +95,8 @@ char **strv_free(char **l);
 DEFINE_POINTER_CLEANUP(char *, strv_free)
 size_t strv_length(char *const *l);
 bool strv_contains(char *const *l, const char *s);
+/* Replace *p (freed) with the text fmt formats: NULL if that cannot be allocated. */
+void set_vformat(char **p, const char *fmt, va_list ap) _printf_(2, 0);
+
 /* Append a formatted string to *l (which may be NULL). */
 _printf_(2, 3) int strv_extendf(char ***l, const char *fmt, ...);
