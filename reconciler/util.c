@@ -103,6 +103,77 @@ size_t utf8_first_invalid(const char *buf, size_t len)
 	return len;
 }
 
+/*
+ * The next unit of s as text_escape() shows it: a character as it is, or the bytes of a
+ * control character (with controls) or of what is not UTF-8 as \xNN each. Returns how
+ * many bytes of s it took (at least 1) and writes the unit, NUL-terminated, to out.
+ */
+static size_t escape_unit(const unsigned char *s, size_t n, bool controls, char out[static 9])
+{
+	size_t l = utf8_sequence_length(s, n);
+	/* C0, DEL, and C1 (U+0080 to U+009F, which UTF-8 writes 0xC2 0x80 to 0xC2 0x9F) */
+	bool control = controls && (l == 1 ? s[0] < 0x20 || s[0] == 0x7F
+					   : l == 2 && s[0] == 0xC2 && s[1] < 0xA0);
+
+	if (l == 0) {
+		snprintf(out, 9, "\\x%02X", s[0]);
+		return 1;
+	}
+	if (control) {
+		for (size_t i = 0; i < l; i++)
+			snprintf(out + 4 * i, 9 - 4 * i, "\\x%02X", s[i]);
+		return l;
+	}
+	memcpy(out, s, l);
+	out[l] = '\0';
+	return l;
+}
+
+static char *escape(const char *s, bool controls)
+{
+	size_t n = strlen(s), o = 0;
+	char *buf = malloc(n * 4 + 1);
+
+	if (!buf)
+		return NULL;
+	for (size_t i = 0; i < n;) {
+		char unit[9];
+
+		i += escape_unit((const unsigned char *)s + i, n - i, controls, unit);
+		o = stpcpy(buf + o, unit) - buf;
+	}
+	buf[o] = '\0';
+	return buf;
+}
+
+char *text_escape(const char *s)
+{
+	return escape(s, true);
+}
+
+char *utf8_escape(const char *s)
+{
+	return escape(s, false);
+}
+
+void text_escape_append(char *buf, size_t size, const char *s, size_t max)
+{
+	size_t n = strlen(s), o = strlen(buf), added = 0;
+
+	for (size_t i = 0; i < n;) {
+		char unit[9];
+		size_t k = escape_unit((const unsigned char *)s + i, n - i, true, unit),
+		       l = strlen(unit);
+
+		if (added + l > max || o + l + 1 > size)
+			break;
+		memcpy(buf + o, unit, l + 1);
+		o += l;
+		added += l;
+		i += k;
+	}
+}
+
 void text_position(const char *buf, size_t off, unsigned *ret_line, unsigned *ret_column)
 {
 	unsigned line = 1, column = 1;
@@ -280,14 +351,24 @@ int read_file(const char *path, size_t max, char **ret, size_t *ret_len)
 int mkdir_p(const char *path, mode_t mode)
 {
 	_cleanup_free_ char *p = strdup(path);
+	struct stat st;
+	int r;
 
 	if (!p)
 		return -ENOMEM;
 	for (char *s = strchr(p + 1, '/');; s = strchr(s + 1, '/')) {
 		if (s)
 			*s = '\0';
-		if (mkdir(p, mode) < 0 && errno != EEXIST)
-			return -errno;
+		r = mkdir(p, mode) < 0 ? -errno : 0;
+		if (r < 0 && r != -EEXIST)
+			return r;
+		/*
+		 * Made now: the mode asked for, not what the umask (077 in the daemon) left of it.
+		 * A setgid bit inherited from the parent stays: files made here keep its group.
+		 */
+		if (r == 0 && stat(p, &st) == 0 &&
+		    (st.st_mode & 07777) != (mode | (st.st_mode & S_ISGID)))
+			(void)chmod(p, mode | (st.st_mode & S_ISGID));
 		if (!s)
 			return 0;
 		*s = '/';

@@ -39,6 +39,21 @@ size_t edit_distance(const char *a, const char *b, size_t limit);
 size_t utf8_first_invalid(const char *buf, size_t len);
 
 /*
+ * s as it may be shown on one line of a log, a STATUS= or a JSON string: every control
+ * character (C0, DEL, C1) and every byte that is not well-formed UTF-8 as \xNN, the rest as
+ * it is. What it returns is UTF-8 without control characters, so that escaping it again
+ * changes nothing: any layer may escape what it shows. NULL if out of memory.
+ */
+char *text_escape(const char *s);
+/* The same for the bytes that are not UTF-8 alone: for JSON, which escapes the rest itself. */
+char *utf8_escape(const char *s);
+/*
+ * Append the escape of s to buf (a NUL-terminated string in size bytes): at most max bytes
+ * of it, and never half a character or half an escape.
+ */
+void text_escape_append(char *buf, size_t size, const char *s, size_t max);
+
+/*
  * 1-based line and column of byte offset off in buf, counting columns in characters as
  * libyaml does. buf[0..off) must be valid UTF-8.
  */
@@ -80,7 +95,7 @@ int read_fd(int fd, size_t max, char **ret, size_t *ret_len);
 /* Read a whole file (at most max bytes; -EFBIG beyond) into a NUL-terminated buffer. */
 int read_file(const char *path, size_t max, char **ret, size_t *ret_len);
 
-/* mkdir -p with mode for what it creates. */
+/* mkdir -p with mode for what it creates, exactly, whatever the umask. */
 int mkdir_p(const char *path, mode_t mode);
 
 /* FNV-1a, 64 bits, of s[0..len), continuing from h (start with FNV1A64_INIT). */

@@ -102,6 +102,49 @@ static void test_path_check(void **state _unused_)
 				 rows[i].p);
 }
 
+/* Escaped as shown: control characters and what is not UTF-8 as \xNN; twice is once. */
+static void test_escape(void **state _unused_)
+{
+	static const struct {
+		const char *s, *text, *json;
+	} rows[] = {
+		{ "web-1.yaml", "web-1.yaml", "web-1.yaml" },
+		{ "", "", "" },
+		{ "new\nline\t", "new\\x0Aline\\x09", "new\nline\t" },
+		{ "esc\x1b[31m", "esc\\x1B[31m", "esc\x1b[31m" },
+		{ "del\x7f", "del\\x7F", "del\x7f" },
+		{ "Zo\xc3\xab \xe2\x82\xac", "Zo\xc3\xab \xe2\x82\xac", "Zo\xc3\xab \xe2\x82\xac" },
+		{ "csi\xc2\x9b", "csi\\xC2\\x9B", "csi\xc2\x9b" }, /* C1: a control too */
+		{ "bad\xff", "bad\\xFF", "bad\\xFF" },
+		{ "cut\xe2\x82", "cut\\xE2\\x82", "cut\\xE2\\x82" },
+		{ "over\xc0\xaf", "over\\xC0\\xAF", "over\\xC0\\xAF" },
+		{ "back\\x41", "back\\x41", "back\\x41" }, /* shown as it is */
+	};
+
+	for (size_t i = 0; i < ELEMENTSOF(rows); i++) {
+		_cleanup_free_ char *t = text_escape(rows[i].s), *j = utf8_escape(rows[i].s),
+				    *again = text_escape(t);
+
+		assert_string_equal(t, rows[i].text);
+		assert_string_equal(j, rows[i].json);
+		assert_string_equal(again, t);
+		assert_int_equal(utf8_first_invalid(j, strlen(j)), strlen(j));
+	}
+}
+
+/* Appended within max bytes, never half a character or half an escape. */
+static void test_escape_append(void **state _unused_)
+{
+	char buf[12] = "ab";
+
+	text_escape_append(buf, sizeof(buf), "c\nd", 4);
+	assert_string_equal(buf, "abc"); /* \x0A would make 5 */
+	text_escape_append(buf, sizeof(buf), "\xc3\xab\xc3\xab", 3);
+	assert_string_equal(buf, "abc\xc3\xab");
+	text_escape_append(buf, sizeof(buf), "\x01\x02", 100);
+	assert_string_equal(buf, "abc\xc3\xab\\x01"); /* no room left for \x02, nor a part of it */
+}
+
 static void test_string_table(void **state _unused_)
 {
 	static const char *const t[] = { "zero", NULL, "two" };
@@ -122,6 +165,7 @@ int main(void)
 		cmocka_unit_test(test_edit_distance), cmocka_unit_test(test_utf8),
 		cmocka_unit_test(test_text_position), cmocka_unit_test(test_parse_decimal),
 		cmocka_unit_test(test_path_check),    cmocka_unit_test(test_string_table),
+		cmocka_unit_test(test_escape),	      cmocka_unit_test(test_escape_append),
 	};
 
 	return cmocka_run_group_tests_name("util", tests, NULL, NULL);
