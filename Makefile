@@ -51,6 +51,7 @@ LIB_SRCS := \
 	reconciler/spec-check.c \
 	reconciler/spec-yaml.c \
 	reconciler/sandbox-dir.c \
+	reconciler/sandbox-file.c \
 	reconciler/spec-json.c \
 	reconciler/hashmap.c \
 	reconciler/prioq.c \
@@ -80,7 +81,7 @@ LIB_SRCS := \
 	backends/firecracker.c
 MAIN_SRC := reconciler/main.c
 
-TESTS := util hashmap list prioq status desired yaml-tree yaml-decode spec spec-check spec-yaml spec-json sandbox-dir plan backend-noop vmm http-unix cloud-hypervisor firecracker qmp qemu-argv qemu qemu-sim hung-vmm watcher \
+TESTS := util hashmap list prioq status desired yaml-tree yaml-decode spec spec-check spec-yaml spec-json sandbox-dir sandbox-file plan backend-noop vmm http-unix cloud-hypervisor firecracker qmp qemu-argv qemu qemu-sim hung-vmm watcher \
 	cli-validate schema daemon journal units readme
 
 # libFuzzer targets, tests/fuzz-NAME.c; make check replays the seeds of each (tests/run).

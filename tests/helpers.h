@@ -44,3 +44,10 @@ void test_send_all(int fd, const char *s, size_t n);
 
 /* Read a whole file into a NUL-terminated buffer; *ret_len may be NULL. */
 char *test_read_file(const char *path, size_t *ret_len);
+
+/*
+ * From now on, in this process and what it execs, openat2 fails with errnum (ENOSYS as
+ * on Linux before 5.6 or under Docker's seccomp profile, EPERM as under others): a
+ * seccomp filter. Returns 0 or -errno.
+ */
+int test_deny_openat2(int errnum);
