@@ -11,9 +11,12 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 
 #include "helpers.h"
+#include "util.h"
 
 const char *test_src(const char *rel)
 {
@@ -201,4 +204,67 @@ int test_deny_openat2(int errnum)
 	    prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) < 0)
 		return -errno;
 	return 0;
+}
+
+void test_notify_open(TestNotify *n, const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+
+	*n = (TestNotify){ .messages = strdup("") };
+	n->fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	assert_true(n->fd >= 0);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	assert_int_equal(bind(n->fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+}
+
+void test_notify_close(TestNotify *n)
+{
+	if (n->fd >= 0)
+		close(n->fd);
+	free(n->messages);
+	*n = (TestNotify){ .fd = -1 };
+}
+
+void test_notify_drain(TestNotify *n, int timeout_ms)
+{
+	struct pollfd p = { .fd = n->fd, .events = POLLIN };
+	char buf[4096 + 1];
+	ssize_t k;
+
+	if (poll(&p, 1, timeout_ms) <= 0)
+		return;
+	while ((k = recv(n->fd, buf, sizeof(buf) - 1, 0)) > 0) {
+		size_t l = strlen(n->messages);
+
+		buf[k] = '\0';
+		/* sd_notify's STATUS must fit a datagram, as UTF-8, under 4 KiB. */
+		assert_true(k < 4096);
+		if (utf8_first_invalid(buf, (size_t)k) != (size_t)k)
+			fail_msg("a notify datagram that is not UTF-8: '%s'", buf);
+		n->messages = realloc(n->messages, l + (size_t)k + 2);
+		assert_non_null(n->messages);
+		memcpy(n->messages + l, buf, (size_t)k);
+		strcpy(n->messages + l + k, "\n");
+	}
+}
+
+void test_notify_expect(TestNotify *n, const char *what, int wait_ms, const char *log_path)
+{
+	uint64_t end = now_usec(CLOCK_MONOTONIC) + (uint64_t)wait_ms * 1000;
+
+	for (;;) {
+		char *hit = strstr(n->messages + n->cursor, what);
+
+		if (hit) {
+			n->cursor = (size_t)(hit - n->messages) + strlen(what);
+			return;
+		}
+		if (now_usec(CLOCK_MONOTONIC) > end) {
+			_cleanup_free_ char *log = log_path ? test_read_file(log_path, NULL) : NULL;
+
+			fail_msg("no '%s' from the daemon; it sent:\n%s%s%s", what, n->messages,
+				 log ? "\nvmd said:\n" : "", log ?: "");
+		}
+		test_notify_drain(n, 50);
+	}
 }

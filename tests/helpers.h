@@ -51,3 +51,24 @@ char *test_read_file(const char *path, size_t *ret_len);
  * seccomp filter. Returns 0 or -errno.
  */
 int test_deny_openat2(int errnum);
+
+/*
+ * A NOTIFY_SOCKET of the test's own: what a daemon tells systemd, each datagram checked as
+ * systemd takes it (UTF-8, under 4 KiB), and kept, one a line.
+ */
+typedef struct TestNotify {
+	int fd;
+	char *messages; /* every datagram so far, one a line */
+	size_t cursor;	/* test_notify_expect() looks from here on */
+} TestNotify;
+
+/* Bind the socket at path. */
+void test_notify_open(TestNotify *n, const char *path);
+void test_notify_close(TestNotify *n);
+/* Take what came, waiting at most timeout_ms for the first datagram. */
+void test_notify_drain(TestNotify *n, int timeout_ms);
+/*
+ * Wait, at most wait_ms, for a datagram containing what after the last one expected; a
+ * failure shows what came, and what log_path holds (NULL: nothing).
+ */
+void test_notify_expect(TestNotify *n, const char *what, int wait_ms, const char *log_path);
