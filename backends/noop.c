@@ -173,13 +173,14 @@ static int state_save(Backend *b, const char *name, json_t *j)
 
 	if (!path || asprintf(&dir, "%s/%s", b->run_dir, name) < 0)
 		return -ENOMEM;
-	r = mkdir_p(dir, 0755);
+	/* As status.c makes the run dir's entries: 0750; what only vmd reads, 0600. */
+	r = mkdir_p(dir, 0750);
 	if (r < 0)
 		return r;
 	text = json_dumps(j, JSON_SORT_KEYS | JSON_COMPACT);
 	if (!text)
 		return -ENOMEM;
-	return write_file_atomic(path, text, strlen(text), 0644, false);
+	return write_file_atomic(path, text, strlen(text), 0600, false);
 }
 
 static const char *label(const SandboxSpec *s, const char *key)

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include <getopt.h>
 #include <stdio.h>
+#include <sys/stat.h>
 
 #include "cli.h"
 #include "log.h"
@@ -22,7 +23,8 @@ static void daemon_help(FILE *f)
 		"  --resync SECONDS         read everything again this often (default 60)\n"
 		"  --grace SECONDS          how long a file must stay gone or changed before vmd\n"
 		"                           stops, restarts or hot-removes anything (default 2)\n"
-		"  --trusted-uid UID        also read files owned by this user\n"
+		"  --trusted-uid UID        also read files and folders owned by this user (repeatable)\n"
+		"  --trusted-gid GID        also read files and folders this group can write (repeatable)\n"
 		"  --qemu-binary PATH       the QEMU to run (default qemu-system-x86_64 in $PATH)\n"
 		"  --qemu-accel ACCEL       kvm, tcg or auto: kvm where it works (default auto)\n"
 		"  --cloud-hypervisor-binary PATH\n"
@@ -61,7 +63,6 @@ void manager_config_defaults(ManagerConfig *c)
 		.backend_override = _BACKEND_KIND_INVALID,
 		.resync_usec = 60ull * 1000000,
 		.grace_usec = 2ull * 1000000,
-		.trusted_uid = (uid_t)-1,
 		.backend_options.jailer_uid = (uid_t)-1,
 		.backend_options.jailer_gid = (gid_t)-1,
 	};
@@ -82,6 +83,29 @@ static int parse_id(const char *verb, const char *opt, const char *arg, uint32_t
 	return 1;
 }
 
+int cli_trust_option(const char *verb, int c, const char *arg, Trust *trust)
+{
+	const char *opt = c == 'u' ? "--trusted-uid" : "--trusted-gid";
+	char *end = NULL;
+	unsigned long v;
+	int r;
+
+	if (c != 'u' && c != 'w')
+		return 0;
+	errno = 0;
+	v = strtoul(arg, &end, 10);
+	if (!*arg || *end || arg[0] == '-' || errno || v >= UINT32_MAX) {
+		fprintf(stderr, "vmd %s: %s takes a numeric id, not '%s'\n", verb, opt, arg);
+		return -EINVAL;
+	}
+	r = c == 'u' ? trust_add_uid(trust, (uid_t)v) : trust_add_gid(trust, (gid_t)v);
+	if (r < 0) {
+		fprintf(stderr, "vmd %s: %s is given more than %u times\n", verb, opt, TRUST_IDS_MAX);
+		return -EINVAL;
+	}
+	return 1;
+}
+
 int cli_manager_options_check(const char *verb, const ManagerConfig *config)
 {
 	const BackendOptions *o = &config->backend_options;
@@ -95,6 +119,10 @@ int cli_manager_options_check(const char *verb, const ManagerConfig *config)
 
 int cli_manager_option(const char *verb, int c, const char *arg, ManagerConfig *config)
 {
+	int r = cli_trust_option(verb, c, arg, &config->trust);
+
+	if (r != 0)
+		return r;
 	switch (c) {
 	case 's':
 		config->sandbox_dir = arg;
@@ -168,7 +196,6 @@ int verb_daemon(int argc, char **argv)
 		CLI_MANAGER_OPTIONS,
 		{ "resync", required_argument, NULL, 'y' },
 		{ "grace", required_argument, NULL, 'g' },
-		{ "trusted-uid", required_argument, NULL, 'u' },
 		{ "log-target", required_argument, NULL, 'l' },
 		{ "help", no_argument, NULL, 'h' },
 		{},
@@ -176,7 +203,6 @@ int verb_daemon(int argc, char **argv)
 	ManagerConfig config;
 	LogTarget target = LOG_TARGET_AUTO;
 	_cleanup_(manager_freep) Manager *m = NULL;
-	char *end;
 	int c, r;
 
 	manager_config_defaults(&config);
@@ -197,15 +223,6 @@ int verb_daemon(int argc, char **argv)
 		case 'g':
 			if (parse_seconds("--grace", optarg, &config.grace_usec) < 0)
 				return EXIT_USAGE;
-			break;
-		case 'u':
-			config.trusted_uid = (uid_t)strtoul(optarg, &end, 10);
-			if (!*optarg || *end) {
-				fprintf(stderr,
-					"vmd daemon: --trusted-uid takes a numeric uid, not '%s'\n",
-					optarg);
-				return EXIT_USAGE;
-			}
 			break;
 		case 'l':
 			target = log_target_from_string(optarg);
@@ -231,6 +248,12 @@ int verb_daemon(int argc, char **argv)
 	if (cli_manager_options_check("daemon", &config) < 0)
 		return EXIT_USAGE;
 
+	/*
+	 * Nothing vmd makes is for others unless it says so: status.json 0640 in 0750 folders,
+	 * the state dir 0700 with files 0600 (given explicitly); the umask covers the rest,
+	 * such as the VMMs' sockets and consoles.
+	 */
+	(void)umask(077);
 	log_setup(target);
 	r = manager_new(&config, &m);
 	if (r < 0)

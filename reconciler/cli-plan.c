@@ -119,6 +119,7 @@ int verb_plan(int argc, char **argv)
 			       "                [--cloud-hypervisor-binary PATH] [--firecracker-binary PATH]\n"
 			       "                [--jailer PATH --jailer-uid UID --jailer-gid GID]\n"
 			       "                [--jailer-chroot-base DIR]\n"
+			       "                [--trusted-uid UID]... [--trusted-gid GID]...\n"
 			       "                [--json]\n"
 			       "\nShow what the daemon would do now, changing nothing. Use the daemon's options.\n");
 			return EXIT_OK;

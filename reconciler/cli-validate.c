@@ -1,4 +1,12 @@
 /* SPDX-License-Identifier: MIT */
+/*
+ * vmd validate: the loader's verdict on sandbox files and, for those in the daemon's
+ * sandbox directory (--sandboxes), whether the daemon would read them at all, judged by
+ * the daemon's own functions (sandbox-file.h) with its --trusted-uid and --trusted-gid.
+ * Elsewhere (a checkout, a CI workspace) owners and modes say nothing of what the daemon
+ * will be given: a warning says that they are not judged. Escapes are refused everywhere:
+ * a directory given is walked as the daemon walks its own.
+ */
 #include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -8,7 +16,9 @@
 #include "cli.h"
 #include "hashmap.h"
 #include "sandbox-dir.h"
+#include "sandbox-file.h"
 #include "spec-yaml.h"
+#include "yaml-tree.h"
 
 typedef struct Seen {
 	char *path;
@@ -18,11 +28,25 @@ typedef struct Seen {
 typedef struct Validate {
 	SpecLoadOptions opts;
 	bool json;
-	json_t *files; /* with --json */
+	json_t *files;	  /* with --json */
+	json_t *warnings; /* with --json */
 	unsigned n_files;
 	unsigned n_invalid;
 	Hashmap *seen; /* name -> Seen: the names given so far, to refuse two files for one */
+	const char *sandbox_dir; /* the daemon's */
+	char *sandbox_dir_real;	 /* its real path; NULL if it has none */
+	Trust trust;
+	SandboxRoot *daemon_root; /* sandbox_dir, opened (and judged) for the first file in it */
+	int daemon_root_error;
 } Validate;
+
+/* A PATH given, walked: where its files are opened from. */
+typedef struct Walked {
+	Validate *v;
+	const char *dir;    /* the PATH */
+	const char *prefix; /* its place in the daemon's directory ("" for that), or NULL */
+	SandboxRoot *root;  /* the daemon's directory, or the PATH outside it */
+} Walked;
 
 static void validate_done(Validate *v)
 {
@@ -34,6 +58,9 @@ static void validate_done(Validate *v)
 	}
 	hashmap_free(v->seen);
 	json_decref(v->files);
+	json_decref(v->warnings);
+	free(v->sandbox_dir_real);
+	sandbox_root_free(v->daemon_root);
 }
 
 /* The file that already gave this name, or NULL after recording it for path. */
@@ -62,9 +89,18 @@ static const char *load_strerror(int r)
 	return strerror(-r);
 }
 
+/* What one file came to. */
+typedef struct Verdict {
+	const char *reason; /* Valid, InvalidConfig, Untrusted, PathEscape, NameConflict, Unreadable */
+	char *refusal;	    /* Untrusted, PathEscape: why, escaped */
+	int io_error;
+} Verdict;
+
 static void report_json(Validate *v, const char *path, const SandboxSpec *spec,
-			const DiagList *diags, int io_error)
+			const DiagList *diags, const Verdict *verdict)
 {
+	/* JSON escapes control characters itself; what is not UTF-8 it cannot take. */
+	_cleanup_free_ char *shown = utf8_escape(path);
 	json_t *errors = json_array(), *file;
 
 	for (size_t i = 0; i < diags->n; i++)
@@ -72,9 +108,13 @@ static void report_json(Validate *v, const char *path, const SandboxSpec *spec,
 				      json_pack("{s:i, s:i, s:s}", "line", diags->items[i].line,
 						"column", diags->items[i].column, "message",
 						diags->items[i].message));
-	if (io_error < 0)
-		json_array_append_new(errors, json_pack("{s:s}", "message", load_strerror(io_error)));
-	file = json_pack("{s:s, s:b, s:o}", "path", path, "valid", spec != NULL, "errors", errors);
+	if (verdict->refusal)
+		json_array_append_new(errors, json_pack("{s:s}", "message", verdict->refusal));
+	else if (verdict->io_error < 0)
+		json_array_append_new(
+			errors, json_pack("{s:s}", "message", load_strerror(verdict->io_error)));
+	file = json_pack("{s:s, s:b, s:s, s:o}", "path", shown, "valid", spec != NULL, "reason",
+			 verdict->reason, "errors", errors);
 	if (spec) {
 		json_object_set_new(file, "name", json_string(spec->name));
 		json_object_set_new(file, "backend",
@@ -83,61 +123,188 @@ static void report_json(Validate *v, const char *path, const SandboxSpec *spec,
 	json_array_append_new(v->files, file);
 }
 
-static void validate_one(Validate *v, const char *path, int io_error)
+/*
+ * Load path: opened as rel beneath root (judged, if root was opened with a Trust), or by
+ * its path when root is NULL.
+ */
+static int load(Validate *v, const char *path, SandboxRoot *root, const char *rel,
+		SandboxSpec **ret, DiagList *diags, Verdict *verdict)
+{
+	_cleanup_(sandbox_file_done) SandboxFile file = SANDBOX_FILE_INIT;
+	_cleanup_free_ char *raw = NULL;
+	size_t len;
+	int r;
+
+	if (!root)
+		return spec_load_file(path, &v->opts, ret, diags);
+	r = sandbox_file_open(root, rel, &file);
+	if (r < 0)
+		return r;
+	if (file.verdict != SANDBOX_FILE_TRUSTED) {
+		/* Not read, as the daemon would not read it. */
+		verdict->reason = sandbox_file_verdict_to_string(file.verdict);
+		verdict->refusal = text_escape(file.why);
+		return verdict->refusal ? -EPERM : -ENOMEM;
+	}
+	r = read_fd(file.fd, YTREE_MAX_BYTES + 1, &raw, &len);
+	if (r < 0)
+		return r;
+	return spec_load_buffer(path, raw, len, &v->opts, ret, diags);
+}
+
+static void validate_one(Validate *v, const char *path, SandboxRoot *root, const char *rel,
+			 int io_error)
 {
 	_cleanup_(sandbox_spec_freep) SandboxSpec *spec = NULL;
 	_cleanup_(diag_list_done) DiagList diags = {};
+	_cleanup_free_ char *shown = text_escape(path);
+	Verdict verdict = { .reason = "Valid" };
 	const char *other;
 	int r = io_error;
 
+	if (!shown)
+		return;
 	v->n_files++;
 	if (r == 0)
-		r = spec_load_file(path, &v->opts, &spec, &diags);
+		r = load(v, path, root, rel, &spec, &diags, &verdict);
 	if (r == 0) {
-		other = seen_name(v, spec->name, path);
+		other = seen_name(v, spec->name, shown);
 		if (other) {
 			diag_add(&diags, 1, 1,
 				 "sandbox '%s' is also defined by '%s'; a sandbox has one file",
 				 spec->name, other);
 			spec = sandbox_spec_free(spec);
+			verdict.reason = "NameConflict";
 		}
+	} else if (!verdict.refusal) {
+		verdict.reason = r == -EINVAL	? "InvalidConfig"
+				 : r == -EBADFD ? "Untrusted" /* as the daemon says of a FIFO */
+						: "Unreadable";
+		verdict.io_error = r == -EINVAL ? 0 : r;
 	}
 	if (!spec)
 		v->n_invalid++;
 
-	if (v->json) {
-		report_json(v, path, spec, &diags, r == -EINVAL ? 0 : r);
-		return;
-	}
-	if (spec) {
-		printf("%s: ok (sandbox '%s', backend %s)\n", path, spec->name,
+	if (v->json)
+		report_json(v, path, spec, &diags, &verdict);
+	else if (spec)
+		printf("%s: ok (sandbox '%s', backend %s)\n", shown, spec->name,
 		       backend_kind_to_string(spec->backend));
-		return;
+	else if (verdict.refusal)
+		fprintf(stderr, "%s: error: %s\n", shown, verdict.refusal);
+	else {
+		if (verdict.io_error < 0)
+			fprintf(stderr, "%s: error: cannot read: %s\n", shown,
+				load_strerror(verdict.io_error));
+		diag_list_print(&diags, shown, stderr);
 	}
-	if (r < 0 && r != -EINVAL)
-		fprintf(stderr, "%s: error: cannot read: %s\n", path, load_strerror(r));
-	diag_list_print(&diags, path, stderr);
+	free(verdict.refusal);
+}
+
+static void warn(Validate *v, const char *path, const char *fmt, ...) _printf_(3, 4);
+static void warn(Validate *v, const char *path, const char *fmt, ...)
+{
+	_cleanup_free_ char *shown = text_escape(path), *msg = NULL, *line = NULL;
+	va_list ap;
+	int r;
+
+	va_start(ap, fmt);
+	r = vasprintf(&msg, fmt, ap);
+	va_end(ap);
+	if (r < 0 || !shown || asprintf(&line, "%s: warning: %s", shown, msg) < 0)
+		return;
+	if (v->json)
+		json_array_append_new(v->warnings, json_string(line));
+	else
+		fprintf(stderr, "%s\n", line);
+}
+
+/*
+ * Where path (a directory if is_dir) is in the daemon's sandbox directory: its place there
+ * ("" for the directory itself), or NULL if it is not in it. By real paths: the daemon
+ * reads through any symlink to its directory.
+ */
+static char *daemon_relative(const Validate *v, const char *path, bool is_dir)
+{
+	_cleanup_free_ char *dir = NULL, *real_dir = NULL, *real = NULL;
+	const char *slash = strrchr(path, '/'), *rel;
+
+	if (!v->sandbox_dir_real)
+		return NULL;
+	if (is_dir)
+		real = realpath(path, NULL);
+	else {
+		dir = slash ? strndup(path, (size_t)(slash - path) + 1) : strdup(".");
+		real_dir = dir ? realpath(dir, NULL) : NULL;
+		if (!real_dir || asprintf(&real, "%s/%s", real_dir, slash ? slash + 1 : path) < 0)
+			real = NULL;
+	}
+	if (!real)
+		return NULL;
+	if (streq(real, v->sandbox_dir_real))
+		return strdup("");
+	rel = sandbox_dir_relative(v->sandbox_dir_real, real);
+	return rel && *rel ? strdup(rel) : NULL;
+}
+
+/* The daemon's directory, opened and judged once; NULL with the error in *ret_error. */
+static SandboxRoot *daemon_root(Validate *v, int *ret_error)
+{
+	if (!v->daemon_root && v->daemon_root_error == 0)
+		v->daemon_root_error = sandbox_root_open(v->sandbox_dir, &v->trust, &v->daemon_root);
+	*ret_error = v->daemon_root_error < 0 ? v->daemon_root_error : 0;
+	return v->daemon_root;
 }
 
 static int walk_one(const char *path, int error, void *userdata)
 {
-	validate_one(userdata, path, error);
+	_cleanup_free_ char *rel = NULL;
+	Walked *w = userdata;
+	const char *in_dir = sandbox_dir_relative(w->dir, path);
+
+	if (error == 0) {
+		if (!in_dir)
+			error = -EINVAL; /* the walk gives only what is below w->dir */
+		else if (w->prefix && *w->prefix && asprintf(&rel, "%s/%s", w->prefix, in_dir) < 0)
+			rel = NULL;
+		else if (!(w->prefix && *w->prefix))
+			rel = strdup(in_dir);
+		if (error == 0 && !rel)
+			error = -ENOMEM;
+	}
+	validate_one(w->v, path, w->root, rel, error);
 	return 0;
 }
 
 static void validate_path(Validate *v, const char *path)
 {
+	_cleanup_(sandbox_root_freep) SandboxRoot *outside = NULL;
+	_cleanup_free_ char *rel = NULL;
 	unsigned before = v->n_files;
+	Walked w = { .v = v, .dir = path };
 	struct stat st;
-	int r;
+	bool is_dir = stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+	int r = 0;
 
-	if (stat(path, &st) < 0 || !S_ISDIR(st.st_mode)) {
-		validate_one(v, path, 0);
+	rel = daemon_relative(v, path, is_dir);
+	if (!rel)
+		warn(v, path,
+		     "not in the daemon's sandbox directory %s (--sandboxes): owners and modes are not judged here; the daemon judges them where it reads the files",
+		     v->sandbox_dir);
+	if (rel)
+		w.root = daemon_root(v, &r);
+	if (!is_dir) {
+		validate_one(v, path, w.root, rel, r);
 		return;
 	}
-	r = sandbox_dir_walk(path, walk_one, v);
+	if (!rel)
+		r = sandbox_root_open(path, NULL, &outside);
+	w.root = w.root ?: outside;
+	w.prefix = rel;
+	if (r >= 0)
+		r = sandbox_dir_walk(path, walk_one, &w);
 	if (r < 0) {
-		validate_one(v, path, r);
+		validate_one(v, path, NULL, NULL, r);
 		return;
 	}
 	if (v->n_files == before && !v->json)
@@ -146,14 +313,21 @@ static void validate_path(Validate *v, const char *path)
 
 static void validate_help(FILE *f)
 {
-	fprintf(f, "Usage: vmd validate [--json] [--default-backend NAME] PATH...\n"
-		   "\n"
-		   "Check sandbox files, or every sandbox file under a directory, without\n"
-		   "touching any VM. Exit status: 0 all valid, 1 any invalid, 2 usage error.\n"
-		   "\n"
-		   "  --json                  print the results as JSON on standard output\n"
-		   "  --default-backend NAME  backend of files without spec.backend (default qemu)\n"
-		   "  -h, --help              show this help\n");
+	fprintf(f,
+		"Usage: vmd validate [--json] [--default-backend NAME] [--sandboxes DIR]\n"
+		"                    [--trusted-uid UID]... [--trusted-gid GID]... PATH...\n"
+		"\n"
+		"Check sandbox files, or every sandbox file under a directory, without\n"
+		"touching any VM. Files in the daemon's sandbox directory are also judged as\n"
+		"the daemon judges them (owners, modes, symlinks): give it the daemon's options.\n"
+		"Exit status: 0 all valid, 1 any invalid, 2 usage error.\n"
+		"\n"
+		"  --json                  print the results as JSON on standard output\n"
+		"  --default-backend NAME  backend of files without spec.backend (default qemu)\n"
+		"  --sandboxes DIR         the daemon's sandbox directory (default /etc/vmd/sandboxes)\n"
+		"  --trusted-uid UID       the daemon's --trusted-uid (repeatable)\n"
+		"  --trusted-gid GID       the daemon's --trusted-gid (repeatable)\n"
+		"  -h, --help              show this help\n");
 }
 
 int verb_validate(int argc, char **argv)
@@ -161,26 +335,34 @@ int verb_validate(int argc, char **argv)
 	static const struct option options[] = {
 		{ "json", no_argument, NULL, 'j' },
 		{ "default-backend", required_argument, NULL, 'b' },
+		{ "sandboxes", required_argument, NULL, 's' },
+		CLI_TRUST_OPTIONS,
 		{ "help", no_argument, NULL, 'h' },
 		{},
 	};
-	_cleanup_(validate_done) Validate v = { .opts = backend_spec_load_options(BACKEND_QEMU) };
-	int c;
+	_cleanup_(validate_done) Validate v = {
+		.opts = backend_spec_load_options(BACKEND_QEMU),
+		.sandbox_dir = "/etc/vmd/sandboxes",
+	};
+	int c, r;
 
 	optind = 0;
 	while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
+		r = cli_trust_option("validate", c, optarg, &v.trust);
+		if (r < 0)
+			return EXIT_USAGE;
+		if (r > 0)
+			continue;
 		switch (c) {
 		case 'j':
 			v.json = true;
 			break;
 		case 'b':
-			v.opts.default_backend = backend_kind_from_string(optarg);
-			if (v.opts.default_backend < 0) {
-				fprintf(stderr,
-					"vmd validate: unknown backend '%s'; expected qemu, cloud-hypervisor, firecracker or noop\n",
-					optarg);
+			if (parse_backend_arg("validate", optarg, &v.opts.default_backend) < 0)
 				return EXIT_USAGE;
-			}
+			break;
+		case 's':
+			v.sandbox_dir = optarg;
 			break;
 		case 'h':
 			validate_help(stdout);
@@ -196,14 +378,16 @@ int verb_validate(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 
+	v.sandbox_dir_real = realpath(v.sandbox_dir, NULL);
 	v.seen = hashmap_new();
-	if (!v.seen || (v.json && !(v.files = json_array())))
+	if (!v.seen || (v.json && (!(v.files = json_array()) || !(v.warnings = json_array()))))
 		return EXIT_INVALID;
 	for (int i = optind; i < argc; i++)
 		validate_path(&v, argv[i]);
 
 	if (v.json) {
-		json_t *out = json_pack("{s:b, s:O}", "valid", v.n_invalid == 0, "files", v.files);
+		json_t *out = json_pack("{s:b, s:O, s:O}", "valid", v.n_invalid == 0, "files",
+					v.files, "warnings", v.warnings);
 
 		json_dumpf(out, stdout, JSON_INDENT(2));
 		fputc('\n', stdout);

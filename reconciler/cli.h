@@ -10,9 +10,10 @@ enum {
 
 #include <getopt.h>
 
+#include "sandbox-file.h"
 #include "spec.h"
 
-/* vmd validate [--json] [--default-backend NAME] PATH... */
+/* vmd validate [--json] [--default-backend NAME] [--sandboxes DIR] [TRUST OPTIONS] PATH... */
 int verb_validate(int argc, char **argv);
 int verb_daemon(int argc, char **argv);
 int verb_status(int argc, char **argv);
@@ -28,16 +29,26 @@ void manager_config_defaults(ManagerConfig *c);
  * r (--run-dir), S (--state-dir), b (--default-backend), o (--backend-override),
  * Q (--qemu-binary), A (--qemu-accel), C (--cloud-hypervisor-binary),
  * F (--firecracker-binary), J (--jailer), U (--jailer-uid), G (--jailer-gid),
- * B (--jailer-chroot-base).
+ * B (--jailer-chroot-base), and those of CLI_TRUST_OPTIONS.
  * 1 if c was one of them, 0 if not, -EINVAL (reported) for a bad value.
  */
 int cli_manager_option(const char *verb, int c, const char *arg, ManagerConfig *config);
+/*
+ * Who may write the sandbox files, which vmd daemon, vmd plan and vmd validate judge
+ * alike: u (--trusted-uid UID), w (--trusted-gid GID), each as often as needed.
+ * 1 if c was one of them, 0 if not, -EINVAL (reported) for a bad value.
+ */
+int cli_trust_option(const char *verb, int c, const char *arg, Trust *trust);
 /* After the options: what they say together (--jailer needs --jailer-uid and -gid). */
 int cli_manager_options_check(const char *verb, const ManagerConfig *config);
 
 /* Their getopt_long() entries, for the option tables of vmd daemon and vmd plan. */
 /* One option a line, which clang-format would not leave alone. */
 // clang-format off
+#define CLI_TRUST_OPTIONS                                        \
+	{ "trusted-uid", required_argument, NULL, 'u' },         \
+	{ "trusted-gid", required_argument, NULL, 'w' }
+
 #define CLI_MANAGER_OPTIONS                                      \
 	{ "sandboxes", required_argument, NULL, 's' },           \
 	{ "run-dir", required_argument, NULL, 'r' },             \
@@ -51,7 +62,8 @@ int cli_manager_options_check(const char *verb, const ManagerConfig *config);
 	{ "jailer", required_argument, NULL, 'J' },              \
 	{ "jailer-uid", required_argument, NULL, 'U' },          \
 	{ "jailer-gid", required_argument, NULL, 'G' },          \
-	{ "jailer-chroot-base", required_argument, NULL, 'B' }
+	{ "jailer-chroot-base", required_argument, NULL, 'B' },  \
+	CLI_TRUST_OPTIONS
 // clang-format on
 
 /* A backend name from an option; prints the error for "vmd VERB". */

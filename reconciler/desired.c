@@ -5,6 +5,11 @@
  * file is read only when its identity (device, inode, size, times) changed. The last
  * valid spec of every sandbox is kept in <state-dir>/sandboxes/NAME.json, so that an
  * invalid edit, or a restart of vmd while a file is invalid, changes nothing.
+ *
+ * A file is opened beneath the sandbox directory and judged (sandbox-file.h) before a byte
+ * of it is read: one that leads outside is never opened, one that is not trusted never
+ * read. A file whose name is no sandbox's is no sandbox: it is reported once and counted
+ * in STATUS= (Manager.ignored).
  */
 #include <dirent.h>
 #include <fcntl.h>
@@ -32,13 +37,15 @@ static char *persisted_path(Manager *m, const char *name)
  */
 static void persist(Manager *m, Sandbox *sb, const char *raw, size_t len)
 {
+	/* Shown, never read back: escaped where it is not UTF-8, which JSON takes alone. */
+	_cleanup_free_ char *file = NULL;
 	json_t *j;
 	char *text;
 
-	if (m->read_only)
+	if (m->read_only || !(file = utf8_escape(sb->path)))
 		return;
-	j = json_pack("{s:I, s:s, s:s%}", "generation", (json_int_t)sb->generation, "file",
-		      sb->path, "yaml", raw, len);
+	j = json_pack("{s:I, s:s, s:s%}", "generation", (json_int_t)sb->generation, "file", file,
+		      "yaml", raw, len);
 	text = j ? json_dumps(j, JSON_SORT_KEYS) : NULL;
 	json_decref(j);
 	if (!text)
@@ -141,26 +148,104 @@ static bool same_file(const struct stat *a, const struct stat *b)
 	       a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
 }
 
-/* Why vmd does not trust a file it would run VMs from, or NULL. Checked on the open fd. */
-static char *untrusted(Manager *m, const struct stat *st)
-{
-	char *why = NULL;
+typedef struct IgnoredFile {
+	unsigned idx; /* in Manager.ignored_order */
+	uint64_t seen_scan;
+	char path[]; /* the hashmap's key */
+} IgnoredFile;
 
-	if (st->st_uid != 0 && st->st_uid != geteuid() && st->st_uid != m->config.trusted_uid)
-		(void)asprintf(
-			&why,
-			"the file is owned by uid %u; vmd reads only files owned by root, its own user or --trusted-uid",
-			(unsigned)st->st_uid);
-	else if (st->st_mode & (S_IWGRP | S_IWOTH))
-		(void)asprintf(
-			&why,
-			"the file is writable by group or others (mode %04o); vmd reads only files that their owner alone can change",
-			(unsigned)(st->st_mode & 07777));
-	return why;
+static int ignored_compare(const void *a, const void *b)
+{
+	return strcmp(((const IgnoredFile *)a)->path, ((const IgnoredFile *)b)->path);
+}
+
+/* A candidate whose name is no sandbox's: it gets no sandbox and no run-dir entry; said once. */
+static void ignore_file(Manager *m, const char *path, const char *stem)
+{
+	IgnoredFile *f;
+
+	if ((!m->ignored && !(m->ignored = hashmap_new())) ||
+	    (!m->ignored_order && !(m->ignored_order = prioq_new(ignored_compare))))
+		return;
+	f = hashmap_get(m->ignored, path);
+	if (f) {
+		f->seen_scan = m->scan_id;
+		return;
+	}
+	f = calloc(1, sizeof(*f) + strlen(path) + 1);
+	if (!f)
+		return;
+	strcpy(f->path, path);
+	f->seen_scan = m->scan_id;
+	if (hashmap_put(m->ignored, f->path, f) < 0 || prioq_put(m->ignored_order, f, &f->idx) < 0) {
+		(void)hashmap_remove(m->ignored, f->path);
+		free(f);
+		return;
+	}
+	log_fields(LOG_WARNING,
+		   &(LogFields){ .result = "ignored", .message_id = LOG_MESSAGE_CONFIG_INVALID },
+		   "ignoring %s: '%s' is not a valid sandbox name (1 to %u lowercase letters, digits and '-', starting and ending with a letter or digit); rename the file",
+		   path, stem, SPEC_NAME_MAX);
+	if (m->ready)
+		manager_notify_status(m); /* no sandbox is dirty for it: STATUS= says it now */
+}
+
+static void unignore_file(Manager *m, const char *path)
+{
+	IgnoredFile *f = m->ignored ? hashmap_remove(m->ignored, path) : NULL;
+
+	if (!f)
+		return;
+	prioq_remove(m->ignored_order, &f->idx);
+	free(f);
+	if (m->ready)
+		manager_notify_status(m);
+}
+
+/* After a whole scan: what it did not find is gone. */
+static void forget_unseen_ignored(Manager *m)
+{
+	_cleanup_free_ IgnoredFile **gone = NULL;
+	size_t n = 0;
+	void *v;
+
+	if (hashmap_size(m->ignored) == 0 ||
+	    !(gone = calloc(hashmap_size(m->ignored), sizeof(IgnoredFile *))))
+		return;
+	for (size_t i = 0; hashmap_next(m->ignored, &i, &v);)
+		if (((IgnoredFile *)v)->seen_scan != m->scan_id)
+			gone[n++] = v;
+	for (size_t i = 0; i < n; i++)
+		unignore_file(m, gone[i]->path);
+}
+
+size_t manager_ignored(const Manager *m, const char **ret_first)
+{
+	const IgnoredFile *f = m->ignored_order ? prioq_peek(m->ignored_order) : NULL;
+
+	*ret_first = f ? f->path : NULL;
+	return hashmap_size(m->ignored);
+}
+
+void manager_free_ignored(Manager *m)
+{
+	void *v;
+
+	for (size_t i = 0; hashmap_next(m->ignored, &i, &v);)
+		free(v);
+	m->ignored = hashmap_free(m->ignored);
+	m->ignored_order = prioq_free(m->ignored_order);
 }
 
 static void set_config_error(Manager *m, Sandbox *sb, const char *reason, char *error)
 {
+	/* Kept as it is shown (status.json, STATUS=, the journal): paths escaped. */
+	char *shown = error ? text_escape(error) : NULL;
+
+	if (shown) {
+		free(error);
+		error = shown;
+	}
 	if (!streq_ptr(sb->config_error, error))
 		log_fields(LOG_ERR,
 			   &(LogFields){ .sandbox = sb->name,
@@ -211,65 +296,88 @@ static void refuse_second(const Sandbox *sb, const char *path)
 		   "%s is ignored: sandbox '%s' is defined by %s already", path, sb->name, sb->path);
 }
 
-/* The file at path is there now: (re)read it into its sandbox. */
-static void load_file(Manager *m, const char *path, const char *name, const struct stat *st_hint)
+/* Whether the file at path (another one than is being read) is there, trusted or not. */
+static bool file_is_there(Manager *m, SandboxRoot *root, const char *path)
+{
+	_cleanup_(sandbox_file_done) SandboxFile f = SANDBOX_FILE_INIT;
+	const char *rel = sandbox_dir_relative(m->config.sandbox_dir, path);
+
+	return rel && sandbox_file_resolve(root, rel, &f) != -ENOENT;
+}
+
+/* Refused for what is around its content (not trusted, leads outside): judged anew each time. */
+static bool is_refused(const Sandbox *sb)
+{
+	return sb->config_reason &&
+	       (streq(sb->config_reason, "Untrusted") || streq(sb->config_reason, "PathEscape"));
+}
+
+/*
+ * The file at path, rel in root, gives name: (re)read it into its sandbox. -ENOENT if it
+ * is not there (a dangling symlink neither).
+ */
+static int load_file(Manager *m, SandboxRoot *root, const char *path, const char *rel,
+		     const char *name)
 {
 	_cleanup_(diag_list_done) DiagList diags = {};
 	_cleanup_(sandbox_spec_freep) SandboxSpec *spec = NULL;
+	_cleanup_(sandbox_file_done) SandboxFile file = SANDBOX_FILE_INIT;
 	_cleanup_free_ char *raw = NULL, *why = NULL;
-	_cleanup_close_ int fd = -EBADF;
 	const SpecLoadOptions opts = backend_spec_load_options(m->config.default_backend);
 	Sandbox *sb = manager_sandbox(m, name, false);
-	struct stat st;
 	size_t len;
 	int r;
 
-	if (sb && sb->path && !streq(sb->path, path) && access(sb->path, F_OK) == 0) {
+	if (sb && sb->path && !streq(sb->path, path) && file_is_there(m, root, sb->path)) {
 		/* Another file gives this name and is still there: it keeps it. */
 		refuse_second(sb, path);
-		return;
+		return 0;
 	}
-	if (sb && sb->path && streq(sb->path, path) && st_hint && same_file(&sb->file_st, st_hint))
-		return;
-
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-	if (fd < 0 || fstat(fd, &st) < 0) {
-		if (errno == ENOENT)
-			return; /* gone again: its removal event follows */
-		r = -errno;
+	/* A file read already, that did not change and is still trusted, is not read again. */
+	r = sandbox_file_resolve(root, rel, &file);
+	if (r >= 0 && file.verdict == SANDBOX_FILE_TRUSTED && sb && streq_ptr(sb->path, path) &&
+	    !is_refused(sb) && same_file(&sb->file_st, &file.st))
+		return 0;
+	if (r >= 0 && file.verdict == SANDBOX_FILE_TRUSTED)
+		r = sandbox_file_open(root, rel, &file);
+	if (r == -ENOENT)
+		return r;
+	if (r == -EAGAIN)
+		return 0; /* changing as it was read: its next event reads it */
+	if (r < 0)
 		(void)asprintf(&why, "%s: cannot read: %s", path, strerror(-r));
-	} else if (!S_ISREG(st.st_mode))
-		(void)asprintf(&why, "%s: not a regular file", path);
-	else
-		why = untrusted(m, &st);
+	else if (file.verdict != SANDBOX_FILE_TRUSTED)
+		why = TAKE_PTR(file.why);
 
 	if (!sb && !(sb = manager_sandbox(m, name, true)))
-		return;
+		return 0;
 	if (!sb->path || !streq(sb->path, path)) {
 		free(sb->path);
 		sb->path = strdup(path);
 		sb->desired_since = now_usec(CLOCK_MONOTONIC); /* back, or newly here */
 	}
-	if (fd >= 0)
-		sb->file_st = st;
+	if (r >= 0)
+		sb->file_st = file.st;
 	manager_mark_dirty(m, sb);
 
 	if (why) {
-		set_config_error(m, sb, "Untrusted", TAKE_PTR(why));
-		return;
+		set_config_error(m, sb,
+				 r < 0 ? "Untrusted" : sandbox_file_verdict_to_string(file.verdict),
+				 TAKE_PTR(why));
+		return 0;
 	}
-	r = read_fd(fd, YTREE_MAX_BYTES + 1, &raw, &len);
+	r = read_fd(file.fd, YTREE_MAX_BYTES + 1, &raw, &len);
 	if (r >= 0)
 		r = spec_load_buffer(path, raw, len, &opts, &spec, &diags);
 	if (r < 0) {
 		set_config_error(m, sb, "InvalidConfig",
 				 r == -EINVAL ? first_error(path, &diags) : strdup(strerror(-r)));
-		return;
+		return 0;
 	}
 
 	clear_config_error(m, sb);
 	if (sb->desired && spec_equal(sb->desired, spec))
-		return;
+		return 0;
 	sandbox_spec_free(sb->desired);
 	sb->desired = TAKE_PTR(spec);
 	sb->generation++;
@@ -279,6 +387,7 @@ static void load_file(Manager *m, const char *path, const char *name, const stru
 	sb->quick_exits = 0;
 	sb->retry_at = 0;
 	persist(m, sb, raw, len);
+	return 0;
 }
 
 static void file_gone(Manager *m, Sandbox *sb)
@@ -305,16 +414,27 @@ static void see(Manager *m, const char *name)
 
 void manager_file_event(Manager *m, const char *path)
 {
+	_cleanup_(sandbox_root_freep) SandboxRoot *root = NULL;
 	_cleanup_free_ char *name = NULL;
-	const char *base = strrchr(path, '/');
+	const char *base = strrchr(path, '/'),
+		   *rel = sandbox_dir_relative(m->config.sandbox_dir, path);
 	Sandbox *sb;
 	struct stat st;
 
 	base = base ? base + 1 : path;
-	if (!sandbox_dir_name_is_candidate(base) || spec_name_from_path(path, &name) < 0)
+	if (!rel || !sandbox_dir_name_is_candidate(base) || spec_name_from_path(path, &name) < 0)
 		return;
-	if (stat(path, &st) == 0) {
-		load_file(m, path, name, &st);
+	if (!spec_name_is_valid(name)) {
+		if (lstat(path, &st) == 0)
+			ignore_file(m, path, name);
+		else
+			unignore_file(m, path);
+		return;
+	}
+	/* Opened (and judged) again for each event: it may have been swapped (git-sync). */
+	if (sandbox_root_open(m->config.sandbox_dir, &m->config.trust, &root) < 0)
+		return; /* a pass says why: the watcher asks for one when the directory goes */
+	if (load_file(m, root, path, rel, name) != -ENOENT) {
 		see(m, name);
 		return;
 	}
@@ -324,36 +444,43 @@ void manager_file_event(Manager *m, const char *path)
 }
 
 struct Scan {
+	SandboxRoot *root; /* opened once for the whole pass */
+	int error;	   /* why it could not be opened */
 	SandboxDirIter *iter;
 };
 
 static Scan *scan_free(Scan *s)
 {
-	if (s)
+	if (s) {
 		sandbox_dir_iter_free(s->iter);
+		sandbox_root_free(s->root);
+	}
 	return mfree(s);
 }
 
 static int scan_one(Manager *m, const char *path, int error)
 {
 	_cleanup_free_ char *name = NULL;
+	const char *rel = sandbox_dir_relative(m->config.sandbox_dir, path);
 	Sandbox *sb;
-	struct stat st;
 
 	if (error < 0) {
 		log_fields(LOG_WARNING, &(LogFields){ .error = -error }, "cannot read %s", path);
 		return 0;
 	}
-	if (spec_name_from_path(path, &name) < 0 || strlen(name) > SPEC_NAME_MAX)
+	if (!rel || spec_name_from_path(path, &name) < 0)
 		return 0;
+	if (!spec_name_is_valid(name)) {
+		ignore_file(m, path, name);
+		return 0;
+	}
 	sb = manager_sandbox(m, name, false);
 	if (sb && sb->seen_scan == m->scan_id && sb->path && !streq(sb->path, path)) {
 		/* Two files, one name: the one that had it keeps it (the first seen if none). */
 		refuse_second(sb, path);
 		return 0;
 	}
-	if (stat(path, &st) == 0)
-		load_file(m, path, name, &st);
+	(void)load_file(m, m->scan->root, path, rel, name);
 	see(m, name);
 	return 0;
 }
@@ -382,6 +509,7 @@ static void scan_finish(Manager *m, int r)
 		log_fields(LOG_INFO, &(LogFields){ .message_id = LOG_MESSAGE_DAEMON },
 			   "%s can be read again", m->config.sandbox_dir);
 	m->degraded = mfree(m->degraded);
+	forget_unseen_ignored(m);
 }
 
 int manager_scan_start(Manager *m)
@@ -393,7 +521,13 @@ int manager_scan_start(Manager *m)
 	m->scan_id++;
 	m->scan_complete = false;
 	s = calloc(1, sizeof(Scan));
-	if (!s || sandbox_dir_iter_new(m->config.sandbox_dir, &s->iter) < 0) {
+	if (!s)
+		return -ENOMEM;
+	/* Cannot be opened: the first step says so, as one that cannot read it would. */
+	s->error = sandbox_root_open(m->config.sandbox_dir, &m->config.trust, &s->root);
+	if (s->error == -ENOMEM ||
+	    (s->error >= 0 &&
+	     sandbox_dir_iter_new(m->config.sandbox_dir, sandbox_root_fd(s->root), &s->iter) < 0)) {
 		scan_free(s);
 		return -ENOMEM;
 	}
@@ -409,6 +543,11 @@ int manager_scan_step(Manager *m, uint64_t budget_usec)
 
 	if (!m->scan)
 		return 0;
+	if (m->scan->error < 0) {
+		r = m->scan->error;
+		scan_finish(m, r);
+		return r;
+	}
 	do {
 		r = sandbox_dir_iter_next(m->scan->iter, &path, &error);
 		if (r == 0) {

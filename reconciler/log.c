@@ -56,14 +56,19 @@ static void add_field(char **parts, size_t *n, const char *fmt, ...)
 
 int log_fields(int priority, const LogFields *f, const char *fmt, ...)
 {
-	_cleanup_free_ char *msg = NULL;
+	_cleanup_free_ char *raw = NULL, *msg = NULL, *sandbox = NULL;
 	va_list ap;
 	int r;
 
 	va_start(ap, fmt);
-	r = vasprintf(&msg, fmt, ap);
+	r = vasprintf(&raw, fmt, ap);
 	va_end(ap);
-	if (r < 0)
+	/*
+	 * What a message quotes (a file's name, a VMM's words) may hold a newline, a terminal's
+	 * escape or bytes that are not UTF-8: one entry stays one line of text.
+	 */
+	if (r < 0 || !(msg = text_escape(raw)) ||
+	    (f->sandbox && !(sandbox = text_escape(f->sandbox))))
 		return f->error ? -f->error : -ENOMEM;
 
 	if (log_target == LOG_TARGET_JOURNAL) {
@@ -75,8 +80,8 @@ int log_fields(int priority, const LogFields *f, const char *fmt, ...)
 		add_field(parts, &n, "MESSAGE=%s", msg);
 		add_field(parts, &n, "PRIORITY=%i", priority);
 		add_field(parts, &n, "SYSLOG_IDENTIFIER=%s", "vmd");
-		if (f->sandbox)
-			add_field(parts, &n, "VMD_SANDBOX=%s", f->sandbox);
+		if (sandbox)
+			add_field(parts, &n, "VMD_SANDBOX=%s", sandbox);
 		if (f->backend)
 			add_field(parts, &n, "VMD_BACKEND=%s", f->backend);
 		if (f->action)
@@ -93,8 +98,8 @@ int log_fields(int priority, const LogFields *f, const char *fmt, ...)
 		for (size_t i = 0; i < n; i++)
 			free(parts[i]);
 	} else {
-		if (f->sandbox)
-			fprintf(stderr, "vmd: %s: %s%s%s\n", f->sandbox, msg, f->error ? ": " : "",
+		if (sandbox)
+			fprintf(stderr, "vmd: %s: %s%s%s\n", sandbox, msg, f->error ? ": " : "",
 				f->error ? strerror(f->error) : "");
 		else
 			fprintf(stderr, "vmd: %s%s%s\n", msg, f->error ? ": " : "",

@@ -467,6 +467,7 @@ Manager *manager_free(Manager *m)
 		sandbox_free(v);
 	hashmap_free(m->sandboxes);
 	prioq_free(m->failing);
+	manager_free_ignored(m);
 	for (int k = 0; k < _BACKEND_KIND_MAX; k++)
 		backend_free(m->backends[k]);
 	sd_event_source_disable_unref(m->reconcile_event);

@@ -9,6 +9,7 @@
 #include "list.h"
 #include "plan.h"
 #include "prioq.h"
+#include "sandbox-file.h"
 #include "spec.h"
 #include "status.h"
 
@@ -26,7 +27,7 @@ typedef struct ManagerConfig {
 	BackendKind backend_override; /* _BACKEND_KIND_INVALID for none */
 	uint64_t resync_usec;
 	uint64_t grace_usec;
-	uid_t trusted_uid; /* (uid_t)-1 for none */
+	Trust trust; /* who may write the sandbox files: --trusted-uid, --trusted-gid */
 	BackendOptions backend_options;
 } ManagerConfig;
 
@@ -47,7 +48,7 @@ typedef struct Sandbox {
 	uint64_t generation;	/* bumped on every change of desired */
 	uint64_t desired_since; /* CLOCK_MONOTONIC: when desired (or the file's presence) changed */
 	char *config_error;	/* why the file is refused now, or NULL */
-	const char *config_reason; /* InvalidConfig, Untrusted, NameConflict */
+	const char *config_reason; /* InvalidConfig, Untrusted, PathEscape */
 
 	/* What runs. */
 	VmObserved observed;
@@ -110,6 +111,12 @@ struct Manager {
 	Scan *scan;	      /* desired.c: a scan under way */
 	uint64_t scan_id;     /* bumped at the start of each scan */
 	bool scan_complete;   /* the last scan read the whole directory */
+	/*
+	 * desired.c: candidate files whose name is no sandbox's (Web.yaml), by path: each is
+	 * reported once, and counted in STATUS= until it goes.
+	 */
+	Hashmap *ignored;
+	Prioq *ignored_order; /* the same, by path: STATUS= names the first */
 
 	/* status.c: what STATUS= says, kept as sandboxes change instead of counted over all */
 	unsigned phase_tally[_PHASE_MAX];
@@ -152,6 +159,9 @@ void manager_scan_check_gone(Manager *m, Sandbox *sb);
 void manager_scan_done(Manager *m);
 void manager_file_event(Manager *m, const char *path);
 void manager_forget_persisted(Manager *m, const char *name);
+void manager_free_ignored(Manager *m);
+/* The ignored files: how many, and the first by path (NULL if none). */
+size_t manager_ignored(const Manager *m, const char **ret_first);
 /* Write pending copies to the state dir for about budget_usec; returns how many are left. */
 size_t manager_write_persisted(Manager *m, uint64_t budget_usec);
 

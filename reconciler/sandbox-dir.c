@@ -34,6 +34,17 @@ bool sandbox_dir_name_is_candidate(const char *name)
 	return stem > 0;
 }
 
+const char *sandbox_dir_relative(const char *dir, const char *path)
+{
+	size_t n = strlen(dir);
+
+	while (n > 0 && dir[n - 1] == '/')
+		n--;
+	if (strncmp(path, dir, n) != 0 || path[n] != '/')
+		return NULL;
+	return path + n + strspn(path + n, "/");
+}
+
 bool sandbox_dir_subdir_is_searched(const char *name)
 {
 	return name[0] != '.';
@@ -54,6 +65,7 @@ typedef struct Run {
 
 typedef struct Frame {
 	char *dir;
+	int fd; /* the directory, for its entries (fstatat, openat) */
 	DIR *d; /* while it is being read */
 	Run *runs;
 	size_t n_runs;
@@ -65,6 +77,7 @@ struct SandboxDirIter {
 	Frame frames[SANDBOX_DIR_MAX_DEPTH];
 	unsigned n_frames; /* 0 before the first call and after the last */
 	bool started;
+	int root_fd; /* the caller's, dup'ed; or -EBADF: open root */
 	char *root;
 	char *path; /* the last candidate */
 };
@@ -81,13 +94,20 @@ static int run_compare(const void *a, const void *b)
 	return strcmp(x->names[x->next], y->names[y->next]);
 }
 
-int sandbox_dir_iter_new(const char *dir, SandboxDirIter **ret)
+int sandbox_dir_iter_new(const char *dir, int dir_fd, SandboxDirIter **ret)
 {
 	SandboxDirIter *it = calloc(1, sizeof(*it));
 
 	if (!it || !(it->root = strdup(dir))) {
 		free(it);
 		return -ENOMEM;
+	}
+	it->root_fd = dir_fd >= 0 ? fcntl(dir_fd, F_DUPFD_CLOEXEC, 3) : -EBADF;
+	if (dir_fd >= 0 && it->root_fd < 0) {
+		int r = -errno;
+
+		sandbox_dir_iter_free(it);
+		return r;
 	}
 	*ret = it;
 	return 0;
@@ -103,8 +123,10 @@ static void frame_done(Frame *f)
 	prioq_free(f->merge);
 	if (f->d)
 		closedir(f->d);
+	if (f->fd >= 0)
+		(void)close(f->fd);
 	free(f->dir);
-	*f = (Frame){};
+	*f = (Frame){ .fd = -EBADF };
 }
 
 SandboxDirIter *sandbox_dir_iter_free(SandboxDirIter *it)
@@ -113,25 +135,42 @@ SandboxDirIter *sandbox_dir_iter_free(SandboxDirIter *it)
 		return NULL;
 	while (it->n_frames > 0)
 		frame_done(&it->frames[--it->n_frames]);
+	if (it->root_fd >= 0)
+		(void)close(it->root_fd);
 	free(it->root);
 	free(it->path);
 	return mfree(it);
 }
 
-/* Open dir as the next level of the walk. */
-static int push(SandboxDirIter *it, const char *dir, unsigned depth)
+/*
+ * Open the next level of the walk: name in the directory parent_fd, never through a
+ * symlink (O_NOFOLLOW: one swapped in since it was looked at is not followed either), or
+ * the root (name NULL). Its own DIR is a new open of it, whose offset nothing else moves.
+ */
+static int push(SandboxDirIter *it, int parent_fd, const char *name, const char *dir, unsigned depth)
 {
 	Frame *f = &it->frames[it->n_frames];
+	int dfd, r;
 
-	*f = (Frame){ .depth = depth, .merge = prioq_new(run_compare), .dir = strdup(dir) };
+	*f = (Frame){
+		.fd = -EBADF, .depth = depth, .merge = prioq_new(run_compare), .dir = strdup(dir)
+	};
 	if (!f->merge || !f->dir) {
 		frame_done(f);
 		return -ENOMEM;
 	}
-	f->d = opendir(dir);
+	if (name)
+		f->fd = openat(parent_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	else if (parent_fd >= 0)
+		f->fd = openat(parent_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	else
+		f->fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	dfd = f->fd < 0 ? -1 : openat(f->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	f->d = dfd < 0 ? NULL : fdopendir(dfd);
 	if (!f->d) {
-		int r = -errno;
-
+		r = -errno;
+		if (dfd >= 0)
+			(void)close(dfd);
 		frame_done(f);
 		return r;
 	}
@@ -223,7 +262,7 @@ int sandbox_dir_iter_next(SandboxDirIter *it, const char **ret_path, int *ret_er
 
 	if (!it->started) {
 		it->started = true;
-		r = push(it, it->root, 1);
+		r = push(it, it->root_fd, NULL, it->root, 1);
 		if (r < 0)
 			return r;
 	}
@@ -260,14 +299,16 @@ int sandbox_dir_iter_next(SandboxDirIter *it, const char **ret_path, int *ret_er
 			it->path = NULL;
 			return -ENOMEM;
 		}
-		if (lstat(it->path, &st) < 0)
+		if (fstatat(f->fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
 			continue; /* gone since it was read: it was a hint, not a file */
 		if (S_ISDIR(st.st_mode)) {
 			if (!sandbox_dir_subdir_is_searched(name) || f->depth >= SANDBOX_DIR_MAX_DEPTH)
 				continue;
-			r = push(it, it->path, f->depth + 1);
+			r = push(it, f->fd, name, it->path, f->depth + 1);
 			if (r == -ENOMEM)
 				return r;
+			if (r == -ENOENT || r == -ELOOP || r == -ENOTDIR)
+				continue; /* gone, or no directory any more: not followed */
 			if (r < 0) {
 				*ret_path = it->path;
 				*ret_error = r;
@@ -290,7 +331,7 @@ int sandbox_dir_walk(const char *dir, SandboxDirFn fn, void *userdata)
 	const char *path;
 	int error, r;
 
-	r = sandbox_dir_iter_new(dir, &it);
+	r = sandbox_dir_iter_new(dir, -EBADF, &it);
 	while (r >= 0 && (r = sandbox_dir_iter_next(it, &path, &error)) != 0)
 		if (r > 0)
 			r = fn(path, error, userdata);

@@ -20,14 +20,22 @@ bool sandbox_dir_name_is_candidate(const char *name);
 /* Whether a subdirectory with this name is searched: not hidden. */
 bool sandbox_dir_subdir_is_searched(const char *name);
 
+/*
+ * Where path is in dir (both as written, dir with or without a trailing '/'): the rest of
+ * path after dir and a '/', or NULL if path is not below dir. No file is looked at.
+ */
+const char *sandbox_dir_relative(const char *dir, const char *path);
+
 /* error is 0 for a candidate file, or -errno for a subdirectory that could not be read. */
 typedef int (*SandboxDirFn)(const char *path, int error, void *userdata);
 
 /*
- * Call fn for every candidate under dir, in name order, depth first. Symlinks are followed
- * to files (a ConfigMap's web.yaml -> ..data/web.yaml), never to directories; subfolders
- * are searched SANDBOX_DIR_MAX_DEPTH levels deep. A candidate that is not a regular file
- * is passed on too: loading it says what is wrong. A negative return of fn stops the walk
+ * Call fn for every candidate under dir, in name order, depth first. Subfolders are
+ * searched SANDBOX_DIR_MAX_DEPTH levels deep, each opened from its parent's fd without
+ * following a symlink: a symlink to a directory is never searched, even one swapped in
+ * during the walk. A candidate that is a symlink, or not a regular file, is passed on:
+ * opening it (sandbox-file.h, beneath dir) says what is wrong, or follows it to a file of
+ * the tree (a ConfigMap's web.yaml -> ..data/web.yaml). A negative return of fn stops the walk
  * and is returned. Returns -errno if dir itself cannot be read.
  */
 int sandbox_dir_walk(const char *dir, SandboxDirFn fn, void *userdata);
@@ -38,7 +46,8 @@ int sandbox_dir_walk(const char *dir, SandboxDirFn fn, void *userdata);
  */
 typedef struct SandboxDirIter SandboxDirIter;
 
-int sandbox_dir_iter_new(const char *dir, SandboxDirIter **ret);
+/* dir_fd: dir, opened by the caller (it is dup'ed), or -EBADF to open dir by its path. */
+int sandbox_dir_iter_new(const char *dir, int dir_fd, SandboxDirIter **ret);
 SandboxDirIter *sandbox_dir_iter_free(SandboxDirIter *it);
 DEFINE_POINTER_CLEANUP(SandboxDirIter, sandbox_dir_iter_free)
 /*

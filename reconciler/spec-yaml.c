@@ -317,7 +317,7 @@ static void spec_defaults(SandboxSpec *s, const SpecLoadOptions *opts)
 /* The file's name is the sandbox's name; metadata.name, when given, must agree. */
 static void check_name(Decoder *d, const char *path, SandboxSpec *s)
 {
-	_cleanup_free_ char *stem = NULL;
+	_cleanup_free_ char *stem = NULL, *shown = NULL;
 	const YNode *at = SPEC_CTX(d)->name_node;
 	int r;
 
@@ -331,9 +331,15 @@ static void check_name(Decoder *d, const char *path, SandboxSpec *s)
 		return;
 	}
 	if (!spec_name_is_valid(stem)) {
+		/* A file's name may hold anything but '/' and NUL: shown escaped. */
+		shown = text_escape(stem);
+		if (!shown) {
+			d->diags->error = -ENOMEM;
+			return;
+		}
 		diag_add(d->diags, at ? at->line : 1, at ? at->column : 1,
 			 "the file name gives the sandbox name '%s', which is not valid: expected 1 to 63 lowercase letters, digits and '-', starting and ending with a letter or digit; rename the file",
-			 stem);
+			 shown);
 		return;
 	}
 	if (at && !streq(s->name, stem)) {

@@ -368,6 +368,17 @@ static uint64_t status_fingerprint(const StatusView *v)
 	return h;
 }
 
+/*
+ * A string that may name a file (a path, a message): what is not UTF-8 in it escaped, as
+ * JSON takes nothing else (jansson escapes control characters itself).
+ */
+static json_t *text_or_null(const char *s)
+{
+	_cleanup_free_ char *e = s ? utf8_escape(s) : NULL;
+
+	return e ? json_string(e) : json_null();
+}
+
 static json_t *time_or_null(uint64_t usec)
 {
 	char buf[32];
@@ -384,13 +395,13 @@ static json_t *status_render(const StatusView *v)
 	json_t *conds = json_array(), *disks = json_array(), *nets = json_array(), *job = NULL;
 
 	for (size_t i = 0; i < _CONDITION_TYPE_MAX; i++)
-		json_array_append_new(conds,
-				      json_pack("{s:s, s:s, s:s, s:s, s:o}", "type",
-						condition_type_table[i], "status",
-						condition_status_table[v->num.condition_status[i]],
-						"reason", v->str.condition_reason[i], "message",
-						v->str.condition_message[i], "lastTransitionTime",
-						time_or_null(v->num.condition_since[i])));
+		json_array_append_new(
+			conds,
+			json_pack("{s:s, s:s, s:s, s:o, s:o}", "type", condition_type_table[i],
+				  "status", condition_status_table[v->num.condition_status[i]],
+				  "reason", v->str.condition_reason[i], "message",
+				  text_or_null(v->str.condition_message[i]), "lastTransitionTime",
+				  time_or_null(v->num.condition_since[i])));
 	for (size_t i = 0; i < v->n_disks; i++) {
 		const StatusDisk *d = &v->disks[i];
 
@@ -410,15 +421,15 @@ static json_t *status_render(const StatusView *v)
 		job = json_pack("{s:s, s:s, s:o}", "type", v->str.job_type, "phase",
 				v->str.job_phase, "since", time_or_null(v->num.job_since));
 	return json_pack(
-		"{s:s, s:s, s:s?, s:I, s:I, s:s, s:s, s:o, s:I, s:o, s:i, s:s?, s:o, s:o, s:o, s:s, s:o}",
-		"name", v->str.name, "backend", v->str.backend, "file", v->str.file, "generation",
-		(json_int_t)v->num.generation, "observedGeneration",
+		"{s:s, s:s, s:o, s:I, s:I, s:s, s:s, s:o, s:I, s:o, s:i, s:o, s:o, s:o, s:o, s:s, s:o}",
+		"name", v->str.name, "backend", v->str.backend, "file", text_or_null(v->str.file),
+		"generation", (json_int_t)v->num.generation, "observedGeneration",
 		(json_int_t)v->num.observed_generation, "desiredState", v->str.desired_state,
 		"phase", v->str.phase, "conditions", conds, "pid", (json_int_t)(int64_t)v->num.pid,
 		"startedAt", time_or_null(v->num.started_at), "restarts", (int)v->num.restarts,
-		"lastError", v->str.last_error, "nextRetryAt", time_or_null(v->num.next_retry_at),
-		"disks", disks, "networks", nets, "vmState", v->str.vm_state, "job",
-		job ?: json_null());
+		"lastError", text_or_null(v->str.last_error), "nextRetryAt",
+		time_or_null(v->num.next_retry_at), "disks", disks, "networks", nets, "vmState",
+		v->str.vm_state, "job", job ?: json_null());
 }
 
 static int status_write(Manager *m, const Sandbox *sb, const StatusView *v)
@@ -434,9 +445,13 @@ static int status_write(Manager *m, const Sandbox *sb, const StatusView *v)
 	if (asprintf(&dir, "%s/%s", m->config.run_dir, sb->name) < 0 ||
 	    asprintf(&path, "%s/status.json", dir) < 0)
 		return -ENOMEM;
-	r = mkdir_p(dir, 0755);
+	/*
+	 * Not for everyone: its messages quote the sandbox file. 0640, of vmd's group, or of the
+	 * run dir's when that is setgid (docs/status.md): a monitoring group reads it.
+	 */
+	r = mkdir_p(dir, 0750);
 	if (r >= 0)
-		r = write_file_atomic(path, text, strlen(text), 0644, false);
+		r = write_file_atomic(path, text, strlen(text), 0640, false);
 	if (r < 0)
 		return log_fields(LOG_ERR, &(LogFields){ .sandbox = sb->name, .error = -r },
 				  "cannot write %s", path);
@@ -481,20 +496,6 @@ void sandbox_remove_status(Manager *m, Sandbox *sb)
 	(void)rmdir(dir); /* only if the backend left nothing else there */
 }
 
-/* Append s to buf, made safe for a STATUS= line: printable, at most max bytes, whole UTF-8. */
-static void append_clean(char *buf, size_t size, const char *s, size_t max)
-{
-	size_t o = strlen(buf), start = o;
-
-	for (; *s && o + 1 < size && o - start < max; s++)
-		buf[o++] = (unsigned char)*s < 0x20 || *s == 0x7f ? ' ' : *s;
-	while (o > start && ((unsigned char)buf[o - 1] & 0xC0) == 0x80 && o - start >= max)
-		o--;
-	if (o > start && ((unsigned char)buf[o - 1] & 0xC0) == 0xC0)
-		o--;
-	buf[o] = '\0';
-}
-
 static int name_order(const void *a, const void *b)
 {
 	return strcmp(((const Sandbox *)a)->name, ((const Sandbox *)b)->name);
@@ -524,13 +525,14 @@ void manager_tally_update(Manager *m, Sandbox *sb)
 static void status_line(Manager *m, char *line, size_t size)
 {
 	const Sandbox *failing = prioq_peek(m->failing);
-	size_t total = hashmap_size(m->sandboxes);
+	size_t total = hashmap_size(m->sandboxes), n_ignored;
+	const char *ignored;
 
 	line[0] = '\0';
 	if (m->degraded) {
-		append_clean(line, size, "Degraded: ", 16);
-		append_clean(line, size, m->degraded, 200);
-		append_clean(line, size, "; ", 2);
+		text_escape_append(line, size, "Degraded: ", 16);
+		text_escape_append(line, size, m->degraded, 200);
+		text_escape_append(line, size, "; ", 2);
 	}
 	snprintf(line + strlen(line), size - strlen(line), "%zu sandbox%s", total,
 		 total == 1 ? "" : "es");
@@ -538,11 +540,19 @@ static void status_line(Manager *m, char *line, size_t size)
 		if (m->phase_tally[p])
 			snprintf(line + strlen(line), size - strlen(line), ", %u %s",
 				 m->phase_tally[p], phase_to_string(p));
+	n_ignored = manager_ignored(m, &ignored);
+	if (n_ignored > 0) {
+		snprintf(line + strlen(line), size - strlen(line),
+			 n_ignored == 1 ? "; %zu file ignored (invalid sandbox name): "
+					: "; %zu files ignored (invalid sandbox names), first: ",
+			 n_ignored);
+		text_escape_append(line, size, ignored, 200);
+	}
 	if (failing) {
-		append_clean(line, size, "; first failing: ", 20);
-		append_clean(line, size, failing->name, 64);
-		append_clean(line, size, ": ", 2);
-		append_clean(line, size, failing->config_error ?: failing->last_error ?: "failed", 300);
+		text_escape_append(line, size, "; first failing: ", 20);
+		text_escape_append(line, size, failing->name, 64);
+		text_escape_append(line, size, ": ", 2);
+		text_escape_append(line, size, failing->config_error ?: failing->last_error ?: "failed", 300);
 	}
 }
 

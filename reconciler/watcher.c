@@ -165,6 +165,11 @@ static void handle(Watcher *w, struct inotify_event *ev, bool *ret_rewatch)
 			push(w, NULL);
 		return;
 	}
+	if (ev->len == 0 && (ev->mask & IN_ATTRIB) && streq(dir, w->dir)) {
+		/* The directory's own owner or mode: it judges every file in it (sandbox-file.h). */
+		push(w, NULL);
+		return;
+	}
 	if (ev->len == 0 || in_hidden_dir(w, dir))
 		return;
 	if (ev->name[0] == '.' && ev->name[1] == '.') {

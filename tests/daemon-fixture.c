@@ -190,6 +190,8 @@ void fixture_start_daemon(Fixture *f)
 				setenv("WATCHDOG_PID", v, 1);
 			}
 		}
+		if (f->before_exec)
+			f->before_exec();
 		execv(argv[0], (char *const *)argv);
 		_exit(127);
 	}

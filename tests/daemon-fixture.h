@@ -30,6 +30,7 @@ typedef struct Fixture {
 	const char *const *daemon_args; /* more options for vmd daemon, NULL-terminated */
 	const char *notify_socket;	/* NOTIFY_SOCKET for the daemon, or NULL */
 	uint64_t watchdog_usec;		/* WATCHDOG_USEC for the daemon (with notify_socket) */
+	void (*before_exec)(void);	/* run in the daemon's process before its exec, or NULL */
 	char *violations;		/* $VMD_SIM_VIOLATIONS */
 	char *requests;			/* $VMD_SIM_REQUESTS: every request a simulator took */
 } Fixture;

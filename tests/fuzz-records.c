@@ -106,7 +106,6 @@ static void persisted(const char *dir, BackendKind default_backend)
 	ManagerConfig config = {
 		.default_backend = default_backend,
 		.backend_override = _BACKEND_KIND_INVALID,
-		.trusted_uid = (uid_t)-1,
 		.backend_options = options,
 	};
 	Sandbox *sb;

@@ -13,7 +13,6 @@ static int setup(void **state, bool read_only)
 		.backend_override = _BACKEND_KIND_INVALID,
 		.resync_usec = 3600ull * 1000000,
 		.grace_usec = 1000000,
-		.trusted_uid = (uid_t)-1,
 	};
 
 	f->dir = test_tmpdir();

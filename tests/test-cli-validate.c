@@ -3,6 +3,7 @@
 #include <jansson.h>
 #include <regex.h>
 #include <stdio.h>
+#include <sys/inotify.h>
 
 #include "helpers.h"
 
@@ -13,16 +14,30 @@ static void vmd(TestRun *r, const char *a1, const char *a2, const char *a3, cons
 	test_run(r, argv);
 }
 
+/* What vmd validate says of a PATH outside the daemon's sandbox directory (the default). */
+static char *outside(const char *path)
+{
+	char *s = NULL;
+
+	assert_true(
+		asprintf(&s,
+			 "%s: warning: not in the daemon's sandbox directory /etc/vmd/sandboxes (--sandboxes): owners and modes are not judged here; the daemon judges them where it reads the files\n",
+			 path) > 0);
+	return s;
+}
+
 /* The README's first command. */
 static void test_examples_valid(void **state _unused_)
 {
 	_cleanup_(test_run_done) TestRun r;
+	_cleanup_free_ char *warning = NULL;
 	char path[4096];
 
 	snprintf(path, sizeof(path), "%s", test_src("examples"));
+	warning = outside(path);
 	vmd(&r, "validate", path, NULL, NULL);
 	assert_int_equal(r.status, 0);
-	assert_string_equal(r.err, "");
+	assert_string_equal(r.err, warning); /* and nothing else */
 	/* One valid file per backend. */
 	assert_non_null(strstr(r.out, "backend qemu)"));
 	assert_non_null(strstr(r.out, "backend cloud-hypervisor)"));
@@ -48,7 +63,10 @@ static void test_bad_corpus_format(void **state _unused_)
 			"^.*/tests/spec/bad/[A-Za-z0-9_-]+\\.yaml:[1-9][0-9]*:[1-9][0-9]*: error: .+$",
 			REG_EXTENDED | REG_NOSUB),
 		0);
-	for (char *l = strtok_r(r.err, "\n", &save); l; l = strtok_r(NULL, "\n", &save), lines++)
+	/* The first line says that the corpus is not in the daemon's sandbox directory. */
+	assert_non_null(strstr(r.err, ": warning: not in the daemon's sandbox directory"));
+	for (char *l = strtok_r(strchr(r.err, '\n'), "\n", &save); l;
+	     l = strtok_r(NULL, "\n", &save), lines++)
 		if (regexec(&re, l, 0, NULL, 0) != 0)
 			fail_msg("not PATH:LINE:COL: error: '%s'", l);
 	regfree(&re);
@@ -164,19 +182,20 @@ static void test_unreadable(void **state _unused_)
 static void test_backend_rules(void **state _unused_)
 {
 	_cleanup_(test_run_done) TestRun r;
-	_cleanup_free_ char *path = NULL, *want = NULL;
+	_cleanup_free_ char *path = NULL, *want = NULL, *warning = NULL;
 	char *dir = test_tmpdir();
 
 	test_write_str(dir, "fc.yaml",
 		       "apiVersion: vmd/v1\nkind: Sandbox\nspec:\n  memory: 64Mi\n  kernel: /k\n  vcpus: 3\n"
 		       "  disks: [{id: a, path: /a, format: qcow2}]\n  cmdline: 1\n");
 	assert_true(asprintf(&path, "%s/fc.yaml", dir) > 0);
+	warning = outside(path);
 	assert_true(
 		asprintf(&want,
-			 "%1$s:6:10: error: spec.vcpus: 3 vCPUs do not fit backend 'firecracker' (the default backend): it takes 1 or an even number up to 32\n"
+			 "%2$s%1$s:6:10: error: spec.vcpus: 3 vCPUs do not fit backend 'firecracker' (the default backend): it takes 1 or an even number up to 32\n"
 			 "%1$s:7:37: error: spec.disks[0].format: qcow2 needs the qemu backend; this sandbox uses backend 'firecracker' (the default backend)\n"
 			 "%1$s:8:12: error: spec.cmdline: '1' is a number; quote it (\"1\") if you mean the string\n",
-			 path) > 0);
+			 path, warning) > 0);
 	vmd(&r, "validate", "--default-backend", "firecracker", path);
 	assert_int_equal(r.status, 1);
 	assert_string_equal(r.out, "");
@@ -192,13 +211,73 @@ static void test_backend_rules(void **state _unused_)
 	test_tmpdir_remove(dir);
 }
 
+/*
+ * A directory is walked as the daemon walks its own, wherever it is: a symlink that leads
+ * out of it is refused, its target never opened; those that stay inside are followed.
+ */
+static void test_symlinks(void **state _unused_)
+{
+	_cleanup_(test_run_done) TestRun r;
+	char *top = test_tmpdir();
+	_cleanup_free_ char *dir = NULL, *other = NULL, *secret = NULL, *evil = NULL, *esc = NULL,
+			    *cm = NULL, *data = NULL;
+	const char *text = "apiVersion: vmd/v1\nkind: Sandbox\nspec: {backend: noop, memory: 16Mi}\n";
+	struct inotify_event ev;
+	int ino;
+
+	assert_true(asprintf(&dir, "%s/sb", top) > 0 && asprintf(&other, "%s/other", top) > 0 &&
+		    asprintf(&secret, "%s/secret.yaml", other) > 0 &&
+		    asprintf(&evil, "%s/evil.yaml", dir) > 0 &&
+		    asprintf(&esc, "%s/esc.yaml", dir) > 0 &&
+		    asprintf(&cm, "%s/cm.yaml", dir) > 0 && asprintf(&data, "%s/..data", dir) > 0);
+	test_write_str(other, "secret.yaml", "SECRET-LINE: 1\n");
+	test_write_str(other, "a.yaml", text);
+	test_write_str(dir, "..2026/cm.yaml", text);
+	assert_int_equal(symlink("..2026", data), 0);
+	assert_int_equal(symlink("..data/cm.yaml", cm), 0);
+	assert_int_equal(symlink(secret, evil), 0);
+	assert_int_equal(symlink("../other/a.yaml", esc), 0);
+	ino = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	assert_true(ino >= 0 && inotify_add_watch(ino, other, IN_OPEN | IN_ACCESS) >= 0);
+
+	vmd(&r, "validate", dir, NULL, NULL);
+	assert_int_equal(r.status, 1);
+	assert_non_null(strstr(r.out, "/cm.yaml: ok (sandbox 'cm', backend noop)"));
+	assert_non_null(strstr(
+		r.err,
+		"/evil.yaml: error: the file leads outside the sandbox directory (through a symlink to an absolute path)"));
+	assert_non_null(strstr(
+		r.err,
+		"/esc.yaml: error: the file leads outside the sandbox directory (through '..' above it)"));
+	assert_null(strstr(r.err, "SECRET"));
+	assert_int_equal(read(ino, &ev, sizeof(ev)), -1);
+	assert_int_equal(errno, EAGAIN);
+	close(ino);
+	test_tmpdir_remove(top);
+}
+
+static void test_trust_usage(void **state _unused_)
+{
+	_cleanup_(test_run_done) TestRun r;
+
+	vmd(&r, "validate", "--trusted-uid", "git-sync", "x.yaml");
+	assert_int_equal(r.status, 2);
+	assert_non_null(
+		strstr(r.err, "vmd validate: --trusted-uid takes a numeric id, not 'git-sync'"));
+	test_run_done(&r);
+	vmd(&r, "validate", "--trusted-gid", "-1", "x.yaml");
+	assert_int_equal(r.status, 2);
+	assert_non_null(strstr(r.err, "--trusted-gid takes a numeric id, not '-1'"));
+}
+
 int main(void)
 {
 	static const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_examples_valid),	cmocka_unit_test(test_bad_corpus_format),
 		cmocka_unit_test(test_usage),		cmocka_unit_test(test_json),
 		cmocka_unit_test(test_duplicate_names), cmocka_unit_test(test_unreadable),
-		cmocka_unit_test(test_backend_rules),
+		cmocka_unit_test(test_backend_rules),	cmocka_unit_test(test_symlinks),
+		cmocka_unit_test(test_trust_usage),
 	};
 
 	return cmocka_run_group_tests_name("cli-validate", tests, NULL, NULL);

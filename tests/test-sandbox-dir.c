@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+#include <fcntl.h>
 #include <stdio.h>
 #include <sys/stat.h>
 
@@ -126,6 +127,52 @@ static void test_walk_missing(void **state _unused_)
 	free(dir);
 }
 
+static void test_relative(void **state _unused_)
+{
+	assert_string_equal(sandbox_dir_relative("/etc/vmd/sandboxes", "/etc/vmd/sandboxes/web.yaml"),
+			    "web.yaml");
+	assert_string_equal(sandbox_dir_relative("/etc/vmd/sandboxes/", "/etc/vmd/sandboxes/t/x.yml"),
+			    "t/x.yml");
+	assert_string_equal(sandbox_dir_relative("sb", "sb//web.yaml"), "web.yaml");
+	assert_string_equal(sandbox_dir_relative("/", "/web.yaml"), "web.yaml");
+	assert_null(sandbox_dir_relative("/etc/vmd/sandboxes", "/etc/vmd/sandboxes2/web.yaml"));
+	assert_null(sandbox_dir_relative("/etc/vmd/sandboxes", "/etc/vmd/sandboxes"));
+	assert_null(sandbox_dir_relative("/etc/vmd/sandboxes", "/etc/web.yaml"));
+}
+
+/*
+ * Given the directory's fd, the walk reads that directory, whatever its path names by now
+ * (the daemon judged the one it opened): paths are still shown under the name given.
+ */
+static void test_iter_fd(void **state _unused_)
+{
+	_cleanup_(sandbox_dir_iter_freep) SandboxDirIter *it = NULL;
+	char *top = test_tmpdir();
+	_cleanup_free_ char *sb = NULL, *old = NULL, *want = NULL;
+	const char *path;
+	int fd, error, r;
+
+	assert_true(asprintf(&sb, "%s/sb", top) > 0 && asprintf(&old, "%s/old", top) > 0);
+	test_write_str(sb, "team/web.yaml", "x");
+	fd = open(sb, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(sandbox_dir_iter_new(sb, fd, &it), 0);
+	close(fd);
+	assert_int_equal(rename(sb, old), 0);
+	test_write_str(sb, "other.yaml", "x");
+
+	assert_true(asprintf(&want, "%s/team/web.yaml", sb) > 0);
+	while ((r = sandbox_dir_iter_next(it, &path, &error)) == -EAGAIN)
+		;
+	assert_int_equal(r, 1);
+	assert_string_equal(path, want);
+	assert_int_equal(error, 0);
+	while ((r = sandbox_dir_iter_next(it, &path, &error)) == -EAGAIN)
+		;
+	assert_int_equal(r, 0); /* not the other.yaml of the directory now at that path */
+	test_tmpdir_remove(top);
+}
+
 static int name_compare(const void *a, const void *b)
 {
 	return strcmp(*(char *const *)a, *(char *const *)b);
@@ -158,7 +205,7 @@ static void test_iter_large(void **state _unused_)
 	test_write_str(dir, "80000000/README", "x");
 	qsort(names, N + 1, sizeof(char *), name_compare);
 
-	assert_int_equal(sandbox_dir_iter_new(dir, &it), 0);
+	assert_int_equal(sandbox_dir_iter_new(dir, -EBADF, &it), 0);
 	while ((r = sandbox_dir_iter_next(it, &path, &error)) != 0) {
 		_cleanup_free_ char *want = NULL;
 
@@ -185,10 +232,9 @@ static void test_iter_large(void **state _unused_)
 int main(void)
 {
 	static const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_candidates),
-		cmocka_unit_test(test_walk),
-		cmocka_unit_test(test_walk_missing),
-		cmocka_unit_test(test_iter_large),
+		cmocka_unit_test(test_candidates),   cmocka_unit_test(test_walk),
+		cmocka_unit_test(test_walk_missing), cmocka_unit_test(test_relative),
+		cmocka_unit_test(test_iter_fd),	     cmocka_unit_test(test_iter_large),
 	};
 
 	return cmocka_run_group_tests_name("sandbox-dir", tests, NULL, NULL);
