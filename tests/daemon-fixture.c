@@ -141,6 +141,7 @@ int fixture_teardown(void **state)
 		;
 	if (getenv("VMD_TEST_VERBOSE") && log)
 		fprintf(stderr, "--- vmd log\n%s---\n", log);
+	test_notify_done(&f->notify);
 	test_tmpdir_remove(f->dir);
 	free(f->sb);
 	free(f->run);
@@ -194,6 +195,37 @@ void fixture_start_daemon(Fixture *f)
 		_exit(127);
 	}
 	f->pid = pid;
+}
+
+void fixture_listen_notify(Fixture *f)
+{
+	_cleanup_free_ char *path = path_in(f->dir, "notify");
+
+	test_notify_listen(&f->notify, path);
+	f->notify_socket = f->notify.path;
+}
+
+void fixture_expect_notify(Fixture *f, const char *what)
+{
+	_cleanup_free_ char *log = NULL;
+
+	if (test_notify_expect(&f->notify, what, FIXTURE_WAIT_MS))
+		return;
+	log = test_read_file(f->log, NULL);
+	fail_msg("no '%s' from the daemon; it sent:\n%s\nvmd said:\n%s", what, f->notify.log,
+		 log ?: "");
+}
+
+void fixture_pass_time(Fixture *f, unsigned ms)
+{
+	uint64_t end = ms_now() + ms;
+
+	while (ms_now() < end) {
+		if (f->notify.path)
+			test_notify_read(&f->notify, 50);
+		else
+			usleep(50000);
+	}
 }
 
 void fixture_put(Fixture *f, const char *name, const char *text)

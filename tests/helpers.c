@@ -8,9 +8,12 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 
 #include "helpers.h"
+#include "util.h"
 
 const char *test_src(const char *rel)
 {
@@ -181,5 +184,61 @@ void test_send_all(int fd, const char *s, size_t n)
 			return;
 		s += k;
 		n -= (size_t)k;
+	}
+}
+
+void test_notify_listen(TestNotify *n, const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+
+	*n = (TestNotify){ .path = strdup(path), .log = strdup("") };
+	n->fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	assert_true(n->fd >= 0);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	assert_int_equal(bind(n->fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+}
+
+void test_notify_done(TestNotify *n)
+{
+	if (n->path && n->fd >= 0)
+		close(n->fd);
+	free(n->path);
+	free(n->log);
+	*n = (TestNotify){};
+}
+
+void test_notify_read(TestNotify *n, int timeout_ms)
+{
+	struct pollfd p = { .fd = n->fd, .events = POLLIN };
+	char buf[4096];
+	ssize_t k;
+
+	if (poll(&p, 1, timeout_ms) <= 0)
+		return;
+	while ((k = recv(n->fd, buf, sizeof(buf), 0)) > 0) {
+		char *log = NULL;
+
+		assert_true(k < (ssize_t)sizeof(buf));
+		assert_int_equal(utf8_first_invalid(buf, (size_t)k), (size_t)k);
+		assert_true(asprintf(&log, "%s%.*s\n", n->log, (int)k, buf) > 0);
+		free(n->log);
+		n->log = log;
+	}
+}
+
+bool test_notify_expect(TestNotify *n, const char *what, uint64_t timeout_ms)
+{
+	uint64_t end = now_usec(CLOCK_MONOTONIC) / 1000 + timeout_ms;
+
+	for (;;) {
+		char *hit = strstr(n->log + n->cursor, what);
+
+		if (hit) {
+			n->cursor = (size_t)(hit - n->log) + strlen(what);
+			return true;
+		}
+		if (now_usec(CLOCK_MONOTONIC) / 1000 > end)
+			return false;
+		test_notify_read(n, 50);
 	}
 }

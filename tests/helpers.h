@@ -44,3 +44,21 @@ void test_send_all(int fd, const char *s, size_t n);
 
 /* Read a whole file into a NUL-terminated buffer; *ret_len may be NULL. */
 char *test_read_file(const char *path, size_t *ret_len);
+
+/*
+ * A NOTIFY_SOCKET the test binds, and what the daemons it starts tell "systemd" on it:
+ * every message, one per line (sd_notify's datagrams are checked: UTF-8, under 4 KiB).
+ */
+typedef struct TestNotify {
+	int fd;
+	char *path;
+	char *log;
+	size_t cursor; /* test_notify_expect() looks from here on */
+} TestNotify;
+
+void test_notify_listen(TestNotify *n, const char *path);
+void test_notify_done(TestNotify *n);
+/* Add what came to the log, waiting up to timeout_ms for something to come. */
+void test_notify_read(TestNotify *n, int timeout_ms);
+/* Wait up to timeout_ms for a message with what, after the last one expected; false if none. */
+bool test_notify_expect(TestNotify *n, const char *what, uint64_t timeout_ms);

@@ -8,13 +8,10 @@
  */
 #include <fcntl.h>
 #include <jansson.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 
@@ -25,11 +22,9 @@
 #define WAIT_MS 20000
 
 typedef struct Fixture {
-	char *dir, *sb, *run, *state, *notify_path, *log;
-	int notify_fd;
+	char *dir, *sb, *run, *state, *log;
 	pid_t pid;
-	char *messages; /* every notify message so far, one per line */
-	size_t cursor;	/* expect() looks from here on */
+	TestNotify notify;
 } Fixture;
 
 static char *path_in(const char *dir, const char *name)
@@ -43,20 +38,16 @@ static char *path_in(const char *dir, const char *name)
 static int setup(void **state)
 {
 	Fixture *f = calloc(1, sizeof(*f));
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	_cleanup_free_ char *notify = NULL;
 
 	f->dir = test_tmpdir();
 	f->sb = path_in(f->dir, "sandboxes");
 	f->run = path_in(f->dir, "run");
 	f->state = path_in(f->dir, "state");
-	f->notify_path = path_in(f->dir, "notify");
 	f->log = path_in(f->dir, "vmd.log");
-	f->messages = strdup("");
 	assert_int_equal(mkdir(f->sb, 0755), 0);
-	f->notify_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	assert_true(f->notify_fd >= 0);
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", f->notify_path);
-	assert_int_equal(bind(f->notify_fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	notify = path_in(f->dir, "notify");
+	test_notify_listen(&f->notify, notify);
 	*state = f;
 	return 0;
 }
@@ -71,14 +62,12 @@ static int teardown(void **state)
 	Fixture *f = *state;
 
 	stop_daemon(f, SIGKILL);
-	close(f->notify_fd);
+	test_notify_done(&f->notify);
 	test_tmpdir_remove(f->dir);
 	free(f->sb);
 	free(f->run);
 	free(f->state);
-	free(f->notify_path);
 	free(f->log);
-	free(f->messages);
 	free(f);
 	return 0;
 }
@@ -98,7 +87,7 @@ static void start_daemon(Fixture *f, const char *watchdog_usec)
 		dup2(null, 0);
 		dup2(null, 1);
 		dup2(log, 2);
-		setenv("NOTIFY_SOCKET", f->notify_path, 1);
+		setenv("NOTIFY_SOCKET", f->notify.path, 1);
 		if (watchdog_usec) {
 			snprintf(wpid, sizeof(wpid), "%d", (int)getpid());
 			setenv("WATCHDOG_USEC", watchdog_usec, 1);
@@ -122,41 +111,14 @@ static uint64_t ms_now(void)
 
 static void drain_notify(Fixture *f, int timeout_ms)
 {
-	struct pollfd p = { .fd = f->notify_fd, .events = POLLIN };
-	char buf[4096 + 1];
-	ssize_t n;
-
-	if (poll(&p, 1, timeout_ms) <= 0)
-		return;
-	while ((n = recv(f->notify_fd, buf, sizeof(buf) - 1, 0)) > 0) {
-		size_t l = strlen(f->messages);
-
-		buf[n] = '\0';
-		/* sd_notify's STATUS must fit a datagram, as UTF-8, under 4 KiB. */
-		assert_true(n < 4096);
-		assert_int_equal(utf8_first_invalid(buf, (size_t)n), (size_t)n);
-		f->messages = realloc(f->messages, l + (size_t)n + 2);
-		memcpy(f->messages + l, buf, (size_t)n);
-		strcpy(f->messages + l + n, "\n");
-	}
+	test_notify_read(&f->notify, timeout_ms);
 }
 
 /* Wait for a notify message containing what, after the last one expected. */
 static void expect_notify(Fixture *f, const char *what)
 {
-	uint64_t end = ms_now() + WAIT_MS;
-
-	for (;;) {
-		char *hit = strstr(f->messages + f->cursor, what);
-
-		if (hit) {
-			f->cursor = (size_t)(hit - f->messages) + strlen(what);
-			return;
-		}
-		if (ms_now() > end)
-			fail_msg("no '%s' from the daemon; it sent:\n%s", what, f->messages);
-		drain_notify(f, 50);
-	}
+	if (!test_notify_expect(&f->notify, what, WAIT_MS))
+		fail_msg("no '%s' from the daemon; it sent:\n%s", what, f->notify.log);
 }
 
 static json_t *status_of(Fixture *f, const char *name)
