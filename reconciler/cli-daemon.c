@@ -22,6 +22,9 @@ static void daemon_help(FILE *f)
 		"  --resync SECONDS         read everything again this often (default 60)\n"
 		"  --grace SECONDS          how long a file must stay gone or changed before vmd\n"
 		"                           stops, restarts or hot-removes anything (default 2)\n"
+		"  --max-deletions LIMIT    stop nothing, and wait for vmd approve-deletions, when\n"
+		"                           the files of more sandboxes than this go at once:\n"
+		"                           N, P%% (of those with a VM), N,P%% or off (default 1,50%%)\n"
 		"  --trusted-uid UID        also read files owned by this user\n"
 		"  --qemu-binary PATH       the QEMU to run (default qemu-system-x86_64 in $PATH)\n"
 		"  --qemu-accel ACCEL       kvm, tcg or auto: kvm where it works (default auto)\n"
@@ -62,6 +65,7 @@ void manager_config_defaults(ManagerConfig *c)
 		.resync_usec = 60ull * 1000000,
 		.grace_usec = 2ull * 1000000,
 		.trusted_uid = (uid_t)-1,
+		.max_deletions = DELETION_LIMIT_DEFAULT,
 		.backend_options.jailer_uid = (uid_t)-1,
 		.backend_options.jailer_gid = (gid_t)-1,
 	};
@@ -169,6 +173,7 @@ int verb_daemon(int argc, char **argv)
 		{ "resync", required_argument, NULL, 'y' },
 		{ "grace", required_argument, NULL, 'g' },
 		{ "trusted-uid", required_argument, NULL, 'u' },
+		{ "max-deletions", required_argument, NULL, 'm' },
 		{ "log-target", required_argument, NULL, 'l' },
 		{ "help", no_argument, NULL, 'h' },
 		{},
@@ -203,6 +208,14 @@ int verb_daemon(int argc, char **argv)
 			if (!*optarg || *end) {
 				fprintf(stderr,
 					"vmd daemon: --trusted-uid takes a numeric uid, not '%s'\n",
+					optarg);
+				return EXIT_USAGE;
+			}
+			break;
+		case 'm':
+			if (deletion_limit_from_string(optarg, &config.max_deletions) < 0) {
+				fprintf(stderr,
+					"vmd daemon: --max-deletions takes N, P%%, N,P%% or off, not '%s'\n",
 					optarg);
 				return EXIT_USAGE;
 			}

@@ -249,6 +249,7 @@ static void load_file(Manager *m, const char *path, const char *name, const stru
 		free(sb->path);
 		sb->path = strdup(path);
 		sb->desired_since = now_usec(CLOCK_MONOTONIC); /* back, or newly here */
+		deletion_guard_update(m, sb);
 	}
 	if (fd >= 0)
 		sb->file_st = st;
@@ -287,6 +288,7 @@ static void file_gone(Manager *m, Sandbox *sb)
 		return;
 	sb->path = mfree(sb->path);
 	sb->desired_since = now_usec(CLOCK_MONOTONIC);
+	deletion_guard_update(m, sb);
 	if (sb->config_error) {
 		sb->config_error = mfree(sb->config_error);
 		manager_tally_update(m, sb);
@@ -384,6 +386,16 @@ static void scan_finish(Manager *m, int r)
 	m->degraded = mfree(m->degraded);
 }
 
+/* Which directory this scan reads: the path may lead to another one now (a mount over it). */
+static void note_dir(Manager *m)
+{
+	_cleanup_free_ char *real = realpath(m->config.sandbox_dir, NULL);
+	struct stat st;
+
+	if (real && stat(real, &st) == 0 && S_ISDIR(st.st_mode))
+		deletion_guard_scanned(m, real, &st);
+}
+
 int manager_scan_start(Manager *m)
 {
 	Scan *s;
@@ -392,6 +404,7 @@ int manager_scan_start(Manager *m)
 	m->scan = scan_free(m->scan);
 	m->scan_id++;
 	m->scan_complete = false;
+	note_dir(m);
 	s = calloc(1, sizeof(Scan));
 	if (!s || sandbox_dir_iter_new(m->config.sandbox_dir, &s->iter) < 0) {
 		scan_free(s);

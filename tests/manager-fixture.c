@@ -14,6 +14,7 @@ static int setup(void **state, bool read_only)
 		.resync_usec = 3600ull * 1000000,
 		.grace_usec = 1000000,
 		.trusted_uid = (uid_t)-1,
+		.max_deletions = DELETION_LIMIT_DEFAULT,
 	};
 
 	f->dir = test_tmpdir();
