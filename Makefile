@@ -59,6 +59,7 @@ LIB_SRCS := \
 	reconciler/log.c \
 	reconciler/status.c \
 	reconciler/desired.c \
+	reconciler/deletion-guard.c \
 	reconciler/executor.c \
 	reconciler/watcher.c \
 	reconciler/manager.c \
@@ -66,6 +67,7 @@ LIB_SRCS := \
 	reconciler/cli-daemon.c \
 	reconciler/cli-status.c \
 	reconciler/cli-plan.c \
+	reconciler/cli-approve.c \
 	backends/backend.c \
 	backends/noop.c \
 	backends/vmm.c \
@@ -82,7 +84,7 @@ LIB_SRCS := \
 MAIN_SRC := reconciler/main.c
 
 TESTS := util hashmap list prioq status desired yaml-tree yaml-decode spec spec-check spec-yaml spec-json sandbox-dir sandbox-file plan backend-noop vmm http-unix cloud-hypervisor firecracker qmp qemu-argv qemu qemu-sim hung-vmm watcher \
-	cli-validate schema daemon files journal units readme
+	cli-validate schema daemon files deletion-guard journal units readme
 
 # libFuzzer targets, tests/fuzz-NAME.c; make check replays the seeds of each (tests/run).
 FUZZ_TARGETS := spec-yaml qmp vmm-reply records

@@ -25,6 +25,9 @@ static void daemon_help(FILE *f)
 		"                           stops, restarts or hot-removes anything (default 2)\n"
 		"  --trusted-uid UID        also read files and folders owned by this user (repeatable)\n"
 		"  --trusted-gid GID        also read files and folders this group can write (repeatable)\n"
+		"  --max-deletions LIMIT    stop nothing, and wait for vmd approve-deletions, when\n"
+		"                           the files of more sandboxes than this go at once:\n"
+		"                           N, P%% (of those with a VM), N,P%% or off (default 1,50%%)\n"
 		"  --qemu-binary PATH       the QEMU to run (default qemu-system-x86_64 in $PATH)\n"
 		"  --qemu-accel ACCEL       kvm, tcg or auto: kvm where it works (default auto)\n"
 		"  --cloud-hypervisor-binary PATH\n"
@@ -63,6 +66,7 @@ void manager_config_defaults(ManagerConfig *c)
 		.backend_override = _BACKEND_KIND_INVALID,
 		.resync_usec = 60ull * 1000000,
 		.grace_usec = 2ull * 1000000,
+		.max_deletions = DELETION_LIMIT_DEFAULT,
 		.backend_options.jailer_uid = (uid_t)-1,
 		.backend_options.jailer_gid = (gid_t)-1,
 	};
@@ -196,6 +200,7 @@ int verb_daemon(int argc, char **argv)
 		CLI_MANAGER_OPTIONS,
 		{ "resync", required_argument, NULL, 'y' },
 		{ "grace", required_argument, NULL, 'g' },
+		{ "max-deletions", required_argument, NULL, 'm' },
 		{ "log-target", required_argument, NULL, 'l' },
 		{ "help", no_argument, NULL, 'h' },
 		{},
@@ -223,6 +228,14 @@ int verb_daemon(int argc, char **argv)
 		case 'g':
 			if (parse_seconds("--grace", optarg, &config.grace_usec) < 0)
 				return EXIT_USAGE;
+			break;
+		case 'm':
+			if (deletion_limit_from_string(optarg, &config.max_deletions) < 0) {
+				fprintf(stderr,
+					"vmd daemon: --max-deletions takes N, P%%, N,P%% or off, not '%s'\n",
+					optarg);
+				return EXIT_USAGE;
+			}
 			break;
 		case 'l':
 			target = log_target_from_string(optarg);

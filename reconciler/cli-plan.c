@@ -17,7 +17,7 @@ static int name_compare(const void *a, const void *b)
 	return strcmp((*(Sandbox *const *)a)->name, (*(Sandbox *const *)b)->name);
 }
 
-static json_t *plan_one(Manager *m, Sandbox *sb)
+static json_t *plan_one(Manager *m, Sandbox *sb, json_t *held)
 {
 	Backend *b = manager_backend_of(m, sb);
 	json_t *actions = json_array(), *j;
@@ -46,11 +46,12 @@ static json_t *plan_one(Manager *m, Sandbox *sb)
 						"device", plan.actions[i].device, "reason",
 						plan.actions[i].reason, "destructive",
 						action_is_destructive(plan.actions[i].type)));
-	j = json_pack("{s:s, s:s, s:s, s:o, s:b, s:s?, s:s?}", "name", sb->name, "backend",
+	j = json_pack("{s:s, s:s, s:s, s:o, s:b, s:b, s:s?, s:s?}", "name", sb->name, "backend",
 		      backend_kind_to_string(manager_backend_kind(m, sb)), "vmState",
 		      sb->observe_failed ? "unknown" : vm_state_to_string(sb->observed.state),
-		      "actions", actions, "restartRequired", plan.restart_required, "configError",
-		      sb->config_error, "note", note);
+		      "actions", actions, "restartRequired", plan.restart_required, "stopHeld",
+		      deletions_file_names(held, sb->name), "configError", sb->config_error, "note",
+		      note);
 	return j;
 }
 
@@ -74,11 +75,15 @@ static void print_plan(json_t *p)
 	json_array_foreach(actions, i, a)
 	{
 		const char *dev = json_string_value(json_object_get(a, "device"));
+		const char *what = json_string_value(json_object_get(a, "action"));
+		const char *when = "";
 
-		printf("%s: %s%s%s (%s)%s\n", name, json_string_value(json_object_get(a, "action")),
-		       dev ? " " : "", dev ?: "", json_string_value(json_object_get(a, "reason")),
-		       json_is_true(json_object_get(a, "destructive")) ? " [after the grace period]"
-								       : "");
+		if (json_is_true(json_object_get(p, "stopHeld")) && streq_ptr(what, "stop"))
+			when = " [held: too many files went at once; vmd approve-deletions]";
+		else if (json_is_true(json_object_get(a, "destructive")))
+			when = " [after the grace period]";
+		printf("%s: %s%s%s (%s)%s\n", name, what, dev ? " " : "", dev ?: "",
+		       json_string_value(json_object_get(a, "reason")), when);
 	}
 }
 
@@ -93,6 +98,8 @@ int verb_plan(int argc, char **argv)
 	ManagerConfig config;
 	_cleanup_(manager_freep) Manager *m = NULL;
 	_cleanup_free_ Sandbox **list = NULL;
+	_cleanup_free_ char *held_path = NULL;
+	json_auto_t *held = NULL;
 	json_t *all;
 	bool json = false;
 	size_t n = 0;
@@ -141,6 +148,10 @@ int verb_plan(int argc, char **argv)
 		fprintf(stderr, "vmd plan: %s; the daemon stops nothing while it cannot read it\n",
 			m->degraded);
 
+	/* What the daemon's mass deletion guard holds, if it runs and holds anything. */
+	if (asprintf(&held_path, "%s/%s", config.run_dir, DELETIONS_HELD_FILE) >= 0)
+		held = json_load_file(held_path, 0, NULL);
+
 	list = calloc(hashmap_size(m->sandboxes) + 1, sizeof(Sandbox *));
 	if (!list)
 		return EXIT_INVALID;
@@ -150,7 +161,7 @@ int verb_plan(int argc, char **argv)
 
 	all = json_array();
 	for (size_t i = 0; i < n; i++) {
-		json_t *p = plan_one(m, list[i]);
+		json_t *p = plan_one(m, list[i], held);
 
 		if (!json)
 			print_plan(p);

@@ -355,6 +355,7 @@ static int load_file(Manager *m, SandboxRoot *root, const char *path, const char
 		free(sb->path);
 		sb->path = strdup(path);
 		sb->desired_since = now_usec(CLOCK_MONOTONIC); /* back, or newly here */
+		deletion_guard_update(m, sb);
 	}
 	if (r >= 0)
 		sb->file_st = file.st;
@@ -396,6 +397,7 @@ static void file_gone(Manager *m, Sandbox *sb)
 		return;
 	sb->path = mfree(sb->path);
 	sb->desired_since = now_usec(CLOCK_MONOTONIC);
+	deletion_guard_update(m, sb);
 	if (sb->config_error) {
 		sb->config_error = mfree(sb->config_error);
 		manager_tally_update(m, sb);
@@ -512,6 +514,16 @@ static void scan_finish(Manager *m, int r)
 	forget_unseen_ignored(m);
 }
 
+/* Which directory this scan reads: the path may lead to another one now (a mount over it). */
+static void note_dir(Manager *m)
+{
+	_cleanup_free_ char *real = realpath(m->config.sandbox_dir, NULL);
+	struct stat st;
+
+	if (real && stat(real, &st) == 0 && S_ISDIR(st.st_mode))
+		deletion_guard_scanned(m, real, &st);
+}
+
 int manager_scan_start(Manager *m)
 {
 	Scan *s;
@@ -520,6 +532,7 @@ int manager_scan_start(Manager *m)
 	m->scan = scan_free(m->scan);
 	m->scan_id++;
 	m->scan_complete = false;
+	note_dir(m);
 	s = calloc(1, sizeof(Scan));
 	if (!s)
 		return -ENOMEM;

@@ -25,9 +25,7 @@ void sandbox_observe(Manager *m, Sandbox *sb)
 
 	vm_observed_done(&sb->observed);
 	sb->observe_failed = false;
-	if (!b)
-		return;
-	r = b->ops->observe(b, sb->name, &sb->observed);
+	r = b ? b->ops->observe(b, sb->name, &sb->observed) : 0;
 	if (r < 0) {
 		if (!sb->observe_failed)
 			log_fields(LOG_ERR,
@@ -38,6 +36,7 @@ void sandbox_observe(Manager *m, Sandbox *sb)
 		vm_observed_done(&sb->observed);
 		sb->observe_failed = true;
 	}
+	deletion_guard_update(m, sb);
 }
 
 static int execute(Sandbox *sb, Backend *b, const Action *a)
@@ -344,6 +343,9 @@ void sandbox_reconcile(Manager *m, Sandbox *sb)
 		};
 		plan_sandbox(&in, now, m->config.grace_usec, &plan);
 		sb->restart_required = plan.restart_required;
+		/* Its file is gone: a stop waits while too many went at once (deletion-guard.c). */
+		if (!in.desired)
+			deletion_guard_filter(m, sb, &plan);
 		if (plan.n_actions == 0)
 			break;
 		for (k = 0; k < plan.n_actions; k++) {

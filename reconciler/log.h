@@ -20,6 +20,8 @@
 #define LOG_MESSAGE_DAEMON                                                                         \
 	"83a9824971ec45bd8c78cacdd5d04e93" /* started, reloaded, stopping, degraded */
 #define LOG_MESSAGE_CONFIG_VALID "b1c2f6b406524639b3fb79e073d5223b" /* a file became valid again */
+/* Stops of removed files held (too many at once, the directory replaced), released, approved. */
+#define LOG_MESSAGE_DELETIONS "eecc8e796ee942fab6b70420831f4306"
 
 typedef enum LogTarget {
 	LOG_TARGET_AUTO, /* journal when stderr is connected to it (JOURNAL_STREAM), else console */

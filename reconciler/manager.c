@@ -70,6 +70,7 @@ void manager_drop_sandbox(Manager *m, Sandbox *sb)
 	list_remove(&m->all, &sb->all_node);
 	list_remove(&m->dirty, &sb->dirty_node);
 	list_remove(&m->persist_queue, &sb->persist_node);
+	deletion_guard_forget(m, sb);
 	manager_tally_remove(m, sb);
 	hashmap_remove(m->sandboxes, sb->name);
 	sandbox_free(sb);
@@ -172,6 +173,8 @@ static void resync_start(Manager *m)
 
 static void resync_done(Manager *m)
 {
+	/* Every file it found gone is counted now: the stops that came due meanwhile are judged. */
+	deletion_guard_pass_done(m);
 	if (m->resync_reload) {
 		m->resync_reload = false;
 		manager_notify_ready(m);
@@ -286,6 +289,8 @@ static int on_sighup(sd_event_source *s _unused_, const struct signalfd_siginfo 
 	Manager *m = userdata;
 	void *v;
 
+	/* vmd approve-deletions left an approval, and signalled: the stops it names go ahead. */
+	deletion_guard_approve(m);
 	(void)sd_notifyf(false, "RELOADING=1\nMONOTONIC_USEC=%" PRIu64, now_usec(CLOCK_MONOTONIC));
 	log_fields(LOG_INFO, &(LogFields){ .message_id = LOG_MESSAGE_DAEMON },
 		   "reloading: reading %s again", m->config.sandbox_dir);
@@ -406,6 +411,9 @@ int manager_new(const ManagerConfig *config, Manager **ret)
 		return log_error_errno(r, "cannot set up the event loop");
 	(void)sd_event_source_set_priority(m->resync_event, RESYNC_PRIORITY);
 	(void)sd_event_source_set_enabled(m->resync_event, SD_EVENT_OFF);
+	r = deletion_guard_init(m);
+	if (r < 0)
+		return log_error_errno(r, "cannot set up the event loop");
 	r = sd_event_add_time_relative(m->event, &m->resync_timer, CLOCK_MONOTONIC,
 				       config->resync_usec, 1000 * 1000, on_resync, m);
 	if (r < 0)
@@ -474,6 +482,7 @@ Manager *manager_free(Manager *m)
 	sd_event_source_disable_unref(m->persist_event);
 	sd_event_source_disable_unref(m->resync_event);
 	sd_event_source_disable_unref(m->resync_timer);
+	deletion_guard_done(m);
 	sd_event_unref(m->event);
 	if (m->lock_fd >= 0)
 		close(m->lock_fd);
@@ -526,6 +535,7 @@ int manager_run(Manager *m)
 	/* A change between the first scan and the watch being set up is not missed. */
 	(void)manager_scan(m);
 	reconcile_dirty(NULL, m);
+	deletion_guard_pass_done(m);
 
 	m->ready = true;
 	manager_notify_ready(m);

@@ -5,6 +5,7 @@
 #include <systemd/sd-event.h>
 
 #include "backend.h"
+#include "deletion-guard.h"
 #include "hashmap.h"
 #include "list.h"
 #include "plan.h"
@@ -28,6 +29,7 @@ typedef struct ManagerConfig {
 	uint64_t resync_usec;
 	uint64_t grace_usec;
 	Trust trust; /* who may write the sandbox files: --trusted-uid, --trusted-gid */
+	DeletionLimit max_deletions;
 	BackendOptions backend_options;
 } ManagerConfig;
 
@@ -79,8 +81,40 @@ typedef struct Sandbox {
 	ListNode all_node;     /* Manager.all */
 	ListNode dirty_node;   /* Manager.dirty */
 	ListNode persist_node; /* Manager.persist_queue */
+	ListNode removal_node; /* Manager.guard.removals */
 	uint64_t seen_scan;    /* the last Manager.scan_id that found its file */
+
+	/* deletion-guard.c */
+	bool has_vm;		/* counted in Manager.guard.n_vms */
+	bool deletion_approved; /* an approval lets its stop go ahead, until its file is back */
 } Sandbox;
+
+/* Which directory a scan read: the same path may come to lead to another one (a mount). */
+typedef struct DirIdentity {
+	char *real; /* its canonical path; NULL: none yet */
+	dev_t dev;
+	ino_t ino;
+} DirIdentity;
+
+/*
+ * deletion-guard.c: the stops of removed files, held when too many come at once
+ * (--max-deletions) or when the directory was replaced, until the files are back or an
+ * approval comes (vmd approve-deletions).
+ */
+typedef struct DeletionGuard {
+	List removals;	/* Sandboxes whose file is gone while their VM runs: a stop would follow */
+	size_t n_vms;	/* Sandboxes that have a VM */
+	bool tripped;	/* every stop of removals is held */
+	bool replaced;	/* the trip's cause: the directory was replaced, not a count */
+	char id[33];	/* the trip's: an approval names it, and no other trip */
+	uint64_t since; /* CLOCK_REALTIME: when it tripped */
+	bool deferred;	/* a stop came due while a pass was still finding files gone */
+	DirIdentity accepted; /* the directory vmd goes by */
+	bool dir_replaced;    /* the one read now is another: what it lacks is suspect */
+	dev_t seen_dev;	      /* that other one, while dir_replaced */
+	ino_t seen_ino;
+	sd_event_source *write_event; /* rewrites deletions-held.json, at idle priority */
+} DeletionGuard;
 
 struct Manager {
 	ManagerConfig config;
@@ -121,6 +155,8 @@ struct Manager {
 	/* status.c: what STATUS= says, kept as sandboxes change instead of counted over all */
 	unsigned phase_tally[_PHASE_MAX];
 	Prioq *failing; /* Sandboxes that are Failed or whose file is refused, by name */
+
+	DeletionGuard guard;
 
 	bool ready;
 	bool read_only; /* vmd plan: look, change nothing, write nothing */
@@ -173,6 +209,25 @@ void sandbox_op_done(Manager *m, Sandbox *sb, BackendOp op, const char *device, 
 /* Its VM exited on its own or as asked: count quick exits, back off a crash loop. */
 void sandbox_vm_exited(Manager *m, Sandbox *sb, int status, const char *reason);
 void sandbox_observe(Manager *m, Sandbox *sb);
+
+/* deletion-guard.c */
+int deletion_guard_init(Manager *m);
+void deletion_guard_done(Manager *m);
+/* sb's file or VM may have changed: count it again. */
+void deletion_guard_update(Manager *m, Sandbox *sb);
+void deletion_guard_forget(Manager *m, Sandbox *sb);
+/* Take out of a plan for sb (its file gone) a stop that the guard holds. */
+void deletion_guard_filter(Manager *m, Sandbox *sb, Plan *plan);
+/* Whether the guard holds sb's stop (its status says so). */
+bool deletion_guard_holds(const Manager *m, const Sandbox *sb);
+/* A whole scan read the directory real, which is st: the one vmd goes by, or another? */
+void deletion_guard_scanned(Manager *m, const char *real, const struct stat *st);
+/* A pass over every sandbox is over: judge what it found gone. */
+void deletion_guard_pass_done(Manager *m);
+/* SIGHUP: take the approval in the run dir, if there is one. */
+void deletion_guard_approve(Manager *m);
+/* What the daemon's STATUS= says while the guard holds stops; "" if it holds none. */
+void deletion_guard_describe(const Manager *m, char *buf, size_t size);
 
 /* status.c */
 void sandbox_update_status(Manager *m, Sandbox *sb, const Plan *plan);

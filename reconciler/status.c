@@ -122,11 +122,15 @@ static void compute_conditions(Manager *m, Sandbox *sb, const Plan *plan, uint64
 	const SandboxSpec *want = sb->path ? sb->desired : NULL;
 	bool ready = want && phase_is_desired(s->phase, want) && plan->n_actions == 0 &&
 		     !plan->held && !sb->observed.busy;
+	bool held = deletion_guard_holds(m, sb);
 	char msg[256];
 
 	if (sb->config_error)
 		condition_set(s, CONDITION_CONFIG_VALID, false, sb->config_reason, sb->config_error,
 			      now);
+	else if (!sb->path && held)
+		condition_set(s, CONDITION_CONFIG_VALID, false, "FileRemoved",
+			      "its file was removed; vmd holds its stop (see Degraded)", now);
 	else if (!sb->path)
 		condition_set(s, CONDITION_CONFIG_VALID, false, "FileRemoved",
 			      "its file was removed; it is stopped after the grace period", now);
@@ -168,7 +172,14 @@ static void compute_conditions(Manager *m, Sandbox *sb, const Plan *plan, uint64
 	else
 		condition_set(s, CONDITION_RESTART_REQUIRED, false, "UpToDate", "", now);
 
-	if (sb->stranger)
+	if (held)
+		condition_set(
+			s, CONDITION_DEGRADED, true, "SuspiciousMassDeletion",
+			m->guard.replaced
+				? "the sandbox directory was replaced under vmd and lacks its file; vmd does not stop it until the file is back or an approval comes (vmd approve-deletions)"
+				: "its file went at once with those of too many others (--max-deletions); vmd does not stop it until the file is back or an approval comes (vmd approve-deletions)",
+			now);
+	else if (sb->stranger)
 		condition_set(s, CONDITION_DEGRADED, true, "NotOurs",
 			      "runtime state vmd cannot prove is its own; it does not touch it", now);
 	else if (left_alone(sb))
@@ -527,11 +538,18 @@ static void status_line(Manager *m, char *line, size_t size)
 	const Sandbox *failing = prioq_peek(m->failing);
 	size_t total = hashmap_size(m->sandboxes), n_ignored;
 	const char *ignored;
+	char held[512];
 
 	line[0] = '\0';
 	if (m->degraded) {
 		text_escape_append(line, size, "Degraded: ", 16);
 		text_escape_append(line, size, m->degraded, 200);
+		text_escape_append(line, size, "; ", 2);
+	}
+	deletion_guard_describe(m, held, sizeof(held));
+	if (held[0]) {
+		text_escape_append(line, size, "Degraded: ", 16);
+		text_escape_append(line, size, held, 400);
 		text_escape_append(line, size, "; ", 2);
 	}
 	snprintf(line + strlen(line), size - strlen(line), "%zu sandbox%s", total,

@@ -37,6 +37,18 @@ struct Watcher {
 	pthread_cond_t watching_cond; /* signalled once the first watches are set up */
 	bool watching_set_up;	      /* under lock */
 
+	/*
+	 * A mount over the directory sends no inotify event: the mount table's changes are
+	 * watched on the loop (/proc/self/mountinfo), and when the path leads to another
+	 * directory than the one watched, the thread is asked to watch again (and rescan).
+	 */
+	int mounts_fd;
+	sd_event_source *mounts_io;
+	sd_event_source *rewatch_timer; /* asks again until the thread took it */
+	atomic_bool rewatch_asked;
+	dev_t watched_dev; /* under lock: the directory the watches are on */
+	ino_t watched_ino;
+
 	pthread_mutex_t lock; /* guards what follows: the thread adds, the loop takes */
 	char **queue;
 	size_t n_queue;
@@ -105,11 +117,17 @@ static void inotify_fd_cloexec(void)
 static bool setup_watches(Watcher *w)
 {
 	char *real = realpath(w->given, NULL);
+	struct stat st = {};
 
 	if (real) {
 		free(w->dir);
 		w->dir = real;
 	}
+	(void)stat(w->dir, &st);
+	pthread_mutex_lock(&w->lock);
+	w->watched_dev = st.st_dev;
+	w->watched_ino = st.st_ino;
+	pthread_mutex_unlock(&w->lock);
 	inotifytools_cleanup();
 	if (!inotifytools_initialize())
 		return false;
@@ -233,6 +251,8 @@ static void *watch_thread(void *userdata)
 
 		if (atomic_load(&w->stop))
 			break;
+		if (atomic_exchange(&w->rewatch_asked, false))
+			rewatch = true;
 		if (ev)
 			handle(w, ev, &rewatch);
 		else if (watching)
@@ -277,6 +297,48 @@ static int on_wake(sd_event_source *s _unused_, int fd, uint32_t revents _unused
 	return 0;
 }
 
+/* Until the thread takes the request: a signal that lands just before its read() is missed. */
+static int rewatch_again(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	Watcher *w = userdata;
+
+	if (!atomic_load(&w->rewatch_asked))
+		return sd_event_source_set_enabled(s, SD_EVENT_OFF);
+	(void)pthread_kill(w->thread, STOP_SIGNAL);
+	return sd_event_source_set_time(s, usec + 20 * 1000);
+}
+
+static int on_mounts(sd_event_source *s, int fd _unused_, uint32_t revents _unused_, void *userdata)
+{
+	Watcher *w = userdata;
+	struct stat st;
+	bool moved;
+
+	/* Gone: the thread notices that itself. */
+	if (stat(w->given, &st) < 0)
+		return 0;
+	pthread_mutex_lock(&w->lock);
+	moved = st.st_dev != w->watched_dev || st.st_ino != w->watched_ino;
+	pthread_mutex_unlock(&w->lock);
+	if (!moved)
+		return 0;
+	atomic_store(&w->rewatch_asked, true);
+	(void)pthread_kill(w->thread, STOP_SIGNAL);
+	if (!w->rewatch_timer)
+		return sd_event_add_time_relative(sd_event_source_get_event(s), &w->rewatch_timer,
+						  CLOCK_MONOTONIC, 20 * 1000, 1000, rewatch_again, w);
+	(void)sd_event_source_set_time_relative(w->rewatch_timer, 20 * 1000);
+	return sd_event_source_set_enabled(w->rewatch_timer, SD_EVENT_ON);
+}
+
+/* The mount table, watched for a mount over the directory; best effort (no /proc: none). */
+static void watch_mounts(Watcher *w, sd_event *event)
+{
+	w->mounts_fd = open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC);
+	if (w->mounts_fd >= 0)
+		(void)sd_event_add_io(event, &w->mounts_io, w->mounts_fd, EPOLLPRI, on_mounts, w);
+}
+
 int watcher_new(const char *dir, WatcherFn fn, void *userdata, sd_event *event, Watcher **ret)
 {
 	Watcher *w = calloc(1, sizeof(*w));
@@ -288,6 +350,7 @@ int watcher_new(const char *dir, WatcherFn fn, void *userdata, sd_event *event, 
 	pthread_mutex_init(&w->lock, NULL);
 	pthread_cond_init(&w->watching_cond, NULL);
 	w->efd = -EBADF;
+	w->mounts_fd = -EBADF;
 	w->fn = fn;
 	w->userdata = userdata;
 	w->given = strdup(dir);
@@ -338,6 +401,7 @@ int watcher_new(const char *dir, WatcherFn fn, void *userdata, sd_event *event, 
 	while (!w->watching_set_up)
 		pthread_cond_wait(&w->watching_cond, &w->lock);
 	pthread_mutex_unlock(&w->lock);
+	watch_mounts(w, event);
 	*ret = w;
 	return 0;
 oom:
@@ -351,6 +415,10 @@ Watcher *watcher_free(Watcher *w)
 {
 	if (!w)
 		return NULL;
+	sd_event_source_disable_unref(w->mounts_io);
+	sd_event_source_disable_unref(w->rewatch_timer);
+	if (w->mounts_fd >= 0)
+		close(w->mounts_fd);
 	if (w->thread_started) {
 		atomic_store(&w->stop, true);
 		/* Again until it is gone: a signal that lands just before its read() is missed. */

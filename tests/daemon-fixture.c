@@ -141,6 +141,9 @@ int fixture_teardown(void **state)
 		;
 	if (getenv("VMD_TEST_VERBOSE") && log)
 		fprintf(stderr, "--- vmd log\n%s---\n", log);
+	if (f->notify_path)
+		test_notify_close(&f->notify);
+	free(f->notify_path);
 	test_tmpdir_remove(f->dir);
 	free(f->sb);
 	free(f->run);
@@ -196,6 +199,30 @@ void fixture_start_daemon(Fixture *f)
 		_exit(127);
 	}
 	f->pid = pid;
+}
+
+void fixture_listen_notify(Fixture *f)
+{
+	f->notify_path = path_in(f->dir, "notify");
+	test_notify_open(&f->notify, f->notify_path);
+	f->notify_socket = f->notify_path;
+}
+
+void fixture_expect_notify(Fixture *f, const char *what)
+{
+	test_notify_expect(&f->notify, what, FIXTURE_WAIT_MS, f->log);
+}
+
+void fixture_pass_time(Fixture *f, unsigned ms)
+{
+	uint64_t end = ms_now() + ms;
+
+	while (ms_now() < end) {
+		if (f->notify_path)
+			test_notify_drain(&f->notify, 50);
+		else
+			usleep(50000);
+	}
 }
 
 void fixture_put(Fixture *f, const char *name, const char *text)

@@ -18,6 +18,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "helpers.h"
 #include "macro.h"
 
 #define FIXTURE_WAIT_MS 120000 /* a TCG guest on a loaded two-core machine */
@@ -33,6 +34,8 @@ typedef struct Fixture {
 	void (*before_exec)(void);	/* run in the daemon's process before its exec, or NULL */
 	char *violations;		/* $VMD_SIM_VIOLATIONS */
 	char *requests;			/* $VMD_SIM_REQUESTS: every request a simulator took */
+	TestNotify notify;		/* fixture_listen_notify() */
+	char *notify_path;		/* its socket, or NULL */
 } Fixture;
 
 /* cmocka setup and teardown: one Fixture in *state. */
@@ -42,6 +45,15 @@ int fixture_teardown(void **state);
 /* Start vmd daemon on f's directories (--grace 0.3, logs to f->log), and stop it. */
 void fixture_start_daemon(Fixture *f);
 void fixture_stop_daemon(Fixture *f, int sig);
+
+/*
+ * Bind a NOTIFY_SOCKET in f's directory for the daemons started after this, and wait for
+ * what they tell it: a message containing what, after the last one expected.
+ */
+void fixture_listen_notify(Fixture *f);
+void fixture_expect_notify(Fixture *f, const char *what);
+/* Let time pass (ms), reading what comes on the notify socket meanwhile, if there is one. */
+void fixture_pass_time(Fixture *f, unsigned ms);
 
 /* SIGKILL every VMM vmd recorded under run that still runs in it (checked by cmdline). */
 void fixture_kill_vmms(const char *run);

@@ -13,6 +13,7 @@ static int setup(void **state, bool read_only)
 		.backend_override = _BACKEND_KIND_INVALID,
 		.resync_usec = 3600ull * 1000000,
 		.grace_usec = 1000000,
+		.max_deletions = DELETION_LIMIT_DEFAULT,
 	};
 
 	f->dir = test_tmpdir();
