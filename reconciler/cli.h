@@ -28,7 +28,7 @@ void manager_config_defaults(ManagerConfig *c);
  * r (--run-dir), S (--state-dir), b (--default-backend), o (--backend-override),
  * Q (--qemu-binary), A (--qemu-accel), C (--cloud-hypervisor-binary),
  * F (--firecracker-binary), J (--jailer), U (--jailer-uid), G (--jailer-gid),
- * B (--jailer-chroot-base).
+ * B (--jailer-chroot-base), O (--allow-overcommit).
  * 1 if c was one of them, 0 if not, -EINVAL (reported) for a bad value.
  */
 int cli_manager_option(const char *verb, int c, const char *arg, ManagerConfig *config);
@@ -51,7 +51,8 @@ int cli_manager_options_check(const char *verb, const ManagerConfig *config);
 	{ "jailer", required_argument, NULL, 'J' },              \
 	{ "jailer-uid", required_argument, NULL, 'U' },          \
 	{ "jailer-gid", required_argument, NULL, 'G' },          \
-	{ "jailer-chroot-base", required_argument, NULL, 'B' }
+	{ "jailer-chroot-base", required_argument, NULL, 'B' },  \
+	{ "allow-overcommit", no_argument, NULL, 'O' }
 // clang-format on
 
 /* A backend name from an option; prints the error for "vmd VERB". */

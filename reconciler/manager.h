@@ -26,7 +26,8 @@ typedef struct ManagerConfig {
 	BackendKind backend_override; /* _BACKEND_KIND_INVALID for none */
 	uint64_t resync_usec;
 	uint64_t grace_usec;
-	uid_t trusted_uid; /* (uid_t)-1 for none */
+	uid_t trusted_uid;     /* (uid_t)-1 for none */
+	bool allow_overcommit; /* start what needs more memory or CPUs than the host has */
 	BackendOptions backend_options;
 } ManagerConfig;
 
@@ -48,6 +49,16 @@ typedef struct Sandbox {
 	uint64_t desired_since; /* CLOCK_MONOTONIC: when desired (or the file's presence) changed */
 	char *config_error;	/* why the file is refused now, or NULL */
 	const char *config_reason; /* InvalidConfig, Untrusted, NameConflict */
+	/*
+	 * desired is the state dir's copy, no file has been taken since; and that copy turned out
+	 * older than what the VM runs (its write failed, or vmd died first): act on nothing then,
+	 * until the file is valid again. stale_generation is the copy's.
+	 */
+	bool spec_from_state_dir;
+	bool spec_stale;
+	uint64_t stale_generation;
+	/* The newest generation vmd has done all it is going to do about: observedGeneration. */
+	uint64_t settled_generation;
 
 	/* What runs. */
 	VmObserved observed;
@@ -66,6 +77,7 @@ typedef struct Sandbox {
 	uint64_t retry_at;    /* CLOCK_MONOTONIC, 0 for none */
 	char *last_error;
 	bool restart_required;
+	char *refusal; /* why its start (or restart, resize) is refused: InsufficientResources */
 	sd_event_source *wake; /* plans again when held actions come due */
 
 	/* status.phase changes in sandbox_update_status() alone: the STATUS= tallies follow it. */
@@ -73,6 +85,7 @@ typedef struct Sandbox {
 	uint64_t status_hash; /* fingerprint of the status.json last written, to skip rewrites */
 	unsigned failing_idx; /* its place in Manager.failing; 0 if it is not failing */
 	char *persist_text;   /* its last valid spec, waiting to be written to the state dir */
+	bool persist_failed;  /* a write of it failed: it is retried (StateWriteFailed) */
 
 	/* Where it waits: each list of the Manager's it can be in. */
 	ListNode all_node;     /* Manager.all */
@@ -96,6 +109,11 @@ struct Manager {
 	List dirty;	    /* Sandboxes to reconcile in that pass, in the order marked */
 	List persist_queue; /* Sandboxes with a spec to write to the state dir, oldest first */
 	sd_event_source *persist_event; /* writes them, at idle priority */
+	/* A write to the state dir failed (why, or NULL): retried with a backoff, then. */
+	char *state_write_error;
+	unsigned state_write_failures;
+	sd_event_source *persist_retry;
+	bool stopping; /* manager_free: the last writes, not retried */
 
 	/*
 	 * A pass over every sandbox (the resync timer, SIGHUP, a watcher overflow): read the
@@ -116,9 +134,11 @@ struct Manager {
 	Prioq *failing; /* Sandboxes that are Failed or whose file is refused, by name */
 
 	bool ready;
-	bool read_only; /* vmd plan: look, change nothing, write nothing */
-	char *degraded; /* why the sandbox directory cannot be read, or NULL */
+	bool read_only;	   /* vmd plan: look, change nothing, write nothing */
+	char *degraded;	   /* why the sandbox directory cannot be read, or NULL */
+	char *watch_error; /* why the directory is not watched but polled, or NULL */
 	char *notified_status;
+	HostResources host; /* what the host has, for admission */
 };
 
 /* manager.c */
@@ -136,6 +156,8 @@ void manager_mark_dirty(Manager *m, Sandbox *sb);
 /* The backend a sandbox runs on (or would), NULL if this build has none for it. */
 Backend *manager_backend_of(Manager *m, const Sandbox *sb);
 BackendKind manager_backend_kind(const Manager *m, const Sandbox *sb);
+/* What the host has, for the planner's admission check on b; NULL: nothing is checked. */
+const HostResources *manager_admission(const Manager *m, const Backend *b);
 
 /* desired.c */
 void manager_load_persisted(Manager *m);
@@ -152,7 +174,10 @@ void manager_scan_check_gone(Manager *m, Sandbox *sb);
 void manager_scan_done(Manager *m);
 void manager_file_event(Manager *m, const char *path);
 void manager_forget_persisted(Manager *m, const char *name);
-/* Write pending copies to the state dir for about budget_usec; returns how many are left. */
+/*
+ * Write pending copies to the state dir for about budget_usec; returns how many are left.
+ * A failed write stops the slice and is retried later (state_write_error says why).
+ */
 size_t manager_write_persisted(Manager *m, uint64_t budget_usec);
 
 /* executor.c */
@@ -163,6 +188,8 @@ void sandbox_op_done(Manager *m, Sandbox *sb, BackendOp op, const char *device, 
 /* Its VM exited on its own or as asked: count quick exits, back off a crash loop. */
 void sandbox_vm_exited(Manager *m, Sandbox *sb, int status, const char *reason);
 void sandbox_observe(Manager *m, Sandbox *sb);
+/* Why spec does not fit the host (InsufficientResources), in words; NULL if it does. */
+char *sandbox_refusal_message(const SandboxSpec *spec, const HostResources *host);
 
 /* status.c */
 void sandbox_update_status(Manager *m, Sandbox *sb, const Plan *plan);
