@@ -8,6 +8,9 @@
 #include "log.h"
 #include "util.h"
 
+/* Where sd_journal_sendv() sends: libsystemd has it hard-coded. */
+#define JOURNAL_SOCKET "/run/systemd/journal/socket"
+
 const char *const log_target_table[_LOG_TARGET_MAX] = {
 	[LOG_TARGET_AUTO] = "auto",
 	[LOG_TARGET_JOURNAL] = "journal",
@@ -75,6 +78,9 @@ static int log_journal(int priority, const LogFields *f, const char *msg)
 	size_t n = 0;
 	int r;
 
+	/* sd_journal_sendv() takes a missing socket for success ("fail silently"): look first. */
+	if (access(JOURNAL_SOCKET, F_OK) < 0)
+		return -errno;
 	/* Empty fields are left out rather than sent empty. */
 	add_field(parts, &n, "MESSAGE=%s", msg);
 	add_field(parts, &n, "PRIORITY=%i", priority);

@@ -252,8 +252,11 @@ static int journal_outage(const char *dir)
 	return r;
 }
 
-/* No journal at all, and a standard error nobody reads: the child's side. */
-static int journal_and_stderr_gone(const char *dir)
+/*
+ * No journald at all, not even its socket: vmd on web with its standard error to
+ * vmd.log; then again, with db added, and a standard error nobody reads. The child's side.
+ */
+static int journal_never_there(const char *dir)
 {
 	pid_t vmd;
 	int p[2], r;
@@ -261,15 +264,20 @@ static int journal_and_stderr_gone(const char *dir)
 	r = private_run();
 	if (r != 0)
 		return r;
-	if (pipe2(p, O_CLOEXEC) < 0)
+	vmd = spawn_vmd(dir, -1);
+	r = wait_running(dir, "web") ? 0 : 20;
+	stop(vmd);
+	if (r != 0)
+		return r;
+	if (pipe2(p, O_CLOEXEC) < 0 || !put(dir, "db"))
 		return 16;
 	close(p[0]);
 	vmd = spawn_vmd(dir, p[1]);
 	close(p[1]);
-	r = wait_running(dir, "web") ? 0 : 20;
+	r = wait_running(dir, "db") ? 0 : 21;
 	/* It logged, and lives on. */
 	if (r == 0 && waitpid(vmd, NULL, WNOHANG) != 0)
-		r = 21;
+		r = 22;
 	stop(vmd);
 	return r;
 }
@@ -427,13 +435,26 @@ static void test_journal_gone(void **state _unused_)
 	test_tmpdir_remove(dir);
 }
 
-/* No journal, and standard error a pipe nobody reads: vmd logs and runs on all the same. */
-static void test_journal_and_stderr_gone(void **state _unused_)
+/*
+ * No journal socket at all (libsystemd takes that for success, and drops the entry):
+ * standard error, said once. And with standard error a pipe nobody reads, vmd logs and
+ * runs on all the same.
+ */
+static void test_journal_never_there(void **state _unused_)
 {
 	char *dir = test_tmpdir();
+	_cleanup_free_ char *log_path = NULL, *log = NULL;
 
 	test_write_str(dir, "sandboxes/web.yaml", WEB);
-	run_child(dir, journal_and_stderr_gone);
+	run_child(dir, journal_never_there);
+	assert_true(asprintf(&log_path, "%s/vmd.log", dir) > 0);
+	log = test_read_file(log_path, NULL);
+	assert_non_null(log);
+	assert_non_null(strstr(log, "vmd: cannot log to the journal: No such file or directory; "
+				    "logging to standard error until it is back\n"));
+	assert_int_equal(count(log, "cannot log to the journal"), 1);
+	assert_non_null(strstr(log, "vmd: web: start: spec.state is running\n"));
+	assert_non_null(strstr(log, "vmd: stopping; VMs keep running\n"));
 	test_tmpdir_remove(dir);
 }
 
@@ -442,7 +463,7 @@ int main(void)
 	static const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_structured_entries),
 		cmocka_unit_test(test_journal_gone),
-		cmocka_unit_test(test_journal_and_stderr_gone),
+		cmocka_unit_test(test_journal_never_there),
 	};
 
 	return cmocka_run_group_tests_name("journal", tests, NULL, NULL);
