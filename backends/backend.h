@@ -122,6 +122,12 @@ typedef struct BackendOps {
 	const char *name;
 	BackendCaps caps;
 	size_t data_size; /* of Backend.data, zeroed */
+	/*
+	 * Its VMs take the host's memory and CPUs, so that a spec needing more than the host
+	 * has is refused before a start (InsufficientResources). false: noop, whose VMs take
+	 * nothing.
+	 */
+	bool takes_host_resources;
 
 	/*
 	 * What this backend's VMM cannot take in a spec the loader accepts otherwise: each

@@ -365,6 +365,7 @@ static int ch_validate(const SandboxSpec *spec, SpecCheck *check)
 
 const BackendOps backend_cloud_hypervisor_ops = {
 	.name = "cloud-hypervisor",
+	.takes_host_resources = true,
 	.caps = BACKEND_CAP_PAUSE | BACKEND_CAP_DISK_HOTPLUG | BACKEND_CAP_NET_HOTPLUG |
 		BACKEND_CAP_RESIZE,
 	.data_size = sizeof(VmmBackend),

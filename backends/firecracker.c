@@ -487,6 +487,7 @@ static int fc_validate(const SandboxSpec *spec, SpecCheck *check)
 
 const BackendOps backend_firecracker_ops = {
 	.name = "firecracker",
+	.takes_host_resources = true,
 	.caps = BACKEND_CAP_PAUSE,
 	.data_size = sizeof(Fc),
 	.validate = fc_validate,

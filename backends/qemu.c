@@ -267,6 +267,7 @@ static int qemu_validate(const SandboxSpec *spec, SpecCheck *check)
 
 const BackendOps backend_qemu_ops = {
 	.name = "qemu",
+	.takes_host_resources = true,
 	.caps = BACKEND_CAP_PAUSE | BACKEND_CAP_DISK_HOTPLUG | BACKEND_CAP_NET_HOTPLUG,
 	.data_size = sizeof(Qemu),
 	.validate = qemu_validate,

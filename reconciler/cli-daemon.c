@@ -38,6 +38,7 @@ static void daemon_help(FILE *f)
 		"  --jailer-uid UID, --jailer-gid GID\n"
 		"                           the ids Firecracker runs as (required with --jailer)\n"
 		"  --jailer-chroot-base DIR where the jails are (default /srv/jailer)\n"
+		"  --allow-overcommit       start VMs that need more memory or vCPUs than the host has\n"
 		"  --log-target TARGET      auto, journal or console (default auto)\n"
 		"  -h, --help               show this help\n");
 }
@@ -175,6 +176,9 @@ int cli_manager_option(const char *verb, int c, const char *arg, ManagerConfig *
 			return -EINVAL;
 		}
 		config->backend_options.jailer_chroot_base = arg;
+		return 1;
+	case 'O':
+		config->allow_overcommit = true;
 		return 1;
 	default:
 		return 0;

@@ -21,6 +21,7 @@ static json_t *plan_one(Manager *m, Sandbox *sb, json_t *held)
 {
 	Backend *b = manager_backend_of(m, sb);
 	json_t *actions = json_array(), *j;
+	_cleanup_free_ char *refused = NULL;
 	const char *note = NULL;
 	Plan plan = {};
 
@@ -29,15 +30,22 @@ static json_t *plan_one(Manager *m, Sandbox *sb, json_t *held)
 		note = "its backend is not available in this build";
 	else if (sb->observe_failed)
 		note = "its backend cannot say what runs";
+	else if (sb->path && !sb->desired)
+		note = "no valid spec to go by: the daemon leaves whatever runs as it is";
+	else if (sb->path && sb->spec_from_state_dir && sb->generation < sb->observed.generation)
+		note = "the last valid spec kept is older than what its VM runs: the daemon leaves it as it runs";
 	else {
 		PlanInput in = {
 			.desired = sb->path ? sb->desired : NULL,
 			.generation = sb->generation,
 			.observed = &sb->observed,
 			.caps = b->ops->caps,
+			.host = manager_admission(m, b),
 		};
 		/* The daemon's grace window is a matter of seconds: show what follows it. */
 		plan_sandbox(&in, 1, 0, &plan);
+		if (plan.insufficient && in.desired)
+			refused = sandbox_refusal_message(in.desired, in.host);
 	}
 	for (size_t i = 0; i < plan.n_actions; i++)
 		json_array_append_new(actions,
@@ -46,12 +54,12 @@ static json_t *plan_one(Manager *m, Sandbox *sb, json_t *held)
 						"device", plan.actions[i].device, "reason",
 						plan.actions[i].reason, "destructive",
 						action_is_destructive(plan.actions[i].type)));
-	j = json_pack("{s:s, s:s, s:s, s:o, s:b, s:b, s:s?, s:s?}", "name", sb->name, "backend",
-		      backend_kind_to_string(manager_backend_kind(m, sb)), "vmState",
+	j = json_pack("{s:s, s:s, s:s, s:o, s:b, s:b, s:s?, s:s?, s:s?}", "name", sb->name,
+		      "backend", backend_kind_to_string(manager_backend_kind(m, sb)), "vmState",
 		      sb->observe_failed ? "unknown" : vm_state_to_string(sb->observed.state),
 		      "actions", actions, "restartRequired", plan.restart_required, "stopHeld",
 		      deletions_file_names(held, sb->name), "configError", sb->config_error, "note",
-		      note);
+		      note, "insufficientResources", refused);
 	return j;
 }
 
@@ -66,6 +74,9 @@ static void print_plan(json_t *p)
 		       json_string_value(json_object_get(p, "configError")));
 	if (json_string_value(json_object_get(p, "note")))
 		printf("%s: nothing: %s\n", name, json_string_value(json_object_get(p, "note")));
+	else if (json_string_value(json_object_get(p, "insufficientResources")))
+		printf("%s: refused (InsufficientResources): %s; --allow-overcommit allows it\n",
+		       name, json_string_value(json_object_get(p, "insufficientResources")));
 	else if (json_array_size(actions) == 0 && json_is_true(json_object_get(p, "restartRequired")))
 		printf("%s: nothing now; a change waits for the next boot (updatePolicy on-next-boot)\n",
 		       name);
@@ -125,7 +136,7 @@ int verb_plan(int argc, char **argv)
 			       "                [--qemu-binary PATH] [--qemu-accel ACCEL]\n"
 			       "                [--cloud-hypervisor-binary PATH] [--firecracker-binary PATH]\n"
 			       "                [--jailer PATH --jailer-uid UID --jailer-gid GID]\n"
-			       "                [--jailer-chroot-base DIR]\n"
+			       "                [--jailer-chroot-base DIR] [--allow-overcommit]\n"
 			       "                [--trusted-uid UID]... [--trusted-gid GID]...\n"
 			       "                [--json]\n"
 			       "\nShow what the daemon would do now, changing nothing. Use the daemon's options.\n");

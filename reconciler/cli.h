@@ -31,7 +31,7 @@ void manager_config_defaults(ManagerConfig *c);
  * r (--run-dir), S (--state-dir), b (--default-backend), o (--backend-override),
  * Q (--qemu-binary), A (--qemu-accel), C (--cloud-hypervisor-binary),
  * F (--firecracker-binary), J (--jailer), U (--jailer-uid), G (--jailer-gid),
- * B (--jailer-chroot-base), and those of CLI_TRUST_OPTIONS.
+ * B (--jailer-chroot-base), O (--allow-overcommit), and those of CLI_TRUST_OPTIONS.
  * 1 if c was one of them, 0 if not, -EINVAL (reported) for a bad value.
  */
 int cli_manager_option(const char *verb, int c, const char *arg, ManagerConfig *config);
@@ -65,6 +65,7 @@ int cli_manager_options_check(const char *verb, const ManagerConfig *config);
 	{ "jailer-uid", required_argument, NULL, 'U' },          \
 	{ "jailer-gid", required_argument, NULL, 'G' },          \
 	{ "jailer-chroot-base", required_argument, NULL, 'B' },  \
+	{ "allow-overcommit", no_argument, NULL, 'O' },           \
 	CLI_TRUST_OPTIONS
 // clang-format on
 

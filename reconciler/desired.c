@@ -31,9 +31,14 @@ static char *persisted_path(Manager *m, const char *name)
 	return asprintf(&p, "%s/sandboxes/%s.json", m->config.state_dir, name) < 0 ? NULL : p;
 }
 
+/* A failed write to the state dir is tried again after 1 s, doubling up to a minute. */
+#define PERSIST_RETRY_FIRST_USEC (1000ull * 1000)
+#define PERSIST_RETRY_MAX_USEC (60ull * 1000 * 1000)
+
 /*
  * Keep the last valid spec of a sandbox, later: the copy matters only at a restart of vmd,
  * so it is written at idle priority (manager_write_persisted) and never delays an action.
+ * While writes fail, it waits for the next retry.
  */
 static void persist(Manager *m, Sandbox *sb, const char *raw, size_t len)
 {
@@ -55,37 +60,136 @@ static void persist(Manager *m, Sandbox *sb, const char *raw, size_t len)
 	/* Waiting already: it keeps its place, and the newer text is written. */
 	if (!list_contains(&m->persist_queue, &sb->persist_node))
 		list_append(&m->persist_queue, &sb->persist_node);
+	if (m->state_write_error) {
+		sb->persist_failed = true; /* written at the next retry */
+		return;
+	}
 	if (m->persist_event)
 		(void)sd_event_source_set_enabled(m->persist_event, SD_EVENT_ONESHOT);
+}
+
+static int persist_retry_fired(sd_event_source *s _unused_, uint64_t usec _unused_, void *userdata)
+{
+	Manager *m = userdata;
+
+	(void)sd_event_source_set_enabled(m->persist_event, SD_EVENT_ONESHOT);
+	return 0;
+}
+
+/*
+ * A write to the state dir failed: say so once (the daemon's STATUS= and the journal, and
+ * each sandbox whose copy it is, in its status.json, which lives in the run dir), and try
+ * again later. Until then nothing is written: the next retry writes every copy waiting.
+ */
+static void state_write_failed(Manager *m, const char *dir, int r)
+{
+	uint64_t delay = PERSIST_RETRY_FIRST_USEC;
+	_cleanup_free_ char *why = NULL;
+
+	for (unsigned i = 0; i < m->state_write_failures && delay < PERSIST_RETRY_MAX_USEC; i++)
+		delay *= 2;
+	delay = MIN(delay, PERSIST_RETRY_MAX_USEC);
+	m->state_write_failures++;
+	if (asprintf(&why, "cannot write the last valid specs to %s: %s", dir, strerror(-r)) < 0)
+		return;
+	if (!streq_ptr(why, m->state_write_error))
+		log_fields(
+			LOG_ERR, &(LogFields){ .error = -r, .message_id = LOG_MESSAGE_DAEMON },
+			"cannot write the last valid specs to %s; %s", dir,
+			m->stopping
+				? "stopping with it unwritten"
+				: "retrying with a backoff (a vmd restarted meanwhile leaves such VMs as they run)");
+	free(m->state_write_error);
+	m->state_write_error = TAKE_PTR(why);
+	if (m->stopping || !m->event)
+		return;
+	if (!m->persist_retry)
+		(void)sd_event_add_time_relative(m->event, &m->persist_retry, CLOCK_MONOTONIC,
+						 delay, 100 * 1000, persist_retry_fired, m);
+	else {
+		(void)sd_event_source_set_time_relative(m->persist_retry, delay);
+		(void)sd_event_source_set_enabled(m->persist_retry, SD_EVENT_ONESHOT);
+	}
+	if (m->ready)
+		manager_notify_status(m);
+}
+
+static void state_write_recovered(Manager *m)
+{
+	log_fields(LOG_INFO, &(LogFields){ .message_id = LOG_MESSAGE_DAEMON },
+		   "the state dir takes writes again after %u failed attempts",
+		   m->state_write_failures);
+	m->state_write_error = mfree(m->state_write_error);
+	m->state_write_failures = 0;
+	if (m->ready)
+		manager_notify_status(m);
+}
+
+/* Its copy failed to be written (or is written after all): its status says so. */
+static void set_persist_failed(Manager *m, Sandbox *sb, bool failed)
+{
+	if (sb->persist_failed == failed)
+		return;
+	sb->persist_failed = failed;
+	manager_mark_dirty(m, sb);
 }
 
 size_t manager_write_persisted(Manager *m, uint64_t budget_usec)
 {
 	_cleanup_free_ char *dir = NULL;
 	uint64_t start = now_usec(CLOCK_MONOTONIC);
+	Sandbox *first_failed = NULL;
+	bool written = false;
+	int r, failed = 0;
 
-	if (asprintf(&dir, "%s/sandboxes", m->config.state_dir) < 0 || mkdir_p(dir, 0700) < 0)
+	if (!m->persist_queue.first)
+		return 0;
+	if (asprintf(&dir, "%s/sandboxes", m->config.state_dir) < 0)
 		return m->persist_queue.size;
-	/* Oldest first, each taken off the front: a slice costs what it writes, however many wait. */
+	r = mkdir_p(dir, 0700);
+	if (r < 0) {
+		state_write_failed(m, dir, r);
+		return m->persist_queue.size;
+	}
+	/*
+	 * Oldest first, each taken off the front: a slice costs what it writes, however many
+	 * wait. One that fails goes to the back, so that one bad file does not hold up the
+	 * others; the slice ends when it comes round again.
+	 */
 	while (m->persist_queue.first && now_usec(CLOCK_MONOTONIC) - start < budget_usec) {
-		Sandbox *sb = list_entry(list_pop_first(&m->persist_queue), Sandbox, persist_node);
-		_cleanup_free_ char *path = persisted_path(m, sb->name);
-		int r = -ENOMEM;
+		Sandbox *sb = list_entry(m->persist_queue.first, Sandbox, persist_node);
+		_cleanup_free_ char *path = NULL;
 
+		if (sb == first_failed)
+			break;
+		path = persisted_path(m, sb->name);
 		/*
 		 * Atomic, not synced: an fsync (or a syncfs) can stall the loop for seconds on a
 		 * busy disk. A rename survives restarts of vmd; after a power loss a torn copy is
 		 * refused by the loader and ignored, which loses only the fallback for a file
 		 * that is invalid at that boot.
 		 */
-		if (path)
-			r = write_file_atomic(path, sb->persist_text, strlen(sb->persist_text),
-					      0600, false);
-		if (r < 0)
-			log_fields(LOG_ERR, &(LogFields){ .sandbox = sb->name, .error = -r },
-				   "cannot keep the last valid spec in %s", path ?: dir);
+		r = path ? write_file_atomic(path, sb->persist_text, strlen(sb->persist_text), 0600,
+					     false)
+			 : -ENOMEM;
+		list_remove(&m->persist_queue, &sb->persist_node);
+		if (r < 0) {
+			list_append(&m->persist_queue, &sb->persist_node);
+			set_persist_failed(m, sb, true);
+			if (!first_failed) {
+				first_failed = sb;
+				failed = r;
+			}
+			continue;
+		}
 		sb->persist_text = mfree(sb->persist_text);
+		set_persist_failed(m, sb, false);
+		written = true;
 	}
+	if (failed < 0)
+		state_write_failed(m, dir, failed);
+	else if (written && m->state_write_error)
+		state_write_recovered(m);
 	return m->persist_queue.size;
 }
 
@@ -131,6 +235,7 @@ void manager_load_persisted(Manager *m)
 				     &opts, &spec, &diags) == 0 &&
 		    (sb = manager_sandbox(m, name, true))) {
 			sb->desired = spec;
+			sb->spec_from_state_dir = true;
 			sb->generation =
 				(uint64_t)json_integer_value(json_object_get(j, "generation"));
 			sb->desired_since = now_usec(CLOCK_MONOTONIC);
@@ -325,6 +430,7 @@ static int load_file(Manager *m, SandboxRoot *root, const char *path, const char
 	_cleanup_free_ char *raw = NULL, *why = NULL;
 	const SpecLoadOptions opts = backend_spec_load_options(m->config.default_backend);
 	Sandbox *sb = manager_sandbox(m, name, false);
+	bool behind;
 	size_t len;
 	int r;
 
@@ -377,11 +483,19 @@ static int load_file(Manager *m, SandboxRoot *root, const char *path, const char
 	}
 
 	clear_config_error(m, sb);
-	if (sb->desired && spec_equal(sb->desired, spec))
+	/*
+	 * The VM runs a newer spec than the state dir kept (its write failed, or vmd died
+	 * first): this file is a new generation after the VM's, whatever it says.
+	 */
+	behind = sb->spec_stale || sb->generation < sb->observed.generation;
+	sb->spec_from_state_dir = false;
+	sb->spec_stale = false;
+	if (sb->desired && spec_equal(sb->desired, spec) && !behind)
 		return 0;
 	sandbox_spec_free(sb->desired);
 	sb->desired = TAKE_PTR(spec);
-	sb->generation++;
+	/* Generations never go backwards, not even below what the VM was given. */
+	sb->generation = MAX(sb->generation, sb->observed.generation) + 1;
 	sb->desired_since = now_usec(CLOCK_MONOTONIC);
 	/* A new spec deserves a new try at once. */
 	sb->failures = 0;

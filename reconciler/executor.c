@@ -301,6 +301,96 @@ void sandbox_op_done(Manager *m, Sandbox *sb, BackendOp op, const char *device, 
 	manager_mark_dirty(m, sb);
 }
 
+char *sandbox_refusal_message(const SandboxSpec *spec, const HostResources *host)
+{
+	bool memory = host->memory && spec->memory > host->memory,
+	     cpus = host->cpus && spec->vcpus > host->cpus;
+	char want[32], have[32], *s = NULL;
+
+	if (!memory && !cpus)
+		return NULL;
+	format_size(spec->memory, want);
+	format_size(host->memory, have);
+	if (memory && cpus)
+		(void)asprintf(&s, "memory %s and %u vCPUs are more than the host has (%s, %u CPUs)",
+			       want, spec->vcpus, have, host->cpus);
+	else if (memory)
+		(void)asprintf(&s, "memory %s is more than the host has (%s)", want, have);
+	else
+		(void)asprintf(&s, "%u vCPUs are more than the host has (%u CPUs)", spec->vcpus,
+			       host->cpus);
+	return s;
+}
+
+/*
+ * The plan refused a start, restart or resize that the host cannot hold: say why in the
+ * status, and once in the journal (again only when the reason changes).
+ */
+static void update_refusal(Manager *m, Sandbox *sb, Backend *b, const Plan *plan)
+{
+	const HostResources *host = manager_admission(m, b);
+	bool up = IN_SET(sb->observed.state, VM_RUNNING, VM_PAUSED);
+	_cleanup_free_ char *what = NULL;
+	char *why = NULL;
+
+	if (plan->insufficient && host && sb->desired)
+		what = sandbox_refusal_message(sb->desired, host);
+	if (what && asprintf(&why, "%s; %s (--allow-overcommit allows it)", what,
+			     up ? "it keeps running as it is" : "no VMM is started for it") < 0)
+		why = NULL;
+	if (why && !streq_ptr(why, sb->refusal))
+		log_fields(LOG_ERR,
+			   &(LogFields){ .sandbox = sb->name,
+					 .backend = b->ops->name,
+					 .action = up ? NULL : "start",
+					 .result = "refused",
+					 .message_id = LOG_MESSAGE_ACTION_FAILED },
+			   "refused, InsufficientResources: %s", why);
+	free(sb->refusal);
+	sb->refusal = why;
+}
+
+/*
+ * The state dir's copy of its last valid spec is older than what the VM runs (a write of
+ * the newer one failed, or vmd died before it): applying it would take back what the VM
+ * was given since. While its file is refused nothing is done, and the generation shown is
+ * the VM's, never lower. A valid file ends it (desired.c).
+ */
+static bool spec_is_stale(Sandbox *sb)
+{
+	if (!sb->path || !sb->spec_from_state_dir)
+		return false;
+	if (!sb->spec_stale && sb->generation < sb->observed.generation) {
+		log_fields(LOG_WARNING,
+			   &(LogFields){ .sandbox = sb->name,
+					 .result = "stale",
+					 .message_id = LOG_MESSAGE_CONFIG_INVALID },
+			   "the last valid spec in the state dir (generation %" PRIu64
+			   ") is older than what its VM runs (generation %" PRIu64
+			   "); leaving the VM as it runs until its file is valid again",
+			   sb->generation, sb->observed.generation);
+		sb->spec_stale = true;
+		sb->stale_generation = sb->generation;
+		sb->generation = sb->observed.generation;
+	}
+	return sb->spec_stale;
+}
+
+/*
+ * Whether vmd has done all it is going to do about this generation: nothing is left to do,
+ * held (grace period, backoff) or under way. What only policy keeps from happening counts
+ * as done: a change waiting for the next boot, a restart the restartPolicy does not want, a
+ * start refused for want of resources. That generation is the status' observedGeneration.
+ */
+static bool is_settled(const Sandbox *sb, const Plan *plan)
+{
+	const VmObserved *o = &sb->observed;
+
+	return sb->path && sb->desired && plan->n_actions == 0 && !plan->held &&
+	       o->job == BACKEND_OP_NONE && !o->busy && !o->unresponsive && !o->unwatched &&
+	       !IN_SET(o->state, VM_STARTING, VM_STOPPING);
+}
+
 static int wake_fired(sd_event_source *s _unused_, uint64_t usec _unused_, void *userdata)
 {
 	Sandbox *sb = userdata;
@@ -314,6 +404,7 @@ void sandbox_reconcile(Manager *m, Sandbox *sb)
 {
 	uint64_t now = now_usec(CLOCK_MONOTONIC);
 	Backend *b = manager_backend_of(m, sb);
+	bool planned = false;
 	Plan plan = {};
 
 	for (unsigned pass = 0; pass < PASSES_MAX; pass++) {
@@ -331,7 +422,12 @@ void sandbox_reconcile(Manager *m, Sandbox *sb)
 		 * A file that is there but was never valid (its last valid spec lost with the
 		 * state dir) says nothing vmd can act on: whatever runs is left alone.
 		 */
-		if (sb->path && !sb->desired)
+		if (sb->path && !sb->desired) {
+			sb->generation = MAX(sb->generation, sb->observed.generation);
+			break;
+		}
+		/* Nor on a spec older than what the VM runs. */
+		if (spec_is_stale(sb))
 			break;
 		in = (PlanInput){
 			.desired = sb->path ? sb->desired : NULL,
@@ -340,14 +436,19 @@ void sandbox_reconcile(Manager *m, Sandbox *sb)
 			.caps = b->ops->caps,
 			.desired_since = sb->desired_since,
 			.retry_at = sb->retry_at,
+			.host = manager_admission(m, b),
 		};
 		plan_sandbox(&in, now, m->config.grace_usec, &plan);
+		planned = true;
 		sb->restart_required = plan.restart_required;
 		/* Its file is gone: a stop waits while too many went at once (deletion-guard.c). */
 		if (!in.desired)
 			deletion_guard_filter(m, sb, &plan);
-		if (plan.n_actions == 0)
+		if (plan.n_actions == 0) {
+			if (is_settled(sb, &plan))
+				sb->settled_generation = sb->generation;
 			break;
+		}
 		for (k = 0; k < plan.n_actions; k++) {
 			int r;
 
@@ -385,6 +486,8 @@ void sandbox_reconcile(Manager *m, Sandbox *sb)
 		return;
 	}
 
+	if (planned)
+		update_refusal(m, sb, b, &plan);
 	sb->wake = sd_event_source_disable_unref(sb->wake);
 	/* Held actions come due then, or a VM left alone is tried again. */
 	if (sb->quarantined && sb->observed.unwatched &&

@@ -8,6 +8,9 @@
 #include "log.h"
 #include "util.h"
 
+/* Where sd_journal_sendv() sends: libsystemd has it hard-coded. */
+#define JOURNAL_SOCKET "/run/systemd/journal/socket"
+
 const char *const log_target_table[_LOG_TARGET_MAX] = {
 	[LOG_TARGET_AUTO] = "auto",
 	[LOG_TARGET_JOURNAL] = "journal",
@@ -19,8 +22,12 @@ LogTarget log_target_from_string(const char *s)
 	return (LogTarget)string_table_lookup(log_target_table, _LOG_TARGET_MAX, s);
 }
 
-/* The one global besides const tables, as STYLE.md allows: where the log goes. */
+/*
+ * The one global besides const tables, as STYLE.md allows: where the log goes, and whether
+ * the journal refused the last entry (then entries go to standard error until it takes one).
+ */
 static LogTarget log_target = LOG_TARGET_CONSOLE;
+static bool journal_lost;
 
 /* Whether stderr is the journal's stream (systemd sets JOURNAL_STREAM=dev:ino). */
 static bool stderr_is_journal(void)
@@ -54,9 +61,79 @@ static void add_field(char **parts, size_t *n, const char *fmt, ...)
 		(*n)++;
 }
 
+static void log_console(const LogFields *f, const char *msg)
+{
+	if (f->sandbox)
+		fprintf(stderr, "vmd: %s: %s%s%s\n", f->sandbox, msg, f->error ? ": " : "",
+			f->error ? strerror(f->error) : "");
+	else
+		fprintf(stderr, "vmd: %s%s%s\n", msg, f->error ? ": " : "",
+			f->error ? strerror(f->error) : "");
+}
+
+static int log_journal(int priority, const LogFields *f, const char *msg)
+{
+	char *parts[9] = {};
+	struct iovec iov[ELEMENTSOF(parts)];
+	size_t n = 0;
+	int r;
+
+	/* sd_journal_sendv() takes a missing socket for success ("fail silently"): look first. */
+	if (access(JOURNAL_SOCKET, F_OK) < 0)
+		return -errno;
+	/* Empty fields are left out rather than sent empty. */
+	add_field(parts, &n, "MESSAGE=%s", msg);
+	add_field(parts, &n, "PRIORITY=%i", priority);
+	add_field(parts, &n, "SYSLOG_IDENTIFIER=%s", "vmd");
+	if (f->sandbox)
+		add_field(parts, &n, "VMD_SANDBOX=%s", f->sandbox);
+	if (f->backend)
+		add_field(parts, &n, "VMD_BACKEND=%s", f->backend);
+	if (f->action)
+		add_field(parts, &n, "VMD_ACTION=%s", f->action);
+	if (f->result)
+		add_field(parts, &n, "VMD_RESULT=%s", f->result);
+	if (f->error)
+		add_field(parts, &n, "ERRNO=%i", f->error);
+	if (f->message_id)
+		add_field(parts, &n, "MESSAGE_ID=%s", f->message_id);
+	for (size_t i = 0; i < n; i++)
+		iov[i] = (struct iovec){ parts[i], strlen(parts[i]) };
+	r = sd_journal_sendv(iov, (int)n);
+	for (size_t i = 0; i < n; i++)
+		free(parts[i]);
+	return r;
+}
+
+/*
+ * To the journal; while it takes nothing (its socket gone, or nobody listening), to
+ * standard error, said there once per outage rather than with every entry.
+ */
+static void log_to_journal(int priority, const LogFields *f, const char *msg)
+{
+	int r = log_journal(priority, f, msg);
+
+	if (r < 0) {
+		if (!journal_lost)
+			fprintf(stderr,
+				"vmd: cannot log to the journal: %s; logging to standard error until it is back\n",
+				strerror(-r));
+		journal_lost = true;
+		log_console(f, msg);
+		return;
+	}
+	if (journal_lost) {
+		journal_lost = false;
+		(void)log_journal(
+			LOG_WARNING, &(LogFields){ .message_id = LOG_MESSAGE_DAEMON },
+			"the journal takes entries again; what was logged meanwhile went to standard error");
+	}
+}
+
 int log_fields(int priority, const LogFields *f, const char *fmt, ...)
 {
 	_cleanup_free_ char *raw = NULL, *msg = NULL, *sandbox = NULL;
+	LogFields escaped = *f;
 	va_list ap;
 	int r;
 
@@ -71,39 +148,10 @@ int log_fields(int priority, const LogFields *f, const char *fmt, ...)
 	    (f->sandbox && !(sandbox = text_escape(f->sandbox))))
 		return f->error ? -f->error : -ENOMEM;
 
-	if (log_target == LOG_TARGET_JOURNAL) {
-		char *parts[9] = {};
-		struct iovec iov[ELEMENTSOF(parts)];
-		size_t n = 0;
-
-		/* Empty fields are left out rather than sent empty. */
-		add_field(parts, &n, "MESSAGE=%s", msg);
-		add_field(parts, &n, "PRIORITY=%i", priority);
-		add_field(parts, &n, "SYSLOG_IDENTIFIER=%s", "vmd");
-		if (sandbox)
-			add_field(parts, &n, "VMD_SANDBOX=%s", sandbox);
-		if (f->backend)
-			add_field(parts, &n, "VMD_BACKEND=%s", f->backend);
-		if (f->action)
-			add_field(parts, &n, "VMD_ACTION=%s", f->action);
-		if (f->result)
-			add_field(parts, &n, "VMD_RESULT=%s", f->result);
-		if (f->error)
-			add_field(parts, &n, "ERRNO=%i", f->error);
-		if (f->message_id)
-			add_field(parts, &n, "MESSAGE_ID=%s", f->message_id);
-		for (size_t i = 0; i < n; i++)
-			iov[i] = (struct iovec){ parts[i], strlen(parts[i]) };
-		(void)sd_journal_sendv(iov, (int)n);
-		for (size_t i = 0; i < n; i++)
-			free(parts[i]);
-	} else {
-		if (sandbox)
-			fprintf(stderr, "vmd: %s: %s%s%s\n", sandbox, msg, f->error ? ": " : "",
-				f->error ? strerror(f->error) : "");
-		else
-			fprintf(stderr, "vmd: %s%s%s\n", msg, f->error ? ": " : "",
-				f->error ? strerror(f->error) : "");
-	}
+	escaped.sandbox = sandbox;
+	if (log_target == LOG_TARGET_JOURNAL)
+		log_to_journal(priority, &escaped, msg);
+	else
+		log_console(&escaped, msg);
 	return f->error ? -f->error : 0;
 }

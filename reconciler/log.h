@@ -9,7 +9,8 @@
  * vmd's log: to journald as structured entries (VMD_SANDBOX, VMD_BACKEND, VMD_ACTION,
  * VMD_RESULT, ERRNO, MESSAGE_ID), or to standard error for foreground use. The message ids
  * are a stable contract, listed in docs/journal.md: `journalctl MESSAGE_ID=...` finds
- * every event of one kind.
+ * every event of one kind. While the journal takes no entries (its socket gone, journald
+ * stopped), they go to standard error, which says so once.
  */
 
 #define LOG_MESSAGE_ACTION_DONE "57778e3611874f63ae7e3793a57af4db"

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <sys/file.h>
 #include <sys/prctl.h>
+#include <sys/sysinfo.h>
 #include <systemd/sd-daemon.h>
 
 #include "log.h"
@@ -57,6 +58,7 @@ static Sandbox *sandbox_free(Sandbox *sb)
 	free(sb->path);
 	free(sb->config_error);
 	free(sb->last_error);
+	free(sb->refusal);
 	free(sb->adopt_error);
 	free(sb->name);
 	return mfree(sb);
@@ -91,6 +93,22 @@ BackendKind manager_backend_kind(const Manager *m, const Sandbox *sb)
 Backend *manager_backend_of(Manager *m, const Sandbox *sb)
 {
 	return m->backends[manager_backend_kind(m, sb)];
+}
+
+const HostResources *manager_admission(const Manager *m, const Backend *b)
+{
+	return m->config.allow_overcommit || !b->ops->takes_host_resources ? NULL : &m->host;
+}
+
+/* What the host has: its online CPUs and its memory, read at start and on SIGHUP. */
+static void read_host_resources(HostResources *ret)
+{
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	struct sysinfo si;
+
+	*ret = (HostResources){ .cpus = cpus > 0 ? (unsigned)cpus : 0 };
+	if (sysinfo(&si) == 0)
+		ret->memory = (uint64_t)si.totalram * si.mem_unit;
 }
 
 static int reconcile_dirty(sd_event_source *s _unused_, void *userdata)
@@ -131,8 +149,11 @@ static int write_persisted(sd_event_source *s, void *userdata)
 {
 	Manager *m = userdata;
 
-	/* 2 ms at a time, however slow the disk: the loop stays free for what happens meanwhile. */
-	if (manager_write_persisted(m, SLICE_USEC) == 0)
+	/*
+	 * 2 ms at a time, however slow the disk: the loop stays free for what happens meanwhile.
+	 * After a failure, the retry's timer (desired.c) turns it on again.
+	 */
+	if (manager_write_persisted(m, SLICE_USEC) == 0 || m->state_write_error)
 		(void)sd_event_source_set_enabled(s, SD_EVENT_OFF);
 	else
 		(void)sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
@@ -262,6 +283,43 @@ static void on_vm_changed(void *userdata, const char *name)
 		manager_mark_dirty(userdata, sb);
 }
 
+/* Why the directory is not watched (error < 0: it is polled at each resync), or 0: it is. */
+static void set_watch_error(Manager *m, int error)
+{
+	_cleanup_free_ char *why = NULL;
+	const char *sysctl = watcher_error_sysctl(error);
+	const char *words = error == -EMFILE   ? "the inotify instances are used up"
+			    : error == -ENOSPC ? "the inotify watches are used up"
+			    : error == -ENFILE ? "the system's open files are used up"
+			    : error == -ENOMEM ? "inotify is out of memory"
+					       : strerror(-error);
+
+	if (error == 0) {
+		if (m->watch_error)
+			log_fields(LOG_INFO, &(LogFields){ .message_id = LOG_MESSAGE_DAEMON },
+				   "watching %s with inotify again", m->config.sandbox_dir);
+		m->watch_error = mfree(m->watch_error);
+	} else {
+		if (asprintf(&why, "cannot watch %s: %s%s%s%s; reading it every %g s instead",
+			     m->config.sandbox_dir, words, sysctl ? " (sysctl " : "", sysctl ?: "",
+			     sysctl ? ")" : "", (double)m->config.resync_usec / 1e6) < 0)
+			return;
+		/* Once, not at every resync's retry. */
+		if (!streq_ptr(why, m->watch_error))
+			log_fields(LOG_ERR, &(LogFields){ .message_id = LOG_MESSAGE_DAEMON }, "%s",
+				   why);
+		free(m->watch_error);
+		m->watch_error = TAKE_PTR(why);
+	}
+	if (m->ready)
+		manager_notify_status(m);
+}
+
+static void on_watch_state(void *userdata, int error)
+{
+	set_watch_error(userdata, error);
+}
+
 static void on_watch(void *userdata, const char *path)
 {
 	Manager *m = userdata;
@@ -279,6 +337,9 @@ static int on_resync(sd_event_source *s, uint64_t usec, void *userdata)
 	Manager *m = userdata;
 
 	refresh_vms(m);
+	/* Without inotify this pass is how changes are seen; inotify is tried again too. */
+	if (m->watch_error && m->watcher)
+		watcher_retry(m->watcher);
 	resync_start(m);
 	return sd_event_source_set_time(s, usec + m->config.resync_usec);
 }
@@ -302,6 +363,11 @@ static int on_sighup(sd_event_source *s _unused_, const struct signalfd_siginfo 
 		sb->stranger = false;
 	}
 	refresh_vms(m);
+	read_host_resources(&m->host);
+	if (m->watch_error && m->watcher)
+		watcher_retry(m->watcher);
+	if (m->state_write_error)
+		(void)sd_event_source_set_enabled(m->persist_event, SD_EVENT_ONESHOT);
 	/*
 	 * READY=1 once a pass that starts after this signal is done, not as it starts: as at
 	 * startup, it says that every file was read and every sandbox looked at again. The
@@ -319,6 +385,10 @@ static int on_sigterm(sd_event_source *s, const struct signalfd_siginfo *si _unu
 	log_fields(LOG_INFO, &(LogFields){ .message_id = LOG_MESSAGE_DAEMON },
 		   "stopping; VMs keep running");
 	return sd_event_exit(sd_event_source_get_event(s), 0);
+}
+
+static void on_sigpipe(int sig _unused_)
+{
 }
 
 /* One vmd per run dir: a lock on <run-dir>/vmd.lock, holding the owner's pid. */
@@ -391,6 +461,12 @@ int manager_new(const ManagerConfig *config, Manager **ret)
 	sigaddset(&mask, SIGHUP);
 	sigaddset(&mask, SIGCHLD);
 	(void)sigprocmask(SIG_BLOCK, &mask, NULL);
+	/*
+	 * A write to a standard error nobody reads any more (the journal's stream, with journald
+	 * gone) fails rather than ending vmd. Caught, not ignored: VMMs get the default back.
+	 */
+	(void)sigaction(SIGPIPE, &(struct sigaction){ .sa_handler = on_sigpipe }, NULL);
+	read_host_resources(&m->host);
 	if ((r = sd_event_add_signal(m->event, NULL, SIGTERM, on_sigterm, m)) < 0 ||
 	    (r = sd_event_add_signal(m->event, NULL, SIGINT, on_sigterm, m)) < 0 ||
 	    (r = sd_event_add_signal(m->event, NULL, SIGHUP, on_sighup, m)) < 0)
@@ -449,6 +525,7 @@ int manager_new_read_only(const ManagerConfig *config, Manager **ret)
 	m->sandboxes = hashmap_new();
 	if (!m->sandboxes)
 		return -ENOMEM;
+	read_host_resources(&m->host);
 	for (int k = 0; k < _BACKEND_KIND_MAX; k++) {
 		if (!backend_ops[k])
 			continue;
@@ -468,7 +545,8 @@ Manager *manager_free(Manager *m)
 	if (!m)
 		return NULL;
 	watcher_free(m->watcher);
-	/* A clean stop leaves every last valid spec written. */
+	/* A clean stop leaves every last valid spec written, or tries to: no retry now. */
+	m->stopping = true;
 	(void)manager_write_persisted(m, UINT64_MAX);
 	manager_scan_done(m);
 	for (size_t i = 0; hashmap_next(m->sandboxes, &i, &v);)
@@ -480,6 +558,7 @@ Manager *manager_free(Manager *m)
 		backend_free(m->backends[k]);
 	sd_event_source_disable_unref(m->reconcile_event);
 	sd_event_source_disable_unref(m->persist_event);
+	sd_event_source_disable_unref(m->persist_retry);
 	sd_event_source_disable_unref(m->resync_event);
 	sd_event_source_disable_unref(m->resync_timer);
 	deletion_guard_done(m);
@@ -487,6 +566,8 @@ Manager *manager_free(Manager *m)
 	if (m->lock_fd >= 0)
 		close(m->lock_fd);
 	free(m->degraded);
+	free(m->watch_error);
+	free(m->state_write_error);
 	free(m->notified_status);
 	return mfree(m);
 }
@@ -528,10 +609,9 @@ int manager_run(Manager *m)
 	mark_all_dirty(m);
 	reconcile_dirty(NULL, m);
 
-	r = watcher_new(m->config.sandbox_dir, on_watch, m, m->event, &m->watcher);
-	if (r < 0)
-		log_fields(LOG_WARNING, &(LogFields){ .error = -r },
-			   "cannot watch %s; relying on the resync timer", m->config.sandbox_dir);
+	/* Without inotify (its limits reached), the resync timer polls: Degraded, WatchUnavailable. */
+	r = watcher_new(m->config.sandbox_dir, on_watch, on_watch_state, m, m->event, &m->watcher);
+	set_watch_error(m, r < 0 ? r : watcher_error(m->watcher));
 	/* A change between the first scan and the watch being set up is not missed. */
 	(void)manager_scan(m);
 	reconcile_dirty(NULL, m);

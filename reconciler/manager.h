@@ -30,6 +30,7 @@ typedef struct ManagerConfig {
 	uint64_t grace_usec;
 	Trust trust; /* who may write the sandbox files: --trusted-uid, --trusted-gid */
 	DeletionLimit max_deletions;
+	bool allow_overcommit; /* start what needs more memory or CPUs than the host has */
 	BackendOptions backend_options;
 } ManagerConfig;
 
@@ -50,7 +51,17 @@ typedef struct Sandbox {
 	uint64_t generation;	/* bumped on every change of desired */
 	uint64_t desired_since; /* CLOCK_MONOTONIC: when desired (or the file's presence) changed */
 	char *config_error;	/* why the file is refused now, or NULL */
-	const char *config_reason; /* InvalidConfig, Untrusted, PathEscape */
+	const char *config_reason; /* InvalidConfig, Untrusted, PathEscape, NameConflict */
+	/*
+	 * desired is the state dir's copy, no file has been taken since; and that copy turned out
+	 * older than what the VM runs (its write failed, or vmd died first): act on nothing then,
+	 * until the file is valid again. stale_generation is the copy's.
+	 */
+	bool spec_from_state_dir;
+	bool spec_stale;
+	uint64_t stale_generation;
+	/* The newest generation vmd has done all it is going to do about: observedGeneration. */
+	uint64_t settled_generation;
 
 	/* What runs. */
 	VmObserved observed;
@@ -69,6 +80,7 @@ typedef struct Sandbox {
 	uint64_t retry_at;    /* CLOCK_MONOTONIC, 0 for none */
 	char *last_error;
 	bool restart_required;
+	char *refusal; /* why its start (or restart, resize) is refused: InsufficientResources */
 	sd_event_source *wake; /* plans again when held actions come due */
 
 	/* status.phase changes in sandbox_update_status() alone: the STATUS= tallies follow it. */
@@ -76,6 +88,7 @@ typedef struct Sandbox {
 	uint64_t status_hash; /* fingerprint of the status.json last written, to skip rewrites */
 	unsigned failing_idx; /* its place in Manager.failing; 0 if it is not failing */
 	char *persist_text;   /* its last valid spec, waiting to be written to the state dir */
+	bool persist_failed;  /* a write of it failed: it is retried (StateWriteFailed) */
 
 	/* Where it waits: each list of the Manager's it can be in. */
 	ListNode all_node;     /* Manager.all */
@@ -131,6 +144,11 @@ struct Manager {
 	List dirty;	    /* Sandboxes to reconcile in that pass, in the order marked */
 	List persist_queue; /* Sandboxes with a spec to write to the state dir, oldest first */
 	sd_event_source *persist_event; /* writes them, at idle priority */
+	/* A write to the state dir failed (why, or NULL): retried with a backoff, then. */
+	char *state_write_error;
+	unsigned state_write_failures;
+	sd_event_source *persist_retry;
+	bool stopping; /* manager_free: the last writes, not retried */
 
 	/*
 	 * A pass over every sandbox (the resync timer, SIGHUP, a watcher overflow): read the
@@ -159,9 +177,11 @@ struct Manager {
 	DeletionGuard guard;
 
 	bool ready;
-	bool read_only; /* vmd plan: look, change nothing, write nothing */
-	char *degraded; /* why the sandbox directory cannot be read, or NULL */
+	bool read_only;	   /* vmd plan: look, change nothing, write nothing */
+	char *degraded;	   /* why the sandbox directory cannot be read, or NULL */
+	char *watch_error; /* why the directory is not watched but polled, or NULL */
 	char *notified_status;
+	HostResources host; /* what the host has, for admission */
 };
 
 /* manager.c */
@@ -179,6 +199,8 @@ void manager_mark_dirty(Manager *m, Sandbox *sb);
 /* The backend a sandbox runs on (or would), NULL if this build has none for it. */
 Backend *manager_backend_of(Manager *m, const Sandbox *sb);
 BackendKind manager_backend_kind(const Manager *m, const Sandbox *sb);
+/* What the host has, for the planner's admission check on b; NULL: nothing is checked. */
+const HostResources *manager_admission(const Manager *m, const Backend *b);
 
 /* desired.c */
 void manager_load_persisted(Manager *m);
@@ -198,7 +220,10 @@ void manager_forget_persisted(Manager *m, const char *name);
 void manager_free_ignored(Manager *m);
 /* The ignored files: how many, and the first by path (NULL if none). */
 size_t manager_ignored(const Manager *m, const char **ret_first);
-/* Write pending copies to the state dir for about budget_usec; returns how many are left. */
+/*
+ * Write pending copies to the state dir for about budget_usec; returns how many are left.
+ * A failed write stops the slice and is retried later (state_write_error says why).
+ */
 size_t manager_write_persisted(Manager *m, uint64_t budget_usec);
 
 /* executor.c */
@@ -209,6 +234,8 @@ void sandbox_op_done(Manager *m, Sandbox *sb, BackendOp op, const char *device, 
 /* Its VM exited on its own or as asked: count quick exits, back off a crash loop. */
 void sandbox_vm_exited(Manager *m, Sandbox *sb, int status, const char *reason);
 void sandbox_observe(Manager *m, Sandbox *sb);
+/* Why spec does not fit the host (InsufficientResources), in words; NULL if it does. */
+char *sandbox_refusal_message(const SandboxSpec *spec, const HostResources *host);
 
 /* deletion-guard.c */
 int deletion_guard_init(Manager *m);

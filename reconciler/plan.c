@@ -46,6 +46,21 @@ static bool emit(Planner *p, ActionType t, const char *device, const char *reaso
 	return true;
 }
 
+bool plan_fits_host(const SandboxSpec *spec, const HostResources *host)
+{
+	return (host->memory == 0 || spec->memory <= host->memory) &&
+	       (host->cpus == 0 || spec->vcpus <= host->cpus);
+}
+
+/* Whether a VM of want may be started (or resized to it) here; if not, the plan says why. */
+static bool admitted(Planner *p, const SandboxSpec *want)
+{
+	if (!p->in->host || plan_fits_host(want, p->in->host))
+		return true;
+	p->plan->insufficient = true;
+	return false;
+}
+
 static bool disk_equal(const DiskSpec *a, const DiskSpec *b)
 {
 	return streq(a->path, b->path) && a->read_only == b->read_only && a->format == b->format;
@@ -138,7 +153,7 @@ static void plan_devices(Planner *p, const SandboxSpec *want, const SandboxSpec 
 		if (!spec_find_net(have, want->networks[i].id))
 			emit(p, ACTION_NET_ADD, want->networks[i].id, "network added to the file");
 
-	if (!size_equal(want, have))
+	if (!size_equal(want, have) && admitted(p, want))
 		emit(p, ACTION_RESIZE, NULL, "vcpus or memory changed in the file");
 }
 
@@ -149,13 +164,15 @@ static void plan_running(Planner *p)
 	bool paused = p->in->observed->state == VM_PAUSED;
 
 	if (have && !live_applicable(p, want, have)) {
-		if (want->update_policy == UPDATE_RESTART) {
+		/* A restart that could not start it again is not begun: it keeps running. */
+		if (want->update_policy == UPDATE_RESTART && admitted(p, want)) {
 			emit(p, ACTION_RESTART, NULL,
 			     "a change needs a new boot (updatePolicy restart)");
 			return;
 		}
 		/* on-next-boot: leave it running as it is; the status says a restart is due. */
-		p->plan->restart_required = true;
+		if (want->update_policy != UPDATE_RESTART)
+			p->plan->restart_required = true;
 	} else if (have && !p->in->observed->busy)
 		/* A hot-unplug in flight settles first: its device is still there until then. */
 		plan_devices(p, want, have);
@@ -188,6 +205,9 @@ static void plan_not_running(Planner *p)
 	} else if (o->state == VM_EXITED)
 		reason = "the file changed since it exited";
 
+	/* Refused before any VMM is spawned: the host cannot hold it. */
+	if (!admitted(p, want))
+		return;
 	if (emit(p, ACTION_START, NULL, reason) && want->state == SANDBOX_PAUSED &&
 	    (p->in->caps & BACKEND_CAP_PAUSE))
 		emit(p, ACTION_PAUSE, NULL, "spec.state is paused");

@@ -39,6 +39,15 @@ typedef struct Action {
 
 #define PLAN_ACTIONS_MAX (4 + 2 * SPEC_DISKS_MAX + 2 * SPEC_NETWORKS_MAX)
 
+/* What the host has, for admission: 0 for what is not known (not checked). */
+typedef struct HostResources {
+	unsigned cpus;	 /* online */
+	uint64_t memory; /* bytes, in total */
+} HostResources;
+
+/* Whether a VM of spec fits the host: its memory and its vCPUs each no more than it has. */
+bool plan_fits_host(const SandboxSpec *spec, const HostResources *host);
+
 typedef struct PlanInput {
 	const SandboxSpec *desired; /* NULL: its file is gone */
 	uint64_t generation;	    /* of desired */
@@ -46,6 +55,12 @@ typedef struct PlanInput {
 	BackendCaps caps;	    /* of the backend it runs on */
 	uint64_t desired_since;	    /* when desired last changed, in the caller's clock */
 	uint64_t retry_at;	    /* no actions before this (backoff); 0 for none */
+	/*
+	 * Admission: a start, a restart or a resize to a spec that does not fit this host is
+	 * refused (Plan.insufficient). NULL: nothing is checked (--allow-overcommit, or a
+	 * backend whose VMs take nothing from the host).
+	 */
+	const HostResources *host;
 } PlanInput;
 
 typedef struct Plan {
@@ -53,7 +68,8 @@ typedef struct Plan {
 	size_t n_actions;
 	bool restart_required; /* a change waits for the next boot (updatePolicy on-next-boot) */
 	bool held;	       /* destructive actions wait for the grace window or backoff */
-	uint64_t wake_at;      /* when to plan again for what is held; 0 if nothing is */
+	bool insufficient; /* a start, restart or resize refused: the spec does not fit the host */
+	uint64_t wake_at;  /* when to plan again for what is held; 0 if nothing is */
 } Plan;
 
 void plan_sandbox(const PlanInput *in, uint64_t now, uint64_t grace, Plan *ret);

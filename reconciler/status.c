@@ -90,7 +90,7 @@ static Phase compute_phase(const Manager *m, const Sandbox *sb, const Plan *plan
 	}
 	if (!want || want->state == SANDBOX_STOPPED)
 		return PHASE_STOPPED;
-	if (sb->failures > 0)
+	if (sb->failures > 0 || sb->refusal)
 		return PHASE_FAILED;
 	if (manager_backend_of((Manager *)m, sb) == NULL)
 		return PHASE_FAILED;
@@ -121,9 +121,15 @@ static void compute_conditions(Manager *m, Sandbox *sb, const Plan *plan, uint64
 	SandboxStatus *s = &sb->status;
 	const SandboxSpec *want = sb->path ? sb->desired : NULL;
 	bool ready = want && phase_is_desired(s->phase, want) && plan->n_actions == 0 &&
-		     !plan->held && !sb->observed.busy;
+		     !plan->held && !sb->observed.busy && !sb->refusal;
 	bool held = deletion_guard_holds(m, sb);
-	char msg[256];
+	char msg[512], unwritten[512];
+
+	if (sb->persist_failed)
+		snprintf(unwritten, sizeof(unwritten),
+			 "its last valid spec (generation %" PRIu64
+			 ") is not in the state dir yet: %s; retried with a backoff",
+			 sb->generation, m->state_write_error ?: "an earlier write failed");
 
 	if (sb->config_error)
 		condition_set(s, CONDITION_CONFIG_VALID, false, sb->config_reason, sb->config_error,
@@ -147,6 +153,15 @@ static void compute_conditions(Manager *m, Sandbox *sb, const Plan *plan, uint64
 		condition_set(s, CONDITION_READY, CONDITION_UNKNOWN, "Adopting",
 			      sb->observed.progress ?: "checking that what runs is what vmd started",
 			      now);
+	else if (sb->spec_stale) {
+		snprintf(msg, sizeof(msg),
+			 "the last valid spec vmd kept (generation %" PRIu64
+			 ") is older than what its VM runs (generation %" PRIu64
+			 "); vmd leaves the VM as it runs until its file is valid again",
+			 sb->stale_generation, sb->generation);
+		condition_set(s, CONDITION_READY, false, "StaleSpec", msg, now);
+	} else if (ready && sb->persist_failed)
+		condition_set(s, CONDITION_READY, false, "StateWriteFailed", unwritten, now);
 	else if (ready)
 		condition_set(s, CONDITION_READY, true, "AsDesired", "", now);
 	else if (!want)
@@ -155,7 +170,9 @@ static void compute_conditions(Manager *m, Sandbox *sb, const Plan *plan, uint64
 		snprintf(msg, sizeof(msg), "backend '%s' is not available in this build of vmd",
 			 backend_kind_to_string(manager_backend_kind(m, sb)));
 		condition_set(s, CONDITION_READY, false, "BackendUnavailable", msg, now);
-	} else if (plan->held && sb->retry_at)
+	} else if (sb->refusal)
+		condition_set(s, CONDITION_READY, false, "InsufficientResources", sb->refusal, now);
+	else if (plan->held && sb->retry_at)
 		condition_set(s, CONDITION_READY, false, "BackingOff", sb->last_error, now);
 	else if (plan->held)
 		condition_set(s, CONDITION_READY, false, "GracePeriod",
@@ -196,7 +213,9 @@ static void compute_conditions(Manager *m, Sandbox *sb, const Plan *plan, uint64
 			 "exited %u times in a row soon after starting; restarts back off",
 			 sb->quick_exits);
 		condition_set(s, CONDITION_DEGRADED, true, "CrashLoop", msg, now);
-	} else
+	} else if (sb->persist_failed)
+		condition_set(s, CONDITION_DEGRADED, true, "StateWriteFailed", unwritten, now);
+	else
 		condition_set(s, CONDITION_DEGRADED, false, "AsExpected", "", now);
 }
 
@@ -293,7 +312,13 @@ static int status_view_build(Manager *m, const Sandbox *sb, uint64_t now_mono, u
 
 	*v = (StatusView){};
 	v->num.generation = sb->generation;
-	v->num.observed_generation = o->state == VM_ABSENT ? 0 : o->generation;
+	/*
+	 * What vmd has settled (executor.c); until it settles one, what the VM was started
+	 * with or changed to, as a vmd that was restarted finds it.
+	 */
+	v->num.observed_generation = sb->settled_generation;
+	if (v->num.observed_generation == 0 && o->state != VM_ABSENT)
+		v->num.observed_generation = o->generation;
 	v->num.pid = (uint64_t)(int64_t)o->pid;
 	v->num.restarts = sb->restarts;
 	v->num.started_at = up ? whole_ms(o->started_at_usec) : 0;
@@ -552,6 +577,16 @@ static void status_line(Manager *m, char *line, size_t size)
 		text_escape_append(line, size, held, 400);
 		text_escape_append(line, size, "; ", 2);
 	}
+	if (m->watch_error) {
+		text_escape_append(line, size, "Degraded (WatchUnavailable): ", 32);
+		text_escape_append(line, size, m->watch_error, 200);
+		text_escape_append(line, size, "; ", 2);
+	}
+	if (m->state_write_error) {
+		text_escape_append(line, size, "Degraded (StateWriteFailed): ", 32);
+		text_escape_append(line, size, m->state_write_error, 200);
+		text_escape_append(line, size, "; ", 2);
+	}
 	snprintf(line + strlen(line), size - strlen(line), "%zu sandbox%s", total,
 		 total == 1 ? "" : "es");
 	for (int p = 0; p < _PHASE_MAX; p++)
@@ -570,7 +605,10 @@ static void status_line(Manager *m, char *line, size_t size)
 		text_escape_append(line, size, "; first failing: ", 20);
 		text_escape_append(line, size, failing->name, 64);
 		text_escape_append(line, size, ": ", 2);
-		text_escape_append(line, size, failing->config_error ?: failing->last_error ?: "failed", 300);
+		text_escape_append(line, size,
+				   failing->config_error ?: failing->last_error ?: failing->refusal
+											       ?: "failed",
+				   300);
 	}
 }
 

@@ -386,6 +386,24 @@ uint64_t fnv1a64(uint64_t h, const void *s, size_t len)
 	return h;
 }
 
+void format_size(uint64_t bytes, char buf[static 32])
+{
+	static const char *const units[] = { "Ki", "Mi", "Gi", "Ti", "Pi", "Ei" };
+	size_t u = 0;
+
+	if (bytes < 1024) {
+		snprintf(buf, 32, "%llu", (unsigned long long)bytes);
+		return;
+	}
+	while (u + 1 < ELEMENTSOF(units) && bytes >> (10 * (u + 2)) > 0)
+		u++;
+	if (bytes % (1ull << (10 * (u + 1))) == 0)
+		snprintf(buf, 32, "%llu%s", (unsigned long long)(bytes >> (10 * (u + 1))), units[u]);
+	else
+		snprintf(buf, 32, "%.1f%s", (double)bytes / (double)(1ull << (10 * (u + 1))),
+			 units[u]);
+}
+
 uint64_t now_usec(clockid_t clock)
 {
 	struct timespec ts;

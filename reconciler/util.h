@@ -102,6 +102,9 @@ int mkdir_p(const char *path, mode_t mode);
 #define FNV1A64_INIT 0xcbf29ce484222325ull
 uint64_t fnv1a64(uint64_t h, const void *s, size_t len);
 
+/* A size as the sandbox file writes it: "1Ti", "512Mi", or "23.4Gi" when not a whole unit. */
+void format_size(uint64_t bytes, char buf[static 32]);
+
 /* CLOCK_MONOTONIC and CLOCK_REALTIME in microseconds. */
 uint64_t now_usec(clockid_t clock);
 

@@ -28,6 +28,7 @@ struct Watcher {
 	char *parent; /* its parent directory */
 	char *base;   /* its name in the parent */
 	WatcherFn fn;
+	WatcherStateFn state_fn;
 	void *userdata;
 	int efd;
 	sd_event_source *io;
@@ -36,6 +37,7 @@ struct Watcher {
 	atomic_bool stop;
 	pthread_cond_t watching_cond; /* signalled once the first watches are set up */
 	bool watching_set_up;	      /* under lock */
+	pthread_cond_t retry_cond;    /* signalled by watcher_retry() and watcher_free() */
 
 	/*
 	 * A mount over the directory sends no inotify event: the mount table's changes are
@@ -53,6 +55,9 @@ struct Watcher {
 	char **queue;
 	size_t n_queue;
 	bool rescan;
+	int error;	    /* why inotify is out of reach, or 0 */
+	bool error_changed; /* not told to state_fn yet */
+	bool retry;	    /* watcher_retry() asked for another try */
 };
 
 static void wake(Watcher *w)
@@ -113,11 +118,43 @@ static void inotify_fd_cloexec(void)
 		closedir(d);
 }
 
-/* (Re)establish every watch; false if the directory is not there to watch. */
-static bool setup_watches(Watcher *w)
+/* libinotifytools' error, as -errno. */
+static int inotify_error(void)
+{
+	return -(inotifytools_error() ?: EIO);
+}
+
+/* Whether a failed watch says that inotify itself ran out (watches, memory, files). */
+static bool is_exhausted(int error)
+{
+	return IN_SET(error, -ENOSPC, -ENOMEM, -EMFILE, -ENFILE);
+}
+
+const char *watcher_error_sysctl(int error)
+{
+	switch (error) {
+	case -EMFILE:
+		return "fs.inotify.max_user_instances";
+	case -ENOSPC:
+		return "fs.inotify.max_user_watches";
+	case -ENFILE:
+		return "fs.file-max";
+	default:
+		return NULL;
+	}
+}
+
+/*
+ * (Re)establish every watch: 0 when watching, 1 when the directory is not there to watch
+ * (its parent is; the thread looks for it every few seconds), -errno when inotify itself
+ * is out of reach. Then nothing is watched and libinotifytools is left uninitialised, so
+ * that nothing calls into it (its every function asserts that it was initialised).
+ */
+static int setup_watches(Watcher *w)
 {
 	char *real = realpath(w->given, NULL);
 	struct stat st = {};
+	int r;
 
 	if (real) {
 		free(w->dir);
@@ -130,10 +167,49 @@ static bool setup_watches(Watcher *w)
 	pthread_mutex_unlock(&w->lock);
 	inotifytools_cleanup();
 	if (!inotifytools_initialize())
-		return false;
+		return inotify_error();
 	inotify_fd_cloexec();
-	(void)inotifytools_watch_file(w->parent, PARENT_EVENTS);
-	return inotifytools_watch_recursively(w->dir, DIR_EVENTS) != 0;
+	if (!inotifytools_watch_file(w->parent, PARENT_EVENTS) && is_exhausted(inotify_error()))
+		goto exhausted;
+	if (inotifytools_watch_recursively(w->dir, DIR_EVENTS) != 0)
+		return 0;
+	if (!is_exhausted(inotify_error()))
+		return 1;
+exhausted:
+	/* A watch set that misses part of the directory would miss changes without a word. */
+	r = inotify_error();
+	inotifytools_cleanup();
+	return r;
+}
+
+/* Tell the loop whether inotify is out of reach (error < 0) or not. */
+static void set_error(Watcher *w, int error)
+{
+	bool changed;
+
+	pthread_mutex_lock(&w->lock);
+	changed = w->error != error;
+	if (changed) {
+		w->error = error;
+		w->error_changed = true;
+	}
+	pthread_mutex_unlock(&w->lock);
+	if (changed)
+		wake(w);
+}
+
+/* Nothing is watched: wait for watcher_retry() (true) or the end (false). */
+static bool wait_for_retry(Watcher *w)
+{
+	bool again;
+
+	pthread_mutex_lock(&w->lock);
+	while (!w->retry && !atomic_load(&w->stop))
+		pthread_cond_wait(&w->retry_cond, &w->lock);
+	w->retry = false;
+	again = !atomic_load(&w->stop);
+	pthread_mutex_unlock(&w->lock);
+	return again;
 }
 
 /* Whether path (below the watched directory) goes through a hidden folder such as ..2024_x. */
@@ -201,8 +277,11 @@ static void handle(Watcher *w, struct inotify_event *ev, bool *ret_rewatch)
 		     ev->name) < 0)
 		return push(w, NULL);
 	if (ev->mask & IN_ISDIR) {
-		if (ev->mask & (IN_CREATE | IN_MOVED_TO) && sandbox_dir_subdir_is_searched(ev->name))
-			(void)inotifytools_watch_recursively(path, DIR_EVENTS);
+		/* Out of watches for the new folder: start over, which says so. */
+		if (ev->mask & (IN_CREATE | IN_MOVED_TO) && sandbox_dir_subdir_is_searched(ev->name) &&
+		    !inotifytools_watch_recursively(path, DIR_EVENTS) &&
+		    is_exhausted(inotify_error()))
+			*ret_rewatch = true;
 		free(path);
 		push(w, NULL); /* files may have come or gone with it */
 		return;
@@ -230,15 +309,16 @@ static void on_stop_signal(int sig _unused_)
 static void *watch_thread(void *userdata)
 {
 	Watcher *w = userdata;
-	bool watching;
 	sigset_t mask;
+	int r;
 
 	/* Signals are the event loop's, through its signalfd; this thread takes only its own. */
 	sigfillset(&mask);
 	sigdelset(&mask, STOP_SIGNAL);
 	pthread_sigmask(SIG_SETMASK, &mask, NULL);
 
-	watching = setup_watches(w);
+	r = setup_watches(w);
+	set_error(w, MIN(r, 0));
 	pthread_mutex_lock(&w->lock);
 	w->watching_set_up = true;
 	pthread_cond_signal(&w->watching_cond);
@@ -246,23 +326,35 @@ static void *watch_thread(void *userdata)
 
 	while (!atomic_load(&w->stop)) {
 		bool rewatch = false;
-		/* Without the directory, look again every few seconds (and watch the parent). */
-		struct inotify_event *ev = inotifytools_next_event(watching ? -1 : 2);
+		struct inotify_event *ev;
 
-		if (atomic_load(&w->stop))
-			break;
-		if (atomic_exchange(&w->rewatch_asked, false))
+		if (r < 0) {
+			/* inotify is out of reach: the loop polls, and asks for another try. */
+			if (!wait_for_retry(w))
+				break;
+			(void)atomic_exchange(&w->rewatch_asked, false);
 			rewatch = true;
-		if (ev)
-			handle(w, ev, &rewatch);
-		else if (watching)
-			rewatch = true; /* an error of the library: start over */
-		else if (access(w->dir, F_OK) == 0)
-			rewatch = true;
+		} else {
+			/* Without the directory, look again every few seconds (and watch the parent). */
+			ev = inotifytools_next_event(r == 0 ? -1 : 2);
+			if (atomic_load(&w->stop))
+				break;
+			/* The mount table says the path leads elsewhere now: watch what it leads to. */
+			if (atomic_exchange(&w->rewatch_asked, false))
+				rewatch = true;
+			if (ev)
+				handle(w, ev, &rewatch);
+			else if (r == 0)
+				rewatch = true; /* an error of the library: start over */
+			else if (access(w->dir, F_OK) == 0)
+				rewatch = true;
+		}
 		if (rewatch) {
-			watching = setup_watches(w);
+			r = setup_watches(w);
+			set_error(w, MIN(r, 0));
 			/* Only now: a file written before the watches were back is seen by this rescan. */
-			push(w, NULL);
+			if (r >= 0)
+				push(w, NULL);
 		}
 	}
 	return NULL;
@@ -273,7 +365,8 @@ static int on_wake(sd_event_source *s _unused_, int fd, uint32_t revents _unused
 	Watcher *w = userdata;
 	char **queue;
 	size_t n;
-	bool rescan;
+	bool rescan, error_changed;
+	int error;
 	uint64_t v;
 
 	(void)!read(fd, &v, sizeof(v));
@@ -281,11 +374,16 @@ static int on_wake(sd_event_source *s _unused_, int fd, uint32_t revents _unused
 	queue = w->queue;
 	n = w->n_queue;
 	rescan = w->rescan;
+	error = w->error;
+	error_changed = w->error_changed;
 	w->queue = NULL;
 	w->n_queue = 0;
 	w->rescan = false;
+	w->error_changed = false;
 	pthread_mutex_unlock(&w->lock);
 
+	if (error_changed && w->state_fn)
+		w->state_fn(w->userdata, error);
 	if (rescan)
 		w->fn(w->userdata, NULL);
 	for (size_t i = 0; i < n && !rescan; i++)
@@ -339,7 +437,8 @@ static void watch_mounts(Watcher *w, sd_event *event)
 		(void)sd_event_add_io(event, &w->mounts_io, w->mounts_fd, EPOLLPRI, on_mounts, w);
 }
 
-int watcher_new(const char *dir, WatcherFn fn, void *userdata, sd_event *event, Watcher **ret)
+int watcher_new(const char *dir, WatcherFn fn, WatcherStateFn state_fn, void *userdata,
+		sd_event *event, Watcher **ret)
 {
 	Watcher *w = calloc(1, sizeof(*w));
 	char *slash;
@@ -349,9 +448,11 @@ int watcher_new(const char *dir, WatcherFn fn, void *userdata, sd_event *event, 
 		return -ENOMEM;
 	pthread_mutex_init(&w->lock, NULL);
 	pthread_cond_init(&w->watching_cond, NULL);
+	pthread_cond_init(&w->retry_cond, NULL);
 	w->efd = -EBADF;
 	w->mounts_fd = -EBADF;
 	w->fn = fn;
+	w->state_fn = state_fn;
 	w->userdata = userdata;
 	w->given = strdup(dir);
 	while (w->given && strlen(w->given) > 1 && w->given[strlen(w->given) - 1] == '/')
@@ -425,6 +526,10 @@ Watcher *watcher_free(Watcher *w)
 		for (;;) {
 			struct timespec ts;
 
+			/* It reads events, or waits for a retry. */
+			pthread_mutex_lock(&w->lock);
+			pthread_cond_signal(&w->retry_cond);
+			pthread_mutex_unlock(&w->lock);
 			(void)pthread_kill(w->thread, STOP_SIGNAL);
 			(void)clock_gettime(CLOCK_REALTIME, &ts);
 			ts.tv_nsec += 20 * 1000 * 1000;
@@ -445,9 +550,30 @@ Watcher *watcher_free(Watcher *w)
 	free(w->queue);
 	pthread_mutex_destroy(&w->lock);
 	pthread_cond_destroy(&w->watching_cond);
+	pthread_cond_destroy(&w->retry_cond);
 	free(w->given);
 	free(w->dir);
 	free(w->parent);
 	free(w->base);
 	return mfree(w);
+}
+
+int watcher_error(Watcher *w)
+{
+	int error;
+
+	pthread_mutex_lock(&w->lock);
+	error = w->error;
+	pthread_mutex_unlock(&w->lock);
+	return error;
+}
+
+void watcher_retry(Watcher *w)
+{
+	pthread_mutex_lock(&w->lock);
+	if (w->error < 0) {
+		w->retry = true;
+		pthread_cond_signal(&w->retry_cond);
+	}
+	pthread_mutex_unlock(&w->lock);
 }

@@ -4,6 +4,7 @@
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +18,31 @@
 
 #include "helpers.h"
 #include "util.h"
+
+static int write_string(const char *path, const char *s)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	ssize_t n = fd >= 0 ? write(fd, s, strlen(s)) : -1;
+
+	if (fd >= 0)
+		close(fd);
+	return n == (ssize_t)strlen(s) ? 0 : -1;
+}
+
+int test_user_ns_limit(const char *sysctl, const char *value)
+{
+	char uid_map[64], gid_map[64], path[128];
+
+	/* Before: inside, until the maps are written, the ids are the overflow ones. */
+	snprintf(uid_map, sizeof(uid_map), "0 %u 1", (unsigned)geteuid());
+	snprintf(gid_map, sizeof(gid_map), "0 %u 1", (unsigned)getegid());
+	snprintf(path, sizeof(path), "/proc/sys/user/%s", sysctl);
+	if (unshare(CLONE_NEWUSER) < 0 || write_string("/proc/self/uid_map", uid_map) < 0 ||
+	    write_string("/proc/self/setgroups", "deny") < 0 ||
+	    write_string("/proc/self/gid_map", gid_map) < 0 || write_string(path, value) < 0)
+		return -1;
+	return 0;
+}
 
 const char *test_src(const char *rel)
 {

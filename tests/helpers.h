@@ -42,6 +42,14 @@ void test_kill_wait(pid_t *pid, int sig);
 /* Send all of s on a socket (a scripted server's reply); stops quietly if the peer left. */
 void test_send_all(int fd, const char *s, size_t n);
 
+/*
+ * Enter a new user namespace as its root (the same ids outside) and set its
+ * /proc/sys/user/<sysctl> to value: the inotify limits are counted per user namespace, so
+ * a test can run short of inotify without touching the host's. 0, or -1 (no cmocka: this
+ * runs in children).
+ */
+int test_user_ns_limit(const char *sysctl, const char *value);
+
 /* Read a whole file into a NUL-terminated buffer; *ret_len may be NULL. */
 char *test_read_file(const char *path, size_t *ret_len);
 

@@ -9,8 +9,10 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -28,6 +30,9 @@ typedef struct Fixture {
 	char *dir, *sb, *run, *state, *notify_path, *log;
 	TestNotify notify;
 	pid_t pid;
+	const char *resync; /* --resync for the daemon; NULL: 3600 */
+	/* Run the daemon in a user namespace of its own with /proc/sys/user/<sysctl> lowered. */
+	const char *userns_sysctl, *userns_value;
 } Fixture;
 
 static char *path_in(const char *dir, const char *name)
@@ -65,6 +70,7 @@ static int teardown(void **state)
 
 	stop_daemon(f, SIGKILL);
 	test_notify_close(&f->notify);
+	(void)umount2(f->state, MNT_DETACH); /* a test's small state dir, if it made one */
 	test_tmpdir_remove(f->dir);
 	free(f->sb);
 	free(f->run);
@@ -96,9 +102,11 @@ static void start_daemon(Fixture *f, const char *watchdog_usec)
 			setenv("WATCHDOG_USEC", watchdog_usec, 1);
 			setenv("WATCHDOG_PID", wpid, 1);
 		}
+		if (f->userns_sysctl && test_user_ns_limit(f->userns_sysctl, f->userns_value) < 0)
+			_exit(126);
 		execl(test_vmd(), test_vmd(), "daemon", "--sandboxes", f->sb, "--run-dir", f->run,
 		      "--state-dir", f->state, "--log-target", "console", "--grace", "0.3",
-		      "--resync", "3600", (char *)NULL);
+		      "--resync", f->resync ?: "3600", (char *)NULL);
 		_exit(127);
 	}
 	f->pid = pid;
@@ -521,6 +529,14 @@ static void test_editor_save(void **state)
 	assert_null(strstr(log, "web: stop"));
 }
 
+static bool generation_settled(json_t *s, const void *arg)
+{
+	json_int_t g = (json_int_t)(uintptr_t)arg;
+
+	return s && json_integer_value(json_object_get(s, "generation")) == g &&
+	       json_integer_value(json_object_get(s, "observedGeneration")) == g;
+}
+
 static bool restart_required(json_t *s, const void *arg _unused_)
 {
 	return s && streq(status_condition(s, "RestartRequired", "status"), "True");
@@ -540,12 +556,13 @@ static void test_restart_required(void **state)
 	s = wait_status(f, "web", restart_required, NULL);
 	assert_string_equal(json_string_value(json_object_get(s, "startedAt")), started);
 	assert_int_equal(json_integer_value(json_object_get(s, "generation")), 2);
-	assert_int_equal(json_integer_value(json_object_get(s, "observedGeneration")), 1);
+	/* All vmd does about it is done: waiting for the next boot is the policy's. */
+	assert_int_equal(json_integer_value(json_object_get(s, "observedGeneration")), 2);
 	json_decref(s);
 
 	snprintf(spec, sizeof(spec), "%s  cmdline: quiet\n  updatePolicy: restart\n", SPEC);
 	put(f, "web.yaml", spec);
-	s = wait_status(f, "web", disks_are, (void *)0); /* observedGeneration caught up */
+	s = wait_status(f, "web", generation_settled, (void *)3); /* restarted */
 	assert_string_equal(status_condition(s, "RestartRequired", "status"), "False");
 	assert_string_not_equal(json_string_value(json_object_get(s, "startedAt")), started);
 	json_decref(s);
@@ -670,6 +687,299 @@ static void test_persisted_backend_rule(void **state)
 	assert_null(strstr(log, "web: start"));
 }
 
+static unsigned count(const char *haystack, const char *needle)
+{
+	unsigned n = 0;
+
+	for (const char *p = haystack; (p = strstr(p, needle)); p += strlen(needle))
+		n++;
+	return n;
+}
+
+/*
+ * observedGeneration catches up with every accepted edit, also those that need nothing
+ * done (labels, stopTimeout), wait for the next boot, or that the backend does not record
+ * (a pause): a GitOps tool waiting for observedGeneration == generation does not wait for
+ * ever.
+ */
+static void test_observed_generation(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *started = NULL;
+	json_t *s;
+
+	started = start_with_web(f);
+	json_decref(wait_status(f, "web", generation_settled, (void *)1));
+	put(f, "web.yaml",
+	    "apiVersion: vmd/v1\nkind: Sandbox\nmetadata:\n  labels: {team: a}\nspec:\n  backend: noop\n  memory: 64Mi\n");
+	json_decref(wait_status(f, "web", generation_settled, (void *)2));
+	put(f, "web.yaml",
+	    "apiVersion: vmd/v1\nkind: Sandbox\nmetadata:\n  labels: {team: a}\nspec:\n  backend: noop\n  memory: 64Mi\n  stopTimeout: 5s\n");
+	json_decref(wait_status(f, "web", generation_settled, (void *)3));
+	put(f, "web.yaml",
+	    "apiVersion: vmd/v1\nkind: Sandbox\nmetadata:\n  labels: {team: a}\nspec:\n  backend: noop\n  memory: 64Mi\n  stopTimeout: 5s\n  kernel: /k2\n");
+	s = wait_status(f, "web", generation_settled, (void *)4);
+	assert_string_equal(status_condition(s, "RestartRequired", "status"), "True");
+	assert_string_equal(json_string_value(json_object_get(s, "startedAt")), started);
+	json_decref(s);
+	/* A pause, which the backend does not record a generation for, once it is done. */
+	put(f, "web.yaml",
+	    "apiVersion: vmd/v1\nkind: Sandbox\nmetadata:\n  labels: {team: a}\nspec:\n  backend: noop\n  memory: 64Mi\n  stopTimeout: 5s\n  kernel: /k2\n  state: paused\n");
+	s = wait_status(f, "web", generation_settled, (void *)5);
+	assert_string_equal(json_string_value(json_object_get(s, "phase")), "Paused");
+	json_decref(s);
+}
+
+/* Whether lowering /proc/sys/user/<sysctl> in a user namespace works here. */
+static void need_user_ns(const char *sysctl)
+{
+	pid_t pid = fork();
+	int status;
+
+	assert_true(pid >= 0);
+	if (pid == 0)
+		_exit(test_user_ns_limit(sysctl, "0") < 0 ? 1 : 0);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		fail_msg("cannot lower /proc/sys/user/%s in a user namespace of the test's own",
+			 sysctl);
+}
+
+/*
+ * vmd short of inotify, in a user namespace whose limit is lowered: it says so, naming the
+ * sysctl, once; it reports itself Degraded (WatchUnavailable); it does not crash; and a
+ * new file is still picked up, by the resync (1 s here).
+ */
+static void without_inotify(Fixture *f, const char *sysctl, const char *value, const char *named)
+{
+	_cleanup_free_ char *log = NULL, *ready = NULL;
+	int status;
+
+	need_user_ns(sysctl);
+	f->userns_sysctl = sysctl;
+	f->userns_value = value;
+	f->resync = "1";
+	test_write_str(f->sb, "web.yaml", SPEC);
+	start_daemon(f, NULL);
+	assert_true(asprintf(&ready, "READY=1\nSTATUS=Degraded (WatchUnavailable): cannot watch %s: ",
+			     f->sb) > 0);
+	expect_notify(f, ready);
+	expect_notify(f, named);
+	json_decref(wait_status(f, "web", phase_is, "Running"));
+
+	put(f, "db.yaml", SPEC);
+	json_decref(wait_status(f, "db", phase_is, "Running"));
+	/* A few more resyncs, each trying inotify again: still alive, and said once. */
+	wait_grace_periods(f);
+	assert_int_equal(waitpid(f->pid, &status, WNOHANG), 0);
+	log = test_read_file(f->log, NULL);
+	assert_int_equal(count(log, "cannot watch"), 1);
+	assert_non_null(strstr(log, named));
+	assert_non_null(strstr(log, "; reading it every 1 s instead"));
+}
+
+static void test_inotify_instances(void **state)
+{
+	without_inotify(*state, "max_inotify_instances", "0",
+			"the inotify instances are used up (sysctl fs.inotify.max_user_instances)");
+}
+
+/* One watch: the parent's; the directory's is one too many. */
+static void test_inotify_watches(void **state)
+{
+	without_inotify(*state, "max_inotify_watches", "1",
+			"the inotify watches are used up (sysctl fs.inotify.max_user_watches)");
+}
+
+/*
+ * A state dir of 256 KiB, a tmpfs of its own, in a mount namespace the test process enters
+ * (its daemons with it): the host sees none of it. Teardown unmounts it.
+ */
+static void small_state_dir(Fixture *f)
+{
+	assert_int_equal(mkdir(f->state, 0700), 0);
+	assert_int_equal(unshare(CLONE_NEWNS), 0);
+	assert_int_equal(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL), 0);
+	assert_int_equal(
+		mount("tmpfs", f->state, "tmpfs", MS_NOSUID | MS_NODEV, "size=256k,mode=0700"), 0);
+}
+
+/* Fill the state dir up with one file; return its path (unlink it to make room). */
+static char *fill_state_dir(Fixture *f)
+{
+	char *filler = path_in(f->state, "filler");
+	char block[4096] = {};
+	int fd = open(filler, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+
+	assert_true(fd >= 0);
+	while (write(fd, block, sizeof(block)) > 0)
+		;
+	assert_int_equal(errno, ENOSPC);
+	close(fd);
+	return filler;
+}
+
+/* Wait (bounded) until the state dir's copy of name says "generation": gen. */
+static void wait_persisted(Fixture *f, const char *name, int gen)
+{
+	_cleanup_free_ char *rel = NULL, *copy = NULL, *want = NULL;
+	uint64_t end = ms_now() + WAIT_MS;
+
+	assert_true(asprintf(&rel, "sandboxes/%s.json", name) > 0);
+	assert_true(asprintf(&want, "\"generation\": %d,", gen) > 0);
+	copy = path_in(f->state, rel);
+	for (;;) {
+		_cleanup_free_ char *text = test_read_file(copy, NULL);
+
+		if (text && strstr(text, want))
+			return;
+		if (ms_now() > end)
+			fail_msg("%s never said %s; it says: %s", copy, want, text ?: "(nothing)");
+		drain_notify(f, 20);
+	}
+}
+
+/* web running (generation 1), its copy in the state dir; returns its startedAt. */
+static char *started_web_persisted(Fixture *f)
+{
+	char *started = start_with_web(f);
+
+	wait_persisted(f, "web", 1);
+	return started;
+}
+
+static bool condition_is(json_t *s, const char *type, const char *reason)
+{
+	return s && streq(status_condition(s, type, "reason"), reason);
+}
+
+static bool state_write_failed(json_t *s, const void *arg _unused_)
+{
+	return condition_is(s, "Degraded", "StateWriteFailed") &&
+	       streq(status_condition(s, "Degraded", "status"), "True") &&
+	       condition_is(s, "Ready", "StateWriteFailed");
+}
+
+static bool ready_again(json_t *s, const void *arg _unused_)
+{
+	return condition_is(s, "Degraded", "AsExpected") && condition_is(s, "Ready", "AsDesired");
+}
+
+static const char *WEB_D1 =
+	"apiVersion: vmd/v1\nkind: Sandbox\nspec:\n  backend: noop\n  memory: 64Mi\n"
+	"  disks: [{id: a, path: /d/a.raw}]\n";
+static const char *WEB_D2 =
+	"apiVersion: vmd/v1\nkind: Sandbox\nspec:\n  backend: noop\n  memory: 64Mi\n"
+	"  disks: [{id: a, path: /d/a.raw}, {id: b, path: /d/b.raw}]\n";
+
+/*
+ * The state dir full: the copy of a new spec cannot be written. That is shown (the
+ * sandbox's status.json, in the run dir, and the daemon's STATUS=), said once in the
+ * journal however often it is retried, and the copy is written once there is room.
+ */
+static void test_state_write_failed(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *filler = NULL, *log = NULL;
+	json_t *s;
+
+	small_state_dir(f);
+	free(started_web_persisted(f));
+	filler = fill_state_dir(f);
+
+	put(f, "web.yaml", WEB_D1);
+	s = wait_status(f, "web", state_write_failed, NULL);
+	assert_non_null(strstr(
+		status_condition(s, "Degraded", "message"),
+		"its last valid spec (generation 2) is not in the state dir yet: cannot write the last valid specs to "));
+	assert_non_null(strstr(status_condition(s, "Degraded", "message"), "No space left on device"));
+	assert_int_equal(json_array_size(json_object_get(s, "disks")), 1);
+	json_decref(s);
+	expect_notify(f, "STATUS=Degraded (StateWriteFailed): cannot write the last valid specs to ");
+
+	/* Room again: the retry writes it, and all is well. */
+	assert_int_equal(unlink(filler), 0);
+	json_decref(wait_status(f, "web", ready_again, NULL));
+	wait_persisted(f, "web", 2);
+	expect_notify(f, "STATUS=1 sandbox, 1 Running");
+	log = test_read_file(f->log, NULL);
+	assert_int_equal(count(log, "cannot write the last valid specs to"), 1);
+	assert_non_null(strstr(log, "the state dir takes writes again after "));
+}
+
+static bool stale_spec(json_t *s, const void *arg _unused_)
+{
+	return condition_is(s, "Ready", "StaleSpec") &&
+	       condition_is(s, "ConfigValid", "InvalidConfig");
+}
+
+static bool disks_settled(json_t *s, const void *arg)
+{
+	return generation_settled(s, arg) && json_array_size(json_object_get(s, "disks")) == 2 &&
+	       condition_is(s, "ConfigValid", "Valid");
+}
+
+/*
+ * The newest spec's copy lost to a full state dir, then an invalid edit, then a restart
+ * of vmd: the copy it finds is older than what the VM runs. It is not applied (the disk
+ * the VM got since is not hot-removed), the generation does not go back, and the status
+ * says why. A valid file is a new generation after the VM's.
+ */
+static void test_stale_spec_after_restart(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_(test_run_done) TestRun r = {};
+	_cleanup_free_ char *filler = NULL, *log = NULL, *started = NULL;
+	json_t *s;
+
+	small_state_dir(f);
+	started = started_web_persisted(f);
+	put(f, "web.yaml", WEB_D1);
+	json_decref(wait_status(f, "web", disks_are, (void *)1));
+	wait_persisted(f, "web", 2);
+	filler = fill_state_dir(f);
+	put(f, "web.yaml", WEB_D2); /* generation 3: hot-added, its copy not written */
+	json_decref(wait_status(f, "web", state_write_failed, NULL));
+	json_decref(wait_status(f, "web", disks_are, (void *)2));
+	put(f, "web.yaml",
+	    "apiVersion: vmd/v1\nkind: Sandbox\nspec:\n  backend: noop\n  memory: 64Mi\n  vpcus: 2\n");
+	json_decref(wait_status(f, "web", config_invalid, NULL));
+
+	stop_daemon(f, SIGKILL);
+	start_daemon(f, NULL);
+	expect_notify(f, "READY=1");
+	s = wait_status(f, "web", stale_spec, NULL);
+	assert_int_equal(json_integer_value(json_object_get(s, "generation")), 3);
+	assert_string_equal(
+		status_condition(s, "Ready", "message"),
+		"the last valid spec vmd kept (generation 2) is older than what its VM runs (generation 3); vmd leaves the VM as it runs until its file is valid again");
+	assert_int_equal(json_array_size(json_object_get(s, "disks")), 2);
+	assert_string_equal(json_string_value(json_object_get(s, "startedAt")), started);
+	json_decref(s);
+	/* vmd plan says the same. */
+	run_cli(&r, "plan", "--sandboxes", f->sb, "--run-dir", f->run, "--state-dir", f->state);
+	assert_int_equal(r.status, 0);
+	assert_non_null(strstr(
+		r.out,
+		"web: nothing: the last valid spec kept is older than what its VM runs: the daemon leaves it as it runs\n"));
+	assert_null(strstr(r.out, "disk-remove"));
+	/* Ten grace periods later: nothing was taken from the VM. */
+	wait_grace_periods(f);
+	s = status_of(f, "web");
+	assert_int_equal(json_array_size(json_object_get(s, "disks")), 2);
+	assert_int_equal(json_integer_value(json_object_get(s, "generation")), 3);
+	json_decref(s);
+
+	/* Valid again, as generation 3 was: generation 4, applied, nothing removed. */
+	put(f, "web.yaml", WEB_D2);
+	json_decref(wait_status(f, "web", disks_settled, (void *)4));
+	log = test_read_file(f->log, NULL);
+	assert_null(strstr(log, "disk-remove"));
+	assert_non_null(strstr(
+		log,
+		"web: the last valid spec in the state dir (generation 2) is older than what its VM runs (generation 3)"));
+}
+
 int main(void)
 {
 	static const struct CMUnitTest tests[] = {
@@ -686,6 +996,11 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_restart_required, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_backend_rule, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_persisted_backend_rule, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_observed_generation, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_inotify_instances, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_inotify_watches, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_state_write_failed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stale_spec_after_restart, setup, teardown),
 	};
 
 	return cmocka_run_group_tests_name("daemon", tests, NULL, NULL);

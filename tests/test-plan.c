@@ -38,7 +38,12 @@ typedef struct Row {
 	bool unresponsive;  /* its VMM does not answer */
 	unsigned max_vcpus; /* live resize room; 0 for none known */
 	uint64_t min_memory, max_memory;
+	unsigned host_cpus; /* admission: what the host has; both 0 for no check */
+	uint64_t host_memory;
+	bool insufficient; /* expected: refused for want of resources */
 } Row;
+
+#define HOST .host_cpus = 2, .host_memory = 24ull << 30
 
 /* now 10000, the file changed at 5000 (grace over) unless a row says otherwise. */
 static const Row rows[] = {
@@ -181,6 +186,31 @@ static const Row rows[] = {
 	{ "unresponsive, paused, stop wanted: stop", BASE "state: stopped\n", VM_PAUSED,
 	  .unresponsive = true, .expect = "stop" },
 
+	/* Admission: what the host cannot hold is not started, restarted or resized to */
+	{ "absent, more memory than the host", "memory: 1Ti\n", VM_ABSENT, HOST, .expect = "",
+	  .insufficient = true },
+	{ "absent, more vcpus than the host", BASE "vcpus: 256\n", VM_ABSENT, HOST, .expect = "",
+	  .insufficient = true },
+	{ "absent, as much as the host has", "memory: 24Gi\nvcpus: 2\n", VM_ABSENT, HOST,
+	  .expect = "start" },
+	{ "absent, no host check (overcommit, noop)", "memory: 1Ti\n", VM_ABSENT, .expect = "start" },
+	{ "crashed, restart beyond the host", "memory: 1Ti\n", VM_EXITED, .exit_status = 1, HOST,
+	  .expect = "", .insufficient = true },
+	{ "paused wanted beyond the host: no start, no pause", "memory: 1Ti\nstate: paused\n",
+	  VM_ABSENT, HOST, .expect = "", .insufficient = true },
+	{ "restart to more than the host: it keeps running", "memory: 1Ti\nupdatePolicy: restart\n",
+	  VM_RUNNING, .have = BASE, .caps = BACKEND_CAP_PAUSE, HOST, .expect = "",
+	  .insufficient = true },
+	{ "on-next-boot to more than the host: waits, refused only at the start", "memory: 1Ti\n",
+	  VM_RUNNING, .have = BASE, .caps = BACKEND_CAP_PAUSE, HOST, .expect = "",
+	  .restart_required = true },
+	{ "resize beyond the host", BASE "vcpus: 256\n", VM_RUNNING, .have = BASE, HOST,
+	  .expect = "", .insufficient = true },
+	{ "resize beyond the host, a disk added all the same", BASE "vcpus: 4\n" D1, VM_RUNNING,
+	  .have = BASE, HOST, .expect = "disk-add:root", .insufficient = true },
+	{ "running beyond the host already, nothing changed: left alone", "memory: 1Ti\n",
+	  VM_RUNNING, HOST, .expect = "" },
+
 	/* Backoff */
 	{ "backing off", BASE, VM_ABSENT, .retry_at = 12000, .expect = "", .wake_at = 12000 },
 	{ "backoff over", BASE, VM_ABSENT, .retry_at = 10000, .expect = "start" },
@@ -240,12 +270,14 @@ static void test_rows(void **state _unused_)
 				 .max_vcpus = r->max_vcpus,
 				 .min_memory = r->min_memory,
 				 .max_memory = r->max_memory };
+		const HostResources host = { .cpus = r->host_cpus, .memory = r->host_memory };
 		PlanInput in = { .desired = want,
 				 .generation = 2,
 				 .observed = &o,
 				 .caps = r->caps ? r->caps : ALL,
 				 .desired_since = r->since ? r->since : 5000,
-				 .retry_at = r->retry_at };
+				 .retry_at = r->retry_at,
+				 .host = r->host_cpus || r->host_memory ? &host : NULL };
 		Plan plan;
 		char got[512];
 
@@ -254,11 +286,12 @@ static void test_rows(void **state _unused_)
 		plan_sandbox(&in, r->now ? r->now : 10000, GRACE, &plan);
 		format_plan(&plan, got, sizeof(got));
 		if (!streq(got, r->expect) || plan.restart_required != r->restart_required ||
-		    plan.wake_at != r->wake_at) {
+		    plan.wake_at != r->wake_at || plan.insufficient != r->insufficient) {
 			print_error("row %zu '%s': got '%s' restart_required=%d wake_at=%" PRIu64
-				    ", expected '%s' %d %" PRIu64 "\n",
-				    i, r->what, got, plan.restart_required, plan.wake_at, r->expect,
-				    r->restart_required, r->wake_at);
+				    " insufficient=%d, expected '%s' %d %" PRIu64 " %d\n",
+				    i, r->what, got, plan.restart_required, plan.wake_at,
+				    plan.insufficient, r->expect, r->restart_required, r->wake_at,
+				    r->insufficient);
 			failures++;
 		}
 		/* Every action says why. */

@@ -2,8 +2,9 @@
 /*
  * The QEMU backend's jobs on tests/sim/qemu, which speaks QMP as QEMU 7.2 does and checks
  * every command against its schema, for what a real guest under TCG would make slow to
- * test: an add QEMU refuses is undone, and a start found half done after a restart of vmd
- * is seen through. Every QEMU the daemon started is killed by pid in teardown.
+ * test: an add QEMU refuses is undone, a start found half done after a restart of vmd
+ * is seen through, and a VM bigger than the host is never spawned. Every QEMU the daemon
+ * started is killed by pid in teardown.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -112,11 +113,67 @@ static void test_start_seen_through(void **state)
 	assert_int_equal(fixture_count_requests(f, "cont"), 1);
 }
 
+static bool refused(json_t *s, const void *arg)
+{
+	return phase_is(s, "Failed") &&
+	       streq(status_condition(s, "Ready", "reason"), "InsufficientResources") &&
+	       strstr(status_condition(s, "Ready", "message"), arg);
+}
+
+/*
+ * Admission: a sandbox with more memory or vCPUs than the host has is refused before any
+ * QEMU is spawned, with the reason in its status and in the log; --allow-overcommit lets
+ * it through. (The noop backend's VMs take nothing from the host: it checks nothing.)
+ */
+static void test_admission(void **state)
+{
+	static const char *const overcommit[] = { "--qemu-binary", sim_qemu, "--allow-overcommit",
+						  NULL };
+	Fixture *f = *state;
+	_cleanup_free_ char *extra = NULL, *log = NULL, *big_rec = path_in(f->run, "big/vm.json"),
+			    *many_rec = path_in(f->run, "many/vm.json"), *want = NULL;
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	json_t *s;
+
+	assert_true(cpus > 0 && cpus < 256); /* room for one vCPU more, within the file's 256 */
+	fixture_put_sim(f, "big", "qemu", "  memory: 1Ti\n");
+	assert_true(asprintf(&extra, "  memory: 64Mi\n  vcpus: %ld\n", cpus + 1) > 0);
+	fixture_put_sim(f, "many", "qemu", extra);
+	fixture_put_sim(f, "fits", "qemu", "  memory: 64Mi\n");
+	fixture_start_daemon(f);
+
+	json_decref(fixture_wait_status(f, "fits", ready, "Running"));
+	s = fixture_wait_status(f, "big", refused, "memory 1Ti is more than the host has (");
+	assert_int_equal(pid_of(s), 0);
+	assert_string_equal(json_string_value(json_object_get(s, "vmState")), "absent");
+	assert_non_null(strstr(status_condition(s, "Ready", "message"),
+			       "; no VMM is started for it (--allow-overcommit allows it)"));
+	json_decref(s);
+	assert_true(asprintf(&want, "%ld vCPUs are more than the host has (%ld CPUs)", cpus + 1,
+			     cpus) > 0);
+	json_decref(fixture_wait_status(f, "many", refused, want));
+	assert_int_equal(access(big_rec, F_OK), -1);
+	assert_int_equal(access(many_rec, F_OK), -1);
+	log = test_read_file(f->log, NULL);
+	assert_non_null(strstr(log, "big: refused, InsufficientResources: memory 1Ti is more than"));
+	assert_non_null(strstr(log, "many: refused, InsufficientResources: "));
+	assert_null(strstr(log, "big: start"));
+	assert_null(strstr(log, "many: start"));
+
+	fixture_stop_daemon(f, SIGTERM);
+	f->daemon_args = overcommit;
+	fixture_start_daemon(f);
+	json_decref(fixture_wait_status(f, "big", ready, "Running"));
+	json_decref(fixture_wait_status(f, "many", ready, "Running"));
+	assert_int_equal(access(big_rec, F_OK), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_failed_add_undone, setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_start_seen_through, setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_admission, setup, fixture_teardown),
 	};
 
 	snprintf(sim_qemu, sizeof(sim_qemu), "%s", test_src("tests/sim/qemu"));

@@ -421,6 +421,21 @@ static void test_status_line(void **state)
 	}
 }
 
+/* The daemon's own troubles lead STATUS=, each with its reason. */
+static void test_status_line_degraded(void **state)
+{
+	ManagerFixture *f = *state;
+
+	f->m->watch_error = strdup("cannot watch /s: the inotify watches are used up");
+	f->m->state_write_error = strdup("cannot write the last valid specs to /v: full");
+	manager_notify_status(f->m);
+	assert_string_equal(
+		f->m->notified_status,
+		"Degraded (WatchUnavailable): cannot watch /s: the inotify watches are used up; "
+		"Degraded (StateWriteFailed): cannot write the last valid specs to /v: full; "
+		"0 sandboxes");
+}
+
 int main(void)
 {
 	static const struct CMUnitTest tests[] = {
@@ -430,6 +445,9 @@ int main(void)
 						manager_fixture_setup_read_only,
 						manager_fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_status_line, manager_fixture_setup_read_only,
+						manager_fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_status_line_degraded,
+						manager_fixture_setup_read_only,
 						manager_fixture_teardown),
 	};
 

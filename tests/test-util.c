@@ -159,6 +159,30 @@ static void test_string_table(void **state _unused_)
 	assert_false(IN_SET(4, 1, 2, 3));
 }
 
+/* Sizes as the sandbox file writes them; what is not a whole unit, to a tenth. */
+static void test_format_size(void **state _unused_)
+{
+	static const struct {
+		uint64_t bytes;
+		const char *text;
+	} rows[] = {
+		{ 0, "0" },
+		{ 1023, "1023" },
+		{ 1024, "1Ki" },
+		{ 512ull << 20, "512Mi" },
+		{ 1ull << 40, "1Ti" },
+		{ 1536ull << 20, "1.5Gi" },
+		{ 25125986304ull, "23.4Gi" },
+		{ UINT64_MAX, "16.0Ei" },
+	};
+	char buf[32];
+
+	for (size_t i = 0; i < ELEMENTSOF(rows); i++) {
+		format_size(rows[i].bytes, buf);
+		assert_string_equal(buf, rows[i].text);
+	}
+}
+
 int main(void)
 {
 	static const struct CMUnitTest tests[] = {
@@ -166,6 +190,7 @@ int main(void)
 		cmocka_unit_test(test_text_position), cmocka_unit_test(test_parse_decimal),
 		cmocka_unit_test(test_path_check),    cmocka_unit_test(test_string_table),
 		cmocka_unit_test(test_escape),	      cmocka_unit_test(test_escape_append),
+		cmocka_unit_test(test_format_size),
 	};
 
 	return cmocka_run_group_tests_name("util", tests, NULL, NULL);

@@ -1,12 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The watcher on real inotify, in temporary directories: each way tools write files must
- * end in a hint for the file, or a rescan, and hidden or temporary names must not.
+ * end in a hint for the file, or a rescan, and hidden or temporary names must not. And
+ * inotify out of reach (its limits lowered in a user namespace): no crash, the state told.
  */
 #include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 
 #include "helpers.h"
@@ -78,7 +81,7 @@ static int teardown(void **state)
 
 static void start(Fixture *f, const char *dir)
 {
-	assert_int_equal(watcher_new(dir, on_hint, &f->seen, f->event, &f->w), 0);
+	assert_int_equal(watcher_new(dir, on_hint, NULL, &f->seen, f->event, &f->w), 0);
 	/* The thread sets its watches up on its own: give it a moment, then drop what came. */
 	for (int i = 0; i < 5; i++)
 		(void)sd_event_run(f->event, 20 * 1000);
@@ -317,6 +320,127 @@ static void test_no_fd_leaks(void **state)
 	assert_true(opened >= 2); /* at least the inotify fd and the eventfd */
 }
 
+/* What a child without inotify saw: exit codes, no cmocka in a child. */
+typedef struct Limited {
+	const char *dir;
+	bool hinted; /* a hint for dir/web.yaml, or a rescan */
+	int state;   /* the last state told */
+	unsigned states;
+} Limited;
+
+static void on_limited_hint(void *userdata, const char *path)
+{
+	Limited *l = userdata;
+	char want[4200];
+
+	snprintf(want, sizeof(want), "%s/web.yaml", l->dir);
+	l->hinted |= !path || streq(path, want);
+}
+
+static void on_limited_state(void *userdata, int error)
+{
+	Limited *l = userdata;
+
+	l->state = error;
+	l->states++;
+}
+
+static bool spin(sd_event *e, const Limited *l, bool (*pred)(const Limited *l))
+{
+	for (int i = 0; i < 500 && !pred(l); i++)
+		(void)sd_event_run(e, 20 * 1000);
+	return pred(l);
+}
+
+static bool told_error(const Limited *l)
+{
+	return l->states > 0 && l->state < 0;
+}
+
+static bool told_watching(const Limited *l)
+{
+	return l->states > 1 && l->state == 0 && l->hinted;
+}
+
+/*
+ * In a user namespace with /proc/sys/user/<sysctl> at value: the watcher comes up without
+ * inotify, says why (want), survives a retry that fails, and ends cleanly; then, if the
+ * limit is raised to raise (NULL: not), a retry watches again and a new file is a hint.
+ */
+static int without_inotify(const char *dir, const char *sysctl, const char *value, int want,
+			   const char *raise)
+{
+	Limited l = { .dir = dir };
+	char path[128], file[4200];
+	sd_event *e = NULL;
+	Watcher *w = NULL;
+	int fd;
+
+	alarm(60); /* a watcher_free() that hangs fails the test rather than stalling it */
+	if (test_user_ns_limit(sysctl, value) < 0)
+		return 10;
+	if (sd_event_new(&e) < 0 || watcher_new(dir, on_limited_hint, on_limited_state, &l, e, &w) < 0)
+		return 11;
+	if (watcher_error(w) != want)
+		return 12;
+	if (!spin(e, &l, told_error) || l.state != want)
+		return 13;
+	watcher_retry(w);
+	for (int i = 0; i < 10; i++)
+		(void)sd_event_run(e, 20 * 1000);
+	if (l.states != 1 || watcher_error(w) != want)
+		return 14;
+	if (raise) {
+		snprintf(path, sizeof(path), "/proc/sys/user/%s", sysctl);
+		fd = open(path, O_WRONLY | O_CLOEXEC);
+		if (fd < 0 || write(fd, raise, strlen(raise)) != (ssize_t)strlen(raise))
+			return 15;
+		close(fd);
+		watcher_retry(w);
+		if (!spin(e, &l, told_watching))
+			return 16;
+		l.hinted = false;
+		snprintf(file, sizeof(file), "%s/web.yaml", dir);
+		fd = open(file, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+		if (fd < 0)
+			return 17;
+		close(fd);
+		if (!spin(e, &l, told_watching))
+			return 18;
+	}
+	watcher_free(w);
+	sd_event_unref(e);
+	return 0;
+}
+
+static void run_without_inotify(Fixture *f, const char *sysctl, const char *value, int want,
+				const char *raise)
+{
+	pid_t pid = fork();
+	int status;
+
+	assert_true(pid >= 0);
+	if (pid == 0)
+		_exit(without_inotify(f->sb, sysctl, value, want, raise));
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		fail_msg("without inotify (%s=%s): %s %d", sysctl, value,
+			 WIFEXITED(status) ? "failed at step" : "killed by signal",
+			 WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+}
+
+/* No inotify instance to be had: no call into libinotifytools, which would abort. */
+static void test_no_instances(void **state)
+{
+	run_without_inotify(*state, "max_inotify_instances", "0", -EMFILE, NULL);
+}
+
+/* Too few watches for the directory (the parent takes the one there is); then more. */
+static void test_no_watches(void **state)
+{
+	run_without_inotify(*state, "max_inotify_watches", "1", -ENOSPC, "100");
+}
+
 int main(void)
 {
 	static const struct CMUnitTest tests[] = {
@@ -329,6 +453,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_subfolders, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_flood, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_no_fd_leaks, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_no_instances, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_no_watches, setup, teardown),
 	};
 
 	return cmocka_run_group_tests_name("watcher", tests, NULL, NULL);
