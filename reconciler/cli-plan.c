@@ -29,6 +29,8 @@ static json_t *plan_one(Manager *m, Sandbox *sb)
 		note = "its backend is not available in this build";
 	else if (sb->observe_failed)
 		note = "its backend cannot say what runs";
+	else if (sb->observed.stray)
+		note = sb->observed.stray_message;
 	else {
 		PlanInput in = {
 			.desired = sb->path ? sb->desired : NULL,

@@ -49,12 +49,18 @@ static int execute(Sandbox *sb, Backend *b, const Action *a)
 	const void *dev;
 
 	switch (a->type) {
-	case ACTION_START:
+	case ACTION_START: {
+		bool again = sb->observed.state == VM_EXITED &&
+			     sb->observed.generation == sb->generation;
+		int r;
+
 		if (!ops->start)
 			return -EOPNOTSUPP;
-		if (sb->observed.state == VM_EXITED && sb->observed.generation == sb->generation)
+		r = ops->start(b, want, sb->generation);
+		if (r >= 0 && again)
 			sb->restarts++;
-		return ops->start(b, want, sb->generation);
+		return r;
+	}
 	case ACTION_STOP:
 	case ACTION_RESTART:
 		return ops->stop ? ops->stop(b, sb->name, timeout_ms, false) : -EOPNOTSUPP;
@@ -311,6 +317,29 @@ static int wake_fired(sd_event_source *s _unused_, uint64_t usec _unused_, void 
 	return 0;
 }
 
+/* A VMM found running that vmd cannot take in charge (a stray), and its end: said once each. */
+static void report_stray(Sandbox *sb, Backend *b)
+{
+	bool stray = sb->observed.stray != VM_STRAY_NONE;
+
+	if (!b || stray == sb->stray_reported)
+		return;
+	sb->stray_reported = stray;
+	if (stray)
+		log_fields(LOG_ERR,
+			   &(LogFields){ .sandbox = sb->name,
+					 .backend = b->ops->name,
+					 .result = "refused",
+					 .message_id = LOG_MESSAGE_ADOPTED },
+			   "%s", sb->observed.stray_message);
+	else
+		log_fields(LOG_INFO,
+			   &(LogFields){ .sandbox = sb->name,
+					 .backend = b->ops->name,
+					 .message_id = LOG_MESSAGE_ADOPTED },
+			   "the VMM that ran for it without a record is gone or recorded again");
+}
+
 void sandbox_reconcile(Manager *m, Sandbox *sb)
 {
 	uint64_t now = now_usec(CLOCK_MONOTONIC);
@@ -322,8 +351,12 @@ void sandbox_reconcile(Manager *m, Sandbox *sb)
 		size_t k;
 
 		sandbox_observe(m, sb);
-		/* Act on nothing vmd cannot see, or cannot prove is its own. */
-		if (!b || sb->observe_failed || sb->stranger || !adopt(m, sb, b, now))
+		/*
+		 * Act on nothing vmd cannot see, or cannot prove is its own; and start nothing
+		 * beside a VMM that runs for it without a record (a stray).
+		 */
+		if (!b || sb->observe_failed || sb->stranger || sb->observed.stray ||
+		    !adopt(m, sb, b, now))
 			break;
 		/* A file that vanished while the directory cannot be read is not gone. */
 		if (!sb->path && m->degraded)
@@ -373,8 +406,10 @@ void sandbox_reconcile(Manager *m, Sandbox *sb)
 		now = now_usec(CLOCK_MONOTONIC);
 	}
 
+	report_stray(sb, b);
 	/* Its file is gone and nothing of it is left: forget it. */
-	if (!sb->path && !m->degraded && sb->observed.state == VM_ABSENT && !sb->observe_failed) {
+	if (!sb->path && !m->degraded && sb->observed.state == VM_ABSENT && !sb->observe_failed &&
+	    !sb->observed.stray) {
 		log_fields(LOG_INFO, &(LogFields){ .sandbox = sb->name, .result = "removed" },
 			   "removed: its file is gone and its VM is cleaned up");
 		sandbox_remove_status(m, sb);

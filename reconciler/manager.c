@@ -296,6 +296,10 @@ static int on_sighup(sd_event_source *s _unused_, const struct signalfd_siginfo 
 		sb->adopt_retry_at = 0;
 		sb->stranger = false;
 	}
+	/* What the backends learnt of the host once (the VMMs found running) is looked at anew. */
+	for (int k = 0; k < _BACKEND_KIND_MAX; k++)
+		if (m->backends[k] && m->backends[k]->ops->reload)
+			m->backends[k]->ops->reload(m->backends[k]);
 	refresh_vms(m);
 	/*
 	 * READY=1 once a pass that starts after this signal is done, not as it starts: as at

@@ -53,6 +53,7 @@ typedef struct Sandbox {
 	VmObserved observed;
 	bool observe_failed; /* its backend could not say: act on nothing */
 	bool stranger;	     /* runtime state vmd cannot prove is its own: act on nothing */
+	bool stray_reported; /* the journal was told of observed.stray */
 	/* Found running, its VMM did not answer: left alone, adopted later (backoff, SIGHUP). */
 	bool quarantined;
 	unsigned adopt_failures;

@@ -69,12 +69,18 @@ static bool left_alone(const Sandbox *sb)
 	return sb->quarantined && (sb->observed.unwatched || sb->observed.job == BACKEND_OP_ADOPT);
 }
 
+/* A VMM runs for it that vmd cannot take in charge: its record is lost, or names another. */
+static const char *stray_reason(const Sandbox *sb)
+{
+	return sb->observed.stray == VM_STRAY_NOT_OURS ? "NotOurs" : "RecordLost";
+}
+
 static Phase compute_phase(const Manager *m, const Sandbox *sb, const Plan *plan)
 {
 	const SandboxSpec *want = sb->path ? sb->desired : NULL;
 	const VmObserved *o = &sb->observed;
 
-	if (sb->observe_failed || sb->stranger || left_alone(sb))
+	if (sb->observe_failed || sb->stranger || o->stray || left_alone(sb))
 		return PHASE_UNKNOWN;
 	switch (o->state) {
 	case VM_STARTING:
@@ -133,7 +139,10 @@ static void compute_conditions(Manager *m, Sandbox *sb, const Plan *plan, uint64
 	else
 		condition_set(s, CONDITION_CONFIG_VALID, true, "Valid", "", now);
 
-	if (left_alone(sb))
+	if (sb->observed.stray)
+		condition_set(s, CONDITION_READY, CONDITION_UNKNOWN, stray_reason(sb),
+			      sb->observed.stray_message, now);
+	else if (left_alone(sb))
 		condition_set(s, CONDITION_READY, CONDITION_UNKNOWN, "VmmNotResponding",
 			      sb->adopt_error, now);
 	else if (sb->observed.unresponsive)
@@ -168,7 +177,10 @@ static void compute_conditions(Manager *m, Sandbox *sb, const Plan *plan, uint64
 	else
 		condition_set(s, CONDITION_RESTART_REQUIRED, false, "UpToDate", "", now);
 
-	if (sb->stranger)
+	if (sb->observed.stray)
+		condition_set(s, CONDITION_DEGRADED, true, stray_reason(sb),
+			      sb->observed.stray_message, now);
+	else if (sb->stranger)
 		condition_set(s, CONDITION_DEGRADED, true, "NotOurs",
 			      "runtime state vmd cannot prove is its own; it does not touch it", now);
 	else if (left_alone(sb))

@@ -2,7 +2,9 @@
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
 
 #include "util.h"
@@ -275,6 +277,49 @@ int read_file(const char *path, size_t max, char **ret, size_t *ret_len)
 		*ret_len = len;
 	*ret = TAKE_PTR(buf);
 	return 0;
+}
+
+int process_argv(pid_t pid, char ***ret)
+{
+	_cleanup_free_ char *cmdline = NULL;
+	char path[64], **argv, *strings;
+	size_t len, n = 0, k = 0;
+	int r;
+
+	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
+	/* As long as the kernel lets an argv be (ARG_MAX): a VMM's is a few KiB. */
+	r = read_file(path, 2 << 20, &cmdline, &len);
+	if (r < 0)
+		return r == -ENOENT ? -ESRCH : r;
+	for (size_t i = 0; i < len; i += strlen(cmdline + i) + 1)
+		n++;
+	/* One allocation: the pointers, then the strings they point at. */
+	argv = malloc((n + 1) * sizeof(char *) + len + 1);
+	if (!argv)
+		return -ENOMEM;
+	strings = (char *)(argv + n + 1);
+	memcpy(strings, cmdline, len + 1);
+	for (size_t i = 0; i < len; i += strlen(strings + i) + 1)
+		argv[k++] = strings + i;
+	argv[k] = NULL;
+	*ret = argv;
+	return 0;
+}
+
+int unix_connect(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	_cleanup_close_ int fd = -EBADF;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(sa.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		return -errno;
+	return TAKE_FD(fd);
 }
 
 int mkdir_p(const char *path, mode_t mode)

@@ -80,6 +80,20 @@ int read_fd(int fd, size_t max, char **ret, size_t *ret_len);
 /* Read a whole file (at most max bytes; -EFBIG beyond) into a NUL-terminated buffer. */
 int read_file(const char *path, size_t max, char **ret, size_t *ret_len);
 
+/*
+ * The argv of a live process, from /proc/PID/cmdline (-ESRCH if it is gone): NULL-terminated,
+ * empty for a kernel thread, in one allocation (free() it).
+ */
+int process_argv(pid_t pid, char ***ret);
+
+/*
+ * Connect to the Unix stream socket at path, never waiting: a non-blocking, close-on-exec
+ * fd, or -errno (-ECONNREFUSED: nobody listens; -EAGAIN: its backlog is full). A listening
+ * Unix socket takes the connection at once, into its backlog, or refuses it: there is no
+ * EINPROGRESS to wait on.
+ */
+int unix_connect(const char *path);
+
 /* mkdir -p with mode for what it creates. */
 int mkdir_p(const char *path, mode_t mode);
 

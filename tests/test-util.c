@@ -1,4 +1,8 @@
 /* SPDX-License-Identifier: MIT */
+#include <stdio.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
 #include "helpers.h"
 #include "util.h"
 
@@ -116,12 +120,37 @@ static void test_string_table(void **state _unused_)
 	assert_false(IN_SET(4, 1, 2, 3));
 }
 
+/* unix_connect() never waits: taken, refused, or the backlog full (-EAGAIN). */
+static void test_unix_connect(void **state _unused_)
+{
+	char *dir = test_tmpdir();
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int l, fds[8], n = 0, r;
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/s.sock", dir);
+	assert_int_equal(unix_connect(sa.sun_path), -ENOENT);
+	l = socket(AF_UNIX, SOCK_STREAM, 0);
+	assert_int_equal(bind(l, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(unix_connect(sa.sun_path), -ECONNREFUSED);
+	assert_int_equal(listen(l, 0), 0);
+	/* Nobody accepts: the backlog fills, and the next connect says so at once. */
+	while ((r = unix_connect(sa.sun_path)) >= 0 && n < (int)ELEMENTSOF(fds))
+		fds[n++] = r;
+	assert_int_equal(r, -EAGAIN);
+	assert_true(n >= 1);
+	while (n > 0)
+		close(fds[--n]);
+	close(l);
+	test_tmpdir_remove(dir);
+}
+
 int main(void)
 {
 	static const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_edit_distance), cmocka_unit_test(test_utf8),
 		cmocka_unit_test(test_text_position), cmocka_unit_test(test_parse_decimal),
 		cmocka_unit_test(test_path_check),    cmocka_unit_test(test_string_table),
+		cmocka_unit_test(test_unix_connect),
 	};
 
 	return cmocka_run_group_tests_name("util", tests, NULL, NULL);
