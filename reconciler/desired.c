@@ -388,6 +388,14 @@ int manager_scan_start(Manager *m)
 {
 	Scan *s;
 
+	/* A directory that appeared or was replaced is locked before a file of it is read. */
+	if (!m->read_only && manager_lock_sandbox_dir(m) == -EBUSY) {
+		m->scan = scan_free(m->scan);
+		m->scan_complete = false; /* nothing is taken for gone */
+		if (m->event)
+			(void)sd_event_exit(m->event, -EBUSY);
+		return -EBUSY;
+	}
 	/* One under way starts again: what it saw may be stale by now. */
 	m->scan = scan_free(m->scan);
 	m->scan_id++;

@@ -88,7 +88,8 @@ struct Manager {
 	Hashmap *sandboxes; /* name -> Sandbox */
 	Backend *backends[_BACKEND_KIND_MAX];
 	Watcher *watcher;
-	int lock_fd;
+	int lock_fd;	     /* <run-dir>/vmd.lock */
+	int sandbox_lock_fd; /* the sandbox directory itself, flocked */
 
 	List all; /* every Sandbox, oldest first: what a pass in slices walks (a hashmap cannot) */
 
@@ -127,6 +128,12 @@ int manager_new(const ManagerConfig *config, Manager **ret);
 Manager *manager_free(Manager *m);
 DEFINE_POINTER_CLEANUP(Manager, manager_free)
 int manager_run(Manager *m);
+/*
+ * One vmd per sandbox directory, whatever its run dir: a flock on the directory's own fd
+ * (vmd writes nothing there), taken again for a directory that appeared since or replaced
+ * the one locked. -EBUSY, said in the journal, when another vmd holds it.
+ */
+int manager_lock_sandbox_dir(Manager *m);
 /* For vmd plan: no lock, no loop, no writes; backends only list and observe. */
 int manager_new_read_only(const ManagerConfig *config, Manager **ret);
 /* A sandbox for every VM a backend has runtime state for (adopted when reconciled). */

@@ -3,9 +3,10 @@
  * VMs vmd must never duplicate or forget, on the real `vmd daemon`: a VMM that runs without
  * a record is found and left alone, never doubled (the QEMU simulator, tests/sim/qemu, and
  * the Cloud Hypervisor one); a record whose process identity does not hold is not adopted,
- * and no second VMM is started beside its process. Processes are counted by their command
- * line, which names the sandbox's runtime dir: what vmd started, whatever its records say.
- * Waits are bounded (a failure, not a speed claim).
+ * and no second VMM is started beside its process; a second daemon on the same sandbox
+ * directory exits. Processes are counted by their command line, which names the
+ * sandbox's runtime dir: what vmd started, whatever its records say. Waits are bounded (a
+ * failure, not a speed claim).
  */
 #include <dirent.h>
 #include <signal.h>
@@ -294,6 +295,64 @@ static void test_pid_reused_by_other_vm(void **state)
 	assert_int_equal(count_vmms(f, "b"), 1);
 }
 
+/* Run vmd daemon with args; its exit status, or -1 if it still runs after the bound. */
+static int run_bounded(Fixture *f, const char *const *args, const char *log)
+{
+	uint64_t end = ms_now() + FIXTURE_WAIT_MS;
+	pid_t pid = fork();
+	int status;
+
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		const char *argv[32] = { test_vmd(), "daemon", "--log-target", "console" };
+		size_t n = 4;
+		FILE *out = fopen(log, "we");
+
+		for (size_t i = 0; args[i] && n < 31; i++)
+			argv[n++] = args[i];
+		(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (out)
+			dup2(fileno(out), 2);
+		execv(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	while (waitpid(pid, &status, WNOHANG) == 0) {
+		if (ms_now() > end) {
+			test_kill_wait(&pid, SIGKILL);
+			(void)f;
+			return -1;
+		}
+		usleep(20000);
+	}
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/* A second daemon on the same sandbox directory, with a run dir of its own: it exits. */
+static void test_second_daemon_same_sandboxes(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *run2 = path_in(f->dir, "run2"), *state2 = path_in(f->dir, "state2"),
+			    *log2 = path_in(f->dir, "vmd2.log"), *err = NULL, *want = NULL,
+			    *status2 = path_in(run2, "web/status.json");
+	const char *const args[] = { "--sandboxes", f->sb,  "--run-dir", run2,
+				     "--state-dir", state2, NULL };
+
+	fixture_put(f, "web",
+		    "apiVersion: vmd/v1\nkind: Sandbox\nspec:\n  backend: noop\n  memory: 64Mi\n");
+	fixture_start_daemon(f);
+	json_decref(fixture_wait_status(f, "web", ready, "Running"));
+
+	assert_int_equal(run_bounded(f, args, log2), 1);
+	err = test_read_file(log2, NULL);
+	assert_true(asprintf(&want, "another vmd (pid %d, run dir %s) is running on sandbox dir %s",
+			     (int)f->pid, f->run, f->sb) > 0);
+	if (!strstr(err, want))
+		fail_msg("expected '%s'; it said:\n%s", want, err);
+	/* It started nothing, and the first one runs on. */
+	assert_int_equal(access(status2, F_OK), -1);
+	assert_int_equal(kill(f->pid, 0), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -302,6 +361,8 @@ int main(void)
 						fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_identity_not_ours, setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_pid_reused_by_other_vm, setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_second_daemon_same_sandboxes, setup,
+						fixture_teardown),
 	};
 
 	snprintf(sim_qemu, sizeof(sim_qemu), "%s", test_src("tests/sim/qemu"));
