@@ -44,6 +44,8 @@ Sandbox *manager_sandbox(Manager *m, const char *name, bool create)
 	}
 	list_append(&m->all, &sb->all_node);
 	manager_tally_add(m, sb);
+	if (!m->read_only)
+		sandbox_load_backoff(m, sb);
 	return sb;
 }
 
@@ -439,6 +441,7 @@ int manager_new(const ManagerConfig *config, Manager **ret)
 		.vm_changed = on_vm_changed,
 		.op_done = on_op_done,
 	};
+	_cleanup_free_ char *boot_id = NULL;
 	sigset_t mask;
 	int r;
 
@@ -453,6 +456,9 @@ int manager_new(const ManagerConfig *config, Manager **ret)
 	r = mkdir_p(config->run_dir, 0755);
 	if (r < 0)
 		return log_error_errno(r, "cannot create %s", config->run_dir);
+	if (read_file("/proc/sys/kernel/random/boot_id", 64, &boot_id, NULL) >= 0)
+		snprintf(m->boot_id, sizeof(m->boot_id), "%.*s", (int)strcspn(boot_id, "\n"),
+			 boot_id);
 	r = mkdir_p(config->state_dir, 0700);
 	if (r < 0)
 		return log_error_errno(r, "cannot create %s", config->state_dir);

@@ -30,6 +30,9 @@ typedef struct ManagerConfig {
 	BackendOptions backend_options;
 } ManagerConfig;
 
+/* In <run-dir>/<name>/: what vmd did about a sandbox, so that the next vmd goes on from it. */
+#define SANDBOX_BACKOFF_FILE "backoff.json"
+
 typedef struct Watcher Watcher;
 typedef struct Scan Scan;
 
@@ -66,6 +69,7 @@ typedef struct Sandbox {
 	unsigned quick_exits; /* exits in a row within CRASH_LOOP_USEC of the start: a crash loop */
 	uint64_t retry_at;    /* CLOCK_MONOTONIC, 0 for none */
 	char *last_error;
+	uint64_t backoff_hash; /* fingerprint of the above as backoff.json last kept them */
 	bool restart_required;
 	sd_event_source *wake; /* plans again when held actions come due */
 
@@ -119,6 +123,7 @@ struct Manager {
 
 	bool ready;
 	bool read_only; /* vmd plan: look, change nothing, write nothing */
+	char boot_id[64];
 	char *degraded; /* why the sandbox directory cannot be read, or NULL */
 	char *notified_status;
 };
@@ -168,6 +173,8 @@ void sandbox_reconcile(Manager *m, Sandbox *sb);
 /* An operation the backend completed later: log it, back off a failure, plan again. */
 void sandbox_op_done(Manager *m, Sandbox *sb, BackendOp op, const char *device, int error,
 		     const char *message);
+/* What backoff.json says of a new sandbox: restarts, backoff, when to try again (the daemon). */
+void sandbox_load_backoff(Manager *m, Sandbox *sb);
 /* Its VM exited on its own or as asked: count quick exits, back off a crash loop. */
 void sandbox_vm_exited(Manager *m, Sandbox *sb, int status, const char *reason);
 void sandbox_observe(Manager *m, Sandbox *sb);

@@ -484,12 +484,14 @@ void sandbox_update_status(Manager *m, Sandbox *sb, const Plan *plan)
 
 void sandbox_remove_status(Manager *m, Sandbox *sb)
 {
-	_cleanup_free_ char *dir = NULL, *path = NULL;
+	_cleanup_free_ char *dir = NULL, *path = NULL, *backoff = NULL;
 
 	if (asprintf(&dir, "%s/%s", m->config.run_dir, sb->name) < 0 ||
-	    asprintf(&path, "%s/status.json", dir) < 0)
+	    asprintf(&path, "%s/status.json", dir) < 0 ||
+	    asprintf(&backoff, "%s/" SANDBOX_BACKOFF_FILE, dir) < 0)
 		return;
 	(void)unlink(path);
+	(void)unlink(backoff);
 	(void)rmdir(dir); /* only if the backend left nothing else there */
 }
 

@@ -4,9 +4,9 @@
  * a record is found and left alone, never doubled (the QEMU simulator, tests/sim/qemu, and
  * the Cloud Hypervisor one); a record whose process identity does not hold is not adopted,
  * and no second VMM is started beside its process; a second daemon on the same sandbox
- * directory exits. Processes are counted by their command line, which names the
- * sandbox's runtime dir: what vmd started, whatever its records say. Waits are bounded (a
- * failure, not a speed claim).
+ * directory exits; and a crash loop's backoff survives a kill -9 of vmd. Processes are counted by
+ * their command line, which names the sandbox's runtime dir: what vmd started, whatever its records
+ * say. Waits are bounded (a failure, not a speed claim).
  */
 #include <dirent.h>
 #include <signal.h>
@@ -14,6 +14,7 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 
 #include "daemon-fixture.h"
 #include "helpers.h"
@@ -353,6 +354,91 @@ static void test_second_daemon_same_sandboxes(void **state)
 	assert_int_equal(kill(f->pid, 0), 0);
 }
 
+/* "2026-11-21T23:21:54.007Z" as CLOCK_REALTIME microseconds. */
+static uint64_t parse_time(const char *s)
+{
+	struct tm tm = {};
+	unsigned ms = 0;
+	const char *rest;
+
+	assert_non_null(s);
+	rest = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+	assert_non_null(rest);
+	assert_int_equal(sscanf(rest, ".%3uZ", &ms), 1);
+	return (uint64_t)timegm(&tm) * 1000000 + ms * 1000ull;
+}
+
+static uint64_t noop_started(Fixture *f, const char *name)
+{
+	_cleanup_free_ char *p = path_in(f->run, "%s/noop.json", name);
+	json_t *j = json_load_file(p, 0, NULL);
+	uint64_t at = (uint64_t)json_integer_value(json_object_get(j, "startedAtUsec"));
+
+	json_decref(j);
+	return at;
+}
+
+/* Backing off a crash loop after its n-th restart (the next wait is 2^(n-1) s). */
+static bool backing_off_after(json_t *s, const void *arg)
+{
+	return phase_is(s, "Failed") &&
+	       streq(status_condition(s, "Degraded", "reason"), "CrashLoop") &&
+	       !json_is_null(json_object_get(s, "nextRetryAt")) &&
+	       json_integer_value(json_object_get(s, "restarts")) >= (json_int_t)(uintptr_t)arg;
+}
+
+static bool started_after(json_t *s, const void *arg)
+{
+	const uint64_t *t = arg;
+	const char *at = json_string_value(json_object_get(s, "startedAt"));
+
+	return at && parse_time(at) > *t;
+}
+
+static bool says_restarting_in(json_t *s, const void *arg)
+{
+	const char *e = json_string_value(json_object_get(s, "lastError"));
+
+	return phase_is(s, "Failed") && e && strstr(e, arg);
+}
+
+/*
+ * A VM in a crash loop, vmd killed while it backs off: the next vmd goes on where it was.
+ * Its restart waits for the nextRetryAt the status gave, restarts does not go down, and the
+ * next exit backs off one step further.
+ */
+static void test_backoff_survives_kill(void **state)
+{
+	Fixture *f = *state;
+	uint64_t retry_at, started;
+	json_int_t restarts;
+	json_t *s;
+
+	fixture_put(f, "crashy",
+		    "apiVersion: vmd/v1\nkind: Sandbox\n"
+		    "metadata:\n  labels: {noop.vmd/exit-after: 300ms}\n"
+		    "spec:\n  backend: noop\n  memory: 64Mi\n");
+	fixture_start_daemon(f);
+	/* 3 restarts: exits at once, after 1 s, after 2 s; now it waits 4 s. */
+	s = fixture_wait_status(f, "crashy", backing_off_after, (void *)3);
+	fixture_stop_daemon(f, SIGKILL);
+	retry_at = parse_time(json_string_value(json_object_get(s, "nextRetryAt")));
+	restarts = json_integer_value(json_object_get(s, "restarts"));
+	assert_non_null(
+		strstr(json_string_value(json_object_get(s, "lastError")), "restarting in 4 s"));
+	json_decref(s);
+	started = noop_started(f, "crashy");
+
+	fixture_start_daemon(f);
+	s = fixture_wait_status(f, "crashy", started_after, &started);
+	/* Not sooner than the status said (to its millisecond), and counted on. */
+	assert_true(noop_started(f, "crashy") + 1000 >= retry_at);
+	assert_int_equal(json_integer_value(json_object_get(s, "restarts")), restarts + 1);
+	json_decref(s);
+	/* Its 5th quick exit in a row: 8 s. */
+	json_decref(fixture_wait_status(f, "crashy", says_restarting_in, "restarting in 8 s"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -363,6 +449,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_pid_reused_by_other_vm, setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_second_daemon_same_sandboxes, setup,
 						fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_backoff_survives_kill, setup, fixture_teardown),
 	};
 
 	snprintf(sim_qemu, sizeof(sim_qemu), "%s", test_src("tests/sim/qemu"));
