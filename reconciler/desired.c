@@ -111,6 +111,11 @@ void manager_load_persisted(Manager *m)
 		Sandbox *sb;
 		const char *yaml;
 
+		/* A copy half-written when vmd was killed: never read, and removed. */
+		if (!m->read_only && is_atomic_temporary(e->d_name)) {
+			(void)unlinkat(dirfd(d), e->d_name, 0);
+			continue;
+		}
 		if (e->d_name[0] == '.' || l < 6 || !streq(e->d_name + l - 5, ".json"))
 			continue;
 		name = strndup(e->d_name, l - 5);

@@ -252,6 +252,42 @@ static void on_op_done(void *userdata, const char *name, BackendOp op, const cha
 		sandbox_op_done(userdata, sb, op, device, error, message);
 }
 
+/*
+ * What a kill left in the run dir: write_file_atomic()'s temporaries in the sandboxes'
+ * runtime dirs. Removed after READY=1, 2 ms at a time at idle priority: nothing reads them
+ * meanwhile, and a sandbox removed before the sweep gets to it removes its own.
+ */
+static int sweep_slice(sd_event_source *s, void *userdata)
+{
+	Manager *m = userdata;
+	uint64_t start = now_usec(CLOCK_MONOTONIC);
+	struct dirent *e;
+
+	while (now_usec(CLOCK_MONOTONIC) - start < SLICE_USEC) {
+		e = readdir(m->sweep);
+		if (!e) {
+			closedir(TAKE_PTR(m->sweep));
+			return sd_event_source_set_enabled(s, SD_EVENT_OFF);
+		}
+		if (e->d_name[0] != '.' && e->d_type != DT_REG && e->d_type != DT_SOCK)
+			(void)remove_atomic_temporaries(dirfd(m->sweep), e->d_name);
+	}
+	return sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+}
+
+static void sweep_start(Manager *m)
+{
+	m->sweep = opendir(m->config.run_dir);
+	if (!m->sweep)
+		return;
+	if (sd_event_add_defer(m->event, &m->sweep_event, sweep_slice, m) < 0) {
+		closedir(TAKE_PTR(m->sweep));
+		return;
+	}
+	(void)sd_event_source_set_priority(m->sweep_event, SD_EVENT_PRIORITY_IDLE);
+	(void)sd_event_source_set_enabled(m->sweep_event, SD_EVENT_ONESHOT);
+}
+
 /* Ask every VMM what it runs; the answers (or their absence) come back as changes. */
 static void refresh_vms(Manager *m)
 {
@@ -568,6 +604,9 @@ Manager *manager_free(Manager *m)
 	sd_event_source_disable_unref(m->persist_event);
 	sd_event_source_disable_unref(m->resync_event);
 	sd_event_source_disable_unref(m->resync_timer);
+	sd_event_source_disable_unref(m->sweep_event);
+	if (m->sweep)
+		closedir(m->sweep);
 	sd_event_unref(m->event);
 	if (m->lock_fd >= 0)
 		close(m->lock_fd);
@@ -627,6 +666,7 @@ int manager_run(Manager *m)
 
 	m->ready = true;
 	manager_notify_ready(m);
+	sweep_start(m);
 	log_fields(LOG_INFO, &(LogFields){ .message_id = LOG_MESSAGE_DAEMON },
 		   "ready: %zu sandboxes from %s", hashmap_size(m->sandboxes), m->config.sandbox_dir);
 

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
+#include <dirent.h>
 #include <sys/stat.h>
 #include <systemd/sd-event.h>
 
@@ -124,7 +125,9 @@ struct Manager {
 	bool ready;
 	bool read_only; /* vmd plan: look, change nothing, write nothing */
 	char boot_id[64];
-	char *degraded; /* why the sandbox directory cannot be read, or NULL */
+	DIR *sweep;		      /* the run dir, while its leftovers are removed */
+	sd_event_source *sweep_event; /* that, at idle priority */
+	char *degraded;		      /* why the sandbox directory cannot be read, or NULL */
 	char *notified_status;
 };
 

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <dirent.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <systemd/sd-daemon.h>
@@ -492,6 +493,8 @@ void sandbox_remove_status(Manager *m, Sandbox *sb)
 		return;
 	(void)unlink(path);
 	(void)unlink(backoff);
+	/* What a kill left half-written is vmd's too. */
+	(void)remove_atomic_temporaries(AT_FDCWD, dir);
 	(void)rmdir(dir); /* only if the backend left nothing else there */
 }
 

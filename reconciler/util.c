@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+#include <dirent.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -187,6 +188,9 @@ PathProblem path_check(const char *s, size_t max)
 	return PATH_OK;
 }
 
+#define ATOMIC_TEMPORARY ".tmp-"
+#define ATOMIC_TEMPORARY_RANDOM 6 /* mkostemp()'s XXXXXX */
+
 int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode, bool sync)
 {
 	_cleanup_free_ char *tmp = NULL;
@@ -194,7 +198,7 @@ int write_file_atomic(const char *path, const void *data, size_t len, mode_t mod
 	const char *p = data;
 	int r;
 
-	if (asprintf(&tmp, "%s.tmp-XXXXXX", path) < 0)
+	if (asprintf(&tmp, "%s" ATOMIC_TEMPORARY "XXXXXX", path) < 0)
 		return -ENOMEM;
 	fd = mkostemp(tmp, O_CLOEXEC);
 	if (fd < 0)
@@ -218,6 +222,38 @@ int write_file_atomic(const char *path, const void *data, size_t len, mode_t mod
 fail:
 	(void)unlink(tmp);
 	return r;
+}
+
+bool is_atomic_temporary(const char *name)
+{
+	size_t n = strlen(name), tail = strlen(ATOMIC_TEMPORARY) + ATOMIC_TEMPORARY_RANDOM;
+	const char *r = name + n - ATOMIC_TEMPORARY_RANDOM;
+
+	if (n <= tail || strncmp(name + n - tail, ATOMIC_TEMPORARY, strlen(ATOMIC_TEMPORARY)) != 0)
+		return false;
+	/* glibc's alphabet for XXXXXX */
+	return strspn(r, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") ==
+	       ATOMIC_TEMPORARY_RANDOM;
+}
+
+int remove_atomic_temporaries(int dir_fd, const char *path)
+{
+	int fd = openat(dir_fd, path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC), n = 0;
+	struct dirent *e;
+	DIR *d;
+
+	if (fd < 0)
+		return -errno;
+	d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return -ENOMEM;
+	}
+	while ((e = readdir(d)))
+		if (is_atomic_temporary(e->d_name) && unlinkat(dirfd(d), e->d_name, 0) == 0)
+			n++;
+	closedir(d);
+	return n;
 }
 
 int read_fd(int fd, size_t max, char **ret, size_t *ret_len)

@@ -73,6 +73,10 @@ PathProblem path_check(const char *s, size_t max);
  * disk before the rename, so a crash leaves one or the other too.
  */
 int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode, bool sync);
+/* Whether name is one of write_file_atomic()'s temporaries (NAME.tmp-XXXXXX), left by a kill. */
+bool is_atomic_temporary(const char *name);
+/* Remove those in the directory at path (relative to dir_fd, or AT_FDCWD): how many, or -errno. */
+int remove_atomic_temporaries(int dir_fd, const char *path);
 
 /* Read fd to its end or max bytes, whichever comes first, into a NUL-terminated buffer. */
 int read_fd(int fd, size_t max, char **ret, size_t *ret_len);

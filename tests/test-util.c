@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+#include <fcntl.h>
 #include <stdio.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -120,6 +121,37 @@ static void test_string_table(void **state _unused_)
 	assert_false(IN_SET(4, 1, 2, 3));
 }
 
+/* What a kill left of write_file_atomic(), and only that, is taken for a leftover. */
+static void test_atomic_temporaries(void **state _unused_)
+{
+	_cleanup_free_ char *p = NULL, *left = NULL;
+	char *dir = test_tmpdir();
+
+	assert_true(asprintf(&p, "%s/status.json", dir) > 0);
+	assert_int_equal(write_file_atomic(p, "{}", 2, 0644, false), 0);
+	assert_true(is_atomic_temporary("status.json.tmp-AbC123"));
+	assert_true(is_atomic_temporary("vm.json.tmp-000000"));
+	assert_false(is_atomic_temporary(".tmp-AbC123"));
+	assert_false(is_atomic_temporary("status.json.tmp-AbC12"));
+	assert_false(is_atomic_temporary("status.json.tmp-AbC1234"));
+	assert_false(is_atomic_temporary("status.json.tmp-AbC1_3"));
+	assert_false(is_atomic_temporary("notes.tmp-1"));
+	assert_false(is_atomic_temporary("status.json"));
+
+	test_write_str(dir, "status.json.tmp-AbC123", "{");
+	test_write_str(dir, "noop.json.tmp-z9Y8x7", "");
+	test_write_str(dir, "notes.tmp-1", "");
+	assert_int_equal(remove_atomic_temporaries(AT_FDCWD, dir), 2);
+	assert_int_equal(remove_atomic_temporaries(AT_FDCWD, dir), 0);
+	left = test_read_file(p, NULL);
+	assert_string_equal(left, "{}");
+	free(p);
+	assert_true(asprintf(&p, "%s/notes.tmp-1", dir) > 0);
+	assert_int_equal(access(p, F_OK), 0);
+	assert_int_equal(remove_atomic_temporaries(AT_FDCWD, p), -ENOTDIR);
+	test_tmpdir_remove(dir);
+}
+
 /* unix_connect() never waits: taken, refused, or the backlog full (-EAGAIN). */
 static void test_unix_connect(void **state _unused_)
 {
@@ -147,10 +179,10 @@ static void test_unix_connect(void **state _unused_)
 int main(void)
 {
 	static const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_edit_distance), cmocka_unit_test(test_utf8),
-		cmocka_unit_test(test_text_position), cmocka_unit_test(test_parse_decimal),
-		cmocka_unit_test(test_path_check),    cmocka_unit_test(test_string_table),
-		cmocka_unit_test(test_unix_connect),
+		cmocka_unit_test(test_edit_distance),	   cmocka_unit_test(test_utf8),
+		cmocka_unit_test(test_text_position),	   cmocka_unit_test(test_parse_decimal),
+		cmocka_unit_test(test_path_check),	   cmocka_unit_test(test_string_table),
+		cmocka_unit_test(test_atomic_temporaries), cmocka_unit_test(test_unix_connect),
 	};
 
 	return cmocka_run_group_tests_name("util", tests, NULL, NULL);

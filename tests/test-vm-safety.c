@@ -4,9 +4,10 @@
  * a record is found and left alone, never doubled (the QEMU simulator, tests/sim/qemu, and
  * the Cloud Hypervisor one); a record whose process identity does not hold is not adopted,
  * and no second VMM is started beside its process; a second daemon on the same sandbox
- * directory exits; and a crash loop's backoff survives a kill -9 of vmd. Processes are counted by
- * their command line, which names the sandbox's runtime dir: what vmd started, whatever its records
- * say. Waits are bounded (a failure, not a speed claim).
+ * directory exits; a crash loop's backoff survives a kill -9 of vmd; and what a kill left
+ * half-written is removed. Processes are counted by their command line, which names the
+ * sandbox's runtime dir: what vmd started, whatever its records say. Waits are bounded (a
+ * failure, not a speed claim).
  */
 #include <dirent.h>
 #include <signal.h>
@@ -439,6 +440,66 @@ static void test_backoff_survives_kill(void **state)
 	json_decref(fixture_wait_status(f, "crashy", says_restarting_in, "restarting in 8 s"));
 }
 
+static bool exists(const char *path)
+{
+	return access(path, F_OK) == 0;
+}
+
+static void wait_gone(Fixture *f, const char *path)
+{
+	uint64_t end = ms_now() + FIXTURE_WAIT_MS;
+
+	while (exists(path)) {
+		if (ms_now() > end) {
+			_cleanup_free_ char *log = test_read_file(f->log, NULL);
+
+			fail_msg("%s is still there; vmd said:\n%s", path, log ?: "");
+		}
+		usleep(20000);
+	}
+}
+
+/*
+ * What a kill left half-written (write_file_atomic's temporaries) is removed at the next
+ * start, in the run dir and the state dir; and a leftover no longer keeps the runtime dir
+ * of a removed sandbox.
+ */
+static void test_leftovers(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *status_tmp = path_in(f->run, "web/status.json.tmp-AbC123"),
+			    *noop_tmp = path_in(f->run, "web/noop.json.tmp-z9Y8x7"),
+			    *state_tmp = path_in(f->state, "sandboxes/web.json.tmp-Q1w2E3"),
+			    *other = path_in(f->run, "web/notes.tmp-1"),
+			    *file = path_in(f->sb, "web.yaml"), *dir = path_in(f->run, "web"),
+			    *late = NULL;
+
+	fixture_put(f, "web",
+		    "apiVersion: vmd/v1\nkind: Sandbox\nspec:\n  backend: noop\n  memory: 64Mi\n");
+	fixture_start_daemon(f);
+	json_decref(fixture_wait_status(f, "web", ready, "Running"));
+	fixture_stop_daemon(f, SIGKILL);
+	test_write_str(f->run, "web/status.json.tmp-AbC123", "{\"torn");
+	test_write_str(f->run, "web/noop.json.tmp-z9Y8x7", "");
+	test_write_str(f->state, "sandboxes/web.json.tmp-Q1w2E3", "{");
+	test_write_str(f->run, "web/notes.tmp-1", "an operator's, not vmd's");
+
+	fixture_start_daemon(f);
+	json_decref(fixture_wait_status(f, "web", ready, "Running"));
+	wait_gone(f, status_tmp);
+	wait_gone(f, noop_tmp);
+	wait_gone(f, state_tmp);
+	assert_true(exists(other));
+	assert_int_equal(unlink(other), 0);
+
+	/* Left after the start, by nobody in particular: the removal takes it along. */
+	late = path_in(f->run, "web/status.json.tmp-LaTe00");
+	test_write_str(f->run, "web/status.json.tmp-LaTe00", "");
+	assert_int_equal(unlink(file), 0);
+	json_decref(fixture_wait_status(f, "web", absent, NULL));
+	wait_gone(f, dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -450,6 +511,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_second_daemon_same_sandboxes, setup,
 						fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_backoff_survives_kill, setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_leftovers, setup, fixture_teardown),
 	};
 
 	snprintf(sim_qemu, sizeof(sim_qemu), "%s", test_src("tests/sim/qemu"));
