@@ -91,6 +91,7 @@ void vm_observed_done(VmObserved *o)
 	sandbox_spec_free(o->config);
 	free(o->progress);
 	free(o->unresponsive);
+	free(o->stray_message);
 	*o = (VmObserved){};
 }
 

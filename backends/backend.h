@@ -54,6 +54,13 @@ typedef enum BackendOp {
 
 DECLARE_STRING_TABLE(backend_op, BackendOp);
 
+/* A live VMM for a sandbox that vmd neither drives nor can take in charge. */
+typedef enum VmStray {
+	VM_STRAY_NONE,
+	VM_STRAY_RECORD_LOST, /* vmd has no record of it (lost, or naming another process) */
+	VM_STRAY_NOT_OURS,    /* the record names its pid, but it is not the process recorded */
+} VmStray;
+
 /* What a backend says about one VM. */
 typedef struct VmObserved {
 	VmState state;
@@ -76,6 +83,13 @@ typedef struct VmObserved {
 	bool unwatched;
 	/* Its VMM did not answer in time (why, in words), or NULL. */
 	char *unresponsive;
+	/*
+	 * With state VM_ABSENT or VM_EXITED: a live VMM runs for this name all the same (pid is
+	 * its pid; 0 when only its listening socket tells), and stray_message says which and why
+	 * vmd cannot take it in charge. Nothing may be done to it, nothing started beside it.
+	 */
+	VmStray stray;
+	char *stray_message;
 	/*
 	 * How far this VM can be resized live (BACKEND_CAP_RESIZE), as it was started: vCPUs
 	 * up to max_vcpus, memory from min_memory to max_memory. 0: no limit known.
@@ -158,12 +172,18 @@ typedef struct BackendOps {
 	 * reported unresponsive. NULL: what observe() says is always current.
 	 */
 	void (*refresh)(Backend *b);
+	/*
+	 * SIGHUP: forget what was learnt of the host once and for all (the VMM processes found
+	 * at the first look for strays), to look again when next needed. NULL: nothing kept.
+	 */
+	void (*reload)(Backend *b);
 
 	/*
 	 * The operations return 0 when done, > 0 when under way (op_done tells how it ended;
 	 * observe() shows it as the VM's job meanwhile), -errno on failure, with a message for
 	 * humans left by backend_set_error() when there is more to say than the errno.
 	 */
+	/* -EEXIST: a VMM runs for this name already, which vmd does not drive (a stray). */
 	int (*start)(Backend *b, const SandboxSpec *spec, uint64_t generation);
 	/*
 	 * Stop: ask the guest to shut down and force it off if it is still up after timeout_ms
@@ -179,7 +199,10 @@ typedef struct BackendOps {
 	int (*net_remove)(Backend *b, const char *name, const char *id, uint64_t generation);
 	int (*resize)(Backend *b, const char *name, unsigned vcpus, uint64_t memory,
 		      uint64_t generation);
-	/* Remove the runtime state of a VM that is not running. Never touches disk images. */
+	/*
+	 * Remove the runtime state of a VM that is not running. Never touches disk images.
+	 * -EEXIST: a stray VMM uses it.
+	 */
 	int (*cleanup)(Backend *b, const char *name);
 } BackendOps;
 

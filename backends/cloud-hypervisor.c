@@ -54,6 +54,12 @@ static int ch_load(VmmVm *vm, const json_t *j)
 	return 0;
 }
 
+/* A Cloud Hypervisor of vmd's names its runtime dir in --api-socket path=... (ch_argv). */
+static int ch_argv_name(const Backend *b, pid_t pid _unused_, char *const *argv, char **ret)
+{
+	return vmm_argv_names_dir(b, argv, "--api-socket", "path=", "api.sock", ret);
+}
+
 /* The VM's config, as vm.create takes it */
 
 static json_t *disk_config(const DiskSpec *d)
@@ -350,6 +356,7 @@ static const VmmVmType ch_type = {
 	.save = ch_save,
 	.load = ch_load,
 	.argv = ch_argv,
+	.argv_name = ch_argv_name,
 	.build = ch_build,
 	.observed = ch_observed,
 };
@@ -376,6 +383,7 @@ const BackendOps backend_cloud_hypervisor_ops = {
 	.list = vmm_vm_list,
 	.adopt = vmm_vm_adopt,
 	.refresh = vmm_vm_refresh,
+	.reload = vmm_backend_reload,
 	.start = vmm_vm_start,
 	.stop = vmm_vm_stop,
 	.pause = vmm_vm_pause,

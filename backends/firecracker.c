@@ -126,6 +126,47 @@ static int fc_argv(VmmVm *vm, char ***ret)
 
 /* Jail */
 
+/* The value of option in argv, or NULL. */
+static const char *argv_value(char *const *argv, const char *option)
+{
+	for (size_t i = 0; argv[i] && argv[i + 1]; i++)
+		if (streq(argv[i], option))
+			return argv[i + 1];
+	return NULL;
+}
+
+/*
+ * A Firecracker of vmd's names its runtime dir in --api-sock (fc_argv). A jailed one names
+ * only its --id, and runs in the jail of that name: the jailer, with vmd's chroot base and
+ * binary; then Firecracker chrooted in it (/proc/PID/root), or the simulator of the tests,
+ * which cannot chroot and works in it instead (/proc/PID/cwd).
+ */
+static int fc_argv_name(const Backend *b, pid_t pid, char *const *argv, char **ret)
+{
+	static const char *const links[] = { "root", "cwd" };
+	const char *id = argv_value(argv, "--id"), *binary = VMM_BACKEND(b)->binary;
+	_cleanup_free_ char *root = NULL;
+	int r;
+
+	r = vmm_argv_names_dir(b, argv, "--api-sock", "", "api.sock", ret);
+	if (r != 0 || !id || !*id || strchr(id, '/'))
+		return r;
+	root = jail_path(b, id, NULL);
+	if (!root)
+		return -ENOMEM;
+	r = streq_ptr(argv_value(argv, "--chroot-base-dir"), jail_base(b)) &&
+	    streq_ptr(argv_value(argv, "--exec-file"), binary);
+	for (size_t i = 0; !r && i < ELEMENTSOF(links); i++) {
+		_cleanup_free_ char *at = NULL;
+
+		r = vmm_process_link(pid, links[i], &at) == 0 && streq(at, root);
+	}
+	if (!r)
+		return 0;
+	*ret = strdup(id);
+	return *ret ? 1 : -ENOMEM;
+}
+
 /* Remove what vmd put in name's jail root: links, symlinks' targets, a stale socket. */
 static void jail_clear(const Backend *b, const char *name)
 {
@@ -460,6 +501,7 @@ static const VmmVmType fc_type = {
 	.size = sizeof(FcVm),
 	.prepare = fc_prepare,
 	.argv = fc_argv,
+	.argv_name = fc_argv_name,
 	.build = fc_build,
 	.cleanup = fc_cleanup_jail,
 };
@@ -497,6 +539,7 @@ const BackendOps backend_firecracker_ops = {
 	.list = vmm_vm_list,
 	.adopt = vmm_vm_adopt,
 	.refresh = vmm_vm_refresh,
+	.reload = vmm_backend_reload,
 	.start = vmm_vm_start,
 	.stop = vmm_vm_stop,
 	.pause = vmm_vm_pause,

@@ -243,6 +243,12 @@ static int qemu_argv(VmmVm *vm, char ***ret)
 	return qemu_build_argv(&l, ret);
 }
 
+/* A QEMU of vmd's names its runtime dir in -pidfile (qemu-argv.c), with no escaping. */
+static int qemu_argv_name(const Backend *b, pid_t pid _unused_, char *const *argv, char **ret)
+{
+	return vmm_argv_names_dir(b, argv, "-pidfile", "", "qemu.pid", ret);
+}
+
 static const VmmVmType qemu_type = {
 	.vmm = "qemu",
 	.display = "QEMU",
@@ -254,6 +260,7 @@ static const VmmVmType qemu_type = {
 	.save = qemu_vm_save_ports,
 	.load = qemu_vm_load_ports,
 	.argv = qemu_argv,
+	.argv_name = qemu_argv_name,
 	.build = qemu_build,
 	.event = qemu_event,
 };
@@ -277,6 +284,7 @@ const BackendOps backend_qemu_ops = {
 	.list = vmm_vm_list,
 	.adopt = vmm_vm_adopt,
 	.refresh = vmm_vm_refresh,
+	.reload = vmm_backend_reload,
 	.start = vmm_vm_start,
 	.stop = vmm_vm_stop,
 	.pause = vmm_vm_pause,

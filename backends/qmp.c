@@ -2,7 +2,6 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 
 #include "list.h"
 #include "qmp.h"
@@ -481,26 +480,6 @@ static int on_fail(sd_event_source *s _unused_, void *userdata)
 	}
 	qmp_unref(q);
 	return 0;
-}
-
-static int unix_connect(const char *path)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	_cleanup_close_ int fd = -EBADF;
-
-	if (strlen(path) >= sizeof(sa.sun_path))
-		return -ENAMETOOLONG;
-	strcpy(sa.sun_path, path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0)
-		return -errno;
-	/*
-	 * A listening Unix socket takes the connection at once (into its backlog, even when
-	 * QEMU's monitor is busy with another client) or refuses it: no EINPROGRESS to wait on.
-	 */
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
-		return -errno;
-	return TAKE_FD(fd);
 }
 
 int qmp_connect_fd(int fd, sd_event *e, const QmpHandlers *handlers, Qmp **ret)

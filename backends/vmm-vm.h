@@ -9,11 +9,14 @@
  * API socket; console.log (console.log.1: the boot before); the VMM's own log.
  *
  * vmm-vm.c does the record, observing from it, adoption by identity and the exit (reaped
- * through a pidfd, vmd being subreaper). vmm-job.c runs every operation on a VM as a job:
- * a type (start, stop, adopt, pause, a hot-plug...), a phase (VmmPhase), one timer for the
- * phase's deadline, the phase's requests sent one after the other over the VMM's API
- * (vmm-api.c: QMP, or REST through one libcurl multi handle), and exactly one completion.
- * Nothing waits: every reply and every deadline comes from the event loop.
+ * through a pidfd, vmd being subreaper), and finds strays: live VMMs for a name that vmd
+ * has no record of (its argv names the runtime dir, or something listens on its socket),
+ * which are left alone and never get a second VMM beside them. vmm-job.c runs every
+ * operation on a VM as a job: a type (start, stop, adopt, pause, a hot-plug...), a phase
+ * (VmmPhase), one timer for the phase's deadline, the phase's requests sent one after the
+ * other over the VMM's API (vmm-api.c: QMP, or REST through one libcurl multi handle), and
+ * exactly one completion. Nothing waits: every reply and every deadline comes from the
+ * event loop.
  *
  * A backend embeds a VmmVm at the start of its own VM struct and describes its VMM in a
  * const VmmVmType: how to start it (argv), and for each job and phase the requests to send
@@ -157,6 +160,12 @@ typedef struct VmmVmType {
 	/* The argv to start v->config with (a NULL-terminated strv). */
 	int (*argv)(VmmVm *v, char ***ret);
 	/*
+	 * The sandbox a process of this VMM runs for, from its argv as argv() builds it (pid to
+	 * look further, at its jail): 1 and *ret_name, 0 if it runs for none of this run dir's.
+	 * vmm_argv_names_dir() does what most need.
+	 */
+	int (*argv_name)(const Backend *b, pid_t pid, char *const *argv, char **ret_name);
+	/*
 	 * The requests of j's phase. For every phase that has none, the job goes on (or, in a
 	 * phase that waits, waits: for the exit, a backend's vmm_job_phase_done(), or the
 	 * deadline). v->state is what vmd last knew; j says what the job is about.
@@ -209,6 +218,14 @@ typedef struct VmmBackend {
 	const char *binary_name; /* as configured, for messages */
 	char boot_id[64];
 	HttpLoop *http; /* REST VMMs: made for the first request */
+	/*
+	 * name -> VmmStray: the live processes of this VMM that run for a name, as one scan of
+	 * /proc found them at the first need (and again after a SIGHUP). Only a vmd starts VMMs
+	 * in its run dir and one vmd holds it: what runs there and was not started by this one
+	 * was running before it, so a scan once is enough.
+	 */
+	Hashmap *strays;
+	bool strays_scanned;
 } VmmBackend;
 
 #define VMM_BACKEND(b) ((VmmBackend *)(b)->data)
@@ -220,6 +237,15 @@ typedef struct VmmBackend {
 int vmm_backend_init(Backend *b, const VmmVmType *t, const char *binary, const char *default_binary);
 /* The VMs keep running: the next vmd adopts them. */
 void vmm_backend_done(Backend *b);
+/* SIGHUP: the next look for strays scans /proc again. */
+void vmm_backend_reload(Backend *b);
+
+/*
+ * For VmmVmType.argv_name: the name in an argv that has option followed by
+ * "<prefix><run-dir>/<name>/<file>", as vmd builds it: 1 and *ret_name, or 0.
+ */
+int vmm_argv_names_dir(const Backend *b, char *const *argv, const char *option, const char *prefix,
+		       const char *file, char **ret_name);
 
 VmmVm *vmm_vm_get(Backend *b, const char *name);
 VmmVm *vmm_vm_free(VmmVm *v);

@@ -1,12 +1,12 @@
 /* SPDX-License-Identifier: MIT */
+#include <ctype.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 
 #include "util.h"
@@ -146,12 +146,67 @@ bool vmm_identity_matches(const VmmIdentity *id)
 
 	if (id->pid <= 0 || vmm_identity(id->pid, &now) < 0)
 		return false;
-	/*
-	 * A start time of 0 is a record of vmd 0.x before it read the right field of
-	 * /proc/PID/stat: pid, binary and boot id must do for that one; its adoption records the
-	 * real start time.
-	 */
-	return (now.start_time == id->start_time || id->start_time == 0) && streq(now.exe, id->exe);
+	return now.start_time == id->start_time && streq(now.exe, id->exe);
+}
+
+int vmm_process_link(pid_t pid, const char *link, char **ret)
+{
+	char path[64], buf[4096];
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, link);
+	n = readlink(path, buf, sizeof(buf) - 1);
+	if (n < 0)
+		return errno == ENOENT ? -ESRCH : -errno;
+	buf[n] = '\0';
+	*ret = strdup(buf);
+	return *ret ? 0 : -ENOMEM;
+}
+
+int vmm_foreach_process(int (*fn)(pid_t pid, char **argv, void *userdata), void *userdata)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+	pid_t self = getpid();
+	int r = 0;
+
+	if (!d)
+		return -errno;
+	while (r == 0 && (e = readdir(d))) {
+		_cleanup_free_ char **argv = NULL;
+		pid_t pid;
+
+		if (!isdigit((unsigned char)e->d_name[0]))
+			continue;
+		pid = (pid_t)atoi(e->d_name);
+		/* Gone meanwhile, or not ours to read: it is no VMM of ours either way. */
+		if (pid == self || process_argv(pid, &argv) < 0)
+			continue;
+		r = fn(pid, argv, userdata);
+	}
+	closedir(d);
+	return r;
+}
+
+/* Whether a connection to the socket at path is taken (its backlog full counts): 0, or -errno. */
+static int socket_probe(const char *path)
+{
+	int fd = unix_connect(path);
+
+	if (fd < 0)
+		return fd == -EAGAIN ? 0 : fd;
+	close(fd);
+	return 0;
+}
+
+bool vmm_socket_is_listening(const char *path)
+{
+	struct stat st;
+
+	if (stat(path, &st) < 0 || !S_ISSOCK(st.st_mode))
+		return false;
+	/* A full backlog (a VMM that hangs, its one client slot taken) is someone listening. */
+	return socket_probe(path) == 0;
 }
 
 int vmm_reap(int pidfd, int *ret_status)
@@ -175,10 +230,9 @@ bool vmm_has_exited(int pidfd)
 
 int vmm_remove_stale_socket(const char *dir, const char *path)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	_cleanup_close_ int fd = -EBADF;
 	size_t dl = strlen(dir);
 	struct stat st;
+	int r;
 
 	if (strncmp(path, dir, dl) != 0 || path[dl] != '/' || strstr(path, "/../"))
 		return -EPERM;
@@ -186,16 +240,11 @@ int vmm_remove_stale_socket(const char *dir, const char *path)
 		return errno == ENOENT ? 0 : -errno;
 	if (!S_ISSOCK(st.st_mode))
 		return -ENOTSOCK;
-	if (strlen(path) >= sizeof(sa.sun_path))
-		return -ENAMETOOLONG;
-	strcpy(sa.sun_path, path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
+	r = socket_probe(path);
+	if (r == 0)
 		return -EADDRINUSE;
-	if (errno != ECONNREFUSED)
-		return -errno;
+	if (r != -ECONNREFUSED)
+		return r;
 	return unlink(path) < 0 && errno != ENOENT ? -errno : 1;
 }
 

@@ -29,8 +29,21 @@ int vmm_spawn(char *const argv[], const char *log_path, pid_t *ret_pid, int *ret
 /* Read a live process's identity; -ESRCH if it is gone (or a zombie). */
 int vmm_identity(pid_t pid, VmmIdentity *ret);
 
-/* Whether pid is still the process that id describes. */
+/* Whether pid is still the process that id describes: its start time and its binary. */
 bool vmm_identity_matches(const VmmIdentity *id);
+
+/* What /proc/PID/<link> ("root", "cwd", "exe") points at. */
+int vmm_process_link(pid_t pid, const char *link, char **ret);
+
+/*
+ * Call fn with the pid and argv of every process on the host but this one, until fn returns
+ * something else than 0 (which is returned). Reads /proc and nothing else: a process that
+ * hangs costs nothing more than one that does not.
+ */
+int vmm_foreach_process(int (*fn)(pid_t pid, char **argv, void *userdata), void *userdata);
+
+/* Whether something listens on the Unix socket at path (following a symlink). Never waits. */
+bool vmm_socket_is_listening(const char *path);
 
 /*
  * How the process behind pidfd ended, if it did and it is our child: 1 and *ret_status

@@ -30,6 +30,8 @@ static json_t *plan_one(Manager *m, Sandbox *sb, json_t *held)
 		note = "its backend is not available in this build";
 	else if (sb->observe_failed)
 		note = "its backend cannot say what runs";
+	else if (sb->observed.stray)
+		note = sb->observed.stray_message;
 	else if (sb->path && !sb->desired)
 		note = "no valid spec to go by: the daemon leaves whatever runs as it is";
 	else if (sb->path && sb->spec_from_state_dir && sb->generation < sb->observed.generation)

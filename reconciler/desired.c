@@ -222,6 +222,11 @@ void manager_load_persisted(Manager *m)
 		Sandbox *sb;
 		const char *yaml;
 
+		/* A copy half-written when vmd was killed: never read, and removed. */
+		if (!m->read_only && is_atomic_temporary(e->d_name)) {
+			(void)unlinkat(dirfd(d), e->d_name, 0);
+			continue;
+		}
 		if (e->d_name[0] == '.' || l < 6 || !streq(e->d_name + l - 5, ".json"))
 			continue;
 		name = strndup(e->d_name, l - 5);
@@ -642,11 +647,24 @@ int manager_scan_start(Manager *m)
 {
 	Scan *s;
 
+	note_dir(m);
+	/*
+	 * A directory that appeared is locked before a file of it is read; one that replaced it
+	 * once the guard takes it as the one. Not before: the lock's fd would pin a mount over
+	 * the directory, and its unmount is what lets the guard go.
+	 */
+	if (!m->read_only && (!m->guard.dir_replaced || m->config.max_deletions.off) &&
+	    manager_lock_sandbox_dir(m) == -EBUSY) {
+		m->scan = scan_free(m->scan);
+		m->scan_complete = false; /* nothing is taken for gone */
+		if (m->event)
+			(void)sd_event_exit(m->event, -EBUSY);
+		return -EBUSY;
+	}
 	/* One under way starts again: what it saw may be stale by now. */
 	m->scan = scan_free(m->scan);
 	m->scan_id++;
 	m->scan_complete = false;
-	note_dir(m);
 	s = calloc(1, sizeof(Scan));
 	if (!s)
 		return -ENOMEM;

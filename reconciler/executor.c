@@ -7,6 +7,7 @@
  * an exit or a timer brings the sandbox back here. Nothing here waits on a VMM.
  */
 #include <inttypes.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <syslog.h>
 
@@ -48,12 +49,18 @@ static int execute(Sandbox *sb, Backend *b, const Action *a)
 	const void *dev;
 
 	switch (a->type) {
-	case ACTION_START:
+	case ACTION_START: {
+		bool again = sb->observed.state == VM_EXITED &&
+			     sb->observed.generation == sb->generation;
+		int r;
+
 		if (!ops->start)
 			return -EOPNOTSUPP;
-		if (sb->observed.state == VM_EXITED && sb->observed.generation == sb->generation)
+		r = ops->start(b, want, sb->generation);
+		if (r >= 0 && again)
 			sb->restarts++;
-		return ops->start(b, want, sb->generation);
+		return r;
+	}
 	case ACTION_STOP:
 	case ACTION_RESTART:
 		return ops->stop ? ops->stop(b, sb->name, timeout_ms, false) : -EOPNOTSUPP;
@@ -400,6 +407,112 @@ static int wake_fired(sd_event_source *s _unused_, uint64_t usec _unused_, void 
 	return 0;
 }
 
+/*
+ * The backoff outlives vmd. <run-dir>/<name>/backoff.json keeps the restarts, the step of
+ * each backoff (failures and quick exits in a row), when the next try is due and why, so
+ * that a vmd killed and started again goes on where the last one was instead of starting
+ * afresh. It lives as long as the run dir, a tmpfs, does: one boot; the time of the next
+ * try is CLOCK_BOOTTIME, which no change of the wall clock moves, beside the boot id.
+ */
+static uint64_t backoff_fingerprint(const Sandbox *sb)
+{
+	const uint64_t v[] = { sb->restarts, sb->failures, sb->quick_exits, sb->retry_at };
+	uint64_t h = fnv1a64(FNV1A64_INIT, v, sizeof(v));
+
+	return sb->last_error ? fnv1a64(h, sb->last_error, strlen(sb->last_error) + 1) : h;
+}
+
+static char *backoff_path(Manager *m, const Sandbox *sb)
+{
+	char *p = NULL;
+
+	return asprintf(&p, "%s/%s/" SANDBOX_BACKOFF_FILE, m->config.run_dir, sb->name) < 0 ? NULL
+											    : p;
+}
+
+void sandbox_load_backoff(Manager *m, Sandbox *sb)
+{
+	_cleanup_free_ char *path = backoff_path(m, sb);
+	_cleanup_(json_decrefp) json_t *j = NULL;
+	uint64_t at, now_boot = now_usec(CLOCK_BOOTTIME), now_mono = now_usec(CLOCK_MONOTONIC);
+	const char *error;
+
+	j = path ? json_load_file(path, JSON_REJECT_DUPLICATES, NULL) : NULL;
+	/* Another boot's (a run dir that is not a tmpfs) says nothing about this one. */
+	if (json_is_object(j) &&
+	    streq_ptr(json_string_value(json_object_get(j, "bootId")), m->boot_id)) {
+		sb->restarts = (unsigned)json_integer_value(json_object_get(j, "restarts"));
+		sb->failures = (unsigned)json_integer_value(json_object_get(j, "failures"));
+		sb->quick_exits = (unsigned)json_integer_value(json_object_get(j, "quickExits"));
+		at = (uint64_t)json_integer_value(json_object_get(j, "retryAtBoottimeUsec"));
+		/* Due already, or still to wait for, in this vmd's clock. */
+		sb->retry_at = at > now_boot ? now_mono + (at - now_boot) : 0;
+		error = json_string_value(json_object_get(j, "lastError"));
+		free(sb->last_error);
+		sb->last_error = error ? strdup(error) : NULL;
+	}
+	sb->backoff_hash = backoff_fingerprint(sb);
+}
+
+/* Write backoff.json when what it keeps changed; none once there is nothing to keep. */
+static void save_backoff(Manager *m, Sandbox *sb)
+{
+	_cleanup_free_ char *path = NULL, *dir = NULL, *text = NULL;
+	_cleanup_(json_decrefp) json_t *j = NULL;
+	uint64_t h = backoff_fingerprint(sb), at = 0;
+	int r = -ENOMEM;
+
+	if (m->read_only || h == sb->backoff_hash)
+		return;
+	path = backoff_path(m, sb);
+	if (!path || asprintf(&dir, "%s/%s", m->config.run_dir, sb->name) < 0)
+		return;
+	if (sb->restarts == 0 && sb->failures == 0 && sb->quick_exits == 0 && !sb->retry_at &&
+	    !sb->last_error) {
+		if (unlink(path) == 0 || errno == ENOENT)
+			sb->backoff_hash = h;
+		return;
+	}
+	if (sb->retry_at)
+		at = sb->retry_at + (now_usec(CLOCK_BOOTTIME) - now_usec(CLOCK_MONOTONIC));
+	j = json_pack("{s:s, s:i, s:i, s:i, s:I, s:s?}", "bootId", m->boot_id, "restarts",
+		      (int)sb->restarts, "failures", (int)sb->failures, "quickExits",
+		      (int)sb->quick_exits, "retryAtBoottimeUsec", (json_int_t)at, "lastError",
+		      sb->last_error);
+	text = j ? json_dumps(j, JSON_SORT_KEYS) : NULL;
+	if (text && (r = mkdir_p(dir, 0755)) >= 0)
+		r = write_file_atomic(path, text, strlen(text), 0644, false);
+	if (r < 0) {
+		log_fields(LOG_ERR, &(LogFields){ .sandbox = sb->name, .error = -r },
+			   "cannot write %s; a restarted vmd would back off afresh", path);
+		return;
+	}
+	sb->backoff_hash = h;
+}
+
+/* A VMM found running that vmd cannot take in charge (a stray), and its end: said once each. */
+static void report_stray(Sandbox *sb, Backend *b)
+{
+	bool stray = sb->observed.stray != VM_STRAY_NONE;
+
+	if (!b || stray == sb->stray_reported)
+		return;
+	sb->stray_reported = stray;
+	if (stray)
+		log_fields(LOG_ERR,
+			   &(LogFields){ .sandbox = sb->name,
+					 .backend = b->ops->name,
+					 .result = "refused",
+					 .message_id = LOG_MESSAGE_ADOPTED },
+			   "%s", sb->observed.stray_message);
+	else
+		log_fields(LOG_INFO,
+			   &(LogFields){ .sandbox = sb->name,
+					 .backend = b->ops->name,
+					 .message_id = LOG_MESSAGE_ADOPTED },
+			   "the VMM that ran for it without a record is gone or recorded again");
+}
+
 void sandbox_reconcile(Manager *m, Sandbox *sb)
 {
 	uint64_t now = now_usec(CLOCK_MONOTONIC);
@@ -412,8 +525,12 @@ void sandbox_reconcile(Manager *m, Sandbox *sb)
 		size_t k;
 
 		sandbox_observe(m, sb);
-		/* Act on nothing vmd cannot see, or cannot prove is its own. */
-		if (!b || sb->observe_failed || sb->stranger || !adopt(m, sb, b, now))
+		/*
+		 * Act on nothing vmd cannot see, or cannot prove is its own; and start nothing
+		 * beside a VMM that runs for it without a record (a stray).
+		 */
+		if (!b || sb->observe_failed || sb->stranger || sb->observed.stray ||
+		    !adopt(m, sb, b, now))
 			break;
 		/* A file that vanished while the directory cannot be read is not gone. */
 		if (!sb->path && m->degraded)
@@ -476,8 +593,10 @@ void sandbox_reconcile(Manager *m, Sandbox *sb)
 		now = now_usec(CLOCK_MONOTONIC);
 	}
 
+	report_stray(sb, b);
 	/* Its file is gone and nothing of it is left: forget it. */
-	if (!sb->path && !m->degraded && sb->observed.state == VM_ABSENT && !sb->observe_failed) {
+	if (!sb->path && !m->degraded && sb->observed.state == VM_ABSENT && !sb->observe_failed &&
+	    !sb->observed.stray) {
 		log_fields(LOG_INFO, &(LogFields){ .sandbox = sb->name, .result = "removed" },
 			   "removed: its file is gone and its VM is cleaned up");
 		sandbox_remove_status(m, sb);
@@ -488,6 +607,7 @@ void sandbox_reconcile(Manager *m, Sandbox *sb)
 
 	if (planned)
 		update_refusal(m, sb, b, &plan);
+	save_backoff(m, sb);
 	sb->wake = sd_event_source_disable_unref(sb->wake);
 	/* Held actions come due then, or a VM left alone is tried again. */
 	if (sb->quarantined && sb->observed.unwatched &&

@@ -14,6 +14,8 @@
 #include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/sysinfo.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <systemd/sd-daemon.h>
 
 #include "log.h"
@@ -43,6 +45,8 @@ Sandbox *manager_sandbox(Manager *m, const char *name, bool create)
 	}
 	list_append(&m->all, &sb->all_node);
 	manager_tally_add(m, sb);
+	if (!m->read_only)
+		sandbox_load_backoff(m, sb);
 	return sb;
 }
 
@@ -170,10 +174,15 @@ static void mark_all_dirty(Manager *m)
 /* Start a pass over every sandbox: read the directory again, then reconcile each one. */
 static void resync_begin(Manager *m)
 {
+	int r;
+
 	m->resync_reload = m->reload_asked;
 	m->reload_asked = false;
 	m->resync_again = false;
-	if (manager_scan_start(m) < 0)
+	r = manager_scan_start(m);
+	if (r == -EBUSY)
+		return; /* another vmd took the directory: this one is on its way out */
+	if (r < 0)
 		log_error_errno(ENOMEM, "cannot read %s again", m->config.sandbox_dir);
 	m->resync_scanning = true; /* without a scan, reconcile all the same */
 	m->resync_next = NULL;
@@ -265,6 +274,42 @@ static void on_op_done(void *userdata, const char *name, BackendOp op, const cha
 
 	if (sb)
 		sandbox_op_done(userdata, sb, op, device, error, message);
+}
+
+/*
+ * What a kill left in the run dir: write_file_atomic()'s temporaries in the sandboxes'
+ * runtime dirs. Removed after READY=1, 2 ms at a time at idle priority: nothing reads them
+ * meanwhile, and a sandbox removed before the sweep gets to it removes its own.
+ */
+static int sweep_slice(sd_event_source *s, void *userdata)
+{
+	Manager *m = userdata;
+	uint64_t start = now_usec(CLOCK_MONOTONIC);
+	struct dirent *e;
+
+	while (now_usec(CLOCK_MONOTONIC) - start < SLICE_USEC) {
+		e = readdir(m->sweep);
+		if (!e) {
+			closedir(TAKE_PTR(m->sweep));
+			return sd_event_source_set_enabled(s, SD_EVENT_OFF);
+		}
+		if (e->d_name[0] != '.' && e->d_type != DT_REG && e->d_type != DT_SOCK)
+			(void)remove_atomic_temporaries(dirfd(m->sweep), e->d_name);
+	}
+	return sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+}
+
+static void sweep_start(Manager *m)
+{
+	m->sweep = opendir(m->config.run_dir);
+	if (!m->sweep)
+		return;
+	if (sd_event_add_defer(m->event, &m->sweep_event, sweep_slice, m) < 0) {
+		closedir(TAKE_PTR(m->sweep));
+		return;
+	}
+	(void)sd_event_source_set_priority(m->sweep_event, SD_EVENT_PRIORITY_IDLE);
+	(void)sd_event_source_set_enabled(m->sweep_event, SD_EVENT_ONESHOT);
 }
 
 /* Ask every VMM what it runs; the answers (or their absence) come back as changes. */
@@ -362,6 +407,10 @@ static int on_sighup(sd_event_source *s _unused_, const struct signalfd_siginfo 
 		sb->adopt_retry_at = 0;
 		sb->stranger = false;
 	}
+	/* What the backends learnt of the host once (the VMMs found running) is looked at anew. */
+	for (int k = 0; k < _BACKEND_KIND_MAX; k++)
+		if (m->backends[k] && m->backends[k]->ops->reload)
+			m->backends[k]->ops->reload(m->backends[k]);
 	refresh_vms(m);
 	read_host_resources(&m->host);
 	if (m->watch_error && m->watcher)
@@ -420,6 +469,81 @@ static int take_lock(Manager *m)
 	return 0;
 }
 
+/* Who holds the flock on the file behind fd, as /proc/locks says (flock() does not); 0: unknown. */
+static pid_t flock_holder(int fd)
+{
+	_cleanup_free_ char *locks = NULL;
+	struct stat st;
+
+	if (fstat(fd, &st) < 0 || read_file("/proc/locks", 16 << 20, &locks, NULL) < 0)
+		return 0;
+	for (char *line = locks; line && *line;) {
+		char *nl = strchr(line, '\n'), type[16];
+		unsigned maj, min;
+		unsigned long ino;
+		int pid;
+
+		/* "1: FLOCK  ADVISORY  WRITE 4711 fd:01:123456 0 EOF"; a waiter's line has "->". */
+		if (sscanf(line, "%*d: %15s %*s %*s %d %x:%x:%lu", type, &pid, &maj, &min, &ino) == 5 &&
+		    streq(type, "FLOCK") && maj == major(st.st_dev) && min == minor(st.st_dev) &&
+		    ino == st.st_ino && pid > 0 && pid != getpid())
+			return pid;
+		line = nl ? nl + 1 : NULL;
+	}
+	return 0;
+}
+
+/* The --run-dir of the vmd that runs as pid, if its command line gives one. */
+static char *run_dir_of(pid_t pid)
+{
+	_cleanup_free_ char **argv = NULL;
+
+	if (pid <= 0 || process_argv(pid, &argv) < 0)
+		return NULL;
+	for (size_t i = 0; argv[i] && argv[i + 1]; i++)
+		if (streq(argv[i], "--run-dir"))
+			return strdup(argv[i + 1]);
+	return NULL;
+}
+
+int manager_lock_sandbox_dir(Manager *m)
+{
+	const char *dir = m->config.sandbox_dir;
+	_cleanup_close_ int fd = -EBADF;
+	_cleanup_free_ char *other_run = NULL;
+	struct stat now, locked;
+	char pid_text[32] = "unknown";
+	pid_t pid;
+
+	if (m->sandbox_lock_fd >= 0 && stat(dir, &now) == 0 &&
+	    fstat(m->sandbox_lock_fd, &locked) == 0 && now.st_dev == locked.st_dev &&
+	    now.st_ino == locked.st_ino)
+		return 0; /* the very directory locked already */
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0)
+		return 0; /* not there (yet): the scan says so; it is locked once it is */
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		if (errno != EWOULDBLOCK) {
+			/* A filesystem without locks: the run dir's lock is all there is. */
+			log_fields(LOG_WARNING, &(LogFields){ .error = errno },
+				   "cannot lock %s; relying on the run dir's lock alone", dir);
+			return 0;
+		}
+		pid = flock_holder(fd);
+		if (pid > 0)
+			snprintf(pid_text, sizeof(pid_text), "%d", (int)pid);
+		other_run = run_dir_of(pid);
+		log_fields(LOG_ERR, &(LogFields){},
+			   "another vmd (pid %s%s%s) is running on sandbox dir %s; one vmd per sandbox dir",
+			   pid_text, other_run ? ", run dir " : "", other_run ?: "", dir);
+		return -EBUSY;
+	}
+	if (m->sandbox_lock_fd >= 0)
+		close(m->sandbox_lock_fd);
+	m->sandbox_lock_fd = TAKE_FD(fd);
+	return 0;
+}
+
 int manager_new(const ManagerConfig *config, Manager **ret)
 {
 	_cleanup_(manager_freep) Manager *m = calloc(1, sizeof(Manager));
@@ -428,13 +552,14 @@ int manager_new(const ManagerConfig *config, Manager **ret)
 		.vm_changed = on_vm_changed,
 		.op_done = on_op_done,
 	};
+	_cleanup_free_ char *boot_id = NULL;
 	sigset_t mask;
 	int r;
 
 	if (!m)
 		return -ENOMEM;
 	m->config = *config;
-	m->lock_fd = -EBADF;
+	m->lock_fd = m->sandbox_lock_fd = -EBADF;
 	m->sandboxes = hashmap_new();
 	if (!m->sandboxes)
 		return -ENOMEM;
@@ -442,10 +567,16 @@ int manager_new(const ManagerConfig *config, Manager **ret)
 	r = mkdir_p(config->run_dir, 0755);
 	if (r < 0)
 		return log_error_errno(r, "cannot create %s", config->run_dir);
+	if (read_file("/proc/sys/kernel/random/boot_id", 64, &boot_id, NULL) >= 0)
+		snprintf(m->boot_id, sizeof(m->boot_id), "%.*s", (int)strcspn(boot_id, "\n"),
+			 boot_id);
 	r = mkdir_p(config->state_dir, 0700);
 	if (r < 0)
 		return log_error_errno(r, "cannot create %s", config->state_dir);
 	r = take_lock(m);
+	if (r < 0)
+		return r;
+	r = manager_lock_sandbox_dir(m);
 	if (r < 0)
 		return r;
 
@@ -520,7 +651,7 @@ int manager_new_read_only(const ManagerConfig *config, Manager **ret)
 	if (!m)
 		return -ENOMEM;
 	m->config = *config;
-	m->lock_fd = -EBADF;
+	m->lock_fd = m->sandbox_lock_fd = -EBADF;
 	m->read_only = true;
 	m->sandboxes = hashmap_new();
 	if (!m->sandboxes)
@@ -562,9 +693,14 @@ Manager *manager_free(Manager *m)
 	sd_event_source_disable_unref(m->resync_event);
 	sd_event_source_disable_unref(m->resync_timer);
 	deletion_guard_done(m);
+	sd_event_source_disable_unref(m->sweep_event);
+	if (m->sweep)
+		closedir(m->sweep);
 	sd_event_unref(m->event);
 	if (m->lock_fd >= 0)
 		close(m->lock_fd);
+	if (m->sandbox_lock_fd >= 0)
+		close(m->sandbox_lock_fd);
 	free(m->degraded);
 	free(m->watch_error);
 	free(m->state_write_error);
@@ -605,7 +741,8 @@ int manager_run(Manager *m)
 
 	manager_find_vms(m);
 	manager_load_persisted(m);
-	(void)manager_scan(m);
+	if (manager_scan(m) == -EBUSY)
+		return -EBUSY;
 	mark_all_dirty(m);
 	reconcile_dirty(NULL, m);
 
@@ -613,16 +750,20 @@ int manager_run(Manager *m)
 	r = watcher_new(m->config.sandbox_dir, on_watch, on_watch_state, m, m->event, &m->watcher);
 	set_watch_error(m, r < 0 ? r : watcher_error(m->watcher));
 	/* A change between the first scan and the watch being set up is not missed. */
-	(void)manager_scan(m);
+	if (manager_scan(m) == -EBUSY)
+		return -EBUSY;
 	reconcile_dirty(NULL, m);
 	deletion_guard_pass_done(m);
 
 	m->ready = true;
 	manager_notify_ready(m);
+	sweep_start(m);
 	log_fields(LOG_INFO, &(LogFields){ .message_id = LOG_MESSAGE_DAEMON },
 		   "ready: %zu sandboxes from %s", hashmap_size(m->sandboxes), m->config.sandbox_dir);
 
 	r = sd_event_loop(m->event);
+	if (r == -EBUSY)
+		return r; /* another vmd took the sandbox directory, and was said to */
 	if (r < 0)
 		return log_error_errno(r, "event loop failed");
 	return 0;

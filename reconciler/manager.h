@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
+#include <dirent.h>
 #include <sys/stat.h>
 #include <systemd/sd-event.h>
 
@@ -33,6 +34,9 @@ typedef struct ManagerConfig {
 	bool allow_overcommit; /* start what needs more memory or CPUs than the host has */
 	BackendOptions backend_options;
 } ManagerConfig;
+
+/* In <run-dir>/<name>/: what vmd did about a sandbox, so that the next vmd goes on from it. */
+#define SANDBOX_BACKOFF_FILE "backoff.json"
 
 typedef struct Watcher Watcher;
 typedef struct Scan Scan;
@@ -67,6 +71,7 @@ typedef struct Sandbox {
 	VmObserved observed;
 	bool observe_failed; /* its backend could not say: act on nothing */
 	bool stranger;	     /* runtime state vmd cannot prove is its own: act on nothing */
+	bool stray_reported; /* the journal was told of observed.stray */
 	/* Found running, its VMM did not answer: left alone, adopted later (backoff, SIGHUP). */
 	bool quarantined;
 	unsigned adopt_failures;
@@ -79,6 +84,7 @@ typedef struct Sandbox {
 	unsigned quick_exits; /* exits in a row within CRASH_LOOP_USEC of the start: a crash loop */
 	uint64_t retry_at;    /* CLOCK_MONOTONIC, 0 for none */
 	char *last_error;
+	uint64_t backoff_hash; /* fingerprint of the above as backoff.json last kept them */
 	bool restart_required;
 	char *refusal; /* why its start (or restart, resize) is refused: InsufficientResources */
 	sd_event_source *wake; /* plans again when held actions come due */
@@ -135,7 +141,8 @@ struct Manager {
 	Hashmap *sandboxes; /* name -> Sandbox */
 	Backend *backends[_BACKEND_KIND_MAX];
 	Watcher *watcher;
-	int lock_fd;
+	int lock_fd;	     /* <run-dir>/vmd.lock */
+	int sandbox_lock_fd; /* the sandbox directory itself, flocked */
 
 	List all; /* every Sandbox, oldest first: what a pass in slices walks (a hashmap cannot) */
 
@@ -177,9 +184,12 @@ struct Manager {
 	DeletionGuard guard;
 
 	bool ready;
-	bool read_only;	   /* vmd plan: look, change nothing, write nothing */
-	char *degraded;	   /* why the sandbox directory cannot be read, or NULL */
-	char *watch_error; /* why the directory is not watched but polled, or NULL */
+	bool read_only; /* vmd plan: look, change nothing, write nothing */
+	char boot_id[64];
+	DIR *sweep;		      /* the run dir, while its leftovers are removed */
+	sd_event_source *sweep_event; /* that, at idle priority */
+	char *degraded;		      /* why the sandbox directory cannot be read, or NULL */
+	char *watch_error;	      /* why the directory is not watched but polled, or NULL */
 	char *notified_status;
 	HostResources host; /* what the host has, for admission */
 };
@@ -189,6 +199,12 @@ int manager_new(const ManagerConfig *config, Manager **ret);
 Manager *manager_free(Manager *m);
 DEFINE_POINTER_CLEANUP(Manager, manager_free)
 int manager_run(Manager *m);
+/*
+ * One vmd per sandbox directory, whatever its run dir: a flock on the directory's own fd
+ * (vmd writes nothing there), taken again for a directory that appeared since or replaced
+ * the one locked. -EBUSY, said in the journal, when another vmd holds it.
+ */
+int manager_lock_sandbox_dir(Manager *m);
 /* For vmd plan: no lock, no loop, no writes; backends only list and observe. */
 int manager_new_read_only(const ManagerConfig *config, Manager **ret);
 /* A sandbox for every VM a backend has runtime state for (adopted when reconciled). */
@@ -231,6 +247,8 @@ void sandbox_reconcile(Manager *m, Sandbox *sb);
 /* An operation the backend completed later: log it, back off a failure, plan again. */
 void sandbox_op_done(Manager *m, Sandbox *sb, BackendOp op, const char *device, int error,
 		     const char *message);
+/* What backoff.json says of a new sandbox: restarts, backoff, when to try again (the daemon). */
+void sandbox_load_backoff(Manager *m, Sandbox *sb);
 /* Its VM exited on its own or as asked: count quick exits, back off a crash loop. */
 void sandbox_vm_exited(Manager *m, Sandbox *sb, int status, const char *reason);
 void sandbox_observe(Manager *m, Sandbox *sb);

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <dirent.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <systemd/sd-daemon.h>
@@ -69,12 +70,18 @@ static bool left_alone(const Sandbox *sb)
 	return sb->quarantined && (sb->observed.unwatched || sb->observed.job == BACKEND_OP_ADOPT);
 }
 
+/* A VMM runs for it that vmd cannot take in charge: its record is lost, or names another. */
+static const char *stray_reason(const Sandbox *sb)
+{
+	return sb->observed.stray == VM_STRAY_NOT_OURS ? "NotOurs" : "RecordLost";
+}
+
 static Phase compute_phase(const Manager *m, const Sandbox *sb, const Plan *plan)
 {
 	const SandboxSpec *want = sb->path ? sb->desired : NULL;
 	const VmObserved *o = &sb->observed;
 
-	if (sb->observe_failed || sb->stranger || left_alone(sb))
+	if (sb->observe_failed || sb->stranger || o->stray || left_alone(sb))
 		return PHASE_UNKNOWN;
 	switch (o->state) {
 	case VM_STARTING:
@@ -143,7 +150,10 @@ static void compute_conditions(Manager *m, Sandbox *sb, const Plan *plan, uint64
 	else
 		condition_set(s, CONDITION_CONFIG_VALID, true, "Valid", "", now);
 
-	if (left_alone(sb))
+	if (sb->observed.stray)
+		condition_set(s, CONDITION_READY, CONDITION_UNKNOWN, stray_reason(sb),
+			      sb->observed.stray_message, now);
+	else if (left_alone(sb))
 		condition_set(s, CONDITION_READY, CONDITION_UNKNOWN, "VmmNotResponding",
 			      sb->adopt_error, now);
 	else if (sb->observed.unresponsive)
@@ -189,7 +199,10 @@ static void compute_conditions(Manager *m, Sandbox *sb, const Plan *plan, uint64
 	else
 		condition_set(s, CONDITION_RESTART_REQUIRED, false, "UpToDate", "", now);
 
-	if (held)
+	if (sb->observed.stray)
+		condition_set(s, CONDITION_DEGRADED, true, stray_reason(sb),
+			      sb->observed.stray_message, now);
+	else if (held)
 		condition_set(
 			s, CONDITION_DEGRADED, true, "SuspiciousMassDeletion",
 			m->guard.replaced
@@ -523,12 +536,16 @@ void sandbox_update_status(Manager *m, Sandbox *sb, const Plan *plan)
 
 void sandbox_remove_status(Manager *m, Sandbox *sb)
 {
-	_cleanup_free_ char *dir = NULL, *path = NULL;
+	_cleanup_free_ char *dir = NULL, *path = NULL, *backoff = NULL;
 
 	if (asprintf(&dir, "%s/%s", m->config.run_dir, sb->name) < 0 ||
-	    asprintf(&path, "%s/status.json", dir) < 0)
+	    asprintf(&path, "%s/status.json", dir) < 0 ||
+	    asprintf(&backoff, "%s/" SANDBOX_BACKOFF_FILE, dir) < 0)
 		return;
 	(void)unlink(path);
+	(void)unlink(backoff);
+	/* What a kill left half-written is vmd's too. */
+	(void)remove_atomic_temporaries(AT_FDCWD, dir);
 	(void)rmdir(dir); /* only if the backend left nothing else there */
 }
 

@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: MIT */
+#include <dirent.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
 
 #include "util.h"
@@ -256,6 +259,9 @@ PathProblem path_check(const char *s, size_t max)
 	return PATH_OK;
 }
 
+#define ATOMIC_TEMPORARY ".tmp-"
+#define ATOMIC_TEMPORARY_RANDOM 6 /* mkostemp()'s XXXXXX */
+
 int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode, bool sync)
 {
 	_cleanup_free_ char *tmp = NULL;
@@ -263,7 +269,7 @@ int write_file_atomic(const char *path, const void *data, size_t len, mode_t mod
 	const char *p = data;
 	int r;
 
-	if (asprintf(&tmp, "%s.tmp-XXXXXX", path) < 0)
+	if (asprintf(&tmp, "%s" ATOMIC_TEMPORARY "XXXXXX", path) < 0)
 		return -ENOMEM;
 	fd = mkostemp(tmp, O_CLOEXEC);
 	if (fd < 0)
@@ -287,6 +293,38 @@ int write_file_atomic(const char *path, const void *data, size_t len, mode_t mod
 fail:
 	(void)unlink(tmp);
 	return r;
+}
+
+bool is_atomic_temporary(const char *name)
+{
+	size_t n = strlen(name), tail = strlen(ATOMIC_TEMPORARY) + ATOMIC_TEMPORARY_RANDOM;
+	const char *r = name + n - ATOMIC_TEMPORARY_RANDOM;
+
+	if (n <= tail || strncmp(name + n - tail, ATOMIC_TEMPORARY, strlen(ATOMIC_TEMPORARY)) != 0)
+		return false;
+	/* glibc's alphabet for XXXXXX */
+	return strspn(r, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") ==
+	       ATOMIC_TEMPORARY_RANDOM;
+}
+
+int remove_atomic_temporaries(int dir_fd, const char *path)
+{
+	int fd = openat(dir_fd, path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC), n = 0;
+	struct dirent *e;
+	DIR *d;
+
+	if (fd < 0)
+		return -errno;
+	d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return -ENOMEM;
+	}
+	while ((e = readdir(d)))
+		if (is_atomic_temporary(e->d_name) && unlinkat(dirfd(d), e->d_name, 0) == 0)
+			n++;
+	closedir(d);
+	return n;
 }
 
 int read_fd(int fd, size_t max, char **ret, size_t *ret_len)
@@ -346,6 +384,49 @@ int read_file(const char *path, size_t max, char **ret, size_t *ret_len)
 		*ret_len = len;
 	*ret = TAKE_PTR(buf);
 	return 0;
+}
+
+int process_argv(pid_t pid, char ***ret)
+{
+	_cleanup_free_ char *cmdline = NULL;
+	char path[64], **argv, *strings;
+	size_t len, n = 0, k = 0;
+	int r;
+
+	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
+	/* As long as the kernel lets an argv be (ARG_MAX): a VMM's is a few KiB. */
+	r = read_file(path, 2 << 20, &cmdline, &len);
+	if (r < 0)
+		return r == -ENOENT ? -ESRCH : r;
+	for (size_t i = 0; i < len; i += strlen(cmdline + i) + 1)
+		n++;
+	/* One allocation: the pointers, then the strings they point at. */
+	argv = malloc((n + 1) * sizeof(char *) + len + 1);
+	if (!argv)
+		return -ENOMEM;
+	strings = (char *)(argv + n + 1);
+	memcpy(strings, cmdline, len + 1);
+	for (size_t i = 0; i < len; i += strlen(strings + i) + 1)
+		argv[k++] = strings + i;
+	argv[k] = NULL;
+	*ret = argv;
+	return 0;
+}
+
+int unix_connect(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	_cleanup_close_ int fd = -EBADF;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(sa.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		return -errno;
+	return TAKE_FD(fd);
 }
 
 int mkdir_p(const char *path, mode_t mode)

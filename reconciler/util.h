@@ -88,12 +88,30 @@ PathProblem path_check(const char *s, size_t max);
  * disk before the rename, so a crash leaves one or the other too.
  */
 int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode, bool sync);
+/* Whether name is one of write_file_atomic()'s temporaries (NAME.tmp-XXXXXX), left by a kill. */
+bool is_atomic_temporary(const char *name);
+/* Remove those in the directory at path (relative to dir_fd, or AT_FDCWD): how many, or -errno. */
+int remove_atomic_temporaries(int dir_fd, const char *path);
 
 /* Read fd to its end or max bytes, whichever comes first, into a NUL-terminated buffer. */
 int read_fd(int fd, size_t max, char **ret, size_t *ret_len);
 
 /* Read a whole file (at most max bytes; -EFBIG beyond) into a NUL-terminated buffer. */
 int read_file(const char *path, size_t max, char **ret, size_t *ret_len);
+
+/*
+ * The argv of a live process, from /proc/PID/cmdline (-ESRCH if it is gone): NULL-terminated,
+ * empty for a kernel thread, in one allocation (free() it).
+ */
+int process_argv(pid_t pid, char ***ret);
+
+/*
+ * Connect to the Unix stream socket at path, never waiting: a non-blocking, close-on-exec
+ * fd, or -errno (-ECONNREFUSED: nobody listens; -EAGAIN: its backlog is full). A listening
+ * Unix socket takes the connection at once, into its backlog, or refuses it: there is no
+ * EINPROGRESS to wait on.
+ */
+int unix_connect(const char *path);
 
 /* mkdir -p with mode for what it creates, exactly, whatever the umask. */
 int mkdir_p(const char *path, mode_t mode);

@@ -399,3 +399,13 @@ pid_t pid_of(json_t *s)
 {
 	return (pid_t)json_integer_value(json_object_get(s, "pid"));
 }
+
+pid_t fixture_running(Fixture *f, const char *name)
+{
+	json_t *s = fixture_wait_status(f, name, ready, "Running");
+	pid_t pid = pid_of(s);
+
+	json_decref(s);
+	assert_true(pid > 0);
+	return pid;
+}

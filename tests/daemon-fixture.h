@@ -103,3 +103,5 @@ bool absent(json_t *s, const void *arg);
 bool restarted(json_t *s, const void *arg);
 bool failing(json_t *s, const void *arg);
 pid_t pid_of(json_t *s);
+/* Wait until name is Running and Ready; the pid of its VMM. */
+pid_t fixture_running(Fixture *f, const char *name);

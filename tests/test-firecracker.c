@@ -129,7 +129,8 @@ static void test_forced_stop(void **state)
 /*
  * Kill -9 of vmd: the next one adopts the VM (GET / answers with its name as the id) and
  * resumes a pause done behind its back. A runtime dir whose Firecracker answers for
- * another name is not adopted.
+ * another name is not adopted; and the name it answers for gets no second one beside it,
+ * as its command line still says whose it is.
  */
 static void test_readopt(void **state)
 {
@@ -139,7 +140,7 @@ static void test_readopt(void **state)
 	_cleanup_(http_freep) Http *h = NULL;
 	json_auto_t *pause = json_pack("{s:s}", "state", "Paused");
 	HttpReply r;
-	pid_t p1;
+	pid_t p1, p2;
 	json_t *s;
 
 	put(f, "one", "  memory: 64Mi\n");
@@ -148,7 +149,9 @@ static void test_readopt(void **state)
 	s = fixture_wait_status(f, "one", ready, "Running");
 	p1 = pid_of(s);
 	json_decref(s);
-	json_decref(fixture_wait_status(f, "two", ready, "Running"));
+	s = fixture_wait_status(f, "two", ready, "Running");
+	p2 = pid_of(s);
+	json_decref(s);
 
 	fixture_stop_daemon(f, SIGKILL);
 	assert_int_equal(http_new(sock, &h), 0);
@@ -163,9 +166,15 @@ static void test_readopt(void **state)
 	assert_int_equal(pid_of(s), p1);
 	assert_int_equal(json_integer_value(json_object_get(s, "restarts")), 0);
 	json_decref(s);
-	json_decref(fixture_wait_status(f, "two", ready, "Running")); /* a new one */
+	s = fixture_wait_status(f, "two", phase_is, "Unknown");
+	assert_string_equal(status_condition(s, "Degraded", "reason"), "RecordLost");
+	assert_int_equal(pid_of(s), p2);
+	json_decref(s);
 	log = test_read_file(f->log, NULL);
 	assert_non_null(strstr(log, "three: found a VM vmd cannot prove is its own"));
+	assert_non_null(strstr(log, "two: Firecracker pid"));
+	/* two's one start is the first vmd's. */
+	assert_null(strstr(strstr(log, "two: start: done") + 1, "two: start: done"));
 }
 
 /* The simulator killed: restartPolicy always starts it again. */

@@ -210,16 +210,6 @@ static bool n_disks(json_t *s, const void *arg)
 	       json_array_size(json_object_get(s, "disks")) == (size_t)(uintptr_t)arg;
 }
 
-static pid_t running_pid(Fixture *f, const char *name)
-{
-	json_t *s = fixture_wait_status(f, name, ready, "Running");
-	pid_t pid = pid_of(s);
-
-	json_decref(s);
-	assert_true(pid > 0);
-	return pid;
-}
-
 static bool log_has(Fixture *f, const char *what)
 {
 	_cleanup_free_ char *log = test_read_file(f->log, NULL);
@@ -260,8 +250,8 @@ static void test_hung_vmms(void **state)
 	put_noop(f, "n1", "running");
 	fixture_start_daemon(f);
 	for (size_t i = 0; i < ELEMENTSOF(hung); i++)
-		pids[i] = running_pid(f, hung[i]);
-	running_pid(f, "h1");
+		pids[i] = fixture_running(f, hung[i]);
+	fixture_running(f, "h1");
 	json_decref(fixture_wait_status(f, "n1", ready, "Running"));
 
 	/* They hang: their sockets take connections, nothing answers. */
@@ -309,8 +299,8 @@ static void test_hung_vmms(void **state)
 	/* The others answer again: so they are said to. */
 	assert_int_equal(kill(pids[1], SIGCONT), 0);
 	assert_int_equal(kill(pids[2], SIGCONT), 0);
-	assert_int_equal(running_pid(f, "q2"), pids[1]);
-	assert_int_equal(running_pid(f, "q3"), pids[2]);
+	assert_int_equal(fixture_running(f, "q2"), pids[1]);
+	assert_int_equal(fixture_running(f, "q3"), pids[2]);
 	assert_true(log_has(f, "q2: QEMU answers again"));
 
 	fprintf(stderr, "longest watchdog gap: %llu ms\n", (unsigned long long)watchdog_gap(t_hang));
@@ -368,8 +358,8 @@ static void test_adoption_retried(void **state)
 	put(f, "q1", "qemu", "");
 	put(f, "q2", "qemu", "");
 	fixture_start_daemon(f);
-	p1 = running_pid(f, "q1");
-	p2 = running_pid(f, "q2");
+	p1 = fixture_running(f, "q1");
+	p2 = fixture_running(f, "q2");
 	fixture_stop_daemon(f, SIGKILL);
 	assert_int_equal(kill(p1, SIGSTOP), 0);
 	assert_int_equal(kill(p2, SIGSTOP), 0);
@@ -396,7 +386,7 @@ static void test_adoption_retried(void **state)
 	assert_int_equal(pid_of(s), p1);
 	assert_int_equal(json_integer_value(json_object_get(s, "restarts")), 0);
 	json_decref(s);
-	assert_int_equal(running_pid(f, "q2"), p2);
+	assert_int_equal(fixture_running(f, "q2"), p2);
 	assert_true(log_has(f, "q1: re-adopted its running VM"));
 	assert_true(log_has(f, "q2: re-adopted its running VM"));
 }

@@ -1,4 +1,9 @@
 /* SPDX-License-Identifier: MIT */
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
 #include "helpers.h"
 #include "util.h"
 
@@ -183,6 +188,61 @@ static void test_format_size(void **state _unused_)
 	}
 }
 
+/* What a kill left of write_file_atomic(), and only that, is taken for a leftover. */
+static void test_atomic_temporaries(void **state _unused_)
+{
+	_cleanup_free_ char *p = NULL, *left = NULL;
+	char *dir = test_tmpdir();
+
+	assert_true(asprintf(&p, "%s/status.json", dir) > 0);
+	assert_int_equal(write_file_atomic(p, "{}", 2, 0644, false), 0);
+	assert_true(is_atomic_temporary("status.json.tmp-AbC123"));
+	assert_true(is_atomic_temporary("vm.json.tmp-000000"));
+	assert_false(is_atomic_temporary(".tmp-AbC123"));
+	assert_false(is_atomic_temporary("status.json.tmp-AbC12"));
+	assert_false(is_atomic_temporary("status.json.tmp-AbC1234"));
+	assert_false(is_atomic_temporary("status.json.tmp-AbC1_3"));
+	assert_false(is_atomic_temporary("notes.tmp-1"));
+	assert_false(is_atomic_temporary("status.json"));
+
+	test_write_str(dir, "status.json.tmp-AbC123", "{");
+	test_write_str(dir, "noop.json.tmp-z9Y8x7", "");
+	test_write_str(dir, "notes.tmp-1", "");
+	assert_int_equal(remove_atomic_temporaries(AT_FDCWD, dir), 2);
+	assert_int_equal(remove_atomic_temporaries(AT_FDCWD, dir), 0);
+	left = test_read_file(p, NULL);
+	assert_string_equal(left, "{}");
+	free(p);
+	assert_true(asprintf(&p, "%s/notes.tmp-1", dir) > 0);
+	assert_int_equal(access(p, F_OK), 0);
+	assert_int_equal(remove_atomic_temporaries(AT_FDCWD, p), -ENOTDIR);
+	test_tmpdir_remove(dir);
+}
+
+/* unix_connect() never waits: taken, refused, or the backlog full (-EAGAIN). */
+static void test_unix_connect(void **state _unused_)
+{
+	char *dir = test_tmpdir();
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int l, fds[8], n = 0, r;
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/s.sock", dir);
+	assert_int_equal(unix_connect(sa.sun_path), -ENOENT);
+	l = socket(AF_UNIX, SOCK_STREAM, 0);
+	assert_int_equal(bind(l, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(unix_connect(sa.sun_path), -ECONNREFUSED);
+	assert_int_equal(listen(l, 0), 0);
+	/* Nobody accepts: the backlog fills, and the next connect says so at once. */
+	while ((r = unix_connect(sa.sun_path)) >= 0 && n < (int)ELEMENTSOF(fds))
+		fds[n++] = r;
+	assert_int_equal(r, -EAGAIN);
+	assert_true(n >= 1);
+	while (n > 0)
+		close(fds[--n]);
+	close(l);
+	test_tmpdir_remove(dir);
+}
+
 int main(void)
 {
 	static const struct CMUnitTest tests[] = {
@@ -190,7 +250,8 @@ int main(void)
 		cmocka_unit_test(test_text_position), cmocka_unit_test(test_parse_decimal),
 		cmocka_unit_test(test_path_check),    cmocka_unit_test(test_string_table),
 		cmocka_unit_test(test_escape),	      cmocka_unit_test(test_escape_append),
-		cmocka_unit_test(test_format_size),
+		cmocka_unit_test(test_format_size),   cmocka_unit_test(test_atomic_temporaries),
+		cmocka_unit_test(test_unix_connect),
 	};
 
 	return cmocka_run_group_tests_name("util", tests, NULL, NULL);

@@ -20,6 +20,13 @@ static void wait_exit(int pidfd)
 	assert_int_equal(poll(&p, 1, 10000), 1);
 }
 
+/* vmm_foreach_process(): 1 once *userdata's process is seen with the argv it was given. */
+static int find_sleeper(pid_t pid, char **argv, void *userdata)
+{
+	return pid == *(pid_t *)userdata && argv[0] && streq(argv[0], "/bin/sleep") && argv[1] &&
+	       streq(argv[1], "30") && !argv[2];
+}
+
 static void test_spawn_and_reap(void **state _unused_)
 {
 	char *dir = test_tmpdir();
@@ -66,10 +73,14 @@ static void test_spawn_and_reap(void **state _unused_)
 		}
 	closedir(d);
 	assert_int_equal(n, 3);
-	/* A pid whose start time differs is not the same process. */
+	/* A pid whose start time differs is not the same process; 0 (old records) is no wildcard. */
 	again = id;
 	again.start_time++;
 	assert_false(vmm_identity_matches(&again));
+	again.start_time = 0;
+	assert_false(vmm_identity_matches(&again));
+	/* Every process is seen, with its argv. */
+	assert_int_equal(vmm_foreach_process(find_sleeper, &pid), 1);
 
 	assert_int_equal(vmm_kill(pidfd, SIGKILL), 0);
 	wait_exit(pidfd);
@@ -119,7 +130,9 @@ static void test_stale_socket(void **state _unused_)
 	assert_int_equal(listen(live, 1), 0);
 	/* Someone listens: never removed. */
 	assert_int_equal(vmm_remove_stale_socket(dir, path), -EADDRINUSE);
+	assert_true(vmm_socket_is_listening(path));
 	close(live);
+	assert_false(vmm_socket_is_listening(path));
 	/* Nobody listens any more: removed. */
 	assert_int_equal(vmm_remove_stale_socket(dir, path), 1);
 	assert_int_equal(access(path, F_OK), -1);
