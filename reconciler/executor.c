@@ -38,6 +38,12 @@ void sandbox_observe(Manager *m, Sandbox *sb)
 		sb->observe_failed = true;
 	}
 	deletion_guard_update(m, sb);
+	/* A VMM of its own (noop's VMs are no processes), where it belongs: in its own scope. */
+	if (m->systemd && b && b->ops->takes_host_resources && sb->observed.pid > 0 &&
+	    sb->observed.pid != sb->scope_pid && !sb->stranger && !sb->observed.stray) {
+		sb->scope_pid = sb->observed.pid;
+		host_systemd_scope(m->systemd, sb->name, sb->observed.pid);
+	}
 }
 
 static int execute(Sandbox *sb, Backend *b, const Action *a)
@@ -520,6 +526,9 @@ void sandbox_reconcile(Manager *m, Sandbox *sb)
 	bool planned = false;
 	Plan plan = {};
 
+	/* The host shuts down: the guests are on their way down, and nothing starts again. */
+	if (m->host_stopping)
+		return;
 	for (unsigned pass = 0; pass < PASSES_MAX; pass++) {
 		PlanInput in;
 		size_t k;

@@ -265,6 +265,7 @@ static void on_vm_exited(void *userdata, const char *name, int status, const cha
 		sandbox_vm_exited(m, sb, status, reason);
 		manager_mark_dirty(m, sb);
 	}
+	host_systemd_check_shutdown(m);
 }
 
 static void on_op_done(void *userdata, const char *name, BackendOp op, const char *device,
@@ -274,6 +275,7 @@ static void on_op_done(void *userdata, const char *name, BackendOp op, const cha
 
 	if (sb)
 		sandbox_op_done(userdata, sb, op, device, error, message);
+	host_systemd_check_shutdown(userdata);
 }
 
 /*
@@ -427,13 +429,12 @@ static int on_sighup(sd_event_source *s _unused_, const struct signalfd_siginfo 
 	return 0;
 }
 
-static int on_sigterm(sd_event_source *s, const struct signalfd_siginfo *si _unused_,
-		      void *userdata _unused_)
+static int on_sigterm(sd_event_source *s _unused_, const struct signalfd_siginfo *si _unused_,
+		      void *userdata)
 {
 	(void)sd_notify(false, "STOPPING=1");
-	log_fields(LOG_INFO, &(LogFields){ .message_id = LOG_MESSAGE_DAEMON },
-		   "stopping; VMs keep running");
-	return sd_event_exit(sd_event_source_get_event(s), 0);
+	host_systemd_sigterm(userdata);
+	return 0;
 }
 
 static void on_sigpipe(int sig _unused_)
@@ -621,6 +622,9 @@ int manager_new(const ManagerConfig *config, Manager **ret)
 	r = deletion_guard_init(m);
 	if (r < 0)
 		return log_error_errno(r, "cannot set up the event loop");
+	r = host_systemd_new(m->event, &m->systemd);
+	if (r < 0)
+		return log_error_errno(r, "cannot set up the event loop");
 	r = sd_event_add_time_relative(m->event, &m->resync_timer, CLOCK_MONOTONIC,
 				       config->resync_usec, 1000 * 1000, on_resync, m);
 	if (r < 0)
@@ -693,6 +697,7 @@ Manager *manager_free(Manager *m)
 	sd_event_source_disable_unref(m->resync_event);
 	sd_event_source_disable_unref(m->resync_timer);
 	deletion_guard_done(m);
+	host_systemd_free(m->systemd);
 	sd_event_source_disable_unref(m->sweep_event);
 	if (m->sweep)
 		closedir(m->sweep);

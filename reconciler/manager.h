@@ -7,6 +7,7 @@
 
 #include "backend.h"
 #include "deletion-guard.h"
+#include "host-systemd.h"
 #include "hashmap.h"
 #include "list.h"
 #include "plan.h"
@@ -71,6 +72,8 @@ typedef struct Sandbox {
 	VmObserved observed;
 	bool observe_failed; /* its backend could not say: act on nothing */
 	bool stranger;	     /* runtime state vmd cannot prove is its own: act on nothing */
+	pid_t scope_pid;     /* its VMM moved into a scope of its own (host-systemd.c), or 0 */
+	bool host_stop;	     /* its guest is being shut down for the host's shutdown */
 	bool stray_reported; /* the journal was told of observed.stray */
 	/* Found running, its VMM did not answer: left alone, adopted later (backoff, SIGHUP). */
 	bool quarantined;
@@ -184,7 +187,10 @@ struct Manager {
 	DeletionGuard guard;
 
 	bool ready;
-	bool read_only; /* vmd plan: look, change nothing, write nothing */
+	bool read_only;	      /* vmd plan: look, change nothing, write nothing */
+	HostSystemd *systemd; /* the system bus when vmd is a systemd service, or NULL */
+	bool sigterm_asked;   /* SIGTERM came: whether the host shuts down is being asked */
+	bool host_stopping;   /* the host shuts down: the guests are shut down, nothing planned */
 	char boot_id[64];
 	DIR *sweep;		      /* the run dir, while its leftovers are removed */
 	sd_event_source *sweep_event; /* that, at idle priority */

@@ -1,0 +1,373 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vmd and the systemd it runs under, when it runs as a system service.
+ *
+ * Scopes. A VMM is vmd's child but must outlive it: in vmd's own control group it would be
+ * signalled by `systemctl kill vmd`, reported as a "left-over process" at every restart,
+ * and killed at the host's shutdown with everything else, at once. So each VMM is moved
+ * into a scope of its own, vmd-NAME.scope in machine.slice, as libvirt does, through
+ * StartTransientUnit with its pid. The scope is ordered Before= vmd's unit: when both stop
+ * (the host shuts down), vmd stops first, and the scope is stopped only after it.
+ *
+ * Shutdown. At SIGTERM vmd asks the manager's SystemState: "stopping" means the host is
+ * shutting down (shutdown.target is queued or active), and vmd then shuts every guest
+ * down as a stop does (the power button, stopTimeout, then force) before it exits, as
+ * libvirt-guests does; otherwise (`systemctl stop` or `restart vmd`) the VMs keep running.
+ *
+ * Every call is asynchronous, on the daemon's loop: systemd is asked, never waited for.
+ * Outside a systemd service (tests, a shell) none of this exists, and nothing changes.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <systemd/sd-bus.h>
+#include <systemd/sd-daemon.h>
+#include <systemd/sd-login.h>
+
+#include "host-systemd.h"
+#include "log.h"
+#include "manager.h"
+#include "util.h"
+
+#define USEC_PER_MSEC UINT64_C(1000)
+#define USEC_PER_SEC UINT64_C(1000000)
+#define SCOPE_TRIES 8
+#define SCOPE_RETRY_USEC (250 * USEC_PER_MSEC)
+#define STATE_TIMEOUT_USEC (2 * USEC_PER_SEC)
+/* After the longest stopTimeout: the quit and kill phases of a stop, and the exit's reaping. */
+#define SHUTDOWN_SLACK_USEC (15 * USEC_PER_SEC)
+
+struct HostSystemd {
+	sd_bus *bus;
+	char *unit; /* vmd's own unit, "vmd.service" */
+	bool scope_error_said;
+};
+
+typedef struct ScopeRequest {
+	HostSystemd *h;
+	char *name;
+	pid_t pid;
+	unsigned tries;
+	sd_event_source *retry;
+} ScopeRequest;
+
+static void scope_request_free(ScopeRequest *r)
+{
+	if (!r)
+		return;
+	sd_event_source_disable_unref(r->retry);
+	free(r->name);
+	free(r);
+}
+
+int host_systemd_new(sd_event *event, HostSystemd **ret)
+{
+	_cleanup_free_ char *unit = NULL;
+	HostSystemd *h;
+	int r;
+
+	size_t len;
+
+	*ret = NULL;
+	/* Only a system service: a unit of the system manager, not a user's or a session's. */
+	if (sd_booted() <= 0 || sd_pid_get_unit(0, &unit) < 0)
+		return 0;
+	len = strlen(unit);
+	if (len < 8 || !streq(unit + len - 8, ".service"))
+		return 0;
+	h = calloc(1, sizeof(*h));
+	if (!h)
+		return -ENOMEM;
+	h->unit = TAKE_PTR(unit);
+	r = sd_bus_open_system(&h->bus);
+	if (r >= 0)
+		r = sd_bus_attach_event(h->bus, event, SD_EVENT_PRIORITY_NORMAL);
+	if (r < 0) {
+		log_fields(
+			LOG_WARNING, &(LogFields){ .error = -r },
+			"cannot reach systemd on the system bus; VMMs stay in vmd's control group, and the host's shutdown does not shut guests down first");
+		host_systemd_free(h);
+		return 0;
+	}
+	*ret = h;
+	return 0;
+}
+
+void host_systemd_free(HostSystemd *h)
+{
+	if (!h)
+		return;
+	sd_bus_flush_close_unref(h->bus);
+	free(h->unit);
+	free(h);
+}
+
+const char *host_systemd_unit(const HostSystemd *h)
+{
+	return h ? h->unit : NULL;
+}
+
+/* Whether pid is in vmd's own control group still: one that left it is where it belongs. */
+static bool in_own_cgroup(pid_t pid)
+{
+	_cleanup_free_ char *mine = NULL, *its = NULL;
+
+	if (sd_pid_get_cgroup(0, &mine) < 0 || sd_pid_get_cgroup(pid, &its) < 0)
+		return false;
+	return streq(mine, its);
+}
+
+static int scope_send(ScopeRequest *req);
+
+static int scope_retry(sd_event_source *s _unused_, uint64_t usec _unused_, void *userdata)
+{
+	ScopeRequest *req = userdata;
+
+	req->retry = sd_event_source_disable_unref(req->retry);
+	if (scope_send(req) < 0)
+		scope_request_free(req);
+	return 0;
+}
+
+static int scope_reply(sd_bus_message *m, void *userdata, sd_bus_error *ret_error _unused_)
+{
+	ScopeRequest *req = userdata;
+	const sd_bus_error *e = sd_bus_message_get_error(m);
+	HostSystemd *h = req->h;
+
+	if (!e) {
+		log_fields(LOG_DEBUG, &(LogFields){ .sandbox = req->name },
+			   "its VMM (pid %d) runs in vmd-%s.scope", (int)req->pid, req->name);
+		scope_request_free(req);
+		return 0;
+	}
+	/*
+	 * The scope of the VMM before this one may still be there, on its way out: its
+	 * process is gone (vmd reaped it), and systemd collects the scope in a moment.
+	 */
+	if (sd_bus_error_has_name(e, "org.freedesktop.systemd1.UnitExists") &&
+	    ++req->tries < SCOPE_TRIES && in_own_cgroup(req->pid) &&
+	    sd_event_add_time_relative(sd_bus_get_event(h->bus), &req->retry, CLOCK_MONOTONIC,
+				       SCOPE_RETRY_USEC, 0, scope_retry, req) >= 0)
+		return 0;
+	if (!h->scope_error_said)
+		log_fields(LOG_WARNING, &(LogFields){ .sandbox = req->name },
+			   "cannot move its VMM (pid %d) into a scope of its own: %s; it stays in vmd's control group (said once)",
+			   (int)req->pid, e->message ?: e->name);
+	h->scope_error_said = true;
+	scope_request_free(req);
+	return 0;
+}
+
+static int scope_send(ScopeRequest *req)
+{
+	_cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+	_cleanup_free_ char *unit = NULL, *description = NULL;
+	HostSystemd *h = req->h;
+	int r;
+
+	if (asprintf(&unit, "vmd-%s.scope", req->name) < 0 ||
+	    asprintf(&description, "vmd sandbox %s", req->name) < 0)
+		return -ENOMEM;
+	r = sd_bus_message_new_method_call(h->bus, &m, "org.freedesktop.systemd1",
+					   "/org/freedesktop/systemd1",
+					   "org.freedesktop.systemd1.Manager", "StartTransientUnit");
+	if (r >= 0)
+		r = sd_bus_message_append(m, "ss", unit, "fail");
+	if (r >= 0)
+		r = sd_bus_message_open_container(m, 'a', "(sv)");
+	if (r >= 0)
+		r = sd_bus_message_append(m, "(sv)(sv)(sv)(sv)(sv)", "Description", "s",
+					  description, "Slice", "s", "machine.slice", "PIDs", "au",
+					  1, (uint32_t)req->pid, "CollectMode", "s",
+					  "inactive-or-failed", "Before", "as", 1, h->unit);
+	if (r >= 0)
+		r = sd_bus_message_close_container(m);
+	if (r >= 0)
+		r = sd_bus_message_append(m, "a(sa(sv))", 0);
+	if (r >= 0)
+		r = sd_bus_call_async(h->bus, NULL, m, scope_reply, req, 0);
+	return r;
+}
+
+void host_systemd_scope(HostSystemd *h, const char *name, pid_t pid)
+{
+	ScopeRequest *req;
+
+	/* Adopted in a scope already, by the vmd before this one. */
+	if (!h || pid <= 0 || !in_own_cgroup(pid))
+		return;
+	req = calloc(1, sizeof(*req));
+	if (!req || !(req->name = strdup(name))) {
+		free(req);
+		return;
+	}
+	req->h = h;
+	req->pid = pid;
+	if (scope_send(req) < 0)
+		scope_request_free(req);
+}
+
+/* Shutdown */
+
+static bool vm_up(const Sandbox *sb)
+{
+	return IN_SET(sb->observed.state, VM_STARTING, VM_RUNNING, VM_PAUSED, VM_STOPPING) &&
+	       !sb->stranger && !sb->observed.stray;
+}
+
+static int shutdown_deadline(sd_event_source *s _unused_, uint64_t usec _unused_, void *userdata)
+{
+	Manager *m = userdata;
+
+	log_fields(LOG_WARNING, &(LogFields){ .message_id = LOG_MESSAGE_DAEMON },
+		   "stopping; not every guest shut down in time, the host's shutdown ends them");
+	return sd_event_exit(m->event, 0);
+}
+
+void host_systemd_check_shutdown(Manager *m)
+{
+	size_t up = 0;
+	int code;
+
+	/* Not shutting guests down, or done with it already (the loop is on its way out). */
+	if (!m->host_stopping || sd_event_get_exit_code(m->event, &code) >= 0)
+		return;
+	for (ListNode *n = m->all.first; n; n = n->next) {
+		Sandbox *sb = list_entry(n, Sandbox, all_node);
+
+		if (!sb->host_stop)
+			continue;
+		sandbox_observe(m, sb);
+		if (vm_up(sb))
+			up++;
+		else
+			sb->host_stop = false;
+	}
+	if (up > 0)
+		return;
+	log_fields(LOG_INFO, &(LogFields){ .message_id = LOG_MESSAGE_DAEMON },
+		   "stopping; every guest is shut down");
+	(void)sd_event_exit(m->event, 0);
+}
+
+/* The host shuts down: every guest is shut down as a stop does, and then vmd exits. */
+static void shut_guests_down(Manager *m)
+{
+	uint64_t longest = 0;
+	size_t n_up = 0;
+	char ext[64];
+
+	m->host_stopping = true; /* nothing is planned any more: no restart, no start */
+	for (ListNode *n = m->all.first; n; n = n->next) {
+		Sandbox *sb = list_entry(n, Sandbox, all_node);
+		Backend *b = manager_backend_of(m, sb);
+		const SandboxSpec *spec;
+		uint64_t timeout_ms;
+		int r;
+
+		sandbox_observe(m, sb);
+		if (!b || !vm_up(sb) || !b->ops->stop)
+			continue;
+		spec = sb->desired ?: sb->observed.config;
+		timeout_ms = spec ? spec->stop_timeout_ms : 30000;
+		r = b->ops->stop(b, sb->name, timeout_ms, false);
+		if (r < 0) {
+			log_fields(LOG_ERR,
+				   &(LogFields){ .sandbox = sb->name,
+						 .backend = b->ops->name,
+						 .action = "stop",
+						 .result = "failed",
+						 .error = -r,
+						 .message_id = LOG_MESSAGE_ACTION_FAILED },
+				   "cannot shut its guest down for the host's shutdown");
+			continue;
+		}
+		log_fields(LOG_INFO,
+			   &(LogFields){ .sandbox = sb->name,
+					 .backend = b->ops->name,
+					 .action = "stop",
+					 .result = "started",
+					 .message_id = LOG_MESSAGE_ACTION_DONE },
+			   "shutting its guest down: the host shuts down");
+		sb->host_stop = true;
+		longest = MAX(longest, timeout_ms);
+		n_up++;
+	}
+	log_fields(LOG_INFO, &(LogFields){ .message_id = LOG_MESSAGE_DAEMON },
+		   "the host shuts down: shutting %zu guest%s down before vmd stops", n_up,
+		   n_up == 1 ? "" : "s");
+	if (n_up == 0) {
+		(void)sd_event_exit(m->event, 0);
+		return;
+	}
+	/* systemd's TimeoutStopSec= waits that long too, not only its own default. */
+	snprintf(ext, sizeof(ext), "EXTEND_TIMEOUT_USEC=%" PRIu64,
+		 longest * USEC_PER_MSEC + 2 * SHUTDOWN_SLACK_USEC);
+	(void)sd_notify(false, ext);
+	if (sd_event_add_time_relative(m->event, NULL, CLOCK_MONOTONIC,
+				       longest * USEC_PER_MSEC + SHUTDOWN_SLACK_USEC, 0,
+				       shutdown_deadline, m) < 0)
+		(void)sd_event_exit(m->event, 0);
+	host_systemd_check_shutdown(m);
+}
+
+static void stopping_anyway(Manager *m, const char *state)
+{
+	log_fields(LOG_INFO, &(LogFields){ .message_id = LOG_MESSAGE_DAEMON },
+		   "stopping; VMs keep running%s%s%s", state ? " (the host is " : "", state ?: "",
+		   state ? ", not shutting down)" : "");
+	(void)sd_event_exit(m->event, 0);
+}
+
+static int state_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error _unused_)
+{
+	Manager *m = userdata;
+	const char *state = NULL;
+
+	if (sd_bus_message_is_method_error(reply, NULL) ||
+	    sd_bus_message_read(reply, "v", "s", &state) < 0 || !state) {
+		log_fields(LOG_WARNING, &(LogFields){ .message_id = LOG_MESSAGE_DAEMON },
+			   "cannot tell whether the host shuts down (%s); taking it that it does not",
+			   sd_bus_message_get_error(reply) ? sd_bus_message_get_error(reply)->message
+							   : "no answer");
+		stopping_anyway(m, NULL);
+		return 0;
+	}
+	if (streq(state, "stopping"))
+		shut_guests_down(m);
+	else
+		stopping_anyway(m, state);
+	return 0;
+}
+
+void host_systemd_sigterm(Manager *m)
+{
+	_cleanup_(sd_bus_message_unrefp) sd_bus_message *msg = NULL;
+	HostSystemd *h = m->systemd;
+	int r;
+
+	if (m->host_stopping || m->sigterm_asked)
+		return; /* one SIGTERM is enough: the guests are on their way down, or the question */
+	m->sigterm_asked = true;
+	if (!h) {
+		stopping_anyway(m, NULL);
+		return;
+	}
+	r = sd_bus_message_new_method_call(h->bus, &msg, "org.freedesktop.systemd1",
+					   "/org/freedesktop/systemd1",
+					   "org.freedesktop.DBus.Properties", "Get");
+	if (r >= 0)
+		r = sd_bus_message_append(msg, "ss", "org.freedesktop.systemd1.Manager",
+					  "SystemState");
+	if (r >= 0)
+		r = sd_bus_call_async(h->bus, NULL, msg, state_reply, m, STATE_TIMEOUT_USEC);
+	if (r < 0) {
+		log_fields(
+			LOG_WARNING, &(LogFields){ .error = -r },
+			"cannot ask systemd whether the host shuts down; taking it that it does not");
+		stopping_anyway(m, NULL);
+	}
+}
