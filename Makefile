@@ -27,7 +27,7 @@ say :=
 else
 say = @printf '  %-6s %s\n' '$(1)' '$(2)';
 endif
-PKGS := yaml-0.1 jansson libsystemd libcurl
+PKGS := yaml-0.1 jansson libsystemd libcurl libnl-route-3.0
 
 # Evaluated when a recipe runs, after build/.deps has installed pkg-config and the -dev packages.
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
@@ -80,6 +80,7 @@ LIB_SRCS := \
 	backends/qemu-argv.c \
 	backends/qemu.c \
 	backends/qemu-hotplug.c \
+	backends/netdev.c \
 	backends/cloud-hypervisor.c \
 	backends/firecracker.c
 MAIN_SRC := reconciler/main.c

@@ -76,13 +76,27 @@ void backend_refuse_user_net(const SandboxSpec *spec, SpecCheck *check)
 {
 	char buf[SPEC_CHECK_BACKEND_MAX], field[64];
 
+	/*
+	 * Every network but a tap that exists: user mode is QEMU's; the devices vmd makes
+	 * (bridge, macvtap) are handed over as descriptors, which only the QEMU backend does
+	 * yet.
+	 */
 	for (size_t i = 0; i < spec->n_networks; i++) {
-		if (spec->networks[i].type != NET_USER)
+		NetType t = spec->networks[i].type;
+
+		if (t == NET_TAP)
 			continue;
 		snprintf(field, sizeof(field), "spec.networks[%zu].type", i);
-		spec_check_error(check, field,
-				 "user-mode networking needs the qemu backend; this sandbox uses %s",
-				 spec_check_backend(spec, buf));
+		if (t == NET_USER)
+			spec_check_error(
+				check, field,
+				"user-mode networking needs the qemu backend; this sandbox uses %s",
+				spec_check_backend(spec, buf));
+		else
+			spec_check_error(
+				check, field,
+				"a %s network (a device vmd makes) needs the qemu backend for now; this sandbox uses %s: make the tap yourself and use type tap",
+				net_type_to_string(t), spec_check_backend(spec, buf));
 	}
 }
 

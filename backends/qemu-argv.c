@@ -76,7 +76,7 @@ static int add_disk(char ***argv, const DiskSpec *d, unsigned port)
 	return 0;
 }
 
-static int add_net(char ***argv, const NetSpec *n, unsigned port)
+static int add_net(char ***argv, const NetSpec *n, unsigned port, int fd, int vhost_fd)
 {
 	_cleanup_free_ char *tap = qemu_opt_escape(n->tap);
 	const uint8_t *m = n->mac;
@@ -84,9 +84,14 @@ static int add_net(char ***argv, const NetSpec *n, unsigned port)
 
 	if (!tap)
 		return -ENOMEM;
-	if (n->type == NET_TAP)
-		r = arg(argv, "-netdev",
-			"tap,id=" QEMU_NETDEV "%s,ifname=%s,script=no,downscript=no", n->id, tap);
+	/* vmd opened the device (netdev.c): QEMU neither opens nor makes one, by name. */
+	if (n->type != NET_USER && fd >= 0 && vhost_fd >= 0)
+		r = arg(argv, "-netdev", "tap,id=" QEMU_NETDEV "%s,fd=%d,vhost=on,vhostfd=%d",
+			n->id, fd, vhost_fd);
+	else if (n->type != NET_USER && fd >= 0)
+		r = arg(argv, "-netdev", "tap,id=" QEMU_NETDEV "%s,fd=%d", n->id, fd);
+	else if (n->type != NET_USER)
+		return -EBADF; /* never a name: QEMU would make a tap that is missing, unbridged */
 	else
 		r = arg(argv, "-netdev", "user,id=" QEMU_NETDEV "%s", n->id);
 	if (r >= 0)
@@ -153,7 +158,9 @@ int qemu_build_argv(const QemuLaunch *l, char ***ret)
 		if ((r = add_disk(&argv, &s->disks[i], l->disk_ports[i])) < 0)
 			return r;
 	for (size_t i = 0; i < s->n_networks; i++)
-		if ((r = add_net(&argv, &s->networks[i], l->net_ports[i])) < 0)
+		if ((r = add_net(&argv, &s->networks[i], l->net_ports[i],
+				 l->net_fds ? l->net_fds[i] : -1,
+				 l->vhost_fds ? l->vhost_fds[i] : -1)) < 0)
 			return r;
 	*ret = TAKE_PTR(argv);
 	return 0;

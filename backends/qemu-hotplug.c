@@ -10,6 +10,7 @@
 #include <jansson.h>
 #include <stdio.h>
 
+#include "netdev.h"
 #include "qemu-vm.h"
 #include "spec-json.h"
 #include "util.h"
@@ -107,19 +108,56 @@ static int add_disk(VmmJob *j, VmmRequests *rq, const char *dev, int port)
 	return r;
 }
 
-static int add_net(VmmJob *j, VmmRequests *rq, const char *dev, int port)
+/* getfd NAME, with fd (taken) sent along. */
+static int give_fd(QemuVm *v, VmmRequests *rq, const char *name, int fd)
+{
+	int r = vmm_request_add(rq, NULL, json_pack("{s:s}", "fdname", name), NULL, "getfd");
+
+	if (r < 0) {
+		close(fd);
+		return r;
+	}
+	r = vmm_request_pass_fd(rq, fd);
+	if (r >= 0)
+		v->add_fds++;
+	return r;
+}
+
+/*
+ * The device vmd made and opened (netdev.c) goes to QEMU as descriptors named by getfd,
+ * which netdev_add takes: QEMU opens no network device by name.
+ */
+static int add_net(QemuVm *v, VmmJob *j, VmmRequests *rq, const char *dev, int port)
 {
 	const NetSpec *n = &j->net;
-	char bus[32], mac[18];
+	char bus[32], mac[18], tap_name[64], vhost_name[64], why[256];
 	json_t *args;
-	int r;
+	int tap, vfd, r;
 
 	spec_mac_format(n->mac, mac);
-	if (n->type == NET_TAP)
-		args = json_pack("{s:s, s:s+, s:s, s:s, s:s}", "type", "tap", "id", QEMU_NETDEV,
-				 n->id, "ifname", n->tap, "script", "no", "downscript", "no");
-	else
+	v->add_fds = 0;
+	if (n->type == NET_USER)
 		args = json_pack("{s:s, s:s+}", "type", "user", "id", QEMU_NETDEV, n->id);
+	else {
+		r = netdev_open(n, v->vm.dir, qemu_wants_vhost(v->vm.b), &tap, &vfd, why,
+				sizeof(why));
+		if (r < 0) {
+			vmm_job_fail_message(j, "network '%s': %s", n->id, why);
+			return r;
+		}
+		snprintf(tap_name, sizeof(tap_name), "vmd-tap-%s", n->id);
+		snprintf(vhost_name, sizeof(vhost_name), "vmd-vhost-%s", n->id);
+		r = give_fd(v, rq, tap_name, tap);
+		if (vfd >= 0)
+			r = r < 0 ? (close(vfd), r) : give_fd(v, rq, vhost_name, vfd);
+		if (r < 0)
+			return r;
+		args = vfd >= 0 ? json_pack("{s:s, s:s+, s:s, s:b, s:s}", "type", "tap", "id",
+					    QEMU_NETDEV, n->id, "fd", tap_name, "vhost", 1,
+					    "vhostfd", vhost_name)
+				: json_pack("{s:s, s:s+, s:s}", "type", "tap", "id", QEMU_NETDEV,
+					    n->id, "fd", tap_name);
+	}
 	r = vmm_request_add(rq, NULL, args, NULL, "netdev_add");
 	if (r < 0)
 		return r;
@@ -155,6 +193,25 @@ static int free_backend(const VmmJob *j, VmmRequests *rq, size_t made)
 	return r;
 }
 
+/*
+ * A failed NIC add: the requests were getfd (add_fds of them), netdev_add, device_add;
+ * j->undo of them went through. Descriptors netdev_add did not take are closed in QEMU.
+ */
+static int undo_net(QemuVm *v, const VmmJob *j, VmmRequests *rq)
+{
+	static const char *const kinds[] = { "tap", "vhost" };
+	char name[64];
+	int r = 0;
+
+	if (j->undo > v->add_fds)
+		return free_backend(j, rq, j->undo - v->add_fds);
+	for (size_t i = 0; i < j->undo && i < ELEMENTSOF(kinds) && r >= 0; i++) {
+		snprintf(name, sizeof(name), "vmd-%s-%s", kinds[i], j->device);
+		r = vmm_request_add(rq, NULL, json_pack("{s:s}", "fdname", name), NULL, "closefd");
+	}
+	return r;
+}
+
 /* device_del of a device QEMU is unplugging already: that is the same request, in flight. */
 static int check_unplug(VmmVm *v _unused_, VmmJob *j _unused_, const VmmReply *r)
 {
@@ -181,12 +238,14 @@ int qemu_build_hotplug(QemuVm *v, VmmJob *j, VmmRequests *rq)
 		port = take_port(v, j, dev);
 		if (port < 0)
 			return port;
-		return is_disk(j) ? add_disk(j, rq, dev, port) : add_net(j, rq, dev, port);
+		return is_disk(j) ? add_disk(j, rq, dev, port) : add_net(v, j, rq, dev, port);
 	case VMM_PHASE_RELEASE:
 		return 0; /* DEVICE_DELETED ends it */
 	case VMM_PHASE_CLEANUP:
 		/* Gone from the guest: its port is free again, and all that backed it goes. */
 		free_port(v, dev);
+		if (j->type == BACKEND_OP_NET_REMOVE && spec_find_net(v->vm.config, j->device))
+			(void)netdev_release(spec_find_net(v->vm.config, j->device));
 		return free_backend(j, rq, 2);
 	case VMM_PHASE_ROLLBACK:
 		/*
@@ -197,7 +256,10 @@ int qemu_build_hotplug(QemuVm *v, VmmJob *j, VmmRequests *rq)
 			return 0;
 		v->ports[v->add_port - 1] = (Port){};
 		v->add_port = 0;
-		return free_backend(j, rq, j->undo);
+		if (is_disk(j))
+			return free_backend(j, rq, j->undo);
+		(void)netdev_release(&j->net); /* a macvtap made for it */
+		return undo_net(v, j, rq);
 	default:
 		return 0;
 	}

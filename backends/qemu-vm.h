@@ -22,7 +22,13 @@ typedef struct QemuVm {
 	Port ports[QEMU_PORTS_MAX];
 	unsigned n_ports;
 	unsigned add_port; /* 1 + the port the add at work took, 0 if none: what a rollback frees */
+	unsigned add_fds;  /* descriptors the add at work gave QEMU (getfd), before its netdev */
+	/* At the start: the descriptors of each network's tap and vhost in QEMU, or -1. */
+	int net_fds[SPEC_NETWORKS_MAX], vhost_fds[SPEC_NETWORKS_MAX];
 } QemuVm;
+
+/* qemu.c: whether the networks' vhost-net is opened for QEMU (KVM runs the guest). */
+bool qemu_wants_vhost(const Backend *b);
 
 /* qemu-hotplug.c */
 void qemu_device_name(char buf[static DEVICE_NAME_MAX], const char *prefix, const char *id);

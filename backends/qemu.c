@@ -20,7 +20,9 @@
  */
 #include <jansson.h>
 #include <stdio.h>
+#include <unistd.h>
 
+#include "netdev.h"
 #include "qemu-vm.h"
 #include "spec-json.h"
 #include "util.h"
@@ -220,6 +222,61 @@ static void assign_ports(QemuVm *v)
 		qemu_device_name(v->ports[s->n_disks + i].device, QEMU_NET_DEVICE, s->networks[i].id);
 }
 
+/* What netdev_open() made for the networks that outlives QEMU (macvtaps): gone. */
+static void release_nets(const SandboxSpec *s)
+{
+	for (size_t i = 0; s && i < s->n_networks; i++)
+		(void)netdev_release(&s->networks[i]);
+}
+
+/*
+ * Every network's device, made and opened by vmd, for QEMU to inherit; vhost-net where
+ * KVM runs the guest (under TCG it would only slow QEMU down).
+ */
+bool qemu_wants_vhost(const Backend *b)
+{
+	QemuAccel accel = QEMU(b)->accel;
+
+	return accel == QEMU_ACCEL_KVM ||
+	       (accel == QEMU_ACCEL_AUTO && access("/dev/kvm", R_OK | W_OK) == 0);
+}
+
+static int qemu_prepare(VmmVm *vm)
+{
+	QemuVm *v = (QemuVm *)vm;
+	const SandboxSpec *s = vm->config;
+	bool vhost = qemu_wants_vhost(vm->b);
+	char why[256];
+
+	for (size_t i = 0; i < s->n_networks; i++) {
+		const NetSpec *n = &s->networks[i];
+		int tap, vfd, r;
+
+		v->net_fds[i] = v->vhost_fds[i] = -1;
+		if (n->type == NET_USER)
+			continue;
+		r = netdev_open(n, vm->dir, vhost, &tap, &vfd, why, sizeof(why));
+		if (r < 0) {
+			backend_set_error(vm->b, "network '%s': %s", n->id, why);
+			release_nets(s);
+			return r;
+		}
+		v->net_fds[i] = vmm_vm_pass_fd(vm, tap);
+		if (vfd >= 0)
+			v->vhost_fds[i] = vmm_vm_pass_fd(vm, vfd);
+		if (v->net_fds[i] < 0 || (vfd >= 0 && v->vhost_fds[i] < 0)) {
+			release_nets(s);
+			return -E2BIG;
+		}
+	}
+	return 0;
+}
+
+static void qemu_exited(VmmVm *vm)
+{
+	release_nets(vm->config);
+}
+
 static int qemu_argv(VmmVm *vm, char ***ret)
 {
 	QemuVm *v = (QemuVm *)vm;
@@ -232,6 +289,8 @@ static int qemu_argv(VmmVm *vm, char ***ret)
 		.spec = s,
 		.disk_ports = disk_ports,
 		.net_ports = net_ports,
+		.net_fds = v->net_fds,
+		.vhost_fds = v->vhost_fds,
 	};
 
 	assign_ports(v);
@@ -259,7 +318,9 @@ static const VmmVmType qemu_type = {
 	.size = sizeof(QemuVm),
 	.save = qemu_vm_save_ports,
 	.load = qemu_vm_load_ports,
+	.prepare = qemu_prepare,
 	.argv = qemu_argv,
+	.exited = qemu_exited,
 	.argv_name = qemu_argv_name,
 	.build = qemu_build,
 	.event = qemu_event,

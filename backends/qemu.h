@@ -30,6 +30,8 @@ typedef struct QemuLaunch {
 	const unsigned *disk_ports; /* root port of each disk, of each network */
 	const unsigned *net_ports;
 	unsigned n_ports; /* root ports to create */
+	/* Each network's tap and vhost-net descriptors, as QEMU has them, or -1 (NULL: none). */
+	const int *net_fds, *vhost_fds;
 } QemuLaunch;
 
 /* The argv (NULL-terminated, to free with strv_free) to run QEMU with. */

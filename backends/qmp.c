@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <sys/socket.h>
@@ -21,6 +22,7 @@ struct QmpCall {
 	Qmp *q;
 	uint64_t id;
 	char *text; /* the command's line; NULL once it is out */
+	int fd;	    /* to send with it (SCM_RIGHTS), until it is queued; -EBADF: none */
 	QmpReplyHandler handler;
 	void *userdata;
 	sd_event_source *timer;
@@ -44,6 +46,12 @@ struct Qmp {
 	size_t in_len, in_size;
 	char *out; /* bytes to send, not yet taken by the socket */
 	size_t out_len, out_size;
+	/* Descriptors to send with the byte at out + at (a command's first), in order. */
+	struct {
+		size_t at;
+		int fd;
+	} marks[QMP_FDS_MAX];
+	size_t n_marks;
 
 	List calls; /* QmpCall in flight, oldest first */
 	sd_event_source *io, *fail_source;
@@ -61,6 +69,8 @@ static void call_free(QmpCall *c)
 
 	list_remove(&q->calls, &c->node);
 	sd_event_source_disable_unref(c->timer);
+	if (c->fd >= 0)
+		close(c->fd);
 	free(c->text);
 	free(c);
 }
@@ -81,6 +91,8 @@ static void qmp_unref(Qmp *q)
 		call_free(list_entry(q->calls.first, QmpCall, node));
 	sd_event_source_disable_unref(q->io);
 	sd_event_source_disable_unref(q->fail_source);
+	while (q->n_marks > 0)
+		close(q->marks[--q->n_marks].fd);
 	if (q->fd >= 0)
 		close(q->fd);
 	if (q->event)
@@ -184,11 +196,37 @@ static int update_io(Qmp *q)
 	return sd_event_source_set_io_events(q->io, EPOLLIN | (q->out_len ? EPOLLOUT : 0));
 }
 
+/* len bytes of buf, and fd with the first of them (SCM_RIGHTS), as getfd wants it. */
+static ssize_t send_fd(int sock, const char *buf, size_t len, int fd)
+{
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} control = {};
+	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+	struct msghdr msg = { .msg_iov = &iov,
+			      .msg_iovlen = 1,
+			      .msg_control = control.buf,
+			      .msg_controllen = sizeof(control.buf) };
+	struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	return sendmsg(sock, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
 /* Send what is queued, as much as the socket takes now; the rest when it is writable. */
 static int flush(Qmp *q)
 {
 	while (q->out_len > 0) {
-		ssize_t n = send(q->fd, q->out, q->out_len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		/* A descriptor goes with its command's first byte, and with no other command's. */
+		bool with_fd = q->n_marks > 0 && q->marks[0].at == 0;
+		size_t len = q->n_marks > (with_fd ? 1u : 0u) ? q->marks[with_fd ? 1 : 0].at
+							      : q->out_len;
+		ssize_t n = with_fd ? send_fd(q->fd, q->out, len, q->marks[0].fd)
+				    : send(q->fd, q->out, len, MSG_NOSIGNAL | MSG_DONTWAIT);
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -196,16 +234,26 @@ static int flush(Qmp *q)
 			break;
 		if (n < 0)
 			return -errno;
+		if (with_fd) {
+			close(q->marks[0].fd); /* QEMU holds it now */
+			memmove(q->marks, q->marks + 1, --q->n_marks * sizeof(q->marks[0]));
+		}
+		for (size_t i = 0; i < q->n_marks; i++)
+			q->marks[i].at -= (size_t)n;
 		memmove(q->out, q->out + n, q->out_len - (size_t)n);
 		q->out_len -= (size_t)n;
 	}
 	return update_io(q);
 }
 
-static int queue_out(Qmp *q, const char *text)
+/* Queue a command's line; fd (taken, -EBADF: none) goes with its first byte. */
+static int queue_out(Qmp *q, const char *text, int fd)
 {
+	_cleanup_close_ int owned = fd;
 	size_t len = strlen(text);
 
+	if (owned >= 0 && q->n_marks >= QMP_FDS_MAX)
+		return -E2BIG;
 	if (q->out_len + len > q->out_size) {
 		size_t size = MAX(q->out_size * 2, q->out_len + len);
 		char *b = realloc(q->out, size);
@@ -214,6 +262,10 @@ static int queue_out(Qmp *q, const char *text)
 			return -ENOMEM;
 		q->out = b;
 		q->out_size = size;
+	}
+	if (owned >= 0) {
+		q->marks[q->n_marks].at = q->out_len;
+		q->marks[q->n_marks++].fd = TAKE_FD(owned);
 	}
 	memcpy(q->out + q->out_len, text, len);
 	q->out_len += len;
@@ -230,7 +282,7 @@ static int send_waiting(Qmp *q)
 
 		if (!c->text)
 			continue;
-		r = queue_out(q, c->text);
+		r = queue_out(q, c->text, TAKE_FD(c->fd));
 		if (r < 0)
 			return r;
 		c->text = mfree(c->text);
@@ -269,8 +321,8 @@ static int call_timer_fired(sd_event_source *s _unused_, uint64_t usec _unused_,
 	return 0;
 }
 
-int qmp_send(Qmp *q, const char *command, json_t *args, uint64_t timeout_usec,
-	     QmpReplyHandler handler, void *userdata, uint64_t *ret_id)
+int qmp_send_fd(Qmp *q, const char *command, json_t *args, int fd, uint64_t timeout_usec,
+		QmpReplyHandler handler, void *userdata, uint64_t *ret_id)
 {
 	_cleanup_(json_decrefp) json_t *a = args;
 	QmpCall *c;
@@ -281,6 +333,11 @@ int qmp_send(Qmp *q, const char *command, json_t *args, uint64_t timeout_usec,
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
+	c->fd = -EBADF;
+	if (fd >= 0 && (c->fd = fcntl(fd, F_DUPFD_CLOEXEC, 3)) < 0) {
+		free(c);
+		return -errno;
+	}
 	c->q = q;
 	c->id = ++q->next_id;
 	c->handler = handler;
@@ -303,7 +360,7 @@ int qmp_send(Qmp *q, const char *command, json_t *args, uint64_t timeout_usec,
 		*ret_id = c->id;
 	if (q->error || q->phase != QMP_READY)
 		return 0; /* sent once negotiated */
-	r = queue_out(q, c->text);
+	r = queue_out(q, c->text, TAKE_FD(c->fd));
 	if (r < 0)
 		return r;
 	c->text = mfree(c->text);
@@ -311,6 +368,12 @@ int qmp_send(Qmp *q, const char *command, json_t *args, uint64_t timeout_usec,
 	if (r < 0 && r != -ENOMEM)
 		qmp_break(q, r);
 	return r == -ENOMEM ? r : 0;
+}
+
+int qmp_send(Qmp *q, const char *command, json_t *args, uint64_t timeout_usec,
+	     QmpReplyHandler handler, void *userdata, uint64_t *ret_id)
+{
+	return qmp_send_fd(q, command, args, -EBADF, timeout_usec, handler, userdata, ret_id);
 }
 
 void qmp_cancel(Qmp *q, uint64_t id)
@@ -371,7 +434,7 @@ static void negotiate(Qmp *q)
 	uint64_t id = ++q->next_id;
 	_cleanup_free_ char *line = command_line("qmp_capabilities", NULL, id);
 
-	if (!line || queue_out(q, line) < 0) {
+	if (!line || queue_out(q, line, -EBADF) < 0) {
 		qmp_break(q, -ENOMEM);
 		return;
 	}

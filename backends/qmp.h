@@ -65,6 +65,13 @@ DEFINE_POINTER_CLEANUP(Qmp, qmp_free)
  */
 int qmp_send(Qmp *q, const char *command, json_t *args, uint64_t timeout_usec,
 	     QmpReplyHandler handler, void *userdata, uint64_t *ret_id);
+/*
+ * The same, with a copy of fd (>= 0) sent along (SCM_RIGHTS), as getfd and add-fd take one;
+ * the caller keeps fd. At most QMP_FDS_MAX wait to be sent at once (-E2BIG).
+ */
+#define QMP_FDS_MAX 8
+int qmp_send_fd(Qmp *q, const char *command, json_t *args, int fd, uint64_t timeout_usec,
+		QmpReplyHandler handler, void *userdata, uint64_t *ret_id);
 /* Forget a command in flight: its handler is not called; its reply, if any, is dropped. */
 void qmp_cancel(Qmp *q, uint64_t id);
 

@@ -151,6 +151,6 @@ int vmm_api_send(VmmVm *v, VmmJob *j, const VmmRequest *req)
 	r = qmp_ensure(v);
 	if (r < 0)
 		return r;
-	return qmp_send(v->qmp, req->path, json_incref(req->body), timeout, on_qmp_reply, j,
-			&j->qmp_id);
+	return qmp_send_fd(v->qmp, req->path, json_incref(req->body),
+			   req->has_fd ? req->fd : -EBADF, timeout, on_qmp_reply, j, &j->qmp_id);
 }

@@ -20,6 +20,7 @@
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "spec-json.h"
@@ -125,11 +126,26 @@ int vmm_request_add(VmmRequests *rq, const char *method, json_t *body,
 	return 0;
 }
 
+int vmm_request_pass_fd(VmmRequests *rq, int fd)
+{
+	VmmRequest *req = rq->n > 0 ? &rq->items[rq->n - 1] : NULL;
+
+	if (!req || req->has_fd || req->method) {
+		close(fd);
+		return -EINVAL;
+	}
+	req->fd = fd;
+	req->has_fd = true;
+	return 0;
+}
+
 static void requests_clear(VmmRequests *rq)
 {
 	for (size_t i = 0; i < rq->n; i++) {
 		free(rq->items[i].path);
 		json_decref(rq->items[i].body);
+		if (rq->items[i].has_fd)
+			close(rq->items[i].fd);
 	}
 	*rq = (VmmRequests){};
 }

@@ -630,6 +630,23 @@ static void prepare_dir(VmmVm *v)
 		(void)vmm_remove_stale_socket(v->b->run_dir, sock);
 }
 
+int vmm_vm_pass_fd(VmmVm *v, int fd)
+{
+	if (v->n_pass_fds >= VMM_PASS_FDS_MAX) {
+		close(fd);
+		return -E2BIG;
+	}
+	v->pass_fds[v->n_pass_fds] = fd;
+	return VMM_FD_FIRST + (int)v->n_pass_fds++;
+}
+
+/* The VMM has them now, or never will. */
+static void close_pass_fds(VmmVm *v)
+{
+	while (v->n_pass_fds > 0)
+		close(v->pass_fds[--v->n_pass_fds]);
+}
+
 static int spawn(VmmVm *v)
 {
 	_cleanup_(strv_freep) char **argv = NULL;
@@ -640,13 +657,17 @@ static int spawn(VmmVm *v)
 		return -ENOMEM;
 	if (v->type->prepare) {
 		r = v->type->prepare(v);
-		if (r < 0)
+		if (r < 0) {
+			close_pass_fds(v);
 			return r;
+		}
 	}
 	r = v->type->argv(v, &argv);
-	if (r < 0)
+	if (r >= 0)
+		r = vmm_spawn(argv, log, v->pass_fds, v->n_pass_fds, &v->id.pid, &v->pidfd);
+	close_pass_fds(v);
+	if (r < 0 && !argv)
 		return r;
-	r = vmm_spawn(argv, log, &v->id.pid, &v->pidfd);
 	if (r < 0) {
 		backend_set_error(v->b, "cannot run %s: %s", argv[0], strerror(-r));
 		return r;

@@ -95,6 +95,8 @@ typedef struct VmmRequest {
 	 */
 	int (*reply)(VmmVm *v, VmmJob *j, const VmmReply *r);
 	bool best_effort; /* a failure is no failure (undoing, cleaning up) */
+	int fd;		  /* QMP: sent with it (getfd), if has_fd; closed with the request */
+	bool has_fd;
 } VmmRequest;
 
 /* The requests of one phase, filled by VmmVmType.build. */
@@ -108,6 +110,8 @@ typedef struct VmmRequests {
 int vmm_request_add(VmmRequests *rq, const char *method, json_t *body,
 		    int (*reply)(VmmVm *v, VmmJob *j, const VmmReply *r), const char *path_fmt, ...)
 	_printf_(5, 6);
+/* Send fd (taken: closed with the requests, or now on failure) with the last request added. */
+int vmm_request_pass_fd(VmmRequests *rq, int fd);
 
 struct VmmJob {
 	VmmVm *vm;
@@ -190,6 +194,12 @@ struct VmmVm {
 	char boot_id[64];
 	bool child; /* started by this vmd: its exit status is ours to read */
 	int pidfd;
+	/*
+	 * What prepare() opened for the VMM to inherit (taps...): each is VMM_FD_FIRST + its
+	 * index in the VMM, and closed in vmd once the VMM has it (or failed to start).
+	 */
+	int pass_fds[VMM_PASS_FDS_MAX];
+	size_t n_pass_fds;
 	sd_event_source *pid_source;
 
 	VmState state;
@@ -239,6 +249,12 @@ int vmm_backend_init(Backend *b, const VmmVmType *t, const char *binary, const c
 void vmm_backend_done(Backend *b);
 /* SIGHUP: the next look for strays scans /proc again. */
 void vmm_backend_reload(Backend *b);
+
+/*
+ * Hand fd (vmd's, close-on-exec) to the VMM about to be spawned for v: the number it has
+ * there, or -E2BIG (fd is closed either way, in the end).
+ */
+int vmm_vm_pass_fd(VmmVm *v, int fd);
 
 /*
  * For VmmVmType.argv_name: the name in an argv that has option followed by

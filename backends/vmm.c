@@ -25,9 +25,11 @@ int vmm_kill(int pidfd, int sig)
 }
 
 /* In the child, between fork and exec: only async-signal-safe calls. */
-_Noreturn static void exec_child(char *const argv[], int log_fd, int null_fd, int err_fd)
+_Noreturn static void exec_child(char *const argv[], int log_fd, int null_fd, int err_fd,
+				 const int *pass_fds, size_t n_pass)
 {
 	struct sigaction dfl = { .sa_handler = SIG_DFL };
+	int high[VMM_PASS_FDS_MAX], first_free = VMM_FD_FIRST + (int)n_pass;
 	sigset_t none;
 	int e;
 
@@ -36,12 +38,22 @@ _Noreturn static void exec_child(char *const argv[], int log_fd, int null_fd, in
 		(void)sigaction(s, &dfl, NULL);
 	sigemptyset(&none);
 	(void)sigprocmask(SIG_SETMASK, &none, NULL);
+	/* Out of the way of the numbers they get, which others may hold now. */
+	for (size_t i = 0; i < n_pass; i++)
+		if ((high[i] = fcntl(pass_fds[i], F_DUPFD_CLOEXEC, first_free)) < 0)
+			goto fail;
+	if ((err_fd = fcntl(err_fd, F_DUPFD_CLOEXEC, first_free)) < 0)
+		goto fail;
 	if (dup2(null_fd, 0) < 0 || dup2(null_fd, 1) < 0 || dup2(log_fd, 2) < 0)
 		goto fail;
 	/* err_fd is close-on-exec: it closes itself when the exec succeeds. */
-	if (err_fd != 3 && (dup3(err_fd, 3, O_CLOEXEC) < 0))
+	if (dup3(err_fd, 3, O_CLOEXEC) < 0)
 		goto fail;
-	if (syscall(SYS_close_range, 4, ~0u, 0) < 0)
+	/* dup2() leaves the copies inheritable: the VMM gets exactly these. */
+	for (size_t i = 0; i < n_pass; i++)
+		if (dup2(high[i], VMM_FD_FIRST + (int)i) < 0)
+			goto fail;
+	if (syscall(SYS_close_range, first_free, ~0u, 0) < 0)
 		goto fail;
 	execv(argv[0], argv);
 fail:
@@ -50,7 +62,8 @@ fail:
 	_exit(127);
 }
 
-int vmm_spawn(char *const argv[], const char *log_path, pid_t *ret_pid, int *ret_pidfd)
+int vmm_spawn(char *const argv[], const char *log_path, const int *pass_fds, size_t n_pass,
+	      pid_t *ret_pid, int *ret_pidfd)
 {
 	_cleanup_close_ int log_fd = -EBADF, null_fd = -EBADF, pidfd = -EBADF;
 	int pipefd[2], e = 0;
@@ -60,6 +73,8 @@ int vmm_spawn(char *const argv[], const char *log_path, pid_t *ret_pid, int *ret
 	log_fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY, 0600);
 	if (log_fd < 0)
 		return -errno;
+	if (n_pass > VMM_PASS_FDS_MAX)
+		return -E2BIG;
 	null_fd = open("/dev/null", O_RDWR | O_CLOEXEC | O_NOCTTY);
 	if (null_fd < 0)
 		return -errno;
@@ -74,7 +89,7 @@ int vmm_spawn(char *const argv[], const char *log_path, pid_t *ret_pid, int *ret
 	}
 	if (pid == 0) {
 		close(pipefd[0]);
-		exec_child(argv, log_fd, null_fd, pipefd[1]);
+		exec_child(argv, log_fd, null_fd, pipefd[1], pass_fds, n_pass);
 	}
 	close(pipefd[1]);
 	do

@@ -19,12 +19,18 @@ typedef struct VmmIdentity {
 	char exe[256];	     /* /proc/PID/exe, without a " (deleted)" suffix */
 } VmmIdentity;
 
+/* The first descriptor a VMM gets from vmd: pass_fds[i] of vmm_spawn() is VMM_FD_FIRST + i. */
+#define VMM_FD_FIRST 4
+#define VMM_PASS_FDS_MAX 64
+
 /*
  * Start argv[0] (an absolute path) with argv, in a session of its own, with stdin and
- * stdout on /dev/null, stderr appended to log_path, every other fd closed and signals
- * reset. Returns once the exec happened (or failed: its errno). *ret_pidfd refers to it.
+ * stdout on /dev/null, stderr appended to log_path, pass_fds[i] as VMM_FD_FIRST + i (at
+ * most VMM_PASS_FDS_MAX), every other fd closed and signals reset. Returns once the exec
+ * happened (or failed: its errno). *ret_pidfd refers to it. pass_fds stay vmd's to close.
  */
-int vmm_spawn(char *const argv[], const char *log_path, pid_t *ret_pid, int *ret_pidfd);
+int vmm_spawn(char *const argv[], const char *log_path, const int *pass_fds, size_t n_pass,
+	      pid_t *ret_pid, int *ret_pidfd);
 
 /* Read a live process's identity; -ESRCH if it is gone (or a zombie). */
 int vmm_identity(pid_t pid, VmmIdentity *ret);

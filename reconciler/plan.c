@@ -68,7 +68,8 @@ static bool disk_equal(const DiskSpec *a, const DiskSpec *b)
 
 static bool net_equal(const NetSpec *a, const NetSpec *b)
 {
-	return a->type == b->type && streq(a->tap, b->tap) && memcmp(a->mac, b->mac, 6) == 0;
+	return a->type == b->type && streq(a->tap, b->tap) && streq(a->bridge, b->bridge) &&
+	       streq(a->link, b->link) && memcmp(a->mac, b->mac, 6) == 0;
 }
 
 /* What only a new boot can change, resize aside. */

@@ -28,9 +28,11 @@ json_t *spec_to_json(const SandboxSpec *s)
 		char mac[18];
 
 		spec_mac_format(n->mac, mac);
-		r |= json_array_append_new(nets, json_pack("{s:s, s:s, s:s, s:s}", "id", n->id,
-							   "type", net_type_to_string(n->type),
-							   "tap", n->tap, "mac", mac));
+		r |= json_array_append_new(
+			nets, json_pack("{s:s, s:s, s:s, s:s, s:s*, s:s*}", "id", n->id, "type",
+					net_type_to_string(n->type), "tap", n->tap, "mac", mac,
+					"bridge", n->bridge[0] ? n->bridge : NULL, "link",
+					n->link[0] ? n->link : NULL));
 	}
 	r |= json_object_set_new(j, "name", json_string(s->name));
 	r |= json_object_set_new(j, "labels", labels);
@@ -137,6 +139,12 @@ static int nets_from_json(const json_t *a, SandboxSpec *s)
 		if (r == 0)
 			r = copy_fixed(net->tap, sizeof(net->tap),
 				       json_string_value(json_object_get(n, "tap")));
+		if (r == 0 && json_object_get(n, "bridge"))
+			r = copy_fixed(net->bridge, sizeof(net->bridge),
+				       json_string_value(json_object_get(n, "bridge")));
+		if (r == 0 && json_object_get(n, "link"))
+			r = copy_fixed(net->link, sizeof(net->link),
+				       json_string_value(json_object_get(n, "link")));
 		if (r == 0)
 			r = get_enum(n, "type", net_type_table, _NET_TYPE_MAX, &t);
 		if (r == 0)

@@ -170,30 +170,55 @@ static const Field network_fields[] = {
 	{ "type", decode_enum, offsetof(NetSpec, type), .table = net_type_table,
 	  .table_len = _NET_TYPE_MAX },
 	{ "tap", decode_ifname, offsetof(NetSpec, tap) },
+	{ "bridge", decode_ifname, offsetof(NetSpec, bridge) },
+	{ "link", decode_ifname, offsetof(NetSpec, link) },
 	{ "mac", decode_mac, offsetof(NetSpec, mac) },
 };
 
-static void check_network(Decoder *d, const YNode *item, void *obj)
+/* A field only some types of network have: refused, naming the types that do, elsewhere. */
+static void refuse_field(Decoder *d, const YNode *item, const char *field, const char *type,
+			 const char *which)
 {
-	NetSpec *net = obj;
-	const YNode *tap = ynode_map_get(item, "tap"), *type = ynode_map_get(item, "type");
-	/* As written, not as decoded: a refused type must not add a second error. */
-	bool is_tap = !type || (type->type == YNODE_SCALAR && streq(type->value, "tap"));
+	const YNode *n = ynode_map_get(item, field);
 	size_t old;
 
-	if (is_tap && !tap) {
-		decode_error(
-			d, item,
-			"missing field 'tap': a network of type tap needs the name of its tap device");
+	if (!n)
 		return;
-	}
-	if (net->type == NET_USER && tap) {
-		old = decode_where_push(d, ".tap");
-		decode_error(
-			d, tap,
-			"only a network of type tap has a tap device; remove it or set type: tap");
-		decode_where_pop(d, old);
-	}
+	old = decode_where_push(d, ".%s", field);
+	decode_error(d, n, "a network of type %s has no '%s'; only %s; remove it or change the type",
+		     type, field, which);
+	decode_where_pop(d, old);
+}
+
+/* The field each type of network needs, and why, as the error says it. */
+static const struct {
+	const char *field, *why;
+} network_needs[_NET_TYPE_MAX] = {
+	[NET_TAP] = { "tap",
+		      "a network of type tap needs the name of a tap device that exists (type bridge makes one)" },
+	[NET_BRIDGE] = { "bridge", "a network of type bridge needs the bridge its tap goes on" },
+	[NET_MACVTAP] = { "link",
+			  "a network of type macvtap needs the link it sits on, such as eth0" },
+};
+
+static void check_network(Decoder *d, const YNode *item, void *obj _unused_)
+{
+	const YNode *type = ynode_map_get(item, "type");
+	/* As written, not as decoded: a refused type must not add a second error. */
+	const char *t = !type ? "tap" : type->type == YNODE_SCALAR ? type->value : NULL;
+	int k = t ? net_type_from_string(t) : -EINVAL;
+
+	if (k < 0)
+		return;
+	if (network_needs[k].field && !ynode_map_get(item, network_needs[k].field))
+		decode_error(d, item, "missing field '%s': %s", network_needs[k].field,
+			     network_needs[k].why);
+	if (k == NET_USER)
+		refuse_field(d, item, "tap", t, "tap, bridge and macvtap networks have a device");
+	if (k != NET_BRIDGE)
+		refuse_field(d, item, "bridge", t, "a network of type bridge has one");
+	if (k != NET_MACVTAP)
+		refuse_field(d, item, "link", t, "a network of type macvtap has one");
 }
 
 static const ListDesc disk_list = {
@@ -382,9 +407,15 @@ int spec_load_buffer(const char *path, const char *buf, size_t len, const SpecLo
 		decode_fields(&d, root, root, root_fields, ELEMENTSOF(root_fields), s);
 	check_name(&d, path, s);
 
-	for (size_t i = 0; i < s->n_networks; i++)
-		if (s->networks[i].mac_derived)
-			spec_mac_derive(s->name, s->networks[i].id, s->networks[i].mac);
+	for (size_t i = 0; i < s->n_networks; i++) {
+		NetSpec *n = &s->networks[i];
+
+		if (n->mac_derived)
+			spec_mac_derive(s->name, n->id, n->mac);
+		n->tap_derived = !n->tap[0] && IN_SET(n->type, NET_BRIDGE, NET_MACVTAP);
+		if (n->tap_derived)
+			spec_tap_derive(s->name, n->id, n->tap);
+	}
 
 	/*
 	 * What the backend cannot take, on the spec as far as it was decoded: a field that was

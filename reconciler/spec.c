@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+#include <inttypes.h>
 #include <stdio.h>
 
 #include "spec.h"
@@ -40,6 +41,8 @@ DEFINE_STRING_TABLE(disk_format, DiskFormat, _DISK_FORMAT_MAX)
 const char *const net_type_table[_NET_TYPE_MAX] = {
 	[NET_TAP] = "tap",
 	[NET_USER] = "user",
+	[NET_BRIDGE] = "bridge",
+	[NET_MACVTAP] = "macvtap",
 };
 DEFINE_STRING_TABLE(net_type, NetType, _NET_TYPE_MAX)
 
@@ -234,6 +237,16 @@ void spec_mac_derive(const char *name, const char *id, uint8_t ret[6])
 	for (size_t i = 0; i < 6; i++)
 		ret[i] = (uint8_t)(h >> (8 * (5 - i)));
 	ret[0] = (uint8_t)((ret[0] & 0xFC) | 0x02); /* unicast, locally administered */
+}
+
+void spec_tap_derive(const char *name, const char *id, char ret[static SPEC_IFNAME_MAX + 1])
+{
+	uint64_t h = fnv1a64(FNV1A64_INIT, "tap:", 4);
+
+	h = fnv1a64(h, name, strlen(name));
+	h = fnv1a64(h, "/", 1);
+	h = fnv1a64(h, id, strlen(id));
+	snprintf(ret, SPEC_IFNAME_MAX + 1, "vmd%012" PRIx64, h & UINT64_C(0xffffffffffff));
 }
 
 int spec_name_from_path(const char *path, char **ret)

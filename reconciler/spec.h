@@ -63,8 +63,10 @@ typedef enum DiskFormat {
 } DiskFormat;
 
 typedef enum NetType {
-	NET_TAP,
-	NET_USER,
+	NET_TAP,     /* a tap that exists, which vmd opens */
+	NET_USER,    /* the VMM's user-mode network */
+	NET_BRIDGE,  /* a tap vmd makes, on a bridge */
+	NET_MACVTAP, /* a macvtap vmd makes, on a link (mode bridge) */
 	_NET_TYPE_MAX,
 	_NET_TYPE_INVALID = -EINVAL,
 } NetType;
@@ -91,9 +93,16 @@ typedef struct DiskSpec {
 typedef struct NetSpec {
 	char id[SPEC_ID_MAX + 1];
 	NetType type;
-	char tap[SPEC_IFNAME_MAX + 1]; /* empty for NET_USER */
+	/*
+	 * The tap (or macvtap) device: empty for NET_USER; for NET_BRIDGE and NET_MACVTAP
+	 * derived from name and id when the file gives none.
+	 */
+	char tap[SPEC_IFNAME_MAX + 1];
+	char bridge[SPEC_IFNAME_MAX + 1]; /* NET_BRIDGE: the bridge it is attached to */
+	char link[SPEC_IFNAME_MAX + 1];	  /* NET_MACVTAP: the link it sits on */
 	uint8_t mac[6];
 	bool mac_derived; /* not in the file: derived from name and id */
+	bool tap_derived; /* not in the file: derived from name and id */
 } NetSpec;
 
 typedef struct SandboxSpec {
@@ -156,6 +165,13 @@ static inline bool spec_mac_is_unicast(const uint8_t mac[6])
  * FNV-1a 64-bit hash of "NAME/ID". Stable across releases; documented in docs/sandbox-file.md.
  */
 void spec_mac_derive(const char *name, const char *id, uint8_t ret[6]);
+
+/*
+ * The device name of a bridge or macvtap network with none in its file: "vmd" and 12 hex
+ * digits of the FNV-1a 64-bit hash of "tap:NAME/ID", 15 bytes as IFNAMSIZ allows. Stable
+ * across releases; documented in docs/sandbox-file.md.
+ */
+void spec_tap_derive(const char *name, const char *id, char ret[static SPEC_IFNAME_MAX + 1]);
 
 /* The sandbox name a file name gives: its base name without .yaml or .yml; -EINVAL if none. */
 int spec_name_from_path(const char *path, char **ret);

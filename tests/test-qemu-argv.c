@@ -40,6 +40,7 @@ static bool has(char **argv, const char *arg)
 static char **build(const SandboxSpec *s, QemuAccel accel, const char *dir)
 {
 	unsigned disk_ports[SPEC_DISKS_MAX], net_ports[SPEC_NETWORKS_MAX];
+	int net_fds[SPEC_NETWORKS_MAX], vhost_fds[SPEC_NETWORKS_MAX];
 	QemuLaunch l = {
 		.binary = "/usr/bin/qemu-system-x86_64",
 		.accel = accel,
@@ -48,13 +49,19 @@ static char **build(const SandboxSpec *s, QemuAccel accel, const char *dir)
 		.disk_ports = disk_ports,
 		.net_ports = net_ports,
 		.n_ports = (unsigned)(s->n_disks + s->n_networks + QEMU_SPARE_PORTS),
+		.net_fds = net_fds,
+		.vhost_fds = vhost_fds,
 	};
 	char **argv = NULL;
 
 	for (size_t i = 0; i < s->n_disks; i++)
 		disk_ports[i] = (unsigned)i;
-	for (size_t i = 0; i < s->n_networks; i++)
+	/* As QEMU would have them from vmd (netdev.c): 10, 11...; vhost for the third. */
+	for (size_t i = 0; i < s->n_networks; i++) {
 		net_ports[i] = (unsigned)(s->n_disks + i);
+		net_fds[i] = s->networks[i].type == NET_USER ? -1 : 10 + (int)i;
+		vhost_fds[i] = i == 2 ? 20 : -1;
+	}
 	assert_int_equal(qemu_build_argv(&l, &argv), 0);
 	return argv;
 }
@@ -138,8 +145,8 @@ static void test_full_spec(void **state _unused_)
 			    "driver=raw,node-name=disk-node-data,file=disk-file-data,read-only=on");
 	assert_string_equal(after(argv, "-device", 13),
 			    "virtio-blk-pci,id=disk-data,drive=disk-node-data,bus=vmd-port1,addr=0");
-	assert_string_equal(after(argv, "-netdev", 0),
-			    "tap,id=netdev-net0,ifname=vmd-web1,script=no,downscript=no");
+	/* vmd opened the tap: QEMU gets its descriptor, never a name to open or make. */
+	assert_string_equal(after(argv, "-netdev", 0), "tap,id=netdev-net0,fd=10");
 	assert_string_equal(
 		after(argv, "-device", 14),
 		"virtio-net-pci,id=net-net0,netdev=netdev-net0,mac=52:54:00:12:34:56,bus=vmd-port2,addr=0");
@@ -209,12 +216,44 @@ static void test_too_many_ports(void **state _unused_)
 	sandbox_spec_free(s);
 }
 
+/* Bridge and macvtap networks get their descriptors too, vhost with its own; none: refused. */
+static void test_net_fds(void **state _unused_)
+{
+	SandboxSpec *s = load("apiVersion: vmd/v1\n"
+			      "kind: Sandbox\n"
+			      "spec:\n"
+			      "  vcpus: 1\n"
+			      "  memory: 128Mi\n"
+			      "  kernel: /k/vmlinux\n"
+			      "  networks:\n"
+			      "    - {id: a, type: bridge, bridge: br0}\n"
+			      "    - {id: b, type: user}\n"
+			      "    - {id: c, type: macvtap, link: eth0}\n");
+	char **argv = build(s, QEMU_ACCEL_KVM, "/run/vmd/vm-1");
+	unsigned ports[] = { 0, 1, 2 };
+	QemuLaunch l = { .binary = "/q",
+			 .dir = "/d",
+			 .spec = s,
+			 .net_ports = ports,
+			 .n_ports = 3 + QEMU_SPARE_PORTS };
+
+	assert_string_equal(after(argv, "-netdev", 0), "tap,id=netdev-a,fd=10");
+	assert_string_equal(after(argv, "-netdev", 1), "user,id=netdev-b");
+	assert_string_equal(after(argv, "-netdev", 2), "tap,id=netdev-c,fd=12,vhost=on,vhostfd=20");
+	strv_free(argv);
+	argv = NULL;
+	/* Without a descriptor QEMU would open, or make, a tap by its name: never. */
+	assert_int_equal(qemu_build_argv(&l, &argv), -EBADF);
+	assert_null(argv);
+	sandbox_spec_free(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_escape),	       cmocka_unit_test(test_full_spec),
 		cmocka_unit_test(test_accel),	       cmocka_unit_test(test_commas),
-		cmocka_unit_test(test_too_many_ports),
+		cmocka_unit_test(test_too_many_ports), cmocka_unit_test(test_net_fds),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -8,11 +8,14 @@
  */
 #include <dirent.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <jansson.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <sched.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -22,6 +25,7 @@
 #include "helpers.h"
 #include "status.h"
 #include "qmp.h"
+#include "spec.h"
 #include "util.h"
 #include "vmm.h"
 
@@ -231,22 +235,22 @@ static void test_lifecycle(void **state)
 	}
 }
 
-static void ip(const char *a1, const char *a2, const char *a3, const char *a4, const char *a5,
-	       const char *a6)
+/* ip ARG... NULL, in this binary's network namespace; a failure fails the test. */
+static void ip(const char *first, ...)
 {
 	_cleanup_(test_run_done) TestRun r = {};
-	char *argv[] = { (char *)"/usr/sbin/ip",
-			 (char *)a1,
-			 (char *)a2,
-			 (char *)a3,
-			 (char *)a4,
-			 (char *)a5,
-			 (char *)a6,
-			 NULL };
+	char *argv[16] = { (char *)"/usr/sbin/ip", (char *)first };
+	size_t n = 2;
+	va_list ap;
 
+	va_start(ap, first);
+	while (n < ELEMENTSOF(argv) - 1 && (argv[n] = va_arg(ap, char *)))
+		n++;
+	va_end(ap);
+	argv[n] = NULL;
 	test_run(&r, argv);
 	if (r.status != 0)
-		fail_msg("ip %s %s %s %s: %s", a1, a2, a3, a4, r.err);
+		fail_msg("ip %s %s %s %s: %s", argv[1], argv[2], argv[3] ?: "", argv[4] ?: "", r.err);
 }
 
 /*
@@ -258,8 +262,8 @@ static void test_tap(void **state)
 	Fixture *f = *state;
 	json_t *s;
 
-	ip("tuntap", "add", "dev", "vmdtap0", "mode", "tap");
-	ip("tuntap", "add", "dev", "vmdtap1", "mode", "tap");
+	ip("tuntap", "add", "dev", "vmdtap0", "mode", "tap", NULL);
+	ip("tuntap", "add", "dev", "vmdtap1", "mode", "tap", NULL);
 	put(f, "tapped",
 	    "  cmdline: console=ttyS0 quiet\n  networks:\n"
 	    "    - {id: n0, tap: vmdtap0, mac: \"52:54:00:00:01:00\"}\n");
@@ -284,6 +288,206 @@ static void test_tap(void **state)
 	fixture_kill_vmms(f->run);
 	ip("link", "del", "vmdtap0", NULL, NULL, NULL);
 	ip("link", "del", "vmdtap1", NULL, NULL, NULL);
+}
+
+/* A file of /sys/class/net/IFNAME, without its newline; NULL if there is none. */
+static char *net_attr(const char *ifname, const char *attr)
+{
+	_cleanup_free_ char *p = NULL;
+	char *text = NULL;
+
+	assert_true(asprintf(&p, "/sys/class/net/%s/%s", ifname, attr) > 0);
+	if (read_file(p, 4096, &text, NULL) < 0)
+		return NULL;
+	text[strcspn(text, "\n")] = '\0';
+	return text;
+}
+
+static bool link_exists(const char *ifname)
+{
+	_cleanup_free_ char *p = NULL;
+
+	assert_true(asprintf(&p, "/sys/class/net/%s", ifname) > 0);
+	return access(p, F_OK) == 0;
+}
+
+/* The bridge ifname is on, or NULL. */
+static char *master_of(const char *ifname)
+{
+	_cleanup_free_ char *p = NULL;
+	char target[PATH_MAX];
+	ssize_t n;
+
+	assert_true(asprintf(&p, "/sys/class/net/%s/master", ifname) > 0);
+	n = readlink(p, target, sizeof(target) - 1);
+	if (n < 0)
+		return NULL;
+	target[n] = '\0';
+	return strdup(strrchr(target, '/') + 1);
+}
+
+/* The guest answers a ping at addr (busybox's, as the host may have no other). */
+static void wait_ping(const char *addr)
+{
+	for (unsigned i = 0; i < 120; i++) {
+		_cleanup_(test_run_done) TestRun r = {};
+		char *argv[] = { (char *)"/bin/busybox", (char *)"ping", (char *)"-c", (char *)"1",
+				 (char *)"-W",		 (char *)"1",	 (char *)addr, NULL };
+
+		test_run(&r, argv);
+		if (r.status == 0)
+			return;
+	}
+	fail_msg("the guest at %s never answered a ping", addr);
+}
+
+/* Its command line, spaces between the arguments. */
+static char *cmdline_of(pid_t pid)
+{
+	_cleanup_free_ char *p = NULL;
+	char *text = NULL;
+	size_t len = 0;
+
+	assert_true(asprintf(&p, "/proc/%d/cmdline", (int)pid) > 0);
+	assert_int_equal(read_file(p, 1 << 20, &text, &len), 0);
+	for (size_t i = 0; i + 1 < len; i++)
+		if (!text[i])
+			text[i] = ' ';
+	return text;
+}
+
+static void remove_file(Fixture *f, const char *name)
+{
+	_cleanup_free_ char *p = path_in(f->sb, "%s.yaml", name);
+
+	assert_int_equal(unlink(p), 0);
+}
+
+/* Wait until ifname is gone: the VM that had it, and vmd, let it go. */
+static void wait_link_gone(const char *ifname)
+{
+	for (unsigned i = 0; i < 1000 && link_exists(ifname); i++)
+		usleep(50 * 1000);
+	if (link_exists(ifname))
+		fail_msg("%s is still there", ifname);
+}
+
+/*
+ * type bridge: vmd makes the tap, puts it on the bridge, up, and hands QEMU its
+ * descriptor (fd=, never ifname=); the guest answers on the bridge; the tap goes with the
+ * VM.
+ */
+static void test_bridge(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *cmd = NULL, *master = NULL;
+	char tap[SPEC_IFNAME_MAX + 1], tap1[SPEC_IFNAME_MAX + 1];
+	pid_t pid;
+
+	ip("link", "add", "vmdbr0", "type", "bridge", NULL);
+	ip("addr", "add", "10.99.0.1/24", "dev", "vmdbr0", NULL);
+	ip("link", "set", "vmdbr0", "up", NULL, NULL);
+	spec_tap_derive("lan", "n0", tap);
+	put(f, "lan",
+	    "  cmdline: console=ttyS0 quiet vmd.ip=10.99.0.2/24\n  networks:\n"
+	    "    - {id: n0, type: bridge, bridge: vmdbr0, mac: \"52:54:00:00:02:00\"}\n");
+	fixture_start_daemon(f);
+	pid = fixture_running(f, "lan");
+	(void)fixture_wait_console(f, "lan", "VMD-GUEST-IP 10.99.0.2/24", 0);
+	master = master_of(tap);
+	assert_non_null(master);
+	assert_string_equal(master, "vmdbr0");
+	cmd = cmdline_of(pid);
+	assert_non_null(strstr(cmd, "tap,id=netdev-n0,fd=4"));
+	assert_null(strstr(cmd, "ifname="));
+	wait_ping("10.99.0.2");
+
+	/* Hot-added: the tap made, on the bridge, and given to QEMU with getfd. */
+	spec_tap_derive("lan", "n1", tap1);
+	put(f, "lan",
+	    "  cmdline: console=ttyS0 quiet vmd.ip=10.99.0.2/24\n  networks:\n"
+	    "    - {id: n0, type: bridge, bridge: vmdbr0, mac: \"52:54:00:00:02:00\"}\n"
+	    "    - {id: n1, type: bridge, bridge: vmdbr0, mac: \"52:54:00:00:02:01\"}\n");
+	wait_devices(f, "lan", "", "eth0@52:54:00:00:02:00,eth1@52:54:00:00:02:01");
+	free(master);
+	master = master_of(tap1);
+	assert_non_null(master);
+	assert_string_equal(master, "vmdbr0");
+	/* Unplugged: the guest let it go, QEMU closed it, and the tap is gone. */
+	put(f, "lan",
+	    "  cmdline: console=ttyS0 quiet vmd.ip=10.99.0.2/24\n  networks:\n"
+	    "    - {id: n0, type: bridge, bridge: vmdbr0, mac: \"52:54:00:00:02:00\"}\n");
+	wait_devices(f, "lan", "", "eth0@52:54:00:00:02:00");
+	wait_link_gone(tap1);
+
+	/* The tap lives as long as a descriptor of it: QEMU's, now that vmd closed its own. */
+	remove_file(f, "lan");
+	(void)fixture_wait_status(f, "lan", absent, NULL);
+	wait_link_gone(tap);
+	ip("link", "del", "vmdbr0", NULL, NULL, NULL);
+}
+
+/*
+ * type macvtap: vmd makes it on the link, with the guest's MAC, and deletes it when the VM
+ * is gone. The host reaches the guest through a macvlan of its own on the same link.
+ */
+static void test_macvtap(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *address = NULL;
+	char tap[SPEC_IFNAME_MAX + 1], mac[18];
+	uint8_t m[6];
+
+	/* A bridge as the lower link: this kernel may have no dummy or veth links. */
+	ip("link", "add", "vmdlow0", "type", "bridge", NULL);
+	ip("link", "set", "vmdlow0", "up", NULL, NULL);
+	ip("link", "add", "vmdhost0", "link", "vmdlow0", "type", "macvlan", "mode", "bridge", NULL);
+	ip("addr", "add", "10.98.0.1/24", "dev", "vmdhost0", NULL);
+	ip("link", "set", "vmdhost0", "up", NULL, NULL);
+	spec_tap_derive("edge", "up", tap);
+	spec_mac_derive("edge", "up", m);
+	spec_mac_format(m, mac);
+	put(f, "edge",
+	    "  cmdline: console=ttyS0 quiet vmd.ip=10.98.0.2/24\n  networks:\n"
+	    "    - {id: up, type: macvtap, link: vmdlow0}\n");
+	fixture_start_daemon(f);
+	(void)fixture_running(f, "edge");
+	(void)fixture_wait_console(f, "edge", "VMD-GUEST-IP 10.98.0.2/24", 0);
+	address = net_attr(tap, "address");
+	assert_non_null(address);
+	assert_string_equal(address, mac);
+	wait_ping("10.98.0.2");
+	remove_file(f, "edge");
+	(void)fixture_wait_status(f, "edge", absent, NULL);
+	wait_link_gone(tap);
+	ip("link", "del", "vmdhost0", NULL, NULL, NULL);
+	ip("link", "del", "vmdlow0", NULL, NULL, NULL);
+}
+
+/*
+ * A tap that does not exist is an error that says so, and none is made (QEMU would have
+ * made one, down and on no bridge); a bridge that does not exist likewise.
+ */
+static void test_missing_devices(void **state)
+{
+	Fixture *f = *state;
+	json_t *s;
+
+	put(f, "notap",
+	    "  cmdline: console=ttyS0 quiet\n  networks:\n"
+	    "    - {id: n0, type: tap, tap: vmdnone0}\n");
+	put(f, "nobr",
+	    "  cmdline: console=ttyS0 quiet\n  networks:\n"
+	    "    - {id: n0, type: bridge, bridge: vmdnobr0, tap: vmdnobrtap}\n");
+	fixture_start_daemon(f);
+	s = fixture_wait_status(f, "notap", failing, "tap 'vmdnone0' does not exist");
+	assert_int_equal(pid_of(s), 0);
+	json_decref(s);
+	s = fixture_wait_status(f, "nobr", failing, "bridge 'vmdnobr0' does not exist");
+	assert_int_equal(pid_of(s), 0);
+	json_decref(s);
+	assert_false(link_exists("vmdnone0"));
+	assert_false(link_exists("vmdnobrtap"));
 }
 
 /*
@@ -463,17 +667,27 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_readopt, setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_crash_and_bad_kernel, setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_tap, setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_bridge, setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_macvtap, setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_missing_devices, setup, fixture_teardown),
 	};
 
 	_cleanup_free_ char *kernel = guest("vmlinux");
 
 	/* QEMUs outlive a daemon killed with -9: they come to this binary, which reaps them. */
 	(void)prctl(PR_SET_CHILD_SUBREAPER, 1);
-	/* A network namespace of its own, for test_tap's tap devices. */
-	if (unshare(CLONE_NEWNET) < 0) {
+	/*
+	 * A network namespace of its own, for the taps, bridges and macvtaps of the tests, and
+	 * a mount namespace with a sysfs of that network namespace: /sys/class/net shows the
+	 * namespace of whoever mounted it.
+	 */
+	if (unshare(CLONE_NEWNET | CLONE_NEWNS) < 0 ||
+	    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+	    mount("sysfs", "/sys", "sysfs", 0, NULL) < 0) {
 		fprintf(stderr, "test-qemu: cannot make a network namespace: %m\n");
 		return 1;
 	}
+	ip("link", "set", "lo", "up", NULL, NULL);
 
 	if (access(kernel, R_OK) < 0 || access("/usr/bin/qemu-system-x86_64", X_OK) < 0) {
 		fprintf(stderr,

@@ -7,7 +7,8 @@
 static void test_round_trip(void **state _unused_)
 {
 	const char *files[] = { "tests/spec/good/everything.yaml", "tests/spec/good/quoted.yaml",
-				"tests/spec/good/comma-path.yaml", "examples/api-1.yaml" };
+				"tests/spec/good/comma-path.yaml", "examples/api-1.yaml",
+				"tests/spec/good/networks.yaml" };
 	const SpecLoadOptions opts = { .default_backend = BACKEND_QEMU };
 
 	for (size_t i = 0; i < ELEMENTSOF(files); i++) {

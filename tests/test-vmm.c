@@ -41,7 +41,7 @@ static void test_spawn_and_reap(void **state _unused_)
 
 	snprintf(log, sizeof(log), "%s/vmm.log", dir);
 	assert_true(leak > 2);
-	assert_int_equal(vmm_spawn(argv, log, &pid, &pidfd), 0);
+	assert_int_equal(vmm_spawn(argv, log, NULL, 0, &pid, &pidfd), 0);
 	assert_int_equal(vmm_identity(pid, &id), 0);
 	assert_string_equal(id.exe, "/usr/bin/sleep");
 	/* Its start time: field 22 of /proc/PID/stat, as proc(5) numbers them. */
@@ -103,13 +103,13 @@ static void test_exit_status_and_exec_error(void **state _unused_)
 	int pidfd, status = -1;
 
 	snprintf(log, sizeof(log), "%s/vmm.log", dir);
-	assert_int_equal(vmm_spawn(fail, log, &pid, &pidfd), 0);
+	assert_int_equal(vmm_spawn(fail, log, NULL, 0, &pid, &pidfd), 0);
 	wait_exit(pidfd);
 	assert_int_equal(vmm_reap(pidfd, &status), 1);
 	assert_int_equal(status, 1);
 	close(pidfd);
 	/* The exec's own error, not a child that exits 127. */
-	assert_int_equal(vmm_spawn(missing, log, &pid, &pidfd), -ENOENT);
+	assert_int_equal(vmm_spawn(missing, log, NULL, 0, &pid, &pidfd), -ENOENT);
 	test_tmpdir_remove(dir);
 }
 
