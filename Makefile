@@ -5,6 +5,7 @@
 #   make install    build/vmd, the unit, man pages, the JSON Schema and bash completion
 #                   under DESTDIR + PREFIX (default /usr/local); make uninstall removes them
 #   make demo       run the daemon on examples/ (noop backend) and show vmd status
+#   make deb        the Debian package, from a copy of the tree, in build/deb/
 #   make check      every test, built with AddressSanitizer and UBSan, plus the format check;
 #                   it and make demo install what they need (scripts/install-deps)
 #   make fuzz       run every libFuzzer target for FUZZ_SECONDS each (default 60): the loader,
@@ -91,7 +92,7 @@ LIB_SRCS := \
 MAIN_SRC := reconciler/main.c
 
 TESTS := util hashmap list prioq status desired yaml-tree yaml-decode spec spec-check spec-yaml spec-json sandbox-dir sandbox-file plan backend-noop vmm http-unix cloud-hypervisor firecracker qmp qemu-argv qemu qemu-sim hung-vmm vm-safety watcher \
-	cli-validate schema daemon files deletion-guard journal units install readme
+	cli-validate schema daemon files deletion-guard journal units install systemd readme
 
 # libFuzzer targets, tests/fuzz-NAME.c; make check replays the seeds of each (tests/run).
 FUZZ_TARGETS := spec-yaml qmp vmm-reply records
@@ -101,7 +102,7 @@ OBJS := $(LIB_SRCS:%.c=$(B)/obj/%.o)
 SAN_OBJS := $(LIB_SRCS:%.c=$(B)/san/%.o)
 TEST_BINS := $(TESTS:%=$(B)/san/tests/test-%)
 
-.PHONY: all check test format format-check fuzz fuzz-build clean demo bench install uninstall
+.PHONY: all check test format format-check fuzz fuzz-build clean demo bench install uninstall deb
 .DELETE_ON_ERROR:
 .SECONDARY:
 
@@ -143,9 +144,12 @@ $(B)/san/tests/test-%: $(B)/san/tests/test-%.o $(TEST_HELPERS) $(SAN_OBJS)
 $(B)/guest/vmlinux: tests/guest/build tests/guest/init | $(B)/.deps
 	$(call say,GUEST,$(B)/guest) tests/guest/build $(B)/guest >/dev/null
 
-test: $(TEST_BINS) $(B)/san/vmd $(FUZZ_BINS) $(B)/guest/vmlinux
+# test-systemd installs the package (make deb) in a booted Debian 12 (tests/systemd/),
+# whose root file system is debootstrapped once into build/systemd.
+test: $(TEST_BINS) $(B)/san/vmd $(FUZZ_BINS) $(B)/guest/vmlinux $(B)/deb/vmd.deb-path
 	VMD_SRCDIR=$(CURDIR) VMD_BIN=$(CURDIR)/$(B)/san/vmd PYTHON=$(PYTHON) \
-		VMD_GUEST=$(CURDIR)/$(B)/guest \
+		VMD_GUEST=$(CURDIR)/$(B)/guest VMD_DEB=$$(cat $(B)/deb/vmd.deb-path) \
+		VMD_SYSTEMD_CACHE=$(CURDIR)/$(B)/systemd \
 		tests/run $(TEST_BINS) $(FUZZ_BINS:%=--fuzz %)
 
 check: format-check test
@@ -233,6 +237,21 @@ install: $(VMD_BINARY)
 uninstall:
 	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
 	-rmdir $(addprefix $(DESTDIR),$(INSTALLED_DIRS)) 2>/dev/null
+
+# The Debian package, built from a copy of the tree (dpkg-buildpackage writes beside the
+# tree it builds): build/deb/vmd_VERSION_ARCH.deb, named in build/deb/vmd.deb-path.
+DEB_VERSION = $(shell dpkg-parsechangelog -l debian/changelog -S Version)
+DEB_SRC = $(B)/deb/vmd-$(DEB_VERSION)
+
+deb: $(B)/deb/vmd.deb-path
+
+$(B)/deb/vmd.deb-path: $(wildcard $(shell git ls-files -co --exclude-standard 2>/dev/null)) | $(B)/.deps
+	rm -rf $(B)/deb
+	mkdir -p $(DEB_SRC)
+	tar -c --exclude=./build --exclude=./.git -f - . | tar -x -C $(DEB_SRC)
+	$(call say,DEB,$(B)/deb) cd $(DEB_SRC) && dpkg-buildpackage -us -uc -b >../build.log 2>&1 || \
+		{ tail -n 40 ../build.log; exit 1; }
+	ls $(CURDIR)/$(B)/deb/vmd_$(DEB_VERSION)_*.deb >$@
 
 clean:
 	rm -rf $(B)
