@@ -280,8 +280,9 @@ spec:
 class Run:
     """What the checks share: the container, the packages, what they saw."""
 
-    def __init__(self, c, deb, upgrade, upgrade_version):
+    def __init__(self, c, deb, upgrade, upgrade_version, src):
         self.c, self.deb, self.upgrade, self.upgrade_version = c, deb, upgrade, upgrade_version
+        self.src = src  # the source tree, for make install
         self.vm = None  # sandbox x's status when it first ran
 
 
@@ -398,6 +399,27 @@ def check_purge(t):
         raise Fail("vmd.service still known to systemd after purge")
 
 
+def check_make_install(t):
+    """The README's other way: make install under /usr/local, systemctl enable --now vmd."""
+    c, work = t.c, os.path.dirname(os.path.dirname(t.upgrade))
+    debroot, dest = os.path.join(work, "debroot"), os.path.join(work, "debs", "local")
+    subprocess.run(["dpkg-deb", "-x", t.deb, debroot], check=True)
+    r = subprocess.run(["make", "-s", "--no-print-directory", "-C", t.src, "install",
+                        f"DESTDIR={dest}", f"VMD_BINARY={debroot}/usr/bin/vmd"],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        raise Fail(f"make install: {r.stdout}{r.stderr}")
+    c.run(["cp", "-a", "/mnt/debs/local/.", "/"])
+    c.run(["systemctl", "daemon-reload"])
+    c.run(["systemctl", "enable", "--now", "vmd.service"], timeout=60)
+    u = c.unit("ActiveState", "FragmentPath", "ExecStart")
+    if u["ActiveState"] != "active" or u["FragmentPath"] != \
+            "/usr/local/lib/systemd/system/vmd.service" or "/usr/local/bin/vmd" not in u["ExecStart"]:
+        raise Fail(f"after make install and systemctl enable --now vmd: {u}")
+    # The VM the removed package left is adopted by this vmd too.
+    same_vm(t, "after make install")
+
+
 CHECKS = [
     ("install", check_install),
     ("start", check_start),
@@ -408,6 +430,7 @@ CHECKS = [
     ("journal", check_journal),
     ("remove", check_remove),
     ("purge", check_purge),
+    ("make-install", check_make_install),
 ]
 
 
@@ -415,6 +438,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--deb", required=True)
     ap.add_argument("--cache", required=True)
+    ap.add_argument("--src", default=os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__)))), help="the source tree (make install)")
     ap.add_argument("--list", action="store_true", help="print the checks' names")
     a = ap.parse_args()
     if a.list:
@@ -440,7 +465,7 @@ def main():
         boot = time.monotonic()
         c.boot()
         log(f"booted in {time.monotonic() - boot:.1f} s")
-        t = Run(c, deb, upgrade, version)
+        t = Run(c, deb, upgrade, version, a.src)
         failed = None
         for name, fn in CHECKS:
             if failed:
