@@ -225,6 +225,58 @@ static void test_make_installs_nothing(void **state _unused_)
 	test_tmpdir_remove(dir);
 }
 
+/*
+ * debian/control's Build-Depends are what scripts/install-deps installs, and the build's
+ * list is in Build-Depends (gcc and make come with build-essential).
+ */
+static void test_build_depends(void **state _unused_)
+{
+	_cleanup_(test_run_done) TestRun b = {}, a = {};
+	_cleanup_free_ char *control = test_read_file(test_src("debian/control"), NULL);
+	_cleanup_free_ char *deps = strdup(test_src("scripts/install-deps")), *field = NULL;
+	char *build[] = { deps, (char *)"--list", (char *)"build", NULL };
+	char *all[] = { deps, (char *)"--list", (char *)"all", NULL };
+	const char *at, *end;
+
+	test_run(&b, build);
+	test_run(&a, all);
+	assert_int_equal(b.status, 0);
+	assert_int_equal(a.status, 0);
+	assert_non_null(control);
+	at = strstr(control, "\nBuild-Depends:");
+	assert_non_null(at);
+	at += strlen("\nBuild-Depends:");
+	for (end = strchr(at, '\n'); end && end[1] == ' ';)
+		end = strchr(end + 1, '\n');
+	field = strndup(at, end - at);
+	_cleanup_free_ char *names = strdup("\n");
+	for (char *save = NULL, *d = strtok_r(field, ",", &save); d; d = strtok_r(NULL, ",", &save)) {
+		_cleanup_free_ char *name = NULL, *nl = NULL, *more = NULL;
+
+		d += strspn(d, " \n");
+		if (!*d)
+			continue;
+		name = strndup(d, strcspn(d, " \n("));
+		if (streq(name, "debhelper-compat"))
+			name[strlen("debhelper")] = 0;
+		assert_true(asprintf(&nl, "\n%s\n", name) > 0);
+		if (!strstr(a.out, nl) && strncmp(a.out, nl + 1, strlen(nl + 1)) != 0)
+			fail_msg("Build-Depends has %s, which scripts/install-deps does not install",
+				 name);
+		assert_true(asprintf(&more, "%s%s\n", names, name) > 0);
+		free(names);
+		names = TAKE_PTR(more);
+	}
+	for (char *save = NULL, *p = strtok_r(b.out, "\n", &save); p;
+	     p = strtok_r(NULL, "\n", &save)) {
+		_cleanup_free_ char *nl = NULL;
+
+		assert_true(asprintf(&nl, "\n%s\n", p) > 0);
+		if (!streq(p, "gcc") && !streq(p, "make") && !strstr(names, nl))
+			fail_msg("the build needs %s, which Build-Depends lacks:%s", p, names);
+	}
+}
+
 /* What the completion offers after "vmd WORD -" (or for the first word, with WORD ""). */
 static char *complete(const char *verb)
 {
@@ -313,6 +365,7 @@ int main(void)
 		cmocka_unit_test(test_install_default),
 		cmocka_unit_test(test_install_debian),
 		cmocka_unit_test(test_make_installs_nothing),
+		cmocka_unit_test(test_build_depends),
 		cmocka_unit_test(test_completion),
 	};
 

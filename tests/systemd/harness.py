@@ -169,12 +169,29 @@ class Container:
                 raise Fail("no container PID 1 under systemd-nspawn within 30 s")
             self.leader = self._find_leader()
             time.sleep(0.1)
-        r = self.run(["systemctl", "is-system-running", "--wait"], check=False, timeout=90)
-        state = r.stdout.strip()
-        if state not in ("running", "degraded"):
-            raise Fail(f"the container's systemd is {state!r}:\n" + self.console())
+        # nspawn's child becomes systemd by exec, and its bus comes up later still: until
+        # then is-system-running answers nothing ("Failed to connect to bus").
+        deadline = time.monotonic() + 90
+        state, err = "", ""
+        while state not in ("running", "degraded"):
+            if time.monotonic() > deadline or state not in ("", "initializing", "starting"):
+                raise Fail(f"the container's systemd is {state!r}:\n{err}\n"
+                           + self.console())
+            if self._comm() != "systemd":
+                time.sleep(0.1)
+                continue
+            r = self.run(["systemctl", "is-system-running", "--wait"], check=False, timeout=90)
+            state, err = r.stdout.strip(), r.stderr
+            if not state:
+                time.sleep(0.2)
         if state == "degraded":
             log("degraded: " + self.run(["systemctl", "--failed", "--no-legend"]).stdout)
+
+    def _comm(self):
+        try:
+            return open(f"/proc/{self.leader}/comm").read().strip()
+        except OSError:
+            return None
 
     def _find_leader(self):
         """The child of nspawn that is PID 1 of its own pid namespace."""
