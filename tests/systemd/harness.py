@@ -325,13 +325,22 @@ def check_start(t):
     log(f"STATUS={u['StatusText']}")
 
 
+def journal(c, *match):
+    return c.run(["journalctl", "-u", "vmd.service", "-o", "cat", "--no-pager"] + list(match)
+                 ).stdout
+
+
 def check_reload(t):
     c = t.c
     before = c.unit("MainPID")["MainPID"]
+    reloads = journal(c).count("reloaded: ")
     c.run(["systemctl", "reload", "vmd.service"], timeout=60)
     u = c.unit("ActiveState", "MainPID", "NRestarts")
     if u["ActiveState"] != "active" or u["MainPID"] != before or u["NRestarts"] != "0":
         raise Fail(f"after systemctl reload (MainPID was {before}): {u}")
+    # It read the files again (its log may reach the journal after systemctl returns).
+    wait_for("vmd's reloaded: in the journal",
+             lambda: journal(c).count("reloaded: ") == reloads + 1, timeout=10)
 
 
 def check_sandbox(t):
@@ -379,8 +388,7 @@ def check_upgrade(t):
 
 
 def check_journal(t):
-    out = t.c.run(["journalctl", "-u", "vmd.service", "VMD_SANDBOX=x", "-o", "cat",
-                   "--no-pager"]).stdout
+    out = journal(t.c, "VMD_SANDBOX=x")
     story = ["start: spec.state is running", "re-adopted its running VM"]
     for line in story:
         if line not in out:
