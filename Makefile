@@ -1,8 +1,13 @@
 # vmd: a plain, non-recursive GNU Makefile.
 #
-#   make            build/vmd
+#   make            build/vmd; installs nothing: a missing build dependency is named, with
+#                   the apt-get line that installs it (scripts/install-deps --check)
+#   make install    build/vmd, the unit, man pages, the JSON Schema and bash completion
+#                   under DESTDIR + PREFIX (default /usr/local); make uninstall removes them
 #   make demo       run the daemon on examples/ (noop backend) and show vmd status
-#   make check      every test, built with AddressSanitizer and UBSan, plus the format check
+#   make deb        the Debian package, from a copy of the tree, in build/deb/
+#   make check      every test, built with AddressSanitizer and UBSan, plus the format check;
+#                   it and make demo install what they need (scripts/install-deps)
 #   make fuzz       run every libFuzzer target for FUZZ_SECONDS each (default 60): the loader,
 #                   the QMP stream, the VMMs' replies through the backends, vmd's own records
 #   make bench      reaction latency, cold start, RSS and idle wakeups of the daemon; the
@@ -29,7 +34,7 @@ say = @printf '  %-6s %s\n' '$(1)' '$(2)';
 endif
 PKGS := yaml-0.1 jansson libsystemd libcurl libnl-route-3.0
 
-# Evaluated when a recipe runs, after build/.deps has installed pkg-config and the -dev packages.
+# Evaluated when a recipe runs, after build/.build-deps has found pkg-config and the -dev packages.
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS = $(shell pkg-config --libs $(PKGS)) -linotifytools -lpthread
 
@@ -40,6 +45,9 @@ ifeq ($(WERROR),1)
 BASE_CFLAGS += -Werror
 endif
 CFLAGS ?= -O2 -g
+# dpkg-buildflags' CPPFLAGS and LDFLAGS (hardening) reach the build; empty by default.
+CPPFLAGS ?=
+LDFLAGS ?=
 SAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
 
 LIB_SRCS := \
@@ -86,7 +94,7 @@ LIB_SRCS := \
 MAIN_SRC := reconciler/main.c
 
 TESTS := util hashmap list prioq status desired yaml-tree yaml-decode spec spec-check spec-yaml spec-json sandbox-dir sandbox-file plan backend-noop vmm http-unix cloud-hypervisor firecracker qmp qemu-argv qemu qemu-sim hung-vmm vm-safety watcher \
-	cli-validate schema daemon files deletion-guard journal units readme
+	cli-validate schema daemon files deletion-guard journal units install systemd readme
 
 # libFuzzer targets, tests/fuzz-NAME.c; make check replays the seeds of each (tests/run).
 FUZZ_TARGETS := spec-yaml qmp vmm-reply records
@@ -96,27 +104,34 @@ OBJS := $(LIB_SRCS:%.c=$(B)/obj/%.o)
 SAN_OBJS := $(LIB_SRCS:%.c=$(B)/san/%.o)
 TEST_BINS := $(TESTS:%=$(B)/san/tests/test-%)
 
-.PHONY: all check test format format-check fuzz fuzz-build clean demo bench
+.PHONY: all check test format format-check fuzz fuzz-build clean demo bench install uninstall deb
 .DELETE_ON_ERROR:
 .SECONDARY:
 
 all: $(B)/vmd
 
+# make builds only: a missing build dependency fails here, naming its apt-get line.
+$(B)/.build-deps: scripts/install-deps
+	@mkdir -p $(B)
+	@scripts/install-deps --check
+	@touch $@
+
+# What the tests and the demo need besides: installed, since make check and make demo may.
 $(B)/.deps: scripts/install-deps
 	@mkdir -p $(B)
 	scripts/install-deps
 	@touch $@
 
-$(B)/obj/%.o: %.c | $(B)/.deps
+$(B)/obj/%.o: %.c | $(B)/.build-deps
 	@mkdir -p $(dir $@)
-	$(call say,CC,$@) $(CC) $(BASE_CFLAGS) $(CFLAGS) -c $< -o $@
+	$(call say,CC,$@) $(CC) $(BASE_CFLAGS) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
 
 $(B)/san/%.o: %.c | $(B)/.deps
 	@mkdir -p $(dir $@)
 	$(call say,CC,$@) $(CC) $(BASE_CFLAGS) $(SAN_FLAGS) -c $< -o $@
 
 $(B)/vmd: $(OBJS) $(B)/obj/$(MAIN_SRC:.c=.o)
-	$(call say,LD,$@) $(CC) $(CFLAGS) $^ $(PKG_LIBS) -o $@
+	$(call say,LD,$@) $(CC) $(CFLAGS) $(LDFLAGS) $^ $(PKG_LIBS) -o $@
 
 $(B)/san/vmd: $(SAN_OBJS) $(B)/san/$(MAIN_SRC:.c=.o)
 	$(call say,LD,$@) $(CC) $(SAN_FLAGS) $^ $(PKG_LIBS) -o $@
@@ -131,14 +146,17 @@ $(B)/san/tests/test-%: $(B)/san/tests/test-%.o $(TEST_HELPERS) $(SAN_OBJS)
 $(B)/guest/vmlinux: tests/guest/build tests/guest/init | $(B)/.deps
 	$(call say,GUEST,$(B)/guest) tests/guest/build $(B)/guest >/dev/null
 
-test: $(TEST_BINS) $(B)/san/vmd $(FUZZ_BINS) $(B)/guest/vmlinux
+# test-systemd installs the package (make deb) in a booted Debian 12 (tests/systemd/),
+# whose root file system is debootstrapped once into build/systemd.
+test: $(TEST_BINS) $(B)/san/vmd $(FUZZ_BINS) $(B)/guest/vmlinux $(B)/deb/vmd.deb-path
 	VMD_SRCDIR=$(CURDIR) VMD_BIN=$(CURDIR)/$(B)/san/vmd PYTHON=$(PYTHON) \
-		VMD_GUEST=$(CURDIR)/$(B)/guest \
+		VMD_GUEST=$(CURDIR)/$(B)/guest VMD_DEB=$$(cat $(B)/deb/vmd.deb-path) \
+		VMD_SYSTEMD_CACHE=$(CURDIR)/$(B)/systemd \
 		tests/run $(TEST_BINS) $(FUZZ_BINS:%=--fuzz %)
 
 check: format-check test
 
-demo: $(B)/vmd
+demo: $(B)/vmd | $(B)/.deps
 	scripts/demo
 
 # Figures, not tests: the optimised build, against baselines measured in the same run.
@@ -185,7 +203,60 @@ fuzz: $(FUZZ_BINS)
 	$(B)/fuzz/fuzz-records $(FUZZ_RUN) -max_len=16384 $(B)/fuzz/corpus-records \
 		tests/fuzz/fuzz-records
 
+# make install: PREFIX (default /usr/local) and DESTDIR as usual; the units go to UNITDIR
+# (the Debian package: PREFIX=/usr UNITDIR=/lib/systemd/system), with ExecStart= pointing
+# at BINDIR. tests/test-install.c checks the list and that make uninstall leaves nothing.
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+MANDIR ?= $(PREFIX)/share/man
+DATADIR ?= $(PREFIX)/share/vmd
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+# The binary installed: tests install the sanitizer build they already have.
+VMD_BINARY ?= $(B)/vmd
+
+UNITS := $(wildcard units/*.service units/*.socket units/*.timer)
+MAN5 := $(wildcard docs/*.5)
+MAN8 := $(wildcard docs/*.8)
+SCHEMAS := $(wildcard schemas/*.json)
+# Each installed file, and the directories make uninstall removes when they are left empty.
+INSTALLED = $(BINDIR)/vmd $(UNITS:units/%=$(UNITDIR)/%) $(MAN5:docs/%=$(MANDIR)/man5/%) \
+	$(MAN8:docs/%=$(MANDIR)/man8/%) $(SCHEMAS:schemas/%=$(DATADIR)/%) $(BASHCOMPDIR)/vmd
+INSTALLED_DIRS = $(DATADIR)
+
+install: $(VMD_BINARY)
+	install -D -m 0755 $(VMD_BINARY) $(DESTDIR)$(BINDIR)/vmd
+	install -d $(DESTDIR)$(UNITDIR)
+	for u in $(UNITS); do \
+		sed 's|/usr/bin/vmd|$(BINDIR)/vmd|g' $$u >$(DESTDIR)$(UNITDIR)/$${u#units/} && \
+		chmod 0644 $(DESTDIR)$(UNITDIR)/$${u#units/} || exit 1; \
+	done
+	$(if $(MAN5),install -D -m 0644 -t $(DESTDIR)$(MANDIR)/man5 $(MAN5))
+	$(if $(MAN8),install -D -m 0644 -t $(DESTDIR)$(MANDIR)/man8 $(MAN8))
+	install -D -m 0644 -t $(DESTDIR)$(DATADIR) $(SCHEMAS)
+	install -D -m 0644 completions/vmd.bash $(DESTDIR)$(BASHCOMPDIR)/vmd
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
+	-rmdir $(addprefix $(DESTDIR),$(INSTALLED_DIRS)) 2>/dev/null
+
+# The Debian package, built from a copy of the tree (dpkg-buildpackage writes beside the
+# tree it builds): build/deb/vmd_VERSION_ARCH.deb, named in build/deb/vmd.deb-path.
+DEB_VERSION = $(shell dpkg-parsechangelog -l debian/changelog -S Version)
+DEB_SRC = $(B)/deb/vmd-$(DEB_VERSION)
+
+deb: $(B)/deb/vmd.deb-path
+
+$(B)/deb/vmd.deb-path: $(wildcard $(shell git ls-files -co --exclude-standard 2>/dev/null)) | $(B)/.deps
+	rm -rf $(B)/deb
+	mkdir -p $(DEB_SRC)
+	tar -c --exclude=./build --exclude=./.git -f - . | tar -x -C $(DEB_SRC)
+	$(call say,DEB,$(B)/deb) cd $(DEB_SRC) && dpkg-buildpackage -us -uc -b >../build.log 2>&1 || \
+		{ tail -n 40 ../build.log; exit 1; }
+	ls $(CURDIR)/$(B)/deb/vmd_$(DEB_VERSION)_*.deb >$@
+
 clean:
 	rm -rf $(B)
 
--include $(shell find $(B) -name '*.d' 2>/dev/null)
+# Only the compilers' files: build/systemd holds a root file system, with its own *.d dirs.
+-include $(shell find $(B)/obj $(B)/san -name '*.d' -type f 2>/dev/null)

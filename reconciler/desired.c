@@ -456,7 +456,7 @@ static int load_file(Manager *m, SandboxRoot *root, const char *path, const char
 	if (r == -EAGAIN)
 		return 0; /* changing as it was read: its next event reads it */
 	if (r < 0)
-		(void)asprintf(&why, "%s: cannot read: %s", path, strerror(-r));
+		set_format(&why, "%s: cannot read: %s", path, strerror(-r));
 	else if (file.verdict != SANDBOX_FILE_TRUSTED)
 		why = TAKE_PTR(file.why);
 

@@ -123,13 +123,11 @@ void sandbox_vm_exited(Manager *m _unused_, Sandbox *sb, int status, const char 
 		return;
 	delay = backoff_usec(sb->quick_exits - 1);
 	sb->retry_at = now_usec(CLOCK_MONOTONIC) + delay;
-	free(sb->last_error);
-	sb->last_error = NULL;
-	(void)asprintf(&sb->last_error,
-		       "%s%sexited with status %d within %llu s of starting, %u times in a row; "
-		       "restarting in %llu s",
-		       reason ?: "", reason ? "; " : "", status, CRASH_LOOP_USEC / 1000000,
-		       sb->quick_exits, (unsigned long long)(delay / 1000000));
+	set_format(&sb->last_error,
+		   "%s%sexited with status %d within %llu s of starting, %u times in a row; "
+		   "restarting in %llu s",
+		   reason ?: "", reason ? "; " : "", status, CRASH_LOOP_USEC / 1000000,
+		   sb->quick_exits, (unsigned long long)(delay / 1000000));
 }
 
 /* An action failed (what, on device, with why or the errno's words): back off, say it once. */
@@ -141,8 +139,8 @@ static void failed(Sandbox *sb, Backend *b, const char *what, const char *device
 
 	sb->failures++;
 	sb->retry_at = now_usec(CLOCK_MONOTONIC) + delay;
-	(void)asprintf(&err, "%s%s%s failed: %s", what, device ? " " : "", device ?: "",
-		       why ?: strerror(-r));
+	set_format(&err, "%s%s%s failed: %s", what, device ? " " : "", device ?: "",
+		   why ?: strerror(-r));
 
 	/* Transitions are logged, not every retry: the first failure, or a different one. */
 	if (sb->failures == 1 || !streq_ptr(err, sb->last_error))
@@ -245,12 +243,10 @@ static void adopt_failed(Sandbox *sb, Backend *b, int r, const char *why)
 	delay = backoff_usec(++sb->adopt_failures);
 	sb->quarantined = true;
 	sb->adopt_retry_at = now_usec(CLOCK_MONOTONIC) + delay;
-	free(sb->adopt_error);
-	sb->adopt_error = NULL;
-	(void)asprintf(&sb->adopt_error,
-		       "%s; vmd leaves it running and tries again in %" PRIu64
-		       " s (or at once on SIGHUP)",
-		       why ?: strerror(-r), delay / 1000000);
+	set_format(&sb->adopt_error,
+		   "%s; vmd leaves it running and tries again in %" PRIu64
+		   " s (or at once on SIGHUP)",
+		   why ?: strerror(-r), delay / 1000000);
 	if (sb->adopt_failures == 1)
 		log_fields(LOG_ERR,
 			   &(LogFields){ .sandbox = sb->name,
@@ -325,13 +321,13 @@ char *sandbox_refusal_message(const SandboxSpec *spec, const HostResources *host
 	format_size(spec->memory, want);
 	format_size(host->memory, have);
 	if (memory && cpus)
-		(void)asprintf(&s, "memory %s and %u vCPUs are more than the host has (%s, %u CPUs)",
-			       want, spec->vcpus, have, host->cpus);
+		set_format(&s, "memory %s and %u vCPUs are more than the host has (%s, %u CPUs)",
+			   want, spec->vcpus, have, host->cpus);
 	else if (memory)
-		(void)asprintf(&s, "memory %s is more than the host has (%s)", want, have);
+		set_format(&s, "memory %s is more than the host has (%s)", want, have);
 	else
-		(void)asprintf(&s, "%u vCPUs are more than the host has (%u CPUs)", spec->vcpus,
-			       host->cpus);
+		set_format(&s, "%u vCPUs are more than the host has (%u CPUs)", spec->vcpus,
+			   host->cpus);
 	return s;
 }
 

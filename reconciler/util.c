@@ -528,6 +528,15 @@ void set_vformat(char **p, const char *fmt, va_list ap)
 	*p = m;
 }
 
+void set_format(char **p, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	set_vformat(p, fmt, ap);
+	va_end(ap);
+}
+
 int strv_extendf(char ***l, const char *fmt, ...)
 {
 	size_t n = strv_length(*l);

@@ -133,6 +133,7 @@ size_t strv_length(char *const *l);
 bool strv_contains(char *const *l, const char *s);
 /* Replace *p (freed) with the text fmt formats: NULL if that cannot be allocated. */
 void set_vformat(char **p, const char *fmt, va_list ap) _printf_(2, 0);
+void set_format(char **p, const char *fmt, ...) _printf_(2, 3);
 
 /* Append a formatted string to *l (which may be NULL). */
 _printf_(2, 3) int strv_extendf(char ***l, const char *fmt, ...);

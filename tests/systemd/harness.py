@@ -1,0 +1,526 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""vmd's package under a real systemd: a debootstrapped Debian 12 booted with systemd-nspawn.
+
+    tests/systemd/harness.py --deb build/deb/vmd_0.1.0_amd64.deb --cache build/systemd
+
+A minimal bookworm (debootstrap --variant=minbase, with systemd, dbus and vmd's runtime
+libraries) is cached under --cache, keyed by what it includes. Each run boots it with
+`systemd-nspawn --register=no --keep-unit -b --volatile=overlay` (the cached tree is never
+changed), works inside with `nsenter -t PID -a`, and runs CHECKS in order, printing one line
+each: "ok NAME (1.2 s)" or "not ok NAME: why". A check that fails ends the run; the ones
+after it are "not ok NAME: not reached". Where nspawn cannot run here (not root, no network
+to debootstrap from, no container support), it prints "SKIP: why" and exits 77.
+tests/test-systemd.c runs it in make check and turns each line into a cmocka test.
+
+To extend it (a QEMU guest, the watchdog, poweroff): add a function taking the Container
+and append it to CHECKS; its runtime packages go in ROOTFS_PACKAGES (a new key rebuilds
+the cache). The container is stopped by its nspawn pid, even when a check fails.
+"""
+import argparse
+import ctypes
+import glob
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+SUITE = "bookworm"
+# systemd as PID 1, and what vmd's package depends on (dpkg -i installs no dependency).
+ROOTFS_PACKAGES = [
+    "systemd", "systemd-sysv", "dbus",
+    "libyaml-0-2", "libjansson4", "libcurl4", "libinotifytools0", "libnl-route-3-200",
+    "procps",
+]
+SKIP = 77
+PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+class Fail(Exception):
+    pass
+
+
+class Skip(Exception):
+    pass
+
+
+def log(msg):
+    print(f"# {msg}", flush=True)
+
+
+def debian_mirror():
+    """The Debian mirror this host's apt uses (deb822 or one-line sources), else Debian's."""
+    if os.environ.get("VMD_DEBIAN_MIRROR"):
+        return os.environ["VMD_DEBIAN_MIRROR"]
+    files = ["/etc/apt/sources.list"] + sorted(glob.glob("/etc/apt/sources.list.d/*.sources")) \
+        + sorted(glob.glob("/etc/apt/sources.list.d/*.list"))
+    for path in files:
+        try:
+            text = open(path).read()
+        except OSError:
+            continue
+        for m in re.finditer(r"^\s*(?:URIs:\s*|deb\s+(?:\[[^]]*\]\s+)?)(\S+)", text, re.M):
+            uri = m.group(1)
+            if re.search(r"/debian/?$", uri):
+                return uri.rstrip("/")
+    return "http://deb.debian.org/debian"
+
+
+def reachable(url):
+    try:
+        with urllib.request.urlopen(url, timeout=15) as r:
+            return r.status == 200
+    except Exception:
+        return False
+
+
+def rootfs(cache):
+    """The cached bookworm tree, debootstrapped first if it is missing or its key changed."""
+    mirror = debian_mirror()
+    key = f"{SUITE} minbase {','.join(ROOTFS_PACKAGES)}"
+    name = f"{SUITE}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+    root = os.path.join(cache, name)
+    if os.path.exists(os.path.join(root, ".vmd-rootfs-done")):
+        log(f"root file system: {root} (cached)")
+        return root
+    if not reachable(f"{mirror}/dists/{SUITE}/Release"):
+        raise Skip(f"no network to {mirror}: cannot debootstrap {SUITE}")
+    tmp = root + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(cache, exist_ok=True)
+    start = time.monotonic()
+    cmd = ["debootstrap", "--variant=minbase", f"--include={','.join(ROOTFS_PACKAGES)}",
+           SUITE, tmp, mirror]
+    r = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise Fail(f"{' '.join(cmd)} failed:\n{r.stdout[-3000:]}{r.stderr[-3000:]}")
+    open(os.path.join(tmp, ".vmd-rootfs-done"), "w").write(key + "\n")
+    # Older trees of other keys go: each is some 250 MB.
+    for old in glob.glob(os.path.join(cache, f"{SUITE}-*")):
+        if old != tmp:
+            shutil.rmtree(old, ignore_errors=True)
+    os.rename(tmp, root)
+    log(f"root file system: {root} (debootstrapped from {mirror} in "
+        f"{time.monotonic() - start:.1f} s)")
+    return root
+
+
+def repack(deb, workdir, suffix):
+    """The same package with a higher version (VERSION+suffix): an upgrade to install."""
+    tree = os.path.join(workdir, "repack")
+    shutil.rmtree(tree, ignore_errors=True)
+    subprocess.run(["dpkg-deb", "-R", deb, tree], check=True)
+    control = os.path.join(tree, "DEBIAN", "control")
+    text = open(control).read()
+    version = re.search(r"^Version: (\S+)$", text, re.M).group(1) + suffix
+    open(control, "w").write(re.sub(r"^Version: \S+$", f"Version: {version}", text,
+                                    flags=re.M))
+    out = os.path.join(workdir, f"vmd_{version}.deb")
+    subprocess.run(["dpkg-deb", "--root-owner-group", "-b", tree, out], check=True,
+                   stdout=subprocess.DEVNULL)
+    shutil.rmtree(tree)
+    return out, version
+
+
+def _die_with_parent():
+    # The container goes with this harness, however it ends.
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+class Container:
+    """One boot of the cached tree; the pids of nspawn and of the container's PID 1."""
+
+    def __init__(self, root, workdir):
+        self.root, self.workdir = root, workdir
+        self.nspawn = None
+        self.leader = None
+        self.log_path = os.path.join(workdir, "nspawn.log")
+        self.machine = f"vmd-test-{os.getpid()}"
+        self.debs = os.path.join(workdir, "debs")
+
+    def probe(self):
+        """Whether nspawn can run a container here at all: skip if not."""
+        r = subprocess.run(["systemd-nspawn", "--register=no", "--keep-unit", "-q",
+                            f"--machine={self.machine}-probe", "--volatile=overlay", "-D",
+                            self.root, "/bin/true"], stdin=subprocess.DEVNULL,
+                           capture_output=True, text=True, timeout=60)
+        if r.returncode != 0:
+            raise Skip(f"systemd-nspawn cannot run a container here: {r.stderr.strip()}")
+
+    def boot(self):
+        logf = open(self.log_path, "w")
+        self.nspawn = subprocess.Popen(
+            ["systemd-nspawn", "--register=no", "--keep-unit", "-b", "--volatile=overlay",
+             "--console=passive", f"--machine={self.machine}", f"--bind-ro={self.debs}:/mnt/debs",
+             "-D", self.root],
+            stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent)
+        deadline = time.monotonic() + 30
+        while self.leader is None:
+            if self.nspawn.poll() is not None:
+                raise Fail(f"systemd-nspawn exited with {self.nspawn.returncode}:\n"
+                           + self.console())
+            if time.monotonic() > deadline:
+                raise Fail("no container PID 1 under systemd-nspawn within 30 s")
+            self.leader = self._find_leader()
+            time.sleep(0.1)
+        # nspawn's child becomes systemd by exec, and its bus comes up later still: until
+        # then is-system-running answers nothing ("Failed to connect to bus").
+        deadline = time.monotonic() + 90
+        state, err = "", ""
+        while state not in ("running", "degraded"):
+            if time.monotonic() > deadline or state not in ("", "initializing", "starting"):
+                raise Fail(f"the container's systemd is {state!r}:\n{err}\n"
+                           + self.console())
+            if self._comm() != "systemd":
+                time.sleep(0.1)
+                continue
+            r = self.run(["systemctl", "is-system-running", "--wait"], check=False, timeout=90)
+            state, err = r.stdout.strip(), r.stderr
+            if not state:
+                time.sleep(0.2)
+        if state == "degraded":
+            log("degraded: " + self.run(["systemctl", "--failed", "--no-legend"]).stdout)
+
+    def _comm(self):
+        try:
+            return open(f"/proc/{self.leader}/comm").read().strip()
+        except OSError:
+            return None
+
+    def _find_leader(self):
+        """The child of nspawn that is PID 1 of its own pid namespace."""
+        try:
+            children = open(f"/proc/{self.nspawn.pid}/task/{self.nspawn.pid}/children").read()
+        except OSError:
+            return None
+        for pid in children.split():
+            try:
+                status = open(f"/proc/{pid}/status").read()
+            except OSError:
+                continue
+            m = re.search(r"^NSpid:\s+\d+\s+1$", status, re.M)
+            if m:
+                return int(pid)
+        return None
+
+    def run(self, argv, check=True, timeout=60, input=None):
+        """argv inside the container (every namespace of its PID 1), no shell."""
+        env = {"PATH": PATH, "LANG": "C.UTF-8", "SYSTEMD_PAGER": "", "SYSTEMD_COLORS": "0",
+               "DEBIAN_FRONTEND": "noninteractive"}
+        r = subprocess.run(["nsenter", "-t", str(self.leader), "-a", "--"] + argv, env=env,
+                           input=input, capture_output=True, text=True, timeout=timeout,
+                           stdin=None if input is not None else subprocess.DEVNULL)
+        if check and r.returncode != 0:
+            raise Fail(f"{' '.join(argv)}: exit {r.returncode}\n{r.stdout}{r.stderr}")
+        return r
+
+    def write(self, path, text, mode="0644"):
+        self.run(["install", "-m", mode, "/dev/stdin", path], input=text)
+
+    def unit(self, *props):
+        r = self.run(["systemctl", "show", "vmd.service"] + [f"--property={p}" for p in props])
+        return dict(line.split("=", 1) for line in r.stdout.splitlines() if "=" in line)
+
+    def console(self):
+        try:
+            return open(self.log_path, errors="replace").read()[-4000:]
+        except OSError:
+            return ""
+
+    def stop(self):
+        """Power the container off (SIGTERM to nspawn), by pid; SIGKILL if it lingers."""
+        if not self.nspawn:
+            return
+        if self.nspawn.poll() is None:
+            self.nspawn.terminate()
+            try:
+                self.nspawn.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                if self.leader:
+                    try:
+                        os.kill(self.leader, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                self.nspawn.kill()
+                self.nspawn.wait()
+        if self.leader:
+            try:
+                os.kill(self.leader, 0)
+                os.kill(self.leader, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.nspawn = None
+
+
+def wait_for(what, cond, timeout=20):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise Fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.2)
+
+
+def status_of(c, name):
+    """vmd status --json for one sandbox, or None."""
+    r = c.run(["vmd", "status", "--json"], check=False)
+    if r.returncode != 0:
+        return None
+    for s in json.loads(r.stdout or "[]"):
+        if s.get("name") == name:
+            return s
+    return None
+
+
+def running(c, name):
+    s = status_of(c, name)
+    return s if s and s.get("phase") == "Running" else None
+
+
+NOOP = """# The real-systemd test's sandbox: no VMM, a record vmd keeps and adopts.
+apiVersion: vmd/v1
+kind: Sandbox
+spec:
+  backend: noop
+  memory: 64Mi
+"""
+
+
+class Run:
+    """What the checks share: the container, the packages, what they saw."""
+
+    def __init__(self, c, deb, upgrade, upgrade_version, src):
+        self.c, self.deb, self.upgrade, self.upgrade_version = c, deb, upgrade, upgrade_version
+        self.src = src  # the source tree, for make install
+        self.vm = None  # sandbox x's status when it first ran
+
+
+def check_install(t):
+    c = t.c
+    c.run(["dpkg", "-i", f"/mnt/debs/{os.path.basename(t.deb)}"], timeout=120)
+    enabled = c.run(["systemctl", "is-enabled", "vmd.service"], check=False).stdout.strip()
+    if enabled != "enabled":
+        raise Fail(f"vmd.service is {enabled!r} after installation, not enabled")
+    wait_for("vmd.service active after installation",
+             lambda: c.unit("ActiveState")["ActiveState"] == "active")
+
+
+def check_start(t):
+    c = t.c
+    c.run(["systemctl", "stop", "vmd.service"])
+    if c.unit("ActiveState")["ActiveState"] != "inactive":
+        raise Fail("vmd.service is not inactive after systemctl stop")
+    c.run(["systemctl", "start", "vmd.service"], timeout=60)
+    u = c.unit("ActiveState", "StatusText", "Type")
+    if u["ActiveState"] != "active" or not u["StatusText"]:
+        raise Fail(f"after systemctl start: {u}")
+    log(f"STATUS={u['StatusText']}")
+
+
+def journal(c, *match):
+    return c.run(["journalctl", "-u", "vmd.service", "-o", "cat", "--no-pager"] + list(match)
+                 ).stdout
+
+
+def check_reload(t):
+    c = t.c
+    before = c.unit("MainPID")["MainPID"]
+    reloads = journal(c).count("reloaded: ")
+    c.run(["systemctl", "reload", "vmd.service"], timeout=60)
+    u = c.unit("ActiveState", "MainPID", "NRestarts")
+    if u["ActiveState"] != "active" or u["MainPID"] != before or u["NRestarts"] != "0":
+        raise Fail(f"after systemctl reload (MainPID was {before}): {u}")
+    # It read the files again (its log may reach the journal after systemctl returns).
+    wait_for("vmd's reloaded: in the journal",
+             lambda: journal(c).count("reloaded: ") == reloads + 1, timeout=10)
+
+
+def check_sandbox(t):
+    c = t.c
+    c.write("/etc/vmd/sandboxes/x.yaml", NOOP)
+    t.vm = wait_for("sandbox x Running in vmd status", lambda: running(c, "x"))
+    table = c.run(["vmd", "status"]).stdout
+    if not re.search(r"^x\s+noop\s+Running\s+yes\s+0\b", table, re.M):
+        raise Fail(f"vmd status does not show x Running:\n{table}")
+
+
+def same_vm(t, after):
+    """x still runs the VM it ran at first: same start, same pid, no restart."""
+    s = wait_for(f"sandbox x Running {after}", lambda: running(t.c, "x"))
+    for k in ("startedAt", "pid"):
+        if s.get(k) != t.vm.get(k):
+            raise Fail(f"{after}: x's {k} is {s.get(k)!r}, was {t.vm.get(k)!r}")
+    if s.get("restarts") != 0:
+        raise Fail(f"{after}: x has {s.get('restarts')} restarts")
+
+
+def check_restart(t):
+    c = t.c
+    before = c.unit("MainPID")["MainPID"]
+    c.run(["systemctl", "restart", "vmd.service"], timeout=60)
+    u = c.unit("ActiveState", "MainPID", "NRestarts")
+    if u["ActiveState"] != "active" or u["MainPID"] == before:
+        raise Fail(f"after systemctl restart (MainPID was {before}): {u}")
+    same_vm(t, "after systemctl restart vmd")
+
+
+def check_upgrade(t):
+    c = t.c
+    before = c.unit("MainPID")["MainPID"]
+    c.run(["dpkg", "-i", f"/mnt/debs/{os.path.basename(t.upgrade)}"], timeout=120)
+    v = c.run(["dpkg-query", "-W", "-f=${Version}", "vmd"]).stdout
+    if v != t.upgrade_version:
+        raise Fail(f"vmd {v} installed after the upgrade to {t.upgrade_version}")
+    u = wait_for("vmd.service active after the upgrade",
+                 lambda: (lambda u: u if u["ActiveState"] == "active" else None)(
+                     c.unit("ActiveState", "MainPID")))
+    if u["MainPID"] == before:
+        raise Fail("the upgrade did not restart vmd: the old binary runs on")
+    same_vm(t, "after the package's upgrade")
+
+
+def check_journal(t):
+    out = journal(t.c, "VMD_SANDBOX=x")
+    story = ["start: spec.state is running", "re-adopted its running VM"]
+    for line in story:
+        if line not in out:
+            raise Fail(f"no '{line}' in journalctl -u vmd VMD_SANDBOX=x:\n{out}")
+    # One start, then one adoption by each new vmd: the restart and the upgrade.
+    if out.count("start: spec.state is running") != 1 or out.count("re-adopted") != 2:
+        raise Fail(f"journalctl -u vmd VMD_SANDBOX=x tells another story:\n{out}")
+
+
+def check_remove(t):
+    c = t.c
+    r = c.run(["dpkg", "-r", "vmd"], timeout=120)
+    if "these keep running, unmanaged: x" not in r.stderr:
+        raise Fail(f"dpkg -r vmd did not say which VMs keep running:\n{r.stdout}{r.stderr}")
+    if c.run(["systemctl", "is-active", "vmd.service"], check=False).stdout.strip() == "active":
+        raise Fail("vmd.service still active after dpkg -r vmd")
+    for path in ("/run/vmd/x/noop.json", "/var/lib/vmd", "/etc/vmd/sandboxes/x.yaml"):
+        if c.run(["test", "-e", path], check=False).returncode != 0:
+            raise Fail(f"dpkg -r vmd removed {path}")
+    # Installed again, vmd adopts the VM it left.
+    c.run(["dpkg", "-i", f"/mnt/debs/{os.path.basename(t.upgrade)}"], timeout=120)
+    same_vm(t, "after removal and installation again")
+
+
+def check_purge(t):
+    c = t.c
+    c.run(["dpkg", "-P", "vmd"], timeout=120)
+    if c.run(["test", "-e", "/var/lib/vmd"], check=False).returncode == 0:
+        raise Fail("dpkg -P vmd left /var/lib/vmd")
+    if c.run(["test", "-e", "/etc/vmd/sandboxes/x.yaml"], check=False).returncode != 0:
+        raise Fail("dpkg -P vmd removed the operator's /etc/vmd/sandboxes/x.yaml")
+    if c.run(["systemctl", "cat", "vmd.service"], check=False).returncode == 0:
+        raise Fail("vmd.service still known to systemd after purge")
+
+
+def check_make_install(t):
+    """The README's other way: make install under /usr/local, systemctl enable --now vmd."""
+    c, work = t.c, os.path.dirname(os.path.dirname(t.upgrade))
+    debroot, dest = os.path.join(work, "debroot"), os.path.join(work, "debs", "local")
+    subprocess.run(["dpkg-deb", "-x", t.deb, debroot], check=True)
+    r = subprocess.run(["make", "-s", "--no-print-directory", "-C", t.src, "install",
+                        f"DESTDIR={dest}", f"VMD_BINARY={debroot}/usr/bin/vmd"],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        raise Fail(f"make install: {r.stdout}{r.stderr}")
+    c.run(["cp", "-a", "/mnt/debs/local/.", "/"])
+    c.run(["systemctl", "daemon-reload"])
+    c.run(["systemctl", "enable", "--now", "vmd.service"], timeout=60)
+    u = c.unit("ActiveState", "FragmentPath", "ExecStart")
+    if u["ActiveState"] != "active" or u["FragmentPath"] != \
+            "/usr/local/lib/systemd/system/vmd.service" or "/usr/local/bin/vmd" not in u["ExecStart"]:
+        raise Fail(f"after make install and systemctl enable --now vmd: {u}")
+    # The VM the removed package left is adopted by this vmd too.
+    same_vm(t, "after make install")
+
+
+CHECKS = [
+    ("install", check_install),
+    ("start", check_start),
+    ("reload", check_reload),
+    ("sandbox", check_sandbox),
+    ("restart", check_restart),
+    ("upgrade", check_upgrade),
+    ("journal", check_journal),
+    ("remove", check_remove),
+    ("purge", check_purge),
+    ("make-install", check_make_install),
+]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--deb", required=True)
+    ap.add_argument("--cache", required=True)
+    ap.add_argument("--src", default=os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__)))), help="the source tree (make install)")
+    ap.add_argument("--list", action="store_true", help="print the checks' names")
+    a = ap.parse_args()
+    if a.list:
+        print("\n".join(n for n, _ in CHECKS))
+        return 0
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    start = time.monotonic()
+    workdir = os.path.join(a.cache, "work")
+    c = None
+    try:
+        if os.geteuid() != 0:
+            raise Skip("systemd-nspawn needs root")
+        for tool in ("debootstrap", "systemd-nspawn", "nsenter", "dpkg-deb"):
+            if not shutil.which(tool):
+                raise Fail(f"no {tool} (scripts/install-deps installs it)")
+        root = rootfs(os.path.abspath(a.cache))
+        shutil.rmtree(workdir, ignore_errors=True)
+        os.makedirs(os.path.join(workdir, "debs"))
+        deb = shutil.copy(a.deb, os.path.join(workdir, "debs"))
+        upgrade, version = repack(a.deb, os.path.join(workdir, "debs"), "+upgrade1")
+        c = Container(root, workdir)
+        c.probe()
+        boot = time.monotonic()
+        c.boot()
+        log(f"booted in {time.monotonic() - boot:.1f} s")
+        t = Run(c, deb, upgrade, version, a.src)
+        failed = None
+        for name, fn in CHECKS:
+            if failed:
+                print(f"not ok {name}: not reached ({failed} failed)", flush=True)
+                continue
+            t0 = time.monotonic()
+            try:
+                fn(t)
+                print(f"ok {name} ({time.monotonic() - t0:.1f} s)", flush=True)
+            except (Fail, subprocess.SubprocessError) as e:
+                failed = name
+                msg = str(e).replace("\n", "\n# ")
+                print(f"not ok {name}: {msg}", flush=True)
+                journal = c.run(["journalctl", "-u", "vmd.service", "--no-pager", "-n", "40"],
+                                check=False).stdout
+                log("journalctl -u vmd:\n# " + journal.replace("\n", "\n# "))
+        return 1 if failed else 0
+    except Skip as e:
+        print(f"SKIP: {e}", flush=True)
+        return SKIP
+    except Fail as e:
+        print(f"not ok setup: {e}", flush=True)
+        return 1
+    finally:
+        if c:
+            c.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+        log(f"took {time.monotonic() - start:.1f} s")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
