@@ -13,9 +13,13 @@ after it are "not ok NAME: not reached". Where nspawn cannot run here (not root,
 to debootstrap from, no container support), it prints "SKIP: why" and exits 77.
 tests/test-systemd.c runs it in make check and turns each line into a cmocka test.
 
-To extend it (a QEMU guest, the watchdog, poweroff): add a function taking the Container
-and append it to CHECKS; its runtime packages go in ROOTFS_PACKAGES (a new key rebuilds
-the cache). The container is stopped by its nspawn pid, even when a check fails.
+The last checks run a QEMU guest (tests/guest, $VMD_GUEST, under TCG): its VMM in a scope
+of its own, kept by a restart of vmd, by systemctl kill vmd and by the watchdog, and shut
+down through its power button when the container powers off.
+
+To extend it: add a function taking the Run and append it to CHECKS; its runtime packages
+go in ROOTFS_PACKAGES (a new key rebuilds the cache). The container is stopped by its
+nspawn pid, even when a check fails.
 """
 import argparse
 import ctypes
@@ -37,6 +41,8 @@ ROOTFS_PACKAGES = [
     "systemd", "systemd-sysv", "dbus",
     "libyaml-0-2", "libjansson4", "libcurl4", "libinotifytools0", "libnl-route-3-200",
     "procps",
+    # the QEMU guest of the last checks (TCG: the container has no /dev/kvm)
+    "qemu-system-x86",
 ]
 SKIP = 77
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -143,6 +149,7 @@ class Container:
         self.log_path = os.path.join(workdir, "nspawn.log")
         self.machine = f"vmd-test-{os.getpid()}"
         self.debs = os.path.join(workdir, "debs")
+        self.out = os.path.join(workdir, "out")  # outlives the container's volatile tree
 
     def probe(self):
         """Whether nspawn can run a container here at all: skip if not."""
@@ -158,7 +165,7 @@ class Container:
         self.nspawn = subprocess.Popen(
             ["systemd-nspawn", "--register=no", "--keep-unit", "-b", "--volatile=overlay",
              "--console=passive", f"--machine={self.machine}", f"--bind-ro={self.debs}:/mnt/debs",
-             "-D", self.root],
+             f"--bind={self.out}:/mnt/out", "-D", self.root],
             stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
             preexec_fn=_die_with_parent)
         deadline = time.monotonic() + 30
@@ -222,7 +229,7 @@ class Container:
         return r
 
     def write(self, path, text, mode="0644"):
-        self.run(["install", "-m", mode, "/dev/stdin", path], input=text)
+        self.run(["install", "-D", "-m", mode, "/dev/stdin", path], input=text)
 
     def unit(self, *props):
         r = self.run(["systemctl", "show", "vmd.service"] + [f"--property={p}" for p in props])
@@ -302,6 +309,7 @@ class Run:
         self.c, self.deb, self.upgrade, self.upgrade_version = c, deb, upgrade, upgrade_version
         self.src = src  # the source tree, for make install
         self.vm = None  # sandbox x's status when it first ran
+        self.qemu = None  # the pid of sandbox g's QEMU
 
 
 def check_install(t):
@@ -446,6 +454,110 @@ def check_make_install(t):
     same_vm(t, "after make install")
 
 
+GUEST = """# The real-systemd test's QEMU guest (tests/guest), under TCG.
+apiVersion: vmd/v1
+kind: Sandbox
+spec:
+  backend: qemu
+  memory: 192Mi
+  kernel: /mnt/debs/guest/vmlinux
+  initrd: /mnt/debs/guest/initramfs.cpio
+  cmdline: console=ttyS0 quiet
+  stopTimeout: 60s
+"""
+
+
+def is_ready(s):
+    return s and any(c.get("type") == "Ready" and c.get("status") == "True"
+                     for c in s.get("conditions", []))
+
+
+def guest_pid(t):
+    s = wait_for("sandbox g Running and Ready",
+                 lambda: (lambda s: s if is_ready(s) else None)(running(t.c, "g")), timeout=120)
+    return s["pid"]
+
+
+def alive(c, pid):
+    return c.run(["test", "-d", f"/proc/{pid}"], check=False).returncode == 0
+
+
+def check_qemu_scope(t):
+    """A QEMU guest's VMM runs in vmd-g.scope of machine.slice, not in vmd.service."""
+    c = t.c
+    c.write("/etc/vmd/sandboxes/g.yaml", GUEST)
+    t.qemu = guest_pid(t)
+    cg = c.run(["cat", f"/proc/{t.qemu}/cgroup"]).stdout
+    if "/machine.slice/vmd-g.scope" not in cg:
+        raise Fail(f"QEMU (pid {t.qemu}) is not in vmd-g.scope: {cg}")
+    if c.run(["systemctl", "is-active", "vmd-g.scope"], check=False).stdout.strip() != "active":
+        raise Fail("vmd-g.scope is not active")
+
+
+def check_qemu_restart(t):
+    """systemctl restart vmd: the same QEMU, 0 restarts, no left-over process warning."""
+    c = t.c
+    since = c.run(["date", "+%Y-%m-%d %H:%M:%S"]).stdout.strip()
+    c.run(["systemctl", "restart", "vmd.service"], timeout=60)
+    pid = guest_pid(t)
+    s = status_of(c, "g")
+    if pid != t.qemu or s.get("restarts") != 0:
+        raise Fail(f"after systemctl restart vmd: g's pid {pid} (was {t.qemu}), {s}")
+    out = c.run(["journalctl", "--no-pager", "--since", since]).stdout
+    if "left-over process" in out:
+        raise Fail(f"systemd warned of a left-over process:\n{out}")
+
+
+def check_kill(t):
+    """systemctl kill vmd signals vmd alone: the guest runs on, and the next vmd adopts it."""
+    c = t.c
+    c.run(["systemctl", "kill", "vmd.service"])
+    wait_for("vmd.service to stop", lambda: c.run(
+        ["systemctl", "is-active", "vmd.service"], check=False).stdout.strip() != "active")
+    if not alive(c, t.qemu):
+        raise Fail("systemctl kill vmd killed the guest's QEMU")
+    c.run(["systemctl", "start", "vmd.service"], timeout=60)
+    if guest_pid(t) != t.qemu:
+        raise Fail("the guest was not adopted after systemctl kill vmd")
+
+
+def check_watchdog(t):
+    """A vmd that stops answering (SIGSTOP) is restarted by the watchdog; the guest stays."""
+    c = t.c
+    c.write("/etc/systemd/system/vmd.service.d/watchdog.conf",
+            "[Service]\nWatchdogSec=2s\nTimeoutAbortSec=2s\n")
+    c.run(["systemctl", "daemon-reload"])
+    c.run(["systemctl", "restart", "vmd.service"], timeout=60)
+    u = c.unit("MainPID", "NRestarts")
+    c.run(["kill", "-STOP", u["MainPID"]])
+    wait_for("the watchdog to restart vmd", lambda: (lambda v: v if v["ActiveState"] == "active"
+                                                    and v["MainPID"] not in ("0", u["MainPID"])
+                                                    else None)(
+        c.unit("ActiveState", "MainPID", "NRestarts")), timeout=60)
+    if int(c.unit("NRestarts")["NRestarts"]) <= int(u["NRestarts"]):
+        raise Fail("vmd was not restarted by systemd (NRestarts did not grow)")
+    if guest_pid(t) != t.qemu:
+        raise Fail("the guest was not adopted after the watchdog restarted vmd")
+    c.run(["rm", "/etc/systemd/system/vmd.service.d/watchdog.conf"])
+    c.run(["systemctl", "daemon-reload"])
+
+
+def check_poweroff(t):
+    """Powering the host off shuts the guest down (its power button) before the end."""
+    c = t.c
+    c.run(["sh", "-c", "tail -n +1 -F /run/vmd/g/console.log > /mnt/out/console.copy 2>/dev/null &"])
+    c.run(["systemctl", "poweroff"], check=False)
+    try:
+        c.nspawn.wait(timeout=180)
+    except subprocess.TimeoutExpired:
+        raise Fail("the container did not power off within 180 s")
+    seen = open(os.path.join(c.out, "console.copy"), errors="replace").read()
+    for line in ("VMD-GUEST-POWER-BUTTON", "VMD-GUEST-POWEROFF"):
+        if line not in seen:
+            raise Fail(f"the guest's console shows no {line} at the host's poweroff:\n"
+                       + seen[-2000:])
+
+
 CHECKS = [
     ("install", check_install),
     ("start", check_start),
@@ -457,6 +569,11 @@ CHECKS = [
     ("remove", check_remove),
     ("purge", check_purge),
     ("make-install", check_make_install),
+    ("qemu-scope", check_qemu_scope),
+    ("qemu-restart", check_qemu_restart),
+    ("kill", check_kill),
+    ("watchdog", check_watchdog),
+    ("poweroff", check_poweroff),  # the last: the container is gone after it
 ]
 
 
@@ -484,6 +601,11 @@ def main():
         root = rootfs(os.path.abspath(a.cache))
         shutil.rmtree(workdir, ignore_errors=True)
         os.makedirs(os.path.join(workdir, "debs"))
+        os.makedirs(os.path.join(workdir, "out"))
+        guest = os.environ.get("VMD_GUEST", os.path.join(a.src, "build", "guest"))
+        if not os.path.exists(os.path.join(guest, "vmlinux")):
+            raise Fail(f"no test guest in {guest} (make build/guest/vmlinux)")
+        shutil.copytree(guest, os.path.join(workdir, "debs", "guest"))
         deb = shutil.copy(a.deb, os.path.join(workdir, "debs"))
         upgrade, version = repack(a.deb, os.path.join(workdir, "debs"), "+upgrade1")
         c = Container(root, workdir)
