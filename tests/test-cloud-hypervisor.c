@@ -23,6 +23,19 @@
 
 static char binary[4096];
 
+/* The upstream releases the simulator behaves as, each test run against every one. */
+static const char *const ch_releases[] = { "v52.0", "main" };
+
+static const char *release(void)
+{
+	return getenv("VMD_SIM_CH_VERSION");
+}
+
+static bool release_up_to_v52(void)
+{
+	return streq(release(), "v52.0");
+}
+
 static int setup(void **state)
 {
 	static const char *args[] = { "--cloud-hypervisor-binary", binary, NULL };
@@ -276,12 +289,17 @@ static void test_simulator_refuses(void **state)
 	_cleanup_free_ char *sock = path_in(f->dir, "api.sock");
 	_cleanup_(http_freep) Http *h = NULL;
 	char *argv[] = { binary, (char *)"--api-socket", NULL, NULL };
-	_cleanup_free_ char *opt = NULL, *v = NULL;
+	_cleanup_free_ char *opt = NULL, *v = NULL, *lock = NULL;
 	json_auto_t *bad = json_pack("{s:{s:s}, s:i}", "payload", "kernel", "/k", "vpcus", 2);
+	_cleanup_free_ char *kernel = path_in(f->dir, "k");
+	json_auto_t *good = json_pack("{s:{s:s}}", "payload", "kernel", kernel);
+	json_auto_t *dup = json_pack("{s:{s:s}, s:[{s:s, s:s}], s:[{s:s}]}", "payload", "kernel",
+				     kernel, "disks", "path", kernel, "id", "x", "net", "id", "x");
 	HttpReply r;
 	pid_t pid;
 	int pidfd, status;
 
+	test_write_str(f->dir, "k", "");
 	assert_true(asprintf(&opt, "path=%s", sock) > 0);
 	argv[2] = opt;
 	assert_int_equal(vmm_spawn(argv, "/dev/null", &pid, &pidfd), 0);
@@ -293,12 +311,47 @@ static void test_simulator_refuses(void **state)
 	}
 	http_reply_done(&r);
 
-	assert_int_equal(http_call(h, "PUT", "/api/v1/vm.boot", NULL, 1000000, &r), -ENOENT);
+	/* What it calls itself, and the lock beside its socket (v53.0 on). */
+	assert_int_equal(http_call(h, "GET", "/api/v1/vmm.ping", NULL, 1000000, &r), 0);
+	assert_string_equal(json_string_value(json_object_get(r.json, "build_version")),
+			    streq(release(), "main") ? "v53.0-246-gae44c2971" : release());
+	http_reply_done(&r);
+	lock = path_in(f->dir, "api.sock.lock");
+	assert_int_equal(access(lock, F_OK) == 0, !release_up_to_v52());
+
+	/* Not created: 500 up to v52.0, 404 since; state errors are 500, never 405. */
+	assert_int_equal(http_call(h, "GET", "/api/v1/vm.info", NULL, 1000000, &r),
+			 release_up_to_v52() ? -EREMOTEIO : -ENOENT);
 	assert_non_null(strstr(r.error, "VM is not created"));
+	http_reply_done(&r);
+	assert_int_equal(http_call(h, "PUT", "/api/v1/vm.boot", NULL, 1000000, &r),
+			 release_up_to_v52() ? -EREMOTEIO : -ENOENT);
+	assert_non_null(strstr(r.error, "VM is not created"));
+	http_reply_done(&r);
+	assert_int_equal(http_call(h, "PUT", "/api/v1/vm.pause", NULL, 1000000, &r), -EREMOTEIO);
+	assert_non_null(strstr(r.error, "VM is not running"));
 	http_reply_done(&r);
 	assert_int_equal(http_call(h, "PUT", "/api/v1/vm.create", bad, 1000000, &r), -EINVAL);
 	http_reply_done(&r);
 	assert_int_equal(http_call(h, "PUT", "/api/v1/vm.frobnicate", NULL, 1000000, &r), -ENOENT);
+	http_reply_done(&r);
+
+	/* One set of ids for disks and nets together. */
+	assert_int_equal(http_call(h, "PUT", "/api/v1/vm.create", dup, 1000000, &r), -EREMOTEIO);
+	assert_non_null(strstr(r.error, "Identifier is not unique"));
+	http_reply_done(&r);
+	/* vm.shutdown drops the VM, its config stays: Created (and not running any more). */
+	assert_int_equal(http_call(h, "PUT", "/api/v1/vm.create", good, 1000000, &r), 0);
+	http_reply_done(&r);
+	assert_int_equal(http_call(h, "PUT", "/api/v1/vm.boot", NULL, 1000000, &r), 0);
+	http_reply_done(&r);
+	assert_int_equal(http_call(h, "PUT", "/api/v1/vm.shutdown", NULL, 1000000, &r), 0);
+	http_reply_done(&r);
+	assert_int_equal(http_call(h, "GET", "/api/v1/vm.info", NULL, 1000000, &r), 0);
+	assert_string_equal(json_string_value(json_object_get(r.json, "state")), "Created");
+	http_reply_done(&r);
+	assert_int_equal(http_call(h, "PUT", "/api/v1/vm.shutdown", NULL, 1000000, &r), -EREMOTEIO);
+	assert_non_null(strstr(r.error, "VM is not running"));
 	http_reply_done(&r);
 	assert_int_equal(http_call(h, "PUT", "/api/v1/vmm.shutdown", NULL, 1000000, &r), 0);
 	http_reply_done(&r);
@@ -329,8 +382,18 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_error_bodies, setup, fixture_teardown),
 	};
 
+	int failed = 0;
+
 	snprintf(binary, sizeof(binary), "%s", test_src("tests/sim/cloud-hypervisor"));
 	/* VMMs outlive a daemon killed with -9: they come to this binary, which reaps them. */
 	(void)prctl(PR_SET_CHILD_SUBREAPER, 1);
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	if (getenv("VMD_TEST_FILTER")) /* one test, for a run by hand */
+		cmocka_set_test_filter(getenv("VMD_TEST_FILTER"));
+	/* Every test against each release the simulator behaves as (its VMD_SIM_CH_VERSION). */
+	for (size_t i = 0; i < ELEMENTSOF(ch_releases); i++) {
+		setenv("VMD_SIM_CH_VERSION", ch_releases[i], 1);
+		failed += _cmocka_run_group_tests(ch_releases[i], tests, ELEMENTSOF(tests), NULL,
+						  NULL);
+	}
+	return failed;
 }
