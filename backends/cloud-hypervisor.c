@@ -7,7 +7,7 @@
  * holds vm.json, api.sock, console.log (the serial port, a file) and ch.log (its stderr).
  *
  * Live changes: pause and resume; disks and NICs (vm.add-disk, vm.add-net,
- * vm.remove-device: removed once the guest ejects it, which vm.info shows); vCPUs and
+ * vm.remove-device: removed once the guest ejects it, which vm.info's device_tree shows); vCPUs and
  * memory (vm.resize) within the room fixed at boot: max_vcpus is the host's CPU count (or
  * vcpus, if more), and memory can grow to four times its size (ACPI hotplug, which cannot
  * give memory back). A restarted vmd adopts a VM when the record's identity holds and
@@ -248,15 +248,18 @@ static int observe_info(VmmVm *vm, VmmJob *j _unused_, const VmmReply *r)
 	return VMM_NEXT;
 }
 
-/* A removal is done when vm.info no longer lists the device. */
-static int check_released(VmmVm *vm, VmmJob *j, const VmmReply *r)
+/*
+ * A removal is done when the guest has ejected the device: CH drops it from vm.info's
+ * config as soon as it takes vm.remove-device, but from its device_tree (an object keyed
+ * by id) only on the guest's eject, and until then refuses a new device of that id.
+ */
+static int check_released(VmmVm *vm _unused_, VmmJob *j, const VmmReply *r)
 {
-	_cleanup_(sandbox_spec_freep) SandboxSpec *seen = NULL;
+	const json_t *tree = json_object_get(r->json, "device_tree");
 
-	if (r->error < 0 || observed_config((ChVm *)vm, r->json, &seen) < 0)
+	if (r->error < 0 || !json_is_object(tree))
 		return VMM_NEXT; /* asked again at the next poll */
-	return spec_find_disk(seen, j->device) || spec_find_net(seen, j->device) ? VMM_NEXT
-										 : VMM_SKIP;
+	return json_object_get(tree, j->device) ? VMM_NEXT : VMM_SKIP;
 }
 
 static int put(VmmRequests *rq, const char *op, json_t *body)

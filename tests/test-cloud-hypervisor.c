@@ -168,6 +168,48 @@ static void test_lifecycle(void **state)
 	assert_null(strstr(log, "forcing it off"));
 }
 
+/*
+ * A disk changed while the VM is paused: removed (CH drops it from its config at once, but
+ * the paused guest ejects nothing, so its device_tree keeps it and an add of that id would
+ * be IdentifierNotUnique), and added back as changed only once the guest, resumed, let go.
+ */
+static void test_changed_disk_paused(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *a = path_in(f->dir, "a.img"), *rw = NULL, *ro = NULL, *paused = NULL;
+	json_t *s;
+
+	test_write_str(f->dir, "a.img", "");
+	assert_true(asprintf(&rw, "  memory: 128Mi\n  disks:\n" DISK_A, a) > 0);
+	assert_true(asprintf(&paused, "  state: paused\n%s", rw) > 0);
+	assert_true(asprintf(&ro,
+			     "  state: paused\n  memory: 128Mi\n  disks:\n"
+			     "    - {id: a, path: \"%s\", readOnly: true}\n",
+			     a) > 0);
+	put(f, "vm", rw);
+	fixture_start_daemon(f);
+	json_decref(fixture_wait_status(f, "vm", ready, "Running"));
+	put(f, "vm", paused);
+	json_decref(fixture_wait_status(f, "vm", ready, "Paused"));
+
+	/* Changed while paused: the removal waits for the guest, no add is tried meanwhile. */
+	put(f, "vm", ro);
+	json_decref(fixture_wait_status(f, "vm", removing,
+					"waiting for the guest to release disk 'a'"));
+	assert_int_equal(fixture_count_requests(f, "PUT /api/v1/vm.add-disk"), 0);
+
+	/* Resumed: the guest ejects a, and a comes back read-only, added once, no error. */
+	put(f, "vm", ro + strlen("  state: paused\n"));
+	fixture_wait_console(f, "vm", "SIM-GUEST-REMOVED a", 0);
+	wait_devices(f, "vm", "disks=a nets= vcpus=1");
+	s = fixture_wait_status(f, "vm", ready, "Running");
+	assert_true(json_is_true(
+		json_object_get(json_array_get(json_object_get(s, "disks"), 0), "readOnly")));
+	assert_true(json_is_null(json_object_get(s, "lastError")));
+	json_decref(s);
+	assert_int_equal(fixture_count_requests(f, "PUT /api/v1/vm.add-disk"), 1);
+}
+
 /* A guest that ignores the power button: vm.shutdown and vmm.shutdown after stopTimeout. */
 static void test_forced_stop(void **state)
 {
@@ -376,6 +418,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_simulator_refuses, setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_lifecycle, setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_changed_disk_paused, setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_forced_stop, setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_readopt, setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_crash, setup, fixture_teardown),
