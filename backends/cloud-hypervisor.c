@@ -24,11 +24,17 @@
 #define CH_REMOVE_POLL_USEC (50ull * 1000)
 #define CH_HOTPLUG_BLOCK (128ull << 20) /* memory hotplug_size granularity */
 #define CH_MEMORY_GROWTH 4
+/*
+ * The oldest release vmd is known to work with (tests/sim/cloud-hypervisor behaves as it,
+ * and as upstream's main); older ones are refused at the start, naming this.
+ */
+#define CH_MIN_MAJOR 52
 
 typedef struct ChVm {
 	VmmVm vm;	    /* first */
 	unsigned max_vcpus; /* as created */
 	uint64_t max_memory;
+	unsigned major; /* of the release, from vmm.ping; 0 if it did not say */
 } ChVm;
 
 static const VmmVmType ch_type;
@@ -147,10 +153,36 @@ static int ch_argv(VmmVm *vm, char ***ret)
 
 /* What the replies mean */
 
+/*
+ * The release, from vmm.ping: build_version is `git describe` ("v52.0",
+ * "v53.0-246-gae44c2971"), version the crate's ("52.0.0"), whose major counts. Starting,
+ * a release older than CH_MIN_MAJOR is refused: -EPROTONOSUPPORT.
+ */
+static int read_version(ChVm *v, VmmJob *j, const json_t *ping)
+{
+	const char *build = json_string_value(json_object_get(ping, "build_version"));
+	const char *version = json_string_value(json_object_get(ping, "version"));
+	unsigned major = 0;
+
+	if (!version || sscanf(version, "%u.", &major) != 1)
+		if (!build || sscanf(build, "v%u.", &major) != 1)
+			major = 0;
+	v->major = major;
+	if (j->phase == VMM_PHASE_API_UP && major > 0 && major < CH_MIN_MAJOR) {
+		vmm_job_fail_message(j, "Cloud Hypervisor %s is too old: vmd needs v%u.0 or later",
+				     build ?: version, CH_MIN_MAJOR);
+		return -EPROTONOSUPPORT;
+	}
+	if (!build && !version)
+		return 0;
+	return vmm_vm_set_version(&v->vm, "cloud-hypervisor %s", build ?: version);
+}
+
 /* The API answers, and from the process vmd started (or adopted): -ESTALE if not. */
 static int check_ping(VmmVm *v, VmmJob *j, const VmmReply *r)
 {
 	json_int_t pid = json_integer_value(json_object_get(r->json, "pid"));
+	int k;
 
 	if (r->error < 0)
 		return r->error;
@@ -159,7 +191,8 @@ static int check_ping(VmmVm *v, VmmJob *j, const VmmReply *r)
 				     (int64_t)pid, (int)v->id.pid);
 		return -ESTALE;
 	}
-	return VMM_NEXT;
+	k = read_version((ChVm *)v, j, r->json);
+	return k < 0 ? k : VMM_NEXT;
 }
 
 static const char *vm_state(const VmmReply *r)
@@ -168,16 +201,27 @@ static const char *vm_state(const VmmReply *r)
 }
 
 /*
- * Before vm.create: a vmd that died half-way may have left the VM created or booted. An
- * error is a VM not created yet (404; releases up to v52 answer 500): vm.create says if
- * anything else is wrong.
+ * "VM is not created": 404 from v53.0 on; v52.0 answers every API error with 500
+ * (http_endpoint.rs, VmInfo), the cause in its words.
+ */
+static bool not_created(const ChVm *v, const VmmReply *r)
+{
+	if (r->error == -ENOENT)
+		return true;
+	return v->major < 53 && r->error == -EREMOTEIO && r->message &&
+	       strstr(r->message, "VM is not created");
+}
+
+/*
+ * Before vm.create: a vmd that died half-way may have left the VM created or booted; not
+ * created is what a fresh VMM says. Any other error fails the start.
  */
 static int check_created(VmmVm *v, VmmJob *j _unused_, const VmmReply *r)
 {
 	const char *s = vm_state(r);
 
 	if (r->error < 0)
-		return VMM_NEXT;
+		return not_created((ChVm *)v, r) ? VMM_NEXT : r->error;
 	if (streq_ptr(s, "Created"))
 		return VMM_SKIP;
 	if (streq_ptr(s, "Paused"))
@@ -355,6 +399,8 @@ static const VmmVmType ch_type = {
 	.api = VMM_API_REST,
 	.socket = "api.sock",
 	.log = "ch.log",
+	/* v53.0 on, CH flocks "api.sock.lock" beside its socket and leaves it at exit. */
+	.extra_files = (const char *const[]){ "api.sock.lock", NULL },
 	.size = sizeof(ChVm),
 	.save = ch_save,
 	.load = ch_load,

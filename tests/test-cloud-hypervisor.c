@@ -103,9 +103,15 @@ static void test_lifecycle(void **state)
 {
 	Fixture *f = *state;
 	_cleanup_free_ char *record = path_in(f->run, "vm/vm.json"),
-			    *file = path_in(f->sb, "vm.yaml"), *log = NULL;
+			    *file = path_in(f->sb, "vm.yaml"), *log = NULL,
+			    *dir = path_in(f->run, "vm"), *version = NULL, *line = NULL;
+	TestRun run;
 	pid_t pid;
 	json_t *s;
+
+	assert_true(asprintf(&version, "cloud-hypervisor %s",
+			     streq(release(), "main") ? "v53.0-246-gae44c2971" : release()) > 0);
+	assert_true(asprintf(&line, "VMM:         %s\n", version) > 0);
 
 	test_write_str(f->dir, "a.img", "");
 	test_write_str(f->dir, "b.img", "");
@@ -115,7 +121,14 @@ static void test_lifecycle(void **state)
 	fixture_start_daemon(f);
 	s = fixture_wait_status(f, "vm", ready, "Running");
 	pid = pid_of(s);
+	/* The release, as vmm.ping says it: in status.json and in vmd status NAME. */
+	assert_string_equal(json_string_value(json_object_get(s, "vmmVersion")), version);
 	json_decref(s);
+	test_run(&run, (char *const[]){ (char *)test_vmd(), (char *)"status", (char *)"--run-dir",
+					f->run, (char *)"vm", NULL });
+	assert_int_equal(run.status, 0);
+	assert_non_null(strstr(run.out, line));
+	test_run_done(&run);
 	fixture_wait_console(f, "vm", "SIM-GUEST-BOOT cmdline=console=ttyS0", 0);
 	wait_devices(f, "vm", "disks=a nets=n0@52:54:00:00:00:01 vcpus=1");
 
@@ -163,6 +176,7 @@ static void test_lifecycle(void **state)
 	assert_int_equal(unlink(file), 0);
 	json_decref(fixture_wait_status(f, "vm", absent, NULL));
 	assert_true(access(record, F_OK) < 0);
+	assert_true(access(dir, F_OK) < 0); /* api.sock.lock (v53.0 on) too: nothing left */
 	log = test_read_file(f->log, NULL);
 	assert_non_null(strstr(log, "vm: VM exited with status 0"));
 	assert_null(strstr(log, "forcing it off"));
@@ -208,6 +222,21 @@ static void test_changed_disk_paused(void **state)
 	assert_true(json_is_null(json_object_get(s, "lastError")));
 	json_decref(s);
 	assert_int_equal(fixture_count_requests(f, "PUT /api/v1/vm.add-disk"), 1);
+}
+
+/* A release older than vmd supports: the start is refused, naming the oldest it takes. */
+static void test_too_old(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *was = strdup(release());
+
+	setenv("VMD_SIM_CH_VERSION", "v51.0", 1); /* the daemon and its VMMs inherit it */
+	put(f, "vm", "  memory: 64Mi\n");
+	fixture_start_daemon(f);
+	setenv("VMD_SIM_CH_VERSION", was, 1);
+	json_decref(fixture_wait_status(
+		f, "vm", failing, "Cloud Hypervisor v51.0 is too old: vmd needs v52.0 or later"));
+	assert_int_equal(fixture_count_requests(f, "PUT /api/v1/vm.create"), 0);
 }
 
 /* A guest that ignores the power button: vm.shutdown and vmm.shutdown after stopTimeout. */
@@ -423,6 +452,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_readopt, setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_crash, setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_error_bodies, setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_too_old, setup, fixture_teardown),
 	};
 
 	int failed = 0;
