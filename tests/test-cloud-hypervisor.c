@@ -187,6 +187,13 @@ static void test_lifecycle(void **state)
  * the paused guest ejects nothing, so its device_tree keeps it and an add of that id would
  * be IdentifierNotUnique), and added back as changed only once the guest, resumed, let go.
  */
+static bool running_read_only(json_t *s, const void *arg _unused_)
+{
+	json_t *d = json_array_get(json_object_get(s, "disks"), 0);
+
+	return ready(s, "Running") && json_is_true(json_object_get(d, "readOnly"));
+}
+
 static void test_changed_disk_paused(void **state)
 {
 	Fixture *f = *state;
@@ -215,10 +222,7 @@ static void test_changed_disk_paused(void **state)
 	/* Resumed: the guest ejects a, and a comes back read-only, added once, no error. */
 	put(f, "vm", ro + strlen("  state: paused\n"));
 	fixture_wait_console(f, "vm", "SIM-GUEST-REMOVED a", 0);
-	wait_devices(f, "vm", "disks=a nets= vcpus=1");
-	s = fixture_wait_status(f, "vm", ready, "Running");
-	assert_true(json_is_true(
-		json_object_get(json_array_get(json_object_get(s, "disks"), 0), "readOnly")));
+	s = fixture_wait_status(f, "vm", running_read_only, NULL);
 	assert_true(json_is_null(json_object_get(s, "lastError")));
 	json_decref(s);
 	assert_int_equal(fixture_count_requests(f, "PUT /api/v1/vm.add-disk"), 1);
