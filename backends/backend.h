@@ -98,6 +98,13 @@ typedef struct VmObserved {
 	 */
 	unsigned max_vcpus;
 	uint64_t min_memory, max_memory;
+	/*
+	 * Memory grows live only by whole multiples of memory_step bytes, and at most
+	 * memory_grows_left more times (Cloud Hypervisor's ACPI hot-add: 128 MiB, 8 per boot).
+	 * 0: any growth within the room.
+	 */
+	uint64_t memory_step;
+	unsigned memory_grows_left;
 } VmObserved;
 
 void vm_observed_done(VmObserved *o);

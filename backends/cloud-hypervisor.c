@@ -23,6 +23,7 @@
 #define CH_API "/api/v1/"
 #define CH_REMOVE_POLL_USEC (50ull * 1000)
 #define CH_HOTPLUG_BLOCK (128ull << 20) /* memory hotplug_size granularity */
+#define CH_HOTPLUG_COUNT 8		/* ACPI memory hot-adds per boot */
 #define CH_MEMORY_GROWTH 4
 /*
  * The oldest release vmd is known to work with (tests/sim/cloud-hypervisor behaves as it,
@@ -34,7 +35,8 @@ typedef struct ChVm {
 	VmmVm vm;	    /* first */
 	unsigned max_vcpus; /* as created */
 	uint64_t max_memory;
-	unsigned major; /* of the release, from vmm.ping; 0 if it did not say */
+	unsigned major;	   /* of the release, from vmm.ping; 0 if it did not say */
+	unsigned hot_adds; /* memory hot-adds since the boot, of CH_HOTPLUG_COUNT */
 } ChVm;
 
 static const VmmVmType ch_type;
@@ -46,7 +48,8 @@ static int ch_save(VmmVm *vm, json_t *j)
 	ChVm *v = (ChVm *)vm;
 
 	if (json_object_set_new(j, "maxVcpus", json_integer(v->max_vcpus)) < 0 ||
-	    json_object_set_new(j, "maxMemory", json_integer((json_int_t)v->max_memory)) < 0)
+	    json_object_set_new(j, "maxMemory", json_integer((json_int_t)v->max_memory)) < 0 ||
+	    json_object_set_new(j, "memoryHotAdds", json_integer(v->hot_adds)) < 0)
 		return -ENOMEM;
 	return 0;
 }
@@ -57,6 +60,7 @@ static int ch_load(VmmVm *vm, const json_t *j)
 
 	v->max_vcpus = (unsigned)json_integer_value(json_object_get(j, "maxVcpus"));
 	v->max_memory = (uint64_t)json_integer_value(json_object_get(j, "maxMemory"));
+	v->hot_adds = (unsigned)json_integer_value(json_object_get(j, "memoryHotAdds"));
 	return 0;
 }
 
@@ -140,6 +144,7 @@ static int ch_argv(VmmVm *vm, char ***ret)
 
 	v->max_vcpus = MAX(vm->config->vcpus, host_cpus());
 	v->max_memory = vm->config->memory + hotplug_size(vm->config->memory);
+	v->hot_adds = 0;
 	if (!sock || asprintf(&opt, "path=%s", sock) < 0)
 		return -ENOMEM;
 	if (strv_extendf(&argv, "%s", VMM_BACKEND(vm->b)->binary) < 0 ||
@@ -306,6 +311,22 @@ static int check_released(VmmVm *vm _unused_, VmmJob *j, const VmmReply *r)
 	return json_object_get(tree, j->device) ? VMM_NEXT : VMM_SKIP;
 }
 
+/*
+ * A resize taken: a growth of memory was one ACPI hot-add (memory_manager.rs,
+ * hotplug_ram_region()), of CH_HOTPLUG_COUNT a boot. 429 is a vCPU removal the guest has
+ * not acked yet: -EBUSY, which the daemon tries again later.
+ */
+static int check_resized(VmmVm *vm, VmmJob *j, const VmmReply *r)
+{
+	ChVm *v = (ChVm *)vm;
+
+	if (r->error < 0)
+		return r->error;
+	if (vm->config && j->memory > vm->config->memory)
+		v->hot_adds++;
+	return VMM_NEXT;
+}
+
 static int put(VmmRequests *rq, const char *op, json_t *body)
 {
 	return vmm_request_add(rq, "PUT", body, NULL, CH_API "%s", op);
@@ -331,9 +352,10 @@ static int build_request(VmmJob *j, VmmRequests *rq)
 	case BACKEND_OP_NET_REMOVE:
 		return put(rq, "vm.remove-device", json_pack("{s:s}", "id", j->device));
 	case BACKEND_OP_RESIZE:
-		return put(rq, "vm.resize",
-			   json_pack("{s:i, s:I}", "desired_vcpus", (int)j->vcpus, "desired_ram",
-				     (json_int_t)j->memory));
+		return vmm_request_add(rq, "PUT",
+				       json_pack("{s:i, s:I}", "desired_vcpus", (int)j->vcpus,
+						 "desired_ram", (json_int_t)j->memory),
+				       check_resized, CH_API "vm.resize");
 	default:
 		return -EOPNOTSUPP;
 	}
@@ -386,6 +408,8 @@ static void ch_observed(const VmmVm *vm, VmObserved *o)
 	o->max_vcpus = v->max_vcpus;
 	o->min_memory = vm->config ? vm->config->memory : 0;
 	o->max_memory = v->max_memory;
+	o->memory_step = CH_HOTPLUG_BLOCK;
+	o->memory_grows_left = v->hot_adds < CH_HOTPLUG_COUNT ? CH_HOTPLUG_COUNT - v->hot_adds : 0;
 }
 
 static int ch_init(Backend *b)

@@ -128,7 +128,7 @@ static void compute_conditions(Manager *m, Sandbox *sb, const Plan *plan, uint64
 	SandboxStatus *s = &sb->status;
 	const SandboxSpec *want = sb->path ? sb->desired : NULL;
 	bool ready = want && phase_is_desired(s->phase, want) && plan->n_actions == 0 &&
-		     !plan->held && !sb->observed.busy && !sb->refusal;
+		     !plan->held && !plan->resize_waits && !sb->observed.busy && !sb->refusal;
 	bool held = deletion_guard_holds(m, sb);
 	char msg[512], unwritten[512];
 
@@ -187,6 +187,10 @@ static void compute_conditions(Manager *m, Sandbox *sb, const Plan *plan, uint64
 	else if (plan->held)
 		condition_set(s, CONDITION_READY, false, "GracePeriod",
 			      "waiting out the grace period before a stop, restart or removal", now);
+	else if (plan->resize_waits && !sb->observed.progress)
+		condition_set(s, CONDITION_READY, false, "Progressing",
+			      "the VMM is busy with the last change; the resize is tried again shortly",
+			      now);
 	else
 		condition_set(s, CONDITION_READY, false, "Progressing", sb->observed.progress ?: "",
 			      now);
@@ -194,7 +198,8 @@ static void compute_conditions(Manager *m, Sandbox *sb, const Plan *plan, uint64
 	if (sb->restart_required)
 		condition_set(
 			s, CONDITION_RESTART_REQUIRED, true, "UpdatePolicyOnNextBoot",
-			"the file changed what only a new boot can apply; it applies at the next start (updatePolicy on-next-boot)",
+			sb->restart_why
+				?: "the file changed what only a new boot can apply; it applies at the next start (updatePolicy on-next-boot)",
 			now);
 	else
 		condition_set(s, CONDITION_RESTART_REQUIRED, false, "UpToDate", "", now);

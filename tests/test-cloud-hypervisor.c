@@ -228,6 +228,71 @@ static void test_changed_disk_paused(void **state)
 	assert_int_equal(fixture_count_requests(f, "PUT /api/v1/vm.add-disk"), 1);
 }
 
+static bool restart_why(json_t *s, const void *arg)
+{
+	const char *m = status_condition(s, "RestartRequired", "message");
+
+	return restart_required(s, NULL) && m && strstr(m, arg);
+}
+
+static bool busy_resize(json_t *s, const void *arg _unused_)
+{
+	const char *m = status_condition(s, "Ready", "message");
+
+	return json_is_null(json_object_get(s, "lastError")) && m &&
+	       strstr(m, "the VMM is busy with the last change") && phase_is(s, "Paused");
+}
+
+/* Wait until the simulator took n requests that start with prefix. */
+static void wait_requests(Fixture *f, const char *prefix, unsigned n)
+{
+	for (int i = 0; i < 1000 && fixture_count_requests(f, prefix) < n; i++)
+		usleep(20000);
+	assert_true(fixture_count_requests(f, prefix) >= n);
+}
+
+/*
+ * Resizes as CH takes them: memory grows by whole 128 MiB hot-adds (anything else waits for
+ * a new boot, and says why, with no vm.resize sent); a resize while the guest has not let go
+ * of vCPUs a decrease removed gets 429, which is no failure: tried again, done once it ran.
+ */
+static void test_resize_steps(void **state)
+{
+	Fixture *f = *state;
+	json_t *s;
+	pid_t pid;
+
+	put(f, "vm", "  vcpus: 2\n  memory: 128Mi\n");
+	fixture_start_daemon(f);
+	pid = fixture_running(f, "vm");
+
+	/* 128 -> 200 MiB: not a whole hot-add; refused before CH would (InvalidSize). */
+	put(f, "vm", "  vcpus: 2\n  memory: 200Mi\n");
+	json_decref(fixture_wait_status(f, "vm", restart_why, "hot-add steps"));
+	assert_int_equal(fixture_count_requests(f, "PUT /api/v1/vm.resize"), 0);
+	/* 128 -> 384 MiB: two steps in one hot-add. */
+	put(f, "vm", "  vcpus: 2\n  memory: 384Mi\n");
+	wait_requests(f, "PUT /api/v1/vm.resize", 1);
+	s = fixture_wait_status(f, "vm", ready, "Running");
+	assert_int_equal(pid_of(s), pid);
+	json_decref(s);
+	assert_int_equal(fixture_count_requests(f, "PUT /api/v1/vm.resize"), 1);
+
+	/* Paused, one vCPU fewer: the guest cannot eject it; the next resize is 429. */
+	put(f, "vm", "  state: paused\n  vcpus: 1\n  memory: 384Mi\n");
+	wait_devices(f, "vm", "disks= nets= vcpus=1");
+	put(f, "vm", "  state: paused\n  vcpus: 2\n  memory: 384Mi\n");
+	json_decref(fixture_wait_status(f, "vm", busy_resize, NULL));
+	/* Resumed: the guest lets go, the resize goes through, nothing failed. */
+	put(f, "vm", "  vcpus: 2\n  memory: 384Mi\n");
+	wait_devices(f, "vm", "disks= nets= vcpus=2");
+	s = fixture_wait_status(f, "vm", ready, "Running");
+	assert_true(json_is_null(json_object_get(s, "lastError")));
+	assert_int_equal(pid_of(s), pid);
+	json_decref(s);
+	assert_true(fixture_count_requests(f, "PUT /api/v1/vm.resize") >= 4);
+}
+
 /* A release older than vmd supports: the start is refused, naming the oldest it takes. */
 static void test_too_old(void **state)
 {
@@ -456,6 +521,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_readopt, setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_crash, setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_error_bodies, setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_resize_steps, setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_too_old, setup, fixture_teardown),
 	};
 
