@@ -72,10 +72,11 @@ static int ch_argv_name(const Backend *b, pid_t pid _unused_, char *const *argv,
 
 /* The VM's config, as vm.create takes it */
 
+/* image_type as the file says: CH checks it against what it detects (v51.0 on). */
 static json_t *disk_config(const DiskSpec *d)
 {
 	return json_pack("{s:s, s:b, s:s, s:s}", "path", d->path, "readonly", d->read_only, "id",
-			 d->id, "image_type", "Raw");
+			 d->id, "image_type", d->format == DISK_FORMAT_QCOW2 ? "Qcow2" : "Raw");
 }
 
 static json_t *net_config(const NetSpec *n)
@@ -382,7 +383,12 @@ static int ch_build(VmmVm *vm, VmmJob *j, VmmRequests *rq)
 	case VMM_PHASE_OBSERVE:
 		return get(rq, "vm.info", observe_info);
 	case VMM_PHASE_GRACEFUL:
-		/* A paused guest cannot hear the button: it runs again first. */
+		/*
+		 * A paused guest cannot hear the button: it runs again first. The button works on
+		 * every architecture CH runs on (device_manager.rs, notify_power_button(): ACPI
+		 * GED on x86_64, a GPIO key and GED on aarch64), unlike Firecracker's
+		 * SendCtrlAltDel.
+		 */
 		if (j->was_paused)
 			r = put(rq, "vm.resume", NULL);
 		return r < 0 ? r : put(rq, "vm.power-button", NULL);
@@ -434,12 +440,34 @@ static const VmmVmType ch_type = {
 	.observed = ch_observed,
 };
 
-/* Cloud Hypervisor boots a kernel (payload), opens raw images and attaches tap devices. */
+/*
+ * Disks and NICs share one set of ids in Cloud Hypervisor (config.rs, VmConfig::validate():
+ * IdentifierNotUnique), where vmd's loader needs them unique only per list.
+ */
+static void refuse_shared_ids(const SandboxSpec *spec, SpecCheck *check)
+{
+	char field[64];
+
+	for (size_t i = 0; i < spec->n_networks; i++) {
+		if (!spec_find_disk(spec, spec->networks[i].id))
+			continue;
+		snprintf(field, sizeof(field), "spec.networks[%zu].id", i);
+		spec_check_error(
+			check, field,
+			"network id '%s' is a disk's id too: Cloud Hypervisor takes one id per device, disks and networks together",
+			spec->networks[i].id);
+	}
+}
+
+/*
+ * Cloud Hypervisor boots a kernel (payload), opens raw and qcow2 images (image_type, v51.0
+ * on) and attaches tap devices.
+ */
 static int ch_validate(const SandboxSpec *spec, SpecCheck *check)
 {
 	backend_require_kernel(spec, check);
-	backend_refuse_qcow2(spec, check);
 	backend_refuse_user_net(spec, check);
+	refuse_shared_ids(spec, check);
 	return spec_check_result(check);
 }
 

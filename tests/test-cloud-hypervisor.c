@@ -293,6 +293,30 @@ static void test_resize_steps(void **state)
 	assert_true(fixture_count_requests(f, "PUT /api/v1/vm.resize") >= 4);
 }
 
+/*
+ * qcow2 on Cloud Hypervisor: image_type Qcow2, which it checks against the image; a qcow2
+ * image declared raw is refused with its words (DiskImageTypeMismatch).
+ */
+static void test_qcow2(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *q = path_in(f->dir, "q.qcow2"), *good = NULL, *bad = NULL;
+
+	test_write(f->dir, "q.qcow2", "QFI\xfb\0\0\0\3", 8);
+	assert_true(asprintf(&good,
+			     "  memory: 64Mi\n  disks:\n    - {id: q, path: \"%s\", format: qcow2}\n",
+			     q) > 0);
+	assert_true(asprintf(&bad, "  memory: 64Mi\n  disks:\n    - {id: q, path: \"%s\"}\n", q) > 0);
+	put(f, "good", good);
+	put(f, "bad", bad);
+	fixture_start_daemon(f);
+	(void)fixture_running(f, "good");
+	assert_int_equal(fixture_count_requests(f, "PUT /api/v1/vm.create") >= 1, 1);
+	json_decref(fixture_wait_status(
+		f, "bad", failing,
+		"Disk image type does not match expected type: specified = Raw, detected = Qcow2"));
+}
+
 /* A release older than vmd supports: the start is refused, naming the oldest it takes. */
 static void test_too_old(void **state)
 {
@@ -522,6 +546,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_crash, setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_error_bodies, setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_resize_steps, setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_qcow2, setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_too_old, setup, fixture_teardown),
 	};
 
