@@ -100,6 +100,12 @@ static void test_usage(void **state _unused_)
 	assert_non_null(strstr(r.out, "Usage: vmd validate"));
 	test_run_done(&r);
 
+	vmd(&r, "daemon", "--help", NULL, NULL);
+	assert_int_equal(r.status, 0);
+	assert_non_null(strstr(
+		r.out, "Supported VMM versions: Cloud Hypervisor >= v52.0, Firecracker >= 1.13"));
+	test_run_done(&r);
+
 	vmd(&r, "--version", NULL, NULL, NULL);
 	assert_int_equal(r.status, 0);
 	assert_true(strncmp(r.out, "vmd ", 4) == 0);
