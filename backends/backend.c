@@ -67,8 +67,10 @@ void backend_refuse_qcow2(const SandboxSpec *spec, SpecCheck *check)
 		if (spec->disks[i].format != DISK_FORMAT_QCOW2)
 			continue;
 		snprintf(field, sizeof(field), "spec.disks[%zu].format", i);
-		spec_check_error(check, field, "qcow2 needs the qemu backend; this sandbox uses %s",
-				 spec_check_backend(spec, buf));
+		spec_check_error(
+			check, field,
+			"qcow2 needs the qemu or cloud-hypervisor backend; this sandbox uses %s",
+			spec_check_backend(spec, buf));
 	}
 }
 
@@ -106,6 +108,7 @@ void vm_observed_done(VmObserved *o)
 	free(o->progress);
 	free(o->unresponsive);
 	free(o->stray_message);
+	free(o->vmm_version);
 	*o = (VmObserved){};
 }
 

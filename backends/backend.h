@@ -90,12 +90,21 @@ typedef struct VmObserved {
 	 */
 	VmStray stray;
 	char *stray_message;
+	/* The VMM's name and version as it reports them ("cloud-hypervisor v52.0"), or NULL. */
+	char *vmm_version;
 	/*
 	 * How far this VM can be resized live (BACKEND_CAP_RESIZE), as it was started: vCPUs
 	 * up to max_vcpus, memory from min_memory to max_memory. 0: no limit known.
 	 */
 	unsigned max_vcpus;
 	uint64_t min_memory, max_memory;
+	/*
+	 * Memory grows live only by whole multiples of memory_step bytes, and at most
+	 * memory_grows_left more times (Cloud Hypervisor's ACPI hot-add: 128 MiB, 8 per boot).
+	 * 0: any growth within the room.
+	 */
+	uint64_t memory_step;
+	unsigned memory_grows_left;
 } VmObserved;
 
 void vm_observed_done(VmObserved *o);

@@ -7,7 +7,7 @@
  * holds vm.json, api.sock, console.log (the serial port, a file) and ch.log (its stderr).
  *
  * Live changes: pause and resume; disks and NICs (vm.add-disk, vm.add-net,
- * vm.remove-device: removed once the guest ejects it, which vm.info shows); vCPUs and
+ * vm.remove-device: removed once the guest ejects it, which vm.info's device_tree shows); vCPUs and
  * memory (vm.resize) within the room fixed at boot: max_vcpus is the host's CPU count (or
  * vcpus, if more), and memory can grow to four times its size (ACPI hotplug, which cannot
  * give memory back). A restarted vmd adopts a VM when the record's identity holds and
@@ -23,12 +23,20 @@
 #define CH_API "/api/v1/"
 #define CH_REMOVE_POLL_USEC (50ull * 1000)
 #define CH_HOTPLUG_BLOCK (128ull << 20) /* memory hotplug_size granularity */
+#define CH_HOTPLUG_COUNT 8		/* ACPI memory hot-adds per boot */
 #define CH_MEMORY_GROWTH 4
+/*
+ * The oldest release vmd is known to work with (tests/sim/cloud-hypervisor behaves as it,
+ * and as upstream's main); older ones are refused at the start, naming this.
+ */
+#define CH_MIN_MAJOR 52
 
 typedef struct ChVm {
 	VmmVm vm;	    /* first */
 	unsigned max_vcpus; /* as created */
 	uint64_t max_memory;
+	unsigned major;	   /* of the release, from vmm.ping; 0 if it did not say */
+	unsigned hot_adds; /* memory hot-adds since the boot, of CH_HOTPLUG_COUNT */
 } ChVm;
 
 static const VmmVmType ch_type;
@@ -40,7 +48,8 @@ static int ch_save(VmmVm *vm, json_t *j)
 	ChVm *v = (ChVm *)vm;
 
 	if (json_object_set_new(j, "maxVcpus", json_integer(v->max_vcpus)) < 0 ||
-	    json_object_set_new(j, "maxMemory", json_integer((json_int_t)v->max_memory)) < 0)
+	    json_object_set_new(j, "maxMemory", json_integer((json_int_t)v->max_memory)) < 0 ||
+	    json_object_set_new(j, "memoryHotAdds", json_integer(v->hot_adds)) < 0)
 		return -ENOMEM;
 	return 0;
 }
@@ -51,6 +60,7 @@ static int ch_load(VmmVm *vm, const json_t *j)
 
 	v->max_vcpus = (unsigned)json_integer_value(json_object_get(j, "maxVcpus"));
 	v->max_memory = (uint64_t)json_integer_value(json_object_get(j, "maxMemory"));
+	v->hot_adds = (unsigned)json_integer_value(json_object_get(j, "memoryHotAdds"));
 	return 0;
 }
 
@@ -62,10 +72,11 @@ static int ch_argv_name(const Backend *b, pid_t pid _unused_, char *const *argv,
 
 /* The VM's config, as vm.create takes it */
 
+/* image_type as the file says: CH checks it against what it detects (v51.0 on). */
 static json_t *disk_config(const DiskSpec *d)
 {
 	return json_pack("{s:s, s:b, s:s, s:s}", "path", d->path, "readonly", d->read_only, "id",
-			 d->id, "image_type", "Raw");
+			 d->id, "image_type", d->format == DISK_FORMAT_QCOW2 ? "Qcow2" : "Raw");
 }
 
 static json_t *net_config(const NetSpec *n)
@@ -134,6 +145,7 @@ static int ch_argv(VmmVm *vm, char ***ret)
 
 	v->max_vcpus = MAX(vm->config->vcpus, host_cpus());
 	v->max_memory = vm->config->memory + hotplug_size(vm->config->memory);
+	v->hot_adds = 0;
 	if (!sock || asprintf(&opt, "path=%s", sock) < 0)
 		return -ENOMEM;
 	if (strv_extendf(&argv, "%s", VMM_BACKEND(vm->b)->binary) < 0 ||
@@ -147,10 +159,36 @@ static int ch_argv(VmmVm *vm, char ***ret)
 
 /* What the replies mean */
 
+/*
+ * The release, from vmm.ping: build_version is `git describe` ("v52.0",
+ * "v53.0-246-gae44c2971"), version the crate's ("52.0.0"), whose major counts. Starting,
+ * a release older than CH_MIN_MAJOR is refused: -EPROTONOSUPPORT.
+ */
+static int read_version(ChVm *v, VmmJob *j, const json_t *ping)
+{
+	const char *build = json_string_value(json_object_get(ping, "build_version"));
+	const char *version = json_string_value(json_object_get(ping, "version"));
+	unsigned major = 0;
+
+	if (!version || sscanf(version, "%u.", &major) != 1)
+		if (!build || sscanf(build, "v%u.", &major) != 1)
+			major = 0;
+	v->major = major;
+	if (j->phase == VMM_PHASE_API_UP && major > 0 && major < CH_MIN_MAJOR) {
+		vmm_job_fail_message(j, "Cloud Hypervisor %s is too old: vmd needs v%u.0 or later",
+				     build ?: version, CH_MIN_MAJOR);
+		return -EPROTONOSUPPORT;
+	}
+	if (!build && !version)
+		return 0;
+	return vmm_vm_set_version(&v->vm, "cloud-hypervisor %s", build ?: version);
+}
+
 /* The API answers, and from the process vmd started (or adopted): -ESTALE if not. */
 static int check_ping(VmmVm *v, VmmJob *j, const VmmReply *r)
 {
 	json_int_t pid = json_integer_value(json_object_get(r->json, "pid"));
+	int k;
 
 	if (r->error < 0)
 		return r->error;
@@ -159,7 +197,8 @@ static int check_ping(VmmVm *v, VmmJob *j, const VmmReply *r)
 				     (int64_t)pid, (int)v->id.pid);
 		return -ESTALE;
 	}
-	return VMM_NEXT;
+	k = read_version((ChVm *)v, j, r->json);
+	return k < 0 ? k : VMM_NEXT;
 }
 
 static const char *vm_state(const VmmReply *r)
@@ -168,16 +207,27 @@ static const char *vm_state(const VmmReply *r)
 }
 
 /*
- * Before vm.create: a vmd that died half-way may have left the VM created or booted. An
- * error is a VM not created yet (404; releases up to v52 answer 500): vm.create says if
- * anything else is wrong.
+ * "VM is not created": 404 from v53.0 on; v52.0 answers every API error with 500
+ * (http_endpoint.rs, VmInfo), the cause in its words.
+ */
+static bool not_created(const ChVm *v, const VmmReply *r)
+{
+	if (r->error == -ENOENT)
+		return true;
+	return v->major < 53 && r->error == -EREMOTEIO && r->message &&
+	       strstr(r->message, "VM is not created");
+}
+
+/*
+ * Before vm.create: a vmd that died half-way may have left the VM created or booted; not
+ * created is what a fresh VMM says. Any other error fails the start.
  */
 static int check_created(VmmVm *v, VmmJob *j _unused_, const VmmReply *r)
 {
 	const char *s = vm_state(r);
 
 	if (r->error < 0)
-		return VMM_NEXT;
+		return not_created((ChVm *)v, r) ? VMM_NEXT : r->error;
 	if (streq_ptr(s, "Created"))
 		return VMM_SKIP;
 	if (streq_ptr(s, "Paused"))
@@ -248,15 +298,34 @@ static int observe_info(VmmVm *vm, VmmJob *j _unused_, const VmmReply *r)
 	return VMM_NEXT;
 }
 
-/* A removal is done when vm.info no longer lists the device. */
-static int check_released(VmmVm *vm, VmmJob *j, const VmmReply *r)
+/*
+ * A removal is done when the guest has ejected the device: CH drops it from vm.info's
+ * config as soon as it takes vm.remove-device, but from its device_tree (an object keyed
+ * by id) only on the guest's eject, and until then refuses a new device of that id.
+ */
+static int check_released(VmmVm *vm _unused_, VmmJob *j, const VmmReply *r)
 {
-	_cleanup_(sandbox_spec_freep) SandboxSpec *seen = NULL;
+	const json_t *tree = json_object_get(r->json, "device_tree");
 
-	if (r->error < 0 || observed_config((ChVm *)vm, r->json, &seen) < 0)
+	if (r->error < 0 || !json_is_object(tree))
 		return VMM_NEXT; /* asked again at the next poll */
-	return spec_find_disk(seen, j->device) || spec_find_net(seen, j->device) ? VMM_NEXT
-										 : VMM_SKIP;
+	return json_object_get(tree, j->device) ? VMM_NEXT : VMM_SKIP;
+}
+
+/*
+ * A resize taken: a growth of memory was one ACPI hot-add (memory_manager.rs,
+ * hotplug_ram_region()), of CH_HOTPLUG_COUNT a boot. 429 is a vCPU removal the guest has
+ * not acked yet: -EBUSY, which the daemon tries again later.
+ */
+static int check_resized(VmmVm *vm, VmmJob *j, const VmmReply *r)
+{
+	ChVm *v = (ChVm *)vm;
+
+	if (r->error < 0)
+		return r->error;
+	if (vm->config && j->memory > vm->config->memory)
+		v->hot_adds++;
+	return VMM_NEXT;
 }
 
 static int put(VmmRequests *rq, const char *op, json_t *body)
@@ -284,9 +353,10 @@ static int build_request(VmmJob *j, VmmRequests *rq)
 	case BACKEND_OP_NET_REMOVE:
 		return put(rq, "vm.remove-device", json_pack("{s:s}", "id", j->device));
 	case BACKEND_OP_RESIZE:
-		return put(rq, "vm.resize",
-			   json_pack("{s:i, s:I}", "desired_vcpus", (int)j->vcpus, "desired_ram",
-				     (json_int_t)j->memory));
+		return vmm_request_add(rq, "PUT",
+				       json_pack("{s:i, s:I}", "desired_vcpus", (int)j->vcpus,
+						 "desired_ram", (json_int_t)j->memory),
+				       check_resized, CH_API "vm.resize");
 	default:
 		return -EOPNOTSUPP;
 	}
@@ -313,7 +383,12 @@ static int ch_build(VmmVm *vm, VmmJob *j, VmmRequests *rq)
 	case VMM_PHASE_OBSERVE:
 		return get(rq, "vm.info", observe_info);
 	case VMM_PHASE_GRACEFUL:
-		/* A paused guest cannot hear the button: it runs again first. */
+		/*
+		 * A paused guest cannot hear the button: it runs again first. The button works on
+		 * every architecture CH runs on (device_manager.rs, notify_power_button(): ACPI
+		 * GED on x86_64, a GPIO key and GED on aarch64), unlike Firecracker's
+		 * SendCtrlAltDel.
+		 */
 		if (j->was_paused)
 			r = put(rq, "vm.resume", NULL);
 		return r < 0 ? r : put(rq, "vm.power-button", NULL);
@@ -339,6 +414,8 @@ static void ch_observed(const VmmVm *vm, VmObserved *o)
 	o->max_vcpus = v->max_vcpus;
 	o->min_memory = vm->config ? vm->config->memory : 0;
 	o->max_memory = v->max_memory;
+	o->memory_step = CH_HOTPLUG_BLOCK;
+	o->memory_grows_left = v->hot_adds < CH_HOTPLUG_COUNT ? CH_HOTPLUG_COUNT - v->hot_adds : 0;
 }
 
 static int ch_init(Backend *b)
@@ -352,6 +429,8 @@ static const VmmVmType ch_type = {
 	.api = VMM_API_REST,
 	.socket = "api.sock",
 	.log = "ch.log",
+	/* v53.0 on, CH flocks "api.sock.lock" beside its socket and leaves it at exit. */
+	.extra_files = (const char *const[]){ "api.sock.lock", NULL },
 	.size = sizeof(ChVm),
 	.save = ch_save,
 	.load = ch_load,
@@ -361,12 +440,34 @@ static const VmmVmType ch_type = {
 	.observed = ch_observed,
 };
 
-/* Cloud Hypervisor boots a kernel (payload), opens raw images and attaches tap devices. */
+/*
+ * Disks and NICs share one set of ids in Cloud Hypervisor (config.rs, VmConfig::validate():
+ * IdentifierNotUnique), where vmd's loader needs them unique only per list.
+ */
+static void refuse_shared_ids(const SandboxSpec *spec, SpecCheck *check)
+{
+	char field[64];
+
+	for (size_t i = 0; i < spec->n_networks; i++) {
+		if (!spec_find_disk(spec, spec->networks[i].id))
+			continue;
+		snprintf(field, sizeof(field), "spec.networks[%zu].id", i);
+		spec_check_error(
+			check, field,
+			"network id '%s' is a disk's id too: Cloud Hypervisor takes one id per device, disks and networks together",
+			spec->networks[i].id);
+	}
+}
+
+/*
+ * Cloud Hypervisor boots a kernel (payload), opens raw and qcow2 images (image_type, v51.0
+ * on) and attaches tap devices.
+ */
 static int ch_validate(const SandboxSpec *spec, SpecCheck *check)
 {
 	backend_require_kernel(spec, check);
-	backend_refuse_qcow2(spec, check);
 	backend_refuse_user_net(spec, check);
+	refuse_shared_ids(spec, check);
 	return spec_check_result(check);
 }
 

@@ -127,6 +127,9 @@ static int check_name(VmmVm *v, VmmJob *j, const VmmReply *r)
 		vmm_job_fail_message(j, "query-name answers '%s', not '%s'", name ?: "", v->name);
 		return -ESTALE;
 	}
+	/* The version its QMP greeting gave: no request of its own. */
+	if (qmp_version(v->qmp) && vmm_vm_set_version(v, "qemu %s", qmp_version(v->qmp)) < 0)
+		return -ENOMEM;
 	return VMM_NEXT;
 }
 

@@ -41,6 +41,7 @@ struct Qmp {
 	sd_event *event;
 	bool own_event; /* qmp_open(): a private loop */
 	uint64_t next_id, caps_id;
+	char version[48]; /* "7.2.22", from the greeting; "" if it said none */
 
 	char *in; /* bytes read, not yet parsed */
 	size_t in_len, in_size;
@@ -428,6 +429,27 @@ static void dispatch_reply(Qmp *q, json_t *m)
 		h(q, 0, json_object_get(m, "return"), NULL, u);
 }
 
+/* The greeting's {"QMP": {"version": {"qemu": {"major", "minor", "micro"}}}}. */
+static void greeting_version(Qmp *q, const json_t *m)
+{
+	const json_t *qemu =
+		json_object_get(json_object_get(json_object_get(m, "QMP"), "version"), "qemu");
+
+	if (json_is_integer(json_object_get(qemu, "major")) &&
+	    json_is_integer(json_object_get(qemu, "minor")) &&
+	    json_is_integer(json_object_get(qemu, "micro")))
+		snprintf(q->version, sizeof(q->version),
+			 "%" JSON_INTEGER_FORMAT ".%" JSON_INTEGER_FORMAT ".%" JSON_INTEGER_FORMAT,
+			 json_integer_value(json_object_get(qemu, "major")),
+			 json_integer_value(json_object_get(qemu, "minor")),
+			 json_integer_value(json_object_get(qemu, "micro")));
+}
+
+const char *qmp_version(const Qmp *q)
+{
+	return q && q->version[0] ? q->version : NULL;
+}
+
 /* The greeting came: leave capabilities negotiation mode. */
 static void negotiate(Qmp *q)
 {
@@ -450,8 +472,10 @@ static void handle(Qmp *q, json_t *m)
 	switch (q->phase) {
 	case QMP_GREETING:
 		/* QEMU greets first; anything else is not QMP, and the greeting is still awaited. */
-		if (is_greeting(m))
+		if (is_greeting(m)) {
+			greeting_version(q, m);
 			negotiate(q);
+		}
 		return;
 	case QMP_NEGOTIATING:
 		if (!is_reply(m) ||

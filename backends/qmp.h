@@ -55,6 +55,8 @@ int qmp_connect(const char *path, sd_event *e, const QmpHandlers *handlers, Qmp 
 int qmp_connect_fd(int fd, sd_event *e, const QmpHandlers *handlers, Qmp **ret);
 /* Close the connection; no handler is called after this. */
 Qmp *qmp_free(Qmp *q);
+/* QEMU's version as its greeting said it ("7.2.22"), or NULL (not greeted yet, or none). */
+const char *qmp_version(const Qmp *q);
 DEFINE_POINTER_CLEANUP(Qmp, qmp_free)
 
 /*

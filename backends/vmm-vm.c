@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include <assert.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <sys/stat.h>
 
@@ -45,6 +46,7 @@ VmmVm *vmm_vm_free(VmmVm *v)
 		close(v->pidfd);
 	sandbox_spec_free(v->config);
 	free(v->unresponsive);
+	free(v->vmm_version);
 	free(v->dir);
 	free(v->name);
 	return mfree(v);
@@ -111,6 +113,16 @@ void vmm_vm_forget(VmmVm *v)
 	vm_forget(v->b, v->name);
 }
 
+int vmm_vm_set_version(VmmVm *v, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	set_vformat(&v->vmm_version, fmt, ap);
+	va_end(ap);
+	return v->vmm_version ? 0 : -ENOMEM;
+}
+
 void vmm_vm_changed(VmmVm *v)
 {
 	if (v->b->callbacks.vm_changed)
@@ -142,6 +154,8 @@ int vmm_vm_save(VmmVm *v)
 	if (v->job.type == BACKEND_OP_STOP &&
 	    json_object_set_new(j, "stopDeadlineUsec",
 				json_integer((json_int_t)v->job.stop_deadline)) < 0)
+		return -ENOMEM;
+	if (v->vmm_version && json_object_set_new(j, "vmmVersion", json_string(v->vmm_version)) < 0)
 		return -ENOMEM;
 	if (v->type->save) {
 		r = v->type->save(v, j);
@@ -196,6 +210,11 @@ static int vm_from_record(Backend *b, const VmmVmType *t, const char *name, cons
 	r = spec_from_json(json_object_get(j, "config"), &v->config);
 	if (r < 0)
 		return r;
+	if (json_is_string(json_object_get(j, "vmmVersion"))) {
+		v->vmm_version = strdup(json_string_value(json_object_get(j, "vmmVersion")));
+		if (!v->vmm_version)
+			return -ENOMEM;
+	}
 	if (t->load) {
 		r = t->load(v, j);
 		if (r < 0)
@@ -497,6 +516,7 @@ static int observe_record(Backend *b, const VmmVmType *t, const char *name, VmOb
 	o.generation = v->generation;
 	o.started_at_usec = v->started_at_usec;
 	o.config = TAKE_PTR(v->config);
+	o.vmm_version = TAKE_PTR(v->vmm_version);
 	*ret = o;
 	return 0;
 }
@@ -528,6 +548,8 @@ int vmm_vm_observe(Backend *b, const char *name, VmObserved *ret)
 	r = v->state == VM_EXITED ? observe_stray(b, name, NULL, &o) : 0;
 	if (r >= 0 && v->config)
 		r = spec_copy(v->config, &o.config);
+	if (r >= 0 && v->vmm_version && !(o.vmm_version = strdup(v->vmm_version)))
+		r = -ENOMEM;
 	if (r < 0) {
 		vm_observed_done(&o);
 		return r;

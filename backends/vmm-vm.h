@@ -212,7 +212,8 @@ struct VmmVm {
 	VmmJob unplug;	/* a device removal, which waits on the guest beside the rest */
 	VmmJob observe; /* what the VMM reports, read when asked (refresh) */
 	uint64_t job_serial;
-	char *unresponsive;		/* why its VMM is taken for hung, or NULL */
+	char *unresponsive; /* why its VMM is taken for hung, or NULL */
+	char *vmm_version;  /* as its VMM reports it ("cloud-hypervisor v52.0"), or NULL */
 	sd_event_source *observe_retry; /* asks a VMM that did not answer again */
 
 	Qmp *qmp;			    /* QMP VMMs: the connection */
@@ -269,6 +270,8 @@ DEFINE_POINTER_CLEANUP(VmmVm, vmm_vm_free)
 /* <run-dir>/<name>/<file> */
 char *vmm_vm_path(const Backend *b, const char *name, const char *file);
 int vmm_vm_save(VmmVm *v);
+/* What the VMM said it is ("cloud-hypervisor v52.0"), kept in the record; -ENOMEM. */
+int vmm_vm_set_version(VmmVm *v, const char *fmt, ...) _printf_(2, 3);
 /* Tell the daemon that something changed on its own. */
 void vmm_vm_changed(VmmVm *v);
 

@@ -40,7 +40,10 @@ static void daemon_help(FILE *f)
 		"  --jailer-chroot-base DIR where the jails are (default /srv/jailer)\n"
 		"  --allow-overcommit       start VMs that need more memory or vCPUs than the host has\n"
 		"  --log-target TARGET      auto, journal or console (default auto)\n"
-		"  -h, --help               show this help\n");
+		"  -h, --help               show this help\n"
+		"\n"
+		"Supported VMM versions: Cloud Hypervisor >= v52.0, Firecracker >= 1.13\n"
+		"(docs/backends.md).\n");
 }
 
 int parse_backend_arg(const char *verb, const char *arg, BackendKind *ret)

@@ -52,6 +52,8 @@ static void print_one(json_t *s)
 	printf("Name:        %s\n", json_string_value(json_object_get(s, "name")) ?: "?");
 	printf("File:        %s\n", json_string_value(json_object_get(s, "file")) ?: "(none)");
 	printf("Backend:     %s\n", json_string_value(json_object_get(s, "backend")) ?: "?");
+	if (json_string_value(json_object_get(s, "vmmVersion")))
+		printf("VMM:         %s\n", json_string_value(json_object_get(s, "vmmVersion")));
 	printf("Phase:       %s (wanted: %s)\n",
 	       json_string_value(json_object_get(s, "phase")) ?: "?",
 	       json_string_value(json_object_get(s, "desiredState")) ?: "?");

@@ -15,6 +15,7 @@
 #include "manager.h"
 
 #define BACKOFF_FIRST_USEC (1000u * 1000u)
+#define BUSY_RETRY_USEC (1000u * 1000u) /* a VMM busy with the last change: not a failure */
 #define BACKOFF_MAX_USEC (300ull * 1000u * 1000u)
 #define CRASH_LOOP_USEC (10ull * 1000u * 1000u) /* an exit sooner than this after a start */
 #define PASSES_MAX 4
@@ -156,6 +157,20 @@ static void failed(Sandbox *sb, Backend *b, const char *what, const char *device
 	sb->last_error = err;
 }
 
+/*
+ * The VMM cannot take the change yet, and says so (Cloud Hypervisor's 429 for a resize
+ * while the guest has not let go of vCPUs a resize removed): no failure, no backoff
+ * step, tried again shortly.
+ */
+static void busy(Sandbox *sb, Backend *b, const char *what, const char *message)
+{
+	sb->resize_retry_at = now_usec(CLOCK_MONOTONIC) + BUSY_RETRY_USEC;
+	log_fields(LOG_INFO,
+		   &(LogFields){ .sandbox = sb->name, .backend = b->ops->name, .action = what },
+		   "%s: the VMM is busy%s%s; trying again in %llu s", what, message ? ": " : "",
+		   message ?: "", (unsigned long long)(BUSY_RETRY_USEC / 1000000));
+}
+
 static void action_failed(Sandbox *sb, Backend *b, const Action *a, int r)
 {
 	_cleanup_free_ char *why = backend_take_error(b);
@@ -181,6 +196,7 @@ static void done(Sandbox *sb, Backend *b, const char *what, const char *device, 
 			   "recovered after %u failed attempts", sb->failures);
 	sb->failures = 0;
 	sb->retry_at = 0;
+	sb->resize_retry_at = 0;
 	sb->last_error = mfree(sb->last_error);
 }
 
@@ -303,6 +319,8 @@ void sandbox_op_done(Manager *m, Sandbox *sb, BackendOp op, const char *device, 
 			adopted(sb, b);
 	} else if (error == -ECANCELED)
 		; /* a stop took its place */
+	else if (error == -EBUSY && op == BACKEND_OP_RESIZE)
+		busy(sb, b, backend_op_to_string(op), message);
 	else if (error < 0)
 		failed(sb, b, backend_op_to_string(op), device, error, message);
 	else
@@ -396,8 +414,8 @@ static bool is_settled(const Sandbox *sb, const Plan *plan)
 	const VmObserved *o = &sb->observed;
 
 	return sb->path && sb->desired && plan->n_actions == 0 && !plan->held &&
-	       o->job == BACKEND_OP_NONE && !o->busy && !o->unresponsive && !o->unwatched &&
-	       !IN_SET(o->state, VM_STARTING, VM_STOPPING);
+	       !plan->resize_waits && o->job == BACKEND_OP_NONE && !o->busy && !o->unresponsive &&
+	       !o->unwatched && !IN_SET(o->state, VM_STARTING, VM_STOPPING);
 }
 
 static int wake_fired(sd_event_source *s _unused_, uint64_t usec _unused_, void *userdata)
@@ -558,11 +576,13 @@ void sandbox_reconcile(Manager *m, Sandbox *sb)
 			.caps = b->ops->caps,
 			.desired_since = sb->desired_since,
 			.retry_at = sb->retry_at,
+			.resize_retry_at = sb->resize_retry_at,
 			.host = manager_admission(m, b),
 		};
 		plan_sandbox(&in, now, m->config.grace_usec, &plan);
 		planned = true;
 		sb->restart_required = plan.restart_required;
+		sb->restart_why = plan.restart_why;
 		/* Its file is gone: a stop waits while too many went at once (deletion-guard.c). */
 		if (!in.desired)
 			deletion_guard_filter(m, sb, &plan);

@@ -89,6 +89,8 @@ typedef struct Sandbox {
 	char *last_error;
 	uint64_t backoff_hash; /* fingerprint of the above as backoff.json last kept them */
 	bool restart_required;
+	const char *restart_why;  /* static: RestartRequired's message, NULL for the usual one */
+	uint64_t resize_retry_at; /* CLOCK_MONOTONIC: the VMM was busy for a resize; 0 */
 	char *refusal; /* why its start (or restart, resize) is refused: InsufficientResources */
 	sd_event_source *wake; /* plans again when held actions come due */
 

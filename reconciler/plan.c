@@ -84,8 +84,16 @@ static bool size_equal(const SandboxSpec *a, const SandboxSpec *b)
 	return a->vcpus == b->vcpus && a->memory == b->memory;
 }
 
+/* Whether the VMM can grow the VM's memory from have to want in one go (its step). */
+static bool growth_fits(const VmObserved *o, uint64_t have, uint64_t want)
+{
+	if (o->memory_step == 0 || want <= have)
+		return true;
+	return (want - have) % o->memory_step == 0 && o->memory_grows_left > 0;
+}
+
 /* Whether the VM can take want's size without a new boot. */
-static bool resize_fits(const Planner *p, const SandboxSpec *want)
+static bool resize_fits(const Planner *p, const SandboxSpec *want, const SandboxSpec *have)
 {
 	const VmObserved *o = p->in->observed;
 
@@ -93,7 +101,8 @@ static bool resize_fits(const Planner *p, const SandboxSpec *want)
 		return false;
 	return (o->max_vcpus == 0 || want->vcpus <= o->max_vcpus) &&
 	       (o->min_memory == 0 || want->memory >= o->min_memory) &&
-	       (o->max_memory == 0 || want->memory <= o->max_memory);
+	       (o->max_memory == 0 || want->memory <= o->max_memory) &&
+	       growth_fits(o, have->memory, want->memory);
 }
 
 /* Whether every difference between desired and running can be applied live. */
@@ -105,7 +114,7 @@ static bool live_applicable(const Planner *p, const SandboxSpec *want, const San
 
 	if (!boot_config_equal(want, have))
 		return false;
-	if (!size_equal(want, have) && !resize_fits(p, want))
+	if (!size_equal(want, have) && !resize_fits(p, want, have))
 		return false;
 	for (size_t i = 0; i < want->n_disks && !disks_differ; i++) {
 		const DiskSpec *d = spec_find_disk(have, want->disks[i].id);
@@ -154,8 +163,16 @@ static void plan_devices(Planner *p, const SandboxSpec *want, const SandboxSpec 
 		if (!spec_find_net(have, want->networks[i].id))
 			emit(p, ACTION_NET_ADD, want->networks[i].id, "network added to the file");
 
-	if (!size_equal(want, have) && admitted(p, want))
-		emit(p, ACTION_RESIZE, NULL, "vcpus or memory changed in the file");
+	if (size_equal(want, have) || !admitted(p, want))
+		return;
+	if (p->in->resize_retry_at > p->now) {
+		/* The VMM said it is busy with the last one: later; the rest goes on meanwhile. */
+		p->plan->resize_waits = true;
+		if (p->plan->wake_at == 0 || p->in->resize_retry_at < p->plan->wake_at)
+			p->plan->wake_at = p->in->resize_retry_at;
+		return;
+	}
+	emit(p, ACTION_RESIZE, NULL, "vcpus or memory changed in the file");
 }
 
 /* A VM runs (or is paused) and the file wants it up: bring it in line with the file. */
@@ -174,6 +191,10 @@ static void plan_running(Planner *p)
 		/* on-next-boot: leave it running as it is; the status says a restart is due. */
 		if (want->update_policy != UPDATE_RESTART)
 			p->plan->restart_required = true;
+		if (!size_equal(want, have) && (p->in->caps & BACKEND_CAP_RESIZE) &&
+		    !growth_fits(p->in->observed, have->memory, want->memory))
+			p->plan->restart_why =
+				"the memory change is not a whole number of the VMM's hot-add steps, or it has none left (Cloud Hypervisor: 128 MiB, 8 per boot); it applies at the next start (updatePolicy on-next-boot)";
 	} else if (have && !p->in->observed->busy)
 		/* A hot-unplug in flight settles first: its device is still there until then. */
 		plan_devices(p, want, have);

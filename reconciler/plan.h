@@ -55,6 +55,8 @@ typedef struct PlanInput {
 	BackendCaps caps;	    /* of the backend it runs on */
 	uint64_t desired_since;	    /* when desired last changed, in the caller's clock */
 	uint64_t retry_at;	    /* no actions before this (backoff); 0 for none */
+	/* The VMM was too busy for the last resize (no failure): none before this; 0 for none. */
+	uint64_t resize_retry_at;
 	/*
 	 * Admission: a start, a restart or a resize to a spec that does not fit this host is
 	 * refused (Plan.insufficient). NULL: nothing is checked (--allow-overcommit, or a
@@ -66,8 +68,10 @@ typedef struct PlanInput {
 typedef struct Plan {
 	Action actions[PLAN_ACTIONS_MAX];
 	size_t n_actions;
-	bool restart_required; /* a change waits for the next boot (updatePolicy on-next-boot) */
-	bool held;	       /* destructive actions wait for the grace window or backoff */
+	bool restart_required;	 /* a change waits for the next boot (updatePolicy on-next-boot) */
+	const char *restart_why; /* static: why, when more can be said than "a new boot" */
+	bool resize_waits;	 /* a resize waits for a VMM that was busy (resize_retry_at) */
+	bool held;		 /* destructive actions wait for the grace window or backoff */
 	bool insufficient; /* a start, restart or resize refused: the spec does not fit the host */
 	uint64_t wake_at;  /* when to plan again for what is held; 0 if nothing is */
 } Plan;

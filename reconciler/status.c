@@ -128,7 +128,7 @@ static void compute_conditions(Manager *m, Sandbox *sb, const Plan *plan, uint64
 	SandboxStatus *s = &sb->status;
 	const SandboxSpec *want = sb->path ? sb->desired : NULL;
 	bool ready = want && phase_is_desired(s->phase, want) && plan->n_actions == 0 &&
-		     !plan->held && !sb->observed.busy && !sb->refusal;
+		     !plan->held && !plan->resize_waits && !sb->observed.busy && !sb->refusal;
 	bool held = deletion_guard_holds(m, sb);
 	char msg[512], unwritten[512];
 
@@ -187,6 +187,10 @@ static void compute_conditions(Manager *m, Sandbox *sb, const Plan *plan, uint64
 	else if (plan->held)
 		condition_set(s, CONDITION_READY, false, "GracePeriod",
 			      "waiting out the grace period before a stop, restart or removal", now);
+	else if (plan->resize_waits && !sb->observed.progress)
+		condition_set(s, CONDITION_READY, false, "Progressing",
+			      "the VMM is busy with the last change; the resize is tried again shortly",
+			      now);
 	else
 		condition_set(s, CONDITION_READY, false, "Progressing", sb->observed.progress ?: "",
 			      now);
@@ -194,7 +198,8 @@ static void compute_conditions(Manager *m, Sandbox *sb, const Plan *plan, uint64
 	if (sb->restart_required)
 		condition_set(
 			s, CONDITION_RESTART_REQUIRED, true, "UpdatePolicyOnNextBoot",
-			"the file changed what only a new boot can apply; it applies at the next start (updatePolicy on-next-boot)",
+			sb->restart_why
+				?: "the file changed what only a new boot can apply; it applies at the next start (updatePolicy on-next-boot)",
 			now);
 	else
 		condition_set(s, CONDITION_RESTART_REQUIRED, false, "UpToDate", "", now);
@@ -285,10 +290,11 @@ typedef struct StatusView {
 			const char *name, *backend, *file, *desired_state, *phase, *last_error,
 				*vm_state;
 			const char *job_type, *job_phase; /* NULL: no job */
+			const char *vmm_version;	  /* NULL: not known, or no VMM */
 			const char *condition_reason[_CONDITION_TYPE_MAX];
 			const char *condition_message[_CONDITION_TYPE_MAX];
 		};
-		const char *v[9 + 2 * _CONDITION_TYPE_MAX];
+		const char *v[10 + 2 * _CONDITION_TYPE_MAX];
 	} str;
 	StatusDisk *disks; /* of the observed config, while the VM is up */
 	size_t n_disks;
@@ -345,6 +351,7 @@ static int status_view_build(Manager *m, const Sandbox *sb, uint64_t now_mono, u
 	v->str.phase = phase_to_string(s->phase);
 	v->str.last_error = sb->last_error;
 	v->str.vm_state = vm_state_to_string(o->state);
+	v->str.vmm_version = up ? o->vmm_version : NULL;
 	if (o->job != BACKEND_OP_NONE) {
 		v->str.job_type = backend_op_to_string(o->job);
 		v->str.job_phase = o->job_phase ?: "";
@@ -470,7 +477,7 @@ static json_t *status_render(const StatusView *v)
 		job = json_pack("{s:s, s:s, s:o}", "type", v->str.job_type, "phase",
 				v->str.job_phase, "since", time_or_null(v->num.job_since));
 	return json_pack(
-		"{s:s, s:s, s:o, s:I, s:I, s:s, s:s, s:o, s:I, s:o, s:i, s:o, s:o, s:o, s:o, s:s, s:o}",
+		"{s:s, s:s, s:o, s:I, s:I, s:s, s:s, s:o, s:I, s:o, s:i, s:o, s:o, s:o, s:o, s:s, s:o, s:o}",
 		"name", v->str.name, "backend", v->str.backend, "file", text_or_null(v->str.file),
 		"generation", (json_int_t)v->num.generation, "observedGeneration",
 		(json_int_t)v->num.observed_generation, "desiredState", v->str.desired_state,
@@ -478,7 +485,8 @@ static json_t *status_render(const StatusView *v)
 		"startedAt", time_or_null(v->num.started_at), "restarts", (int)v->num.restarts,
 		"lastError", text_or_null(v->str.last_error), "nextRetryAt",
 		time_or_null(v->num.next_retry_at), "disks", disks, "networks", nets, "vmState",
-		v->str.vm_state, "job", job ?: json_null());
+		v->str.vm_state, "job", job ?: json_null(), "vmmVersion",
+		text_or_null(v->str.vmm_version));
 }
 
 static int status_write(Manager *m, const Sandbox *sb, const StatusView *v)

@@ -100,6 +100,12 @@ static void test_usage(void **state _unused_)
 	assert_non_null(strstr(r.out, "Usage: vmd validate"));
 	test_run_done(&r);
 
+	vmd(&r, "daemon", "--help", NULL, NULL);
+	assert_int_equal(r.status, 0);
+	assert_non_null(strstr(
+		r.out, "Supported VMM versions: Cloud Hypervisor >= v52.0, Firecracker >= 1.13"));
+	test_run_done(&r);
+
 	vmd(&r, "--version", NULL, NULL, NULL);
 	assert_int_equal(r.status, 0);
 	assert_true(strncmp(r.out, "vmd ", 4) == 0);
@@ -193,7 +199,7 @@ static void test_backend_rules(void **state _unused_)
 	assert_true(
 		asprintf(&want,
 			 "%2$s%1$s:6:10: error: spec.vcpus: 3 vCPUs do not fit backend 'firecracker' (the default backend): it takes 1 or an even number up to 32\n"
-			 "%1$s:7:37: error: spec.disks[0].format: qcow2 needs the qemu backend; this sandbox uses backend 'firecracker' (the default backend)\n"
+			 "%1$s:7:37: error: spec.disks[0].format: qcow2 needs the qemu or cloud-hypervisor backend; this sandbox uses backend 'firecracker' (the default backend)\n"
 			 "%1$s:8:12: error: spec.cmdline: '1' is a number; quote it (\"1\") if you mean the string\n",
 			 path, warning) > 0);
 	vmd(&r, "validate", "--default-backend", "firecracker", path);

@@ -23,6 +23,19 @@
 
 static char binary[4096];
 
+/* The upstream releases the simulator behaves as, each test run against every one. */
+static const char *const ch_releases[] = { "v52.0", "main" };
+
+static const char *release(void)
+{
+	return getenv("VMD_SIM_CH_VERSION");
+}
+
+static bool release_up_to_v52(void)
+{
+	return streq(release(), "v52.0");
+}
+
 static int setup(void **state)
 {
 	static const char *args[] = { "--cloud-hypervisor-binary", binary, NULL };
@@ -90,9 +103,15 @@ static void test_lifecycle(void **state)
 {
 	Fixture *f = *state;
 	_cleanup_free_ char *record = path_in(f->run, "vm/vm.json"),
-			    *file = path_in(f->sb, "vm.yaml"), *log = NULL;
+			    *file = path_in(f->sb, "vm.yaml"), *log = NULL,
+			    *dir = path_in(f->run, "vm"), *version = NULL, *line = NULL;
+	TestRun run;
 	pid_t pid;
 	json_t *s;
+
+	assert_true(asprintf(&version, "cloud-hypervisor %s",
+			     streq(release(), "main") ? "v53.0-246-gae44c2971" : release()) > 0);
+	assert_true(asprintf(&line, "VMM:         %s\n", version) > 0);
 
 	test_write_str(f->dir, "a.img", "");
 	test_write_str(f->dir, "b.img", "");
@@ -102,7 +121,14 @@ static void test_lifecycle(void **state)
 	fixture_start_daemon(f);
 	s = fixture_wait_status(f, "vm", ready, "Running");
 	pid = pid_of(s);
+	/* The release, as vmm.ping says it: in status.json and in vmd status NAME. */
+	assert_string_equal(json_string_value(json_object_get(s, "vmmVersion")), version);
 	json_decref(s);
+	test_run(&run, (char *const[]){ (char *)test_vmd(), (char *)"status", (char *)"--run-dir",
+					f->run, (char *)"vm", NULL });
+	assert_int_equal(run.status, 0);
+	assert_non_null(strstr(run.out, line));
+	test_run_done(&run);
 	fixture_wait_console(f, "vm", "SIM-GUEST-BOOT cmdline=console=ttyS0", 0);
 	wait_devices(f, "vm", "disks=a nets=n0@52:54:00:00:00:01 vcpus=1");
 
@@ -150,9 +176,160 @@ static void test_lifecycle(void **state)
 	assert_int_equal(unlink(file), 0);
 	json_decref(fixture_wait_status(f, "vm", absent, NULL));
 	assert_true(access(record, F_OK) < 0);
+	assert_true(access(dir, F_OK) < 0); /* api.sock.lock (v53.0 on) too: nothing left */
 	log = test_read_file(f->log, NULL);
 	assert_non_null(strstr(log, "vm: VM exited with status 0"));
 	assert_null(strstr(log, "forcing it off"));
+}
+
+/*
+ * A disk changed while the VM is paused: removed (CH drops it from its config at once, but
+ * the paused guest ejects nothing, so its device_tree keeps it and an add of that id would
+ * be IdentifierNotUnique), and added back as changed only once the guest, resumed, let go.
+ */
+static bool running_read_only(json_t *s, const void *arg _unused_)
+{
+	json_t *d = json_array_get(json_object_get(s, "disks"), 0);
+
+	return ready(s, "Running") && json_is_true(json_object_get(d, "readOnly"));
+}
+
+static void test_changed_disk_paused(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *a = path_in(f->dir, "a.img"), *rw = NULL, *ro = NULL, *paused = NULL;
+	json_t *s;
+
+	test_write_str(f->dir, "a.img", "");
+	assert_true(asprintf(&rw, "  memory: 128Mi\n  disks:\n" DISK_A, a) > 0);
+	assert_true(asprintf(&paused, "  state: paused\n%s", rw) > 0);
+	assert_true(asprintf(&ro,
+			     "  state: paused\n  memory: 128Mi\n  disks:\n"
+			     "    - {id: a, path: \"%s\", readOnly: true}\n",
+			     a) > 0);
+	put(f, "vm", rw);
+	fixture_start_daemon(f);
+	json_decref(fixture_wait_status(f, "vm", ready, "Running"));
+	put(f, "vm", paused);
+	json_decref(fixture_wait_status(f, "vm", ready, "Paused"));
+
+	/* Changed while paused: the removal waits for the guest, no add is tried meanwhile. */
+	put(f, "vm", ro);
+	json_decref(fixture_wait_status(f, "vm", removing,
+					"waiting for the guest to release disk 'a'"));
+	assert_int_equal(fixture_count_requests(f, "PUT /api/v1/vm.add-disk"), 0);
+
+	/* Resumed: the guest ejects a, and a comes back read-only, added once, no error. */
+	put(f, "vm", ro + strlen("  state: paused\n"));
+	fixture_wait_console(f, "vm", "SIM-GUEST-REMOVED a", 0);
+	s = fixture_wait_status(f, "vm", running_read_only, NULL);
+	assert_true(json_is_null(json_object_get(s, "lastError")));
+	json_decref(s);
+	assert_int_equal(fixture_count_requests(f, "PUT /api/v1/vm.add-disk"), 1);
+}
+
+static bool restart_why(json_t *s, const void *arg)
+{
+	const char *m = status_condition(s, "RestartRequired", "message");
+
+	return restart_required(s, NULL) && m && strstr(m, arg);
+}
+
+static bool busy_resize(json_t *s, const void *arg _unused_)
+{
+	const char *m = status_condition(s, "Ready", "message");
+
+	return json_is_null(json_object_get(s, "lastError")) && m &&
+	       strstr(m, "the VMM is busy with the last change") && phase_is(s, "Paused");
+}
+
+/* Wait until the simulator took n requests that start with prefix. */
+static void wait_requests(Fixture *f, const char *prefix, unsigned n)
+{
+	for (int i = 0; i < 1000 && fixture_count_requests(f, prefix) < n; i++)
+		usleep(20000);
+	assert_true(fixture_count_requests(f, prefix) >= n);
+}
+
+/*
+ * Resizes as CH takes them: memory grows by whole 128 MiB hot-adds (anything else waits for
+ * a new boot, and says why, with no vm.resize sent); a resize while the guest has not let go
+ * of vCPUs a decrease removed gets 429, which is no failure: tried again, done once it ran.
+ */
+static void test_resize_steps(void **state)
+{
+	Fixture *f = *state;
+	json_t *s;
+	pid_t pid;
+
+	put(f, "vm", "  vcpus: 2\n  memory: 128Mi\n");
+	fixture_start_daemon(f);
+	pid = fixture_running(f, "vm");
+
+	/* 128 -> 200 MiB: not a whole hot-add; refused before CH would (InvalidSize). */
+	put(f, "vm", "  vcpus: 2\n  memory: 200Mi\n");
+	json_decref(fixture_wait_status(f, "vm", restart_why, "hot-add steps"));
+	assert_int_equal(fixture_count_requests(f, "PUT /api/v1/vm.resize"), 0);
+	/* 128 -> 384 MiB: two steps in one hot-add. */
+	put(f, "vm", "  vcpus: 2\n  memory: 384Mi\n");
+	wait_requests(f, "PUT /api/v1/vm.resize", 1);
+	s = fixture_wait_status(f, "vm", ready, "Running");
+	assert_int_equal(pid_of(s), pid);
+	json_decref(s);
+	assert_int_equal(fixture_count_requests(f, "PUT /api/v1/vm.resize"), 1);
+
+	/* Paused, one vCPU fewer: the guest cannot eject it; the next resize is 429. */
+	put(f, "vm", "  state: paused\n  vcpus: 1\n  memory: 384Mi\n");
+	wait_devices(f, "vm", "disks= nets= vcpus=1");
+	put(f, "vm", "  state: paused\n  vcpus: 2\n  memory: 384Mi\n");
+	json_decref(fixture_wait_status(f, "vm", busy_resize, NULL));
+	/* Resumed: the guest lets go, the resize goes through, nothing failed. */
+	put(f, "vm", "  vcpus: 2\n  memory: 384Mi\n");
+	wait_devices(f, "vm", "disks= nets= vcpus=2");
+	s = fixture_wait_status(f, "vm", ready, "Running");
+	assert_true(json_is_null(json_object_get(s, "lastError")));
+	assert_int_equal(pid_of(s), pid);
+	json_decref(s);
+	assert_true(fixture_count_requests(f, "PUT /api/v1/vm.resize") >= 4);
+}
+
+/*
+ * qcow2 on Cloud Hypervisor: image_type Qcow2, which it checks against the image; a qcow2
+ * image declared raw is refused with its words (DiskImageTypeMismatch).
+ */
+static void test_qcow2(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *q = path_in(f->dir, "q.qcow2"), *good = NULL, *bad = NULL;
+
+	test_write(f->dir, "q.qcow2", "QFI\xfb\0\0\0\3", 8);
+	assert_true(asprintf(&good,
+			     "  memory: 64Mi\n  disks:\n    - {id: q, path: \"%s\", format: qcow2}\n",
+			     q) > 0);
+	assert_true(asprintf(&bad, "  memory: 64Mi\n  disks:\n    - {id: q, path: \"%s\"}\n", q) > 0);
+	put(f, "good", good);
+	put(f, "bad", bad);
+	fixture_start_daemon(f);
+	(void)fixture_running(f, "good");
+	assert_int_equal(fixture_count_requests(f, "PUT /api/v1/vm.create") >= 1, 1);
+	json_decref(fixture_wait_status(
+		f, "bad", failing,
+		"Disk image type does not match expected type: specified = Raw, detected = Qcow2"));
+}
+
+/* A release older than vmd supports: the start is refused, naming the oldest it takes. */
+static void test_too_old(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *was = strdup(release());
+
+	setenv("VMD_SIM_CH_VERSION", "v51.0", 1); /* the daemon and its VMMs inherit it */
+	put(f, "vm", "  memory: 64Mi\n");
+	fixture_start_daemon(f);
+	setenv("VMD_SIM_CH_VERSION", was, 1);
+	json_decref(fixture_wait_status(
+		f, "vm", failing, "Cloud Hypervisor v51.0 is too old: vmd needs v52.0 or later"));
+	assert_int_equal(fixture_count_requests(f, "PUT /api/v1/vm.create"), 0);
 }
 
 /* A guest that ignores the power button: vm.shutdown and vmm.shutdown after stopTimeout. */
@@ -276,12 +453,17 @@ static void test_simulator_refuses(void **state)
 	_cleanup_free_ char *sock = path_in(f->dir, "api.sock");
 	_cleanup_(http_freep) Http *h = NULL;
 	char *argv[] = { binary, (char *)"--api-socket", NULL, NULL };
-	_cleanup_free_ char *opt = NULL, *v = NULL;
+	_cleanup_free_ char *opt = NULL, *v = NULL, *lock = NULL;
 	json_auto_t *bad = json_pack("{s:{s:s}, s:i}", "payload", "kernel", "/k", "vpcus", 2);
+	_cleanup_free_ char *kernel = path_in(f->dir, "k");
+	json_auto_t *good = json_pack("{s:{s:s}}", "payload", "kernel", kernel);
+	json_auto_t *dup = json_pack("{s:{s:s}, s:[{s:s, s:s}], s:[{s:s}]}", "payload", "kernel",
+				     kernel, "disks", "path", kernel, "id", "x", "net", "id", "x");
 	HttpReply r;
 	pid_t pid;
 	int pidfd, status;
 
+	test_write_str(f->dir, "k", "");
 	assert_true(asprintf(&opt, "path=%s", sock) > 0);
 	argv[2] = opt;
 	assert_int_equal(vmm_spawn(argv, "/dev/null", NULL, 0, &pid, &pidfd), 0);
@@ -293,12 +475,47 @@ static void test_simulator_refuses(void **state)
 	}
 	http_reply_done(&r);
 
-	assert_int_equal(http_call(h, "PUT", "/api/v1/vm.boot", NULL, 1000000, &r), -ENOENT);
+	/* What it calls itself, and the lock beside its socket (v53.0 on). */
+	assert_int_equal(http_call(h, "GET", "/api/v1/vmm.ping", NULL, 1000000, &r), 0);
+	assert_string_equal(json_string_value(json_object_get(r.json, "build_version")),
+			    streq(release(), "main") ? "v53.0-246-gae44c2971" : release());
+	http_reply_done(&r);
+	lock = path_in(f->dir, "api.sock.lock");
+	assert_int_equal(access(lock, F_OK) == 0, !release_up_to_v52());
+
+	/* Not created: 500 up to v52.0, 404 since; state errors are 500, never 405. */
+	assert_int_equal(http_call(h, "GET", "/api/v1/vm.info", NULL, 1000000, &r),
+			 release_up_to_v52() ? -EREMOTEIO : -ENOENT);
 	assert_non_null(strstr(r.error, "VM is not created"));
+	http_reply_done(&r);
+	assert_int_equal(http_call(h, "PUT", "/api/v1/vm.boot", NULL, 1000000, &r),
+			 release_up_to_v52() ? -EREMOTEIO : -ENOENT);
+	assert_non_null(strstr(r.error, "VM is not created"));
+	http_reply_done(&r);
+	assert_int_equal(http_call(h, "PUT", "/api/v1/vm.pause", NULL, 1000000, &r), -EREMOTEIO);
+	assert_non_null(strstr(r.error, "VM is not running"));
 	http_reply_done(&r);
 	assert_int_equal(http_call(h, "PUT", "/api/v1/vm.create", bad, 1000000, &r), -EINVAL);
 	http_reply_done(&r);
 	assert_int_equal(http_call(h, "PUT", "/api/v1/vm.frobnicate", NULL, 1000000, &r), -ENOENT);
+	http_reply_done(&r);
+
+	/* One set of ids for disks and nets together. */
+	assert_int_equal(http_call(h, "PUT", "/api/v1/vm.create", dup, 1000000, &r), -EREMOTEIO);
+	assert_non_null(strstr(r.error, "Identifier is not unique"));
+	http_reply_done(&r);
+	/* vm.shutdown drops the VM, its config stays: Created (and not running any more). */
+	assert_int_equal(http_call(h, "PUT", "/api/v1/vm.create", good, 1000000, &r), 0);
+	http_reply_done(&r);
+	assert_int_equal(http_call(h, "PUT", "/api/v1/vm.boot", NULL, 1000000, &r), 0);
+	http_reply_done(&r);
+	assert_int_equal(http_call(h, "PUT", "/api/v1/vm.shutdown", NULL, 1000000, &r), 0);
+	http_reply_done(&r);
+	assert_int_equal(http_call(h, "GET", "/api/v1/vm.info", NULL, 1000000, &r), 0);
+	assert_string_equal(json_string_value(json_object_get(r.json, "state")), "Created");
+	http_reply_done(&r);
+	assert_int_equal(http_call(h, "PUT", "/api/v1/vm.shutdown", NULL, 1000000, &r), -EREMOTEIO);
+	assert_non_null(strstr(r.error, "VM is not running"));
 	http_reply_done(&r);
 	assert_int_equal(http_call(h, "PUT", "/api/v1/vmm.shutdown", NULL, 1000000, &r), 0);
 	http_reply_done(&r);
@@ -323,14 +540,28 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_simulator_refuses, setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_lifecycle, setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_changed_disk_paused, setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_forced_stop, setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_readopt, setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_crash, setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_error_bodies, setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_resize_steps, setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_qcow2, setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_too_old, setup, fixture_teardown),
 	};
+
+	int failed = 0;
 
 	snprintf(binary, sizeof(binary), "%s", test_src("tests/sim/cloud-hypervisor"));
 	/* VMMs outlive a daemon killed with -9: they come to this binary, which reaps them. */
 	(void)prctl(PR_SET_CHILD_SUBREAPER, 1);
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	if (getenv("VMD_TEST_FILTER")) /* one test, for a run by hand */
+		cmocka_set_test_filter(getenv("VMD_TEST_FILTER"));
+	/* Every test against each release the simulator behaves as (its VMD_SIM_CH_VERSION). */
+	for (size_t i = 0; i < ELEMENTSOF(ch_releases); i++) {
+		setenv("VMD_SIM_CH_VERSION", ch_releases[i], 1);
+		failed += _cmocka_run_group_tests(ch_releases[i], tests, ELEMENTSOF(tests), NULL,
+						  NULL);
+	}
+	return failed;
 }

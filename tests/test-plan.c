@@ -30,7 +30,8 @@ typedef struct Row {
 	int exit_status;
 	BackendCaps caps;
 	uint64_t now, since, retry_at;
-	const char *expect; /* "type[:device] ..." */
+	uint64_t resize_retry_at; /* the VMM was busy for the last resize */
+	const char *expect;	  /* "type[:device] ..." */
 	bool restart_required;
 	uint64_t wake_at;
 	bool busy;	    /* a hot-unplug is in flight */
@@ -38,6 +39,8 @@ typedef struct Row {
 	bool unresponsive;  /* its VMM does not answer */
 	unsigned max_vcpus; /* live resize room; 0 for none known */
 	uint64_t min_memory, max_memory;
+	uint64_t memory_step; /* growth only by multiples of it, memory_grows_left times */
+	unsigned memory_grows_left;
 	unsigned host_cpus; /* admission: what the host has; both 0 for no check */
 	uint64_t host_memory;
 	bool insufficient; /* expected: refused for want of resources */
@@ -149,6 +152,21 @@ static const Row rows[] = {
 	  .max_vcpus = 4, .expect = "", .restart_required = true },
 	{ "more memory than the VM has room for, restart", "memory: 512Mi\nupdatePolicy: restart\n",
 	  VM_RUNNING, .have = BASE, .max_memory = 256 << 20, .expect = "restart" },
+	{ "resize the VMM was busy for: later, the resume now", BASE "vcpus: 2\n", VM_PAUSED,
+	  .have = BASE, .resize_retry_at = 12000, .expect = "resume", .wake_at = 12000 },
+	{ "resize the VMM was busy for, due", BASE "vcpus: 2\n", VM_RUNNING, .have = BASE,
+	  .resize_retry_at = 9000, .expect = "resize" },
+	{ "memory grown by whole steps", "memory: 320Mi\n", VM_RUNNING, .have = BASE,
+	  .max_memory = 512 << 20, .memory_step = 128 << 20, .memory_grows_left = 1,
+	  .expect = "resize" },
+	{ "memory grown by part of a step", "memory: 100Mi\n", VM_RUNNING, .have = BASE,
+	  .max_memory = 512 << 20, .memory_step = 128 << 20, .memory_grows_left = 8, .expect = "",
+	  .restart_required = true },
+	{ "memory grown with no hot-add left", "memory: 192Mi\n", VM_RUNNING, .have = BASE,
+	  .max_memory = 512 << 20, .memory_step = 128 << 20, .memory_grows_left = 0, .expect = "",
+	  .restart_required = true },
+	{ "vcpus changed, memory as it is, no hot-add left", BASE "vcpus: 2\n", VM_RUNNING,
+	  .have = BASE, .memory_step = 128 << 20, .expect = "resize" },
 	{ "less memory than it booted with", "memory: 32Mi\n", VM_RUNNING, .have = BASE,
 	  .min_memory = 64 << 20, .max_memory = 256 << 20, .expect = "", .restart_required = true },
 	{ "kernel changed", BASE "kernel: /k2\n", VM_RUNNING, .have = BASE "kernel: /k1\n",
@@ -269,7 +287,9 @@ static void test_rows(void **state _unused_)
 				 .unresponsive = r->unresponsive ? (char *)"silent" : NULL,
 				 .max_vcpus = r->max_vcpus,
 				 .min_memory = r->min_memory,
-				 .max_memory = r->max_memory };
+				 .max_memory = r->max_memory,
+				 .memory_step = r->memory_step,
+				 .memory_grows_left = r->memory_grows_left };
 		const HostResources host = { .cpus = r->host_cpus, .memory = r->host_memory };
 		PlanInput in = { .desired = want,
 				 .generation = 2,
@@ -277,6 +297,7 @@ static void test_rows(void **state _unused_)
 				 .caps = r->caps ? r->caps : ALL,
 				 .desired_since = r->since ? r->since : 5000,
 				 .retry_at = r->retry_at,
+				 .resize_retry_at = r->resize_retry_at,
 				 .host = r->host_cpus || r->host_memory ? &host : NULL };
 		Plan plan;
 		char got[512];

@@ -109,6 +109,8 @@ static void test_start_seen_through(void **state)
 	s = fixture_wait_status(f, "slow", ready, "Running");
 	assert_int_equal(pid_of(s), pid);
 	assert_int_equal(json_integer_value(json_object_get(s, "restarts")), 0);
+	/* Its version, from the QMP greeting of the connection the new vmd made. */
+	assert_string_equal(json_string_value(json_object_get(s, "vmmVersion")), "qemu 7.2.22");
 	json_decref(s);
 	assert_int_equal(fixture_count_requests(f, "cont"), 1);
 }

@@ -125,7 +125,8 @@ static const char *WEB_STATUS = "{\n"
 				"    }\n"
 				"  ],\n"
 				"  \"vmState\": \"running\",\n"
-				"  \"job\": null\n"
+				"  \"job\": null,\n"
+				"  \"vmmVersion\": null\n"
 				"}";
 
 static const char *BAD_STATUS = "{\n"
@@ -175,7 +176,8 @@ static const char *BAD_STATUS = "{\n"
 				"  \"disks\": [],\n"
 				"  \"networks\": [],\n"
 				"  \"vmState\": \"exited\",\n"
-				"  \"job\": null\n"
+				"  \"job\": null,\n"
+				"  \"vmmVersion\": null\n"
 				"}";
 
 /* status.json byte for byte, as vmd has always written it (docs/status.md). */
@@ -217,13 +219,15 @@ static void test_status_json(void **state)
 	web->observed.job_phase = "request";
 	web->observed.job_since_usec = 1767270896789999ull;
 	web->observed.unresponsive = strdup("QEMU pid 4242 did not answer device_add within 5 s");
+	web->observed.vmm_version = strdup("qemu 7.2.22");
 	free(text);
 	text = render(f, web);
 	assert_non_null(strstr(text, "  \"job\": {\n"
 				     "    \"type\": \"disk-add\",\n"
 				     "    \"phase\": \"request\",\n"
 				     "    \"since\": \"2026-01-01T12:34:56.789Z\"\n"
-				     "  }\n"));
+				     "  },\n"
+				     "  \"vmmVersion\": \"qemu 7.2.22\"\n"));
 	assert_non_null(strstr(
 		text, "      \"type\": \"Ready\",\n"
 		      "      \"status\": \"Unknown\",\n"
