@@ -32,7 +32,8 @@ void sandbox_observe(Manager *m, Sandbox *sb)
 			log_fields(LOG_ERR,
 				   &(LogFields){ .sandbox = sb->name,
 						 .backend = b->ops->name,
-						 .error = -r },
+						 .error = -r,
+						 .message_id = LOG_MESSAGE_VMM },
 				   "cannot tell what runs");
 		vm_observed_done(&sb->observed);
 		sb->observe_failed = true;
@@ -173,7 +174,8 @@ static void done(Sandbox *sb, Backend *b, const char *what, const char *device, 
 		log_fields(LOG_INFO,
 			   &(LogFields){ .sandbox = sb->name,
 					 .backend = b->ops->name,
-					 .result = "recovered" },
+					 .result = "recovered",
+					 .message_id = LOG_MESSAGE_RECOVERED },
 			   "recovered after %u failed attempts", sb->failures);
 	sb->failures = 0;
 	sb->retry_at = 0;
@@ -483,7 +485,10 @@ static void save_backoff(Manager *m, Sandbox *sb)
 	if (text && (r = mkdir_p(dir, 0755)) >= 0)
 		r = write_file_atomic(path, text, strlen(text), 0644, false);
 	if (r < 0) {
-		log_fields(LOG_ERR, &(LogFields){ .sandbox = sb->name, .error = -r },
+		log_fields(LOG_ERR,
+			   &(LogFields){ .sandbox = sb->name,
+					 .error = -r,
+					 .message_id = LOG_MESSAGE_DAEMON },
 			   "cannot write %s; a restarted vmd would back off afresh", path);
 		return;
 	}
@@ -597,7 +602,10 @@ void sandbox_reconcile(Manager *m, Sandbox *sb)
 	/* Its file is gone and nothing of it is left: forget it. */
 	if (!sb->path && !m->degraded && sb->observed.state == VM_ABSENT && !sb->observe_failed &&
 	    !sb->observed.stray) {
-		log_fields(LOG_INFO, &(LogFields){ .sandbox = sb->name, .result = "removed" },
+		log_fields(LOG_INFO,
+			   &(LogFields){ .sandbox = sb->name,
+					 .result = "removed",
+					 .message_id = LOG_MESSAGE_REMOVED },
 			   "removed: its file is gone and its VM is cleaned up");
 		sandbox_remove_status(m, sb);
 		manager_forget_persisted(m, sb->name);

@@ -502,7 +502,10 @@ static int status_write(Manager *m, const Sandbox *sb, const StatusView *v)
 	if (r >= 0)
 		r = write_file_atomic(path, text, strlen(text), 0640, false);
 	if (r < 0)
-		return log_fields(LOG_ERR, &(LogFields){ .sandbox = sb->name, .error = -r },
+		return log_fields(LOG_ERR,
+				  &(LogFields){ .sandbox = sb->name,
+						.error = -r,
+						.message_id = LOG_MESSAGE_DAEMON },
 				  "cannot write %s", path);
 	return 0;
 }
