@@ -60,6 +60,7 @@ LIB_SRCS := \
 	reconciler/status.c \
 	reconciler/desired.c \
 	reconciler/deletion-guard.c \
+	reconciler/telemetry.c \
 	reconciler/executor.c \
 	reconciler/watcher.c \
 	reconciler/manager.c \

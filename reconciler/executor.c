@@ -109,6 +109,9 @@ void sandbox_vm_exited(Manager *m _unused_, Sandbox *sb, int status, const char 
 	uint64_t started = sb->observed.started_at_usec, now = now_usec(CLOCK_REALTIME);
 	uint64_t delay;
 
+	free(sb->exit_reason);
+	if (asprintf(&sb->exit_reason, "%s%sstatus %d", reason ?: "", reason ? ", " : "", status) < 0)
+		sb->exit_reason = NULL;
 	if (started == 0 || now - started >= CRASH_LOOP_USEC) {
 		sb->quick_exits = 0; /* it ran for a while: restart at once */
 		return;

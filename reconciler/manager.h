@@ -14,6 +14,7 @@
 #include "sandbox-file.h"
 #include "spec.h"
 #include "status.h"
+#include "telemetry.h"
 
 /*
  * The daemon's one context. manager.c runs the loop and its events; desired.c reads the
@@ -84,6 +85,7 @@ typedef struct Sandbox {
 	unsigned quick_exits; /* exits in a row within CRASH_LOOP_USEC of the start: a crash loop */
 	uint64_t retry_at;    /* CLOCK_MONOTONIC, 0 for none */
 	char *last_error;
+	char *exit_reason;     /* how its VM last exited on its own: the VMM's words, its status */
 	uint64_t backoff_hash; /* fingerprint of the above as backoff.json last kept them */
 	bool restart_required;
 	char *refusal; /* why its start (or restart, resize) is refused: InsufficientResources */
@@ -182,6 +184,7 @@ struct Manager {
 	Prioq *failing; /* Sandboxes that are Failed or whose file is refused, by name */
 
 	DeletionGuard guard;
+	Telemetry telemetry; /* telemetry.c: passes counted, daemon.json */
 
 	bool ready;
 	bool read_only; /* vmd plan: look, change nothing, write nothing */

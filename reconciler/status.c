@@ -222,10 +222,14 @@ static void compute_conditions(Manager *m, Sandbox *sb, const Plan *plan, uint64
 	else if (sb->failures > 0)
 		condition_set(s, CONDITION_DEGRADED, true, "ActionFailed", sb->last_error, now);
 	else if (sb->quick_exits > 1) {
-		snprintf(msg, sizeof(msg),
-			 "exited %u times in a row soon after starting; restarts back off",
-			 sb->quick_exits);
-		condition_set(s, CONDITION_DEGRADED, true, "CrashLoop", msg, now);
+		_cleanup_free_ char *loop = NULL;
+
+		/* The VMM's own words first: what to fix, not only that it keeps exiting. */
+		if (asprintf(&loop,
+			     "exited %u times in a row soon after starting (the last: %s); restarts back off",
+			     sb->quick_exits, sb->exit_reason ?: "no reason known") < 0)
+			loop = NULL;
+		condition_set(s, CONDITION_DEGRADED, true, "CrashLoop", loop ?: "", now);
 	} else if (sb->persist_failed)
 		condition_set(s, CONDITION_DEGRADED, true, "StateWriteFailed", unwritten, now);
 	else

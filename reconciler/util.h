@@ -136,3 +136,9 @@ void set_vformat(char **p, const char *fmt, va_list ap) _printf_(2, 0);
 
 /* Append a formatted string to *l (which may be NULL). */
 _printf_(2, 3) int strv_extendf(char ***l, const char *fmt, ...);
+
+/*
+ * Who else holds a flock on the file behind fd, as /proc/locks says (flock() does not):
+ * its pid, 0 for nobody (or nobody this pid namespace sees), -errno if it cannot tell.
+ */
+pid_t flock_holder(int fd);
