@@ -139,6 +139,7 @@ static void failed(Sandbox *sb, Backend *b, const char *what, const char *device
 
 	sb->failures++;
 	sb->retry_at = now_usec(CLOCK_MONOTONIC) + delay;
+	telemetry_action(sb->manager, sb, what, ACTION_RESULT_FAILED);
 	(void)asprintf(&err, "%s%s%s failed: %s", what, device ? " " : "", device ?: "",
 		       why ?: strerror(-r));
 
@@ -173,6 +174,7 @@ static void done(Sandbox *sb, Backend *b, const char *what, const char *device, 
 				 .result = "done",
 				 .message_id = LOG_MESSAGE_ACTION_DONE },
 		   "%s%s%s: %s", what, device ? " " : "", device ?: "", reason ?: "done");
+	telemetry_action(sb->manager, sb, what, ACTION_RESULT_DONE);
 	if (sb->failures > 0)
 		log_fields(LOG_INFO,
 			   &(LogFields){ .sandbox = sb->name,
@@ -350,7 +352,8 @@ static void update_refusal(Manager *m, Sandbox *sb, Backend *b, const Plan *plan
 	if (what && asprintf(&why, "%s; %s (--allow-overcommit allows it)", what,
 			     up ? "it keeps running as it is" : "no VMM is started for it") < 0)
 		why = NULL;
-	if (why && !streq_ptr(why, sb->refusal))
+	if (why && !streq_ptr(why, sb->refusal)) {
+		telemetry_action(m, sb, up ? "resize" : "start", ACTION_RESULT_REFUSED);
 		log_fields(LOG_ERR,
 			   &(LogFields){ .sandbox = sb->name,
 					 .backend = b->ops->name,
@@ -358,6 +361,7 @@ static void update_refusal(Manager *m, Sandbox *sb, Backend *b, const Plan *plan
 					 .result = "refused",
 					 .message_id = LOG_MESSAGE_ACTION_FAILED },
 			   "refused, InsufficientResources: %s", why);
+	}
 	free(sb->refusal);
 	sb->refusal = why;
 }
@@ -578,6 +582,7 @@ void sandbox_reconcile(Manager *m, Sandbox *sb)
 			int r;
 
 			free(backend_take_error(b)); /* only this action's own words */
+			sb->action_began = now_usec(CLOCK_MONOTONIC);
 			r = execute(sb, b, &plan.actions[k]);
 			if (r < 0) {
 				action_failed(sb, b, &plan.actions[k], r);

@@ -32,7 +32,8 @@ typedef struct ManagerConfig {
 	uint64_t grace_usec;
 	Trust trust; /* who may write the sandbox files: --trusted-uid, --trusted-gid */
 	DeletionLimit max_deletions;
-	bool allow_overcommit; /* start what needs more memory or CPUs than the host has */
+	bool allow_overcommit;	  /* start what needs more memory or CPUs than the host has */
+	const char *metrics_file; /* --metrics-file: Prometheus text format, or NULL */
 	BackendOptions backend_options;
 } ManagerConfig;
 
@@ -86,6 +87,9 @@ typedef struct Sandbox {
 	uint64_t retry_at;    /* CLOCK_MONOTONIC, 0 for none */
 	char *last_error;
 	char *exit_reason;     /* how its VM last exited on its own: the VMM's words, its status */
+	uint64_t action_began; /* CLOCK_MONOTONIC: the action under way was asked for; 0 none */
+	ActionStats action_stats[_ACTION_TYPE_MAX]; /* telemetry.c */
+	uint64_t phase_since;			    /* CLOCK_REALTIME: status.phase last changed */
 	uint64_t backoff_hash; /* fingerprint of the above as backoff.json last kept them */
 	bool restart_required;
 	char *refusal; /* why its start (or restart, resize) is refused: InsufficientResources */

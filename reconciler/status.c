@@ -514,8 +514,10 @@ static int status_write(Manager *m, const Sandbox *sb, const StatusView *v)
 	return 0;
 }
 
-static void set_phase(Manager *m, Sandbox *sb, Phase p)
+static void set_phase(Manager *m, Sandbox *sb, Phase p, uint64_t now)
 {
+	if (p != sb->status.phase || !sb->phase_since)
+		sb->phase_since = now;
 	m->phase_tally[sb->status.phase]--;
 	m->phase_tally[p]++;
 	sb->status.phase = p;
@@ -527,7 +529,7 @@ void sandbox_update_status(Manager *m, Sandbox *sb, const Plan *plan)
 	_cleanup_(status_view_done) StatusView v = {};
 	uint64_t fingerprint;
 
-	set_phase(m, sb, compute_phase(m, sb, plan));
+	set_phase(m, sb, compute_phase(m, sb, plan), now_real);
 	manager_tally_update(m, sb);
 	compute_conditions(m, sb, plan, now_real);
 
