@@ -578,3 +578,12 @@ pid_t flock_holder(int fd)
 	}
 	return 0;
 }
+
+size_t utf8_length(const char *s)
+{
+	size_t n = 0;
+
+	for (; *s; s++)
+		n += ((unsigned char)*s & 0xc0) != 0x80;
+	return n;
+}

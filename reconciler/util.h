@@ -47,6 +47,8 @@ size_t utf8_first_invalid(const char *buf, size_t len);
 char *text_escape(const char *s);
 /* The same for the bytes that are not UTF-8 alone: for JSON, which escapes the rest itself. */
 char *utf8_escape(const char *s);
+/* How many characters (code points) valid UTF-8 holds: what a JSON Schema's maxLength counts. */
+size_t utf8_length(const char *s);
 /*
  * Append the escape of s to buf (a NUL-terminated string in size bytes): at most max bytes
  * of it, and never half a character or half an escape.
