@@ -130,7 +130,12 @@ $(B)/san/tests/test-%: $(B)/san/tests/test-%.o $(TEST_HELPERS) $(SAN_OBJS)
 $(B)/guest/vmlinux: tests/guest/build tests/guest/init | $(B)/.deps
 	$(call say,GUEST,$(B)/guest) tests/guest/build $(B)/guest >/dev/null
 
-test: $(TEST_BINS) $(B)/san/vmd $(FUZZ_BINS) $(B)/guest/vmlinux
+# yaml-language-server, for the editor test (tests/test-schema.c): from npm, under build/.
+$(B)/npm/.stamp: scripts/install-yaml-language-server
+	scripts/install-yaml-language-server $(B)/npm
+	@touch $@
+
+test: $(TEST_BINS) $(B)/san/vmd $(FUZZ_BINS) $(B)/guest/vmlinux $(B)/npm/.stamp
 	VMD_SRCDIR=$(CURDIR) VMD_BIN=$(CURDIR)/$(B)/san/vmd PYTHON=$(PYTHON) \
 		VMD_GUEST=$(CURDIR)/$(B)/guest \
 		tests/run $(TEST_BINS) $(FUZZ_BINS:%=--fuzz %)

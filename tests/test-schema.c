@@ -8,6 +8,7 @@
 #include <dirent.h>
 #include <jansson.h>
 #include <stdio.h>
+#include <unistd.h>
 
 #include "helpers.h"
 
@@ -114,6 +115,39 @@ static void test_schema_agrees_with_loader(void **state _unused_)
 	assert_true(n >= 80);
 }
 
+/*
+ * An editor's view: yaml-language-server (from npm, under build/npm: make test installs
+ * it) on a file whose modeline names the schema, with `vpcus` for `vcpus` and a
+ * stopTimeout of 25h, reports both where they are, in words. Skipped, saying why, only
+ * where npm's registry could not be reached.
+ */
+static void test_yaml_language_server(void **state _unused_)
+{
+	_cleanup_(test_run_done) TestRun r = {};
+	char server[4096], schema[4096], *dir = test_tmpdir(), *unreachable;
+	const char *last;
+
+	snprintf(server, sizeof(server), "%s",
+		 test_src("build/npm/node_modules/yaml-language-server/bin/yaml-language-server"));
+	if (access(server, F_OK) < 0) {
+		unreachable = test_read_file(test_src("build/npm/UNREACHABLE"), NULL);
+		if (!unreachable)
+			fail_msg("no %s: run scripts/install-yaml-language-server (make test does)",
+				 server);
+		print_message("[  SKIP    ] yaml-language-server not installed: %s\n", unreachable);
+		free(unreachable); /* skip() leaves by longjmp: no cleanup runs */
+		test_tmpdir_remove(dir);
+		skip();
+	}
+	snprintf(schema, sizeof(schema), "%s", test_src("schemas/sandbox.schema.json"));
+	last = run_checker(&r, "tests/yaml-ls-check.py",
+			   (const char *[]){ server, schema, dir, NULL }, "diagnostics: ");
+	assert_string_equal(last, "diagnostics: 2\n");
+	assert_non_null(strstr(r.out, "6:3: Property vpcus is not allowed.\n"));
+	assert_non_null(strstr(r.out, "9:16: Expected a duration with a unit, such as 30s or 2m "));
+	test_tmpdir_remove(dir);
+}
+
 /* Where an editor shows a field's description and a pattern's message: every one has both. */
 static void check_node(json_t *node, const char *where, bool fields)
 {
@@ -174,6 +208,7 @@ int main(void)
 		cmocka_unit_test(test_schema_agrees_with_corpus),
 		cmocka_unit_test(test_schema_agrees_with_loader),
 		cmocka_unit_test(test_schema_describes_every_field),
+		cmocka_unit_test(test_yaml_language_server),
 	};
 
 	return cmocka_run_group_tests_name("schema", tests, NULL, NULL);
