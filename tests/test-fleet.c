@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * docs/fleet.md's ways of running many hosts, run here against this one: the Ansible
- * playbook (examples/ansible/vmd.yml, Debian's ansible-core, a local connection, the
+ * playbook (fleet/ansible/vmd.yml, Debian's ansible-core, a local connection, the
  * package and service steps turned off by their variables) and the pull model
- * (examples/pull/vmd-pull from a git repository in a temporary directory, and its units
+ * (fleet/pull/vmd-pull from a git repository in a temporary directory, and its units
  * as systemd-analyze verify takes them). Both push into a temporary sandbox directory,
  * validate a whole set before they change anything, and remove what the source dropped.
  */
@@ -76,7 +76,7 @@ static void run_playbook(TestRun *r, const char *dir, bool check)
 			    *binary = setting("vmd_binary", test_vmd(), "");
 	char playbook[4096];
 
-	snprintf(playbook, sizeof(playbook), "%s", test_src("examples/ansible/vmd.yml"));
+	snprintf(playbook, sizeof(playbook), "%s", test_src("fleet/ansible/vmd.yml"));
 	test_run(r, (char *[]){ "/usr/bin/env",
 				home_env,
 				"ANSIBLE_LOCALHOST_WARNING=false",
@@ -179,7 +179,7 @@ static void run_pull(TestRun *r, const char *dir)
 			    *vmd = setting("VMD", test_vmd(), "");
 	char script[4096];
 
-	snprintf(script, sizeof(script), "%s", test_src("examples/pull/vmd-pull"));
+	snprintf(script, sizeof(script), "%s", test_src("fleet/pull/vmd-pull"));
 	test_run(r, (char *[]){ "/usr/bin/env", repo, checkout, sb, "VMD_PULL_HOST=h1", vmd, script,
 				NULL });
 }
@@ -233,9 +233,8 @@ static void test_pull(void **state _unused_)
 static void test_pull_units(void **state _unused_)
 {
 	_cleanup_(test_run_done) TestRun r = {};
-	_cleanup_free_ char *service =
-				    test_read_file(test_src("examples/pull/vmd-pull.service"), NULL),
-			    *timer = test_read_file(test_src("examples/pull/vmd-pull.timer"), NULL),
+	_cleanup_free_ char *service = test_read_file(test_src("fleet/pull/vmd-pull.service"), NULL),
+			    *timer = test_read_file(test_src("fleet/pull/vmd-pull.timer"), NULL),
 			    *copy = NULL, *service_path = NULL, *timer_path = NULL;
 	char *dir = test_tmpdir(), *at;
 
@@ -244,7 +243,7 @@ static void test_pull_units(void **state _unused_)
 	at = strstr(service, "ExecStart=/usr/local/bin/vmd-pull\n");
 	assert_non_null(at);
 	assert_true(asprintf(&copy, "%.*sExecStart=%s\n%s", (int)(at - service), service,
-			     test_src("examples/pull/vmd-pull"),
+			     test_src("fleet/pull/vmd-pull"),
 			     at + strlen("ExecStart=/usr/local/bin/vmd-pull\n")) > 0);
 	test_write_str(dir, "vmd-pull.service", copy);
 	test_write_str(dir, "vmd-pull.timer", timer);
@@ -258,7 +257,7 @@ static void test_pull_units(void **state _unused_)
 }
 
 /*
- * examples/kubernetes/vmd-daemonset.yaml: a ConfigMap and a DaemonSet that mounts it as the
+ * fleet/kubernetes/vmd-daemonset.yaml: a ConfigMap and a DaemonSet that mounts it as the
  * sandbox directory; laid out as kubelet lays a ConfigMap out (NAME.yaml -> ..data/NAME.yaml,
  * ..data -> ..TIMESTAMP), every file of it validates as the daemon would read it.
  */
@@ -287,8 +286,7 @@ static void test_kubernetes(void **state _unused_)
 	_cleanup_free_ char *sb = path_in(dir, "sandboxes");
 	const char *python = getenv("PYTHON") ?: "/usr/bin/python3";
 
-	snprintf(manifest, sizeof(manifest), "%s",
-		 test_src("examples/kubernetes/vmd-daemonset.yaml"));
+	snprintf(manifest, sizeof(manifest), "%s", test_src("fleet/kubernetes/vmd-daemonset.yaml"));
 	test_run(&r, (char *[]){ (char *)python, "-c", (char *)K8S_LAYOUT, manifest, sb, NULL });
 	if (r.status != 0)
 		fail_msg("the manifest: %s", r.err);
