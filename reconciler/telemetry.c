@@ -171,6 +171,18 @@ int telemetry_metrics(Manager *m, char **ret, size_t *ret_len)
 	return 0;
 }
 
+/* A write's outcome, logged when it changes: a failure once, not once a second. */
+static void report_write(const char *path, int r, int *last)
+{
+	if (r < 0 && r != *last)
+		log_fields(LOG_ERR, &(LogFields){ .error = -r, .message_id = LOG_MESSAGE_DAEMON },
+			   "cannot write %s; trying again after the next passes", path);
+	else if (r >= 0 && *last < 0)
+		log_fields(LOG_INFO, &(LogFields){ .message_id = LOG_MESSAGE_DAEMON },
+			   "%s is written again", path);
+	*last = r < 0 ? r : 0;
+}
+
 /* The metrics file, replaced whole: node_exporter never reads half of one. */
 static void write_metrics(Manager *m)
 {
@@ -183,9 +195,7 @@ static void write_metrics(Manager *m)
 	r = telemetry_metrics(m, &text, &len);
 	if (r >= 0)
 		r = write_file_atomic(m->config.metrics_file, text, len, 0644, false);
-	if (r < 0)
-		log_fields(LOG_ERR, &(LogFields){ .error = -r, .message_id = LOG_MESSAGE_DAEMON },
-			   "cannot write %s", m->config.metrics_file);
+	report_write(m->config.metrics_file, r, &m->telemetry.metrics_error);
 }
 
 static void write_daemon_info(Manager *m)
@@ -208,9 +218,7 @@ static void write_daemon_info(Manager *m)
 	if (asprintf(&path, "%s/%s", m->config.run_dir, DAEMON_INFO_FILE) < 0 || !text)
 		return;
 	r = write_file_atomic(path, text, strlen(text), 0644, false);
-	if (r < 0)
-		log_fields(LOG_ERR, &(LogFields){ .error = -r, .message_id = LOG_MESSAGE_DAEMON },
-			   "cannot write %s", path);
+	report_write(path, r, &t->info_error);
 	write_metrics(m);
 	t->last_write = now_usec(CLOCK_MONOTONIC);
 }

@@ -52,6 +52,8 @@ typedef struct Telemetry {
 	uint64_t resync_began;		    /* CLOCK_MONOTONIC, of the resync under way */
 	uint64_t actions[_ACTION_TYPE_MAX][_ACTION_RESULT_MAX];
 	uint64_t last_write; /* CLOCK_MONOTONIC */
+	/* The last write's error (-errno, 0 for none): said once, not at every write. */
+	int info_error, metrics_error;
 	sd_event_source *write_timer;
 } Telemetry;
 

@@ -9,6 +9,7 @@
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "daemon-fixture.h"
@@ -162,10 +163,9 @@ static char *metrics_path(Fixture *f)
 	return path_in(f->dir, "vmd.prom");
 }
 
-/* Wait until the metrics file has name{labels} == want (NAN: no such sample). */
-static void wait_metric(Fixture *f, const char *name, const char *labels, double want)
+/* Wait until the metrics file at path has name{labels} == want (NAN: no such sample). */
+static void wait_metric_at(const char *path, const char *name, const char *labels, double want)
 {
-	_cleanup_free_ char *path = metrics_path(f);
 	uint64_t end = ms_now() + FIXTURE_WAIT_MS;
 
 	for (;;) {
@@ -185,6 +185,13 @@ static void wait_metric(Fixture *f, const char *name, const char *labels, double
 				 text ?: "(none)");
 		usleep(50000);
 	}
+}
+
+static void wait_metric(Fixture *f, const char *name, const char *labels, double want)
+{
+	_cleanup_free_ char *path = metrics_path(f);
+
+	wait_metric_at(path, name, labels, want);
 }
 
 static Metrics read_metrics(Fixture *f)
@@ -279,6 +286,76 @@ static void test_metrics_follow_a_life(void **state)
 	metrics_done(&m);
 }
 
+static unsigned count(const char *haystack, const char *needle)
+{
+	unsigned n = 0;
+
+	for (const char *p = haystack; (p = strstr(p, needle)); p += strlen(needle))
+		n++;
+	return n;
+}
+
+static bool ready_status(json_t *s, const void *arg _unused_)
+{
+	return s && streq(status_condition(s, "Ready", "status"), "True");
+}
+
+/*
+ * Wait until <run>/daemon.json was written twice: the first write is in the first pass
+ * (it counts 1), any later one counts more.
+ */
+static void wait_rewritten(Fixture *f)
+{
+	_cleanup_free_ char *path = path_in(f->run, "daemon.json");
+	uint64_t end = ms_now() + FIXTURE_WAIT_MS;
+
+	for (;;) {
+		json_t *j = json_load_file(path, 0, NULL);
+		json_int_t passes = json_integer_value(json_object_get(j, "eventPasses"));
+
+		json_decref(j);
+		if (passes >= 2)
+			return;
+		if (ms_now() > end)
+			fail_msg("%s was not written again", path);
+		usleep(50000);
+	}
+}
+
+/*
+ * A metrics file that cannot be written (its folder missing) is said once, however many
+ * writes fail; and once it can, that it is written again.
+ */
+static void test_metrics_unwritable(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *dir = path_in(f->dir, "textfile"), *file = path_in(dir, "vmd.prom"),
+			    *log = NULL;
+	const char *args[] = { "--metrics-file", file, NULL };
+
+	f->daemon_args = args;
+	fixture_put(f, "flaky", FLAKY);
+	fixture_start_daemon(f);
+	/*
+	 * Its failed start and the one after its 1 s backoff: passes more than 1 s apart, so
+	 * two writes at least, which daemon.json (written with the metrics) shows.
+	 */
+	json_decref(fixture_wait_status(f, "flaky", ready_status, NULL));
+	wait_rewritten(f);
+	log = test_read_file(f->log, NULL);
+	assert_non_null(log);
+	assert_int_equal(count(log, "cannot write "), 1);
+	assert_non_null(strstr(log, "/textfile/vmd.prom; trying again after the next passes: "
+				    "No such file or directory"));
+
+	assert_int_equal(mkdir(dir, 0755), 0);
+	fixture_put(f, "web", WEB);
+	wait_metric_at(file, "vmd_sandbox_ready", "sandbox=web", 1);
+	free(log);
+	log = test_read_file(f->log, NULL);
+	assert_non_null(strstr(log, "/textfile/vmd.prom is written again"));
+}
+
 /* A name that needs the format's escapes comes back whole from the parser. */
 static void test_metrics_escaping(void **state)
 {
@@ -304,6 +381,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_metrics_escaping, manager_fixture_setup_read_only,
 						manager_fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_metrics_follow_a_life, setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_metrics_unwritable, fixture_setup,
+						fixture_teardown),
 	};
 
 	return cmocka_run_group_tests_name("metrics", tests, NULL, NULL);
