@@ -69,6 +69,7 @@ LIB_SRCS := \
 	reconciler/desired.c \
 	reconciler/deletion-guard.c \
 	reconciler/host-systemd.c \
+	reconciler/telemetry.c \
 	reconciler/executor.c \
 	reconciler/watcher.c \
 	reconciler/manager.c \
@@ -94,7 +95,7 @@ LIB_SRCS := \
 MAIN_SRC := reconciler/main.c
 
 TESTS := util hashmap list prioq status desired yaml-tree yaml-decode spec spec-check spec-yaml spec-json sandbox-dir sandbox-file plan backend-noop vmm http-unix cloud-hypervisor firecracker qmp qemu-argv qemu qemu-sim hung-vmm vm-safety watcher \
-	cli-validate schema daemon files deletion-guard journal units install systemd readme
+	cli-validate schema daemon files deletion-guard journal units install systemd readme metrics man fleet
 
 # libFuzzer targets, tests/fuzz-NAME.c; make check replays the seeds of each (tests/run).
 FUZZ_TARGETS := spec-yaml qmp vmm-reply records
@@ -146,9 +147,14 @@ $(B)/san/tests/test-%: $(B)/san/tests/test-%.o $(TEST_HELPERS) $(SAN_OBJS)
 $(B)/guest/vmlinux: tests/guest/build tests/guest/init | $(B)/.deps
 	$(call say,GUEST,$(B)/guest) tests/guest/build $(B)/guest >/dev/null
 
+# yaml-language-server, for the editor test (tests/test-schema.c): from npm, under build/.
+$(B)/npm/.stamp: scripts/install-yaml-language-server
+	scripts/install-yaml-language-server $(B)/npm
+	@touch $@
+
 # test-systemd installs the package (make deb) in a booted Debian 12 (tests/systemd/),
 # whose root file system is debootstrapped once into build/systemd.
-test: $(TEST_BINS) $(B)/san/vmd $(FUZZ_BINS) $(B)/guest/vmlinux $(B)/deb/vmd.deb-path
+test: $(TEST_BINS) $(B)/san/vmd $(FUZZ_BINS) $(B)/guest/vmlinux $(B)/deb/vmd.deb-path $(B)/npm/.stamp
 	VMD_SRCDIR=$(CURDIR) VMD_BIN=$(CURDIR)/$(B)/san/vmd PYTHON=$(PYTHON) \
 		VMD_GUEST=$(CURDIR)/$(B)/guest VMD_DEB=$$(cat $(B)/deb/vmd.deb-path) \
 		VMD_SYSTEMD_CACHE=$(CURDIR)/$(B)/systemd \

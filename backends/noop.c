@@ -265,7 +265,8 @@ static int vm_exit_timer(sd_event_source *s, uint64_t usec _unused_, void *userd
 					   &(LogFields){ .sandbox = v->name,
 							 .backend = "noop",
 							 .action = "stop",
-							 .result = "forced" },
+							 .result = "forced",
+							 .message_id = LOG_MESSAGE_VMM },
 					   "did not stop within its stopTimeout; forcing it off");
 		} else
 			status = (int)json_integer_value(json_object_get(j, "exitStatusOnExit"));

@@ -19,7 +19,10 @@ void vmm_api_heard(VmmVm *v)
 	if (!v->unresponsive)
 		return;
 	v->unresponsive = mfree(v->unresponsive);
-	log_fields(LOG_INFO, &(LogFields){ .sandbox = v->name, .backend = v->type->vmm },
+	log_fields(LOG_INFO,
+		   &(LogFields){ .sandbox = v->name,
+				 .backend = v->type->vmm,
+				 .message_id = LOG_MESSAGE_VMM },
 		   "%s answers again", v->type->display);
 	vmm_vm_changed(v);
 }
@@ -89,7 +92,10 @@ static void on_qmp_close(Qmp *q, int error, void *userdata)
 	/* QEMU is exiting (its pidfd tells when) or broke the protocol: connect again later. */
 	if (!v->stop_requested && !v->guest_shutdown && !vmm_has_exited(v->pidfd))
 		log_fields(LOG_WARNING,
-			   &(LogFields){ .sandbox = v->name, .backend = v->type->vmm, .error = -error },
+			   &(LogFields){ .sandbox = v->name,
+					 .backend = v->type->vmm,
+					 .error = -error,
+					 .message_id = LOG_MESSAGE_VMM },
 			   "lost the QMP connection to a running %s", v->type->display);
 	if (v->qmp == q)
 		vmm_api_disconnect(v);

@@ -331,7 +331,9 @@ static void log_job(VmmVm *v, int priority, const char *result, int error, const
 		   &(LogFields){ .sandbox = v->name,
 				 .backend = v->type->vmm,
 				 .result = result,
-				 .error = error < 0 ? -error : error },
+				 .error = error < 0 ? -error : error,
+				 .message_id = streq_ptr(result, "exited") ? LOG_MESSAGE_VM_EXITED
+									   : LOG_MESSAGE_VMM },
 		   "%s", m ?: "out of memory");
 }
 
@@ -486,7 +488,8 @@ static void timed_out(VmmVm *v, VmmJob *j)
 				   &(LogFields){ .sandbox = v->name,
 						 .backend = v->type->vmm,
 						 .action = "stop",
-						 .result = "forced" },
+						 .result = "forced",
+						 .message_id = LOG_MESSAGE_VMM },
 				   "did not stop within its stopTimeout; forcing it off");
 			enter(v, j, VMM_PHASE_QUIT);
 			return;

@@ -568,8 +568,11 @@ void vmm_vm_refresh(Backend *b)
 
 /* Exit */
 
-/* What went wrong, in the VMM's own words if it left any: the last line of its log. */
-static char *start_error(VmmVm *v)
+/*
+ * What went wrong, in the VMM's own words if it left any: the last line of its log (which
+ * each start begins anew). While starting, always something; after, NULL without words.
+ */
+static char *exit_reason(VmmVm *v, bool starting)
 {
 	_cleanup_free_ char *path = vmm_vm_path(v->b, v->name, v->type->log), *log = NULL;
 	char *line, *end, *m = NULL;
@@ -580,9 +583,12 @@ static char *start_error(VmmVm *v)
 			*--end = '\0';
 		line = strrchr(log, '\n');
 		line = line ? line + 1 : log;
-		if (*line && asprintf(&m, "%s exited while starting: %s", v->type->display, line) >= 0)
+		if (*line && asprintf(&m, "%s exited%s: %s", v->type->display,
+				      starting ? " while starting" : "", line) >= 0)
 			return m;
 	}
+	if (!starting)
+		return NULL;
 	return asprintf(&m, "%s exited while starting", v->type->display) < 0 ? NULL : m;
 }
 
@@ -593,8 +599,9 @@ static void vm_exited(VmmVm *v, int status)
 			    *name = strdup(v->name), *reason = NULL;
 	bool was_starting = v->state == VM_STARTING;
 
-	if (was_starting)
-		reason = start_error(v);
+	/* A VMM that exits with an error on its own says why, as a start that failed does. */
+	if (was_starting || (status != 0 && !v->stop_requested))
+		reason = exit_reason(v, was_starting);
 	if (v->type->exited)
 		v->type->exited(v);
 	vmm_api_disconnect(v);

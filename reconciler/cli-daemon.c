@@ -40,6 +40,8 @@ static void daemon_help(FILE *f)
 		"  --jailer-chroot-base DIR where the jails are (default /srv/jailer)\n"
 		"  --allow-overcommit       start VMs that need more memory or vCPUs than the host has\n"
 		"  --log-target TARGET      auto, journal or console (default auto)\n"
+		"  --metrics-file PATH      write Prometheus metrics there after passes (for\n"
+		"                           node_exporter's textfile collector)\n"
 		"  -h, --help               show this help\n"
 		"\n"
 		"Supported VMM versions: Cloud Hypervisor >= v52.0, Firecracker >= 1.13\n"
@@ -209,6 +211,7 @@ int verb_daemon(int argc, char **argv)
 		{ "grace", required_argument, NULL, 'g' },
 		{ "max-deletions", required_argument, NULL, 'm' },
 		{ "log-target", required_argument, NULL, 'l' },
+		{ "metrics-file", required_argument, NULL, 'P' },
 		{ "help", no_argument, NULL, 'h' },
 		{},
 	};
@@ -252,6 +255,9 @@ int verb_daemon(int argc, char **argv)
 					optarg);
 				return EXIT_USAGE;
 			}
+			break;
+		case 'P':
+			config.metrics_file = optarg;
 			break;
 		case 'h':
 			daemon_help(stdout);

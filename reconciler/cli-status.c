@@ -1,9 +1,58 @@
 /* SPDX-License-Identifier: MIT */
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 
 #include "cli.h"
 #include "status.h"
+#include "telemetry.h"
+
+/* A daemon that has not ended a pass within this of its resync interval (twice) hangs. */
+#define PASS_LATE_USEC (5ull * 1000000)
+
+/*
+ * Whether a vmd runs with this run dir and ends its passes, said on standard error: what
+ * the status files say is what the last vmd saw, and no vmd may be there to see more.
+ * Returns whether none runs.
+ */
+static bool warn_daemon(const char *run_dir)
+{
+	DaemonLiveness d;
+	uint64_t now = now_usec(CLOCK_REALTIME);
+	char last[32] = "";
+
+	if (daemon_liveness(run_dir, &d) < 0 || d.unknown)
+		return false;
+	if (d.last_pass)
+		format_timestamp(d.last_pass, last);
+	if (!d.ran) {
+		fprintf(stderr, "vmd status: warning: no vmd has run with run dir %s (no vmd.lock)\n",
+			run_dir);
+		return true;
+	}
+	if (!d.running) {
+		fprintf(stderr,
+			"vmd status: warning: vmd is not running (nothing holds %s/vmd.lock; pid %d held it last)%s%s%s\n",
+			run_dir, (int)d.pid,
+			*last ? "; what follows is as of its last pass, at " : "", last,
+			*last ? "" : "; what follows may be out of date");
+		return true;
+	}
+	if (d.last_pass && d.resync_usec && now > d.last_pass + 2 * d.resync_usec + PASS_LATE_USEC)
+		fprintf(stderr,
+			"vmd status: warning: vmd (pid %d) has not ended a pass since %s (%llu s ago; it passes every %llu s at the least): it may hang, and what follows may be out of date\n",
+			(int)d.pid, last, (unsigned long long)((now - d.last_pass) / 1000000),
+			(unsigned long long)(d.resync_usec / 1000000));
+	return false;
+}
+
+/* With no vmd to notice, a VMM that is gone: what the status says of it is no longer true. */
+static bool vmm_gone(json_t *s, bool no_daemon)
+{
+	json_int_t pid = json_integer_value(json_object_get(s, "pid"));
+
+	return no_daemon && pid > 0 && kill((pid_t)pid, 0) < 0 && errno == ESRCH;
+}
 
 /* The one line that says most about what is wrong, or "". */
 static const char *headline(json_t *s)
@@ -28,23 +77,31 @@ static const char *ready_word(const char *status)
 	return streq(status, "True") ? "yes" : streq(status, "Unknown") ? "?" : "no";
 }
 
-static void print_table(json_t *all)
+static void print_table(json_t *all, bool no_daemon)
 {
+	char gone[64];
 	size_t i;
 	json_t *s;
 
 	printf("%-24s %-17s %-9s %-6s %-8s %s\n", "NAME", "BACKEND", "PHASE", "READY", "RESTARTS",
 	       "MESSAGE");
 	json_array_foreach(all, i, s)
+	{
+		bool g = vmm_gone(s, no_daemon);
+
+		snprintf(gone, sizeof(gone), "its VMM (pid %lld) is gone; no vmd runs to notice",
+			 (long long)json_integer_value(json_object_get(s, "pid")));
 		printf("%-24s %-17s %-9s %-6s %-8lld %s\n",
 		       json_string_value(json_object_get(s, "name")) ?: "?",
 		       json_string_value(json_object_get(s, "backend")) ?: "?",
 		       json_string_value(json_object_get(s, "phase")) ?: "?",
-		       ready_word(status_condition(s, "Ready", "status")),
-		       (long long)json_integer_value(json_object_get(s, "restarts")), headline(s));
+		       g ? "?" : ready_word(status_condition(s, "Ready", "status")),
+		       (long long)json_integer_value(json_object_get(s, "restarts")),
+		       g ? gone : headline(s));
+	}
 }
 
-static void print_one(json_t *s)
+static void print_one(json_t *s, bool no_daemon)
 {
 	size_t i;
 	json_t *c, *d;
@@ -63,6 +120,9 @@ static void print_one(json_t *s)
 	if (json_string_value(json_object_get(s, "startedAt")))
 		printf("Started:     %s\n", json_string_value(json_object_get(s, "startedAt")));
 	printf("Restarts:    %lld\n", (long long)json_integer_value(json_object_get(s, "restarts")));
+	if (vmm_gone(s, no_daemon))
+		printf("VMM:         pid %lld is gone; no vmd runs to notice\n",
+		       (long long)json_integer_value(json_object_get(s, "pid")));
 	if (json_is_object(json_object_get(s, "job")))
 		printf("Job:         %s, phase %s since %s\n",
 		       json_string_value(json_object_get(json_object_get(s, "job"), "type")) ?: "?",
@@ -100,7 +160,7 @@ int verb_status(int argc, char **argv)
 		{},
 	};
 	const char *run_dir = "/run/vmd";
-	bool json = false;
+	bool json = false, no_daemon;
 	json_t *out = NULL;
 	int c, r;
 
@@ -124,6 +184,7 @@ int verb_status(int argc, char **argv)
 		fprintf(stderr, "vmd status: at most one NAME\n");
 		return EXIT_USAGE;
 	}
+	no_daemon = warn_daemon(run_dir);
 	if (optind < argc) {
 		r = status_read_one(run_dir, argv[optind], &out);
 		if (r < 0) {
@@ -144,9 +205,9 @@ int verb_status(int argc, char **argv)
 		json_dumpf(out, stdout, JSON_INDENT(2));
 		fputc('\n', stdout);
 	} else if (json_is_array(out))
-		print_table(out);
+		print_table(out, no_daemon);
 	else
-		print_one(out);
+		print_one(out, no_daemon);
 	json_decref(out);
 	return EXIT_OK;
 }

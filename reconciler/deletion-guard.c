@@ -440,7 +440,9 @@ void deletion_guard_approve(Manager *m)
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | O_NONBLOCK);
 	if (fd < 0) {
 		if (errno != ENOENT)
-			log_fields(LOG_ERR, &(LogFields){ .error = errno }, "cannot read %s", path);
+			log_fields(LOG_ERR,
+				   &(LogFields){ .error = errno, .message_id = LOG_MESSAGE_DELETIONS },
+				   "cannot read %s", path);
 		return;
 	}
 	if (approval_trusted(fd))

@@ -586,7 +586,9 @@ static int scan_one(Manager *m, const char *path, int error)
 	Sandbox *sb;
 
 	if (error < 0) {
-		log_fields(LOG_WARNING, &(LogFields){ .error = -error }, "cannot read %s", path);
+		log_fields(LOG_WARNING,
+			   &(LogFields){ .error = -error, .message_id = LOG_MESSAGE_CONFIG_INVALID },
+			   "cannot read %s", path);
 		return 0;
 	}
 	if (!rel || spec_name_from_path(path, &name) < 0)

@@ -33,7 +33,8 @@ void sandbox_observe(Manager *m, Sandbox *sb)
 			log_fields(LOG_ERR,
 				   &(LogFields){ .sandbox = sb->name,
 						 .backend = b->ops->name,
-						 .error = -r },
+						 .error = -r,
+						 .message_id = LOG_MESSAGE_VMM },
 				   "cannot tell what runs");
 		vm_observed_done(&sb->observed);
 		sb->observe_failed = true;
@@ -115,6 +116,9 @@ void sandbox_vm_exited(Manager *m _unused_, Sandbox *sb, int status, const char 
 	uint64_t started = sb->observed.started_at_usec, now = now_usec(CLOCK_REALTIME);
 	uint64_t delay;
 
+	free(sb->exit_reason);
+	if (asprintf(&sb->exit_reason, "%s%sstatus %d", reason ?: "", reason ? ", " : "", status) < 0)
+		sb->exit_reason = NULL;
 	if (started == 0 || now - started >= CRASH_LOOP_USEC) {
 		sb->quick_exits = 0; /* it ran for a while: restart at once */
 		return;
@@ -140,6 +144,7 @@ static void failed(Sandbox *sb, Backend *b, const char *what, const char *device
 
 	sb->failures++;
 	sb->retry_at = now_usec(CLOCK_MONOTONIC) + delay;
+	telemetry_action(sb->manager, sb, what, ACTION_RESULT_FAILED);
 	set_format(&err, "%s%s%s failed: %s", what, device ? " " : "", device ?: "",
 		   why ?: strerror(-r));
 
@@ -188,11 +193,13 @@ static void done(Sandbox *sb, Backend *b, const char *what, const char *device, 
 				 .result = "done",
 				 .message_id = LOG_MESSAGE_ACTION_DONE },
 		   "%s%s%s: %s", what, device ? " " : "", device ?: "", reason ?: "done");
+	telemetry_action(sb->manager, sb, what, ACTION_RESULT_DONE);
 	if (sb->failures > 0)
 		log_fields(LOG_INFO,
 			   &(LogFields){ .sandbox = sb->name,
 					 .backend = b->ops->name,
-					 .result = "recovered" },
+					 .result = "recovered",
+					 .message_id = LOG_MESSAGE_RECOVERED },
 			   "recovered after %u failed attempts", sb->failures);
 	sb->failures = 0;
 	sb->retry_at = 0;
@@ -365,7 +372,8 @@ static void update_refusal(Manager *m, Sandbox *sb, Backend *b, const Plan *plan
 	if (what && asprintf(&why, "%s; %s (--allow-overcommit allows it)", what,
 			     up ? "it keeps running as it is" : "no VMM is started for it") < 0)
 		why = NULL;
-	if (why && !streq_ptr(why, sb->refusal))
+	if (why && !streq_ptr(why, sb->refusal)) {
+		telemetry_action(m, sb, up ? "resize" : "start", ACTION_RESULT_REFUSED);
 		log_fields(LOG_ERR,
 			   &(LogFields){ .sandbox = sb->name,
 					 .backend = b->ops->name,
@@ -373,6 +381,7 @@ static void update_refusal(Manager *m, Sandbox *sb, Backend *b, const Plan *plan
 					 .result = "refused",
 					 .message_id = LOG_MESSAGE_ACTION_FAILED },
 			   "refused, InsufficientResources: %s", why);
+	}
 	free(sb->refusal);
 	sb->refusal = why;
 }
@@ -503,7 +512,10 @@ static void save_backoff(Manager *m, Sandbox *sb)
 	if (text && (r = mkdir_p(dir, 0755)) >= 0)
 		r = write_file_atomic(path, text, strlen(text), 0644, false);
 	if (r < 0) {
-		log_fields(LOG_ERR, &(LogFields){ .sandbox = sb->name, .error = -r },
+		log_fields(LOG_ERR,
+			   &(LogFields){ .sandbox = sb->name,
+					 .error = -r,
+					 .message_id = LOG_MESSAGE_DAEMON },
 			   "cannot write %s; a restarted vmd would back off afresh", path);
 		return;
 	}
@@ -595,6 +607,7 @@ void sandbox_reconcile(Manager *m, Sandbox *sb)
 			int r;
 
 			free(backend_take_error(b)); /* only this action's own words */
+			sb->action_began = now_usec(CLOCK_MONOTONIC);
 			r = execute(sb, b, &plan.actions[k]);
 			if (r < 0) {
 				action_failed(sb, b, &plan.actions[k], r);
@@ -622,7 +635,10 @@ void sandbox_reconcile(Manager *m, Sandbox *sb)
 	/* Its file is gone and nothing of it is left: forget it. */
 	if (!sb->path && !m->degraded && sb->observed.state == VM_ABSENT && !sb->observe_failed &&
 	    !sb->observed.stray) {
-		log_fields(LOG_INFO, &(LogFields){ .sandbox = sb->name, .result = "removed" },
+		log_fields(LOG_INFO,
+			   &(LogFields){ .sandbox = sb->name,
+					 .result = "removed",
+					 .message_id = LOG_MESSAGE_REMOVED },
 			   "removed: its file is gone and its VM is cleaned up");
 		sandbox_remove_status(m, sb);
 		manager_forget_persisted(m, sb->name);

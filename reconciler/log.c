@@ -82,7 +82,10 @@ static int log_journal(int priority, const LogFields *f, const char *msg)
 	if (access(JOURNAL_SOCKET, F_OK) < 0)
 		return -errno;
 	/* Empty fields are left out rather than sent empty. */
-	add_field(parts, &n, "MESSAGE=%s", msg);
+	if (f->sandbox)
+		add_field(parts, &n, "MESSAGE=%s: %s", f->sandbox, msg);
+	else
+		add_field(parts, &n, "MESSAGE=%s", msg);
 	add_field(parts, &n, "PRIORITY=%i", priority);
 	add_field(parts, &n, "SYSLOG_IDENTIFIER=%s", "vmd");
 	if (f->sandbox)
@@ -95,8 +98,7 @@ static int log_journal(int priority, const LogFields *f, const char *msg)
 		add_field(parts, &n, "VMD_RESULT=%s", f->result);
 	if (f->error)
 		add_field(parts, &n, "ERRNO=%i", f->error);
-	if (f->message_id)
-		add_field(parts, &n, "MESSAGE_ID=%s", f->message_id);
+	add_field(parts, &n, "MESSAGE_ID=%s", f->message_id ?: LOG_MESSAGE_DAEMON);
 	for (size_t i = 0; i < n; i++)
 		iov[i] = (struct iovec){ parts[i], strlen(parts[i]) };
 	r = sd_journal_sendv(iov, (int)n);

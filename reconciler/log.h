@@ -23,6 +23,12 @@
 #define LOG_MESSAGE_CONFIG_VALID "b1c2f6b406524639b3fb79e073d5223b" /* a file became valid again */
 /* Stops of removed files held (too many at once, the directory replaced), released, approved. */
 #define LOG_MESSAGE_DELETIONS "eecc8e796ee942fab6b70420831f4306"
+/* An action done after failed attempts: the sandbox's failures end. */
+#define LOG_MESSAGE_RECOVERED "25722bd8c7614c3a9a88466d5c58b1d4"
+/* A sandbox forgotten: its file gone, its VM cleaned up. */
+#define LOG_MESSAGE_REMOVED "cc84ba335c2b476ba54332141ab9edc2"
+/* A VMM in trouble: forced off, killed, unresponsive, its connection lost, answering again. */
+#define LOG_MESSAGE_VMM "0fc9dc1a31734bd1be4914b3ea13e142"
 
 typedef enum LogTarget {
 	LOG_TARGET_AUTO, /* journal when stderr is connected to it (JOURNAL_STREAM), else console */
@@ -37,7 +43,10 @@ LogTarget log_target_from_string(const char *s);
 
 void log_setup(LogTarget target);
 
-/* What one entry is about; any field may be NULL or 0. */
+/*
+ * What one entry is about; any field may be NULL or 0. A sandbox's name leads the message
+ * ("web-1: re-adopted its running VM"); an entry without a message_id is the daemon's.
+ */
 typedef struct LogFields {
 	const char *sandbox;
 	const char *backend;

@@ -62,6 +62,7 @@ static Sandbox *sandbox_free(Sandbox *sb)
 	free(sb->path);
 	free(sb->config_error);
 	free(sb->last_error);
+	free(sb->exit_reason);
 	free(sb->refusal);
 	free(sb->adopt_error);
 	free(sb->name);
@@ -119,6 +120,7 @@ static int reconcile_dirty(sd_event_source *s _unused_, void *userdata)
 {
 	Manager *m = userdata;
 	_cleanup_free_ Sandbox **batch = NULL;
+	uint64_t began = now_usec(CLOCK_MONOTONIC);
 	size_t n = 0;
 
 	/*
@@ -138,6 +140,8 @@ static int reconcile_dirty(sd_event_source *s _unused_, void *userdata)
 		(void)sd_event_source_set_enabled(m->reconcile_event, SD_EVENT_ONESHOT);
 	if (m->ready)
 		manager_notify_status(m);
+	if (n > 0)
+		telemetry_pass_done(m, PASS_EVENT, began);
 	return 0;
 }
 
@@ -179,6 +183,7 @@ static void resync_begin(Manager *m)
 	m->resync_reload = m->reload_asked;
 	m->reload_asked = false;
 	m->resync_again = false;
+	m->telemetry.resync_began = now_usec(CLOCK_MONOTONIC);
 	r = manager_scan_start(m);
 	if (r == -EBUSY)
 		return; /* another vmd took the directory: this one is on its way out */
@@ -205,6 +210,7 @@ static void resync_done(Manager *m)
 {
 	/* Every file it found gone is counted now: the stops that came due meanwhile are judged. */
 	deletion_guard_pass_done(m);
+	telemetry_pass_done(m, PASS_RESYNC, m->telemetry.resync_began);
 	if (m->resync_reload) {
 		m->resync_reload = false;
 		manager_notify_ready(m);
@@ -470,30 +476,6 @@ static int take_lock(Manager *m)
 	return 0;
 }
 
-/* Who holds the flock on the file behind fd, as /proc/locks says (flock() does not); 0: unknown. */
-static pid_t flock_holder(int fd)
-{
-	_cleanup_free_ char *locks = NULL;
-	struct stat st;
-
-	if (fstat(fd, &st) < 0 || read_file("/proc/locks", 16 << 20, &locks, NULL) < 0)
-		return 0;
-	for (char *line = locks; line && *line;) {
-		char *nl = strchr(line, '\n'), type[16];
-		unsigned maj, min;
-		unsigned long ino;
-		int pid;
-
-		/* "1: FLOCK  ADVISORY  WRITE 4711 fd:01:123456 0 EOF"; a waiter's line has "->". */
-		if (sscanf(line, "%*d: %15s %*s %*s %d %x:%x:%lu", type, &pid, &maj, &min, &ino) == 5 &&
-		    streq(type, "FLOCK") && maj == major(st.st_dev) && min == minor(st.st_dev) &&
-		    ino == st.st_ino && pid > 0 && pid != getpid())
-			return pid;
-		line = nl ? nl + 1 : NULL;
-	}
-	return 0;
-}
-
 /* The --run-dir of the vmd that runs as pid, if its command line gives one. */
 static char *run_dir_of(pid_t pid)
 {
@@ -619,6 +601,7 @@ int manager_new(const ManagerConfig *config, Manager **ret)
 		return log_error_errno(r, "cannot set up the event loop");
 	(void)sd_event_source_set_priority(m->resync_event, RESYNC_PRIORITY);
 	(void)sd_event_source_set_enabled(m->resync_event, SD_EVENT_OFF);
+	telemetry_init(m);
 	r = deletion_guard_init(m);
 	if (r < 0)
 		return log_error_errno(r, "cannot set up the event loop");
@@ -698,6 +681,7 @@ Manager *manager_free(Manager *m)
 	sd_event_source_disable_unref(m->resync_timer);
 	deletion_guard_done(m);
 	host_systemd_free(m->systemd);
+	telemetry_done(m);
 	sd_event_source_disable_unref(m->sweep_event);
 	if (m->sweep)
 		closedir(m->sweep);

@@ -15,6 +15,7 @@
 #include "sandbox-file.h"
 #include "spec.h"
 #include "status.h"
+#include "telemetry.h"
 
 /*
  * The daemon's one context. manager.c runs the loop and its events; desired.c reads the
@@ -32,7 +33,8 @@ typedef struct ManagerConfig {
 	uint64_t grace_usec;
 	Trust trust; /* who may write the sandbox files: --trusted-uid, --trusted-gid */
 	DeletionLimit max_deletions;
-	bool allow_overcommit; /* start what needs more memory or CPUs than the host has */
+	bool allow_overcommit;	  /* start what needs more memory or CPUs than the host has */
+	const char *metrics_file; /* --metrics-file: Prometheus text format, or NULL */
 	BackendOptions backend_options;
 } ManagerConfig;
 
@@ -87,6 +89,10 @@ typedef struct Sandbox {
 	unsigned quick_exits; /* exits in a row within CRASH_LOOP_USEC of the start: a crash loop */
 	uint64_t retry_at;    /* CLOCK_MONOTONIC, 0 for none */
 	char *last_error;
+	char *exit_reason;     /* how its VM last exited on its own: the VMM's words, its status */
+	uint64_t action_began; /* CLOCK_MONOTONIC: the action under way was asked for; 0 none */
+	ActionStats action_stats[_ACTION_TYPE_MAX]; /* telemetry.c */
+	uint64_t phase_since;			    /* CLOCK_REALTIME: status.phase last changed */
 	uint64_t backoff_hash; /* fingerprint of the above as backoff.json last kept them */
 	bool restart_required;
 	const char *restart_why;  /* static: RestartRequired's message, NULL for the usual one */
@@ -187,6 +193,7 @@ struct Manager {
 	Prioq *failing; /* Sandboxes that are Failed or whose file is refused, by name */
 
 	DeletionGuard guard;
+	Telemetry telemetry; /* telemetry.c: passes counted, daemon.json */
 
 	bool ready;
 	bool read_only;	      /* vmd plan: look, change nothing, write nothing */

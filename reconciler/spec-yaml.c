@@ -125,13 +125,17 @@ static void decode_labels(Decoder *d, const YNode *n, const Field *f _unused_, v
 		value_ok = decode_get_string(d, v, &value);
 		decode_where_pop(d, old);
 
-		if (key_ok && strlen(key) > SPEC_LABEL_KEY_MAX) {
-			decode_error(d, k, "label key %s is longer than %u bytes",
+		if (key_ok && !*key) {
+			decode_error(d, k, "a label key is empty");
+			key_ok = false;
+		}
+		if (key_ok && utf8_length(key) > SPEC_LABEL_KEY_MAX) {
+			decode_error(d, k, "label key %s is longer than %u characters",
 				     decode_show(k, buf), SPEC_LABEL_KEY_MAX);
 			key_ok = false;
 		}
-		if (value_ok && strlen(value) > SPEC_LABEL_VALUE_MAX) {
-			decode_error(d, v, "label value %s is longer than %u bytes",
+		if (value_ok && utf8_length(value) > SPEC_LABEL_VALUE_MAX) {
+			decode_error(d, v, "label value %s is longer than %u characters",
 				     decode_show(v, buf), SPEC_LABEL_VALUE_MAX);
 			value_ok = false;
 		}

@@ -227,10 +227,14 @@ static void compute_conditions(Manager *m, Sandbox *sb, const Plan *plan, uint64
 	else if (sb->failures > 0)
 		condition_set(s, CONDITION_DEGRADED, true, "ActionFailed", sb->last_error, now);
 	else if (sb->quick_exits > 1) {
-		snprintf(msg, sizeof(msg),
-			 "exited %u times in a row soon after starting; restarts back off",
-			 sb->quick_exits);
-		condition_set(s, CONDITION_DEGRADED, true, "CrashLoop", msg, now);
+		_cleanup_free_ char *loop = NULL;
+
+		/* The VMM's own words first: what to fix, not only that it keeps exiting. */
+		if (asprintf(&loop,
+			     "exited %u times in a row soon after starting (the last: %s); restarts back off",
+			     sb->quick_exits, sb->exit_reason ?: "no reason known") < 0)
+			loop = NULL;
+		condition_set(s, CONDITION_DEGRADED, true, "CrashLoop", loop ?: "", now);
 	} else if (sb->persist_failed)
 		condition_set(s, CONDITION_DEGRADED, true, "StateWriteFailed", unwritten, now);
 	else
@@ -510,13 +514,18 @@ static int status_write(Manager *m, const Sandbox *sb, const StatusView *v)
 	if (r >= 0)
 		r = write_file_atomic(path, text, strlen(text), 0640, false);
 	if (r < 0)
-		return log_fields(LOG_ERR, &(LogFields){ .sandbox = sb->name, .error = -r },
+		return log_fields(LOG_ERR,
+				  &(LogFields){ .sandbox = sb->name,
+						.error = -r,
+						.message_id = LOG_MESSAGE_DAEMON },
 				  "cannot write %s", path);
 	return 0;
 }
 
-static void set_phase(Manager *m, Sandbox *sb, Phase p)
+static void set_phase(Manager *m, Sandbox *sb, Phase p, uint64_t now)
 {
+	if (p != sb->status.phase || !sb->phase_since)
+		sb->phase_since = now;
 	m->phase_tally[sb->status.phase]--;
 	m->phase_tally[p]++;
 	sb->status.phase = p;
@@ -528,7 +537,7 @@ void sandbox_update_status(Manager *m, Sandbox *sb, const Plan *plan)
 	_cleanup_(status_view_done) StatusView v = {};
 	uint64_t fingerprint;
 
-	set_phase(m, sb, compute_phase(m, sb, plan));
+	set_phase(m, sb, compute_phase(m, sb, plan), now_real);
 	manager_tally_update(m, sb);
 	compute_conditions(m, sb, plan, now_real);
 

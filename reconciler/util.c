@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/un.h>
 #include <time.h>
 
@@ -558,4 +559,40 @@ int strv_extendf(char ***l, const char *fmt, ...)
 	nl[n + 1] = NULL;
 	*l = nl;
 	return 0;
+}
+
+pid_t flock_holder(int fd)
+{
+	_cleanup_free_ char *locks = NULL;
+	struct stat st;
+	int r;
+
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	r = read_file("/proc/locks", 16 << 20, &locks, NULL);
+	if (r < 0)
+		return r;
+	for (char *line = locks; line && *line;) {
+		char *nl = strchr(line, '\n'), type[16];
+		unsigned maj, min;
+		unsigned long ino;
+		int pid;
+
+		/* "1: FLOCK  ADVISORY  WRITE 4711 fd:01:123456 0 EOF"; a waiter's line has "->". */
+		if (sscanf(line, "%*d: %15s %*s %*s %d %x:%x:%lu", type, &pid, &maj, &min, &ino) == 5 &&
+		    streq(type, "FLOCK") && maj == major(st.st_dev) && min == minor(st.st_dev) &&
+		    ino == st.st_ino && pid > 0 && pid != getpid())
+			return pid;
+		line = nl ? nl + 1 : NULL;
+	}
+	return 0;
+}
+
+size_t utf8_length(const char *s)
+{
+	size_t n = 0;
+
+	for (; *s; s++)
+		n += ((unsigned char)*s & 0xc0) != 0x80;
+	return n;
 }

@@ -47,6 +47,8 @@ size_t utf8_first_invalid(const char *buf, size_t len);
 char *text_escape(const char *s);
 /* The same for the bytes that are not UTF-8 alone: for JSON, which escapes the rest itself. */
 char *utf8_escape(const char *s);
+/* How many characters (code points) valid UTF-8 holds: what a JSON Schema's maxLength counts. */
+size_t utf8_length(const char *s);
 /*
  * Append the escape of s to buf (a NUL-terminated string in size bytes): at most max bytes
  * of it, and never half a character or half an escape.
@@ -137,3 +139,9 @@ void set_format(char **p, const char *fmt, ...) _printf_(2, 3);
 
 /* Append a formatted string to *l (which may be NULL). */
 _printf_(2, 3) int strv_extendf(char ***l, const char *fmt, ...);
+
+/*
+ * Who else holds a flock on the file behind fd, as /proc/locks says (flock() does not):
+ * its pid, 0 for nobody (or nobody this pid namespace sees), -errno if it cannot tell.
+ */
+pid_t flock_holder(int fd);

@@ -176,9 +176,10 @@ void decode_string(Decoder *d, const YNode *n, const Field *f, void *obj)
 
 	if (!decode_get_string(d, n, &s))
 		return;
-	if (f->max && strlen(s) > f->max) {
-		decode_error(d, n, "too long: %zu bytes, at most %" PRIu64 " are allowed",
-			     strlen(s), f->max);
+	/* Characters, not bytes: as a JSON Schema's maxLength counts, so that both agree. */
+	if (f->max && utf8_length(s) > f->max) {
+		decode_error(d, n, "too long: %zu characters, at most %" PRIu64 " are allowed",
+			     utf8_length(s), f->max);
 		return;
 	}
 	(void)decode_dup(d, s, FIELD_AT(obj, f, char *));

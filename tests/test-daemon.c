@@ -358,6 +358,7 @@ static void test_readopt(void **state)
 {
 	Fixture *f = *state;
 	_cleanup_free_ char *log = NULL, *started = NULL;
+	TestRun r;
 	json_t *s;
 
 	test_write_str(f->sb, "web.yaml", SPEC);
@@ -370,9 +371,17 @@ static void test_readopt(void **state)
 	expect_notify(f, "READY=1"); /* the first daemon's, so that the next one is the second's */
 
 	stop_daemon(f, SIGKILL);
+	/* What the status files say is what a vmd that is gone saw: vmd status says so. */
+	run_cli(&r, "status", "--run-dir", f->run, NULL, NULL, NULL, NULL);
+	assert_non_null(strstr(r.err, "vmd status: warning: vmd is not running (nothing holds "));
+	assert_non_null(strstr(r.err, "what follows is as of its last pass, at 20"));
+	test_run_done(&r);
 	start_daemon(f, NULL);
 	expect_notify(f, "READY=1");
 	expect_notify(f, "STATUS=2 sandboxes, 2 Running");
+	run_cli(&r, "status", "--run-dir", f->run, NULL, NULL, NULL, NULL);
+	assert_string_equal(r.err, "");
+	test_run_done(&r);
 	s = status_of(f, "web");
 	assert_non_null(s);
 	assert_string_equal(json_string_value(json_object_get(s, "startedAt")), started);

@@ -375,7 +375,8 @@ static void test_structured_entries(void **state _unused_)
 	assert_string_equal(field(e, "VMD_BACKEND"), "noop");
 	assert_string_equal(field(e, "MESSAGE_ID"), "57778e3611874f63ae7e3793a57af4db");
 	assert_string_equal(field(e, "PRIORITY"), "6");
-	assert_string_equal(field(e, "MESSAGE"), "start: spec.state is running");
+	/* The sandbox leads the message, so that a plain `journalctl -u vmd` reads well. */
+	assert_string_equal(field(e, "MESSAGE"), "web: start: spec.state is running");
 
 	/* An action that failed, with its errno, then the recovery. */
 	e = find_entry(entries, "VMD_SANDBOX", "flaky", "VMD_RESULT", "failed");
@@ -384,7 +385,10 @@ static void test_structured_entries(void **state _unused_)
 	assert_string_equal(field(e, "ERRNO"), "5");
 	assert_string_equal(field(e, "VMD_ACTION"), "start");
 	assert_string_equal(field(e, "PRIORITY"), "3");
-	assert_non_null(find_entry(entries, "VMD_SANDBOX", "flaky", "VMD_RESULT", "recovered"));
+	e = find_entry(entries, "VMD_SANDBOX", "flaky", "VMD_RESULT", "recovered");
+	assert_non_null(e);
+	assert_string_equal(field(e, "MESSAGE_ID"), "25722bd8c7614c3a9a88466d5c58b1d4");
+	assert_string_equal(field(e, "MESSAGE"), "flaky: recovered after 1 failed attempts");
 
 	/* A file refused. */
 	e = find_entry(entries, "VMD_SANDBOX", "bad", "MESSAGE_ID",
@@ -398,8 +402,104 @@ static void test_structured_entries(void **state _unused_)
 	assert_non_null(find_entry(entries, "MESSAGE_ID", "83a9824971ec45bd8c78cacdd5d04e93",
 				   "MESSAGE", "stopping; VMs keep running"));
 
+	/* Every entry of vmd's has a kind, and one with a sandbox names it first. */
+	for (size_t i = 0; i < json_array_size(entries); i++) {
+		json_t *x = json_array_get(entries, i);
+		const char *sb = json_string_value(json_object_get(x, "VMD_SANDBOX"));
+
+		if (!streq(field(x, "SYSLOG_IDENTIFIER"), "vmd"))
+			continue;
+		if (!json_object_get(x, "MESSAGE_ID"))
+			fail_msg("no MESSAGE_ID: %s", field(x, "MESSAGE"));
+		if (sb && strncmp(field(x, "MESSAGE"), sb, strlen(sb)) != 0)
+			fail_msg("MESSAGE does not name %s: %s", sb, field(x, "MESSAGE"));
+	}
+
 	json_decref(entries);
 	test_tmpdir_remove(dir);
+}
+
+/* The message ids that reconciler/log.h defines, as a NULL-terminated array. */
+static char **log_h_ids(void)
+{
+	_cleanup_free_ char *text = test_read_file(test_src("reconciler/log.h"), NULL);
+	char **ids = calloc(64, sizeof(char *));
+	size_t n = 0;
+
+	assert_non_null(text);
+	assert_non_null(ids);
+	for (char *p = text; (p = strstr(p, "#define LOG_MESSAGE_")); p++) {
+		char *q = strchr(p, '"');
+
+		assert_non_null(q);
+		assert_true(n < 63);
+		ids[n++] = strndup(q + 1, 32);
+	}
+	assert_true(n >= 11);
+	return ids;
+}
+
+/*
+ * catalog/vmd.catalog: one entry for each message id of log.h and none other, each with
+ * a Subject, Defined-By and a text; and journalctl --update-catalog takes it in without a
+ * word, on a root of the test's own, and lists every id.
+ */
+static void test_catalog(void **state _unused_)
+{
+	_cleanup_free_ char *text = test_read_file(test_src("catalog/vmd.catalog"), NULL);
+	char **ids = log_h_ids(), *root = test_tmpdir(), *entry;
+	_cleanup_free_ char *root_arg = NULL;
+	unsigned entries = 0;
+	TestRun run;
+
+	assert_non_null(text);
+	/* Entries start with "-- ID" at the start of a line. */
+	for (entry = strstr(text, "\n-- "); entry; entry = strstr(entry + 1, "\n-- ")) {
+		char *end = strstr(entry + 1, "\n-- ");
+		_cleanup_free_ char *e =
+			end ? strndup(entry + 1, (size_t)(end - entry - 1)) : strdup(entry + 1);
+		bool known = false;
+
+		assert_non_null(e);
+		assert_int_equal(strspn(e + 3, "0123456789abcdef"), 32);
+		assert_int_equal(e[35], '\n');
+		for (char **i = ids; *i; i++)
+			known = known || strncmp(*i, e + 3, 32) == 0;
+		if (!known)
+			fail_msg("catalog entry %.32s is no id of log.h", e + 3);
+		assert_non_null(strstr(e, "\nSubject: "));
+		assert_non_null(strstr(e, "\nDefined-By: vmd\n"));
+		/* A header, an empty line, and a text. */
+		assert_non_null(strstr(e, "\n\n"));
+		assert_true(strlen(strstr(e, "\n\n")) > 20);
+		entries++;
+	}
+	for (char **i = ids; *i; i++) {
+		_cleanup_free_ char *head = NULL;
+
+		assert_true(asprintf(&head, "\n-- %s\n", *i) > 0);
+		if (!strstr(text, head))
+			fail_msg("message id %s has no catalog entry", *i);
+		assert_null(strstr(strstr(text, head) + 1, head));
+	}
+
+	test_write_str(root, "usr/lib/systemd/catalog/vmd.catalog", text);
+	assert_true(asprintf(&root_arg, "--root=%s", root) > 0);
+	test_run(&run, (char *[]){ "/usr/bin/journalctl", root_arg, "--update-catalog", NULL });
+	assert_int_equal(run.status, 0);
+	assert_string_equal(run.err, "");
+	test_run_done(&run);
+	test_run(&run, (char *[]){ "/usr/bin/journalctl", root_arg, "--list-catalog", NULL });
+	assert_int_equal(run.status, 0);
+	for (char **i = ids; *i; i++)
+		assert_non_null(strstr(run.out, *i));
+	assert_int_equal(count(run.out, "\n"), entries);
+	test_run_done(&run);
+
+	for (char **i = ids; *i; i++)
+		free(*i);
+	free(ids);
+	test_tmpdir_remove(root);
 }
 
 /*
@@ -464,6 +564,7 @@ int main(void)
 		cmocka_unit_test(test_structured_entries),
 		cmocka_unit_test(test_journal_gone),
 		cmocka_unit_test(test_journal_never_there),
+		cmocka_unit_test(test_catalog),
 	};
 
 	return cmocka_run_group_tests_name("journal", tests, NULL, NULL);

@@ -4,9 +4,13 @@
  * directories: status.json byte for byte, written only when it changes, and the STATUS=
  * line kept up to date as sandboxes change phase, fail, come and go.
  */
+#include <fcntl.h>
 #include <jansson.h>
 #include <stdio.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "helpers.h"
 #include "manager-fixture.h"
@@ -440,9 +444,134 @@ static void test_status_line_degraded(void **state)
 		"0 sandboxes");
 }
 
+/* A crash loop's message gives the VMM's own words, not only how often it exited. */
+static void test_crash_loop_words(void **state)
+{
+	ManagerFixture *f = *state;
+	const Plan plan = {};
+	Sandbox *sb = manager_sandbox(f->m, "k", true);
+
+	assert_non_null(sb);
+	sb->path = strdup("/etc/vmd/sandboxes/k.yaml");
+	sb->desired = spec_of("k", "apiVersion: vmd/v1\nkind: Sandbox\nspec: {memory: 64Mi}\n");
+	sb->observed.state = VM_EXITED;
+	sb->observed.exit_status = 1;
+	sb->quick_exits = 5;
+	/* As sandbox_vm_exited() keeps it from the backend's reason. */
+	sb->exit_reason = strdup(
+		"QEMU exited: qemu: could not open kernel file '/k': No such file or directory, status 1");
+	sandbox_update_status(f->m, sb, &plan);
+	assert_string_equal(
+		sb->status.conditions[CONDITION_DEGRADED].message,
+		"exited 5 times in a row soon after starting (the last: QEMU exited: qemu: could not "
+		"open kernel file '/k': No such file or directory, status 1); restarts back off");
+}
+
+/* `vmd status --run-dir run`; its stderr (the caller frees it), its stdout in *ret_out. */
+static char *vmd_status(const char *run, char **ret_out)
+{
+	TestRun r;
+	char *err;
+
+	test_run(&r, (char *[]){ (char *)test_vmd(), "status", "--run-dir", (char *)run, NULL });
+	assert_int_equal(r.status, 0);
+	err = r.err;
+	r.err = NULL;
+	if (ret_out) {
+		*ret_out = r.out;
+		r.out = NULL;
+	}
+	test_run_done(&r);
+	return err;
+}
+
+static void write_daemon_json(const char *run, uint64_t last_pass)
+{
+	_cleanup_free_ char *text = NULL;
+
+	assert_true(asprintf(&text,
+			     "{\"pid\": %d, \"lastPassEndedAtUsec\": %llu, \"resyncUsec\": 1000000}\n",
+			     (int)getpid(), (unsigned long long)last_pass) > 0);
+	test_write_str(run, "daemon.json", text);
+}
+
+/* A pid that no process has now: a child's, reaped. */
+static pid_t dead_pid(void)
+{
+	pid_t pid = fork();
+
+	assert_true(pid >= 0);
+	if (pid == 0)
+		_exit(0);
+	assert_int_equal(waitpid(pid, NULL, 0), pid);
+	return pid;
+}
+
+/*
+ * vmd status says when no vmd runs (no vmd.lock, or nobody holds it), when the one that
+ * holds it has not ended a pass for long, and which VMMs are gone while no vmd runs to see
+ * it. What holds the lock here is this test, as a vmd would (vmd status reads /proc/locks).
+ */
+static void test_status_daemon_liveness(void **state _unused_)
+{
+	char *dir = test_tmpdir(), *err, *out;
+	_cleanup_free_ char *run = NULL, *lock = NULL, *status = NULL;
+	uint64_t now = now_usec(CLOCK_REALTIME);
+	int fd;
+
+	assert_true(asprintf(&run, "%s/run", dir) > 0);
+	assert_true(asprintf(&lock, "%s/vmd.lock", run) > 0);
+	assert_true(asprintf(&status,
+			     "{\"name\": \"web\", \"backend\": \"qemu\", \"phase\": \"Running\", "
+			     "\"pid\": %d, \"restarts\": 0, \"conditions\": [{\"type\": \"Ready\", "
+			     "\"status\": \"True\", \"reason\": \"AsDesired\", \"message\": \"\"}]}\n",
+			     (int)dead_pid()) > 0);
+	test_write_str(run, "web/status.json", status);
+
+	err = vmd_status(run, NULL);
+	assert_non_null(strstr(err, "no vmd has run with run dir"));
+	free(err);
+
+	/* A vmd ran and stopped (or was killed): the status is what it last saw. */
+	test_write_str(run, "vmd.lock", "4711\n");
+	write_daemon_json(run, now);
+	err = vmd_status(run, &out);
+	assert_non_null(strstr(err, "vmd status: warning: vmd is not running (nothing holds "));
+	assert_non_null(
+		strstr(err, "pid 4711 held it last); what follows is as of its last pass, at "));
+	/* Its VMM is gone, and nobody noticed: not Ready, and the table says why. */
+	assert_non_null(strstr(out, "Running   ?      0        its VMM (pid "));
+	assert_non_null(strstr(out, ") is gone; no vmd runs to notice"));
+	free(err);
+	free(out);
+
+	/* One runs (holds the lock) and ended a pass just now: nothing to warn of. */
+	fd = open(lock, O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(flock(fd, LOCK_EX | LOCK_NB), 0);
+	err = vmd_status(run, &out);
+	assert_string_equal(err, "");
+	assert_null(strstr(out, "is gone"));
+	free(err);
+	free(out);
+
+	/* One runs, but its last pass ended an hour ago though it passes every second. */
+	write_daemon_json(run, now - 3600ull * 1000000);
+	err = vmd_status(run, NULL);
+	assert_non_null(strstr(err, "has not ended a pass since "));
+	assert_non_null(strstr(err, "it passes every 1 s at the least): it may hang"));
+	free(err);
+
+	close(fd);
+	test_tmpdir_remove(dir);
+}
+
 int main(void)
 {
 	static const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_crash_loop_words, manager_fixture_setup_read_only,
+						manager_fixture_teardown),
+		cmocka_unit_test(test_status_daemon_liveness),
 		cmocka_unit_test_setup_teardown(test_status_json, manager_fixture_setup_read_only,
 						manager_fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_status_written_on_change,

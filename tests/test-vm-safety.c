@@ -440,6 +440,27 @@ static void test_backoff_survives_kill(void **state)
 	json_decref(fixture_wait_status(f, "crashy", says_restarting_in, "restarting in 8 s"));
 }
 
+static bool crash_loop_says(json_t *s, const void *arg)
+{
+	return s && streq(status_condition(s, "Degraded", "reason"), "CrashLoop") &&
+	       strstr(status_condition(s, "Degraded", "message"), arg);
+}
+
+/*
+ * A QEMU that exits with an error soon after each start: the crash loop's message says
+ * why in QEMU's own words (the last line of its log), not only how often.
+ */
+static void test_crash_loop_says_why(void **state)
+{
+	Fixture *f = *state;
+
+	fixture_put_sim(f, "k", "qemu", "  memory: 64Mi\n  cmdline: sim.exit-at-boot=3\n");
+	fixture_start_daemon(f);
+	json_decref(fixture_wait_status(
+		f, "k", crash_loop_says,
+		"(the last: QEMU exited: qemu: simulated fatal error (sim.exit-at-boot=3), status 3)"));
+}
+
 static bool exists(const char *path)
 {
 	return access(path, F_OK) == 0;
@@ -512,6 +533,7 @@ int main(void)
 						fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_backoff_survives_kill, setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_leftovers, setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_crash_loop_says_why, setup, fixture_teardown),
 	};
 
 	snprintf(sim_qemu, sizeof(sim_qemu), "%s", test_src("tests/sim/qemu"));

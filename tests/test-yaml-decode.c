@@ -122,7 +122,7 @@ static void test_errors(void **state _unused_)
 		{ "count: 10\n",
 		  "1:8: count: '10' is out of range: expected an integer from 2 to 9\n" },
 		{ "count: 5\nlabel: abcdef\n",
-		  "2:8: label: too long: 6 bytes, at most 5 are allowed\n" },
+		  "2:8: label: too long: 6 characters, at most 5 are allowed\n" },
 		{ "count: 5\ncolor: gren\n",
 		  "2:8: color: expected one of red, green, blue; got 'gren'; did you mean 'green'?\n" },
 		{ "count: 5\ncolor: [red]\n",
