@@ -218,6 +218,8 @@ UNITDIR ?= $(PREFIX)/lib/systemd/system
 MANDIR ?= $(PREFIX)/share/man
 DATADIR ?= $(PREFIX)/share/vmd
 BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+# journalctl --catalog reads /usr/lib and /usr/local/lib; systemd's dpkg trigger updates it.
+CATALOGDIR ?= $(PREFIX)/lib/systemd/catalog
 # The binary installed: tests install the sanitizer build they already have.
 VMD_BINARY ?= $(B)/vmd
 
@@ -227,7 +229,8 @@ MAN8 := $(wildcard docs/*.8)
 SCHEMAS := $(wildcard schemas/*.json)
 # Each installed file, and the directories make uninstall removes when they are left empty.
 INSTALLED = $(BINDIR)/vmd $(UNITS:units/%=$(UNITDIR)/%) $(MAN5:docs/%=$(MANDIR)/man5/%) \
-	$(MAN8:docs/%=$(MANDIR)/man8/%) $(SCHEMAS:schemas/%=$(DATADIR)/%) $(BASHCOMPDIR)/vmd
+	$(MAN8:docs/%=$(MANDIR)/man8/%) $(SCHEMAS:schemas/%=$(DATADIR)/%) $(BASHCOMPDIR)/vmd \
+	$(CATALOGDIR)/vmd.catalog
 INSTALLED_DIRS = $(DATADIR)
 
 install: $(VMD_BINARY)
@@ -241,6 +244,7 @@ install: $(VMD_BINARY)
 	$(if $(MAN8),install -D -m 0644 -t $(DESTDIR)$(MANDIR)/man8 $(MAN8))
 	install -D -m 0644 -t $(DESTDIR)$(DATADIR) $(SCHEMAS)
 	install -D -m 0644 completions/vmd.bash $(DESTDIR)$(BASHCOMPDIR)/vmd
+	install -D -m 0644 catalog/vmd.catalog $(DESTDIR)$(CATALOGDIR)/vmd.catalog
 
 uninstall:
 	rm -f $(addprefix $(DESTDIR),$(INSTALLED))

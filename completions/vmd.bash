@@ -41,6 +41,10 @@ _vmd()
 		COMPREPLY=($(compgen -d -- "$cur"))
 		return
 		;;
+	--metrics-file)
+		COMPREPLY=($(compgen -f -- "$cur"))
+		return
+		;;
 	--qemu-binary | --cloud-hypervisor-binary | --firecracker-binary | --jailer)
 		COMPREPLY=($(compgen -c -- "$cur"))
 		return
@@ -77,7 +81,7 @@ _vmd()
 		return
 		;;
 	daemon)
-		opts="$_vmd_manager_opts --resync --grace --max-deletions --log-target --help"
+		opts="$_vmd_manager_opts --resync --grace --max-deletions --log-target --metrics-file --help"
 		;;
 	plan)
 		opts="$_vmd_manager_opts --json --help"

@@ -79,7 +79,7 @@ static void add_glob(char **list, const char *mode, const char *pattern, const c
 
 /* Where each file goes, relative to DESTDIR: bin, unit and share directories. */
 typedef struct Layout {
-	const char *bin, *units, *share;
+	const char *bin, *units, *share, *catalog;
 	const char *execstart; /* what the installed unit runs */
 } Layout;
 
@@ -97,6 +97,7 @@ static char *expected(const Layout *l)
 	add_glob(&list, "644", "docs/*.8", d[1]);
 	add_glob(&list, "644", "schemas/*.json", d[2]);
 	append(&list, "644", d[3], "vmd");
+	append(&list, "644", l->catalog, "vmd.catalog");
 	for (size_t i = 0; i < ELEMENTSOF(d); i++)
 		free(d[i]);
 	return sort_lines(list);
@@ -157,6 +158,7 @@ static void test_install_default(void **state _unused_)
 		.bin = "usr/local/bin",
 		.units = "usr/local/lib/systemd/system",
 		.share = "usr/local/share",
+		.catalog = "usr/local/lib/systemd/catalog",
 		.execstart = "\nExecStart=/usr/local/bin/vmd daemon ",
 	};
 
@@ -170,6 +172,7 @@ static void test_install_debian(void **state _unused_)
 		.bin = "usr/bin",
 		.units = "lib/systemd/system",
 		.share = "usr/share",
+		.catalog = "usr/lib/systemd/catalog",
 		.execstart = "\nExecStart=/usr/bin/vmd daemon ",
 	};
 
