@@ -77,6 +77,7 @@ void manager_drop_sandbox(Manager *m, Sandbox *sb)
 	list_remove(&m->dirty, &sb->dirty_node);
 	list_remove(&m->persist_queue, &sb->persist_node);
 	deletion_guard_forget(m, sb);
+	host_ports_release(m, sb);
 	manager_tally_remove(m, sb);
 	hashmap_remove(m->sandboxes, sb->name);
 	sandbox_free(sb);
@@ -698,6 +699,7 @@ Manager *manager_free(Manager *m)
 	sd_event_source_disable_unref(m->resync_timer);
 	deletion_guard_done(m);
 	host_systemd_free(m->systemd);
+	hashmap_free(m->ports);
 	sd_event_source_disable_unref(m->sweep_event);
 	if (m->sweep)
 		closedir(m->sweep);
