@@ -70,6 +70,7 @@ LIB_SRCS := \
 	reconciler/deletion-guard.c \
 	reconciler/host-systemd.c \
 	reconciler/telemetry.c \
+	reconciler/host-ports.c \
 	reconciler/executor.c \
 	reconciler/watcher.c \
 	reconciler/manager.c \
@@ -94,7 +95,7 @@ LIB_SRCS := \
 	backends/firecracker.c
 MAIN_SRC := reconciler/main.c
 
-TESTS := util hashmap list prioq status desired yaml-tree yaml-decode spec spec-check spec-yaml spec-json sandbox-dir sandbox-file plan backend-noop vmm http-unix cloud-hypervisor firecracker qmp qemu-argv qemu qemu-sim hung-vmm vm-safety watcher \
+TESTS := util hashmap list prioq status desired yaml-tree yaml-decode spec spec-check spec-yaml spec-json sandbox-dir sandbox-file plan backend-noop vmm http-unix cloud-hypervisor firecracker qmp qemu-argv qemu qemu-sim hung-vmm vm-safety host-ports watcher \
 	cli-validate schema daemon files deletion-guard journal units install systemd readme metrics man fleet
 
 # libFuzzer targets, tests/fuzz-NAME.c; make check replays the seeds of each (tests/run).

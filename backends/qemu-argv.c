@@ -76,6 +76,29 @@ static int add_disk(char ***argv, const DiskSpec *d, unsigned port)
 	return 0;
 }
 
+char *qemu_hostfwd(const PortSpec *p)
+{
+	char *s = NULL;
+
+	/* PROTO:HOSTADDR:HOSTPORT-GUESTADDR:GUESTPORT; the guest's address is the DHCP one. */
+	if (asprintf(&s, "%s:%s:%u-:%u", port_protocol_to_string(p->protocol), p->address,
+		     (unsigned)p->host, (unsigned)p->guest) < 0)
+		return NULL;
+	return s;
+}
+
+char *qemu_hostfwds(const NetSpec *n)
+{
+	char *all = strdup("");
+
+	for (size_t i = 0; all && i < n->n_ports; i++) {
+		_cleanup_free_ char *one = qemu_hostfwd(&n->ports[i]), *old = all;
+
+		all = one && asprintf(&all, "%s,hostfwd=%s", old, one) >= 0 ? all : NULL;
+	}
+	return all;
+}
+
 static int add_net(char ***argv, const NetSpec *n, unsigned port, int fd, int vhost_fd)
 {
 	_cleanup_free_ char *tap = qemu_opt_escape(n->tap);
@@ -92,8 +115,13 @@ static int add_net(char ***argv, const NetSpec *n, unsigned port, int fd, int vh
 		r = arg(argv, "-netdev", "tap,id=" QEMU_NETDEV "%s,fd=%d", n->id, fd);
 	else if (n->type != NET_USER)
 		return -EBADF; /* never a name: QEMU would make a tap that is missing, unbridged */
-	else
-		r = arg(argv, "-netdev", "user,id=" QEMU_NETDEV "%s", n->id);
+	else {
+		_cleanup_free_ char *fwd = qemu_hostfwds(n);
+
+		if (!fwd)
+			return -ENOMEM;
+		r = arg(argv, "-netdev", "user,id=" QEMU_NETDEV "%s%s", n->id, fwd);
+	}
 	if (r >= 0)
 		r = arg(argv, "-device",
 			"virtio-net-pci,id=" QEMU_NET_DEVICE "%s,netdev=" QEMU_NETDEV

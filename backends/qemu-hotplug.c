@@ -136,9 +136,20 @@ static int add_net(QemuVm *v, VmmJob *j, VmmRequests *rq, const char *dev, int p
 
 	spec_mac_format(n->mac, mac);
 	v->add_fds = 0;
-	if (n->type == NET_USER)
-		args = json_pack("{s:s, s:s+}", "type", "user", "id", QEMU_NETDEV, n->id);
-	else {
+	if (n->type == NET_USER) {
+		json_t *fwd = n->n_ports ? json_array() : NULL;
+
+		for (size_t i = 0; fwd && i < n->n_ports; i++) {
+			_cleanup_free_ char *one = qemu_hostfwd(&n->ports[i]);
+
+			if (!one || json_array_append_new(fwd, json_pack("{s:s}", "str", one)) < 0)
+				fwd = (json_decref(fwd), NULL);
+		}
+		if (n->n_ports && !fwd)
+			return -ENOMEM;
+		args = json_pack("{s:s, s:s+, s:o*}", "type", "user", "id", QEMU_NETDEV, n->id,
+				 "hostfwd", fwd);
+	} else {
 		r = netdev_open(n, v->vm.dir, qemu_wants_vhost(v->vm.b), &tap, &vfd, why,
 				sizeof(why));
 		if (r < 0) {

@@ -17,6 +17,7 @@
 #include "hashmap.h"
 #include "sandbox-dir.h"
 #include "sandbox-file.h"
+#include "host-ports.h"
 #include "spec-yaml.h"
 #include "yaml-tree.h"
 
@@ -32,7 +33,8 @@ typedef struct Validate {
 	json_t *warnings; /* with --json */
 	unsigned n_files;
 	unsigned n_invalid;
-	Hashmap *seen; /* name -> Seen: the names given so far, to refuse two files for one */
+	Hashmap *seen;	/* name -> Seen: the names given so far, to refuse two files for one */
+	Hashmap *ports; /* "tcp/2222" -> Seen of the file that forwards it first */
 	const char *sandbox_dir; /* the daemon's */
 	char *sandbox_dir_real;	 /* its real path; NULL if it has none */
 	Trust trust;
@@ -57,6 +59,11 @@ static void validate_done(Validate *v)
 		free(s);
 	}
 	hashmap_free(v->seen);
+	for (size_t i = 0; hashmap_next(v->ports, &i, &s);) {
+		free(((Seen *)s)->path);
+		free(s);
+	}
+	hashmap_free(v->ports);
 	json_decref(v->files);
 	json_decref(v->warnings);
 	free(v->sandbox_dir_real);
@@ -80,6 +87,49 @@ static const char *seen_name(Validate *v, const char *name, const char *path)
 		free(s);
 	}
 	return NULL;
+}
+
+/*
+ * A host port of spec another file forwards already, as the daemon refuses it
+ * (host-ports.c): one diagnostic, true. Otherwise spec's ports are recorded for path.
+ */
+static bool port_conflict(Validate *v, const SandboxSpec *spec, const char *path, DiagList *diags)
+{
+	char key[HOST_PORT_KEY_MAX];
+
+	for (size_t i = 0; i < spec->n_networks; i++)
+		for (size_t k = 0; k < spec->networks[i].n_ports; k++) {
+			const PortSpec *p = &spec->networks[i].ports[k];
+			_cleanup_free_ char *text = NULL;
+			Seen *s;
+
+			host_port_key(p, key);
+			s = v->ports ? hashmap_get(v->ports, key) : NULL;
+			if (!s)
+				continue;
+			text = host_port_conflict_text(i, k, key, s->name + strlen(s->name) + 1,
+						       s->path);
+			diag_add(diags, p->line, p->column, "%s",
+				 text ?: "host port forwarded twice");
+			return true;
+		}
+	for (size_t i = 0; i < spec->n_networks; i++)
+		for (size_t k = 0; k < spec->networks[i].n_ports; k++) {
+			Seen *s;
+
+			host_port_key(&spec->networks[i].ports[k], key);
+			if ((!v->ports && !(v->ports = hashmap_new())) ||
+			    !(s = malloc(sizeof(Seen) + strlen(key) + strlen(spec->name) + 2)))
+				return false;
+			strcpy(s->name, key);
+			strcpy(s->name + strlen(key) + 1, spec->name); /* the owner, after the key */
+			s->path = strdup(path);
+			if (!s->path || hashmap_put(v->ports, s->name, s) < 0) {
+				free(s->path);
+				free(s);
+			}
+		}
+	return false;
 }
 
 static const char *load_strerror(int r)
@@ -175,6 +225,9 @@ static void validate_one(Validate *v, const char *path, SandboxRoot *root, const
 				 spec->name, other);
 			spec = sandbox_spec_free(spec);
 			verdict.reason = "NameConflict";
+		} else if (port_conflict(v, spec, shown, &diags)) {
+			spec = sandbox_spec_free(spec);
+			verdict.reason = "PortConflict";
 		}
 	} else if (!verdict.refusal) {
 		verdict.reason = r == -EINVAL	? "InvalidConfig"

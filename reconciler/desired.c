@@ -240,6 +240,7 @@ void manager_load_persisted(Manager *m)
 				     &opts, &spec, &diags) == 0 &&
 		    (sb = manager_sandbox(m, name, true))) {
 			sb->desired = spec;
+			host_ports_claim(m, sb);
 			sb->spec_from_state_dir = true;
 			sb->generation =
 				(uint64_t)json_integer_value(json_object_get(j, "generation"));
@@ -415,11 +416,15 @@ static bool file_is_there(Manager *m, SandboxRoot *root, const char *path)
 	return rel && sandbox_file_resolve(root, rel, &f) != -ENOENT;
 }
 
-/* Refused for what is around its content (not trusted, leads outside): judged anew each time. */
+/*
+ * Refused for what is around its content (not trusted, leads outside, a port another
+ * sandbox holds): judged anew each time it is looked at.
+ */
 static bool is_refused(const Sandbox *sb)
 {
 	return sb->config_reason &&
-	       (streq(sb->config_reason, "Untrusted") || streq(sb->config_reason, "PathEscape"));
+	       (streq(sb->config_reason, "Untrusted") || streq(sb->config_reason, "PathEscape") ||
+		streq(sb->config_reason, "PortConflict"));
 }
 
 /*
@@ -486,6 +491,12 @@ static int load_file(Manager *m, SandboxRoot *root, const char *path, const char
 				 r == -EINVAL ? first_error(path, &diags) : strdup(strerror(-r)));
 		return 0;
 	}
+	/* Valid alone, but for a host port another sandbox forwards. */
+	why = host_ports_conflict(m, sb, spec, path);
+	if (why) {
+		set_config_error(m, sb, "PortConflict", TAKE_PTR(why));
+		return 0;
+	}
 
 	clear_config_error(m, sb);
 	/*
@@ -499,6 +510,7 @@ static int load_file(Manager *m, SandboxRoot *root, const char *path, const char
 		return 0;
 	sandbox_spec_free(sb->desired);
 	sb->desired = TAKE_PTR(spec);
+	host_ports_claim(m, sb);
 	/* Generations never go backwards, not even below what the VM was given. */
 	sb->generation = MAX(sb->generation, sb->observed.generation) + 1;
 	sb->desired_since = now_usec(CLOCK_MONOTONIC);

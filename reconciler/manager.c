@@ -78,6 +78,7 @@ void manager_drop_sandbox(Manager *m, Sandbox *sb)
 	list_remove(&m->dirty, &sb->dirty_node);
 	list_remove(&m->persist_queue, &sb->persist_node);
 	deletion_guard_forget(m, sb);
+	host_ports_release(m, sb);
 	manager_tally_remove(m, sb);
 	hashmap_remove(m->sandboxes, sb->name);
 	sandbox_free(sb);
@@ -682,6 +683,7 @@ Manager *manager_free(Manager *m)
 	deletion_guard_done(m);
 	host_systemd_free(m->systemd);
 	telemetry_done(m);
+	hashmap_free(m->ports);
 	sd_event_source_disable_unref(m->sweep_event);
 	if (m->sweep)
 		closedir(m->sweep);

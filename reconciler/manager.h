@@ -7,6 +7,7 @@
 
 #include "backend.h"
 #include "deletion-guard.h"
+#include "host-ports.h"
 #include "host-systemd.h"
 #include "hashmap.h"
 #include "list.h"
@@ -74,6 +75,8 @@ typedef struct Sandbox {
 	VmObserved observed;
 	bool observe_failed; /* its backend could not say: act on nothing */
 	bool stranger;	     /* runtime state vmd cannot prove is its own: act on nothing */
+	HostPort **ports;    /* the host ports its spec in force forwards (host-ports.c) */
+	size_t n_ports;
 	pid_t scope_pid;     /* its VMM moved into a scope of its own (host-systemd.c), or 0 */
 	bool host_stop;	     /* its guest is being shut down for the host's shutdown */
 	bool stray_reported; /* the journal was told of observed.stray */
@@ -198,6 +201,7 @@ struct Manager {
 	bool ready;
 	bool read_only;	      /* vmd plan: look, change nothing, write nothing */
 	HostSystemd *systemd; /* the system bus when vmd is a systemd service, or NULL */
+	Hashmap *ports;	      /* "tcp/2222" -> HostPort: which sandbox forwards it */
 	bool sigterm_asked;   /* SIGTERM came: whether the host shuts down is being asked */
 	bool host_stopping;   /* the host shuts down: the guests are shut down, nothing planned */
 	char boot_id[64];

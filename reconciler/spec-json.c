@@ -25,14 +25,24 @@ json_t *spec_to_json(const SandboxSpec *s)
 					 "format", disk_format_to_string(s->disks[i].format)));
 	for (size_t i = 0; i < s->n_networks; i++) {
 		const NetSpec *n = &s->networks[i];
+		json_t *ports = n->n_ports ? json_array() : NULL;
 		char mac[18];
 
+		for (size_t k = 0; k < n->n_ports; k++) {
+			const PortSpec *p = &n->ports[k];
+
+			r |= json_array_append_new(ports,
+						   json_pack("{s:i, s:i, s:s, s:s}", "host",
+							     p->host, "guest", p->guest, "protocol",
+							     port_protocol_to_string(p->protocol),
+							     "address", p->address));
+		}
 		spec_mac_format(n->mac, mac);
 		r |= json_array_append_new(
-			nets, json_pack("{s:s, s:s, s:s, s:s, s:s*, s:s*}", "id", n->id, "type",
-					net_type_to_string(n->type), "tap", n->tap, "mac", mac,
-					"bridge", n->bridge[0] ? n->bridge : NULL, "link",
-					n->link[0] ? n->link : NULL));
+			nets, json_pack("{s:s, s:s, s:s, s:s, s:s*, s:s*, s:o*}", "id", n->id,
+					"type", net_type_to_string(n->type), "tap", n->tap, "mac",
+					mac, "bridge", n->bridge[0] ? n->bridge : NULL, "link",
+					n->link[0] ? n->link : NULL, "ports", ports));
 	}
 	r |= json_object_set_new(j, "name", json_string(s->name));
 	r |= json_object_set_new(j, "labels", labels);
@@ -121,6 +131,37 @@ static int disks_from_json(const json_t *a, SandboxSpec *s)
 	return 0;
 }
 
+static int ports_from_json(const json_t *a, NetSpec *net)
+{
+	size_t i;
+	json_t *p;
+
+	if (!a)
+		return 0;
+	if (!json_is_array(a) || json_array_size(a) > SPEC_PORTS_MAX)
+		return -EINVAL;
+	json_array_foreach(a, i, p)
+	{
+		PortSpec *port = &net->ports[net->n_ports++];
+		json_int_t host = json_integer_value(json_object_get(p, "host")),
+			   guest = json_integer_value(json_object_get(p, "guest"));
+		int t, r;
+
+		if (host < 1 || host > 65535 || guest < 1 || guest > 65535)
+			return -EINVAL;
+		port->host = (uint16_t)host;
+		port->guest = (uint16_t)guest;
+		r = get_enum(p, "protocol", port_protocol_table, _PORT_PROTOCOL_MAX, &t);
+		if (r == 0)
+			r = copy_fixed(port->address, sizeof(port->address),
+				       json_string_value(json_object_get(p, "address")));
+		if (r < 0)
+			return r;
+		port->protocol = t;
+	}
+	return 0;
+}
+
 static int nets_from_json(const json_t *a, SandboxSpec *s)
 {
 	size_t i;
@@ -145,6 +186,8 @@ static int nets_from_json(const json_t *a, SandboxSpec *s)
 		if (r == 0 && json_object_get(n, "link"))
 			r = copy_fixed(net->link, sizeof(net->link),
 				       json_string_value(json_object_get(n, "link")));
+		if (r == 0)
+			r = ports_from_json(json_object_get(n, "ports"), net);
 		if (r == 0)
 			r = get_enum(n, "type", net_type_table, _NET_TYPE_MAX, &t);
 		if (r == 0)

@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+#include <arpa/inet.h>
 #include <assert.h>
 #include <fcntl.h>
 #include <stddef.h>
@@ -169,6 +170,63 @@ static const Field disk_fields[] = {
 	  .table_len = _DISK_FORMAT_MAX },
 };
 
+static void decode_port_number(Decoder *d, const YNode *n, const Field *f, void *obj)
+{
+	uint64_t v;
+
+	if (decode_uint_value(d, n, f, &v))
+		*FIELD_AT(obj, f, uint16_t) = (uint16_t)v;
+	if (f->offset == offsetof(PortSpec, host)) {
+		((PortSpec *)obj)->line = n->line;
+		((PortSpec *)obj)->column = n->column;
+	}
+}
+
+static void decode_ipv4(Decoder *d, const YNode *n, const Field *f, void *obj)
+{
+	struct in_addr a;
+	char buf[80];
+	const char *s;
+
+	if (!decode_get_string(d, n, &s))
+		return;
+	if (inet_pton(AF_INET, s, &a) != 1) {
+		decode_error(d, n, "%s is not an IPv4 address, such as 127.0.0.1 or 0.0.0.0",
+			     decode_show(n, buf));
+		return;
+	}
+	snprintf(FIELD_AT(obj, f, char), sizeof(((PortSpec *)0)->address), "%s", s);
+}
+
+static const Field port_fields[] = {
+	{ "host", decode_port_number, offsetof(PortSpec, host), .required = true, .min = 1,
+	  .max = 65535 },
+	{ "guest", decode_port_number, offsetof(PortSpec, guest), .required = true, .min = 1,
+	  .max = 65535 },
+	{ "protocol", decode_enum, offsetof(PortSpec, protocol), .table = port_protocol_table,
+	  .table_len = _PORT_PROTOCOL_MAX },
+	{ "address", decode_ipv4, offsetof(PortSpec, address) },
+};
+
+static const ListDesc port_list = {
+	.what = "port",
+	.fields = port_fields,
+	.n_fields = ELEMENTSOF(port_fields),
+	.item_size = sizeof(PortSpec),
+	.max = SPEC_PORTS_MAX,
+};
+
+static void decode_ports(Decoder *d, const YNode *n, const Field *f _unused_, void *obj)
+{
+	NetSpec *net = obj;
+	size_t len = n->type == YNODE_SEQ ? MIN(n->n_items, (size_t)SPEC_PORTS_MAX) : 0;
+
+	/* Until the file says otherwise: tcp, on the host's loopback only. */
+	for (size_t i = 0; i < len; i++)
+		net->ports[i] = (PortSpec){ .protocol = PORT_TCP, .address = "127.0.0.1" };
+	net->n_ports = decode_list(d, n, &port_list, net->ports);
+}
+
 static const Field network_fields[] = {
 	{ "id", decode_id, offsetof(NetSpec, id), .required = true },
 	{ "type", decode_enum, offsetof(NetSpec, type), .table = net_type_table,
@@ -177,6 +235,7 @@ static const Field network_fields[] = {
 	{ "bridge", decode_ifname, offsetof(NetSpec, bridge) },
 	{ "link", decode_ifname, offsetof(NetSpec, link) },
 	{ "mac", decode_mac, offsetof(NetSpec, mac) },
+	{ "ports", decode_ports, 0 },
 };
 
 /* A field only some types of network have: refused, naming the types that do, elsewhere. */
@@ -205,7 +264,28 @@ static const struct {
 			  "a network of type macvtap needs the link it sits on, such as eth0" },
 };
 
-static void check_network(Decoder *d, const YNode *item, void *obj _unused_)
+/* A host port (and protocol) is forwarded once: QEMU could listen on it only once. */
+static void check_ports(Decoder *d, const YNode *item, const NetSpec *net)
+{
+	const YNode *ports = ynode_map_get(item, "ports");
+
+	for (size_t i = 0; ports && i < net->n_ports; i++)
+		for (size_t k = 0; k < i; k++) {
+			const PortSpec *a = &net->ports[k], *b = &net->ports[i];
+			size_t old;
+
+			if (a->host != b->host || a->protocol != b->protocol)
+				continue;
+			old = decode_where_push(d, ".ports[%zu].host", i);
+			decode_error(d, ynode_map_get(ports->items[i], "host") ?: ports->items[i],
+				     "host port %u/%s is forwarded already, by ports[%zu]",
+				     (unsigned)b->host, port_protocol_to_string(b->protocol), k);
+			decode_where_pop(d, old);
+			break;
+		}
+}
+
+static void check_network(Decoder *d, const YNode *item, void *obj)
 {
 	const YNode *type = ynode_map_get(item, "type");
 	/* As written, not as decoded: a refused type must not add a second error. */
@@ -223,6 +303,10 @@ static void check_network(Decoder *d, const YNode *item, void *obj _unused_)
 		refuse_field(d, item, "bridge", t, "a network of type bridge has one");
 	if (k != NET_MACVTAP)
 		refuse_field(d, item, "link", t, "a network of type macvtap has one");
+	if (k != NET_USER)
+		refuse_field(d, item, "ports", t, "a network of type user forwards ports");
+	else
+		check_ports(d, item, obj);
 }
 
 static const ListDesc disk_list = {

@@ -38,6 +38,12 @@ const char *const disk_format_table[_DISK_FORMAT_MAX] = {
 };
 DEFINE_STRING_TABLE(disk_format, DiskFormat, _DISK_FORMAT_MAX)
 
+const char *const port_protocol_table[_PORT_PROTOCOL_MAX] = {
+	[PORT_TCP] = "tcp",
+	[PORT_UDP] = "udp",
+};
+DEFINE_STRING_TABLE(port_protocol, PortProtocol, _PORT_PROTOCOL_MAX)
+
 const char *const net_type_table[_NET_TYPE_MAX] = {
 	[NET_TAP] = "tap",
 	[NET_USER] = "user",

@@ -90,6 +90,25 @@ typedef struct DiskSpec {
 	DiskFormat format;
 } DiskSpec;
 
+typedef enum PortProtocol {
+	PORT_TCP,
+	PORT_UDP,
+	_PORT_PROTOCOL_MAX,
+	_PORT_PROTOCOL_INVALID = -EINVAL,
+} PortProtocol;
+
+DECLARE_STRING_TABLE(port_protocol, PortProtocol);
+
+#define SPEC_PORTS_MAX 16
+
+/* A port of the host forwarded to the guest (user-mode networking). */
+typedef struct PortSpec {
+	uint16_t host, guest;
+	PortProtocol protocol;
+	char address[16];      /* the host's address it listens on, IPv4: 127.0.0.1 unless given */
+	unsigned line, column; /* of host in the file, for errors across files; 0: unknown */
+} PortSpec;
+
 typedef struct NetSpec {
 	char id[SPEC_ID_MAX + 1];
 	NetType type;
@@ -101,8 +120,10 @@ typedef struct NetSpec {
 	char bridge[SPEC_IFNAME_MAX + 1]; /* NET_BRIDGE: the bridge it is attached to */
 	char link[SPEC_IFNAME_MAX + 1];	  /* NET_MACVTAP: the link it sits on */
 	uint8_t mac[6];
-	bool mac_derived; /* not in the file: derived from name and id */
-	bool tap_derived; /* not in the file: derived from name and id */
+	bool mac_derived;		/* not in the file: derived from name and id */
+	bool tap_derived;		/* not in the file: derived from name and id */
+	PortSpec ports[SPEC_PORTS_MAX]; /* NET_USER */
+	size_t n_ports;
 } NetSpec;
 
 typedef struct SandboxSpec {

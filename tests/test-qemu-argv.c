@@ -219,16 +219,19 @@ static void test_too_many_ports(void **state _unused_)
 /* Bridge and macvtap networks get their descriptors too, vhost with its own; none: refused. */
 static void test_net_fds(void **state _unused_)
 {
-	SandboxSpec *s = load("apiVersion: vmd/v1\n"
-			      "kind: Sandbox\n"
-			      "spec:\n"
-			      "  vcpus: 1\n"
-			      "  memory: 128Mi\n"
-			      "  kernel: /k/vmlinux\n"
-			      "  networks:\n"
-			      "    - {id: a, type: bridge, bridge: br0}\n"
-			      "    - {id: b, type: user}\n"
-			      "    - {id: c, type: macvtap, link: eth0}\n");
+	SandboxSpec *s = load(
+		"apiVersion: vmd/v1\n"
+		"kind: Sandbox\n"
+		"spec:\n"
+		"  vcpus: 1\n"
+		"  memory: 128Mi\n"
+		"  kernel: /k/vmlinux\n"
+		"  networks:\n"
+		"    - {id: a, type: bridge, bridge: br0}\n"
+		"    - id: b\n"
+		"      type: user\n"
+		"      ports: [{host: 2222, guest: 22}, {host: 53, guest: 5353, protocol: udp, address: 0.0.0.0}]\n"
+		"    - {id: c, type: macvtap, link: eth0}\n");
 	char **argv = build(s, QEMU_ACCEL_KVM, "/run/vmd/vm-1");
 	unsigned ports[] = { 0, 1, 2 };
 	QemuLaunch l = { .binary = "/q",
@@ -238,7 +241,10 @@ static void test_net_fds(void **state _unused_)
 			 .n_ports = 3 + QEMU_SPARE_PORTS };
 
 	assert_string_equal(after(argv, "-netdev", 0), "tap,id=netdev-a,fd=10");
-	assert_string_equal(after(argv, "-netdev", 1), "user,id=netdev-b");
+	/* Forwarded ports, on the loopback unless the file says otherwise. */
+	assert_string_equal(
+		after(argv, "-netdev", 1),
+		"user,id=netdev-b,hostfwd=tcp:127.0.0.1:2222-:22,hostfwd=udp:0.0.0.0:53-:5353");
 	assert_string_equal(after(argv, "-netdev", 2), "tap,id=netdev-c,fd=12,vhost=on,vhostfd=20");
 	strv_free(argv);
 	argv = NULL;

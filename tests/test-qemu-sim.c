@@ -82,6 +82,29 @@ static void test_failed_add_undone(void **state)
 	json_decref(s);
 }
 
+static bool has_net(json_t *s, const void *arg _unused_)
+{
+	return ready(s, "Running") && json_array_size(json_object_get(s, "networks")) == 1;
+}
+
+/*
+ * A user network with forwarded ports hot-added: netdev_add with hostfwd as QEMU 7.2's
+ * schema has it (the simulator refuses anything else), then device_add.
+ */
+static void test_user_net_hotplug(void **state)
+{
+	Fixture *f = *state;
+
+	fixture_put_sim(f, "vm", "qemu", "  memory: 64Mi\n");
+	fixture_start_daemon(f);
+	json_decref(fixture_wait_status(f, "vm", ready, "Running"));
+	fixture_put_sim(f, "vm", "qemu",
+			"  memory: 64Mi\n  networks:\n"
+			"    - {id: nat, type: user, ports: [{host: 2222, guest: 22}]}\n");
+	json_decref(fixture_wait_status(f, "vm", has_net, NULL));
+	assert_int_equal(fixture_count_requests(f, "netdev_add"), 1);
+}
+
 /*
  * vmd killed after QEMU was started with its vCPUs stopped, before `cont`: the next vmd
  * finds it starting, checks it is its own, and boots it; it is not started again.
@@ -175,6 +198,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_failed_add_undone, setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_start_seen_through, setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_user_net_hotplug, setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_admission, setup, fixture_teardown),
 	};
 

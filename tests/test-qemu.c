@@ -9,6 +9,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <netinet/in.h>
 #include <jansson.h>
 #include <poll.h>
 #include <signal.h>
@@ -16,6 +17,7 @@
 #include <stdio.h>
 #include <sched.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -464,6 +466,55 @@ static void test_macvtap(void **state)
 	ip("link", "del", "vmdlow0", NULL, NULL, NULL);
 }
 
+/* Connect to 127.0.0.1:port, send line, and return what comes back (NULL: nothing yet). */
+static char *echo_over(unsigned port, const char *line)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+				  .sin_port = htons((uint16_t)port),
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct timeval tv = { .tv_sec = 2 };
+	char buf[256];
+	ssize_t n;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	assert_true(fd >= 0);
+	(void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    write(fd, line, strlen(line)) != (ssize_t)strlen(line) ||
+	    (n = read(fd, buf, sizeof(buf) - 1)) <= 0) {
+		close(fd);
+		return NULL;
+	}
+	close(fd);
+	buf[n] = '\0';
+	return strdup(buf);
+}
+
+/*
+ * type user with ports: a host port on the loopback reaches the guest's TCP service
+ * (hostfwd), at boot.
+ */
+static void test_user_ports(void **state)
+{
+	Fixture *f = *state;
+	char *got = NULL;
+
+	put(f, "nat",
+	    "  cmdline: console=ttyS0 quiet vmd.ip=10.0.2.15/24 vmd.echo=7\n  networks:\n"
+	    "    - {id: n0, type: user, ports: [{host: 24007, guest: 7}]}\n");
+	fixture_start_daemon(f);
+	(void)fixture_running(f, "nat");
+	(void)fixture_wait_console(f, "nat", "VMD-GUEST-ECHO 7", 0);
+	for (unsigned i = 0; i < 60 && !got; i++) {
+		got = echo_over(24007, "hello-42\n");
+		if (!got)
+			usleep(500 * 1000);
+	}
+	assert_non_null(got);
+	assert_string_equal(got, "hello-42\n");
+	free(got);
+}
+
 /*
  * A tap that does not exist is an error that says so, and none is made (QEMU would have
  * made one, down and on no bridge); a bridge that does not exist likewise.
@@ -670,6 +721,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_bridge, setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_macvtap, setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_missing_devices, setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_user_ports, setup, fixture_teardown),
 	};
 
 	_cleanup_free_ char *kernel = guest("vmlinux");
