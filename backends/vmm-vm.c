@@ -39,6 +39,9 @@ VmmVm *vmm_vm_free(VmmVm *v)
 	vmm_job_free(&v->unplug);
 	vmm_job_free(&v->observe);
 	qmp_free(v->qmp);
+	console_free(v->console);
+	if (v->serial_fd >= 0)
+		close(v->serial_fd);
 	sd_event_source_disable_unref(v->pid_source);
 	sd_event_source_disable_unref(v->observe_retry);
 	if (v->pidfd >= 0)
@@ -81,7 +84,7 @@ static VmmVm *vm_new(Backend *b, const VmmVmType *t, const char *name)
 		return NULL;
 	v->b = b;
 	v->type = t;
-	v->pidfd = -EBADF;
+	v->pidfd = v->serial_fd = -EBADF;
 	v->job.vm = v->unplug.vm = v->observe.vm = v;
 	v->name = strdup(name);
 	if (!v->name || asprintf(&v->dir, "%s/%s", b->run_dir, name) < 0)
@@ -576,6 +579,7 @@ static void vm_exited(VmmVm *v, int status)
 	if (v->type->exited)
 		v->type->exited(v);
 	vmm_api_disconnect(v);
+	v->console = console_free(v->console);
 	v->pid_source = sd_event_source_disable_unref(v->pid_source);
 	if (v->pidfd >= 0)
 		v->pidfd = (close(v->pidfd), -EBADF);
@@ -613,12 +617,27 @@ static int watch_exit(VmmVm *v)
 	return sd_event_add_io(v->b->event, &v->pid_source, v->pidfd, EPOLLIN, on_pidfd, v);
 }
 
+/*
+ * The daemon's end of the VM's serial console, once its VMM runs. A console that cannot be
+ * kept is reported; the VM runs on without it.
+ */
+static void console_open(VmmVm *v)
+{
+	int r;
+
+	if (!v->type->serial_socket || v->console)
+		return;
+	r = console_new(v->b->event, v->name, v->dir, v->b->options.console_log_size, &v->console);
+	if (r < 0)
+		log_error_errno(r, "%s: cannot keep the serial console in %s: %m", v->name, v->dir);
+}
+
 /* Start */
 
 static void prepare_dir(VmmVm *v)
 {
-	_cleanup_free_ char *console = vmm_vm_path(v->b, v->name, "console.log"),
-			    *old = vmm_vm_path(v->b, v->name, "console.log.1"),
+	_cleanup_free_ char *console = vmm_vm_path(v->b, v->name, CONSOLE_LOG),
+			    *old = vmm_vm_path(v->b, v->name, CONSOLE_LOG_OLD),
 			    *log = vmm_vm_path(v->b, v->name, v->type->log),
 			    *sock = vmm_vm_path(v->b, v->name, v->type->socket);
 
@@ -643,10 +662,23 @@ static int spawn(VmmVm *v)
 		if (r < 0)
 			return r;
 	}
+	if (v->type->serial_socket) {
+		_cleanup_free_ char *serial = vmm_vm_path(v->b, v->name, CONSOLE_SERIAL);
+
+		v->serial_fd = serial ? unix_listen(serial, 0600) : -ENOMEM;
+		if (v->serial_fd < 0) {
+			backend_set_error(v->b, "cannot make the serial console's socket %s: %s",
+					  serial ?: CONSOLE_SERIAL, strerror(-v->serial_fd));
+			return v->serial_fd;
+		}
+	}
 	r = v->type->argv(v, &argv);
 	if (r < 0)
 		return r;
-	r = vmm_spawn(argv, log, &v->id.pid, &v->pidfd);
+	r = vmm_spawn(argv, log, v->serial_fd, &v->id.pid, &v->pidfd);
+	/* The VMM has it now, or nobody needs it. */
+	if (v->serial_fd >= 0)
+		v->serial_fd = (close(v->serial_fd), -EBADF);
 	if (r < 0) {
 		backend_set_error(v->b, "cannot run %s: %s", argv[0], strerror(-r));
 		return r;
@@ -703,6 +735,8 @@ int vmm_vm_start(Backend *b, const SandboxSpec *spec, uint64_t generation)
 		r = watch_exit(v);
 	if (r >= 0)
 		r = hashmap_put(vb->vms, v->name, v);
+	if (r >= 0)
+		console_open(v);
 	if (r < 0) {
 		/* Nothing runs for it (it is killed, and reaped once it is gone), and no record. */
 		if (v->pidfd >= 0)
@@ -750,6 +784,7 @@ int vmm_vm_adopt(Backend *b, const char *name)
 	if (r < 0)
 		return r;
 	p = TAKE_PTR(v);
+	console_open(p);
 
 	if (p->state == VM_STARTING)
 		/* The vmd before died while it started: see the start through, from where it is. */
@@ -917,7 +952,8 @@ int vmm_vm_resize(Backend *b, const char *name, unsigned vcpus, uint64_t memory,
 int vmm_vm_cleanup(Backend *b, const char *name)
 {
 	const VmmVmType *t = VMM_BACKEND(b)->type;
-	const char *const files[] = { "vm.json", t->socket, t->log, "console.log", "console.log.1" };
+	const char *const files[] = { "vm.json",       t->socket,      t->log,	      CONSOLE_LOG,
+				      CONSOLE_LOG_OLD, CONSOLE_SERIAL, CONSOLE_SOCKET };
 	VmmVm *v = vmm_vm_get(b, name);
 	int r;
 

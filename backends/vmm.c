@@ -25,11 +25,11 @@ int vmm_kill(int pidfd, int sig)
 }
 
 /* In the child, between fork and exec: only async-signal-safe calls. */
-_Noreturn static void exec_child(char *const argv[], int log_fd, int null_fd, int err_fd)
+_Noreturn static void exec_child(char *const argv[], int log_fd, int null_fd, int err_fd, int pass_fd)
 {
 	struct sigaction dfl = { .sa_handler = SIG_DFL };
+	int e, report = err_fd; /* where a failure goes: 3 once it is there */
 	sigset_t none;
-	int e;
 
 	(void)setsid();
 	for (int s = 1; s < NSIG; s++)
@@ -38,19 +38,26 @@ _Noreturn static void exec_child(char *const argv[], int log_fd, int null_fd, in
 	(void)sigprocmask(SIG_SETMASK, &none, NULL);
 	if (dup2(null_fd, 0) < 0 || dup2(null_fd, 1) < 0 || dup2(log_fd, 2) < 0)
 		goto fail;
-	/* err_fd is close-on-exec: it closes itself when the exec succeeds. */
-	if (err_fd != 3 && (dup3(err_fd, 3, O_CLOEXEC) < 0))
+	/* Out of the way of 3 and 4 first, which they are to become. */
+	if ((err_fd = fcntl(err_fd, F_DUPFD_CLOEXEC, 10)) < 0 ||
+	    (pass_fd >= 0 && (pass_fd = fcntl(pass_fd, F_DUPFD, 10)) < 0))
 		goto fail;
-	if (syscall(SYS_close_range, 4, ~0u, 0) < 0)
+	/* err_fd is close-on-exec: it closes itself when the exec succeeds. */
+	if (dup3(err_fd, 3, O_CLOEXEC) < 0)
+		goto fail;
+	report = 3;
+	if (pass_fd >= 0 && dup2(pass_fd, VMM_PASSED_FD) < 0)
+		goto fail;
+	if (syscall(SYS_close_range, pass_fd >= 0 ? VMM_PASSED_FD + 1 : 4, ~0u, 0) < 0)
 		goto fail;
 	execv(argv[0], argv);
 fail:
 	e = errno;
-	(void)!write(3, &e, sizeof(e));
+	(void)!write(report, &e, sizeof(e));
 	_exit(127);
 }
 
-int vmm_spawn(char *const argv[], const char *log_path, pid_t *ret_pid, int *ret_pidfd)
+int vmm_spawn(char *const argv[], const char *log_path, int pass_fd, pid_t *ret_pid, int *ret_pidfd)
 {
 	_cleanup_close_ int log_fd = -EBADF, null_fd = -EBADF, pidfd = -EBADF;
 	int pipefd[2], e = 0;
@@ -74,7 +81,7 @@ int vmm_spawn(char *const argv[], const char *log_path, pid_t *ret_pid, int *ret
 	}
 	if (pid == 0) {
 		close(pipefd[0]);
-		exec_child(argv, log_fd, null_fd, pipefd[1]);
+		exec_child(argv, log_fd, null_fd, pipefd[1], pass_fd);
 	}
 	close(pipefd[1]);
 	do

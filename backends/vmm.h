@@ -22,9 +22,11 @@ typedef struct VmmIdentity {
 /*
  * Start argv[0] (an absolute path) with argv, in a session of its own, with stdin and
  * stdout on /dev/null, stderr appended to log_path, every other fd closed and signals
- * reset. Returns once the exec happened (or failed: its errno). *ret_pidfd refers to it.
+ * reset. pass_fd (-1: none) stays open in it, as VMM_PASSED_FD. Returns once the exec
+ * happened (or failed: its errno). *ret_pidfd refers to it.
  */
-int vmm_spawn(char *const argv[], const char *log_path, pid_t *ret_pid, int *ret_pidfd);
+#define VMM_PASSED_FD 4
+int vmm_spawn(char *const argv[], const char *log_path, int pass_fd, pid_t *ret_pid, int *ret_pidfd);
 
 /* Read a live process's identity; -ESRCH if it is gone (or a zombie). */
 int vmm_identity(pid_t pid, VmmIdentity *ret);

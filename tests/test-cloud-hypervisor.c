@@ -284,7 +284,7 @@ static void test_simulator_refuses(void **state)
 
 	assert_true(asprintf(&opt, "path=%s", sock) > 0);
 	argv[2] = opt;
-	assert_int_equal(vmm_spawn(argv, "/dev/null", &pid, &pidfd), 0);
+	assert_int_equal(vmm_spawn(argv, "/dev/null", -1, &pid, &pidfd), 0);
 	assert_int_equal(http_new(sock, &h), 0);
 	for (int i = 0; i < 200 && http_call(h, "GET", "/api/v1/vmm.ping", NULL, 1000000, &r) < 0;
 	     i++) {
