@@ -223,11 +223,58 @@ static void test_multiplex(void **state _unused_)
 	test_tmpdir_remove(dir);
 }
 
+static void run_console(TestRun *r, const char *dir, bool log, const char *name)
+{
+	char *argv[8] = { (char *)test_vmd(), (char *)"console", (char *)"--run-dir", (char *)dir };
+	size_t n = 4;
+
+	if (log)
+		argv[n++] = (char *)"--log";
+	argv[n] = (char *)name;
+	test_run(r, argv);
+}
+
+/* vmd console's own errors, and --log: the old file first. */
+static void test_cli(void **state _unused_)
+{
+	char *dir = test_tmpdir(), sub[4096];
+	TestRun r;
+
+	run_console(&r, dir, false, "web-1");
+	assert_int_equal(r.status, 1);
+	assert_non_null(strstr(r.err, "cannot reach the console of 'web-1'"));
+	assert_non_null(strstr(r.err, "No such file or directory"));
+	test_run_done(&r);
+	run_console(&r, dir, false, "../etc");
+	assert_int_equal(r.status, 2);
+	assert_non_null(strstr(r.err, "'../etc' is no sandbox name"));
+	test_run_done(&r);
+	run_console(&r, dir, true, "web-1");
+	assert_int_equal(r.status, 1);
+	assert_non_null(strstr(r.err, "no console log of 'web-1'"));
+	test_run_done(&r);
+
+	snprintf(sub, sizeof(sub), "%s/web-1", dir);
+	assert_int_equal(mkdir(sub, 0700), 0);
+	test_write_str(sub, CONSOLE_LOG, "new\n");
+	run_console(&r, dir, true, "web-1");
+	assert_int_equal(r.status, 0);
+	assert_string_equal(r.out, "new\n");
+	test_run_done(&r);
+	test_write_str(sub, CONSOLE_LOG_OLD, "old\n");
+	run_console(&r, dir, true, "web-1");
+	assert_int_equal(r.status, 0);
+	assert_string_equal(r.out, "old\nnew\n");
+	test_run_done(&r);
+	test_tmpdir_remove(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_log_cap),
 		cmocka_unit_test(test_multiplex),
+		cmocka_unit_test(test_cli),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
