@@ -206,7 +206,7 @@ static int relay(int sock, int sig_fd, const char *name)
 	}
 	if (r > 0)
 		return EXIT_OK;
-	if (r == -ECONNRESET)
+	if (IN_SET(-r, ECONNRESET, EPIPE))
 		fprintf(stderr,
 			"\r\nvmd console: the console of '%s' closed (the VM stopped, or vmd did)\r\n",
 			name);
@@ -232,7 +232,8 @@ static int run_console(const char *dir, const char *name)
 	sigaddset(&mask, SIGHUP);
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGQUIT);
-	sigaddset(&mask, SIGPIPE);
+	/* A daemon gone under a write is told by the write's -EPIPE, not by a signal. */
+	(void)signal(SIGPIPE, SIG_IGN);
 	if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0 ||
 	    (sig_fd = signalfd(-1, &mask, SFD_CLOEXEC)) < 0) {
 		fprintf(stderr, "vmd console: %s\n", strerror(errno));
