@@ -623,10 +623,23 @@ static int watch_exit(VmmVm *v)
  */
 static void console_open(VmmVm *v)
 {
+	_cleanup_free_ char *serial = NULL, *sock = NULL;
 	int r;
 
 	if (!v->type->serial_socket || v->console)
 		return;
+	serial = vmm_vm_path(v->b, v->name, CONSOLE_SERIAL);
+	sock = vmm_vm_path(v->b, v->name, CONSOLE_SOCKET);
+	if (!serial || !sock)
+		return;
+	if (access(serial, F_OK) < 0 && errno == ENOENT) {
+		/* Adopted from a vmd before serial sockets: the VMM writes console.log itself. */
+		(void)unlink(sock);
+		log_info("%s: its VMM has no serial socket (%s): its console stays in %s/" CONSOLE_LOG
+			 ", without vmd console, until its next start",
+			 v->name, serial, v->dir);
+		return;
+	}
 	r = console_new(v->b->event, v->name, v->dir, v->b->options.console_log_size, &v->console);
 	if (r < 0)
 		log_error_errno(r, "%s: cannot keep the serial console in %s: %m", v->name, v->dir);
