@@ -180,8 +180,12 @@ static int to_terminal(int sock)
 	return write_all(STDOUT_FILENO, buf, (size_t)n);
 }
 
-/* Copy both ways until Ctrl-], the end of either side, or a signal: the exit status. */
-static int relay(int sock, int sig_fd, const char *name)
+/*
+ * Copy both ways until Ctrl-], the end of either side, or a signal: 1 detached (Ctrl-],
+ * the end of stdin), -EINTR for a signal, or -errno (-ECONNRESET, -EPIPE: the daemon
+ * closed).
+ */
+static int relay(int sock, int sig_fd)
 {
 	struct pollfd p[3] = {
 		{ .fd = STDIN_FILENO, .events = POLLIN },
@@ -194,25 +198,30 @@ static int relay(int sock, int sig_fd, const char *name)
 		if (poll(p, ELEMENTSOF(p), -1) < 0) {
 			if (errno == EINTR)
 				continue;
-			r = -errno;
-			break;
+			return -errno;
 		}
 		if (p[2].revents)
-			return EXIT_INVALID;
+			return -EINTR;
 		if (p[1].revents)
 			r = to_terminal(sock);
 		if (r == 0 && p[0].revents)
 			r = from_terminal(sock);
 	}
+	return r;
+}
+
+/* After the terminal is restored: how it ended, in words, and the exit status. */
+static int relay_end(int r, const char *name)
+{
 	if (r > 0)
-		return EXIT_OK;
-	if (IN_SET(-r, ECONNRESET, EPIPE))
+		fprintf(stderr, "\nDetached from the console of '%s'.\n", name);
+	else if (IN_SET(-r, ECONNRESET, EPIPE))
 		fprintf(stderr,
-			"\r\nvmd console: the console of '%s' closed (the VM stopped, or vmd did)\r\n",
+			"\nvmd console: the console of '%s' closed (the VM stopped, or vmd did)\n",
 			name);
-	else
-		fprintf(stderr, "\r\nvmd console: %s\r\n", strerror(-r));
-	return EXIT_INVALID;
+	else if (r != -EINTR)
+		fprintf(stderr, "\nvmd console: %s\n", strerror(-r));
+	return r > 0 ? EXIT_OK : EXIT_INVALID;
 }
 
 static int run_console(const char *dir, const char *name)
@@ -221,7 +230,7 @@ static int run_console(const char *dir, const char *name)
 	struct termios saved, raw;
 	bool tty = isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &saved) == 0;
 	sigset_t mask;
-	int status;
+	int r;
 
 	sock = attach(dir, name);
 	if (sock < 0)
@@ -239,19 +248,20 @@ static int run_console(const char *dir, const char *name)
 		fprintf(stderr, "vmd console: %s\n", strerror(errno));
 		return EXIT_INVALID;
 	}
-	fprintf(stderr, "Connected to the console of '%s'; Ctrl-] detaches.\n", name);
 	if (tty) {
 		raw = saved;
 		cfmakeraw(&raw);
 		if (tcsetattr(STDIN_FILENO, TCSANOW, &raw) < 0)
 			tty = false;
 	}
-	status = relay(sock, sig_fd, name);
+	/* Said once the terminal is raw (hence \r\n), so that whoever reads it knows it is. */
+	fprintf(stderr, "Connected to the console of '%s'; Ctrl-] detaches.%s\n", name,
+		tty ? "\r" : "");
+	r = relay(sock, sig_fd);
 	if (tty)
 		(void)tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved);
-	if (status == EXIT_OK)
-		fprintf(stderr, "\nDetached from the console of '%s'.\n", name);
-	return status;
+	/* And the end once it is restored. */
+	return relay_end(r, name);
 }
 
 int verb_console(int argc, char **argv)
