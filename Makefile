@@ -79,9 +79,11 @@ LIB_SRCS := \
 	reconciler/cli-status.c \
 	reconciler/cli-plan.c \
 	reconciler/cli-approve.c \
+	reconciler/cli-console.c \
 	backends/backend.c \
 	backends/noop.c \
 	backends/vmm.c \
+	backends/console.c \
 	backends/vmm-vm.c \
 	backends/vmm-job.c \
 	backends/vmm-api.c \
@@ -95,7 +97,7 @@ LIB_SRCS := \
 	backends/firecracker.c
 MAIN_SRC := reconciler/main.c
 
-TESTS := util hashmap list prioq status desired yaml-tree yaml-decode spec spec-check spec-yaml spec-json sandbox-dir sandbox-file plan backend-noop vmm http-unix cloud-hypervisor firecracker qmp qemu-argv qemu qemu-sim hung-vmm vm-safety host-ports watcher \
+TESTS := util hashmap list prioq status desired console yaml-tree yaml-decode spec spec-check spec-yaml spec-json sandbox-dir sandbox-file plan backend-noop vmm http-unix cloud-hypervisor firecracker qmp qemu-argv qemu qemu-sim hung-vmm vm-safety host-ports watcher \
 	cli-validate schema daemon files deletion-guard journal units install systemd readme metrics man fleet
 
 # libFuzzer targets, tests/fuzz-NAME.c; make check replays the seeds of each (tests/run).

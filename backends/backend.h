@@ -139,6 +139,8 @@ typedef struct BackendOptions {
 	uid_t jailer_uid; /* (uid_t)-1 unless set */
 	gid_t jailer_gid;
 	const char *jailer_chroot_base; /* default /srv/jailer */
+	/* console.log and console.log.1 together, where vmd keeps the log (console.h) */
+	uint64_t console_log_size; /* 0: CONSOLE_LOG_SIZE_DEFAULT */
 } BackendOptions;
 
 typedef struct BackendOps {

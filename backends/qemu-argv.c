@@ -164,7 +164,9 @@ int qemu_build_argv(const QemuLaunch *l, char ***ret)
 		return r;
 	if (s->cmdline && (r = arg(&argv, "-append", "%s", s->cmdline)) < 0)
 		return r;
-	if ((r = arg(&argv, "-chardev", "file,id=vmd-serial,path=%s/console.log", dir)) < 0 ||
+	/* vmd made the socket and listens on it for QEMU: QEMU opens nothing in the run dir. */
+	if ((r = arg(&argv, "-chardev", "socket,id=vmd-serial,fd=%d,server=on,wait=off",
+		     l->serial_fd)) < 0 ||
 	    (r = arg(&argv, "-serial", "%s", "chardev:vmd-serial")) < 0 ||
 	    (r = arg(&argv, "-chardev", "socket,id=vmd-qmp,path=%s/qmp.sock,server=on,wait=off",
 		     dir)) < 0 ||

@@ -7,7 +7,9 @@
  *   vm.json       vmd's record: the process's identity (pid, start time, binary, boot id),
  *                 the spec generation and config it runs, which root port each device is on
  *   qmp.sock      QEMU's QMP socket, held by vmd
- *   console.log   the serial console (console.log.1: the boot before)
+ *   serial.sock   the serial console: a socket vmd makes and passes to QEMU listening
+ *   console.sock  where vmd console attaches, served by the daemon (console.c)
+ *   console.log   what the serial console printed, capped (console.log.1: the part before)
  *   qemu.log      QEMU's own messages (why it refused to start)
  *   qemu.pid      QEMU's pid file, for operators
  *
@@ -289,6 +291,7 @@ static int qemu_argv(VmmVm *vm, char ***ret)
 		.binary = QEMU(vm->b)->vmm.binary,
 		.accel = QEMU(vm->b)->accel,
 		.dir = vm->dir,
+		.serial_fd = vm->serial_fd,
 		.spec = s,
 		.disk_ports = disk_ports,
 		.net_ports = net_ports,
@@ -318,6 +321,7 @@ static const VmmVmType qemu_type = {
 	.socket = "qmp.sock",
 	.log = "qemu.log",
 	.extra_files = (const char *const[]){ "qemu.pid", NULL },
+	.serial_socket = true,
 	.size = sizeof(QemuVm),
 	.save = qemu_vm_save_ports,
 	.load = qemu_vm_load_ports,

@@ -25,7 +25,8 @@ DECLARE_STRING_TABLE(qemu_accel, QemuAccel);
 typedef struct QemuLaunch {
 	const char *binary; /* absolute */
 	QemuAccel accel;
-	const char *dir; /* <run-dir>/<name>: QMP socket, console.log, pid file */
+	const char *dir; /* <run-dir>/<name>: QMP socket, pid file */
+	int serial_fd;	 /* the serial console's listening socket, as QEMU has it (VMM_FD_FIRST) */
 	const SandboxSpec *spec;
 	const unsigned *disk_ports; /* root port of each disk, of each network */
 	const unsigned *net_ports;

@@ -40,6 +40,7 @@ VmmVm *vmm_vm_free(VmmVm *v)
 	vmm_job_free(&v->unplug);
 	vmm_job_free(&v->observe);
 	qmp_free(v->qmp);
+	console_free(v->console);
 	sd_event_source_disable_unref(v->pid_source);
 	sd_event_source_disable_unref(v->observe_retry);
 	if (v->pidfd >= 0)
@@ -83,7 +84,7 @@ static VmmVm *vm_new(Backend *b, const VmmVmType *t, const char *name)
 		return NULL;
 	v->b = b;
 	v->type = t;
-	v->pidfd = -EBADF;
+	v->pidfd = v->serial_fd = -EBADF;
 	v->job.vm = v->unplug.vm = v->observe.vm = v;
 	v->name = strdup(name);
 	if (!v->name || asprintf(&v->dir, "%s/%s", b->run_dir, name) < 0)
@@ -605,6 +606,7 @@ static void vm_exited(VmmVm *v, int status)
 	if (v->type->exited)
 		v->type->exited(v);
 	vmm_api_disconnect(v);
+	v->console = console_free(v->console);
 	v->pid_source = sd_event_source_disable_unref(v->pid_source);
 	if (v->pidfd >= 0)
 		v->pidfd = (close(v->pidfd), -EBADF);
@@ -642,12 +644,40 @@ static int watch_exit(VmmVm *v)
 	return sd_event_add_io(v->b->event, &v->pid_source, v->pidfd, EPOLLIN, on_pidfd, v);
 }
 
+/*
+ * The daemon's end of the VM's serial console, once its VMM runs. A console that cannot be
+ * kept is reported; the VM runs on without it.
+ */
+static void console_open(VmmVm *v)
+{
+	_cleanup_free_ char *serial = NULL, *sock = NULL;
+	int r;
+
+	if (!v->type->serial_socket || v->console)
+		return;
+	serial = vmm_vm_path(v->b, v->name, CONSOLE_SERIAL);
+	sock = vmm_vm_path(v->b, v->name, CONSOLE_SOCKET);
+	if (!serial || !sock)
+		return;
+	if (access(serial, F_OK) < 0 && errno == ENOENT) {
+		/* Adopted from a vmd before serial sockets: the VMM writes console.log itself. */
+		(void)unlink(sock);
+		log_info("%s: its VMM has no serial socket (%s): its console stays in %s/" CONSOLE_LOG
+			 ", without vmd console, until its next start",
+			 v->name, serial, v->dir);
+		return;
+	}
+	r = console_new(v->b->event, v->name, v->dir, v->b->options.console_log_size, &v->console);
+	if (r < 0)
+		log_error_errno(r, "%s: cannot keep the serial console in %s: %m", v->name, v->dir);
+}
+
 /* Start */
 
 static void prepare_dir(VmmVm *v)
 {
-	_cleanup_free_ char *console = vmm_vm_path(v->b, v->name, "console.log"),
-			    *old = vmm_vm_path(v->b, v->name, "console.log.1"),
+	_cleanup_free_ char *console = vmm_vm_path(v->b, v->name, CONSOLE_LOG),
+			    *old = vmm_vm_path(v->b, v->name, CONSOLE_LOG_OLD),
 			    *log = vmm_vm_path(v->b, v->name, v->type->log),
 			    *sock = vmm_vm_path(v->b, v->name, v->type->socket);
 
@@ -684,6 +714,18 @@ static int spawn(VmmVm *v)
 
 	if (!log)
 		return -ENOMEM;
+	/* The serial console's socket first: QEMU has it as VMM_FD_FIRST, whatever follows. */
+	if (v->type->serial_socket) {
+		_cleanup_free_ char *serial = vmm_vm_path(v->b, v->name, CONSOLE_SERIAL);
+		int fd = serial ? unix_listen(serial, 0600) : -ENOMEM;
+
+		if (fd < 0) {
+			backend_set_error(v->b, "cannot make the serial console's socket %s: %s",
+					  serial ?: CONSOLE_SERIAL, strerror(-fd));
+			return fd;
+		}
+		v->serial_fd = vmm_vm_pass_fd(v, fd);
+	}
 	if (v->type->prepare) {
 		r = v->type->prepare(v);
 		if (r < 0) {
@@ -694,7 +736,9 @@ static int spawn(VmmVm *v)
 	r = v->type->argv(v, &argv);
 	if (r >= 0)
 		r = vmm_spawn(argv, log, v->pass_fds, v->n_pass_fds, &v->id.pid, &v->pidfd);
+	/* The VMM has them now, or nobody needs them. */
 	close_pass_fds(v);
+	v->serial_fd = -EBADF;
 	if (r < 0 && !argv)
 		return r;
 	if (r < 0) {
@@ -753,6 +797,8 @@ int vmm_vm_start(Backend *b, const SandboxSpec *spec, uint64_t generation)
 		r = watch_exit(v);
 	if (r >= 0)
 		r = hashmap_put(vb->vms, v->name, v);
+	if (r >= 0)
+		console_open(v);
 	if (r < 0) {
 		/* Nothing runs for it (it is killed, and reaped once it is gone), and no record. */
 		if (v->pidfd >= 0)
@@ -800,6 +846,7 @@ int vmm_vm_adopt(Backend *b, const char *name)
 	if (r < 0)
 		return r;
 	p = TAKE_PTR(v);
+	console_open(p);
 
 	if (p->state == VM_STARTING)
 		/* The vmd before died while it started: see the start through, from where it is. */
@@ -967,7 +1014,8 @@ int vmm_vm_resize(Backend *b, const char *name, unsigned vcpus, uint64_t memory,
 int vmm_vm_cleanup(Backend *b, const char *name)
 {
 	const VmmVmType *t = VMM_BACKEND(b)->type;
-	const char *const files[] = { "vm.json", t->socket, t->log, "console.log", "console.log.1" };
+	const char *const files[] = { "vm.json",       t->socket,      t->log,	      CONSOLE_LOG,
+				      CONSOLE_LOG_OLD, CONSOLE_SERIAL, CONSOLE_SOCKET };
 	VmmVm *v = vmm_vm_get(b, name);
 	int r;
 

@@ -6,7 +6,9 @@
  * Hypervisor and Firecracker backends share above vmm.c. Its runtime dir,
  * <run-dir>/<name>/, holds vm.json, vmd's record of the process (pid, start time, binary,
  * boot id), the spec generation and config it runs, and what the backend adds; the VMM's
- * API socket; console.log (console.log.1: the boot before); the VMM's own log.
+ * API socket; console.log (console.log.1: the part before, or the boot before); the VMM's own
+ * log; for a VMM whose serial port is a socket vmd owns, serial.sock and console.sock
+ * (console.c).
  *
  * vmm-vm.c does the record, observing from it, adoption by identity and the exit (reaped
  * through a pidfd, vmd being subreaper), and finds strays: live VMMs for a name that vmd
@@ -26,6 +28,7 @@
 #include <jansson.h>
 
 #include "backend.h"
+#include "console.h"
 #include "hashmap.h"
 #include "http-unix.h"
 #include "qmp.h"
@@ -153,7 +156,13 @@ typedef struct VmmVmType {
 	const char *socket;		/* its API socket in the runtime dir */
 	const char *log;		/* its stderr in the runtime dir */
 	const char *const *extra_files; /* more of its files for cleanup, NULL-terminated */
-	size_t size;			/* of the backend's VM struct, which starts with a VmmVm */
+	/*
+	 * Its serial port is a socket vmd makes (serial.sock) and passes to it listening, as
+	 * VMM_FD_FIRST (VmmVm.serial_fd while argv() builds): the daemon logs and serves it
+	 * (console.c). false: the VMM writes console.log itself.
+	 */
+	bool serial_socket;
+	size_t size; /* of the backend's VM struct, which starts with a VmmVm */
 
 	void (*free)(VmmVm *v); /* its own parts */
 	/* Its own fields into, and out of, vm.json. */
@@ -215,6 +224,9 @@ struct VmmVm {
 	char *unresponsive; /* why its VMM is taken for hung, or NULL */
 	char *vmm_version;  /* as its VMM reports it ("cloud-hypervisor v52.0"), or NULL */
 	sd_event_source *observe_retry; /* asks a VMM that did not answer again */
+
+	int serial_fd;	  /* serial_socket: its number in the VMM while argv() builds, or -EBADF */
+	Console *console; /* serial_socket: the daemon's end, while the VMM runs */
 
 	Qmp *qmp;			    /* QMP VMMs: the connection */
 	uint64_t qmp_retry_at, qmp_backoff; /* CLOCK_MONOTONIC; after a broken connection */

@@ -30,8 +30,8 @@ _Noreturn static void exec_child(char *const argv[], int log_fd, int null_fd, in
 {
 	struct sigaction dfl = { .sa_handler = SIG_DFL };
 	int high[VMM_PASS_FDS_MAX], first_free = VMM_FD_FIRST + (int)n_pass;
+	int e, report = err_fd; /* where a failure goes: 3 once it is there */
 	sigset_t none;
-	int e;
 
 	(void)setsid();
 	for (int s = 1; s < NSIG; s++)
@@ -49,6 +49,7 @@ _Noreturn static void exec_child(char *const argv[], int log_fd, int null_fd, in
 	/* err_fd is close-on-exec: it closes itself when the exec succeeds. */
 	if (dup3(err_fd, 3, O_CLOEXEC) < 0)
 		goto fail;
+	report = 3;
 	/* dup2() leaves the copies inheritable: the VMM gets exactly these. */
 	for (size_t i = 0; i < n_pass; i++)
 		if (dup2(high[i], VMM_FD_FIRST + (int)i) < 0)
@@ -58,7 +59,7 @@ _Noreturn static void exec_child(char *const argv[], int log_fd, int null_fd, in
 	execv(argv[0], argv);
 fail:
 	e = errno;
-	(void)!write(3, &e, sizeof(e));
+	(void)!write(report, &e, sizeof(e));
 	_exit(127);
 }
 

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include "cli.h"
+#include "console.h"
 #include "log.h"
 #include "manager.h"
 #include "qemu.h"
@@ -39,6 +40,9 @@ static void daemon_help(FILE *f)
 		"                           the ids Firecracker runs as (required with --jailer)\n"
 		"  --jailer-chroot-base DIR where the jails are (default /srv/jailer)\n"
 		"  --allow-overcommit       start VMs that need more memory or vCPUs than the host has\n"
+		"  --console-log-size SIZE  what vmd keeps of each serial console (QEMU), console.log\n"
+		"                           and console.log.1 together: bytes, or Ki, Mi, Gi\n"
+		"                           (default 1Mi, at least 8Ki)\n"
 		"  --log-target TARGET      auto, journal or console (default auto)\n"
 		"  --metrics-file PATH      write Prometheus metrics there after passes (for\n"
 		"                           node_exporter's textfile collector)\n"
@@ -190,6 +194,29 @@ int cli_manager_option(const char *verb, int c, const char *arg, ManagerConfig *
 	}
 }
 
+/* A size in bytes, or with a unit: "64Ki", "1Mi", "2Gi". */
+static int parse_console_size(const char *arg, uint64_t *ret)
+{
+	static const struct {
+		const char *unit;
+		unsigned shift;
+	} units[] = { { "", 0 }, { "Ki", 10 }, { "Mi", 20 }, { "Gi", 30 } };
+	size_t digits = strspn(arg, "0123456789");
+	uint64_t v;
+
+	for (size_t i = 0; i < ELEMENTSOF(units); i++)
+		if (digits > 0 && streq(arg + digits, units[i].unit) &&
+		    parse_decimal_u64(arg, digits, &v) >= 0 && v <= (UINT64_MAX >> units[i].shift) &&
+		    (v << units[i].shift) >= CONSOLE_LOG_SIZE_MIN) {
+			*ret = v << units[i].shift;
+			return 0;
+		}
+	fprintf(stderr,
+		"vmd daemon: --console-log-size takes bytes or a size such as 64Ki or 1Mi, at least 8Ki, not '%s'\n",
+		arg);
+	return -EINVAL;
+}
+
 static int parse_seconds(const char *opt, const char *arg, uint64_t *ret)
 {
 	char *end = NULL;
@@ -212,6 +239,7 @@ int verb_daemon(int argc, char **argv)
 		{ "max-deletions", required_argument, NULL, 'm' },
 		{ "log-target", required_argument, NULL, 'l' },
 		{ "metrics-file", required_argument, NULL, 'P' },
+		{ "console-log-size", required_argument, NULL, 'c' },
 		{ "help", no_argument, NULL, 'h' },
 		{},
 	};
@@ -246,6 +274,10 @@ int verb_daemon(int argc, char **argv)
 					optarg);
 				return EXIT_USAGE;
 			}
+			break;
+		case 'c':
+			if (parse_console_size(optarg, &config.backend_options.console_log_size) < 0)
+				return EXIT_USAGE;
 			break;
 		case 'l':
 			target = log_target_from_string(optarg);

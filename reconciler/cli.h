@@ -18,6 +18,8 @@ int verb_validate(int argc, char **argv);
 int verb_daemon(int argc, char **argv);
 int verb_status(int argc, char **argv);
 int verb_plan(int argc, char **argv);
+/* vmd console [--run-dir DIR] [--log] NAME */
+int verb_console(int argc, char **argv);
 /* vmd approve-deletions [--run-dir DIR] [NAME...] */
 int verb_approve_deletions(int argc, char **argv);
 

@@ -17,6 +17,8 @@ static void help(FILE *f)
 		   "  status [NAME]      what the daemon reports about each sandbox\n"
 		   "  plan               what the daemon would do now, changing nothing\n"
 		   "  validate PATH...   check sandbox files without touching any VM\n"
+		   "  console NAME       attach the terminal to a VM's serial console (Ctrl-]\n"
+		   "                     detaches); --log prints what vmd kept of it\n"
 		   "  approve-deletions  let the daemon stop what it holds because too many\n"
 		   "                     files went at once\n"
 		   "\n"
@@ -45,6 +47,8 @@ int main(int argc, char **argv)
 		return verb_status(argc - 1, argv + 1);
 	if (streq(argv[1], "plan"))
 		return verb_plan(argc - 1, argv + 1);
+	if (streq(argv[1], "console"))
+		return verb_console(argc - 1, argv + 1);
 	if (streq(argv[1], "approve-deletions"))
 		return verb_approve_deletions(argc - 1, argv + 1);
 

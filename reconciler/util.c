@@ -414,18 +414,42 @@ int process_argv(pid_t pid, char ***ret)
 	return 0;
 }
 
+/* A Unix stream socket, non-blocking, and path's address in *sa: the fd, or -errno. */
+static int unix_socket(const char *path, struct sockaddr_un *sa)
+{
+	int fd;
+
+	*sa = (struct sockaddr_un){ .sun_family = AF_UNIX };
+	if (strlen(path) >= sizeof(sa->sun_path))
+		return -ENAMETOOLONG;
+	strcpy(sa->sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	return fd < 0 ? -errno : fd;
+}
+
 int unix_connect(const char *path)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	_cleanup_close_ int fd = -EBADF;
+	struct sockaddr_un sa;
+	_cleanup_close_ int fd = unix_socket(path, &sa);
 
-	if (strlen(path) >= sizeof(sa.sun_path))
-		return -ENAMETOOLONG;
-	strcpy(sa.sun_path, path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
-		return -errno;
+		return fd;
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		return -errno;
+	return TAKE_FD(fd);
+}
+
+int unix_listen(const char *path, mode_t mode)
+{
+	struct sockaddr_un sa;
+	_cleanup_close_ int fd = unix_socket(path, &sa);
+
+	if (fd < 0)
+		return fd;
+	if (unlink(path) < 0 && errno != ENOENT)
+		return -errno;
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || chmod(path, mode) < 0 ||
+	    listen(fd, 8) < 0)
 		return -errno;
 	return TAKE_FD(fd);
 }

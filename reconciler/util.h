@@ -114,6 +114,8 @@ int process_argv(pid_t pid, char ***ret);
  * EINPROGRESS to wait on.
  */
 int unix_connect(const char *path);
+/* A non-blocking socket listening at path (whatever was there replaced), chmod mode. */
+int unix_listen(const char *path, mode_t mode);
 
 /* mkdir -p with mode for what it creates, exactly, whatever the umask. */
 int mkdir_p(const char *path, mode_t mode);

@@ -302,6 +302,10 @@ def raw_round(n, argv, vm_dir):
         t0 = now()
         for d in dirs:
             a = [x.replace(vm_dir.replace(",", ",,"), d.replace(",", ",,")).replace(vm_dir, d) for x in argv]
+            # vmd hands QEMU its serial socket as fd 4 and logs it itself; started
+            # directly, QEMU writes the same console to a file instead.
+            a = ["file,id=vmd-serial,path=%s" % os.path.join(d, "console.log").replace(",", ",,")
+                 if x.startswith("socket,id=vmd-serial,") else x for x in a]
             procs.append(subprocess.Popen(a, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                           stderr=subprocess.DEVNULL, start_new_session=True))
         qmps = [RawQmp(os.path.join(d, "qmp.sock"), with_cont) for d in dirs]

@@ -45,6 +45,7 @@ static char **build(const SandboxSpec *s, QemuAccel accel, const char *dir)
 		.binary = "/usr/bin/qemu-system-x86_64",
 		.accel = accel,
 		.dir = dir,
+		.serial_fd = 4,
 		.spec = s,
 		.disk_ports = disk_ports,
 		.net_ports = net_ports,
@@ -111,8 +112,9 @@ static void test_full_spec(void **state _unused_)
 	assert_string_equal(after(argv, "-initrd", 0), "/k/initrd");
 	/* One argument, as written: QEMU does not parse it, nor does a shell. */
 	assert_string_equal(after(argv, "-append", 0), "console=ttyS0 a=b,c -append x");
+	/* The serial console: the socket vmd made, passed listening (no path QEMU opens). */
 	assert_string_equal(after(argv, "-chardev", 0),
-			    "file,id=vmd-serial,path=/run/vmd/vm-1/console.log");
+			    "socket,id=vmd-serial,fd=4,server=on,wait=off");
 	assert_string_equal(after(argv, "-chardev", 1),
 			    "socket,id=vmd-qmp,path=/run/vmd/vm-1/qmp.sock,server=on,wait=off");
 	assert_string_equal(after(argv, "-mon", 0), "chardev=vmd-qmp,mode=control");
@@ -195,8 +197,6 @@ static void test_commas(void **state _unused_)
 		"driver=file,node-name=disk-file-root,filename=/var/lib/vmd/disks/root,,format=qcow2.raw,read-only=off");
 	assert_string_equal(after(argv, "-blockdev", 1),
 			    "driver=raw,node-name=disk-node-root,file=disk-file-root,read-only=off");
-	assert_string_equal(after(argv, "-chardev", 0),
-			    "file,id=vmd-serial,path=/run/a,,b/console.log");
 	assert_string_equal(after(argv, "-chardev", 1),
 			    "socket,id=vmd-qmp,path=/run/a,,b/qmp.sock,server=on,wait=off");
 	strv_free(argv);

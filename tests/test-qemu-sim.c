@@ -138,6 +138,53 @@ static void test_start_seen_through(void **state)
 	assert_int_equal(fixture_count_requests(f, "cont"), 1);
 }
 
+/* Wait for needle in the daemon's log. */
+static void wait_log(Fixture *f, const char *needle)
+{
+	uint64_t end = ms_now() + FIXTURE_WAIT_MS;
+
+	for (;;) {
+		_cleanup_free_ char *log = test_read_file(f->log, NULL);
+
+		if (log && strstr(log, needle))
+			return;
+		if (ms_now() > end)
+			fail_msg("no '%s' in vmd's log:\n%s", needle, log ?: "");
+		usleep(50000);
+	}
+}
+
+/*
+ * The console through the simulator's serial socket: logged by vmd. A QEMU adopted
+ * without a serial socket (started by a vmd before them, which gave it a file) keeps
+ * its console.log: vmd says so and serves no console.sock for it.
+ */
+static void test_console_without_socket(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *serial = path_in(f->run, "con/serial.sock"),
+			    *sock = path_in(f->run, "con/console.sock");
+	char *const argv[] = { (char *)test_vmd(), "console", "--run-dir", f->run, "con", NULL };
+	TestRun r;
+
+	fixture_put_sim(f, "con", "qemu", "  memory: 64Mi\n");
+	fixture_start_daemon(f);
+	fixture_wait_console(f, "con", "VMD-GUEST-READY", 0);
+	assert_int_equal(access(sock, F_OK), 0);
+	fixture_stop_daemon(f, SIGKILL);
+
+	assert_int_equal(unlink(serial), 0);
+	fixture_start_daemon(f);
+	wait_log(f, "con: its VMM has no serial socket");
+	json_decref(fixture_wait_status(f, "con", ready, "Running"));
+	assert_int_equal(access(sock, F_OK), -1); /* the dead vmd's, removed */
+	test_run(&r, argv);
+	assert_int_equal(r.status, 1);
+	assert_non_null(strstr(r.err, "cannot reach the console of 'con'"));
+	assert_non_null(strstr(r.err, "No such file or directory"));
+	test_run_done(&r);
+}
+
 static bool refused(json_t *s, const void *arg)
 {
 	return phase_is(s, "Failed") &&
@@ -200,6 +247,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_start_seen_through, setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_user_net_hotplug, setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_admission, setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_console_without_socket, setup, fixture_teardown),
 	};
 
 	snprintf(sim_qemu, sizeof(sim_qemu), "%s", test_src("tests/sim/qemu"));

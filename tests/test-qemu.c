@@ -12,6 +12,7 @@
 #include <netinet/in.h>
 #include <jansson.h>
 #include <poll.h>
+#include <pty.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -21,6 +22,7 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <time.h>
 
 #include "daemon-fixture.h"
@@ -400,7 +402,8 @@ static void test_bridge(void **state)
 	assert_non_null(master);
 	assert_string_equal(master, "vmdbr0");
 	cmd = cmdline_of(pid);
-	assert_non_null(strstr(cmd, "tap,id=netdev-n0,fd=4"));
+	/* 4 is the serial console's socket; the tap comes after it. */
+	assert_non_null(strstr(cmd, "tap,id=netdev-n0,fd=5"));
 	assert_null(strstr(cmd, "ifname="));
 	wait_ping("10.99.0.2");
 
@@ -710,6 +713,188 @@ static void test_crash_and_bad_kernel(void **state)
 	json_decref(s);
 }
 
+/* vmd console on a pseudo-terminal, as a user runs it. */
+typedef struct Term {
+	pid_t pid;
+	int fd;	   /* the pty's master side */
+	char *out; /* all it printed */
+	size_t n;
+} Term;
+
+static void term_open(Fixture *f, Term *t, const char *name)
+{
+	*t = (Term){ .out = calloc(1, 1) };
+	t->pid = forkpty(&t->fd, NULL, NULL, NULL);
+	assert_true(t->pid >= 0);
+	if (t->pid == 0) {
+		(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
+		execl(test_vmd(), "vmd", "console", "--run-dir", f->run, name, (char *)NULL);
+		_exit(127);
+	}
+}
+
+/* Read what it prints; true once needle is in it, false if it ended first (or in time). */
+static bool term_wait(Term *t, const char *needle)
+{
+	uint64_t end = ms_now() + FIXTURE_WAIT_MS;
+
+	while (!strstr(t->out, needle) && ms_now() < end) {
+		struct pollfd p = { .fd = t->fd, .events = POLLIN };
+		char buf[4096];
+		ssize_t k;
+
+		if (poll(&p, 1, 200) <= 0)
+			continue;
+		k = read(t->fd, buf, sizeof(buf));
+		if (k <= 0)
+			return false; /* EIO: the last one with the pty open has gone */
+		t->out = realloc(t->out, t->n + (size_t)k + 1);
+		assert_non_null(t->out);
+		memcpy(t->out + t->n, buf, (size_t)k);
+		t->n += (size_t)k;
+		t->out[t->n] = '\0';
+	}
+	return strstr(t->out, needle) != NULL;
+}
+
+static void term_type(Term *t, const char *s)
+{
+	assert_int_equal(write(t->fd, s, strlen(s)), (ssize_t)strlen(s));
+}
+
+/* Its exit status; the pty closed. */
+static int term_close(Term *t)
+{
+	int status = -1;
+
+	(void)term_wait(t, "\x01never"); /* what it says until it ends */
+	assert_int_equal(waitpid(t->pid, &status, 0), t->pid);
+	close(t->fd);
+	free(t->out);
+	*t = (Term){};
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/* Attached: vmd console said so (tried again while the daemon has no console.sock yet). */
+static void term_attach(Fixture *f, Term *t, const char *name)
+{
+	uint64_t end = ms_now() + FIXTURE_WAIT_MS;
+
+	for (;;) {
+		term_open(f, t, name);
+		if (term_wait(t, "Ctrl-] detaches"))
+			return;
+		assert_true(ms_now() < end);
+		assert_int_equal(term_close(t), 1);
+		usleep(200000);
+	}
+}
+
+/* Raw mode while attached: no echo, no line editing, no signals from keys. */
+static bool term_is_raw(const Term *t)
+{
+	struct termios tio;
+
+	assert_int_equal(tcgetattr(t->fd, &tio), 0);
+	return !(tio.c_lflag & (ECHO | ICANON | ISIG));
+}
+
+static off_t file_size(Fixture *f, const char *name, const char *file)
+{
+	_cleanup_free_ char *p = path_in(f->run, "%s/%s", name, file);
+	struct stat st;
+
+	return stat(p, &st) < 0 ? -1 : st.st_size;
+}
+
+/*
+ * vmd console: typed into the guest's shell, its answer seen; one writer at a time;
+ * Ctrl-] detaches and restores the terminal; it works again after a kill -9 of vmd; a
+ * guest that floods its console leaves a log within --console-log-size, rotated.
+ */
+static void test_console(void **state)
+{
+	static const char *const args[] = { "--qemu-accel", "tcg", "--console-log-size", "16Ki",
+					    NULL };
+	Fixture *f = *state;
+	_cleanup_free_ char *pid_text = NULL;
+	Term t;
+
+	f->daemon_args = args;
+	put(f, "con", "  cmdline: console=ttyS0 quiet\n");
+	fixture_start_daemon(f);
+	fixture_wait_console(f, "con", "VMD-GUEST-READY", 0);
+	json_decref(fixture_wait_status(f, "con", ready, "Running"));
+	assert_int_equal(file_size(f, "con", "serial.sock"), 0);
+
+	term_attach(f, &t, "con");
+	assert_true(term_is_raw(&t));
+	term_type(&t, "echo hello-$((6*7))\r");
+	assert_true(term_wait(&t, "hello-42"));
+	/* The log goes on while someone is attached. */
+	fixture_wait_console(f, "con", "hello-42", 0);
+
+	/* A second one is turned away, told by whom. */
+	{
+		char *const argv[] = {
+			(char *)test_vmd(), "console", "--run-dir", f->run, "con", NULL
+		};
+		TestRun r;
+
+		assert_true(asprintf(&pid_text, "in use by pid %d", (int)t.pid) > 0);
+		test_run(&r, argv);
+		assert_int_equal(r.status, 1);
+		assert_non_null(strstr(r.err, pid_text));
+		test_run_done(&r);
+	}
+	/* Still attached: it types on. Then Ctrl-] detaches, the terminal as it was. */
+	term_type(&t, "echo still-$((6*7))\r");
+	assert_true(term_wait(&t, "still-42"));
+	term_type(&t, "\x1d");
+	assert_true(term_wait(&t, "Detached"));
+	assert_false(term_is_raw(&t));
+	assert_int_equal(term_close(&t), 0);
+
+	/* kill -9 of vmd: the next one adopts the VM and its console. */
+	fixture_stop_daemon(f, SIGKILL);
+	fixture_start_daemon(f);
+	term_attach(f, &t, "con");
+	term_type(&t, "echo again-$((6*7))\r");
+	assert_true(term_wait(&t, "again-42"));
+
+	/* A flood: the log stays within 16Ki, rotated into console.log.1. */
+	term_type(&t, "i=0; while [ $i -lt 1500 ]; do echo flood-$i-................................; "
+		      "i=$((i+1)); done; echo flood-$((6*7))-done\r");
+	assert_true(term_wait(&t, "flood-42-done"));
+	assert_true(file_size(f, "con", "console.log") <= 8 * 1024);
+	assert_true(file_size(f, "con", "console.log.1") > 0);
+	assert_true(file_size(f, "con", "console.log.1") <= 8 * 1024);
+
+	/* vmd killed under an attached terminal: it says so, and leaves the terminal sane. */
+	fixture_stop_daemon(f, SIGKILL);
+	assert_true(term_wait(&t, "closed"));
+	assert_false(term_is_raw(&t));
+	assert_int_equal(term_close(&t), 1);
+	{
+		char *const argv[] = {
+			(char *)test_vmd(), "console", "--run-dir", f->run, "--log", "con", NULL
+		};
+		_cleanup_free_ char *old = path_in(f->run, "con/console.log.1");
+		_cleanup_free_ char *before = test_read_file(old, NULL);
+		TestRun r;
+
+		test_run(&r, argv);
+		assert_int_equal(r.status, 0);
+		/* Oldest first: console.log.1, then console.log, within the cap. */
+		assert_non_null(before);
+		assert_int_equal(strncmp(r.out, before, strlen(before)), 0);
+		assert_non_null(strstr(r.out, "flood-42-done"));
+		assert_true(strlen(r.out) <= 16 * 1024);
+		assert_null(strstr(r.out, "hello-42")); /* rotated away long ago */
+		test_run_done(&r);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -722,6 +907,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_macvtap, setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_missing_devices, setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_user_ports, setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_console, setup, fixture_teardown),
 	};
 
 	_cleanup_free_ char *kernel = guest("vmlinux");

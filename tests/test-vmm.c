@@ -27,6 +27,29 @@ static int find_sleeper(pid_t pid, char **argv, void *userdata)
 	       streq(argv[1], "30") && !argv[2];
 }
 
+/* The fds of a live process, as "0,1,2,4" (links in /proc/PID/fd, in order). */
+static void fds_of(pid_t pid, char *buf, size_t size)
+{
+	char dir[64];
+	int seen[64] = {}, n = 0;
+	struct dirent *e;
+	DIR *d;
+
+	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
+	d = opendir(dir);
+	assert_non_null(d);
+	while ((e = readdir(d)))
+		if (e->d_name[0] != '.') {
+			assert_in_range(atoi(e->d_name), 0, 63);
+			seen[atoi(e->d_name)] = 1;
+		}
+	closedir(d);
+	buf[0] = '\0';
+	for (int i = 0; i < 64; i++)
+		if (seen[i])
+			snprintf(buf + strlen(buf), size - strlen(buf), "%s%d", n++ ? "," : "", i);
+}
+
 static void test_spawn_and_reap(void **state _unused_)
 {
 	char *dir = test_tmpdir();
@@ -35,9 +58,7 @@ static void test_spawn_and_reap(void **state _unused_)
 	int leak = open("/dev/null", O_RDONLY); /* without CLOEXEC: must not reach the VMM */
 	VmmIdentity id, again;
 	pid_t pid;
-	int pidfd, status = -1, n = 0;
-	DIR *d;
-	struct dirent *e;
+	int pidfd, status = -1;
 
 	snprintf(log, sizeof(log), "%s/vmm.log", dir);
 	assert_true(leak > 2);
@@ -63,16 +84,8 @@ static void test_spawn_and_reap(void **state _unused_)
 	assert_false(vmm_has_exited(pidfd));
 	assert_int_equal(vmm_reap(pidfd, &status), 0);
 	/* Only stdin, stdout and stderr: every other fd was closed. */
-	snprintf(fddir, sizeof(fddir), "/proc/%d/fd", (int)pid);
-	d = opendir(fddir);
-	assert_non_null(d);
-	while ((e = readdir(d)))
-		if (e->d_name[0] != '.') {
-			assert_true(atoi(e->d_name) <= 2);
-			n++;
-		}
-	closedir(d);
-	assert_int_equal(n, 3);
+	fds_of(pid, fddir, sizeof(fddir));
+	assert_string_equal(fddir, "0,1,2");
 	/* A pid whose start time differs is not the same process; 0 (old records) is no wildcard. */
 	again = id;
 	again.start_time++;
@@ -89,6 +102,32 @@ static void test_spawn_and_reap(void **state _unused_)
 	assert_false(vmm_identity_matches(&id));
 	assert_int_equal(vmm_identity(pid, &again), -ESRCH);
 	close(pidfd);
+	close(leak);
+	test_tmpdir_remove(dir);
+}
+
+/* The fds handed over (the serial console's socket, taps), as VMM_FD_FIRST..., and no other. */
+static void test_spawn_passes_fd(void **state _unused_)
+{
+	char *dir = test_tmpdir();
+	char log[4096], fds[64];
+	char *const argv[] = { (char *)"/bin/sleep", (char *)"30", NULL };
+	int leak = open("/dev/null", O_RDONLY), pass[2] = { open("/dev/null", O_RDONLY | O_CLOEXEC),
+							    open("/dev/zero", O_RDONLY | O_CLOEXEC) };
+	pid_t pid;
+	int pidfd, status;
+
+	snprintf(log, sizeof(log), "%s/vmm.log", dir);
+	assert_true(leak > 2 && pass[0] > 2 && pass[1] > 2);
+	assert_int_equal(vmm_spawn(argv, log, pass, 2, &pid, &pidfd), 0);
+	fds_of(pid, fds, sizeof(fds));
+	assert_string_equal(fds, "0,1,2,4,5");
+	assert_int_equal(vmm_kill(pidfd, SIGKILL), 0);
+	wait_exit(pidfd);
+	assert_int_equal(vmm_reap(pidfd, &status), 1);
+	close(pidfd);
+	close(pass[0]);
+	close(pass[1]);
 	close(leak);
 	test_tmpdir_remove(dir);
 }
@@ -169,6 +208,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_spawn_and_reap),
+		cmocka_unit_test(test_spawn_passes_fd),
 		cmocka_unit_test(test_exit_status_and_exec_error),
 		cmocka_unit_test(test_stale_socket),
 		cmocka_unit_test(test_find_binary),
