@@ -24,12 +24,12 @@ _vmd_sandboxes()
 _vmd()
 {
 	local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD - 1]}
-	local verbs='daemon status plan validate approve-deletions help'
+	local verbs='daemon status plan validate approve-deletions console help'
 	local verb= i
 
 	for ((i = 1; i < COMP_CWORD; i++)); do
 		case ${COMP_WORDS[i]} in
-		daemon | status | plan | validate | approve-deletions | help)
+		daemon | status | plan | validate | approve-deletions | console | help)
 			verb=${COMP_WORDS[i]}
 			break
 			;;
@@ -69,7 +69,7 @@ _vmd()
 		COMPREPLY=($(compgen -g -- "$cur"))
 		return
 		;;
-	--resync | --grace | --max-deletions)
+	--resync | --grace | --max-deletions | --console-log-size)
 		return
 		;;
 	esac
@@ -81,7 +81,8 @@ _vmd()
 		return
 		;;
 	daemon)
-		opts="$_vmd_manager_opts --resync --grace --max-deletions --log-target --metrics-file --help"
+		opts="$_vmd_manager_opts --resync --grace --max-deletions --log-target --metrics-file
+			--console-log-size --help"
 		;;
 	plan)
 		opts="$_vmd_manager_opts --json --help"
@@ -95,6 +96,9 @@ _vmd()
 	approve-deletions)
 		opts='--run-dir --help'
 		;;
+	console)
+		opts='--run-dir --log --help'
+		;;
 	help)
 		return
 		;;
@@ -104,7 +108,7 @@ _vmd()
 		COMPREPLY=($(compgen -W "$opts" -- "$cur"))
 	elif [[ $verb == validate ]]; then
 		COMPREPLY=($(compgen -f -- "$cur"))
-	elif [[ $verb == status || $verb == approve-deletions ]]; then
+	elif [[ $verb == status || $verb == approve-deletions || $verb == console ]]; then
 		COMPREPLY=($(compgen -W "$(_vmd_sandboxes)" -- "$cur"))
 	fi
 }
