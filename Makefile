@@ -85,6 +85,8 @@ LIB_SRCS := \
 	backends/vmm.c \
 	backends/console.c \
 	backends/vmm-vm.c \
+	backends/vmm-stray.c \
+	backends/vmm-ops.c \
 	backends/vmm-job.c \
 	backends/vmm-api.c \
 	backends/http-unix.c \

@@ -53,8 +53,6 @@ VmmVm *vmm_vm_free(VmmVm *v)
 	return mfree(v);
 }
 
-static void strays_forget(VmmBackend *vb);
-
 void vmm_backend_done(Backend *b)
 {
 	VmmBackend *vb = VMM_BACKEND(b);
@@ -64,14 +62,14 @@ void vmm_backend_done(Backend *b)
 	for (size_t i = 0; hashmap_next(vb->vms, &i, &v);)
 		vmm_vm_free(v);
 	hashmap_free(vb->vms);
-	strays_forget(vb);
+	vmm_strays_forget(vb);
 	http_loop_free(vb->http);
 	free(vb->binary);
 }
 
 void vmm_backend_reload(Backend *b)
 {
-	strays_forget(VMM_BACKEND(b));
+	vmm_strays_forget(VMM_BACKEND(b));
 }
 
 static VmmVm *vm_new(Backend *b, const VmmVmType *t, const char *name)
@@ -257,227 +255,6 @@ int vmm_vm_list(Backend *b, char ***ret_names, size_t *ret_n)
 	return 0;
 }
 
-/* Strays: live VMMs for a name that vmd cannot take in charge */
-
-typedef struct VmmStray VmmStray;
-struct VmmStray {
-	char *name;
-	VmmIdentity id;
-	VmmStray *next; /* another one for the same name */
-};
-
-static void strays_forget(VmmBackend *vb)
-{
-	void *p;
-
-	for (size_t i = 0; hashmap_next(vb->strays, &i, &p);)
-		for (VmmStray *s = p, *next; s; s = next) {
-			next = s->next;
-			free(s->name);
-			free(s);
-		}
-	vb->strays = hashmap_free(vb->strays);
-	vb->strays_scanned = false;
-}
-
-/* The rest of path after "<dir>/" (dir without its trailing slashes), or NULL. */
-static const char *after_dir(const char *path, const char *dir)
-{
-	size_t n = strlen(dir);
-
-	while (n > 1 && dir[n - 1] == '/')
-		n--;
-	if (strncmp(path, dir, n) != 0 || path[n] != '/')
-		return NULL;
-	return path + n + 1;
-}
-
-int vmm_argv_names_dir(const Backend *b, char *const *argv, const char *option, const char *prefix,
-		       const char *file, char **ret_name)
-{
-	for (size_t i = 0; argv[i] && argv[i + 1]; i++) {
-		const char *v = argv[i + 1], *rest, *slash;
-
-		if (!streq(argv[i], option) || strncmp(v, prefix, strlen(prefix)) != 0)
-			continue;
-		rest = after_dir(v + strlen(prefix), b->run_dir);
-		slash = rest ? strchr(rest, '/') : NULL;
-		if (!slash || slash == rest || !streq(slash + 1, file))
-			continue;
-		*ret_name = strndup(rest, (size_t)(slash - rest));
-		return *ret_name ? 1 : -ENOMEM;
-	}
-	return 0;
-}
-
-static int scan_one(pid_t pid, char **argv, void *userdata)
-{
-	Backend *b = userdata;
-	VmmBackend *vb = VMM_BACKEND(b);
-	_cleanup_free_ char *name = NULL;
-	VmmStray *s, *first;
-	int r;
-
-	r = vb->type->argv_name(b, pid, argv, &name);
-	if (r <= 0)
-		return r == -ENOMEM ? r : 0;
-	s = calloc(1, sizeof(*s));
-	if (!s)
-		return -ENOMEM;
-	if (vmm_identity(pid, &s->id) < 0) {
-		free(s);
-		return 0; /* gone meanwhile */
-	}
-	s->name = TAKE_PTR(name);
-	first = hashmap_get(vb->strays, s->name);
-	if (first) {
-		s->next = first->next;
-		first->next = s;
-		return 0;
-	}
-	r = hashmap_put(vb->strays, s->name, s);
-	if (r < 0) {
-		free(s->name);
-		free(s);
-	}
-	return r;
-}
-
-/* Every process of this VMM that runs for a name of this run dir, once. */
-static int strays_scan(Backend *b)
-{
-	VmmBackend *vb = VMM_BACKEND(b);
-	int r;
-
-	if (vb->strays_scanned)
-		return 0;
-	vb->strays = hashmap_new();
-	if (!vb->strays)
-		return -ENOMEM;
-	r = vmm_foreach_process(scan_one, b);
-	if (r < 0) {
-		strays_forget(vb);
-		return r;
-	}
-	vb->strays_scanned = true;
-	return 0;
-}
-
-/*
- * A live VMM of this type for name that this vmd does not drive: found by its argv, or by
- * someone listening on its socket (*ret then has pid 0). 1 and *ret, 0 if none.
- */
-static int find_stray(Backend *b, const char *name, VmmIdentity *ret)
-{
-	const VmmVm *driven = vmm_vm_get(b, name);
-	_cleanup_free_ char *sock = vmm_vm_path(b, name, VMM_BACKEND(b)->type->socket);
-	int r;
-
-	if (!sock)
-		return -ENOMEM;
-	r = strays_scan(b);
-	if (r < 0)
-		return r;
-	for (VmmStray *s = hashmap_get(VMM_BACKEND(b)->strays, name); s; s = s->next) {
-		if (driven && driven->state != VM_EXITED && driven->id.pid == s->id.pid)
-			continue; /* the one it drives */
-		if (vmm_identity_matches(&s->id)) {
-			*ret = s->id;
-			return 1;
-		}
-	}
-	if (vmm_socket_is_listening(sock)) {
-		*ret = (VmmIdentity){};
-		return 1;
-	}
-	return 0;
-}
-
-/*
- * The process a record names, when the record's identity does not hold, but it runs on
- * this boot for the record's very sandbox: 1 and its identity now.
- */
-static int record_impostor(Backend *b, const VmmVm *rec, VmmIdentity *ret)
-{
-	_cleanup_free_ char **argv = NULL;
-	_cleanup_free_ char *name = NULL;
-	VmmIdentity now;
-
-	if (!rec || rec->state == VM_EXITED || rec->id.pid <= 0 ||
-	    !streq(rec->boot_id, VMM_BACKEND(b)->boot_id) || vmm_identity(rec->id.pid, &now) < 0 ||
-	    process_argv(rec->id.pid, &argv) < 0)
-		return 0;
-	if (rec->type->argv_name(b, rec->id.pid, argv, &name) <= 0 || !streq(name, rec->name))
-		return 0;
-	*ret = now;
-	return 1;
-}
-
-static char *stray_message(Backend *b, const char *name, VmStray kind, const VmmIdentity *id,
-			   const VmmVm *rec)
-{
-	const VmmVmType *t = VMM_BACKEND(b)->type;
-	_cleanup_free_ char *sock = vmm_vm_path(b, name, t->socket);
-	char *m = NULL;
-	int r;
-
-	if (kind == VM_STRAY_NOT_OURS)
-		r = asprintf(
-			&m,
-			"the record names %s pid %d, which runs for this sandbox but is not the process recorded (it started %llu clock ticks after boot, not %llu; binary %s); vmd cannot prove it is its own and leaves it alone, starting no other",
-			t->display, (int)id->pid, (unsigned long long)id->start_time,
-			(unsigned long long)rec->id.start_time, id->exe);
-	else if (id->pid > 0)
-		r = asprintf(
-			&m,
-			"%s pid %d runs for this sandbox (its command line says so), but vmd has no record of it; vmd leaves it alone and starts no other: stop it, or put its vm.json back, then reload vmd",
-			t->display, (int)id->pid);
-	else
-		r = asprintf(
-			&m,
-			"something listens on %s, but vmd has no record of a %s there; vmd leaves it alone and starts no other: stop it, or put its vm.json back, then reload vmd",
-			sock ?: t->socket, t->display);
-	return r < 0 ? NULL : m;
-}
-
-/* A VM found absent or exited (rec: its record, if any): is a VMM running for it anyway? */
-static int observe_stray(Backend *b, const char *name, const VmmVm *rec, VmObserved *o)
-{
-	VmmIdentity id;
-	VmStray kind;
-	int r;
-
-	r = record_impostor(b, rec, &id);
-	if (r == 0)
-		r = find_stray(b, name, &id);
-	if (r <= 0)
-		return r;
-	kind = rec && rec->state != VM_EXITED && id.pid > 0 && id.pid == rec->id.pid
-		       ? VM_STRAY_NOT_OURS
-		       : VM_STRAY_RECORD_LOST;
-	o->stray_message = stray_message(b, name, kind, &id, rec);
-	if (!o->stray_message)
-		return -ENOMEM;
-	o->stray = kind;
-	o->pid = id.pid;
-	return 0;
-}
-
-/* Before vmd makes anything run for name: -EEXIST, with the words, if something does. */
-static int refuse_stray(Backend *b, const char *name)
-{
-	_cleanup_free_ char *m = NULL;
-	VmmIdentity id;
-	int r;
-
-	r = find_stray(b, name, &id);
-	if (r <= 0)
-		return r;
-	m = stray_message(b, name, VM_STRAY_RECORD_LOST, &id, NULL);
-	backend_set_error(b, "%s", m ?: "a VMM runs for this sandbox already");
-	return -EEXIST;
-}
-
 /* Observe */
 
 static int observe_record(Backend *b, const VmmVmType *t, const char *name, VmObserved *ret)
@@ -489,7 +266,7 @@ static int observe_record(Backend *b, const VmmVmType *t, const char *name, VmOb
 
 	r = record_load(b, t, name, &j);
 	if (IN_SET(-r, ENOENT, EMEDIUMTYPE)) {
-		r = observe_stray(b, name, NULL, &o);
+		r = vmm_stray_observe(b, name, NULL, &o);
 		if (r < 0)
 			return r;
 		*ret = o;
@@ -510,7 +287,7 @@ static int observe_record(Backend *b, const VmmVmType *t, const char *name, VmOb
 	if (o.state != VM_EXITED)
 		o.pid = v->id.pid;
 	else {
-		r = observe_stray(b, name, v, &o);
+		r = vmm_stray_observe(b, name, v, &o);
 		if (r < 0)
 			return r;
 	}
@@ -546,7 +323,7 @@ int vmm_vm_observe(Backend *b, const char *name, VmObserved *ret)
 	vmm_job_report(v, &o);
 	if (t->observed)
 		t->observed(v, &o);
-	r = v->state == VM_EXITED ? observe_stray(b, name, NULL, &o) : 0;
+	r = v->state == VM_EXITED ? vmm_stray_observe(b, name, NULL, &o) : 0;
 	if (r >= 0 && v->config)
 		r = spec_copy(v->config, &o.config);
 	if (r >= 0 && v->vmm_version && !(o.vmm_version = strdup(v->vmm_version)))
@@ -769,7 +546,7 @@ int vmm_vm_start(Backend *b, const SandboxSpec *spec, uint64_t generation)
 		return -EINVAL;
 	}
 	/* Never a second VMM for one name, whatever the record says. */
-	r = refuse_stray(b, spec->name);
+	r = vmm_stray_refuse(b, spec->name);
 	if (r < 0)
 		return r;
 	vm_forget(b, spec->name);
@@ -871,146 +648,6 @@ int vmm_vm_adopt(Backend *b, const char *name)
 	return 0;
 }
 
-/* Operations on a VM that runs */
-
-/* The main job of name's VM, for op of generation: when it runs and no other job does. */
-static int prepare(Backend *b, const char *name, uint64_t generation, VmmJob **ret)
-{
-	VmmVm *v = vmm_vm_get(b, name);
-
-	if (!v || !IN_SET(v->state, VM_RUNNING, VM_PAUSED))
-		return -ESRCH;
-	if (v->job.type != BACKEND_OP_NONE)
-		return -EBUSY;
-	v->job.generation = generation;
-	*ret = &v->job;
-	return 0;
-}
-
-/* Begin j, prepared, as op on device (or NULL): 1, it completes later (op_done). */
-static int launch(VmmJob *j, BackendOp op, const char *device)
-{
-	int r;
-
-	if (device)
-		snprintf(j->device, sizeof(j->device), "%s", device);
-	r = vmm_job_begin(j->vm, j, op, VMM_PHASE_REQUEST);
-	return r < 0 ? r : 1;
-}
-
-int vmm_vm_stop(Backend *b, const char *name, uint64_t timeout_ms, bool force)
-{
-	VmmVm *v = vmm_vm_get(b, name);
-	uint64_t now = now_usec(CLOCK_MONOTONIC);
-	VmmJob *j;
-
-	if (!v || v->state == VM_EXITED)
-		return -ESRCH;
-	j = &v->job;
-	if (j->type == BACKEND_OP_STOP) {
-		/* Stopping already: at once harder if asked, else it goes on as it is. */
-		if (force && IN_SET(j->phase, VMM_PHASE_GRACEFUL, VMM_PHASE_SHUTDOWN))
-			vmm_job_enter(v, j, VMM_PHASE_QUIT);
-		return 1;
-	}
-	/* A stop supersedes whatever else is at work on the VM. */
-	vmm_job_complete(v, j, -ECANCELED, NULL);
-	vmm_job_complete(v, &v->unplug, -ECANCELED, NULL);
-	if (j->type == BACKEND_OP_STOP)
-		return 1; /* the guest turned out to be off: it is being ended already */
-	j->was_paused = v->state == VM_PAUSED;
-	/* A guest that has not booted cannot hear the button: it is forced. */
-	force = force || v->state == VM_STARTING;
-	j->stop_deadline = now + timeout_ms * 1000;
-	v->stop_requested = true;
-	v->state = VM_STOPPING;
-	(void)vmm_job_begin(v, j, BACKEND_OP_STOP, force ? VMM_PHASE_QUIT : VMM_PHASE_GRACEFUL);
-	(void)vmm_vm_save(v);
-	return 1;
-}
-
-int vmm_vm_pause(Backend *b, const char *name)
-{
-	VmmJob *j;
-	int r = prepare(b, name, 0, &j);
-
-	return r < 0 ? r : launch(j, BACKEND_OP_PAUSE, NULL);
-}
-
-int vmm_vm_resume(Backend *b, const char *name)
-{
-	VmmJob *j;
-	int r = prepare(b, name, 0, &j);
-
-	return r < 0 ? r : launch(j, BACKEND_OP_RESUME, NULL);
-}
-
-int vmm_vm_disk_add(Backend *b, const char *name, const DiskSpec *disk, uint64_t generation)
-{
-	VmmJob *j;
-	int r = prepare(b, name, generation, &j);
-
-	if (r < 0)
-		return r;
-	j->disk = *disk;
-	j->disk.path = strdup(disk->path);
-	return j->disk.path ? launch(j, BACKEND_OP_DISK_ADD, disk->id) : -ENOMEM;
-}
-
-int vmm_vm_net_add(Backend *b, const char *name, const NetSpec *net, uint64_t generation)
-{
-	VmmJob *j;
-	int r = prepare(b, name, generation, &j);
-
-	if (r < 0)
-		return r;
-	j->net = *net;
-	return launch(j, BACKEND_OP_NET_ADD, net->id);
-}
-
-/* A removal waits on the guest, beside whatever else the VM is asked meanwhile. */
-static int remove_device(Backend *b, const char *name, BackendOp op, const char *id,
-			 uint64_t generation)
-{
-	VmmVm *v = vmm_vm_get(b, name);
-	bool has;
-
-	if (!v || !IN_SET(v->state, VM_RUNNING, VM_PAUSED))
-		return -ESRCH;
-	has = op == BACKEND_OP_DISK_REMOVE ? spec_find_disk(v->config, id) != NULL
-					   : spec_find_net(v->config, id) != NULL;
-	if (!has) {
-		v->generation = generation;
-		return vmm_vm_save(v); /* not there: nothing to remove */
-	}
-	if (v->unplug.type != BACKEND_OP_NONE)
-		return -EBUSY;
-	v->unplug.generation = generation;
-	return launch(&v->unplug, op, id);
-}
-
-int vmm_vm_disk_remove(Backend *b, const char *name, const char *id, uint64_t generation)
-{
-	return remove_device(b, name, BACKEND_OP_DISK_REMOVE, id, generation);
-}
-
-int vmm_vm_net_remove(Backend *b, const char *name, const char *id, uint64_t generation)
-{
-	return remove_device(b, name, BACKEND_OP_NET_REMOVE, id, generation);
-}
-
-int vmm_vm_resize(Backend *b, const char *name, unsigned vcpus, uint64_t memory, uint64_t generation)
-{
-	VmmJob *j;
-	int r = prepare(b, name, generation, &j);
-
-	if (r < 0)
-		return r;
-	j->vcpus = vcpus;
-	j->memory = memory;
-	return launch(j, BACKEND_OP_RESIZE, NULL);
-}
-
 int vmm_vm_cleanup(Backend *b, const char *name)
 {
 	const VmmVmType *t = VMM_BACKEND(b)->type;
@@ -1022,7 +659,7 @@ int vmm_vm_cleanup(Backend *b, const char *name)
 	if (v && v->state != VM_EXITED)
 		return -EBUSY;
 	/* What a stray VMM uses (its socket, its console) stays. */
-	r = refuse_stray(b, name);
+	r = vmm_stray_refuse(b, name);
 	if (r < 0)
 		return r;
 	vm_forget(b, name);

@@ -10,10 +10,11 @@
  * log; for a VMM whose serial port is a socket vmd owns, serial.sock and console.sock
  * (console.c).
  *
- * vmm-vm.c does the record, observing from it, adoption by identity and the exit (reaped
- * through a pidfd, vmd being subreaper), and finds strays: live VMMs for a name that vmd
- * has no record of (its argv names the runtime dir, or something listens on its socket),
- * which are left alone and never get a second VMM beside them. vmm-job.c runs every
+ * vmm-vm.c does the record, observing from it, the start, adoption by identity and the
+ * exit (reaped through a pidfd, vmd being subreaper); vmm-ops.c the operations on a VM
+ * that runs; vmm-stray.c finds strays: live VMMs for a name that vmd has no record of (its
+ * argv names the runtime dir, or something listens on its socket), which are left alone
+ * and never get a second VMM beside them. vmm-job.c runs every
  * operation on a VM as a job: a type (start, stop, adopt, pause, a hot-plug...), a phase
  * (VmmPhase), one timer for the phase's deadline, the phase's requests sent one after the
  * other over the VMM's API (vmm-api.c: QMP, or REST through one libcurl multi handle), and
@@ -268,6 +269,14 @@ void vmm_backend_reload(Backend *b);
  * there, or -E2BIG (fd is closed either way, in the end).
  */
 int vmm_vm_pass_fd(VmmVm *v, int fd);
+
+/* vmm-stray.c */
+/* A VM found absent or exited (rec: its record, if any): is a VMM running for it anyway? */
+int vmm_stray_observe(Backend *b, const char *name, const VmmVm *rec, VmObserved *o);
+/* Before vmd makes anything run for name: -EEXIST, with the words, if something does. */
+int vmm_stray_refuse(Backend *b, const char *name);
+/* Forget the processes found: the next need scans again. */
+void vmm_strays_forget(VmmBackend *vb);
 
 /*
  * For VmmVmType.argv_name: the name in an argv that has option followed by
