@@ -71,6 +71,7 @@ LIB_SRCS := \
 	reconciler/host-systemd.c \
 	reconciler/telemetry.c \
 	reconciler/host-ports.c \
+	reconciler/neigh.c \
 	reconciler/executor.c \
 	reconciler/watcher.c \
 	reconciler/manager.c \

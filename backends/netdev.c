@@ -203,26 +203,22 @@ static int bridge_tap(const NetSpec *n, char *why, size_t size)
 }
 
 /*
- * /dev/tapN of a macvtap (devtmpfs makes it), or a node of its own in dir where there is
- * none, from sysfs (which shows the network namespace it was mounted in: vmd's, normally).
+ * A macvtap's character device, opened through a node of vmd's own in dir, made from the
+ * device number sysfs gives for it (sysfs shows the network namespace it was mounted in:
+ * vmd's). Not /dev/tapN: devtmpfs is one for every network namespace, and its tapN is
+ * whichever macvtap of that ifindex came first, in any of them.
  */
 static int macvtap_open(const char *name, int ifindex, const char *dir, char *why, size_t size)
 {
 	_cleanup_free_ char *sys = NULL, *dev = NULL, *node = NULL;
-	char path[64];
 	unsigned maj, min;
 	int fd;
 
-	snprintf(path, sizeof(path), "/dev/tap%d", ifindex);
-	fd = open(path, O_RDWR | O_CLOEXEC | O_NOCTTY);
-	if (fd >= 0 || errno != ENOENT)
-		return fd >= 0 ? fd
-			       : fail(why, size, -errno, "cannot open %s: %s", path, strerror(errno));
 	if (asprintf(&sys, "/sys/class/net/%s/macvtap/tap%d/dev", name, ifindex) < 0 ||
 	    asprintf(&node, "%s/.macvtap-%d", dir, ifindex) < 0)
 		return -ENOMEM;
 	if (read_file(sys, 64, &dev, NULL) < 0 || sscanf(dev, "%u:%u", &maj, &min) != 2)
-		return fail(why, size, -ENODEV, "macvtap '%s' has no device node", name);
+		return fail(why, size, -ENODEV, "macvtap '%s' has no device number in %s", name, sys);
 	(void)unlink(node);
 	if (mknod(node, S_IFCHR | 0600, makedev(maj, min)) < 0)
 		return fail(why, size, -errno, "cannot make a device node for macvtap '%s': %s",

@@ -76,23 +76,12 @@ static int add_disk(char ***argv, const DiskSpec *d, unsigned port)
 	return 0;
 }
 
-char *qemu_hostfwd(const PortSpec *p)
-{
-	char *s = NULL;
-
-	/* PROTO:HOSTADDR:HOSTPORT-GUESTADDR:GUESTPORT; the guest's address is the DHCP one. */
-	if (asprintf(&s, "%s:%s:%u-:%u", port_protocol_to_string(p->protocol), p->address,
-		     (unsigned)p->host, (unsigned)p->guest) < 0)
-		return NULL;
-	return s;
-}
-
 char *qemu_hostfwds(const NetSpec *n)
 {
 	char *all = strdup("");
 
 	for (size_t i = 0; all && i < n->n_ports; i++) {
-		_cleanup_free_ char *one = qemu_hostfwd(&n->ports[i]), *old = all;
+		_cleanup_free_ char *one = spec_port_format(&n->ports[i]), *old = all;
 
 		all = one && asprintf(&all, "%s,hostfwd=%s", old, one) >= 0 ? all : NULL;
 	}

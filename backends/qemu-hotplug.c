@@ -140,7 +140,7 @@ static int add_net(QemuVm *v, VmmJob *j, VmmRequests *rq, const char *dev, int p
 		json_t *fwd = n->n_ports ? json_array() : NULL;
 
 		for (size_t i = 0; fwd && i < n->n_ports; i++) {
-			_cleanup_free_ char *one = qemu_hostfwd(&n->ports[i]);
+			_cleanup_free_ char *one = spec_port_format(&n->ports[i]);
 
 			if (!one || json_array_append_new(fwd, json_pack("{s:s}", "str", one)) < 0)
 				fwd = (json_decref(fwd), NULL);

@@ -38,9 +38,7 @@ typedef struct QemuLaunch {
 /* The argv (NULL-terminated, to free with strv_free) to run QEMU with. */
 int qemu_build_argv(const QemuLaunch *l, char ***ret);
 
-/* One forwarded port as QEMU's hostfwd says it ("tcp:127.0.0.1:2222-:22"); NULL: no memory. */
-char *qemu_hostfwd(const PortSpec *p);
-/* ",hostfwd=..." for each of n's ports ("" for none). */
+/* ",hostfwd=..." for each of n's ports ("" for none), each as spec_port_format() says it. */
 char *qemu_hostfwds(const NetSpec *n);
 
 /* A value for a QEMU key=value option: commas doubled, so that it cannot end the value. */

@@ -146,9 +146,20 @@ static void print_one(json_t *s, bool no_daemon)
 		       json_string_value(json_object_get(d, "path")),
 		       json_is_true(json_object_get(d, "readOnly")) ? " (read-only)" : "");
 	json_array_foreach(json_object_get(s, "networks"), i, d)
-		printf("Network:     %s %s %s\n", json_string_value(json_object_get(d, "id")),
+	{
+		size_t k;
+		json_t *a;
+
+		printf("Network:     %s %s %s %s", json_string_value(json_object_get(d, "id")),
+		       json_string_value(json_object_get(d, "type")) ?: "?",
 		       json_string_value(json_object_get(d, "tap")),
 		       json_string_value(json_object_get(d, "mac")));
+		json_array_foreach(json_object_get(d, "addresses"), k, a)
+			printf("%s%s", k ? ", " : " address ", json_string_value(a));
+		json_array_foreach(json_object_get(d, "ports"), k, a)
+			printf("%s%s", k ? ", " : " ports ", json_string_value(a));
+		printf("\n");
+	}
 }
 
 int verb_status(int argc, char **argv)

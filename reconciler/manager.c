@@ -20,6 +20,7 @@
 
 #include "log.h"
 #include "manager.h"
+#include "neigh.h"
 #include "watcher.h"
 
 /* A pass over every sandbox yields the loop this often, as the state dir's writes do. */
@@ -490,6 +491,22 @@ static char *run_dir_of(pid_t pid)
 	return NULL;
 }
 
+struct NeighTable *manager_neigh(Manager *m)
+{
+	uint64_t now = now_usec(CLOCK_MONOTONIC);
+
+	if (!m->neigh || now - m->neigh_read_at > 2000000) {
+		NeighTable *t = NULL;
+
+		if (neigh_table_load(&t) >= 0) {
+			neigh_table_free(m->neigh);
+			m->neigh = t;
+		}
+		m->neigh_read_at = now;
+	}
+	return m->neigh;
+}
+
 int manager_lock_sandbox_dir(Manager *m)
 {
 	const char *dir = m->config.sandbox_dir;
@@ -684,6 +701,7 @@ Manager *manager_free(Manager *m)
 	host_systemd_free(m->systemd);
 	telemetry_done(m);
 	hashmap_free(m->ports);
+	neigh_table_free(m->neigh);
 	sd_event_source_disable_unref(m->sweep_event);
 	if (m->sweep)
 		closedir(m->sweep);

@@ -199,11 +199,13 @@ struct Manager {
 	Telemetry telemetry; /* telemetry.c: passes counted, daemon.json */
 
 	bool ready;
-	bool read_only;	      /* vmd plan: look, change nothing, write nothing */
-	HostSystemd *systemd; /* the system bus when vmd is a systemd service, or NULL */
-	Hashmap *ports;	      /* "tcp/2222" -> HostPort: which sandbox forwards it */
-	bool sigterm_asked;   /* SIGTERM came: whether the host shuts down is being asked */
-	bool host_stopping;   /* the host shuts down: the guests are shut down, nothing planned */
+	bool read_only;		  /* vmd plan: look, change nothing, write nothing */
+	HostSystemd *systemd;	  /* the system bus when vmd is a systemd service, or NULL */
+	Hashmap *ports;		  /* "tcp/2222" -> HostPort: which sandbox forwards it */
+	struct NeighTable *neigh; /* the host's neighbour table, as read last (manager_neigh()) */
+	uint64_t neigh_read_at;	  /* CLOCK_MONOTONIC */
+	bool sigterm_asked;	  /* SIGTERM came: whether the host shuts down is being asked */
+	bool host_stopping; /* the host shuts down: the guests are shut down, nothing planned */
 	char boot_id[64];
 	DIR *sweep;		      /* the run dir, while its leftovers are removed */
 	sd_event_source *sweep_event; /* that, at idle priority */
@@ -224,6 +226,8 @@ int manager_run(Manager *m);
  * the one locked. -EBUSY, said in the journal, when another vmd holds it.
  */
 int manager_lock_sandbox_dir(Manager *m);
+/* The host's neighbour table, read again when older than 2 s; NULL if it cannot be read. */
+struct NeighTable *manager_neigh(Manager *m);
 /* For vmd plan: no lock, no loop, no writes; backends only list and observe. */
 int manager_new_read_only(const ManagerConfig *config, Manager **ret);
 /* A sandbox for every VM a backend has runtime state for (adopted when reconciled). */

@@ -255,6 +255,35 @@ void spec_tap_derive(const char *name, const char *id, char ret[static SPEC_IFNA
 	snprintf(ret, SPEC_IFNAME_MAX + 1, "vmd%012" PRIx64, h & UINT64_C(0xffffffffffff));
 }
 
+char *spec_port_format(const PortSpec *p)
+{
+	char *s = NULL;
+
+	/* PROTO:HOSTADDR:HOSTPORT-GUESTADDR:GUESTPORT; the guest's address is the DHCP one. */
+	if (asprintf(&s, "%s:%s:%u-:%u", port_protocol_to_string(p->protocol), p->address,
+		     (unsigned)p->host, (unsigned)p->guest) < 0)
+		return NULL;
+	return s;
+}
+
+char *spec_ports_format(const NetSpec *n)
+{
+	char *all = NULL;
+
+	for (size_t i = 0; i < n->n_ports; i++) {
+		_cleanup_free_ char *one = spec_port_format(&n->ports[i]);
+		char *next = NULL;
+
+		if (!one || asprintf(&next, "%s%s%s", all ?: "", all ? "," : "", one) < 0) {
+			free(all);
+			return NULL;
+		}
+		free(all);
+		all = next;
+	}
+	return all;
+}
+
 int spec_name_from_path(const char *path, char **ret)
 {
 	const char *base = strrchr(path, '/');

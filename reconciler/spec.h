@@ -194,5 +194,10 @@ void spec_mac_derive(const char *name, const char *id, uint8_t ret[6]);
  */
 void spec_tap_derive(const char *name, const char *id, char ret[static SPEC_IFNAME_MAX + 1]);
 
+/* A forwarded port as QEMU's hostfwd says it ("tcp:127.0.0.1:2222-:22"); NULL: no memory. */
+char *spec_port_format(const PortSpec *p);
+/* All of n's, comma-separated; NULL if none. */
+char *spec_ports_format(const NetSpec *n);
+
 /* The sandbox name a file name gives: its base name without .yaml or .yml; -EINVAL if none. */
 int spec_name_from_path(const char *path, char **ret);

@@ -8,6 +8,7 @@
 
 #include "log.h"
 #include "manager.h"
+#include "neigh.h"
 #include "status.h"
 
 const char *const phase_table[_PHASE_MAX] = {
@@ -272,10 +273,13 @@ typedef struct StatusNet {
 	union {
 		struct {
 			const char *id, *type, *tap, *mac;
+			const char *addresses; /* "a,b" from the neighbour table, or NULL */
+			const char *ports;     /* "tcp:127.0.0.1:2222-:22,...", or NULL */
 		};
-		const char *v[4];
+		const char *v[6];
 	} str;
-	char mac[18]; /* what str.mac points to */
+	char mac[18];			 /* what str.mac points to */
+	char *addresses_buf, *ports_buf; /* what str.addresses and str.ports point to */
 } StatusNet;
 
 typedef struct StatusView {
@@ -317,6 +321,10 @@ COVERS_ALL(StatusNet, str);
 
 static void status_view_done(StatusView *v)
 {
+	for (size_t i = 0; i < v->n_networks; i++) {
+		free(v->networks[i].addresses_buf);
+		free(v->networks[i].ports_buf);
+	}
 	free(v->disks);
 	free(v->networks);
 }
@@ -394,6 +402,11 @@ static int status_view_build(Manager *m, const Sandbox *sb, uint64_t now_mono, u
 		sn->str.type = net_type_to_string(n->type);
 		sn->str.tap = n->tap;
 		sn->str.mac = sn->mac;
+		if (n->type == NET_USER)
+			sn->str.ports = sn->ports_buf = spec_ports_format(n);
+		else
+			sn->str.addresses = sn->addresses_buf =
+				neigh_addresses(manager_neigh(m), n->mac);
 	}
 	return 0;
 }
@@ -449,6 +462,20 @@ static json_t *time_or_null(uint64_t usec)
 	return json_string(buf);
 }
 
+/* "a,b" as ["a", "b"]; NULL as []. */
+static json_t *split_list(const char *s)
+{
+	json_t *a = json_array();
+
+	for (const char *p = s; a && p && *p;) {
+		size_t n = strcspn(p, ",");
+
+		json_array_append_new(a, json_stringn(p, n));
+		p += n + (p[n] == ',');
+	}
+	return a;
+}
+
 /* The JSON of a status.json (docs/status.md), from the view alone. */
 static json_t *status_render(const StatusView *v)
 {
@@ -473,9 +500,11 @@ static json_t *status_render(const StatusView *v)
 	for (size_t i = 0; i < v->n_networks; i++) {
 		const StatusNet *n = &v->networks[i];
 
-		json_array_append_new(nets,
-				      json_pack("{s:s, s:s, s:s, s:s}", "id", n->str.id, "type",
-						n->str.type, "tap", n->str.tap, "mac", n->str.mac));
+		json_array_append_new(nets, json_pack("{s:s, s:s, s:s, s:s, s:o, s:o}", "id",
+						      n->str.id, "type", n->str.type, "tap",
+						      n->str.tap, "mac", n->str.mac, "addresses",
+						      split_list(n->str.addresses), "ports",
+						      split_list(n->str.ports)));
 	}
 	if (v->str.job_type)
 		job = json_pack("{s:s, s:s, s:o}", "type", v->str.job_type, "phase",

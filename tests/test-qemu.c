@@ -330,6 +330,21 @@ static char *master_of(const char *ifname)
 	return strdup(strrchr(target, '/') + 1);
 }
 
+/* status.json's first network lists addr among its addresses. */
+static bool first_address_is(json_t *s, const void *addr)
+{
+	json_t *a = json_object_get(json_array_get(json_object_get(s, "networks"), 0), "addresses");
+	size_t i;
+	json_t *v;
+
+	json_array_foreach(a, i, v)
+	{
+		if (streq_ptr(json_string_value(v), addr))
+			return true;
+	}
+	return false;
+}
+
 /* The guest answers a ping at addr (busybox's, as the host may have no other). */
 static void wait_ping(const char *addr)
 {
@@ -406,6 +421,9 @@ static void test_bridge(void **state)
 	assert_non_null(strstr(cmd, "tap,id=netdev-n0,fd=5"));
 	assert_null(strstr(cmd, "ifname="));
 	wait_ping("10.99.0.2");
+	/* The guest's address, from the host's neighbour table, in status at the next pass. */
+	assert_int_equal(kill(f->pid, SIGHUP), 0);
+	json_decref(fixture_wait_status(f, "lan", first_address_is, "10.99.0.2"));
 
 	/* Hot-added: the tap made, on the bridge, and given to QEMU with getfd. */
 	spec_tap_derive("lan", "n1", tap1);
@@ -501,6 +519,7 @@ static void test_user_ports(void **state)
 {
 	Fixture *f = *state;
 	char *got = NULL;
+	json_t *s, *ports;
 
 	put(f, "nat",
 	    "  cmdline: console=ttyS0 quiet vmd.ip=10.0.2.15/24 vmd.echo=7\n  networks:\n"
@@ -516,6 +535,11 @@ static void test_user_ports(void **state)
 	assert_non_null(got);
 	assert_string_equal(got, "hello-42\n");
 	free(got);
+	s = fixture_status(f, "nat");
+	ports = json_object_get(json_array_get(json_object_get(s, "networks"), 0), "ports");
+	assert_int_equal(json_array_size(ports), 1);
+	assert_string_equal(json_string_value(json_array_get(ports, 0)), "tcp:127.0.0.1:24007-:7");
+	json_decref(s);
 }
 
 /*

@@ -1,0 +1,119 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <linux/neighbour.h>
+#include <netlink/netlink.h>
+#include <netlink/route/neighbour.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "neigh.h"
+#include "util.h"
+
+typedef struct Neigh {
+	uint8_t mac[6];
+	char addr[48]; /* INET6_ADDRSTRLEN, and more */
+} Neigh;
+
+struct NeighTable {
+	Neigh *items;
+	size_t n, size;
+};
+
+NeighTable *neigh_table_free(NeighTable *t)
+{
+	if (t)
+		free(t->items);
+	free(t);
+	return NULL;
+}
+
+static void add_one(struct nl_object *o, void *userdata)
+{
+	NeighTable *t = userdata;
+	struct rtnl_neigh *n = (struct rtnl_neigh *)o;
+	struct nl_addr *ll = rtnl_neigh_get_lladdr(n), *dst = rtnl_neigh_get_dst(n);
+	int state = rtnl_neigh_get_state(n), family = rtnl_neigh_get_family(n);
+	Neigh *e;
+
+	/* What answered, or did lately: not what was asked and never answered. */
+	if (!ll || !dst || nl_addr_get_len(ll) != 6 || (family != AF_INET && family != AF_INET6) ||
+	    (state & (NUD_INCOMPLETE | NUD_FAILED | NUD_NOARP)))
+		return;
+	if (t->n == t->size) {
+		size_t size = t->size ? 2 * t->size : 64;
+		Neigh *items = reallocarray(t->items, size, sizeof(Neigh));
+
+		if (!items)
+			return;
+		t->items = items;
+		t->size = size;
+	}
+	e = &t->items[t->n++];
+	memcpy(e->mac, nl_addr_get_binary_addr(ll), 6);
+	nl_addr2str(dst, e->addr, sizeof(e->addr));
+	/* nl_addr2str() adds the prefix length when it is not a host's: never for a neighbour. */
+	e->addr[strcspn(e->addr, "/")] = '\0';
+}
+
+int neigh_table_load(NeighTable **ret)
+{
+	struct nl_sock *s = nl_socket_alloc();
+	struct nl_cache *cache = NULL;
+	NeighTable *t = calloc(1, sizeof(*t));
+	int r;
+
+	if (!s || !t) {
+		nl_socket_free(s);
+		free(t);
+		return -ENOMEM;
+	}
+	r = nl_connect(s, NETLINK_ROUTE);
+	if (r >= 0)
+		r = rtnl_neigh_alloc_cache(s, &cache);
+	if (r >= 0)
+		nl_cache_foreach(cache, add_one, t);
+	nl_cache_free(cache);
+	nl_socket_free(s);
+	if (r < 0) {
+		neigh_table_free(t);
+		return -EIO;
+	}
+	*ret = t;
+	return 0;
+}
+
+static int by_string(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+char *neigh_addresses(const NeighTable *t, const uint8_t mac[6])
+{
+	const char *found[16];
+	size_t n = 0, len = 0;
+	char *s, *p;
+
+	for (size_t i = 0; t && i < t->n && n < ELEMENTSOF(found); i++) {
+		bool seen = false;
+
+		if (memcmp(t->items[i].mac, mac, 6) != 0)
+			continue;
+		/* The same address through two interfaces (a bridge and its port) once. */
+		for (size_t k = 0; k < n && !seen; k++)
+			seen = streq(found[k], t->items[i].addr);
+		if (!seen)
+			found[n++] = t->items[i].addr;
+	}
+	if (n == 0)
+		return NULL;
+	qsort(found, n, sizeof(found[0]), by_string);
+	for (size_t i = 0; i < n; i++)
+		len += strlen(found[i]) + 1;
+	s = p = malloc(len);
+	if (!s)
+		return NULL;
+	for (size_t i = 0; i < n; i++)
+		p = stpcpy(p, found[i]), *p++ = i + 1 < n ? ',' : '\0';
+	return s;
+}
