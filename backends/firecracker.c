@@ -293,6 +293,45 @@ static int fc_cleanup_jail(Backend *b, const char *name)
 	return 0;
 }
 
+/* Ids */
+
+/*
+ * A disk's or NIC's id as Firecracker takes it: its API refuses path ids with anything but
+ * alphanumerics and '_' (checked_id, parsed_request.rs), and vmd's ids are [a-z0-9-]. Each
+ * '-' goes as '_'. vmd's ids never hold a '_', so the mapping is one to one, and vmd_id()
+ * undoes it for what Firecracker reports: the file, the status and the logs keep the ids
+ * as written.
+ */
+static void fc_id(const char *id, char ret[static SPEC_ID_MAX + 1])
+{
+	size_t i;
+
+	for (i = 0; id[i] && i < SPEC_ID_MAX; i++)
+		ret[i] = id[i] == '-' ? '_' : id[i];
+	ret[i] = 0;
+}
+
+/* Firecracker's devices (items), each as {key: the vmd id}. */
+static json_t *vmd_ids(const json_t *items, const char *key)
+{
+	json_t *out = json_array(), *d;
+	size_t i;
+
+	json_array_foreach(items, i, d)
+	{
+		_cleanup_free_ char *id = strdup(json_string_value(json_object_get(d, key)) ?: "");
+
+		for (char *c = id; c && *c; c++)
+			if (*c == '_')
+				*c = '-';
+		if (!id || !out || json_array_append_new(out, json_pack("{s:s}", key, id)) < 0) {
+			json_decref(out);
+			return NULL;
+		}
+	}
+	return out;
+}
+
 /* What the replies mean */
 
 /* GET /: the instance vmd started under this name, and its state. */
@@ -353,12 +392,16 @@ static int observe_config(VmmVm *v, VmmJob *j _unused_, const VmmReply *r)
 {
 	_cleanup_(sandbox_spec_freep) SandboxSpec *s = NULL;
 	const json_t *mc = json_object_get(r->json, "machine-config");
+	json_auto_t *drives = NULL, *nets = NULL;
 	int k;
 
 	if (r->error < 0)
 		return r->error;
-	k = vmm_vm_config_seen(v->config, json_object_get(r->json, "drives"), "drive_id",
-			       json_object_get(r->json, "network-interfaces"), "iface_id", &s);
+	drives = vmd_ids(json_object_get(r->json, "drives"), "drive_id");
+	nets = vmd_ids(json_object_get(r->json, "network-interfaces"), "iface_id");
+	if (!drives || !nets)
+		return -ENOMEM;
+	k = vmm_vm_config_seen(v->config, drives, "drive_id", nets, "iface_id", &s);
 	if (k < 0)
 		return k;
 	if (json_is_integer(json_object_get(mc, "vcpu_count")))
@@ -419,26 +462,28 @@ static int configure(VmmVm *v, VmmRequests *rq)
 			   "/machine-config");
 	for (size_t i = 0; r >= 0 && i < s->n_disks; i++) {
 		_cleanup_free_ char *disk = NULL;
-		char name[sizeof(JAIL_DISK) + SPEC_ID_MAX];
+		char name[sizeof(JAIL_DISK) + SPEC_ID_MAX], id[SPEC_ID_MAX + 1];
 
 		snprintf(name, sizeof(name), JAIL_DISK "%s", s->disks[i].id);
 		disk = vm_path(b, s->disks[i].path, name);
 		if (!disk)
 			return -ENOMEM;
+		fc_id(s->disks[i].id, id);
 		r = vmm_request_add(rq, "PUT",
-				    json_pack("{s:s, s:s, s:b, s:b}", "drive_id", s->disks[i].id,
+				    json_pack("{s:s, s:s, s:b, s:b}", "drive_id", id,
 					      "path_on_host", disk, "is_root_device", false,
 					      "is_read_only", s->disks[i].read_only),
-				    NULL, "/drives/%s", s->disks[i].id);
+				    NULL, "/drives/%s", id);
 	}
 	for (size_t i = 0; r >= 0 && i < s->n_networks; i++) {
-		char mac[18];
+		char mac[18], id[SPEC_ID_MAX + 1];
 
 		spec_mac_format(s->networks[i].mac, mac);
+		fc_id(s->networks[i].id, id);
 		r = vmm_request_add(rq, "PUT",
-				    json_pack("{s:s, s:s, s:s}", "iface_id", s->networks[i].id,
-					      "host_dev_name", s->networks[i].tap, "guest_mac", mac),
-				    NULL, "/network-interfaces/%s", s->networks[i].id);
+				    json_pack("{s:s, s:s, s:s}", "iface_id", id, "host_dev_name",
+					      s->networks[i].tap, "guest_mac", mac),
+				    NULL, "/network-interfaces/%s", id);
 	}
 	return r;
 }

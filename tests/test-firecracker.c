@@ -224,6 +224,46 @@ static void test_errors_and_stale_socket(void **state)
 					"PUT /drives/gone: Unable to create the block device"));
 }
 
+/* The id of a status's first disk or network (what: "disks" or "networks"), or NULL. */
+static const char *first_id(json_t *s, const char *what)
+{
+	return json_string_value(json_object_get(json_array_get(json_object_get(s, what), 0), "id"));
+}
+
+/*
+ * Ids with '-', which Firecracker refuses in its paths (checked_id): vmd gives it '_'
+ * instead, and the status, the plan and an adopting vmd keep the ids of the file.
+ */
+static void test_dash_ids(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *text = NULL, *img = path_in(f->dir, "data.img");
+	pid_t pid;
+	json_t *s;
+
+	test_write_str(f->dir, "data.img", "");
+	assert_true(asprintf(&text,
+			     "  memory: 64Mi\n  disks:\n    - {id: data-1, path: \"%s\"}\n"
+			     "  networks:\n    - {id: net-0, tap: vmdt0, mac: \"52:54:00:00:00:02\"}\n",
+			     img) > 0);
+	put(f, "vm", text);
+	fixture_start_daemon(f);
+	s = fixture_wait_status(f, "vm", ready, "Running");
+	pid = pid_of(s);
+	json_decref(s);
+	wait_devices(f, "vm", "drives=data_1 nets=net_0@52:54:00:00:00:02 vcpus=1 mem=64");
+
+	/* A new vmd reads GET /vm/config: the devices are the file's, nothing to restart. */
+	fixture_stop_daemon(f, SIGKILL);
+	fixture_start_daemon(f);
+	s = fixture_wait_status(f, "vm", ready, "Running");
+	assert_int_equal(pid_of(s), pid);
+	assert_string_equal(first_id(s, "disks"), "data-1");
+	assert_string_equal(first_id(s, "networks"), "net-0");
+	assert_string_equal(status_condition(s, "RestartRequired", "status") ?: "False", "False");
+	json_decref(s);
+}
+
 static bool stopped_with_error(json_t *s, const void *arg)
 {
 	const char *e = json_string_value(json_object_get(s, "lastError"));
@@ -326,6 +366,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_readopt, setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_crash, setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_errors_and_stale_socket, setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_dash_ids, setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_jailer, setup, fixture_teardown),
 		cmocka_unit_test(test_jailer_options),
 	};
