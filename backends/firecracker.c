@@ -24,6 +24,7 @@
  * vmd watches stays the same; the record takes the jailed binary once the API answers.
  */
 #include <dirent.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 
@@ -61,12 +62,19 @@ static const char *jail_base(const Backend *b)
 }
 
 /* <chroot-base>/<firecracker's name>/<name>: what the jailer makes, one per VM. */
-static char *jail_dir(const Backend *b, const char *name)
+/* Firecracker's file name: the jail is named after it, and the jailer copies it in. */
+static const char *fc_name(const Backend *b)
 {
 	const char *fc = VMM_BACKEND(b)->binary ?: "firecracker", *base = strrchr(fc, '/');
+
+	return base ? base + 1 : fc;
+}
+
+static char *jail_dir(const Backend *b, const char *name)
+{
 	char *p = NULL;
 
-	return asprintf(&p, "%s/%s/%s", jail_base(b), base ? base + 1 : fc, name) < 0 ? NULL : p;
+	return asprintf(&p, "%s/%s/%s", jail_base(b), fc_name(b), name) < 0 ? NULL : p;
 }
 
 /* A file in the jail's root as the host sees it (file NULL: the root). */
@@ -167,20 +175,81 @@ static int fc_argv_name(const Backend *b, pid_t pid, char *const *argv, char **r
 	return *ret ? 1 : -ENOMEM;
 }
 
-/* Remove what vmd put in name's jail root: links, symlinks' targets, a stale socket. */
-static void jail_clear(const Backend *b, const char *name)
+/* The directory name in dir_fd, if it is one: a symlink is not followed. -errno if not. */
+static int open_dir_at(int dir_fd, const char *name)
 {
+	int fd = openat(dir_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+	return fd < 0 ? -errno : fd;
+}
+
+/* Remove each of names in dir_fd: a file, a node, a symlink (never its target), an empty dir. */
+static void remove_at(int dir_fd, const char *const *names, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (unlinkat(dir_fd, names[i], 0) < 0 && errno == EISDIR)
+			(void)unlinkat(dir_fd, names[i], AT_REMOVEDIR);
+}
+
+/*
+ * What the jailer made in a jail root (src/jailer/src/env.rs Env::run()): its copy of
+ * Firecracker, the pid file it creates O_EXCL (save_exec_file_pid), the device nodes it
+ * mknods, failing on an existing one (mknod_and_own_dev), its folders (FOLDER_HIERARCHY),
+ * and pivot_root's old_root (chroot.rs), which it removes itself unless killed first.
+ * Each must go before the jailer runs again in the same jail.
+ */
+static void jail_clear_jailer(const Backend *b, int root_fd)
+{
+	static const char *const net[] = { "tun" };
+	static const char *const dev[] = { "net", "kvm", "urandom", "userfaultfd" };
+	char exe[NAME_MAX + 1], pid[NAME_MAX + 1];
+	const char *const top[] = { "dev", "run", exe, pid, "old_root" };
+	_cleanup_close_ int dev_fd = open_dir_at(root_fd, "dev");
+
+	if (dev_fd >= 0) {
+		_cleanup_close_ int net_fd = open_dir_at(dev_fd, "net");
+
+		if (net_fd >= 0)
+			remove_at(net_fd, net, ELEMENTSOF(net));
+		remove_at(dev_fd, dev, ELEMENTSOF(dev));
+	}
+	snprintf(exe, sizeof(exe), "%s", fc_name(b));
+	snprintf(pid, sizeof(pid), "%s.pid", fc_name(b));
+	remove_at(root_fd, top, ELEMENTSOF(top));
+}
+
+/*
+ * Clear name's jail root of what vmd and the jailer put there: vmd's links to the kernel,
+ * the initrd and the disks, a stale socket, and all the jailer made; with console too, the
+ * console logs. Nothing else, and no symlink followed: a root that is not a directory of
+ * its own is left alone.
+ */
+static void jail_clear(const Backend *b, const char *name, bool console)
+{
+	static const char *const consoles[] = { JAIL_CONSOLE, JAIL_CONSOLE ".1" };
 	_cleanup_free_ char *root = jail_path(b, name, NULL), *dir = jail_dir(b, name),
 			    *sock = jail_path(b, name, JAIL_SOCKET);
+	_cleanup_close_ int root_fd = -EBADF;
 	DIR *d;
 	struct dirent *e;
+	int fd;
 
 	if (!root || !dir || !sock)
 		return;
 	(void)vmm_remove_stale_socket(dir, sock);
-	d = opendir(root);
-	if (!d)
+	root_fd = open(root, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (root_fd < 0)
 		return;
+	jail_clear_jailer(b, root_fd);
+	if (console)
+		remove_at(root_fd, consoles, ELEMENTSOF(consoles));
+	fd = fcntl(root_fd, F_DUPFD_CLOEXEC, 3);
+	d = fd >= 0 ? fdopendir(fd) : NULL;
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
 	while ((e = readdir(d)))
 		if (streq(e->d_name, JAIL_KERNEL) || streq(e->d_name, JAIL_INITRD) ||
 		    strncmp(e->d_name, JAIL_DISK, strlen(JAIL_DISK)) == 0)
@@ -244,7 +313,7 @@ static int fc_prepare(VmmVm *vm)
 		return r;
 	if (chown(root, b->options.jailer_uid, b->options.jailer_gid) < 0)
 		return -errno;
-	jail_clear(b, vm->name);
+	jail_clear(b, vm->name, false);
 	(void)rename(console, old); /* the boot before */
 	r = jail_link(vm, s->kernel, JAIL_KERNEL);
 	if (r >= 0 && s->initrd)
@@ -264,32 +333,24 @@ static int fc_prepare(VmmVm *vm)
 	return r;
 }
 
-/* What vmd and the jailer made for name, and only that; the jail root goes if empty. */
+/*
+ * What vmd and the jailer made for name, and only that; the jail root, its directory and
+ * <chroot-base>/<firecracker's name> go if empty then.
+ */
 static int fc_cleanup_jail(Backend *b, const char *name)
 {
-	static const char *const files[] = {
-		JAIL_SOCKET, JAIL_CONSOLE,	JAIL_CONSOLE ".1", "dev/net/tun",
-		"dev/kvm",   "dev/userfaultfd", "dev/net",	   "dev",
-	};
-	_cleanup_free_ char *root = jail_path(b, name, NULL), *dir = jail_dir(b, name), *exe = NULL;
-	const char *fc = VMM_BACKEND(b)->binary ?: "firecracker", *base = strrchr(fc, '/');
+	_cleanup_free_ char *root = jail_path(b, name, NULL), *dir = jail_dir(b, name),
+			    *parent = NULL;
 
 	if (!jailed(b))
 		return 0;
 	if (!root || !dir)
 		return -ENOMEM;
-	jail_clear(b, name);
-	for (size_t i = 0; i < ELEMENTSOF(files); i++) {
-		_cleanup_free_ char *p = jail_path(b, name, files[i]);
-
-		if (p && unlink(p) < 0 && errno == EISDIR)
-			(void)rmdir(p);
-	}
-	exe = jail_path(b, name, base ? base + 1 : fc); /* the jailer's copy of Firecracker */
-	if (exe)
-		(void)unlink(exe);
+	jail_clear(b, name, true);
 	(void)rmdir(root);
 	(void)rmdir(dir);
+	if (asprintf(&parent, "%s/%s", jail_base(b), fc_name(b)) >= 0)
+		(void)rmdir(parent);
 	return 0;
 }
 

@@ -273,6 +273,26 @@ static bool stopped_with_error(json_t *s, const void *arg)
 
 #define JAIL_UID "4242"
 
+/* The daemon runs Firecracker through the jailer, as uid and gid 4242, jails under base. */
+static void jailed(Fixture *f, const char *base)
+{
+	static char at[4096];
+	static const char *args[] = { "--firecracker-binary",
+				      binary,
+				      "--jailer",
+				      jailer,
+				      "--jailer-uid",
+				      JAIL_UID,
+				      "--jailer-gid",
+				      JAIL_UID,
+				      "--jailer-chroot-base",
+				      at,
+				      NULL };
+
+	snprintf(at, sizeof(at), "%s", base);
+	f->daemon_args = args;
+}
+
 /*
  * Through the jailer: the images are hard links in the jail's root (the same inodes,
  * nothing copied), Firecracker is given paths inside the jail, the uid owns the root, and
@@ -287,20 +307,9 @@ static void test_jailer(void **state)
 			    *root = path_in(f->dir, "jail/firecracker/vm/root"),
 			    *link_a = path_in(f->dir, "jail/firecracker/vm/root/disk-a"),
 			    *file = path_in(f->sb, "vm.yaml");
-	const char *args[] = { "--firecracker-binary",
-			       binary,
-			       "--jailer",
-			       jailer,
-			       "--jailer-uid",
-			       JAIL_UID,
-			       "--jailer-gid",
-			       JAIL_UID,
-			       "--jailer-chroot-base",
-			       base,
-			       NULL };
 	struct stat st_a, st_link, st_root;
 
-	f->daemon_args = args;
+	jailed(f, base);
 	test_write_str(f->dir, "a.img", "");
 	assert_int_equal(chmod(a, 0666), 0); /* the uid writes it */
 	test_write_str(f->dir, "locked.img", "");
@@ -333,6 +342,67 @@ static void test_jailer(void **state)
 	assert_true(stat(root, &st_root) < 0);
 	assert_int_equal(stat(a, &st_a), 0); /* the image stays, with one link again */
 	assert_int_equal(st_a.st_nlink, 1);
+}
+
+/* What is under dir, one "path\n" each (dir itself not listed), sorted; "" if nothing or no dir. */
+static char *tree(const char *dir)
+{
+	_cleanup_(test_run_done) TestRun r = {};
+	char *argv[] = { (char *)"/usr/bin/find", (char *)dir, (char *)"-mindepth", (char *)"1",
+			 NULL };
+
+	if (access(dir, F_OK) < 0)
+		return strdup("");
+	test_run(&r, argv);
+	assert_int_equal(r.status, 0);
+	return strdup(r.out);
+}
+
+/*
+ * A jailed VM whose Firecracker dies, three times: each restart finds the jail as the
+ * jailer left it (device nodes, the O_EXCL pid file, run/), and vmd clears it first. Then
+ * the file removed: nothing is left under the chroot base.
+ */
+static void test_jail_restarts(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *base = path_in(f->dir, "jail"), *file = path_in(f->sb, "vm.yaml"),
+			    *pidfile = path_in(f->dir, "jail/firecracker/vm/root/firecracker.pid"),
+			    *root = path_in(f->dir, "jail/firecracker/vm/root"),
+			    *dev = path_in(f->dir, "jail/firecracker/vm/root/dev"),
+			    *outside = path_in(f->dir, "outside"),
+			    *kept = path_in(f->dir, "outside/kvm"), *left = NULL;
+	pid_t pid;
+	json_t *s;
+
+	jailed(f, base);
+	/* A jail whose dev is a symlink out of it: the link goes, not what it points at. */
+	assert_int_equal(mkdir_p(root, 0700), 0);
+	assert_int_equal(mkdir(outside, 0700), 0);
+	test_write_str(outside, "kvm", "keep");
+	assert_int_equal(symlink(outside, dev), 0);
+	put(f, "vm", "  memory: 64Mi\n  restartPolicy: always\n");
+	fixture_start_daemon(f);
+	s = fixture_wait_status(f, "vm", ready, "Running");
+	for (uintptr_t i = 1; i <= 3; i++) {
+		_cleanup_free_ char *text = NULL;
+
+		pid = pid_of(s);
+		json_decref(s);
+		/* The jailer's pid file names the process vmd watches. */
+		text = test_read_file(pidfile, NULL);
+		assert_int_equal(atoi(text), pid);
+		assert_int_equal(kill(pid, SIGKILL), 0);
+		s = fixture_wait_status(f, "vm", restarted, (void *)i);
+		assert_int_not_equal(pid_of(s), pid);
+	}
+	json_decref(s);
+
+	assert_int_equal(unlink(file), 0);
+	json_decref(fixture_wait_status(f, "vm", absent, NULL));
+	left = tree(base);
+	assert_string_equal(left, "");
+	assert_int_equal(access(kept, F_OK), 0);
 }
 
 /* --jailer without the ids to drop to is refused before anything starts; so is uid 0. */
@@ -368,6 +438,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_errors_and_stale_socket, setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_dash_ids, setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_jailer, setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_jail_restarts, setup, fixture_teardown),
 		cmocka_unit_test(test_jailer_options),
 	};
 
