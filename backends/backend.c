@@ -92,6 +92,7 @@ void vm_observed_done(VmObserved *o)
 	free(o->progress);
 	free(o->unresponsive);
 	free(o->stray_message);
+	free(o->vmm_version);
 	*o = (VmObserved){};
 }
 

@@ -90,6 +90,8 @@ typedef struct VmObserved {
 	 */
 	VmStray stray;
 	char *stray_message;
+	/* The VMM's name and version as it reports them ("cloud-hypervisor v52.0"), or NULL. */
+	char *vmm_version;
 	/*
 	 * How far this VM can be resized live (BACKEND_CAP_RESIZE), as it was started: vCPUs
 	 * up to max_vcpus, memory from min_memory to max_memory. 0: no limit known.

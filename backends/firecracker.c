@@ -40,8 +40,18 @@
 #define JAIL_CONSOLE "console.log"
 
 typedef struct FcVm {
-	VmmVm vm; /* first */
+	VmmVm vm;	       /* first */
+	char *vmm_version;     /* "Firecracker v1.13.1": GET /'s app_name and vmm_version */
+	unsigned major, minor; /* of vmm_version; 0.0 until GET / answers */
 } FcVm;
+
+#define FC_VM(v) ((FcVm *)(v))
+
+/* PUT /serial came with Firecracker 1.14.0 (CHANGELOG #5350); before, the console is stdout. */
+static bool has_serial(const VmmVm *v)
+{
+	return FC_VM(v)->major > 1 || (FC_VM(v)->major == 1 && FC_VM(v)->minor >= 14);
+}
 
 typedef struct Fc {
 	VmmBackend vmm; /* first */
@@ -395,6 +405,32 @@ static json_t *vmd_ids(const json_t *items, const char *key)
 
 /* What the replies mean */
 
+/* GET /'s app_name and vmm_version ("1.13.1", "1.17.0-dev"): what v runs, and what it has. */
+static void fc_version(VmmVm *v, const json_t *info)
+{
+	const char *app = json_string_value(json_object_get(info, "app_name")),
+		   *version = json_string_value(json_object_get(info, "vmm_version"));
+	FcVm *f = FC_VM(v);
+	char *s = NULL;
+
+	if (!version || sscanf(version, "%u.%u", &f->major, &f->minor) != 2)
+		f->major = f->minor = 0;
+	if (version && asprintf(&s, "%s v%s", app ?: "Firecracker", version) >= 0) {
+		free(f->vmm_version);
+		f->vmm_version = s;
+	}
+}
+
+static void fc_observed(const VmmVm *v, VmObserved *o)
+{
+	o->vmm_version = FC_VM(v)->vmm_version ? strdup(FC_VM(v)->vmm_version) : NULL;
+}
+
+static void fc_free(VmmVm *v)
+{
+	free(FC_VM(v)->vmm_version);
+}
+
 /* GET /: the instance vmd started under this name, and its state. */
 static int instance(VmmVm *v, VmmJob *j, const VmmReply *r, const char **ret_state)
 {
@@ -402,6 +438,7 @@ static int instance(VmmVm *v, VmmJob *j, const VmmReply *r, const char **ret_sta
 
 	if (r->error < 0)
 		return r->error;
+	fc_version(v, r->json);
 	if (!streq_ptr(id, v->name)) {
 		vmm_job_fail_message(j, "GET / answers for instance '%s', not '%s'", id ?: "",
 				     v->name);
@@ -493,6 +530,20 @@ static int patch_vm(VmmRequests *rq, const char *state)
 	return vmm_request_add(rq, "PATCH", json_pack("{s:s}", "state", state), NULL, "/vm");
 }
 
+/*
+ * Before 1.14 the guest's console is Firecracker's stdout, which goes to fc.log with its
+ * own log lines and stderr: console.log points there (into the jail no more).
+ */
+static int console_is_stdout(VmmVm *v)
+{
+	_cleanup_free_ char *console = vmm_vm_path(v->b, v->name, "console.log");
+
+	if (!console)
+		return -ENOMEM;
+	(void)unlink(console);
+	return symlink("fc.log", console) < 0 ? -errno : 0;
+}
+
 /* Everything before InstanceStart, in the order Firecracker takes it. */
 static int configure(VmmVm *v, VmmRequests *rq)
 {
@@ -507,7 +558,8 @@ static int configure(VmmVm *v, VmmRequests *rq)
 	console = host_console ? vm_path(b, host_console, JAIL_CONSOLE) : NULL;
 	if (!console || !kernel || (s->initrd && !initrd))
 		return -ENOMEM;
-	r = fc_put(rq, json_pack("{s:s}", "serial_out_path", console), "/serial");
+	r = has_serial(v) ? fc_put(rq, json_pack("{s:s}", "serial_out_path", console), "/serial")
+			  : console_is_stdout(v);
 	if (r < 0)
 		return r;
 	boot = json_pack("{s:s}", "kernel_image_path", kernel);
@@ -604,7 +656,10 @@ static const VmmVmType fc_type = {
 	.api = VMM_API_REST,
 	.socket = "api.sock",
 	.log = "fc.log",
+	.log_stdout = true, /* where it logs (logger/logging.rs), and its console before 1.14 */
 	.size = sizeof(FcVm),
+	.free = fc_free,
+	.observed = fc_observed,
 	.prepare = fc_prepare,
 	.argv = fc_argv,
 	.argv_name = fc_argv_name,

@@ -646,7 +646,7 @@ static int spawn(VmmVm *v)
 	r = v->type->argv(v, &argv);
 	if (r < 0)
 		return r;
-	r = vmm_spawn(argv, log, &v->id.pid, &v->pidfd);
+	r = vmm_spawn_logging(argv, log, v->type->log_stdout, &v->id.pid, &v->pidfd);
 	if (r < 0) {
 		backend_set_error(v->b, "cannot run %s: %s", argv[0], strerror(-r));
 		return r;

@@ -25,7 +25,7 @@ int vmm_kill(int pidfd, int sig)
 }
 
 /* In the child, between fork and exec: only async-signal-safe calls. */
-_Noreturn static void exec_child(char *const argv[], int log_fd, int null_fd, int err_fd)
+_Noreturn static void exec_child(char *const argv[], int log_fd, int null_fd, int out_fd, int err_fd)
 {
 	struct sigaction dfl = { .sa_handler = SIG_DFL };
 	sigset_t none;
@@ -36,7 +36,7 @@ _Noreturn static void exec_child(char *const argv[], int log_fd, int null_fd, in
 		(void)sigaction(s, &dfl, NULL);
 	sigemptyset(&none);
 	(void)sigprocmask(SIG_SETMASK, &none, NULL);
-	if (dup2(null_fd, 0) < 0 || dup2(null_fd, 1) < 0 || dup2(log_fd, 2) < 0)
+	if (dup2(null_fd, 0) < 0 || dup2(out_fd, 1) < 0 || dup2(log_fd, 2) < 0)
 		goto fail;
 	/* err_fd is close-on-exec: it closes itself when the exec succeeds. */
 	if (err_fd != 3 && (dup3(err_fd, 3, O_CLOEXEC) < 0))
@@ -51,6 +51,12 @@ fail:
 }
 
 int vmm_spawn(char *const argv[], const char *log_path, pid_t *ret_pid, int *ret_pidfd)
+{
+	return vmm_spawn_logging(argv, log_path, false, ret_pid, ret_pidfd);
+}
+
+int vmm_spawn_logging(char *const argv[], const char *log_path, bool log_stdout, pid_t *ret_pid,
+		      int *ret_pidfd)
 {
 	_cleanup_close_ int log_fd = -EBADF, null_fd = -EBADF, pidfd = -EBADF;
 	int pipefd[2], e = 0;
@@ -74,7 +80,7 @@ int vmm_spawn(char *const argv[], const char *log_path, pid_t *ret_pid, int *ret
 	}
 	if (pid == 0) {
 		close(pipefd[0]);
-		exec_child(argv, log_fd, null_fd, pipefd[1]);
+		exec_child(argv, log_fd, null_fd, log_stdout ? log_fd : null_fd, pipefd[1]);
 	}
 	close(pipefd[1]);
 	do

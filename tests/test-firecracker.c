@@ -31,6 +31,30 @@ static int setup(void **state)
 	return r;
 }
 
+/*
+ * Every test runs against the Firecracker versions whose API differs for vmd: 1.13 (no
+ * PUT /serial: the console is its stdout) and the pinned upstream (tests/sim/specs).
+ */
+static int setup_1_13(void **state)
+{
+	setenv("VMD_SIM_FC_VERSION", "1.13.1", 1);
+	return setup(state);
+}
+
+static int teardown(void **state)
+{
+	int r = fixture_teardown(state);
+
+	unsetenv("VMD_SIM_FC_VERSION");
+	return r;
+}
+
+#define FC_TEST(t)                                                                                 \
+	{ #t " (1.13.1)", t, setup_1_13, teardown, NULL },                                         \
+	{                                                                                          \
+#t, t, setup, teardown, NULL                                                       \
+	}
+
 static void put(Fixture *f, const char *name, const char *extra)
 {
 	fixture_put_sim(f, name, "firecracker", extra);
@@ -74,7 +98,8 @@ static void test_lifecycle(void **state)
 {
 	Fixture *f = *state;
 	_cleanup_free_ char *file = path_in(f->sb, "vm.yaml"),
-			    *record = path_in(f->run, "vm/vm.json"), *log = NULL;
+			    *record = path_in(f->run, "vm/vm.json"), *log = NULL,
+			    *fc_log_path = path_in(f->run, "vm/fc.log"), *fc_log = NULL;
 	pid_t pid;
 	json_t *s;
 
@@ -89,6 +114,11 @@ static void test_lifecycle(void **state)
 	json_decref(s);
 	fixture_wait_console(f, "vm", "SIM-GUEST-BOOT cmdline=console=ttyS0", 0);
 	wait_devices(f, "vm", "drives=a nets=n0@52:54:00:00:00:01 vcpus=2 mem=128");
+	/* Firecracker logs to stdout: into fc.log. PUT /serial only where it exists. */
+	fc_log = test_read_file(fc_log_path, NULL);
+	assert_non_null(strstr(fc_log, "[vm:main] Running Firecracker v"));
+	assert_int_equal(fixture_count_requests(f, "PUT /serial"),
+			 getenv("VMD_SIM_FC_VERSION") ? 0 : 1);
 
 	/* Paused and resumed: PATCH /vm. */
 	put_vm(f, 2, false, "on-next-boot", "paused");
@@ -431,14 +461,14 @@ static void test_jailer_options(void **state _unused_)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_lifecycle, setup, fixture_teardown),
-		cmocka_unit_test_setup_teardown(test_forced_stop, setup, fixture_teardown),
-		cmocka_unit_test_setup_teardown(test_readopt, setup, fixture_teardown),
-		cmocka_unit_test_setup_teardown(test_crash, setup, fixture_teardown),
-		cmocka_unit_test_setup_teardown(test_errors_and_stale_socket, setup, fixture_teardown),
-		cmocka_unit_test_setup_teardown(test_dash_ids, setup, fixture_teardown),
-		cmocka_unit_test_setup_teardown(test_jailer, setup, fixture_teardown),
-		cmocka_unit_test_setup_teardown(test_jail_restarts, setup, fixture_teardown),
+		FC_TEST(test_lifecycle),
+		FC_TEST(test_forced_stop),
+		FC_TEST(test_readopt),
+		FC_TEST(test_crash),
+		FC_TEST(test_errors_and_stale_socket),
+		FC_TEST(test_dash_ids),
+		FC_TEST(test_jailer),
+		FC_TEST(test_jail_restarts),
 		cmocka_unit_test(test_jailer_options),
 	};
 
