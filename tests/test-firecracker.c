@@ -46,6 +46,7 @@ static int teardown(void **state)
 	int r = fixture_teardown(state);
 
 	unsetenv("VMD_SIM_FC_VERSION");
+	unsetenv("VMD_SIM_FC_ARCH");
 	return r;
 }
 
@@ -353,6 +354,8 @@ static void test_jailer(void **state)
 	assert_true(asprintf(&text, "  memory: 64Mi\n  disks:\n    - {id: l, path: \"%s\"}\n",
 			     locked) > 0);
 	put(f, "locked", text);
+	put(f, "notap",
+	    "  memory: 64Mi\n  networks:\n    - {id: n0, tap: vmdnotap0, mac: \"52:54:00:00:00:03\"}\n");
 	fixture_start_daemon(f);
 
 	json_decref(fixture_wait_status(f, "vm", ready, "Running"));
@@ -366,6 +369,10 @@ static void test_jailer(void **state)
 	json_decref(fixture_wait_status(
 		f, "locked", stopped_with_error,
 		"PUT /drives/l: Unable to create the block device: BackingFile(Os { code: 13"));
+	/* Firecracker opens the tap itself, as the jail's uid: it must be there, the uid's. */
+	json_decref(fixture_wait_status(f, "notap", stopped_with_error,
+					"Operation not permitted (os error 1). Invalid TUN/TAP Backend "
+					"provided by vmdnotap0"));
 
 	assert_int_equal(unlink(file), 0);
 	json_decref(fixture_wait_status(f, "vm", absent, NULL));
@@ -435,6 +442,26 @@ static void test_jail_restarts(void **state)
 	assert_int_equal(access(kept, F_OK), 0);
 }
 
+/*
+ * Firecracker on aarch64 has no SendCtrlAltDel (request/actions.rs): nothing can ask the
+ * guest to shut down, so a stop forces it off at once, saying why.
+ */
+static void test_aarch64_stop(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *file = path_in(f->sb, "vm.yaml"), *log = NULL;
+
+	setenv("VMD_SIM_FC_ARCH", "aarch64", 1);
+	put(f, "vm", "  memory: 64Mi\n  stopTimeout: 1h\n");
+	fixture_start_daemon(f);
+	json_decref(fixture_wait_status(f, "vm", ready, "Running"));
+	assert_int_equal(unlink(file), 0);
+	json_decref(fixture_wait_status(f, "vm", absent, NULL));
+	log = test_read_file(f->log, NULL);
+	assert_non_null(strstr(log, "vm: cannot ask the guest to shut down (PUT /actions: "
+				    "SendCtrlAltDel does not supported on aarch64."));
+}
+
 /* --jailer without the ids to drop to is refused before anything starts; so is uid 0. */
 static void test_jailer_options(void **state _unused_)
 {
@@ -469,6 +496,7 @@ int main(void)
 		FC_TEST(test_dash_ids),
 		FC_TEST(test_jailer),
 		FC_TEST(test_jail_restarts),
+		FC_TEST(test_aarch64_stop),
 		cmocka_unit_test(test_jailer_options),
 	};
 
