@@ -94,9 +94,10 @@ typedef struct VmObserved {
 	char *vmm_version;
 	/*
 	 * How far this VM can be resized live (BACKEND_CAP_RESIZE), as it was started: vCPUs
-	 * up to max_vcpus, memory from min_memory to max_memory. 0: no limit known.
+	 * from min_vcpus up to max_vcpus, memory from min_memory to max_memory. 0: no limit
+	 * known.
 	 */
-	unsigned max_vcpus;
+	unsigned min_vcpus, max_vcpus;
 	uint64_t min_memory, max_memory;
 } VmObserved;
 

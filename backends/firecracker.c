@@ -43,14 +43,41 @@ typedef struct FcVm {
 	VmmVm vm;	       /* first */
 	char *vmm_version;     /* "Firecracker v1.13.1": GET /'s app_name and vmm_version */
 	unsigned major, minor; /* of vmm_version; 0.0 until GET / answers */
+	/* virtio-mem (PUT /hotplug/memory): its room, and how much of it is asked for. */
+	uint64_t hotplug_total, hotplug_requested;
 } FcVm;
 
 #define FC_VM(v) ((FcVm *)(v))
 
-/* PUT /serial came with Firecracker 1.14.0 (CHANGELOG #5350); before, the console is stdout. */
-static bool has_serial(const VmmVm *v)
+/*
+ * Firecracker 1.14.0 brought PUT /serial (CHANGELOG #5350; before, the console is its
+ * stdout) and memory hot-plug through virtio-mem (/hotplug/memory, #5534).
+ */
+static bool is_1_14(const VmmVm *v)
 {
 	return FC_VM(v)->major > 1 || (FC_VM(v)->major == 1 && FC_VM(v)->minor >= 14);
+}
+
+static bool has_serial(const VmmVm *v)
+{
+	return is_1_14(v);
+}
+
+static bool has_memory_hotplug(const VmmVm *v)
+{
+	return is_1_14(v);
+}
+
+/*
+ * The virtio-mem room a VM boots with: 3 x its memory, as much as Cloud Hypervisor's, in
+ * whole slots (128 MiB, slot_size_mib's default) as MemoryHotplugConfig::validate() asks.
+ */
+#define FC_HOTPLUG_SLOT (128ull << 20)
+#define FC_HOTPLUG_BLOCK (2ull << 20) /* block_size_mib's default: requests are multiples */
+
+static uint64_t hotplug_room(uint64_t memory)
+{
+	return (3 * memory + FC_HOTPLUG_SLOT - 1) / FC_HOTPLUG_SLOT * FC_HOTPLUG_SLOT;
 }
 
 typedef struct Fc {
@@ -421,9 +448,22 @@ static void fc_version(VmmVm *v, const json_t *info)
 	}
 }
 
+/*
+ * vCPUs stay as booted. Memory moves between the boot memory and the virtio-mem room on
+ * top of it: none without one (before 1.14, or a VM started without it).
+ */
 static void fc_observed(const VmmVm *v, VmObserved *o)
 {
-	o->vmm_version = FC_VM(v)->vmm_version ? strdup(FC_VM(v)->vmm_version) : NULL;
+	const FcVm *f = FC_VM(v);
+	uint64_t boot;
+
+	o->vmm_version = f->vmm_version ? strdup(f->vmm_version) : NULL;
+	if (!v->config)
+		return;
+	boot = v->config->memory - f->hotplug_requested;
+	o->min_vcpus = o->max_vcpus = v->config->vcpus;
+	o->min_memory = boot;
+	o->max_memory = boot + f->hotplug_total;
 }
 
 static void fc_free(VmmVm *v)
@@ -485,7 +525,22 @@ static int observe_instance(VmmVm *v, VmmJob *j, const VmmReply *r)
 	return VMM_NEXT;
 }
 
-/* Devices and size from GET /vm/config. */
+/* GET /hotplug/memory: the virtio-mem room and what is asked of it; an error: none. */
+static int observe_hotplug(VmmVm *v, VmmJob *j _unused_, const VmmReply *r)
+{
+	FcVm *f = FC_VM(v);
+
+	f->hotplug_total = f->hotplug_requested = 0;
+	if (r->error < 0)
+		return VMM_NEXT; /* started without one */
+	f->hotplug_total = (uint64_t)json_integer_value(json_object_get(r->json, "total_size_mib"))
+			   << 20;
+	f->hotplug_requested =
+		(uint64_t)json_integer_value(json_object_get(r->json, "requested_size_mib")) << 20;
+	return VMM_NEXT;
+}
+
+/* Devices and size from GET /vm/config (memory: the boot memory and what virtio-mem adds). */
 static int observe_config(VmmVm *v, VmmJob *j _unused_, const VmmReply *r)
 {
 	_cleanup_(sandbox_spec_freep) SandboxSpec *s = NULL;
@@ -505,7 +560,9 @@ static int observe_config(VmmVm *v, VmmJob *j _unused_, const VmmReply *r)
 	if (json_is_integer(json_object_get(mc, "vcpu_count")))
 		s->vcpus = (unsigned)json_integer_value(json_object_get(mc, "vcpu_count"));
 	if (json_is_integer(json_object_get(mc, "mem_size_mib")))
-		s->memory = (uint64_t)json_integer_value(json_object_get(mc, "mem_size_mib")) << 20;
+		s->memory =
+			((uint64_t)json_integer_value(json_object_get(mc, "mem_size_mib")) << 20) +
+			FC_VM(v)->hotplug_requested;
 	if (!spec_equal(s, v->config)) {
 		sandbox_spec_free(v->config);
 		v->config = TAKE_PTR(s);
@@ -573,6 +630,14 @@ static int configure(VmmVm *v, VmmRequests *rq)
 			   json_pack("{s:i, s:I, s:b}", "vcpu_count", (int)s->vcpus, "mem_size_mib",
 				     (json_int_t)(s->memory >> 20), "smt", false),
 			   "/machine-config");
+	FC_VM(v)->hotplug_total = FC_VM(v)->hotplug_requested = 0;
+	if (r >= 0 && has_memory_hotplug(v)) {
+		FC_VM(v)->hotplug_total = hotplug_room(s->memory);
+		r = fc_put(rq,
+			   json_pack("{s:I}", "total_size_mib",
+				     (json_int_t)(FC_VM(v)->hotplug_total >> 20)),
+			   "/hotplug/memory");
+	}
 	for (size_t i = 0; r >= 0 && i < s->n_disks; i++) {
 		_cleanup_free_ char *disk = NULL;
 		char name[sizeof(JAIL_DISK) + SPEC_ID_MAX], id[SPEC_ID_MAX + 1];
@@ -601,6 +666,29 @@ static int configure(VmmVm *v, VmmRequests *rq)
 	return r;
 }
 
+/* A resize done: the guest is asked for the new size (its virtio-mem driver plugs it). */
+static int resized(VmmVm *v, VmmJob *j, const VmmReply *r)
+{
+	if (r->error < 0)
+		return r->error;
+	FC_VM(v)->hotplug_requested = j->memory - (v->config->memory - FC_VM(v)->hotplug_requested);
+	return VMM_NEXT;
+}
+
+/* Memory only (fc_observed keeps the vCPUs), within the virtio-mem room. */
+static int resize(VmmVm *v, VmmJob *j, VmmRequests *rq)
+{
+	uint64_t boot = v->config->memory - FC_VM(v)->hotplug_requested;
+
+	if (j->vcpus != v->config->vcpus || j->memory < boot ||
+	    j->memory - boot > FC_VM(v)->hotplug_total)
+		return -EOPNOTSUPP;
+	return vmm_request_add(
+		rq, "PATCH",
+		json_pack("{s:I}", "requested_size_mib", (json_int_t)((j->memory - boot) >> 20)),
+		resized, "/hotplug/memory");
+}
+
 static int fc_build(VmmVm *v, VmmJob *j, VmmRequests *rq)
 {
 	int r = 0;
@@ -616,6 +704,8 @@ static int fc_build(VmmVm *v, VmmJob *j, VmmRequests *rq)
 		return vmm_request_add(rq, "GET", NULL, observe_instance, "/");
 	case VMM_PHASE_OBSERVE:
 		r = vmm_request_add(rq, "GET", NULL, observe_instance, "/");
+		if (r >= 0 && has_memory_hotplug(v))
+			r = vmm_request_add(rq, "GET", NULL, observe_hotplug, "/hotplug/memory");
 		return r < 0 ? r : vmm_request_add(rq, "GET", NULL, observe_config, "/vm/config");
 	case VMM_PHASE_GRACEFUL:
 		/* A paused guest cannot hear the keys: it runs again first. */
@@ -630,6 +720,8 @@ static int fc_build(VmmVm *v, VmmJob *j, VmmRequests *rq)
 			return patch_vm(rq, "Paused");
 		if (j->type == BACKEND_OP_RESUME)
 			return patch_vm(rq, "Resumed");
+		if (j->type == BACKEND_OP_RESIZE)
+			return resize(v, j, rq);
 		return -EOPNOTSUPP;
 	default:
 		return 0;
@@ -681,6 +773,11 @@ static int fc_validate(const SandboxSpec *spec, SpecCheck *check)
 	backend_require_kernel(spec, check);
 	backend_refuse_qcow2(spec, check);
 	backend_refuse_user_net(spec, check);
+	/* virtio-mem takes multiples of its block: so that each resize is one, so is the size. */
+	if (spec->memory % FC_HOTPLUG_BLOCK != 0)
+		spec_check_error(check, "spec.memory",
+				 "%s takes memory in multiples of 2Mi (virtio-mem's block)",
+				 spec_check_backend(spec, buf));
 	if (spec->vcpus > FC_VCPUS_MAX || (spec->vcpus > 1 && spec->vcpus % 2 != 0))
 		spec_check_error(check, "spec.vcpus",
 				 "%u vCPUs do not fit %s: it takes 1 or an even number up to %u",
@@ -691,7 +788,7 @@ static int fc_validate(const SandboxSpec *spec, SpecCheck *check)
 const BackendOps backend_firecracker_ops = {
 	.name = "firecracker",
 	.takes_host_resources = true,
-	.caps = BACKEND_CAP_PAUSE,
+	.caps = BACKEND_CAP_PAUSE | BACKEND_CAP_RESIZE, /* memory, from 1.14 (fc_observed) */
 	.data_size = sizeof(Fc),
 	.validate = fc_validate,
 	.init = fc_init,
@@ -705,5 +802,6 @@ const BackendOps backend_firecracker_ops = {
 	.stop = vmm_vm_stop,
 	.pause = vmm_vm_pause,
 	.resume = vmm_vm_resume,
+	.resize = vmm_vm_resize,
 	.cleanup = vmm_vm_cleanup,
 };

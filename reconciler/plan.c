@@ -90,7 +90,8 @@ static bool resize_fits(const Planner *p, const SandboxSpec *want)
 
 	if (!(p->in->caps & BACKEND_CAP_RESIZE))
 		return false;
-	return (o->max_vcpus == 0 || want->vcpus <= o->max_vcpus) &&
+	return (o->min_vcpus == 0 || want->vcpus >= o->min_vcpus) &&
+	       (o->max_vcpus == 0 || want->vcpus <= o->max_vcpus) &&
 	       (o->min_memory == 0 || want->memory >= o->min_memory) &&
 	       (o->max_memory == 0 || want->memory <= o->max_memory);
 }

@@ -151,6 +151,56 @@ static void test_lifecycle(void **state)
 	assert_null(strstr(log, "forcing it off"));
 }
 
+/* A daemon with one sandbox vm (extra: its spec lines), once it runs: its VMM's pid. */
+static pid_t start_vm(Fixture *f, const char *extra)
+{
+	json_t *s;
+	pid_t pid;
+
+	put(f, "vm", extra);
+	fixture_start_daemon(f);
+	s = fixture_wait_status(f, "vm", ready, "Running");
+	pid = pid_of(s);
+	json_decref(s);
+	return pid;
+}
+
+static bool running_as_pid(json_t *s, const void *arg)
+{
+	return ready(s, "Running") && pid_of(s) == (pid_t)(intptr_t)arg;
+}
+
+/*
+ * Memory hot-plug (virtio-mem, Firecracker 1.14 and later): more memory, or less again
+ * down to the boot size, without a restart; 1.13 restarts. vCPUs always need a restart.
+ */
+static void test_memory_hotplug(void **state)
+{
+	Fixture *f = *state;
+	bool live = !getenv("VMD_SIM_FC_VERSION");
+	pid_t pid = start_vm(f, "  memory: 128Mi\n  updatePolicy: restart\n");
+	json_t *s;
+
+	wait_devices(f, "vm", "drives= nets= vcpus=1 mem=128");
+
+	put(f, "vm", "  memory: 384Mi\n  updatePolicy: restart\n");
+	wait_devices(f, "vm", "drives= nets= vcpus=1 mem=384");
+	s = fixture_wait_status(f, "vm", live ? running_as_pid : running_as_other_pid,
+				(void *)(intptr_t)pid);
+	pid = pid_of(s);
+	json_decref(s);
+	assert_int_equal(fixture_count_requests(f, "PATCH /hotplug/memory"), live ? 1 : 0);
+	if (live) {
+		put(f, "vm", "  memory: 128Mi\n  updatePolicy: restart\n");
+		wait_devices(f, "vm", "drives= nets= vcpus=1 mem=128");
+		json_decref(fixture_wait_status(f, "vm", running_as_pid, (void *)(intptr_t)pid));
+	}
+
+	put(f, "vm", "  memory: 128Mi\n  vcpus: 2\n  updatePolicy: restart\n");
+	json_decref(fixture_wait_status(f, "vm", running_as_other_pid, (void *)(intptr_t)pid));
+	wait_devices(f, "vm", "drives= nets= vcpus=2 mem=128");
+}
+
 /* A guest deaf to Ctrl-Alt-Del: killed after stopTimeout (Firecracker has no quit). */
 static void test_forced_stop(void **state)
 {
@@ -212,14 +262,9 @@ static void test_readopt(void **state)
 static void test_crash(void **state)
 {
 	Fixture *f = *state;
-	pid_t pid;
+	pid_t pid = start_vm(f, "  memory: 64Mi\n");
 	json_t *s;
 
-	put(f, "vm", "  memory: 64Mi\n");
-	fixture_start_daemon(f);
-	s = fixture_wait_status(f, "vm", ready, "Running");
-	pid = pid_of(s);
-	json_decref(s);
 	assert_int_equal(kill(pid, SIGKILL), 0);
 	s = fixture_wait_status(f, "vm", restarted, (void *)1);
 	assert_int_not_equal(pid_of(s), pid);
@@ -490,6 +535,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		FC_TEST(test_lifecycle),
 		FC_TEST(test_forced_stop),
+		FC_TEST(test_memory_hotplug),
 		FC_TEST(test_readopt),
 		FC_TEST(test_crash),
 		FC_TEST(test_errors_and_stale_socket),

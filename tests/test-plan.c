@@ -33,10 +33,10 @@ typedef struct Row {
 	const char *expect; /* "type[:device] ..." */
 	bool restart_required;
 	uint64_t wake_at;
-	bool busy;	    /* a hot-unplug is in flight */
-	BackendOp job;	    /* an operation under way on the VM */
-	bool unresponsive;  /* its VMM does not answer */
-	unsigned max_vcpus; /* live resize room; 0 for none known */
+	bool busy;		       /* a hot-unplug is in flight */
+	BackendOp job;		       /* an operation under way on the VM */
+	bool unresponsive;	       /* its VMM does not answer */
+	unsigned min_vcpus, max_vcpus; /* live resize room; 0 for none known */
 	uint64_t min_memory, max_memory;
 	unsigned host_cpus; /* admission: what the host has; both 0 for no check */
 	uint64_t host_memory;
@@ -147,6 +147,11 @@ static const Row rows[] = {
 	  .caps = BACKEND_CAP_PAUSE, .expect = "", .restart_required = true },
 	{ "more vcpus than the VM has room for", BASE "vcpus: 5\n", VM_RUNNING, .have = BASE,
 	  .max_vcpus = 4, .expect = "", .restart_required = true },
+	{ "fewer vcpus than the VM can keep", BASE "vcpus: 1\n", VM_RUNNING, .have = BASE "vcpus: 2\n",
+	  .min_vcpus = 2, .max_vcpus = 2, .expect = "", .restart_required = true },
+	{ "memory only, vcpus fixed", "memory: 128Mi\nvcpus: 2\n", VM_RUNNING,
+	  .have = BASE "vcpus: 2\n", .min_vcpus = 2, .max_vcpus = 2, .min_memory = 64 << 20,
+	  .max_memory = 256 << 20, .expect = "resize" },
 	{ "more memory than the VM has room for, restart", "memory: 512Mi\nupdatePolicy: restart\n",
 	  VM_RUNNING, .have = BASE, .max_memory = 256 << 20, .expect = "restart" },
 	{ "less memory than it booted with", "memory: 32Mi\n", VM_RUNNING, .have = BASE,
@@ -267,6 +272,7 @@ static void test_rows(void **state _unused_)
 				 .busy = r->busy,
 				 .job = r->job,
 				 .unresponsive = r->unresponsive ? (char *)"silent" : NULL,
+				 .min_vcpus = r->min_vcpus,
 				 .max_vcpus = r->max_vcpus,
 				 .min_memory = r->min_memory,
 				 .max_memory = r->max_memory };
