@@ -340,6 +340,37 @@ static void test_dash_ids(void **state)
 	json_decref(s);
 }
 
+/*
+ * The simulator's PATCH /drives/ID, which vmd does not send yet: a running VM's disk
+ * takes a new backing file; a missing one is refused with Firecracker's reason.
+ */
+static void test_patch_drive_sim(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *text = NULL, *a = path_in(f->dir, "a.img"),
+			    *b = path_in(f->dir, "b.img"), *sock = path_in(f->run, "vm/api.sock"),
+			    *gone = path_in(f->dir, "gone.img");
+	_cleanup_(http_freep) Http *h = NULL;
+	json_auto_t *change = NULL, *missing = NULL;
+	HttpReply r;
+
+	test_write_str(f->dir, "a.img", "");
+	test_write_str(f->dir, "b.img", "");
+	assert_true(asprintf(&text, "  memory: 64Mi\n  disks:\n    - {id: d-1, path: \"%s\"}\n", a) >
+		    0);
+	start_vm(f, text);
+	change = json_pack("{s:s, s:s}", "drive_id", "d_1", "path_on_host", b);
+	missing = json_pack("{s:s, s:s}", "drive_id", "d_1", "path_on_host", gone);
+	assert_int_equal(http_new(sock, &h), 0);
+	assert_int_equal(http_call(h, "PATCH", "/drives/d_1", change, 1000000, &r), 0);
+	http_reply_done(&r);
+	fixture_wait_console(f, "vm", "SIM-GUEST-DRIVE-CHANGED d_1", 0);
+	assert_int_not_equal(http_call(h, "PATCH", "/drives/d_1", missing, 1000000, &r), 0);
+	assert_int_equal(r.status, 400);
+	assert_non_null(strstr(r.error, "Unable to patch the block device: BackingFile"));
+	http_reply_done(&r);
+}
+
 static bool stopped_with_error(json_t *s, const void *arg)
 {
 	const char *e = json_string_value(json_object_get(s, "lastError"));
@@ -533,17 +564,12 @@ static void test_jailer_options(void **state _unused_)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		FC_TEST(test_lifecycle),
-		FC_TEST(test_forced_stop),
-		FC_TEST(test_memory_hotplug),
-		FC_TEST(test_readopt),
-		FC_TEST(test_crash),
-		FC_TEST(test_errors_and_stale_socket),
-		FC_TEST(test_dash_ids),
-		FC_TEST(test_jailer),
-		FC_TEST(test_jail_restarts),
-		FC_TEST(test_aarch64_stop),
-		cmocka_unit_test(test_jailer_options),
+		FC_TEST(test_lifecycle),      FC_TEST(test_forced_stop),
+		FC_TEST(test_memory_hotplug), FC_TEST(test_readopt),
+		FC_TEST(test_crash),	      FC_TEST(test_errors_and_stale_socket),
+		FC_TEST(test_dash_ids),	      FC_TEST(test_patch_drive_sim),
+		FC_TEST(test_jailer),	      FC_TEST(test_jail_restarts),
+		FC_TEST(test_aarch64_stop),   cmocka_unit_test(test_jailer_options),
 	};
 
 	snprintf(binary, sizeof(binary), "%s", test_src("tests/sim/firecracker"));
