@@ -206,6 +206,28 @@ static int jail_link(VmmVm *vm, const char *host, const char *file)
 	return 0;
 }
 
+int fc_jail_relink(VmmVm *vm, const char *host, const char *file)
+{
+	char new_name[NAME_MAX + 1];
+	_cleanup_free_ char *p = jail_path(vm->b, vm->name, file), *tmp = NULL;
+	int r;
+
+	snprintf(new_name, sizeof(new_name), "%s.new", file);
+	tmp = jail_path(vm->b, vm->name, new_name);
+	if (!p || !tmp)
+		return -ENOMEM;
+	(void)unlink(tmp);
+	r = jail_link(vm, host, new_name);
+	if (r < 0)
+		return r;
+	if (rename(tmp, p) < 0) {
+		r = -errno;
+		(void)unlink(tmp);
+		return r;
+	}
+	return 0;
+}
+
 /* runtime dir's file -> the jail's, so that vmd and operators find them where they always are. */
 static int point_at_jail(VmmVm *vm, const char *file)
 {

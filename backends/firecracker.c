@@ -386,6 +386,33 @@ static int configure(VmmVm *v, VmmRequests *rq)
 	return r;
 }
 
+/*
+ * A disk's new backing file: PATCH /drives/ID (request/drive.rs parse_patch_drive(), after
+ * InstanceStart), and Firecracker opens it in place of the old. Jailed, the jail's link
+ * /disk-ID is replaced by one to the new file first (Firecracker keeps the old one open
+ * until then).
+ */
+static int disk_update(VmmVm *v, VmmJob *j, VmmRequests *rq)
+{
+	_cleanup_free_ char *disk = NULL;
+	char name[sizeof(JAIL_DISK) + SPEC_ID_MAX], id[SPEC_ID_MAX + 1];
+	int r;
+
+	snprintf(name, sizeof(name), JAIL_DISK "%s", j->disk.id);
+	if (fc_jailed(v->b)) {
+		r = fc_jail_relink(v, j->disk.path, name);
+		if (r < 0)
+			return r;
+	}
+	disk = fc_vm_path(v->b, j->disk.path, name);
+	if (!disk)
+		return -ENOMEM;
+	fc_id(j->disk.id, id);
+	return vmm_request_add(rq, "PATCH",
+			       json_pack("{s:s, s:s}", "drive_id", id, "path_on_host", disk), NULL,
+			       "/drives/%s", id);
+}
+
 /* A resize done: the guest is asked for the new size (its virtio-mem driver plugs it). */
 static int resized(VmmVm *v, VmmJob *j, const VmmReply *r)
 {
@@ -442,6 +469,8 @@ static int fc_build(VmmVm *v, VmmJob *j, VmmRequests *rq)
 			return patch_vm(rq, "Resumed");
 		if (j->type == BACKEND_OP_RESIZE)
 			return resize(v, j, rq);
+		if (j->type == BACKEND_OP_DISK_UPDATE)
+			return disk_update(v, j, rq);
 		return -EOPNOTSUPP;
 	default:
 		return 0;
@@ -508,7 +537,8 @@ static int fc_validate(const SandboxSpec *spec, SpecCheck *check)
 const BackendOps backend_firecracker_ops = {
 	.name = "firecracker",
 	.takes_host_resources = true,
-	.caps = BACKEND_CAP_PAUSE | BACKEND_CAP_RESIZE, /* memory, from 1.14 (fc_observed) */
+	/* memory from 1.14 (fc_observed); a disk's path in every version (PATCH /drives/ID) */
+	.caps = BACKEND_CAP_PAUSE | BACKEND_CAP_RESIZE | BACKEND_CAP_DISK_PATH,
 	.data_size = sizeof(Fc),
 	.validate = fc_validate,
 	.init = fc_init,
@@ -523,5 +553,6 @@ const BackendOps backend_firecracker_ops = {
 	.pause = vmm_vm_pause,
 	.resume = vmm_vm_resume,
 	.resize = vmm_vm_resize,
+	.disk_update = vmm_vm_disk_update,
 	.cleanup = vmm_vm_cleanup,
 };

@@ -34,4 +34,6 @@ char *fc_vm_path(const Backend *b, const char *host, const char *jail_name);
 /* VmmVmType's prepare, cleanup and argv_name for Firecracker (see there). */
 int fc_jail_prepare(VmmVm *vm);
 int fc_jail_cleanup(Backend *b, const char *name);
+/* The jail's link file (in its root) made to point at host instead, atomically. */
+int fc_jail_relink(VmmVm *vm, const char *host, const char *file);
 int fc_argv_name(const Backend *b, pid_t pid, char *const *argv, char **ret);

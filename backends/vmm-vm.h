@@ -270,6 +270,7 @@ int vmm_vm_stop(Backend *b, const char *name, uint64_t timeout_ms, bool force);
 int vmm_vm_pause(Backend *b, const char *name);
 int vmm_vm_resume(Backend *b, const char *name);
 int vmm_vm_disk_add(Backend *b, const char *name, const DiskSpec *disk, uint64_t generation);
+int vmm_vm_disk_update(Backend *b, const char *name, const DiskSpec *disk, uint64_t generation);
 int vmm_vm_disk_remove(Backend *b, const char *name, const char *id, uint64_t generation);
 int vmm_vm_net_add(Backend *b, const char *name, const NetSpec *net, uint64_t generation);
 int vmm_vm_net_remove(Backend *b, const char *name, const char *id, uint64_t generation);

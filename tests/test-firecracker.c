@@ -341,8 +341,8 @@ static void test_dash_ids(void **state)
 }
 
 /*
- * The simulator's PATCH /drives/ID, which vmd does not send yet: a running VM's disk
- * takes a new backing file; a missing one is refused with Firecracker's reason.
+ * The simulator's PATCH /drives/ID on its own: a running VM's disk takes a new backing
+ * file; a missing one is refused with Firecracker's reason.
  */
 static void test_patch_drive_sim(void **state)
 {
@@ -538,6 +538,54 @@ static void test_aarch64_stop(void **state)
 				    "SendCtrlAltDel does not supported on aarch64."));
 }
 
+/*
+ * A disk's path changed in the file: PATCH /drives/ID, the same Firecracker (jailed: its
+ * link in the jail is the new file's). Made read-only instead: a restart.
+ */
+static void test_disk_path(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *a = path_in(f->dir, "a.img"), *b = path_in(f->dir, "b.img"),
+			    *base = path_in(f->dir, "jail"), *text = NULL,
+			    *link_d = path_in(f->dir, "jail/firecracker/vm/root/disk-d-1");
+	struct stat st_b, st_link;
+	pid_t pid;
+	json_t *s;
+
+	jailed(f, base);
+	test_write_str(f->dir, "a.img", "");
+	test_write_str(f->dir, "b.img", "");
+	assert_int_equal(chmod(a, 0666), 0);
+	assert_int_equal(chmod(b, 0666), 0);
+	assert_true(asprintf(&text,
+			     "  memory: 64Mi\n  updatePolicy: restart\n"
+			     "  disks:\n    - {id: d-1, path: \"%s\"}\n",
+			     a) > 0);
+	pid = start_vm(f, text);
+	free(text);
+	assert_true(asprintf(&text,
+			     "  memory: 64Mi\n  updatePolicy: restart\n"
+			     "  disks:\n    - {id: d-1, path: \"%s\"}\n",
+			     b) > 0);
+	put(f, "vm", text);
+	fixture_wait_console(f, "vm", "SIM-GUEST-DRIVE-CHANGED d_1", 0);
+	s = fixture_wait_status(f, "vm", running_as_pid, (void *)(intptr_t)pid);
+	assert_string_equal(json_string_value(json_object_get(
+				    json_array_get(json_object_get(s, "disks"), 0), "path")),
+			    b);
+	json_decref(s);
+	assert_int_equal(stat(b, &st_b), 0);
+	assert_int_equal(stat(link_d, &st_link), 0);
+	assert_int_equal(st_link.st_ino, st_b.st_ino);
+	free(text);
+	assert_true(asprintf(&text,
+			     "  memory: 64Mi\n  updatePolicy: restart\n"
+			     "  disks:\n    - {id: d-1, path: \"%s\", readOnly: true}\n",
+			     b) > 0);
+	put(f, "vm", text);
+	json_decref(fixture_wait_status(f, "vm", running_as_other_pid, (void *)(intptr_t)pid));
+}
+
 /* --jailer without the ids to drop to is refused before anything starts; so is uid 0. */
 static void test_jailer_options(void **state _unused_)
 {
@@ -564,12 +612,19 @@ static void test_jailer_options(void **state _unused_)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		FC_TEST(test_lifecycle),      FC_TEST(test_forced_stop),
-		FC_TEST(test_memory_hotplug), FC_TEST(test_readopt),
-		FC_TEST(test_crash),	      FC_TEST(test_errors_and_stale_socket),
-		FC_TEST(test_dash_ids),	      FC_TEST(test_patch_drive_sim),
-		FC_TEST(test_jailer),	      FC_TEST(test_jail_restarts),
-		FC_TEST(test_aarch64_stop),   cmocka_unit_test(test_jailer_options),
+		FC_TEST(test_lifecycle),
+		FC_TEST(test_forced_stop),
+		FC_TEST(test_memory_hotplug),
+		FC_TEST(test_readopt),
+		FC_TEST(test_crash),
+		FC_TEST(test_errors_and_stale_socket),
+		FC_TEST(test_dash_ids),
+		FC_TEST(test_patch_drive_sim),
+		FC_TEST(test_jailer),
+		FC_TEST(test_jail_restarts),
+		FC_TEST(test_aarch64_stop),
+		FC_TEST(test_disk_path),
+		cmocka_unit_test(test_jailer_options),
 	};
 
 	snprintf(binary, sizeof(binary), "%s", test_src("tests/sim/firecracker"));

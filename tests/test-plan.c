@@ -114,6 +114,15 @@ static const Row rows[] = {
 	  VM_RUNNING, .have = BASE D1, .expect = "disk-remove:root disk-add:root" },
 	{ "disk changed, in grace: neither", BASE "disks: [{id: root, path: /d/other.raw}]\n",
 	  VM_RUNNING, .have = BASE D1, .since = 9000, .expect = "", .wake_at = 11000 },
+	{ "disk path changed, path cap", BASE "disks: [{id: root, path: /d/other.raw}]\n",
+	  VM_RUNNING, .have = BASE D1, .caps = BACKEND_CAP_PAUSE | BACKEND_CAP_DISK_PATH,
+	  .expect = "disk-update:root" },
+	{ "disk path changed, path cap, in grace", BASE "disks: [{id: root, path: /d/other.raw}]\n",
+	  VM_RUNNING, .have = BASE D1, .caps = BACKEND_CAP_DISK_PATH, .since = 9000, .expect = "",
+	  .wake_at = 11000 },
+	{ "disk made read-only, path cap only",
+	  BASE "disks: [{id: root, path: /d/root.raw, readOnly: true}]\n", VM_RUNNING,
+	  .have = BASE D1, .caps = BACKEND_CAP_DISK_PATH, .expect = "", .restart_required = true },
 	{ "disk swapped for another", BASE "disks: [{id: data, path: /d/data.raw}]\n", VM_RUNNING,
 	  .have = BASE D1, .expect = "disk-remove:root disk-add:data" },
 	{ "disk in grace, add goes on", BASE "disks: [{id: data, path: /d/data.raw}]\n", VM_RUNNING,
@@ -314,7 +323,7 @@ static void test_destructive(void **state _unused_)
 {
 	for (int t = 0; t < _ACTION_TYPE_MAX; t++) {
 		bool d = IN_SET(t, ACTION_STOP, ACTION_RESTART, ACTION_DISK_REMOVE,
-				ACTION_NET_REMOVE, ACTION_CLEANUP);
+				ACTION_NET_REMOVE, ACTION_DISK_UPDATE, ACTION_CLEANUP);
 
 		assert_int_equal(action_is_destructive(t), d);
 		assert_int_equal(action_type_from_string(action_type_to_string(t)), t);
