@@ -547,7 +547,8 @@ static void test_disk_path(void **state)
 	Fixture *f = *state;
 	_cleanup_free_ char *a = path_in(f->dir, "a.img"), *b = path_in(f->dir, "b.img"),
 			    *base = path_in(f->dir, "jail"), *text = NULL,
-			    *link_d = path_in(f->dir, "jail/firecracker/vm/root/disk-d-1");
+			    *link_d = path_in(f->dir, "jail/firecracker/vm/root/disk-d-1"),
+			    *file = path_in(f->sb, "vm.yaml");
 	struct stat st_b, st_link;
 	pid_t pid;
 	json_t *s;
@@ -584,6 +585,8 @@ static void test_disk_path(void **state)
 			     b) > 0);
 	put(f, "vm", text);
 	json_decref(fixture_wait_status(f, "vm", running_as_other_pid, (void *)(intptr_t)pid));
+	assert_int_equal(unlink(file), 0);
+	json_decref(fixture_wait_status(f, "vm", absent, NULL));
 }
 
 /* --jailer without the ids to drop to is refused before anything starts; so is uid 0. */
