@@ -5,9 +5,9 @@
  * through the job machinery (vmm-job.c): GET / answers with the sandbox's name as the
  * instance id, and its version (api-up); serial to console.log (from 1.14), boot source,
  * machine config, virtio-mem room (from 1.14), drives, network interfaces (configure);
- * InstanceStart (boot). Its runtime dir holds vm.json, api.sock, console.log and fc.log
- * (its stdout and stderr). Firecracker refuses an existing socket path: a stale one
- * (nobody listening) is removed first, inside the run dir only.
+ * InstanceStart (boot). Its runtime dir holds vm.json, api.sock, console.log, fc.log (its
+ * stderr) and fc.out (its stdout: its log lines). Firecracker refuses an existing socket path: a
+ * stale one (nobody listening) is removed first, inside the run dir only.
  *
  * Live changes: pause and resume; memory within the virtio-mem room from 1.14. Firecracker
  * cannot hot-plug devices or change vCPUs of a running microVM, so the planner restarts it
@@ -308,8 +308,8 @@ static int patch_vm(VmmRequests *rq, const char *state)
 }
 
 /*
- * Before 1.14 the guest's console is Firecracker's stdout, which goes to fc.log with its
- * own log lines and stderr: console.log points there (into the jail no more).
+ * Before 1.14 the guest's console is Firecracker's stdout, which goes to fc.out with its
+ * own log lines: console.log points there (into the jail no more).
  */
 static int console_is_stdout(VmmVm *v)
 {
@@ -318,7 +318,7 @@ static int console_is_stdout(VmmVm *v)
 	if (!console)
 		return -ENOMEM;
 	(void)unlink(console);
-	return symlink("fc.log", console) < 0 ? -errno : 0;
+	return symlink("fc.out", console) < 0 ? -errno : 0;
 }
 
 /* Everything before InstanceStart, in the order Firecracker takes it. */
@@ -497,7 +497,9 @@ static const VmmVmType fc_type = {
 	.api = VMM_API_REST,
 	.socket = "api.sock",
 	.log = "fc.log",
-	.log_stdout = true, /* where it logs (logger/logging.rs), and its console before 1.14 */
+	/* where it logs (logger/logging.rs), and its console before 1.14; fc.log keeps its stderr */
+	.out = "fc.out",
+	.extra_files = (const char *const[]){ "fc.out", NULL },
 	.size = sizeof(FcVm),
 	.free = fc_free,
 	.observed = fc_observed,

@@ -633,10 +633,11 @@ static void prepare_dir(VmmVm *v)
 static int spawn(VmmVm *v)
 {
 	_cleanup_(strv_freep) char **argv = NULL;
-	_cleanup_free_ char *log = vmm_vm_path(v->b, v->name, v->type->log);
+	_cleanup_free_ char *log = vmm_vm_path(v->b, v->name, v->type->log),
+			    *out = v->type->out ? vmm_vm_path(v->b, v->name, v->type->out) : NULL;
 	int r;
 
-	if (!log)
+	if (!log || (v->type->out && !out))
 		return -ENOMEM;
 	if (v->type->prepare) {
 		r = v->type->prepare(v);
@@ -646,7 +647,7 @@ static int spawn(VmmVm *v)
 	r = v->type->argv(v, &argv);
 	if (r < 0)
 		return r;
-	r = vmm_spawn_logging(argv, log, v->type->log_stdout, &v->id.pid, &v->pidfd);
+	r = vmm_spawn_logging(argv, log, out, &v->id.pid, &v->pidfd);
 	if (r < 0) {
 		backend_set_error(v->b, "cannot run %s: %s", argv[0], strerror(-r));
 		return r;

@@ -148,7 +148,7 @@ typedef struct VmmVmType {
 	VmmApi api;			/* how its requests go */
 	const char *socket;		/* its API socket in the runtime dir */
 	const char *log;		/* its stderr in the runtime dir */
-	bool log_stdout;		/* its stdout goes there too (else /dev/null) */
+	const char *out;		/* its stdout in the runtime dir (NULL: /dev/null) */
 	const char *const *extra_files; /* more of its files for cleanup, NULL-terminated */
 	size_t size;			/* of the backend's VM struct, which starts with a VmmVm */
 

@@ -52,13 +52,13 @@ fail:
 
 int vmm_spawn(char *const argv[], const char *log_path, pid_t *ret_pid, int *ret_pidfd)
 {
-	return vmm_spawn_logging(argv, log_path, false, ret_pid, ret_pidfd);
+	return vmm_spawn_logging(argv, log_path, NULL, ret_pid, ret_pidfd);
 }
 
-int vmm_spawn_logging(char *const argv[], const char *log_path, bool log_stdout, pid_t *ret_pid,
-		      int *ret_pidfd)
+int vmm_spawn_logging(char *const argv[], const char *log_path, const char *out_path,
+		      pid_t *ret_pid, int *ret_pidfd)
 {
-	_cleanup_close_ int log_fd = -EBADF, null_fd = -EBADF, pidfd = -EBADF;
+	_cleanup_close_ int log_fd = -EBADF, null_fd = -EBADF, pidfd = -EBADF, out_fd = -EBADF;
 	int pipefd[2], e = 0;
 	ssize_t n;
 	pid_t pid;
@@ -68,6 +68,10 @@ int vmm_spawn_logging(char *const argv[], const char *log_path, bool log_stdout,
 		return -errno;
 	null_fd = open("/dev/null", O_RDWR | O_CLOEXEC | O_NOCTTY);
 	if (null_fd < 0)
+		return -errno;
+	out_fd = out_path ? open(out_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOCTTY, 0600)
+			  : fcntl(null_fd, F_DUPFD_CLOEXEC, 3);
+	if (out_fd < 0)
 		return -errno;
 	if (pipe2(pipefd, O_CLOEXEC) < 0)
 		return -errno;
@@ -80,7 +84,7 @@ int vmm_spawn_logging(char *const argv[], const char *log_path, bool log_stdout,
 	}
 	if (pid == 0) {
 		close(pipefd[0]);
-		exec_child(argv, log_fd, null_fd, log_stdout ? log_fd : null_fd, pipefd[1]);
+		exec_child(argv, log_fd, null_fd, out_fd, pipefd[1]);
 	}
 	close(pipefd[1]);
 	do

@@ -25,9 +25,9 @@ typedef struct VmmIdentity {
  * reset. Returns once the exec happened (or failed: its errno). *ret_pidfd refers to it.
  */
 int vmm_spawn(char *const argv[], const char *log_path, pid_t *ret_pid, int *ret_pidfd);
-/* The same, with stdout appended to log_path too when log_stdout (a VMM that logs there). */
-int vmm_spawn_logging(char *const argv[], const char *log_path, bool log_stdout, pid_t *ret_pid,
-		      int *ret_pidfd);
+/* The same, with stdout in out_path (made anew) unless NULL: for a VMM that logs there. */
+int vmm_spawn_logging(char *const argv[], const char *log_path, const char *out_path,
+		      pid_t *ret_pid, int *ret_pidfd);
 
 /* Read a live process's identity; -ESRCH if it is gone (or a zombie). */
 int vmm_identity(pid_t pid, VmmIdentity *ret);

@@ -100,7 +100,7 @@ static void test_lifecycle(void **state)
 	Fixture *f = *state;
 	_cleanup_free_ char *file = path_in(f->sb, "vm.yaml"),
 			    *record = path_in(f->run, "vm/vm.json"), *log = NULL,
-			    *fc_log_path = path_in(f->run, "vm/fc.log"), *fc_log = NULL;
+			    *fc_out_path = path_in(f->run, "vm/fc.out"), *fc_out = NULL;
 	pid_t pid;
 	json_t *s;
 
@@ -115,9 +115,9 @@ static void test_lifecycle(void **state)
 	json_decref(s);
 	fixture_wait_console(f, "vm", "SIM-GUEST-BOOT cmdline=console=ttyS0", 0);
 	wait_devices(f, "vm", "drives=a nets=n0@52:54:00:00:00:01 vcpus=2 mem=128");
-	/* Firecracker logs to stdout: into fc.log. PUT /serial only where it exists. */
-	fc_log = test_read_file(fc_log_path, NULL);
-	assert_non_null(strstr(fc_log, "[vm:main] Running Firecracker v"));
+	/* Firecracker logs to stdout: into fc.out. PUT /serial only where it exists. */
+	fc_out = test_read_file(fc_out_path, NULL);
+	assert_non_null(strstr(fc_out, "[vm:main] Running Firecracker v"));
 	assert_int_equal(fixture_count_requests(f, "PUT /serial"),
 			 getenv("VMD_SIM_FC_VERSION") ? 0 : 1);
 
