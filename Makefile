@@ -97,7 +97,8 @@ LIB_SRCS := \
 	backends/qemu-hotplug.c \
 	backends/netdev.c \
 	backends/cloud-hypervisor.c \
-	backends/firecracker.c
+	backends/firecracker.c \
+	backends/firecracker-jail.c
 MAIN_SRC := reconciler/main.c
 
 TESTS := util hashmap list prioq status desired console yaml-tree yaml-decode spec spec-check spec-yaml spec-json sandbox-dir sandbox-file plan backend-noop vmm http-unix cloud-hypervisor firecracker qmp qemu-argv qemu qemu-sim hung-vmm vm-safety host-ports watcher \

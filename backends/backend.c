@@ -23,6 +23,7 @@ const char *const backend_op_table[_BACKEND_OP_MAX] = {
 	[BACKEND_OP_NET_ADD] = "net-add",
 	[BACKEND_OP_NET_REMOVE] = "net-remove",
 	[BACKEND_OP_RESIZE] = "resize",
+	[BACKEND_OP_DISK_UPDATE] = "disk-update",
 	[BACKEND_OP_ADOPT] = "adopt",
 	[BACKEND_OP_OBSERVE] = "observe",
 };

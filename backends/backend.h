@@ -19,6 +19,8 @@ typedef enum BackendCaps {
 	BACKEND_CAP_DISK_HOTPLUG = 1u << 1, /* add and remove */
 	BACKEND_CAP_NET_HOTPLUG = 1u << 2,
 	BACKEND_CAP_RESIZE = 1u << 3, /* vcpus and memory */
+	/* A disk's backing path changed in place (disk_update), its other settings kept. */
+	BACKEND_CAP_DISK_PATH = 1u << 4,
 } BackendCaps;
 
 typedef enum VmState {
@@ -46,6 +48,7 @@ typedef enum BackendOp {
 	BACKEND_OP_NET_ADD,
 	BACKEND_OP_NET_REMOVE,
 	BACKEND_OP_RESIZE,
+	BACKEND_OP_DISK_UPDATE,
 	BACKEND_OP_ADOPT,
 	BACKEND_OP_OBSERVE, /* refresh: what the VMM itself reports */
 	_BACKEND_OP_MAX,
@@ -94,9 +97,10 @@ typedef struct VmObserved {
 	char *vmm_version;
 	/*
 	 * How far this VM can be resized live (BACKEND_CAP_RESIZE), as it was started: vCPUs
-	 * up to max_vcpus, memory from min_memory to max_memory. 0: no limit known.
+	 * from min_vcpus up to max_vcpus, memory from min_memory to max_memory. 0: no limit
+	 * known.
 	 */
-	unsigned max_vcpus;
+	unsigned min_vcpus, max_vcpus;
 	uint64_t min_memory, max_memory;
 	/*
 	 * Memory grows live only by whole multiples of memory_step bytes, and at most
@@ -206,6 +210,8 @@ typedef struct BackendOps {
 	int (*resume)(Backend *b, const char *name);
 	int (*disk_add)(Backend *b, const char *name, const DiskSpec *disk, uint64_t generation);
 	int (*disk_remove)(Backend *b, const char *name, const char *id, uint64_t generation);
+	/* BACKEND_CAP_DISK_PATH: disk (by its id) to take its new path. */
+	int (*disk_update)(Backend *b, const char *name, const DiskSpec *disk, uint64_t generation);
 	int (*net_add)(Backend *b, const char *name, const NetSpec *net, uint64_t generation);
 	int (*net_remove)(Backend *b, const char *name, const char *id, uint64_t generation);
 	int (*resize)(Backend *b, const char *name, unsigned vcpus, uint64_t memory,

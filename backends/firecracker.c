@@ -3,91 +3,71 @@
  * The Firecracker backend. Each VM is one `firecracker --api-sock ... --id NAME` process
  * that vmd starts and watches like every VMM (vmm-vm.c) and configures over its REST API
  * through the job machinery (vmm-job.c): GET / answers with the sandbox's name as the
- * instance id (api-up); serial to console.log, boot source, machine config, drives,
- * network interfaces (configure); InstanceStart (boot). Its runtime dir holds vm.json, api.sock,
- * console.log and fc.log (its stderr). Firecracker refuses an existing socket path: a stale one
- * (nobody listening) is removed first, inside the run dir only.
+ * instance id, and its version (api-up); serial to console.log (from 1.14), boot source,
+ * machine config, virtio-mem room (from 1.14), drives, network interfaces (configure);
+ * InstanceStart (boot). Its runtime dir holds vm.json, api.sock, console.log, fc.log (its
+ * stderr) and fc.out (its stdout: its log lines). Firecracker refuses an existing socket path: a
+ * stale one (nobody listening) is removed first, inside the run dir only.
  *
- * Live changes: pause and resume only. Firecracker cannot hot-plug devices or change
- * vCPUs or memory of a running microVM, so its capabilities say so and the planner
- * restarts it or reports RestartRequired, per updatePolicy. Graceful stop is
- * SendCtrlAltDel (the guest reboots, and Firecracker exits); there is no API to quit, so
- * a forced stop is SIGKILL. A restarted vmd adopts a VM when the record's identity holds
- * and GET / answers with the sandbox's name as the instance id.
+ * Live changes: pause and resume; memory within the virtio-mem room from 1.14. Firecracker
+ * cannot hot-plug devices or change vCPUs of a running microVM, so the planner restarts it
+ * or reports RestartRequired, per updatePolicy. Graceful stop is SendCtrlAltDel (the guest
+ * reboots, and Firecracker exits; x86_64 only); there is no API to quit, so a forced stop
+ * is SIGKILL. A restarted vmd adopts a VM when the record's identity holds and GET /
+ * answers with the sandbox's name as the instance id.
  *
- * With --jailer, Firecracker starts through the jailer as --jailer-uid/--jailer-gid,
- * chrooted in <chroot-base>/<firecracker's name>/<name>/root. vmd hard-links the kernel,
- * the initrd and the disks into that root (a link: the image itself is neither copied nor
- * changed, and stays the operator's to give the uid access to; it must be on the same
- * filesystem), gives the uid the root dir, and points api.sock and console.log in the
- * runtime dir at the jail's. The jailer execs Firecracker in the same process, so the pid
- * vmd watches stays the same; the record takes the jailed binary once the API answers.
+ * With --jailer, Firecracker runs in the jailer's chroot: firecracker-jail.c. The jailer
+ * execs Firecracker in the same process, so the pid vmd watches stays the same; the
+ * record takes the jailed binary once the API answers.
  */
-#include <dirent.h>
 #include <inttypes.h>
 #include <stdio.h>
 
 #include "log.h"
 #include "spec-json.h"
 #include "util.h"
+#include "firecracker.h"
 #include "vmm-vm.h"
 
-#define JAIL_KERNEL "vmlinux"
-#define JAIL_INITRD "initrd"
-#define JAIL_DISK "disk-"
-#define JAIL_SOCKET "api.sock"
-#define JAIL_CONSOLE "console.log"
-
 typedef struct FcVm {
-	VmmVm vm; /* first */
+	VmmVm vm;	       /* first */
+	char *vmm_version;     /* "Firecracker v1.13.1": GET /'s app_name and vmm_version */
+	unsigned major, minor; /* of vmm_version; 0.0 until GET / answers */
+	/* virtio-mem (PUT /hotplug/memory): its room, and how much of it is asked for. */
+	uint64_t hotplug_total, hotplug_requested;
 } FcVm;
 
-typedef struct Fc {
-	VmmBackend vmm; /* first */
-	char *jailer;	/* absolute; NULL if not found (or not asked for) */
-	int jailer_error;
-} Fc;
+#define FC_VM(v) ((FcVm *)(v))
 
-#define FC(b) ((Fc *)(b)->data)
-
-static bool jailed(const Backend *b)
+/*
+ * Firecracker 1.14.0 brought PUT /serial (CHANGELOG #5350; before, the console is its
+ * stdout) and memory hot-plug through virtio-mem (/hotplug/memory, #5534).
+ */
+static bool is_1_14(const VmmVm *v)
 {
-	return b->options.jailer_binary != NULL;
+	return FC_VM(v)->major > 1 || (FC_VM(v)->major == 1 && FC_VM(v)->minor >= 14);
 }
 
-static const char *jail_base(const Backend *b)
+static bool has_serial(const VmmVm *v)
 {
-	return b->options.jailer_chroot_base ?: "/srv/jailer";
+	return is_1_14(v);
 }
 
-/* <chroot-base>/<firecracker's name>/<name>: what the jailer makes, one per VM. */
-static char *jail_dir(const Backend *b, const char *name)
+static bool has_memory_hotplug(const VmmVm *v)
 {
-	const char *fc = VMM_BACKEND(b)->binary ?: "firecracker", *base = strrchr(fc, '/');
-	char *p = NULL;
-
-	return asprintf(&p, "%s/%s/%s", jail_base(b), base ? base + 1 : fc, name) < 0 ? NULL : p;
+	return is_1_14(v);
 }
 
-/* A file in the jail's root as the host sees it (file NULL: the root). */
-static char *jail_path(const Backend *b, const char *name, const char *file)
+/*
+ * The virtio-mem room a VM boots with: 3 x its memory, as much as Cloud Hypervisor's, in
+ * whole slots (128 MiB, slot_size_mib's default) as MemoryHotplugConfig::validate() asks.
+ */
+#define FC_HOTPLUG_SLOT (128ull << 20)
+#define FC_HOTPLUG_BLOCK (2ull << 20) /* block_size_mib's default: requests are multiples */
+
+static uint64_t hotplug_room(uint64_t memory)
 {
-	_cleanup_free_ char *dir = jail_dir(b, name);
-	char *p = NULL;
-
-	if (!dir || asprintf(&p, "%s/root%s%s", dir, file ? "/" : "", file ?: "") < 0)
-		return NULL;
-	return p;
-}
-
-/* The path Firecracker is given for a host file: where it is in the jail, if jailed. */
-static char *vm_path(const Backend *b, const char *host, const char *jail_name)
-{
-	char *p = NULL;
-
-	if (!jailed(b))
-		return strdup(host);
-	return asprintf(&p, "/%s", jail_name) < 0 ? NULL : p;
+	return (3 * memory + FC_HOTPLUG_SLOT - 1) / FC_HOTPLUG_SLOT * FC_HOTPLUG_SLOT;
 }
 
 static const VmmVmType fc_type;
@@ -106,16 +86,23 @@ static int fc_argv(VmmVm *vm, char ***ret)
 	const char *const plain[] = { binary, "--api-sock", sock, "--id", vm->name, NULL };
 	/* The jailer runs Firecracker in its chroot, with the arguments after "--". */
 	const char *const jail[] = {
-		FC(b)->jailer, "--id",
-		vm->name,      "--exec-file",
-		binary,	       "--uid",
-		uid,	       "--gid",
-		gid,	       "--chroot-base-dir",
-		jail_base(b),  "--",
-		"--api-sock",  "/" JAIL_SOCKET,
+		FC(b)->jailer,
+		"--id",
+		vm->name,
+		"--exec-file",
+		binary,
+		"--uid",
+		uid,
+		"--gid",
+		gid,
+		"--chroot-base-dir",
+		fc_jail_base(b),
+		"--",
+		"--api-sock",
+		"/" JAIL_SOCKET,
 		NULL,
 	};
-	for (const char *const *a = jailed(b) ? jail : plain; *a; a++)
+	for (const char *const *a = fc_jailed(b) ? jail : plain; *a; a++)
 		if (strv_extendf(&argv, "%s", *a) < 0) {
 			strv_free(argv);
 			return -ENOMEM;
@@ -124,176 +111,85 @@ static int fc_argv(VmmVm *vm, char ***ret)
 	return 0;
 }
 
-/* Jail */
-
-/* The value of option in argv, or NULL. */
-static const char *argv_value(char *const *argv, const char *option)
-{
-	for (size_t i = 0; argv[i] && argv[i + 1]; i++)
-		if (streq(argv[i], option))
-			return argv[i + 1];
-	return NULL;
-}
+/* Ids */
 
 /*
- * A Firecracker of vmd's names its runtime dir in --api-sock (fc_argv). A jailed one names
- * only its --id, and runs in the jail of that name: the jailer, with vmd's chroot base and
- * binary; then Firecracker chrooted in it (/proc/PID/root), or the simulator of the tests,
- * which cannot chroot and works in it instead (/proc/PID/cwd).
+ * A disk's or NIC's id as Firecracker takes it: its API refuses path ids with anything but
+ * alphanumerics and '_' (checked_id, parsed_request.rs), and vmd's ids are [a-z0-9-]. Each
+ * '-' goes as '_'. vmd's ids never hold a '_', so the mapping is one to one, and vmd_id()
+ * undoes it for what Firecracker reports: the file, the status and the logs keep the ids
+ * as written.
  */
-static int fc_argv_name(const Backend *b, pid_t pid, char *const *argv, char **ret)
+static void fc_id(const char *id, char ret[static SPEC_ID_MAX + 1])
 {
-	static const char *const links[] = { "root", "cwd" };
-	const char *id = argv_value(argv, "--id"), *binary = VMM_BACKEND(b)->binary;
-	_cleanup_free_ char *root = NULL;
-	int r;
+	size_t i;
 
-	r = vmm_argv_names_dir(b, argv, "--api-sock", "", "api.sock", ret);
-	if (r != 0 || !id || !*id || strchr(id, '/'))
-		return r;
-	root = jail_path(b, id, NULL);
-	if (!root)
-		return -ENOMEM;
-	r = streq_ptr(argv_value(argv, "--chroot-base-dir"), jail_base(b)) &&
-	    streq_ptr(argv_value(argv, "--exec-file"), binary);
-	for (size_t i = 0; !r && i < ELEMENTSOF(links); i++) {
-		_cleanup_free_ char *at = NULL;
-
-		r = vmm_process_link(pid, links[i], &at) == 0 && streq(at, root);
-	}
-	if (!r)
-		return 0;
-	*ret = strdup(id);
-	return *ret ? 1 : -ENOMEM;
+	for (i = 0; id[i] && i < SPEC_ID_MAX; i++)
+		ret[i] = id[i] == '-' ? '_' : id[i];
+	ret[i] = 0;
 }
 
-/* Remove what vmd put in name's jail root: links, symlinks' targets, a stale socket. */
-static void jail_clear(const Backend *b, const char *name)
+/* Firecracker's devices (items), each as {key: the vmd id}. */
+static json_t *vmd_ids(const json_t *items, const char *key)
 {
-	_cleanup_free_ char *root = jail_path(b, name, NULL), *dir = jail_dir(b, name),
-			    *sock = jail_path(b, name, JAIL_SOCKET);
-	DIR *d;
-	struct dirent *e;
+	json_t *out = json_array(), *d;
+	size_t i;
 
-	if (!root || !dir || !sock)
-		return;
-	(void)vmm_remove_stale_socket(dir, sock);
-	d = opendir(root);
-	if (!d)
-		return;
-	while ((e = readdir(d)))
-		if (streq(e->d_name, JAIL_KERNEL) || streq(e->d_name, JAIL_INITRD) ||
-		    strncmp(e->d_name, JAIL_DISK, strlen(JAIL_DISK)) == 0)
-			(void)unlinkat(dirfd(d), e->d_name, 0);
-	closedir(d);
-}
+	json_array_foreach(items, i, d)
+	{
+		_cleanup_free_ char *id = strdup(json_string_value(json_object_get(d, key)) ?: "");
 
-/* A hard link of host in the jail root, named name: same inode, nothing copied. */
-static int jail_link(VmmVm *vm, const char *host, const char *file)
-{
-	_cleanup_free_ char *p = jail_path(vm->b, vm->name, file);
-
-	if (!p)
-		return -ENOMEM;
-	if (link(host, p) < 0) {
-		int r = -errno;
-
-		backend_set_error(
-			vm->b,
-			r == -EXDEV ? "cannot link '%s' into the jail %s: %s; keep images on the filesystem of --jailer-chroot-base"
-				    : "cannot link '%s' into the jail %s: %s",
-			host, p, strerror(-r));
-		return r;
+		for (char *c = id; c && *c; c++)
+			if (*c == '_')
+				*c = '-';
+		if (!id || !out || json_array_append_new(out, json_pack("{s:s}", key, id)) < 0) {
+			json_decref(out);
+			return NULL;
+		}
 	}
-	return 0;
-}
-
-/* runtime dir's file -> the jail's, so that vmd and operators find them where they always are. */
-static int point_at_jail(VmmVm *vm, const char *file)
-{
-	_cleanup_free_ char *link_path = vmm_vm_path(vm->b, vm->name, file),
-			    *target = jail_path(vm->b, vm->name, file);
-
-	if (!link_path || !target)
-		return -ENOMEM;
-	(void)unlink(link_path);
-	return symlink(target, link_path) < 0 ? -errno : 0;
-}
-
-/* The jail root, its files linked in, the uid its owner; the runtime dir pointing at it. */
-static int fc_prepare(VmmVm *vm)
-{
-	const Backend *b = vm->b;
-	const SandboxSpec *s = vm->config;
-	_cleanup_free_ char *root = jail_path(b, vm->name, NULL),
-			    *console = jail_path(b, vm->name, JAIL_CONSOLE),
-			    *old = jail_path(b, vm->name, JAIL_CONSOLE ".1");
-	int r;
-
-	if (!jailed(b))
-		return 0;
-	if (!FC(b)->jailer) {
-		backend_set_error(vm->b, "cannot find the jailer %s: %s", b->options.jailer_binary,
-				  strerror(-FC(b)->jailer_error));
-		return FC(b)->jailer_error;
-	}
-	if (!root || !console || !old)
-		return -ENOMEM;
-	r = mkdir_p(root, 0750);
-	if (r < 0)
-		return r;
-	if (chown(root, b->options.jailer_uid, b->options.jailer_gid) < 0)
-		return -errno;
-	jail_clear(b, vm->name);
-	(void)rename(console, old); /* the boot before */
-	r = jail_link(vm, s->kernel, JAIL_KERNEL);
-	if (r >= 0 && s->initrd)
-		r = jail_link(vm, s->initrd, JAIL_INITRD);
-	for (size_t i = 0; r >= 0 && i < s->n_disks; i++) {
-		char name[sizeof(JAIL_DISK) + SPEC_ID_MAX];
-
-		snprintf(name, sizeof(name), JAIL_DISK "%s", s->disks[i].id);
-		r = jail_link(vm, s->disks[i].path, name);
-	}
-	if (r >= 0)
-		r = point_at_jail(vm, JAIL_SOCKET);
-	if (r >= 0)
-		r = point_at_jail(vm, JAIL_CONSOLE);
-	if (r >= 0)
-		r = point_at_jail(vm, JAIL_CONSOLE ".1");
-	return r;
-}
-
-/* What vmd and the jailer made for name, and only that; the jail root goes if empty. */
-static int fc_cleanup_jail(Backend *b, const char *name)
-{
-	static const char *const files[] = {
-		JAIL_SOCKET, JAIL_CONSOLE,	JAIL_CONSOLE ".1", "dev/net/tun",
-		"dev/kvm",   "dev/userfaultfd", "dev/net",	   "dev",
-	};
-	_cleanup_free_ char *root = jail_path(b, name, NULL), *dir = jail_dir(b, name), *exe = NULL;
-	const char *fc = VMM_BACKEND(b)->binary ?: "firecracker", *base = strrchr(fc, '/');
-
-	if (!jailed(b))
-		return 0;
-	if (!root || !dir)
-		return -ENOMEM;
-	jail_clear(b, name);
-	for (size_t i = 0; i < ELEMENTSOF(files); i++) {
-		_cleanup_free_ char *p = jail_path(b, name, files[i]);
-
-		if (p && unlink(p) < 0 && errno == EISDIR)
-			(void)rmdir(p);
-	}
-	exe = jail_path(b, name, base ? base + 1 : fc); /* the jailer's copy of Firecracker */
-	if (exe)
-		(void)unlink(exe);
-	(void)rmdir(root);
-	(void)rmdir(dir);
-	return 0;
+	return out;
 }
 
 /* What the replies mean */
+
+/* GET /'s app_name and vmm_version ("1.13.1", "1.17.0-dev"): what v runs, and what it has. */
+static void fc_version(VmmVm *v, const json_t *info)
+{
+	const char *app = json_string_value(json_object_get(info, "app_name")),
+		   *version = json_string_value(json_object_get(info, "vmm_version"));
+	FcVm *f = FC_VM(v);
+	char *s = NULL;
+
+	if (!version || sscanf(version, "%u.%u", &f->major, &f->minor) != 2)
+		f->major = f->minor = 0;
+	if (version && asprintf(&s, "%s v%s", app ?: "Firecracker", version) >= 0) {
+		free(f->vmm_version);
+		f->vmm_version = s;
+	}
+}
+
+/*
+ * vCPUs stay as booted. Memory moves between the boot memory and the virtio-mem room on
+ * top of it: none without one (before 1.14, or a VM started without it).
+ */
+static void fc_observed(const VmmVm *v, VmObserved *o)
+{
+	const FcVm *f = FC_VM(v);
+	uint64_t boot;
+
+	o->vmm_version = f->vmm_version ? strdup(f->vmm_version) : NULL;
+	if (!v->config)
+		return;
+	boot = v->config->memory - f->hotplug_requested;
+	o->min_vcpus = o->max_vcpus = v->config->vcpus;
+	o->min_memory = boot;
+	o->max_memory = boot + f->hotplug_total;
+}
+
+static void fc_free(VmmVm *v)
+{
+	free(FC_VM(v)->vmm_version);
+}
 
 /* GET /: the instance vmd started under this name, and its state. */
 static int instance(VmmVm *v, VmmJob *j, const VmmReply *r, const char **ret_state)
@@ -302,6 +198,7 @@ static int instance(VmmVm *v, VmmJob *j, const VmmReply *r, const char **ret_sta
 
 	if (r->error < 0)
 		return r->error;
+	fc_version(v, r->json);
 	if (!streq_ptr(id, v->name)) {
 		vmm_job_fail_message(j, "GET / answers for instance '%s', not '%s'", id ?: "",
 				     v->name);
@@ -348,23 +245,44 @@ static int observe_instance(VmmVm *v, VmmJob *j, const VmmReply *r)
 	return VMM_NEXT;
 }
 
-/* Devices and size from GET /vm/config. */
+/* GET /hotplug/memory: the virtio-mem room and what is asked of it; an error: none. */
+static int observe_hotplug(VmmVm *v, VmmJob *j _unused_, const VmmReply *r)
+{
+	FcVm *f = FC_VM(v);
+
+	f->hotplug_total = f->hotplug_requested = 0;
+	if (r->error < 0)
+		return VMM_NEXT; /* started without one */
+	f->hotplug_total = (uint64_t)json_integer_value(json_object_get(r->json, "total_size_mib"))
+			   << 20;
+	f->hotplug_requested =
+		(uint64_t)json_integer_value(json_object_get(r->json, "requested_size_mib")) << 20;
+	return VMM_NEXT;
+}
+
+/* Devices and size from GET /vm/config (memory: the boot memory and what virtio-mem adds). */
 static int observe_config(VmmVm *v, VmmJob *j _unused_, const VmmReply *r)
 {
 	_cleanup_(sandbox_spec_freep) SandboxSpec *s = NULL;
 	const json_t *mc = json_object_get(r->json, "machine-config");
+	json_auto_t *drives = NULL, *nets = NULL;
 	int k;
 
 	if (r->error < 0)
 		return r->error;
-	k = vmm_vm_config_seen(v->config, json_object_get(r->json, "drives"), "drive_id",
-			       json_object_get(r->json, "network-interfaces"), "iface_id", &s);
+	drives = vmd_ids(json_object_get(r->json, "drives"), "drive_id");
+	nets = vmd_ids(json_object_get(r->json, "network-interfaces"), "iface_id");
+	if (!drives || !nets)
+		return -ENOMEM;
+	k = vmm_vm_config_seen(v->config, drives, "drive_id", nets, "iface_id", &s);
 	if (k < 0)
 		return k;
 	if (json_is_integer(json_object_get(mc, "vcpu_count")))
 		s->vcpus = (unsigned)json_integer_value(json_object_get(mc, "vcpu_count"));
 	if (json_is_integer(json_object_get(mc, "mem_size_mib")))
-		s->memory = (uint64_t)json_integer_value(json_object_get(mc, "mem_size_mib")) << 20;
+		s->memory =
+			((uint64_t)json_integer_value(json_object_get(mc, "mem_size_mib")) << 20) +
+			FC_VM(v)->hotplug_requested;
 	if (!spec_equal(s, v->config)) {
 		sandbox_spec_free(v->config);
 		v->config = TAKE_PTR(s);
@@ -389,21 +307,36 @@ static int patch_vm(VmmRequests *rq, const char *state)
 	return vmm_request_add(rq, "PATCH", json_pack("{s:s}", "state", state), NULL, "/vm");
 }
 
+/*
+ * Before 1.14 the guest's console is Firecracker's stdout, which goes to fc.out with its
+ * own log lines: console.log points there (into the jail no more).
+ */
+static int console_is_stdout(VmmVm *v)
+{
+	_cleanup_free_ char *console = vmm_vm_path(v->b, v->name, "console.log");
+
+	if (!console)
+		return -ENOMEM;
+	(void)unlink(console);
+	return symlink("fc.out", console) < 0 ? -errno : 0;
+}
+
 /* Everything before InstanceStart, in the order Firecracker takes it. */
 static int configure(VmmVm *v, VmmRequests *rq)
 {
 	const Backend *b = v->b;
 	const SandboxSpec *s = v->config;
 	_cleanup_free_ char *host_console = vmm_vm_path(b, v->name, "console.log"), *console = NULL,
-			    *kernel = vm_path(b, s->kernel, JAIL_KERNEL),
-			    *initrd = s->initrd ? vm_path(b, s->initrd, JAIL_INITRD) : NULL;
+			    *kernel = fc_vm_path(b, s->kernel, JAIL_KERNEL),
+			    *initrd = s->initrd ? fc_vm_path(b, s->initrd, JAIL_INITRD) : NULL;
 	json_t *boot;
 	int r;
 
-	console = host_console ? vm_path(b, host_console, JAIL_CONSOLE) : NULL;
+	console = host_console ? fc_vm_path(b, host_console, JAIL_CONSOLE) : NULL;
 	if (!console || !kernel || (s->initrd && !initrd))
 		return -ENOMEM;
-	r = fc_put(rq, json_pack("{s:s}", "serial_out_path", console), "/serial");
+	r = has_serial(v) ? fc_put(rq, json_pack("{s:s}", "serial_out_path", console), "/serial")
+			  : console_is_stdout(v);
 	if (r < 0)
 		return r;
 	boot = json_pack("{s:s}", "kernel_image_path", kernel);
@@ -417,30 +350,90 @@ static int configure(VmmVm *v, VmmRequests *rq)
 			   json_pack("{s:i, s:I, s:b}", "vcpu_count", (int)s->vcpus, "mem_size_mib",
 				     (json_int_t)(s->memory >> 20), "smt", false),
 			   "/machine-config");
+	FC_VM(v)->hotplug_total = FC_VM(v)->hotplug_requested = 0;
+	if (r >= 0 && has_memory_hotplug(v)) {
+		FC_VM(v)->hotplug_total = hotplug_room(s->memory);
+		r = fc_put(rq,
+			   json_pack("{s:I}", "total_size_mib",
+				     (json_int_t)(FC_VM(v)->hotplug_total >> 20)),
+			   "/hotplug/memory");
+	}
 	for (size_t i = 0; r >= 0 && i < s->n_disks; i++) {
 		_cleanup_free_ char *disk = NULL;
-		char name[sizeof(JAIL_DISK) + SPEC_ID_MAX];
+		char name[sizeof(JAIL_DISK) + SPEC_ID_MAX], id[SPEC_ID_MAX + 1];
 
 		snprintf(name, sizeof(name), JAIL_DISK "%s", s->disks[i].id);
-		disk = vm_path(b, s->disks[i].path, name);
+		disk = fc_vm_path(b, s->disks[i].path, name);
 		if (!disk)
 			return -ENOMEM;
+		fc_id(s->disks[i].id, id);
 		r = vmm_request_add(rq, "PUT",
-				    json_pack("{s:s, s:s, s:b, s:b}", "drive_id", s->disks[i].id,
+				    json_pack("{s:s, s:s, s:b, s:b}", "drive_id", id,
 					      "path_on_host", disk, "is_root_device", false,
 					      "is_read_only", s->disks[i].read_only),
-				    NULL, "/drives/%s", s->disks[i].id);
+				    NULL, "/drives/%s", id);
 	}
 	for (size_t i = 0; r >= 0 && i < s->n_networks; i++) {
-		char mac[18];
+		char mac[18], id[SPEC_ID_MAX + 1];
 
 		spec_mac_format(s->networks[i].mac, mac);
+		fc_id(s->networks[i].id, id);
 		r = vmm_request_add(rq, "PUT",
-				    json_pack("{s:s, s:s, s:s}", "iface_id", s->networks[i].id,
-					      "host_dev_name", s->networks[i].tap, "guest_mac", mac),
-				    NULL, "/network-interfaces/%s", s->networks[i].id);
+				    json_pack("{s:s, s:s, s:s}", "iface_id", id, "host_dev_name",
+					      s->networks[i].tap, "guest_mac", mac),
+				    NULL, "/network-interfaces/%s", id);
 	}
 	return r;
+}
+
+/*
+ * A disk's new backing file: PATCH /drives/ID (request/drive.rs parse_patch_drive(), after
+ * InstanceStart), and Firecracker opens it in place of the old. Jailed, the jail's link
+ * /disk-ID is replaced by one to the new file first (Firecracker keeps the old one open
+ * until then).
+ */
+static int disk_update(VmmVm *v, VmmJob *j, VmmRequests *rq)
+{
+	_cleanup_free_ char *disk = NULL;
+	char name[sizeof(JAIL_DISK) + SPEC_ID_MAX], id[SPEC_ID_MAX + 1];
+	int r;
+
+	snprintf(name, sizeof(name), JAIL_DISK "%s", j->disk.id);
+	if (fc_jailed(v->b)) {
+		r = fc_jail_relink(v, j->disk.path, name);
+		if (r < 0)
+			return r;
+	}
+	disk = fc_vm_path(v->b, j->disk.path, name);
+	if (!disk)
+		return -ENOMEM;
+	fc_id(j->disk.id, id);
+	return vmm_request_add(rq, "PATCH",
+			       json_pack("{s:s, s:s}", "drive_id", id, "path_on_host", disk), NULL,
+			       "/drives/%s", id);
+}
+
+/* A resize done: the guest is asked for the new size (its virtio-mem driver plugs it). */
+static int resized(VmmVm *v, VmmJob *j, const VmmReply *r)
+{
+	if (r->error < 0)
+		return r->error;
+	FC_VM(v)->hotplug_requested = j->memory - (v->config->memory - FC_VM(v)->hotplug_requested);
+	return VMM_NEXT;
+}
+
+/* Memory only (fc_observed keeps the vCPUs), within the virtio-mem room. */
+static int resize(VmmVm *v, VmmJob *j, VmmRequests *rq)
+{
+	uint64_t boot = v->config->memory - FC_VM(v)->hotplug_requested;
+
+	if (j->vcpus != v->config->vcpus || j->memory < boot ||
+	    j->memory - boot > FC_VM(v)->hotplug_total)
+		return -EOPNOTSUPP;
+	return vmm_request_add(
+		rq, "PATCH",
+		json_pack("{s:I}", "requested_size_mib", (json_int_t)((j->memory - boot) >> 20)),
+		resized, "/hotplug/memory");
 }
 
 static int fc_build(VmmVm *v, VmmJob *j, VmmRequests *rq)
@@ -458,6 +451,8 @@ static int fc_build(VmmVm *v, VmmJob *j, VmmRequests *rq)
 		return vmm_request_add(rq, "GET", NULL, observe_instance, "/");
 	case VMM_PHASE_OBSERVE:
 		r = vmm_request_add(rq, "GET", NULL, observe_instance, "/");
+		if (r >= 0 && has_memory_hotplug(v))
+			r = vmm_request_add(rq, "GET", NULL, observe_hotplug, "/hotplug/memory");
 		return r < 0 ? r : vmm_request_add(rq, "GET", NULL, observe_config, "/vm/config");
 	case VMM_PHASE_GRACEFUL:
 		/* A paused guest cannot hear the keys: it runs again first. */
@@ -472,6 +467,10 @@ static int fc_build(VmmVm *v, VmmJob *j, VmmRequests *rq)
 			return patch_vm(rq, "Paused");
 		if (j->type == BACKEND_OP_RESUME)
 			return patch_vm(rq, "Resumed");
+		if (j->type == BACKEND_OP_RESIZE)
+			return resize(v, j, rq);
+		if (j->type == BACKEND_OP_DISK_UPDATE)
+			return disk_update(v, j, rq);
 		return -EOPNOTSUPP;
 	default:
 		return 0;
@@ -481,7 +480,7 @@ static int fc_build(VmmVm *v, VmmJob *j, VmmRequests *rq)
 static int fc_init(Backend *b)
 {
 	/* A missing jailer fails the starts, with a clear reason, not the daemon. */
-	if (jailed(b))
+	if (fc_jailed(b))
 		FC(b)->jailer_error = vmm_find_binary(b->options.jailer_binary, &FC(b)->jailer);
 	return vmm_backend_init(b, &fc_type, b->options.firecracker_binary, "firecracker");
 }
@@ -498,12 +497,17 @@ static const VmmVmType fc_type = {
 	.api = VMM_API_REST,
 	.socket = "api.sock",
 	.log = "fc.log",
+	/* where it logs (logger/logging.rs), and its console before 1.14; fc.log keeps its stderr */
+	.out = "fc.out",
+	.extra_files = (const char *const[]){ "fc.out", NULL },
 	.size = sizeof(FcVm),
-	.prepare = fc_prepare,
+	.free = fc_free,
+	.observed = fc_observed,
+	.prepare = fc_jail_prepare,
 	.argv = fc_argv,
 	.argv_name = fc_argv_name,
 	.build = fc_build,
-	.cleanup = fc_cleanup_jail,
+	.cleanup = fc_jail_cleanup,
 };
 
 /*
@@ -520,6 +524,11 @@ static int fc_validate(const SandboxSpec *spec, SpecCheck *check)
 	backend_require_kernel(spec, check);
 	backend_refuse_qcow2(spec, check);
 	backend_refuse_user_net(spec, check);
+	/* virtio-mem takes multiples of its block: so that each resize is one, so is the size. */
+	if (spec->memory % FC_HOTPLUG_BLOCK != 0)
+		spec_check_error(check, "spec.memory",
+				 "%s takes memory in multiples of 2Mi (virtio-mem's block)",
+				 spec_check_backend(spec, buf));
 	if (spec->vcpus > FC_VCPUS_MAX || (spec->vcpus > 1 && spec->vcpus % 2 != 0))
 		spec_check_error(check, "spec.vcpus",
 				 "%u vCPUs do not fit %s: it takes 1 or an even number up to %u",
@@ -530,7 +539,8 @@ static int fc_validate(const SandboxSpec *spec, SpecCheck *check)
 const BackendOps backend_firecracker_ops = {
 	.name = "firecracker",
 	.takes_host_resources = true,
-	.caps = BACKEND_CAP_PAUSE,
+	/* memory from 1.14 (fc_observed); a disk's path in every version (PATCH /drives/ID) */
+	.caps = BACKEND_CAP_PAUSE | BACKEND_CAP_RESIZE | BACKEND_CAP_DISK_PATH,
 	.data_size = sizeof(Fc),
 	.validate = fc_validate,
 	.init = fc_init,
@@ -544,5 +554,7 @@ const BackendOps backend_firecracker_ops = {
 	.stop = vmm_vm_stop,
 	.pause = vmm_vm_pause,
 	.resume = vmm_vm_resume,
+	.resize = vmm_vm_resize,
+	.disk_update = vmm_vm_disk_update,
 	.cleanup = vmm_vm_cleanup,
 };

@@ -583,6 +583,10 @@ static void apply(VmmVm *v, VmmJob *j)
 	case BACKEND_OP_DISK_REMOVE:
 		(void)spec_remove_disk(c, j->device);
 		break;
+	case BACKEND_OP_DISK_UPDATE:
+		(void)spec_remove_disk(c, j->device);
+		(void)spec_add_disk(c, &j->disk);
+		break;
 	case BACKEND_OP_NET_REMOVE:
 		(void)spec_remove_net(c, j->device);
 		break;
@@ -680,7 +684,9 @@ static char *describe(const VmmVm *v, const VmmJob *j)
 	uint64_t now = now_usec(CLOCK_MONOTONIC), in = (now - j->phase_since) / 1000000,
 		 left = j->deadline > now ? (j->deadline - now + 999999) / 1000000 : 0;
 	const char *kind =
-		IN_SET(j->type, BACKEND_OP_DISK_REMOVE, BACKEND_OP_DISK_ADD) ? "disk" : "network";
+		IN_SET(j->type, BACKEND_OP_DISK_REMOVE, BACKEND_OP_DISK_ADD, BACKEND_OP_DISK_UPDATE)
+			? "disk"
+			: "network";
 	const char *vmm = v->type->display;
 	char *m = NULL;
 	int r = -1;
@@ -723,6 +729,8 @@ static char *describe(const VmmVm *v, const VmmJob *j)
 			r = asprintf(&m, "asking the guest to release %s '%s'", kind, j->device);
 		else if (IN_SET(j->type, BACKEND_OP_DISK_ADD, BACKEND_OP_NET_ADD))
 			r = asprintf(&m, "adding %s '%s'", kind, j->device);
+		else if (j->type == BACKEND_OP_DISK_UPDATE)
+			r = asprintf(&m, "giving disk '%s' its new path", j->device);
 		else
 			r = asprintf(&m, "%s: asked %s", backend_op_to_string(j->type), vmm);
 		break;

@@ -81,7 +81,8 @@ int vmm_vm_resume(Backend *b, const char *name)
 	return r < 0 ? r : launch(j, BACKEND_OP_RESUME, NULL);
 }
 
-int vmm_vm_disk_add(Backend *b, const char *name, const DiskSpec *disk, uint64_t generation)
+static int disk_job(Backend *b, const char *name, const DiskSpec *disk, uint64_t generation,
+		    BackendOp op)
 {
 	VmmJob *j;
 	int r = prepare(b, name, generation, &j);
@@ -90,7 +91,17 @@ int vmm_vm_disk_add(Backend *b, const char *name, const DiskSpec *disk, uint64_t
 		return r;
 	j->disk = *disk;
 	j->disk.path = strdup(disk->path);
-	return j->disk.path ? launch(j, BACKEND_OP_DISK_ADD, disk->id) : -ENOMEM;
+	return j->disk.path ? launch(j, op, disk->id) : -ENOMEM;
+}
+
+int vmm_vm_disk_add(Backend *b, const char *name, const DiskSpec *disk, uint64_t generation)
+{
+	return disk_job(b, name, disk, generation, BACKEND_OP_DISK_ADD);
+}
+
+int vmm_vm_disk_update(Backend *b, const char *name, const DiskSpec *disk, uint64_t generation)
+{
+	return disk_job(b, name, disk, generation, BACKEND_OP_DISK_UPDATE);
 }
 
 int vmm_vm_net_add(Backend *b, const char *name, const NetSpec *net, uint64_t generation)

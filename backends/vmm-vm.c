@@ -486,10 +486,11 @@ static void close_pass_fds(VmmVm *v)
 static int spawn(VmmVm *v)
 {
 	_cleanup_(strv_freep) char **argv = NULL;
-	_cleanup_free_ char *log = vmm_vm_path(v->b, v->name, v->type->log);
+	_cleanup_free_ char *log = vmm_vm_path(v->b, v->name, v->type->log),
+			    *out = v->type->out ? vmm_vm_path(v->b, v->name, v->type->out) : NULL;
 	int r;
 
-	if (!log)
+	if (!log || (v->type->out && !out))
 		return -ENOMEM;
 	/* The serial console's socket first: QEMU has it as VMM_FD_FIRST, whatever follows. */
 	if (v->type->serial_socket) {
@@ -512,7 +513,8 @@ static int spawn(VmmVm *v)
 	}
 	r = v->type->argv(v, &argv);
 	if (r >= 0)
-		r = vmm_spawn(argv, log, v->pass_fds, v->n_pass_fds, &v->id.pid, &v->pidfd);
+		r = vmm_spawn_logging(argv, log, out, v->pass_fds, v->n_pass_fds, &v->id.pid,
+				      &v->pidfd);
 	/* The VMM has them now, or nobody needs them. */
 	close_pass_fds(v);
 	v->serial_fd = -EBADF;

@@ -156,6 +156,7 @@ typedef struct VmmVmType {
 	VmmApi api;			/* how its requests go */
 	const char *socket;		/* its API socket in the runtime dir */
 	const char *log;		/* its stderr in the runtime dir */
+	const char *out;		/* its stdout in the runtime dir (NULL: /dev/null) */
 	const char *const *extra_files; /* more of its files for cleanup, NULL-terminated */
 	/*
 	 * Its serial port is a socket vmd makes (serial.sock) and passes to it listening, as
@@ -309,6 +310,7 @@ int vmm_vm_stop(Backend *b, const char *name, uint64_t timeout_ms, bool force);
 int vmm_vm_pause(Backend *b, const char *name);
 int vmm_vm_resume(Backend *b, const char *name);
 int vmm_vm_disk_add(Backend *b, const char *name, const DiskSpec *disk, uint64_t generation);
+int vmm_vm_disk_update(Backend *b, const char *name, const DiskSpec *disk, uint64_t generation);
 int vmm_vm_disk_remove(Backend *b, const char *name, const char *id, uint64_t generation);
 int vmm_vm_net_add(Backend *b, const char *name, const NetSpec *net, uint64_t generation);
 int vmm_vm_net_remove(Backend *b, const char *name, const char *id, uint64_t generation);

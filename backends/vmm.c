@@ -25,8 +25,8 @@ int vmm_kill(int pidfd, int sig)
 }
 
 /* In the child, between fork and exec: only async-signal-safe calls. */
-_Noreturn static void exec_child(char *const argv[], int log_fd, int null_fd, int err_fd,
-				 const int *pass_fds, size_t n_pass)
+_Noreturn static void exec_child(char *const argv[], int log_fd, int null_fd, int out_fd,
+				 int err_fd, const int *pass_fds, size_t n_pass)
 {
 	struct sigaction dfl = { .sa_handler = SIG_DFL };
 	int high[VMM_PASS_FDS_MAX], first_free = VMM_FD_FIRST + (int)n_pass;
@@ -44,7 +44,7 @@ _Noreturn static void exec_child(char *const argv[], int log_fd, int null_fd, in
 			goto fail;
 	if ((err_fd = fcntl(err_fd, F_DUPFD_CLOEXEC, first_free)) < 0)
 		goto fail;
-	if (dup2(null_fd, 0) < 0 || dup2(null_fd, 1) < 0 || dup2(log_fd, 2) < 0)
+	if (dup2(null_fd, 0) < 0 || dup2(out_fd, 1) < 0 || dup2(log_fd, 2) < 0)
 		goto fail;
 	/* err_fd is close-on-exec: it closes itself when the exec succeeds. */
 	if (dup3(err_fd, 3, O_CLOEXEC) < 0)
@@ -66,7 +66,13 @@ fail:
 int vmm_spawn(char *const argv[], const char *log_path, const int *pass_fds, size_t n_pass,
 	      pid_t *ret_pid, int *ret_pidfd)
 {
-	_cleanup_close_ int log_fd = -EBADF, null_fd = -EBADF, pidfd = -EBADF;
+	return vmm_spawn_logging(argv, log_path, NULL, pass_fds, n_pass, ret_pid, ret_pidfd);
+}
+
+int vmm_spawn_logging(char *const argv[], const char *log_path, const char *out_path,
+		      const int *pass_fds, size_t n_pass, pid_t *ret_pid, int *ret_pidfd)
+{
+	_cleanup_close_ int log_fd = -EBADF, null_fd = -EBADF, pidfd = -EBADF, out_fd = -EBADF;
 	int pipefd[2], e = 0;
 	ssize_t n;
 	pid_t pid;
@@ -79,6 +85,10 @@ int vmm_spawn(char *const argv[], const char *log_path, const int *pass_fds, siz
 	null_fd = open("/dev/null", O_RDWR | O_CLOEXEC | O_NOCTTY);
 	if (null_fd < 0)
 		return -errno;
+	out_fd = out_path ? open(out_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOCTTY, 0600)
+			  : fcntl(null_fd, F_DUPFD_CLOEXEC, 3);
+	if (out_fd < 0)
+		return -errno;
 	if (pipe2(pipefd, O_CLOEXEC) < 0)
 		return -errno;
 	pid = fork();
@@ -90,7 +100,7 @@ int vmm_spawn(char *const argv[], const char *log_path, const int *pass_fds, siz
 	}
 	if (pid == 0) {
 		close(pipefd[0]);
-		exec_child(argv, log_fd, null_fd, pipefd[1], pass_fds, n_pass);
+		exec_child(argv, log_fd, null_fd, out_fd, pipefd[1], pass_fds, n_pass);
 	}
 	close(pipefd[1]);
 	do

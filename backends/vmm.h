@@ -31,6 +31,9 @@ typedef struct VmmIdentity {
  */
 int vmm_spawn(char *const argv[], const char *log_path, const int *pass_fds, size_t n_pass,
 	      pid_t *ret_pid, int *ret_pidfd);
+/* The same, with stdout in out_path (made anew) unless NULL: for a VMM that logs there. */
+int vmm_spawn_logging(char *const argv[], const char *log_path, const char *out_path,
+		      const int *pass_fds, size_t n_pass, pid_t *ret_pid, int *ret_pidfd);
 
 /* Read a live process's identity; -ESRCH if it is gone (or a zombie). */
 int vmm_identity(pid_t pid, VmmIdentity *ret);

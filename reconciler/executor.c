@@ -80,6 +80,10 @@ static int execute(Sandbox *sb, Backend *b, const Action *a)
 		dev = spec_find_disk(want, a->device);
 		return ops->disk_add && dev ? ops->disk_add(b, sb->name, dev, sb->generation)
 					    : -EOPNOTSUPP;
+	case ACTION_DISK_UPDATE:
+		dev = spec_find_disk(want, a->device);
+		return ops->disk_update && dev ? ops->disk_update(b, sb->name, dev, sb->generation)
+					       : -EOPNOTSUPP;
 	case ACTION_DISK_REMOVE:
 		return ops->disk_remove ? ops->disk_remove(b, sb->name, a->device, sb->generation)
 					: -EOPNOTSUPP;

@@ -8,6 +8,7 @@ const char *const action_type_table[_ACTION_TYPE_MAX] = {
 	[ACTION_PAUSE] = "pause",
 	[ACTION_RESUME] = "resume",
 	[ACTION_DISK_ADD] = "disk-add",
+	[ACTION_DISK_UPDATE] = "disk-update",
 	[ACTION_DISK_REMOVE] = "disk-remove",
 	[ACTION_NET_ADD] = "net-add",
 	[ACTION_NET_REMOVE] = "net-remove",
@@ -19,7 +20,7 @@ DEFINE_STRING_TABLE(action_type, ActionType, _ACTION_TYPE_MAX)
 bool action_is_destructive(ActionType t)
 {
 	return IN_SET(t, ACTION_STOP, ACTION_RESTART, ACTION_DISK_REMOVE, ACTION_NET_REMOVE,
-		      ACTION_CLEANUP);
+		      ACTION_DISK_UPDATE, ACTION_CLEANUP);
 }
 
 typedef struct Planner {
@@ -72,6 +73,12 @@ static bool net_equal(const NetSpec *a, const NetSpec *b)
 	       streq(a->link, b->link) && memcmp(a->mac, b->mac, 6) == 0;
 }
 
+/* The same disk but for its backing path. */
+static bool disk_path_changed(const DiskSpec *a, const DiskSpec *b)
+{
+	return !streq(a->path, b->path) && a->read_only == b->read_only && a->format == b->format;
+}
+
 /* What only a new boot can change, resize aside. */
 static bool boot_config_equal(const SandboxSpec *a, const SandboxSpec *b)
 {
@@ -99,7 +106,8 @@ static bool resize_fits(const Planner *p, const SandboxSpec *want, const Sandbox
 
 	if (!(p->in->caps & BACKEND_CAP_RESIZE))
 		return false;
-	return (o->max_vcpus == 0 || want->vcpus <= o->max_vcpus) &&
+	return (o->min_vcpus == 0 || want->vcpus >= o->min_vcpus) &&
+	       (o->max_vcpus == 0 || want->vcpus <= o->max_vcpus) &&
 	       (o->min_memory == 0 || want->memory >= o->min_memory) &&
 	       (o->max_memory == 0 || want->memory <= o->max_memory) &&
 	       growth_fits(o, have->memory, want->memory);
@@ -119,7 +127,9 @@ static bool live_applicable(const Planner *p, const SandboxSpec *want, const San
 	for (size_t i = 0; i < want->n_disks && !disks_differ; i++) {
 		const DiskSpec *d = spec_find_disk(have, want->disks[i].id);
 
-		disks_differ = !d || !disk_equal(d, &want->disks[i]);
+		disks_differ = !d || (!disk_equal(d, &want->disks[i]) &&
+				      !(disk_path_changed(d, &want->disks[i]) &&
+					(caps & BACKEND_CAP_DISK_PATH)));
 	}
 	for (size_t i = 0; i < want->n_networks && !nets_differ; i++) {
 		const NetSpec *n = spec_find_net(have, want->networks[i].id);
@@ -141,6 +151,9 @@ static void plan_devices(Planner *p, const SandboxSpec *want, const SandboxSpec 
 
 		if (!w)
 			emit(p, ACTION_DISK_REMOVE, have->disks[i].id, "disk removed from the file");
+		else if (disk_path_changed(w, &have->disks[i]) &&
+			 (p->in->caps & BACKEND_CAP_DISK_PATH))
+			emit(p, ACTION_DISK_UPDATE, w->id, "disk path changed in the file");
 		else if (!disk_equal(w, &have->disks[i]) &&
 			 emit(p, ACTION_DISK_REMOVE, w->id, "disk changed in the file"))
 			emit(p, ACTION_DISK_ADD, w->id, "disk changed in the file");

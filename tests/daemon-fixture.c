@@ -32,13 +32,27 @@ uint64_t ms_now(void)
 	return now_usec(CLOCK_MONOTONIC) / 1000;
 }
 
-/* Whether pid's command line names run dir: a VMM of this test, not a reused pid. */
+/*
+ * Whether pid's command line names run dir, or it works beneath the test's directory (a
+ * jailed Firecracker names only its jail, which is there): a VMM of this test, not a
+ * reused pid.
+ */
 static bool runs_in(pid_t pid, const char *run)
 {
-	_cleanup_free_ char *cmdline = NULL;
-	char path[64], needle[4200];
+	_cleanup_free_ char *cmdline = NULL, *top = strdup(run);
+	char path[64], needle[4200], cwd[4200];
 	size_t len = 0;
+	ssize_t n;
 
+	snprintf(path, sizeof(path), "/proc/%d/cwd", (int)pid);
+	n = readlink(path, cwd, sizeof(cwd) - 1);
+	if (top && strrchr(top, '/') && n > 0) {
+		*strrchr(top, '/') = 0;
+		cwd[n] = 0;
+		snprintf(needle, sizeof(needle), "%s/", top);
+		if (strncmp(cwd, needle, strlen(needle)) == 0)
+			return true;
+	}
 	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
 	snprintf(needle, sizeof(needle), "%s/", run);
 	if (read_file(path, 1 << 20, &cmdline, &len) < 0)

@@ -31,6 +31,31 @@ static int setup(void **state)
 	return r;
 }
 
+/*
+ * Every test runs against the Firecracker versions whose API differs for vmd: 1.13 (no
+ * PUT /serial: the console is its stdout) and the pinned upstream (tests/sim/specs).
+ */
+static int setup_1_13(void **state)
+{
+	setenv("VMD_SIM_FC_VERSION", "1.13.1", 1);
+	return setup(state);
+}
+
+static int teardown(void **state)
+{
+	int r = fixture_teardown(state);
+
+	unsetenv("VMD_SIM_FC_VERSION");
+	unsetenv("VMD_SIM_FC_ARCH");
+	return r;
+}
+
+#define FC_TEST(t)                                                                                 \
+	{ #t " (1.13.1)", t, setup_1_13, teardown, NULL },                                         \
+	{                                                                                          \
+#t, t, setup, teardown, NULL                                                       \
+	}
+
 static void put(Fixture *f, const char *name, const char *extra)
 {
 	fixture_put_sim(f, name, "firecracker", extra);
@@ -74,7 +99,8 @@ static void test_lifecycle(void **state)
 {
 	Fixture *f = *state;
 	_cleanup_free_ char *file = path_in(f->sb, "vm.yaml"),
-			    *record = path_in(f->run, "vm/vm.json"), *log = NULL;
+			    *record = path_in(f->run, "vm/vm.json"), *log = NULL,
+			    *fc_out_path = path_in(f->run, "vm/fc.out"), *fc_out = NULL;
 	pid_t pid;
 	json_t *s;
 
@@ -89,6 +115,11 @@ static void test_lifecycle(void **state)
 	json_decref(s);
 	fixture_wait_console(f, "vm", "SIM-GUEST-BOOT cmdline=console=ttyS0", 0);
 	wait_devices(f, "vm", "drives=a nets=n0@52:54:00:00:00:01 vcpus=2 mem=128");
+	/* Firecracker logs to stdout: into fc.out. PUT /serial only where it exists. */
+	fc_out = test_read_file(fc_out_path, NULL);
+	assert_non_null(strstr(fc_out, "[vm:main] Running Firecracker v"));
+	assert_int_equal(fixture_count_requests(f, "PUT /serial"),
+			 getenv("VMD_SIM_FC_VERSION") ? 0 : 1);
 
 	/* Paused and resumed: PATCH /vm. */
 	put_vm(f, 2, false, "on-next-boot", "paused");
@@ -118,6 +149,56 @@ static void test_lifecycle(void **state)
 	log = test_read_file(f->log, NULL);
 	assert_non_null(strstr(log, "vm: VM exited with status 0"));
 	assert_null(strstr(log, "forcing it off"));
+}
+
+/* A daemon with one sandbox vm (extra: its spec lines), once it runs: its VMM's pid. */
+static pid_t start_vm(Fixture *f, const char *extra)
+{
+	json_t *s;
+	pid_t pid;
+
+	put(f, "vm", extra);
+	fixture_start_daemon(f);
+	s = fixture_wait_status(f, "vm", ready, "Running");
+	pid = pid_of(s);
+	json_decref(s);
+	return pid;
+}
+
+static bool running_as_pid(json_t *s, const void *arg)
+{
+	return ready(s, "Running") && pid_of(s) == (pid_t)(intptr_t)arg;
+}
+
+/*
+ * Memory hot-plug (virtio-mem, Firecracker 1.14 and later): more memory, or less again
+ * down to the boot size, without a restart; 1.13 restarts. vCPUs always need a restart.
+ */
+static void test_memory_hotplug(void **state)
+{
+	Fixture *f = *state;
+	bool live = !getenv("VMD_SIM_FC_VERSION");
+	pid_t pid = start_vm(f, "  memory: 128Mi\n  updatePolicy: restart\n");
+	json_t *s;
+
+	wait_devices(f, "vm", "drives= nets= vcpus=1 mem=128");
+
+	put(f, "vm", "  memory: 384Mi\n  updatePolicy: restart\n");
+	wait_devices(f, "vm", "drives= nets= vcpus=1 mem=384");
+	s = fixture_wait_status(f, "vm", live ? running_as_pid : running_as_other_pid,
+				(void *)(intptr_t)pid);
+	pid = pid_of(s);
+	json_decref(s);
+	assert_int_equal(fixture_count_requests(f, "PATCH /hotplug/memory"), live ? 1 : 0);
+	if (live) {
+		put(f, "vm", "  memory: 128Mi\n  updatePolicy: restart\n");
+		wait_devices(f, "vm", "drives= nets= vcpus=1 mem=128");
+		json_decref(fixture_wait_status(f, "vm", running_as_pid, (void *)(intptr_t)pid));
+	}
+
+	put(f, "vm", "  memory: 128Mi\n  vcpus: 2\n  updatePolicy: restart\n");
+	json_decref(fixture_wait_status(f, "vm", running_as_other_pid, (void *)(intptr_t)pid));
+	wait_devices(f, "vm", "drives= nets= vcpus=2 mem=128");
 }
 
 /* A guest deaf to Ctrl-Alt-Del: killed after stopTimeout (Firecracker has no quit). */
@@ -181,14 +262,9 @@ static void test_readopt(void **state)
 static void test_crash(void **state)
 {
 	Fixture *f = *state;
-	pid_t pid;
+	pid_t pid = start_vm(f, "  memory: 64Mi\n");
 	json_t *s;
 
-	put(f, "vm", "  memory: 64Mi\n");
-	fixture_start_daemon(f);
-	s = fixture_wait_status(f, "vm", ready, "Running");
-	pid = pid_of(s);
-	json_decref(s);
 	assert_int_equal(kill(pid, SIGKILL), 0);
 	s = fixture_wait_status(f, "vm", restarted, (void *)1);
 	assert_int_not_equal(pid_of(s), pid);
@@ -224,6 +300,77 @@ static void test_errors_and_stale_socket(void **state)
 					"PUT /drives/gone: Unable to create the block device"));
 }
 
+/* The id of a status's first disk or network (what: "disks" or "networks"), or NULL. */
+static const char *first_id(json_t *s, const char *what)
+{
+	return json_string_value(json_object_get(json_array_get(json_object_get(s, what), 0), "id"));
+}
+
+/*
+ * Ids with '-', which Firecracker refuses in its paths (checked_id): vmd gives it '_'
+ * instead, and the status, the plan and an adopting vmd keep the ids of the file.
+ */
+static void test_dash_ids(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *text = NULL, *img = path_in(f->dir, "data.img");
+	pid_t pid;
+	json_t *s;
+
+	test_write_str(f->dir, "data.img", "");
+	assert_true(asprintf(&text,
+			     "  memory: 64Mi\n  disks:\n    - {id: data-1, path: \"%s\"}\n"
+			     "  networks:\n    - {id: net-0, tap: vmdt0, mac: \"52:54:00:00:00:02\"}\n",
+			     img) > 0);
+	put(f, "vm", text);
+	fixture_start_daemon(f);
+	s = fixture_wait_status(f, "vm", ready, "Running");
+	pid = pid_of(s);
+	json_decref(s);
+	wait_devices(f, "vm", "drives=data_1 nets=net_0@52:54:00:00:00:02 vcpus=1 mem=64");
+
+	/* A new vmd reads GET /vm/config: the devices are the file's, nothing to restart. */
+	fixture_stop_daemon(f, SIGKILL);
+	fixture_start_daemon(f);
+	s = fixture_wait_status(f, "vm", ready, "Running");
+	assert_int_equal(pid_of(s), pid);
+	assert_string_equal(first_id(s, "disks"), "data-1");
+	assert_string_equal(first_id(s, "networks"), "net-0");
+	assert_string_equal(status_condition(s, "RestartRequired", "status") ?: "False", "False");
+	json_decref(s);
+}
+
+/*
+ * The simulator's PATCH /drives/ID on its own: a running VM's disk takes a new backing
+ * file; a missing one is refused with Firecracker's reason.
+ */
+static void test_patch_drive_sim(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *text = NULL, *a = path_in(f->dir, "a.img"),
+			    *b = path_in(f->dir, "b.img"), *sock = path_in(f->run, "vm/api.sock"),
+			    *gone = path_in(f->dir, "gone.img");
+	_cleanup_(http_freep) Http *h = NULL;
+	json_auto_t *change = NULL, *missing = NULL;
+	HttpReply r;
+
+	test_write_str(f->dir, "a.img", "");
+	test_write_str(f->dir, "b.img", "");
+	assert_true(asprintf(&text, "  memory: 64Mi\n  disks:\n    - {id: d-1, path: \"%s\"}\n", a) >
+		    0);
+	start_vm(f, text);
+	change = json_pack("{s:s, s:s}", "drive_id", "d_1", "path_on_host", b);
+	missing = json_pack("{s:s, s:s}", "drive_id", "d_1", "path_on_host", gone);
+	assert_int_equal(http_new(sock, &h), 0);
+	assert_int_equal(http_call(h, "PATCH", "/drives/d_1", change, 1000000, &r), 0);
+	http_reply_done(&r);
+	fixture_wait_console(f, "vm", "SIM-GUEST-DRIVE-CHANGED d_1", 0);
+	assert_int_not_equal(http_call(h, "PATCH", "/drives/d_1", missing, 1000000, &r), 0);
+	assert_int_equal(r.status, 400);
+	assert_non_null(strstr(r.error, "Unable to patch the block device: BackingFile"));
+	http_reply_done(&r);
+}
+
 static bool stopped_with_error(json_t *s, const void *arg)
 {
 	const char *e = json_string_value(json_object_get(s, "lastError"));
@@ -232,6 +379,26 @@ static bool stopped_with_error(json_t *s, const void *arg)
 }
 
 #define JAIL_UID "4242"
+
+/* The daemon runs Firecracker through the jailer, as uid and gid 4242, jails under base. */
+static void jailed(Fixture *f, const char *base)
+{
+	static char at[4096];
+	static const char *args[] = { "--firecracker-binary",
+				      binary,
+				      "--jailer",
+				      jailer,
+				      "--jailer-uid",
+				      JAIL_UID,
+				      "--jailer-gid",
+				      JAIL_UID,
+				      "--jailer-chroot-base",
+				      at,
+				      NULL };
+
+	snprintf(at, sizeof(at), "%s", base);
+	f->daemon_args = args;
+}
 
 /*
  * Through the jailer: the images are hard links in the jail's root (the same inodes,
@@ -247,20 +414,9 @@ static void test_jailer(void **state)
 			    *root = path_in(f->dir, "jail/firecracker/vm/root"),
 			    *link_a = path_in(f->dir, "jail/firecracker/vm/root/disk-a"),
 			    *file = path_in(f->sb, "vm.yaml");
-	const char *args[] = { "--firecracker-binary",
-			       binary,
-			       "--jailer",
-			       jailer,
-			       "--jailer-uid",
-			       JAIL_UID,
-			       "--jailer-gid",
-			       JAIL_UID,
-			       "--jailer-chroot-base",
-			       base,
-			       NULL };
 	struct stat st_a, st_link, st_root;
 
-	f->daemon_args = args;
+	jailed(f, base);
 	test_write_str(f->dir, "a.img", "");
 	assert_int_equal(chmod(a, 0666), 0); /* the uid writes it */
 	test_write_str(f->dir, "locked.img", "");
@@ -274,6 +430,8 @@ static void test_jailer(void **state)
 	assert_true(asprintf(&text, "  memory: 64Mi\n  disks:\n    - {id: l, path: \"%s\"}\n",
 			     locked) > 0);
 	put(f, "locked", text);
+	put(f, "notap",
+	    "  memory: 64Mi\n  networks:\n    - {id: n0, tap: vmdnotap0, mac: \"52:54:00:00:00:03\"}\n");
 	fixture_start_daemon(f);
 
 	json_decref(fixture_wait_status(f, "vm", ready, "Running"));
@@ -287,12 +445,148 @@ static void test_jailer(void **state)
 	json_decref(fixture_wait_status(
 		f, "locked", stopped_with_error,
 		"PUT /drives/l: Unable to create the block device: BackingFile(Os { code: 13"));
+	/* Firecracker opens the tap itself, as the jail's uid: it must be there, the uid's. */
+	json_decref(fixture_wait_status(f, "notap", stopped_with_error,
+					"Operation not permitted (os error 1). Invalid TUN/TAP Backend "
+					"provided by vmdnotap0"));
 
 	assert_int_equal(unlink(file), 0);
 	json_decref(fixture_wait_status(f, "vm", absent, NULL));
 	assert_true(stat(root, &st_root) < 0);
 	assert_int_equal(stat(a, &st_a), 0); /* the image stays, with one link again */
 	assert_int_equal(st_a.st_nlink, 1);
+}
+
+/* What is under dir, one "path\n" each (dir itself not listed), sorted; "" if nothing or no dir. */
+static char *tree(const char *dir)
+{
+	_cleanup_(test_run_done) TestRun r = {};
+	char *argv[] = { (char *)"/usr/bin/find", (char *)dir, (char *)"-mindepth", (char *)"1",
+			 NULL };
+
+	if (access(dir, F_OK) < 0)
+		return strdup("");
+	test_run(&r, argv);
+	assert_int_equal(r.status, 0);
+	return strdup(r.out);
+}
+
+/*
+ * A jailed VM whose Firecracker dies, three times: each restart finds the jail as the
+ * jailer left it (device nodes, the O_EXCL pid file, run/), and vmd clears it first. Then
+ * the file removed: nothing is left under the chroot base.
+ */
+static void test_jail_restarts(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *base = path_in(f->dir, "jail"), *file = path_in(f->sb, "vm.yaml"),
+			    *pidfile = path_in(f->dir, "jail/firecracker/vm/root/firecracker.pid"),
+			    *root = path_in(f->dir, "jail/firecracker/vm/root"),
+			    *dev = path_in(f->dir, "jail/firecracker/vm/root/dev"),
+			    *outside = path_in(f->dir, "outside"),
+			    *kept = path_in(f->dir, "outside/kvm"), *left = NULL;
+	pid_t pid;
+	json_t *s;
+
+	jailed(f, base);
+	/* A jail whose dev is a symlink out of it: the link goes, not what it points at. */
+	assert_int_equal(mkdir_p(root, 0700), 0);
+	assert_int_equal(mkdir(outside, 0700), 0);
+	test_write_str(outside, "kvm", "keep");
+	assert_int_equal(symlink(outside, dev), 0);
+	put(f, "vm", "  memory: 64Mi\n  restartPolicy: always\n");
+	fixture_start_daemon(f);
+	s = fixture_wait_status(f, "vm", ready, "Running");
+	for (uintptr_t i = 1; i <= 3; i++) {
+		_cleanup_free_ char *text = NULL;
+
+		pid = pid_of(s);
+		json_decref(s);
+		/* The jailer's pid file names the process vmd watches. */
+		text = test_read_file(pidfile, NULL);
+		assert_int_equal(atoi(text), pid);
+		assert_int_equal(kill(pid, SIGKILL), 0);
+		s = fixture_wait_status(f, "vm", restarted, (void *)i);
+		assert_int_not_equal(pid_of(s), pid);
+	}
+	json_decref(s);
+
+	assert_int_equal(unlink(file), 0);
+	json_decref(fixture_wait_status(f, "vm", absent, NULL));
+	left = tree(base);
+	assert_string_equal(left, "");
+	assert_int_equal(access(kept, F_OK), 0);
+}
+
+/*
+ * Firecracker on aarch64 has no SendCtrlAltDel (request/actions.rs): nothing can ask the
+ * guest to shut down, so a stop forces it off at once, saying why.
+ */
+static void test_aarch64_stop(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *file = path_in(f->sb, "vm.yaml"), *log = NULL;
+
+	setenv("VMD_SIM_FC_ARCH", "aarch64", 1);
+	put(f, "vm", "  memory: 64Mi\n  stopTimeout: 1h\n");
+	fixture_start_daemon(f);
+	json_decref(fixture_wait_status(f, "vm", ready, "Running"));
+	assert_int_equal(unlink(file), 0);
+	json_decref(fixture_wait_status(f, "vm", absent, NULL));
+	log = test_read_file(f->log, NULL);
+	assert_non_null(strstr(log, "vm: cannot ask the guest to shut down (PUT /actions: "
+				    "SendCtrlAltDel does not supported on aarch64."));
+}
+
+/*
+ * A disk's path changed in the file: PATCH /drives/ID, the same Firecracker (jailed: its
+ * link in the jail is the new file's). Made read-only instead: a restart.
+ */
+static void test_disk_path(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *a = path_in(f->dir, "a.img"), *b = path_in(f->dir, "b.img"),
+			    *base = path_in(f->dir, "jail"), *text = NULL,
+			    *link_d = path_in(f->dir, "jail/firecracker/vm/root/disk-d-1"),
+			    *file = path_in(f->sb, "vm.yaml");
+	struct stat st_b, st_link;
+	pid_t pid;
+	json_t *s;
+
+	jailed(f, base);
+	test_write_str(f->dir, "a.img", "");
+	test_write_str(f->dir, "b.img", "");
+	assert_int_equal(chmod(a, 0666), 0);
+	assert_int_equal(chmod(b, 0666), 0);
+	assert_true(asprintf(&text,
+			     "  memory: 64Mi\n  updatePolicy: restart\n"
+			     "  disks:\n    - {id: d-1, path: \"%s\"}\n",
+			     a) > 0);
+	pid = start_vm(f, text);
+	free(text);
+	assert_true(asprintf(&text,
+			     "  memory: 64Mi\n  updatePolicy: restart\n"
+			     "  disks:\n    - {id: d-1, path: \"%s\"}\n",
+			     b) > 0);
+	put(f, "vm", text);
+	fixture_wait_console(f, "vm", "SIM-GUEST-DRIVE-CHANGED d_1", 0);
+	s = fixture_wait_status(f, "vm", running_as_pid, (void *)(intptr_t)pid);
+	assert_string_equal(json_string_value(json_object_get(
+				    json_array_get(json_object_get(s, "disks"), 0), "path")),
+			    b);
+	json_decref(s);
+	assert_int_equal(stat(b, &st_b), 0);
+	assert_int_equal(stat(link_d, &st_link), 0);
+	assert_int_equal(st_link.st_ino, st_b.st_ino);
+	free(text);
+	assert_true(asprintf(&text,
+			     "  memory: 64Mi\n  updatePolicy: restart\n"
+			     "  disks:\n    - {id: d-1, path: \"%s\", readOnly: true}\n",
+			     b) > 0);
+	put(f, "vm", text);
+	json_decref(fixture_wait_status(f, "vm", running_as_other_pid, (void *)(intptr_t)pid));
+	assert_int_equal(unlink(file), 0);
+	json_decref(fixture_wait_status(f, "vm", absent, NULL));
 }
 
 /* --jailer without the ids to drop to is refused before anything starts; so is uid 0. */
@@ -321,12 +615,18 @@ static void test_jailer_options(void **state _unused_)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_lifecycle, setup, fixture_teardown),
-		cmocka_unit_test_setup_teardown(test_forced_stop, setup, fixture_teardown),
-		cmocka_unit_test_setup_teardown(test_readopt, setup, fixture_teardown),
-		cmocka_unit_test_setup_teardown(test_crash, setup, fixture_teardown),
-		cmocka_unit_test_setup_teardown(test_errors_and_stale_socket, setup, fixture_teardown),
-		cmocka_unit_test_setup_teardown(test_jailer, setup, fixture_teardown),
+		FC_TEST(test_lifecycle),
+		FC_TEST(test_forced_stop),
+		FC_TEST(test_memory_hotplug),
+		FC_TEST(test_readopt),
+		FC_TEST(test_crash),
+		FC_TEST(test_errors_and_stale_socket),
+		FC_TEST(test_dash_ids),
+		FC_TEST(test_patch_drive_sim),
+		FC_TEST(test_jailer),
+		FC_TEST(test_jail_restarts),
+		FC_TEST(test_aarch64_stop),
+		FC_TEST(test_disk_path),
 		cmocka_unit_test(test_jailer_options),
 	};
 

@@ -34,10 +34,10 @@ typedef struct Row {
 	const char *expect;	  /* "type[:device] ..." */
 	bool restart_required;
 	uint64_t wake_at;
-	bool busy;	    /* a hot-unplug is in flight */
-	BackendOp job;	    /* an operation under way on the VM */
-	bool unresponsive;  /* its VMM does not answer */
-	unsigned max_vcpus; /* live resize room; 0 for none known */
+	bool busy;		       /* a hot-unplug is in flight */
+	BackendOp job;		       /* an operation under way on the VM */
+	bool unresponsive;	       /* its VMM does not answer */
+	unsigned min_vcpus, max_vcpus; /* live resize room; 0 for none known */
 	uint64_t min_memory, max_memory;
 	uint64_t memory_step; /* growth only by multiples of it, memory_grows_left times */
 	unsigned memory_grows_left;
@@ -117,6 +117,15 @@ static const Row rows[] = {
 	  VM_RUNNING, .have = BASE D1, .expect = "disk-remove:root disk-add:root" },
 	{ "disk changed, in grace: neither", BASE "disks: [{id: root, path: /d/other.raw}]\n",
 	  VM_RUNNING, .have = BASE D1, .since = 9000, .expect = "", .wake_at = 11000 },
+	{ "disk path changed, path cap", BASE "disks: [{id: root, path: /d/other.raw}]\n",
+	  VM_RUNNING, .have = BASE D1, .caps = BACKEND_CAP_PAUSE | BACKEND_CAP_DISK_PATH,
+	  .expect = "disk-update:root" },
+	{ "disk path changed, path cap, in grace", BASE "disks: [{id: root, path: /d/other.raw}]\n",
+	  VM_RUNNING, .have = BASE D1, .caps = BACKEND_CAP_DISK_PATH, .since = 9000, .expect = "",
+	  .wake_at = 11000 },
+	{ "disk made read-only, path cap only",
+	  BASE "disks: [{id: root, path: /d/root.raw, readOnly: true}]\n", VM_RUNNING,
+	  .have = BASE D1, .caps = BACKEND_CAP_DISK_PATH, .expect = "", .restart_required = true },
 	{ "disk swapped for another", BASE "disks: [{id: data, path: /d/data.raw}]\n", VM_RUNNING,
 	  .have = BASE D1, .expect = "disk-remove:root disk-add:data" },
 	{ "disk in grace, add goes on", BASE "disks: [{id: data, path: /d/data.raw}]\n", VM_RUNNING,
@@ -150,6 +159,11 @@ static const Row rows[] = {
 	  .caps = BACKEND_CAP_PAUSE, .expect = "", .restart_required = true },
 	{ "more vcpus than the VM has room for", BASE "vcpus: 5\n", VM_RUNNING, .have = BASE,
 	  .max_vcpus = 4, .expect = "", .restart_required = true },
+	{ "fewer vcpus than the VM can keep", BASE "vcpus: 1\n", VM_RUNNING, .have = BASE "vcpus: 2\n",
+	  .min_vcpus = 2, .max_vcpus = 2, .expect = "", .restart_required = true },
+	{ "memory only, vcpus fixed", "memory: 128Mi\nvcpus: 2\n", VM_RUNNING,
+	  .have = BASE "vcpus: 2\n", .min_vcpus = 2, .max_vcpus = 2, .min_memory = 64 << 20,
+	  .max_memory = 256 << 20, .expect = "resize" },
 	{ "more memory than the VM has room for, restart", "memory: 512Mi\nupdatePolicy: restart\n",
 	  VM_RUNNING, .have = BASE, .max_memory = 256 << 20, .expect = "restart" },
 	{ "resize the VMM was busy for: later, the resume now", BASE "vcpus: 2\n", VM_PAUSED,
@@ -285,6 +299,7 @@ static void test_rows(void **state _unused_)
 				 .busy = r->busy,
 				 .job = r->job,
 				 .unresponsive = r->unresponsive ? (char *)"silent" : NULL,
+				 .min_vcpus = r->min_vcpus,
 				 .max_vcpus = r->max_vcpus,
 				 .min_memory = r->min_memory,
 				 .max_memory = r->max_memory,
@@ -329,7 +344,7 @@ static void test_destructive(void **state _unused_)
 {
 	for (int t = 0; t < _ACTION_TYPE_MAX; t++) {
 		bool d = IN_SET(t, ACTION_STOP, ACTION_RESTART, ACTION_DISK_REMOVE,
-				ACTION_NET_REMOVE, ACTION_CLEANUP);
+				ACTION_NET_REMOVE, ACTION_DISK_UPDATE, ACTION_CLEANUP);
 
 		assert_int_equal(action_is_destructive(t), d);
 		assert_int_equal(action_type_from_string(action_type_to_string(t)), t);

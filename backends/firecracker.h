@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/*
+ * What the Firecracker backend's two files share: firecracker.c (the VM over the API) and
+ * firecracker-jail.c (the jailer's chroot: its paths, what vmd links in, what is cleared).
+ */
+
+#include "vmm-vm.h"
+
+#define JAIL_KERNEL "vmlinux"
+#define JAIL_INITRD "initrd"
+#define JAIL_DISK "disk-"
+#define JAIL_SOCKET "api.sock"
+#define JAIL_CONSOLE "console.log"
+
+typedef struct Fc {
+	VmmBackend vmm; /* first */
+	char *jailer;	/* absolute; NULL if not found (or not asked for) */
+	int jailer_error;
+} Fc;
+
+#define FC(b) ((Fc *)(b)->data)
+
+/* Whether Firecracker starts through the jailer (--jailer). */
+bool fc_jailed(const Backend *b);
+/* --jailer-chroot-base, or the jailer's default. */
+const char *fc_jail_base(const Backend *b);
+/* Firecracker's file name: the jail is named after it, and the jailer copies it in. */
+const char *fc_name(const Backend *b);
+/* The path Firecracker is given for a host file: where it is in the jail, if jailed. */
+char *fc_vm_path(const Backend *b, const char *host, const char *jail_name);
+
+/* VmmVmType's prepare, cleanup and argv_name for Firecracker (see there). */
+int fc_jail_prepare(VmmVm *vm);
+int fc_jail_cleanup(Backend *b, const char *name);
+/* The jail's link file (in its root) made to point at host instead, atomically. */
+int fc_jail_relink(VmmVm *vm, const char *host, const char *file);
+int fc_argv_name(const Backend *b, pid_t pid, char *const *argv, char **ret);
