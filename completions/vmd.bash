@@ -41,7 +41,7 @@ _vmd()
 		COMPREPLY=($(compgen -d -- "$cur"))
 		return
 		;;
-	--metrics-file)
+	--metrics-file | --dhcp-leases)
 		COMPREPLY=($(compgen -f -- "$cur"))
 		return
 		;;
@@ -81,7 +81,7 @@ _vmd()
 		return
 		;;
 	daemon)
-		opts="$_vmd_manager_opts --resync --grace --max-deletions --log-target --metrics-file
+		opts="$_vmd_manager_opts --resync --grace --max-deletions --log-target --metrics-file --dhcp-leases
 			--console-log-size --help"
 		;;
 	plan)

@@ -46,6 +46,8 @@ static void daemon_help(FILE *f)
 		"  --log-target TARGET      auto, journal or console (default auto)\n"
 		"  --metrics-file PATH      write Prometheus metrics there after passes (for\n"
 		"                           node_exporter's textfile collector)\n"
+		"  --dhcp-leases PATH       a dnsmasq lease file: guests' addresses by MAC, with\n"
+		"                           the host's neighbour table\n"
 		"  -h, --help               show this help\n"
 		"\n"
 		"Supported VMM versions: Cloud Hypervisor >= v52.0, Firecracker >= 1.13\n"
@@ -239,6 +241,7 @@ int verb_daemon(int argc, char **argv)
 		{ "max-deletions", required_argument, NULL, 'm' },
 		{ "log-target", required_argument, NULL, 'l' },
 		{ "metrics-file", required_argument, NULL, 'P' },
+		{ "dhcp-leases", required_argument, NULL, 'L' },
 		{ "console-log-size", required_argument, NULL, 'c' },
 		{ "help", no_argument, NULL, 'h' },
 		{},
@@ -287,6 +290,9 @@ int verb_daemon(int argc, char **argv)
 					optarg);
 				return EXIT_USAGE;
 			}
+			break;
+		case 'L':
+			config.dhcp_leases = optarg;
 			break;
 		case 'P':
 			config.metrics_file = optarg;

@@ -499,6 +499,14 @@ struct NeighTable *manager_neigh(Manager *m)
 		NeighTable *t = NULL;
 
 		if (neigh_table_load(&t) >= 0) {
+			if (m->config.dhcp_leases &&
+			    neigh_table_add_leases(t, m->config.dhcp_leases,
+						   (int64_t)(now_usec(CLOCK_REALTIME) / 1000000)) < 0 &&
+			    !m->leases_error_said) {
+				log_warning("cannot read the DHCP leases in %s",
+					    m->config.dhcp_leases);
+				m->leases_error_said = true;
+			}
 			neigh_table_free(m->neigh);
 			m->neigh = t;
 		}

@@ -36,6 +36,7 @@ typedef struct ManagerConfig {
 	DeletionLimit max_deletions;
 	bool allow_overcommit;	  /* start what needs more memory or CPUs than the host has */
 	const char *metrics_file; /* --metrics-file: Prometheus text format, or NULL */
+	const char *dhcp_leases;  /* --dhcp-leases: a dnsmasq lease file, or NULL */
 	BackendOptions backend_options;
 } ManagerConfig;
 
@@ -204,6 +205,7 @@ struct Manager {
 	Hashmap *ports;		  /* "tcp/2222" -> HostPort: which sandbox forwards it */
 	struct NeighTable *neigh; /* the host's neighbour table, as read last (manager_neigh()) */
 	uint64_t neigh_read_at;	  /* CLOCK_MONOTONIC */
+	bool leases_error_said;	  /* --dhcp-leases could not be read: said once */
 	bool sigterm_asked;	  /* SIGTERM came: whether the host shuts down is being asked */
 	bool host_stopping; /* the host shuts down: the guests are shut down, nothing planned */
 	char boot_id[64];

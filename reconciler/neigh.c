@@ -3,11 +3,13 @@
 #include <linux/neighbour.h>
 #include <netlink/netlink.h>
 #include <netlink/route/neighbour.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
 #include "neigh.h"
+#include "spec.h"
 #include "util.h"
 
 typedef struct Neigh {
@@ -28,6 +30,21 @@ NeighTable *neigh_table_free(NeighTable *t)
 	return NULL;
 }
 
+/* Room for one more; NULL without memory. */
+static Neigh *add_entry(NeighTable *t)
+{
+	if (t->n == t->size) {
+		size_t size = t->size ? 2 * t->size : 64;
+		Neigh *items = reallocarray(t->items, size, sizeof(Neigh));
+
+		if (!items)
+			return NULL;
+		t->items = items;
+		t->size = size;
+	}
+	return &t->items[t->n++];
+}
+
 static void add_one(struct nl_object *o, void *userdata)
 {
 	NeighTable *t = userdata;
@@ -40,16 +57,9 @@ static void add_one(struct nl_object *o, void *userdata)
 	if (!ll || !dst || nl_addr_get_len(ll) != 6 || (family != AF_INET && family != AF_INET6) ||
 	    (state & (NUD_INCOMPLETE | NUD_FAILED | NUD_NOARP)))
 		return;
-	if (t->n == t->size) {
-		size_t size = t->size ? 2 * t->size : 64;
-		Neigh *items = reallocarray(t->items, size, sizeof(Neigh));
-
-		if (!items)
-			return;
-		t->items = items;
-		t->size = size;
-	}
-	e = &t->items[t->n++];
+	e = add_entry(t);
+	if (!e)
+		return;
 	memcpy(e->mac, nl_addr_get_binary_addr(ll), 6);
 	nl_addr2str(dst, e->addr, sizeof(e->addr));
 	/* nl_addr2str() adds the prefix length when it is not a host's: never for a neighbour. */
@@ -80,6 +90,37 @@ int neigh_table_load(NeighTable **ret)
 		return -EIO;
 	}
 	*ret = t;
+	return 0;
+}
+
+int neigh_table_add_leases(NeighTable *t, const char *path, int64_t now)
+{
+	_cleanup_free_ char *text = NULL;
+	int r = read_file(path, 16 << 20, &text, NULL);
+
+	if (r == -ENOENT)
+		return 0;
+	if (r < 0)
+		return r;
+	for (char *line = text, *next; line && *line; line = next) {
+		char mac[32], ip[48];
+		long long expiry;
+		uint8_t m[6];
+		Neigh *e;
+
+		next = strchr(line, '\n');
+		if (next)
+			*next++ = '\0';
+		/* "duid ..." lines and anything else that is not a lease are skipped. */
+		if (sscanf(line, "%lld %31s %47s", &expiry, mac, ip) != 3 ||
+		    (expiry != 0 && expiry <= now) || spec_mac_parse(mac, m) < 0)
+			continue;
+		e = add_entry(t);
+		if (!e)
+			return -ENOMEM;
+		memcpy(e->mac, m, 6);
+		snprintf(e->addr, sizeof(e->addr), "%s", ip);
+	}
 	return 0;
 }
 
