@@ -4,28 +4,24 @@
  * (its init reports on the serial console: VMD-GUEST-READY, VMD-GUEST-DEVICES ...,
  * VMD-GUEST-TICK n, VMD-GUEST-POWEROFF). Each test runs in its own directories; every
  * QEMU its daemon started is killed by pid in teardown, and by a guard process should the
- * test binary itself die. Waits are bounded (a failure, not a speed claim).
+ * test binary itself die. Waits are bounded (a failure, not a speed claim). Networks are
+ * test-qemu-net.c's; what the tests share is qemu-fixture.c.
  */
 #include <dirent.h>
 #include <fcntl.h>
-#include <limits.h>
-#include <netinet/in.h>
 #include <jansson.h>
 #include <poll.h>
 #include <pty.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <sched.h>
-#include <sys/mount.h>
-#include <sys/socket.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <time.h>
 
-#include "daemon-fixture.h"
+#include "qemu-fixture.h"
 #include "helpers.h"
 #include "status.h"
 #include "qmp.h"
@@ -33,86 +29,11 @@
 #include "util.h"
 #include "vmm.h"
 
-/* A file of the test guest; the caller frees it. */
-static char *guest(const char *file)
-{
-	const char *dir = getenv("VMD_GUEST");
-	char *p = NULL;
-
-	assert_true(asprintf(&p, "%s/%s", dir ? dir : "build/guest", file) > 0);
-	return p;
-}
-
-static int setup(void **state)
-{
-	static const char *const args[] = { "--qemu-accel", "tcg", NULL };
-	int r = fixture_setup(state);
-
-	((Fixture *)*state)->daemon_args = args;
-	return r;
-}
-
-/* A sandbox file for the test guest, written the way GitOps tools do (rename over). */
-static void put(Fixture *f, const char *name, const char *extra_spec)
-{
-	_cleanup_free_ char *text = NULL, *kernel = guest("vmlinux"),
-			    *initrd = guest("initramfs.cpio");
-
-	assert_true(asprintf(&text,
-			     "apiVersion: vmd/v1\n"
-			     "kind: Sandbox\n"
-			     "spec:\n"
-			     "  backend: qemu\n"
-			     "  memory: 192Mi\n"
-			     "  kernel: %s\n"
-			     "  initrd: %s\n"
-			     "%s",
-			     kernel, initrd, extra_spec) > 0);
-	fixture_put(f, name, text);
-}
-
-/* The guest's last VMD-GUEST-DEVICES line, from "blk=" on. */
-static char *last_devices(Fixture *f, const char *name)
-{
-	_cleanup_free_ char *c = fixture_console(f, name);
-	char *last = NULL, *p = c, *nl;
-
-	while ((p = strstr(p, "VMD-GUEST-DEVICES ")))
-		last = p += strlen("VMD-GUEST-DEVICES ");
-	if (!last)
-		return strdup("");
-	nl = strpbrk(last, "\r\n");
-	return strndup(last, nl ? (size_t)(nl - last) : strlen(last));
-}
-
-static void wait_devices(Fixture *f, const char *name, const char *blk, const char *net_prefix)
-{
-	uint64_t end = ms_now() + FIXTURE_WAIT_MS;
-
-	for (;;) {
-		_cleanup_free_ char *d = last_devices(f, name);
-		char want[128];
-
-		snprintf(want, sizeof(want), "blk=%s net=%s", blk, net_prefix);
-		if (strncmp(d, want, strlen(want)) == 0 &&
-		    (net_prefix[0] || strlen(d) == strlen(want)))
-			return;
-		if (ms_now() > end)
-			fail_msg("%s: the guest sees '%s', not '%s...'", name, d, want);
-		usleep(50000);
-	}
-}
-
 static bool unplug_in_flight(json_t *s, const void *arg)
 {
 	return phase_is(s, "Paused") && streq(status_condition(s, "Ready", "status"), "False") &&
 	       streq(status_condition(s, "Ready", "reason"), "Progressing") &&
 	       strstr(status_condition(s, "Ready", "message"), arg);
-}
-
-static size_t n_devices(json_t *s, const char *kind)
-{
-	return json_array_size(json_object_get(s, kind));
 }
 
 /* The lifecycle test's spec: which of disks a, b and NICs n0, n1 it has, and its state. */
@@ -144,7 +65,7 @@ static void put_lifecycle(Fixture *f, const char *disk_a, const char *disk_b, co
 {
 	_cleanup_free_ char *spec = lifecycle_spec(disk_a, disk_b, devices, state);
 
-	put(f, "vm", spec);
+	qemu_put(f, "vm", spec);
 }
 
 static const char *disk_id(json_t *s, size_t i)
@@ -172,26 +93,26 @@ static void test_lifecycle(void **state)
 	fixture_start_daemon(f);
 	fixture_wait_console(f, "vm", "VMD-GUEST-READY", 0);
 	s = fixture_wait_status(f, "vm", ready, "Running");
-	assert_int_equal(n_devices(s, "disks"), 1);
-	assert_int_equal(n_devices(s, "networks"), 1);
+	assert_int_equal(qemu_n_devices(s, "disks"), 1);
+	assert_int_equal(qemu_n_devices(s, "networks"), 1);
 	json_decref(s);
-	wait_devices(f, "vm", "vda", "eth0@52:54:00:00:00:01");
+	qemu_wait_devices(f, "vm", "vda", "eth0@52:54:00:00:00:01");
 
 	/* A disk and a NIC added to the file: the guest sees them. */
 	put_lifecycle(f, disk_a, disk_b, "ab01", "running");
-	wait_devices(f, "vm", "vda,vdb", "eth0@52:54:00:00:00:01,eth1@52:54:00:00:00:02");
+	qemu_wait_devices(f, "vm", "vda,vdb", "eth0@52:54:00:00:00:01,eth1@52:54:00:00:00:02");
 	s = fixture_wait_status(f, "vm", ready, "Running");
-	assert_int_equal(n_devices(s, "disks"), 2);
-	assert_int_equal(n_devices(s, "networks"), 2);
+	assert_int_equal(qemu_n_devices(s, "disks"), 2);
+	assert_int_equal(qemu_n_devices(s, "networks"), 2);
 	json_decref(s);
 
 	/* The first two removed again: the guest lets go of them, and the status agrees. */
 	put_lifecycle(f, disk_a, disk_b, "b1", "running");
-	wait_devices(f, "vm", "vdb", "eth1@52:54:00:00:00:02");
+	qemu_wait_devices(f, "vm", "vdb", "eth1@52:54:00:00:00:02");
 	s = fixture_wait_status(f, "vm", ready, "Running");
-	assert_int_equal(n_devices(s, "disks"), 1);
+	assert_int_equal(qemu_n_devices(s, "disks"), 1);
 	assert_string_equal(disk_id(s, 0), "b");
-	assert_int_equal(n_devices(s, "networks"), 1);
+	assert_int_equal(qemu_n_devices(s, "networks"), 1);
 	json_decref(s);
 
 	/* Paused: the guest's ticks stop; running again: they go on. */
@@ -213,14 +134,14 @@ static void test_lifecycle(void **state)
 	put_lifecycle(f, disk_a, disk_b, "1", "paused");
 	s = fixture_wait_status(f, "vm", unplug_in_flight,
 				"waiting for the guest to release disk 'b'");
-	assert_int_equal(n_devices(s, "disks"), 1);
+	assert_int_equal(qemu_n_devices(s, "disks"), 1);
 	json_decref(s);
 	/* Running again: the ticks go on, and the guest completes the unplug. */
 	put_lifecycle(f, disk_a, disk_b, "1", "running");
 	fixture_wait_console(f, "vm", "VMD-GUEST-TICK", off);
-	wait_devices(f, "vm", "", "eth1@52:54:00:00:00:02");
+	qemu_wait_devices(f, "vm", "", "eth1@52:54:00:00:00:02");
 	s = fixture_wait_status(f, "vm", ready, "Running");
-	assert_int_equal(n_devices(s, "disks"), 0);
+	assert_int_equal(qemu_n_devices(s, "disks"), 0);
 	json_decref(s);
 
 	/* The file removed: the guest powers off on the power button; its dir is cleaned. */
@@ -239,335 +160,6 @@ static void test_lifecycle(void **state)
 	}
 }
 
-/* ip ARG... NULL, in this binary's network namespace; a failure fails the test. */
-static void ip(const char *first, ...)
-{
-	_cleanup_(test_run_done) TestRun r = {};
-	char *argv[16] = { (char *)"/usr/sbin/ip", (char *)first };
-	size_t n = 2;
-	va_list ap;
-
-	va_start(ap, first);
-	while (n < ELEMENTSOF(argv) - 1 && (argv[n] = va_arg(ap, char *)))
-		n++;
-	va_end(ap);
-	argv[n] = NULL;
-	test_run(&r, argv);
-	if (r.status != 0)
-		fail_msg("ip %s %s %s %s: %s", argv[1], argv[2], argv[3] ?: "", argv[4] ?: "", r.err);
-}
-
-/*
- * tap NICs, at boot and hot-added, on tap devices of this test's own network namespace
- * (main): the host's interfaces are not touched.
- */
-static void test_tap(void **state)
-{
-	Fixture *f = *state;
-	json_t *s;
-
-	ip("tuntap", "add", "dev", "vmdtap0", "mode", "tap", NULL);
-	ip("tuntap", "add", "dev", "vmdtap1", "mode", "tap", NULL);
-	put(f, "tapped",
-	    "  cmdline: console=ttyS0 quiet\n  networks:\n"
-	    "    - {id: n0, tap: vmdtap0, mac: \"52:54:00:00:01:00\"}\n");
-	fixture_start_daemon(f);
-	wait_devices(f, "tapped", "", "eth0@52:54:00:00:01:00");
-	put(f, "tapped",
-	    "  cmdline: console=ttyS0 quiet\n  networks:\n"
-	    "    - {id: n0, tap: vmdtap0, mac: \"52:54:00:00:01:00\"}\n"
-	    "    - {id: n1, type: tap, tap: vmdtap1, mac: \"52:54:00:00:01:01\"}\n");
-	wait_devices(f, "tapped", "", "eth0@52:54:00:00:01:00,eth1@52:54:00:00:01:01");
-	s = fixture_wait_status(f, "tapped", ready, "Running");
-	assert_int_equal(n_devices(s, "networks"), 2);
-	json_decref(s);
-	put(f, "tapped",
-	    "  cmdline: console=ttyS0 quiet\n  networks:\n"
-	    "    - {id: n1, type: tap, tap: vmdtap1, mac: \"52:54:00:00:01:01\"}\n");
-	wait_devices(f, "tapped", "", "eth1@52:54:00:00:01:01");
-	s = fixture_wait_status(f, "tapped", ready, "Running");
-	assert_int_equal(n_devices(s, "networks"), 1);
-	json_decref(s);
-	test_kill_wait(&f->pid, SIGKILL);
-	fixture_kill_vmms(f->run);
-	ip("link", "del", "vmdtap0", NULL, NULL, NULL);
-	ip("link", "del", "vmdtap1", NULL, NULL, NULL);
-}
-
-/* A file of /sys/class/net/IFNAME, without its newline; NULL if there is none. */
-static char *net_attr(const char *ifname, const char *attr)
-{
-	_cleanup_free_ char *p = NULL;
-	char *text = NULL;
-
-	assert_true(asprintf(&p, "/sys/class/net/%s/%s", ifname, attr) > 0);
-	if (read_file(p, 4096, &text, NULL) < 0)
-		return NULL;
-	text[strcspn(text, "\n")] = '\0';
-	return text;
-}
-
-static bool link_exists(const char *ifname)
-{
-	_cleanup_free_ char *p = NULL;
-
-	assert_true(asprintf(&p, "/sys/class/net/%s", ifname) > 0);
-	return access(p, F_OK) == 0;
-}
-
-/* The bridge ifname is on, or NULL. */
-static char *master_of(const char *ifname)
-{
-	_cleanup_free_ char *p = NULL;
-	char target[PATH_MAX];
-	ssize_t n;
-
-	assert_true(asprintf(&p, "/sys/class/net/%s/master", ifname) > 0);
-	n = readlink(p, target, sizeof(target) - 1);
-	if (n < 0)
-		return NULL;
-	target[n] = '\0';
-	return strdup(strrchr(target, '/') + 1);
-}
-
-/* status.json's first network lists addr among its addresses. */
-static bool first_address_is(json_t *s, const void *addr)
-{
-	json_t *a = json_object_get(json_array_get(json_object_get(s, "networks"), 0), "addresses");
-	size_t i;
-	json_t *v;
-
-	json_array_foreach(a, i, v)
-	{
-		if (streq_ptr(json_string_value(v), addr))
-			return true;
-	}
-	return false;
-}
-
-/* The guest answers a ping at addr (busybox's, as the host may have no other). */
-static void wait_ping(const char *addr)
-{
-	for (unsigned i = 0; i < 120; i++) {
-		_cleanup_(test_run_done) TestRun r = {};
-		char *argv[] = { (char *)"/bin/busybox", (char *)"ping", (char *)"-c", (char *)"1",
-				 (char *)"-W",		 (char *)"1",	 (char *)addr, NULL };
-
-		test_run(&r, argv);
-		if (r.status == 0)
-			return;
-	}
-	fail_msg("the guest at %s never answered a ping", addr);
-}
-
-/* Its command line, spaces between the arguments. */
-static char *cmdline_of(pid_t pid)
-{
-	_cleanup_free_ char *p = NULL;
-	char *text = NULL;
-	size_t len = 0;
-
-	assert_true(asprintf(&p, "/proc/%d/cmdline", (int)pid) > 0);
-	assert_int_equal(read_file(p, 1 << 20, &text, &len), 0);
-	for (size_t i = 0; i + 1 < len; i++)
-		if (!text[i])
-			text[i] = ' ';
-	return text;
-}
-
-static void remove_file(Fixture *f, const char *name)
-{
-	_cleanup_free_ char *p = path_in(f->sb, "%s.yaml", name);
-
-	assert_int_equal(unlink(p), 0);
-}
-
-/* Wait until ifname is gone: the VM that had it, and vmd, let it go. */
-static void wait_link_gone(const char *ifname)
-{
-	for (unsigned i = 0; i < 1000 && link_exists(ifname); i++)
-		usleep(50 * 1000);
-	if (link_exists(ifname))
-		fail_msg("%s is still there", ifname);
-}
-
-/*
- * type bridge: vmd makes the tap, puts it on the bridge, up, and hands QEMU its
- * descriptor (fd=, never ifname=); the guest answers on the bridge; the tap goes with the
- * VM.
- */
-static void test_bridge(void **state)
-{
-	Fixture *f = *state;
-	_cleanup_free_ char *cmd = NULL, *master = NULL;
-	char tap[SPEC_IFNAME_MAX + 1], tap1[SPEC_IFNAME_MAX + 1];
-	pid_t pid;
-
-	ip("link", "add", "vmdbr0", "type", "bridge", NULL);
-	ip("addr", "add", "10.99.0.1/24", "dev", "vmdbr0", NULL);
-	ip("link", "set", "vmdbr0", "up", NULL, NULL);
-	spec_tap_derive("lan", "n0", tap);
-	put(f, "lan",
-	    "  cmdline: console=ttyS0 quiet vmd.ip=10.99.0.2/24\n  networks:\n"
-	    "    - {id: n0, type: bridge, bridge: vmdbr0, mac: \"52:54:00:00:02:00\"}\n");
-	fixture_start_daemon(f);
-	pid = fixture_running(f, "lan");
-	(void)fixture_wait_console(f, "lan", "VMD-GUEST-IP 10.99.0.2/24", 0);
-	master = master_of(tap);
-	assert_non_null(master);
-	assert_string_equal(master, "vmdbr0");
-	cmd = cmdline_of(pid);
-	/* 4 is the serial console's socket; the tap comes after it. */
-	assert_non_null(strstr(cmd, "tap,id=netdev-n0,fd=5"));
-	assert_null(strstr(cmd, "ifname="));
-	wait_ping("10.99.0.2");
-	/* The guest's address, from the host's neighbour table, in status at the next pass. */
-	assert_int_equal(kill(f->pid, SIGHUP), 0);
-	json_decref(fixture_wait_status(f, "lan", first_address_is, "10.99.0.2"));
-
-	/* Hot-added: the tap made, on the bridge, and given to QEMU with getfd. */
-	spec_tap_derive("lan", "n1", tap1);
-	put(f, "lan",
-	    "  cmdline: console=ttyS0 quiet vmd.ip=10.99.0.2/24\n  networks:\n"
-	    "    - {id: n0, type: bridge, bridge: vmdbr0, mac: \"52:54:00:00:02:00\"}\n"
-	    "    - {id: n1, type: bridge, bridge: vmdbr0, mac: \"52:54:00:00:02:01\"}\n");
-	wait_devices(f, "lan", "", "eth0@52:54:00:00:02:00,eth1@52:54:00:00:02:01");
-	free(master);
-	master = master_of(tap1);
-	assert_non_null(master);
-	assert_string_equal(master, "vmdbr0");
-	/* Unplugged: the guest let it go, QEMU closed it, and the tap is gone. */
-	put(f, "lan",
-	    "  cmdline: console=ttyS0 quiet vmd.ip=10.99.0.2/24\n  networks:\n"
-	    "    - {id: n0, type: bridge, bridge: vmdbr0, mac: \"52:54:00:00:02:00\"}\n");
-	wait_devices(f, "lan", "", "eth0@52:54:00:00:02:00");
-	wait_link_gone(tap1);
-
-	/* The tap lives as long as a descriptor of it: QEMU's, now that vmd closed its own. */
-	remove_file(f, "lan");
-	(void)fixture_wait_status(f, "lan", absent, NULL);
-	wait_link_gone(tap);
-	ip("link", "del", "vmdbr0", NULL, NULL, NULL);
-}
-
-/*
- * type macvtap: vmd makes it on the link, with the guest's MAC, and deletes it when the VM
- * is gone. The host reaches the guest through a macvlan of its own on the same link.
- */
-static void test_macvtap(void **state)
-{
-	Fixture *f = *state;
-	_cleanup_free_ char *address = NULL;
-	char tap[SPEC_IFNAME_MAX + 1], mac[18];
-	uint8_t m[6];
-
-	/* A bridge as the lower link: this kernel may have no dummy or veth links. */
-	ip("link", "add", "vmdlow0", "type", "bridge", NULL);
-	ip("link", "set", "vmdlow0", "up", NULL, NULL);
-	ip("link", "add", "vmdhost0", "link", "vmdlow0", "type", "macvlan", "mode", "bridge", NULL);
-	ip("addr", "add", "10.98.0.1/24", "dev", "vmdhost0", NULL);
-	ip("link", "set", "vmdhost0", "up", NULL, NULL);
-	spec_tap_derive("edge", "up", tap);
-	spec_mac_derive("edge", "up", m);
-	spec_mac_format(m, mac);
-	put(f, "edge",
-	    "  cmdline: console=ttyS0 quiet vmd.ip=10.98.0.2/24\n  networks:\n"
-	    "    - {id: up, type: macvtap, link: vmdlow0}\n");
-	fixture_start_daemon(f);
-	(void)fixture_running(f, "edge");
-	(void)fixture_wait_console(f, "edge", "VMD-GUEST-IP 10.98.0.2/24", 0);
-	address = net_attr(tap, "address");
-	assert_non_null(address);
-	assert_string_equal(address, mac);
-	wait_ping("10.98.0.2");
-	remove_file(f, "edge");
-	(void)fixture_wait_status(f, "edge", absent, NULL);
-	wait_link_gone(tap);
-	ip("link", "del", "vmdhost0", NULL, NULL, NULL);
-	ip("link", "del", "vmdlow0", NULL, NULL, NULL);
-}
-
-/* Connect to 127.0.0.1:port, send line, and return what comes back (NULL: nothing yet). */
-static char *echo_over(unsigned port, const char *line)
-{
-	struct sockaddr_in sa = { .sin_family = AF_INET,
-				  .sin_port = htons((uint16_t)port),
-				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	struct timeval tv = { .tv_sec = 2 };
-	char buf[256];
-	ssize_t n;
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	assert_true(fd >= 0);
-	(void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-	    write(fd, line, strlen(line)) != (ssize_t)strlen(line) ||
-	    (n = read(fd, buf, sizeof(buf) - 1)) <= 0) {
-		close(fd);
-		return NULL;
-	}
-	close(fd);
-	buf[n] = '\0';
-	return strdup(buf);
-}
-
-/*
- * type user with ports: a host port on the loopback reaches the guest's TCP service
- * (hostfwd), at boot.
- */
-static void test_user_ports(void **state)
-{
-	Fixture *f = *state;
-	char *got = NULL;
-	json_t *s, *ports;
-
-	put(f, "nat",
-	    "  cmdline: console=ttyS0 quiet vmd.ip=10.0.2.15/24 vmd.echo=7\n  networks:\n"
-	    "    - {id: n0, type: user, ports: [{host: 24007, guest: 7}]}\n");
-	fixture_start_daemon(f);
-	(void)fixture_running(f, "nat");
-	(void)fixture_wait_console(f, "nat", "VMD-GUEST-ECHO 7", 0);
-	for (unsigned i = 0; i < 60 && !got; i++) {
-		got = echo_over(24007, "hello-42\n");
-		if (!got)
-			usleep(500 * 1000);
-	}
-	assert_non_null(got);
-	assert_string_equal(got, "hello-42\n");
-	free(got);
-	s = fixture_status(f, "nat");
-	ports = json_object_get(json_array_get(json_object_get(s, "networks"), 0), "ports");
-	assert_int_equal(json_array_size(ports), 1);
-	assert_string_equal(json_string_value(json_array_get(ports, 0)), "tcp:127.0.0.1:24007-:7");
-	json_decref(s);
-}
-
-/*
- * A tap that does not exist is an error that says so, and none is made (QEMU would have
- * made one, down and on no bridge); a bridge that does not exist likewise.
- */
-static void test_missing_devices(void **state)
-{
-	Fixture *f = *state;
-	json_t *s;
-
-	put(f, "notap",
-	    "  cmdline: console=ttyS0 quiet\n  networks:\n"
-	    "    - {id: n0, type: tap, tap: vmdnone0}\n");
-	put(f, "nobr",
-	    "  cmdline: console=ttyS0 quiet\n  networks:\n"
-	    "    - {id: n0, type: bridge, bridge: vmdnobr0, tap: vmdnobrtap}\n");
-	fixture_start_daemon(f);
-	s = fixture_wait_status(f, "notap", failing, "tap 'vmdnone0' does not exist");
-	assert_int_equal(pid_of(s), 0);
-	json_decref(s);
-	s = fixture_wait_status(f, "nobr", failing, "bridge 'vmdnobr0' does not exist");
-	assert_int_equal(pid_of(s), 0);
-	json_decref(s);
-	assert_false(link_exists("vmdnone0"));
-	assert_false(link_exists("vmdnobrtap"));
-}
-
 /*
  * A guest that ignores the power button is forced off after stopTimeout, also when vmd
  * was killed and restarted in the middle of the stop.
@@ -578,12 +170,12 @@ static void test_forced_stop(void **state)
 	_cleanup_free_ char *file = path_in(f->sb, "deaf.yaml"),
 			    *file2 = path_in(f->sb, "deaf2.yaml");
 
-	put(f, "deaf",
-	    "  cmdline: console=ttyS0 quiet vmd.ignore-power-button=1\n"
-	    "  stopTimeout: 2s\n");
-	put(f, "deaf2",
-	    "  cmdline: console=ttyS0 quiet vmd.ignore-power-button=1\n"
-	    "  stopTimeout: 3s\n");
+	qemu_put(f, "deaf",
+		 "  cmdline: console=ttyS0 quiet vmd.ignore-power-button=1\n"
+		 "  stopTimeout: 2s\n");
+	qemu_put(f, "deaf2",
+		 "  cmdline: console=ttyS0 quiet vmd.ignore-power-button=1\n"
+		 "  stopTimeout: 3s\n");
 	fixture_start_daemon(f);
 	fixture_wait_console(f, "deaf", "VMD-GUEST-READY", 0);
 	fixture_wait_console(f, "deaf2", "VMD-GUEST-READY", 0);
@@ -629,7 +221,7 @@ static void test_readopt(void **state)
 	json_t *s;
 
 	for (size_t i = 0; i < 3; i++)
-		put(f, names[i], "  cmdline: console=ttyS0 quiet\n");
+		qemu_put(f, names[i], "  cmdline: console=ttyS0 quiet\n");
 	fixture_start_daemon(f);
 	for (size_t i = 0; i < 3; i++) {
 		fixture_wait_console(f, names[i], "VMD-GUEST-READY", 0);
@@ -700,7 +292,7 @@ static void test_crash_and_bad_kernel(void **state)
 	pid_t pid;
 	int pidfd;
 
-	put(f, "crash", "  cmdline: console=ttyS0 quiet\n  restartPolicy: always\n");
+	qemu_put(f, "crash", "  cmdline: console=ttyS0 quiet\n  restartPolicy: always\n");
 	assert_true(asprintf(&bad,
 			     "apiVersion: vmd/v1\nkind: Sandbox\nspec:\n  backend: qemu\n"
 			     "  memory: 64Mi\n  kernel: %s/no-such-kernel\n",
@@ -845,7 +437,7 @@ static void test_console(void **state)
 	Term t;
 
 	f->daemon_args = args;
-	put(f, "con", "  cmdline: console=ttyS0 quiet\n");
+	qemu_put(f, "con", "  cmdline: console=ttyS0 quiet\n");
 	fixture_start_daemon(f);
 	fixture_wait_console(f, "con", "VMD-GUEST-READY", 0);
 	json_decref(fixture_wait_status(f, "con", ready, "Running"));
@@ -922,35 +514,18 @@ static void test_console(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_lifecycle, setup, fixture_teardown),
-		cmocka_unit_test_setup_teardown(test_forced_stop, setup, fixture_teardown),
-		cmocka_unit_test_setup_teardown(test_readopt, setup, fixture_teardown),
-		cmocka_unit_test_setup_teardown(test_crash_and_bad_kernel, setup, fixture_teardown),
-		cmocka_unit_test_setup_teardown(test_tap, setup, fixture_teardown),
-		cmocka_unit_test_setup_teardown(test_bridge, setup, fixture_teardown),
-		cmocka_unit_test_setup_teardown(test_macvtap, setup, fixture_teardown),
-		cmocka_unit_test_setup_teardown(test_missing_devices, setup, fixture_teardown),
-		cmocka_unit_test_setup_teardown(test_user_ports, setup, fixture_teardown),
-		cmocka_unit_test_setup_teardown(test_console, setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_lifecycle, qemu_setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_forced_stop, qemu_setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_readopt, qemu_setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_crash_and_bad_kernel, qemu_setup,
+						fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_console, qemu_setup, fixture_teardown),
 	};
 
-	_cleanup_free_ char *kernel = guest("vmlinux");
+	_cleanup_free_ char *kernel = qemu_guest_file("vmlinux");
 
 	/* QEMUs outlive a daemon killed with -9: they come to this binary, which reaps them. */
 	(void)prctl(PR_SET_CHILD_SUBREAPER, 1);
-	/*
-	 * A network namespace of its own, for the taps, bridges and macvtaps of the tests, and
-	 * a mount namespace with a sysfs of that network namespace: /sys/class/net shows the
-	 * namespace of whoever mounted it.
-	 */
-	if (unshare(CLONE_NEWNET | CLONE_NEWNS) < 0 ||
-	    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
-	    mount("sysfs", "/sys", "sysfs", 0, NULL) < 0) {
-		fprintf(stderr, "test-qemu: cannot make a network namespace: %m\n");
-		return 1;
-	}
-	ip("link", "set", "lo", "up", NULL, NULL);
-
 	if (access(kernel, R_OK) < 0 || access("/usr/bin/qemu-system-x86_64", X_OK) < 0) {
 		fprintf(stderr,
 			"test-qemu: needs %s (tests/guest/build) and QEMU (scripts/install-deps)\n",
