@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <linux/neighbour.h>
 #include <netlink/netlink.h>
@@ -104,6 +105,7 @@ int neigh_table_add_leases(NeighTable *t, const char *path, int64_t now)
 		return r;
 	for (char *line = text, *next; line && *line; line = next) {
 		char mac[32], ip[48];
+		unsigned char addr[16];
 		long long expiry;
 		uint8_t m[6];
 		Neigh *e;
@@ -113,7 +115,8 @@ int neigh_table_add_leases(NeighTable *t, const char *path, int64_t now)
 			*next++ = '\0';
 		/* "duid ..." lines and anything else that is not a lease are skipped. */
 		if (sscanf(line, "%lld %31s %47s", &expiry, mac, ip) != 3 ||
-		    (expiry != 0 && expiry <= now) || spec_mac_parse(mac, m) < 0)
+		    (expiry != 0 && expiry <= now) || spec_mac_parse(mac, m) < 0 ||
+		    (inet_pton(AF_INET, ip, addr) != 1 && inet_pton(AF_INET6, ip, addr) != 1))
 			continue;
 		e = add_entry(t);
 		if (!e)

@@ -34,7 +34,8 @@ static void test_leases(void **state _unused_)
 		 "0 52:54:00:00:00:03 10.0.0.3 static *\n"	    /* never expires */
 		 "%lld 52:54:00:00:00:01 fd00::1 web *\n"	    /* a second address */
 		 "duid 00:01:00:01:2a:2b:2c:2d:52:54:00:00:00:09\n" /* not a lease */
-		 "%lld nonsense 10.0.0.4 x *\n",
+		 "%lld nonsense 10.0.0.4 x *\n"
+		 "0 52:54:00:00:00:05 <script> x *\n", /* no address: never shown */
 		 now + 3600, now - 10, now + 3600, now + 3600);
 	test_write_str(dir, "dnsmasq.leases", line);
 	assert_true(asprintf(&path, "%s/dnsmasq.leases", dir) > 0);
@@ -47,6 +48,7 @@ static void test_leases(void **state _unused_)
 	a = addresses_of(t, "52:54:00:00:00:03");
 	assert_string_equal(a, "10.0.0.3");
 	free(a);
+	assert_null(addresses_of(t, "52:54:00:00:00:05"));
 	/* A file that is not there (yet) adds nothing and is no error. */
 	assert_int_equal(neigh_table_add_leases(t, "/nonexistent/leases", now), 0);
 	neigh_table_free(t);
