@@ -72,6 +72,7 @@ LIB_SRCS := \
 	reconciler/telemetry.c \
 	reconciler/host-ports.c \
 	reconciler/neigh.c \
+	reconciler/addresses.c \
 	reconciler/executor.c \
 	reconciler/watcher.c \
 	reconciler/manager.c \

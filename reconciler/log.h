@@ -61,5 +61,7 @@ int log_fields(int priority, const LogFields *f, const char *fmt, ...) _printf_(
 
 #define log_info(...) log_fields(LOG_INFO, &(LogFields){}, __VA_ARGS__)
 #define log_warning(...) log_fields(LOG_WARNING, &(LogFields){}, __VA_ARGS__)
+#define log_warning_errno(e, ...)                                                                  \
+	log_fields(LOG_WARNING, &(LogFields){ .error = (e) < 0 ? -(e) : (e) }, __VA_ARGS__)
 #define log_error_errno(e, ...)                                                                    \
 	log_fields(LOG_ERR, &(LogFields){ .error = (e) < 0 ? -(e) : (e) }, __VA_ARGS__)

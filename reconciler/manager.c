@@ -20,7 +20,6 @@
 
 #include "log.h"
 #include "manager.h"
-#include "neigh.h"
 #include "watcher.h"
 
 /* A pass over every sandbox yields the loop this often, as the state dir's writes do. */
@@ -491,30 +490,6 @@ static char *run_dir_of(pid_t pid)
 	return NULL;
 }
 
-struct NeighTable *manager_neigh(Manager *m)
-{
-	uint64_t now = now_usec(CLOCK_MONOTONIC);
-
-	if (!m->neigh || now - m->neigh_read_at > 2000000) {
-		NeighTable *t = NULL;
-
-		if (neigh_table_load(&t) >= 0) {
-			if (m->config.dhcp_leases &&
-			    neigh_table_add_leases(t, m->config.dhcp_leases,
-						   (int64_t)(now_usec(CLOCK_REALTIME) / 1000000)) < 0 &&
-			    !m->leases_error_said) {
-				log_warning("cannot read the DHCP leases in %s",
-					    m->config.dhcp_leases);
-				m->leases_error_said = true;
-			}
-			neigh_table_free(m->neigh);
-			m->neigh = t;
-		}
-		m->neigh_read_at = now;
-	}
-	return m->neigh;
-}
-
 int manager_lock_sandbox_dir(Manager *m)
 {
 	const char *dir = m->config.sandbox_dir;
@@ -634,6 +609,7 @@ int manager_new(const ManagerConfig *config, Manager **ret)
 	r = host_systemd_new(m->event, &m->systemd);
 	if (r < 0)
 		return log_error_errno(r, "cannot set up the event loop");
+	addresses_watch(m);
 	r = sd_event_add_time_relative(m->event, &m->resync_timer, CLOCK_MONOTONIC,
 				       config->resync_usec, 1000 * 1000, on_resync, m);
 	if (r < 0)
@@ -709,7 +685,7 @@ Manager *manager_free(Manager *m)
 	host_systemd_free(m->systemd);
 	telemetry_done(m);
 	hashmap_free(m->ports);
-	neigh_table_free(m->neigh);
+	addresses_done(m);
 	sd_event_source_disable_unref(m->sweep_event);
 	if (m->sweep)
 		closedir(m->sweep);

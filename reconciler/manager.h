@@ -206,7 +206,10 @@ struct Manager {
 	struct NeighTable *neigh; /* the host's neighbour table, as read last (manager_neigh()) */
 	uint64_t neigh_read_at;	  /* CLOCK_MONOTONIC */
 	bool leases_error_said;	  /* --dhcp-leases could not be read: said once */
-	bool sigterm_asked;	  /* SIGTERM came: whether the host shuts down is being asked */
+	struct NeighMonitor *neigh_monitor; /* addresses.c: the kernel's neighbour events */
+	sd_event_source *neigh_event;
+	sd_event_source *leases_event; /* --dhcp-leases' directory, watched */
+	bool sigterm_asked; /* SIGTERM came: whether the host shuts down is being asked */
 	bool host_stopping; /* the host shuts down: the guests are shut down, nothing planned */
 	char boot_id[64];
 	DIR *sweep;		      /* the run dir, while its leftovers are removed */
@@ -230,6 +233,13 @@ int manager_run(Manager *m);
 int manager_lock_sandbox_dir(Manager *m);
 /* The host's neighbour table, read again when older than 2 s; NULL if it cannot be read. */
 struct NeighTable *manager_neigh(Manager *m);
+/*
+ * addresses.c: a sandbox whose NIC's address is learned, changes or goes (a neighbour
+ * event, a write of the --dhcp-leases file) is reconciled then, so that its status shows
+ * it. What cannot be watched is said once; the resync still finds it.
+ */
+void addresses_watch(Manager *m);
+void addresses_done(Manager *m);
 /* For vmd plan: no lock, no loop, no writes; backends only list and observe. */
 int manager_new_read_only(const ManagerConfig *config, Manager **ret);
 /* A sandbox for every VM a backend has runtime state for (adopted when reconciled). */

@@ -161,3 +161,101 @@ char *neigh_addresses(const NeighTable *t, const uint8_t mac[6])
 		p = stpcpy(p, found[i]), *p++ = i + 1 < n ? ',' : '\0';
 	return s;
 }
+
+int neigh_mac_of(const NeighTable *t, const char *addr, uint8_t ret[6])
+{
+	for (size_t i = 0; t && i < t->n; i++)
+		if (streq(t->items[i].addr, addr)) {
+			memcpy(ret, t->items[i].mac, 6);
+			return 0;
+		}
+	return -ENOENT;
+}
+
+struct NeighMonitor {
+	struct nl_sock *sock;
+	NeighChanged changed;
+	void *userdata;
+};
+
+NeighMonitor *neigh_monitor_free(NeighMonitor *nm)
+{
+	if (nm)
+		nl_socket_free(nm->sock);
+	free(nm);
+	return NULL;
+}
+
+static void monitor_object(struct nl_object *o, void *userdata)
+{
+	NeighMonitor *nm = userdata;
+	struct nl_addr *ll = rtnl_neigh_get_lladdr((struct rtnl_neigh *)o),
+		       *dst = rtnl_neigh_get_dst((struct rtnl_neigh *)o);
+	char addr[48] = "";
+
+	if (dst) {
+		nl_addr2str(dst, addr, sizeof(addr));
+		addr[strcspn(addr, "/")] = '\0';
+	}
+	nm->changed(ll && nl_addr_get_len(ll) == 6 ? nl_addr_get_binary_addr(ll) : NULL, addr,
+		    nm->userdata);
+}
+
+static int monitor_message(struct nl_msg *msg, void *userdata)
+{
+	int type = nlmsg_hdr(msg)->nlmsg_type;
+
+	if (type == RTM_NEWNEIGH || type == RTM_DELNEIGH)
+		(void)nl_msg_parse(msg, monitor_object, userdata);
+	return NL_OK;
+}
+
+int neigh_monitor_new(NeighMonitor **ret)
+{
+	NeighMonitor *nm = calloc(1, sizeof(*nm));
+
+	if (!nm)
+		return -ENOMEM;
+	nm->sock = nl_socket_alloc();
+	if (!nm->sock) {
+		free(nm);
+		return -ENOMEM;
+	}
+	/* Events carry no sequence numbers of ours. */
+	nl_socket_disable_seq_check(nm->sock);
+	if (nl_socket_modify_cb(nm->sock, NL_CB_VALID, NL_CB_CUSTOM, monitor_message, nm) < 0 ||
+	    nl_connect(nm->sock, NETLINK_ROUTE) < 0 ||
+	    nl_socket_add_membership(nm->sock, RTNLGRP_NEIGH) < 0 ||
+	    nl_socket_set_nonblocking(nm->sock) < 0) {
+		neigh_monitor_free(nm);
+		return -EIO;
+	}
+	*ret = nm;
+	return 0;
+}
+
+int neigh_monitor_fd(const NeighMonitor *nm)
+{
+	return nl_socket_get_fd(nm->sock);
+}
+
+int neigh_monitor_read(NeighMonitor *nm, NeighChanged changed, void *userdata)
+{
+	bool dropped = false;
+
+	nm->changed = changed;
+	nm->userdata = userdata;
+	for (;;) {
+		int r = nl_recvmsgs_default(nm->sock);
+
+		if (r >= 0)
+			continue;
+		if (r == -NLE_AGAIN)
+			break;
+		if (r == -NLE_NOMEM) /* ENOBUFS: the kernel's queue overflowed */
+			dropped = true;
+		else if (r != -NLE_INTR)
+			return -EIO;
+	}
+	return dropped;
+}
