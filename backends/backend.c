@@ -103,6 +103,16 @@ void backend_refuse_user_net(const SandboxSpec *spec, SpecCheck *check)
 	}
 }
 
+void backend_refuse_guest_agent(const SandboxSpec *spec, SpecCheck *check)
+{
+	char buf[SPEC_CHECK_BACKEND_MAX];
+
+	if (spec->guest_agent)
+		spec_check_error(check, "spec.guestAgent",
+				 "the QEMU guest agent needs the qemu backend; this sandbox uses %s",
+				 spec_check_backend(spec, buf));
+}
+
 void vm_observed_done(VmObserved *o)
 {
 	sandbox_spec_free(o->config);
@@ -110,6 +120,9 @@ void vm_observed_done(VmObserved *o)
 	free(o->unresponsive);
 	free(o->stray_message);
 	free(o->vmm_version);
+	for (size_t i = 0; i < o->n_net_addresses; i++)
+		free(o->net_addresses[i]);
+	free(o->net_addresses);
 	*o = (VmObserved){};
 }
 

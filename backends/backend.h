@@ -96,6 +96,12 @@ typedef struct VmObserved {
 	/* The VMM's name and version as it reports them ("cloud-hypervisor v52.0"), or NULL. */
 	char *vmm_version;
 	/*
+	 * What the guest itself says of each NIC of config (its guest agent): the addresses
+	 * of networks[i] ("a,b"), or NULL; net_addresses is NULL when nobody asked the guest.
+	 */
+	char **net_addresses;
+	size_t n_net_addresses;
+	/*
 	 * How far this VM can be resized live (BACKEND_CAP_RESIZE), as it was started: vCPUs
 	 * from min_vcpus up to max_vcpus, memory from min_memory to max_memory. 0: no limit
 	 * known.
@@ -258,6 +264,8 @@ void backend_require_kernel(const SandboxSpec *spec, SpecCheck *check);
 void backend_refuse_qcow2(const SandboxSpec *spec, SpecCheck *check);
 /* Networks other than an existing tap (user mode, bridge, macvtap): QEMU's alone for now. */
 void backend_refuse_user_net(const SandboxSpec *spec, SpecCheck *check);
+/* spec.guestAgent, for a backend that has no virtio-serial port to give it. */
+void backend_refuse_guest_agent(const SandboxSpec *spec, SpecCheck *check);
 
 int backend_new(BackendKind kind, sd_event *event, const char *run_dir,
 		const BackendCallbacks *callbacks, const BackendOptions *options, Backend **ret);

@@ -467,6 +467,7 @@ static int ch_validate(const SandboxSpec *spec, SpecCheck *check)
 {
 	backend_require_kernel(spec, check);
 	backend_refuse_user_net(spec, check);
+	backend_refuse_guest_agent(spec, check);
 	refuse_shared_ids(spec, check);
 	return spec_check_result(check);
 }

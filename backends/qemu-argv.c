@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 
+#include "guest-agent.h"
 #include "qemu.h"
 
 const char *const qemu_accel_table[_QEMU_ACCEL_MAX] = {
@@ -181,6 +182,15 @@ int qemu_build_argv(const QemuLaunch *l, char ***ret)
 				 l->net_fds ? l->net_fds[i] : -1,
 				 l->vhost_fds ? l->vhost_fds[i] : -1)) < 0)
 			return r;
+	/* The guest agent's port, on a socket vmd made and listens on, as the serial port's. */
+	if (s->guest_agent &&
+	    ((r = arg(&argv, "-chardev", "socket,id=vmd-agent,fd=%d,server=on,wait=off",
+		      l->agent_fd)) < 0 ||
+	     (r = arg(&argv, "-device", "%s", "virtio-serial-pci,id=vmd-agent-serial")) < 0 ||
+	     (r = arg(&argv, "-device",
+		      "virtserialport,bus=vmd-agent-serial.0,chardev=vmd-agent,name=%s",
+		      GUEST_AGENT_PORT)) < 0))
+		return r;
 	*ret = TAKE_PTR(argv);
 	return 0;
 }

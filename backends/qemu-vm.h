@@ -25,6 +25,7 @@ typedef struct QemuVm {
 	unsigned add_fds;  /* descriptors the add at work gave QEMU (getfd), before its netdev */
 	/* At the start: the descriptors of each network's tap and vhost in QEMU, or -1. */
 	int net_fds[SPEC_NETWORKS_MAX], vhost_fds[SPEC_NETWORKS_MAX];
+	int agent_fd; /* the guest agent's listening socket, as QEMU has it, or -1 */
 } QemuVm;
 
 /* qemu.c: whether the networks' vhost-net is opened for QEMU (KVM runs the guest). */

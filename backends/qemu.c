@@ -253,6 +253,13 @@ static int qemu_prepare(VmmVm *vm)
 	bool vhost = qemu_wants_vhost(vm->b);
 	char why[256];
 
+	v->agent_fd = -1;
+	if (s->guest_agent) {
+		v->agent_fd = vmm_vm_pass_listener(vm, GUEST_AGENT_SOCKET, "the guest agent's");
+		if (v->agent_fd < 0)
+			return v->agent_fd;
+	}
+
 	for (size_t i = 0; i < s->n_networks; i++) {
 		const NetSpec *n = &s->networks[i];
 		int tap, vfd, r;
@@ -292,6 +299,7 @@ static int qemu_argv(VmmVm *vm, char ***ret)
 		.accel = QEMU(vm->b)->accel,
 		.dir = vm->dir,
 		.serial_fd = vm->serial_fd,
+		.agent_fd = v->agent_fd,
 		.spec = s,
 		.disk_ports = disk_ports,
 		.net_ports = net_ports,
@@ -320,7 +328,7 @@ static const VmmVmType qemu_type = {
 	.api = VMM_API_QMP,
 	.socket = "qmp.sock",
 	.log = "qemu.log",
-	.extra_files = (const char *const[]){ "qemu.pid", NULL },
+	.extra_files = (const char *const[]){ "qemu.pid", GUEST_AGENT_SOCKET, NULL },
 	.serial_socket = true,
 	.size = sizeof(QemuVm),
 	.save = qemu_vm_save_ports,

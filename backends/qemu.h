@@ -27,6 +27,7 @@ typedef struct QemuLaunch {
 	QemuAccel accel;
 	const char *dir; /* <run-dir>/<name>: QMP socket, pid file */
 	int serial_fd;	 /* the serial console's listening socket, as QEMU has it (VMM_FD_FIRST) */
+	int agent_fd;	 /* spec->guest_agent: the agent port's listening socket, as QEMU has it */
 	const SandboxSpec *spec;
 	const unsigned *disk_ports; /* root port of each disk, of each network */
 	const unsigned *net_ports;

@@ -41,6 +41,7 @@ VmmVm *vmm_vm_free(VmmVm *v)
 	vmm_job_free(&v->observe);
 	qmp_free(v->qmp);
 	console_free(v->console);
+	guest_agent_free(v->agent);
 	sd_event_source_disable_unref(v->pid_source);
 	sd_event_source_disable_unref(v->observe_retry);
 	if (v->pidfd >= 0)
@@ -299,6 +300,20 @@ static int observe_record(Backend *b, const VmmVmType *t, const char *name, VmOb
 	return 0;
 }
 
+/* What the guest agent says of each NIC of o->config. */
+static int observe_agent(VmObserved *o, const GuestAgent *a)
+{
+	size_t n = o->config->n_networks;
+
+	o->net_addresses = calloc(n ?: 1, sizeof(char *));
+	if (!o->net_addresses)
+		return -ENOMEM;
+	o->n_net_addresses = n;
+	for (size_t i = 0; i < n; i++)
+		o->net_addresses[i] = guest_agent_addresses(a, o->config->networks[i].mac);
+	return 0;
+}
+
 int vmm_vm_observe(Backend *b, const char *name, VmObserved *ret)
 {
 	const VmmVmType *t = VMM_BACKEND(b)->type;
@@ -326,6 +341,8 @@ int vmm_vm_observe(Backend *b, const char *name, VmObserved *ret)
 	r = v->state == VM_EXITED ? vmm_stray_observe(b, name, NULL, &o) : 0;
 	if (r >= 0 && v->config)
 		r = spec_copy(v->config, &o.config);
+	if (r >= 0 && v->agent && o.config)
+		r = observe_agent(&o, v->agent);
 	if (r >= 0 && v->vmm_version && !(o.vmm_version = strdup(v->vmm_version)))
 		r = -ENOMEM;
 	if (r < 0) {
@@ -384,6 +401,7 @@ static void vm_exited(VmmVm *v, int status)
 		v->type->exited(v);
 	vmm_api_disconnect(v);
 	v->console = console_free(v->console);
+	v->agent = guest_agent_free(v->agent);
 	v->pid_source = sd_event_source_disable_unref(v->pid_source);
 	if (v->pidfd >= 0)
 		v->pidfd = (close(v->pidfd), -EBADF);
@@ -425,6 +443,27 @@ static int watch_exit(VmmVm *v)
  * The daemon's end of the VM's serial console, once its VMM runs. A console that cannot be
  * kept is reported; the VM runs on without it.
  */
+static void agent_changed(void *userdata)
+{
+	vmm_vm_changed(userdata); /* its status shows what the agent says */
+}
+
+/* The daemon asking the VM's guest agent, if it has one (guestAgent: true). */
+static void agent_open(VmmVm *v)
+{
+	_cleanup_free_ char *sock = NULL;
+	int r;
+
+	if (v->agent || !v->config || !v->config->guest_agent)
+		return;
+	sock = vmm_vm_path(v->b, v->name, GUEST_AGENT_SOCKET);
+	if (!sock)
+		return;
+	r = guest_agent_new(v->b->event, sock, agent_changed, v, &v->agent);
+	if (r < 0)
+		log_error_errno(r, "%s: cannot ask its guest agent at %s: %m", v->name, sock);
+}
+
 static void console_open(VmmVm *v)
 {
 	_cleanup_free_ char *serial = NULL, *sock = NULL;
@@ -476,6 +515,19 @@ int vmm_vm_pass_fd(VmmVm *v, int fd)
 	return VMM_FD_FIRST + (int)v->n_pass_fds++;
 }
 
+int vmm_vm_pass_listener(VmmVm *v, const char *file, const char *what)
+{
+	_cleanup_free_ char *path = vmm_vm_path(v->b, v->name, file);
+	int fd = path ? unix_listen(path, 0600) : -ENOMEM;
+
+	if (fd < 0) {
+		backend_set_error(v->b, "cannot make %s socket %s: %s", what, path ?: file,
+				  strerror(-fd));
+		return fd;
+	}
+	return vmm_vm_pass_fd(v, fd);
+}
+
 /* The VMM has them now, or never will. */
 static void close_pass_fds(VmmVm *v)
 {
@@ -494,15 +546,9 @@ static int spawn(VmmVm *v)
 		return -ENOMEM;
 	/* The serial console's socket first: QEMU has it as VMM_FD_FIRST, whatever follows. */
 	if (v->type->serial_socket) {
-		_cleanup_free_ char *serial = vmm_vm_path(v->b, v->name, CONSOLE_SERIAL);
-		int fd = serial ? unix_listen(serial, 0600) : -ENOMEM;
-
-		if (fd < 0) {
-			backend_set_error(v->b, "cannot make the serial console's socket %s: %s",
-					  serial ?: CONSOLE_SERIAL, strerror(-fd));
-			return fd;
-		}
-		v->serial_fd = vmm_vm_pass_fd(v, fd);
+		v->serial_fd = vmm_vm_pass_listener(v, CONSOLE_SERIAL, "the serial console's");
+		if (v->serial_fd < 0)
+			return v->serial_fd;
 	}
 	if (v->type->prepare) {
 		r = v->type->prepare(v);
@@ -576,8 +622,10 @@ int vmm_vm_start(Backend *b, const SandboxSpec *spec, uint64_t generation)
 		r = watch_exit(v);
 	if (r >= 0)
 		r = hashmap_put(vb->vms, v->name, v);
-	if (r >= 0)
+	if (r >= 0) {
 		console_open(v);
+		agent_open(v);
+	}
 	if (r < 0) {
 		/* Nothing runs for it (it is killed, and reaped once it is gone), and no record. */
 		if (v->pidfd >= 0)
@@ -626,6 +674,7 @@ int vmm_vm_adopt(Backend *b, const char *name)
 		return r;
 	p = TAKE_PTR(v);
 	console_open(p);
+	agent_open(p);
 
 	if (p->state == VM_STARTING)
 		/* The vmd before died while it started: see the start through, from where it is. */

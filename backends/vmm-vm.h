@@ -30,6 +30,7 @@
 
 #include "backend.h"
 #include "console.h"
+#include "guest-agent.h"
 #include "hashmap.h"
 #include "http-unix.h"
 #include "qmp.h"
@@ -227,8 +228,9 @@ struct VmmVm {
 	char *vmm_version;  /* as its VMM reports it ("cloud-hypervisor v52.0"), or NULL */
 	sd_event_source *observe_retry; /* asks a VMM that did not answer again */
 
-	int serial_fd;	  /* serial_socket: its number in the VMM while argv() builds, or -EBADF */
-	Console *console; /* serial_socket: the daemon's end, while the VMM runs */
+	int serial_fd;	   /* serial_socket: its number in the VMM while argv() builds, or -EBADF */
+	Console *console;  /* serial_socket: the daemon's end, while the VMM runs */
+	GuestAgent *agent; /* config->guest_agent: the daemon asking it, while the VMM runs */
 
 	Qmp *qmp;			    /* QMP VMMs: the connection */
 	uint64_t qmp_retry_at, qmp_backoff; /* CLOCK_MONOTONIC; after a broken connection */
@@ -270,6 +272,12 @@ void vmm_backend_reload(Backend *b);
  * there, or -E2BIG (fd is closed either way, in the end).
  */
 int vmm_vm_pass_fd(VmmVm *v, int fd);
+/*
+ * A socket vmd makes listening in v's runtime dir (file, mode 0600), handed over as
+ * vmm_vm_pass_fd() does: the number the VMM has it as, or -errno, said as what's ("the
+ * serial console's") in the backend's error.
+ */
+int vmm_vm_pass_listener(VmmVm *v, const char *file, const char *what);
 
 /* vmm-stray.c */
 /* A VM found absent or exited (rec: its record, if any): is a VMM running for it anyway? */

@@ -127,39 +127,16 @@ int neigh_table_add_leases(NeighTable *t, const char *path, int64_t now)
 	return 0;
 }
 
-static int by_string(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 char *neigh_addresses(const NeighTable *t, const uint8_t mac[6])
 {
 	const char *found[16];
-	size_t n = 0, len = 0;
-	char *s, *p;
+	size_t n = 0;
 
-	for (size_t i = 0; t && i < t->n && n < ELEMENTSOF(found); i++) {
-		bool seen = false;
-
-		if (memcmp(t->items[i].mac, mac, 6) != 0)
-			continue;
+	for (size_t i = 0; t && i < t->n && n < ELEMENTSOF(found); i++)
 		/* The same address through two interfaces (a bridge and its port) once. */
-		for (size_t k = 0; k < n && !seen; k++)
-			seen = streq(found[k], t->items[i].addr);
-		if (!seen)
+		if (memcmp(t->items[i].mac, mac, 6) == 0)
 			found[n++] = t->items[i].addr;
-	}
-	if (n == 0)
-		return NULL;
-	qsort(found, n, sizeof(found[0]), by_string);
-	for (size_t i = 0; i < n; i++)
-		len += strlen(found[i]) + 1;
-	s = p = malloc(len);
-	if (!s)
-		return NULL;
-	for (size_t i = 0; i < n; i++)
-		p = stpcpy(p, found[i]), *p++ = i + 1 < n ? ',' : '\0';
-	return s;
+	return join_sorted_unique(found, n);
 }
 
 int neigh_mac_of(const NeighTable *t, const char *addr, uint8_t ret[6])

@@ -83,7 +83,8 @@ static bool disk_path_changed(const DiskSpec *a, const DiskSpec *b)
 static bool boot_config_equal(const SandboxSpec *a, const SandboxSpec *b)
 {
 	return a->backend == b->backend && streq_ptr(a->kernel, b->kernel) &&
-	       streq_ptr(a->initrd, b->initrd) && streq_ptr(a->cmdline, b->cmdline);
+	       streq_ptr(a->initrd, b->initrd) && streq_ptr(a->cmdline, b->cmdline) &&
+	       a->guest_agent == b->guest_agent;
 }
 
 static bool size_equal(const SandboxSpec *a, const SandboxSpec *b)

@@ -59,6 +59,8 @@ json_t *spec_to_json(const SandboxSpec *s)
 	r |= set_opt_string(j, "initrd", s->initrd);
 	r |= set_opt_string(j, "cmdline", s->cmdline);
 	r |= json_object_set_new(j, "stopTimeoutMs", json_integer((json_int_t)s->stop_timeout_ms));
+	if (s->guest_agent) /* absent in the state dir's copies of vmd before it, and false */
+		r |= json_object_set_new(j, "guestAgent", json_true());
 	r |= json_object_set_new(j, "disks", disks);
 	disks = NULL;
 	r |= json_object_set_new(j, "networks", nets);
@@ -256,6 +258,7 @@ int spec_from_json(const json_t *j, SandboxSpec **ret)
 		r = nets_from_json(json_object_get(j, "networks"), s);
 	if (r < 0)
 		return r;
+	s->guest_agent = json_is_true(json_object_get(j, "guestAgent"));
 	s->backend = backend;
 	s->state = state;
 	s->restart_policy = restart;

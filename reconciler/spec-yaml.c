@@ -400,6 +400,7 @@ static const Field spec_fields[] = {
 	{ "cmdline", decode_string, offsetof(SandboxSpec, cmdline), .max = SPEC_CMDLINE_MAX },
 	{ "stopTimeout", decode_duration, offsetof(SandboxSpec, stop_timeout_ms),
 	  .max = SPEC_STOP_TIMEOUT_MAX_MS },
+	{ "guestAgent", decode_bool, offsetof(SandboxSpec, guest_agent) },
 	{ "disks", decode_disks, 0 },
 	{ "networks", decode_networks, 0 },
 };

@@ -142,6 +142,7 @@ typedef struct SandboxSpec {
 	char *initrd;
 	char *cmdline;
 	uint64_t stop_timeout_ms;
+	bool guest_agent; /* a QEMU guest agent port, which vmd asks (backends/guest-agent.c) */
 
 	/* As many as the file has: 10,000 sandboxes with a disk each should not cost 48 slots. */
 	DiskSpec *disks;

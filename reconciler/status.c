@@ -402,11 +402,16 @@ static int status_view_build(Manager *m, const Sandbox *sb, uint64_t now_mono, u
 		sn->str.type = net_type_to_string(n->type);
 		sn->str.tap = n->tap;
 		sn->str.mac = sn->mac;
+		/* A user network's guest is behind QEMU's NAT: no neighbour of the host's. */
+		_cleanup_free_ char *seen =
+			n->type == NET_USER ? NULL : neigh_addresses(manager_neigh(m), n->mac);
+		const char *said = i < o->n_net_addresses ? o->net_addresses[i] : NULL;
+
 		if (n->type == NET_USER)
 			sn->str.ports = sn->ports_buf = spec_ports_format(n);
-		else
-			sn->str.addresses = sn->addresses_buf =
-				neigh_addresses(manager_neigh(m), n->mac);
+		/* What the host saw of it, and what its guest agent says. */
+		sn->str.addresses = sn->addresses_buf =
+			said ? list_union(seen, said) : TAKE_PTR(seen);
 	}
 	return 0;
 }

@@ -518,6 +518,55 @@ uint64_t now_usec(clockid_t clock)
 	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
+static int by_string(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+char *join_sorted_unique(const char **items, size_t n)
+{
+	_cleanup_free_ const char **v = n ? reallocarray(NULL, n, sizeof(*items)) : NULL;
+	size_t len = 0, k = 0;
+	char *s, *p;
+
+	if (!v)
+		return NULL;
+	memcpy(v, items, n * sizeof(*items));
+	qsort(v, n, sizeof(*v), by_string);
+	for (size_t i = 0; i < n; i++)
+		if (i == 0 || !streq(v[i], v[k - 1]))
+			v[k++] = v[i], len += strlen(v[i]) + 1;
+	s = p = malloc(len);
+	if (!s)
+		return NULL;
+	for (size_t i = 0; i < k; i++)
+		p = stpcpy(p, v[i]), *p++ = i + 1 < k ? ',' : '\0';
+	return s;
+}
+
+char *list_union(const char *a, const char *b)
+{
+	_cleanup_free_ char *all = NULL;
+	_cleanup_free_ const char **items = NULL;
+	size_t n = 0, max = 1;
+
+	if (asprintf(&all, "%s,%s", a ?: "", b ?: "") < 0)
+		return NULL;
+	for (const char *p = all; *p; p++)
+		max += *p == ',';
+	items = calloc(max, sizeof(*items));
+	if (!items)
+		return NULL;
+	for (char *p = all, *next; p; p = next) {
+		next = strchr(p, ',');
+		if (next)
+			*next++ = '\0';
+		if (*p)
+			items[n++] = p;
+	}
+	return join_sorted_unique(items, n);
+}
+
 char **strv_free(char **l)
 {
 	if (l)

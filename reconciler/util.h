@@ -131,6 +131,11 @@ void format_size(uint64_t bytes, char buf[static 32]);
 uint64_t now_usec(clockid_t clock);
 
 /* NULL-terminated string arrays (argv). */
+/* items[0..n) sorted, each once, comma-separated ("a,b"); NULL for none or without memory. */
+char *join_sorted_unique(const char **items, size_t n);
+/* The union of two such lists (either may be NULL), as join_sorted_unique() makes it. */
+char *list_union(const char *a, const char *b);
+
 char **strv_free(char **l);
 DEFINE_POINTER_CLEANUP(char *, strv_free)
 size_t strv_length(char *const *l);

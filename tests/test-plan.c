@@ -187,6 +187,8 @@ static const Row rows[] = {
 	  .expect = "", .restart_required = true },
 	{ "cmdline changed, restart", BASE "updatePolicy: restart\ncmdline: quiet\n", VM_RUNNING,
 	  .have = BASE, .expect = "restart" },
+	{ "guest agent added", BASE "guestAgent: true\n", VM_RUNNING, .have = BASE, .expect = "",
+	  .restart_required = true },
 	{ "initrd changed, paused, restart", BASE "state: paused\nupdatePolicy: restart\ninitrd: /i\n",
 	  VM_PAUSED, .have = BASE, .expect = "restart" },
 	{ "kernel changed and pause: pause anyway", BASE "state: paused\nkernel: /k2\n", VM_RUNNING,

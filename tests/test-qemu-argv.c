@@ -46,6 +46,7 @@ static char **build(const SandboxSpec *s, QemuAccel accel, const char *dir)
 		.accel = accel,
 		.dir = dir,
 		.serial_fd = 4,
+		.agent_fd = 5,
 		.spec = s,
 		.disk_ports = disk_ports,
 		.net_ports = net_ports,
@@ -254,12 +255,39 @@ static void test_net_fds(void **state _unused_)
 	sandbox_spec_free(s);
 }
 
+/* guestAgent: its port, on the socket vmd made; none without it. */
+static void test_guest_agent(void **state _unused_)
+{
+	const char *text = "apiVersion: vmd/v1\nkind: Sandbox\nspec:\n  memory: 128Mi\n"
+			   "  kernel: /k/vmlinux\n";
+	_cleanup_free_ char *with = NULL;
+	SandboxSpec *s = load(text);
+	char **argv = build(s, QEMU_ACCEL_TCG, "/run/vmd/vm-1");
+
+	assert_null(after(argv, "-chardev", 2));
+	assert_false(has(argv, "virtio-serial-pci,id=vmd-agent-serial"));
+	strv_free(argv);
+	sandbox_spec_free(s);
+
+	assert_true(asprintf(&with, "%s  guestAgent: true\n", text) > 0);
+	s = load(with);
+	argv = build(s, QEMU_ACCEL_TCG, "/run/vmd/vm-1");
+	assert_string_equal(after(argv, "-chardev", 2),
+			    "socket,id=vmd-agent,fd=5,server=on,wait=off");
+	assert_true(has(argv, "virtio-serial-pci,id=vmd-agent-serial"));
+	assert_true(has(argv, "virtserialport,bus=vmd-agent-serial.0,chardev=vmd-agent,"
+			      "name=org.qemu.guest_agent.0"));
+	strv_free(argv);
+	sandbox_spec_free(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_escape),	       cmocka_unit_test(test_full_spec),
 		cmocka_unit_test(test_accel),	       cmocka_unit_test(test_commas),
 		cmocka_unit_test(test_too_many_ports), cmocka_unit_test(test_net_fds),
+		cmocka_unit_test(test_guest_agent),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
