@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -132,6 +133,13 @@ int fixture_setup(void **state)
 	return 0;
 }
 
+int fixture_setup_notify(void **state)
+{
+	fixture_setup(state);
+	fixture_listen_notify(*state);
+	return 0;
+}
+
 void fixture_stop_daemon(Fixture *f, int sig)
 {
 	test_kill_wait(&f->pid, sig);
@@ -158,6 +166,7 @@ int fixture_teardown(void **state)
 	if (f->notify_path)
 		test_notify_close(&f->notify);
 	free(f->notify_path);
+	(void)umount2(f->state, MNT_DETACH); /* a test's small state dir, if it made one */
 	test_tmpdir_remove(f->dir);
 	free(f->sb);
 	free(f->run);
@@ -376,7 +385,7 @@ json_t *fixture_wait_status(Fixture *f, const char *name, StatusPred pred, const
 				 text ?: "(none)", log ?: "");
 		}
 		json_decref(s);
-		usleep(50000);
+		fixture_pass_time(f, 50);
 	}
 }
 
@@ -422,4 +431,70 @@ pid_t fixture_running(Fixture *f, const char *name)
 	json_decref(s);
 	assert_true(pid > 0);
 	return pid;
+}
+
+bool config_invalid(json_t *s, const void *arg _unused_)
+{
+	return s && streq(status_condition(s, "ConfigValid", "status"), "False");
+}
+
+bool config_valid(json_t *s, const void *arg _unused_)
+{
+	return s && streq(status_condition(s, "ConfigValid", "status"), "True");
+}
+
+bool disks_are(json_t *s, const void *arg)
+{
+	return s && json_array_size(json_object_get(s, "disks")) == (size_t)(uintptr_t)arg &&
+	       json_integer_value(json_object_get(s, "observedGeneration")) ==
+		       json_integer_value(json_object_get(s, "generation"));
+}
+
+bool generation_settled(json_t *s, const void *arg)
+{
+	json_int_t g = (json_int_t)(uintptr_t)arg;
+
+	return s && json_integer_value(json_object_get(s, "generation")) == g &&
+	       json_integer_value(json_object_get(s, "observedGeneration")) == g;
+}
+
+unsigned count_in(const char *haystack, const char *needle)
+{
+	unsigned n = 0;
+
+	for (const char *p = haystack; (p = strstr(p, needle)); p += strlen(needle))
+		n++;
+	return n;
+}
+
+const char FIXTURE_FC_3_VCPUS[] =
+	"apiVersion: vmd/v1\nkind: Sandbox\nspec:\n  backend: firecracker\n  memory: 64Mi\n"
+	"  kernel: /k\n  vcpus: 3\n";
+const char FIXTURE_FC_3_VCPUS_ERROR[] =
+	"/web.yaml:7:10: spec.vcpus: 3 vCPUs do not fit backend 'firecracker': it takes 1 or an "
+	"even number up to 32";
+
+char *fixture_start_noop(Fixture *f, const char *name)
+{
+	json_t *s;
+	char *started;
+
+	fixture_put(f, name, FIXTURE_NOOP_SPEC);
+	fixture_start_daemon(f);
+	s = fixture_wait_status(f, name, phase_is, "Running");
+	started = strdup(json_string_value(json_object_get(s, "startedAt")));
+	json_decref(s);
+	if (f->notify_path)
+		fixture_expect_notify(f, "READY=1");
+	return started;
+}
+
+char *fixture_noop_state(Fixture *f, const char *name)
+{
+	_cleanup_free_ char *p = path_in(f->run, "%s/noop.json", name);
+	json_t *j = json_load_file(p, 0, NULL);
+	char *state = j ? strdup(json_string_value(json_object_get(j, "state"))) : NULL;
+
+	json_decref(j);
+	return state;
 }

@@ -38,8 +38,13 @@ typedef struct Fixture {
 	char *notify_path;		/* its socket, or NULL */
 } Fixture;
 
-/* cmocka setup and teardown: one Fixture in *state. */
+/*
+ * cmocka setup and teardown: one Fixture in *state. fixture_setup_notify also binds the
+ * NOTIFY_SOCKET (fixture_listen_notify). Teardown unmounts what a test mounted on the
+ * state dir (a small tmpfs in a mount namespace of the test's own), if it did.
+ */
 int fixture_setup(void **state);
+int fixture_setup_notify(void **state);
 int fixture_teardown(void **state);
 
 /* Start vmd daemon on f's directories (--grace 0.3, logs to f->log), and stop it. */
@@ -105,3 +110,28 @@ bool failing(json_t *s, const void *arg);
 pid_t pid_of(json_t *s);
 /* Wait until name is Running and Ready; the pid of its VMM. */
 pid_t fixture_running(Fixture *f, const char *name);
+
+/* More predicates: ConfigValid False; ConfigValid True; arg disks, the generation observed;
+ * generation and observedGeneration both arg. */
+bool config_invalid(json_t *s, const void *arg);
+bool config_valid(json_t *s, const void *arg);
+bool disks_are(json_t *s, const void *arg);
+bool generation_settled(json_t *s, const void *arg);
+
+/* How often needle occurs in haystack. */
+unsigned count_in(const char *haystack, const char *needle);
+
+/* The tests of the daemon itself run it on the noop backend. */
+#define FIXTURE_NOOP_SPEC                                                                          \
+	"apiVersion: vmd/v1\nkind: Sandbox\nspec:\n  backend: noop\n  memory: 64Mi\n"
+/* Valid YAML that the firecracker backend refuses (3 vCPUs, at line 7, column 10), and the
+ * error vmd gives for it as the file web.yaml. */
+extern const char FIXTURE_FC_3_VCPUS[], FIXTURE_FC_3_VCPUS_ERROR[];
+
+/*
+ * Write name's file with FIXTURE_NOOP_SPEC, start the daemon and wait until name runs (and,
+ * with a notify socket, for READY=1); its startedAt, which the caller frees.
+ */
+char *fixture_start_noop(Fixture *f, const char *name);
+/* The state the noop backend keeps for name's VM ("running", "paused"), NULL if none. */
+char *fixture_noop_state(Fixture *f, const char *name);
