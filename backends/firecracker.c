@@ -517,6 +517,24 @@ static const VmmVmType fc_type = {
  */
 #define FC_VCPUS_MAX 32u
 
+/* Firecracker opens a tap by name (host_dev_name): none of the devices vmd makes, yet. */
+static void refuse_made_nets(const SandboxSpec *spec, SpecCheck *check)
+{
+	char field[64];
+
+	for (size_t i = 0; i < spec->n_networks; i++) {
+		NetType t = spec->networks[i].type;
+
+		if (!IN_SET(t, NET_BRIDGE, NET_MACVTAP))
+			continue;
+		snprintf(field, sizeof(field), "spec.networks[%zu].type", i);
+		spec_check_error(
+			check, field,
+			"a %s network (a device vmd makes) needs the qemu or cloud-hypervisor backend: Firecracker opens taps by name; make the tap yourself and use type tap",
+			net_type_to_string(t));
+	}
+}
+
 static int fc_validate(const SandboxSpec *spec, SpecCheck *check)
 {
 	char buf[SPEC_CHECK_BACKEND_MAX];
@@ -524,6 +542,7 @@ static int fc_validate(const SandboxSpec *spec, SpecCheck *check)
 	backend_require_kernel(spec, check);
 	backend_refuse_qcow2(spec, check);
 	backend_refuse_user_net(spec, check);
+	refuse_made_nets(spec, check);
 	/* virtio-mem takes multiples of its block: so that each resize is one, so is the size. */
 	if (spec->memory % FC_HOTPLUG_BLOCK != 0)
 		spec_check_error(check, "spec.memory",
