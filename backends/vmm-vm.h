@@ -195,6 +195,11 @@ typedef struct VmmVmType {
 	void (*exited)(VmmVm *v);
 	/* Remove what prepare made outside the runtime dir (NULL: nothing). */
 	int (*cleanup)(Backend *b, const char *name);
+	/*
+	 * At cleanup, before the record goes: free what the VM's config held outside vmd's
+	 * files (devices), v as vmd drives it or as its record has it (NULL: nothing).
+	 */
+	void (*release)(VmmVm *v);
 } VmmVmType;
 
 struct VmmVm {

@@ -98,8 +98,25 @@ unsigned net_tap_fds(pid_t pid)
 		if (len < 0)
 			continue;
 		target[len] = '\0';
-		if (streq(target, "/dev/net/tun") || strstr(target, ".macvtap-"))
+		len = (ssize_t)strlen(target);
+		if ((len >= 12 && streq(target + len - 12, "/dev/net/tun")) ||
+		    strstr(target, ".macvtap-"))
 			n++;
 	}
 	return n;
+}
+
+bool net_holds_tap(pid_t pid, const char *tap)
+{
+	_cleanup_free_ char *want = NULL;
+
+	assert_true(asprintf(&want, "iff:\t%s\n", tap) > 0);
+	for (int fd = 0; fd < 1024; fd++) {
+		_cleanup_free_ char *p = NULL, *info = NULL;
+
+		assert_true(asprintf(&p, "/proc/%d/fdinfo/%d", (int)pid, fd) > 0);
+		if (read_file(p, 4096, &info, NULL) >= 0 && strstr(info, want))
+			return true;
+	}
+	return false;
 }

@@ -28,3 +28,5 @@ char *net_attr(const char *ifname, const char *attr);
 void net_wait_link_gone(const char *ifname);
 /* How many descriptors of process pid are of /dev/net/tun (taps) or of a macvtap. */
 unsigned net_tap_fds(pid_t pid);
+/* Whether process pid has a descriptor attached to tap (its fdinfo's "iff:"). */
+bool net_holds_tap(pid_t pid, const char *tap);

@@ -3,7 +3,9 @@
  * The networks vmd makes (backends/netdev.c) on the REST VMMs, the real `vmd daemon` on
  * their simulators: Cloud Hypervisor gets each tap as a descriptor with vm.add-net
  * (SCM_RIGHTS, backends/http-fds.c), which its simulator receives as upstream does and
- * checks is a tap (TUNGETIFF). Everything runs in a network namespace of this binary's
+ * checks is a tap (TUNGETIFF); Firecracker opens a tap by name, jailed as the jail's uid,
+ * so vmd makes a persistent tap owned by that uid, which its simulator really opens
+ * (TUNSETIFF, dropped to that uid). Everything runs in a network namespace of this binary's
  * own, with a sysfs of it; the host's interfaces are not touched. Waits are bounded (a
  * failure, not a speed claim).
  */
@@ -19,7 +21,7 @@
 #include "status.h"
 #include "util.h"
 
-static char ch_binary[4096];
+static char ch_binary[4096], fc_binary[4096], jailer[4096];
 
 static int ch_setup(void **state)
 {
@@ -108,7 +110,8 @@ static void test_ch(void **state)
 	Fixture *f = *state;
 	_cleanup_free_ char *file = path_in(f->sb, "lan.yaml");
 	char tap0[SPEC_IFNAME_MAX + 1], tap1[SPEC_IFNAME_MAX + 1], up[SPEC_IFNAME_MAX + 1];
-	json_t *info;
+	json_t *info, *s;
+	pid_t pid;
 
 	net_ip("link", "add", "vmdbr0", "type", "bridge", NULL);
 	net_ip("link", "set", "vmdbr0", "up", NULL, NULL);
@@ -120,13 +123,18 @@ static void test_ch(void **state)
 	fixture_put_sim(f, "lan", "cloud-hypervisor",
 			"  memory: 64Mi\n  networks:\n" CH_LAN_N0 CH_LAN_UP);
 	fixture_start_daemon(f);
-	json_decref(fixture_wait_status(f, "lan", ready, "Running"));
+	s = fixture_wait_status(f, "lan", ready, "Running");
+	pid = pid_of(s);
+	json_decref(s);
 	wait_lan_devices(f, false);
 	info = ch_info(f, "lan");
 	assert_fd_nic(info, "n0", tap0);
 	assert_fd_nic(info, "up", up);
 	json_decref(info);
 	assert_on_bridge(tap0, "vmdbr0");
+	/* The macvtap's character device has no fdinfo of its own: counted by its node. */
+	assert_true(net_holds_tap(pid, tap0));
+	assert_int_equal(net_tap_fds(pid), 2);
 	assert_int_equal(net_tap_fds(f->pid), 0);
 
 	/* Hot-added: made, on the bridge, and sent with vm.add-net to the running VM. */
@@ -138,6 +146,7 @@ static void test_ch(void **state)
 	assert_fd_nic(info, "n1", tap1);
 	json_decref(info);
 	assert_on_bridge(tap1, "vmdbr0");
+	assert_true(net_holds_tap(pid, tap1));
 	assert_int_equal(net_tap_fds(f->pid), 0);
 
 	/* Removed: the guest ejects it, CH drops the device and its tap goes. */
@@ -156,13 +165,119 @@ static void test_ch(void **state)
 	net_ip("link", "del", "vmdlow0", NULL, NULL, NULL);
 }
 
+/* Firecracker through the jailer, as uid and gid 4242, jails under <dir>/jail. */
+static int fc_setup(void **state)
+{
+	_cleanup_free_ char *base = NULL;
+	int r = fixture_setup(state);
+
+	if (r < 0)
+		return r;
+	base = path_in(((Fixture *)*state)->dir, "jail");
+	fixture_jailed(*state, fc_binary, jailer, base);
+	return 0;
+}
+
+static unsigned ifindex_of(const char *tap)
+{
+	_cleanup_free_ char *i = net_attr(tap, "ifindex");
+
+	assert_non_null(i);
+	return (unsigned)strtoul(i, NULL, 10);
+}
+
+/* tap is persistent, its owner and group the jail's, on bridge, and held by pid. */
+static void assert_jail_tap(const char *tap, const char *bridge, pid_t pid)
+{
+	_cleanup_free_ char *owner = net_attr(tap, "owner"), *group = net_attr(tap, "group"),
+			    *flags = net_attr(tap, "tun_flags");
+
+	assert_non_null(owner);
+	assert_string_equal(owner, FIXTURE_JAIL_UID);
+	assert_non_null(group);
+	assert_string_equal(group, FIXTURE_JAIL_UID);
+	assert_non_null(flags);
+	assert_true(strtoul(flags, NULL, 16) & 0x0800); /* IFF_PERSIST */
+	assert_on_bridge(tap, bridge);
+	/* The simulator opened it by name at PUT /network-interfaces, as uid 4242. */
+	assert_true(net_holds_tap(pid, tap));
+}
+
+/* Running, in a VMM other than *arg. */
+static bool running_not(json_t *s, const void *arg)
+{
+	return ready(s, "Running") && pid_of(s) > 0 && pid_of(s) != *(const pid_t *)arg;
+}
+
+#define FC_N0 "    - {id: n0, type: bridge, bridge: vmdbr1, mac: \"52:54:00:00:04:00\"}\n"
+
+/*
+ * Firecracker, jailed, type bridge: a persistent tap owned by the jail's uid, on the
+ * bridge, which Firecracker (dropped to that uid) opens by name; vmd holds none of it.
+ * Firecracker killed: the restart takes the same tap again. The NIC removed (a restart)
+ * removes its tap; so does the sandbox removed.
+ */
+static void test_fc(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *file = path_in(f->sb, "fcl.yaml");
+	char tap[SPEC_IFNAME_MAX + 1], tap1[SPEC_IFNAME_MAX + 1];
+	unsigned ifindex;
+	pid_t pid;
+	json_t *s;
+
+	net_ip("link", "add", "vmdbr1", "type", "bridge", NULL);
+	net_ip("link", "set", "vmdbr1", "up", NULL, NULL);
+	spec_tap_derive("fcl", "n0", tap);
+	spec_tap_derive("fcl", "n1", tap1);
+	fixture_put_sim(f, "fcl", "firecracker",
+			"  memory: 64Mi\n  updatePolicy: restart\n  networks:\n" FC_N0);
+	fixture_start_daemon(f);
+	s = fixture_wait_status(f, "fcl", ready, "Running");
+	pid = pid_of(s);
+	json_decref(s);
+	assert_jail_tap(tap, "vmdbr1", pid);
+	assert_int_equal(net_tap_fds(f->pid), 0);
+	ifindex = ifindex_of(tap);
+
+	/* A crash: the tap stays, and the restart takes it again (the same link). */
+	assert_int_equal(kill(pid, SIGKILL), 0);
+	s = fixture_wait_status(f, "fcl", restarted, (void *)1);
+	assert_int_not_equal(pid_of(s), pid);
+	pid = pid_of(s);
+	json_decref(s);
+	assert_int_equal(ifindex_of(tap), ifindex);
+	assert_jail_tap(tap, "vmdbr1", pid);
+
+	/* The NIC replaced (Firecracker restarts for it): n0's tap goes, n1's comes. */
+	fixture_put_sim(f, "fcl", "firecracker",
+			"  memory: 64Mi\n  updatePolicy: restart\n  networks:\n"
+			"    - {id: n1, type: bridge, bridge: vmdbr1, mac: \"52:54:00:00:04:01\"}\n");
+	for (unsigned i = 0; i < 400 && (net_link_exists(tap) || !net_link_exists(tap1)); i++)
+		usleep(50 * 1000);
+	assert_false(net_link_exists(tap));
+	s = fixture_wait_status(f, "fcl", running_not, &pid);
+	pid = pid_of(s);
+	json_decref(s);
+	assert_jail_tap(tap1, "vmdbr1", pid);
+
+	/* The sandbox gone: its tap too. */
+	assert_int_equal(unlink(file), 0);
+	json_decref(fixture_wait_status(f, "fcl", absent, NULL));
+	net_wait_link_gone(tap1);
+	net_ip("link", "del", "vmdbr1", NULL, NULL, NULL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_ch, ch_setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_fc, fc_setup, fixture_teardown),
 	};
 
 	snprintf(ch_binary, sizeof(ch_binary), "%s", test_src("tests/sim/cloud-hypervisor"));
+	snprintf(fc_binary, sizeof(fc_binary), "%s", test_src("tests/sim/firecracker"));
+	snprintf(jailer, sizeof(jailer), "%s", test_src("tests/sim/jailer"));
 	/* VMMs outlive a daemon killed with -9: they come to this binary, which reaps them. */
 	(void)prctl(PR_SET_CHILD_SUBREAPER, 1);
 	if (net_namespace("test-vmm-net") < 0)
