@@ -96,6 +96,14 @@ static int parse_reply(HttpFdsRequest *req, bool eof, long *ret_status, const ch
 			has_length = true;
 		}
 	end += 4;
+	/*
+	 * 1xx, 204 and 304 have no body, and no length: micro_http (src/response.rs,
+	 * Response::new()) sends none for a 204, and keeps the connection open.
+	 */
+	if ((status >= 100 && status < 200) || status == 204 || status == 304) {
+		has_length = true;
+		length = 0;
+	}
 	if (has_length && (size_t)(req->in + req->in_len - end) < length)
 		return eof ? -ECONNRESET : 0;
 	if (!has_length && !eof)
@@ -232,7 +240,8 @@ int http_request_fds(sd_event *e, const char *socket_path, const char *method, c
 	req->path = strdup(path);
 	if (!req->method || !req->path)
 		return -ENOMEM;
-	memcpy(req->fds, fds, sizeof(int) * n_fds);
+	for (size_t i = 0; i < n_fds; i++)
+		req->fds[i] = fds[i];
 	req->n_fds = n_fds;
 	r = format_request(req, body);
 	if (r < 0)

@@ -272,7 +272,10 @@ def make_handler(vmm):
             self.send_response(status)
             if data:
                 self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
+            # micro_http (src/response.rs, Response::new()), both VMMs' server: no
+            # Content-Length on a 204, on a connection that stays open.
+            if status != 204:
+                self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
             self.wfile.flush()
