@@ -270,10 +270,15 @@ static void test_fc(void **state)
 
 int main(void)
 {
-	const struct CMUnitTest tests[] = {
+	const struct CMUnitTest ch_tests[] = {
 		cmocka_unit_test_setup_teardown(test_ch, ch_setup, fixture_teardown),
+	};
+	const struct CMUnitTest fc_tests[] = {
 		cmocka_unit_test_setup_teardown(test_fc, fc_setup, fixture_teardown),
 	};
+	/* The Cloud Hypervisor releases vmd supports whose simulated behaviour differs. */
+	static const char *const ch_releases[] = { "v52.0", "main" };
+	int failed = 0;
 
 	snprintf(ch_binary, sizeof(ch_binary), "%s", test_src("tests/sim/cloud-hypervisor"));
 	snprintf(fc_binary, sizeof(fc_binary), "%s", test_src("tests/sim/firecracker"));
@@ -282,5 +287,10 @@ int main(void)
 	(void)prctl(PR_SET_CHILD_SUBREAPER, 1);
 	if (net_namespace("test-vmm-net") < 0)
 		return 1;
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	for (size_t i = 0; i < ELEMENTSOF(ch_releases); i++) {
+		setenv("VMD_SIM_CH_VERSION", ch_releases[i], 1);
+		failed += _cmocka_run_group_tests(ch_releases[i], ch_tests, ELEMENTSOF(ch_tests),
+						  NULL, NULL);
+	}
+	return failed + cmocka_run_group_tests_name("firecracker", fc_tests, NULL, NULL);
 }
