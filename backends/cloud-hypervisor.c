@@ -3,8 +3,10 @@
  * The Cloud Hypervisor backend. Each VM is one `cloud-hypervisor --api-socket path=...`
  * process that vmd starts and watches like every VMM (vmm-vm.c) and drives over its REST
  * API through the job machinery (vmm-job.c): vmm.ping answers with the pid vmd started
- * (api-up), vm.create with the whole config (configure), vm.boot (boot). Its runtime dir
- * holds vm.json, api.sock, console.log (the serial port, a file) and ch.log (its stderr).
+ * (api-up), vm.create with the config, its NICs up to the first whose device vmd made,
+ * and vm.add-net for the rest, in order, the descriptors of vmd's devices attached
+ * (configure), vm.boot (boot). Its runtime dir holds vm.json, api.sock, console.log (the
+ * serial port, a file) and ch.log (its stderr).
  *
  * Live changes: pause and resume; disks and NICs (vm.add-disk, vm.add-net,
  * vm.remove-device: removed once the guest ejects it, which vm.info's device_tree shows); vCPUs and
@@ -474,7 +476,10 @@ static int ch_build(VmmVm *vm, VmmJob *j, VmmRequests *rq)
 		return get(rq, "vm.info", check_released);
 	case VMM_PHASE_CLEANUP:
 	case VMM_PHASE_ROLLBACK:
-		/* A macvtap made for a NIC that is gone, or never came; a bridge's tap went with CH's descriptor. */
+		/*
+		 * A macvtap made for a NIC that is gone, or never came; a bridge's tap went
+		 * with CH's descriptor.
+		 */
 		if (IN_SET(j->type, BACKEND_OP_NET_ADD, BACKEND_OP_NET_REMOVE))
 			(void)netdev_release(&j->net);
 		return 0;

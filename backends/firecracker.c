@@ -4,7 +4,8 @@
  * that vmd starts and watches like every VMM (vmm-vm.c) and configures over its REST API
  * through the job machinery (vmm-job.c): GET / answers with the sandbox's name as the
  * instance id, and its version (api-up); serial to console.log (from 1.14), boot source,
- * machine config, virtio-mem room (from 1.14), drives, network interfaces (configure);
+ * machine config, virtio-mem room (from 1.14), drives, network interfaces (configure; a
+ * bridge's tap made persistent for it before it starts, as it opens taps by name);
  * InstanceStart (boot). Its runtime dir holds vm.json, api.sock, console.log, fc.log (its
  * stderr) and fc.out (its stdout: its log lines). Firecracker refuses an existing socket path: a
  * stale one (nobody listening) is removed first, inside the run dir only.
