@@ -122,9 +122,14 @@ static void test_ch(void **state)
 	spec_tap_derive("lan", "up", up);
 	fixture_put_sim(f, "lan", "cloud-hypervisor",
 			"  memory: 64Mi\n  networks:\n" CH_LAN_N0 CH_LAN_UP);
+	/* Started beside it: a VMM that inherits none of lan's devices (vmm_spawn(), O_CLOEXEC). */
+	fixture_put_sim(f, "other", "cloud-hypervisor", "  memory: 64Mi\n");
 	fixture_start_daemon(f);
 	s = fixture_wait_status(f, "lan", ready, "Running");
 	pid = pid_of(s);
+	json_decref(s);
+	s = fixture_wait_status(f, "other", ready, "Running");
+	assert_int_equal(net_tap_fds(pid_of(s)), 0);
 	json_decref(s);
 	wait_lan_devices(f, false);
 	info = ch_info(f, "lan");
