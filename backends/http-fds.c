@@ -76,7 +76,8 @@ static void complete(HttpFdsRequest *req, int error, long status, const char *bo
 
 /*
  * The reply, if it is all there: 1 with *ret_status and the body, 0 if more is to come,
- * -EBADMSG if it is no HTTP reply. eof: the peer closed, so a reply without a length ends.
+ * -EBADMSG if it is no HTTP reply, -ECONNRESET if the peer hung up before it was all
+ * there. eof: the peer closed, so a reply without a length ends.
  */
 static int parse_reply(HttpFdsRequest *req, bool eof, long *ret_status, const char **ret_body,
 		       size_t *ret_len)
@@ -86,7 +87,7 @@ static int parse_reply(HttpFdsRequest *req, bool eof, long *ret_status, const ch
 	bool has_length = false;
 
 	if (!end)
-		return eof ? -EBADMSG : 0;
+		return eof ? -ECONNRESET : 0;
 	if (sscanf(req->in, "HTTP/1.%*1[01] %3lu", &status) != 1)
 		return -EBADMSG;
 	for (line = strstr(req->in, "\r\n") + 2; line < end; line = strstr(line, "\r\n") + 2)

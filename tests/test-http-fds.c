@@ -251,6 +251,15 @@ static void test_reply_ends(void **state _unused_)
 	server_join(&s);
 	server_stop(&s);
 	done_free(&d);
+
+	/* Nothing at all before the close: the server hung up. */
+	d = (Done){};
+	server_start(&s, "", true);
+	run(s.path, NULL, NULL, 0, 2000000, &d);
+	assert_int_equal(d.error, -ECONNRESET);
+	server_join(&s);
+	server_stop(&s);
+	done_free(&d);
 }
 
 /* Nobody there, or no answer in time: the handler hears so, from the loop. */
