@@ -93,6 +93,7 @@ LIB_SRCS := \
 	backends/vmm-job.c \
 	backends/vmm-api.c \
 	backends/http-unix.c \
+	backends/http-fds.c \
 	backends/qmp.c \
 	backends/qemu-argv.c \
 	backends/qemu.c \
@@ -103,7 +104,7 @@ LIB_SRCS := \
 	backends/firecracker-jail.c
 MAIN_SRC := reconciler/main.c
 
-TESTS := util hashmap list prioq status desired console yaml-tree yaml-decode spec spec-check spec-yaml spec-json sandbox-dir sandbox-file plan backend-noop vmm http-unix cloud-hypervisor firecracker qmp qemu-argv qemu qemu-net qemu-sim hung-vmm vm-safety host-ports neigh guest-agent watcher \
+TESTS := util hashmap list prioq status desired console yaml-tree yaml-decode spec spec-check spec-yaml spec-json sandbox-dir sandbox-file plan backend-noop vmm http-unix http-fds cloud-hypervisor firecracker qmp qemu-argv qemu qemu-net qemu-sim vmm-net hung-vmm vm-safety host-ports neigh guest-agent watcher \
 	cli-validate schema daemon state-dir files deletion-guard journal units install systemd readme metrics man fleet
 
 # libFuzzer targets, tests/fuzz-NAME.c; make check replays the seeds of each (tests/run).
@@ -147,7 +148,8 @@ $(B)/san/vmd: $(SAN_OBJS) $(B)/san/$(MAIN_SRC:.c=.o)
 	$(call say,LD,$@) $(CC) $(SAN_FLAGS) $^ $(PKG_LIBS) -o $@
 
 TEST_HELPERS := $(B)/san/tests/helpers.o $(B)/san/tests/daemon-fixture.o \
-	$(B)/san/tests/manager-fixture.o $(B)/san/tests/qemu-fixture.o
+	$(B)/san/tests/manager-fixture.o $(B)/san/tests/qemu-fixture.o \
+	$(B)/san/tests/net-fixture.o
 
 $(B)/san/tests/test-%: $(B)/san/tests/test-%.o $(TEST_HELPERS) $(SAN_OBJS)
 	$(call say,LD,$@) $(CC) $(SAN_FLAGS) $^ $(PKG_LIBS) -lcmocka -o $@

@@ -79,27 +79,14 @@ void backend_refuse_user_net(const SandboxSpec *spec, SpecCheck *check)
 {
 	char buf[SPEC_CHECK_BACKEND_MAX], field[64];
 
-	/*
-	 * Every network but a tap that exists: user mode is QEMU's; the devices vmd makes
-	 * (bridge, macvtap) are handed over as descriptors, which only the QEMU backend does
-	 * yet.
-	 */
+	/* User mode is QEMU's own network stack (slirp); the other VMMs have none. */
 	for (size_t i = 0; i < spec->n_networks; i++) {
-		NetType t = spec->networks[i].type;
-
-		if (t == NET_TAP)
+		if (spec->networks[i].type != NET_USER)
 			continue;
 		snprintf(field, sizeof(field), "spec.networks[%zu].type", i);
-		if (t == NET_USER)
-			spec_check_error(
-				check, field,
-				"user-mode networking needs the qemu backend; this sandbox uses %s",
-				spec_check_backend(spec, buf));
-		else
-			spec_check_error(
-				check, field,
-				"a %s network (a device vmd makes) needs the qemu backend for now; this sandbox uses %s: make the tap yourself and use type tap",
-				net_type_to_string(t), spec_check_backend(spec, buf));
+		spec_check_error(check, field,
+				 "user-mode networking needs the qemu backend; this sandbox uses %s",
+				 spec_check_backend(spec, buf));
 	}
 }
 

@@ -3,8 +3,10 @@
  * The Cloud Hypervisor backend. Each VM is one `cloud-hypervisor --api-socket path=...`
  * process that vmd starts and watches like every VMM (vmm-vm.c) and drives over its REST
  * API through the job machinery (vmm-job.c): vmm.ping answers with the pid vmd started
- * (api-up), vm.create with the whole config (configure), vm.boot (boot). Its runtime dir
- * holds vm.json, api.sock, console.log (the serial port, a file) and ch.log (its stderr).
+ * (api-up), vm.create with the config, its NICs up to the first whose device vmd made,
+ * and vm.add-net for the rest, in order, the descriptors of vmd's devices attached
+ * (configure), vm.boot (boot). Its runtime dir holds vm.json, api.sock, console.log (the
+ * serial port, a file) and ch.log (its stderr).
  *
  * Live changes: pause and resume; disks and NICs (vm.add-disk, vm.add-net,
  * vm.remove-device: removed once the guest ejects it, which vm.info's device_tree shows); vCPUs and
@@ -16,6 +18,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 
+#include "netdev.h"
 #include "spec-json.h"
 #include "util.h"
 #include "vmm-vm.h"
@@ -79,12 +82,77 @@ static json_t *disk_config(const DiskSpec *d)
 			 d->id, "image_type", d->format == DISK_FORMAT_QCOW2 ? "Qcow2" : "Raw");
 }
 
+/* A device vmd makes (netdev.c), which CH gets as a descriptor, not by name. */
+static bool vmd_made(const NetSpec *n)
+{
+	return IN_SET(n->type, NET_BRIDGE, NET_MACVTAP);
+}
+
+/* A NIC of a device vmd makes has no tap: CH takes its descriptor instead (fds). */
 static json_t *net_config(const NetSpec *n)
 {
 	char mac[18];
 
 	spec_mac_format(n->mac, mac);
+	if (vmd_made(n))
+		return json_pack("{s:s, s:s}", "mac", mac, "id", n->id);
 	return json_pack("{s:s, s:s, s:s}", "tap", n->tap, "mac", mac, "id", n->id);
+}
+
+/*
+ * The NICs that vm.create takes: those before the first device vmd makes. vm.create takes
+ * no descriptor in any release (v52.0 to main, vmm/src/api/http/http_endpoint.rs,
+ * VmCreate::handle_request(): attach_fds_to_cfg(vec![], cfg) for every net, which drops
+ * what came); the rest are added, in order, before vm.boot (add_nets()).
+ */
+static size_t nets_at_create(const SandboxSpec *s)
+{
+	size_t i = 0;
+
+	while (i < s->n_networks && !vmd_made(&s->networks[i]))
+		i++;
+	return i;
+}
+
+/*
+ * vm.add-net with the NIC's device attached: the tap (or macvtap) made and opened by vmd,
+ * sent as SCM_RIGHTS with the request, which VmAddNet's put_handler() gives to the NetConfig
+ * (http_endpoint.rs, attach_fds_to_cfg()). One descriptor: CH's default of 2 queues is one
+ * pair, which config.rs, NetConfig::validate() checks against the number of fds.
+ */
+static int add_net(VmmVm *vm, VmmJob *j, VmmRequests *rq, const NetSpec *n)
+{
+	char why[256];
+	int tap, vhost, r;
+
+	r = vmm_request_add(rq, "PUT", net_config(n), NULL, CH_API "vm.add-net");
+	if (r < 0 || !vmd_made(n))
+		return r;
+	/* No vhost-net: CH's virtio-net is its own (vhost-user only). */
+	r = netdev_open(n, vm->dir, false, &tap, &vhost, why, sizeof(why));
+	if (r < 0) {
+		vmm_job_fail_message(j, "network '%s': %s", n->id, why);
+		return r;
+	}
+	return vmm_request_pass_fd(rq, tap);
+}
+
+/* The NICs vm.create did not take, before the boot. */
+static int add_nets(VmmVm *vm, VmmJob *j, VmmRequests *rq)
+{
+	const SandboxSpec *s = vm->config;
+	int r = 0;
+
+	for (size_t i = nets_at_create(s); r >= 0 && i < s->n_networks; i++)
+		r = add_net(vm, j, rq, &s->networks[i]);
+	return r;
+}
+
+/* What netdev_open() made that outlives CH (macvtaps): gone. */
+static void release_nets(const SandboxSpec *s)
+{
+	for (size_t i = 0; s && i < s->n_networks; i++)
+		(void)netdev_release(&s->networks[i]);
 }
 
 static unsigned host_cpus(void)
@@ -113,7 +181,7 @@ static json_t *vm_config(ChVm *v)
 	for (size_t i = 0; i < s->n_disks; i++)
 		if (json_array_append_new(disks, disk_config(&s->disks[i])) < 0)
 			goto fail;
-	for (size_t i = 0; i < s->n_networks; i++)
+	for (size_t i = 0; i < nets_at_create(s); i++)
 		if (json_array_append_new(nets, net_config(&s->networks[i])) < 0)
 			goto fail;
 	payload = json_pack("{s:s}", "kernel", s->kernel);
@@ -348,7 +416,7 @@ static int build_request(VmmJob *j, VmmRequests *rq)
 	case BACKEND_OP_DISK_ADD:
 		return put(rq, "vm.add-disk", disk_config(&j->disk));
 	case BACKEND_OP_NET_ADD:
-		return put(rq, "vm.add-net", net_config(&j->net));
+		return add_net(j->vm, j, rq, &j->net);
 	case BACKEND_OP_DISK_REMOVE:
 	case BACKEND_OP_NET_REMOVE:
 		return put(rq, "vm.remove-device", json_pack("{s:s}", "id", j->device));
@@ -377,7 +445,12 @@ static int ch_build(VmmVm *vm, VmmJob *j, VmmRequests *rq)
 		if (!config)
 			return -ENOMEM;
 		r = get(rq, "vm.info", check_created);
-		return r < 0 ? (json_decref(config), r) : put(rq, "vm.create", config);
+		if (r < 0) {
+			json_decref(config);
+			return r;
+		}
+		r = put(rq, "vm.create", config);
+		return r < 0 ? r : add_nets(vm, j, rq);
 	case VMM_PHASE_BOOT:
 		return put(rq, "vm.boot", NULL);
 	case VMM_PHASE_OBSERVE:
@@ -401,9 +474,23 @@ static int ch_build(VmmVm *vm, VmmJob *j, VmmRequests *rq)
 	case VMM_PHASE_RELEASE:
 		rq->poll_usec = CH_REMOVE_POLL_USEC;
 		return get(rq, "vm.info", check_released);
+	case VMM_PHASE_CLEANUP:
+	case VMM_PHASE_ROLLBACK:
+		/*
+		 * A macvtap made for a NIC that is gone, or never came; a bridge's tap went
+		 * with CH's descriptor.
+		 */
+		if (IN_SET(j->type, BACKEND_OP_NET_ADD, BACKEND_OP_NET_REMOVE))
+			(void)netdev_release(&j->net);
+		return 0;
 	default:
 		return 0;
 	}
+}
+
+static void ch_exited(VmmVm *vm)
+{
+	release_nets(vm->config);
 }
 
 /* Observe: the resize room, as created. */
@@ -438,6 +525,7 @@ static const VmmVmType ch_type = {
 	.argv_name = ch_argv_name,
 	.build = ch_build,
 	.observed = ch_observed,
+	.exited = ch_exited,
 };
 
 /*
@@ -461,7 +549,8 @@ static void refuse_shared_ids(const SandboxSpec *spec, SpecCheck *check)
 
 /*
  * Cloud Hypervisor boots a kernel (payload), opens raw and qcow2 images (image_type, v51.0
- * on) and attaches tap devices.
+ * on) and attaches tap devices: an existing one by name, a tap or macvtap vmd makes by
+ * descriptor.
  */
 static int ch_validate(const SandboxSpec *spec, SpecCheck *check)
 {

@@ -4,7 +4,8 @@
  * that vmd starts and watches like every VMM (vmm-vm.c) and configures over its REST API
  * through the job machinery (vmm-job.c): GET / answers with the sandbox's name as the
  * instance id, and its version (api-up); serial to console.log (from 1.14), boot source,
- * machine config, virtio-mem room (from 1.14), drives, network interfaces (configure);
+ * machine config, virtio-mem room (from 1.14), drives, network interfaces (configure; a
+ * bridge's tap made persistent for it before it starts, as it opens taps by name);
  * InstanceStart (boot). Its runtime dir holds vm.json, api.sock, console.log, fc.log (its
  * stderr) and fc.out (its stdout: its log lines). Firecracker refuses an existing socket path: a
  * stale one (nobody listening) is removed first, inside the run dir only.
@@ -24,6 +25,7 @@
 #include <stdio.h>
 
 #include "log.h"
+#include "netdev.h"
 #include "spec-json.h"
 #include "util.h"
 #include "firecracker.h"
@@ -491,6 +493,49 @@ static void fc_done(Backend *b)
 	free(FC(b)->jailer);
 }
 
+/*
+ * Networks on a bridge: Firecracker takes no descriptor, only host_dev_name, and opens the
+ * tap itself at PUT /network-interfaces (src/vmm/src/devices/virtio/net/tap.rs,
+ * Tap::open_named(): TUNSETIFF IFF_TAP|IFF_NO_PI|IFF_VNET_HDR), jailed as the jail's uid
+ * without capabilities. So vmd makes the tap persistent, owned by that uid and gid, on
+ * the bridge (netdev.c), before Firecracker starts. A stop, or the guest's own power-off,
+ * removes it; a crash leaves it for the restart to take again; the sandbox gone removes it
+ * (release, at cleanup).
+ */
+static void remove_taps(VmmVm *v)
+{
+	for (size_t i = 0; v->config && i < v->config->n_networks; i++)
+		(void)netdev_persistent_tap_remove(&v->config->networks[i]);
+}
+
+static int fc_prepare(VmmVm *v)
+{
+	const Backend *b = v->b;
+	uid_t uid = fc_jailed(b) ? b->options.jailer_uid : (uid_t)-1;
+	gid_t gid = fc_jailed(b) ? b->options.jailer_gid : (gid_t)-1;
+	char why[256];
+	int r = fc_jail_prepare(v);
+
+	for (size_t i = 0; r >= 0 && i < v->config->n_networks; i++) {
+		const NetSpec *n = &v->config->networks[i];
+
+		if (n->type != NET_BRIDGE)
+			continue;
+		r = netdev_persistent_tap(n, uid, gid, why, sizeof(why));
+		if (r < 0) {
+			backend_set_error(v->b, "network '%s': %s", n->id, why);
+			remove_taps(v);
+		}
+	}
+	return r;
+}
+
+static void fc_exited(VmmVm *v)
+{
+	if (v->stop_requested || v->guest_shutdown)
+		remove_taps(v);
+}
+
 static const VmmVmType fc_type = {
 	.vmm = "firecracker",
 	.display = "Firecracker",
@@ -503,7 +548,9 @@ static const VmmVmType fc_type = {
 	.size = sizeof(FcVm),
 	.free = fc_free,
 	.observed = fc_observed,
-	.prepare = fc_jail_prepare,
+	.prepare = fc_prepare,
+	.exited = fc_exited,
+	.release = remove_taps,
 	.argv = fc_argv,
 	.argv_name = fc_argv_name,
 	.build = fc_build,
@@ -517,6 +564,25 @@ static const VmmVmType fc_type = {
  */
 #define FC_VCPUS_MAX 32u
 
+/*
+ * Firecracker opens a tap by name, with TUNSETIFF on /dev/net/tun (tap.rs,
+ * Tap::open_named()), which a macvtap does not answer: a macvtap is a character device of
+ * its own (/dev/tapN), never reached through /dev/net/tun, so Firecracker cannot use one.
+ */
+static void refuse_macvtap(const SandboxSpec *spec, SpecCheck *check)
+{
+	char field[64];
+
+	for (size_t i = 0; i < spec->n_networks; i++) {
+		if (spec->networks[i].type != NET_MACVTAP)
+			continue;
+		snprintf(field, sizeof(field), "spec.networks[%zu].type", i);
+		spec_check_error(
+			check, field,
+			"a macvtap network needs the qemu or cloud-hypervisor backend: Firecracker opens its tap by name through /dev/net/tun, which a macvtap is not reached by; use type bridge");
+	}
+}
+
 static int fc_validate(const SandboxSpec *spec, SpecCheck *check)
 {
 	char buf[SPEC_CHECK_BACKEND_MAX];
@@ -525,6 +591,7 @@ static int fc_validate(const SandboxSpec *spec, SpecCheck *check)
 	backend_refuse_qcow2(spec, check);
 	backend_refuse_user_net(spec, check);
 	backend_refuse_guest_agent(spec, check);
+	refuse_macvtap(spec, check);
 	/* virtio-mem takes multiples of its block: so that each resize is one, so is the size. */
 	if (spec->memory % FC_HOTPLUG_BLOCK != 0)
 		spec_check_error(check, "spec.memory",

@@ -294,7 +294,6 @@ void http_request_cancel(HttpRequest *req)
 /* What a finished transfer came to: the errno its handler gets, and the reply. */
 static int request_reply(HttpRequest *req, HttpReply *ret)
 {
-	_cleanup_free_ char *words = NULL;
 	long os_errno = 0;
 	int r;
 
@@ -308,17 +307,26 @@ static int request_reply(HttpRequest *req, HttpReply *ret)
 		return reply_error(ret, r, "%s %s: %s", req->method, req->path,
 				   req->errbuf[0] ? req->errbuf : curl_easy_strerror(req->result));
 	}
-	if (ret->status < 200 || ret->status > 299) {
-		words = http_error_message(req->buf.data, req->buf.len);
-		return reply_error(ret, http_status_to_errno(ret->status), "%s (HTTP %ld)",
-				   words ?: "no reason given", ret->status);
+	return http_reply_parse(ret->status, req->buf.data, req->buf.len, req->method, req->path,
+				ret);
+}
+
+int http_reply_parse(long status, const char *body, size_t len, const char *method,
+		     const char *path, HttpReply *ret)
+{
+	_cleanup_free_ char *words = NULL;
+
+	ret->status = status;
+	if (status < 200 || status > 299) {
+		words = http_error_message(body, len);
+		return reply_error(ret, http_status_to_errno(status), "%s (HTTP %ld)",
+				   words ?: "no reason given", status);
 	}
-	if (req->buf.len == 0)
+	if (len == 0)
 		return 0;
-	ret->json = json_loadb(req->buf.data, req->buf.len, 0, NULL);
+	ret->json = json_loadb(body, len, 0, NULL);
 	if (!ret->json)
-		return reply_error(ret, -EBADMSG, "%s %s: the reply is not JSON", req->method,
-				   req->path);
+		return reply_error(ret, -EBADMSG, "%s %s: the reply is not JSON", method, path);
 	return 0;
 }
 

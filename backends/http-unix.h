@@ -90,6 +90,34 @@ DEFINE_POINTER_CLEANUP(Http, http_free)
 int http_call(Http *h, const char *method, const char *path, json_t *body, uint64_t timeout_usec,
 	      HttpReply *ret);
 
+/*
+ * Descriptors sent with a request (SCM_RIGHTS), which libcurl cannot do: Cloud Hypervisor
+ * takes a NIC's tap that way (vm.add-net). A request of its own, on a connection of its own,
+ * driven by the same sd-event loop and never blocking: the descriptors go with the first
+ * sendmsg() of the request, then the rest of it, then the reply is read until its
+ * Content-Length (or the peer's close). fds stay the caller's and must stay open until the
+ * handler is called (or the request is cancelled); the peer has its own copies once the
+ * request is sent. The handler and the errors are http_request()'s; the connection is
+ * closed once the reply came.
+ */
+#define HTTP_FDS_MAX 8
+
+typedef struct HttpFdsRequest HttpFdsRequest;
+typedef void (*HttpFdsHandler)(int error, const HttpReply *reply, void *userdata);
+
+int http_request_fds(sd_event *e, const char *socket_path, const char *method, const char *path,
+		     json_t *body, const int *fds, size_t n_fds, uint64_t timeout_usec,
+		     HttpFdsHandler handler, void *userdata, HttpFdsRequest **ret);
+/* Its handler is not called, and it is freed; NULL is fine. */
+void http_request_fds_cancel(HttpFdsRequest *req);
+
+/*
+ * What a reply with status and body means for a request of method on path: 0 and ret->json
+ * (NULL for no body), or -errno and ret->error, as http_call() documents.
+ */
+int http_reply_parse(long status, const char *body, size_t len, const char *method,
+		     const char *path, HttpReply *ret);
+
 /* An HTTP error status as -errno: 400 -EINVAL, 404 -ENOENT, 405 -EPERM, 409 -EEXIST... */
 int http_status_to_errno(long status);
 

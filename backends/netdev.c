@@ -10,6 +10,11 @@
  *   macvtap  a macvtap vmd makes on a link (mode bridge), with the guest's MAC, up; a
  *            macvtap outlives its descriptors, so vmd deletes it when the VMM is gone.
  *
+ * A VMM that takes no descriptor and opens its tap by name (Firecracker, as an unprivileged
+ * jail uid) gets a bridge's tap as a persistent one instead, owned by that uid
+ * (TUNSETOWNER, TUNSETGROUP): the kernel lets an owner without CAP_NET_ADMIN attach to it
+ * (drivers/net/tun.c, tun_not_capable()). vmd removes it when the VM is done with it.
+ *
  * Links are changed through libnl-route-3, Debian's netlink library (libvirt and
  * NetworkManager use it), rather than rtnetlink messages written by hand; the tap itself
  * is made and opened with /dev/net/tun's TUNSETIFF, which has no netlink form. These are
@@ -176,6 +181,24 @@ static int link_up(struct nl_sock *s, const char *name, int master, char *why, s
 	return 0;
 }
 
+/* A netlink socket, and n's bridge, which must be one. */
+static int bridge_of(const NetSpec *n, struct nl_sock **ret_sock, struct rtnl_link **ret_br,
+		     char *why, size_t size)
+{
+	int r = rtnl_open(ret_sock);
+
+	if (r < 0)
+		return fail(why, size, r, "cannot talk to the kernel (netlink): %s", strerror(-r));
+	r = get_link(*ret_sock, n->bridge, "bridge", ret_br);
+	if (r == -ENODEV)
+		return fail(why, size, r, "bridge '%s' does not exist", n->bridge);
+	if (r == -EMEDIUMTYPE)
+		return fail(why, size, r, "'%s' is not a bridge", n->bridge);
+	if (r < 0)
+		return fail(why, size, r, "cannot read bridge '%s': %s", n->bridge, strerror(-r));
+	return 0;
+}
+
 static int bridge_tap(const NetSpec *n, char *why, size_t size)
 {
 	_cleanup_(nl_socket_freep) struct nl_sock *s = NULL;
@@ -183,16 +206,9 @@ static int bridge_tap(const NetSpec *n, char *why, size_t size)
 	_cleanup_close_ int fd = -EBADF;
 	int r;
 
-	r = rtnl_open(&s);
+	r = bridge_of(n, &s, &br, why, size);
 	if (r < 0)
-		return fail(why, size, r, "cannot talk to the kernel (netlink): %s", strerror(-r));
-	r = get_link(s, n->bridge, "bridge", &br);
-	if (r == -ENODEV)
-		return fail(why, size, r, "bridge '%s' does not exist", n->bridge);
-	if (r == -EMEDIUMTYPE)
-		return fail(why, size, r, "'%s' is not a bridge", n->bridge);
-	if (r < 0)
-		return fail(why, size, r, "cannot read bridge '%s': %s", n->bridge, strerror(-r));
+		return r;
 	fd = tap_open(n->tap, false, why, size);
 	if (fd < 0)
 		return fd;
@@ -305,6 +321,77 @@ int netdev_open(const NetSpec *n, const char *dir, bool vhost, int *ret_tap, int
 	*ret_tap = TAKE_FD(fd);
 	*ret_vhost = vfd >= 0 ? TAKE_FD(vfd) : -EBADF;
 	return 0;
+}
+
+/* The tap called name exists (any tun/tap device of that name): 1, 0 if not, or -errno. */
+static int tun_exists(struct nl_sock *s, const char *name)
+{
+	_cleanup_(rtnl_link_putp) struct rtnl_link *l = NULL;
+	int r = get_link(s, name, "tun", &l);
+
+	if (r == -ENODEV)
+		return 0;
+	return r < 0 ? r : 1;
+}
+
+/* TUNSETPERSIST on, with owner and group (-1: none; the kernel takes no -1), or off. */
+static int set_persist(int fd, uid_t uid, gid_t gid, bool on)
+{
+	if (on && uid != (uid_t)-1 && ioctl(fd, TUNSETOWNER, (unsigned long)uid) < 0)
+		return -errno;
+	if (on && gid != (gid_t)-1 && ioctl(fd, TUNSETGROUP, (unsigned long)gid) < 0)
+		return -errno;
+	return ioctl(fd, TUNSETPERSIST, (unsigned long)on) < 0 ? -errno : 0;
+}
+
+int netdev_persistent_tap(const NetSpec *n, uid_t uid, gid_t gid, char *why, size_t size)
+{
+	_cleanup_(nl_socket_freep) struct nl_sock *s = NULL;
+	_cleanup_(rtnl_link_putp) struct rtnl_link *br = NULL;
+	_cleanup_close_ int fd = -EBADF;
+	int r, existed;
+
+	if (n->type != NET_BRIDGE)
+		return fail(why, size, -EINVAL, "network '%s' is not on a bridge", n->id);
+	r = bridge_of(n, &s, &br, why, size);
+	if (r < 0)
+		return r;
+	existed = tun_exists(s, n->tap);
+	/* vmd (root) may attach to a tap of the jail's uid; one in use is another's. */
+	fd = tap_open(n->tap, false, why, size);
+	if (fd < 0)
+		return fd;
+	r = set_persist(fd, uid, gid, true);
+	if (r < 0)
+		return fail(why, size, r, "cannot make tap '%s' persistent for uid %d: %s", n->tap,
+			    (int)uid, strerror(-r));
+	r = link_up(s, n->tap, rtnl_link_get_ifindex(br), why, size);
+	if (r < 0 && existed <= 0)
+		(void)set_persist(fd, uid, gid, false); /* gone as fd is closed */
+	return r;
+}
+
+int netdev_persistent_tap_remove(const NetSpec *n)
+{
+	_cleanup_(nl_socket_freep) struct nl_sock *s = NULL;
+	_cleanup_close_ int fd = -EBADF;
+	char why[256];
+	int r;
+
+	if (n->type != NET_BRIDGE)
+		return 0;
+	r = rtnl_open(&s);
+	if (r < 0)
+		return r;
+	r = tun_exists(s, n->tap);
+	if (r <= 0)
+		return r;
+	/* Not persistent any more: it goes with its last descriptor, this one if no VMM's. */
+	fd = tap_open(n->tap, false, why, sizeof(why));
+	if (fd < 0)
+		return fd;
+	r = ioctl(fd, TUNSETPERSIST, 0UL) < 0 ? -errno : 1;
+	return r;
 }
 
 int netdev_release(const NetSpec *n)

@@ -33,6 +33,8 @@ void vmm_api_cancel(VmmVm *v, VmmJob *j)
 		return;
 	if (j->http)
 		http_request_cancel(TAKE_PTR(j->http));
+	else if (j->http_fds)
+		http_request_fds_cancel(TAKE_PTR(j->http_fds));
 	else if (v->qmp)
 		qmp_cancel(v->qmp, j->qmp_id);
 	j->in_flight = false;
@@ -49,15 +51,22 @@ static void on_qmp_reply(Qmp *q _unused_, int error, json_t *ret, const char *de
 				      .message = desc });
 }
 
-static void on_http_reply(HttpRequest *req _unused_, int error, const HttpReply *reply, void *userdata)
+/* A REST request is done, either transport's: the request is freed after this handler. */
+static void on_http_fds_reply(int error, const HttpReply *reply, void *userdata)
 {
 	VmmJob *j = userdata;
 
-	j->http = NULL; /* freed after this handler */
+	j->http = NULL;
+	j->http_fds = NULL;
 	vmm_job_reply(j, &(VmmReply){ .error = error,
 				      .answered = reply->status > 0,
 				      .json = reply->json,
 				      .message = reply->error });
+}
+
+static void on_http_reply(HttpRequest *req _unused_, int error, const HttpReply *reply, void *userdata)
+{
+	on_http_fds_reply(error, reply, userdata);
 }
 
 static void on_qmp_ready(Qmp *q, int error, void *userdata)
@@ -148,6 +157,11 @@ int vmm_api_send(VmmVm *v, VmmJob *j, const VmmRequest *req)
 
 		if (!sock)
 			return -ENOMEM;
+		/* A descriptor goes as SCM_RIGHTS, which libcurl cannot send (http-fds.c). */
+		if (req->has_fd)
+			return http_request_fds(v->b->event, sock, req->method, req->path,
+						req->body, &req->fd, 1, timeout, on_http_fds_reply,
+						j, &j->http_fds);
 		/* libcurl (and the TLS library it sets up) only once a REST VMM runs here. */
 		if (!vb->http && (r = http_loop_new(v->b->event, &vb->http)) < 0)
 			return r;

@@ -130,7 +130,7 @@ int vmm_request_pass_fd(VmmRequests *rq, int fd)
 {
 	VmmRequest *req = rq->n > 0 ? &rq->items[rq->n - 1] : NULL;
 
-	if (!req || req->has_fd || req->method) {
+	if (!req || req->has_fd) {
 		close(fd);
 		return -EINVAL;
 	}
@@ -254,6 +254,7 @@ void vmm_job_reply(VmmJob *j, const VmmReply *r)
 		return;
 	j->in_flight = false;
 	j->http = NULL;
+	j->http_fds = NULL;
 	if (r->answered)
 		vmm_api_heard(v); /* an answer, even a refusal, is a VMM that answers */
 	verdict = interpret(v, j, r);

@@ -133,6 +133,9 @@ static int remove_device(Backend *b, const char *name, BackendOp op, const char 
 	if (v->unplug.type != BACKEND_OP_NONE)
 		return -EBUSY;
 	v->unplug.generation = generation;
+	/* What backed a NIC, for the backend to free once it is gone (a macvtap). */
+	if (op == BACKEND_OP_NET_REMOVE)
+		v->unplug.net = *spec_find_net(v->config, id);
 	return launch(&v->unplug, op, id);
 }
 

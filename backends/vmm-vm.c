@@ -699,6 +699,21 @@ int vmm_vm_adopt(Backend *b, const char *name)
 	return 0;
 }
 
+/* What the VM's config held outside vmd's files, freed by its type: the VM, or its record. */
+static void release(Backend *b, const VmmVmType *t, const char *name)
+{
+	_cleanup_(json_decrefp) json_t *j = NULL;
+	_cleanup_(vmm_vm_freep) VmmVm *rec = NULL;
+	VmmVm *v = vmm_vm_get(b, name);
+
+	if (!t->release)
+		return;
+	if (!v && record_load(b, t, name, &j) >= 0 && vm_from_record(b, t, name, j, &rec) >= 0)
+		v = rec;
+	if (v)
+		t->release(v);
+}
+
 int vmm_vm_cleanup(Backend *b, const char *name)
 {
 	const VmmVmType *t = VMM_BACKEND(b)->type;
@@ -713,6 +728,7 @@ int vmm_vm_cleanup(Backend *b, const char *name)
 	r = vmm_stray_refuse(b, name);
 	if (r < 0)
 		return r;
+	release(b, t, name);
 	vm_forget(b, name);
 	/* vmd's own files only: never a disk image, never anything outside the dir. */
 	for (size_t i = 0; i < ELEMENTSOF(files) + strv_length((char *const *)t->extra_files); i++) {

@@ -100,7 +100,7 @@ typedef struct VmmRequest {
 	 */
 	int (*reply)(VmmVm *v, VmmJob *j, const VmmReply *r);
 	bool best_effort; /* a failure is no failure (undoing, cleaning up) */
-	int fd;		  /* QMP: sent with it (getfd), if has_fd; closed with the request */
+	int fd; /* sent with it, if has_fd (QMP getfd; REST: SCM_RIGHTS); closed with it */
 	bool has_fd;
 } VmmRequest;
 
@@ -126,14 +126,15 @@ struct VmmJob {
 	uint64_t deadline;    /* of the phase */
 	sd_event_source *timer;
 	VmmRequests requests;
-	size_t next;	   /* the request in flight, or the next to send */
-	bool in_flight;	   /* requests.items[next] is out */
-	uint64_t serial;   /* of the request in flight: a reply to another is dropped */
-	uint64_t qmp_id;   /* its QMP id */
-	HttpRequest *http; /* or its REST request */
-	unsigned attempts; /* of the phase's requests (polls, retries) */
-	bool kick;	   /* begun: its first phase runs from the loop, not from the caller */
-	bool early_done;   /* what the phase that comes next waits for happened already */
+	size_t next;		  /* the request in flight, or the next to send */
+	bool in_flight;		  /* requests.items[next] is out */
+	uint64_t serial;	  /* of the request in flight: a reply to another is dropped */
+	uint64_t qmp_id;	  /* its QMP id */
+	HttpRequest *http;	  /* or its REST request */
+	HttpFdsRequest *http_fds; /* or its REST request with a descriptor */
+	unsigned attempts;	  /* of the phase's requests (polls, retries) */
+	bool kick;	 /* begun: its first phase runs from the loop, not from the caller */
+	bool early_done; /* what the phase that comes next waits for happened already */
 
 	/* How it fails: kept while a failed start is killed or a failed add undone. */
 	int error;
@@ -195,6 +196,11 @@ typedef struct VmmVmType {
 	void (*exited)(VmmVm *v);
 	/* Remove what prepare made outside the runtime dir (NULL: nothing). */
 	int (*cleanup)(Backend *b, const char *name);
+	/*
+	 * At cleanup, before the record goes: free what the VM's config held outside vmd's
+	 * files (devices), v as vmd drives it or as its record has it (NULL: nothing).
+	 */
+	void (*release)(VmmVm *v);
 } VmmVmType;
 
 struct VmmVm {

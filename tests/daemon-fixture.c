@@ -272,6 +272,27 @@ void fixture_put_sim(Fixture *f, const char *name, const char *backend, const ch
 	fixture_put(f, name, text);
 }
 
+void fixture_jailed(Fixture *f, const char *firecracker, const char *jailer, const char *base)
+{
+	static char fc[4096], jail[4096], at[4096];
+	static const char *args[] = { "--firecracker-binary",
+				      fc,
+				      "--jailer",
+				      jail,
+				      "--jailer-uid",
+				      FIXTURE_JAIL_UID,
+				      "--jailer-gid",
+				      FIXTURE_JAIL_UID,
+				      "--jailer-chroot-base",
+				      at,
+				      NULL };
+
+	snprintf(fc, sizeof(fc), "%s", firecracker);
+	snprintf(jail, sizeof(jail), "%s", jailer);
+	snprintf(at, sizeof(at), "%s", base);
+	f->daemon_args = args;
+}
+
 void fixture_forced_stop(Fixture *f, const char *backend, const char *marker)
 {
 	_cleanup_free_ char *file = path_in(f->sb, "deaf.yaml"), *log = NULL;

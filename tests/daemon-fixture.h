@@ -81,6 +81,13 @@ void fixture_put_sim(Fixture *f, const char *name, const char *backend, const ch
  * after its 1 s stopTimeout.
  */
 void fixture_forced_stop(Fixture *f, const char *backend, const char *marker);
+/* The uid and gid the tests' jailed Firecrackers run as. */
+#define FIXTURE_JAIL_UID "4242"
+/*
+ * The daemon runs the Firecracker (simulator) binary through jailer, as uid and gid
+ * FIXTURE_JAIL_UID, jails under base. One fixture's at a time: the arguments are static.
+ */
+void fixture_jailed(Fixture *f, const char *firecracker, const char *jailer, const char *base);
 
 /* name's console.log, "" if none; the caller frees it. */
 char *fixture_console(Fixture *f, const char *name);

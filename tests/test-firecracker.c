@@ -6,6 +6,7 @@
  * SIM-GUEST-PAUSED, ...). Every request vmd sends is checked against the upstream
  * Swagger document; one Firecracker would refuse fails the test (fixture_teardown).
  */
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <sys/prctl.h>
@@ -378,26 +379,10 @@ static bool stopped_with_error(json_t *s, const void *arg)
 	return e && strstr(e, arg);
 }
 
-#define JAIL_UID "4242"
-
 /* The daemon runs Firecracker through the jailer, as uid and gid 4242, jails under base. */
 static void jailed(Fixture *f, const char *base)
 {
-	static char at[4096];
-	static const char *args[] = { "--firecracker-binary",
-				      binary,
-				      "--jailer",
-				      jailer,
-				      "--jailer-uid",
-				      JAIL_UID,
-				      "--jailer-gid",
-				      JAIL_UID,
-				      "--jailer-chroot-base",
-				      at,
-				      NULL };
-
-	snprintf(at, sizeof(at), "%s", base);
-	f->daemon_args = args;
+	fixture_jailed(f, binary, jailer, base);
 }
 
 /*
@@ -634,5 +619,13 @@ int main(void)
 	snprintf(jailer, sizeof(jailer), "%s", test_src("tests/sim/jailer"));
 	/* VMMs outlive a daemon killed with -9: they come to this binary, which reaps them. */
 	(void)prctl(PR_SET_CHILD_SUBREAPER, 1);
+	/*
+	 * A network namespace of its own: the simulator opens taps as Firecracker does, and
+	 * unjailed (root) that makes a missing one, which must not be the host's.
+	 */
+	if (unshare(CLONE_NEWNET) < 0) {
+		fprintf(stderr, "test-firecracker: cannot make a network namespace: %m\n");
+		return 1;
+	}
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -8,38 +8,17 @@
  * vmd.echo= (tests/guest/init). Waits are bounded (a failure, not a speed claim).
  */
 #include <fcntl.h>
-#include <limits.h>
 #include <netinet/in.h>
-#include <sched.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
-#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 
+#include "net-fixture.h"
 #include "qemu-fixture.h"
 #include "spec.h"
 #include "status.h"
 #include "util.h"
-
-/* ip ARG... NULL, in this binary's network namespace; a failure fails the test. */
-static void ip(const char *first, ...)
-{
-	_cleanup_(test_run_done) TestRun r = {};
-	char *argv[16] = { (char *)"/usr/sbin/ip", (char *)first };
-	size_t n = 2;
-	va_list ap;
-
-	va_start(ap, first);
-	while (n < ELEMENTSOF(argv) - 1 && (argv[n] = va_arg(ap, char *)))
-		n++;
-	va_end(ap);
-	argv[n] = NULL;
-	test_run(&r, argv);
-	if (r.status != 0)
-		fail_msg("ip %s %s %s %s: %s", argv[1], argv[2], argv[3] ?: "", argv[4] ?: "", r.err);
-}
 
 /*
  * tap NICs, at boot and hot-added, on tap devices of this test's own network namespace
@@ -50,8 +29,8 @@ static void test_tap(void **state)
 	Fixture *f = *state;
 	json_t *s;
 
-	ip("tuntap", "add", "dev", "vmdtap0", "mode", "tap", NULL);
-	ip("tuntap", "add", "dev", "vmdtap1", "mode", "tap", NULL);
+	net_ip("tuntap", "add", "dev", "vmdtap0", "mode", "tap", NULL);
+	net_ip("tuntap", "add", "dev", "vmdtap1", "mode", "tap", NULL);
 	qemu_put(f, "tapped",
 		 "  cmdline: console=ttyS0 quiet\n  networks:\n"
 		 "    - {id: n0, tap: vmdtap0, mac: \"52:54:00:00:01:00\"}\n");
@@ -74,44 +53,8 @@ static void test_tap(void **state)
 	json_decref(s);
 	test_kill_wait(&f->pid, SIGKILL);
 	fixture_kill_vmms(f->run);
-	ip("link", "del", "vmdtap0", NULL, NULL, NULL);
-	ip("link", "del", "vmdtap1", NULL, NULL, NULL);
-}
-
-/* A file of /sys/class/net/IFNAME, without its newline; NULL if there is none. */
-static char *net_attr(const char *ifname, const char *attr)
-{
-	_cleanup_free_ char *p = NULL;
-	char *text = NULL;
-
-	assert_true(asprintf(&p, "/sys/class/net/%s/%s", ifname, attr) > 0);
-	if (read_file(p, 4096, &text, NULL) < 0)
-		return NULL;
-	text[strcspn(text, "\n")] = '\0';
-	return text;
-}
-
-static bool link_exists(const char *ifname)
-{
-	_cleanup_free_ char *p = NULL;
-
-	assert_true(asprintf(&p, "/sys/class/net/%s", ifname) > 0);
-	return access(p, F_OK) == 0;
-}
-
-/* The bridge ifname is on, or NULL. */
-static char *master_of(const char *ifname)
-{
-	_cleanup_free_ char *p = NULL;
-	char target[PATH_MAX];
-	ssize_t n;
-
-	assert_true(asprintf(&p, "/sys/class/net/%s/master", ifname) > 0);
-	n = readlink(p, target, sizeof(target) - 1);
-	if (n < 0)
-		return NULL;
-	target[n] = '\0';
-	return strdup(strrchr(target, '/') + 1);
+	net_ip("link", "del", "vmdtap0", NULL, NULL, NULL);
+	net_ip("link", "del", "vmdtap1", NULL, NULL, NULL);
 }
 
 /* status.json's first network lists addr among its addresses. */
@@ -166,15 +109,6 @@ static void remove_file(Fixture *f, const char *name)
 	assert_int_equal(unlink(p), 0);
 }
 
-/* Wait until ifname is gone: the VM that had it, and vmd, let it go. */
-static void wait_link_gone(const char *ifname)
-{
-	for (unsigned i = 0; i < 1000 && link_exists(ifname); i++)
-		usleep(50 * 1000);
-	if (link_exists(ifname))
-		fail_msg("%s is still there", ifname);
-}
-
 /*
  * type bridge: vmd makes the tap, puts it on the bridge, up, and hands QEMU its
  * descriptor (fd=, never ifname=); the guest answers on the bridge; the tap goes with the
@@ -187,9 +121,9 @@ static void test_bridge(void **state)
 	char tap[SPEC_IFNAME_MAX + 1], tap1[SPEC_IFNAME_MAX + 1];
 	pid_t pid;
 
-	ip("link", "add", "vmdbr0", "type", "bridge", NULL);
-	ip("addr", "add", "10.99.0.1/24", "dev", "vmdbr0", NULL);
-	ip("link", "set", "vmdbr0", "up", NULL, NULL);
+	net_ip("link", "add", "vmdbr0", "type", "bridge", NULL);
+	net_ip("addr", "add", "10.99.0.1/24", "dev", "vmdbr0", NULL);
+	net_ip("link", "set", "vmdbr0", "up", NULL, NULL);
 	spec_tap_derive("lan", "n0", tap);
 	qemu_put(f, "lan",
 		 "  cmdline: console=ttyS0 quiet vmd.ip=10.99.0.2/24\n  networks:\n"
@@ -197,7 +131,7 @@ static void test_bridge(void **state)
 	fixture_start_daemon(f);
 	pid = fixture_running(f, "lan");
 	(void)fixture_wait_console(f, "lan", "VMD-GUEST-IP 10.99.0.2/24", 0);
-	master = master_of(tap);
+	master = net_master_of(tap);
 	assert_non_null(master);
 	assert_string_equal(master, "vmdbr0");
 	cmd = cmdline_of(pid);
@@ -217,7 +151,7 @@ static void test_bridge(void **state)
 		 "    - {id: n1, type: bridge, bridge: vmdbr0, mac: \"52:54:00:00:02:01\"}\n");
 	qemu_wait_devices(f, "lan", "", "eth0@52:54:00:00:02:00,eth1@52:54:00:00:02:01");
 	free(master);
-	master = master_of(tap1);
+	master = net_master_of(tap1);
 	assert_non_null(master);
 	assert_string_equal(master, "vmdbr0");
 	/* Unplugged: the guest let it go, QEMU closed it, and the tap is gone. */
@@ -225,13 +159,13 @@ static void test_bridge(void **state)
 		 "  cmdline: console=ttyS0 quiet vmd.ip=10.99.0.2/24\n  networks:\n"
 		 "    - {id: n0, type: bridge, bridge: vmdbr0, mac: \"52:54:00:00:02:00\"}\n");
 	qemu_wait_devices(f, "lan", "", "eth0@52:54:00:00:02:00");
-	wait_link_gone(tap1);
+	net_wait_link_gone(tap1);
 
 	/* The tap lives as long as a descriptor of it: QEMU's, now that vmd closed its own. */
 	remove_file(f, "lan");
 	(void)fixture_wait_status(f, "lan", absent, NULL);
-	wait_link_gone(tap);
-	ip("link", "del", "vmdbr0", NULL, NULL, NULL);
+	net_wait_link_gone(tap);
+	net_ip("link", "del", "vmdbr0", NULL, NULL, NULL);
 }
 
 /*
@@ -246,11 +180,12 @@ static void test_macvtap(void **state)
 	uint8_t m[6];
 
 	/* A bridge as the lower link: this kernel may have no dummy or veth links. */
-	ip("link", "add", "vmdlow0", "type", "bridge", NULL);
-	ip("link", "set", "vmdlow0", "up", NULL, NULL);
-	ip("link", "add", "vmdhost0", "link", "vmdlow0", "type", "macvlan", "mode", "bridge", NULL);
-	ip("addr", "add", "10.98.0.1/24", "dev", "vmdhost0", NULL);
-	ip("link", "set", "vmdhost0", "up", NULL, NULL);
+	net_ip("link", "add", "vmdlow0", "type", "bridge", NULL);
+	net_ip("link", "set", "vmdlow0", "up", NULL, NULL);
+	net_ip("link", "add", "vmdhost0", "link", "vmdlow0", "type", "macvlan", "mode", "bridge",
+	       NULL);
+	net_ip("addr", "add", "10.98.0.1/24", "dev", "vmdhost0", NULL);
+	net_ip("link", "set", "vmdhost0", "up", NULL, NULL);
 	spec_tap_derive("edge", "up", tap);
 	spec_mac_derive("edge", "up", m);
 	spec_mac_format(m, mac);
@@ -266,9 +201,9 @@ static void test_macvtap(void **state)
 	wait_ping("10.98.0.2");
 	remove_file(f, "edge");
 	(void)fixture_wait_status(f, "edge", absent, NULL);
-	wait_link_gone(tap);
-	ip("link", "del", "vmdhost0", NULL, NULL, NULL);
-	ip("link", "del", "vmdlow0", NULL, NULL, NULL);
+	net_wait_link_gone(tap);
+	net_ip("link", "del", "vmdhost0", NULL, NULL, NULL);
+	net_ip("link", "del", "vmdlow0", NULL, NULL, NULL);
 }
 
 /* Connect to 127.0.0.1:port, send line, and return what comes back (NULL: nothing yet). */
@@ -348,8 +283,8 @@ static void test_missing_devices(void **state)
 	s = fixture_wait_status(f, "nobr", failing, "bridge 'vmdnobr0' does not exist");
 	assert_int_equal(pid_of(s), 0);
 	json_decref(s);
-	assert_false(link_exists("vmdnone0"));
-	assert_false(link_exists("vmdnobrtap"));
+	assert_false(net_link_exists("vmdnone0"));
+	assert_false(net_link_exists("vmdnobrtap"));
 }
 
 int main(void)
@@ -370,13 +305,8 @@ int main(void)
 	 * a mount namespace with a sysfs of that network namespace: /sys/class/net shows the
 	 * namespace of whoever mounted it.
 	 */
-	if (unshare(CLONE_NEWNET | CLONE_NEWNS) < 0 ||
-	    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
-	    mount("sysfs", "/sys", "sysfs", 0, NULL) < 0) {
-		fprintf(stderr, "test-qemu-net: cannot make a network namespace: %m\n");
+	if (net_namespace("test-qemu-net") < 0)
 		return 1;
-	}
-	ip("link", "set", "lo", "up", NULL, NULL);
 	if (access(kernel, R_OK) < 0 || access("/usr/bin/qemu-system-x86_64", X_OK) < 0) {
 		fprintf(stderr,
 			"test-qemu-net: needs %s (tests/guest/build) and QEMU (scripts/install-deps)\n",

@@ -228,6 +228,31 @@ static void test_backend_rules(void **state)
 		assert_int_equal(backend_validate_spec(&s, &c),
 				 v == 1 || (v % 2 == 0 && v <= 32) ? 0 : -EINVAL);
 	}
+	diag_list_done(&f->diags);
+
+	/*
+	 * The devices vmd makes: a bridge's tap for all three VMMs (Firecracker's a persistent
+	 * one), a macvtap for QEMU and Cloud Hypervisor, which take descriptors, only.
+	 */
+	s.vcpus = 1;
+	s.n_networks = 1;
+	nets[0].type = NET_BRIDGE;
+	for (BackendKind k = 0; k < _BACKEND_KIND_MAX; k++) {
+		s.backend = k;
+		c = (SpecCheck){ .root = f->root, .diags = &f->diags };
+		assert_int_equal(backend_validate_spec(&s, &c), 0);
+	}
+	nets[0].type = NET_MACVTAP;
+	s.backend = BACKEND_CLOUD_HYPERVISOR;
+	c = (SpecCheck){ .root = f->root, .diags = &f->diags };
+	assert_int_equal(backend_validate_spec(&s, &c), 0);
+	s.backend = BACKEND_FIRECRACKER;
+	c = (SpecCheck){ .root = f->root, .diags = &f->diags };
+	assert_int_equal(backend_validate_spec(&s, &c), -EINVAL);
+	assert_int_equal(f->diags.n, 1);
+	assert_diag(
+		&f->diags, 0, 14, 13,
+		"spec.networks[0].type: a macvtap network needs the qemu or cloud-hypervisor backend: Firecracker opens its tap by name through /dev/net/tun, which a macvtap is not reached by; use type bridge");
 }
 
 int main(void)

@@ -15,9 +15,11 @@ SOURCES.md there: a file whose sha256 differs is refused).
 
 import copy
 import hashlib
+import io
 import json
 import os
 import re
+import socket
 import socketserver
 import sys
 import threading
@@ -199,10 +201,43 @@ class UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer)
         super().__init__(path, handler)
 
 
+class FdReader(io.RawIOBase):
+    """A connection read with recvmsg(), keeping the descriptors that come with the bytes
+    (SCM_RIGHTS), as micro_http does (src/connection.rs, Connection::recv_with_fds()): they
+    belong to the request being read when they arrive."""
+
+    def __init__(self, sock):
+        super().__init__()
+        self.sock = sock
+        self.fds = []
+
+    def readable(self):
+        return True
+
+    def readinto(self, b):
+        data, fds, _flags, _addr = socket.recv_fds(self.sock, len(b), 16, socket.MSG_CMSG_CLOEXEC)
+        self.fds.extend(fds)
+        b[: len(data)] = data
+        return len(data)
+
+    def take(self):
+        fds, self.fds = self.fds, []
+        return fds
+
+
 def make_handler(vmm):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = vmm.server_name
+
+        def setup(self):
+            super().setup()
+            self.fd_reader = None
+            if vmm.takes_fds:
+                # Buffered: what arrived with the bytes of this request is this request's,
+                # as in micro_http (a client that pipelines would see a difference).
+                self.fd_reader = FdReader(self.connection)
+                self.rfile = io.BufferedReader(self.fd_reader)
 
         def log_message(self, fmt, *args):
             pass
@@ -223,16 +258,24 @@ def make_handler(vmm):
                 err = vmm.api.check(self.command, self.path, body)
                 if err:
                     vmm.violations.add(err[1])
+            files = self.fd_reader.take() if self.fd_reader else []
             with vmm.lock:
+                vmm.files = files  # the handler takes what it keeps; the rest is closed
                 if err:
                     status, payload = err[0], vmm.error_body(err[1])
                 else:
                     status, payload = vmm.dispatch(self.command, self.path, body or b"")
+                for fd in vmm.files:
+                    os.close(fd)
+                vmm.files = []
             data = b"" if payload is None else json.dumps(payload).encode()
             self.send_response(status)
             if data:
                 self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
+            # micro_http (src/response.rs, Response::new()), both VMMs' server: no
+            # Content-Length on a 204, on a connection that stays open.
+            if status != 204:
+                self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
             self.wfile.flush()
@@ -268,6 +311,7 @@ class Vmm:
     """The state every simulated VMM has; a simulator subclasses it."""
 
     server_name = "vmm"
+    takes_fds = False  # descriptors come with requests (SCM_RIGHTS)
 
     def __init__(self, who):
         self.lock = threading.Lock()
@@ -276,6 +320,7 @@ class Vmm:
         self.violations = Violations(who)
         self.requests = Requests()
         self.console = Console(None)
+        self.files = []  # the descriptors of the request at hand
 
     def tick(self, now):
         pass
