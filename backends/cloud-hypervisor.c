@@ -5,8 +5,9 @@
  * API through the job machinery (vmm-job.c): vmm.ping answers with the pid vmd started
  * (api-up), vm.create with the config, its NICs up to the first whose device vmd made,
  * and vm.add-net for the rest, in order, the descriptors of vmd's devices attached
- * (configure), vm.boot (boot). Its runtime dir holds vm.json, api.sock, console.log (the
- * serial port, a file) and ch.log (its stderr).
+ * (configure), vm.boot (boot). Its runtime dir holds vm.json, api.sock, serial.sock (the
+ * serial port: mode Socket, which CH binds at vm.create and the daemon connects to, as for
+ * QEMU: console.log, vmd console) and ch.log (its stderr).
  *
  * Live changes: pause and resume; disks and NICs (vm.add-disk, vm.add-net,
  * vm.remove-device: removed once the guest ejects it, which vm.info's device_tree shows); vCPUs and
@@ -173,7 +174,8 @@ static uint64_t hotplug_size(uint64_t memory)
 static json_t *vm_config(ChVm *v)
 {
 	const SandboxSpec *s = v->vm.config;
-	_cleanup_free_ char *console = vmm_vm_path(v->vm.b, v->vm.name, "console.log");
+	/* CH binds and listens on it (serial mode Socket); the daemon keeps it (console.c). */
+	_cleanup_free_ char *console = vmm_vm_path(v->vm.b, v->vm.name, CONSOLE_SERIAL);
 	json_t *disks = json_array(), *nets = json_array(), *payload;
 
 	if (!console || !disks || !nets)
@@ -195,8 +197,8 @@ static json_t *vm_config(ChVm *v)
 			 "cpus", "boot_vcpus", (int)s->vcpus, "max_vcpus", (int)v->max_vcpus,
 			 "memory", "size", (json_int_t)s->memory, "hotplug_size",
 			 (json_int_t)(v->max_memory - s->memory), "payload", payload, "disks",
-			 disks, "net", nets, "serial", "mode", "File", "file", console, "console",
-			 "mode", "Off");
+			 disks, "net", nets, "serial", "mode", "Socket", "socket", console,
+			 "console", "mode", "Off");
 fail:
 	json_decref(disks);
 	json_decref(nets);
@@ -452,6 +454,11 @@ static int ch_build(VmmVm *vm, VmmJob *j, VmmRequests *rq)
 		r = put(rq, "vm.create", config);
 		return r < 0 ? r : add_nets(vm, j, rq);
 	case VMM_PHASE_BOOT:
+		/*
+		 * vm.create bound the serial socket: vmd is its client before the guest runs.
+		 * Up to v52.0 CH drops what the guest prints while nobody is connected.
+		 */
+		console_connect_now(vm->console);
 		return put(rq, "vm.boot", NULL);
 	case VMM_PHASE_OBSERVE:
 		return get(rq, "vm.info", observe_info);
@@ -518,6 +525,7 @@ static const VmmVmType ch_type = {
 	.log = "ch.log",
 	/* v53.0 on, CH flocks "api.sock.lock" beside its socket and leaves it at exit. */
 	.extra_files = (const char *const[]){ "api.sock.lock", NULL },
+	.serial_vmm_socket = true,
 	.size = sizeof(ChVm),
 	.save = ch_save,
 	.load = ch_load,

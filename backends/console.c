@@ -181,6 +181,15 @@ static int on_retry(sd_event_source *s _unused_, uint64_t usec _unused_, void *u
 	return 0;
 }
 
+void console_connect_now(Console *c)
+{
+	if (!c || c->serial_fd >= 0)
+		return;
+	c->retry = sd_event_source_disable_unref(c->retry);
+	c->retry_usec = 0;
+	(void)serial_connect(c);
+}
+
 /* The connection to the VMM broke, or was not made: try again, less and less often. */
 static void serial_lost(Console *c)
 {

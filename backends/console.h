@@ -66,5 +66,11 @@ int console_new(sd_event *e, const char *name, const char *dir, uint64_t log_siz
 /* Stop: the log is closed, a client attached is disconnected, console.sock removed. */
 Console *console_free(Console *c);
 DEFINE_POINTER_CLEANUP(Console, console_free)
+/*
+ * The VMM listens now (Cloud Hypervisor's socket exists once vm.create is done): connect
+ * at once rather than at the next retry, so that nothing the guest prints at its boot
+ * goes before vmd is there. Nothing if connected already.
+ */
+void console_connect_now(Console *c);
 /* The pid of the client attached, 0 if none. */
 pid_t console_client(const Console *c);

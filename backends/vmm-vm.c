@@ -464,18 +464,19 @@ static void agent_open(VmmVm *v)
 		log_error_errno(r, "%s: cannot ask its guest agent at %s: %m", v->name, sock);
 }
 
-static void console_open(VmmVm *v)
+static void console_open(VmmVm *v, bool adopted)
 {
 	_cleanup_free_ char *serial = NULL, *sock = NULL;
 	int r;
 
-	if (!v->type->serial_socket || v->console)
+	if (!(v->type->serial_socket || v->type->serial_vmm_socket) || v->console)
 		return;
 	serial = vmm_vm_path(v->b, v->name, CONSOLE_SERIAL);
 	sock = vmm_vm_path(v->b, v->name, CONSOLE_SOCKET);
 	if (!serial || !sock)
 		return;
-	if (access(serial, F_OK) < 0 && errno == ENOENT) {
+	/* A VMM that binds it itself does so a moment after its start: only adopted ones tell. */
+	if ((v->type->serial_socket || adopted) && access(serial, F_OK) < 0 && errno == ENOENT) {
 		/* Adopted from a vmd before serial sockets: the VMM writes console.log itself. */
 		(void)unlink(sock);
 		log_info("%s: its VMM has no serial socket (%s): its console stays in %s/" CONSOLE_LOG
@@ -495,7 +496,8 @@ static void prepare_dir(VmmVm *v)
 	_cleanup_free_ char *console = vmm_vm_path(v->b, v->name, CONSOLE_LOG),
 			    *old = vmm_vm_path(v->b, v->name, CONSOLE_LOG_OLD),
 			    *log = vmm_vm_path(v->b, v->name, v->type->log),
-			    *sock = vmm_vm_path(v->b, v->name, v->type->socket);
+			    *sock = vmm_vm_path(v->b, v->name, v->type->socket),
+			    *serial = vmm_vm_path(v->b, v->name, CONSOLE_SERIAL);
 
 	if (console && old)
 		(void)rename(console, old); /* the boot before, for whoever looks into a crash */
@@ -503,6 +505,9 @@ static void prepare_dir(VmmVm *v)
 		(void)unlink(log);
 	if (sock)
 		(void)vmm_remove_stale_socket(v->b->run_dir, sock);
+	/* One the VMM binds itself must not be there: CH's vm.create fails on it. */
+	if (v->type->serial_vmm_socket && serial)
+		(void)vmm_remove_stale_socket(v->b->run_dir, serial);
 }
 
 int vmm_vm_pass_fd(VmmVm *v, int fd)
@@ -623,7 +628,7 @@ int vmm_vm_start(Backend *b, const SandboxSpec *spec, uint64_t generation)
 	if (r >= 0)
 		r = hashmap_put(vb->vms, v->name, v);
 	if (r >= 0) {
-		console_open(v);
+		console_open(v, false);
 		agent_open(v);
 	}
 	if (r < 0) {
@@ -673,7 +678,7 @@ int vmm_vm_adopt(Backend *b, const char *name)
 	if (r < 0)
 		return r;
 	p = TAKE_PTR(v);
-	console_open(p);
+	console_open(p, true);
 	agent_open(p);
 
 	if (p->state == VM_STARTING)

@@ -166,6 +166,11 @@ typedef struct VmmVmType {
 	 * (console.c). false: the VMM writes console.log itself.
 	 */
 	bool serial_socket;
+	/*
+	 * Its serial port is serial.sock too, but the VMM binds it and listens itself (Cloud
+	 * Hypervisor's serial mode Socket): the daemon connects to it all the same.
+	 */
+	bool serial_vmm_socket;
 	size_t size; /* of the backend's VM struct, which starts with a VmmVm */
 
 	void (*free)(VmmVm *v); /* its own parts */

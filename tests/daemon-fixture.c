@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include "console.h"
 #include "daemon-fixture.h"
 #include "helpers.h"
 #include "status.h"
@@ -306,6 +307,27 @@ void fixture_forced_stop(Fixture *f, const char *backend, const char *marker)
 	json_decref(fixture_wait_status(f, "deaf", absent, NULL));
 	log = test_read_file(f->log, NULL);
 	assert_non_null(strstr(log, "deaf: did not stop within its stopTimeout; forcing it off"));
+}
+
+void fixture_console_type(Fixture *f, const char *name, const char *text)
+{
+	_cleanup_free_ char *sock = path_in(f->run, "%s/" CONSOLE_SOCKET, name);
+	_cleanup_close_ int fd = -EBADF;
+	char hello[sizeof(CONSOLE_HELLO_OK)] = "";
+	struct pollfd p;
+
+	/* The daemon serves it once it adopted or started the VM. */
+	for (uint64_t end = ms_now() + FIXTURE_WAIT_MS; fd < 0 && ms_now() < end;) {
+		fd = unix_connect(sock);
+		if (fd < 0)
+			usleep(100 * 1000);
+	}
+	assert_true(fd >= 0);
+	p = (struct pollfd){ .fd = fd, .events = POLLIN };
+	assert_int_equal(poll(&p, 1, FIXTURE_WAIT_MS), 1);
+	assert_int_equal(read(fd, hello, strlen(CONSOLE_HELLO_OK)), strlen(CONSOLE_HELLO_OK));
+	assert_string_equal(hello, CONSOLE_HELLO_OK);
+	test_send_all(fd, text, strlen(text));
 }
 
 char *fixture_console(Fixture *f, const char *name)

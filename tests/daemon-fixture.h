@@ -89,6 +89,8 @@ void fixture_forced_stop(Fixture *f, const char *backend, const char *marker);
  */
 void fixture_jailed(Fixture *f, const char *firecracker, const char *jailer, const char *base);
 
+/* Type text into name's console, as vmd console does, through the daemon's console.sock. */
+void fixture_console_type(Fixture *f, const char *name, const char *text);
 /* name's console.log, "" if none; the caller frees it. */
 char *fixture_console(Fixture *f, const char *name);
 /* Wait until name's console shows needle after offset; returns where it ends. */

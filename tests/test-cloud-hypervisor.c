@@ -535,6 +535,31 @@ static void test_simulator_refuses(void **state)
 	assert_int_equal(unlink(f->violations), 0); /* expected here: not a failure of teardown */
 }
 
+/*
+ * The serial port is a socket CH binds (mode Socket) and the daemon keeps: what the guest
+ * prints from its boot on is in console.log (v52.0 drops what comes while nobody is
+ * connected: vmd connects before vm.boot), and what is typed through console.sock reaches
+ * the guest, before and after a kill -9 of vmd.
+ */
+static void test_console(void **state)
+{
+	Fixture *f = *state;
+	size_t at;
+
+	put(f, "con", "  memory: 64Mi\n");
+	fixture_start_daemon(f);
+	json_decref(fixture_wait_status(f, "con", ready, "Running"));
+	at = fixture_wait_console(f, "con", "SIM-GUEST-BOOT cmdline=", 0);
+	fixture_console_type(f, "con", "hello\n");
+	at = fixture_wait_console(f, "con", "SIM-GUEST-INPUT hello", at);
+
+	fixture_stop_daemon(f, SIGKILL);
+	fixture_start_daemon(f);
+	json_decref(fixture_wait_status(f, "con", ready, "Running"));
+	fixture_console_type(f, "con", "again\n");
+	(void)fixture_wait_console(f, "con", "SIM-GUEST-INPUT again", at);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -548,6 +573,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_resize_steps, setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_qcow2, setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_too_old, setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_console, setup, fixture_teardown),
 	};
 
 	int failed = 0;

@@ -7,12 +7,10 @@
  * Firecracker refuse guestAgent.
  */
 #include <errno.h>
-#include <poll.h>
 #include <stdio.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 
-#include "console.h"
 #include "guest-agent.h"
 #include "qemu-fixture.h"
 #include "spec.h"
@@ -84,27 +82,6 @@ static bool has_address(json_t *s, const void *arg)
 	return false;
 }
 
-/* Type line into the guest's shell through the daemon's console.sock. */
-static void console_type(Fixture *f, const char *name, const char *line)
-{
-	_cleanup_free_ char *sock = path_in(f->run, "%s/" CONSOLE_SOCKET, name);
-	_cleanup_close_ int fd = -EBADF;
-	char hello[sizeof(CONSOLE_HELLO_OK)] = "";
-	struct pollfd p;
-
-	for (unsigned i = 0; i < 200 && fd < 0; i++) {
-		fd = unix_connect(sock);
-		if (fd < 0)
-			usleep(100 * 1000);
-	}
-	assert_true(fd >= 0);
-	p = (struct pollfd){ .fd = fd, .events = POLLIN };
-	assert_int_equal(poll(&p, 1, FIXTURE_WAIT_MS), 1);
-	assert_int_equal(read(fd, hello, strlen(CONSOLE_HELLO_OK)), strlen(CONSOLE_HELLO_OK));
-	assert_string_equal(hello, CONSOLE_HELLO_OK);
-	test_send_all(fd, line, strlen(line));
-}
-
 /*
  * The guest's address on a user network, which no neighbour table of the host has: the
  * agent says it. A vmd killed with -9 leaves the VM; the next one asks the agent again: an
@@ -123,7 +100,7 @@ static void test_agent_addresses(void **state)
 	fixture_stop_daemon(f, SIGKILL);
 	fixture_start_daemon(f);
 	(void)fixture_running(f, "ga");
-	console_type(f, "ga", "ip addr add 10.0.2.16/24 dev eth0\n");
+	fixture_console_type(f, "ga", "ip addr add 10.0.2.16/24 dev eth0\n");
 	json_decref(fixture_wait_status(f, "ga", has_address, "10.0.2.16"));
 }
 

@@ -187,6 +187,105 @@ class Console:
             f.write(text + "\r\n")
 
 
+class SocketConsole:
+    """A serial port on a Unix socket the VMM binds and listens on (Cloud Hypervisor's
+    serial mode Socket): one client at a time, a new one replacing the one before; output
+    while none is connected is kept for the next one (buffered) or dropped. What a client
+    sends is the guest's input: each line comes back as SIM-GUEST-INPUT <line>, as a
+    guest's shell would echo it."""
+
+    BUFFER_MAX = 64 * 1024
+
+    def __init__(self, path, buffered):
+        self.path = path
+        self.buffered = buffered
+        self.pending = b""
+        self.client = None
+        self.lock = threading.Lock()
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(path)  # raises if the path exists, as UnixListener::bind does
+        self.listener.listen(8)
+        self.thread = None
+
+    def _attach(self, conn):
+        with self.lock:
+            if self.client:
+                try:
+                    self.client.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            self.client = conn
+            if self.pending:
+                try:
+                    conn.sendall(self.pending)
+                except OSError:
+                    pass
+                self.pending = b""
+        threading.Thread(target=self._read, args=(conn,), daemon=True).start()
+
+    def _read(self, conn):
+        line = b""
+        while True:
+            try:
+                data = conn.recv(4096)
+            except OSError:
+                data = b""
+            if not data:
+                with self.lock:
+                    if self.client is conn:
+                        self.client = None
+                return
+            for c in data.replace(b"\r", b"\n"):
+                if c == 0x0A:
+                    if line:
+                        self.write("SIM-GUEST-INPUT " + line.decode(errors="replace"))
+                    line = b""
+                else:
+                    line += bytes([c])
+
+    def start(self):
+        """The serial thread starts with the guest: what connected before is taken first."""
+        self.listener.setblocking(False)
+        try:
+            conn, _ = self.listener.accept()
+            conn.setblocking(True)
+            self._attach(conn)
+        except BlockingIOError:
+            pass
+        self.listener.setblocking(True)
+
+        def accept():
+            while True:
+                try:
+                    conn, _ = self.listener.accept()
+                except OSError:
+                    return
+                self._attach(conn)
+
+        self.thread = threading.Thread(target=accept, daemon=True)
+        self.thread.start()
+
+    def write(self, text):
+        data = (text + "\r\n").encode()
+        with self.lock:
+            if self.client:
+                try:
+                    self.client.sendall(data)
+                    return
+                except OSError:
+                    self.client = None
+            if self.buffered:
+                self.pending = (self.pending + data)[-self.BUFFER_MAX :]
+
+    def close(self):
+        """The VMM's end: the socket file goes (SerialManager's Drop removes it)."""
+        try:
+            self.listener.close()
+            os.unlink(self.path)
+        except OSError:
+            pass
+
+
 class UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     """One thread per connection (vmd keeps its connection open); one lock for the VM."""
 
