@@ -468,6 +468,7 @@ static int ch_validate(const SandboxSpec *spec, SpecCheck *check)
 	backend_require_kernel(spec, check);
 	backend_refuse_user_net(spec, check);
 	refuse_shared_ids(spec, check);
+	backend_refuse_provisioning(spec, check);
 	return spec_check_result(check);
 }
 
