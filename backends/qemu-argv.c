@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 
+#include "provision.h"
 #include "qemu.h"
 
 const char *const qemu_accel_table[_QEMU_ACCEL_MAX] = {
@@ -74,6 +75,41 @@ static int add_disk(char ***argv, const DiskSpec *d, unsigned port)
 		     d->id, d->id, port)) < 0)
 		return r;
 	return 0;
+}
+
+/*
+ * The seed, read-only raw on virtio-blk (the guest needs nothing else to read it), on the
+ * root bus: it is never hot-plugged, so it takes no root port.
+ */
+static int add_seed(char ***argv, const char *seed)
+{
+	_cleanup_free_ char *path = qemu_opt_escape(seed);
+	int r;
+
+	if (!path)
+		return -ENOMEM;
+	if ((r = arg(argv, "-blockdev",
+		     "driver=file,node-name=" QEMU_SEED_FILE ",filename=%s,read-only=on", path)) < 0 ||
+	    (r = arg(argv, "-blockdev",
+		     "driver=raw,node-name=" QEMU_SEED_NODE ",file=" QEMU_SEED_FILE
+		     ",read-only=on")) < 0)
+		return r;
+	return arg(argv, "-device", "virtio-blk-pci,id=" QEMU_SEED_DEVICE ",drive=" QEMU_SEED_NODE);
+}
+
+/*
+ * A credential, as systemd reads it from fw_cfg: QEMU reads the file vmd copied at start,
+ * so that only its name and path are on the command line, never its value.
+ */
+static int add_credential(char ***argv, const char *dir, const CredentialSpec *c)
+{
+	_cleanup_free_ char *name = qemu_opt_escape(c->name);
+
+	if (!name)
+		return -ENOMEM;
+	return arg(argv, "-fw_cfg",
+		   "name=" QEMU_CREDENTIAL_PREFIX "%s,file=%s/" PROVISION_CREDENTIALS "/%s", name,
+		   dir, name);
 }
 
 char *qemu_hostfwds(const NetSpec *n)
@@ -180,6 +216,11 @@ int qemu_build_argv(const QemuLaunch *l, char ***ret)
 		if ((r = add_net(&argv, &s->networks[i], l->net_ports[i],
 				 l->net_fds ? l->net_fds[i] : -1,
 				 l->vhost_fds ? l->vhost_fds[i] : -1)) < 0)
+			return r;
+	if (l->seed && (r = add_seed(&argv, l->seed)) < 0)
+		return r;
+	for (size_t i = 0; i < s->n_credentials; i++)
+		if ((r = add_credential(&argv, dir, &s->credentials[i])) < 0)
 			return r;
 	*ret = TAKE_PTR(argv);
 	return 0;
