@@ -75,23 +75,29 @@ void backend_refuse_qcow2(const SandboxSpec *spec, SpecCheck *check)
 	}
 }
 
-void backend_refuse_provisioning(const SandboxSpec *spec, SpecCheck *check)
+void backend_refuse_credentials(const SandboxSpec *spec, SpecCheck *check)
 {
 	char buf[SPEC_CHECK_BACKEND_MAX];
 
 	/*
 	 * Credentials go through QEMU's fw_cfg; Cloud Hypervisor and Firecracker have none, and
-	 * SMBIOS type 11 would put their values on the command line. The seed is QEMU's only
-	 * for now (docs/backends.md).
+	 * SMBIOS type 11 would put their values on the command line.
 	 */
-	if (spec->cloud_init)
-		spec_check_error(check, "spec.cloudInit",
-				 "a cloud-init seed needs the qemu backend; this sandbox uses %s",
-				 spec_check_backend(spec, buf));
 	if (spec->n_credentials > 0)
 		spec_check_error(
 			check, "spec.credentials",
 			"credentials need the qemu backend (fw_cfg); this sandbox uses %s, which has no way to pass them but its command line",
+			spec_check_backend(spec, buf));
+}
+
+void backend_refuse_cloud_init(const SandboxSpec *spec, SpecCheck *check)
+{
+	char buf[SPEC_CHECK_BACKEND_MAX];
+
+	if (spec->cloud_init)
+		spec_check_error(
+			check, "spec.cloudInit",
+			"a cloud-init seed needs the qemu or cloud-hypervisor backend; this sandbox uses %s",
 			spec_check_backend(spec, buf));
 }
 

@@ -524,7 +524,8 @@ static int fc_validate(const SandboxSpec *spec, SpecCheck *check)
 	backend_require_kernel(spec, check);
 	backend_refuse_qcow2(spec, check);
 	backend_refuse_user_net(spec, check);
-	backend_refuse_provisioning(spec, check);
+	backend_refuse_credentials(spec, check);
+	backend_refuse_cloud_init(spec, check);
 	/* virtio-mem takes multiples of its block: so that each resize is one, so is the size. */
 	if (spec->memory % FC_HOTPLUG_BLOCK != 0)
 		spec_check_error(check, "spec.memory",

@@ -247,44 +247,16 @@ bool qemu_wants_vhost(const Backend *b)
 	       (accel == QEMU_ACCEL_AUTO && access("/dev/kvm", R_OK | W_OK) == 0);
 }
 
-/*
- * The seed and the credentials' copies, made anew from the host's files at each start
- * (provision.h): before any device is opened, so that a missing file costs nothing.
- */
-static int qemu_provision(VmmVm *vm)
-{
-	const SandboxSpec *s = vm->config;
-	_cleanup_free_ char *seed = NULL;
-	char why[512];
-	int r;
-
-	r = credentials_copy(s, vm->dir, why, sizeof(why));
-	if (r >= 0 && s->cloud_init) {
-		seed = vmm_vm_path(vm->b, vm->name, PROVISION_SEED);
-		r = seed ? seed_write(s, seed, why, sizeof(why)) : -ENOMEM;
-	}
-	if (r >= 0)
-		return 0;
-	backend_set_error(vm->b, "%s", why);
-	(void)provision_remove(vm->dir);
-	return r;
-}
-
 static int qemu_prepare(VmmVm *vm)
 {
 	QemuVm *v = (QemuVm *)vm;
 	const SandboxSpec *s = vm->config;
 	bool vhost = qemu_wants_vhost(vm->b);
 	char why[256];
-	int r;
-
-	r = qemu_provision(vm);
-	if (r < 0)
-		return r;
 
 	for (size_t i = 0; i < s->n_networks; i++) {
 		const NetSpec *n = &s->networks[i];
-		int tap, vfd;
+		int tap, vfd, r;
 
 		v->net_fds[i] = v->vhost_fds[i] = -1;
 		if (n->type == NET_USER)
@@ -293,7 +265,6 @@ static int qemu_prepare(VmmVm *vm)
 		if (r < 0) {
 			backend_set_error(vm->b, "network '%s': %s", n->id, why);
 			release_nets(s);
-			(void)provision_remove(vm->dir);
 			return r;
 		}
 		v->net_fds[i] = vmm_vm_pass_fd(vm, tap);
@@ -301,7 +272,6 @@ static int qemu_prepare(VmmVm *vm)
 			v->vhost_fds[i] = vmm_vm_pass_fd(vm, vfd);
 		if (v->net_fds[i] < 0 || (vfd >= 0 && v->vhost_fds[i] < 0)) {
 			release_nets(s);
-			(void)provision_remove(vm->dir);
 			return -E2BIG;
 		}
 	}
@@ -311,16 +281,6 @@ static int qemu_prepare(VmmVm *vm)
 static void qemu_exited(VmmVm *vm)
 {
 	release_nets(vm->config);
-	/* QEMU read them at its start; nothing else has any use for them. */
-	(void)provision_remove(vm->dir);
-}
-
-/* What a VM that ended while vmd was away left: the seed, the credentials' copies. */
-static int qemu_cleanup(Backend *b, const char *name)
-{
-	_cleanup_free_ char *dir = vmm_vm_path(b, name, "");
-
-	return dir ? provision_remove(dir) : -ENOMEM;
 }
 
 static int qemu_argv(VmmVm *vm, char ***ret)
@@ -374,7 +334,6 @@ static const VmmVmType qemu_type = {
 	.prepare = qemu_prepare,
 	.argv = qemu_argv,
 	.exited = qemu_exited,
-	.cleanup = qemu_cleanup,
 	.argv_name = qemu_argv_name,
 	.build = qemu_build,
 	.event = qemu_event,

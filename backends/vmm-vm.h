@@ -192,7 +192,7 @@ typedef struct VmmVmType {
 	void (*observed)(const VmmVm *v, VmObserved *o);
 	/* The VMM is gone: drop anything of it the backend keeps. */
 	void (*exited)(VmmVm *v);
-	/* Remove what prepare made beyond the files above, in the runtime dir or outside (NULL: nothing). */
+	/* Remove what prepare made outside the runtime dir (NULL: nothing). */
 	int (*cleanup)(Backend *b, const char *name);
 } VmmVmType;
 
