@@ -309,7 +309,7 @@ int seed_write(const SandboxSpec *s, const char *path, char *why, size_t why_siz
 	return r;
 }
 
-static int remove_credentials(const char *dir)
+int credentials_remove(const char *dir)
 {
 	_cleanup_free_ char *p = NULL;
 	_cleanup_close_ int fd = -EBADF;
@@ -342,7 +342,7 @@ int provision_remove(const char *dir)
 
 	if (asprintf(&seed, "%s/" PROVISION_SEED, dir) < 0)
 		return -ENOMEM;
-	r = remove_credentials(dir);
+	r = credentials_remove(dir);
 	if (unlink(seed) < 0 && errno != ENOENT && r == 0)
 		r = -errno;
 	return r;
@@ -354,7 +354,7 @@ int credentials_copy(const SandboxSpec *s, const char *dir, char *why, size_t wh
 	int r;
 
 	snprintf(why, why_size, "out of memory");
-	r = remove_credentials(dir);
+	r = credentials_remove(dir);
 	if (r < 0 && r != -ENOMEM)
 		snprintf(why, why_size, "cannot remove the credentials of the last boot: %s",
 			 strerror(-r));

@@ -48,5 +48,11 @@ int seed_write(const SandboxSpec *s, const char *path, char *why, size_t why_siz
  */
 int credentials_copy(const SandboxSpec *s, const char *dir, char *why, size_t why_size);
 
+/*
+ * Remove the credentials' copies from dir: once the VMM has started, it has read them
+ * (QEMU reads -fw_cfg files while it starts, before its QMP answers). 0 when none.
+ */
+int credentials_remove(const char *dir);
+
 /* Remove what seed_write() and credentials_copy() left in dir; 0 when there is nothing. */
 int provision_remove(const char *dir);

@@ -272,6 +272,13 @@ static void test_credentials(void **state _unused_)
 	assert_memory_equal(text, "s3cret\0bin", 10);
 	assert_int_equal(stat(copy, &st), 0);
 	assert_int_equal(st.st_mode & 07777, 0600);
+	free(cdir);
+	assert_true(asprintf(&cdir, "%s/run/" PROVISION_CREDENTIALS, dir) > 0);
+	assert_int_equal(stat(cdir, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0700);
+	assert_int_equal(credentials_remove(cdir), 0); /* not a runtime dir: nothing in it */
+	free(cdir);
+	assert_true(asprintf(&cdir, "%s/run", dir) > 0);
 
 	/* A missing file: the error names the credential and the path, never a value. */
 	snprintf(body, sizeof(body),
