@@ -29,31 +29,6 @@ void seed_files_done(SeedFiles *f)
 	*f = (SeedFiles){};
 }
 
-/* A host file of at most max bytes; never waits (a FIFO is refused, not opened for good). */
-static int read_host_file(const char *path, size_t max, char **ret, size_t *ret_len)
-{
-	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-	_cleanup_free_ char *buf = NULL;
-	struct stat st;
-	size_t len;
-	int r;
-
-	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &st) < 0)
-		return -errno;
-	if (!S_ISREG(st.st_mode))
-		return -EBADFD;
-	r = read_fd(fd, max + 1, &buf, &len);
-	if (r < 0)
-		return r;
-	if (len > max)
-		return -EFBIG;
-	*ret_len = len;
-	*ret = TAKE_PTR(buf);
-	return 0;
-}
-
 static int file_problem(int r, const char *field, const char *path, char *why, size_t why_size)
 {
 	if (r == -EFBIG)
@@ -91,7 +66,7 @@ static int collect_keys(const CloudInitSpec *c, json_t *keys, char *why, size_t 
 		size_t len;
 		int r;
 
-		r = read_host_file(c->ssh_key_files[i], SPEC_USER_DATA_MAX, &text, &len);
+		r = read_regular_file(c->ssh_key_files[i], SPEC_USER_DATA_MAX, &text, &len);
 		if (r < 0)
 			return file_problem(r, "sshAuthorizedKeysFiles", c->ssh_key_files[i], why,
 					    why_size);
@@ -155,8 +130,8 @@ int seed_files_make(const SandboxSpec *s, SeedFiles *ret, char *why, size_t why_
 
 	snprintf(why, why_size, "out of memory");
 	if (c->user_data_file) {
-		r = read_host_file(c->user_data_file, SPEC_USER_DATA_MAX, &f.user_data,
-				   &f.user_data_len);
+		r = read_regular_file(c->user_data_file, SPEC_USER_DATA_MAX, &f.user_data,
+				      &f.user_data_len);
 		if (r < 0)
 			return file_problem(r, "userDataFile", c->user_data_file, why, why_size);
 	} else {
@@ -374,7 +349,7 @@ int credentials_copy(const SandboxSpec *s, const char *dir, char *why, size_t wh
 		char field[SPEC_CREDENTIAL_NAME_MAX + 32];
 
 		snprintf(field, sizeof(field), "credential '%s': fromFile", c->name);
-		r = read_host_file(c->from_file, SPEC_CREDENTIAL_SIZE_MAX, &value, &len);
+		r = read_regular_file(c->from_file, SPEC_CREDENTIAL_SIZE_MAX, &value, &len);
 		if (r < 0)
 			return file_problem(r, field, c->from_file, why, why_size);
 		if (asprintf(&copy, "%s/%s", cdir, c->name) < 0)

@@ -32,3 +32,9 @@ int spec_provision_from_json(const json_t *j, SandboxSpec *s);
 bool spec_provision_equal(const SandboxSpec *a, const SandboxSpec *b);
 /* A JSON object of at most max strings into labels (metadata.labels, metaData). */
 int spec_labels_from_json(const json_t *o, size_t max, Label **ret, size_t *ret_n);
+
+/*
+ * Read the host files s's cloudInit names (regular files of at most 1 MiB, never waiting
+ * on one) into cloud_init->files_hash; a file that cannot be read counts as its error.
+ */
+void spec_provision_hash_files(SandboxSpec *s);

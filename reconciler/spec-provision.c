@@ -3,6 +3,9 @@
  * spec.cloudInit and spec.credentials in the JSON form of a spec (spec-json.c): what the
  * file says, paths and inline text; never a file's contents, so never a credential's value.
  */
+#include <inttypes.h>
+#include <stdio.h>
+
 #include "spec-json.h"
 
 static json_t *strv_to_json(char *const *l)
@@ -34,6 +37,8 @@ static json_t *cloud_init_to_json(const CloudInitSpec *c)
 		r |= json_object_set_new(j, "networkConfig", json_string(c->network_config));
 	r |= json_object_set_new(j, "sshAuthorizedKeys", strv_to_json(c->ssh_keys));
 	r |= json_object_set_new(j, "sshAuthorizedKeysFiles", strv_to_json(c->ssh_key_files));
+	if (c->files_hash[0])
+		r |= json_object_set_new(j, "filesHash", json_string(c->files_hash));
 	return r == 0 ? TAKE_PTR(j) : NULL;
 }
 
@@ -93,6 +98,16 @@ static int strv_from_json(const json_t *a, char ***ret)
 	return 0;
 }
 
+static int copy_hash(const json_t *v, char ret[static 17])
+{
+	const char *h = json_string_value(v);
+
+	if (!h || strlen(h) != 16 || strspn(h, "0123456789abcdef") != 16)
+		return -EINVAL;
+	memcpy(ret, h, 17);
+	return 0;
+}
+
 static int cloud_init_from_json(const json_t *j, CloudInitSpec **ret)
 {
 	_cleanup_(cloud_init_spec_freep) CloudInitSpec *c = calloc(1, sizeof(CloudInitSpec));
@@ -114,6 +129,8 @@ static int cloud_init_from_json(const json_t *j, CloudInitSpec **ret)
 		r = strv_from_json(json_object_get(j, "sshAuthorizedKeys"), &c->ssh_keys);
 	if (r == 0)
 		r = strv_from_json(json_object_get(j, "sshAuthorizedKeysFiles"), &c->ssh_key_files);
+	if (r == 0 && json_object_get(j, "filesHash"))
+		r = copy_hash(json_object_get(j, "filesHash"), c->files_hash);
 	if (r < 0)
 		return r;
 	*ret = TAKE_PTR(c);
@@ -169,4 +186,31 @@ bool spec_provision_equal(const SandboxSpec *a, const SandboxSpec *b)
 
 	return ja && jb && spec_provision_to_json(a, ja) >= 0 &&
 	       spec_provision_to_json(b, jb) >= 0 && json_equal(ja, jb);
+}
+
+static uint64_t hash_file(uint64_t h, const char *path)
+{
+	_cleanup_free_ char *text = NULL;
+	size_t len = 0;
+	int r;
+
+	h = fnv1a64(h, path, strlen(path) + 1);
+	r = read_regular_file(path, SPEC_USER_DATA_MAX, &text, &len);
+	if (r < 0)
+		return fnv1a64(h, &r, sizeof(r));
+	return fnv1a64(h, text, len);
+}
+
+void spec_provision_hash_files(SandboxSpec *s)
+{
+	CloudInitSpec *c = s->cloud_init;
+	uint64_t h = FNV1A64_INIT;
+
+	if (!c || (!c->user_data_file && strv_length(c->ssh_key_files) == 0))
+		return;
+	if (c->user_data_file)
+		h = hash_file(h, c->user_data_file);
+	for (size_t i = 0; c->ssh_key_files && c->ssh_key_files[i]; i++)
+		h = hash_file(h, c->ssh_key_files[i]);
+	snprintf(c->files_hash, sizeof(c->files_hash), "%016" PRIx64, h);
 }

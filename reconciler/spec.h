@@ -149,6 +149,13 @@ typedef struct CloudInitSpec {
 	char *network_config; /* the network-config file's text (YAML or JSON), or NULL */
 	char **ssh_keys;      /* strv: inline public keys, or NULL */
 	char **ssh_key_files; /* strv: host paths of authorized_keys files, or NULL */
+	/*
+	 * 16 hex digits of the FNV-1a hash of what userDataFile and sshAuthorizedKeysFiles
+	 * held when the sandbox file was loaded ("" when not read, or none is named): a file
+	 * that changed makes the spec a new one at the sandbox file's next load, so that the
+	 * planner sees a boot-time change (spec_provision_hash_files()).
+	 */
+	char files_hash[17];
 } CloudInitSpec;
 
 /* A systemd credential the guest reads (QEMU: fw_cfg). The value never leaves its file. */

@@ -89,6 +89,49 @@ static void test_provision_round_trip(void **state _unused_)
 	assert_false(spec_provision_equal(e, e2));
 }
 
+/* The hash of the files cloudInit names: the same for the same, new for a change, kept. */
+static void test_files_hash(void **state _unused_)
+{
+	const SpecLoadOptions opts = { .default_backend = BACKEND_QEMU };
+	char *dir = test_tmpdir(), text[1024], first[17];
+	_cleanup_(sandbox_spec_freep) SandboxSpec *a = NULL, *b = NULL, *c = NULL, *d = NULL;
+	_cleanup_(diag_list_done) DiagList diags = {};
+
+	test_write_str(dir, "ud", "one");
+	test_write_str(dir, "keys", "ssh-ed25519 AAAA");
+	snprintf(text, sizeof(text),
+		 "apiVersion: vmd/v1\nkind: Sandbox\nspec:\n  memory: 64Mi\n  kernel: /k\n"
+		 "  cloudInit:\n    userDataFile: %s/ud\n    sshAuthorizedKeysFiles: [%s/keys]\n",
+		 dir, dir);
+	assert_int_equal(spec_load_buffer("/s/vm.yaml", text, strlen(text), &opts, &a, &diags), 0);
+	assert_int_equal(spec_load_buffer("/s/vm.yaml", text, strlen(text), &opts, &b, &diags), 0);
+	/* The loader reads no file: the daemon hashes them after it. */
+	assert_string_equal(a->cloud_init->files_hash, "");
+	spec_provision_hash_files(a);
+	spec_provision_hash_files(b);
+	assert_int_equal(strlen(a->cloud_init->files_hash), 16);
+	assert_true(spec_equal(a, b));
+	memcpy(first, a->cloud_init->files_hash, sizeof(first));
+
+	test_write_str(dir, "keys", "ssh-ed25519 BBBB");
+	spec_provision_hash_files(b);
+	assert_string_not_equal(b->cloud_init->files_hash, first);
+	assert_false(spec_provision_equal(a, b));
+
+	/* A file gone counts as gone, not as what it was. */
+	test_tmpdir_remove(dir);
+	assert_int_equal(spec_copy(a, &c), 0);
+	assert_string_equal(c->cloud_init->files_hash, first);
+	spec_provision_hash_files(c);
+	assert_string_not_equal(c->cloud_init->files_hash, first);
+	/* Without such files: no hash. */
+	assert_int_equal(spec_load_file(test_src("tests/spec/good/cloud-init-empty.yaml"), &opts,
+					&d, &diags),
+			 0);
+	spec_provision_hash_files(d);
+	assert_string_equal(d->cloud_init->files_hash, "");
+}
+
 static void test_refuses_garbage(void **state _unused_)
 {
 	json_auto_t *j = json_pack("{s:s, s:s}", "name", "x", "backend", "kvm");
@@ -104,6 +147,7 @@ int main(void)
 	static const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_round_trip),
 		cmocka_unit_test(test_provision_round_trip),
+		cmocka_unit_test(test_files_hash),
 		cmocka_unit_test(test_refuses_garbage),
 	};
 
