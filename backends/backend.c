@@ -90,17 +90,6 @@ void backend_refuse_credentials(const SandboxSpec *spec, SpecCheck *check)
 			spec_check_backend(spec, buf));
 }
 
-void backend_refuse_cloud_init(const SandboxSpec *spec, SpecCheck *check)
-{
-	char buf[SPEC_CHECK_BACKEND_MAX];
-
-	if (spec->cloud_init)
-		spec_check_error(
-			check, "spec.cloudInit",
-			"a cloud-init seed needs the qemu or cloud-hypervisor backend; this sandbox uses %s",
-			spec_check_backend(spec, buf));
-}
-
 void backend_refuse_user_net(const SandboxSpec *spec, SpecCheck *check)
 {
 	char buf[SPEC_CHECK_BACKEND_MAX], field[64];

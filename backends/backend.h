@@ -256,9 +256,8 @@ SpecLoadOptions backend_spec_load_options(BackendKind default_backend);
 /* Rules that more than one backend's validate op has. */
 void backend_require_kernel(const SandboxSpec *spec, SpecCheck *check);
 void backend_refuse_qcow2(const SandboxSpec *spec, SpecCheck *check);
-/* spec.credentials, which only the qemu backend takes; spec.cloudInit. */
+/* spec.credentials, which only the qemu backend takes. */
 void backend_refuse_credentials(const SandboxSpec *spec, SpecCheck *check);
-void backend_refuse_cloud_init(const SandboxSpec *spec, SpecCheck *check);
 /* Networks other than an existing tap (user mode, bridge, macvtap): QEMU's alone for now. */
 void backend_refuse_user_net(const SandboxSpec *spec, SpecCheck *check);
 

@@ -18,9 +18,6 @@
 
 #include "provision.h"
 
-/* More than any seed's files (1 MiB of user-data and of network-config) and their tables. */
-#define SEED_IMAGE_MAX (8u << 20)
-
 void seed_files_done(SeedFiles *f)
 {
 	free(f->user_data);
@@ -211,7 +208,7 @@ static int drain(struct burn_source *src, char **ret, size_t *ret_len)
 		if (len + 2048 > size) {
 			char *b;
 
-			if (size >= SEED_IMAGE_MAX)
+			if (size >= PROVISION_SEED_MAX)
 				return -EFBIG;
 			size = size ? size * 2 : 256 * 1024;
 			b = realloc(buf, size);

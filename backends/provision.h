@@ -16,6 +16,8 @@
 #define PROVISION_SEED "seed.iso"	    /* in the runtime dir */
 #define PROVISION_CREDENTIALS "credentials" /* a directory in the runtime dir, 0700 */
 #define PROVISION_SEED_VOLUME "cidata"	    /* the volume id NoCloud looks for */
+/* More than any seed's files (1 MiB of user-data and of network-config) and their tables. */
+#define PROVISION_SEED_MAX (8u << 20)
 
 /* The files of a seed, as they go into the image. */
 typedef struct SeedFiles {
