@@ -317,6 +317,8 @@ int provision_remove(const char *dir)
 	r = credentials_remove(dir);
 	if (unlink(seed) < 0 && errno != ENOENT && r == 0)
 		r = -errno;
+	/* A seed half-written when vmd was killed (seed.iso.tmp-XXXXXX): never used, gone. */
+	(void)remove_atomic_temporaries(AT_FDCWD, dir);
 	return r;
 }
 

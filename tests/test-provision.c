@@ -291,7 +291,11 @@ static void test_credentials(void **state _unused_)
 
 	assert_int_equal(credentials_copy(s, cdir, why, sizeof(why)), 0);
 	test_write_str(dir, "run/" PROVISION_SEED, "x");
+	test_write_str(dir, "run/" PROVISION_SEED ".tmp-a1B2c3", "torn");
 	assert_int_equal(provision_remove(cdir), 0);
+	assert_int_equal(access(copy, F_OK), -1);
+	free(copy);
+	assert_true(asprintf(&copy, "%s/run/" PROVISION_SEED ".tmp-a1B2c3", dir) > 0);
 	assert_int_equal(access(copy, F_OK), -1);
 	free(copy);
 	assert_true(asprintf(&copy, "%s/run/" PROVISION_SEED, dir) > 0);
