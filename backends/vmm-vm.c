@@ -488,7 +488,7 @@ static void close_pass_fds(VmmVm *v)
 
 /*
  * The seed and the credentials' copies (provision.h), made anew from the host's files
- * before each start, before any device is opened: a missing file costs nothing.
+ * before each start, before the backend opens any device: a missing file costs nothing.
  */
 static int provision(VmmVm *v)
 {
