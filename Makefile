@@ -32,7 +32,7 @@ say :=
 else
 say = @printf '  %-6s %s\n' '$(1)' '$(2)';
 endif
-PKGS := yaml-0.1 jansson libsystemd libcurl libnl-route-3.0
+PKGS := yaml-0.1 jansson libsystemd libcurl libnl-route-3.0 libisofs-1
 
 # Evaluated when a recipe runs, after build/.build-deps has found pkg-config and the -dev packages.
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
@@ -58,6 +58,8 @@ LIB_SRCS := \
 	reconciler/spec.c \
 	reconciler/spec-check.c \
 	reconciler/spec-yaml.c \
+	reconciler/spec-yaml-provision.c \
+	reconciler/spec-provision.c \
 	reconciler/sandbox-dir.c \
 	reconciler/sandbox-file.c \
 	reconciler/spec-json.c \
@@ -95,6 +97,7 @@ LIB_SRCS := \
 	backends/http-unix.c \
 	backends/http-fds.c \
 	backends/qmp.c \
+	backends/provision.c \
 	backends/qemu-argv.c \
 	backends/qemu.c \
 	backends/qemu-hotplug.c \
@@ -104,7 +107,7 @@ LIB_SRCS := \
 	backends/firecracker-jail.c
 MAIN_SRC := reconciler/main.c
 
-TESTS := util hashmap list prioq status desired console yaml-tree yaml-decode spec spec-check spec-yaml spec-json sandbox-dir sandbox-file plan backend-noop vmm http-unix http-fds cloud-hypervisor firecracker qmp qemu-argv qemu qemu-net qemu-sim vmm-net hung-vmm vm-safety host-ports neigh guest-agent watcher \
+TESTS := util hashmap list prioq status desired console yaml-tree yaml-decode spec spec-check spec-yaml spec-json provision sandbox-dir sandbox-file plan backend-noop vmm http-unix http-fds cloud-hypervisor firecracker qmp qemu-argv qemu qemu-net qemu-provision qemu-sim vmm-net hung-vmm vm-safety host-ports neigh guest-agent watcher \
 	cli-validate schema daemon state-dir files deletion-guard journal units install systemd readme metrics man fleet
 
 # libFuzzer targets, tests/fuzz-NAME.c; make check replays the seeds of each (tests/run).

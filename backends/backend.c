@@ -75,6 +75,21 @@ void backend_refuse_qcow2(const SandboxSpec *spec, SpecCheck *check)
 	}
 }
 
+void backend_refuse_credentials(const SandboxSpec *spec, SpecCheck *check)
+{
+	char buf[SPEC_CHECK_BACKEND_MAX];
+
+	/*
+	 * Credentials go through QEMU's fw_cfg; Cloud Hypervisor and Firecracker have none, and
+	 * SMBIOS type 11 would put their values on the command line.
+	 */
+	if (spec->n_credentials > 0)
+		spec_check_error(
+			check, "spec.credentials",
+			"credentials need the qemu backend (fw_cfg); this sandbox uses %s, which has no way to pass them but its command line",
+			spec_check_backend(spec, buf));
+}
+
 void backend_refuse_user_net(const SandboxSpec *spec, SpecCheck *check)
 {
 	char buf[SPEC_CHECK_BACKEND_MAX], field[64];

@@ -262,6 +262,8 @@ SpecLoadOptions backend_spec_load_options(BackendKind default_backend);
 /* Rules that more than one backend's validate op has. */
 void backend_require_kernel(const SandboxSpec *spec, SpecCheck *check);
 void backend_refuse_qcow2(const SandboxSpec *spec, SpecCheck *check);
+/* spec.credentials, which only the qemu backend takes. */
+void backend_refuse_credentials(const SandboxSpec *spec, SpecCheck *check);
 /* User-mode networking: QEMU's alone. */
 void backend_refuse_user_net(const SandboxSpec *spec, SpecCheck *check);
 /* spec.guestAgent, for a backend that has no virtio-serial port to give it. */

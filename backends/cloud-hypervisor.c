@@ -20,6 +20,7 @@
 #include <stdio.h>
 
 #include "netdev.h"
+#include "provision.h"
 #include "spec-json.h"
 #include "util.h"
 #include "vmm-vm.h"
@@ -29,6 +30,7 @@
 #define CH_HOTPLUG_BLOCK (128ull << 20) /* memory hotplug_size granularity */
 #define CH_HOTPLUG_COUNT 8		/* ACPI memory hot-adds per boot */
 #define CH_MEMORY_GROWTH 4
+#define CH_SEED_ID "vmd_seed" /* the cloud-init seed's disk */
 /*
  * The oldest release vmd is known to work with (tests/sim/cloud-hypervisor behaves as it,
  * and as upstream's main); older ones are refused at the start, naming this.
@@ -90,6 +92,19 @@ static bool vmd_made(const NetSpec *n)
 }
 
 /* A NIC of a device vmd makes has no tap: CH takes its descriptor instead (fds). */
+/*
+ * The cloud-init seed (provision.h), read-only raw. Its id has a '_', which no disk's or
+ * network's id can have, so it never clashes in Cloud Hypervisor's one set of ids.
+ */
+static json_t *seed_config(ChVm *v)
+{
+	_cleanup_free_ char *seed = vmm_vm_path(v->vm.b, v->vm.name, PROVISION_SEED);
+
+	return seed ? json_pack("{s:s, s:b, s:s, s:s}", "path", seed, "readonly", true, "id",
+				CH_SEED_ID, "image_type", "Raw")
+		    : NULL;
+}
+
 static json_t *net_config(const NetSpec *n)
 {
 	char mac[18];
@@ -183,6 +198,8 @@ static json_t *vm_config(ChVm *v)
 	for (size_t i = 0; i < s->n_disks; i++)
 		if (json_array_append_new(disks, disk_config(&s->disks[i])) < 0)
 			goto fail;
+	if (s->cloud_init && json_array_append_new(disks, seed_config(v)) < 0)
+		goto fail;
 	for (size_t i = 0; i < nets_at_create(s); i++)
 		if (json_array_append_new(nets, net_config(&s->networks[i])) < 0)
 			goto fail;
@@ -566,6 +583,7 @@ static int ch_validate(const SandboxSpec *spec, SpecCheck *check)
 	backend_refuse_user_net(spec, check);
 	backend_refuse_guest_agent(spec, check);
 	refuse_shared_ids(spec, check);
+	backend_refuse_credentials(spec, check);
 	return spec_check_result(check);
 }
 

@@ -4,7 +4,8 @@
  * --jailer-uid/--jailer-gid, chrooted in <chroot-base>/<firecracker's name>/<name>/root.
  * vmd hard-links the kernel, the initrd and the disks into that root (a link: the image
  * itself is neither copied nor changed, and stays the operator's to give the uid access
- * to; it must be on the same filesystem), gives the uid the root dir, and points api.sock
+ * to; it must be on the same filesystem), copies the cloud-init seed in (vmd's own, in the
+ * runtime dir), gives the uid the root dir, and points api.sock
  * and console.log in the runtime dir at the jail's. Before each start and after removal,
  * what vmd and the jailer made there is cleared, as the jailer fails in a jail it ran in.
  */
@@ -13,6 +14,7 @@
 #include <stdio.h>
 
 #include "firecracker.h"
+#include "provision.h"
 #include "util.h"
 
 bool fc_jailed(const Backend *b)
@@ -228,6 +230,31 @@ int fc_jail_relink(VmmVm *vm, const char *host, const char *file)
 	return 0;
 }
 
+/*
+ * The cloud-init seed, which vmd made in the runtime dir: copied into the jail's root and
+ * given to the uid (a link would cross filesystems: /run is not the chroot base's).
+ */
+static int jail_seed(VmmVm *vm)
+{
+	const Backend *b = vm->b;
+	_cleanup_free_ char *host = vmm_vm_path(b, vm->name, PROVISION_SEED),
+			    *p = jail_path(b, vm->name, JAIL_SEED), *image = NULL;
+	size_t len;
+	int r;
+
+	if (!host || !p)
+		return -ENOMEM;
+	r = read_regular_file(host, PROVISION_SEED_MAX, &image, &len);
+	if (r >= 0)
+		r = write_file_atomic(p, image, len, 0400, false);
+	if (r >= 0 && chown(p, b->options.jailer_uid, b->options.jailer_gid) < 0)
+		r = -errno;
+	if (r < 0)
+		backend_set_error(vm->b, "cannot copy the cloud-init seed into the jail %s: %s", p,
+				  strerror(-r));
+	return r;
+}
+
 /* runtime dir's file -> the jail's, so that vmd and operators find them where they always are. */
 static int point_at_jail(VmmVm *vm, const char *file)
 {
@@ -275,6 +302,8 @@ int fc_jail_prepare(VmmVm *vm)
 		snprintf(name, sizeof(name), JAIL_DISK "%s", s->disks[i].id);
 		r = jail_link(vm, s->disks[i].path, name);
 	}
+	if (r >= 0 && s->cloud_init)
+		r = jail_seed(vm);
 	if (r >= 0)
 		r = point_at_jail(vm, JAIL_SOCKET);
 	if (r >= 0)

@@ -29,6 +29,7 @@
 #include "spec-json.h"
 #include "util.h"
 #include "firecracker.h"
+#include "provision.h"
 #include "vmm-vm.h"
 
 typedef struct FcVm {
@@ -294,6 +295,21 @@ static int observe_config(VmmVm *v, VmmJob *j _unused_, const VmmReply *r)
 	return VMM_NEXT;
 }
 
+/* The cloud-init seed (provision.h), read-only: the jail's copy when jailed. */
+static int put_seed(VmmVm *v, VmmRequests *rq)
+{
+	_cleanup_free_ char *host = vmm_vm_path(v->b, v->name, PROVISION_SEED), *seed = NULL;
+
+	seed = host ? fc_vm_path(v->b, host, JAIL_SEED) : NULL;
+	if (!seed)
+		return -ENOMEM;
+	return vmm_request_add(rq, "PUT",
+			       json_pack("{s:s, s:s, s:b, s:b}", "drive_id", FC_SEED_ID,
+					 "path_on_host", seed, "is_root_device", false,
+					 "is_read_only", true),
+			       NULL, "/drives/" FC_SEED_ID);
+}
+
 static int fc_put(VmmRequests *rq, json_t *body, const char *path)
 {
 	return body ? vmm_request_add(rq, "PUT", body, NULL, "%s", path) : -ENOMEM;
@@ -375,6 +391,8 @@ static int configure(VmmVm *v, VmmRequests *rq)
 					      "is_read_only", s->disks[i].read_only),
 				    NULL, "/drives/%s", id);
 	}
+	if (r >= 0 && s->cloud_init)
+		r = put_seed(v, rq);
 	for (size_t i = 0; r >= 0 && i < s->n_networks; i++) {
 		char mac[18], id[SPEC_ID_MAX + 1];
 
@@ -592,6 +610,7 @@ static int fc_validate(const SandboxSpec *spec, SpecCheck *check)
 	backend_refuse_user_net(spec, check);
 	backend_refuse_guest_agent(spec, check);
 	refuse_macvtap(spec, check);
+	backend_refuse_credentials(spec, check);
 	/* virtio-mem takes multiples of its block: so that each resize is one, so is the size. */
 	if (spec->memory % FC_HOTPLUG_BLOCK != 0)
 		spec_check_error(check, "spec.memory",

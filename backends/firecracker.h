@@ -11,6 +11,10 @@
 #define JAIL_KERNEL "vmlinux"
 #define JAIL_INITRD "initrd"
 #define JAIL_DISK "disk-"
+/* The cloud-init seed: "disk-" and a name no disk id gives ('_'), cleared with the disks. */
+#define JAIL_SEED JAIL_DISK "_seed"
+/* Its drive: upper case, which no disk's id gives either (fc_id() maps '-' to '_' only). */
+#define FC_SEED_ID "VmdSeed"
 #define JAIL_SOCKET "api.sock"
 #define JAIL_CONSOLE "console.log"
 

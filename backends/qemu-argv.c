@@ -10,6 +10,7 @@
 #include <stdio.h>
 
 #include "guest-agent.h"
+#include "provision.h"
 #include "qemu.h"
 
 const char *const qemu_accel_table[_QEMU_ACCEL_MAX] = {
@@ -75,6 +76,41 @@ static int add_disk(char ***argv, const DiskSpec *d, unsigned port)
 		     d->id, d->id, port)) < 0)
 		return r;
 	return 0;
+}
+
+/*
+ * The seed, read-only raw on virtio-blk (the guest needs nothing else to read it), on the
+ * root bus: it is never hot-plugged, so it takes no root port.
+ */
+static int add_seed(char ***argv, const char *seed)
+{
+	_cleanup_free_ char *path = qemu_opt_escape(seed);
+	int r;
+
+	if (!path)
+		return -ENOMEM;
+	if ((r = arg(argv, "-blockdev",
+		     "driver=file,node-name=" QEMU_SEED_FILE ",filename=%s,read-only=on", path)) < 0 ||
+	    (r = arg(argv, "-blockdev",
+		     "driver=raw,node-name=" QEMU_SEED_NODE ",file=" QEMU_SEED_FILE
+		     ",read-only=on")) < 0)
+		return r;
+	return arg(argv, "-device", "virtio-blk-pci,id=" QEMU_SEED_DEVICE ",drive=" QEMU_SEED_NODE);
+}
+
+/*
+ * A credential, as systemd reads it from fw_cfg: QEMU reads the file vmd copied at start,
+ * so that only its name and path are on the command line, never its value.
+ */
+static int add_credential(char ***argv, const char *dir, const CredentialSpec *c)
+{
+	_cleanup_free_ char *name = qemu_opt_escape(c->name);
+
+	if (!name)
+		return -ENOMEM;
+	return arg(argv, "-fw_cfg",
+		   "name=" QEMU_CREDENTIAL_PREFIX "%s,file=%s/" PROVISION_CREDENTIALS "/%s", name,
+		   dir, name);
 }
 
 char *qemu_hostfwds(const NetSpec *n)
@@ -191,6 +227,11 @@ int qemu_build_argv(const QemuLaunch *l, char ***ret)
 		      "virtserialport,bus=vmd-agent-serial.0,chardev=vmd-agent,name=%s",
 		      GUEST_AGENT_PORT)) < 0))
 		return r;
+	if (l->seed && (r = add_seed(&argv, l->seed)) < 0)
+		return r;
+	for (size_t i = 0; i < s->n_credentials; i++)
+		if ((r = add_credential(&argv, dir, &s->credentials[i])) < 0)
+			return r;
 	*ret = TAKE_PTR(argv);
 	return 0;
 }

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "netdev.h"
+#include "provision.h"
 #include "qemu-vm.h"
 #include "spec-json.h"
 #include "util.h"
@@ -294,6 +295,8 @@ static int qemu_argv(VmmVm *vm, char ***ret)
 	QemuVm *v = (QemuVm *)vm;
 	unsigned disk_ports[SPEC_DISKS_MAX], net_ports[SPEC_NETWORKS_MAX];
 	const SandboxSpec *s = vm->config;
+	_cleanup_free_ char *seed =
+		s->cloud_init ? vmm_vm_path(vm->b, vm->name, PROVISION_SEED) : NULL;
 	QemuLaunch l = {
 		.binary = QEMU(vm->b)->vmm.binary,
 		.accel = QEMU(vm->b)->accel,
@@ -305,8 +308,11 @@ static int qemu_argv(VmmVm *vm, char ***ret)
 		.net_ports = net_ports,
 		.net_fds = v->net_fds,
 		.vhost_fds = v->vhost_fds,
+		.seed = seed,
 	};
 
+	if (s->cloud_init && !seed)
+		return -ENOMEM;
 	assign_ports(v);
 	l.n_ports = v->n_ports;
 	for (size_t i = 0; i < s->n_disks; i++)

@@ -34,6 +34,11 @@ typedef struct QemuLaunch {
 	unsigned n_ports; /* root ports to create */
 	/* Each network's tap and vhost-net descriptors, as QEMU has them, or -1 (NULL: none). */
 	const int *net_fds, *vhost_fds;
+	/*
+	 * The cloud-init seed to attach read-only (provision.h), NULL for none. Each of the
+	 * spec's credentials is passed from its copy, dir/credentials/NAME, by fw_cfg.
+	 */
+	const char *seed;
 } QemuLaunch;
 
 /* The argv (NULL-terminated, to free with strv_free) to run QEMU with. */
@@ -52,3 +57,9 @@ char *qemu_opt_escape(const char *s);
 #define QEMU_NET_DEVICE "net-"
 #define QEMU_NETDEV "netdev-"
 #define QEMU_PORT "vmd-port"
+/* The seed's device and nodes: no disk's names ("disk-..."), whatever its id. */
+#define QEMU_SEED_DEVICE "vmd-seed"
+#define QEMU_SEED_NODE "vmd-seed-node"
+#define QEMU_SEED_FILE "vmd-seed-file"
+/* Where systemd looks for credentials among fw_cfg's files (systemd's import-creds.c). */
+#define QEMU_CREDENTIAL_PREFIX "opt/io.systemd.credentials/"

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "provision.h"
 #include "spec-json.h"
 #include "util.h"
 #include "vmm-vm.h"
@@ -568,6 +569,8 @@ static void apply(VmmVm *v, VmmJob *j)
 			v->id = id;
 		if (v->state == VM_STARTING)
 			v->state = VM_RUNNING;
+		/* The VMM read the credentials' copies while it started: none stays on disk. */
+		(void)credentials_remove(v->dir);
 		break;
 	case BACKEND_OP_PAUSE:
 		v->state = VM_PAUSED;

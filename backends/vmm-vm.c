@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include "log.h"
+#include "provision.h"
 #include "spec-json.h"
 #include "util.h"
 #include "vmm-vm.h"
@@ -399,6 +400,8 @@ static void vm_exited(VmmVm *v, int status)
 		reason = exit_reason(v, was_starting);
 	if (v->type->exited)
 		v->type->exited(v);
+	/* The VMM read them at its start; nothing else has any use for them. */
+	(void)provision_remove(v->dir);
 	vmm_api_disconnect(v);
 	v->console = console_free(v->console);
 	v->agent = guest_agent_free(v->agent);
@@ -540,6 +543,29 @@ static void close_pass_fds(VmmVm *v)
 		close(v->pass_fds[--v->n_pass_fds]);
 }
 
+/*
+ * The seed and the credentials' copies (provision.h), made anew from the host's files
+ * before each start, before the backend opens any device: a missing file costs nothing.
+ */
+static int provision(VmmVm *v)
+{
+	const SandboxSpec *s = v->config;
+	_cleanup_free_ char *seed = NULL;
+	char why[512];
+	int r;
+
+	r = credentials_copy(s, v->dir, why, sizeof(why));
+	if (r >= 0 && s->cloud_init) {
+		seed = vmm_vm_path(v->b, v->name, PROVISION_SEED);
+		r = seed ? seed_write(s, seed, why, sizeof(why)) : -ENOMEM;
+	}
+	if (r >= 0)
+		return 0;
+	backend_set_error(v->b, "%s", why);
+	(void)provision_remove(v->dir);
+	return r;
+}
+
 static int spawn(VmmVm *v)
 {
 	_cleanup_(strv_freep) char **argv = NULL;
@@ -555,12 +581,13 @@ static int spawn(VmmVm *v)
 		if (v->serial_fd < 0)
 			return v->serial_fd;
 	}
-	if (v->type->prepare) {
+	r = provision(v);
+	if (r >= 0 && v->type->prepare)
 		r = v->type->prepare(v);
-		if (r < 0) {
-			close_pass_fds(v);
-			return r;
-		}
+	if (r < 0) {
+		close_pass_fds(v);
+		(void)provision_remove(v->dir);
+		return r;
 	}
 	r = v->type->argv(v, &argv);
 	if (r >= 0)
@@ -569,6 +596,8 @@ static int spawn(VmmVm *v)
 	/* The VMM has them now, or nobody needs them. */
 	close_pass_fds(v);
 	v->serial_fd = -EBADF;
+	if (r < 0)
+		(void)provision_remove(v->dir);
 	if (r < 0 && !argv)
 		return r;
 	if (r < 0) {
@@ -745,6 +774,14 @@ int vmm_vm_cleanup(Backend *b, const char *name)
 			return -ENOMEM;
 		if (unlink(p) < 0 && errno != ENOENT)
 			return -errno;
+	}
+	/* What a VM that ended while vmd was away left of its provisioning. */
+	{
+		_cleanup_free_ char *dir = vmm_vm_path(b, name, "");
+
+		r = dir ? provision_remove(dir) : -ENOMEM;
+		if (r < 0)
+			return r;
 	}
 	return t->cleanup ? t->cleanup(b, name) : 0;
 }

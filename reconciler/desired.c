@@ -239,6 +239,7 @@ void manager_load_persisted(Manager *m)
 		    spec_load_buffer(yaml_path, yaml, json_string_length(json_object_get(j, "yaml")),
 				     &opts, &spec, &diags) == 0 &&
 		    (sb = manager_sandbox(m, name, true))) {
+			spec_provision_hash_files(spec);
 			sb->desired = spec;
 			host_ports_claim(m, sb);
 			sb->spec_from_state_dir = true;
@@ -486,6 +487,8 @@ static int load_file(Manager *m, SandboxRoot *root, const char *path, const char
 	r = read_fd(file.fd, YTREE_MAX_BYTES + 1, &raw, &len);
 	if (r >= 0)
 		r = spec_load_buffer(path, raw, len, &opts, &spec, &diags);
+	if (r >= 0)
+		spec_provision_hash_files(spec); /* an edited userDataFile is a new spec */
 	if (r < 0) {
 		set_config_error(m, sb, "InvalidConfig",
 				 r == -EINVAL ? first_error(path, &diags) : strdup(strerror(-r)));

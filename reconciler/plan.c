@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include "plan.h"
+#include "spec-json.h"
 
 const char *const action_type_table[_ACTION_TYPE_MAX] = {
 	[ACTION_START] = "start",
@@ -79,12 +80,12 @@ static bool disk_path_changed(const DiskSpec *a, const DiskSpec *b)
 	return !streq(a->path, b->path) && a->read_only == b->read_only && a->format == b->format;
 }
 
-/* What only a new boot can change, resize aside. */
+/* What only a new boot can change, resize aside: the seed and credentials are read at boot. */
 static bool boot_config_equal(const SandboxSpec *a, const SandboxSpec *b)
 {
 	return a->backend == b->backend && streq_ptr(a->kernel, b->kernel) &&
 	       streq_ptr(a->initrd, b->initrd) && streq_ptr(a->cmdline, b->cmdline) &&
-	       a->guest_agent == b->guest_agent;
+	       a->guest_agent == b->guest_agent && spec_provision_equal(a, b);
 }
 
 static bool size_equal(const SandboxSpec *a, const SandboxSpec *b)

@@ -65,6 +65,7 @@ json_t *spec_to_json(const SandboxSpec *s)
 	disks = NULL;
 	r |= json_object_set_new(j, "networks", nets);
 	nets = NULL;
+	r |= spec_provision_to_json(s, j);
 	if (r == 0)
 		return j;
 fail:
@@ -202,25 +203,25 @@ static int nets_from_json(const json_t *a, SandboxSpec *s)
 	return 0;
 }
 
-static int labels_from_json(const json_t *o, SandboxSpec *s)
+int spec_labels_from_json(const json_t *o, size_t max, Label **ret, size_t *ret_n)
 {
 	const char *k;
 	json_t *v;
 
-	if (!json_is_object(o))
+	if (!json_is_object(o) || json_object_size(o) > max)
 		return -EINVAL;
-	s->labels = calloc(json_object_size(o) ?: 1, sizeof(Label));
-	if (!s->labels)
+	*ret = calloc(json_object_size(o) ?: 1, sizeof(Label));
+	if (!*ret)
 		return -ENOMEM;
 	json_object_foreach((json_t *)o, k, v)
 	{
-		Label *l = &s->labels[s->n_labels];
+		Label *l = &(*ret)[*ret_n];
 
 		if (!json_is_string(v))
 			return -EINVAL;
 		l->key = strdup(k);
 		l->value = strdup(json_string_value(v));
-		s->n_labels++;
+		(*ret_n)++;
 		if (!l->key || !l->value)
 			return -ENOMEM;
 	}
@@ -251,11 +252,14 @@ int spec_from_json(const json_t *j, SandboxSpec **ret)
 	if (r == 0)
 		r = dup_opt(j, "cmdline", &s->cmdline);
 	if (r == 0)
-		r = labels_from_json(json_object_get(j, "labels"), s);
+		r = spec_labels_from_json(json_object_get(j, "labels"), SPEC_LABELS_MAX, &s->labels,
+					  &s->n_labels);
 	if (r == 0)
 		r = disks_from_json(json_object_get(j, "disks"), s);
 	if (r == 0)
 		r = nets_from_json(json_object_get(j, "networks"), s);
+	if (r == 0)
+		r = spec_provision_from_json(j, s);
 	if (r < 0)
 		return r;
 	s->guest_agent = json_is_true(json_object_get(j, "guestAgent"));

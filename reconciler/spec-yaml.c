@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <sys/stat.h>
 
+#include "spec-yaml-provision.h"
 #include "spec-yaml.h"
 #include "yaml-decode.h"
 
@@ -94,9 +95,8 @@ static void decode_mac(Decoder *d, const YNode *n, const Field *f, void *obj)
 	net->mac_derived = false;
 }
 
-static void decode_labels(Decoder *d, const YNode *n, const Field *f _unused_, void *obj)
+void spec_decode_string_map(Decoder *d, const YNode *n, const StringMap *m, Label **ret, size_t *ret_n)
 {
-	SandboxSpec *s = obj;
 	char buf[80];
 
 	if (n->type == YNODE_INVALID)
@@ -106,13 +106,13 @@ static void decode_labels(Decoder *d, const YNode *n, const Field *f _unused_, v
 			     decode_show(n, buf));
 		return;
 	}
-	if (n->n_pairs > SPEC_LABELS_MAX) {
-		decode_error(d, n, "has %zu labels; at most %u are allowed", n->n_pairs,
-			     SPEC_LABELS_MAX);
+	if (n->n_pairs > m->max) {
+		decode_error(d, n, "has %zu %s; at most %zu are allowed", n->n_pairs, m->many,
+			     m->max);
 		return;
 	}
-	s->labels = calloc(n->n_pairs, sizeof(Label));
-	if (!s->labels && n->n_pairs > 0) {
+	*ret = calloc(n->n_pairs ?: 1, sizeof(Label));
+	if (!*ret) {
 		d->diags->error = -ENOMEM;
 		return;
 	}
@@ -127,29 +127,43 @@ static void decode_labels(Decoder *d, const YNode *n, const Field *f _unused_, v
 		decode_where_pop(d, old);
 
 		if (key_ok && !*key) {
-			decode_error(d, k, "a label key is empty");
+			decode_error(d, k, "a %s key is empty", m->what);
 			key_ok = false;
 		}
-		if (key_ok && utf8_length(key) > SPEC_LABEL_KEY_MAX) {
-			decode_error(d, k, "label key %s is longer than %u characters",
-				     decode_show(k, buf), SPEC_LABEL_KEY_MAX);
+		if (key_ok && utf8_length(key) > m->key_max) {
+			decode_error(d, k, "%s key %s is longer than %zu characters", m->what,
+				     decode_show(k, buf), m->key_max);
 			key_ok = false;
 		}
-		if (value_ok && utf8_length(value) > SPEC_LABEL_VALUE_MAX) {
-			decode_error(d, v, "label value %s is longer than %u characters",
-				     decode_show(v, buf), SPEC_LABEL_VALUE_MAX);
+		if (key_ok && m->key_check)
+			key_ok = m->key_check(d, k);
+		if (value_ok && utf8_length(value) > m->value_max) {
+			decode_error(d, v, "%s value %s is longer than %zu characters", m->what,
+				     decode_show(v, buf), m->value_max);
 			value_ok = false;
 		}
 		if (!key_ok || !value_ok)
 			continue;
-		Label *l = &s->labels[s->n_labels];
+		Label *l = &(*ret)[*ret_n];
 		if (!decode_dup(d, key, &l->key) || !decode_dup(d, value, &l->value)) {
 			free(l->key);
 			*l = (Label){};
 			return;
 		}
-		s->n_labels++;
+		(*ret_n)++;
 	}
+}
+
+static void decode_labels(Decoder *d, const YNode *n, const Field *f _unused_, void *obj)
+{
+	static const StringMap labels = { .what = "label",
+					  .many = "labels",
+					  .max = SPEC_LABELS_MAX,
+					  .key_max = SPEC_LABEL_KEY_MAX,
+					  .value_max = SPEC_LABEL_VALUE_MAX };
+	SandboxSpec *s = obj;
+
+	spec_decode_string_map(d, n, &labels, &s->labels, &s->n_labels);
 }
 
 static const Field metadata_fields[] = {
@@ -403,6 +417,8 @@ static const Field spec_fields[] = {
 	{ "guestAgent", decode_bool, offsetof(SandboxSpec, guest_agent) },
 	{ "disks", decode_disks, 0 },
 	{ "networks", decode_networks, 0 },
+	{ "cloudInit", spec_decode_cloud_init, 0 },
+	{ "credentials", spec_decode_credentials, 0 },
 };
 
 static void decode_spec(Decoder *d, const YNode *n, const Field *f _unused_, void *obj)

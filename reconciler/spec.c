@@ -68,8 +68,42 @@ SandboxSpec *sandbox_spec_free(SandboxSpec *s)
 		free(s->disks[i].path);
 	free(s->disks);
 	free(s->networks);
+	cloud_init_spec_free(s->cloud_init);
+	for (size_t i = 0; i < s->n_credentials; i++)
+		free(s->credentials[i].from_file);
+	free(s->credentials);
 	free(s);
 	return NULL;
+}
+
+CloudInitSpec *cloud_init_spec_free(CloudInitSpec *c)
+{
+	if (!c)
+		return NULL;
+	free(c->user_data);
+	free(c->user_data_file);
+	for (size_t i = 0; i < c->n_meta_data; i++) {
+		free(c->meta_data[i].key);
+		free(c->meta_data[i].value);
+	}
+	free(c->meta_data);
+	free(c->network_config);
+	strv_free(c->ssh_keys);
+	strv_free(c->ssh_key_files);
+	free(c);
+	return NULL;
+}
+
+bool spec_credential_name_is_valid(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > SPEC_CREDENTIAL_NAME_MAX || streq(s, ".") || streq(s, ".."))
+		return false;
+	for (const char *c = s; *c; c++)
+		if (*c < 0x20 || *c >= 0x7F || *c == '/' || *c == ':')
+			return false;
+	return true;
 }
 
 int sandbox_spec_reserve(SandboxSpec *s, size_t more_disks, size_t more_networks)

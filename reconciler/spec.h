@@ -22,6 +22,17 @@
 #define SPEC_LABEL_KEY_MAX 128
 #define SPEC_LABEL_VALUE_MAX 256
 #define SPEC_PATH_MAX 4095
+/* Provisioning (docs/sandbox-file.md, "Provisioning"). */
+#define SPEC_USER_DATA_MAX (1u << 20) /* bytes of user-data, inline or from its file */
+#define SPEC_META_DATA_MAX 32	      /* metaData keys */
+#define SPEC_META_KEY_MAX 128	      /* characters of a metaData key */
+#define SPEC_META_VALUE_MAX 1024      /* characters of a metaData value */
+#define SPEC_SSH_KEYS_MAX 32	      /* sshAuthorizedKeys, and the files of keys */
+#define SPEC_SSH_KEY_MAX 16384	      /* characters of one key */
+#define SPEC_CREDENTIALS_MAX 32
+#define SPEC_CREDENTIAL_SIZE_MAX (1u << 20) /* bytes of a credential's file */
+/* fw_cfg names are at most 55 bytes (QEMU's FW_CFG_MAX_FILE_PATH), 27 of them the prefix. */
+#define SPEC_CREDENTIAL_NAME_MAX 28
 
 typedef enum BackendKind {
 	BACKEND_QEMU,
@@ -126,6 +137,33 @@ typedef struct NetSpec {
 	size_t n_ports;
 } NetSpec;
 
+/*
+ * What cloud-init reads from the NoCloud seed vmd builds (backends/seed.c). Every field is
+ * optional; an empty cloudInit: still gives the guest its hostname and instance-id.
+ */
+typedef struct CloudInitSpec {
+	char *user_data;      /* inline, or NULL */
+	char *user_data_file; /* a host path, read at each boot, or NULL */
+	Label *meta_data;     /* beside the defaults instance-id and local-hostname */
+	size_t n_meta_data;
+	char *network_config; /* the network-config file's text (YAML or JSON), or NULL */
+	char **ssh_keys;      /* strv: inline public keys, or NULL */
+	char **ssh_key_files; /* strv: host paths of authorized_keys files, or NULL */
+	/*
+	 * 16 hex digits of the FNV-1a hash of what userDataFile and sshAuthorizedKeysFiles
+	 * held when the sandbox file was loaded ("" when not read, or none is named): a file
+	 * that changed makes the spec a new one at the sandbox file's next load, so that the
+	 * planner sees a boot-time change (spec_provision_hash_files()).
+	 */
+	char files_hash[17];
+} CloudInitSpec;
+
+/* A systemd credential the guest reads (QEMU: fw_cfg). The value never leaves its file. */
+typedef struct CredentialSpec {
+	char name[SPEC_CREDENTIAL_NAME_MAX + 1];
+	char *from_file; /* a host path */
+} CredentialSpec;
+
 typedef struct SandboxSpec {
 	char name[SPEC_NAME_MAX + 1];
 	Label *labels;
@@ -149,7 +187,21 @@ typedef struct SandboxSpec {
 	size_t n_disks;
 	NetSpec *networks;
 	size_t n_networks;
+
+	CloudInitSpec *cloud_init; /* NULL: no seed */
+	CredentialSpec *credentials;
+	size_t n_credentials;
 } SandboxSpec;
+
+CloudInitSpec *cloud_init_spec_free(CloudInitSpec *c);
+DEFINE_POINTER_CLEANUP(CloudInitSpec, cloud_init_spec_free)
+
+/*
+ * A systemd credential name (systemd's credential_name_valid(): a file name and an fd name,
+ * so printable ASCII without '/' or ':', not "." or ".."), and at most
+ * SPEC_CREDENTIAL_NAME_MAX bytes, which fw_cfg can carry.
+ */
+bool spec_credential_name_is_valid(const char *s);
 
 SandboxSpec *sandbox_spec_free(SandboxSpec *s);
 

@@ -367,15 +367,13 @@ int read_fd(int fd, size_t max, char **ret, size_t *ret_len)
 	return 0;
 }
 
-int read_file(const char *path, size_t max, char **ret, size_t *ret_len)
+/* All of fd, at most max bytes (-EFBIG beyond). */
+static int read_whole(int fd, size_t max, char **ret, size_t *ret_len)
 {
-	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 	_cleanup_free_ char *buf = NULL;
 	size_t len;
 	int r;
 
-	if (fd < 0)
-		return -errno;
 	r = read_fd(fd, max + 1, &buf, &len);
 	if (r < 0)
 		return r;
@@ -387,11 +385,32 @@ int read_file(const char *path, size_t max, char **ret, size_t *ret_len)
 	return 0;
 }
 
+int read_file(const char *path, size_t max, char **ret, size_t *ret_len)
+{
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+
+	return fd < 0 ? -errno : read_whole(fd, max, ret, ret_len);
+}
+
+int read_regular_file(const char *path, size_t max, char **ret, size_t *ret_len)
+{
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	struct stat st;
+
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (!S_ISREG(st.st_mode))
+		return -EBADFD;
+	return read_whole(fd, max, ret, ret_len);
+}
+
 int process_argv(pid_t pid, char ***ret)
 {
 	_cleanup_free_ char *cmdline = NULL;
 	char path[64], **argv, *strings;
-	size_t len, n = 0, k = 0;
+	size_t len = 0, n = 0, k = 0;
 	int r;
 
 	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);

@@ -100,6 +100,11 @@ int read_fd(int fd, size_t max, char **ret, size_t *ret_len);
 
 /* Read a whole file (at most max bytes; -EFBIG beyond) into a NUL-terminated buffer. */
 int read_file(const char *path, size_t max, char **ret, size_t *ret_len);
+/*
+ * The same for a file that must be regular, never waiting to open it (a FIFO, a device:
+ * -EBADFD): for files that a user's spec names, read from the event loop.
+ */
+int read_regular_file(const char *path, size_t max, char **ret, size_t *ret_len);
 
 /*
  * The argv of a live process, from /proc/PID/cmdline (-ESRCH if it is gone): NULL-terminated,

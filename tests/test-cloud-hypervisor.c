@@ -317,6 +317,67 @@ static void test_qcow2(void **state)
 		"Disk image type does not match expected type: specified = Raw, detected = Qcow2"));
 }
 
+/*
+ * The cloud-init seed: a read-only raw disk under an id no sandbox's disk can have, made
+ * in the runtime dir; an edited userData is a boot-time change (on-next-boot here).
+ */
+static void test_seed(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *seed = path_in(f->run, "vm/seed.iso"), *iso = NULL;
+	size_t len;
+
+	put(f, "vm", "  memory: 64Mi\n  cloudInit: {userData: one}\n");
+	fixture_start_daemon(f);
+	(void)fixture_running(f, "vm");
+	wait_devices(f, "vm", "disks=vmd_seed nets= vcpus=1");
+	iso = test_read_file(seed, &len);
+	assert_non_null(iso);
+	assert_true(len > 17 * 2048);
+	assert_memory_equal(iso + 16 * 2048 + 1, "CD001", 5);
+
+	put(f, "vm", "  memory: 64Mi\n  cloudInit: {userData: two}\n");
+	json_decref(fixture_wait_status(f, "vm", restart_required, NULL));
+}
+
+static bool runs_other(json_t *s, const void *arg)
+{
+	return ready(s, "Running") && pid_of(s) > 0 && pid_of(s) != *(const pid_t *)arg;
+}
+
+/*
+ * An edited userDataFile, with the sandbox file written again as it was: a new spec
+ * (the files' hash), so a restart under updatePolicy restart, with the new seed.
+ */
+static void test_seed_file(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *ud = path_in(f->dir, "user-data"), *spec = NULL,
+			    *seed = path_in(f->run, "vm/seed.iso"), *iso = NULL;
+	pid_t first;
+	size_t len;
+	json_t *s;
+
+	test_write_str(f->dir, "user-data", "#cloud-config\nhostname: first-version\n");
+	assert_true(asprintf(&spec,
+			     "  memory: 64Mi\n  updatePolicy: restart\n"
+			     "  cloudInit: {userDataFile: \"%s\"}\n",
+			     ud) > 0);
+	put(f, "vm", spec);
+	fixture_start_daemon(f);
+	first = fixture_running(f, "vm");
+	iso = test_read_file(seed, &len);
+	assert_non_null(memmem(iso, len, "first-version", 13));
+	free(iso);
+
+	test_write_str(f->dir, "user-data", "#cloud-config\nhostname: second-version\n");
+	put(f, "vm", spec);
+	s = fixture_wait_status(f, "vm", runs_other, &first);
+	json_decref(s);
+	iso = test_read_file(seed, &len);
+	assert_non_null(memmem(iso, len, "second-version", 14));
+}
+
 /* A release older than vmd supports: the start is refused, naming the oldest it takes. */
 static void test_too_old(void **state)
 {
@@ -572,6 +633,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_error_bodies, setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_resize_steps, setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_qcow2, setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_seed, setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_seed_file, setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_too_old, setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_console, setup, fixture_teardown),
 	};

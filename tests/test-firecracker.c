@@ -442,6 +442,48 @@ static void test_jailer(void **state)
 	assert_int_equal(st_a.st_nlink, 1);
 }
 
+/*
+ * The cloud-init seed, read-only under a drive id no disk's id gives; through the jailer,
+ * a copy in the jail's root (no link: /run is not the chroot base's filesystem), the
+ * uid's, read-only, gone with the jail.
+ */
+static void test_seed(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *base = path_in(f->dir, "jail"),
+			    *root = path_in(f->dir, "jail/firecracker/jailed/root"),
+			    *copy = path_in(f->dir, "jail/firecracker/jailed/root/disk-_seed"),
+			    *seed = path_in(f->run, "plain/seed.iso"),
+			    *file = path_in(f->sb, "jailed.yaml"), *a = NULL, *b = NULL;
+	struct stat st;
+	size_t la, lb;
+
+	put(f, "plain", "  memory: 64Mi\n  cloudInit: {userData: x}\n");
+	fixture_start_daemon(f);
+	json_decref(fixture_wait_status(f, "plain", ready, "Running"));
+	wait_devices(f, "plain", "drives=VmdSeed nets= vcpus=1 mem=64");
+	assert_int_equal(stat(seed, &st), 0);
+	fixture_stop_daemon(f, SIGTERM);
+
+	jailed(f, base);
+	put(f, "jailed", "  memory: 64Mi\n  cloudInit: {userData: x}\n");
+	fixture_start_daemon(f);
+	json_decref(fixture_wait_status(f, "jailed", ready, "Running"));
+	wait_devices(f, "jailed", "drives=VmdSeed nets= vcpus=1 mem=64");
+	assert_int_equal(stat(copy, &st), 0);
+	assert_int_equal(st.st_uid, 4242);
+	assert_int_equal(st.st_mode & 07777, 0400);
+	free(seed);
+	seed = path_in(f->run, "jailed/seed.iso");
+	a = test_read_file(seed, &la);
+	b = test_read_file(copy, &lb);
+	assert_int_equal(la, lb);
+	assert_memory_equal(a, b, la);
+	assert_int_equal(unlink(file), 0);
+	json_decref(fixture_wait_status(f, "jailed", absent, NULL));
+	assert_true(stat(root, &st) < 0);
+}
+
 /* What is under dir, one "path\n" each (dir itself not listed), sorted; "" if nothing or no dir. */
 static char *tree(const char *dir)
 {
@@ -600,19 +642,13 @@ static void test_jailer_options(void **state _unused_)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		FC_TEST(test_lifecycle),
-		FC_TEST(test_forced_stop),
-		FC_TEST(test_memory_hotplug),
-		FC_TEST(test_readopt),
-		FC_TEST(test_crash),
-		FC_TEST(test_errors_and_stale_socket),
-		FC_TEST(test_dash_ids),
-		FC_TEST(test_patch_drive_sim),
-		FC_TEST(test_jailer),
-		FC_TEST(test_jail_restarts),
-		FC_TEST(test_aarch64_stop),
-		FC_TEST(test_disk_path),
-		cmocka_unit_test(test_jailer_options),
+		FC_TEST(test_lifecycle),      FC_TEST(test_forced_stop),
+		FC_TEST(test_memory_hotplug), FC_TEST(test_readopt),
+		FC_TEST(test_crash),	      FC_TEST(test_errors_and_stale_socket),
+		FC_TEST(test_dash_ids),	      FC_TEST(test_patch_drive_sim),
+		FC_TEST(test_seed),	      FC_TEST(test_jailer),
+		FC_TEST(test_jail_restarts),  FC_TEST(test_aarch64_stop),
+		FC_TEST(test_disk_path),      cmocka_unit_test(test_jailer_options),
 	};
 
 	snprintf(binary, sizeof(binary), "%s", test_src("tests/sim/firecracker"));

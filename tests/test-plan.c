@@ -195,6 +195,13 @@ static const Row rows[] = {
 	  .have = BASE "kernel: /k1\n", .expect = "pause", .restart_required = true },
 	{ "kernel changed and stop: stop", BASE "state: stopped\nkernel: /k2\n", VM_RUNNING,
 	  .have = BASE "kernel: /k1\n", .expect = "stop", .restart_required = true },
+	{ "user-data changed: the seed is read at boot", BASE "cloudInit: {userData: b}\n", VM_RUNNING,
+	  .have = BASE "cloudInit: {userData: a}\n", .expect = "", .restart_required = true },
+	{ "seed added, restart", BASE "updatePolicy: restart\ncloudInit: {}\n", VM_RUNNING,
+	  .have = BASE, .expect = "restart" },
+	{ "credential's file changed, restart",
+	  BASE "updatePolicy: restart\ncredentials: [{name: a, fromFile: /s/b}]\n", VM_RUNNING,
+	  .have = BASE "credentials: [{name: a, fromFile: /s/a}]\n", .expect = "restart" },
 	{ "labels and policies are not the VM's", BASE "restartPolicy: never\nstopTimeout: 5s\n",
 	  VM_RUNNING, .have = BASE, .expect = "" },
 

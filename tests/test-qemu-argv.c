@@ -281,12 +281,68 @@ static void test_guest_agent(void **state _unused_)
 	sandbox_spec_free(s);
 }
 
+/*
+ * The seed: read-only raw on virtio-blk, named so that no disk can clash with it. The
+ * credentials: by fw_cfg from vmd's copies, names and paths only; commas escaped.
+ */
+static void test_provision(void **state _unused_)
+{
+	SandboxSpec *s = load("apiVersion: vmd/v1\nkind: Sandbox\nspec:\n  memory: 64Mi\n"
+			      "  kernel: /k\n  disks: [{id: vmd-seed, path: /d/seed}]\n"
+			      "  cloudInit: {userData: x}\n"
+			      "  credentials:\n"
+			      "    - {name: web.password, fromFile: /etc/vmd/secrets/pw}\n"
+			      "    - {name: \"a,b\", fromFile: /etc/vmd/secrets/ab}\n");
+	unsigned disk_ports[] = { 0 };
+	QemuLaunch l = { .binary = "/q",
+			 .dir = "/run/vmd/vm-1",
+			 .spec = s,
+			 .disk_ports = disk_ports,
+			 .n_ports = 1,
+			 .seed = "/run/vmd/vm-1/seed,iso" };
+	char **argv = NULL;
+
+	assert_int_equal(qemu_build_argv(&l, &argv), 0);
+	/* A disk with the id vmd-seed is the user's, under the disks' own names. */
+	assert_string_equal(after(argv, "-blockdev", 0),
+			    "driver=file,node-name=disk-file-vmd-seed,filename=/d/seed,read-only=off");
+	assert_string_equal(
+		after(argv, "-blockdev", 2),
+		"driver=file,node-name=vmd-seed-file,filename=/run/vmd/vm-1/seed,,iso,read-only=on");
+	assert_string_equal(after(argv, "-blockdev", 3),
+			    "driver=raw,node-name=vmd-seed-node,file=vmd-seed-file,read-only=on");
+	assert_string_equal(after(argv, "-device", 2),
+			    "virtio-blk-pci,id=vmd-seed,drive=vmd-seed-node");
+	assert_string_equal(
+		after(argv, "-fw_cfg", 0),
+		"name=opt/io.systemd.credentials/web.password,file=/run/vmd/vm-1/credentials/web.password");
+	assert_string_equal(
+		after(argv, "-fw_cfg", 1),
+		"name=opt/io.systemd.credentials/a,,b,file=/run/vmd/vm-1/credentials/a,,b");
+	/* The host's files themselves are never QEMU's to open. */
+	for (size_t i = 0; argv[i]; i++)
+		assert_null(strstr(argv[i], "/etc/vmd/secrets"));
+	strv_free(argv);
+	argv = NULL;
+
+	/* Without cloudInit and credentials: neither. */
+	l.seed = NULL;
+	s->n_credentials = 0;
+	assert_int_equal(qemu_build_argv(&l, &argv), 0);
+	assert_null(after(argv, "-fw_cfg", 0));
+	assert_null(after(argv, "-blockdev", 2));
+	strv_free(argv);
+	s->n_credentials = 2;
+	sandbox_spec_free(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_escape),	       cmocka_unit_test(test_full_spec),
-		cmocka_unit_test(test_accel),	       cmocka_unit_test(test_commas),
-		cmocka_unit_test(test_too_many_ports), cmocka_unit_test(test_net_fds),
+		cmocka_unit_test(test_provision), cmocka_unit_test(test_escape),
+		cmocka_unit_test(test_full_spec), cmocka_unit_test(test_accel),
+		cmocka_unit_test(test_commas),	  cmocka_unit_test(test_too_many_ports),
+		cmocka_unit_test(test_net_fds),
 		cmocka_unit_test(test_guest_agent),
 	};
 

@@ -39,7 +39,7 @@ SUITE = "bookworm"
 # systemd as PID 1, and what vmd's package depends on (dpkg -i installs no dependency).
 ROOTFS_PACKAGES = [
     "systemd", "systemd-sysv", "dbus",
-    "libyaml-0-2", "libjansson4", "libcurl4", "libinotifytools0", "libnl-route-3-200",
+    "libyaml-0-2", "libjansson4", "libcurl4", "libinotifytools0", "libnl-route-3-200", "libisofs6",
     "procps",
     # the QEMU guest of the last checks (TCG: the container has no /dev/kvm)
     "qemu-system-x86",
