@@ -342,8 +342,7 @@ int main(void)
 		cmocka_unit_test(test_provision), cmocka_unit_test(test_escape),
 		cmocka_unit_test(test_full_spec), cmocka_unit_test(test_accel),
 		cmocka_unit_test(test_commas),	  cmocka_unit_test(test_too_many_ports),
-		cmocka_unit_test(test_net_fds),
-		cmocka_unit_test(test_guest_agent),
+		cmocka_unit_test(test_net_fds),	  cmocka_unit_test(test_guest_agent),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
