@@ -158,7 +158,7 @@ $(B)/san/tests/test-%: $(B)/san/tests/test-%.o $(TEST_HELPERS) $(SAN_OBJS)
 	$(call say,LD,$@) $(CC) $(SAN_FLAGS) $^ $(PKG_LIBS) -lcmocka -o $@
 
 # The scripted HTTP server and what goes with it, for the tests of the HTTP transports only.
-HTTP_TESTS := http-unix http-unix-loop
+HTTP_TESTS := http-unix http-unix-loop http-fds
 $(HTTP_TESTS:%=$(B)/san/tests/test-%): $(B)/san/tests/http-fixture.o
 
 # The test guest: Debian's kernel and busybox (tests/guest/build).
