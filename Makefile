@@ -107,7 +107,7 @@ LIB_SRCS := \
 	backends/firecracker-jail.c
 MAIN_SRC := reconciler/main.c
 
-TESTS := util hashmap list prioq status desired console yaml-tree yaml-decode spec spec-check spec-yaml spec-json provision sandbox-dir sandbox-file plan backend-noop vmm http-unix http-fds cloud-hypervisor firecracker qmp qemu-argv qemu qemu-net qemu-provision qemu-sim vmm-net hung-vmm vm-safety host-ports neigh guest-agent watcher \
+TESTS := util hashmap list prioq status desired console yaml-tree yaml-decode spec spec-check spec-yaml spec-json provision sandbox-dir sandbox-file plan backend-noop vmm http-unix http-unix-loop http-fds cloud-hypervisor firecracker qmp qemu-argv qemu qemu-net qemu-provision qemu-sim vmm-net hung-vmm vm-safety host-ports neigh guest-agent watcher \
 	cli-validate schema daemon state-dir files deletion-guard journal units install systemd readme metrics man fleet
 
 # libFuzzer targets, tests/fuzz-NAME.c; make check replays the seeds of each (tests/run).
@@ -156,6 +156,10 @@ TEST_HELPERS := $(B)/san/tests/helpers.o $(B)/san/tests/daemon-fixture.o \
 
 $(B)/san/tests/test-%: $(B)/san/tests/test-%.o $(TEST_HELPERS) $(SAN_OBJS)
 	$(call say,LD,$@) $(CC) $(SAN_FLAGS) $^ $(PKG_LIBS) -lcmocka -o $@
+
+# The scripted HTTP server and what goes with it, for the tests of the HTTP transports only.
+HTTP_TESTS := http-unix http-unix-loop http-fds
+$(HTTP_TESTS:%=$(B)/san/tests/test-%): $(B)/san/tests/http-fixture.o
 
 # The test guest: Debian's kernel and busybox (tests/guest/build).
 $(B)/guest/vmlinux: tests/guest/build tests/guest/init | $(B)/.deps
