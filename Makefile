@@ -56,6 +56,7 @@ LIB_SRCS := \
 	reconciler/yaml-tree.c \
 	reconciler/yaml-decode.c \
 	reconciler/spec.c \
+	reconciler/disk-image.c \
 	reconciler/spec-check.c \
 	reconciler/spec-yaml.c \
 	reconciler/sandbox-dir.c \
@@ -72,6 +73,7 @@ LIB_SRCS := \
 	reconciler/telemetry.c \
 	reconciler/host-ports.c \
 	reconciler/neigh.c \
+	reconciler/image-copies.c \
 	reconciler/executor.c \
 	reconciler/watcher.c \
 	reconciler/manager.c \
@@ -89,6 +91,7 @@ LIB_SRCS := \
 	backends/vmm-stray.c \
 	backends/vmm-ops.c \
 	backends/vmm-job.c \
+	backends/vmm-image.c \
 	backends/vmm-api.c \
 	backends/http-unix.c \
 	backends/qmp.c \

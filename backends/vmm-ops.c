@@ -49,6 +49,14 @@ int vmm_vm_stop(Backend *b, const char *name, uint64_t timeout_ms, bool force)
 			vmm_job_enter(v, j, VMM_PHASE_QUIT);
 		return 1;
 	}
+	if (j->type == BACKEND_OP_START && j->phase == VMM_PHASE_IMAGE) {
+		/* No VMM yet, only the copies of its images being made: those stop, and that is all. */
+		vmm_job_complete(v, j, -ECANCELED, NULL);
+		v->stop_requested = true;
+		v->state = VM_EXITED;
+		v->exit_status = 0;
+		return 0;
+	}
 	/* A stop supersedes whatever else is at work on the VM. */
 	vmm_job_complete(v, j, -ECANCELED, NULL);
 	vmm_job_complete(v, &v->unplug, -ECANCELED, NULL);
