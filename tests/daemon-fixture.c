@@ -414,6 +414,11 @@ pid_t pid_of(json_t *s)
 	return (pid_t)json_integer_value(json_object_get(s, "pid"));
 }
 
+const char *status_disk(json_t *s, size_t i, const char *key)
+{
+	return json_string_value(json_object_get(json_array_get(json_object_get(s, "disks"), i), key));
+}
+
 pid_t fixture_running(Fixture *f, const char *name)
 {
 	json_t *s = fixture_wait_status(f, name, ready, "Running");

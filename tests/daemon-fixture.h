@@ -103,5 +103,7 @@ bool absent(json_t *s, const void *arg);
 bool restarted(json_t *s, const void *arg);
 bool failing(json_t *s, const void *arg);
 pid_t pid_of(json_t *s);
+/* Member key of disk i in status s ("path", "image"...), NULL if it has none. */
+const char *status_disk(json_t *s, size_t i, const char *key);
 /* Wait until name is Running and Ready; the pid of its VMM. */
 pid_t fixture_running(Fixture *f, const char *name);

@@ -7,6 +7,7 @@
  * upstream OpenAPI document; a request Cloud Hypervisor would refuse lands in the
  * violations file, and each test fails if that file is not empty.
  */
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -317,6 +318,46 @@ static void test_qcow2(void **state)
 		"Disk image type does not match expected type: specified = Raw, detected = Qcow2"));
 }
 
+/*
+ * A disk from an image: vmd's qcow2 overlay of it, sent with backing_files on, which CH
+ * needs to open a qcow2 with a backing file; a qcow2 of the user's with a backing file
+ * gets no such trust, and CH refuses it as upstream does (MaxNestingDepthExceeded).
+ */
+static void test_image(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *base = path_in(f->dir, "base.raw"), *spec = NULL, *own = NULL,
+			    *overlay = path_in(f->state, "disks/img/root.qcow2"),
+			    *hand = path_in(f->dir, "hand.qcow2");
+	char magic[4] = {};
+	TestRun r;
+	int fd;
+
+	test_write_str(f->dir, "base.raw", "BASE");
+	assert_int_equal(truncate(base, 8 << 20), 0);
+	assert_true(
+		asprintf(&spec,
+			 "  memory: 64Mi\n  disks:\n    - {id: root, image: \"%s\", imageFormat: raw}\n",
+			 base) > 0);
+	put(f, "img", spec);
+	test_run(&r, (char *[]){ "/usr/bin/qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw",
+				 "-b", base, hand, NULL });
+	assert_int_equal(r.status, 0);
+	test_run_done(&r);
+	assert_true(asprintf(&own,
+			     "  memory: 64Mi\n  disks:\n    - {id: own, path: \"%s\", format: qcow2}\n",
+			     hand) > 0);
+	put(f, "own", own);
+	fixture_start_daemon(f);
+	(void)fixture_running(f, "img");
+	fd = open(overlay, O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(read(fd, magic, 4), 4);
+	close(fd);
+	assert_memory_equal(magic, "QFI\xfb", 4);
+	json_decref(fixture_wait_status(f, "own", failing, "Maximum disk nesting depth exceeded"));
+}
+
 /* A release older than vmd supports: the start is refused, naming the oldest it takes. */
 static void test_too_old(void **state)
 {
@@ -547,6 +588,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_error_bodies, setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_resize_steps, setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_qcow2, setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_image, setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_too_old, setup, fixture_teardown),
 	};
 

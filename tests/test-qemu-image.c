@@ -106,9 +106,8 @@ static void test_overlay(void **state)
 	fixture_start_daemon(f);
 	wait_disk(f, "img", "BASE-ONE", "", 0);
 	s = fixture_wait_status(f, "img", ready, "Running");
-	assert_string_equal(json_string_value(json_object_get(
-				    json_array_get(json_object_get(s, "disks"), 0), "path")),
-			    overlay);
+	assert_string_equal(status_disk(s, 0, "path"), overlay);
+	assert_string_equal(status_disk(s, 0, "image"), base);
 	json_decref(s);
 	assert_true(is_qcow2(overlay));
 	assert_true(exists(record));
