@@ -13,6 +13,7 @@
 /* What the sandbox file's decoders share, beside the generic Decoder. */
 typedef struct SpecContext {
 	bool backend_invalid;	/* reported; the backend's rules are not run */
+	bool skip_images;	/* SpecLoadOptions.skip_images */
 	const YNode *name_node; /* metadata.name, to compare with the file name */
 } SpecContext;
 
@@ -199,8 +200,8 @@ static void check_image(Decoder *d, const YNode *item, DiskSpec *disk)
 	size_t old;
 	int r;
 
-	if (!disk->image)
-		return; /* refused already */
+	if (!disk->image || SPEC_CTX(d)->skip_images)
+		return; /* refused already, or not to be opened here */
 	r = disk_image_probe(disk->image, disk->image_format, &virtual_size, &why);
 	old = decode_where_push(d, ".image");
 	if (r == -ENOMEM)
@@ -550,7 +551,7 @@ int spec_load_buffer(const char *path, const char *buf, size_t len, const SpecLo
 	_cleanup_(ynode_freep) YNode *root = NULL;
 	_cleanup_(sandbox_spec_freep) SandboxSpec *s = NULL;
 	size_t before = diags->n + diags->n_dropped;
-	SpecContext ctx = {};
+	SpecContext ctx = { .skip_images = opts->skip_images };
 	Decoder d = { .diags = diags, .userdata = &ctx };
 	char sbuf[80];
 	int r;
