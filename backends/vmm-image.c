@@ -83,30 +83,6 @@ int vmm_image_resolve(VmmVm *v)
 
 /* The worker */
 
-/* Run argv (argv[0] absolute) and wait for it: 0 if it exited with 0. In the worker only. */
-static int run(char *const argv[])
-{
-	int status;
-	pid_t pid = fork();
-
-	if (pid < 0)
-		return -errno;
-	if (pid == 0) {
-		(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
-		execv(argv[0], argv);
-		fprintf(stderr, "cannot run %s: %m\n", argv[0]);
-		_exit(127);
-	}
-	while (waitpid(pid, &status, 0) < 0)
-		if (errno != EINTR)
-			return -errno;
-	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
-		return 0;
-	fprintf(stderr, "%s %s %d\n", argv[0], WIFEXITED(status) ? "exited with" : "killed by signal",
-		WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
-	return -EIO;
-}
-
 static bool is_zero(const char *buf, size_t n)
 {
 	return n == 0 || (buf[0] == 0 && memcmp(buf, buf + 1, n - 1) == 0);
@@ -176,41 +152,47 @@ static int grow_and_sync(const char *path, uint64_t size)
 	return fsync(fd) < 0 ? -errno : 0;
 }
 
-static int do_task(ImageTask task, const char *qemu_img, const DiskSpec *d, const char *part,
-		   const char *path)
+/* Whether task begins with qemu-img, the worker's first stage, exec'd. */
+static bool runs_qemu_img(ImageTask task, const DiskSpec *d)
+{
+	return task == IMAGE_OVERLAY || task == IMAGE_CONVERT ||
+	       (task == IMAGE_GROW && d->format == DISK_FORMAT_QCOW2);
+}
+
+/* The first stage of a task that runs qemu-img: its argv, in the worker. */
+_Noreturn static void exec_qemu_img(ImageTask task, const char *qemu_img, const DiskSpec *d,
+				    const char *part)
 {
 	char size[32];
-	int r;
+	const char *format = disk_format_to_string(d->image_format);
 
 	snprintf(size, sizeof(size), "%" PRIu64, d->size);
+	if (task == IMAGE_OVERLAY)
+		execv(qemu_img, (char *[]){ (char *)qemu_img, "create", "-q", "-f", "qcow2", "-F",
+					    (char *)format, "-b", d->image, (char *)part,
+					    d->size ? size : NULL, NULL });
+	else if (task == IMAGE_CONVERT)
+		execv(qemu_img, (char *[]){ (char *)qemu_img, "convert", "-q", "-f", "qcow2", "-O",
+					    "raw", d->image, (char *)part, NULL });
+	else
+		execv(qemu_img, (char *[]){ (char *)qemu_img, "resize", "-q", "-f", "qcow2",
+					    d->path, size, NULL });
+	fprintf(stderr, "cannot run %s: %m\n", qemu_img);
+	_exit(127);
+}
+
+/* What the worker does itself: the copy, growing, and the sync of what was written. */
+static int finish(ImageTask task, const DiskSpec *d, const char *part)
+{
 	switch (task) {
-	case IMAGE_OVERLAY: {
-		char *argv[] = { (char *)qemu_img,
-				 "create",
-				 "-q",
-				 "-f",
-				 "qcow2",
-				 "-F",
-				 (char *)disk_format_to_string(d->image_format),
-				 "-b",
-				 d->image,
-				 (char *)part,
-				 d->size ? size : NULL,
-				 NULL };
-
-		r = run(argv);
-		return r < 0 ? r : grow_and_sync(part, 0);
-	}
-	case IMAGE_CONVERT: {
-		char *argv[] = { (char *)qemu_img, "convert",	 "-q", "-f", "qcow2", "-O", "raw",
-				 d->image,	   (char *)part, NULL };
-
-		r = run(argv);
-		return r < 0 ? r : grow_and_sync(part, d->size);
-	}
+	case IMAGE_OVERLAY:
+		return grow_and_sync(part, 0);
+	case IMAGE_CONVERT:
+		return grow_and_sync(part, d->size);
 	case IMAGE_COPY: {
 		_cleanup_close_ int in = open(d->image, O_RDONLY | O_CLOEXEC | O_NOCTTY),
 				    out = open(part, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		int r;
 
 		if (in < 0 || out < 0)
 			return -errno;
@@ -218,18 +200,16 @@ static int do_task(ImageTask task, const char *qemu_img, const DiskSpec *d, cons
 		return r < 0 ? r : grow_and_sync(part, d->size);
 	}
 	case IMAGE_GROW:
-		if (d->format == DISK_FORMAT_QCOW2) {
-			char *argv[] = { (char *)qemu_img, "resize",	 "-q", "-f",
-					 "qcow2",	   (char *)path, size, NULL };
-
-			r = run(argv);
-			return r < 0 ? r : grow_and_sync(path, 0);
-		}
-		return grow_and_sync(path, d->size);
+		return grow_and_sync(d->path, d->format == DISK_FORMAT_QCOW2 ? 0 : d->size);
 	}
 	return -EINVAL;
 }
 
+/*
+ * A worker: a child of vmd, and never more than one process, so that whatever ends it
+ * (vmd's SIGKILL, vmd's death) leaves nothing behind. Its first stage execs qemu-img when
+ * the task has it (qemu_img set); its second (or only) stage is finish().
+ */
 _Noreturn static void worker(ImageTask task, const char *qemu_img, const DiskSpec *d,
 			     const char *part, int log_fd, pid_t parent)
 {
@@ -249,7 +229,9 @@ _Noreturn static void worker(ImageTask task, const char *qemu_img, const DiskSpe
 	if (null_fd < 0 || dup2(null_fd, 0) < 0 || dup2(log_fd, 1) < 0 || dup2(log_fd, 2) < 0)
 		_exit(1);
 	(void)syscall(SYS_close_range, 3, ~0u, 0);
-	r = do_task(task, qemu_img, d, part, d->path);
+	if (qemu_img)
+		exec_qemu_img(task, qemu_img, d, part);
+	r = finish(task, d, part);
 	if (r < 0)
 		fprintf(stderr, "disk '%s': %s\n", d->id, strerror(-r));
 	_exit(r < 0 ? 1 : 0);
@@ -333,11 +315,14 @@ static int copy_size(const DiskSpec *d, uint64_t *ret)
 	return r;
 }
 
+static int start_worker(VmmVm *v, VmmJob *j, ImageTask task, const DiskSpec *d);
+
 static int on_worker(sd_event_source *s _unused_, int fd _unused_, uint32_t revents _unused_,
 		     void *userdata)
 {
 	VmmJob *j = userdata;
 	VmmImageWork *w = &j->image;
+	const DiskSpec *d = &j->vm->config->disks[w->disk];
 	int status = -1, r = vmm_reap(w->pidfd, &status);
 
 	if (r == 0)
@@ -345,21 +330,40 @@ static int on_worker(sd_event_source *s _unused_, int fd _unused_, uint32_t reve
 	w->source = sd_event_source_disable_unref(w->source);
 	w->pidfd = (close(w->pidfd), -EBADF);
 	w->running = false;
-	vmm_job_image_done(j->vm, j, r < 0 || status != 0 ? -EIO : 0);
+	if (r < 0 || status != 0) {
+		vmm_job_fail_message(j, "disk '%s': %s exited with status %d", d->id,
+				     w->stage == 0 && runs_qemu_img(w->task, d)
+					     ? "qemu-img"
+					     : "vmd's image worker",
+				     status);
+		vmm_job_image_done(j->vm, j, -EIO);
+		return 0;
+	}
+	if (w->stage == 0 && runs_qemu_img(w->task, d)) {
+		/* qemu-img is done: the worker's own stage syncs what it wrote. */
+		w->stage = 1;
+		r = start_worker(j->vm, j, w->task, d);
+		if (r < 0)
+			vmm_job_image_done(j->vm, j, r);
+		return 0;
+	}
+	vmm_job_image_done(j->vm, j, 0);
 	return 0;
 }
 
+/* Fork the worker of task's stage w->stage (0 for a new task). 1, or -errno. */
 static int start_worker(VmmVm *v, VmmJob *j, ImageTask task, const DiskSpec *d)
 {
 	VmmImageWork *w = &j->image;
 	_cleanup_free_ char *log = vmm_vm_path(v->b, v->name, VMM_IMAGE_LOG), *qemu_img = NULL;
 	_cleanup_close_ int log_fd = -EBADF;
+	bool tool = w->stage == 0 && runs_qemu_img(task, d);
 	pid_t parent = getpid(), pid;
 	int r;
 
 	if (!log)
 		return -ENOMEM;
-	if (task != IMAGE_COPY && (r = vmm_find_binary("qemu-img", &qemu_img)) < 0) {
+	if (tool && (r = vmm_find_binary("qemu-img", &qemu_img)) < 0) {
 		vmm_job_fail_message(j, "disk '%s': cannot find qemu-img: %s", d->id, strerror(-r));
 		return r;
 	}
@@ -380,6 +384,7 @@ static int start_worker(VmmVm *v, VmmJob *j, ImageTask task, const DiskSpec *d)
 	}
 	w->pid = pid;
 	w->running = true;
+	w->task = task;
 	w->copying = IN_SET(task, IMAGE_CONVERT, IMAGE_COPY);
 	w->task_grow = task == IMAGE_GROW;
 	r = sd_event_add_io(v->b->event, &w->source, w->pidfd, EPOLLIN, on_worker, j);
@@ -436,6 +441,7 @@ static int check_copy(VmmVm *v, VmmJob *j, const DiskSpec *d)
 			d->id, a, b, b, d->path);
 		return -EFBIG;
 	}
+	j->image.stage = 0;
 	return start_worker(v, j, IMAGE_GROW, d);
 }
 
@@ -467,6 +473,7 @@ static int make_copy(VmmVm *v, VmmJob *j, const DiskSpec *d)
 	/* What a vmd killed while making it left: made anew. */
 	if (unlink(w->part) < 0 && errno != ENOENT)
 		return -errno;
+	w->stage = 0;
 	return start_worker(v, j, task, d);
 }
 
@@ -529,6 +536,29 @@ int vmm_image_step(VmmVm *v, VmmJob *j, bool worker_done)
 	return 0;
 }
 
+static int on_killed_worker(sd_event_source *s _unused_, const siginfo_t *si _unused_,
+			    void *userdata _unused_)
+{
+	return 0; /* reaped by sd-event; the source, and its pidfd, go with the loop */
+}
+
+/* A worker killed: reaped once it is gone, without waiting for it here. */
+static void reap_later(VmmJob *j, int pidfd)
+{
+	sd_event_source *s = NULL;
+
+	if (j->vm && j->vm->b->event &&
+	    sd_event_add_child_pidfd(j->vm->b->event, &s, pidfd, WEXITED, on_killed_worker, NULL) >=
+		    0) {
+		(void)sd_event_source_set_child_pidfd_own(s, true);
+		(void)sd_event_source_set_floating(s, true);
+		sd_event_source_unref(s);
+		return;
+	}
+	(void)waitid(P_PIDFD, (id_t)pidfd, NULL, WEXITED); /* SIGKILL sent: soon */
+	close(pidfd);
+}
+
 void vmm_image_abort(VmmJob *j)
 {
 	VmmImageWork *w = &j->image;
@@ -536,8 +566,7 @@ void vmm_image_abort(VmmJob *j)
 	w->source = sd_event_source_disable_unref(w->source);
 	if (w->running) {
 		(void)vmm_kill(w->pidfd, SIGKILL);
-		(void)waitid(P_PIDFD, (id_t)w->pidfd, NULL, WEXITED);
-		close(w->pidfd);
+		reap_later(j, w->pidfd);
 		w->running = false;
 	}
 	if (w->part)

@@ -128,6 +128,8 @@ typedef struct VmmImageWork {
 	pid_t pid;
 	int pidfd; /* while running */
 	sd_event_source *source;
+	int task;	/* vmm-image.c's ImageTask */
+	unsigned stage; /* 0: its first process (qemu-img, or the copy); 1: the sync after */
 	char *part;	/* what it writes, renamed into place once it is done; or NULL */
 	bool copying;	/* a full copy (for the progress), not an overlay */
 	bool task_grow; /* the copy is grown in place */

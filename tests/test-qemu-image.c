@@ -233,18 +233,50 @@ static bool making_overlay(json_t *s, const void *arg _unused_)
 	return text && strstr(text, "\"image\"") && strstr(text, "making disk 'root'");
 }
 
+/* The stalled qemu-img's pid, once it wrote it (the pid file is removed for the next). */
+static pid_t wait_stalled(const char *pidfile)
+{
+	uint64_t end = ms_now() + FIXTURE_WAIT_MS;
+	_cleanup_free_ char *text = NULL;
+
+	while (!(text = test_read_file(pidfile, NULL))) {
+		assert_true(ms_now() < end);
+		usleep(20000);
+	}
+	assert_int_equal(unlink(pidfile), 0);
+	assert_true(atoi(text) > 0);
+	return (pid_t)atoi(text);
+}
+
+/* Wait until pid is gone; killed here and failed if it lingers. */
+static void wait_gone(pid_t pid)
+{
+	uint64_t end = ms_now() + FIXTURE_WAIT_MS;
+
+	while (kill(pid, 0) == 0 && ms_now() < end) {
+		(void)waitpid(-1, NULL, WNOHANG); /* it may have come to this binary */
+		usleep(20000);
+	}
+	if (kill(pid, 0) == 0) {
+		(void)kill(pid, SIGKILL);
+		fail_msg("qemu-img pid %d outlived what ended its work", (int)pid);
+	}
+}
+
 static void test_killed_while_made(void **state)
 {
 	Fixture *f = *state;
 	_cleanup_free_ char *base = make_base(f, "base.raw", "BASE-KILL"),
 			    *overlay = path_in(f->state, "disks/kill/root.qcow2"),
 			    *part = path_in(f->state, "disks/kill/root.qcow2.part"),
-			    *pidfile = path_in(f->dir, "qemu-img.pid"), *text = NULL;
-	pid_t stalled = 0;
-	uint64_t end;
+			    *pidfile = path_in(f->dir, "qemu-img.pid"),
+			    *file = path_in(f->sb, "kill.yaml"), *text = NULL, *spec = NULL,
+			    *wrapper = NULL;
+	pid_t stalled;
 
 	/* qemu-img, as vmd runs it: writes what it can, then stops itself (SIGSTOP). */
 	stalled_bin = path_in(f->dir, "bin");
+	wrapper = path_in(stalled_bin, "qemu-img");
 	assert_int_equal(mkdir(stalled_bin, 0700), 0);
 	assert_true(asprintf(&text,
 			     "#!/bin/sh\n"
@@ -255,49 +287,34 @@ static void test_killed_while_made(void **state)
 			     "exec /usr/bin/qemu-img \"$@\"\n",
 			     pidfile, pidfile, pidfile) > 0);
 	test_write_str(stalled_bin, "qemu-img", text);
-	{
-		_cleanup_free_ char *w = path_in(stalled_bin, "qemu-img");
-
-		assert_int_equal(chmod(w, 0700), 0);
-	}
-
+	assert_int_equal(chmod(wrapper, 0700), 0);
 	/* Without size: qemu-img's last argument is the file it makes. */
-	text = mfree(text);
-	{
-		_cleanup_free_ char *spec = NULL;
-
-		assert_true(asprintf(&spec,
-				     "  cmdline: console=ttyS0 quiet vmd.disk=vda\n"
-				     "  disks:\n"
-				     "    - {id: root, image: %s, imageFormat: raw}\n",
-				     base) > 0);
-		qemu_put(f, "kill", spec);
-	}
+	assert_true(asprintf(&spec,
+			     "  cmdline: console=ttyS0 quiet vmd.disk=vda\n"
+			     "  disks:\n"
+			     "    - {id: root, image: %s, imageFormat: raw}\n",
+			     base) > 0);
+	qemu_put(f, "kill", spec);
 	f->before_exec = stalled_path;
 	fixture_start_daemon(f);
-	end = ms_now() + FIXTURE_WAIT_MS;
-	while (!(text = test_read_file(pidfile, NULL))) {
-		assert_true(ms_now() < end);
-		usleep(20000);
-	}
-	stalled = (pid_t)atoi(text);
-	assert_true(stalled > 0);
+	stalled = wait_stalled(pidfile);
 	/* The status says what the start does meanwhile. */
 	json_decref(fixture_wait_status(f, "kill", making_overlay, NULL));
 	assert_true(exists(part));
 	assert_false(exists(overlay));
 
-	/* vmd killed in the middle: its worker and qemu-img go with it; no overlay, torn or not. */
+	/* The file removed meanwhile: the start stops there, qemu-img and its .part with it. */
+	assert_int_equal(unlink(file), 0);
+	json_decref(fixture_wait_status(f, "kill", absent, NULL));
+	wait_gone(stalled);
+	assert_false(exists(part));
+	assert_false(exists(overlay));
+
+	/* Back, and vmd killed in the middle: qemu-img goes with it; no overlay, torn or not. */
+	qemu_put(f, "kill", spec);
+	stalled = wait_stalled(pidfile);
 	fixture_stop_daemon(f, SIGKILL);
-	end = ms_now() + FIXTURE_WAIT_MS;
-	while (kill(stalled, 0) == 0 && ms_now() < end) {
-		(void)waitpid(-1, NULL, WNOHANG); /* it may have come to this binary */
-		usleep(20000);
-	}
-	if (kill(stalled, 0) == 0) {
-		(void)kill(stalled, SIGKILL);
-		fail_msg("qemu-img pid %d outlived the vmd that ran it", (int)stalled);
-	}
+	wait_gone(stalled);
 	assert_false(exists(overlay));
 
 	/* The next vmd, with the real qemu-img: makes it anew, and the guest boots on it. */
@@ -306,8 +323,7 @@ static void test_killed_while_made(void **state)
 	wait_disk(f, "kill", "BASE-KILL", "", 0);
 	assert_true(is_qcow2(overlay));
 	assert_false(exists(part));
-	free(stalled_bin);
-	stalled_bin = NULL;
+	stalled_bin = mfree(stalled_bin);
 }
 
 int main(void)
