@@ -634,6 +634,30 @@ static void test_image_copies(void **state)
 	assert_int_equal(st.st_size, 8 << 20);
 }
 
+/* Jailed: the copy is hard-linked into the jail, and the jailer's uid may write it. */
+static void test_image_copies_jailed(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *raw = path_in(f->dir, "base.raw"), *text = NULL,
+			    *base = path_in(f->dir, "jail"),
+			    *root = path_in(f->state, "disks/vm/root.raw"),
+			    *link = path_in(f->dir, "jail/firecracker/vm/root/disk-root");
+	struct stat st, st_link;
+
+	jailed(f, base);
+	test_write_str(f->dir, "base.raw", "FC-BASE");
+	assert_int_equal(truncate(raw, 8 << 20), 0);
+	assert_true(asprintf(&text,
+			     "  memory: 64Mi\n  disks:\n"
+			     "    - {id: root, image: \"%s\", imageFormat: raw}\n",
+			     raw) > 0);
+	(void)start_vm(f, text);
+	assert_int_equal(stat(root, &st), 0);
+	assert_int_equal(st.st_uid, (uid_t)atoi(JAIL_UID));
+	assert_int_equal(stat(link, &st_link), 0);
+	assert_int_equal(st_link.st_ino, st.st_ino);
+}
+
 /* --jailer without the ids to drop to is refused before anything starts; so is uid 0. */
 static void test_jailer_options(void **state _unused_)
 {
@@ -660,13 +684,21 @@ static void test_jailer_options(void **state _unused_)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		FC_TEST(test_lifecycle),      FC_TEST(test_forced_stop),
-		FC_TEST(test_memory_hotplug), FC_TEST(test_readopt),
-		FC_TEST(test_crash),	      FC_TEST(test_errors_and_stale_socket),
-		FC_TEST(test_dash_ids),	      FC_TEST(test_patch_drive_sim),
-		FC_TEST(test_jailer),	      FC_TEST(test_jail_restarts),
-		FC_TEST(test_aarch64_stop),   FC_TEST(test_disk_path),
-		FC_TEST(test_image_copies),   cmocka_unit_test(test_jailer_options),
+		FC_TEST(test_lifecycle),
+		FC_TEST(test_forced_stop),
+		FC_TEST(test_memory_hotplug),
+		FC_TEST(test_readopt),
+		FC_TEST(test_crash),
+		FC_TEST(test_errors_and_stale_socket),
+		FC_TEST(test_dash_ids),
+		FC_TEST(test_patch_drive_sim),
+		FC_TEST(test_jailer),
+		FC_TEST(test_jail_restarts),
+		FC_TEST(test_aarch64_stop),
+		FC_TEST(test_disk_path),
+		FC_TEST(test_image_copies),
+		FC_TEST(test_image_copies_jailed),
+		cmocka_unit_test(test_jailer_options),
 	};
 
 	snprintf(binary, sizeof(binary), "%s", test_src("tests/sim/firecracker"));
