@@ -689,6 +689,7 @@ void vmm_job_free(VmmJob *j)
 		http_request_cancel(TAKE_PTR(j->http));
 	requests_clear(&j->requests);
 	free(j->disk.path);
+	free(j->disk.image);
 	free(j->message);
 	*j = (VmmJob){ .vm = j->vm };
 }

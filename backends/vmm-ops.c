@@ -98,8 +98,12 @@ static int disk_job(Backend *b, const char *name, const DiskSpec *disk, uint64_t
 	if (r < 0)
 		return r;
 	j->disk = *disk;
-	j->disk.path = strdup(disk->path);
-	return j->disk.path ? launch(j, op, disk->id) : -ENOMEM;
+	/* The job's own copies: the caller's spec may be gone by the time it completes. */
+	j->disk.path = disk->path ? strdup(disk->path) : NULL;
+	j->disk.image = disk->image ? strdup(disk->image) : NULL;
+	if ((disk->path && !j->disk.path) || (disk->image && !j->disk.image))
+		return -ENOMEM;
+	return launch(j, op, disk->id);
 }
 
 int vmm_vm_disk_add(Backend *b, const char *name, const DiskSpec *disk, uint64_t generation)

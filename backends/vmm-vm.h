@@ -160,7 +160,7 @@ struct VmmJob {
 
 	/* What it is about. */
 	uint64_t generation;
-	DiskSpec disk; /* disk-add: a copy, path owned */
+	DiskSpec disk; /* disk-add: a copy, path and image owned */
 	NetSpec net;   /* net-add */
 	char device[SPEC_ID_MAX + 1];
 	unsigned vcpus; /* resize */
