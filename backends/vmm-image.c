@@ -483,9 +483,8 @@ static int commit(VmmJob *j)
 	VmmImageWork *w = &j->image;
 	const DiskSpec *d = &j->vm->config->disks[w->disk];
 	_cleanup_free_ char *dir = spec_disks_dir(j->vm->b->options.state_dir, j->vm->name);
-	_cleanup_close_ int dfd = -EBADF;
-
 	const BackendOptions *o = &j->vm->b->options;
+	_cleanup_close_ int dfd = -EBADF;
 
 	if (w->task_grow || !w->part)
 		return 0;

@@ -456,12 +456,15 @@ static void prepare_dir(VmmVm *v)
 	_cleanup_free_ char *console = vmm_vm_path(v->b, v->name, CONSOLE_LOG),
 			    *old = vmm_vm_path(v->b, v->name, CONSOLE_LOG_OLD),
 			    *log = vmm_vm_path(v->b, v->name, v->type->log),
+			    *image_log = vmm_vm_path(v->b, v->name, VMM_IMAGE_LOG),
 			    *sock = vmm_vm_path(v->b, v->name, v->type->socket);
 
 	if (console && old)
 		(void)rename(console, old); /* the boot before, for whoever looks into a crash */
 	if (log)
 		(void)unlink(log);
+	if (image_log)
+		(void)unlink(image_log); /* each start's image workers say their own */
 	if (sock)
 		(void)vmm_remove_stale_socket(v->b->run_dir, sock);
 }
@@ -688,8 +691,8 @@ int vmm_vm_adopt(Backend *b, const char *name)
 int vmm_vm_cleanup(Backend *b, const char *name)
 {
 	const VmmVmType *t = VMM_BACKEND(b)->type;
-	const char *const files[] = { "vm.json",       t->socket,      t->log,	      CONSOLE_LOG,
-				      CONSOLE_LOG_OLD, CONSOLE_SERIAL, CONSOLE_SOCKET };
+	const char *const files[] = { "vm.json",       t->socket,      t->log,	       CONSOLE_LOG,
+				      CONSOLE_LOG_OLD, CONSOLE_SERIAL, CONSOLE_SOCKET, VMM_IMAGE_LOG };
 	VmmVm *v = vmm_vm_get(b, name);
 	int r;
 

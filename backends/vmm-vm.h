@@ -8,7 +8,7 @@
  * boot id), the spec generation and config it runs, and what the backend adds; the VMM's
  * API socket; console.log (console.log.1: the part before, or the boot before); the VMM's own
  * log; for a VMM whose serial port is a socket vmd owns, serial.sock and console.sock
- * (console.c).
+ * (console.c); image.log, what the image workers of its last start said (vmm-image.c).
  *
  * vmm-vm.c does the record, observing from it, the start, adoption by identity and the
  * exit (reaped through a pidfd, vmd being subreaper); vmm-ops.c the operations on a VM

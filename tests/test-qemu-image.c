@@ -95,7 +95,7 @@ static void test_overlay(void **state)
 	_cleanup_free_ char *base = make_base(f, "base.raw", "BASE-ONE"),
 			    *overlay = path_in(f->state, "disks/img/root.qcow2"),
 			    *record = path_in(f->state, "disks/img/root.json"),
-			    *file = path_in(f->sb, "img.yaml");
+			    *file = path_in(f->sb, "img.yaml"), *run_dir = path_in(f->run, "img");
 	uint64_t hash = file_hash(base);
 	struct stat st, st2;
 	json_t *s;
@@ -132,6 +132,7 @@ static void test_overlay(void **state)
 	/* The file removed: the VM goes, its overlay stays (not ephemeral). */
 	assert_int_equal(unlink(file), 0);
 	json_decref(fixture_wait_status(f, "img", absent, NULL));
+	assert_false(exists(run_dir)); /* image.log with the rest */
 	assert_true(is_qcow2(overlay));
 	assert_int_equal(file_hash(base), hash);
 
