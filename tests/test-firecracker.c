@@ -634,6 +634,40 @@ static void test_image_copies(void **state)
 	assert_int_equal(st.st_size, 8 << 20);
 }
 
+static bool copying(json_t *s, const void *arg)
+{
+	_cleanup_free_ char *text = s ? json_dumps(s, 0) : NULL;
+
+	return text && strstr(text, arg);
+}
+
+/* A copy under way is said in the status; a stop then ends it, and leaves no part of it. */
+static void test_image_copy_stopped(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *qcow2 = path_in(f->dir, "base.qcow2"), *text = NULL, *want = NULL,
+			    *part = path_in(f->state, "disks/vm/q.raw.part"),
+			    *file = path_in(f->sb, "vm.yaml");
+	_cleanup_(test_run_done) TestRun r = {};
+	pid_t stalled;
+
+	test_run(&r, (char *[]){ "/usr/bin/qemu-img", "create", "-q", "-f", "qcow2", qcow2, "64M",
+				 NULL });
+	assert_int_equal(r.status, 0);
+	assert_true(asprintf(&text, "  memory: 64Mi\n  disks:\n    - {id: q, image: \"%s\"}\n",
+			     qcow2) > 0);
+	put(f, "vm", text);
+	fixture_stall_qemu_img(f); /* qemu-img convert, stopped */
+	fixture_start_daemon(f);
+	stalled = fixture_wait_stalled(f);
+	assert_true(asprintf(&want, "copying image %s for disk 'q' (", qcow2) > 0);
+	json_decref(fixture_wait_status(f, "vm", copying, want));
+	assert_int_equal(unlink(file), 0);
+	json_decref(fixture_wait_status(f, "vm", absent, NULL));
+	fixture_wait_gone(stalled);
+	assert_false(access(part, F_OK) == 0);
+}
+
 /* Jailed: the copy is hard-linked into the jail, and the jailer's uid may write it. */
 static void test_image_copies_jailed(void **state)
 {
@@ -698,6 +732,7 @@ int main(void)
 		FC_TEST(test_disk_path),
 		FC_TEST(test_image_copies),
 		FC_TEST(test_image_copies_jailed),
+		FC_TEST(test_image_copy_stopped),
 		cmocka_unit_test(test_jailer_options),
 	};
 

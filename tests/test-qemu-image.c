@@ -12,7 +12,6 @@
 #include <signal.h>
 #include <stdio.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "helpers.h"
@@ -216,52 +215,11 @@ static void test_image_changed(void **state)
 	assert_true(is_qcow2(kept));
 }
 
-/* The qemu-img of the daemons started after this: a stand-in that stops itself. */
-static char *stalled_bin;
-
-static void stalled_path(void)
-{
-	_cleanup_free_ char *p = NULL;
-
-	assert_true(asprintf(&p, "%s:%s", stalled_bin, getenv("PATH") ?: "/usr/bin:/bin") > 0);
-	setenv("PATH", p, 1);
-}
-
 static bool making_overlay(json_t *s, const void *arg _unused_)
 {
 	_cleanup_free_ char *text = s ? json_dumps(s, 0) : NULL;
 
 	return text && strstr(text, "\"image\"") && strstr(text, "making disk 'root'");
-}
-
-/* The stalled qemu-img's pid, once it wrote it (the pid file is removed for the next). */
-static pid_t wait_stalled(const char *pidfile)
-{
-	uint64_t end = ms_now() + FIXTURE_WAIT_MS;
-	_cleanup_free_ char *text = NULL;
-
-	while (!(text = test_read_file(pidfile, NULL))) {
-		assert_true(ms_now() < end);
-		usleep(20000);
-	}
-	assert_int_equal(unlink(pidfile), 0);
-	assert_true(atoi(text) > 0);
-	return (pid_t)atoi(text);
-}
-
-/* Wait until pid is gone; killed here and failed if it lingers. */
-static void wait_gone(pid_t pid)
-{
-	uint64_t end = ms_now() + FIXTURE_WAIT_MS;
-
-	while (kill(pid, 0) == 0 && ms_now() < end) {
-		(void)waitpid(-1, NULL, WNOHANG); /* it may have come to this binary */
-		usleep(20000);
-	}
-	if (kill(pid, 0) == 0) {
-		(void)kill(pid, SIGKILL);
-		fail_msg("qemu-img pid %d outlived what ended its work", (int)pid);
-	}
 }
 
 static void test_killed_while_made(void **state)
@@ -270,25 +228,9 @@ static void test_killed_while_made(void **state)
 	_cleanup_free_ char *base = make_base(f, "base.raw", "BASE-KILL"),
 			    *overlay = path_in(f->state, "disks/kill/root.qcow2"),
 			    *part = path_in(f->state, "disks/kill/root.qcow2.part"),
-			    *pidfile = path_in(f->dir, "qemu-img.pid"),
-			    *file = path_in(f->sb, "kill.yaml"), *text = NULL, *spec = NULL,
-			    *wrapper = NULL;
+			    *file = path_in(f->sb, "kill.yaml"), *spec = NULL;
 	pid_t stalled;
 
-	/* qemu-img, as vmd runs it: writes what it can, then stops itself (SIGSTOP). */
-	stalled_bin = path_in(f->dir, "bin");
-	wrapper = path_in(stalled_bin, "qemu-img");
-	assert_int_equal(mkdir(stalled_bin, 0700), 0);
-	assert_true(asprintf(&text,
-			     "#!/bin/sh\n"
-			     "for a; do last=$a; done\n"
-			     "echo torn > \"$last\"\n"
-			     "echo $$ > %s.tmp && mv %s.tmp %s\n"
-			     "kill -STOP $$\n"
-			     "exec /usr/bin/qemu-img \"$@\"\n",
-			     pidfile, pidfile, pidfile) > 0);
-	test_write_str(stalled_bin, "qemu-img", text);
-	assert_int_equal(chmod(wrapper, 0700), 0);
 	/* Without size: qemu-img's last argument is the file it makes. */
 	assert_true(asprintf(&spec,
 			     "  cmdline: console=ttyS0 quiet vmd.disk=vda\n"
@@ -296,9 +238,9 @@ static void test_killed_while_made(void **state)
 			     "    - {id: root, image: %s, imageFormat: raw}\n",
 			     base) > 0);
 	qemu_put(f, "kill", spec);
-	f->before_exec = stalled_path;
+	fixture_stall_qemu_img(f);
 	fixture_start_daemon(f);
-	stalled = wait_stalled(pidfile);
+	stalled = fixture_wait_stalled(f);
 	/* The status says what the start does meanwhile. */
 	json_decref(fixture_wait_status(f, "kill", making_overlay, NULL));
 	assert_true(exists(part));
@@ -307,15 +249,15 @@ static void test_killed_while_made(void **state)
 	/* The file removed meanwhile: the start stops there, qemu-img and its .part with it. */
 	assert_int_equal(unlink(file), 0);
 	json_decref(fixture_wait_status(f, "kill", absent, NULL));
-	wait_gone(stalled);
+	fixture_wait_gone(stalled);
 	assert_false(exists(part));
 	assert_false(exists(overlay));
 
 	/* Back, and vmd killed in the middle: qemu-img goes with it; no overlay, torn or not. */
 	qemu_put(f, "kill", spec);
-	stalled = wait_stalled(pidfile);
+	stalled = fixture_wait_stalled(f);
 	fixture_stop_daemon(f, SIGKILL);
-	wait_gone(stalled);
+	fixture_wait_gone(stalled);
 	assert_false(exists(overlay));
 
 	/* The next vmd, with the real qemu-img: makes it anew, and the guest boots on it. */
@@ -324,7 +266,6 @@ static void test_killed_while_made(void **state)
 	wait_disk(f, "kill", "BASE-KILL", "", 0);
 	assert_true(is_qcow2(overlay));
 	assert_false(exists(part));
-	stalled_bin = mfree(stalled_bin);
 }
 
 int main(void)
