@@ -56,6 +56,7 @@ LIB_SRCS := \
 	reconciler/yaml-tree.c \
 	reconciler/yaml-decode.c \
 	reconciler/spec.c \
+	reconciler/disk-image.c \
 	reconciler/spec-check.c \
 	reconciler/spec-yaml.c \
 	reconciler/spec-yaml-provision.c \
@@ -75,6 +76,7 @@ LIB_SRCS := \
 	reconciler/host-ports.c \
 	reconciler/neigh.c \
 	reconciler/addresses.c \
+	reconciler/image-copies.c \
 	reconciler/executor.c \
 	reconciler/watcher.c \
 	reconciler/manager.c \
@@ -93,6 +95,7 @@ LIB_SRCS := \
 	backends/vmm-stray.c \
 	backends/vmm-ops.c \
 	backends/vmm-job.c \
+	backends/vmm-image.c \
 	backends/vmm-api.c \
 	backends/http-unix.c \
 	backends/http-fds.c \
@@ -107,7 +110,7 @@ LIB_SRCS := \
 	backends/firecracker-jail.c
 MAIN_SRC := reconciler/main.c
 
-TESTS := util hashmap list prioq status desired console yaml-tree yaml-decode spec spec-check spec-yaml spec-json provision sandbox-dir sandbox-file plan backend-noop vmm http-unix http-unix-loop http-fds cloud-hypervisor firecracker qmp qemu-argv qemu qemu-net qemu-provision qemu-sim vmm-net hung-vmm vm-safety host-ports neigh guest-agent watcher \
+TESTS := util hashmap list prioq status desired console yaml-tree yaml-decode spec disk-image spec-check spec-yaml spec-json provision sandbox-dir sandbox-file plan backend-noop vmm http-unix http-unix-loop http-fds cloud-hypervisor firecracker qmp qemu-argv qemu qemu-net qemu-image qemu-provision qemu-sim vmm-net hung-vmm vm-safety host-ports neigh guest-agent watcher \
 	cli-validate schema daemon state-dir files deletion-guard journal units install systemd readme metrics man fleet
 
 # libFuzzer targets, tests/fuzz-NAME.c; make check replays the seeds of each (tests/run).
@@ -192,6 +195,7 @@ bench: $(B)/vmd $(B)/bench/bench-daemon $(B)/guest/vmlinux
 	$(B)/bench/bench-daemon $(CURDIR)/$(B)/vmd
 	$(PYTHON) tests/bench-hung.py $(CURDIR)/$(B)/vmd $(CURDIR)
 	$(PYTHON) tests/bench-qemu.py $(CURDIR)/$(B)/vmd $(CURDIR)/$(B)/guest
+	$(PYTHON) tests/bench-image.py $(CURDIR)/$(B)/vmd $(CURDIR)/$(B)/guest
 
 C_SOURCES = $(shell git ls-files '*.c' '*.h' 2>/dev/null || find reconciler backends tests -name '*.[ch]')
 

@@ -151,6 +151,8 @@ typedef struct BackendOptions {
 	const char *jailer_chroot_base; /* default /srv/jailer */
 	/* console.log and console.log.1 together, where vmd keeps the log (console.h) */
 	uint64_t console_log_size; /* 0: CONSOLE_LOG_SIZE_DEFAULT */
+	/* The daemon's --state-dir: disks/<name>/ holds the copies of images; NULL: none. */
+	const char *state_dir;
 } BackendOptions;
 
 typedef struct BackendOps {

@@ -78,11 +78,24 @@ static int ch_argv_name(const Backend *b, pid_t pid _unused_, char *const *argv,
 
 /* The VM's config, as vm.create takes it */
 
-/* image_type as the file says: CH checks it against what it detects (v51.0 on). */
+/*
+ * image_type as the file says: CH checks it against what it detects (v51.0 on). A disk
+ * from an image is vmd's qcow2 overlay, whose backing file is that image: from v51.0 on
+ * CH opens a qcow2 with a backing file only with backing_files on (block/src/qcow,
+ * BackingFile::new(): MaxNestingDepthExceeded at a nesting depth of 0, the default), since
+ * it then trusts the image's header (docs/threat-model.md, "Disk Images"). vmd wrote that
+ * header and checked the image, so it says on for those, and for no disk the user made.
+ */
 static json_t *disk_config(const DiskSpec *d)
 {
-	return json_pack("{s:s, s:b, s:s, s:s}", "path", d->path, "readonly", d->read_only, "id",
-			 d->id, "image_type", d->format == DISK_FORMAT_QCOW2 ? "Qcow2" : "Raw");
+	json_t *j =
+		json_pack("{s:s, s:b, s:s, s:s}", "path", d->path, "readonly", d->read_only, "id",
+			  d->id, "image_type", d->format == DISK_FORMAT_QCOW2 ? "Qcow2" : "Raw");
+
+	if (j && d->image && d->format == DISK_FORMAT_QCOW2 &&
+	    json_object_set_new(j, "backing_files", json_true()) < 0)
+		return json_decref(j), NULL;
+	return j;
 }
 
 /* A device vmd makes (netdev.c), which CH gets as a descriptor, not by name. */

@@ -8,8 +8,9 @@
  * (vmm-api.c) and its reply comes back through the event loop.
  *
  * The phases of each job:
- *   start    spawn -> api-up -> configure -> boot; a failure or a deadline: kill, and the
- *            start fails once the VMM is gone
+ *   start    [image ->] spawn -> api-up -> configure -> boot; a failure or a deadline: kill,
+ *            and the start fails once the VMM is gone; image (the copies of the disks'
+ *            images, before any VMM runs: vmm-image.c) fails the start at once
  *   adopt    identity -> handshake -> observe
  *   stop     graceful -> shutdown (until stopTimeout) -> quit (VMM_KILL_GRACE_USEC) -> kill;
  *            done when the VMM is gone
@@ -36,14 +37,15 @@
 #define VMM_TIMER_ACCURACY_USEC 1000
 
 const char *const vmm_phase_table[_VMM_PHASE_MAX] = {
-	[VMM_PHASE_NONE] = "none",	     [VMM_PHASE_SPAWN] = "spawn",
-	[VMM_PHASE_API_UP] = "api-up",	     [VMM_PHASE_CONFIGURE] = "configure",
-	[VMM_PHASE_BOOT] = "boot",	     [VMM_PHASE_IDENTITY] = "identity",
-	[VMM_PHASE_HANDSHAKE] = "handshake", [VMM_PHASE_OBSERVE] = "observe",
-	[VMM_PHASE_GRACEFUL] = "graceful",   [VMM_PHASE_SHUTDOWN] = "shutdown",
-	[VMM_PHASE_QUIT] = "quit",	     [VMM_PHASE_KILL] = "kill",
-	[VMM_PHASE_REQUEST] = "request",     [VMM_PHASE_RELEASE] = "release",
-	[VMM_PHASE_CLEANUP] = "cleanup",     [VMM_PHASE_ROLLBACK] = "rollback",
+	[VMM_PHASE_NONE] = "none",	     [VMM_PHASE_IMAGE] = "image",
+	[VMM_PHASE_SPAWN] = "spawn",	     [VMM_PHASE_API_UP] = "api-up",
+	[VMM_PHASE_CONFIGURE] = "configure", [VMM_PHASE_BOOT] = "boot",
+	[VMM_PHASE_IDENTITY] = "identity",   [VMM_PHASE_HANDSHAKE] = "handshake",
+	[VMM_PHASE_OBSERVE] = "observe",     [VMM_PHASE_GRACEFUL] = "graceful",
+	[VMM_PHASE_SHUTDOWN] = "shutdown",   [VMM_PHASE_QUIT] = "quit",
+	[VMM_PHASE_KILL] = "kill",	     [VMM_PHASE_REQUEST] = "request",
+	[VMM_PHASE_RELEASE] = "release",     [VMM_PHASE_CLEANUP] = "cleanup",
+	[VMM_PHASE_ROLLBACK] = "rollback",
 };
 
 static void run_phase(VmmVm *v, VmmJob *j);
@@ -60,6 +62,8 @@ static bool phase_waits(VmmPhase p)
 static VmmPhase next_phase(BackendOp t, VmmPhase p)
 {
 	switch (p) {
+	case VMM_PHASE_IMAGE:
+		return VMM_PHASE_SPAWN;
 	case VMM_PHASE_SPAWN:
 		return VMM_PHASE_API_UP;
 	case VMM_PHASE_API_UP:
@@ -85,6 +89,8 @@ static VmmPhase next_phase(BackendOp t, VmmPhase p)
 static uint64_t phase_timeout(const VmmJob *j, VmmPhase p, uint64_t now)
 {
 	switch (p) {
+	case VMM_PHASE_IMAGE:
+		return VMM_IMAGE_TIMEOUT_USEC;
 	case VMM_PHASE_API_UP:
 		return VMM_START_TIMEOUT_USEC;
 	case VMM_PHASE_GRACEFUL:
@@ -344,6 +350,57 @@ void vmm_job_enter(VmmVm *v, VmmJob *j, VmmPhase phase)
 	enter(v, j, phase);
 }
 
+/*
+ * A start that cannot make its disks (or spawn its VMM after them) fails now: no VMM runs
+ * for it yet. The VM is exited, without a record, as a start that never got through.
+ */
+static void image_failed(VmmVm *v, VmmJob *j, int error)
+{
+	_cleanup_free_ char *m = NULL;
+
+	if (!j->message && (m = v->b->error ? strdup(v->b->error) : NULL))
+		vmm_job_fail_message(j, "%s", m);
+	log_job(v, LOG_ERR, "failed", error, "cannot start the VM: %s",
+		j->message ?: strerror(-error));
+	v->state = VM_EXITED;
+	v->exit_status = -1;
+	vmm_job_complete(v, j, error, j->message ?: strerror(-error));
+}
+
+static void image_step(VmmVm *v, VmmJob *j, bool worker_done)
+{
+	int r = vmm_image_step(v, j, worker_done);
+
+	if (r < 0)
+		image_failed(v, j, r);
+	else if (r == 0)
+		phase_over(v, j);
+	else
+		vmm_vm_changed(v); /* the status says which disk */
+}
+
+void vmm_job_image_done(VmmVm *v, VmmJob *j, int error)
+{
+	_cleanup_free_ char *log = NULL, *text = NULL;
+	char *line;
+
+	if (error >= 0) {
+		image_step(v, j, true);
+		return;
+	}
+	/* In the worker's words: the last line of image.log. */
+	log = vmm_vm_path(v->b, v->name, VMM_IMAGE_LOG);
+	if (log && read_file(log, 64 * 1024, &text, NULL) >= 0) {
+		while (*text && text[strlen(text) - 1] == '\n')
+			text[strlen(text) - 1] = '\0';
+		line = strrchr(text, '\n');
+		vmm_job_fail_message(j, "disk '%s': %s", v->config->disks[j->image.disk].id,
+				     line ? line + 1 : text);
+	}
+	vmm_image_abort(j);
+	image_failed(v, j, error);
+}
+
 static void enter(VmmVm *v, VmmJob *j, VmmPhase phase)
 {
 	uint64_t now = now_usec(CLOCK_MONOTONIC);
@@ -362,6 +419,20 @@ static void enter(VmmVm *v, VmmJob *j, VmmPhase phase)
 		return; /* the pidfd tells when it is gone */
 	}
 	requests_clear(&j->requests);
+	if (phase == VMM_PHASE_IMAGE) {
+		image_step(v, j, false);
+		return;
+	}
+	if (phase == VMM_PHASE_SPAWN && j->image.spawn) {
+		int r;
+
+		j->image.spawn = false;
+		r = vmm_vm_launch(v);
+		if (r < 0) {
+			image_failed(v, j, r);
+			return;
+		}
+	}
 	if (IN_SET(phase, VMM_PHASE_SPAWN, VMM_PHASE_IDENTITY)) {
 		phase_over(v, j); /* done by whoever began the job */
 		return;
@@ -480,6 +551,14 @@ static void timed_out(VmmVm *v, VmmJob *j)
 	case BACKEND_OP_START:
 		if (j->phase == VMM_PHASE_KILL)
 			break;
+		if (j->phase == VMM_PHASE_IMAGE) {
+			vmm_job_fail_message(
+				j, "the disks' copies of their images were not made within %llu s",
+				VMM_IMAGE_TIMEOUT_USEC / 1000000);
+			vmm_image_abort(j);
+			image_failed(v, j, -ETIMEDOUT);
+			return;
+		}
 		vmm_job_fail_message(j, "%s did not answer within %" PRIu64 " s", v->type->display,
 				     (j->deadline - j->phase_since) / 1000000);
 		give_up_start(v, j, -ETIMEDOUT);
@@ -608,11 +687,13 @@ static void apply(VmmVm *v, VmmJob *j)
 
 void vmm_job_free(VmmJob *j)
 {
+	vmm_image_abort(j);
 	j->timer = sd_event_source_disable_unref(j->timer);
 	if (j->http)
 		http_request_cancel(TAKE_PTR(j->http));
 	requests_clear(&j->requests);
 	free(j->disk.path);
+	free(j->disk.image);
 	free(j->message);
 	*j = (VmmJob){ .vm = j->vm };
 }
@@ -696,6 +777,8 @@ static char *describe(const VmmVm *v, const VmmJob *j)
 	int r = -1;
 
 	switch (j->phase) {
+	case VMM_PHASE_IMAGE:
+		return vmm_image_describe(v, j);
 	case VMM_PHASE_SPAWN:
 		r = asprintf(&m, "starting %s", vmm);
 		break;

@@ -49,6 +49,14 @@ int vmm_vm_stop(Backend *b, const char *name, uint64_t timeout_ms, bool force)
 			vmm_job_enter(v, j, VMM_PHASE_QUIT);
 		return 1;
 	}
+	if (j->type == BACKEND_OP_START && j->phase == VMM_PHASE_IMAGE) {
+		/* No VMM yet, only the copies of its images being made: those stop, and that is all. */
+		vmm_job_complete(v, j, -ECANCELED, NULL);
+		v->stop_requested = true;
+		v->state = VM_EXITED;
+		v->exit_status = 0;
+		return 0;
+	}
 	/* A stop supersedes whatever else is at work on the VM. */
 	vmm_job_complete(v, j, -ECANCELED, NULL);
 	vmm_job_complete(v, &v->unplug, -ECANCELED, NULL);
@@ -90,8 +98,12 @@ static int disk_job(Backend *b, const char *name, const DiskSpec *disk, uint64_t
 	if (r < 0)
 		return r;
 	j->disk = *disk;
-	j->disk.path = strdup(disk->path);
-	return j->disk.path ? launch(j, op, disk->id) : -ENOMEM;
+	/* The job's own copies: the caller's spec may be gone by the time it completes. */
+	j->disk.path = disk->path ? strdup(disk->path) : NULL;
+	j->disk.image = disk->image ? strdup(disk->image) : NULL;
+	if ((disk->path && !j->disk.path) || (disk->image && !j->disk.image))
+		return -ENOMEM;
+	return launch(j, op, disk->id);
 }
 
 int vmm_vm_disk_add(Backend *b, const char *name, const DiskSpec *disk, uint64_t generation)

@@ -499,6 +499,7 @@ static void prepare_dir(VmmVm *v)
 	_cleanup_free_ char *console = vmm_vm_path(v->b, v->name, CONSOLE_LOG),
 			    *old = vmm_vm_path(v->b, v->name, CONSOLE_LOG_OLD),
 			    *log = vmm_vm_path(v->b, v->name, v->type->log),
+			    *image_log = vmm_vm_path(v->b, v->name, VMM_IMAGE_LOG),
 			    *sock = vmm_vm_path(v->b, v->name, v->type->socket),
 			    *serial = vmm_vm_path(v->b, v->name, CONSOLE_SERIAL);
 
@@ -506,6 +507,8 @@ static void prepare_dir(VmmVm *v)
 		(void)rename(console, old); /* the boot before, for whoever looks into a crash */
 	if (log)
 		(void)unlink(log);
+	if (image_log)
+		(void)unlink(image_log); /* each start's image workers say their own */
 	if (sock)
 		(void)vmm_remove_stale_socket(v->b->run_dir, sock);
 	/* One the VMM binds itself must not be there: CH's vm.create fails on it. */
@@ -608,12 +611,53 @@ static int spawn(VmmVm *v)
 	return vmm_identity(v->id.pid, &v->id);
 }
 
+/*
+ * Spawn v's VMM, record it and watch it. On failure nothing runs for it (it is killed, and
+ * reaped once it is gone) and it has no record.
+ */
+static int launch(VmmVm *v)
+{
+	_cleanup_free_ char *rec = vmm_vm_path(v->b, v->name, "vm.json");
+	int r;
+
+	if (!rec)
+		return -ENOMEM;
+	r = spawn(v);
+	if (r >= 0)
+		/* Recorded before it answers: a vmd that dies now finds it, and adopts it. */
+		r = vmm_vm_save(v);
+	if (r >= 0)
+		r = watch_exit(v);
+	if (r >= 0) {
+		console_open(v, false);
+		agent_open(v);
+	}
+	if (r < 0) {
+		if (v->pidfd >= 0)
+			(void)vmm_kill(v->pidfd, SIGKILL);
+		(void)unlink(rec);
+	}
+	return r;
+}
+
+int vmm_vm_launch(VmmVm *v)
+{
+	int r = launch(v);
+
+	if (r < 0) {
+		v->pid_source = sd_event_source_disable_unref(v->pid_source);
+		if (v->pidfd >= 0)
+			v->pidfd = (close(v->pidfd), -EBADF);
+	}
+	return r;
+}
+
 int vmm_vm_start(Backend *b, const SandboxSpec *spec, uint64_t generation)
 {
 	const VmmVmType *t = VMM_BACKEND(b)->type;
 	VmmBackend *vb = VMM_BACKEND(b);
 	_cleanup_(vmm_vm_freep) VmmVm *v = NULL;
-	_cleanup_free_ char *rec = NULL;
+	bool images;
 	int r;
 
 	if (!b->event)
@@ -633,11 +677,13 @@ int vmm_vm_start(Backend *b, const SandboxSpec *spec, uint64_t generation)
 		return r;
 	vm_forget(b, spec->name);
 	v = vm_new(b, t, spec->name);
-	rec = vmm_vm_path(b, spec->name, "vm.json");
-	if (!v || !rec)
+	if (!v)
 		return -ENOMEM;
 	r = spec_copy(spec, &v->config);
 	if (r < 0)
+		return r;
+	images = vmm_image_needed(v->config);
+	if (images && (r = vmm_image_resolve(v)) < 0)
 		return r;
 	r = mkdir_p(v->dir, 0750);
 	if (r < 0)
@@ -648,26 +694,18 @@ int vmm_vm_start(Backend *b, const SandboxSpec *spec, uint64_t generation)
 	v->started_at_usec = now_usec(CLOCK_REALTIME);
 	v->state = VM_STARTING;
 
-	r = spawn(v);
-	if (r >= 0)
-		/* Recorded before it answers: a vmd that dies now finds it, and adopts it. */
-		r = vmm_vm_save(v);
-	if (r >= 0)
-		r = watch_exit(v);
+	/* With images, the VMM is spawned once their copies are made: a phase of the start. */
+	r = images ? 0 : launch(v);
 	if (r >= 0)
 		r = hashmap_put(vb->vms, v->name, v);
-	if (r >= 0) {
-		console_open(v, false);
-		agent_open(v);
-	}
 	if (r < 0) {
-		/* Nothing runs for it (it is killed, and reaped once it is gone), and no record. */
-		if (v->pidfd >= 0)
+		if (!images && v->pidfd >= 0)
 			(void)vmm_kill(v->pidfd, SIGKILL);
-		(void)unlink(rec);
 		return r;
 	}
-	r = vmm_job_begin(v, &v->job, BACKEND_OP_START, VMM_PHASE_SPAWN);
+	r = vmm_job_begin(v, &v->job, BACKEND_OP_START, images ? VMM_PHASE_IMAGE : VMM_PHASE_SPAWN);
+	v->job.image.spawn = images;
+	v->job.generation = generation;
 	TAKE_PTR(v);
 	return r < 0 ? r : 1;
 }
@@ -751,8 +789,8 @@ static void release(Backend *b, const VmmVmType *t, const char *name)
 int vmm_vm_cleanup(Backend *b, const char *name)
 {
 	const VmmVmType *t = VMM_BACKEND(b)->type;
-	const char *const files[] = { "vm.json",       t->socket,      t->log,	      CONSOLE_LOG,
-				      CONSOLE_LOG_OLD, CONSOLE_SERIAL, CONSOLE_SOCKET };
+	const char *const files[] = { "vm.json",       t->socket,      t->log,	       CONSOLE_LOG,
+				      CONSOLE_LOG_OLD, CONSOLE_SERIAL, CONSOLE_SOCKET, VMM_IMAGE_LOG };
 	VmmVm *v = vmm_vm_get(b, name);
 	int r;
 

@@ -8,7 +8,7 @@
  * boot id), the spec generation and config it runs, and what the backend adds; the VMM's
  * API socket; console.log (console.log.1: the part before, or the boot before); the VMM's own
  * log; for a VMM whose serial port is a socket vmd owns, serial.sock and console.sock
- * (console.c).
+ * (console.c); image.log, what the image workers of its last start said (vmm-image.c).
  *
  * vmm-vm.c does the record, observing from it, the start, adoption by identity and the
  * exit (reaped through a pidfd, vmd being subreaper); vmm-ops.c the operations on a VM
@@ -41,6 +41,9 @@
 #define VMM_KILL_GRACE_USEC (3ull * 1000000)	   /* asked to quit, to SIGKILL */
 #define VMM_RELEASE_TIMEOUT_USEC (30ull * 1000000) /* asked to unplug, to released */
 #define VMM_REQUESTS_MAX (8 + SPEC_DISKS_MAX + SPEC_NETWORKS_MAX)
+/* Making the copies of a start's images (vmm-image.c): a long copy may take this long. */
+#define VMM_IMAGE_TIMEOUT_USEC (3600ull * 1000000)
+#define VMM_IMAGE_LOG "image.log" /* the image workers' stderr, in the runtime dir */
 
 typedef struct VmmVm VmmVm;
 typedef struct VmmJob VmmJob;
@@ -52,6 +55,7 @@ typedef enum VmmApi {
 
 typedef enum VmmPhase {
 	VMM_PHASE_NONE,
+	VMM_PHASE_IMAGE,     /* start: the copies of the disks' images are made (vmm-image.c) */
 	VMM_PHASE_SPAWN,     /* start: the process is started */
 	VMM_PHASE_API_UP,    /* start: until its API answers, as the VMM vmd started */
 	VMM_PHASE_CONFIGURE, /* start: the VM's config is sent */
@@ -118,6 +122,21 @@ int vmm_request_add(VmmRequests *rq, const char *method, json_t *body,
 /* Send fd (taken: closed with the requests, or now on failure) with the last request added. */
 int vmm_request_pass_fd(VmmRequests *rq, int fd);
 
+/* A start's image phase: the worker that makes the copy of one disk's image. */
+typedef struct VmmImageWork {
+	size_t disk; /* the disk at work, an index into the VM's config */
+	bool running;
+	pid_t pid;
+	int pidfd; /* while running */
+	sd_event_source *source;
+	int task;	/* vmm-image.c's ImageTask */
+	unsigned stage; /* 0: its first process (qemu-img, or the copy); 1: the sync after */
+	char *part;	/* what it writes, renamed into place once it is done; or NULL */
+	bool copying;	/* a full copy (for the progress), not an overlay */
+	bool task_grow; /* the copy is grown in place */
+	bool spawn;	/* the VMM is spawned once the images are done */
+} VmmImageWork;
+
 struct VmmJob {
 	VmmVm *vm;
 	BackendOp type; /* BACKEND_OP_NONE: no job */
@@ -143,13 +162,14 @@ struct VmmJob {
 
 	/* What it is about. */
 	uint64_t generation;
-	DiskSpec disk; /* disk-add: a copy, path owned */
+	DiskSpec disk; /* disk-add: a copy, path and image owned */
 	NetSpec net;   /* net-add */
 	char device[SPEC_ID_MAX + 1];
 	unsigned vcpus; /* resize */
 	uint64_t memory;
 	uint64_t stop_deadline; /* stop: CLOCK_MONOTONIC, the end of its stopTimeout */
 	bool was_paused;	/* stop: the guest must be resumed to hear the button */
+	VmmImageWork image;	/* start: its image phase */
 };
 
 typedef struct VmmVmType {
@@ -171,6 +191,8 @@ typedef struct VmmVmType {
 	 * Hypervisor's serial mode Socket): the daemon connects to it all the same.
 	 */
 	bool serial_vmm_socket;
+	/* Its VMM takes raw disks only: a disk from an image gets a full copy, not an overlay. */
+	bool raw_disks_only;
 	size_t size; /* of the backend's VM struct, which starts with a VmmVm */
 
 	void (*free)(VmmVm *v); /* its own parts */
@@ -361,6 +383,27 @@ void vmm_job_report(const VmmVm *v, VmObserved *o);
 /* The VMM exited: every job hears it; true if the start job took the news (no vm_exited). */
 bool vmm_job_vm_exited(VmmVm *v, const char *start_error);
 void vmm_job_free(VmmJob *j);
+/* The image worker of j is done (error: it failed): on to the next, or the VMM. */
+void vmm_job_image_done(VmmVm *v, VmmJob *j, int error);
+
+/* vmm-vm.c: spawn the VMM of a VM whose start made its images first. */
+int vmm_vm_launch(VmmVm *v);
+
+/* vmm-image.c */
+/* Whether config has a disk from an image. */
+bool vmm_image_needed(const SandboxSpec *config);
+/* Name each image disk's copy (path, format) in v->config. -EINVAL: no state dir. */
+int vmm_image_resolve(VmmVm *v);
+/*
+ * Look at each image disk's copy from j->image.disk on and begin the work the first needs
+ * (worker_done: the worker before has just succeeded). 1: a worker runs, and
+ * vmm_job_image_done() follows; 0: every copy is right; -errno, with j's message.
+ */
+int vmm_image_step(VmmVm *v, VmmJob *j, bool worker_done);
+/* Kill the worker, if any, and remove what it was writing. */
+void vmm_image_abort(VmmJob *j);
+/* What the image phase is doing, in words. */
+char *vmm_image_describe(const VmmVm *v, const VmmJob *j);
 /* What came back for j's request in flight (vmm-api.c calls it). */
 void vmm_job_reply(VmmJob *j, const VmmReply *r);
 /* Ask the VMM what it runs (an observe job), unless a job is at work on it. */

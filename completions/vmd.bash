@@ -91,7 +91,7 @@ _vmd()
 		opts='--run-dir --json --help'
 		;;
 	validate)
-		opts='--json --default-backend --sandboxes --trusted-uid --trusted-gid --help'
+		opts='--json --default-backend --sandboxes --trusted-uid --trusted-gid --skip-images --help'
 		;;
 	approve-deletions)
 		opts='--run-dir --help'

@@ -142,9 +142,14 @@ static void print_one(json_t *s, bool no_daemon)
 		       json_string_value(json_object_get(c, "reason")), msg ?: "");
 	}
 	json_array_foreach(json_object_get(s, "disks"), i, d)
-		printf("Disk:        %s %s%s\n", json_string_value(json_object_get(d, "id")),
-		       json_string_value(json_object_get(d, "path")),
+	{
+		const char *image = json_string_value(json_object_get(d, "image"));
+
+		printf("Disk:        %s %s%s%s%s%s\n", json_string_value(json_object_get(d, "id")),
+		       json_string_value(json_object_get(d, "path")) ?: "-",
+		       image ? " (copy of " : "", image ?: "", image ? ")" : "",
 		       json_is_true(json_object_get(d, "readOnly")) ? " (read-only)" : "");
+	}
 	json_array_foreach(json_object_get(s, "networks"), i, d)
 	{
 		size_t k;

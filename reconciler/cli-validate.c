@@ -368,7 +368,8 @@ static void validate_help(FILE *f)
 {
 	fprintf(f,
 		"Usage: vmd validate [--json] [--default-backend NAME] [--sandboxes DIR]\n"
-		"                    [--trusted-uid UID]... [--trusted-gid GID]... PATH...\n"
+		"                    [--trusted-uid UID]... [--trusted-gid GID]... [--skip-images]\n"
+		"                    PATH...\n"
 		"\n"
 		"Check sandbox files, or every sandbox file under a directory, without\n"
 		"touching any VM. Files in the daemon's sandbox directory are also judged as\n"
@@ -380,6 +381,7 @@ static void validate_help(FILE *f)
 		"  --sandboxes DIR         the daemon's sandbox directory (default /etc/vmd/sandboxes)\n"
 		"  --trusted-uid UID       the daemon's --trusted-uid (repeatable)\n"
 		"  --trusted-gid GID       the daemon's --trusted-gid (repeatable)\n"
+		"  --skip-images           do not open the disks' images (a host without them)\n"
 		"  -h, --help              show this help\n");
 }
 
@@ -389,6 +391,7 @@ int verb_validate(int argc, char **argv)
 		{ "json", no_argument, NULL, 'j' },
 		{ "default-backend", required_argument, NULL, 'b' },
 		{ "sandboxes", required_argument, NULL, 's' },
+		{ "skip-images", no_argument, NULL, 'I' },
 		CLI_TRUST_OPTIONS,
 		{ "help", no_argument, NULL, 'h' },
 		{},
@@ -416,6 +419,9 @@ int verb_validate(int argc, char **argv)
 			break;
 		case 's':
 			v.sandbox_dir = optarg;
+			break;
+		case 'I':
+			v.opts.skip_images = true;
 			break;
 		case 'h':
 			validate_help(stdout);

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <syslog.h>
 
+#include "image-copies.h"
 #include "log.h"
 #include "manager.h"
 
@@ -644,6 +645,8 @@ void sandbox_reconcile(Manager *m, Sandbox *sb)
 					 .result = "removed",
 					 .message_id = LOG_MESSAGE_REMOVED },
 			   "removed: its file is gone and its VM is cleaned up");
+		if (!m->read_only && sb->desired)
+			(void)image_copies_remove(m->config.state_dir, sb->desired);
 		sandbox_remove_status(m, sb);
 		manager_forget_persisted(m, sb->name);
 		manager_drop_sandbox(m, sb);

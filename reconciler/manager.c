@@ -618,12 +618,13 @@ int manager_new(const ManagerConfig *config, Manager **ret)
 
 	for (int k = 0; k < _BACKEND_KIND_MAX; k++) {
 		BackendCallbacks c = cb;
+		BackendOptions o = config->backend_options;
 
 		c.userdata = m;
+		o.state_dir = config->state_dir; /* disks/: the copies of the images */
 		if (!backend_ops[k])
 			continue;
-		r = backend_new(k, m->event, config->run_dir, &c, &config->backend_options,
-				&m->backends[k]);
+		r = backend_new(k, m->event, config->run_dir, &c, &o, &m->backends[k]);
 		if (r < 0)
 			return log_error_errno(r, "cannot set up backend %s",
 					       backend_kind_to_string(k));

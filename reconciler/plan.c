@@ -63,9 +63,23 @@ static bool admitted(Planner *p, const SandboxSpec *want)
 	return false;
 }
 
+/*
+ * A disk from an image is the same while its image, the image's format and its size are:
+ * its copy's path and format are its backend's (the file has neither), and ephemeral
+ * matters only when the sandbox goes.
+ */
 static bool disk_equal(const DiskSpec *a, const DiskSpec *b)
 {
+	if (a->image || b->image)
+		return streq_ptr(a->image, b->image) && a->image_format == b->image_format &&
+		       a->size == b->size && a->read_only == b->read_only;
 	return streq(a->path, b->path) && a->read_only == b->read_only && a->format == b->format;
+}
+
+/* A disk from an image added or changed: its copy is made by a start, never live. */
+static bool disk_needs_boot(const DiskSpec *want, const DiskSpec *have)
+{
+	return (want->image || (have && have->image)) && (!have || !disk_equal(want, have));
 }
 
 static bool net_equal(const NetSpec *a, const NetSpec *b)
@@ -74,9 +88,19 @@ static bool net_equal(const NetSpec *a, const NetSpec *b)
 	       streq(a->link, b->link) && memcmp(a->mac, b->mac, 6) == 0;
 }
 
+static bool images_changed(const SandboxSpec *want, const SandboxSpec *have)
+{
+	for (size_t i = 0; i < want->n_disks; i++)
+		if (disk_needs_boot(&want->disks[i], spec_find_disk(have, want->disks[i].id)))
+			return true;
+	return false;
+}
+
 /* The same disk but for its backing path. */
 static bool disk_path_changed(const DiskSpec *a, const DiskSpec *b)
 {
+	if (a->image || b->image)
+		return false;
 	return !streq(a->path, b->path) && a->read_only == b->read_only && a->format == b->format;
 }
 
@@ -125,6 +149,8 @@ static bool live_applicable(const Planner *p, const SandboxSpec *want, const San
 	if (!boot_config_equal(want, have))
 		return false;
 	if (!size_equal(want, have) && !resize_fits(p, want, have))
+		return false;
+	if (images_changed(want, have))
 		return false;
 	for (size_t i = 0; i < want->n_disks && !disks_differ; i++) {
 		const DiskSpec *d = spec_find_disk(have, want->disks[i].id);
@@ -206,8 +232,11 @@ static void plan_running(Planner *p)
 		/* on-next-boot: leave it running as it is; the status says a restart is due. */
 		if (want->update_policy != UPDATE_RESTART)
 			p->plan->restart_required = true;
-		if (!size_equal(want, have) && (p->in->caps & BACKEND_CAP_RESIZE) &&
-		    !growth_fits(p->in->observed, have->memory, want->memory))
+		if (images_changed(want, have))
+			p->plan->restart_why =
+				"a disk's image or size changed: its copy is made at the next start, and the copy before is kept beside it (updatePolicy on-next-boot)";
+		else if (!size_equal(want, have) && (p->in->caps & BACKEND_CAP_RESIZE) &&
+			 !growth_fits(p->in->observed, have->memory, want->memory))
 			p->plan->restart_why =
 				"the memory change is not a whole number of the VMM's hot-add steps, or it has none left (Cloud Hypervisor: 128 MiB, 8 per boot); it applies at the next start (updatePolicy on-next-boot)";
 	} else if (have && !p->in->observed->busy)

@@ -8,6 +8,21 @@ static int set_opt_string(json_t *o, const char *key, const char *value)
 	return value ? json_object_set_new(o, key, json_string(value)) : 0;
 }
 
+/* A disk from an image has its image's fields; path only once its backend named the copy. */
+static json_t *disk_to_json(const DiskSpec *d)
+{
+	json_t *j = json_pack("{s:s, s:s*, s:b, s:s}", "id", d->id, "path", d->path, "readOnly",
+			      d->read_only, "format", disk_format_to_string(d->format));
+
+	if (j && d->image &&
+	    json_object_update_missing_new(
+		    j, json_pack("{s:s, s:s, s:I, s:b}", "image", d->image, "imageFormat",
+				 disk_format_to_string(d->image_format), "sizeBytes",
+				 (json_int_t)d->size, "ephemeral", d->ephemeral)) < 0)
+		return json_decref(j), NULL;
+	return j;
+}
+
 json_t *spec_to_json(const SandboxSpec *s)
 {
 	json_t *j = json_object(), *labels = json_object(), *disks = json_array(),
@@ -19,10 +34,7 @@ json_t *spec_to_json(const SandboxSpec *s)
 	for (size_t i = 0; i < s->n_labels; i++)
 		r |= json_object_set_new(labels, s->labels[i].key, json_string(s->labels[i].value));
 	for (size_t i = 0; i < s->n_disks; i++)
-		r |= json_array_append_new(
-			disks, json_pack("{s:s, s:s, s:b, s:s}", "id", s->disks[i].id, "path",
-					 s->disks[i].path, "readOnly", s->disks[i].read_only,
-					 "format", disk_format_to_string(s->disks[i].format)));
+		r |= json_array_append_new(disks, disk_to_json(&s->disks[i]));
 	for (size_t i = 0; i < s->n_networks; i++) {
 		const NetSpec *n = &s->networks[i];
 		json_t *ports = n->n_ports ? json_array() : NULL;
@@ -63,6 +75,8 @@ json_t *spec_to_json(const SandboxSpec *s)
 		r |= json_object_set_new(j, "guestAgent", json_true());
 	r |= json_object_set_new(j, "disks", disks);
 	disks = NULL;
+	if (s->delete_disks_on_remove)
+		r |= json_object_set_new(j, "deleteDisksOnRemove", json_true());
 	r |= json_object_set_new(j, "networks", nets);
 	nets = NULL;
 	r |= spec_provision_to_json(s, j);
@@ -118,18 +132,25 @@ static int disks_from_json(const json_t *a, SandboxSpec *s)
 	json_array_foreach(a, i, d)
 	{
 		DiskSpec *disk = &s->disks[s->n_disks++];
-		int f, r;
+		int f, imf = DISK_FORMAT_QCOW2, r;
 
 		r = copy_fixed(disk->id, sizeof(disk->id),
 			       json_string_value(json_object_get(d, "id")));
 		if (r == 0)
 			r = dup_opt(d, "path", &disk->path);
 		if (r == 0)
+			r = dup_opt(d, "image", &disk->image);
+		if (r == 0)
 			r = get_enum(d, "format", disk_format_table, _DISK_FORMAT_MAX, &f);
-		if (r < 0 || !disk->path)
+		if (r == 0 && disk->image)
+			r = get_enum(d, "imageFormat", disk_format_table, _DISK_FORMAT_MAX, &imf);
+		if (r < 0 || (!disk->path && !disk->image))
 			return r < 0 ? r : -EINVAL;
 		disk->format = f;
+		disk->image_format = imf;
 		disk->read_only = json_is_true(json_object_get(d, "readOnly"));
+		disk->size = (uint64_t)json_integer_value(json_object_get(d, "sizeBytes"));
+		disk->ephemeral = json_is_true(json_object_get(d, "ephemeral"));
 	}
 	return 0;
 }
@@ -270,6 +291,7 @@ int spec_from_json(const json_t *j, SandboxSpec **ret)
 	s->vcpus = (unsigned)json_integer_value(json_object_get(j, "vcpus"));
 	s->memory = (uint64_t)json_integer_value(json_object_get(j, "memoryBytes"));
 	s->stop_timeout_ms = (uint64_t)json_integer_value(json_object_get(j, "stopTimeoutMs"));
+	s->delete_disks_on_remove = json_is_true(json_object_get(j, "deleteDisksOnRemove"));
 	*ret = TAKE_PTR(s);
 	return 0;
 }

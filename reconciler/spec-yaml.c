@@ -2,16 +2,19 @@
 #include <arpa/inet.h>
 #include <assert.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stddef.h>
 #include <sys/stat.h>
 
 #include "spec-yaml-provision.h"
+#include "disk-image.h"
 #include "spec-yaml.h"
 #include "yaml-decode.h"
 
 /* What the sandbox file's decoders share, beside the generic Decoder. */
 typedef struct SpecContext {
 	bool backend_invalid;	/* reported; the backend's rules are not run */
+	bool skip_images;	/* SpecLoadOptions.skip_images */
 	const YNode *name_node; /* metadata.name, to compare with the file name */
 } SpecContext;
 
@@ -178,11 +181,82 @@ static void decode_metadata(Decoder *d, const YNode *n, const Field *f _unused_,
 
 static const Field disk_fields[] = {
 	{ "id", decode_id, offsetof(DiskSpec, id), .required = true },
-	{ "path", decode_path, offsetof(DiskSpec, path), .required = true, .max = SPEC_PATH_MAX },
+	{ "path", decode_path, offsetof(DiskSpec, path), .max = SPEC_PATH_MAX },
 	{ "readOnly", decode_bool, offsetof(DiskSpec, read_only) },
 	{ "format", decode_enum, offsetof(DiskSpec, format), .table = disk_format_table,
 	  .table_len = _DISK_FORMAT_MAX },
+	{ "image", decode_path, offsetof(DiskSpec, image), .max = SPEC_PATH_MAX },
+	{ "imageFormat", decode_enum, offsetof(DiskSpec, image_format), .table = disk_format_table,
+	  .table_len = _DISK_FORMAT_MAX },
+	{ "size", decode_size, offsetof(DiskSpec, size), .min = 1ull << 20 },
+	{ "ephemeral", decode_bool, offsetof(DiskSpec, ephemeral) },
 };
+
+/* A field only a disk from an image has, or only one from a path: refused on the other. */
+static void refuse_disk_field(Decoder *d, const YNode *item, const char *field, const char *why)
+{
+	const YNode *n = ynode_map_get(item, field);
+	size_t old;
+
+	if (!n)
+		return;
+	old = decode_where_push(d, ".%s", field);
+	decode_error(d, n, "%s", why);
+	decode_where_pop(d, old);
+}
+
+/* The image is there, readable, of the format stated, and no larger than size. */
+static void check_image(Decoder *d, const YNode *item, DiskSpec *disk)
+{
+	const YNode *image = ynode_map_get(item, "image"), *size = ynode_map_get(item, "size");
+	_cleanup_free_ char *why = NULL;
+	uint64_t virtual_size = 0;
+	size_t old;
+	int r;
+
+	if (!disk->image || SPEC_CTX(d)->skip_images)
+		return; /* refused already, or not to be opened here */
+	r = disk_image_probe(disk->image, disk->image_format, &virtual_size, &why);
+	old = decode_where_push(d, ".image");
+	if (r == -ENOMEM)
+		d->diags->error = r;
+	else if (r < 0)
+		decode_error(d, image, "image '%s' %s", disk->image, why ?: strerror(-r));
+	decode_where_pop(d, old);
+	if (r < 0 || !size || disk->size == 0 || disk->size >= virtual_size)
+		return;
+	old = decode_where_push(d, ".size");
+	decode_error(d, size,
+		     "%" PRIu64 "Mi is smaller than the image's virtual size (%" PRIu64
+		     " bytes); a disk from an image is at least its size: %" PRIu64 "Mi or more",
+		     disk->size >> 20, virtual_size, (virtual_size + (UINT64_C(1) << 20) - 1) >> 20);
+	decode_where_pop(d, old);
+}
+
+static void check_disk(Decoder *d, const YNode *item, void *obj)
+{
+	bool has_path = ynode_map_get(item, "path"), has_image = ynode_map_get(item, "image");
+	DiskSpec *disk = obj;
+
+	if (has_path && has_image)
+		refuse_disk_field(d, item, "image",
+				  "a disk has a path or an image, not both; remove one");
+	else if (!has_path && !has_image)
+		decode_error(
+			d, item,
+			"missing field 'path': a disk needs the path of its file, or an image to make its own copy of");
+	if (!has_image) {
+		refuse_disk_field(d, item, "imageFormat", "only a disk from an image has one");
+		refuse_disk_field(d, item, "size", "only a disk from an image has one");
+		refuse_disk_field(d, item, "ephemeral", "only a disk from an image has one");
+		return;
+	}
+	refuse_disk_field(
+		d, item, "format",
+		"the format of a disk from an image is vmd's (its copy's); the image's is imageFormat");
+	if (!has_path)
+		check_image(d, item, disk);
+}
 
 static void decode_port_number(Decoder *d, const YNode *n, const Field *f, void *obj)
 {
@@ -330,6 +404,7 @@ static const ListDesc disk_list = {
 	.item_size = sizeof(DiskSpec),
 	.max = SPEC_DISKS_MAX,
 	.unique = { "id", "path" },
+	.check = check_disk,
 };
 
 static const ListDesc network_list = {
@@ -354,10 +429,15 @@ static void decode_disks(Decoder *d, const YNode *n, const Field *f _unused_, vo
 {
 	SandboxSpec *s = obj;
 
-	if (sandbox_spec_reserve(s, list_length(n, SPEC_DISKS_MAX), 0) < 0) {
+	size_t len = list_length(n, SPEC_DISKS_MAX);
+
+	if (sandbox_spec_reserve(s, len, 0) < 0) {
 		d->diags->error = -ENOMEM;
 		return;
 	}
+	/* Until the file says otherwise: an image is qcow2. */
+	for (size_t i = 0; i < len; i++)
+		s->disks[i].image_format = DISK_FORMAT_QCOW2;
 	s->n_disks = decode_list(d, n, &disk_list, s->disks);
 }
 
@@ -419,6 +499,7 @@ static const Field spec_fields[] = {
 	{ "networks", decode_networks, 0 },
 	{ "cloudInit", spec_decode_cloud_init, 0 },
 	{ "credentials", spec_decode_credentials, 0 },
+	{ "deleteDisksOnRemove", decode_bool, offsetof(SandboxSpec, delete_disks_on_remove) },
 };
 
 static void decode_spec(Decoder *d, const YNode *n, const Field *f _unused_, void *obj)
@@ -487,7 +568,7 @@ int spec_load_buffer(const char *path, const char *buf, size_t len, const SpecLo
 	_cleanup_(ynode_freep) YNode *root = NULL;
 	_cleanup_(sandbox_spec_freep) SandboxSpec *s = NULL;
 	size_t before = diags->n + diags->n_dropped;
-	SpecContext ctx = {};
+	SpecContext ctx = { .skip_images = opts->skip_images };
 	Decoder d = { .diags = diags, .userdata = &ctx };
 	char sbuf[80];
 	int r;

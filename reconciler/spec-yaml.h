@@ -19,6 +19,11 @@ typedef struct SpecLoadOptions {
 	 * the loader itself knows no backend. NULL: none.
 	 */
 	int (*check)(const SandboxSpec *spec, SpecCheck *check);
+	/*
+	 * Do not open the disks' images (vmd validate --skip-images, on a host without
+	 * them): whether they exist, are what imageFormat says and fit size, the daemon checks.
+	 */
+	bool skip_images;
 } SpecLoadOptions;
 
 /*

@@ -64,8 +64,10 @@ SandboxSpec *sandbox_spec_free(SandboxSpec *s)
 	free(s->kernel);
 	free(s->initrd);
 	free(s->cmdline);
-	for (size_t i = 0; i < s->n_disks; i++)
+	for (size_t i = 0; i < s->n_disks; i++) {
 		free(s->disks[i].path);
+		free(s->disks[i].image);
+	}
 	free(s->disks);
 	free(s->networks);
 	cloud_init_spec_free(s->cloud_init);
@@ -153,9 +155,13 @@ int spec_add_disk(SandboxSpec *s, const DiskSpec *d)
 	if (sandbox_spec_reserve(s, 1, 0) < 0)
 		return -ENOMEM;
 	s->disks[s->n_disks] = *d;
-	s->disks[s->n_disks].path = strdup(d->path);
-	if (!s->disks[s->n_disks].path)
+	s->disks[s->n_disks].path = d->path ? strdup(d->path) : NULL;
+	s->disks[s->n_disks].image = d->image ? strdup(d->image) : NULL;
+	if ((d->path && !s->disks[s->n_disks].path) || (d->image && !s->disks[s->n_disks].image)) {
+		free(s->disks[s->n_disks].path);
+		free(s->disks[s->n_disks].image);
 		return -ENOMEM;
+	}
 	s->n_disks++;
 	return 0;
 }
@@ -169,6 +175,7 @@ int spec_remove_disk(SandboxSpec *s, const char *id)
 		return -ENOENT;
 	i = (size_t)(d - s->disks);
 	free(s->disks[i].path);
+	free(s->disks[i].image);
 	memmove(&s->disks[i], &s->disks[i + 1], (s->n_disks - i - 1) * sizeof(DiskSpec));
 	s->n_disks--;
 	return 0;
@@ -344,4 +351,22 @@ void spec_mac_format(const uint8_t mac[6], char buf[static 18])
 {
 	snprintf(buf, 18, "%02x:%02x:%02x:%02x:%02x:%02x", mac[0], mac[1], mac[2], mac[3], mac[4],
 		 mac[5]);
+}
+
+char *spec_disks_dir(const char *state_dir, const char *name)
+{
+	char *p = NULL;
+
+	return asprintf(&p, "%s/disks/%s", state_dir, name) < 0 ? NULL : p;
+}
+
+char *spec_disk_overlay_path(const char *state_dir, const char *name, const char *id,
+			     DiskFormat format)
+{
+	char *p = NULL;
+
+	return asprintf(&p, "%s/disks/%s/%s.%s", state_dir, name, id,
+			disk_format_to_string(format)) < 0
+		       ? NULL
+		       : p;
 }

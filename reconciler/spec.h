@@ -96,9 +96,18 @@ typedef struct Label {
 
 typedef struct DiskSpec {
 	char id[SPEC_ID_MAX + 1];
+	/*
+	 * The disk's file. NULL in a spec for a disk made from an image, until its backend
+	 * names the sandbox's own copy (spec_disk_overlay_path()) in what the VM runs.
+	 */
 	char *path;
 	bool read_only;
-	DiskFormat format;
+	DiskFormat format; /* of path: for a disk from an image, of the copy (its backend's) */
+	/* A disk from a base image (docs/sandbox-file.md, "Disks from images"); NULL: path. */
+	char *image;
+	DiskFormat image_format; /* stated, checked against its header, never probed */
+	uint64_t size;		 /* bytes the copy has; 0: the image's virtual size */
+	bool ephemeral;		 /* the copy goes when the sandbox is removed */
 } DiskSpec;
 
 typedef enum PortProtocol {
@@ -185,6 +194,7 @@ typedef struct SandboxSpec {
 	/* As many as the file has: 10,000 sandboxes with a disk each should not cost 48 slots. */
 	DiskSpec *disks;
 	size_t n_disks;
+	bool delete_disks_on_remove; /* the copies of its images go with the sandbox */
 	NetSpec *networks;
 	size_t n_networks;
 
@@ -217,6 +227,16 @@ int spec_add_disk(SandboxSpec *s, const DiskSpec *d);
 int spec_remove_disk(SandboxSpec *s, const char *id);
 int spec_add_net(SandboxSpec *s, const NetSpec *n);
 int spec_remove_net(SandboxSpec *s, const char *id);
+
+/*
+ * The sandbox's own copy of a disk's image: <state_dir>/disks/<name>/<id>.qcow2, a qcow2
+ * overlay whose backing file is the image; <id>.raw, a full copy, for a backend that takes
+ * only raw disks (firecracker). NULL: no memory.
+ */
+char *spec_disk_overlay_path(const char *state_dir, const char *name, const char *id,
+			     DiskFormat format);
+/* The directory of a sandbox's copies: <state_dir>/disks/<name>. */
+char *spec_disks_dir(const char *state_dir, const char *name);
 
 /* ^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$ (an RFC 1123 label) */
 bool spec_name_is_valid(const char *s);

@@ -263,9 +263,9 @@ typedef struct StatusDisk {
 	} num;
 	union {
 		struct {
-			const char *id, *path, *format;
+			const char *id, *path, *format, *image; /* image: NULL for a file's disk */
 		};
-		const char *v[3];
+		const char *v[4];
 	} str;
 } StatusDisk;
 
@@ -392,6 +392,7 @@ static int status_view_build(Manager *m, const Sandbox *sb, uint64_t now_mono, u
 		sd->str.id = d->id;
 		sd->str.path = d->path;
 		sd->str.format = disk_format_to_string(d->format);
+		sd->str.image = d->image;
 	}
 	for (size_t i = 0; i < o->config->n_networks; i++) {
 		const NetSpec *n = &o->config->networks[i];
@@ -497,10 +498,13 @@ static json_t *status_render(const StatusView *v)
 	for (size_t i = 0; i < v->n_disks; i++) {
 		const StatusDisk *d = &v->disks[i];
 
-		json_array_append_new(disks,
-				      json_pack("{s:s, s:s, s:b, s:s}", "id", d->str.id, "path",
-						d->str.path, "readOnly", (int)d->num.read_only,
-						"format", d->str.format));
+		json_t *j = json_pack("{s:s, s:s?, s:b, s:s}", "id", d->str.id, "path", d->str.path,
+				      "readOnly", (int)d->num.read_only, "format", d->str.format);
+
+		/* A disk from an image: path is its copy, and image what it is a copy of. */
+		if (j && d->str.image)
+			json_object_set_new(j, "image", json_string(d->str.image));
+		json_array_append_new(disks, j);
 	}
 	for (size_t i = 0; i < v->n_networks; i++) {
 		const StatusNet *n = &v->networks[i];

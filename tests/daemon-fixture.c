@@ -466,6 +466,70 @@ pid_t pid_of(json_t *s)
 	return (pid_t)json_integer_value(json_object_get(s, "pid"));
 }
 
+static char stalled_bin[4096];
+
+static void stalled_path(void)
+{
+	_cleanup_free_ char *p = NULL;
+
+	assert_true(asprintf(&p, "%s:%s", stalled_bin, getenv("PATH") ?: "/usr/bin:/bin") > 0);
+	setenv("PATH", p, 1);
+}
+
+void fixture_stall_qemu_img(Fixture *f)
+{
+	_cleanup_free_ char *bin = path_in(f->dir, "bin"),
+			    *pidfile = path_in(f->dir, "qemu-img.pid"),
+			    *wrapper = path_in(f->dir, "bin/qemu-img"), *text = NULL;
+
+	assert_int_equal(mkdir(bin, 0700), 0);
+	assert_true(asprintf(&text,
+			     "#!/bin/sh\n"
+			     "for a; do last=$a; done\n"
+			     "echo torn > \"$last\"\n"
+			     "echo $$ > %s.tmp && mv %s.tmp %s\n"
+			     "kill -STOP $$\n"
+			     "exec /usr/bin/qemu-img \"$@\"\n",
+			     pidfile, pidfile, pidfile) > 0);
+	test_write_str(bin, "qemu-img", text);
+	assert_int_equal(chmod(wrapper, 0700), 0);
+	snprintf(stalled_bin, sizeof(stalled_bin), "%s", bin);
+	f->before_exec = stalled_path;
+}
+
+pid_t fixture_wait_stalled(Fixture *f)
+{
+	_cleanup_free_ char *pidfile = path_in(f->dir, "qemu-img.pid"), *text = NULL;
+	uint64_t end = ms_now() + FIXTURE_WAIT_MS;
+
+	while (!(text = test_read_file(pidfile, NULL))) {
+		assert_true(ms_now() < end);
+		usleep(20000);
+	}
+	assert_int_equal(unlink(pidfile), 0);
+	assert_true(atoi(text) > 0);
+	return (pid_t)atoi(text);
+}
+
+void fixture_wait_gone(pid_t pid)
+{
+	uint64_t end = ms_now() + FIXTURE_WAIT_MS;
+
+	while (kill(pid, 0) == 0 && ms_now() < end) {
+		(void)waitpid(-1, NULL, WNOHANG); /* it may have come to this binary */
+		usleep(20000);
+	}
+	if (kill(pid, 0) == 0) {
+		(void)kill(pid, SIGKILL);
+		fail_msg("pid %d outlived what ended its work", (int)pid);
+	}
+}
+
+const char *status_disk(json_t *s, size_t i, const char *key)
+{
+	return json_string_value(json_object_get(json_array_get(json_object_get(s, "disks"), i), key));
+}
+
 pid_t fixture_running(Fixture *f, const char *name)
 {
 	json_t *s = fixture_wait_status(f, name, ready, "Running");

@@ -117,6 +117,18 @@ bool absent(json_t *s, const void *arg);
 bool restarted(json_t *s, const void *arg);
 bool failing(json_t *s, const void *arg);
 pid_t pid_of(json_t *s);
+/*
+ * A qemu-img first on the PATH of the daemons started after this (f->before_exec): it
+ * writes "torn" into its last argument (the file it would make), its pid into
+ * <dir>/qemu-img.pid, and stops itself (SIGSTOP), never to do its work.
+ */
+void fixture_stall_qemu_img(Fixture *f);
+/* The pid of the stalled qemu-img, once it wrote it (the pid file is removed for the next). */
+pid_t fixture_wait_stalled(Fixture *f);
+/* Wait until pid is gone (not even a zombie); killed, and the test failed, if it lingers. */
+void fixture_wait_gone(pid_t pid);
+/* Member key of disk i in status s ("path", "image"...), NULL if it has none. */
+const char *status_disk(json_t *s, size_t i, const char *key);
 /* Wait until name is Running and Ready; the pid of its VMM. */
 pid_t fixture_running(Fixture *f, const char *name);
 

@@ -598,9 +598,7 @@ static void test_disk_path(void **state)
 	put(f, "vm", text);
 	fixture_wait_console(f, "vm", "SIM-GUEST-DRIVE-CHANGED d_1", 0);
 	s = fixture_wait_status(f, "vm", running_as_pid, (void *)(intptr_t)pid);
-	assert_string_equal(json_string_value(json_object_get(
-				    json_array_get(json_object_get(s, "disks"), 0), "path")),
-			    b);
+	assert_string_equal(status_disk(s, 0, "path"), b);
 	json_decref(s);
 	assert_int_equal(stat(b, &st_b), 0);
 	assert_int_equal(stat(link_d, &st_link), 0);
@@ -614,6 +612,111 @@ static void test_disk_path(void **state)
 	json_decref(fixture_wait_status(f, "vm", running_as_other_pid, (void *)(intptr_t)pid));
 	assert_int_equal(unlink(file), 0);
 	json_decref(fixture_wait_status(f, "vm", absent, NULL));
+}
+
+/*
+ * Disks from images on Firecracker, which takes raw disks only: a copy, not an overlay.
+ * A raw image is copied sparse (a reflink where the filesystem can) and grown to size;
+ * a qcow2 image is converted by qemu-img. The images are not written.
+ */
+static void test_image_copies(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *raw = path_in(f->dir, "base.raw"),
+			    *qcow2 = path_in(f->dir, "base.qcow2"), *text = NULL,
+			    *root = path_in(f->state, "disks/vm/root.raw"),
+			    *q = path_in(f->state, "disks/vm/q.raw"), *head = NULL;
+	_cleanup_(test_run_done) TestRun r = {};
+	struct stat st;
+	json_t *s;
+
+	test_write_str(f->dir, "base.raw", "FC-BASE");
+	assert_int_equal(truncate(raw, 8 << 20), 0);
+	test_run(&r, (char *[]){ "/usr/bin/qemu-img", "convert", "-q", "-f", "raw", "-O", "qcow2",
+				 raw, qcow2, NULL });
+	assert_int_equal(r.status, 0);
+	assert_true(asprintf(&text,
+			     "  memory: 64Mi\n  disks:\n"
+			     "    - {id: root, image: \"%s\", imageFormat: raw, size: 16Mi}\n"
+			     "    - {id: q, image: \"%s\"}\n",
+			     raw, qcow2) > 0);
+	(void)start_vm(f, text);
+	s = fixture_wait_status(f, "vm", ready, "Running");
+	assert_string_equal(status_disk(s, 0, "path"), root);
+	assert_string_equal(status_disk(s, 1, "format"), "raw");
+	json_decref(s);
+	/* Grown to size, sparse: the data of the image, and holes. */
+	assert_int_equal(stat(root, &st), 0);
+	assert_int_equal(st.st_size, 16 << 20);
+	assert_true(st.st_blocks * 512 < (1 << 20));
+	head = test_read_file(root, NULL);
+	assert_string_equal(head, "FC-BASE");
+	free(head);
+	/* Converted from qcow2: raw bytes, the image's virtual size. */
+	assert_int_equal(stat(q, &st), 0);
+	assert_int_equal(st.st_size, 8 << 20);
+	head = test_read_file(q, NULL);
+	assert_string_equal(head, "FC-BASE");
+	assert_int_equal(stat(raw, &st), 0);
+	assert_int_equal(st.st_size, 8 << 20);
+}
+
+static bool copying(json_t *s, const void *arg)
+{
+	_cleanup_free_ char *text = s ? json_dumps(s, 0) : NULL;
+
+	return text && strstr(text, arg);
+}
+
+/* A copy under way is said in the status; a stop then ends it, and leaves no part of it. */
+static void test_image_copy_stopped(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *qcow2 = path_in(f->dir, "base.qcow2"), *text = NULL, *want = NULL,
+			    *part = path_in(f->state, "disks/vm/q.raw.part"),
+			    *file = path_in(f->sb, "vm.yaml");
+	_cleanup_(test_run_done) TestRun r = {};
+	pid_t stalled;
+
+	test_run(&r, (char *[]){ "/usr/bin/qemu-img", "create", "-q", "-f", "qcow2", qcow2, "64M",
+				 NULL });
+	assert_int_equal(r.status, 0);
+	assert_true(asprintf(&text, "  memory: 64Mi\n  disks:\n    - {id: q, image: \"%s\"}\n",
+			     qcow2) > 0);
+	put(f, "vm", text);
+	fixture_stall_qemu_img(f); /* qemu-img convert, stopped */
+	fixture_start_daemon(f);
+	stalled = fixture_wait_stalled(f);
+	assert_true(asprintf(&want, "copying image %s for disk 'q' (", qcow2) > 0);
+	json_decref(fixture_wait_status(f, "vm", copying, want));
+	assert_int_equal(unlink(file), 0);
+	json_decref(fixture_wait_status(f, "vm", absent, NULL));
+	fixture_wait_gone(stalled);
+	assert_false(access(part, F_OK) == 0);
+}
+
+/* Jailed: the copy is hard-linked into the jail, and the jailer's uid may write it. */
+static void test_image_copies_jailed(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *raw = path_in(f->dir, "base.raw"), *text = NULL,
+			    *base = path_in(f->dir, "jail"),
+			    *root = path_in(f->state, "disks/vm/root.raw"),
+			    *link = path_in(f->dir, "jail/firecracker/vm/root/disk-root");
+	struct stat st, st_link;
+
+	jailed(f, base);
+	test_write_str(f->dir, "base.raw", "FC-BASE");
+	assert_int_equal(truncate(raw, 8 << 20), 0);
+	assert_true(asprintf(&text,
+			     "  memory: 64Mi\n  disks:\n"
+			     "    - {id: root, image: \"%s\", imageFormat: raw}\n",
+			     raw) > 0);
+	(void)start_vm(f, text);
+	assert_int_equal(stat(root, &st), 0);
+	assert_int_equal(st.st_uid, (uid_t)atoi(JAIL_UID));
+	assert_int_equal(stat(link, &st_link), 0);
+	assert_int_equal(st_link.st_ino, st.st_ino);
 }
 
 /* --jailer without the ids to drop to is refused before anything starts; so is uid 0. */
@@ -642,13 +745,23 @@ static void test_jailer_options(void **state _unused_)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		FC_TEST(test_lifecycle),      FC_TEST(test_forced_stop),
-		FC_TEST(test_memory_hotplug), FC_TEST(test_readopt),
-		FC_TEST(test_crash),	      FC_TEST(test_errors_and_stale_socket),
-		FC_TEST(test_dash_ids),	      FC_TEST(test_patch_drive_sim),
-		FC_TEST(test_seed),	      FC_TEST(test_jailer),
-		FC_TEST(test_jail_restarts),  FC_TEST(test_aarch64_stop),
-		FC_TEST(test_disk_path),      cmocka_unit_test(test_jailer_options),
+		FC_TEST(test_lifecycle),
+		FC_TEST(test_forced_stop),
+		FC_TEST(test_memory_hotplug),
+		FC_TEST(test_readopt),
+		FC_TEST(test_crash),
+		FC_TEST(test_errors_and_stale_socket),
+		FC_TEST(test_dash_ids),
+		FC_TEST(test_patch_drive_sim),
+		FC_TEST(test_seed),
+		FC_TEST(test_jailer),
+		FC_TEST(test_jail_restarts),
+		FC_TEST(test_aarch64_stop),
+		FC_TEST(test_disk_path),
+		FC_TEST(test_image_copies),
+		FC_TEST(test_image_copies_jailed),
+		FC_TEST(test_image_copy_stopped),
+		cmocka_unit_test(test_jailer_options),
 	};
 
 	snprintf(binary, sizeof(binary), "%s", test_src("tests/sim/firecracker"));

@@ -19,6 +19,12 @@
 #define D1 "disks: [{id: root, path: /d/root.raw}]\n"
 #define D2 "disks: [{id: root, path: /d/root.raw}, {id: data, path: /d/data.raw}]\n"
 #define N1 "networks: [{id: net0, tap: tap0}]\n"
+/* Disks from images: /etc/passwd and /etc/group, files every host has, read as raw images. */
+#define I1 "disks: [{id: root, image: /etc/passwd, imageFormat: raw, size: 1Mi}]\n"
+#define I1_EPHEMERAL                                                                               \
+	"disks: [{id: root, image: /etc/passwd, imageFormat: raw, size: 1Mi, ephemeral: true}]\n"
+#define I1_GROWN "disks: [{id: root, image: /etc/passwd, imageFormat: raw, size: 2Mi}]\n"
+#define I2 "disks: [{id: root, image: /etc/group, imageFormat: raw, size: 1Mi}]\n"
 #define N2 "networks: [{id: net0, tap: tap0}, {id: net1, tap: tap1}]\n"
 
 typedef struct Row {
@@ -185,6 +191,23 @@ static const Row rows[] = {
 	  .min_memory = 64 << 20, .max_memory = 256 << 20, .expect = "", .restart_required = true },
 	{ "kernel changed", BASE "kernel: /k2\n", VM_RUNNING, .have = BASE "kernel: /k1\n",
 	  .expect = "", .restart_required = true },
+	/* Disks from images: their copies are made by a start, never live */
+	{ "disk from an image, in line", BASE I1, VM_RUNNING, .caps = ALL, .expect = "" },
+	{ "disk from an image made ephemeral: nothing to do now", BASE I1_EPHEMERAL, VM_RUNNING,
+	  .have = BASE I1, .caps = ALL, .expect = "" },
+	{ "image changed: for the next boot, not hot-plugged", BASE I2, VM_RUNNING, .have = BASE I1,
+	  .caps = ALL | BACKEND_CAP_DISK_PATH, .expect = "", .restart_required = true },
+	{ "image changed, restart", BASE "updatePolicy: restart\n" I2, VM_RUNNING, .have = BASE I1,
+	  .caps = ALL, .expect = "restart" },
+	{ "image's copy grown: for the next boot", BASE I1_GROWN, VM_RUNNING, .have = BASE I1,
+	  .caps = ALL, .expect = "", .restart_required = true },
+	{ "disk from an image added: for the next boot, not hot-plugged", BASE I1, VM_RUNNING,
+	  .have = BASE, .caps = ALL, .expect = "", .restart_required = true },
+	{ "disk from an image removed: hot-unplugged", BASE, VM_RUNNING, .have = BASE I1,
+	  .caps = ALL, .expect = "disk-remove:root" },
+	{ "disk path replaced by an image, restart", BASE "updatePolicy: restart\n" I1, VM_RUNNING,
+	  .have = BASE D1, .caps = ALL, .expect = "restart" },
+
 	{ "cmdline changed, restart", BASE "updatePolicy: restart\ncmdline: quiet\n", VM_RUNNING,
 	  .have = BASE, .expect = "restart" },
 	{ "guest agent added", BASE "guestAgent: true\n", VM_RUNNING, .have = BASE, .expect = "",

@@ -89,9 +89,12 @@ static void test_good_file(void **state)
 	const char *path = *state;
 	_cleanup_(diag_list_done) DiagList diags = {};
 	_cleanup_(sandbox_spec_freep) SandboxSpec *spec = NULL;
+	SpecLoadOptions opts = qemu_default;
 	int r;
 
-	r = spec_load_file(path, &qemu_default, &spec, &diags);
+	/* The examples name the images of the host they are for, not this one's. */
+	opts.skip_images = strstr(path, "/examples/") != NULL;
+	r = spec_load_file(path, &opts, &spec, &diags);
 	for (size_t i = 0; i < diags.n; i++)
 		print_error("%s:%u:%u: %s\n", path, diags.items[i].line, diags.items[i].column,
 			    diags.items[i].message);
