@@ -58,6 +58,7 @@ LIB_SRCS := \
 	reconciler/spec.c \
 	reconciler/spec-check.c \
 	reconciler/spec-yaml.c \
+	reconciler/probe-spec.c \
 	reconciler/sandbox-dir.c \
 	reconciler/sandbox-file.c \
 	reconciler/spec-json.c \
@@ -73,6 +74,7 @@ LIB_SRCS := \
 	reconciler/host-ports.c \
 	reconciler/neigh.c \
 	reconciler/addresses.c \
+	reconciler/probe.c \
 	reconciler/executor.c \
 	reconciler/watcher.c \
 	reconciler/manager.c \

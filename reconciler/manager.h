@@ -87,6 +87,12 @@ typedef struct Sandbox {
 	uint64_t adopt_retry_at; /* CLOCK_MONOTONIC */
 	char *adopt_error;
 
+	/* probe.c: its VM's readiness and liveness probes, while it runs */
+	struct Prober *prober;
+	uint64_t console_offset; /* console.log's size when vmd last started its VM */
+	char *liveness_kill;	 /* why liveness forced its VM off, until the next start */
+	bool counted_ready;	 /* in Manager.n_ready */
+
 	/* What vmd did about it. */
 	unsigned restarts;
 	unsigned failures;    /* in a row, for backoff */
@@ -194,7 +200,8 @@ struct Manager {
 
 	/* status.c: what STATUS= says, kept as sandboxes change instead of counted over all */
 	unsigned phase_tally[_PHASE_MAX];
-	Prioq *failing; /* Sandboxes that are Failed or whose file is refused, by name */
+	unsigned n_ready; /* sandboxes whose Ready is True */
+	Prioq *failing;	  /* Sandboxes that are Failed or whose file is refused, by name */
 
 	DeletionGuard guard;
 	Telemetry telemetry; /* telemetry.c: passes counted, daemon.json */

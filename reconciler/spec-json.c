@@ -8,6 +8,24 @@ static int set_opt_string(json_t *o, const char *key, const char *value)
 	return value ? json_object_set_new(o, key, json_string(value)) : 0;
 }
 
+/* readiness and liveness, when the spec has them. */
+static int probes_to_json(json_t *j, const SandboxSpec *s)
+{
+	const struct {
+		const char *key;
+		const ProbeSpec *p;
+	} probes[] = { { "readiness", &s->readiness }, { "liveness", &s->liveness } };
+	int r = 0;
+
+	for (size_t i = 0; i < ELEMENTSOF(probes); i++) {
+		json_t *v = probe_spec_to_json(probes[i].p);
+
+		if (probes[i].p->kind != PROBE_NONE)
+			r |= v ? json_object_set_new(j, probes[i].key, v) : -ENOMEM;
+	}
+	return r;
+}
+
 json_t *spec_to_json(const SandboxSpec *s)
 {
 	json_t *j = json_object(), *labels = json_object(), *disks = json_array(),
@@ -63,6 +81,7 @@ json_t *spec_to_json(const SandboxSpec *s)
 	disks = NULL;
 	r |= json_object_set_new(j, "networks", nets);
 	nets = NULL;
+	r |= probes_to_json(j, s);
 	if (r == 0)
 		return j;
 fail:
@@ -254,6 +273,10 @@ int spec_from_json(const json_t *j, SandboxSpec **ret)
 		r = disks_from_json(json_object_get(j, "disks"), s);
 	if (r == 0)
 		r = nets_from_json(json_object_get(j, "networks"), s);
+	if (r == 0)
+		r = probe_spec_from_json(json_object_get(j, "readiness"), &s->readiness);
+	if (r == 0)
+		r = probe_spec_from_json(json_object_get(j, "liveness"), &s->liveness);
 	if (r < 0)
 		return r;
 	s->backend = backend;

@@ -402,6 +402,8 @@ static const Field spec_fields[] = {
 	  .max = SPEC_STOP_TIMEOUT_MAX_MS },
 	{ "disks", decode_disks, 0 },
 	{ "networks", decode_networks, 0 },
+	{ "readiness", decode_probe, offsetof(SandboxSpec, readiness) },
+	{ "liveness", decode_probe, offsetof(SandboxSpec, liveness) },
 };
 
 static void decode_spec(Decoder *d, const YNode *n, const Field *f _unused_, void *obj)

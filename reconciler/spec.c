@@ -68,6 +68,8 @@ SandboxSpec *sandbox_spec_free(SandboxSpec *s)
 		free(s->disks[i].path);
 	free(s->disks);
 	free(s->networks);
+	probe_spec_done(&s->readiness);
+	probe_spec_done(&s->liveness);
 	free(s);
 	return NULL;
 }

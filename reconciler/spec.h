@@ -3,6 +3,7 @@
 
 #include <stdint.h>
 
+#include "probe-spec.h"
 #include "util.h"
 
 /* The desired state of one sandbox, as a sandbox file states it (docs/sandbox-file.md). */
@@ -148,6 +149,10 @@ typedef struct SandboxSpec {
 	size_t n_disks;
 	NetSpec *networks;
 	size_t n_networks;
+
+	/* probe-spec.h: PROBE_NONE when the file has none */
+	ProbeSpec readiness;
+	ProbeSpec liveness;
 } SandboxSpec;
 
 SandboxSpec *sandbox_spec_free(SandboxSpec *s);

@@ -9,6 +9,7 @@
 #include "log.h"
 #include "manager.h"
 #include "neigh.h"
+#include "probe.h"
 #include "status.h"
 
 const char *const phase_table[_PHASE_MAX] = {
@@ -23,6 +24,7 @@ const char *const condition_type_table[_CONDITION_TYPE_MAX] = {
 	[CONDITION_READY] = "Ready",
 	[CONDITION_RESTART_REQUIRED] = "RestartRequired",
 	[CONDITION_DEGRADED] = "Degraded",
+	[CONDITION_RUNNING] = "Running",
 };
 
 void sandbox_status_done(SandboxStatus *s)
@@ -124,6 +126,39 @@ static bool phase_is_desired(Phase p, const SandboxSpec *want)
 	}
 }
 
+/* Running: whether the VMM runs the guest, whatever its probes say. */
+static void compute_running(Manager *m, Sandbox *sb, uint64_t now)
+{
+	static const struct {
+		const char *reason, *message;
+	} not_running[_VM_STATE_MAX] = {
+		[VM_ABSENT] = { "NotStarted", "no VM runs" },
+		[VM_STARTING] = { "Starting", "its VMM is coming up" },
+		[VM_PAUSED] = { "Paused", "its VM is paused" },
+		[VM_STOPPING] = { "Stopping", "its VM is being stopped" },
+		[VM_EXITED] = { "Exited", NULL },
+	};
+	SandboxStatus *s = &sb->status;
+	VmState st = sb->observed.state;
+
+	if (sb->observed.stray)
+		condition_set(s, CONDITION_RUNNING, CONDITION_UNKNOWN, stray_reason(sb),
+			      sb->observed.stray_message, now);
+	else if (left_alone(sb) || sb->observed.unresponsive)
+		condition_set(s, CONDITION_RUNNING, CONDITION_UNKNOWN, "VmmNotResponding",
+			      sb->observed.unresponsive ?: sb->adopt_error, now);
+	else if (sb->observed.job == BACKEND_OP_ADOPT || (sb->observed.unwatched && !m->read_only))
+		condition_set(s, CONDITION_RUNNING, CONDITION_UNKNOWN, "Adopting",
+			      "checking that what runs is what vmd started", now);
+	else if (st == VM_RUNNING)
+		condition_set(s, CONDITION_RUNNING, true, "VmRunning", "", now);
+	else if (st >= 0 && st < _VM_STATE_MAX && not_running[st].reason)
+		condition_set(s, CONDITION_RUNNING, false, not_running[st].reason,
+			      not_running[st].message ?: sb->exit_reason ?: "its VMM exited", now);
+	else
+		condition_set(s, CONDITION_RUNNING, false, "NotStarted", "no VM runs", now);
+}
+
 static void compute_conditions(Manager *m, Sandbox *sb, const Plan *plan, uint64_t now)
 {
 	SandboxStatus *s = &sb->status;
@@ -131,6 +166,7 @@ static void compute_conditions(Manager *m, Sandbox *sb, const Plan *plan, uint64
 	bool ready = want && phase_is_desired(s->phase, want) && plan->n_actions == 0 &&
 		     !plan->held && !plan->resize_waits && !sb->observed.busy && !sb->refusal;
 	bool held = deletion_guard_holds(m, sb);
+	const char *probe_reason, *probe_message;
 	char msg[512], unwritten[512];
 
 	if (sb->persist_failed)
@@ -171,7 +207,9 @@ static void compute_conditions(Manager *m, Sandbox *sb, const Plan *plan, uint64
 			 "); vmd leaves the VM as it runs until its file is valid again",
 			 sb->stale_generation, sb->generation);
 		condition_set(s, CONDITION_READY, false, "StaleSpec", msg, now);
-	} else if (ready && sb->persist_failed)
+	} else if (ready && probe_holds_ready(sb, &probe_reason, &probe_message))
+		condition_set(s, CONDITION_READY, false, probe_reason, probe_message, now);
+	else if (ready && sb->persist_failed)
 		condition_set(s, CONDITION_READY, false, "StateWriteFailed", unwritten, now);
 	else if (ready)
 		condition_set(s, CONDITION_READY, true, "AsDesired", "", now);
@@ -240,6 +278,7 @@ static void compute_conditions(Manager *m, Sandbox *sb, const Plan *plan, uint64
 		condition_set(s, CONDITION_DEGRADED, true, "StateWriteFailed", unwritten, now);
 	else
 		condition_set(s, CONDITION_DEGRADED, false, "AsExpected", "", now);
+	compute_running(m, sb, now);
 }
 
 /*
@@ -551,6 +590,16 @@ static int status_write(Manager *m, const Sandbox *sb, const StatusView *v)
 	return 0;
 }
 
+/* Manager.n_ready, for STATUS=, follows each sandbox's Ready. */
+static void count_ready(Manager *m, Sandbox *sb)
+{
+	bool ready = sb->status.conditions[CONDITION_READY].status == CONDITION_TRUE;
+
+	if (ready != sb->counted_ready)
+		m->n_ready += ready ? 1 : -1u;
+	sb->counted_ready = ready;
+}
+
 static void set_phase(Manager *m, Sandbox *sb, Phase p, uint64_t now)
 {
 	if (p != sb->status.phase || !sb->phase_since)
@@ -568,7 +617,9 @@ void sandbox_update_status(Manager *m, Sandbox *sb, const Plan *plan)
 
 	set_phase(m, sb, compute_phase(m, sb, plan), now_real);
 	manager_tally_update(m, sb);
+	probe_sync(m, sb);
 	compute_conditions(m, sb, plan, now_real);
+	count_ready(m, sb);
 
 	if (status_view_build(m, sb, now_mono, now_real, &v) < 0)
 		return;
@@ -610,6 +661,9 @@ void manager_tally_remove(Manager *m, Sandbox *sb)
 {
 	m->phase_tally[sb->status.phase]--;
 	prioq_remove(m->failing, &sb->failing_idx);
+	if (sb->counted_ready)
+		m->n_ready--;
+	sb->counted_ready = false;
 }
 
 void manager_tally_update(Manager *m, Sandbox *sb)
@@ -652,6 +706,8 @@ static void status_line(Manager *m, char *line, size_t size)
 	}
 	snprintf(line + strlen(line), size - strlen(line), "%zu sandbox%s", total,
 		 total == 1 ? "" : "es");
+	if (m->n_ready)
+		snprintf(line + strlen(line), size - strlen(line), ", %u ready", m->n_ready);
 	for (int p = 0; p < _PHASE_MAX; p++)
 		if (m->phase_tally[p])
 			snprintf(line + strlen(line), size - strlen(line), ", %u %s",

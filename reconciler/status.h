@@ -28,6 +28,7 @@ typedef enum ConditionType {
 	CONDITION_READY,
 	CONDITION_RESTART_REQUIRED,
 	CONDITION_DEGRADED,
+	CONDITION_RUNNING, /* the VMM runs the guest; Ready may wait for a probe besides */
 	_CONDITION_TYPE_MAX,
 } ConditionType;
 

@@ -278,7 +278,7 @@ static void test_lifecycle(void **state)
 	test_write_str(f->sb, "db.yaml", SPEC);
 	start_daemon(f, NULL);
 	expect_notify(f, "READY=1");
-	expect_notify(f, "STATUS=2 sandboxes, 2 Running");
+	expect_notify(f, "STATUS=2 sandboxes, 2 ready, 2 Running");
 
 	s = wait_status(f, "web", phase_is, "Running");
 	assert_string_equal(status_condition(s, "Ready", "status"), "True");
@@ -378,7 +378,7 @@ static void test_readopt(void **state)
 	test_run_done(&r);
 	start_daemon(f, NULL);
 	expect_notify(f, "READY=1");
-	expect_notify(f, "STATUS=2 sandboxes, 2 Running");
+	expect_notify(f, "STATUS=2 sandboxes, 2 ready, 2 Running");
 	run_cli(&r, "status", "--run-dir", f->run, NULL, NULL, NULL, NULL);
 	assert_string_equal(r.err, "");
 	test_run_done(&r);
@@ -482,7 +482,7 @@ static void test_missing_dir(void **state)
 
 	assert_int_equal(mkdir(f->sb, 0755), 0);
 	test_write_str(f->sb, "web.yaml", SPEC);
-	expect_notify(f, "STATUS=1 sandbox, 1 Running");
+	expect_notify(f, "STATUS=1 sandbox, 1 ready, 1 Running");
 }
 
 static void test_untrusted(void **state)
@@ -910,7 +910,7 @@ static void test_state_write_failed(void **state)
 	assert_int_equal(unlink(filler), 0);
 	json_decref(wait_status(f, "web", ready_again, NULL));
 	wait_persisted(f, "web", 2);
-	expect_notify(f, "STATUS=1 sandbox, 1 Running");
+	expect_notify(f, "STATUS=1 sandbox, 1 ready, 1 Running");
 	log = test_read_file(f->log, NULL);
 	assert_int_equal(count(log, "cannot write the last valid specs to"), 1);
 	assert_non_null(strstr(log, "the state dir takes writes again after "));
