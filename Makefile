@@ -104,7 +104,7 @@ LIB_SRCS := \
 	backends/firecracker-jail.c
 MAIN_SRC := reconciler/main.c
 
-TESTS := util hashmap list prioq status desired console yaml-tree yaml-decode spec spec-check spec-yaml spec-json sandbox-dir sandbox-file plan backend-noop vmm http-unix cloud-hypervisor firecracker qmp qemu-argv qemu qemu-net qemu-sim hung-vmm vm-safety host-ports neigh watcher \
+TESTS := util hashmap list prioq status desired console yaml-tree yaml-decode spec spec-check spec-yaml spec-json sandbox-dir sandbox-file plan backend-noop vmm http-unix cloud-hypervisor firecracker qmp qemu-argv qemu qemu-net qemu-sim hung-vmm vm-safety host-ports neigh readiness watcher \
 	cli-validate schema daemon files deletion-guard journal units install systemd readme metrics man fleet
 
 # libFuzzer targets, tests/fuzz-NAME.c; make check replays the seeds of each (tests/run).

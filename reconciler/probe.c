@@ -191,6 +191,8 @@ static bool nic_address(Manager *m, const NetSpec *net, char *buf, size_t size)
 	_cleanup_free_ char *all = neigh_addresses(manager_neigh(m), net->mac);
 	const char *best = NULL;
 
+	if (!all)
+		return false;
 	for (char *a = all, *save = NULL; (a = strtok_r(a, ",", &save)); a = NULL) {
 		if (!strchr(a, ':')) {
 			best = a; /* IPv4 first */
@@ -390,11 +392,14 @@ static void try_console(Prober *p)
 		return tried_errno(p, "console", errno);
 	buf[n] = 0;
 	for (char *line = buf, *nl; (nl = memchr(line, '\n', (size_t)n - used)); line = nl + 1) {
+		size_t len = (size_t)(nl - line);
+
 		*nl = 0;
-		if (nl > line && nl[-1] == '\r')
-			nl[-1] = 0;
+		if (len > 0 && line[len - 1] == '\r')
+			line[--len] = 0;
 		used = (size_t)(nl + 1 - buf);
-		if (strlen(line) == (size_t)(nl - line) && regexec(&p->re, line, 0, NULL, 0) == 0) {
+		/* A line with a NUL in it is no text: not matched. */
+		if (strlen(line) == len && regexec(&p->re, line, 0, NULL, 0) == 0) {
 			p->console_offset += used;
 			return tried(p, true, NULL);
 		}

@@ -1,0 +1,261 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Readiness and liveness probes (reconciler/probe.c) on the real `vmd daemon` with noop
+ * sandboxes: a NIC whose lease (--dhcp-leases) gives 127.0.0.1, so that a tcp or http
+ * probe reaches a listener this test opens on the loopback, and a console probe reading
+ * the console.log the test writes in the sandbox's run dir (noop has no console). Pass,
+ * fail, timeout, and a liveness restart when the listener goes.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "daemon-fixture.h"
+#include "helpers.h"
+#include "status.h"
+
+#define MAC "52:54:00:00:0b:01"
+
+/* A listener on 127.0.0.1, on a port the kernel picks; its port in *port. */
+static int listen_loopback(uint16_t *port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	assert_true(fd >= 0);
+	assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &(int){ 1 }, sizeof(int)), 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(listen(fd, 64), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+	*port = ntohs(a.sin_port);
+	return fd;
+}
+
+/* Give the sandbox's NIC the loopback, as a DHCP server would give it an address. */
+static void start_with_lease(Fixture *f, const char *const *args)
+{
+	test_write_str(f->dir, "dnsmasq.leases", "0 " MAC " 127.0.0.1 probe *\n");
+	f->daemon_args = args;
+	fixture_start_daemon(f);
+}
+
+static void put_probed(Fixture *f, const char *name, const char *probes)
+{
+	char text[2048];
+
+	snprintf(text, sizeof(text),
+		 "apiVersion: vmd/v1\nkind: Sandbox\nspec:\n  backend: noop\n  memory: 64Mi\n"
+		 "  networks:\n    - {id: n0, tap: tap-probe, mac: \"" MAC "\"}\n%s",
+		 probes);
+	fixture_put(f, name, text);
+}
+
+typedef struct CondWant {
+	const char *type, *status, *reason, *message; /* message: a part of it, or NULL */
+} CondWant;
+
+static bool cond_is(json_t *s, const void *arg)
+{
+	const CondWant *w = arg;
+
+	return s && streq(status_condition(s, w->type, "status"), w->status) &&
+	       (!w->reason || streq(status_condition(s, w->type, "reason"), w->reason)) &&
+	       (!w->message || strstr(status_condition(s, w->type, "message"), w->message));
+}
+
+static json_t *wait_cond(Fixture *f, const char *name, const char *type, const char *status,
+			 const char *reason, const char *message)
+{
+	const CondWant w = { type, status, reason, message };
+
+	return fixture_wait_status(f, name, cond_is, &w);
+}
+
+/* tcp: refused while nothing listens (Running, not Ready), Ready once something does. */
+static void test_tcp_fail_then_pass(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *leases = path_in(f->dir, "dnsmasq.leases");
+	const char *args[] = { "--dhcp-leases", leases, NULL };
+	char probes[256], refused[64];
+	uint16_t port;
+	int fd = listen_loopback(&port);
+	json_t *s;
+
+	close(fd); /* the port is free now: a connect is refused */
+	snprintf(probes, sizeof(probes), "  readiness: {tcp: {port: %u}, period: 100ms}\n", port);
+	put_probed(f, "web", probes);
+	start_with_lease(f, args);
+	snprintf(refused, sizeof(refused), "tcp 127.0.0.1:%u: Connection refused", port);
+	s = wait_cond(f, "web", "Ready", "False", "ProbeFailed", refused);
+	assert_string_equal(status_condition(s, "Running", "status"), "True");
+	assert_string_equal(json_string_value(json_object_get(s, "phase")), "Running");
+	json_decref(s);
+
+	fd = listen_loopback(&(uint16_t){ 0 }); /* another port first: still refused */
+	close(fd);
+	{
+		struct sockaddr_in a = { .sin_family = AF_INET,
+					 .sin_port = htons(port),
+					 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+
+		fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &(int){ 1 }, sizeof(int)),
+				 0);
+		assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+		assert_int_equal(listen(fd, 64), 0);
+	}
+	json_decref(wait_cond(f, "web", "Ready", "True", "AsDesired", NULL));
+	close(fd);
+}
+
+/* No address for the NIC: a failure that says so, not an error of the file. */
+static void test_no_address_yet(void **state)
+{
+	Fixture *f = *state;
+
+	put_probed(f, "web", "  readiness: {tcp: {port: 22}, period: 100ms}\n");
+	fixture_start_daemon(f);
+	json_decref(wait_cond(f, "web", "Ready", "False", "ProbeFailed",
+			      "tcp port 22: no address yet"));
+	json_decref(wait_cond(f, "web", "ConfigValid", "True", NULL, NULL));
+}
+
+/* A readiness timeout: ProbeTimeout, and the VM keeps running, not restarted. */
+static void test_timeout(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *leases = path_in(f->dir, "dnsmasq.leases");
+	const char *args[] = { "--dhcp-leases", leases, NULL };
+	char probes[256];
+	uint16_t port;
+	json_t *s;
+
+	close(listen_loopback(&port));
+	snprintf(probes, sizeof(probes),
+		 "  readiness: {tcp: {port: %u}, period: 100ms, timeout: 600ms}\n", port);
+	put_probed(f, "web", probes);
+	start_with_lease(f, args);
+	s = wait_cond(f, "web", "Ready", "False", "ProbeTimeout", "Connection refused");
+	assert_string_equal(status_condition(s, "Running", "status"), "True");
+	assert_int_equal(json_integer_value(json_object_get(s, "restarts")), 0);
+	json_decref(s);
+}
+
+/* A tiny HTTP server: answers every request with code, until told to stop. */
+typedef struct Http {
+	int fd;
+	int code;
+	pthread_t thread;
+} Http;
+
+static void *http_serve(void *arg)
+{
+	Http *h = arg;
+
+	for (;;) {
+		char buf[1024], reply[128];
+		int c = accept4(h->fd, NULL, NULL, SOCK_CLOEXEC);
+
+		if (c < 0)
+			return NULL; /* shut down */
+		(void)!read(c, buf, sizeof(buf));
+		snprintf(reply, sizeof(reply), "HTTP/1.0 %d X\r\nContent-Length: 0\r\n\r\n", h->code);
+		(void)!write(c, reply, strlen(reply));
+		close(c);
+	}
+}
+
+/* http: a 503 is a failure with its status; a 200 passes. */
+static void test_http(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *leases = path_in(f->dir, "dnsmasq.leases");
+	const char *args[] = { "--dhcp-leases", leases, NULL };
+	char probes[256], want[64];
+	uint16_t port;
+	Http h = { .code = 503 };
+
+	h.fd = listen_loopback(&port);
+	assert_int_equal(pthread_create(&h.thread, NULL, http_serve, &h), 0);
+	snprintf(probes, sizeof(probes),
+		 "  readiness: {http: {port: %u, path: /ready}, period: 100ms}\n", port);
+	put_probed(f, "web", probes);
+	start_with_lease(f, args);
+	snprintf(want, sizeof(want), "http 127.0.0.1:%u/ready: status 503", port);
+	json_decref(wait_cond(f, "web", "Ready", "False", "ProbeFailed", want));
+	__atomic_store_n(&h.code, 200, __ATOMIC_SEQ_CST);
+	json_decref(wait_cond(f, "web", "Ready", "True", NULL, NULL));
+	shutdown(h.fd, SHUT_RDWR);
+	pthread_join(h.thread, NULL);
+	close(h.fd);
+}
+
+/* console: a line matching, printed after the start, makes it Ready. */
+static void test_console(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *dir = NULL;
+
+	fixture_put(f, "web",
+		    "apiVersion: vmd/v1\nkind: Sandbox\nspec:\n  backend: noop\n  memory: 64Mi\n"
+		    "  readiness: {console: {match: \"^VMD-GUEST-READY$\"}, period: 100ms}\n");
+	fixture_start_daemon(f);
+	json_decref(wait_cond(f, "web", "Running", "True", NULL, NULL));
+	json_decref(wait_cond(f, "web", "Ready", "False", "ProbeFailed", "console"));
+	dir = path_in(f->run, "web");
+	test_write_str(dir, "console.log", "booting\nVMD-GUEST-READY now\n");
+	fixture_pass_time(f, 400);
+	json_decref(wait_cond(f, "web", "Ready", "False", NULL, NULL)); /* not a whole line */
+	test_write_str(dir, "console.log", "booting\nVMD-GUEST-READY now\nVMD-GUEST-READY\r\n");
+	json_decref(wait_cond(f, "web", "Ready", "True", NULL, NULL));
+}
+
+/* Liveness: the listener goes, failureThreshold failures later the VM is restarted. */
+static void test_liveness_restart(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *leases = path_in(f->dir, "dnsmasq.leases");
+	const char *args[] = { "--dhcp-leases", leases, NULL };
+	char probes[256];
+	uint16_t port;
+	int fd = listen_loopback(&port);
+	_cleanup_free_ char *log = NULL;
+	json_t *s;
+
+	snprintf(probes, sizeof(probes),
+		 "  liveness: {tcp: {port: %u}, period: 100ms, failureThreshold: 2}\n", port);
+	put_probed(f, "web", probes);
+	start_with_lease(f, args);
+	json_decref(fixture_wait_status(f, "web", ready, "Running"));
+	fixture_pass_time(f, 500); /* passing all along: no restart */
+	s = fixture_status(f, "web");
+	assert_int_equal(json_integer_value(json_object_get(s, "restarts")), 0);
+	json_decref(s);
+
+	close(fd);
+	s = fixture_wait_status(f, "web", restarted, (void *)(uintptr_t)1);
+	json_decref(s);
+	log = test_read_file(f->log, NULL);
+	assert_non_null(strstr(log, "liveness probe failed 2 times in a row: tcp 127.0.0.1:"));
+}
+
+int main(void)
+{
+	static const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_tcp_fail_then_pass, fixture_setup,
+						fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_no_address_yet, fixture_setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_timeout, fixture_setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_http, fixture_setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_console, fixture_setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_liveness_restart, fixture_setup,
+						fixture_teardown),
+	};
+
+	return cmocka_run_group_tests_name("readiness", tests, NULL, NULL);
+}
