@@ -35,14 +35,6 @@ static int listen_loopback(uint16_t *port)
 	return fd;
 }
 
-/* Give the sandbox's NIC the loopback, as a DHCP server would give it an address. */
-static void start_with_lease(Fixture *f, const char *const *args)
-{
-	test_write_str(f->dir, "dnsmasq.leases", "0 " MAC " 127.0.0.1 probe *\n");
-	f->daemon_args = args;
-	fixture_start_daemon(f);
-}
-
 static void put_probed(Fixture *f, const char *name, const char *probes)
 {
 	char text[2048];
@@ -52,6 +44,24 @@ static void put_probed(Fixture *f, const char *name, const char *probes)
 		 "  networks:\n    - {id: n0, tap: tap-probe, mac: \"" MAC "\"}\n%s",
 		 probes);
 	fixture_put(f, name, text);
+}
+
+/*
+ * Sandbox web with the probes of probes_fmt (its %u: port), its NIC given the loopback as
+ * a DHCP server would give it an address, and the daemon started.
+ */
+static void start_probed(Fixture *f, const char *probes_fmt, unsigned port)
+{
+	static char leases[4096];
+	static const char *args[] = { "--dhcp-leases", leases, NULL };
+	char probes[256];
+
+	snprintf(leases, sizeof(leases), "%s/dnsmasq.leases", f->dir);
+	snprintf(probes, sizeof(probes), probes_fmt, port);
+	put_probed(f, "web", probes);
+	test_write_str(f->dir, "dnsmasq.leases", "0 " MAC " 127.0.0.1 probe *\n");
+	f->daemon_args = args;
+	fixture_start_daemon(f);
 }
 
 typedef struct CondWant {
@@ -79,17 +89,13 @@ static json_t *wait_cond(Fixture *f, const char *name, const char *type, const c
 static void test_tcp_fail_then_pass(void **state)
 {
 	Fixture *f = *state;
-	_cleanup_free_ char *leases = path_in(f->dir, "dnsmasq.leases");
-	const char *args[] = { "--dhcp-leases", leases, NULL };
-	char probes[256], refused[64];
+	char refused[64];
 	uint16_t port;
 	int fd = listen_loopback(&port);
 	json_t *s;
 
 	close(fd); /* the port is free now: a connect is refused */
-	snprintf(probes, sizeof(probes), "  readiness: {tcp: {port: %u}, period: 100ms}\n", port);
-	put_probed(f, "web", probes);
-	start_with_lease(f, args);
+	start_probed(f, "  readiness: {tcp: {port: %u}, period: 100ms}\n", port);
 	snprintf(refused, sizeof(refused), "tcp 127.0.0.1:%u: Connection refused", port);
 	s = wait_cond(f, "web", "Ready", "False", "ProbeFailed", refused);
 	assert_string_equal(status_condition(s, "Running", "status"), "True");
@@ -129,17 +135,11 @@ static void test_no_address_yet(void **state)
 static void test_timeout(void **state)
 {
 	Fixture *f = *state;
-	_cleanup_free_ char *leases = path_in(f->dir, "dnsmasq.leases");
-	const char *args[] = { "--dhcp-leases", leases, NULL };
-	char probes[256];
 	uint16_t port;
 	json_t *s;
 
 	close(listen_loopback(&port));
-	snprintf(probes, sizeof(probes),
-		 "  readiness: {tcp: {port: %u}, period: 100ms, timeout: 600ms}\n", port);
-	put_probed(f, "web", probes);
-	start_with_lease(f, args);
+	start_probed(f, "  readiness: {tcp: {port: %u}, period: 100ms, timeout: 600ms}\n", port);
 	s = wait_cond(f, "web", "Ready", "False", "ProbeTimeout", "Connection refused");
 	assert_string_equal(status_condition(s, "Running", "status"), "True");
 	assert_int_equal(json_integer_value(json_object_get(s, "restarts")), 0);
@@ -174,18 +174,13 @@ static void *http_serve(void *arg)
 static void test_http(void **state)
 {
 	Fixture *f = *state;
-	_cleanup_free_ char *leases = path_in(f->dir, "dnsmasq.leases");
-	const char *args[] = { "--dhcp-leases", leases, NULL };
-	char probes[256], want[64];
+	char want[64];
 	uint16_t port;
 	Http h = { .code = 503 };
 
 	h.fd = listen_loopback(&port);
 	assert_int_equal(pthread_create(&h.thread, NULL, http_serve, &h), 0);
-	snprintf(probes, sizeof(probes),
-		 "  readiness: {http: {port: %u, path: /ready}, period: 100ms}\n", port);
-	put_probed(f, "web", probes);
-	start_with_lease(f, args);
+	start_probed(f, "  readiness: {http: {port: %u, path: /ready}, period: 100ms}\n", port);
 	snprintf(want, sizeof(want), "http 127.0.0.1:%u/ready: status 503", port);
 	json_decref(wait_cond(f, "web", "Ready", "False", "ProbeFailed", want));
 	__atomic_store_n(&h.code, 200, __ATOMIC_SEQ_CST);
@@ -219,18 +214,12 @@ static void test_console(void **state)
 static void test_liveness_restart(void **state)
 {
 	Fixture *f = *state;
-	_cleanup_free_ char *leases = path_in(f->dir, "dnsmasq.leases");
-	const char *args[] = { "--dhcp-leases", leases, NULL };
-	char probes[256];
 	uint16_t port;
 	int fd = listen_loopback(&port);
 	_cleanup_free_ char *log = NULL;
 	json_t *s;
 
-	snprintf(probes, sizeof(probes),
-		 "  liveness: {tcp: {port: %u}, period: 100ms, failureThreshold: 2}\n", port);
-	put_probed(f, "web", probes);
-	start_with_lease(f, args);
+	start_probed(f, "  liveness: {tcp: {port: %u}, period: 100ms, failureThreshold: 2}\n", port);
 	json_decref(fixture_wait_status(f, "web", ready, "Running"));
 	fixture_pass_time(f, 500); /* passing all along: no restart */
 	s = fixture_status(f, "web");
