@@ -84,6 +84,7 @@ LIB_SRCS := \
 	reconciler/cli-plan.c \
 	reconciler/cli-approve.c \
 	reconciler/cli-console.c \
+	reconciler/cli-wait.c \
 	backends/backend.c \
 	backends/noop.c \
 	backends/vmm.c \

@@ -54,8 +54,10 @@ typedef struct Sandbox {
 	BackendKind vm_backend; /* where its VM runs, once known; _BACKEND_KIND_INVALID before */
 
 	/* What its file asks for. */
-	char *path;		/* the file it comes from; NULL once the file is gone */
-	struct stat file_st;	/* identity of the file as last read, to skip unchanged files */
+	char *path;	     /* the file it comes from; NULL once the file is gone */
+	struct stat file_st; /* identity of the file as last read, to skip unchanged files */
+	uint64_t file_hash;  /* fnv1a64 of its bytes as last read, if file_hashed */
+	bool file_hashed;
 	SandboxSpec *desired;	/* the last valid spec; NULL if it never had one */
 	uint64_t generation;	/* bumped on every change of desired */
 	uint64_t desired_since; /* CLOCK_MONOTONIC: when desired (or the file's presence) changed */

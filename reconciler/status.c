@@ -56,6 +56,11 @@ void condition_set(SandboxStatus *s, ConditionType t, ConditionStatus status, co
 	c->message = m;
 }
 
+void status_file_hash_format(uint64_t h, char buf[static 32])
+{
+	snprintf(buf, 32, "fnv1a64:%016" PRIx64, h);
+}
+
 void format_timestamp(uint64_t usec, char buf[static 32])
 {
 	time_t t = (time_t)(usec / 1000000);
@@ -338,15 +343,17 @@ typedef struct StatusView {
 				*vm_state;
 			const char *job_type, *job_phase; /* NULL: no job */
 			const char *vmm_version;	  /* NULL: not known, or no VMM */
+			const char *file_hash;		  /* NULL: its file was not read */
 			const char *condition_reason[_CONDITION_TYPE_MAX];
 			const char *condition_message[_CONDITION_TYPE_MAX];
 		};
-		const char *v[10 + 2 * _CONDITION_TYPE_MAX];
+		const char *v[11 + 2 * _CONDITION_TYPE_MAX];
 	} str;
 	StatusDisk *disks; /* of the observed config, while the VM is up */
 	size_t n_disks;
 	StatusNet *networks;
 	size_t n_networks;
+	char file_hash[32]; /* what str.file_hash points to */
 } StatusView;
 
 #define COVERS_ALL(record, part)                                                                   \
@@ -403,6 +410,10 @@ static int status_view_build(Manager *m, const Sandbox *sb, uint64_t now_mono, u
 	v->str.last_error = sb->last_error;
 	v->str.vm_state = vm_state_to_string(o->state);
 	v->str.vmm_version = up ? o->vmm_version : NULL;
+	if (sb->path && sb->file_hashed) {
+		status_file_hash_format(sb->file_hash, v->file_hash);
+		v->str.file_hash = v->file_hash;
+	}
 	if (o->job != BACKEND_OP_NONE) {
 		v->str.job_type = backend_op_to_string(o->job);
 		v->str.job_phase = o->job_phase ?: "";
@@ -549,7 +560,7 @@ static json_t *status_render(const StatusView *v)
 		job = json_pack("{s:s, s:s, s:o}", "type", v->str.job_type, "phase",
 				v->str.job_phase, "since", time_or_null(v->num.job_since));
 	return json_pack(
-		"{s:s, s:s, s:o, s:I, s:I, s:s, s:s, s:o, s:I, s:o, s:i, s:o, s:o, s:o, s:o, s:s, s:o, s:o}",
+		"{s:s, s:s, s:o, s:I, s:I, s:s, s:s, s:o, s:I, s:o, s:i, s:o, s:o, s:o, s:o, s:s, s:o, s:o, s:o}",
 		"name", v->str.name, "backend", v->str.backend, "file", text_or_null(v->str.file),
 		"generation", (json_int_t)v->num.generation, "observedGeneration",
 		(json_int_t)v->num.observed_generation, "desiredState", v->str.desired_state,
@@ -558,7 +569,7 @@ static json_t *status_render(const StatusView *v)
 		"lastError", text_or_null(v->str.last_error), "nextRetryAt",
 		time_or_null(v->num.next_retry_at), "disks", disks, "networks", nets, "vmState",
 		v->str.vm_state, "job", job ?: json_null(), "vmmVersion",
-		text_or_null(v->str.vmm_version));
+		text_or_null(v->str.vmm_version), "fileHash", text_or_null(v->str.file_hash));
 }
 
 static int status_write(Manager *m, const Sandbox *sb, const StatusView *v)

@@ -59,6 +59,12 @@ void sandbox_status_done(SandboxStatus *s);
 void condition_set(SandboxStatus *s, ConditionType t, ConditionStatus status, const char *reason,
 		   const char *message, uint64_t now_realtime);
 
+/*
+ * A status.json's fileHash: "fnv1a64:" and 16 hex digits, of the bytes of the sandbox file
+ * as vmd last read them (vmd wait --for applied compares it with the file's now).
+ */
+void status_file_hash_format(uint64_t h, char buf[static 32]);
+
 /* RFC 3339 UTC time ("2026-11-21T23:10:00.123Z") of a CLOCK_REALTIME usec. */
 void format_timestamp(uint64_t usec, char buf[static 32]);
 

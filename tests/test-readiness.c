@@ -4,7 +4,8 @@
  * sandboxes: a NIC whose lease (--dhcp-leases) gives 127.0.0.1, so that a tcp or http
  * probe reaches a listener this test opens on the loopback, and a console probe reading
  * the console.log the test writes in the sandbox's run dir (noop has no console). Pass,
- * fail, timeout, and a liveness restart when the listener goes.
+ * fail, timeout, and a liveness restart when the listener goes; and vmd wait for each
+ * condition it takes.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -233,6 +234,84 @@ static void test_liveness_restart(void **state)
 	assert_non_null(strstr(log, "liveness probe failed 2 times in a row: tcp 127.0.0.1:"));
 }
 
+/* vmd wait ARGS... with --run-dir f->run and --sandboxes f->sb; its exit status, *err kept. */
+static int vmd_wait(Fixture *f, char **err, const char *const *args)
+{
+	char *argv[16] = { (char *)test_vmd(),	  (char *)"wait", (char *)"--run-dir", f->run,
+			   (char *)"--sandboxes", f->sb };
+	size_t n = 6;
+	TestRun r;
+	int status;
+
+	while (*args && n < ELEMENTSOF(argv) - 1)
+		argv[n++] = (char *)*args++;
+	test_run(&r, argv);
+	status = r.status;
+	if (err)
+		*err = TAKE_PTR(r.err);
+	test_run_done(&r);
+	return status;
+}
+#define WAIT(f, err, ...) vmd_wait(f, err, (const char *const[]){ __VA_ARGS__, NULL })
+
+static const char *const PLAIN =
+	"apiVersion: vmd/v1\nkind: Sandbox\nspec:\n  backend: noop\n  memory: 64Mi\n";
+
+/* vmd wait for each condition, on the daemon's status files; and a timeout's reason. */
+static void test_wait(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *err = NULL, *text = NULL, *path = NULL;
+	json_t *s;
+
+	put_probed(f, "web", "  readiness: {tcp: {port: 22}, period: 100ms}\n");
+	fixture_put(f, "db", PLAIN);
+	fixture_start_daemon(f);
+	assert_int_equal(WAIT(f, NULL, "db", "web", "--for", "running", "--timeout", "60s"), 0);
+	assert_int_equal(WAIT(f, NULL, "db", "--for", "ready"), 0);
+	/* web has no address: not Ready, with the probe's words. */
+	assert_int_equal(WAIT(f, &err, "db", "web", "--for", "ready", "--timeout", "500ms"), 1);
+	assert_non_null(strstr(err, "vmd wait: web: timed out after 500ms: Ready is False "
+				    "(ProbeFailed: tcp port 22: no address yet)\n"));
+	assert_null(strstr(err, "db:"));
+	err = mfree(err);
+
+	/* applied: the content of the file now, not the generation vmd had. */
+	assert_int_equal(WAIT(f, NULL, "db", "--for", "applied"), 0);
+	assert_true(asprintf(&text, "%s  cmdline: console=ttyS0\n", PLAIN) > 0);
+	fixture_put(f, "db", text);
+	assert_int_equal(WAIT(f, NULL, "db", "--for", "applied", "--timeout", "60s"), 0);
+	s = fixture_status(f, "db");
+	assert_int_equal(json_integer_value(json_object_get(s, "generation")), 2);
+	assert_int_equal(json_integer_value(json_object_get(s, "observedGeneration")), 2);
+	json_decref(s);
+	/* An invalid file is never applied: the wait says why. */
+	fixture_put(f, "db", "apiVersion: vmd/v1\nkind: Sandbox\nspec: {vpcus: 2}\n");
+	assert_int_equal(WAIT(f, &err, "db", "--for", "applied", "--timeout", "1s"), 1);
+	assert_non_null(strstr(err, "db: timed out after 1s: ConfigValid is False (InvalidConfig: "));
+	err = mfree(err);
+
+	/* stopped, then deleted. */
+	assert_true(asprintf(&path, "%s  state: stopped\n", PLAIN) > 0);
+	fixture_put(f, "db", path);
+	assert_int_equal(WAIT(f, NULL, "db", "--for", "stopped", "--timeout", "60s"), 0);
+	assert_int_equal(WAIT(f, &err, "db", "--for", "deleted", "--timeout", "200ms"), 1);
+	assert_non_null(
+		strstr(err, "db: timed out after 200ms: it still has a status (phase Stopped)"));
+	err = mfree(err);
+	free(path);
+	path = path_in(f->sb, "db.yaml");
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(WAIT(f, NULL, "db", "--for", "deleted", "--timeout", "60s"), 0);
+	assert_int_equal(WAIT(f, NULL, "gone", "--for", "deleted"), 0);
+
+	/* Usage errors: 2. */
+	assert_int_equal(WAIT(f, NULL, "web"), 2);
+	assert_int_equal(WAIT(f, NULL, "--for", "ready"), 2);
+	assert_int_equal(WAIT(f, NULL, "web", "--for", "happy"), 2);
+	assert_int_equal(WAIT(f, NULL, "web", "--for", "ready", "--timeout", "soon"), 2);
+}
+
 int main(void)
 {
 	static const struct CMUnitTest tests[] = {
@@ -244,6 +323,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_console, fixture_setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_liveness_restart, fixture_setup,
 						fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_wait, fixture_setup, fixture_teardown),
 	};
 
 	return cmocka_run_group_tests_name("readiness", tests, NULL, NULL);

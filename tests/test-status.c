@@ -141,7 +141,8 @@ static const char *WEB_STATUS = "{\n"
 				"  ],\n"
 				"  \"vmState\": \"running\",\n"
 				"  \"job\": null,\n"
-				"  \"vmmVersion\": null\n"
+				"  \"vmmVersion\": null,\n"
+				"  \"fileHash\": null\n"
 				"}";
 
 static const char *BAD_STATUS = "{\n"
@@ -199,7 +200,8 @@ static const char *BAD_STATUS = "{\n"
 				"  \"networks\": [],\n"
 				"  \"vmState\": \"exited\",\n"
 				"  \"job\": null,\n"
-				"  \"vmmVersion\": null\n"
+				"  \"vmmVersion\": null,\n"
+				"  \"fileHash\": null\n"
 				"}";
 
 /* status.json byte for byte, as vmd has always written it (docs/status.md). */
@@ -249,7 +251,7 @@ static void test_status_json(void **state)
 				     "    \"phase\": \"request\",\n"
 				     "    \"since\": \"2026-01-01T12:34:56.789Z\"\n"
 				     "  },\n"
-				     "  \"vmmVersion\": \"qemu 7.2.22\"\n"));
+				     "  \"vmmVersion\": \"qemu 7.2.22\",\n"));
 	assert_non_null(strstr(
 		text, "      \"type\": \"Ready\",\n"
 		      "      \"status\": \"Unknown\",\n"
@@ -561,7 +563,7 @@ static void test_status_daemon_liveness(void **state _unused_)
 	assert_non_null(
 		strstr(err, "pid 4711 held it last); what follows is as of its last pass, at "));
 	/* Its VMM is gone, and nobody noticed: not Ready, and the table says why. */
-	assert_non_null(strstr(out, "Running   ?      0        its VMM (pid "));
+	assert_non_null(strstr(out, "Running   ?       ?      0        its VMM (pid "));
 	assert_non_null(strstr(out, ") is gone; no vmd runs to notice"));
 	free(err);
 	free(out);
