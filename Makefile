@@ -67,6 +67,7 @@ LIB_SRCS := \
 	reconciler/plan.c \
 	reconciler/log.c \
 	reconciler/status.c \
+	reconciler/status-line.c \
 	reconciler/desired.c \
 	reconciler/deletion-guard.c \
 	reconciler/host-systemd.c \

@@ -200,7 +200,7 @@ struct Manager {
 	Hashmap *ignored;
 	Prioq *ignored_order; /* the same, by path: STATUS= names the first */
 
-	/* status.c: what STATUS= says, kept as sandboxes change instead of counted over all */
+	/* status-line.c: what STATUS= says, kept as sandboxes change instead of counted over all */
 	unsigned phase_tally[_PHASE_MAX];
 	unsigned n_ready; /* sandboxes whose Ready is True */
 	Prioq *failing;	  /* Sandboxes that are Failed or whose file is refused, by name */
@@ -318,12 +318,14 @@ void deletion_guard_approve(Manager *m);
 /* What the daemon's STATUS= says while the guard holds stops; "" if it holds none. */
 void deletion_guard_describe(const Manager *m, char *buf, size_t size);
 
-/* status.c */
+/* status.c; the tallies and STATUS= in status-line.c */
 void sandbox_update_status(Manager *m, Sandbox *sb, const Plan *plan);
 void sandbox_remove_status(Manager *m, Sandbox *sb);
 /* The STATUS= tallies: a sandbox comes, goes, or its config_error came or went. */
 void manager_tally_add(Manager *m, Sandbox *sb);
 void manager_tally_remove(Manager *m, Sandbox *sb);
 void manager_tally_update(Manager *m, Sandbox *sb);
+/* Its Ready was computed again: Manager.n_ready follows it. */
+void manager_tally_ready(Manager *m, Sandbox *sb);
 void manager_notify_status(Manager *m);
 void manager_notify_ready(Manager *m);
