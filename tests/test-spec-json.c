@@ -8,7 +8,7 @@ static void test_round_trip(void **state _unused_)
 {
 	const char *files[] = { "tests/spec/good/everything.yaml", "tests/spec/good/quoted.yaml",
 				"tests/spec/good/comma-path.yaml", "examples/api-1.yaml",
-				"tests/spec/good/networks.yaml" };
+				"tests/spec/good/networks.yaml",   "tests/spec/good/probes.yaml" };
 	const SpecLoadOptions opts = { .default_backend = BACKEND_QEMU };
 
 	for (size_t i = 0; i < ELEMENTSOF(files); i++) {
@@ -30,7 +30,15 @@ static void test_round_trip(void **state _unused_)
 			assert_memory_equal(a->networks[k].mac, b->networks[k].mac, 6);
 			assert_int_equal(a->networks[k].type, b->networks[k].type);
 		}
-		/* A change anywhere is seen. */
+		assert_int_equal(a->readiness.kind, b->readiness.kind);
+		assert_string_equal(a->readiness.match ?: "", b->readiness.match ?: "");
+		assert_string_equal(a->liveness.path ?: "", b->liveness.path ?: "");
+		assert_int_equal(a->liveness.period_ms, b->liveness.period_ms);
+		assert_int_equal(a->liveness.failure_threshold, b->liveness.failure_threshold);
+		/* A change anywhere is seen, a probe's too. */
+		b->liveness.failure_threshold++;
+		assert_true(spec_equal(a, b) == (a->liveness.kind == PROBE_NONE));
+		b->liveness.failure_threshold--;
 		b->vcpus++;
 		assert_false(spec_equal(a, b));
 	}
