@@ -17,6 +17,12 @@
 
 #define HTTP_REPLY_MAX 256	    /* the status line is all an http probe reads */
 #define CONSOLE_READ_MAX (1u << 20) /* at most this much of console.log per try */
+/*
+ * A user network's VMM (QEMU's slirp) accepts a forwarded port's connection itself and
+ * only then connects to the guest, hanging up when nothing listens there: a tcp probe
+ * through it passes only if the connection is still up this long after the connect.
+ */
+#define FORWARD_SETTLE_USEC (300ull * 1000)
 
 struct Prober {
 	Manager *m;
@@ -35,6 +41,8 @@ struct Prober {
 	/* The try under way. */
 	int fd;
 	bool sent;
+	bool forwarded; /* to a host port a user network forwards: the VMM accepts for the guest */
+	bool settling;	/* tcp, forwarded: connected, watching whether the VMM hangs up */
 	char reply[HTTP_REPLY_MAX];
 	size_t reply_len;
 	char target[INET6_ADDRSTRLEN + 8];
@@ -54,6 +62,7 @@ static void try_end(Prober *p)
 		close(p->fd);
 	p->fd = -EBADF;
 	p->sent = false;
+	p->settling = false;
 	p->reply_len = 0;
 }
 
@@ -214,6 +223,7 @@ static int probe_address(Prober *p, uint16_t port, struct sockaddr_storage *ret,
 	char addr[INET6_ADDRSTRLEN] = "";
 	uint16_t to = port;
 
+	p->forwarded = false;
 	for (size_t i = 0; s && i < s->n_networks && !addr[0]; i++) {
 		const NetSpec *net = &s->networks[i];
 
@@ -228,6 +238,7 @@ static int probe_address(Prober *p, uint16_t port, struct sockaddr_storage *ret,
 				snprintf(addr, sizeof(addr), "%s",
 					 streq(a, "0.0.0.0") ? "127.0.0.1" : a);
 				to = net->ports[k].host;
+				p->forwarded = true;
 				break;
 			}
 	}
@@ -282,6 +293,25 @@ static int on_io(sd_event_source *s _unused_, int fd, uint32_t revents _unused_,
 	socklen_t l = sizeof(err);
 	ssize_t n;
 
+	if (p->settling) {
+		char c;
+
+		/* Anything from the guest is its service answering; an end, the VMM hanging up. */
+		n = recv(fd, &c, 1, MSG_DONTWAIT | MSG_PEEK);
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			return 0;
+		if (n > 0)
+			tried(p, true, NULL);
+		else {
+			char msg[256];
+
+			snprintf(msg, sizeof(msg),
+				 "tcp %s: closed at once: nothing listens on guest port %u",
+				 p->target, (unsigned)spec->port);
+			tried(p, false, msg);
+		}
+		return 0;
+	}
 	if (!p->sent) {
 		char req[PROBE_HTTP_PATH_MAX + 128];
 		int len;
@@ -290,6 +320,17 @@ static int on_io(sd_event_source *s _unused_, int fd, uint32_t revents _unused_,
 			err = errno;
 		if (err) {
 			tried_errno(p, what, err);
+			return 0;
+		}
+		if (spec->kind == PROBE_TCP && p->forwarded) {
+			uint64_t end = 0, now = now_usec(CLOCK_MONOTONIC);
+
+			/* Within the try's own timeout still. */
+			(void)sd_event_source_get_time(p->deadline, &end);
+			p->settling = true;
+			(void)sd_event_source_set_io_events(p->io, EPOLLIN | EPOLLRDHUP);
+			(void)sd_event_source_set_time_relative(
+				p->deadline, MIN(FORWARD_SETTLE_USEC, end > now ? end - now : 0));
 			return 0;
 		}
 		if (spec->kind == PROBE_TCP) {
@@ -328,6 +369,10 @@ static int on_deadline(sd_event_source *s _unused_, uint64_t usec _unused_, void
 	Prober *p = userdata;
 	char msg[256];
 
+	if (p->settling) {
+		tried(p, true, NULL); /* still connected: the guest took it */
+		return 0;
+	}
 	snprintf(msg, sizeof(msg), "%s %s: no answer in time", probe_kind_table[current(p)->kind],
 		 p->target);
 	tried(p, false, msg);

@@ -16,6 +16,7 @@
 
 #include "daemon-fixture.h"
 #include "helpers.h"
+#include "qemu-fixture.h"
 #include "status.h"
 
 #define MAC "52:54:00:00:0b:01"
@@ -312,6 +313,52 @@ static void test_wait(void **state)
 	assert_int_equal(WAIT(f, NULL, "web", "--for", "ready", "--timeout", "soon"), 2);
 }
 
+/*
+ * On QEMU (TCG), the test guest: its console marker VMD-GUEST-READY as readiness; then,
+ * as the file changes, a tcp probe through a user network's forwarded port, which QEMU
+ * accepts itself: to a guest port nothing listens on it fails (QEMU hangs up), to the
+ * guest's echo service (vmd.echo=7) it passes. One boot: a probe's change is no restart.
+ */
+static void test_qemu(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *console = NULL, *closed = NULL;
+	char spec[1024];
+	uint16_t echo_port, none_port;
+	const char *net;
+	pid_t pid;
+	json_t *s;
+
+	close(listen_loopback(&echo_port));
+	close(listen_loopback(&none_port));
+	net = "  cmdline: console=ttyS0 quiet vmd.ip=10.0.2.15/24 vmd.echo=7\n  networks:\n"
+	      "    - {id: n0, type: user, ports: [{host: %u, guest: 7}, {host: %u, guest: 8}]}\n";
+	snprintf(spec, sizeof(spec), net, echo_port, none_port);
+	strcat(spec, "  readiness: {console: {match: \"^VMD-GUEST-READY$\"}, period: 200ms}\n");
+	qemu_put(f, "guest", spec);
+	fixture_start_daemon(f);
+	s = wait_cond(f, "guest", "Ready", "True", "AsDesired", NULL);
+	pid = pid_of(s);
+	json_decref(s);
+	console = fixture_console(f, "guest");
+	assert_non_null(strstr(console, "VMD-GUEST-READY\r\n")); /* before Ready, not after */
+
+	snprintf(spec, sizeof(spec), net, echo_port, none_port);
+	strcat(spec, "  readiness: {tcp: {port: 8}, period: 200ms}\n");
+	qemu_put(f, "guest", spec);
+	assert_true(asprintf(&closed,
+			     "tcp 127.0.0.1:%u: closed at once: nothing listens on guest port 8",
+			     none_port) > 0);
+	json_decref(wait_cond(f, "guest", "Ready", "False", "ProbeFailed", closed));
+
+	snprintf(spec, sizeof(spec), net, echo_port, none_port);
+	strcat(spec, "  readiness: {tcp: {port: 7}, period: 200ms}\n");
+	qemu_put(f, "guest", spec);
+	s = wait_cond(f, "guest", "Ready", "True", "AsDesired", NULL);
+	assert_int_equal(pid_of(s), pid); /* the same VM all along */
+	json_decref(s);
+}
+
 int main(void)
 {
 	static const struct CMUnitTest tests[] = {
@@ -324,6 +371,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_liveness_restart, fixture_setup,
 						fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_wait, fixture_setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_qemu, qemu_setup, fixture_teardown),
 	};
 
 	return cmocka_run_group_tests_name("readiness", tests, NULL, NULL);
