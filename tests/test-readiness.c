@@ -10,6 +10,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -119,6 +120,28 @@ static void test_tcp_fail_then_pass(void **state)
 	}
 	json_decref(wait_cond(f, "web", "Ready", "True", "AsDesired", NULL));
 	close(fd);
+}
+
+/* A restarted vmd keeps nothing of a probe: the VM it adopts is probed again, and Ready. */
+static void test_readopted(void **state)
+{
+	Fixture *f = *state;
+	uint16_t port;
+	int fd = listen_loopback(&port);
+	pid_t pid;
+	json_t *s;
+
+	start_probed(f, "  readiness: {tcp: {port: %u}, period: 100ms}\n", port);
+	s = wait_cond(f, "web", "Ready", "True", "AsDesired", NULL);
+	pid = pid_of(s);
+	json_decref(s);
+	fixture_stop_daemon(f, SIGTERM); /* its VMs keep running */
+	close(fd);			 /* nothing listens any more */
+	fixture_start_daemon(f);
+	s = wait_cond(f, "web", "Ready", "False", "ProbeFailed", "Connection refused");
+	assert_int_equal(pid_of(s), pid); /* adopted, not restarted */
+	assert_string_equal(status_condition(s, "Running", "status"), "True");
+	json_decref(s);
 }
 
 /* No address for the NIC: a failure that says so, not an error of the file. */
@@ -365,6 +388,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_tcp_fail_then_pass, fixture_setup,
 						fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_no_address_yet, fixture_setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_readopted, fixture_setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_timeout, fixture_setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_http, fixture_setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_console, fixture_setup, fixture_teardown),
