@@ -130,7 +130,10 @@ static void liveness_kill(Prober *p)
 	p->sb->liveness_kill = why;
 	p->killed = true;
 	log_fields(LOG_WARNING,
-		   &(LogFields){ .sandbox = p->sb->name, .action = "restart", .result = "liveness" },
+		   &(LogFields){ .sandbox = p->sb->name,
+				 .action = "restart",
+				 .result = "liveness",
+				 .message_id = LOG_MESSAGE_PROBE },
 		   "%s; forcing the VM off, restartPolicy %s decides what follows", why ?: "",
 		   restart_policy_to_string(p->sb->desired->restart_policy));
 	r = b ? b->ops->stop(b, p->sb->name, 0, true) : -ENODEV;
@@ -152,7 +155,9 @@ static void tried(Prober *p, bool ok, const char *msg)
 			p->ready = true;
 			set_last(p, NULL);
 			log_fields(LOG_INFO,
-				   &(LogFields){ .sandbox = p->sb->name, .result = "ready" },
+				   &(LogFields){ .sandbox = p->sb->name,
+						 .result = "ready",
+						 .message_id = LOG_MESSAGE_PROBE },
 				   "readiness probe passed");
 			manager_mark_dirty(p->m, p->sb);
 			if (p->liveness.kind != PROBE_NONE)
@@ -163,7 +168,9 @@ static void tried(Prober *p, bool ok, const char *msg)
 		if (now - p->began >= s->timeout_ms * 1000) {
 			p->timed_out = true;
 			log_fields(LOG_WARNING,
-				   &(LogFields){ .sandbox = p->sb->name, .result = "timeout" },
+				   &(LogFields){ .sandbox = p->sb->name,
+						 .result = "timeout",
+						 .message_id = LOG_MESSAGE_PROBE },
 				   "readiness probe did not pass in %" PRIu64
 				   " ms: %s; the VM keeps running",
 				   s->timeout_ms, msg);
