@@ -29,6 +29,7 @@ struct Prober {
 	Sandbox *sb;
 	ProbeSpec readiness, liveness; /* copies: the spec may change under a try */
 	uint64_t boot;		       /* the started_at_usec of the VM probed */
+	uint64_t generation;	       /* of the spec whose probes these are */
 	uint64_t began;		       /* CLOCK_MONOTONIC: readiness began */
 	bool ready;		       /* readiness passed (or there is none) */
 	bool timed_out;		       /* readiness did not pass in its timeout */
@@ -136,10 +137,16 @@ static void liveness_kill(Prober *p)
 				 .message_id = LOG_MESSAGE_PROBE },
 		   "%s; forcing the VM off, restartPolicy %s decides what follows", why ?: "",
 		   restart_policy_to_string(p->sb->desired->restart_policy));
-	r = b ? b->ops->stop(b, p->sb->name, 0, true) : -ENODEV;
-	if (r < 0)
+	r = b && b->ops->stop ? b->ops->stop(b, p->sb->name, 0, true) : -EOPNOTSUPP;
+	if (r < 0) {
+		/* It runs on: probed on, and another run of failures tries again. */
 		log_fields(LOG_ERR, &(LogFields){ .sandbox = p->sb->name, .error = -r },
 			   "cannot force the VM off after its liveness failures");
+		p->sb->liveness_kill = mfree(p->sb->liveness_kill);
+		p->killed = false;
+		p->failures = 0;
+		schedule(p, p->liveness.period_ms * 1000);
+	}
 	manager_mark_dirty(p->m, p->sb);
 }
 
@@ -501,6 +508,7 @@ static int prober_new(Manager *m, Sandbox *sb, Prober **ret)
 	p->sb = sb;
 	p->fd = -EBADF;
 	p->boot = sb->observed.started_at_usec;
+	p->generation = sb->generation;
 	p->began = now_usec(CLOCK_MONOTONIC);
 	p->console_offset = sb->console_offset;
 	if (probe_copy(&sb->desired->readiness, &p->readiness) < 0 ||
@@ -527,9 +535,12 @@ void probe_sync(Manager *m, Sandbox *sb)
 		      !sb->observed.unresponsive && !sb->observed.unwatched &&
 		      (s->readiness.kind != PROBE_NONE || s->liveness.kind != PROBE_NONE);
 
-	if (p && (!probed || p->boot != sb->observed.started_at_usec ||
-		  !probe_equal(&p->readiness, &s->readiness) ||
-		  !probe_equal(&p->liveness, &s->liveness)))
+	/* A new generation may keep the probes (a label changed): they go on as they were. */
+	if (p && probed && p->generation != sb->generation &&
+	    probe_equal(&p->readiness, &s->readiness) && probe_equal(&p->liveness, &s->liveness))
+		p->generation = sb->generation;
+	if (p &&
+	    (!probed || p->boot != sb->observed.started_at_usec || p->generation != sb->generation))
 		probe_free(sb);
 	if (!probed || sb->prober)
 		return;
