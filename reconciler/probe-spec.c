@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+#include <ctype.h>
 #include <regex.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -29,6 +30,59 @@ void probe_spec_defaults(ProbeSpec *p)
 	p->failure_threshold = PROBE_FAILURE_THRESHOLD_DEFAULT;
 }
 
+/*
+ * How many times a pattern's counted repetitions ({n}, {n,}, {n,m}) repeat, multiplied:
+ * glibc's regcomp unrolls them, so that ((a{255}){255}){255} takes seconds and gigabytes
+ * to compile, in the daemon's loop. Escaped braces and those of bracket expressions are
+ * characters, not counts. Saturates at UINT64_MAX.
+ */
+static uint64_t repetitions(const char *re)
+{
+	uint64_t total = 1;
+
+	for (const char *c = re; *c; c++) {
+		uint64_t lo = 0, hi = 0;
+		char *end;
+
+		if (*c == '\\' && c[1]) {
+			c++;
+			continue;
+		}
+		if (*c == '[') { /* to its ']', which may come first: []a] */
+			c += c[1] == '^' ? 2 : 1;
+			if (*c == ']')
+				c++;
+			while (*c && *c != ']')
+				c++;
+			if (!*c)
+				break;
+			continue;
+		}
+		if (*c != '{' || !isdigit((unsigned char)c[1]))
+			continue;
+		lo = strtoull(c + 1, &end, 10);
+		hi = lo;
+		if (*end == ',')
+			hi = isdigit((unsigned char)end[1]) ? strtoull(end + 1, &end, 10) : lo + 1;
+		hi = MAX(lo, hi);
+		if (mul_u64(total, MAX(hi, 1ull), &total) < 0)
+			return UINT64_MAX;
+	}
+	return total;
+}
+
+/* glibc takes \\1 in an ERE too: a back-reference, which regexec matches by backtracking. */
+static bool has_backreference(const char *re)
+{
+	for (const char *c = re; *c; c++)
+		if (*c == '\\' && c[1]) {
+			if (c[1] >= '1' && c[1] <= '9')
+				return true;
+			c++;
+		}
+	return false;
+}
+
 /* A console match is compiled as the file is read: a bad one is the file's error. */
 static void decode_match(Decoder *d, const YNode *n, const Field *f, void *obj)
 {
@@ -40,6 +94,23 @@ static void decode_match(Decoder *d, const YNode *n, const Field *f, void *obj)
 	decode_string(d, n, f, obj);
 	if (!p->match)
 		return;
+	if (has_backreference(p->match)) {
+		decode_error(
+			d, n,
+			"a back-reference (\\1 to \\9) is not allowed: matching one can take exponential time on a line");
+		free(p->match);
+		p->match = NULL;
+		return;
+	}
+	if (repetitions(p->match) > PROBE_MATCH_REPEAT_MAX) {
+		decode_error(
+			d, n,
+			"its counted repetitions ({n}, {n,m}) repeat more than %u times together (their counts multiplied): it would take too long to compile; use fewer, or + and *",
+			PROBE_MATCH_REPEAT_MAX);
+		free(p->match);
+		p->match = NULL;
+		return;
+	}
 	r = regcomp(&re, p->match, REG_EXTENDED | REG_NOSUB);
 	if (r != 0) {
 		(void)regerror(r, &re, err, sizeof(err));

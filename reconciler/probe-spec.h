@@ -28,6 +28,7 @@ extern const char *const probe_kind_table[_PROBE_KIND_MAX];
 #define PROBE_DURATION_MAX_MS (24ull * 3600 * 1000)
 #define PROBE_FAILURE_THRESHOLD_MAX 1000u
 #define PROBE_MATCH_MAX 1024
+#define PROBE_MATCH_REPEAT_MAX 1000u /* counted repetitions, multiplied */
 #define PROBE_HTTP_PATH_MAX 1024
 
 typedef struct ProbeSpec {
