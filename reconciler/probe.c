@@ -552,7 +552,9 @@ bool probe_holds_ready(const Sandbox *sb, const char **reason, const char **mess
 {
 	const Prober *p = sb->prober;
 
-	if (!sb->desired || sb->desired->readiness.kind == PROBE_NONE)
+	/* Paused or stopped as asked is Ready as ever: nothing runs to probe. */
+	if (!sb->desired || sb->desired->readiness.kind == PROBE_NONE ||
+	    sb->desired->state != SANDBOX_RUNNING)
 		return false;
 	if (p && p->ready)
 		return false;

@@ -334,10 +334,14 @@ static void test_wait(void **state)
 	assert_non_null(strstr(err, "db: timed out after 1s: ConfigValid is False (InvalidConfig: "));
 	err = mfree(err);
 
-	/* stopped, then deleted. */
-	assert_true(asprintf(&path, "%s  state: stopped\n", PLAIN) > 0);
+	/* stopped, then deleted; a stopped sandbox with a probe is Ready as asked. */
+	assert_true(
+		asprintf(&path,
+			 "%s  state: stopped\n  readiness: {tcp: {port: 1}}\n  networks: [{id: n0, tap: tap-db}]\n",
+			 PLAIN) > 0);
 	fixture_put(f, "db", path);
 	assert_int_equal(WAIT(f, NULL, "db", "--for", "stopped", "--timeout", "60s"), 0);
+	assert_int_equal(WAIT(f, NULL, "db", "--for", "applied", "--timeout", "60s"), 0);
 	assert_int_equal(WAIT(f, &err, "db", "--for", "deleted", "--timeout", "200ms"), 1);
 	assert_non_null(
 		strstr(err, "db: timed out after 200ms: it still has a status (phase Stopped)"));
