@@ -550,7 +550,12 @@ def check_poweroff(t):
     try:
         c.nspawn.wait(timeout=180)
     except subprocess.TimeoutExpired:
-        raise Fail("the container did not power off within 180 s")
+        try:
+            seen = open(os.path.join(c.out, "console.copy"), errors="replace").read()
+        except OSError:
+            seen = "(no copy)"
+        raise Fail("the container did not power off within 180 s; the guest's console ended with:\n"
+                   + seen[-1500:])
     seen = open(os.path.join(c.out, "console.copy"), errors="replace").read()
     for line in ("VMD-GUEST-POWER-BUTTON", "VMD-GUEST-POWEROFF"):
         if line not in seen:
