@@ -6,10 +6,12 @@
 /* Every good file survives spec -> JSON -> spec unchanged. */
 static void test_round_trip(void **state _unused_)
 {
-	const char *files[] = { "tests/spec/good/everything.yaml", "tests/spec/good/quoted.yaml",
-				"tests/spec/good/comma-path.yaml", "examples/api-1.yaml",
-				"tests/spec/good/networks.yaml",   "tests/spec/good/cloud-init-file.yaml",
-				"tests/spec/good/images.yaml" };
+	const char *files[] = {
+		"tests/spec/good/everything.yaml", "tests/spec/good/quoted.yaml",
+		"tests/spec/good/comma-path.yaml", "examples/api-1.yaml",
+		"tests/spec/good/networks.yaml",   "tests/spec/good/cloud-init-file.yaml",
+		"tests/spec/good/images.yaml"
+	};
 	const SpecLoadOptions opts = { .default_backend = BACKEND_QEMU };
 
 	for (size_t i = 0; i < ELEMENTSOF(files); i++) {
@@ -179,10 +181,8 @@ static void test_refuses_garbage(void **state _unused_)
 int main(void)
 {
 	static const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_round_trip),
-		cmocka_unit_test(test_provision_round_trip),
-		cmocka_unit_test(test_files_hash),
-		cmocka_unit_test(test_images),
+		cmocka_unit_test(test_round_trip),	cmocka_unit_test(test_provision_round_trip),
+		cmocka_unit_test(test_files_hash),	cmocka_unit_test(test_images),
 		cmocka_unit_test(test_refuses_garbage),
 	};
 

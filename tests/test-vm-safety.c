@@ -306,8 +306,9 @@ static int run_bounded(Fixture *f, const char *const *args, const char *log)
 
 	assert_true(pid >= 0);
 	if (pid == 0) {
-		const char *argv[32] = { test_vmd(), "daemon", "--log-target", "console" };
-		size_t n = 4;
+		const char *argv[32] = { test_vmd(), "daemon",	   "--log-target",
+					 "console",  "--vmm-user", "root" };
+		size_t n = 6;
 		FILE *out = fopen(log, "we");
 
 		for (size_t i = 0; args[i] && n < 31; i++)
