@@ -6,7 +6,7 @@
  * <run-dir>/<name>/, holds:
  *   vm.json       vmd's record: the process's identity (pid, start time, binary, boot id),
  *                 the spec generation and config it runs, which root port each device is on
- *   qmp.sock      QEMU's QMP socket, held by vmd
+ *   qmp.sock      QEMU's QMP socket: vmd makes it and passes it listening, as serial.sock
  *   serial.sock   the serial console: a socket vmd makes and passes to QEMU listening
  *   console.sock  where vmd console attaches, served by the daemon (console.c)
  *   console.log   what the serial console printed, capped (console.log.1: the part before)
@@ -254,6 +254,10 @@ static int qemu_prepare(VmmVm *vm)
 	bool vhost = qemu_wants_vhost(vm->b);
 	char why[256];
 
+	/* QMP's socket, which vmd makes as it makes the serial console's: QEMU binds nothing. */
+	v->qmp_fd = vmm_vm_pass_listener(vm, "qmp.sock", "the QMP");
+	if (v->qmp_fd < 0)
+		return v->qmp_fd;
 	v->agent_fd = -1;
 	if (s->guest_agent) {
 		v->agent_fd = vmm_vm_pass_listener(vm, GUEST_AGENT_SOCKET, "the guest agent's");
@@ -302,6 +306,7 @@ static int qemu_argv(VmmVm *vm, char ***ret)
 		.accel = QEMU(vm->b)->accel,
 		.dir = vm->dir,
 		.serial_fd = vm->serial_fd,
+		.qmp_fd = v->qmp_fd,
 		.agent_fd = v->agent_fd,
 		.spec = s,
 		.disk_ports = disk_ports,
