@@ -196,7 +196,6 @@ int qemu_build_argv(const QemuLaunch *l, char ***ret)
 	    (r = arg(&argv, "-serial", "%s", "chardev:vmd-serial")) < 0 ||
 	    (r = arg(&argv, "-chardev", "socket,id=vmd-qmp,fd=%d,server=on,wait=off", l->qmp_fd)) < 0 ||
 	    (r = arg(&argv, "-mon", "%s", "chardev=vmd-qmp,mode=control")) < 0 ||
-	    (r = arg(&argv, "-pidfile", "%s/qemu.pid", l->dir)) < 0 ||
 	    (r = arg(&argv, "-sandbox", "%s",
 		     "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny")) < 0)
 		return r;
