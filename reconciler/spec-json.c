@@ -23,6 +23,24 @@ static json_t *disk_to_json(const DiskSpec *d)
 	return j;
 }
 
+/* readiness and liveness, when the spec has them. */
+static int probes_to_json(json_t *j, const SandboxSpec *s)
+{
+	const struct {
+		const char *key;
+		const ProbeSpec *p;
+	} probes[] = { { "readiness", &s->readiness }, { "liveness", &s->liveness } };
+	int r = 0;
+
+	for (size_t i = 0; i < ELEMENTSOF(probes); i++) {
+		json_t *v = probe_spec_to_json(probes[i].p);
+
+		if (probes[i].p->kind != PROBE_NONE)
+			r |= v ? json_object_set_new(j, probes[i].key, v) : -ENOMEM;
+	}
+	return r;
+}
+
 json_t *spec_to_json(const SandboxSpec *s)
 {
 	json_t *j = json_object(), *labels = json_object(), *disks = json_array(),
@@ -80,6 +98,7 @@ json_t *spec_to_json(const SandboxSpec *s)
 	r |= json_object_set_new(j, "networks", nets);
 	nets = NULL;
 	r |= spec_provision_to_json(s, j);
+	r |= probes_to_json(j, s);
 	if (r == 0)
 		return j;
 fail:
@@ -281,6 +300,10 @@ int spec_from_json(const json_t *j, SandboxSpec **ret)
 		r = nets_from_json(json_object_get(j, "networks"), s);
 	if (r == 0)
 		r = spec_provision_from_json(j, s);
+	if (r == 0)
+		r = probe_spec_from_json(json_object_get(j, "readiness"), &s->readiness);
+	if (r == 0)
+		r = probe_spec_from_json(json_object_get(j, "liveness"), &s->liveness);
 	if (r < 0)
 		return r;
 	s->guest_agent = json_is_true(json_object_get(j, "guestAgent"));

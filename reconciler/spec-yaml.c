@@ -500,6 +500,8 @@ static const Field spec_fields[] = {
 	{ "cloudInit", spec_decode_cloud_init, 0 },
 	{ "credentials", spec_decode_credentials, 0 },
 	{ "deleteDisksOnRemove", decode_bool, offsetof(SandboxSpec, delete_disks_on_remove) },
+	{ "readiness", decode_probe, offsetof(SandboxSpec, readiness) },
+	{ "liveness", decode_probe, offsetof(SandboxSpec, liveness) },
 };
 
 static void decode_spec(Decoder *d, const YNode *n, const Field *f _unused_, void *obj)
