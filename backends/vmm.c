@@ -92,8 +92,8 @@ int vmm_environment(char ***ret)
 	const char *path = getenv("PATH");
 	extern char **environ;
 
-	if (strv_extendf(&env, "PATH=%s", path && *path ? path : "/usr/sbin:/usr/bin:/sbin:/bin") < 0 ||
-	    strv_extendf(&env, "LANG=C.UTF-8") < 0)
+	/* No LANG: the C locale, which a VMM loads from no file. */
+	if (strv_extendf(&env, "PATH=%s", path && *path ? path : "/usr/sbin:/usr/bin:/sbin:/bin") < 0)
 		return -ENOMEM;
 	for (char **e = environ; e && *e; e++)
 		if (strncmp(*e, "VMD_SIM_", 8) == 0 && strv_extendf(&env, "%s", *e) < 0)

@@ -52,7 +52,7 @@ int vmm_spawn_logging(char *const argv[], const char *log_path, const char *out_
 
 /*
  * The environment a VMM gets, a NULL-terminated strv: PATH (vmd's, or a default),
- * LANG=C.UTF-8, and the VMD_SIM_* knobs of the test simulators (tests/sim/). Nothing else
+ * and the VMD_SIM_* knobs of the test simulators (tests/sim/). Nothing else
  * of vmd's: no NOTIFY_SOCKET, WATCHDOG_*, LISTEN_*, INVOCATION_ID, CREDENTIALS_DIRECTORY.
  */
 int vmm_environment(char ***ret);
