@@ -2,7 +2,8 @@
 #
 #   make            build/vmd; installs nothing: a missing build dependency is named, with
 #                   the apt-get line that installs it (scripts/install-deps --check)
-#   make install    build/vmd, the unit, man pages, the JSON Schema and bash completion
+#   make install    build/vmd, the unit, man pages, the JSON Schema, bash completion and
+#                   the sysusers.d file of the VMM user
 #                   under DESTDIR + PREFIX (default /usr/local); make uninstall removes them
 #   make demo       run the daemon on examples/ (noop backend) and show vmd status
 #   make deb        the Debian package, from a copy of the tree, in build/deb/
@@ -114,7 +115,7 @@ LIB_SRCS := \
 	backends/firecracker-jail.c
 MAIN_SRC := reconciler/main.c
 
-TESTS := util hashmap list prioq status desired console yaml-tree yaml-decode spec disk-image spec-check spec-yaml spec-json provision sandbox-dir sandbox-file plan backend-noop vmm http-unix http-unix-loop http-fds cloud-hypervisor firecracker qmp qemu-argv qemu qemu-net qemu-image qemu-provision qemu-sim vmm-net hung-vmm vm-safety host-ports neigh guest-agent readiness watcher \
+TESTS := util hashmap list prioq status desired console yaml-tree yaml-decode spec disk-image spec-check spec-yaml spec-json provision sandbox-dir sandbox-file plan backend-noop vmm http-unix http-unix-loop http-fds cloud-hypervisor firecracker qmp qemu-argv qemu qemu-net qemu-image qemu-provision qemu-sim qemu-user vmm-net hung-vmm vm-safety host-ports neigh guest-agent readiness watcher \
 	cli-validate schema daemon state-dir files deletion-guard journal units install systemd readme metrics man fleet
 
 # libFuzzer targets, tests/fuzz-NAME.c; make check replays the seeds of each (tests/run).
@@ -246,6 +247,8 @@ DATADIR ?= $(PREFIX)/share/vmd
 BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 # journalctl --catalog reads /usr/lib and /usr/local/lib; systemd's dpkg trigger updates it.
 CATALOGDIR ?= $(PREFIX)/lib/systemd/catalog
+# systemd-sysusers reads /usr/lib/sysusers.d and /usr/local/lib/sysusers.d: the VMM user.
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 # The binary installed: tests install the sanitizer build they already have.
 VMD_BINARY ?= $(B)/vmd
 
@@ -256,7 +259,7 @@ SCHEMAS := $(wildcard schemas/*.json)
 # Each installed file, and the directories make uninstall removes when they are left empty.
 INSTALLED = $(BINDIR)/vmd $(UNITS:units/%=$(UNITDIR)/%) $(MAN5:docs/%=$(MANDIR)/man5/%) \
 	$(MAN8:docs/%=$(MANDIR)/man8/%) $(SCHEMAS:schemas/%=$(DATADIR)/%) $(BASHCOMPDIR)/vmd \
-	$(CATALOGDIR)/vmd.catalog
+	$(CATALOGDIR)/vmd.catalog $(SYSUSERSDIR)/vmd.conf
 INSTALLED_DIRS = $(DATADIR)
 
 install: $(VMD_BINARY)
@@ -271,6 +274,7 @@ install: $(VMD_BINARY)
 	install -D -m 0644 -t $(DESTDIR)$(DATADIR) $(SCHEMAS)
 	install -D -m 0644 completions/vmd.bash $(DESTDIR)$(BASHCOMPDIR)/vmd
 	install -D -m 0644 catalog/vmd.catalog $(DESTDIR)$(CATALOGDIR)/vmd.catalog
+	install -D -m 0644 sysusers/vmd.conf $(DESTDIR)$(SYSUSERSDIR)/vmd.conf
 
 uninstall:
 	rm -f $(addprefix $(DESTDIR),$(INSTALLED))

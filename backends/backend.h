@@ -153,6 +153,14 @@ typedef struct BackendOptions {
 	uint64_t console_log_size; /* 0: CONSOLE_LOG_SIZE_DEFAULT */
 	/* The daemon's --state-dir: disks/<name>/ holds the copies of images; NULL: none. */
 	const char *state_dir;
+	/*
+	 * Who QEMU, Cloud Hypervisor and an unjailed Firecracker run as (the daemon's
+	 * --vmm-user, vmm.h): the daemon always sets it; a backend made without it
+	 * (vmm_user_set false, as in tests that set no options) keeps vmd's own ids.
+	 */
+	bool vmm_user_set;
+	uid_t vmm_uid;
+	gid_t vmm_gid;
 } BackendOptions;
 
 typedef struct BackendOps {

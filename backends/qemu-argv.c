@@ -190,14 +190,12 @@ int qemu_build_argv(const QemuLaunch *l, char ***ret)
 		return r;
 	if (s->cmdline && (r = arg(&argv, "-append", "%s", s->cmdline)) < 0)
 		return r;
-	/* vmd made the socket and listens on it for QEMU: QEMU opens nothing in the run dir. */
+	/* vmd made the sockets and listens on them for QEMU: QEMU makes no socket in the run dir. */
 	if ((r = arg(&argv, "-chardev", "socket,id=vmd-serial,fd=%d,server=on,wait=off",
 		     l->serial_fd)) < 0 ||
 	    (r = arg(&argv, "-serial", "%s", "chardev:vmd-serial")) < 0 ||
-	    (r = arg(&argv, "-chardev", "socket,id=vmd-qmp,path=%s/qmp.sock,server=on,wait=off",
-		     dir)) < 0 ||
+	    (r = arg(&argv, "-chardev", "socket,id=vmd-qmp,fd=%d,server=on,wait=off", l->qmp_fd)) < 0 ||
 	    (r = arg(&argv, "-mon", "%s", "chardev=vmd-qmp,mode=control")) < 0 ||
-	    (r = arg(&argv, "-pidfile", "%s/qemu.pid", l->dir)) < 0 ||
 	    (r = arg(&argv, "-sandbox", "%s",
 		     "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny")) < 0)
 		return r;

@@ -26,6 +26,7 @@ typedef struct QemuVm {
 	/* At the start: the descriptors of each network's tap and vhost in QEMU, or -1. */
 	int net_fds[SPEC_NETWORKS_MAX], vhost_fds[SPEC_NETWORKS_MAX];
 	int agent_fd; /* the guest agent's listening socket, as QEMU has it, or -1 */
+	int qmp_fd;   /* qmp.sock, made by vmd and passed listening, as QEMU has it */
 } QemuVm;
 
 /* qemu.c: whether the networks' vhost-net is opened for QEMU (KVM runs the guest). */

@@ -6,12 +6,11 @@
  * <run-dir>/<name>/, holds:
  *   vm.json       vmd's record: the process's identity (pid, start time, binary, boot id),
  *                 the spec generation and config it runs, which root port each device is on
- *   qmp.sock      QEMU's QMP socket, held by vmd
+ *   qmp.sock      QEMU's QMP socket: vmd makes it and passes it listening, as serial.sock
  *   serial.sock   the serial console: a socket vmd makes and passes to QEMU listening
  *   console.sock  where vmd console attaches, served by the daemon (console.c)
  *   console.log   what the serial console printed, capped (console.log.1: the part before)
  *   qemu.log      QEMU's own messages (why it refused to start)
- *   qemu.pid      QEMU's pid file, for operators
  *
  * A start is: QMP answers query-name with the sandbox's name (api-up), then `cont` (boot);
  * with -S, QMP answers at once, before the guest's kernel keeps the vCPU thread busy. A
@@ -254,6 +253,10 @@ static int qemu_prepare(VmmVm *vm)
 	bool vhost = qemu_wants_vhost(vm->b);
 	char why[256];
 
+	/* QMP's socket, which vmd makes as it makes the serial console's: QEMU binds nothing. */
+	v->qmp_fd = vmm_vm_pass_listener(vm, "qmp.sock", "the QMP");
+	if (v->qmp_fd < 0)
+		return v->qmp_fd;
 	v->agent_fd = -1;
 	if (s->guest_agent) {
 		v->agent_fd = vmm_vm_pass_listener(vm, GUEST_AGENT_SOCKET, "the guest agent's");
@@ -302,6 +305,7 @@ static int qemu_argv(VmmVm *vm, char ***ret)
 		.accel = QEMU(vm->b)->accel,
 		.dir = vm->dir,
 		.serial_fd = vm->serial_fd,
+		.qmp_fd = v->qmp_fd,
 		.agent_fd = v->agent_fd,
 		.spec = s,
 		.disk_ports = disk_ports,
@@ -322,10 +326,31 @@ static int qemu_argv(VmmVm *vm, char ***ret)
 	return qemu_build_argv(&l, ret);
 }
 
-/* A QEMU of vmd's names its runtime dir in -pidfile (qemu-argv.c), with no escaping. */
-static int qemu_argv_name(const Backend *b, pid_t pid _unused_, char *const *argv, char **ret)
+/*
+ * A QEMU of vmd's has its QMP socket as an fd (qemu-argv.c) and its stderr in the runtime
+ * dir's qemu.log, which /proc/PID/fd/2 names: QEMU writes no pid file there, which an
+ * unprivileged QEMU could not. One started by an older vmd names the dir in -pidfile.
+ */
+static int qemu_argv_name(const Backend *b, pid_t pid, char *const *argv, char **ret)
 {
-	return vmm_argv_names_dir(b, argv, "-pidfile", "", "qemu.pid", ret);
+	static const char qmp[] = "socket,id=vmd-qmp,fd=";
+	_cleanup_free_ char *log = NULL;
+	bool ours = false;
+	int r;
+
+	r = vmm_argv_names_dir(b, argv, "-pidfile", "", "qemu.pid", ret);
+	if (r != 0)
+		return r;
+	for (size_t i = 0; argv[i] && argv[i + 1]; i++)
+		ours = ours || (streq(argv[i], "-chardev") &&
+				strncmp(argv[i + 1], qmp, sizeof(qmp) - 1) == 0);
+	if (!ours || vmm_process_link(pid, "fd/2", &log) < 0)
+		return 0;
+	/* Its log removed under it is still its log. */
+	if (strlen(log) > 10 && streq(log + strlen(log) - 10, " (deleted)"))
+		log[strlen(log) - 10] = '\0';
+	return vmm_argv_names_dir(b, (char *[]){ (char *)"-stderr", log, NULL }, "-stderr", "",
+				  "qemu.log", ret);
 }
 
 static const VmmVmType qemu_type = {
@@ -334,6 +359,7 @@ static const VmmVmType qemu_type = {
 	.api = VMM_API_QMP,
 	.socket = "qmp.sock",
 	.log = "qemu.log",
+	/* qemu.pid: an older vmd's QEMU wrote one */
 	.extra_files = (const char *const[]){ "qemu.pid", GUEST_AGENT_SOCKET, NULL },
 	.serial_socket = true,
 	.size = sizeof(QemuVm),

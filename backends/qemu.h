@@ -25,8 +25,9 @@ DECLARE_STRING_TABLE(qemu_accel, QemuAccel);
 typedef struct QemuLaunch {
 	const char *binary; /* absolute */
 	QemuAccel accel;
-	const char *dir; /* <run-dir>/<name>: QMP socket, pid file */
+	const char *dir; /* <run-dir>/<name>: the pid file, the credentials' copies */
 	int serial_fd;	 /* the serial console's listening socket, as QEMU has it (VMM_FD_FIRST) */
+	int qmp_fd;	 /* qmp.sock, listening, as QEMU has it */
 	int agent_fd;	 /* spec->guest_agent: the agent port's listening socket, as QEMU has it */
 	const SandboxSpec *spec;
 	const unsigned *disk_ports; /* root port of each disk, of each network */

@@ -191,6 +191,8 @@ typedef struct VmmVmType {
 	 * Hypervisor's serial mode Socket): the daemon connects to it all the same.
 	 */
 	bool serial_vmm_socket;
+	/* Its VMM drops root on its own (a jailed Firecracker): vmd does not (NULL: never). */
+	bool (*drops_root)(const Backend *b);
 	/* Its VMM takes raw disks only: a disk from an image gets a full copy, not an overlay. */
 	bool raw_disks_only;
 	size_t size; /* of the backend's VM struct, which starts with a VmmVm */

@@ -2,9 +2,12 @@
 #include <ctype.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -24,9 +27,21 @@ int vmm_kill(int pidfd, int sig)
 	return syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0) < 0 ? -errno : 0;
 }
 
+/* The drop to user: groups first, then the gid, then the uid that takes the capabilities. */
+static int drop_to(const VmmUser *user)
+{
+	if (!user || user->uid == VMM_USER_UNSET)
+		return 0;
+	if (setgroups(0, NULL) < 0 || setresgid(user->gid, user->gid, user->gid) < 0 ||
+	    setresuid(user->uid, user->uid, user->uid) < 0)
+		return -1;
+	return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+}
+
 /* In the child, between fork and exec: only async-signal-safe calls. */
-_Noreturn static void exec_child(char *const argv[], int log_fd, int null_fd, int out_fd,
-				 int err_fd, const int *pass_fds, size_t n_pass)
+_Noreturn static void exec_child(char *const argv[], char *const envp[], const VmmUser *user,
+				 int log_fd, int null_fd, int out_fd, int err_fd,
+				 const int *pass_fds, size_t n_pass)
 {
 	struct sigaction dfl = { .sa_handler = SIG_DFL };
 	int high[VMM_PASS_FDS_MAX], first_free = VMM_FD_FIRST + (int)n_pass;
@@ -56,7 +71,9 @@ _Noreturn static void exec_child(char *const argv[], int log_fd, int null_fd, in
 			goto fail;
 	if (syscall(SYS_close_range, first_free, ~0u, 0) < 0)
 		goto fail;
-	execv(argv[0], argv);
+	if (drop_to(user) < 0)
+		goto fail;
+	execve(argv[0], argv, envp);
 fail:
 	e = errno;
 	(void)!write(report, &e, sizeof(e));
@@ -66,16 +83,65 @@ fail:
 int vmm_spawn(char *const argv[], const char *log_path, const int *pass_fds, size_t n_pass,
 	      pid_t *ret_pid, int *ret_pidfd)
 {
-	return vmm_spawn_logging(argv, log_path, NULL, pass_fds, n_pass, ret_pid, ret_pidfd);
+	return vmm_spawn_logging(argv, log_path, NULL, NULL, pass_fds, n_pass, ret_pid, ret_pidfd);
+}
+
+int vmm_environment(char ***ret)
+{
+	_cleanup_(strv_freep) char **env = NULL;
+	const char *path = getenv("PATH");
+	extern char **environ;
+
+	/* No LANG: the C locale, which a VMM loads from no file. */
+	if (strv_extendf(&env, "PATH=%s", path && *path ? path : "/usr/sbin:/usr/bin:/sbin:/bin") < 0)
+		return -ENOMEM;
+	for (char **e = environ; e && *e; e++)
+		if (strncmp(*e, "VMD_SIM_", 8) == 0 && strv_extendf(&env, "%s", *e) < 0)
+			return -ENOMEM;
+	*ret = TAKE_PTR(env);
+	return 0;
+}
+
+int vmm_user_parse(const char *arg, VmmUser *ret)
+{
+	unsigned long uid, gid;
+	struct passwd *pw;
+	char *end = NULL;
+
+	if (!arg || !*arg)
+		return -EINVAL;
+	if (isdigit((unsigned char)arg[0])) {
+		errno = 0;
+		uid = strtoul(arg, &end, 10);
+		if (errno || *end != ':' || !isdigit((unsigned char)end[1]) || uid >= UINT32_MAX)
+			return -EINVAL;
+		gid = strtoul(end + 1, &end, 10);
+		if (errno || *end || gid >= UINT32_MAX)
+			return -EINVAL;
+		*ret = (VmmUser){ .uid = (uid_t)uid, .gid = (gid_t)gid };
+		return 0;
+	}
+	errno = 0;
+	pw = getpwnam(arg);
+	if (!pw)
+		return errno && errno != ENOENT && errno != ESRCH ? -errno : -ENOENT;
+	*ret = (VmmUser){ .uid = pw->pw_uid, .gid = pw->pw_gid };
+	return 0;
 }
 
 int vmm_spawn_logging(char *const argv[], const char *log_path, const char *out_path,
-		      const int *pass_fds, size_t n_pass, pid_t *ret_pid, int *ret_pidfd)
+		      const VmmUser *user, const int *pass_fds, size_t n_pass, pid_t *ret_pid,
+		      int *ret_pidfd)
 {
 	_cleanup_close_ int log_fd = -EBADF, null_fd = -EBADF, pidfd = -EBADF, out_fd = -EBADF;
-	int pipefd[2], e = 0;
+	_cleanup_(strv_freep) char **envp = NULL;
+	int pipefd[2], e;
 	ssize_t n;
 	pid_t pid;
+
+	e = vmm_environment(&envp);
+	if (e < 0)
+		return e;
 
 	log_fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY, 0600);
 	if (log_fd < 0)
@@ -100,7 +166,7 @@ int vmm_spawn_logging(char *const argv[], const char *log_path, const char *out_
 	}
 	if (pid == 0) {
 		close(pipefd[0]);
-		exec_child(argv, log_fd, null_fd, out_fd, pipefd[1], pass_fds, n_pass);
+		exec_child(argv, envp, user, log_fd, null_fd, out_fd, pipefd[1], pass_fds, n_pass);
 	}
 	close(pipefd[1]);
 	do

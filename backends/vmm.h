@@ -23,17 +23,45 @@ typedef struct VmmIdentity {
 #define VMM_FD_FIRST 4
 #define VMM_PASS_FDS_MAX 64
 
+/* Who a VMM runs as (the daemon's --vmm-user). uid (uid_t)-1: as vmd itself. */
+typedef struct VmmUser {
+	uid_t uid;
+	gid_t gid;
+} VmmUser;
+
+#define VMM_USER_UNSET ((uid_t)-1)
+
 /*
  * Start argv[0] (an absolute path) with argv, in a session of its own, with stdin and
  * stdout on /dev/null, stderr appended to log_path, pass_fds[i] as VMM_FD_FIRST + i (at
- * most VMM_PASS_FDS_MAX), every other fd closed and signals reset. Returns once the exec
- * happened (or failed: its errno). *ret_pidfd refers to it. pass_fds stay vmd's to close.
+ * most VMM_PASS_FDS_MAX), every other fd closed, signals reset and a minimal environment
+ * (vmm_environment()). Returns once the exec happened (or failed: its errno). *ret_pidfd
+ * refers to it. pass_fds stay vmd's to close.
  */
 int vmm_spawn(char *const argv[], const char *log_path, const int *pass_fds, size_t n_pass,
 	      pid_t *ret_pid, int *ret_pidfd);
-/* The same, with stdout in out_path (made anew) unless NULL: for a VMM that logs there. */
+/*
+ * The same, with stdout in out_path (made anew) unless NULL: for a VMM that logs there;
+ * and, unless user is NULL or its uid VMM_USER_UNSET, as user: no supplementary groups,
+ * its gid and uid (so no capabilities left, unless it is root) and no_new_privs, set
+ * between fork and exec.
+ */
 int vmm_spawn_logging(char *const argv[], const char *log_path, const char *out_path,
-		      const int *pass_fds, size_t n_pass, pid_t *ret_pid, int *ret_pidfd);
+		      const VmmUser *user, const int *pass_fds, size_t n_pass, pid_t *ret_pid,
+		      int *ret_pidfd);
+
+/*
+ * The environment a VMM gets, a NULL-terminated strv: PATH (vmd's, or a default),
+ * and the VMD_SIM_* knobs of the test simulators (tests/sim/). Nothing else
+ * of vmd's: no NOTIFY_SOCKET, WATCHDOG_*, LISTEN_*, INVOCATION_ID, CREDENTIALS_DIRECTORY.
+ */
+int vmm_environment(char ***ret);
+
+/*
+ * The VmmUser of a --vmm-user argument: a user name (its uid and primary gid), or
+ * UID:GID in numbers. -ENOENT: no such user; -EINVAL: neither form.
+ */
+int vmm_user_parse(const char *arg, VmmUser *ret);
 
 /* Read a live process's identity; -ESRCH if it is gone (or a zombie). */
 int vmm_identity(pid_t pid, VmmIdentity *ret);

@@ -61,7 +61,7 @@ _vmd()
 		COMPREPLY=($(compgen -W 'auto journal console' -- "$cur"))
 		return
 		;;
-	--trusted-uid | --jailer-uid)
+	--trusted-uid | --jailer-uid | --vmm-user)
 		COMPREPLY=($(compgen -u -- "$cur"))
 		return
 		;;
@@ -86,7 +86,7 @@ _vmd()
 		;;
 	daemon)
 		opts="$_vmd_manager_opts --resync --grace --max-deletions --log-target --metrics-file --dhcp-leases
-			--console-log-size --help"
+			--console-log-size --vmm-user --help"
 		;;
 	plan)
 		opts="$_vmd_manager_opts --json --help"

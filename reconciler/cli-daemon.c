@@ -8,6 +8,7 @@
 #include "log.h"
 #include "manager.h"
 #include "qemu.h"
+#include "vmm.h"
 
 static void daemon_help(FILE *f)
 {
@@ -39,6 +40,9 @@ static void daemon_help(FILE *f)
 		"  --jailer-uid UID, --jailer-gid GID\n"
 		"                           the ids Firecracker runs as (required with --jailer)\n"
 		"  --jailer-chroot-base DIR where the jails are (default /srv/jailer)\n"
+		"  --vmm-user USER          who QEMU, Cloud Hypervisor and an unjailed Firecracker\n"
+		"                           run as: a user name or UID:GID (default vmd-vm; root\n"
+		"                           only when said)\n"
 		"  --allow-overcommit       start VMs that need more memory or vCPUs than the host has\n"
 		"  --console-log-size SIZE  what vmd keeps of each serial console (QEMU), console.log\n"
 		"                           and console.log.1 together: bytes, or Ki, Mi, Gi\n"
@@ -219,6 +223,31 @@ static int parse_console_size(const char *arg, uint64_t *ret)
 	return -EINVAL;
 }
 
+/*
+ * The --vmm-user (default vmd-vm), resolved at start: a user that does not exist is a start
+ * error, unless no VMM runs (--backend-override noop).
+ */
+static int resolve_vmm_user(const char *arg, ManagerConfig *config)
+{
+	VmmUser u;
+	int r = vmm_user_parse(arg, &u);
+
+	if (r == -ENOENT && config->backend_override == BACKEND_NOOP)
+		return 0;
+	if (r < 0) {
+		fprintf(stderr,
+			r == -ENOENT
+				? "vmd daemon: --vmm-user '%s': no such user (the package makes vmd-vm through sysusers.d; or give UID:GID, or root)\n"
+				: "vmd daemon: --vmm-user takes a user name or UID:GID, not '%s'\n",
+			arg);
+		return -EINVAL;
+	}
+	config->backend_options.vmm_user_set = true;
+	config->backend_options.vmm_uid = u.uid;
+	config->backend_options.vmm_gid = u.gid;
+	return 0;
+}
+
 static int parse_seconds(const char *opt, const char *arg, uint64_t *ret)
 {
 	char *end = NULL;
@@ -243,11 +272,13 @@ int verb_daemon(int argc, char **argv)
 		{ "metrics-file", required_argument, NULL, 'P' },
 		{ "dhcp-leases", required_argument, NULL, 'L' },
 		{ "console-log-size", required_argument, NULL, 'c' },
+		{ "vmm-user", required_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{},
 	};
 	ManagerConfig config;
 	LogTarget target = LOG_TARGET_AUTO;
+	const char *vmm_user = "vmd-vm";
 	_cleanup_(manager_freep) Manager *m = NULL;
 	int c, r;
 
@@ -297,6 +328,9 @@ int verb_daemon(int argc, char **argv)
 		case 'P':
 			config.metrics_file = optarg;
 			break;
+		case 'V':
+			vmm_user = optarg;
+			break;
 		case 'h':
 			daemon_help(stdout);
 			return EXIT_OK;
@@ -309,7 +343,8 @@ int verb_daemon(int argc, char **argv)
 		fprintf(stderr, "vmd daemon: unexpected argument '%s'\n", argv[optind]);
 		return EXIT_USAGE;
 	}
-	if (cli_manager_options_check("daemon", &config) < 0)
+	if (cli_manager_options_check("daemon", &config) < 0 ||
+	    resolve_vmm_user(vmm_user, &config) < 0)
 		return EXIT_USAGE;
 
 	/*

@@ -138,8 +138,8 @@ static void start_daemon(const char *resync)
 		dup2(out, 2);
 		setenv("NOTIFY_SOCKET", sock_path, 1);
 		execl(vmd, vmd, "daemon", "--sandboxes", sb, "--run-dir", run, "--state-dir", state,
-		      "--log-target", "console", resync ? "--resync" : (char *)NULL, resync,
-		      (char *)NULL);
+		      "--log-target", "console", "--vmm-user", "root",
+		      resync ? "--resync" : (char *)NULL, resync, (char *)NULL);
 		_exit(127);
 	}
 }

@@ -108,7 +108,7 @@ def main():
     listener.start()
     daemon = subprocess.Popen(
         [VMD, "daemon", "--sandboxes", sb, "--run-dir", run, "--state-dir", state,
-         "--qemu-binary", SIM, "--log-target", "console", "--resync", "1"],
+         "--qemu-binary", SIM, "--log-target", "console", "--vmm-user", "root", "--resync", "1"],
         # No WATCHDOG_PID: the watchdog is then the daemon's, whatever its pid.
         env=dict(os.environ, NOTIFY_SOCKET=notify_path, WATCHDOG_USEC=str(WATCHDOG_USEC)),
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,

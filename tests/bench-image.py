@@ -56,7 +56,7 @@ def round_(top, disk):
     ns.bind(notify)
     daemon = subprocess.Popen(
         [VMD, "daemon", "--sandboxes", sb, "--run-dir", run, "--state-dir", state,
-         "--qemu-accel", "tcg", "--log-target", "console", "--resync", "3600"],
+         "--qemu-accel", "tcg", "--log-target", "console", "--vmm-user", "root", "--resync", "3600"],
         env=dict(os.environ, NOTIFY_SOCKET=notify), stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

@@ -180,7 +180,7 @@ def vmd_round(n):
     env = dict(os.environ, NOTIFY_SOCKET=notify)
     daemon = subprocess.Popen(
         [VMD, "daemon", "--sandboxes", sb, "--run-dir", run, "--state-dir", state,
-         "--qemu-accel", "tcg", "--log-target", "console", "--resync", "3600"],
+         "--qemu-accel", "tcg", "--log-target", "console", "--vmm-user", "root", "--resync", "3600"],
         env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         ns.settimeout(30)

@@ -190,7 +190,7 @@ void fixture_start_daemon(Fixture *f)
 		const char *argv[64] = { test_vmd(),	 "daemon",  "--sandboxes", f->sb,
 					 "--run-dir",	 f->run,    "--state-dir", f->state,
 					 "--log-target", "console", "--grace",	   "0.3",
-					 "--resync",	 "3600" };
+					 "--resync",	 "3600",    "--vmm-user",  "root" };
 		size_t n = 0;
 		int log = open(f->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 		int null = open("/dev/null", O_RDWR | O_CLOEXEC);

@@ -126,6 +126,16 @@ static void test_usage(void **state _unused_)
 		r.out, "Supported VMM versions: Cloud Hypervisor >= v52.0, Firecracker >= 1.13"));
 	test_run_done(&r);
 
+	/* The VMM user is found at the start, or the daemon does not start. */
+	vmd(&r, "daemon", "--vmm-user", "vmd-no-such-user", NULL);
+	assert_int_equal(r.status, 2);
+	assert_non_null(strstr(r.err, "--vmm-user 'vmd-no-such-user': no such user"));
+	test_run_done(&r);
+	vmd(&r, "daemon", "--vmm-user", "12", NULL);
+	assert_int_equal(r.status, 2);
+	assert_non_null(strstr(r.err, "--vmm-user takes a user name or UID:GID, not '12'"));
+	test_run_done(&r);
+
 	vmd(&r, "--version", NULL, NULL, NULL);
 	assert_int_equal(r.status, 0);
 	assert_true(strncmp(r.out, "vmd ", 4) == 0);

@@ -183,7 +183,9 @@ static void test_second_instance(void **state)
 
 	fixture_start_daemon(f);
 	fixture_expect_notify(f, "READY=1");
-	run_cli(&r, "daemon", "--sandboxes", f->sb, "--run-dir", f->run, "--state-dir", f->state);
+	test_run(&r, (char *[]){ (char *)test_vmd(), (char *)"daemon", (char *)"--sandboxes", f->sb,
+				 (char *)"--run-dir", f->run, (char *)"--state-dir", f->state,
+				 (char *)"--vmm-user", (char *)"root", NULL });
 	assert_int_equal(r.status, 1);
 	assert_non_null(strstr(r.err, "another vmd (pid "));
 	assert_non_null(strstr(r.err, "is running with run dir"));

@@ -79,7 +79,7 @@ static void add_glob(char **list, const char *mode, const char *pattern, const c
 
 /* Where each file goes, relative to DESTDIR: bin, unit and share directories. */
 typedef struct Layout {
-	const char *bin, *units, *share, *catalog;
+	const char *bin, *units, *share, *catalog, *sysusers;
 	const char *execstart; /* what the installed unit runs */
 } Layout;
 
@@ -98,6 +98,7 @@ static char *expected(const Layout *l)
 	add_glob(&list, "644", "schemas/*.json", d[2]);
 	append(&list, "644", d[3], "vmd");
 	append(&list, "644", l->catalog, "vmd.catalog");
+	append(&list, "644", l->sysusers, "vmd.conf");
 	for (size_t i = 0; i < ELEMENTSOF(d); i++)
 		free(d[i]);
 	return sort_lines(list);
@@ -159,6 +160,7 @@ static void test_install_default(void **state _unused_)
 		.units = "usr/local/lib/systemd/system",
 		.share = "usr/local/share",
 		.catalog = "usr/local/lib/systemd/catalog",
+		.sysusers = "usr/local/lib/sysusers.d",
 		.execstart = "\nExecStart=/usr/local/bin/vmd daemon ",
 	};
 
@@ -173,6 +175,7 @@ static void test_install_debian(void **state _unused_)
 		.units = "lib/systemd/system",
 		.share = "usr/share",
 		.catalog = "usr/lib/systemd/catalog",
+		.sysusers = "usr/lib/sysusers.d",
 		.execstart = "\nExecStart=/usr/bin/vmd daemon ",
 	};
 

@@ -171,7 +171,7 @@ static pid_t spawn_vmd(const char *dir, int out)
 	return spawn_fd((char *[]){ (char *)test_vmd(), (char *)"daemon", (char *)"--sandboxes", sb,
 				    (char *)"--run-dir", run, (char *)"--state-dir", state,
 				    (char *)"--log-target", (char *)"journal", (char *)"--grace",
-				    (char *)"0.2", NULL },
+				    (char *)"0.2", (char *)"--vmm-user", (char *)"root", NULL },
 			out);
 }
 

@@ -135,8 +135,9 @@ static void test_bridge(void **state)
 	assert_non_null(master);
 	assert_string_equal(master, "vmdbr0");
 	cmd = cmdline_of(pid);
-	/* 4 is the serial console's socket; the tap comes after it. */
-	assert_non_null(strstr(cmd, "tap,id=netdev-n0,fd=5"));
+	/* 4 is the serial console's socket, 5 QMP's; the tap comes after them. */
+	assert_non_null(strstr(cmd, "id=vmd-qmp,fd=5,"));
+	assert_non_null(strstr(cmd, "tap,id=netdev-n0,fd=6"));
 	assert_null(strstr(cmd, "ifname="));
 	wait_ping("10.99.0.2");
 	/* The guest's address, from the host's neighbour table, in status at the next pass. */

@@ -152,6 +152,80 @@ static void test_exit_status_and_exec_error(void **state _unused_)
 	test_tmpdir_remove(dir);
 }
 
+/* A line of /proc/PID/status as the child printed it, or NULL. */
+static bool has_line(const char *text, const char *line)
+{
+	size_t n = strlen(line);
+
+	for (const char *p = text; p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+		if (strncmp(p, line, n) == 0 && (p[n] == '\n' || p[n] == '\0'))
+			return true;
+	return false;
+}
+
+/*
+ * As the VMM user: nobody's uid and gid, no supplementary groups, no capabilities,
+ * no_new_privs, and an environment with none of vmd's but PATH and VMD_SIM_*.
+ */
+static void test_spawn_as_user(void **state _unused_)
+{
+	char *dir = test_tmpdir(), *text;
+	char log[4096], out[4096];
+	char *const argv[] = { (char *)"/bin/sh", (char *)"-c",
+			       (char *)"cat /proc/self/status; /usr/bin/env", NULL };
+	VmmUser nobody = { .uid = 65534, .gid = 65534 };
+	pid_t pid;
+	int pidfd, status = -1;
+
+	snprintf(log, sizeof(log), "%s/vmm.log", dir);
+	snprintf(out, sizeof(out), "%s/vmm.out", dir);
+	assert_int_equal(setenv("NOTIFY_SOCKET", "/run/systemd/notify", 1), 0);
+	assert_int_equal(setenv("WATCHDOG_USEC", "1000000", 1), 0);
+	assert_int_equal(setenv("VMD_SIM_TEST", "kept", 1), 0);
+	assert_int_equal(vmm_spawn_logging(argv, log, out, &nobody, NULL, 0, &pid, &pidfd), 0);
+	wait_exit(pidfd);
+	assert_int_equal(vmm_reap(pidfd, &status), 1);
+	assert_int_equal(status, 0);
+	close(pidfd);
+	text = test_read_file(out, NULL);
+	assert_true(has_line(text, "Uid:\t65534\t65534\t65534\t65534"));
+	assert_true(has_line(text, "Gid:\t65534\t65534\t65534\t65534"));
+	/* none: the kernel prints the tab and a space, or the tab alone */
+	assert_true(has_line(text, "Groups:\t ") || has_line(text, "Groups:\t"));
+	assert_true(has_line(text, "CapEff:\t0000000000000000"));
+	assert_true(has_line(text, "CapPrm:\t0000000000000000"));
+	assert_true(has_line(text, "NoNewPrivs:\t1"));
+	assert_null(strstr(text, "\nLANG="));
+	assert_true(has_line(text, "VMD_SIM_TEST=kept"));
+	assert_null(strstr(text, "NOTIFY_SOCKET"));
+	assert_null(strstr(text, "WATCHDOG_USEC"));
+	assert_non_null(strstr(text, "\nPATH="));
+	free(text);
+	unsetenv("NOTIFY_SOCKET");
+	unsetenv("WATCHDOG_USEC");
+	unsetenv("VMD_SIM_TEST");
+	test_tmpdir_remove(dir);
+}
+
+static void test_user_parse(void **state _unused_)
+{
+	VmmUser u;
+
+	assert_int_equal(vmm_user_parse("nobody", &u), 0);
+	assert_int_equal(u.uid, 65534);
+	assert_int_equal(vmm_user_parse("root", &u), 0);
+	assert_int_equal(u.uid, 0);
+	assert_int_equal(u.gid, 0);
+	assert_int_equal(vmm_user_parse("4242:4343", &u), 0);
+	assert_int_equal(u.uid, 4242);
+	assert_int_equal(u.gid, 4343);
+	assert_int_equal(vmm_user_parse("vmd-no-such-user", &u), -ENOENT);
+	assert_int_equal(vmm_user_parse("4242", &u), -EINVAL);
+	assert_int_equal(vmm_user_parse("4242:", &u), -EINVAL);
+	assert_int_equal(vmm_user_parse("4242:x", &u), -EINVAL);
+	assert_int_equal(vmm_user_parse("", &u), -EINVAL);
+}
+
 static void test_stale_socket(void **state _unused_)
 {
 	char *dir = test_tmpdir();
@@ -210,6 +284,8 @@ int main(void)
 		cmocka_unit_test(test_spawn_and_reap),
 		cmocka_unit_test(test_spawn_passes_fd),
 		cmocka_unit_test(test_exit_status_and_exec_error),
+		cmocka_unit_test(test_spawn_as_user),
+		cmocka_unit_test(test_user_parse),
 		cmocka_unit_test(test_stale_socket),
 		cmocka_unit_test(test_find_binary),
 	};
