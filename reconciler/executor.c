@@ -45,7 +45,9 @@ void sandbox_observe(Manager *m, Sandbox *sb)
 	if (m->systemd && b && b->ops->takes_host_resources && sb->observed.pid > 0 &&
 	    sb->observed.pid != sb->scope_pid && !sb->stranger && !sb->observed.stray) {
 		sb->scope_pid = sb->observed.pid;
-		host_systemd_scope(m->systemd, sb->name, sb->observed.pid);
+		host_systemd_scope(m->systemd, sb->name, sb->observed.pid,
+				   sb->observed.config ?: sb->desired, sb->observed.max_memory,
+				   sb->observed.max_vcpus);
 	}
 }
 

@@ -173,6 +173,16 @@ typedef struct CredentialSpec {
 	char *from_file; /* a host path */
 } CredentialSpec;
 
+/*
+ * spec.resources: the limits of the VMM's scope under systemd (reconciler/vm-scope.c).
+ * 0: not in the file (cpuWeight: systemd's default, 100; no quota; ioWeight: the default).
+ */
+typedef struct ResourcesSpec {
+	unsigned cpu_weight; /* 1..10000 */
+	unsigned cpu_quota;  /* percent of one CPU's time: 200 is two CPUs' worth */
+	unsigned io_weight;  /* 1..10000 */
+} ResourcesSpec;
+
 typedef struct SandboxSpec {
 	char name[SPEC_NAME_MAX + 1];
 	Label *labels;
@@ -201,6 +211,7 @@ typedef struct SandboxSpec {
 	CloudInitSpec *cloud_init; /* NULL: no seed */
 	CredentialSpec *credentials;
 	size_t n_credentials;
+	ResourcesSpec resources;
 } SandboxSpec;
 
 CloudInitSpec *cloud_init_spec_free(CloudInitSpec *c);

@@ -1,0 +1,66 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The limits of a VMM's scope. The scope gets them at StartTransientUnit, once, from the
+ * start: a guest that grows its memory live grows within the MemoryMax computed from the
+ * most it can have, so no resize changes them.
+ */
+#include <errno.h>
+#include <stdio.h>
+
+#include "macro.h"
+#include "vm-scope.h"
+
+#define USEC_PER_SEC UINT64_C(1000000)
+
+uint64_t vm_scope_memory_max(uint64_t memory, uint64_t max_memory)
+{
+	uint64_t guest = MAX(memory, max_memory);
+
+	return guest + VM_SCOPE_MEMORY_BASE + guest / VM_SCOPE_MEMORY_DIVISOR;
+}
+
+uint64_t vm_scope_tasks_max(unsigned vcpus, unsigned max_vcpus)
+{
+	return VM_SCOPE_TASKS_BASE + (uint64_t)VM_SCOPE_TASKS_PER_VCPU * MAX(vcpus, max_vcpus);
+}
+
+static void add_device(ScopeLimits *l, const char *path, const char *access)
+{
+	for (size_t i = 0; i < l->n_devices; i++)
+		if (streq(l->devices[i].path, path))
+			return;
+	if (l->n_devices < ELEMENTSOF(l->devices))
+		l->devices[l->n_devices++] = (ScopeDevice){ .path = path, .access = access };
+}
+
+void vm_scope_limits(const SandboxSpec *spec, uint64_t max_memory, unsigned max_vcpus,
+		     bool (*is_block)(const char *path), ScopeLimits *ret)
+{
+	const ResourcesSpec *res = &spec->resources;
+
+	*ret = (ScopeLimits){
+		.memory_max = vm_scope_memory_max(spec->memory, max_memory),
+		.tasks_max = vm_scope_tasks_max(spec->vcpus, max_vcpus),
+		.cpu_weight = res->cpu_weight ?: VM_SCOPE_CPU_WEIGHT_DEFAULT,
+		.cpu_quota_per_sec_usec = (uint64_t)res->cpu_quota * USEC_PER_SEC / 100,
+		.io_weight = res->io_weight,
+	};
+	add_device(ret, "/dev/kvm", "rw");
+	if (spec->backend == BACKEND_FIRECRACKER)
+		for (size_t i = 0; i < spec->n_networks; i++)
+			if (spec->networks[i].type != NET_USER)
+				add_device(ret, "/dev/net/tun", "rw");
+	for (size_t i = 0; i < spec->n_disks; i++) {
+		const DiskSpec *d = &spec->disks[i];
+
+		if (d->path && is_block && is_block(d->path))
+			add_device(ret, d->path, d->read_only ? "r" : "rw");
+	}
+}
+
+int vm_scope_machine_name(const char *name, char ret[static VM_SCOPE_MACHINE_NAME_MAX + 1])
+{
+	int n = snprintf(ret, VM_SCOPE_MACHINE_NAME_MAX + 1, "vmd-%s", name);
+
+	return n < 0 || n > VM_SCOPE_MACHINE_NAME_MAX ? -ENAMETOOLONG : 0;
+}
