@@ -13,6 +13,9 @@
 #define SPEC_ID_MAX 31
 #define SPEC_IFNAME_MAX 15
 #define SPEC_VCPUS_MAX 256
+/* spec.resources: systemd's CPUWeight= and IOWeight= range, and a quota of up to 100 CPUs. */
+#define SPEC_WEIGHT_MAX 10000
+#define SPEC_CPU_QUOTA_MAX 10000
 #define SPEC_MEMORY_MIN (16ull << 20)
 #define SPEC_CMDLINE_MAX 4096
 #define SPEC_STOP_TIMEOUT_MAX_MS (24ull * 3600 * 1000)

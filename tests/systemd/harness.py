@@ -469,6 +469,10 @@ spec:
   initrd: /mnt/debs/guest/initramfs.cpio
   cmdline: console=ttyS0 quiet
   stopTimeout: 60s
+  resources:
+    cpuWeight: 200
+    cpuQuota: 400%
+    ioWeight: 50
 """
 
 
@@ -488,11 +492,13 @@ def alive(c, pid):
 
 
 MiB = 1 << 20
-# GUEST's scope as reconciler/vm-scope.c computes it: 192 MiB, 1 vCPU, no spec.resources.
+# GUEST's scope as reconciler/vm-scope.c computes it: 192 MiB, 1 vCPU, its spec.resources.
 GUEST_SCOPE = {
     "MemoryMax": str(192 * MiB + 1024 * MiB + 192 * MiB // 8),  # guest + 1 GiB + guest/8
     "TasksMax": str(128 + 4 * 1),
-    "CPUWeight": "100",
+    "CPUWeight": "200",
+    "CPUQuotaPerSecUSec": "4s",
+    "IOWeight": "50",
     "DevicePolicy": "closed",
     "Slice": "machine.slice",
     "ActiveState": "active",
