@@ -45,11 +45,17 @@ void vm_scope_limits(const SandboxSpec *spec, uint64_t max_memory, unsigned max_
 		.cpu_quota_per_sec_usec = (uint64_t)res->cpu_quota * USEC_PER_SEC / 100,
 		.io_weight = res->io_weight,
 	};
-	add_device(ret, "/dev/kvm", "rw");
-	if (spec->backend == BACKEND_FIRECRACKER)
-		for (size_t i = 0; i < spec->n_networks; i++)
-			if (spec->networks[i].type != NET_USER)
-				add_device(ret, "/dev/net/tun", "rw");
+	/*
+	 * Firecracker's jailer mknods its jail's /dev/kvm, /dev/net/tun and /dev/userfaultfd
+	 * (src/jailer/src/env.rs Env::run(), whatever the VM has), maybe after the move into
+	 * the scope: those take "m" too. Firecracker opens its taps by name, through tun.
+	 */
+	if (spec->backend == BACKEND_FIRECRACKER) {
+		add_device(ret, "/dev/kvm", "rwm");
+		add_device(ret, "/dev/net/tun", "rwm");
+		add_device(ret, "/dev/userfaultfd", "rwm");
+	} else
+		add_device(ret, "/dev/kvm", "rw");
 	for (size_t i = 0; i < spec->n_disks; i++) {
 		const DiskSpec *d = &spec->disks[i];
 

@@ -13,7 +13,7 @@
  * the is_block callback does), so that the formulas are tested as a table.
  */
 
-#define VM_SCOPE_DEVICES_MAX (2 + SPEC_DISKS_MAX)
+#define VM_SCOPE_DEVICES_MAX (3 + SPEC_DISKS_MAX)
 #define VM_SCOPE_CPU_WEIGHT_DEFAULT 100
 /* The memory above the guest's that the VMM itself may use: see vm_scope_memory_max(). */
 #define VM_SCOPE_MEMORY_BASE (UINT64_C(1) << 30)
@@ -24,7 +24,7 @@
 
 typedef struct ScopeDevice {
 	const char *path;   /* borrowed from the spec, or a literal */
-	const char *access; /* "rw" or "r" */
+	const char *access; /* "rw", "r" or "rwm" */
 } ScopeDevice;
 
 typedef struct ScopeLimits {
@@ -56,8 +56,9 @@ uint64_t vm_scope_tasks_max(unsigned vcpus, unsigned max_vcpus);
 /*
  * The limits of spec's VMM, which can grow to max_memory and max_vcpus (0: not at all).
  * The devices are those the VMM opens itself, not through vmd's fds: /dev/kvm; for
- * Firecracker, which opens its taps by name, /dev/net/tun; every disk path is_block says is
- * a block device (QEMU, Cloud Hypervisor and Firecracker open their disks by path).
+ * Firecracker, which opens its taps by name, and whose jailer mknods them in its jail,
+ * /dev/net/tun and /dev/userfaultfd too, all with "m"; every disk path is_block says is a
+ * block device (QEMU, Cloud Hypervisor and Firecracker open their disks by path).
  */
 void vm_scope_limits(const SandboxSpec *spec, uint64_t max_memory, unsigned max_vcpus,
 		     bool (*is_block)(const char *path), ScopeLimits *ret);
