@@ -391,6 +391,47 @@ void host_systemd_scope(HostSystemd *h, const char *name, pid_t pid, const Sandb
 		scope_request_free(req);
 }
 
+static int memory_reply(sd_bus_message *m, void *userdata, sd_bus_error *ret_error _unused_)
+{
+	ScopeRequest *req = userdata;
+	const sd_bus_error *e = sd_bus_message_get_error(m);
+
+	if (e && !req->h->scope_error_said) {
+		log_fields(LOG_WARNING, &(LogFields){ .sandbox = req->name },
+			   "cannot raise the MemoryMax of vmd-%s.scope for its guest's room to grow: %s (said once)",
+			   req->name, e->message ?: e->name);
+		req->h->scope_error_said = true;
+	}
+	scope_request_free(req);
+	return 0;
+}
+
+void host_systemd_scope_memory(HostSystemd *h, const char *name, uint64_t memory_max)
+{
+	_cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+	_cleanup_free_ char *unit = NULL;
+	ScopeRequest *req;
+	int r;
+
+	if (!h)
+		return;
+	req = calloc(1, sizeof(*req));
+	if (!req || !(req->name = strdup(name)) || asprintf(&unit, "vmd-%s.scope", name) < 0) {
+		scope_request_free(req);
+		return;
+	}
+	req->h = h;
+	r = sd_bus_message_new_method_call(h->bus, &m, "org.freedesktop.systemd1",
+					   "/org/freedesktop/systemd1",
+					   "org.freedesktop.systemd1.Manager", "SetUnitProperties");
+	if (r >= 0)
+		r = sd_bus_message_append(m, "sba(sv)", unit, true, 1, "MemoryMax", "t", memory_max);
+	if (r >= 0)
+		r = sd_bus_call_async(h->bus, NULL, m, memory_reply, req, 0);
+	if (r < 0)
+		scope_request_free(req);
+}
+
 /* Shutdown */
 
 static bool vm_up(const Sandbox *sb)

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/types.h>
 #include <systemd/sd-event.h>
 
@@ -27,6 +28,8 @@ const char *host_systemd_unit(const HostSystemd *h);
  */
 void host_systemd_scope(HostSystemd *h, const char *name, pid_t pid, const SandboxSpec *spec,
 			uint64_t max_memory, unsigned max_vcpus);
+/* Raise vmd-NAME.scope's MemoryMax= (SetUnitProperties, runtime). Asynchronous, as above. */
+void host_systemd_scope_memory(HostSystemd *h, const char *name, uint64_t memory_max);
 
 /*
  * SIGTERM: when the host shuts down (the manager's SystemState is "stopping"), shut every

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The limits of a VMM's scope. The scope gets them at StartTransientUnit, once, from the
- * start: a guest that grows its memory live grows within the MemoryMax computed from the
- * most it can have, so no resize changes them.
+ * The limits of a VMM's scope. The scope gets them at StartTransientUnit, from the start:
+ * a guest that grows its memory live grows within the MemoryMax computed from the most it
+ * can have, so no resize changes them (a room known only after the spawn raises it once:
+ * the executor's scope_update()).
  */
 #include <errno.h>
 #include <stdio.h>
