@@ -521,6 +521,20 @@ def in_scope(c, pid):
             raise Fail(f"vmd-g.scope's {k} is {u.get(k)!r}, not {v!r}: {u}")
     if "/dev/kvm rw" not in u.get("DeviceAllow", ""):
         raise Fail(f"vmd-g.scope's DeviceAllow has no /dev/kvm rw: {u}")
+    # In force, not only said: the kernel's own limits of the scope's cgroup, where the
+    # container has cgroup v2's controllers (not on a host of cgroup v1: said, not checked).
+    controllers = c.run(["cat", "/sys/fs/cgroup/cgroup.controllers"], check=False).stdout.split()
+    if not {"memory", "pids", "cpu"} <= set(controllers):
+        log(f"no cgroup v2 memory, pids and cpu controllers in the container ({controllers}): "
+            "the scope's limits are checked as systemd has them, not in the kernel")
+        return u["InvocationID"]
+    cgdir = "/sys/fs/cgroup/machine.slice/vmd-g.scope"
+    for f, want in (("memory.max", GUEST_SCOPE["MemoryMax"]),
+                    ("pids.max", GUEST_SCOPE["TasksMax"]),
+                    ("cpu.weight", GUEST_SCOPE["CPUWeight"])):
+        got = c.run(["cat", f"{cgdir}/{f}"], check=False).stdout.strip()
+        if got != want:
+            raise Fail(f"{cgdir}/{f} is {got!r}, not {want!r}")
     return u["InvocationID"]
 
 
@@ -578,9 +592,15 @@ def check_qemu_restart(t):
 
 def check_qemu_crash(t):
     """A QEMU killed is restarted (restartPolicy) in a new vmd-g.scope, registered again."""
+    booted = readies(t.c)
+    t.c.run(["kill", "-KILL", str(t.qemu)])
+    restarted(t, booted)
+
+
+def restarted(t, booted):
+    """g's QEMU, gone, restarted in a new vmd-g.scope with its limits, registered, up
+    (its console's VMD-GUEST-READY lines more than booted)."""
     c = t.c
-    booted = readies(c)
-    c.run(["kill", "-KILL", str(t.qemu)])
     pid = wait_for("a new QEMU for g", lambda: (lambda p: p if p != t.qemu else None)(
         guest_pid(t)), timeout=120)
     invocation = wait_for("vmd-g.scope for the new QEMU", lambda: (
