@@ -61,6 +61,7 @@ LIB_SRCS := \
 	reconciler/spec-yaml.c \
 	reconciler/spec-yaml-provision.c \
 	reconciler/spec-provision.c \
+	reconciler/probe-spec.c \
 	reconciler/sandbox-dir.c \
 	reconciler/sandbox-file.c \
 	reconciler/spec-json.c \
@@ -69,6 +70,7 @@ LIB_SRCS := \
 	reconciler/plan.c \
 	reconciler/log.c \
 	reconciler/status.c \
+	reconciler/status-line.c \
 	reconciler/desired.c \
 	reconciler/deletion-guard.c \
 	reconciler/host-systemd.c \
@@ -78,6 +80,7 @@ LIB_SRCS := \
 	reconciler/neigh.c \
 	reconciler/addresses.c \
 	reconciler/image-copies.c \
+	reconciler/probe.c \
 	reconciler/executor.c \
 	reconciler/watcher.c \
 	reconciler/manager.c \
@@ -87,6 +90,7 @@ LIB_SRCS := \
 	reconciler/cli-plan.c \
 	reconciler/cli-approve.c \
 	reconciler/cli-console.c \
+	reconciler/cli-wait.c \
 	backends/backend.c \
 	backends/noop.c \
 	backends/vmm.c \
@@ -111,7 +115,7 @@ LIB_SRCS := \
 	backends/firecracker-jail.c
 MAIN_SRC := reconciler/main.c
 
-TESTS := util hashmap list prioq status desired console yaml-tree yaml-decode spec disk-image spec-check spec-yaml spec-json provision sandbox-dir sandbox-file plan backend-noop vmm http-unix http-unix-loop http-fds cloud-hypervisor firecracker qmp qemu-argv qemu qemu-net qemu-image qemu-provision qemu-sim vmm-net hung-vmm vm-safety host-ports neigh guest-agent watcher \
+TESTS := util hashmap list prioq status desired console yaml-tree yaml-decode spec disk-image spec-check spec-yaml spec-json provision sandbox-dir sandbox-file plan backend-noop vmm http-unix http-unix-loop http-fds cloud-hypervisor firecracker qmp qemu-argv qemu qemu-net qemu-image qemu-provision qemu-sim vmm-net hung-vmm vm-safety host-ports neigh guest-agent readiness watcher \
 	cli-validate schema daemon state-dir files deletion-guard vm-scope journal units install systemd readme metrics man fleet
 
 # libFuzzer targets, tests/fuzz-NAME.c; make check replays the seeds of each (tests/run).

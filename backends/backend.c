@@ -43,7 +43,10 @@ int backend_validate_spec(const SandboxSpec *spec, SpecCheck *check)
 
 	assert(spec->backend >= 0 && spec->backend < _BACKEND_KIND_MAX);
 	ops = backend_ops[spec->backend];
-	return ops && ops->validate ? ops->validate(spec, check) : 0;
+	probe_spec_check(spec, check);
+	if (ops && ops->validate)
+		(void)ops->validate(spec, check);
+	return spec_check_result(check);
 }
 
 SpecLoadOptions backend_spec_load_options(BackendKind default_backend)

@@ -24,12 +24,12 @@ _vmd_sandboxes()
 _vmd()
 {
 	local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD - 1]}
-	local verbs='daemon status plan validate approve-deletions console help'
+	local verbs='daemon status plan validate approve-deletions console wait help'
 	local verb= i
 
 	for ((i = 1; i < COMP_CWORD; i++)); do
 		case ${COMP_WORDS[i]} in
-		daemon | status | plan | validate | approve-deletions | console | help)
+		daemon | status | plan | validate | approve-deletions | console | wait | help)
 			verb=${COMP_WORDS[i]}
 			break
 			;;
@@ -69,7 +69,11 @@ _vmd()
 		COMPREPLY=($(compgen -g -- "$cur"))
 		return
 		;;
-	--resync | --grace | --max-deletions | --console-log-size)
+	--for)
+		COMPREPLY=($(compgen -W 'ready running stopped deleted applied' -- "$cur"))
+		return
+		;;
+	--resync | --grace | --max-deletions | --console-log-size | --timeout)
 		return
 		;;
 	esac
@@ -99,6 +103,9 @@ _vmd()
 	console)
 		opts='--run-dir --log --help'
 		;;
+	wait)
+		opts='--for --timeout --run-dir --sandboxes --help'
+		;;
 	help)
 		return
 		;;
@@ -108,7 +115,7 @@ _vmd()
 		COMPREPLY=($(compgen -W "$opts" -- "$cur"))
 	elif [[ $verb == validate ]]; then
 		COMPREPLY=($(compgen -f -- "$cur"))
-	elif [[ $verb == status || $verb == approve-deletions || $verb == console ]]; then
+	elif [[ $verb == status || $verb == approve-deletions || $verb == console || $verb == wait ]]; then
 		COMPREPLY=($(compgen -W "$(_vmd_sandboxes)" -- "$cur"))
 	fi
 }

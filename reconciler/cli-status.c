@@ -71,7 +71,7 @@ static const char *headline(json_t *s)
 	return "";
 }
 
-/* Ready's status as the table says it: yes, no, or ? while vmd cannot tell. */
+/* Ready's (or Running's) status as the table says it: yes, no, or ? while vmd cannot tell. */
 static const char *ready_word(const char *status)
 {
 	return streq(status, "True") ? "yes" : streq(status, "Unknown") ? "?" : "no";
@@ -83,18 +83,19 @@ static void print_table(json_t *all, bool no_daemon)
 	size_t i;
 	json_t *s;
 
-	printf("%-24s %-17s %-9s %-6s %-8s %s\n", "NAME", "BACKEND", "PHASE", "READY", "RESTARTS",
-	       "MESSAGE");
+	printf("%-24s %-17s %-9s %-7s %-6s %-8s %s\n", "NAME", "BACKEND", "PHASE", "RUNNING",
+	       "READY", "RESTARTS", "MESSAGE");
 	json_array_foreach(all, i, s)
 	{
 		bool g = vmm_gone(s, no_daemon);
 
 		snprintf(gone, sizeof(gone), "its VMM (pid %lld) is gone; no vmd runs to notice",
 			 (long long)json_integer_value(json_object_get(s, "pid")));
-		printf("%-24s %-17s %-9s %-6s %-8lld %s\n",
+		printf("%-24s %-17s %-9s %-7s %-6s %-8lld %s\n",
 		       json_string_value(json_object_get(s, "name")) ?: "?",
 		       json_string_value(json_object_get(s, "backend")) ?: "?",
 		       json_string_value(json_object_get(s, "phase")) ?: "?",
+		       g ? "?" : ready_word(status_condition(s, "Running", "status")),
 		       g ? "?" : ready_word(status_condition(s, "Ready", "status")),
 		       (long long)json_integer_value(json_object_get(s, "restarts")),
 		       g ? gone : headline(s));

@@ -22,6 +22,8 @@ int verb_plan(int argc, char **argv);
 int verb_console(int argc, char **argv);
 /* vmd approve-deletions [--run-dir DIR] [NAME...] */
 int verb_approve_deletions(int argc, char **argv);
+/* vmd wait NAME... --for CONDITION [--timeout DURATION] [--run-dir DIR] [--sandboxes DIR] */
+int verb_wait(int argc, char **argv);
 
 typedef struct ManagerConfig ManagerConfig;
 

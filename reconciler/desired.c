@@ -485,6 +485,9 @@ static int load_file(Manager *m, SandboxRoot *root, const char *path, const char
 		return 0;
 	}
 	r = read_fd(file.fd, YTREE_MAX_BYTES + 1, &raw, &len);
+	sb->file_hashed = r >= 0;
+	if (r >= 0)
+		sb->file_hash = fnv1a64(FNV1A64_INIT, raw, len);
 	if (r >= 0)
 		r = spec_load_buffer(path, raw, len, &opts, &spec, &diags);
 	if (r >= 0)

@@ -15,6 +15,7 @@
 #include "log.h"
 #include "manager.h"
 #include "vm-scope.h"
+#include "probe.h"
 
 #define BACKOFF_FIRST_USEC (1000u * 1000u)
 #define BUSY_RETRY_USEC (1000u * 1000u) /* a VMM busy with the last change: not a failure */
@@ -88,6 +89,7 @@ static int execute(Sandbox *sb, Backend *b, const Action *a)
 
 		if (!ops->start)
 			return -EOPNOTSUPP;
+		probe_vm_starting(sb->manager, sb);
 		r = ops->start(b, want, sb->generation);
 		if (r >= 0 && again)
 			sb->restarts++;
@@ -147,6 +149,14 @@ void sandbox_vm_exited(Manager *m _unused_, Sandbox *sb, int status, const char 
 	free(sb->exit_reason);
 	if (asprintf(&sb->exit_reason, "%s%sstatus %d", reason ?: "", reason ? ", " : "", status) < 0)
 		sb->exit_reason = NULL;
+	if (probe_liveness_kill(sb)) {
+		/* Forced off for its liveness: a failure, backed off like one. */
+		delay = backoff_usec(++sb->failures);
+		sb->retry_at = now_usec(CLOCK_MONOTONIC) + delay;
+		set_format(&sb->last_error, "%s; restarting in %llu s (restartPolicy permitting)",
+			   probe_liveness_kill(sb), (unsigned long long)(delay / 1000000));
+		return;
+	}
 	if (started == 0 || now - started >= CRASH_LOOP_USEC) {
 		sb->quick_exits = 0; /* it ran for a while: restart at once */
 		return;

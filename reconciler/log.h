@@ -29,6 +29,8 @@
 #define LOG_MESSAGE_REMOVED "cc84ba335c2b476ba54332141ab9edc2"
 /* A VMM in trouble: forced off, killed, unresponsive, its connection lost, answering again. */
 #define LOG_MESSAGE_VMM "0fc9dc1a31734bd1be4914b3ea13e142"
+/* A probe of the guest: readiness passed or timed out, liveness failed and the VM forced off. */
+#define LOG_MESSAGE_PROBE "44a20135d6c747859ea1c2ae022faabf"
 
 typedef enum LogTarget {
 	LOG_TARGET_AUTO, /* journal when stderr is connected to it (JOURNAL_STREAM), else console */

@@ -21,6 +21,8 @@ static void help(FILE *f)
 		   "                     detaches); --log prints what vmd kept of it\n"
 		   "  approve-deletions  let the daemon stop what it holds because too many\n"
 		   "                     files went at once\n"
+		   "  wait NAME...       wait until sandboxes are ready, running, stopped,\n"
+		   "                     deleted or applied (--for)\n"
 		   "\n"
 		   "  vmd COMMAND --help shows a command's options; see vmd(8).\n");
 }
@@ -51,6 +53,8 @@ int main(int argc, char **argv)
 		return verb_console(argc - 1, argv + 1);
 	if (streq(argv[1], "approve-deletions"))
 		return verb_approve_deletions(argc - 1, argv + 1);
+	if (streq(argv[1], "wait"))
+		return verb_wait(argc - 1, argv + 1);
 
 	fprintf(stderr, "vmd: unknown command '%s'\n", argv[1]);
 	help(stderr);

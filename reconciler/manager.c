@@ -20,6 +20,7 @@
 
 #include "log.h"
 #include "manager.h"
+#include "probe.h"
 #include "watcher.h"
 
 /* A pass over every sandbox yields the loop this often, as the state dir's writes do. */
@@ -65,6 +66,8 @@ static Sandbox *sandbox_free(Sandbox *sb)
 	free(sb->exit_reason);
 	free(sb->refusal);
 	free(sb->adopt_error);
+	probe_free(sb);
+	free(sb->liveness_kill);
 	free(sb->name);
 	return mfree(sb);
 }

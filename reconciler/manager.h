@@ -54,8 +54,10 @@ typedef struct Sandbox {
 	BackendKind vm_backend; /* where its VM runs, once known; _BACKEND_KIND_INVALID before */
 
 	/* What its file asks for. */
-	char *path;		/* the file it comes from; NULL once the file is gone */
-	struct stat file_st;	/* identity of the file as last read, to skip unchanged files */
+	char *path;	     /* the file it comes from; NULL once the file is gone */
+	struct stat file_st; /* identity of the file as last read, to skip unchanged files */
+	uint64_t file_hash;  /* fnv1a64 of its bytes as last read, if file_hashed */
+	bool file_hashed;
 	SandboxSpec *desired;	/* the last valid spec; NULL if it never had one */
 	uint64_t generation;	/* bumped on every change of desired */
 	uint64_t desired_since; /* CLOCK_MONOTONIC: when desired (or the file's presence) changed */
@@ -87,6 +89,12 @@ typedef struct Sandbox {
 	unsigned adopt_failures;
 	uint64_t adopt_retry_at; /* CLOCK_MONOTONIC */
 	char *adopt_error;
+
+	/* probe.c: its VM's readiness and liveness probes, while it runs */
+	struct Prober *prober;
+	uint64_t console_offset; /* console.log's size when vmd last started its VM */
+	char *liveness_kill;	 /* why liveness forced its VM off, until the next start */
+	bool counted_ready;	 /* in Manager.n_ready */
 
 	/* What vmd did about it. */
 	unsigned restarts;
@@ -193,9 +201,10 @@ struct Manager {
 	Hashmap *ignored;
 	Prioq *ignored_order; /* the same, by path: STATUS= names the first */
 
-	/* status.c: what STATUS= says, kept as sandboxes change instead of counted over all */
+	/* status-line.c: what STATUS= says, kept as sandboxes change instead of counted over all */
 	unsigned phase_tally[_PHASE_MAX];
-	Prioq *failing; /* Sandboxes that are Failed or whose file is refused, by name */
+	unsigned n_ready; /* sandboxes whose Ready is True */
+	Prioq *failing;	  /* Sandboxes that are Failed or whose file is refused, by name */
 
 	DeletionGuard guard;
 	Telemetry telemetry; /* telemetry.c: passes counted, daemon.json */
@@ -310,12 +319,14 @@ void deletion_guard_approve(Manager *m);
 /* What the daemon's STATUS= says while the guard holds stops; "" if it holds none. */
 void deletion_guard_describe(const Manager *m, char *buf, size_t size);
 
-/* status.c */
+/* status.c; the tallies and STATUS= in status-line.c */
 void sandbox_update_status(Manager *m, Sandbox *sb, const Plan *plan);
 void sandbox_remove_status(Manager *m, Sandbox *sb);
 /* The STATUS= tallies: a sandbox comes, goes, or its config_error came or went. */
 void manager_tally_add(Manager *m, Sandbox *sb);
 void manager_tally_remove(Manager *m, Sandbox *sb);
 void manager_tally_update(Manager *m, Sandbox *sb);
+/* Its Ready was computed again: Manager.n_ready follows it. */
+void manager_tally_ready(Manager *m, Sandbox *sb);
 void manager_notify_status(Manager *m);
 void manager_notify_ready(Manager *m);

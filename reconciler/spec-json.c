@@ -58,6 +58,24 @@ static void resources_from_json(const json_t *o, ResourcesSpec *res)
 			(unsigned)json_integer_value(json_object_get(o, resources_keys[i].key));
 }
 
+/* readiness and liveness, when the spec has them. */
+static int probes_to_json(json_t *j, const SandboxSpec *s)
+{
+	const struct {
+		const char *key;
+		const ProbeSpec *p;
+	} probes[] = { { "readiness", &s->readiness }, { "liveness", &s->liveness } };
+	int r = 0;
+
+	for (size_t i = 0; i < ELEMENTSOF(probes); i++) {
+		json_t *v = probe_spec_to_json(probes[i].p);
+
+		if (probes[i].p->kind != PROBE_NONE)
+			r |= v ? json_object_set_new(j, probes[i].key, v) : -ENOMEM;
+	}
+	return r;
+}
+
 json_t *spec_to_json(const SandboxSpec *s)
 {
 	json_t *j = json_object(), *labels = json_object(), *disks = json_array(),
@@ -116,6 +134,7 @@ json_t *spec_to_json(const SandboxSpec *s)
 	nets = NULL;
 	r |= resources_to_json(&s->resources, j);
 	r |= spec_provision_to_json(s, j);
+	r |= probes_to_json(j, s);
 	if (r == 0)
 		return j;
 fail:
@@ -317,6 +336,10 @@ int spec_from_json(const json_t *j, SandboxSpec **ret)
 		r = nets_from_json(json_object_get(j, "networks"), s);
 	if (r == 0)
 		r = spec_provision_from_json(j, s);
+	if (r == 0)
+		r = probe_spec_from_json(json_object_get(j, "readiness"), &s->readiness);
+	if (r == 0)
+		r = probe_spec_from_json(json_object_get(j, "liveness"), &s->liveness);
 	if (r < 0)
 		return r;
 	s->guest_agent = json_is_true(json_object_get(j, "guestAgent"));

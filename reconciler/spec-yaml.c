@@ -539,6 +539,8 @@ static const Field spec_fields[] = {
 	{ "credentials", spec_decode_credentials, 0 },
 	{ "deleteDisksOnRemove", decode_bool, offsetof(SandboxSpec, delete_disks_on_remove) },
 	{ "resources", decode_resources, 0 },
+	{ "readiness", decode_probe, offsetof(SandboxSpec, readiness) },
+	{ "liveness", decode_probe, offsetof(SandboxSpec, liveness) },
 };
 
 static void decode_spec(Decoder *d, const YNode *n, const Field *f _unused_, void *obj)

@@ -74,6 +74,8 @@ SandboxSpec *sandbox_spec_free(SandboxSpec *s)
 	for (size_t i = 0; i < s->n_credentials; i++)
 		free(s->credentials[i].from_file);
 	free(s->credentials);
+	probe_spec_done(&s->readiness);
+	probe_spec_done(&s->liveness);
 	free(s);
 	return NULL;
 }

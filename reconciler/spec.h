@@ -3,6 +3,7 @@
 
 #include <stdint.h>
 
+#include "probe-spec.h"
 #include "util.h"
 
 /* The desired state of one sandbox, as a sandbox file states it (docs/sandbox-file.md). */
@@ -215,6 +216,9 @@ typedef struct SandboxSpec {
 	CredentialSpec *credentials;
 	size_t n_credentials;
 	ResourcesSpec resources;
+	/* probe-spec.h: PROBE_NONE when the file has none */
+	ProbeSpec readiness;
+	ProbeSpec liveness;
 } SandboxSpec;
 
 CloudInitSpec *cloud_init_spec_free(CloudInitSpec *c);

@@ -3,12 +3,12 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
-#include <systemd/sd-daemon.h>
 #include <time.h>
 
 #include "log.h"
 #include "manager.h"
 #include "neigh.h"
+#include "probe.h"
 #include "status.h"
 
 const char *const phase_table[_PHASE_MAX] = {
@@ -23,6 +23,7 @@ const char *const condition_type_table[_CONDITION_TYPE_MAX] = {
 	[CONDITION_READY] = "Ready",
 	[CONDITION_RESTART_REQUIRED] = "RestartRequired",
 	[CONDITION_DEGRADED] = "Degraded",
+	[CONDITION_RUNNING] = "Running",
 };
 
 void sandbox_status_done(SandboxStatus *s)
@@ -52,6 +53,11 @@ void condition_set(SandboxStatus *s, ConditionType t, ConditionStatus status, co
 	c->reason = reason;
 	free(c->message);
 	c->message = m;
+}
+
+void status_file_hash_format(uint64_t h, char buf[static 32])
+{
+	snprintf(buf, 32, "fnv1a64:%016" PRIx64, h);
 }
 
 void format_timestamp(uint64_t usec, char buf[static 32])
@@ -124,6 +130,39 @@ static bool phase_is_desired(Phase p, const SandboxSpec *want)
 	}
 }
 
+/* Running: whether the VMM runs the guest, whatever its probes say. */
+static void compute_running(Manager *m, Sandbox *sb, uint64_t now)
+{
+	static const struct {
+		const char *reason, *message;
+	} not_running[_VM_STATE_MAX] = {
+		[VM_ABSENT] = { "NotStarted", "no VM runs" },
+		[VM_STARTING] = { "Starting", "its VMM is coming up" },
+		[VM_PAUSED] = { "Paused", "its VM is paused" },
+		[VM_STOPPING] = { "Stopping", "its VM is being stopped" },
+		[VM_EXITED] = { "Exited", NULL },
+	};
+	SandboxStatus *s = &sb->status;
+	VmState st = sb->observed.state;
+
+	if (sb->observed.stray)
+		condition_set(s, CONDITION_RUNNING, CONDITION_UNKNOWN, stray_reason(sb),
+			      sb->observed.stray_message, now);
+	else if (left_alone(sb) || sb->observed.unresponsive)
+		condition_set(s, CONDITION_RUNNING, CONDITION_UNKNOWN, "VmmNotResponding",
+			      sb->observed.unresponsive ?: sb->adopt_error, now);
+	else if (sb->observed.job == BACKEND_OP_ADOPT || (sb->observed.unwatched && !m->read_only))
+		condition_set(s, CONDITION_RUNNING, CONDITION_UNKNOWN, "Adopting",
+			      "checking that what runs is what vmd started", now);
+	else if (st == VM_RUNNING)
+		condition_set(s, CONDITION_RUNNING, true, "VmRunning", "", now);
+	else if (st >= 0 && st < _VM_STATE_MAX && not_running[st].reason)
+		condition_set(s, CONDITION_RUNNING, false, not_running[st].reason,
+			      not_running[st].message ?: sb->exit_reason ?: "its VMM exited", now);
+	else
+		condition_set(s, CONDITION_RUNNING, false, "NotStarted", "no VM runs", now);
+}
+
 static void compute_conditions(Manager *m, Sandbox *sb, const Plan *plan, uint64_t now)
 {
 	SandboxStatus *s = &sb->status;
@@ -131,6 +170,7 @@ static void compute_conditions(Manager *m, Sandbox *sb, const Plan *plan, uint64
 	bool ready = want && phase_is_desired(s->phase, want) && plan->n_actions == 0 &&
 		     !plan->held && !plan->resize_waits && !sb->observed.busy && !sb->refusal;
 	bool held = deletion_guard_holds(m, sb);
+	const char *probe_reason, *probe_message;
 	char msg[512], unwritten[512];
 
 	if (sb->persist_failed)
@@ -171,7 +211,9 @@ static void compute_conditions(Manager *m, Sandbox *sb, const Plan *plan, uint64
 			 "); vmd leaves the VM as it runs until its file is valid again",
 			 sb->stale_generation, sb->generation);
 		condition_set(s, CONDITION_READY, false, "StaleSpec", msg, now);
-	} else if (ready && sb->persist_failed)
+	} else if (ready && probe_holds_ready(sb, &probe_reason, &probe_message))
+		condition_set(s, CONDITION_READY, false, probe_reason, probe_message, now);
+	else if (ready && sb->persist_failed)
 		condition_set(s, CONDITION_READY, false, "StateWriteFailed", unwritten, now);
 	else if (ready)
 		condition_set(s, CONDITION_READY, true, "AsDesired", "", now);
@@ -240,6 +282,7 @@ static void compute_conditions(Manager *m, Sandbox *sb, const Plan *plan, uint64
 		condition_set(s, CONDITION_DEGRADED, true, "StateWriteFailed", unwritten, now);
 	else
 		condition_set(s, CONDITION_DEGRADED, false, "AsExpected", "", now);
+	compute_running(m, sb, now);
 }
 
 /*
@@ -299,15 +342,17 @@ typedef struct StatusView {
 				*vm_state;
 			const char *job_type, *job_phase; /* NULL: no job */
 			const char *vmm_version;	  /* NULL: not known, or no VMM */
+			const char *file_hash;		  /* NULL: its file was not read */
 			const char *condition_reason[_CONDITION_TYPE_MAX];
 			const char *condition_message[_CONDITION_TYPE_MAX];
 		};
-		const char *v[10 + 2 * _CONDITION_TYPE_MAX];
+		const char *v[11 + 2 * _CONDITION_TYPE_MAX];
 	} str;
 	StatusDisk *disks; /* of the observed config, while the VM is up */
 	size_t n_disks;
 	StatusNet *networks;
 	size_t n_networks;
+	char file_hash[32]; /* what str.file_hash points to */
 } StatusView;
 
 #define COVERS_ALL(record, part)                                                                   \
@@ -364,6 +409,10 @@ static int status_view_build(Manager *m, const Sandbox *sb, uint64_t now_mono, u
 	v->str.last_error = sb->last_error;
 	v->str.vm_state = vm_state_to_string(o->state);
 	v->str.vmm_version = up ? o->vmm_version : NULL;
+	if (sb->path && sb->file_hashed) {
+		status_file_hash_format(sb->file_hash, v->file_hash);
+		v->str.file_hash = v->file_hash;
+	}
 	if (o->job != BACKEND_OP_NONE) {
 		v->str.job_type = backend_op_to_string(o->job);
 		v->str.job_phase = o->job_phase ?: "";
@@ -519,7 +568,7 @@ static json_t *status_render(const StatusView *v)
 		job = json_pack("{s:s, s:s, s:o}", "type", v->str.job_type, "phase",
 				v->str.job_phase, "since", time_or_null(v->num.job_since));
 	return json_pack(
-		"{s:s, s:s, s:o, s:I, s:I, s:s, s:s, s:o, s:I, s:o, s:i, s:o, s:o, s:o, s:o, s:s, s:o, s:o}",
+		"{s:s, s:s, s:o, s:I, s:I, s:s, s:s, s:o, s:I, s:o, s:i, s:o, s:o, s:o, s:o, s:s, s:o, s:o, s:o}",
 		"name", v->str.name, "backend", v->str.backend, "file", text_or_null(v->str.file),
 		"generation", (json_int_t)v->num.generation, "observedGeneration",
 		(json_int_t)v->num.observed_generation, "desiredState", v->str.desired_state,
@@ -528,7 +577,7 @@ static json_t *status_render(const StatusView *v)
 		"lastError", text_or_null(v->str.last_error), "nextRetryAt",
 		time_or_null(v->num.next_retry_at), "disks", disks, "networks", nets, "vmState",
 		v->str.vm_state, "job", job ?: json_null(), "vmmVersion",
-		text_or_null(v->str.vmm_version));
+		text_or_null(v->str.vmm_version), "fileHash", text_or_null(v->str.file_hash));
 }
 
 static int status_write(Manager *m, const Sandbox *sb, const StatusView *v)
@@ -577,7 +626,9 @@ void sandbox_update_status(Manager *m, Sandbox *sb, const Plan *plan)
 
 	set_phase(m, sb, compute_phase(m, sb, plan), now_real);
 	manager_tally_update(m, sb);
+	probe_sync(m, sb);
 	compute_conditions(m, sb, plan, now_real);
+	manager_tally_ready(m, sb);
 
 	if (status_view_build(m, sb, now_mono, now_real, &v) < 0)
 		return;
@@ -602,109 +653,6 @@ void sandbox_remove_status(Manager *m, Sandbox *sb)
 	/* What a kill left half-written is vmd's too. */
 	(void)remove_atomic_temporaries(AT_FDCWD, dir);
 	(void)rmdir(dir); /* only if the backend left nothing else there */
-}
-
-static int name_order(const void *a, const void *b)
-{
-	return strcmp(((const Sandbox *)a)->name, ((const Sandbox *)b)->name);
-}
-
-void manager_tally_add(Manager *m, Sandbox *sb)
-{
-	m->phase_tally[sb->status.phase]++;
-	manager_tally_update(m, sb);
-}
-
-void manager_tally_remove(Manager *m, Sandbox *sb)
-{
-	m->phase_tally[sb->status.phase]--;
-	prioq_remove(m->failing, &sb->failing_idx);
-}
-
-void manager_tally_update(Manager *m, Sandbox *sb)
-{
-	if (sb->status.phase != PHASE_FAILED && !sb->config_error)
-		prioq_remove(m->failing, &sb->failing_idx);
-	else if (m->failing || (m->failing = prioq_new(name_order)))
-		(void)prioq_put(m->failing, sb, &sb->failing_idx); /* -ENOMEM: left out of STATUS= */
-}
-
-/* The STATUS= line: counts per phase, the first failing sandbox and why. */
-static void status_line(Manager *m, char *line, size_t size)
-{
-	const Sandbox *failing = prioq_peek(m->failing);
-	size_t total = hashmap_size(m->sandboxes), n_ignored;
-	const char *ignored;
-	char held[512];
-
-	line[0] = '\0';
-	if (m->degraded) {
-		text_escape_append(line, size, "Degraded: ", 16);
-		text_escape_append(line, size, m->degraded, 200);
-		text_escape_append(line, size, "; ", 2);
-	}
-	deletion_guard_describe(m, held, sizeof(held));
-	if (held[0]) {
-		text_escape_append(line, size, "Degraded: ", 16);
-		text_escape_append(line, size, held, 400);
-		text_escape_append(line, size, "; ", 2);
-	}
-	if (m->watch_error) {
-		text_escape_append(line, size, "Degraded (WatchUnavailable): ", 32);
-		text_escape_append(line, size, m->watch_error, 200);
-		text_escape_append(line, size, "; ", 2);
-	}
-	if (m->state_write_error) {
-		text_escape_append(line, size, "Degraded (StateWriteFailed): ", 32);
-		text_escape_append(line, size, m->state_write_error, 200);
-		text_escape_append(line, size, "; ", 2);
-	}
-	snprintf(line + strlen(line), size - strlen(line), "%zu sandbox%s", total,
-		 total == 1 ? "" : "es");
-	for (int p = 0; p < _PHASE_MAX; p++)
-		if (m->phase_tally[p])
-			snprintf(line + strlen(line), size - strlen(line), ", %u %s",
-				 m->phase_tally[p], phase_to_string(p));
-	n_ignored = manager_ignored(m, &ignored);
-	if (n_ignored > 0) {
-		snprintf(line + strlen(line), size - strlen(line),
-			 n_ignored == 1 ? "; %zu file ignored (invalid sandbox name): "
-					: "; %zu files ignored (invalid sandbox names), first: ",
-			 n_ignored);
-		text_escape_append(line, size, ignored, 200);
-	}
-	if (failing) {
-		text_escape_append(line, size, "; first failing: ", 20);
-		text_escape_append(line, size, failing->name, 64);
-		text_escape_append(line, size, ": ", 2);
-		text_escape_append(line, size,
-				   failing->config_error ?: failing->last_error ?: failing->refusal
-											       ?: "failed",
-				   300);
-	}
-}
-
-void manager_notify_status(Manager *m)
-{
-	char line[1024];
-
-	status_line(m, line, sizeof(line));
-	if (streq_ptr(line, m->notified_status))
-		return;
-	free(m->notified_status);
-	m->notified_status = strdup(line);
-	(void)sd_notifyf(false, "STATUS=%s", line);
-}
-
-void manager_notify_ready(Manager *m)
-{
-	char line[1024];
-
-	/* One datagram: systemd never shows "ready" beside a stale status. */
-	status_line(m, line, sizeof(line));
-	free(m->notified_status);
-	m->notified_status = strdup(line);
-	(void)sd_notifyf(false, "READY=1\nSTATUS=%s", line);
 }
 
 const char *status_condition(json_t *status, const char *type, const char *field)

@@ -28,6 +28,7 @@ typedef enum ConditionType {
 	CONDITION_READY,
 	CONDITION_RESTART_REQUIRED,
 	CONDITION_DEGRADED,
+	CONDITION_RUNNING, /* the VMM runs the guest; Ready may wait for a probe besides */
 	_CONDITION_TYPE_MAX,
 } ConditionType;
 
@@ -57,6 +58,12 @@ void sandbox_status_done(SandboxStatus *s);
 /* Set a condition; its transition time moves only when its status does. */
 void condition_set(SandboxStatus *s, ConditionType t, ConditionStatus status, const char *reason,
 		   const char *message, uint64_t now_realtime);
+
+/*
+ * A status.json's fileHash: "fnv1a64:" and 16 hex digits, of the bytes of the sandbox file
+ * as vmd last read them (vmd wait --for applied compares it with the file's now).
+ */
+void status_file_hash_format(uint64_t h, char buf[static 32]);
 
 /* RFC 3339 UTC time ("2026-11-21T23:10:00.123Z") of a CLOCK_REALTIME usec. */
 void format_timestamp(uint64_t usec, char buf[static 32]);

@@ -56,7 +56,7 @@ static void test_lifecycle(void **state)
 	test_write_str(f->sb, "db.yaml", FIXTURE_NOOP_SPEC);
 	fixture_start_daemon(f);
 	fixture_expect_notify(f, "READY=1");
-	fixture_expect_notify(f, "STATUS=2 sandboxes, 2 Running");
+	fixture_expect_notify(f, "STATUS=2 sandboxes, 2 ready, 2 Running");
 
 	s = fixture_wait_status(f, "web", phase_is, "Running");
 	assert_string_equal(status_condition(s, "Ready", "status"), "True");
@@ -159,7 +159,7 @@ static void test_readopt(void **state)
 	test_run_done(&r);
 	fixture_start_daemon(f);
 	fixture_expect_notify(f, "READY=1");
-	fixture_expect_notify(f, "STATUS=2 sandboxes, 2 Running");
+	fixture_expect_notify(f, "STATUS=2 sandboxes, 2 ready, 2 Running");
 	run_cli(&r, "status", "--run-dir", f->run, NULL, NULL, NULL, NULL);
 	assert_string_equal(r.err, "");
 	test_run_done(&r);
@@ -264,7 +264,7 @@ static void test_missing_dir(void **state)
 
 	assert_int_equal(mkdir(f->sb, 0755), 0);
 	test_write_str(f->sb, "web.yaml", FIXTURE_NOOP_SPEC);
-	fixture_expect_notify(f, "STATUS=1 sandbox, 1 Running");
+	fixture_expect_notify(f, "STATUS=1 sandbox, 1 ready, 1 Running");
 }
 
 static void test_untrusted(void **state)

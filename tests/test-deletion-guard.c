@@ -264,7 +264,7 @@ static void test_mass_removal(void **state)
 
 	/* Back: the guard lets go, and nothing is started again. */
 	put_range(f, 0, 8);
-	fixture_expect_notify(f, "STATUS=9 sandboxes, 9 Running");
+	fixture_expect_notify(f, "STATUS=9 sandboxes, 9 ready, 9 Running");
 	still_running(f, 0, N_VMS, released);
 	assert_int_equal(access(held_file, F_OK), -1);
 	log = test_read_file(f->log, NULL);
@@ -281,7 +281,7 @@ static void test_mass_removal(void **state)
 				      "  vm-0\n"));
 	stopped(f, 0, 8);
 	still_running(f, 8, N_VMS, released);
-	fixture_expect_notify(f, "STATUS=1 sandbox, 1 Running");
+	fixture_expect_notify(f, "STATUS=1 sandbox, 1 ready, 1 Running");
 	text = test_read_file(f->log, NULL);
 	assert_non_null(
 		strstr(text, "approved: stopping 8 sandboxes whose file is gone; 0 stay held"));
@@ -296,7 +296,7 @@ static void test_single_removal(void **state)
 	remove_range(f, 0, 1);
 	stopped(f, 0, 1);
 	still_running(f, 1, N_VMS, released);
-	fixture_expect_notify(f, "STATUS=8 sandboxes, 8 Running");
+	fixture_expect_notify(f, "STATUS=8 sandboxes, 8 ready, 8 Running");
 	assert_null(strstr(f->notify.messages, "SuspiciousMassDeletion"));
 }
 
@@ -314,7 +314,7 @@ static void test_emptied_and_restored(void **state)
 	still_running(f, 0, N_VMS, held);
 
 	put_range(f, 0, N_VMS);
-	fixture_expect_notify(f, "STATUS=9 sandboxes, 9 Running");
+	fixture_expect_notify(f, "STATUS=9 sandboxes, 9 ready, 9 Running");
 	still_running(f, 0, N_VMS, released);
 	log = test_read_file(f->log, NULL);
 	assert_int_equal(count(log, ": start:"), N_VMS);
@@ -358,7 +358,7 @@ static void test_approval_is_for_its_trip(void **state)
 	first = test_read_file(held_file, NULL);
 	assert_non_null(first);
 	put_range(f, 0, 8);
-	fixture_expect_notify(f, "STATUS=9 sandboxes, 9 Running");
+	fixture_expect_notify(f, "STATUS=9 sandboxes, 9 ready, 9 Running");
 
 	/* Another trip: the first one's approval, held back until now, approves none of it. */
 	remove_range(f, 0, 8);
@@ -422,7 +422,7 @@ static void test_limit_off(void **state)
 	start_with(f, N_VMS, args);
 	remove_range(f, 0, 8);
 	stopped(f, 0, 8);
-	fixture_expect_notify(f, "STATUS=1 sandbox, 1 Running");
+	fixture_expect_notify(f, "STATUS=1 sandbox, 1 ready, 1 Running");
 	assert_null(strstr(f->notify.messages, "SuspiciousMassDeletion"));
 }
 
@@ -460,7 +460,7 @@ static void test_mount_over(void **state)
 	still_running(f, 0, 1, held);
 
 	assert_int_equal(umount2(f->sb, 0), 0);
-	fixture_expect_notify(f, "STATUS=1 sandbox, 1 Running");
+	fixture_expect_notify(f, "STATUS=1 sandbox, 1 ready, 1 Running");
 	still_running(f, 0, 1, released);
 }
 

@@ -206,7 +206,7 @@ static void escape_scenario(Files *t, void (*before_exec)(void))
 	reload(t);				  /* read again: refused again, opened no more */
 	expect_notify(
 		t,
-		"STATUS=3 sandboxes, 1 Running, 2 Stopped; first failing: esc: the file leads outside");
+		"STATUS=3 sandboxes, 1 ready, 1 Running, 2 Stopped; first failing: esc: the file leads outside");
 
 	run_vmd(&r, (const char *const[]){ "validate", "--sandboxes", f->sb, f->sb, NULL });
 	assert_int_equal(r.status, 1);

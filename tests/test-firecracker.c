@@ -714,7 +714,7 @@ static void test_image_copies_jailed(void **state)
 			     raw) > 0);
 	(void)start_vm(f, text);
 	assert_int_equal(stat(root, &st), 0);
-	assert_int_equal(st.st_uid, (uid_t)atoi(JAIL_UID));
+	assert_int_equal(st.st_uid, (uid_t)atoi(FIXTURE_JAIL_UID));
 	assert_int_equal(stat(link, &st_link), 0);
 	assert_int_equal(st_link.st_ino, st.st_ino);
 }

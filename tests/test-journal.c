@@ -181,9 +181,9 @@ static bool wait_running(const char *dir, const char *name)
 	char path[1024];
 
 	snprintf(path, sizeof(path), "%s/run/%s/status.json", dir, name);
-	for (int i = 0; i < 400 && !file_has(path, "\"Running\""); i++)
+	for (int i = 0; i < 400 && !file_has(path, "\"phase\": \"Running\""); i++)
 		sleep_ms(50);
-	return file_has(path, "\"Running\"");
+	return file_has(path, "\"phase\": \"Running\"");
 }
 
 /* Runs in the forked child, in its own mount namespace: no cmocka here, only exit codes. */

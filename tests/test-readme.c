@@ -53,8 +53,8 @@ static void test_demo(void **state _unused_)
 	/* The QEMU guest booted, with its NIC, and both sandboxes are ready. */
 	expect(r.out, "VMD-GUEST-READY\r\n");
 	expect(r.out, "VMD-GUEST-DEVICES blk= net=eth0@");
-	expect(r.out, "guest-1                  qemu              Running   yes    0");
-	expect(r.out, "test-1                   noop              Running   yes    0");
+	expect(r.out, "guest-1                  qemu              Running   yes     yes    0");
+	expect(r.out, "test-1                   noop              Running   yes     yes    0");
 	expect(r.out, "Phase:       Running (wanted: running)");
 	expect(r.out, "guest-1: up to date (running)\ntest-1: up to date (running)\n");
 	/* Stopping vmd left it running; the next vmd adopted it; its removal powered it off. */

@@ -6,10 +6,12 @@
 /* Every good file survives spec -> JSON -> spec unchanged. */
 static void test_round_trip(void **state _unused_)
 {
-	const char *files[] = { "tests/spec/good/everything.yaml", "tests/spec/good/quoted.yaml",
-				"tests/spec/good/comma-path.yaml", "examples/api-1.yaml",
-				"tests/spec/good/networks.yaml",   "tests/spec/good/cloud-init-file.yaml",
-				"tests/spec/good/images.yaml" };
+	const char *files[] = {
+		"tests/spec/good/everything.yaml", "tests/spec/good/quoted.yaml",
+		"tests/spec/good/comma-path.yaml", "examples/api-1.yaml",
+		"tests/spec/good/networks.yaml",   "tests/spec/good/cloud-init-file.yaml",
+		"tests/spec/good/images.yaml",	   "tests/spec/good/probes.yaml"
+	};
 	const SpecLoadOptions opts = { .default_backend = BACKEND_QEMU };
 
 	for (size_t i = 0; i < ELEMENTSOF(files); i++) {
@@ -40,7 +42,15 @@ static void test_round_trip(void **state _unused_)
 			assert_int_equal(x->ephemeral, y->ephemeral);
 		}
 		assert_int_equal(a->delete_disks_on_remove, b->delete_disks_on_remove);
-		/* A change anywhere is seen. */
+		assert_int_equal(a->readiness.kind, b->readiness.kind);
+		assert_string_equal(a->readiness.match ?: "", b->readiness.match ?: "");
+		assert_string_equal(a->liveness.path ?: "", b->liveness.path ?: "");
+		assert_int_equal(a->liveness.period_ms, b->liveness.period_ms);
+		assert_int_equal(a->liveness.failure_threshold, b->liveness.failure_threshold);
+		/* A change anywhere is seen, a probe's too. */
+		b->liveness.failure_threshold++;
+		assert_true(spec_equal(a, b) == (a->liveness.kind == PROBE_NONE));
+		b->liveness.failure_threshold--;
 		b->vcpus++;
 		assert_false(spec_equal(a, b));
 	}
@@ -179,10 +189,8 @@ static void test_refuses_garbage(void **state _unused_)
 int main(void)
 {
 	static const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_round_trip),
-		cmocka_unit_test(test_provision_round_trip),
-		cmocka_unit_test(test_files_hash),
-		cmocka_unit_test(test_images),
+		cmocka_unit_test(test_round_trip),	cmocka_unit_test(test_provision_round_trip),
+		cmocka_unit_test(test_files_hash),	cmocka_unit_test(test_images),
 		cmocka_unit_test(test_refuses_garbage),
 	};
 

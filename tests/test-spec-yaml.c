@@ -120,6 +120,27 @@ static SandboxSpec *load_good(const char *rel)
 }
 
 /* Every field lands where it belongs. */
+/* readiness and liveness as decoded, with their defaults. */
+static void test_probes_decoded(void **state _unused_)
+{
+	_cleanup_(sandbox_spec_freep) SandboxSpec *s = load_good("tests/spec/good/probes.yaml");
+	_cleanup_(sandbox_spec_freep) SandboxSpec *none = load_good("tests/spec/good/networks.yaml");
+
+	assert_int_equal(s->readiness.kind, PROBE_CONSOLE);
+	assert_string_equal(s->readiness.match, "^VMD-GUEST-READY$");
+	assert_int_equal(s->readiness.timeout_ms, 120000);
+	assert_int_equal(s->readiness.period_ms, PROBE_PERIOD_DEFAULT_MS);
+	assert_int_equal(s->readiness.failure_threshold, PROBE_FAILURE_THRESHOLD_DEFAULT);
+	assert_int_equal(s->liveness.kind, PROBE_HTTP);
+	assert_int_equal(s->liveness.port, 22);
+	assert_string_equal(s->liveness.path, "/alive");
+	assert_int_equal(s->liveness.timeout_ms, PROBE_TIMEOUT_DEFAULT_MS);
+	assert_int_equal(s->liveness.period_ms, 500);
+	assert_int_equal(s->liveness.failure_threshold, 5);
+	assert_int_equal(none->readiness.kind, PROBE_NONE);
+	assert_int_equal(none->liveness.kind, PROBE_NONE);
+}
+
 static void test_everything_decoded(void **state _unused_)
 {
 	_cleanup_(sandbox_spec_freep) SandboxSpec *s = load_good("tests/spec/good/everything.yaml");
@@ -454,6 +475,7 @@ int main(void)
 	static const struct CMUnitTest fixed[] = {
 		cmocka_unit_test(test_expected_complete),
 		cmocka_unit_test(test_everything_decoded),
+		cmocka_unit_test(test_probes_decoded),
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_styles),
 		cmocka_unit_test(test_comma_path),

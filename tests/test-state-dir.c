@@ -213,7 +213,7 @@ static void test_state_write_failed(void **state)
 	assert_int_equal(unlink(filler), 0);
 	json_decref(fixture_wait_status(f, "web", ready_again, NULL));
 	wait_persisted(f, "web", 2);
-	fixture_expect_notify(f, "STATUS=1 sandbox, 1 Running");
+	fixture_expect_notify(f, "STATUS=1 sandbox, 1 ready, 1 Running");
 	log = test_read_file(f->log, NULL);
 	assert_int_equal(count_in(log, "cannot write the last valid specs to"), 1);
 	assert_non_null(strstr(log, "the state dir takes writes again after "));

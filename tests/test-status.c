@@ -92,6 +92,13 @@ static const char *WEB_STATUS = "{\n"
 				"      \"reason\": \"AsExpected\",\n"
 				"      \"message\": \"\",\n"
 				"      \"lastTransitionTime\": \"2026-01-01T00:00:03.703Z\"\n"
+				"    },\n"
+				"    {\n"
+				"      \"type\": \"Running\",\n"
+				"      \"status\": \"True\",\n"
+				"      \"reason\": \"VmRunning\",\n"
+				"      \"message\": \"\",\n"
+				"      \"lastTransitionTime\": \"2026-01-01T00:00:04.938Z\"\n"
 				"    }\n"
 				"  ],\n"
 				"  \"pid\": 4242,\n"
@@ -134,7 +141,8 @@ static const char *WEB_STATUS = "{\n"
 				"  ],\n"
 				"  \"vmState\": \"running\",\n"
 				"  \"job\": null,\n"
-				"  \"vmmVersion\": null\n"
+				"  \"vmmVersion\": null,\n"
+				"  \"fileHash\": null\n"
 				"}";
 
 static const char *BAD_STATUS = "{\n"
@@ -174,6 +182,13 @@ static const char *BAD_STATUS = "{\n"
 				"      \"reason\": \"ActionFailed\",\n"
 				"      \"message\": \"start failed: no room\",\n"
 				"      \"lastTransitionTime\": \"2026-01-01T00:00:03.703Z\"\n"
+				"    },\n"
+				"    {\n"
+				"      \"type\": \"Running\",\n"
+				"      \"status\": \"False\",\n"
+				"      \"reason\": \"Exited\",\n"
+				"      \"message\": \"its VMM exited\",\n"
+				"      \"lastTransitionTime\": \"2026-01-01T00:00:04.938Z\"\n"
 				"    }\n"
 				"  ],\n"
 				"  \"pid\": 0,\n"
@@ -185,7 +200,8 @@ static const char *BAD_STATUS = "{\n"
 				"  \"networks\": [],\n"
 				"  \"vmState\": \"exited\",\n"
 				"  \"job\": null,\n"
-				"  \"vmmVersion\": null\n"
+				"  \"vmmVersion\": null,\n"
+				"  \"fileHash\": null\n"
 				"}";
 
 /* status.json byte for byte, as vmd has always written it (docs/status.md). */
@@ -235,7 +251,7 @@ static void test_status_json(void **state)
 				     "    \"phase\": \"request\",\n"
 				     "    \"since\": \"2026-01-01T12:34:56.789Z\"\n"
 				     "  },\n"
-				     "  \"vmmVersion\": \"qemu 7.2.22\"\n"));
+				     "  \"vmmVersion\": \"qemu 7.2.22\",\n"));
 	assert_non_null(strstr(
 		text, "      \"type\": \"Ready\",\n"
 		      "      \"status\": \"Unknown\",\n"
@@ -309,12 +325,12 @@ static void test_status_written_on_change(void **state)
 
 /*
  * What STATUS= must say, counted over every sandbox as vmd once did after each pass: the
- * sandboxes per phase, and the failing one (Failed, or its file refused) with the
- * smallest name. Messages here are short and printable: the line shows them as they are.
+ * sandboxes Ready (when any are), per phase, and the failing one (Failed, or its file refused) with
+ * the smallest name. Messages here are short and printable: the line shows them as they are.
  */
 static void expected_line(Manager *m, char *line, size_t size)
 {
-	unsigned counts[_PHASE_MAX] = {};
+	unsigned counts[_PHASE_MAX] = {}, ready = 0;
 	const Sandbox *first = NULL;
 	size_t o;
 	void *v;
@@ -324,11 +340,14 @@ static void expected_line(Manager *m, char *line, size_t size)
 		bool is_failing = sb->status.phase == PHASE_FAILED || sb->config_error;
 
 		counts[sb->status.phase]++;
+		ready += sb->status.conditions[CONDITION_READY].status == CONDITION_TRUE;
 		if (is_failing && (!first || strcmp(sb->name, first->name) < 0))
 			first = sb;
 	}
 	o = (size_t)snprintf(line, size, "%zu sandbox%s", hashmap_size(m->sandboxes),
 			     hashmap_size(m->sandboxes) == 1 ? "" : "es");
+	if (ready > 0)
+		o += (size_t)snprintf(line + o, size - o, ", %u ready", ready);
 	for (Phase p = 0; p < _PHASE_MAX; p++)
 		if (counts[p] > 0)
 			o += (size_t)snprintf(line + o, size - o, ", %u %s", counts[p],
@@ -544,7 +563,7 @@ static void test_status_daemon_liveness(void **state _unused_)
 	assert_non_null(
 		strstr(err, "pid 4711 held it last); what follows is as of its last pass, at "));
 	/* Its VMM is gone, and nobody noticed: not Ready, and the table says why. */
-	assert_non_null(strstr(out, "Running   ?      0        its VMM (pid "));
+	assert_non_null(strstr(out, "Running   ?       ?      0        its VMM (pid "));
 	assert_non_null(strstr(out, ") is gone; no vmd runs to notice"));
 	free(err);
 	free(out);

@@ -362,7 +362,7 @@ def check_sandbox(t):
     c.write("/etc/vmd/sandboxes/x.yaml", NOOP)
     t.vm = wait_for("sandbox x Running in vmd status", lambda: running(c, "x"))
     table = c.run(["vmd", "status"]).stdout
-    if not re.search(r"^x\s+noop\s+Running\s+yes\s+0\b", table, re.M):
+    if not re.search(r"^x\s+noop\s+Running\s+yes\s+yes\s+0\b", table, re.M):
         raise Fail(f"vmd status does not show x Running:\n{table}")
 
 
