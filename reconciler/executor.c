@@ -14,6 +14,7 @@
 #include "image-copies.h"
 #include "log.h"
 #include "manager.h"
+#include "vm-scope.h"
 #include "probe.h"
 
 #define BACKOFF_FIRST_USEC (1000u * 1000u)
@@ -21,6 +22,33 @@
 #define BACKOFF_MAX_USEC (300ull * 1000u * 1000u)
 #define CRASH_LOOP_USEC (10ull * 1000u * 1000u) /* an exit sooner than this after a start */
 #define PASSES_MAX 4
+
+/* A VMM of its own (noop's VMs are no processes), where it belongs: in its own scope. */
+static void scope_update(Manager *m, Sandbox *sb, const Backend *b)
+{
+	const SandboxSpec *spec = sb->observed.config ?: sb->desired;
+	uint64_t memory_max;
+
+	if (!m->systemd || !b || !b->ops->takes_host_resources || sb->observed.pid <= 0 ||
+	    sb->stranger || sb->observed.stray || !spec)
+		return;
+	memory_max = vm_scope_memory_max(spec->memory, sb->observed.max_memory);
+	if (sb->observed.pid != sb->scope_pid) {
+		sb->scope_pid = sb->observed.pid;
+		sb->scope_memory_max = memory_max;
+		host_systemd_scope(m->systemd, sb->name, sb->observed.pid, spec,
+				   sb->observed.max_memory, sb->observed.max_vcpus);
+		return;
+	}
+	/*
+	 * Its room to grow known only later (Firecracker's virtio-mem, configured after the
+	 * spawn): the scope's MemoryMax follows, before any resize can use the room.
+	 */
+	if (memory_max > sb->scope_memory_max) {
+		sb->scope_memory_max = memory_max;
+		host_systemd_scope_memory(m->systemd, sb->name, memory_max);
+	}
+}
 
 void sandbox_observe(Manager *m, Sandbox *sb)
 {
@@ -42,12 +70,7 @@ void sandbox_observe(Manager *m, Sandbox *sb)
 		sb->observe_failed = true;
 	}
 	deletion_guard_update(m, sb);
-	/* A VMM of its own (noop's VMs are no processes), where it belongs: in its own scope. */
-	if (m->systemd && b && b->ops->takes_host_resources && sb->observed.pid > 0 &&
-	    sb->observed.pid != sb->scope_pid && !sb->stranger && !sb->observed.stray) {
-		sb->scope_pid = sb->observed.pid;
-		host_systemd_scope(m->systemd, sb->name, sb->observed.pid);
-	}
+	scope_update(m, sb, b);
 }
 
 static int execute(Sandbox *sb, Backend *b, const Action *a)

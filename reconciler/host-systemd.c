@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <systemd/sd-bus.h>
 #include <systemd/sd-daemon.h>
 #include <systemd/sd-login.h>
@@ -30,6 +31,7 @@
 #include "log.h"
 #include "manager.h"
 #include "util.h"
+#include "vm-scope.h"
 
 #define USEC_PER_MSEC UINT64_C(1000)
 #define USEC_PER_SEC UINT64_C(1000000)
@@ -43,6 +45,7 @@ struct HostSystemd {
 	sd_bus *bus;
 	char *unit; /* vmd's own unit, "vmd.service" */
 	bool scope_error_said;
+	bool machine_error_said;
 };
 
 typedef struct ScopeRequest {
@@ -51,6 +54,10 @@ typedef struct ScopeRequest {
 	pid_t pid;
 	unsigned tries;
 	sd_event_source *retry;
+	ScopeLimits limits; /* its device paths are the request's own copies */
+	bool has_limits;    /* false: no spec to compute them from, a scope without limits */
+	bool adopted;	    /* in its scope already: only registered with machined */
+	bool unregistered;  /* the machine of the VMM before was dropped */
 } ScopeRequest;
 
 static void scope_request_free(ScopeRequest *r)
@@ -58,6 +65,8 @@ static void scope_request_free(ScopeRequest *r)
 	if (!r)
 		return;
 	sd_event_source_disable_unref(r->retry);
+	for (size_t i = 0; i < r->limits.n_devices; i++)
+		free((char *)r->limits.devices[i].path);
 	free(r->name);
 	free(r);
 }
@@ -121,6 +130,120 @@ static bool in_own_cgroup(pid_t pid)
 
 static int scope_send(ScopeRequest *req);
 
+static void machine_register(ScopeRequest *req);
+
+/* Whether the VMM runs in vmd-NAME.scope yet. */
+static bool in_scope(const ScopeRequest *req)
+{
+	_cleanup_free_ char *unit = NULL, *want = NULL;
+
+	if (asprintf(&want, "vmd-%s.scope", req->name) < 0 || sd_pid_get_unit(req->pid, &unit) < 0)
+		return false;
+	return streq(unit, want);
+}
+
+static int machine_retry(sd_event_source *s _unused_, uint64_t usec _unused_, void *userdata)
+{
+	ScopeRequest *req = userdata;
+
+	req->retry = sd_event_source_disable_unref(req->retry);
+	machine_register(req);
+	return 0;
+}
+
+static int unregister_reply(sd_bus_message *m _unused_, void *userdata,
+			    sd_bus_error *ret_error _unused_)
+{
+	machine_register(userdata); /* its error, if any, is RegisterMachine's again */
+	return 0;
+}
+
+/*
+ * A machine of this name for a scope just made is the crashed VMM's before: machined keeps
+ * a machine while a unit of its unit's name is active, and the new scope has that name.
+ * UnregisterMachine drops it and kills nothing (machine_finalize()).
+ */
+static void machine_unregister(ScopeRequest *req)
+{
+	char machine[VM_SCOPE_MACHINE_NAME_MAX + 1];
+	int r;
+
+	req->unregistered = true;
+	r = vm_scope_machine_name(req->name, machine);
+	if (r >= 0)
+		r = sd_bus_call_method_async(req->h->bus, NULL, "org.freedesktop.machine1",
+					     "/org/freedesktop/machine1",
+					     "org.freedesktop.machine1.Manager", "UnregisterMachine",
+					     unregister_reply, req, "s", machine);
+	if (r < 0)
+		scope_request_free(req);
+}
+
+static int machine_reply(sd_bus_message *m, void *userdata, sd_bus_error *ret_error _unused_)
+{
+	ScopeRequest *req = userdata;
+	const sd_bus_error *e = sd_bus_message_get_error(m);
+	bool exists = e && sd_bus_error_has_name(e, "org.freedesktop.machine1.MachineExists");
+
+	if (exists && !req->adopted && !req->unregistered) {
+		machine_unregister(req);
+		return 0;
+	}
+	/* Adopted: the vmd before this one registered it. */
+	if (!e || (exists && req->adopted))
+		log_fields(LOG_DEBUG, &(LogFields){ .sandbox = req->name },
+			   "registered with systemd-machined (leader %d)", (int)req->pid);
+	else if (!req->h->machine_error_said) {
+		log_fields(LOG_WARNING, &(LogFields){ .sandbox = req->name },
+			   "cannot register its VM with systemd-machined: %s; machinectl does not list it (said once)",
+			   e->message ?: e->name);
+		req->h->machine_error_said = true;
+	}
+	scope_request_free(req);
+	return 0;
+}
+
+/*
+ * RegisterMachine, with the VMM as leader: machined finds its unit (the scope) from the
+ * pid, and drops the machine when the scope goes. Takes req, whatever happens.
+ */
+static void machine_register(ScopeRequest *req)
+{
+	_cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+	char machine[VM_SCOPE_MACHINE_NAME_MAX + 1];
+	HostSystemd *h = req->h;
+	int r;
+
+	/*
+	 * StartTransientUnit answers once the scope's start job is queued; the VMM is moved
+	 * when the job runs, and machined takes its unit from the leader's cgroup then.
+	 */
+	if (!req->adopted && !in_scope(req) && ++req->tries < SCOPE_TRIES &&
+	    sd_event_add_time_relative(sd_bus_get_event(h->bus), &req->retry, CLOCK_MONOTONIC,
+				       SCOPE_RETRY_USEC, 0, machine_retry, req) >= 0)
+		return;
+	if (vm_scope_machine_name(req->name, machine) < 0) {
+		log_fields(LOG_INFO, &(LogFields){ .sandbox = req->name },
+			   "not registered with systemd-machined: vmd-%s is longer than a machine name may be (64)",
+			   req->name);
+		scope_request_free(req);
+		return;
+	}
+	r = sd_bus_message_new_method_call(h->bus, &m, "org.freedesktop.machine1",
+					   "/org/freedesktop/machine1",
+					   "org.freedesktop.machine1.Manager", "RegisterMachine");
+	if (r >= 0)
+		r = sd_bus_message_append(m, "s", machine);
+	if (r >= 0)
+		r = sd_bus_message_append_array(m, 'y', NULL, 0); /* no id: machined has none */
+	if (r >= 0)
+		r = sd_bus_message_append(m, "ssus", "vmd", "vm", (uint32_t)req->pid, "");
+	if (r >= 0)
+		r = sd_bus_call_async(h->bus, NULL, m, machine_reply, req, 0);
+	if (r < 0)
+		scope_request_free(req);
+}
+
 static int scope_retry(sd_event_source *s _unused_, uint64_t usec _unused_, void *userdata)
 {
 	ScopeRequest *req = userdata;
@@ -140,7 +263,8 @@ static int scope_reply(sd_bus_message *m, void *userdata, sd_bus_error *ret_erro
 	if (!e) {
 		log_fields(LOG_DEBUG, &(LogFields){ .sandbox = req->name },
 			   "its VMM (pid %d) runs in vmd-%s.scope", (int)req->pid, req->name);
-		scope_request_free(req);
+		req->tries = 0;
+		machine_register(req);
 		return 0;
 	}
 	/*
@@ -159,6 +283,34 @@ static int scope_reply(sd_bus_message *m, void *userdata, sd_bus_error *ret_erro
 	h->scope_error_said = true;
 	scope_request_free(req);
 	return 0;
+}
+
+/* The scope's limits, as properties of StartTransientUnit (docs/daemon.md, "A scope per VMM"). */
+static int append_limits(sd_bus_message *m, const ScopeLimits *l)
+{
+	int r;
+
+	r = sd_bus_message_append(m, "(sv)(sv)(sv)(sv)", "MemoryMax", "t", l->memory_max,
+				  "TasksMax", "t", l->tasks_max, "CPUWeight", "t", l->cpu_weight,
+				  "DevicePolicy", "s", "closed");
+	if (r >= 0 && l->cpu_quota_per_sec_usec > 0)
+		r = sd_bus_message_append(m, "(sv)", "CPUQuotaPerSecUSec", "t",
+					  l->cpu_quota_per_sec_usec);
+	if (r >= 0 && l->io_weight > 0)
+		r = sd_bus_message_append(m, "(sv)", "IOWeight", "t", l->io_weight);
+	if (r >= 0)
+		r = sd_bus_message_open_container(m, 'r', "sv");
+	if (r >= 0)
+		r = sd_bus_message_append(m, "s", "DeviceAllow");
+	if (r >= 0)
+		r = sd_bus_message_open_container(m, 'v', "a(ss)");
+	if (r >= 0)
+		r = sd_bus_message_open_container(m, 'a', "(ss)");
+	for (size_t i = 0; r >= 0 && i < l->n_devices; i++)
+		r = sd_bus_message_append(m, "(ss)", l->devices[i].path, l->devices[i].access);
+	for (int k = 0; r >= 0 && k < 3; k++)
+		r = sd_bus_message_close_container(m);
+	return r;
 }
 
 static int scope_send(ScopeRequest *req)
@@ -183,6 +335,8 @@ static int scope_send(ScopeRequest *req)
 					  description, "Slice", "s", "machine.slice", "PIDs", "au",
 					  1, (uint32_t)req->pid, "CollectMode", "s",
 					  "inactive-or-failed", "Before", "as", 1, h->unit);
+	if (r >= 0 && req->has_limits)
+		r = append_limits(m, &req->limits);
 	if (r >= 0)
 		r = sd_bus_message_close_container(m);
 	if (r >= 0)
@@ -192,12 +346,19 @@ static int scope_send(ScopeRequest *req)
 	return r;
 }
 
-void host_systemd_scope(HostSystemd *h, const char *name, pid_t pid)
+static bool is_block(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 && S_ISBLK(st.st_mode);
+}
+
+void host_systemd_scope(HostSystemd *h, const char *name, pid_t pid, const SandboxSpec *spec,
+			uint64_t max_memory, unsigned max_vcpus)
 {
 	ScopeRequest *req;
 
-	/* Adopted in a scope already, by the vmd before this one. */
-	if (!h || pid <= 0 || !in_own_cgroup(pid))
+	if (!h || pid <= 0)
 		return;
 	req = calloc(1, sizeof(*req));
 	if (!req || !(req->name = strdup(name))) {
@@ -206,7 +367,68 @@ void host_systemd_scope(HostSystemd *h, const char *name, pid_t pid)
 	}
 	req->h = h;
 	req->pid = pid;
+	/* Adopted in a scope already, by the vmd before this one: registered, unless it was not. */
+	if (!in_own_cgroup(pid)) {
+		req->adopted = true;
+		machine_register(req);
+		return;
+	}
+	if (spec) {
+		vm_scope_limits(spec, max_memory, max_vcpus, is_block, &req->limits);
+		for (size_t i = 0; i < req->limits.n_devices; i++) {
+			char *copy = strdup(req->limits.devices[i].path);
+
+			if (!copy) {
+				req->limits.n_devices = i;
+				scope_request_free(req);
+				return;
+			}
+			req->limits.devices[i].path = copy;
+		}
+		req->has_limits = true;
+	}
 	if (scope_send(req) < 0)
+		scope_request_free(req);
+}
+
+static int memory_reply(sd_bus_message *m, void *userdata, sd_bus_error *ret_error _unused_)
+{
+	ScopeRequest *req = userdata;
+	const sd_bus_error *e = sd_bus_message_get_error(m);
+
+	if (e && !req->h->scope_error_said) {
+		log_fields(LOG_WARNING, &(LogFields){ .sandbox = req->name },
+			   "cannot raise the MemoryMax of vmd-%s.scope for its guest's room to grow: %s (said once)",
+			   req->name, e->message ?: e->name);
+		req->h->scope_error_said = true;
+	}
+	scope_request_free(req);
+	return 0;
+}
+
+void host_systemd_scope_memory(HostSystemd *h, const char *name, uint64_t memory_max)
+{
+	_cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+	_cleanup_free_ char *unit = NULL;
+	ScopeRequest *req;
+	int r;
+
+	if (!h)
+		return;
+	req = calloc(1, sizeof(*req));
+	if (!req || !(req->name = strdup(name)) || asprintf(&unit, "vmd-%s.scope", name) < 0) {
+		scope_request_free(req);
+		return;
+	}
+	req->h = h;
+	r = sd_bus_message_new_method_call(h->bus, &m, "org.freedesktop.systemd1",
+					   "/org/freedesktop/systemd1",
+					   "org.freedesktop.systemd1.Manager", "SetUnitProperties");
+	if (r >= 0)
+		r = sd_bus_message_append(m, "sba(sv)", unit, true, 1, "MemoryMax", "t", memory_max);
+	if (r >= 0)
+		r = sd_bus_call_async(h->bus, NULL, m, memory_reply, req, 0);
+	if (r < 0)
 		scope_request_free(req);
 }
 

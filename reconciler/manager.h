@@ -80,9 +80,10 @@ typedef struct Sandbox {
 	bool stranger;	     /* runtime state vmd cannot prove is its own: act on nothing */
 	HostPort **ports;    /* the host ports its spec in force forwards (host-ports.c) */
 	size_t n_ports;
-	pid_t scope_pid;     /* its VMM moved into a scope of its own (host-systemd.c), or 0 */
-	bool host_stop;	     /* its guest is being shut down for the host's shutdown */
-	bool stray_reported; /* the journal was told of observed.stray */
+	pid_t scope_pid; /* its VMM moved into a scope of its own (host-systemd.c), or 0 */
+	uint64_t scope_memory_max; /* that scope's MemoryMax=, as vmd asked for it, or 0 */
+	bool host_stop;		   /* its guest is being shut down for the host's shutdown */
+	bool stray_reported;	   /* the journal was told of observed.stray */
 	/* Found running, its VMM did not answer: left alone, adopted later (backoff, SIGHUP). */
 	bool quarantined;
 	unsigned adopt_failures;

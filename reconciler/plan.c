@@ -104,12 +104,16 @@ static bool disk_path_changed(const DiskSpec *a, const DiskSpec *b)
 	return !streq(a->path, b->path) && a->read_only == b->read_only && a->format == b->format;
 }
 
-/* What only a new boot can change, resize aside: the seed and credentials are read at boot. */
+/*
+ * What only a new boot can change, resize aside: the seed and credentials are read at boot,
+ * and spec.resources goes into the VMM's scope as it is made (reconciler/vm-scope.c).
+ */
 static bool boot_config_equal(const SandboxSpec *a, const SandboxSpec *b)
 {
 	return a->backend == b->backend && streq_ptr(a->kernel, b->kernel) &&
 	       streq_ptr(a->initrd, b->initrd) && streq_ptr(a->cmdline, b->cmdline) &&
-	       a->guest_agent == b->guest_agent && spec_provision_equal(a, b);
+	       a->guest_agent == b->guest_agent && spec_provision_equal(a, b) &&
+	       memcmp(&a->resources, &b->resources, sizeof(a->resources)) == 0;
 }
 
 static bool size_equal(const SandboxSpec *a, const SandboxSpec *b)

@@ -23,6 +23,41 @@ static json_t *disk_to_json(const DiskSpec *d)
 	return j;
 }
 
+/* spec.resources, only what the file set: absent in the copies of vmd before it. */
+static const struct {
+	const char *key;
+	size_t offset;
+} resources_keys[] = {
+	{ "cpuWeight", offsetof(ResourcesSpec, cpu_weight) },
+	{ "cpuQuotaPercent", offsetof(ResourcesSpec, cpu_quota) },
+	{ "ioWeight", offsetof(ResourcesSpec, io_weight) },
+};
+
+static int resources_to_json(const ResourcesSpec *res, json_t *j)
+{
+	json_t *o = json_object();
+	int r = o ? 0 : -1;
+
+	for (size_t i = 0; o && i < ELEMENTSOF(resources_keys); i++) {
+		unsigned v = *(const unsigned *)((const char *)res + resources_keys[i].offset);
+
+		if (v > 0)
+			r |= json_object_set_new(o, resources_keys[i].key, json_integer(v));
+	}
+	if (o && json_object_size(o) == 0) {
+		json_decref(o);
+		return r;
+	}
+	return r | json_object_set_new(j, "resources", o);
+}
+
+static void resources_from_json(const json_t *o, ResourcesSpec *res)
+{
+	for (size_t i = 0; json_is_object(o) && i < ELEMENTSOF(resources_keys); i++)
+		*(unsigned *)((char *)res + resources_keys[i].offset) =
+			(unsigned)json_integer_value(json_object_get(o, resources_keys[i].key));
+}
+
 /* readiness and liveness, when the spec has them. */
 static int probes_to_json(json_t *j, const SandboxSpec *s)
 {
@@ -97,6 +132,7 @@ json_t *spec_to_json(const SandboxSpec *s)
 		r |= json_object_set_new(j, "deleteDisksOnRemove", json_true());
 	r |= json_object_set_new(j, "networks", nets);
 	nets = NULL;
+	r |= resources_to_json(&s->resources, j);
 	r |= spec_provision_to_json(s, j);
 	r |= probes_to_json(j, s);
 	if (r == 0)
@@ -315,6 +351,7 @@ int spec_from_json(const json_t *j, SandboxSpec **ret)
 	s->memory = (uint64_t)json_integer_value(json_object_get(j, "memoryBytes"));
 	s->stop_timeout_ms = (uint64_t)json_integer_value(json_object_get(j, "stopTimeoutMs"));
 	s->delete_disks_on_remove = json_is_true(json_object_get(j, "deleteDisksOnRemove"));
+	resources_from_json(json_object_get(j, "resources"), &s->resources);
 	*ret = TAKE_PTR(s);
 	return 0;
 }

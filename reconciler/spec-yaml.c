@@ -456,12 +456,50 @@ static void decode_networks(Decoder *d, const YNode *n, const Field *f _unused_,
 	s->n_networks = decode_list(d, n, &network_list, s->networks);
 }
 
-static void decode_vcpus(Decoder *d, const YNode *n, const Field *f, void *obj)
+static void decode_unsigned(Decoder *d, const YNode *n, const Field *f, void *obj)
 {
 	uint64_t v;
 
 	if (decode_uint_value(d, n, f, &v))
 		*FIELD_AT(obj, f, unsigned) = (unsigned)v;
+}
+
+/* "200%": a share of one CPU's time, as systemd's CPUQuota= takes it. */
+static void decode_cpu_quota(Decoder *d, const YNode *n, const Field *f, void *obj)
+{
+	const char *s = n->type == YNODE_SCALAR ? n->value : "";
+	char buf[80];
+	uint64_t v = 0;
+	size_t i;
+
+	/* Any other scalar (200, "200"), a list or a mapping: the same message, it says what to write. */
+	if (n->type == YNODE_INVALID)
+		return;
+	for (i = 0; s[i] >= '0' && s[i] <= '9' && i < 6; i++)
+		v = v * 10 + (uint64_t)(s[i] - '0');
+	if (i == 0 || s[0] == '0' || !streq(s + i, "%") || v < f->min || v > f->max) {
+		decode_error(
+			d, n,
+			"expected a percentage of one CPU's time, such as 50%% or 200%% (two CPUs' worth), from %" PRIu64
+			"%% to %" PRIu64 "%%, without a leading zero; got %s",
+			f->min, f->max, decode_show(n, buf));
+		return;
+	}
+	*FIELD_AT(obj, f, unsigned) = (unsigned)v;
+}
+
+static const Field resources_fields[] = {
+	{ "cpuWeight", decode_unsigned, offsetof(SandboxSpec, resources.cpu_weight), .min = 1,
+	  .max = SPEC_WEIGHT_MAX },
+	{ "cpuQuota", decode_cpu_quota, offsetof(SandboxSpec, resources.cpu_quota), .min = 1,
+	  .max = SPEC_CPU_QUOTA_MAX },
+	{ "ioWeight", decode_unsigned, offsetof(SandboxSpec, resources.io_weight), .min = 1,
+	  .max = SPEC_WEIGHT_MAX },
+};
+
+static void decode_resources(Decoder *d, const YNode *n, const Field *f _unused_, void *obj)
+{
+	decode_fields(d, n, n, resources_fields, ELEMENTSOF(resources_fields), obj);
 }
 
 static void decode_backend(Decoder *d, const YNode *n, const Field *f, void *obj)
@@ -486,7 +524,7 @@ static const Field spec_fields[] = {
 	  .table = restart_policy_table, .table_len = _RESTART_POLICY_MAX },
 	{ "updatePolicy", decode_enum, offsetof(SandboxSpec, update_policy),
 	  .table = update_policy_table, .table_len = _UPDATE_POLICY_MAX },
-	{ "vcpus", decode_vcpus, offsetof(SandboxSpec, vcpus), .min = 1, .max = SPEC_VCPUS_MAX },
+	{ "vcpus", decode_unsigned, offsetof(SandboxSpec, vcpus), .min = 1, .max = SPEC_VCPUS_MAX },
 	{ "memory", decode_size, offsetof(SandboxSpec, memory), .required = true,
 	  .min = SPEC_MEMORY_MIN },
 	{ "kernel", decode_path, offsetof(SandboxSpec, kernel), .max = SPEC_PATH_MAX },
@@ -500,6 +538,7 @@ static const Field spec_fields[] = {
 	{ "cloudInit", spec_decode_cloud_init, 0 },
 	{ "credentials", spec_decode_credentials, 0 },
 	{ "deleteDisksOnRemove", decode_bool, offsetof(SandboxSpec, delete_disks_on_remove) },
+	{ "resources", decode_resources, 0 },
 	{ "readiness", decode_probe, offsetof(SandboxSpec, readiness) },
 	{ "liveness", decode_probe, offsetof(SandboxSpec, liveness) },
 };

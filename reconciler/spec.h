@@ -14,6 +14,9 @@
 #define SPEC_ID_MAX 31
 #define SPEC_IFNAME_MAX 15
 #define SPEC_VCPUS_MAX 256
+/* spec.resources: systemd's CPUWeight= and IOWeight= range, and a quota of up to 100 CPUs. */
+#define SPEC_WEIGHT_MAX 10000
+#define SPEC_CPU_QUOTA_MAX 10000
 #define SPEC_MEMORY_MIN (16ull << 20)
 #define SPEC_CMDLINE_MAX 4096
 #define SPEC_STOP_TIMEOUT_MAX_MS (24ull * 3600 * 1000)
@@ -174,6 +177,16 @@ typedef struct CredentialSpec {
 	char *from_file; /* a host path */
 } CredentialSpec;
 
+/*
+ * spec.resources: the limits of the VMM's scope under systemd (reconciler/vm-scope.c).
+ * 0: not in the file (cpuWeight: systemd's default, 100; no quota; ioWeight: the default).
+ */
+typedef struct ResourcesSpec {
+	unsigned cpu_weight; /* 1..10000 */
+	unsigned cpu_quota;  /* percent of one CPU's time: 200 is two CPUs' worth */
+	unsigned io_weight;  /* 1..10000 */
+} ResourcesSpec;
+
 typedef struct SandboxSpec {
 	char name[SPEC_NAME_MAX + 1];
 	Label *labels;
@@ -202,6 +215,7 @@ typedef struct SandboxSpec {
 	CloudInitSpec *cloud_init; /* NULL: no seed */
 	CredentialSpec *credentials;
 	size_t n_credentials;
+	ResourcesSpec resources;
 	/* probe-spec.h: PROBE_NONE when the file has none */
 	ProbeSpec readiness;
 	ProbeSpec liveness;

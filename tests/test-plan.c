@@ -212,6 +212,13 @@ static const Row rows[] = {
 	  .have = BASE, .expect = "restart" },
 	{ "guest agent added", BASE "guestAgent: true\n", VM_RUNNING, .have = BASE, .expect = "",
 	  .restart_required = true },
+	/* spec.resources goes into the VMM's scope as it is made: a boot-time change. */
+	{ "cpu quota added: for the next boot", BASE "resources:\n  cpuQuota: 50%\n", VM_RUNNING,
+	  .have = BASE, .caps = ALL, .expect = "", .restart_required = true },
+	{ "cpu weight changed, restart", BASE "updatePolicy: restart\nresources:\n  cpuWeight: 7\n",
+	  VM_RUNNING, .have = BASE "resources:\n  cpuWeight: 8\n", .caps = ALL, .expect = "restart" },
+	{ "resources the same: nothing to do", BASE "resources:\n  ioWeight: 9\n", VM_RUNNING,
+	  .have = BASE "resources:\n  ioWeight: 9\n", .caps = ALL, .expect = "" },
 	{ "initrd changed, paused, restart", BASE "state: paused\nupdatePolicy: restart\ninitrd: /i\n",
 	  VM_PAUSED, .have = BASE, .expect = "restart" },
 	{ "kernel changed and pause: pause anyway", BASE "state: paused\nkernel: /k2\n", VM_RUNNING,

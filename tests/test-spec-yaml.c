@@ -161,6 +161,9 @@ static void test_everything_decoded(void **state _unused_)
 	assert_string_equal(s->initrd, "/var/lib/vmd/images/initrd.img");
 	assert_string_equal(s->cmdline, "console=ttyS0 root=/dev/vda rw");
 	assert_true(s->stop_timeout_ms == 24ull * 3600 * 1000);
+	assert_int_equal(s->resources.cpu_weight, 10000);
+	assert_int_equal(s->resources.cpu_quota, 10000);
+	assert_int_equal(s->resources.io_weight, 1);
 	assert_int_equal(s->n_disks, 2);
 	assert_string_equal(s->disks[0].id, "root");
 	assert_int_equal(s->disks[0].format, DISK_FORMAT_QCOW2);
@@ -191,6 +194,9 @@ static void test_defaults(void **state _unused_)
 	assert_int_equal(s->update_policy, UPDATE_ON_NEXT_BOOT);
 	assert_int_equal(s->vcpus, 1);
 	assert_true(s->stop_timeout_ms == 30000);
+	assert_int_equal(s->resources.cpu_weight, 0); /* unset: 100 in the scope */
+	assert_int_equal(s->resources.cpu_quota, 0);
+	assert_int_equal(s->resources.io_weight, 0);
 	assert_null(s->initrd);
 	assert_null(s->cmdline);
 	assert_int_equal(s->disks[0].format, DISK_FORMAT_RAW);

@@ -14,8 +14,10 @@ to debootstrap from, no container support), it prints "SKIP: why" and exits 77.
 tests/test-systemd.c runs it in make check and turns each line into a cmocka test.
 
 The last checks run a QEMU guest (tests/guest, $VMD_GUEST, under TCG): its VMM in a scope
-of its own, kept by a restart of vmd, by systemctl kill vmd and by the watchdog, and shut
-down through its power button when the container powers off.
+of its own with the limits reconciler/vm-scope.c computes (systemctl show), registered with
+systemd-machined (machinectl), kept with its scope by a restart of vmd, by systemctl kill
+vmd and by the watchdog, in a new scope (registered again) after QEMU is killed and
+restarted, and shut down through its power button when the container powers off.
 
 To extend it: add a function taking the Run and append it to CHECKS; its runtime packages
 go in ROOTFS_PACKAGES (a new key rebuilds the cache). The container is stopped by its
@@ -41,6 +43,8 @@ ROOTFS_PACKAGES = [
     "systemd", "systemd-sysv", "dbus",
     "libyaml-0-2", "libjansson4", "libcurl4", "libinotifytools0", "libnl-route-3-200", "libisofs6",
     "procps",
+    # systemd-machined and machinectl: vmd registers each VM (the qemu-machine check)
+    "systemd-container",
     # the QEMU guest of the last checks (TCG: the container has no /dev/kvm)
     "qemu-system-x86",
 ]
@@ -310,6 +314,7 @@ class Run:
         self.src = src  # the source tree, for make install
         self.vm = None  # sandbox x's status when it first ran
         self.qemu = None  # the pid of sandbox g's QEMU
+        self.scope = None  # the InvocationID of its vmd-g.scope
 
 
 def check_install(t):
@@ -464,6 +469,10 @@ spec:
   initrd: /mnt/debs/guest/initramfs.cpio
   cmdline: console=ttyS0 quiet
   stopTimeout: 60s
+  resources:
+    cpuWeight: 200
+    cpuQuota: 400%
+    ioWeight: 50
 """
 
 
@@ -482,16 +491,86 @@ def alive(c, pid):
     return c.run(["test", "-d", f"/proc/{pid}"], check=False).returncode == 0
 
 
+MiB = 1 << 20
+# GUEST's scope as reconciler/vm-scope.c computes it: 192 MiB, 1 vCPU, its spec.resources.
+GUEST_SCOPE = {
+    "MemoryMax": str(192 * MiB + 1024 * MiB + 192 * MiB // 8),  # guest + 1 GiB + guest/8
+    "TasksMax": str(128 + 4 * 1),
+    "CPUWeight": "200",
+    "CPUQuotaPerSecUSec": "4s",
+    "IOWeight": "50",
+    "DevicePolicy": "closed",
+    "Slice": "machine.slice",
+    "ActiveState": "active",
+}
+
+
+def scope(c, *props):
+    r = c.run(["systemctl", "show", "vmd-g.scope"] + [f"--property={p}" for p in props])
+    return dict(line.split("=", 1) for line in r.stdout.splitlines() if "=" in line)
+
+
+def in_scope(c, pid):
+    """pid runs in vmd-g.scope, which has GUEST_SCOPE's limits; its InvocationID."""
+    cg = c.run(["cat", f"/proc/{pid}/cgroup"]).stdout
+    if "/machine.slice/vmd-g.scope" not in cg:
+        raise Fail(f"QEMU (pid {pid}) is not in vmd-g.scope: {cg}")
+    u = scope(c, *GUEST_SCOPE, "DeviceAllow", "InvocationID", "MainPID")
+    for k, v in GUEST_SCOPE.items():
+        if u.get(k) != v:
+            raise Fail(f"vmd-g.scope's {k} is {u.get(k)!r}, not {v!r}: {u}")
+    if "/dev/kvm rw" not in u.get("DeviceAllow", ""):
+        raise Fail(f"vmd-g.scope's DeviceAllow has no /dev/kvm rw: {u}")
+    # In force, not only said: the kernel's own limits of the scope's cgroup, where the
+    # container has cgroup v2's controllers (not on a host of cgroup v1: said, not checked).
+    controllers = c.run(["cat", "/sys/fs/cgroup/cgroup.controllers"], check=False).stdout.split()
+    if not {"memory", "pids", "cpu"} <= set(controllers):
+        log(f"no cgroup v2 memory, pids and cpu controllers in the container ({controllers}): "
+            "the scope's limits are checked as systemd has them, not in the kernel")
+        return u["InvocationID"]
+    cgdir = "/sys/fs/cgroup/machine.slice/vmd-g.scope"
+    for f, want in (("memory.max", GUEST_SCOPE["MemoryMax"]),
+                    ("pids.max", GUEST_SCOPE["TasksMax"]),
+                    ("cpu.weight", GUEST_SCOPE["CPUWeight"])):
+        got = c.run(["cat", f"{cgdir}/{f}"], check=False).stdout.strip()
+        if got != want:
+            raise Fail(f"{cgdir}/{f} is {got!r}, not {want!r}")
+    return u["InvocationID"]
+
+
+def machine(c):
+    """vmd-g as systemd-machined lists it: its class, service, leader and unit; or None."""
+    r = c.run(["machinectl", "show", "vmd-g", "--property=Class", "--property=Service",
+               "--property=Leader", "--property=Unit"], check=False)
+    if r.returncode != 0:
+        return None
+    return dict(line.split("=", 1) for line in r.stdout.splitlines() if "=" in line)
+
+
+def registered(c, pid):
+    want = {"Class": "vm", "Service": "vmd", "Leader": str(pid), "Unit": "vmd-g.scope"}
+    try:
+        m = wait_for("vmd-g in systemd-machined", lambda: (lambda m: m if m == want else None)(
+            machine(c)), timeout=10)
+    except Fail as e:
+        raise Fail(f"{e}: machinectl show vmd-g says {machine(c)}, not {want}")
+    listed = c.run(["machinectl", "list", "--no-legend"]).stdout
+    if not re.search(r"^vmd-g\s+vm\s+vmd\b", listed, re.M):
+        raise Fail(f"machinectl list does not list vmd-g (class vm, service vmd):\n{listed}")
+    return m
+
+
 def check_qemu_scope(t):
-    """A QEMU guest's VMM runs in vmd-g.scope of machine.slice, not in vmd.service."""
+    """A QEMU guest's VMM runs in vmd-g.scope of machine.slice, with its limits."""
     c = t.c
     c.write("/etc/vmd/sandboxes/g.yaml", GUEST)
     t.qemu = guest_pid(t)
-    cg = c.run(["cat", f"/proc/{t.qemu}/cgroup"]).stdout
-    if "/machine.slice/vmd-g.scope" not in cg:
-        raise Fail(f"QEMU (pid {t.qemu}) is not in vmd-g.scope: {cg}")
-    if c.run(["systemctl", "is-active", "vmd-g.scope"], check=False).stdout.strip() != "active":
-        raise Fail("vmd-g.scope is not active")
+    t.scope = in_scope(c, t.qemu)
+
+
+def check_qemu_machine(t):
+    """systemd-machined knows the guest: machinectl list shows vmd-g, class vm."""
+    registered(t.c, t.qemu)
 
 
 def check_qemu_restart(t):
@@ -506,6 +585,40 @@ def check_qemu_restart(t):
     out = c.run(["journalctl", "--no-pager", "--since", since]).stdout
     if "left-over process" in out:
         raise Fail(f"systemd warned of a left-over process:\n{out}")
+    if in_scope(c, pid) != t.scope:
+        raise Fail("after systemctl restart vmd: vmd-g.scope is another scope")
+    registered(c, pid)
+
+
+def check_qemu_crash(t):
+    """A QEMU killed is restarted (restartPolicy) in a new vmd-g.scope, registered again."""
+    booted = readies(t.c)
+    t.c.run(["kill", "-KILL", str(t.qemu)])
+    restarted(t, booted)
+
+
+def restarted(t, booted):
+    """g's QEMU, gone, restarted in a new vmd-g.scope with its limits, registered, up
+    (its console's VMD-GUEST-READY lines more than booted)."""
+    c = t.c
+    pid = wait_for("a new QEMU for g", lambda: (lambda p: p if p != t.qemu else None)(
+        guest_pid(t)), timeout=120)
+    invocation = wait_for("vmd-g.scope for the new QEMU", lambda: (
+        lambda u: u["InvocationID"] if "/vmd-g.scope" in c.run(
+            ["cat", f"/proc/{pid}/cgroup"]).stdout else None)(scope(c, "InvocationID")))
+    if invocation == t.scope or in_scope(c, pid) == t.scope:
+        raise Fail("the restarted QEMU runs in the crashed one's scope")
+    registered(c, pid)
+    t.qemu, t.scope = pid, invocation
+    # Up, as the first was by the poweroff check: a guest still booting has no power button.
+    wait_for("the new guest's VMD-GUEST-READY", lambda: readies(c) > booted, timeout=120)
+
+
+def readies(c):
+    """How many boots of g's guest came up: its console's VMD-GUEST-READY lines."""
+    r = c.run(["sh", "-c", "cat /run/vmd/g/console.log.1 /run/vmd/g/console.log 2>/dev/null"],
+              check=False)
+    return r.stdout.count("VMD-GUEST-READY")
 
 
 def check_kill(t):
@@ -546,6 +659,7 @@ def check_poweroff(t):
     """Powering the host off shuts the guest down (its power button) before the end."""
     c = t.c
     c.run(["sh", "-c", "tail -n +1 -F /run/vmd/g/console.log > /mnt/out/console.copy 2>/dev/null &"])
+    c.run(["sh", "-c", "journalctl -f -n 0 -o short-monotonic > /mnt/out/journal.copy 2>&1 &"])
     c.run(["systemctl", "poweroff"], check=False)
     try:
         c.nspawn.wait(timeout=180)
@@ -554,8 +668,12 @@ def check_poweroff(t):
             seen = open(os.path.join(c.out, "console.copy"), errors="replace").read()
         except OSError:
             seen = "(no copy)"
+        try:
+            journal = open(os.path.join(c.out, "journal.copy"), errors="replace").read()
+        except OSError:
+            journal = "(no copy)"
         raise Fail("the container did not power off within 180 s; the guest's console ended with:\n"
-                   + seen[-1500:])
+                   + seen[-1500:] + "\nand the container's journal with:\n" + journal[-6000:])
     seen = open(os.path.join(c.out, "console.copy"), errors="replace").read()
     for line in ("VMD-GUEST-POWER-BUTTON", "VMD-GUEST-POWEROFF"):
         if line not in seen:
@@ -575,9 +693,11 @@ CHECKS = [
     ("purge", check_purge),
     ("make-install", check_make_install),
     ("qemu-scope", check_qemu_scope),
+    ("qemu-machine", check_qemu_machine),
     ("qemu-restart", check_qemu_restart),
     ("kill", check_kill),
     ("watchdog", check_watchdog),
+    ("qemu-crash", check_qemu_crash),
     ("poweroff", check_poweroff),  # the last: the container is gone after it
 ]
 
