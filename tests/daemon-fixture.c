@@ -55,8 +55,16 @@ static bool runs_in(pid_t pid, const char *run)
 		if (strncmp(cwd, needle, strlen(needle)) == 0)
 			return true;
 	}
-	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
+	/* A QEMU of vmd's names no path of the run dir (its sockets are fds): its stderr does. */
+	snprintf(path, sizeof(path), "/proc/%d/fd/2", (int)pid);
 	snprintf(needle, sizeof(needle), "%s/", run);
+	n = readlink(path, cwd, sizeof(cwd) - 1);
+	if (n > 0) {
+		cwd[n] = 0;
+		if (strncmp(cwd, needle, strlen(needle)) == 0)
+			return true;
+	}
+	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
 	if (read_file(path, 1 << 20, &cmdline, &len) < 0)
 		return false;
 	for (size_t i = 0; i + 1 < len; i++)
