@@ -98,6 +98,8 @@ LIB_SRCS := \
 	backends/console.c \
 	backends/guest-agent.c \
 	backends/vmm-vm.c \
+	backends/vmm-start.c \
+	backends/vmm-job-report.c \
 	backends/vmm-stray.c \
 	backends/vmm-ops.c \
 	backends/vmm-job.c \

@@ -74,7 +74,7 @@ void vmm_backend_reload(Backend *b)
 	vmm_strays_forget(VMM_BACKEND(b));
 }
 
-static VmmVm *vm_new(Backend *b, const VmmVmType *t, const char *name)
+VmmVm *vmm_vm_new(Backend *b, const VmmVmType *t, const char *name)
 {
 	_cleanup_(vmm_vm_freep) VmmVm *v = NULL;
 
@@ -190,7 +190,7 @@ static int record_load(const Backend *b, const VmmVmType *t, const char *name, j
 static int vm_from_record(Backend *b, const VmmVmType *t, const char *name, const json_t *j,
 			  VmmVm **ret)
 {
-	_cleanup_(vmm_vm_freep) VmmVm *v = vm_new(b, t, name);
+	_cleanup_(vmm_vm_freep) VmmVm *v = vmm_vm_new(b, t, name);
 	const char *exe = json_string_value(json_object_get(j, "exe"));
 	int r;
 
@@ -362,7 +362,7 @@ void vmm_vm_refresh(Backend *b)
 		vmm_job_refresh(v);
 }
 
-/* Exit */
+/* Exit (vmm-start.c watches for it) */
 
 /*
  * What went wrong, in the VMM's own words if it left any: the last line of its log (which
@@ -388,7 +388,7 @@ static char *exit_reason(VmmVm *v, bool starting)
 	return asprintf(&m, "%s exited while starting", v->type->display) < 0 ? NULL : m;
 }
 
-static void vm_exited(VmmVm *v, int status)
+void vmm_vm_exited(VmmVm *v, int status)
 {
 	Backend *b = v->b;
 	_cleanup_free_ char *sock = vmm_vm_path(b, v->name, v->type->socket),
@@ -421,307 +421,6 @@ static void vm_exited(VmmVm *v, int status)
 		b->callbacks.vm_exited(b->callbacks.userdata, name, status, reason);
 }
 
-static int on_pidfd(sd_event_source *s _unused_, int fd _unused_, uint32_t revents _unused_,
-		    void *userdata)
-{
-	VmmVm *v = userdata;
-	int status = -1, r;
-
-	r = v->child ? vmm_reap(v->pidfd, &status) : -ECHILD;
-	if (r == 0)
-		return 0; /* not yet */
-	if (r < 0)
-		/* Not ours to reap (adopted): a stop vmd asked for or the guest's own power-off is clean. */
-		status = v->stop_requested || v->guest_shutdown ? 0 : -1;
-	vm_exited(v, status);
-	return 0;
-}
-
-static int watch_exit(VmmVm *v)
-{
-	return sd_event_add_io(v->b->event, &v->pid_source, v->pidfd, EPOLLIN, on_pidfd, v);
-}
-
-/*
- * The daemon's end of the VM's serial console, once its VMM runs. A console that cannot be
- * kept is reported; the VM runs on without it.
- */
-static void agent_changed(void *userdata)
-{
-	vmm_vm_changed(userdata); /* its status shows what the agent says */
-}
-
-/* The daemon asking the VM's guest agent, if it has one (guestAgent: true). */
-static void agent_open(VmmVm *v)
-{
-	_cleanup_free_ char *sock = NULL;
-	int r;
-
-	if (v->agent || !v->config || !v->config->guest_agent)
-		return;
-	sock = vmm_vm_path(v->b, v->name, GUEST_AGENT_SOCKET);
-	if (!sock)
-		return;
-	r = guest_agent_new(v->b->event, sock, agent_changed, v, &v->agent);
-	if (r < 0)
-		log_error_errno(r, "%s: cannot ask its guest agent at %s: %m", v->name, sock);
-}
-
-static void console_open(VmmVm *v, bool adopted)
-{
-	_cleanup_free_ char *serial = NULL, *sock = NULL;
-	int r;
-
-	if (!(v->type->serial_socket || v->type->serial_vmm_socket) || v->console)
-		return;
-	serial = vmm_vm_path(v->b, v->name, CONSOLE_SERIAL);
-	sock = vmm_vm_path(v->b, v->name, CONSOLE_SOCKET);
-	if (!serial || !sock)
-		return;
-	/* A VMM that binds it itself does so a moment after its start: only adopted ones tell. */
-	if ((v->type->serial_socket || adopted) && access(serial, F_OK) < 0 && errno == ENOENT) {
-		/* Adopted from a vmd before serial sockets: the VMM writes console.log itself. */
-		(void)unlink(sock);
-		log_info("%s: its VMM has no serial socket (%s): its console stays in %s/" CONSOLE_LOG
-			 ", without vmd console, until its next start",
-			 v->name, serial, v->dir);
-		return;
-	}
-	r = console_new(v->b->event, v->name, v->dir, v->b->options.console_log_size, &v->console);
-	if (r < 0)
-		log_error_errno(r, "%s: cannot keep the serial console in %s: %m", v->name, v->dir);
-}
-
-/* Start */
-
-static void prepare_dir(VmmVm *v)
-{
-	_cleanup_free_ char *console = vmm_vm_path(v->b, v->name, CONSOLE_LOG),
-			    *old = vmm_vm_path(v->b, v->name, CONSOLE_LOG_OLD),
-			    *log = vmm_vm_path(v->b, v->name, v->type->log),
-			    *image_log = vmm_vm_path(v->b, v->name, VMM_IMAGE_LOG),
-			    *sock = vmm_vm_path(v->b, v->name, v->type->socket),
-			    *serial = vmm_vm_path(v->b, v->name, CONSOLE_SERIAL);
-
-	if (console && old)
-		(void)rename(console, old); /* the boot before, for whoever looks into a crash */
-	if (log)
-		(void)unlink(log);
-	if (image_log)
-		(void)unlink(image_log); /* each start's image workers say their own */
-	if (sock)
-		(void)vmm_remove_stale_socket(v->b->run_dir, sock);
-	/* One the VMM binds itself must not be there: CH's vm.create fails on it. */
-	if (v->type->serial_vmm_socket && serial)
-		(void)vmm_remove_stale_socket(v->b->run_dir, serial);
-}
-
-int vmm_vm_pass_fd(VmmVm *v, int fd)
-{
-	if (v->n_pass_fds >= VMM_PASS_FDS_MAX) {
-		close(fd);
-		return -E2BIG;
-	}
-	v->pass_fds[v->n_pass_fds] = fd;
-	return VMM_FD_FIRST + (int)v->n_pass_fds++;
-}
-
-int vmm_vm_pass_listener(VmmVm *v, const char *file, const char *what)
-{
-	_cleanup_free_ char *path = vmm_vm_path(v->b, v->name, file);
-	int fd = path ? unix_listen(path, 0600) : -ENOMEM;
-
-	if (fd < 0) {
-		backend_set_error(v->b, "cannot make %s socket %s: %s", what, path ?: file,
-				  strerror(-fd));
-		return fd;
-	}
-	return vmm_vm_pass_fd(v, fd);
-}
-
-/* The VMM has them now, or never will. */
-static void close_pass_fds(VmmVm *v)
-{
-	while (v->n_pass_fds > 0)
-		close(v->pass_fds[--v->n_pass_fds]);
-}
-
-/*
- * The seed and the credentials' copies (provision.h), made anew from the host's files
- * before each start, before the backend opens any device: a missing file costs nothing.
- */
-static int provision(VmmVm *v)
-{
-	const SandboxSpec *s = v->config;
-	_cleanup_free_ char *seed = NULL;
-	char why[512];
-	int r;
-
-	r = credentials_copy(s, v->dir, why, sizeof(why));
-	if (r >= 0 && s->cloud_init) {
-		seed = vmm_vm_path(v->b, v->name, PROVISION_SEED);
-		r = seed ? seed_write(s, seed, why, sizeof(why)) : -ENOMEM;
-	}
-	if (r >= 0)
-		return 0;
-	backend_set_error(v->b, "%s", why);
-	(void)provision_remove(v->dir);
-	return r;
-}
-
-/* Who v's VMM runs as: NULL, as vmd, if the daemon said nothing or the VMM drops root itself. */
-static const VmmUser *vmm_user(const VmmVm *v, VmmUser *buf)
-{
-	const BackendOptions *o = &v->b->options;
-
-	if (!o->vmm_user_set || (v->type->drops_root && v->type->drops_root(v->b)))
-		return NULL;
-	*buf = (VmmUser){ .uid = o->vmm_uid, .gid = o->vmm_gid };
-	return buf;
-}
-
-static int spawn(VmmVm *v)
-{
-	VmmUser user;
-	_cleanup_(strv_freep) char **argv = NULL;
-	_cleanup_free_ char *log = vmm_vm_path(v->b, v->name, v->type->log),
-			    *out = v->type->out ? vmm_vm_path(v->b, v->name, v->type->out) : NULL;
-	int r;
-
-	if (!log || (v->type->out && !out))
-		return -ENOMEM;
-	/* The serial console's socket first: QEMU has it as VMM_FD_FIRST, whatever follows. */
-	if (v->type->serial_socket) {
-		v->serial_fd = vmm_vm_pass_listener(v, CONSOLE_SERIAL, "the serial console's");
-		if (v->serial_fd < 0)
-			return v->serial_fd;
-	}
-	r = provision(v);
-	if (r >= 0 && v->type->prepare)
-		r = v->type->prepare(v);
-	if (r < 0) {
-		close_pass_fds(v);
-		(void)provision_remove(v->dir);
-		return r;
-	}
-	r = v->type->argv(v, &argv);
-	if (r >= 0)
-		r = vmm_spawn_logging(argv, log, out, vmm_user(v, &user), v->pass_fds,
-				      v->n_pass_fds, &v->id.pid, &v->pidfd);
-	/* The VMM has them now, or nobody needs them. */
-	close_pass_fds(v);
-	v->serial_fd = -EBADF;
-	if (r < 0)
-		(void)provision_remove(v->dir);
-	if (r < 0 && !argv)
-		return r;
-	if (r < 0) {
-		backend_set_error(v->b, "cannot run %s: %s", argv[0], strerror(-r));
-		return r;
-	}
-	v->child = true;
-	return vmm_identity(v->id.pid, &v->id);
-}
-
-/*
- * Spawn v's VMM, record it and watch it. On failure nothing runs for it (it is killed, and
- * reaped once it is gone) and it has no record.
- */
-static int launch(VmmVm *v)
-{
-	_cleanup_free_ char *rec = vmm_vm_path(v->b, v->name, "vm.json");
-	int r;
-
-	if (!rec)
-		return -ENOMEM;
-	r = spawn(v);
-	if (r >= 0)
-		/* Recorded before it answers: a vmd that dies now finds it, and adopts it. */
-		r = vmm_vm_save(v);
-	if (r >= 0)
-		r = watch_exit(v);
-	if (r >= 0) {
-		console_open(v, false);
-		agent_open(v);
-	}
-	if (r < 0) {
-		if (v->pidfd >= 0)
-			(void)vmm_kill(v->pidfd, SIGKILL);
-		(void)unlink(rec);
-	}
-	return r;
-}
-
-int vmm_vm_launch(VmmVm *v)
-{
-	int r = launch(v);
-
-	if (r < 0) {
-		v->pid_source = sd_event_source_disable_unref(v->pid_source);
-		if (v->pidfd >= 0)
-			v->pidfd = (close(v->pidfd), -EBADF);
-	}
-	return r;
-}
-
-int vmm_vm_start(Backend *b, const SandboxSpec *spec, uint64_t generation)
-{
-	const VmmVmType *t = VMM_BACKEND(b)->type;
-	VmmBackend *vb = VMM_BACKEND(b);
-	_cleanup_(vmm_vm_freep) VmmVm *v = NULL;
-	bool images;
-	int r;
-
-	if (!b->event)
-		return -EROFS;
-	if (!vb->binary) {
-		backend_set_error(b, "cannot find %s: %s", vb->binary_name,
-				  strerror(-vb->binary_error));
-		return vb->binary_error;
-	}
-	if (!spec->kernel) {
-		backend_set_error(b, "spec.kernel is required for %s", t->vmm);
-		return -EINVAL;
-	}
-	/* Never a second VMM for one name, whatever the record says. */
-	r = vmm_stray_refuse(b, spec->name);
-	if (r < 0)
-		return r;
-	vm_forget(b, spec->name);
-	v = vm_new(b, t, spec->name);
-	if (!v)
-		return -ENOMEM;
-	r = spec_copy(spec, &v->config);
-	if (r < 0)
-		return r;
-	images = vmm_image_needed(v->config);
-	if (images && (r = vmm_image_resolve(v)) < 0)
-		return r;
-	r = mkdir_p(v->dir, 0750);
-	if (r < 0)
-		return r;
-	prepare_dir(v);
-	memcpy(v->boot_id, vb->boot_id, sizeof(v->boot_id));
-	v->generation = generation;
-	v->started_at_usec = now_usec(CLOCK_REALTIME);
-	v->state = VM_STARTING;
-
-	/* With images, the VMM is spawned once their copies are made: a phase of the start. */
-	r = images ? 0 : launch(v);
-	if (r >= 0)
-		r = hashmap_put(vb->vms, v->name, v);
-	if (r < 0) {
-		if (!images && v->pidfd >= 0)
-			(void)vmm_kill(v->pidfd, SIGKILL);
-		return r;
-	}
-	r = vmm_job_begin(v, &v->job, BACKEND_OP_START, images ? VMM_PHASE_IMAGE : VMM_PHASE_SPAWN);
-	v->job.image.spawn = images;
-	v->job.generation = generation;
-	TAKE_PTR(v);
-	return r < 0 ? r : 1;
-}
-
 /* Adopt */
 
 int vmm_vm_adopt(Backend *b, const char *name)
@@ -751,14 +450,12 @@ int vmm_vm_adopt(Backend *b, const char *name)
 		return v->pidfd;
 	if (!vmm_identity_matches(&v->id)) /* the pid was reused before the pidfd was taken */
 		return -ESTALE;
-	r = watch_exit(v);
+	r = vmm_vm_watch(v, true);
 	if (r >= 0)
 		r = hashmap_put(VMM_BACKEND(b)->vms, v->name, v);
 	if (r < 0)
 		return r;
 	p = TAKE_PTR(v);
-	console_open(p, true);
-	agent_open(p);
 
 	if (p->state == VM_STARTING)
 		/* The vmd before died while it started: see the start through, from where it is. */

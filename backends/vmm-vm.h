@@ -10,8 +10,9 @@
  * log; for a VMM whose serial port is a socket vmd owns, serial.sock and console.sock
  * (console.c); image.log, what the image workers of its last start said (vmm-image.c).
  *
- * vmm-vm.c does the record, observing from it, the start, adoption by identity and the
- * exit (reaped through a pidfd, vmd being subreaper); vmm-ops.c the operations on a VM
+ * vmm-vm.c does the record, observing from it, adoption by identity and the exit;
+ * vmm-start.c the start and the watch on the exit (reaped through a pidfd, vmd being
+ * subreaper), the console and the guest agent; vmm-ops.c the operations on a VM
  * that runs; vmm-stray.c finds strays: live VMMs for a name that vmd has no record of (its
  * argv names the runtime dir, or something listens on its socket), which are left alone
  * and never get a second VMM beside them. vmm-job.c runs every
@@ -388,8 +389,13 @@ void vmm_job_free(VmmJob *j);
 /* The image worker of j is done (error: it failed): on to the next, or the VMM. */
 void vmm_job_image_done(VmmVm *v, VmmJob *j, int error);
 
-/* vmm-vm.c: spawn the VMM of a VM whose start made its images first. */
+/* vmm-start.c: spawn the VMM of a VM whose start made its images first. */
 int vmm_vm_launch(VmmVm *v);
+/*
+ * vmm-start.c: watch v's VMM for its exit (vmm_vm_exited), and keep its serial console and
+ * ask its guest agent, if it has them; adopted: found running, not started by this vmd.
+ */
+int vmm_vm_watch(VmmVm *v, bool adopted);
 
 /* vmm-image.c */
 /* Whether config has a disk from an image. */
@@ -413,6 +419,10 @@ void vmm_job_refresh(VmmVm *v);
 
 /* vmm-vm.c, for vmm-job.c: stop driving v (its record stays); v is freed. */
 void vmm_vm_forget(VmmVm *v);
+/* vmm-vm.c, for vmm-start.c: a VM of type t, not yet driven; NULL without memory. */
+VmmVm *vmm_vm_new(Backend *b, const VmmVmType *t, const char *name);
+/* vmm-vm.c, for vmm-start.c: v's VMM is gone, with status (as vmm_reap() says it). */
+void vmm_vm_exited(VmmVm *v, int status);
 
 /* vmm-api.c: the transports, for vmm-job.c and vmm-vm.c. */
 
