@@ -28,6 +28,7 @@
 #include <systemd/sd-login.h>
 
 #include "host-systemd.h"
+#include "list.h"
 #include "log.h"
 #include "manager.h"
 #include "util.h"
@@ -46,10 +47,12 @@ struct HostSystemd {
 	char *unit; /* vmd's own unit, "vmd.service" */
 	bool scope_error_said;
 	bool machine_error_said;
+	List requests; /* every ScopeRequest whose answer or retry is to come */
 };
 
 typedef struct ScopeRequest {
 	HostSystemd *h;
+	ListNode node; /* in h->requests */
 	char *name;
 	pid_t pid;
 	unsigned tries;
@@ -64,11 +67,29 @@ static void scope_request_free(ScopeRequest *r)
 {
 	if (!r)
 		return;
+	list_remove(&r->h->requests, &r->node);
 	sd_event_source_disable_unref(r->retry);
 	for (size_t i = 0; i < r->limits.n_devices; i++)
 		free((char *)r->limits.devices[i].path);
 	free(r->name);
 	free(r);
+}
+
+/* A request about the VMM of sandbox name, in h's list until it is freed; NULL: no memory. */
+static ScopeRequest *scope_request_new(HostSystemd *h, const char *name)
+{
+	ScopeRequest *r = calloc(1, sizeof(*r));
+
+	if (!r)
+		return NULL;
+	r->h = h;
+	list_append(&h->requests, &r->node);
+	r->name = strdup(name);
+	if (!r->name) {
+		scope_request_free(r);
+		return NULL;
+	}
+	return r;
 }
 
 int host_systemd_new(sd_event *event, HostSystemd **ret)
@@ -108,7 +129,10 @@ void host_systemd_free(HostSystemd *h)
 {
 	if (!h)
 		return;
+	/* The bus takes its pending calls with it, unanswered: their requests are freed here. */
 	sd_bus_flush_close_unref(h->bus);
+	while (h->requests.first)
+		scope_request_free(list_entry(h->requests.first, ScopeRequest, node));
 	free(h->unit);
 	free(h);
 }
@@ -360,12 +384,9 @@ void host_systemd_scope(HostSystemd *h, const char *name, pid_t pid, const Sandb
 
 	if (!h || pid <= 0)
 		return;
-	req = calloc(1, sizeof(*req));
-	if (!req || !(req->name = strdup(name))) {
-		free(req);
+	req = scope_request_new(h, name);
+	if (!req)
 		return;
-	}
-	req->h = h;
 	req->pid = pid;
 	/* Adopted in a scope already, by the vmd before this one: registered, unless it was not. */
 	if (!in_own_cgroup(pid)) {
@@ -415,12 +436,11 @@ void host_systemd_scope_memory(HostSystemd *h, const char *name, uint64_t memory
 
 	if (!h)
 		return;
-	req = calloc(1, sizeof(*req));
-	if (!req || !(req->name = strdup(name)) || asprintf(&unit, "vmd-%s.scope", name) < 0) {
+	req = scope_request_new(h, name);
+	if (!req || asprintf(&unit, "vmd-%s.scope", name) < 0) {
 		scope_request_free(req);
 		return;
 	}
-	req->h = h;
 	r = sd_bus_message_new_method_call(h->bus, &m, "org.freedesktop.systemd1",
 					   "/org/freedesktop/systemd1",
 					   "org.freedesktop.systemd1.Manager", "SetUnitProperties");
