@@ -20,6 +20,7 @@
 
 #include "log.h"
 #include "manager.h"
+#include "ordering.h"
 #include "probe.h"
 #include "watcher.h"
 
@@ -68,6 +69,7 @@ static Sandbox *sandbox_free(Sandbox *sb)
 	free(sb->adopt_error);
 	probe_free(sb);
 	free(sb->liveness_kill);
+	free(sb->waiting);
 	free(sb->name);
 	return mfree(sb);
 }
@@ -82,6 +84,7 @@ void manager_drop_sandbox(Manager *m, Sandbox *sb)
 	list_remove(&m->persist_queue, &sb->persist_node);
 	deletion_guard_forget(m, sb);
 	host_ports_release(m, sb);
+	ordering_forget(m, sb);
 	manager_tally_remove(m, sb);
 	hashmap_remove(m->sandboxes, sb->name);
 	sandbox_free(sb);
