@@ -520,13 +520,14 @@ void host_systemd_check_shutdown(Manager *m)
 		if (!sb->host_stop)
 			continue;
 		sandbox_observe(m, sb);
-		if (vm_up(sb))
-			up++;
-		else
+		if (!vm_up(sb))
 			sb->host_stop = sb->host_stop_waits = false;
 	}
 	while (host_stop_waiting(m))
 		;
+	/* Counted after: a stop that could not begin is not waited for. */
+	for (ListNode *n = m->all.first; n; n = n->next)
+		up += list_entry(n, Sandbox, all_node)->host_stop;
 	if (up > 0)
 		return;
 	log_fields(LOG_INFO, &(LogFields){ .message_id = LOG_MESSAGE_DAEMON },

@@ -64,15 +64,19 @@ typedef struct CycleLookup {
 	const Sandbox *sb;
 } CycleLookup;
 
-/* The specs in force of the sandboxes that have a file; sb's own is the one being judged. */
+/*
+ * The specs in force of the others; sb's own is the one being judged. Those of removed
+ * files count while their sandboxes are there: their stops are ordered by them, and a
+ * cycle among stops would never end.
+ */
 static const SandboxSpec *lookup_in_force(void *userdata, const char *name, const char **ret_path)
 {
 	CycleLookup *l = userdata;
 	const Sandbox *x = manager_sandbox(l->m, name, false);
 
-	if (!x || x == l->sb || !x->path || !x->desired)
+	if (!x || x == l->sb || !x->desired)
 		return NULL;
-	*ret_path = x->path;
+	*ret_path = x->path; /* NULL: "its last valid spec" */
 	return x->desired;
 }
 

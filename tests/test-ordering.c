@@ -335,6 +335,21 @@ static void test_ordered_start(void **state)
 			      "waiting for b (Ready=False: WaitingForDependencies)");
 	assert_string_equal(status_condition(s, "Running", "reason"), "NotStarted");
 	json_decref(s);
+	{
+		/* vmd plan says it as the daemon's status does. */
+		_cleanup_(test_run_done) TestRun r = {};
+		char *argv[] = {
+			(char *)test_vmd(), "plan",   "--sandboxes", f->sb, "--run-dir", f->run,
+			"--state-dir",	    f->state, NULL
+		};
+
+		test_run(&r, argv);
+		assert_int_equal(r.status, 0);
+		assert_non_null(strstr(
+			r.out,
+			"b: nothing yet: waiting for c (Ready=False: ProbeFailed) to be Ready before it starts (spec.after)\n"));
+		assert_non_null(strstr(r.out, "c: up to date (running)\n"));
+	}
 
 	fc = fixture_listen_loopback_on(pc); /* c's guest comes up */
 	json_decref(fixture_wait_cond(f, "a", "Ready", "True", "AsDesired", NULL));
