@@ -484,6 +484,10 @@ static bool host_stop_one(Manager *m, Sandbox *sb)
 				 .result = "started",
 				 .message_id = LOG_MESSAGE_ACTION_DONE },
 		   "shutting its guest down: the host shuts down");
+	/* Down already (a backend whose stop is synchronous): those it held go now. */
+	sandbox_observe(m, sb);
+	if (!vm_up(sb))
+		sb->host_stop = false;
 	return true;
 }
 
@@ -539,7 +543,7 @@ void host_systemd_check_shutdown(Manager *m)
  * The host shuts down: every guest is shut down as a stop does, and then vmd exits. A
  * guest that others name in their spec.after waits until they are down.
  */
-static void shut_guests_down(Manager *m)
+void host_systemd_shut_guests_down(Manager *m)
 {
 	uint64_t longest = 0, waiting = 0;
 	size_t n_up = 0;
@@ -609,7 +613,7 @@ static int state_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_
 		return 0;
 	}
 	if (streq(state, "stopping"))
-		shut_guests_down(m);
+		host_systemd_shut_guests_down(m);
 	else
 		stopping_anyway(m, state);
 	return 0;

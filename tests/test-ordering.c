@@ -8,6 +8,7 @@
  * name that comes later, and the reverse order of their stops when their files go at once.
  * Orders are read from the daemon's log, one event after another, never from a clock.
  */
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <unistd.h>
@@ -15,6 +16,8 @@
 #include "after-spec.h"
 #include "daemon-fixture.h"
 #include "helpers.h"
+#include "host-systemd.h"
+#include "manager-fixture.h"
 #include "plan.h"
 #include "spec-json.h"
 #include "spec-yaml.h"
@@ -454,6 +457,53 @@ static void test_reverse_stop(void **state)
 		    log_at(log, "vmd: c: stop: its file was removed"));
 }
 
+/*
+ * The host's shutdown through the daemon (SystemState "stopping" at SIGTERM, which needs a
+ * system bus: here called as its reply would): a's guest first, then b's, then c's, though
+ * the manager knows c first. What the daemon says goes to stderr, taken here in a file.
+ */
+static void test_host_shutdown_order(void **state)
+{
+	ManagerFixture *mf = *state;
+	Manager *m = mf->m;
+	_cleanup_free_ char *log_path = path_in(mf->dir, "vmd.log"), *log = NULL;
+	const char *names[] = { "c", "b", "a" };
+	int saved, fd, code;
+
+	for (size_t i = 0; i < ELEMENTSOF(names); i++)
+		assert_non_null(manager_sandbox(m, names[i], true)); /* c first in Manager.all */
+	put_file(mf->sb, "a", "  after: [b]\n");
+	put_file(mf->sb, "b", "  after: [c]\n");
+	put_file(mf->sb, "c", "");
+	assert_int_equal(manager_scan(m), 0);
+	for (unsigned pass = 0; pass < 4; pass++)
+		for (ListNode *n = m->all.first; n; n = n->next)
+			sandbox_reconcile(m, list_entry(n, Sandbox, all_node));
+	for (size_t i = 0; i < ELEMENTSOF(names); i++)
+		assert_int_equal(manager_sandbox(m, names[i], false)->observed.state, VM_RUNNING);
+
+	fflush(stderr);
+	saved = dup(STDERR_FILENO);
+	fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	assert_true(saved >= 0 && fd >= 0);
+	assert_int_equal(dup2(fd, STDERR_FILENO), STDERR_FILENO);
+	host_systemd_shut_guests_down(m);
+	fflush(stderr);
+	assert_int_equal(dup2(saved, STDERR_FILENO), STDERR_FILENO);
+	close(saved);
+	close(fd);
+
+	log = test_read_file(log_path, NULL);
+	assert_true(log_at(log, "vmd: a: shutting its guest down") <
+		    log_at(log, "vmd: b: shutting its guest down"));
+	assert_true(log_at(log, "vmd: b: shutting its guest down") <
+		    log_at(log, "vmd: c: shutting its guest down"));
+	/* Every guest down: the loop is told to end, not left for the deadline. */
+	assert_true(sd_event_get_exit_code(m->event, &code) >= 0);
+	for (size_t i = 0; i < ELEMENTSOF(names); i++)
+		assert_int_not_equal(manager_sandbox(m, names[i], false)->observed.state, VM_RUNNING);
+}
+
 int main(void)
 {
 	static const struct CMUnitTest tests[] = {
@@ -467,6 +517,8 @@ int main(void)
 						fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_cycle_refused, fixture_setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_reverse_stop, fixture_setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_host_shutdown_order, manager_fixture_setup,
+						manager_fixture_teardown),
 	};
 
 	return cmocka_run_group_tests_name("ordering", tests, NULL, NULL);
