@@ -386,6 +386,60 @@ static void test_unknown_then_added(void **state)
 	close(fd);
 }
 
+static bool restarts_at_least(json_t *s, const void *arg)
+{
+	return s && json_integer_value(json_object_get(s, "restarts")) >= (json_int_t)(uintptr_t)arg;
+}
+
+/*
+ * db goes not Ready (a new readiness probe it fails) while web and app run after it: web
+ * runs on, never stopped for it; app, whose VM exits on its own, is not restarted until db
+ * is Ready again.
+ */
+static void test_restart_waits(void **state)
+{
+	Fixture *f = *state;
+	uint16_t pd = 0, other = 0;
+	int fd = fixture_listen_loopback(&pd), fo;
+	_cleanup_free_ char *state_now = NULL;
+	json_int_t restarts;
+	json_t *s;
+	pid_t web;
+
+	close(fixture_listen_loopback(&other)); /* nothing listens there, for now */
+	put_probed(f, "db", 4, pd, "");
+	fixture_put(f, "web", FIXTURE_NOOP_SPEC "  after: [db]\n");
+	fixture_put(f, "app",
+		    FIXTURE_NOOP_SPEC "  after: [db]\n"
+				      "metadata:\n  labels: {noop.vmd/exit-after: 300ms}\n");
+	start_daemon(f);
+	s = fixture_wait_cond(f, "web", "Ready", "True", "AsDesired", NULL);
+	web = pid_of(s);
+	json_decref(s);
+	json_decref(fixture_wait_status(f, "app", restarts_at_least, (void *)1));
+
+	put_probed(f, "db", 4, other, ""); /* a new probe, which fails: Ready goes */
+	json_decref(fixture_wait_cond(f, "db", "Ready", "False", "ProbeFailed", NULL));
+	s = fixture_wait_cond(f, "app", "Ready", "False", "WaitingForDependencies",
+			      "waiting for db (Ready=False: ProbeFailed)");
+	assert_string_equal(status_condition(s, "Running", "status"), "False");
+	restarts = json_integer_value(json_object_get(s, "restarts"));
+	json_decref(s);
+	state_now = fixture_noop_state(f, "app");
+	assert_string_equal(state_now, "exited");
+	s = fixture_status(f, "web");
+	assert_string_equal(status_condition(s, "Running", "status"), "True");
+	assert_int_equal(pid_of(s), web);
+	json_decref(s);
+
+	fo = fixture_listen_loopback_on(other); /* db's guest answers again */
+	json_decref(fixture_wait_cond(f, "db", "Ready", "True", "AsDesired", NULL));
+	json_decref(fixture_wait_status(f, "app", restarts_at_least,
+					(void *)(uintptr_t)(restarts + 1)));
+	close(fd);
+	close(fo);
+}
+
 /* A cycle across files: the file that closes it is refused; nothing starts. */
 static void test_cycle_refused(void **state)
 {
@@ -515,6 +569,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_ordered_start, fixture_setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_unknown_then_added, fixture_setup,
 						fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_restart_waits, fixture_setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_cycle_refused, fixture_setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_reverse_stop, fixture_setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_host_shutdown_order, manager_fixture_setup,
