@@ -70,6 +70,7 @@ static Sandbox *sandbox_free(Sandbox *sb)
 	probe_free(sb);
 	free(sb->liveness_kill);
 	free(sb->waiting);
+	strv_free(sb->after_counted);
 	free(sb->name);
 	return mfree(sb);
 }
@@ -692,6 +693,7 @@ Manager *manager_free(Manager *m)
 	host_systemd_free(m->systemd);
 	telemetry_done(m);
 	hashmap_free(m->ports);
+	ordering_done(m);
 	addresses_done(m);
 	sd_event_source_disable_unref(m->sweep_event);
 	if (m->sweep)

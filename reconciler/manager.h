@@ -98,6 +98,7 @@ typedef struct Sandbox {
 
 	/* ordering.c: spec.after */
 	ListNode ordered_node; /* Manager.ordered, while its spec names sandboxes in after: */
+	char **after_counted;  /* the names it counts in Manager.named (its spec's after:) */
 	char *waiting;	       /* what its start waits for (WaitingForDependencies), or NULL */
 	bool host_stop_waits;  /* host_stop: its stop waits for those naming it to stop first */
 
@@ -234,6 +235,7 @@ struct Manager {
 	char *notified_status;
 	HostResources host; /* what the host has, for admission */
 	List ordered;	    /* ordering.c: the Sandboxes whose spec in force has an after: */
+	Hashmap *named;	    /* ordering.c: name -> how many of those name it */
 };
 
 /* manager.c */

@@ -11,8 +11,9 @@
  * naming it in after: is being stopped too (its file removed as well, state: stopped, the
  * host's shutdown); a stop never waits for one that is not being stopped.
  *
- * The sandboxes whose spec names any are kept in Manager.ordered, so that a change of one
- * sandbox's Ready looks at those alone, not at every sandbox.
+ * The sandboxes whose spec names any are kept in Manager.ordered, and how many name each
+ * name in Manager.named, so that a change of one sandbox's Ready looks at nothing when no
+ * spec names it, and at those that name any otherwise, not at every sandbox.
  */
 #include <stdio.h>
 
@@ -20,10 +21,69 @@
 #include "manager.h"
 #include "ordering.h"
 
+/* One spec in force more (delta 1) or less (-1) names name. */
+typedef struct Named {
+	size_t n;
+	char name[]; /* the key */
+} Named;
+
+static void count_name(Manager *m, const char *name, int delta)
+{
+	Named *c = m->named ? hashmap_get(m->named, name) : NULL;
+
+	if (!c && delta > 0) {
+		if (!m->named && !(m->named = hashmap_new()))
+			return;
+		c = calloc(1, sizeof(Named) + strlen(name) + 1);
+		if (!c)
+			return;
+		strcpy(c->name, name);
+		if (hashmap_put(m->named, c->name, c) < 0) {
+			free(c);
+			return;
+		}
+	}
+	if (!c)
+		return;
+	c->n += (size_t)(ssize_t)delta;
+	if (c->n == 0) {
+		hashmap_remove(m->named, c->name);
+		free(c);
+	}
+}
+
+/* Count what sb's spec in force names now, instead of what it named before. */
+static void count_after(Manager *m, Sandbox *sb)
+{
+	char **names = NULL;
+
+	for (size_t i = 0; sb->desired && i < sb->desired->n_after; i++) {
+		if (strv_extendf(&names, "%s", sb->desired->after[i].name) < 0) {
+			names = strv_free(names);
+			break; /* a name left counted costs a look at Manager.ordered, no more */
+		}
+		count_name(m, sb->desired->after[i].name, 1);
+	}
+	for (size_t i = 0; sb->after_counted && sb->after_counted[i]; i++)
+		count_name(m, sb->after_counted[i], -1);
+	strv_free(sb->after_counted);
+	sb->after_counted = names;
+}
+
+void ordering_done(Manager *m)
+{
+	void *v;
+
+	for (size_t i = 0; hashmap_next(m->named, &i, &v);)
+		free(v);
+	m->named = hashmap_free(m->named);
+}
+
 void ordering_update(Manager *m, Sandbox *sb)
 {
 	bool names = sb->desired && sb->desired->n_after > 0;
 
+	count_after(m, sb);
 	if (names && !list_contains(&m->ordered, &sb->ordered_node))
 		list_append(&m->ordered, &sb->ordered_node);
 	else if (!names)
@@ -33,6 +93,8 @@ void ordering_update(Manager *m, Sandbox *sb)
 /* Those that name sb in after: (they wait for its Ready, their stops go before its). */
 static void mark_dependants(Manager *m, const Sandbox *sb)
 {
+	if (!m->named || !hashmap_get(m->named, sb->name))
+		return; /* no spec names it */
 	for (ListNode *n = m->ordered.first; n; n = n->next) {
 		Sandbox *x = list_entry(n, Sandbox, ordered_node);
 
@@ -57,6 +119,9 @@ void ordering_forget(Manager *m, Sandbox *sb)
 	list_remove(&m->ordered, &sb->ordered_node);
 	mark_dependants(m, sb);
 	mark_dependencies(m, sb);
+	for (size_t i = 0; sb->after_counted && sb->after_counted[i]; i++)
+		count_name(m, sb->after_counted[i], -1);
+	sb->after_counted = strv_free(sb->after_counted);
 }
 
 typedef struct CycleLookup {

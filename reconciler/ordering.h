@@ -19,6 +19,8 @@ typedef struct Sandbox Sandbox;
 void ordering_update(Manager *m, Sandbox *sb);
 /* sb goes: those that wait for it, or that it waited to see stopped, are looked at again. */
 void ordering_forget(Manager *m, Sandbox *sb);
+/* The manager goes. */
+void ordering_done(Manager *m);
 
 /*
  * Whether spec, for sb from the file at path, would close a cycle of after: with the specs
