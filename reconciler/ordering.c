@@ -213,6 +213,8 @@ static bool going_down(const Manager *m, const Sandbox *x)
 
 bool ordering_stop_waits(Manager *m, const Sandbox *sb)
 {
+	if (!m->named || !hashmap_get(m->named, sb->name))
+		return false; /* no spec names it */
 	for (ListNode *n = m->ordered.first; n; n = n->next) {
 		const Sandbox *x = list_entry(n, Sandbox, ordered_node);
 
