@@ -63,6 +63,7 @@ LIB_SRCS := \
 	reconciler/spec-yaml-provision.c \
 	reconciler/spec-provision.c \
 	reconciler/probe-spec.c \
+	reconciler/after-spec.c \
 	reconciler/sandbox-dir.c \
 	reconciler/sandbox-file.c \
 	reconciler/spec-json.c \
@@ -78,6 +79,7 @@ LIB_SRCS := \
 	reconciler/vm-scope.c \
 	reconciler/telemetry.c \
 	reconciler/host-ports.c \
+	reconciler/ordering.c \
 	reconciler/neigh.c \
 	reconciler/addresses.c \
 	reconciler/image-copies.c \
@@ -118,7 +120,7 @@ LIB_SRCS := \
 	backends/firecracker-jail.c
 MAIN_SRC := reconciler/main.c
 
-TESTS := util hashmap list prioq status desired console yaml-tree yaml-decode spec disk-image spec-check spec-yaml spec-json provision sandbox-dir sandbox-file plan backend-noop vmm http-unix http-unix-loop http-fds cloud-hypervisor firecracker qmp qemu-argv qemu qemu-net qemu-image qemu-provision qemu-sim qemu-user vmm-net hung-vmm vm-safety host-ports neigh guest-agent readiness watcher \
+TESTS := util hashmap list prioq status desired console yaml-tree yaml-decode spec disk-image spec-check spec-yaml spec-json provision sandbox-dir sandbox-file plan backend-noop vmm http-unix http-unix-loop http-fds cloud-hypervisor firecracker qmp qemu-argv qemu qemu-net qemu-image qemu-provision qemu-sim qemu-user vmm-net hung-vmm vm-safety host-ports neigh guest-agent readiness ordering watcher \
 	cli-validate schema daemon state-dir files deletion-guard vm-scope journal units install systemd readme metrics man fleet
 
 # libFuzzer targets, tests/fuzz-NAME.c; make check replays the seeds of each (tests/run).

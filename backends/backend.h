@@ -237,6 +237,14 @@ typedef struct BackendOps {
 	 * -EEXIST: a stray VMM uses it.
 	 */
 	int (*cleanup)(Backend *b, const char *name);
+	/*
+	 * A probe's guest-ping to the VM's guest agent (guestAgent: true): done(userdata,
+	 * 0 or -errno, why) once, later, never from within the call; done NULL takes it back.
+	 * -ENOTCONN while the agent's socket is not connected, -ENOENT without a VM.
+	 */
+	int (*agent_ping)(Backend *b, const char *name,
+			  void (*done)(void *userdata, int error, const char *message),
+			  void *userdata);
 } BackendOps;
 
 struct Backend {

@@ -24,6 +24,7 @@ typedef enum AgentState {
 	AGENT_SYNCING,	/* guest-sync-delimited sent: skip to the 0xff, then its reply */
 	AGENT_QUERYING, /* guest-network-get-interfaces sent */
 	AGENT_IDLE,	/* answered: the next question at the timer */
+	AGENT_PINGING,	/* guest-ping sent, for a probe */
 } AgentState;
 
 struct GuestAgent {
@@ -42,6 +43,8 @@ struct GuestAgent {
 	size_t out_len;
 	AgentIface *ifaces;
 	size_t n_ifaces;
+	GuestAgentPingDone ping_done; /* a probe's guest-ping, to send or sent; NULL: none */
+	void *ping_userdata;
 };
 
 void agent_ifaces_free(AgentIface *v, size_t n)
@@ -148,6 +151,16 @@ static void arm(GuestAgent *a, uint64_t usec)
 	}
 }
 
+/* The probe's guest-ping is over: tell it, once. */
+static void ping_finish(GuestAgent *a, int error, const char *message)
+{
+	GuestAgentPingDone done = a->ping_done;
+
+	a->ping_done = NULL;
+	if (done)
+		done(a->ping_userdata, error, message);
+}
+
 static void disconnect(GuestAgent *a)
 {
 	a->io = sd_event_source_disable_unref(a->io);
@@ -159,6 +172,7 @@ static void disconnect(GuestAgent *a)
 	/* What it said is of a guest that may be gone: nothing is known until it says again. */
 	set_ifaces(a, NULL, 0);
 	arm(a, AGENT_RECONNECT_USEC);
+	ping_finish(a, -ECONNRESET, "the guest agent's socket closed");
 }
 
 static void update_events(GuestAgent *a)
@@ -196,6 +210,32 @@ static int send_sync(GuestAgent *a)
 	return send_command(a, line, AGENT_SYNCING);
 }
 
+/* Synced and answered: a probe's guest-ping goes now, the next question at the timer. */
+static void idle(GuestAgent *a)
+{
+	a->state = AGENT_IDLE;
+	if (a->ping_done && send_command(a, "{\"execute\":\"guest-ping\"}\n", AGENT_PINGING) < 0)
+		disconnect(a);
+	else if (!a->ping_done)
+		arm(a, AGENT_PERIOD_USEC);
+}
+
+int guest_agent_ping(GuestAgent *a, GuestAgentPingDone done, void *userdata)
+{
+	a->ping_done = done;
+	a->ping_userdata = userdata;
+	if (!done)
+		return 0;
+	if (a->state == AGENT_DISCONNECTED) {
+		a->ping_done = NULL;
+		return -ENOTCONN;
+	}
+	/* Asked already, or another question first: sent when that is answered. */
+	if (a->state == AGENT_IDLE)
+		idle(a);
+	return 0;
+}
+
 static int connect_agent(GuestAgent *a)
 {
 	int fd = unix_connect(a->path), r;
@@ -228,13 +268,34 @@ static int on_timer(sd_event_source *s _unused_, uint64_t usec _unused_, void *u
 		break;
 	case AGENT_SYNCING:
 	case AGENT_QUERYING:
+	case AGENT_PINGING:
 		/* No answer: no agent (yet), or a reply lost. Sync again, past what is queued. */
 		a->len = 0;
+		if (a->state == AGENT_PINGING)
+			ping_finish(a, -ETIMEDOUT, "guest-ping: no answer");
 		if (send_sync(a) < 0)
 			disconnect(a);
 		break;
 	}
 	return 0;
+}
+
+/*
+ * qemu-ga's guest-ping answers {"return": {}} (qga/commands.c: qmp_guest_ping() returns
+ * nothing); an error is {"error": {"class": ..., "desc": ...}}.
+ */
+static void ping_answered(GuestAgent *a, const char *line, size_t n)
+{
+	_cleanup_(json_decrefp) json_t *j = json_loadb(line, n, 0, NULL);
+	const char *desc = json_string_value(json_object_get(json_object_get(j, "error"), "desc"));
+	char msg[256];
+
+	if (json_is_object(json_object_get(j, "return"))) {
+		ping_finish(a, 0, NULL);
+		return;
+	}
+	snprintf(msg, sizeof(msg), "guest-ping: %s", desc ?: "not an answer");
+	ping_finish(a, -EPROTO, msg);
 }
 
 /* One line of the agent's. */
@@ -254,17 +315,20 @@ static void handle_line(GuestAgent *a, const char *line, size_t n)
 			disconnect(a);
 		return;
 	}
+	if (a->state == AGENT_PINGING) {
+		ping_answered(a, line, n);
+		idle(a);
+		return;
+	}
 	if (a->state != AGENT_QUERYING)
 		return; /* nothing asked: not an answer */
 	if (guest_agent_parse_interfaces(line, n, &v, &nv) < 0) {
 		/* An error ({"error": ...}) or nonsense: asked again at the next period. */
-		a->state = AGENT_IDLE;
-		arm(a, AGENT_PERIOD_USEC);
+		idle(a);
 		return;
 	}
 	set_ifaces(a, v, nv);
-	a->state = AGENT_IDLE;
-	arm(a, AGENT_PERIOD_USEC);
+	idle(a);
 }
 
 static void read_input(GuestAgent *a)

@@ -34,6 +34,16 @@ int guest_agent_new(sd_event *e, const char *path, void (*changed)(void *userdat
 GuestAgent *guest_agent_free(GuestAgent *a);
 DEFINE_POINTER_CLEANUP(GuestAgent, guest_agent_free)
 
+/*
+ * A guest-ping for a probe (reconciler/probe.c): sent once the agent is synced and not
+ * busy with another question; done(userdata, 0 or -errno, why or NULL) once, later, on
+ * the loop: the answer, an error the agent gave, or -ETIMEDOUT, -ECONNRESET. -ENOTCONN at
+ * once while the socket is not connected. One at a time: a new one replaces the one
+ * before, whose done is then never called; done NULL takes it back.
+ */
+typedef void (*GuestAgentPingDone)(void *userdata, int error, const char *message);
+int guest_agent_ping(GuestAgent *a, GuestAgentPingDone done, void *userdata);
+
 /* The addresses the agent last reported for the interface with mac, "a,b" sorted; or NULL. */
 char *guest_agent_addresses(const GuestAgent *a, const uint8_t mac[6]);
 

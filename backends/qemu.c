@@ -402,4 +402,5 @@ const BackendOps backend_qemu_ops = {
 	.net_add = vmm_vm_net_add,
 	.net_remove = vmm_vm_net_remove,
 	.cleanup = vmm_vm_cleanup,
+	.agent_ping = vmm_vm_agent_ping,
 };

@@ -564,3 +564,14 @@ int vmm_vm_config_seen(const SandboxSpec *config, const json_t *disks, const cha
 	*ret = s;
 	return 0;
 }
+
+int vmm_vm_agent_ping(Backend *b, const char *name, GuestAgentPingDone done, void *userdata)
+{
+	VmmVm *v = vmm_vm_get(b, name);
+
+	if (!v)
+		return done ? -ENOENT : 0;
+	if (!v->agent)
+		return done ? -ENOTCONN : 0; /* not running, or no guestAgent */
+	return guest_agent_ping(v->agent, done, userdata);
+}

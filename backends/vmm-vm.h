@@ -361,6 +361,8 @@ int vmm_vm_net_remove(Backend *b, const char *name, const char *id, uint64_t gen
 int vmm_vm_resize(Backend *b, const char *name, unsigned vcpus, uint64_t memory, uint64_t generation);
 /* Remove the runtime files of a VM that is not running. Never touches disk images. */
 int vmm_vm_cleanup(Backend *b, const char *name);
+/* A guest-ping to its guest agent, for a probe (BackendOps.agent_ping). */
+int vmm_vm_agent_ping(Backend *b, const char *name, GuestAgentPingDone done, void *userdata);
 
 /*
  * A copy of config without the disks and networks the VMM does not list: disks and nets

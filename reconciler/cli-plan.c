@@ -11,6 +11,7 @@
 #include "cli.h"
 #include "log.h"
 #include "manager.h"
+#include "ordering.h"
 
 static int name_compare(const void *a, const void *b)
 {
@@ -37,15 +38,20 @@ static json_t *plan_one(Manager *m, Sandbox *sb, json_t *held)
 	else if (sb->path && sb->spec_from_state_dir && sb->generation < sb->observed.generation)
 		note = "the last valid spec kept is older than what its VM runs: the daemon leaves it as it runs";
 	else {
+		const char *ready[SPEC_AFTER_MAX + 1];
 		PlanInput in = {
 			.desired = sb->path ? sb->desired : NULL,
 			.generation = sb->generation,
 			.observed = &sb->observed,
 			.caps = b->ops->caps,
 			.host = manager_admission(m, b),
+			.ready = ready,
 		};
+		/* spec.after: Ready as the daemon's status of each says it (ordering.c). */
+		ordering_ready(m, sb, ready);
 		/* The daemon's grace window is a matter of seconds: show what follows it. */
 		plan_sandbox(&in, 1, 0, &plan);
+		ordering_update_waiting(m, sb, plan.waits_for_after);
 		if (plan.insufficient && in.desired)
 			refused = sandbox_refusal_message(in.desired, in.host);
 	}
@@ -56,12 +62,12 @@ static json_t *plan_one(Manager *m, Sandbox *sb, json_t *held)
 						"device", plan.actions[i].device, "reason",
 						plan.actions[i].reason, "destructive",
 						action_is_destructive(plan.actions[i].type)));
-	j = json_pack("{s:s, s:s, s:s, s:o, s:b, s:b, s:s?, s:s?, s:s?}", "name", sb->name,
+	j = json_pack("{s:s, s:s, s:s, s:o, s:b, s:b, s:s?, s:s?, s:s?, s:s?}", "name", sb->name,
 		      "backend", backend_kind_to_string(manager_backend_kind(m, sb)), "vmState",
 		      sb->observe_failed ? "unknown" : vm_state_to_string(sb->observed.state),
 		      "actions", actions, "restartRequired", plan.restart_required, "stopHeld",
 		      deletions_file_names(held, sb->name), "configError", sb->config_error, "note",
-		      note, "insufficientResources", refused);
+		      note, "insufficientResources", refused, "waiting", sb->waiting);
 	return j;
 }
 
@@ -79,6 +85,9 @@ static void print_plan(json_t *p)
 	else if (json_string_value(json_object_get(p, "insufficientResources")))
 		printf("%s: refused (InsufficientResources): %s; --allow-overcommit allows it\n",
 		       name, json_string_value(json_object_get(p, "insufficientResources")));
+	else if (json_string_value(json_object_get(p, "waiting")))
+		printf("%s: nothing yet: %s\n", name,
+		       json_string_value(json_object_get(p, "waiting")));
 	else if (json_array_size(actions) == 0 && json_is_true(json_object_get(p, "restartRequired")))
 		printf("%s: nothing now; a change waits for the next boot (updatePolicy on-next-boot)\n",
 		       name);

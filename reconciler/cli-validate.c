@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <sys/stat.h>
 
+#include "after-spec.h"
 #include "backend.h"
 #include "cli.h"
 #include "hashmap.h"
@@ -40,6 +41,8 @@ typedef struct Validate {
 	Trust trust;
 	SandboxRoot *daemon_root; /* sandbox_dir, opened (and judged) for the first file in it */
 	int daemon_root_error;
+	AfterGraph after; /* the valid files with an after:, judged across files at the end */
+	bool dir_given;	  /* a PATH is a directory: names in after: are checked against it */
 } Validate;
 
 /* A PATH given, walked: where its files are opened from. */
@@ -68,6 +71,7 @@ static void validate_done(Validate *v)
 	json_decref(v->warnings);
 	free(v->sandbox_dir_real);
 	sandbox_root_free(v->daemon_root);
+	after_graph_done(&v->after);
 }
 
 /* The file that already gave this name, or NULL after recording it for path. */
@@ -146,8 +150,8 @@ typedef struct Verdict {
 	int io_error;
 } Verdict;
 
-static void report_json(Validate *v, const char *path, const SandboxSpec *spec,
-			const DiagList *diags, const Verdict *verdict)
+static json_t *report_json(Validate *v, const char *path, const SandboxSpec *spec,
+			   const DiagList *diags, const Verdict *verdict)
 {
 	/* JSON escapes control characters itself; what is not UTF-8 it cannot take. */
 	_cleanup_free_ char *shown = utf8_escape(path);
@@ -171,6 +175,7 @@ static void report_json(Validate *v, const char *path, const SandboxSpec *spec,
 				    json_string(backend_kind_to_string(spec->backend)));
 	}
 	json_array_append_new(v->files, file);
+	return file;
 }
 
 /*
@@ -202,6 +207,45 @@ static int load(Validate *v, const char *path, SandboxRoot *root, const char *re
 	return spec_load_buffer(path, raw, len, &v->opts, ret, diags);
 }
 
+static void say_ok(const char *shown, const SandboxSpec *spec)
+{
+	printf("%s: ok (sandbox '%s', backend %s)\n", shown, spec->name,
+	       backend_kind_to_string(spec->backend));
+}
+
+/*
+ * The files with an after:, across all the files given (the daemon refuses a file that
+ * closes a cycle; with a directory given, a name no file gives is an error too): each
+ * said now, valid or not.
+ */
+static void validate_after(Validate *v)
+{
+	after_graph_check(&v->after, v->dir_given);
+	for (size_t i = 0; i < v->after.n; i++) {
+		AfterNode *node = &v->after.nodes[i];
+		json_t *errors = node->userdata ? json_object_get(node->userdata, "errors") : NULL;
+
+		if (diag_list_is_empty(&node->diags) && node->diags.error == 0) {
+			if (!v->json)
+				say_ok(node->path, node->spec);
+			continue;
+		}
+		v->n_invalid++;
+		if (!v->json) {
+			diag_list_print(&node->diags, node->path, stderr);
+			continue;
+		}
+		json_object_set_new(node->userdata, "valid", json_false());
+		json_object_set_new(node->userdata, "reason",
+				    json_string(node->reason ?: "InvalidConfig"));
+		for (size_t k = 0; k < node->diags.n; k++)
+			json_array_append_new(errors, json_pack("{s:i, s:i, s:s}", "line",
+								node->diags.items[k].line, "column",
+								node->diags.items[k].column, "message",
+								node->diags.items[k].message));
+	}
+}
+
 static void validate_one(Validate *v, const char *path, SandboxRoot *root, const char *rel,
 			 int io_error)
 {
@@ -209,6 +253,8 @@ static void validate_one(Validate *v, const char *path, SandboxRoot *root, const
 	_cleanup_(diag_list_done) DiagList diags = {};
 	_cleanup_free_ char *shown = text_escape(path);
 	Verdict verdict = { .reason = "Valid" };
+	json_t *file = NULL;
+	bool deferred = false;
 	const char *other;
 	int r = io_error;
 
@@ -239,10 +285,19 @@ static void validate_one(Validate *v, const char *path, SandboxRoot *root, const
 		v->n_invalid++;
 
 	if (v->json)
-		report_json(v, path, spec, &diags, &verdict);
+		file = report_json(v, path, spec, &diags, &verdict);
+	if (spec && spec->n_after > 0) {
+		/* Judged once every file is read (validate_after()): said then. */
+		deferred = true;
+		if (after_graph_add(&v->after, TAKE_PTR(spec), shown, file) < 0)
+			v->n_invalid++;
+	} else if (after_graph_note_name(&v->after, path) < 0)
+		v->n_invalid++;
+
+	if (v->json || deferred)
+		; /* said, or to be said once every file is read */
 	else if (spec)
-		printf("%s: ok (sandbox '%s', backend %s)\n", shown, spec->name,
-		       backend_kind_to_string(spec->backend));
+		say_ok(shown, spec);
 	else if (verdict.refusal)
 		fprintf(stderr, "%s: error: %s\n", shown, verdict.refusal);
 	else {
@@ -339,6 +394,7 @@ static void validate_path(Validate *v, const char *path)
 	bool is_dir = stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 	int r = 0;
 
+	v->dir_given |= is_dir;
 	rel = daemon_relative(v, path, is_dir);
 	if (!rel)
 		warn(v, path,
@@ -443,6 +499,7 @@ int verb_validate(int argc, char **argv)
 		return EXIT_INVALID;
 	for (int i = optind; i < argc; i++)
 		validate_path(&v, argv[i]);
+	validate_after(&v);
 
 	if (v.json) {
 		json_t *out = json_pack("{s:b, s:O, s:O}", "valid", v.n_invalid == 0, "files",

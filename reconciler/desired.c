@@ -19,6 +19,7 @@
 
 #include "log.h"
 #include "manager.h"
+#include "ordering.h"
 #include "sandbox-dir.h"
 #include "spec-json.h"
 #include "spec-yaml.h"
@@ -242,6 +243,7 @@ void manager_load_persisted(Manager *m)
 			spec_provision_hash_files(spec);
 			sb->desired = spec;
 			host_ports_claim(m, sb);
+			ordering_update(m, sb);
 			sb->spec_from_state_dir = true;
 			sb->generation =
 				(uint64_t)json_integer_value(json_object_get(j, "generation"));
@@ -419,13 +421,14 @@ static bool file_is_there(Manager *m, SandboxRoot *root, const char *path)
 
 /*
  * Refused for what is around its content (not trusted, leads outside, a port another
- * sandbox holds): judged anew each time it is looked at.
+ * sandbox holds, an after: closing a cycle): judged anew each time it is looked at.
  */
 static bool is_refused(const Sandbox *sb)
 {
 	return sb->config_reason &&
 	       (streq(sb->config_reason, "Untrusted") || streq(sb->config_reason, "PathEscape") ||
-		streq(sb->config_reason, "PortConflict"));
+		streq(sb->config_reason, "PortConflict") ||
+		streq(sb->config_reason, "DependencyCycle"));
 }
 
 /*
@@ -503,6 +506,12 @@ static int load_file(Manager *m, SandboxRoot *root, const char *path, const char
 		set_config_error(m, sb, "PortConflict", TAKE_PTR(why));
 		return 0;
 	}
+	/* Nor for an after: that would close a cycle with the others' (ordering.c). */
+	why = ordering_cycle(m, sb, spec, path);
+	if (why) {
+		set_config_error(m, sb, "DependencyCycle", TAKE_PTR(why));
+		return 0;
+	}
 
 	clear_config_error(m, sb);
 	/*
@@ -517,6 +526,7 @@ static int load_file(Manager *m, SandboxRoot *root, const char *path, const char
 	sandbox_spec_free(sb->desired);
 	sb->desired = TAKE_PTR(spec);
 	host_ports_claim(m, sb);
+	ordering_update(m, sb);
 	/* Generations never go backwards, not even below what the VM was given. */
 	sb->generation = MAX(sb->generation, sb->observed.generation) + 1;
 	sb->desired_since = now_usec(CLOCK_MONOTONIC);

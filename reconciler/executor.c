@@ -14,6 +14,7 @@
 #include "image-copies.h"
 #include "log.h"
 #include "manager.h"
+#include "ordering.h"
 #include "vm-scope.h"
 #include "probe.h"
 
@@ -461,8 +462,9 @@ static bool is_settled(const Sandbox *sb, const Plan *plan)
 	const VmObserved *o = &sb->observed;
 
 	return sb->path && sb->desired && plan->n_actions == 0 && !plan->held &&
-	       !plan->resize_waits && o->job == BACKEND_OP_NONE && !o->busy && !o->unresponsive &&
-	       !o->unwatched && !IN_SET(o->state, VM_STARTING, VM_STOPPING);
+	       !plan->resize_waits && !plan->waits_for_after && !plan->stop_waits &&
+	       o->job == BACKEND_OP_NONE && !o->busy && !o->unresponsive && !o->unwatched &&
+	       !IN_SET(o->state, VM_STARTING, VM_STOPPING);
 }
 
 static int wake_fired(sd_event_source *s _unused_, uint64_t usec _unused_, void *userdata)
@@ -594,6 +596,7 @@ void sandbox_reconcile(Manager *m, Sandbox *sb)
 	if (m->host_stopping)
 		return;
 	for (unsigned pass = 0; pass < PASSES_MAX; pass++) {
+		const char *ready[SPEC_AFTER_MAX + 1];
 		PlanInput in;
 		size_t k;
 
@@ -628,7 +631,12 @@ void sandbox_reconcile(Manager *m, Sandbox *sb)
 			.retry_at = sb->retry_at,
 			.resize_retry_at = sb->resize_retry_at,
 			.host = manager_admission(m, b),
+			.ready = ready,
 		};
+		ordering_ready(m, sb, ready);
+		/* A stop of its own, with others going at once: those naming it go first. */
+		if (!in.desired || in.desired->state == SANDBOX_STOPPED)
+			in.stop_waits = ordering_stop_waits(m, sb);
 		plan_sandbox(&in, now, m->config.grace_usec, &plan);
 		planned = true;
 		sb->restart_required = plan.restart_required;
@@ -686,8 +694,10 @@ void sandbox_reconcile(Manager *m, Sandbox *sb)
 		return;
 	}
 
-	if (planned)
+	if (planned) {
 		update_refusal(m, sb, b, &plan);
+		ordering_update_waiting(m, sb, plan.waits_for_after);
+	}
 	save_backoff(m, sb);
 	sb->wake = sd_event_source_disable_unref(sb->wake);
 	/* Held actions come due then, or a VM left alone is tried again. */

@@ -31,6 +31,7 @@
 #include "list.h"
 #include "log.h"
 #include "manager.h"
+#include "ordering.h"
 #include "util.h"
 #include "vm-scope.h"
 
@@ -469,6 +470,66 @@ static int shutdown_deadline(sd_event_source *s _unused_, uint64_t usec _unused_
 	return sd_event_exit(m->event, 0);
 }
 
+static uint64_t stop_timeout_ms(const Sandbox *sb)
+{
+	const SandboxSpec *spec = sb->desired ?: sb->observed.config;
+
+	return spec ? spec->stop_timeout_ms : 30000;
+}
+
+/* Shut sb's guest down for the host's shutdown, as a stop does; false if it cannot be. */
+static bool host_stop_one(Manager *m, Sandbox *sb)
+{
+	Backend *b = manager_backend_of(m, sb);
+	int r;
+
+	sb->host_stop_waits = false;
+	r = b->ops->stop(b, sb->name, stop_timeout_ms(sb), false);
+	if (r < 0) {
+		log_fields(LOG_ERR,
+			   &(LogFields){ .sandbox = sb->name,
+					 .backend = b->ops->name,
+					 .action = "stop",
+					 .result = "failed",
+					 .error = -r,
+					 .message_id = LOG_MESSAGE_ACTION_FAILED },
+			   "cannot shut its guest down for the host's shutdown");
+		sb->host_stop = false;
+		return false;
+	}
+	log_fields(LOG_INFO,
+		   &(LogFields){ .sandbox = sb->name,
+				 .backend = b->ops->name,
+				 .action = "stop",
+				 .result = "started",
+				 .message_id = LOG_MESSAGE_ACTION_DONE },
+		   "shutting its guest down: the host shuts down");
+	/* Down already (a backend whose stop is synchronous): those it held go now. */
+	sandbox_observe(m, sb);
+	if (!vm_up(sb))
+		sb->host_stop = false;
+	return true;
+}
+
+/*
+ * The stops that waited for those naming them in spec.after (ordering.c), now that these
+ * are down; true if one began (or failed: what waited for it is free too, look again).
+ */
+static bool host_stop_waiting(Manager *m)
+{
+	bool again = false;
+
+	for (ListNode *n = m->all.first; n; n = n->next) {
+		Sandbox *sb = list_entry(n, Sandbox, all_node);
+
+		if (sb->host_stop && sb->host_stop_waits && !ordering_stop_waits(m, sb)) {
+			(void)host_stop_one(m, sb);
+			again = true;
+		}
+	}
+	return again;
+}
+
 void host_systemd_check_shutdown(Manager *m)
 {
 	size_t up = 0;
@@ -483,11 +544,14 @@ void host_systemd_check_shutdown(Manager *m)
 		if (!sb->host_stop)
 			continue;
 		sandbox_observe(m, sb);
-		if (vm_up(sb))
-			up++;
-		else
-			sb->host_stop = false;
+		if (!vm_up(sb))
+			sb->host_stop = sb->host_stop_waits = false;
 	}
+	while (host_stop_waiting(m))
+		;
+	/* Counted after: a stop that could not begin is not waited for. */
+	for (ListNode *n = m->all.first; n; n = n->next)
+		up += list_entry(n, Sandbox, all_node)->host_stop;
 	if (up > 0)
 		return;
 	log_fields(LOG_INFO, &(LogFields){ .message_id = LOG_MESSAGE_DAEMON },
@@ -495,10 +559,13 @@ void host_systemd_check_shutdown(Manager *m)
 	(void)sd_event_exit(m->event, 0);
 }
 
-/* The host shuts down: every guest is shut down as a stop does, and then vmd exits. */
-static void shut_guests_down(Manager *m)
+/*
+ * The host shuts down: every guest is shut down as a stop does, and then vmd exits. A
+ * guest that others name in their spec.after waits until they are down.
+ */
+void host_systemd_shut_guests_down(Manager *m)
 {
-	uint64_t longest = 0;
+	uint64_t longest = 0, waiting = 0;
 	size_t n_up = 0;
 	char ext[64];
 
@@ -506,38 +573,25 @@ static void shut_guests_down(Manager *m)
 	for (ListNode *n = m->all.first; n; n = n->next) {
 		Sandbox *sb = list_entry(n, Sandbox, all_node);
 		Backend *b = manager_backend_of(m, sb);
-		const SandboxSpec *spec;
-		uint64_t timeout_ms;
-		int r;
 
 		sandbox_observe(m, sb);
-		if (!b || !vm_up(sb) || !b->ops->stop)
+		sb->host_stop = b && vm_up(sb) && b->ops->stop;
+	}
+	for (ListNode *n = m->all.first; n; n = n->next) {
+		Sandbox *sb = list_entry(n, Sandbox, all_node);
+
+		if (!sb->host_stop)
 			continue;
-		spec = sb->desired ?: sb->observed.config;
-		timeout_ms = spec ? spec->stop_timeout_ms : 30000;
-		r = b->ops->stop(b, sb->name, timeout_ms, false);
-		if (r < 0) {
-			log_fields(LOG_ERR,
-				   &(LogFields){ .sandbox = sb->name,
-						 .backend = b->ops->name,
-						 .action = "stop",
-						 .result = "failed",
-						 .error = -r,
-						 .message_id = LOG_MESSAGE_ACTION_FAILED },
-				   "cannot shut its guest down for the host's shutdown");
+		sb->host_stop_waits = ordering_stop_waits(m, sb);
+		if (sb->host_stop_waits)
+			waiting += stop_timeout_ms(sb); /* one after another, at worst */
+		else if (!host_stop_one(m, sb))
 			continue;
-		}
-		log_fields(LOG_INFO,
-			   &(LogFields){ .sandbox = sb->name,
-					 .backend = b->ops->name,
-					 .action = "stop",
-					 .result = "started",
-					 .message_id = LOG_MESSAGE_ACTION_DONE },
-			   "shutting its guest down: the host shuts down");
-		sb->host_stop = true;
-		longest = MAX(longest, timeout_ms);
+		else
+			longest = MAX(longest, stop_timeout_ms(sb));
 		n_up++;
 	}
+	longest += waiting;
 	log_fields(LOG_INFO, &(LogFields){ .message_id = LOG_MESSAGE_DAEMON },
 		   "the host shuts down: shutting %zu guest%s down before vmd stops", n_up,
 		   n_up == 1 ? "" : "s");
@@ -579,7 +633,7 @@ static int state_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_
 		return 0;
 	}
 	if (streq(state, "stopping"))
-		shut_guests_down(m);
+		host_systemd_shut_guests_down(m);
 	else
 		stopping_anyway(m, state);
 	return 0;

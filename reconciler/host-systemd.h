@@ -38,3 +38,8 @@ void host_systemd_scope_memory(HostSystemd *h, const char *name, uint64_t memory
 void host_systemd_sigterm(Manager *m);
 /* While the guests are shut down for the host: exit the loop once none is up any more. */
 void host_systemd_check_shutdown(Manager *m);
+/*
+ * The host shuts down (SystemState "stopping" at SIGTERM): every guest is shut down as a
+ * stop does, those others name in spec.after once these are down; vmd exits then.
+ */
+void host_systemd_shut_guests_down(Manager *m);

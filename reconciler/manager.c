@@ -20,6 +20,7 @@
 
 #include "log.h"
 #include "manager.h"
+#include "ordering.h"
 #include "probe.h"
 #include "watcher.h"
 
@@ -68,6 +69,8 @@ static Sandbox *sandbox_free(Sandbox *sb)
 	free(sb->adopt_error);
 	probe_free(sb);
 	free(sb->liveness_kill);
+	free(sb->waiting);
+	strv_free(sb->after_counted);
 	free(sb->name);
 	return mfree(sb);
 }
@@ -82,6 +85,7 @@ void manager_drop_sandbox(Manager *m, Sandbox *sb)
 	list_remove(&m->persist_queue, &sb->persist_node);
 	deletion_guard_forget(m, sb);
 	host_ports_release(m, sb);
+	ordering_forget(m, sb);
 	manager_tally_remove(m, sb);
 	hashmap_remove(m->sandboxes, sb->name);
 	sandbox_free(sb);
@@ -689,6 +693,7 @@ Manager *manager_free(Manager *m)
 	host_systemd_free(m->systemd);
 	telemetry_done(m);
 	hashmap_free(m->ports);
+	ordering_done(m);
 	addresses_done(m);
 	sd_event_source_disable_unref(m->sweep_event);
 	if (m->sweep)

@@ -96,6 +96,12 @@ typedef struct Sandbox {
 	char *liveness_kill;	 /* why liveness forced its VM off, until the next start */
 	bool counted_ready;	 /* in Manager.n_ready */
 
+	/* ordering.c: spec.after */
+	ListNode ordered_node; /* Manager.ordered, while its spec names sandboxes in after: */
+	char **after_counted;  /* the names it counts in Manager.named (its spec's after:) */
+	char *waiting;	       /* what its start waits for (WaitingForDependencies), or NULL */
+	bool host_stop_waits;  /* host_stop: its stop waits for those naming it to stop first */
+
 	/* What vmd did about it. */
 	unsigned restarts;
 	unsigned failures;    /* in a row, for backoff */
@@ -228,6 +234,8 @@ struct Manager {
 	char *watch_error;	      /* why the directory is not watched but polled, or NULL */
 	char *notified_status;
 	HostResources host; /* what the host has, for admission */
+	List ordered;	    /* ordering.c: the Sandboxes whose spec in force has an after: */
+	Hashmap *named;	    /* ordering.c: name -> how many of those name it */
 };
 
 /* manager.c */

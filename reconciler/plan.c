@@ -37,6 +37,11 @@ static bool emit(Planner *p, ActionType t, const char *device, const char *reaso
 	Plan *plan = p->plan;
 	uint64_t due = p->in->desired_since + p->grace;
 
+	if (t == ACTION_STOP && p->in->stop_waits) {
+		/* Those that wait for it (spec.after) go first; their stops bring it back here. */
+		plan->stop_waits = true;
+		return false;
+	}
 	if (action_is_destructive(t) && p->now < due) {
 		plan->held = true;
 		if (plan->wake_at == 0 || due < plan->wake_at)
@@ -52,6 +57,28 @@ bool plan_fits_host(const SandboxSpec *spec, const HostResources *host)
 {
 	return (host->memory == 0 || spec->memory <= host->memory) &&
 	       (host->cpus == 0 || spec->vcpus <= host->cpus);
+}
+
+bool plan_after_ready(const SandboxSpec *spec, const char *const *ready)
+{
+	for (size_t i = 0; i < spec->n_after; i++) {
+		bool found = false;
+
+		for (size_t k = 0; ready && ready[k] && !found; k++)
+			found = streq(ready[k], spec->after[i].name);
+		if (!found)
+			return false;
+	}
+	return true;
+}
+
+/* Whether a boot of want may begin: each sandbox of its spec.after is Ready; if not, it waits. */
+static bool after_ready(Planner *p, const SandboxSpec *want)
+{
+	if (plan_after_ready(want, p->in->ready))
+		return true;
+	p->plan->waits_for_after = true;
+	return false;
 }
 
 /* Whether a VM of want may be started (or resized to it) here; if not, the plan says why. */
@@ -229,6 +256,9 @@ static void plan_running(Planner *p)
 	if (have && !live_applicable(p, want, have)) {
 		/* A restart that could not start it again is not begun: it keeps running. */
 		if (want->update_policy == UPDATE_RESTART && admitted(p, want)) {
+			/* Nor one that would have to wait for spec.after's sandboxes to start it. */
+			if (!after_ready(p, want))
+				return;
 			emit(p, ACTION_RESTART, NULL,
 			     "a change needs a new boot (updatePolicy restart)");
 			return;
@@ -277,6 +307,9 @@ static void plan_not_running(Planner *p)
 
 	/* Refused before any VMM is spawned: the host cannot hold it. */
 	if (!admitted(p, want))
+		return;
+	/* A first start, a restart after an exit alike: spec.after's sandboxes are Ready first. */
+	if (!after_ready(p, want))
 		return;
 	if (emit(p, ACTION_START, NULL, reason) && want->state == SANDBOX_PAUSED &&
 	    (p->in->caps & BACKEND_CAP_PAUSE))

@@ -64,6 +64,14 @@ typedef struct PlanInput {
 	 * backend whose VMs take nothing from the host).
 	 */
 	const HostResources *host;
+	/*
+	 * spec.after (ordering.c): which of the sandboxes desired names there are Ready now,
+	 * NULL-terminated (NULL: none is). A start, and a restart, wait for every one of them;
+	 * a VM that runs is never stopped because one is not Ready any more.
+	 */
+	const char *const *ready;
+	/* A stop waits: a sandbox that names this one in its spec.after is being stopped too. */
+	bool stop_waits;
 } PlanInput;
 
 typedef struct Plan {
@@ -75,6 +83,11 @@ typedef struct Plan {
 	bool held;		 /* destructive actions wait for the grace window or backoff */
 	bool insufficient; /* a start, restart or resize refused: the spec does not fit the host */
 	uint64_t wake_at;  /* when to plan again for what is held; 0 if nothing is */
+	bool waits_for_after; /* a start or restart waits for spec.after's sandboxes to be Ready */
+	bool stop_waits;      /* a stop waits for those naming it in spec.after to be stopped */
 } Plan;
+
+/* Whether every sandbox spec names in spec.after is among ready (NULL-terminated, or NULL). */
+bool plan_after_ready(const SandboxSpec *spec, const char *const *ready);
 
 void plan_sandbox(const PlanInput *in, uint64_t now, uint64_t grace, Plan *ret);

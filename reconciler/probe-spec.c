@@ -10,10 +10,8 @@
 #include "yaml-decode.h"
 
 const char *const probe_kind_table[_PROBE_KIND_MAX] = {
-	[PROBE_NONE] = "none",
-	[PROBE_CONSOLE] = "console",
-	[PROBE_TCP] = "tcp",
-	[PROBE_HTTP] = "http",
+	[PROBE_NONE] = "none", [PROBE_CONSOLE] = "console", [PROBE_TCP] = "tcp",
+	[PROBE_HTTP] = "http", [PROBE_AGENT] = "agent",
 };
 
 void probe_spec_done(ProbeSpec *p)
@@ -178,9 +176,10 @@ static const struct {
 	[PROBE_CONSOLE] = { console_fields, ELEMENTSOF(console_fields) },
 	[PROBE_TCP] = { tcp_fields, ELEMENTSOF(tcp_fields) },
 	[PROBE_HTTP] = { http_fields, ELEMENTSOF(http_fields) },
+	[PROBE_AGENT] = { NULL, 0 }, /* agent: {} */
 };
 
-/* console:, tcp:, http:: its kind, and its own fields. */
+/* console:, tcp:, http:, agent:: its kind, and its own fields. */
 static void decode_kind(Decoder *d, const YNode *n, const Field *f, void *obj)
 {
 	ProbeSpec *p = obj;
@@ -200,6 +199,7 @@ static const Field probe_fields[] = {
 	{ "console", decode_kind, 0, .min = PROBE_CONSOLE },
 	{ "tcp", decode_kind, 0, .min = PROBE_TCP },
 	{ "http", decode_kind, 0, .min = PROBE_HTTP },
+	{ "agent", decode_kind, 0, .min = PROBE_AGENT },
 	{ "timeout", decode_duration, offsetof(ProbeSpec, timeout_ms), .max = PROBE_DURATION_MAX_MS },
 	{ "period", decode_duration, offsetof(ProbeSpec, period_ms), .max = PROBE_DURATION_MAX_MS },
 	{ "failureThreshold", decode_threshold, 0, .min = 1, .max = PROBE_FAILURE_THRESHOLD_MAX },
@@ -233,7 +233,7 @@ void decode_probe(Decoder *d, const YNode *n, const Field *f, void *obj)
 		const YNode *key = n->pairs[i].key;
 
 		if (!streq(key->value, "console") && !streq(key->value, "tcp") &&
-		    !streq(key->value, "http"))
+		    !streq(key->value, "http") && !streq(key->value, "agent"))
 			continue;
 		if (kinds++ == 0) {
 			first = key;
@@ -241,13 +241,13 @@ void decode_probe(Decoder *d, const YNode *n, const Field *f, void *obj)
 		}
 		decode_error(
 			d, key,
-			"a probe is one of console, tcp and http: this one is %s already, remove %s",
+			"a probe is one of console, tcp, http and agent: this one is %s already, remove %s",
 			first->value, decode_show(key, buf));
 	}
 	if (kinds == 0)
 		decode_error(
 			d, n,
-			"missing the kind of probe: one of console: {match: REGEX}, tcp: {port: N}, http: {port: N, path: /healthz}");
+			"missing the kind of probe: one of console: {match: REGEX}, tcp: {port: N}, http: {port: N, path: /healthz}, agent: {}");
 	decode_fields(d, n, n, probe_fields, ELEMENTSOF(probe_fields), p);
 	refuse_zero(d, n, "timeout", p->timeout_ms);
 	refuse_zero(d, n, "period", p->period_ms);
@@ -295,7 +295,7 @@ int probe_spec_from_json(const json_t *j, ProbeSpec *ret)
 		return -EINVAL;
 	p.port = (uint16_t)port;
 	if ((p.kind == PROBE_CONSOLE) != !!json_is_string(json_object_get(j, "match")) ||
-	    (p.kind != PROBE_CONSOLE && p.port == 0))
+	    (IN_SET(p.kind, PROBE_TCP, PROBE_HTTP) && p.port == 0))
 		return -EINVAL;
 	if (json_object_get(j, "match"))
 		p.match = strdup(json_string_value(json_object_get(j, "match")));
@@ -332,6 +332,13 @@ void probe_spec_check(const SandboxSpec *spec, SpecCheck *check)
 		char field[64];
 		bool reached = false;
 
+		if (p->kind == PROBE_AGENT && !spec->guest_agent) {
+			snprintf(field, sizeof(field), "%s.agent", probes[i].field);
+			spec_check_error(
+				check, field,
+				"asks the guest agent, which the sandbox has only with spec.guestAgent: true (qemu)");
+			continue;
+		}
 		if (!IN_SET(p->kind, PROBE_TCP, PROBE_HTTP))
 			continue;
 		for (size_t k = 0; k < spec->n_networks && !reached; k++)

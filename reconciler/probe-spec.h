@@ -8,8 +8,9 @@
 /*
  * A sandbox's readiness: and liveness: probes as its file states them (docs/sandbox-file.md):
  * one of console (a line of the serial console matching a POSIX ERE), tcp (a connect to a
- * port of the guest) or http (a GET answered 2xx), with how long, how often, how many
- * failures. The probing itself is probe.c's.
+ * port of the guest), http (a GET answered 2xx) or agent (the guest agent answers a
+ * guest-ping; guestAgent: true), with how long, how often, how many failures. The probing
+ * itself is probe.c's.
  */
 
 typedef enum ProbeKind {
@@ -17,6 +18,7 @@ typedef enum ProbeKind {
 	PROBE_CONSOLE,
 	PROBE_TCP,
 	PROBE_HTTP,
+	PROBE_AGENT,
 	_PROBE_KIND_MAX,
 } ProbeKind;
 

@@ -44,6 +44,7 @@ struct Prober {
 	bool sent;
 	bool forwarded; /* to a host port a user network forwards: the VMM accepts for the guest */
 	bool settling;	/* tcp, forwarded: connected, watching whether the VMM hangs up */
+	bool pinging;	/* agent: a guest-ping asked of the backend, not answered yet */
 	char reply[HTTP_REPLY_MAX];
 	size_t reply_len;
 	char target[INET6_ADDRSTRLEN + 8];
@@ -57,6 +58,14 @@ static const ProbeSpec *current(const Prober *p)
 
 static void try_end(Prober *p)
 {
+	if (p->pinging) {
+		Backend *b = manager_backend_of(p->m, p->sb);
+
+		/* Taken back: its answer, should it come, is for nobody. */
+		if (b && b->ops->agent_ping)
+			(void)b->ops->agent_ping(b, p->sb->name, NULL, p);
+		p->pinging = false;
+	}
 	p->io = sd_event_source_disable_unref(p->io);
 	p->deadline = sd_event_source_disable_unref(p->deadline);
 	if (p->fd >= 0)
@@ -426,6 +435,45 @@ static void try_connect(Prober *p, uint64_t budget_usec)
 		tried_errno(p, probe_kind_table[s->kind], -r);
 }
 
+static void agent_answered(void *userdata, int error, const char *message)
+{
+	Prober *p = userdata;
+	char msg[256];
+
+	p->pinging = false; /* over: nothing to take back */
+	if (error >= 0) {
+		tried(p, true, NULL);
+		return;
+	}
+	snprintf(msg, sizeof(msg), "agent: %s", message ?: strerror(-error));
+	tried(p, false, msg);
+}
+
+/*
+ * The agent probe: a guest-ping through the backend's guest agent client (backends/
+ * guest-agent.c), answered later on the loop, or not within budget_usec.
+ */
+static void try_agent(Prober *p, uint64_t budget_usec)
+{
+	Backend *b = manager_backend_of(p->m, p->sb);
+	int r;
+
+	snprintf(p->target, sizeof(p->target), "guest-ping");
+	r = b && b->ops->agent_ping ? b->ops->agent_ping(b, p->sb->name, agent_answered, p)
+				    : -EOPNOTSUPP;
+	if (r == -EOPNOTSUPP)
+		return tried(p, false, "agent: its backend asks no guest agent");
+	if (r == -ENOTCONN)
+		return tried(p, false, "agent: not connected to the guest agent's port yet");
+	if (r < 0)
+		return tried_errno(p, "agent", -r);
+	p->pinging = true;
+	r = sd_event_add_time_relative(p->m->event, &p->deadline, CLOCK_MONOTONIC, budget_usec, 0,
+				       on_deadline, p);
+	if (r < 0)
+		tried_errno(p, "agent", -r);
+}
+
 /* The console probe: the lines console.log gained since the last try. */
 static void try_console(Prober *p)
 {
@@ -483,6 +531,8 @@ static int on_next(sd_event_source *s _unused_, uint64_t usec _unused_, void *us
 		budget = MIN(budget, spec->timeout_ms * 1000);
 	if (spec->kind == PROBE_CONSOLE)
 		try_console(p);
+	else if (spec->kind == PROBE_AGENT)
+		try_agent(p, budget);
 	else
 		try_connect(p, budget);
 	return 0;

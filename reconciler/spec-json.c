@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include <stdio.h>
 
+#include "after-spec.h"
 #include "spec-json.h"
 
 static int set_opt_string(json_t *o, const char *key, const char *value)
@@ -135,6 +136,7 @@ json_t *spec_to_json(const SandboxSpec *s)
 	r |= resources_to_json(&s->resources, j);
 	r |= spec_provision_to_json(s, j);
 	r |= probes_to_json(j, s);
+	r |= spec_after_to_json(s, j);
 	if (r == 0)
 		return j;
 fail:
@@ -340,6 +342,8 @@ int spec_from_json(const json_t *j, SandboxSpec **ret)
 		r = probe_spec_from_json(json_object_get(j, "readiness"), &s->readiness);
 	if (r == 0)
 		r = probe_spec_from_json(json_object_get(j, "liveness"), &s->liveness);
+	if (r == 0)
+		r = spec_after_from_json(j, s);
 	if (r < 0)
 		return r;
 	s->guest_agent = json_is_true(json_object_get(j, "guestAgent"));

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <sys/stat.h>
 
+#include "after-spec.h"
 #include "spec-yaml-provision.h"
 #include "disk-image.h"
 #include "spec-yaml.h"
@@ -541,6 +542,7 @@ static const Field spec_fields[] = {
 	{ "resources", decode_resources, 0 },
 	{ "readiness", decode_probe, offsetof(SandboxSpec, readiness) },
 	{ "liveness", decode_probe, offsetof(SandboxSpec, liveness) },
+	{ "after", decode_after, 0 },
 };
 
 static void decode_spec(Decoder *d, const YNode *n, const Field *f _unused_, void *obj)
@@ -633,6 +635,7 @@ int spec_load_buffer(const char *path, const char *buf, size_t len, const SpecLo
 	else
 		decode_fields(&d, root, root, root_fields, ELEMENTSOF(root_fields), s);
 	check_name(&d, path, s);
+	spec_after_check_self(s, diags);
 
 	for (size_t i = 0; i < s->n_networks; i++) {
 		NetSpec *n = &s->networks[i];

@@ -76,6 +76,7 @@ SandboxSpec *sandbox_spec_free(SandboxSpec *s)
 	free(s->credentials);
 	probe_spec_done(&s->readiness);
 	probe_spec_done(&s->liveness);
+	free(s->after);
 	free(s);
 	return NULL;
 }

@@ -187,6 +187,13 @@ typedef struct ResourcesSpec {
 	unsigned io_weight;  /* 1..10000 */
 } ResourcesSpec;
 
+/* A sandbox named in spec.after (reconciler/ordering.c), and where the file names it. */
+#define SPEC_AFTER_MAX 32
+typedef struct AfterSpec {
+	char name[SPEC_NAME_MAX + 1];
+	unsigned line, column; /* in the file, for errors across files; 0: unknown (JSON) */
+} AfterSpec;
+
 typedef struct SandboxSpec {
 	char name[SPEC_NAME_MAX + 1];
 	Label *labels;
@@ -219,6 +226,9 @@ typedef struct SandboxSpec {
 	/* probe-spec.h: PROBE_NONE when the file has none */
 	ProbeSpec readiness;
 	ProbeSpec liveness;
+	/* spec.after: the sandboxes to be Ready before it starts (ordering.c); never a boot change */
+	AfterSpec *after;
+	size_t n_after;
 } SandboxSpec;
 
 CloudInitSpec *cloud_init_spec_free(CloudInitSpec *c);

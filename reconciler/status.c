@@ -8,6 +8,7 @@
 #include "log.h"
 #include "manager.h"
 #include "neigh.h"
+#include "ordering.h"
 #include "probe.h"
 #include "status.h"
 
@@ -111,7 +112,7 @@ static Phase compute_phase(const Manager *m, const Sandbox *sb, const Plan *plan
 	for (size_t i = 0; i < plan->n_actions; i++)
 		if (plan->actions[i].type == ACTION_START)
 			return PHASE_STARTING;
-	if (o->state == VM_EXITED && !plan->held)
+	if (o->state == VM_EXITED && !plan->held && !plan->waits_for_after)
 		return o->exit_status == 0 ? PHASE_STOPPED : PHASE_FAILED;
 	if (o->state == VM_EXITED && sb->quick_exits > 1)
 		return PHASE_FAILED; /* a crash loop, waiting to restart */
@@ -168,7 +169,8 @@ static void compute_conditions(Manager *m, Sandbox *sb, const Plan *plan, uint64
 	SandboxStatus *s = &sb->status;
 	const SandboxSpec *want = sb->path ? sb->desired : NULL;
 	bool ready = want && phase_is_desired(s->phase, want) && plan->n_actions == 0 &&
-		     !plan->held && !plan->resize_waits && !sb->observed.busy && !sb->refusal;
+		     !plan->held && !plan->resize_waits && !sb->observed.busy && !sb->refusal &&
+		     !plan->waits_for_after;
 	bool held = deletion_guard_holds(m, sb);
 	const char *probe_reason, *probe_message;
 	char msg[512], unwritten[512];
@@ -217,6 +219,11 @@ static void compute_conditions(Manager *m, Sandbox *sb, const Plan *plan, uint64
 		condition_set(s, CONDITION_READY, false, "StateWriteFailed", unwritten, now);
 	else if (ready)
 		condition_set(s, CONDITION_READY, true, "AsDesired", "", now);
+	else if (plan->stop_waits)
+		condition_set(
+			s, CONDITION_READY, false, "StopWaitsForDependents",
+			"its stop waits until those naming it in their spec.after, stopping too, are stopped",
+			now);
 	else if (!want)
 		condition_set(s, CONDITION_READY, false, "NoValidSpec", "no valid spec to run", now);
 	else if (!manager_backend_of(m, sb)) {
@@ -225,6 +232,8 @@ static void compute_conditions(Manager *m, Sandbox *sb, const Plan *plan, uint64
 		condition_set(s, CONDITION_READY, false, "BackendUnavailable", msg, now);
 	} else if (sb->refusal)
 		condition_set(s, CONDITION_READY, false, "InsufficientResources", sb->refusal, now);
+	else if (plan->waits_for_after && sb->waiting)
+		condition_set(s, CONDITION_READY, false, "WaitingForDependencies", sb->waiting, now);
 	else if (plan->held && sb->retry_at)
 		condition_set(s, CONDITION_READY, false, "BackingOff", sb->last_error, now);
 	else if (plan->held)
@@ -623,12 +632,16 @@ void sandbox_update_status(Manager *m, Sandbox *sb, const Plan *plan)
 	uint64_t now_real = now_usec(CLOCK_REALTIME), now_mono = now_usec(CLOCK_MONOTONIC);
 	_cleanup_(status_view_done) StatusView v = {};
 	uint64_t fingerprint;
+	Phase old_phase = sb->status.phase;
+	ConditionStatus old_ready = sb->status.conditions[CONDITION_READY].status;
+	const char *old_reason = sb->status.conditions[CONDITION_READY].reason;
 
 	set_phase(m, sb, compute_phase(m, sb, plan), now_real);
 	manager_tally_update(m, sb);
 	probe_sync(m, sb);
 	compute_conditions(m, sb, plan, now_real);
 	manager_tally_ready(m, sb);
+	ordering_status_changed(m, sb, old_phase, old_ready, old_reason);
 
 	if (status_view_build(m, sb, now_mono, now_real, &v) < 0)
 		return;

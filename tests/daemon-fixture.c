@@ -4,7 +4,10 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -612,4 +615,53 @@ char *fixture_noop_state(Fixture *f, const char *name)
 
 	json_decref(j);
 	return state;
+}
+
+typedef struct CondWant {
+	const char *type, *status, *reason, *message; /* message: a part of it, or NULL */
+} CondWant;
+
+static bool cond_is(json_t *s, const void *arg)
+{
+	const CondWant *w = arg;
+
+	return s && streq(status_condition(s, w->type, "status"), w->status) &&
+	       (!w->reason || streq(status_condition(s, w->type, "reason"), w->reason)) &&
+	       (!w->message || strstr(status_condition(s, w->type, "message"), w->message));
+}
+
+json_t *fixture_wait_cond(Fixture *f, const char *name, const char *type, const char *status,
+			  const char *reason, const char *message)
+{
+	const CondWant w = { type, status, reason, message };
+
+	return fixture_wait_status(f, name, cond_is, &w);
+}
+
+static int listen_at(uint16_t port, uint16_t *ret_port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET,
+				 .sin_port = htons(port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	assert_true(fd >= 0);
+	assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &(int){ 1 }, sizeof(int)), 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(listen(fd, 64), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+	if (ret_port)
+		*ret_port = ntohs(a.sin_port);
+	return fd;
+}
+
+int fixture_listen_loopback(uint16_t *port)
+{
+	return listen_at(0, port);
+}
+
+int fixture_listen_loopback_on(uint16_t port)
+{
+	return listen_at(port, NULL);
 }

@@ -108,6 +108,13 @@ void fixture_wait_line(Fixture *f, const char *name, const char *prefix, const c
 
 /* Wait until name's status.json satisfies pred; the caller json_decref()s it. */
 json_t *fixture_wait_status(Fixture *f, const char *name, StatusPred pred, const void *arg);
+/* Wait until name's condition type has status, and reason and a part message (unless NULL). */
+json_t *fixture_wait_cond(Fixture *f, const char *name, const char *type, const char *status,
+			  const char *reason, const char *message);
+
+/* A listener on 127.0.0.1, on a port the kernel picks (its port in *port), or on port. */
+int fixture_listen_loopback(uint16_t *port);
+int fixture_listen_loopback_on(uint16_t port);
 
 /* Predicates: phase is arg; phase arg and Ready; no status; Running after arg restarts;
  * Failed with arg in lastError and a retry planned. */

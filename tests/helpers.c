@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "helpers.h"
+#include "spec-yaml.h"
 #include "util.h"
 
 static int write_string(const char *path, const char *s)
@@ -293,4 +294,27 @@ void test_notify_expect(TestNotify *n, const char *what, int wait_ms, const char
 		}
 		test_notify_drain(n, 50);
 	}
+}
+
+SandboxSpec *test_spec_of(const char *lines)
+{
+	_cleanup_(diag_list_done) DiagList diags = {};
+	_cleanup_free_ char *text = NULL;
+	const SpecLoadOptions opts = { .default_backend = BACKEND_NOOP };
+	SandboxSpec *s = NULL;
+	FILE *m;
+	size_t len;
+
+	m = open_memstream(&text, &len);
+	fputs("apiVersion: vmd/v1\nkind: Sandbox\nspec:\n", m);
+	for (const char *l = lines; *l;) {
+		size_t n = strcspn(l, "\n");
+
+		fprintf(m, "  %.*s\n", (int)n, l);
+		l += n + (l[n] == '\n');
+	}
+	fclose(m);
+	if (spec_load_buffer("sb.yaml", text, len, &opts, &s, &diags) < 0)
+		fail_msg("bad row spec: %s: %s", lines, diags.n ? diags.items[0].message : "?");
+	return s;
 }

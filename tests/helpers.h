@@ -80,3 +80,10 @@ void test_notify_drain(TestNotify *n, int timeout_ms);
  * failure shows what came, and what log_path holds (NULL: nothing).
  */
 void test_notify_expect(TestNotify *n, const char *what, int wait_ms, const char *log_path);
+
+/*
+ * A spec from the lines under spec: of a sandbox file sb.yaml (noop by default); the test
+ * fails if the loader refuses them.
+ */
+struct SandboxSpec;
+struct SandboxSpec *test_spec_of(const char *lines);

@@ -289,29 +289,6 @@ static const Row rows[] = {
 	  .wake_at = 15000 },
 };
 
-static SandboxSpec *spec_of(const char *lines)
-{
-	_cleanup_(diag_list_done) DiagList diags = {};
-	_cleanup_free_ char *text = NULL;
-	const SpecLoadOptions opts = { .default_backend = BACKEND_NOOP };
-	SandboxSpec *s = NULL;
-	FILE *m;
-	size_t len;
-
-	m = open_memstream(&text, &len);
-	fputs("apiVersion: vmd/v1\nkind: Sandbox\nspec:\n", m);
-	for (const char *l = lines; *l;) {
-		size_t n = strcspn(l, "\n");
-
-		fprintf(m, "  %.*s\n", (int)n, l);
-		l += n + (l[n] == '\n');
-	}
-	fclose(m);
-	if (spec_load_buffer("sb.yaml", text, len, &opts, &s, &diags) < 0)
-		fail_msg("bad row spec: %s: %s", lines, diags.n ? diags.items[0].message : "?");
-	return s;
-}
-
 static void format_plan(const Plan *p, char *buf, size_t size)
 {
 	size_t o = 0;
@@ -330,7 +307,8 @@ static void test_rows(void **state _unused_)
 	assert_true(ELEMENTSOF(rows) >= 40);
 	for (size_t i = 0; i < ELEMENTSOF(rows); i++) {
 		const Row *r = &rows[i];
-		_cleanup_(sandbox_spec_freep) SandboxSpec *want = r->want ? spec_of(r->want) : NULL;
+		_cleanup_(sandbox_spec_freep) SandboxSpec *want =
+			r->want ? test_spec_of(r->want) : NULL;
 		const char *have_text = r->have ? r->have : r->want;
 		VmObserved o = { .state = r->state,
 				 .generation = r->have_gen ? r->have_gen : 2,
@@ -357,7 +335,7 @@ static void test_rows(void **state _unused_)
 		char got[512];
 
 		if (r->state != VM_ABSENT && have_text)
-			o.config = spec_of(have_text);
+			o.config = test_spec_of(have_text);
 		plan_sandbox(&in, r->now ? r->now : 10000, GRACE, &plan);
 		format_plan(&plan, got, sizeof(got));
 		if (!streq(got, r->expect) || plan.restart_required != r->restart_required ||

@@ -22,22 +22,6 @@
 
 #define MAC "52:54:00:00:0b:01"
 
-/* A listener on 127.0.0.1, on a port the kernel picks; its port in *port. */
-static int listen_loopback(uint16_t *port)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t len = sizeof(a);
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	assert_true(fd >= 0);
-	assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &(int){ 1 }, sizeof(int)), 0);
-	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-	assert_int_equal(listen(fd, 64), 0);
-	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-	*port = ntohs(a.sin_port);
-	return fd;
-}
-
 static void put_probed(Fixture *f, const char *name, const char *probes)
 {
 	char text[2048];
@@ -67,27 +51,6 @@ static void start_probed(Fixture *f, const char *probes_fmt, unsigned port)
 	fixture_start_daemon(f);
 }
 
-typedef struct CondWant {
-	const char *type, *status, *reason, *message; /* message: a part of it, or NULL */
-} CondWant;
-
-static bool cond_is(json_t *s, const void *arg)
-{
-	const CondWant *w = arg;
-
-	return s && streq(status_condition(s, w->type, "status"), w->status) &&
-	       (!w->reason || streq(status_condition(s, w->type, "reason"), w->reason)) &&
-	       (!w->message || strstr(status_condition(s, w->type, "message"), w->message));
-}
-
-static json_t *wait_cond(Fixture *f, const char *name, const char *type, const char *status,
-			 const char *reason, const char *message)
-{
-	const CondWant w = { type, status, reason, message };
-
-	return fixture_wait_status(f, name, cond_is, &w);
-}
-
 /* Generation arg, acted on. */
 static bool settled(json_t *s, const void *arg)
 {
@@ -104,13 +67,13 @@ static void test_tcp_fail_then_pass(void **state)
 	char refused[64], probes[256];
 	_cleanup_free_ char *since = NULL;
 	uint16_t port;
-	int fd = listen_loopback(&port);
+	int fd = fixture_listen_loopback(&port);
 	json_t *s;
 
 	close(fd); /* the port is free now: a connect is refused */
 	start_probed(f, "  readiness: {tcp: {port: %u}, period: 100ms}\n", port);
 	snprintf(refused, sizeof(refused), "tcp 127.0.0.1:%u: Connection refused", port);
-	s = wait_cond(f, "web", "Ready", "False", "ProbeFailed", refused);
+	s = fixture_wait_cond(f, "web", "Ready", "False", "ProbeFailed", refused);
 	assert_string_equal(status_condition(s, "Running", "status"), "True");
 	assert_string_equal(json_string_value(json_object_get(s, "phase")), "Running");
 	json_decref(s);
@@ -126,7 +89,7 @@ static void test_tcp_fail_then_pass(void **state)
 		assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
 		assert_int_equal(listen(fd, 64), 0);
 	}
-	s = wait_cond(f, "web", "Ready", "True", "AsDesired", NULL);
+	s = fixture_wait_cond(f, "web", "Ready", "True", "AsDesired", NULL);
 	since = strdup(status_condition(s, "Ready", "lastTransitionTime"));
 	json_decref(s);
 
@@ -146,18 +109,18 @@ static void test_readopted(void **state)
 {
 	Fixture *f = *state;
 	uint16_t port;
-	int fd = listen_loopback(&port);
+	int fd = fixture_listen_loopback(&port);
 	pid_t pid;
 	json_t *s;
 
 	start_probed(f, "  readiness: {tcp: {port: %u}, period: 100ms}\n", port);
-	s = wait_cond(f, "web", "Ready", "True", "AsDesired", NULL);
+	s = fixture_wait_cond(f, "web", "Ready", "True", "AsDesired", NULL);
 	pid = pid_of(s);
 	json_decref(s);
 	fixture_stop_daemon(f, SIGTERM); /* its VMs keep running */
 	close(fd);			 /* nothing listens any more */
 	fixture_start_daemon(f);
-	s = wait_cond(f, "web", "Ready", "False", "ProbeFailed", "Connection refused");
+	s = fixture_wait_cond(f, "web", "Ready", "False", "ProbeFailed", "Connection refused");
 	assert_int_equal(pid_of(s), pid); /* adopted, not restarted */
 	assert_string_equal(status_condition(s, "Running", "status"), "True");
 	json_decref(s);
@@ -170,9 +133,9 @@ static void test_no_address_yet(void **state)
 
 	put_probed(f, "web", "  readiness: {tcp: {port: 22}, period: 100ms}\n");
 	fixture_start_daemon(f);
-	json_decref(wait_cond(f, "web", "Ready", "False", "ProbeFailed",
-			      "tcp port 22: no address yet"));
-	json_decref(wait_cond(f, "web", "ConfigValid", "True", NULL, NULL));
+	json_decref(fixture_wait_cond(f, "web", "Ready", "False", "ProbeFailed",
+				      "tcp port 22: no address yet"));
+	json_decref(fixture_wait_cond(f, "web", "ConfigValid", "True", NULL, NULL));
 }
 
 /* A readiness timeout: ProbeTimeout, and the VM keeps running, not restarted. */
@@ -182,9 +145,9 @@ static void test_timeout(void **state)
 	uint16_t port;
 	json_t *s;
 
-	close(listen_loopback(&port));
+	close(fixture_listen_loopback(&port));
 	start_probed(f, "  readiness: {tcp: {port: %u}, period: 100ms, timeout: 600ms}\n", port);
-	s = wait_cond(f, "web", "Ready", "False", "ProbeTimeout", "Connection refused");
+	s = fixture_wait_cond(f, "web", "Ready", "False", "ProbeTimeout", "Connection refused");
 	assert_string_equal(status_condition(s, "Running", "status"), "True");
 	assert_int_equal(json_integer_value(json_object_get(s, "restarts")), 0);
 	json_decref(s);
@@ -222,13 +185,13 @@ static void test_http(void **state)
 	uint16_t port;
 	Http h = { .code = 503 };
 
-	h.fd = listen_loopback(&port);
+	h.fd = fixture_listen_loopback(&port);
 	assert_int_equal(pthread_create(&h.thread, NULL, http_serve, &h), 0);
 	start_probed(f, "  readiness: {http: {port: %u, path: /ready}, period: 100ms}\n", port);
 	snprintf(want, sizeof(want), "http 127.0.0.1:%u/ready: status 503", port);
-	json_decref(wait_cond(f, "web", "Ready", "False", "ProbeFailed", want));
+	json_decref(fixture_wait_cond(f, "web", "Ready", "False", "ProbeFailed", want));
 	__atomic_store_n(&h.code, 200, __ATOMIC_SEQ_CST);
-	json_decref(wait_cond(f, "web", "Ready", "True", NULL, NULL));
+	json_decref(fixture_wait_cond(f, "web", "Ready", "True", NULL, NULL));
 	shutdown(h.fd, SHUT_RDWR);
 	pthread_join(h.thread, NULL);
 	close(h.fd);
@@ -244,14 +207,14 @@ static void test_console(void **state)
 		    "apiVersion: vmd/v1\nkind: Sandbox\nspec:\n  backend: noop\n  memory: 64Mi\n"
 		    "  readiness: {console: {match: \"^VMD-GUEST-READY$\"}, period: 100ms}\n");
 	fixture_start_daemon(f);
-	json_decref(wait_cond(f, "web", "Running", "True", NULL, NULL));
-	json_decref(wait_cond(f, "web", "Ready", "False", "ProbeFailed", "console"));
+	json_decref(fixture_wait_cond(f, "web", "Running", "True", NULL, NULL));
+	json_decref(fixture_wait_cond(f, "web", "Ready", "False", "ProbeFailed", "console"));
 	dir = path_in(f->run, "web");
 	test_write_str(dir, "console.log", "booting\nVMD-GUEST-READY now\n");
 	fixture_pass_time(f, 400);
-	json_decref(wait_cond(f, "web", "Ready", "False", NULL, NULL)); /* not a whole line */
+	json_decref(fixture_wait_cond(f, "web", "Ready", "False", NULL, NULL)); /* not a whole line */
 	test_write_str(dir, "console.log", "booting\nVMD-GUEST-READY now\nVMD-GUEST-READY\r\n");
-	json_decref(wait_cond(f, "web", "Ready", "True", NULL, NULL));
+	json_decref(fixture_wait_cond(f, "web", "Ready", "True", NULL, NULL));
 }
 
 /* Liveness: the listener goes, failureThreshold failures later the VM is restarted. */
@@ -259,7 +222,7 @@ static void test_liveness_restart(void **state)
 {
 	Fixture *f = *state;
 	uint16_t port;
-	int fd = listen_loopback(&port);
+	int fd = fixture_listen_loopback(&port);
 	_cleanup_free_ char *log = NULL;
 	json_t *s;
 
@@ -375,15 +338,15 @@ static void test_qemu(void **state)
 	pid_t pid;
 	json_t *s;
 
-	close(listen_loopback(&echo_port));
-	close(listen_loopback(&none_port));
+	close(fixture_listen_loopback(&echo_port));
+	close(fixture_listen_loopback(&none_port));
 	net = "  cmdline: console=ttyS0 quiet vmd.ip=10.0.2.15/24 vmd.echo=7\n  networks:\n"
 	      "    - {id: n0, type: user, ports: [{host: %u, guest: 7}, {host: %u, guest: 8}]}\n";
 	snprintf(spec, sizeof(spec), net, echo_port, none_port);
 	strcat(spec, "  readiness: {console: {match: \"^VMD-GUEST-READY$\"}, period: 200ms}\n");
 	qemu_put(f, "guest", spec);
 	fixture_start_daemon(f);
-	s = wait_cond(f, "guest", "Ready", "True", "AsDesired", NULL);
+	s = fixture_wait_cond(f, "guest", "Ready", "True", "AsDesired", NULL);
 	pid = pid_of(s);
 	json_decref(s);
 	console = fixture_console(f, "guest");
@@ -395,12 +358,12 @@ static void test_qemu(void **state)
 	assert_true(asprintf(&closed,
 			     "tcp 127.0.0.1:%u: closed at once: nothing listens on guest port 8",
 			     none_port) > 0);
-	json_decref(wait_cond(f, "guest", "Ready", "False", "ProbeFailed", closed));
+	json_decref(fixture_wait_cond(f, "guest", "Ready", "False", "ProbeFailed", closed));
 
 	snprintf(spec, sizeof(spec), net, echo_port, none_port);
 	strcat(spec, "  readiness: {tcp: {port: 7}, period: 200ms}\n");
 	qemu_put(f, "guest", spec);
-	s = wait_cond(f, "guest", "Ready", "True", "AsDesired", NULL);
+	s = fixture_wait_cond(f, "guest", "Ready", "True", "AsDesired", NULL);
 	assert_int_equal(pid_of(s), pid); /* the same VM all along */
 	json_decref(s);
 }
