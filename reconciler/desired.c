@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <sys/stat.h>
 
+#include "events.h"
 #include "log.h"
 #include "manager.h"
 #include "sandbox-dir.h"
@@ -358,12 +359,14 @@ static void set_config_error(Manager *m, Sandbox *sb, const char *reason, char *
 		free(error);
 		error = shown;
 	}
-	if (!streq_ptr(sb->config_error, error))
+	if (!streq_ptr(sb->config_error, error)) {
 		log_fields(LOG_ERR,
 			   &(LogFields){ .sandbox = sb->name,
 					 .result = "refused",
 					 .message_id = LOG_MESSAGE_CONFIG_INVALID },
 			   "%s; keeping the last valid spec, touching nothing", error);
+		events_file(m, sb, "invalid", error);
+	}
 	free(sb->config_error);
 	sb->config_error = error;
 	sb->config_reason = reason;
@@ -524,6 +527,7 @@ static int load_file(Manager *m, SandboxRoot *root, const char *path, const char
 	sb->failures = 0;
 	sb->quick_exits = 0;
 	sb->retry_at = 0;
+	events_file(m, sb, "loaded", NULL);
 	persist(m, sb, raw, len);
 	return 0;
 }
@@ -532,6 +536,7 @@ static void file_gone(Manager *m, Sandbox *sb)
 {
 	if (!sb->path)
 		return;
+	events_file(m, sb, "removed", NULL);
 	sb->path = mfree(sb->path);
 	sb->desired_since = now_usec(CLOCK_MONOTONIC);
 	deletion_guard_update(m, sb);

@@ -18,6 +18,7 @@
 #include <sys/sysmacros.h>
 #include <systemd/sd-daemon.h>
 
+#include "events.h"
 #include "log.h"
 #include "manager.h"
 #include "probe.h"
@@ -632,6 +633,7 @@ int manager_new(const ManagerConfig *config, Manager **ret)
 			return log_error_errno(r, "cannot set up backend %s",
 					       backend_kind_to_string(k));
 	}
+	events_start(m);
 	*ret = TAKE_PTR(m);
 	return 0;
 }
@@ -668,6 +670,7 @@ Manager *manager_free(Manager *m)
 
 	if (!m)
 		return NULL;
+	events_stop(m);
 	watcher_free(m->watcher);
 	/* A clean stop leaves every last valid spec written, or tries to: no retry now. */
 	m->stopping = true;

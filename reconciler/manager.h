@@ -227,7 +227,8 @@ struct Manager {
 	char *degraded;		      /* why the sandbox directory cannot be read, or NULL */
 	char *watch_error;	      /* why the directory is not watched but polled, or NULL */
 	char *notified_status;
-	HostResources host; /* what the host has, for admission */
+	HostResources host;	    /* what the host has, for admission */
+	struct EventServer *events; /* events.c: <run-dir>/events.sock, or NULL */
 };
 
 /* manager.c */

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <time.h>
 
+#include "events.h"
 #include "log.h"
 #include "manager.h"
 #include "neigh.h"
@@ -33,7 +34,7 @@ void sandbox_status_done(SandboxStatus *s)
 	*s = (SandboxStatus){};
 }
 
-static const char *const condition_status_table[_CONDITION_STATUS_MAX] = {
+const char *const condition_status_table[_CONDITION_STATUS_MAX] = {
 	[CONDITION_FALSE] = "False",
 	[CONDITION_TRUE] = "True",
 	[CONDITION_UNKNOWN] = "Unknown",
@@ -623,7 +624,9 @@ void sandbox_update_status(Manager *m, Sandbox *sb, const Plan *plan)
 	uint64_t now_real = now_usec(CLOCK_REALTIME), now_mono = now_usec(CLOCK_MONOTONIC);
 	_cleanup_(status_view_done) StatusView v = {};
 	uint64_t fingerprint;
+	EventsMark before;
 
+	events_mark(sb, &before);
 	set_phase(m, sb, compute_phase(m, sb, plan), now_real);
 	manager_tally_update(m, sb);
 	probe_sync(m, sb);
@@ -638,6 +641,7 @@ void sandbox_update_status(Manager *m, Sandbox *sb, const Plan *plan)
 		return;
 	if (status_write(m, sb, &v) >= 0)
 		sb->status_hash = fingerprint;
+	events_status_changed(m, sb, &before);
 }
 
 void sandbox_remove_status(Manager *m, Sandbox *sb)

@@ -1,0 +1,406 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The daemon's event stream (reconciler/events.c, docs/events.md) on the real `vmd daemon`
+ * with noop sandboxes: the snapshot a client gets on connecting, the events of an edit in
+ * their order (the file loaded, the action begun and done, the phase, the conditions, Ready
+ * once the console probe passes), a client that reads nothing dropped while another keeps
+ * getting every event, vmd events --json and its words, and vmd status --watch redrawing
+ * after an edit; both end on SIGINT with exit 0.
+ */
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "daemon-fixture.h"
+#include "helpers.h"
+#include "util.h"
+
+#define PROBED                                                                                     \
+	"apiVersion: vmd/v1\nkind: Sandbox\nspec:\n  backend: noop\n  memory: 64Mi\n"              \
+	"  readiness: {console: {match: \"^VMD-GUEST-READY$\"}, period: 100ms}\n"
+
+/* A child this test started (vmd events, vmd status --watch): killed in teardown if left. */
+static pid_t child;
+
+static int teardown(void **state)
+{
+	test_kill_wait(&child, SIGKILL);
+	return fixture_teardown(state);
+}
+
+/* A client of the daemon's events.sock, reading lines. */
+typedef struct Reader {
+	int fd;
+	char buf[1 << 16];
+	size_t len;
+} Reader;
+
+static void reader_open(Fixture *f, Reader *r)
+{
+	_cleanup_free_ char *path = path_in(f->run, "events.sock");
+
+	r->len = 0;
+	r->fd = -1;
+	for (uint64_t end = ms_now() + FIXTURE_WAIT_MS; r->fd < 0 && ms_now() < end;) {
+		r->fd = unix_connect(path);
+		if (r->fd < 0)
+			fixture_pass_time(f, 50);
+	}
+	assert_true(r->fd >= 0);
+}
+
+/* The next event, parsed; fails the test if none comes in time. */
+static json_t *reader_next(Reader *r)
+{
+	uint64_t end = ms_now() + FIXTURE_WAIT_MS;
+
+	for (;;) {
+		char *nl = memchr(r->buf, '\n', r->len);
+		struct pollfd p = { .fd = r->fd, .events = POLLIN };
+		ssize_t n;
+
+		if (nl) {
+			json_t *j = json_loadb(r->buf, (size_t)(nl - r->buf), 0, NULL);
+
+			assert_non_null(j);
+			r->len -= (size_t)(nl - r->buf) + 1;
+			memmove(r->buf, nl + 1, r->len);
+			return j;
+		}
+		assert_true(ms_now() < end);
+		assert_true(r->len < sizeof(r->buf));
+		if (poll(&p, 1, 1000) <= 0)
+			continue;
+		n = read(r->fd, r->buf + r->len, sizeof(r->buf) - r->len);
+		assert_true(n > 0 || (n < 0 && errno == EAGAIN));
+		if (n > 0)
+			r->len += (size_t)n;
+	}
+}
+
+static const char *field(json_t *e, const char *key)
+{
+	return json_string_value(json_object_get(e, key)) ?: "";
+}
+
+/*
+ * Read until an event of type for sandbox whose key is value (key NULL: any), appending
+ * "type:detail" of every event of that sandbox on the way to *trail.
+ */
+static json_t *reader_until(Reader *r, const char *sandbox, const char *type, const char *key,
+			    const char *value, char **trail)
+{
+	for (;;) {
+		json_t *e = reader_next(r);
+		const char *t = field(e, "type");
+
+		if (trail && streq(field(e, "sandbox"), sandbox)) {
+			const char *what = streq(t, "condition") ? field(e, "condition")
+					   : streq(t, "action")	 ? field(e, "action")
+								 : "";
+			const char *detail = streq(t, "phase")	     ? field(e, "phase")
+					     : streq(t, "condition") ? field(e, "status")
+								     : field(e, "result");
+			char *s = NULL;
+
+			assert_true(asprintf(&s, "%s%s:%s%s%s", *trail, t, what, *what ? "=" : "",
+					     detail) > 0);
+			free(*trail);
+			*trail = s;
+			s = NULL;
+			assert_true(asprintf(&s, "%s ", *trail) > 0);
+			free(*trail);
+			*trail = s;
+		}
+		if (streq(t, type) && streq(field(e, "sandbox"), sandbox) &&
+		    (!key || streq(field(e, key), value)))
+			return e;
+		json_decref(e);
+	}
+}
+
+/* Where needle is in haystack after from; fails the test if it is not. */
+static const char *after(const char *haystack, const char *from, const char *needle)
+{
+	const char *p = strstr(from, needle);
+
+	if (!p)
+		fail_msg("'%s' not found in '%s' after '%.40s'", needle, haystack, from);
+	return p + strlen(needle);
+}
+
+/*
+ * The snapshot on connecting, then an edit's events in order: the file loaded, the start
+ * begun and done, the phase, Running, Ready False while the probe waits, then True.
+ */
+static void test_edit(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *trail = strdup(""), *dir = NULL;
+	Reader r;
+	json_t *e;
+	const char *p;
+	uint64_t seq;
+
+	fixture_put(f, "db", FIXTURE_NOOP_SPEC);
+	fixture_put(f, "web", FIXTURE_NOOP_SPEC "  state: stopped\n");
+	fixture_start_daemon(f);
+	json_decref(fixture_wait_status(f, "db", phase_is, "Running"));
+	json_decref(fixture_wait_status(f, "web", phase_is, "Stopped"));
+
+	reader_open(f, &r);
+	/* What each is now, by name, then "synced", all as of one sequence number. */
+	e = reader_next(&r);
+	assert_string_equal(field(e, "type"), "snapshot");
+	assert_string_equal(field(e, "sandbox"), "db");
+	assert_string_equal(field(e, "phase"), "Running");
+	assert_string_equal(
+		field(json_object_get(json_object_get(e, "conditions"), "Ready"), "status"), "True");
+	assert_int_equal(json_integer_value(json_object_get(e, "generation")), 1);
+	seq = (uint64_t)json_integer_value(json_object_get(e, "seq"));
+	json_decref(e);
+	e = reader_next(&r);
+	assert_string_equal(field(e, "sandbox"), "web");
+	assert_string_equal(field(e, "phase"), "Stopped");
+	json_decref(e);
+	e = reader_next(&r);
+	assert_string_equal(field(e, "type"), "synced");
+	assert_int_equal(json_integer_value(json_object_get(e, "seq")), seq);
+	json_decref(e);
+
+	fixture_put(f, "web", PROBED);
+	e = reader_until(&r, "web", "condition", "condition", "Ready", &trail);
+	assert_string_equal(field(e, "status"), "False");
+	assert_true(streq(field(e, "reason"), "Probing") || streq(field(e, "reason"), "ProbeFailed"));
+	assert_true((uint64_t)json_integer_value(json_object_get(e, "seq")) > seq);
+	json_decref(e);
+	dir = path_in(f->run, "web");
+	test_write_str(dir, "console.log", "booting\nVMD-GUEST-READY\n");
+	for (bool up = false; !up;) {
+		e = reader_until(&r, "web", "condition", "condition", "Ready", &trail);
+		up = streq(field(e, "status"), "True");
+		json_decref(e);
+	}
+
+	/* In this order (Running and Ready's first change in one), whatever comes between. */
+	p = after(trail, trail, "file:loaded ");
+	p = after(trail, p, "action:start=begun ");
+	p = after(trail, p, "action:start=succeeded ");
+	p = after(trail, p, "phase:Running ");
+	(void)after(trail, p, "condition:Running=True ");
+	p = after(trail, p, "condition:Ready=False ");
+	(void)after(trail, p, "condition:Ready=True ");
+	/* Nothing of db's: it did not change. */
+	close(r.fd);
+}
+
+/*
+ * A client that reads nothing is dropped, said in the journal; the daemon goes on, and
+ * another client gets every event meanwhile.
+ */
+static void test_slow_client(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *log = NULL;
+	Reader slow, fast;
+	int dropped_round = -1;
+
+	for (int i = 0; i < 100; i++) {
+		char name[16];
+
+		snprintf(name, sizeof(name), "s%02d", i);
+		fixture_put(f, name, FIXTURE_NOOP_SPEC);
+	}
+	fixture_start_daemon(f);
+	json_decref(fixture_wait_status(f, "s99", phase_is, "Running"));
+	reader_open(f, &slow);
+	reader_open(f, &fast);
+	json_decref(reader_until(&fast, "", "synced", NULL, NULL, NULL));
+
+	/* Each round: 100 files loaded and resized, some 300 events, none read by slow. */
+	for (int round = 0; round < 40 && dropped_round < 0; round++) {
+		char text[256];
+
+		snprintf(text, sizeof(text), "%s  vcpus: %d\n", FIXTURE_NOOP_SPEC, 2 + round % 2);
+		for (int i = 0; i < 100; i++) {
+			char name[16];
+
+			snprintf(name, sizeof(name), "s%02d", i);
+			fixture_put(f, name, text);
+		}
+		/* fast has all of the round, to its last sandbox's resize. */
+		json_decref(reader_until(&fast, "s99", "action", "result", "succeeded", NULL));
+		free(log);
+		log = test_read_file(f->log, NULL);
+		if (strstr(log, "dropped a client of "))
+			dropped_round = round;
+	}
+	assert_true(dropped_round >= 0);
+	assert_non_null(strstr(log, "events.sock: it does not read its events fast enough"));
+	assert_int_equal(count_in(log, "dropped a client of "), 1);
+
+	/* slow's connection is closed once what it was sent is read. */
+	for (;;) {
+		char buf[65536];
+		ssize_t n;
+		struct pollfd p = { .fd = slow.fd, .events = POLLIN };
+
+		assert_true(poll(&p, 1, FIXTURE_WAIT_MS) == 1);
+		n = read(slow.fd, buf, sizeof(buf));
+		if (n == 0)
+			break;
+		assert_true(n > 0 || errno == EAGAIN);
+	}
+	close(slow.fd);
+
+	/* And the daemon still does its work, and tells fast. */
+	fixture_put(f, "s00", FIXTURE_NOOP_SPEC "  state: paused\n");
+	json_decref(reader_until(&fast, "s00", "phase", "phase", "Paused", NULL));
+	json_decref(fixture_wait_status(f, "s00", phase_is, "Paused"));
+	close(fast.fd);
+}
+
+/* Start argv with its stdout on a pipe (in child); the pipe's read end. */
+static int spawn(char *const argv[])
+{
+	int p[2];
+
+	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+	child = fork();
+	assert_true(child >= 0);
+	if (child == 0) {
+		(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
+		dup2(p[1], 1);
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	close(p[1]);
+	return p[0];
+}
+
+/* Read from fd into *out (from *len) until it holds needle after from. */
+static void read_until(int fd, char **out, size_t *len, size_t from, const char *needle)
+{
+	uint64_t end = ms_now() + FIXTURE_WAIT_MS;
+
+	while (!(*len > from && strstr(*out + from, needle))) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		char buf[4096];
+		ssize_t n;
+
+		assert_true(ms_now() < end);
+		if (poll(&p, 1, 1000) <= 0)
+			continue;
+		n = read(fd, buf, sizeof(buf));
+		if (n <= 0)
+			fail_msg("the command ended before '%s': %s", needle, *out);
+		*out = realloc(*out, *len + (size_t)n + 1);
+		assert_non_null(*out);
+		memcpy(*out + *len, buf, (size_t)n);
+		*len += (size_t)n;
+		(*out)[*len] = '\0';
+	}
+}
+
+/* SIGINT to child, by its pid: it ends with exit 0. */
+static void interrupt(void)
+{
+	int status;
+
+	assert_int_equal(kill(child, SIGINT), 0);
+	assert_int_equal(waitpid(child, &status, 0), child);
+	child = 0;
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+/* vmd events --json: each line a JSON object; its words without; SIGINT ends them. */
+static void test_cli(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *started = fixture_start_noop(f, "web"), *out = NULL, *err = NULL;
+	char *argv[] = { (char *)test_vmd(),  (char *)"events", (char *)"--json",
+			 (char *)"--run-dir", f->run,		NULL };
+	size_t len = 0, lines = 0;
+	int fd = spawn(argv);
+	TestRun r;
+
+	read_until(fd, &out, &len, 0, "\"type\":\"synced\"");
+	fixture_put(f, "web", FIXTURE_NOOP_SPEC "  state: paused\n");
+	read_until(fd, &out, &len, 0, "\"phase\":\"Paused\"");
+	interrupt();
+	close(fd);
+	for (char *line = out, *nl; (nl = strchr(line, '\n')); line = nl + 1) {
+		json_t *j = json_loadb(line, (size_t)(nl - line), 0, NULL);
+
+		assert_true(json_is_object(j));
+		assert_true(json_integer_value(json_object_get(j, "seq")) >= 0);
+		assert_non_null(json_string_value(json_object_get(j, "time")));
+		assert_non_null(json_string_value(json_object_get(j, "type")));
+		json_decref(j);
+		lines++;
+	}
+	assert_true(lines >= 5); /* snapshot, synced, loaded, pause begun and done, phase */
+
+	/* In words, one line an event, with its time. */
+	argv[2] = (char *)"--run-dir";
+	argv[3] = f->run;
+	argv[4] = NULL;
+	out = mfree(out);
+	len = 0;
+	fd = spawn(argv);
+	read_until(fd, &out, &len, 0, " web is Paused, Ready True (AsDesired), generation 2\n");
+	fixture_put(f, "web", FIXTURE_NOOP_SPEC);
+	read_until(fd, &out, &len, 0, " web resume begun: ");
+	read_until(fd, &out, &len, 0, " web phase Paused -> Running\n");
+	read_until(fd, &out, &len, 0, " web Running False -> True (VmRunning)\n");
+	interrupt();
+	close(fd);
+	assert_int_equal(out[4], '-'); /* 2026-12-01T...Z: the time first */
+
+	/* No daemon to talk to: said, exit 1. */
+	fixture_stop_daemon(f, SIGTERM);
+	test_run(&r, (char *[]){ (char *)test_vmd(), (char *)"events", (char *)"--run-dir", f->run,
+				 NULL });
+	assert_int_equal(r.status, 1);
+	assert_non_null(strstr(r.err, "vmd events: cannot connect to "));
+	test_run_done(&r);
+}
+
+/* vmd status --watch: the table, then again after an edit; SIGINT ends it. */
+static void test_watch(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *started = fixture_start_noop(f, "web"), *out = NULL;
+	char *argv[] = { (char *)test_vmd(),  (char *)"status", (char *)"--watch",
+			 (char *)"--run-dir", f->run,		NULL };
+	size_t len = 0, first;
+	int fd = spawn(argv);
+
+	read_until(fd, &out, &len, 0, "--- ");
+	read_until(fd, &out, &len, 0, "\nweb ");
+	first = len;
+	assert_non_null(strstr(out, "Running"));
+	fixture_put(f, "web", FIXTURE_NOOP_SPEC "  state: paused\n");
+	read_until(fd, &out, &len, first, "Paused");
+	assert_non_null(strstr(out + first, "--- "));
+	interrupt();
+	close(fd);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_edit, fixture_setup, teardown),
+		cmocka_unit_test_setup_teardown(test_slow_client, fixture_setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cli, fixture_setup, teardown),
+		cmocka_unit_test_setup_teardown(test_watch, fixture_setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
