@@ -393,6 +393,80 @@ static void test_watch(void **state)
 	close(fd);
 }
 
+/* How many read system calls pid made (/proc/PID/io's syscr). */
+static unsigned long long reads_of(pid_t pid)
+{
+	_cleanup_free_ char *path = NULL, *io = NULL;
+	const char *p;
+
+	assert_true(asprintf(&path, "/proc/%d/io", (int)pid) > 0);
+	io = test_read_file(path, NULL);
+	assert_non_null(io);
+	p = strstr(io, "syscr: ");
+	assert_non_null(p);
+	return strtoull(p + 7, NULL, 10);
+}
+
+/* Wait until child has ended; its exit status. */
+static int child_status(void)
+{
+	int status;
+
+	assert_int_equal(waitpid(child, &status, 0), child);
+	child = 0;
+	assert_true(WIFEXITED(status));
+	return WEXITSTATUS(status);
+}
+
+/*
+ * vmd wait on inotify: started before there is a run dir, it sees the daemon's first
+ * status; while nothing changes it reads nothing (no polling), and it sees a removal.
+ */
+static void test_wait_inotify(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *path = path_in(f->sb, "db.yaml");
+	char *ready[] = { (char *)test_vmd(),
+			  (char *)"wait",
+			  (char *)"db",
+			  (char *)"--for",
+			  (char *)"ready",
+			  (char *)"--timeout",
+			  (char *)"120s",
+			  (char *)"--run-dir",
+			  f->run,
+			  NULL };
+	char *deleted[] = { (char *)test_vmd(),
+			    (char *)"wait",
+			    (char *)"db",
+			    (char *)"--for",
+			    (char *)"deleted",
+			    (char *)"--timeout",
+			    (char *)"120s",
+			    (char *)"--run-dir",
+			    f->run,
+			    NULL };
+	unsigned long long before;
+	int fd;
+
+	(void)rmdir(f->run);
+	assert_int_equal(access(f->run, F_OK), -1);
+	fd = spawn(ready);
+	close(fd);
+	fixture_put(f, "db", FIXTURE_NOOP_SPEC);
+	fixture_start_daemon(f);
+	assert_int_equal(child_status(), 0);
+
+	fd = spawn(deleted);
+	close(fd);
+	fixture_pass_time(f, 300); /* it looked once, and waits */
+	before = reads_of(child);
+	fixture_pass_time(f, 1000);
+	assert_int_equal(reads_of(child), before);
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(child_status(), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -400,6 +474,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_slow_client, fixture_setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cli, fixture_setup, teardown),
 		cmocka_unit_test_setup_teardown(test_watch, fixture_setup, teardown),
+		cmocka_unit_test_setup_teardown(test_wait_inotify, fixture_setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
