@@ -118,6 +118,13 @@ static void print_one(json_t *s, bool no_daemon)
 	printf("Generation:  %lld (observed %lld)\n",
 	       (long long)json_integer_value(json_object_get(s, "generation")),
 	       (long long)json_integer_value(json_object_get(s, "observedGeneration")));
+	if (json_is_object(json_object_get(s, "sourceRevision")))
+		printf("Revision:    %s (%s)\n",
+		       json_string_value(
+			       json_object_get(json_object_get(s, "sourceRevision"), "revision"))
+			       ?: "?",
+		       json_string_value(json_object_get(json_object_get(s, "sourceRevision"), "kind"))
+			       ?: "?");
 	if (json_string_value(json_object_get(s, "startedAt")))
 		printf("Started:     %s\n", json_string_value(json_object_get(s, "startedAt")));
 	printf("Restarts:    %lld\n", (long long)json_integer_value(json_object_get(s, "restarts")));

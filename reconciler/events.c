@@ -207,6 +207,12 @@ static json_t *snapshot(EventServer *es, const Sandbox *sb)
 	json_object_set_new(j, "observedGeneration",
 			    json_integer((json_int_t)sb->settled_generation));
 	json_object_set_new(j, "file", text_json(sb->path));
+	json_object_set_new(j, "sourceRevision",
+			    sb->source_revision
+				    ? json_pack("{s:s, s:s}", "kind",
+						source_revision_kind_to_string(sb->source_kind),
+						"revision", sb->source_revision)
+				    : json_null());
 	json_object_set_new(j, "conditions", conds);
 	return j;
 }

@@ -63,6 +63,7 @@ static Sandbox *sandbox_free(Sandbox *sb)
 	free(sb->persist_text);
 	free(sb->path);
 	free(sb->config_error);
+	free(sb->source_revision);
 	free(sb->last_error);
 	free(sb->exit_reason);
 	free(sb->refusal);

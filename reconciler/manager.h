@@ -14,6 +14,7 @@
 #include "plan.h"
 #include "prioq.h"
 #include "sandbox-file.h"
+#include "source-revision.h"
 #include "spec.h"
 #include "status.h"
 #include "telemetry.h"
@@ -58,6 +59,9 @@ typedef struct Sandbox {
 	struct stat file_st; /* identity of the file as last read, to skip unchanged files */
 	uint64_t file_hash;  /* fnv1a64 of its bytes as last read, if file_hashed */
 	bool file_hashed;
+	/* source-revision.c: where desired's content came from (a commit, a version link) */
+	SourceRevisionKind source_kind;
+	char *source_revision;	/* NULL with SOURCE_REVISION_NONE */
 	SandboxSpec *desired;	/* the last valid spec; NULL if it never had one */
 	uint64_t generation;	/* bumped on every change of desired */
 	uint64_t desired_since; /* CLOCK_MONOTONIC: when desired (or the file's presence) changed */

@@ -346,8 +346,9 @@ typedef struct StatusView {
 			const char *file_hash;		  /* NULL: its file was not read */
 			const char *condition_reason[_CONDITION_TYPE_MAX];
 			const char *condition_message[_CONDITION_TYPE_MAX];
+			const char *source_kind, *source_revision; /* NULL: none known */
 		};
-		const char *v[11 + 2 * _CONDITION_TYPE_MAX];
+		const char *v[13 + 2 * _CONDITION_TYPE_MAX];
 	} str;
 	StatusDisk *disks; /* of the observed config, while the VM is up */
 	size_t n_disks;
@@ -413,6 +414,10 @@ static int status_view_build(Manager *m, const Sandbox *sb, uint64_t now_mono, u
 	if (sb->path && sb->file_hashed) {
 		status_file_hash_format(sb->file_hash, v->file_hash);
 		v->str.file_hash = v->file_hash;
+	}
+	if (sb->source_revision) {
+		v->str.source_kind = source_revision_kind_to_string(sb->source_kind);
+		v->str.source_revision = sb->source_revision;
 	}
 	if (o->job != BACKEND_OP_NONE) {
 		v->str.job_type = backend_op_to_string(o->job);
@@ -586,6 +591,14 @@ static int status_write(Manager *m, const Sandbox *sb, const StatusView *v)
 	_cleanup_free_ char *dir = NULL, *path = NULL, *text = NULL;
 	json_t *j = status_render(v);
 	int r;
+
+	/* Where the spec came from (source-revision.c): {kind, revision}, or null. */
+	if (j)
+		json_object_set_new(j, "sourceRevision",
+				    v->str.source_revision
+					    ? json_pack("{s:s, s:s}", "kind", v->str.source_kind,
+							"revision", v->str.source_revision)
+					    : json_null());
 
 	text = j ? json_dumps(j, JSON_INDENT(2)) : NULL;
 	json_decref(j);
