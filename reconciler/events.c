@@ -27,7 +27,8 @@ typedef struct EventClient {
 	sd_event_source *io;
 	char *buf; /* unsent: buf[off..len) */
 	size_t len, off, size;
-	size_t limit; /* len - off may not pass this */
+	size_t limit;	  /* len - off may not pass this */
+	bool read_closed; /* it shut its sending side: only a hangup or a failed write ends it */
 	ListNode node;
 } EventClient;
 
@@ -76,7 +77,8 @@ static int client_flush(EventClient *c)
 	}
 	if (c->off == c->len)
 		c->off = c->len = 0;
-	return sd_event_source_set_io_events(c->io, EPOLLIN | (c->len ? EPOLLOUT : 0));
+	return sd_event_source_set_io_events(c->io, (c->read_closed ? 0 : EPOLLIN) |
+							    (c->len ? EPOLLOUT : 0));
 }
 
 /* Queue line (with its newline) for c; false if c was dropped. */
@@ -116,10 +118,12 @@ static int client_io(sd_event_source *s _unused_, int fd, uint32_t revents, void
 		/* Whatever it sends is read to find out that it left, and thrown away. */
 		ssize_t n = read(fd, junk, sizeof(junk));
 
-		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+		if (n < 0 && errno != EAGAIN && errno != EINTR) {
 			client_free(c);
 			return 0;
 		}
+		/* The end of what it sends (socat with its input at an end) is no hangup. */
+		c->read_closed = n == 0;
 	}
 	if (revents & (EPOLLHUP | EPOLLERR)) {
 		client_free(c);
@@ -204,8 +208,12 @@ static json_t *snapshot(EventServer *es, const Sandbox *sb)
 				    condition_json(&sb->status.conditions[i]));
 	json_object_set_new(j, "phase", json_string(phase_to_string(sb->status.phase)));
 	json_object_set_new(j, "generation", json_integer((json_int_t)sb->generation));
+	/* As status.json says it: until vmd settles one, what the VM was started with. */
 	json_object_set_new(j, "observedGeneration",
-			    json_integer((json_int_t)sb->settled_generation));
+			    json_integer((json_int_t)(sb->settled_generation
+							      ?: sb->observed.state != VM_ABSENT
+								 ? sb->observed.generation
+								 : 0)));
 	json_object_set_new(j, "file", text_json(sb->path));
 	json_object_set_new(j, "sourceRevision",
 			    sb->source_revision

@@ -154,6 +154,12 @@ static void test_edit(void **state)
 	json_decref(fixture_wait_status(f, "web", phase_is, "Stopped"));
 
 	reader_open(f, &r);
+	/*
+	 * It takes no commands: what a client says is thrown away, and the end of what it says
+	 * (socat with its input at an end) does not end its events.
+	 */
+	assert_int_equal(write(r.fd, "{\"stop\": \"db\"}\n", 16), 16);
+	assert_int_equal(shutdown(r.fd, SHUT_WR), 0);
 	/* What each is now, by name, then "synced", all as of one sequence number. */
 	e = reader_next(&r);
 	assert_string_equal(field(e, "type"), "snapshot");
@@ -195,8 +201,8 @@ static void test_edit(void **state)
 	(void)after(trail, p, "condition:Running=True ");
 	p = after(trail, p, "condition:Ready=False ");
 	(void)after(trail, p, "condition:Ready=True ");
-	/* Nothing of db's: it did not change. */
 	close(r.fd);
+	json_decref(fixture_wait_status(f, "db", phase_is, "Running"));
 }
 
 /*
