@@ -3,8 +3,8 @@
  * The event stream: <run-dir>/events.sock (docs/events.md). Each event is rendered once,
  * as one line of JSON, and appended to every client's buffer; what the socket takes is
  * written at once, the rest when it is writable. A buffer past EVENTS_CLIENT_MAX bytes
- * (beyond the snapshot it started with) drops its client: a reader that stalls costs the
- * daemon a bounded amount of memory and no wait. Nothing is ever read from a client but
+ * (beyond the snapshot it started with, until that is sent) drops its client: a reader that stalls
+ * costs the daemon a bounded amount of memory and no wait. Nothing is ever read from a client but
  * to find that it left: the socket takes no commands.
  */
 #include <inttypes.h>
@@ -75,8 +75,15 @@ static int client_flush(EventClient *c)
 			return n < 0 ? -errno : -EPIPE;
 		c->off += (size_t)n;
 	}
-	if (c->off == c->len)
+	if (c->off == c->len) {
 		c->off = c->len = 0;
+		/* The snapshot is sent: from now on the bound alone, and its room given back. */
+		c->limit = EVENTS_CLIENT_MAX;
+		if (c->size > EVENTS_CLIENT_MAX) {
+			c->buf = mfree(c->buf);
+			c->size = 0;
+		}
+	}
 	return sd_event_source_set_io_events(c->io, (c->read_closed ? 0 : EPOLLIN) |
 							    (c->len ? EPOLLOUT : 0));
 }
