@@ -3,9 +3,16 @@
  * The event stream: <run-dir>/events.sock (docs/events.md). Each event is rendered once,
  * as one line of JSON, and appended to every client's buffer; what the socket takes is
  * written at once, the rest when it is writable. A buffer past EVENTS_CLIENT_MAX bytes
- * (beyond the snapshot it started with, until that is sent) drops its client: a reader that stalls
- * costs the daemon a bounded amount of memory and no wait. Nothing is ever read from a client but
- * to find that it left: the socket takes no commands.
+ * drops its client: a reader that stalls costs the daemon a bounded amount of memory and
+ * no wait. Nothing is ever read from a client but to find that it left: the socket takes
+ * no commands.
+ *
+ * A new client's snapshot is rendered as the client takes it, a slice at a time (at most
+ * SNAPSHOT_FILL bytes ahead, SLICE_USEC of the loop), in the order of Manager.all, which
+ * only ever grows at its end: 100,000 sandboxes are never rendered in one go, nor held in
+ * memory. Meanwhile the client gets the events of the sandboxes its snapshot is past
+ * (Sandbox.event_id below its cursor's), and not those of the others, whose snapshot, to
+ * come, says their state then.
  */
 #include <inttypes.h>
 #include <jansson.h>
@@ -20,6 +27,8 @@
 
 #define EVENTS_CLIENT_MAX (256u * 1024u) /* unsent bytes a client may lag behind */
 #define EVENTS_CLIENTS_MAX 64
+#define SNAPSHOT_FILL (64u * 1024u) /* snapshot bytes rendered ahead of what a client took */
+#define SLICE_USEC 2000		    /* of the loop, for one client's slice of its snapshot */
 
 typedef struct EventClient {
 	EventServer *server;
@@ -27,8 +36,9 @@ typedef struct EventClient {
 	sd_event_source *io;
 	char *buf; /* unsent: buf[off..len) */
 	size_t len, off, size;
-	size_t limit;	  /* len - off may not pass this */
 	bool read_closed; /* it shut its sending side: only a hangup or a failed write ends it */
+	bool in_snapshot; /* its snapshot is not all queued yet: cursor is the next to go */
+	Sandbox *cursor;
 	ListNode node;
 } EventClient;
 
@@ -38,7 +48,8 @@ struct EventServer {
 	int fd;
 	sd_event_source *io;
 	List clients;
-	uint64_t seq; /* of the last event sent */
+	uint64_t seq;	  /* of the last event sent */
+	uint64_t next_id; /* Sandbox.event_id of the next sandbox made */
 };
 
 static EventClient *client_free(EventClient *c)
@@ -77,21 +88,21 @@ static int client_flush(EventClient *c)
 	}
 	if (c->off == c->len) {
 		c->off = c->len = 0;
-		/* The snapshot is sent: from now on the bound alone, and its room given back. */
-		c->limit = EVENTS_CLIENT_MAX;
+		/* All sent: the room a burst needed is given back. */
 		if (c->size > EVENTS_CLIENT_MAX) {
 			c->buf = mfree(c->buf);
 			c->size = 0;
 		}
 	}
-	return sd_event_source_set_io_events(c->io, (c->read_closed ? 0 : EPOLLIN) |
-							    (c->len ? EPOLLOUT : 0));
+	/* While its snapshot is being queued, writable means: the next slice of it. */
+	return sd_event_source_set_io_events(
+		c->io, (c->read_closed ? 0 : EPOLLIN) | (c->len || c->in_snapshot ? EPOLLOUT : 0));
 }
 
 /* Queue line (with its newline) for c; false if c was dropped. */
 static bool client_queue(EventClient *c, const char *line, size_t n)
 {
-	if (c->len - c->off + n > c->limit) {
+	if (c->len - c->off + n > EVENTS_CLIENT_MAX) {
 		client_drop(c, "it does not read its events fast enough");
 		return false;
 	}
@@ -116,6 +127,8 @@ static bool client_queue(EventClient *c, const char *line, size_t n)
 	return true;
 }
 
+static void client_fill(EventClient *c);
+
 static int client_io(sd_event_source *s _unused_, int fd, uint32_t revents, void *userdata)
 {
 	EventClient *c = userdata;
@@ -138,6 +151,8 @@ static int client_io(sd_event_source *s _unused_, int fd, uint32_t revents, void
 	}
 	if (client_flush(c) < 0)
 		client_free(c);
+	else if (c->in_snapshot && c->len - c->off < SNAPSHOT_FILL)
+		client_fill(c);
 	return 0;
 }
 
@@ -182,7 +197,13 @@ static json_t *condition_json(const Condition *c)
 			 c->reason ?: "", "message", text_json(c->message));
 }
 
-static void send_all(EventServer *es, json_t *j)
+/* Whether c is to get an event of sb now: not while its snapshot has yet to come to sb. */
+static bool client_wants(const EventClient *c, const Sandbox *sb)
+{
+	return !c->in_snapshot || (sb && (!c->cursor || sb->event_id < c->cursor->event_id));
+}
+
+static void send_all(EventServer *es, const Sandbox *sb, json_t *j)
 {
 	_cleanup_free_ char *line = render(j);
 	size_t n = line ? strlen(line) : 0;
@@ -193,7 +214,7 @@ static void send_all(EventServer *es, json_t *j)
 		EventClient *c = list_entry(p, EventClient, node);
 
 		next = p->next;
-		if (client_queue(c, line, n) && client_flush(c) < 0)
+		if (client_wants(c, sb) && client_queue(c, line, n) && client_flush(c) < 0)
 			client_free(c);
 	}
 }
@@ -232,6 +253,34 @@ static json_t *snapshot(EventServer *es, const Sandbox *sb)
 	return j;
 }
 
+/*
+ * The next slice of c's snapshot: sandboxes from its cursor on, until SNAPSHOT_FILL bytes
+ * wait or SLICE_USEC passed; then "synced", once all are queued.
+ */
+static void client_fill(EventClient *c)
+{
+	EventServer *es = c->server;
+	uint64_t began = now_usec(CLOCK_MONOTONIC);
+
+	while (c->cursor && c->len - c->off < SNAPSHOT_FILL &&
+	       now_usec(CLOCK_MONOTONIC) - began < SLICE_USEC) {
+		_cleanup_free_ char *line = render(snapshot(es, c->cursor));
+
+		c->cursor = list_entry(c->cursor->all_node.next, Sandbox, all_node);
+		if (line && !client_queue(c, line, strlen(line)))
+			return;
+	}
+	if (!c->cursor) {
+		_cleanup_free_ char *synced = render(event_new(es->seq, "synced", NULL));
+
+		c->in_snapshot = false;
+		if (synced && !client_queue(c, synced, strlen(synced)))
+			return;
+	}
+	if (client_flush(c) < 0)
+		client_free(c);
+}
+
 /* A new client: a snapshot of every sandbox, then "synced", then what happens. */
 static int on_accept(sd_event_source *s _unused_, int fd, uint32_t revents _unused_, void *userdata)
 {
@@ -256,27 +305,35 @@ static int on_accept(sd_event_source *s _unused_, int fd, uint32_t revents _unus
 	}
 	c->server = es;
 	c->fd = cfd;
-	c->limit = SIZE_MAX;
+	c->in_snapshot = true;
+	c->cursor = list_entry(m->all.first, Sandbox, all_node);
 	list_append(&es->clients, &c->node);
 	if (sd_event_add_io(m->event, &c->io, cfd, EPOLLIN, client_io, c) < 0) {
 		client_free(c);
 		return 0;
 	}
-	/* The snapshot goes whole, whatever its size; only what comes after it is bounded. */
-	for (ListNode *n = m->all.first; n; n = n->next) {
-		_cleanup_free_ char *line = render(snapshot(es, list_entry(n, Sandbox, all_node)));
-
-		if (line && !client_queue(c, line, strlen(line)))
-			return 0;
-	}
-	_cleanup_free_ char *synced = render(event_new(es->seq, "synced", NULL));
-
-	if (synced && !client_queue(c, synced, strlen(synced)))
-		return 0;
-	c->limit = c->len + EVENTS_CLIENT_MAX;
-	if (client_flush(c) < 0)
-		client_free(c);
+	client_fill(c);
 	return 0;
+}
+
+void events_sandbox_new(Manager *m, Sandbox *sb)
+{
+	if (m->events)
+		sb->event_id = m->events->next_id++;
+}
+
+void events_forget(Manager *m, Sandbox *sb)
+{
+	EventServer *es = m->events;
+
+	if (!es)
+		return;
+	for (ListNode *p = es->clients.first; p; p = p->next) {
+		EventClient *c = list_entry(p, EventClient, node);
+
+		if (c->cursor == sb)
+			c->cursor = list_entry(sb->all_node.next, Sandbox, all_node);
+	}
 }
 
 void events_start(Manager *m)
@@ -353,7 +410,7 @@ void events_status_changed(Manager *m, const Sandbox *sb, const EventsMark *befo
 		json_object_set_new(j, "phase", json_string(phase_to_string(sb->status.phase)));
 		json_object_set_new(j, "previous", json_string(phase_to_string(before->phase)));
 		json_object_set_new(j, "generation", json_integer((json_int_t)sb->generation));
-		send_all(es, j);
+		send_all(es, sb, j);
 	}
 	for (size_t i = 0; i < _CONDITION_TYPE_MAX && listening(m); i++) {
 		const Condition *c = &sb->status.conditions[i];
@@ -371,7 +428,7 @@ void events_status_changed(Manager *m, const Sandbox *sb, const EventsMark *befo
 			j, "previous",
 			json_string(
 				condition_status_table[before->status[i] % _CONDITION_STATUS_MAX]));
-		send_all(es, j);
+		send_all(es, sb, j);
 	}
 }
 
@@ -389,7 +446,7 @@ void events_action(Manager *m, const Sandbox *sb, const char *action, const char
 	json_object_set_new(j, "result", json_string(result));
 	json_object_set_new(j, "message", text_json(detail));
 	json_object_set_new(j, "generation", json_integer((json_int_t)sb->generation));
-	send_all(es, j);
+	send_all(es, sb, j);
 }
 
 void events_file(Manager *m, const Sandbox *sb, const char *result, const char *detail)
@@ -404,7 +461,7 @@ void events_file(Manager *m, const Sandbox *sb, const char *result, const char *
 	json_object_set_new(j, "file", text_json(sb->path));
 	json_object_set_new(j, "message", text_json(detail));
 	json_object_set_new(j, "generation", json_integer((json_int_t)sb->generation));
-	send_all(es, j);
+	send_all(es, sb, j);
 }
 
 void events_deleted(Manager *m, const Sandbox *sb)
@@ -412,5 +469,5 @@ void events_deleted(Manager *m, const Sandbox *sb)
 	EventServer *es = listening(m);
 
 	if (es)
-		send_all(es, event_new(++es->seq, "deleted", sb));
+		send_all(es, sb, event_new(++es->seq, "deleted", sb));
 }

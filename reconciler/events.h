@@ -21,6 +21,10 @@ typedef struct EventServer EventServer;
 void events_start(Manager *m);
 void events_stop(Manager *m);
 
+/* A sandbox made (its place in the snapshot's order), or about to be dropped. */
+void events_sandbox_new(Manager *m, Sandbox *sb);
+void events_forget(Manager *m, Sandbox *sb);
+
 /* What a sandbox's status was before it is computed again, to tell what changed. */
 typedef struct EventsMark {
 	Phase phase;

@@ -46,6 +46,7 @@ Sandbox *manager_sandbox(Manager *m, const char *name, bool create)
 		return mfree(sb);
 	}
 	list_append(&m->all, &sb->all_node);
+	events_sandbox_new(m, sb);
 	manager_tally_add(m, sb);
 	if (!m->read_only)
 		sandbox_load_backoff(m, sb);
@@ -79,6 +80,7 @@ void manager_drop_sandbox(Manager *m, Sandbox *sb)
 	/* A pass in slices about to get to it goes on with the next one. */
 	if (m->resync_next == sb)
 		m->resync_next = list_entry(sb->all_node.next, Sandbox, all_node);
+	events_forget(m, sb);
 	list_remove(&m->all, &sb->all_node);
 	list_remove(&m->dirty, &sb->dirty_node);
 	list_remove(&m->persist_queue, &sb->persist_node);

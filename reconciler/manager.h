@@ -124,6 +124,8 @@ typedef struct Sandbox {
 	char *persist_text;   /* its last valid spec, waiting to be written to the state dir */
 	bool persist_failed;  /* a write of it failed: it is retried (StateWriteFailed) */
 
+	uint64_t event_id; /* events.c: its place in Manager.all, for a client's snapshot */
+
 	/* Where it waits: each list of the Manager's it can be in. */
 	ListNode all_node;     /* Manager.all */
 	ListNode dirty_node;   /* Manager.dirty */

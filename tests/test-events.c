@@ -271,6 +271,68 @@ static void test_slow_client(void **state)
 	close(fast.fd);
 }
 
+#define MANY 2000
+
+/*
+ * A snapshot larger than a client's bound (some 1 MB) comes whole, as the client reads it,
+ * and is no drop. Events of a sandbox whose snapshot is sent come after it; those of one
+ * whose snapshot is still to come do not come before it, which tells their outcome. (The
+ * last one's snapshot is still to come when nobody reads: the daemon renders 64 KiB ahead,
+ * and a Unix socket holds net.core.wmem_default, 208 KiB, far less than the snapshot.)
+ */
+static void test_big_snapshot(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *log = NULL;
+	char last[16], text[256];
+	unsigned snapshots = 0;
+	bool first_loaded = false, last_seen = false;
+	Reader r;
+
+	for (int i = 0; i < MANY; i++) {
+		snprintf(last, sizeof(last), "s%04d", i);
+		fixture_put(f, last, FIXTURE_NOOP_SPEC);
+	}
+	fixture_start_daemon(f);
+	json_decref(fixture_wait_status(f, last, phase_is, "Running"));
+	reader_open(f, &r);
+	/* While it reads nothing, the first and the last change. */
+	snprintf(text, sizeof(text), "%s  vcpus: 2\n", FIXTURE_NOOP_SPEC);
+	fixture_put(f, "s0000", text);
+	fixture_put(f, last, text);
+	json_decref(fixture_wait_status(f, "s0000", generation_settled, (void *)(uintptr_t)2));
+	json_decref(fixture_wait_status(f, last, generation_settled, (void *)(uintptr_t)2));
+
+	for (;;) {
+		json_t *e = reader_next(&r);
+		const char *type = field(e, "type"), *name = field(e, "sandbox");
+		bool done = streq(type, "synced");
+
+		if (streq(type, "snapshot")) {
+			snapshots++;
+			if (streq(name, "s0000"))
+				assert_int_equal(
+					json_integer_value(json_object_get(e, "generation")), 1);
+			if (streq(name, last)) {
+				assert_int_equal(
+					json_integer_value(json_object_get(e, "generation")), 2);
+				last_seen = true;
+			}
+		} else if (streq(name, last))
+			assert_true(last_seen); /* nothing of it before its snapshot */
+		else if (streq(name, "s0000") && streq(type, "file"))
+			first_loaded = true;
+		json_decref(e);
+		if (done)
+			break;
+	}
+	assert_int_equal(snapshots, MANY);
+	assert_true(first_loaded);
+	close(r.fd);
+	log = test_read_file(f->log, NULL);
+	assert_null(strstr(log, "dropped a client"));
+}
+
 /* Start argv with its stdout on a pipe (in child); the pipe's read end. */
 static int spawn(char *const argv[])
 {
@@ -478,6 +540,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_edit, fixture_setup, teardown),
 		cmocka_unit_test_setup_teardown(test_slow_client, fixture_setup, teardown),
+		cmocka_unit_test_setup_teardown(test_big_snapshot, fixture_setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cli, fixture_setup, teardown),
 		cmocka_unit_test_setup_teardown(test_watch, fixture_setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wait_inotify, fixture_setup, teardown),
