@@ -48,8 +48,10 @@ struct EventServer {
 	int fd;
 	sd_event_source *io;
 	List clients;
-	uint64_t seq;	  /* of the last event sent */
-	uint64_t next_id; /* Sandbox.event_id of the next sandbox made */
+	sd_event_source *pause; /* accept(2) failed for want of fds: tried again after it */
+	bool accept_failing;	/* that was said, until a client is taken again */
+	uint64_t seq;		/* of the last event sent */
+	uint64_t next_id;	/* Sandbox.event_id of the next sandbox made */
 };
 
 static EventClient *client_free(EventClient *c)
@@ -281,6 +283,32 @@ static void client_fill(EventClient *c)
 		client_free(c);
 }
 
+static int accept_again(sd_event_source *s _unused_, uint64_t usec _unused_, void *userdata)
+{
+	EventServer *es = userdata;
+
+	es->pause = sd_event_source_disable_unref(es->pause);
+	return sd_event_source_set_enabled(es->io, SD_EVENT_ON);
+}
+
+/*
+ * The connection waiting cannot be taken for want of fds (EMFILE, ENFILE): it would wake
+ * the loop at once again, so the socket is not watched for a second. Said once.
+ */
+static void accept_failed(EventServer *es, int error)
+{
+	if (!IN_SET(error, EMFILE, ENFILE, ENOBUFS, ENOMEM) || es->pause)
+		return;
+	if (!es->accept_failing)
+		log_fields(LOG_WARNING,
+			   &(LogFields){ .error = error, .message_id = LOG_MESSAGE_DAEMON },
+			   "cannot take a client of %s; trying again every second", es->path);
+	es->accept_failing = true;
+	if (sd_event_add_time_relative(es->manager->event, &es->pause, CLOCK_MONOTONIC, 1000 * 1000,
+				       0, accept_again, es) >= 0)
+		(void)sd_event_source_set_enabled(es->io, SD_EVENT_OFF);
+}
+
 /* A new client: a snapshot of every sandbox, then "synced", then what happens. */
 static int on_accept(sd_event_source *s _unused_, int fd, uint32_t revents _unused_, void *userdata)
 {
@@ -289,8 +317,11 @@ static int on_accept(sd_event_source *s _unused_, int fd, uint32_t revents _unus
 	EventClient *c;
 	int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
-	if (cfd < 0)
+	if (cfd < 0) {
+		accept_failed(es, errno);
 		return 0;
+	}
+	es->accept_failing = false;
 	if (es->clients.size >= EVENTS_CLIENTS_MAX) {
 		log_fields(LOG_WARNING, &(LogFields){ .message_id = LOG_MESSAGE_DAEMON },
 			   "refused a client of %s: %d are connected already", es->path,
@@ -372,6 +403,7 @@ void events_stop(Manager *m)
 		return;
 	while (es->clients.first)
 		client_free(list_entry(es->clients.first, EventClient, node));
+	sd_event_source_disable_unref(es->pause);
 	sd_event_source_disable_unref(es->io);
 	close(es->fd);
 	(void)unlink(es->path);

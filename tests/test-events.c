@@ -11,7 +11,9 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
+#include <dirent.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -288,6 +290,7 @@ static void test_big_snapshot(void **state)
 	unsigned snapshots = 0;
 	bool first_loaded = false, last_seen = false;
 	Reader r;
+	json_t *e;
 
 	for (int i = 0; i < MANY; i++) {
 		snprintf(last, sizeof(last), "s%04d", i);
@@ -296,7 +299,12 @@ static void test_big_snapshot(void **state)
 	fixture_start_daemon(f);
 	json_decref(fixture_wait_status(f, last, phase_is, "Running"));
 	reader_open(f, &r);
-	/* While it reads nothing, the first and the last change. */
+	/* Its first snapshot read: it is taken. While it reads no more, the first and the last change. */
+	e = reader_next(&r);
+	assert_string_equal(field(e, "sandbox"), "s0000");
+	assert_int_equal(json_integer_value(json_object_get(e, "generation")), 1);
+	json_decref(e);
+	snapshots = 1;
 	snprintf(text, sizeof(text), "%s  vcpus: 2\n", FIXTURE_NOOP_SPEC);
 	fixture_put(f, "s0000", text);
 	fixture_put(f, last, text);
@@ -304,9 +312,13 @@ static void test_big_snapshot(void **state)
 	json_decref(fixture_wait_status(f, last, generation_settled, (void *)(uintptr_t)2));
 
 	for (;;) {
-		json_t *e = reader_next(&r);
-		const char *type = field(e, "type"), *name = field(e, "sandbox");
-		bool done = streq(type, "synced");
+		const char *type, *name;
+		bool done;
+
+		e = reader_next(&r);
+		type = field(e, "type");
+		name = field(e, "sandbox");
+		done = streq(type, "synced");
 
 		if (streq(type, "snapshot")) {
 			snapshots++;
@@ -331,6 +343,71 @@ static void test_big_snapshot(void **state)
 	close(r.fd);
 	log = test_read_file(f->log, NULL);
 	assert_null(strstr(log, "dropped a client"));
+}
+
+/* The lowest fd number pid has not open: the one its next open would get. */
+static unsigned lowest_free_fd(pid_t pid)
+{
+	char path[64];
+	bool used[4096] = {};
+	unsigned k = 0;
+	struct dirent *e;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	d = opendir(path);
+	assert_non_null(d);
+	while ((e = readdir(d)))
+		if (e->d_name[0] != '.' && (unsigned)atoi(e->d_name) < ELEMENTSOF(used))
+			used[atoi(e->d_name)] = true;
+	closedir(d);
+	while (used[k])
+		k++;
+	return k;
+}
+
+/*
+ * Out of fds, the daemon cannot take a client: it says so once and stops watching the
+ * socket for a second at a time (else the waiting connection would wake it at once, again
+ * and again), and takes the one waiting once it can.
+ */
+static void test_out_of_fds(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *started = fixture_start_noop(f, "web"), *log = NULL;
+	struct rlimit was, now;
+	Reader first, second;
+
+	reader_open(f, &first);
+	json_decref(reader_until(&first, "", "synced", NULL, NULL, NULL));
+	assert_int_equal(prlimit(f->pid, RLIMIT_NOFILE, NULL, &was), 0);
+	now = was;
+	now.rlim_cur = lowest_free_fd(f->pid); /* no new fd fits below it */
+	assert_int_equal(prlimit(f->pid, RLIMIT_NOFILE, &now, NULL), 0);
+	reader_open(f, &second); /* in the backlog: connected, not taken */
+	for (uint64_t end = ms_now() + FIXTURE_WAIT_MS;;) {
+		free(log);
+		log = test_read_file(f->log, NULL);
+		if (strstr(log, "cannot take a client of "))
+			break;
+		assert_true(ms_now() < end);
+		fixture_pass_time(f, 50);
+	}
+	assert_non_null(strstr(log, "events.sock; trying again every second"));
+	assert_non_null(strstr(strstr(log, "cannot take a client of "), "Too many open files"));
+	fixture_pass_time(f, 1500); /* tried again meanwhile: said once */
+	free(log);
+	log = test_read_file(f->log, NULL);
+	assert_int_equal(count_in(log, "cannot take a client of "), 1);
+
+	/* Room again: the one waiting is taken, gets its snapshot; the daemon goes on. */
+	assert_int_equal(prlimit(f->pid, RLIMIT_NOFILE, &was, NULL), 0);
+	json_decref(reader_until(&second, "", "synced", NULL, NULL, NULL));
+	fixture_put(f, "web", FIXTURE_NOOP_SPEC "  state: paused\n");
+	json_decref(reader_until(&first, "web", "phase", "phase", "Paused", NULL));
+	json_decref(reader_until(&second, "web", "phase", "phase", "Paused", NULL));
+	close(first.fd);
+	close(second.fd);
 }
 
 /* Start argv with its stdout on a pipe (in child); the pipe's read end. */
@@ -527,8 +604,14 @@ static void test_wait_inotify(void **state)
 
 	fd = spawn(deleted);
 	close(fd);
-	fixture_pass_time(f, 300); /* it looked once, and waits */
-	before = reads_of(child);
+	/* Once it looked and waits (its reads stand still a moment), none for a second. */
+	for (uint64_t end = ms_now() + FIXTURE_WAIT_MS;;) {
+		before = reads_of(child);
+		fixture_pass_time(f, 100);
+		if (reads_of(child) == before)
+			break;
+		assert_true(ms_now() < end);
+	}
 	fixture_pass_time(f, 1000);
 	assert_int_equal(reads_of(child), before);
 	assert_int_equal(unlink(path), 0);
@@ -541,6 +624,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_edit, fixture_setup, teardown),
 		cmocka_unit_test_setup_teardown(test_slow_client, fixture_setup, teardown),
 		cmocka_unit_test_setup_teardown(test_big_snapshot, fixture_setup, teardown),
+		cmocka_unit_test_setup_teardown(test_out_of_fds, fixture_setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cli, fixture_setup, teardown),
 		cmocka_unit_test_setup_teardown(test_watch, fixture_setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wait_inotify, fixture_setup, teardown),
