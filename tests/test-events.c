@@ -526,6 +526,7 @@ static void test_watch(void **state)
 			 (char *)"--run-dir", f->run,		NULL };
 	size_t len = 0, first;
 	int fd = spawn(argv);
+	TestRun r;
 
 	read_until(fd, &out, &len, 0, "--- ");
 	read_until(fd, &out, &len, 0, "\nweb ");
@@ -536,6 +537,13 @@ static void test_watch(void **state)
 	assert_non_null(strstr(out + first, "--- "));
 	interrupt();
 	close(fd);
+
+	/* No daemon serves the socket: it says so rather than watch files nobody updates. */
+	fixture_stop_daemon(f, SIGTERM);
+	test_run(&r, argv);
+	assert_int_equal(r.status, 1);
+	assert_non_null(strstr(r.err, "vmd status --watch: cannot connect to "));
+	test_run_done(&r);
 }
 
 /* How many read system calls pid made (/proc/PID/io's syscr). */
