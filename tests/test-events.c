@@ -15,6 +15,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -143,7 +144,8 @@ static const char *after(const char *haystack, const char *from, const char *nee
 static void test_edit(void **state)
 {
 	Fixture *f = *state;
-	_cleanup_free_ char *trail = strdup(""), *dir = NULL;
+	_cleanup_free_ char *trail = strdup(""), *dir = NULL, *sock = NULL;
+	struct stat st;
 	Reader r;
 	json_t *e;
 	const char *p;
@@ -156,6 +158,11 @@ static void test_edit(void **state)
 	json_decref(fixture_wait_status(f, "web", phase_is, "Stopped"));
 
 	reader_open(f, &r);
+	/* Who reads status.json (0640) reads the events: 0660, a socket. */
+	sock = path_in(f->run, "events.sock");
+	assert_int_equal(stat(sock, &st), 0);
+	assert_true(S_ISSOCK(st.st_mode));
+	assert_int_equal(st.st_mode & 07777, 0660);
 	/*
 	 * It takes no commands: what a client says is thrown away, and the end of what it says
 	 * (socat with its input at an end) does not end its events.
