@@ -207,15 +207,21 @@ static bool watch_dirs(int ifd, const char *run_dir, const Waited *w, int n)
 	const uint32_t dir_mask = IN_ONLYDIR | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE |
 				  IN_DELETE_SELF | IN_MOVE_SELF;
 	_cleanup_free_ char *parent = NULL;
+	char *slash;
 
 	if (inotify_add_watch(ifd, run_dir, dir_mask | IN_CREATE) < 0) {
 		if (errno != ENOENT)
 			return false;
 		parent = strdup(run_dir);
-		if (!parent || !strrchr(parent, '/'))
+		slash = parent ? strrchr(parent, '/') : NULL;
+		if (!parent)
 			return false;
-		*strrchr(parent, '/') = '\0';
-		return inotify_add_watch(ifd, *parent ? parent : "/",
+		if (slash)
+			*slash = '\0';
+		return inotify_add_watch(ifd,
+					 !slash	   ? "."
+					 : *parent ? parent
+						   : "/",
 					 IN_ONLYDIR | IN_CREATE | IN_MOVED_TO) >= 0;
 	}
 	for (int i = 0; i < n; i++) {
