@@ -66,6 +66,7 @@ LIB_SRCS := \
 	reconciler/after-spec.c \
 	reconciler/sandbox-dir.c \
 	reconciler/sandbox-file.c \
+	reconciler/source-revision.c \
 	reconciler/spec-json.c \
 	reconciler/hashmap.c \
 	reconciler/prioq.c \
@@ -73,6 +74,7 @@ LIB_SRCS := \
 	reconciler/log.c \
 	reconciler/status.c \
 	reconciler/status-line.c \
+	reconciler/events.c \
 	reconciler/desired.c \
 	reconciler/deletion-guard.c \
 	reconciler/host-systemd.c \
@@ -94,6 +96,7 @@ LIB_SRCS := \
 	reconciler/cli-approve.c \
 	reconciler/cli-console.c \
 	reconciler/cli-wait.c \
+	reconciler/cli-events.c \
 	backends/backend.c \
 	backends/noop.c \
 	backends/vmm.c \
@@ -120,7 +123,7 @@ LIB_SRCS := \
 	backends/firecracker-jail.c
 MAIN_SRC := reconciler/main.c
 
-TESTS := util hashmap list prioq status desired console yaml-tree yaml-decode spec disk-image spec-check spec-yaml spec-json provision sandbox-dir sandbox-file plan backend-noop vmm http-unix http-unix-loop http-fds cloud-hypervisor firecracker qmp qemu-argv qemu qemu-net qemu-image qemu-provision qemu-sim qemu-user vmm-net hung-vmm vm-safety host-ports neigh guest-agent readiness ordering watcher \
+TESTS := util hashmap list prioq status desired console yaml-tree yaml-decode spec disk-image spec-check spec-yaml spec-json provision sandbox-dir sandbox-file plan backend-noop vmm http-unix http-unix-loop http-fds cloud-hypervisor firecracker qmp qemu-argv qemu qemu-net qemu-image qemu-provision qemu-sim qemu-user vmm-net hung-vmm vm-safety host-ports neigh guest-agent readiness ordering events source-revision watcher \
 	cli-validate schema daemon state-dir files deletion-guard vm-scope journal units install systemd readme metrics man fleet
 
 # libFuzzer targets, tests/fuzz-NAME.c; make check replays the seeds of each (tests/run).

@@ -24,12 +24,12 @@ _vmd_sandboxes()
 _vmd()
 {
 	local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD - 1]}
-	local verbs='daemon status plan validate approve-deletions console wait help'
+	local verbs='daemon status plan validate approve-deletions console wait events help'
 	local verb= i
 
 	for ((i = 1; i < COMP_CWORD; i++)); do
 		case ${COMP_WORDS[i]} in
-		daemon | status | plan | validate | approve-deletions | console | wait | help)
+		daemon | status | plan | validate | approve-deletions | console | wait | events | help)
 			verb=${COMP_WORDS[i]}
 			break
 			;;
@@ -92,7 +92,10 @@ _vmd()
 		opts="$_vmd_manager_opts --json --help"
 		;;
 	status)
-		opts='--run-dir --json --help'
+		opts='--run-dir --json --watch --help'
+		;;
+	events)
+		opts='--json --run-dir --help'
 		;;
 	validate)
 		opts='--json --default-backend --sandboxes --trusted-uid --trusted-gid --skip-images --help'

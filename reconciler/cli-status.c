@@ -118,6 +118,13 @@ static void print_one(json_t *s, bool no_daemon)
 	printf("Generation:  %lld (observed %lld)\n",
 	       (long long)json_integer_value(json_object_get(s, "generation")),
 	       (long long)json_integer_value(json_object_get(s, "observedGeneration")));
+	if (json_is_object(json_object_get(s, "sourceRevision")))
+		printf("Revision:    %s (%s)\n",
+		       json_string_value(
+			       json_object_get(json_object_get(s, "sourceRevision"), "revision"))
+			       ?: "?",
+		       json_string_value(json_object_get(json_object_get(s, "sourceRevision"), "kind"))
+			       ?: "?");
 	if (json_string_value(json_object_get(s, "startedAt")))
 		printf("Started:     %s\n", json_string_value(json_object_get(s, "startedAt")));
 	printf("Restarts:    %lld\n", (long long)json_integer_value(json_object_get(s, "restarts")));
@@ -168,45 +175,18 @@ static void print_one(json_t *s, bool no_daemon)
 	}
 }
 
-int verb_status(int argc, char **argv)
+/* What vmd status shows, once: every sandbox or one, as a table, in detail or as JSON. */
+static int show(const char *run_dir, const char *name, bool json)
 {
-	static const struct option options[] = {
-		{ "run-dir", required_argument, NULL, 'r' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{},
-	};
-	const char *run_dir = "/run/vmd";
-	bool json = false, no_daemon;
+	bool no_daemon = warn_daemon(run_dir);
 	json_t *out = NULL;
-	int c, r;
+	int r;
 
-	optind = 0;
-	while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
-		switch (c) {
-		case 'r':
-			run_dir = optarg;
-			break;
-		case 'j':
-			json = true;
-			break;
-		case 'h':
-			printf("Usage: vmd status [--run-dir DIR] [--json] [NAME]\n\nShow what the daemon reports about every sandbox, or one.\n");
-			return EXIT_OK;
-		default:
-			return EXIT_USAGE;
-		}
-	}
-	if (argc - optind > 1) {
-		fprintf(stderr, "vmd status: at most one NAME\n");
-		return EXIT_USAGE;
-	}
-	no_daemon = warn_daemon(run_dir);
-	if (optind < argc) {
-		r = status_read_one(run_dir, argv[optind], &out);
+	if (name) {
+		r = status_read_one(run_dir, name, &out);
 		if (r < 0) {
-			fprintf(stderr, "vmd status: no status for sandbox '%s' in %s%s\n",
-				argv[optind], run_dir, r == -ENOENT ? "" : ": unreadable");
+			fprintf(stderr, "vmd status: no status for sandbox '%s' in %s%s\n", name,
+				run_dir, r == -ENOENT ? "" : ": unreadable");
 			return EXIT_INVALID;
 		}
 	} else {
@@ -227,4 +207,91 @@ int verb_status(int argc, char **argv)
 		print_one(out, no_daemon);
 	json_decref(out);
 	return EXIT_OK;
+}
+
+typedef struct Watch {
+	const char *run_dir, *name;
+	bool json, tty;
+	bool synced;  /* the snapshot is in: what follows are changes */
+	bool changed; /* since the last redraw */
+} Watch;
+
+/* Redraw once the events of a read are in, if any changed something. */
+static int watch_event(json_t *e, void *userdata)
+{
+	Watch *w = userdata;
+	char now[32];
+
+	if (e) {
+		const char *type = json_string_value(json_object_get(e, "type")),
+			   *name = json_string_value(json_object_get(e, "sandbox"));
+
+		w->synced |= streq_ptr(type, "synced");
+		w->changed |= streq_ptr(type, "synced") || !w->name || streq_ptr(name, w->name);
+		return 0;
+	}
+	if (!w->synced || !w->changed)
+		return 0;
+	w->changed = false;
+	format_timestamp(now_usec(CLOCK_REALTIME), now);
+	if (w->tty)
+		printf("\033[H\033[2J");
+	printf("--- %s (vmd status --watch; Ctrl-C ends)\n", now);
+	(void)show(w->run_dir, w->name, w->json);
+	return 0;
+}
+
+int verb_status(int argc, char **argv)
+{
+	static const struct option options[] = {
+		{ "run-dir", required_argument, NULL, 'r' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "watch", no_argument, NULL, 'w' },
+		{ "help", no_argument, NULL, 'h' },
+		{},
+	};
+	const char *run_dir = "/run/vmd";
+	bool json = false, watch = false;
+	int c;
+
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
+		switch (c) {
+		case 'r':
+			run_dir = optarg;
+			break;
+		case 'j':
+			json = true;
+			break;
+		case 'w':
+			watch = true;
+			break;
+		case 'h':
+			printf("Usage: vmd status [--run-dir DIR] [--json] [--watch] [NAME]\n"
+			       "\n"
+			       "Show what the daemon reports about every sandbox, or one.\n"
+			       "\n"
+			       "  --run-dir DIR  the daemon's run dir (default /run/vmd)\n"
+			       "  --json         the status files as they are\n"
+			       "  --watch        show it again at each event of the daemon's, until\n"
+			       "                 Ctrl-C (its events.sock: vmd events)\n"
+			       "  -h, --help     show this help\n");
+			return EXIT_OK;
+		default:
+			return EXIT_USAGE;
+		}
+	}
+	if (argc - optind > 1) {
+		fprintf(stderr, "vmd status: at most one NAME\n");
+		return EXIT_USAGE;
+	}
+	if (watch) {
+		Watch w = { .run_dir = run_dir,
+			    .name = optind < argc ? argv[optind] : NULL,
+			    .json = json,
+			    .tty = isatty(STDOUT_FILENO) };
+
+		return events_follow("vmd status --watch", run_dir, watch_event, &w);
+	}
+	return show(run_dir, optind < argc ? argv[optind] : NULL, json);
 }

@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * vmd wait NAME... --for CONDITION: like kubectl wait, on the status files of the run dir
- * (docs/status.md). It reads them every WAIT_PERIOD_MS, never busy, until each NAME is as
- * asked or the timeout ends; it needs no daemon to talk to, only its files.
+ * (docs/status.md). It reads them again whenever inotify says one changed (the daemon
+ * renames each into place, in <run-dir>/<name>/), until each NAME is as asked or the
+ * timeout ends; it needs no daemon to talk to, only its files. Where inotify cannot watch
+ * (its limits, a run dir whose parent is not there either), it reads them every
+ * WAIT_PERIOD_MS instead; never busy.
  *
  * --for applied compares contents: generation is a counter the daemon keeps, not
  * something a file's content gives, so the daemon writes in status.json the fingerprint
@@ -15,7 +18,9 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <poll.h>
 #include <stdio.h>
+#include <sys/inotify.h>
 #include <time.h>
 
 #include "cli.h"
@@ -191,12 +196,54 @@ static bool check(const char *run_dir, WaitFor what, Waited *w)
 	return false;
 }
 
-static void sleep_ms(unsigned ms)
+/*
+ * Watch what the statuses of w[] are in: each <run-dir>/<name>/ (status.json renamed into
+ * it or removed), the run dir (those folders made or removed), and while the run dir is
+ * not there, its parent. Watched again before each look, so that what appears between two
+ * looks is watched from then on. Whether every folder that is there or may come is.
+ */
+static bool watch_dirs(int ifd, const char *run_dir, const Waited *w, int n)
 {
-	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000 };
+	const uint32_t dir_mask = IN_ONLYDIR | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE |
+				  IN_DELETE_SELF | IN_MOVE_SELF;
+	_cleanup_free_ char *parent = NULL;
+	char *slash;
 
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
+	if (inotify_add_watch(ifd, run_dir, dir_mask | IN_CREATE) < 0) {
+		if (errno != ENOENT)
+			return false;
+		parent = strdup(run_dir);
+		slash = parent ? strrchr(parent, '/') : NULL;
+		if (!parent)
+			return false;
+		if (slash)
+			*slash = '\0';
+		return inotify_add_watch(ifd,
+					 !slash	   ? "."
+					 : *parent ? parent
+						   : "/",
+					 IN_ONLYDIR | IN_CREATE | IN_MOVED_TO) >= 0;
+	}
+	for (int i = 0; i < n; i++) {
+		_cleanup_free_ char *dir = NULL;
+
+		if (asprintf(&dir, "%s/%s", run_dir, w[i].name) < 0)
+			return false;
+		if (inotify_add_watch(ifd, dir, dir_mask) < 0 && errno != ENOENT)
+			return false;
+	}
+	return true;
+}
+
+/* Until inotify says something changed, or ms pass; what it says is read and dropped. */
+static void wait_change(int ifd, uint64_t ms)
+{
+	struct pollfd p = { .fd = ifd, .events = POLLIN };
+	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+
+	if (poll(&p, ifd >= 0 ? 1 : 0, (int)MIN(ms, (uint64_t)INT32_MAX)) > 0)
+		while (read(ifd, buf, sizeof(buf)) > 0)
+			;
 }
 
 int verb_wait(int argc, char **argv)
@@ -212,6 +259,7 @@ int verb_wait(int argc, char **argv)
 	const char *run_dir = "/run/vmd", *sandboxes = "/etc/vmd/sandboxes", *timeout_arg = "5m";
 	uint64_t timeout_ms = WAIT_TIMEOUT_DEFAULT_MS, deadline;
 	_cleanup_free_ Waited *w = NULL;
+	_cleanup_close_ int ifd = -EBADF;
 	int c, what = -1, n;
 	bool all;
 
@@ -278,15 +326,22 @@ int verb_wait(int argc, char **argv)
 	}
 
 	deadline = now_usec(CLOCK_MONOTONIC) / 1000 + timeout_ms;
+	ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
 	for (;;) {
+		/* Watched first, looked at then: a change in between wakes the wait. */
+		bool watched = ifd >= 0 && watch_dirs(ifd, run_dir, w, n);
+		uint64_t now;
+
 		all = true;
 		for (int i = 0; i < n; i++)
 			all &= check(run_dir, what, &w[i]);
 		if (all)
 			return EXIT_OK;
-		if (now_usec(CLOCK_MONOTONIC) / 1000 >= deadline)
+		now = now_usec(CLOCK_MONOTONIC) / 1000;
+		if (now >= deadline)
 			break;
-		sleep_ms(WAIT_PERIOD_MS);
+		wait_change(ifd, watched ? deadline - now
+					 : MIN(deadline - now, (uint64_t)WAIT_PERIOD_MS));
 	}
 	for (int i = 0; i < n; i++)
 		if (!check(run_dir, what, &w[i]))

@@ -24,6 +24,17 @@ int verb_console(int argc, char **argv);
 int verb_approve_deletions(int argc, char **argv);
 /* vmd wait NAME... --for CONDITION [--timeout DURATION] [--run-dir DIR] [--sandboxes DIR] */
 int verb_wait(int argc, char **argv);
+/* vmd events [--json] [--run-dir DIR] */
+int verb_events(int argc, char **argv);
+
+typedef struct json_t json_t;
+/* Called for each event of the stream, then with NULL once a read's events are all given. */
+typedef int (*EventsFn)(json_t *event, void *userdata);
+/*
+ * Follow the daemon's events.sock in run_dir until SIGINT or SIGTERM (EXIT_OK), or until
+ * the daemon goes or cannot be reached (EXIT_INVALID, said on stderr as verb).
+ */
+int events_follow(const char *verb, const char *run_dir, EventsFn fn, void *userdata);
 
 typedef struct ManagerConfig ManagerConfig;
 

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <sys/stat.h>
 
+#include "events.h"
 #include "log.h"
 #include "manager.h"
 #include "ordering.h"
@@ -360,12 +361,14 @@ static void set_config_error(Manager *m, Sandbox *sb, const char *reason, char *
 		free(error);
 		error = shown;
 	}
-	if (!streq_ptr(sb->config_error, error))
+	if (!streq_ptr(sb->config_error, error)) {
 		log_fields(LOG_ERR,
 			   &(LogFields){ .sandbox = sb->name,
 					 .result = "refused",
 					 .message_id = LOG_MESSAGE_CONFIG_INVALID },
 			   "%s; keeping the last valid spec, touching nothing", error);
+		events_file(m, sb, "invalid", error);
+	}
 	free(sb->config_error);
 	sb->config_error = error;
 	sb->config_reason = reason;
@@ -432,6 +435,27 @@ static bool is_refused(const Sandbox *sb)
 }
 
 /*
+ * Its file is as vmd read it, and valid: a commit that left it so (or that HEAD named only
+ * after vmd read it) is the revision its spec comes from now. A version link's flip makes
+ * a new file, read anew.
+ */
+static void recheck_revision(Manager *m, Sandbox *sb)
+{
+	_cleanup_free_ char *rev = NULL;
+	SourceRevisionKind kind;
+
+	if (sb->config_error || sb->source_kind != SOURCE_REVISION_GIT)
+		return;
+	source_revision_of_path(sb->path, &kind, &rev);
+	if (kind == sb->source_kind && streq_ptr(rev, sb->source_revision))
+		return;
+	free(sb->source_revision);
+	sb->source_revision = TAKE_PTR(rev);
+	sb->source_kind = kind;
+	manager_mark_dirty(m, sb);
+}
+
+/*
  * The file at path, rel in root, gives name: (re)read it into its sandbox. -ENOENT if it
  * is not there (a dangling symlink neither).
  */
@@ -456,8 +480,10 @@ static int load_file(Manager *m, SandboxRoot *root, const char *path, const char
 	/* A file read already, that did not change and is still trusted, is not read again. */
 	r = sandbox_file_resolve(root, rel, &file);
 	if (r >= 0 && file.verdict == SANDBOX_FILE_TRUSTED && sb && streq_ptr(sb->path, path) &&
-	    !is_refused(sb) && same_file(&sb->file_st, &file.st))
+	    !is_refused(sb) && same_file(&sb->file_st, &file.st)) {
+		recheck_revision(m, sb);
 		return 0;
+	}
 	if (r >= 0 && file.verdict == SANDBOX_FILE_TRUSTED)
 		r = sandbox_file_open(root, rel, &file);
 	if (r == -ENOENT)
@@ -514,6 +540,9 @@ static int load_file(Manager *m, SandboxRoot *root, const char *path, const char
 	}
 
 	clear_config_error(m, sb);
+	/* The revision of what was read now: of the spec in force, whichever generation it is. */
+	free(sb->source_revision);
+	source_revision(path, file.fd, &sb->source_kind, &sb->source_revision);
 	/*
 	 * The VM runs a newer spec than the state dir kept (its write failed, or vmd died
 	 * first): this file is a new generation after the VM's, whatever it says.
@@ -534,6 +563,7 @@ static int load_file(Manager *m, SandboxRoot *root, const char *path, const char
 	sb->failures = 0;
 	sb->quick_exits = 0;
 	sb->retry_at = 0;
+	events_file(m, sb, "loaded", NULL);
 	persist(m, sb, raw, len);
 	return 0;
 }
@@ -542,6 +572,7 @@ static void file_gone(Manager *m, Sandbox *sb)
 {
 	if (!sb->path)
 		return;
+	events_file(m, sb, "removed", NULL);
 	sb->path = mfree(sb->path);
 	sb->desired_since = now_usec(CLOCK_MONOTONIC);
 	deletion_guard_update(m, sb);

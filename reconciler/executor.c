@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <syslog.h>
 
+#include "events.h"
 #include "image-copies.h"
 #include "log.h"
 #include "manager.h"
@@ -186,6 +187,7 @@ static void failed(Sandbox *sb, Backend *b, const char *what, const char *device
 	telemetry_action(sb->manager, sb, what, ACTION_RESULT_FAILED);
 	set_format(&err, "%s%s%s failed: %s", what, device ? " " : "", device ?: "",
 		   why ?: strerror(-r));
+	events_action(sb->manager, sb, what, device, "failed", why ?: strerror(-r));
 
 	/* Transitions are logged, not every retry: the first failure, or a different one. */
 	if (sb->failures == 1 || !streq_ptr(err, sb->last_error))
@@ -233,6 +235,7 @@ static void done(Sandbox *sb, Backend *b, const char *what, const char *device, 
 				 .message_id = LOG_MESSAGE_ACTION_DONE },
 		   "%s%s%s: %s", what, device ? " " : "", device ?: "", reason ?: "done");
 	telemetry_action(sb->manager, sb, what, ACTION_RESULT_DONE);
+	events_action(sb->manager, sb, what, device, "succeeded", reason);
 	if (sb->failures > 0)
 		log_fields(LOG_INFO,
 			   &(LogFields){ .sandbox = sb->name,
@@ -654,6 +657,8 @@ void sandbox_reconcile(Manager *m, Sandbox *sb)
 
 			free(backend_take_error(b)); /* only this action's own words */
 			sb->action_began = now_usec(CLOCK_MONOTONIC);
+			events_action(m, sb, action_type_to_string(plan.actions[k].type),
+				      plan.actions[k].device, "begun", plan.actions[k].reason);
 			r = execute(sb, b, &plan.actions[k]);
 			if (r < 0) {
 				action_failed(sb, b, &plan.actions[k], r);
@@ -689,6 +694,7 @@ void sandbox_reconcile(Manager *m, Sandbox *sb)
 		if (!m->read_only && sb->desired)
 			(void)image_copies_remove(m->config.state_dir, sb->desired);
 		sandbox_remove_status(m, sb);
+		events_deleted(m, sb);
 		manager_forget_persisted(m, sb->name);
 		manager_drop_sandbox(m, sb);
 		return;

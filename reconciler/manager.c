@@ -18,6 +18,7 @@
 #include <sys/sysmacros.h>
 #include <systemd/sd-daemon.h>
 
+#include "events.h"
 #include "log.h"
 #include "manager.h"
 #include "ordering.h"
@@ -46,6 +47,7 @@ Sandbox *manager_sandbox(Manager *m, const char *name, bool create)
 		return mfree(sb);
 	}
 	list_append(&m->all, &sb->all_node);
+	events_sandbox_new(m, sb);
 	manager_tally_add(m, sb);
 	if (!m->read_only)
 		sandbox_load_backoff(m, sb);
@@ -63,6 +65,7 @@ static Sandbox *sandbox_free(Sandbox *sb)
 	free(sb->persist_text);
 	free(sb->path);
 	free(sb->config_error);
+	free(sb->source_revision);
 	free(sb->last_error);
 	free(sb->exit_reason);
 	free(sb->refusal);
@@ -80,6 +83,7 @@ void manager_drop_sandbox(Manager *m, Sandbox *sb)
 	/* A pass in slices about to get to it goes on with the next one. */
 	if (m->resync_next == sb)
 		m->resync_next = list_entry(sb->all_node.next, Sandbox, all_node);
+	events_forget(m, sb);
 	list_remove(&m->all, &sb->all_node);
 	list_remove(&m->dirty, &sb->dirty_node);
 	list_remove(&m->persist_queue, &sb->persist_node);
@@ -636,6 +640,7 @@ int manager_new(const ManagerConfig *config, Manager **ret)
 			return log_error_errno(r, "cannot set up backend %s",
 					       backend_kind_to_string(k));
 	}
+	events_start(m);
 	*ret = TAKE_PTR(m);
 	return 0;
 }
@@ -672,6 +677,7 @@ Manager *manager_free(Manager *m)
 
 	if (!m)
 		return NULL;
+	events_stop(m);
 	watcher_free(m->watcher);
 	/* A clean stop leaves every last valid spec written, or tries to: no retry now. */
 	m->stopping = true;

@@ -14,6 +14,7 @@
 #include "plan.h"
 #include "prioq.h"
 #include "sandbox-file.h"
+#include "source-revision.h"
 #include "spec.h"
 #include "status.h"
 #include "telemetry.h"
@@ -58,6 +59,9 @@ typedef struct Sandbox {
 	struct stat file_st; /* identity of the file as last read, to skip unchanged files */
 	uint64_t file_hash;  /* fnv1a64 of its bytes as last read, if file_hashed */
 	bool file_hashed;
+	/* source-revision.c: where desired's content came from (a commit, a version link) */
+	SourceRevisionKind source_kind;
+	char *source_revision;	/* NULL with SOURCE_REVISION_NONE */
 	SandboxSpec *desired;	/* the last valid spec; NULL if it never had one */
 	uint64_t generation;	/* bumped on every change of desired */
 	uint64_t desired_since; /* CLOCK_MONOTONIC: when desired (or the file's presence) changed */
@@ -125,6 +129,8 @@ typedef struct Sandbox {
 	unsigned failing_idx; /* its place in Manager.failing; 0 if it is not failing */
 	char *persist_text;   /* its last valid spec, waiting to be written to the state dir */
 	bool persist_failed;  /* a write of it failed: it is retried (StateWriteFailed) */
+
+	uint64_t event_id; /* events.c: its place in Manager.all, for a client's snapshot */
 
 	/* Where it waits: each list of the Manager's it can be in. */
 	ListNode all_node;     /* Manager.all */
@@ -236,6 +242,7 @@ struct Manager {
 	HostResources host; /* what the host has, for admission */
 	List ordered;	    /* ordering.c: the Sandboxes whose spec in force has an after: */
 	Hashmap *named;	    /* ordering.c: name -> how many of those name it */
+	struct EventServer *events; /* events.c: <run-dir>/events.sock, or NULL */
 };
 
 /* manager.c */

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <time.h>
 
+#include "events.h"
 #include "log.h"
 #include "manager.h"
 #include "neigh.h"
@@ -34,7 +35,7 @@ void sandbox_status_done(SandboxStatus *s)
 	*s = (SandboxStatus){};
 }
 
-static const char *const condition_status_table[_CONDITION_STATUS_MAX] = {
+const char *const condition_status_table[_CONDITION_STATUS_MAX] = {
 	[CONDITION_FALSE] = "False",
 	[CONDITION_TRUE] = "True",
 	[CONDITION_UNKNOWN] = "Unknown",
@@ -354,8 +355,9 @@ typedef struct StatusView {
 			const char *file_hash;		  /* NULL: its file was not read */
 			const char *condition_reason[_CONDITION_TYPE_MAX];
 			const char *condition_message[_CONDITION_TYPE_MAX];
+			const char *source_kind, *source_revision; /* NULL: none known */
 		};
-		const char *v[11 + 2 * _CONDITION_TYPE_MAX];
+		const char *v[13 + 2 * _CONDITION_TYPE_MAX];
 	} str;
 	StatusDisk *disks; /* of the observed config, while the VM is up */
 	size_t n_disks;
@@ -421,6 +423,10 @@ static int status_view_build(Manager *m, const Sandbox *sb, uint64_t now_mono, u
 	if (sb->path && sb->file_hashed) {
 		status_file_hash_format(sb->file_hash, v->file_hash);
 		v->str.file_hash = v->file_hash;
+	}
+	if (sb->source_revision) {
+		v->str.source_kind = source_revision_kind_to_string(sb->source_kind);
+		v->str.source_revision = sb->source_revision;
 	}
 	if (o->job != BACKEND_OP_NONE) {
 		v->str.job_type = backend_op_to_string(o->job);
@@ -595,6 +601,14 @@ static int status_write(Manager *m, const Sandbox *sb, const StatusView *v)
 	json_t *j = status_render(v);
 	int r;
 
+	/* Where the spec came from (source-revision.c): {kind, revision}, or null. */
+	if (j)
+		json_object_set_new(j, "sourceRevision",
+				    v->str.source_revision
+					    ? json_pack("{s:s, s:s}", "kind", v->str.source_kind,
+							"revision", v->str.source_revision)
+					    : json_null());
+
 	text = j ? json_dumps(j, JSON_INDENT(2)) : NULL;
 	json_decref(j);
 	if (!text)
@@ -635,7 +649,9 @@ void sandbox_update_status(Manager *m, Sandbox *sb, const Plan *plan)
 	Phase old_phase = sb->status.phase;
 	ConditionStatus old_ready = sb->status.conditions[CONDITION_READY].status;
 	const char *old_reason = sb->status.conditions[CONDITION_READY].reason;
+	EventsMark before;
 
+	events_mark(sb, &before);
 	set_phase(m, sb, compute_phase(m, sb, plan), now_real);
 	manager_tally_update(m, sb);
 	probe_sync(m, sb);
@@ -651,6 +667,7 @@ void sandbox_update_status(Manager *m, Sandbox *sb, const Plan *plan)
 		return;
 	if (status_write(m, sb, &v) >= 0)
 		sb->status_hash = fingerprint;
+	events_status_changed(m, sb, &before);
 }
 
 void sandbox_remove_status(Manager *m, Sandbox *sb)

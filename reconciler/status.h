@@ -41,6 +41,8 @@ typedef enum ConditionStatus {
 	_CONDITION_STATUS_MAX,
 } ConditionStatus;
 
+extern const char *const condition_status_table[_CONDITION_STATUS_MAX];
+
 typedef struct Condition {
 	ConditionStatus status;
 	const char *reason; /* static: CamelCase, as Kubernetes conditions */
