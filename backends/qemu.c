@@ -252,6 +252,7 @@ static int qemu_prepare(VmmVm *vm)
 	const SandboxSpec *s = vm->config;
 	bool vhost = qemu_wants_vhost(vm->b);
 	char why[256];
+	int r;
 
 	/* QMP's socket, which vmd makes as it makes the serial console's: QEMU binds nothing. */
 	v->qmp_fd = vmm_vm_pass_listener(vm, "qmp.sock", "the QMP");
@@ -266,7 +267,7 @@ static int qemu_prepare(VmmVm *vm)
 
 	for (size_t i = 0; i < s->n_networks; i++) {
 		const NetSpec *n = &s->networks[i];
-		int tap, vfd, r;
+		int tap, vfd;
 
 		v->net_fds[i] = v->vhost_fds[i] = -1;
 		if (n->type == NET_USER)
@@ -285,7 +286,11 @@ static int qemu_prepare(VmmVm *vm)
 			return -E2BIG;
 		}
 	}
-	return 0;
+	/* Disks, images, kernel, initrd, seed, credentials: opened by vmd, as descriptors. */
+	r = qemu_prepare_files(v);
+	if (r < 0)
+		release_nets(s);
+	return r;
 }
 
 static void qemu_exited(VmmVm *vm)
@@ -298,8 +303,6 @@ static int qemu_argv(VmmVm *vm, char ***ret)
 	QemuVm *v = (QemuVm *)vm;
 	unsigned disk_ports[SPEC_DISKS_MAX], net_ports[SPEC_NETWORKS_MAX];
 	const SandboxSpec *s = vm->config;
-	_cleanup_free_ char *seed =
-		s->cloud_init ? vmm_vm_path(vm->b, vm->name, PROVISION_SEED) : NULL;
 	QemuLaunch l = {
 		.binary = QEMU(vm->b)->vmm.binary,
 		.accel = QEMU(vm->b)->accel,
@@ -312,11 +315,14 @@ static int qemu_argv(VmmVm *vm, char ***ret)
 		.net_ports = net_ports,
 		.net_fds = v->net_fds,
 		.vhost_fds = v->vhost_fds,
-		.seed = seed,
+		.disk_fds = v->disk_fds,
+		.base_fds = v->base_fds,
+		.credential_fds = v->credential_fds,
+		.kernel_fd = v->kernel_fd,
+		.initrd_fd = v->initrd_fd,
+		.seed_fd = v->seed_fd,
 	};
 
-	if (s->cloud_init && !seed)
-		return -ENOMEM;
 	assign_ports(v);
 	l.n_ports = v->n_ports;
 	for (size_t i = 0; i < s->n_disks; i++)

@@ -26,12 +26,13 @@ static int setup(void **state)
 	return r;
 }
 
-static void put_disk(Fixture *f, const char *path)
+static void put_disk(Fixture *f, const char *path, const char *format)
 {
 	_cleanup_free_ char *extra = NULL;
 
-	assert_true(asprintf(&extra, "  memory: 64Mi\n  disks:\n    - {id: data, path: \"%s\"}\n",
-			     path) > 0);
+	assert_true(asprintf(&extra,
+			     "  memory: 64Mi\n  disks:\n    - {id: data, path: \"%s\", format: %s}\n",
+			     path, format) > 0);
 	fixture_put_sim(f, "vm", "qemu", extra);
 }
 
@@ -48,8 +49,11 @@ static bool has_disk(json_t *s, const void *arg _unused_)
 }
 
 /*
- * A disk QEMU cannot open: the add fails with QEMU's words and is undone, down to the root
- * port it took, so that once the file is fixed the same disk is added on that port.
+ * A disk vmd cannot open fails before QEMU is asked anything (vmd opens, QEMU gets the
+ * descriptor). One QEMU refuses (a raw file said to be qcow2) fails with QEMU's words after
+ * add-fd and the file node: both are undone (blockdev-del, then remove-fd of its fdset), down
+ * to the root port it took, so that once the file is fixed the same disk is added on that
+ * port.
  */
 static void test_failed_add_undone(void **state)
 {
@@ -63,23 +67,30 @@ static void test_failed_add_undone(void **state)
 	fixture_start_daemon(f);
 	json_decref(fixture_wait_status(f, "vm", ready, "Running"));
 
-	put_disk(f, bad);
-	json_decref(fixture_wait_status(f, "vm", add_failed, "Could not open"));
+	put_disk(f, bad, "raw");
+	json_decref(fixture_wait_status(f, "vm", add_failed, "cannot open"));
 	s = json_load_file(rec, 0, NULL);
 	ports = json_object_get(s, "ports");
 	assert_null(json_object_get(ports, "disk-data"));
 	json_decref(s);
-	/* The first blockdev-add failed: nothing was made, so nothing is deleted. */
-	assert_true(fixture_count_requests(f, "blockdev-add") >= 1);
-	assert_int_equal(fixture_count_requests(f, "blockdev-del"), 0);
+	assert_int_equal(fixture_count_requests(f, "add-fd"), 0);
+	assert_int_equal(fixture_count_requests(f, "blockdev-add"), 0);
 
 	test_write_str(f->dir, "data.img", "");
-	put_disk(f, good);
+	put_disk(f, good, "qcow2");
+	json_decref(fixture_wait_status(f, "vm", add_failed, "not in qcow2 format"));
+	/* add-fd and the file node went through: the node is deleted, then its fdset. */
+	assert_int_equal(fixture_count_requests(f, "add-fd"), 1);
+	assert_int_equal(fixture_count_requests(f, "blockdev-del"), 1);
+	assert_int_equal(fixture_count_requests(f, "remove-fd"), 1);
+
+	put_disk(f, good, "raw");
 	json_decref(fixture_wait_status(f, "vm", has_disk, NULL));
 	s = json_load_file(rec, 0, NULL);
 	assert_int_equal(
 		json_integer_value(json_object_get(json_object_get(s, "ports"), "disk-data")), 0);
 	json_decref(s);
+	assert_int_equal(fixture_count_requests(f, "add-fd"), 2);
 }
 
 static bool has_net(json_t *s, const void *arg _unused_)
