@@ -5,7 +5,8 @@
  * an overlay and a credential are all mode 0600, root's, in a 0700 dir of root's; the seed
  * is vmd's, in its 0700 run dir. vmd opens each and QEMU gets descriptors: the guest boots,
  * reads the base through its overlay (the backing node vmd named, not the header's path),
- * sees its seed and its credential; a hot-added disk of the same kind works. A disk's
+ * sees its seed and its credential; a hot-added read-only disk of the same kind works, and
+ * once removed QEMU holds no descriptor of it (remove-fd after blockdev-del). A disk's
  * symlink swapped, after the loader checked it, for another root file is never opened
  * for QEMU: the next start fails, naming the disk. One QEMU boot in all.
  */
@@ -63,7 +64,8 @@ static void put_vm(Fixture *f, const char *secret, bool extra)
 	_cleanup_free_ char *text = NULL, *more = NULL;
 
 	if (extra)
-		assert_true(asprintf(&more, "    - {id: extra, path: %s/extra.img}\n", secret) > 0);
+		assert_true(asprintf(&more, "    - {id: extra, path: %s/extra.img, readOnly: true}\n",
+				     secret) > 0);
 	assert_true(asprintf(&text,
 			     "apiVersion: vmd/v1\n"
 			     "kind: Sandbox\n"
@@ -107,6 +109,18 @@ static bool has_open(pid_t pid, const char *path)
 	return found;
 }
 
+/* Wait until pid has no descriptor of path (the removal's cleanup runs after the guest). */
+static void wait_closed(pid_t pid, const char *path)
+{
+	uint64_t end = ms_now() + FIXTURE_WAIT_MS;
+
+	while (has_open(pid, path)) {
+		if (ms_now() > end)
+			fail_msg("QEMU (pid %d) still has %s open", (int)pid, path);
+		usleep(50000);
+	}
+}
+
 static bool start_refused(json_t *s, const void *arg)
 {
 	const char *e = json_string_value(json_object_get(s, "lastError"));
@@ -147,10 +161,17 @@ static void test_qemu_fds(void **state)
 	assert_true(has_open(pid, base));
 	assert_false(has_open(pid, b));
 
-	/* Hot-added: vmd opens it, add-fd gives it to QEMU. */
+	/*
+	 * Hot-added read-only: vmd opens it O_RDONLY, add-fd gives it to QEMU, whose read-only
+	 * node takes that one; removed: blockdev-del, then remove-fd, and QEMU closes it.
+	 */
 	put_vm(f, secret, true);
 	qemu_wait_devices(f, "vm", "vda,vdb,vdc,vdd", "");
 	assert_true(has_open(pid, extra));
+	put_vm(f, secret, false);
+	qemu_wait_devices(f, "vm", "vda,vdb,vdc", "");
+	json_decref(fixture_wait_status(f, "vm", disks_are, (void *)(uintptr_t)2));
+	wait_closed(pid, extra);
 
 	/* The symlink swapped for another root file after the loader checked it. */
 	assert_int_equal(symlink(b, link_new), 0);
