@@ -12,7 +12,7 @@
  * memfd's is vmd's to give. QEMU keeps the kernel and the initrd mapped for as long as it
  * runs (hw/core/loader.c: ROMs of a GMappedFile, copied again at each reset): the memfds
  * are sealed whole (F_SEAL_SHRINK too: an emptied one would be SIGBUS in QEMU at its next
- * read) and vmd keeps no end of them.
+ * read), and one of a kernel is shared by the guests that boot from it (QemuBootFile).
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -110,27 +110,18 @@ static int copy_all(int in, int out, off_t size)
 	return 0;
 }
 
-int qemu_memfd_copy(const char *what, const char *path, char *why, size_t n)
+/* A sealed memfd with what the regular file in (of st) has. */
+static int memfd_of(int in, const struct stat *st, const char *what, const char *path, char *why,
+		    size_t n)
 {
-	_cleanup_close_ int in = -EBADF, mfd = -EBADF;
-	struct stat st;
+	_cleanup_close_ int mfd = memfd_create(what, MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	int r;
 
-	in = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-	if (in < 0 || fstat(in, &st) < 0) {
-		snprintf(why, n, "%s: cannot open %s: %m", what, path);
-		return -errno;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		snprintf(why, n, "%s: %s is not a regular file", what, path);
-		return -EBADFD;
-	}
-	mfd = memfd_create(what, MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	if (mfd < 0) {
 		snprintf(why, n, "%s: cannot make a memfd: %m", what);
 		return -errno;
 	}
-	r = copy_all(in, mfd, st.st_size);
+	r = copy_all(in, mfd, st->st_size);
 	/* Nobody changes it from now on, vmd or QEMU. */
 	if (r >= 0 &&
 	    fcntl(mfd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) < 0)
@@ -142,10 +133,117 @@ int qemu_memfd_copy(const char *what, const char *path, char *why, size_t n)
 	return TAKE_FD(mfd);
 }
 
+static int open_regular(const char *what, const char *path, struct stat *st, char *why, size_t n)
+{
+	_cleanup_close_ int in = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+
+	if (in < 0 || fstat(in, st) < 0) {
+		snprintf(why, n, "%s: cannot open %s: %m", what, path);
+		return -errno;
+	}
+	if (!S_ISREG(st->st_mode)) {
+		snprintf(why, n, "%s: %s is not a regular file", what, path);
+		return -EBADFD;
+	}
+	return TAKE_FD(in);
+}
+
+static int memfd_copy(const char *what, const char *path, char *why, size_t n)
+{
+	struct stat st;
+	_cleanup_close_ int in = open_regular(what, path, &st, why, n);
+
+	return in < 0 ? in : memfd_of(in, &st, what, path, why, n);
+}
+
+/*
+ * Kernels and initrds: one memfd for each file as it is (device, inode, size, mtime,
+ * ctime), shared by every QEMU that boots from it while one of them runs, so that ten
+ * guests of one kernel hold one copy and the copy is made once (QEMU maps it MAP_PRIVATE
+ * and only reads it: the pages are the memfd's, for all of them).
+ */
+struct QemuBootFile {
+	struct stat st;
+	int fd;
+	unsigned users;
+	QemuBootFile *next;
+};
+
+static bool same_file(const struct stat *a, const struct stat *b)
+{
+	return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+	       a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
+	       a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+}
+
+static QemuBootFile *boot_file_get(QemuBootFile **list, const char *what, const char *path,
+				   char *why, size_t n, int *ret)
+{
+	_cleanup_free_ QemuBootFile *bf = NULL;
+	_cleanup_close_ int in = -EBADF;
+	struct stat st;
+
+	in = open_regular(what, path, &st, why, n);
+	if (in < 0)
+		return (*ret = in), NULL;
+	for (QemuBootFile *i = *list; i; i = i->next)
+		if (same_file(&i->st, &st)) {
+			i->users++;
+			return i;
+		}
+	bf = calloc(1, sizeof(*bf));
+	if (!bf)
+		return (*ret = -ENOMEM), NULL;
+	bf->fd = memfd_of(in, &st, what, path, why, n);
+	if (bf->fd < 0)
+		return (*ret = bf->fd), NULL;
+	bf->st = st;
+	bf->users = 1;
+	bf->next = *list;
+	*list = bf;
+	return TAKE_PTR(bf);
+}
+
+static void boot_file_put(QemuBootFile **list, QemuBootFile *bf)
+{
+	if (!bf || --bf->users > 0)
+		return;
+	for (QemuBootFile **i = list; *i; i = &(*i)->next)
+		if (*i == bf) {
+			*i = bf->next;
+			break;
+		}
+	close(bf->fd);
+	free(bf);
+}
+
+void qemu_boot_files_put(QemuVm *v)
+{
+	for (size_t i = 0; i < ELEMENTSOF(v->boot_files); i++)
+		boot_file_put(qemu_boot_files(v->vm.b), TAKE_PTR(v->boot_files[i]));
+}
+
+static int pass_boot_file(QemuVm *v, size_t i, const char *what, const char *path, int *ret)
+{
+	char why[512];
+	int r = 0, fd;
+
+	v->boot_files[i] = boot_file_get(qemu_boot_files(v->vm.b), what, path, why, sizeof(why), &r);
+	if (!v->boot_files[i]) {
+		backend_set_error(v->vm.b, "%s", why);
+		return r;
+	}
+	fd = fcntl(v->boot_files[i]->fd, F_DUPFD_CLOEXEC, 3);
+	if (fd < 0)
+		return -errno;
+	*ret = vmm_vm_pass_fd(&v->vm, fd);
+	return *ret < 0 ? *ret : 0;
+}
+
 static int pass_copy(QemuVm *v, const char *what, const char *path, int *ret)
 {
 	char why[512];
-	int fd = qemu_memfd_copy(what, path, why, sizeof(why));
+	int fd = memfd_copy(what, path, why, sizeof(why));
 
 	if (fd < 0) {
 		backend_set_error(v->vm.b, "%s", why);
@@ -181,9 +279,9 @@ int qemu_prepare_files(QemuVm *v)
 			r = pass_open(v, qemu_open_base(d, why, sizeof(why)), why, &v->base_fds[i]);
 	}
 	if (r >= 0 && s->kernel)
-		r = pass_copy(v, "kernel", s->kernel, &v->kernel_fd);
+		r = pass_boot_file(v, 0, "kernel", s->kernel, &v->kernel_fd);
 	if (r >= 0 && s->initrd)
-		r = pass_copy(v, "initrd", s->initrd, &v->initrd_fd);
+		r = pass_boot_file(v, 1, "initrd", s->initrd, &v->initrd_fd);
 	for (size_t i = 0; i < s->n_credentials && r >= 0; i++) {
 		_cleanup_free_ char *copy = NULL;
 
