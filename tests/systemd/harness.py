@@ -340,6 +340,21 @@ def check_start(t):
     log(f"STATUS={u['StatusText']}")
 
 
+# docs/daemon.md: the unit's exposure, as test-units measures it offline; here, running.
+EXPOSURE_MAX = 4.0
+
+
+def check_security(t):
+    """systemd-analyze security vmd, in the container, rates the running unit 4.0 or lower."""
+    out = t.c.run(["systemd-analyze", "security", "--no-pager", "vmd.service"]).stdout
+    m = re.search(r"Overall exposure level for vmd\.service: ([0-9.]+)", out)
+    if not m:
+        raise Fail(f"no exposure level in: {out}")
+    log(f"exposure {m.group(1)}")
+    if float(m.group(1)) > EXPOSURE_MAX:
+        raise Fail(f"exposure {m.group(1)}, more than {EXPOSURE_MAX}")
+
+
 def journal(c, *match):
     return c.run(["journalctl", "-u", "vmd.service", "-o", "cat", "--no-pager"] + list(match)
                  ).stdout
@@ -699,6 +714,7 @@ def check_poweroff(t):
 CHECKS = [
     ("install", check_install),
     ("start", check_start),
+    ("security", check_security),
     ("reload", check_reload),
     ("sandbox", check_sandbox),
     ("restart", check_restart),
