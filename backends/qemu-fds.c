@@ -32,12 +32,14 @@ static int open_checked(const char *what, const char *path, int flags, DiskDevic
 {
 	_cleanup_close_ int fd = -EBADF;
 	struct stat st;
+	int r;
 
 	/* O_NONBLOCK: a FIFO put there must not hang vmd; cleared once it is known not one. */
 	fd = open(path, flags | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (fd < 0 || fstat(fd, &st) < 0) {
+		r = -errno;
 		snprintf(why, n, "%s: cannot open %s: %m", what, path);
-		return -errno;
+		return r;
 	}
 	if (!file_identity_matches(id, &st)) {
 		snprintf(why, n,
@@ -54,8 +56,9 @@ static int open_checked(const char *what, const char *path, int flags, DiskDevic
 		return -EBADFD;
 	}
 	if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) < 0) {
+		r = -errno;
 		snprintf(why, n, "%s: %s: %m", what, path);
-		return -errno;
+		return r;
 	}
 	return TAKE_FD(fd);
 }
@@ -118,8 +121,9 @@ static int memfd_of(int in, const struct stat *st, const char *what, const char 
 	int r;
 
 	if (mfd < 0) {
+		r = -errno;
 		snprintf(why, n, "%s: cannot make a memfd: %m", what);
-		return -errno;
+		return r;
 	}
 	r = copy_all(in, mfd, st->st_size);
 	/* Nobody changes it from now on, vmd or QEMU. */
@@ -136,10 +140,12 @@ static int memfd_of(int in, const struct stat *st, const char *what, const char 
 static int open_regular(const char *what, const char *path, struct stat *st, char *why, size_t n)
 {
 	_cleanup_close_ int in = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	int r;
 
 	if (in < 0 || fstat(in, st) < 0) {
+		r = -errno;
 		snprintf(why, n, "%s: cannot open %s: %m", what, path);
-		return -errno;
+		return r;
 	}
 	if (!S_ISREG(st->st_mode)) {
 		snprintf(why, n, "%s: %s is not a regular file", what, path);
@@ -176,8 +182,9 @@ static bool same_file(const struct stat *a, const struct stat *b)
 	       a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
 }
 
-static QemuBootFile *boot_file_get(QemuBootFile **list, const char *what, const char *path,
-				   char *why, size_t n, int *ret)
+/* The memfd of the file at path as it is now, made if none is: *ret, one more user of it. */
+static int boot_file_get(QemuBootFile **list, const char *what, const char *path, char *why,
+			 size_t n, QemuBootFile **ret)
 {
 	_cleanup_free_ QemuBootFile *bf = NULL;
 	_cleanup_close_ int in = -EBADF;
@@ -185,23 +192,27 @@ static QemuBootFile *boot_file_get(QemuBootFile **list, const char *what, const 
 
 	in = open_regular(what, path, &st, why, n);
 	if (in < 0)
-		return (*ret = in), NULL;
+		return in;
 	for (QemuBootFile *i = *list; i; i = i->next)
 		if (same_file(&i->st, &st)) {
 			i->users++;
-			return i;
+			*ret = i;
+			return 0;
 		}
 	bf = calloc(1, sizeof(*bf));
-	if (!bf)
-		return (*ret = -ENOMEM), NULL;
+	if (!bf) {
+		snprintf(why, n, "%s: %s", what, strerror(ENOMEM));
+		return -ENOMEM;
+	}
 	bf->fd = memfd_of(in, &st, what, path, why, n);
 	if (bf->fd < 0)
-		return (*ret = bf->fd), NULL;
+		return bf->fd;
 	bf->st = st;
 	bf->users = 1;
 	bf->next = *list;
 	*list = bf;
-	return TAKE_PTR(bf);
+	*ret = TAKE_PTR(bf);
+	return 0;
 }
 
 static void boot_file_put(QemuBootFile **list, QemuBootFile *bf)
@@ -223,36 +234,7 @@ void qemu_boot_files_put(QemuVm *v)
 		boot_file_put(qemu_boot_files(v->vm.b), TAKE_PTR(v->boot_files[i]));
 }
 
-static int pass_boot_file(QemuVm *v, size_t i, const char *what, const char *path, int *ret)
-{
-	char why[512];
-	int r = 0, fd;
-
-	v->boot_files[i] = boot_file_get(qemu_boot_files(v->vm.b), what, path, why, sizeof(why), &r);
-	if (!v->boot_files[i]) {
-		backend_set_error(v->vm.b, "%s", why);
-		return r;
-	}
-	fd = fcntl(v->boot_files[i]->fd, F_DUPFD_CLOEXEC, 3);
-	if (fd < 0)
-		return -errno;
-	*ret = vmm_vm_pass_fd(&v->vm, fd);
-	return *ret < 0 ? *ret : 0;
-}
-
-static int pass_copy(QemuVm *v, const char *what, const char *path, int *ret)
-{
-	char why[512];
-	int fd = memfd_copy(what, path, why, sizeof(why));
-
-	if (fd < 0) {
-		backend_set_error(v->vm.b, "%s", why);
-		return fd;
-	}
-	*ret = vmm_vm_pass_fd(&v->vm, fd);
-	return *ret < 0 ? *ret : 0;
-}
-
+/* fd (taken), or why it is none, to v's QEMU: *ret, the number it has there. */
 static int pass_open(QemuVm *v, int fd, const char *why, int *ret)
 {
 	if (fd < 0) {
@@ -261,6 +243,27 @@ static int pass_open(QemuVm *v, int fd, const char *why, int *ret)
 	}
 	*ret = vmm_vm_pass_fd(&v->vm, fd);
 	return *ret < 0 ? *ret : 0;
+}
+
+static int pass_boot_file(QemuVm *v, size_t i, const char *what, const char *path, int *ret)
+{
+	char why[512];
+	int r = boot_file_get(qemu_boot_files(v->vm.b), what, path, why, sizeof(why),
+			      &v->boot_files[i]);
+
+	if (r >= 0 && (r = fcntl(v->boot_files[i]->fd, F_DUPFD_CLOEXEC, 3)) < 0) {
+		r = -errno;
+		snprintf(why, sizeof(why), "%s: %s", what, strerror(-r));
+	}
+	return pass_open(v, r, why, ret);
+}
+
+static int pass_copy(QemuVm *v, const char *what, const char *path, int *ret)
+{
+	char why[512];
+	int fd = memfd_copy(what, path, why, sizeof(why));
+
+	return pass_open(v, fd, why, ret);
 }
 
 int qemu_prepare_files(QemuVm *v)
