@@ -117,13 +117,14 @@ LIB_SRCS := \
 	backends/qemu-argv.c \
 	backends/qemu.c \
 	backends/qemu-hotplug.c \
+	backends/qemu-fds.c \
 	backends/netdev.c \
 	backends/cloud-hypervisor.c \
 	backends/firecracker.c \
 	backends/firecracker-jail.c
 MAIN_SRC := reconciler/main.c
 
-TESTS := util hashmap list prioq status desired console yaml-tree yaml-decode spec disk-image spec-check spec-yaml spec-json provision sandbox-dir sandbox-file plan backend-noop vmm http-unix http-unix-loop http-fds cloud-hypervisor firecracker qmp qemu-argv qemu qemu-net qemu-image qemu-provision qemu-sim qemu-user vmm-net hung-vmm vm-safety host-ports neigh guest-agent readiness ordering events source-revision watcher \
+TESTS := util hashmap list prioq status desired console yaml-tree yaml-decode spec disk-image spec-check spec-yaml spec-json provision sandbox-dir sandbox-file plan backend-noop vmm http-unix http-unix-loop http-fds cloud-hypervisor firecracker qmp qemu-argv qemu qemu-net qemu-image qemu-provision qemu-sim qemu-user qemu-fds vmm-net hung-vmm vm-safety host-ports neigh guest-agent readiness ordering events source-revision watcher \
 	cli-validate schema daemon state-dir files deletion-guard vm-scope journal units install systemd readme metrics man fleet
 
 # libFuzzer targets, tests/fuzz-NAME.c; make check replays the seeds of each (tests/run).

@@ -55,21 +55,54 @@ _printf_(3, 4) static int arg(char ***argv, const char *opt, const char *fmt, ..
 	return r < 0 ? r : strv_extendf(argv, "%s", v);
 }
 
-static int add_disk(char ***argv, const DiskSpec *d, unsigned port)
+/* -add-fd of fd (as QEMU has it) into fdset set: /dev/fdset/SET opens a dup of it. */
+static int add_fd(char ***argv, int fd, unsigned set, const char *opaque_prefix, const char *id)
 {
-	_cleanup_free_ char *path = qemu_opt_escape(d->path);
+	if (fd < 0)
+		return -EBADF; /* never a path: QEMU opens none of the host's files */
+	return arg(argv, "-add-fd", "fd=%d,set=%u,opaque=%s%s", fd, set, opaque_prefix, id);
+}
+
+/*
+ * An overlay's base image, read-only under it: named by vmd, so that QEMU never opens the
+ * backing file its qcow2 header names.
+ */
+static int add_base(char ***argv, const DiskSpec *d, unsigned port, int fd)
+{
+	int r;
+
+	if ((r = add_fd(argv, fd, QEMU_FDSET_BASE + port, QEMU_DISK_BASE, d->id)) < 0 ||
+	    (r = arg(argv, "-blockdev",
+		     "driver=file,node-name=" QEMU_DISK_BASE_FILE
+		     "%s,filename=/dev/fdset/%u,read-only=on",
+		     d->id, QEMU_FDSET_BASE + port)) < 0)
+		return r;
+	return arg(argv, "-blockdev",
+		   "driver=%s,node-name=" QEMU_DISK_BASE "%s,file=" QEMU_DISK_BASE_FILE
+		   "%s,read-only=on",
+		   disk_format_to_string(d->image_format), d->id, d->id);
+}
+
+static int add_disk(char ***argv, const DiskSpec *d, unsigned port, int fd, int base_fd)
+{
+	_cleanup_free_ char *backing = NULL;
 	const char *ro = d->read_only ? "on" : "off";
 	int r;
 
-	if (!path)
+	if (d->image && (r = add_base(argv, d, port, base_fd)) < 0)
+		return r;
+	if (d->image && asprintf(&backing, ",backing=" QEMU_DISK_BASE "%s", d->id) < 0)
 		return -ENOMEM;
 	/* driver=file and an explicit format: QEMU probes nothing a guest could forge. */
-	if ((r = arg(argv, "-blockdev",
-		     "driver=file,node-name=" QEMU_DISK_FILE "%s,filename=%s,read-only=%s", d->id,
-		     path, ro)) < 0 ||
+	if ((r = add_fd(argv, fd, QEMU_FDSET_DISK + port, QEMU_DISK_DEVICE, d->id)) < 0 ||
 	    (r = arg(argv, "-blockdev",
-		     "driver=%s,node-name=" QEMU_DISK_NODE "%s,file=" QEMU_DISK_FILE "%s,read-only=%s",
-		     disk_format_to_string(d->format), d->id, d->id, ro)) < 0 ||
+		     "driver=%s,node-name=" QEMU_DISK_FILE "%s,filename=/dev/fdset/%u,read-only=%s",
+		     d->device == DISK_DEVICE_BLOCK ? "host_device" : "file", d->id,
+		     QEMU_FDSET_DISK + port, ro)) < 0 ||
+	    (r = arg(argv, "-blockdev",
+		     "driver=%s,node-name=" QEMU_DISK_NODE "%s,file=" QEMU_DISK_FILE
+		     "%s%s,read-only=%s",
+		     disk_format_to_string(d->format), d->id, d->id, backing ?: "", ro)) < 0 ||
 	    (r = arg(argv, "-device",
 		     "virtio-blk-pci,id=" QEMU_DISK_DEVICE "%s,drive=" QEMU_DISK_NODE
 		     "%s,bus=" QEMU_PORT "%u,addr=0",
@@ -82,15 +115,14 @@ static int add_disk(char ***argv, const DiskSpec *d, unsigned port)
  * The seed, read-only raw on virtio-blk (the guest needs nothing else to read it), on the
  * root bus: it is never hot-plugged, so it takes no root port.
  */
-static int add_seed(char ***argv, const char *seed)
+static int add_seed(char ***argv, int fd)
 {
-	_cleanup_free_ char *path = qemu_opt_escape(seed);
 	int r;
 
-	if (!path)
-		return -ENOMEM;
-	if ((r = arg(argv, "-blockdev",
-		     "driver=file,node-name=" QEMU_SEED_FILE ",filename=%s,read-only=on", path)) < 0 ||
+	if ((r = add_fd(argv, fd, QEMU_FDSET_SEED, QEMU_SEED_DEVICE, "")) < 0 ||
+	    (r = arg(argv, "-blockdev",
+		     "driver=file,node-name=" QEMU_SEED_FILE ",filename=/dev/fdset/%u,read-only=on",
+		     QEMU_FDSET_SEED)) < 0 ||
 	    (r = arg(argv, "-blockdev",
 		     "driver=raw,node-name=" QEMU_SEED_NODE ",file=" QEMU_SEED_FILE
 		     ",read-only=on")) < 0)
@@ -99,18 +131,19 @@ static int add_seed(char ***argv, const char *seed)
 }
 
 /*
- * A credential, as systemd reads it from fw_cfg: QEMU reads the file vmd copied at start,
- * so that only its name and path are on the command line, never its value.
+ * A credential, as systemd reads it from fw_cfg: QEMU reads vmd's memfd of its copy, so that
+ * only its name is on the command line, never its value.
  */
-static int add_credential(char ***argv, const char *dir, const CredentialSpec *c)
+static int add_credential(char ***argv, const CredentialSpec *c, int fd)
 {
 	_cleanup_free_ char *name = qemu_opt_escape(c->name);
 
 	if (!name)
 		return -ENOMEM;
-	return arg(argv, "-fw_cfg",
-		   "name=" QEMU_CREDENTIAL_PREFIX "%s,file=%s/" PROVISION_CREDENTIALS "/%s", name,
-		   dir, name);
+	if (fd < 0)
+		return -EBADF;
+	return arg(argv, "-fw_cfg", "name=" QEMU_CREDENTIAL_PREFIX "%s,file=/proc/self/fd/%d", name,
+		   fd);
 }
 
 char *qemu_hostfwds(const NetSpec *n)
@@ -159,12 +192,9 @@ static int add_net(char ***argv, const NetSpec *n, unsigned port, int fd, int vh
 int qemu_build_argv(const QemuLaunch *l, char ***ret)
 {
 	_cleanup_(strv_freep) char **argv = NULL;
-	_cleanup_free_ char *dir = qemu_opt_escape(l->dir);
 	const SandboxSpec *s = l->spec;
 	int r;
 
-	if (!dir)
-		return -ENOMEM;
 	if (l->n_ports > QEMU_PORTS_MAX)
 		return -E2BIG;
 	if ((r = strv_extendf(&argv, "%s", l->binary)) < 0 ||
@@ -184,9 +214,12 @@ int qemu_build_argv(const QemuLaunch *l, char ***ret)
 	/* The loader takes whole mebibytes only. */
 	if ((r = arg(&argv, "-m", "%" PRIu64 "M", s->memory >> 20)) < 0)
 		return r;
-	if (s->kernel && (r = arg(&argv, "-kernel", "%s", s->kernel)) < 0)
+	/* vmd's memfds of them: QEMU reads them by path only, and has no access to the host's. */
+	if ((s->kernel && l->kernel_fd < 0) || (s->initrd && l->initrd_fd < 0))
+		return -EBADF;
+	if (s->kernel && (r = arg(&argv, "-kernel", "/proc/self/fd/%d", l->kernel_fd)) < 0)
 		return r;
-	if (s->initrd && (r = arg(&argv, "-initrd", "%s", s->initrd)) < 0)
+	if (s->initrd && (r = arg(&argv, "-initrd", "/proc/self/fd/%d", l->initrd_fd)) < 0)
 		return r;
 	if (s->cmdline && (r = arg(&argv, "-append", "%s", s->cmdline)) < 0)
 		return r;
@@ -208,8 +241,12 @@ int qemu_build_argv(const QemuLaunch *l, char ***ret)
 		if (r < 0)
 			return r;
 	}
+	if ((s->n_disks && (!l->disk_fds || !l->base_fds)) ||
+	    (s->n_credentials && !l->credential_fds))
+		return -EBADF;
 	for (size_t i = 0; i < s->n_disks; i++)
-		if ((r = add_disk(&argv, &s->disks[i], l->disk_ports[i])) < 0)
+		if ((r = add_disk(&argv, &s->disks[i], l->disk_ports[i], l->disk_fds[i],
+				  l->base_fds[i])) < 0)
 			return r;
 	for (size_t i = 0; i < s->n_networks; i++)
 		if ((r = add_net(&argv, &s->networks[i], l->net_ports[i],
@@ -225,10 +262,10 @@ int qemu_build_argv(const QemuLaunch *l, char ***ret)
 		      "virtserialport,bus=vmd-agent-serial.0,chardev=vmd-agent,name=%s",
 		      GUEST_AGENT_PORT)) < 0))
 		return r;
-	if (l->seed && (r = add_seed(&argv, l->seed)) < 0)
+	if (s->cloud_init && (r = add_seed(&argv, l->seed_fd)) < 0)
 		return r;
 	for (size_t i = 0; i < s->n_credentials; i++)
-		if ((r = add_credential(&argv, dir, &s->credentials[i])) < 0)
+		if ((r = add_credential(&argv, &s->credentials[i], l->credential_fds[i])) < 0)
 			return r;
 	*ret = TAKE_PTR(argv);
 	return 0;

@@ -77,16 +77,42 @@ static void free_port(QemuVm *v, const char *device)
 		*p = (Port){};
 }
 
+/*
+ * vmd opens the disk's file (qemu-fds.c) and hands it over with add-fd, into the fdset of
+ * the port (QEMU 7.2 monitor/fds.c qmp_add_fd(): the descriptor comes with the command,
+ * SCM_RIGHTS); the file node opens /dev/fdset/N, a dup of it. QEMU opens no path.
+ */
 static int add_disk(VmmJob *j, VmmRequests *rq, const char *dev, int port)
 {
 	const DiskSpec *d = &j->disk;
-	int r;
+	char why[512];
+	int fd, r;
 
+	fd = qemu_open_disk(d, why, sizeof(why));
+	if (fd < 0) {
+		vmm_job_fail_message(j, "%s", why);
+		return fd;
+	}
 	r = vmm_request_add(rq, NULL,
-			    json_pack("{s:s, s:s+, s:s, s:b}", "driver", "file", "node-name",
-				      QEMU_DISK_FILE, d->id, "filename", d->path, "read-only",
-				      d->read_only),
-			    NULL, "blockdev-add");
+			    json_pack("{s:i, s:s+}", "fdset-id", QEMU_FDSET_DISK + port, "opaque",
+				      QEMU_DISK_DEVICE, d->id),
+			    NULL, "add-fd");
+	if (r < 0) {
+		close(fd);
+		return r;
+	}
+	r = vmm_request_pass_fd(rq, fd);
+	if (r >= 0) {
+		char file[32];
+
+		snprintf(file, sizeof(file), "/dev/fdset/%d", QEMU_FDSET_DISK + port);
+		r = vmm_request_add(rq, NULL,
+				    json_pack("{s:s, s:s+, s:s, s:b}", "driver",
+					      d->device == DISK_DEVICE_BLOCK ? "host_device" : "file",
+					      "node-name", QEMU_DISK_FILE, d->id, "filename", file,
+					      "read-only", d->read_only),
+				    NULL, "blockdev-add");
+	}
 	if (r >= 0)
 		r = vmm_request_add(rq, NULL,
 				    json_pack("{s:s, s:s+, s:s+, s:b}", "driver",
@@ -181,10 +207,12 @@ static int add_net(QemuVm *v, VmmJob *j, VmmRequests *rq, const char *dev, int p
 }
 
 /*
- * What backed the device, of the first made ones (a disk: 1 file node, 2 and its format
- * node; a NIC: 1 netdev): the format node goes first, as QEMU refuses to free what is used.
+ * What backed the device, of the first made ones (a disk: 1 its fdset, 2 and its file
+ * node, 3 and its format node; a NIC: 1 netdev): the format node goes first, as QEMU
+ * refuses to free what is used, and the fdset last, once no node has a dup of it (QEMU
+ * closes a removed set's descriptors then, monitor/fds.c monitor_fdset_cleanup()).
  */
-static int free_backend(const VmmJob *j, VmmRequests *rq, size_t made)
+static int free_backend(const VmmJob *j, VmmRequests *rq, size_t made, int port)
 {
 	int r = 0;
 
@@ -193,14 +221,21 @@ static int free_backend(const VmmJob *j, VmmRequests *rq, size_t made)
 				: vmm_request_add(rq, NULL,
 						  json_pack("{s:s+}", "id", QEMU_NETDEV, j->device),
 						  NULL, "netdev_del");
-	if (made >= 2)
+	if (made >= 3)
 		r = vmm_request_add(rq, NULL,
 				    json_pack("{s:s+}", "node-name", QEMU_DISK_NODE, j->device),
 				    NULL, "blockdev-del");
-	if (r >= 0 && made >= 1)
+	if (r >= 0 && made >= 2)
 		r = vmm_request_add(rq, NULL,
 				    json_pack("{s:s+}", "node-name", QEMU_DISK_FILE, j->device),
 				    NULL, "blockdev-del");
+	if (r >= 0 && made >= 1 && port >= 0) {
+		r = vmm_request_add(rq, NULL, json_pack("{s:i}", "fdset-id", QEMU_FDSET_DISK + port),
+				    NULL, "remove-fd");
+		/* A QEMU of a vmd before fdsets has none: nothing to free. */
+		if (r >= 0)
+			rq->items[rq->n - 1].best_effort = true;
+	}
 	return r;
 }
 
@@ -215,7 +250,7 @@ static int undo_net(QemuVm *v, const VmmJob *j, VmmRequests *rq)
 	int r = 0;
 
 	if (j->undo > v->add_fds)
-		return free_backend(j, rq, j->undo - v->add_fds);
+		return free_backend(j, rq, j->undo - v->add_fds, -1);
 	for (size_t i = 0; i < j->undo && i < ELEMENTSOF(kinds) && r >= 0; i++) {
 		snprintf(name, sizeof(name), "vmd-%s-%s", kinds[i], j->device);
 		r = vmm_request_add(rq, NULL, json_pack("{s:s}", "fdname", name), NULL, "closefd");
@@ -254,10 +289,11 @@ int qemu_build_hotplug(QemuVm *v, VmmJob *j, VmmRequests *rq)
 		return 0; /* DEVICE_DELETED ends it */
 	case VMM_PHASE_CLEANUP:
 		/* Gone from the guest: its port is free again, and all that backed it goes. */
+		port = port_of(v, dev) ? (int)(port_of(v, dev) - v->ports) : -1;
 		free_port(v, dev);
 		if (j->type == BACKEND_OP_NET_REMOVE && spec_find_net(v->vm.config, j->device))
 			(void)netdev_release(spec_find_net(v->vm.config, j->device));
-		return free_backend(j, rq, 2);
+		return free_backend(j, rq, 3, port);
 	case VMM_PHASE_ROLLBACK:
 		/*
 		 * Never quite added: the port this add took is free again, and what its requests
@@ -265,10 +301,11 @@ int qemu_build_hotplug(QemuVm *v, VmmJob *j, VmmRequests *rq)
 		 */
 		if (!v->add_port)
 			return 0;
-		v->ports[v->add_port - 1] = (Port){};
+		port = (int)v->add_port - 1;
+		v->ports[port] = (Port){};
 		v->add_port = 0;
 		if (is_disk(j))
-			return free_backend(j, rq, j->undo);
+			return free_backend(j, rq, j->undo, port);
 		(void)netdev_release(&j->net); /* a macvtap made for it */
 		return undo_net(v, j, rq);
 	default:

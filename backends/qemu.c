@@ -32,9 +32,15 @@
 typedef struct Qemu {
 	VmmBackend vmm; /* first: the VMs, the binary, the boot id */
 	QemuAccel accel;
+	QemuBootFile *boot_files; /* qemu-fds.c */
 } Qemu;
 
 #define QEMU(b) ((Qemu *)(b)->data)
+
+QemuBootFile **qemu_boot_files(Backend *b)
+{
+	return &QEMU(b)->boot_files;
+}
 
 static const VmmVmType qemu_type;
 
@@ -252,6 +258,7 @@ static int qemu_prepare(VmmVm *vm)
 	const SandboxSpec *s = vm->config;
 	bool vhost = qemu_wants_vhost(vm->b);
 	char why[256];
+	int r;
 
 	/* QMP's socket, which vmd makes as it makes the serial console's: QEMU binds nothing. */
 	v->qmp_fd = vmm_vm_pass_listener(vm, "qmp.sock", "the QMP");
@@ -266,7 +273,7 @@ static int qemu_prepare(VmmVm *vm)
 
 	for (size_t i = 0; i < s->n_networks; i++) {
 		const NetSpec *n = &s->networks[i];
-		int tap, vfd, r;
+		int tap, vfd;
 
 		v->net_fds[i] = v->vhost_fds[i] = -1;
 		if (n->type == NET_USER)
@@ -285,12 +292,22 @@ static int qemu_prepare(VmmVm *vm)
 			return -E2BIG;
 		}
 	}
-	return 0;
+	/* Disks, images, kernel, initrd, seed, credentials: opened by vmd, as descriptors. */
+	r = qemu_prepare_files(v);
+	if (r < 0)
+		release_nets(s);
+	return r;
 }
 
 static void qemu_exited(VmmVm *vm)
 {
+	qemu_boot_files_put((QemuVm *)vm);
 	release_nets(vm->config);
+}
+
+static void qemu_vm_free(VmmVm *vm)
+{
+	qemu_boot_files_put((QemuVm *)vm);
 }
 
 static int qemu_argv(VmmVm *vm, char ***ret)
@@ -298,8 +315,6 @@ static int qemu_argv(VmmVm *vm, char ***ret)
 	QemuVm *v = (QemuVm *)vm;
 	unsigned disk_ports[SPEC_DISKS_MAX], net_ports[SPEC_NETWORKS_MAX];
 	const SandboxSpec *s = vm->config;
-	_cleanup_free_ char *seed =
-		s->cloud_init ? vmm_vm_path(vm->b, vm->name, PROVISION_SEED) : NULL;
 	QemuLaunch l = {
 		.binary = QEMU(vm->b)->vmm.binary,
 		.accel = QEMU(vm->b)->accel,
@@ -312,11 +327,14 @@ static int qemu_argv(VmmVm *vm, char ***ret)
 		.net_ports = net_ports,
 		.net_fds = v->net_fds,
 		.vhost_fds = v->vhost_fds,
-		.seed = seed,
+		.disk_fds = v->disk_fds,
+		.base_fds = v->base_fds,
+		.credential_fds = v->credential_fds,
+		.kernel_fd = v->kernel_fd,
+		.initrd_fd = v->initrd_fd,
+		.seed_fd = v->seed_fd,
 	};
 
-	if (s->cloud_init && !seed)
-		return -ENOMEM;
 	assign_ports(v);
 	l.n_ports = v->n_ports;
 	for (size_t i = 0; i < s->n_disks; i++)
@@ -363,6 +381,7 @@ static const VmmVmType qemu_type = {
 	.extra_files = (const char *const[]){ "qemu.pid", GUEST_AGENT_SOCKET, NULL },
 	.serial_socket = true,
 	.size = sizeof(QemuVm),
+	.free = qemu_vm_free,
 	.save = qemu_vm_save_ports,
 	.load = qemu_vm_load_ports,
 	.prepare = qemu_prepare,

@@ -36,11 +36,20 @@ typedef struct QemuLaunch {
 	/* Each network's tap and vhost-net descriptors, as QEMU has them, or -1 (NULL: none). */
 	const int *net_fds, *vhost_fds;
 	/*
-	 * The cloud-init seed to attach read-only (provision.h), NULL for none. Each of the
-	 * spec's credentials is passed from its copy, dir/credentials/NAME, by fw_cfg.
+	 * What QEMU opens no path of (qemu-fds.c), as QEMU has them: each disk's file, each
+	 * overlay's base image (-1: not an overlay), put in fdsets; the kernel, the initrd
+	 * (-1: none), each credential, read as /proc/self/fd/N. A NULL array: none (a spec
+	 * with disks or credentials then has no command line: QEMU never gets a path).
 	 */
-	const char *seed;
+	const int *disk_fds, *base_fds, *credential_fds;
+	int kernel_fd, initrd_fd;
+	int seed_fd; /* the cloud-init seed (provision.h) read-only, -1 for none */
 } QemuLaunch;
+
+/* The fdset of a disk on root port P, of its base image, and of the seed. */
+#define QEMU_FDSET_DISK 1 /* + P */
+#define QEMU_FDSET_SEED 100
+#define QEMU_FDSET_BASE 101 /* + P */
 
 /* The argv (NULL-terminated, to free with strv_free) to run QEMU with. */
 int qemu_build_argv(const QemuLaunch *l, char ***ret);
@@ -55,6 +64,9 @@ char *qemu_opt_escape(const char *s);
 #define QEMU_DISK_DEVICE "disk-"
 #define QEMU_DISK_NODE "disk-node-"
 #define QEMU_DISK_FILE "disk-file-"
+/* An overlay's base image: its format node and its file node. */
+#define QEMU_DISK_BASE "disk-base-"
+#define QEMU_DISK_BASE_FILE "disk-bfile-"
 #define QEMU_NET_DEVICE "net-"
 #define QEMU_NETDEV "netdev-"
 #define QEMU_PORT "vmd-port"

@@ -21,7 +21,7 @@ typedef struct VmmIdentity {
 
 /* The first descriptor a VMM gets from vmd: pass_fds[i] of vmm_spawn() is VMM_FD_FIRST + i. */
 #define VMM_FD_FIRST 4
-#define VMM_PASS_FDS_MAX 64
+#define VMM_PASS_FDS_MAX 192 /* QEMU's: sockets, taps, every disk and image, credentials */
 
 /* Who a VMM runs as (the daemon's --vmm-user). uid (uid_t)-1: as vmd itself. */
 typedef struct VmmUser {

@@ -61,20 +61,17 @@ static int why(char **ret_why, const char *fmt, ...)
 	return *ret_why ? 0 : -ENOMEM;
 }
 
-int disk_image_probe(const char *path, DiskFormat format, uint64_t *ret_size, char **ret_why)
+int disk_image_check_fd(int fd, DiskFormat format, uint64_t *ret_size, char **ret_why)
 {
-	_cleanup_close_ int fd = -EBADF;
 	uint8_t header[QCOW2_HEADER_SIZE];
 	struct stat st;
 	ssize_t n;
 	int r;
 
 	*ret_why = NULL;
-	/* O_NONBLOCK: a FIFO named as an image must not hang the loader. */
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-	if (fd < 0 || fstat(fd, &st) < 0) {
+	if (fstat(fd, &st) < 0) {
 		r = -errno;
-		return why(ret_why, "cannot be opened: %s", strerror(-r)) ?: r;
+		return why(ret_why, "cannot be looked at: %s", strerror(-r)) ?: r;
 	}
 	if (!S_ISREG(st.st_mode))
 		return why(ret_why, "is not a regular file") ?: -EBADFD;
@@ -96,4 +93,33 @@ int disk_image_probe(const char *path, DiskFormat format, uint64_t *ret_size, ch
 		return why(ret_why, "has a qcow2 header vmd cannot read (version 2 or 3 expected)")
 			       ?: r;
 	return r;
+}
+
+int disk_image_probe(const char *path, DiskFormat format, uint64_t *ret_size, char **ret_why)
+{
+	_cleanup_close_ int fd = -EBADF;
+	int r;
+
+	*ret_why = NULL;
+	/* O_NONBLOCK: a FIFO named as an image must not hang the loader. */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (fd < 0) {
+		r = -errno;
+		return why(ret_why, "cannot be opened: %s", strerror(-r)) ?: r;
+	}
+	return disk_image_check_fd(fd, format, ret_size, ret_why);
+}
+
+void disk_image_identity(const char *path, FileIdentity *ret)
+{
+	struct stat st;
+
+	*ret = (FileIdentity){};
+	if (stat(path, &st) == 0)
+		*ret = (FileIdentity){ .set = true, .dev = st.st_dev, .ino = st.st_ino };
+}
+
+bool file_identity_matches(const FileIdentity *id, const struct stat *st)
+{
+	return !id->set || (id->dev == st->st_dev && id->ino == st->st_ino);
 }

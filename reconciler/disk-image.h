@@ -2,6 +2,7 @@
 #pragma once
 
 #include <stdint.h>
+#include <sys/stat.h>
 
 #include "spec.h"
 
@@ -31,3 +32,12 @@ int disk_image_header_check(const uint8_t *header, size_t len, uint64_t file_siz
  * raw").
  */
 int disk_image_probe(const char *path, DiskFormat format, uint64_t *ret_size, char **ret_why);
+
+/* The same, of an image already open as fd (its offset unchanged): what the start checks. */
+int disk_image_check_fd(int fd, DiskFormat format, uint64_t *ret_size, char **ret_why);
+
+/* The file at path now (symlinks followed), for the start to compare; unset if none. */
+void disk_image_identity(const char *path, FileIdentity *ret);
+
+/* Whether st is the file id recorded (or nothing was recorded). */
+bool file_identity_matches(const FileIdentity *id, const struct stat *st);

@@ -21,6 +21,10 @@ static json_t *disk_to_json(const DiskSpec *d)
 				 disk_format_to_string(d->image_format), "sizeBytes",
 				 (json_int_t)d->size, "ephemeral", d->ephemeral)) < 0)
 		return json_decref(j), NULL;
+	/* Only said when it is not a file: the copies of vmd before it stay equal. */
+	if (j && d->device != DISK_DEVICE_FILE &&
+	    json_object_set_new(j, "device", json_string(disk_device_to_string(d->device))) < 0)
+		return json_decref(j), NULL;
 	return j;
 }
 
@@ -189,7 +193,7 @@ static int disks_from_json(const json_t *a, SandboxSpec *s)
 	json_array_foreach(a, i, d)
 	{
 		DiskSpec *disk = &s->disks[s->n_disks++];
-		int f, imf = DISK_FORMAT_QCOW2, r;
+		int f, imf = DISK_FORMAT_QCOW2, dev = DISK_DEVICE_FILE, r;
 
 		r = copy_fixed(disk->id, sizeof(disk->id),
 			       json_string_value(json_object_get(d, "id")));
@@ -203,6 +207,11 @@ static int disks_from_json(const json_t *a, SandboxSpec *s)
 			r = get_enum(d, "imageFormat", disk_format_table, _DISK_FORMAT_MAX, &imf);
 		if (r < 0 || (!disk->path && !disk->image))
 			return r < 0 ? r : -EINVAL;
+		if (r == 0 && json_object_get(d, "device"))
+			r = get_enum(d, "device", disk_device_table, _DISK_DEVICE_MAX, &dev);
+		if (r < 0)
+			return r;
+		disk->device = dev;
 		disk->format = f;
 		disk->image_format = imf;
 		disk->read_only = json_is_true(json_object_get(d, "readOnly"));
@@ -373,6 +382,14 @@ bool spec_equal(const SandboxSpec *a, const SandboxSpec *b)
 int spec_copy(const SandboxSpec *s, SandboxSpec **ret)
 {
 	_cleanup_(json_decrefp) json_t *j = spec_to_json(s);
+	SandboxSpec *c = NULL;
+	int r = j ? spec_from_json(j, &c) : -ENOMEM;
 
-	return j ? spec_from_json(j, ret) : -ENOMEM;
+	if (r < 0)
+		return r;
+	/* What the loader checked is no part of the JSON: the copy keeps it all the same. */
+	for (size_t i = 0; i < c->n_disks && i < s->n_disks; i++)
+		c->disks[i].checked = s->disks[i].checked;
+	*ret = c;
+	return r;
 }

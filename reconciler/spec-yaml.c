@@ -191,6 +191,8 @@ static const Field disk_fields[] = {
 	  .table_len = _DISK_FORMAT_MAX },
 	{ "size", decode_size, offsetof(DiskSpec, size), .min = 1ull << 20 },
 	{ "ephemeral", decode_bool, offsetof(DiskSpec, ephemeral) },
+	{ "device", decode_enum, offsetof(DiskSpec, device), .table = disk_device_table,
+	  .table_len = _DISK_DEVICE_MAX },
 };
 
 /* A field only a disk from an image has, or only one from a path: refused on the other. */
@@ -218,6 +220,8 @@ static void check_image(Decoder *d, const YNode *item, DiskSpec *disk)
 	if (!disk->image || SPEC_CTX(d)->skip_images)
 		return; /* refused already, or not to be opened here */
 	r = disk_image_probe(disk->image, disk->image_format, &virtual_size, &why);
+	if (r >= 0)
+		disk_image_identity(disk->image, &disk->checked);
 	old = decode_where_push(d, ".image");
 	if (r == -ENOMEM)
 		d->diags->error = r;
@@ -234,6 +238,34 @@ static void check_image(Decoder *d, const YNode *item, DiskSpec *disk)
 	decode_where_pop(d, old);
 }
 
+/*
+ * The file a disk's path names now, as it is (a regular file, or the block device that
+ * `device: block` says), recorded: the start opens only that file (spec.h FileIdentity).
+ * A path that is not there yet is the start's to find.
+ */
+static void check_path(Decoder *d, const YNode *item, DiskSpec *disk)
+{
+	const YNode *path = ynode_map_get(item, "path");
+	bool block = disk->device == DISK_DEVICE_BLOCK;
+	struct stat st;
+	size_t old;
+
+	if (!disk->path || SPEC_CTX(d)->skip_images || stat(disk->path, &st) < 0)
+		return;
+	old = decode_where_push(d, ".path");
+	if (block && !S_ISBLK(st.st_mode))
+		decode_error(d, path, "'%s' is not a block device, and device: block says it is",
+			     disk->path);
+	else if (!block && S_ISBLK(st.st_mode))
+		decode_error(d, path, "'%s' is a block device: say device: block to use one",
+			     disk->path);
+	else if (!block && !S_ISREG(st.st_mode))
+		decode_error(d, path, "'%s' is not a regular file", disk->path);
+	else
+		disk->checked = (FileIdentity){ .set = true, .dev = st.st_dev, .ino = st.st_ino };
+	decode_where_pop(d, old);
+}
+
 static void check_disk(Decoder *d, const YNode *item, void *obj)
 {
 	bool has_path = ynode_map_get(item, "path"), has_image = ynode_map_get(item, "image");
@@ -247,6 +279,7 @@ static void check_disk(Decoder *d, const YNode *item, void *obj)
 			d, item,
 			"missing field 'path': a disk needs the path of its file, or an image to make its own copy of");
 	if (!has_image) {
+		check_path(d, item, disk);
 		refuse_disk_field(d, item, "imageFormat", "only a disk from an image has one");
 		refuse_disk_field(d, item, "size", "only a disk from an image has one");
 		refuse_disk_field(d, item, "ephemeral", "only a disk from an image has one");
@@ -255,6 +288,7 @@ static void check_disk(Decoder *d, const YNode *item, void *obj)
 	refuse_disk_field(
 		d, item, "format",
 		"the format of a disk from an image is vmd's (its copy's); the image's is imageFormat");
+	refuse_disk_field(d, item, "device", "a disk from an image is a file of vmd's");
 	if (!has_path)
 		check_image(d, item, disk);
 }

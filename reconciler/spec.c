@@ -38,6 +38,12 @@ const char *const disk_format_table[_DISK_FORMAT_MAX] = {
 };
 DEFINE_STRING_TABLE(disk_format, DiskFormat, _DISK_FORMAT_MAX)
 
+const char *const disk_device_table[_DISK_DEVICE_MAX] = {
+	[DISK_DEVICE_FILE] = "file",
+	[DISK_DEVICE_BLOCK] = "block",
+};
+DEFINE_STRING_TABLE(disk_device, DiskDevice, _DISK_DEVICE_MAX)
+
 const char *const port_protocol_table[_PORT_PROTOCOL_MAX] = {
 	[PORT_TCP] = "tcp",
 	[PORT_UDP] = "udp",

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "probe-spec.h"
 #include "util.h"
@@ -77,6 +78,14 @@ typedef enum DiskFormat {
 	_DISK_FORMAT_INVALID = -EINVAL,
 } DiskFormat;
 
+/* What a disk's path is: a regular file, or a block device the spec says it is. */
+typedef enum DiskDevice {
+	DISK_DEVICE_FILE,
+	DISK_DEVICE_BLOCK,
+	_DISK_DEVICE_MAX,
+	_DISK_DEVICE_INVALID = -EINVAL,
+} DiskDevice;
+
 typedef enum NetType {
 	NET_TAP,     /* a tap that exists, which vmd opens */
 	NET_USER,    /* the VMM's user-mode network */
@@ -91,12 +100,24 @@ DECLARE_STRING_TABLE(sandbox_state, SandboxState);
 DECLARE_STRING_TABLE(restart_policy, RestartPolicy);
 DECLARE_STRING_TABLE(update_policy, UpdatePolicy);
 DECLARE_STRING_TABLE(disk_format, DiskFormat);
+DECLARE_STRING_TABLE(disk_device, DiskDevice);
 DECLARE_STRING_TABLE(net_type, NetType);
 
 typedef struct Label {
 	char *key;
 	char *value;
 } Label;
+
+/*
+ * The file the loader looked at when it checked a disk's path or image (stat(), symlinks
+ * followed): what the start opens must still be it (docs/sandbox-file.md, "What vmd
+ * opens"). Not part of the spec as JSON says it: spec_copy() carries it, nothing compares it.
+ */
+typedef struct FileIdentity {
+	bool set;
+	dev_t dev;
+	ino_t ino;
+} FileIdentity;
 
 typedef struct DiskSpec {
 	char id[SPEC_ID_MAX + 1];
@@ -112,6 +133,8 @@ typedef struct DiskSpec {
 	DiskFormat image_format; /* stated, checked against its header, never probed */
 	uint64_t size;		 /* bytes the copy has; 0: the image's virtual size */
 	bool ephemeral;		 /* the copy goes when the sandbox is removed */
+	DiskDevice device;	 /* of path: a regular file unless `device: block` */
+	FileIdentity checked;	 /* path's file (or image's) as the loader checked it */
 } DiskSpec;
 
 typedef enum PortProtocol {

@@ -41,6 +41,7 @@ static char **build(const SandboxSpec *s, QemuAccel accel, const char *dir)
 {
 	unsigned disk_ports[SPEC_DISKS_MAX], net_ports[SPEC_NETWORKS_MAX];
 	int net_fds[SPEC_NETWORKS_MAX], vhost_fds[SPEC_NETWORKS_MAX];
+	int disk_fds[SPEC_DISKS_MAX], base_fds[SPEC_DISKS_MAX], cred_fds[SPEC_CREDENTIALS_MAX];
 	QemuLaunch l = {
 		.binary = "/usr/bin/qemu-system-x86_64",
 		.accel = accel,
@@ -54,11 +55,23 @@ static char **build(const SandboxSpec *s, QemuAccel accel, const char *dir)
 		.n_ports = (unsigned)(s->n_disks + s->n_networks + QEMU_SPARE_PORTS),
 		.net_fds = net_fds,
 		.vhost_fds = vhost_fds,
+		.disk_fds = disk_fds,
+		.base_fds = base_fds,
+		.credential_fds = cred_fds,
+		.kernel_fd = 7,
+		.initrd_fd = 8,
+		.seed_fd = 9,
 	};
 	char **argv = NULL;
 
-	for (size_t i = 0; i < s->n_disks; i++)
+	/* As QEMU would have them from vmd (qemu-fds.c): disks 30..., their images 40... */
+	for (size_t i = 0; i < s->n_disks; i++) {
 		disk_ports[i] = (unsigned)i;
+		disk_fds[i] = 30 + (int)i;
+		base_fds[i] = s->disks[i].image ? 40 + (int)i : -1;
+	}
+	for (size_t i = 0; i < s->n_credentials; i++)
+		cred_fds[i] = 50 + (int)i;
 	/* As QEMU would have them from vmd (netdev.c): 10, 11...; vhost for the third. */
 	for (size_t i = 0; i < s->n_networks; i++) {
 		net_ports[i] = (unsigned)(s->n_disks + i);
@@ -110,8 +123,9 @@ static void test_full_spec(void **state _unused_)
 	assert_string_equal(after(argv, "-display", 0), "none");
 	assert_string_equal(after(argv, "-smp", 0), "2");
 	assert_string_equal(after(argv, "-m", 0), "512M");
-	assert_string_equal(after(argv, "-kernel", 0), "/k/vmlinux");
-	assert_string_equal(after(argv, "-initrd", 0), "/k/initrd");
+	/* vmd's memfds of them: QEMU opens no path of the host's. */
+	assert_string_equal(after(argv, "-kernel", 0), "/proc/self/fd/7");
+	assert_string_equal(after(argv, "-initrd", 0), "/proc/self/fd/8");
 	/* One argument, as written: QEMU does not parse it, nor does a shell. */
 	assert_string_equal(after(argv, "-append", 0), "console=ttyS0 a=b,c -append x");
 	/* The serial console: the socket vmd made, passed listening (no path QEMU opens). */
@@ -137,15 +151,19 @@ static void test_full_spec(void **state _unused_)
 	assert_string_equal(after(argv, "-device", 11),
 			    "pcie-root-port,id=vmd-port11,bus=pcie.0,chassis=12,addr=0x11.3");
 
+	/* Each disk's file, opened by vmd, in an fdset of its port's: QEMU opens a dup. */
+	assert_string_equal(after(argv, "-add-fd", 0), "fd=30,set=1,opaque=disk-root");
+	assert_string_equal(after(argv, "-add-fd", 1), "fd=31,set=2,opaque=disk-data");
+	assert_null(after(argv, "-add-fd", 2));
 	assert_string_equal(
 		after(argv, "-blockdev", 0),
-		"driver=file,node-name=disk-file-root,filename=/d/root.qcow2,read-only=off");
+		"driver=file,node-name=disk-file-root,filename=/dev/fdset/1,read-only=off");
 	assert_string_equal(after(argv, "-blockdev", 1),
 			    "driver=qcow2,node-name=disk-node-root,file=disk-file-root,read-only=off");
 	assert_string_equal(after(argv, "-device", 12),
 			    "virtio-blk-pci,id=disk-root,drive=disk-node-root,bus=vmd-port0,addr=0");
 	assert_string_equal(after(argv, "-blockdev", 2),
-			    "driver=file,node-name=disk-file-data,filename=/d/data.img,read-only=on");
+			    "driver=file,node-name=disk-file-data,filename=/dev/fdset/2,read-only=on");
 	assert_string_equal(after(argv, "-blockdev", 3),
 			    "driver=raw,node-name=disk-node-data,file=disk-file-data,read-only=on");
 	assert_string_equal(after(argv, "-device", 13),
@@ -159,6 +177,8 @@ static void test_full_spec(void **state _unused_)
 	assert_non_null(strstr(after(argv, "-device", 15), "id=net-net1,netdev=netdev-net1,mac="));
 	assert_non_null(strstr(after(argv, "-device", 15), ",bus=vmd-port3,addr=0"));
 	assert_null(after(argv, "-device", 16));
+	for (size_t i = 0; argv[i]; i++)
+		assert_null(strstr(argv[i], "/d/"));
 	strv_free(argv);
 	sandbox_spec_free(s);
 }
@@ -194,12 +214,15 @@ static void test_commas(void **state _unused_)
 	assert_int_equal(
 		spec_load_file(test_src("tests/spec/good/comma-path.yaml"), &opts, &s, &diags), 0);
 	argv = build(s, QEMU_ACCEL_TCG, "/run/a,b");
-	assert_string_equal(after(argv, "-kernel", 0), "/var/lib/vmd/images/vmlinux,v2");
+	/* No path is on the command line at all, commas or not: descriptors only. */
+	assert_string_equal(after(argv, "-kernel", 0), "/proc/self/fd/7");
 	assert_string_equal(
 		after(argv, "-blockdev", 0),
-		"driver=file,node-name=disk-file-root,filename=/var/lib/vmd/disks/root,,format=qcow2.raw,read-only=off");
+		"driver=file,node-name=disk-file-root,filename=/dev/fdset/1,read-only=off");
 	assert_string_equal(after(argv, "-blockdev", 1),
 			    "driver=raw,node-name=disk-node-root,file=disk-file-root,read-only=off");
+	for (size_t i = 0; argv[i]; i++)
+		assert_null(strstr(argv[i], "/var/lib/vmd"));
 	strv_free(argv);
 	sandbox_spec_free(s);
 	diag_list_done(&diags);
@@ -294,45 +317,128 @@ static void test_provision(void **state _unused_)
 			      "    - {name: web.password, fromFile: /etc/vmd/secrets/pw}\n"
 			      "    - {name: \"a,b\", fromFile: /etc/vmd/secrets/ab}\n");
 	unsigned disk_ports[] = { 0 };
+	int disk_fds[] = { 30 }, base_fds[] = { -1 }, cred_fds[] = { 50, 51 };
 	QemuLaunch l = { .binary = "/q",
 			 .dir = "/run/vmd/vm-1",
 			 .spec = s,
 			 .disk_ports = disk_ports,
 			 .n_ports = 1,
-			 .seed = "/run/vmd/vm-1/seed,iso" };
+			 .disk_fds = disk_fds,
+			 .base_fds = base_fds,
+			 .credential_fds = cred_fds,
+			 .kernel_fd = 7,
+			 .initrd_fd = -1,
+			 .seed_fd = 9 };
+	CloudInitSpec *ci;
 	char **argv = NULL;
 
 	assert_int_equal(qemu_build_argv(&l, &argv), 0);
 	/* A disk with the id vmd-seed is the user's, under the disks' own names. */
-	assert_string_equal(after(argv, "-blockdev", 0),
-			    "driver=file,node-name=disk-file-vmd-seed,filename=/d/seed,read-only=off");
+	assert_string_equal(
+		after(argv, "-blockdev", 0),
+		"driver=file,node-name=disk-file-vmd-seed,filename=/dev/fdset/1,read-only=off");
+	/* The seed vmd wrote, opened read-only by vmd: its own fdset. */
+	assert_string_equal(after(argv, "-add-fd", 1), "fd=9,set=100,opaque=vmd-seed");
 	assert_string_equal(
 		after(argv, "-blockdev", 2),
-		"driver=file,node-name=vmd-seed-file,filename=/run/vmd/vm-1/seed,,iso,read-only=on");
+		"driver=file,node-name=vmd-seed-file,filename=/dev/fdset/100,read-only=on");
 	assert_string_equal(after(argv, "-blockdev", 3),
 			    "driver=raw,node-name=vmd-seed-node,file=vmd-seed-file,read-only=on");
 	assert_string_equal(after(argv, "-device", 2),
 			    "virtio-blk-pci,id=vmd-seed,drive=vmd-seed-node");
-	assert_string_equal(
-		after(argv, "-fw_cfg", 0),
-		"name=opt/io.systemd.credentials/web.password,file=/run/vmd/vm-1/credentials/web.password");
-	assert_string_equal(
-		after(argv, "-fw_cfg", 1),
-		"name=opt/io.systemd.credentials/a,,b,file=/run/vmd/vm-1/credentials/a,,b");
+	assert_string_equal(after(argv, "-fw_cfg", 0),
+			    "name=opt/io.systemd.credentials/web.password,file=/proc/self/fd/50");
+	assert_string_equal(after(argv, "-fw_cfg", 1),
+			    "name=opt/io.systemd.credentials/a,,b,file=/proc/self/fd/51");
 	/* The host's files themselves are never QEMU's to open. */
 	for (size_t i = 0; argv[i]; i++)
 		assert_null(strstr(argv[i], "/etc/vmd/secrets"));
 	strv_free(argv);
 	argv = NULL;
 
+	/* A seed without its descriptor: no command line (QEMU is never given a path). */
+	l.seed_fd = -1;
+	assert_int_equal(qemu_build_argv(&l, &argv), -EBADF);
+	assert_null(argv);
+
 	/* Without cloudInit and credentials: neither. */
-	l.seed = NULL;
+	ci = TAKE_PTR(s->cloud_init);
 	s->n_credentials = 0;
 	assert_int_equal(qemu_build_argv(&l, &argv), 0);
 	assert_null(after(argv, "-fw_cfg", 0));
 	assert_null(after(argv, "-blockdev", 2));
+	assert_null(after(argv, "-add-fd", 1));
 	strv_free(argv);
 	s->n_credentials = 2;
+	s->cloud_init = ci;
+	sandbox_spec_free(s);
+}
+
+/*
+ * An overlay (a disk from an image, as vmm_image_resolve() names its copy): its base image
+ * is a read-only node of vmd's fd, the overlay's backing: QEMU never opens the path its
+ * qcow2 header names. A disk without its descriptor has no command line.
+ */
+static void test_overlay(void **state _unused_)
+{
+	SandboxSpec *s = load("apiVersion: vmd/v1\nkind: Sandbox\nspec:\n  memory: 64Mi\n"
+			      "  kernel: /k\n  disks:\n    - {id: data, path: /d/data}\n");
+	DiskSpec *d;
+	char **argv;
+
+	d = &s->disks[0];
+	d->image = strdup("/img/base.qcow2");
+	d->format = DISK_FORMAT_QCOW2;
+	d->image_format = DISK_FORMAT_QCOW2;
+	assert_non_null(d->image);
+	argv = build(s, QEMU_ACCEL_TCG, "/r");
+	assert_string_equal(after(argv, "-add-fd", 0), "fd=40,set=101,opaque=disk-base-data");
+	assert_string_equal(after(argv, "-add-fd", 1), "fd=30,set=1,opaque=disk-data");
+	assert_string_equal(
+		after(argv, "-blockdev", 0),
+		"driver=file,node-name=disk-bfile-data,filename=/dev/fdset/101,read-only=on");
+	assert_string_equal(after(argv, "-blockdev", 1),
+			    "driver=qcow2,node-name=disk-base-data,file=disk-bfile-data,read-only=on");
+	assert_string_equal(
+		after(argv, "-blockdev", 3),
+		"driver=qcow2,node-name=disk-node-data,file=disk-file-data,backing=disk-base-data,read-only=off");
+	for (size_t i = 0; argv[i]; i++)
+		assert_null(strstr(argv[i], "/img/"));
+	strv_free(argv);
+
+	/* device: block: QEMU's host_device driver, on vmd's fd all the same. */
+	free(d->image);
+	d->image = NULL;
+	d->format = DISK_FORMAT_RAW;
+	d->device = DISK_DEVICE_BLOCK;
+	argv = build(s, QEMU_ACCEL_TCG, "/r");
+	assert_string_equal(
+		after(argv, "-blockdev", 0),
+		"driver=host_device,node-name=disk-file-data,filename=/dev/fdset/1,read-only=off");
+	strv_free(argv);
+	argv = NULL;
+
+	{
+		unsigned ports[] = { 0 };
+		int fds[] = { -1 }, bases[] = { -1 };
+		QemuLaunch l = { .binary = "/q",
+				 .spec = s,
+				 .disk_ports = ports,
+				 .n_ports = 1,
+				 .disk_fds = fds,
+				 .base_fds = bases,
+				 .kernel_fd = 7 };
+
+		assert_int_equal(qemu_build_argv(&l, &argv), -EBADF);
+		assert_null(argv);
+		l.disk_fds = NULL;
+		assert_int_equal(qemu_build_argv(&l, &argv), -EBADF);
+		l.disk_fds = fds;
+		fds[0] = 30;
+		l.kernel_fd = -1;
+		assert_int_equal(qemu_build_argv(&l, &argv), -EBADF);
+		assert_null(argv);
+	}
 	sandbox_spec_free(s);
 }
 
@@ -343,6 +449,7 @@ int main(void)
 		cmocka_unit_test(test_full_spec), cmocka_unit_test(test_accel),
 		cmocka_unit_test(test_commas),	  cmocka_unit_test(test_too_many_ports),
 		cmocka_unit_test(test_net_fds),	  cmocka_unit_test(test_guest_agent),
+		cmocka_unit_test(test_overlay),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

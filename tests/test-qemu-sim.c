@@ -6,8 +6,11 @@
  * is seen through, and a VM bigger than the host is never spawned. Every QEMU the daemon
  * started is killed by pid in teardown.
  */
+#include <dirent.h>
 #include <signal.h>
 #include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <sys/prctl.h>
 
 #include "daemon-fixture.h"
@@ -26,12 +29,13 @@ static int setup(void **state)
 	return r;
 }
 
-static void put_disk(Fixture *f, const char *path)
+static void put_disk(Fixture *f, const char *path, const char *format)
 {
 	_cleanup_free_ char *extra = NULL;
 
-	assert_true(asprintf(&extra, "  memory: 64Mi\n  disks:\n    - {id: data, path: \"%s\"}\n",
-			     path) > 0);
+	assert_true(asprintf(&extra,
+			     "  memory: 64Mi\n  disks:\n    - {id: data, path: \"%s\", format: %s}\n",
+			     path, format) > 0);
 	fixture_put_sim(f, "vm", "qemu", extra);
 }
 
@@ -48,8 +52,11 @@ static bool has_disk(json_t *s, const void *arg _unused_)
 }
 
 /*
- * A disk QEMU cannot open: the add fails with QEMU's words and is undone, down to the root
- * port it took, so that once the file is fixed the same disk is added on that port.
+ * A disk vmd cannot open fails before QEMU is asked anything (vmd opens, QEMU gets the
+ * descriptor). One QEMU refuses (a raw file said to be qcow2) fails with QEMU's words after
+ * add-fd and the file node: both are undone (blockdev-del, then remove-fd of its fdset), down
+ * to the root port it took, so that once the file is fixed the same disk is added on that
+ * port.
  */
 static void test_failed_add_undone(void **state)
 {
@@ -63,23 +70,82 @@ static void test_failed_add_undone(void **state)
 	fixture_start_daemon(f);
 	json_decref(fixture_wait_status(f, "vm", ready, "Running"));
 
-	put_disk(f, bad);
-	json_decref(fixture_wait_status(f, "vm", add_failed, "Could not open"));
+	put_disk(f, bad, "raw");
+	json_decref(fixture_wait_status(f, "vm", add_failed, "cannot open"));
 	s = json_load_file(rec, 0, NULL);
 	ports = json_object_get(s, "ports");
 	assert_null(json_object_get(ports, "disk-data"));
 	json_decref(s);
-	/* The first blockdev-add failed: nothing was made, so nothing is deleted. */
-	assert_true(fixture_count_requests(f, "blockdev-add") >= 1);
-	assert_int_equal(fixture_count_requests(f, "blockdev-del"), 0);
+	assert_int_equal(fixture_count_requests(f, "add-fd"), 0);
+	assert_int_equal(fixture_count_requests(f, "blockdev-add"), 0);
 
 	test_write_str(f->dir, "data.img", "");
-	put_disk(f, good);
+	put_disk(f, good, "qcow2");
+	json_decref(fixture_wait_status(f, "vm", add_failed, "not in qcow2 format"));
+	/* add-fd and the file node went through: the node is deleted, then its fdset. */
+	assert_int_equal(fixture_count_requests(f, "add-fd"), 1);
+	assert_int_equal(fixture_count_requests(f, "blockdev-del"), 1);
+	assert_int_equal(fixture_count_requests(f, "remove-fd"), 1);
+
+	put_disk(f, good, "raw");
 	json_decref(fixture_wait_status(f, "vm", has_disk, NULL));
 	s = json_load_file(rec, 0, NULL);
 	assert_int_equal(
 		json_integer_value(json_object_get(json_object_get(s, "ports"), "disk-data")), 0);
 	json_decref(s);
+	assert_int_equal(fixture_count_requests(f, "add-fd"), 2);
+}
+
+/* The inode of pid's memfd named name ("/memfd:kernel (deleted)"), 0 if it has none. */
+static ino_t memfd_of(pid_t pid, const char *name)
+{
+	_cleanup_free_ char *dir = NULL, *want = NULL;
+	struct dirent *e;
+	ino_t ino = 0;
+	DIR *d;
+
+	assert_true(asprintf(&dir, "/proc/%d/fd", (int)pid) > 0);
+	assert_true(asprintf(&want, "/memfd:%s (deleted)", name) > 0);
+	d = opendir(dir);
+	assert_non_null(d);
+	while ((e = readdir(d))) {
+		_cleanup_free_ char *p = path_in(dir, "%s", e->d_name);
+		char link[256];
+		ssize_t n = readlink(p, link, sizeof(link) - 1);
+		struct stat st;
+
+		if (n > 0 && (link[n] = '\0', streq(link, want)) && stat(p, &st) == 0)
+			ino = st.st_ino;
+	}
+	closedir(d);
+	return ino;
+}
+
+/*
+ * The kernel goes to QEMU as vmd's memfd (QEMU's -kernel reads a path; its user has no
+ * access to the host's): one memfd for two guests of the same kernel file, a new one for
+ * a guest started once the file changed.
+ */
+static void test_kernel_shared(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *kernel = path_in(f->dir, "vmlinux");
+	ino_t a, b, c;
+
+	fixture_put_sim(f, "a", "qemu", "  memory: 64Mi\n");
+	fixture_put_sim(f, "b", "qemu", "  memory: 64Mi\n");
+	fixture_start_daemon(f);
+	a = memfd_of(fixture_running(f, "a"), "kernel");
+	b = memfd_of(fixture_running(f, "b"), "kernel");
+	assert_true(a != 0);
+	assert_true(a == b);
+
+	test_write_str(f->dir, "vmlinux", "another kernel\n");
+	assert_int_equal(access(kernel, R_OK), 0);
+	fixture_put_sim(f, "c", "qemu", "  memory: 64Mi\n");
+	c = memfd_of(fixture_running(f, "c"), "kernel");
+	assert_true(c != 0);
+	assert_true(c != a);
 }
 
 static bool has_net(json_t *s, const void *arg _unused_)
@@ -245,6 +311,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_failed_add_undone, setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_start_seen_through, setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_kernel_shared, setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_user_net_hotplug, setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_admission, setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_console_without_socket, setup, fixture_teardown),

@@ -11,6 +11,7 @@
 
 #include "backend.h"
 #include "helpers.h"
+#include "spec-json.h"
 #include "spec-yaml.h"
 #include "yaml-tree.h"
 
@@ -409,6 +410,94 @@ static void test_not_regular(void **state _unused_)
 	test_tmpdir_remove(dir);
 }
 
+/* Load a sandbox file with one disk, whose YAML is disk; the spec, or NULL and diags. */
+static SandboxSpec *load_disk(const char *disk, DiagList *diags)
+{
+	_cleanup_free_ char *text = NULL;
+	SandboxSpec *spec = NULL;
+
+	assert_true(asprintf(&text,
+			     "apiVersion: vmd/v1\nkind: Sandbox\nspec:\n  kernel: /k\n"
+			     "  memory: 64Mi\n  disks:\n    - %s\n",
+			     disk) > 0);
+	(void)spec_load_buffer("/x/vm.yaml", text, strlen(text), &qemu_default, &spec, diags);
+	return spec;
+}
+
+static bool has_diag(const DiagList *l, const char *needle)
+{
+	for (size_t i = 0; i < l->n; i++)
+		if (strstr(l->items[i].message, needle))
+			return true;
+	return false;
+}
+
+/*
+ * A disk's path: the loader records the file it names (symlinks followed), which a copy of
+ * the spec keeps; a block device only with device: block, and device: block only for one.
+ */
+static void test_disk_device(void **state _unused_)
+{
+	char *dir = test_tmpdir();
+	_cleanup_free_ char *file = NULL, *link = NULL, *yaml = NULL;
+	SandboxSpec *spec, *copy = NULL;
+	struct stat st;
+
+	assert_true(asprintf(&file, "%s/d.img", dir) > 0);
+	assert_true(asprintf(&link, "%s/link", dir) > 0);
+	test_write_str(dir, "d.img", "x");
+	assert_int_equal(symlink(file, link), 0);
+	assert_int_equal(stat(file, &st), 0);
+
+	{
+		_cleanup_(diag_list_done) DiagList diags = {};
+
+		assert_true(asprintf(&yaml, "{id: d, path: %s}", link) > 0);
+		spec = load_disk(yaml, &diags);
+		assert_non_null(spec);
+		assert_true(spec->disks[0].checked.set);
+		assert_true(spec->disks[0].checked.ino == st.st_ino);
+		assert_true(spec->disks[0].checked.dev == st.st_dev);
+		assert_int_equal(spec->disks[0].device, DISK_DEVICE_FILE);
+		assert_int_equal(spec_copy(spec, &copy), 0);
+		assert_true(copy->disks[0].checked.set && copy->disks[0].checked.ino == st.st_ino);
+		/* Not part of the spec's JSON: a copy compares equal, record or not. */
+		assert_true(spec_equal(spec, copy));
+		sandbox_spec_free(copy);
+		sandbox_spec_free(spec);
+		yaml = mfree(yaml);
+	}
+	{
+		_cleanup_(diag_list_done) DiagList diags = {};
+
+		assert_true(asprintf(&yaml, "{id: d, path: %s, device: block}", file) > 0);
+		assert_null(load_disk(yaml, &diags));
+		assert_true(has_diag(&diags, "is not a block device, and device: block says it is"));
+	}
+	{
+		_cleanup_(diag_list_done) DiagList diags = {};
+
+		assert_null(load_disk("{id: d, path: /dev/null}", &diags));
+		assert_true(has_diag(&diags, "'/dev/null' is not a regular file"));
+	}
+	{
+		_cleanup_(diag_list_done) DiagList diags = {};
+
+		/* Not there yet: the start's to find, nothing recorded. */
+		spec = load_disk("{id: d, path: /nonexistent/d.img}", &diags);
+		assert_non_null(spec);
+		assert_false(spec->disks[0].checked.set);
+		sandbox_spec_free(spec);
+	}
+	{
+		_cleanup_(diag_list_done) DiagList diags = {};
+
+		assert_null(load_disk("{id: d, image: /nonexistent/i, device: block}", &diags));
+		assert_true(has_diag(&diags, "a disk from an image is a file of vmd's"));
+	}
+	test_tmpdir_remove(dir);
+}
+
 /* A file with more errors than are kept says how many it dropped. */
 static void test_many_errors_capped(void **state _unused_)
 {
@@ -484,6 +573,7 @@ int main(void)
 		cmocka_unit_test(test_too_large),
 		cmocka_unit_test(test_deep_brackets),
 		cmocka_unit_test(test_not_regular),
+		cmocka_unit_test(test_disk_device),
 		cmocka_unit_test(test_many_errors_capped),
 	};
 	struct CMUnitTest *tests = NULL;

@@ -2,7 +2,8 @@
 /*
  * vmd's Debian package under a real systemd: tests/systemd/harness.py boots a debootstrapped
  * Debian 12 with systemd-nspawn, installs the package built by make deb and runs its checks
- * (start, reload, a noop sandbox, restart, upgrade, the journal, removal, purge; a QEMU
+ * (start, the unit's exposure, reload, a noop sandbox, restart, upgrade, the journal,
+ * removal, purge; a QEMU
  * guest's scope, its limits and its machine in systemd-machined, restart, kill, watchdog,
  * a crash, poweroff). Each of its
  * checks is one test here; all are skipped, saying why, only where nspawn cannot run.

@@ -14,7 +14,8 @@ to debootstrap from, no container support), it prints "SKIP: why" and exits 77.
 tests/test-systemd.c runs it in make check and turns each line into a cmocka test.
 
 The last checks run a QEMU guest (tests/guest, $VMD_GUEST, under TCG): its VMM in a scope
-of its own with the limits reconciler/vm-scope.c computes (systemctl show), registered with
+of its own with the limits reconciler/vm-scope.c computes (systemctl show), as vmd-vm with
+no capability (/proc/PID/status), registered with
 systemd-machined (machinectl), kept with its scope by a restart of vmd, by systemctl kill
 vmd and by the watchdog, in a new scope (registered again) after QEMU is killed and
 restarted, and shut down through its power button when the container powers off.
@@ -339,6 +340,21 @@ def check_start(t):
     log(f"STATUS={u['StatusText']}")
 
 
+# docs/daemon.md: the unit's exposure, as test-units measures it offline; here, running.
+EXPOSURE_MAX = 4.0
+
+
+def check_security(t):
+    """systemd-analyze security vmd, in the container, rates the running unit 4.0 or lower."""
+    out = t.c.run(["systemd-analyze", "security", "--no-pager", "vmd.service"]).stdout
+    m = re.search(r"Overall exposure level for vmd\.service: ([0-9.]+)", out)
+    if not m:
+        raise Fail(f"no exposure level in: {out}")
+    log(f"exposure {m.group(1)}")
+    if float(m.group(1)) > EXPOSURE_MAX:
+        raise Fail(f"exposure {m.group(1)}, more than {EXPOSURE_MAX}")
+
+
 def journal(c, *match):
     return c.run(["journalctl", "-u", "vmd.service", "-o", "cat", "--no-pager"] + list(match)
                  ).stdout
@@ -568,6 +584,20 @@ def check_qemu_scope(t):
     t.scope = in_scope(c, t.qemu)
 
 
+def check_qemu_user(t):
+    """The guest's QEMU runs as vmd-vm (the unit says no --vmm-user), with no capability."""
+    c = t.c
+    uid = c.run(["id", "-u", "vmd-vm"]).stdout.strip()
+    gid = c.run(["id", "-g", "vmd-vm"]).stdout.strip()
+    status = c.run(["cat", f"/proc/{t.qemu}/status"]).stdout
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    want = {"Uid": "\t".join([uid] * 4), "Gid": "\t".join([gid] * 4),
+            "CapEff": "0000000000000000", "CapPrm": "0000000000000000", "NoNewPrivs": "1"}
+    for k, v in want.items():
+        if fields.get(k, "").strip() != v:
+            raise Fail(f"QEMU (pid {t.qemu}) has {k} {fields.get(k, '').strip()!r}, not {v!r}")
+
+
 def check_qemu_machine(t):
     """systemd-machined knows the guest: machinectl list shows vmd-g, class vm."""
     registered(t.c, t.qemu)
@@ -684,6 +714,7 @@ def check_poweroff(t):
 CHECKS = [
     ("install", check_install),
     ("start", check_start),
+    ("security", check_security),
     ("reload", check_reload),
     ("sandbox", check_sandbox),
     ("restart", check_restart),
@@ -693,6 +724,7 @@ CHECKS = [
     ("purge", check_purge),
     ("make-install", check_make_install),
     ("qemu-scope", check_qemu_scope),
+    ("qemu-user", check_qemu_user),
     ("qemu-machine", check_qemu_machine),
     ("qemu-restart", check_qemu_restart),
     ("kill", check_kill),
