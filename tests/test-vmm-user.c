@@ -1,0 +1,215 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Cloud Hypervisor and an unjailed Firecracker (their simulators, tests/sim/) as an
+ * unprivileged --vmm-user (issue 16): the daemon runs as root and starts each as nobody
+ * (65534:65534) through its drop between fork and exec, so the simulator really opens what
+ * it opens as that uid, as the real VMM would. What it needs comes as descriptors: the
+ * kernel, 0600 root in a directory nobody may list, as a sealed memfd copy; the disks as
+ * vmd opened them, each /proc/self/fd/N, which the kernel reopens checking the file's own
+ * permission only; the API socket (CH: --api-socket fd=N); and a dir of its own, the
+ * runtime dir's vmm/, for what it binds or creates itself. A disk the VMM user may not
+ * open is refused by vmd before the VMM starts, with what to do.
+ */
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+
+#include "daemon-fixture.h"
+#include "helpers.h"
+#include "util.h"
+
+#define USER_ID 65534
+
+static char ch[4096], fc[4096];
+
+/* An empty file path, the VMM user's, mode 0600. */
+static void make_for_user(const char *path)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+
+	assert_true(fd >= 0);
+	assert_int_equal(fchown(fd, USER_ID, USER_ID), 0);
+	close(fd);
+}
+
+static int setup(void **state)
+{
+	static const char *const args[] = {
+		"--cloud-hypervisor-binary", ch, "--firecracker-binary", fc,
+		/* after the fixture's own --vmm-user root: the last counts */
+		"--vmm-user", "65534:65534", NULL
+	};
+	_cleanup_free_ char *kernel = NULL;
+	Fixture *f;
+	int r = fixture_setup(state);
+
+	f = *state;
+	kernel = path_in(f->dir, "vmlinux");
+	f->daemon_args = args;
+	/*
+	 * The simulators append every request to these, as the VMM user: theirs, in a dir it
+	 * may go through (not list), where every other file keeps its own mode.
+	 */
+	assert_int_equal(chmod(f->dir, 0711), 0);
+	make_for_user(f->violations);
+	make_for_user(f->requests);
+	/* The kernel: root's alone. */
+	test_write_str(f->dir, "vmlinux", "not really a kernel\n");
+	assert_int_equal(chmod(kernel, 0600), 0);
+	return r;
+}
+
+static const char *backend(bool firecracker)
+{
+	return firecracker ? "firecracker" : "cloud-hypervisor";
+}
+
+/* Disks: a (the VMM user's, read-write) and b (root's 0644, read-only). */
+static char *disks_ab(Fixture *f)
+{
+	_cleanup_free_ char *a = path_in(f->dir, "a.img"), *b = path_in(f->dir, "b.img");
+	char *text = NULL;
+
+	test_write_str(f->dir, "a.img", "");
+	assert_int_equal(chown(a, USER_ID, USER_ID), 0);
+	assert_int_equal(chmod(a, 0600), 0);
+	test_write_str(f->dir, "b.img", "");
+	assert_int_equal(chmod(b, 0644), 0);
+	assert_true(
+		asprintf(&text,
+			 "  memory: 64Mi\n  cmdline: console=ttyS0\n  disks:\n"
+			 "    - {id: a, path: \"%s\"}\n    - {id: b, path: \"%s\", readOnly: true}\n",
+			 a, b) > 0);
+	return text;
+}
+
+static void expect_owner(const char *path, uid_t uid)
+{
+	struct stat st;
+
+	assert_int_equal(lstat(path, &st), 0);
+	assert_int_equal(st.st_uid, uid);
+}
+
+/*
+ * Boots as the VMM user, without capabilities, in a minimal environment; what it made
+ * itself is in its own dir, the runtime dir stays root's; all gone with the sandbox.
+ */
+static void unprivileged(Fixture *f, bool firecracker)
+{
+	_cleanup_free_ char *text = disks_ab(f), *dir = path_in(f->run, "vm"),
+			    *own = path_in(f->run, "vm/vmm"), *file = path_in(f->sb, "vm.yaml"),
+			    *made = path_in(f->run,
+					    firecracker ? "vm/vmm/api.sock" : "vm/vmm/serial.sock");
+	struct stat st;
+	pid_t pid;
+
+	fixture_put_sim(f, "vm", backend(firecracker), text);
+	fixture_start_daemon(f);
+	pid = fixture_running(f, "vm");
+	fixture_wait_console(f, "vm", "SIM-GUEST-BOOT cmdline=console=ttyS0", 0);
+	fixture_wait_console(f, "vm", firecracker ? "drives=a,b" : "disks=a,b", 0);
+	test_expect_unprivileged(pid, USER_ID, USER_ID);
+
+	assert_int_equal(stat(dir, &st), 0);
+	/* Nothing in it for the VMM user: not its owner, not its group, nothing for others. */
+	assert_int_equal(st.st_uid, 0);
+	assert_int_not_equal(st.st_gid, USER_ID);
+	assert_int_equal(st.st_mode & 007, 0);
+	expect_owner(own, USER_ID);
+	expect_owner(made, USER_ID); /* bound by the VMM, as the VMM user */
+	if (firecracker) {
+		_cleanup_free_ char *console = path_in(f->run, "vm/vmm/console.log");
+
+		expect_owner(console, USER_ID); /* PUT /serial: made by the VMM */
+	}
+	assert_int_equal(unlink(file), 0);
+	json_decref(fixture_wait_status(f, "vm", absent, NULL));
+	assert_true(access(dir, F_OK) < 0);
+}
+
+static void test_ch_unprivileged(void **state)
+{
+	unprivileged(*state, false);
+}
+
+static void test_fc_unprivileged(void **state)
+{
+	unprivileged(*state, true);
+}
+
+/*
+ * A disk the VMM user may not open (0600 root): vmd refuses the start before the VMM runs,
+ * naming the disk, its path, the user and what to do; the VMM is asked nothing.
+ */
+static void refused(Fixture *f, bool firecracker)
+{
+	_cleanup_free_ char *secret = path_in(f->dir, "secret.img"), *text = NULL, *want = NULL;
+
+	test_write_str(f->dir, "secret.img", "");
+	assert_int_equal(chmod(secret, 0600), 0);
+	assert_true(asprintf(&text, "  memory: 64Mi\n  disks:\n    - {id: s, path: \"%s\"}\n",
+			     secret) > 0);
+	assert_true(
+		asprintf(&want,
+			 "disk 's': '%s' is not readable and writable by the VMM user (uid 65534, gid 65534: --vmm-user): Permission denied; chown it to that user, or give it access with an ACL (setfacl -m u:65534:rw '%s')",
+			 secret, secret) > 0);
+	fixture_put_sim(f, "vm", backend(firecracker), text);
+	fixture_start_daemon(f);
+	json_decref(fixture_wait_status(f, "vm", failing, want));
+	assert_int_equal(
+		fixture_count_requests(f, firecracker ? "PUT /drives" : "PUT /api/v1/vm.create"), 0);
+}
+
+static void test_ch_refused(void **state)
+{
+	refused(*state, false);
+}
+
+static void test_fc_refused(void **state)
+{
+	refused(*state, true);
+}
+
+/* A disk from an image: vmd's copy is the VMM user's, reached through its fd. */
+static void test_fc_image_copy(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *raw = path_in(f->dir, "base.raw"), *text = NULL,
+			    *copy = path_in(f->state, "disks/vm/root.raw");
+
+	test_write_str(f->dir, "base.raw", "FC-BASE");
+	assert_int_equal(chmod(raw, 0600), 0);
+	assert_int_equal(truncate(raw, 8 << 20), 0);
+	assert_true(asprintf(&text,
+			     "  memory: 64Mi\n  disks:\n"
+			     "    - {id: root, image: \"%s\", imageFormat: raw, size: 16Mi}\n",
+			     raw) > 0);
+	fixture_put_sim(f, "vm", "firecracker", text);
+	fixture_start_daemon(f);
+	(void)fixture_running(f, "vm");
+	fixture_wait_console(f, "vm", "drives=root", 0);
+	expect_owner(copy, USER_ID);
+	expect_owner(raw, 0); /* the image itself is root's, and never the VMM's to open */
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_ch_unprivileged, setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_fc_unprivileged, setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_ch_refused, setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_fc_refused, setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_fc_image_copy, setup, fixture_teardown),
+	};
+
+	snprintf(ch, sizeof(ch), "%s", test_src("tests/sim/cloud-hypervisor"));
+	snprintf(fc, sizeof(fc), "%s", test_src("tests/sim/firecracker"));
+	/* VMMs outlive a daemon killed with -9: they come to this binary, which reaps them. */
+	(void)prctl(PR_SET_CHILD_SUBREAPER, 1);
+	if (getenv("VMD_TEST_FILTER"))
+		cmocka_set_test_filter(getenv("VMD_TEST_FILTER"));
+	return cmocka_run_group_tests_name("vmm-user", tests, NULL, NULL);
+}
