@@ -173,26 +173,98 @@ static void test_fc_refused(void **state)
 	refused(*state, true);
 }
 
-/* A disk from an image: vmd's copy is the VMM user's, reached through its fd. */
-static void test_fc_image_copy(void **state)
+/*
+ * A sandbox whose spec (fmt, with the image's path) has a disk from an 8 MiB raw image
+ * (mode), booted to devices: vmd's copy, copy in the state dir, is the VMM user's.
+ */
+static void boot_image(Fixture *f, bool firecracker, mode_t mode, const char *fmt,
+		       const char *devices, const char *copy)
 {
-	Fixture *f = *state;
 	_cleanup_free_ char *raw = path_in(f->dir, "base.raw"), *text = NULL,
-			    *copy = path_in(f->state, "disks/vm/root.raw");
+			    *made = path_in(f->state, "disks/vm/%s", copy);
 
-	test_write_str(f->dir, "base.raw", "FC-BASE");
-	assert_int_equal(chmod(raw, 0600), 0);
+	test_write_str(f->dir, "base.raw", "BASE");
+	assert_int_equal(chmod(raw, mode), 0);
 	assert_int_equal(truncate(raw, 8 << 20), 0);
-	assert_true(asprintf(&text,
-			     "  memory: 64Mi\n  disks:\n"
-			     "    - {id: root, image: \"%s\", imageFormat: raw, size: 16Mi}\n",
-			     raw) > 0);
-	fixture_put_sim(f, "vm", "firecracker", text);
+	assert_true(asprintf(&text, fmt, raw) > 0);
+	fixture_put_sim(f, "vm", backend(firecracker), text);
 	fixture_start_daemon(f);
 	(void)fixture_running(f, "vm");
-	fixture_wait_console(f, "vm", "drives=root", 0);
-	expect_owner(copy, USER_ID);
-	expect_owner(raw, 0); /* the image itself is root's, and never the VMM's to open */
+	fixture_wait_console(f, "vm", devices, 0);
+	expect_owner(made, USER_ID);
+	expect_owner(raw, 0);
+}
+
+/* Firecracker's raw copy of an image root's alone (vmd made it, the VMM never opens it). */
+static void test_fc_image_copy(void **state)
+{
+	boot_image(*state, true, 0600,
+		   "  memory: 64Mi\n  disks:\n"
+		   "    - {id: root, image: \"%s\", imageFormat: raw, size: 16Mi}\n",
+		   "drives=root", "root.raw");
+}
+
+/*
+ * Cloud Hypervisor's disk from an image (vmd's qcow2 overlay; its backing file is the
+ * image, which CH opens by path: world-readable here) and its cloud-init seed (a sealed
+ * copy).
+ */
+static void test_ch_image_and_seed(void **state)
+{
+	boot_image(*state, false, 0644,
+		   "  memory: 64Mi\n  cloudInit: {userData: hello}\n  disks:\n"
+		   "    - {id: root, image: \"%s\", imageFormat: raw}\n",
+		   "disks=root,vmd_seed", "root.qcow2");
+}
+
+/* Whether pid has a descriptor on the file at path (its inode). */
+static bool holds(pid_t pid, const char *path)
+{
+	char dir[64];
+	struct stat want, st;
+	bool found = false;
+
+	assert_int_equal(stat(path, &want), 0);
+	for (int fd = 0; fd < 1024 && !found; fd++) {
+		snprintf(dir, sizeof(dir), "/proc/%d/fd/%d", (int)pid, fd);
+		found = stat(dir, &st) == 0 && st.st_dev == want.st_dev && st.st_ino == want.st_ino;
+	}
+	return found;
+}
+
+/*
+ * A disk that is a symlink: what vmd opened at the start is what the VMM has, whatever the
+ * link says later; swapped to a file root's alone, the next start (after a crash) is
+ * refused, as the VMM user may not open that file: it is never handed over.
+ */
+static void test_ch_swapped_symlink(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *a = path_in(f->dir, "a.img"), *secret = path_in(f->dir, "secret.img"),
+			    *link_path = path_in(f->dir, "disk.img"),
+			    *tmp = path_in(f->dir, "tmp.lnk"), *text = NULL, *want = NULL;
+	pid_t pid;
+
+	test_write_str(f->dir, "a.img", "");
+	assert_int_equal(chown(a, USER_ID, USER_ID), 0);
+	test_write_str(f->dir, "secret.img", "");
+	assert_int_equal(chmod(secret, 0600), 0);
+	assert_int_equal(symlink(a, link_path), 0);
+	assert_true(asprintf(&text, "  memory: 64Mi\n  disks:\n    - {id: d, path: \"%s\"}\n",
+			     link_path) > 0);
+	fixture_put_sim(f, "vm", "cloud-hypervisor", text);
+	fixture_start_daemon(f);
+	pid = fixture_running(f, "vm");
+	assert_true(holds(pid, a));
+
+	assert_int_equal(symlink(secret, tmp), 0);
+	assert_int_equal(rename(tmp, link_path), 0);
+	assert_true(holds(pid, a));
+	assert_false(holds(pid, secret));
+	assert_true(asprintf(&want, "disk 'd': '%s' is not readable and writable by the VMM user",
+			     link_path) > 0);
+	assert_int_equal(kill(pid, SIGKILL), 0);
+	json_decref(fixture_wait_status(f, "vm", failing, want));
 }
 
 int main(void)
@@ -203,6 +275,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_ch_refused, setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_fc_refused, setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_fc_image_copy, setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_ch_image_and_seed, setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_ch_swapped_symlink, setup, fixture_teardown),
 	};
 
 	snprintf(ch, sizeof(ch), "%s", test_src("tests/sim/cloud-hypervisor"));
