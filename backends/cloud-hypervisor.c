@@ -17,6 +17,7 @@
  * vmm.ping answers with the same pid.
  */
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 
 #include "netdev.h"
@@ -501,6 +502,24 @@ static int get(VmmRequests *rq, const char *op, int (*reply)(VmmVm *, VmmJob *, 
 	return vmm_request_add(rq, "GET", NULL, reply, CH_API "%s", op);
 }
 
+/*
+ * vm.add-disk takes a path only (DiskConfig), which CH opens itself, as the VMM user: one
+ * it may not open is refused here, with what to do, before CH is asked.
+ */
+static int add_disk(VmmJob *j, VmmRequests *rq)
+{
+	char what[SPEC_ID_MAX + 16], why[PATH_MAX * 2 + 256];
+	int r;
+
+	snprintf(what, sizeof(what), "disk '%s'", j->disk.id);
+	r = vmm_vm_user_may_open(j->vm, j->disk.path, !j->disk.read_only, what, why, sizeof(why));
+	if (r < 0) {
+		vmm_job_fail_message(j, "%s", why);
+		return r;
+	}
+	return put(rq, "vm.add-disk", disk_config(&j->disk));
+}
+
 static int build_request(VmmJob *j, VmmRequests *rq)
 {
 	switch (j->type) {
@@ -509,7 +528,7 @@ static int build_request(VmmJob *j, VmmRequests *rq)
 	case BACKEND_OP_RESUME:
 		return put(rq, "vm.resume", NULL);
 	case BACKEND_OP_DISK_ADD:
-		return put(rq, "vm.add-disk", disk_config(&j->disk));
+		return add_disk(j, rq);
 	case BACKEND_OP_NET_ADD:
 		return add_net(j->vm, j, rq, &j->net);
 	case BACKEND_OP_DISK_REMOVE:

@@ -22,6 +22,7 @@
  * record takes the jailed binary once the API answers.
  */
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 
 #include "log.h"
@@ -446,6 +447,17 @@ static int disk_update(VmmVm *v, VmmJob *j, VmmRequests *rq)
 	disk = fc_vm_path(v->b, j->disk.path, name);
 	if (!disk)
 		return -ENOMEM;
+	/* Unjailed, Firecracker opens the new path itself, as the VMM user. */
+	if (!fc_jailed(v->b)) {
+		char what[SPEC_ID_MAX + 16], why[PATH_MAX * 2 + 256];
+
+		snprintf(what, sizeof(what), "disk '%s'", j->disk.id);
+		r = vmm_vm_user_may_open(v, j->disk.path, !j->disk.read_only, what, why, sizeof(why));
+		if (r < 0) {
+			vmm_job_fail_message(j, "%s", why);
+			return r;
+		}
+	}
 	fc_id(j->disk.id, id);
 	return vmm_request_add(rq, "PATCH",
 			       json_pack("{s:s, s:s}", "drive_id", id, "path_on_host", disk), NULL,

@@ -13,6 +13,7 @@
  * vmd checks that before the start (vmm_vm_pass_file()), as that user.
  */
 #include <fcntl.h>
+#include <limits.h>
 #include <grp.h>
 #include <stdio.h>
 #include <sys/mman.h>
@@ -95,17 +96,15 @@ int vmm_vm_pass_copy(VmmVm *v, const char *path, const char *what, char **ret)
 }
 
 /*
- * Whether user may open /proc/self/fd/fd with flags, as the VMM will: a child that drops to
- * it as vmm.c's spawn does and tries. 0, or the -errno it met.
+ * Whether user may open path with flags, as the VMM will: a child that drops to it as
+ * vmm.c's spawn does and tries (a /proc/self/fd/N is the child's copy of vmd's fd). 0, or
+ * the -errno it met.
  */
-static int user_can_reopen(const VmmUser *user, int fd, int flags)
+static int user_can_open(const VmmUser *user, const char *path, int flags)
 {
-	char path[64];
 	int status;
-	pid_t pid;
+	pid_t pid = fork();
 
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-	pid = fork();
 	if (pid < 0)
 		return -errno;
 	if (pid == 0) {
@@ -127,12 +126,36 @@ static int user_can_reopen(const VmmUser *user, int fd, int flags)
 	return -WEXITSTATUS(status);
 }
 
-int vmm_vm_pass_file(VmmVm *v, const char *path, bool writable, const char *what, char **ret)
+/* open_path (path, or vmd's fd of it) as the VMM user, with the words if it may not. */
+static int check_user(const VmmVm *v, const char *path, const char *open_path, bool writable,
+		      const char *what, char *why, size_t n)
 {
-	int flags = writable ? O_RDWR : O_RDONLY;
-	_cleanup_close_ int fd = open(path, flags | O_CLOEXEC | O_NOCTTY);
 	VmmUser buf;
 	const VmmUser *user = vmm_vm_user(v, &buf);
+	int r;
+
+	if (!user || user->uid == 0)
+		return 0;
+	r = user_can_open(user, open_path, writable ? O_RDWR : O_RDONLY);
+	if (r < 0)
+		snprintf(why, n,
+			 "%s: '%s' is not %s by the VMM user (uid %u, gid %u: --vmm-user): %s; chown it to that user, or give it access with an ACL (setfacl -m u:%u:%s '%s')",
+			 what, path, writable ? "readable and writable" : "readable",
+			 (unsigned)user->uid, (unsigned)user->gid, strerror(-r),
+			 (unsigned)user->uid, writable ? "rw" : "r", path);
+	return r;
+}
+
+int vmm_vm_user_may_open(const VmmVm *v, const char *path, bool writable, const char *what,
+			 char *why, size_t n)
+{
+	return check_user(v, path, path, writable, what, why, n);
+}
+
+int vmm_vm_pass_file(VmmVm *v, const char *path, bool writable, const char *what, char **ret)
+{
+	_cleanup_close_ int fd = open(path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NOCTTY);
+	char self[64], why[PATH_MAX * 2 + 256];
 	int r;
 
 	if (fd < 0) {
@@ -140,17 +163,11 @@ int vmm_vm_pass_file(VmmVm *v, const char *path, bool writable, const char *what
 		backend_set_error(v->b, "%s: cannot open '%s': %s", what, path, strerror(-r));
 		return r;
 	}
-	if (user && user->uid != 0) {
-		r = user_can_reopen(user, fd, flags);
-		if (r < 0) {
-			backend_set_error(
-				v->b,
-				"%s: '%s' is not %s by the VMM user (uid %u, gid %u: --vmm-user): %s; chown it to that user, or give it access with an ACL (setfacl -m u:%u:%s '%s')",
-				what, path, writable ? "readable and writable" : "readable",
-				(unsigned)user->uid, (unsigned)user->gid, strerror(-r),
-				(unsigned)user->uid, writable ? "rw" : "r", path);
-			return r;
-		}
+	snprintf(self, sizeof(self), "/proc/self/fd/%d", fd);
+	r = check_user(v, path, self, writable, what, why, sizeof(why));
+	if (r < 0) {
+		backend_set_error(v->b, "%s", why);
+		return r;
 	}
 	return pass_as_path(v, TAKE_FD(fd), ret);
 }

@@ -330,6 +330,13 @@ int vmm_vm_pass_copy(VmmVm *v, const char *path, const char *what, char **ret);
  */
 int vmm_vm_pass_file(VmmVm *v, const char *path, bool writable, const char *what, char **ret);
 /*
+ * Whether the VMM user may open path by itself (a disk hot-added, which the VMM gets by
+ * path only): 0 (also as vmd, or root), or -errno with the words (naming what, path and
+ * the user, and what to do) in why.
+ */
+int vmm_vm_user_may_open(const VmmVm *v, const char *path, bool writable, const char *what,
+			 char *why, size_t n);
+/*
  * The VMM's own dir, <dir>/VMM_OWN_DIR, owned by the VMM user, for what the VMM makes itself
  * (files: a socket, console.log): a stale socket in it removed, its console.log kept as
  * console.log.1, and each of files in the runtime dir a symlink to the dir's. Passed: *ret
