@@ -24,16 +24,6 @@
 
 static char ch[4096], fc[4096];
 
-/* An empty file path, the VMM user's, mode 0600. */
-static void make_for_user(const char *path)
-{
-	int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-
-	assert_true(fd >= 0);
-	assert_int_equal(fchown(fd, USER_ID, USER_ID), 0);
-	close(fd);
-}
-
 static int setup(void **state)
 {
 	static const char *const args[] = {
@@ -48,13 +38,7 @@ static int setup(void **state)
 	f = *state;
 	kernel = path_in(f->dir, "vmlinux");
 	f->daemon_args = args;
-	/*
-	 * The simulators append every request to these, as the VMM user: theirs, in a dir it
-	 * may go through (not list), where every other file keeps its own mode.
-	 */
-	assert_int_equal(chmod(f->dir, 0711), 0);
-	make_for_user(f->violations);
-	make_for_user(f->requests);
+	fixture_vmm_user(f, USER_ID);
 	/* The kernel: root's alone. */
 	test_write_str(f->dir, "vmlinux", "not really a kernel\n");
 	assert_int_equal(chmod(kernel, 0600), 0);
