@@ -17,6 +17,7 @@
  * vmm.ping answers with the same pid.
  */
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 
 #include "netdev.h"
@@ -38,7 +39,10 @@
 #define CH_MIN_MAJOR 52
 
 typedef struct ChVm {
-	VmmVm vm;	    /* first */
+	VmmVm vm; /* first */
+	/* What vm.create names, as the VMM has them (ch_prepare()): its own dir, its files. */
+	VmmPassed passed;
+	int api_fd;	    /* the API socket vmd listens on, as the VMM has it */
 	unsigned max_vcpus; /* as created */
 	uint64_t max_memory;
 	unsigned major;	   /* of the release, from vmm.ping; 0 if it did not say */
@@ -70,10 +74,22 @@ static int ch_load(VmmVm *vm, const json_t *j)
 	return 0;
 }
 
-/* A Cloud Hypervisor of vmd's names its runtime dir in --api-socket path=... (ch_argv). */
-static int ch_argv_name(const Backend *b, pid_t pid _unused_, char *const *argv, char **ret)
+/*
+ * A Cloud Hypervisor of vmd's has its API socket as --api-socket fd=N (ch_argv) and its
+ * stderr in the runtime dir's ch.log; one started by an older vmd names the dir in
+ * --api-socket path=....
+ */
+static int ch_argv_name(const Backend *b, pid_t pid, char *const *argv, char **ret)
 {
-	return vmm_argv_names_dir(b, argv, "--api-socket", "path=", "api.sock", ret);
+	bool ours = false;
+	int r = vmm_argv_names_dir(b, argv, "--api-socket", "path=", "api.sock", ret);
+
+	if (r != 0)
+		return r;
+	for (size_t i = 0; argv[i] && argv[i + 1]; i++)
+		ours = ours ||
+		       (streq(argv[i], "--api-socket") && strncmp(argv[i + 1], "fd=", 3) == 0);
+	return ours ? vmm_stderr_names_dir(b, pid, "ch.log", ret) : 0;
 }
 
 /* The VM's config, as vm.create takes it */
@@ -86,16 +102,21 @@ static int ch_argv_name(const Backend *b, pid_t pid _unused_, char *const *argv,
  * it then trusts the image's header (docs/threat-model.md, "Disk Images"). vmd wrote that
  * header and checked the image, so it says on for those, and for no disk the user made.
  */
-static json_t *disk_config(const DiskSpec *d)
+static json_t *disk_config_at(const DiskSpec *d, const char *path)
 {
-	json_t *j =
-		json_pack("{s:s, s:b, s:s, s:s}", "path", d->path, "readonly", d->read_only, "id",
-			  d->id, "image_type", d->format == DISK_FORMAT_QCOW2 ? "Qcow2" : "Raw");
+	json_t *j = json_pack("{s:s, s:b, s:s, s:s}", "path", path, "readonly", d->read_only, "id",
+			      d->id, "image_type", d->format == DISK_FORMAT_QCOW2 ? "Qcow2" : "Raw");
 
 	if (j && d->image && d->format == DISK_FORMAT_QCOW2 &&
 	    json_object_set_new(j, "backing_files", json_true()) < 0)
 		return json_decref(j), NULL;
 	return j;
+}
+
+/* A disk hot-added: by its path, which the VMM opens itself. */
+static json_t *disk_config(const DiskSpec *d)
+{
+	return disk_config_at(d, d->path);
 }
 
 /* A device vmd makes (netdev.c), which CH gets as a descriptor, not by name. */
@@ -111,7 +132,9 @@ static bool vmd_made(const NetSpec *n)
  */
 static json_t *seed_config(ChVm *v)
 {
-	_cleanup_free_ char *seed = vmm_vm_path(v->vm.b, v->vm.name, PROVISION_SEED);
+	_cleanup_free_ char *seed = v->passed.seed
+					    ? strdup(v->passed.seed)
+					    : vmm_vm_path(v->vm.b, v->vm.name, PROVISION_SEED);
 
 	return seed ? json_pack("{s:s, s:b, s:s, s:s}", "path", seed, "readonly", true, "id",
 				CH_SEED_ID, "image_type", "Raw")
@@ -202,25 +225,34 @@ static uint64_t hotplug_size(uint64_t memory)
 static json_t *vm_config(ChVm *v)
 {
 	const SandboxSpec *s = v->vm.config;
-	/* CH binds and listens on it (serial mode Socket); the daemon keeps it (console.c). */
-	_cleanup_free_ char *console = vmm_vm_path(v->vm.b, v->vm.name, CONSOLE_SERIAL);
+	/*
+	 * CH binds and listens on it (serial mode Socket), in its own dir; the daemon keeps it
+	 * (console.c), through the runtime dir's serial.sock that points there.
+	 */
+	_cleanup_free_ char *console = NULL;
 	json_t *disks = json_array(), *nets = json_array(), *payload;
 
+	if (v->passed.own)
+		(void)asprintf(&console, "%s/" CONSOLE_SERIAL, v->passed.own);
+	else
+		console = vmm_vm_path(v->vm.b, v->vm.name, CONSOLE_SERIAL);
 	if (!console || !disks || !nets)
 		goto fail;
 	for (size_t i = 0; i < s->n_disks; i++)
-		if (json_array_append_new(disks, disk_config(&s->disks[i])) < 0)
+		if (json_array_append_new(
+			    disks, disk_config_at(&s->disks[i],
+						  v->passed.disks[i] ?: s->disks[i].path)) < 0)
 			goto fail;
 	if (s->cloud_init && json_array_append_new(disks, seed_config(v)) < 0)
 		goto fail;
 	for (size_t i = 0; i < nets_at_create(s); i++)
 		if (json_array_append_new(nets, net_config(&s->networks[i])) < 0)
 			goto fail;
-	payload = json_pack("{s:s}", "kernel", s->kernel);
+	payload = json_pack("{s:s}", "kernel", v->passed.kernel ?: s->kernel);
 	if (!payload)
 		goto fail;
 	if (s->initrd)
-		json_object_set_new(payload, "initramfs", json_string(s->initrd));
+		json_object_set_new(payload, "initramfs", json_string(v->passed.initrd ?: s->initrd));
 	if (s->cmdline)
 		json_object_set_new(payload, "cmdline", json_string(s->cmdline));
 	return json_pack("{s:{s:i, s:i}, s:{s:I, s:I}, s:o, s:o, s:o, s:{s:s, s:s}, s:{s:s}}",
@@ -237,16 +269,48 @@ fail:
 
 /* Start */
 
+static void ch_free(VmmVm *vm)
+{
+	vmm_passed_done(&((ChVm *)vm)->passed);
+}
+
+/* CH opens the files of its vm.create itself: rather than files, it has each as an fd. */
+static const char *const ch_own_files[] = { CONSOLE_SERIAL, NULL };
+
+/*
+ * Before the spawn, what vm.create will name, as fds (vmm-pass.c): the API socket vmd
+ * listens on (--api-socket fd=N: v52.0 to main, cloud-hypervisor/src/main.rs,
+ * parse_api_socket(); vmm/src/api/http/mod.rs, start_http_fd_thread(), which takes no lock
+ * file); its own dir for the serial socket it binds; kernel and initrd as sealed copies
+ * (vm.rs, Vm::new(): File::open of the payload's paths, at vm.boot); the disks as vmd
+ * opened them (config.rs, DiskConfig: a path, no fd); the seed as a copy. CH, as the VMM
+ * user, opens each as /proc/self/fd/N.
+ */
+static int ch_prepare(VmmVm *vm)
+{
+	ChVm *v = (ChVm *)vm;
+
+	v->api_fd = vmm_vm_pass_listener(vm, "api.sock", "the API");
+	if (v->api_fd < 0)
+		return v->api_fd;
+	return vmm_vm_pass_boot(vm, ch_own_files, &v->passed);
+}
+
+static int ch_cleanup(Backend *b, const char *name)
+{
+	return vmm_own_dir_cleanup(b, name, ch_own_files);
+}
+
 static int ch_argv(VmmVm *vm, char ***ret)
 {
-	_cleanup_free_ char *sock = vmm_vm_path(vm->b, vm->name, "api.sock"), *opt = NULL;
+	_cleanup_free_ char *opt = NULL;
 	char **argv = NULL;
 	ChVm *v = (ChVm *)vm;
 
 	v->max_vcpus = MAX(vm->config->vcpus, host_cpus());
 	v->max_memory = vm->config->memory + hotplug_size(vm->config->memory);
 	v->hot_adds = 0;
-	if (!sock || asprintf(&opt, "path=%s", sock) < 0)
+	if (asprintf(&opt, "fd=%d", v->api_fd) < 0)
 		return -ENOMEM;
 	if (strv_extendf(&argv, "%s", VMM_BACKEND(vm->b)->binary) < 0 ||
 	    strv_extendf(&argv, "--api-socket") < 0 || strv_extendf(&argv, "%s", opt) < 0) {
@@ -438,6 +502,24 @@ static int get(VmmRequests *rq, const char *op, int (*reply)(VmmVm *, VmmJob *, 
 	return vmm_request_add(rq, "GET", NULL, reply, CH_API "%s", op);
 }
 
+/*
+ * vm.add-disk takes a path only (DiskConfig), which CH opens itself, as the VMM user: one
+ * it may not open is refused here, with what to do, before CH is asked.
+ */
+static int add_disk(VmmJob *j, VmmRequests *rq)
+{
+	char what[SPEC_ID_MAX + 16], why[PATH_MAX * 2 + 256];
+	int r;
+
+	snprintf(what, sizeof(what), "disk '%s'", j->disk.id);
+	r = vmm_vm_user_may_open(j->vm, j->disk.path, !j->disk.read_only, what, why, sizeof(why));
+	if (r < 0) {
+		vmm_job_fail_message(j, "%s", why);
+		return r;
+	}
+	return put(rq, "vm.add-disk", disk_config(&j->disk));
+}
+
 static int build_request(VmmJob *j, VmmRequests *rq)
 {
 	switch (j->type) {
@@ -446,7 +528,7 @@ static int build_request(VmmJob *j, VmmRequests *rq)
 	case BACKEND_OP_RESUME:
 		return put(rq, "vm.resume", NULL);
 	case BACKEND_OP_DISK_ADD:
-		return put(rq, "vm.add-disk", disk_config(&j->disk));
+		return add_disk(j, rq);
 	case BACKEND_OP_NET_ADD:
 		return add_net(j->vm, j, rq, &j->net);
 	case BACKEND_OP_DISK_REMOVE:
@@ -557,8 +639,11 @@ static const VmmVmType ch_type = {
 	.extra_files = (const char *const[]){ "api.sock.lock", NULL },
 	.serial_vmm_socket = true,
 	.size = sizeof(ChVm),
+	.free = ch_free,
 	.save = ch_save,
 	.load = ch_load,
+	.prepare = ch_prepare,
+	.cleanup = ch_cleanup,
 	.argv = ch_argv,
 	.argv_name = ch_argv_name,
 	.build = ch_build,

@@ -83,13 +83,29 @@ static const char *argv_value(char *const *argv, const char *option)
 int fc_argv_name(const Backend *b, pid_t pid, char *const *argv, char **ret)
 {
 	static const char *const links[] = { "root", "cwd" };
-	const char *id = argv_value(argv, "--id"), *binary = VMM_BACKEND(b)->binary;
+	const char *id = argv_value(argv, "--id"), *binary = VMM_BACKEND(b)->binary, *sock;
 	_cleanup_free_ char *root = NULL;
 	int r;
 
 	r = vmm_argv_names_dir(b, argv, "--api-sock", "", "api.sock", ret);
-	if (r != 0 || !id || !*id || strchr(id, '/'))
+	if (r != 0)
 		return r;
+	if (!id || !*id || strchr(id, '/'))
+		return r;
+	/*
+	 * Unjailed, its socket is in its own dir (/proc/self/fd/N/api.sock): its stderr, in a
+	 * runtime dir of this run dir, says it is vmd's, and its --id for which sandbox.
+	 */
+	sock = argv_value(argv, "--api-sock");
+	if (sock && strncmp(sock, "/proc/self/fd/", 14) == 0 && !argv_value(argv, "--exec-file")) {
+		_cleanup_free_ char *dir = NULL;
+
+		r = vmm_stderr_names_dir(b, pid, "fc.log", &dir);
+		if (r <= 0)
+			return r;
+		*ret = strdup(id);
+		return *ret ? 1 : -ENOMEM;
+	}
 	root = jail_path(b, id, NULL);
 	if (!root)
 		return -ENOMEM;

@@ -22,6 +22,7 @@
  * record takes the jailed binary once the API answers.
  */
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 
 #include "log.h"
@@ -38,6 +39,8 @@ typedef struct FcVm {
 	unsigned major, minor; /* of vmm_version; 0.0 until GET / answers */
 	/* virtio-mem (PUT /hotplug/memory): its room, and how much of it is asked for. */
 	uint64_t hotplug_total, hotplug_requested;
+	/* Unjailed, its own dir (API socket, console) and its files, as it has them (fc_pass()). */
+	VmmPassed passed;
 } FcVm;
 
 #define FC_VM(v) ((FcVm *)(v))
@@ -78,10 +81,15 @@ static const VmmVmType fc_type;
 static int fc_argv(VmmVm *vm, char ***ret)
 {
 	const Backend *b = vm->b;
-	_cleanup_free_ char *sock = vmm_vm_path(b, vm->name, "api.sock");
+	_cleanup_free_ char *sock = NULL;
 	const char *binary = VMM_BACKEND(b)->binary;
 	char uid[16], gid[16], **argv = NULL;
 
+	/* Unjailed, it binds its socket in its own dir (vmm-pass.c): api.sock points there. */
+	if (FC_VM(vm)->passed.own)
+		(void)asprintf(&sock, "%s/api.sock", FC_VM(vm)->passed.own);
+	else
+		sock = vmm_vm_path(b, vm->name, "api.sock");
 	if (!sock)
 		return -ENOMEM;
 	snprintf(uid, sizeof(uid), "%u", (unsigned)b->options.jailer_uid);
@@ -192,6 +200,7 @@ static void fc_observed(const VmmVm *v, VmObserved *o)
 static void fc_free(VmmVm *v)
 {
 	free(FC_VM(v)->vmm_version);
+	vmm_passed_done(&FC_VM(v)->passed);
 }
 
 /* GET /: the instance vmd started under this name, and its state. */
@@ -300,7 +309,9 @@ static int put_seed(VmmVm *v, VmmRequests *rq)
 {
 	_cleanup_free_ char *host = vmm_vm_path(v->b, v->name, PROVISION_SEED), *seed = NULL;
 
-	seed = host ? fc_vm_path(v->b, host, JAIL_SEED) : NULL;
+	seed = FC_VM(v)->passed.seed ? strdup(FC_VM(v)->passed.seed)
+	       : host		     ? fc_vm_path(v->b, host, JAIL_SEED)
+				     : NULL;
 	if (!seed)
 		return -ENOMEM;
 	return vmm_request_add(rq, "PUT",
@@ -344,13 +355,21 @@ static int configure(VmmVm *v, VmmRequests *rq)
 {
 	const Backend *b = v->b;
 	const SandboxSpec *s = v->config;
+	FcVm *f = FC_VM(v);
 	_cleanup_free_ char *host_console = vmm_vm_path(b, v->name, "console.log"), *console = NULL,
-			    *kernel = fc_vm_path(b, s->kernel, JAIL_KERNEL),
-			    *initrd = s->initrd ? fc_vm_path(b, s->initrd, JAIL_INITRD) : NULL;
+			    *kernel = f->passed.kernel ? strdup(f->passed.kernel)
+						       : fc_vm_path(b, s->kernel, JAIL_KERNEL),
+			    *initrd = f->passed.initrd ? strdup(f->passed.initrd)
+				      : s->initrd      ? fc_vm_path(b, s->initrd, JAIL_INITRD)
+						       : NULL;
 	json_t *boot;
 	int r;
 
-	console = host_console ? fc_vm_path(b, host_console, JAIL_CONSOLE) : NULL;
+	/* Unjailed, it makes console.log in its own dir (vmm-pass.c), where console.log points. */
+	if (f->passed.own)
+		(void)asprintf(&console, "%s/" JAIL_CONSOLE, f->passed.own);
+	else
+		console = host_console ? fc_vm_path(b, host_console, JAIL_CONSOLE) : NULL;
 	if (!console || !kernel || (s->initrd && !initrd))
 		return -ENOMEM;
 	r = has_serial(v) ? fc_put(rq, json_pack("{s:s}", "serial_out_path", console), "/serial")
@@ -381,7 +400,8 @@ static int configure(VmmVm *v, VmmRequests *rq)
 		char name[sizeof(JAIL_DISK) + SPEC_ID_MAX], id[SPEC_ID_MAX + 1];
 
 		snprintf(name, sizeof(name), JAIL_DISK "%s", s->disks[i].id);
-		disk = fc_vm_path(b, s->disks[i].path, name);
+		disk = f->passed.disks[i] ? strdup(f->passed.disks[i])
+					  : fc_vm_path(b, s->disks[i].path, name);
 		if (!disk)
 			return -ENOMEM;
 		fc_id(s->disks[i].id, id);
@@ -427,6 +447,17 @@ static int disk_update(VmmVm *v, VmmJob *j, VmmRequests *rq)
 	disk = fc_vm_path(v->b, j->disk.path, name);
 	if (!disk)
 		return -ENOMEM;
+	/* Unjailed, Firecracker opens the new path itself, as the VMM user. */
+	if (!fc_jailed(v->b)) {
+		char what[SPEC_ID_MAX + 16], why[PATH_MAX * 2 + 256];
+
+		snprintf(what, sizeof(what), "disk '%s'", j->disk.id);
+		r = vmm_vm_user_may_open(v, j->disk.path, !j->disk.read_only, what, why, sizeof(why));
+		if (r < 0) {
+			vmm_job_fail_message(j, "%s", why);
+			return r;
+		}
+	}
 	fc_id(j->disk.id, id);
 	return vmm_request_add(rq, "PATCH",
 			       json_pack("{s:s, s:s}", "drive_id", id, "path_on_host", disk), NULL,
@@ -526,13 +557,39 @@ static void remove_taps(VmmVm *v)
 		(void)netdev_persistent_tap_remove(&v->config->networks[i]);
 }
 
+/* Unjailed, Firecracker makes these itself, in its own dir (vmm-pass.c). */
+static const char *const fc_own_files[] = { JAIL_SOCKET, JAIL_CONSOLE, JAIL_CONSOLE ".1", NULL };
+
+/*
+ * Unjailed, what its configuration names, as fds (vmm-pass.c), which Firecracker, as the
+ * VMM user, opens as /proc/self/fd/N: kernel and initrd as sealed copies (at PUT
+ * /boot-source: src/vmm/src/vmm_config/boot_source.rs, BootConfig::new(), File::open), the
+ * drives as vmd opened them (path_on_host, no fd), the seed as a copy; its own dir for the
+ * API socket it binds (--api-sock takes a path only: src/firecracker/src/main.rs) and the
+ * console it creates (PUT /serial).
+ */
+static int fc_pass(VmmVm *v)
+{
+	if (fc_jailed(v->b)) {
+		vmm_passed_done(&FC_VM(v)->passed);
+		return 0;
+	}
+	return vmm_vm_pass_boot(v, fc_own_files, &FC_VM(v)->passed);
+}
+
 static int fc_prepare(VmmVm *v)
 {
 	const Backend *b = v->b;
-	uid_t uid = fc_jailed(b) ? b->options.jailer_uid : (uid_t)-1;
-	gid_t gid = fc_jailed(b) ? b->options.jailer_gid : (gid_t)-1;
+	VmmUser buf;
+	const VmmUser *user = vmm_vm_user(v, &buf);
+	/* The tap is the uid's that opens it: the jail's, or the VMM user's. */
+	uid_t uid = fc_jailed(b) ? b->options.jailer_uid : user ? user->uid : (uid_t)-1;
+	gid_t gid = fc_jailed(b) ? b->options.jailer_gid : user ? user->gid : (gid_t)-1;
 	char why[256];
 	int r = fc_jail_prepare(v);
+
+	if (r >= 0)
+		r = fc_pass(v);
 
 	for (size_t i = 0; r >= 0 && i < v->config->n_networks; i++) {
 		const NetSpec *n = &v->config->networks[i];
@@ -546,6 +603,13 @@ static int fc_prepare(VmmVm *v)
 		}
 	}
 	return r;
+}
+
+static int fc_cleanup(Backend *b, const char *name)
+{
+	int r = vmm_own_dir_cleanup(b, name, fc_own_files);
+
+	return r < 0 ? r : fc_jail_cleanup(b, name);
 }
 
 static void fc_exited(VmmVm *v)
@@ -574,7 +638,7 @@ static const VmmVmType fc_type = {
 	.argv = fc_argv,
 	.argv_name = fc_argv_name,
 	.build = fc_build,
-	.cleanup = fc_jail_cleanup,
+	.cleanup = fc_cleanup,
 };
 
 /*

@@ -485,18 +485,22 @@ static int commit(VmmJob *j)
 	_cleanup_free_ char *dir = spec_disks_dir(j->vm->b->options.state_dir, j->vm->name);
 	const BackendOptions *o = &j->vm->b->options;
 	_cleanup_close_ int dfd = -EBADF;
+	VmmUser buf;
+	const VmmUser *user = vmm_vm_user(j->vm, &buf);
 
 	if (w->task_grow || !w->part)
 		return 0;
 	if (!dir)
 		return -ENOMEM;
 	/*
-	 * A jailed VMM runs as the jailer's uid, on a hard link of the copy in its jail: the
-	 * copy is the sandbox's disk, so it is that uid's to read and write, as the user's
-	 * own disks must be.
+	 * The copy is the sandbox's disk, so it is the VMM's uid's to read and write, as the
+	 * user's own disks must be: a jailed VMM runs as the jailer's uid, on a hard link of
+	 * the copy in its jail; any other as the VMM user (vmm-pass.c reopens it as that).
 	 */
-	if (o->jailer_binary && o->jailer_uid != (uid_t)-1 &&
-	    chown(w->part, o->jailer_uid, o->jailer_gid) < 0)
+	if (o->jailer_binary && o->jailer_uid != (uid_t)-1 && !user) {
+		if (chown(w->part, o->jailer_uid, o->jailer_gid) < 0)
+			return -errno;
+	} else if (user && chown(w->part, user->uid, user->gid) < 0)
 		return -errno;
 	if (rename(w->part, d->path) < 0)
 		return -errno;

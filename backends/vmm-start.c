@@ -175,17 +175,6 @@ static int provision(VmmVm *v)
 	return r;
 }
 
-/* Who v's VMM runs as: NULL, as vmd, if the daemon said nothing or the VMM drops root itself. */
-static const VmmUser *vmm_user(const VmmVm *v, VmmUser *buf)
-{
-	const BackendOptions *o = &v->b->options;
-
-	if (!o->vmm_user_set || (v->type->drops_root && v->type->drops_root(v->b)))
-		return NULL;
-	*buf = (VmmUser){ .uid = o->vmm_uid, .gid = o->vmm_gid };
-	return buf;
-}
-
 static int spawn(VmmVm *v)
 {
 	VmmUser user;
@@ -212,7 +201,7 @@ static int spawn(VmmVm *v)
 	}
 	r = v->type->argv(v, &argv);
 	if (r >= 0)
-		r = vmm_spawn_logging(argv, log, out, vmm_user(v, &user), v->pass_fds,
+		r = vmm_spawn_logging(argv, log, out, vmm_vm_user(v, &user), v->pass_fds,
 				      v->n_pass_fds, &v->id.pid, &v->pidfd);
 	/* The VMM has them now, or nobody needs them. */
 	close_pass_fds(v);

@@ -63,6 +63,21 @@ int vmm_argv_names_dir(const Backend *b, char *const *argv, const char *option, 
 	return 0;
 }
 
+int vmm_stderr_names_dir(const Backend *b, pid_t pid, const char *file, char **ret_name)
+{
+	_cleanup_free_ char *log = NULL;
+	size_t n;
+
+	if (vmm_process_link(pid, "fd/2", &log) < 0)
+		return 0;
+	/* Its log removed under it is still its log. */
+	n = strlen(log);
+	if (n > 10 && streq(log + n - 10, " (deleted)"))
+		log[n - 10] = '\0';
+	return vmm_argv_names_dir(b, (char *[]){ (char *)"-stderr", log, NULL }, "-stderr", "",
+				  file, ret_name);
+}
+
 static int scan_one(pid_t pid, char **argv, void *userdata)
 {
 	Backend *b = userdata;

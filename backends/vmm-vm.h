@@ -315,6 +315,54 @@ int vmm_vm_pass_fd(VmmVm *v, int fd);
  */
 int vmm_vm_pass_listener(VmmVm *v, const char *file, const char *what);
 
+/* vmm-pass.c: for a VMM that opens files by path itself, as the VMM user. */
+/* Who v's VMM runs as: NULL, as vmd, if the daemon said nothing or the VMM drops root itself. */
+const VmmUser *vmm_vm_user(const VmmVm *v, VmmUser *buf);
+/*
+ * A sealed memfd copy of the file at path (a kernel, an initrd, a seed), passed: *ret is
+ * its /proc/self/fd/N in the VMM. -errno, said (as what) in the backend's error.
+ */
+int vmm_vm_pass_copy(VmmVm *v, const char *path, const char *what, char **ret);
+/*
+ * The file at path (a disk) opened by vmd, read-write unless !writable, passed: *ret is its
+ * /proc/self/fd/N in the VMM, which reopens it as the VMM user: so that it can, it is
+ * checked first, as that user. -errno, said (naming what, path and the user) in the error.
+ */
+int vmm_vm_pass_file(VmmVm *v, const char *path, bool writable, const char *what, char **ret);
+/*
+ * Whether the VMM user may open path by itself (a disk hot-added, which the VMM gets by
+ * path only): 0 (also as vmd, or root), or -errno with the words (naming what, path and
+ * the user, and what to do) in why.
+ */
+int vmm_vm_user_may_open(const VmmVm *v, const char *path, bool writable, const char *what,
+			 char *why, size_t n);
+/*
+ * The VMM's own dir, <dir>/VMM_OWN_DIR, owned by the VMM user, for what the VMM makes itself
+ * (files: a socket, console.log): a stale socket in it removed, its console.log kept as
+ * console.log.1, and each of files in the runtime dir a symlink to the dir's. Passed: *ret
+ * is the dir as /proc/self/fd/N in the VMM, which needs no way through the runtime dir.
+ */
+#define VMM_OWN_DIR "vmm"
+int vmm_vm_own_dir(VmmVm *v, const char *const *files, char **ret);
+/* At cleanup: the own dir's files, and the dir if then empty. */
+int vmm_own_dir_cleanup(Backend *b, const char *name, const char *const *files);
+
+/*
+ * What a VMM that opens its boot files itself names them as, once they are passed: each
+ * /proc/self/fd/N in the VMM; NULL: as the spec says (a VM vmd did not start, or none).
+ */
+typedef struct VmmPassed {
+	char *own; /* its own dir (vmm_vm_own_dir()) */
+	char *kernel, *initrd, *seed;
+	char *disks[SPEC_DISKS_MAX];
+} VmmPassed;
+/*
+ * Its own dir with own_files, kernel and initrd (sealed copies), the disks (vmd's opens,
+ * checked for the VMM user), the seed (a copy), passed (into *p, what it had freed first).
+ */
+int vmm_vm_pass_boot(VmmVm *v, const char *const *own_files, VmmPassed *p);
+void vmm_passed_done(VmmPassed *p);
+
 /* vmm-stray.c */
 /* A VM found absent or exited (rec: its record, if any): is a VMM running for it anyway? */
 int vmm_stray_observe(Backend *b, const char *name, const VmmVm *rec, VmObserved *o);
@@ -329,6 +377,11 @@ void vmm_strays_forget(VmmBackend *vb);
  */
 int vmm_argv_names_dir(const Backend *b, char *const *argv, const char *option, const char *prefix,
 		       const char *file, char **ret_name);
+/*
+ * The same for a VMM whose argv names no path of the run dir (its sockets are fds, or in
+ * its own dir as /proc/self/fd/N): its stderr, /proc/PID/fd/2, is <run-dir>/<name>/<file>.
+ */
+int vmm_stderr_names_dir(const Backend *b, pid_t pid, const char *file, char **ret_name);
 
 VmmVm *vmm_vm_get(Backend *b, const char *name);
 VmmVm *vmm_vm_free(VmmVm *v);

@@ -305,6 +305,23 @@ void fixture_jailed(Fixture *f, const char *firecracker, const char *jailer, con
 	f->daemon_args = args;
 }
 
+/* An empty file path, uid's, mode 0600. */
+static void make_for(const char *path, unsigned uid)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+
+	assert_true(fd >= 0);
+	assert_int_equal(fchown(fd, uid, uid), 0);
+	close(fd);
+}
+
+void fixture_vmm_user(Fixture *f, unsigned uid)
+{
+	assert_int_equal(chmod(f->dir, 0711), 0);
+	make_for(f->violations, uid);
+	make_for(f->requests, uid);
+}
+
 void fixture_forced_stop(Fixture *f, const char *backend, const char *marker)
 {
 	_cleanup_free_ char *file = path_in(f->sb, "deaf.yaml"), *log = NULL;

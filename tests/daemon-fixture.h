@@ -89,6 +89,13 @@ void fixture_forced_stop(Fixture *f, const char *backend, const char *marker);
  */
 void fixture_jailed(Fixture *f, const char *firecracker, const char *jailer, const char *base);
 
+/*
+ * For daemons whose VMMs run as uid:uid (--vmm-user): the simulators append to
+ * f->violations and f->requests as that uid, so those are its, in f->dir made 0711 (it
+ * may go through, not list; every other file keeps its own mode).
+ */
+void fixture_vmm_user(Fixture *f, unsigned uid);
+
 /* Type text into name's console, as vmd console does, through the daemon's console.sock. */
 void fixture_console_type(Fixture *f, const char *name, const char *text);
 /* name's console.log, "" if none; the caller frees it. */

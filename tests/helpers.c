@@ -318,3 +318,55 @@ SandboxSpec *test_spec_of(const char *lines)
 		fail_msg("bad row spec: %s: %s", lines, diags.n ? diags.items[0].message : "?");
 	return s;
 }
+
+char *test_status_field(const char *status, const char *key)
+{
+	size_t n = strlen(key);
+
+	for (const char *p = status; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+		if (strncmp(p, key, n) == 0 && p[n] == ':')
+			return strndup(p + n + 2, strcspn(p + n + 2, "\n"));
+	return NULL;
+}
+
+static void expect_field(const char *status, const char *key, const char *want)
+{
+	char *v = test_status_field(status, key);
+
+	if (!v || strcmp(v, want) != 0)
+		print_error("%s: '%s', not '%s'\n", key, v ? v : "(none)", want);
+	assert_non_null(v);
+	assert_string_equal(v, want);
+	free(v);
+}
+
+void test_expect_unprivileged(pid_t pid, unsigned uid, unsigned gid)
+{
+	char path[64], ids[64], *status, *env, *groups;
+	size_t len = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	status = test_read_file(path, NULL);
+	assert_non_null(status);
+	snprintf(ids, sizeof(ids), "%u\t%u\t%u\t%u", uid, uid, uid, uid);
+	expect_field(status, "Uid", ids);
+	snprintf(ids, sizeof(ids), "%u\t%u\t%u\t%u", gid, gid, gid, gid);
+	expect_field(status, "Gid", ids);
+	groups = test_status_field(status, "Groups");
+	assert_non_null(groups);
+	assert_int_equal(strspn(groups, " "), strlen(groups)); /* none: the kernel says " " */
+	free(groups);
+	expect_field(status, "CapEff", "0000000000000000");
+	expect_field(status, "CapPrm", "0000000000000000");
+	expect_field(status, "NoNewPrivs", "1");
+	free(status);
+	snprintf(path, sizeof(path), "/proc/%d/environ", (int)pid);
+	env = test_read_file(path, &len);
+	assert_non_null(env);
+	for (size_t i = 0; i < len; i += strlen(env + i) + 1)
+		if (strncmp(env + i, "PATH=", 5) != 0 && strncmp(env + i, "VMD_SIM_", 8) != 0) {
+			print_error("the VMM's environment has '%s'\n", env + i);
+			fail();
+		}
+	free(env);
+}

@@ -52,6 +52,13 @@ int test_user_ns_limit(const char *sysctl, const char *value);
 
 /* Read a whole file into a NUL-terminated buffer; *ret_len may be NULL. */
 char *test_read_file(const char *path, size_t *ret_len);
+/* The value of a "Key:\t..." line of a /proc/PID/status text, up to the newline; NULL if none. */
+char *test_status_field(const char *status, const char *key);
+/*
+ * What a VMM dropped to uid:gid shows in its /proc/PID/status (those ids, no capabilities,
+ * no_new_privs) and /proc/PID/environ (PATH and VMD_SIM_* only).
+ */
+void test_expect_unprivileged(pid_t pid, unsigned uid, unsigned gid);
 
 /*
  * From now on, in this process and what it execs, openat2 fails with errnum (ENOSYS as

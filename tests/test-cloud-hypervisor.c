@@ -590,19 +590,24 @@ static void test_crash(void **state)
 	json_decref(s);
 }
 
-/* Cloud Hypervisor's own words, from its error body, reach the status. */
+/*
+ * A disk vmd cannot open fails the start before CH runs (vmd opens it, CH gets it as
+ * /proc/self/fd/N); Cloud Hypervisor's own words, from its error body, reach the status.
+ */
 static void test_error_bodies(void **state)
 {
 	Fixture *f = *state;
-	_cleanup_free_ char *text = NULL, *missing = path_in(f->dir, "missing.img");
+	_cleanup_free_ char *text = NULL, *missing = path_in(f->dir, "missing.img"), *want = NULL;
 
 	assert_true(asprintf(&text, "  memory: 64Mi\n  disks:\n    - {id: gone, path: \"%s\"}\n",
+			     missing) > 0);
+	assert_true(asprintf(&want, "disk 'gone': cannot open '%s': No such file or directory",
 			     missing) > 0);
 	put(f, "broken", text);
 	put(f, "live", "  memory: 64Mi\n");
 	fixture_start_daemon(f);
-	json_decref(fixture_wait_status(f, "broken", failing,
-					"vm.boot: Error booting VM: Cannot open disk"));
+	json_decref(fixture_wait_status(f, "broken", failing, want));
+	assert_int_equal(fixture_count_requests(f, "PUT /api/v1/vm.create"), 0);
 
 	/* A hot-add the VMM refuses: its reason, and the VM runs on. */
 	put(f, "live", text);

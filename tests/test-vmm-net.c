@@ -273,6 +273,54 @@ static void test_fc(void **state)
 	net_ip("link", "del", "vmdbr1", NULL, NULL, NULL);
 }
 
+/* Firecracker unjailed, as the VMM user (nobody): its taps are that user's. */
+static int fc_user_setup(void **state)
+{
+	static const char *args[] = { "--firecracker-binary", fc_binary, "--vmm-user",
+				      "65534:65534", NULL };
+	int r = fixture_setup(state);
+
+	((Fixture *)*state)->daemon_args = args;
+	fixture_vmm_user(*state, 65534);
+	return r;
+}
+
+/*
+ * Firecracker unjailed as the VMM user, type bridge: the persistent tap is that user's,
+ * and Firecracker, without capabilities, opens it by name (TUNSETIFF, as its owner).
+ */
+static void test_fc_vmm_user(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *file = path_in(f->sb, "fcu.yaml"), *owner = NULL, *group = NULL;
+	char tap[SPEC_IFNAME_MAX + 1];
+	pid_t pid;
+	json_t *s;
+
+	net_ip("link", "add", "vmdbr1", "type", "bridge", NULL);
+	net_ip("link", "set", "vmdbr1", "up", NULL, NULL);
+	spec_tap_derive("fcu", "n0", tap);
+	fixture_put_sim(f, "fcu", "firecracker", "  memory: 64Mi\n  networks:\n" FC_N0);
+	fixture_start_daemon(f);
+	s = fixture_wait_status(f, "fcu", ready, "Running");
+	pid = pid_of(s);
+	json_decref(s);
+	test_expect_unprivileged(pid, 65534, 65534);
+	owner = net_attr(tap, "owner");
+	group = net_attr(tap, "group");
+	assert_non_null(owner);
+	assert_string_equal(owner, "65534");
+	assert_non_null(group);
+	assert_string_equal(group, "65534");
+	assert_on_bridge(tap, "vmdbr1");
+	assert_true(net_holds_tap(pid, tap));
+
+	assert_int_equal(unlink(file), 0);
+	json_decref(fixture_wait_status(f, "fcu", absent, NULL));
+	net_wait_link_gone(tap);
+	net_ip("link", "del", "vmdbr1", NULL, NULL, NULL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest ch_tests[] = {
@@ -280,6 +328,7 @@ int main(void)
 	};
 	const struct CMUnitTest fc_tests[] = {
 		cmocka_unit_test_setup_teardown(test_fc, fc_setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_fc_vmm_user, fc_user_setup, fixture_teardown),
 	};
 	/* The Cloud Hypervisor releases vmd supports whose simulated behaviour differs. */
 	static const char *const ch_releases[] = { "v52.0", "main" };

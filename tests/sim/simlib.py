@@ -287,16 +287,24 @@ class SocketConsole:
 
 
 class UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    """One thread per connection (vmd keeps its connection open); one lock for the VM."""
+    """One thread per connection (vmd keeps its connection open); one lock for the VM.
+    With fd, on the listening socket it inherited (Cloud Hypervisor's --api-socket fd=N:
+    vmm/src/api/http/mod.rs, start_http_fd_thread(), HttpServer::new_from_fd()) instead of
+    one it binds at path."""
 
     allow_reuse_address = False
     daemon_threads = True
 
-    def __init__(self, path, handler, vmm):
+    def __init__(self, path, handler, vmm, fd=None):
+        self.vmm = vmm
+        if fd is not None:
+            super().__init__(None, handler, bind_and_activate=False)
+            self.socket.close()
+            self.socket = socket.socket(fileno=fd)
+            return
         if os.path.exists(path):
             # Both VMMs refuse to start on an existing socket path.
             raise FileExistsError(f"{path}: socket path exists")
-        self.vmm = vmm
         super().__init__(path, handler)
 
 
@@ -384,10 +392,11 @@ def make_handler(vmm):
     return Handler
 
 
-def serve(vmm, socket_path):
-    """Answer requests until vmm.running turns false; then remove the socket."""
+def serve(vmm, socket_path, fd=None):
+    """Answer requests until vmm.running turns false; then remove the socket (one it
+    bound: a socket it inherited as fd is its maker's)."""
     try:
-        server = UnixHTTPServer(socket_path, make_handler(vmm), vmm)
+        server = UnixHTTPServer(socket_path, make_handler(vmm), vmm, fd)
     except OSError as e:
         sys.stderr.write(f"{vmm.server_name}: cannot bind {socket_path}: {e}\n")
         return 1
@@ -400,7 +409,8 @@ def serve(vmm, socket_path):
     finally:
         server.server_close()
         try:
-            os.unlink(socket_path)
+            if fd is None:
+                os.unlink(socket_path)
         except OSError:
             pass
     return vmm.exit_code
