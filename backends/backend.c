@@ -26,6 +26,8 @@ const char *const backend_op_table[_BACKEND_OP_MAX] = {
 	[BACKEND_OP_DISK_UPDATE] = "disk-update",
 	[BACKEND_OP_ADOPT] = "adopt",
 	[BACKEND_OP_OBSERVE] = "observe",
+	[BACKEND_OP_SUSPEND] = "suspend",
+	[BACKEND_OP_RESTORE] = "restore",
 };
 DEFINE_STRING_TABLE(backend_op, BackendOp, _BACKEND_OP_MAX)
 
