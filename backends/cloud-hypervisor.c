@@ -15,6 +15,12 @@
  * vcpus, if more), and memory can grow to four times its size (ACPI hotplug, which cannot
  * give memory back). A restarted vmd adopts a VM when the record's identity holds and
  * vmm.ping answers with the same pid.
+ *
+ * Suspend (state: suspended): vm.pause, vm.snapshot into the snapshot dir (CH writes
+ * config.json, state.json and memory-ranges there itself, synchronously: the reply is the
+ * end of the save), then vm.shutdown and vmm.shutdown. Wake: a CH started as for a boot,
+ * vm.restore from the dir (the VM comes back paused, its serial socket bound again), then
+ * vm.resume unless it is to stay paused.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -462,12 +468,77 @@ static int build_request(VmmJob *j, VmmRequests *rq)
 	}
 }
 
+/* Snapshots */
+
+/*
+ * A NIC of a device vmd makes is CH's by descriptor, and vm.restore wants new ones for it
+ * (net_fds, config.rs, RestoreConfig::validate(): RestoreMissingRequiredNetId), a field
+ * the pinned OpenAPI document does not have: such a VM is not suspended (-EOPNOTSUPP,
+ * before anything is paused).
+ */
+static int refuse_fd_nets(VmmVm *vm, VmmJob *j)
+{
+	for (size_t i = 0; vm->config && i < vm->config->n_networks; i++)
+		if (vmd_made(&vm->config->networks[i])) {
+			vmm_job_fail_message(
+				j,
+				"network '%s': Cloud Hypervisor cannot be given a new descriptor for it at vm.restore, so a VM with a bridge or macvtap network is not suspended",
+				vm->config->networks[i].id);
+			return -EOPNOTSUPP;
+		}
+	return 0;
+}
+
+/* vm.snapshot's destination_url, vm.restore's source_url: the dir, as a file:// URL. */
+static json_t *snapshot_url(const char *key, const char *dir)
+{
+	_cleanup_free_ char *url = NULL;
+
+	if (asprintf(&url, "file://%s", dir) < 0)
+		return NULL;
+	return json_pack("{s:s}", key, url);
+}
+
+/*
+ * Suspend: pause (unless paused), vm.snapshot (vm.rs, Snapshottable for Vm, snapshot():
+ * a VM not paused is refused), which writes the whole state before it answers; a failure
+ * resumes it (thaw). Restore: vm.restore on a VMM with no VM (lib.rs, vm_restore()),
+ * which leaves it Paused (vm.rs, new_from_memory_manager()); boot then resumes it.
+ */
+static int build_snapshot(VmmVm *vm, VmmJob *j, VmmRequests *rq)
+{
+	int r;
+
+	switch (j->phase) {
+	case VMM_PHASE_FREEZE:
+		r = refuse_fd_nets(vm, j);
+		if (r < 0 || j->was_paused)
+			return r;
+		return put(rq, "vm.pause", NULL);
+	case VMM_PHASE_SAVE:
+		return put(rq, "vm.snapshot", snapshot_url("destination_url", j->snapshot_dir));
+	case VMM_PHASE_THAW:
+		return j->was_paused ? 0 : put(rq, "vm.resume", NULL);
+	case VMM_PHASE_LOAD:
+		return put(rq, "vm.restore", snapshot_url("source_url", j->snapshot_dir));
+	case VMM_PHASE_BOOT:
+		/* vm.restore bound the serial socket again: vmd is its client before the guest runs. */
+		console_connect_now(vm->console);
+		return vm->config->state == SANDBOX_PAUSED ? 0 : put(rq, "vm.resume", NULL);
+	default:
+		return 0;
+	}
+}
+
 static int ch_build(VmmVm *vm, VmmJob *j, VmmRequests *rq)
 {
 	ChVm *v = (ChVm *)vm;
 	json_t *config;
 	int r = 0;
 
+	if (IN_SET(j->phase, VMM_PHASE_FREEZE, VMM_PHASE_SAVE, VMM_PHASE_THAW, VMM_PHASE_LOAD) ||
+	    (j->type == BACKEND_OP_RESTORE && j->phase == VMM_PHASE_BOOT))
+		return build_snapshot(vm, j, rq);
 	switch (j->phase) {
 	case VMM_PHASE_API_UP:
 	case VMM_PHASE_HANDSHAKE:
@@ -604,7 +675,7 @@ const BackendOps backend_cloud_hypervisor_ops = {
 	.name = "cloud-hypervisor",
 	.takes_host_resources = true,
 	.caps = BACKEND_CAP_PAUSE | BACKEND_CAP_DISK_HOTPLUG | BACKEND_CAP_NET_HOTPLUG |
-		BACKEND_CAP_RESIZE,
+		BACKEND_CAP_RESIZE | BACKEND_CAP_SUSPEND,
 	.data_size = sizeof(VmmBackend),
 	.validate = ch_validate,
 	.init = ch_init,
@@ -623,5 +694,7 @@ const BackendOps backend_cloud_hypervisor_ops = {
 	.net_add = vmm_vm_net_add,
 	.net_remove = vmm_vm_net_remove,
 	.resize = vmm_vm_resize,
+	.suspend = vmm_vm_suspend,
+	.restore = vmm_vm_restore,
 	.cleanup = vmm_vm_cleanup,
 };

@@ -1,0 +1,417 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Suspend and wake (BACKEND_CAP_SUSPEND) of the Cloud Hypervisor and Firecracker backends,
+ * through their ops tables as the daemon drives them, on the simulators (tests/sim/): a
+ * guest whose console counts (sim.counter=1: SIM-GUEST-COUNTER n every 0.2 s) is saved into
+ * a snapshot dir, its VMM gone, then restored by a new backend (a restarted vmd): the count
+ * goes on from where it stopped, not from 1. A save the VMM refuses (sim.disk-full=1: ENOSPC)
+ * leaves the VM running, and the op says why. Every request is checked against the upstream
+ * API document: a violation fails the test.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <sys/stat.h>
+
+#include "backend.h"
+#include "helpers.h"
+#include "spec-yaml.h"
+#include "util.h"
+
+#define WAIT_USEC (30ull * 1000 * 1000)
+#define JAIL_UID 4242 /* as the daemon tests' (FIXTURE_JAIL_UID) */
+
+typedef struct Ctx {
+	sd_event *e;
+	Backend *b;
+	char *dir; /* the test's: run/, snapshot/, the kernel, the disk */
+	char *run;
+	BackendKind kind;
+	bool jailed;
+	BackendOptions options;
+	/* the last op_done */
+	unsigned n_done;
+	BackendOp op;
+	int error;
+	char message[1024];
+	unsigned n_exits;
+} Ctx;
+
+static void on_done(void *userdata, const char *name _unused_, BackendOp op,
+		    const char *device _unused_, int error, const char *message)
+{
+	Ctx *c = userdata;
+
+	c->n_done++;
+	c->op = op;
+	c->error = error;
+	snprintf(c->message, sizeof(c->message), "%s", message ?: "");
+}
+
+static void on_exit_cb(void *userdata, const char *name _unused_, int status _unused_,
+		       const char *reason _unused_)
+{
+	((Ctx *)userdata)->n_exits++;
+}
+
+static void backend_up(Ctx *c)
+{
+	BackendCallbacks cb = { .op_done = on_done, .vm_exited = on_exit_cb, .userdata = c };
+
+	assert_int_equal(backend_new(c->kind, c->e, c->run, &cb, &c->options, &c->b), 0);
+}
+
+static Ctx *ctx_new(BackendKind kind, bool jailed)
+{
+	static char ch[4096], fc[4096], jailer[4096];
+	Ctx *c = calloc(1, sizeof(*c));
+
+	assert_non_null(c);
+	c->kind = kind;
+	c->jailed = jailed;
+	c->dir = test_tmpdir();
+	c->run = NULL;
+	assert_true(asprintf(&c->run, "%s/run", c->dir) > 0);
+	assert_int_equal(mkdir(c->run, 0755), 0);
+	snprintf(ch, sizeof(ch), "%s", test_src("tests/sim/cloud-hypervisor"));
+	snprintf(fc, sizeof(fc), "%s", test_src("tests/sim/firecracker"));
+	snprintf(jailer, sizeof(jailer), "%s", test_src("tests/sim/jailer"));
+	c->options = (BackendOptions){ .cloud_hypervisor_binary = ch, .firecracker_binary = fc };
+	if (jailed) {
+		char *base = NULL;
+
+		assert_true(asprintf(&base, "%s/jail", c->dir) > 0);
+		c->options.jailer_binary = jailer;
+		c->options.jailer_uid = JAIL_UID;
+		c->options.jailer_gid = JAIL_UID;
+		c->options.jailer_chroot_base = base; /* freed with the ctx */
+	}
+	test_write_str(c->dir, "vmlinux", "not really a kernel\n");
+	test_write_str(c->dir, "a.img", "");
+	assert_int_equal(chmod(c->dir, 0755), 0);
+	assert_int_equal(sd_event_new(&c->e), 0);
+	backend_up(c);
+	return c;
+}
+
+static void ctx_free(Ctx *c)
+{
+	backend_free(c->b);
+	sd_event_unref(c->e);
+	test_tmpdir_remove(c->dir);
+	free(c->run);
+	free((char *)c->options.jailer_chroot_base);
+	free(c);
+}
+
+static SandboxSpec *spec(Ctx *c, const char *name, const char *cmdline)
+{
+	_cleanup_(diag_list_done) DiagList diags = {};
+	_cleanup_free_ char *text = NULL, *path = NULL, *disks = NULL;
+	const SpecLoadOptions opts = { .default_backend = c->kind };
+	SandboxSpec *s = NULL;
+
+	/* Jailed, a disk would have to be the jail uid's: none then. */
+	if (!c->jailed)
+		assert_true(asprintf(&disks, "  disks: [{id: a, path: \"%s/a.img\"}]\n", c->dir) > 0);
+	assert_true(asprintf(&text,
+			     "apiVersion: vmd/v1\nkind: Sandbox\nspec:\n  memory: 64Mi\n"
+			     "  kernel: %s/vmlinux\n  cmdline: \"%s\"\n%s",
+			     c->dir, cmdline, disks ?: "") > 0);
+	assert_true(asprintf(&path, "%s.yaml", name) > 0);
+	assert_int_equal(spec_load_buffer(path, text, strlen(text), &opts, &s, &diags), 0);
+	return s;
+}
+
+/* The loop runs until the next op_done, which is op's; its error. */
+static int wait_done(Ctx *c, BackendOp op)
+{
+	unsigned n = c->n_done;
+	uint64_t end = now_usec(CLOCK_MONOTONIC) + WAIT_USEC;
+
+	while (c->n_done == n) {
+		assert_true(now_usec(CLOCK_MONOTONIC) < end);
+		assert_true(sd_event_run(c->e, 100 * 1000) >= 0);
+	}
+	assert_int_equal(c->op, op);
+	return c->error;
+}
+
+static char *console(Ctx *c, const char *name)
+{
+	_cleanup_free_ char *p = NULL;
+
+	assert_true(asprintf(&p, "%s/%s/console.log", c->run, name) > 0);
+	return test_read_file(p, NULL);
+}
+
+/* The loop runs until the console has needle after offset; where it ends. */
+static size_t wait_console(Ctx *c, const char *name, const char *needle, size_t offset)
+{
+	uint64_t end = now_usec(CLOCK_MONOTONIC) + WAIT_USEC;
+
+	for (;;) {
+		_cleanup_free_ char *text = console(c, name);
+		const char *at =
+			text && strlen(text) >= offset ? strstr(text + offset, needle) : NULL;
+
+		if (at)
+			return (size_t)(at - text) + strlen(needle);
+		assert_true(now_usec(CLOCK_MONOTONIC) < end);
+		assert_true(sd_event_run(c->e, 50 * 1000) >= 0);
+	}
+}
+
+/* The last SIM-GUEST-COUNTER n the console shows; 0 if none. */
+static unsigned last_counter(Ctx *c, const char *name)
+{
+	_cleanup_free_ char *text = console(c, name);
+	const char *p = text, *at;
+	unsigned n = 0;
+
+	while (p && (at = strstr(p, "SIM-GUEST-COUNTER "))) {
+		assert_int_equal(sscanf(at, "SIM-GUEST-COUNTER %u", &n), 1);
+		p = at + 1;
+	}
+	return n;
+}
+
+static VmState state_of(Ctx *c, const char *name, pid_t *ret_pid)
+{
+	VmObserved o = {};
+	VmState s;
+
+	assert_int_equal(c->b->ops->observe(c->b, name, &o), 0);
+	s = o.state;
+	if (ret_pid)
+		*ret_pid = o.pid;
+	vm_observed_done(&o);
+	return s;
+}
+
+static void start(Ctx *c, const SandboxSpec *s)
+{
+	assert_true(c->b->ops->start(c->b, s, 1) > 0);
+	assert_int_equal(wait_done(c, BACKEND_OP_START), 0);
+	assert_int_equal(state_of(c, s->name, NULL), VM_RUNNING);
+}
+
+static void stop(Ctx *c, const char *name)
+{
+	unsigned exits = c->n_exits;
+	uint64_t end = now_usec(CLOCK_MONOTONIC) + WAIT_USEC;
+
+	assert_true(c->b->ops->stop(c->b, name, 0, true) >= 0);
+	while (c->n_exits == exits) {
+		assert_true(now_usec(CLOCK_MONOTONIC) < end);
+		assert_true(sd_event_run(c->e, 100 * 1000) >= 0);
+	}
+	assert_int_equal(c->b->ops->cleanup(c->b, name), 0);
+}
+
+/* An empty dir for a snapshot, as the core makes it (.new-XXXXXX). */
+static char *snapshot_dir(Ctx *c, const char *name)
+{
+	char *d = NULL;
+
+	assert_true(asprintf(&d, "%s/snapshot-%s", c->dir, name) > 0);
+	assert_int_equal(mkdir(d, 0700), 0);
+	if (c->jailed)
+		assert_int_equal(chown(d, JAIL_UID, JAIL_UID), 0);
+	return d;
+}
+
+static void assert_file(const char *dir, const char *file)
+{
+	_cleanup_free_ char *p = NULL;
+
+	assert_true(asprintf(&p, "%s/%s", dir, file) > 0);
+	assert_int_equal(access(p, F_OK), 0);
+}
+
+static void suspend_and_wake(BackendKind kind, bool jailed)
+{
+	Ctx *c = ctx_new(kind, jailed);
+	_cleanup_(sandbox_spec_freep) SandboxSpec *s = spec(c, "vm", "sim.counter=1");
+	_cleanup_free_ char *snap = snapshot_dir(c, "vm");
+	unsigned before, restored = 0;
+	pid_t pid = 0;
+	size_t at;
+
+	start(c, s);
+	wait_console(c, "vm", "SIM-GUEST-COUNTER 3", 0);
+	(void)state_of(c, "vm", &pid);
+	assert_true(pid > 0);
+
+	/* Saved: the VMM is gone, the state in the dir, and no vm_exited for that exit. */
+	assert_true(c->b->ops->suspend(c->b, "vm", snap) > 0);
+	assert_int_equal(wait_done(c, BACKEND_OP_SUSPEND), 0);
+	assert_int_equal(c->n_exits, 0);
+	assert_int_equal(state_of(c, "vm", NULL), VM_EXITED);
+	assert_int_equal(kill(pid, 0), -1);
+	if (kind == BACKEND_CLOUD_HYPERVISOR) {
+		assert_file(snap, "config.json");
+		assert_file(snap, "state.json");
+		assert_file(snap, "memory-ranges");
+	} else {
+		assert_file(snap, "vm.state");
+		assert_file(snap, "vm.mem");
+	}
+	before = last_counter(c, "vm");
+	assert_true(before >= 3);
+
+	/* A new backend, as after a restart of vmd, wakes it: the count goes on. */
+	backend_free(c->b);
+	c->b = NULL;
+	backend_up(c);
+	assert_int_equal(c->b->ops->cleanup(c->b, "vm"), 0);
+	assert_true(c->b->ops->restore(c->b, s, 1, snap) > 0);
+	assert_int_equal(wait_done(c, BACKEND_OP_RESTORE), 0);
+	assert_int_equal(state_of(c, "vm", NULL), VM_RUNNING);
+	at = wait_console(c, "vm", "SIM-GUEST-RESTORED counter=", 0);
+	{
+		_cleanup_free_ char *text = console(c, "vm");
+
+		assert_int_equal(sscanf(text + at, "%u", &restored), 1);
+	}
+	assert_int_equal(restored, before);
+	{
+		char next[64];
+
+		snprintf(next, sizeof(next), "SIM-GUEST-COUNTER %u", before + 1);
+		wait_console(c, "vm", next, at);
+	}
+	assert_true(last_counter(c, "vm") > before);
+	stop(c, "vm");
+	ctx_free(c);
+}
+
+static void test_ch_suspend_and_wake(void **state _unused_)
+{
+	suspend_and_wake(BACKEND_CLOUD_HYPERVISOR, false);
+}
+
+static void test_fc_suspend_and_wake(void **state _unused_)
+{
+	suspend_and_wake(BACKEND_FIRECRACKER, false);
+}
+
+static void test_fc_jailed_suspend_and_wake(void **state _unused_)
+{
+	suspend_and_wake(BACKEND_FIRECRACKER, true);
+}
+
+/*
+ * The VMM fails the save (its filesystem full): the suspend fails saying so, the VM runs on,
+ * as it ran (resumed), and a paused one stays paused.
+ */
+static void refused(BackendKind kind)
+{
+	Ctx *c = ctx_new(kind, false);
+	_cleanup_(sandbox_spec_freep) SandboxSpec *s = spec(c, "vm", "sim.counter=1 sim.disk-full=1");
+	/* A fresh dir each time, as the core makes: a failed save leaves what it wrote. */
+	_cleanup_free_ char *snap = snapshot_dir(c, "vm"), *snap2 = snapshot_dir(c, "vm2"),
+			    *text = NULL;
+	size_t at;
+	int r;
+
+	start(c, s);
+	wait_console(c, "vm", "SIM-GUEST-COUNTER 1", 0);
+	assert_true(c->b->ops->suspend(c->b, "vm", snap) > 0);
+	assert_true(wait_done(c, BACKEND_OP_SUSPEND) < 0);
+	assert_non_null(strstr(c->message, "No space left on device"));
+	assert_int_equal(state_of(c, "vm", NULL), VM_RUNNING);
+	at = wait_console(c, "vm", "SIM-GUEST-PAUSED", 0);
+	at = wait_console(c, "vm", "SIM-GUEST-RESUMED", at);
+	text = console(c, "vm");
+	assert_null(strstr(text, "SIM-GUEST-SNAPSHOT"));
+	wait_console(c, "vm", "SIM-GUEST-COUNTER", at); /* it counts on */
+
+	/* Paused before: paused after. */
+	r = c->b->ops->pause(c->b, "vm");
+	assert_true(r >= 0);
+	if (r > 0)
+		assert_int_equal(wait_done(c, BACKEND_OP_PAUSE), 0);
+	assert_int_equal(state_of(c, "vm", NULL), VM_PAUSED);
+	assert_true(c->b->ops->suspend(c->b, "vm", snap2) > 0);
+	assert_true(wait_done(c, BACKEND_OP_SUSPEND) < 0);
+	assert_non_null(strstr(c->message, "No space left on device"));
+	assert_int_equal(state_of(c, "vm", NULL), VM_PAUSED);
+	stop(c, "vm");
+	ctx_free(c);
+}
+
+static void test_ch_refused(void **state _unused_)
+{
+	refused(BACKEND_CLOUD_HYPERVISOR);
+}
+
+static void test_fc_refused(void **state _unused_)
+{
+	refused(BACKEND_FIRECRACKER);
+}
+
+/* A snapshot dir without the VMM's files: the wake fails, and no VMM is left behind. */
+static void broken_snapshot(BackendKind kind)
+{
+	Ctx *c = ctx_new(kind, false);
+	_cleanup_(sandbox_spec_freep) SandboxSpec *s = spec(c, "vm", "sim.counter=1");
+	_cleanup_free_ char *snap = snapshot_dir(c, "vm");
+
+	assert_true(c->b->ops->restore(c->b, s, 1, snap) > 0);
+	assert_true(wait_done(c, BACKEND_OP_RESTORE) < 0);
+	assert_true(strlen(c->message) > 0);
+	assert_int_equal(state_of(c, "vm", NULL), VM_EXITED);
+	assert_int_equal(c->b->ops->cleanup(c->b, "vm"), 0);
+	ctx_free(c);
+}
+
+static void test_ch_broken_snapshot(void **state _unused_)
+{
+	broken_snapshot(BACKEND_CLOUD_HYPERVISOR);
+}
+
+static void test_fc_broken_snapshot(void **state _unused_)
+{
+	broken_snapshot(BACKEND_FIRECRACKER);
+}
+
+/* Both backends say they can (the core refuses state: suspended for one that cannot). */
+static void test_caps(void **state _unused_)
+{
+	assert_true(backend_cloud_hypervisor_ops.caps & BACKEND_CAP_SUSPEND);
+	assert_true(backend_firecracker_ops.caps & BACKEND_CAP_SUSPEND);
+	assert_non_null(backend_cloud_hypervisor_ops.suspend);
+	assert_non_null(backend_firecracker_ops.restore);
+}
+
+int main(void)
+{
+	static const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_caps),
+		cmocka_unit_test(test_ch_suspend_and_wake),
+		cmocka_unit_test(test_fc_suspend_and_wake),
+		cmocka_unit_test(test_fc_jailed_suspend_and_wake),
+		cmocka_unit_test(test_ch_refused),
+		cmocka_unit_test(test_fc_refused),
+		cmocka_unit_test(test_ch_broken_snapshot),
+		cmocka_unit_test(test_fc_broken_snapshot),
+	};
+	char *dir = test_tmpdir(), *violations = NULL;
+	int r;
+
+	/* Each test's own file would be better; one per run is what the sims read. */
+	assert_true(asprintf(&violations, "%s/violations", dir) > 0);
+	setenv("VMD_SIM_VIOLATIONS", violations, 1);
+	r = cmocka_run_group_tests(tests, NULL, NULL);
+	{
+		_cleanup_free_ char *v = test_read_file(violations, NULL);
+
+		if (v && *v) {
+			fprintf(stderr, "requests the real VMMs would refuse:\n%s", v);
+			r = 1;
+		}
+	}
+	test_tmpdir_remove(dir);
+	free(violations);
+	return r;
+}
