@@ -285,26 +285,43 @@ static void suspend_and_wake(BackendKind kind, bool jailed)
 	ctx_free(c);
 }
 
+/* The releases the simulators behave as, each case run against every one. */
+static const char *const ch_releases[] = { "v52.0", "main" };
+static const char *const fc_releases[] = { "1.13.1", "1.17.0-dev" };
+
+static void each_release(BackendKind kind, bool jailed, void (*f)(BackendKind, bool))
+{
+	const char *const *r = kind == BACKEND_CLOUD_HYPERVISOR ? ch_releases : fc_releases;
+	const char *var =
+		kind == BACKEND_CLOUD_HYPERVISOR ? "VMD_SIM_CH_VERSION" : "VMD_SIM_FC_VERSION";
+
+	for (size_t i = 0; i < 2; i++) {
+		setenv(var, r[i], 1);
+		f(kind, jailed);
+	}
+	unsetenv(var);
+}
+
 static void test_ch_suspend_and_wake(void **state _unused_)
 {
-	suspend_and_wake(BACKEND_CLOUD_HYPERVISOR, false);
+	each_release(BACKEND_CLOUD_HYPERVISOR, false, suspend_and_wake);
 }
 
 static void test_fc_suspend_and_wake(void **state _unused_)
 {
-	suspend_and_wake(BACKEND_FIRECRACKER, false);
+	each_release(BACKEND_FIRECRACKER, false, suspend_and_wake);
 }
 
 static void test_fc_jailed_suspend_and_wake(void **state _unused_)
 {
-	suspend_and_wake(BACKEND_FIRECRACKER, true);
+	each_release(BACKEND_FIRECRACKER, true, suspend_and_wake);
 }
 
 /*
  * The VMM fails the save (its filesystem full): the suspend fails saying so, the VM runs on,
  * as it ran (resumed), and a paused one stays paused.
  */
-static void refused(BackendKind kind)
+static void refused(BackendKind kind, bool jailed _unused_)
 {
 	Ctx *c = ctx_new(kind, false);
 	_cleanup_(sandbox_spec_freep) SandboxSpec *s = spec(c, "vm", "sim.counter=1 sim.disk-full=1");
@@ -342,16 +359,16 @@ static void refused(BackendKind kind)
 
 static void test_ch_refused(void **state _unused_)
 {
-	refused(BACKEND_CLOUD_HYPERVISOR);
+	each_release(BACKEND_CLOUD_HYPERVISOR, false, refused);
 }
 
 static void test_fc_refused(void **state _unused_)
 {
-	refused(BACKEND_FIRECRACKER);
+	each_release(BACKEND_FIRECRACKER, false, refused);
 }
 
 /* A snapshot dir without the VMM's files: the wake fails, and no VMM is left behind. */
-static void broken_snapshot(BackendKind kind)
+static void broken_snapshot(BackendKind kind, bool jailed _unused_)
 {
 	Ctx *c = ctx_new(kind, false);
 	_cleanup_(sandbox_spec_freep) SandboxSpec *s = spec(c, "vm", "sim.counter=1");
@@ -367,12 +384,12 @@ static void broken_snapshot(BackendKind kind)
 
 static void test_ch_broken_snapshot(void **state _unused_)
 {
-	broken_snapshot(BACKEND_CLOUD_HYPERVISOR);
+	each_release(BACKEND_CLOUD_HYPERVISOR, false, broken_snapshot);
 }
 
 static void test_fc_broken_snapshot(void **state _unused_)
 {
-	broken_snapshot(BACKEND_FIRECRACKER);
+	each_release(BACKEND_FIRECRACKER, false, broken_snapshot);
 }
 
 /* Both backends say they can (the core refuses state: suspended for one that cannot). */
