@@ -243,15 +243,19 @@ fail:
 
 /* Start */
 
+static bool restored_room(ChVm *v);
+
 static int ch_argv(VmmVm *vm, char ***ret)
 {
 	_cleanup_free_ char *sock = vmm_vm_path(vm->b, vm->name, "api.sock"), *opt = NULL;
 	char **argv = NULL;
 	ChVm *v = (ChVm *)vm;
 
-	v->max_vcpus = MAX(vm->config->vcpus, host_cpus());
-	v->max_memory = vm->config->memory + hotplug_size(vm->config->memory);
-	v->hot_adds = 0;
+	if (!restored_room(v)) {
+		v->max_vcpus = MAX(vm->config->vcpus, host_cpus());
+		v->max_memory = vm->config->memory + hotplug_size(vm->config->memory);
+		v->hot_adds = 0;
+	}
 	if (!sock || asprintf(&opt, "path=%s", sock) < 0)
 		return -ENOMEM;
 	if (strv_extendf(&argv, "%s", VMM_BACKEND(vm->b)->binary) < 0 ||
@@ -489,6 +493,48 @@ static int refuse_fd_nets(VmmVm *vm, VmmJob *j)
 	return 0;
 }
 
+/*
+ * The resize room the VM was created with (ch_save()'s keys), kept beside CH's files: a
+ * wake gets the room and the hot-adds used of the VM as it was, not one computed afresh
+ * from its size then (CH keeps both in its own state: max_vcpus, hotplug_size, the slots).
+ */
+#define CH_SNAPSHOT_ROOM "vmd-room.json"
+
+static int saved_room(VmmVm *vm, VmmJob *j, const VmmReply *r)
+{
+	_cleanup_free_ char *path = NULL, *text = NULL;
+	json_auto_t *room = json_object();
+	int k;
+
+	if (r->error < 0)
+		return r->error;
+	if (!room || ch_save(vm, room) < 0 ||
+	    asprintf(&path, "%s/" CH_SNAPSHOT_ROOM, j->snapshot_dir) < 0 ||
+	    !(text = json_dumps(room, JSON_COMPACT)))
+		return -ENOMEM;
+	k = write_file_atomic(path, text, strlen(text), 0600, true);
+	if (k < 0)
+		vmm_job_fail_message(j, "cannot write %s: %s", path, strerror(-k));
+	return k < 0 ? k : VMM_NEXT;
+}
+
+/* A restore's room, from the snapshot; false if it has none (then computed as for a boot). */
+static bool restored_room(ChVm *v)
+{
+	_cleanup_free_ char *path = NULL, *text = NULL;
+	json_auto_t *room = NULL;
+	size_t len;
+
+	if (!v->vm.job.snapshot_dir ||
+	    asprintf(&path, "%s/" CH_SNAPSHOT_ROOM, v->vm.job.snapshot_dir) < 0 ||
+	    read_regular_file(path, 4096, &text, &len) < 0)
+		return false;
+	room = json_loadb(text, len, 0, NULL);
+	if (!json_is_object(room) || ch_load(&v->vm, room) < 0)
+		return false;
+	return v->max_vcpus > 0 && v->max_memory > 0;
+}
+
 /* vm.snapshot's destination_url, vm.restore's source_url: the dir, as a file:// URL. */
 static json_t *snapshot_url(const char *key, const char *dir)
 {
@@ -516,7 +562,8 @@ static int build_snapshot(VmmVm *vm, VmmJob *j, VmmRequests *rq)
 			return r;
 		return put(rq, "vm.pause", NULL);
 	case VMM_PHASE_SAVE:
-		return put(rq, "vm.snapshot", snapshot_url("destination_url", j->snapshot_dir));
+		return vmm_request_add(rq, "PUT", snapshot_url("destination_url", j->snapshot_dir),
+				       saved_room, CH_API "vm.snapshot");
 	case VMM_PHASE_THAW:
 		return j->was_paused ? 0 : put(rq, "vm.resume", NULL);
 	case VMM_PHASE_LOAD:

@@ -188,6 +188,18 @@ static VmState state_of(Ctx *c, const char *name, pid_t *ret_pid)
 	return s;
 }
 
+/* How far it can be resized (the fields that say so only). */
+static void room(Ctx *c, const char *name, VmObserved *ret)
+{
+	VmObserved o = {};
+
+	assert_int_equal(c->b->ops->observe(c->b, name, &o), 0);
+	*ret = (VmObserved){ .max_vcpus = o.max_vcpus,
+			     .max_memory = o.max_memory,
+			     .memory_grows_left = o.memory_grows_left };
+	vm_observed_done(&o);
+}
+
 static void start(Ctx *c, const SandboxSpec *s)
 {
 	assert_true(c->b->ops->start(c->b, s, 1) > 0);
@@ -234,10 +246,18 @@ static void suspend_and_wake(BackendKind kind, bool jailed)
 	_cleanup_(sandbox_spec_freep) SandboxSpec *s = spec(c, "vm", "sim.counter=1");
 	_cleanup_free_ char *snap = snapshot_dir(c, "vm");
 	unsigned before, restored = 0;
+	VmObserved room_before = {}, room_after = {};
 	pid_t pid = 0;
 	size_t at;
 
 	start(c, s);
+	if (kind == BACKEND_CLOUD_HYPERVISOR) {
+		/* One of its 8 ACPI memory hot-adds used: still used once woken. */
+		assert_true(c->b->ops->resize(c->b, "vm", 1, 192ull << 20, 2) > 0);
+		assert_int_equal(wait_done(c, BACKEND_OP_RESIZE), 0);
+		room(c, "vm", &room_before);
+		assert_int_equal(room_before.memory_grows_left, 7);
+	}
 	wait_console(c, "vm", "SIM-GUEST-COUNTER 3", 0);
 	(void)state_of(c, "vm", &pid);
 	assert_true(pid > 0);
@@ -274,6 +294,12 @@ static void suspend_and_wake(BackendKind kind, bool jailed)
 		assert_int_equal(sscanf(text + at, "%u", &restored), 1);
 	}
 	assert_int_equal(restored, before);
+	if (kind == BACKEND_CLOUD_HYPERVISOR) {
+		room(c, "vm", &room_after);
+		assert_int_equal(room_after.max_vcpus, room_before.max_vcpus);
+		assert_int_equal(room_after.max_memory, room_before.max_memory);
+		assert_int_equal(room_after.memory_grows_left, 7);
+	}
 	{
 		char next[64];
 
