@@ -393,6 +393,37 @@ static void test_fc_refused(void **state _unused_)
 	each_release(BACKEND_FIRECRACKER, false, refused);
 }
 
+/* The VMM dies half-way through the save: the suspend fails, and the exit is told. */
+static void dies_in_save(BackendKind kind, bool jailed _unused_)
+{
+	Ctx *c = ctx_new(kind, false);
+	_cleanup_(sandbox_spec_freep) SandboxSpec *s = spec(c, "vm", "sim.die-in-snapshot=1");
+	_cleanup_free_ char *snap = snapshot_dir(c, "vm");
+	uint64_t end = now_usec(CLOCK_MONOTONIC) + WAIT_USEC;
+
+	start(c, s);
+	assert_true(c->b->ops->suspend(c->b, "vm", snap) > 0);
+	assert_true(wait_done(c, BACKEND_OP_SUSPEND) < 0);
+	while (c->n_exits == 0) {
+		assert_true(now_usec(CLOCK_MONOTONIC) < end);
+		assert_true(sd_event_run(c->e, 100 * 1000) >= 0);
+	}
+	assert_int_equal(c->n_exits, 1);
+	assert_int_equal(state_of(c, "vm", NULL), VM_EXITED);
+	assert_int_equal(c->b->ops->cleanup(c->b, "vm"), 0);
+	ctx_free(c);
+}
+
+static void test_ch_dies_in_save(void **state _unused_)
+{
+	each_release(BACKEND_CLOUD_HYPERVISOR, false, dies_in_save);
+}
+
+static void test_fc_dies_in_save(void **state _unused_)
+{
+	each_release(BACKEND_FIRECRACKER, false, dies_in_save);
+}
+
 /* A snapshot dir without the VMM's files: the wake fails, and no VMM is left behind. */
 static void broken_snapshot(BackendKind kind, bool jailed _unused_)
 {
@@ -436,6 +467,8 @@ int main(void)
 		cmocka_unit_test(test_fc_jailed_suspend_and_wake),
 		cmocka_unit_test(test_ch_refused),
 		cmocka_unit_test(test_fc_refused),
+		cmocka_unit_test(test_ch_dies_in_save),
+		cmocka_unit_test(test_fc_dies_in_save),
 		cmocka_unit_test(test_ch_broken_snapshot),
 		cmocka_unit_test(test_fc_broken_snapshot),
 	};
