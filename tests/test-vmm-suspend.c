@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 
 #include "backend.h"
+#include "daemon-fixture.h"
 #include "helpers.h"
 #include "spec-yaml.h"
 #include "util.h"
@@ -60,6 +61,9 @@ static void backend_up(Ctx *c)
 	assert_int_equal(backend_new(c->kind, c->e, c->run, &cb, &c->options, &c->b), 0);
 }
 
+/* The test's context, for the teardown: a failed assertion leaves no VMM behind. */
+static Ctx *current;
+
 static Ctx *ctx_new(BackendKind kind, bool jailed)
 {
 	static char ch[4096], fc[4096], jailer[4096];
@@ -89,12 +93,15 @@ static Ctx *ctx_new(BackendKind kind, bool jailed)
 	test_write_str(c->dir, "a.img", "");
 	assert_int_equal(chmod(c->dir, 0755), 0);
 	assert_int_equal(sd_event_new(&c->e), 0);
+	current = c;
 	backend_up(c);
 	return c;
 }
 
 static void ctx_free(Ctx *c)
 {
+	current = NULL;
+	fixture_kill_vmms(c->run); /* none, unless an assertion failed */
 	backend_free(c->b);
 	sd_event_unref(c->e);
 	test_tmpdir_remove(c->dir);
@@ -449,6 +456,13 @@ static void test_fc_broken_snapshot(void **state _unused_)
 	each_release(BACKEND_FIRECRACKER, false, broken_snapshot);
 }
 
+static int teardown(void **state _unused_)
+{
+	if (current)
+		ctx_free(current);
+	return 0;
+}
+
 /* Both backends say they can (the core refuses state: suspended for one that cannot). */
 static void test_caps(void **state _unused_)
 {
@@ -462,15 +476,15 @@ int main(void)
 {
 	static const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_caps),
-		cmocka_unit_test(test_ch_suspend_and_wake),
-		cmocka_unit_test(test_fc_suspend_and_wake),
-		cmocka_unit_test(test_fc_jailed_suspend_and_wake),
-		cmocka_unit_test(test_ch_refused),
-		cmocka_unit_test(test_fc_refused),
-		cmocka_unit_test(test_ch_dies_in_save),
-		cmocka_unit_test(test_fc_dies_in_save),
-		cmocka_unit_test(test_ch_broken_snapshot),
-		cmocka_unit_test(test_fc_broken_snapshot),
+		cmocka_unit_test_teardown(test_ch_suspend_and_wake, teardown),
+		cmocka_unit_test_teardown(test_fc_suspend_and_wake, teardown),
+		cmocka_unit_test_teardown(test_fc_jailed_suspend_and_wake, teardown),
+		cmocka_unit_test_teardown(test_ch_refused, teardown),
+		cmocka_unit_test_teardown(test_fc_refused, teardown),
+		cmocka_unit_test_teardown(test_ch_dies_in_save, teardown),
+		cmocka_unit_test_teardown(test_fc_dies_in_save, teardown),
+		cmocka_unit_test_teardown(test_ch_broken_snapshot, teardown),
+		cmocka_unit_test_teardown(test_fc_broken_snapshot, teardown),
 	};
 	char *dir = test_tmpdir(), *violations = NULL;
 	int r;
