@@ -39,6 +39,17 @@ const BackendOps *const backend_ops[_BACKEND_KIND_MAX] = {
 	[BACKEND_NOOP] = &backend_noop_ops,
 };
 
+/* state: suspended needs a backend that can save a VM (BACKEND_CAP_SUSPEND). */
+static void backend_check_suspend(const SandboxSpec *spec, const BackendOps *ops, SpecCheck *check)
+{
+	char buf[SPEC_CHECK_BACKEND_MAX];
+
+	if (spec->state == SANDBOX_SUSPENDED && (!ops || !(ops->caps & BACKEND_CAP_SUSPEND)))
+		spec_check_error(check, "spec.state",
+				 "%s cannot suspend a VM to disk; use running, paused or stopped",
+				 spec_check_backend(spec, buf));
+}
+
 int backend_validate_spec(const SandboxSpec *spec, SpecCheck *check)
 {
 	const BackendOps *ops;
@@ -46,6 +57,7 @@ int backend_validate_spec(const SandboxSpec *spec, SpecCheck *check)
 	assert(spec->backend >= 0 && spec->backend < _BACKEND_KIND_MAX);
 	ops = backend_ops[spec->backend];
 	probe_spec_check(spec, check);
+	backend_check_suspend(spec, ops, check);
 	if (ops && ops->validate)
 		(void)ops->validate(spec, check);
 	return spec_check_result(check);

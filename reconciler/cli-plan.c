@@ -43,6 +43,7 @@ static json_t *plan_one(Manager *m, Sandbox *sb, json_t *held)
 			.observed = &sb->observed,
 			.caps = b->ops->caps,
 			.host = manager_admission(m, b),
+			.snapshot = sb->snapshot,
 		};
 		/* The daemon's grace window is a matter of seconds: show what follows it. */
 		plan_sandbox(&in, 1, 0, &plan);
@@ -156,6 +157,7 @@ int verb_plan(int argc, char **argv)
 	}
 	manager_find_vms(m);
 	manager_load_persisted(m);
+	manager_load_snapshots(m);
 	(void)manager_scan(m);
 	if (m->degraded)
 		fprintf(stderr, "vmd plan: %s; the daemon stops nothing while it cannot read it\n",

@@ -68,6 +68,7 @@ static Sandbox *sandbox_free(Sandbox *sb)
 	free(sb->adopt_error);
 	probe_free(sb);
 	free(sb->liveness_kill);
+	sandbox_suspend_done(sb);
 	free(sb->name);
 	return mfree(sb);
 }
@@ -738,6 +739,7 @@ int manager_run(Manager *m)
 
 	manager_find_vms(m);
 	manager_load_persisted(m);
+	manager_load_snapshots(m);
 	if (manager_scan(m) == -EBUSY)
 		return -EBUSY;
 	mark_all_dirty(m);

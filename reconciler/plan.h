@@ -2,6 +2,7 @@
 #pragma once
 
 #include "backend.h"
+#include "snapshot.h"
 #include "spec.h"
 
 /*
@@ -23,6 +24,9 @@ typedef enum ActionType {
 	ACTION_RESIZE,
 	ACTION_DISK_UPDATE,
 	ACTION_CLEANUP,
+	ACTION_SUSPEND,	      /* state: suspended: saved into a snapshot, its VMM ended */
+	ACTION_WAKE,	      /* restored from its snapshot */
+	ACTION_DROP_SNAPSHOT, /* its snapshot deleted (never its disks) */
 	_ACTION_TYPE_MAX,
 	_ACTION_TYPE_INVALID = -EINVAL,
 } ActionType;
@@ -64,6 +68,8 @@ typedef struct PlanInput {
 	 * backend whose VMs take nothing from the host).
 	 */
 	const HostResources *host;
+	/* Its complete snapshot (state: suspended), NULL if it has none. */
+	const Snapshot *snapshot;
 } PlanInput;
 
 typedef struct Plan {

@@ -142,7 +142,8 @@ static const char *WEB_STATUS = "{\n"
 				"  \"vmState\": \"running\",\n"
 				"  \"job\": null,\n"
 				"  \"vmmVersion\": null,\n"
-				"  \"fileHash\": null\n"
+				"  \"fileHash\": null,\n"
+				"  \"snapshot\": null\n"
 				"}";
 
 static const char *BAD_STATUS = "{\n"
@@ -201,7 +202,8 @@ static const char *BAD_STATUS = "{\n"
 				"  \"vmState\": \"exited\",\n"
 				"  \"job\": null,\n"
 				"  \"vmmVersion\": null,\n"
-				"  \"fileHash\": null\n"
+				"  \"fileHash\": null,\n"
+				"  \"snapshot\": null\n"
 				"}";
 
 /* status.json byte for byte, as vmd has always written it (docs/status.md). */

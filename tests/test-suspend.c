@@ -1,0 +1,413 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * state: suspended (docs/sandbox-file.md): the planner's rows for a sandbox with a
+ * snapshot and one asked to suspend; the snapshot store (complete or absent); and the real
+ * daemon on the noop backend, whose suspend writes a fake snapshot and whose restore
+ * refuses what a VMM would: suspended, woken, across restarts of vmd, its file removed, its
+ * disks changed meanwhile, a failed save. Waits are bounded (a failure, not a speed claim).
+ */
+#include <dirent.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "daemon-fixture.h"
+#include "helpers.h"
+#include "plan.h"
+#include "snapshot.h"
+#include "spec-json.h"
+#include "spec-yaml.h"
+#include "status.h"
+#include "util.h"
+
+#define CAPS (BACKEND_CAP_PAUSE | BACKEND_CAP_SUSPEND)
+
+/* The planner */
+
+static SandboxSpec *spec_of(const char *lines)
+{
+	_cleanup_(diag_list_done) DiagList diags = {};
+	_cleanup_free_ char *text = NULL;
+	const SpecLoadOptions opts = { .default_backend = BACKEND_NOOP };
+	SandboxSpec *s = NULL;
+
+	assert_true(asprintf(&text, "apiVersion: vmd/v1\nkind: Sandbox\nspec:\n  memory: 64Mi\n%s",
+			     lines) > 0);
+	if (spec_load_buffer("sb.yaml", text, strlen(text), &opts, &s, &diags) < 0)
+		fail_msg("bad row spec: %s: %s", lines, diags.n ? diags.items[0].message : "?");
+	return s;
+}
+
+typedef struct Row {
+	const char *what;
+	const char *want; /* lines under spec:, NULL: its file is gone */
+	VmState state;
+	const char *saved; /* the snapshot's config (lines under spec:), NULL: no snapshot */
+	BackendCaps caps;
+	const char *expect;
+	bool restart_required;
+} Row;
+
+#define D1 "  disks: [{id: root, path: /d/root.raw}]\n"
+#define D2 "  disks: [{id: root, path: /d/other.raw}]\n"
+
+static const Row rows[] = {
+	{ "running, suspend asked", "  state: suspended\n", VM_RUNNING, .expect = "suspend" },
+	{ "paused, suspend asked", "  state: suspended\n", VM_PAUSED, .expect = "suspend" },
+	{ "a change waits for the wake", "  state: suspended\n  vcpus: 2\n" D1, VM_RUNNING,
+	  .expect = "suspend" },
+	{ "no capability, nothing", "  state: suspended\n", VM_RUNNING, .caps = BACKEND_CAP_PAUSE,
+	  .expect = "" },
+	{ "never ran: nothing to save", "  state: suspended\n", VM_ABSENT, .expect = "" },
+	{ "suspended stays", "  state: suspended\n", VM_EXITED, "", .expect = "" },
+	{ "woken", "", VM_EXITED, "", .expect = "wake" },
+	{ "woken paused", "  state: paused\n", VM_ABSENT, "", .expect = "wake" },
+	{ "woken with its devices, the rest after", "  vcpus: 2\n" D1, VM_EXITED, D1,
+	  .expect = "wake" },
+	{ "stopped: dropped", "  state: stopped\n", VM_EXITED, "", .expect = "drop-snapshot" },
+	{ "file removed: dropped", NULL, VM_EXITED, "", .expect = "drop-snapshot" },
+	{ "disks changed, on-next-boot: stays", D2, VM_EXITED, D1, .expect = "",
+	  .restart_required = true },
+	{ "disk added, on-next-boot: stays", D1, VM_EXITED, "", .expect = "",
+	  .restart_required = true },
+	{ "disks changed, restart: afresh", "  updatePolicy: restart\n" D2, VM_EXITED, D1,
+	  .expect = "drop-snapshot start" },
+	{ "disks changed, restart, paused: afresh", "  updatePolicy: restart\n  state: paused\n" D2,
+	  VM_EXITED, D1, .expect = "drop-snapshot start pause" },
+	{ "runs again (a vmd died before the drop)", "", VM_RUNNING, "", .expect = "drop-snapshot" },
+	{ "runs again, its file gone", NULL, VM_RUNNING, "", .expect = "drop-snapshot stop" },
+};
+
+static void format_plan(const Plan *p, char *buf, size_t size)
+{
+	size_t o = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < p->n_actions && o < size; i++)
+		o += (size_t)snprintf(buf + o, size - o, "%s%s", i ? " " : "",
+				      action_type_to_string(p->actions[i].type));
+}
+
+static void test_plan_rows(void **state _unused_)
+{
+	for (size_t i = 0; i < ELEMENTSOF(rows); i++) {
+		const Row *row = &rows[i];
+		_cleanup_(sandbox_spec_freep) SandboxSpec *want =
+			row->want ? spec_of(row->want) : NULL;
+		_cleanup_(sandbox_spec_freep) SandboxSpec *have = spec_of(row->want ?: "");
+		Snapshot snap = { .backend = BACKEND_NOOP, .generation = 1 };
+		VmObserved o = { .state = row->state, .generation = 2 };
+		PlanInput in = {
+			.desired = want,
+			.generation = 2,
+			.observed = &o,
+			.caps = row->caps ?: CAPS,
+			.desired_since = 0,
+		};
+		char got[256];
+		Plan p;
+
+		if (row->saved) {
+			snap.config = spec_of(row->saved);
+			in.snapshot = &snap;
+		}
+		if (IN_SET(row->state, VM_RUNNING, VM_PAUSED))
+			o.config = have;
+		plan_sandbox(&in, 10000, 0, &p);
+		format_plan(&p, got, sizeof(got));
+		if (!streq(got, row->expect) || p.restart_required != row->restart_required)
+			fail_msg("%s: planned '%s' (restart required %d), expected '%s' (%d)",
+				 row->what, got, p.restart_required, row->expect,
+				 row->restart_required);
+		sandbox_spec_free(snap.config);
+	}
+}
+
+/* Dropping a snapshot loses a guest's state: it waits out the grace window. */
+static void test_plan_drop_waits(void **state _unused_)
+{
+	_cleanup_(sandbox_spec_freep) SandboxSpec *want = spec_of("  state: stopped\n");
+	Snapshot snap = { .backend = BACKEND_NOOP, .config = spec_of("") };
+	VmObserved o = { .state = VM_EXITED };
+	PlanInput in = {
+		.desired = want, .observed = &o, .caps = CAPS, .desired_since = 9000, .snapshot = &snap
+	};
+	Plan p;
+
+	plan_sandbox(&in, 10000, 2000, &p);
+	assert_int_equal(p.n_actions, 0);
+	assert_true(p.held);
+	assert_int_equal(p.wake_at, 11000);
+	sandbox_spec_free(snap.config);
+}
+
+/* A backend without BACKEND_CAP_SUSPEND: the file is refused where it says so. */
+static void test_validate(void **state _unused_)
+{
+	static const char text[] = "apiVersion: vmd/v1\nkind: Sandbox\nspec:\n"
+				   "  backend: firecracker\n  memory: 64Mi\n"
+				   "  kernel: /boot/vmlinuz\n  state: suspended\n";
+	_cleanup_(diag_list_done) DiagList diags = {};
+	const SpecLoadOptions opts = backend_spec_load_options(BACKEND_NOOP);
+	SandboxSpec *s = NULL;
+
+	if (backend_ops[BACKEND_FIRECRACKER]->caps & BACKEND_CAP_SUSPEND)
+		fail_msg("firecracker suspends now: take a backend that does not for this test");
+	assert_int_equal(spec_load_buffer("web.yaml", text, strlen(text), &opts, &s, &diags),
+			 -EINVAL);
+	assert_int_equal(diags.n, 1);
+	assert_int_equal(diags.items[0].line, 7);
+	assert_int_equal(diags.items[0].column, 10);
+	assert_string_equal(
+		diags.items[0].message,
+		"spec.state: backend 'firecracker' cannot suspend a VM to disk; use running, paused or stopped");
+	assert_null(s);
+}
+
+/* The store: complete or absent */
+
+static void test_store(void **state _unused_)
+{
+	char *dir = test_tmpdir();
+	_cleanup_free_ char *new1 = NULL, *new2 = NULL, *cur = NULL, *leftover = NULL, *text = NULL;
+	_cleanup_(sandbox_spec_freep) SandboxSpec *config = spec_of(D1);
+	Snapshot what = { .backend = BACKEND_NOOP, .generation = 3, .config = config };
+	Snapshot *got = NULL;
+
+	assert_int_equal(snapshot_load(dir, "web", true, &got), -ENOENT);
+	assert_int_equal(snapshot_begin(dir, "web", (uid_t)-1, (gid_t)-1, &new1), 0);
+	test_write_str(new1, "state", "first");
+	/* Not complete: no snapshot yet. */
+	assert_int_equal(snapshot_load(dir, "web", false, &got), -ENOENT);
+	assert_int_equal(snapshot_commit(dir, "web", new1, &what, &got), 0);
+	assert_int_equal(got->generation, 3);
+	assert_int_equal(got->size, 5);
+	assert_true(got->taken_at_usec > 0);
+	got = snapshot_free(got);
+
+	/* A second one takes the place of the first, whole. */
+	assert_int_equal(snapshot_begin(dir, "web", (uid_t)-1, (gid_t)-1, &new2), 0);
+	test_write_str(new2, "state", "second!");
+	what.generation = 4;
+	assert_int_equal(snapshot_commit(dir, "web", new2, &what, NULL), 0);
+	assert_int_equal(access(new2, F_OK), -1);
+	cur = path_in(dir, "snapshots/web/current/state");
+	text = test_read_file(cur, NULL);
+	assert_string_equal(text, "second!");
+
+	/* What a kill left of a save goes at the next load. */
+	leftover = path_in(dir, "snapshots/web/.new-abcdef");
+	assert_int_equal(mkdir(leftover, 0700), 0);
+	test_write_str(leftover, "state", "half");
+	assert_int_equal(snapshot_load(dir, "web", true, &got), 0);
+	assert_int_equal(got->generation, 4);
+	assert_int_equal(got->size, 7); /* what the backend wrote, not the manifest */
+	assert_int_equal(got->config->n_disks, 1);
+	assert_int_equal(access(leftover, F_OK), -1);
+	got = snapshot_free(got);
+
+	assert_int_equal(snapshot_remove(dir, "web"), 0);
+	assert_int_equal(snapshot_load(dir, "web", true, &got), -ENOENT);
+	test_tmpdir_remove(dir);
+}
+
+/* The daemon on noop */
+
+#define NOOP_SPEC FIXTURE_NOOP_SPEC "  disks: [{id: root, path: /d/root.raw}]\n"
+
+static void put_state(Fixture *f, const char *extra)
+{
+	_cleanup_free_ char *text = NULL;
+
+	assert_true(asprintf(&text, NOOP_SPEC "%s", extra) > 0);
+	fixture_put(f, "web", text);
+}
+
+static bool suspended(json_t *s, const void *arg _unused_)
+{
+	json_t *snap = s ? json_object_get(s, "snapshot") : NULL;
+
+	return phase_is(s, "Suspended") && json_is_object(snap) &&
+	       json_integer_value(json_object_get(snap, "size")) > 0 &&
+	       json_is_string(json_object_get(snap, "takenAt")) &&
+	       streq(status_condition(s, "Running", "reason"), "Suspended") &&
+	       streq(status_condition(s, "Ready", "status"), "True");
+}
+
+static bool running_unsnapshotted(json_t *s, const void *arg _unused_)
+{
+	return phase_is(s, "Running") && json_is_null(json_object_get(s, "snapshot")) &&
+	       streq(status_condition(s, "Ready", "status"), "True");
+}
+
+static bool suspend_failed(json_t *s, const void *arg _unused_)
+{
+	const char *e = s ? json_string_value(json_object_get(s, "lastError")) : NULL;
+
+	return phase_is(s, "Running") && e && strstr(e, "suspend failed");
+}
+
+static bool restart_required(json_t *s, const void *arg _unused_)
+{
+	return phase_is(s, "Suspended") &&
+	       streq(status_condition(s, "RestartRequired", "status"), "True") &&
+	       strstr(status_condition(s, "RestartRequired", "message"), "disks changed");
+}
+
+/* What noop's state file says of key for name's VM: -1 if none. */
+static long long noop_field(Fixture *f, const char *name, const char *key)
+{
+	_cleanup_free_ char *path = path_in(f->run, "%s/noop.json", name);
+	_cleanup_(json_decrefp) json_t *j = json_load_file(path, 0, NULL);
+	json_t *v = j ? json_object_get(j, key) : NULL;
+
+	return v ? json_integer_value(v) : -1;
+}
+
+static bool exists(const char *dir, const char *file)
+{
+	_cleanup_free_ char *p = path_in(dir, "%s", file);
+
+	return access(p, F_OK) == 0;
+}
+
+/* Whether a save's .new-* is left in web's snapshot dir. */
+static bool has_new_dir(const char *state_dir)
+{
+	_cleanup_free_ char *dir = path_in(state_dir, "snapshots/web");
+	struct dirent *e;
+	bool found = false;
+	DIR *d = opendir(dir);
+
+	while (d && (e = readdir(d)))
+		found = found || strncmp(e->d_name, SNAPSHOT_NEW_PREFIX, 5) == 0;
+	if (d)
+		closedir(d);
+	return found;
+}
+
+static void test_noop_suspend_wake(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *vm = NULL, *leftover = NULL, *file = path_in(f->sb, "web.yaml");
+
+	test_write_str(f->sb, "web.yaml", NOOP_SPEC);
+	fixture_start_daemon(f);
+	fixture_expect_notify(f, "READY=1");
+	json_decref(fixture_wait_status(f, "web", running_unsnapshotted, NULL));
+
+	/* Suspended: a complete snapshot, no VM. */
+	put_state(f, "  state: suspended\n");
+	json_decref(fixture_wait_status(f, "web", suspended, NULL));
+	assert_true(exists(f->state, "snapshots/web/current/manifest.json"));
+	assert_true(exists(f->state, "snapshots/web/current/noop-state.json"));
+	vm = fixture_noop_state(f, "web");
+	assert_string_equal(vm, "exited");
+
+	/* Across a restart of vmd it stays suspended; a save a kill cut short goes. */
+	fixture_stop_daemon(f, SIGKILL);
+	leftover = path_in(f->state, "snapshots/web/.new-XXXXXX");
+	assert_int_equal(mkdir(leftover, 0700), 0);
+	fixture_start_daemon(f);
+	fixture_expect_notify(f, "READY=1");
+	json_decref(fixture_wait_status(f, "web", suspended, NULL));
+	assert_int_equal(access(leftover, F_OK), -1);
+
+	/* Woken: it goes on from its snapshot, which goes. */
+	put_state(f, "");
+	json_decref(fixture_wait_status(f, "web", running_unsnapshotted, NULL));
+	assert_int_equal(noop_field(f, "web", "restores"), 1);
+	assert_false(exists(f->state, "snapshots/web"));
+
+	/* A file removed while it is suspended: the snapshot goes, the disks never. */
+	put_state(f, "  state: suspended\n");
+	json_decref(fixture_wait_status(f, "web", suspended, NULL));
+	assert_int_equal(unlink(file), 0);
+	json_decref(fixture_wait_status(f, "web", absent, NULL));
+	assert_false(exists(f->state, "snapshots/web"));
+}
+
+/* Disks changed in the file while it was suspended: it stays so, or boots afresh. */
+static void test_noop_disks_changed(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *text = NULL;
+
+	test_write_str(f->sb, "web.yaml", NOOP_SPEC "  state: suspended\n");
+	fixture_start_daemon(f);
+	/* Never ran: nothing to save, it stays stopped. */
+	json_decref(fixture_wait_status(f, "web", phase_is, "Stopped"));
+	assert_false(exists(f->state, "snapshots/web"));
+
+	put_state(f, "");
+	json_decref(fixture_wait_status(f, "web", running_unsnapshotted, NULL));
+	put_state(f, "  state: suspended\n");
+	json_decref(fixture_wait_status(f, "web", suspended, NULL));
+
+	fixture_put(f, "web", FIXTURE_NOOP_SPEC "  disks: [{id: root, path: /d/other.raw}]\n");
+	json_decref(fixture_wait_status(f, "web", restart_required, NULL));
+	assert_true(exists(f->state, "snapshots/web/current"));
+
+	fixture_put(f, "web",
+		    FIXTURE_NOOP_SPEC
+		    "  updatePolicy: restart\n  disks: [{id: root, path: /d/other.raw}]\n");
+	json_decref(fixture_wait_status(f, "web", running_unsnapshotted, NULL));
+	/* A fresh boot, not the snapshot's guest. */
+	assert_true(noop_field(f, "web", "restores") <= 0);
+	assert_false(exists(f->state, "snapshots/web"));
+
+	/* state: stopped drops the snapshot. */
+	assert_true(asprintf(&text,
+			     FIXTURE_NOOP_SPEC "  updatePolicy: restart\n  state: suspended\n"
+					       "  disks: [{id: root, path: /d/other.raw}]\n") > 0);
+	fixture_put(f, "web", text);
+	json_decref(fixture_wait_status(f, "web", suspended, NULL));
+	fixture_put(f, "web", FIXTURE_NOOP_SPEC "  state: stopped\n");
+	json_decref(fixture_wait_status(f, "web", phase_is, "Stopped"));
+	assert_false(exists(f->state, "snapshots/web"));
+}
+
+/* A save that fails loses nothing: the VM runs on, nothing is left in the state dir. */
+static void test_noop_save_fails(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *vm = NULL;
+
+	fixture_put(f, "web",
+		    "apiVersion: vmd/v1\nkind: Sandbox\nmetadata:\n  labels: {noop.vmd/fail-ops: \"1\"}\n"
+		    "spec:\n  backend: noop\n  memory: 64Mi\n");
+	fixture_start_daemon(f);
+	json_decref(fixture_wait_status(f, "web", phase_is, "Running"));
+	fixture_put(f, "web",
+		    "apiVersion: vmd/v1\nkind: Sandbox\nmetadata:\n  labels: {noop.vmd/fail-ops: \"1\"}\n"
+		    "spec:\n  backend: noop\n  memory: 64Mi\n  state: suspended\n");
+	json_decref(fixture_wait_status(f, "web", suspend_failed, NULL));
+	vm = fixture_noop_state(f, "web");
+	assert_string_equal(vm, "running");
+	/* No snapshot was made of it, nor is any half of one left. */
+	assert_false(exists(f->state, "snapshots/web/current"));
+	assert_false(has_new_dir(f->state));
+	/* The next try (the fault was for one operation) suspends it. */
+	json_decref(fixture_wait_status(f, "web", suspended, NULL));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_plan_rows),
+		cmocka_unit_test(test_plan_drop_waits),
+		cmocka_unit_test(test_validate),
+		cmocka_unit_test(test_store),
+		cmocka_unit_test_setup_teardown(test_noop_suspend_wake, fixture_setup_notify,
+						fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_noop_disks_changed, fixture_setup,
+						fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_noop_save_fails, fixture_setup, fixture_teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
