@@ -704,6 +704,28 @@ static void refuse_shared_ids(const SandboxSpec *spec, SpecCheck *check)
 }
 
 /*
+ * state: suspended with a NIC of a device vmd makes: Cloud Hypervisor has it as a
+ * descriptor, and vm.restore would need a new one (net_fds), which the OpenAPI document
+ * vmd is held to does not have (refuse_fd_nets() is the same rule at the suspend).
+ */
+static void refuse_suspended_fd_nets(const SandboxSpec *spec, SpecCheck *check)
+{
+	char field[64];
+
+	if (spec->state != SANDBOX_SUSPENDED)
+		return;
+	for (size_t i = 0; i < spec->n_networks; i++) {
+		if (!vmd_made(&spec->networks[i]))
+			continue;
+		snprintf(field, sizeof(field), "spec.networks[%zu].type", i);
+		spec_check_error(
+			check, field,
+			"a %s network cannot be suspended on cloud-hypervisor: it takes the device as a descriptor, and a wake would need a new one, which vmd cannot give it; use type tap, or the qemu backend",
+			net_type_to_string(spec->networks[i].type));
+	}
+}
+
+/*
  * Cloud Hypervisor boots a kernel (payload), opens raw and qcow2 images (image_type, v51.0
  * on) and attaches tap devices: an existing one by name, a tap or macvtap vmd makes by
  * descriptor.
@@ -714,6 +736,7 @@ static int ch_validate(const SandboxSpec *spec, SpecCheck *check)
 	backend_refuse_user_net(spec, check);
 	backend_refuse_guest_agent(spec, check);
 	refuse_shared_ids(spec, check);
+	refuse_suspended_fd_nets(spec, check);
 	backend_refuse_credentials(spec, check);
 	return spec_check_result(check);
 }

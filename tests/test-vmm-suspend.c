@@ -463,6 +463,161 @@ static int teardown(void **state _unused_)
 	return 0;
 }
 
+/*
+ * The real daemon (as test-cloud-hypervisor and test-firecracker run it): a sandbox file
+ * says state: suspended, then running again; across a restart of vmd while suspended.
+ */
+static char daemon_binary[4096];
+
+static int setup_daemon(void **state, const char *option, const char *sim)
+{
+	static const char *args[3];
+	int r = fixture_setup(state);
+
+	snprintf(daemon_binary, sizeof(daemon_binary), "%s", test_src(sim));
+	args[0] = option;
+	args[1] = daemon_binary;
+	args[2] = NULL;
+	((Fixture *)*state)->daemon_args = args;
+	return r;
+}
+
+static int setup_ch(void **state)
+{
+	return setup_daemon(state, "--cloud-hypervisor-binary", "tests/sim/cloud-hypervisor");
+}
+
+static int setup_fc(void **state)
+{
+	return setup_daemon(state, "--firecracker-binary", "tests/sim/firecracker");
+}
+
+static const char *backend_of(Fixture *f)
+{
+	return streq(f->daemon_args[0], "--cloud-hypervisor-binary") ? "cloud-hypervisor"
+								     : "firecracker";
+}
+
+static void put_state(Fixture *f, const char *state, const char *cmdline)
+{
+	_cleanup_free_ char *extra = NULL;
+
+	assert_true(asprintf(&extra, "  state: %s\n  memory: 64Mi\n  cmdline: \"%s\"\n", state,
+			     cmdline) > 0);
+	fixture_put_sim(f, "vm", backend_of(f), extra);
+}
+
+/* The daemon started on a running sandbox with that cmdline; its VMM's pid. */
+static pid_t start_running(Fixture *f, const char *cmdline)
+{
+	put_state(f, "running", cmdline);
+	fixture_start_daemon(f);
+	return fixture_running(f, "vm");
+}
+
+static bool suspended(json_t *s, const void *arg _unused_)
+{
+	return phase_is(s, "Suspended") && pid_of(s) == 0;
+}
+
+static void test_daemon_suspend_and_wake(void **state)
+{
+	Fixture *f = *state;
+	unsigned restored = 0;
+	char next[64];
+	size_t at;
+	json_t *s;
+	pid_t pid;
+
+	pid = start_running(f, "sim.counter=1");
+	fixture_wait_console(f, "vm", "SIM-GUEST-COUNTER 3", 0);
+
+	/* Suspended: its VMM gone, the snapshot the VMM's files and the memory's size. */
+	put_state(f, "suspended", "sim.counter=1");
+	s = fixture_wait_status(f, "vm", suspended, NULL);
+	assert_true(json_integer_value(json_object_get(json_object_get(s, "snapshot"), "size")) >=
+		    64ll << 20);
+	json_decref(s);
+	fixture_wait_gone(pid);
+	{
+		_cleanup_free_ char *snap = path_in(f->state, "snapshots/vm/current");
+		_cleanup_free_ char *mem = path_in(
+			snap, streq(backend_of(f), "firecracker") ? "vm.mem" : "memory-ranges");
+		struct stat st;
+
+		assert_int_equal(stat(mem, &st), 0);
+		assert_int_equal(st.st_size, 64ll << 20);
+	}
+
+	/* vmd restarted: still suspended, nothing started. */
+	fixture_stop_daemon(f, SIGTERM);
+	fixture_start_daemon(f);
+	json_decref(fixture_wait_status(f, "vm", suspended, NULL));
+
+	/* Woken: the guest counts on from where it was (at least 3), not from 1. */
+	put_state(f, "running", "sim.counter=1");
+	json_decref(fixture_wait_status(f, "vm", ready, "Running"));
+	at = fixture_wait_console(f, "vm", "SIM-GUEST-RESTORED counter=", 0);
+	{
+		/* The snapshot goes once the VM runs again. */
+		_cleanup_free_ char *snap = path_in(f->state, "snapshots/vm/current");
+		uint64_t end = ms_now() + FIXTURE_WAIT_MS;
+
+		while (access(snap, F_OK) == 0) {
+			assert_true(ms_now() < end);
+			usleep(50 * 1000);
+		}
+	}
+	{
+		_cleanup_free_ char *c = fixture_console(f, "vm");
+
+		assert_int_equal(sscanf(c + at, "%u", &restored), 1);
+		assert_null(strstr(c + at, "SIM-GUEST-BOOT"));
+	}
+	assert_true(restored >= 3);
+	snprintf(next, sizeof(next), "SIM-GUEST-COUNTER %u", restored + 1);
+	fixture_wait_console(f, "vm", next, at);
+}
+
+static void test_daemon_ch_suspend_and_wake(void **state)
+{
+	test_daemon_suspend_and_wake(state);
+}
+
+static void test_daemon_fc_suspend_and_wake(void **state)
+{
+	test_daemon_suspend_and_wake(state);
+}
+
+/* The VMM refuses the save (a full filesystem): the VM runs on, and the status says why. */
+static bool save_refused(json_t *s, const void *arg)
+{
+	const char *e = json_string_value(json_object_get(s, "lastError"));
+
+	return phase_is(s, "Running") && pid_of(s) == *(const pid_t *)arg && e &&
+	       strstr(e, "No space left on device");
+}
+
+static void test_daemon_save_refused(void **state)
+{
+	Fixture *f = *state;
+	pid_t pid = start_running(f, "sim.counter=1 sim.disk-full=1");
+
+	put_state(f, "suspended", "sim.counter=1 sim.disk-full=1");
+	json_decref(fixture_wait_status(f, "vm", save_refused, &pid));
+	fixture_wait_console(f, "vm", "SIM-GUEST-RESUMED", 0);
+}
+
+static void test_daemon_ch_save_refused(void **state)
+{
+	test_daemon_save_refused(state);
+}
+
+static void test_daemon_fc_save_refused(void **state)
+{
+	test_daemon_save_refused(state);
+}
+
 /* Both backends say they can (the core refuses state: suspended for one that cannot). */
 static void test_caps(void **state _unused_)
 {
@@ -485,6 +640,14 @@ int main(void)
 		cmocka_unit_test_teardown(test_fc_dies_in_save, teardown),
 		cmocka_unit_test_teardown(test_ch_broken_snapshot, teardown),
 		cmocka_unit_test_teardown(test_fc_broken_snapshot, teardown),
+		cmocka_unit_test_setup_teardown(test_daemon_ch_suspend_and_wake, setup_ch,
+						fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_daemon_fc_suspend_and_wake, setup_fc,
+						fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_daemon_ch_save_refused, setup_ch,
+						fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_daemon_fc_save_refused, setup_fc,
+						fixture_teardown),
 	};
 	char *dir = test_tmpdir(), *violations = NULL;
 	int r;
