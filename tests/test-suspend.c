@@ -145,27 +145,47 @@ static void test_plan_drop_waits(void **state _unused_)
 	sandbox_spec_free(snap.config);
 }
 
-/* A backend without BACKEND_CAP_SUSPEND: the file is refused where it says so. */
+/*
+ * A backend without BACKEND_CAP_SUSPEND: the file is refused where it says so. Which one
+ * lacks it changes as backends gain it (Cloud Hypervisor and Firecracker have, i18-sims):
+ * the first without it, and once every backend has it, the file loads on each.
+ */
 static void test_validate(void **state _unused_)
 {
-	static const char text[] = "apiVersion: vmd/v1\nkind: Sandbox\nspec:\n"
-				   "  backend: firecracker\n  memory: 64Mi\n"
-				   "  kernel: /boot/vmlinuz\n  state: suspended\n";
-	_cleanup_(diag_list_done) DiagList diags = {};
 	const SpecLoadOptions opts = backend_spec_load_options(BACKEND_NOOP);
-	SandboxSpec *s = NULL;
+	BackendKind k = 0;
 
-	if (backend_ops[BACKEND_FIRECRACKER]->caps & BACKEND_CAP_SUSPEND)
-		fail_msg("firecracker suspends now: take a backend that does not for this test");
-	assert_int_equal(spec_load_buffer("web.yaml", text, strlen(text), &opts, &s, &diags),
-			 -EINVAL);
-	assert_int_equal(diags.n, 1);
-	assert_int_equal(diags.items[0].line, 7);
-	assert_int_equal(diags.items[0].column, 10);
-	assert_string_equal(
-		diags.items[0].message,
-		"spec.state: backend 'firecracker' cannot suspend a VM to disk; use running, paused or stopped");
-	assert_null(s);
+	while (k < _BACKEND_KIND_MAX && backend_ops[k]->caps & BACKEND_CAP_SUSPEND)
+		k++;
+	for (BackendKind b = k < _BACKEND_KIND_MAX ? k : 0; b < _BACKEND_KIND_MAX; b++) {
+		_cleanup_(diag_list_done) DiagList diags = {};
+		_cleanup_(sandbox_spec_freep) SandboxSpec *s = NULL;
+		_cleanup_free_ char *text = NULL, *want = NULL;
+		int r;
+
+		assert_true(asprintf(&text,
+				     "apiVersion: vmd/v1\nkind: Sandbox\nspec:\n"
+				     "  backend: %s\n  memory: 64Mi\n"
+				     "  kernel: /boot/vmlinuz\n  state: suspended\n",
+				     backend_kind_to_string(b)) > 0);
+		r = spec_load_buffer("web.yaml", text, strlen(text), &opts, &s, &diags);
+		if (k == _BACKEND_KIND_MAX) {
+			assert_int_equal(r, 0);
+			assert_int_equal(s->state, SANDBOX_SUSPENDED);
+			continue;
+		}
+		assert_int_equal(r, -EINVAL);
+		assert_int_equal(diags.n, 1);
+		assert_int_equal(diags.items[0].line, 7);
+		assert_int_equal(diags.items[0].column, 10);
+		assert_true(
+			asprintf(&want,
+				 "spec.state: backend '%s' cannot suspend a VM to disk; use running, paused or stopped",
+				 backend_kind_to_string(b)) > 0);
+		assert_string_equal(diags.items[0].message, want);
+		assert_null(s);
+		break;
+	}
 }
 
 /* The store: complete or absent */
