@@ -520,12 +520,41 @@ static bool suspended(json_t *s, const void *arg _unused_)
 	return phase_is(s, "Suspended") && pid_of(s) == 0;
 }
 
-static void test_daemon_suspend_and_wake(void **state)
+/* The loop of the test waits until the simulator took a request starting with prefix. */
+static void wait_request(Fixture *f, const char *prefix)
 {
-	Fixture *f = *state;
+	uint64_t end = ms_now() + FIXTURE_WAIT_MS;
+
+	while (fixture_count_requests(f, prefix) == 0) {
+		assert_true(ms_now() < end);
+		usleep(20 * 1000);
+	}
+}
+
+/* Woken: the guest goes on from where it was (at least `least`), not from 1. */
+static void wake_and_count_on(Fixture *f, const char *cmdline, unsigned least)
+{
 	unsigned restored = 0;
 	char next[64];
 	size_t at;
+
+	put_state(f, "running", cmdline);
+	json_decref(fixture_wait_status(f, "vm", ready, "Running"));
+	at = fixture_wait_console(f, "vm", "SIM-GUEST-RESTORED counter=", 0);
+	{
+		_cleanup_free_ char *c = fixture_console(f, "vm");
+
+		assert_int_equal(sscanf(c + at, "%u", &restored), 1);
+		assert_null(strstr(c + at, "SIM-GUEST-BOOT"));
+	}
+	assert_true(restored >= least);
+	snprintf(next, sizeof(next), "SIM-GUEST-COUNTER %u", restored + 1);
+	fixture_wait_console(f, "vm", next, at);
+}
+
+static void test_daemon_suspend_and_wake(void **state)
+{
+	Fixture *f = *state;
 	json_t *s;
 	pid_t pid;
 
@@ -555,9 +584,7 @@ static void test_daemon_suspend_and_wake(void **state)
 	json_decref(fixture_wait_status(f, "vm", suspended, NULL));
 
 	/* Woken: the guest counts on from where it was (at least 3), not from 1. */
-	put_state(f, "running", "sim.counter=1");
-	json_decref(fixture_wait_status(f, "vm", ready, "Running"));
-	at = fixture_wait_console(f, "vm", "SIM-GUEST-RESTORED counter=", 0);
+	wake_and_count_on(f, "sim.counter=1", 3);
 	{
 		/* The snapshot goes once the VM runs again. */
 		_cleanup_free_ char *snap = path_in(f->state, "snapshots/vm/current");
@@ -568,15 +595,6 @@ static void test_daemon_suspend_and_wake(void **state)
 			usleep(50 * 1000);
 		}
 	}
-	{
-		_cleanup_free_ char *c = fixture_console(f, "vm");
-
-		assert_int_equal(sscanf(c + at, "%u", &restored), 1);
-		assert_null(strstr(c + at, "SIM-GUEST-BOOT"));
-	}
-	assert_true(restored >= 3);
-	snprintf(next, sizeof(next), "SIM-GUEST-COUNTER %u", restored + 1);
-	fixture_wait_console(f, "vm", next, at);
 }
 
 static void test_daemon_ch_suspend_and_wake(void **state)
@@ -587,6 +605,37 @@ static void test_daemon_ch_suspend_and_wake(void **state)
 static void test_daemon_fc_suspend_and_wake(void **state)
 {
 	test_daemon_suspend_and_wake(state);
+}
+
+/*
+ * vmd killed (-9) while the VMM writes the snapshot: the next vmd finds the VM (paused,
+ * saved into a .new dir it throws away), saves it again, and the wake counts on.
+ */
+static void test_daemon_killed_mid_save(void **state)
+{
+	static const char cmdline[] = "sim.counter=1 sim.snapshot-ms=1500";
+	Fixture *f = *state;
+	pid_t pid = start_running(f, cmdline);
+
+	fixture_wait_console(f, "vm", "SIM-GUEST-COUNTER 2", 0);
+	put_state(f, "suspended", cmdline);
+	wait_request(f, streq(backend_of(f), "firecracker") ? "PUT /snapshot/create"
+							    : "PUT /api/v1/vm.snapshot");
+	fixture_stop_daemon(f, SIGKILL);
+	fixture_start_daemon(f);
+	json_decref(fixture_wait_status(f, "vm", suspended, NULL));
+	fixture_wait_gone(pid);
+	wake_and_count_on(f, cmdline, 2);
+}
+
+static void test_daemon_ch_killed_mid_save(void **state)
+{
+	test_daemon_killed_mid_save(state);
+}
+
+static void test_daemon_fc_killed_mid_save(void **state)
+{
+	test_daemon_killed_mid_save(state);
 }
 
 /* The VMM refuses the save (a full filesystem): the VM runs on, and the status says why. */
@@ -643,6 +692,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_daemon_ch_suspend_and_wake, setup_ch,
 						fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_daemon_fc_suspend_and_wake, setup_fc,
+						fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_daemon_ch_killed_mid_save, setup_ch,
+						fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_daemon_fc_killed_mid_save, setup_fc,
 						fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_daemon_ch_save_refused, setup_ch,
 						fixture_teardown),
