@@ -158,6 +158,10 @@ int vmm_vm_save(VmmVm *v)
 		return -ENOMEM;
 	if (v->vmm_version && json_object_set_new(j, "vmmVersion", json_string(v->vmm_version)) < 0)
 		return -ENOMEM;
+	/* A restore in progress: another vmd that takes over goes on restoring, not booting. */
+	if (v->state == VM_STARTING && v->job.snapshot_dir &&
+	    json_object_set_new(j, "restoreFrom", json_string(v->job.snapshot_dir)) < 0)
+		return -ENOMEM;
 	if (v->type->save) {
 		r = v->type->save(v, j);
 		if (r < 0)
@@ -211,6 +215,9 @@ static int vm_from_record(Backend *b, const VmmVmType *t, const char *name, cons
 	r = spec_from_json(json_object_get(j, "config"), &v->config);
 	if (r < 0)
 		return r;
+	if (json_is_string(json_object_get(j, "restoreFrom")) &&
+	    !(v->job.snapshot_dir = strdup(json_string_value(json_object_get(j, "restoreFrom")))))
+		return -ENOMEM;
 	if (json_is_string(json_object_get(j, "vmmVersion"))) {
 		v->vmm_version = strdup(json_string_value(json_object_get(j, "vmmVersion")));
 		if (!v->vmm_version)
@@ -450,7 +457,8 @@ int vmm_vm_adopt(Backend *b, const char *name)
 		return v->pidfd;
 	if (!vmm_identity_matches(&v->id)) /* the pid was reused before the pidfd was taken */
 		return -ESTALE;
-	r = vmm_vm_watch(v, true);
+	/* A starting VMM may not have bound its serial socket yet: as for a start of ours. */
+	r = vmm_vm_watch(v, v->state != VM_STARTING);
 	if (r >= 0)
 		r = hashmap_put(VMM_BACKEND(b)->vms, v->name, v);
 	if (r < 0)
@@ -458,8 +466,13 @@ int vmm_vm_adopt(Backend *b, const char *name)
 	p = TAKE_PTR(v);
 
 	if (p->state == VM_STARTING)
-		/* The vmd before died while it started: see the start through, from where it is. */
-		r = vmm_job_begin(p, &p->job, BACKEND_OP_START, VMM_PHASE_API_UP);
+		/*
+		 * The vmd before died while it started (or restored: its record says from
+		 * where): see it through, from where it is.
+		 */
+		r = vmm_job_begin(p, &p->job,
+				  p->job.snapshot_dir ? BACKEND_OP_RESTORE : BACKEND_OP_START,
+				  VMM_PHASE_API_UP);
 	else if (p->state == VM_STOPPING) {
 		/* ... while it stopped: the rest of its stopTimeout, then forced. */
 		p->stop_requested = true;

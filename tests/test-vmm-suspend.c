@@ -400,6 +400,50 @@ static void test_fc_refused(void **state _unused_)
 	each_release(BACKEND_FIRECRACKER, false, refused);
 }
 
+/*
+ * A vmd that died right after it spawned the VMM of a wake, before it asked for the load:
+ * the next one adopts the VMM and restores (its record says from where), not a fresh boot.
+ */
+static void adopted_mid_wake(BackendKind kind, bool jailed)
+{
+	Ctx *c = ctx_new(kind, jailed);
+	_cleanup_(sandbox_spec_freep) SandboxSpec *s = spec(c, "vm", "sim.counter=1");
+	_cleanup_free_ char *snap = snapshot_dir(c, "vm"), *text = NULL;
+	unsigned restored = 0;
+	size_t at;
+
+	start(c, s);
+	wait_console(c, "vm", "SIM-GUEST-COUNTER 2", 0);
+	assert_true(c->b->ops->suspend(c->b, "vm", snap) > 0);
+	assert_int_equal(wait_done(c, BACKEND_OP_SUSPEND), 0);
+	assert_int_equal(c->b->ops->cleanup(c->b, "vm"), 0);
+
+	assert_true(c->b->ops->restore(c->b, s, 1, snap) > 0); /* spawned; nothing asked yet */
+	backend_free(c->b);
+	c->b = NULL;
+	backend_up(c);
+	assert_int_equal(c->b->ops->adopt(c->b, "vm"), 0); /* its restore goes on: op_done */
+	assert_int_equal(wait_done(c, BACKEND_OP_RESTORE), 0);
+	assert_int_equal(state_of(c, "vm", NULL), VM_RUNNING);
+	at = wait_console(c, "vm", "SIM-GUEST-RESTORED counter=", 0);
+	text = console(c, "vm");
+	assert_int_equal(sscanf(text + at, "%u", &restored), 1);
+	assert_true(restored >= 2);
+	assert_null(strstr(text + at, "SIM-GUEST-BOOT"));
+	stop(c, "vm");
+	ctx_free(c);
+}
+
+static void test_ch_adopted_mid_wake(void **state _unused_)
+{
+	each_release(BACKEND_CLOUD_HYPERVISOR, false, adopted_mid_wake);
+}
+
+static void test_fc_adopted_mid_wake(void **state _unused_)
+{
+	each_release(BACKEND_FIRECRACKER, false, adopted_mid_wake);
+}
+
 /* The VMM dies half-way through the save: the suspend fails, and the exit is told. */
 static void dies_in_save(BackendKind kind, bool jailed _unused_)
 {
@@ -638,6 +682,41 @@ static void test_daemon_fc_killed_mid_save(void **state)
 	test_daemon_killed_mid_save(state);
 }
 
+/*
+ * vmd killed (-9) while the VMM loads the snapshot: the next vmd ends up with the VM
+ * running, from the snapshot (the count goes on), and no second VMM.
+ */
+static void test_daemon_killed_mid_wake(void **state)
+{
+	static const char cmdline[] = "sim.counter=1 sim.snapshot-ms=1500";
+	Fixture *f = *state;
+	pid_t pid = start_running(f, cmdline);
+	bool fc = streq(backend_of(f), "firecracker");
+
+	fixture_wait_console(f, "vm", "SIM-GUEST-COUNTER 2", 0);
+	put_state(f, "suspended", cmdline);
+	json_decref(fixture_wait_status(f, "vm", suspended, NULL));
+	fixture_wait_gone(pid);
+	put_state(f, "running", cmdline);
+	wait_request(f, fc ? "PUT /snapshot/load" : "PUT /api/v1/vm.restore");
+	fixture_stop_daemon(f, SIGKILL);
+	fixture_start_daemon(f);
+	wake_and_count_on(f, cmdline, 2);
+	assert_int_equal(fixture_count_requests(f, fc ? "PUT /actions {\"action_type\":\"InstanceStart\""
+						      : "PUT /api/v1/vm.boot"),
+			 1);
+}
+
+static void test_daemon_ch_killed_mid_wake(void **state)
+{
+	test_daemon_killed_mid_wake(state);
+}
+
+static void test_daemon_fc_killed_mid_wake(void **state)
+{
+	test_daemon_killed_mid_wake(state);
+}
+
 /* The VMM refuses the save (a full filesystem): the VM runs on, and the status says why. */
 static bool save_refused(json_t *s, const void *arg)
 {
@@ -685,6 +764,8 @@ int main(void)
 		cmocka_unit_test_teardown(test_fc_jailed_suspend_and_wake, teardown),
 		cmocka_unit_test_teardown(test_ch_refused, teardown),
 		cmocka_unit_test_teardown(test_fc_refused, teardown),
+		cmocka_unit_test_teardown(test_ch_adopted_mid_wake, teardown),
+		cmocka_unit_test_teardown(test_fc_adopted_mid_wake, teardown),
 		cmocka_unit_test_teardown(test_ch_dies_in_save, teardown),
 		cmocka_unit_test_teardown(test_fc_dies_in_save, teardown),
 		cmocka_unit_test_teardown(test_ch_broken_snapshot, teardown),
@@ -697,6 +778,10 @@ int main(void)
 						fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_daemon_fc_killed_mid_save, setup_fc,
 						fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_daemon_ch_killed_mid_wake, setup_ch,
+						fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_daemon_fc_killed_mid_wake, setup_fc,
+						fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_daemon_ch_save_refused, setup_ch,
 						fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_daemon_fc_save_refused, setup_fc,
@@ -708,6 +793,8 @@ int main(void)
 	/* Each test's own file would be better; one per run is what the sims read. */
 	assert_true(asprintf(&violations, "%s/violations", dir) > 0);
 	setenv("VMD_SIM_VIOLATIONS", violations, 1);
+	if (getenv("VMD_TEST_FILTER")) /* one test (a glob), when looking into it */
+		cmocka_set_test_filter(getenv("VMD_TEST_FILTER"));
 	r = cmocka_run_group_tests(tests, NULL, NULL);
 	{
 		_cleanup_free_ char *v = test_read_file(violations, NULL);
