@@ -91,6 +91,11 @@ typedef struct VmObserved {
 	char *progress;		 /* what is in flight, in words; or NULL */
 	/* It runs, but this vmd does not watch it yet: adopt it before anything else. */
 	bool unwatched;
+	/*
+	 * Its VMM was started to restore a snapshot that it has not loaded to the end (a vmd
+	 * died under the restore): no VM worth keeping; the snapshot is.
+	 */
+	bool restoring;
 	/* Its VMM did not answer in time (why, in words), or NULL. */
 	char *unresponsive;
 	/*

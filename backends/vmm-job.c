@@ -694,6 +694,8 @@ static void apply(VmmVm *v, VmmJob *j)
 	/* A restored VM runs as it was woken for: running, or paused. */
 	if (j->type == BACKEND_OP_RESTORE && v->state == VM_STARTING)
 		v->state = v->config->state == SANDBOX_PAUSED ? VM_PAUSED : VM_RUNNING;
+	if (j->type == BACKEND_OP_RESTORE)
+		v->restoring = false;
 	switch (j->type) {
 	case BACKEND_OP_RESTORE:
 	case BACKEND_OP_START:

@@ -18,6 +18,7 @@
 #include "daemon-fixture.h"
 #include "helpers.h"
 #include "plan.h"
+#include "qemu-fixture.h"
 #include "snapshot.h"
 #include "spec-json.h"
 #include "spec-yaml.h"
@@ -50,6 +51,7 @@ typedef struct Row {
 	BackendCaps caps;
 	const char *expect;
 	bool restart_required;
+	bool restoring; /* its VMM was restoring when a vmd died */
 } Row;
 
 #define D1 "  disks: [{id: root, path: /d/root.raw}]\n"
@@ -80,6 +82,7 @@ static const Row rows[] = {
 	  VM_EXITED, D1, .expect = "drop-snapshot start pause" },
 	{ "runs again (a vmd died before the drop)", "", VM_RUNNING, "", .expect = "drop-snapshot" },
 	{ "runs again, its file gone", NULL, VM_RUNNING, "", .expect = "drop-snapshot stop" },
+	{ "a wake cut short: again", "", VM_PAUSED, "", .expect = "stop", .restoring = true },
 };
 
 static void format_plan(const Plan *p, char *buf, size_t size)
@@ -100,7 +103,7 @@ static void test_plan_rows(void **state _unused_)
 			row->want ? spec_of(row->want) : NULL;
 		_cleanup_(sandbox_spec_freep) SandboxSpec *have = spec_of(row->want ?: "");
 		Snapshot snap = { .backend = BACKEND_NOOP, .generation = 1 };
-		VmObserved o = { .state = row->state, .generation = 2 };
+		VmObserved o = { .state = row->state, .generation = 2, .restoring = row->restoring };
 		PlanInput in = {
 			.desired = want,
 			.generation = 2,
@@ -395,6 +398,96 @@ static void test_noop_save_fails(void **state)
 	json_decref(fixture_wait_status(f, "web", suspended, NULL));
 }
 
+/* On QEMU (TCG): the test guest's VMD-GUEST-TICK n, its memory's, goes on after a wake. */
+
+/* The first tick on name's console, or the last: 0 if none. */
+static long tick(Fixture *f, const char *name, bool last)
+{
+	_cleanup_free_ char *c = fixture_console(f, name);
+	const char *p = c, *found = NULL;
+
+	while ((p = strstr(p, "VMD-GUEST-TICK "))) {
+		found = p += strlen("VMD-GUEST-TICK ");
+		if (!last)
+			break;
+	}
+	return found ? strtol(found, NULL, 10) : 0;
+}
+
+static bool saving(json_t *s, const void *arg _unused_)
+{
+	json_t *job = s ? json_object_get(s, "job") : NULL;
+
+	return streq_ptr(json_string_value(json_object_get(job, "type")), "suspend") &&
+	       streq_ptr(json_string_value(json_object_get(job, "phase")), "saving");
+}
+
+static bool pid_gone(pid_t pid)
+{
+	return kill(pid, 0) < 0 && errno == ESRCH;
+}
+
+static void test_qemu(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *file = NULL;
+	long before, after;
+	pid_t pid;
+	json_t *s;
+
+	qemu_put(f, "web", "  cmdline: console=ttyS0 quiet\n");
+	fixture_start_daemon(f);
+	fixture_wait_console(f, "web", "VMD-GUEST-TICK 3", 0);
+	s = fixture_wait_status(f, "web", ready, "Running");
+	pid = pid_of(s);
+	json_decref(s);
+
+	/* Suspended: the state in a file, QEMU gone. */
+	qemu_put(f, "web", "  cmdline: console=ttyS0 quiet\n  state: suspended\n");
+	json_decref(fixture_wait_status(f, "web", suspended, NULL));
+	assert_true(pid_gone(pid));
+	assert_true(exists(f->state, "snapshots/web/current/state"));
+	assert_true(exists(f->state, "snapshots/web/current/qemu-ports.json"));
+	before = tick(f, "web", true);
+	assert_true(before >= 3);
+
+	/* Across a restart of vmd it stays so. */
+	fixture_stop_daemon(f, SIGKILL);
+	fixture_start_daemon(f);
+	fixture_pass_time(f, 1000);
+	json_decref(fixture_wait_status(f, "web", suspended, NULL));
+
+	/* Woken: the same guest, its ticks going on, not from 1. */
+	qemu_put(f, "web", "  cmdline: console=ttyS0 quiet\n");
+	s = fixture_wait_status(f, "web", running_unsnapshotted, NULL);
+	assert_true(pid_of(s) != pid);
+	pid = pid_of(s);
+	json_decref(s);
+	fixture_wait_console(f, "web", "VMD-GUEST-TICK", 0);
+	after = tick(f, "web", false);
+	if (after <= before)
+		fail_msg("the first tick after the wake is %ld, the last before %ld", after, before);
+	assert_false(exists(f->state, "snapshots/web"));
+
+	/* vmd killed mid-save: the next one finds the VM kept, resumes it, the save gone. */
+	qemu_put(f, "web", "  cmdline: console=ttyS0 quiet\n  state: suspended\n");
+	json_decref(fixture_wait_status(f, "web", saving, NULL));
+	fixture_stop_daemon(f, SIGKILL);
+	qemu_put(f, "web", "  cmdline: console=ttyS0 quiet\n");
+	fixture_start_daemon(f);
+	s = fixture_wait_status(f, "web", running_unsnapshotted, NULL);
+	assert_int_equal(pid_of(s), pid);
+	json_decref(s);
+	assert_false(has_new_dir(f->state));
+	before = tick(f, "web", true);
+	{
+		char want[64];
+
+		snprintf(want, sizeof(want), "VMD-GUEST-TICK %ld", before + 1);
+		fixture_wait_console(f, "web", want, 0);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -407,6 +500,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_noop_disks_changed, fixture_setup,
 						fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_noop_save_fails, fixture_setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_qemu, qemu_setup, fixture_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
