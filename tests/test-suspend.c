@@ -398,6 +398,34 @@ static void test_noop_save_fails(void **state)
 	json_decref(fixture_wait_status(f, "web", suspended, NULL));
 }
 
+static bool mass_deletion(json_t *s, const void *arg _unused_)
+{
+	return phase_is(s, "Suspended") &&
+	       streq(status_condition(s, "Degraded", "reason"), "SuspiciousMassDeletion");
+}
+
+/* --max-deletions 0: a suspended sandbox's file removed holds its snapshot's drop too. */
+static void test_noop_guarded(void **state)
+{
+	static const char *const args[] = { "--max-deletions", "0", NULL };
+	Fixture *f = *state;
+	_cleanup_free_ char *file = path_in(f->sb, "web.yaml");
+
+	f->daemon_args = args;
+	test_write_str(f->sb, "web.yaml", NOOP_SPEC);
+	fixture_start_daemon(f);
+	json_decref(fixture_wait_status(f, "web", running_unsnapshotted, NULL));
+	put_state(f, "  state: suspended\n");
+	json_decref(fixture_wait_status(f, "web", suspended, NULL));
+	assert_int_equal(unlink(file), 0);
+	json_decref(fixture_wait_status(f, "web", mass_deletion, NULL));
+	fixture_pass_time(f, 1000); /* well past the grace period */
+	assert_true(exists(f->state, "snapshots/web/current/noop-state.json"));
+	/* Its file back: suspended as it was. */
+	put_state(f, "  state: suspended\n");
+	json_decref(fixture_wait_status(f, "web", suspended, NULL));
+}
+
 /* On QEMU (TCG): the test guest's VMD-GUEST-TICK n, its memory's, goes on after a wake. */
 
 /* The first tick on name's console, or the last: 0 if none. */
@@ -500,6 +528,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_noop_disks_changed, fixture_setup,
 						fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_noop_save_fails, fixture_setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_noop_guarded, fixture_setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_qemu, qemu_setup, fixture_teardown),
 	};
 
