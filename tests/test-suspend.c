@@ -9,8 +9,10 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -426,6 +428,113 @@ static void test_noop_guarded(void **state)
 	json_decref(fixture_wait_status(f, "web", suspended, NULL));
 }
 
+static bool saving(json_t *s, const void *arg _unused_)
+{
+	json_t *job = s ? json_object_get(s, "job") : NULL;
+
+	return streq_ptr(json_string_value(json_object_get(job, "type")), "suspend") &&
+	       streq_ptr(json_string_value(json_object_get(job, "phase")), "saving");
+}
+
+/* On the QEMU simulator (tests/sim/qemu): what a real QEMU does not do on demand. */
+
+static char sim_qemu[4096];
+
+static int sim_setup(void **state)
+{
+	static const char *const args[] = { "--qemu-binary", sim_qemu, NULL };
+	int r = fixture_setup(state);
+
+	((Fixture *)*state)->daemon_args = args;
+	return r;
+}
+
+static void put_sim(Fixture *f, const char *name, const char *cmdline, const char *state)
+{
+	_cleanup_free_ char *extra = NULL;
+
+	assert_true(asprintf(&extra, "  memory: 64Mi\n  cmdline: %s\n  state: %s\n", cmdline,
+			     state) > 0);
+	fixture_put_sim(f, name, "qemu", extra);
+}
+
+static bool error_says(json_t *s, const void *arg)
+{
+	const char *e = s ? json_string_value(json_object_get(s, "lastError")) : NULL;
+
+	return e && strstr(e, arg);
+}
+
+static bool running_again(json_t *s, const void *arg)
+{
+	return phase_is(s, "Running") && error_says(s, arg);
+}
+
+static void test_sim_save_fails(void **state)
+{
+	Fixture *f = *state;
+	pid_t pid;
+	json_t *s;
+
+	/* A migration that fails: the guest runs again, nothing is kept. */
+	put_sim(f, "vm", "sim.migrate-fail=1", "running");
+	put_sim(f, "slow", "sim.save-ms=60000", "running");
+	fixture_start_daemon(f);
+	fixture_wait_console(f, "vm", "VMD-GUEST-TICK 1", 0);
+	s = fixture_wait_status(f, "vm", phase_is, "Running");
+	pid = pid_of(s);
+	json_decref(s);
+	put_sim(f, "vm", "sim.migrate-fail=1", "suspended");
+	s = fixture_wait_status(f, "vm", running_again,
+				"the migration to the snapshot failed: Unable to write to file");
+	assert_int_equal(pid_of(s), pid);
+	json_decref(s);
+	assert_false(exists(f->state, "snapshots/vm/current"));
+	assert_false(has_new_dir(f->state));
+	{
+		_cleanup_free_ char *c = fixture_console(f, "vm");
+
+		/* It runs: its ticks go on. */
+		fixture_wait_console(f, "vm", "VMD-GUEST-TICK", strlen(c));
+	}
+	assert_true(fixture_count_requests(f, "cont") >= 2); /* the boot's, the thaw's */
+
+	/* Its QEMU killed mid-save: an exit, said as such; no snapshot, nothing left. */
+	s = fixture_wait_status(f, "slow", phase_is, "Running");
+	pid = pid_of(s);
+	json_decref(s);
+	put_sim(f, "slow", "sim.save-ms=60000", "suspended");
+	json_decref(fixture_wait_status(f, "slow", saving, NULL));
+	assert_int_equal(kill(pid, SIGKILL), 0);
+	json_decref(fixture_wait_status(f, "slow", error_says,
+					"the VMM exited before its state was saved"));
+	json_decref(fixture_wait_status(f, "slow", phase_is, "Stopped"));
+	assert_false(exists(f->state, "snapshots/slow/current"));
+}
+
+/* Suspended to the simulator's stream, woken paused, then running: the guest goes on. */
+static void test_sim_wake(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *c = NULL;
+
+	put_sim(f, "vm", "quiet", "running");
+	fixture_start_daemon(f);
+	fixture_wait_console(f, "vm", "VMD-GUEST-TICK 2", 0);
+	put_sim(f, "vm", "quiet", "suspended");
+	json_decref(fixture_wait_status(f, "vm", suspended, NULL));
+	assert_int_equal(fixture_count_requests(f, "migrate {\"uri\": \"fd:vmd-snapshot\"}"), 1);
+	put_sim(f, "vm", "quiet", "paused");
+	json_decref(fixture_wait_status(f, "vm", phase_is, "Paused"));
+	assert_int_equal(fixture_count_requests(f, "migrate-incoming"), 1);
+	put_sim(f, "vm", "quiet", "running");
+	json_decref(fixture_wait_status(f, "vm", running_unsnapshotted, NULL));
+	/* The restored guest's ticks go on from 2, in the console of its new QEMU. */
+	fixture_wait_console(f, "vm", "VMD-GUEST-TICK 3", 0);
+	c = fixture_console(f, "vm");
+	assert_null(strstr(c, "VMD-GUEST-TICK 1\r"));
+}
+
 /* On QEMU (TCG): the test guest's VMD-GUEST-TICK n, its memory's, goes on after a wake. */
 
 /* The first tick on name's console, or the last: 0 if none. */
@@ -442,17 +551,24 @@ static long tick(Fixture *f, const char *name, bool last)
 	return found ? strtol(found, NULL, 10) : 0;
 }
 
-static bool saving(json_t *s, const void *arg _unused_)
-{
-	json_t *job = s ? json_object_get(s, "job") : NULL;
-
-	return streq_ptr(json_string_value(json_object_get(job, "type")), "suspend") &&
-	       streq_ptr(json_string_value(json_object_get(job, "phase")), "saving");
-}
-
 static bool pid_gone(pid_t pid)
 {
 	return kill(pid, 0) < 0 && errno == ESRCH;
+}
+
+/* The test guest as web, booted until its console shows tick: its QEMU's pid. */
+static pid_t qemu_boot(Fixture *f, const char *tick)
+{
+	json_t *s;
+	pid_t pid;
+
+	qemu_put(f, "web", "  cmdline: console=ttyS0 quiet\n");
+	fixture_start_daemon(f);
+	fixture_wait_console(f, "web", tick, 0);
+	s = fixture_wait_status(f, "web", ready, "Running");
+	pid = pid_of(s);
+	json_decref(s);
+	return pid;
 }
 
 static void test_qemu(void **state)
@@ -463,12 +579,7 @@ static void test_qemu(void **state)
 	pid_t pid;
 	json_t *s;
 
-	qemu_put(f, "web", "  cmdline: console=ttyS0 quiet\n");
-	fixture_start_daemon(f);
-	fixture_wait_console(f, "web", "VMD-GUEST-TICK 3", 0);
-	s = fixture_wait_status(f, "web", ready, "Running");
-	pid = pid_of(s);
-	json_decref(s);
+	pid = qemu_boot(f, "VMD-GUEST-TICK 3");
 
 	/* Suspended: the state in a file, QEMU gone. */
 	qemu_put(f, "web", "  cmdline: console=ttyS0 quiet\n  state: suspended\n");
@@ -516,6 +627,35 @@ static void test_qemu(void **state)
 	}
 }
 
+/*
+ * The state dir full (a 1 MiB tmpfs of its own, in a mount namespace this test process
+ * enters, its daemon with it; teardown unmounts it): QEMU's migration fails with ENOSPC,
+ * the guest runs on, and nothing is left of the save. Last: the namespace stays.
+ */
+static void test_qemu_disk_full(void **state)
+{
+	Fixture *f = *state;
+	pid_t pid;
+	json_t *s;
+
+	assert_int_equal(mkdir(f->state, 0700), 0);
+	assert_int_equal(unshare(CLONE_NEWNS), 0);
+	assert_int_equal(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL), 0);
+	assert_int_equal(
+		mount("tmpfs", f->state, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0700"), 0);
+	pid = qemu_boot(f, "VMD-GUEST-TICK 2");
+	qemu_put(f, "web", "  cmdline: console=ttyS0 quiet\n  state: suspended\n");
+	s = fixture_wait_status(f, "web", running_again, "No space left on device");
+	assert_int_equal(pid_of(s), pid);
+	json_decref(s);
+	assert_false(exists(f->state, "snapshots/web/current"));
+	{
+		_cleanup_free_ char *c = fixture_console(f, "web");
+
+		fixture_wait_console(f, "web", "VMD-GUEST-TICK", strlen(c));
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -529,8 +669,12 @@ int main(void)
 						fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_noop_save_fails, fixture_setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_noop_guarded, fixture_setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_sim_save_fails, sim_setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_sim_wake, sim_setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_qemu, qemu_setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_qemu_disk_full, qemu_setup, fixture_teardown),
 	};
 
+	snprintf(sim_qemu, sizeof(sim_qemu), "%s", test_src("tests/sim/qemu"));
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
