@@ -436,6 +436,11 @@ static bool saving(json_t *s, const void *arg _unused_)
 	       streq_ptr(json_string_value(json_object_get(job, "phase")), "saving");
 }
 
+static bool pid_gone(pid_t pid)
+{
+	return kill(pid, 0) < 0 && errno == ESRCH;
+}
+
 /* On the QEMU simulator (tests/sim/qemu): what a real QEMU does not do on demand. */
 
 static char sim_qemu[4096];
@@ -535,6 +540,44 @@ static void test_sim_wake(void **state)
 	assert_null(strstr(c, "VMD-GUEST-TICK 1\r"));
 }
 
+static bool loading(json_t *s, const void *arg _unused_)
+{
+	json_t *job = s ? json_object_get(s, "job") : NULL;
+
+	return streq_ptr(json_string_value(json_object_get(job, "type")), "restore") &&
+	       streq_ptr(json_string_value(json_object_get(job, "phase")), "loading");
+}
+
+/* vmd killed mid-wake: the snapshot is still current; the next vmd ends that QEMU, wakes again. */
+static void test_sim_wake_cut_short(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *log = NULL;
+	pid_t pid;
+	json_t *s;
+
+	put_sim(f, "vm", "sim.load-ms=2000", "running");
+	fixture_start_daemon(f);
+	fixture_wait_console(f, "vm", "VMD-GUEST-TICK 2", 0);
+	put_sim(f, "vm", "sim.load-ms=2000", "suspended");
+	json_decref(fixture_wait_status(f, "vm", suspended, NULL));
+	put_sim(f, "vm", "sim.load-ms=2000", "running");
+	s = fixture_wait_status(f, "vm", loading, NULL);
+	pid = pid_of(s);
+	json_decref(s);
+	fixture_stop_daemon(f, SIGKILL);
+	assert_true(exists(f->state, "snapshots/vm/current/state"));
+	fixture_start_daemon(f);
+	s = fixture_wait_status(f, "vm", running_unsnapshotted, NULL);
+	assert_true(pid_of(s) != pid);
+	json_decref(s);
+	assert_true(pid_gone(pid));
+	assert_int_equal(fixture_count_requests(f, "migrate-incoming"), 2);
+	log = test_read_file(f->log, NULL);
+	assert_non_null(strstr(log, "its wake was cut short"));
+	fixture_wait_console(f, "vm", "VMD-GUEST-TICK 3", 0);
+}
+
 /* On QEMU (TCG): the test guest's VMD-GUEST-TICK n, its memory's, goes on after a wake. */
 
 /* The first tick on name's console, or the last: 0 if none. */
@@ -549,11 +592,6 @@ static long tick(Fixture *f, const char *name, bool last)
 			break;
 	}
 	return found ? strtol(found, NULL, 10) : 0;
-}
-
-static bool pid_gone(pid_t pid)
-{
-	return kill(pid, 0) < 0 && errno == ESRCH;
 }
 
 /* The test guest as web, booted until its console shows tick: its QEMU's pid. */
@@ -671,10 +709,13 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_noop_guarded, fixture_setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_sim_save_fails, sim_setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_sim_wake, sim_setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_sim_wake_cut_short, sim_setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_qemu, qemu_setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_qemu_disk_full, qemu_setup, fixture_teardown),
 	};
 
 	snprintf(sim_qemu, sizeof(sim_qemu), "%s", test_src("tests/sim/qemu"));
+	if (getenv("VMD_TEST_FILTER")) /* one test, for a run by hand */
+		cmocka_set_test_filter(getenv("VMD_TEST_FILTER"));
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
