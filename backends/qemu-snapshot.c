@@ -6,7 +6,8 @@
  * was on: a restored QEMU needs the very same PCI layout, hot-plugged devices included.
  *
  *   suspend  freeze: stop (unless paused); save: getfd, migrate-set-parameters, migrate
- *            uri=fd:; saving: query-migrate until completed; quit. A failed save: cont.
+ *            uri=fd:; saving: query-migrate until completed; quit. A failed save:
+ *            migrate_cancel (one given up at its deadline may still run), cont.
  *   restore  QEMU started with -incoming defer, the same devices on the same ports;
  *            load: getfd, migrate-incoming uri=fd:; loading: query-migrate until
  *            completed (QEMU 7.2 exits when a load fails); boot: cont, unless paused.
@@ -135,8 +136,14 @@ int qemu_build_snapshot(QemuVm *v, VmmJob *j, VmmRequests *rq)
 	case VMM_PHASE_LOADING:
 		rq->poll_usec = VMM_SAVE_POLL_USEC;
 		return vmm_request_add(rq, NULL, NULL, check_migration, "query-migrate");
-	case VMM_PHASE_THAW:
-		return j->was_paused ? 0 : vmm_request_add(rq, NULL, NULL, NULL, "cont");
+	case VMM_PHASE_THAW: {
+		/* A save given up at its deadline may still run: it ends first (a no-op if not). */
+		int r = vmm_request_add(rq, NULL, NULL, NULL, "migrate_cancel");
+
+		if (r < 0 || j->was_paused)
+			return r;
+		return vmm_request_add(rq, NULL, NULL, NULL, "cont");
+	}
 	case VMM_PHASE_BOOT:
 		/* Restored into a QEMU started -S: it runs once told, unless it is to stay paused. */
 		return v->vm.config->state == SANDBOX_PAUSED

@@ -475,6 +475,12 @@ static bool running_again(json_t *s, const void *arg)
 	return phase_is(s, "Running") && error_says(s, arg);
 }
 
+static bool save_died(json_t *s, const void *arg _unused_)
+{
+	return phase_is(s, "Stopped") && error_says(s, "suspend failed: ") &&
+	       streq(status_condition(s, "Running", "reason"), "Exited");
+}
+
 static void test_sim_save_fails(void **state)
 {
 	Fixture *f = *state;
@@ -511,9 +517,11 @@ static void test_sim_save_fails(void **state)
 	put_sim(f, "slow", "sim.save-ms=60000", "suspended");
 	json_decref(fixture_wait_status(f, "slow", saving, NULL));
 	assert_int_equal(kill(pid, SIGKILL), 0);
-	json_decref(fixture_wait_status(f, "slow", error_says,
-					"the VMM exited before its state was saved"));
-	json_decref(fixture_wait_status(f, "slow", phase_is, "Stopped"));
+	/*
+	 * The exit, or the broken QMP connection, whichever vmd hears of first: the suspend
+	 * failed, the VMM is gone, and nothing starts it (the file wants it suspended).
+	 */
+	json_decref(fixture_wait_status(f, "slow", save_died, NULL));
 	assert_false(exists(f->state, "snapshots/slow/current"));
 }
 
