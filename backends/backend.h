@@ -252,7 +252,10 @@ typedef struct BackendOps {
 	 * vm_exited follows. What the backend puts in the dir is its own business; the daemon
 	 * adds its manifest.json afterwards and never reads the rest. A failure before the
 	 * state is complete leaves the VM as it was (running again if it ran) and fails the op;
-	 * a VMM that dies mid-save fails it too, and vm_exited tells of the exit.
+	 * a VMM that dies mid-save fails it too, and vm_exited tells of the exit. A backend
+	 * whose VMM exits after the save puts SNAPSHOT_COMPLETE (snapshot.h) in the dir once
+	 * the state is complete, before the exit: a vmd killed before op_done then commits the
+	 * save at its next start instead of deleting it (vmm-job.c does for the VMM backends).
 	 */
 	int (*suspend)(Backend *b, const char *name, const char *snapshot_dir);
 	/*

@@ -118,7 +118,7 @@ int sandbox_suspend(Manager *m, Sandbox *sb, Backend *b)
 	sb->snapshot_saving->paused = sb->observed.state == VM_PAUSED;
 	r = spec_copy(have, &sb->snapshot_saving->config);
 	if (r >= 0)
-		r = snapshot_begin(m->config.state_dir, sb->name,
+		r = snapshot_begin(m->config.state_dir, sb->name, sb->snapshot_saving,
 				   o->vmm_user_set ? o->vmm_uid : (uid_t)-1,
 				   o->vmm_user_set ? o->vmm_gid : (gid_t)-1, &sb->snapshot_new);
 	if (r < 0) {

@@ -178,13 +178,14 @@ static void test_validate(void **state _unused_)
 static void test_store(void **state _unused_)
 {
 	char *dir = test_tmpdir();
-	_cleanup_free_ char *new1 = NULL, *new2 = NULL, *cur = NULL, *leftover = NULL, *text = NULL;
+	_cleanup_free_ char *new1 = NULL, *new2 = NULL, *new3 = NULL, *cur = NULL, *leftover = NULL,
+			    *text = NULL, *pending = NULL;
 	_cleanup_(sandbox_spec_freep) SandboxSpec *config = spec_of(D1);
 	Snapshot what = { .backend = BACKEND_NOOP, .generation = 3, .config = config };
 	Snapshot *got = NULL;
 
 	assert_int_equal(snapshot_load(dir, "web", true, &got), -ENOENT);
-	assert_int_equal(snapshot_begin(dir, "web", (uid_t)-1, (gid_t)-1, &new1), 0);
+	assert_int_equal(snapshot_begin(dir, "web", &what, (uid_t)-1, (gid_t)-1, &new1), 0);
 	test_write_str(new1, "state", "first");
 	/* Not complete: no snapshot yet. */
 	assert_int_equal(snapshot_load(dir, "web", false, &got), -ENOENT);
@@ -195,7 +196,7 @@ static void test_store(void **state _unused_)
 	got = snapshot_free(got);
 
 	/* A second one takes the place of the first, whole. */
-	assert_int_equal(snapshot_begin(dir, "web", (uid_t)-1, (gid_t)-1, &new2), 0);
+	assert_int_equal(snapshot_begin(dir, "web", &what, (uid_t)-1, (gid_t)-1, &new2), 0);
 	test_write_str(new2, "state", "second!");
 	what.generation = 4;
 	assert_int_equal(snapshot_commit(dir, "web", new2, &what, NULL), 0);
@@ -214,6 +215,19 @@ static void test_store(void **state _unused_)
 	assert_int_equal(got->config->n_disks, 1);
 	assert_int_equal(access(leftover, F_OK), -1);
 	got = snapshot_free(got);
+
+	/* One its backend marked complete, whose op_done a kill of vmd cut off: committed. */
+	what.generation = 5;
+	assert_int_equal(snapshot_begin(dir, "web", &what, (uid_t)-1, (gid_t)-1, &new3), 0);
+	test_write_str(new3, "state", "third, whole");
+	test_write_str(new3, SNAPSHOT_COMPLETE, "");
+	assert_int_equal(snapshot_load(dir, "web", true, &got), 0);
+	assert_int_equal(got->generation, 5);
+	assert_int_equal(got->size, 12);
+	assert_int_equal(access(new3, F_OK), -1);
+	got = snapshot_free(got);
+	pending = path_in(dir, "snapshots/web/%s.json", strrchr(new3, '/') + 1);
+	assert_int_equal(access(pending, F_OK), -1);
 
 	assert_int_equal(snapshot_remove(dir, "web"), 0);
 	assert_int_equal(snapshot_load(dir, "web", true, &got), -ENOENT);
