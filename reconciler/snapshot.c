@@ -283,8 +283,15 @@ static int manifest_read(const char *dir, Snapshot **ret)
 	return manifest_read_from(path, ret);
 }
 
+int snapshot_sync(const char *new_path)
+{
+	uint64_t size;
+
+	return tree_size(new_path, true, &size);
+}
+
 int snapshot_commit(const char *state_dir, const char *name, const char *new_path,
-		    const Snapshot *what, Snapshot **ret)
+		    const Snapshot *what, bool synced, Snapshot **ret)
 {
 	_cleanup_free_ char *dir = name_dir(state_dir, name);
 	_cleanup_(snapshot_freep) Snapshot *s = calloc(1, sizeof(Snapshot));
@@ -313,8 +320,8 @@ int snapshot_commit(const char *state_dir, const char *name, const char *new_pat
 			   s->taken_at_usec);
 	if (r < 0)
 		return r;
-	r = tree_size(new_path, true, &size);
-	if (r < 0)
+	/* The manifest was synced as it was written; the rest, unless a child did it. */
+	if (!synced && (r = snapshot_sync(new_path)) < 0)
 		return r;
 	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd < 0)
@@ -360,7 +367,7 @@ static void leftover(const char *state_dir, const char *name, const char *dir, c
 	    asprintf(&marker, "%s/" SNAPSHOT_COMPLETE, path) < 0 || !(pending = pending_path(path)))
 		return;
 	if (access(marker, F_OK) == 0 && manifest_read_from(pending, &what) == 0 &&
-	    snapshot_commit(state_dir, name, path, what, NULL) == 0)
+	    snapshot_commit(state_dir, name, path, what, false, NULL) == 0)
 		return;
 	snapshot_abort(path);
 }

@@ -48,11 +48,18 @@ int snapshot_begin(const char *state_dir, const char *name, const Snapshot *what
 		   gid_t gid, char **ret_path);
 /*
  * The save in new_path is complete: the manifest of what (backend, generation, config,
- * paused) goes beside it with its size and the time, every file and the dir are synced,
- * and it becomes current (an older current removed after). *ret: the snapshot now current.
+ * paused) goes beside it with its size and the time, every file and the dir are synced
+ * (unless synced says they are), and it becomes current (an older current removed after). *ret: the
+ * snapshot now current.
  */
 int snapshot_commit(const char *state_dir, const char *name, const char *new_path,
-		    const Snapshot *what, Snapshot **ret);
+		    const Snapshot *what, bool synced, Snapshot **ret);
+/*
+ * Sync every file under new_path to disk, and the dirs: what snapshot_commit() does first
+ * unless synced, which a child of the daemon does instead, so that the loop never waits on
+ * it (the state of a big guest can take seconds to reach a disk).
+ */
+int snapshot_sync(const char *new_path);
 /* A save that did not complete: its dir goes. */
 void snapshot_abort(const char *new_path);
 

@@ -189,7 +189,7 @@ static void test_store(void **state _unused_)
 	test_write_str(new1, "state", "first");
 	/* Not complete: no snapshot yet. */
 	assert_int_equal(snapshot_load(dir, "web", false, &got), -ENOENT);
-	assert_int_equal(snapshot_commit(dir, "web", new1, &what, &got), 0);
+	assert_int_equal(snapshot_commit(dir, "web", new1, &what, false, &got), 0);
 	assert_int_equal(got->generation, 3);
 	assert_int_equal(got->size, 5);
 	assert_true(got->taken_at_usec > 0);
@@ -199,7 +199,7 @@ static void test_store(void **state _unused_)
 	assert_int_equal(snapshot_begin(dir, "web", &what, (uid_t)-1, (gid_t)-1, &new2), 0);
 	test_write_str(new2, "state", "second!");
 	what.generation = 4;
-	assert_int_equal(snapshot_commit(dir, "web", new2, &what, NULL), 0);
+	assert_int_equal(snapshot_commit(dir, "web", new2, &what, false, NULL), 0);
 	assert_int_equal(access(new2, F_OK), -1);
 	cur = path_in(dir, "snapshots/web/current/state");
 	text = test_read_file(cur, NULL);
