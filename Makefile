@@ -114,6 +114,7 @@ LIB_SRCS := \
 	backends/qemu-argv.c \
 	backends/qemu.c \
 	backends/qemu-hotplug.c \
+	backends/qemu-snapshot.c \
 	backends/netdev.c \
 	backends/cloud-hypervisor.c \
 	backends/firecracker.c \

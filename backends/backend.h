@@ -91,6 +91,11 @@ typedef struct VmObserved {
 	char *progress;		 /* what is in flight, in words; or NULL */
 	/* It runs, but this vmd does not watch it yet: adopt it before anything else. */
 	bool unwatched;
+	/*
+	 * Its VMM was started to restore a snapshot that it has not loaded to the end (a vmd
+	 * died under the restore): no VM worth keeping; the snapshot is.
+	 */
+	bool restoring;
 	/* Its VMM did not answer in time (why, in words), or NULL. */
 	char *unresponsive;
 	/*
@@ -247,7 +252,10 @@ typedef struct BackendOps {
 	 * vm_exited follows. What the backend puts in the dir is its own business; the daemon
 	 * adds its manifest.json afterwards and never reads the rest. A failure before the
 	 * state is complete leaves the VM as it was (running again if it ran) and fails the op;
-	 * a VMM that dies mid-save fails it too, and vm_exited tells of the exit.
+	 * a VMM that dies mid-save fails it too, and vm_exited tells of the exit. A backend
+	 * whose VMM exits after the save puts SNAPSHOT_COMPLETE (snapshot.h) in the dir once
+	 * the state is complete, before the exit: a vmd killed before op_done then commits the
+	 * save at its next start instead of deleting it (vmm-job.c does for the VMM backends).
 	 */
 	int (*suspend)(Backend *b, const char *name, const char *snapshot_dir);
 	/*

@@ -535,26 +535,6 @@ static bool restored_room(ChVm *v)
 	return v->max_vcpus > 0 && v->max_memory > 0;
 }
 
-/*
- * Before vm.restore: a vmd that died half-way through a restore may have sent it already
- * (CH answers vm.info once the restore is over, one request at a time): the VM is then
- * there, paused (or resumed), and the restore is done. Not created is what a fresh VMM
- * says.
- */
-static int check_restored(VmmVm *v, VmmJob *j, const VmmReply *r)
-{
-	const char *s = vm_state(r);
-
-	if (r->error < 0)
-		return not_created((ChVm *)v, r) ? VMM_NEXT : r->error;
-	if (streq_ptr(s, "Paused") || streq_ptr(s, "Running")) {
-		v->state = streq(s, "Paused") ? VM_PAUSED : VM_RUNNING;
-		return VMM_FINISH;
-	}
-	vmm_job_fail_message(j, "the VMM has a VM already (%s), not the snapshot's", s ?: "?");
-	return -EEXIST;
-}
-
 /* vm.snapshot's destination_url, vm.restore's source_url: the dir, as a file:// URL. */
 static json_t *snapshot_url(const char *key, const char *dir)
 {
@@ -587,8 +567,7 @@ static int build_snapshot(VmmVm *vm, VmmJob *j, VmmRequests *rq)
 	case VMM_PHASE_THAW:
 		return j->was_paused ? 0 : put(rq, "vm.resume", NULL);
 	case VMM_PHASE_LOAD:
-		r = get(rq, "vm.info", check_restored);
-		return r < 0 ? r : put(rq, "vm.restore", snapshot_url("source_url", j->snapshot_dir));
+		return put(rq, "vm.restore", snapshot_url("source_url", j->snapshot_dir));
 	case VMM_PHASE_BOOT:
 		/* vm.restore bound the serial socket again: vmd is its client before the guest runs. */
 		console_connect_now(vm->console);

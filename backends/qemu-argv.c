@@ -227,6 +227,8 @@ int qemu_build_argv(const QemuLaunch *l, char ***ret)
 		return r;
 	if (l->seed && (r = add_seed(&argv, l->seed)) < 0)
 		return r;
+	if (l->incoming && (r = arg(&argv, "-incoming", "%s", "defer")) < 0)
+		return r;
 	for (size_t i = 0; i < s->n_credentials; i++)
 		if ((r = add_credential(&argv, dir, &s->credentials[i])) < 0)
 			return r;

@@ -40,6 +40,7 @@ typedef struct QemuLaunch {
 	 * spec's credentials is passed from its copy, dir/credentials/NAME, by fw_cfg.
 	 */
 	const char *seed;
+	bool incoming; /* -incoming defer: its state comes from a snapshot (migrate-incoming) */
 } QemuLaunch;
 
 /* The argv (NULL-terminated, to free with strv_free) to run QEMU with. */

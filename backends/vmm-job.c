@@ -28,6 +28,7 @@
 
 #include "log.h"
 #include "provision.h"
+#include "snapshot.h"
 #include "spec-json.h"
 #include "util.h"
 #include "vmm-vm.h"
@@ -486,6 +487,23 @@ int vmm_job_begin(VmmVm *v, VmmJob *j, BackendOp type, VmmPhase phase)
 	return 0;
 }
 
+/*
+ * The save is complete, its VMM about to be ended: said in the dir (snapshot.h), so that
+ * a vmd killed before it hears of the exit commits the save at its next start.
+ */
+static void mark_saved(VmmVm *v, const VmmJob *j)
+{
+	_cleanup_free_ char *path = NULL;
+	int r = asprintf(&path, "%s/" SNAPSHOT_COMPLETE, j->snapshot_dir) < 0 ? -ENOMEM : 0;
+
+	if (r >= 0)
+		r = write_file_atomic(path, "", 0, 0600, false);
+	if (r < 0)
+		log_job(v, LOG_WARNING, NULL, r,
+			"cannot mark the save in %s complete; a vmd killed before the exit of %s loses it",
+			j->snapshot_dir, v->type->display);
+}
+
 static void phase_over(VmmVm *v, VmmJob *j)
 {
 	VmmPhase next = next_phase(j->type, j->phase);
@@ -496,6 +514,7 @@ static void phase_over(VmmVm *v, VmmJob *j)
 		/* Its state is complete on disk: the VMM's exit is what was asked for. */
 		v->stop_requested = true;
 		(void)vmm_vm_save(v);
+		mark_saved(v, j);
 	}
 	if (next == VMM_PHASE_NONE) {
 		vmm_job_complete(v, j, j->error, j->error < 0 ? j->message : NULL);
@@ -694,6 +713,8 @@ static void apply(VmmVm *v, VmmJob *j)
 	/* A restored VM runs as it was woken for: running, or paused. */
 	if (j->type == BACKEND_OP_RESTORE && v->state == VM_STARTING)
 		v->state = v->config->state == SANDBOX_PAUSED ? VM_PAUSED : VM_RUNNING;
+	if (j->type == BACKEND_OP_RESTORE)
+		v->restoring = false;
 	switch (j->type) {
 	case BACKEND_OP_RESTORE:
 	case BACKEND_OP_START:

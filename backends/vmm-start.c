@@ -314,6 +314,7 @@ static int start_job(Backend *b, const SandboxSpec *spec, uint64_t generation, B
 	/* What argv() reads of a restore: there before any spawn. */
 	if (snapshot_dir && !(v->job.snapshot_dir = strdup(snapshot_dir)))
 		return -ENOMEM;
+	v->restoring = snapshot_dir != NULL; /* in the record until it is done */
 	/* With images, the VMM is spawned once their copies are made: a phase of the start. */
 	r = images ? 0 : launch(v);
 	if (r >= 0)

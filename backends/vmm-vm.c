@@ -158,9 +158,7 @@ int vmm_vm_save(VmmVm *v)
 		return -ENOMEM;
 	if (v->vmm_version && json_object_set_new(j, "vmmVersion", json_string(v->vmm_version)) < 0)
 		return -ENOMEM;
-	/* A restore in progress: another vmd that takes over goes on restoring, not booting. */
-	if (v->state == VM_STARTING && v->job.snapshot_dir &&
-	    json_object_set_new(j, "restoreFrom", json_string(v->job.snapshot_dir)) < 0)
+	if (v->restoring && json_object_set_new(j, "restoring", json_true()) < 0)
 		return -ENOMEM;
 	if (v->type->save) {
 		r = v->type->save(v, j);
@@ -212,12 +210,10 @@ static int vm_from_record(Backend *b, const VmmVmType *t, const char *name, cons
 	v->generation = (uint64_t)json_integer_value(json_object_get(j, "generation"));
 	v->started_at_usec = (uint64_t)json_integer_value(json_object_get(j, "startedAtUsec"));
 	v->job.stop_deadline = (uint64_t)json_integer_value(json_object_get(j, "stopDeadlineUsec"));
+	v->restoring = json_is_true(json_object_get(j, "restoring"));
 	r = spec_from_json(json_object_get(j, "config"), &v->config);
 	if (r < 0)
 		return r;
-	if (json_is_string(json_object_get(j, "restoreFrom")) &&
-	    !(v->job.snapshot_dir = strdup(json_string_value(json_object_get(j, "restoreFrom")))))
-		return -ENOMEM;
 	if (json_is_string(json_object_get(j, "vmmVersion"))) {
 		v->vmm_version = strdup(json_string_value(json_object_get(j, "vmmVersion")));
 		if (!v->vmm_version)
@@ -302,6 +298,7 @@ static int observe_record(Backend *b, const VmmVmType *t, const char *name, VmOb
 	}
 	o.generation = v->generation;
 	o.started_at_usec = v->started_at_usec;
+	o.restoring = v->restoring && o.state != VM_EXITED;
 	o.config = TAKE_PTR(v->config);
 	o.vmm_version = TAKE_PTR(v->vmm_version);
 	*ret = o;
@@ -340,6 +337,7 @@ int vmm_vm_observe(Backend *b, const char *name, VmObserved *ret)
 	}
 	o.state = v->state;
 	o.pid = v->state == VM_EXITED ? 0 : v->id.pid;
+	o.restoring = v->restoring && v->state != VM_EXITED;
 	o.generation = v->generation;
 	o.started_at_usec = v->started_at_usec;
 	o.exit_status = v->exit_status;
@@ -457,8 +455,7 @@ int vmm_vm_adopt(Backend *b, const char *name)
 		return v->pidfd;
 	if (!vmm_identity_matches(&v->id)) /* the pid was reused before the pidfd was taken */
 		return -ESTALE;
-	/* A starting VMM may not have bound its serial socket yet: as for a start of ours. */
-	r = vmm_vm_watch(v, v->state != VM_STARTING);
+	r = vmm_vm_watch(v, true);
 	if (r >= 0)
 		r = hashmap_put(VMM_BACKEND(b)->vms, v->name, v);
 	if (r < 0)
@@ -466,13 +463,8 @@ int vmm_vm_adopt(Backend *b, const char *name)
 	p = TAKE_PTR(v);
 
 	if (p->state == VM_STARTING)
-		/*
-		 * The vmd before died while it started (or restored: its record says from
-		 * where): see it through, from where it is.
-		 */
-		r = vmm_job_begin(p, &p->job,
-				  p->job.snapshot_dir ? BACKEND_OP_RESTORE : BACKEND_OP_START,
-				  VMM_PHASE_API_UP);
+		/* The vmd before died while it started: see the start through, from where it is. */
+		r = vmm_job_begin(p, &p->job, BACKEND_OP_START, VMM_PHASE_API_UP);
 	else if (p->state == VM_STOPPING) {
 		/* ... while it stopped: the rest of its stopTimeout, then forced. */
 		p->stop_requested = true;

@@ -281,6 +281,7 @@ struct VmmVm {
 	VmState state;
 	int exit_status;
 	bool stop_requested, guest_shutdown;
+	bool restoring; /* started to restore a snapshot, not loaded to the end yet (record) */
 	uint64_t generation, started_at_usec;
 	SandboxSpec *config; /* what it runs: its boot config and the devices it has */
 

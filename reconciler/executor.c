@@ -97,7 +97,9 @@ static int execute(Sandbox *sb, Backend *b, const Action *a)
 	}
 	case ACTION_STOP:
 	case ACTION_RESTART:
-		return ops->stop ? ops->stop(b, sb->name, timeout_ms, false) : -EOPNOTSUPP;
+		/* A half-restored VM has no guest to hear a button: forced. */
+		return ops->stop ? ops->stop(b, sb->name, timeout_ms, sb->observed.restoring)
+				 : -EOPNOTSUPP;
 	case ACTION_PAUSE:
 		return ops->pause ? ops->pause(b, sb->name) : -EOPNOTSUPP;
 	case ACTION_RESUME:

@@ -118,7 +118,8 @@ typedef struct Sandbox {
 	Snapshot *snapshot;
 	/* The .new dir of a save under way, or of one saved whose commit failed (retried). */
 	char *snapshot_new;
-	Snapshot *snapshot_saving; /* what that save is of: its manifest to be */
+	Snapshot *snapshot_saving;	/* what that save is of: its manifest to be */
+	sd_event_source *snapshot_sync; /* a child syncing that save to disk, before the commit */
 
 	/* status.phase changes in sandbox_update_status() alone: the STATUS= tallies follow it. */
 	SandboxStatus status;

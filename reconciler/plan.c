@@ -391,6 +391,11 @@ void plan_sandbox(const PlanInput *in, uint64_t now, uint64_t grace, Plan *ret)
 		return;
 	}
 
+	if (in->snapshot && in->observed->restoring && IN_SET(state, VM_RUNNING, VM_PAUSED)) {
+		/* A wake cut short (vmd died under it): not a VM, but the snapshot. Again. */
+		emit(&p, ACTION_STOP, NULL, "its wake was cut short: it is woken again");
+		return;
+	}
 	if (in->snapshot && !IN_SET(state, VM_RUNNING, VM_PAUSED)) {
 		plan_suspended(&p);
 		return;

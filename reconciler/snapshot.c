@@ -114,8 +114,9 @@ static int tree_walk(int dfd, bool sync, unsigned depth, uint64_t *size)
 		}
 		if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode))
 			continue;
-		/* What the VMM wrote: the daemon's manifest is not the snapshot's size. */
-		if (S_ISREG(st.st_mode) && (depth > 0 || !streq(e->d_name, SNAPSHOT_MANIFEST)))
+		/* What the VMM wrote: the daemon's files are not the snapshot's size. */
+		if (S_ISREG(st.st_mode) && (depth > 0 || (!streq(e->d_name, SNAPSHOT_MANIFEST) &&
+							  !streq(e->d_name, SNAPSHOT_COMPLETE))))
 			*size += (uint64_t)st.st_size;
 		if (!sync && S_ISREG(st.st_mode))
 			continue;
@@ -146,11 +147,11 @@ static int tree_size(const char *path, bool sync, uint64_t *ret)
 	return tree_walk(fd, sync, 0, ret);
 }
 
-static int manifest_write(const char *dir, BackendKind backend, uint64_t generation,
-			  const SandboxSpec *config, bool paused, uint64_t size, uint64_t taken)
+static int manifest_write_to(const char *path, BackendKind backend, uint64_t generation,
+			     const SandboxSpec *config, bool paused, uint64_t size, uint64_t taken)
 {
 	_cleanup_(json_decrefp) json_t *j = NULL;
-	_cleanup_free_ char *path = NULL, *text = NULL;
+	_cleanup_free_ char *text = NULL;
 	json_t *c = spec_to_json(config);
 	char hash[32], at[32] = "";
 
@@ -164,12 +165,22 @@ static int manifest_write(const char *dir, BackendKind backend, uint64_t generat
 		      "bootConfigHash", hash, "disks", json_object_get(c, "disks"), "config", c,
 		      "paused", paused, "size", (json_int_t)size, "takenAt", taken ? at : NULL,
 		      "takenAtUsec", (json_int_t)taken);
-	if (!j || asprintf(&path, "%s/" SNAPSHOT_MANIFEST, dir) < 0)
+	if (!j)
 		return -ENOMEM;
 	text = json_dumps(j, JSON_SORT_KEYS | JSON_INDENT(2));
 	if (!text)
 		return -ENOMEM;
 	return write_file_atomic(path, text, strlen(text), 0600, true);
+}
+
+static int manifest_write(const char *dir, BackendKind backend, uint64_t generation,
+			  const SandboxSpec *config, bool paused, uint64_t size, uint64_t taken)
+{
+	_cleanup_free_ char *path = NULL;
+
+	if (asprintf(&path, "%s/" SNAPSHOT_MANIFEST, dir) < 0)
+		return -ENOMEM;
+	return manifest_write_to(path, backend, generation, config, paused, size, taken);
 }
 
 /* A dir the VMM user may pass through to its own (0711), listing nothing. */
@@ -186,9 +197,18 @@ static int make_passable(const char *path, bool for_other)
 	return 0;
 }
 
-int snapshot_begin(const char *state_dir, const char *name, uid_t uid, gid_t gid, char **ret_path)
+static char *pending_path(const char *new_path)
 {
-	_cleanup_free_ char *top = NULL, *dir = name_dir(state_dir, name), *tmpl = NULL;
+	char *p = NULL;
+
+	return asprintf(&p, "%s.json", new_path) < 0 ? NULL : p;
+}
+
+int snapshot_begin(const char *state_dir, const char *name, const Snapshot *what, uid_t uid,
+		   gid_t gid, char **ret_path)
+{
+	_cleanup_free_ char *top = NULL, *dir = name_dir(state_dir, name), *tmpl = NULL,
+			    *pending = NULL;
 	bool other = uid != (uid_t)-1;
 	int r;
 
@@ -200,9 +220,16 @@ int snapshot_begin(const char *state_dir, const char *name, uid_t uid, gid_t gid
 		return r;
 	if (!mkdtemp(tmpl))
 		return -errno;
-	if (other && chown(tmpl, uid, gid) < 0) {
+	pending = pending_path(tmpl);
+	r = pending ? 0 : -ENOMEM;
+	if (r >= 0 && other && chown(tmpl, uid, gid) < 0)
 		r = -errno;
-		(void)rmdir(tmpl);
+	/* The manifest to be, beside the dir: the dir is the backend's, empty. */
+	if (r >= 0)
+		r = manifest_write_to(pending, what->backend, what->generation, what->config,
+				      what->paused, 0, 0);
+	if (r < 0) {
+		snapshot_abort(tmpl);
 		return r;
 	}
 	*ret_path = TAKE_PTR(tmpl);
@@ -211,19 +238,22 @@ int snapshot_begin(const char *state_dir, const char *name, uid_t uid, gid_t gid
 
 void snapshot_abort(const char *new_path)
 {
+	_cleanup_free_ char *pending = new_path ? pending_path(new_path) : NULL;
+
 	if (new_path)
 		(void)remove_tree(new_path);
+	if (pending)
+		(void)unlink(pending);
 }
 
-static int manifest_read(const char *dir, Snapshot **ret)
+static int manifest_read_from(const char *path, Snapshot **ret)
 {
-	_cleanup_free_ char *path = NULL;
 	_cleanup_(json_decrefp) json_t *j = NULL;
 	_cleanup_(snapshot_freep) Snapshot *s = calloc(1, sizeof(Snapshot));
 	const char *backend;
 	int r;
 
-	if (!s || asprintf(&path, "%s/" SNAPSHOT_MANIFEST, dir) < 0)
+	if (!s)
 		return -ENOMEM;
 	j = json_load_file(path, JSON_REJECT_DUPLICATES, NULL);
 	if (!j)
@@ -244,11 +274,28 @@ static int manifest_read(const char *dir, Snapshot **ret)
 	return 0;
 }
 
+static int manifest_read(const char *dir, Snapshot **ret)
+{
+	_cleanup_free_ char *path = NULL;
+
+	if (asprintf(&path, "%s/" SNAPSHOT_MANIFEST, dir) < 0)
+		return -ENOMEM;
+	return manifest_read_from(path, ret);
+}
+
+int snapshot_sync(const char *new_path)
+{
+	uint64_t size;
+
+	return tree_size(new_path, true, &size);
+}
+
 int snapshot_commit(const char *state_dir, const char *name, const char *new_path,
-		    const Snapshot *what, Snapshot **ret)
+		    const Snapshot *what, bool synced, Snapshot **ret)
 {
 	_cleanup_free_ char *dir = name_dir(state_dir, name);
 	_cleanup_(snapshot_freep) Snapshot *s = calloc(1, sizeof(Snapshot));
+	_cleanup_free_ char *pending = NULL;
 	_cleanup_close_ int dfd = -EBADF;
 	const char *base = new_path ? strrchr(new_path, '/') : NULL;
 	uint64_t size = 0;
@@ -273,8 +320,8 @@ int snapshot_commit(const char *state_dir, const char *name, const char *new_pat
 			   s->taken_at_usec);
 	if (r < 0)
 		return r;
-	r = tree_size(new_path, true, &size);
-	if (r < 0)
+	/* The manifest was synced as it was written; the rest, unless a child did it. */
+	if (!synced && (r = snapshot_sync(new_path)) < 0)
 		return r;
 	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd < 0)
@@ -286,9 +333,43 @@ int snapshot_commit(const char *state_dir, const char *name, const char *new_pat
 		return -errno;
 	if (fsync(dfd) < 0)
 		return -errno;
+	pending = pending_path(new_path);
+	if (pending)
+		(void)unlink(pending);
 	if (ret)
 		*ret = TAKE_PTR(s);
 	return 0;
+}
+
+static bool endswith(const char *s, const char *suffix)
+{
+	size_t n = strlen(s), m = strlen(suffix);
+
+	return n >= m && streq(s + n - m, suffix);
+}
+
+/* Whether "X.json"'s X is a dir under dfd. */
+static bool sibling_dir(int dfd, const char *json_name)
+{
+	_cleanup_free_ char *base = strndup(json_name, strlen(json_name) - 5);
+	struct stat st;
+
+	return base && fstatat(dfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* A .new-XXXXXX found at load: its backend marked it complete, and its manifest is there? */
+static void leftover(const char *state_dir, const char *name, const char *dir, const char *entry)
+{
+	_cleanup_free_ char *path = NULL, *marker = NULL, *pending = NULL;
+	_cleanup_(snapshot_freep) Snapshot *what = NULL;
+
+	if (asprintf(&path, "%s/%s", dir, entry) < 0 ||
+	    asprintf(&marker, "%s/" SNAPSHOT_COMPLETE, path) < 0 || !(pending = pending_path(path)))
+		return;
+	if (access(marker, F_OK) == 0 && manifest_read_from(pending, &what) == 0 &&
+	    snapshot_commit(state_dir, name, path, what, false, NULL) == 0)
+		return;
+	snapshot_abort(path);
 }
 
 int snapshot_load(const char *state_dir, const char *name, bool clean, Snapshot **ret)
@@ -302,11 +383,20 @@ int snapshot_load(const char *state_dir, const char *name, bool clean, Snapshot 
 	if (!dir || asprintf(&cur, "%s/" SNAPSHOT_CURRENT, dir) < 0)
 		return -ENOMEM;
 	if (clean && (d = opendir(dir))) {
-		/* A save that a kill (or a crash) cut short: never complete, never used. */
+		/* A save that a kill (or a crash) cut short: committed if complete, else gone. */
 		while ((e = readdir(d)))
-			if (strncmp(e->d_name, SNAPSHOT_NEW_PREFIX, strlen(SNAPSHOT_NEW_PREFIX)) == 0)
-				(void)remove_tree_at(dirfd(d), e->d_name, 0);
+			if (strncmp(e->d_name, SNAPSHOT_NEW_PREFIX, strlen(SNAPSHOT_NEW_PREFIX)) == 0 &&
+			    !endswith(e->d_name, ".json"))
+				leftover(state_dir, name, dir, e->d_name);
 		closedir(d);
+		/* Manifests to be whose dir is gone. */
+		d = opendir(dir);
+		while (d && (e = readdir(d)))
+			if (strncmp(e->d_name, SNAPSHOT_NEW_PREFIX, strlen(SNAPSHOT_NEW_PREFIX)) == 0 &&
+			    endswith(e->d_name, ".json") && !sibling_dir(dirfd(d), e->d_name))
+				(void)unlinkat(dirfd(d), e->d_name, 0);
+		if (d)
+			closedir(d);
 	}
 	r = manifest_read(cur, &s);
 	if (r < 0)

@@ -8,11 +8,14 @@
  */
 #include <inttypes.h>
 #include <stdio.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "manager.h"
 #include "probe.h"
 #include "spec-json.h"
+#include "vmm.h"
 
 void manager_load_snapshots(Manager *m)
 {
@@ -49,6 +52,7 @@ void manager_load_snapshots(Manager *m)
 
 void sandbox_suspend_done(Sandbox *sb)
 {
+	sb->snapshot_sync = sd_event_source_disable_unref(sb->snapshot_sync);
 	sb->snapshot = snapshot_free(sb->snapshot);
 	sb->snapshot_saving = snapshot_free(sb->snapshot_saving);
 	sb->snapshot_new = mfree(sb->snapshot_new);
@@ -59,19 +63,15 @@ bool sandbox_has_snapshot(const Sandbox *sb)
 	return sb->snapshot || sb->snapshot_new;
 }
 
-/*
- * The backend saved it, and its VMM is gone: the save becomes its snapshot. -errno if the
- * commit failed: the save is kept where it is and committed again at the next pass.
- */
-int sandbox_suspend_commit(Manager *m, Sandbox *sb)
+/* The save is on disk: it becomes its snapshot. */
+static int commit(Manager *m, Sandbox *sb, bool synced)
 {
 	Snapshot *s = NULL;
 	char size[32];
 	int r;
 
-	if (!sb->snapshot_new || !sb->snapshot_saving)
-		return 0;
-	r = snapshot_commit(m->config.state_dir, sb->name, sb->snapshot_new, sb->snapshot_saving, &s);
+	r = snapshot_commit(m->config.state_dir, sb->name, sb->snapshot_new, sb->snapshot_saving,
+			    synced, &s);
 	if (r < 0) {
 		set_format(&sb->last_error,
 			   "suspend: cannot make the save in %s its snapshot: %s; tried again",
@@ -92,9 +92,69 @@ int sandbox_suspend_commit(Manager *m, Sandbox *sb)
 	return 0;
 }
 
+static int on_synced(sd_event_source *s, int fd, uint32_t revents _unused_, void *userdata)
+{
+	Sandbox *sb = userdata;
+	int status = -1, r = vmm_reap(fd, &status);
+
+	if (r == 0)
+		return 0; /* not yet */
+	(void)s;
+	sb->snapshot_sync = sd_event_source_disable_unref(sb->snapshot_sync);
+	if (status != 0)
+		set_format(&sb->last_error,
+			   "suspend: cannot sync the save in %s to disk; tried again",
+			   sb->snapshot_new);
+	else
+		(void)commit(sb->manager, sb, true);
+	manager_mark_dirty(sb->manager, sb);
+	return 0;
+}
+
+/* Sync the save in a child: the loop goes on meanwhile. 0: it runs; -errno: it cannot. */
+static int sync_in_child(Manager *m, Sandbox *sb)
+{
+	_cleanup_close_ int pidfd = -EBADF;
+	pid_t pid = fork();
+	int r;
+
+	if (pid < 0)
+		return -errno;
+	if (pid == 0)
+		_exit(snapshot_sync(sb->snapshot_new) < 0 ? 1 : 0);
+	pidfd = vmm_pidfd_open(pid);
+	if (pidfd < 0) {
+		(void)waitpid(pid, NULL, 0);
+		return pidfd;
+	}
+	r = sd_event_add_io(m->event, &sb->snapshot_sync, pidfd, EPOLLIN, on_synced, sb);
+	if (r < 0) {
+		(void)waitpid(pid, NULL, 0);
+		return r;
+	}
+	(void)sd_event_source_set_io_fd_own(sb->snapshot_sync, true);
+	TAKE_FD(pidfd);
+	return 0;
+}
+
+/*
+ * The backend saved it, and its VMM is gone: the save becomes its snapshot once a child
+ * has synced it (at once without a loop). -errno if the commit failed: the save is kept
+ * where it is and committed again at the next pass.
+ */
+int sandbox_suspend_commit(Manager *m, Sandbox *sb)
+{
+	if (!sb->snapshot_new || !sb->snapshot_saving || sb->snapshot_sync)
+		return 0;
+	if (m->event && sync_in_child(m, sb) >= 0)
+		return 0;
+	return commit(m, sb, false);
+}
+
 /* A save that did not get through: the VM runs on (or never stopped), nothing is kept. */
 void sandbox_suspend_abort(Sandbox *sb)
 {
+	sb->snapshot_sync = sd_event_source_disable_unref(sb->snapshot_sync);
 	snapshot_abort(sb->snapshot_new);
 	sb->snapshot_new = mfree(sb->snapshot_new);
 	sb->snapshot_saving = snapshot_free(sb->snapshot_saving);
@@ -118,7 +178,7 @@ int sandbox_suspend(Manager *m, Sandbox *sb, Backend *b)
 	sb->snapshot_saving->paused = sb->observed.state == VM_PAUSED;
 	r = spec_copy(have, &sb->snapshot_saving->config);
 	if (r >= 0)
-		r = snapshot_begin(m->config.state_dir, sb->name,
+		r = snapshot_begin(m->config.state_dir, sb->name, sb->snapshot_saving,
 				   o->vmm_user_set ? o->vmm_uid : (uid_t)-1,
 				   o->vmm_user_set ? o->vmm_gid : (gid_t)-1, &sb->snapshot_new);
 	if (r < 0) {

@@ -9,8 +9,10 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -18,6 +20,7 @@
 #include "daemon-fixture.h"
 #include "helpers.h"
 #include "plan.h"
+#include "qemu-fixture.h"
 #include "snapshot.h"
 #include "spec-json.h"
 #include "spec-yaml.h"
@@ -50,6 +53,7 @@ typedef struct Row {
 	BackendCaps caps;
 	const char *expect;
 	bool restart_required;
+	bool restoring; /* its VMM was restoring when a vmd died */
 } Row;
 
 #define D1 "  disks: [{id: root, path: /d/root.raw}]\n"
@@ -80,6 +84,7 @@ static const Row rows[] = {
 	  VM_EXITED, D1, .expect = "drop-snapshot start pause" },
 	{ "runs again (a vmd died before the drop)", "", VM_RUNNING, "", .expect = "drop-snapshot" },
 	{ "runs again, its file gone", NULL, VM_RUNNING, "", .expect = "drop-snapshot stop" },
+	{ "a wake cut short: again", "", VM_PAUSED, "", .expect = "stop", .restoring = true },
 };
 
 static void format_plan(const Plan *p, char *buf, size_t size)
@@ -100,7 +105,7 @@ static void test_plan_rows(void **state _unused_)
 			row->want ? spec_of(row->want) : NULL;
 		_cleanup_(sandbox_spec_freep) SandboxSpec *have = spec_of(row->want ?: "");
 		Snapshot snap = { .backend = BACKEND_NOOP, .generation = 1 };
-		VmObserved o = { .state = row->state, .generation = 2 };
+		VmObserved o = { .state = row->state, .generation = 2, .restoring = row->restoring };
 		PlanInput in = {
 			.desired = want,
 			.generation = 2,
@@ -193,27 +198,28 @@ static void test_validate(void **state _unused_)
 static void test_store(void **state _unused_)
 {
 	char *dir = test_tmpdir();
-	_cleanup_free_ char *new1 = NULL, *new2 = NULL, *cur = NULL, *leftover = NULL, *text = NULL;
+	_cleanup_free_ char *new1 = NULL, *new2 = NULL, *new3 = NULL, *cur = NULL, *leftover = NULL,
+			    *text = NULL, *pending = NULL;
 	_cleanup_(sandbox_spec_freep) SandboxSpec *config = spec_of(D1);
 	Snapshot what = { .backend = BACKEND_NOOP, .generation = 3, .config = config };
 	Snapshot *got = NULL;
 
 	assert_int_equal(snapshot_load(dir, "web", true, &got), -ENOENT);
-	assert_int_equal(snapshot_begin(dir, "web", (uid_t)-1, (gid_t)-1, &new1), 0);
+	assert_int_equal(snapshot_begin(dir, "web", &what, (uid_t)-1, (gid_t)-1, &new1), 0);
 	test_write_str(new1, "state", "first");
 	/* Not complete: no snapshot yet. */
 	assert_int_equal(snapshot_load(dir, "web", false, &got), -ENOENT);
-	assert_int_equal(snapshot_commit(dir, "web", new1, &what, &got), 0);
+	assert_int_equal(snapshot_commit(dir, "web", new1, &what, false, &got), 0);
 	assert_int_equal(got->generation, 3);
 	assert_int_equal(got->size, 5);
 	assert_true(got->taken_at_usec > 0);
 	got = snapshot_free(got);
 
 	/* A second one takes the place of the first, whole. */
-	assert_int_equal(snapshot_begin(dir, "web", (uid_t)-1, (gid_t)-1, &new2), 0);
+	assert_int_equal(snapshot_begin(dir, "web", &what, (uid_t)-1, (gid_t)-1, &new2), 0);
 	test_write_str(new2, "state", "second!");
 	what.generation = 4;
-	assert_int_equal(snapshot_commit(dir, "web", new2, &what, NULL), 0);
+	assert_int_equal(snapshot_commit(dir, "web", new2, &what, false, NULL), 0);
 	assert_int_equal(access(new2, F_OK), -1);
 	cur = path_in(dir, "snapshots/web/current/state");
 	text = test_read_file(cur, NULL);
@@ -229,6 +235,19 @@ static void test_store(void **state _unused_)
 	assert_int_equal(got->config->n_disks, 1);
 	assert_int_equal(access(leftover, F_OK), -1);
 	got = snapshot_free(got);
+
+	/* One its backend marked complete, whose op_done a kill of vmd cut off: committed. */
+	what.generation = 5;
+	assert_int_equal(snapshot_begin(dir, "web", &what, (uid_t)-1, (gid_t)-1, &new3), 0);
+	test_write_str(new3, "state", "third, whole");
+	test_write_str(new3, SNAPSHOT_COMPLETE, "");
+	assert_int_equal(snapshot_load(dir, "web", true, &got), 0);
+	assert_int_equal(got->generation, 5);
+	assert_int_equal(got->size, 12);
+	assert_int_equal(access(new3, F_OK), -1);
+	got = snapshot_free(got);
+	pending = path_in(dir, "snapshots/web/%s.json", strrchr(new3, '/') + 1);
+	assert_int_equal(access(pending, F_OK), -1);
 
 	assert_int_equal(snapshot_remove(dir, "web"), 0);
 	assert_int_equal(snapshot_load(dir, "web", true, &got), -ENOENT);
@@ -415,6 +434,308 @@ static void test_noop_save_fails(void **state)
 	json_decref(fixture_wait_status(f, "web", suspended, NULL));
 }
 
+static bool mass_deletion(json_t *s, const void *arg _unused_)
+{
+	return phase_is(s, "Suspended") &&
+	       streq(status_condition(s, "Degraded", "reason"), "SuspiciousMassDeletion");
+}
+
+/* --max-deletions 0: a suspended sandbox's file removed holds its snapshot's drop too. */
+static void test_noop_guarded(void **state)
+{
+	static const char *const args[] = { "--max-deletions", "0", NULL };
+	Fixture *f = *state;
+	_cleanup_free_ char *file = path_in(f->sb, "web.yaml");
+
+	f->daemon_args = args;
+	test_write_str(f->sb, "web.yaml", NOOP_SPEC);
+	fixture_start_daemon(f);
+	json_decref(fixture_wait_status(f, "web", running_unsnapshotted, NULL));
+	put_state(f, "  state: suspended\n");
+	json_decref(fixture_wait_status(f, "web", suspended, NULL));
+	assert_int_equal(unlink(file), 0);
+	json_decref(fixture_wait_status(f, "web", mass_deletion, NULL));
+	fixture_pass_time(f, 1000); /* well past the grace period */
+	assert_true(exists(f->state, "snapshots/web/current/noop-state.json"));
+	/* Its file back: suspended as it was. */
+	put_state(f, "  state: suspended\n");
+	json_decref(fixture_wait_status(f, "web", suspended, NULL));
+}
+
+static bool saving(json_t *s, const void *arg _unused_)
+{
+	json_t *job = s ? json_object_get(s, "job") : NULL;
+
+	return streq_ptr(json_string_value(json_object_get(job, "type")), "suspend") &&
+	       streq_ptr(json_string_value(json_object_get(job, "phase")), "saving");
+}
+
+static bool pid_gone(pid_t pid)
+{
+	return kill(pid, 0) < 0 && errno == ESRCH;
+}
+
+/* On the QEMU simulator (tests/sim/qemu): what a real QEMU does not do on demand. */
+
+static char sim_qemu[4096];
+
+static int sim_setup(void **state)
+{
+	static const char *const args[] = { "--qemu-binary", sim_qemu, NULL };
+	int r = fixture_setup(state);
+
+	((Fixture *)*state)->daemon_args = args;
+	return r;
+}
+
+static void put_sim(Fixture *f, const char *name, const char *cmdline, const char *state)
+{
+	_cleanup_free_ char *extra = NULL;
+
+	assert_true(asprintf(&extra, "  memory: 64Mi\n  cmdline: %s\n  state: %s\n", cmdline,
+			     state) > 0);
+	fixture_put_sim(f, name, "qemu", extra);
+}
+
+static bool error_says(json_t *s, const void *arg)
+{
+	const char *e = s ? json_string_value(json_object_get(s, "lastError")) : NULL;
+
+	return e && strstr(e, arg);
+}
+
+static bool running_again(json_t *s, const void *arg)
+{
+	return phase_is(s, "Running") && error_says(s, arg);
+}
+
+static bool save_died(json_t *s, const void *arg _unused_)
+{
+	return phase_is(s, "Stopped") && error_says(s, "suspend failed: ") &&
+	       streq(status_condition(s, "Running", "reason"), "Exited");
+}
+
+static void test_sim_save_fails(void **state)
+{
+	Fixture *f = *state;
+	pid_t pid;
+	json_t *s;
+
+	/* A migration that fails: the guest runs again, nothing is kept. */
+	put_sim(f, "vm", "sim.migrate-fail=1", "running");
+	put_sim(f, "slow", "sim.save-ms=60000", "running");
+	fixture_start_daemon(f);
+	fixture_wait_console(f, "vm", "VMD-GUEST-TICK 1", 0);
+	s = fixture_wait_status(f, "vm", phase_is, "Running");
+	pid = pid_of(s);
+	json_decref(s);
+	put_sim(f, "vm", "sim.migrate-fail=1", "suspended");
+	s = fixture_wait_status(f, "vm", running_again,
+				"the migration to the snapshot failed: Unable to write to file");
+	assert_int_equal(pid_of(s), pid);
+	json_decref(s);
+	assert_false(exists(f->state, "snapshots/vm/current"));
+	assert_false(has_new_dir(f->state));
+	{
+		_cleanup_free_ char *c = fixture_console(f, "vm");
+
+		/* It runs: its ticks go on. */
+		fixture_wait_console(f, "vm", "VMD-GUEST-TICK", strlen(c));
+	}
+	assert_true(fixture_count_requests(f, "cont") >= 2); /* the boot's, the thaw's */
+
+	/* Its QEMU killed mid-save: an exit, said as such; no snapshot, nothing left. */
+	s = fixture_wait_status(f, "slow", phase_is, "Running");
+	pid = pid_of(s);
+	json_decref(s);
+	put_sim(f, "slow", "sim.save-ms=60000", "suspended");
+	json_decref(fixture_wait_status(f, "slow", saving, NULL));
+	assert_int_equal(kill(pid, SIGKILL), 0);
+	/*
+	 * The exit, or the broken QMP connection, whichever vmd hears of first: the suspend
+	 * failed, the VMM is gone, and nothing starts it (the file wants it suspended).
+	 */
+	json_decref(fixture_wait_status(f, "slow", save_died, NULL));
+	assert_false(exists(f->state, "snapshots/slow/current"));
+}
+
+/* Suspended to the simulator's stream, woken paused, then running: the guest goes on. */
+static void test_sim_wake(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *c = NULL;
+
+	put_sim(f, "vm", "quiet", "running");
+	fixture_start_daemon(f);
+	fixture_wait_console(f, "vm", "VMD-GUEST-TICK 2", 0);
+	put_sim(f, "vm", "quiet", "suspended");
+	json_decref(fixture_wait_status(f, "vm", suspended, NULL));
+	assert_int_equal(fixture_count_requests(f, "migrate {\"uri\": \"fd:vmd-snapshot\"}"), 1);
+	put_sim(f, "vm", "quiet", "paused");
+	json_decref(fixture_wait_status(f, "vm", phase_is, "Paused"));
+	assert_int_equal(fixture_count_requests(f, "migrate-incoming"), 1);
+	put_sim(f, "vm", "quiet", "running");
+	json_decref(fixture_wait_status(f, "vm", running_unsnapshotted, NULL));
+	/* The restored guest's ticks go on from 2, in the console of its new QEMU. */
+	fixture_wait_console(f, "vm", "VMD-GUEST-TICK 3", 0);
+	c = fixture_console(f, "vm");
+	assert_null(strstr(c, "VMD-GUEST-TICK 1\r"));
+}
+
+static bool loading(json_t *s, const void *arg _unused_)
+{
+	json_t *job = s ? json_object_get(s, "job") : NULL;
+
+	return streq_ptr(json_string_value(json_object_get(job, "type")), "restore") &&
+	       streq_ptr(json_string_value(json_object_get(job, "phase")), "loading");
+}
+
+/* vmd killed mid-wake: the snapshot is still current; the next vmd ends that QEMU, wakes again. */
+static void test_sim_wake_cut_short(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *log = NULL;
+	pid_t pid;
+	json_t *s;
+
+	put_sim(f, "vm", "sim.load-ms=2000", "running");
+	fixture_start_daemon(f);
+	fixture_wait_console(f, "vm", "VMD-GUEST-TICK 2", 0);
+	put_sim(f, "vm", "sim.load-ms=2000", "suspended");
+	json_decref(fixture_wait_status(f, "vm", suspended, NULL));
+	put_sim(f, "vm", "sim.load-ms=2000", "running");
+	s = fixture_wait_status(f, "vm", loading, NULL);
+	pid = pid_of(s);
+	json_decref(s);
+	fixture_stop_daemon(f, SIGKILL);
+	assert_true(exists(f->state, "snapshots/vm/current/state"));
+	fixture_start_daemon(f);
+	s = fixture_wait_status(f, "vm", running_unsnapshotted, NULL);
+	assert_true(pid_of(s) != pid);
+	json_decref(s);
+	assert_true(pid_gone(pid));
+	assert_int_equal(fixture_count_requests(f, "migrate-incoming"), 2);
+	log = test_read_file(f->log, NULL);
+	assert_non_null(strstr(log, "its wake was cut short"));
+	fixture_wait_console(f, "vm", "VMD-GUEST-TICK 3", 0);
+}
+
+/* On QEMU (TCG): the test guest's VMD-GUEST-TICK n, its memory's, goes on after a wake. */
+
+/* The first tick on name's console, or the last: 0 if none. */
+static long tick(Fixture *f, const char *name, bool last)
+{
+	_cleanup_free_ char *c = fixture_console(f, name);
+	const char *p = c, *found = NULL;
+
+	while ((p = strstr(p, "VMD-GUEST-TICK "))) {
+		found = p += strlen("VMD-GUEST-TICK ");
+		if (!last)
+			break;
+	}
+	return found ? strtol(found, NULL, 10) : 0;
+}
+
+/* The test guest as web, booted until its console shows tick: its QEMU's pid. */
+static pid_t qemu_boot(Fixture *f, const char *tick)
+{
+	json_t *s;
+	pid_t pid;
+
+	qemu_put(f, "web", "  cmdline: console=ttyS0 quiet\n");
+	fixture_start_daemon(f);
+	fixture_wait_console(f, "web", tick, 0);
+	s = fixture_wait_status(f, "web", ready, "Running");
+	pid = pid_of(s);
+	json_decref(s);
+	return pid;
+}
+
+static void test_qemu(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *file = NULL;
+	long before, after;
+	pid_t pid;
+	json_t *s;
+
+	pid = qemu_boot(f, "VMD-GUEST-TICK 3");
+
+	/* Suspended: the state in a file, QEMU gone. */
+	qemu_put(f, "web", "  cmdline: console=ttyS0 quiet\n  state: suspended\n");
+	json_decref(fixture_wait_status(f, "web", suspended, NULL));
+	assert_true(pid_gone(pid));
+	assert_true(exists(f->state, "snapshots/web/current/state"));
+	assert_true(exists(f->state, "snapshots/web/current/qemu-ports.json"));
+	before = tick(f, "web", true);
+	assert_true(before >= 3);
+
+	/* Across a restart of vmd it stays so. */
+	fixture_stop_daemon(f, SIGKILL);
+	fixture_start_daemon(f);
+	fixture_pass_time(f, 1000);
+	json_decref(fixture_wait_status(f, "web", suspended, NULL));
+
+	/* Woken: the same guest, its ticks going on, not from 1. */
+	qemu_put(f, "web", "  cmdline: console=ttyS0 quiet\n");
+	s = fixture_wait_status(f, "web", running_unsnapshotted, NULL);
+	assert_true(pid_of(s) != pid);
+	pid = pid_of(s);
+	json_decref(s);
+	fixture_wait_console(f, "web", "VMD-GUEST-TICK", 0);
+	after = tick(f, "web", false);
+	if (after <= before)
+		fail_msg("the first tick after the wake is %ld, the last before %ld", after, before);
+	assert_false(exists(f->state, "snapshots/web"));
+
+	/* vmd killed mid-save: the next one finds the VM kept, resumes it, the save gone. */
+	qemu_put(f, "web", "  cmdline: console=ttyS0 quiet\n  state: suspended\n");
+	json_decref(fixture_wait_status(f, "web", saving, NULL));
+	fixture_stop_daemon(f, SIGKILL);
+	qemu_put(f, "web", "  cmdline: console=ttyS0 quiet\n");
+	fixture_start_daemon(f);
+	s = fixture_wait_status(f, "web", running_unsnapshotted, NULL);
+	assert_int_equal(pid_of(s), pid);
+	json_decref(s);
+	assert_false(has_new_dir(f->state));
+	before = tick(f, "web", true);
+	{
+		char want[64];
+
+		snprintf(want, sizeof(want), "VMD-GUEST-TICK %ld", before + 1);
+		fixture_wait_console(f, "web", want, 0);
+	}
+}
+
+/*
+ * The state dir full (a 1 MiB tmpfs of its own, in a mount namespace this test process
+ * enters, its daemon with it; teardown unmounts it): QEMU's migration fails with ENOSPC,
+ * the guest runs on, and nothing is left of the save. Last: the namespace stays.
+ */
+static void test_qemu_disk_full(void **state)
+{
+	Fixture *f = *state;
+	pid_t pid;
+	json_t *s;
+
+	assert_int_equal(mkdir(f->state, 0700), 0);
+	assert_int_equal(unshare(CLONE_NEWNS), 0);
+	assert_int_equal(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL), 0);
+	assert_int_equal(
+		mount("tmpfs", f->state, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0700"), 0);
+	pid = qemu_boot(f, "VMD-GUEST-TICK 2");
+	qemu_put(f, "web", "  cmdline: console=ttyS0 quiet\n  state: suspended\n");
+	s = fixture_wait_status(f, "web", running_again, "No space left on device");
+	assert_int_equal(pid_of(s), pid);
+	json_decref(s);
+	assert_false(exists(f->state, "snapshots/web/current"));
+	{
+		_cleanup_free_ char *c = fixture_console(f, "web");
+
+		fixture_wait_console(f, "web", "VMD-GUEST-TICK", strlen(c));
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -427,7 +748,16 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_noop_disks_changed, fixture_setup,
 						fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_noop_save_fails, fixture_setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_noop_guarded, fixture_setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_sim_save_fails, sim_setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_sim_wake, sim_setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_sim_wake_cut_short, sim_setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_qemu, qemu_setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_qemu_disk_full, qemu_setup, fixture_teardown),
 	};
 
+	snprintf(sim_qemu, sizeof(sim_qemu), "%s", test_src("tests/sim/qemu"));
+	if (getenv("VMD_TEST_FILTER")) /* one test, for a run by hand */
+		cmocka_set_test_filter(getenv("VMD_TEST_FILTER"));
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

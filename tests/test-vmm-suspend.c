@@ -401,8 +401,10 @@ static void test_fc_refused(void **state _unused_)
 }
 
 /*
- * A vmd that died right after it spawned the VMM of a wake, before it asked for the load:
- * the next one adopts the VMM and restores (its record says from where), not a fresh boot.
+ * A vmd that died right after it spawned the VMM of a wake, before the load: the record
+ * says the VMM is restoring (VmObserved.restoring), which the daemon forces off to wake
+ * the snapshot again, rather than take a half-loaded VM for the woken one. Done so here
+ * (the VMM killed, as the daemon's forced stop does), the count goes on.
  */
 static void adopted_mid_wake(BackendKind kind, bool jailed)
 {
@@ -410,6 +412,7 @@ static void adopted_mid_wake(BackendKind kind, bool jailed)
 	_cleanup_(sandbox_spec_freep) SandboxSpec *s = spec(c, "vm", "sim.counter=1");
 	_cleanup_free_ char *snap = snapshot_dir(c, "vm"), *text = NULL;
 	unsigned restored = 0;
+	VmObserved o = {};
 	size_t at;
 
 	start(c, s);
@@ -422,14 +425,20 @@ static void adopted_mid_wake(BackendKind kind, bool jailed)
 	backend_free(c->b);
 	c->b = NULL;
 	backend_up(c);
-	assert_int_equal(c->b->ops->adopt(c->b, "vm"), 0); /* its restore goes on: op_done */
+	assert_int_equal(c->b->ops->observe(c->b, "vm", &o), 0);
+	assert_true(o.restoring);
+	assert_true(o.pid > 0);
+	vm_observed_done(&o);
+	fixture_kill_vmms(c->run); /* forced off, as the daemon does */
+	assert_int_equal(c->b->ops->cleanup(c->b, "vm"), 0);
+
+	assert_true(c->b->ops->restore(c->b, s, 1, snap) > 0);
 	assert_int_equal(wait_done(c, BACKEND_OP_RESTORE), 0);
 	assert_int_equal(state_of(c, "vm", NULL), VM_RUNNING);
 	at = wait_console(c, "vm", "SIM-GUEST-RESTORED counter=", 0);
 	text = console(c, "vm");
 	assert_int_equal(sscanf(text + at, "%u", &restored), 1);
 	assert_true(restored >= 2);
-	assert_null(strstr(text + at, "SIM-GUEST-BOOT"));
 	stop(c, "vm");
 	ctx_free(c);
 }
