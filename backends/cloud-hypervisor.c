@@ -591,6 +591,9 @@ static int ch_build(VmmVm *vm, VmmJob *j, VmmRequests *rq)
 	case VMM_PHASE_HANDSHAKE:
 		return get(rq, "vmm.ping", check_ping);
 	case VMM_PHASE_CONFIGURE:
+		r = vmm_vm_refuse_fresh_boot(vm, j);
+		if (r < 0)
+			return r;
 		config = vm_config(v);
 		if (!config)
 			return -ENOMEM;

@@ -604,7 +604,8 @@ static int fc_build(VmmVm *v, VmmJob *j, VmmRequests *rq)
 	case VMM_PHASE_API_UP:
 		return vmm_request_add(rq, "GET", NULL, check_not_started, "/");
 	case VMM_PHASE_CONFIGURE:
-		return configure(v, rq);
+		r = vmm_vm_refuse_fresh_boot(v, j);
+		return r < 0 ? r : configure(v, rq);
 	case VMM_PHASE_BOOT:
 		return actions(rq, "InstanceStart");
 	case VMM_PHASE_HANDSHAKE:

@@ -189,3 +189,13 @@ int vmm_vm_suspend(Backend *b, const char *name, const char *snapshot_dir)
 	r = vmm_job_begin(j->vm, j, BACKEND_OP_SUSPEND, VMM_PHASE_FREEZE);
 	return r < 0 ? r : 1;
 }
+
+int vmm_vm_refuse_fresh_boot(VmmVm *v, VmmJob *j)
+{
+	if (!v->restoring)
+		return 0;
+	vmm_job_fail_message(
+		j,
+		"its VMM was restoring a snapshot when the vmd before died: it is not booted afresh, which would write to the disks the snapshot belongs to");
+	return -ESTALE;
+}

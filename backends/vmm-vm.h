@@ -393,6 +393,13 @@ int vmm_vm_suspend(Backend *b, const char *name, const char *snapshot_dir);
 /* BackendOps.restore: a start whose job is a restore (spawn, api-up, load, loading, boot); 1. */
 int vmm_vm_restore(Backend *b, const SandboxSpec *spec, uint64_t generation,
 		   const char *snapshot_dir);
+/*
+ * For a backend's configure phase: a start adopted from a vmd that died while the VMM
+ * restored a snapshot (v->restoring) is not booted afresh (the guest would write to the
+ * disks the snapshot belongs to): -ESTALE, the job failed and the VMM killed, so that the
+ * daemon wakes the snapshot again. 0 otherwise.
+ */
+int vmm_vm_refuse_fresh_boot(VmmVm *v, VmmJob *j);
 /* Remove the runtime files of a VM that is not running. Never touches disk images. */
 int vmm_vm_cleanup(Backend *b, const char *name);
 

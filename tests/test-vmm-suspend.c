@@ -61,6 +61,18 @@ static void backend_up(Ctx *c)
 	assert_int_equal(backend_new(c->kind, c->e, c->run, &cb, &c->options, &c->b), 0);
 }
 
+/* How many requests in $VMD_SIM_REQUESTS (where the simulators write each) begin with prefix. */
+static unsigned count_requests(const char *prefix)
+{
+	_cleanup_free_ char *all = test_read_file(getenv("VMD_SIM_REQUESTS"), NULL);
+	unsigned n = 0;
+
+	for (const char *line = all; line && *line;
+	     line = strchr(line, '\n') ? strchr(line, '\n') + 1 : "")
+		n += strncmp(line, prefix, strlen(prefix)) == 0;
+	return n;
+}
+
 /* The test's context, for the teardown: a failed assertion leaves no VMM behind. */
 static Ctx *current;
 
@@ -403,17 +415,21 @@ static void test_fc_refused(void **state _unused_)
 /*
  * A vmd that died right after it spawned the VMM of a wake, before the load: the record
  * says the VMM is restoring (VmObserved.restoring), which the daemon forces off to wake
- * the snapshot again, rather than take a half-loaded VM for the woken one. Done so here
- * (the VMM killed, as the daemon's forced stop does), the count goes on.
+ * the snapshot again, rather than take a half-loaded VM for the woken one; adopted, it is
+ * not booted afresh (which would write to the disks the snapshot belongs to). Woken
+ * again, the count goes on.
  */
 static void adopted_mid_wake(BackendKind kind, bool jailed)
 {
 	Ctx *c = ctx_new(kind, jailed);
 	_cleanup_(sandbox_spec_freep) SandboxSpec *s = spec(c, "vm", "sim.counter=1");
-	_cleanup_free_ char *snap = snapshot_dir(c, "vm"), *text = NULL;
+	_cleanup_free_ char *snap = snapshot_dir(c, "vm"), *text = NULL, *requests = NULL;
 	unsigned restored = 0;
 	VmObserved o = {};
 	size_t at;
+
+	assert_true(asprintf(&requests, "%s/requests", c->dir) > 0);
+	setenv("VMD_SIM_REQUESTS", requests, 1); /* read by the simulators as they start */
 
 	start(c, s);
 	wait_console(c, "vm", "SIM-GUEST-COUNTER 2", 0);
@@ -429,7 +445,16 @@ static void adopted_mid_wake(BackendKind kind, bool jailed)
 	assert_true(o.restoring);
 	assert_true(o.pid > 0);
 	vm_observed_done(&o);
-	fixture_kill_vmms(c->run); /* forced off, as the daemon does */
+	/* Adopted, it is not booted afresh: the start fails, its VMM killed. */
+	assert_int_equal(c->b->ops->adopt(c->b, "vm"), 0);
+	assert_true(wait_done(c, BACKEND_OP_START) < 0);
+	assert_non_null(strstr(c->message, "not booted afresh"));
+	while (state_of(c, "vm", NULL) != VM_EXITED)
+		assert_true(sd_event_run(c->e, 100 * 1000) >= 0);
+	assert_int_equal(count_requests(kind == BACKEND_CLOUD_HYPERVISOR
+						? "PUT /api/v1/vm.boot"
+						: "PUT /actions {\"action_type\":\"InstanceStart\""),
+			 1); /* the first boot's */
 	assert_int_equal(c->b->ops->cleanup(c->b, "vm"), 0);
 
 	assert_true(c->b->ops->restore(c->b, s, 1, snap) > 0);
@@ -440,6 +465,7 @@ static void adopted_mid_wake(BackendKind kind, bool jailed)
 	assert_int_equal(sscanf(text + at, "%u", &restored), 1);
 	assert_true(restored >= 2);
 	stop(c, "vm");
+	unsetenv("VMD_SIM_REQUESTS");
 	ctx_free(c);
 }
 
