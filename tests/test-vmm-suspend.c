@@ -479,6 +479,55 @@ static void test_fc_adopted_mid_wake(void **state _unused_)
 	each_release(BACKEND_FIRECRACKER, false, adopted_mid_wake);
 }
 
+/*
+ * Jailed, the snapshot is hard-linked out of the jail: a state dir on another filesystem
+ * than the chroot base fails the suspend, saying so, and the VM runs on.
+ */
+static void test_fc_jailed_other_filesystem(void **state _unused_)
+{
+	Ctx *c = ctx_new(BACKEND_FIRECRACKER, true);
+	_cleanup_(diag_list_done) DiagList diags = {};
+	const SpecLoadOptions opts = { .default_backend = BACKEND_FIRECRACKER };
+	_cleanup_(sandbox_spec_freep) SandboxSpec *s = NULL;
+	_cleanup_free_ char *text = NULL, *base = NULL, *snap = snapshot_dir(c, "vm");
+	char *shm = NULL;
+	struct stat a, b;
+
+	/* The jail, and the kernel linked into it, on /dev/shm; the snapshot dir on TMPDIR's. */
+	assert_true(asprintf(&shm, "/dev/shm/vmd-test-XXXXXX") > 0);
+	assert_non_null(mkdtemp(shm));
+	assert_int_equal(chmod(shm, 0755), 0);
+	assert_int_equal(stat(shm, &a), 0);
+	assert_int_equal(stat(c->dir, &b), 0);
+	if (a.st_dev == b.st_dev) {
+		test_tmpdir_remove(shm);
+		ctx_free(c);
+		skip(); /* one filesystem: nothing to show */
+	}
+	test_write_str(shm, "vmlinux", "not really a kernel\n");
+	assert_true(asprintf(&base, "%s/jail", shm) > 0);
+	backend_free(c->b);
+	free((char *)c->options.jailer_chroot_base);
+	c->options.jailer_chroot_base = TAKE_PTR(base);
+	backend_up(c);
+	assert_true(asprintf(&text,
+			     "apiVersion: vmd/v1\nkind: Sandbox\nspec:\n  memory: 64Mi\n"
+			     "  kernel: %s/vmlinux\n  cmdline: \"sim.counter=1\"\n",
+			     shm) > 0);
+	assert_int_equal(spec_load_buffer("vm.yaml", text, strlen(text), &opts, &s, &diags), 0);
+
+	start(c, s);
+	assert_true(c->b->ops->suspend(c->b, "vm", snap) > 0);
+	assert_true(wait_done(c, BACKEND_OP_SUSPEND) < 0);
+	assert_non_null(
+		strstr(c->message, "keep --state-dir on the filesystem of --jailer-chroot-base"));
+	assert_int_equal(state_of(c, "vm", NULL), VM_RUNNING);
+	wait_console(c, "vm", "SIM-GUEST-RESUMED", 0);
+	stop(c, "vm");
+	ctx_free(c);
+	test_tmpdir_remove(shm);
+}
+
 /* The VMM dies half-way through the save: the suspend fails, and the exit is told. */
 static void dies_in_save(BackendKind kind, bool jailed _unused_)
 {
@@ -797,6 +846,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_ch_suspend_and_wake, teardown),
 		cmocka_unit_test_teardown(test_fc_suspend_and_wake, teardown),
 		cmocka_unit_test_teardown(test_fc_jailed_suspend_and_wake, teardown),
+		cmocka_unit_test_teardown(test_fc_jailed_other_filesystem, teardown),
 		cmocka_unit_test_teardown(test_ch_refused, teardown),
 		cmocka_unit_test_teardown(test_fc_refused, teardown),
 		cmocka_unit_test_teardown(test_ch_adopted_mid_wake, teardown),
