@@ -85,6 +85,8 @@ LIB_SRCS := \
 	reconciler/neigh.c \
 	reconciler/addresses.c \
 	reconciler/image-copies.c \
+	reconciler/snapshot.c \
+	reconciler/suspend.c \
 	reconciler/probe.c \
 	reconciler/executor.c \
 	reconciler/watcher.c \
@@ -119,6 +121,7 @@ LIB_SRCS := \
 	backends/qemu.c \
 	backends/qemu-hotplug.c \
 	backends/qemu-fds.c \
+	backends/qemu-snapshot.c \
 	backends/netdev.c \
 	backends/cloud-hypervisor.c \
 	backends/firecracker.c \
@@ -126,7 +129,8 @@ LIB_SRCS := \
 MAIN_SRC := reconciler/main.c
 
 TESTS := util hashmap list prioq status desired console yaml-tree yaml-decode spec disk-image spec-check spec-yaml spec-json provision sandbox-dir sandbox-file plan backend-noop vmm http-unix http-unix-loop http-fds cloud-hypervisor firecracker qmp qemu-argv qemu qemu-net qemu-image qemu-provision qemu-sim qemu-user qemu-fds vmm-user vmm-net hung-vmm vm-safety host-ports neigh guest-agent readiness ordering events source-revision watcher \
-	cli-validate schema daemon state-dir files deletion-guard vm-scope journal units install systemd readme metrics man fleet
+	cli-validate schema daemon state-dir files deletion-guard vm-scope journal units install systemd readme metrics man fleet \
+	suspend vmm-suspend
 
 # libFuzzer targets, tests/fuzz-NAME.c; make check replays the seeds of each (tests/run).
 FUZZ_TARGETS := spec-yaml qmp vmm-reply records

@@ -26,6 +26,8 @@ const char *const backend_op_table[_BACKEND_OP_MAX] = {
 	[BACKEND_OP_DISK_UPDATE] = "disk-update",
 	[BACKEND_OP_ADOPT] = "adopt",
 	[BACKEND_OP_OBSERVE] = "observe",
+	[BACKEND_OP_SUSPEND] = "suspend",
+	[BACKEND_OP_RESTORE] = "restore",
 };
 DEFINE_STRING_TABLE(backend_op, BackendOp, _BACKEND_OP_MAX)
 
@@ -37,6 +39,17 @@ const BackendOps *const backend_ops[_BACKEND_KIND_MAX] = {
 	[BACKEND_NOOP] = &backend_noop_ops,
 };
 
+/* state: suspended needs a backend that can save a VM (BACKEND_CAP_SUSPEND). */
+static void backend_check_suspend(const SandboxSpec *spec, const BackendOps *ops, SpecCheck *check)
+{
+	char buf[SPEC_CHECK_BACKEND_MAX];
+
+	if (spec->state == SANDBOX_SUSPENDED && (!ops || !(ops->caps & BACKEND_CAP_SUSPEND)))
+		spec_check_error(check, "spec.state",
+				 "%s cannot suspend a VM to disk; use running, paused or stopped",
+				 spec_check_backend(spec, buf));
+}
+
 int backend_validate_spec(const SandboxSpec *spec, SpecCheck *check)
 {
 	const BackendOps *ops;
@@ -44,6 +57,7 @@ int backend_validate_spec(const SandboxSpec *spec, SpecCheck *check)
 	assert(spec->backend >= 0 && spec->backend < _BACKEND_KIND_MAX);
 	ops = backend_ops[spec->backend];
 	probe_spec_check(spec, check);
+	backend_check_suspend(spec, ops, check);
 	if (ops && ops->validate)
 		(void)ops->validate(spec, check);
 	return spec_check_result(check);

@@ -21,6 +21,11 @@ typedef enum BackendCaps {
 	BACKEND_CAP_RESIZE = 1u << 3, /* vcpus and memory */
 	/* A disk's backing path changed in place (disk_update), its other settings kept. */
 	BACKEND_CAP_DISK_PATH = 1u << 4,
+	/*
+	 * state: suspended: the suspend op writes the VM's state into a snapshot dir and its
+	 * VMM exits; restore brings it back from there (docs/backends.md, "Snapshots").
+	 */
+	BACKEND_CAP_SUSPEND = 1u << 5,
 } BackendCaps;
 
 typedef enum VmState {
@@ -51,6 +56,8 @@ typedef enum BackendOp {
 	BACKEND_OP_DISK_UPDATE,
 	BACKEND_OP_ADOPT,
 	BACKEND_OP_OBSERVE, /* refresh: what the VMM itself reports */
+	BACKEND_OP_SUSPEND, /* the VM's state saved into a snapshot dir, its VMM gone */
+	BACKEND_OP_RESTORE, /* a start whose VM comes from a snapshot dir */
 	_BACKEND_OP_MAX,
 	_BACKEND_OP_INVALID = -EINVAL,
 } BackendOp;
@@ -84,6 +91,11 @@ typedef struct VmObserved {
 	char *progress;		 /* what is in flight, in words; or NULL */
 	/* It runs, but this vmd does not watch it yet: adopt it before anything else. */
 	bool unwatched;
+	/*
+	 * Its VMM was started to restore a snapshot that it has not loaded to the end (a vmd
+	 * died under the restore): no VM worth keeping; the snapshot is.
+	 */
+	bool restoring;
 	/* Its VMM did not answer in time (why, in words), or NULL. */
 	char *unresponsive;
 	/*
@@ -232,6 +244,30 @@ typedef struct BackendOps {
 	int (*net_remove)(Backend *b, const char *name, const char *id, uint64_t generation);
 	int (*resize)(Backend *b, const char *name, unsigned vcpus, uint64_t memory,
 		      uint64_t generation);
+	/*
+	 * BACKEND_CAP_SUSPEND. Suspend: pause the VM (if it runs), write its state into
+	 * snapshot_dir, an empty dir the daemon made (owned by the VMM user when there is one,
+	 * so that a VMM that writes it itself can), and end its VMM. op_done(0) only once the
+	 * state is complete on disk AND the VMM has exited; the VM is then VM_EXITED, and no
+	 * vm_exited follows. What the backend puts in the dir is its own business; the daemon
+	 * adds its manifest.json afterwards and never reads the rest. A failure before the
+	 * state is complete leaves the VM as it was (running again if it ran) and fails the op;
+	 * a VMM that dies mid-save fails it too, and vm_exited tells of the exit. A backend
+	 * whose VMM exits after the save puts SNAPSHOT_COMPLETE (snapshot.h) in the dir once
+	 * the state is complete, before the exit: a vmd killed before op_done then commits the
+	 * save at its next start instead of deleting it (vmm-job.c does for the VMM backends).
+	 */
+	int (*suspend)(Backend *b, const char *name, const char *snapshot_dir);
+	/*
+	 * Restore: a start (VM_STARTING until op_done, as start()) of spec, the config the VM
+	 * had when it was saved into snapshot_dir (same disks and NICs), whose VM's state
+	 * comes from the snapshot instead of a boot: running, or paused if spec->state says
+	 * paused, afterwards. The dir is read-only to the backend and stays the daemon's: it
+	 * deletes it once the op is done. A failure leaves no VMM (as a failed start); the
+	 * snapshot is untouched and may be tried again.
+	 */
+	int (*restore)(Backend *b, const SandboxSpec *spec, uint64_t generation,
+		       const char *snapshot_dir);
 	/*
 	 * Remove the runtime state of a VM that is not running. Never touches disk images.
 	 * -EEXIST: a stray VMM uses it.

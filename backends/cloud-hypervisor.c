@@ -15,6 +15,12 @@
  * vcpus, if more), and memory can grow to four times its size (ACPI hotplug, which cannot
  * give memory back). A restarted vmd adopts a VM when the record's identity holds and
  * vmm.ping answers with the same pid.
+ *
+ * Suspend (state: suspended): vm.pause, vm.snapshot into the snapshot dir (CH writes
+ * config.json, state.json and memory-ranges there itself, synchronously: the reply is the
+ * end of the save), then vm.shutdown and vmm.shutdown. Wake: a CH started as for a boot,
+ * vm.restore from the dir (the VM comes back paused, its serial socket bound again), then
+ * vm.resume unless it is to stay paused.
  */
 #include <inttypes.h>
 #include <limits.h>
@@ -300,6 +306,7 @@ static int ch_cleanup(Backend *b, const char *name)
 {
 	return vmm_own_dir_cleanup(b, name, ch_own_files);
 }
+static bool restored_room(ChVm *v);
 
 static int ch_argv(VmmVm *vm, char ***ret)
 {
@@ -307,9 +314,11 @@ static int ch_argv(VmmVm *vm, char ***ret)
 	char **argv = NULL;
 	ChVm *v = (ChVm *)vm;
 
-	v->max_vcpus = MAX(vm->config->vcpus, host_cpus());
-	v->max_memory = vm->config->memory + hotplug_size(vm->config->memory);
-	v->hot_adds = 0;
+	if (!restored_room(v)) {
+		v->max_vcpus = MAX(vm->config->vcpus, host_cpus());
+		v->max_memory = vm->config->memory + hotplug_size(vm->config->memory);
+		v->hot_adds = 0;
+	}
 	if (asprintf(&opt, "fd=%d", v->api_fd) < 0)
 		return -ENOMEM;
 	if (strv_extendf(&argv, "%s", VMM_BACKEND(vm->b)->binary) < 0 ||
@@ -544,17 +553,128 @@ static int build_request(VmmJob *j, VmmRequests *rq)
 	}
 }
 
+/* Snapshots */
+
+/*
+ * A NIC of a device vmd makes is CH's by descriptor, and vm.restore wants new ones for it
+ * (net_fds, config.rs, RestoreConfig::validate(): RestoreMissingRequiredNetId), a field
+ * the pinned OpenAPI document does not have: such a VM is not suspended (-EOPNOTSUPP,
+ * before anything is paused).
+ */
+static int refuse_fd_nets(VmmVm *vm, VmmJob *j)
+{
+	for (size_t i = 0; vm->config && i < vm->config->n_networks; i++)
+		if (vmd_made(&vm->config->networks[i])) {
+			vmm_job_fail_message(
+				j,
+				"network '%s': Cloud Hypervisor cannot be given a new descriptor for it at vm.restore, so a VM with a bridge or macvtap network is not suspended",
+				vm->config->networks[i].id);
+			return -EOPNOTSUPP;
+		}
+	return 0;
+}
+
+/*
+ * The resize room the VM was created with (ch_save()'s keys), kept beside CH's files: a
+ * wake gets the room and the hot-adds used of the VM as it was, not one computed afresh
+ * from its size then (CH keeps both in its own state: max_vcpus, hotplug_size, the slots).
+ */
+#define CH_SNAPSHOT_ROOM "vmd-room.json"
+
+static int saved_room(VmmVm *vm, VmmJob *j, const VmmReply *r)
+{
+	_cleanup_free_ char *path = NULL, *text = NULL;
+	json_auto_t *room = json_object();
+	int k;
+
+	if (r->error < 0)
+		return r->error;
+	if (!room || ch_save(vm, room) < 0 ||
+	    asprintf(&path, "%s/" CH_SNAPSHOT_ROOM, j->snapshot_dir) < 0 ||
+	    !(text = json_dumps(room, JSON_COMPACT)))
+		return -ENOMEM;
+	k = write_file_atomic(path, text, strlen(text), 0600, true);
+	if (k < 0)
+		vmm_job_fail_message(j, "cannot write %s: %s", path, strerror(-k));
+	return k < 0 ? k : VMM_NEXT;
+}
+
+/* A restore's room, from the snapshot; false if it has none (then computed as for a boot). */
+static bool restored_room(ChVm *v)
+{
+	_cleanup_free_ char *path = NULL, *text = NULL;
+	json_auto_t *room = NULL;
+	size_t len;
+
+	if (!v->vm.job.snapshot_dir ||
+	    asprintf(&path, "%s/" CH_SNAPSHOT_ROOM, v->vm.job.snapshot_dir) < 0 ||
+	    read_regular_file(path, 4096, &text, &len) < 0)
+		return false;
+	room = json_loadb(text, len, 0, NULL);
+	if (!json_is_object(room) || ch_load(&v->vm, room) < 0)
+		return false;
+	return v->max_vcpus > 0 && v->max_memory > 0;
+}
+
+/* vm.snapshot's destination_url, vm.restore's source_url: the dir, as a file:// URL. */
+static json_t *snapshot_url(const char *key, const char *dir)
+{
+	_cleanup_free_ char *url = NULL;
+
+	if (asprintf(&url, "file://%s", dir) < 0)
+		return NULL;
+	return json_pack("{s:s}", key, url);
+}
+
+/*
+ * Suspend: pause (unless paused), vm.snapshot (vm.rs, Snapshottable for Vm, snapshot():
+ * a VM not paused is refused), which writes the whole state before it answers; a failure
+ * resumes it (thaw). Restore: vm.restore on a VMM with no VM (lib.rs, vm_restore()),
+ * which leaves it Paused (vm.rs, new_from_memory_manager()); boot then resumes it.
+ */
+static int build_snapshot(VmmVm *vm, VmmJob *j, VmmRequests *rq)
+{
+	int r;
+
+	switch (j->phase) {
+	case VMM_PHASE_FREEZE:
+		r = refuse_fd_nets(vm, j);
+		if (r < 0 || j->was_paused)
+			return r;
+		return put(rq, "vm.pause", NULL);
+	case VMM_PHASE_SAVE:
+		return vmm_request_add(rq, "PUT", snapshot_url("destination_url", j->snapshot_dir),
+				       saved_room, CH_API "vm.snapshot");
+	case VMM_PHASE_THAW:
+		return j->was_paused ? 0 : put(rq, "vm.resume", NULL);
+	case VMM_PHASE_LOAD:
+		return put(rq, "vm.restore", snapshot_url("source_url", j->snapshot_dir));
+	case VMM_PHASE_BOOT:
+		/* vm.restore bound the serial socket again: vmd is its client before the guest runs. */
+		console_connect_now(vm->console);
+		return vm->config->state == SANDBOX_PAUSED ? 0 : put(rq, "vm.resume", NULL);
+	default:
+		return 0;
+	}
+}
+
 static int ch_build(VmmVm *vm, VmmJob *j, VmmRequests *rq)
 {
 	ChVm *v = (ChVm *)vm;
 	json_t *config;
 	int r = 0;
 
+	if (IN_SET(j->phase, VMM_PHASE_FREEZE, VMM_PHASE_SAVE, VMM_PHASE_THAW, VMM_PHASE_LOAD) ||
+	    (j->type == BACKEND_OP_RESTORE && j->phase == VMM_PHASE_BOOT))
+		return build_snapshot(vm, j, rq);
 	switch (j->phase) {
 	case VMM_PHASE_API_UP:
 	case VMM_PHASE_HANDSHAKE:
 		return get(rq, "vmm.ping", check_ping);
 	case VMM_PHASE_CONFIGURE:
+		r = vmm_vm_refuse_fresh_boot(vm, j);
+		if (r < 0)
+			return r;
 		config = vm_config(v);
 		if (!config)
 			return -ENOMEM;
@@ -671,6 +791,28 @@ static void refuse_shared_ids(const SandboxSpec *spec, SpecCheck *check)
 }
 
 /*
+ * state: suspended with a NIC of a device vmd makes: Cloud Hypervisor has it as a
+ * descriptor, and vm.restore would need a new one (net_fds), which the OpenAPI document
+ * vmd is held to does not have (refuse_fd_nets() is the same rule at the suspend).
+ */
+static void refuse_suspended_fd_nets(const SandboxSpec *spec, SpecCheck *check)
+{
+	char field[64];
+
+	if (spec->state != SANDBOX_SUSPENDED)
+		return;
+	for (size_t i = 0; i < spec->n_networks; i++) {
+		if (!vmd_made(&spec->networks[i]))
+			continue;
+		snprintf(field, sizeof(field), "spec.networks[%zu].type", i);
+		spec_check_error(
+			check, field,
+			"a %s network cannot be suspended on cloud-hypervisor: it takes the device as a descriptor, and a wake would need a new one, which vmd cannot give it; use type tap, or the qemu backend",
+			net_type_to_string(spec->networks[i].type));
+	}
+}
+
+/*
  * Cloud Hypervisor boots a kernel (payload), opens raw and qcow2 images (image_type, v51.0
  * on) and attaches tap devices: an existing one by name, a tap or macvtap vmd makes by
  * descriptor.
@@ -681,6 +823,7 @@ static int ch_validate(const SandboxSpec *spec, SpecCheck *check)
 	backend_refuse_user_net(spec, check);
 	backend_refuse_guest_agent(spec, check);
 	refuse_shared_ids(spec, check);
+	refuse_suspended_fd_nets(spec, check);
 	backend_refuse_credentials(spec, check);
 	return spec_check_result(check);
 }
@@ -689,7 +832,7 @@ const BackendOps backend_cloud_hypervisor_ops = {
 	.name = "cloud-hypervisor",
 	.takes_host_resources = true,
 	.caps = BACKEND_CAP_PAUSE | BACKEND_CAP_DISK_HOTPLUG | BACKEND_CAP_NET_HOTPLUG |
-		BACKEND_CAP_RESIZE,
+		BACKEND_CAP_RESIZE | BACKEND_CAP_SUSPEND,
 	.data_size = sizeof(VmmBackend),
 	.validate = ch_validate,
 	.init = ch_init,
@@ -708,5 +851,7 @@ const BackendOps backend_cloud_hypervisor_ops = {
 	.net_add = vmm_vm_net_add,
 	.net_remove = vmm_vm_net_remove,
 	.resize = vmm_vm_resize,
+	.suspend = vmm_vm_suspend,
+	.restore = vmm_vm_restore,
 	.cleanup = vmm_vm_cleanup,
 };

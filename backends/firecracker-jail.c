@@ -6,7 +6,10 @@
  * itself is neither copied nor changed, and stays the operator's to give the uid access
  * to; it must be on the same filesystem), copies the cloud-init seed in (vmd's own, in the
  * runtime dir), gives the uid the root dir, and points api.sock
- * and console.log in the runtime dir at the jail's. Before each start and after removal,
+ * and console.log in the runtime dir at the jail's. A snapshot is written and read in the
+ * root too (snapshot.state, snapshot.mem) and hard-linked out of it into the daemon's
+ * snapshot dir after a save, into it before a load: the state dir must be on the
+ * filesystem of the chroot base, as the images must. Before each start and after removal,
  * what vmd and the jailer made there is cleared, as the jailer fails in a jail it ran in.
  */
 #include <dirent.h>
@@ -199,7 +202,8 @@ static void jail_clear(const Backend *b, const char *name, bool console)
 	}
 	while ((e = readdir(d)))
 		if (streq(e->d_name, JAIL_KERNEL) || streq(e->d_name, JAIL_INITRD) ||
-		    strncmp(e->d_name, JAIL_DISK, strlen(JAIL_DISK)) == 0)
+		    strncmp(e->d_name, JAIL_DISK, strlen(JAIL_DISK)) == 0 ||
+		    strncmp(e->d_name, JAIL_SNAPSHOT, strlen(JAIL_SNAPSHOT)) == 0)
 			(void)unlinkat(dirfd(d), e->d_name, 0);
 	closedir(d);
 }
@@ -244,6 +248,26 @@ int fc_jail_relink(VmmVm *vm, const char *host, const char *file)
 		return r;
 	}
 	return 0;
+}
+
+int fc_jail_take(VmmVm *vm, const char *file, const char *host)
+{
+	_cleanup_free_ char *p = jail_path(vm->b, vm->name, file);
+
+	if (!p)
+		return -ENOMEM;
+	if (link(p, host) < 0)
+		return -errno;
+	(void)unlink(p);
+	return 0;
+}
+
+void fc_jail_drop(VmmVm *vm, const char *file)
+{
+	_cleanup_free_ char *p = jail_path(vm->b, vm->name, file);
+
+	if (p)
+		(void)unlink(p);
 }
 
 /*

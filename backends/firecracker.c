@@ -17,12 +17,19 @@
  * is SIGKILL. A restarted vmd adopts a VM when the record's identity holds and GET /
  * answers with the sandbox's name as the instance id.
  *
+ * Suspend (state: suspended): PATCH /vm Paused, PUT /snapshot/create (Full: vm.state and
+ * vm.mem in the snapshot dir; written before it answers), then SIGKILL (no API to quit).
+ * Wake: a Firecracker started as for a boot, its serial set, then PUT /snapshot/load
+ * (before any boot resource: rpc_interface.rs, load_snapshot()) with resume_vm unless the
+ * VM is to stay paused. The restored VM's memory is a private mapping of vm.mem.
+ *
  * With --jailer, Firecracker runs in the jailer's chroot: firecracker-jail.c. The jailer
  * execs Firecracker in the same process, so the pid vmd watches stays the same; the
  * record takes the jailed binary once the API answers.
  */
 #include <inttypes.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 
 #include "log.h"
@@ -487,15 +494,149 @@ static int resize(VmmVm *v, VmmJob *j, VmmRequests *rq)
 		resized, "/hotplug/memory");
 }
 
+/*
+ * Snapshots: vm.state and vm.mem in the daemon's snapshot dir. Jailed, Firecracker sees only
+ * its root: it writes /snapshot.state and /snapshot.mem there, which vmd then hard-links
+ * into the dir (and before a load, from it), as it links the disks in.
+ */
+#define FC_SNAPSHOT_STATE "vm.state"
+#define FC_SNAPSHOT_MEMORY "vm.mem"
+
+static const struct {
+	const char *dir_file, *jail_file;
+} fc_snapshot_files[] = {
+	{ FC_SNAPSHOT_STATE, JAIL_SNAPSHOT_STATE },
+	{ FC_SNAPSHOT_MEMORY, JAIL_SNAPSHOT_MEMORY },
+};
+
+/* The path Firecracker is given for file i of the snapshot in dir. */
+static char *snapshot_path(const VmmVm *v, const char *dir, size_t i)
+{
+	_cleanup_free_ char *host = NULL;
+
+	if (asprintf(&host, "%s/%s", dir, fc_snapshot_files[i].dir_file) < 0)
+		return NULL;
+	return fc_vm_path(v->b, host, fc_snapshot_files[i].jail_file);
+}
+
+/* Jailed: the files Firecracker wrote in the jail, into the snapshot dir. */
+static int saved(VmmVm *v, VmmJob *j, const VmmReply *r)
+{
+	if (r->error < 0 || !fc_jailed(v->b))
+		return r->error < 0 ? r->error : VMM_NEXT;
+	for (size_t i = 0; i < ELEMENTSOF(fc_snapshot_files); i++) {
+		_cleanup_free_ char *host = NULL;
+		int k;
+
+		if (asprintf(&host, "%s/%s", j->snapshot_dir, fc_snapshot_files[i].dir_file) < 0)
+			return -ENOMEM;
+		k = fc_jail_take(v, fc_snapshot_files[i].jail_file, host);
+		if (k < 0) {
+			vmm_job_fail_message(
+				j, "cannot link the snapshot's %s out of the jail into %s: %s%s",
+				fc_snapshot_files[i].jail_file, j->snapshot_dir, strerror(-k),
+				k == -EXDEV ? "; keep --state-dir on the filesystem of --jailer-chroot-base"
+					    : "");
+			return k;
+		}
+	}
+	return VMM_NEXT;
+}
+
+/* persist.rs, create_snapshot(): of a paused microVM only (the vCPUs refuse otherwise). */
+static int snapshot_create(VmmVm *v, VmmJob *j, VmmRequests *rq)
+{
+	_cleanup_free_ char *state = snapshot_path(v, j->snapshot_dir, 0),
+			    *mem = snapshot_path(v, j->snapshot_dir, 1);
+
+	if (!state || !mem)
+		return -ENOMEM;
+	for (size_t i = 0; fc_jailed(v->b) && i < ELEMENTSOF(fc_snapshot_files); i++)
+		fc_jail_drop(v, fc_snapshot_files[i].jail_file); /* a save's before, killed */
+	return vmm_request_add(rq, "PUT",
+			       json_pack("{s:s, s:s, s:s}", "snapshot_type", "Full",
+					 "snapshot_path", state, "mem_file_path", mem),
+			       saved, "/snapshot/create");
+}
+
+/* Jailed: the jail's links to the snapshot go once it is loaded (or not). */
+static int loaded(VmmVm *v, VmmJob *j _unused_, const VmmReply *r)
+{
+	for (size_t i = 0; fc_jailed(v->b) && i < ELEMENTSOF(fc_snapshot_files); i++)
+		fc_jail_drop(v, fc_snapshot_files[i].jail_file);
+	return r->error < 0 ? r->error : VMM_NEXT;
+}
+
+/*
+ * The serial first (allowed before a load: it is no boot resource), then the load, with
+ * mem_backend (mem_file_path is deprecated), resumed unless the VM is to stay paused.
+ */
+static int snapshot_load(VmmVm *v, VmmJob *j, VmmRequests *rq)
+{
+	_cleanup_free_ char *host_console = vmm_vm_path(v->b, v->name, "console.log"),
+			    *console = NULL, *state = snapshot_path(v, j->snapshot_dir, 0),
+			    *mem = snapshot_path(v, j->snapshot_dir, 1);
+	int r = 0;
+
+	console = host_console ? fc_vm_path(v->b, host_console, JAIL_CONSOLE) : NULL;
+	if (!console || !state || !mem)
+		return -ENOMEM;
+	for (size_t i = 0; r >= 0 && fc_jailed(v->b) && i < ELEMENTSOF(fc_snapshot_files); i++) {
+		_cleanup_free_ char *host = NULL;
+
+		if (asprintf(&host, "%s/%s", j->snapshot_dir, fc_snapshot_files[i].dir_file) < 0)
+			return -ENOMEM;
+		r = fc_jail_relink(v, host, fc_snapshot_files[i].jail_file);
+		if (r < 0)
+			vmm_job_fail_message(j, "cannot link the snapshot's %s into the jail: %s",
+					     host, strerror(-r));
+	}
+	if (r >= 0)
+		r = has_serial(v)
+			    ? fc_put(rq, json_pack("{s:s}", "serial_out_path", console), "/serial")
+			    : console_is_stdout(v);
+	if (r < 0)
+		return r;
+	return vmm_request_add(rq, "PUT",
+			       json_pack("{s:s, s:{s:s, s:s}, s:b}", "snapshot_path", state,
+					 "mem_backend", "backend_type", "File", "backend_path", mem,
+					 "resume_vm", v->config->state != SANDBOX_PAUSED),
+			       loaded, "/snapshot/load");
+}
+
+static int build_snapshot(VmmVm *v, VmmJob *j, VmmRequests *rq)
+{
+	switch (j->phase) {
+	case VMM_PHASE_FREEZE:
+		return j->was_paused ? 0 : patch_vm(rq, "Paused");
+	case VMM_PHASE_SAVE:
+		return snapshot_create(v, j, rq);
+	case VMM_PHASE_THAW:
+		return j->was_paused ? 0 : patch_vm(rq, "Resumed");
+	case VMM_PHASE_QUIT:
+		/* Saved, and no API to quit: its exit ends the job. */
+		return vmm_kill(v->pidfd, SIGKILL);
+	case VMM_PHASE_LOAD:
+		return snapshot_load(v, j, rq);
+	default:
+		return 0; /* boot: the load resumed it (resume_vm) */
+	}
+}
+
 static int fc_build(VmmVm *v, VmmJob *j, VmmRequests *rq)
 {
 	int r = 0;
 
+	if (IN_SET(j->type, BACKEND_OP_SUSPEND, BACKEND_OP_RESTORE) &&
+	    IN_SET(j->phase, VMM_PHASE_FREEZE, VMM_PHASE_SAVE, VMM_PHASE_THAW, VMM_PHASE_QUIT,
+		   VMM_PHASE_LOAD, VMM_PHASE_BOOT))
+		return build_snapshot(v, j, rq);
 	switch (j->phase) {
 	case VMM_PHASE_API_UP:
 		return vmm_request_add(rq, "GET", NULL, check_not_started, "/");
 	case VMM_PHASE_CONFIGURE:
-		return configure(v, rq);
+		r = vmm_vm_refuse_fresh_boot(v, j);
+		return r < 0 ? r : configure(v, rq);
 	case VMM_PHASE_BOOT:
 		return actions(rq, "InstanceStart");
 	case VMM_PHASE_HANDSHAKE:
@@ -693,7 +834,7 @@ const BackendOps backend_firecracker_ops = {
 	.name = "firecracker",
 	.takes_host_resources = true,
 	/* memory from 1.14 (fc_observed); a disk's path in every version (PATCH /drives/ID) */
-	.caps = BACKEND_CAP_PAUSE | BACKEND_CAP_RESIZE | BACKEND_CAP_DISK_PATH,
+	.caps = BACKEND_CAP_PAUSE | BACKEND_CAP_RESIZE | BACKEND_CAP_DISK_PATH | BACKEND_CAP_SUSPEND,
 	.data_size = sizeof(Fc),
 	.validate = fc_validate,
 	.init = fc_init,
@@ -709,5 +850,7 @@ const BackendOps backend_firecracker_ops = {
 	.resume = vmm_vm_resume,
 	.resize = vmm_vm_resize,
 	.disk_update = vmm_vm_disk_update,
+	.suspend = vmm_vm_suspend,
+	.restore = vmm_vm_restore,
 	.cleanup = vmm_vm_cleanup,
 };

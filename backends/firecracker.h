@@ -17,6 +17,10 @@
 #define FC_SEED_ID "VmdSeed"
 #define JAIL_SOCKET "api.sock"
 #define JAIL_CONSOLE "console.log"
+/* A snapshot's files while Firecracker writes or reads them in the jail (firecracker.c). */
+#define JAIL_SNAPSHOT "snapshot."
+#define JAIL_SNAPSHOT_STATE JAIL_SNAPSHOT "state"
+#define JAIL_SNAPSHOT_MEMORY JAIL_SNAPSHOT "mem"
 
 typedef struct Fc {
 	VmmBackend vmm; /* first */
@@ -40,4 +44,8 @@ int fc_jail_prepare(VmmVm *vm);
 int fc_jail_cleanup(Backend *b, const char *name);
 /* The jail's link file (in its root) made to point at host instead, atomically. */
 int fc_jail_relink(VmmVm *vm, const char *host, const char *file);
+/* A file Firecracker made in the jail root moved out to host (a hard link, then unlinked). */
+int fc_jail_take(VmmVm *vm, const char *file, const char *host);
+/* The jail root's file gone (a link vmd made), if there. */
+void fc_jail_drop(VmmVm *vm, const char *file);
 int fc_argv_name(const Backend *b, pid_t pid, char *const *argv, char **ret);

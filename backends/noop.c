@@ -11,7 +11,14 @@
  *   noop.vmd/exit-status: "N"    with this status (default 1)
  *   noop.vmd/stop-delay: "1s"    a graceful stop takes this long (forced off with status
  *                                137 after the stop's timeout, if that is shorter)
+ *
+ * Suspend writes a fake snapshot, noop-state.json in the dir it is given, and the VM
+ * exits; restore refuses what a VMM would refuse: a dir without one, another sandbox's,
+ * or other disks than the VM had. A restored VM goes on from what was saved: its
+ * "restores" count, and its config, as it was.
  */
+#include <dirent.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -370,7 +377,9 @@ static bool fault(Backend *b, const char *name, bool is_start)
 	return true;
 }
 
-static int noop_start(Backend *b, const SandboxSpec *spec, uint64_t generation)
+/* A VM that runs, in state, restores times back from a snapshot (0: booted). */
+static int boot(Backend *b, const SandboxSpec *spec, uint64_t generation, const char *state,
+		json_int_t restores)
 {
 	_cleanup_(json_decrefp) json_t *j = NULL;
 	json_t *config;
@@ -398,9 +407,11 @@ static int noop_start(Backend *b, const SandboxSpec *spec, uint64_t generation)
 
 	config = spec_to_json(spec);
 	j = json_pack("{s:s, s:s, s:s, s:I, s:I, s:i, s:o}", "vmm", "noop", "bootId",
-		      NOOP(b)->boot_id, "state", "running", "generation", (json_int_t)generation,
+		      NOOP(b)->boot_id, "state", state, "generation", (json_int_t)generation,
 		      "startedAtUsec", (json_int_t)now, "exitStatusOnExit",
 		      status ? atoi(status) : 1, "config", config);
+	if (j && restores)
+		json_object_set_new(j, "restores", json_integer(restores));
 	if (!j)
 		return -ENOMEM;
 	if (exit_after) {
@@ -410,6 +421,11 @@ static int noop_start(Backend *b, const SandboxSpec *spec, uint64_t generation)
 			return r;
 	}
 	return state_save(b, spec->name, j);
+}
+
+static int noop_start(Backend *b, const SandboxSpec *spec, uint64_t generation)
+{
+	return boot(b, spec, generation, "running", 0);
 }
 
 /* Load a running VM's state for an operation, failing it when a fault says so. */
@@ -563,6 +579,123 @@ static int noop_resize(Backend *b, const char *name, unsigned vcpus, uint64_t me
 	return edit_config(b, name, generation, set_size, &(Size){ vcpus, memory });
 }
 
+#define NOOP_SNAPSHOT "noop-state.json"
+
+static char *snapshot_file(const char *dir)
+{
+	char *p = NULL;
+
+	return asprintf(&p, "%s/" NOOP_SNAPSHOT, dir) < 0 ? NULL : p;
+}
+
+/* Whether dir is an empty dir, as a VMM wants the one it saves into. */
+static int dir_is_empty(const char *dir)
+{
+	_cleanup_close_ int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	struct dirent *e;
+	DIR *d;
+	int r = 0;
+
+	if (fd < 0)
+		return -errno;
+	d = fdopendir(fd);
+	if (!d)
+		return -errno;
+	TAKE_FD(fd);
+	while ((e = readdir(d)))
+		if (!streq(e->d_name, ".") && !streq(e->d_name, ".."))
+			r = -ENOTEMPTY;
+	closedir(d);
+	return r;
+}
+
+static int noop_suspend(Backend *b, const char *name, const char *dir)
+{
+	_cleanup_(json_decrefp) json_t *j = NULL;
+	_cleanup_free_ char *path = snapshot_file(dir), *text = NULL;
+	const char *state;
+	int r;
+
+	if (!path)
+		return -ENOMEM;
+	r = load_for_op(b, name, &j);
+	if (r < 0)
+		return r;
+	state = json_string_value(json_object_get(j, "state"));
+	if (!streq_ptr(state, "running") && !streq_ptr(state, "paused"))
+		return -ESRCH;
+	r = dir_is_empty(dir);
+	if (r < 0) {
+		backend_set_error(b, "cannot save into %s: %s", dir, strerror(-r));
+		return r;
+	}
+	/* The saved guest: what it ran, and how often it came back from a snapshot. */
+	json_object_set_new(j, "restores",
+			    json_integer(json_integer_value(json_object_get(j, "restores"))));
+	json_object_set_new(j, "name", json_string(name));
+	text = json_dumps(j, JSON_SORT_KEYS | JSON_COMPACT);
+	if (!text)
+		return -ENOMEM;
+	r = write_file_atomic(path, text, strlen(text), 0600, false);
+	if (r < 0) {
+		backend_set_error(b, "cannot write %s: %s", path, strerror(-r));
+		return r;
+	}
+	/* Its VMM is gone with the save: exited, and no vm_exited for it. */
+	json_object_set_new(j, "state", json_string("exited"));
+	json_object_set_new(j, "exitStatus", json_integer(0));
+	json_object_del(j, "exitAtUsec");
+	json_object_del(j, "name");
+	return state_save(b, name, j);
+}
+
+/* Whether the spec has the disks the snapshot's VM had, each with its path. */
+static bool same_disks(const SandboxSpec *a, const SandboxSpec *b)
+{
+	if (a->n_disks != b->n_disks)
+		return false;
+	for (size_t i = 0; i < a->n_disks; i++) {
+		const DiskSpec *d = spec_find_disk(b, a->disks[i].id);
+
+		if (!d || !streq_ptr(d->path, a->disks[i].path) ||
+		    !streq_ptr(d->image, a->disks[i].image))
+			return false;
+	}
+	return true;
+}
+
+static int noop_restore(Backend *b, const SandboxSpec *spec, uint64_t generation, const char *dir)
+{
+	_cleanup_(json_decrefp) json_t *saved = NULL;
+	_cleanup_(sandbox_spec_freep) SandboxSpec *had = NULL;
+	_cleanup_free_ char *path = snapshot_file(dir);
+	json_int_t restores;
+	int r;
+
+	if (!path)
+		return -ENOMEM;
+	saved = json_load_file(path, 0, NULL);
+	if (!saved) {
+		backend_set_error(b, "no noop snapshot in %s", dir);
+		return -ENOENT;
+	}
+	if (!streq_ptr(json_string_value(json_object_get(saved, "name")), spec->name)) {
+		backend_set_error(b, "the snapshot in %s is another sandbox's", dir);
+		return -EINVAL;
+	}
+	r = spec_from_json(json_object_get(saved, "config"), &had);
+	if (r < 0)
+		return -EBADMSG;
+	if (!same_disks(spec, had)) {
+		backend_set_error(b, "the snapshot in %s has other disks than the spec", dir);
+		return -EINVAL;
+	}
+	/* The guest's own memory, that a boot resets: how often it came back. */
+	restores = json_integer_value(json_object_get(saved, "restores")) + 1;
+	return boot(b, spec, generation, spec->state == SANDBOX_PAUSED ? "paused" : "running",
+		    restores);
+}
+
 static int noop_cleanup(Backend *b, const char *name)
 {
 	_cleanup_free_ char *path = state_path(b, name);
@@ -578,7 +711,7 @@ static int noop_cleanup(Backend *b, const char *name)
 const BackendOps backend_noop_ops = {
 	.name = "noop",
 	.caps = BACKEND_CAP_PAUSE | BACKEND_CAP_DISK_HOTPLUG | BACKEND_CAP_NET_HOTPLUG |
-		BACKEND_CAP_RESIZE,
+		BACKEND_CAP_RESIZE | BACKEND_CAP_SUSPEND,
 	.data_size = sizeof(Noop),
 	.init = noop_init,
 	.done = noop_done,
@@ -594,5 +727,7 @@ const BackendOps backend_noop_ops = {
 	.net_add = noop_net_add,
 	.net_remove = noop_net_remove,
 	.resize = noop_resize,
+	.suspend = noop_suspend,
+	.restore = noop_restore,
 	.cleanup = noop_cleanup,
 };

@@ -64,3 +64,8 @@ int qemu_build_hotplug(QemuVm *v, VmmJob *j, VmmRequests *rq);
 int qemu_observe_devices(VmmVm *vm, VmmJob *j, const VmmReply *r);
 /* DEVICE_DELETED for device: its removal goes on to free what backed it. */
 void qemu_device_deleted(QemuVm *v, const char *device);
+
+/* qemu-snapshot.c: the requests of a suspend's phases, and of a restore's load and boot. */
+int qemu_build_snapshot(QemuVm *v, VmmJob *j, VmmRequests *rq);
+/* The root ports of the VM saved in snapshot_dir, into v->ports: -ENOENT if it has none. */
+int qemu_snapshot_ports(QemuVm *v, const char *snapshot_dir);

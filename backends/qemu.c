@@ -179,6 +179,9 @@ static int qemu_build(VmmVm *vm, VmmJob *j, VmmRequests *rq)
 	QemuVm *v = (QemuVm *)vm;
 	int r = 0;
 
+	if (IN_SET(j->type, BACKEND_OP_SUSPEND, BACKEND_OP_RESTORE) &&
+	    !IN_SET(j->phase, VMM_PHASE_API_UP, VMM_PHASE_QUIT))
+		return qemu_build_snapshot(v, j, rq);
 	switch (j->phase) {
 	case VMM_PHASE_API_UP:
 	case VMM_PHASE_HANDSHAKE:
@@ -231,6 +234,18 @@ static void assign_ports(QemuVm *v)
 		qemu_device_name(v->ports[i].device, QEMU_DISK_DEVICE, s->disks[i].id);
 	for (size_t i = 0; i < s->n_networks; i++)
 		qemu_device_name(v->ports[s->n_disks + i].device, QEMU_NET_DEVICE, s->networks[i].id);
+}
+
+/* The root port device prefix+id is on, or fallback if none names it. */
+static unsigned port_of(const QemuVm *v, const char *prefix, const char *id, unsigned fallback)
+{
+	char name[DEVICE_NAME_MAX];
+
+	qemu_device_name(name, prefix, id);
+	for (unsigned i = 0; i < v->n_ports; i++)
+		if (streq(v->ports[i].device, name))
+			return i;
+	return fallback;
 }
 
 /* What netdev_open() made for the networks that outlives QEMU (macvtaps): gone. */
@@ -335,12 +350,16 @@ static int qemu_argv(VmmVm *vm, char ***ret)
 		.seed_fd = v->seed_fd,
 	};
 
-	assign_ports(v);
+	l.incoming = vm->job.snapshot_dir != NULL;
+	/* Restored: each device on the port it had when it was saved, as the stream says. */
+	if (!l.incoming || qemu_snapshot_ports(v, vm->job.snapshot_dir) < 0)
+		assign_ports(v);
 	l.n_ports = v->n_ports;
 	for (size_t i = 0; i < s->n_disks; i++)
-		disk_ports[i] = (unsigned)i;
+		disk_ports[i] = port_of(v, QEMU_DISK_DEVICE, s->disks[i].id, (unsigned)i);
 	for (size_t i = 0; i < s->n_networks; i++)
-		net_ports[i] = (unsigned)(s->n_disks + i);
+		net_ports[i] =
+			port_of(v, QEMU_NET_DEVICE, s->networks[i].id, (unsigned)(s->n_disks + i));
 	return qemu_build_argv(&l, ret);
 }
 
@@ -402,7 +421,8 @@ static int qemu_validate(const SandboxSpec *spec, SpecCheck *check)
 const BackendOps backend_qemu_ops = {
 	.name = "qemu",
 	.takes_host_resources = true,
-	.caps = BACKEND_CAP_PAUSE | BACKEND_CAP_DISK_HOTPLUG | BACKEND_CAP_NET_HOTPLUG,
+	.caps = BACKEND_CAP_PAUSE | BACKEND_CAP_DISK_HOTPLUG | BACKEND_CAP_NET_HOTPLUG |
+		BACKEND_CAP_SUSPEND,
 	.data_size = sizeof(Qemu),
 	.validate = qemu_validate,
 	.init = qemu_init,
@@ -420,6 +440,8 @@ const BackendOps backend_qemu_ops = {
 	.disk_remove = vmm_vm_disk_remove,
 	.net_add = vmm_vm_net_add,
 	.net_remove = vmm_vm_net_remove,
+	.suspend = vmm_vm_suspend,
+	.restore = vmm_vm_restore,
 	.cleanup = vmm_vm_cleanup,
 	.agent_ping = vmm_vm_agent_ping,
 };

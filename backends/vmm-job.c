@@ -17,6 +17,9 @@
  *   remove   request -> release (until the guest lets go) -> cleanup
  *   add      request; a failure: rollback
  *   pause, resume, resize: request.   observe (refresh): observe.
+ *   suspend  freeze -> save -> saving -> quit (VMM_KILL_GRACE_USEC) -> kill; done when the
+ *            VMM is gone; a failure or a deadline before quit: thaw, and it fails
+ *   restore  [image ->] spawn -> api-up -> load -> loading -> boot; fails as a start
  */
 #include <inttypes.h>
 #include <signal.h>
@@ -25,6 +28,7 @@
 
 #include "log.h"
 #include "provision.h"
+#include "snapshot.h"
 #include "spec-json.h"
 #include "util.h"
 #include "vmm-vm.h"
@@ -45,7 +49,10 @@ const char *const vmm_phase_table[_VMM_PHASE_MAX] = {
 	[VMM_PHASE_SHUTDOWN] = "shutdown",   [VMM_PHASE_QUIT] = "quit",
 	[VMM_PHASE_KILL] = "kill",	     [VMM_PHASE_REQUEST] = "request",
 	[VMM_PHASE_RELEASE] = "release",     [VMM_PHASE_CLEANUP] = "cleanup",
-	[VMM_PHASE_ROLLBACK] = "rollback",
+	[VMM_PHASE_ROLLBACK] = "rollback",   [VMM_PHASE_FREEZE] = "freeze",
+	[VMM_PHASE_SAVE] = "save",	     [VMM_PHASE_SAVING] = "saving",
+	[VMM_PHASE_THAW] = "thaw",	     [VMM_PHASE_LOAD] = "load",
+	[VMM_PHASE_LOADING] = "loading",
 };
 
 static void run_phase(VmmVm *v, VmmJob *j);
@@ -67,7 +74,17 @@ static VmmPhase next_phase(BackendOp t, VmmPhase p)
 	case VMM_PHASE_SPAWN:
 		return VMM_PHASE_API_UP;
 	case VMM_PHASE_API_UP:
-		return VMM_PHASE_CONFIGURE;
+		return t == BACKEND_OP_RESTORE ? VMM_PHASE_LOAD : VMM_PHASE_CONFIGURE;
+	case VMM_PHASE_LOAD:
+		return VMM_PHASE_LOADING;
+	case VMM_PHASE_LOADING:
+		return VMM_PHASE_BOOT;
+	case VMM_PHASE_FREEZE:
+		return VMM_PHASE_SAVE;
+	case VMM_PHASE_SAVE:
+		return VMM_PHASE_SAVING;
+	case VMM_PHASE_SAVING:
+		return VMM_PHASE_QUIT;
 	case VMM_PHASE_CONFIGURE:
 		return VMM_PHASE_BOOT;
 	case VMM_PHASE_IDENTITY:
@@ -102,6 +119,11 @@ static uint64_t phase_timeout(const VmmJob *j, VmmPhase p, uint64_t now)
 		return VMM_KILL_WAIT_USEC;
 	case VMM_PHASE_RELEASE:
 		return VMM_RELEASE_TIMEOUT_USEC;
+	case VMM_PHASE_SAVE:
+	case VMM_PHASE_SAVING:
+	case VMM_PHASE_LOAD:
+	case VMM_PHASE_LOADING:
+		return VMM_SAVE_TIMEOUT_USEC;
 	default:
 		return VMM_REQUEST_TIMEOUT_USEC;
 	}
@@ -195,8 +217,8 @@ static int interpret(VmmVm *v, VmmJob *j, const VmmReply *r)
 		return VMM_AGAIN;
 	verdict = req->reply ? req->reply(v, j, r) : r->error < 0 ? r->error : VMM_NEXT;
 	/* Undoing and cleaning up do what they can. */
-	if (verdict < 0 &&
-	    (req->best_effort || IN_SET(j->phase, VMM_PHASE_ROLLBACK, VMM_PHASE_CLEANUP)))
+	if (verdict < 0 && (req->best_effort ||
+			    IN_SET(j->phase, VMM_PHASE_ROLLBACK, VMM_PHASE_CLEANUP, VMM_PHASE_THAW)))
 		return VMM_NEXT;
 	if (verdict < 0 && !j->message) {
 		_cleanup_free_ char *what = request_name(req);
@@ -465,12 +487,35 @@ int vmm_job_begin(VmmVm *v, VmmJob *j, BackendOp type, VmmPhase phase)
 	return 0;
 }
 
+/*
+ * The save is complete, its VMM about to be ended: said in the dir (snapshot.h), so that
+ * a vmd killed before it hears of the exit commits the save at its next start.
+ */
+static void mark_saved(VmmVm *v, const VmmJob *j)
+{
+	_cleanup_free_ char *path = NULL;
+	int r = asprintf(&path, "%s/" SNAPSHOT_COMPLETE, j->snapshot_dir) < 0 ? -ENOMEM : 0;
+
+	if (r >= 0)
+		r = write_file_atomic(path, "", 0, 0600, false);
+	if (r < 0)
+		log_job(v, LOG_WARNING, NULL, r,
+			"cannot mark the save in %s complete; a vmd killed before the exit of %s loses it",
+			j->snapshot_dir, v->type->display);
+}
+
 static void phase_over(VmmVm *v, VmmJob *j)
 {
 	VmmPhase next = next_phase(j->type, j->phase);
 
-	if (j->type == BACKEND_OP_STOP && j->phase == VMM_PHASE_QUIT)
+	if (IN_SET(j->type, BACKEND_OP_STOP, BACKEND_OP_SUSPEND) && j->phase == VMM_PHASE_QUIT)
 		return; /* asked to quit: the exit, or the deadline, ends it */
+	if (j->type == BACKEND_OP_SUSPEND && next == VMM_PHASE_QUIT) {
+		/* Its state is complete on disk: the VMM's exit is what was asked for. */
+		v->stop_requested = true;
+		(void)vmm_vm_save(v);
+		mark_saved(v, j);
+	}
 	if (next == VMM_PHASE_NONE) {
 		vmm_job_complete(v, j, j->error, j->error < 0 ? j->message : NULL);
 		return;
@@ -498,10 +543,28 @@ static void give_up_start(VmmVm *v, VmmJob *j, int error)
 	enter(v, j, VMM_PHASE_KILL);
 }
 
+/* A save that cannot go on: the guest runs again as it ran, and the suspend fails. */
+static void give_up_save(VmmVm *v, VmmJob *j, int error)
+{
+	j->error = error;
+	log_job(v, LOG_ERR, "failed", error, "%s did not save the VM: %s; %s", v->type->display,
+		j->message ?: strerror(-error), j->was_paused ? "it stays paused" : "resuming it");
+	enter(v, j, VMM_PHASE_THAW);
+}
+
 static void phase_failed(VmmVm *v, VmmJob *j, int error)
 {
-	if (j->type == BACKEND_OP_START && j->phase != VMM_PHASE_KILL) {
+	if (IN_SET(j->type, BACKEND_OP_START, BACKEND_OP_RESTORE) && j->phase != VMM_PHASE_KILL) {
 		give_up_start(v, j, error);
+		return;
+	}
+	if (j->type == BACKEND_OP_SUSPEND &&
+	    IN_SET(j->phase, VMM_PHASE_FREEZE, VMM_PHASE_SAVE, VMM_PHASE_SAVING)) {
+		give_up_save(v, j, error);
+		return;
+	}
+	if (j->type == BACKEND_OP_SUSPEND && j->phase == VMM_PHASE_QUIT) {
+		enter(v, j, VMM_PHASE_KILL); /* saved: it cannot be asked to quit, so it is killed */
 		return;
 	}
 	if (j->type == BACKEND_OP_STOP) {
@@ -549,6 +612,7 @@ static void timed_out(VmmVm *v, VmmJob *j)
 	vmm_api_cancel(v, j);
 	switch (j->type) {
 	case BACKEND_OP_START:
+	case BACKEND_OP_RESTORE:
 		if (j->phase == VMM_PHASE_KILL)
 			break;
 		if (j->phase == VMM_PHASE_IMAGE) {
@@ -578,6 +642,14 @@ static void timed_out(VmmVm *v, VmmJob *j)
 		if (j->phase == VMM_PHASE_QUIT) {
 			log_job(v, LOG_WARNING, "killed", 0, "%s did not quit; sending SIGKILL",
 				v->type->display);
+			enter(v, j, VMM_PHASE_KILL);
+			return;
+		}
+		break;
+	case BACKEND_OP_SUSPEND:
+		if (j->phase == VMM_PHASE_QUIT) {
+			log_job(v, LOG_WARNING, "killed", 0,
+				"%s did not quit after the save; sending SIGKILL", v->type->display);
 			enter(v, j, VMM_PHASE_KILL);
 			return;
 		}
@@ -638,7 +710,13 @@ static void apply(VmmVm *v, VmmJob *j)
 	SandboxSpec *c = v->config;
 	VmmIdentity id;
 
+	/* A restored VM runs as it was woken for: running, or paused. */
+	if (j->type == BACKEND_OP_RESTORE && v->state == VM_STARTING)
+		v->state = v->config->state == SANDBOX_PAUSED ? VM_PAUSED : VM_RUNNING;
+	if (j->type == BACKEND_OP_RESTORE)
+		v->restoring = false;
 	switch (j->type) {
+	case BACKEND_OP_RESTORE:
 	case BACKEND_OP_START:
 		/*
 		 * What answers may be another binary than the one started (a jailer execs
@@ -695,6 +773,7 @@ void vmm_job_free(VmmJob *j)
 	free(j->disk.path);
 	free(j->disk.image);
 	free(j->message);
+	free(j->snapshot_dir);
 	*j = (VmmJob){ .vm = j->vm };
 }
 
@@ -765,7 +844,10 @@ static void retry_observe_later(VmmVm *v)
 
 bool vmm_job_vm_exited(VmmVm *v, const char *start_error)
 {
-	bool started = v->job.type == BACKEND_OP_START, stopped = v->job.type == BACKEND_OP_STOP;
+	bool started = IN_SET(v->job.type, BACKEND_OP_START, BACKEND_OP_RESTORE),
+	     stopped = v->job.type == BACKEND_OP_STOP,
+	     saved = v->job.type == BACKEND_OP_SUSPEND &&
+		     IN_SET(v->job.phase, VMM_PHASE_QUIT, VMM_PHASE_KILL);
 
 	v->observe_retry = sd_event_source_disable_unref(v->observe_retry);
 	/* What the VM was doing ends with it: its exit, not these, is what the daemon acts on. */
@@ -774,9 +856,12 @@ bool vmm_job_vm_exited(VmmVm *v, const char *start_error)
 	if (started)
 		vmm_job_complete(v, &v->job, v->job.error ?: -ESRCH,
 				 v->job.error ? v->job.message : start_error);
-	else if (stopped)
+	else if (stopped || saved)
 		vmm_job_complete(v, &v->job, 0, NULL);
+	else if (v->job.type == BACKEND_OP_SUSPEND)
+		vmm_job_complete(v, &v->job, -EIO, "the VMM exited before its state was saved");
 	else
 		vmm_job_complete(v, &v->job, -ECANCELED, "the VM exited");
-	return started;
+	/* A suspend's exit is the suspend's: no vm_exited for it. */
+	return started || saved;
 }

@@ -172,3 +172,30 @@ int vmm_vm_resize(Backend *b, const char *name, unsigned vcpus, uint64_t memory,
 	j->memory = memory;
 	return launch(j, BACKEND_OP_RESIZE, NULL);
 }
+
+int vmm_vm_suspend(Backend *b, const char *name, const char *snapshot_dir)
+{
+	VmmJob *j;
+	int r = prepare(b, name, 0, &j);
+
+	if (r < 0)
+		return r;
+	if (j->vm->unplug.type != BACKEND_OP_NONE)
+		return -EBUSY; /* a device on its way out is in no state to be saved */
+	j->snapshot_dir = strdup(snapshot_dir);
+	if (!j->snapshot_dir)
+		return -ENOMEM;
+	j->was_paused = j->vm->state == VM_PAUSED;
+	r = vmm_job_begin(j->vm, j, BACKEND_OP_SUSPEND, VMM_PHASE_FREEZE);
+	return r < 0 ? r : 1;
+}
+
+int vmm_vm_refuse_fresh_boot(VmmVm *v, VmmJob *j)
+{
+	if (!v->restoring)
+		return 0;
+	vmm_job_fail_message(
+		j,
+		"its VMM was restoring a snapshot when the vmd before died: it is not booted afresh, which would write to the disks the snapshot belongs to");
+	return -ESTALE;
+}

@@ -255,7 +255,9 @@ int vmm_vm_launch(VmmVm *v)
 	return r;
 }
 
-int vmm_vm_start(Backend *b, const SandboxSpec *spec, uint64_t generation)
+/* A start job of type op (start, or restore from snapshot_dir): 1, VM_STARTING until it ends. */
+static int start_job(Backend *b, const SandboxSpec *spec, uint64_t generation, BackendOp op,
+		     const char *snapshot_dir)
 {
 	const VmmVmType *t = VMM_BACKEND(b)->type;
 	VmmBackend *vb = VMM_BACKEND(b);
@@ -298,6 +300,10 @@ int vmm_vm_start(Backend *b, const SandboxSpec *spec, uint64_t generation)
 	v->started_at_usec = now_usec(CLOCK_REALTIME);
 	v->state = VM_STARTING;
 
+	/* What argv() reads of a restore: there before any spawn. */
+	if (snapshot_dir && !(v->job.snapshot_dir = strdup(snapshot_dir)))
+		return -ENOMEM;
+	v->restoring = snapshot_dir != NULL; /* in the record until it is done */
 	/* With images, the VMM is spawned once their copies are made: a phase of the start. */
 	r = images ? 0 : launch(v);
 	if (r >= 0)
@@ -307,9 +313,19 @@ int vmm_vm_start(Backend *b, const SandboxSpec *spec, uint64_t generation)
 			(void)vmm_kill(v->pidfd, SIGKILL);
 		return r;
 	}
-	r = vmm_job_begin(v, &v->job, BACKEND_OP_START, images ? VMM_PHASE_IMAGE : VMM_PHASE_SPAWN);
+	r = vmm_job_begin(v, &v->job, op, images ? VMM_PHASE_IMAGE : VMM_PHASE_SPAWN);
 	v->job.image.spawn = images;
 	v->job.generation = generation;
 	TAKE_PTR(v);
 	return r < 0 ? r : 1;
+}
+
+int vmm_vm_start(Backend *b, const SandboxSpec *spec, uint64_t generation)
+{
+	return start_job(b, spec, generation, BACKEND_OP_START, NULL);
+}
+
+int vmm_vm_restore(Backend *b, const SandboxSpec *spec, uint64_t generation, const char *snapshot_dir)
+{
+	return start_job(b, spec, generation, BACKEND_OP_RESTORE, snapshot_dir);
 }

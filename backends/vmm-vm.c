@@ -158,6 +158,8 @@ int vmm_vm_save(VmmVm *v)
 		return -ENOMEM;
 	if (v->vmm_version && json_object_set_new(j, "vmmVersion", json_string(v->vmm_version)) < 0)
 		return -ENOMEM;
+	if (v->restoring && json_object_set_new(j, "restoring", json_true()) < 0)
+		return -ENOMEM;
 	if (v->type->save) {
 		r = v->type->save(v, j);
 		if (r < 0)
@@ -208,6 +210,7 @@ static int vm_from_record(Backend *b, const VmmVmType *t, const char *name, cons
 	v->generation = (uint64_t)json_integer_value(json_object_get(j, "generation"));
 	v->started_at_usec = (uint64_t)json_integer_value(json_object_get(j, "startedAtUsec"));
 	v->job.stop_deadline = (uint64_t)json_integer_value(json_object_get(j, "stopDeadlineUsec"));
+	v->restoring = json_is_true(json_object_get(j, "restoring"));
 	r = spec_from_json(json_object_get(j, "config"), &v->config);
 	if (r < 0)
 		return r;
@@ -295,6 +298,7 @@ static int observe_record(Backend *b, const VmmVmType *t, const char *name, VmOb
 	}
 	o.generation = v->generation;
 	o.started_at_usec = v->started_at_usec;
+	o.restoring = v->restoring && o.state != VM_EXITED;
 	o.config = TAKE_PTR(v->config);
 	o.vmm_version = TAKE_PTR(v->vmm_version);
 	*ret = o;
@@ -333,6 +337,7 @@ int vmm_vm_observe(Backend *b, const char *name, VmObserved *ret)
 	}
 	o.state = v->state;
 	o.pid = v->state == VM_EXITED ? 0 : v->id.pid;
+	o.restoring = v->restoring && v->state != VM_EXITED;
 	o.generation = v->generation;
 	o.started_at_usec = v->started_at_usec;
 	o.exit_status = v->exit_status;

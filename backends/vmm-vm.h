@@ -45,6 +45,9 @@
 /* Making the copies of a start's images (vmm-image.c): a long copy may take this long. */
 #define VMM_IMAGE_TIMEOUT_USEC (3600ull * 1000000)
 #define VMM_IMAGE_LOG "image.log" /* the image workers' stderr, in the runtime dir */
+/* A save (suspend: save, saving) or a load (restore: load, loading): each phase at most. */
+#define VMM_SAVE_TIMEOUT_USEC (600ull * 1000000)
+#define VMM_SAVE_POLL_USEC (50ull * 1000) /* saving, loading: asked this often */
 
 typedef struct VmmVm VmmVm;
 typedef struct VmmJob VmmJob;
@@ -72,6 +75,21 @@ typedef enum VmmPhase {
 	VMM_PHASE_RELEASE,   /* remove: until the guest lets the device go */
 	VMM_PHASE_CLEANUP,   /* remove: what backed the device is freed */
 	VMM_PHASE_ROLLBACK,  /* add: what a failed add did is undone */
+	/*
+	 * suspend: freeze -> save -> saving -> quit -> kill; a failure in the first three:
+	 * thaw, and the job fails. The job is done once the VMM is gone after saving.
+	 */
+	VMM_PHASE_FREEZE, /* suspend: the guest is paused (nothing if it was: j->was_paused) */
+	VMM_PHASE_SAVE,	  /* suspend: the save into j->snapshot_dir is asked for */
+	VMM_PHASE_SAVING, /* suspend: polls until the state is complete (none: done with save) */
+	VMM_PHASE_THAW,	  /* suspend failed: the guest runs again, unless j->was_paused */
+	/*
+	 * restore: [image ->] spawn (argv() sees v->job.snapshot_dir set: it restores from
+	 * there) -> api-up -> load -> loading -> boot (the guest runs, unless
+	 * v->config->state is paused); a failure or a deadline: kill, as a start.
+	 */
+	VMM_PHASE_LOAD,	   /* restore: the state in j->snapshot_dir is asked to be loaded */
+	VMM_PHASE_LOADING, /* restore: polls until it is in (none: done with load) */
 	_VMM_PHASE_MAX,
 } VmmPhase;
 
@@ -169,8 +187,9 @@ struct VmmJob {
 	unsigned vcpus; /* resize */
 	uint64_t memory;
 	uint64_t stop_deadline; /* stop: CLOCK_MONOTONIC, the end of its stopTimeout */
-	bool was_paused;	/* stop: the guest must be resumed to hear the button */
-	VmmImageWork image;	/* start: its image phase */
+	bool was_paused; /* stop: the guest must be resumed to hear the button; suspend: it stays paused */
+	char *snapshot_dir; /* suspend: where its state goes; restore: where it comes from */
+	VmmImageWork image; /* start: its image phase */
 };
 
 typedef struct VmmVmType {
@@ -216,6 +235,15 @@ typedef struct VmmVmType {
 	 * The requests of j's phase. For every phase that has none, the job goes on (or, in a
 	 * phase that waits, waits: for the exit, a backend's vmm_job_phase_done(), or the
 	 * deadline). v->state is what vmd last knew; j says what the job is about.
+	 *
+	 * Suspend and restore (BACKEND_CAP_SUSPEND), by j->type: freeze (pause), save (the
+	 * request(s) that write j->snapshot_dir: a VMM that saves synchronously is done when
+	 * it answers, and builds nothing for saving), saving (set rq->poll_usec, e.g.
+	 * VMM_SAVE_POLL_USEC, and answer VMM_AGAIN until complete, VMM_SKIP then, -errno
+	 * with vmm_job_fail_message() on a failed save), quit (as a stop's), thaw (resume,
+	 * unless j->was_paused); load, loading (as save, saving), boot (resume unless
+	 * v->config->state is SANDBOX_PAUSED). A descriptor goes with a request through
+	 * vmm_request_pass_fd().
 	 */
 	int (*build)(VmmVm *v, VmmJob *j, VmmRequests *rq);
 	/* A QMP event (QMP VMMs). */
@@ -253,6 +281,7 @@ struct VmmVm {
 	VmState state;
 	int exit_status;
 	bool stop_requested, guest_shutdown;
+	bool restoring; /* started to restore a snapshot, not loaded to the end yet (record) */
 	uint64_t generation, started_at_usec;
 	SandboxSpec *config; /* what it runs: its boot config and the devices it has */
 
@@ -412,6 +441,18 @@ int vmm_vm_disk_remove(Backend *b, const char *name, const char *id, uint64_t ge
 int vmm_vm_net_add(Backend *b, const char *name, const NetSpec *net, uint64_t generation);
 int vmm_vm_net_remove(Backend *b, const char *name, const char *id, uint64_t generation);
 int vmm_vm_resize(Backend *b, const char *name, unsigned vcpus, uint64_t memory, uint64_t generation);
+/* BackendOps.suspend: a suspend job (freeze, save, saving, quit); 1. */
+int vmm_vm_suspend(Backend *b, const char *name, const char *snapshot_dir);
+/* BackendOps.restore: a start whose job is a restore (spawn, api-up, load, loading, boot); 1. */
+int vmm_vm_restore(Backend *b, const SandboxSpec *spec, uint64_t generation,
+		   const char *snapshot_dir);
+/*
+ * For a backend's configure phase: a start adopted from a vmd that died while the VMM
+ * restored a snapshot (v->restoring) is not booted afresh (the guest would write to the
+ * disks the snapshot belongs to): -ESTALE, the job failed and the VMM killed, so that the
+ * daemon wakes the snapshot again. 0 otherwise.
+ */
+int vmm_vm_refuse_fresh_boot(VmmVm *v, VmmJob *j);
 /* Remove the runtime files of a VM that is not running. Never touches disk images. */
 int vmm_vm_cleanup(Backend *b, const char *name);
 /* A guest-ping to its guest agent, for a probe (BackendOps.agent_ping). */

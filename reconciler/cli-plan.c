@@ -46,6 +46,7 @@ static json_t *plan_one(Manager *m, Sandbox *sb, json_t *held)
 			.caps = b->ops->caps,
 			.host = manager_admission(m, b),
 			.ready = ready,
+			.snapshot = sb->snapshot,
 		};
 		/* spec.after: Ready as the daemon's status of each says it (ordering.c). */
 		ordering_ready(m, sb, ready);
@@ -165,6 +166,7 @@ int verb_plan(int argc, char **argv)
 	}
 	manager_find_vms(m);
 	manager_load_persisted(m);
+	manager_load_snapshots(m);
 	(void)manager_scan(m);
 	if (m->degraded)
 		fprintf(stderr, "vmd plan: %s; the daemon stops nothing while it cannot read it\n",

@@ -136,6 +136,14 @@ static void print_one(json_t *s, bool no_daemon)
 		       json_string_value(json_object_get(json_object_get(s, "job"), "type")) ?: "?",
 		       json_string_value(json_object_get(json_object_get(s, "job"), "phase")) ?: "?",
 		       json_string_value(json_object_get(json_object_get(s, "job"), "since")) ?: "?");
+	if (json_is_object(json_object_get(s, "snapshot"))) {
+		json_t *snap = json_object_get(s, "snapshot");
+		char size[32];
+
+		format_size((uint64_t)json_integer_value(json_object_get(snap, "size")), size);
+		printf("Snapshot:    %s, taken at %s\n", size,
+		       json_string_value(json_object_get(snap, "takenAt")) ?: "?");
+	}
 	if (json_string_value(json_object_get(s, "lastError")))
 		printf("Last error:  %s\n", json_string_value(json_object_get(s, "lastError")));
 	if (json_string_value(json_object_get(s, "nextRetryAt")))

@@ -110,16 +110,19 @@ bool deletions_file_names(json_t *file, const char *name)
 
 /* The guard in the daemon */
 
+/* A suspended one counts: its snapshot is its VM, which a removal would drop. */
 static bool has_vm(const Sandbox *sb)
 {
-	return IN_SET(sb->observed.state, VM_STARTING, VM_RUNNING, VM_PAUSED, VM_STOPPING);
+	return IN_SET(sb->observed.state, VM_STARTING, VM_RUNNING, VM_PAUSED, VM_STOPPING) ||
+	       sb->snapshot;
 }
 
 /* Its file is gone and its VM is up, with no stop under way: the planner stops it. */
 static bool stop_would_follow(const Sandbox *sb)
 {
-	return !sb->path && IN_SET(sb->observed.state, VM_STARTING, VM_RUNNING, VM_PAUSED) &&
-	       sb->observed.job != BACKEND_OP_STOP;
+	return !sb->path && ((IN_SET(sb->observed.state, VM_STARTING, VM_RUNNING, VM_PAUSED) &&
+			      sb->observed.job != BACKEND_OP_STOP) ||
+			     sb->snapshot);
 }
 
 static char *held_path(const Manager *m, const char *file)
@@ -319,12 +322,13 @@ void deletion_guard_filter(Manager *m, Sandbox *sb, Plan *plan)
 	size_t k = 0;
 	bool stop = false;
 
+	/* A snapshot dropped loses a suspended guest as a stop loses a running one. */
 	for (size_t i = 0; i < plan->n_actions; i++)
-		stop |= plan->actions[i].type == ACTION_STOP;
+		stop |= IN_SET(plan->actions[i].type, ACTION_STOP, ACTION_DROP_SNAPSHOT);
 	if (!stop || allows_stop(m, sb))
 		return;
 	for (size_t i = 0; i < plan->n_actions; i++)
-		if (plan->actions[i].type != ACTION_STOP)
+		if (!IN_SET(plan->actions[i].type, ACTION_STOP, ACTION_DROP_SNAPSHOT))
 			plan->actions[k++] = plan->actions[i];
 	plan->n_actions = k;
 	plan->held = true; /* the trip's end, an approval or the pass's end brings it back */

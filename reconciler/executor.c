@@ -99,7 +99,9 @@ static int execute(Sandbox *sb, Backend *b, const Action *a)
 	}
 	case ACTION_STOP:
 	case ACTION_RESTART:
-		return ops->stop ? ops->stop(b, sb->name, timeout_ms, false) : -EOPNOTSUPP;
+		/* A half-restored VM has no guest to hear a button: forced. */
+		return ops->stop ? ops->stop(b, sb->name, timeout_ms, sb->observed.restoring)
+				 : -EOPNOTSUPP;
 	case ACTION_PAUSE:
 		return ops->pause ? ops->pause(b, sb->name) : -EOPNOTSUPP;
 	case ACTION_RESUME:
@@ -128,6 +130,12 @@ static int execute(Sandbox *sb, Backend *b, const Action *a)
 			       : -EOPNOTSUPP;
 	case ACTION_CLEANUP:
 		return ops->cleanup ? ops->cleanup(b, sb->name) : 0;
+	case ACTION_SUSPEND:
+		return sandbox_suspend(sb->manager, sb, b);
+	case ACTION_WAKE:
+		return sandbox_wake(sb->manager, sb, b);
+	case ACTION_DROP_SNAPSHOT:
+		return sandbox_drop_snapshot(sb->manager, sb);
 	default:
 		return -EINVAL;
 	}
@@ -353,6 +361,13 @@ static bool adopt(Manager *m, Sandbox *sb, Backend *b, uint64_t now)
 	return true;
 }
 
+/* The action an operation completes, as the journal and the metrics name it. */
+static const char *op_action(BackendOp op)
+{
+	return op == BACKEND_OP_RESTORE ? action_type_to_string(ACTION_WAKE)
+					: backend_op_to_string(op);
+}
+
 void sandbox_op_done(Manager *m, Sandbox *sb, BackendOp op, const char *device, int error,
 		     const char *message)
 {
@@ -360,6 +375,7 @@ void sandbox_op_done(Manager *m, Sandbox *sb, BackendOp op, const char *device, 
 
 	if (!b)
 		return;
+	sandbox_suspend_op_done(m, sb, op, error);
 	if (op == BACKEND_OP_ADOPT) {
 		sandbox_observe(m, sb);
 		if (error < 0)
@@ -371,9 +387,9 @@ void sandbox_op_done(Manager *m, Sandbox *sb, BackendOp op, const char *device, 
 	else if (error == -EBUSY && op == BACKEND_OP_RESIZE)
 		busy(sb, b, backend_op_to_string(op), message);
 	else if (error < 0)
-		failed(sb, b, backend_op_to_string(op), device, error, message);
+		failed(sb, b, op_action(op), device, error, message);
 	else
-		done(sb, b, backend_op_to_string(op), device, NULL);
+		done(sb, b, op_action(op), device, NULL);
 	manager_mark_dirty(m, sb);
 }
 
@@ -625,6 +641,11 @@ void sandbox_reconcile(Manager *m, Sandbox *sb)
 		/* Nor on a spec older than what the VM runs. */
 		if (spec_is_stale(sb))
 			break;
+		/* Saved, but not yet its snapshot (the commit failed): that first. */
+		if (sb->snapshot_new && sb->observed.job == BACKEND_OP_NONE &&
+		    IN_SET(sb->observed.state, VM_ABSENT, VM_EXITED) &&
+		    sandbox_suspend_commit(m, sb) < 0)
+			break;
 		in = (PlanInput){
 			.desired = sb->path ? sb->desired : NULL,
 			.generation = sb->generation,
@@ -635,6 +656,7 @@ void sandbox_reconcile(Manager *m, Sandbox *sb)
 			.resize_retry_at = sb->resize_retry_at,
 			.host = manager_admission(m, b),
 			.ready = ready,
+			.snapshot = sb->snapshot,
 		};
 		ordering_ready(m, sb, ready);
 		/* A stop of its own, with others going at once: those naming it go first. */
@@ -685,7 +707,7 @@ void sandbox_reconcile(Manager *m, Sandbox *sb)
 	report_stray(sb, b);
 	/* Its file is gone and nothing of it is left: forget it. */
 	if (!sb->path && !m->degraded && sb->observed.state == VM_ABSENT && !sb->observe_failed &&
-	    !sb->observed.stray) {
+	    !sb->observed.stray && !sandbox_has_snapshot(sb)) {
 		log_fields(LOG_INFO,
 			   &(LogFields){ .sandbox = sb->name,
 					 .result = "removed",

@@ -74,6 +74,7 @@ static Sandbox *sandbox_free(Sandbox *sb)
 	free(sb->liveness_kill);
 	free(sb->waiting);
 	strv_free(sb->after_counted);
+	sandbox_suspend_done(sb);
 	free(sb->name);
 	return mfree(sb);
 }
@@ -749,6 +750,7 @@ int manager_run(Manager *m)
 
 	manager_find_vms(m);
 	manager_load_persisted(m);
+	manager_load_snapshots(m);
 	if (manager_scan(m) == -EBUSY)
 		return -EBUSY;
 	mark_all_dirty(m);

@@ -15,6 +15,7 @@
 #include "prioq.h"
 #include "sandbox-file.h"
 #include "source-revision.h"
+#include "snapshot.h"
 #include "spec.h"
 #include "status.h"
 #include "telemetry.h"
@@ -122,6 +123,13 @@ typedef struct Sandbox {
 	uint64_t resize_retry_at; /* CLOCK_MONOTONIC: the VMM was busy for a resize; 0 */
 	char *refusal; /* why its start (or restart, resize) is refused: InsufficientResources */
 	sd_event_source *wake; /* plans again when held actions come due */
+
+	/* suspend.c: its complete snapshot (state: suspended), or NULL */
+	Snapshot *snapshot;
+	/* The .new dir of a save under way, or of one saved whose commit failed (retried). */
+	char *snapshot_new;
+	Snapshot *snapshot_saving;	/* what that save is of: its manifest to be */
+	sd_event_source *snapshot_sync; /* a child syncing that save to disk, before the commit */
 
 	/* status.phase changes in sandbox_update_status() alone: the STATUS= tallies follow it. */
 	SandboxStatus status;
@@ -333,6 +341,22 @@ void deletion_guard_pass_done(Manager *m);
 void deletion_guard_approve(Manager *m);
 /* What the daemon's STATUS= says while the guard holds stops; "" if it holds none. */
 void deletion_guard_describe(const Manager *m, char *buf, size_t size);
+
+/* suspend.c */
+/* The snapshots in the state dir: each a sandbox's, found suspended; what saves left, gone. */
+void manager_load_snapshots(Manager *m);
+void sandbox_suspend_done(Sandbox *sb);
+/* Whether it has a snapshot, or a save under way: its sandbox is not forgotten. */
+bool sandbox_has_snapshot(const Sandbox *sb);
+/* The actions: 0 done, > 0 under way (op_done), -errno with the backend's error. */
+int sandbox_suspend(Manager *m, Sandbox *sb, Backend *b);
+int sandbox_wake(Manager *m, Sandbox *sb, Backend *b);
+int sandbox_drop_snapshot(Manager *m, Sandbox *sb);
+/* A save whose commit failed, tried again; -errno, with last_error, if it fails again. */
+int sandbox_suspend_commit(Manager *m, Sandbox *sb);
+void sandbox_suspend_abort(Sandbox *sb);
+/* A suspend or restore that the backend completed: the snapshot follows. */
+void sandbox_suspend_op_done(Manager *m, Sandbox *sb, BackendOp op, int error);
 
 /* status.c; the tallies and STATUS= in status-line.c */
 void sandbox_update_status(Manager *m, Sandbox *sb, const Plan *plan);

@@ -15,13 +15,16 @@ const char *const action_type_table[_ACTION_TYPE_MAX] = {
 	[ACTION_NET_REMOVE] = "net-remove",
 	[ACTION_RESIZE] = "resize",
 	[ACTION_CLEANUP] = "cleanup",
+	[ACTION_SUSPEND] = "suspend",
+	[ACTION_WAKE] = "wake",
+	[ACTION_DROP_SNAPSHOT] = "drop-snapshot",
 };
 DEFINE_STRING_TABLE(action_type, ActionType, _ACTION_TYPE_MAX)
 
 bool action_is_destructive(ActionType t)
 {
 	return IN_SET(t, ACTION_STOP, ACTION_RESTART, ACTION_DISK_REMOVE, ACTION_NET_REMOVE,
-		      ACTION_DISK_UPDATE, ACTION_CLEANUP);
+		      ACTION_DISK_UPDATE, ACTION_CLEANUP, ACTION_DROP_SNAPSHOT);
 }
 
 typedef struct Planner {
@@ -253,6 +256,12 @@ static void plan_running(Planner *p)
 	const SandboxSpec *want = p->in->desired, *have = p->in->observed->config;
 	bool paused = p->in->observed->state == VM_PAUSED;
 
+	if (want->state == SANDBOX_SUSPENDED) {
+		/* Saved as it runs: what else changed in the file waits for the wake. */
+		if ((p->in->caps & BACKEND_CAP_SUSPEND) && !p->in->observed->busy)
+			emit(p, ACTION_SUSPEND, NULL, "spec.state is suspended");
+		return;
+	}
 	if (have && !live_applicable(p, want, have)) {
 		/* A restart that could not start it again is not begun: it keeps running. */
 		if (want->update_policy == UPDATE_RESTART && admitted(p, want)) {
@@ -292,7 +301,8 @@ static void plan_not_running(Planner *p)
 	const VmObserved *o = p->in->observed;
 	const char *reason = "spec.state is running";
 
-	if (want->state == SANDBOX_STOPPED)
+	/* Nothing runs, nothing to save: it stays stopped. */
+	if (IN_SET(want->state, SANDBOX_STOPPED, SANDBOX_SUSPENDED))
 		return;
 	if (o->state == VM_EXITED && o->generation == p->in->generation) {
 		/* It ran this very spec and exited: the restart policy decides. */
@@ -330,6 +340,66 @@ static void plan_stop_only(Planner *p)
 		emit(p, ACTION_STOP, NULL, "spec.state is stopped");
 }
 
+/* Whether the disks of want are the snapshot's, as it was saved: each id, the same disk. */
+static bool snapshot_disks_match(const SandboxSpec *want, const SandboxSpec *saved)
+{
+	if (want->n_disks != saved->n_disks)
+		return false;
+	for (size_t i = 0; i < want->n_disks; i++) {
+		const DiskSpec *d = spec_find_disk(saved, want->disks[i].id);
+
+		if (!d || !disk_equal(d, &want->disks[i]))
+			return false;
+	}
+	return true;
+}
+
+/* The snapshot belongs to other disks (or another backend): wake it afresh, or not at all. */
+static void plan_wake_refused(Planner *p)
+{
+	const SandboxSpec *want = p->in->desired;
+
+	if (want->update_policy == UPDATE_RESTART) {
+		if (admitted(p, want) &&
+		    emit(p, ACTION_DROP_SNAPSHOT, NULL,
+			 "its disks changed since it was suspended: it boots afresh (updatePolicy restart)") &&
+		    emit(p, ACTION_START, NULL, "its snapshot belonged to other disks") &&
+		    want->state == SANDBOX_PAUSED && (p->in->caps & BACKEND_CAP_PAUSE))
+			emit(p, ACTION_PAUSE, NULL, "spec.state is paused");
+		return;
+	}
+	p->plan->restart_required = true;
+	p->plan->restart_why =
+		"its disks changed in the file since it was suspended, and its snapshot belongs to the disks as they were: it stays suspended until they are back (updatePolicy on-next-boot); updatePolicy restart boots it afresh, state stopped drops the snapshot";
+}
+
+/* It has a snapshot, and nothing runs: it is suspended. */
+static void plan_suspended(Planner *p)
+{
+	const SandboxSpec *want = p->in->desired;
+	const Snapshot *snap = p->in->snapshot;
+
+	if (!want) {
+		emit(p, ACTION_DROP_SNAPSHOT, NULL, "its file was removed");
+		return;
+	}
+	if (want->state == SANDBOX_SUSPENDED)
+		return;
+	if (want->state == SANDBOX_STOPPED) {
+		emit(p, ACTION_DROP_SNAPSHOT, NULL, "spec.state is stopped");
+		return;
+	}
+	if (snap->backend != want->backend || !snapshot_disks_match(want, snap->config)) {
+		plan_wake_refused(p);
+		return;
+	}
+	/* It comes back as it was saved; the changes since follow once it runs. */
+	if (admitted(p, snap->config))
+		emit(p, ACTION_WAKE, NULL,
+		     want->state == SANDBOX_PAUSED ? "spec.state is paused"
+						   : "spec.state is running");
+}
+
 void plan_sandbox(const PlanInput *in, uint64_t now, uint64_t grace, Plan *ret)
 {
 	Planner p = { .in = in, .now = now, .grace = grace, .plan = ret };
@@ -354,6 +424,20 @@ void plan_sandbox(const PlanInput *in, uint64_t now, uint64_t grace, Plan *ret)
 		return;
 	}
 
+	if (in->snapshot && in->observed->restoring && IN_SET(state, VM_RUNNING, VM_PAUSED)) {
+		/* A wake cut short (vmd died under it): not a VM, but the snapshot. Again. */
+		emit(&p, ACTION_STOP, NULL, "its wake was cut short: it is woken again");
+		return;
+	}
+	if (in->snapshot && !IN_SET(state, VM_RUNNING, VM_PAUSED)) {
+		plan_suspended(&p);
+		return;
+	}
+	if (in->snapshot && ret->n_actions < PLAN_ACTIONS_MAX)
+		/* It runs: woken, and a vmd died before it dropped the snapshot. Never held. */
+		ret->actions[ret->n_actions++] =
+			(Action){ ACTION_DROP_SNAPSHOT, NULL,
+				  "its VM runs again: the snapshot is stale" };
 	if (!in->desired) {
 		if (IN_SET(state, VM_RUNNING, VM_PAUSED))
 			emit(&p, ACTION_STOP, NULL, "its file was removed");

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "backend.h"
+#include "snapshot.h"
 #include "spec.h"
 
 /*
@@ -23,6 +24,9 @@ typedef enum ActionType {
 	ACTION_RESIZE,
 	ACTION_DISK_UPDATE,
 	ACTION_CLEANUP,
+	ACTION_SUSPEND,	      /* state: suspended: saved into a snapshot, its VMM ended */
+	ACTION_WAKE,	      /* restored from its snapshot */
+	ACTION_DROP_SNAPSHOT, /* its snapshot deleted (never its disks) */
 	_ACTION_TYPE_MAX,
 	_ACTION_TYPE_INVALID = -EINVAL,
 } ActionType;
@@ -72,6 +76,8 @@ typedef struct PlanInput {
 	const char *const *ready;
 	/* A stop waits: a sandbox that names this one in its spec.after is being stopped too. */
 	bool stop_waits;
+	/* Its complete snapshot (state: suspended), NULL if it has none. */
+	const Snapshot *snapshot;
 } PlanInput;
 
 typedef struct Plan {

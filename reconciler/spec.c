@@ -16,6 +16,7 @@ const char *const sandbox_state_table[_SANDBOX_STATE_MAX] = {
 	[SANDBOX_RUNNING] = "running",
 	[SANDBOX_PAUSED] = "paused",
 	[SANDBOX_STOPPED] = "stopped",
+	[SANDBOX_SUSPENDED] = "suspended",
 };
 DEFINE_STRING_TABLE(sandbox_state, SandboxState, _SANDBOX_STATE_MAX)
 

@@ -52,6 +52,7 @@ typedef enum SandboxState {
 	SANDBOX_RUNNING,
 	SANDBOX_PAUSED,
 	SANDBOX_STOPPED,
+	SANDBOX_SUSPENDED, /* its state saved to disk, no VMM (BACKEND_CAP_SUSPEND) */
 	_SANDBOX_STATE_MAX,
 	_SANDBOX_STATE_INVALID = -EINVAL,
 } SandboxState;

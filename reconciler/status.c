@@ -16,7 +16,7 @@
 const char *const phase_table[_PHASE_MAX] = {
 	[PHASE_PENDING] = "Pending", [PHASE_STARTING] = "Starting", [PHASE_RUNNING] = "Running",
 	[PHASE_PAUSED] = "Paused",   [PHASE_STOPPING] = "Stopping", [PHASE_STOPPED] = "Stopped",
-	[PHASE_FAILED] = "Failed",   [PHASE_UNKNOWN] = "Unknown",
+	[PHASE_FAILED] = "Failed",   [PHASE_UNKNOWN] = "Unknown",   [PHASE_SUSPENDED] = "Suspended",
 };
 DEFINE_STRING_TABLE(phase, Phase, _PHASE_MAX)
 
@@ -104,7 +104,10 @@ static Phase compute_phase(const Manager *m, const Sandbox *sb, const Plan *plan
 	default:
 		break;
 	}
-	if (!want || want->state == SANDBOX_STOPPED)
+	if (sb->snapshot)
+		return PHASE_SUSPENDED; /* until it is woken, or its snapshot dropped */
+	/* Suspended without a snapshot: it never ran, and there was nothing to save. */
+	if (!want || IN_SET(want->state, SANDBOX_STOPPED, SANDBOX_SUSPENDED))
 		return PHASE_STOPPED;
 	if (sb->failures > 0 || sb->refusal)
 		return PHASE_FAILED;
@@ -127,6 +130,9 @@ static bool phase_is_desired(Phase p, const SandboxSpec *want)
 		return p == PHASE_RUNNING;
 	case SANDBOX_PAUSED:
 		return p == PHASE_PAUSED;
+	case SANDBOX_SUSPENDED:
+		/* One that never ran has nothing to save: it stays stopped. */
+		return IN_SET(p, PHASE_SUSPENDED, PHASE_STOPPED);
 	default:
 		return p == PHASE_STOPPED;
 	}
@@ -158,7 +164,17 @@ static void compute_running(Manager *m, Sandbox *sb, uint64_t now)
 			      "checking that what runs is what vmd started", now);
 	else if (st == VM_RUNNING)
 		condition_set(s, CONDITION_RUNNING, true, "VmRunning", "", now);
-	else if (st >= 0 && st < _VM_STATE_MAX && not_running[st].reason)
+	else if (sb->snapshot && st != VM_STARTING) {
+		_cleanup_free_ char *msg = NULL;
+		char size[32], at[32];
+
+		format_size(sb->snapshot->size, size);
+		format_timestamp(sb->snapshot->taken_at_usec, at);
+		set_format(&msg,
+			   "suspended: its state is in a snapshot of %s, taken at %s; no VMM runs",
+			   size, at);
+		condition_set(s, CONDITION_RUNNING, false, "Suspended", msg, now);
+	} else if (st >= 0 && st < _VM_STATE_MAX && not_running[st].reason)
 		condition_set(s, CONDITION_RUNNING, false, not_running[st].reason,
 			      not_running[st].message ?: sb->exit_reason ?: "its VMM exited", now);
 	else
@@ -343,8 +359,9 @@ typedef struct StatusView {
 			uint64_t started_at, next_retry_at, job_since;
 			uint64_t condition_status[_CONDITION_TYPE_MAX]; /* a ConditionStatus */
 			uint64_t condition_since[_CONDITION_TYPE_MAX]; /* lastTransitionTime, likewise */
+			uint64_t has_snapshot, snapshot_size, snapshot_taken_at; /* suspended */
 		};
-		uint64_t v[7 + 2 * _CONDITION_TYPE_MAX];
+		uint64_t v[10 + 2 * _CONDITION_TYPE_MAX];
 	} num;
 	union {
 		struct {
@@ -420,6 +437,11 @@ static int status_view_build(Manager *m, const Sandbox *sb, uint64_t now_mono, u
 	v->str.last_error = sb->last_error;
 	v->str.vm_state = vm_state_to_string(o->state);
 	v->str.vmm_version = up ? o->vmm_version : NULL;
+	if (sb->snapshot) {
+		v->num.has_snapshot = 1;
+		v->num.snapshot_size = sb->snapshot->size;
+		v->num.snapshot_taken_at = whole_ms(sb->snapshot->taken_at_usec);
+	}
 	if (sb->path && sb->file_hashed) {
 		status_file_hash_format(sb->file_hash, v->file_hash);
 		v->str.file_hash = v->file_hash;
@@ -595,6 +617,15 @@ static json_t *status_render(const StatusView *v)
 		text_or_null(v->str.vmm_version), "fileHash", text_or_null(v->str.file_hash));
 }
 
+/* status.json's snapshot: its size and time while it is suspended, or null. */
+static json_t *snapshot_render(const StatusView *v)
+{
+	if (!v->num.has_snapshot)
+		return json_null();
+	return json_pack("{s:I, s:o}", "size", (json_int_t)v->num.snapshot_size, "takenAt",
+			 time_or_null(v->num.snapshot_taken_at));
+}
+
 static int status_write(Manager *m, const Sandbox *sb, const StatusView *v)
 {
 	_cleanup_free_ char *dir = NULL, *path = NULL, *text = NULL;
@@ -609,6 +640,8 @@ static int status_write(Manager *m, const Sandbox *sb, const StatusView *v)
 							"revision", v->str.source_revision)
 					    : json_null());
 
+	if (j)
+		json_object_set_new(j, "snapshot", snapshot_render(v));
 	text = j ? json_dumps(j, JSON_INDENT(2)) : NULL;
 	json_decref(j);
 	if (!text)

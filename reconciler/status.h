@@ -17,6 +17,7 @@ typedef enum Phase {
 	PHASE_STOPPED,
 	PHASE_FAILED,
 	PHASE_UNKNOWN,
+	PHASE_SUSPENDED, /* its state in a snapshot, no VMM (state: suspended) */
 	_PHASE_MAX,
 	_PHASE_INVALID = -EINVAL,
 } Phase;

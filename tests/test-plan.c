@@ -360,8 +360,8 @@ static void test_rows(void **state _unused_)
 static void test_destructive(void **state _unused_)
 {
 	for (int t = 0; t < _ACTION_TYPE_MAX; t++) {
-		bool d = IN_SET(t, ACTION_STOP, ACTION_RESTART, ACTION_DISK_REMOVE,
-				ACTION_NET_REMOVE, ACTION_DISK_UPDATE, ACTION_CLEANUP);
+		bool d = IN_SET(t, ACTION_STOP, ACTION_RESTART, ACTION_DISK_REMOVE, ACTION_NET_REMOVE,
+				ACTION_DISK_UPDATE, ACTION_CLEANUP, ACTION_DROP_SNAPSHOT);
 
 		assert_int_equal(action_is_destructive(t), d);
 		assert_int_equal(action_type_from_string(action_type_to_string(t)), t);

@@ -143,7 +143,8 @@ static const char *WEB_STATUS = "{\n"
 				"  \"job\": null,\n"
 				"  \"vmmVersion\": null,\n"
 				"  \"fileHash\": null,\n"
-				"  \"sourceRevision\": null\n"
+				"  \"sourceRevision\": null,\n"
+				"  \"snapshot\": null\n"
 				"}";
 
 static const char *BAD_STATUS = "{\n"
@@ -203,7 +204,8 @@ static const char *BAD_STATUS = "{\n"
 				"  \"job\": null,\n"
 				"  \"vmmVersion\": null,\n"
 				"  \"fileHash\": null,\n"
-				"  \"sourceRevision\": null\n"
+				"  \"sourceRevision\": null,\n"
+				"  \"snapshot\": null\n"
 				"}";
 
 /* status.json byte for byte, as vmd has always written it (docs/status.md). */
