@@ -16,11 +16,11 @@
 #include "manager.h"
 #include "vm-scope.h"
 #include "probe.h"
+#include "rollout.h"
 
 #define BACKOFF_FIRST_USEC (1000u * 1000u)
 #define BUSY_RETRY_USEC (1000u * 1000u) /* a VMM busy with the last change: not a failure */
 #define BACKOFF_MAX_USEC (300ull * 1000u * 1000u)
-#define CRASH_LOOP_USEC (10ull * 1000u * 1000u) /* an exit sooner than this after a start */
 #define PASSES_MAX 4
 
 /* A VMM of its own (noop's VMs are no processes), where it belongs: in its own scope. */
@@ -73,24 +73,25 @@ void sandbox_observe(Manager *m, Sandbox *sb)
 	scope_update(m, sb, b);
 }
 
-static int execute(Sandbox *sb, Backend *b, const Action *a)
+/* One action of the plan for in (its spec and generation: the file's, or a rollback's). */
+static int execute(Sandbox *sb, Backend *b, const PlanInput *in, const Action *a)
 {
 	const BackendOps *ops = b->ops;
-	const SandboxSpec *want = sb->desired;
+	const SandboxSpec *want = in->desired ?: sb->desired;
 	const SandboxSpec *have = sb->observed.config;
 	uint64_t timeout_ms = (want ?: have) ? (want ?: have)->stop_timeout_ms : 30000;
+	uint64_t generation = in->generation;
 	const void *dev;
 
 	switch (a->type) {
 	case ACTION_START: {
-		bool again = sb->observed.state == VM_EXITED &&
-			     sb->observed.generation == sb->generation;
+		bool again = sb->observed.state == VM_EXITED && sb->observed.generation == generation;
 		int r;
 
 		if (!ops->start)
 			return -EOPNOTSUPP;
 		probe_vm_starting(sb->manager, sb);
-		r = ops->start(b, want, sb->generation);
+		r = ops->start(b, want, generation);
 		if (r >= 0 && again)
 			sb->restarts++;
 		return r;
@@ -104,26 +105,24 @@ static int execute(Sandbox *sb, Backend *b, const Action *a)
 		return ops->resume ? ops->resume(b, sb->name) : -EOPNOTSUPP;
 	case ACTION_DISK_ADD:
 		dev = spec_find_disk(want, a->device);
-		return ops->disk_add && dev ? ops->disk_add(b, sb->name, dev, sb->generation)
+		return ops->disk_add && dev ? ops->disk_add(b, sb->name, dev, generation)
 					    : -EOPNOTSUPP;
 	case ACTION_DISK_UPDATE:
 		dev = spec_find_disk(want, a->device);
-		return ops->disk_update && dev ? ops->disk_update(b, sb->name, dev, sb->generation)
+		return ops->disk_update && dev ? ops->disk_update(b, sb->name, dev, generation)
 					       : -EOPNOTSUPP;
 	case ACTION_DISK_REMOVE:
-		return ops->disk_remove ? ops->disk_remove(b, sb->name, a->device, sb->generation)
+		return ops->disk_remove ? ops->disk_remove(b, sb->name, a->device, generation)
 					: -EOPNOTSUPP;
 	case ACTION_NET_ADD:
 		dev = spec_find_net(want, a->device);
-		return ops->net_add && dev ? ops->net_add(b, sb->name, dev, sb->generation)
-					   : -EOPNOTSUPP;
+		return ops->net_add && dev ? ops->net_add(b, sb->name, dev, generation) : -EOPNOTSUPP;
 	case ACTION_NET_REMOVE:
-		return ops->net_remove ? ops->net_remove(b, sb->name, a->device, sb->generation)
+		return ops->net_remove ? ops->net_remove(b, sb->name, a->device, generation)
 				       : -EOPNOTSUPP;
 	case ACTION_RESIZE:
-		return ops->resize
-			       ? ops->resize(b, sb->name, want->vcpus, want->memory, sb->generation)
-			       : -EOPNOTSUPP;
+		return ops->resize ? ops->resize(b, sb->name, want->vcpus, want->memory, generation)
+				   : -EOPNOTSUPP;
 	case ACTION_CLEANUP:
 		return ops->cleanup ? ops->cleanup(b, sb->name) : 0;
 	default:
@@ -461,8 +460,9 @@ static bool is_settled(const Sandbox *sb, const Plan *plan)
 	const VmObserved *o = &sb->observed;
 
 	return sb->path && sb->desired && plan->n_actions == 0 && !plan->held &&
-	       !plan->resize_waits && o->job == BACKEND_OP_NONE && !o->busy && !o->unresponsive &&
-	       !o->unwatched && !IN_SET(o->state, VM_STARTING, VM_STOPPING);
+	       !plan->resize_waits && !plan->disruption_waits && o->job == BACKEND_OP_NONE &&
+	       !o->busy && !o->unresponsive && !o->unwatched &&
+	       !IN_SET(o->state, VM_STARTING, VM_STOPPING);
 }
 
 static int wake_fired(sd_event_source *s _unused_, uint64_t usec _unused_, void *userdata)
@@ -629,6 +629,7 @@ void sandbox_reconcile(Manager *m, Sandbox *sb)
 			.resize_retry_at = sb->resize_retry_at,
 			.host = manager_admission(m, b),
 		};
+		rollout_plan_input(m, sb, &in);
 		plan_sandbox(&in, now, m->config.grace_usec, &plan);
 		planned = true;
 		sb->restart_required = plan.restart_required;
@@ -638,7 +639,7 @@ void sandbox_reconcile(Manager *m, Sandbox *sb)
 			deletion_guard_filter(m, sb, &plan);
 		if (plan.n_actions == 0) {
 			if (is_settled(sb, &plan))
-				sb->settled_generation = sb->generation;
+				sb->settled_generation = in.generation;
 			break;
 		}
 		for (k = 0; k < plan.n_actions; k++) {
@@ -646,7 +647,9 @@ void sandbox_reconcile(Manager *m, Sandbox *sb)
 
 			free(backend_take_error(b)); /* only this action's own words */
 			sb->action_began = now_usec(CLOCK_MONOTONIC);
-			r = execute(sb, b, &plan.actions[k]);
+			r = execute(sb, b, &in, &plan.actions[k]);
+			if (r >= 0 && plan.actions[k].type == ACTION_RESTART)
+				rollout_restart_begun(m, sb);
 			if (r < 0) {
 				action_failed(sb, b, &plan.actions[k], r);
 				break;
@@ -682,6 +685,7 @@ void sandbox_reconcile(Manager *m, Sandbox *sb)
 			(void)image_copies_remove(m->config.state_dir, sb->desired);
 		sandbox_remove_status(m, sb);
 		manager_forget_persisted(m, sb->name);
+		rollout_forget(m, sb);
 		manager_drop_sandbox(m, sb);
 		return;
 	}

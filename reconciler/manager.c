@@ -21,6 +21,7 @@
 #include "log.h"
 #include "manager.h"
 #include "probe.h"
+#include "rollout.h"
 #include "watcher.h"
 
 /* A pass over every sandbox yields the loop this often, as the state dir's writes do. */
@@ -48,6 +49,7 @@ Sandbox *manager_sandbox(Manager *m, const char *name, bool create)
 	manager_tally_add(m, sb);
 	if (!m->read_only)
 		sandbox_load_backoff(m, sb);
+	rollout_load(m, sb);
 	return sb;
 }
 
@@ -67,6 +69,7 @@ static Sandbox *sandbox_free(Sandbox *sb)
 	free(sb->refusal);
 	free(sb->adopt_error);
 	probe_free(sb);
+	rollout_free(sb->manager, sb);
 	free(sb->liveness_kill);
 	free(sb->name);
 	return mfree(sb);

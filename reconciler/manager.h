@@ -38,7 +38,12 @@ typedef struct ManagerConfig {
 	const char *metrics_file; /* --metrics-file: Prometheus text format, or NULL */
 	const char *dhcp_leases;  /* --dhcp-leases: a dnsmasq lease file, or NULL */
 	BackendOptions backend_options;
+	unsigned max_disruptions; /* --max-disruptions: restarts for spec changes at once; 0 any */
+	bool rollback;		  /* --rollback: the default of files without spec.rollback */
 } ManagerConfig;
+
+/* An exit sooner than this after a start counts towards a crash loop (executor.c, rollout.c). */
+#define CRASH_LOOP_USEC (10ull * 1000u * 1000u)
 
 /* In <run-dir>/<name>/: what vmd did about a sandbox, so that the next vmd goes on from it. */
 #define SANDBOX_BACKOFF_FILE "backoff.json"
@@ -95,6 +100,7 @@ typedef struct Sandbox {
 	uint64_t console_offset; /* console.log's size when vmd last started its VM */
 	char *liveness_kill;	 /* why liveness forced its VM off, until the next start */
 	bool counted_ready;	 /* in Manager.n_ready */
+	struct Rollout *rollout; /* rollout.c: its disruption slot, its last Ready spec, a rollback */
 
 	/* What vmd did about it. */
 	unsigned restarts;
@@ -228,6 +234,8 @@ struct Manager {
 	char *watch_error;	      /* why the directory is not watched but polled, or NULL */
 	char *notified_status;
 	HostResources host; /* what the host has, for admission */
+	/* rollout.c: the restarts that hold a disruption slot, and those that wait for one */
+	List disruptions, disruption_waiters;
 };
 
 /* manager.c */

@@ -64,6 +64,13 @@ typedef struct PlanInput {
 	 * backend whose VMs take nothing from the host).
 	 */
 	const HostResources *host;
+	/*
+	 * The host-wide disruption budget (--max-disruptions, reconciler/rollout.c): a restart
+	 * for a spec change is not begun while no slot is free (Plan.disruption_waits).
+	 */
+	bool no_disruption_slot;
+	/* desired is the last Ready generation, rolled back to: it restarts whatever updatePolicy. */
+	bool rollback;
 } PlanInput;
 
 typedef struct Plan {
@@ -75,6 +82,7 @@ typedef struct Plan {
 	bool held;		 /* destructive actions wait for the grace window or backoff */
 	bool insufficient; /* a start, restart or resize refused: the spec does not fit the host */
 	uint64_t wake_at;  /* when to plan again for what is held; 0 if nothing is */
+	bool disruption_waits; /* a restart waits for a disruption slot (no_disruption_slot) */
 } Plan;
 
 void plan_sandbox(const PlanInput *in, uint64_t now, uint64_t grace, Plan *ret);

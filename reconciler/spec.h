@@ -187,6 +187,13 @@ typedef struct ResourcesSpec {
 	unsigned io_weight;  /* 1..10000 */
 } ResourcesSpec;
 
+/* spec.rollback: absent (the daemon's --rollback decides), false or true. */
+typedef enum SpecRollback {
+	SPEC_ROLLBACK_DEFAULT,
+	SPEC_ROLLBACK_OFF,
+	SPEC_ROLLBACK_ON,
+} SpecRollback;
+
 typedef struct SandboxSpec {
 	char name[SPEC_NAME_MAX + 1];
 	Label *labels;
@@ -219,6 +226,8 @@ typedef struct SandboxSpec {
 	/* probe-spec.h: PROBE_NONE when the file has none */
 	ProbeSpec readiness;
 	ProbeSpec liveness;
+	/* rollback: a new generation that is not Ready in time goes back (reconciler/rollout.c) */
+	SpecRollback rollback;
 } SandboxSpec;
 
 CloudInitSpec *cloud_init_spec_free(CloudInitSpec *c);
