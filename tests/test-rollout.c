@@ -421,15 +421,57 @@ static void test_rollback_crash_loop(void **state)
 	close(fd0);
 }
 
+/*
+ * On QEMU (TCG), the test guest: generation 1 shows its console marker (its readiness);
+ * generation 2's kernel panics (no init to run), so its marker never comes: its readiness
+ * times out, and generation 1 boots again, marker and all.
+ */
+static void test_qemu_panic(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *console = NULL;
+	const char *probe =
+		"  readiness: {console: {match: \"^VMD-GUEST-READY$\"}, period: 200ms%s}\n";
+	char spec[512], readiness[256];
+	json_t *s;
+
+	snprintf(readiness, sizeof(readiness), probe, "");
+	snprintf(spec, sizeof(spec),
+		 "  updatePolicy: restart\n  rollback: true\n  cmdline: console=ttyS0 quiet\n%s",
+		 readiness);
+	qemu_put(f, "guest", spec);
+	fixture_start_daemon(f);
+	json_decref(fixture_wait_status(f, "guest", ready, "Running"));
+
+	/* Long enough for its panic to be seen first, whatever the load. */
+	snprintf(readiness, sizeof(readiness), probe, ", timeout: 60s");
+	snprintf(spec, sizeof(spec),
+		 "  updatePolicy: restart\n  rollback: true\n"
+		 "  cmdline: console=ttyS0 rdinit=/nonexistent init=/nonexistent\n%s",
+		 readiness);
+	qemu_put(f, "guest", spec);
+	json_decref(fixture_wait_status(f, "guest", generation_settled, (void *)(uintptr_t)2));
+	fixture_wait_console(f, "guest", "Kernel panic", 0);
+	s = fixture_wait_status(f, "guest", rolled_back, "ReadinessTimeout");
+	assert_int_equal(num(s, "generation"), 2);
+	assert_non_null(strstr(status_condition(s, "RolledBack", "message"),
+			       "rolled back to generation 1"));
+	json_decref(s);
+	/* Generation 1 boots again: its console (a new one for each boot) shows the marker. */
+	fixture_wait_console(f, "guest", "VMD-GUEST-READY", 0);
+	assert_null(strstr(console = fixture_console(f, "guest"), "Kernel panic"));
+}
+
 int main(void)
 {
 	static const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_plan_budget), /*X*/
+		cmocka_unit_test(test_plan_budget),
 		cmocka_unit_test_setup_teardown(test_budget, fixture_setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_blocked, fixture_setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_rollback, fixture_setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_rollback_crash_loop, fixture_setup,
 						fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_qemu_panic, qemu_setup, fixture_teardown),
 	};
 
 	return cmocka_run_group_tests_name("rollout", tests, NULL, NULL);
