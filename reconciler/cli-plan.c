@@ -11,6 +11,7 @@
 #include "cli.h"
 #include "log.h"
 #include "manager.h"
+#include "rollout.h"
 
 static int name_compare(const void *a, const void *b)
 {
@@ -44,7 +45,10 @@ static json_t *plan_one(Manager *m, Sandbox *sb, json_t *held)
 			.caps = b->ops->caps,
 			.host = manager_admission(m, b),
 		};
-		/* The daemon's grace window is a matter of seconds: show what follows it. */
+		/* A rollback in force: the spec the daemon goes by is the one rolled back to. */
+		rollout_plan_input(m, sb, &in);
+		/* The daemon's grace window (and a disruption slot) is a matter of seconds: show what follows it. */
+		in.no_disruption_slot = false;
 		plan_sandbox(&in, 1, 0, &plan);
 		if (plan.insufficient && in.desired)
 			refused = sandbox_refusal_message(in.desired, in.host);

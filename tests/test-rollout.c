@@ -381,6 +381,20 @@ static void test_rollback(void **state)
 	assert_non_null(strstr(err, "RolledBack"));
 	assert_non_null(strstr(err, "generation 2 did not pass"));
 
+	/* vmd plan goes by the spec rolled back to: nothing to do. */
+	{
+		char *argv[] = {
+			(char *)test_vmd(), "plan",   "--sandboxes", f->sb, "--run-dir", f->run,
+			"--state-dir",	    f->state, NULL
+		};
+		TestRun r;
+
+		test_run(&r, argv);
+		assert_int_equal(r.status, 0);
+		assert_string_equal(r.out, "web: up to date (running)\n");
+		test_run_done(&r);
+	}
+
 	/* A restarted vmd goes on with the rollback, and restarts nothing. */
 	fixture_stop_daemon(f, SIGTERM);
 	fixture_start_daemon(f);
