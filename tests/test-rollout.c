@@ -17,6 +17,7 @@
 #include "helpers.h"
 #include "plan.h"
 #include "qemu-fixture.h"
+#include "spec-json.h"
 #include "spec-yaml.h"
 #include "status.h"
 
@@ -96,6 +97,41 @@ static void test_plan_budget(void **state _unused_)
 		if (plan.disruption_waits != c->waits || plan.restart_required != c->restart_required)
 			fail_msg("%s: waits %d, restart_required %d", c->what,
 				 plan.disruption_waits, plan.restart_required);
+	}
+}
+
+/* spec.rollback: true, false or absent (the daemon's --rollback), kept by the state dir's JSON. */
+static void test_spec_rollback(void **state _unused_)
+{
+	static const struct {
+		const char *line;
+		SpecRollback want;
+	} ok[] = { { "", SPEC_ROLLBACK_DEFAULT },
+		   { "  rollback: true\n", SPEC_ROLLBACK_ON },
+		   { "  rollback: false\n", SPEC_ROLLBACK_OFF } };
+	const SpecLoadOptions opts = { .default_backend = BACKEND_NOOP };
+
+	for (size_t i = 0; i < ELEMENTSOF(ok); i++) {
+		_cleanup_(sandbox_spec_freep) SandboxSpec *s = NULL, *copy = NULL;
+		_cleanup_free_ char *yaml = NULL;
+
+		assert_true(asprintf(&yaml, SPEC_V("a", "restart") "%s", ok[i].line) > 0);
+		s = spec_of(yaml);
+		assert_int_equal(s->rollback, ok[i].want);
+		assert_int_equal(spec_copy(s, &copy), 0);
+		assert_int_equal(copy->rollback, ok[i].want);
+	}
+	for (size_t i = 0; i < 2; i++) {
+		_cleanup_(diag_list_done) DiagList diags = {};
+		_cleanup_free_ char *yaml = NULL;
+		SandboxSpec *s = NULL;
+
+		assert_true(asprintf(&yaml, SPEC_V("a", "restart") "  rollback: %s\n",
+				     i ? "\"true\"" : "yes") > 0);
+		assert_int_equal(spec_load_buffer("sb.yaml", yaml, strlen(yaml), &opts, &s, &diags),
+				 -EINVAL);
+		assert_int_equal(diags.n, 1);
+		assert_null(s);
 	}
 }
 
@@ -480,6 +516,7 @@ int main(void)
 {
 	static const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_plan_budget),
+		cmocka_unit_test(test_spec_rollback),
 		cmocka_unit_test_setup_teardown(test_budget, fixture_setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_blocked, fixture_setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_rollback, fixture_setup, fixture_teardown),
