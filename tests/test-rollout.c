@@ -306,13 +306,37 @@ static void test_budget(void **state)
 	}
 }
 
-/* One that is not Ready after its restart blocks the others, until an edit fixes it. */
+/* Wait until b says a blocks its restart; its status. */
+static json_t *wait_blocked(Fixture *f)
+{
+	const char *needle = "blocked by a: not Ready after restart (ProbeTimeout: ";
+	json_t *s;
+
+	for (uint64_t end = ms_now() + FIXTURE_WAIT_MS;;) {
+		s = fixture_status(f, "b");
+		if (s && strstr(status_condition(s, "RestartRequired", "message"), needle))
+			break;
+		json_decref(s);
+		if (ms_now() > end)
+			fail_msg("b does not say it is blocked by a");
+		usleep(20 * 1000);
+	}
+	assert_string_equal(status_condition(s, "RestartRequired", "reason"), "RolloutBlocked");
+	assert_int_equal(num(s, "observedGeneration"), 1);
+	return s;
+}
+
+/*
+ * One that is not Ready after its restart blocks the others, across a restart of vmd,
+ * until an edit fixes it.
+ */
 static void test_blocked(void **state)
 {
 	Fixture *f = *state;
 	uint16_t p0, bad = free_port();
 	int fd0 = test_listen_loopback(0, &p0);
 	_cleanup_free_ char *want = NULL;
+	pid_t pid;
 	json_t *s;
 
 	set_leases(f, 2, NULL);
@@ -325,25 +349,15 @@ static void test_blocked(void **state)
 	free(put_version(f, "a", 0, "v2", bad, "500ms", NULL));
 	json_decref(fixture_wait_status(f, "a", generation_settled, (void *)(uintptr_t)2));
 	free(put_version(f, "b", 1, "v2", p0, NULL, NULL));
-	s = fixture_wait_status(f, "a", phase_is, "Running");
+	s = wait_blocked(f);
+	pid = pid_of(s);
 	json_decref(s);
-	{
-		const char *needle = "blocked by a: not Ready after restart (ProbeTimeout: ";
-
-		for (uint64_t end = ms_now() + FIXTURE_WAIT_MS;;) {
-			s = fixture_status(f, "b");
-			if (s && strstr(status_condition(s, "RestartRequired", "message"), needle))
-				break;
-			json_decref(s);
-			if (ms_now() > end)
-				fail_msg("b does not say it is blocked by a");
-			usleep(20 * 1000);
-		}
-		assert_string_equal(status_condition(s, "RestartRequired", "reason"),
-				    "RolloutBlocked");
-		assert_int_equal(num(s, "observedGeneration"), 1);
-		json_decref(s);
-	}
+	/* A restarted vmd knows a holds the slot: b still waits, its VM untouched. */
+	fixture_stop_daemon(f, SIGTERM);
+	fixture_start_daemon(f);
+	s = wait_blocked(f);
+	assert_int_equal(pid_of(s), pid);
+	json_decref(s);
 	/* An edit of a that is Ready: b goes on. */
 	want = put_version(f, "a", 0, "v3", p0, NULL, NULL);
 	json_decref(fixture_wait_status(f, "a", generation_settled, (void *)(uintptr_t)3));
