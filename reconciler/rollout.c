@@ -489,7 +489,7 @@ static void maybe_roll_back(Manager *m, Sandbox *sb, Rollout *ro)
 	log_fields(LOG_WARNING,
 		   &(LogFields){ .sandbox = sb->name,
 				 .action = "rollback",
-				 .result = reason,
+				 .result = "rolled-back",
 				 .message_id = LOG_MESSAGE_ACTION_DONE },
 		   "rolling back: %s", ro->message ?: reason);
 	save_state(m, ro);
