@@ -431,6 +431,16 @@ static void test_rollback(void **state)
 	assert_non_null(strstr(err, "RolledBack"));
 	assert_non_null(strstr(err, "generation 2 did not pass"));
 
+	/* vmd status' table says it, as the message of the sandbox. */
+	{
+		char *argv[] = { (char *)test_vmd(), "status", "--run-dir", f->run, NULL };
+		TestRun r;
+
+		test_run(&r, argv);
+		assert_int_equal(r.status, 0);
+		assert_non_null(strstr(r.out, "generation 2 did not pass its readiness probe"));
+		test_run_done(&r);
+	}
 	/* vmd plan goes by the spec rolled back to: nothing to do. */
 	{
 		char *argv[] = {
