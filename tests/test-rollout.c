@@ -355,6 +355,8 @@ static void test_blocked(void **state)
 	/* A restarted vmd knows a holds the slot: b still waits, its VM untouched. */
 	fixture_stop_daemon(f, SIGTERM);
 	fixture_start_daemon(f);
+	/* Past its grace period and a's probe timeout: b's status is the new vmd's. */
+	fixture_pass_time(f, 2000);
 	s = wait_blocked(f);
 	assert_int_equal(pid_of(s), pid);
 	json_decref(s);
