@@ -43,7 +43,7 @@ typedef struct QemuLaunch {
 	 */
 	const int *disk_fds, *base_fds, *credential_fds;
 	int kernel_fd, initrd_fd;
-	int seed_fd; /* the cloud-init seed (provision.h) read-only, -1 for none */
+	int seed_fd;   /* the cloud-init seed (provision.h) read-only, -1 for none */
 	bool incoming; /* -incoming defer: its state comes from a snapshot (migrate-incoming) */
 } QemuLaunch;
 

@@ -73,7 +73,7 @@ _vmd()
 		COMPREPLY=($(compgen -W 'ready running stopped deleted applied' -- "$cur"))
 		return
 		;;
-	--resync | --grace | --max-deletions | --console-log-size | --timeout)
+	--resync | --grace | --max-deletions | --max-disruptions | --console-log-size | --timeout)
 		return
 		;;
 	esac
@@ -85,8 +85,8 @@ _vmd()
 		return
 		;;
 	daemon)
-		opts="$_vmd_manager_opts --resync --grace --max-deletions --log-target --metrics-file --dhcp-leases
-			--console-log-size --vmm-user --help"
+		opts="$_vmd_manager_opts --resync --grace --max-deletions --max-disruptions --rollback
+			--log-target --metrics-file --dhcp-leases --console-log-size --vmm-user --help"
 		;;
 	plan)
 		opts="$_vmd_manager_opts --json --help"

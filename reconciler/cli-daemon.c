@@ -44,6 +44,10 @@ static void daemon_help(FILE *f)
 		"                           run as: a user name or UID:GID (default vmd-vm; root\n"
 		"                           only when said)\n"
 		"  --allow-overcommit       start VMs that need more memory or vCPUs than the host has\n"
+		"  --max-disruptions N      restarts for spec changes in flight at once, each until\n"
+		"                           its sandbox is Ready again (default 1; 0: no limit)\n"
+		"  --rollback               roll back a new generation that is not Ready in time,\n"
+		"                           for files without spec.rollback\n"
 		"  --console-log-size SIZE  what vmd keeps of each serial console (QEMU), console.log\n"
 		"                           and console.log.1 together: bytes, or Ki, Mi, Gi\n"
 		"                           (default 1Mi, at least 8Ki)\n"
@@ -83,6 +87,7 @@ void manager_config_defaults(ManagerConfig *c)
 		.resync_usec = 60ull * 1000000,
 		.grace_usec = 2ull * 1000000,
 		.max_deletions = DELETION_LIMIT_DEFAULT,
+		.max_disruptions = 1,
 		.backend_options.jailer_uid = (uid_t)-1,
 		.backend_options.jailer_gid = (gid_t)-1,
 	};
@@ -261,6 +266,22 @@ static int parse_seconds(const char *opt, const char *arg, uint64_t *ret)
 	return 0;
 }
 
+/* --max-disruptions: a whole number, 0 for no limit. */
+static int parse_max_disruptions(const char *arg, unsigned *ret)
+{
+	size_t digits = strspn(arg, "0123456789");
+	uint64_t v;
+
+	if (digits == 0 || arg[digits] || parse_decimal_u64(arg, digits, &v) < 0 || v > 1000000) {
+		fprintf(stderr,
+			"vmd daemon: --max-disruptions takes a number from 0 (no limit) to 1000000, not '%s'\n",
+			arg);
+		return -EINVAL;
+	}
+	*ret = (unsigned)v;
+	return 0;
+}
+
 int verb_daemon(int argc, char **argv)
 {
 	static const struct option options[] = {
@@ -273,6 +294,8 @@ int verb_daemon(int argc, char **argv)
 		{ "dhcp-leases", required_argument, NULL, 'L' },
 		{ "console-log-size", required_argument, NULL, 'c' },
 		{ "vmm-user", required_argument, NULL, 'V' },
+		{ "max-disruptions", required_argument, NULL, 'D' },
+		{ "rollback", no_argument, NULL, 'R' },
 		{ "help", no_argument, NULL, 'h' },
 		{},
 	};
@@ -330,6 +353,13 @@ int verb_daemon(int argc, char **argv)
 			break;
 		case 'V':
 			vmm_user = optarg;
+			break;
+		case 'D':
+			if (parse_max_disruptions(optarg, &config.max_disruptions) < 0)
+				return EXIT_USAGE;
+			break;
+		case 'R':
+			config.rollback = true;
 			break;
 		case 'h':
 			daemon_help(stdout);

@@ -12,6 +12,7 @@
 #include "log.h"
 #include "manager.h"
 #include "ordering.h"
+#include "rollout.h"
 
 static int name_compare(const void *a, const void *b)
 {
@@ -50,7 +51,10 @@ static json_t *plan_one(Manager *m, Sandbox *sb, json_t *held)
 		};
 		/* spec.after: Ready as the daemon's status of each says it (ordering.c). */
 		ordering_ready(m, sb, ready);
-		/* The daemon's grace window is a matter of seconds: show what follows it. */
+		/* A rollback in force: the spec the daemon goes by is the one rolled back to. */
+		rollout_plan_input(m, sb, &in);
+		/* The daemon's grace window (and a disruption slot) is a matter of seconds: show what follows it. */
+		in.no_disruption_slot = false;
 		plan_sandbox(&in, 1, 0, &plan);
 		ordering_update_waiting(m, sb, plan.waits_for_after);
 		if (plan.insufficient && in.desired)

@@ -49,6 +49,7 @@ typedef struct Waited {
 	const char *name;
 	char hash[32]; /* applied: the file's fingerprint when the command started */
 	char why[512]; /* why it is not there yet */
+	bool never;    /* nor will it be: its generation was rolled back (reconciler/rollout.c) */
 } Waited;
 
 static void wait_help(FILE *f)
@@ -185,7 +186,11 @@ static bool check(const char *run_dir, WaitFor what, Waited *w)
 			 hash ?: "null", w->hash);
 	else if (!streq(status_condition(s, "ConfigValid", "status"), "True"))
 		cond_why(s, "ConfigValid", w->why, sizeof(w->why));
-	else if (observed != gen)
+	else if (observed != gen && streq(status_condition(s, "RolledBack", "status"), "True")) {
+		/* This very content was tried and rolled back: only a newer edit is tried. */
+		w->never = true;
+		cond_why(s, "RolledBack", w->why, sizeof(w->why));
+	} else if (observed != gen)
 		snprintf(w->why, sizeof(w->why),
 			 "observedGeneration is %lld, generation %lld: vmd is still acting on it",
 			 (long long)observed, (long long)gen);
@@ -337,6 +342,12 @@ int verb_wait(int argc, char **argv)
 			all &= check(run_dir, what, &w[i]);
 		if (all)
 			return EXIT_OK;
+		for (int i = 0; i < n; i++)
+			if (w[i].never) {
+				fprintf(stderr, "vmd wait: %s: not applied: %s\n", w[i].name,
+					w[i].why);
+				return EXIT_INVALID;
+			}
 		now = now_usec(CLOCK_MONOTONIC) / 1000;
 		if (now >= deadline)
 			break;

@@ -18,11 +18,11 @@
 #include "ordering.h"
 #include "vm-scope.h"
 #include "probe.h"
+#include "rollout.h"
 
 #define BACKOFF_FIRST_USEC (1000u * 1000u)
 #define BUSY_RETRY_USEC (1000u * 1000u) /* a VMM busy with the last change: not a failure */
 #define BACKOFF_MAX_USEC (300ull * 1000u * 1000u)
-#define CRASH_LOOP_USEC (10ull * 1000u * 1000u) /* an exit sooner than this after a start */
 #define PASSES_MAX 4
 
 /* A VMM of its own (noop's VMs are no processes), where it belongs: in its own scope. */
@@ -75,24 +75,25 @@ void sandbox_observe(Manager *m, Sandbox *sb)
 	scope_update(m, sb, b);
 }
 
-static int execute(Sandbox *sb, Backend *b, const Action *a)
+/* One action of the plan for in (its spec and generation: the file's, or a rollback's). */
+static int execute(Sandbox *sb, Backend *b, const PlanInput *in, const Action *a)
 {
 	const BackendOps *ops = b->ops;
-	const SandboxSpec *want = sb->desired;
+	const SandboxSpec *want = in->desired ?: sb->desired;
 	const SandboxSpec *have = sb->observed.config;
 	uint64_t timeout_ms = (want ?: have) ? (want ?: have)->stop_timeout_ms : 30000;
+	uint64_t generation = in->generation;
 	const void *dev;
 
 	switch (a->type) {
 	case ACTION_START: {
-		bool again = sb->observed.state == VM_EXITED &&
-			     sb->observed.generation == sb->generation;
+		bool again = sb->observed.state == VM_EXITED && sb->observed.generation == generation;
 		int r;
 
 		if (!ops->start)
 			return -EOPNOTSUPP;
 		probe_vm_starting(sb->manager, sb);
-		r = ops->start(b, want, sb->generation);
+		r = ops->start(b, want, generation);
 		if (r >= 0 && again)
 			sb->restarts++;
 		return r;
@@ -108,26 +109,24 @@ static int execute(Sandbox *sb, Backend *b, const Action *a)
 		return ops->resume ? ops->resume(b, sb->name) : -EOPNOTSUPP;
 	case ACTION_DISK_ADD:
 		dev = spec_find_disk(want, a->device);
-		return ops->disk_add && dev ? ops->disk_add(b, sb->name, dev, sb->generation)
+		return ops->disk_add && dev ? ops->disk_add(b, sb->name, dev, generation)
 					    : -EOPNOTSUPP;
 	case ACTION_DISK_UPDATE:
 		dev = spec_find_disk(want, a->device);
-		return ops->disk_update && dev ? ops->disk_update(b, sb->name, dev, sb->generation)
+		return ops->disk_update && dev ? ops->disk_update(b, sb->name, dev, generation)
 					       : -EOPNOTSUPP;
 	case ACTION_DISK_REMOVE:
-		return ops->disk_remove ? ops->disk_remove(b, sb->name, a->device, sb->generation)
+		return ops->disk_remove ? ops->disk_remove(b, sb->name, a->device, generation)
 					: -EOPNOTSUPP;
 	case ACTION_NET_ADD:
 		dev = spec_find_net(want, a->device);
-		return ops->net_add && dev ? ops->net_add(b, sb->name, dev, sb->generation)
-					   : -EOPNOTSUPP;
+		return ops->net_add && dev ? ops->net_add(b, sb->name, dev, generation) : -EOPNOTSUPP;
 	case ACTION_NET_REMOVE:
-		return ops->net_remove ? ops->net_remove(b, sb->name, a->device, sb->generation)
+		return ops->net_remove ? ops->net_remove(b, sb->name, a->device, generation)
 				       : -EOPNOTSUPP;
 	case ACTION_RESIZE:
-		return ops->resize
-			       ? ops->resize(b, sb->name, want->vcpus, want->memory, sb->generation)
-			       : -EOPNOTSUPP;
+		return ops->resize ? ops->resize(b, sb->name, want->vcpus, want->memory, generation)
+				   : -EOPNOTSUPP;
 	case ACTION_CLEANUP:
 		return ops->cleanup ? ops->cleanup(b, sb->name) : 0;
 	case ACTION_SUSPEND:
@@ -482,8 +481,8 @@ static bool is_settled(const Sandbox *sb, const Plan *plan)
 
 	return sb->path && sb->desired && plan->n_actions == 0 && !plan->held &&
 	       !plan->resize_waits && !plan->waits_for_after && !plan->stop_waits &&
-	       o->job == BACKEND_OP_NONE && !o->busy && !o->unresponsive && !o->unwatched &&
-	       !IN_SET(o->state, VM_STARTING, VM_STOPPING);
+	       !plan->disruption_waits && o->job == BACKEND_OP_NONE && !o->busy &&
+	       !o->unresponsive && !o->unwatched && !IN_SET(o->state, VM_STARTING, VM_STOPPING);
 }
 
 static int wake_fired(sd_event_source *s _unused_, uint64_t usec _unused_, void *userdata)
@@ -659,6 +658,8 @@ void sandbox_reconcile(Manager *m, Sandbox *sb)
 			.snapshot = sb->snapshot,
 		};
 		ordering_ready(m, sb, ready);
+		/* A rollback in force: the spec the daemon goes by is the one rolled back to. */
+		rollout_plan_input(m, sb, &in);
 		/* A stop of its own, with others going at once: those naming it go first. */
 		if (!in.desired || in.desired->state == SANDBOX_STOPPED)
 			in.stop_waits = ordering_stop_waits(m, sb);
@@ -671,7 +672,7 @@ void sandbox_reconcile(Manager *m, Sandbox *sb)
 			deletion_guard_filter(m, sb, &plan);
 		if (plan.n_actions == 0) {
 			if (is_settled(sb, &plan))
-				sb->settled_generation = sb->generation;
+				sb->settled_generation = in.generation;
 			break;
 		}
 		for (k = 0; k < plan.n_actions; k++) {
@@ -681,7 +682,9 @@ void sandbox_reconcile(Manager *m, Sandbox *sb)
 			sb->action_began = now_usec(CLOCK_MONOTONIC);
 			events_action(m, sb, action_type_to_string(plan.actions[k].type),
 				      plan.actions[k].device, "begun", plan.actions[k].reason);
-			r = execute(sb, b, &plan.actions[k]);
+			r = execute(sb, b, &in, &plan.actions[k]);
+			if (r >= 0 && plan.actions[k].type == ACTION_RESTART)
+				rollout_restart_begun(m, sb);
 			if (r < 0) {
 				action_failed(sb, b, &plan.actions[k], r);
 				break;
@@ -718,6 +721,7 @@ void sandbox_reconcile(Manager *m, Sandbox *sb)
 		sandbox_remove_status(m, sb);
 		events_deleted(m, sb);
 		manager_forget_persisted(m, sb->name);
+		rollout_forget(m, sb);
 		manager_drop_sandbox(m, sb);
 		return;
 	}

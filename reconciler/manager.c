@@ -23,6 +23,7 @@
 #include "manager.h"
 #include "ordering.h"
 #include "probe.h"
+#include "rollout.h"
 #include "watcher.h"
 
 /* A pass over every sandbox yields the loop this often, as the state dir's writes do. */
@@ -51,6 +52,7 @@ Sandbox *manager_sandbox(Manager *m, const char *name, bool create)
 	manager_tally_add(m, sb);
 	if (!m->read_only)
 		sandbox_load_backoff(m, sb);
+	rollout_load(m, sb);
 	return sb;
 }
 
@@ -71,6 +73,7 @@ static Sandbox *sandbox_free(Sandbox *sb)
 	free(sb->refusal);
 	free(sb->adopt_error);
 	probe_free(sb);
+	rollout_free(sb->manager, sb);
 	free(sb->liveness_kill);
 	free(sb->waiting);
 	strv_free(sb->after_counted);

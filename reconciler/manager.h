@@ -40,7 +40,12 @@ typedef struct ManagerConfig {
 	const char *metrics_file; /* --metrics-file: Prometheus text format, or NULL */
 	const char *dhcp_leases;  /* --dhcp-leases: a dnsmasq lease file, or NULL */
 	BackendOptions backend_options;
+	unsigned max_disruptions; /* --max-disruptions: restarts for spec changes at once; 0 any */
+	bool rollback;		  /* --rollback: the default of files without spec.rollback */
 } ManagerConfig;
+
+/* An exit sooner than this after a start counts towards a crash loop (executor.c, rollout.c). */
+#define CRASH_LOOP_USEC (10ull * 1000u * 1000u)
 
 /* In <run-dir>/<name>/: what vmd did about a sandbox, so that the next vmd goes on from it. */
 #define SANDBOX_BACKOFF_FILE "backoff.json"
@@ -100,6 +105,7 @@ typedef struct Sandbox {
 	uint64_t console_offset; /* console.log's size when vmd last started its VM */
 	char *liveness_kill;	 /* why liveness forced its VM off, until the next start */
 	bool counted_ready;	 /* in Manager.n_ready */
+	struct Rollout *rollout; /* rollout.c: its disruption slot, its last Ready spec, a rollback */
 
 	/* ordering.c: spec.after */
 	ListNode ordered_node; /* Manager.ordered, while its spec names sandboxes in after: */
@@ -251,6 +257,8 @@ struct Manager {
 	List ordered;	    /* ordering.c: the Sandboxes whose spec in force has an after: */
 	Hashmap *named;	    /* ordering.c: name -> how many of those name it */
 	struct EventServer *events; /* events.c: <run-dir>/events.sock, or NULL */
+	/* rollout.c: the restarts that hold a disruption slot, and those that wait for one */
+	List disruptions, disruption_waiters;
 };
 
 /* manager.c */

@@ -263,17 +263,25 @@ static void plan_running(Planner *p)
 		return;
 	}
 	if (have && !live_applicable(p, want, have)) {
+		bool restart = want->update_policy == UPDATE_RESTART || p->in->rollback;
+
 		/* A restart that could not start it again is not begun: it keeps running. */
-		if (want->update_policy == UPDATE_RESTART && admitted(p, want)) {
+		if (restart && admitted(p, want)) {
 			/* Nor one that would have to wait for spec.after's sandboxes to start it. */
 			if (!after_ready(p, want))
 				return;
-			emit(p, ACTION_RESTART, NULL,
-			     "a change needs a new boot (updatePolicy restart)");
+			/* Nor one beyond the host's disruption budget: it waits for a slot. */
+			if (p->in->no_disruption_slot)
+				p->plan->disruption_waits = true;
+			else
+				emit(p, ACTION_RESTART, NULL,
+				     p->in->rollback
+					     ? "rolling back to the last Ready generation"
+					     : "a change needs a new boot (updatePolicy restart)");
 			return;
 		}
 		/* on-next-boot: leave it running as it is; the status says a restart is due. */
-		if (want->update_policy != UPDATE_RESTART)
+		if (!restart)
 			p->plan->restart_required = true;
 		if (images_changed(want, have))
 			p->plan->restart_why =

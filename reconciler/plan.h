@@ -78,6 +78,13 @@ typedef struct PlanInput {
 	bool stop_waits;
 	/* Its complete snapshot (state: suspended), NULL if it has none. */
 	const Snapshot *snapshot;
+	/*
+	 * The host-wide disruption budget (--max-disruptions, reconciler/rollout.c): a restart
+	 * for a spec change is not begun while no slot is free (Plan.disruption_waits).
+	 */
+	bool no_disruption_slot;
+	 /* desired is the last Ready generation, rolled back to: it restarts whatever updatePolicy. */
+	 bool rollback;
 } PlanInput;
 
 typedef struct Plan {
@@ -89,8 +96,9 @@ typedef struct Plan {
 	bool held;		 /* destructive actions wait for the grace window or backoff */
 	bool insufficient; /* a start, restart or resize refused: the spec does not fit the host */
 	uint64_t wake_at;  /* when to plan again for what is held; 0 if nothing is */
-	bool waits_for_after; /* a start or restart waits for spec.after's sandboxes to be Ready */
-	bool stop_waits;      /* a stop waits for those naming it in spec.after to be stopped */
+	bool waits_for_after;  /* a start or restart waits for spec.after's sandboxes to be Ready */
+	bool stop_waits;       /* a stop waits for those naming it in spec.after to be stopped */
+	bool disruption_waits; /* a restart waits for a disruption slot (no_disruption_slot) */
 } Plan;
 
 /* Whether every sandbox spec names in spec.after is among ready (NULL-terminated, or NULL). */

@@ -14,6 +14,7 @@
 #include "manager.h"
 #include "neigh.h"
 #include "probe.h"
+#include "rollout.h"
 
 #define HTTP_REPLY_MAX 256	    /* the status line is all an http probe reads */
 #define CONSOLE_READ_MAX (1u << 20) /* at most this much of console.log per try */
@@ -242,7 +243,7 @@ static bool nic_address(Manager *m, const NetSpec *net, char *buf, size_t size)
 /* Where a probe of port connects: a forwarded host port, or the guest's address. */
 static int probe_address(Prober *p, uint16_t port, struct sockaddr_storage *ret, socklen_t *len)
 {
-	const SandboxSpec *s = p->sb->desired;
+	const SandboxSpec *s = rollout_spec(p->sb);
 	char addr[INET6_ADDRSTRLEN] = "";
 	uint16_t to = port;
 
@@ -558,11 +559,11 @@ static int prober_new(Manager *m, Sandbox *sb, Prober **ret)
 	p->sb = sb;
 	p->fd = -EBADF;
 	p->boot = sb->observed.started_at_usec;
-	p->generation = sb->generation;
+	p->generation = rollout_generation(sb);
 	p->began = now_usec(CLOCK_MONOTONIC);
 	p->console_offset = sb->console_offset;
-	if (probe_copy(&sb->desired->readiness, &p->readiness) < 0 ||
-	    probe_copy(&sb->desired->liveness, &p->liveness) < 0)
+	if (probe_copy(&rollout_spec(sb)->readiness, &p->readiness) < 0 ||
+	    probe_copy(&rollout_spec(sb)->liveness, &p->liveness) < 0)
 		return -ENOMEM;
 	p->ready = p->readiness.kind == PROBE_NONE;
 	console = p->readiness.kind == PROBE_CONSOLE ? &p->readiness : &p->liveness;
@@ -579,18 +580,18 @@ static int prober_new(Manager *m, Sandbox *sb, Prober **ret)
 
 void probe_sync(Manager *m, Sandbox *sb)
 {
-	const SandboxSpec *s = sb->desired;
+	const SandboxSpec *s = rollout_spec(sb); /* a rollback's, or its file's */
+	uint64_t generation = rollout_generation(sb);
 	Prober *p = sb->prober;
 	bool probed = s && !m->read_only && sb->observed.state == VM_RUNNING &&
 		      !sb->observed.unresponsive && !sb->observed.unwatched &&
 		      (s->readiness.kind != PROBE_NONE || s->liveness.kind != PROBE_NONE);
 
 	/* A new generation may keep the probes (a label changed): they go on as they were. */
-	if (p && probed && p->generation != sb->generation &&
+	if (p && probed && p->generation != generation &&
 	    probe_equal(&p->readiness, &s->readiness) && probe_equal(&p->liveness, &s->liveness))
-		p->generation = sb->generation;
-	if (p &&
-	    (!probed || p->boot != sb->observed.started_at_usec || p->generation != sb->generation))
+		p->generation = generation;
+	if (p && (!probed || p->boot != sb->observed.started_at_usec || p->generation != generation))
 		probe_free(sb);
 	if (!probed || sb->prober)
 		return;
@@ -601,10 +602,10 @@ void probe_sync(Manager *m, Sandbox *sb)
 bool probe_holds_ready(const Sandbox *sb, const char **reason, const char **message)
 {
 	const Prober *p = sb->prober;
+	const SandboxSpec *s = rollout_spec(sb);
 
 	/* Paused or stopped as asked is Ready as ever: nothing runs to probe. */
-	if (!sb->desired || sb->desired->readiness.kind == PROBE_NONE ||
-	    sb->desired->state != SANDBOX_RUNNING)
+	if (!s || s->readiness.kind == PROBE_NONE || s->state != SANDBOX_RUNNING)
 		return false;
 	if (p && p->ready)
 		return false;

@@ -550,6 +550,20 @@ static void decode_backend(Decoder *d, const YNode *n, const Field *f, void *obj
 	s->backend_explicit = true;
 }
 
+/* rollback: true or false; absent leaves it to the daemon's --rollback. */
+static void decode_rollback(Decoder *d, const YNode *n, const Field *f, void *obj)
+{
+	SandboxSpec *s = obj;
+	union {
+		bool b;
+		uint8_t u;
+	} v = { .u = 2 }; /* 2: not a boolean (decode_bool said so), left as it was */
+
+	decode_bool(d, n, &(Field){ .name = f->name }, &v);
+	if (v.u <= 1)
+		s->rollback = v.b ? SPEC_ROLLBACK_ON : SPEC_ROLLBACK_OFF;
+}
+
 static const Field spec_fields[] = {
 	{ "backend", decode_backend, offsetof(SandboxSpec, backend), .table = backend_kind_table,
 	  .table_len = _BACKEND_KIND_MAX },
@@ -577,6 +591,7 @@ static const Field spec_fields[] = {
 	{ "readiness", decode_probe, offsetof(SandboxSpec, readiness) },
 	{ "liveness", decode_probe, offsetof(SandboxSpec, liveness) },
 	{ "after", decode_after, 0 },
+	{ "rollback", decode_rollback, 0 },
 };
 
 static void decode_spec(Decoder *d, const YNode *n, const Field *f _unused_, void *obj)

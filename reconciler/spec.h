@@ -218,6 +218,13 @@ typedef struct AfterSpec {
 	unsigned line, column; /* in the file, for errors across files; 0: unknown (JSON) */
 } AfterSpec;
 
+/* spec.rollback: absent (the daemon's --rollback decides), false or true. */
+typedef enum SpecRollback {
+	SPEC_ROLLBACK_DEFAULT,
+	SPEC_ROLLBACK_OFF,
+	SPEC_ROLLBACK_ON,
+} SpecRollback;
+
 typedef struct SandboxSpec {
 	char name[SPEC_NAME_MAX + 1];
 	Label *labels;
@@ -253,6 +260,8 @@ typedef struct SandboxSpec {
 	/* spec.after: the sandboxes to be Ready before it starts (ordering.c); never a boot change */
 	AfterSpec *after;
 	size_t n_after;
+	/* rollback: a new generation that is not Ready in time goes back (reconciler/rollout.c) */
+	SpecRollback rollback;
 } SandboxSpec;
 
 CloudInitSpec *cloud_init_spec_free(CloudInitSpec *c);

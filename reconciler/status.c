@@ -11,6 +11,7 @@
 #include "neigh.h"
 #include "ordering.h"
 #include "probe.h"
+#include "rollout.h"
 #include "status.h"
 
 const char *const phase_table[_PHASE_MAX] = {
@@ -26,6 +27,7 @@ const char *const condition_type_table[_CONDITION_TYPE_MAX] = {
 	[CONDITION_RESTART_REQUIRED] = "RestartRequired",
 	[CONDITION_DEGRADED] = "Degraded",
 	[CONDITION_RUNNING] = "Running",
+	[CONDITION_ROLLED_BACK] = "RolledBack",
 };
 
 void sandbox_status_done(SandboxStatus *s)
@@ -264,7 +266,11 @@ static void compute_conditions(Manager *m, Sandbox *sb, const Plan *plan, uint64
 		condition_set(s, CONDITION_READY, false, "Progressing", sb->observed.progress ?: "",
 			      now);
 
-	if (sb->restart_required)
+	if (plan->disruption_waits) {
+		const char *why = rollout_wait_why(m, msg, sizeof(msg));
+
+		condition_set(s, CONDITION_RESTART_REQUIRED, true, why, msg, now);
+	} else if (sb->restart_required)
 		condition_set(
 			s, CONDITION_RESTART_REQUIRED, true, "UpdatePolicyOnNextBoot",
 			sb->restart_why
@@ -689,6 +695,7 @@ void sandbox_update_status(Manager *m, Sandbox *sb, const Plan *plan)
 	manager_tally_update(m, sb);
 	probe_sync(m, sb);
 	compute_conditions(m, sb, plan, now_real);
+	rollout_status_updated(m, sb, plan, now_real);
 	manager_tally_ready(m, sb);
 	ordering_status_changed(m, sb, old_phase, old_ready, old_reason);
 

@@ -29,7 +29,8 @@ typedef enum ConditionType {
 	CONDITION_READY,
 	CONDITION_RESTART_REQUIRED,
 	CONDITION_DEGRADED,
-	CONDITION_RUNNING, /* the VMM runs the guest; Ready may wait for a probe besides */
+	CONDITION_RUNNING,     /* the VMM runs the guest; Ready may wait for a probe besides */
+	CONDITION_ROLLED_BACK, /* a generation not Ready in time went back (rollout.c) */
 	_CONDITION_TYPE_MAX,
 } ConditionType;
 

@@ -655,30 +655,12 @@ json_t *fixture_wait_cond(Fixture *f, const char *name, const char *type, const 
 	return fixture_wait_status(f, name, cond_is, &w);
 }
 
-static int listen_at(uint16_t port, uint16_t *ret_port)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET,
-				 .sin_port = htons(port),
-				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t len = sizeof(a);
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	assert_true(fd >= 0);
-	assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &(int){ 1 }, sizeof(int)), 0);
-	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-	assert_int_equal(listen(fd, 64), 0);
-	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-	if (ret_port)
-		*ret_port = ntohs(a.sin_port);
-	return fd;
-}
-
 int fixture_listen_loopback(uint16_t *port)
 {
-	return listen_at(0, port);
+	return test_listen_loopback(0, port);
 }
 
 int fixture_listen_loopback_on(uint16_t port)
 {
-	return listen_at(port, NULL);
+	return test_listen_loopback(port, NULL);
 }

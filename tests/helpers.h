@@ -42,6 +42,9 @@ void test_kill_wait(pid_t *pid, int sig);
 /* Send all of s on a socket (a scripted server's reply); stops quietly if the peer left. */
 void test_send_all(int fd, const char *s, size_t n);
 
+/* A TCP listener on 127.0.0.1:port (0: a port the kernel picks); its port in *ret_port. */
+int test_listen_loopback(uint16_t port, uint16_t *ret_port);
+
 /*
  * Enter a new user namespace as its root (the same ids outside) and set its
  * /proc/sys/user/<sysctl> to value: the inotify limits are counted per user namespace, so

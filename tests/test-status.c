@@ -55,6 +55,16 @@ static const char *WEB_YAML =
 	"  disks:\n  - {id: root, path: /d/root.raw}\n  - {id: data, path: \"/d/d\\u00e4ta \\\"1\\\".qcow2\", format: qcow2, readOnly: true}\n"
 	"  networks:\n  - {id: net0, type: tap, tap: vmtap0, mac: \"52:54:00:12:34:56\"}\n  - {id: net1, type: user}\n";
 
+/* The last condition of both statuses below (a sandbox never rolled back). */
+#define NO_ROLLBACK                                                                                \
+	"    {\n"                                                                                  \
+	"      \"type\": \"RolledBack\",\n"                                                        \
+	"      \"status\": \"False\",\n"                                                           \
+	"      \"reason\": \"NoRollback\",\n"                                                      \
+	"      \"message\": \"\",\n"                                                               \
+	"      \"lastTransitionTime\": \"2026-01-01T00:00:06.172Z\"\n"                             \
+	"    }\n"
+
 /* A format: %s is net1's derived MAC. */
 static const char *WEB_STATUS = "{\n"
 				"  \"name\": \"web\",\n"
@@ -99,7 +109,8 @@ static const char *WEB_STATUS = "{\n"
 				"      \"reason\": \"VmRunning\",\n"
 				"      \"message\": \"\",\n"
 				"      \"lastTransitionTime\": \"2026-01-01T00:00:04.938Z\"\n"
-				"    }\n"
+				"    },\n" NO_ROLLBACK
+
 				"  ],\n"
 				"  \"pid\": 4242,\n"
 				"  \"startedAt\": \"2026-01-01T12:34:56.789Z\",\n"
@@ -191,7 +202,8 @@ static const char *BAD_STATUS = "{\n"
 				"      \"reason\": \"Exited\",\n"
 				"      \"message\": \"its VMM exited\",\n"
 				"      \"lastTransitionTime\": \"2026-01-01T00:00:04.938Z\"\n"
-				"    }\n"
+				"    },\n" NO_ROLLBACK
+
 				"  ],\n"
 				"  \"pid\": 0,\n"
 				"  \"startedAt\": null,\n"
