@@ -83,8 +83,8 @@ typedef struct PlanInput {
 	 * for a spec change is not begun while no slot is free (Plan.disruption_waits).
 	 */
 	bool no_disruption_slot;
-	 /* desired is the last Ready generation, rolled back to: it restarts whatever updatePolicy. */
-	 bool rollback;
+	/* desired is the last Ready generation, rolled back to: it restarts whatever updatePolicy. */
+	bool rollback;
 } PlanInput;
 
 typedef struct Plan {
