@@ -216,6 +216,7 @@ bench: $(B)/vmd $(B)/bench/bench-daemon $(B)/guest/vmlinux
 	$(PYTHON) tests/bench-hung.py $(CURDIR)/$(B)/vmd $(CURDIR)
 	$(PYTHON) tests/bench-qemu.py $(CURDIR)/$(B)/vmd $(CURDIR)/$(B)/guest
 	$(PYTHON) tests/bench-image.py $(CURDIR)/$(B)/vmd $(CURDIR)/$(B)/guest
+	$(PYTHON) tests/bench-suspend.py $(CURDIR)/$(B)/vmd $(CURDIR)/$(B)/guest
 
 C_SOURCES = $(shell git ls-files '*.c' '*.h' 2>/dev/null || find reconciler backends tests -name '*.[ch]')
 
