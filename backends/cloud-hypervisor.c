@@ -239,7 +239,7 @@ static json_t *vm_config(ChVm *v)
 	json_t *disks = json_array(), *nets = json_array(), *payload;
 
 	if (v->passed.own)
-		(void)asprintf(&console, "%s/" CONSOLE_SERIAL, v->passed.own);
+		set_format(&console, "%s/" CONSOLE_SERIAL, v->passed.own);
 	else
 		console = vmm_vm_path(v->vm.b, v->vm.name, CONSOLE_SERIAL);
 	if (!console || !disks || !nets)

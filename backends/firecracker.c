@@ -94,7 +94,7 @@ static int fc_argv(VmmVm *vm, char ***ret)
 
 	/* Unjailed, it binds its socket in its own dir (vmm-pass.c): api.sock points there. */
 	if (FC_VM(vm)->passed.own)
-		(void)asprintf(&sock, "%s/api.sock", FC_VM(vm)->passed.own);
+		set_format(&sock, "%s/api.sock", FC_VM(vm)->passed.own);
 	else
 		sock = vmm_vm_path(b, vm->name, "api.sock");
 	if (!sock)
@@ -374,7 +374,7 @@ static int configure(VmmVm *v, VmmRequests *rq)
 
 	/* Unjailed, it makes console.log in its own dir (vmm-pass.c), where console.log points. */
 	if (f->passed.own)
-		(void)asprintf(&console, "%s/" JAIL_CONSOLE, f->passed.own);
+		set_format(&console, "%s/" JAIL_CONSOLE, f->passed.own);
 	else
 		console = host_console ? fc_vm_path(b, host_console, JAIL_CONSOLE) : NULL;
 	if (!console || !kernel || (s->initrd && !initrd))
