@@ -232,10 +232,10 @@ static json_t *vm_config(ChVm *v)
 	_cleanup_free_ char *console = NULL;
 	json_t *disks = json_array(), *nets = json_array(), *payload;
 
-	if (v->passed.own)
-		(void)asprintf(&console, "%s/" CONSOLE_SERIAL, v->passed.own);
-	else
+	if (!v->passed.own)
 		console = vmm_vm_path(v->vm.b, v->vm.name, CONSOLE_SERIAL);
+	else if (asprintf(&console, "%s/" CONSOLE_SERIAL, v->passed.own) < 0)
+		console = NULL; /* asprintf() leaves it undefined */
 	if (!console || !disks || !nets)
 		goto fail;
 	for (size_t i = 0; i < s->n_disks; i++)

@@ -86,10 +86,10 @@ static int fc_argv(VmmVm *vm, char ***ret)
 	char uid[16], gid[16], **argv = NULL;
 
 	/* Unjailed, it binds its socket in its own dir (vmm-pass.c): api.sock points there. */
-	if (FC_VM(vm)->passed.own)
-		(void)asprintf(&sock, "%s/api.sock", FC_VM(vm)->passed.own);
-	else
+	if (!FC_VM(vm)->passed.own)
 		sock = vmm_vm_path(b, vm->name, "api.sock");
+	else if (asprintf(&sock, "%s/api.sock", FC_VM(vm)->passed.own) < 0)
+		sock = NULL; /* asprintf() leaves it undefined */
 	if (!sock)
 		return -ENOMEM;
 	snprintf(uid, sizeof(uid), "%u", (unsigned)b->options.jailer_uid);
@@ -366,10 +366,10 @@ static int configure(VmmVm *v, VmmRequests *rq)
 	int r;
 
 	/* Unjailed, it makes console.log in its own dir (vmm-pass.c), where console.log points. */
-	if (f->passed.own)
-		(void)asprintf(&console, "%s/" JAIL_CONSOLE, f->passed.own);
-	else
+	if (!f->passed.own)
 		console = host_console ? fc_vm_path(b, host_console, JAIL_CONSOLE) : NULL;
+	else if (asprintf(&console, "%s/" JAIL_CONSOLE, f->passed.own) < 0)
+		console = NULL; /* asprintf() leaves it undefined */
 	if (!console || !kernel || (s->initrd && !initrd))
 		return -ENOMEM;
 	r = has_serial(v) ? fc_put(rq, json_pack("{s:s}", "serial_out_path", console), "/serial")
