@@ -342,6 +342,8 @@ static void test_dash_ids(void **state)
 	/* A new vmd reads GET /vm/config: the devices are the file's, nothing to restart. */
 	fixture_stop_daemon(f, SIGKILL);
 	fixture_start_daemon(f);
+	/* Its status, not the killed daemon's, which is there until it has taken the VM in. */
+	fixture_wait_log(f, "vm: re-adopted its running VM");
 	s = fixture_wait_status(f, "vm", ready, "Running");
 	assert_int_equal(pid_of(s), pid);
 	assert_string_equal(first_id(s, "disks"), "data-1");
