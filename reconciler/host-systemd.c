@@ -10,9 +10,15 @@
  * (the host shuts down), vmd stops first, and the scope is stopped only after it.
  *
  * Shutdown. At SIGTERM vmd asks the manager's SystemState: "stopping" means the host is
- * shutting down (shutdown.target is queued or active), and vmd then shuts every guest
- * down as a stop does (the power button, stopTimeout, then force) before it exits, as
- * libvirt-guests does; otherwise (`systemctl stop` or `restart vmd`) the VMs keep running.
+ * shutting down (shutdown.target is queued or active: manager_state() in systemd's
+ * src/core/manager.c), and vmd then shuts every guest down as a stop does (the power
+ * button, stopTimeout, then force) before it exits, as libvirt-guests does; otherwise
+ * (`systemctl stop` or `restart vmd`) the VMs keep running. The question goes two ways at
+ * once: to systemd's own socket (/run/systemd/private, as systemctl talks to it when it
+ * runs as root), with no dbus-daemon in the way, which is itself on its way down at a
+ * shutdown and slow under load; and over the system bus, for when the private socket
+ * cannot be reached. The first answer decides; only when both fail, or neither answers
+ * within STATE_TIMEOUT_USEC, is it taken that the host does not shut down.
  *
  * Every call is asynchronous, on the daemon's loop: systemd is asked, never waited for.
  * Outside a systemd service (tests, a shell) none of this exists, and nothing changes.
@@ -39,7 +45,9 @@
 #define USEC_PER_SEC UINT64_C(1000000)
 #define SCOPE_TRIES 8
 #define SCOPE_RETRY_USEC (250 * USEC_PER_MSEC)
-#define STATE_TIMEOUT_USEC (2 * USEC_PER_SEC)
+/* Well within the unit's TimeoutStopSec= (90 s by default), extended while asking. */
+#define STATE_TIMEOUT_USEC (20 * USEC_PER_SEC)
+#define SYSTEMD_PRIVATE "/run/systemd/private"
 /* After the longest stopTimeout: the quit and kill phases of a stop, and the exit's reaping. */
 #define SHUTDOWN_SLACK_USEC (15 * USEC_PER_SEC)
 
@@ -49,6 +57,11 @@ struct HostSystemd {
 	bool scope_error_said;
 	bool machine_error_said;
 	List requests; /* every ScopeRequest whose answer or retry is to come */
+	/* The question at SIGTERM: does the host shut down? */
+	sd_bus *private; /* systemd's own socket, opened for it: no dbus-daemon between */
+	unsigned asked;	 /* calls of it whose reply is to come */
+	bool answered;	 /* one said: the others' replies are not heard any more */
+	char *why[2];	 /* why each way gave no state: [0] the system bus, [1] the other */
 };
 
 typedef struct ScopeRequest {
@@ -132,6 +145,9 @@ void host_systemd_free(HostSystemd *h)
 		return;
 	/* The bus takes its pending calls with it, unanswered: their requests are freed here. */
 	sd_bus_flush_close_unref(h->bus);
+	sd_bus_flush_close_unref(h->private);
+	free(h->why[0]);
+	free(h->why[1]);
 	while (h->requests.first)
 		scope_request_free(list_entry(h->requests.first, ScopeRequest, node));
 	free(h->unit);
@@ -618,20 +634,48 @@ static void stopping_anyway(Manager *m, const char *state)
 	(void)sd_event_exit(m->event, 0);
 }
 
+/* Why a reply does not say the state: its error, or a reply that is no string. */
+static const char *reply_problem(sd_bus_message *reply)
+{
+	const sd_bus_error *e = sd_bus_message_get_error(reply);
+
+	return e ? e->message ?: e->name : "no state in the answer";
+}
+
+/* Neither way gave the state. */
+static void cannot_tell(Manager *m)
+{
+	HostSystemd *h = m->systemd;
+
+	log_fields(LOG_WARNING, &(LogFields){ .message_id = LOG_MESSAGE_DAEMON },
+		   "cannot tell whether the host shuts down (" SYSTEMD_PRIVATE
+		   ": %s; the system bus: %s); taking it that it does not",
+		   h->why[1] ?: "?", h->why[0] ?: "?");
+	stopping_anyway(m, NULL);
+}
+
 static int state_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error _unused_)
 {
 	Manager *m = userdata;
+	HostSystemd *h = m->systemd;
+	bool private = sd_bus_message_get_bus(reply) == h->private;
 	const char *state = NULL;
 
+	h->asked--;
+	if (h->answered)
+		return 0;
 	if (sd_bus_message_is_method_error(reply, NULL) ||
 	    sd_bus_message_read(reply, "v", "s", &state) < 0 || !state) {
-		log_fields(LOG_WARNING, &(LogFields){ .message_id = LOG_MESSAGE_DAEMON },
-			   "cannot tell whether the host shuts down (%s); taking it that it does not",
-			   sd_bus_message_get_error(reply) ? sd_bus_message_get_error(reply)->message
-							   : "no answer");
-		stopping_anyway(m, NULL);
-		return 0;
+		free(h->why[private]);
+		h->why[private] = strdup(reply_problem(reply));
+		if (h->asked == 0)
+			cannot_tell(m);
+		return 0; /* else the other way may answer yet */
 	}
+	h->answered = true;
+	log_fields(LOG_DEBUG, &(LogFields){ .message_id = LOG_MESSAGE_DAEMON },
+		   "systemd's SystemState is %s (asked %s)", state,
+		   private ? SYSTEMD_PRIVATE : "over the system bus");
 	if (streq(state, "stopping"))
 		host_systemd_shut_guests_down(m);
 	else
@@ -639,10 +683,52 @@ static int state_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_
 	return 0;
 }
 
-void host_systemd_sigterm(Manager *m)
+/* Ask bus for the manager's SystemState; its reply comes to state_reply. */
+static int ask_state(Manager *m, sd_bus *bus)
 {
 	_cleanup_(sd_bus_message_unrefp) sd_bus_message *msg = NULL;
+	int r;
+
+	r = sd_bus_message_new_method_call(bus, &msg, "org.freedesktop.systemd1",
+					   "/org/freedesktop/systemd1",
+					   "org.freedesktop.DBus.Properties", "Get");
+	if (r >= 0)
+		r = sd_bus_message_append(msg, "ss", "org.freedesktop.systemd1.Manager",
+					  "SystemState");
+	if (r >= 0)
+		r = sd_bus_call_async(bus, NULL, msg, state_reply, m, STATE_TIMEOUT_USEC);
+	if (r >= 0)
+		m->systemd->asked++;
+	return r;
+}
+
+/*
+ * A connection of its own to systemd's private socket, a direct one (no Hello: no bus
+ * daemon), as systemctl's bus_connect_system_systemd() makes it. The connect and the
+ * authentication go on in the loop; the call waits for them.
+ */
+static int open_private(HostSystemd *h)
+{
+	_cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+	int r;
+
+	r = sd_bus_new(&bus);
+	if (r >= 0)
+		r = sd_bus_set_address(bus, "unix:path=" SYSTEMD_PRIVATE);
+	if (r >= 0)
+		r = sd_bus_start(bus);
+	if (r >= 0)
+		r = sd_bus_attach_event(bus, sd_bus_get_event(h->bus), SD_EVENT_PRIORITY_NORMAL);
+	if (r < 0)
+		return r;
+	h->private = TAKE_PTR(bus);
+	return 0;
+}
+
+void host_systemd_sigterm(Manager *m)
+{
 	HostSystemd *h = m->systemd;
+	char ext[64];
 	int r;
 
 	if (m->host_stopping || m->sigterm_asked)
@@ -652,18 +738,18 @@ void host_systemd_sigterm(Manager *m)
 		stopping_anyway(m, NULL);
 		return;
 	}
-	r = sd_bus_message_new_method_call(h->bus, &msg, "org.freedesktop.systemd1",
-					   "/org/freedesktop/systemd1",
-					   "org.freedesktop.DBus.Properties", "Get");
+	/* systemd's stop timeout covers the question, whatever TimeoutStopSec= says. */
+	snprintf(ext, sizeof(ext), "EXTEND_TIMEOUT_USEC=%" PRIu64,
+		 STATE_TIMEOUT_USEC + SHUTDOWN_SLACK_USEC);
+	(void)sd_notify(false, ext);
+	r = open_private(h);
 	if (r >= 0)
-		r = sd_bus_message_append(msg, "ss", "org.freedesktop.systemd1.Manager",
-					  "SystemState");
-	if (r >= 0)
-		r = sd_bus_call_async(h->bus, NULL, msg, state_reply, m, STATE_TIMEOUT_USEC);
-	if (r < 0) {
-		log_fields(
-			LOG_WARNING, &(LogFields){ .error = -r },
-			"cannot ask systemd whether the host shuts down; taking it that it does not");
-		stopping_anyway(m, NULL);
-	}
+		r = ask_state(m, h->private);
+	if (r < 0)
+		h->why[1] = strdup(strerror(-r));
+	r = ask_state(m, h->bus);
+	if (r < 0)
+		h->why[0] = strdup(strerror(-r));
+	if (h->asked == 0)
+		cannot_tell(m);
 }

@@ -439,6 +439,21 @@ json_t *fixture_status(Fixture *f, const char *name)
 	return json_load_file(p, 0, NULL);
 }
 
+void fixture_wait_log(Fixture *f, const char *needle)
+{
+	uint64_t end = ms_now() + FIXTURE_WAIT_MS;
+
+	for (;;) {
+		_cleanup_free_ char *log = test_read_file(f->log, NULL);
+
+		if (log && strstr(log, needle))
+			return;
+		if (ms_now() > end)
+			fail_msg("no '%s' in vmd's log:\n%s", needle, log ?: "");
+		usleep(50000);
+	}
+}
+
 json_t *fixture_wait_status(Fixture *f, const char *name, StatusPred pred, const void *arg)
 {
 	uint64_t end = ms_now() + FIXTURE_WAIT_MS;
@@ -473,6 +488,11 @@ bool ready(json_t *s, const void *arg)
 bool absent(json_t *s, const void *arg _unused_)
 {
 	return s == NULL;
+}
+
+bool gone_with(json_t *s, const void *path)
+{
+	return s == NULL && access(path, F_OK) < 0;
 }
 
 bool restarted(json_t *s, const void *arg)

@@ -115,6 +115,11 @@ void fixture_wait_line(Fixture *f, const char *name, const char *prefix, const c
 
 /* Wait until name's status.json satisfies pred; the caller json_decref()s it. */
 json_t *fixture_wait_status(Fixture *f, const char *name, StatusPred pred, const void *arg);
+/*
+ * Wait for needle in the daemon's log. A restarted daemon finds the status.json of the one
+ * before it: what it did itself since (re-adopted a VM) is told by its log.
+ */
+void fixture_wait_log(Fixture *f, const char *needle);
 /* Wait until name's condition type has status, and reason and a part message (unless NULL). */
 json_t *fixture_wait_cond(Fixture *f, const char *name, const char *type, const char *status,
 			  const char *reason, const char *message);
@@ -128,6 +133,11 @@ int fixture_listen_loopback_on(uint16_t port);
 bool phase_is(json_t *s, const void *arg);
 bool ready(json_t *s, const void *arg);
 bool absent(json_t *s, const void *arg);
+/*
+ * No status, and path gone too (arg: its run dir, its disks' dir). vmd removes status.json
+ * first and the dir last (sandbox_remove_status): absent alone is a removal begun.
+ */
+bool gone_with(json_t *s, const void *path);
 bool restarted(json_t *s, const void *arg);
 bool failing(json_t *s, const void *arg);
 pid_t pid_of(json_t *s);

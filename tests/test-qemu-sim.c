@@ -204,22 +204,6 @@ static void test_start_seen_through(void **state)
 	assert_int_equal(fixture_count_requests(f, "cont"), 1);
 }
 
-/* Wait for needle in the daemon's log. */
-static void wait_log(Fixture *f, const char *needle)
-{
-	uint64_t end = ms_now() + FIXTURE_WAIT_MS;
-
-	for (;;) {
-		_cleanup_free_ char *log = test_read_file(f->log, NULL);
-
-		if (log && strstr(log, needle))
-			return;
-		if (ms_now() > end)
-			fail_msg("no '%s' in vmd's log:\n%s", needle, log ?: "");
-		usleep(50000);
-	}
-}
-
 /*
  * The console through the simulator's serial socket: logged by vmd. A QEMU adopted
  * without a serial socket (started by a vmd before them, which gave it a file) keeps
@@ -241,7 +225,7 @@ static void test_console_without_socket(void **state)
 
 	assert_int_equal(unlink(serial), 0);
 	fixture_start_daemon(f);
-	wait_log(f, "con: its VMM has no serial socket");
+	fixture_wait_log(f, "con: its VMM has no serial socket");
 	json_decref(fixture_wait_status(f, "con", ready, "Running"));
 	assert_int_equal(access(sock, F_OK), -1); /* the dead vmd's, removed */
 	test_run(&r, argv);

@@ -685,6 +685,14 @@ def check_watchdog(t):
     c.run(["systemctl", "daemon-reload"])
 
 
+def copy_of(c, name):
+    """A file the container copied into its out dir, or "(no copy)"."""
+    try:
+        return open(os.path.join(c.out, name), errors="replace").read()
+    except OSError:
+        return "(no copy)"
+
+
 def check_poweroff(t):
     """Powering the host off shuts the guest down (its power button) before the end."""
     c = t.c
@@ -694,21 +702,17 @@ def check_poweroff(t):
     try:
         c.nspawn.wait(timeout=180)
     except subprocess.TimeoutExpired:
-        try:
-            seen = open(os.path.join(c.out, "console.copy"), errors="replace").read()
-        except OSError:
-            seen = "(no copy)"
-        try:
-            journal = open(os.path.join(c.out, "journal.copy"), errors="replace").read()
-        except OSError:
-            journal = "(no copy)"
+        seen, journal = copy_of(c, "console.copy"), copy_of(c, "journal.copy")
         raise Fail("the container did not power off within 180 s; the guest's console ended with:\n"
                    + seen[-1500:] + "\nand the container's journal with:\n" + journal[-6000:])
     seen = open(os.path.join(c.out, "console.copy"), errors="replace").read()
     for line in ("VMD-GUEST-POWER-BUTTON", "VMD-GUEST-POWEROFF"):
         if line not in seen:
+            # What vmd made of the SIGTERM ("the host shuts down", "VMs keep running").
+            journal = copy_of(c, "journal.copy")
             raise Fail(f"the guest's console shows no {line} at the host's poweroff:\n"
-                       + seen[-2000:])
+                       + seen[-2000:] + "\nand the container's journal:\n"
+                       + "\n".join(l for l in journal.splitlines() if "vmd" in l)[-4000:])
 
 
 CHECKS = [
