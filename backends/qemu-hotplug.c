@@ -88,7 +88,7 @@ static int add_disk(VmmJob *j, VmmRequests *rq, const char *dev, int port)
 	char why[512];
 	int fd, r;
 
-	fd = qemu_open_disk(d, why, sizeof(why));
+	fd = vmm_open_disk(d, why, sizeof(why));
 	if (fd < 0) {
 		vmm_job_fail_message(j, "%s", why);
 		return fd;

@@ -17,8 +17,6 @@ typedef struct Port {
 	char device[DEVICE_NAME_MAX]; /* "disk-ID" or "net-ID" on it, "" if free */
 } Port;
 
-typedef struct QemuBootFile QemuBootFile;
-
 typedef struct QemuVm {
 	VmmVm vm; /* first: process, record, state, config, jobs (vmm-vm.c) */
 	Port ports[QEMU_PORTS_MAX];
@@ -33,24 +31,13 @@ typedef struct QemuVm {
 	int disk_fds[SPEC_DISKS_MAX], base_fds[SPEC_DISKS_MAX];
 	int kernel_fd, initrd_fd, seed_fd;
 	int credential_fds[SPEC_CREDENTIALS_MAX];
-	QemuBootFile *boot_files[2]; /* the kernel's and the initrd's memfds it shares */
 } QemuVm;
 
 /* qemu.c: whether the networks' vhost-net is opened for QEMU (KVM runs the guest). */
 bool qemu_wants_vhost(const Backend *b);
 
-/* qemu.c: the backend's shared memfds of kernels and initrds. */
-QemuBootFile **qemu_boot_files(Backend *b);
-
 /* qemu-fds.c: the files of a start, opened and passed (-1 where there is none). */
 int qemu_prepare_files(QemuVm *v);
-/* v's QEMU runs no more, or never will: its share of the kernel's and initrd's memfds. */
-void qemu_boot_files_put(QemuVm *v);
-/*
- * d's file (or its copy's) opened as QEMU gets it: read-only or read-write as the disk is,
- * the file the loader checked, of its kind. -errno and why (naming the disk) on failure.
- */
-int qemu_open_disk(const DiskSpec *d, char *why, size_t n);
 /* The image under d's overlay, read-only, the file and format the loader checked. */
 int qemu_open_base(const DiskSpec *d, char *why, size_t n);
 

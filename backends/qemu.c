@@ -32,15 +32,9 @@
 typedef struct Qemu {
 	VmmBackend vmm; /* first: the VMs, the binary, the boot id */
 	QemuAccel accel;
-	QemuBootFile *boot_files; /* qemu-fds.c */
 } Qemu;
 
 #define QEMU(b) ((Qemu *)(b)->data)
-
-QemuBootFile **qemu_boot_files(Backend *b)
-{
-	return &QEMU(b)->boot_files;
-}
 
 static const VmmVmType qemu_type;
 
@@ -301,13 +295,7 @@ static int qemu_prepare(VmmVm *vm)
 
 static void qemu_exited(VmmVm *vm)
 {
-	qemu_boot_files_put((QemuVm *)vm);
 	release_nets(vm->config);
-}
-
-static void qemu_vm_free(VmmVm *vm)
-{
-	qemu_boot_files_put((QemuVm *)vm);
 }
 
 static int qemu_argv(VmmVm *vm, char ***ret)
@@ -381,7 +369,6 @@ static const VmmVmType qemu_type = {
 	.extra_files = (const char *const[]){ "qemu.pid", GUEST_AGENT_SOCKET, NULL },
 	.serial_socket = true,
 	.size = sizeof(QemuVm),
-	.free = qemu_vm_free,
 	.save = qemu_vm_save_ports,
 	.load = qemu_vm_load_ports,
 	.prepare = qemu_prepare,
