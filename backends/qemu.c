@@ -53,7 +53,7 @@ static int qemu_vm_save_ports(VmmVm *vm, json_t *j)
 	if (json_object_set_new(j, "ports", ports) < 0 ||
 	    json_object_set_new(j, "nPorts", json_integer(v->n_ports)) < 0)
 		return -ENOMEM;
-	return 0;
+	return qemu_vm_save_disk_names(v, j);
 }
 
 static int qemu_vm_load_ports(VmmVm *vm, const json_t *j)
@@ -74,7 +74,7 @@ static int qemu_vm_load_ports(VmmVm *vm, const json_t *j)
 			return -EBADMSG;
 		strcpy(v->ports[i].device, key);
 	}
-	return 0;
+	return qemu_vm_load_disk_names(v, j);
 }
 
 /* Backend setup */
