@@ -108,6 +108,7 @@ LIB_SRCS := \
 	backends/vmm-vm.c \
 	backends/vmm-start.c \
 	backends/vmm-pass.c \
+	backends/vmm-files.c \
 	backends/vmm-job-report.c \
 	backends/vmm-stray.c \
 	backends/vmm-ops.c \

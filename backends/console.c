@@ -254,7 +254,7 @@ static int on_serial(sd_event_source *s _unused_, int fd, uint32_t revents, void
 
 static int serial_connect(Console *c)
 {
-	int fd = unix_connect(c->serial_path), r;
+	int fd = unix_connect_nofollow(c->serial_path), r;
 
 	if (fd < 0) {
 		serial_lost(c);

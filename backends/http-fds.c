@@ -251,7 +251,7 @@ int http_request_fds(sd_event *e, const char *socket_path, const char *method, c
 			      TIMER_ACCURACY_USEC, on_timer, req);
 	if (r < 0)
 		return r;
-	req->sock = unix_connect(socket_path);
+	req->sock = unix_connect_nofollow(socket_path);
 	if (req->sock < 0) {
 		/* Nobody listens: its handler hears so from the loop. */
 		req->error = IN_SET(req->sock, -ENOENT, -ECONNREFUSED, -EACCES, -ENOTSOCK)

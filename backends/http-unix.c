@@ -2,6 +2,9 @@
 #include <curl/curl.h>
 #include <stdio.h>
 #include <sys/epoll.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include "http-unix.h"
 #include "list.h"
@@ -32,7 +35,10 @@ struct HttpRequest {
 	ListNode node;
 	CURL *curl;
 	char *method, *path;
-	char *text; /* the body: CURLOPT_POSTFIELDS does not copy it */
+	char *socket_path; /* connected to by open_socket() */
+	int path_fd;	   /* its O_PATH descriptor, which curl connects to, or -EBADF */
+	int path_error;	   /* why there is none: the errno of the failed connect */
+	char *text;	   /* the body: CURLOPT_POSTFIELDS does not copy it */
 	Buffer buf;
 	char errbuf[CURL_ERROR_SIZE];
 	CURLcode result;
@@ -102,8 +108,9 @@ static int curl_to_errno(CURLcode c, long os_errno, bool overflow)
 	case CURLE_OPERATION_TIMEDOUT:
 		return -ETIMEDOUT;
 	case CURLE_COULDNT_CONNECT:
-		return IN_SET(os_errno, ENOENT, ECONNREFUSED, EACCES, ENOTSOCK) ? -(int)os_errno
-										: -ECONNREFUSED;
+		return IN_SET(os_errno, ENOENT, ECONNREFUSED, EACCES, ENOTSOCK, ELOOP)
+			       ? -(int)os_errno
+			       : -ECONNREFUSED;
 	case CURLE_WRITE_ERROR:
 		return overflow ? -EMSGSIZE : -EIO;
 	case CURLE_GOT_NOTHING:
@@ -202,11 +209,45 @@ static HttpRequest *request_free(HttpRequest *req)
 		curl_easy_cleanup(req->curl);
 	free(req->method);
 	free(req->path);
+	free(req->socket_path);
+	if (req->path_fd >= 0)
+		close(req->path_fd);
 	free(req->text);
 	free(req->buf.data);
 	return mfree(req);
 }
 DEFINE_POINTER_CLEANUP(HttpRequest, request_free)
+
+/*
+ * curl's socket for a connection: the address it connects to is the socket at the path as
+ * open_path_nofollow() finds it, named "/proc/self/fd/N" of that O_PATH descriptor (which
+ * connects to that very inode), so that a link a VMM put in its own dir (vmm/api.sock) is
+ * never followed. (curl 7.88 connects a socket the callback connected again, curl issue
+ * 10626: so curl connects, to the address given.)
+ */
+static curl_socket_t open_socket(void *userdata, curlsocktype purpose, struct curl_sockaddr *address)
+{
+	HttpRequest *req = userdata;
+	struct sockaddr_un *sa = (struct sockaddr_un *)&address->addr;
+	struct stat st;
+	int fd;
+
+	if (purpose != CURLSOCKTYPE_IPCXN || address->family != AF_UNIX)
+		return CURL_SOCKET_BAD;
+	if (req->path_fd >= 0)
+		req->path_fd = (close(req->path_fd), -EBADF);
+	req->path_fd = open_path_nofollow(req->socket_path);
+	if (req->path_fd >= 0 && fstat(req->path_fd, &st) == 0 && !S_ISSOCK(st.st_mode))
+		req->path_fd = (close(req->path_fd), -ENOTSOCK);
+	if (req->path_fd < 0) {
+		req->path_error = -req->path_fd;
+		return CURL_SOCKET_BAD;
+	}
+	snprintf(sa->sun_path, sizeof(sa->sun_path), "/proc/self/fd/%d", req->path_fd);
+	address->addrlen = (unsigned)sizeof(*sa);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	return fd < 0 ? CURL_SOCKET_BAD : fd;
+}
 
 static int set_request(HttpRequest *req, const char *socket_path, const char *url,
 		       uint64_t timeout_usec)
@@ -221,6 +262,8 @@ static int set_request(HttpRequest *req, const char *socket_path, const char *ur
 	} while (0)
 	SET(CURLOPT_PRIVATE, req);
 	SET(CURLOPT_UNIX_SOCKET_PATH, socket_path);
+	SET(CURLOPT_OPENSOCKETFUNCTION, open_socket);
+	SET(CURLOPT_OPENSOCKETDATA, req);
 	SET(CURLOPT_URL, url);
 	SET(CURLOPT_NOSIGNAL, 1L);
 	SET(CURLOPT_CONNECTTIMEOUT_MS, (long)(HTTP_CONNECT_TIMEOUT_USEC / 1000));
@@ -255,13 +298,15 @@ int http_request(HttpLoop *l, const char *socket_path, const char *method, const
 
 	if (!req)
 		return -ENOMEM;
+	req->path_fd = -EBADF;
 	req->loop = l;
 	req->handler = handler;
 	req->userdata = userdata;
 	req->method = strdup(method);
 	req->path = strdup(path);
+	req->socket_path = strdup(socket_path);
 	req->curl = curl_easy_init();
-	if (!req->method || !req->path || !req->curl)
+	if (!req->method || !req->path || !req->socket_path || !req->curl)
 		return -ENOMEM;
 	if (body && !(req->text = json_dumps(body, JSON_COMPACT)))
 		return -ENOMEM;
@@ -299,6 +344,8 @@ static int request_reply(HttpRequest *req, HttpReply *ret)
 
 	(void)curl_easy_getinfo(req->curl, CURLINFO_RESPONSE_CODE, &ret->status);
 	(void)curl_easy_getinfo(req->curl, CURLINFO_OS_ERRNO, &os_errno);
+	if (req->result == CURLE_COULDNT_CONNECT && req->path_error)
+		os_errno = req->path_error; /* open_socket() found no socket to name */
 	if (req->result != CURLE_OK) {
 		r = curl_to_errno(req->result, os_errno, req->buf.overflow);
 		if (r == -EMSGSIZE)

@@ -71,16 +71,16 @@ static int add_base(char ***argv, const DiskSpec *d, unsigned port, int fd)
 {
 	int r;
 
-	if ((r = add_fd(argv, fd, QEMU_FDSET_BASE + port, QEMU_DISK_BASE, d->id)) < 0 ||
+	if ((r = add_fd(argv, fd, QEMU_FDSET_BASE + port, QEMU_DISK_BASE_OPAQUE, d->id)) < 0 ||
 	    (r = arg(argv, "-blockdev",
 		     "driver=file,node-name=" QEMU_DISK_BASE_FILE
-		     "%s,filename=/dev/fdset/%u,read-only=on",
-		     d->id, QEMU_FDSET_BASE + port)) < 0)
+		     "%u,filename=/dev/fdset/%u,read-only=on",
+		     port, QEMU_FDSET_BASE + port)) < 0)
 		return r;
 	return arg(argv, "-blockdev",
-		   "driver=%s,node-name=" QEMU_DISK_BASE "%s,file=" QEMU_DISK_BASE_FILE
-		   "%s,read-only=on",
-		   disk_format_to_string(d->image_format), d->id, d->id);
+		   "driver=%s,node-name=" QEMU_DISK_BASE "%u,file=" QEMU_DISK_BASE_FILE
+		   "%u,read-only=on",
+		   disk_format_to_string(d->image_format), port, port);
 }
 
 static int add_disk(char ***argv, const DiskSpec *d, unsigned port, int fd, int base_fd)
@@ -91,22 +91,22 @@ static int add_disk(char ***argv, const DiskSpec *d, unsigned port, int fd, int 
 
 	if (d->image && (r = add_base(argv, d, port, base_fd)) < 0)
 		return r;
-	if (d->image && asprintf(&backing, ",backing=" QEMU_DISK_BASE "%s", d->id) < 0)
+	if (d->image && asprintf(&backing, ",backing=" QEMU_DISK_BASE "%u", port) < 0)
 		return -ENOMEM;
 	/* driver=file and an explicit format: QEMU probes nothing a guest could forge. */
 	if ((r = add_fd(argv, fd, QEMU_FDSET_DISK + port, QEMU_DISK_DEVICE, d->id)) < 0 ||
 	    (r = arg(argv, "-blockdev",
-		     "driver=%s,node-name=" QEMU_DISK_FILE "%s,filename=/dev/fdset/%u,read-only=%s",
-		     d->device == DISK_DEVICE_BLOCK ? "host_device" : "file", d->id,
+		     "driver=%s,node-name=" QEMU_DISK_FILE "%u,filename=/dev/fdset/%u,read-only=%s",
+		     d->device == DISK_DEVICE_BLOCK ? "host_device" : "file", port,
 		     QEMU_FDSET_DISK + port, ro)) < 0 ||
 	    (r = arg(argv, "-blockdev",
-		     "driver=%s,node-name=" QEMU_DISK_NODE "%s,file=" QEMU_DISK_FILE
-		     "%s%s,read-only=%s",
-		     disk_format_to_string(d->format), d->id, d->id, backing ?: "", ro)) < 0 ||
+		     "driver=%s,node-name=" QEMU_DISK_NODE "%u,file=" QEMU_DISK_FILE
+		     "%u%s,read-only=%s",
+		     disk_format_to_string(d->format), port, port, backing ?: "", ro)) < 0 ||
 	    (r = arg(argv, "-device",
 		     "virtio-blk-pci,id=" QEMU_DISK_DEVICE "%s,drive=" QEMU_DISK_NODE
-		     "%s,bus=" QEMU_PORT "%u,addr=0",
-		     d->id, d->id, port)) < 0)
+		     "%u,bus=" QEMU_PORT "%u,addr=0",
+		     d->id, port, port)) < 0)
 		return r;
 	return 0;
 }

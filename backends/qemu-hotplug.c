@@ -39,6 +39,79 @@ static Port *port_of(QemuVm *v, const char *device)
 	return NULL;
 }
 
+int qemu_vm_save_disk_names(const QemuVm *v, json_t *j)
+{
+	json_t *names = json_object(), *fdsets = json_object(), *legacy = json_array();
+
+	if (!names || !fdsets || !legacy || json_object_set_new(names, "fdsets", fdsets) < 0 ||
+	    json_object_set_new(names, "legacy", legacy) < 0) {
+		json_decref(names);
+		return -ENOMEM;
+	}
+	for (unsigned i = 0; i < v->n_ports; i++) {
+		const Port *p = &v->ports[i];
+
+		if (p->device[0] && p->fdset)
+			json_object_set_new(fdsets, p->device, json_integer(p->fdset));
+		if (p->device[0] && p->legacy)
+			json_array_append_new(legacy, json_string(p->device));
+	}
+	json_object_set_new(names, "lastFdset", json_integer(v->last_fdset));
+	return json_object_set_new(j, "diskNames", names) < 0 ? -ENOMEM : 0;
+}
+
+int qemu_vm_load_disk_names(QemuVm *v, const json_t *j)
+{
+	const json_t *names = json_object_get(j, "diskNames"), *e;
+	const char *key;
+	size_t k;
+
+	/* A record without them: a vmd before named every disk's nodes after its id. */
+	for (unsigned i = 0; i < v->n_ports; i++)
+		v->ports[i].legacy = !names && v->ports[i].device[0];
+	if (!names)
+		return 0;
+	v->last_fdset = (unsigned)json_integer_value(json_object_get(names, "lastFdset"));
+	json_object_foreach((json_t *)json_object_get(names, "fdsets"), key, e)
+	{
+		Port *p = port_of(v, key);
+
+		if (!p || !json_is_integer(e) || json_integer_value(e) < QEMU_FDSET_HOTADD ||
+		    json_integer_value(e) > v->last_fdset)
+			return -EBADMSG;
+		p->fdset = (unsigned)json_integer_value(e);
+	}
+	json_array_foreach(json_object_get(names, "legacy"), k, e)
+	{
+		Port *p = json_is_string(e) ? port_of(v, json_string_value(e)) : NULL;
+
+		if (!p)
+			return -EBADMSG;
+		p->legacy = true;
+	}
+	return 0;
+}
+
+/* The names of what backs the disk id on port i (-1: not known): its nodes and its fdset. */
+typedef struct DiskNames {
+	char node[QEMU_NODE_NAME_MAX + DEVICE_NAME_MAX], file[QEMU_NODE_NAME_MAX + DEVICE_NAME_MAX];
+	int fdset; /* -1: none known */
+} DiskNames;
+
+static void disk_names(const QemuVm *v, int i, const char *id, DiskNames *ret)
+{
+	const Port *p = i >= 0 ? &v->ports[i] : NULL;
+
+	if (!p || p->legacy) {
+		snprintf(ret->node, sizeof(ret->node), QEMU_LEGACY_DISK_NODE "%s", id);
+		snprintf(ret->file, sizeof(ret->file), QEMU_LEGACY_DISK_FILE "%s", id);
+	} else {
+		snprintf(ret->node, sizeof(ret->node), QEMU_DISK_NODE "%d", i);
+		snprintf(ret->file, sizeof(ret->file), QEMU_DISK_FILE "%d", i);
+	}
+	ret->fdset = !p ? -1 : p->fdset ? (int)p->fdset : QEMU_FDSET_DISK + i;
+}
+
 static bool is_disk(const VmmJob *j)
 {
 	return IN_SET(j->type, BACKEND_OP_DISK_ADD, BACKEND_OP_DISK_REMOVE);
@@ -82,19 +155,24 @@ static void free_port(QemuVm *v, const char *device)
  * the port (QEMU 7.2 monitor/fds.c qmp_add_fd(): the descriptor comes with the command,
  * SCM_RIGHTS); the file node opens /dev/fdset/N, a dup of it. QEMU opens no path.
  */
-static int add_disk(VmmJob *j, VmmRequests *rq, const char *dev, int port)
+static int add_disk(QemuVm *v, VmmJob *j, VmmRequests *rq, const char *dev, int port)
 {
 	const DiskSpec *d = &j->disk;
+	DiskNames names;
 	char why[512];
 	int fd, r;
 
-	fd = qemu_open_disk(d, why, sizeof(why));
+	fd = vmm_open_disk(d, why, sizeof(why));
 	if (fd < 0) {
 		vmm_job_fail_message(j, "%s", why);
 		return fd;
 	}
+	/* A set of its own: one a failed remove-fd left on this port is never added to. */
+	v->last_fdset = MAX(v->last_fdset + 1, (unsigned)QEMU_FDSET_HOTADD);
+	v->ports[port].fdset = v->last_fdset;
+	disk_names(v, port, d->id, &names);
 	r = vmm_request_add(rq, NULL,
-			    json_pack("{s:i, s:s+}", "fdset-id", QEMU_FDSET_DISK + port, "opaque",
+			    json_pack("{s:i, s:s+}", "fdset-id", names.fdset, "opaque",
 				      QEMU_DISK_DEVICE, d->id),
 			    NULL, "add-fd");
 	if (r < 0) {
@@ -105,20 +183,20 @@ static int add_disk(VmmJob *j, VmmRequests *rq, const char *dev, int port)
 	if (r >= 0) {
 		char file[32];
 
-		snprintf(file, sizeof(file), "/dev/fdset/%d", QEMU_FDSET_DISK + port);
+		snprintf(file, sizeof(file), "/dev/fdset/%d", names.fdset);
 		r = vmm_request_add(rq, NULL,
-				    json_pack("{s:s, s:s+, s:s, s:b}", "driver",
+				    json_pack("{s:s, s:s, s:s, s:b}", "driver",
 					      d->device == DISK_DEVICE_BLOCK ? "host_device" : "file",
-					      "node-name", QEMU_DISK_FILE, d->id, "filename", file,
+					      "node-name", names.file, "filename", file,
 					      "read-only", d->read_only),
 				    NULL, "blockdev-add");
 	}
 	if (r >= 0)
 		r = vmm_request_add(rq, NULL,
-				    json_pack("{s:s, s:s+, s:s+, s:b}", "driver",
+				    json_pack("{s:s, s:s, s:s, s:b}", "driver",
 					      disk_format_to_string(d->format), "node-name",
-					      QEMU_DISK_NODE, d->id, "file", QEMU_DISK_FILE, d->id,
-					      "read-only", d->read_only),
+					      names.node, "file", names.file, "read-only",
+					      d->read_only),
 				    NULL, "blockdev-add");
 	if (r >= 0) {
 		char bus[32];
@@ -126,9 +204,9 @@ static int add_disk(VmmJob *j, VmmRequests *rq, const char *dev, int port)
 		/* addr=0: elsewhere on the port, the guest would never see the device. */
 		snprintf(bus, sizeof(bus), QEMU_PORT "%d", port);
 		r = vmm_request_add(rq, NULL,
-				    json_pack("{s:s, s:s, s:s+, s:s, s:s}", "driver",
-					      "virtio-blk-pci", "id", dev, "drive", QEMU_DISK_NODE,
-					      d->id, "bus", bus, "addr", "0"),
+				    json_pack("{s:s, s:s, s:s, s:s, s:s}", "driver",
+					      "virtio-blk-pci", "id", dev, "drive", names.node,
+					      "bus", bus, "addr", "0"),
 				    NULL, "device_add");
 	}
 	return r;
@@ -212,7 +290,7 @@ static int add_net(QemuVm *v, VmmJob *j, VmmRequests *rq, const char *dev, int p
  * refuses to free what is used, and the fdset last, once no node has a dup of it (QEMU
  * closes a removed set's descriptors then, monitor/fds.c monitor_fdset_cleanup()).
  */
-static int free_backend(const VmmJob *j, VmmRequests *rq, size_t made, int port)
+static int free_backend(const VmmJob *j, VmmRequests *rq, size_t made, const DiskNames *names)
 {
 	int r = 0;
 
@@ -222,16 +300,14 @@ static int free_backend(const VmmJob *j, VmmRequests *rq, size_t made, int port)
 						  json_pack("{s:s+}", "id", QEMU_NETDEV, j->device),
 						  NULL, "netdev_del");
 	if (made >= 3)
-		r = vmm_request_add(rq, NULL,
-				    json_pack("{s:s+}", "node-name", QEMU_DISK_NODE, j->device),
-				    NULL, "blockdev-del");
+		r = vmm_request_add(rq, NULL, json_pack("{s:s}", "node-name", names->node), NULL,
+				    "blockdev-del");
 	if (r >= 0 && made >= 2)
-		r = vmm_request_add(rq, NULL,
-				    json_pack("{s:s+}", "node-name", QEMU_DISK_FILE, j->device),
-				    NULL, "blockdev-del");
-	if (r >= 0 && made >= 1 && port >= 0) {
-		r = vmm_request_add(rq, NULL, json_pack("{s:i}", "fdset-id", QEMU_FDSET_DISK + port),
-				    NULL, "remove-fd");
+		r = vmm_request_add(rq, NULL, json_pack("{s:s}", "node-name", names->file), NULL,
+				    "blockdev-del");
+	if (r >= 0 && made >= 1 && names->fdset >= 0) {
+		r = vmm_request_add(rq, NULL, json_pack("{s:i}", "fdset-id", names->fdset), NULL,
+				    "remove-fd");
 		/* A QEMU of a vmd before fdsets has none: nothing to free. */
 		if (r >= 0)
 			rq->items[rq->n - 1].best_effort = true;
@@ -250,7 +326,7 @@ static int undo_net(QemuVm *v, const VmmJob *j, VmmRequests *rq)
 	int r = 0;
 
 	if (j->undo > v->add_fds)
-		return free_backend(j, rq, j->undo - v->add_fds, -1);
+		return free_backend(j, rq, j->undo - v->add_fds, NULL);
 	for (size_t i = 0; i < j->undo && i < ELEMENTSOF(kinds) && r >= 0; i++) {
 		snprintf(name, sizeof(name), "vmd-%s-%s", kinds[i], j->device);
 		r = vmm_request_add(rq, NULL, json_pack("{s:s}", "fdname", name), NULL, "closefd");
@@ -270,6 +346,7 @@ static int check_unplug(VmmVm *v _unused_, VmmJob *j _unused_, const VmmReply *r
 int qemu_build_hotplug(QemuVm *v, VmmJob *j, VmmRequests *rq)
 {
 	char dev[DEVICE_NAME_MAX];
+	DiskNames names;
 	int port;
 
 	job_device(j, dev);
@@ -284,16 +361,17 @@ int qemu_build_hotplug(QemuVm *v, VmmJob *j, VmmRequests *rq)
 		port = take_port(v, j, dev);
 		if (port < 0)
 			return port;
-		return is_disk(j) ? add_disk(j, rq, dev, port) : add_net(v, j, rq, dev, port);
+		return is_disk(j) ? add_disk(v, j, rq, dev, port) : add_net(v, j, rq, dev, port);
 	case VMM_PHASE_RELEASE:
 		return 0; /* DEVICE_DELETED ends it */
 	case VMM_PHASE_CLEANUP:
 		/* Gone from the guest: its port is free again, and all that backed it goes. */
 		port = port_of(v, dev) ? (int)(port_of(v, dev) - v->ports) : -1;
+		disk_names(v, port, j->device, &names);
 		free_port(v, dev);
 		if (j->type == BACKEND_OP_NET_REMOVE && spec_find_net(v->vm.config, j->device))
 			(void)netdev_release(spec_find_net(v->vm.config, j->device));
-		return free_backend(j, rq, 3, port);
+		return free_backend(j, rq, 3, &names);
 	case VMM_PHASE_ROLLBACK:
 		/*
 		 * Never quite added: the port this add took is free again, and what its requests
@@ -302,10 +380,11 @@ int qemu_build_hotplug(QemuVm *v, VmmJob *j, VmmRequests *rq)
 		if (!v->add_port)
 			return 0;
 		port = (int)v->add_port - 1;
+		disk_names(v, port, j->device, &names);
 		v->ports[port] = (Port){};
 		v->add_port = 0;
 		if (is_disk(j))
-			return free_backend(j, rq, j->undo, port);
+			return free_backend(j, rq, j->undo, &names);
 		(void)netdev_release(&j->net); /* a macvtap made for it */
 		return undo_net(v, j, rq);
 	default:

@@ -15,9 +15,9 @@
 
 typedef struct Port {
 	char device[DEVICE_NAME_MAX]; /* "disk-ID" or "net-ID" on it, "" if free */
+	unsigned fdset; /* a disk hot-added: its fdset; 0: QEMU_FDSET_DISK + the port's */
+	bool legacy;	/* a disk of a vmd before: its nodes are named after its id */
 } Port;
-
-typedef struct QemuBootFile QemuBootFile;
 
 typedef struct QemuVm {
 	VmmVm vm; /* first: process, record, state, config, jobs (vmm-vm.c) */
@@ -25,6 +25,7 @@ typedef struct QemuVm {
 	unsigned n_ports;
 	unsigned add_port; /* 1 + the port the add at work took, 0 if none: what a rollback frees */
 	unsigned add_fds;  /* descriptors the add at work gave QEMU (getfd), before its netdev */
+	unsigned last_fdset; /* the last hot-added disk's fdset, 0 if none yet */
 	/* At the start: the descriptors of each network's tap and vhost in QEMU, or -1. */
 	int net_fds[SPEC_NETWORKS_MAX], vhost_fds[SPEC_NETWORKS_MAX];
 	int agent_fd; /* the guest agent's listening socket, as QEMU has it, or -1 */
@@ -33,24 +34,13 @@ typedef struct QemuVm {
 	int disk_fds[SPEC_DISKS_MAX], base_fds[SPEC_DISKS_MAX];
 	int kernel_fd, initrd_fd, seed_fd;
 	int credential_fds[SPEC_CREDENTIALS_MAX];
-	QemuBootFile *boot_files[2]; /* the kernel's and the initrd's memfds it shares */
 } QemuVm;
 
 /* qemu.c: whether the networks' vhost-net is opened for QEMU (KVM runs the guest). */
 bool qemu_wants_vhost(const Backend *b);
 
-/* qemu.c: the backend's shared memfds of kernels and initrds. */
-QemuBootFile **qemu_boot_files(Backend *b);
-
 /* qemu-fds.c: the files of a start, opened and passed (-1 where there is none). */
 int qemu_prepare_files(QemuVm *v);
-/* v's QEMU runs no more, or never will: its share of the kernel's and initrd's memfds. */
-void qemu_boot_files_put(QemuVm *v);
-/*
- * d's file (or its copy's) opened as QEMU gets it: read-only or read-write as the disk is,
- * the file the loader checked, of its kind. -errno and why (naming the disk) on failure.
- */
-int qemu_open_disk(const DiskSpec *d, char *why, size_t n);
 /* The image under d's overlay, read-only, the file and format the loader checked. */
 int qemu_open_base(const DiskSpec *d, char *why, size_t n);
 
@@ -58,6 +48,12 @@ int qemu_open_base(const DiskSpec *d, char *why, size_t n);
 void qemu_device_name(char buf[static DEVICE_NAME_MAX], const char *prefix, const char *id);
 /* "disk-ID" or "net-ID" with a valid id: a name vmd gives a device, and nothing else. */
 bool qemu_is_device_name(const char *s);
+/*
+ * The record's names of what backs each disk (vm.json "diskNames"): the fdsets of disks
+ * hot-added, the last one given, which disks are named as a vmd before named them.
+ */
+int qemu_vm_save_disk_names(const QemuVm *v, json_t *j);
+int qemu_vm_load_disk_names(QemuVm *v, const json_t *j);
 /* The requests of a hot-plug job's phase: add, remove (ask, cleanup), undo a failed add. */
 int qemu_build_hotplug(QemuVm *v, VmmJob *j, VmmRequests *rq);
 /* What QEMU has (qom-list /machine/peripheral): the config loses what it lacks. */

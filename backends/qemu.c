@@ -32,15 +32,9 @@
 typedef struct Qemu {
 	VmmBackend vmm; /* first: the VMs, the binary, the boot id */
 	QemuAccel accel;
-	QemuBootFile *boot_files; /* qemu-fds.c */
 } Qemu;
 
 #define QEMU(b) ((Qemu *)(b)->data)
-
-QemuBootFile **qemu_boot_files(Backend *b)
-{
-	return &QEMU(b)->boot_files;
-}
 
 static const VmmVmType qemu_type;
 
@@ -59,7 +53,7 @@ static int qemu_vm_save_ports(VmmVm *vm, json_t *j)
 	if (json_object_set_new(j, "ports", ports) < 0 ||
 	    json_object_set_new(j, "nPorts", json_integer(v->n_ports)) < 0)
 		return -ENOMEM;
-	return 0;
+	return qemu_vm_save_disk_names(v, j);
 }
 
 static int qemu_vm_load_ports(VmmVm *vm, const json_t *j)
@@ -80,7 +74,7 @@ static int qemu_vm_load_ports(VmmVm *vm, const json_t *j)
 			return -EBADMSG;
 		strcpy(v->ports[i].device, key);
 	}
-	return 0;
+	return qemu_vm_load_disk_names(v, j);
 }
 
 /* Backend setup */
@@ -316,13 +310,7 @@ static int qemu_prepare(VmmVm *vm)
 
 static void qemu_exited(VmmVm *vm)
 {
-	qemu_boot_files_put((QemuVm *)vm);
 	release_nets(vm->config);
-}
-
-static void qemu_vm_free(VmmVm *vm)
-{
-	qemu_boot_files_put((QemuVm *)vm);
 }
 
 static int qemu_argv(VmmVm *vm, char ***ret)
@@ -400,7 +388,6 @@ static const VmmVmType qemu_type = {
 	.extra_files = (const char *const[]){ "qemu.pid", GUEST_AGENT_SOCKET, NULL },
 	.serial_socket = true,
 	.size = sizeof(QemuVm),
-	.free = qemu_vm_free,
 	.save = qemu_vm_save_ports,
 	.load = qemu_vm_load_ports,
 	.prepare = qemu_prepare,

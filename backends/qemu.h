@@ -51,6 +51,11 @@ typedef struct QemuLaunch {
 #define QEMU_FDSET_DISK 1 /* + P */
 #define QEMU_FDSET_SEED 100
 #define QEMU_FDSET_BASE 101 /* + P */
+/*
+ * A hot-added disk's fdset: one of its own for each add, from here up (QemuVm.last_fdset),
+ * so that a set a failed remove-fd left behind is never added to again.
+ */
+#define QEMU_FDSET_HOTADD 200
 
 /* The argv (NULL-terminated, to free with strv_free) to run QEMU with. */
 int qemu_build_argv(const QemuLaunch *l, char ***ret);
@@ -63,11 +68,23 @@ char *qemu_opt_escape(const char *s);
 
 /* Device and node names of a disk or network, as in QMP: "disk-ID", "net-ID"... */
 #define QEMU_DISK_DEVICE "disk-"
-#define QEMU_DISK_NODE "disk-node-"
-#define QEMU_DISK_FILE "disk-file-"
+/*
+ * A disk's block nodes are named after its root port P ("vmd-disk3"), not its id: QEMU's
+ * node names are shorter than 32 characters (7.2 block.c bdrv_assign_node_name(): "Node
+ * name too long", BlockDriverState.node_name[32]), which "disk-node-" and an id of
+ * SPEC_ID_MAX would not be. The device keeps its id's name ("disk-ID": qdev ids have no
+ * such limit).
+ */
+#define QEMU_NODE_NAME_MAX 32
+#define QEMU_DISK_NODE "vmd-disk" /* + P: the format node */
+#define QEMU_DISK_FILE "vmd-file" /* + P: the file node under it */
 /* An overlay's base image: its format node and its file node. */
-#define QEMU_DISK_BASE "disk-base-"
-#define QEMU_DISK_BASE_FILE "disk-bfile-"
+#define QEMU_DISK_BASE "vmd-base"	   /* + P */
+#define QEMU_DISK_BASE_FILE "vmd-bfile"	   /* + P */
+#define QEMU_DISK_BASE_OPAQUE "disk-base-" /* + ID: its descriptor's opaque, in its fdset */
+/* A QEMU a vmd before started names a disk's nodes after its id: its removal does too. */
+#define QEMU_LEGACY_DISK_NODE "disk-node-"
+#define QEMU_LEGACY_DISK_FILE "disk-file-"
 #define QEMU_NET_DEVICE "net-"
 #define QEMU_NETDEV "netdev-"
 #define QEMU_PORT "vmd-port"

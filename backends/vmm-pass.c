@@ -8,16 +8,16 @@
  * Opening /proc/self/fd/N reopens the very file vmd opened, whatever its path does
  * meanwhile, and without a lookup through its parents: only the file's own permission is
  * checked, as the VMM's uid. So a kernel or an initrd, which a VMM only reads, goes as a
- * sealed memfd copy (any uid may open a memfd's inode; a seal keeps it as it was); a disk,
- * which the guest writes, as the file itself, which the VMM user must be allowed to open:
- * vmd checks that before the start (vmm_vm_pass_file()), as that user.
+ * sealed memfd copy (any uid may open a memfd's inode; a seal keeps it as it was; one for
+ * every VM that boots from the file, vmm-files.c); a disk, which the guest writes, as the
+ * file itself, opened as QEMU's are (the file the loader checked, of its kind: a symlink
+ * swapped since is refused), which the VMM user must be allowed to open: vmd checks that
+ * before the start, as that user.
  */
 #include <fcntl.h>
 #include <limits.h>
 #include <grp.h>
 #include <stdio.h>
-#include <sys/mman.h>
-#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -57,42 +57,30 @@ static int pass_as_path(VmmVm *v, int fd, char **ret)
 	return *ret ? 0 : -ENOMEM;
 }
 
-/* A regular file's whole content into a memfd, sealed so that nobody changes it. */
-static int memfd_copy(int src, const char *name)
+/* fd, or why it is none (said in the backend's error), passed: its /proc/self/fd/N. */
+static int pass_opened(VmmVm *v, int fd, const char *why, char **ret)
 {
-	_cleanup_close_ int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
-	struct stat st;
-	off_t off = 0;
-
-	if (fd < 0 || fstat(src, &st) < 0)
-		return -errno;
-	if (!S_ISREG(st.st_mode))
-		return -EINVAL;
-	while (off < st.st_size) {
-		ssize_t n = sendfile(fd, src, &off, (size_t)(st.st_size - off));
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			break; /* shorter than it said: what there is */
-	}
-	if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0)
-		return -errno;
-	return TAKE_FD(fd);
-}
-
-int vmm_vm_pass_copy(VmmVm *v, const char *path, const char *what, char **ret)
-{
-	_cleanup_close_ int src = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-	int fd = src < 0 ? -errno : memfd_copy(src, what);
-
 	if (fd < 0) {
-		backend_set_error(v->b, "cannot read the %s '%s': %s", what, path, strerror(-fd));
+		backend_set_error(v->b, "%s", why);
 		return fd;
 	}
 	return pass_as_path(v, fd, ret);
+}
+
+/* A kernel or an initrd: the copy every VM that boots from it shares (vmm-files.c). */
+static int pass_boot_file(VmmVm *v, VmmBootSlot slot, const char *what, const char *path, char **ret)
+{
+	char why[PATH_MAX + 256];
+
+	return pass_opened(v, vmm_boot_file(v, slot, what, path, why, sizeof(why)), why, ret);
+}
+
+/* The seed: its own copy. */
+static int pass_copy(VmmVm *v, const char *what, const char *path, char **ret)
+{
+	char why[PATH_MAX + 256];
+
+	return pass_opened(v, vmm_memfd_copy(what, path, why, sizeof(why)), why, ret);
 }
 
 /*
@@ -152,19 +140,24 @@ int vmm_vm_user_may_open(const VmmVm *v, const char *path, bool writable, const 
 	return check_user(v, path, path, writable, what, why, n);
 }
 
-int vmm_vm_pass_file(VmmVm *v, const char *path, bool writable, const char *what, char **ret)
+/*
+ * A disk opened by vmd as QEMU's are (vmm-files.c: the file the loader checked, of its kind),
+ * read-write unless readOnly; checked, as the VMM user, to be one it may reopen as its
+ * /proc/self/fd/N.
+ */
+static int pass_disk(VmmVm *v, const DiskSpec *d, char **ret)
 {
-	_cleanup_close_ int fd = open(path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NOCTTY);
-	char self[64], why[PATH_MAX * 2 + 256];
+	char self[64], what[SPEC_ID_MAX + 16], why[PATH_MAX * 2 + 256];
+	_cleanup_close_ int fd = vmm_open_disk(d, why, sizeof(why));
 	int r;
 
 	if (fd < 0) {
-		r = -errno;
-		backend_set_error(v->b, "%s: cannot open '%s': %s", what, path, strerror(-r));
-		return r;
+		backend_set_error(v->b, "%s", why);
+		return fd;
 	}
+	snprintf(what, sizeof(what), "disk '%s'", d->id);
 	snprintf(self, sizeof(self), "/proc/self/fd/%d", fd);
-	r = check_user(v, path, self, writable, what, why, sizeof(why));
+	r = check_user(v, d->path, self, !d->read_only, what, why, sizeof(why));
 	if (r < 0) {
 		backend_set_error(v->b, "%s", why);
 		return r;
@@ -268,19 +261,15 @@ static int pass_boot(VmmVm *v, const char *const *own_files, VmmPassed *p)
 	int r = vmm_vm_own_dir(v, own_files, &p->own);
 
 	if (r >= 0)
-		r = vmm_vm_pass_copy(v, s->kernel, "kernel", &p->kernel);
+		r = pass_boot_file(v, VMM_BOOT_KERNEL, "kernel", s->kernel, &p->kernel);
 	if (r >= 0 && s->initrd)
-		r = vmm_vm_pass_copy(v, s->initrd, "initrd", &p->initrd);
-	for (size_t i = 0; r >= 0 && i < s->n_disks; i++) {
-		char what[SPEC_ID_MAX + 16];
-
-		snprintf(what, sizeof(what), "disk '%s'", s->disks[i].id);
-		r = vmm_vm_pass_file(v, s->disks[i].path, !s->disks[i].read_only, what, &p->disks[i]);
-	}
+		r = pass_boot_file(v, VMM_BOOT_INITRD, "initrd", s->initrd, &p->initrd);
+	for (size_t i = 0; r >= 0 && i < s->n_disks; i++)
+		r = pass_disk(v, &s->disks[i], &p->disks[i]);
 	if (r < 0 || !s->cloud_init)
 		return r;
 	seed = vmm_vm_path(v->b, v->name, PROVISION_SEED);
-	return seed ? vmm_vm_pass_copy(v, seed, "cloud-init seed", &p->seed) : -ENOMEM;
+	return seed ? pass_copy(v, "cloud-init seed", seed, &p->seed) : -ENOMEM;
 }
 
 int vmm_vm_pass_boot(VmmVm *v, const char *const *own_files, VmmPassed *p)

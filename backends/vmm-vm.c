@@ -37,6 +37,7 @@ VmmVm *vmm_vm_free(VmmVm *v)
 		return NULL;
 	if (v->type->free)
 		v->type->free(v);
+	vmm_boot_files_put(v);
 	vmm_job_free(&v->job);
 	vmm_job_free(&v->unplug);
 	vmm_job_free(&v->observe);
@@ -405,6 +406,7 @@ void vmm_vm_exited(VmmVm *v, int status)
 		reason = exit_reason(v, was_starting);
 	if (v->type->exited)
 		v->type->exited(v);
+	vmm_boot_files_put(v);
 	/* The VMM read them at its start; nothing else has any use for them. */
 	(void)provision_remove(v->dir);
 	vmm_api_disconnect(v);

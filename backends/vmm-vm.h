@@ -35,6 +35,7 @@
 #include "hashmap.h"
 #include "http-unix.h"
 #include "qmp.h"
+#include "vmm-files.h"
 #include "vmm.h"
 
 #define VMM_START_TIMEOUT_USEC (30ull * 1000000)   /* spawn to answering */
@@ -276,6 +277,7 @@ struct VmmVm {
 	 */
 	int pass_fds[VMM_PASS_FDS_MAX];
 	size_t n_pass_fds;
+	VmmBootFile *boot_files[_VMM_BOOT_MAX]; /* its kernel's and initrd's (vmm-files.c) */
 	sd_event_source *pid_source;
 
 	VmState state;
@@ -318,6 +320,7 @@ typedef struct VmmBackend {
 	 */
 	Hashmap *strays;
 	bool strays_scanned;
+	VmmBootFile *boot_files; /* the copies of kernels and initrds VMs share (vmm-files.c) */
 } VmmBackend;
 
 #define VMM_BACKEND(b) ((VmmBackend *)(b)->data)
@@ -347,17 +350,6 @@ int vmm_vm_pass_listener(VmmVm *v, const char *file, const char *what);
 /* vmm-pass.c: for a VMM that opens files by path itself, as the VMM user. */
 /* Who v's VMM runs as: NULL, as vmd, if the daemon said nothing or the VMM drops root itself. */
 const VmmUser *vmm_vm_user(const VmmVm *v, VmmUser *buf);
-/*
- * A sealed memfd copy of the file at path (a kernel, an initrd, a seed), passed: *ret is
- * its /proc/self/fd/N in the VMM. -errno, said (as what) in the backend's error.
- */
-int vmm_vm_pass_copy(VmmVm *v, const char *path, const char *what, char **ret);
-/*
- * The file at path (a disk) opened by vmd, read-write unless !writable, passed: *ret is its
- * /proc/self/fd/N in the VMM, which reopens it as the VMM user: so that it can, it is
- * checked first, as that user. -errno, said (naming what, path and the user) in the error.
- */
-int vmm_vm_pass_file(VmmVm *v, const char *path, bool writable, const char *what, char **ret);
 /*
  * Whether the VMM user may open path by itself (a disk hot-added, which the VMM gets by
  * path only): 0 (also as vmd, or root), or -errno with the words (naming what, path and

@@ -283,7 +283,7 @@ int vmm_foreach_process(int (*fn)(pid_t pid, char **argv, void *userdata), void 
 /* Whether a connection to the socket at path is taken (its backlog full counts): 0, or -errno. */
 static int socket_probe(const char *path)
 {
-	int fd = unix_connect(path);
+	int fd = unix_connect_nofollow(path); /* a VMM's dir is the VMM's: no link of its own */
 
 	if (fd < 0)
 		return fd == -EAGAIN ? 0 : fd;

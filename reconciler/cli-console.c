@@ -36,12 +36,13 @@ static void console_help(FILE *f)
 /* Copy path to stdout: 1 if it was there, 0 if not, -errno. */
 static int cat_file(const char *path)
 {
-	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	/* A VMM's own console.log (its dir, vmm/) may be a link it put there: never followed. */
+	_cleanup_close_ int fd = open_nofollow(path, O_RDONLY);
 	char buf[65536];
 	ssize_t n;
 
 	if (fd < 0)
-		return errno == ENOENT ? 0 : -errno;
+		return fd == -ENOENT ? 0 : fd;
 	while ((n = read(fd, buf, sizeof(buf))) > 0)
 		if (fwrite(buf, 1, (size_t)n, stdout) != (size_t)n)
 			return -EIO;
@@ -108,7 +109,7 @@ static int attach(const char *dir, const char *name)
 
 	if (asprintf(&path, "%s/" CONSOLE_SOCKET, dir) < 0)
 		return -ENOMEM;
-	fd = unix_connect(path);
+	fd = unix_connect_nofollow(path);
 	if (fd < 0) {
 		fprintf(stderr,
 			"vmd console: cannot reach the console of '%s' at %s: %s (is vmd running it, on QEMU?)\n",

@@ -487,7 +487,11 @@ static void try_console(Prober *p)
 	snprintf(p->target, sizeof(p->target), "%s", CONSOLE_LOG);
 	if (asprintf(&path, "%s/%s/" CONSOLE_LOG, p->m->config.run_dir, p->sb->name) < 0)
 		return tried(p, false, "console: out of memory");
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	/* A VMM's own console.log (its dir, vmm/) may be a link it put there: never followed. */
+	fd = open_nofollow(path, O_RDONLY | O_NONBLOCK);
+	if (fd == -ELOOP)
+		return tried(p, false,
+			     "console: console.log is a symlink, which vmd does not follow");
 	if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
 		return tried(p, false, "console: nothing printed yet");
 	if ((uint64_t)st.st_size < p->console_offset)

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include <dirent.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <sys/socket.h>
@@ -456,6 +457,69 @@ int unix_connect(const char *path)
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
 		return -errno;
 	return TAKE_FD(fd);
+}
+
+int open_path_nofollow(const char *path)
+{
+	_cleanup_close_ int fd = open(path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	_cleanup_free_ char *full = NULL;
+	char target[PATH_MAX];
+	struct stat st;
+	ssize_t n;
+
+	if (fd < 0 || fstat(fd, &st) < 0)
+		return -errno;
+	if (!S_ISLNK(st.st_mode))
+		return TAKE_FD(fd);
+	n = readlinkat(fd, "", target, sizeof(target) - 1);
+	if (n < 0)
+		return -errno;
+	target[n] = '\0';
+	if (target[0] != '/') {
+		const char *slash = strrchr(path, '/');
+
+		if (asprintf(&full, "%.*s%s", slash ? (int)(slash - path + 1) : 0, path, target) < 0)
+			return -ENOMEM;
+	}
+	close(fd);
+	fd = open(full ?: target, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &st) < 0)
+		return -errno;
+	return S_ISLNK(st.st_mode) ? -ELOOP : TAKE_FD(fd);
+}
+
+int open_nofollow(const char *path, int flags)
+{
+	_cleanup_close_ int fd = open_path_nofollow(path);
+	char self[64];
+	struct stat st;
+	int r;
+
+	if (fd < 0)
+		return fd;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (!S_ISREG(st.st_mode))
+		return -EINVAL; /* a FIFO there would block the open */
+	snprintf(self, sizeof(self), "/proc/self/fd/%d", fd);
+	r = open(self, flags | O_CLOEXEC | O_NOCTTY);
+	return r < 0 ? -errno : r;
+}
+
+int unix_connect_nofollow(const char *path)
+{
+	_cleanup_close_ int fd = open_path_nofollow(path);
+	char self[64];
+	struct stat st;
+
+	if (fd < 0)
+		return fd;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (!S_ISSOCK(st.st_mode))
+		return -ENOTSOCK;
+	snprintf(self, sizeof(self), "/proc/self/fd/%d", fd);
+	return unix_connect(self);
 }
 
 int unix_listen(const char *path, mode_t mode)

@@ -119,6 +119,21 @@ int process_argv(pid_t pid, char ***ret);
  * EINPROGRESS to wait on.
  */
 int unix_connect(const char *path);
+/*
+ * An O_PATH descriptor of path that follows no symlink but one root made: path itself may
+ * be a symlink (vmd's own, in a dir only root writes: a runtime dir's serial.sock ->
+ * vmm/serial.sock, or one into a jail), followed once; what it names must not be a symlink
+ * itself (a VMM's own dir and a jail are the VMM's to fill: it could put one there), or
+ * -ELOOP.
+ */
+int open_path_nofollow(const char *path);
+/* A regular file opened (flags: O_RDONLY...) as open_path_nofollow() finds it. */
+int open_nofollow(const char *path, int flags);
+/*
+ * unix_connect() to the socket open_path_nofollow() finds, through "/proc/self/fd/N" of
+ * its O_PATH descriptor, which connects to that very inode: -ENOTSOCK if it is no socket.
+ */
+int unix_connect_nofollow(const char *path);
 /* A non-blocking socket listening at path (whatever was there replaced), chmod mode. */
 int unix_listen(const char *path, mode_t mode);
 

@@ -155,19 +155,18 @@ static void test_full_spec(void **state _unused_)
 	assert_string_equal(after(argv, "-add-fd", 0), "fd=30,set=1,opaque=disk-root");
 	assert_string_equal(after(argv, "-add-fd", 1), "fd=31,set=2,opaque=disk-data");
 	assert_null(after(argv, "-add-fd", 2));
-	assert_string_equal(
-		after(argv, "-blockdev", 0),
-		"driver=file,node-name=disk-file-root,filename=/dev/fdset/1,read-only=off");
+	assert_string_equal(after(argv, "-blockdev", 0),
+			    "driver=file,node-name=vmd-file0,filename=/dev/fdset/1,read-only=off");
 	assert_string_equal(after(argv, "-blockdev", 1),
-			    "driver=qcow2,node-name=disk-node-root,file=disk-file-root,read-only=off");
+			    "driver=qcow2,node-name=vmd-disk0,file=vmd-file0,read-only=off");
 	assert_string_equal(after(argv, "-device", 12),
-			    "virtio-blk-pci,id=disk-root,drive=disk-node-root,bus=vmd-port0,addr=0");
+			    "virtio-blk-pci,id=disk-root,drive=vmd-disk0,bus=vmd-port0,addr=0");
 	assert_string_equal(after(argv, "-blockdev", 2),
-			    "driver=file,node-name=disk-file-data,filename=/dev/fdset/2,read-only=on");
+			    "driver=file,node-name=vmd-file1,filename=/dev/fdset/2,read-only=on");
 	assert_string_equal(after(argv, "-blockdev", 3),
-			    "driver=raw,node-name=disk-node-data,file=disk-file-data,read-only=on");
+			    "driver=raw,node-name=vmd-disk1,file=vmd-file1,read-only=on");
 	assert_string_equal(after(argv, "-device", 13),
-			    "virtio-blk-pci,id=disk-data,drive=disk-node-data,bus=vmd-port1,addr=0");
+			    "virtio-blk-pci,id=disk-data,drive=vmd-disk1,bus=vmd-port1,addr=0");
 	/* vmd opened the tap: QEMU gets its descriptor, never a name to open or make. */
 	assert_string_equal(after(argv, "-netdev", 0), "tap,id=netdev-net0,fd=10");
 	assert_string_equal(
@@ -216,11 +215,10 @@ static void test_commas(void **state _unused_)
 	argv = build(s, QEMU_ACCEL_TCG, "/run/a,b");
 	/* No path is on the command line at all, commas or not: descriptors only. */
 	assert_string_equal(after(argv, "-kernel", 0), "/proc/self/fd/7");
-	assert_string_equal(
-		after(argv, "-blockdev", 0),
-		"driver=file,node-name=disk-file-root,filename=/dev/fdset/1,read-only=off");
+	assert_string_equal(after(argv, "-blockdev", 0),
+			    "driver=file,node-name=vmd-file0,filename=/dev/fdset/1,read-only=off");
 	assert_string_equal(after(argv, "-blockdev", 1),
-			    "driver=raw,node-name=disk-node-root,file=disk-file-root,read-only=off");
+			    "driver=raw,node-name=vmd-disk0,file=vmd-file0,read-only=off");
 	for (size_t i = 0; argv[i]; i++)
 		assert_null(strstr(argv[i], "/var/lib/vmd"));
 	strv_free(argv);
@@ -334,9 +332,8 @@ static void test_provision(void **state _unused_)
 
 	assert_int_equal(qemu_build_argv(&l, &argv), 0);
 	/* A disk with the id vmd-seed is the user's, under the disks' own names. */
-	assert_string_equal(
-		after(argv, "-blockdev", 0),
-		"driver=file,node-name=disk-file-vmd-seed,filename=/dev/fdset/1,read-only=off");
+	assert_string_equal(after(argv, "-blockdev", 0),
+			    "driver=file,node-name=vmd-file0,filename=/dev/fdset/1,read-only=off");
 	/* The seed vmd wrote, opened read-only by vmd: its own fdset. */
 	assert_string_equal(after(argv, "-add-fd", 1), "fd=9,set=100,opaque=vmd-seed");
 	assert_string_equal(
@@ -394,14 +391,13 @@ static void test_overlay(void **state _unused_)
 	argv = build(s, QEMU_ACCEL_TCG, "/r");
 	assert_string_equal(after(argv, "-add-fd", 0), "fd=40,set=101,opaque=disk-base-data");
 	assert_string_equal(after(argv, "-add-fd", 1), "fd=30,set=1,opaque=disk-data");
-	assert_string_equal(
-		after(argv, "-blockdev", 0),
-		"driver=file,node-name=disk-bfile-data,filename=/dev/fdset/101,read-only=on");
+	assert_string_equal(after(argv, "-blockdev", 0),
+			    "driver=file,node-name=vmd-bfile0,filename=/dev/fdset/101,read-only=on");
 	assert_string_equal(after(argv, "-blockdev", 1),
-			    "driver=qcow2,node-name=disk-base-data,file=disk-bfile-data,read-only=on");
+			    "driver=qcow2,node-name=vmd-base0,file=vmd-bfile0,read-only=on");
 	assert_string_equal(
 		after(argv, "-blockdev", 3),
-		"driver=qcow2,node-name=disk-node-data,file=disk-file-data,backing=disk-base-data,read-only=off");
+		"driver=qcow2,node-name=vmd-disk0,file=vmd-file0,backing=vmd-base0,read-only=off");
 	for (size_t i = 0; argv[i]; i++)
 		assert_null(strstr(argv[i], "/img/"));
 	strv_free(argv);
@@ -414,7 +410,7 @@ static void test_overlay(void **state _unused_)
 	argv = build(s, QEMU_ACCEL_TCG, "/r");
 	assert_string_equal(
 		after(argv, "-blockdev", 0),
-		"driver=host_device,node-name=disk-file-data,filename=/dev/fdset/1,read-only=off");
+		"driver=host_device,node-name=vmd-file0,filename=/dev/fdset/1,read-only=off");
 	strv_free(argv);
 	argv = NULL;
 

@@ -15,6 +15,7 @@
 
 #include "daemon-fixture.h"
 #include "helpers.h"
+#include "spec.h"
 #include "status.h"
 #include "util.h"
 
@@ -94,6 +95,100 @@ static void test_failed_add_undone(void **state)
 		json_integer_value(json_object_get(json_object_get(s, "ports"), "disk-data")), 0);
 	json_decref(s);
 	assert_int_equal(fixture_count_requests(f, "add-fd"), 2);
+}
+
+/* How many of pid's descriptors are of the file at path. */
+static unsigned count_open(pid_t pid, const char *path)
+{
+	_cleanup_free_ char *dir = NULL;
+	struct stat want, st;
+	struct dirent *e;
+	unsigned n = 0;
+	DIR *d;
+
+	assert_int_equal(stat(path, &want), 0);
+	assert_true(asprintf(&dir, "/proc/%d/fd", (int)pid) > 0);
+	d = opendir(dir);
+	assert_non_null(d);
+	while ((e = readdir(d))) {
+		_cleanup_free_ char *p = path_in(dir, "%s", e->d_name);
+
+		if (e->d_name[0] != '.' && stat(p, &st) == 0 && st.st_dev == want.st_dev &&
+		    st.st_ino == want.st_ino)
+			n++;
+	}
+	closedir(d);
+	return n;
+}
+
+static bool n_disks(json_t *s, const void *arg)
+{
+	return ready(s, "Running") &&
+	       json_array_size(json_object_get(s, "disks")) == (size_t)(uintptr_t)arg;
+}
+
+#define LONG_ID "a-disk-id-of-the-longest-length" /* SPEC_ID_MAX: 31 */
+
+/*
+ * Disk ids of the longest length, at the start and hot-added: QEMU's node names are shorter
+ * than 32 characters (the simulator refuses longer ones, as block.c does), so vmd's are the
+ * port's, not the id's. And a remove-fd that failed (a best-effort step) leaves its fdset
+ * in QEMU: the next disk added on that port gets a set of its own, so its node opens its
+ * own file, not the one the stale set holds.
+ */
+static void test_long_ids_and_fresh_fdsets(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *a = path_in(f->dir, "a.img"), *b = path_in(f->dir, "b.img"),
+			    *c = path_in(f->dir, "c.img"), *text = NULL;
+	json_t *s;
+	pid_t pid;
+
+	test_write_str(f->dir, "a.img", "A");
+	test_write_str(f->dir, "b.img", "B");
+	test_write_str(f->dir, "c.img", "C");
+	assert_int_equal(strlen(LONG_ID), SPEC_ID_MAX);
+	assert_true(asprintf(&text,
+			     "  memory: 64Mi\n  cmdline: sim.remove-fd-fails=1\n  disks:\n"
+			     "    - {id: %s, path: \"%s\"}\n",
+			     LONG_ID, a) > 0);
+	fixture_put_sim(f, "vm", "qemu", text);
+	fixture_start_daemon(f);
+	json_decref(fixture_wait_status(f, "vm", n_disks, (void *)(uintptr_t)1));
+	pid = fixture_running(f, "vm");
+
+	/* Hot-added, with a long id too; then removed: its remove-fd fails. */
+	free(text);
+	assert_true(asprintf(&text,
+			     "  memory: 64Mi\n  cmdline: sim.remove-fd-fails=1\n  disks:\n"
+			     "    - {id: %s, path: \"%s\"}\n    - {id: x%.30s, path: \"%s\"}\n",
+			     LONG_ID, a, LONG_ID, b) > 0);
+	fixture_put_sim(f, "vm", "qemu", text);
+	json_decref(fixture_wait_status(f, "vm", n_disks, (void *)(uintptr_t)2));
+	free(text);
+	assert_true(asprintf(&text,
+			     "  memory: 64Mi\n  cmdline: sim.remove-fd-fails=1\n  disks:\n"
+			     "    - {id: %s, path: \"%s\"}\n",
+			     LONG_ID, a) > 0);
+	fixture_put_sim(f, "vm", "qemu", text);
+	json_decref(fixture_wait_status(f, "vm", n_disks, (void *)(uintptr_t)1));
+	assert_int_equal(fixture_count_requests(f, "remove-fd"), 1);
+	/* The stale set still has b's descriptor; no node has it. */
+	assert_int_equal(count_open(pid, b), 1);
+
+	/* Added on the same port: its node opens c (c's descriptor and the node's dup). */
+	free(text);
+	assert_true(asprintf(&text,
+			     "  memory: 64Mi\n  cmdline: sim.remove-fd-fails=1\n  disks:\n"
+			     "    - {id: %s, path: \"%s\"}\n    - {id: c, path: \"%s\"}\n",
+			     LONG_ID, a, c) > 0);
+	fixture_put_sim(f, "vm", "qemu", text);
+	json_decref(fixture_wait_status(f, "vm", n_disks, (void *)(uintptr_t)2));
+	assert_int_equal(count_open(pid, c), 2);
+	assert_int_equal(count_open(pid, b), 1);
+	s = fixture_status(f, "vm");
+	assert_null(json_string_value(json_object_get(s, "lastError")));
+	json_decref(s);
 }
 
 /* The inode of pid's memfd named name ("/memfd:kernel (deleted)"), 0 if it has none. */
@@ -294,6 +389,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_failed_add_undone, setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_long_ids_and_fresh_fdsets, setup,
+						fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_start_seen_through, setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_kernel_shared, setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_user_net_hotplug, setup, fixture_teardown),
@@ -304,5 +401,7 @@ int main(void)
 	snprintf(sim_qemu, sizeof(sim_qemu), "%s", test_src("tests/sim/qemu"));
 	/* VMMs outlive a daemon killed with -9: they come to this binary, which reaps them. */
 	(void)prctl(PR_SET_CHILD_SUBREAPER, 1);
+	if (getenv("VMD_TEST_FILTER"))
+		cmocka_set_test_filter(getenv("VMD_TEST_FILTER"));
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -14,6 +14,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 
 #include "daemon-fixture.h"
@@ -236,11 +237,11 @@ static bool holds(pid_t pid, const char *path)
 /*
  * A disk that is a symlink: what vmd opened at the start is what the VMM has, whatever the
  * link says later; swapped to a file root's alone, the next start (after a crash) is
- * refused, as the VMM user may not open that file: it is never handed over.
+ * refused with QEMU's words (vmm-files.c): it is no longer the file the loader checked, and
+ * it is never handed over.
  */
-static void test_ch_swapped_symlink(void **state)
+static void swapped_symlink(Fixture *f, bool firecracker)
 {
-	Fixture *f = *state;
 	_cleanup_free_ char *a = path_in(f->dir, "a.img"), *secret = path_in(f->dir, "secret.img"),
 			    *link_path = path_in(f->dir, "disk.img"),
 			    *tmp = path_in(f->dir, "tmp.lnk"), *text = NULL, *want = NULL;
@@ -253,7 +254,7 @@ static void test_ch_swapped_symlink(void **state)
 	assert_int_equal(symlink(a, link_path), 0);
 	assert_true(asprintf(&text, "  memory: 64Mi\n  disks:\n    - {id: d, path: \"%s\"}\n",
 			     link_path) > 0);
-	fixture_put_sim(f, "vm", "cloud-hypervisor", text);
+	fixture_put_sim(f, "vm", backend(firecracker), text);
 	fixture_start_daemon(f);
 	pid = fixture_running(f, "vm");
 	assert_true(holds(pid, a));
@@ -262,10 +263,68 @@ static void test_ch_swapped_symlink(void **state)
 	assert_int_equal(rename(tmp, link_path), 0);
 	assert_true(holds(pid, a));
 	assert_false(holds(pid, secret));
-	assert_true(asprintf(&want, "disk 'd': '%s' is not readable and writable by the VMM user",
+	assert_true(asprintf(&want,
+			     "disk 'd': %s is no longer the file vmd checked (symlink changed?)",
 			     link_path) > 0);
 	assert_int_equal(kill(pid, SIGKILL), 0);
 	json_decref(fixture_wait_status(f, "vm", failing, want));
+}
+
+static void test_ch_swapped_symlink(void **state)
+{
+	swapped_symlink(*state, false);
+}
+
+static void test_fc_swapped_symlink(void **state)
+{
+	swapped_symlink(*state, true);
+}
+
+/*
+ * The VMM's own dir is the VMM's to fill: a console.log it replaced by a link to a file
+ * root's alone is not read through by `vmd console --log` (an error instead), and an
+ * api.sock it replaced by a link to another socket is never connected to (the stop that
+ * follows reaches the VMM otherwise, or kills it): the other socket has no caller.
+ */
+static void test_fc_no_link_followed(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *secret = path_in(f->dir, "secret.log"),
+			    *other = path_in(f->dir, "other.sock"),
+			    *log = path_in(f->run, "vm/vmm/console.log"),
+			    *api = path_in(f->run, "vm/vmm/api.sock"),
+			    *tmp = path_in(f->run, "vm/vmm/tmp.lnk"),
+			    *file = path_in(f->sb, "vm.yaml");
+	char *const argv[] = {
+		(char *)test_vmd(), "console", "--run-dir", f->run, "--log", "vm", NULL
+	};
+	_cleanup_close_ int lfd = -EBADF;
+	TestRun r;
+	pid_t pid;
+
+	test_write_str(f->dir, "secret.log", "ROOT-SECRET\n");
+	assert_int_equal(chmod(secret, 0600), 0);
+	fixture_put_sim(f, "vm", "firecracker", "  memory: 64Mi\n  cmdline: console=ttyS0\n");
+	fixture_start_daemon(f);
+	pid = fixture_running(f, "vm");
+	fixture_wait_console(f, "vm", "SIM-GUEST-BOOT", 0);
+
+	assert_int_equal(symlink(secret, tmp), 0);
+	assert_int_equal(rename(tmp, log), 0);
+	test_run(&r, argv);
+	assert_int_not_equal(r.status, 0);
+	assert_null(strstr(r.out, "ROOT-SECRET"));
+	assert_non_null(strstr(r.err, "symbolic links"));
+	test_run_done(&r);
+
+	lfd = unix_listen(other, 0600);
+	assert_true(lfd >= 0);
+	assert_int_equal(symlink(other, tmp), 0);
+	assert_int_equal(rename(tmp, api), 0);
+	assert_int_equal(unlink(file), 0);
+	json_decref(fixture_wait_status(f, "vm", absent, NULL));
+	fixture_wait_gone(pid);
+	assert_true(accept4(lfd, NULL, NULL, SOCK_NONBLOCK) < 0 && errno == EAGAIN);
 }
 
 static bool error_is(json_t *s, const void *arg)
@@ -319,7 +378,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_fc_image_copy, setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_ch_image_and_seed, setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_ch_swapped_symlink, setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_fc_swapped_symlink, setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_ch_hot_add, setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_fc_no_link_followed, setup, fixture_teardown),
 	};
 
 	snprintf(ch, sizeof(ch), "%s", test_src("tests/sim/cloud-hypervisor"));
