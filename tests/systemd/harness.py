@@ -21,8 +21,8 @@ vmd and by the watchdog, in a new scope (registered again) after QEMU is killed 
 restarted; a second guest that fills its memory past its scope's MemoryMax is OOM-killed in
 its own scope, vmd and the first run on, and it is restarted; and the first is shut down
 through its power button when the container powers off. On a host of cgroup v1 the
-container gets a cgroup of its own in the memory and pids hierarchies, writable in it, so
-that its systemd sets the scopes' limits there (Container.v1_writable).
+container gets a cgroup of its own in the memory, pids, cpu and cpuacct hierarchies,
+writable in it, so that its systemd sets the scopes' limits there (Container.v1_writable).
 
 To extend it: add a function taking the Run and append it to CHECKS; its runtime packages
 go in ROOTFS_PACKAGES (a new key rebuilds the cache). The container is stopped by its
@@ -149,10 +149,11 @@ def _die_with_parent():
 
 
 # The cgroup v1 controllers whose limits the container's systemd sets for a scope: memory
-# (MemoryMax= as memory.limit_in_bytes), pids (TasksMax= as pids.max). Not cpu: with its
-# hierarchy writable too, systemd 252 in the container made no vmd-g.scope cpu.shares (a host that
-# mounts cpu and cpuacct apart, as this one did).
-V1_CONTROLLERS = ("memory", "pids")
+# (MemoryMax= as memory.limit_in_bytes), pids (TasksMax= as pids.max), cpu (CPUWeight= as
+# cpu.shares, CPUQuota= as cpu.cfs_quota_us); and cpuacct, which systemd 252 wants
+# writable with cpu: with cpu alone, it made no cpu cgroup of the scope (on a host that
+# mounts the two apart).
+V1_CONTROLLERS = ("memory", "pids", "cpu", "cpuacct")
 
 
 def v1_hierarchy(controller):
@@ -207,7 +208,7 @@ class Container:
                 f.write("0")
 
     def v1_writable(self):
-        """The container's v1 memory and pids hierarchies made writable, as a host's
+        """The container's v1 hierarchies of V1_CONTROLLERS made writable, as a host's
         are to its systemd: nspawn mounts them read-only (only name=systemd is
         writable), so the container's systemd leaves them alone, and checks which it can
         write only when it starts (its PID 1 re-executed here). The cgroup namespace keeps
@@ -624,11 +625,15 @@ def in_scope(c, pid):
 
 # In force, not only said: the kernel's own limits of a scope's cgroup, as systemd writes
 # them for GUEST_SCOPE's properties: on cgroup v2, and on v1 (systemd maps MemoryMax= to
-# memory.limit_in_bytes, TasksMax= to pids.max; V1_CONTROLLERS says why not cpu).
+# memory.limit_in_bytes, TasksMax= to pids.max, CPUWeight= to cpu.shares at 1024 per 100,
+# CPUQuota= to cpu.cfs_quota_us of its default 100 ms period).
 V2_FILES = (("memory.max", "MemoryMax", int), ("pids.max", "TasksMax", int),
             ("cpu.weight", "CPUWeight", int))
 V1_FILES = (("memory", "memory.limit_in_bytes", "MemoryMax", int),
-            ("pids", "pids.max", "TasksMax", int))
+            ("pids", "pids.max", "TasksMax", int),
+            ("cpu", "cpu.shares", "CPUWeight", lambda w: int(w) * 1024 // 100),
+            ("cpu", "cpu.cfs_quota_us", "CPUQuotaPerSecUSec",
+             lambda q: int(q.rstrip("s")) * 100000))
 
 
 def kernel_limits(c, unit, want):
