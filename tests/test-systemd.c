@@ -5,7 +5,7 @@
  * (start, the unit's exposure, reload, a noop sandbox, restart, upgrade, the journal,
  * removal, purge; a QEMU
  * guest's scope, its limits and its machine in systemd-machined, restart, kill, watchdog,
- * a crash, poweroff). Each of its
+ * a crash, a guest past its memory OOM-killed in its own scope, poweroff). Each of its
  * checks is one test here; all are skipped, saying why, only where nspawn cannot run.
  */
 #include <stdio.h>

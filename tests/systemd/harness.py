@@ -18,7 +18,11 @@ of its own with the limits reconciler/vm-scope.c computes (systemctl show), as v
 no capability (/proc/PID/status), registered with
 systemd-machined (machinectl), kept with its scope by a restart of vmd, by systemctl kill
 vmd and by the watchdog, in a new scope (registered again) after QEMU is killed and
-restarted, and shut down through its power button when the container powers off.
+restarted; a second guest that fills its memory past its scope's MemoryMax is OOM-killed in
+its own scope, vmd and the first run on, and it is restarted; and the first is shut down
+through its power button when the container powers off. On a host of cgroup v1 the
+container gets a cgroup of its own in the memory, pids, cpu and cpuacct hierarchies,
+writable in it, so that its systemd sets the scopes' limits there (Container.v1_writable).
 
 To extend it: add a function taking the Run and append it to CHECKS; its runtime packages
 go in ROOTFS_PACKAGES (a new key rebuilds the cache). The container is stopped by its
@@ -144,6 +148,32 @@ def _die_with_parent():
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
+# The cgroup v1 controllers whose limits the container's systemd sets for a scope: memory
+# (MemoryMax= as memory.limit_in_bytes), pids (TasksMax= as pids.max), cpu (CPUWeight= as
+# cpu.shares, CPUQuota= as cpu.cfs_quota_us); and cpuacct, which systemd 252 wants
+# writable with cpu: with cpu alone, it made no cpu cgroup of the scope (on a host that
+# mounts the two apart).
+V1_CONTROLLERS = ("memory", "pids", "cpu", "cpuacct")
+
+
+def v1_hierarchy(controller):
+    """/sys/fs/cgroup/CONTROLLER if this host mounts it as a cgroup v1 hierarchy, else None."""
+    path = f"/sys/fs/cgroup/{controller}"
+    if os.path.exists("/sys/fs/cgroup/cgroup.controllers") or \
+            not os.path.exists(os.path.join(path, "cgroup.procs")):
+        return None
+    return path
+
+
+def own_cgroup(controller):
+    """This process's cgroup in a v1 hierarchy, as /proc/self/cgroup says."""
+    for line in open("/proc/self/cgroup"):
+        _, names, path = line.rstrip("\n").split(":", 2)
+        if controller in names.split(","):
+            return path
+    return None
+
+
 class Container:
     """One boot of the cached tree; the pids of nspawn and of the container's PID 1."""
 
@@ -155,6 +185,58 @@ class Container:
         self.machine = f"vmd-test-{os.getpid()}"
         self.debs = os.path.join(workdir, "debs")
         self.out = os.path.join(workdir, "out")  # outlives the container's volatile tree
+        # On a host of cgroup v1: the container's own cgroup in each of V1_CONTROLLERS
+        # (controller: path under /sys/fs/cgroup/CONTROLLER), made for it and removed after.
+        self.v1 = {}
+
+    def v1_cgroups(self):
+        """A cgroup of the container's own in each v1 hierarchy of V1_CONTROLLERS, under
+        this harness's (never the hierarchy's root, which the host's own units share)."""
+        for ctl in V1_CONTROLLERS:
+            top, own = v1_hierarchy(ctl), own_cgroup(ctl)
+            if not top or own is None:
+                continue
+            rel = os.path.join(own, self.machine).lstrip("/")
+            os.makedirs(os.path.join(top, rel), exist_ok=True)
+            self.v1[ctl] = rel
+
+    def _enter_cgroups(self):
+        """In nspawn's child, before its exec: into the container's own cgroups."""
+        _die_with_parent()
+        for ctl, rel in self.v1.items():
+            with open(os.path.join("/sys/fs/cgroup", ctl, rel, "cgroup.procs"), "w") as f:
+                f.write("0")
+
+    def v1_writable(self):
+        """The container's v1 hierarchies of V1_CONTROLLERS made writable, as a host's
+        are to its systemd: nspawn mounts them read-only (only name=systemd is
+        writable), so the container's systemd leaves them alone, and checks which it can
+        write only when it starts (its PID 1 re-executed here). The cgroup namespace keeps
+        the container within its own cgroup of each (v1_cgroups)."""
+        for ctl in self.v1:
+            subprocess.run(["nsenter", "-t", str(self.leader), "-m", "--", "mount", "-o",
+                            "remount,bind,rw", f"/sys/fs/cgroup/{ctl}"], check=True,
+                           capture_output=True)
+        if self.v1:
+            self.run(["systemctl", "daemon-reexec"], timeout=60)
+            self.run(["systemctl", "is-system-running", "--wait"], check=False, timeout=90)
+            log("cgroup v1 " + ", ".join(f"{k} (/sys/fs/cgroup/{k}/{v})"
+                                         for k, v in self.v1.items())
+                + ": writable in the container")
+
+    def remove_cgroups(self):
+        """The container's v1 cgroups, deepest first, once its processes are gone."""
+        for ctl, rel in self.v1.items():
+            top = os.path.join("/sys/fs/cgroup", ctl, rel)
+            for _ in range(50):
+                for d, _, _ in os.walk(top, topdown=False):
+                    try:
+                        os.rmdir(d)
+                    except OSError:
+                        pass
+                if not os.path.exists(top):
+                    break
+                time.sleep(0.1)
 
     def probe(self):
         """Whether nspawn can run a container here at all: skip if not."""
@@ -172,7 +254,7 @@ class Container:
              "--console=passive", f"--machine={self.machine}", f"--bind-ro={self.debs}:/mnt/debs",
              f"--bind={self.out}:/mnt/out", "-D", self.root],
             stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent)
+            preexec_fn=self._enter_cgroups)
         deadline = time.monotonic() + 30
         while self.leader is None:
             if self.nspawn.poll() is not None:
@@ -521,8 +603,8 @@ GUEST_SCOPE = {
 }
 
 
-def scope(c, *props):
-    r = c.run(["systemctl", "show", "vmd-g.scope"] + [f"--property={p}" for p in props])
+def scope(c, *props, unit="vmd-g.scope"):
+    r = c.run(["systemctl", "show", unit] + [f"--property={p}" for p in props])
     return dict(line.split("=", 1) for line in r.stdout.splitlines() if "=" in line)
 
 
@@ -537,21 +619,41 @@ def in_scope(c, pid):
             raise Fail(f"vmd-g.scope's {k} is {u.get(k)!r}, not {v!r}: {u}")
     if "/dev/kvm rw" not in u.get("DeviceAllow", ""):
         raise Fail(f"vmd-g.scope's DeviceAllow has no /dev/kvm rw: {u}")
-    # In force, not only said: the kernel's own limits of the scope's cgroup, where the
-    # container has cgroup v2's controllers (not on a host of cgroup v1: said, not checked).
-    controllers = c.run(["cat", "/sys/fs/cgroup/cgroup.controllers"], check=False).stdout.split()
-    if not {"memory", "pids", "cpu"} <= set(controllers):
-        log(f"no cgroup v2 memory, pids and cpu controllers in the container ({controllers}): "
-            "the scope's limits are checked as systemd has them, not in the kernel")
-        return u["InvocationID"]
-    cgdir = "/sys/fs/cgroup/machine.slice/vmd-g.scope"
-    for f, want in (("memory.max", GUEST_SCOPE["MemoryMax"]),
-                    ("pids.max", GUEST_SCOPE["TasksMax"]),
-                    ("cpu.weight", GUEST_SCOPE["CPUWeight"])):
-        got = c.run(["cat", f"{cgdir}/{f}"], check=False).stdout.strip()
-        if got != want:
-            raise Fail(f"{cgdir}/{f} is {got!r}, not {want!r}")
+    kernel_limits(c, "vmd-g.scope", GUEST_SCOPE)
     return u["InvocationID"]
+
+
+# In force, not only said: the kernel's own limits of a scope's cgroup, as systemd writes
+# them for GUEST_SCOPE's properties: on cgroup v2, and on v1 (systemd maps MemoryMax= to
+# memory.limit_in_bytes, TasksMax= to pids.max, CPUWeight= to cpu.shares at 1024 per 100,
+# CPUQuota= to cpu.cfs_quota_us of its default 100 ms period).
+V2_FILES = (("memory.max", "MemoryMax", int), ("pids.max", "TasksMax", int),
+            ("cpu.weight", "CPUWeight", int))
+V1_FILES = (("memory", "memory.limit_in_bytes", "MemoryMax", int),
+            ("pids", "pids.max", "TasksMax", int),
+            ("cpu", "cpu.shares", "CPUWeight", lambda w: int(w) * 1024 // 100),
+            ("cpu", "cpu.cfs_quota_us", "CPUQuotaPerSecUSec",
+             lambda q: int(q.rstrip("s")) * 100000))
+
+
+def kernel_limits(c, unit, want):
+    """unit's cgroup has want's limits in the kernel: v2's files where the container has
+    the v2 controllers, else v1's in each hierarchy the container can write (Container.v1);
+    said plainly where it has neither."""
+    controllers = c.run(["cat", "/sys/fs/cgroup/cgroup.controllers"], check=False).stdout.split()
+    if {"memory", "pids", "cpu"} <= set(controllers):
+        files = [(f"/sys/fs/cgroup/machine.slice/{unit}/{f}", str(conv(want[p])))
+                 for f, p, conv in V2_FILES]
+    else:
+        files = [(f"/sys/fs/cgroup/{ctl}/machine.slice/{unit}/{f}", str(conv(want[p])))
+                 for ctl, f, p, conv in V1_FILES if ctl in c.v1]
+    if not files:
+        log(f"neither cgroup v2 controllers ({controllers}) nor writable v1 hierarchies in the "
+            "container: the scope's limits are checked as systemd has them, not in the kernel")
+    for path, value in files:
+        got = c.run(["cat", path], check=False).stdout.strip()
+        if got != value:
+            raise Fail(f"{path} is {got!r}, not {value!r}")
 
 
 def machine(c):
@@ -693,6 +795,89 @@ def copy_of(c, name):
         return "(no copy)"
 
 
+# The guest of the qemu-oom check: 512 MiB, of which it touches 80% (tests/guest/init's
+# vmd.fill), some 410 MiB, and QEMU's RSS with it.
+OOM_GUEST = GUEST.replace("memory: 192Mi", "memory: 512Mi").replace(
+    "cmdline: console=ttyS0 quiet", "cmdline: console=ttyS0 quiet vmd.fill=80")
+# vmd's MemoryMax= of it (reconciler/vm-scope.c), and the lower one an administrator gives
+# vmd-m.scope in a drop-in, which its VMM's RSS passes as the guest fills its memory: with
+# vmd's own, 1 GiB above the guest's RAM (QEMU's TCG cache), the guest cannot pass it.
+OOM_SCOPE_MAX = 512 * MiB + 1024 * MiB + 512 * MiB // 8
+OOM_DROPIN = "/etc/systemd/system/vmd-m.scope.d/50-oom.conf"
+
+
+def oom_kills(c, unit):
+    """The kernel's OOM kills of a QEMU in the container's unit's cgroup (its log, read on
+    the host: it names the memory cgroup where the limit was hit)."""
+    root = c.v1.get("memory")
+    memcg = f"oom_memcg=/{root}/machine.slice/{unit}," if root is not None else f"/{unit},"
+    log_ = subprocess.run(["dmesg"], capture_output=True, text=True).stdout
+    return [line for line in log_.splitlines() if "oom-kill:" in line and memcg in line
+            and "task=qemu-system-x86" in line]
+
+
+def console_of(c, name):
+    return c.run(["sh", "-c", f"cat /run/vmd/{name}/console.log.1 /run/vmd/{name}/console.log "
+                  "2>/dev/null"], check=False).stdout
+
+
+def check_qemu_oom(t):
+    """A guest whose VMM passes its scope's MemoryMax is OOM-killed in its own scope: vmd
+    (same pid) and the other guest (g, same QEMU) run on, and restartPolicy starts it again
+    (a new QEMU, Running and Ready) in a new scope with vmd's own limit."""
+    c = t.c
+    if "memory" not in c.v1 and "memory" not in c.run(
+            ["cat", "/sys/fs/cgroup/cgroup.controllers"], check=False).stdout.split():
+        raise Fail("the container has no memory controller to confine a guest in (neither "
+                   "cgroup v2's nor a writable v1 hierarchy)")
+    vmd = c.unit("MainPID")["MainPID"]
+    before = len(oom_kills(c, "vmd-m.scope"))
+    c.write(OOM_DROPIN, "[Scope]\nMemoryMax=320M\n")
+    c.run(["systemctl", "daemon-reload"])
+    try:
+        c.write("/etc/vmd/sandboxes/m.yaml", OOM_GUEST)
+        first = wait_for("sandbox m Running", lambda: running(c, "m"), timeout=120)["pid"]
+        try:
+            wait_for("vmd-m.scope with the drop-in's MemoryMax", lambda: scope(
+                c, "MemoryMax", unit="vmd-m.scope").get("MemoryMax") == str(320 * MiB))
+        except Fail as e:
+            raise Fail(f"{e}: {scope(c, 'MemoryMax', 'ActiveState', unit='vmd-m.scope')}")
+        kills = wait_for("the kernel's OOM kill of m's QEMU in vmd-m.scope", lambda: (
+            lambda k: k if len(k) > before else None)(oom_kills(c, "vmd-m.scope")), timeout=180)
+        log(kills[-1])
+        if "VMD-GUEST-FILL 80%" not in console_of(c, "m"):
+            raise Fail("m's guest was killed before it filled its memory:\n"
+                       + console_of(c, "m")[-1500:])
+        u = c.unit("ActiveState", "MainPID")
+        if u != {"ActiveState": "active", "MainPID": vmd}:
+            raise Fail(f"vmd after m's OOM kill: {u} (its pid was {vmd})")
+        if not alive(c, t.qemu) or guest_pid(t) != t.qemu:
+            raise Fail(f"g's QEMU (pid {t.qemu}) did not survive m's OOM kill")
+        try:
+            wait_for("vmd's m: VM exited with status 137 (SIGKILL)",
+                     lambda: "m: VM exited with status 137" in journal(c))
+        except Fail as e:
+            raise Fail(f"{e}:\n{journal(c)[-2000:]}")
+    finally:
+        c.run(["rm", "-f", OOM_DROPIN])
+        c.run(["systemctl", "daemon-reload"])
+    # Restarted (maybe more than once, while the drop-in was still there): a new QEMU in a
+    # scope of vmd's limit, where the same guest fills its memory and runs on.
+    wait_for("m's guest restarted and filled", lambda: "VMD-GUEST-FILLED" in console_of(c, "m"),
+             timeout=180)
+    s = wait_for("m Running and Ready", lambda: (lambda s: s if is_ready(s) else None)(
+        running(c, "m")), timeout=60)
+    if s["pid"] == first or s.get("restarts", 0) < 1:
+        raise Fail(f"m was not restarted after its OOM kill: {s} (its first pid {first})")
+    kernel_limits(c, "vmd-m.scope", {**GUEST_SCOPE, "MemoryMax": str(OOM_SCOPE_MAX)})
+    now = running(c, "m")
+    if not alive(c, s["pid"]) or not now or now["pid"] != s["pid"]:
+        raise Fail(f"m's restarted QEMU (pid {s['pid']}) did not run on within vmd's own "
+                   f"limit: {now}")
+    c.run(["rm", "/etc/vmd/sandboxes/m.yaml"])
+    wait_for("m gone", lambda: status_of(c, "m") is None and not alive(c, s["pid"]), timeout=90)
+
+
 def check_poweroff(t):
     """Powering the host off shuts the guest down (its power button) before the end."""
     c = t.c
@@ -734,6 +919,7 @@ CHECKS = [
     ("kill", check_kill),
     ("watchdog", check_watchdog),
     ("qemu-crash", check_qemu_crash),
+    ("qemu-oom", check_qemu_oom),
     ("poweroff", check_poweroff),  # the last: the container is gone after it
 ]
 
@@ -771,8 +957,10 @@ def main():
         upgrade, version = repack(a.deb, os.path.join(workdir, "debs"), "+upgrade1")
         c = Container(root, workdir)
         c.probe()
+        c.v1_cgroups()
         boot = time.monotonic()
         c.boot()
+        c.v1_writable()
         log(f"booted in {time.monotonic() - boot:.1f} s")
         t = Run(c, deb, upgrade, version, a.src)
         failed = None
@@ -801,6 +989,7 @@ def main():
     finally:
         if c:
             c.stop()
+            c.remove_cgroups()
         shutil.rmtree(workdir, ignore_errors=True)
         log(f"took {time.monotonic() - start:.1f} s")
 
