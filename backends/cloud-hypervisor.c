@@ -854,4 +854,5 @@ const BackendOps backend_cloud_hypervisor_ops = {
 	.suspend = vmm_vm_suspend,
 	.restore = vmm_vm_restore,
 	.cleanup = vmm_vm_cleanup,
+	.activity = vmm_vm_activity,
 };

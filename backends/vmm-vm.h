@@ -455,6 +455,8 @@ int vmm_vm_restore(Backend *b, const SandboxSpec *spec, uint64_t generation,
 int vmm_vm_refuse_fresh_boot(VmmVm *v, VmmJob *j);
 /* Remove the runtime files of a VM that is not running. Never touches disk images. */
 int vmm_vm_cleanup(Backend *b, const char *name);
+/* vmm-idle.c: its console's bytes and its taps' packets (BackendOps.activity). */
+int vmm_vm_activity(Backend *b, const char *name, uint64_t *ret);
 /* A guest-ping to its guest agent, for a probe (BackendOps.agent_ping). */
 int vmm_vm_agent_ping(Backend *b, const char *name, GuestAgentPingDone done, void *userdata);
 

@@ -1,0 +1,180 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * suspendAfterIdle (docs/sandbox-file.md, "Idle suspend"): the field's bounds, and the real
+ * daemon on the noop backend, whose activity count a test writes (noop-activity, as a
+ * VMM's console bytes and tap packets would count): idle, it is suspended, its file
+ * untouched; it stays so across a kill of vmd; `vmd wake` and an edit of its file wake it;
+ * activity keeps it awake. Only the order of events is asserted, never a duration; waits
+ * are bounded (a failure, not a speed claim).
+ */
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#include "daemon-fixture.h"
+#include "helpers.h"
+#include "spec-yaml.h"
+#include "status.h"
+#include "util.h"
+
+#define NOOP_SPEC FIXTURE_NOOP_SPEC "  disks: [{id: root, path: /d/root.raw}]\n"
+
+/* The bounds: 1s at least (leave it out for never), 24h at most. */
+static void test_validate(void **state _unused_)
+{
+	static const struct {
+		const char *value;
+		uint64_t ms; /* 0: refused */
+	} rows[] = {
+		{ "10m", 600000 }, { "1s", 1000 }, { "1000ms", 1000 }, { "24h", 86400000 },
+		{ "999ms", 0 },	   { "0s", 0 },	   { "25h", 0 },       { "soon", 0 },
+	};
+
+	for (size_t i = 0; i < ELEMENTSOF(rows); i++) {
+		_cleanup_(diag_list_done) DiagList diags = {};
+		_cleanup_(sandbox_spec_freep) SandboxSpec *s = NULL;
+		_cleanup_free_ char *text = NULL;
+		const SpecLoadOptions opts = { .default_backend = BACKEND_NOOP };
+		int r;
+
+		assert_true(asprintf(&text, NOOP_SPEC "  suspendAfterIdle: %s\n", rows[i].value) > 0);
+		r = spec_load_buffer("web.yaml", text, strlen(text), &opts, &s, &diags);
+		if (rows[i].ms == 0) {
+			if (r >= 0)
+				fail_msg("suspendAfterIdle: %s taken", rows[i].value);
+			continue;
+		}
+		if (r < 0)
+			fail_msg("suspendAfterIdle: %s refused: %s", rows[i].value,
+				 diags.n ? diags.items[0].message : "?");
+		assert_int_equal(s->suspend_after_idle_ms, rows[i].ms);
+	}
+}
+
+/* Suspended by the daemon for idling, the message saying so. */
+static bool idle_suspended(json_t *s, const void *arg _unused_)
+{
+	const char *msg = s ? status_condition(s, "Running", "message") : NULL;
+
+	return phase_is(s, "Suspended") && json_is_object(json_object_get(s, "snapshot")) && msg &&
+	       strstr(msg, "idle for ") && strstr(msg, ": suspended");
+}
+
+static bool running(json_t *s, const void *arg _unused_)
+{
+	return phase_is(s, "Running") && json_is_null(json_object_get(s, "snapshot")) &&
+	       streq(status_condition(s, "Ready", "status"), "True");
+}
+
+static bool exists(const char *dir, const char *file)
+{
+	_cleanup_free_ char *p = path_in(dir, "%s", file);
+
+	return access(p, F_OK) == 0;
+}
+
+static int run_wake(Fixture *f, const char *name)
+{
+	char *argv[] = { (char *)test_vmd(), "wake", "--run-dir", f->run, (char *)name, NULL };
+	TestRun r;
+	int status;
+
+	test_run(&r, argv);
+	status = r.status;
+	if (status != 0)
+		print_message("vmd wake: %s%s", r.out, r.err);
+	test_run_done(&r);
+	return status;
+}
+
+static void test_idle_wake(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *file = path_in(f->sb, "web.yaml"), *text = NULL, *after = NULL,
+			    *vm = NULL;
+
+	assert_true(asprintf(&text, NOOP_SPEC "  suspendAfterIdle: 1s\n") > 0);
+	fixture_put(f, "web", text);
+	fixture_start_daemon(f);
+	fixture_expect_notify(f, "READY=1");
+	json_decref(fixture_wait_status(f, "web", running, NULL));
+
+	/* Nothing happens on it: suspended, the file as it was. */
+	json_decref(fixture_wait_status(f, "web", idle_suspended, NULL));
+	assert_true(exists(f->state, "snapshots/web/current/manifest.json"));
+	assert_true(exists(f->state, "idle/web.json"));
+	assert_int_equal(read_file(file, 4096, &after, NULL), 0);
+	assert_string_equal(after, text);
+
+	/* Across a kill of vmd it sleeps on: no restore at the new daemon's first pass. */
+	fixture_stop_daemon(f, SIGKILL);
+	fixture_start_daemon(f);
+	fixture_expect_notify(f, "READY=1");
+	json_decref(fixture_wait_status(f, "web", idle_suspended, NULL));
+	vm = fixture_noop_state(f, "web");
+	assert_string_equal(vm, "exited");
+	assert_int_equal(fixture_noop_field(f, "web", "restores"), 0);
+
+	/* vmd wake: restored from its snapshot; idle again, it goes back to sleep. */
+	assert_int_equal(run_wake(f, "web"), 0);
+	json_decref(fixture_wait_status(f, "web", running, NULL));
+	assert_int_equal(fixture_noop_field(f, "web", "restores"), 1);
+	assert_false(exists(f->state, "idle/web.json"));
+	json_decref(fixture_wait_status(f, "web", idle_suspended, NULL));
+
+	/* A new generation of its file wakes it: with an hour to idle, it stays up. */
+	fixture_put(f, "web", NOOP_SPEC "  suspendAfterIdle: 1h\n");
+	json_decref(fixture_wait_status(f, "web", running, NULL));
+	assert_int_equal(fixture_noop_field(f, "web", "restores"), 2);
+	assert_false(exists(f->state, "idle/web.json"));
+}
+
+/* Activity (the count moving) keeps it awake; once it stops, it goes to sleep. */
+static void test_activity_postpones(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *dir = path_in(f->run, "web");
+
+	fixture_put(f, "web", NOOP_SPEC "  suspendAfterIdle: 2s\n");
+	fixture_start_daemon(f);
+	json_decref(fixture_wait_status(f, "web", running, NULL));
+	/* Busy for three times the idle time: the daemon sees its count move all along. */
+	for (unsigned i = 1; i <= 60; i++) {
+		char n[16];
+		json_t *s;
+
+		snprintf(n, sizeof(n), "%u\n", i);
+		test_write_str(dir, "noop-activity", n);
+		fixture_pass_time(f, 100);
+		s = fixture_status(f, "web");
+		if (!running(s, NULL))
+			fail_msg("suspended while active, after %u counts", i);
+		json_decref(s);
+	}
+	json_decref(fixture_wait_status(f, "web", idle_suspended, NULL));
+	assert_int_equal(run_wake(f, "web"), 0);
+	json_decref(fixture_wait_status(f, "web", running, NULL));
+}
+
+/* Without a daemon, vmd wake says so and fails. */
+static void test_wake_no_daemon(void **state)
+{
+	Fixture *f = *state;
+
+	assert_int_equal(run_wake(f, "web"), 1);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_validate),
+		cmocka_unit_test_setup_teardown(test_idle_wake, fixture_setup_notify,
+						fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_activity_postpones, fixture_setup,
+						fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_wake_no_daemon, fixture_setup, fixture_teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
