@@ -5,9 +5,18 @@
  * changed is activity, and one that stood still for the whole idle time puts it to sleep.
  * Asleep, the planner is given its spec as state: suspended (the executor saves it as
  * that would); its file's next generation, or a wake request (`vmd wake`), wakes it.
+ *
+ * Once its VMM is gone, vmd listens on the TCP ports its user networks forward (QEMU's
+ * hostfwd, gone with QEMU), and a connect to one wakes it: vmd closes them first, so that
+ * the restored VMM can bind them again. The connection that woke it was in the listen
+ * backlog, never accepted: the close resets it (the client's connect went through, then
+ * ECONNRESET); a retry once the VMM listens again reaches the guest.
  */
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <inttypes.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <unistd.h>
@@ -54,8 +63,18 @@ static int set_asleep(Sandbox *sb, uint64_t generation, uint64_t idle_ms)
 	return 0;
 }
 
+static void release_ports(Sandbox *sb)
+{
+	for (size_t i = 0; i < sb->n_asleep_ports; i++)
+		sd_event_source_disable_unref(sb->asleep_ports[i]);
+	sb->asleep_ports = mfree(sb->asleep_ports);
+	sb->n_asleep_ports = 0;
+	sb->asleep_ports_said = false;
+}
+
 static void clear_asleep(Sandbox *sb)
 {
+	release_ports(sb);
 	sb->asleep_generation = 0;
 	sb->asleep_idle_ms = 0;
 	sb->asleep_spec = sandbox_spec_free(sb->asleep_spec);
@@ -199,6 +218,88 @@ static int on_sample(sd_event_source *s, uint64_t usec _unused_, void *userdata)
 	return 0;
 }
 
+static int on_connect(sd_event_source *s, int fd _unused_, uint32_t revents _unused_, void *userdata)
+{
+	Sandbox *sb = userdata;
+	const char *port = NULL;
+	char why[80];
+
+	(void)sd_event_source_get_description(s, &port);
+	snprintf(why, sizeof(why), "a connect to its forwarded port %s", port ?: "");
+	wake(sb->manager, sb, why);
+	return 0;
+}
+
+/* A listening socket on p's address and port: its fd, or -errno. */
+static int listen_on(const PortSpec *p)
+{
+	_cleanup_close_ int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(p->host) };
+	int one = 1;
+
+	if (fd < 0)
+		return -errno;
+	if (inet_pton(AF_INET, p->address[0] ? p->address : "127.0.0.1", &sa.sin_addr) != 1)
+		return -EINVAL;
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 64) < 0)
+		return -errno;
+	return TAKE_FD(fd);
+}
+
+/*
+ * Asleep, its VMM gone: hold the TCP ports its user networks forward, as the snapshot
+ * says (what the restored VMM binds again). One that cannot be held (taken meanwhile) is
+ * said once, and tried again at the next pass.
+ */
+static void hold_ports(Manager *m, Sandbox *sb)
+{
+	const SandboxSpec *saved = sb->snapshot ? sb->snapshot->config : NULL;
+	size_t want = 0;
+
+	if (!saved || sb->asleep_ports)
+		return;
+	for (size_t i = 0; i < saved->n_networks; i++)
+		want += saved->networks[i].type == NET_USER ? saved->networks[i].n_ports : 0;
+	if (want == 0 || !(sb->asleep_ports = calloc(want, sizeof(sd_event_source *))))
+		return;
+	for (size_t i = 0; i < saved->n_networks; i++)
+		for (size_t k = 0;
+		     saved->networks[i].type == NET_USER && k < saved->networks[i].n_ports; k++) {
+			const PortSpec *p = &saved->networks[i].ports[k];
+			sd_event_source **s = &sb->asleep_ports[sb->n_asleep_ports];
+			int fd = p->protocol == PORT_TCP ? listen_on(p) : -EPROTONOSUPPORT;
+			int r = fd;
+
+			if (p->protocol != PORT_TCP)
+				continue; /* a datagram has no connect to wake it: docs */
+			if (fd >= 0 &&
+			    (r = sd_event_add_io(m->event, s, fd, EPOLLIN, on_connect, sb)) < 0)
+				close(fd);
+			if (r >= 0) {
+				char desc[HOST_PORT_KEY_MAX + 16];
+
+				snprintf(desc, sizeof(desc), "tcp %s:%u",
+					 p->address[0] ? p->address : "127.0.0.1", p->host);
+				(void)sd_event_source_set_description(*s, desc);
+				(void)sd_event_source_set_io_fd_own(*s, true);
+				sb->n_asleep_ports++;
+				continue;
+			}
+			if (!sb->asleep_ports_said)
+				log_fields(LOG_WARNING,
+					   &(LogFields){ .sandbox = sb->name,
+							 .error = -r,
+							 .message_id = LOG_MESSAGE_DAEMON },
+					   "cannot listen on its forwarded port tcp %s:%u while it sleeps: a connect there does not wake it; tried again",
+					   p->address[0] ? p->address : "127.0.0.1", p->host);
+			/* All or none: the next pass tries them all again. */
+			release_ports(sb);
+			sb->asleep_ports_said = true;
+			return;
+		}
+}
+
 /* Whether it is one to watch now: it runs, as its file wants, on a backend that can save it. */
 static bool watched(Manager *m, Sandbox *sb)
 {
@@ -214,6 +315,11 @@ static bool watched(Manager *m, Sandbox *sb)
 void idle_update(Manager *m, Sandbox *sb)
 {
 	uint64_t now = now_usec(CLOCK_MONOTONIC);
+
+	if (m->event && !m->read_only && sb->asleep_generation &&
+	    sb->asleep_generation == sb->generation && sb->snapshot &&
+	    IN_SET(sb->observed.state, VM_ABSENT, VM_EXITED) && sb->observed.job == BACKEND_OP_NONE)
+		hold_ports(m, sb);
 
 	if (!watched(m, sb)) {
 		sb->idle_timer = sd_event_source_disable_unref(sb->idle_timer);

@@ -7,9 +7,13 @@
  * activity keeps it awake. Only the order of events is asserted, never a duration; waits
  * are bounded (a failure, not a speed claim).
  */
+#include <arpa/inet.h>
+#include <errno.h>
 #include <jansson.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "daemon-fixture.h"
@@ -157,6 +161,64 @@ static void test_activity_postpones(void **state)
 	json_decref(fixture_wait_status(f, "web", running, NULL));
 }
 
+/* A connection to 127.0.0.1:port: its fd (connected, or the connect failed: -errno). */
+static int connect_to(uint16_t port)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+				  .sin_port = htons(port),
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	assert_true(fd >= 0);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		int r = -errno;
+
+		close(fd);
+		return r;
+	}
+	return fd;
+}
+
+/*
+ * Asleep, vmd holds its forwarded TCP port (the VMM that bound it is gone): a connect
+ * wakes it. That connection was never accepted: vmd's close of the port resets it.
+ */
+static void test_port_wakes(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *text = NULL;
+	int fd = -1, l;
+	uint16_t port;
+	char c;
+
+	/* A free port: the kernel's pick, let go again. */
+	l = fixture_listen_loopback(&port);
+	close(l);
+	assert_true(asprintf(&text,
+			     NOOP_SPEC "  suspendAfterIdle: 1s\n  networks:\n"
+				       "    - {id: nat, type: user, ports: [{host: %u, guest: 22}]}\n",
+			     port) > 0);
+	fixture_put(f, "web", text);
+	fixture_start_daemon(f);
+	json_decref(fixture_wait_status(f, "web", running, NULL));
+	/* Awake, the VMM holds it (noop binds none): nothing listens there. */
+	assert_int_equal(connect_to(port), -ECONNREFUSED);
+	json_decref(fixture_wait_status(f, "web", idle_suspended, NULL));
+	for (unsigned i = 0; i < 100 && fd < 0; i++) {
+		fd = connect_to(port);
+		if (fd < 0)
+			fixture_pass_time(f, 50); /* the pass after the save holds it */
+	}
+	assert_true(fd >= 0);
+	json_decref(fixture_wait_status(f, "web", running, NULL));
+	assert_int_equal(fixture_noop_field(f, "web", "restores"), 1);
+	/* What the client sees: its connection reset, never served by vmd. */
+	assert_true(read(fd, &c, 1) < 0 && errno == ECONNRESET);
+	close(fd);
+	/* And the port is free for the restored VMM again. */
+	assert_int_equal(connect_to(port), -ECONNREFUSED);
+}
+
 /* Without a daemon, vmd wake says so and fails. */
 static void test_wake_no_daemon(void **state)
 {
@@ -173,6 +235,7 @@ int main(void)
 						fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_activity_postpones, fixture_setup,
 						fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_port_wakes, fixture_setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_wake_no_daemon, fixture_setup, fixture_teardown),
 	};
 
