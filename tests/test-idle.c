@@ -3,9 +3,11 @@
  * suspendAfterIdle (docs/sandbox-file.md, "Idle suspend"): the field's bounds, and the real
  * daemon on the noop backend, whose activity count a test writes (noop-activity, as a
  * VMM's console bytes and tap packets would count): idle, it is suspended, its file
- * untouched; it stays so across a kill of vmd; `vmd wake` and an edit of its file wake it;
- * activity keeps it awake. Only the order of events is asserted, never a duration; waits
- * are bounded (a failure, not a speed claim).
+ * untouched; it stays so across a kill of vmd; `vmd wake`, an edit of its file and a
+ * connect to its forwarded port wake it; activity keeps it awake. On QEMU (TCG): the
+ * console's bytes keep it awake, and a connect to its forwarded port wakes it from its
+ * snapshot. Only the order of events is asserted, never a duration; waits are bounded (a
+ * failure, not a speed claim).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -13,11 +15,14 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include "daemon-fixture.h"
 #include "helpers.h"
+#include "qemu-fixture.h"
 #include "spec-yaml.h"
 #include "status.h"
 #include "util.h"
@@ -179,6 +184,20 @@ static int connect_to(uint16_t port)
 	return fd;
 }
 
+/* A connection to port once the daemon holds it (the pass after the save does): its fd. */
+static int connect_held(Fixture *f, uint16_t port)
+{
+	int fd = -1;
+
+	for (unsigned i = 0; i < 100 && fd < 0; i++) {
+		fd = connect_to(port);
+		if (fd < 0)
+			fixture_pass_time(f, 50);
+	}
+	assert_true(fd >= 0);
+	return fd;
+}
+
 /*
  * Asleep, vmd holds its forwarded TCP port (the VMM that bound it is gone): a connect
  * wakes it. That connection was never accepted: vmd's close of the port resets it.
@@ -187,8 +206,8 @@ static void test_port_wakes(void **state)
 {
 	Fixture *f = *state;
 	_cleanup_free_ char *text = NULL;
-	int fd = -1, l;
 	uint16_t port;
+	int fd, l;
 	char c;
 
 	/* A free port: the kernel's pick, let go again. */
@@ -204,12 +223,7 @@ static void test_port_wakes(void **state)
 	/* Awake, the VMM holds it (noop binds none): nothing listens there. */
 	assert_int_equal(connect_to(port), -ECONNREFUSED);
 	json_decref(fixture_wait_status(f, "web", idle_suspended, NULL));
-	for (unsigned i = 0; i < 100 && fd < 0; i++) {
-		fd = connect_to(port);
-		if (fd < 0)
-			fixture_pass_time(f, 50); /* the pass after the save holds it */
-	}
-	assert_true(fd >= 0);
+	fd = connect_held(f, port);
 	json_decref(fixture_wait_status(f, "web", running, NULL));
 	assert_int_equal(fixture_noop_field(f, "web", "restores"), 1);
 	/* What the client sees: its connection reset, never served by vmd. */
@@ -217,6 +231,91 @@ static void test_port_wakes(void **state)
 	close(fd);
 	/* And the port is free for the restored VMM again. */
 	assert_int_equal(connect_to(port), -ECONNREFUSED);
+}
+
+/* Send line to the guest's echo service over port; what comes back, NULL if nothing did. */
+static char *echo(uint16_t port, const char *line)
+{
+	struct timeval tv = { .tv_sec = 2 };
+	char buf[256];
+	ssize_t n = -1;
+	int fd = connect_to(port);
+
+	if (fd < 0)
+		return NULL;
+	(void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	if (write(fd, line, strlen(line)) == (ssize_t)strlen(line))
+		n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return NULL;
+	buf[n] = '\0';
+	return strdup(buf);
+}
+
+/*
+ * QEMU (TCG), the test guest with its console on tty0 (its serial port silent but for a
+ * prompt) and its echo service forwarded from a host port: idle, it is suspended, QEMU
+ * gone; a connect to the port wakes it, a new QEMU restores it, and a retry reaches the
+ * guest's echo service through the port QEMU binds again.
+ */
+static void test_qemu_port_wakes(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *extra = NULL;
+	char *got = NULL;
+	pid_t pid;
+	json_t *s;
+	uint16_t port;
+	int fd, l = fixture_listen_loopback(&port);
+
+	close(l); /* a free port: the kernel's pick, let go again */
+	assert_true(asprintf(&extra,
+			     "  cmdline: console=tty0 quiet vmd.ip=10.0.2.15/24 vmd.echo=7\n"
+			     "  suspendAfterIdle: 2s\n  networks:\n"
+			     "    - {id: n0, type: user, ports: [{host: %u, guest: 7}]}\n",
+			     port) > 0);
+	qemu_put(f, "web", extra);
+	fixture_start_daemon(f);
+	pid = fixture_running(f, "web");
+	s = fixture_wait_status(f, "web", idle_suspended, NULL);
+	json_decref(s);
+	assert_int_equal(kill(pid, 0), -1); /* its QEMU is gone (reaped: no zombie) */
+	fd = connect_held(f, port);
+	close(fd);
+	s = fixture_wait_status(f, "web", running, NULL);
+	assert_true(pid_of(s) != pid);
+	json_decref(s);
+	/* Retried as a client would: the restored guest answers (or sleeps again, and wakes). */
+	for (unsigned i = 0; i < 240 && !got; i++) {
+		got = echo(port, "hello-18\n");
+		if (!got)
+			fixture_pass_time(f, 500);
+	}
+	assert_non_null(got);
+	assert_string_equal(got, "hello-18\n");
+	free(got);
+}
+
+/*
+ * QEMU (TCG), the test guest printing a tick a second on its serial console: the console's
+ * bytes are activity, and it runs on through 2.5 times its idle time, the same QEMU.
+ */
+static void test_qemu_console_active(void **state)
+{
+	Fixture *f = *state;
+	pid_t pid;
+	json_t *s;
+
+	qemu_put(f, "web", "  cmdline: console=ttyS0\n  suspendAfterIdle: 10s\n");
+	fixture_start_daemon(f);
+	pid = fixture_running(f, "web");
+	fixture_wait_console(f, "web", "VMD-GUEST-TICK 25", 0);
+	s = fixture_status(f, "web");
+	assert_true(running(s, NULL));
+	assert_int_equal(pid_of(s), pid);
+	json_decref(s);
+	assert_false(exists(f->state, "idle/web.json"));
 }
 
 /* Without a daemon, vmd wake says so and fails. */
@@ -236,8 +335,13 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_activity_postpones, fixture_setup,
 						fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_port_wakes, fixture_setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_qemu_port_wakes, qemu_setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_qemu_console_active, qemu_setup,
+						fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_wake_no_daemon, fixture_setup, fixture_teardown),
 	};
 
+	if (getenv("VMD_TEST_FILTER")) /* one test, for a run by hand */
+		cmocka_set_test_filter(getenv("VMD_TEST_FILTER"));
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
