@@ -166,6 +166,22 @@ static void test_activity_postpones(void **state)
 	json_decref(fixture_wait_status(f, "web", running, NULL));
 }
 
+/* suspendAfterIdle changes on a running VM with no restart: the same boot goes to sleep. */
+static void test_change_live(void **state)
+{
+	Fixture *f = *state;
+	long long started;
+
+	fixture_put(f, "web", NOOP_SPEC "  suspendAfterIdle: 1h\n");
+	fixture_start_daemon(f);
+	json_decref(fixture_wait_status(f, "web", running, NULL));
+	started = fixture_noop_field(f, "web", "startedAtUsec");
+	assert_true(started > 0);
+	fixture_put(f, "web", NOOP_SPEC "  suspendAfterIdle: 1s\n");
+	json_decref(fixture_wait_status(f, "web", idle_suspended, NULL));
+	assert_int_equal(fixture_noop_field(f, "web", "startedAtUsec"), started);
+}
+
 /* A connection to 127.0.0.1:port: its fd (connected, or the connect failed: -errno). */
 static int connect_to(uint16_t port)
 {
@@ -231,6 +247,16 @@ static void test_port_wakes(void **state)
 	close(fd);
 	/* And the port is free for the restored VMM again. */
 	assert_int_equal(connect_to(port), -ECONNREFUSED);
+
+	/* Asleep again, across a kill of vmd: the next one holds the port again. */
+	json_decref(fixture_wait_status(f, "web", idle_suspended, NULL));
+	fixture_stop_daemon(f, SIGKILL);
+	assert_int_equal(connect_to(port), -ECONNREFUSED);
+	fixture_start_daemon(f);
+	fd = connect_held(f, port);
+	close(fd);
+	json_decref(fixture_wait_status(f, "web", running, NULL));
+	assert_int_equal(fixture_noop_field(f, "web", "restores"), 2);
 }
 
 /* Send line to the guest's echo service over port; what comes back, NULL if nothing did. */
@@ -334,6 +360,7 @@ int main(void)
 						fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_activity_postpones, fixture_setup,
 						fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_change_live, fixture_setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_port_wakes, fixture_setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_qemu_port_wakes, qemu_setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_qemu_console_active, qemu_setup,
