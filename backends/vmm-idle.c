@@ -24,22 +24,26 @@ static uint64_t counter(const char *tap, const char *which)
 	return strtoull(text, NULL, 10);
 }
 
-int vmm_vm_activity(Backend *b, const char *name, uint64_t *ret)
+uint64_t vmm_net_packets(const SandboxSpec *spec)
 {
-	VmmVm *v = vmm_vm_get(b, name);
 	uint64_t n = 0;
 
-	if (!v || !v->config)
-		return -ENOENT;
-	if (v->console)
-		n += console_bytes(v->console);
-	for (size_t i = 0; i < v->config->n_networks; i++) {
-		const NetSpec *net = &v->config->networks[i];
+	for (size_t i = 0; i < spec->n_networks; i++) {
+		const NetSpec *net = &spec->networks[i];
 
 		if (net->type == NET_USER || !net->tap[0])
 			continue;
 		n += counter(net->tap, "rx_packets") + counter(net->tap, "tx_packets");
 	}
-	*ret = n;
+	return n;
+}
+
+int vmm_vm_activity(Backend *b, const char *name, uint64_t *ret)
+{
+	VmmVm *v = vmm_vm_get(b, name);
+
+	if (!v || !v->config)
+		return -ENOENT;
+	*ret = vmm_net_packets(v->config) + (v->console ? console_bytes(v->console) : 0);
 	return 0;
 }
