@@ -667,6 +667,7 @@ void sandbox_reconcile(Manager *m, Sandbox *sb)
 		if (!in.desired || in.desired->state == SANDBOX_STOPPED)
 			in.stop_waits = ordering_stop_waits(m, sb);
 		plan_sandbox(&in, now, m->config.grace_usec, &plan);
+		idle_plan_reasons(sb, &plan);
 		planned = true;
 		sb->restart_required = plan.restart_required;
 		sb->restart_why = plan.restart_why;

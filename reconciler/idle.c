@@ -150,6 +150,15 @@ void idle_plan_input(Manager *m, Sandbox *sb, PlanInput *in)
 		in->desired = sb->asleep_spec;
 }
 
+void idle_plan_reasons(const Sandbox *sb, Plan *plan)
+{
+	const char *why = idle_reason(sb);
+
+	for (size_t k = 0; why && k < plan->n_actions; k++)
+		if (plan->actions[k].type == ACTION_SUSPEND)
+			plan->actions[k].reason = why; /* lives until its wake, past this pass */
+}
+
 const SandboxSpec *idle_wanted(const Sandbox *sb)
 {
 	return sb->asleep_generation && sb->asleep_generation == sb->generation && sb->asleep_spec

@@ -26,6 +26,8 @@ void idle_load(Manager *m, Sandbox *sb);
 void idle_plan_input(Manager *m, Sandbox *sb, PlanInput *in);
 /* After a pass: its activity sampled on a coarse timer while it runs and may fall asleep; else not. */
 void idle_update(Manager *m, Sandbox *sb);
+/* Its suspend's reason, while it sleeps: "idle for 10m: suspended", not the file's state. */
+void idle_plan_reasons(const Sandbox *sb, Plan *plan);
 /* The spec its status is judged by: as idle_plan_input() gives it. */
 const SandboxSpec *idle_wanted(const Sandbox *sb);
 /* Why it sleeps ("idle for 10m: suspended"), NULL if it does not. */

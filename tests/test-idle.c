@@ -152,7 +152,7 @@ static void test_idle_wake(void **state)
 {
 	Fixture *f = *state;
 	_cleanup_free_ char *file = path_in(f->sb, "web.yaml"), *text = NULL, *after = NULL,
-			    *vm = NULL;
+			    *vm = NULL, *log = NULL;
 
 	assert_true(asprintf(&text, NOOP_SPEC "  suspendAfterIdle: 1s\n") > 0);
 	fixture_put(f, "web", text);
@@ -166,6 +166,10 @@ static void test_idle_wake(void **state)
 	assert_true(exists(f->state, "idle/web.json"));
 	assert_int_equal(read_file(file, 4096, &after, NULL), 0);
 	assert_string_equal(after, text);
+	/* The journal says why: when it fell asleep, and as the suspend's reason. */
+	assert_int_equal(read_file(f->log, 1 << 22, &log, NULL), 0);
+	if (count_in(log, "idle for 1s: suspended") < 2 || strstr(log, "spec.state is suspended"))
+		fail_msg("the journal does not say why it was suspended:\n%s", log);
 
 	/* Across a kill of vmd it sleeps on: no restore at the new daemon's first pass. */
 	fixture_stop_daemon(f, SIGKILL);
