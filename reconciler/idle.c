@@ -209,12 +209,30 @@ static void fall_asleep(Manager *m, Sandbox *sb, uint64_t idle_ms)
 	manager_mark_dirty(m, sb);
 }
 
+/* Whether it is one to watch now: it runs, as its file wants, on a backend that can save it. */
+static bool watched(Manager *m, Sandbox *sb)
+{
+	Backend *b = manager_backend_of(m, sb);
+
+	return m->event && !m->read_only && sb->path && sb->desired &&
+	       sb->desired->suspend_after_idle_ms > 0 && sb->desired->state == SANDBOX_RUNNING &&
+	       sb->asleep_generation == 0 && sb->observed.state == VM_RUNNING &&
+	       sb->observed.job == BACKEND_OP_NONE && b && b->ops->activity &&
+	       (b->ops->caps & BACKEND_CAP_SUSPEND);
+}
+
 static int on_sample(sd_event_source *s, uint64_t usec _unused_, void *userdata)
 {
 	Sandbox *sb = userdata;
 	Manager *m = sb->manager;
-	uint64_t now = now_usec(CLOCK_MONOTONIC), idle_ms = sb->desired->suspend_after_idle_ms;
+	uint64_t now = now_usec(CLOCK_MONOTONIC), idle_ms;
 
+	/* Its file changed since the last pass (no suspendAfterIdle now): the next pass says. */
+	if (!watched(m, sb)) {
+		sb->idle_timer = sd_event_source_disable_unref(sb->idle_timer);
+		return 0;
+	}
+	idle_ms = sb->desired->suspend_after_idle_ms;
 	if (active(m, sb))
 		sb->idle_active_at = now;
 	if (now - sb->idle_active_at >= idle_ms * 1000) {
@@ -307,18 +325,6 @@ static void hold_ports(Manager *m, Sandbox *sb)
 			sb->asleep_ports_said = true;
 			return;
 		}
-}
-
-/* Whether it is one to watch now: it runs, as its file wants, on a backend that can save it. */
-static bool watched(Manager *m, Sandbox *sb)
-{
-	Backend *b = manager_backend_of(m, sb);
-
-	return m->event && !m->read_only && sb->path && sb->desired &&
-	       sb->desired->suspend_after_idle_ms > 0 && sb->desired->state == SANDBOX_RUNNING &&
-	       sb->asleep_generation == 0 && sb->observed.state == VM_RUNNING &&
-	       sb->observed.job == BACKEND_OP_NONE && b && b->ops->activity &&
-	       (b->ops->caps & BACKEND_CAP_SUSPEND);
 }
 
 void idle_update(Manager *m, Sandbox *sb)

@@ -195,30 +195,62 @@ static void test_idle_wake(void **state)
 }
 
 /* Activity (the count moving) keeps it awake; once it stops, it goes to sleep. */
+/*
+ * Busy for three times its idle time (2s): a line written to its run dir's file (appended,
+ * or the file replaced) every 100 ms, and the daemon sees it all along; once that stops,
+ * it sleeps, and vmd wake wakes it.
+ */
+static void stay_busy(Fixture *f, const char *name, const char *file, bool append)
+{
+	_cleanup_free_ char *path = path_in(f->run, "%s/%s", name, file);
+
+	json_decref(fixture_wait_status(f, name, running, NULL));
+	for (unsigned i = 1; i <= 60; i++) {
+		FILE *o = fopen(path, append ? "a" : "w");
+		json_t *s;
+
+		assert_non_null(o);
+		fprintf(o, "%u\n", i);
+		assert_int_equal(fclose(o), 0);
+		fixture_pass_time(f, 100);
+		s = fixture_status(f, name);
+		if (!running(s, NULL))
+			fail_msg("suspended while active, after %u lines", i);
+		json_decref(s);
+	}
+	json_decref(fixture_wait_status(f, name, idle_suspended, NULL));
+	assert_int_equal(run_wake(f, name), 0);
+	json_decref(fixture_wait_status(f, name, running, NULL));
+}
+
+/* noop: its activity count moving. */
 static void test_activity_postpones(void **state)
 {
 	Fixture *f = *state;
-	_cleanup_free_ char *dir = path_in(f->run, "web");
 
 	fixture_put(f, "web", NOOP_SPEC "  suspendAfterIdle: 2s\n");
 	fixture_start_daemon(f);
-	json_decref(fixture_wait_status(f, "web", running, NULL));
-	/* Busy for three times the idle time: the daemon sees its count move all along. */
-	for (unsigned i = 1; i <= 60; i++) {
-		char n[16];
-		json_t *s;
+	stay_busy(f, "web", "noop-activity", false);
+}
 
-		snprintf(n, sizeof(n), "%u\n", i);
-		test_write_str(dir, "noop-activity", n);
-		fixture_pass_time(f, 100);
-		s = fixture_status(f, "web");
-		if (!running(s, NULL))
-			fail_msg("suspended while active, after %u counts", i);
-		json_decref(s);
-	}
-	json_decref(fixture_wait_status(f, "web", idle_suspended, NULL));
-	assert_int_equal(run_wake(f, "web"), 0);
-	json_decref(fixture_wait_status(f, "web", running, NULL));
+/*
+ * Firecracker (its simulator), which writes its console to console.log itself: that
+ * file growing is activity; idle, it is saved (PUT /snapshot/create) and woken.
+ */
+static void test_fc_console_log(void **state)
+{
+	static const char *args[3] = { "--firecracker-binary" };
+	Fixture *f = *state;
+	char sim[4096];
+
+	snprintf(sim, sizeof(sim), "%s", test_src("tests/sim/firecracker"));
+	args[1] = sim;
+	f->daemon_args = args;
+	fixture_put_sim(f, "vm", "firecracker", "  memory: 64Mi\n  suspendAfterIdle: 2s\n");
+	fixture_start_daemon(f);
+	stay_busy(f, "vm", "console.log", true);
+	assert_true(fixture_count_requests(f, "PUT /snapshot/create") >= 1);
+	assert_true(fixture_count_requests(f, "PUT /snapshot/load") >= 1);
 }
 
 /* suspendAfterIdle changes on a running VM with no restart: the same boot goes to sleep. */
@@ -416,6 +448,7 @@ int main(void)
 						fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_activity_postpones, fixture_setup,
 						fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_fc_console_log, fixture_setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_change_live, fixture_setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_port_wakes, fixture_setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_qemu_port_wakes, qemu_setup, fixture_teardown),
