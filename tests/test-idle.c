@@ -253,6 +253,27 @@ static void test_fc_console_log(void **state)
 	assert_true(fixture_count_requests(f, "PUT /snapshot/load") >= 1);
 }
 
+static bool save_failed(json_t *s, const void *arg _unused_)
+{
+	const char *e = s ? json_string_value(json_object_get(s, "lastError")) : NULL;
+
+	return phase_is(s, "Running") && e && strstr(e, "suspend failed");
+}
+
+/* An idle save that fails: the VM runs on, saying so, and the retry (backoff) saves it. */
+static void test_save_fails(void **state)
+{
+	Fixture *f = *state;
+
+	fixture_put(f, "web",
+		    "apiVersion: vmd/v1\nkind: Sandbox\nmetadata:\n  labels: {noop.vmd/fail-ops: \"1\"}\n"
+		    "spec:\n  backend: noop\n  memory: 64Mi\n  suspendAfterIdle: 1s\n");
+	fixture_start_daemon(f);
+	json_decref(fixture_wait_status(f, "web", save_failed, NULL));
+	assert_false(exists(f->state, "snapshots/web/current"));
+	json_decref(fixture_wait_status(f, "web", idle_suspended, NULL));
+}
+
 /* suspendAfterIdle changes on a running VM with no restart: the same boot goes to sleep. */
 static void test_change_live(void **state)
 {
@@ -449,6 +470,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_activity_postpones, fixture_setup,
 						fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_fc_console_log, fixture_setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_save_fails, fixture_setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_change_live, fixture_setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_port_wakes, fixture_setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_qemu_port_wakes, qemu_setup, fixture_teardown),
