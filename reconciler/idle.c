@@ -196,9 +196,11 @@ static void fall_asleep(Manager *m, Sandbox *sb, uint64_t idle_ms)
 {
 	if (set_asleep(sb, sb->generation, idle_ms) < 0)
 		return;
-	/* Not kept: a restarted vmd would not keep it asleep, so it does not sleep. */
+	/* Not kept: a restarted vmd would not keep it asleep, so it does not sleep (the
+	 * next pass watches it again from now; save() said why). */
 	if (save(m, sb) < 0) {
 		clear_asleep(sb);
+		manager_mark_dirty(m, sb);
 		return;
 	}
 	log_fields(LOG_INFO,

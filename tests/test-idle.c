@@ -274,6 +274,35 @@ static void test_save_fails(void **state)
 	json_decref(fixture_wait_status(f, "web", idle_suspended, NULL));
 }
 
+/*
+ * That it sleeps cannot be kept (<state-dir>/idle is a file): it does not sleep, the
+ * journal says why, and it is watched again: once the state dir takes it, it sleeps.
+ */
+static void test_state_unwritable(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *idle = path_in(f->state, "idle");
+	uint64_t end = ms_now() + FIXTURE_WAIT_MS;
+	char *log = NULL;
+	json_t *s;
+
+	test_write_str(f->state, "idle", "not a dir\n");
+	fixture_put(f, "web", NOOP_SPEC "  suspendAfterIdle: 1s\n");
+	fixture_start_daemon(f);
+	while (!log || !strstr(log, "a restarted vmd would not know whether it sleeps")) {
+		free(log);
+		assert_true(ms_now() < end);
+		fixture_pass_time(f, 50);
+		log = test_read_file(f->log, NULL);
+	}
+	free(log);
+	s = fixture_status(f, "web");
+	assert_true(running(s, NULL));
+	json_decref(s);
+	assert_int_equal(unlink(idle), 0);
+	json_decref(fixture_wait_status(f, "web", idle_suspended, NULL));
+}
+
 /* suspendAfterIdle changes on a running VM with no restart: the same boot goes to sleep. */
 static void test_change_live(void **state)
 {
@@ -471,6 +500,8 @@ int main(void)
 						fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_fc_console_log, fixture_setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_save_fails, fixture_setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_state_unwritable, fixture_setup,
+						fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_change_live, fixture_setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_port_wakes, fixture_setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_qemu_port_wakes, qemu_setup, fixture_teardown),
