@@ -89,6 +89,7 @@ LIB_SRCS := \
 	reconciler/suspend.c \
 	reconciler/probe.c \
 	reconciler/rollout.c \
+	reconciler/idle.c \
 	reconciler/executor.c \
 	reconciler/watcher.c \
 	reconciler/manager.c \
@@ -100,6 +101,7 @@ LIB_SRCS := \
 	reconciler/cli-console.c \
 	reconciler/cli-wait.c \
 	reconciler/cli-events.c \
+	reconciler/cli-wake.c \
 	backends/backend.c \
 	backends/noop.c \
 	backends/vmm.c \
@@ -112,6 +114,7 @@ LIB_SRCS := \
 	backends/vmm-job-report.c \
 	backends/vmm-stray.c \
 	backends/vmm-ops.c \
+	backends/vmm-idle.c \
 	backends/vmm-job.c \
 	backends/vmm-image.c \
 	backends/vmm-api.c \
@@ -132,7 +135,7 @@ MAIN_SRC := reconciler/main.c
 
 TESTS := util hashmap list prioq status desired console yaml-tree yaml-decode spec disk-image spec-check spec-yaml spec-json provision sandbox-dir sandbox-file plan backend-noop vmm http-unix http-unix-loop http-fds cloud-hypervisor firecracker qmp qemu-argv qemu qemu-net qemu-image qemu-provision qemu-sim qemu-user qemu-fds vmm-user vmm-net hung-vmm vm-safety host-ports neigh guest-agent readiness rollout ordering events source-revision watcher \
 	cli-validate schema daemon state-dir files deletion-guard vm-scope journal units install systemd readme metrics man fleet \
-	suspend vmm-suspend
+	suspend vmm-suspend idle
 
 # libFuzzer targets, tests/fuzz-NAME.c; make check replays the seeds of each (tests/run).
 FUZZ_TARGETS := spec-yaml qmp vmm-reply records

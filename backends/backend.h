@@ -281,6 +281,13 @@ typedef struct BackendOps {
 	int (*agent_ping)(Backend *b, const char *name,
 			  void (*done)(void *userdata, int error, const char *message),
 			  void *userdata);
+	/*
+	 * suspendAfterIdle (reconciler/idle.c): a count that grows with every byte its VM's
+	 * console took or gave and every packet on the taps of its NICs, which the daemon
+	 * samples on a coarse timer: a change is activity. -errno (no VM): it cannot say.
+	 * NULL: its VMs are never found idle.
+	 */
+	int (*activity)(Backend *b, const char *name, uint64_t *ret);
 } BackendOps;
 
 struct Backend {

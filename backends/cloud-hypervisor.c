@@ -799,7 +799,8 @@ static void refuse_suspended_fd_nets(const SandboxSpec *spec, SpecCheck *check)
 {
 	char field[64];
 
-	if (spec->state != SANDBOX_SUSPENDED)
+	/* suspendAfterIdle suspends it as state: suspended does. */
+	if (spec->state != SANDBOX_SUSPENDED && !spec->suspend_after_idle_ms)
 		return;
 	for (size_t i = 0; i < spec->n_networks; i++) {
 		if (!vmd_made(&spec->networks[i]))
@@ -854,4 +855,5 @@ const BackendOps backend_cloud_hypervisor_ops = {
 	.suspend = vmm_vm_suspend,
 	.restore = vmm_vm_restore,
 	.cleanup = vmm_vm_cleanup,
+	.activity = vmm_vm_activity,
 };

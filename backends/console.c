@@ -120,6 +120,7 @@ struct Console {
 	pid_t client_pid;
 	sd_event_source *client_source;
 	Buffer to_client;
+	uint64_t bytes; /* passed either way: console_bytes() */
 };
 
 /* Write what b holds to fd, as far as fd takes it now: 0, or -errno (not -EAGAIN). */
@@ -220,6 +221,7 @@ static void serial_read(Console *c)
 		return;
 	}
 	c->retry_usec = 0;
+	c->bytes += (uint64_t)n;
 	r = console_log_write(&c->log, buf, (size_t)n);
 	if (r < 0 && r != c->log.error)
 		log_error_errno(r, "%s: cannot write the console log %s: %m", c->name,
@@ -283,6 +285,7 @@ static void client_read(Console *c)
 	}
 	if (c->serial_fd < 0)
 		return;
+	c->bytes += (uint64_t)n;
 	buffer_add(&c->to_serial, buf, (size_t)n);
 	if (buffer_flush(&c->to_serial, c->serial_fd) < 0)
 		serial_lost(c);
@@ -323,6 +326,11 @@ static int on_accept(sd_event_source *s _unused_, int fd, uint32_t revents _unus
 	c->client_pid = peer_pid(cfd);
 	c->client_fd = TAKE_FD(cfd);
 	return 0;
+}
+
+uint64_t console_bytes(const Console *c)
+{
+	return c->bytes;
 }
 
 pid_t console_client(const Console *c)

@@ -72,5 +72,7 @@ DEFINE_POINTER_CLEANUP(Console, console_free)
  * goes before vmd is there. Nothing if connected already.
  */
 void console_connect_now(Console *c);
+/* The bytes it passed either way since it began (suspendAfterIdle: idle.c). */
+uint64_t console_bytes(const Console *c);
 /* The pid of the client attached, 0 if none. */
 pid_t console_client(const Console *c);

@@ -853,4 +853,5 @@ const BackendOps backend_firecracker_ops = {
 	.suspend = vmm_vm_suspend,
 	.restore = vmm_vm_restore,
 	.cleanup = vmm_vm_cleanup,
+	.activity = vmm_vm_activity,
 };

@@ -16,12 +16,16 @@
  * exits; restore refuses what a VMM would refuse: a dir without one, another sandbox's,
  * or other disks than the VM had. A restored VM goes on from what was saved: its
  * "restores" count, and its config, as it was.
+ *
+ * Its activity (suspendAfterIdle) is the number in <run-dir>/<name>/noop-activity, which a
+ * test writes as a VMM's console and taps would count bytes and packets (0 if absent).
  */
 #include <dirent.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <sys/stat.h>
 
 #include "backend.h"
@@ -708,6 +712,20 @@ static int noop_cleanup(Backend *b, const char *name)
 	return 0;
 }
 
+static int noop_activity(Backend *b, const char *name, uint64_t *ret)
+{
+	_cleanup_(json_decrefp) json_t *j = NULL;
+	_cleanup_free_ char *path = NULL, *text = NULL;
+	int r = state_load(b, name, &j);
+
+	if (r < 0)
+		return r;
+	if (asprintf(&path, "%s/%s/noop-activity", b->run_dir, name) < 0)
+		return -ENOMEM;
+	*ret = read_file(path, 32, &text, NULL) < 0 ? 0 : strtoull(text, NULL, 10);
+	return 0;
+}
+
 const BackendOps backend_noop_ops = {
 	.name = "noop",
 	.caps = BACKEND_CAP_PAUSE | BACKEND_CAP_DISK_HOTPLUG | BACKEND_CAP_NET_HOTPLUG |
@@ -730,4 +748,5 @@ const BackendOps backend_noop_ops = {
 	.suspend = noop_suspend,
 	.restore = noop_restore,
 	.cleanup = noop_cleanup,
+	.activity = noop_activity,
 };

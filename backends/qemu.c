@@ -430,5 +430,6 @@ const BackendOps backend_qemu_ops = {
 	.suspend = vmm_vm_suspend,
 	.restore = vmm_vm_restore,
 	.cleanup = vmm_vm_cleanup,
+	.activity = vmm_vm_activity,
 	.agent_ping = vmm_vm_agent_ping,
 };

@@ -447,6 +447,10 @@ int vmm_vm_restore(Backend *b, const SandboxSpec *spec, uint64_t generation,
 int vmm_vm_refuse_fresh_boot(VmmVm *v, VmmJob *j);
 /* Remove the runtime files of a VM that is not running. Never touches disk images. */
 int vmm_vm_cleanup(Backend *b, const char *name);
+/* vmm-idle.c: its console's bytes and its taps' packets (BackendOps.activity). */
+int vmm_vm_activity(Backend *b, const char *name, uint64_t *ret);
+/* The packets both ways on the taps of spec's NICs (a user network has none), as counted now. */
+uint64_t vmm_net_packets(const SandboxSpec *spec);
 /* A guest-ping to its guest agent, for a probe (BackendOps.agent_ping). */
 int vmm_vm_agent_ping(Backend *b, const char *name, GuestAgentPingDone done, void *userdata);
 

@@ -24,12 +24,12 @@ _vmd_sandboxes()
 _vmd()
 {
 	local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD - 1]}
-	local verbs='daemon status plan validate approve-deletions console wait events help'
+	local verbs='daemon status plan validate approve-deletions console wait events wake help'
 	local verb= i
 
 	for ((i = 1; i < COMP_CWORD; i++)); do
 		case ${COMP_WORDS[i]} in
-		daemon | status | plan | validate | approve-deletions | console | wait | events | help)
+		daemon | status | plan | validate | approve-deletions | console | wait | events | wake | help)
 			verb=${COMP_WORDS[i]}
 			break
 			;;
@@ -100,7 +100,7 @@ _vmd()
 	validate)
 		opts='--json --default-backend --sandboxes --trusted-uid --trusted-gid --skip-images --help'
 		;;
-	approve-deletions)
+	approve-deletions | wake)
 		opts='--run-dir --help'
 		;;
 	console)
@@ -118,7 +118,7 @@ _vmd()
 		COMPREPLY=($(compgen -W "$opts" -- "$cur"))
 	elif [[ $verb == validate ]]; then
 		COMPREPLY=($(compgen -f -- "$cur"))
-	elif [[ $verb == status || $verb == approve-deletions || $verb == console || $verb == wait ]]; then
+	elif [[ $verb == status || $verb == approve-deletions || $verb == console || $verb == wait || $verb == wake ]]; then
 		COMPREPLY=($(compgen -W "$(_vmd_sandboxes)" -- "$cur"))
 	fi
 }

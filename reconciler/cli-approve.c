@@ -90,10 +90,9 @@ static int write_approval(const char *path, json_t *held, json_t *names)
 	return write_file_atomic(path, text, strlen(text), 0600, false);
 }
 
-/* Until the daemon took the approval (it removes it), for APPROVE_WAIT_USEC at most. */
-static bool wait_taken(const char *path)
+bool cli_wait_taken(const char *path, uint64_t usec)
 {
-	uint64_t end = now_usec(CLOCK_MONOTONIC) + APPROVE_WAIT_USEC;
+	uint64_t end = now_usec(CLOCK_MONOTONIC) + usec;
 
 	while (access(path, F_OK) == 0) {
 		if (now_usec(CLOCK_MONOTONIC) > end)
@@ -145,7 +144,7 @@ static int approve(const char *run_dir, char **names, size_t n_names)
 		(void)unlink(approved_path);
 		return r;
 	}
-	if (!wait_taken(approved_path)) {
+	if (!cli_wait_taken(approved_path, APPROVE_WAIT_USEC)) {
 		fprintf(stderr,
 			"vmd approve-deletions: vmd (pid %d) did not take %s within %llu s; it is left for its next SIGHUP\n",
 			(int)pid, approved_path, APPROVE_WAIT_USEC / 1000000);
@@ -160,29 +159,39 @@ static int approve(const char *run_dir, char **names, size_t n_names)
 	return 0;
 }
 
-int verb_approve_deletions(int argc, char **argv)
+int cli_run_dir_options(int argc, char **argv, void (*help)(FILE *f), const char **run_dir)
 {
 	static const struct option options[] = {
 		{ "run-dir", required_argument, NULL, 'r' },
 		{ "help", no_argument, NULL, 'h' },
 		{},
 	};
-	const char *run_dir = "/run/vmd";
 	int c;
 
+	*run_dir = "/run/vmd";
 	optind = 0;
 	while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
 		switch (c) {
 		case 'r':
-			run_dir = optarg;
+			*run_dir = optarg;
 			break;
 		case 'h':
-			approve_help(stdout);
+			help(stdout);
 			return EXIT_OK;
 		default:
-			approve_help(stderr);
+			help(stderr);
 			return EXIT_USAGE;
 		}
 	}
+	return -1;
+}
+
+int verb_approve_deletions(int argc, char **argv)
+{
+	const char *run_dir;
+	int r = cli_run_dir_options(argc, argv, approve_help, &run_dir);
+
+	if (r >= 0)
+		return r;
 	return approve(run_dir, argv + optind, (size_t)(argc - optind)) < 0 ? EXIT_INVALID : EXIT_OK;
 }

@@ -9,6 +9,9 @@ enum {
 };
 
 #include <getopt.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
 
 #include "sandbox-file.h"
 #include "spec.h"
@@ -24,6 +27,16 @@ int verb_console(int argc, char **argv);
 int verb_approve_deletions(int argc, char **argv);
 /* vmd wait NAME... --for CONDITION [--timeout DURATION] [--run-dir DIR] [--sandboxes DIR] */
 int verb_wait(int argc, char **argv);
+/*
+ * cli-approve.c, for the verbs that ask the daemon by a file and a SIGHUP: their options
+ * (--run-dir DIR, --help) parsed into *run_dir; -1 to go on with argv + optind, or the
+ * exit code (help shown). And the wait until the daemon took path (removed it), for
+ * usec at most: whether it did.
+ */
+int cli_run_dir_options(int argc, char **argv, void (*help)(FILE *f), const char **run_dir);
+bool cli_wait_taken(const char *path, uint64_t usec);
+/* vmd wake [--run-dir DIR] NAME... */
+int verb_wake(int argc, char **argv);
 /* vmd events [--json] [--run-dir DIR] */
 int verb_events(int argc, char **argv);
 

@@ -18,6 +18,7 @@
 #include "ordering.h"
 #include "vm-scope.h"
 #include "probe.h"
+#include "idle.h"
 #include "rollout.h"
 
 #define BACKOFF_FIRST_USEC (1000u * 1000u)
@@ -660,10 +661,13 @@ void sandbox_reconcile(Manager *m, Sandbox *sb)
 		ordering_ready(m, sb, ready);
 		/* A rollback in force: the spec the daemon goes by is the one rolled back to. */
 		rollout_plan_input(m, sb, &in);
+		/* Asleep for idling (suspendAfterIdle): suspended, whatever the file says. */
+		idle_plan_input(m, sb, &in);
 		/* A stop of its own, with others going at once: those naming it go first. */
 		if (!in.desired || in.desired->state == SANDBOX_STOPPED)
 			in.stop_waits = ordering_stop_waits(m, sb);
 		plan_sandbox(&in, now, m->config.grace_usec, &plan);
+		idle_plan_reasons(sb, &plan);
 		planned = true;
 		sb->restart_required = plan.restart_required;
 		sb->restart_why = plan.restart_why;
@@ -722,6 +726,7 @@ void sandbox_reconcile(Manager *m, Sandbox *sb)
 		events_deleted(m, sb);
 		manager_forget_persisted(m, sb->name);
 		rollout_forget(m, sb);
+		idle_forget(m, sb);
 		manager_drop_sandbox(m, sb);
 		return;
 	}
@@ -739,5 +744,6 @@ void sandbox_reconcile(Manager *m, Sandbox *sb)
 	if (plan.wake_at && m->event)
 		(void)sd_event_add_time(m->event, &sb->wake, CLOCK_MONOTONIC, plan.wake_at, 1000,
 					wake_fired, sb);
+	idle_update(m, sb);
 	sandbox_update_status(m, sb, &plan);
 }

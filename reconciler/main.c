@@ -24,6 +24,7 @@ static void help(FILE *f)
 		   "  wait NAME...       wait until sandboxes are ready, running, stopped,\n"
 		   "                     deleted or applied (--for)\n"
 		   "  events             follow the daemon's events as they happen\n"
+		   "  wake NAME...       wake sandboxes suspended for being idle\n"
 		   "\n"
 		   "  vmd COMMAND --help shows a command's options; see vmd(8).\n");
 }
@@ -58,6 +59,8 @@ int main(int argc, char **argv)
 		return verb_wait(argc - 1, argv + 1);
 	if (streq(argv[1], "events"))
 		return verb_events(argc - 1, argv + 1);
+	if (streq(argv[1], "wake"))
+		return verb_wake(argc - 1, argv + 1);
 
 	fprintf(stderr, "vmd: unknown command '%s'\n", argv[1]);
 	help(stderr);

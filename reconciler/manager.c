@@ -23,6 +23,7 @@
 #include "manager.h"
 #include "ordering.h"
 #include "probe.h"
+#include "idle.h"
 #include "rollout.h"
 #include "watcher.h"
 
@@ -53,6 +54,7 @@ Sandbox *manager_sandbox(Manager *m, const char *name, bool create)
 	if (!m->read_only)
 		sandbox_load_backoff(m, sb);
 	rollout_load(m, sb);
+	idle_load(m, sb);
 	return sb;
 }
 
@@ -78,6 +80,7 @@ static Sandbox *sandbox_free(Sandbox *sb)
 	free(sb->waiting);
 	strv_free(sb->after_counted);
 	sandbox_suspend_done(sb);
+	idle_free(sb);
 	free(sb->name);
 	return mfree(sb);
 }
@@ -421,6 +424,8 @@ static int on_sighup(sd_event_source *s _unused_, const struct signalfd_siginfo 
 
 	/* vmd approve-deletions left an approval, and signalled: the stops it names go ahead. */
 	deletion_guard_approve(m);
+	/* vmd wake left a request, and signalled: the sandbox it names wakes. */
+	idle_take_wakes(m);
 	(void)sd_notifyf(false, "RELOADING=1\nMONOTONIC_USEC=%" PRIu64, now_usec(CLOCK_MONOTONIC));
 	log_fields(LOG_INFO, &(LogFields){ .message_id = LOG_MESSAGE_DAEMON },
 		   "reloading: reading %s again", m->config.sandbox_dir);

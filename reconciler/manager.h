@@ -137,6 +137,18 @@ typedef struct Sandbox {
 	Snapshot *snapshot_saving;	/* what that save is of: its manifest to be */
 	sd_event_source *snapshot_sync; /* a child syncing that save to disk, before the commit */
 
+	/* idle.c: suspendAfterIdle */
+	sd_event_source *idle_timer;	/* samples its activity while it runs */
+	uint64_t idle_count;		/* its activity count as last sampled */
+	uint64_t idle_active_at;	/* CLOCK_MONOTONIC: when that count last changed */
+	uint64_t asleep_generation;	/* suspended for idling at this generation; 0: awake */
+	uint64_t asleep_idle_ms;	/* after how long idle */
+	SandboxSpec *asleep_spec;	/* its spec as suspended: what the planner goes by */
+	char *asleep_reason;		/* "idle for 10m: suspended" */
+	sd_event_source **asleep_ports; /* its forwarded TCP ports, held by vmd while it sleeps */
+	size_t n_asleep_ports;
+	bool asleep_ports_said; /* a port that could not be held was said, this sleep */
+
 	/* status.phase changes in sandbox_update_status() alone: the STATUS= tallies follow it. */
 	SandboxStatus status;
 	uint64_t status_hash; /* fingerprint of the status.json last written, to skip rewrites */

@@ -129,6 +129,9 @@ json_t *spec_to_json(const SandboxSpec *s)
 	r |= set_opt_string(j, "initrd", s->initrd);
 	r |= set_opt_string(j, "cmdline", s->cmdline);
 	r |= json_object_set_new(j, "stopTimeoutMs", json_integer((json_int_t)s->stop_timeout_ms));
+	if (s->suspend_after_idle_ms) /* absent: never, as in copies of vmd before it */
+		r |= json_object_set_new(j, "suspendAfterIdleMs",
+					 json_integer((json_int_t)s->suspend_after_idle_ms));
 	if (s->guest_agent) /* absent in the state dir's copies of vmd before it, and false */
 		r |= json_object_set_new(j, "guestAgent", json_true());
 	r |= json_object_set_new(j, "disks", disks);
@@ -366,6 +369,8 @@ int spec_from_json(const json_t *j, SandboxSpec **ret)
 	s->vcpus = (unsigned)json_integer_value(json_object_get(j, "vcpus"));
 	s->memory = (uint64_t)json_integer_value(json_object_get(j, "memoryBytes"));
 	s->stop_timeout_ms = (uint64_t)json_integer_value(json_object_get(j, "stopTimeoutMs"));
+	s->suspend_after_idle_ms =
+		(uint64_t)json_integer_value(json_object_get(j, "suspendAfterIdleMs"));
 	s->delete_disks_on_remove = json_is_true(json_object_get(j, "deleteDisksOnRemove"));
 	resources_from_json(json_object_get(j, "resources"), &s->resources);
 	if (json_is_boolean(json_object_get(j, "rollback")))

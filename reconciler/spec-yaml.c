@@ -564,6 +564,21 @@ static void decode_rollback(Decoder *d, const YNode *n, const Field *f, void *ob
 		s->rollback = v.b ? SPEC_ROLLBACK_ON : SPEC_ROLLBACK_OFF;
 }
 
+/* suspendAfterIdle: a duration as stopTimeout's, of 1s at least (idle.c). */
+static void decode_idle(Decoder *d, const YNode *n, const Field *f, void *obj)
+{
+	uint64_t *v = FIELD_AT(obj, f, uint64_t);
+	char buf[80];
+
+	*v = UINT64_MAX; /* left so if decode_duration refused it, and said why */
+	decode_duration(d, n, f, obj);
+	if (*v == UINT64_MAX)
+		*v = 0;
+	else if (*v < SPEC_IDLE_MIN_MS)
+		decode_error(d, n, "%s is too short: at least 1s (leave it out for never)",
+			     decode_show(n, buf));
+}
+
 static const Field spec_fields[] = {
 	{ "backend", decode_backend, offsetof(SandboxSpec, backend), .table = backend_kind_table,
 	  .table_len = _BACKEND_KIND_MAX },
@@ -581,6 +596,8 @@ static const Field spec_fields[] = {
 	{ "cmdline", decode_string, offsetof(SandboxSpec, cmdline), .max = SPEC_CMDLINE_MAX },
 	{ "stopTimeout", decode_duration, offsetof(SandboxSpec, stop_timeout_ms),
 	  .max = SPEC_STOP_TIMEOUT_MAX_MS },
+	{ "suspendAfterIdle", decode_idle, offsetof(SandboxSpec, suspend_after_idle_ms),
+	  .max = SPEC_IDLE_MAX_MS },
 	{ "guestAgent", decode_bool, offsetof(SandboxSpec, guest_agent) },
 	{ "disks", decode_disks, 0 },
 	{ "networks", decode_networks, 0 },

@@ -21,6 +21,9 @@
 #define SPEC_MEMORY_MIN (16ull << 20)
 #define SPEC_CMDLINE_MAX 4096
 #define SPEC_STOP_TIMEOUT_MAX_MS (24ull * 3600 * 1000)
+/* suspendAfterIdle: 1s at least (short enough for tests), 24h at most. */
+#define SPEC_IDLE_MIN_MS 1000ull
+#define SPEC_IDLE_MAX_MS (24ull * 3600 * 1000)
 #define SPEC_DISKS_MAX 32
 #define SPEC_NETWORKS_MAX 16
 #define SPEC_LABELS_MAX 64
@@ -241,6 +244,7 @@ typedef struct SandboxSpec {
 	char *initrd;
 	char *cmdline;
 	uint64_t stop_timeout_ms;
+	uint64_t suspend_after_idle_ms; /* idle.c: suspended after this long idle; 0: never */
 	bool guest_agent; /* a QEMU guest agent port, which vmd asks (backends/guest-agent.c) */
 
 	/* As many as the file has: 10,000 sandboxes with a disk each should not cost 48 slots. */

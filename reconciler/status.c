@@ -11,6 +11,7 @@
 #include "neigh.h"
 #include "ordering.h"
 #include "probe.h"
+#include "idle.h"
 #include "rollout.h"
 #include "status.h"
 
@@ -89,7 +90,7 @@ static const char *stray_reason(const Sandbox *sb)
 
 static Phase compute_phase(const Manager *m, const Sandbox *sb, const Plan *plan)
 {
-	const SandboxSpec *want = sb->path ? sb->desired : NULL;
+	const SandboxSpec *want = sb->path ? idle_wanted(sb) : NULL;
 	const VmObserved *o = &sb->observed;
 
 	if (sb->observe_failed || sb->stranger || o->stray || left_alone(sb))
@@ -172,9 +173,8 @@ static void compute_running(Manager *m, Sandbox *sb, uint64_t now)
 
 		format_size(sb->snapshot->size, size);
 		format_timestamp(sb->snapshot->taken_at_usec, at);
-		set_format(&msg,
-			   "suspended: its state is in a snapshot of %s, taken at %s; no VMM runs",
-			   size, at);
+		set_format(&msg, "%s: its state is in a snapshot of %s, taken at %s; no VMM runs",
+			   idle_reason(sb) ?: "suspended", size, at);
 		condition_set(s, CONDITION_RUNNING, false, "Suspended", msg, now);
 	} else if (st >= 0 && st < _VM_STATE_MAX && not_running[st].reason)
 		condition_set(s, CONDITION_RUNNING, false, not_running[st].reason,
@@ -186,7 +186,7 @@ static void compute_running(Manager *m, Sandbox *sb, uint64_t now)
 static void compute_conditions(Manager *m, Sandbox *sb, const Plan *plan, uint64_t now)
 {
 	SandboxStatus *s = &sb->status;
-	const SandboxSpec *want = sb->path ? sb->desired : NULL;
+	const SandboxSpec *want = sb->path ? idle_wanted(sb) : NULL;
 	bool ready = want && phase_is_desired(s->phase, want) && plan->n_actions == 0 &&
 		     !plan->held && !plan->resize_waits && !sb->observed.busy && !sb->refusal &&
 		     !plan->waits_for_after;

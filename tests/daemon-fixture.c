@@ -654,6 +654,15 @@ char *fixture_noop_state(Fixture *f, const char *name)
 	return state;
 }
 
+long long fixture_noop_field(Fixture *f, const char *name, const char *key)
+{
+	_cleanup_free_ char *path = path_in(f->run, "%s/noop.json", name);
+	_cleanup_(json_decrefp) json_t *j = json_load_file(path, 0, NULL);
+	json_t *v = j ? json_object_get(j, key) : NULL;
+
+	return v ? json_integer_value(v) : -1;
+}
+
 typedef struct CondWant {
 	const char *type, *status, *reason, *message; /* message: a part of it, or NULL */
 } CondWant;

@@ -180,3 +180,5 @@ extern const char FIXTURE_FC_3_VCPUS[], FIXTURE_FC_3_VCPUS_ERROR[];
 char *fixture_start_noop(Fixture *f, const char *name);
 /* The state the noop backend keeps for name's VM ("running", "paused"), NULL if none. */
 char *fixture_noop_state(Fixture *f, const char *name);
+/* What noop's state file says of the integer key for name's VM: -1 if none. */
+long long fixture_noop_field(Fixture *f, const char *name, const char *key);

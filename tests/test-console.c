@@ -179,6 +179,8 @@ static void test_multiplex(void **state _unused_)
 	expect_read(e, a, "login: ");
 	test_send_all(a, "root\r", 5);
 	expect_read(e, vmm, "root\r");
+	/* Both ways counted (suspendAfterIdle's activity), the handshake not. */
+	assert_int_equal(console_bytes(c), 12);
 
 	/* A second is told who holds it, and closed. */
 	b = client(dir);
@@ -205,6 +207,7 @@ static void test_multiplex(void **state _unused_)
 	assert_true(vmm >= 0);
 	test_send_all(vmm, "again\n", 6);
 	expect_read(e, b, "again\n");
+	assert_int_equal(console_bytes(c), 20);
 
 	/* All of it in the log, typing not. */
 	log = both(dir, &(size_t){ 0 });

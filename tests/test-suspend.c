@@ -297,16 +297,6 @@ static bool restart_required(json_t *s, const void *arg _unused_)
 	       strstr(status_condition(s, "RestartRequired", "message"), "disks changed");
 }
 
-/* What noop's state file says of key for name's VM: -1 if none. */
-static long long noop_field(Fixture *f, const char *name, const char *key)
-{
-	_cleanup_free_ char *path = path_in(f->run, "%s/noop.json", name);
-	_cleanup_(json_decrefp) json_t *j = json_load_file(path, 0, NULL);
-	json_t *v = j ? json_object_get(j, key) : NULL;
-
-	return v ? json_integer_value(v) : -1;
-}
-
 static bool exists(const char *dir, const char *file)
 {
 	_cleanup_free_ char *p = path_in(dir, "%s", file);
@@ -359,7 +349,7 @@ static void test_noop_suspend_wake(void **state)
 	/* Woken: it goes on from its snapshot, which goes. */
 	put_state(f, "");
 	json_decref(fixture_wait_status(f, "web", running_unsnapshotted, NULL));
-	assert_int_equal(noop_field(f, "web", "restores"), 1);
+	assert_int_equal(fixture_noop_field(f, "web", "restores"), 1);
 	assert_false(exists(f->state, "snapshots/web"));
 
 	/* A file removed while it is suspended: the snapshot goes, the disks never. */
@@ -396,7 +386,7 @@ static void test_noop_disks_changed(void **state)
 		    "  updatePolicy: restart\n  disks: [{id: root, path: /d/other.raw}]\n");
 	json_decref(fixture_wait_status(f, "web", running_unsnapshotted, NULL));
 	/* A fresh boot, not the snapshot's guest. */
-	assert_true(noop_field(f, "web", "restores") <= 0);
+	assert_true(fixture_noop_field(f, "web", "restores") <= 0);
 	assert_false(exists(f->state, "snapshots/web"));
 
 	/* state: stopped drops the snapshot. */
