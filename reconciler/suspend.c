@@ -63,15 +63,41 @@ bool sandbox_has_snapshot(const Sandbox *sb)
 	return sb->snapshot || sb->snapshot_new;
 }
 
+/* Where a save of sb goes: the state dir, or its templates (to free). */
+static char *save_root(const Manager *m, const Sandbox *sb)
+{
+	return sb->template_saving ? sandbox_template_root(m) : strdup(m->config.state_dir);
+}
+
+/* The save is on disk: it becomes its template (template.c), which it is started from. */
+static void commit_template(Manager *m, Sandbox *sb, Snapshot *s)
+{
+	char size[32];
+
+	snapshot_free(sb->template);
+	sb->template = s;
+	sb->template_saving = false;
+	sb->template_resume = true;
+	format_size(s->size, size);
+	log_fields(LOG_INFO,
+		   &(LogFields){ .sandbox = sb->name,
+				 .action = "save-template",
+				 .message_id = LOG_MESSAGE_ACTION_DONE },
+		   "its template snapshot (%s) is in %s/templates/snapshots/%s: later starts restore it",
+		   size, m->config.state_dir, sb->name);
+}
+
 /* The save is on disk: it becomes its snapshot. */
 static int commit(Manager *m, Sandbox *sb, bool synced)
 {
+	_cleanup_free_ char *root = save_root(m, sb);
 	Snapshot *s = NULL;
 	char size[32];
 	int r;
 
-	r = snapshot_commit(m->config.state_dir, sb->name, sb->snapshot_new, sb->snapshot_saving,
-			    synced, &s);
+	if (!root)
+		return -ENOMEM;
+	r = snapshot_commit(root, sb->name, sb->snapshot_new, sb->snapshot_saving, synced, &s);
 	if (r < 0) {
 		set_format(&sb->last_error,
 			   "suspend: cannot make the save in %s its snapshot: %s; tried again",
@@ -80,6 +106,10 @@ static int commit(Manager *m, Sandbox *sb, bool synced)
 	}
 	sb->snapshot_new = mfree(sb->snapshot_new);
 	sb->snapshot_saving = snapshot_free(sb->snapshot_saving);
+	if (sb->template_saving) {
+		commit_template(m, sb, s);
+		return 0;
+	}
 	snapshot_free(sb->snapshot);
 	sb->snapshot = s;
 	format_size(s->size, size);
@@ -158,17 +188,24 @@ void sandbox_suspend_abort(Sandbox *sb)
 	snapshot_abort(sb->snapshot_new);
 	sb->snapshot_new = mfree(sb->snapshot_new);
 	sb->snapshot_saving = snapshot_free(sb->snapshot_saving);
+	sb->template_saving = false;
 }
 
 int sandbox_suspend(Manager *m, Sandbox *sb, Backend *b)
 {
 	const BackendOptions *o = &m->config.backend_options;
 	const SandboxSpec *have = sb->observed.config ?: sb->desired;
+	bool template = sb->template_saving;
+	_cleanup_free_ char *root = NULL;
 	int r;
 
 	if (!b->ops->suspend || !have)
 		return -EOPNOTSUPP;
 	sandbox_suspend_abort(sb);
+	sb->template_saving = template;
+	root = save_root(m, sb);
+	if (!root)
+		return -ENOMEM;
 	/* What its manifest says once the save is complete: the VM as it runs now. */
 	sb->snapshot_saving = calloc(1, sizeof(Snapshot));
 	if (!sb->snapshot_saving)
@@ -178,7 +215,7 @@ int sandbox_suspend(Manager *m, Sandbox *sb, Backend *b)
 	sb->snapshot_saving->paused = sb->observed.state == VM_PAUSED;
 	r = spec_copy(have, &sb->snapshot_saving->config);
 	if (r >= 0)
-		r = snapshot_begin(m->config.state_dir, sb->name, sb->snapshot_saving,
+		r = snapshot_begin(root, sb->name, sb->snapshot_saving,
 				   o->vmm_user_set ? o->vmm_uid : (uid_t)-1,
 				   o->vmm_user_set ? o->vmm_gid : (gid_t)-1, &sb->snapshot_new);
 	if (r < 0) {
@@ -242,7 +279,7 @@ void sandbox_suspend_op_done(Manager *m, Sandbox *sb, BackendOp op, int error)
 		(void)sandbox_suspend_commit(m, sb);
 	else if (op == BACKEND_OP_SUSPEND)
 		sandbox_suspend_abort(sb);
-	else if (op == BACKEND_OP_RESTORE && error == 0 && (r = drop(m, sb)) < 0)
+	else if (op == BACKEND_OP_RESTORE && error == 0 && sb->snapshot && (r = drop(m, sb)) < 0)
 		/* It runs: the next pass drops the stale snapshot again. */
 		log_fields(LOG_ERR,
 			   &(LogFields){ .sandbox = sb->name,

@@ -170,3 +170,7 @@ extern const char FIXTURE_FC_3_VCPUS[], FIXTURE_FC_3_VCPUS_ERROR[];
 char *fixture_start_noop(Fixture *f, const char *name);
 /* The state the noop backend keeps for name's VM ("running", "paused"), NULL if none. */
 char *fixture_noop_state(Fixture *f, const char *name);
+
+typedef struct SandboxSpec SandboxSpec;
+/* A noop sandbox of 64 MiB with lines (under spec:) added, for a planner's row; fails the test if invalid. */
+SandboxSpec *fixture_spec_of(const char *lines);
