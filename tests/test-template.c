@@ -234,6 +234,54 @@ static void test_noop_restore_fails(void **state)
 	assert_true(aside);
 }
 
+/* On QEMU (TCG): the test guest's VMD-GUEST-TICK n, its memory's, goes on after a crash. */
+
+/* The first VMD-GUEST-TICK on name's console (of its current QEMU): 0 if none. */
+static long first_tick(Fixture *f, const char *name)
+{
+	_cleanup_free_ char *c = fixture_console(f, name);
+	const char *p = c ? strstr(c, "VMD-GUEST-TICK ") : NULL;
+
+	return p ? strtol(p + strlen("VMD-GUEST-TICK "), NULL, 10) : 0;
+}
+
+#define QEMU_SPEC                                                                                  \
+	"  cmdline: console=ttyS0 quiet\n  startFrom: snapshot\n"                                  \
+	"  readiness: {console: {match: \"VMD-GUEST-TICK ([3-9]|[1-9][0-9]+)\"}, period: 100ms}\n"
+
+static void test_qemu(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *c = NULL;
+	pid_t pid, again;
+	json_t *s;
+
+	qemu_put(f, "web", QEMU_SPEC);
+	fixture_start_daemon(f);
+	s = fixture_wait_status(f, "web", started, "booted; its template was saved");
+	pid = pid_of(s);
+	json_decref(s);
+	assert_true(exists(f->state, "templates/snapshots/web/current/state"));
+	/* The VM runs on from its template: its new QEMU's first tick is past 3. */
+	fixture_wait_console(f, "web", "VMD-GUEST-TICK", 0);
+	assert_true(first_tick(f, "web") > 3);
+
+	/* A crash (its QEMU killed): restarted from the template, not booted. */
+	assert_int_equal(kill(pid, SIGKILL), 0);
+	fixture_wait_gone(pid);
+	s = fixture_wait_status(f, "web", started, "restored from its template of ");
+	again = pid_of(s);
+	json_decref(s);
+	assert_true(again != pid);
+	fixture_wait_console(f, "web", "VMD-GUEST-TICK", 0);
+	if (first_tick(f, "web") <= 3)
+		fail_msg("the first tick after the restore is %ld: the guest booted",
+			 first_tick(f, "web"));
+	c = fixture_console(f, "web");
+	assert_null(strstr(c, "VMD-GUEST-TICK 1\r"));
+	assert_null(strstr(c, "Linux version"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -243,6 +291,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_noop_crash, fixture_setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_noop_restore_fails, fixture_setup,
 						fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_qemu, qemu_setup, fixture_teardown),
 	};
 
 	if (getenv("VMD_TEST_FILTER")) /* one test, for a run by hand */
