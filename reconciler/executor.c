@@ -97,6 +97,7 @@ static int execute(Sandbox *sb, Backend *b, const PlanInput *in, const Action *a
 		/* startFrom: snapshot: its template, if it still stands for a boot of want. */
 		r = sandbox_template_start(sb->manager, sb, b, want, generation);
 		sb->template_resume = false;
+		sb->boot_afresh = false;
 		if (r == -ENOENT) {
 			probe_vm_starting(sb->manager, sb);
 			r = ops->start(b, want, generation);
@@ -674,6 +675,7 @@ void sandbox_reconcile(Manager *m, Sandbox *sb)
 			.snapshot = sb->snapshot,
 			.template_due = sandbox_template_due(sb, b),
 			.template_resume = sb->template_resume,
+			.boot_afresh = sb->boot_afresh,
 		};
 		ordering_ready(m, sb, ready);
 		/* A rollback in force: the spec the daemon goes by is the one rolled back to. */

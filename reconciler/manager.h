@@ -136,6 +136,8 @@ typedef struct Sandbox {
 	char *snapshot_new;
 	Snapshot *snapshot_saving;	/* what that save is of: its manifest to be */
 	sd_event_source *snapshot_sync; /* a child syncing that save to disk, before the commit */
+	unsigned wake_failures; /* in a row: at WAKE_FAILURES_MAX its snapshot is set aside */
+	bool boot_afresh;	/* its snapshot was set aside: it boots at once */
 	/* template.c (startFrom: snapshot): its template, or NULL */
 	Snapshot *template;
 	bool template_saving;	 /* the save under way (snapshot_new) is of its template */

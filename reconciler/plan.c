@@ -319,6 +319,8 @@ static void plan_not_running(Planner *p)
 	if (p->in->template_resume)
 		/* Its VMM ended with the save of its template: it runs on from there. */
 		reason = "its template was saved: it runs on from it";
+	else if (p->in->boot_afresh)
+		reason = "its snapshot could not be woken (WakeFailed): it boots afresh";
 	else if (o->state == VM_EXITED && o->generation == p->in->generation) {
 		/* It ran this very spec and exited: the restart policy decides. */
 		if (want->restart_policy == RESTART_NEVER)

@@ -83,6 +83,8 @@ typedef struct PlanInput {
 	bool template_due;
 	/* Its VMM ended with the save of its template: started again (from it) at once. */
 	bool template_resume;
+	/* Its snapshot was set aside after wakes that failed (suspend.c): it boots at once. */
+	bool boot_afresh;
 	/*
 	 * The host-wide disruption budget (--max-disruptions, reconciler/rollout.c): a restart
 	 * for a spec change is not begun while no slot is free (Plan.disruption_waits).

@@ -17,6 +17,13 @@
 #include "spec-json.h"
 #include "vmm.h"
 
+/*
+ * Wakes that fail in a row (a VMM upgraded since the save, whose format it no longer
+ * reads; a snapshot damaged) before the snapshot is set aside, renamed into
+ * <state-dir>/snapshots-failed/ (never deleted), and the sandbox boots afresh.
+ */
+#define WAKE_FAILURES_MAX 3
+
 void manager_load_snapshots(Manager *m)
 {
 	_cleanup_(strv_freep) char **names = NULL;
@@ -243,6 +250,46 @@ static int drop(Manager *m, Sandbox *sb)
 	return 0;
 }
 
+/* Its snapshot could not be woken, WAKE_FAILURES_MAX times in a row: kept aside, it boots. */
+static void wake_failed(Manager *m, Sandbox *sb, int error)
+{
+	_cleanup_free_ char *cur = snapshot_current_path(m->config.state_dir, sb->name),
+			    *top = NULL, *aside = NULL;
+	int r;
+
+	if (error == -ECANCELED || ++sb->wake_failures < WAKE_FAILURES_MAX)
+		return;
+	if (!cur || asprintf(&top, "%s/snapshots-failed", m->config.state_dir) < 0 ||
+	    asprintf(&aside, "%s/%s-%" PRIu64, top, sb->name, now_usec(CLOCK_REALTIME) / 1000000) < 0)
+		return;
+	r = mkdir_p(top, 0700);
+	if (r >= 0 && rename(cur, aside) < 0)
+		r = -errno;
+	if (r >= 0)
+		r = snapshot_remove(m->config.state_dir, sb->name);
+	if (r < 0) {
+		log_fields(LOG_ERR,
+			   &(LogFields){ .sandbox = sb->name,
+					 .error = -r,
+					 .message_id = LOG_MESSAGE_DAEMON },
+			   "cannot set its snapshot aside in %s; the wake is tried again", top);
+		return;
+	}
+	log_fields(LOG_ERR,
+		   &(LogFields){ .sandbox = sb->name,
+				 .action = "wake",
+				 .error = -error,
+				 .message_id = LOG_MESSAGE_ACTION_FAILED },
+		   "WakeFailed: its snapshot could not be woken %u times in a row; kept in %s, it boots afresh (the guest's memory state is lost; the snapshot is there to recover by hand)",
+		   sb->wake_failures, aside);
+	set_format(&sb->last_error,
+		   "WakeFailed: its snapshot could not be woken %u times in a row (last: %s); kept in %s, it booted afresh",
+		   sb->wake_failures, strerror(-error), aside);
+	sb->wake_failures = 0;
+	sb->boot_afresh = true;
+	sb->snapshot = snapshot_free(sb->snapshot);
+}
+
 int sandbox_wake(Manager *m, Sandbox *sb, Backend *b)
 {
 	_cleanup_(sandbox_spec_freep) SandboxSpec *spec = NULL;
@@ -262,7 +309,11 @@ int sandbox_wake(Manager *m, Sandbox *sb, Backend *b)
 	probe_vm_starting(m, sb);
 	r = b->ops->restore(b, spec, sb->snapshot->generation, path);
 	if (r == 0)
+		sb->wake_failures = 0;
+	if (r == 0)
 		r = drop(m, sb);
+	else if (r < 0)
+		wake_failed(m, sb, r);
 	return r;
 }
 
@@ -279,7 +330,10 @@ void sandbox_suspend_op_done(Manager *m, Sandbox *sb, BackendOp op, int error)
 		(void)sandbox_suspend_commit(m, sb);
 	else if (op == BACKEND_OP_SUSPEND)
 		sandbox_suspend_abort(sb);
-	else if (op == BACKEND_OP_RESTORE && error == 0 && sb->snapshot && (r = drop(m, sb)) < 0)
+	else if (op == BACKEND_OP_RESTORE && error < 0 && sb->snapshot)
+		wake_failed(m, sb, error);
+	else if (op == BACKEND_OP_RESTORE && error == 0 && sb->snapshot &&
+		 (sb->wake_failures = 0, (r = drop(m, sb)) < 0))
 		/* It runs: the next pass drops the stale snapshot again. */
 		log_fields(LOG_ERR,
 			   &(LogFields){ .sandbox = sb->name,

@@ -131,6 +131,21 @@ static long long noop_field(Fixture *f, const char *name, const char *key)
 	return v ? json_integer_value(v) : -1;
 }
 
+/* Whether dir (under state) has an entry whose name begins with prefix. */
+static bool has_entry(const char *state, const char *dir, const char *prefix)
+{
+	_cleanup_free_ char *path = path_in(state, "%s", dir);
+	struct dirent *e;
+	bool found = false;
+	DIR *d = opendir(path);
+
+	while (d && (e = readdir(d)))
+		found = found || strncmp(e->d_name, prefix, strlen(prefix)) == 0;
+	if (d)
+		closedir(d);
+	return found;
+}
+
 /* When web's template was taken, from its manifest: 0 if it has none. */
 static long long template_taken(Fixture *f)
 {
@@ -206,10 +221,7 @@ static void test_noop_crash(void **state)
 static void test_noop_restore_fails(void **state)
 {
 	Fixture *f = *state;
-	_cleanup_free_ char *cur = NULL, *dir = NULL, *log = NULL;
-	bool aside = false;
-	struct dirent *e;
-	DIR *d;
+	_cleanup_free_ char *cur = NULL, *log = NULL;
 
 	fixture_put(f, "web", SPEC);
 	fixture_start_daemon(f);
@@ -225,13 +237,42 @@ static void test_noop_restore_fails(void **state)
 	assert_true(exists(f->state, "templates/snapshots/web/current/noop-state.json"));
 	log = test_read_file(f->log, NULL);
 	assert_non_null(strstr(log, "its template snapshot could not be restored: kept aside in "));
-	dir = path_in(f->state, "templates/snapshots/web");
-	d = opendir(dir);
-	assert_non_null(d);
-	while ((e = readdir(d)))
-		aside = aside || strncmp(e->d_name, "failed-", 7) == 0;
-	closedir(d);
-	assert_true(aside);
+	assert_true(has_entry(f->state, "templates/snapshots/web", "failed-"));
+}
+
+static bool suspended(json_t *s, const void *arg _unused_)
+{
+	return phase_is(s, "Suspended");
+}
+
+static bool booted_afresh(json_t *s, const void *arg _unused_)
+{
+	return phase_is(s, "Running") && json_is_null(json_object_get(s, "snapshot")) &&
+	       streq_ptr(started_from(s), "booted");
+}
+
+/* A suspend snapshot whose wake keeps failing: after 3, kept aside, and it boots. */
+static void test_noop_wake_fails(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *cur = NULL, *log = NULL;
+
+	fixture_put(f, "web", FIXTURE_NOOP_SPEC "  restartPolicy: never\n");
+	fixture_start_daemon(f);
+	json_decref(fixture_wait_status(f, "web", ready, "Running"));
+	fixture_put(f, "web", FIXTURE_NOOP_SPEC "  restartPolicy: never\n  state: suspended\n");
+	json_decref(fixture_wait_status(f, "web", suspended, NULL));
+	/* What a VMM upgrade does to a snapshot it can no longer read. */
+	cur = path_in(f->state, "snapshots/web/current/noop-state.json");
+	assert_int_equal(unlink(cur), 0);
+	fixture_put(f, "web", FIXTURE_NOOP_SPEC "  restartPolicy: never\n");
+	json_decref(fixture_wait_status(f, "web", booted_afresh, NULL));
+	log = test_read_file(f->log, NULL);
+	if (count_in(log, "WakeFailed") == 0)
+		fail_msg("%s", log);
+	assert_non_null(strstr(log, "WakeFailed: its snapshot could not be woken 3 times in a row"));
+	assert_false(exists(f->state, "snapshots/web/current"));
+	assert_true(has_entry(f->state, "snapshots-failed", "web-"));
 }
 
 /* On QEMU (TCG): the test guest's VMD-GUEST-TICK n, its memory's, goes on after a crash. */
@@ -291,6 +332,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_noop_crash, fixture_setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_noop_restore_fails, fixture_setup,
 						fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_noop_wake_fails, fixture_setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_qemu, qemu_setup, fixture_teardown),
 	};
 
