@@ -24,6 +24,7 @@
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -487,21 +488,54 @@ int vmm_job_begin(VmmVm *v, VmmJob *j, BackendOp type, VmmPhase phase)
 	return 0;
 }
 
+/* The child that marks a save complete is done: reaped. */
+static int on_marked(sd_event_source *s _unused_, int fd, uint32_t revents _unused_, void *userdata)
+{
+	VmmVm *v = userdata;
+	int status = -1;
+
+	if (vmm_reap(fd, &status) == 0)
+		return 0; /* not yet */
+	v->mark_source = sd_event_source_disable_unref(v->mark_source);
+	return 0;
+}
+
 /*
  * The save is complete, its VMM about to be ended: said in the dir (snapshot.h), so that
- * a vmd killed before it hears of the exit commits the save at its next start.
+ * a vmd killed before it hears of the exit commits the save at its next start. The marker
+ * goes only once the state itself is on disk (a power loss between the two must not
+ * commit a torn save): a child syncs the tree, then writes the marker synced, while the
+ * loop goes on. Without a loop, or a child, there is no marker: the daemon's commit syncs.
  */
 static void mark_saved(VmmVm *v, const VmmJob *j)
 {
 	_cleanup_free_ char *path = NULL;
-	int r = asprintf(&path, "%s/" SNAPSHOT_COMPLETE, j->snapshot_dir) < 0 ? -ENOMEM : 0;
+	_cleanup_close_ int pidfd = -EBADF;
+	pid_t pid;
+	int r;
 
+	if (!v->b->event || asprintf(&path, "%s/" SNAPSHOT_COMPLETE, j->snapshot_dir) < 0)
+		return;
+	v->mark_source = sd_event_source_disable_unref(v->mark_source);
+	pid = fork();
+	if (pid == 0)
+		_exit(snapshot_sync(j->snapshot_dir) < 0 ||
+				      write_file_atomic(path, "", 0, 0600, true) < 0
+			      ? 1
+			      : 0);
+	r = pid < 0 ? -errno : (pidfd = vmm_pidfd_open(pid));
 	if (r >= 0)
-		r = write_file_atomic(path, "", 0, 0600, false);
-	if (r < 0)
+		r = sd_event_add_io(v->b->event, &v->mark_source, pidfd, EPOLLIN, on_marked, v);
+	if (r < 0) {
+		if (pid > 0)
+			(void)waitpid(pid, NULL, 0);
 		log_job(v, LOG_WARNING, NULL, r,
 			"cannot mark the save in %s complete; a vmd killed before the exit of %s loses it",
 			j->snapshot_dir, v->type->display);
+		return;
+	}
+	(void)sd_event_source_set_io_fd_own(v->mark_source, true);
+	TAKE_FD(pidfd);
 }
 
 static void phase_over(VmmVm *v, VmmJob *j)

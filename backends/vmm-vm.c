@@ -46,6 +46,7 @@ VmmVm *vmm_vm_free(VmmVm *v)
 	guest_agent_free(v->agent);
 	sd_event_source_disable_unref(v->pid_source);
 	sd_event_source_disable_unref(v->observe_retry);
+	sd_event_source_disable_unref(v->mark_source);
 	if (v->pidfd >= 0)
 		close(v->pidfd);
 	sandbox_spec_free(v->config);

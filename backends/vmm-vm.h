@@ -294,6 +294,7 @@ struct VmmVm {
 	char *unresponsive; /* why its VMM is taken for hung, or NULL */
 	char *vmm_version;  /* as its VMM reports it ("cloud-hypervisor v52.0"), or NULL */
 	sd_event_source *observe_retry; /* asks a VMM that did not answer again */
+	sd_event_source *mark_source;	/* vmm-job.c: the child that marks a save complete */
 
 	int serial_fd;	   /* serial_socket: its number in the VMM while argv() builds, or -EBADF */
 	Console *console;  /* serial_socket: the daemon's end, while the VMM runs */

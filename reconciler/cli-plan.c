@@ -171,6 +171,7 @@ int verb_plan(int argc, char **argv)
 	manager_find_vms(m);
 	manager_load_persisted(m);
 	manager_load_snapshots(m);
+	manager_load_templates(m);
 	(void)manager_scan(m);
 	if (m->degraded)
 		fprintf(stderr, "vmd plan: %s; the daemon stops nothing while it cannot read it\n",

@@ -88,13 +88,23 @@ static int execute(Sandbox *sb, Backend *b, const PlanInput *in, const Action *a
 
 	switch (a->type) {
 	case ACTION_START: {
-		bool again = sb->observed.state == VM_EXITED && sb->observed.generation == generation;
+		/* Not after the save of its template: that exit was vmd's. */
+		bool again = sb->observed.state == VM_EXITED &&
+			     sb->observed.generation == generation && !sb->template_resume;
 		int r;
 
 		if (!ops->start)
 			return -EOPNOTSUPP;
-		probe_vm_starting(sb->manager, sb);
-		r = ops->start(b, want, generation);
+		/* startFrom: snapshot: its template, if it still stands for a boot of want. */
+		r = sandbox_template_start(sb->manager, sb, b, want, generation);
+		sb->template_resume = false;
+		sb->boot_afresh = false;
+		if (r == -ENOENT) {
+			probe_vm_starting(sb->manager, sb);
+			r = ops->start(b, want, generation);
+			if (r >= 0)
+				set_format(&sb->start_note, "booted");
+		}
 		if (r >= 0 && again)
 			sb->restarts++;
 		return r;
@@ -136,6 +146,8 @@ static int execute(Sandbox *sb, Backend *b, const PlanInput *in, const Action *a
 		return sandbox_wake(sb->manager, sb, b);
 	case ACTION_DROP_SNAPSHOT:
 		return sandbox_drop_snapshot(sb->manager, sb);
+	case ACTION_SAVE_TEMPLATE:
+		return sandbox_template_save(sb->manager, sb, b);
 	default:
 		return -EINVAL;
 	}
@@ -376,6 +388,7 @@ void sandbox_op_done(Manager *m, Sandbox *sb, BackendOp op, const char *device, 
 	if (!b)
 		return;
 	sandbox_suspend_op_done(m, sb, op, error);
+	sandbox_template_op_done(m, sb, op, error);
 	if (op == BACKEND_OP_ADOPT) {
 		sandbox_observe(m, sb);
 		if (error < 0)
@@ -646,6 +659,10 @@ void sandbox_reconcile(Manager *m, Sandbox *sb)
 		    IN_SET(sb->observed.state, VM_ABSENT, VM_EXITED) &&
 		    sandbox_suspend_commit(m, sb) < 0)
 			break;
+		/* Its template is being synced to disk: it starts from it once it is committed. */
+		if (sb->template_saving && sb->snapshot_new && sb->observed.job == BACKEND_OP_NONE &&
+		    IN_SET(sb->observed.state, VM_ABSENT, VM_EXITED))
+			break;
 		in = (PlanInput){
 			.desired = sb->path ? sb->desired : NULL,
 			.generation = sb->generation,
@@ -657,6 +674,9 @@ void sandbox_reconcile(Manager *m, Sandbox *sb)
 			.host = manager_admission(m, b),
 			.ready = ready,
 			.snapshot = sb->snapshot,
+			.template_due = sandbox_template_due(sb, b),
+			.template_resume = sb->template_resume,
+			.boot_afresh = sb->boot_afresh,
 		};
 		ordering_ready(m, sb, ready);
 		/* A rollback in force: the spec the daemon goes by is the one rolled back to. */
@@ -722,6 +742,8 @@ void sandbox_reconcile(Manager *m, Sandbox *sb)
 			   "removed: its file is gone and its VM is cleaned up");
 		if (!m->read_only && sb->desired)
 			(void)image_copies_remove(m->config.state_dir, sb->desired);
+		if (!m->read_only)
+			(void)sandbox_template_drop(m, sb, "its file was removed");
 		sandbox_remove_status(m, sb);
 		events_deleted(m, sb);
 		manager_forget_persisted(m, sb->name);

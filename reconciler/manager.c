@@ -81,6 +81,7 @@ static Sandbox *sandbox_free(Sandbox *sb)
 	strv_free(sb->after_counted);
 	sandbox_suspend_done(sb);
 	idle_free(sb);
+	sandbox_template_done(sb);
 	free(sb->name);
 	return mfree(sb);
 }
@@ -759,6 +760,7 @@ int manager_run(Manager *m)
 	manager_find_vms(m);
 	manager_load_persisted(m);
 	manager_load_snapshots(m);
+	manager_load_templates(m);
 	if (manager_scan(m) == -EBUSY)
 		return -EBUSY;
 	mark_all_dirty(m);

@@ -136,6 +136,14 @@ typedef struct Sandbox {
 	char *snapshot_new;
 	Snapshot *snapshot_saving;	/* what that save is of: its manifest to be */
 	sd_event_source *snapshot_sync; /* a child syncing that save to disk, before the commit */
+	unsigned wake_failures; /* in a row: at WAKE_FAILURES_MAX its snapshot is set aside */
+	bool boot_afresh;	/* its snapshot was set aside: it boots at once */
+	/* template.c (startFrom: snapshot): its template, or NULL */
+	Snapshot *template;
+	bool template_saving;	 /* the save under way (snapshot_new) is of its template */
+	bool template_resume;	 /* its VMM ended with that save: it is started from it at once */
+	bool template_restoring; /* its start under way restores its template */
+	char *start_note;	 /* how its VM last started: "restored from its template of ..." */
 
 	/* idle.c: suspendAfterIdle */
 	sd_event_source *idle_timer;	/* samples its activity while it runs */
@@ -377,6 +385,25 @@ int sandbox_suspend_commit(Manager *m, Sandbox *sb);
 void sandbox_suspend_abort(Sandbox *sb);
 /* A suspend or restore that the backend completed: the snapshot follows. */
 void sandbox_suspend_op_done(Manager *m, Sandbox *sb, BackendOp op, int error);
+
+/* template.c: startFrom: snapshot */
+char *sandbox_template_root(const Manager *m);
+/* The templates in the state dir: each a sandbox's that exists. */
+void manager_load_templates(Manager *m);
+void sandbox_template_done(Sandbox *sb);
+/* Whether its template is to be saved now: startFrom snapshot, Ready, none yet. */
+bool sandbox_template_due(const Sandbox *sb, const Backend *b);
+/* ACTION_SAVE_TEMPLATE: as sandbox_suspend(), into the templates. */
+int sandbox_template_save(Manager *m, Sandbox *sb, Backend *b);
+/*
+ * A start of want: restored from its template if it has one that matches (-ENOENT: it
+ * has none, or it was deleted or set aside: boot), else as the backend's restore returns.
+ */
+int sandbox_template_start(Manager *m, Sandbox *sb, Backend *b, const SandboxSpec *want,
+			   uint64_t generation);
+/* Its template, deleted (why, for the journal). */
+int sandbox_template_drop(Manager *m, Sandbox *sb, const char *why);
+void sandbox_template_op_done(Manager *m, Sandbox *sb, BackendOp op, int error);
 
 /* status.c; the tallies and STATUS= in status-line.c */
 void sandbox_update_status(Manager *m, Sandbox *sb, const Plan *plan);

@@ -18,6 +18,7 @@ const char *const action_type_table[_ACTION_TYPE_MAX] = {
 	[ACTION_SUSPEND] = "suspend",
 	[ACTION_WAKE] = "wake",
 	[ACTION_DROP_SNAPSHOT] = "drop-snapshot",
+	[ACTION_SAVE_TEMPLATE] = "save-template",
 };
 DEFINE_STRING_TABLE(action_type, ActionType, _ACTION_TYPE_MAX)
 
@@ -300,6 +301,9 @@ static void plan_running(Planner *p)
 		emit(p, ACTION_PAUSE, NULL, "spec.state is paused");
 	else if (want->state == SANDBOX_STOPPED)
 		emit(p, ACTION_STOP, NULL, "spec.state is stopped");
+	else if (p->in->template_due && p->plan->n_actions == 0 && !p->plan->restart_required)
+		emit(p, ACTION_SAVE_TEMPLATE, NULL,
+		     "startFrom is snapshot and it is Ready: its template is saved");
 }
 
 /* Nothing runs: start it if the file and the restart policy say so. */
@@ -312,7 +316,12 @@ static void plan_not_running(Planner *p)
 	/* Nothing runs, nothing to save: it stays stopped. */
 	if (IN_SET(want->state, SANDBOX_STOPPED, SANDBOX_SUSPENDED))
 		return;
-	if (o->state == VM_EXITED && o->generation == p->in->generation) {
+	if (p->in->template_resume)
+		/* Its VMM ended with the save of its template: it runs on from there. */
+		reason = "its template was saved: it runs on from it";
+	else if (p->in->boot_afresh)
+		reason = "its snapshot could not be woken (WakeFailed): it boots afresh";
+	else if (o->state == VM_EXITED && o->generation == p->in->generation) {
 		/* It ran this very spec and exited: the restart policy decides. */
 		if (want->restart_policy == RESTART_NEVER)
 			return;
@@ -357,6 +366,20 @@ static bool snapshot_disks_match(const SandboxSpec *want, const SandboxSpec *sav
 		const DiskSpec *d = spec_find_disk(saved, want->disks[i].id);
 
 		if (!d || !disk_equal(d, &want->disks[i]))
+			return false;
+	}
+	return true;
+}
+
+bool plan_template_matches(const Snapshot *t, const SandboxSpec *want)
+{
+	if (t->backend != want->backend || t->boot_hash != snapshot_boot_hash(want) ||
+	    !snapshot_disks_match(want, t->config) || t->config->n_networks != want->n_networks)
+		return false;
+	for (size_t i = 0; i < want->n_networks; i++) {
+		const NetSpec *n = spec_find_net(t->config, want->networks[i].id);
+
+		if (!n || !net_equal(n, &want->networks[i]))
 			return false;
 	}
 	return true;

@@ -27,6 +27,7 @@ typedef enum ActionType {
 	ACTION_SUSPEND,	      /* state: suspended: saved into a snapshot, its VMM ended */
 	ACTION_WAKE,	      /* restored from its snapshot */
 	ACTION_DROP_SNAPSHOT, /* its snapshot deleted (never its disks) */
+	ACTION_SAVE_TEMPLATE, /* startFrom: snapshot: its template saved, and it runs on */
 	_ACTION_TYPE_MAX,
 	_ACTION_TYPE_INVALID = -EINVAL,
 } ActionType;
@@ -78,6 +79,12 @@ typedef struct PlanInput {
 	bool stop_waits;
 	/* Its complete snapshot (state: suspended), NULL if it has none. */
 	const Snapshot *snapshot;
+	/* startFrom: snapshot: it is Ready and has no template yet (template.c) */
+	bool template_due;
+	/* Its VMM ended with the save of its template: started again (from it) at once. */
+	bool template_resume;
+	/* Its snapshot was set aside after wakes that failed (suspend.c): it boots at once. */
+	bool boot_afresh;
 	/*
 	 * The host-wide disruption budget (--max-disruptions, reconciler/rollout.c): a restart
 	 * for a spec change is not begun while no slot is free (Plan.disruption_waits).
@@ -103,5 +110,8 @@ typedef struct Plan {
 
 /* Whether every sandbox spec names in spec.after is among ready (NULL-terminated, or NULL). */
 bool plan_after_ready(const SandboxSpec *spec, const char *const *ready);
+
+/* Whether a template (startFrom: snapshot) stands for a boot of want: boot config, disks, NICs. */
+bool plan_template_matches(const Snapshot *t, const SandboxSpec *want);
 
 void plan_sandbox(const PlanInput *in, uint64_t now, uint64_t grace, Plan *ret);

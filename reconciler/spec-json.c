@@ -144,6 +144,9 @@ json_t *spec_to_json(const SandboxSpec *s)
 	r |= spec_provision_to_json(s, j);
 	r |= probes_to_json(j, s);
 	r |= spec_after_to_json(s, j);
+	if (s->start_from != START_FROM_BOOT) /* absent in the copies of vmd before it */
+		r |= json_object_set_new(j, "startFrom",
+					 json_string(start_from_to_string(s->start_from)));
 	if (s->rollback != SPEC_ROLLBACK_DEFAULT) /* absent in the copies of vmd before it */
 		r |= json_object_set_new(j, "rollback",
 					 json_boolean(s->rollback == SPEC_ROLLBACK_ON));
@@ -373,6 +376,9 @@ int spec_from_json(const json_t *j, SandboxSpec **ret)
 		(uint64_t)json_integer_value(json_object_get(j, "suspendAfterIdleMs"));
 	s->delete_disks_on_remove = json_is_true(json_object_get(j, "deleteDisksOnRemove"));
 	resources_from_json(json_object_get(j, "resources"), &s->resources);
+	s->start_from = streq_ptr(json_string_value(json_object_get(j, "startFrom")), "snapshot")
+				? START_FROM_SNAPSHOT
+				: START_FROM_BOOT;
 	if (json_is_boolean(json_object_get(j, "rollback")))
 		s->rollback = json_is_true(json_object_get(j, "rollback")) ? SPEC_ROLLBACK_ON
 									   : SPEC_ROLLBACK_OFF;

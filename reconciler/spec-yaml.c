@@ -588,6 +588,8 @@ static const Field spec_fields[] = {
 	  .table = restart_policy_table, .table_len = _RESTART_POLICY_MAX },
 	{ "updatePolicy", decode_enum, offsetof(SandboxSpec, update_policy),
 	  .table = update_policy_table, .table_len = _UPDATE_POLICY_MAX },
+	{ "startFrom", decode_enum, offsetof(SandboxSpec, start_from), .table = start_from_table,
+	  .table_len = _START_FROM_MAX },
 	{ "vcpus", decode_unsigned, offsetof(SandboxSpec, vcpus), .min = 1, .max = SPEC_VCPUS_MAX },
 	{ "memory", decode_size, offsetof(SandboxSpec, memory), .required = true,
 	  .min = SPEC_MEMORY_MIN },
@@ -671,6 +673,27 @@ static void check_name(Decoder *d, const char *path, SandboxSpec *s)
 	strcpy(s->name, stem);
 }
 
+/*
+ * startFrom: snapshot restores the guest as it was at template time, with its disks as
+ * they are now: sound only if no disk it writes outlives a restore. Refused otherwise.
+ */
+static void check_start_from(Decoder *d, const YNode *root, const SandboxSpec *s)
+{
+	const YNode *spec = root && root->type == YNODE_MAP ? ynode_map_get(root, "spec") : NULL;
+	const YNode *at = spec && spec->type == YNODE_MAP ? ynode_map_get(spec, "startFrom") : NULL;
+
+	if (s->start_from != START_FROM_SNAPSHOT || !at)
+		return;
+	for (size_t i = 0; i < s->n_disks; i++)
+		if (!s->disks[i].read_only && !s->disks[i].ephemeral) {
+			decode_error(
+				d, at,
+				"startFrom: snapshot restores the guest's memory as it was when its template was saved, but disk '%s' is writable and outlives a restore: the guest's cached view of it would no longer match it. Make it readOnly: true, or an ephemeral disk from an image, or start from boot",
+				s->disks[i].id);
+			return;
+		}
+}
+
 int spec_load_buffer(const char *path, const char *buf, size_t len, const SpecLoadOptions *opts,
 		     SandboxSpec **ret, DiagList *diags)
 {
@@ -702,6 +725,7 @@ int spec_load_buffer(const char *path, const char *buf, size_t len, const SpecLo
 		decode_fields(&d, root, root, root_fields, ELEMENTSOF(root_fields), s);
 	check_name(&d, path, s);
 	spec_after_check_self(s, diags);
+	check_start_from(&d, root, s);
 
 	for (size_t i = 0; i < s->n_networks; i++) {
 		NetSpec *n = &s->networks[i];

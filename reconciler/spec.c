@@ -27,6 +27,12 @@ const char *const restart_policy_table[_RESTART_POLICY_MAX] = {
 };
 DEFINE_STRING_TABLE(restart_policy, RestartPolicy, _RESTART_POLICY_MAX)
 
+const char *const start_from_table[_START_FROM_MAX] = {
+	[START_FROM_BOOT] = "boot",
+	[START_FROM_SNAPSHOT] = "snapshot",
+};
+DEFINE_STRING_TABLE(start_from, StartFrom, _START_FROM_MAX)
+
 const char *const update_policy_table[_UPDATE_POLICY_MAX] = {
 	[UPDATE_RESTART] = "restart",
 	[UPDATE_ON_NEXT_BOOT] = "on-next-boot",

@@ -60,6 +60,14 @@ typedef enum SandboxState {
 	_SANDBOX_STATE_INVALID = -EINVAL,
 } SandboxState;
 
+/* spec.startFrom: a boot every time, or a template snapshot after the first (template.c). */
+typedef enum StartFrom {
+	START_FROM_BOOT,
+	START_FROM_SNAPSHOT,
+	_START_FROM_MAX,
+	_START_FROM_INVALID = -EINVAL,
+} StartFrom;
+
 typedef enum RestartPolicy {
 	RESTART_ALWAYS,
 	RESTART_ON_FAILURE,
@@ -102,6 +110,7 @@ typedef enum NetType {
 DECLARE_STRING_TABLE(backend_kind, BackendKind);
 DECLARE_STRING_TABLE(sandbox_state, SandboxState);
 DECLARE_STRING_TABLE(restart_policy, RestartPolicy);
+DECLARE_STRING_TABLE(start_from, StartFrom);
 DECLARE_STRING_TABLE(update_policy, UpdatePolicy);
 DECLARE_STRING_TABLE(disk_format, DiskFormat);
 DECLARE_STRING_TABLE(disk_device, DiskDevice);
@@ -238,6 +247,7 @@ typedef struct SandboxSpec {
 	SandboxState state;
 	RestartPolicy restart_policy;
 	UpdatePolicy update_policy;
+	StartFrom start_from;
 	unsigned vcpus;
 	uint64_t memory; /* bytes */
 	char *kernel;	 /* NULL when absent (noop only) */

@@ -379,8 +379,9 @@ typedef struct StatusView {
 			const char *condition_reason[_CONDITION_TYPE_MAX];
 			const char *condition_message[_CONDITION_TYPE_MAX];
 			const char *source_kind, *source_revision; /* NULL: none known */
+			const char *start_note; /* how its VM last started (template.c); NULL */
 		};
-		const char *v[13 + 2 * _CONDITION_TYPE_MAX];
+		const char *v[14 + 2 * _CONDITION_TYPE_MAX];
 	} str;
 	StatusDisk *disks; /* of the observed config, while the VM is up */
 	size_t n_disks;
@@ -452,6 +453,7 @@ static int status_view_build(Manager *m, const Sandbox *sb, uint64_t now_mono, u
 		status_file_hash_format(sb->file_hash, v->file_hash);
 		v->str.file_hash = v->file_hash;
 	}
+	v->str.start_note = sb->start_note;
 	if (sb->source_revision) {
 		v->str.source_kind = source_revision_kind_to_string(sb->source_kind);
 		v->str.source_revision = sb->source_revision;
@@ -648,6 +650,10 @@ static int status_write(Manager *m, const Sandbox *sb, const StatusView *v)
 
 	if (j)
 		json_object_set_new(j, "snapshot", snapshot_render(v));
+	/* startFrom: snapshot: "booted", "booted; its template was saved", "restored from ...". */
+	if (j)
+		json_object_set_new(j, "startedFrom",
+				    v->str.start_note ? json_string(v->str.start_note) : json_null());
 	text = j ? json_dumps(j, JSON_INDENT(2)) : NULL;
 	json_decref(j);
 	if (!text)

@@ -17,6 +17,13 @@
 #include "spec-json.h"
 #include "vmm.h"
 
+/*
+ * Wakes that fail in a row (a VMM upgraded since the save, whose format it no longer
+ * reads; a snapshot damaged) before the snapshot is set aside, renamed into
+ * <state-dir>/snapshots-failed/ (never deleted), and the sandbox boots afresh.
+ */
+#define WAKE_FAILURES_MAX 3
+
 void manager_load_snapshots(Manager *m)
 {
 	_cleanup_(strv_freep) char **names = NULL;
@@ -63,15 +70,41 @@ bool sandbox_has_snapshot(const Sandbox *sb)
 	return sb->snapshot || sb->snapshot_new;
 }
 
+/* Where a save of sb goes: the state dir, or its templates (to free). */
+static char *save_root(const Manager *m, const Sandbox *sb)
+{
+	return sb->template_saving ? sandbox_template_root(m) : strdup(m->config.state_dir);
+}
+
+/* The save is on disk: it becomes its template (template.c), which it is started from. */
+static void commit_template(Manager *m, Sandbox *sb, Snapshot *s)
+{
+	char size[32];
+
+	snapshot_free(sb->template);
+	sb->template = s;
+	sb->template_saving = false;
+	sb->template_resume = true;
+	format_size(s->size, size);
+	log_fields(LOG_INFO,
+		   &(LogFields){ .sandbox = sb->name,
+				 .action = "save-template",
+				 .message_id = LOG_MESSAGE_ACTION_DONE },
+		   "its template snapshot (%s) is in %s/templates/snapshots/%s: later starts restore it",
+		   size, m->config.state_dir, sb->name);
+}
+
 /* The save is on disk: it becomes its snapshot. */
 static int commit(Manager *m, Sandbox *sb, bool synced)
 {
+	_cleanup_free_ char *root = save_root(m, sb);
 	Snapshot *s = NULL;
 	char size[32];
 	int r;
 
-	r = snapshot_commit(m->config.state_dir, sb->name, sb->snapshot_new, sb->snapshot_saving,
-			    synced, &s);
+	if (!root)
+		return -ENOMEM;
+	r = snapshot_commit(root, sb->name, sb->snapshot_new, sb->snapshot_saving, synced, &s);
 	if (r < 0) {
 		set_format(&sb->last_error,
 			   "suspend: cannot make the save in %s its snapshot: %s; tried again",
@@ -80,6 +113,10 @@ static int commit(Manager *m, Sandbox *sb, bool synced)
 	}
 	sb->snapshot_new = mfree(sb->snapshot_new);
 	sb->snapshot_saving = snapshot_free(sb->snapshot_saving);
+	if (sb->template_saving) {
+		commit_template(m, sb, s);
+		return 0;
+	}
 	snapshot_free(sb->snapshot);
 	sb->snapshot = s;
 	format_size(s->size, size);
@@ -158,17 +195,24 @@ void sandbox_suspend_abort(Sandbox *sb)
 	snapshot_abort(sb->snapshot_new);
 	sb->snapshot_new = mfree(sb->snapshot_new);
 	sb->snapshot_saving = snapshot_free(sb->snapshot_saving);
+	sb->template_saving = false;
 }
 
 int sandbox_suspend(Manager *m, Sandbox *sb, Backend *b)
 {
 	const BackendOptions *o = &m->config.backend_options;
 	const SandboxSpec *have = sb->observed.config ?: sb->desired;
+	bool template = sb->template_saving;
+	_cleanup_free_ char *root = NULL;
 	int r;
 
 	if (!b->ops->suspend || !have)
 		return -EOPNOTSUPP;
 	sandbox_suspend_abort(sb);
+	sb->template_saving = template;
+	root = save_root(m, sb);
+	if (!root)
+		return -ENOMEM;
 	/* What its manifest says once the save is complete: the VM as it runs now. */
 	sb->snapshot_saving = calloc(1, sizeof(Snapshot));
 	if (!sb->snapshot_saving)
@@ -178,7 +222,7 @@ int sandbox_suspend(Manager *m, Sandbox *sb, Backend *b)
 	sb->snapshot_saving->paused = sb->observed.state == VM_PAUSED;
 	r = spec_copy(have, &sb->snapshot_saving->config);
 	if (r >= 0)
-		r = snapshot_begin(m->config.state_dir, sb->name, sb->snapshot_saving,
+		r = snapshot_begin(root, sb->name, sb->snapshot_saving,
 				   o->vmm_user_set ? o->vmm_uid : (uid_t)-1,
 				   o->vmm_user_set ? o->vmm_gid : (gid_t)-1, &sb->snapshot_new);
 	if (r < 0) {
@@ -206,6 +250,46 @@ static int drop(Manager *m, Sandbox *sb)
 	return 0;
 }
 
+/* Its snapshot could not be woken, WAKE_FAILURES_MAX times in a row: kept aside, it boots. */
+static void wake_failed(Manager *m, Sandbox *sb, int error)
+{
+	_cleanup_free_ char *cur = snapshot_current_path(m->config.state_dir, sb->name),
+			    *top = NULL, *aside = NULL;
+	int r;
+
+	if (error == -ECANCELED || ++sb->wake_failures < WAKE_FAILURES_MAX)
+		return;
+	if (!cur || asprintf(&top, "%s/snapshots-failed", m->config.state_dir) < 0 ||
+	    asprintf(&aside, "%s/%s-%" PRIu64, top, sb->name, now_usec(CLOCK_REALTIME) / 1000000) < 0)
+		return;
+	r = mkdir_p(top, 0700);
+	if (r >= 0 && rename(cur, aside) < 0)
+		r = -errno;
+	if (r >= 0)
+		r = snapshot_remove(m->config.state_dir, sb->name);
+	if (r < 0) {
+		log_fields(LOG_ERR,
+			   &(LogFields){ .sandbox = sb->name,
+					 .error = -r,
+					 .message_id = LOG_MESSAGE_DAEMON },
+			   "cannot set its snapshot aside in %s; the wake is tried again", top);
+		return;
+	}
+	log_fields(LOG_ERR,
+		   &(LogFields){ .sandbox = sb->name,
+				 .action = "wake",
+				 .error = -error,
+				 .message_id = LOG_MESSAGE_ACTION_FAILED },
+		   "WakeFailed: its snapshot could not be woken %u times in a row; kept in %s, it boots afresh (the guest's memory state is lost; the snapshot is there to recover by hand)",
+		   sb->wake_failures, aside);
+	set_format(&sb->last_error,
+		   "WakeFailed: its snapshot could not be woken %u times in a row (last: %s); kept in %s, it booted afresh",
+		   sb->wake_failures, strerror(-error), aside);
+	sb->wake_failures = 0;
+	sb->boot_afresh = true;
+	sb->snapshot = snapshot_free(sb->snapshot);
+}
+
 int sandbox_wake(Manager *m, Sandbox *sb, Backend *b)
 {
 	_cleanup_(sandbox_spec_freep) SandboxSpec *spec = NULL;
@@ -225,7 +309,11 @@ int sandbox_wake(Manager *m, Sandbox *sb, Backend *b)
 	probe_vm_starting(m, sb);
 	r = b->ops->restore(b, spec, sb->snapshot->generation, path);
 	if (r == 0)
+		sb->wake_failures = 0;
+	if (r == 0)
 		r = drop(m, sb);
+	else if (r < 0)
+		wake_failed(m, sb, r);
 	return r;
 }
 
@@ -242,7 +330,10 @@ void sandbox_suspend_op_done(Manager *m, Sandbox *sb, BackendOp op, int error)
 		(void)sandbox_suspend_commit(m, sb);
 	else if (op == BACKEND_OP_SUSPEND)
 		sandbox_suspend_abort(sb);
-	else if (op == BACKEND_OP_RESTORE && error == 0 && (r = drop(m, sb)) < 0)
+	else if (op == BACKEND_OP_RESTORE && error < 0 && sb->snapshot)
+		wake_failed(m, sb, error);
+	else if (op == BACKEND_OP_RESTORE && error == 0 && sb->snapshot &&
+		 (sb->wake_failures = 0, (r = drop(m, sb)) < 0))
 		/* It runs: the next pass drops the stale snapshot again. */
 		log_fields(LOG_ERR,
 			   &(LogFields){ .sandbox = sb->name,

@@ -11,6 +11,9 @@ Through one vmd per round (a fresh daemon, fresh dirs), REPS rounds (default 3):
              guest's vCPUs run again: a restored guest is ready as it runs), and, beside
              it, to its first VMD-GUEST-TICK on the new QEMU's console (its own clock going
              on: up to a second later, as it ticks every second).
+  template:  (startFrom: snapshot) a sandbox whose first boot saved its template, stopped,
+             then its file edited to state: running -> status.json says Running, restored
+             from its template (no boot), and to its first tick on the new QEMU's console.
 Then N sandboxes (default 8) at once: the host memory their QEMUs use running (the sum of
 their RSS) beside suspended (no QEMU: 0, and their snapshots on disk). Printed as the
 median and min-max of each figure and the ratio wake / cold boot (target 0.25). A figure,
@@ -68,10 +71,10 @@ class Daemon:
         self.ns.close()
         os.unlink(notify)
 
-    def put(self, name, state):
+    def put(self, name, state, extra=""):
         tmp = os.path.join(self.sb, ".%s.tmp" % name)
         with open(tmp, "w") as f:
-            f.write(bq.SPEC.format(guest=GUEST) + "  state: %s\n" % state)
+            f.write(bq.SPEC.format(guest=GUEST) + "  state: %s\n" % state + extra)
         os.rename(tmp, os.path.join(self.sb, name + ".yaml"))
 
     def status(self, name):
@@ -139,6 +142,34 @@ def round_(top):
         d.stop()
 
 
+TEMPLATE = "  startFrom: snapshot\n"
+
+
+def started_from(d, name, prefix):
+    def cond():
+        s = d.status(name)
+        return running(d, name)() and (s.get("startedFrom") or "").startswith(prefix)
+    return cond
+
+
+def template_round(top):
+    """startFrom: snapshot: file -> running, restored from its template, after a stop."""
+    d = Daemon(top)
+    try:
+        d.put("t", "running", TEMPLATE)
+        bq.wait_all(bq.now(), {"saved": started_from(d, "t", "booted; its template was saved")})
+        d.put("t", "stopped", TEMPLATE)
+        bq.wait_all(bq.now(), {"stopped": phase(d, "t", "Stopped")})
+        inode = os.stat(d.console("t")).st_ino
+        t0 = bq.now()
+        d.put("t", "running", TEMPLATE)
+        got = bq.wait_all(t0, {"running": started_from(d, "t", "restored from its template"),
+                               "tick": new_console_ticks(d.console("t"), inode)})
+        return got["running"], got["tick"]
+    finally:
+        d.stop()
+
+
 def memory_round(top):
     """N sandboxes running, then suspended: their QEMUs' RSS (KiB) and snapshots' bytes."""
     d = Daemon(top)
@@ -176,6 +207,11 @@ def main():
             wakes.append(wake)
             ticks.append(tick)
             sizes.append(size)
+        tstarts, tticks = [], []
+        for _ in range(REPS):
+            start, tick = template_round(top)
+            tstarts.append(start)
+            tticks.append(tick)
         running, suspended, disk = memory_round(top)
         ratio = statistics.median(wakes) / statistics.median(boots)
         print("state: suspended, QEMU under TCG, the test guest (%d MiB); %d rounds" %
@@ -185,11 +221,16 @@ def main():
         print("%-46s %-22s %5.2fx %6.2fx" % ("file -> guest running again, wake", bq.summary(wakes),
                                               ratio, TARGET))
         print("%-46s %-22s" % ("file -> its next tick (1 s ticks), wake", bq.summary(ticks)))
+        print("%-46s %-22s %5.2fx %6.2fx" % ("file -> running, from its template",
+                                              bq.summary(tstarts),
+                                              statistics.median(tstarts) / statistics.median(boots),
+                                              TARGET))
+        print("%-46s %-22s" % ("file -> its next tick, from its template", bq.summary(tticks)))
         print("%-46s %-22s" % ("file -> Suspended (saved, synced, QEMU gone)", bq.summary(saves)))
         print("snapshot size: median %.1f MiB of the guest's %d MiB" %
               (statistics.median(sizes) / (1 << 20), MEMORY_MIB))
-        print("%d sandboxes: QEMU RSS %.1f MiB running, %.1f MiB suspended (%.1f MiB of snapshots on disk)"
-              % (N, running / 1024, suspended / 1024, disk / (1 << 20)))
+        print("%d sandboxes: QEMU RSS %.1f MiB running, %.1f MiB suspended (%.2fx; %.1f MiB of snapshots on disk)"
+              % (N, running / 1024, suspended / 1024, suspended / max(running, 1), disk / (1 << 20)))
         sys.stdout.flush()
     finally:
         shutil.rmtree(top, ignore_errors=True)

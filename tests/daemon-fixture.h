@@ -182,3 +182,7 @@ char *fixture_start_noop(Fixture *f, const char *name);
 char *fixture_noop_state(Fixture *f, const char *name);
 /* What noop's state file says of the integer key for name's VM: -1 if none. */
 long long fixture_noop_field(Fixture *f, const char *name, const char *key);
+
+typedef struct SandboxSpec SandboxSpec;
+/* A noop sandbox of 64 MiB with lines (under spec:) added, for a planner's row; fails the test if invalid. */
+SandboxSpec *fixture_spec_of(const char *lines);

@@ -155,7 +155,8 @@ static const char *WEB_STATUS = "{\n"
 				"  \"vmmVersion\": null,\n"
 				"  \"fileHash\": null,\n"
 				"  \"sourceRevision\": null,\n"
-				"  \"snapshot\": null\n"
+				"  \"snapshot\": null,\n"
+				"  \"startedFrom\": null\n"
 				"}";
 
 static const char *BAD_STATUS = "{\n"
@@ -217,7 +218,8 @@ static const char *BAD_STATUS = "{\n"
 				"  \"vmmVersion\": null,\n"
 				"  \"fileHash\": null,\n"
 				"  \"sourceRevision\": null,\n"
-				"  \"snapshot\": null\n"
+				"  \"snapshot\": null,\n"
+				"  \"startedFrom\": null\n"
 				"}";
 
 /* status.json byte for byte, as vmd has always written it (docs/status.md). */
