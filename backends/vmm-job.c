@@ -3,9 +3,10 @@
  * Every operation on a VM is a job (vmm-vm.h): one phase at a time, one timer for the
  * phase's deadline (or its next poll), the phase's requests one after the other over the
  * VMM's API, and one completion. The backend says what to send in each phase (build) and
- * what a reply means; this file owns the control flow, the deadlines, the transports and
- * what a job that ends does to the VM's record. Nothing here waits: a request is sent
- * (vmm-api.c) and its reply comes back through the event loop.
+ * what a reply means; this file owns the control flow, the deadlines and the transports;
+ * vmm-job-end.c what a job that ends does to the VM's record, and vmm-job-report.c how a
+ * job is shown. Nothing here waits: a request is sent (vmm-api.c) and its reply comes back
+ * through the event loop.
  *
  * The phases of each job:
  *   start    [image ->] spawn -> api-up -> configure -> boot; a failure or a deadline: kill,
@@ -28,9 +29,7 @@
 #include <unistd.h>
 
 #include "log.h"
-#include "provision.h"
 #include "snapshot.h"
-#include "spec-json.h"
 #include "util.h"
 #include "vmm-vm.h"
 
@@ -38,7 +37,6 @@
 #define VMM_API_POLL_FAST_USEC 2000	      /* a starting VMM: look again this soon */
 #define VMM_API_POLL_SLOW_USEC (20ull * 1000) /* ... once it has taken a while */
 #define VMM_API_POLL_FAST_FOR_USEC (1ull * 1000000)
-#define VMM_RETRY_UNRESPONSIVE_USEC (5ull * 1000000) /* ask a silent VMM again */
 #define VMM_TIMER_ACCURACY_USEC 1000
 
 const char *const vmm_phase_table[_VMM_PHASE_MAX] = {
@@ -234,7 +232,6 @@ static void phase_failed(VmmVm *v, VmmJob *j, int error);
 static void phase_over(VmmVm *v, VmmJob *j);
 
 static int timer_fired(sd_event_source *s, uint64_t usec, void *userdata);
-static void retry_observe_later(VmmVm *v);
 
 static void arm_timer(VmmVm *v, VmmJob *j, uint64_t at)
 {
@@ -347,9 +344,7 @@ static void run_phase(VmmVm *v, VmmJob *j)
 	send_next(v, j);
 }
 
-static void log_job(VmmVm *v, int priority, const char *result, int error, const char *fmt, ...)
-	_printf_(5, 6);
-static void log_job(VmmVm *v, int priority, const char *result, int error, const char *fmt, ...)
+void vmm_job_log(VmmVm *v, int priority, const char *result, int error, const char *fmt, ...)
 {
 	_cleanup_free_ char *m = NULL;
 	va_list ap;
@@ -383,8 +378,8 @@ static void image_failed(VmmVm *v, VmmJob *j, int error)
 
 	if (!j->message && (m = v->b->error ? strdup(v->b->error) : NULL))
 		vmm_job_fail_message(j, "%s", m);
-	log_job(v, LOG_ERR, "failed", error, "cannot start the VM: %s",
-		j->message ?: strerror(-error));
+	vmm_job_log(v, LOG_ERR, "failed", error, "cannot start the VM: %s",
+		    j->message ?: strerror(-error));
 	v->state = VM_EXITED;
 	v->exit_status = -1;
 	vmm_job_complete(v, j, error, j->message ?: strerror(-error));
@@ -529,7 +524,8 @@ static void mark_saved(VmmVm *v, const VmmJob *j)
 	if (r < 0) {
 		if (pid > 0)
 			(void)waitpid(pid, NULL, 0);
-		log_job(v, LOG_WARNING, NULL, r,
+		vmm_job_log(
+			v, LOG_WARNING, NULL, r,
 			"cannot mark the save in %s complete; a vmd killed before the exit of %s loses it",
 			j->snapshot_dir, v->type->display);
 		return;
@@ -572,8 +568,8 @@ void vmm_job_phase_done(VmmVm *v, VmmJob *j)
 static void give_up_start(VmmVm *v, VmmJob *j, int error)
 {
 	j->error = error;
-	log_job(v, LOG_ERR, "killed", error, "%s did not start the VM: %s; killing it",
-		v->type->display, j->message ?: strerror(-error));
+	vmm_job_log(v, LOG_ERR, "killed", error, "%s did not start the VM: %s; killing it",
+		    v->type->display, j->message ?: strerror(-error));
 	enter(v, j, VMM_PHASE_KILL);
 }
 
@@ -581,8 +577,9 @@ static void give_up_start(VmmVm *v, VmmJob *j, int error)
 static void give_up_save(VmmVm *v, VmmJob *j, int error)
 {
 	j->error = error;
-	log_job(v, LOG_ERR, "failed", error, "%s did not save the VM: %s; %s", v->type->display,
-		j->message ?: strerror(-error), j->was_paused ? "it stays paused" : "resuming it");
+	vmm_job_log(v, LOG_ERR, "failed", error, "%s did not save the VM: %s; %s", v->type->display,
+		    j->message ?: strerror(-error),
+		    j->was_paused ? "it stays paused" : "resuming it");
 	enter(v, j, VMM_PHASE_THAW);
 }
 
@@ -604,9 +601,9 @@ static void phase_failed(VmmVm *v, VmmJob *j, int error)
 	if (j->type == BACKEND_OP_STOP) {
 		/* The VMM could not be asked: on to the next, harder way. */
 		if (j->phase == VMM_PHASE_GRACEFUL) {
-			log_job(v, LOG_WARNING, "forced", error,
-				"cannot ask the guest to shut down (%s); forcing it off",
-				j->message ?: strerror(-error));
+			vmm_job_log(v, LOG_WARNING, "forced", error,
+				    "cannot ask the guest to shut down (%s); forcing it off",
+				    j->message ?: strerror(-error));
 			enter(v, j, VMM_PHASE_QUIT);
 		} else
 			enter(v, j, VMM_PHASE_KILL);
@@ -634,7 +631,7 @@ static void became_unresponsive(VmmVm *v, const VmmJob *j)
 		     (int)v->id.pid, what ?: "its API", (j->deadline - j->phase_since) / 1000000) < 0)
 		return;
 	v->unresponsive = m;
-	log_job(v, LOG_WARNING, "unresponsive", ETIMEDOUT, "%s; serving the other sandboxes", m);
+	vmm_job_log(v, LOG_WARNING, "unresponsive", ETIMEDOUT, "%s; serving the other sandboxes", m);
 	vmm_vm_changed(v);
 }
 
@@ -674,16 +671,17 @@ static void timed_out(VmmVm *v, VmmJob *j)
 			return;
 		}
 		if (j->phase == VMM_PHASE_QUIT) {
-			log_job(v, LOG_WARNING, "killed", 0, "%s did not quit; sending SIGKILL",
-				v->type->display);
+			vmm_job_log(v, LOG_WARNING, "killed", 0, "%s did not quit; sending SIGKILL",
+				    v->type->display);
 			enter(v, j, VMM_PHASE_KILL);
 			return;
 		}
 		break;
 	case BACKEND_OP_SUSPEND:
 		if (j->phase == VMM_PHASE_QUIT) {
-			log_job(v, LOG_WARNING, "killed", 0,
-				"%s did not quit after the save; sending SIGKILL", v->type->display);
+			vmm_job_log(v, LOG_WARNING, "killed", 0,
+				    "%s did not quit after the save; sending SIGKILL",
+				    v->type->display);
 			enter(v, j, VMM_PHASE_KILL);
 			return;
 		}
@@ -702,8 +700,8 @@ static void timed_out(VmmVm *v, VmmJob *j)
 	}
 	if (j->phase == VMM_PHASE_KILL) {
 		/* Still there after SIGKILL (in the kernel's hands): say so, and keep waiting. */
-		log_job(v, LOG_ERR, "killed", 0, "%s pid %d has not exited %llu s after SIGKILL",
-			v->type->display, (int)v->id.pid, VMM_KILL_WAIT_USEC / 1000000);
+		vmm_job_log(v, LOG_ERR, "killed", 0, "%s pid %d has not exited %llu s after SIGKILL",
+			    v->type->display, (int)v->id.pid, VMM_KILL_WAIT_USEC / 1000000);
 		(void)vmm_kill(v->pidfd, SIGKILL);
 		j->deadline = now_usec(CLOCK_MONOTONIC) + VMM_KILL_WAIT_USEC;
 		arm_timer(v, j, j->deadline);
@@ -736,67 +734,6 @@ static int timer_fired(sd_event_source *s _unused_, uint64_t usec _unused_, void
 	return 0;
 }
 
-/* The end of a job */
-
-/* What a job that did its work changes in what the VM runs. */
-static void apply(VmmVm *v, VmmJob *j)
-{
-	SandboxSpec *c = v->config;
-	VmmIdentity id;
-
-	/* A restored VM runs as it was woken for: running, or paused. */
-	if (j->type == BACKEND_OP_RESTORE && v->state == VM_STARTING)
-		v->state = v->config->state == SANDBOX_PAUSED ? VM_PAUSED : VM_RUNNING;
-	if (j->type == BACKEND_OP_RESTORE)
-		v->restoring = false;
-	switch (j->type) {
-	case BACKEND_OP_RESTORE:
-	case BACKEND_OP_START:
-		/*
-		 * What answers may be another binary than the one started (a jailer execs
-		 * Firecracker): the same process, so record what it runs now.
-		 */
-		if (vmm_identity(v->id.pid, &id) == 0 && id.start_time == v->id.start_time)
-			v->id = id;
-		if (v->state == VM_STARTING)
-			v->state = VM_RUNNING;
-		/* The VMM read the credentials' copies while it started: none stays on disk. */
-		(void)credentials_remove(v->dir);
-		break;
-	case BACKEND_OP_PAUSE:
-		v->state = VM_PAUSED;
-		break;
-	case BACKEND_OP_RESUME:
-		v->state = VM_RUNNING;
-		break;
-	case BACKEND_OP_DISK_ADD:
-		(void)spec_add_disk(c, &j->disk);
-		break;
-	case BACKEND_OP_NET_ADD:
-		(void)spec_add_net(c, &j->net);
-		break;
-	case BACKEND_OP_DISK_REMOVE:
-		(void)spec_remove_disk(c, j->device);
-		break;
-	case BACKEND_OP_DISK_UPDATE:
-		(void)spec_remove_disk(c, j->device);
-		(void)spec_add_disk(c, &j->disk);
-		break;
-	case BACKEND_OP_NET_REMOVE:
-		(void)spec_remove_net(c, j->device);
-		break;
-	case BACKEND_OP_RESIZE:
-		c->vcpus = j->vcpus;
-		c->memory = j->memory;
-		break;
-	default:
-		return;
-	}
-	if (j->generation)
-		v->generation = j->generation;
-	(void)vmm_vm_save(v);
-}
-
 void vmm_job_free(VmmJob *j)
 {
 	vmm_image_abort(j);
@@ -809,93 +746,4 @@ void vmm_job_free(VmmJob *j)
 	free(j->message);
 	free(j->snapshot_dir);
 	*j = (VmmJob){ .vm = j->vm };
-}
-
-void vmm_job_complete(VmmVm *v, VmmJob *j, int error, const char *message)
-{
-	_cleanup_free_ char *name = strdup(v->name), *msg = message ? strdup(message) : NULL;
-	char device[SPEC_ID_MAX + 1];
-	BackendOp type = j->type;
-	Backend *b = v->b;
-
-	if (type == BACKEND_OP_NONE)
-		return;
-	snprintf(device, sizeof(device), "%s", j->device);
-	vmm_api_cancel(v, j);
-	if (error == 0)
-		apply(v, j);
-	vmm_job_free(j);
-
-	if (type == BACKEND_OP_ADOPT && error < 0) {
-		/* Not taken in charge: the record stays, the daemon may ask again. */
-		vmm_vm_forget(v);
-		v = NULL;
-	} else if (v->guest_shutdown && v->job.type == BACKEND_OP_NONE &&
-		   IN_SET(v->state, VM_RUNNING, VM_PAUSED)) {
-		/* After what the job did, or found, the guest is off and its VMM still there. */
-		log_job(v, LOG_INFO, "exited", 0, "the guest shut down; ending its %s",
-			v->type->display);
-		v->state = VM_STOPPING;
-		(void)vmm_job_begin(v, &v->job, BACKEND_OP_STOP, VMM_PHASE_QUIT);
-		(void)vmm_vm_save(v);
-	}
-	if (type == BACKEND_OP_OBSERVE) {
-		/* An unanswered observe is asked again soon; anything else waits for the next. */
-		if (v && error == -ETIMEDOUT)
-			retry_observe_later(v);
-		return;
-	}
-	if (b->callbacks.op_done && name)
-		b->callbacks.op_done(b->callbacks.userdata, name, type, device[0] ? device : NULL,
-				     error, msg);
-}
-
-/* Observe */
-
-void vmm_job_refresh(VmmVm *v)
-{
-	if (!IN_SET(v->state, VM_RUNNING, VM_PAUSED) || v->job.type != BACKEND_OP_NONE ||
-	    v->observe.type != BACKEND_OP_NONE)
-		return;
-	(void)vmm_job_begin(v, &v->observe, BACKEND_OP_OBSERVE, VMM_PHASE_OBSERVE);
-}
-
-static int observe_retry_fired(sd_event_source *s _unused_, uint64_t usec _unused_, void *userdata)
-{
-	VmmVm *v = userdata;
-
-	v->observe_retry = sd_event_source_disable_unref(v->observe_retry);
-	vmm_job_refresh(v);
-	return 0;
-}
-
-static void retry_observe_later(VmmVm *v)
-{
-	v->observe_retry = sd_event_source_disable_unref(v->observe_retry);
-	(void)sd_event_add_time_relative(v->b->event, &v->observe_retry, CLOCK_MONOTONIC,
-					 VMM_RETRY_UNRESPONSIVE_USEC, 100000, observe_retry_fired, v);
-}
-
-bool vmm_job_vm_exited(VmmVm *v, const char *start_error)
-{
-	bool started = IN_SET(v->job.type, BACKEND_OP_START, BACKEND_OP_RESTORE),
-	     stopped = v->job.type == BACKEND_OP_STOP,
-	     saved = v->job.type == BACKEND_OP_SUSPEND &&
-		     IN_SET(v->job.phase, VMM_PHASE_QUIT, VMM_PHASE_KILL);
-
-	v->observe_retry = sd_event_source_disable_unref(v->observe_retry);
-	/* What the VM was doing ends with it: its exit, not these, is what the daemon acts on. */
-	vmm_job_complete(v, &v->observe, -ECANCELED, NULL);
-	vmm_job_complete(v, &v->unplug, -ECANCELED, "the VM exited");
-	if (started)
-		vmm_job_complete(v, &v->job, v->job.error ?: -ESRCH,
-				 v->job.error ? v->job.message : start_error);
-	else if (stopped || saved)
-		vmm_job_complete(v, &v->job, 0, NULL);
-	else if (v->job.type == BACKEND_OP_SUSPEND)
-		vmm_job_complete(v, &v->job, -EIO, "the VMM exited before its state was saved");
-	else
-		vmm_job_complete(v, &v->job, -ECANCELED, "the VM exited");
-	/* A suspend's exit is the suspend's: no vm_exited for it. */
-	return started || saved;
 }

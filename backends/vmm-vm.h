@@ -476,6 +476,9 @@ void vmm_job_complete(VmmVm *v, VmmJob *j, int error, const char *message);
 void vmm_job_fail_message(VmmJob *j, const char *fmt, ...) _printf_(2, 3);
 /* What the VM's jobs are doing, for observe(). */
 void vmm_job_report(const VmmVm *v, VmObserved *o);
+/* A line in the journal of what v's job did: result (NULL: none), error (a -errno or 0). */
+void vmm_job_log(VmmVm *v, int priority, const char *result, int error, const char *fmt, ...)
+	_printf_(5, 6);
 /* The VMM exited: every job hears it; true if the start job took the news (no vm_exited). */
 bool vmm_job_vm_exited(VmmVm *v, const char *start_error);
 void vmm_job_free(VmmJob *j);
