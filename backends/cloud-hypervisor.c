@@ -16,11 +16,11 @@
  * give memory back). A restarted vmd adopts a VM when the record's identity holds and
  * vmm.ping answers with the same pid.
  *
- * Suspend (state: suspended): vm.pause, vm.snapshot into the snapshot dir (CH writes
- * config.json, state.json and memory-ranges there itself, synchronously: the reply is the
- * end of the save), then vm.shutdown and vmm.shutdown. Wake: a CH started as for a boot,
- * vm.restore from the dir (the VM comes back paused, its serial socket bound again), then
- * vm.resume unless it is to stay paused.
+ * Suspend (state: suspended; cloud-hypervisor-snapshot.c): vm.pause, vm.snapshot into the
+ * snapshot dir (CH writes config.json, state.json and memory-ranges there itself,
+ * synchronously: the reply is the end of the save), then vm.shutdown and vmm.shutdown.
+ * Wake: a CH started as for a boot, vm.restore from the dir (the VM comes back paused, its
+ * serial socket bound again), then vm.resume unless it is to stay paused.
  */
 #include <inttypes.h>
 #include <limits.h>
@@ -30,36 +30,13 @@
 #include "provision.h"
 #include "spec-json.h"
 #include "util.h"
-#include "vmm-vm.h"
-
-#define CH_API "/api/v1/"
-#define CH_REMOVE_POLL_USEC (50ull * 1000)
-#define CH_HOTPLUG_BLOCK (128ull << 20) /* memory hotplug_size granularity */
-#define CH_HOTPLUG_COUNT 8		/* ACPI memory hot-adds per boot */
-#define CH_MEMORY_GROWTH 4
-#define CH_SEED_ID "vmd_seed" /* the cloud-init seed's disk */
-/*
- * The oldest release vmd is known to work with (tests/sim/cloud-hypervisor behaves as it,
- * and as upstream's main); older ones are refused at the start, naming this.
- */
-#define CH_MIN_MAJOR 52
-
-typedef struct ChVm {
-	VmmVm vm; /* first */
-	/* What vm.create names, as the VMM has them (ch_prepare()): its own dir, its files. */
-	VmmPassed passed;
-	int api_fd;	    /* the API socket vmd listens on, as the VMM has it */
-	unsigned max_vcpus; /* as created */
-	uint64_t max_memory;
-	unsigned major;	   /* of the release, from vmm.ping; 0 if it did not say */
-	unsigned hot_adds; /* memory hot-adds since the boot, of CH_HOTPLUG_COUNT */
-} ChVm;
+#include "cloud-hypervisor.h"
 
 static const VmmVmType ch_type;
 
 /* The record: the resize room. */
 
-static int ch_save(VmmVm *vm, json_t *j)
+int ch_save(VmmVm *vm, json_t *j)
 {
 	ChVm *v = (ChVm *)vm;
 
@@ -70,7 +47,7 @@ static int ch_save(VmmVm *vm, json_t *j)
 	return 0;
 }
 
-static int ch_load(VmmVm *vm, const json_t *j)
+int ch_load(VmmVm *vm, const json_t *j)
 {
 	ChVm *v = (ChVm *)vm;
 
@@ -125,12 +102,6 @@ static json_t *disk_config(const DiskSpec *d)
 	return disk_config_at(d, d->path);
 }
 
-/* A device vmd makes (netdev.c), which CH gets as a descriptor, not by name. */
-static bool vmd_made(const NetSpec *n)
-{
-	return IN_SET(n->type, NET_BRIDGE, NET_MACVTAP);
-}
-
 /* A NIC of a device vmd makes has no tap: CH takes its descriptor instead (fds). */
 /*
  * The cloud-init seed (provision.h), read-only raw. Its id has a '_', which no disk's or
@@ -152,7 +123,7 @@ static json_t *net_config(const NetSpec *n)
 	char mac[18];
 
 	spec_mac_format(n->mac, mac);
-	if (vmd_made(n))
+	if (ch_vmd_made(n))
 		return json_pack("{s:s, s:s}", "mac", mac, "id", n->id);
 	return json_pack("{s:s, s:s, s:s}", "tap", n->tap, "mac", mac, "id", n->id);
 }
@@ -167,7 +138,7 @@ static size_t nets_at_create(const SandboxSpec *s)
 {
 	size_t i = 0;
 
-	while (i < s->n_networks && !vmd_made(&s->networks[i]))
+	while (i < s->n_networks && !ch_vmd_made(&s->networks[i]))
 		i++;
 	return i;
 }
@@ -184,7 +155,7 @@ static int add_net(VmmVm *vm, VmmJob *j, VmmRequests *rq, const NetSpec *n)
 	int tap, vhost, r;
 
 	r = vmm_request_add(rq, "PUT", net_config(n), NULL, CH_API "vm.add-net");
-	if (r < 0 || !vmd_made(n))
+	if (r < 0 || !ch_vmd_made(n))
 		return r;
 	/* No vhost-net: CH's virtio-net is its own (vhost-user only). */
 	r = netdev_open(n, vm->dir, false, &tap, &vhost, why, sizeof(why));
@@ -306,7 +277,6 @@ static int ch_cleanup(Backend *b, const char *name)
 {
 	return vmm_own_dir_cleanup(b, name, ch_own_files);
 }
-static bool restored_room(ChVm *v);
 
 static int ch_argv(VmmVm *vm, char ***ret)
 {
@@ -314,7 +284,7 @@ static int ch_argv(VmmVm *vm, char ***ret)
 	char **argv = NULL;
 	ChVm *v = (ChVm *)vm;
 
-	if (!restored_room(v)) {
+	if (!ch_restored_room(v)) {
 		v->max_vcpus = MAX(vm->config->vcpus, host_cpus());
 		v->max_memory = vm->config->memory + hotplug_size(vm->config->memory);
 		v->hot_adds = 0;
@@ -501,11 +471,6 @@ static int check_resized(VmmVm *vm, VmmJob *j, const VmmReply *r)
 	return VMM_NEXT;
 }
 
-static int put(VmmRequests *rq, const char *op, json_t *body)
-{
-	return vmm_request_add(rq, "PUT", body, NULL, CH_API "%s", op);
-}
-
 static int get(VmmRequests *rq, const char *op, int (*reply)(VmmVm *, VmmJob *, const VmmReply *))
 {
 	return vmm_request_add(rq, "GET", NULL, reply, CH_API "%s", op);
@@ -526,23 +491,23 @@ static int add_disk(VmmJob *j, VmmRequests *rq)
 		vmm_job_fail_message(j, "%s", why);
 		return r;
 	}
-	return put(rq, "vm.add-disk", disk_config(&j->disk));
+	return ch_put(rq, "vm.add-disk", disk_config(&j->disk));
 }
 
 static int build_request(VmmJob *j, VmmRequests *rq)
 {
 	switch (j->type) {
 	case BACKEND_OP_PAUSE:
-		return put(rq, "vm.pause", NULL);
+		return ch_put(rq, "vm.pause", NULL);
 	case BACKEND_OP_RESUME:
-		return put(rq, "vm.resume", NULL);
+		return ch_put(rq, "vm.resume", NULL);
 	case BACKEND_OP_DISK_ADD:
 		return add_disk(j, rq);
 	case BACKEND_OP_NET_ADD:
 		return add_net(j->vm, j, rq, &j->net);
 	case BACKEND_OP_DISK_REMOVE:
 	case BACKEND_OP_NET_REMOVE:
-		return put(rq, "vm.remove-device", json_pack("{s:s}", "id", j->device));
+		return ch_put(rq, "vm.remove-device", json_pack("{s:s}", "id", j->device));
 	case BACKEND_OP_RESIZE:
 		return vmm_request_add(rq, "PUT",
 				       json_pack("{s:i, s:I}", "desired_vcpus", (int)j->vcpus,
@@ -550,111 +515,6 @@ static int build_request(VmmJob *j, VmmRequests *rq)
 				       check_resized, CH_API "vm.resize");
 	default:
 		return -EOPNOTSUPP;
-	}
-}
-
-/* Snapshots */
-
-/*
- * A NIC of a device vmd makes is CH's by descriptor, and vm.restore wants new ones for it
- * (net_fds, config.rs, RestoreConfig::validate(): RestoreMissingRequiredNetId), a field
- * the pinned OpenAPI document does not have: such a VM is not suspended (-EOPNOTSUPP,
- * before anything is paused).
- */
-static int refuse_fd_nets(VmmVm *vm, VmmJob *j)
-{
-	for (size_t i = 0; vm->config && i < vm->config->n_networks; i++)
-		if (vmd_made(&vm->config->networks[i])) {
-			vmm_job_fail_message(
-				j,
-				"network '%s': Cloud Hypervisor cannot be given a new descriptor for it at vm.restore, so a VM with a bridge or macvtap network is not suspended",
-				vm->config->networks[i].id);
-			return -EOPNOTSUPP;
-		}
-	return 0;
-}
-
-/*
- * The resize room the VM was created with (ch_save()'s keys), kept beside CH's files: a
- * wake gets the room and the hot-adds used of the VM as it was, not one computed afresh
- * from its size then (CH keeps both in its own state: max_vcpus, hotplug_size, the slots).
- */
-#define CH_SNAPSHOT_ROOM "vmd-room.json"
-
-static int saved_room(VmmVm *vm, VmmJob *j, const VmmReply *r)
-{
-	_cleanup_free_ char *path = NULL, *text = NULL;
-	json_auto_t *room = json_object();
-	int k;
-
-	if (r->error < 0)
-		return r->error;
-	if (!room || ch_save(vm, room) < 0 ||
-	    asprintf(&path, "%s/" CH_SNAPSHOT_ROOM, j->snapshot_dir) < 0 ||
-	    !(text = json_dumps(room, JSON_COMPACT)))
-		return -ENOMEM;
-	k = write_file_atomic(path, text, strlen(text), 0600, true);
-	if (k < 0)
-		vmm_job_fail_message(j, "cannot write %s: %s", path, strerror(-k));
-	return k < 0 ? k : VMM_NEXT;
-}
-
-/* A restore's room, from the snapshot; false if it has none (then computed as for a boot). */
-static bool restored_room(ChVm *v)
-{
-	_cleanup_free_ char *path = NULL, *text = NULL;
-	json_auto_t *room = NULL;
-	size_t len;
-
-	if (!v->vm.job.snapshot_dir ||
-	    asprintf(&path, "%s/" CH_SNAPSHOT_ROOM, v->vm.job.snapshot_dir) < 0 ||
-	    read_regular_file(path, 4096, &text, &len) < 0)
-		return false;
-	room = json_loadb(text, len, 0, NULL);
-	if (!json_is_object(room) || ch_load(&v->vm, room) < 0)
-		return false;
-	return v->max_vcpus > 0 && v->max_memory > 0;
-}
-
-/* vm.snapshot's destination_url, vm.restore's source_url: the dir, as a file:// URL. */
-static json_t *snapshot_url(const char *key, const char *dir)
-{
-	_cleanup_free_ char *url = NULL;
-
-	if (asprintf(&url, "file://%s", dir) < 0)
-		return NULL;
-	return json_pack("{s:s}", key, url);
-}
-
-/*
- * Suspend: pause (unless paused), vm.snapshot (vm.rs, Snapshottable for Vm, snapshot():
- * a VM not paused is refused), which writes the whole state before it answers; a failure
- * resumes it (thaw). Restore: vm.restore on a VMM with no VM (lib.rs, vm_restore()),
- * which leaves it Paused (vm.rs, new_from_memory_manager()); boot then resumes it.
- */
-static int build_snapshot(VmmVm *vm, VmmJob *j, VmmRequests *rq)
-{
-	int r;
-
-	switch (j->phase) {
-	case VMM_PHASE_FREEZE:
-		r = refuse_fd_nets(vm, j);
-		if (r < 0 || j->was_paused)
-			return r;
-		return put(rq, "vm.pause", NULL);
-	case VMM_PHASE_SAVE:
-		return vmm_request_add(rq, "PUT", snapshot_url("destination_url", j->snapshot_dir),
-				       saved_room, CH_API "vm.snapshot");
-	case VMM_PHASE_THAW:
-		return j->was_paused ? 0 : put(rq, "vm.resume", NULL);
-	case VMM_PHASE_LOAD:
-		return put(rq, "vm.restore", snapshot_url("source_url", j->snapshot_dir));
-	case VMM_PHASE_BOOT:
-		/* vm.restore bound the serial socket again: vmd is its client before the guest runs. */
-		console_connect_now(vm->console);
-		return vm->config->state == SANDBOX_PAUSED ? 0 : put(rq, "vm.resume", NULL);
-	default:
-		return 0;
 	}
 }
 
@@ -666,7 +526,7 @@ static int ch_build(VmmVm *vm, VmmJob *j, VmmRequests *rq)
 
 	if (IN_SET(j->phase, VMM_PHASE_FREEZE, VMM_PHASE_SAVE, VMM_PHASE_THAW, VMM_PHASE_LOAD) ||
 	    (j->type == BACKEND_OP_RESTORE && j->phase == VMM_PHASE_BOOT))
-		return build_snapshot(vm, j, rq);
+		return ch_build_snapshot(vm, j, rq);
 	switch (j->phase) {
 	case VMM_PHASE_API_UP:
 	case VMM_PHASE_HANDSHAKE:
@@ -683,7 +543,7 @@ static int ch_build(VmmVm *vm, VmmJob *j, VmmRequests *rq)
 			json_decref(config);
 			return r;
 		}
-		r = put(rq, "vm.create", config);
+		r = ch_put(rq, "vm.create", config);
 		return r < 0 ? r : add_nets(vm, j, rq);
 	case VMM_PHASE_BOOT:
 		/*
@@ -691,7 +551,7 @@ static int ch_build(VmmVm *vm, VmmJob *j, VmmRequests *rq)
 		 * Up to v52.0 CH drops what the guest prints while nobody is connected.
 		 */
 		console_connect_now(vm->console);
-		return put(rq, "vm.boot", NULL);
+		return ch_put(rq, "vm.boot", NULL);
 	case VMM_PHASE_OBSERVE:
 		return get(rq, "vm.info", observe_info);
 	case VMM_PHASE_GRACEFUL:
@@ -702,12 +562,12 @@ static int ch_build(VmmVm *vm, VmmJob *j, VmmRequests *rq)
 		 * SendCtrlAltDel.
 		 */
 		if (j->was_paused)
-			r = put(rq, "vm.resume", NULL);
-		return r < 0 ? r : put(rq, "vm.power-button", NULL);
+			r = ch_put(rq, "vm.resume", NULL);
+		return r < 0 ? r : ch_put(rq, "vm.power-button", NULL);
 	case VMM_PHASE_QUIT:
 		/* The VM down, and the VMM with it. */
-		r = put(rq, "vm.shutdown", NULL);
-		return r < 0 ? r : put(rq, "vmm.shutdown", NULL);
+		r = ch_put(rq, "vm.shutdown", NULL);
+		return r < 0 ? r : ch_put(rq, "vmm.shutdown", NULL);
 	case VMM_PHASE_REQUEST:
 		return build_request(j, rq);
 	case VMM_PHASE_RELEASE:
@@ -791,29 +651,6 @@ static void refuse_shared_ids(const SandboxSpec *spec, SpecCheck *check)
 }
 
 /*
- * state: suspended with a NIC of a device vmd makes: Cloud Hypervisor has it as a
- * descriptor, and vm.restore would need a new one (net_fds), which the OpenAPI document
- * vmd is held to does not have (refuse_fd_nets() is the same rule at the suspend).
- */
-static void refuse_suspended_fd_nets(const SandboxSpec *spec, SpecCheck *check)
-{
-	char field[64];
-
-	/* suspendAfterIdle suspends it as state: suspended does. */
-	if (spec->state != SANDBOX_SUSPENDED && !spec->suspend_after_idle_ms)
-		return;
-	for (size_t i = 0; i < spec->n_networks; i++) {
-		if (!vmd_made(&spec->networks[i]))
-			continue;
-		snprintf(field, sizeof(field), "spec.networks[%zu].type", i);
-		spec_check_error(
-			check, field,
-			"a %s network cannot be suspended on cloud-hypervisor: it takes the device as a descriptor, and a wake would need a new one, which vmd cannot give it; use type tap, or the qemu backend",
-			net_type_to_string(spec->networks[i].type));
-	}
-}
-
-/*
  * Cloud Hypervisor boots a kernel (payload), opens raw and qcow2 images (image_type, v51.0
  * on) and attaches tap devices: an existing one by name, a tap or macvtap vmd makes by
  * descriptor.
@@ -824,7 +661,7 @@ static int ch_validate(const SandboxSpec *spec, SpecCheck *check)
 	backend_refuse_user_net(spec, check);
 	backend_refuse_guest_agent(spec, check);
 	refuse_shared_ids(spec, check);
-	refuse_suspended_fd_nets(spec, check);
+	ch_refuse_suspended_fd_nets(spec, check);
 	backend_refuse_credentials(spec, check);
 	return spec_check_result(check);
 }
