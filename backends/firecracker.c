@@ -328,7 +328,7 @@ static int put_seed(VmmVm *v, VmmRequests *rq)
 			       NULL, "/drives/" FC_SEED_ID);
 }
 
-static int fc_put(VmmRequests *rq, json_t *body, const char *path)
+int fc_put(VmmRequests *rq, json_t *body, const char *path)
 {
 	return body ? vmm_request_add(rq, "PUT", body, NULL, "%s", path) : -ENOMEM;
 }
@@ -338,7 +338,7 @@ static int actions(VmmRequests *rq, const char *action)
 	return fc_put(rq, json_pack("{s:s}", "action_type", action), "/actions");
 }
 
-static int patch_vm(VmmRequests *rq, const char *state)
+int fc_patch_vm(VmmRequests *rq, const char *state)
 {
 	return vmm_request_add(rq, "PATCH", json_pack("{s:s}", "state", state), NULL, "/vm");
 }
@@ -357,14 +357,32 @@ static int console_is_stdout(VmmVm *v)
 	return symlink("fc.out", console) < 0 ? -errno : 0;
 }
 
+/*
+ * The guest's console: from 1.14 PUT /serial, to console.log in the jail, or unjailed in
+ * its own dir (vmm-pass.c), where the run dir's console.log points; before, its stdout.
+ */
+int fc_put_console(VmmVm *v, VmmRequests *rq)
+{
+	_cleanup_free_ char *host = NULL, *console = NULL;
+
+	if (!has_serial(v))
+		return console_is_stdout(v);
+	if (FC_VM(v)->passed.own)
+		set_format(&console, "%s/" JAIL_CONSOLE, FC_VM(v)->passed.own);
+	else if ((host = vmm_vm_path(v->b, v->name, "console.log")))
+		console = fc_vm_path(v->b, host, JAIL_CONSOLE);
+	if (!console)
+		return -ENOMEM;
+	return fc_put(rq, json_pack("{s:s}", "serial_out_path", console), "/serial");
+}
+
 /* Everything before InstanceStart, in the order Firecracker takes it. */
 static int configure(VmmVm *v, VmmRequests *rq)
 {
 	const Backend *b = v->b;
 	const SandboxSpec *s = v->config;
 	FcVm *f = FC_VM(v);
-	_cleanup_free_ char *host_console = vmm_vm_path(b, v->name, "console.log"), *console = NULL,
-			    *kernel = f->passed.kernel ? strdup(f->passed.kernel)
+	_cleanup_free_ char *kernel = f->passed.kernel ? strdup(f->passed.kernel)
 						       : fc_vm_path(b, s->kernel, JAIL_KERNEL),
 			    *initrd = f->passed.initrd ? strdup(f->passed.initrd)
 				      : s->initrd      ? fc_vm_path(b, s->initrd, JAIL_INITRD)
@@ -372,15 +390,9 @@ static int configure(VmmVm *v, VmmRequests *rq)
 	json_t *boot;
 	int r;
 
-	/* Unjailed, it makes console.log in its own dir (vmm-pass.c), where console.log points. */
-	if (f->passed.own)
-		set_format(&console, "%s/" JAIL_CONSOLE, f->passed.own);
-	else
-		console = host_console ? fc_vm_path(b, host_console, JAIL_CONSOLE) : NULL;
-	if (!console || !kernel || (s->initrd && !initrd))
+	if (!kernel || (s->initrd && !initrd))
 		return -ENOMEM;
-	r = has_serial(v) ? fc_put(rq, json_pack("{s:s}", "serial_out_path", console), "/serial")
-			  : console_is_stdout(v);
+	r = fc_put_console(v, rq);
 	if (r < 0)
 		return r;
 	boot = json_pack("{s:s}", "kernel_image_path", kernel);
@@ -494,135 +506,6 @@ static int resize(VmmVm *v, VmmJob *j, VmmRequests *rq)
 		resized, "/hotplug/memory");
 }
 
-/*
- * Snapshots: vm.state and vm.mem in the daemon's snapshot dir. Jailed, Firecracker sees only
- * its root: it writes /snapshot.state and /snapshot.mem there, which vmd then hard-links
- * into the dir (and before a load, from it), as it links the disks in.
- */
-#define FC_SNAPSHOT_STATE "vm.state"
-#define FC_SNAPSHOT_MEMORY "vm.mem"
-
-static const struct {
-	const char *dir_file, *jail_file;
-} fc_snapshot_files[] = {
-	{ FC_SNAPSHOT_STATE, JAIL_SNAPSHOT_STATE },
-	{ FC_SNAPSHOT_MEMORY, JAIL_SNAPSHOT_MEMORY },
-};
-
-/* The path Firecracker is given for file i of the snapshot in dir. */
-static char *snapshot_path(const VmmVm *v, const char *dir, size_t i)
-{
-	_cleanup_free_ char *host = NULL;
-
-	if (asprintf(&host, "%s/%s", dir, fc_snapshot_files[i].dir_file) < 0)
-		return NULL;
-	return fc_vm_path(v->b, host, fc_snapshot_files[i].jail_file);
-}
-
-/* Jailed: the files Firecracker wrote in the jail, into the snapshot dir. */
-static int saved(VmmVm *v, VmmJob *j, const VmmReply *r)
-{
-	if (r->error < 0 || !fc_jailed(v->b))
-		return r->error < 0 ? r->error : VMM_NEXT;
-	for (size_t i = 0; i < ELEMENTSOF(fc_snapshot_files); i++) {
-		_cleanup_free_ char *host = NULL;
-		int k;
-
-		if (asprintf(&host, "%s/%s", j->snapshot_dir, fc_snapshot_files[i].dir_file) < 0)
-			return -ENOMEM;
-		k = fc_jail_take(v, fc_snapshot_files[i].jail_file, host);
-		if (k < 0) {
-			vmm_job_fail_message(
-				j, "cannot link the snapshot's %s out of the jail into %s: %s%s",
-				fc_snapshot_files[i].jail_file, j->snapshot_dir, strerror(-k),
-				k == -EXDEV ? "; keep --state-dir on the filesystem of --jailer-chroot-base"
-					    : "");
-			return k;
-		}
-	}
-	return VMM_NEXT;
-}
-
-/* persist.rs, create_snapshot(): of a paused microVM only (the vCPUs refuse otherwise). */
-static int snapshot_create(VmmVm *v, VmmJob *j, VmmRequests *rq)
-{
-	_cleanup_free_ char *state = snapshot_path(v, j->snapshot_dir, 0),
-			    *mem = snapshot_path(v, j->snapshot_dir, 1);
-
-	if (!state || !mem)
-		return -ENOMEM;
-	for (size_t i = 0; fc_jailed(v->b) && i < ELEMENTSOF(fc_snapshot_files); i++)
-		fc_jail_drop(v, fc_snapshot_files[i].jail_file); /* a save's before, killed */
-	return vmm_request_add(rq, "PUT",
-			       json_pack("{s:s, s:s, s:s}", "snapshot_type", "Full",
-					 "snapshot_path", state, "mem_file_path", mem),
-			       saved, "/snapshot/create");
-}
-
-/* Jailed: the jail's links to the snapshot go once it is loaded (or not). */
-static int loaded(VmmVm *v, VmmJob *j _unused_, const VmmReply *r)
-{
-	for (size_t i = 0; fc_jailed(v->b) && i < ELEMENTSOF(fc_snapshot_files); i++)
-		fc_jail_drop(v, fc_snapshot_files[i].jail_file);
-	return r->error < 0 ? r->error : VMM_NEXT;
-}
-
-/*
- * The serial first (allowed before a load: it is no boot resource), then the load, with
- * mem_backend (mem_file_path is deprecated), resumed unless the VM is to stay paused.
- */
-static int snapshot_load(VmmVm *v, VmmJob *j, VmmRequests *rq)
-{
-	_cleanup_free_ char *host_console = vmm_vm_path(v->b, v->name, "console.log"),
-			    *console = NULL, *state = snapshot_path(v, j->snapshot_dir, 0),
-			    *mem = snapshot_path(v, j->snapshot_dir, 1);
-	int r = 0;
-
-	console = host_console ? fc_vm_path(v->b, host_console, JAIL_CONSOLE) : NULL;
-	if (!console || !state || !mem)
-		return -ENOMEM;
-	for (size_t i = 0; r >= 0 && fc_jailed(v->b) && i < ELEMENTSOF(fc_snapshot_files); i++) {
-		_cleanup_free_ char *host = NULL;
-
-		if (asprintf(&host, "%s/%s", j->snapshot_dir, fc_snapshot_files[i].dir_file) < 0)
-			return -ENOMEM;
-		r = fc_jail_relink(v, host, fc_snapshot_files[i].jail_file);
-		if (r < 0)
-			vmm_job_fail_message(j, "cannot link the snapshot's %s into the jail: %s",
-					     host, strerror(-r));
-	}
-	if (r >= 0)
-		r = has_serial(v)
-			    ? fc_put(rq, json_pack("{s:s}", "serial_out_path", console), "/serial")
-			    : console_is_stdout(v);
-	if (r < 0)
-		return r;
-	return vmm_request_add(rq, "PUT",
-			       json_pack("{s:s, s:{s:s, s:s}, s:b}", "snapshot_path", state,
-					 "mem_backend", "backend_type", "File", "backend_path", mem,
-					 "resume_vm", v->config->state != SANDBOX_PAUSED),
-			       loaded, "/snapshot/load");
-}
-
-static int build_snapshot(VmmVm *v, VmmJob *j, VmmRequests *rq)
-{
-	switch (j->phase) {
-	case VMM_PHASE_FREEZE:
-		return j->was_paused ? 0 : patch_vm(rq, "Paused");
-	case VMM_PHASE_SAVE:
-		return snapshot_create(v, j, rq);
-	case VMM_PHASE_THAW:
-		return j->was_paused ? 0 : patch_vm(rq, "Resumed");
-	case VMM_PHASE_QUIT:
-		/* Saved, and no API to quit: its exit ends the job. */
-		return vmm_kill(v->pidfd, SIGKILL);
-	case VMM_PHASE_LOAD:
-		return snapshot_load(v, j, rq);
-	default:
-		return 0; /* boot: the load resumed it (resume_vm) */
-	}
-}
-
 static int fc_build(VmmVm *v, VmmJob *j, VmmRequests *rq)
 {
 	int r = 0;
@@ -630,7 +513,7 @@ static int fc_build(VmmVm *v, VmmJob *j, VmmRequests *rq)
 	if (IN_SET(j->type, BACKEND_OP_SUSPEND, BACKEND_OP_RESTORE) &&
 	    IN_SET(j->phase, VMM_PHASE_FREEZE, VMM_PHASE_SAVE, VMM_PHASE_THAW, VMM_PHASE_QUIT,
 		   VMM_PHASE_LOAD, VMM_PHASE_BOOT))
-		return build_snapshot(v, j, rq);
+		return fc_build_snapshot(v, j, rq);
 	switch (j->phase) {
 	case VMM_PHASE_API_UP:
 		return vmm_request_add(rq, "GET", NULL, check_not_started, "/");
@@ -649,16 +532,16 @@ static int fc_build(VmmVm *v, VmmJob *j, VmmRequests *rq)
 	case VMM_PHASE_GRACEFUL:
 		/* A paused guest cannot hear the keys: it runs again first. */
 		if (j->was_paused)
-			r = patch_vm(rq, "Resumed");
+			r = fc_patch_vm(rq, "Resumed");
 		/* The guest reboots, and Firecracker exits. */
 		return r < 0 ? r : actions(rq, "SendCtrlAltDel");
 	case VMM_PHASE_QUIT:
 		return 0; /* no API to quit: SIGKILL */
 	case VMM_PHASE_REQUEST:
 		if (j->type == BACKEND_OP_PAUSE)
-			return patch_vm(rq, "Paused");
+			return fc_patch_vm(rq, "Paused");
 		if (j->type == BACKEND_OP_RESUME)
-			return patch_vm(rq, "Resumed");
+			return fc_patch_vm(rq, "Resumed");
 		if (j->type == BACKEND_OP_RESIZE)
 			return resize(v, j, rq);
 		if (j->type == BACKEND_OP_DISK_UPDATE)

@@ -2,8 +2,9 @@
 #pragma once
 
 /*
- * What the Firecracker backend's two files share: firecracker.c (the VM over the API) and
- * firecracker-jail.c (the jailer's chroot: its paths, what vmd links in, what is cleared).
+ * What the Firecracker backend's files share: firecracker.c (the VM over the API),
+ * firecracker-snapshot.c (suspend and wake) and firecracker-jail.c (the jailer's chroot:
+ * its paths, what vmd links in, what is cleared).
  */
 
 #include "vmm-vm.h"
@@ -49,3 +50,12 @@ int fc_jail_take(VmmVm *vm, const char *file, const char *host);
 /* The jail root's file gone (a link vmd made), if there. */
 void fc_jail_drop(VmmVm *vm, const char *file);
 int fc_argv_name(const Backend *b, pid_t pid, char *const *argv, char **ret);
+
+/* A PUT of body (taken; NULL: -ENOMEM) to path. */
+int fc_put(VmmRequests *rq, json_t *body, const char *path);
+/* PATCH /vm to state: "Paused" or "Resumed". */
+int fc_patch_vm(VmmRequests *rq, const char *state);
+/* Where the guest's console goes: PUT /serial from 1.14, its stdout before. */
+int fc_put_console(VmmVm *v, VmmRequests *rq);
+/* The requests of a suspend's freeze, save, thaw and quit, and of a restore's load. */
+int fc_build_snapshot(VmmVm *v, VmmJob *j, VmmRequests *rq);
