@@ -81,11 +81,7 @@ def round_(top, disk):
 
 
 def main():
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(bq.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
-        raise SystemExit("bench-image: prctl(PR_SET_CHILD_SUBREAPER) failed")
+    bq.become_subreaper("bench-image")
     top = tempfile.mkdtemp(prefix="vmd-bench-image-")
     try:
         base, premade = os.path.join(top, "base.raw"), os.path.join(top, "premade.raw")

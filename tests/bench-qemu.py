@@ -339,11 +339,15 @@ def summary(xs):
     return "%6.0f ms (%4.0f-%4.0f)" % (statistics.median(xs) * 1000, min(xs) * 1000, max(xs) * 1000)
 
 
-def main():
-    # vmd's QEMUs outlive vmd by design; they must come here, not to init, to be reaped.
+def become_subreaper(name):
+    """vmd's QEMUs outlive vmd by design; they must come here, not to init, to be reaped."""
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
-        raise SystemExit("bench-qemu: prctl(PR_SET_CHILD_SUBREAPER): %s" % os.strerror(ctypes.get_errno()))
+        raise SystemExit("%s: prctl(PR_SET_CHILD_SUBREAPER): %s" % (name, os.strerror(ctypes.get_errno())))
+
+
+def main():
+    become_subreaper("bench-qemu")
     print("QEMU under TCG, the test guest; %d rounds per figure, vmd and raw alternating" % REPS)
     print("median (min-max) of each side; ratio of the medians")
     print("%-3s %-27s %-22s %-22s %6s %7s" % ("N", "figure", "vmd", "raw", "ratio", "target"))

@@ -192,11 +192,7 @@ def memory_round(top):
 
 
 def main():
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(bq.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
-        raise SystemExit("bench-suspend: prctl(PR_SET_CHILD_SUBREAPER) failed")
+    bq.become_subreaper("bench-suspend")
     top = tempfile.mkdtemp(prefix="vmd-bench-suspend-")
     try:
         boots, saves, wakes, ticks, sizes = [], [], [], [], []

@@ -697,14 +697,9 @@ int fixture_listen_loopback_on(uint16_t port)
 
 SandboxSpec *fixture_spec_of(const char *lines)
 {
-	_cleanup_(diag_list_done) DiagList diags = {};
 	_cleanup_free_ char *text = NULL;
-	const SpecLoadOptions opts = { .default_backend = BACKEND_NOOP };
-	SandboxSpec *s = NULL;
 
 	assert_true(asprintf(&text, "apiVersion: vmd/v1\nkind: Sandbox\nspec:\n  memory: 64Mi\n%s",
 			     lines) > 0);
-	if (spec_load_buffer("sb.yaml", text, strlen(text), &opts, &s, &diags) < 0)
-		fail_msg("bad row spec: %s: %s", lines, diags.n ? diags.items[0].message : "?");
-	return s;
+	return test_spec_load(text, lines);
 }

@@ -298,12 +298,20 @@ void test_notify_expect(TestNotify *n, const char *what, int wait_ms, const char
 	}
 }
 
-SandboxSpec *test_spec_of(const char *lines)
+SandboxSpec *test_spec_load(const char *text, const char *what)
 {
 	_cleanup_(diag_list_done) DiagList diags = {};
-	_cleanup_free_ char *text = NULL;
 	const SpecLoadOptions opts = { .default_backend = BACKEND_NOOP };
 	SandboxSpec *s = NULL;
+
+	if (spec_load_buffer("sb.yaml", text, strlen(text), &opts, &s, &diags) < 0)
+		fail_msg("bad row spec: %s: %s", what, diags.n ? diags.items[0].message : "?");
+	return s;
+}
+
+SandboxSpec *test_spec_of(const char *lines)
+{
+	_cleanup_free_ char *text = NULL;
 	FILE *m;
 	size_t len;
 
@@ -316,9 +324,7 @@ SandboxSpec *test_spec_of(const char *lines)
 		l += n + (l[n] == '\n');
 	}
 	fclose(m);
-	if (spec_load_buffer("sb.yaml", text, len, &opts, &s, &diags) < 0)
-		fail_msg("bad row spec: %s: %s", lines, diags.n ? diags.items[0].message : "?");
-	return s;
+	return test_spec_load(text, lines);
 }
 
 char *test_status_field(const char *status, const char *key)

@@ -97,3 +97,5 @@ void test_notify_expect(TestNotify *n, const char *what, int wait_ms, const char
  */
 struct SandboxSpec;
 struct SandboxSpec *test_spec_of(const char *lines);
+/* The spec of a whole sandbox file's text (noop by default); a bad one fails, naming what. */
+struct SandboxSpec *test_spec_load(const char *text, const char *what);
