@@ -11,6 +11,7 @@
 
 #include "host-ports.h"
 #include "manager.h"
+#include "rollout.h"
 
 struct HostPort {
 	char key[HOST_PORT_KEY_MAX];
@@ -67,29 +68,55 @@ void host_ports_release(Manager *m, Sandbox *sb)
 	sb->n_ports = 0;
 }
 
-void host_ports_claim(Manager *m, Sandbox *sb)
+static size_t n_ports(const SandboxSpec *s)
 {
-	const SandboxSpec *s = sb->desired;
 	size_t n = 0;
 
-	host_ports_release(m, sb);
 	for (size_t i = 0; s && i < s->n_networks; i++)
 		n += s->networks[i].n_ports;
-	if (n == 0 || (!m->ports && !(m->ports = hashmap_new())))
-		return;
-	sb->ports = calloc(n, sizeof(HostPort *));
-	if (!sb->ports)
-		return;
-	for (size_t i = 0; i < s->n_networks; i++)
+	return n;
+}
+
+static bool holds(const Sandbox *sb, const char *key)
+{
+	for (size_t i = 0; i < sb->n_ports; i++)
+		if (streq(sb->ports[i]->key, key))
+			return true;
+	return false;
+}
+
+/* s's ports, for sb, in room made for them; false when out of memory. */
+static bool claim_spec(Manager *m, Sandbox *sb, const SandboxSpec *s)
+{
+	for (size_t i = 0; s && i < s->n_networks; i++)
 		for (size_t k = 0; k < s->networks[i].n_ports; k++) {
 			HostPort *h = calloc(1, sizeof(*h));
 
 			if (!h)
-				return;
+				return false;
 			host_port_key(&s->networks[i].ports[k], h->key);
+			if (holds(sb, h->key)) {
+				free(h);
+				continue;
+			}
 			h->sb = sb;
 			sb->ports[sb->n_ports++] = h;
 			/* One a spec from the state dir holds for another: the first keeps it. */
 			(void)hashmap_put(m->ports, h->key, h);
 		}
+	return true;
+}
+
+void host_ports_claim(Manager *m, Sandbox *sb)
+{
+	/* A rollback's spec runs: its ports are the sandbox's too, beside its file's. */
+	const SandboxSpec *file = sb->desired, *running = rollout_spec(sb);
+	size_t n = n_ports(file) + (running != file ? n_ports(running) : 0);
+
+	host_ports_release(m, sb);
+	if (n == 0 || (!m->ports && !(m->ports = hashmap_new())))
+		return;
+	sb->ports = calloc(n, sizeof(HostPort *));
+	if (sb->ports && claim_spec(m, sb, file) && running != file)
+		(void)claim_spec(m, sb, running);
 }

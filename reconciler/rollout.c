@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <syslog.h>
 
+#include "host-ports.h"
 #include "log.h"
 #include "manager.h"
 #include "probe-spec.h"
@@ -248,6 +249,7 @@ void rollout_plan_input(Manager *m, Sandbox *sb, PlanInput *in)
 			   sb->generation, ro->from, ro->to);
 		end_rollback(ro);
 		save_state(m, ro);
+		host_ports_claim(m, sb); /* the ports of the spec rolled back to go */
 	}
 	if (ro->rolled_back && in->desired) {
 		in->desired = ro->spec;
@@ -477,11 +479,30 @@ static void maybe_roll_back(Manager *m, Sandbox *sb, Rollout *ro)
 			   sb->generation, why ?: "failed", to);
 		return;
 	}
+	{
+		/* Its ports given up by the new generation, and taken since by another. */
+		_cleanup_free_ char *taken = host_ports_conflict(m, sb, spec, "its last Ready spec");
+
+		if (taken) {
+			ro->refused_generation = sb->generation;
+			log_fields(LOG_ERR,
+				   &(LogFields){ .sandbox = sb->name,
+						 .action = "rollback",
+						 .result = "failed",
+						 .message_id = LOG_MESSAGE_ACTION_FAILED },
+				   "generation %" PRIu64 " %s, but generation %" PRIu64
+				   " cannot run again: %s; no rollback",
+				   sb->generation, why ?: "failed", to, taken);
+			sandbox_spec_free(spec);
+			return;
+		}
+	}
 	ro->rolled_back = true;
 	ro->from = sb->generation;
 	ro->to = to;
 	ro->reason = reason;
 	ro->spec = spec;
+	host_ports_claim(m, sb);
 	set_format(&ro->message,
 		   "generation %" PRIu64 " %s; rolled back to generation %" PRIu64
 		   ", the last that was Ready. The file is left as it is: a newer edit of it is tried",
