@@ -6,7 +6,7 @@
  * A raw image is reflinked or copied sparse, a qcow2 one converted; the copy grows with
  * size. The upgrade from an earlier vmd, which made CH overlays: the overlay, with the
  * guest's writes, is converted into the raw copy at the next boot and kept aside; a
- * snapshot taken on it wakes on it still.
+ * snapshot taken on it wakes on it still, and a VM running on it, adopted, keeps it.
  */
 #include <fcntl.h>
 #include <signal.h>
@@ -260,30 +260,89 @@ static void test_upgrade(void **state)
 		f, "the qcow2 overlay an earlier vmd made, whose data the copy has, is kept as");
 }
 
+/*
+ * In the JSON file at path, disk root (in the array "disks" of its object under key, or of
+ * the file's own object: key NULL) given k1: v1 and k2: v2, as an earlier vmd wrote them.
+ */
+static void rewrite_root(const char *path, const char *key, const char *k1, json_t *v1,
+			 const char *k2, json_t *v2)
+{
+	_cleanup_free_ char *text = test_read_file(path, NULL), *out = NULL;
+	json_t *j = json_loads(text, 0, NULL), *disk;
+	size_t i, n = 0;
+
+	assert_non_null(j);
+	json_array_foreach(json_object_get(key ? json_object_get(j, key) : j, "disks"), i, disk)
+	{
+		if (!streq_ptr(json_string_value(json_object_get(disk, "id")), "root"))
+			continue;
+		json_object_set(disk, k1, v1);
+		json_object_set(disk, k2, v2);
+		n++;
+	}
+	json_decref(v1);
+	json_decref(v2);
+	assert_int_equal(n, 1);
+	out = json_dumps(j, 0);
+	json_decref(j);
+	assert_non_null(out);
+	assert_int_equal(write_file_atomic(path, out, strlen(out), 0600, true), 0);
+}
+
+static bool running_as(json_t *s, const void *arg)
+{
+	return ready(s, "Running") && pid_of(s) == (pid_t)(intptr_t)arg;
+}
+
+static bool stopped(json_t *s, const void *arg _unused_)
+{
+	return phase_is(s, "Stopped") && pid_of(s) == 0;
+}
+
+/*
+ * A VM an earlier vmd started on its overlay, adopted by today's: it runs on, on the
+ * overlay, and nothing is converted under it; its next start converts it.
+ */
+static void test_adopted_overlay(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *base = raw_image(f), *running = image_spec(base, "running"),
+			    *stop = image_spec(base, "stopped"),
+			    *copy = path_in(f->state, "disks/vm/root.raw"),
+			    *overlay = path_in(f->state, "disks/vm/root.qcow2"),
+			    *aside = path_in(f->state, "disks/vm/root.gen1.qcow2"),
+			    *record = path_in(f->run, "vm/vm.json");
+	static unsigned char data[64 << 10];
+	pid_t pid;
+
+	put(f, "vm", running);
+	start_to_root(f, "vm");
+	pid = fixture_running(f, "vm");
+	fixture_stop_daemon(f, SIGKILL);
+	assert_int_equal(unlink(copy), 0); /* the VM has it open: as if it were the overlay */
+	(void)earlier_overlay(f, base);
+	/* vm.json saying, as an earlier vmd's did, that the disk is its overlay */
+	rewrite_root(record, "config", "path", json_string(overlay), "format", json_string("qcow2"));
+
+	fixture_start_daemon(f);
+	json_decref(fixture_wait_status(f, "vm", running_as, (void *)(intptr_t)pid));
+	fixture_wait_log(f, "re-adopted its ");
+	assert_false(exists(copy));
+	assert_true(exists(overlay));
+
+	put(f, "vm", stop);
+	json_decref(fixture_wait_status(f, "vm", stopped, NULL));
+	put(f, "vm", running);
+	json_decref(fixture_wait_status(f, "vm", ready, "Running"));
+	read_head(copy, data, sizeof(data), 0);
+	assert_true(all(data, sizeof(data), 0xab));
+	assert_false(exists(overlay));
+	assert_true(exists(aside));
+}
+
 static bool suspended(json_t *s, const void *arg _unused_)
 {
 	return phase_is(s, "Suspended") && pid_of(s) == 0;
-}
-
-/* In the snapshot's config.json, disk root as an earlier vmd's vm.create said it. */
-static void snapshot_names_overlay(Fixture *f)
-{
-	_cleanup_free_ char *path = path_in(f->state, "snapshots/vm/current/config.json"),
-			    *text = test_read_file(path, NULL), *out = NULL;
-	json_t *config = json_loads(text, 0, NULL), *disk;
-	size_t i;
-
-	assert_non_null(config);
-	json_array_foreach(json_object_get(config, "disks"), i,
-			   disk) if (streq_ptr(json_string_value(json_object_get(disk, "id")), "root"))
-	{
-		json_object_set_new(disk, "image_type", json_string("Qcow2"));
-		json_object_set_new(disk, "backing_files", json_true());
-	}
-	out = json_dumps(config, 0);
-	json_decref(config);
-	assert_non_null(out);
-	assert_int_equal(write_file_atomic(path, out, strlen(out), 0600, true), 0);
 }
 
 /*
@@ -298,7 +357,8 @@ static void test_wake_before_upgrade(void **state)
 	_cleanup_free_ char *base = raw_image(f), *running = image_spec(base, "running"),
 			    *suspend = image_spec(base, "suspended"),
 			    *copy = path_in(f->state, "disks/vm/root.raw"),
-			    *overlay = path_in(f->state, "disks/vm/root.qcow2");
+			    *overlay = path_in(f->state, "disks/vm/root.qcow2"),
+			    *config = path_in(f->state, "snapshots/vm/current/config.json");
 	_cleanup_free_ char *c = NULL;
 	size_t at;
 
@@ -312,7 +372,8 @@ static void test_wake_before_upgrade(void **state)
 
 	assert_int_equal(unlink(copy), 0);
 	(void)earlier_overlay(f, base);
-	snapshot_names_overlay(f);
+	/* the snapshot's config.json as an earlier vmd's vm.create said it */
+	rewrite_root(config, NULL, "image_type", json_string("Qcow2"), "backing_files", json_true());
 
 	fixture_start_daemon(f);
 	put(f, "vm", running);
@@ -332,6 +393,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_image_resized, setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_upgrade, setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_wake_before_upgrade, setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_adopted_overlay, setup, fixture_teardown),
 	};
 
 	snprintf(binary, sizeof(binary), "%s", test_src("tests/sim/cloud-hypervisor"));
