@@ -79,21 +79,17 @@ static int ch_argv_name(const Backend *b, pid_t pid, char *const *argv, char **r
 
 /*
  * image_type as the file says: CH checks it against what it detects (v51.0 on). A disk
- * from an image is vmd's qcow2 overlay, whose backing file is that image: from v51.0 on
- * CH opens a qcow2 with a backing file only with backing_files on (block/src/qcow,
- * BackingFile::new(): MaxNestingDepthExceeded at a nesting depth of 0, the default), since
- * it then trusts the image's header (docs/threat-model.md, "Disk Images"). vmd wrote that
- * header and checked the image, so it says on for those, and for no disk the user made.
+ * from an image is vmd's raw copy of it (raw_image_copies): CH would open a qcow2 overlay's
+ * backing file itself, by the path in its header, as the VMM user. backing_files stays off
+ * (the default since v51.0: block/src/qcow, BackingFile::new(), MaxNestingDepthExceeded),
+ * so a qcow2 with a backing file is refused, as CH trusts its header then
+ * (docs/threat-model.md, "Disk Images"). An overlay an earlier vmd made is woken from its
+ * snapshot only, whose config CH reads back with backing_files as it was.
  */
 static json_t *disk_config_at(const DiskSpec *d, const char *path)
 {
-	json_t *j = json_pack("{s:s, s:b, s:s, s:s}", "path", path, "readonly", d->read_only, "id",
-			      d->id, "image_type", d->format == DISK_FORMAT_QCOW2 ? "Qcow2" : "Raw");
-
-	if (j && d->image && d->format == DISK_FORMAT_QCOW2 &&
-	    json_object_set_new(j, "backing_files", json_true()) < 0)
-		return json_decref(j), NULL;
-	return j;
+	return json_pack("{s:s, s:b, s:s, s:s}", "path", path, "readonly", d->read_only, "id",
+			 d->id, "image_type", d->format == DISK_FORMAT_QCOW2 ? "Qcow2" : "Raw");
 }
 
 /* A disk hot-added: by its path, which the VMM opens itself. */
@@ -618,6 +614,7 @@ static const VmmVmType ch_type = {
 	/* v53.0 on, CH flocks "api.sock.lock" beside its socket and leaves it at exit. */
 	.extra_files = (const char *const[]){ "api.sock.lock", NULL },
 	.serial_vmm_socket = true,
+	.raw_image_copies = true, /* an overlay's backing file it opens by path: disk_config_at() */
 	.size = sizeof(ChVm),
 	.free = ch_free,
 	.save = ch_save,

@@ -650,8 +650,8 @@ static const VmmVmType fc_type = {
 	.log = "fc.log",
 	/* where it logs (logger/logging.rs), and its console before 1.14; fc.log keeps its stderr */
 	.out = "fc.out",
-	.drops_root = fc_jailed, /* the jailer drops to --jailer-uid/gid itself */
-	.raw_disks_only = true,	 /* virtio-blk on a raw file only (vmm/src/devices/virtio/block) */
+	.drops_root = fc_jailed,  /* the jailer drops to --jailer-uid/gid itself */
+	.raw_image_copies = true, /* virtio-blk on a raw file only (vmm/src/devices/virtio/block) */
 	.extra_files = (const char *const[]){ "fc.out", NULL },
 	.size = sizeof(FcVm),
 	.free = fc_free,

@@ -3,7 +3,9 @@
  * The sandbox's own copy of each disk that names an image (docs/sandbox-file.md, "Disks
  * from images"), made in the start job's image phase, before its VMM starts. The copy is
  * <state-dir>/disks/<name>/<id>.qcow2, a qcow2 overlay whose backing file is the image
- * (QEMU, Cloud Hypervisor), or <id>.raw, a full copy (Firecracker takes raw disks only).
+ * (QEMU, which gets the image as a node of its own), or <id>.raw, a full copy (the types
+ * with raw_image_copies: Firecracker takes raw disks only, Cloud Hypervisor would open an
+ * overlay's backing file by its path, as the VMM user).
  *
  * Nothing here waits in the loop: each copy is made by a worker, a child of vmd that runs
  * qemu-img (or copies the image itself) and syncs what it wrote, and whose exit comes back
@@ -16,6 +18,12 @@
  * moved aside before it changes, so a copy never sits beside a record of another image. A
  * copy of another image than the spec's is kept beside, as <id>.gen<N>.<ext> (N: the
  * generation it was made for), never overwritten.
+ *
+ * A type with raw copies may find <id>.qcow2, an overlay an earlier vmd made (Cloud
+ * Hypervisor's, before it had raw copies), which holds the guest's writes: a boot converts
+ * it, read through its backing file, into <id>.raw, and then keeps it aside as
+ * <id>.gen<N>.qcow2, never deleted. A snapshot's wake keeps using it while there is no
+ * raw copy (the snapshot names it); the next boot converts it.
  */
 #include <fcntl.h>
 #include <inttypes.h>
@@ -42,6 +50,7 @@ typedef enum ImageTask {
 	IMAGE_CONVERT, /* qemu-img convert -f qcow2 -O raw IMAGE PART, grown to SIZE */
 	IMAGE_COPY,    /* a reflink (FICLONE), else a sparse copy, of a raw IMAGE, grown */
 	IMAGE_GROW,    /* the copy there grown to SIZE in place (qemu-img resize, or truncate) */
+	IMAGE_FLATTEN, /* qemu-img convert -f qcow2 -O raw OVERLAY PART: an earlier overlay, grown */
 } ImageTask;
 
 static bool is_image_disk(const DiskSpec *d)
@@ -57,10 +66,67 @@ bool vmm_image_needed(const SandboxSpec *config)
 	return false;
 }
 
-int vmm_image_resolve(VmmVm *v)
+/* Beside d's copy, with suffix for its extension: <id><suffix>. */
+static char *sibling_path(const DiskSpec *d, const char *suffix)
+{
+	const char *dot = strrchr(d->path, '.');
+	char *p = NULL;
+
+	return asprintf(&p, "%.*s%s", (int)(dot - d->path), d->path, suffix) < 0 ? NULL : p;
+}
+
+/* Where an earlier vmd made d's qcow2 overlay, for a raw copy's d. */
+static char *earlier_overlay_path(const DiskSpec *d)
+{
+	return sibling_path(d, ".qcow2");
+}
+
+/* 1 if path is there, 0 if not, or -errno. */
+static int exists(const char *path)
+{
+	struct stat st;
+
+	if (lstat(path, &st) == 0)
+		return 1;
+	return errno == ENOENT ? 0 : -errno;
+}
+
+/* The overlay an earlier vmd made for d, a raw copy's: 1 and *ret if it is there, else 0. */
+static int find_earlier_overlay(const DiskSpec *d, char **ret)
+{
+	_cleanup_free_ char *overlay = earlier_overlay_path(d);
+	int r;
+
+	if (!overlay)
+		return -ENOMEM;
+	r = exists(overlay);
+	if (r > 0)
+		*ret = TAKE_PTR(overlay);
+	return r;
+}
+
+/* A wake, with no raw copy of d but an earlier overlay: the overlay, which the snapshot names. */
+static int keep_earlier_overlay(DiskSpec *d)
+{
+	_cleanup_free_ char *overlay = NULL;
+	int r = exists(d->path);
+
+	if (r != 0)
+		return r < 0 ? r : 0;
+	r = find_earlier_overlay(d, &overlay);
+	if (r <= 0)
+		return r;
+	free(d->path);
+	d->path = TAKE_PTR(overlay);
+	d->format = DISK_FORMAT_QCOW2;
+	return 0;
+}
+
+int vmm_image_resolve(VmmVm *v, bool restoring)
 {
 	const char *state_dir = v->b->options.state_dir;
-	DiskFormat f = v->type->raw_disks_only ? DISK_FORMAT_RAW : DISK_FORMAT_QCOW2;
+	DiskFormat f = v->type->raw_image_copies ? DISK_FORMAT_RAW : DISK_FORMAT_QCOW2;
+	int r;
 
 	for (size_t i = 0; i < v->config->n_disks; i++) {
 		DiskSpec *d = &v->config->disks[i];
@@ -77,6 +143,11 @@ int vmm_image_resolve(VmmVm *v)
 		if (!d->path)
 			return -ENOMEM;
 		d->format = f;
+		if (restoring && f == DISK_FORMAT_RAW && (r = keep_earlier_overlay(d)) < 0) {
+			backend_set_error(v->b, "disk '%s': cannot look for its copy %s: %s", d->id,
+					  d->path, strerror(-r));
+			return r;
+		}
 	}
 	return 0;
 }
@@ -155,13 +226,16 @@ static int grow_and_sync(const char *path, uint64_t size)
 /* Whether task begins with qemu-img, the worker's first stage, exec'd. */
 static bool runs_qemu_img(ImageTask task, const DiskSpec *d)
 {
-	return task == IMAGE_OVERLAY || task == IMAGE_CONVERT ||
+	return task == IMAGE_OVERLAY || task == IMAGE_CONVERT || task == IMAGE_FLATTEN ||
 	       (task == IMAGE_GROW && d->format == DISK_FORMAT_QCOW2);
 }
 
-/* The first stage of a task that runs qemu-img: its argv, in the worker. */
+/*
+ * The first stage of a task that runs qemu-img: its argv, in the worker. overlay: what
+ * IMAGE_FLATTEN converts, whose backing file (the image) qemu-img reads through, as root.
+ */
 _Noreturn static void exec_qemu_img(ImageTask task, const char *qemu_img, const DiskSpec *d,
-				    const char *part)
+				    const char *overlay, const char *part)
 {
 	char size[32];
 	const char *format = disk_format_to_string(d->image_format);
@@ -171,9 +245,10 @@ _Noreturn static void exec_qemu_img(ImageTask task, const char *qemu_img, const 
 		execv(qemu_img, (char *[]){ (char *)qemu_img, "create", "-q", "-f", "qcow2", "-F",
 					    (char *)format, "-b", d->image, (char *)part,
 					    d->size ? size : NULL, NULL });
-	else if (task == IMAGE_CONVERT)
+	else if (task == IMAGE_CONVERT || task == IMAGE_FLATTEN)
 		execv(qemu_img, (char *[]){ (char *)qemu_img, "convert", "-q", "-f", "qcow2", "-O",
-					    "raw", d->image, (char *)part, NULL });
+					    "raw", task == IMAGE_FLATTEN ? (char *)overlay : d->image,
+					    (char *)part, NULL });
 	else
 		execv(qemu_img, (char *[]){ (char *)qemu_img, "resize", "-q", "-f", "qcow2",
 					    d->path, size, NULL });
@@ -188,6 +263,7 @@ static int finish(ImageTask task, const DiskSpec *d, const char *part)
 	case IMAGE_OVERLAY:
 		return grow_and_sync(part, 0);
 	case IMAGE_CONVERT:
+	case IMAGE_FLATTEN:
 		return grow_and_sync(part, d->size);
 	case IMAGE_COPY: {
 		_cleanup_close_ int in = open(d->image, O_RDONLY | O_CLOEXEC | O_NOCTTY),
@@ -211,7 +287,7 @@ static int finish(ImageTask task, const DiskSpec *d, const char *part)
  * the task has it (qemu_img set); its second (or only) stage is finish().
  */
 _Noreturn static void worker(ImageTask task, const char *qemu_img, const DiskSpec *d,
-			     const char *part, int log_fd, pid_t parent)
+			     const char *overlay, const char *part, int log_fd, pid_t parent)
 {
 	struct sigaction dfl = { .sa_handler = SIG_DFL };
 	sigset_t none;
@@ -230,7 +306,7 @@ _Noreturn static void worker(ImageTask task, const char *qemu_img, const DiskSpe
 		_exit(1);
 	(void)syscall(SYS_close_range, 3, ~0u, 0);
 	if (qemu_img)
-		exec_qemu_img(task, qemu_img, d, part);
+		exec_qemu_img(task, qemu_img, d, overlay, part);
 	r = finish(task, d, part);
 	if (r < 0)
 		fprintf(stderr, "disk '%s': %s\n", d->id, strerror(-r));
@@ -241,10 +317,7 @@ _Noreturn static void worker(ImageTask task, const char *qemu_img, const DiskSpe
 
 static char *side_path(const DiskSpec *d)
 {
-	const char *dot = strrchr(d->path, '.');
-	char *p = NULL;
-
-	return asprintf(&p, "%.*s.json", (int)(dot - d->path), d->path) < 0 ? NULL : p;
+	return sibling_path(d, ".json");
 }
 
 static char *part_path(const DiskSpec *d)
@@ -254,13 +327,13 @@ static char *part_path(const DiskSpec *d)
 	return asprintf(&p, "%s.part", d->path) < 0 ? NULL : p;
 }
 
-static char *generation_path(const DiskSpec *d, uint64_t generation)
+/* path (d's copy, or its earlier overlay) kept aside: <id>.gen<N>.<its extension>. */
+static char *generation_path(const char *path, uint64_t generation)
 {
-	const char *dot = strrchr(d->path, '.');
+	const char *dot = strrchr(path, '.');
 	char *p = NULL;
 
-	return asprintf(&p, "%.*s.gen%" PRIu64 "%s", (int)(dot - d->path), d->path, generation,
-			dot) < 0
+	return asprintf(&p, "%.*s.gen%" PRIu64 "%s", (int)(dot - path), path, generation, dot) < 0
 		       ? NULL
 		       : p;
 }
@@ -355,13 +428,14 @@ static int on_worker(sd_event_source *s _unused_, int fd _unused_, uint32_t reve
 static int start_worker(VmmVm *v, VmmJob *j, ImageTask task, const DiskSpec *d)
 {
 	VmmImageWork *w = &j->image;
-	_cleanup_free_ char *log = vmm_vm_path(v->b, v->name, VMM_IMAGE_LOG), *qemu_img = NULL;
+	_cleanup_free_ char *log = vmm_vm_path(v->b, v->name, VMM_IMAGE_LOG), *qemu_img = NULL,
+			    *overlay = task == IMAGE_FLATTEN ? earlier_overlay_path(d) : NULL;
 	_cleanup_close_ int log_fd = -EBADF;
 	bool tool = w->stage == 0 && runs_qemu_img(task, d);
 	pid_t parent = getpid(), pid;
 	int r;
 
-	if (!log)
+	if (!log || (task == IMAGE_FLATTEN && !overlay))
 		return -ENOMEM;
 	if (tool && (r = vmm_find_binary("qemu-img", &qemu_img)) < 0) {
 		vmm_job_fail_message(j, "disk '%s': cannot find qemu-img: %s", d->id, strerror(-r));
@@ -374,7 +448,7 @@ static int start_worker(VmmVm *v, VmmJob *j, ImageTask task, const DiskSpec *d)
 	if (pid < 0)
 		return -errno;
 	if (pid == 0)
-		worker(task, qemu_img, d, w->part ?: d->path, log_fd, parent);
+		worker(task, qemu_img, d, overlay, w->part ?: d->path, log_fd, parent);
 	w->pidfd = vmm_pidfd_open(pid);
 	if (w->pidfd < 0) {
 		r = w->pidfd;
@@ -385,7 +459,7 @@ static int start_worker(VmmVm *v, VmmJob *j, ImageTask task, const DiskSpec *d)
 	w->pid = pid;
 	w->running = true;
 	w->task = task;
-	w->copying = IN_SET(task, IMAGE_CONVERT, IMAGE_COPY);
+	w->copying = IN_SET(task, IMAGE_CONVERT, IMAGE_COPY, IMAGE_FLATTEN);
 	w->task_grow = task == IMAGE_GROW;
 	r = sd_event_add_io(v->b->event, &w->source, w->pidfd, EPOLLIN, on_worker, j);
 	if (r < 0) {
@@ -395,26 +469,41 @@ static int start_worker(VmmVm *v, VmmJob *j, ImageTask task, const DiskSpec *d)
 	return 1;
 }
 
-/* Move the copy of another image aside, as <id>.gen<N>.<ext>: never overwritten. */
-static int move_aside(VmmVm *v, VmmJob *j, const DiskSpec *d, uint64_t generation)
+/* What move_aside() keeps, in the journal's words. */
+typedef enum Aside {
+	ASIDE_OTHER_IMAGE,	 /* d's copy, of the image before */
+	ASIDE_EARLIER_OTHER,	 /* an earlier vmd's overlay of the image before */
+	ASIDE_EARLIER_FLATTENED, /* an earlier vmd's overlay, whose data the raw copy has now */
+} Aside;
+
+/* Move path aside, as <id>.gen<N>.<ext>, never overwritten. */
+static int move_aside(VmmVm *v, VmmJob *j, const DiskSpec *d, const char *path, Aside what,
+		      uint64_t generation)
 {
-	_cleanup_free_ char *to = generation_path(d, generation);
+	static const char *const words[] = {
+		[ASIDE_OTHER_IMAGE] = "names another image now: its copy of the image before",
+		[ASIDE_EARLIER_OTHER] =
+			"names another image now: the qcow2 overlay an earlier vmd made of the image before",
+		[ASIDE_EARLIER_FLATTENED] =
+			"is a raw copy now: the qcow2 overlay an earlier vmd made, whose data the copy has,",
+	};
+	_cleanup_free_ char *to = generation_path(path, generation);
 
 	if (!to)
 		return -ENOMEM;
-	if (renameat2(AT_FDCWD, d->path, AT_FDCWD, to, RENAME_NOREPLACE) < 0) {
+	if (renameat2(AT_FDCWD, path, AT_FDCWD, to, RENAME_NOREPLACE) < 0) {
 		int r = -errno;
 
-		vmm_job_fail_message(j, "disk '%s': cannot keep its copy of another image as %s: %s",
-				     d->id, to, strerror(-r));
+		vmm_job_fail_message(j, "disk '%s': cannot keep %s as %s: %s", d->id, path, to,
+				     strerror(-r));
 		return r;
 	}
 	log_fields(LOG_NOTICE,
 		   &(LogFields){ .sandbox = v->name,
 				 .backend = v->type->vmm,
 				 .message_id = LOG_MESSAGE_VMM },
-		   "disk '%s' names another image now: its copy of the image before is kept as %s",
-		   d->id, to);
+		   "disk '%s' %s is kept as %s%s", d->id, words[what], to,
+		   what == ASIDE_EARLIER_FLATTENED ? " (it may be deleted)" : "");
 	return 0;
 }
 
@@ -445,12 +534,16 @@ static int check_copy(VmmVm *v, VmmJob *j, const DiskSpec *d)
 	return start_worker(v, j, IMAGE_GROW, d);
 }
 
-/* Begin making d's copy: its record first, then the worker into <id>.<ext>.part. */
-static int make_copy(VmmVm *v, VmmJob *j, const DiskSpec *d)
+/*
+ * Begin making d's copy: its record first (unless flatten: it is right, of the earlier
+ * overlay that is converted), then the worker into <id>.<ext>.part.
+ */
+static int make_copy(VmmVm *v, VmmJob *j, const DiskSpec *d, bool flatten)
 {
 	VmmImageWork *w = &j->image;
 	_cleanup_free_ char *dir = spec_disks_dir(v->b->options.state_dir, v->name);
-	ImageTask task = d->format == DISK_FORMAT_QCOW2		? IMAGE_OVERLAY
+	ImageTask task = flatten				? IMAGE_FLATTEN
+			 : d->format == DISK_FORMAT_QCOW2	? IMAGE_OVERLAY
 			 : d->image_format == DISK_FORMAT_QCOW2 ? IMAGE_CONVERT
 								: IMAGE_COPY;
 	int r;
@@ -464,7 +557,7 @@ static int make_copy(VmmVm *v, VmmJob *j, const DiskSpec *d)
 		vmm_job_fail_message(j, "cannot make %s: %s", dir, strerror(-r));
 		return r;
 	}
-	r = side_write(d, j->generation ?: v->generation);
+	r = flatten ? 0 : side_write(d, j->generation ?: v->generation);
 	if (r < 0) {
 		vmm_job_fail_message(j, "disk '%s': cannot record its image beside %s: %s", d->id,
 				     d->path, strerror(-r));
@@ -509,6 +602,29 @@ static int commit(VmmJob *j)
 	return dfd < 0 || fsync(dfd) < 0 ? -errno : 0;
 }
 
+/*
+ * The qcow2 overlay an earlier vmd made for a raw copy's d, if there is one (of d's image:
+ * matches). With no copy there (made false), one of d's image is converted into the copy
+ * (1: a worker runs); else it is kept aside (0): the copy has its data (made), or it is of
+ * the image before.
+ */
+static int earlier_overlay(VmmVm *v, VmmJob *j, const DiskSpec *d, bool matches, bool made,
+			   uint64_t made_for)
+{
+	_cleanup_free_ char *overlay = NULL;
+	int r;
+
+	if (d->format != DISK_FORMAT_RAW || !v->type->raw_image_copies)
+		return 0;
+	r = find_earlier_overlay(d, &overlay);
+	if (r <= 0)
+		return r;
+	if (matches && !made)
+		return make_copy(v, j, d, true);
+	return move_aside(v, j, d, overlay, made ? ASIDE_EARLIER_FLATTENED : ASIDE_EARLIER_OTHER,
+			  made_for);
+}
+
 int vmm_image_step(VmmVm *v, VmmJob *j, bool worker_done)
 {
 	VmmImageWork *w = &j->image;
@@ -526,25 +642,31 @@ int vmm_image_step(VmmVm *v, VmmJob *j, bool worker_done)
 	for (; w->disk < v->config->n_disks; w->disk++) {
 		const DiskSpec *d = &v->config->disks[w->disk];
 		uint64_t made_for;
+		int matches;
 
 		if (!is_image_disk(d))
 			continue;
-		r = side_matches(d, &made_for);
-		if (r < 0)
-			return r;
+		matches = side_matches(d, &made_for);
+		if (matches < 0)
+			return matches;
 		if (access(d->path, F_OK) == 0) {
-			if (r == 0) {
-				r = move_aside(v, j, d, made_for);
+			if (!matches) {
+				r = move_aside(v, j, d, d->path, ASIDE_OTHER_IMAGE, made_for);
 				if (r < 0)
 					return r;
 			} else {
 				r = check_copy(v, j, d);
+				if (r == 0)
+					r = earlier_overlay(v, j, d, true, true, made_for);
 				if (r != 0)
 					return r;
 				continue;
 			}
 		}
-		return make_copy(v, j, d);
+		r = earlier_overlay(v, j, d, matches, false, made_for);
+		if (r != 0)
+			return r;
+		return make_copy(v, j, d, false);
 	}
 	return 0;
 }
@@ -595,6 +717,8 @@ char *vmm_image_describe(const VmmVm *v, const VmmJob *j)
 	struct stat st, img;
 	int r;
 
+	/* What a copy has so far: its blocks, since it is sparse. */
+	format_size(w->part && stat(w->part, &st) == 0 ? (uint64_t)st.st_blocks * 512 : 0, done);
 	if (!d || !w->running)
 		r = asprintf(&m, "making the disks' copies of their images");
 	else if (w->task_grow)
@@ -602,10 +726,12 @@ char *vmm_image_describe(const VmmVm *v, const VmmJob *j)
 	else if (!w->copying)
 		r = asprintf(&m, "making disk '%s', a copy-on-write overlay of image %s", d->id,
 			     d->image);
+	else if (w->task == IMAGE_FLATTEN)
+		r = asprintf(
+			&m,
+			"converting disk '%s', an earlier vmd's qcow2 overlay, into a raw copy (%s so far)",
+			d->id, done);
 	else {
-		/* What the copy has so far: its blocks, since it is sparse. */
-		format_size(w->part && stat(w->part, &st) == 0 ? (uint64_t)st.st_blocks * 512 : 0,
-			    done);
 		format_size(stat(d->image, &img) == 0 ? (uint64_t)img.st_size : 0, total);
 		r = asprintf(&m, "copying image %s for disk '%s' (%s of at most %s)", d->image,
 			     d->id, done, total);

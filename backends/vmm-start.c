@@ -289,7 +289,7 @@ static int start_job(Backend *b, const SandboxSpec *spec, uint64_t generation, B
 	if (r < 0)
 		return r;
 	images = vmm_image_needed(v->config);
-	if (images && (r = vmm_image_resolve(v)) < 0)
+	if (images && (r = vmm_image_resolve(v, snapshot_dir != NULL)) < 0)
 		return r;
 	r = mkdir_p(v->dir, 0750);
 	if (r < 0)

@@ -214,8 +214,13 @@ typedef struct VmmVmType {
 	bool serial_vmm_socket;
 	/* Its VMM drops root on its own (a jailed Firecracker): vmd does not (NULL: never). */
 	bool (*drops_root)(const Backend *b);
-	/* Its VMM takes raw disks only: a disk from an image gets a full copy, not an overlay. */
-	bool raw_disks_only;
+	/*
+	 * A disk from an image gets a raw copy of it (a reflink, a sparse copy or a conversion:
+	 * vmm-image.c), not a qcow2 overlay: its VMM takes raw disks only (Firecracker), or
+	 * would open an overlay's backing file by the path in its header, as the VMM user
+	 * (Cloud Hypervisor), when the VMM is to need no access to the image at all.
+	 */
+	bool raw_image_copies;
 	size_t size; /* of the backend's VM struct, which starts with a VmmVm */
 
 	void (*free)(VmmVm *v); /* its own parts */
@@ -496,8 +501,12 @@ int vmm_vm_watch(VmmVm *v, bool adopted);
 /* vmm-image.c */
 /* Whether config has a disk from an image. */
 bool vmm_image_needed(const SandboxSpec *config);
-/* Name each image disk's copy (path, format) in v->config. -EINVAL: no state dir. */
-int vmm_image_resolve(VmmVm *v);
+/*
+ * Name each image disk's copy (path, format) in v->config. restoring: a snapshot's wake,
+ * which keeps the qcow2 overlay an earlier vmd made for a type with raw copies (the
+ * snapshot names it) while it has no raw copy yet. -EINVAL: no state dir.
+ */
+int vmm_image_resolve(VmmVm *v, bool restoring);
 /*
  * Look at each image disk's copy from j->image.disk on and begin the work the first needs
  * (worker_done: the worker before has just succeeded). 1: a worker runs, and

@@ -379,110 +379,6 @@ static void test_seed_file(void **state)
 	assert_non_null(memmem(iso, len, "second-version", 14));
 }
 
-/*
- * A disk from an image: vmd's qcow2 overlay of it, sent with backing_files on, which CH
- * needs to open a qcow2 with a backing file; a qcow2 of the user's with a backing file
- * gets no such trust, and CH refuses it as upstream does (MaxNestingDepthExceeded).
- */
-static void test_image(void **state)
-{
-	Fixture *f = *state;
-	_cleanup_free_ char *base = path_in(f->dir, "base.raw"), *spec = NULL, *own = NULL,
-			    *overlay = path_in(f->state, "disks/img/root.qcow2"),
-			    *hand = path_in(f->dir, "hand.qcow2");
-	char magic[4] = {};
-	TestRun r;
-	int fd;
-
-	test_write_str(f->dir, "base.raw", "BASE");
-	assert_int_equal(truncate(base, 8 << 20), 0);
-	assert_true(
-		asprintf(&spec,
-			 "  memory: 64Mi\n  disks:\n    - {id: root, image: \"%s\", imageFormat: raw}\n",
-			 base) > 0);
-	put(f, "img", spec);
-	test_run(&r, (char *[]){ "/usr/bin/qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw",
-				 "-b", base, hand, NULL });
-	assert_int_equal(r.status, 0);
-	test_run_done(&r);
-	assert_true(asprintf(&own,
-			     "  memory: 64Mi\n  disks:\n    - {id: own, path: \"%s\", format: qcow2}\n",
-			     hand) > 0);
-	put(f, "own", own);
-	fixture_start_daemon(f);
-	(void)fixture_running(f, "img");
-	fd = open(overlay, O_RDONLY | O_CLOEXEC);
-	assert_true(fd >= 0);
-	assert_int_equal(read(fd, magic, 4), 4);
-	close(fd);
-	assert_memory_equal(magic, "QFI\xfb", 4);
-	json_decref(fixture_wait_status(f, "own", failing, "Maximum disk nesting depth exceeded"));
-}
-
-static bool other_vmm(json_t *s, const void *arg)
-{
-	return ready(s, "Running") && pid_of(s) != 0 && pid_of(s) != (pid_t)(intptr_t)arg;
-}
-
-/* The virtual size in a qcow2 header: big-endian, at offset 24. */
-static uint64_t qcow2_size(const char *path)
-{
-	unsigned char h[32];
-	uint64_t v = 0;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-
-	assert_true(fd >= 0);
-	assert_int_equal(read(fd, h, sizeof(h)), sizeof(h));
-	close(fd);
-	for (int i = 24; i < 32; i++)
-		v = v << 8 | h[i];
-	return v;
-}
-
-static void put_sized(Fixture *f, const char *base, const char *size)
-{
-	_cleanup_free_ char *spec = NULL;
-
-	assert_true(asprintf(&spec,
-			     "  memory: 64Mi\n  updatePolicy: restart\n  disks:\n"
-			     "    - {id: root, image: \"%s\", imageFormat: raw, size: %s}\n",
-			     base, size) > 0);
-	put(f, "grow", spec);
-}
-
-/*
- * A disk from an image given a larger size: a new boot, on the same overlay grown in
- * place (qemu-img resize). A smaller one than the overlay's: the start is refused, and
- * the overlay is left as it is.
- */
-static void test_image_resized(void **state)
-{
-	Fixture *f = *state;
-	_cleanup_free_ char *base = path_in(f->dir, "base.raw"),
-			    *overlay = path_in(f->state, "disks/grow/root.qcow2");
-	struct stat st, st2;
-	pid_t pid;
-
-	test_write_str(f->dir, "base.raw", "BASE");
-	assert_int_equal(truncate(base, 8 << 20), 0);
-	put_sized(f, base, "8Mi");
-	fixture_start_daemon(f);
-	pid = fixture_running(f, "grow");
-	assert_int_equal(qcow2_size(overlay), 8 << 20);
-	assert_int_equal(stat(overlay, &st), 0);
-
-	put_sized(f, base, "24Mi");
-	json_decref(fixture_wait_status(f, "grow", other_vmm, (void *)(intptr_t)pid));
-	assert_int_equal(qcow2_size(overlay), 24 << 20);
-	assert_int_equal(stat(overlay, &st2), 0);
-	assert_int_equal(st.st_ino, st2.st_ino);
-
-	put_sized(f, base, "16Mi");
-	json_decref(fixture_wait_status(f, "grow", failing,
-					"size 16Mi is smaller than its copy's 24Mi"));
-	assert_int_equal(qcow2_size(overlay), 24 << 20);
-}
-
 /* A release older than vmd supports: the start is refused, naming the oldest it takes. */
 static void test_too_old(void **state)
 {
@@ -745,8 +641,6 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_qcow2, setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_seed, setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_seed_file, setup, fixture_teardown),
-		cmocka_unit_test_setup_teardown(test_image, setup, fixture_teardown),
-		cmocka_unit_test_setup_teardown(test_image_resized, setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_too_old, setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_console, setup, fixture_teardown),
 	};

@@ -207,16 +207,16 @@ static void test_fc_image_copy(void **state)
 }
 
 /*
- * Cloud Hypervisor's disk from an image (vmd's qcow2 overlay; its backing file is the
- * image, which CH opens by path: world-readable here) and its cloud-init seed (a sealed
- * copy).
+ * Cloud Hypervisor's disk from an image, root's alone (vmd's raw copy: with an overlay, CH
+ * would open the image by the path in its header, and fail: "Failed to open backing
+ * file"), and its cloud-init seed (a sealed copy).
  */
 static void test_ch_image_and_seed(void **state)
 {
-	boot_image(*state, false, 0644,
+	boot_image(*state, false, 0600,
 		   "  memory: 64Mi\n  cloudInit: {userData: hello}\n  disks:\n"
 		   "    - {id: root, image: \"%s\", imageFormat: raw}\n",
-		   "disks=root,vmd_seed", "root.qcow2");
+		   "disks=root,vmd_seed", "root.raw");
 }
 
 /* Whether pid has a descriptor on the file at path (its inode). */
