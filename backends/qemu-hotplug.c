@@ -8,6 +8,7 @@
  * asks for again later.
  */
 #include <jansson.h>
+#include <limits.h>
 #include <stdio.h>
 
 #include "netdev.h"
@@ -90,6 +91,33 @@ int qemu_vm_load_disk_names(QemuVm *v, const json_t *j)
 		p->legacy = true;
 	}
 	return 0;
+}
+
+/*
+ * The counter of hot-added fdsets is saved with vm.json only: a vmd that crashed between
+ * an add-fd and that save left a set in QEMU that its record does not name, and an add-fd
+ * into that id would add a second descriptor to it (QEMU 7.2 monitor/fds.c
+ * monitor_fdset_add_fd() adds to the set of the id given, if there is one), of which
+ * /dev/fdset/N may open the old one. So an adopted QEMU is asked what it holds (query-fdsets:
+ * every set, whatever its descriptors, monitor/fds.c qmp_query_fdsets()), and the counter
+ * moves past all of them.
+ */
+int qemu_observe_fdsets(VmmVm *vm, VmmJob *j _unused_, const VmmReply *r)
+{
+	QemuVm *v = (QemuVm *)vm;
+	const json_t *e;
+	size_t i;
+
+	if (r->error < 0)
+		return r->error;
+	json_array_foreach(r->json, i, e)
+	{
+		json_int_t id = json_integer_value(json_object_get(e, "fdset-id"));
+
+		if (id >= QEMU_FDSET_HOTADD && id > (json_int_t)v->last_fdset && id < INT_MAX)
+			v->last_fdset = (unsigned)id;
+	}
+	return VMM_NEXT;
 }
 
 /* The names of what backs the disk id on port i (-1: not known): its nodes and its fdset. */

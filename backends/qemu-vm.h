@@ -54,6 +54,8 @@ bool qemu_is_device_name(const char *s);
  */
 int qemu_vm_save_disk_names(const QemuVm *v, json_t *j);
 int qemu_vm_load_disk_names(QemuVm *v, const json_t *j);
+/* query-fdsets of a QEMU adopted: the next hot-added disk's set is one it does not hold. */
+int qemu_observe_fdsets(VmmVm *vm, VmmJob *j, const VmmReply *r);
 /* The requests of a hot-plug job's phase: add, remove (ask, cleanup), undo a failed add. */
 int qemu_build_hotplug(QemuVm *v, VmmJob *j, VmmRequests *rq);
 /* What QEMU has (qom-list /machine/peripheral): the config loses what it lacks. */

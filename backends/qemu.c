@@ -178,8 +178,12 @@ static int qemu_build(VmmVm *vm, VmmJob *j, VmmRequests *rq)
 		return qemu_build_snapshot(v, j, rq);
 	switch (j->phase) {
 	case VMM_PHASE_API_UP:
-	case VMM_PHASE_HANDSHAKE:
 		return vmm_request_add(rq, NULL, NULL, check_name, "query-name");
+	case VMM_PHASE_HANDSHAKE:
+		r = vmm_request_add(rq, NULL, NULL, check_name, "query-name");
+		/* Adopted: the fdsets it holds, which a vmd that crashed may not have recorded. */
+		return r < 0 ? r
+			     : vmm_request_add(rq, NULL, NULL, qemu_observe_fdsets, "query-fdsets");
 	case VMM_PHASE_CONFIGURE:
 		return 0; /* all of it is on the command line */
 	case VMM_PHASE_BOOT:

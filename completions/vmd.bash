@@ -70,7 +70,7 @@ _vmd()
 		return
 		;;
 	--for)
-		COMPREPLY=($(compgen -W 'ready running stopped deleted applied' -- "$cur"))
+		COMPREPLY=($(compgen -W 'ready running stopped deleted applied suspended' -- "$cur"))
 		return
 		;;
 	--resync | --grace | --max-deletions | --max-disruptions | --console-log-size | --timeout)

@@ -3,11 +3,16 @@
  * vmd plan: what the daemon would do now, read-only. It reads the sandbox directory and
  * asks the backends what runs exactly as the daemon does, and calls the same planner; it
  * takes no lock and writes nothing, so it works while the daemon runs.
+ *
+ * Stops of several at once go in the reverse order of spec.after, as the daemon has them
+ * (ordering.c ordering_stop_waits(): a stop waits while one naming it in its spec.after
+ * is stopped too): the planner plans each alone, and the order is put on its stops here.
  */
 #include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
 
+#include "after-spec.h"
 #include "cli.h"
 #include "log.h"
 #include "manager.h"
@@ -76,6 +81,91 @@ static json_t *plan_one(Manager *m, Sandbox *sb, json_t *held)
 	return j;
 }
 
+/* The stop planned in p, or NULL; one the mass deletion guard holds waits for nothing. */
+static json_t *stop_of(json_t *p)
+{
+	json_t *a;
+	size_t i;
+
+	if (json_is_true(json_object_get(p, "stopHeld")))
+		return NULL;
+	json_array_foreach(json_object_get(p, "actions"), i, a)
+	{
+		if (streq_ptr(json_string_value(json_object_get(a, "action")), "stop"))
+			return a;
+	}
+	return NULL;
+}
+
+/* Whether the stop of list[a] waits for that of list[b]: b names a in its spec.after. */
+static bool stop_waits_for(Sandbox **list, size_t a, size_t b)
+{
+	return a != b && spec_after_has(list[b]->desired, list[a]->name);
+}
+
+/*
+ * The order of the stops planned (plans[i] is list[i]'s): each that waits for others gets
+ * "stopAfter" (their names) and "stopStep", 1 + the highest step of those; each that only
+ * others wait for, step 1. No cycle (refused at load): the steps settle within ns rounds.
+ */
+static void order_stops(Sandbox **list, json_t *plans, size_t n)
+{
+	_cleanup_free_ size_t *s = calloc(n, sizeof(size_t));
+	_cleanup_free_ unsigned *step = calloc(n, sizeof(unsigned));
+	bool changed = true;
+	size_t ns = 0;
+
+	if (!s || !step)
+		return;
+	/* Those going down for good, as ordering.c going_down() has them: not a wake again. */
+	for (size_t i = 0; i < n; i++)
+		if (stop_of(json_array_get(plans, i)) &&
+		    (!list[i]->path ||
+		     (list[i]->desired && list[i]->desired->state == SANDBOX_STOPPED)))
+			s[ns++] = i;
+	for (size_t a = 0; a < ns; a++)
+		for (size_t b = 0; b < ns; b++) {
+			json_t *stop = stop_of(json_array_get(plans, s[a])), *after;
+
+			if (!stop_waits_for(list, s[a], s[b]))
+				continue;
+			after = json_object_get(stop, "stopAfter");
+			if (!after && json_object_set_new(stop, "stopAfter", after = json_array()) < 0)
+				return;
+			json_array_append_new(after, json_string(list[s[b]]->name));
+			step[s[a]] = step[s[b]] = 1;
+		}
+	for (size_t round = 0; round < ns && changed; round++) {
+		changed = false;
+		for (size_t a = 0; a < ns; a++)
+			for (size_t b = 0; b < ns; b++)
+				if (stop_waits_for(list, s[a], s[b]) && step[s[b]] + 1 > step[s[a]]) {
+					step[s[a]] = step[s[b]] + 1;
+					changed = true;
+				}
+	}
+	for (size_t a = 0; a < ns; a++)
+		if (step[s[a]])
+			json_object_set_new(stop_of(json_array_get(plans, s[a])), "stopStep",
+					    json_integer(step[s[a]]));
+}
+
+/* " [stop 2: after a, b]", " [stop 1]", or "" for a stop in no order. */
+static void print_stop_order(json_t *a)
+{
+	json_t *after = json_object_get(a, "stopAfter"), *e;
+	size_t i;
+
+	if (!json_is_integer(json_object_get(a, "stopStep")))
+		return;
+	printf(" [stop %lld", (long long)json_integer_value(json_object_get(a, "stopStep")));
+	json_array_foreach(after, i, e)
+	{
+		printf("%s%s", i ? ", " : ": after ", json_string_value(e));
+	}
+	printf("%s]", json_array_size(after) ? " (spec.after)" : "");
+}
+
 static void print_plan(json_t *p)
 {
 	const char *name = json_string_value(json_object_get(p, "name"));
@@ -109,8 +199,10 @@ static void print_plan(json_t *p)
 			when = " [held: too many files went at once; vmd approve-deletions]";
 		else if (json_is_true(json_object_get(a, "destructive")))
 			when = " [after the grace period]";
-		printf("%s: %s%s%s (%s)%s\n", name, what, dev ? " " : "", dev ?: "",
+		printf("%s: %s%s%s (%s)%s", name, what, dev ? " " : "", dev ?: "",
 		       json_string_value(json_object_get(a, "reason")), when);
+		print_stop_order(a);
+		printf("\n");
 	}
 }
 
@@ -189,13 +281,11 @@ int verb_plan(int argc, char **argv)
 	qsort(list, n, sizeof(Sandbox *), name_compare);
 
 	all = json_array();
-	for (size_t i = 0; i < n; i++) {
-		json_t *p = plan_one(m, list[i], held);
-
-		if (!json)
-			print_plan(p);
-		json_array_append_new(all, p);
-	}
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(all, plan_one(m, list[i], held));
+	order_stops(list, all, n);
+	for (size_t i = 0; i < n && !json; i++)
+		print_plan(json_array_get(all, i));
 	if (json) {
 		json_dumpf(all, stdout, JSON_INDENT(2));
 		fputc('\n', stdout);

@@ -57,8 +57,8 @@ static bool vmm_gone(json_t *s, bool no_daemon)
 /* The one line that says most about what is wrong, or "". */
 static const char *headline(json_t *s)
 {
-	static const char *const order[] = { "ConfigValid", "Degraded", "RolledBack",
-					     "RestartRequired", "Ready" };
+	static const char *const order[] = { "ConfigValid", "Degraded",	       "RolledBack",
+					     "WakeFailed",  "RestartRequired", "Ready" };
 
 	for (size_t i = 0; i < ELEMENTSOF(order); i++) {
 		const char *st = status_condition(s, order[i], "status");

@@ -13,6 +13,12 @@
  * fingerprint when it starts, and the sandbox is applied once the daemon read those very
  * bytes, found them valid, acted on all of it (observedGeneration == generation) and the
  * sandbox is Ready.
+ *
+ * --for suspended waits for a committed snapshot (phase Suspended, its "snapshot" given).
+ * Until the daemon read the file as it is when the command starts (the same fileHash), the
+ * rest of the status is of a content before: a file just edited to state: suspended is
+ * waited for. Once it did, a desired state other than suspended, or a suspend that failed,
+ * ends the wait at once: nothing would suspend it (as a rollback ends --for applied).
  */
 #include <fcntl.h>
 #include <getopt.h>
@@ -37,30 +43,34 @@ typedef enum WaitFor {
 	WAIT_STOPPED,
 	WAIT_DELETED,
 	WAIT_APPLIED,
+	WAIT_SUSPENDED,
 	_WAIT_FOR_MAX,
 } WaitFor;
 
 static const char *const wait_for_table[_WAIT_FOR_MAX] = {
 	[WAIT_READY] = "ready",	    [WAIT_RUNNING] = "running", [WAIT_STOPPED] = "stopped",
-	[WAIT_DELETED] = "deleted", [WAIT_APPLIED] = "applied",
+	[WAIT_DELETED] = "deleted", [WAIT_APPLIED] = "applied", [WAIT_SUSPENDED] = "suspended",
 };
 
 typedef struct Waited {
 	const char *name;
-	char hash[32]; /* applied: the file's fingerprint when the command started */
+	char hash[32]; /* applied, suspended: the file's fingerprint when the command started */
 	char why[512]; /* why it is not there yet */
-	bool never;    /* nor will it be: its generation was rolled back (reconciler/rollout.c) */
+	/* Nor will it be: its generation was rolled back (rollout.c), its suspend failed... */
+	bool never;
 } Waited;
 
 static void wait_help(FILE *f)
 {
-	fprintf(f, "Usage: vmd wait NAME... --for ready|running|stopped|deleted|applied\n"
+	fprintf(f, "Usage: vmd wait NAME... --for ready|running|stopped|deleted|applied|suspended\n"
 		   "                [--timeout DURATION] [--run-dir DIR] [--sandboxes DIR]\n"
 		   "\n"
 		   "Wait until each sandbox NAME is as asked, as its status in the run dir says:\n"
 		   "  ready    Ready is True          running  Running is True (its VMM runs it)\n"
 		   "  stopped  phase Stopped          deleted  it has no status any more\n"
 		   "  applied  the daemon acted on the file's content as it is now, and it is Ready\n"
+		   "  suspended  its snapshot is committed (fails at once if the file, as it is\n"
+		   "           now, does not ask for state: suspended, or its suspend failed)\n"
 		   "Exit 0 when all are, 1 with the reason for each that is not at the timeout.\n"
 		   "\n"
 		   "  --for CONDITION    what to wait for (required)\n"
@@ -139,6 +149,34 @@ static void cond_why(json_t *s, const char *type, char *buf, size_t size)
 		 status_condition(s, type, "reason"), *msg ? ": " : "", msg);
 }
 
+/* --for suspended: whether s has its snapshot; if not, why, and whether it never will. */
+static bool check_suspended(json_t *s, Waited *w)
+{
+	const char *phase = json_string_value(json_object_get(s, "phase")),
+		   *hash = json_string_value(json_object_get(s, "fileHash")),
+		   *desired = json_string_value(json_object_get(s, "desiredState")),
+		   *job = json_string_value(json_object_get(json_object_get(s, "job"), "type"));
+
+	if (streq_ptr(phase, "Suspended") && json_is_object(json_object_get(s, "snapshot")))
+		return true;
+	if (!streq_ptr(hash, w->hash))
+		snprintf(w->why, sizeof(w->why),
+			 "vmd has not read its file as it was when the wait began yet (fileHash %s, not %s)",
+			 hash ?: "null", w->hash);
+	else if (!streq_ptr(desired, "suspended")) {
+		w->never = true;
+		snprintf(w->why, sizeof(w->why), "its desired state is %s, not suspended",
+			 desired ?: "not reported");
+	} else if (streq(status_condition(s, "Degraded", "status"), "True") &&
+		   strncmp(status_condition(s, "Degraded", "message"), "suspend failed", 14) == 0) {
+		w->never = true;
+		cond_why(s, "Degraded", w->why, sizeof(w->why));
+	} else
+		snprintf(w->why, sizeof(w->why), "its phase is %s%s%s", phase ?: "not reported",
+			 job ? ", its job " : "", job ?: "");
+	return false;
+}
+
 /* Whether w is as asked; if not, why in w->why. */
 static bool check(const char *run_dir, WaitFor what, Waited *w)
 {
@@ -174,6 +212,8 @@ static bool check(const char *run_dir, WaitFor what, Waited *w)
 		snprintf(w->why, sizeof(w->why), "it still has a status (phase %s)",
 			 json_string_value(json_object_get(s, "phase")) ?: "not reported");
 		return false;
+	case WAIT_SUSPENDED:
+		return check_suspended(s, w);
 	default:
 		break;
 	}
@@ -274,7 +314,7 @@ int verb_wait(int argc, char **argv)
 			what = (int)string_table_lookup(wait_for_table, _WAIT_FOR_MAX, optarg);
 			if (what < 0) {
 				fprintf(stderr,
-					"vmd wait: --for takes ready, running, stopped, deleted or applied, not '%s'\n",
+					"vmd wait: --for takes ready, running, stopped, deleted, applied or suspended, not '%s'\n",
 					optarg);
 				return EXIT_USAGE;
 			}
@@ -319,7 +359,7 @@ int verb_wait(int argc, char **argv)
 			fprintf(stderr, "vmd wait: '%s' is not a sandbox name\n", w[i].name);
 			return EXIT_USAGE;
 		}
-		if (what != WAIT_APPLIED)
+		if (!IN_SET(what, WAIT_APPLIED, WAIT_SUSPENDED))
 			continue;
 		/* The content now, before anything is read of the daemon's. */
 		r = take_hash(run_dir, sandboxes, &w[i]);
@@ -344,8 +384,8 @@ int verb_wait(int argc, char **argv)
 			return EXIT_OK;
 		for (int i = 0; i < n; i++)
 			if (w[i].never) {
-				fprintf(stderr, "vmd wait: %s: not applied: %s\n", w[i].name,
-					w[i].why);
+				fprintf(stderr, "vmd wait: %s: not %s: %s\n", w[i].name,
+					wait_for_table[what], w[i].why);
 				return EXIT_INVALID;
 			}
 		now = now_usec(CLOCK_MONOTONIC) / 1000;

@@ -510,17 +510,20 @@ static int wake_fired(sd_event_source *s _unused_, uint64_t usec _unused_, void 
 
 /*
  * The backoff outlives vmd. <run-dir>/<name>/backoff.json keeps the restarts, the step of
- * each backoff (failures and quick exits in a row), when the next try is due and why, so
+ * each backoff (failures and quick exits in a row), when the next try is due and why (and
+ * a WakeFailed condition not cleared yet: suspend.c), so
  * that a vmd killed and started again goes on where the last one was instead of starting
  * afresh. It lives as long as the run dir, a tmpfs, does: one boot; the time of the next
  * try is CLOCK_BOOTTIME, which no change of the wall clock moves, beside the boot id.
  */
 static uint64_t backoff_fingerprint(const Sandbox *sb)
 {
-	const uint64_t v[] = { sb->restarts, sb->failures, sb->quick_exits, sb->retry_at };
+	const uint64_t v[] = { sb->restarts, sb->failures, sb->quick_exits, sb->retry_at,
+			       sb->wake_failed_generation };
 	uint64_t h = fnv1a64(FNV1A64_INIT, v, sizeof(v));
 
-	return sb->last_error ? fnv1a64(h, sb->last_error, strlen(sb->last_error) + 1) : h;
+	h = sb->last_error ? fnv1a64(h, sb->last_error, strlen(sb->last_error) + 1) : h;
+	return sb->wake_failed ? fnv1a64(h, sb->wake_failed, strlen(sb->wake_failed) + 1) : h;
 }
 
 static char *backoff_path(Manager *m, const Sandbox *sb)
@@ -551,6 +554,12 @@ void sandbox_load_backoff(Manager *m, Sandbox *sb)
 		error = json_string_value(json_object_get(j, "lastError"));
 		free(sb->last_error);
 		sb->last_error = error ? strdup(error) : NULL;
+		/* The WakeFailed condition: the user has not seen it any more than before. */
+		error = json_string_value(json_object_get(j, "wakeFailed"));
+		free(sb->wake_failed);
+		sb->wake_failed = error ? strdup(error) : NULL;
+		sb->wake_failed_generation =
+			(uint64_t)json_integer_value(json_object_get(j, "wakeFailedGeneration"));
 	}
 	sb->backoff_hash = backoff_fingerprint(sb);
 }
@@ -569,17 +578,18 @@ static void save_backoff(Manager *m, Sandbox *sb)
 	if (!path || asprintf(&dir, "%s/%s", m->config.run_dir, sb->name) < 0)
 		return;
 	if (sb->restarts == 0 && sb->failures == 0 && sb->quick_exits == 0 && !sb->retry_at &&
-	    !sb->last_error) {
+	    !sb->last_error && !sb->wake_failed) {
 		if (unlink(path) == 0 || errno == ENOENT)
 			sb->backoff_hash = h;
 		return;
 	}
 	if (sb->retry_at)
 		at = sb->retry_at + (now_usec(CLOCK_BOOTTIME) - now_usec(CLOCK_MONOTONIC));
-	j = json_pack("{s:s, s:i, s:i, s:i, s:I, s:s?}", "bootId", m->boot_id, "restarts",
-		      (int)sb->restarts, "failures", (int)sb->failures, "quickExits",
+	j = json_pack("{s:s, s:i, s:i, s:i, s:I, s:s?, s:s?, s:I}", "bootId", m->boot_id,
+		      "restarts", (int)sb->restarts, "failures", (int)sb->failures, "quickExits",
 		      (int)sb->quick_exits, "retryAtBoottimeUsec", (json_int_t)at, "lastError",
-		      sb->last_error);
+		      sb->last_error, "wakeFailed", sb->wake_failed, "wakeFailedGeneration",
+		      (json_int_t)sb->wake_failed_generation);
 	text = j ? json_dumps(j, JSON_SORT_KEYS) : NULL;
 	if (text && (r = mkdir_p(dir, 0755)) >= 0)
 		r = write_file_atomic(path, text, strlen(text), 0644, false);

@@ -138,6 +138,9 @@ typedef struct Sandbox {
 	sd_event_source *snapshot_sync; /* a child syncing that save to disk, before the commit */
 	unsigned wake_failures; /* in a row: at WAKE_FAILURES_MAX its snapshot is set aside */
 	bool boot_afresh;	/* its snapshot was set aside: it boots at once */
+	/* WakeFailed's message once it was set aside, until it suspends or its file changes */
+	char *wake_failed;
+	uint64_t wake_failed_generation; /* the generation it was set aside at */
 	/* template.c (startFrom: snapshot): its template, or NULL */
 	Snapshot *template;
 	bool template_saving;	 /* the save under way (snapshot_new) is of its template */
@@ -385,6 +388,9 @@ int sandbox_suspend_commit(Manager *m, Sandbox *sb);
 void sandbox_suspend_abort(Sandbox *sb);
 /* A suspend or restore that the backend completed: the snapshot follows. */
 void sandbox_suspend_op_done(Manager *m, Sandbox *sb, BackendOp op, int error);
+/* The WakeFailed condition: True from a snapshot set aside until it suspends again or its
+ * file changes. */
+void sandbox_wake_condition(Sandbox *sb, uint64_t now_realtime);
 
 /* template.c: startFrom: snapshot */
 char *sandbox_template_root(const Manager *m);

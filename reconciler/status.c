@@ -29,6 +29,7 @@ const char *const condition_type_table[_CONDITION_TYPE_MAX] = {
 	[CONDITION_DEGRADED] = "Degraded",
 	[CONDITION_RUNNING] = "Running",
 	[CONDITION_ROLLED_BACK] = "RolledBack",
+	[CONDITION_WAKE_FAILED] = "WakeFailed",
 };
 
 void sandbox_status_done(SandboxStatus *s)
@@ -702,6 +703,7 @@ void sandbox_update_status(Manager *m, Sandbox *sb, const Plan *plan)
 	probe_sync(m, sb);
 	compute_conditions(m, sb, plan, now_real);
 	rollout_status_updated(m, sb, plan, now_real);
+	sandbox_wake_condition(sb, now_real);
 	manager_tally_ready(m, sb);
 	ordering_status_changed(m, sb, old_phase, old_ready, old_reason);
 

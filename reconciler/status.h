@@ -31,6 +31,7 @@ typedef enum ConditionType {
 	CONDITION_DEGRADED,
 	CONDITION_RUNNING,     /* the VMM runs the guest; Ready may wait for a probe besides */
 	CONDITION_ROLLED_BACK, /* a generation not Ready in time went back (rollout.c) */
+	CONDITION_WAKE_FAILED, /* its snapshot could not be woken: set aside (suspend.c) */
 	_CONDITION_TYPE_MAX,
 } ConditionType;
 

@@ -63,6 +63,7 @@ void sandbox_suspend_done(Sandbox *sb)
 	sb->snapshot = snapshot_free(sb->snapshot);
 	sb->snapshot_saving = snapshot_free(sb->snapshot_saving);
 	sb->snapshot_new = mfree(sb->snapshot_new);
+	sb->wake_failed = mfree(sb->wake_failed);
 }
 
 bool sandbox_has_snapshot(const Sandbox *sb)
@@ -285,6 +286,10 @@ static void wake_failed(Manager *m, Sandbox *sb, int error)
 	set_format(&sb->last_error,
 		   "WakeFailed: its snapshot could not be woken %u times in a row (last: %s); kept in %s, it booted afresh",
 		   sb->wake_failures, strerror(-error), aside);
+	set_format(&sb->wake_failed,
+		   "its snapshot could not be woken %u times in a row (last: %s); it is kept in %s and the sandbox booted afresh: the guest's memory state is lost (the snapshot is there to recover by hand)",
+		   sb->wake_failures, strerror(-error), aside);
+	sb->wake_failed_generation = sb->generation;
 	sb->wake_failures = 0;
 	sb->boot_afresh = true;
 	sb->snapshot = snapshot_free(sb->snapshot);
@@ -315,6 +320,22 @@ int sandbox_wake(Manager *m, Sandbox *sb, Backend *b)
 	else if (r < 0)
 		wake_failed(m, sb, r);
 	return r;
+}
+
+/*
+ * Told until the user can be taken to have seen it: the sandbox suspends again (a new
+ * snapshot: that of before is of no more use) or its file changes (a new generation).
+ */
+void sandbox_wake_condition(Sandbox *sb, uint64_t now)
+{
+	if (sb->wake_failed && (sb->snapshot || sb->generation != sb->wake_failed_generation))
+		sb->wake_failed = mfree(sb->wake_failed);
+	if (sb->wake_failed)
+		condition_set(&sb->status, CONDITION_WAKE_FAILED, CONDITION_TRUE,
+			      "SnapshotSetAside", sb->wake_failed, now);
+	else
+		condition_set(&sb->status, CONDITION_WAKE_FAILED, CONDITION_FALSE, "NoWakeFailure",
+			      "", now);
 }
 
 int sandbox_drop_snapshot(Manager *m, Sandbox *sb)

@@ -511,6 +511,79 @@ static void test_reverse_stop(void **state)
 		    log_at(log, "vmd: c: stop: its file was removed"));
 }
 
+/* The line of out that begins with prefix, without its newline (to free); fails if none. */
+static char *line_of(const char *out, const char *prefix)
+{
+	for (const char *p = out; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+		if (strncmp(p, prefix, strlen(prefix)) == 0)
+			return strndup(p, strcspn(p, "\n"));
+	fail_msg("no line '%s...' in:\n%s", prefix, out);
+	return NULL;
+}
+
+/*
+ * vmd plan shows the order of stops that go at once: a (which names b) first, then b
+ * (which names c), then c; d, in no order, as it was. On the VMs a daemon killed left
+ * running, their files removed since.
+ */
+static void test_plan_stop_order(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_(test_run_done) TestRun r = {}, rj = {};
+	char *argv[] = { (char *)test_vmd(), "plan",   "--sandboxes", f->sb, "--run-dir", f->run,
+			 "--state-dir",	     f->state, NULL,	      NULL };
+	_cleanup_free_ char *a = NULL, *b = NULL, *c = NULL;
+	json_t *all, *e, *stop;
+	size_t i;
+
+	fixture_put(f, "a", FIXTURE_NOOP_SPEC "  after: [b]\n");
+	fixture_put(f, "b", FIXTURE_NOOP_SPEC "  after: [c]\n");
+	fixture_put(f, "c", FIXTURE_NOOP_SPEC);
+	fixture_put(f, "d", FIXTURE_NOOP_SPEC);
+	start_daemon(f);
+	json_decref(fixture_wait_status(f, "a", ready, "Running"));
+	json_decref(fixture_wait_status(f, "d", ready, "Running"));
+	fixture_stop_daemon(f, SIGKILL);
+	for (const char *n = "abc"; *n; n++) {
+		_cleanup_free_ char *p = path_in(f->sb, "%c.yaml", *n);
+
+		assert_int_equal(unlink(p), 0);
+	}
+
+	test_run(&r, argv);
+	assert_int_equal(r.status, 0);
+	a = line_of(r.out, "a: stop (its file was removed)");
+	b = line_of(r.out, "b: stop (its file was removed)");
+	c = line_of(r.out, "c: stop (its file was removed)");
+	assert_true(strlen(a) > 8 && streq(a + strlen(a) - 8, "[stop 1]"));
+	assert_non_null(strstr(b, "[stop 2: after a (spec.after)]"));
+	assert_non_null(strstr(c, "[stop 3: after b (spec.after)]"));
+	assert_non_null(strstr(r.out, "d: up to date (running)\n"));
+
+	argv[8] = "--json";
+	test_run(&rj, argv);
+	assert_int_equal(rj.status, 0);
+	all = json_loads(rj.out, 0, NULL);
+	assert_non_null(all);
+	json_array_foreach(all, i, e)
+	{
+		const char *name = json_string_value(json_object_get(e, "name"));
+
+		stop = json_array_get(json_object_get(e, "actions"), 0);
+		if (streq(name, "d")) {
+			assert_int_equal(json_array_size(json_object_get(e, "actions")), 0);
+			continue;
+		}
+		assert_int_equal(json_integer_value(json_object_get(stop, "stopStep")),
+				 name[0] - 'a' + 1);
+		if (streq(name, "c"))
+			assert_string_equal(json_string_value(json_array_get(
+						    json_object_get(stop, "stopAfter"), 0)),
+					    "b");
+	}
+	json_decref(all);
+}
+
 /*
  * The host's shutdown through the daemon (SystemState "stopping" at SIGTERM, which needs a
  * system bus: here called as its reply would): a's guest first, then b's, then c's, though
@@ -572,9 +645,12 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_restart_waits, fixture_setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_cycle_refused, fixture_setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_reverse_stop, fixture_setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_plan_stop_order, fixture_setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_host_shutdown_order, manager_fixture_setup,
 						manager_fixture_teardown),
 	};
 
+	if (getenv("VMD_TEST_FILTER")) /* one test, for a run by hand */
+		cmocka_set_test_filter(getenv("VMD_TEST_FILTER"));
 	return cmocka_run_group_tests_name("ordering", tests, NULL, NULL);
 }

@@ -323,6 +323,48 @@ static void test_wait(void **state)
 }
 
 /*
+ * --for suspended: a file just edited to state: suspended is waited for until its snapshot
+ * is committed; a desired state that is not suspended, or a suspend that failed (the noop
+ * backend's fail-ops, for every try), fails the wait at once, not at its timeout.
+ */
+static void test_wait_suspended(void **state)
+{
+	static const char *const FAILING =
+		"apiVersion: vmd/v1\nkind: Sandbox\nmetadata:\n  labels: {noop.vmd/fail-ops: \"99\"}\n"
+		"spec:\n  backend: noop\n  memory: 64Mi\n";
+	Fixture *f = *state;
+	_cleanup_free_ char *err = NULL, *text = NULL;
+	json_t *s;
+
+	fixture_put(f, "db", PLAIN);
+	fixture_put(f, "web", FAILING);
+	fixture_start_daemon(f);
+	assert_int_equal(WAIT(f, NULL, "db", "web", "--for", "running", "--timeout", "60s"), 0);
+	assert_int_equal(WAIT(f, &err, "db", "--for", "suspended", "--timeout", "60s"), 1);
+	assert_non_null(strstr(err, "vmd wait: db: not suspended: its desired state is running, "
+				    "not suspended\n"));
+	err = mfree(err);
+
+	assert_true(asprintf(&text, "%s  state: suspended\n", PLAIN) > 0);
+	fixture_put(f, "db", text);
+	assert_int_equal(WAIT(f, NULL, "db", "--for", "suspended", "--timeout", "60s"), 0);
+	s = fixture_status(f, "db");
+	assert_string_equal(json_string_value(json_object_get(s, "phase")), "Suspended");
+	assert_true(json_is_object(json_object_get(s, "snapshot")));
+	json_decref(s);
+
+	free(text);
+	assert_true(asprintf(&text, "%s  state: suspended\n", FAILING) > 0);
+	fixture_put(f, "web", text);
+	assert_int_equal(WAIT(f, &err, "web", "--for", "suspended", "--timeout", "60s"), 1);
+	assert_non_null(strstr(err, "vmd wait: web: not suspended: Degraded is True (ActionFailed: "
+				    "suspend failed: "));
+	s = fixture_status(f, "web");
+	assert_string_equal(json_string_value(json_object_get(s, "phase")), "Running");
+	json_decref(s);
+}
+
+/*
  * On QEMU (TCG), the test guest: its console marker VMD-GUEST-READY as readiness; then,
  * as the file changes, a tcp probe through a user network's forwarded port, which QEMU
  * accepts itself: to a guest port nothing listens on it fails (QEMU hangs up), to the
@@ -381,8 +423,11 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_liveness_restart, fixture_setup,
 						fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_wait, fixture_setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_wait_suspended, fixture_setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_qemu, qemu_setup, fixture_teardown),
 	};
 
+	if (getenv("VMD_TEST_FILTER")) /* one test, for a run by hand */
+		cmocka_set_test_filter(getenv("VMD_TEST_FILTER"));
 	return cmocka_run_group_tests_name("readiness", tests, NULL, NULL);
 }

@@ -55,7 +55,7 @@ static const char *WEB_YAML =
 	"  disks:\n  - {id: root, path: /d/root.raw}\n  - {id: data, path: \"/d/d\\u00e4ta \\\"1\\\".qcow2\", format: qcow2, readOnly: true}\n"
 	"  networks:\n  - {id: net0, type: tap, tap: vmtap0, mac: \"52:54:00:12:34:56\"}\n  - {id: net1, type: user}\n";
 
-/* The last condition of both statuses below (a sandbox never rolled back). */
+/* The last conditions of both statuses below (never rolled back, no wake failed). */
 #define NO_ROLLBACK                                                                                \
 	"    {\n"                                                                                  \
 	"      \"type\": \"RolledBack\",\n"                                                        \
@@ -63,6 +63,13 @@ static const char *WEB_YAML =
 	"      \"reason\": \"NoRollback\",\n"                                                      \
 	"      \"message\": \"\",\n"                                                               \
 	"      \"lastTransitionTime\": \"2026-01-01T00:00:06.172Z\"\n"                             \
+	"    },\n"                                                                                 \
+	"    {\n"                                                                                  \
+	"      \"type\": \"WakeFailed\",\n"                                                        \
+	"      \"status\": \"False\",\n"                                                           \
+	"      \"reason\": \"NoWakeFailure\",\n"                                                   \
+	"      \"message\": \"\",\n"                                                               \
+	"      \"lastTransitionTime\": \"2026-01-01T00:00:07.407Z\"\n"                             \
 	"    }\n"
 
 /* A format: %s is net1's derived MAC. */

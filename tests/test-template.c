@@ -251,11 +251,22 @@ static bool booted_afresh(json_t *s, const void *arg _unused_)
 	       streq_ptr(started_from(s), "booted");
 }
 
-/* A suspend snapshot whose wake keeps failing: after 3, kept aside, and it boots. */
+static bool wake_failed_is(json_t *s, const void *arg)
+{
+	return streq(status_condition(s, "WakeFailed", "status"), arg);
+}
+
+/*
+ * A suspend snapshot whose wake keeps failing: after 3, kept aside, and it boots; the
+ * WakeFailed condition says where the snapshot went, until the file changes.
+ */
 static void test_noop_wake_fails(void **state)
 {
 	Fixture *f = *state;
-	_cleanup_free_ char *cur = NULL, *log = NULL;
+	_cleanup_free_ char *cur = NULL, *log = NULL, *aside = NULL;
+	char *argv[] = { (char *)test_vmd(), "status", "--run-dir", f->run, "web", NULL };
+	TestRun r;
+	json_t *s;
 
 	fixture_put(f, "web", FIXTURE_NOOP_SPEC "  restartPolicy: never\n");
 	fixture_start_daemon(f);
@@ -273,6 +284,31 @@ static void test_noop_wake_fails(void **state)
 	assert_non_null(strstr(log, "WakeFailed: its snapshot could not be woken 3 times in a row"));
 	assert_false(exists(f->state, "snapshots/web/current"));
 	assert_true(has_entry(f->state, "snapshots-failed", "web-"));
+
+	/* Its status says so, where the snapshot went, until its file changes. */
+	s = fixture_status(f, "web");
+	assert_string_equal(status_condition(s, "WakeFailed", "status"), "True");
+	assert_string_equal(status_condition(s, "WakeFailed", "reason"), "SnapshotSetAside");
+	aside = path_in(f->state, "snapshots-failed/web-");
+	assert_non_null(strstr(status_condition(s, "WakeFailed", "message"), aside));
+	assert_non_null(strstr(status_condition(s, "WakeFailed", "message"),
+			       "could not be woken 3 times in a row"));
+	json_decref(s);
+	test_run(&r, argv);
+	assert_int_equal(r.status, 0);
+	assert_non_null(strstr(r.out, "WakeFailed       True    SnapshotSetAside"));
+	test_run_done(&r);
+	argv[5] = NULL; /* the table: its most telling message */
+	test_run(&r, argv);
+	assert_non_null(strstr(r.out, aside));
+	test_run_done(&r);
+	/* A restarted vmd still says it (backoff.json): nothing has cleared it. */
+	fixture_stop_daemon(f, SIGKILL);
+	fixture_start_daemon(f);
+	json_decref(fixture_wait_status(f, "web", ready, "Running"));
+	json_decref(fixture_wait_status(f, "web", wake_failed_is, "True"));
+	fixture_put(f, "web", FIXTURE_NOOP_SPEC "  restartPolicy: never\n  stopTimeout: 20s\n");
+	json_decref(fixture_wait_status(f, "web", wake_failed_is, "False"));
 }
 
 /* On QEMU (TCG): the test guest's VMD-GUEST-TICK n, its memory's, goes on after a crash. */
