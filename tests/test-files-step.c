@@ -21,12 +21,17 @@
 
 #define USER_ID 65534
 
-static char ch[4096];
+static char ch[4096], fc[4096];
 
 static int setup(void **state)
 {
-	static const char *const args[] = { "--cloud-hypervisor-binary", ch, "--vmm-user",
-					    "65534:65534", NULL };
+	static const char *const args[] = { "--cloud-hypervisor-binary",
+					    ch,
+					    "--firecracker-binary",
+					    fc,
+					    "--vmm-user",
+					    "65534:65534",
+					    NULL };
 	int r = fixture_setup(state);
 
 	((Fixture *)*state)->daemon_args = args;
@@ -100,13 +105,23 @@ static bool says(json_t *s, const void *arg)
 	return text && strstr(text, arg);
 }
 
+/* f->dir/name, empty: the VMM user's, or root's alone (0600). */
+static char *put_file(Fixture *f, const char *name, bool users)
+{
+	char *path = path_in(f->dir, "%s", name);
+
+	test_write_str(f->dir, name, "");
+	if (users)
+		assert_int_equal(chown(path, USER_ID, USER_ID), 0);
+	assert_int_equal(chmod(path, 0600), 0);
+	return path;
+}
+
 /* A sandbox whose disk is the VMM user's: the worker opens it, and checks it as that user. */
 static void put_vm(Fixture *f)
 {
-	_cleanup_free_ char *a = path_in(f->dir, "a.img"), *text = NULL;
+	_cleanup_free_ char *a = put_file(f, "a.img", true), *text = NULL;
 
-	test_write_str(f->dir, "a.img", "");
-	assert_int_equal(chown(a, USER_ID, USER_ID), 0);
 	assert_true(asprintf(&text, "  memory: 64Mi\n  disks:\n    - {id: a, path: \"%s\"}\n", a) > 0);
 	fixture_put_sim(f, "vm", "cloud-hypervisor", text);
 }
@@ -171,14 +186,78 @@ static void test_cancelled(void **state)
 	fixture_stop_daemon(f, SIGTERM);
 }
 
+static bool error_is(json_t *s, const void *arg)
+{
+	const char *e = json_string_value(json_object_get(s, "lastError"));
+
+	return e && strstr(e, arg);
+}
+
+/*
+ * A disk the VMM opens by path itself, as the VMM user, changed on a running VM (CH: a disk
+ * added, vm.add-disk; an unjailed Firecracker: a drive's new path, PATCH /drives/ID): the
+ * user's access is checked by a worker in the job's files phase, the loop serving
+ * meanwhile; one root's alone is refused with the words of a start, the VMM never asked.
+ */
+static void hot_refused(Fixture *f, bool firecracker)
+{
+	const char *backend = firecracker ? "firecracker" : "cloud-hypervisor";
+	_cleanup_free_ char *a = put_file(f, "a.img", true),
+			    *secret = put_file(f, "secret.img", false), *text = NULL, *want = NULL;
+	pid_t worker;
+
+	assert_true(asprintf(&text, "  memory: 64Mi\n  disks:\n    - {id: d, path: \"%s\"}\n",
+			     firecracker ? a : secret) > 0);
+	/* Cloud Hypervisor starts without it; Firecracker with a, the user's. */
+	fixture_put_sim(f, "vm", backend, firecracker ? text : "  memory: 64Mi\n");
+	fixture_start_daemon(f);
+	assert_int_equal(kill(wait_stopped_worker(f), SIGCONT), 0);
+	(void)fixture_running(f, "vm");
+
+	free(text);
+	assert_true(asprintf(&text, "  memory: 64Mi\n  disks:\n    - {id: d, path: \"%s\"}\n",
+			     secret) > 0);
+	fixture_put_sim(f, "vm", backend, text);
+	worker = wait_stopped_worker(f);
+	/* A change's job shows in job (its Ready stays as it was). */
+	json_decref(fixture_wait_status(f, "vm", says, "\"phase\": \"files\""));
+	fixture_put(f, "other", FIXTURE_NOOP_SPEC);
+	json_decref(fixture_wait_status(f, "other", phase_is, "Running"));
+	assert_int_equal(kill(worker, SIGCONT), 0);
+	assert_true(
+		asprintf(&want,
+			 "disk 'd': '%s' is not readable and writable by the VMM user (uid 65534, gid 65534: --vmm-user): Permission denied; chown it to that user, or give it access with an ACL (setfacl -m u:65534:rw '%s')",
+			 secret, secret) > 0);
+	json_decref(fixture_wait_status(f, "vm", error_is, want));
+	assert_int_equal(fixture_count_requests(f, firecracker ? "PATCH /drives"
+							       : "PUT /api/v1/vm.add-disk"),
+			 0);
+	/* A retry of the change pauses its worker too: let it go, for the teardown. */
+	while ((worker = stopped_child(f->pid)))
+		(void)kill(worker, SIGKILL);
+}
+
+static void test_ch_hot_add_refused(void **state)
+{
+	hot_refused(*state, false);
+}
+
+static void test_fc_drive_refused(void **state)
+{
+	hot_refused(*state, true);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_loop_does_not_wait, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cancelled, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ch_hot_add_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_fc_drive_refused, setup, teardown),
 	};
 
 	snprintf(ch, sizeof(ch), "%s", test_src("tests/sim/cloud-hypervisor"));
+	snprintf(fc, sizeof(fc), "%s", test_src("tests/sim/firecracker"));
 	/* VMMs outlive a daemon killed with -9: they come to this binary, which reaps them. */
 	(void)prctl(PR_SET_CHILD_SUBREAPER, 1);
 	if (getenv("VMD_TEST_FILTER"))
