@@ -56,7 +56,9 @@ int qemu_files(VmmVm *vm, VmmJob *j, VmmFiles *f)
 	VmmFileWant *w;
 	int r = 0;
 
-	/* A disk hot-added is opened by qemu-hotplug.c, at its request. */
+	/* A disk hot-added: its file, which qemu-hotplug.c's request takes. */
+	if (j->type == BACKEND_OP_DISK_ADD)
+		return vmm_files_add_disk(f, &j->disk, VMM_KEY_DISK);
 	if (!IN_SET(j->type, BACKEND_OP_START, BACKEND_OP_RESTORE))
 		return 0;
 	for (size_t i = 0; i < s->n_disks && r >= 0; i++) {

@@ -304,7 +304,7 @@ int vmm_files_take(VmmVm *v, unsigned key, const char *what, char *why, size_t n
 	for (size_t i = 0; f && i < f->n; i++)
 		if (f->wants[i].key == key && f->wants[i].fd >= 0)
 			return TAKE_FD(f->wants[i].fd);
-	snprintf(why, n, "%s: vmd did not open it before the start", what);
+	snprintf(why, n, "%s: vmd did not open it beforehand", what);
 	return -ENOENT;
 }
 

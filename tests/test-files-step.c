@@ -5,7 +5,8 @@
  * child of vmd, never by the event loop. With the test knob VMD_TEST_FILES_PAUSE=1 the
  * worker stops itself (SIGSTOP) before its first file: while it is stopped, the loop still
  * serves (the status says what the step does, another sandbox starts), and once it goes
- * on the start completes; a start cancelled meanwhile leaves no worker and no descriptor.
+ * on the start completes; a start cancelled meanwhile leaves no worker and no descriptor,
+ * and a vmd killed meanwhile takes its worker with it.
  * Cloud Hypervisor's simulator (tests/sim/), as the VMM user nobody, as test-vmm-user.c.
  */
 #include <dirent.h>
@@ -186,6 +187,23 @@ static void test_cancelled(void **state)
 	fixture_stop_daemon(f, SIGTERM);
 }
 
+/* vmd killed mid-step: its worker dies with it; the next vmd starts over, and the VM runs. */
+static void test_killed_mid_step(void **state)
+{
+	Fixture *f = *state;
+	pid_t worker;
+
+	put_vm(f);
+	fixture_start_daemon(f);
+	worker = wait_stopped_worker(f);
+	fixture_stop_daemon(f, SIGKILL);
+	fixture_wait_gone(worker);
+	unsetenv("VMD_TEST_FILES_PAUSE");
+	fixture_start_daemon(f);
+	(void)fixture_running(f, "vm");
+	fixture_wait_console(f, "vm", "disks=a", 0);
+}
+
 static bool error_is(json_t *s, const void *arg)
 {
 	const char *e = json_string_value(json_object_get(s, "lastError"));
@@ -252,6 +270,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_loop_does_not_wait, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cancelled, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_killed_mid_step, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ch_hot_add_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fc_drive_refused, setup, teardown),
 	};
