@@ -12,7 +12,8 @@
  *
  * vmm-vm.c does the record, observing from it, adoption by identity and the exit;
  * vmm-start.c the start and the watch on the exit (reaped through a pidfd, vmd being
- * subreaper), the console and the guest agent; vmm-ops.c the operations on a VM
+ * subreaper), the console and the guest agent; vmm-boot.c the start's files step (what the
+ * VMM gets, opened and copied by a worker, vmm-worker.c); vmm-ops.c the operations on a VM
  * that runs; vmm-stray.c finds strays: live VMMs for a name that vmd has no record of (its
  * argv names the runtime dir, or something listens on its socket), which are left alone
  * and never get a second VMM beside them. vmm-job.c runs every
