@@ -269,6 +269,14 @@ static int ch_prepare(VmmVm *vm)
 	return vmm_vm_pass_boot(vm, ch_own_files, &v->passed);
 }
 
+/* The files step: what ch_prepare() passes; a disk added, the VMM user's access to it. */
+static int ch_files(VmmVm *vm, VmmJob *j, VmmFiles *f)
+{
+	if (j->type == BACKEND_OP_DISK_ADD)
+		return vmm_vm_want_access(f, &j->disk);
+	return IN_SET(j->type, BACKEND_OP_START, BACKEND_OP_RESTORE) ? vmm_vm_want_boot(vm, f) : 0;
+}
+
 static int ch_cleanup(Backend *b, const char *name)
 {
 	return vmm_own_dir_cleanup(b, name, ch_own_files);
@@ -474,19 +482,11 @@ static int get(VmmRequests *rq, const char *op, int (*reply)(VmmVm *, VmmJob *, 
 
 /*
  * vm.add-disk takes a path only (DiskConfig), which CH opens itself, as the VMM user: one
- * it may not open is refused here, with what to do, before CH is asked.
+ * it may not open was refused in the job's files phase (ch_files), with what to do, before
+ * CH is asked.
  */
 static int add_disk(VmmJob *j, VmmRequests *rq)
 {
-	char what[SPEC_ID_MAX + 16], why[PATH_MAX * 2 + 256];
-	int r;
-
-	snprintf(what, sizeof(what), "disk '%s'", j->disk.id);
-	r = vmm_vm_user_may_open(j->vm, j->disk.path, !j->disk.read_only, what, why, sizeof(why));
-	if (r < 0) {
-		vmm_job_fail_message(j, "%s", why);
-		return r;
-	}
 	return ch_put(rq, "vm.add-disk", disk_config(&j->disk));
 }
 
@@ -620,6 +620,7 @@ static const VmmVmType ch_type = {
 	.save = ch_save,
 	.load = ch_load,
 	.prepare = ch_prepare,
+	.files = ch_files,
 	.cleanup = ch_cleanup,
 	.argv = ch_argv,
 	.argv_name = ch_argv_name,

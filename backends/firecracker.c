@@ -466,17 +466,7 @@ static int disk_update(VmmVm *v, VmmJob *j, VmmRequests *rq)
 	disk = fc_vm_path(v->b, j->disk.path, name);
 	if (!disk)
 		return -ENOMEM;
-	/* Unjailed, Firecracker opens the new path itself, as the VMM user. */
-	if (!fc_jailed(v->b)) {
-		char what[SPEC_ID_MAX + 16], why[PATH_MAX * 2 + 256];
-
-		snprintf(what, sizeof(what), "disk '%s'", j->disk.id);
-		r = vmm_vm_user_may_open(v, j->disk.path, !j->disk.read_only, what, why, sizeof(why));
-		if (r < 0) {
-			vmm_job_fail_message(j, "%s", why);
-			return r;
-		}
-	}
+	/* Unjailed, Firecracker opens the new path itself, as the VMM user: fc_files checked it. */
 	fc_id(j->disk.id, id);
 	return vmm_request_add(rq, "PATCH",
 			       json_pack("{s:s, s:s}", "drive_id", id, "path_on_host", disk), NULL,
@@ -601,6 +591,19 @@ static int fc_pass(VmmVm *v)
 	return vmm_vm_pass_boot(v, fc_own_files, &FC_VM(v)->passed);
 }
 
+/*
+ * The files step, unjailed: what fc_pass() passes; a drive's new path, the VMM user's access
+ * to it. Jailed, the jail has links to the files, which the jailer's uid opens.
+ */
+static int fc_files(VmmVm *v, VmmJob *j, VmmFiles *f)
+{
+	if (fc_jailed(v->b))
+		return 0;
+	if (j->type == BACKEND_OP_DISK_UPDATE)
+		return vmm_vm_want_access(f, &j->disk);
+	return IN_SET(j->type, BACKEND_OP_START, BACKEND_OP_RESTORE) ? vmm_vm_want_boot(v, f) : 0;
+}
+
 static int fc_prepare(VmmVm *v)
 {
 	const Backend *b = v->b;
@@ -657,6 +660,7 @@ static const VmmVmType fc_type = {
 	.free = fc_free,
 	.observed = fc_observed,
 	.prepare = fc_prepare,
+	.files = fc_files,
 	.exited = fc_exited,
 	.release = remove_taps,
 	.argv = fc_argv,

@@ -12,37 +12,16 @@
  * memfd's is vmd's to give. QEMU keeps the kernel and the initrd mapped for as long as it
  * runs (hw/core/loader.c: ROMs of a GMappedFile, copied again at each reset): the memfds
  * are sealed whole, and one of a kernel is shared by the guests that boot from it, whatever
- * their VMM: the opens, the checks and the copies are vmm-files.c's, the same for every VMM.
+ * their VMM: the opens, the checks and the copies are vmm-files.c's, the same for every VMM,
+ * made by the start's files step in a worker (vmm-boot.c): the spawn takes what it got.
  */
 #include <fcntl.h>
 #include <stdio.h>
 #include <unistd.h>
 
-#include "disk-image.h"
 #include "provision.h"
 #include "qemu-vm.h"
 #include "util.h"
-
-int qemu_open_base(const DiskSpec *d, char *why, size_t n)
-{
-	_cleanup_free_ char *bad = NULL;
-	char what[SPEC_ID_MAX + 16];
-	uint64_t size;
-	int fd, r;
-
-	snprintf(what, sizeof(what), "disk '%s'", d->id);
-	fd = vmm_open_checked(what, d->image, O_RDONLY, DISK_DEVICE_FILE, &d->checked, why, n);
-	if (fd < 0)
-		return fd;
-	/* Of the format it was checked to be, still: a header rewritten since is refused. */
-	r = disk_image_check_fd(fd, d->image_format, &size, &bad);
-	if (r < 0) {
-		snprintf(why, n, "%s: image %s %s", what, d->image, bad ?: strerror(-r));
-		close(fd);
-		return r;
-	}
-	return fd;
-}
 
 /* fd (taken), or why it is none, to v's QEMU: *ret, the number it has there. */
 static int pass_open(QemuVm *v, int fd, const char *why, int *ret)
@@ -55,58 +34,83 @@ static int pass_open(QemuVm *v, int fd, const char *why, int *ret)
 	return *ret < 0 ? *ret : 0;
 }
 
-static int pass_boot_file(QemuVm *v, VmmBootSlot slot, const char *what, const char *path, int *ret)
+/* What the files step got for key (qemu_files()), to v's QEMU: *ret. */
+static int pass_taken(QemuVm *v, unsigned key, const char *what, int *ret)
 {
 	char why[512];
-	int fd = vmm_boot_file(&v->vm, slot, what, path, why, sizeof(why));
 
-	return pass_open(v, fd, why, ret);
+	return pass_open(v, vmm_files_take(&v->vm, key, what, why, sizeof(why)), why, ret);
 }
 
-static int pass_copy(QemuVm *v, const char *what, const char *path, int *ret)
+static int pass_boot_file(QemuVm *v, VmmBootSlot slot, const char *what, int *ret)
 {
 	char why[512];
-	int fd = vmm_memfd_copy(what, path, why, sizeof(why));
 
-	return pass_open(v, fd, why, ret);
+	return pass_open(v, vmm_boot_file_fd(&v->vm, slot, what, why, sizeof(why)), why, ret);
+}
+
+int qemu_files(VmmVm *vm, VmmJob *j, VmmFiles *f)
+{
+	const SandboxSpec *s = vm->config;
+	_cleanup_free_ char *seed = NULL;
+	VmmFileWant *w;
+	int r = 0;
+
+	/* A disk hot-added: its file, which qemu-hotplug.c's request takes. */
+	if (j->type == BACKEND_OP_DISK_ADD)
+		return vmm_files_add_disk(f, &j->disk, VMM_KEY_DISK);
+	if (!IN_SET(j->type, BACKEND_OP_START, BACKEND_OP_RESTORE))
+		return 0;
+	for (size_t i = 0; i < s->n_disks && r >= 0; i++) {
+		r = vmm_files_add_disk(f, &s->disks[i], VMM_KEY_DISK + (unsigned)i);
+		if (r >= 0 && s->disks[i].image)
+			r = vmm_files_add_base(f, &s->disks[i], VMM_KEY_BASE + (unsigned)i);
+	}
+	if (r >= 0 && s->kernel)
+		r = vmm_files_add_boot(vm, f, VMM_BOOT_KERNEL, "kernel", s->kernel);
+	if (r >= 0 && s->initrd)
+		r = vmm_files_add_boot(vm, f, VMM_BOOT_INITRD, "initrd", s->initrd);
+	for (size_t i = 0; i < s->n_credentials && r >= 0; i++) {
+		_cleanup_free_ char *copy = NULL;
+
+		if (asprintf(&copy, "%s/" PROVISION_CREDENTIALS "/%s", vm->dir,
+			     s->credentials[i].name) < 0 ||
+		    !vmm_files_add(f, VMM_FILE_COPY, VMM_KEY_CREDENTIAL + (unsigned)i, "credential",
+				   copy))
+			return -ENOMEM;
+	}
+	if (r < 0 || !s->cloud_init)
+		return r;
+	seed = vmm_vm_path(vm->b, vm->name, PROVISION_SEED);
+	w = seed ? vmm_files_add(f, VMM_FILE_OPEN, VMM_KEY_SEED, "the seed", seed) : NULL;
+	if (!w)
+		return -ENOMEM;
+	w->device = DISK_DEVICE_FILE;
+	return 0;
 }
 
 int qemu_prepare_files(QemuVm *v)
 {
 	const SandboxSpec *s = v->vm.config;
-	char why[512];
+	char what[SPEC_ID_MAX + 16];
 	int r = 0;
 
 	v->kernel_fd = v->initrd_fd = v->seed_fd = -1;
 	for (size_t i = 0; i < s->n_disks && r >= 0; i++) {
-		const DiskSpec *d = &s->disks[i];
-
+		snprintf(what, sizeof(what), "disk '%s'", s->disks[i].id);
 		v->base_fds[i] = -1;
-		r = pass_open(v, vmm_open_disk(d, why, sizeof(why)), why, &v->disk_fds[i]);
-		if (r >= 0 && d->image)
-			r = pass_open(v, qemu_open_base(d, why, sizeof(why)), why, &v->base_fds[i]);
+		r = pass_taken(v, VMM_KEY_DISK + (unsigned)i, what, &v->disk_fds[i]);
+		if (r >= 0 && s->disks[i].image)
+			r = pass_taken(v, VMM_KEY_BASE + (unsigned)i, what, &v->base_fds[i]);
 	}
 	if (r >= 0 && s->kernel)
-		r = pass_boot_file(v, VMM_BOOT_KERNEL, "kernel", s->kernel, &v->kernel_fd);
+		r = pass_boot_file(v, VMM_BOOT_KERNEL, "kernel", &v->kernel_fd);
 	if (r >= 0 && s->initrd)
-		r = pass_boot_file(v, VMM_BOOT_INITRD, "initrd", s->initrd, &v->initrd_fd);
-	for (size_t i = 0; i < s->n_credentials && r >= 0; i++) {
-		_cleanup_free_ char *copy = NULL;
-
-		if (asprintf(&copy, "%s/" PROVISION_CREDENTIALS "/%s", v->vm.dir,
-			     s->credentials[i].name) < 0)
-			return -ENOMEM;
-		r = pass_copy(v, "credential", copy, &v->credential_fds[i]);
-	}
-	if (r >= 0 && s->cloud_init) {
-		_cleanup_free_ char *seed = vmm_vm_path(v->vm.b, v->vm.name, PROVISION_SEED);
-
-		if (!seed)
-			return -ENOMEM;
-		r = pass_open(v,
-			      vmm_open_checked("the seed", seed, O_RDONLY, DISK_DEVICE_FILE,
-					       &(FileIdentity){}, why, sizeof(why)),
-			      why, &v->seed_fd);
-	}
+		r = pass_boot_file(v, VMM_BOOT_INITRD, "initrd", &v->initrd_fd);
+	for (size_t i = 0; i < s->n_credentials && r >= 0; i++)
+		r = pass_taken(v, VMM_KEY_CREDENTIAL + (unsigned)i, "credential",
+			       &v->credential_fds[i]);
+	if (r >= 0 && s->cloud_init)
+		r = pass_taken(v, VMM_KEY_SEED, "the seed", &v->seed_fd);
 	return r;
 }

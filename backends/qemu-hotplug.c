@@ -179,9 +179,9 @@ static void free_port(QemuVm *v, const char *device)
 }
 
 /*
- * vmd opens the disk's file (qemu-fds.c) and hands it over with add-fd, into the fdset of
- * the port (QEMU 7.2 monitor/fds.c qmp_add_fd(): the descriptor comes with the command,
- * SCM_RIGHTS); the file node opens /dev/fdset/N, a dup of it. QEMU opens no path.
+ * vmd opens the disk's file (qemu-fds.c, in the job's files phase) and hands it over with add-fd,
+ * into the fdset of the port (QEMU 7.2 monitor/fds.c qmp_add_fd(): the descriptor comes with the
+ * command, SCM_RIGHTS); the file node opens /dev/fdset/N, a dup of it. QEMU opens no path.
  */
 static int add_disk(QemuVm *v, VmmJob *j, VmmRequests *rq, const char *dev, int port)
 {
@@ -190,7 +190,8 @@ static int add_disk(QemuVm *v, VmmJob *j, VmmRequests *rq, const char *dev, int 
 	char why[512];
 	int fd, r;
 
-	fd = vmm_open_disk(d, why, sizeof(why));
+	/* Opened by the job's files phase (qemu_files()), in a worker. */
+	fd = vmm_files_take(&v->vm, VMM_KEY_DISK, j->device, why, sizeof(why));
 	if (fd < 0) {
 		vmm_job_fail_message(j, "%s", why);
 		return fd;

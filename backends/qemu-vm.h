@@ -41,8 +41,8 @@ bool qemu_wants_vhost(const Backend *b);
 
 /* qemu-fds.c: the files of a start, opened and passed (-1 where there is none). */
 int qemu_prepare_files(QemuVm *v);
-/* The image under d's overlay, read-only, the file and format the loader checked. */
-int qemu_open_base(const DiskSpec *d, char *why, size_t n);
+/* VmmVmType.files: what qemu_prepare_files() passes, for the files step (vmm-boot.c). */
+int qemu_files(VmmVm *vm, VmmJob *j, VmmFiles *f);
 
 /* qemu-hotplug.c */
 void qemu_device_name(char buf[static DEVICE_NAME_MAX], const char *prefix, const char *id);

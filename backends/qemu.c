@@ -383,6 +383,7 @@ static int qemu_argv_name(const Backend *b, pid_t pid, char *const *argv, char *
 }
 
 static const VmmVmType qemu_type = {
+	.files = qemu_files,
 	.vmm = "qemu",
 	.display = "QEMU",
 	.api = VMM_API_QMP,

@@ -8,7 +8,10 @@
  * that ten guests of one kernel hold one copy and the copy is made once: a VMM maps it
  * MAP_PRIVATE or reads it, and the pages are the memfd's, for all of them. The memfds are
  * sealed whole (F_SEAL_SHRINK too: QEMU keeps the kernel mapped, hw/core/loader.c, and an
- * emptied one would be SIGBUS in it at its next read).
+ * emptied one would be SIGBUS in it at its next read). The copies are made by the start's
+ * files step, in a worker (vmm-boot.c); a start finds the copy by a stat of the path, and
+ * makes none if there is one. Two starts at once from one file not copied yet each make
+ * one: the first back is the one kept, the other is closed as it comes back.
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -128,12 +131,34 @@ static int open_regular(const char *what, const char *path, struct stat *st, cha
 	return TAKE_FD(in);
 }
 
-int vmm_memfd_copy(const char *what, const char *path, char *why, size_t n)
+int vmm_memfd_copy(const char *what, const char *path, struct stat *ret_st, char *why, size_t n)
 {
 	struct stat st;
 	_cleanup_close_ int in = open_regular(what, path, &st, why, n);
+	int fd = in < 0 ? in : memfd_of(in, &st, what, path, why, n);
 
-	return in < 0 ? in : memfd_of(in, &st, what, path, why, n);
+	if (fd >= 0 && ret_st)
+		*ret_st = st;
+	return fd;
+}
+
+int vmm_open_base(const char *what, const char *path, DiskFormat format, const FileIdentity *id,
+		  char *why, size_t n)
+{
+	_cleanup_free_ char *bad = NULL;
+	_cleanup_close_ int fd = vmm_open_checked(what, path, O_RDONLY, DISK_DEVICE_FILE, id, why, n);
+	uint64_t size;
+	int r;
+
+	if (fd < 0)
+		return fd;
+	/* Of the format it was checked to be, still: a header rewritten since is refused. */
+	r = disk_image_check_fd(fd, format, &size, &bad);
+	if (r < 0) {
+		snprintf(why, n, "%s: image %s %s", what, path, bad ?: strerror(-r));
+		return r;
+	}
+	return TAKE_FD(fd);
 }
 
 struct VmmBootFile {
@@ -150,37 +175,12 @@ static bool same_file(const struct stat *a, const struct stat *b)
 	       a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
 }
 
-/* The memfd of the file at path as it is now, made if none is: *ret, one more user of it. */
-static int boot_file_get(VmmBootFile **list, const char *what, const char *path, char *why,
-			 size_t n, VmmBootFile **ret)
+static VmmBootFile *boot_file_find(VmmBootFile *list, const struct stat *st)
 {
-	_cleanup_free_ VmmBootFile *bf = NULL;
-	_cleanup_close_ int in = -EBADF;
-	struct stat st;
-
-	in = open_regular(what, path, &st, why, n);
-	if (in < 0)
-		return in;
-	for (VmmBootFile *i = *list; i; i = i->next)
-		if (same_file(&i->st, &st)) {
-			i->users++;
-			*ret = i;
-			return 0;
-		}
-	bf = calloc(1, sizeof(*bf));
-	if (!bf) {
-		snprintf(why, n, "%s: %s", what, strerror(ENOMEM));
-		return -ENOMEM;
-	}
-	bf->fd = memfd_of(in, &st, what, path, why, n);
-	if (bf->fd < 0)
-		return bf->fd;
-	bf->st = st;
-	bf->users = 1;
-	bf->next = *list;
-	*list = bf;
-	*ret = TAKE_PTR(bf);
-	return 0;
+	for (VmmBootFile *i = list; i; i = i->next)
+		if (same_file(&i->st, st))
+			return i;
+	return NULL;
 }
 
 static void boot_file_put(VmmBootFile **list, VmmBootFile *bf)
@@ -196,20 +196,58 @@ static void boot_file_put(VmmBootFile **list, VmmBootFile *bf)
 	free(bf);
 }
 
-int vmm_boot_file(VmmVm *v, VmmBootSlot slot, const char *what, const char *path, char *why, size_t n)
+/* v holds bf, one more user of it, in slot. */
+static void boot_file_hold(VmmVm *v, VmmBootSlot slot, VmmBootFile *bf)
 {
-	VmmBootFile **list = &VMM_BACKEND(v->b)->boot_files;
-	int r, fd;
+	bf->users++;
+	boot_file_put(&VMM_BACKEND(v->b)->boot_files, TAKE_PTR(v->boot_files[slot]));
+	v->boot_files[slot] = bf;
+}
 
-	boot_file_put(list, TAKE_PTR(v->boot_files[slot]));
-	r = boot_file_get(list, what, path, why, n, &v->boot_files[slot]);
-	if (r < 0)
-		return r;
+bool vmm_boot_file_cached(VmmVm *v, VmmBootSlot slot, const char *path)
+{
+	struct stat st;
+	VmmBootFile *bf =
+		stat(path, &st) == 0 ? boot_file_find(VMM_BACKEND(v->b)->boot_files, &st) : NULL;
+
+	if (bf)
+		boot_file_hold(v, slot, bf);
+	return bf != NULL;
+}
+
+int vmm_boot_file_add(VmmVm *v, VmmBootSlot slot, int fd, const struct stat *st)
+{
+	VmmBootFile **list = &VMM_BACKEND(v->b)->boot_files, *bf = boot_file_find(*list, st);
+
+	/* Another VM's start made one of that very file meanwhile: one copy is enough. */
+	if (bf) {
+		close(fd);
+		boot_file_hold(v, slot, bf);
+		return 0;
+	}
+	bf = calloc(1, sizeof(*bf));
+	if (!bf) {
+		close(fd);
+		return -ENOMEM;
+	}
+	*bf = (VmmBootFile){ .st = *st, .fd = fd, .next = *list };
+	*list = bf;
+	boot_file_hold(v, slot, bf);
+	return 0;
+}
+
+int vmm_boot_file_fd(VmmVm *v, VmmBootSlot slot, const char *what, char *why, size_t n)
+{
+	int fd;
+
+	if (!v->boot_files[slot]) {
+		snprintf(why, n, "%s: vmd has no copy of it", what);
+		return -ENOENT;
+	}
 	fd = fcntl(v->boot_files[slot]->fd, F_DUPFD_CLOEXEC, 3);
 	if (fd < 0) {
-		r = -errno;
-		snprintf(why, n, "%s: %s", what, strerror(-r));
-		return r;
+		fd = -errno;
+		snprintf(why, n, "%s: %s", what, strerror(-fd));
 	}
 	return fd;
 }

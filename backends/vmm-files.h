@@ -11,8 +11,11 @@
  */
 
 #include <stddef.h>
+#include <sys/stat.h>
 
 #include "spec.h"
+#include "vmm-worker.h"
+#include "vmm.h"
 
 typedef struct VmmVm VmmVm;
 typedef struct VmmBootFile VmmBootFile;
@@ -26,8 +29,14 @@ int vmm_open_checked(const char *what, const char *path, int flags, DiskDevice d
 		     const FileIdentity *id, char *why, size_t n);
 /* A disk's file (or the copy of its image, vmd's own), read-write unless readOnly. */
 int vmm_open_disk(const DiskSpec *d, char *why, size_t n);
-/* A sealed memfd copy of the regular file at path, or -errno with the words in why. */
-int vmm_memfd_copy(const char *what, const char *path, char *why, size_t n);
+/* The base image of a disk (path, of format), checked as the loader did, read-only. */
+int vmm_open_base(const char *what, const char *path, DiskFormat format, const FileIdentity *id,
+		  char *why, size_t n);
+/*
+ * A sealed memfd copy of the regular file at path (*ret_st, unless NULL: the file's stat as
+ * it was copied), or -errno with the words in why.
+ */
+int vmm_memfd_copy(const char *what, const char *path, struct stat *ret_st, char *why, size_t n);
 
 /* Which of a VM's boot files: its slot in VmmVm.boot_files. */
 typedef enum VmmBootSlot {
@@ -36,11 +45,84 @@ typedef enum VmmBootSlot {
 	_VMM_BOOT_MAX,
 } VmmBootSlot;
 /*
- * The sealed memfd of the file at path as it is now, shared with every VM of v's backend
- * that boots from it (made if none does): v holds it in slot until vmm_boot_files_put().
- * A new fd of it (vmd's, close-on-exec), or -errno with the words in why.
+ * The copy of the file at path as it is now (a stat of it), if a VM of v's backend holds
+ * one: v holds it too, in slot, until vmm_boot_files_put(). true: no copy needs making.
  */
-int vmm_boot_file(VmmVm *v, VmmBootSlot slot, const char *what, const char *path, char *why,
-		  size_t n);
+bool vmm_boot_file_cached(VmmVm *v, VmmBootSlot slot, const char *path);
+/*
+ * The copy fd (taken) just made of the file of st (a worker made it: vmm-boot.c) is v's in
+ * slot: the one shared with the other VMs if one of them made one of that file meanwhile
+ * (fd is closed then), else added for them. 0, or -ENOMEM.
+ */
+int vmm_boot_file_add(VmmVm *v, VmmBootSlot slot, int fd, const struct stat *st);
+/* A new fd (vmd's, close-on-exec) of v's copy in slot, or -errno with the words in why. */
+int vmm_boot_file_fd(VmmVm *v, VmmBootSlot slot, const char *what, char *why, size_t n);
 /* v is done with its boot files (it exited, or is freed): the last user's copy goes. */
 void vmm_boot_files_put(VmmVm *v);
+
+/*
+ * The files step of a start (and of a hot-add whose VMM opens the disk by path itself):
+ * vmm-boot.c. What the VMM is to get is listed (VmmVmType.files) as wants, which a worker
+ * (vmm-worker.c) opens, copies or checks, in their order, and sends back; the spawn (or the
+ * request) then only takes what is ready: the loop opens nothing that may wait.
+ */
+typedef enum VmmFileKind {
+	VMM_FILE_OPEN,	 /* path, checked: vmm_open_checked(flags, device, id) */
+	VMM_FILE_BASE,	 /* the base image path of a disk: vmm_open_base(format, id) */
+	VMM_FILE_COPY,	 /* a sealed memfd copy of path: vmm_memfd_copy() */
+	VMM_FILE_BOOT,	 /* the same, shared (the key is its VmmBootSlot): vmm_boot_file_add() */
+	VMM_FILE_ACCESS, /* the VMM user may open path (of_previous: the fd of the want before) */
+} VmmFileKind;
+
+/* The keys of a start's files, for vmm_files_take(). */
+enum {
+	VMM_KEY_SEED = _VMM_BOOT_MAX,
+	VMM_KEY_DISK = 8,				    /* + its index in the spec */
+	VMM_KEY_BASE = VMM_KEY_DISK + SPEC_DISKS_MAX,	    /* + the index of its disk */
+	VMM_KEY_CREDENTIAL = VMM_KEY_BASE + SPEC_DISKS_MAX, /* + its index */
+	VMM_KEY_ACCESS = VMM_KEY_CREDENTIAL + SPEC_CREDENTIALS_MAX,
+};
+
+typedef struct VmmFileWant {
+	VmmFileKind kind;
+	unsigned key;
+	char what[SPEC_ID_MAX + 32]; /* "disk 'root'", "kernel": in messages */
+	char *path;
+	int flags; /* OPEN, ACCESS: O_RDONLY or O_RDWR */
+	DiskDevice device;
+	FileIdentity id;
+	DiskFormat format;
+	bool of_previous;
+	bool received;
+	int fd; /* vmd's, once received and until taken; else -EBADF */
+} VmmFileWant;
+
+#define VMM_FILES_MAX (3 * SPEC_DISKS_MAX + SPEC_CREDENTIALS_MAX + 4)
+
+typedef struct VmmFiles {
+	VmmFileWant wants[VMM_FILES_MAX];
+	size_t n;
+	size_t done; /* received so far: wants[done] is at work */
+	bool has_user;
+	VmmUser user; /* ACCESS: as whom */
+	int error;    /* the first want that failed, said in the job's message */
+	VmmWorker worker;
+} VmmFiles;
+
+/* Add a want of kind for path (copied): NULL without memory, or past VMM_FILES_MAX. */
+VmmFileWant *vmm_files_add(VmmFiles *f, VmmFileKind kind, unsigned key, const char *what,
+			   const char *path);
+/* A disk's file, opened as vmm_open_disk() does (key: VMM_KEY_DISK + i). 0, or -errno. */
+int vmm_files_add_disk(VmmFiles *f, const DiskSpec *d, unsigned key);
+/* The base image under a disk's overlay (VMM_KEY_BASE + i). 0, or -errno. */
+int vmm_files_add_base(VmmFiles *f, const DiskSpec *d, unsigned key);
+/* A kernel or an initrd: nothing if v's backend has its copy already. 0, or -errno. */
+int vmm_files_add_boot(VmmVm *v, VmmFiles *f, VmmBootSlot slot, const char *what, const char *path);
+/*
+ * Whether the VMM user may open path (writable: read-write), as the VMM will: the fd of the
+ * want just before (of_previous), or the path itself. Nothing without a VMM user, or as root.
+ */
+int vmm_files_add_access(VmmFiles *f, const char *what, const char *path, bool writable,
+			 bool of_previous);
+/* The fd of key the files step got (taken: the caller's), or -ENOENT with the words in why. */
+int vmm_files_take(VmmVm *v, unsigned key, const char *what, char *why, size_t n);

@@ -7,10 +7,10 @@
  * with raw_image_copies: Firecracker takes raw disks only, Cloud Hypervisor would open an
  * overlay's backing file by its path, as the VMM user).
  *
- * Nothing here waits in the loop: each copy is made by a worker, a child of vmd that runs
- * qemu-img (or copies the image itself) and syncs what it wrote, and whose exit comes back
- * through its pidfd. It writes <id>.<ext>.part; vmd renames it into place once the worker
- * is done, so that a copy is whole or absent: after a kill -9 of vmd (the worker dies with
+ * Nothing here waits in the loop: each copy is made by a worker (vmm-worker.c), a child of
+ * vmd that runs qemu-img (or copies the image itself) and syncs what it wrote, and whose
+ * exit comes back through its pidfd. It writes <id>.<ext>.part; vmd renames it into place once the
+ * worker is done, so that a copy is whole or absent: after a kill -9 of vmd (the worker dies with
  * it, PR_SET_PDEATHSIG) the next start makes it again.
  *
  * Beside each copy, <id>.json says what it is a copy of (image, imageFormat) and for which
@@ -28,13 +28,10 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <linux/fs.h>
-#include <signal.h>
 #include <stdio.h>
 #include <sys/ioctl.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "disk-image.h"
@@ -281,36 +278,36 @@ static int finish(ImageTask task, const DiskSpec *d, const char *part)
 	return -EINVAL;
 }
 
+/* What a worker is to do: its task, and where. */
+typedef struct ImageWorkerArgs {
+	ImageTask task;
+	const char *qemu_img; /* its first stage runs it, exec'd; NULL: none */
+	const DiskSpec *d;
+	const char *overlay; /* IMAGE_FLATTEN's: what it converts */
+	const char *part;
+	int log_fd;
+} ImageWorkerArgs;
+
 /*
- * A worker: a child of vmd, and never more than one process, so that whatever ends it
+ * A worker (vmm-worker.c), and never more than one process, so that whatever ends it
  * (vmd's SIGKILL, vmd's death) leaves nothing behind. Its first stage execs qemu-img when
  * the task has it (qemu_img set); its second (or only) stage is finish().
  */
-_Noreturn static void worker(ImageTask task, const char *qemu_img, const DiskSpec *d,
-			     const char *overlay, const char *part, int log_fd, pid_t parent)
+static int worker(void *arg, int sock _unused_)
 {
-	struct sigaction dfl = { .sa_handler = SIG_DFL };
-	sigset_t none;
+	const ImageWorkerArgs *a = arg;
 	int r, null_fd;
 
-	/* A worker never outlives the vmd that waits for it: the next start redoes its work. */
-	(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
-	if (getppid() != parent)
-		_exit(1);
-	for (int s = 1; s < NSIG; s++)
-		(void)sigaction(s, &dfl, NULL);
-	sigemptyset(&none);
-	(void)sigprocmask(SIG_SETMASK, &none, NULL);
 	null_fd = open("/dev/null", O_RDWR | O_NOCTTY);
-	if (null_fd < 0 || dup2(null_fd, 0) < 0 || dup2(log_fd, 1) < 0 || dup2(log_fd, 2) < 0)
-		_exit(1);
+	if (null_fd < 0 || dup2(null_fd, 0) < 0 || dup2(a->log_fd, 1) < 0 || dup2(a->log_fd, 2) < 0)
+		return 1;
 	(void)syscall(SYS_close_range, 3, ~0u, 0);
-	if (qemu_img)
-		exec_qemu_img(task, qemu_img, d, overlay, part);
-	r = finish(task, d, part);
+	if (a->qemu_img)
+		exec_qemu_img(a->task, a->qemu_img, a->d, a->overlay, a->part);
+	r = finish(a->task, a->d, a->part);
 	if (r < 0)
-		fprintf(stderr, "disk '%s': %s\n", d->id, strerror(-r));
-	_exit(r < 0 ? 1 : 0);
+		fprintf(stderr, "disk '%s': %s\n", a->d->id, strerror(-r));
+	return r < 0 ? 1 : 0;
 }
 
 /* vmd's side */
@@ -390,27 +387,21 @@ static int copy_size(const DiskSpec *d, uint64_t *ret)
 
 static int start_worker(VmmVm *v, VmmJob *j, ImageTask task, const DiskSpec *d);
 
-static int on_worker(sd_event_source *s _unused_, int fd _unused_, uint32_t revents _unused_,
-		     void *userdata)
+static void on_worker(VmmWorker *wk _unused_, int status, void *userdata)
 {
 	VmmJob *j = userdata;
 	VmmImageWork *w = &j->image;
 	const DiskSpec *d = &j->vm->config->disks[w->disk];
-	int status = -1, r = vmm_reap(w->pidfd, &status);
+	int r;
 
-	if (r == 0)
-		return 0;
-	w->source = sd_event_source_disable_unref(w->source);
-	w->pidfd = (close(w->pidfd), -EBADF);
-	w->running = false;
-	if (r < 0 || status != 0) {
+	if (status != 0) {
 		vmm_job_fail_message(j, "disk '%s': %s exited with status %d", d->id,
 				     w->stage == 0 && runs_qemu_img(w->task, d)
 					     ? "qemu-img"
 					     : "vmd's image worker",
 				     status);
 		vmm_job_image_done(j->vm, j, -EIO);
-		return 0;
+		return;
 	}
 	if (w->stage == 0 && runs_qemu_img(w->task, d)) {
 		/* qemu-img is done: the worker's own stage syncs what it wrote. */
@@ -418,10 +409,9 @@ static int on_worker(sd_event_source *s _unused_, int fd _unused_, uint32_t reve
 		r = start_worker(j->vm, j, w->task, d);
 		if (r < 0)
 			vmm_job_image_done(j->vm, j, r);
-		return 0;
+		return;
 	}
 	vmm_job_image_done(j->vm, j, 0);
-	return 0;
 }
 
 /* Fork the worker of task's stage w->stage (0 for a new task). 1, or -errno. */
@@ -432,7 +422,6 @@ static int start_worker(VmmVm *v, VmmJob *j, ImageTask task, const DiskSpec *d)
 			    *overlay = task == IMAGE_FLATTEN ? earlier_overlay_path(d) : NULL;
 	_cleanup_close_ int log_fd = -EBADF;
 	bool tool = w->stage == 0 && runs_qemu_img(task, d);
-	pid_t parent = getpid(), pid;
 	int r;
 
 	if (!log || (task == IMAGE_FLATTEN && !overlay))
@@ -444,29 +433,18 @@ static int start_worker(VmmVm *v, VmmJob *j, ImageTask task, const DiskSpec *d)
 	log_fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY, 0600);
 	if (log_fd < 0)
 		return -errno;
-	pid = fork();
-	if (pid < 0)
-		return -errno;
-	if (pid == 0)
-		worker(task, qemu_img, d, overlay, w->part ?: d->path, log_fd, parent);
-	w->pidfd = vmm_pidfd_open(pid);
-	if (w->pidfd < 0) {
-		r = w->pidfd;
-		(void)kill(pid, SIGKILL);
-		(void)waitpid(pid, NULL, 0);
-		return r;
-	}
-	w->pid = pid;
-	w->running = true;
 	w->task = task;
 	w->copying = IN_SET(task, IMAGE_CONVERT, IMAGE_COPY, IMAGE_FLATTEN);
 	w->task_grow = task == IMAGE_GROW;
-	r = sd_event_add_io(v->b->event, &w->source, w->pidfd, EPOLLIN, on_worker, j);
-	if (r < 0) {
-		vmm_image_abort(j);
-		return r;
-	}
-	return 1;
+	r = vmm_worker_start(&w->worker, v->b->event, worker,
+			     &(ImageWorkerArgs){ .task = task,
+						 .qemu_img = qemu_img,
+						 .d = d,
+						 .overlay = overlay,
+						 .part = w->part ?: d->path,
+						 .log_fd = log_fd },
+			     NULL, on_worker, j);
+	return r < 0 ? r : 1;
 }
 
 /* What move_aside() keeps, in the journal's words. */
@@ -671,39 +649,11 @@ int vmm_image_step(VmmVm *v, VmmJob *j, bool worker_done)
 	return 0;
 }
 
-static int on_killed_worker(sd_event_source *s _unused_, const siginfo_t *si _unused_,
-			    void *userdata _unused_)
-{
-	return 0; /* reaped by sd-event; the source, and its pidfd, go with the loop */
-}
-
-/* A worker killed: reaped once it is gone, without waiting for it here. */
-static void reap_later(VmmJob *j, int pidfd)
-{
-	sd_event_source *s = NULL;
-
-	if (j->vm && j->vm->b->event &&
-	    sd_event_add_child_pidfd(j->vm->b->event, &s, pidfd, WEXITED, on_killed_worker, NULL) >=
-		    0) {
-		(void)sd_event_source_set_child_pidfd_own(s, true);
-		(void)sd_event_source_set_floating(s, true);
-		sd_event_source_unref(s);
-		return;
-	}
-	(void)waitid(P_PIDFD, (id_t)pidfd, NULL, WEXITED); /* SIGKILL sent: soon */
-	close(pidfd);
-}
-
 void vmm_image_abort(VmmJob *j)
 {
 	VmmImageWork *w = &j->image;
 
-	w->source = sd_event_source_disable_unref(w->source);
-	if (w->running) {
-		(void)vmm_kill(w->pidfd, SIGKILL);
-		reap_later(j, w->pidfd);
-		w->running = false;
-	}
+	vmm_worker_abort(&w->worker);
 	if (w->part)
 		(void)unlink(w->part);
 	w->part = mfree(w->part);
@@ -719,7 +669,7 @@ char *vmm_image_describe(const VmmVm *v, const VmmJob *j)
 
 	/* What a copy has so far: its blocks, since it is sparse. */
 	format_size(w->part && stat(w->part, &st) == 0 ? (uint64_t)st.st_blocks * 512 : 0, done);
-	if (!d || !w->running)
+	if (!d || !vmm_worker_running(&w->worker))
 		r = asprintf(&m, "making the disks' copies of their images");
 	else if (w->task_grow)
 		r = asprintf(&m, "growing disk '%s' to its size", d->id);

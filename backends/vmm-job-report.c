@@ -25,6 +25,8 @@ static char *describe(const VmmVm *v, const VmmJob *j)
 	switch (j->phase) {
 	case VMM_PHASE_IMAGE:
 		return vmm_image_describe(v, j);
+	case VMM_PHASE_FILES:
+		return vmm_files_describe(v, j);
 	case VMM_PHASE_SPAWN:
 		r = asprintf(&m, "starting %s", vmm);
 		break;

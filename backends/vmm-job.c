@@ -9,18 +9,21 @@
  * through the event loop.
  *
  * The phases of each job:
- *   start    [image ->] spawn -> api-up -> configure -> boot; a failure or a deadline: kill,
- *            and the start fails once the VMM is gone; image (the copies of the disks'
- *            images, before any VMM runs: vmm-image.c) fails the start at once
+ *   start    [image ->] files -> spawn -> api-up -> configure -> boot; a failure or a
+ *            deadline: kill, and the start fails once the VMM is gone; image (the copies
+ *            of the disks' images, before any VMM runs: vmm-image.c) and files (what the
+ *            VMM gets, opened by a worker: vmm-boot.c) fail the start at once
  *   adopt    identity -> handshake -> observe
  *   stop     graceful -> shutdown (until stopTimeout) -> quit (VMM_KILL_GRACE_USEC) -> kill;
  *            done when the VMM is gone
  *   remove   request -> release (until the guest lets go) -> cleanup
- *   add      request; a failure: rollback
+ *   add      [files ->] request; a failure: rollback; files (the VMM user's access to a
+ *            disk the VMM opens by path) fails the job
  *   pause, resume, resize: request.   observe (refresh): observe.
  *   suspend  freeze -> save -> saving -> quit (VMM_KILL_GRACE_USEC) -> kill; done when the
  *            VMM is gone; a failure or a deadline before quit: thaw, and it fails
- *   restore  [image ->] spawn -> api-up -> load -> loading -> boot; fails as a start
+ *   restore  [image ->] files -> spawn -> api-up -> load -> loading -> boot; fails as a
+ *            start
  */
 #include <inttypes.h>
 #include <signal.h>
@@ -29,6 +32,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "provision.h"
 #include "snapshot.h"
 #include "util.h"
 #include "vmm-vm.h"
@@ -51,7 +55,7 @@ const char *const vmm_phase_table[_VMM_PHASE_MAX] = {
 	[VMM_PHASE_ROLLBACK] = "rollback",   [VMM_PHASE_FREEZE] = "freeze",
 	[VMM_PHASE_SAVE] = "save",	     [VMM_PHASE_SAVING] = "saving",
 	[VMM_PHASE_THAW] = "thaw",	     [VMM_PHASE_LOAD] = "load",
-	[VMM_PHASE_LOADING] = "loading",
+	[VMM_PHASE_LOADING] = "loading",     [VMM_PHASE_FILES] = "files",
 };
 
 static void run_phase(VmmVm *v, VmmJob *j);
@@ -69,7 +73,10 @@ static VmmPhase next_phase(BackendOp t, VmmPhase p)
 {
 	switch (p) {
 	case VMM_PHASE_IMAGE:
-		return VMM_PHASE_SPAWN;
+		return VMM_PHASE_FILES;
+	case VMM_PHASE_FILES:
+		return IN_SET(t, BACKEND_OP_START, BACKEND_OP_RESTORE) ? VMM_PHASE_SPAWN
+								       : VMM_PHASE_REQUEST;
 	case VMM_PHASE_SPAWN:
 		return VMM_PHASE_API_UP;
 	case VMM_PHASE_API_UP:
@@ -107,6 +114,8 @@ static uint64_t phase_timeout(const VmmJob *j, VmmPhase p, uint64_t now)
 	switch (p) {
 	case VMM_PHASE_IMAGE:
 		return VMM_IMAGE_TIMEOUT_USEC;
+	case VMM_PHASE_FILES:
+		return VMM_FILES_TIMEOUT_USEC;
 	case VMM_PHASE_API_UP:
 		return VMM_START_TIMEOUT_USEC;
 	case VMM_PHASE_GRACEFUL:
@@ -419,6 +428,36 @@ void vmm_job_image_done(VmmVm *v, VmmJob *j, int error)
 	image_failed(v, j, error);
 }
 
+/* A files phase that failed: a start fails as at its images; any other job fails. */
+static void files_failed(VmmVm *v, VmmJob *j, int error)
+{
+	vmm_files_free(j);
+	if (!IN_SET(j->type, BACKEND_OP_START, BACKEND_OP_RESTORE)) {
+		vmm_job_complete(v, j, error, j->message);
+		return;
+	}
+	(void)provision_remove(v->dir);
+	image_failed(v, j, error);
+}
+
+void vmm_job_files_done(VmmVm *v, VmmJob *j, int error)
+{
+	if (error < 0)
+		files_failed(v, j, error);
+	else
+		phase_over(v, j);
+}
+
+static void files_step(VmmVm *v, VmmJob *j)
+{
+	int r = vmm_files_begin(v, j);
+
+	if (r < 0)
+		files_failed(v, j, r);
+	else if (r == 0)
+		phase_over(v, j);
+}
+
 static void enter(VmmVm *v, VmmJob *j, VmmPhase phase)
 {
 	uint64_t now = now_usec(CLOCK_MONOTONIC);
@@ -439,6 +478,10 @@ static void enter(VmmVm *v, VmmJob *j, VmmPhase phase)
 	requests_clear(&j->requests);
 	if (phase == VMM_PHASE_IMAGE) {
 		image_step(v, j, false);
+		return;
+	}
+	if (phase == VMM_PHASE_FILES) {
+		files_step(v, j);
 		return;
 	}
 	if (phase == VMM_PHASE_SPAWN && j->image.spawn) {
@@ -641,6 +684,12 @@ static void timed_out(VmmVm *v, VmmJob *j)
 	if (j->in_flight)
 		became_unresponsive(v, j);
 	vmm_api_cancel(v, j);
+	if (j->phase == VMM_PHASE_FILES) {
+		vmm_job_fail_message(j, "the files %s gets were not ready within %llu s",
+				     v->type->display, VMM_FILES_TIMEOUT_USEC / 1000000);
+		files_failed(v, j, -ETIMEDOUT);
+		return;
+	}
 	switch (j->type) {
 	case BACKEND_OP_START:
 	case BACKEND_OP_RESTORE:
@@ -737,6 +786,7 @@ static int timer_fired(sd_event_source *s _unused_, uint64_t usec _unused_, void
 void vmm_job_free(VmmJob *j)
 {
 	vmm_image_abort(j);
+	vmm_files_free(j);
 	j->timer = sd_event_source_disable_unref(j->timer);
 	if (j->http)
 		http_request_cancel(TAKE_PTR(j->http));

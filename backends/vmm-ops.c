@@ -30,7 +30,11 @@ static int launch(VmmJob *j, BackendOp op, const char *device)
 
 	if (device)
 		snprintf(j->device, sizeof(j->device), "%s", device);
-	r = vmm_job_begin(j->vm, j, op, VMM_PHASE_REQUEST);
+	/* A disk the VMM opens by path: whether the VMM user may, first (VmmVmType.files). */
+	r = vmm_job_begin(j->vm, j, op,
+			  IN_SET(op, BACKEND_OP_DISK_ADD, BACKEND_OP_DISK_UPDATE)
+				  ? VMM_PHASE_FILES
+				  : VMM_PHASE_REQUEST);
 	return r < 0 ? r : 1;
 }
 
@@ -49,8 +53,9 @@ int vmm_vm_stop(Backend *b, const char *name, uint64_t timeout_ms, bool force)
 			vmm_job_enter(v, j, VMM_PHASE_QUIT);
 		return 1;
 	}
-	if (j->type == BACKEND_OP_START && j->phase == VMM_PHASE_IMAGE) {
-		/* No VMM yet, only the copies of its images being made: those stop, and that is all. */
+	if (IN_SET(j->type, BACKEND_OP_START, BACKEND_OP_RESTORE) &&
+	    IN_SET(j->phase, VMM_PHASE_IMAGE, VMM_PHASE_FILES)) {
+		/* No VMM yet, only its images or its files being made: those stop, and that is all. */
 		vmm_job_complete(v, j, -ECANCELED, NULL);
 		v->stop_requested = true;
 		v->state = VM_EXITED;

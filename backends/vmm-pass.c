@@ -12,14 +12,13 @@
  * every VM that boots from the file, vmm-files.c); a disk, which the guest writes, as the
  * file itself, opened as QEMU's are (the file the loader checked, of its kind: a symlink
  * swapped since is refused), which the VMM user must be allowed to open: vmd checks that
- * before the start, as that user.
+ * before the start, as that user. The opens, the copies and the checks are the start's
+ * files step's, made by a worker (vmm-boot.c); what is here takes what it got.
  */
 #include <fcntl.h>
 #include <limits.h>
-#include <grp.h>
 #include <stdio.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "console.h"
@@ -68,101 +67,58 @@ static int pass_opened(VmmVm *v, int fd, const char *why, char **ret)
 }
 
 /* A kernel or an initrd: the copy every VM that boots from it shares (vmm-files.c). */
-static int pass_boot_file(VmmVm *v, VmmBootSlot slot, const char *what, const char *path, char **ret)
+static int pass_boot_file(VmmVm *v, VmmBootSlot slot, const char *what, char **ret)
 {
 	char why[PATH_MAX + 256];
 
-	return pass_opened(v, vmm_boot_file(v, slot, what, path, why, sizeof(why)), why, ret);
+	return pass_opened(v, vmm_boot_file_fd(v, slot, what, why, sizeof(why)), why, ret);
 }
 
-/* The seed: its own copy. */
-static int pass_copy(VmmVm *v, const char *what, const char *path, char **ret)
+/* What the files step opened (a disk, the seed's copy). */
+static int pass_taken(VmmVm *v, unsigned key, const char *what, char **ret)
 {
 	char why[PATH_MAX + 256];
 
-	return pass_opened(v, vmm_memfd_copy(what, path, why, sizeof(why)), why, ret);
+	return pass_opened(v, vmm_files_take(v, key, what, why, sizeof(why)), why, ret);
 }
 
-/*
- * Whether user may open path with flags, as the VMM will: a child that drops to it as
- * vmm.c's spawn does and tries (a /proc/self/fd/N is the child's copy of vmd's fd). 0, or
- * the -errno it met.
- */
-static int user_can_open(const VmmUser *user, const char *path, int flags)
+int vmm_vm_want_access(VmmFiles *f, const DiskSpec *d)
 {
-	int status;
-	pid_t pid = fork();
+	char what[SPEC_ID_MAX + 16];
 
-	if (pid < 0)
-		return -errno;
-	if (pid == 0) {
-		int e = 0, f;
-
-		if (setgroups(0, NULL) < 0 || setresgid(user->gid, user->gid, user->gid) < 0 ||
-		    setresuid(user->uid, user->uid, user->uid) < 0)
-			_exit(EPERM);
-		f = open(path, flags | O_CLOEXEC | O_NOCTTY);
-		if (f < 0)
-			e = errno;
-		_exit(e & 0xff);
-	}
-	while (waitpid(pid, &status, 0) < 0)
-		if (errno != EINTR)
-			return -errno;
-	if (!WIFEXITED(status))
-		return -EIO;
-	return -WEXITSTATUS(status);
-}
-
-/* open_path (path, or vmd's fd of it) as the VMM user, with the words if it may not. */
-static int check_user(const VmmVm *v, const char *path, const char *open_path, bool writable,
-		      const char *what, char *why, size_t n)
-{
-	VmmUser buf;
-	const VmmUser *user = vmm_vm_user(v, &buf);
-	int r;
-
-	if (!user || user->uid == 0)
-		return 0;
-	r = user_can_open(user, open_path, writable ? O_RDWR : O_RDONLY);
-	if (r < 0)
-		snprintf(why, n,
-			 "%s: '%s' is not %s by the VMM user (uid %u, gid %u: --vmm-user): %s; chown it to that user, or give it access with an ACL (setfacl -m u:%u:%s '%s')",
-			 what, path, writable ? "readable and writable" : "readable",
-			 (unsigned)user->uid, (unsigned)user->gid, strerror(-r),
-			 (unsigned)user->uid, writable ? "rw" : "r", path);
-	return r;
-}
-
-int vmm_vm_user_may_open(const VmmVm *v, const char *path, bool writable, const char *what,
-			 char *why, size_t n)
-{
-	return check_user(v, path, path, writable, what, why, n);
-}
-
-/*
- * A disk opened by vmd as QEMU's are (vmm-files.c: the file the loader checked, of its kind),
- * read-write unless readOnly; checked, as the VMM user, to be one it may reopen as its
- * /proc/self/fd/N.
- */
-static int pass_disk(VmmVm *v, const DiskSpec *d, char **ret)
-{
-	char self[64], what[SPEC_ID_MAX + 16], why[PATH_MAX * 2 + 256];
-	_cleanup_close_ int fd = vmm_open_disk(d, why, sizeof(why));
-	int r;
-
-	if (fd < 0) {
-		backend_set_error(v->b, "%s", why);
-		return fd;
-	}
 	snprintf(what, sizeof(what), "disk '%s'", d->id);
-	snprintf(self, sizeof(self), "/proc/self/fd/%d", fd);
-	r = check_user(v, d->path, self, !d->read_only, what, why, sizeof(why));
-	if (r < 0) {
-		backend_set_error(v->b, "%s", why);
-		return r;
+	return vmm_files_add_access(f, what, d->path, !d->read_only, false);
+}
+
+/*
+ * What the files step makes for pass_boot(): kernel and initrd (the copies VMs share), each
+ * disk opened by vmd as QEMU's are (vmm-files.c: the file the loader checked, of its kind),
+ * read-write unless readOnly, and checked, as the VMM user, to be one it may reopen as its
+ * /proc/self/fd/N; the seed's copy.
+ */
+int vmm_vm_want_boot(VmmVm *v, VmmFiles *f)
+{
+	const SandboxSpec *s = v->config;
+	_cleanup_free_ char *seed = NULL;
+	char what[SPEC_ID_MAX + 16];
+	int r = vmm_files_add_boot(v, f, VMM_BOOT_KERNEL, "kernel", s->kernel);
+
+	if (r >= 0 && s->initrd)
+		r = vmm_files_add_boot(v, f, VMM_BOOT_INITRD, "initrd", s->initrd);
+	for (size_t i = 0; r >= 0 && i < s->n_disks; i++) {
+		const DiskSpec *d = &s->disks[i];
+
+		snprintf(what, sizeof(what), "disk '%s'", d->id);
+		r = vmm_files_add_disk(f, d, VMM_KEY_DISK + (unsigned)i);
+		if (r >= 0)
+			r = vmm_files_add_access(f, what, d->path, !d->read_only, true);
 	}
-	return pass_as_path(v, TAKE_FD(fd), ret);
+	if (r < 0 || !s->cloud_init)
+		return r;
+	seed = vmm_vm_path(v->b, v->name, PROVISION_SEED);
+	if (!seed || !vmm_files_add(f, VMM_FILE_COPY, VMM_KEY_SEED, "cloud-init seed", seed))
+		return -ENOMEM;
+	return 0;
 }
 
 /* What a VMM made in its dir before: a socket nobody listens on goes; its console is kept. */
@@ -257,19 +213,21 @@ void vmm_passed_done(VmmPassed *p)
 static int pass_boot(VmmVm *v, const char *const *own_files, VmmPassed *p)
 {
 	const SandboxSpec *s = v->config;
-	_cleanup_free_ char *seed = NULL;
 	int r = vmm_vm_own_dir(v, own_files, &p->own);
 
+	char what[SPEC_ID_MAX + 16];
+
 	if (r >= 0)
-		r = pass_boot_file(v, VMM_BOOT_KERNEL, "kernel", s->kernel, &p->kernel);
+		r = pass_boot_file(v, VMM_BOOT_KERNEL, "kernel", &p->kernel);
 	if (r >= 0 && s->initrd)
-		r = pass_boot_file(v, VMM_BOOT_INITRD, "initrd", s->initrd, &p->initrd);
-	for (size_t i = 0; r >= 0 && i < s->n_disks; i++)
-		r = pass_disk(v, &s->disks[i], &p->disks[i]);
-	if (r < 0 || !s->cloud_init)
-		return r;
-	seed = vmm_vm_path(v->b, v->name, PROVISION_SEED);
-	return seed ? pass_copy(v, "cloud-init seed", seed, &p->seed) : -ENOMEM;
+		r = pass_boot_file(v, VMM_BOOT_INITRD, "initrd", &p->initrd);
+	for (size_t i = 0; r >= 0 && i < s->n_disks; i++) {
+		snprintf(what, sizeof(what), "disk '%s'", s->disks[i].id);
+		r = pass_taken(v, VMM_KEY_DISK + (unsigned)i, what, &p->disks[i]);
+	}
+	if (r >= 0 && s->cloud_init)
+		r = pass_taken(v, VMM_KEY_SEED, "cloud-init seed", &p->seed);
+	return r;
 }
 
 int vmm_vm_pass_boot(VmmVm *v, const char *const *own_files, VmmPassed *p)

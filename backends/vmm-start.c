@@ -152,11 +152,8 @@ static void close_pass_fds(VmmVm *v)
 		close(v->pass_fds[--v->n_pass_fds]);
 }
 
-/*
- * The seed and the credentials' copies (provision.h), made anew from the host's files
- * before each start, before the backend opens any device: a missing file costs nothing.
- */
-static int provision(VmmVm *v)
+/* Before the files step opens any (vmm-boot.c): a missing file costs nothing. */
+int vmm_vm_provision(VmmVm *v)
 {
 	const SandboxSpec *s = v->config;
 	_cleanup_free_ char *seed = NULL;
@@ -191,9 +188,8 @@ static int spawn(VmmVm *v)
 		if (v->serial_fd < 0)
 			return v->serial_fd;
 	}
-	r = provision(v);
-	if (r >= 0 && v->type->prepare)
-		r = v->type->prepare(v);
+	/* The seed and the credentials' copies were made before the files step. */
+	r = v->type->prepare ? v->type->prepare(v) : 0;
 	if (r < 0) {
 		close_pass_fds(v);
 		(void)provision_remove(v->dir);
@@ -247,6 +243,8 @@ int vmm_vm_launch(VmmVm *v)
 {
 	int r = launch(v);
 
+	/* The VMM has what the files step got, or never will. */
+	vmm_files_free(&v->job);
 	if (r < 0) {
 		v->pid_source = sd_event_source_disable_unref(v->pid_source);
 		if (v->pidfd >= 0)
@@ -304,17 +302,15 @@ static int start_job(Backend *b, const SandboxSpec *spec, uint64_t generation, B
 	if (snapshot_dir && !(v->job.snapshot_dir = strdup(snapshot_dir)))
 		return -ENOMEM;
 	v->restoring = snapshot_dir != NULL; /* in the record until it is done */
-	/* With images, the VMM is spawned once their copies are made: a phase of the start. */
-	r = images ? 0 : launch(v);
-	if (r >= 0)
-		r = hashmap_put(vb->vms, v->name, v);
-	if (r < 0) {
-		if (!images && v->pidfd >= 0)
-			(void)vmm_kill(v->pidfd, SIGKILL);
+	/*
+	 * The VMM is spawned once its images' copies are made and its files opened (a worker
+	 * does both, vmm-image.c, vmm-boot.c): phases of the start.
+	 */
+	r = hashmap_put(vb->vms, v->name, v);
+	if (r < 0)
 		return r;
-	}
-	r = vmm_job_begin(v, &v->job, op, images ? VMM_PHASE_IMAGE : VMM_PHASE_SPAWN);
-	v->job.image.spawn = images;
+	r = vmm_job_begin(v, &v->job, op, images ? VMM_PHASE_IMAGE : VMM_PHASE_FILES);
+	v->job.image.spawn = true;
 	v->job.generation = generation;
 	TAKE_PTR(v);
 	return r < 0 ? r : 1;

@@ -12,7 +12,8 @@
  *
  * vmm-vm.c does the record, observing from it, adoption by identity and the exit;
  * vmm-start.c the start and the watch on the exit (reaped through a pidfd, vmd being
- * subreaper), the console and the guest agent; vmm-ops.c the operations on a VM
+ * subreaper), the console and the guest agent; vmm-boot.c the start's files step (what the
+ * VMM gets, opened and copied by a worker, vmm-worker.c); vmm-ops.c the operations on a VM
  * that runs; vmm-stray.c finds strays: live VMMs for a name that vmd has no record of (its
  * argv names the runtime dir, or something listens on its socket), which are left alone
  * and never get a second VMM beside them. vmm-job.c runs every
@@ -36,6 +37,7 @@
 #include "http-unix.h"
 #include "qmp.h"
 #include "vmm-files.h"
+#include "vmm-worker.h"
 #include "vmm.h"
 
 #define VMM_START_TIMEOUT_USEC (30ull * 1000000)   /* spawn to answering */
@@ -46,6 +48,8 @@
 /* Making the copies of a start's images (vmm-image.c): a long copy may take this long. */
 #define VMM_IMAGE_TIMEOUT_USEC (3600ull * 1000000)
 #define VMM_IMAGE_LOG "image.log" /* the image workers' stderr, in the runtime dir */
+/* The files step (vmm-boot.c): the copies of kernel and initrd, the opens of the disks. */
+#define VMM_FILES_TIMEOUT_USEC (300ull * 1000000)
 /* A save (suspend: save, saving) or a load (restore: load, loading): each phase at most. */
 #define VMM_SAVE_TIMEOUT_USEC (600ull * 1000000)
 #define VMM_SAVE_POLL_USEC (50ull * 1000) /* saving, loading: asked this often */
@@ -91,6 +95,12 @@ typedef enum VmmPhase {
 	 */
 	VMM_PHASE_LOAD,	   /* restore: the state in j->snapshot_dir is asked to be loaded */
 	VMM_PHASE_LOADING, /* restore: polls until it is in (none: done with load) */
+	/*
+	 * start, restore: after image, before spawn, what the VMM gets is opened and copied
+	 * by a worker (vmm-boot.c); disk-add, disk-update: before the request, whether the
+	 * VMM user may open the disk (a VMM that opens it by path itself).
+	 */
+	VMM_PHASE_FILES,
 	_VMM_PHASE_MAX,
 } VmmPhase;
 
@@ -145,10 +155,7 @@ int vmm_request_pass_fd(VmmRequests *rq, int fd);
 /* A start's image phase: the worker that makes the copy of one disk's image. */
 typedef struct VmmImageWork {
 	size_t disk; /* the disk at work, an index into the VM's config */
-	bool running;
-	pid_t pid;
-	int pidfd; /* while running */
-	sd_event_source *source;
+	VmmWorker worker;
 	int task;	/* vmm-image.c's ImageTask */
 	unsigned stage; /* 0: its first process (qemu-img, or the copy); 1: the sync after */
 	char *part;	/* what it writes, renamed into place once it is done; or NULL */
@@ -191,6 +198,7 @@ struct VmmJob {
 	bool was_paused; /* stop: the guest must be resumed to hear the button; suspend: it stays paused */
 	char *snapshot_dir; /* suspend: where its state goes; restore: where it comes from */
 	VmmImageWork image; /* start: its image phase */
+	VmmFiles *files;    /* its files phase (vmm-boot.c), until the spawn or the request */
 };
 
 typedef struct VmmVmType {
@@ -252,6 +260,12 @@ typedef struct VmmVmType {
 	 * vmm_request_pass_fd().
 	 */
 	int (*build)(VmmVm *v, VmmJob *j, VmmRequests *rq);
+	/*
+	 * What the files phase of j (a start, a restore, a disk added or updated) opens,
+	 * copies or checks for the VMM, added to f with the vmm_files_add*() of vmm-files.h;
+	 * the spawn takes them (vmm_files_take()). NULL, or nothing added: nothing.
+	 */
+	int (*files)(VmmVm *v, VmmJob *j, VmmFiles *f);
 	/* A QMP event (QMP VMMs). */
 	void (*event)(VmmVm *v, const char *event, json_t *data);
 	/* What observe() reports beyond what every VMM has (NULL: nothing). */
@@ -357,12 +371,11 @@ int vmm_vm_pass_listener(VmmVm *v, const char *file, const char *what);
 /* Who v's VMM runs as: NULL, as vmd, if the daemon said nothing or the VMM drops root itself. */
 const VmmUser *vmm_vm_user(const VmmVm *v, VmmUser *buf);
 /*
- * Whether the VMM user may open path by itself (a disk hot-added, which the VMM gets by
- * path only): 0 (also as vmd, or root), or -errno with the words (naming what, path and
- * the user, and what to do) in why.
+ * For VmmVmType.files: a disk hot-added, which the VMM gets by path only and opens as the
+ * VMM user: whether that user may (refused with the words naming what, path and the user,
+ * and what to do). Nothing as vmd, or root.
  */
-int vmm_vm_user_may_open(const VmmVm *v, const char *path, bool writable, const char *what,
-			 char *why, size_t n);
+int vmm_vm_want_access(VmmFiles *f, const DiskSpec *d);
 /*
  * The VMM's own dir, <dir>/VMM_OWN_DIR, owned by the VMM user, for what the VMM makes itself
  * (files: a socket, console.log): a stale socket in it removed, its console.log kept as
@@ -385,9 +398,12 @@ typedef struct VmmPassed {
 } VmmPassed;
 /*
  * Its own dir with own_files, kernel and initrd (sealed copies), the disks (vmd's opens,
- * checked for the VMM user), the seed (a copy), passed (into *p, what it had freed first).
+ * checked for the VMM user), the seed (a copy), passed (into *p, what it had freed first):
+ * what the files step got for vmm_vm_want_boot().
  */
 int vmm_vm_pass_boot(VmmVm *v, const char *const *own_files, VmmPassed *p);
+/* For VmmVmType.files, at a start: what vmm_vm_pass_boot() passes. */
+int vmm_vm_want_boot(VmmVm *v, VmmFiles *f);
 void vmm_passed_done(VmmPassed *p);
 
 /* vmm-stray.c */
@@ -490,8 +506,23 @@ void vmm_job_free(VmmJob *j);
 /* The image worker of j is done (error: it failed): on to the next, or the VMM. */
 void vmm_job_image_done(VmmVm *v, VmmJob *j, int error);
 
-/* vmm-start.c: spawn the VMM of a VM whose start made its images first. */
+/* vmm-start.c: spawn the VMM of a VM whose start made its images and files first. */
 int vmm_vm_launch(VmmVm *v);
+/*
+ * vmm-start.c: the seed and the credentials' copies (provision.h), made anew from the
+ * host's files before each start: 0, or -errno said in the backend's error.
+ */
+int vmm_vm_provision(VmmVm *v);
+/* The files phase (vmm-boot.c) of j is done (error: it failed): on to the next. */
+void vmm_job_files_done(VmmVm *v, VmmJob *j, int error);
+
+/* vmm-boot.c: j's files phase. */
+/* Begin it: 1, a worker runs and vmm_job_files_done() follows; 0: nothing to do; -errno. */
+int vmm_files_begin(VmmVm *v, VmmJob *j);
+/* Kill its worker, if any, and close what it got that nobody took. */
+void vmm_files_free(VmmJob *j);
+/* What it is doing, in words. */
+char *vmm_files_describe(const VmmVm *v, const VmmJob *j);
 /*
  * vmm-start.c: watch v's VMM for its exit (vmm_vm_exited), and keep its serial console and
  * ask its guest agent, if it has them; adopted: found running, not started by this vmd.

@@ -419,6 +419,21 @@ static void test_fc_refused(void **state _unused_)
  * not booted afresh (which would write to the disks the snapshot belongs to). Woken
  * again, the count goes on.
  */
+/* The loop runs until name's VMM is spawned (the start's files step comes first), no more. */
+static void wait_spawned(Ctx *c, const char *name)
+{
+	uint64_t end = now_usec(CLOCK_MONOTONIC) + WAIT_USEC;
+	VmObserved o = {};
+
+	while (c->b->ops->observe(c->b, name, &o) == 0 && o.pid <= 0) {
+		vm_observed_done(&o);
+		assert_true(now_usec(CLOCK_MONOTONIC) < end);
+		assert_true(sd_event_run(c->e, 100 * 1000) >= 0);
+	}
+	assert_true(o.pid > 0);
+	vm_observed_done(&o);
+}
+
 static void adopted_mid_wake(BackendKind kind, bool jailed)
 {
 	Ctx *c = ctx_new(kind, jailed);
@@ -437,7 +452,8 @@ static void adopted_mid_wake(BackendKind kind, bool jailed)
 	assert_int_equal(wait_done(c, BACKEND_OP_SUSPEND), 0);
 	assert_int_equal(c->b->ops->cleanup(c->b, "vm"), 0);
 
-	assert_true(c->b->ops->restore(c->b, s, 1, snap) > 0); /* spawned; nothing asked yet */
+	assert_true(c->b->ops->restore(c->b, s, 1, snap) > 0);
+	wait_spawned(c, "vm"); /* after its files step; nothing asked yet */
 	backend_free(c->b);
 	c->b = NULL;
 	backend_up(c);
