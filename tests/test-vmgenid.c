@@ -3,9 +3,11 @@
  * The VM generation ID of QEMU VMs (docs/backends.md, "qemu"): every fresh boot has the
  * vmgenid device, a wake has it iff the save had it (qemu-ports.json says), and a snapshot
  * of a vmd before (no such record) wakes without it. On the simulator, whose stream
- * carries the device layout and refuses to load into another, as QEMU does; and on real
- * QEMU (TCG), where the guest itself reads the GUID that its ACPI device points at: it
- * differs after a wake, which is what makes a Linux guest reseed its RNG.
+ * carries the device layout and refuses to load into another (a stream with the device
+ * into a QEMU without it too), as QEMU does; and on real
+ * QEMU (TCG), whose query-vm-generation-id answers the GUID it writes into the guest at a
+ * load: it differs after a wake, and between two restores of one template (startFrom:
+ * snapshot), which is what makes a Linux guest reseed its RNG.
  */
 #include <jansson.h>
 #include <signal.h>
@@ -161,7 +163,7 @@ static void test_sim_wake(void **state)
 	put_sim(f, "suspended");
 	json_decref(fixture_wait_status(f, "vm", suspended, NULL));
 	assert_true(json_has_vmgenid(f->state, "snapshots/vm/current/qemu-ports.json"));
-	/* Woken: a QEMU with the device, or the simulator's stream would not load. */
+	/* Woken: a QEMU with the device, or the stream would not load (QEMU 7.2's rule). */
 	put_sim(f, "running");
 	pid = running_pid(f);
 	assert_true(argv_has_vmgenid(pid));
@@ -280,6 +282,45 @@ static void test_qemu_wake(void **state)
 	json_decref(fixture_wait_status(f, "web", ready, "Running"));
 }
 
+/* Running and Ready, and status.json's startedFrom begins with arg. */
+static bool started(json_t *s, const void *arg)
+{
+	const char *how = s ? json_string_value(json_object_get(s, "startedFrom")) : NULL;
+
+	return phase_is(s, "Running") && streq(status_condition(s, "Ready", "status"), "True") &&
+	       how && strncmp(how, arg, strlen(arg)) == 0;
+}
+
+/*
+ * Real QEMU, startFrom: snapshot: two restores of one template (the one right after its
+ * save, and the one after a crash) have generation IDs of their own.
+ */
+static void test_qemu_template(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *first = NULL, *second = NULL;
+	pid_t pid;
+	json_t *s;
+
+	qemu_put(f, "web",
+		 "  cmdline: console=ttyS0 quiet\n  startFrom: snapshot\n"
+		 "  readiness: {console: {match: \"VMD-GUEST-TICK [3-9]\"}, period: 100ms}\n");
+	fixture_start_daemon(f);
+	s = fixture_wait_status(f, "web", started, "booted; its template was saved");
+	pid = pid_of(s);
+	json_decref(s);
+	first = qmp_guid(f, "web");
+	assert_guid(first);
+
+	assert_int_equal(kill(pid, SIGKILL), 0);
+	fixture_wait_gone(pid);
+	json_decref(fixture_wait_status(f, "web", started, "restored from its template of "));
+	second = qmp_guid(f, "web");
+	assert_guid(second);
+	if (streq(first, second))
+		fail_msg("two restores of one template have the generation ID %s", first);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -287,6 +328,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_sim_old_snapshot, qemu_sim_setup,
 						fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_qemu_wake, qemu_setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_qemu_template, qemu_setup, fixture_teardown),
 	};
 
 	if (getenv("VMD_TEST_FILTER")) /* one test, for a run by hand */
