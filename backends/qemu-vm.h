@@ -27,8 +27,8 @@ typedef struct QemuVm {
 	unsigned add_fds;  /* descriptors the add at work gave QEMU (getfd), before its netdev */
 	unsigned last_fdset; /* the last hot-added disk's fdset, 0 if none yet */
 	/*
-	 * QEMU has a vmgenid device: every fresh boot; a wake as the save had it (a QEMU
-	 * of a vmd before had none, and its stream loads only into a QEMU without one).
+	 * QEMU has a vmgenid device: every fresh boot; a wake as its save had it, with the
+	 * very devices of the save (a QEMU of a vmd before had none).
 	 */
 	bool vmgenid;
 	/* At the start: the descriptors of each network's tap and vhost in QEMU, or -1. */

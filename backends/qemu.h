@@ -91,13 +91,13 @@ char *qemu_opt_escape(const char *s);
 #define QEMU_PORT "vmd-port"
 /* The seed's device and nodes: no disk's names ("disk-..."), whatever its id. */
 #define QEMU_SEED_DEVICE "vmd-seed"
+#define QEMU_SEED_NODE "vmd-seed-node"
+#define QEMU_SEED_FILE "vmd-seed-file"
 /*
  * The VM generation ID (ACPI, q35): guid=auto makes a new GUID in each QEMU process, and
  * on an incoming migration QEMU writes it into the guest and notifies it (hw/acpi/vmgenid.c
  * vmgenid_post_load()): a Linux guest (5.18 on, CONFIG_VMGENID) reseeds its RNG at a wake.
  */
 #define QEMU_VMGENID_DEVICE "vmd-vmgenid"
-#define QEMU_SEED_NODE "vmd-seed-node"
-#define QEMU_SEED_FILE "vmd-seed-file"
 /* Where systemd looks for credentials among fw_cfg's files (systemd's import-creds.c). */
 #define QEMU_CREDENTIAL_PREFIX "opt/io.systemd.credentials/"
