@@ -141,7 +141,7 @@ MAIN_SRC := reconciler/main.c
 
 TESTS := util hashmap list prioq status desired console yaml-tree yaml-decode spec disk-image spec-check spec-yaml spec-json provision sandbox-dir sandbox-file plan backend-noop vmm http-unix http-unix-loop http-fds cloud-hypervisor firecracker qmp qemu-argv qemu qemu-net qemu-image qemu-provision qemu-sim qemu-user qemu-fds vmm-user vmm-net hung-vmm vm-safety host-ports neigh guest-agent readiness rollout ordering events source-revision watcher \
 	cli-validate schema daemon state-dir files deletion-guard vm-scope journal units install systemd readme metrics man fleet \
-	suspend vmm-suspend vmm-suspend-daemon idle template ch-image files-step
+	suspend vmm-suspend vmm-suspend-daemon idle template ch-image files-step vmgenid
 
 # libFuzzer targets, tests/fuzz-NAME.c; make check replays the seeds of each (tests/run).
 FUZZ_TARGETS := spec-yaml qmp vmm-reply records

@@ -264,6 +264,9 @@ int qemu_build_argv(const QemuLaunch *l, char ***ret)
 		return r;
 	if (s->cloud_init && (r = add_seed(&argv, l->seed_fd)) < 0)
 		return r;
+	if (l->vmgenid &&
+	    (r = arg(&argv, "-device", "%s", "vmgenid,id=" QEMU_VMGENID_DEVICE ",guid=auto")) < 0)
+		return r;
 	if (l->incoming && (r = arg(&argv, "-incoming", "%s", "defer")) < 0)
 		return r;
 	for (size_t i = 0; i < s->n_credentials; i++)

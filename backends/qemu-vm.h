@@ -26,6 +26,11 @@ typedef struct QemuVm {
 	unsigned add_port; /* 1 + the port the add at work took, 0 if none: what a rollback frees */
 	unsigned add_fds;  /* descriptors the add at work gave QEMU (getfd), before its netdev */
 	unsigned last_fdset; /* the last hot-added disk's fdset, 0 if none yet */
+	/*
+	 * QEMU has a vmgenid device: every fresh boot; a wake as its save had it, with the
+	 * very devices of the save (a QEMU of a vmd before had none).
+	 */
+	bool vmgenid;
 	/* At the start: the descriptors of each network's tap and vhost in QEMU, or -1. */
 	int net_fds[SPEC_NETWORKS_MAX], vhost_fds[SPEC_NETWORKS_MAX];
 	int agent_fd; /* the guest agent's listening socket, as QEMU has it, or -1 */

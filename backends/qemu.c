@@ -51,7 +51,8 @@ static int qemu_vm_save_ports(VmmVm *vm, json_t *j)
 		if (v->ports[i].device[0])
 			json_object_set_new(ports, v->ports[i].device, json_integer(i));
 	if (json_object_set_new(j, "ports", ports) < 0 ||
-	    json_object_set_new(j, "nPorts", json_integer(v->n_ports)) < 0)
+	    json_object_set_new(j, "nPorts", json_integer(v->n_ports)) < 0 ||
+	    (v->vmgenid && json_object_set_new(j, "vmgenid", json_true()) < 0))
 		return -ENOMEM;
 	return qemu_vm_save_disk_names(v, j);
 }
@@ -63,6 +64,8 @@ static int qemu_vm_load_ports(VmmVm *vm, const json_t *j)
 	json_t *port;
 
 	v->n_ports = (unsigned)json_integer_value(json_object_get(j, "nPorts"));
+	/* Absent: a QEMU of a vmd before, without one. */
+	v->vmgenid = json_is_true(json_object_get(j, "vmgenid"));
 	if (v->n_ports > QEMU_PORTS_MAX)
 		return -EBADMSG;
 	json_object_foreach((json_t *)json_object_get(j, "ports"), key, port)
@@ -343,10 +346,13 @@ static int qemu_argv(VmmVm *vm, char ***ret)
 	};
 
 	l.incoming = vm->job.snapshot_dir != NULL;
+	/* A fresh boot has a vmgenid; a wake has it if the save had it (qemu-ports.json says). */
+	v->vmgenid = !l.incoming;
 	/* Restored: each device on the port it had when it was saved, as the stream says. */
 	if (!l.incoming || qemu_snapshot_ports(v, vm->job.snapshot_dir) < 0)
 		assign_ports(v);
 	l.n_ports = v->n_ports;
+	l.vmgenid = v->vmgenid;
 	for (size_t i = 0; i < s->n_disks; i++)
 		disk_ports[i] = port_of(v, QEMU_DISK_DEVICE, s->disks[i].id, (unsigned)i);
 	for (size_t i = 0; i < s->n_networks; i++)

@@ -45,6 +45,7 @@ typedef struct QemuLaunch {
 	int kernel_fd, initrd_fd;
 	int seed_fd;   /* the cloud-init seed (provision.h) read-only, -1 for none */
 	bool incoming; /* -incoming defer: its state comes from a snapshot (migrate-incoming) */
+	bool vmgenid;  /* a VM generation ID device (QEMU_VMGENID_DEVICE) */
 } QemuLaunch;
 
 /* The fdset of a disk on root port P, of its base image, and of the seed. */
@@ -92,5 +93,11 @@ char *qemu_opt_escape(const char *s);
 #define QEMU_SEED_DEVICE "vmd-seed"
 #define QEMU_SEED_NODE "vmd-seed-node"
 #define QEMU_SEED_FILE "vmd-seed-file"
+/*
+ * The VM generation ID (ACPI, q35): guid=auto makes a new GUID in each QEMU process, and
+ * on an incoming migration QEMU writes it into the guest and notifies it (hw/acpi/vmgenid.c
+ * vmgenid_post_load()): a Linux guest (5.18 on, CONFIG_VMGENID) reseeds its RNG at a wake.
+ */
+#define QEMU_VMGENID_DEVICE "vmd-vmgenid"
 /* Where systemd looks for credentials among fw_cfg's files (systemd's import-creds.c). */
 #define QEMU_CREDENTIAL_PREFIX "opt/io.systemd.credentials/"

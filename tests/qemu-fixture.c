@@ -26,6 +26,17 @@ int qemu_setup(void **state)
 	return r;
 }
 
+int qemu_sim_setup(void **state)
+{
+	static char sim[4096];
+	static const char *const args[] = { "--qemu-binary", sim, NULL };
+	int r = fixture_setup(state);
+
+	snprintf(sim, sizeof(sim), "%s", test_src("tests/sim/qemu"));
+	((Fixture *)*state)->daemon_args = args;
+	return r;
+}
+
 /* A sandbox file for the test guest, written the way GitOps tools do (rename over). */
 void qemu_put(Fixture *f, const char *name, const char *extra_spec)
 {

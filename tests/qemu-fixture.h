@@ -14,6 +14,8 @@
 char *qemu_guest_file(const char *file);
 /* fixture_setup(), with the daemon on TCG. */
 int qemu_setup(void **state);
+/* fixture_setup(), with the daemon on the QEMU simulator (tests/sim/qemu). */
+int qemu_sim_setup(void **state);
 /* A qemu sandbox file for the test guest with extra_spec's lines, renamed over. */
 void qemu_put(Fixture *f, const char *name, const char *extra_spec);
 /* The guest's last VMD-GUEST-DEVICES line, from "blk=" on; the caller frees it. */

@@ -238,6 +238,35 @@ static void test_too_many_ports(void **state _unused_)
 	sandbox_spec_free(s);
 }
 
+/*
+ * The VM generation ID: a fresh boot has it (a new GUID in each QEMU: guid=auto); a wake
+ * of a save without it (a vmd before) has none, or the stream would not load.
+ */
+static void test_vmgenid(void **state _unused_)
+{
+	SandboxSpec *s = load("apiVersion: vmd/v1\nkind: Sandbox\nspec:\n  memory: 64Mi\n"
+			      "  kernel: /k\n");
+	QemuLaunch l = { .binary = "/q", .dir = "/r", .spec = s, .kernel_fd = 7, .vmgenid = true };
+	char **argv = NULL;
+	size_t n = 0;
+
+	assert_int_equal(qemu_build_argv(&l, &argv), 0);
+	for (size_t i = 0; argv[i]; i++)
+		n += streq(argv[i], "vmgenid,id=" QEMU_VMGENID_DEVICE ",guid=auto") &&
+		     streq(argv[i - 1], "-device");
+	assert_int_equal(n, 1);
+	strv_free(argv);
+
+	l.vmgenid = false;
+	l.incoming = true;
+	assert_int_equal(qemu_build_argv(&l, &argv), 0);
+	assert_string_equal(after(argv, "-incoming", 0), "defer");
+	for (size_t i = 0; argv[i]; i++)
+		assert_null(strstr(argv[i], "vmgenid"));
+	strv_free(argv);
+	sandbox_spec_free(s);
+}
+
 /* Bridge and macvtap networks get their descriptors too, vhost with its own; none: refused. */
 static void test_net_fds(void **state _unused_)
 {
@@ -445,7 +474,7 @@ int main(void)
 		cmocka_unit_test(test_full_spec), cmocka_unit_test(test_accel),
 		cmocka_unit_test(test_commas),	  cmocka_unit_test(test_too_many_ports),
 		cmocka_unit_test(test_net_fds),	  cmocka_unit_test(test_guest_agent),
-		cmocka_unit_test(test_overlay),
+		cmocka_unit_test(test_overlay),	  cmocka_unit_test(test_vmgenid),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
