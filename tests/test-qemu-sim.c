@@ -15,21 +15,13 @@
 
 #include "daemon-fixture.h"
 #include "helpers.h"
+#include "qemu-fixture.h"
 #include "qemu.h"
 #include "spec.h"
 #include "status.h"
 #include "util.h"
 
 static char sim_qemu[4096];
-
-static int setup(void **state)
-{
-	static const char *const args[] = { "--qemu-binary", sim_qemu, NULL };
-	int r = fixture_setup(state);
-
-	((Fixture *)*state)->daemon_args = args;
-	return r;
-}
 
 static void put_disk(Fixture *f, const char *path, const char *format)
 {
@@ -460,15 +452,20 @@ static void test_admission(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_failed_add_undone, setup, fixture_teardown),
-		cmocka_unit_test_setup_teardown(test_long_ids_and_fresh_fdsets, setup,
+		cmocka_unit_test_setup_teardown(test_failed_add_undone, qemu_sim_setup,
 						fixture_teardown),
-		cmocka_unit_test_setup_teardown(test_fdsets_after_readopt, setup, fixture_teardown),
-		cmocka_unit_test_setup_teardown(test_start_seen_through, setup, fixture_teardown),
-		cmocka_unit_test_setup_teardown(test_kernel_shared, setup, fixture_teardown),
-		cmocka_unit_test_setup_teardown(test_user_net_hotplug, setup, fixture_teardown),
-		cmocka_unit_test_setup_teardown(test_admission, setup, fixture_teardown),
-		cmocka_unit_test_setup_teardown(test_console_without_socket, setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_long_ids_and_fresh_fdsets, qemu_sim_setup,
+						fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_fdsets_after_readopt, qemu_sim_setup,
+						fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_start_seen_through, qemu_sim_setup,
+						fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_kernel_shared, qemu_sim_setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_user_net_hotplug, qemu_sim_setup,
+						fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_admission, qemu_sim_setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_console_without_socket, qemu_sim_setup,
+						fixture_teardown),
 	};
 
 	snprintf(sim_qemu, sizeof(sim_qemu), "%s", test_src("tests/sim/qemu"));

@@ -455,17 +455,6 @@ static bool pid_gone(pid_t pid)
 
 /* On the QEMU simulator (tests/sim/qemu): what a real QEMU does not do on demand. */
 
-static char sim_qemu[4096];
-
-static int sim_setup(void **state)
-{
-	static const char *const args[] = { "--qemu-binary", sim_qemu, NULL };
-	int r = fixture_setup(state);
-
-	((Fixture *)*state)->daemon_args = args;
-	return r;
-}
-
 static void put_sim(Fixture *f, const char *name, const char *cmdline, const char *state)
 {
 	_cleanup_free_ char *extra = NULL;
@@ -727,14 +716,14 @@ int main(void)
 						fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_noop_save_fails, fixture_setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_noop_guarded, fixture_setup, fixture_teardown),
-		cmocka_unit_test_setup_teardown(test_sim_save_fails, sim_setup, fixture_teardown),
-		cmocka_unit_test_setup_teardown(test_sim_wake, sim_setup, fixture_teardown),
-		cmocka_unit_test_setup_teardown(test_sim_wake_cut_short, sim_setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_sim_save_fails, qemu_sim_setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_sim_wake, qemu_sim_setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_sim_wake_cut_short, qemu_sim_setup,
+						fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_qemu, qemu_setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_qemu_disk_full, qemu_setup, fixture_teardown),
 	};
 
-	snprintf(sim_qemu, sizeof(sim_qemu), "%s", test_src("tests/sim/qemu"));
 	if (getenv("VMD_TEST_FILTER")) /* one test, for a run by hand */
 		cmocka_set_test_filter(getenv("VMD_TEST_FILTER"));
 	return cmocka_run_group_tests(tests, NULL, NULL);
