@@ -107,17 +107,27 @@ int vmm_files_add_access(VmmFiles *f, const char *what, const char *path, bool w
 static int user_can_open(const VmmUser *user, const char *path, int flags)
 {
 	int status;
-	pid_t pid = fork();
+	pid_t worker = getpid(), pid = fork();
 
 	if (pid < 0)
 		return -errno;
 	if (pid == 0) {
 		int e = 0;
 
-		(void)prctl(PR_SET_PDEATHSIG, SIGKILL); /* it goes with the worker */
 		if (setgroups(0, NULL) < 0 || setresgid(user->gid, user->gid, user->gid) < 0 ||
 		    setresuid(user->uid, user->uid, user->uid) < 0)
 			_exit(EPERM);
+		/*
+		 * It goes with the worker: set once it is the user, since a change of the
+		 * effective uid or gid clears it (prctl(2) PR_SET_PDEATHSIG), which left a
+		 * check the worker was killed during running on, as the VMM user, with the
+		 * worker's descriptors.
+		 */
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != worker)
+			_exit(ESRCH);
+		/* A test knob, as VMD_TEST_FILES_PAUSE=1: "check" stops this child too. */
+		if (streq_ptr(getenv("VMD_TEST_FILES_PAUSE"), "check"))
+			(void)raise(SIGSTOP);
 		if (open(path, flags | O_CLOEXEC | O_NOCTTY) < 0)
 			e = errno;
 		_exit(e & 0xff);

@@ -73,16 +73,21 @@ static pid_t stopped_child(pid_t daemon)
 	return found;
 }
 
-static pid_t wait_stopped_worker(Fixture *f)
+static pid_t wait_stopped_child(pid_t parent)
 {
 	uint64_t end = ms_now() + FIXTURE_WAIT_MS;
 	pid_t pid;
 
-	while (!(pid = stopped_child(f->pid))) {
+	while (!(pid = stopped_child(parent))) {
 		assert_true(ms_now() < end);
 		usleep(20000);
 	}
 	return pid;
+}
+
+static pid_t wait_stopped_worker(Fixture *f)
+{
+	return wait_stopped_child(f->pid);
 }
 
 static unsigned count_fds(pid_t pid)
@@ -214,6 +219,28 @@ static void test_killed_mid_step(void **state)
 	fixture_wait_console(f, "vm", "disks=a", 0);
 }
 
+/*
+ * vmd killed while the worker's child checks the disk as the VMM user (stopped there by
+ * VMD_TEST_FILES_PAUSE=check): the child dies with the worker, which dies with vmd. Its
+ * parent-death signal, set before it dropped to the user, was cleared by that change of
+ * uid: it stayed, as the VMM user, with the worker's descriptors of the disks.
+ */
+static void test_killed_mid_check(void **state)
+{
+	Fixture *f = *state;
+	pid_t worker, check;
+
+	put_vm(f);
+	setenv("VMD_TEST_FILES_PAUSE", "check", 1);
+	fixture_start_daemon(f);
+	worker = wait_stopped_worker(f);
+	assert_int_equal(kill(worker, SIGCONT), 0);
+	check = wait_stopped_child(worker);
+	fixture_stop_daemon(f, SIGKILL);
+	fixture_wait_gone(worker);
+	fixture_wait_gone(check);
+}
+
 static bool error_is(json_t *s, const void *arg)
 {
 	const char *e = json_string_value(json_object_get(s, "lastError"));
@@ -281,6 +308,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_loop_does_not_wait, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cancelled, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_killed_mid_step, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_killed_mid_check, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ch_hot_add_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fc_drive_refused, setup, teardown),
 	};
