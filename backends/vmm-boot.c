@@ -128,7 +128,8 @@ static int user_can_open(const VmmUser *user, const char *path, int flags)
 		/* A test knob, as VMD_TEST_FILES_PAUSE=1: "check" stops this child too. */
 		if (streq_ptr(getenv("VMD_TEST_FILES_PAUSE"), "check"))
 			(void)raise(SIGSTOP);
-		if (open(path, flags | O_CLOEXEC | O_NOCTTY) < 0)
+		/* O_NONBLOCK: a FIFO put there must not hold the worker (vmm_open_checked()). */
+		if (open(path, flags | O_CLOEXEC | O_NOCTTY | O_NONBLOCK) < 0)
 			e = errno;
 		_exit(e & 0xff);
 	}

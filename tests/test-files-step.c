@@ -302,6 +302,47 @@ static void test_fc_drive_refused(void **state)
 	hot_refused(*state, true);
 }
 
+/*
+ * The path of a disk hot-added read-only is a FIFO by the time the worker checks it (put
+ * there after the file was loaded): the VMM user's open of it must not wait for a writer,
+ * as vmd's own opens do not (vmm-files.c, O_NONBLOCK), else the worker waits until the
+ * files phase's deadline (300 s), the job with it.
+ */
+static void test_ch_hot_add_fifo(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *ro = put_file(f, "ro.img", true), *text = NULL;
+	uint64_t end;
+	pid_t worker;
+	int fd;
+
+	fixture_put_sim(f, "vm", "cloud-hypervisor", "  memory: 64Mi\n");
+	fixture_start_daemon(f);
+	assert_int_equal(kill(wait_stopped_worker(f), SIGCONT), 0);
+	(void)fixture_running(f, "vm");
+
+	assert_true(asprintf(&text,
+			     "  memory: 64Mi\n  disks:\n    - {id: d, path: \"%s\", readOnly: true}\n",
+			     ro) > 0);
+	fixture_put_sim(f, "vm", "cloud-hypervisor", text);
+	worker = wait_stopped_worker(f);
+	assert_int_equal(unlink(ro), 0);
+	assert_int_equal(mkfifo(ro, 0600), 0);
+	assert_int_equal(chown(ro, USER_ID, USER_ID), 0);
+	assert_int_equal(kill(worker, SIGCONT), 0);
+	fixture_wait_gone(worker);
+
+	/* The simulator opens it too, to read its magic: a writer that comes and goes ends that. */
+	end = ms_now() + FIXTURE_WAIT_MS;
+	while ((fd = open(ro, O_WRONLY | O_NONBLOCK | O_CLOEXEC)) < 0 && ms_now() < end)
+		usleep(20000);
+	if (fd >= 0)
+		close(fd);
+	(void)fixture_running(f, "vm");
+	while ((worker = stopped_child(f->pid)))
+		(void)kill(worker, SIGKILL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -311,6 +352,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_killed_mid_check, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ch_hot_add_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fc_drive_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ch_hot_add_fifo, setup, teardown),
 	};
 
 	snprintf(ch, sizeof(ch), "%s", test_src("tests/sim/cloud-hypervisor"));
