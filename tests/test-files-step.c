@@ -48,8 +48,8 @@ static int teardown(void **state)
 	return fixture_teardown(state);
 }
 
-/* A child of the daemon stopped by a signal (state T in /proc/PID/stat), or 0. */
-static pid_t stopped_child(pid_t daemon)
+/* A child of parent in state (T: stopped by a signal, in /proc/PID/stat; 0: any), or 0. */
+static pid_t child_in_state(pid_t parent, char want)
 {
 	DIR *d = opendir("/proc");
 	struct dirent *e;
@@ -66,11 +66,17 @@ static pid_t stopped_child(pid_t daemon)
 			continue;
 		text = test_read_file(path, NULL);
 		p = text ? strrchr(text, ')') : NULL;
-		if (p && sscanf(p + 1, " %c %d", &state, &ppid) == 2 && ppid == daemon && state == 'T')
+		if (p && sscanf(p + 1, " %c %d", &state, &ppid) == 2 && ppid == parent &&
+		    (!want || state == want))
 			found = atoi(e->d_name);
 	}
 	closedir(d);
 	return found;
+}
+
+static pid_t stopped_child(pid_t daemon)
+{
+	return child_in_state(daemon, 'T');
 }
 
 static pid_t wait_stopped_child(pid_t parent)
@@ -220,25 +226,53 @@ static void test_killed_mid_step(void **state)
 }
 
 /*
- * vmd killed while the worker's child checks the disk as the VMM user (stopped there by
- * VMD_TEST_FILES_PAUSE=check): the child dies with the worker, which dies with vmd. Its
- * parent-death signal, set before it dropped to the user, was cleared by that change of
- * uid: it stayed, as the VMM user, with the worker's descriptors of the disks.
+ * The worker stopped again in its access check as the VMM user (VMD_TEST_FILES_PAUSE=check),
+ * after its stop at the start of its work: its pid.
  */
-static void test_killed_mid_check(void **state)
+static pid_t worker_in_check(Fixture *f)
 {
-	Fixture *f = *state;
-	pid_t worker, check;
+	pid_t worker;
 
 	put_vm(f);
 	setenv("VMD_TEST_FILES_PAUSE", "check", 1);
 	fixture_start_daemon(f);
 	worker = wait_stopped_worker(f);
 	assert_int_equal(kill(worker, SIGCONT), 0);
-	check = wait_stopped_child(worker);
+	assert_int_equal(wait_stopped_worker(f), worker);
+	return worker;
+}
+
+/*
+ * vmd killed while the worker checks the disk as the VMM user: the worker dies with vmd,
+ * and the check with it. A check made by a child of the worker, its parent-death signal set
+ * before it dropped to the user, lost it with that change of uid: it stayed, running as the
+ * user, with the worker's descriptors of the disks.
+ */
+static void test_killed_mid_check(void **state)
+{
+	Fixture *f = *state;
+	pid_t worker = worker_in_check(f);
+
 	fixture_stop_daemon(f, SIGKILL);
 	fixture_wait_gone(worker);
-	fixture_wait_gone(check);
+	assert_int_equal(child_in_state(worker, 0), 0);
+}
+
+/*
+ * The start cancelled while the worker checks the disk as the VMM user: the worker is
+ * killed and reaped, and vmd is left no child, not even a zombie (one of a check child,
+ * killed with the worker and left to vmd, its subreaper, which reaps only what it knows).
+ */
+static void test_cancelled_mid_check(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *file = path_in(f->sb, "vm.yaml");
+	pid_t worker = worker_in_check(f);
+
+	assert_int_equal(unlink(file), 0);
+	json_decref(fixture_wait_status(f, "vm", absent, NULL));
+	fixture_wait_gone(worker); /* a zombie still answers kill(pid, 0): reaped */
+	assert_int_equal(child_in_state(f->pid, 0), 0);
 }
 
 static bool error_is(json_t *s, const void *arg)
@@ -350,6 +384,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_cancelled, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_killed_mid_step, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_killed_mid_check, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cancelled_mid_check, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ch_hot_add_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fc_drive_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ch_hot_add_fifo, setup, teardown),
