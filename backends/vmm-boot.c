@@ -5,19 +5,17 @@
  * vmd (vmm-worker.c), never by the loop: the sealed copies of kernel, initrd, seed and
  * credentials (a copy is a read of the whole file), the disks' checked opens (an open on a
  * slow or hung filesystem waits), and, for a VMM that reopens them as the VMM user, whether
- * that user may (a child of the worker that drops to it and tries). Each fd comes back over
+ * that user may (a thread of the worker that drops to it and tries). Each fd comes back over
  * the worker's socket as it is made; the spawn then takes them (vmm_files_take()). A
  * hot-added disk a VMM opens by path itself has its access check made the same way, in the
  * job's files phase, before its request.
  */
 #include <fcntl.h>
-#include <grp.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/prctl.h>
 #include <sys/syscall.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "provision.h"
@@ -99,35 +97,58 @@ int vmm_files_add_access(VmmFiles *f, const char *what, const char *path, bool w
 
 /* The worker */
 
+/* An access check, in a thread of the worker of its own (user_can_open()). */
+typedef struct AccessCheck {
+	const VmmUser *user;
+	const char *path;
+	int flags;
+	int error; /* the errno it met, or 0 */
+} AccessCheck;
+
+static void *check_thread(void *arg)
+{
+	AccessCheck *c = arg;
+	int fd;
+
+	/*
+	 * This thread's credentials alone: the system calls, not glibc's wrappers, which set
+	 * every thread's. As vmm.c's spawn drops to the user: no groups, its gid, its uid.
+	 */
+	if (syscall(SYS_setgroups, 0, NULL) < 0 ||
+	    syscall(SYS_setresgid, c->user->gid, c->user->gid, c->user->gid) < 0 ||
+	    syscall(SYS_setresuid, c->user->uid, c->user->uid, c->user->uid) < 0) {
+		c->error = EPERM;
+		return NULL;
+	}
+	/* A test knob, as VMD_TEST_FILES_PAUSE=1: "check" stops the worker here too. */
+	if (streq_ptr(getenv("VMD_TEST_FILES_PAUSE"), "check"))
+		(void)raise(SIGSTOP);
+	/* O_NONBLOCK: a FIFO put there must not hold the worker (vmm_open_checked()). */
+	fd = open(c->path, c->flags | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (fd < 0)
+		c->error = errno;
+	else
+		close(fd);
+	return NULL;
+}
+
 /*
- * Whether user may open path with flags, as the VMM will: a child that drops to it as
- * vmm.c's spawn does and tries (a /proc/self/fd/N is the child's copy of the worker's fd).
- * 0, or the -errno it met.
+ * Whether user may open path with flags, as the VMM will: a thread of the worker that drops
+ * to it and tries (a /proc/self/fd/N is the worker's fd). A thread, not a child: it goes
+ * with the worker, whatever kills it, where a child would be left to vmd, its subreaper,
+ * which reaps only what it knows, a zombie (or, its parent-death signal cleared by its
+ * change of uid, running as the user with the worker's descriptors). 0, or the -errno met.
  */
 static int user_can_open(const VmmUser *user, const char *path, int flags)
 {
-	int status;
-	pid_t pid = fork();
+	AccessCheck c = { .user = user, .path = path, .flags = flags };
+	pthread_t t;
+	int r = -pthread_create(&t, NULL, check_thread, &c);
 
-	if (pid < 0)
-		return -errno;
-	if (pid == 0) {
-		int e = 0;
-
-		(void)prctl(PR_SET_PDEATHSIG, SIGKILL); /* it goes with the worker */
-		if (setgroups(0, NULL) < 0 || setresgid(user->gid, user->gid, user->gid) < 0 ||
-		    setresuid(user->uid, user->uid, user->uid) < 0)
-			_exit(EPERM);
-		if (open(path, flags | O_CLOEXEC | O_NOCTTY) < 0)
-			e = errno;
-		_exit(e & 0xff);
-	}
-	while (waitpid(pid, &status, 0) < 0)
-		if (errno != EINTR)
-			return -errno;
-	if (!WIFEXITED(status))
-		return -EIO;
-	return -WEXITSTATUS(status);
+	if (r < 0)
+		return r;
+	r = -pthread_join(t, NULL);
+	return r < 0 ? r : -c.error;
 }
 
 static int check_access(const VmmFiles *f, const VmmFileWant *w, int previous, char *why, size_t n)

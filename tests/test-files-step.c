@@ -48,8 +48,8 @@ static int teardown(void **state)
 	return fixture_teardown(state);
 }
 
-/* A child of the daemon stopped by a signal (state T in /proc/PID/stat), or 0. */
-static pid_t stopped_child(pid_t daemon)
+/* A child of parent in state (T: stopped by a signal, in /proc/PID/stat; 0: any), or 0. */
+static pid_t child_in_state(pid_t parent, char want)
 {
 	DIR *d = opendir("/proc");
 	struct dirent *e;
@@ -66,23 +66,34 @@ static pid_t stopped_child(pid_t daemon)
 			continue;
 		text = test_read_file(path, NULL);
 		p = text ? strrchr(text, ')') : NULL;
-		if (p && sscanf(p + 1, " %c %d", &state, &ppid) == 2 && ppid == daemon && state == 'T')
+		if (p && sscanf(p + 1, " %c %d", &state, &ppid) == 2 && ppid == parent &&
+		    (!want || state == want))
 			found = atoi(e->d_name);
 	}
 	closedir(d);
 	return found;
 }
 
-static pid_t wait_stopped_worker(Fixture *f)
+static pid_t stopped_child(pid_t daemon)
+{
+	return child_in_state(daemon, 'T');
+}
+
+static pid_t wait_stopped_child(pid_t parent)
 {
 	uint64_t end = ms_now() + FIXTURE_WAIT_MS;
 	pid_t pid;
 
-	while (!(pid = stopped_child(f->pid))) {
+	while (!(pid = stopped_child(parent))) {
 		assert_true(ms_now() < end);
 		usleep(20000);
 	}
 	return pid;
+}
+
+static pid_t wait_stopped_worker(Fixture *f)
+{
+	return wait_stopped_child(f->pid);
 }
 
 static unsigned count_fds(pid_t pid)
@@ -214,6 +225,56 @@ static void test_killed_mid_step(void **state)
 	fixture_wait_console(f, "vm", "disks=a", 0);
 }
 
+/*
+ * The worker stopped again in its access check as the VMM user (VMD_TEST_FILES_PAUSE=check),
+ * after its stop at the start of its work: its pid.
+ */
+static pid_t worker_in_check(Fixture *f)
+{
+	pid_t worker;
+
+	put_vm(f);
+	setenv("VMD_TEST_FILES_PAUSE", "check", 1);
+	fixture_start_daemon(f);
+	worker = wait_stopped_worker(f);
+	assert_int_equal(kill(worker, SIGCONT), 0);
+	assert_int_equal(wait_stopped_worker(f), worker);
+	return worker;
+}
+
+/*
+ * vmd killed while the worker checks the disk as the VMM user: the worker dies with vmd,
+ * and the check with it. A check made by a child of the worker, its parent-death signal set
+ * before it dropped to the user, lost it with that change of uid: it stayed, running as the
+ * user, with the worker's descriptors of the disks.
+ */
+static void test_killed_mid_check(void **state)
+{
+	Fixture *f = *state;
+	pid_t worker = worker_in_check(f);
+
+	fixture_stop_daemon(f, SIGKILL);
+	fixture_wait_gone(worker);
+	assert_int_equal(child_in_state(worker, 0), 0);
+}
+
+/*
+ * The start cancelled while the worker checks the disk as the VMM user: the worker is
+ * killed and reaped, and vmd is left no child, not even a zombie (one of a check child,
+ * killed with the worker and left to vmd, its subreaper, which reaps only what it knows).
+ */
+static void test_cancelled_mid_check(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *file = path_in(f->sb, "vm.yaml");
+	pid_t worker = worker_in_check(f);
+
+	assert_int_equal(unlink(file), 0);
+	json_decref(fixture_wait_status(f, "vm", absent, NULL));
+	fixture_wait_gone(worker); /* a zombie still answers kill(pid, 0): reaped */
+	assert_int_equal(child_in_state(f->pid, 0), 0);
+}
+
 static bool error_is(json_t *s, const void *arg)
 {
 	const char *e = json_string_value(json_object_get(s, "lastError"));
@@ -275,14 +336,58 @@ static void test_fc_drive_refused(void **state)
 	hot_refused(*state, true);
 }
 
+/*
+ * The path of a disk hot-added read-only is a FIFO by the time the worker checks it (put
+ * there after the file was loaded): the VMM user's open of it must not wait for a writer,
+ * as vmd's own opens do not (vmm-files.c, O_NONBLOCK), else the worker waits until the
+ * files phase's deadline (300 s), the job with it.
+ */
+static void test_ch_hot_add_fifo(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *ro = put_file(f, "ro.img", true), *text = NULL;
+	uint64_t end;
+	pid_t worker;
+	int fd;
+
+	fixture_put_sim(f, "vm", "cloud-hypervisor", "  memory: 64Mi\n");
+	fixture_start_daemon(f);
+	assert_int_equal(kill(wait_stopped_worker(f), SIGCONT), 0);
+	(void)fixture_running(f, "vm");
+
+	assert_true(asprintf(&text,
+			     "  memory: 64Mi\n  disks:\n    - {id: d, path: \"%s\", readOnly: true}\n",
+			     ro) > 0);
+	fixture_put_sim(f, "vm", "cloud-hypervisor", text);
+	worker = wait_stopped_worker(f);
+	assert_int_equal(unlink(ro), 0);
+	assert_int_equal(mkfifo(ro, 0600), 0);
+	assert_int_equal(chown(ro, USER_ID, USER_ID), 0);
+	assert_int_equal(kill(worker, SIGCONT), 0);
+	fixture_wait_gone(worker);
+
+	/* The simulator opens it too, to read its magic: a writer that comes and goes ends that. */
+	end = ms_now() + FIXTURE_WAIT_MS;
+	while ((fd = open(ro, O_WRONLY | O_NONBLOCK | O_CLOEXEC)) < 0 && ms_now() < end)
+		usleep(20000);
+	if (fd >= 0)
+		close(fd);
+	(void)fixture_running(f, "vm");
+	while ((worker = stopped_child(f->pid)))
+		(void)kill(worker, SIGKILL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_loop_does_not_wait, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cancelled, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_killed_mid_step, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_killed_mid_check, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cancelled_mid_check, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ch_hot_add_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fc_drive_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ch_hot_add_fifo, setup, teardown),
 	};
 
 	snprintf(ch, sizeof(ch), "%s", test_src("tests/sim/cloud-hypervisor"));
