@@ -11,6 +11,7 @@
 #include <limits.h>
 #include <stdio.h>
 
+#include "log.h"
 #include "netdev.h"
 #include "qemu-vm.h"
 #include "spec-json.h"
@@ -108,6 +109,19 @@ int qemu_observe_fdsets(VmmVm *vm, VmmJob *j _unused_, const VmmReply *r)
 	const json_t *e;
 	size_t i;
 
+	if (r->error < 0 && r->answered) {
+		/*
+		 * A QEMU that refuses the command (every QEMU since 1.2 has it) is adopted all
+		 * the same, with the counter its record has: not managing a running VM is worse.
+		 */
+		log_fields(LOG_WARNING,
+			   &(LogFields){ .sandbox = vm->name,
+					 .backend = "qemu",
+					 .message_id = LOG_MESSAGE_VMM },
+			   "query-fdsets failed (%s); hot-added disks count on from fdset %u, as its record says",
+			   r->message ?: strerror(-r->error), v->last_fdset + 1);
+		return VMM_NEXT;
+	}
 	if (r->error < 0)
 		return r->error;
 	json_array_foreach(r->json, i, e)

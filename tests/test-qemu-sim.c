@@ -255,6 +255,25 @@ static void test_fdsets_after_readopt(void **state)
 	assert_int_equal(count_open(pid, b), 1);
 }
 
+/*
+ * A QEMU that refuses query-fdsets at its re-adoption is adopted all the same, with the
+ * counter its record has, and the journal says so: not managing a running VM is worse.
+ */
+static void test_fdsets_refused_at_readopt(void **state)
+{
+	Fixture *f = *state;
+	pid_t pid;
+
+	fixture_put_sim(f, "vm", "qemu", "  memory: 64Mi\n  cmdline: sim.query-fdsets-fails=1\n");
+	fixture_start_daemon(f);
+	pid = fixture_running(f, "vm");
+	fixture_stop_daemon(f, SIGKILL);
+	fixture_start_daemon(f);
+	fixture_wait_log(f, "query-fdsets failed (query-fdsets failed (sim.query-fdsets-fails))");
+	fixture_wait_log(f, "vm: re-adopted its running VM");
+	assert_int_equal(fixture_running(f, "vm"), pid);
+}
+
 /* The inode of pid's memfd named name ("/memfd:kernel (deleted)"), 0 if it has none. */
 static ino_t memfd_of(pid_t pid, const char *name)
 {
@@ -457,6 +476,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_long_ids_and_fresh_fdsets, qemu_sim_setup,
 						fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_fdsets_after_readopt, qemu_sim_setup,
+						fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_fdsets_refused_at_readopt, qemu_sim_setup,
 						fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_start_seen_through, qemu_sim_setup,
 						fixture_teardown),
