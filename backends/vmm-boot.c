@@ -190,8 +190,14 @@ static int make(const VmmFiles *f, const VmmFileWant *w, int previous, VmmWorker
 	default:
 		return -EINVAL;
 	}
-	if (fd >= 0 && fstat(fd, &rec->st) < 0)
-		return -errno;
+	if (fd >= 0 && fstat(fd, &rec->st) < 0) {
+		int r = -errno;
+
+		/* Not sent without its stat, nor kept open: the want fails, in words. */
+		snprintf(why, n, "%s: cannot stat '%s': %s", w->what, w->path, strerror(-r));
+		close(fd);
+		return r;
+	}
 	return fd;
 }
 
