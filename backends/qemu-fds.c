@@ -67,9 +67,9 @@ int qemu_files(VmmVm *vm, VmmJob *j, VmmFiles *f)
 			r = vmm_files_add_base(f, &s->disks[i], VMM_KEY_BASE + (unsigned)i);
 	}
 	if (r >= 0 && s->kernel)
-		r = vmm_files_add_boot(vm, f, VMM_BOOT_KERNEL, "kernel", s->kernel);
+		r = vmm_files_add_boot(f, VMM_BOOT_KERNEL, "kernel", s->kernel);
 	if (r >= 0 && s->initrd)
-		r = vmm_files_add_boot(vm, f, VMM_BOOT_INITRD, "initrd", s->initrd);
+		r = vmm_files_add_boot(f, VMM_BOOT_INITRD, "initrd", s->initrd);
 	for (size_t i = 0; i < s->n_credentials && r >= 0; i++) {
 		_cleanup_free_ char *copy = NULL;
 

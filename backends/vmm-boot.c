@@ -73,10 +73,8 @@ int vmm_files_add_base(VmmFiles *f, const DiskSpec *d, unsigned key)
 	return 0;
 }
 
-int vmm_files_add_boot(VmmVm *v, VmmFiles *f, VmmBootSlot slot, const char *what, const char *path)
+int vmm_files_add_boot(VmmFiles *f, VmmBootSlot slot, const char *what, const char *path)
 {
-	if (vmm_boot_file_cached(v, slot, path))
-		return 0; /* another VM's copy of that very file */
 	return vmm_files_add(f, VMM_FILE_BOOT, slot, what, path) ? 0 : -ENOMEM;
 }
 
@@ -183,8 +181,10 @@ static int make(const VmmFiles *f, const VmmFileWant *w, int previous, VmmWorker
 		fd = vmm_open_base(w->what, w->path, w->format, &w->id, why, n);
 		break;
 	case VMM_FILE_COPY:
-	case VMM_FILE_BOOT:
 		return vmm_memfd_copy(w->what, w->path, &rec->st, why, n);
+	case VMM_FILE_BOOT: /* another VM's copy of that very file, or a new one */
+		return vmm_boot_copy(w->what, w->path, f->known, f->n_known, &rec->st, &rec->match,
+				     why, n);
 	case VMM_FILE_ACCESS:
 		return check_access(f, w, previous, why, n);
 	default:
@@ -258,7 +258,9 @@ static void files_received(VmmWorker *wk _unused_, const VmmWorkerRecord *rec, i
 			close(fd);
 		r = rec->error;
 		vmm_job_fail_message(j, "%s", rec->message);
-	} else if (w->kind == VMM_FILE_BOOT && fd >= 0)
+	} else if (w->kind == VMM_FILE_BOOT && rec->match > 0 && rec->match <= f->n_known)
+		vmm_boot_file_use(j->vm, (VmmBootSlot)w->key, f->known[rec->match - 1]);
+	else if (w->kind == VMM_FILE_BOOT && fd >= 0)
 		r = vmm_boot_file_add(j->vm, (VmmBootSlot)w->key, fd, &rec->st);
 	else
 		w->fd = fd;
@@ -286,6 +288,7 @@ void vmm_files_free(VmmJob *j)
 	if (!f)
 		return;
 	vmm_worker_abort(&f->worker);
+	vmm_boot_files_release(j->vm, f->known, f->n_known);
 	for (size_t i = 0; i < f->n; i++) {
 		free(f->wants[i].path);
 		if (f->wants[i].fd >= 0)
@@ -319,6 +322,14 @@ int vmm_files_begin(VmmVm *v, VmmJob *j)
 	r = v->type->files(v, j, j->files);
 	if (r < 0 || j->files->n == 0)
 		return r;
+	/* The copies there are, for the worker to match its kernel and initrd against. */
+	for (size_t i = 0; i < j->files->n; i++)
+		if (j->files->wants[i].kind == VMM_FILE_BOOT) {
+			r = vmm_boot_files_hold(v, &j->files->known, &j->files->n_known);
+			if (r < 0)
+				return r;
+			break;
+		}
 	r = vmm_worker_start(&j->files->worker, v->b->event, files_worker, j->files, files_received,
 			     files_exited, j);
 	return r < 0 ? r : 1;

@@ -9,9 +9,11 @@
  * MAP_PRIVATE or reads it, and the pages are the memfd's, for all of them. The memfds are
  * sealed whole (F_SEAL_SHRINK too: QEMU keeps the kernel mapped, hw/core/loader.c, and an
  * emptied one would be SIGBUS in it at its next read). The copies are made by the start's
- * files step, in a worker (vmm-boot.c); a start finds the copy by a stat of the path, and
- * makes none if there is one. Two starts at once from one file not copied yet each make
- * one: the first back is the one kept, the other is closed as it comes back.
+ * files step, in a worker (vmm-boot.c), which opens the path and makes none if the file
+ * it opened is one of the copies vmd had when it started the worker (their identities,
+ * held for it: a stat in the loop would wait on a hung filesystem). Two starts at once from one
+ * file not copied yet each make one: the first back is the one kept, the other is closed as it
+ * comes back.
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -204,15 +206,52 @@ static void boot_file_hold(VmmVm *v, VmmBootSlot slot, VmmBootFile *bf)
 	v->boot_files[slot] = bf;
 }
 
-bool vmm_boot_file_cached(VmmVm *v, VmmBootSlot slot, const char *path)
+int vmm_boot_files_hold(VmmVm *v, VmmBootFile ***ret, size_t *ret_n)
 {
-	struct stat st;
-	VmmBootFile *bf =
-		stat(path, &st) == 0 ? boot_file_find(VMM_BACKEND(v->b)->boot_files, &st) : NULL;
+	size_t n = 0;
+	VmmBootFile **all;
 
-	if (bf)
-		boot_file_hold(v, slot, bf);
-	return bf != NULL;
+	for (VmmBootFile *i = VMM_BACKEND(v->b)->boot_files; i; i = i->next)
+		n++;
+	all = n > 0 ? calloc(n, sizeof(*all)) : NULL;
+	if (n > 0 && !all)
+		return -ENOMEM;
+	n = 0;
+	for (VmmBootFile *i = VMM_BACKEND(v->b)->boot_files; i; i = i->next, n++) {
+		i->users++;
+		all[n] = i;
+	}
+	*ret = all;
+	*ret_n = n;
+	return 0;
+}
+
+void vmm_boot_files_release(VmmVm *v, VmmBootFile **all, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		boot_file_put(&VMM_BACKEND(v->b)->boot_files, all[i]);
+	free(all);
+}
+
+int vmm_boot_copy(const char *what, const char *path, VmmBootFile *const *known, size_t n_known,
+		  struct stat *ret_st, unsigned *ret_match, char *why, size_t n)
+{
+	_cleanup_close_ int in = open_regular(what, path, ret_st, why, n);
+
+	if (in < 0)
+		return in;
+	/* The file as it is now, opened: a copy of it is there already, none is made. */
+	for (size_t i = 0; i < n_known; i++)
+		if (same_file(&known[i]->st, ret_st)) {
+			*ret_match = (unsigned)i + 1;
+			return 0;
+		}
+	return memfd_of(in, ret_st, what, path, why, n);
+}
+
+void vmm_boot_file_use(VmmVm *v, VmmBootSlot slot, VmmBootFile *bf)
+{
+	boot_file_hold(v, slot, bf);
 }
 
 int vmm_boot_file_add(VmmVm *v, VmmBootSlot slot, int fd, const struct stat *st)

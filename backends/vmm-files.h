@@ -45,10 +45,21 @@ typedef enum VmmBootSlot {
 	_VMM_BOOT_MAX,
 } VmmBootSlot;
 /*
- * The copy of the file at path as it is now (a stat of it), if a VM of v's backend holds
- * one: v holds it too, in slot, until vmm_boot_files_put(). true: no copy needs making.
+ * The copies v's backend has now, each held (so that a files worker may name one, which
+ * stays until the start uses it): *ret (NULL when none) of *ret_n. 0, or -ENOMEM.
  */
-bool vmm_boot_file_cached(VmmVm *v, VmmBootSlot slot, const char *path);
+int vmm_boot_files_hold(VmmVm *v, VmmBootFile ***ret, size_t *ret_n);
+/* Let go of what vmm_boot_files_hold() held, and free all. */
+void vmm_boot_files_release(VmmVm *v, VmmBootFile **all, size_t n);
+/*
+ * In a worker: the regular file at path opened, *ret_st its fstat; if it is the file one of
+ * known (1 + its index in *ret_match) is a copy of, 0 and no copy; else a sealed memfd
+ * copy of it; or -errno with the words in why.
+ */
+int vmm_boot_copy(const char *what, const char *path, VmmBootFile *const *known, size_t n_known,
+		  struct stat *ret_st, unsigned *ret_match, char *why, size_t n);
+/* v holds bf, one of the copies, in slot, until vmm_boot_files_put(). */
+void vmm_boot_file_use(VmmVm *v, VmmBootSlot slot, VmmBootFile *bf);
 /*
  * The copy fd (taken) just made of the file of st (a worker made it: vmm-boot.c) is v's in
  * slot: the one shared with the other VMs if one of them made one of that file meanwhile
@@ -104,8 +115,10 @@ typedef struct VmmFiles {
 	size_t n;
 	size_t done; /* received so far: wants[done] is at work */
 	bool has_user;
-	VmmUser user; /* ACCESS: as whom */
-	int error;    /* the first want that failed, said in the job's message */
+	VmmUser user;	     /* ACCESS: as whom */
+	int error;	     /* the first want that failed, said in the job's message */
+	VmmBootFile **known; /* BOOT: the copies there were at its start, held for the worker */
+	size_t n_known;
 	VmmWorker worker;
 } VmmFiles;
 
@@ -116,8 +129,8 @@ VmmFileWant *vmm_files_add(VmmFiles *f, VmmFileKind kind, unsigned key, const ch
 int vmm_files_add_disk(VmmFiles *f, const DiskSpec *d, unsigned key);
 /* The base image under a disk's overlay (VMM_KEY_BASE + i). 0, or -errno. */
 int vmm_files_add_base(VmmFiles *f, const DiskSpec *d, unsigned key);
-/* A kernel or an initrd: nothing if v's backend has its copy already. 0, or -errno. */
-int vmm_files_add_boot(VmmVm *v, VmmFiles *f, VmmBootSlot slot, const char *what, const char *path);
+/* A kernel or an initrd: its copy, or the one v's backend has of that file. 0, or -errno. */
+int vmm_files_add_boot(VmmFiles *f, VmmBootSlot slot, const char *what, const char *path);
 /*
  * Whether the VMM user may open path (writable: read-write), as the VMM will: the fd of the
  * want just before (of_previous), or the path itself. Nothing without a VMM user, or as root.

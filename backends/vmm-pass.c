@@ -101,10 +101,10 @@ int vmm_vm_want_boot(VmmVm *v, VmmFiles *f)
 	const SandboxSpec *s = v->config;
 	_cleanup_free_ char *seed = NULL;
 	char what[SPEC_ID_MAX + 16];
-	int r = vmm_files_add_boot(v, f, VMM_BOOT_KERNEL, "kernel", s->kernel);
+	int r = vmm_files_add_boot(f, VMM_BOOT_KERNEL, "kernel", s->kernel);
 
 	if (r >= 0 && s->initrd)
-		r = vmm_files_add_boot(v, f, VMM_BOOT_INITRD, "initrd", s->initrd);
+		r = vmm_files_add_boot(f, VMM_BOOT_INITRD, "initrd", s->initrd);
 	for (size_t i = 0; r >= 0 && i < s->n_disks; i++) {
 		const DiskSpec *d = &s->disks[i];
 

@@ -25,6 +25,7 @@ typedef struct VmmWorkerRecord {
 	unsigned index; /* which of its work it is, the caller's numbering */
 	int error;	/* 0: a descriptor comes with it; -errno: none, message says why */
 	struct stat st; /* of the descriptor's file */
+	unsigned match; /* 0, or 1 + which of the caller's known files it is (no descriptor) */
 	char message[1024];
 } VmmWorkerRecord;
 
