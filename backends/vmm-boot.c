@@ -202,6 +202,27 @@ static int make(const VmmFiles *f, const VmmFileWant *w, int previous, VmmWorker
 }
 
 /*
+ * In the worker, before the wants (which copy or open them): the seed and the credentials'
+ * copies, made anew from the host's files (a fromFile on a hung filesystem waits here, not
+ * in the loop). Sent as a record of VMM_FILES_PROVISION: 0, or -errno with the words.
+ */
+static int provision(const VmmFiles *f, int sock)
+{
+	VmmWorkerRecord rec = { .index = VMM_FILES_PROVISION };
+	int r;
+
+	r = credentials_copy(f->spec, f->dir, rec.message, sizeof(rec.message));
+	if (r >= 0 && f->seed)
+		r = seed_write(f->spec, f->seed, rec.message, sizeof(rec.message));
+	rec.error = r < 0 ? r : 0;
+	if (r >= 0)
+		rec.message[0] = '\0';
+	if (vmm_worker_send(sock, &rec, -EBADF) < 0)
+		return -EPIPE;
+	return r;
+}
+
+/*
  * The worker: each want in turn, sent back as it is made; the first that fails is sent
  * with its words, and ends it. Its fds stay open until it exits (an access check reopens
  * the one before).
@@ -221,6 +242,12 @@ static int files_worker(void *arg, int sock)
 	if (dup2(sock, 3) < 0)
 		return 1;
 	(void)syscall(SYS_close_range, 4, ~0u, 0);
+	if (f->spec) {
+		int r = provision(f, 3);
+
+		if (r < 0)
+			return r == -EPIPE ? 2 : 1;
+	}
 	for (size_t i = 0; i < f->n; i++) {
 		VmmWorkerRecord rec = { .index = (unsigned)i };
 		int fd = make(f, &f->wants[i], previous, &rec);
@@ -245,6 +272,17 @@ static void files_received(VmmWorker *wk _unused_, const VmmWorkerRecord *rec, i
 	VmmFileWant *w = rec->index < f->n ? &f->wants[rec->index] : NULL;
 	int r = 0;
 
+	if (rec->index == VMM_FILES_PROVISION && !f->provisioned) {
+		if (fd >= 0)
+			close(fd);
+		f->provisioned = true;
+		vmm_vm_changed(j->vm); /* the status says what it does next */
+		if (rec->error < 0 && f->error == 0) {
+			f->error = rec->error;
+			vmm_job_fail_message(j, "%s", rec->message);
+		}
+		return;
+	}
 	if (!w || w->received) {
 		if (fd >= 0)
 			close(fd);
@@ -274,7 +312,7 @@ static void files_exited(VmmWorker *wk _unused_, int status, void *userdata)
 	VmmFiles *f = j->files;
 	int r = f->error;
 
-	if (r == 0 && (status != 0 || f->done < f->n)) {
+	if (r == 0 && (status != 0 || f->done < f->n || (f->spec && !f->provisioned))) {
 		vmm_job_fail_message(j, "vmd's file worker exited with status %d", status);
 		r = -EIO;
 	}
@@ -289,6 +327,7 @@ void vmm_files_free(VmmJob *j)
 		return;
 	vmm_worker_abort(&f->worker);
 	vmm_boot_files_release(j->vm, f->known, f->n_known);
+	free(f->seed);
 	for (size_t i = 0; i < f->n; i++) {
 		free(f->wants[i].path);
 		if (f->wants[i].fd >= 0)
@@ -301,16 +340,11 @@ int vmm_files_begin(VmmVm *v, VmmJob *j)
 {
 	VmmUser buf;
 	const VmmUser *user = vmm_vm_user(v, &buf);
-	int r;
+	bool provision = IN_SET(j->type, BACKEND_OP_START, BACKEND_OP_RESTORE);
+	int r = 0;
 
 	vmm_files_free(j);
-	/* The seed and the credentials' copies first: the worker copies them. */
-	if (IN_SET(j->type, BACKEND_OP_START, BACKEND_OP_RESTORE)) {
-		r = vmm_vm_provision(v);
-		if (r < 0)
-			return r;
-	}
-	if (!v->type->files)
+	if (!v->type->files && !provision)
 		return 0;
 	j->files = calloc(1, sizeof(*j->files));
 	if (!j->files)
@@ -319,8 +353,19 @@ int vmm_files_begin(VmmVm *v, VmmJob *j)
 		j->files->has_user = true;
 		j->files->user = *user;
 	}
-	r = v->type->files(v, j, j->files);
-	if (r < 0 || j->files->n == 0)
+	/* The seed and the credentials' copies first: the worker writes them, then copies. */
+	if (provision) {
+		j->files->spec = v->config;
+		j->files->dir = v->dir;
+		if (v->config->cloud_init) {
+			j->files->seed = vmm_vm_path(v->b, v->name, PROVISION_SEED);
+			if (!j->files->seed)
+				return -ENOMEM;
+		}
+	}
+	if (v->type->files)
+		r = v->type->files(v, j, j->files);
+	if (r < 0 || (j->files->n == 0 && !provision))
 		return r;
 	/* The copies there are, for the worker to match its kernel and initrd against. */
 	for (size_t i = 0; i < j->files->n; i++)
@@ -353,7 +398,9 @@ char *vmm_files_describe(const VmmVm *v _unused_, const VmmJob *j)
 	char *m = NULL;
 	int r;
 
-	if (!w)
+	if (f && f->spec && !f->provisioned && (f->seed || f->spec->n_credentials > 0))
+		r = asprintf(&m, "writing its seed and its credentials' copies");
+	else if (!w)
 		r = asprintf(&m, "opening the files its VMM gets");
 	else if (IN_SET(w->kind, VMM_FILE_COPY, VMM_FILE_BOOT))
 		r = asprintf(&m, "copying the %s %s", w->what, w->path);

@@ -85,6 +85,9 @@ typedef enum VmmFileKind {
 	VMM_FILE_ACCESS, /* the VMM user may open path (of_previous: the fd of the want before) */
 } VmmFileKind;
 
+/* The index of the worker's record of the seed and credentials' copies (VmmFiles.spec). */
+#define VMM_FILES_PROVISION UINT32_MAX
+
 /* The keys of a start's files, for vmm_files_take(). */
 enum {
 	VMM_KEY_SEED = _VMM_BOOT_MAX,
@@ -119,6 +122,15 @@ typedef struct VmmFiles {
 	int error;	     /* the first want that failed, said in the job's message */
 	VmmBootFile **known; /* BOOT: the copies there were at its start, held for the worker */
 	size_t n_known;
+	/*
+	 * A start's or a restore's: the seed (at seed, unless NULL) and the credentials'
+	 * copies (in dir) of spec, which the worker writes first (provision.h), before the
+	 * wants that read them.
+	 */
+	const SandboxSpec *spec;
+	const char *dir;
+	char *seed;
+	bool provisioned; /* the worker said it wrote them */
 	VmmWorker worker;
 } VmmFiles;
 

@@ -152,26 +152,6 @@ static void close_pass_fds(VmmVm *v)
 		close(v->pass_fds[--v->n_pass_fds]);
 }
 
-/* Before the files step opens any (vmm-boot.c): a missing file costs nothing. */
-int vmm_vm_provision(VmmVm *v)
-{
-	const SandboxSpec *s = v->config;
-	_cleanup_free_ char *seed = NULL;
-	char why[512];
-	int r;
-
-	r = credentials_copy(s, v->dir, why, sizeof(why));
-	if (r >= 0 && s->cloud_init) {
-		seed = vmm_vm_path(v->b, v->name, PROVISION_SEED);
-		r = seed ? seed_write(s, seed, why, sizeof(why)) : -ENOMEM;
-	}
-	if (r >= 0)
-		return 0;
-	backend_set_error(v->b, "%s", why);
-	(void)provision_remove(v->dir);
-	return r;
-}
-
 static int spawn(VmmVm *v)
 {
 	VmmUser user;
@@ -188,7 +168,7 @@ static int spawn(VmmVm *v)
 		if (v->serial_fd < 0)
 			return v->serial_fd;
 	}
-	/* The seed and the credentials' copies were made before the files step. */
+	/* The seed and the credentials' copies were made by the files step's worker. */
 	r = v->type->prepare ? v->type->prepare(v) : 0;
 	if (r < 0) {
 		close_pass_fds(v);

@@ -508,11 +508,6 @@ void vmm_job_image_done(VmmVm *v, VmmJob *j, int error);
 
 /* vmm-start.c: spawn the VMM of a VM whose start made its images and files first. */
 int vmm_vm_launch(VmmVm *v);
-/*
- * vmm-start.c: the seed and the credentials' copies (provision.h), made anew from the
- * host's files before each start: 0, or -errno said in the backend's error.
- */
-int vmm_vm_provision(VmmVm *v);
 /* The files phase (vmm-boot.c) of j is done (error: it failed): on to the next. */
 void vmm_job_files_done(VmmVm *v, VmmJob *j, int error);
 
