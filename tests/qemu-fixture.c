@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /* What the tests that boot the test guest (tests/guest) under real QEMU share. */
+#include <dirent.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "qemu-fixture.h"
@@ -92,4 +94,29 @@ void qemu_wait_devices(Fixture *f, const char *name, const char *blk, const char
 size_t qemu_n_devices(json_t *s, const char *kind)
 {
 	return json_array_size(json_object_get(s, kind));
+}
+
+/* The inode of pid's memfd named name ("/memfd:kernel (deleted)"), 0 if it has none. */
+ino_t qemu_memfd_of(pid_t pid, const char *name)
+{
+	_cleanup_free_ char *dir = NULL, *want = NULL;
+	struct dirent *e;
+	ino_t ino = 0;
+	DIR *d;
+
+	assert_true(asprintf(&dir, "/proc/%d/fd", (int)pid) > 0);
+	assert_true(asprintf(&want, "/memfd:%s (deleted)", name) > 0);
+	d = opendir(dir);
+	assert_non_null(d);
+	while ((e = readdir(d))) {
+		_cleanup_free_ char *p = path_in(dir, "%s", e->d_name);
+		char link[256];
+		ssize_t n = readlink(p, link, sizeof(link) - 1);
+		struct stat st;
+
+		if (n > 0 && (link[n] = '\0', streq(link, want)) && stat(p, &st) == 0)
+			ino = st.st_ino;
+	}
+	closedir(d);
+	return ino;
 }

@@ -7,6 +7,7 @@
  * test-qemu-net.
  */
 #include <jansson.h>
+#include <sys/types.h>
 
 #include "daemon-fixture.h"
 
@@ -22,5 +23,7 @@ void qemu_put(Fixture *f, const char *name, const char *extra_spec);
 char *qemu_last_devices(Fixture *f, const char *name);
 /* Wait until the guest sees disks blk and networks starting with net_prefix. */
 void qemu_wait_devices(Fixture *f, const char *name, const char *blk, const char *net_prefix);
+/* The inode of pid's memfd named name ("/memfd:kernel (deleted)"), 0 if it has none. */
+ino_t qemu_memfd_of(pid_t pid, const char *name);
 /* How many disks or networks (kind) status s lists. */
 size_t qemu_n_devices(json_t *s, const char *kind);

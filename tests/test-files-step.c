@@ -19,6 +19,7 @@
 
 #include "daemon-fixture.h"
 #include "helpers.h"
+#include "qemu-fixture.h"
 #include "util.h"
 
 #define USER_ID 65534
@@ -140,6 +141,25 @@ static void put_vm(Fixture *f)
 }
 
 /*
+ * While worker is stopped, the status of vm says doing, and the loop serves the rest: vmd
+ * status says it too, and another sandbox starts.
+ */
+static void expect_loop_serves(Fixture *f, pid_t worker, const char *doing)
+{
+	char *const argv[] = { (char *)test_vmd(), "status", "--run-dir", f->run, "vm", NULL };
+	TestRun run;
+
+	json_decref(fixture_wait_status(f, "vm", says, doing));
+	test_run(&run, argv);
+	assert_int_equal(run.status, 0);
+	assert_non_null(strstr(run.out, doing));
+	test_run_done(&run);
+	fixture_put(f, "other", FIXTURE_NOOP_SPEC);
+	json_decref(fixture_wait_status(f, "other", phase_is, "Running"));
+	assert_int_equal(stopped_child(f->pid), worker);
+}
+
+/*
  * The worker stopped before the kernel's copy: the start waits in its files phase, which
  * the status says, and the loop serves the rest (vmd status, another sandbox's start).
  * Going on, it copies, opens and checks, and the VMM runs with what it sent.
@@ -147,23 +167,13 @@ static void put_vm(Fixture *f)
 static void test_loop_does_not_wait(void **state)
 {
 	Fixture *f = *state;
-	char *const argv[] = { (char *)test_vmd(), "status", "--run-dir", f->run, "vm", NULL };
-	TestRun run;
 	pid_t worker;
 
 	put_vm(f);
 	fixture_start_daemon(f);
 	worker = wait_stopped_worker(f);
 	json_decref(fixture_wait_status(f, "vm", says, "\"phase\": \"files\""));
-	json_decref(fixture_wait_status(f, "vm", says, "copying the kernel "));
-	test_run(&run, argv);
-	assert_int_equal(run.status, 0);
-	assert_non_null(strstr(run.out, "copying the kernel "));
-	test_run_done(&run);
-
-	fixture_put(f, "other", FIXTURE_NOOP_SPEC);
-	json_decref(fixture_wait_status(f, "other", phase_is, "Running"));
-	assert_int_equal(stopped_child(f->pid), worker);
+	expect_loop_serves(f, worker, "copying the kernel ");
 	assert_int_equal(fixture_count_requests(f, "PUT /api/v1/vm.create"), 0);
 
 	assert_int_equal(kill(worker, SIGCONT), 0);
@@ -377,6 +387,127 @@ static void test_ch_hot_add_fifo(void **state)
 		(void)kill(worker, SIGKILL);
 }
 
+/* On the QEMU simulator, the worker stopped before its first work. */
+static int qemu_paused_setup(void **state)
+{
+	int r = qemu_sim_setup(state);
+
+	setenv("VMD_TEST_FILES_PAUSE", "1", 1);
+	return r;
+}
+
+/* Once the stopped worker of the start of name is sent on: its VMM's pid. */
+static pid_t go_on(Fixture *f, const char *name, pid_t worker)
+{
+	pid_t vmm;
+
+	assert_int_equal(kill(worker, SIGCONT), 0);
+	vmm = fixture_running(f, name);
+	fixture_wait_gone(worker);
+	return vmm;
+}
+
+/*
+ * Another VM's copy of a kernel is found by the worker, on the file it opens, not by the
+ * loop: b's start, the file as a's, shares a's memfd; c's, the file replaced while its
+ * worker is stopped (its start begun, its wants listed), gets a copy of the new file.
+ * Without a worker's match the loop's stat at the start of c found a's copy.
+ */
+static void test_kernel_matched_in_worker(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *kernel = path_in(f->dir, "vmlinux"),
+			    *next = path_in(f->dir, "vmlinux.next");
+	ino_t a, b, c;
+
+	fixture_put_sim(f, "a", "qemu", "  memory: 64Mi\n");
+	fixture_start_daemon(f);
+	a = qemu_memfd_of(go_on(f, "a", wait_stopped_worker(f)), "kernel");
+	assert_true(a != 0);
+
+	fixture_put_sim(f, "b", "qemu", "  memory: 64Mi\n");
+	json_decref(fixture_wait_status(f, "b", says, "copying the kernel "));
+	b = qemu_memfd_of(go_on(f, "b", wait_stopped_worker(f)), "kernel");
+	assert_true(b == a);
+
+	fixture_put_sim(f, "c", "qemu", "  memory: 64Mi\n");
+	json_decref(fixture_wait_status(f, "c", says, "copying the kernel "));
+	test_write_str(f->dir, "vmlinux.next", "another kernel\n");
+	assert_int_equal(rename(next, kernel), 0);
+	c = qemu_memfd_of(go_on(f, "c", wait_stopped_worker(f)), "kernel");
+	assert_true(c != 0);
+	assert_true(c != a);
+}
+
+/* A qemu sandbox name with a credential pw of path, and a seed if cloud_init. */
+static void put_provisioned(Fixture *f, const char *name, const char *path, bool cloud_init)
+{
+	_cleanup_free_ char *text = NULL;
+
+	assert_true(asprintf(&text,
+			     "  memory: 64Mi\n%s"
+			     "  credentials:\n    - {name: pw, fromFile: \"%s\"}\n",
+			     cloud_init ? "  cloudInit:\n    userData: \"#cloud-config\\n\"\n" : "",
+			     path) > 0);
+	fixture_put_sim(f, name, "qemu", text);
+}
+
+/*
+ * The seed and the credentials' copies are the worker's first work: while it is stopped,
+ * neither is in the run dir, the status says what it is to do, and the loop answers (vmd
+ * status, another sandbox's start); sent on, it writes them and the VM runs from them.
+ */
+static void test_provision_in_worker(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *secret = path_in(f->dir, "secret"),
+			    *seed = path_in(f->run, "vm/seed.iso"),
+			    *copies = path_in(f->run, "vm/credentials");
+	pid_t worker;
+
+	test_write_str(f->dir, "secret", "not a real secret\n");
+	put_provisioned(f, "vm", secret, true);
+	fixture_start_daemon(f);
+	worker = wait_stopped_worker(f);
+	expect_loop_serves(f, worker, "writing its seed and its credentials' copies");
+	assert_true(access(seed, F_OK) < 0 && errno == ENOENT);
+	assert_true(access(copies, F_OK) < 0 && errno == ENOENT);
+
+	(void)go_on(f, "vm", worker);
+	assert_int_equal(access(seed, F_OK), 0);
+}
+
+/*
+ * A credential whose fromFile is a FIFO: the worker, not the loop, finds it (stopped, the
+ * start has not failed, and the loop serves); sent on, the start fails with the words it
+ * always had, no VMM runs, and nothing of the copies is left in the run dir.
+ */
+static void test_provision_fifo(void **state)
+{
+	Fixture *f = *state;
+	_cleanup_free_ char *fifo = path_in(f->dir, "secret"),
+			    *copies = path_in(f->run, "vm/credentials"), *want = NULL;
+	json_t *s;
+	pid_t worker;
+
+	assert_int_equal(mkfifo(fifo, 0600), 0);
+	put_provisioned(f, "vm", fifo, false);
+	fixture_start_daemon(f);
+	worker = wait_stopped_worker(f);
+	expect_loop_serves(f, worker, "writing its seed and its credentials' copies");
+
+	assert_int_equal(kill(worker, SIGCONT), 0);
+	assert_true(asprintf(&want, "credential 'pw': fromFile '%s' is not a regular file", fifo) > 0);
+	s = fixture_wait_status(f, "vm", failing, want);
+	assert_int_equal(pid_of(s), 0);
+	json_decref(s);
+	fixture_wait_gone(worker);
+	assert_true(access(copies, F_OK) < 0 && errno == ENOENT);
+	/* Its retries' workers stop too: vmd's, ended here. */
+	while ((worker = stopped_child(f->pid)))
+		(void)kill(worker, SIGKILL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -388,6 +519,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_ch_hot_add_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fc_drive_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ch_hot_add_fifo, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_kernel_matched_in_worker, qemu_paused_setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_provision_in_worker, qemu_paused_setup, teardown),
+		cmocka_unit_test_setup_teardown(test_provision_fifo, qemu_paused_setup, teardown),
 	};
 
 	snprintf(ch, sizeof(ch), "%s", test_src("tests/sim/cloud-hypervisor"));

@@ -274,31 +274,6 @@ static void test_fdsets_refused_at_readopt(void **state)
 	assert_int_equal(fixture_running(f, "vm"), pid);
 }
 
-/* The inode of pid's memfd named name ("/memfd:kernel (deleted)"), 0 if it has none. */
-static ino_t memfd_of(pid_t pid, const char *name)
-{
-	_cleanup_free_ char *dir = NULL, *want = NULL;
-	struct dirent *e;
-	ino_t ino = 0;
-	DIR *d;
-
-	assert_true(asprintf(&dir, "/proc/%d/fd", (int)pid) > 0);
-	assert_true(asprintf(&want, "/memfd:%s (deleted)", name) > 0);
-	d = opendir(dir);
-	assert_non_null(d);
-	while ((e = readdir(d))) {
-		_cleanup_free_ char *p = path_in(dir, "%s", e->d_name);
-		char link[256];
-		ssize_t n = readlink(p, link, sizeof(link) - 1);
-		struct stat st;
-
-		if (n > 0 && (link[n] = '\0', streq(link, want)) && stat(p, &st) == 0)
-			ino = st.st_ino;
-	}
-	closedir(d);
-	return ino;
-}
-
 /*
  * The kernel goes to QEMU as vmd's memfd (QEMU's -kernel reads a path; its user has no
  * access to the host's): one memfd for two guests of the same kernel file, a new one for
@@ -313,15 +288,15 @@ static void test_kernel_shared(void **state)
 	fixture_put_sim(f, "a", "qemu", "  memory: 64Mi\n");
 	fixture_put_sim(f, "b", "qemu", "  memory: 64Mi\n");
 	fixture_start_daemon(f);
-	a = memfd_of(fixture_running(f, "a"), "kernel");
-	b = memfd_of(fixture_running(f, "b"), "kernel");
+	a = qemu_memfd_of(fixture_running(f, "a"), "kernel");
+	b = qemu_memfd_of(fixture_running(f, "b"), "kernel");
 	assert_true(a != 0);
 	assert_true(a == b);
 
 	test_write_str(f->dir, "vmlinux", "another kernel\n");
 	assert_int_equal(access(kernel, R_OK), 0);
 	fixture_put_sim(f, "c", "qemu", "  memory: 64Mi\n");
-	c = memfd_of(fixture_running(f, "c"), "kernel");
+	c = qemu_memfd_of(fixture_running(f, "c"), "kernel");
 	assert_true(c != 0);
 	assert_true(c != a);
 }
