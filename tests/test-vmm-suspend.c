@@ -194,6 +194,39 @@ static unsigned last_counter(Ctx *c, const char *name)
 	return n;
 }
 
+#define RESTORED "SIM-GUEST-RESTORED counter="
+
+/*
+ * The loop runs until the restored guest says so; where that ends, and the count it goes
+ * on from (*ret). Cloud Hypervisor up to v52.0 drops what the guest prints before it has
+ * accepted vmd's connection to its serial socket, which vmd makes just before vm.resume
+ * and cannot see accepted (docs/backends.md): there the RESTORED line may be lost, and the
+ * count going on past before (the last count before the save) stands for it.
+ */
+static size_t wait_restored(Ctx *c, const char *name, unsigned before, unsigned *ret)
+{
+	uint64_t end = now_usec(CLOCK_MONOTONIC) + WAIT_USEC;
+	bool lossy = streq_ptr(getenv("VMD_SIM_CH_VERSION"), "v52.0");
+	char next[64];
+
+	snprintf(next, sizeof(next), "SIM-GUEST-COUNTER %u", before + 1);
+	for (;;) {
+		_cleanup_free_ char *text = console(c, name);
+		const char *at = text ? strstr(text, RESTORED) : NULL;
+
+		if (at) {
+			assert_int_equal(sscanf(at + strlen(RESTORED), "%u", ret), 1);
+			return (size_t)(at - text) + strlen(RESTORED);
+		}
+		if (lossy && text && (at = strstr(text, next))) {
+			*ret = before;
+			return (size_t)(at - text);
+		}
+		assert_true(now_usec(CLOCK_MONOTONIC) < end);
+		assert_true(sd_event_run(c->e, 50 * 1000) >= 0);
+	}
+}
+
 static VmState state_of(Ctx *c, const char *name, pid_t *ret_pid)
 {
 	VmObserved o = {};
@@ -306,12 +339,7 @@ static void suspend_and_wake(BackendKind kind, bool jailed)
 	assert_true(c->b->ops->restore(c->b, s, 1, snap) > 0);
 	assert_int_equal(wait_done(c, BACKEND_OP_RESTORE), 0);
 	assert_int_equal(state_of(c, "vm", NULL), VM_RUNNING);
-	at = wait_console(c, "vm", "SIM-GUEST-RESTORED counter=", 0);
-	{
-		_cleanup_free_ char *text = console(c, "vm");
-
-		assert_int_equal(sscanf(text + at, "%u", &restored), 1);
-	}
+	at = wait_restored(c, "vm", before, &restored);
 	assert_int_equal(restored, before);
 	if (kind == BACKEND_CLOUD_HYPERVISOR) {
 		room(c, "vm", &room_after);
@@ -438,10 +466,9 @@ static void adopted_mid_wake(BackendKind kind, bool jailed)
 {
 	Ctx *c = ctx_new(kind, jailed);
 	_cleanup_(sandbox_spec_freep) SandboxSpec *s = spec(c, "vm", "sim.counter=1");
-	_cleanup_free_ char *snap = snapshot_dir(c, "vm"), *text = NULL, *requests = NULL;
-	unsigned restored = 0;
+	_cleanup_free_ char *snap = snapshot_dir(c, "vm"), *requests = NULL;
+	unsigned before, restored = 0;
 	VmObserved o = {};
-	size_t at;
 
 	assert_true(asprintf(&requests, "%s/requests", c->dir) > 0);
 	setenv("VMD_SIM_REQUESTS", requests, 1); /* read by the simulators as they start */
@@ -450,6 +477,7 @@ static void adopted_mid_wake(BackendKind kind, bool jailed)
 	wait_console(c, "vm", "SIM-GUEST-COUNTER 2", 0);
 	assert_true(c->b->ops->suspend(c->b, "vm", snap) > 0);
 	assert_int_equal(wait_done(c, BACKEND_OP_SUSPEND), 0);
+	before = last_counter(c, "vm"); /* before the cleanup takes its console.log */
 	assert_int_equal(c->b->ops->cleanup(c->b, "vm"), 0);
 
 	assert_true(c->b->ops->restore(c->b, s, 1, snap) > 0);
@@ -476,9 +504,7 @@ static void adopted_mid_wake(BackendKind kind, bool jailed)
 	assert_true(c->b->ops->restore(c->b, s, 1, snap) > 0);
 	assert_int_equal(wait_done(c, BACKEND_OP_RESTORE), 0);
 	assert_int_equal(state_of(c, "vm", NULL), VM_RUNNING);
-	at = wait_console(c, "vm", "SIM-GUEST-RESTORED counter=", 0);
-	text = console(c, "vm");
-	assert_int_equal(sscanf(text + at, "%u", &restored), 1);
+	(void)wait_restored(c, "vm", before, &restored);
 	assert_true(restored >= 2);
 	stop(c, "vm");
 	unsetenv("VMD_SIM_REQUESTS");
